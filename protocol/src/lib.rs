@@ -1,0 +1,25 @@
+//! Wire and file formats shared by every binary of the testbed.
+//!
+//! The field names are those of the original HotFunctions (Prev/HotFunctions,
+//! `worker_front/types/types.go` and `load_balancer/request_handler.go`), kept
+//! byte-for-byte so that tools written for the original keep working. New
+//! features add fields; they never rename old ones.
+//!
+//! # Layout
+//! - [`reply`]: the worker's reply ([`WorkerReply`]), the balancer's reply
+//!   ([`BalancerReply`] = worker reply + [`LoadBalancingInfo`]), the failure
+//!   reply ([`ErrorReply`]) and the function's own output ([`FunctionOutput`]).
+//! - [`scenario`]: scenario CSV rows `FunctionName,StartTimeMs` (no header).
+//! - [`log`]: the replay log line
+//!   `YYYY/MM/DD HH:MM:SS <startMs> <endMs> <function> <json>`.
+
+pub mod log;
+pub mod reply;
+pub mod scenario;
+
+pub use log::{LogLine, LogLineError};
+pub use reply::{
+    BalancerReply, ErrorReply, ExecutionMeta, FunctionOutput, FunctionResult, LoadBalancingInfo,
+    WorkerReply,
+};
+pub use scenario::{ScenarioError, ScenarioEvent};

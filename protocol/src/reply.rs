@@ -1,0 +1,220 @@
+//! JSON replies of the worker and of the balancer.
+//!
+//! Field names and order follow the original Go structs: `Result`,
+//! `ExecutionTime`, `InternalExecutionTime`, `Meta`, then
+//! `LoadBalancingInfo`. Unknown fields are accepted when reading, so that
+//! replies of newer workers (which may add fields) still parse.
+
+use serde::{Deserialize, Serialize};
+
+/// What the function itself returned: `{"statusCode": 200, "body": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FunctionResult {
+    #[serde(rename = "statusCode")]
+    pub status_code: i32,
+    pub body: String,
+}
+
+/// One invocation's output as printed by a function instance (`hf-fn`):
+/// `{"startTime": ms, "endTime": ms, "result": {...}}`, times in Unix
+/// milliseconds measured inside the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionOutput {
+    #[serde(rename = "startTime")]
+    pub start_time: i64,
+    #[serde(rename = "endTime")]
+    pub end_time: i64,
+    pub result: FunctionResult,
+}
+
+impl FunctionOutput {
+    /// `InternalExecutionTime`: the time spent inside the function, in ms.
+    pub fn internal_ms(&self) -> i64 {
+        self.end_time - self.start_time
+    }
+}
+
+/// How the worker served the call (the original's `FunctionExecutionMetaData`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecutionMeta {
+    /// The function's image (or staged package) had to be built for this call.
+    pub image_built: bool,
+    /// The call ran in a pre-warmed pool instance.
+    pub using_pooled_container: bool,
+    /// The call ran in a REST-mode instance that was already alive.
+    pub using_existing_rest_container: bool,
+    pub container_name: String,
+    pub image_name: String,
+}
+
+impl ExecutionMeta {
+    /// A cold start: no warm instance (pooled or REST) served the call.
+    pub fn is_cold(&self) -> bool {
+        !self.using_pooled_container && !self.using_existing_rest_container
+    }
+}
+
+/// The worker's reply to `GET /execute?name=F`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct WorkerReply {
+    pub result: FunctionResult,
+    /// Wall time the worker spent on the call, in ms.
+    pub execution_time: i64,
+    /// Time spent inside the function, in ms (from [`FunctionOutput`]).
+    pub internal_execution_time: i64,
+    pub meta: ExecutionMeta,
+}
+
+/// Added by the balancer to every forwarded reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoadBalancingInfo {
+    pub worker_node_id: i64,
+    pub worker_node_url: String,
+    pub algorithm: String,
+    /// Time spent in the scheduler's `select`, in milliseconds (float).
+    pub algorithm_latency: f64,
+}
+
+/// The balancer's reply to `GET /execute?name=F`: the worker's reply plus
+/// [`LoadBalancingInfo`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BalancerReply {
+    #[serde(flatten)]
+    pub worker: WorkerReply,
+    #[serde(rename = "LoadBalancingInfo")]
+    pub load_balancing_info: LoadBalancingInfo,
+}
+
+/// The failure reply of every component: `{"Error": true, "Message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ErrorReply {
+    pub error: bool,
+    pub message: String,
+}
+
+impl ErrorReply {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            error: true,
+            message: message.into(),
+        }
+    }
+
+    /// The reply as a JSON string (infallible: only strings and a bool).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"Error":true,"Message":""}"#.into())
+    }
+}
+
+/// Adds `"LoadBalancingInfo": {...}` to a worker's JSON object without
+/// parsing or re-serializing the rest of it (the balancer's hot path).
+///
+/// Returns `None` when `worker_json` is not a JSON object (after trimming
+/// white space), so that the caller can report a bad worker reply.
+pub fn append_load_balancing_info(worker_json: &[u8], info: &LoadBalancingInfo) -> Option<Vec<u8>> {
+    let end = worker_json.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    let start = worker_json.iter().position(|b| !b.is_ascii_whitespace())?;
+    if worker_json[start] != b'{' || worker_json[end] != b'}' {
+        return None;
+    }
+    let inner_is_empty = worker_json[start + 1..end]
+        .iter()
+        .all(|b| b.is_ascii_whitespace());
+    let info_json = serde_json::to_vec(info).ok()?;
+    let mut out = Vec::with_capacity(end - start + info_json.len() + 24);
+    out.extend_from_slice(&worker_json[start..end]);
+    if !inner_is_empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""LoadBalancingInfo":"#);
+    out.extend_from_slice(&info_json);
+    out.push(b'}');
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A balancer reply exactly as the original Go balancer marshals it.
+    const ORIGINAL_BALANCER_REPLY: &str = r#"{"Result":{"statusCode":200,"body":"W3 done"},"ExecutionTime":1234,"InternalExecutionTime":1001,"Meta":{"ImageBuilt":true,"UsingPooledContainer":false,"UsingExistingRestContainer":false,"ContainerName":"hf_w3_1","ImageName":"hf_w3"},"LoadBalancingInfo":{"WorkerNodeId":2,"WorkerNodeUrl":"http://10.0.0.3:8222","Algorithm":"ch","AlgorithmLatency":0.012}}"#;
+
+    #[test]
+    fn balancer_reply_round_trips_byte_for_byte() {
+        let reply: BalancerReply = serde_json::from_str(ORIGINAL_BALANCER_REPLY).unwrap();
+        assert_eq!(reply.worker.result.status_code, 200);
+        assert_eq!(reply.worker.result.body, "W3 done");
+        assert_eq!(reply.worker.execution_time, 1234);
+        assert_eq!(reply.worker.internal_execution_time, 1001);
+        assert!(reply.worker.meta.image_built);
+        assert_eq!(reply.worker.meta.container_name, "hf_w3_1");
+        assert_eq!(reply.load_balancing_info.worker_node_id, 2);
+        assert_eq!(reply.load_balancing_info.algorithm, "ch");
+        assert_eq!(reply.load_balancing_info.algorithm_latency, 0.012);
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            ORIGINAL_BALANCER_REPLY
+        );
+    }
+
+    #[test]
+    fn worker_reply_round_trips_and_tolerates_new_fields() {
+        let original = r#"{"Result":{"statusCode":200,"body":""},"ExecutionTime":4000,"InternalExecutionTime":1000,"Meta":{"ImageBuilt":false,"UsingPooledContainer":true,"UsingExistingRestContainer":false,"ContainerName":"","ImageName":""}}"#;
+        let reply: WorkerReply = serde_json::from_str(original).unwrap();
+        assert!(reply.meta.using_pooled_container);
+        assert!(!reply.meta.is_cold());
+        assert_eq!(serde_json::to_string(&reply).unwrap(), original);
+
+        let newer = original.replace(r#""ImageName":"""#, r#""ImageName":"","Node":"x""#);
+        let reply2: WorkerReply = serde_json::from_str(&newer).unwrap();
+        assert_eq!(reply2, reply);
+    }
+
+    #[test]
+    fn error_reply_matches_original() {
+        let e = ErrorReply::new("param 'name' is not given");
+        assert_eq!(
+            e.to_json(),
+            r#"{"Error":true,"Message":"param 'name' is not given"}"#
+        );
+        let back: ErrorReply = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn function_output_matches_original() {
+        let s = r#"{"startTime":1600000000000,"endTime":1600000001000,"result":{"statusCode":200,"body":"ok"}}"#;
+        let out: FunctionOutput = serde_json::from_str(s).unwrap();
+        assert_eq!(out.internal_ms(), 1000);
+        assert_eq!(serde_json::to_string(&out).unwrap(), s);
+    }
+
+    #[test]
+    fn appending_info_equals_full_serialization() {
+        let reply: BalancerReply = serde_json::from_str(ORIGINAL_BALANCER_REPLY).unwrap();
+        let worker_json = serde_json::to_vec(&reply.worker).unwrap();
+        let mut padded = b"  ".to_vec();
+        padded.extend_from_slice(&worker_json);
+        padded.extend_from_slice(b"\n");
+        let appended = append_load_balancing_info(&padded, &reply.load_balancing_info).unwrap();
+        assert_eq!(
+            String::from_utf8(appended).unwrap(),
+            ORIGINAL_BALANCER_REPLY
+        );
+    }
+
+    #[test]
+    fn appending_info_rejects_non_objects_and_handles_empty() {
+        let info = LoadBalancingInfo::default();
+        assert!(append_load_balancing_info(b"[1,2]", &info).is_none());
+        assert!(append_load_balancing_info(b"", &info).is_none());
+        assert!(append_load_balancing_info(b"not json", &info).is_none());
+        let out = append_load_balancing_info(b"{ }", &info).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["LoadBalancingInfo"]["WorkerNodeId"], 0);
+    }
+}

@@ -1,0 +1,231 @@
+//! The sample-function catalog (`sample-functions/catalog.csv`, embedded).
+//!
+//! Columns: `name, type, original_language, rate_per_s, duration_class,
+//! library, package_bytes, rounds, cpu_ms_per_round, sleep_ms_per_round,
+//! original_iterations_per_round`.
+//!
+//! `rate_per_s` is the request rate of the original generator (W1 1.6355/s
+//! down to D8 0.0012/s). `package_bytes` is the original package size (14 KB
+//! up to 131 MB, decimal units). The workload is `rounds` of a CPU phase then
+//! a sleep. The original tuned iteration counts per language (Python 3.7,
+//! Node.js 12, Java 8); `cpu_ms_per_round` restates them as the intended CPU
+//! time per round, assuming 8 M iterations/s for Python and Java and 13 M/s
+//! for Node.js, so that each function keeps its duration class (W about 1 s,
+//! T about 2-3 s, I about 30 s, D a minute or more). `sleep_ms_per_round` is
+//! one value, or `a;b;c` for a sleep per round (T3, T5, T6 sleep 1000, 800
+//! and 500 ms). `noop` (rate 0) is for benchmarks only.
+
+use std::sync::OnceLock;
+
+/// The embedded catalog file.
+pub const CATALOG_CSV: &str = include_str!("../catalog.csv");
+
+/// One phase of a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A fixed amount of CPU work, sized to take this many ms on an idle
+    /// core of the reference machine.
+    Cpu { ms: u32 },
+    /// Sleep (no CPU) for this many ms.
+    Sleep { ms: u32 },
+}
+
+/// One sample function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    pub name: String,
+    /// `WebServer`, `ThirdPartyIntegration`, `InternalTooling`,
+    /// `DataProcessing`, or `Benchmark` (noop).
+    pub kind: String,
+    pub original_language: String,
+    /// Requests per second in the original generator.
+    pub rate_per_s: f64,
+    /// The original table's class: `~1s`, `~3s`, `3s~`, `20s~`.
+    pub duration_class: String,
+    pub library: String,
+    /// Size of the function's package (its image payload), in bytes.
+    pub package_bytes: u64,
+    pub rounds: u32,
+    pub cpu_ms_per_round: u32,
+    /// Sleep after each round's CPU phase (one entry per round).
+    pub sleep_ms: Vec<u32>,
+    pub original_iterations_per_round: u64,
+}
+
+impl FunctionSpec {
+    /// The workload as phases, in order (zero-length phases left out).
+    pub fn phases(&self) -> Vec<Phase> {
+        let mut out = Vec::with_capacity(self.rounds as usize * 2);
+        for r in 0..self.rounds as usize {
+            if self.cpu_ms_per_round > 0 {
+                out.push(Phase::Cpu {
+                    ms: self.cpu_ms_per_round,
+                });
+            }
+            let s = self.sleep_ms[r];
+            if s > 0 {
+                out.push(Phase::Sleep { ms: s });
+            }
+        }
+        out
+    }
+
+    /// Total CPU time of one call on an idle reference core, in ms.
+    pub fn cpu_ms(&self) -> u64 {
+        u64::from(self.rounds) * u64::from(self.cpu_ms_per_round)
+    }
+
+    /// Total sleep of one call, in ms.
+    pub fn sleep_ms_total(&self) -> u64 {
+        self.sleep_ms.iter().map(|&s| u64::from(s)).sum()
+    }
+
+    /// Expected duration of one call without contention or start-up, in ms.
+    pub fn expected_ms(&self) -> u64 {
+        self.cpu_ms() + self.sleep_ms_total()
+    }
+}
+
+/// All sample functions, in the original table's order.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub functions: Vec<FunctionSpec>,
+}
+
+/// A malformed catalog row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("catalog line {line}: {message}")]
+pub struct CatalogError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl Catalog {
+    /// Parses a catalog in the format of `catalog.csv` (with its header).
+    pub fn parse(text: &str) -> Result<Self, CatalogError> {
+        let mut functions = Vec::new();
+        for (i, raw) in text.lines().enumerate().skip(1) {
+            let line = i + 1;
+            let row = raw.trim();
+            if row.is_empty() {
+                continue;
+            }
+            let err = |message: String| CatalogError { line, message };
+            let f: Vec<&str> = row.split(',').map(str::trim).collect();
+            if f.len() != 11 {
+                return Err(err(format!("expected 11 fields, found {}", f.len())));
+            }
+            let num = |idx: usize, what: &str| -> Result<u64, CatalogError> {
+                f[idx]
+                    .parse::<u64>()
+                    .map_err(|_| err(format!("bad {what} {:?}", f[idx])))
+            };
+            let rounds = num(7, "rounds")? as u32;
+            let sleeps = f[9]
+                .split(';')
+                .map(|s| {
+                    s.parse::<u32>()
+                        .map_err(|_| err(format!("bad sleep {s:?}")))
+                })
+                .collect::<Result<Vec<u32>, _>>()?;
+            let sleep_ms = match sleeps.len() {
+                1 => vec![sleeps[0]; rounds as usize],
+                n if n == rounds as usize => sleeps,
+                n => return Err(err(format!("{n} sleeps for {rounds} rounds"))),
+            };
+            functions.push(FunctionSpec {
+                name: f[0].to_string(),
+                kind: f[1].to_string(),
+                original_language: f[2].to_string(),
+                rate_per_s: f[3]
+                    .parse()
+                    .map_err(|_| err(format!("bad rate {:?}", f[3])))?,
+                duration_class: f[4].to_string(),
+                library: f[5].to_string(),
+                package_bytes: num(6, "package size")?,
+                rounds,
+                cpu_ms_per_round: num(8, "cpu ms")? as u32,
+                sleep_ms,
+                original_iterations_per_round: num(10, "iterations")?,
+            });
+        }
+        Ok(Self { functions })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&FunctionSpec> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// The 30 functions of the original's rate table (rate > 0).
+    pub fn with_rates(&self) -> impl Iterator<Item = &FunctionSpec> {
+        self.functions.iter().filter(|f| f.rate_per_s > 0.0)
+    }
+}
+
+/// The embedded catalog, parsed once.
+pub fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| match Catalog::parse(CATALOG_CSV) {
+        Ok(c) => c,
+        // The file is embedded and checked by the tests below.
+        Err(e) => panic!("embedded catalog.csv is malformed: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_the_thirty_functions_and_noop() {
+        let c = catalog();
+        assert_eq!(c.with_rates().count(), 30);
+        assert!(c.get("noop").is_some());
+        let names: Vec<&str> = c.with_rates().map(|f| f.name.as_str()).collect();
+        assert_eq!(&names[..3], &["W1", "W2", "W3"]);
+        assert_eq!(names[29], "D8");
+    }
+
+    #[test]
+    fn facts_match_the_original_table() {
+        let c = catalog();
+        let w1 = c.get("W1").unwrap();
+        assert_eq!(w1.rate_per_s, 1.6355);
+        assert_eq!(w1.package_bytes, 9_700_000);
+        assert_eq!(c.get("D8").unwrap().rate_per_s, 0.0012);
+        assert_eq!(c.get("D1").unwrap().package_bytes, 131_000_000);
+        assert_eq!(c.get("I3").unwrap().package_bytes, 14_000);
+        let t3 = c.get("T3").unwrap();
+        assert_eq!(t3.sleep_ms, vec![1000, 800, 500]);
+        assert_eq!(t3.expected_ms(), 2300);
+        let i1 = c.get("I1").unwrap();
+        assert_eq!(i1.phases().len(), 20);
+        assert_eq!(i1.sleep_ms_total(), 30_000);
+    }
+
+    #[test]
+    fn duration_classes_hold() {
+        for f in catalog().with_rates() {
+            let ms = f.expected_ms();
+            let ok = match f.kind.as_str() {
+                "WebServer" => (300..=1500).contains(&ms),
+                "ThirdPartyIntegration" => (1500..=3500).contains(&ms),
+                "InternalTooling" => ms > 3000,
+                "DataProcessing" => ms > 20_000,
+                _ => false,
+            };
+            assert!(ok, "{} takes {ms} ms", f.name);
+        }
+    }
+
+    #[test]
+    fn bad_rows_name_their_line() {
+        let text = "header\nW1,WebServer,Java8,1,~1s,x,10,1,5,0,0\nW2,WebServer\n";
+        assert_eq!(Catalog::parse(text).unwrap_err().line, 3);
+        let text = "header\nT9,T,N,1,~3s,x,10,3,0,1;2,0\n";
+        assert!(Catalog::parse(text)
+            .unwrap_err()
+            .message
+            .contains("2 sleeps"));
+    }
+}

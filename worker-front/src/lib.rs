@@ -1,0 +1,1 @@
+//! The worker node (being built; see issue 3).
