@@ -1,6 +1,41 @@
-//! `simulator` (being built; see issues 4 and 5).
+//! `simulator`: replay scenarios live, simulate them, run experiments.
+
+use clap::{Parser, Subcommand};
+use simulator::{calibrate, des, experiment, replay};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "simulator",
+    version,
+    about = "Replay, simulate and compare FaaS load-balancing runs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay a scenario in real time against a live balancer.
+    Replay(replay::Args),
+    /// Discrete-event simulation over the same scheduler and worker-policy code.
+    Des(des::Args),
+    /// Measure a live worker's cost profile for `des`.
+    Calibrate(calibrate::Args),
+    /// Run a whole comparison: workers, balancer, every algorithm, report.
+    Experiment(experiment::Args),
+}
 
 fn main() {
-    eprintln!("simulator: not built yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(a) => replay::run(a),
+        Command::Des(a) => des::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
+        Command::Experiment(a) => experiment::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("simulator: error: {e:#}");
+        std::process::exit(1);
+    }
 }
