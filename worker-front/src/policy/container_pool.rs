@@ -1,0 +1,305 @@
+//! Pre-warmed instance pool for the most recently used functions.
+//!
+//! From HotFunctions (Prev/HotFunctions, `worker_front/runner.go`
+//! `manageCaches` and `pre_warming.go`): when `CONTAINER_POOL_LIMIT` is set
+//! (-1 = off), after every call the worker ranks functions by recency (a
+//! function with a call in flight ranks first) and keeps a pool of
+//! `CONTAINER_POOL_NUM` (default 6) prepared instances for each of the first
+//! `CONTAINER_POOL_LIMIT` functions, and no pool for the others. A call takes
+//! a pooled instance of its function when one is ready (`UsingPooledContainer`)
+//! and that instance serves only this call (it is not returned to the pool);
+//! the next reconciliation tops the pool up again.
+//!
+//! The policy counts instances per function in two states: *pending*
+//! (creation ordered, not ready yet) and *ready*. The caller applies a
+//! [`PoolPlan`] and reports each creation with [`ContainerPool::instance_ready`]
+//! (which says whether the instance is still wanted: the function may have
+//! dropped out of the top ranks meanwhile) or [`ContainerPool::instance_failed`].
+//! Ties in recency are broken by function name. Time is an argument.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct FunctionPool {
+    last_used: Duration,
+    in_flight: u32,
+    ready: usize,
+    pending: usize,
+}
+
+/// Pool state for every function seen.
+#[derive(Debug, Clone)]
+pub struct ContainerPool {
+    function_limit: Option<usize>,
+    per_function: usize,
+    functions: BTreeMap<String, FunctionPool>,
+}
+
+/// What the caller must do to reach the pool's target state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolPlan {
+    /// Create this many instances of each function (already counted pending).
+    pub create: Vec<(String, usize)>,
+    /// Remove this many *ready* instances of each function (already
+    /// uncounted). Pending ones of these functions are refused on arrival.
+    pub remove: Vec<(String, usize)>,
+}
+
+impl PoolPlan {
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty() && self.remove.is_empty()
+    }
+}
+
+impl ContainerPool {
+    /// `function_limit`: pools for that many most recent functions (`None`
+    /// = pooling off); `per_function`: pool size (`CONTAINER_POOL_NUM`).
+    pub fn new(function_limit: Option<usize>, per_function: usize) -> Self {
+        Self {
+            function_limit,
+            per_function,
+            functions: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.function_limit.is_some()
+    }
+
+    /// Changes the limits; returns the plan that reaches the new target.
+    pub fn set_limits(&mut self, function_limit: Option<usize>, per_function: usize) -> PoolPlan {
+        self.function_limit = function_limit;
+        self.per_function = per_function;
+        self.reconcile()
+    }
+
+    /// A call of `function` arrives: returns true if it takes a ready
+    /// pooled instance (the caller removes that instance after the call).
+    pub fn call_started(&mut self, function: &str, now: Duration) -> bool {
+        let p = self.functions.entry(function.to_string()).or_default();
+        p.in_flight += 1;
+        p.last_used = p.last_used.max(now);
+        if p.ready > 0 {
+            p.ready -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A call of `function` ended: stamps its use and returns the plan.
+    pub fn call_finished(&mut self, function: &str, now: Duration) -> PoolPlan {
+        let p = self.functions.entry(function.to_string()).or_default();
+        p.in_flight = p.in_flight.saturating_sub(1);
+        p.last_used = p.last_used.max(now);
+        self.reconcile()
+    }
+
+    /// A pending instance of `function` is ready. Returns true if it joins
+    /// the pool; false if it is no longer wanted (the caller removes it).
+    pub fn instance_ready(&mut self, function: &str) -> bool {
+        let wanted = self.target_of(function);
+        let Some(p) = self.functions.get_mut(function) else {
+            return false;
+        };
+        if p.pending == 0 {
+            // Not ordered by a plan (or forgotten since): not wanted.
+            return false;
+        }
+        p.pending -= 1;
+        if p.ready < wanted {
+            p.ready += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A pending instance of `function` could not be created.
+    pub fn instance_failed(&mut self, function: &str) {
+        if let Some(p) = self.functions.get_mut(function) {
+            p.pending = p.pending.saturating_sub(1);
+        }
+    }
+
+    /// A function can no longer be pooled (its image was evicted): returns
+    /// how many ready instances the caller must remove. It may be pooled
+    /// again after its next call.
+    pub fn forget(&mut self, function: &str) -> usize {
+        match self.functions.remove(function) {
+            // Pending ones are refused by `instance_ready` (unknown function).
+            Some(p) => p.ready,
+            None => 0,
+        }
+    }
+
+    /// Forgets everything (`/clear`); the caller removes all instances.
+    pub fn clear(&mut self) {
+        self.functions.clear();
+    }
+
+    /// Ready instances of `function`.
+    pub fn ready(&self, function: &str) -> usize {
+        self.functions.get(function).map_or(0, |p| p.ready)
+    }
+
+    /// Pending instances of `function`.
+    pub fn pending(&self, function: &str) -> usize {
+        self.functions.get(function).map_or(0, |p| p.pending)
+    }
+
+    /// Functions that should have a pool now, most recent first.
+    pub fn pooled_functions(&self) -> Vec<String> {
+        let Some(limit) = self.function_limit else {
+            return Vec::new();
+        };
+        let mut v: Vec<(bool, Duration, &String)> = self
+            .functions
+            .iter()
+            .map(|(n, p)| (p.in_flight > 0, p.last_used, n))
+            .collect();
+        // In flight first, then most recent first, then by name.
+        v.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
+        v.into_iter()
+            .take(limit)
+            .map(|(_, _, n)| n.clone())
+            .collect()
+    }
+
+    fn target_of(&self, function: &str) -> usize {
+        if self.pooled_functions().iter().any(|f| f == function) {
+            self.per_function
+        } else {
+            0
+        }
+    }
+
+    /// Brings every function to its target: `per_function` (ready +
+    /// pending) for the top-ranked, none for the rest.
+    pub fn reconcile(&mut self) -> PoolPlan {
+        let top = self.pooled_functions();
+        let mut plan = PoolPlan::default();
+        for (name, p) in self.functions.iter_mut() {
+            let target = if top.contains(name) {
+                self.per_function
+            } else {
+                0
+            };
+            let have = p.ready + p.pending;
+            if have < target {
+                plan.create.push((name.clone(), target - have));
+                p.pending += target - have;
+            } else if p.ready > target {
+                plan.remove.push((name.clone(), p.ready - target));
+                p.ready = target;
+            }
+        }
+        plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn s(x: u64) -> Duration {
+        Duration::from_secs(x)
+    }
+
+    /// Applies a plan as if every creation succeeded at once.
+    fn apply(pool: &mut ContainerPool, plan: &PoolPlan) {
+        for (f, n) in &plan.create {
+            for _ in 0..*n {
+                pool.instance_ready(f);
+            }
+        }
+    }
+
+    #[test]
+    fn off_by_default_never_pools() {
+        let mut p = ContainerPool::new(None, 6);
+        assert!(!p.call_started("A", s(0)));
+        assert!(p.call_finished("A", s(1)).is_empty());
+        assert!(!p.call_started("A", s(2)));
+    }
+
+    #[test]
+    fn pools_the_most_recent_functions_and_tops_up() {
+        let mut p = ContainerPool::new(Some(1), 2);
+        assert!(!p.call_started("A", s(0)));
+        let plan = p.call_finished("A", s(1));
+        assert_eq!(plan.create, vec![("A".to_string(), 2)]);
+        apply(&mut p, &plan);
+        assert_eq!(p.ready("A"), 2);
+        // Second call of A takes a pooled instance; the pool is topped up.
+        assert!(p.call_started("A", s(2)));
+        assert_eq!(p.ready("A"), 1);
+        let plan = p.call_finished("A", s(3));
+        assert_eq!(plan.create, vec![("A".to_string(), 1)]);
+        apply(&mut p, &plan);
+        // B becomes the most recent: A's pool goes, B gets one.
+        assert!(!p.call_started("B", s(4)));
+        let plan = p.call_finished("B", s(5));
+        assert_eq!(plan.remove, vec![("A".to_string(), 2)]);
+        assert_eq!(plan.create, vec![("B".to_string(), 2)]);
+        assert_eq!(p.pooled_functions(), ["B"]);
+    }
+
+    #[test]
+    fn late_instances_of_a_dropped_function_are_refused() {
+        let mut p = ContainerPool::new(Some(1), 1);
+        p.call_started("A", s(0));
+        let plan = p.call_finished("A", s(1));
+        assert_eq!(p.pending("A"), 1);
+        p.call_started("B", s(2));
+        p.call_finished("B", s(3));
+        // A's instance arrives after A dropped out: not wanted.
+        assert!(!p.instance_ready("A"));
+        assert!(plan.create.len() == 1);
+        assert!(p.instance_ready("B"));
+        assert_eq!(p.forget("B"), 1);
+        assert!(!p.instance_ready("B"));
+    }
+
+    proptest! {
+        /// Ready + pending never exceed the pool size, pools exist only for
+        /// at most `limit` functions once reconciled, and a pooled
+        /// instance is only handed out when one was ready.
+        #[test]
+        fn pool_bounds_hold(
+            limit in 0usize..4,
+            per in 0usize..4,
+            ops in prop::collection::vec((0usize..6, 0u8..3), 1..200),
+        ) {
+            let mut p = ContainerPool::new(Some(limit), per);
+            let mut open: Vec<String> = Vec::new();
+            for (t, (f, op)) in ops.into_iter().enumerate() {
+                let name = format!("F{f}");
+                match op {
+                    0 => {
+                        let before = p.ready(&name);
+                        let took = p.call_started(&name, s(t as u64));
+                        prop_assert_eq!(took, before > 0);
+                        open.push(name);
+                    }
+                    1 if !open.is_empty() => {
+                        let done = open.remove(f % open.len());
+                        let plan = p.call_finished(&done, s(t as u64));
+                        apply(&mut p, &plan);
+                        let pooled = p.pooled_functions();
+                        prop_assert!(pooled.len() <= limit);
+                        for g in 0..6 {
+                            let g = format!("F{g}");
+                            let n = p.ready(&g) + p.pending(&g);
+                            prop_assert!(n <= per);
+                            if !pooled.contains(&g) { prop_assert_eq!(p.ready(&g), 0); }
+                        }
+                    }
+                    _ => { p.instance_ready(&name); }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Image (user code) cache with least-recently-used eviction by bytes.
+//!
+//! From HotFunctions (Prev/HotFunctions, `worker_front/runner.go`,
+//! `manageCaches`): a worker keeps the images it built; when
+//! `USER_CODE_SIZE_LIMIT` is set (bytes, -1 = unlimited), after every call it
+//! removes images in least-recently-used order until the total size is within
+//! the limit. A function's "use" time is the end of its latest call; while a
+//! call of it runs, its image counts as most recent (the original sets its
+//! LRU stamp to `MaxInt64` while running).
+//!
+//! One deliberate refinement: an image with a call in flight is *pinned* and
+//! never evicted (the original could pick it last; removing an image under a
+//! running container fails in Docker anyway). So the invariant is:
+//! after [`ImageCache::evict`], `total_bytes() <= limit`, or every image
+//! still cached is pinned. In particular an unpinned image larger than the
+//! limit on its own is evicted as soon as its last call ends (as in the
+//! original), and the next call rebuilds it.
+//!
+//! Ties in the use time are broken by function name, so runs are
+//! deterministic. Time is an argument (`Duration` since the caller's epoch).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CachedImage {
+    bytes: u64,
+    last_used: Duration,
+}
+
+/// The cache state: which images exist, their sizes and use times, and
+/// how many calls of each function are in flight.
+#[derive(Debug, Clone, Default)]
+pub struct ImageCache {
+    limit_bytes: Option<u64>,
+    images: BTreeMap<String, CachedImage>,
+    in_flight: BTreeMap<String, u32>,
+}
+
+/// An image the policy removed from the cache: the caller deletes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvictedImage {
+    pub function: String,
+    pub bytes: u64,
+}
+
+impl ImageCache {
+    /// A cache with this byte limit (`None` = unlimited).
+    pub fn new(limit_bytes: Option<u64>) -> Self {
+        Self {
+            limit_bytes,
+            ..Self::default()
+        }
+    }
+
+    pub fn limit_bytes(&self) -> Option<u64> {
+        self.limit_bytes
+    }
+
+    /// Changes the limit and returns what must be evicted now.
+    pub fn set_limit(&mut self, limit_bytes: Option<u64>, now: Duration) -> Vec<EvictedImage> {
+        self.limit_bytes = limit_bytes;
+        self.evict(now)
+    }
+
+    /// A call of `function` arrives: pins its image (if any, or once built)
+    /// and returns whether the image is cached (else the caller builds it
+    /// and reports [`ImageCache::image_built`]).
+    pub fn call_started(&mut self, function: &str, now: Duration) -> bool {
+        *self.in_flight.entry(function.to_string()).or_insert(0) += 1;
+        match self.images.get_mut(function) {
+            Some(img) => {
+                img.last_used = img.last_used.max(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The image of `function` now exists with this size. Returns what
+    /// must be evicted to respect the limit (never this image while a call
+    /// of it is in flight).
+    pub fn image_built(&mut self, function: &str, bytes: u64, now: Duration) -> Vec<EvictedImage> {
+        self.images.insert(
+            function.to_string(),
+            CachedImage {
+                bytes,
+                last_used: now,
+            },
+        );
+        self.evict(now)
+    }
+
+    /// A call of `function` ended (successfully or not): unpins it, stamps
+    /// its use time, and returns what must be evicted now.
+    pub fn call_finished(&mut self, function: &str, now: Duration) -> Vec<EvictedImage> {
+        if let Some(n) = self.in_flight.get_mut(function) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(function);
+            }
+        }
+        if let Some(img) = self.images.get_mut(function) {
+            img.last_used = img.last_used.max(now);
+        }
+        self.evict(now)
+    }
+
+    /// Removes least recently used unpinned images until the total is
+    /// within the limit (or only pinned images remain).
+    pub fn evict(&mut self, _now: Duration) -> Vec<EvictedImage> {
+        let Some(limit) = self.limit_bytes else {
+            return Vec::new();
+        };
+        let mut total = self.total_bytes();
+        if total <= limit {
+            return Vec::new();
+        }
+        let mut order: Vec<(Duration, String)> = self
+            .images
+            .iter()
+            .filter(|(name, _)| !self.in_flight.contains_key(*name))
+            .map(|(name, img)| (img.last_used, name.clone()))
+            .collect();
+        order.sort();
+        let mut out = Vec::new();
+        for (_, name) in order {
+            if total <= limit {
+                break;
+            }
+            if let Some(img) = self.images.remove(&name) {
+                total -= img.bytes;
+                out.push(EvictedImage {
+                    function: name,
+                    bytes: img.bytes,
+                });
+            }
+        }
+        out
+    }
+
+    /// Forgets an image (it failed, or the caller removed it).
+    pub fn remove(&mut self, function: &str) -> bool {
+        self.images.remove(function).is_some()
+    }
+
+    /// Forgets every image (`/clear?reset_images=true`); calls in flight
+    /// stay counted.
+    pub fn clear(&mut self) {
+        self.images.clear();
+    }
+
+    pub fn contains(&self, function: &str) -> bool {
+        self.images.contains_key(function)
+    }
+
+    pub fn is_pinned(&self, function: &str) -> bool {
+        self.in_flight.contains_key(function)
+    }
+
+    /// Bytes of all cached images.
+    pub fn total_bytes(&self) -> u64 {
+        self.images.values().map(|i| i.bytes).sum()
+    }
+
+    /// Cached functions, least recently used first.
+    pub fn lru_order(&self) -> Vec<String> {
+        let mut v: Vec<(Duration, &String)> =
+            self.images.iter().map(|(n, i)| (i.last_used, n)).collect();
+        v.sort();
+        v.into_iter().map(|(_, n)| n.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn s(x: u64) -> Duration {
+        Duration::from_secs(x)
+    }
+
+    fn names(v: &[EvictedImage]) -> Vec<&str> {
+        v.iter().map(|e| e.function.as_str()).collect()
+    }
+
+    /// Runs one whole call of `f` (size `bytes`) from `t` to `t + 1`.
+    fn call(c: &mut ImageCache, f: &str, bytes: u64, t: u64) -> Vec<EvictedImage> {
+        let mut out = Vec::new();
+        if !c.call_started(f, s(t)) {
+            out.extend(c.image_built(f, bytes, s(t)));
+        }
+        out.extend(c.call_finished(f, s(t + 1)));
+        out
+    }
+
+    #[test]
+    fn unlimited_never_evicts() {
+        let mut c = ImageCache::new(None);
+        for (i, f) in ["A", "B", "C"].iter().enumerate() {
+            assert!(call(&mut c, f, 1 << 40, i as u64).is_empty());
+        }
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn evicts_the_least_recently_used_first() {
+        let mut c = ImageCache::new(Some(100));
+        assert!(call(&mut c, "A", 40, 0).is_empty());
+        assert!(call(&mut c, "B", 40, 2).is_empty());
+        // Using A again makes B the least recently used.
+        assert!(call(&mut c, "A", 40, 4).is_empty());
+        let ev = call(&mut c, "C", 40, 6);
+        assert_eq!(names(&ev), ["B"]);
+        assert_eq!(c.lru_order(), ["A", "C"]);
+        assert_eq!(c.total_bytes(), 80);
+        // A second call of a cached image is a hit.
+        assert!(c.call_started("C", s(8)));
+    }
+
+    #[test]
+    fn an_image_in_use_is_never_evicted() {
+        let mut c = ImageCache::new(Some(50));
+        assert!(!c.call_started("A", s(0)));
+        assert!(c.image_built("A", 40, s(0)).is_empty());
+        assert!(!c.call_started("B", s(1)));
+        // Both pinned: over the limit, nothing can go.
+        assert!(c.image_built("B", 40, s(1)).is_empty());
+        assert_eq!(c.total_bytes(), 80);
+        // A ends: now A is evictable and least recent.
+        assert_eq!(names(&c.call_finished("A", s(2))), ["A"]);
+        assert!(c.contains("B"));
+    }
+
+    #[test]
+    fn a_single_image_larger_than_the_limit_goes_when_idle() {
+        let mut c = ImageCache::new(Some(10));
+        assert!(!c.call_started("BIG", s(0)));
+        assert!(c.image_built("BIG", 11, s(0)).is_empty());
+        assert_eq!(names(&c.call_finished("BIG", s(1))), ["BIG"]);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn lowering_the_limit_evicts_now() {
+        let mut c = ImageCache::new(None);
+        call(&mut c, "A", 10, 0);
+        call(&mut c, "B", 10, 2);
+        assert_eq!(names(&c.set_limit(Some(15), s(5))), ["A"]);
+    }
+
+    proptest! {
+        /// After every event, the cache is within its limit unless every
+        /// remaining image is pinned; no image is evicted while pinned.
+        #[test]
+        fn bytes_stay_within_the_limit(
+            limit in 0u64..300,
+            ops in prop::collection::vec((0usize..6, 1u64..120, any::<bool>()), 1..200),
+        ) {
+            let mut c = ImageCache::new(Some(limit));
+            let mut open: Vec<String> = Vec::new();
+            for (t, (f, bytes, start)) in ops.into_iter().enumerate() {
+                let now = s(t as u64);
+                let name = format!("F{f}");
+                let evicted = if start || open.is_empty() {
+                    open.push(name.clone());
+                    if c.call_started(&name, now) { Vec::new() } else { c.image_built(&name, bytes, now) }
+                } else {
+                    let done = open.remove(f % open.len());
+                    c.call_finished(&done, now)
+                };
+                for e in &evicted {
+                    prop_assert!(!c.is_pinned(&e.function), "evicted pinned {}", e.function);
+                }
+                let all_pinned = c.lru_order().iter().all(|n| c.is_pinned(n));
+                prop_assert!(c.total_bytes() <= limit || all_pinned,
+                    "total {} > limit {limit}", c.total_bytes());
+            }
+        }
+    }
+}
