@@ -3,5 +3,8 @@
 //! # Layout
 //! - [`policy`]: pure caching / pooling / keep-alive policies, shared with
 //!   the discrete-event simulator.
+//! - [`runtime`]: the [`runtime::Runtime`] trait (build images, run
+//!   instances) and its implementations.
 
 pub mod policy;
+pub mod runtime;

@@ -1,0 +1,334 @@
+//! Runtimes: the only code that touches containers or processes.
+//!
+//! A [`Runtime`] builds a function's *image*, runs one call in a fresh
+//! instance, starts warm instances (pre-warmed pool members and REST-mode
+//! instances), invokes them, removes them, and lists or removes everything
+//! it owns. The worker (`crate::worker`) decides *what* should exist using
+//! the pure policies in `crate::policy`; a runtime only does it.
+//!
+//! Two implementations:
+//! - [`process::ProcessRuntime`] (the embedded default): the image is the
+//!   function's package staged to a per-function directory (a copy of the
+//!   `hf-fn` binary plus its payload file); instances are local processes.
+//! - `docker::DockerRuntime` (bollard): the image is `FROM scratch` + the
+//!   statically linked `hf-fn` + the payload; instances are containers.
+//!
+//! # The trait's shape
+//! Methods return `impl Future<Output = …> + Send` (stable "async fn in
+//! traits", no `async_trait` crate): an implementation may simply write
+//! `async fn build_image(&self, …) -> Result<Image, RuntimeError>`, as long
+//! as its futures are `Send`. The trait is therefore not object safe; the
+//! worker is generic over `R: Runtime` and `crate::run` picks the
+//! implementation from the configuration (static dispatch).
+//!
+//! # Contract for implementations
+//! - Everything created carries this worker's ownership mark
+//!   ([`RuntimeOptions::worker_id`]): Docker labels [`LABEL_WORKER`] (value:
+//!   the worker id), [`LABEL_FUNCTION`] and [`LABEL_KIND`] on images and
+//!   containers; processes the environment variables [`ENV_WORKER`],
+//!   [`ENV_FUNCTION`] and [`ENV_KIND`]. Instances are found and removed by
+//!   that mark, never by a name prefix, and a runtime never touches what
+//!   carries another worker id.
+//! - Every function instance gets `HF_TIME_SCALE` = [`RuntimeOptions::time_scale`].
+//! - A function instance is the `hf-fn` binary ([`RuntimeOptions::fn_binary`]):
+//!   `hf-fn <NAME>` for one call (prints one [`protocol::FunctionOutput`] JSON
+//!   line on stdout), `hf-fn serve --function <NAME> --port <P>` for a warm
+//!   instance (HTTP/1.1: `GET /invoke` → `FunctionOutput` JSON, `GET /health`
+//!   → `{"ok": true, ...}`; see `sample_functions::serve`). Its payload file
+//!   (`sample_functions::payload`) is found at `HF_PAYLOAD` or as
+//!   `payload.bin` beside the binary, and read on every start.
+//! - Errors are typed ([`RuntimeError`]); an unreachable engine is
+//!   [`RuntimeError::EngineUnavailable`] (the worker answers 503 and keeps
+//!   serving; the next call tries the engine again). No method panics.
+//! - All methods may be called concurrently, for the same and for different
+//!   functions. The worker guarantees that `build_image` runs at most once at
+//!   a time per function (single flight), that a pooled instance is invoked
+//!   at most once and then removed, and that an instance is not used after
+//!   `remove_instance`.
+//! - Dropping a returned future (the HTTP client went away) must not leak:
+//!   a one-shot instance whose `run_once` future is dropped is still removed
+//!   (kill-on-drop or a spawned cleanup).
+
+// `pub mod process;` is added with the process runtime (next commit).
+
+use protocol::FunctionOutput;
+use sample_functions::FunctionSpec;
+use std::future::Future;
+use std::path::PathBuf;
+
+/// Docker label / process mark: the id of the worker that owns the object.
+pub const LABEL_WORKER: &str = "hotfunctions.worker";
+/// Docker label / process mark: the function an image or instance belongs to.
+pub const LABEL_FUNCTION: &str = "hotfunctions.function";
+/// Docker label / process mark: `image`, `oneshot`, `pooled` or `rest`.
+pub const LABEL_KIND: &str = "hotfunctions.kind";
+/// Environment variable carrying [`LABEL_WORKER`] on processes.
+pub const ENV_WORKER: &str = "HF_WORKER_ID";
+/// Environment variable carrying [`LABEL_FUNCTION`] on processes.
+pub const ENV_FUNCTION: &str = "HF_FUNCTION";
+/// Environment variable carrying [`LABEL_KIND`] on processes.
+pub const ENV_KIND: &str = "HF_INSTANCE_KIND";
+
+/// Settings every runtime receives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeOptions {
+    /// Ownership mark of everything this worker creates (default in the
+    /// binary: `worker-<port>`). Tests use a unique id per worker.
+    pub worker_id: String,
+    /// The `hf-fn` binary. The Docker runtime needs it statically linked
+    /// (`RUSTFLAGS="-C target-feature=+crt-static"`), since images are
+    /// `FROM scratch`.
+    pub fn_binary: PathBuf,
+    /// `HF_TIME_SCALE` passed to every function instance (1.0 = real).
+    pub time_scale: f64,
+    /// Where a runtime may keep files (process: staged images; docker: build
+    /// contexts). A runtime creates its own subdirectory named after the
+    /// worker id and removes it with [`Runtime::remove_all_own`] (images).
+    pub work_dir: PathBuf,
+}
+
+/// A built image of one function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub function: String,
+    /// What `Meta.ImageName` reports (Docker: the tag; process: the staged
+    /// directory's name).
+    pub name: String,
+    /// Size in bytes, what the image cache's byte limit counts.
+    pub bytes: u64,
+}
+
+/// What an instance is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InstanceKind {
+    /// Runs one call, then is removed (started by [`Runtime::run_once`]).
+    OneShot,
+    /// Pre-warmed pool member: invoked at most once, then removed.
+    Pooled,
+    /// REST-mode instance: invoked many times, concurrently.
+    Rest,
+}
+
+impl InstanceKind {
+    /// The value of [`LABEL_KIND`] / [`ENV_KIND`].
+    pub fn label(self) -> &'static str {
+        match self {
+            InstanceKind::OneShot => "oneshot",
+            InstanceKind::Pooled => "pooled",
+            InstanceKind::Rest => "rest",
+        }
+    }
+
+    pub fn from_label(s: &str) -> Option<Self> {
+        match s {
+            "oneshot" => Some(InstanceKind::OneShot),
+            "pooled" => Some(InstanceKind::Pooled),
+            "rest" => Some(InstanceKind::Rest),
+            _ => None,
+        }
+    }
+}
+
+/// A running (or prepared) instance of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Runtime-specific id (Docker: container id; process: pid).
+    pub id: String,
+    /// What `Meta.ContainerName` reports.
+    pub name: String,
+    pub function: String,
+    pub kind: InstanceKind,
+}
+
+/// The result of one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// The function's own output (its `startTime`/`endTime` give
+    /// `InternalExecutionTime`).
+    pub output: FunctionOutput,
+    /// The instance that served the call (`Meta.ContainerName`).
+    pub instance_name: String,
+}
+
+/// What [`Runtime::remove_all_own`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Removed {
+    pub instances: usize,
+    pub images: usize,
+}
+
+/// Engine state reported by [`Runtime::health`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EngineHealth {
+    /// `process` or `docker`.
+    pub runtime: String,
+    /// Engine version or description.
+    pub engine: String,
+}
+
+/// Runtime failures, mapped to HTTP statuses by [`RuntimeError::http_status`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine (Docker daemon) does not answer: 503.
+    #[error("runtime engine unavailable: {0}")]
+    EngineUnavailable(String),
+    /// The function exited non-zero or was killed: 500 with its stderr tail.
+    #[error("function {function} failed ({status}): {stderr_tail}")]
+    FunctionFailed {
+        function: String,
+        /// e.g. `exit status 3` or `killed by signal 9`.
+        status: String,
+        /// The last lines of its stderr (at most [`STDERR_TAIL_BYTES`]).
+        stderr_tail: String,
+    },
+    /// The function's output is not a `FunctionOutput` JSON: 500.
+    #[error("function {function} gave unreadable output: {detail}")]
+    BadOutput { function: String, detail: String },
+    /// Building or staging the image failed: 500.
+    #[error("building the image of {function} failed: {detail}")]
+    Build { function: String, detail: String },
+    /// Creating, starting, calling or removing an instance failed: 500.
+    #[error("instance {instance}: {detail}")]
+    Instance { instance: String, detail: String },
+    /// Any other local I/O failure: 500.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// How much of a crashed function's stderr is kept.
+pub const STDERR_TAIL_BYTES: usize = 2048;
+
+impl RuntimeError {
+    /// The HTTP status the worker answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RuntimeError::EngineUnavailable(_) => 503,
+            _ => 500,
+        }
+    }
+}
+
+/// The last `max` bytes of `text` (on a char boundary), trimmed.
+pub fn tail(text: &str, max: usize) -> String {
+    let t = text.trim_end();
+    if t.len() <= max {
+        return t.to_string();
+    }
+    let mut start = t.len() - max;
+    while !t.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &t[start..])
+}
+
+/// Parses one call's stdout: the last non-empty line must be a
+/// `FunctionOutput` JSON object.
+pub fn parse_function_output(function: &str, stdout: &str) -> Result<FunctionOutput, RuntimeError> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .ok_or_else(|| RuntimeError::BadOutput {
+            function: function.to_string(),
+            detail: "empty stdout".into(),
+        })?;
+    serde_json::from_str(line.trim()).map_err(|e| RuntimeError::BadOutput {
+        function: function.to_string(),
+        detail: format!("{e}: {}", tail(line, 200)),
+    })
+}
+
+/// Builds images and runs instances of functions. See the module docs for
+/// the contract.
+pub trait Runtime: Send + Sync + 'static {
+    /// `process` or `docker`.
+    fn name(&self) -> &'static str;
+
+    /// Whether the engine answers (Docker: ping + version; process: the
+    /// `hf-fn` binary exists). Never panics; `EngineUnavailable` when not.
+    fn health(&self) -> impl Future<Output = Result<EngineHealth, RuntimeError>> + Send;
+
+    /// Builds (or rebuilds, replacing) the image of `function`: the `hf-fn`
+    /// binary plus `function.package_bytes` of payload
+    /// (`sample_functions::payload`). Labelled with the worker id.
+    fn build_image(
+        &self,
+        function: &FunctionSpec,
+    ) -> impl Future<Output = Result<Image, RuntimeError>> + Send;
+
+    /// Removes an image built by this worker (no error if already gone).
+    fn remove_image(&self, image: &Image) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Runs one call in a fresh instance (`hf-fn <NAME>`), waits for it,
+    /// reads its output, and removes the instance (also on failure).
+    fn run_once(
+        &self,
+        image: &Image,
+    ) -> impl Future<Output = Result<Invocation, RuntimeError>> + Send;
+
+    /// Starts a warm instance of `image` ([`InstanceKind::Pooled`] or
+    /// [`InstanceKind::Rest`]) and returns once it can be invoked (its
+    /// `/health` answers), so that the start-up cost is paid here.
+    fn start_instance(
+        &self,
+        image: &Image,
+        kind: InstanceKind,
+    ) -> impl Future<Output = Result<Instance, RuntimeError>> + Send;
+
+    /// Runs one call in a warm instance. Pooled: at most once per instance.
+    /// REST: concurrently, many times.
+    fn invoke(
+        &self,
+        instance: &Instance,
+    ) -> impl Future<Output = Result<Invocation, RuntimeError>> + Send;
+
+    /// Stops and removes an instance (no error if already gone).
+    fn remove_instance(
+        &self,
+        instance: &Instance,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Instances carrying this worker's mark, including ones left over by
+    /// an earlier run with the same worker id.
+    fn list_own_instances(
+        &self,
+    ) -> impl Future<Output = Result<Vec<Instance>, RuntimeError>> + Send;
+
+    /// Removes every instance carrying this worker's mark and, with
+    /// `images`, every image (and work files) it built.
+    fn remove_all_own(
+        &self,
+        images: bool,
+    ) -> impl Future<Output = Result<Removed, RuntimeError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_end() {
+        assert_eq!(tail("abc\n", 10), "abc");
+        assert_eq!(tail("0123456789", 4), "...6789");
+        assert_eq!(tail("ééé", 3), "...é");
+    }
+
+    #[test]
+    fn output_parsing() {
+        let out = parse_function_output(
+            "W1",
+            "noise\n{\"startTime\":1,\"endTime\":3,\"result\":{\"statusCode\":200,\"body\":\"x\"}}\n\n",
+        )
+        .unwrap();
+        assert_eq!(out.end_time - out.start_time, 2);
+        let e = parse_function_output("W1", "").unwrap_err();
+        assert_eq!(e.http_status(), 500);
+        assert!(parse_function_output("W1", "not json").is_err());
+        assert_eq!(
+            RuntimeError::EngineUnavailable("x".into()).http_status(),
+            503
+        );
+    }
+}
