@@ -1,0 +1,155 @@
+//! The replay schedule: which events are sent, and when.
+//!
+//! Pure and precomputed before anything is sent. Events are sorted stably by
+//! their scenario start time (rows need not be sorted in the CSV; equal times
+//! keep file order). The send offset of an event is its start time divided by
+//! the time scale (`2.0` replays twice as fast, `0.5` half as fast). A
+//! duration cap keeps only the events that start before it, in *scenario*
+//! time (before scaling), so `--duration 60s` replays the same first minute
+//! of a scenario whatever the time scale.
+
+use std::time::Duration;
+
+use protocol::ScenarioEvent;
+
+/// One event of the schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledCall {
+    /// Position in the sorted schedule (0-based).
+    pub index: usize,
+    pub function: String,
+    /// Start time in the scenario, in ms.
+    pub scenario_ms: u64,
+    /// When to send it, after the replay's start (scaled).
+    pub offset: Duration,
+}
+
+/// A bad schedule parameter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("time scale must be a finite number > 0, got {0}")]
+    BadTimeScale(f64),
+}
+
+/// The calls to make, in send order, plus how many events the duration cap
+/// left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub calls: Vec<ScheduledCall>,
+    /// Events of the scenario at or after the duration cap (not sent).
+    pub beyond_cap: usize,
+}
+
+impl Schedule {
+    /// Builds the schedule of `events` for a time scale and optional cap.
+    pub fn build(
+        events: &[ScenarioEvent],
+        time_scale: f64,
+        cap: Option<Duration>,
+    ) -> Result<Self, ScheduleError> {
+        if !(time_scale.is_finite() && time_scale > 0.0) {
+            return Err(ScheduleError::BadTimeScale(time_scale));
+        }
+        let mut sorted: Vec<&ScenarioEvent> = events.iter().collect();
+        sorted.sort_by_key(|e| e.start_ms); // stable: equal times keep file order
+        let cap_ms = cap.map(|c| c.as_millis());
+        let mut calls = Vec::with_capacity(sorted.len());
+        let mut beyond_cap = 0;
+        for e in sorted {
+            if cap_ms.is_some_and(|c| u128::from(e.start_ms) >= c) {
+                beyond_cap += 1;
+                continue;
+            }
+            let offset = Duration::from_secs_f64(e.start_ms as f64 / 1000.0 / time_scale);
+            calls.push(ScheduledCall {
+                index: calls.len(),
+                function: e.function.clone(),
+                scenario_ms: e.start_ms,
+                offset,
+            });
+        }
+        Ok(Self { calls, beyond_cap })
+    }
+
+    /// Send offset of the last call (the dispatch phase's length).
+    pub fn span(&self) -> Duration {
+        self.calls.last().map_or(Duration::ZERO, |c| c.offset)
+    }
+}
+
+/// Parses a duration such as `90`, `90s`, `1.5m`, `500ms`, `2h` (a bare
+/// number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {text:?} (examples: 90s, 1.5m, 500ms, 2h)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "bad duration unit {other:?} in {text:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("bad duration {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(f: &str, ms: u64) -> ScenarioEvent {
+        ScenarioEvent {
+            function: f.into(),
+            start_ms: ms,
+        }
+    }
+
+    #[test]
+    fn sorts_stably_and_scales() {
+        let events = [ev("B", 2000), ev("A", 1000), ev("C", 1000), ev("D", 0)];
+        let s = Schedule::build(&events, 2.0, None).unwrap();
+        let names: Vec<_> = s.calls.iter().map(|c| c.function.as_str()).collect();
+        assert_eq!(names, ["D", "A", "C", "B"]);
+        assert_eq!(s.calls[1].offset, Duration::from_millis(500));
+        assert_eq!(s.calls[3].offset, Duration::from_millis(1000));
+        assert_eq!(s.calls[3].index, 3);
+        assert_eq!(s.span(), Duration::from_secs(1));
+        assert_eq!(s.beyond_cap, 0);
+    }
+
+    #[test]
+    fn cap_is_in_scenario_time() {
+        let events = [ev("A", 0), ev("B", 999), ev("C", 1000), ev("D", 5000)];
+        let s = Schedule::build(&events, 10.0, Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(s.calls.len(), 2);
+        assert_eq!(s.beyond_cap, 2);
+    }
+
+    #[test]
+    fn rejects_bad_scales() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(Schedule::build(&[], bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-3s").is_err());
+    }
+}
