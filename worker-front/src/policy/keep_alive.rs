@@ -1,1 +1,291 @@
-//! Keep-alive / one-request-per-instance model (being built; see issue 5).
+//! Keep-alive with one request per instance: the AWS Lambda model.
+//!
+//! Each instance of a function serves one call at a time. When a call
+//! arrives, it reuses the *most recently created* idle instance (so older
+//! instances stay idle and expire, which is what keeps the pool small); if
+//! no instance is idle, a new one is cold-started. An instance that has been
+//! idle for the keep-alive period expires and is removed.
+//!
+//! This is the model analysed by Mahmoudi & Khazaei, "Performance Modeling
+//! of Serverless Computing Platforms" (IEEE TCC, 2020) and simulated by their
+//! SimFaaS ("SimFaaS: A Performance Simulator for Serverless Computing
+//! Platforms", CLOSER 2021), after the behaviour of AWS Lambda. The
+//! discrete-event simulator's SimFaaS oracle test drives this type.
+//!
+//! Pure: no I/O, no clock reads; every method takes the time as an argument
+//! ([`Time`], time since the run's epoch). One [`KeepAlivePool`] holds the
+//! instances of one function on one node.
+//!
+//! Parameters: `keep_alive` (AWS Lambda keeps idle instances for minutes;
+//! SimFaaS's example uses 600 s, which is [`KeepAlivePool::DEFAULT_KEEP_ALIVE`]).
+//!
+//! Expiry rule: an instance released at `t` is expired at every time
+//! `>= t + keep_alive`; [`KeepAlivePool::acquire`] expires such instances
+//! before choosing, so a call arriving exactly at the deadline cold-starts.
+
+use std::time::Duration;
+
+/// Time since the run's epoch.
+pub type Time = Duration;
+
+/// An instance's id, unique within its pool; ids grow with creation order,
+/// so "most recently created" is "largest id".
+pub type InstanceId = u64;
+
+/// How a call got its instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// An idle instance was reused.
+    Warm(InstanceId),
+    /// No instance was idle: a new one was created (a cold start).
+    Cold(InstanceId),
+}
+
+impl Acquired {
+    /// The instance that serves the call.
+    pub fn instance(self) -> InstanceId {
+        match self {
+            Self::Warm(id) | Self::Cold(id) => id,
+        }
+    }
+
+    pub fn is_cold(self) -> bool {
+        matches!(self, Self::Cold(_))
+    }
+}
+
+/// An instance that expired, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    pub instance: InstanceId,
+    /// `idle since + keep_alive`: when it stopped existing (may be earlier
+    /// than the `now` at which the expiry was noticed).
+    pub at: Time,
+}
+
+/// A release of an instance that is not busy in this pool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("instance {0} is not busy in this pool")]
+pub struct NotBusy(pub InstanceId);
+
+/// The instances of one function on one node.
+#[derive(Debug, Clone)]
+pub struct KeepAlivePool {
+    keep_alive: Duration,
+    /// Idle instances, ascending by id, with the time they became idle.
+    idle: Vec<(InstanceId, Time)>,
+    /// Busy instances (small: the calls in flight), unordered.
+    busy: Vec<InstanceId>,
+    next_id: InstanceId,
+    cold_starts: u64,
+    warm_starts: u64,
+}
+
+impl KeepAlivePool {
+    /// SimFaaS's example keep-alive period.
+    pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(600);
+
+    pub fn new(keep_alive: Duration) -> Self {
+        Self {
+            keep_alive,
+            idle: Vec::new(),
+            busy: Vec::new(),
+            next_id: 0,
+            cold_starts: 0,
+            warm_starts: 0,
+        }
+    }
+
+    pub fn keep_alive(&self) -> Duration {
+        self.keep_alive
+    }
+
+    /// Removes the instances idle for `keep_alive` or longer at `now`,
+    /// calling `on_expired` for each (in ascending id order).
+    pub fn expire(&mut self, now: Time, mut on_expired: impl FnMut(Expired)) {
+        let keep_alive = self.keep_alive;
+        self.idle.retain(|&(instance, since)| {
+            let at = since.saturating_add(keep_alive);
+            if at <= now {
+                on_expired(Expired { instance, at });
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// A call arrives at `now`: expires what is due, then takes the most
+    /// recently created idle instance, or creates one. The instance is busy
+    /// until [`KeepAlivePool::release`].
+    pub fn acquire(&mut self, now: Time, on_expired: impl FnMut(Expired)) -> Acquired {
+        self.expire(now, on_expired);
+        let acquired = match self.idle.pop() {
+            Some((id, _)) => {
+                self.warm_starts += 1;
+                Acquired::Warm(id)
+            }
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.cold_starts += 1;
+                Acquired::Cold(id)
+            }
+        };
+        self.busy.push(acquired.instance());
+        acquired
+    }
+
+    /// The call on `instance` finished at `now`: the instance becomes idle
+    /// and will expire at `now + keep_alive` unless reused.
+    pub fn release(&mut self, instance: InstanceId, now: Time) -> Result<(), NotBusy> {
+        let pos = self
+            .busy
+            .iter()
+            .position(|&b| b == instance)
+            .ok_or(NotBusy(instance))?;
+        self.busy.swap_remove(pos);
+        let at = self.idle.partition_point(|&(id, _)| id < instance);
+        self.idle.insert(at, (instance, now));
+        Ok(())
+    }
+
+    /// When the next idle instance expires, if any is idle.
+    pub fn next_expiry(&self) -> Option<Time> {
+        self.idle
+            .iter()
+            .map(|&(_, since)| since.saturating_add(self.keep_alive))
+            .min()
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+
+    pub fn busy_count(&self) -> usize {
+        self.busy.len()
+    }
+
+    /// Instances that exist (busy or idle).
+    pub fn instance_count(&self) -> usize {
+        self.idle.len() + self.busy.len()
+    }
+
+    pub fn cold_starts(&self) -> u64 {
+        self.cold_starts
+    }
+
+    pub fn warm_starts(&self) -> u64 {
+        self.warm_starts
+    }
+
+    /// Removes every instance (e.g. `/clear`); busy ones are forgotten too.
+    pub fn clear(&mut self) {
+        self.idle.clear();
+        self.busy.clear();
+    }
+}
+
+impl Default for KeepAlivePool {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_KEEP_ALIVE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(secs: u64) -> Time {
+        Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn first_call_is_cold_then_warm_on_the_same_instance() {
+        let mut p = KeepAlivePool::new(s(10));
+        let a = p.acquire(s(0), |_| {});
+        assert!(a.is_cold());
+        p.release(a.instance(), s(1)).unwrap();
+        let b = p.acquire(s(5), |_| {});
+        assert_eq!(b, Acquired::Warm(a.instance()));
+        assert_eq!((p.cold_starts(), p.warm_starts()), (1, 1));
+    }
+
+    #[test]
+    fn one_call_per_instance_concurrent_calls_cold_start() {
+        let mut p = KeepAlivePool::new(s(10));
+        let a = p.acquire(s(0), |_| {});
+        let b = p.acquire(s(0), |_| {});
+        assert!(a.is_cold() && b.is_cold());
+        assert_ne!(a.instance(), b.instance());
+        assert_eq!(p.busy_count(), 2);
+        assert_eq!(p.idle_count(), 0);
+    }
+
+    #[test]
+    fn reuses_the_most_recently_created_idle_instance() {
+        let mut p = KeepAlivePool::new(s(100));
+        let ids: Vec<_> = (0..3).map(|_| p.acquire(s(0), |_| {}).instance()).collect();
+        // Release newest first, so "most recently released" differs from
+        // "most recently created".
+        p.release(ids[2], s(1)).unwrap();
+        p.release(ids[0], s(2)).unwrap();
+        p.release(ids[1], s(3)).unwrap();
+        assert_eq!(p.acquire(s(4), |_| {}), Acquired::Warm(ids[2]));
+        assert_eq!(p.acquire(s(4), |_| {}), Acquired::Warm(ids[1]));
+        assert_eq!(p.acquire(s(4), |_| {}), Acquired::Warm(ids[0]));
+        assert!(p.acquire(s(4), |_| {}).is_cold());
+    }
+
+    #[test]
+    fn idle_instances_expire_after_keep_alive_exactly() {
+        let mut p = KeepAlivePool::new(s(10));
+        let a = p.acquire(s(0), |_| {}).instance();
+        p.release(a, s(2)).unwrap();
+        assert_eq!(p.next_expiry(), Some(s(12)));
+        let mut expired = Vec::new();
+        p.expire(s(11), |e| expired.push(e));
+        assert!(expired.is_empty());
+        assert_eq!(p.instance_count(), 1);
+        let b = p.acquire(s(12), |e| expired.push(e));
+        assert!(b.is_cold(), "an instance at its deadline is gone");
+        assert_eq!(
+            expired,
+            vec![Expired {
+                instance: a,
+                at: s(12)
+            }]
+        );
+        assert_eq!(p.instance_count(), 1);
+        assert_eq!(p.next_expiry(), None, "the busy one does not expire");
+    }
+
+    #[test]
+    fn expiry_reports_the_deadline_not_the_time_noticed() {
+        let mut p = KeepAlivePool::new(s(10));
+        let a = p.acquire(s(0), |_| {}).instance();
+        p.release(a, s(3)).unwrap();
+        let mut at = None;
+        p.expire(s(100), |e| at = Some(e.at));
+        assert_eq!(at, Some(s(13)));
+    }
+
+    #[test]
+    fn releasing_an_unknown_instance_is_an_error() {
+        let mut p = KeepAlivePool::new(s(10));
+        assert_eq!(p.release(7, s(0)), Err(NotBusy(7)));
+        let a = p.acquire(s(0), |_| {}).instance();
+        p.release(a, s(1)).unwrap();
+        assert_eq!(p.release(a, s(1)), Err(NotBusy(a)), "already idle");
+    }
+
+    #[test]
+    fn clear_removes_everything() {
+        let mut p = KeepAlivePool::new(s(10));
+        let a = p.acquire(s(0), |_| {}).instance();
+        p.acquire(s(0), |_| {});
+        p.release(a, s(1)).unwrap();
+        p.clear();
+        assert_eq!(p.instance_count(), 0);
+    }
+}
