@@ -19,8 +19,15 @@
 
 use std::time::Duration;
 
+pub mod consistent_hash;
+pub mod least_loaded;
+pub mod load_index;
 pub mod loads;
+pub mod md5_ring;
+pub mod ours;
+pub mod pasch;
 pub mod round_robin;
+pub mod tradeoff;
 
 pub use loads::NodeLoads;
 
@@ -173,9 +180,17 @@ pub fn canonical_name(name: &str) -> Result<&'static str, UnknownAlgorithm> {
 
 /// Builds the scheduler called `name` with no members yet.
 pub fn build(name: &str, params: &Params) -> Result<Box<dyn Scheduler>, UnknownAlgorithm> {
-    let _ = params;
-    match canonical_name(name)? {
-        "rr" => Ok(Box::new(round_robin::RoundRobin::new())),
-        other => Err(UnknownAlgorithm(other.to_string())),
-    }
+    Ok(match canonical_name(name)? {
+        "rr" => Box::new(round_robin::RoundRobin::new()),
+        "ll" => Box::new(least_loaded::LeastLoaded::new()),
+        "ch" => Box::new(consistent_hash::ConsistentHashBoundedLoad::new(params.t)),
+        "pasch" => Box::new(pasch::PaschExtended::new(params.t)),
+        "ours" => Box::new(ours::GreedyLocality::new(params.t1, params.t2, params.t3)),
+        "tradeoff" => Box::new(tradeoff::Tradeoff::new(
+            params.alpha,
+            params.beta,
+            params.seed,
+        )),
+        other => return Err(UnknownAlgorithm(other.to_string())),
+    })
 }

@@ -1,0 +1,2 @@
+//! Criterion benchmark of `select` + `finished` per scheduler (filled in below).
+fn main() {}

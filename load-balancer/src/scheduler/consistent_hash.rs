@@ -1,0 +1,183 @@
+//! `ch` (alias `hash`): consistent hashing with bounded load.
+//!
+//! From HotFunctions (Prev/HotFunctions, `scheduler/consistent_hash.go`,
+//! selected by `load_balancer/main.go` as `hash`), which applies the idea of
+//! Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded
+//! Loads" (SODA 2018): keep the locality of a consistent-hashing ring, but
+//! skip a node that already holds its share of the load.
+//!
+//! The ring (see [`Md5Ring`]) has `T` points per online node at
+//! `ring_hash("<nodeId>-<m>")` for `m < T`, where the hash is the first 4
+//! bytes of MD5, big-endian, modulo 1,234,567. A call of function `f` starts
+//! at the first point at or after `ring_hash(f)` and walks clockwise to the
+//! first point whose node has fewer than `T` calls in flight. When every
+//! online node holds `T` calls the selection fails with
+//! [`SelectError::AllFull`] (answered in O(1) from the load index, before
+//! any walk), so a node never holds more than `T` calls.
+//!
+//! Parameters: `T` (environment variable `T`, [`Params::t`](super::Params),
+//! default 8) is both the number of ring points per node and the load bound,
+//! as the original's `main.go` passes it for both.
+//!
+//! Membership: the ring is rebuilt over the online members on every change;
+//! point hashes are cached per id, so a node that comes back gets exactly
+//! its old positions.
+
+use super::load_index::LoadIndex;
+use super::md5_ring::{HashCache, Md5Ring};
+use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+
+#[derive(Debug, Clone)]
+pub struct ConsistentHashBoundedLoad {
+    /// `T`: ring points per node and the in-flight bound.
+    bound: u32,
+    ring: Md5Ring,
+    hashes: HashCache,
+    loads: LoadIndex,
+}
+
+impl ConsistentHashBoundedLoad {
+    /// A scheduler with `t` ring points per node and load bound `t`.
+    pub fn new(t: u32) -> Self {
+        Self {
+            bound: t,
+            ring: Md5Ring::new(t),
+            hashes: HashCache::new(),
+            loads: LoadIndex::new(),
+        }
+    }
+
+    /// The ring, for inspection and tests.
+    pub fn ring(&self) -> &Md5Ring {
+        &self.ring
+    }
+}
+
+impl Scheduler for ConsistentHashBoundedLoad {
+    fn name(&self) -> &'static str {
+        "ch"
+    }
+
+    fn membership(&mut self, change: Membership, _now: Time) {
+        if self.loads.apply(&change) {
+            self.ring.rebuild(self.loads.online());
+        }
+    }
+
+    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
+        let min_load = self.loads.min_load().ok_or(SelectError::NoNodes)?;
+        let full = || SelectError::AllFull { bound: self.bound };
+        if min_load >= self.bound {
+            return Err(full());
+        }
+        let hash = self.hashes.get(function);
+        let start = self.ring.owner_index(hash).ok_or_else(full)?;
+        let points = self.ring.points();
+        // Some node has room, and every online node has points on the ring,
+        // so this walk finds one within one turn.
+        let (wrapped, from_start) = points.split_at(start);
+        let node = from_start
+            .iter()
+            .chain(wrapped)
+            .map(|p| p.node)
+            .find(|&n| self.loads.load(n) < self.bound)
+            .ok_or_else(full)?;
+        self.loads.started(node);
+        Ok(node)
+    }
+
+    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
+        self.loads.finished(completion.node);
+    }
+
+    fn load(&self, node: NodeId) -> Option<u32> {
+        self.loads.member_load(node)
+    }
+
+    fn members(&self) -> Vec<NodeId> {
+        self.loads.online().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::NodeInfo;
+
+    fn with_nodes(n: u32, t: u32) -> ConsistentHashBoundedLoad {
+        let mut s = ConsistentHashBoundedLoad::new(t);
+        for id in 0..n {
+            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
+        }
+        s
+    }
+
+    fn done(node: NodeId, function: &str) -> Completion<'_> {
+        Completion {
+            node,
+            function,
+            duration: Time::from_secs(1),
+            cold: false,
+            ok: true,
+        }
+    }
+
+    #[test]
+    fn stays_on_one_node_until_t_in_flight_then_spills() {
+        let mut s = with_nodes(4, 4);
+        let home = s.select("A", Time::ZERO).unwrap();
+        for _ in 1..4 {
+            assert_eq!(s.select("A", Time::ZERO), Ok(home));
+        }
+        assert_eq!(s.load(home), Some(4));
+        let spill = s.select("A", Time::ZERO).unwrap();
+        assert_ne!(spill, home, "the fifth call must spill");
+        s.finished(&done(home, "A"), Time::ZERO);
+        assert_eq!(
+            s.select("A", Time::ZERO),
+            Ok(home),
+            "back home when it has room"
+        );
+    }
+
+    #[test]
+    fn all_full_is_an_error_and_room_ends_it() {
+        let mut s = with_nodes(2, 2);
+        let mut chosen = Vec::new();
+        for f in ["A", "B", "C", "D"] {
+            chosen.push(s.select(f, Time::ZERO).unwrap());
+        }
+        assert_eq!(s.load(0), Some(2));
+        assert_eq!(s.load(1), Some(2));
+        assert_eq!(
+            s.select("E", Time::ZERO),
+            Err(SelectError::AllFull { bound: 2 })
+        );
+        s.finished(&done(chosen[0], "A"), Time::ZERO);
+        assert_eq!(s.select("E", Time::ZERO), Ok(chosen[0]));
+    }
+
+    #[test]
+    fn removed_node_is_skipped_and_gets_its_points_back() {
+        let mut s = with_nodes(4, 8);
+        let before = s.ring().points().to_vec();
+        let home = s.select("W1", Time::ZERO).unwrap();
+        s.finished(&done(home, "W1"), Time::ZERO);
+        s.membership(Membership::Remove(home), Time::ZERO);
+        assert!(s.ring().points().iter().all(|p| p.node != home));
+        for _ in 0..20 {
+            let n = s.select("W1", Time::ZERO).unwrap();
+            assert_ne!(n, home);
+            s.finished(&done(n, "W1"), Time::ZERO);
+        }
+        s.membership(Membership::Insert(NodeInfo::new(home)), Time::ZERO);
+        assert_eq!(s.ring().points(), &before[..]);
+        assert_eq!(s.select("W1", Time::ZERO), Ok(home));
+    }
+
+    #[test]
+    fn no_nodes() {
+        let mut s = ConsistentHashBoundedLoad::new(8);
+        assert_eq!(s.select("A", Time::ZERO), Err(SelectError::NoNodes));
+    }
+}

@@ -1,0 +1,93 @@
+//! `ll`: least loaded, by in-flight calls.
+//!
+//! From HotFunctions (Prev/HotFunctions, `scheduler/least_loaded.go`): every
+//! call goes to the node with the fewest calls in flight, the first node in
+//! list order on ties. Node ids are list indices, so ties go to the lowest
+//! online id. No parameters. The choice is O(1) via [`LoadIndex`].
+
+use super::load_index::LoadIndex;
+use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+
+#[derive(Debug, Clone, Default)]
+pub struct LeastLoaded {
+    loads: LoadIndex,
+}
+
+impl LeastLoaded {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Scheduler for LeastLoaded {
+    fn name(&self) -> &'static str {
+        "ll"
+    }
+
+    fn membership(&mut self, change: Membership, _now: Time) {
+        self.loads.apply(&change);
+    }
+
+    fn select(&mut self, _function: &str, _now: Time) -> Result<NodeId, SelectError> {
+        let node = self.loads.least_loaded().ok_or(SelectError::NoNodes)?;
+        self.loads.started(node);
+        Ok(node)
+    }
+
+    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
+        self.loads.finished(completion.node);
+    }
+
+    fn load(&self, node: NodeId) -> Option<u32> {
+        self.loads.member_load(node)
+    }
+
+    fn members(&self) -> Vec<NodeId> {
+        self.loads.online().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::NodeInfo;
+
+    fn with_nodes(n: u32) -> LeastLoaded {
+        let mut s = LeastLoaded::new();
+        for id in 0..n {
+            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
+        }
+        s
+    }
+
+    #[test]
+    fn eighty_calls_over_ten_idle_nodes_cycle() {
+        let mut s = with_nodes(10);
+        for i in 0..80u32 {
+            assert_eq!(s.select("W1", Time::ZERO), Ok(i % 10));
+        }
+    }
+
+    #[test]
+    fn follows_completions_and_membership() {
+        let mut s = with_nodes(3);
+        for _ in 0..3 {
+            s.select("A", Time::ZERO).unwrap();
+        }
+        let done = Completion {
+            node: 1,
+            function: "A",
+            duration: Time::from_millis(5),
+            cold: false,
+            ok: true,
+        };
+        s.finished(&done, Time::ZERO);
+        assert_eq!(s.select("A", Time::ZERO), Ok(1));
+        s.finished(&done, Time::ZERO);
+        s.membership(Membership::Remove(1), Time::ZERO);
+        assert_eq!(s.select("A", Time::ZERO), Ok(0));
+        assert_eq!(s.members(), vec![0, 2]);
+        let mut none = LeastLoaded::new();
+        assert_eq!(none.select("A", Time::ZERO), Err(SelectError::NoNodes));
+    }
+}

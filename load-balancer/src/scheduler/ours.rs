@@ -1,0 +1,359 @@
+//! `ours`: HotFunctions' greedy locality scheduler.
+//!
+//! From HotFunctions (Prev/HotFunctions, `scheduler/ours.go`, the
+//! framework's own proposal). Each function has a list of assigned nodes,
+//! learnt as it runs; each node counts the calls it runs per function.
+//!
+//! - A node with `TMax` or more calls in flight is unavailable.
+//! - A node with `TOpt` or more (but fewer than `TMax`) accepts only its
+//!   `CacheSize` most-running functions (the most calls in flight there);
+//!   when it refuses an assigned function on these grounds, it is removed
+//!   from that function's assigned nodes (the function is "evicted" from the
+//!   node's working set and must earn its place again).
+//! - A call goes to the least loaded available node among its function's
+//!   assigned nodes (first assigned on ties); else to the least loaded
+//!   available node of all (lowest id on ties), which becomes assigned to
+//!   the function; else, when no node is available, to the globally least
+//!   loaded node (lowest id on ties), without assigning it.
+//!
+//! Parameters (environment variables and defaults of the original
+//! `main.go`): `T1` = `TMax` (8), `T2` = `TOpt` (5), `T3` = `CacheSize` (3);
+//! see [`Params`](super::Params).
+//!
+//! Differences from the original, deliberate:
+//! - **Tie defect fixed.** The original's top-`CacheSize` helper sorts the
+//!   running counts, then for each count takes the first function (in Go's
+//!   random map order) with that count, so two functions with equal counts
+//!   yield the same function twice and the other is never accepted. Here
+//!   the top `CacheSize` are distinct functions ranked by count (descending),
+//!   ties broken by function name (ascending), deterministically.
+//! - Only functions with calls in flight count as "running": the original
+//!   keeps zero counts in its map, so a function that ran long ago could
+//!   fill a cache slot.
+//! - The original fails a call when no node is available; the issue asks for
+//!   the global least-loaded fallback instead. `ours` therefore never
+//!   refuses a call while a node is online, and never puts a call above
+//!   `TMax` while some node has fewer than `TMax` calls.
+//! - The original never de-assigns; the refusal at `TOpt` above does, which
+//!   is what makes the assignment adaptive.
+//!
+//! Membership: an offline node is skipped but stays in assignments, so a
+//! node that comes back keeps its functions. Cost per call: a map lookup
+//! of the name, a scan of the function's assigned nodes, and O(1) for the
+//! global least loaded unless every node is at `TOpt` or more.
+
+use std::collections::HashMap;
+
+use super::load_index::LoadIndex;
+use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+
+/// Why a node does not take a call of a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Availability {
+    Available,
+    /// At `TMax` or more.
+    Overloaded,
+    /// At `TOpt` or more and the function is not among its most running.
+    NotCached,
+}
+
+#[derive(Debug, Clone)]
+pub struct GreedyLocality {
+    t_max: u32,
+    t_opt: u32,
+    cache_size: u32,
+    /// Function name → dense function id.
+    ids: HashMap<Box<str>, u32>,
+    /// Function id → name (for deterministic tie-breaks).
+    names: Vec<Box<str>>,
+    /// Function id → assigned nodes, in assignment order.
+    assigned: Vec<Vec<NodeId>>,
+    /// Node id → (function id, calls in flight > 0).
+    running: Vec<Vec<(u32, u32)>>,
+    loads: LoadIndex,
+}
+
+impl GreedyLocality {
+    /// `t_max` = `T1`, `t_opt` = `T2`, `cache_size` = `T3`.
+    pub fn new(t_max: u32, t_opt: u32, cache_size: u32) -> Self {
+        Self {
+            t_max,
+            t_opt,
+            cache_size,
+            ids: HashMap::new(),
+            names: Vec::new(),
+            assigned: Vec::new(),
+            running: Vec::new(),
+            loads: LoadIndex::new(),
+        }
+    }
+
+    /// The nodes currently assigned to `function`, in assignment order.
+    pub fn assigned_nodes(&self, function: &str) -> &[NodeId] {
+        self.ids
+            .get(function)
+            .map_or(&[], |&f| &self.assigned[f as usize])
+    }
+
+    /// Calls of `function` in flight on `node`.
+    pub fn running(&self, node: NodeId, function: &str) -> u32 {
+        let Some(&f) = self.ids.get(function) else {
+            return 0;
+        };
+        self.running
+            .get(node as usize)
+            .and_then(|r| r.iter().find(|e| e.0 == f))
+            .map_or(0, |e| e.1)
+    }
+
+    fn intern(&mut self, function: &str) -> u32 {
+        if let Some(&f) = self.ids.get(function) {
+            return f;
+        }
+        let f = self.names.len() as u32;
+        self.ids.insert(function.into(), f);
+        self.names.push(function.into());
+        self.assigned.push(Vec::new());
+        f
+    }
+
+    /// Whether `f` is among the `cache_size` most running functions of
+    /// `node` (count descending, name ascending).
+    fn is_cached(&self, node: NodeId, f: u32) -> bool {
+        let Some(entries) = self.running.get(node as usize) else {
+            return false;
+        };
+        let Some(&(_, count)) = entries.iter().find(|e| e.0 == f) else {
+            return false;
+        };
+        let name = &self.names[f as usize];
+        let ahead = entries
+            .iter()
+            .filter(|&&(g, c)| {
+                g != f && (c > count || (c == count && self.names[g as usize] < *name))
+            })
+            .count();
+        ahead < self.cache_size as usize
+    }
+
+    fn availability(&self, node: NodeId, f: u32) -> Availability {
+        let load = self.loads.load(node);
+        if load >= self.t_max {
+            Availability::Overloaded
+        } else if load >= self.t_opt && !self.is_cached(node, f) {
+            Availability::NotCached
+        } else {
+            Availability::Available
+        }
+    }
+
+    /// Least loaded available node among `f`'s assigned ones; drops the
+    /// assignments of nodes that refuse `f` at `TOpt`.
+    fn best_assigned(&mut self, f: u32) -> Option<NodeId> {
+        let mut best: Option<(u32, NodeId)> = None;
+        let mut evicted = false;
+        for &node in &self.assigned[f as usize] {
+            if !self.loads.is_online(node) {
+                continue;
+            }
+            match self.availability(node, f) {
+                Availability::Available => {
+                    let load = self.loads.load(node);
+                    if best.is_none_or(|(b, _)| load < b) {
+                        best = Some((load, node));
+                    }
+                }
+                Availability::NotCached => evicted = true,
+                Availability::Overloaded => {}
+            }
+        }
+        if evicted {
+            let mut list = std::mem::take(&mut self.assigned[f as usize]);
+            list.retain(|&n| {
+                !self.loads.is_online(n) || self.availability(n, f) != Availability::NotCached
+            });
+            self.assigned[f as usize] = list;
+        }
+        best.map(|(_, n)| n)
+    }
+
+    /// Least loaded available node of all, lowest id on ties.
+    fn best_of_all(&self, f: u32) -> Option<NodeId> {
+        let min = self.loads.min_load()?;
+        if min < self.t_opt.min(self.t_max) {
+            // Every node at the minimum load is available: the index's
+            // answer is the one a scan would give.
+            return self.loads.least_loaded();
+        }
+        let mut best: Option<(u32, NodeId)> = None;
+        for &node in self.loads.online() {
+            if self.availability(node, f) == Availability::Available {
+                let load = self.loads.load(node);
+                if best.is_none_or(|(b, _)| load < b) {
+                    best = Some((load, node));
+                }
+            }
+        }
+        best.map(|(_, n)| n)
+    }
+}
+
+impl Scheduler for GreedyLocality {
+    fn name(&self) -> &'static str {
+        "ours"
+    }
+
+    fn membership(&mut self, change: Membership, _now: Time) {
+        self.loads.apply(&change);
+    }
+
+    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
+        if self.loads.online().is_empty() {
+            return Err(SelectError::NoNodes);
+        }
+        let f = self.intern(function);
+        let node = match self.best_assigned(f) {
+            Some(node) => node,
+            None => match self.best_of_all(f) {
+                Some(node) => {
+                    let list = &mut self.assigned[f as usize];
+                    if !list.contains(&node) {
+                        list.push(node);
+                    }
+                    node
+                }
+                None => self.loads.least_loaded().ok_or(SelectError::NoNodes)?,
+            },
+        };
+        self.loads.started(node);
+        let i = node as usize;
+        if self.running.len() <= i {
+            self.running.resize_with(i + 1, Vec::new);
+        }
+        match self.running[i].iter_mut().find(|e| e.0 == f) {
+            Some(entry) => entry.1 += 1,
+            None => self.running[i].push((f, 1)),
+        }
+        Ok(node)
+    }
+
+    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
+        self.loads.finished(completion.node);
+        let Some(&f) = self.ids.get(completion.function) else {
+            return;
+        };
+        if let Some(entries) = self.running.get_mut(completion.node as usize) {
+            if let Some(pos) = entries.iter().position(|e| e.0 == f) {
+                entries[pos].1 -= 1;
+                if entries[pos].1 == 0 {
+                    entries.swap_remove(pos);
+                }
+            }
+        }
+    }
+
+    fn load(&self, node: NodeId) -> Option<u32> {
+        self.loads.member_load(node)
+    }
+
+    fn members(&self) -> Vec<NodeId> {
+        self.loads.online().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::NodeInfo;
+
+    fn with_nodes(n: u32, t_max: u32, t_opt: u32, cache: u32) -> GreedyLocality {
+        let mut s = GreedyLocality::new(t_max, t_opt, cache);
+        for id in 0..n {
+            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
+        }
+        s
+    }
+
+    #[test]
+    fn original_stream_places_and_evicts() {
+        let mut s = with_nodes(2, 4, 3, 1);
+        let picks: Vec<NodeId> = ["A", "A", "B", "C", "B", "C"]
+            .iter()
+            .map(|f| s.select(f, Time::ZERO).unwrap())
+            .collect();
+        assert_eq!(picks, vec![0, 0, 1, 1, 1, 0]);
+        assert_eq!(s.assigned_nodes("C"), &[0]);
+        assert_eq!(s.assigned_nodes("A"), &[0]);
+        assert_eq!(s.assigned_nodes("B"), &[1]);
+    }
+
+    #[test]
+    fn equal_running_counts_give_distinct_cached_functions() {
+        // Node 0 runs A and B once each; at TOpt = 2 with CacheSize 2 it
+        // must accept both (the original could accept A twice, refusing B).
+        let mut s = with_nodes(1, 10, 2, 2);
+        s.select("A", Time::ZERO).unwrap();
+        s.select("B", Time::ZERO).unwrap();
+        let f = s.ids["B"];
+        assert!(s.is_cached(0, s.ids["A"]));
+        assert!(s.is_cached(0, f));
+        let c = s.intern("C");
+        assert!(!s.is_cached(0, c));
+        // CacheSize 1 with a tie: the name order decides, A before B.
+        let mut s = with_nodes(1, 10, 2, 1);
+        s.select("B", Time::ZERO).unwrap();
+        s.select("A", Time::ZERO).unwrap();
+        assert!(s.is_cached(0, s.ids["A"]));
+        assert!(!s.is_cached(0, s.ids["B"]));
+    }
+
+    #[test]
+    fn no_available_node_falls_back_to_least_loaded() {
+        let mut s = with_nodes(2, 2, 2, 1);
+        for _ in 0..4 {
+            s.select("A", Time::ZERO).unwrap();
+        }
+        assert_eq!((s.load(0), s.load(1)), (Some(2), Some(2)));
+        assert_eq!(s.select("B", Time::ZERO), Ok(0));
+        assert_eq!(s.select("B", Time::ZERO), Ok(1));
+        assert!(
+            s.assigned_nodes("B").is_empty(),
+            "overflow is not assignment"
+        );
+    }
+
+    #[test]
+    fn completions_clear_running_counts() {
+        let mut s = with_nodes(2, 8, 5, 3);
+        let n = s.select("A", Time::ZERO).unwrap();
+        assert_eq!(s.running(n, "A"), 1);
+        s.finished(
+            &Completion {
+                node: n,
+                function: "A",
+                duration: Time::from_secs(1),
+                cold: true,
+                ok: true,
+            },
+            Time::ZERO,
+        );
+        assert_eq!(s.running(n, "A"), 0);
+        assert_eq!(s.load(n), Some(0));
+        assert!(s.running[n as usize].is_empty());
+    }
+
+    #[test]
+    fn offline_assigned_node_is_skipped_then_used_again() {
+        let mut s = with_nodes(3, 8, 5, 3);
+        assert_eq!(s.select("A", Time::ZERO), Ok(0));
+        s.membership(Membership::Remove(0), Time::ZERO);
+        assert_eq!(s.select("A", Time::ZERO), Ok(1));
+        assert_eq!(s.assigned_nodes("A"), &[0, 1]);
+        s.membership(Membership::Insert(NodeInfo::new(0)), Time::ZERO);
+        assert_eq!(
+            s.select("A", Time::ZERO),
+            Ok(0),
+            "0 and 1 both at 1: first assigned"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! `pasch`: PASch extended, two hash choices with a least-loaded fallback.
+//!
+//! From Aumala, Boza, Gerasimenko, Castro and Pasquale, "Beyond Load
+//! Balancing: Package-Aware Scheduling for Serverless Platforms" (CCGrid
+//! 2019): hash each call's key to two candidate nodes ("power of two
+//! choices" on a consistent-hashing ring, the key being the package in the
+//! paper and the function name here), take the less loaded, and fall back
+//! to the least loaded node when that one is overloaded. This is the
+//! extended variant of HotFunctions (Prev/HotFunctions,
+//! `scheduler/pasch.go`):
+//!
+//! 1. look the function name up on the ring, and the name + `"salt"`;
+//! 2. take the first unless the second has strictly fewer calls in flight;
+//! 3. if that node holds `T` or more calls, take the globally least loaded
+//!    online node instead (lowest id on ties); it never refuses a call.
+//!
+//! The ring is the one of the Go package HotFunctions uses
+//! (`github.com/lafikl/consistent` at the version its `go.sum` pins): 10
+//! points per node at `hash("<nodeId><i>")` for `i` in `0..10`, where the
+//! hash is the first 8 bytes of BLAKE2b-512, little-endian; a key belongs
+//! to the first point at or after its hash, wrapping around. Rebuilt over
+//! the online members on every membership change (point hashes are cached
+//! per id, so a node that comes back gets its old positions).
+//!
+//! Parameters: `T` (environment variable `T`, [`Params::t`](super::Params),
+//! default 8).
+
+use std::collections::HashMap;
+
+use blake2::{Blake2b512, Digest};
+
+use super::load_index::LoadIndex;
+use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+
+/// Ring points per node in `lafikl/consistent` (its `replicationFactor`).
+pub const POINTS_PER_NODE: u32 = 10;
+
+/// The salt appended to the function name for the second choice.
+pub const SECOND_CHOICE_SALT: &str = "salt";
+
+/// First 8 bytes of BLAKE2b-512(`key`), little-endian.
+pub fn blake2b_ring_hash(key: &[u8]) -> u64 {
+    let digest = Blake2b512::digest(key);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+#[derive(Debug, Clone)]
+pub struct PaschExtended {
+    /// `T`: load at which the hashed choice is abandoned.
+    threshold: u32,
+    /// (hash, node), sorted by hash.
+    ring: Vec<(u64, NodeId)>,
+    /// Point hashes per node id.
+    node_points: Vec<Vec<u64>>,
+    /// Function name → (hash of name, hash of name + salt).
+    hashes: HashMap<Box<str>, (u64, u64)>,
+    loads: LoadIndex,
+}
+
+impl PaschExtended {
+    pub fn new(t: u32) -> Self {
+        Self {
+            threshold: t,
+            ring: Vec::new(),
+            node_points: Vec::new(),
+            hashes: HashMap::new(),
+            loads: LoadIndex::new(),
+        }
+    }
+
+    /// The two candidate nodes of `function` (first choice, second choice).
+    pub fn candidates(&mut self, function: &str) -> Option<(NodeId, NodeId)> {
+        let (h1, h2) = match self.hashes.get(function) {
+            Some(&h) => h,
+            None => {
+                let h1 = blake2b_ring_hash(function.as_bytes());
+                let h2 = blake2b_ring_hash(format!("{function}{SECOND_CHOICE_SALT}").as_bytes());
+                self.hashes.insert(function.into(), (h1, h2));
+                (h1, h2)
+            }
+        };
+        Some((self.owner(h1)?, self.owner(h2)?))
+    }
+
+    fn owner(&self, hash: u64) -> Option<NodeId> {
+        let i = self.ring.partition_point(|&(h, _)| h < hash);
+        self.ring
+            .get(i)
+            .or_else(|| self.ring.first())
+            .map(|&(_, n)| n)
+    }
+
+    fn rebuild_ring(&mut self) {
+        let mut ring = Vec::with_capacity(self.loads.online().len() * POINTS_PER_NODE as usize);
+        for &id in self.loads.online() {
+            let i = id as usize;
+            if self.node_points.len() <= i {
+                self.node_points.resize_with(i + 1, Vec::new);
+            }
+            if self.node_points[i].is_empty() {
+                self.node_points[i] = (0..POINTS_PER_NODE)
+                    .map(|p| blake2b_ring_hash(format!("{id}{p}").as_bytes()))
+                    .collect();
+            }
+            ring.extend(self.node_points[i].iter().map(|&h| (h, id)));
+        }
+        ring.sort_unstable();
+        self.ring = ring;
+    }
+}
+
+impl Scheduler for PaschExtended {
+    fn name(&self) -> &'static str {
+        "pasch"
+    }
+
+    fn membership(&mut self, change: Membership, _now: Time) {
+        if self.loads.apply(&change) {
+            self.rebuild_ring();
+        }
+    }
+
+    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
+        let (first, second) = self.candidates(function).ok_or(SelectError::NoNodes)?;
+        let mut node = first;
+        if self.loads.load(first) > self.loads.load(second) {
+            node = second;
+        }
+        if self.loads.load(node) >= self.threshold {
+            node = self.loads.least_loaded().ok_or(SelectError::NoNodes)?;
+        }
+        self.loads.started(node);
+        Ok(node)
+    }
+
+    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
+        self.loads.finished(completion.node);
+    }
+
+    fn load(&self, node: NodeId) -> Option<u32> {
+        self.loads.member_load(node)
+    }
+
+    fn members(&self) -> Vec<NodeId> {
+        self.loads.online().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::NodeInfo;
+
+    fn with_nodes(n: u32, t: u32) -> PaschExtended {
+        let mut s = PaschExtended::new(t);
+        for id in 0..n {
+            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
+        }
+        s
+    }
+
+    #[test]
+    fn blake2b_prefix_little_endian() {
+        // BLAKE2b-512("") starts 78 6a 02 f7 42 01 59 03 (RFC 7693 test vector).
+        assert_eq!(blake2b_ring_hash(b""), 0x0359_0142_f702_6a78);
+    }
+
+    /// A function whose two choices differ on `s`.
+    fn two_choice_function(s: &mut PaschExtended) -> (String, NodeId, NodeId) {
+        (0..1000)
+            .map(|i| format!("F{i}"))
+            .find_map(|f| {
+                let (a, b) = s.candidates(&f)?;
+                (a != b).then_some((f, a, b))
+            })
+            .expect("some function has two distinct choices on 4 nodes")
+    }
+
+    #[test]
+    fn alternates_between_two_choices_then_falls_back_to_least_loaded() {
+        let mut s = with_nodes(4, 3);
+        let (f, a, b) = two_choice_function(&mut s);
+        // Ties go to the first choice; then the less loaded of the two.
+        let picks: Vec<NodeId> = (0..6).map(|_| s.select(&f, Time::ZERO).unwrap()).collect();
+        assert_eq!(picks, vec![a, b, a, b, a, b]);
+        // Both at T = 3: the least loaded of the others, lowest id first.
+        let others: Vec<NodeId> = (0..4).filter(|n| *n != a && *n != b).collect();
+        assert_eq!(s.select(&f, Time::ZERO), Ok(others[0]));
+        assert_eq!(s.select(&f, Time::ZERO), Ok(others[1]));
+    }
+
+    #[test]
+    fn removed_choice_is_never_taken_and_comes_back() {
+        let mut s = with_nodes(4, 8);
+        let (f, a, _) = two_choice_function(&mut s);
+        s.membership(Membership::Remove(a), Time::ZERO);
+        for _ in 0..30 {
+            assert_ne!(s.select(&f, Time::ZERO).unwrap(), a);
+        }
+        s.membership(Membership::Insert(NodeInfo::new(a)), Time::ZERO);
+        assert_eq!(s.candidates(&f).unwrap().0, a);
+    }
+}

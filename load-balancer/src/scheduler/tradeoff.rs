@@ -1,0 +1,155 @@
+//! `tradeoff`: a random mix of random, hash and least-loaded placement.
+//!
+//! From HotFunctions (Prev/HotFunctions, `scheduler/tradeoff.go`), which
+//! trades locality against load balance with two probabilities. Per call:
+//!
+//! - with probability `ALPHA`: a uniformly random online node;
+//! - else with probability `BETA`: the hash node, the online member at
+//!   index `ring_hash(function) mod n` (the MD5 hash of [`super::md5_ring`],
+//!   members in ascending id order, `n` online members; plain modulo, not
+//!   a ring, as in the original);
+//! - else the least loaded online node (lowest id on ties).
+//!
+//! Parameters (environment variables and defaults of the original
+//! `main.go`): `ALPHA` (0.0), `BETA` (0.5); see [`Params`](super::Params).
+//! Randomness: a [`ChaCha8Rng`] seeded from [`Params::seed`](super::Params),
+//! one uniform draw in `[0, 1)` for the `ALPHA` test, then (when not random)
+//! one for the `BETA` test, then (when random) one for the node, so a run is
+//! reproduced exactly by its seed. A draw `u` passes a test with probability
+//! `p` when `u < p`, so `ALPHA` 0 never and `BETA` 1 always passes (the
+//! original's `u > 1 - p` can miss by a rounding error).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::load_index::LoadIndex;
+use super::md5_ring::HashCache;
+use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+
+#[derive(Debug, Clone)]
+pub struct Tradeoff {
+    alpha: f64,
+    beta: f64,
+    rng: ChaCha8Rng,
+    hashes: HashCache,
+    loads: LoadIndex,
+}
+
+impl Tradeoff {
+    pub fn new(alpha: f64, beta: f64, seed: u64) -> Self {
+        Self {
+            alpha,
+            beta,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            hashes: HashCache::new(),
+            loads: LoadIndex::new(),
+        }
+    }
+}
+
+impl Scheduler for Tradeoff {
+    fn name(&self) -> &'static str {
+        "tradeoff"
+    }
+
+    fn membership(&mut self, change: Membership, _now: Time) {
+        self.loads.apply(&change);
+    }
+
+    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
+        let n = self.loads.online().len();
+        if n == 0 {
+            return Err(SelectError::NoNodes);
+        }
+        let node = if self.rng.gen::<f64>() < self.alpha {
+            self.loads.online()[self.rng.gen_range(0..n)]
+        } else if self.rng.gen::<f64>() < self.beta {
+            let hash = self.hashes.get(function) as usize;
+            self.loads.online()[hash % n]
+        } else {
+            self.loads.least_loaded().ok_or(SelectError::NoNodes)?
+        };
+        self.loads.started(node);
+        Ok(node)
+    }
+
+    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
+        self.loads.finished(completion.node);
+    }
+
+    fn load(&self, node: NodeId) -> Option<u32> {
+        self.loads.member_load(node)
+    }
+
+    fn members(&self) -> Vec<NodeId> {
+        self.loads.online().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::least_loaded::LeastLoaded;
+    use crate::scheduler::md5_ring::ring_hash;
+    use crate::scheduler::NodeInfo;
+
+    fn insert_all(s: &mut dyn Scheduler, n: u32) {
+        for id in 0..n {
+            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
+        }
+    }
+
+    #[test]
+    fn alpha_0_beta_0_is_least_loaded() {
+        let mut t = Tradeoff::new(0.0, 0.0, 7);
+        let mut ll = LeastLoaded::new();
+        insert_all(&mut t, 5);
+        insert_all(&mut ll, 5);
+        let mut x = 1u32;
+        for i in 0..200 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let f = format!("F{}", x % 7);
+            let a = t.select(&f, Time::ZERO).unwrap();
+            assert_eq!(Ok(a), ll.select(&f, Time::ZERO), "call {i}");
+            if x % 3 == 1 {
+                let done = Completion {
+                    node: a,
+                    function: &f,
+                    duration: Time::ZERO,
+                    cold: false,
+                    ok: true,
+                };
+                t.finished(&done, Time::ZERO);
+                ll.finished(&done, Time::ZERO);
+            }
+        }
+    }
+
+    #[test]
+    fn beta_1_sends_each_function_to_its_hash_node() {
+        let mut t = Tradeoff::new(0.0, 1.0, 7);
+        insert_all(&mut t, 6);
+        for f in ["W1", "W2", "T3", "D8", "I5"] {
+            let home = ring_hash(f.as_bytes()) % 6;
+            for _ in 0..20 {
+                assert_eq!(t.select(f, Time::ZERO), Ok(home));
+            }
+        }
+    }
+
+    #[test]
+    fn alpha_1_is_random_and_seeded() {
+        let run = |seed| {
+            let mut t = Tradeoff::new(1.0, 0.0, seed);
+            insert_all(&mut t, 8);
+            (0..64)
+                .map(|_| t.select("W1", Time::ZERO).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let a = run(1);
+        assert_eq!(a, run(1), "same seed, same decisions");
+        assert_ne!(a, run(2));
+        let distinct: std::collections::BTreeSet<_> = a.iter().collect();
+        assert!(distinct.len() >= 4, "random placement spreads: {a:?}");
+    }
+}
