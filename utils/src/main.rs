@@ -1,6 +1,323 @@
-//! `utils` (being built; see issue 4).
+//! `utils`: scenario generation, log analysis, plots and comparisons.
+//!
+//! - `utils generate <out.csv>`: a scenario (the original generator by
+//!   default) plus `<out.csv>.meta.json`; per-function counts on stdout.
+//! - `utils analyze <log>...`: the original analyzer's report per log
+//!   (`--json`, `--csv` for scripts).
+//! - `utils compare <log>...`: one table across runs (`--markdown`, `--csv`,
+//!   `--json`).
+//! - `utils plot timeline|cdf|bars ... -o <file.png|file.svg>`.
 
-fn main() {
-    eprintln!("utils: not built yet");
-    std::process::exit(2);
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use utils::analyze::{analyze, AnalyzeOptions};
+use utils::compare::Comparison;
+use utils::generate::{self, Arrivals, GeneratorConfig, Popularity};
+use utils::logs::RunLog;
+use utils::plot;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "utils",
+    version,
+    about = "HotFunctions scenarios, log analysis, plots and comparisons"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate a scenario CSV (`FunctionName,StartTimeMs`) and its
+    /// `<out>.meta.json` sidecar (seed, parameters, counts).
+    Generate(GenerateArgs),
+    /// Analyze replay logs: the original analyzer's metrics and more.
+    Analyze(AnalyzeArgs),
+    /// One table across runs (label = algorithm, or file name).
+    Compare(CompareArgs),
+    /// Draw figures (PNG or SVG, by the output's extension).
+    Plot {
+        #[command(subcommand)]
+        figure: PlotCommand,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ArrivalKind {
+    /// The original: round(rate × duration) calls at uniform random times.
+    Uniform,
+    /// Exponential inter-arrival times.
+    Poisson,
+    /// On/off modulated Poisson (cluster-wide ON and OFF periods).
+    Bursty,
+}
+
+#[derive(clap::Args, Debug)]
+struct GenerateArgs {
+    /// Output CSV; the sidecar goes to `<out>.meta.json`.
+    out: PathBuf,
+    /// RNG seed (default: a random one, printed and recorded in the sidecar).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Scenario length in seconds.
+    #[arg(long, default_value_t = generate::DEFAULT_DURATION_S)]
+    duration: f64,
+    /// Multiplies every rate.
+    #[arg(long, default_value_t = 1.0)]
+    rate_scale: f64,
+    #[arg(long, value_enum, default_value_t = ArrivalKind::Uniform)]
+    arrivals: ArrivalKind,
+    /// Bursty: mean ON period, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    on_s: f64,
+    /// Bursty: mean OFF period, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    off_s: f64,
+    /// Only these catalog functions (comma-separated), at their catalog rates.
+    #[arg(long, value_delimiter = ',', conflicts_with = "zipf")]
+    functions: Option<Vec<String>>,
+    /// Zipf popularity over this many synthetic functions F001.. (for the
+    /// discrete-event simulator: workers do not know these names).
+    #[arg(long)]
+    zipf: Option<usize>,
+    /// Zipf exponent s (rate of the k-th function ∝ k^-s).
+    #[arg(long, default_value_t = 1.0)]
+    zipf_exponent: f64,
+    /// Zipf: total rate over all functions, per second (default: the
+    /// catalog's total, 7.39/s).
+    #[arg(long)]
+    total_rate: Option<f64>,
+}
+
+#[derive(clap::Args, Debug)]
+struct AnalyzeArgs {
+    /// Replay logs (original format).
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// Cluster size (default: max WorkerNodeId + 1); idle nodes count.
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Print the full analyses as JSON (an array, one per log).
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// Print one summary CSV row per log.
+    #[arg(long)]
+    csv: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct CompareArgs {
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    #[arg(long)]
+    nodes: Option<usize>,
+    #[arg(long, conflicts_with_all = ["csv", "json"])]
+    markdown: bool,
+    #[arg(long, conflicts_with = "json")]
+    csv: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CdfKind {
+    Latency,
+    Duration,
+}
+
+#[derive(Subcommand, Debug)]
+enum PlotCommand {
+    /// Per-node timeline of one run (the original's visualize.html).
+    Timeline {
+        log: PathBuf,
+        /// Output file(s): .png or .svg; repeat for both.
+        #[arg(short, long = "out", required = true)]
+        out: Vec<PathBuf>,
+        #[arg(long)]
+        nodes: Option<usize>,
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// CDF of latency (or duration), one curve per log.
+    Cdf {
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        #[arg(short, long = "out", required = true)]
+        out: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = CdfKind::Latency)]
+        metric: CdfKind,
+    },
+    /// Bars comparing logs on locality, CV, hit ratios and p99 latency.
+    Bars {
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        #[arg(short, long = "out", required = true)]
+        out: Vec<PathBuf>,
+        #[arg(long)]
+        nodes: Option<usize>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Generate(args) => run_generate(args),
+        Command::Analyze(args) => run_analyze(args),
+        Command::Compare(args) => run_compare(args),
+        Command::Plot { figure } => run_plot(figure),
+    }
+}
+
+fn run_generate(a: GenerateArgs) -> Result<()> {
+    let seed = a.seed.unwrap_or_else(rand::random);
+    if a.seed.is_none() {
+        eprintln!("seed: {seed} (random; pass --seed {seed} to repeat)");
+    }
+    let popularity = match (a.zipf, a.functions) {
+        (Some(n), _) => Popularity::Zipf {
+            functions: n,
+            exponent: a.zipf_exponent,
+            total_rate_per_s: a.total_rate.unwrap_or_else(catalog_total_rate),
+        },
+        (None, functions) => {
+            if a.total_rate.is_some() {
+                bail!("--total-rate applies to --zipf only (use --rate-scale for the catalog)");
+            }
+            Popularity::Catalog { functions }
+        }
+    };
+    let config = GeneratorConfig {
+        seed,
+        duration_s: a.duration,
+        rate_scale: a.rate_scale,
+        arrivals: match a.arrivals {
+            ArrivalKind::Uniform => Arrivals::Uniform,
+            ArrivalKind::Poisson => Arrivals::Poisson,
+            ArrivalKind::Bursty => Arrivals::Bursty {
+                on_s: a.on_s,
+                off_s: a.off_s,
+            },
+        },
+        popularity,
+    };
+    let mut scenario = generate::generate(&config)?;
+    scenario.meta.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
+    let meta = generate::write_scenario(&scenario, &a.out)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    for c in &scenario.meta.counts {
+        println!("{}: {}", c.function, c.count);
+    }
+    println!("total: {}", scenario.events.len());
+    eprintln!("wrote {} and {}", a.out.display(), meta.display());
+    Ok(())
+}
+
+fn catalog_total_rate() -> f64 {
+    generate::function_rates(&GeneratorConfig::default())
+        .map(|r| r.iter().map(|(_, rate)| rate).sum())
+        .unwrap_or(0.0)
+}
+
+fn read_runs(paths: &[PathBuf]) -> Result<Vec<RunLog>> {
+    paths
+        .iter()
+        .map(|p| RunLog::read(p).map_err(anyhow::Error::from))
+        .collect()
+}
+
+fn analyses(runs: &[RunLog], nodes: Option<usize>) -> Result<Vec<utils::analyze::Analysis>> {
+    let options = AnalyzeOptions { nodes, label: None };
+    runs.iter()
+        .map(|r| analyze(r, &options).map_err(anyhow::Error::from))
+        .collect()
+}
+
+fn run_analyze(a: AnalyzeArgs) -> Result<()> {
+    let runs = read_runs(&a.logs)?;
+    let analyses = analyses(&runs, a.nodes)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&analyses)?);
+    } else if a.csv {
+        print!("{}", Comparison::new(&analyses).to_csv());
+    } else {
+        for (i, analysis) in analyses.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            print!("{}", utils::report::analysis_text(analysis));
+        }
+    }
+    for an in &analyses {
+        if an.unparseable_lines > 0 {
+            eprintln!(
+                "warning: {}: {} unreadable lines skipped",
+                an.source, an.unparseable_lines
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run_compare(a: CompareArgs) -> Result<()> {
+    let runs = read_runs(&a.logs)?;
+    let table = Comparison::new(&analyses(&runs, a.nodes)?);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&table)?);
+    } else if a.csv {
+        print!("{}", table.to_csv());
+    } else if a.markdown {
+        print!("{}", table.to_markdown());
+    } else {
+        print!("{}", table.to_text());
+    }
+    Ok(())
+}
+
+fn for_each_out(
+    outs: &[PathBuf],
+    mut draw: impl FnMut(&Path) -> Result<(), plot::PlotError>,
+) -> Result<()> {
+    for out in outs {
+        draw(out)?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn run_plot(figure: PlotCommand) -> Result<()> {
+    match figure {
+        PlotCommand::Timeline {
+            log,
+            out,
+            nodes,
+            title,
+        } => {
+            let run = RunLog::read(&log)?;
+            let options = plot::TimelineOptions { title, nodes };
+            for_each_out(&out, |o| plot::timeline(&run, o, &options))
+        }
+        PlotCommand::Cdf { logs, out, metric } => {
+            let runs = read_runs(&logs)?;
+            let labels = utils::compare::unique_labels(
+                &runs
+                    .iter()
+                    .map(|r| (r.label(), r.source.clone()))
+                    .collect::<Vec<_>>(),
+            );
+            let labelled: Vec<(String, &RunLog)> = labels.into_iter().zip(&runs).collect();
+            let metric = match metric {
+                CdfKind::Latency => plot::CdfMetric::Latency,
+                CdfKind::Duration => plot::CdfMetric::Duration,
+            };
+            for_each_out(&out, |o| plot::latency_cdf(&labelled, metric, o))
+        }
+        PlotCommand::Bars { logs, out, nodes } => {
+            let runs = read_runs(&logs)?;
+            let table = Comparison::new(&analyses(&runs, nodes)?);
+            for_each_out(&out, |o| plot::comparison_bars(&table, o))
+        }
+    }
 }

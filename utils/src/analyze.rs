@@ -1,0 +1,564 @@
+//! The metrics of the original HotFunctions `analyzer.py`
+//! (Prev/HotFunctions, `utils/analyzer.py`), computed the same way, plus
+//! percentiles, cold starts and a per-node table.
+//!
+//! Definitions (t0 = the earliest start of a successful call; error replies
+//! are skipped before anything else):
+//! - **Slots**: 1-second slots from t0; there are `trunc((last end - t0) /
+//!   1000) + 1` of them. A call counts in every slot `i` with
+//!   `floor((start - t0) / 1000) <= i < ceil((end - t0) / 1000)`.
+//! - **Locality**: for each node, the number of distinct functions in a slot,
+//!   averaged over all slots; then averaged over nodes (with the population
+//!   standard deviation across nodes). Lower means each node runs fewer
+//!   different functions at a time.
+//! - **Imbalance**: for each node, the number of (call, slot) pairs per slot,
+//!   averaged over all slots; the coefficient of variation (population
+//!   standard deviation / mean) of these per-node averages.
+//! - **Cache hits**: `ImageReuse` is a hit when `Meta.ImageBuilt` is false;
+//!   `UsingPooledContainer` and `UsingExistingRestContainer` are hits when
+//!   true. For each: hits, misses, hit ratio, mean duration of hits and of
+//!   misses.
+//! - **Duration** = `end - start` (the original's "exec time"); **latency** =
+//!   duration - `InternalExecutionTime`; means overall and per function.
+//! - **Algorithm latency**: mean `AlgorithmLatency` (ms in the log), shown in
+//!   µs.
+//!
+//! The node count: the original fixes it (`NUM_NODES`) and indexes nodes by
+//! `WorkerNodeId`, so idle nodes count (with zeros) in locality and CV. Here
+//! it is `max WorkerNodeId + 1` by default (ids are dense, 0-based indexes in
+//! the balancer), or the cluster size given in [`AnalyzeOptions::nodes`],
+//! which also counts idle nodes at the end of the id range.
+//!
+//! Beyond the original: p50/p95/p99/p99.9 and max of duration and latency
+//! from an HDR histogram (`hdrhistogram`, 4 significant digits: exact below
+//! 32.768 s, within 0.01 % above), the cold-start ratio (calls served by
+//! neither a pooled nor a REST instance), and a per-node table. Negative
+//! latencies (clock skew) are counted and clamped to 0 in the histogram only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::logs::{CallRecord, ReadLogError, RunLog, UnparseableLine};
+
+/// Options of an analysis.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnalyzeOptions {
+    /// The cluster size. `None`: `max WorkerNodeId + 1` from the data.
+    pub nodes: Option<usize>,
+    /// The label to show; `None`: [`RunLog::label`].
+    pub label: Option<String>,
+}
+
+/// Why a log could not be analyzed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error(transparent)]
+    Read(#[from] ReadLogError),
+    #[error(
+        "{source_name}: no successful call to analyze ({error_lines} error lines, {unparseable} unreadable lines)"
+    )]
+    NoCalls {
+        source_name: String,
+        error_lines: usize,
+        unparseable: usize,
+    },
+    #[error("{source_name}: WorkerNodeId {id} is outside the {nodes} nodes given")]
+    NodeOutOfRange {
+        source_name: String,
+        id: usize,
+        nodes: usize,
+    },
+}
+
+/// Where the node count came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeCountRule {
+    /// `max WorkerNodeId + 1` in the log.
+    MaxIdPlusOne,
+    /// Given by the caller (`--nodes`).
+    Given,
+}
+
+/// Locality: distinct functions per node per slot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Locality {
+    /// Mean over nodes of each node's mean distinct functions per slot.
+    pub mean_distinct_functions: f64,
+    /// Population standard deviation of the per-node means.
+    pub stddev: f64,
+}
+
+/// Imbalance of the per-node mean executions per slot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Imbalance {
+    /// Coefficient of variation: `stddev / mean` (0 when the mean is 0).
+    pub cv: f64,
+    pub stddev: f64,
+    pub mean: f64,
+}
+
+/// One row of the cache-hit table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HitStats {
+    pub hits: usize,
+    pub misses: usize,
+    /// `hits / (hits + misses)`.
+    pub hit_ratio: f64,
+    /// Mean duration of hits, ms (`None` without hits).
+    pub mean_duration_hit_ms: Option<f64>,
+    /// Mean duration of misses, ms (`None` without misses).
+    pub mean_duration_miss_ms: Option<f64>,
+}
+
+/// The original's three cache-hit rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheHits {
+    /// Hit: the image was not built for the call (`!ImageBuilt`).
+    pub image_reuse: HitStats,
+    /// Hit: `UsingPooledContainer`.
+    pub pooled_container: HitStats,
+    /// Hit: `UsingExistingRestContainer`.
+    pub existing_rest_container: HitStats,
+}
+
+/// Percentiles of a distribution, in ms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub p99_9: u64,
+    pub max: u64,
+}
+
+/// Per-function row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionStats {
+    pub function: String,
+    pub calls: usize,
+    pub mean_duration_ms: f64,
+    pub mean_internal_ms: f64,
+    pub mean_latency_ms: f64,
+    pub cold_starts: usize,
+    /// Distinct nodes that ran the function.
+    pub nodes: usize,
+}
+
+/// Per-node row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeStats {
+    pub node: usize,
+    pub calls: usize,
+    /// `calls / slots` (the original's detail mode "avg /s").
+    pub calls_per_s: f64,
+    /// Distinct functions over the whole run.
+    pub distinct_functions: usize,
+    /// This node's locality: mean distinct functions per slot.
+    pub mean_distinct_functions_per_slot: f64,
+    /// Mean executions per slot (the quantity behind the CV).
+    pub mean_executions_per_slot: f64,
+    pub cold_starts: usize,
+    /// `None` for an idle node.
+    pub mean_duration_ms: Option<f64>,
+    /// Calls per function on this node.
+    pub functions: BTreeMap<String, usize>,
+}
+
+/// Everything `utils analyze` reports about one log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    /// Algorithm (from `LoadBalancingInfo.Algorithm`) or file name.
+    pub label: String,
+    pub source: String,
+    /// Algorithms named in the log.
+    pub algorithms: Vec<String>,
+    /// Successful calls analyzed.
+    pub calls: usize,
+    /// Error replies skipped.
+    pub error_lines: usize,
+    /// Lines that could not be read.
+    pub unparseable_lines: usize,
+    /// The first unreadable lines (line number, reason).
+    pub unparseable_examples: Vec<UnparseableLine>,
+    pub nodes: usize,
+    pub node_count_rule: NodeCountRule,
+    /// Earliest start (t0), Unix ms.
+    pub first_start_ms: i64,
+    /// Latest end, Unix ms.
+    pub last_end_ms: i64,
+    /// Number of 1-s slots.
+    pub slots: usize,
+    pub locality: Locality,
+    pub imbalance: Imbalance,
+    pub cache: CacheHits,
+    /// Calls served by neither a pooled nor a REST instance.
+    pub cold_starts: usize,
+    pub cold_start_ratio: f64,
+    pub mean_duration_ms: f64,
+    pub mean_latency_ms: f64,
+    pub duration_ms: Percentiles,
+    pub latency_ms: Percentiles,
+    /// Calls whose latency was negative (clamped to 0 in the percentiles).
+    pub negative_latencies: usize,
+    /// Mean `AlgorithmLatency` in µs (`None` if the log has none).
+    pub mean_algorithm_latency_us: Option<f64>,
+    /// Sorted by calls (descending), then name.
+    pub per_function: Vec<FunctionStats>,
+    pub per_node: Vec<NodeStats>,
+}
+
+/// Reads and analyzes each log (one [`Analysis`] per path, in order).
+pub fn analyze_logs(
+    paths: &[impl AsRef<Path>],
+    options: &AnalyzeOptions,
+) -> Result<Vec<Analysis>, AnalyzeError> {
+    paths
+        .iter()
+        .map(|p| {
+            let run = RunLog::read(p.as_ref())?;
+            analyze(&run, options)
+        })
+        .collect()
+}
+
+/// Analyzes one log already read.
+pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
+    let records = &run.records;
+    let Some(first_start) = records.iter().map(|r| r.start_ms).min() else {
+        return Err(AnalyzeError::NoCalls {
+            source_name: run.source.clone(),
+            error_lines: run.error_lines,
+            unparseable: run.unparseable_count,
+        });
+    };
+    let last_end = records
+        .iter()
+        .map(|r| r.end_ms)
+        .max()
+        .unwrap_or(first_start);
+    let max_id = records.iter().map(|r| r.node).max().unwrap_or(0);
+    let (nodes, node_count_rule) = match options.nodes {
+        Some(n) if max_id >= n => {
+            return Err(AnalyzeError::NodeOutOfRange {
+                source_name: run.source.clone(),
+                id: max_id,
+                nodes: n,
+            })
+        }
+        Some(n) => (n, NodeCountRule::Given),
+        None => (max_id + 1, NodeCountRule::MaxIdPlusOne),
+    };
+
+    // `int((last - t0) / 1000) + 1` in the original: truncation toward zero.
+    let slots = ((last_end - first_start).max(0) / 1000) as usize + 1;
+    // occupancy[node][slot]: calls per function in that slot.
+    let mut occupancy: Vec<Vec<HashMap<&str, usize>>> = vec![vec![HashMap::new(); slots]; nodes];
+    for r in records {
+        let from = (r.start_ms - first_start).div_euclid(1000);
+        let to = ceil_div_1000(r.end_ms - first_start);
+        for slot in from.max(0)..to.min(slots as i64) {
+            *occupancy[r.node][slot as usize]
+                .entry(r.function.as_str())
+                .or_insert(0) += 1;
+        }
+    }
+
+    let per_node_distinct: Vec<f64> = occupancy
+        .iter()
+        .map(|node| mean_usize(node.iter().map(HashMap::len)))
+        .collect();
+    let per_node_executions: Vec<f64> = occupancy
+        .iter()
+        .map(|node| mean_usize(node.iter().map(|slot| slot.values().sum::<usize>())))
+        .collect();
+    let locality = Locality {
+        mean_distinct_functions: mean(&per_node_distinct),
+        stddev: population_stddev(&per_node_distinct),
+    };
+    let execution_mean = mean(&per_node_executions);
+    let execution_stddev = population_stddev(&per_node_executions);
+    let imbalance = Imbalance {
+        cv: if execution_mean == 0.0 {
+            0.0
+        } else {
+            execution_stddev / execution_mean
+        },
+        stddev: execution_stddev,
+        mean: execution_mean,
+    };
+
+    let cache = CacheHits {
+        image_reuse: hit_stats(records, |r| !r.image_built),
+        pooled_container: hit_stats(records, |r| r.pooled),
+        existing_rest_container: hit_stats(records, |r| r.rest_reused),
+    };
+    let cold_starts = records.iter().filter(|r| r.is_cold()).count();
+    let calls = records.len();
+
+    let durations: Vec<i64> = records.iter().map(CallRecord::duration_ms).collect();
+    let latencies: Vec<i64> = records.iter().map(CallRecord::latency_ms).collect();
+    let negative_latencies = latencies.iter().filter(|&&l| l < 0).count();
+    let algorithm_latencies: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r.algorithm_latency_ms)
+        .collect();
+
+    let algorithms: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.algorithm.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+
+    Ok(Analysis {
+        label: options.label.clone().unwrap_or_else(|| run.label()),
+        source: run.source.clone(),
+        algorithms,
+        calls,
+        error_lines: run.error_lines,
+        unparseable_lines: run.unparseable_count,
+        unparseable_examples: run.unparseable.clone(),
+        nodes,
+        node_count_rule,
+        first_start_ms: first_start,
+        last_end_ms: last_end,
+        slots,
+        locality,
+        imbalance,
+        cache,
+        cold_starts,
+        cold_start_ratio: cold_starts as f64 / calls as f64,
+        mean_duration_ms: mean_i64(&durations),
+        mean_latency_ms: mean_i64(&latencies),
+        duration_ms: percentiles(&durations),
+        latency_ms: percentiles(&latencies),
+        negative_latencies,
+        mean_algorithm_latency_us: (!algorithm_latencies.is_empty())
+            .then(|| mean(&algorithm_latencies) * 1000.0),
+        per_function: function_stats(records),
+        per_node: node_stats(
+            records,
+            nodes,
+            slots,
+            &per_node_distinct,
+            &per_node_executions,
+        ),
+    })
+}
+
+/// `ceil(ms / 1000)` for any sign.
+fn ceil_div_1000(ms: i64) -> i64 {
+    -((-ms).div_euclid(1000))
+}
+
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+fn mean_usize(values: impl Iterator<Item = usize>) -> f64 {
+    let (sum, n) = values.fold((0usize, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum as f64 / n as f64
+    }
+}
+
+fn mean_i64(values: &[i64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64
+    }
+}
+
+/// Standard deviation with divisor n (the original's `stdd`).
+fn population_stddev(values: &[f64]) -> f64 {
+    let m = mean(values);
+    mean(&values.iter().map(|v| (v - m).powi(2)).collect::<Vec<_>>()).sqrt()
+}
+
+fn hit_stats(records: &[CallRecord], is_hit: impl Fn(&CallRecord) -> bool) -> HitStats {
+    let (hit, miss): (Vec<&CallRecord>, Vec<&CallRecord>) = records.iter().partition(|r| is_hit(r));
+    let mean_duration = |rs: &[&CallRecord]| {
+        (!rs.is_empty())
+            .then(|| rs.iter().map(|r| r.duration_ms() as f64).sum::<f64>() / rs.len() as f64)
+    };
+    HitStats {
+        hits: hit.len(),
+        misses: miss.len(),
+        hit_ratio: if records.is_empty() {
+            0.0
+        } else {
+            hit.len() as f64 / records.len() as f64
+        },
+        mean_duration_hit_ms: mean_duration(&hit),
+        mean_duration_miss_ms: mean_duration(&miss),
+    }
+}
+
+/// Percentiles from an HDR histogram with 4 significant digits (values
+/// below 32,768 ms are exact). Negative values count as 0.
+fn percentiles(values: &[i64]) -> Percentiles {
+    let hist = histogram(values);
+    let at = |q: f64| hist.value_at_quantile(q);
+    Percentiles {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+        p99_9: at(0.999),
+        max: hist.max(),
+    }
+}
+
+/// An auto-resizing histogram of the values in ms (negative clamped to 0).
+pub(crate) fn histogram(values: &[i64]) -> Histogram<u64> {
+    // 4 significant digits is a valid precision, so construction cannot fail.
+    let mut hist = Histogram::<u64>::new(4).unwrap_or_else(|_| unreachable!());
+    for &v in values {
+        hist.saturating_record(v.max(0) as u64);
+    }
+    hist
+}
+
+fn function_stats(records: &[CallRecord]) -> Vec<FunctionStats> {
+    let mut by_function: BTreeMap<&str, Vec<&CallRecord>> = BTreeMap::new();
+    for r in records {
+        by_function.entry(r.function.as_str()).or_default().push(r);
+    }
+    let mut rows: Vec<FunctionStats> = by_function
+        .into_iter()
+        .map(|(name, rs)| {
+            let n = rs.len() as f64;
+            let duration = rs.iter().map(|r| r.duration_ms() as f64).sum::<f64>() / n;
+            let latency = rs.iter().map(|r| r.latency_ms() as f64).sum::<f64>() / n;
+            FunctionStats {
+                function: name.to_string(),
+                calls: rs.len(),
+                mean_duration_ms: duration,
+                mean_internal_ms: duration - latency,
+                mean_latency_ms: latency,
+                cold_starts: rs.iter().filter(|r| r.is_cold()).count(),
+                nodes: rs.iter().map(|r| r.node).collect::<BTreeSet<_>>().len(),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.function.cmp(&b.function)));
+    rows
+}
+
+fn node_stats(
+    records: &[CallRecord],
+    nodes: usize,
+    slots: usize,
+    per_node_distinct: &[f64],
+    per_node_executions: &[f64],
+) -> Vec<NodeStats> {
+    (0..nodes)
+        .map(|node| {
+            let rs: Vec<&CallRecord> = records.iter().filter(|r| r.node == node).collect();
+            let mut functions = BTreeMap::new();
+            for r in &rs {
+                *functions.entry(r.function.clone()).or_insert(0) += 1;
+            }
+            NodeStats {
+                node,
+                calls: rs.len(),
+                calls_per_s: rs.len() as f64 / slots as f64,
+                distinct_functions: functions.len(),
+                mean_distinct_functions_per_slot: per_node_distinct[node],
+                mean_executions_per_slot: per_node_executions[node],
+                cold_starts: rs.iter().filter(|r| r.is_cold()).count(),
+                mean_duration_ms: (!rs.is_empty()).then(|| {
+                    rs.iter().map(|r| r.duration_ms() as f64).sum::<f64>() / rs.len() as f64
+                }),
+                functions,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(node: usize, function: &str, start: i64, end: i64) -> CallRecord {
+        CallRecord {
+            start_ms: start,
+            end_ms: end,
+            function: function.into(),
+            node,
+            internal_ms: 0,
+            image_built: false,
+            pooled: false,
+            rest_reused: false,
+            algorithm: None,
+            algorithm_latency_ms: None,
+        }
+    }
+
+    fn run(records: Vec<CallRecord>) -> RunLog {
+        RunLog {
+            source: "t.log".into(),
+            records,
+            error_lines: 0,
+            unparseable_count: 0,
+            unparseable: vec![],
+        }
+    }
+
+    #[test]
+    fn ceil_and_floor_match_python_math() {
+        assert_eq!(ceil_div_1000(0), 0);
+        assert_eq!(ceil_div_1000(1), 1);
+        assert_eq!(ceil_div_1000(1000), 1);
+        assert_eq!(ceil_div_1000(1001), 2);
+        assert_eq!(ceil_div_1000(-1), 0);
+    }
+
+    #[test]
+    fn a_call_on_a_slot_boundary_occupies_no_extra_slot() {
+        // 0..1000 occupies slot 0 only; 1000..2000 slot 1 only. Two slots
+        // (trunc(2000/1000)+1 = 3 in fact: slot 2 is empty).
+        let a = analyze(
+            &run(vec![call(0, "A", 0, 1000), call(0, "B", 1000, 2000)]),
+            &AnalyzeOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(a.slots, 3);
+        // Distinct per slot: [1, 1, 0].
+        assert!((a.locality.mean_distinct_functions - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(a.imbalance.cv, 0.0);
+    }
+
+    #[test]
+    fn empty_logs_and_bad_node_counts_are_errors() {
+        assert!(matches!(
+            analyze(&run(vec![]), &AnalyzeOptions::default()),
+            Err(AnalyzeError::NoCalls { .. })
+        ));
+        let opts = AnalyzeOptions {
+            nodes: Some(2),
+            label: None,
+        };
+        let e = analyze(&run(vec![call(2, "A", 0, 10)]), &opts).unwrap_err();
+        assert!(e.to_string().contains("WorkerNodeId 2"), "{e}");
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let p = percentiles(&[5, 1, 4, 2, 3, -7]);
+        // Sorted (negative clamped): 0 1 2 3 4 5; p50 = 3rd = 2.
+        assert_eq!(p.p50, 2);
+        assert_eq!(p.p99, 5);
+        assert_eq!(p.max, 5);
+    }
+}

@@ -1,0 +1,263 @@
+//! One table across runs (`utils compare`, and the experiment's `report.md`
+//! and `summary.csv`): one row per analyzed log, labelled by algorithm.
+//!
+//! Columns: calls, error lines, nodes, locality (mean distinct functions per
+//! node per slot), CV of the per-node load, hit ratios of the original's three
+//! caches, cold-start ratio, mean duration and latency, p50/p99 latency, p99
+//! duration, mean algorithm latency. Ratios are fractions (0-1) in CSV and
+//! JSON and percentages in the text and Markdown tables.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::analyze::Analysis;
+
+/// One run's summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComparisonRow {
+    /// Unique within the table: the algorithm, with the file name added when
+    /// two runs share one.
+    pub label: String,
+    pub source: String,
+    pub calls: usize,
+    pub error_lines: usize,
+    pub unparseable_lines: usize,
+    pub nodes: usize,
+    pub locality: f64,
+    pub locality_stddev: f64,
+    pub cv: f64,
+    pub image_hit_ratio: f64,
+    pub pooled_hit_ratio: f64,
+    pub rest_hit_ratio: f64,
+    pub cold_start_ratio: f64,
+    pub mean_duration_ms: f64,
+    pub mean_latency_ms: f64,
+    pub p50_latency_ms: u64,
+    pub p99_latency_ms: u64,
+    pub p99_duration_ms: u64,
+    pub mean_algorithm_latency_us: Option<f64>,
+}
+
+/// The table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub rows: Vec<ComparisonRow>,
+}
+
+/// Labels made unique: a repeated label gets its source's file name added.
+pub fn unique_labels(labels_and_sources: &[(String, String)]) -> Vec<String> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (label, _) in labels_and_sources {
+        *seen.entry(label.as_str()).or_insert(0) += 1;
+    }
+    labels_and_sources
+        .iter()
+        .map(|(label, source)| {
+            if seen[label.as_str()] > 1 {
+                let stem = Path::new(source)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| source.clone());
+                format!("{label} ({stem})")
+            } else {
+                label.clone()
+            }
+        })
+        .collect()
+}
+
+impl Comparison {
+    pub fn new(analyses: &[Analysis]) -> Self {
+        let labels = unique_labels(
+            &analyses
+                .iter()
+                .map(|a| (a.label.clone(), a.source.clone()))
+                .collect::<Vec<_>>(),
+        );
+        let rows = analyses
+            .iter()
+            .zip(labels)
+            .map(|(a, label)| ComparisonRow {
+                label,
+                source: a.source.clone(),
+                calls: a.calls,
+                error_lines: a.error_lines,
+                unparseable_lines: a.unparseable_lines,
+                nodes: a.nodes,
+                locality: a.locality.mean_distinct_functions,
+                locality_stddev: a.locality.stddev,
+                cv: a.imbalance.cv,
+                image_hit_ratio: a.cache.image_reuse.hit_ratio,
+                pooled_hit_ratio: a.cache.pooled_container.hit_ratio,
+                rest_hit_ratio: a.cache.existing_rest_container.hit_ratio,
+                cold_start_ratio: a.cold_start_ratio,
+                mean_duration_ms: a.mean_duration_ms,
+                mean_latency_ms: a.mean_latency_ms,
+                p50_latency_ms: a.latency_ms.p50,
+                p99_latency_ms: a.latency_ms.p99,
+                p99_duration_ms: a.duration_ms.p99,
+                mean_algorithm_latency_us: a.mean_algorithm_latency_us,
+            })
+            .collect();
+        Self { rows }
+    }
+
+    const HEADERS: [&'static str; 14] = [
+        "run",
+        "calls",
+        "errors",
+        "locality",
+        "CV",
+        "image hit",
+        "pool hit",
+        "REST hit",
+        "cold",
+        "mean dur ms",
+        "mean lat ms",
+        "p50 lat ms",
+        "p99 lat ms",
+        "alg µs",
+    ];
+
+    fn cells(&self) -> Vec<Vec<String>> {
+        let pct = |r: f64| format!("{:.1}%", r * 100.0);
+        self.rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.label.clone(),
+                    r.calls.to_string(),
+                    r.error_lines.to_string(),
+                    format!("{:.2}", r.locality),
+                    format!("{:.2}", r.cv),
+                    pct(r.image_hit_ratio),
+                    pct(r.pooled_hit_ratio),
+                    pct(r.rest_hit_ratio),
+                    pct(r.cold_start_ratio),
+                    format!("{:.0}", r.mean_duration_ms),
+                    format!("{:.0}", r.mean_latency_ms),
+                    r.p50_latency_ms.to_string(),
+                    r.p99_latency_ms.to_string(),
+                    r.mean_algorithm_latency_us
+                        .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
+                ]
+            })
+            .collect()
+    }
+
+    /// A plain-text table with aligned columns.
+    pub fn to_text(&self) -> String {
+        let cells = self.cells();
+        let widths: Vec<usize> = (0..Self::HEADERS.len())
+            .map(|c| {
+                cells
+                    .iter()
+                    .map(|row| row[c].chars().count())
+                    .chain([Self::HEADERS[c].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        let line = |out: &mut String, row: &[String]| {
+            for (c, cell) in row.iter().enumerate() {
+                let pad = widths[c] - cell.chars().count();
+                if c == 0 {
+                    let _ = write!(out, "{cell}{}", " ".repeat(pad));
+                } else {
+                    let _ = write!(out, "  {}{cell}", " ".repeat(pad));
+                }
+            }
+            out.push('\n');
+        };
+        let headers: Vec<String> = Self::HEADERS.iter().map(|h| h.to_string()).collect();
+        line(&mut out, &headers);
+        for row in &cells {
+            line(&mut out, row);
+        }
+        out
+    }
+
+    /// A GitHub-flavoured Markdown table (for `report.md`).
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "| {} |", Self::HEADERS.join(" | "));
+        let _ = writeln!(
+            out,
+            "|{}",
+            Self::HEADERS
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+                .collect::<String>()
+        );
+        for row in self.cells() {
+            let escaped: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+            let _ = writeln!(out, "| {} |", escaped.join(" | "));
+        }
+        out
+    }
+
+    /// CSV with a header, one row per run, ratios as fractions (for
+    /// `summary.csv` and scripts).
+    pub fn to_csv(&self) -> String {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        for row in &self.rows {
+            // Serializing plain numbers and strings into memory cannot fail.
+            let _ = writer.serialize(row);
+        }
+        if self.rows.is_empty() {
+            let _ = writer.write_record(Self::csv_header());
+        }
+        let bytes = writer.into_inner().unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn csv_header() -> [&'static str; 19] {
+        [
+            "label",
+            "source",
+            "calls",
+            "error_lines",
+            "unparseable_lines",
+            "nodes",
+            "locality",
+            "locality_stddev",
+            "cv",
+            "image_hit_ratio",
+            "pooled_hit_ratio",
+            "rest_hit_ratio",
+            "cold_start_ratio",
+            "mean_duration_ms",
+            "mean_latency_ms",
+            "p50_latency_ms",
+            "p99_latency_ms",
+            "p99_duration_ms",
+            "mean_algorithm_latency_us",
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_labels_get_the_file_name() {
+        let labels = unique_labels(&[
+            ("rr".into(), "a/one.log".into()),
+            ("rr".into(), "b/two.log".into()),
+            ("ch".into(), "c.log".into()),
+        ]);
+        assert_eq!(labels, vec!["rr (one)", "rr (two)", "ch"]);
+    }
+
+    #[test]
+    fn empty_csv_still_has_the_header() {
+        let csv = Comparison { rows: vec![] }.to_csv();
+        assert!(csv.starts_with("label,source,calls,"), "{csv}");
+    }
+}

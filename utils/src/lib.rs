@@ -1,0 +1,58 @@
+//! Scenario generation, log analysis, plots and comparisons for the
+//! HotFunctions testbed: a Rust port and extension of the original's
+//! `generate_events_stream.py`, `analyzer.py` and `visualize.html`
+//! (Prev/HotFunctions).
+//!
+//! # Layout
+//! - [`generate`]: scenarios. [`generate::generate`] turns a
+//!   [`generate::GeneratorConfig`] (seed, duration, rate scale,
+//!   [`generate::Arrivals`] uniform/Poisson/bursty,
+//!   [`generate::Popularity`] catalog/Zipf) into a [`generate::Scenario`];
+//!   [`generate::write_scenario`] writes the CSV and its `<file>.meta.json`.
+//! - [`logs`]: reading replay logs. [`logs::RunLog::read`] /
+//!   [`logs::RunLog::parse`] give the successful calls
+//!   ([`logs::CallRecord`]) and count error and unreadable lines;
+//!   [`logs::RunLog::label`] is the algorithm (or file name).
+//! - [`analyze`]: the original analyzer's metrics and more.
+//!   [`analyze::analyze`] (one [`logs::RunLog`]) and
+//!   [`analyze::analyze_logs`] (paths) return [`analyze::Analysis`]
+//!   (serde `Serialize`: locality, imbalance CV, cache hits, percentiles,
+//!   per function, per node); [`analyze::AnalyzeOptions::nodes`] sets the
+//!   cluster size.
+//! - [`report`]: [`report::analysis_text`], the text report of one analysis.
+//! - [`compare`]: [`compare::Comparison::new`] over analyses, rendered with
+//!   `to_text`, `to_markdown` (report.md) and `to_csv` (summary.csv).
+//! - [`plot`]: [`plot::timeline`], [`plot::latency_cdf`] and
+//!   [`plot::comparison_bars`], PNG or SVG by the output's extension; fonts
+//!   from [`plot::font`].
+//!
+//! A typical experiment, after one log per algorithm:
+//! ```no_run
+//! use utils::{analyze, compare::Comparison, logs::RunLog, plot};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runs: Vec<RunLog> = ["rr.log", "ch.log"]
+//!     .iter()
+//!     .map(|p| RunLog::read(p.as_ref()))
+//!     .collect::<Result<_, _>>()?;
+//! let options = analyze::AnalyzeOptions { nodes: Some(4), label: None };
+//! let analyses = runs
+//!     .iter()
+//!     .map(|r| analyze::analyze(r, &options))
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! let table = Comparison::new(&analyses);
+//! std::fs::write("report.md", table.to_markdown())?;
+//! std::fs::write("summary.csv", table.to_csv())?;
+//! plot::comparison_bars(&table, "bars.png".as_ref())?;
+//! let labelled: Vec<(String, &RunLog)> =
+//!     table.rows.iter().map(|r| r.label.clone()).zip(&runs).collect();
+//! plot::latency_cdf(&labelled, plot::CdfMetric::Latency, "cdf.svg".as_ref())?;
+//! plot::timeline(&runs[0], "timeline-rr.png".as_ref(), &plot::TimelineOptions::default())?;
+//! # Ok(()) }
+//! ```
+
+pub mod analyze;
+pub mod compare;
+pub mod generate;
+pub mod logs;
+pub mod plot;
+pub mod report;

@@ -1,0 +1,659 @@
+//! Figures (`utils plot`), drawn with plotters as PNG or SVG (chosen by the
+//! output file's extension):
+//! - [`timeline`]: the per-node view of the original's `visualize.html`
+//!   (Prev/HotFunctions, `analyzer/visualize.html`): x = seconds since the
+//!   first call, one panel per node, each call a bar from its start to its
+//!   end, stacked into the first free lane of its node, coloured by function
+//!   (the 20 most called functions get their own colour, the rest grey).
+//! - [`latency_cdf`]: the cumulative distribution of latency (duration -
+//!   `InternalExecutionTime`) or duration, one curve per run, log-scaled x.
+//! - [`comparison_bars`]: bars comparing runs (algorithms) on locality, CV,
+//!   the three cache-hit ratios and p99 latency.
+//!
+//! Text needs a TrueType font found at run time (see [`font`]).
+
+pub mod font;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::compare::Comparison;
+use crate::logs::{CallRecord, RunLog};
+
+/// Why a figure could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("{0}")]
+    Font(String),
+    #[error("{}: unknown image format (use .png or .svg)", .0.display())]
+    UnknownFormat(PathBuf),
+    #[error("{0}: nothing to plot")]
+    NoData(String),
+    #[error("drawing {}: {message}", path.display())]
+    Draw { path: PathBuf, message: String },
+}
+
+/// Output format, from the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Png,
+    Svg,
+}
+
+impl ImageFormat {
+    pub fn from_path(path: &Path) -> Result<Self, PlotError> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("png") => Ok(Self::Png),
+            Some("svg") => Ok(Self::Svg),
+            _ => Err(PlotError::UnknownFormat(path.to_path_buf())),
+        }
+    }
+}
+
+/// Which per-call quantity a CDF shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CdfMetric {
+    /// duration - `InternalExecutionTime`.
+    Latency,
+    /// end - start.
+    Duration,
+}
+
+impl CdfMetric {
+    fn value(self, r: &CallRecord) -> i64 {
+        match self {
+            Self::Latency => r.latency_ms(),
+            Self::Duration => r.duration_ms(),
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Self::Latency => "latency (duration - internal execution time)",
+            Self::Duration => "duration (end - start)",
+        }
+    }
+}
+
+/// Distinct colours (Tableau 20), one per function or run.
+pub const PALETTE: [RGBColor; 20] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(127, 127, 127),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 187, 120),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
+    RGBColor(197, 176, 213),
+    RGBColor(196, 156, 148),
+    RGBColor(247, 182, 210),
+    RGBColor(219, 219, 141),
+    RGBColor(158, 218, 229),
+    RGBColor(199, 199, 199),
+];
+
+const OTHER_COLOR: RGBColor = RGBColor(90, 90, 90);
+
+type DrawResult = Result<(), String>;
+
+fn draw_err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Draws with the backend the extension asks for, then writes the file.
+macro_rules! render {
+    ($path:expr, $size:expr, |$root:ident| $body:expr) => {{
+        let path: &Path = $path;
+        font::ensure_font().map_err(PlotError::Font)?;
+        let format = ImageFormat::from_path(path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| PlotError::Draw {
+                path: path.to_path_buf(),
+                message: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let result: DrawResult = match format {
+            ImageFormat::Png => {
+                let $root = BitMapBackend::new(path, $size).into_drawing_area();
+                $body.and_then(|()| $root.present().map_err(draw_err))
+            }
+            ImageFormat::Svg => {
+                let $root = SVGBackend::new(path, $size).into_drawing_area();
+                $body.and_then(|()| $root.present().map_err(draw_err))
+            }
+        };
+        result.map_err(|message| PlotError::Draw {
+            path: path.to_path_buf(),
+            message,
+        })
+    }};
+}
+
+/// Options of [`timeline`].
+#[derive(Debug, Clone, Default)]
+pub struct TimelineOptions {
+    /// Title; default: "Per-node timeline: <label>".
+    pub title: Option<String>,
+    /// Number of node panels; default: max WorkerNodeId + 1.
+    pub nodes: Option<usize>,
+}
+
+/// Calls of one node assigned to lanes: the first lane free at the call's
+/// start (as `visualize.html` does, without its cap of 8 lanes).
+fn assign_lanes(records: &[&CallRecord]) -> (Vec<usize>, usize) {
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&i| (records[i].start_ms, records[i].end_ms));
+    let mut lane_free_at: Vec<i64> = Vec::new();
+    let mut lanes = vec![0; records.len()];
+    for i in order {
+        let r = records[i];
+        match lane_free_at.iter().position(|&free| free <= r.start_ms) {
+            Some(l) => {
+                lane_free_at[l] = r.end_ms;
+                lanes[i] = l;
+            }
+            None => {
+                lanes[i] = lane_free_at.len();
+                lane_free_at.push(r.end_ms);
+            }
+        }
+    }
+    let count = lane_free_at.len();
+    (lanes, count)
+}
+
+/// Function colours: the 20 most called get the palette, the rest grey.
+fn function_colours(records: &[CallRecord]) -> (Vec<(String, usize)>, HashMap<String, RGBColor>) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for r in records {
+        *counts.entry(r.function.as_str()).or_insert(0) += 1;
+    }
+    let mut by_count: Vec<(String, usize)> = counts
+        .into_iter()
+        .map(|(f, n)| (f.to_string(), n))
+        .collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let colours = by_count
+        .iter()
+        .enumerate()
+        .map(|(i, (f, _))| (f.clone(), PALETTE.get(i).copied().unwrap_or(OTHER_COLOR)))
+        .collect();
+    (by_count, colours)
+}
+
+/// The per-node timeline of one run (PNG or SVG by extension).
+pub fn timeline(run: &RunLog, out: &Path, options: &TimelineOptions) -> Result<(), PlotError> {
+    let records = &run.records;
+    let Some(t0) = records.iter().map(|r| r.start_ms).min() else {
+        return Err(PlotError::NoData(run.source.clone()));
+    };
+    let t_end = records.iter().map(|r| r.end_ms).max().unwrap_or(t0);
+    let span_s = ((t_end - t0) as f64 / 1000.0).max(1.0);
+    let nodes = options
+        .nodes
+        .unwrap_or(0)
+        .max(records.iter().map(|r| r.node).max().unwrap_or(0) + 1);
+    let per_node: Vec<Vec<&CallRecord>> = (0..nodes)
+        .map(|n| records.iter().filter(|r| r.node == n).collect())
+        .collect();
+    let lanes: Vec<(Vec<usize>, usize)> = per_node.iter().map(|rs| assign_lanes(rs)).collect();
+    let (by_count, colours) = function_colours(records);
+
+    let total_lanes: usize = lanes.iter().map(|(_, n)| (*n).max(1)).sum();
+    let lane_px = (2400 / total_lanes.max(1)).clamp(4, 16) as u32;
+    let panel_extra = 34u32;
+    let header = 50u32;
+    let footer = 50u32;
+    let panel_heights: Vec<u32> = lanes
+        .iter()
+        .map(|(_, n)| (*n).max(1) as u32 * lane_px + panel_extra)
+        .collect();
+    let height = header + panel_heights.iter().sum::<u32>() + footer;
+    let width = 1600u32;
+    let legend_width = 190u32;
+    let title = options
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("Per-node timeline: {}", run.label()));
+
+    render!(out, (width, height), |root| draw_timeline(
+        &root,
+        &TimelineDrawing {
+            title: &title,
+            t0,
+            span_s,
+            per_node: &per_node,
+            lanes: &lanes,
+            by_count: &by_count,
+            colours: &colours,
+            panel_heights: &panel_heights,
+            header,
+            legend_width,
+            lane_px,
+        }
+    ))
+}
+
+struct TimelineDrawing<'a> {
+    title: &'a str,
+    t0: i64,
+    span_s: f64,
+    per_node: &'a [Vec<&'a CallRecord>],
+    lanes: &'a [(Vec<usize>, usize)],
+    by_count: &'a [(String, usize)],
+    colours: &'a HashMap<String, RGBColor>,
+    panel_heights: &'a [u32],
+    header: u32,
+    legend_width: u32,
+    lane_px: u32,
+}
+
+fn draw_timeline<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    d: &TimelineDrawing,
+) -> DrawResult {
+    root.fill(&WHITE).map_err(draw_err)?;
+    let (width, _) = root.dim_in_pixel();
+    let (main, legend) = root.split_horizontally(width - d.legend_width);
+    let main = main.titled(d.title, (font::FAMILY, 24)).map_err(draw_err)?;
+    let _ = d.header;
+    let mut breaks = Vec::new();
+    let mut y = 0u32;
+    for h in &d.panel_heights[..d.panel_heights.len() - 1] {
+        y += h;
+        breaks.push(y);
+    }
+    let panels = main.split_by_breakpoints(Vec::<u32>::new(), breaks);
+    let last = panels.len() - 1;
+    let y_label_area = 70;
+    for (node, panel) in panels.iter().enumerate() {
+        let (lane_of, lane_count) = &d.lanes[node];
+        let lane_count = (*lane_count).max(1);
+        let is_last = node == last;
+        let mut chart = ChartBuilder::on(panel)
+            .margin_left(10)
+            .margin_right(20)
+            .margin_top(6)
+            .x_label_area_size(if is_last { 45 } else { 0 })
+            .y_label_area_size(y_label_area)
+            .build_cartesian_2d(0f64..d.span_s, 0f64..lane_count as f64)
+            .map_err(draw_err)?;
+        let mut mesh = chart.configure_mesh();
+        mesh.y_labels(0)
+            .disable_y_mesh()
+            .y_desc(format!("node {node}"))
+            .axis_desc_style((font::FAMILY, 15))
+            .x_label_style((font::FAMILY, 14))
+            .light_line_style(RGBColor(235, 235, 235));
+        if is_last {
+            mesh.x_desc("time since the first call (s)");
+            if d.span_s >= 10.0 {
+                mesh.x_label_formatter(&|v| format!("{v:.0}"));
+            }
+        } else {
+            // Keep the vertical grid, drop the tick labels.
+            mesh.x_label_formatter(&|_| String::new());
+        }
+        mesh.draw().map_err(draw_err)?;
+
+        let plot_px = f64::from(width - d.legend_width - y_label_area - 30);
+        let px_per_s = plot_px / d.span_s;
+        let rs = &d.per_node[node];
+        chart
+            .draw_series(rs.iter().zip(lane_of).map(|(r, &lane)| {
+                let x0 = (r.start_ms - d.t0) as f64 / 1000.0;
+                let x1 = ((r.end_ms - d.t0) as f64 / 1000.0).max(x0 + 0.5 / px_per_s);
+                let top = (lane_count - lane) as f64;
+                let colour = d.colours.get(&r.function).copied().unwrap_or(OTHER_COLOR);
+                Rectangle::new([(x0, top - 0.1), (x1, top - 0.9)], colour.filled())
+            }))
+            .map_err(draw_err)?;
+        // Labels where the bar is wide and tall enough.
+        if d.lane_px >= 12 {
+            chart
+                .draw_series(rs.iter().zip(lane_of).filter_map(|(r, &lane)| {
+                    let x0 = (r.start_ms - d.t0) as f64 / 1000.0;
+                    let bar_px = (r.end_ms - r.start_ms) as f64 / 1000.0 * px_per_s;
+                    (bar_px > 8.0 * r.function.len() as f64 + 4.0).then(|| {
+                        let top = (lane_count - lane) as f64;
+                        Text::new(
+                            r.function.clone(),
+                            (x0 + 2.0 / px_per_s, top - 0.2),
+                            (font::FAMILY, 11).into_font().color(&WHITE),
+                        )
+                    })
+                }))
+                .map_err(draw_err)?;
+        }
+    }
+
+    // Legend: colour, name, calls.
+    legend
+        .draw(&Text::new(
+            "function (calls)",
+            (10, 60),
+            (font::FAMILY, 15).into_font(),
+        ))
+        .map_err(draw_err)?;
+    let shown = d.by_count.iter().take(PALETTE.len());
+    let mut y = 84;
+    for (f, n) in shown {
+        let colour = d.colours[f];
+        legend
+            .draw(&Rectangle::new([(10, y), (26, y + 14)], colour.filled()))
+            .map_err(draw_err)?;
+        legend
+            .draw(&Text::new(
+                format!("{f} ({n})"),
+                (32, y),
+                (font::FAMILY, 14).into_font(),
+            ))
+            .map_err(draw_err)?;
+        y += 20;
+    }
+    if d.by_count.len() > PALETTE.len() {
+        let rest: usize = d.by_count[PALETTE.len()..].iter().map(|(_, n)| n).sum();
+        legend
+            .draw(&Rectangle::new(
+                [(10, y), (26, y + 14)],
+                OTHER_COLOR.filled(),
+            ))
+            .map_err(draw_err)?;
+        legend
+            .draw(&Text::new(
+                format!("{} others ({rest})", d.by_count.len() - PALETTE.len()),
+                (32, y),
+                (font::FAMILY, 14).into_font(),
+            ))
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+/// At most this many points per CDF curve.
+const CDF_POINTS: usize = 2000;
+
+/// CDF of latency or duration, one curve per labelled run (PNG or SVG).
+pub fn latency_cdf(
+    runs: &[(String, &RunLog)],
+    metric: CdfMetric,
+    out: &Path,
+) -> Result<(), PlotError> {
+    let series: Vec<(String, Vec<f64>)> = runs
+        .iter()
+        .filter(|(_, run)| !run.records.is_empty())
+        .map(|(label, run)| {
+            let mut v: Vec<f64> = run
+                .records
+                .iter()
+                .map(|r| metric.value(r).max(1) as f64)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            (label.clone(), v)
+        })
+        .collect();
+    if series.is_empty() {
+        return Err(PlotError::NoData(
+            runs.iter()
+                .map(|(l, _)| l.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    let max = series
+        .iter()
+        .filter_map(|(_, v)| v.last().copied())
+        .fold(1.0f64, f64::max);
+    render!(out, (1200, 750), |root| draw_cdf(
+        &root,
+        &series,
+        metric,
+        max * 1.5
+    ))
+}
+
+fn draw_cdf<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    series: &[(String, Vec<f64>)],
+    metric: CdfMetric,
+    x_max: f64,
+) -> DrawResult {
+    root.fill(&WHITE).map_err(draw_err)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("CDF of {}", metric.name()), (font::FAMILY, 24))
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1f64..x_max).log_scale(), 0f64..1.0)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("ms (log scale; values below 1 ms shown at 1 ms)")
+        .y_desc("fraction of calls ≤ x")
+        .x_label_formatter(&|v| {
+            if *v >= 1000.0 {
+                format!("{:.0}", v)
+            } else {
+                format!("{v}")
+            }
+        })
+        .y_labels(11)
+        .y_label_formatter(&|v| format!("{v:.1}"))
+        .light_line_style(RGBColor(242, 242, 242))
+        .axis_desc_style((font::FAMILY, 16))
+        .label_style((font::FAMILY, 14))
+        .draw()
+        .map_err(draw_err)?;
+    for (i, (label, values)) in series.iter().enumerate() {
+        let colour = PALETTE[(2 * i) % PALETTE.len()];
+        let n = values.len();
+        let step = n.div_ceil(CDF_POINTS).max(1);
+        // A step function: up at each value, flat in between.
+        let mut points: Vec<(f64, f64)> = Vec::with_capacity(2 * (n / step) + 4);
+        let mut fraction = 0.0;
+        for k in (0..n).step_by(step).chain([n - 1]) {
+            points.push((values[k], fraction));
+            fraction = (k + 1) as f64 / n as f64;
+            points.push((values[k], fraction));
+        }
+        let p99 = values[((0.99 * n as f64).ceil() as usize).clamp(1, n) - 1];
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(draw_err)?
+            .label(format!("{label} (n={n}, p99={p99:.0} ms)"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((font::FAMILY, 15))
+        .draw()
+        .map_err(draw_err)?;
+    Ok(())
+}
+
+/// Bars comparing runs on locality, CV, hit ratios and p99 latency (PNG or
+/// SVG by extension).
+pub fn comparison_bars(comparison: &Comparison, out: &Path) -> Result<(), PlotError> {
+    if comparison.rows.is_empty() {
+        return Err(PlotError::NoData("comparison".into()));
+    }
+    let width = (1500u32).max(180 * comparison.rows.len() as u32 * 3 / 2);
+    render!(out, (width, 950), |root| draw_bars(&root, comparison))
+}
+
+fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Comparison) -> DrawResult {
+    root.fill(&WHITE).map_err(draw_err)?;
+    let root = root
+        .titled("Comparison of runs", (font::FAMILY, 26))
+        .map_err(draw_err)?;
+    type Metric = (
+        &'static str,
+        &'static str,
+        fn(&crate::compare::ComparisonRow) -> f64,
+    );
+    let metrics: [Metric; 6] = [
+        (
+            "Locality (lower = better)",
+            "distinct functions per node per 1-s slot",
+            |r| r.locality,
+        ),
+        (
+            "Load imbalance (lower = better)",
+            "CV of per-node load",
+            |r| r.cv,
+        ),
+        ("Image reuse (no image build)", "hit ratio (%)", |r| {
+            r.image_hit_ratio * 100.0
+        }),
+        ("Pooled container used", "hit ratio (%)", |r| {
+            r.pooled_hit_ratio * 100.0
+        }),
+        ("Existing REST container used", "hit ratio (%)", |r| {
+            r.rest_hit_ratio * 100.0
+        }),
+        ("p99 latency (lower = better)", "ms", |r| {
+            r.p99_latency_ms as f64
+        }),
+    ];
+    let labels: Vec<String> = c.rows.iter().map(|r| r.label.clone()).collect();
+    let n = labels.len();
+    for (panel, (title, unit, value)) in root.split_evenly((2, 3)).iter().zip(metrics) {
+        let values: Vec<f64> = c.rows.iter().map(value).collect();
+        let top = values.iter().copied().fold(0.0f64, f64::max);
+        let y_max = if unit.contains('%') {
+            112.0
+        } else if top > 0.0 {
+            top * 1.2
+        } else {
+            1.0
+        };
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, (font::FAMILY, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(62)
+            // Integer ranges are inclusive: 0..n-1 holds n categories.
+            .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..y_max)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc(unit)
+            .y_labels(6)
+            .y_label_formatter(&|v| {
+                if y_max >= 10.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.2}")
+                }
+            })
+            .light_line_style(RGBColor(242, 242, 242))
+            .x_labels(n)
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .axis_desc_style((font::FAMILY, 14))
+            .label_style((font::FAMILY, 13))
+            .draw()
+            .map_err(draw_err)?;
+        chart
+            .draw_series(values.iter().enumerate().map(|(i, &v)| {
+                let colour = PALETTE[(2 * i) % PALETTE.len()];
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), v),
+                    ],
+                    colour.filled(),
+                );
+                bar.set_margin(0, 0, 12, 12);
+                bar
+            }))
+            .map_err(draw_err)?;
+        chart
+            .draw_series(values.iter().enumerate().map(|(i, &v)| {
+                let text = if unit == "ms" {
+                    format!("{v:.0}")
+                } else if unit.contains('%') {
+                    format!("{v:.1}")
+                } else {
+                    format!("{v:.2}")
+                };
+                Text::new(
+                    text,
+                    (SegmentValue::CenterOf(i), v + y_max * 0.06),
+                    TextStyle::from((font::FAMILY, 13).into_font()).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    ),
+                )
+            }))
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(start: i64, end: i64) -> CallRecord {
+        CallRecord {
+            start_ms: start,
+            end_ms: end,
+            function: "A".into(),
+            node: 0,
+            internal_ms: 0,
+            image_built: false,
+            pooled: false,
+            rest_reused: false,
+            algorithm: None,
+            algorithm_latency_ms: None,
+        }
+    }
+
+    #[test]
+    fn lanes_reuse_the_first_free_one() {
+        let calls = [call(0, 10), call(5, 20), call(10, 15), call(16, 30)];
+        let refs: Vec<&CallRecord> = calls.iter().collect();
+        let (lanes, count) = assign_lanes(&refs);
+        // 0..10 lane 0; 5..20 lane 1; 10..15 lane 0 again; 16..30 lane 0.
+        assert_eq!(lanes, vec![0, 1, 0, 0]);
+        assert_eq!(count, 2);
+    }
+
+    #[test]
+    fn format_comes_from_the_extension() {
+        assert_eq!(
+            ImageFormat::from_path(Path::new("a.PNG")).unwrap(),
+            ImageFormat::Png
+        );
+        assert_eq!(
+            ImageFormat::from_path(Path::new("a.svg")).unwrap(),
+            ImageFormat::Svg
+        );
+        assert!(ImageFormat::from_path(Path::new("a.jpg")).is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! The text report of `utils analyze`: the original analyzer's sections
+//! (locality, imbalance, cache hits, exec time / latency, per function,
+//! algorithm latency) followed by what this port adds (percentiles, cold
+//! starts, per node, skipped lines).
+
+use std::fmt::Write as _;
+
+use crate::analyze::{Analysis, HitStats, NodeCountRule};
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}ms"))
+}
+
+/// Renders one analysis as text.
+pub fn analysis_text(a: &Analysis) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "==================== {} ({}) ====================",
+        a.label, a.source
+    );
+    let rule = match a.node_count_rule {
+        NodeCountRule::MaxIdPlusOne => "max WorkerNodeId + 1",
+        NodeCountRule::Given => "given",
+    };
+    let _ = writeln!(
+        o,
+        "calls: {} | error lines skipped: {} | unreadable lines: {} | nodes: {} ({rule}) | window: {:.1}s in {} slots of 1s",
+        a.calls,
+        a.error_lines,
+        a.unparseable_lines,
+        a.nodes,
+        (a.last_end_ms - a.first_start_ms) as f64 / 1000.0,
+        a.slots
+    );
+    if !a.algorithms.is_empty() {
+        let _ = writeln!(o, "algorithm: {}", a.algorithms.join(", "));
+    }
+
+    let _ = writeln!(o, "\n-------------------- Locality --------------------");
+    let _ = writeln!(
+        o,
+        "# of distinct functions per node per slot: {:.2} (stddev across nodes: {:.2})",
+        a.locality.mean_distinct_functions, a.locality.stddev
+    );
+
+    let _ = writeln!(o, "\n-------------------- Imbalance --------------------");
+    let _ = writeln!(
+        o,
+        "CV: {:.3} (stddev: {:.3}, mean executions per node per slot: {:.3})",
+        a.imbalance.cv, a.imbalance.stddev, a.imbalance.mean
+    );
+
+    let _ = writeln!(o, "\n-------------------- Cache hits --------------------");
+    let _ = writeln!(
+        o,
+        "{:<27}| {:>6} | {:>6} | {:>6} | {:>12} | {:>12}",
+        "", "Hit", "Miss", "%", "hit dur", "miss dur"
+    );
+    let row = |o: &mut String, name: &str, h: &HitStats| {
+        let _ = writeln!(
+            o,
+            "{name:<27}| {:>6} | {:>6} | {:>5.1}% | {:>12} | {:>12}",
+            h.hits,
+            h.misses,
+            h.hit_ratio * 100.0,
+            ms(h.mean_duration_hit_ms),
+            ms(h.mean_duration_miss_ms)
+        );
+    };
+    row(&mut o, "ImageReuse", &a.cache.image_reuse);
+    row(&mut o, "UsingPooledContainer", &a.cache.pooled_container);
+    row(
+        &mut o,
+        "UsingExistingRestContainer",
+        &a.cache.existing_rest_container,
+    );
+    let _ = writeln!(
+        o,
+        "cold starts (no pooled or REST instance): {} ({:.1}%)",
+        a.cold_starts,
+        a.cold_start_ratio * 100.0
+    );
+
+    let _ = writeln!(
+        o,
+        "\n-------------------- Exec time / latency --------------------"
+    );
+    let _ = writeln!(o, "avg exec time: {:.1}ms", a.mean_duration_ms);
+    let _ = writeln!(o, "avg latency: {:.1}ms", a.mean_latency_ms);
+    for (name, p) in [("exec time", &a.duration_ms), ("latency", &a.latency_ms)] {
+        let _ = writeln!(
+            o,
+            "{name:<10} p50 {}ms | p95 {}ms | p99 {}ms | p99.9 {}ms | max {}ms",
+            p.p50, p.p95, p.p99, p.p99_9, p.max
+        );
+    }
+    if a.negative_latencies > 0 {
+        let _ = writeln!(
+            o,
+            "warning: {} calls had a negative latency (counted as 0 in percentiles)",
+            a.negative_latencies
+        );
+    }
+    match a.mean_algorithm_latency_us {
+        Some(us) => {
+            let _ = writeln!(o, "avg algorithm latency: {us:.1}µs");
+        }
+        None => {
+            let _ = writeln!(o, "avg algorithm latency: - (not in the log)");
+        }
+    }
+
+    let _ = writeln!(
+        o,
+        "\n-------------------- Per function --------------------"
+    );
+    let _ = writeln!(
+        o,
+        "{:<10} {:>6} {:>12} {:>12} {:>12} {:>6} {:>6}",
+        "function", "n", "exec ms", "internal ms", "latency ms", "cold", "nodes"
+    );
+    for f in &a.per_function {
+        let _ = writeln!(
+            o,
+            "{:<10} {:>6} {:>12.1} {:>12.1} {:>12.1} {:>6} {:>6}",
+            f.function,
+            f.calls,
+            f.mean_duration_ms,
+            f.mean_internal_ms,
+            f.mean_latency_ms,
+            f.cold_starts,
+            f.nodes
+        );
+    }
+
+    let _ = writeln!(o, "\n-------------------- Per node --------------------");
+    let _ = writeln!(
+        o,
+        "{:<5} {:>6} {:>8} {:>9} {:>13} {:>13} {:>6} {:>10}",
+        "node", "calls", "calls/s", "distinct", "distinct/slot", "execs/slot", "cold", "exec ms"
+    );
+    for n in &a.per_node {
+        let _ = writeln!(
+            o,
+            "{:<5} {:>6} {:>8.2} {:>9} {:>13.2} {:>13.2} {:>6} {:>10}",
+            n.node,
+            n.calls,
+            n.calls_per_s,
+            n.distinct_functions,
+            n.mean_distinct_functions_per_slot,
+            n.mean_executions_per_slot,
+            n.cold_starts,
+            n.mean_duration_ms
+                .map_or_else(|| "-".into(), |d| format!("{d:.1}"))
+        );
+    }
+
+    if !a.unparseable_examples.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n-------------------- Unreadable lines --------------------"
+        );
+        for u in &a.unparseable_examples {
+            let _ = writeln!(o, "{}:{}: {}", a.source, u.line, u.reason);
+        }
+        if a.unparseable_lines > a.unparseable_examples.len() {
+            let _ = writeln!(
+                o,
+                "... and {} more",
+                a.unparseable_lines - a.unparseable_examples.len()
+            );
+        }
+    }
+    o
+}

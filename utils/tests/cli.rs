@@ -1,0 +1,240 @@
+//! The `utils` binary, end to end: generation determinism by seed, the
+//! analyzer's outputs, comparisons, and figures written as PNG and SVG.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn utils(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_utils"))
+        .args(args)
+        .output()
+        .expect("run utils")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = utils(args);
+    assert!(
+        out.status.success(),
+        "utils {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn sample() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample.log").to_string()
+}
+
+fn path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+#[test]
+fn generation_is_deterministic_by_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = path(dir.path(), "a.csv");
+    let b = path(dir.path(), "b.csv");
+    let c = path(dir.path(), "c.csv");
+    for (out, seed) in [(&a, "42"), (&b, "42"), (&c, "43")] {
+        let stdout = ok(&[
+            "generate",
+            out.to_str().unwrap(),
+            "--seed",
+            seed,
+            "--duration",
+            "60",
+            "--arrivals",
+            "poisson",
+        ]);
+        assert!(stdout.contains("W1: "), "{stdout}");
+    }
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    assert_eq!(read(&a), read(&b), "same seed, same bytes");
+    assert_ne!(read(&a), read(&c), "another seed, another scenario");
+
+    // The CSV stays in the original format and parses; the sidecar records
+    // the seed and the counts.
+    let text = String::from_utf8(read(&a)).unwrap();
+    let events = protocol::scenario::parse(&text, "a.csv").unwrap();
+    assert!(events.windows(2).all(|w| w[0].start_ms <= w[1].start_ms));
+    assert!(events.iter().all(|e| e.start_ms < 60_000));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&read(&path(dir.path(), "a.csv.meta.json"))).unwrap();
+    assert_eq!(meta["config"]["seed"], 42);
+    assert_eq!(meta["config"]["arrivals"]["kind"], "poisson");
+    assert_eq!(meta["total_events"], events.len());
+}
+
+#[test]
+fn the_original_generator_prints_counts_of_rate_times_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = path(dir.path(), "events.csv");
+    let stdout = ok(&["generate", out.to_str().unwrap(), "--seed", "1"]);
+    // round(1.6355 * 300) = 491; round(0.0012 * 300) = 0 (D8 absent).
+    assert!(stdout.lines().any(|l| l == "W1: 491"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "D8: 0"), "{stdout}");
+    let total: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("total: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((2150..2300).contains(&total), "{total}");
+}
+
+#[test]
+fn zipf_and_bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = path(dir.path(), "z.csv");
+    let stdout = ok(&[
+        "generate",
+        out.to_str().unwrap(),
+        "--seed",
+        "5",
+        "--zipf",
+        "50",
+        "--arrivals",
+        "bursty",
+        "--duration",
+        "120",
+    ]);
+    assert!(stdout.starts_with("F001: "), "{stdout}");
+    let bad = utils(&["generate", out.to_str().unwrap(), "--functions", "W1,NOPE"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("NOPE"));
+    let bad = utils(&["analyze", "/nonexistent/run.log"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/run.log"));
+}
+
+#[test]
+fn analyze_prints_text_json_and_csv() {
+    let log = sample();
+    let text = ok(&["analyze", &log]);
+    assert!(text.contains("CV: 0.220"), "{text}");
+    assert!(text.contains("avg algorithm latency: 20.0µs"), "{text}");
+    assert!(text.contains("sample.log:4:"), "{text}");
+
+    let json: serde_json::Value = serde_json::from_str(&ok(&["analyze", "--json", &log])).unwrap();
+    assert_eq!(json[0]["calls"], 8);
+    assert_eq!(json[0]["error_lines"], 1);
+    assert_eq!(json[0]["unparseable_lines"], 1);
+    assert_eq!(json[0]["cache"]["image_reuse"]["hits"], 5);
+
+    let csv = ok(&["analyze", "--csv", "--nodes", "4", &log]);
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("label,source,calls,"));
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(row[0], "ch");
+    assert_eq!(row[5], "4", "nodes column");
+    assert_eq!(row[6], "0.5", "locality with an idle 4th node");
+}
+
+#[test]
+fn compare_makes_one_table() {
+    let dir = tempfile::tempdir().unwrap();
+    // A second run: the same calls relabelled as rr, all on node 0.
+    let rr = std::fs::read_to_string(sample())
+        .unwrap()
+        .replace("\"ch\"", "\"rr\"")
+        .replace("\"WorkerNodeId\":1", "\"WorkerNodeId\":0")
+        .replace("\"WorkerNodeId\":2", "\"WorkerNodeId\":0");
+    let rr_path = path(dir.path(), "rr.log");
+    std::fs::write(&rr_path, rr).unwrap();
+    let table = ok(&["compare", &sample(), rr_path.to_str().unwrap()]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[1].starts_with("ch "), "{table}");
+    assert!(lines[2].starts_with("rr "), "{table}");
+    let md = ok(&[
+        "compare",
+        "--markdown",
+        &sample(),
+        rr_path.to_str().unwrap(),
+    ]);
+    assert!(md.lines().nth(1).unwrap().starts_with("|---|"), "{md}");
+}
+
+fn assert_png(p: &Path) {
+    let bytes = std::fs::read(p).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        p.display()
+    );
+    assert!(bytes.len() > 5_000, "{} is suspiciously small", p.display());
+}
+
+fn assert_svg_with(p: &Path, texts: &[&str]) {
+    let svg = std::fs::read_to_string(p).unwrap();
+    assert!(svg.contains("<svg"), "{} is not an SVG", p.display());
+    for t in texts {
+        assert!(svg.contains(t), "{} lacks {t:?}", p.display());
+    }
+}
+
+#[test]
+fn plots_are_written_as_png_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sample();
+    let png = path(dir.path(), "timeline.png");
+    let svg = path(dir.path(), "timeline.svg");
+    ok(&[
+        "plot",
+        "timeline",
+        &log,
+        "-o",
+        png.to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert_png(&png);
+    assert_svg_with(
+        &svg,
+        &[
+            "node 0",
+            "node 2",
+            "time since the first call (s)",
+            "W1 (4)",
+        ],
+    );
+
+    let cdf = path(dir.path(), "cdf.svg");
+    ok(&["plot", "cdf", &log, "-o", cdf.to_str().unwrap()]);
+    assert_svg_with(&cdf, &["ch (n=8, p99=1000 ms)", "fraction of calls"]);
+    let cdf_png = path(dir.path(), "cdf.png");
+    ok(&[
+        "plot",
+        "cdf",
+        &log,
+        "--metric",
+        "duration",
+        "-o",
+        cdf_png.to_str().unwrap(),
+    ]);
+    assert_png(&cdf_png);
+
+    let bars = path(dir.path(), "bars.svg");
+    let bars_png = path(dir.path(), "bars.png");
+    ok(&[
+        "plot",
+        "bars",
+        &log,
+        "-o",
+        bars.to_str().unwrap(),
+        "-o",
+        bars_png.to_str().unwrap(),
+    ]);
+    assert_svg_with(&bars, &["Locality", "p99 latency", "62.5"]);
+    assert_png(&bars_png);
+
+    let bad = utils(&[
+        "plot",
+        "timeline",
+        &log,
+        "-o",
+        path(dir.path(), "x.jpg").to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown image format"));
+}
