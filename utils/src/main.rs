@@ -204,7 +204,9 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         popularity,
     };
     let mut scenario = generate::generate(&config)?;
-    scenario.meta.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
+    // The command as a user would type it (program name without its path).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    scenario.meta.command = Some(format!("utils {}", args.join(" ")));
     let meta = generate::write_scenario(&scenario, &a.out)
         .with_context(|| format!("cannot write {}", a.out.display()))?;
     for c in &scenario.meta.counts {
