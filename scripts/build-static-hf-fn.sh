@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the statically linked `hf-fn` (sample-functions) that every
+# FROM-scratch function image of the Docker runtime carries.
+#
+#   scripts/build-static-hf-fn.sh            # release build, prints the path
+#
+# Output: target/static/x86_64-unknown-linux-gnu/release/hf-fn (its own
+# target dir, so the crt-static RUSTFLAGS never invalidate the shared one).
+# The worker's Docker runtime looks there unless HF_FN_STATIC_BINARY names
+# another file. Needs only the x86_64-unknown-linux-gnu target and glibc's
+# static archives (libc6-dev), which a Rust toolchain on Debian has.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+target=x86_64-unknown-linux-gnu
+RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --quiet --release --locked -p sample-functions --bin hf-fn \
+    --target "$target" --target-dir target/static
+out="target/static/$target/release/hf-fn"
+if ! file -L "$out" 2>/dev/null | grep -Eq "statically linked|static-pie linked"; then
+    if command -v file >/dev/null; then
+        echo "build-static-hf-fn: $out is not statically linked: $(file -L "$out")" >&2
+        exit 1
+    fi
+fi
+echo "$root/$out"

@@ -1,0 +1,955 @@
+//! The Docker runtime: function images, one-shot, pooled and REST-mode
+//! containers on the local Docker engine, through its HTTP API (bollard).
+//!
+//! This is HotFunctions' worker (Prev/HotFunctions, `worker_front/`:
+//! `image_builder.go`, `container_pool.go`, `run_container.go`,
+//! `singleton_container_manager.go`) without a registry:
+//!
+//! - **Images** are built on request `FROM scratch` around the statically
+//!   linked `hf-fn` binary plus the function's package payload (see
+//!   [`context`]), tagged `hotfunctions-<worker>-<function>:latest`. Which
+//!   images to keep is the image cache policy's decision, made by the worker;
+//!   here images are only built and removed.
+//! - **One-shot containers** run `hf-fn <NAME>`: create, attach, start, read
+//!   stdout/stderr until exit, wait for the exit code. The container is
+//!   removed in the background once the output is read (also when the
+//!   caller's future is dropped), so the reply does not wait for the
+//!   engine's clean-up, which `docker run --rm` does wait for.
+//! - **Warm containers** (pool members and REST-mode instances) run
+//!   `hf-fn serve --function <NAME> --port 0` in the host's network
+//!   namespace (`network_mode: host`): the instance listens on a port of the
+//!   host's 127.0.0.1 that it picks and announces as its first stdout line
+//!   `{"port": N}`; calls are `GET /invoke` over kept-alive HTTP
+//!   connections. One-shot containers get no network (`network_mode: none`).
+//!
+//! Everything created carries the labels [`LABEL_WORKER`] (the worker id),
+//! [`LABEL_FUNCTION`] and [`LABEL_KIND`], plus any extra labels of
+//! [`DockerSettings`] (tests add their own); listing and clean-up go by
+//! label, never by name.
+//!
+//! The engine is reached lazily: the client (its API version negotiated with
+//! the engine, which may be older than bollard's default) is made on first
+//! use and dropped whenever the engine does not answer, so that the runtime
+//! works again once the engine is back, without a restart.
+//! [`RuntimeError::EngineUnavailable`] is what the worker maps to 503.
+//!
+//! Parameters and defaults: [`RuntimeOptions`] (worker id, the `hf-fn`
+//! binary, which must be statically linked: see
+//! [`DockerRuntime::default_static_fn_binary`] and
+//! `scripts/build-static-hf-fn.sh`; the time scale) and [`DockerSettings`]
+//! (`socket`: the engine's local default, `DOCKER_HOST` honoured;
+//! `instance_start_timeout`: 30 s; `extra_labels`: none).
+
+// The runtime is I/O at the edge: it reads the clock for ids and timeouts.
+#![allow(clippy::disallowed_methods)]
+
+pub mod context;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::container::{
+    AttachContainerOptions, Config, CreateContainerOptions, ListContainersOptions, LogOutput,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+};
+use bollard::image::{BuildImageOptions, ListImagesOptions, RemoveImageOptions};
+use bollard::models::HostConfig;
+use bollard::Docker;
+use futures_util::StreamExt;
+use protocol::FunctionOutput;
+use sample_functions::FunctionSpec;
+
+use super::{
+    parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,
+    Runtime, RuntimeError, RuntimeOptions, LABEL_FUNCTION, LABEL_KIND, LABEL_WORKER,
+    STDERR_TAIL_BYTES,
+};
+
+/// Request timeout of the engine client: long enough for the longest
+/// function (D1 runs over two minutes at time scale 1) and large builds.
+const ENGINE_REQUEST_TIMEOUT_S: u64 = 3600;
+
+/// Docker-specific settings (beyond [`RuntimeOptions`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerSettings {
+    /// Engine socket (`unix:///var/run/docker.sock`); `None` = local
+    /// defaults (`DOCKER_HOST`, else `/var/run/docker.sock`).
+    pub socket: Option<String>,
+    /// How long a warm instance may take to announce its port and answer
+    /// `/health`.
+    pub instance_start_timeout: Duration,
+    /// More labels put on every image and container (e.g. a test's id).
+    pub extra_labels: BTreeMap<String, String>,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            instance_start_timeout: Duration::from_secs(30),
+            extra_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Sorts a bollard error into "engine unavailable" or an engine answer.
+fn classify(e: bollard::errors::Error) -> EngineFailure {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerResponseServerError {
+            status_code,
+            message,
+        } => EngineFailure::Answer {
+            status: status_code,
+            message,
+        },
+        other @ (E::IOError { .. }
+        | E::HyperResponseError { .. }
+        | E::HttpClientError { .. }
+        | E::HyperLegacyError { .. }
+        | E::SocketNotFoundError(_)
+        | E::RequestTimeoutError) => EngineFailure::Unavailable(other.to_string()),
+        other => EngineFailure::Answer {
+            status: 500,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// An engine call's failure, before it is put in the caller's terms.
+#[derive(Debug)]
+enum EngineFailure {
+    Unavailable(String),
+    Answer { status: u16, message: String },
+}
+
+impl EngineFailure {
+    fn not_found(&self) -> bool {
+        matches!(self, Self::Answer { status: 404, .. })
+    }
+
+    /// As a [`RuntimeError`] about an instance (or the engine).
+    fn instance(self, instance: &str) -> RuntimeError {
+        match self {
+            Self::Unavailable(m) => RuntimeError::EngineUnavailable(m),
+            Self::Answer { status, message } => RuntimeError::Instance {
+                instance: instance.to_string(),
+                detail: format!("Docker engine answered HTTP {status}: {message}"),
+            },
+        }
+    }
+
+    /// As a [`RuntimeError`] about building `function`'s image.
+    fn build(self, function: &str) -> RuntimeError {
+        match self {
+            Self::Unavailable(m) => RuntimeError::EngineUnavailable(m),
+            Self::Answer { status, message } => RuntimeError::Build {
+                function: function.to_string(),
+                detail: format!("Docker engine answered HTTP {status}: {message}"),
+            },
+        }
+    }
+
+    fn other(self) -> RuntimeError {
+        match self {
+            Self::Unavailable(m) => RuntimeError::EngineUnavailable(m),
+            Self::Answer { status, message } => {
+                RuntimeError::Io(format!("Docker engine answered HTTP {status}: {message}"))
+            }
+        }
+    }
+}
+
+/// The Docker runtime. Cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    options: RuntimeOptions,
+    settings: DockerSettings,
+    /// The worker id made fit for image and container names.
+    name_part: String,
+    client: Mutex<Option<Docker>>,
+    /// The static binary, read once (the same in every image).
+    binary: Mutex<Option<Arc<Vec<u8>>>>,
+    /// Ports of the warm instances started by this runtime, by container id.
+    ports: Mutex<HashMap<String, u16>>,
+    http: reqwest::Client,
+    sequence: AtomicU64,
+    /// Distinguishes container names of runtimes with the same worker id.
+    run_tag: String,
+}
+
+/// Lower-case letters, digits and `-`, as image and container names need.
+fn name_part(worker_id: &str) -> String {
+    let s: String = worker_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(48)
+        .collect();
+    let s = s.trim_matches('-').to_string();
+    if s.is_empty() {
+        "worker".into()
+    } else {
+        s
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl DockerRuntime {
+    /// A runtime with default [`DockerSettings`]; the engine is contacted on
+    /// first use.
+    pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        Self::with_settings(options, DockerSettings::default())
+    }
+
+    pub fn with_settings(
+        options: RuntimeOptions,
+        settings: DockerSettings,
+    ) -> Result<Self, RuntimeError> {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .map_err(|e| RuntimeError::Io(format!("cannot make the HTTP client: {e}")))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let run_tag = format!("{:x}{:x}", std::process::id(), now.subsec_micros());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name_part: name_part(&options.worker_id),
+                options,
+                settings,
+                client: Mutex::new(None),
+                binary: Mutex::new(None),
+                ports: Mutex::new(HashMap::new()),
+                http,
+                sequence: AtomicU64::new(0),
+                run_tag,
+            }),
+        })
+    }
+
+    /// `HF_FN_STATIC_BINARY` if set, else where
+    /// `scripts/build-static-hf-fn.sh` leaves the statically linked `hf-fn`
+    /// of this workspace. The worker passes it as [`RuntimeOptions::fn_binary`]
+    /// when the runtime is Docker.
+    pub fn default_static_fn_binary() -> PathBuf {
+        if let Some(p) = std::env::var_os("HF_FN_STATIC_BINARY") {
+            return PathBuf::from(p);
+        }
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/static/x86_64-unknown-linux-gnu/release/hf-fn")
+    }
+
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.inner.options
+    }
+
+    /// The engine client, connected (and version-negotiated) on demand.
+    async fn client(&self) -> Result<Docker, EngineFailure> {
+        if let Some(c) = lock(&self.inner.client).as_ref() {
+            return Ok(c.clone());
+        }
+        let fresh = match &self.inner.settings.socket {
+            Some(socket) => Docker::connect_with_unix(
+                socket,
+                ENGINE_REQUEST_TIMEOUT_S,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            None => Docker::connect_with_local_defaults()
+                .map(|d| d.with_timeout(Duration::from_secs(ENGINE_REQUEST_TIMEOUT_S))),
+        }
+        .map_err(|e| EngineFailure::Unavailable(e.to_string()))?;
+        let negotiated = fresh.negotiate_version().await.map_err(classify)?;
+        *lock(&self.inner.client) = Some(negotiated.clone());
+        Ok(negotiated)
+    }
+
+    /// Sorts an engine error, forgetting the client if the engine is gone.
+    fn fail(&self, e: bollard::errors::Error) -> EngineFailure {
+        let e = classify(e);
+        if matches!(e, EngineFailure::Unavailable(_)) {
+            *lock(&self.inner.client) = None;
+        }
+        e
+    }
+
+    /// The tag of `function`'s image.
+    pub fn image_name(&self, function: &str) -> String {
+        format!(
+            "hotfunctions-{}-{}:latest",
+            self.inner.name_part,
+            function.to_ascii_lowercase()
+        )
+    }
+
+    fn labels(&self, function: &str, kind: &str) -> HashMap<String, String> {
+        let mut labels: HashMap<String, String> = self
+            .inner
+            .settings
+            .extra_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert(LABEL_WORKER.into(), self.inner.options.worker_id.clone());
+        labels.insert(LABEL_FUNCTION.into(), function.into());
+        labels.insert(LABEL_KIND.into(), kind.into());
+        labels
+    }
+
+    /// Label filters selecting this runtime's objects (worker + extra labels).
+    fn own_filters(&self, extra: Option<String>) -> HashMap<String, Vec<String>> {
+        let mut label = vec![format!("{LABEL_WORKER}={}", self.inner.options.worker_id)];
+        label.extend(
+            self.inner
+                .settings
+                .extra_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}")),
+        );
+        label.extend(extra);
+        HashMap::from([("label".to_string(), label)])
+    }
+
+    fn static_binary(&self) -> Result<Arc<Vec<u8>>, context::ContextError> {
+        let mut slot = lock(&self.inner.binary);
+        if let Some(b) = slot.as_ref() {
+            return Ok(b.clone());
+        }
+        let bytes = Arc::new(context::read_static_binary(&self.inner.options.fn_binary)?);
+        *slot = Some(bytes.clone());
+        Ok(bytes)
+    }
+
+    /// Images of this worker in the engine: (function, tag).
+    pub async fn list_own_images(&self) -> Result<Vec<(String, String)>, RuntimeError> {
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        let images = docker
+            .list_images(Some(ListImagesOptions {
+                all: false,
+                filters: self.own_filters(None),
+                digests: false,
+            }))
+            .await
+            .map_err(|e| self.fail(e).other())?;
+        let mut out: Vec<(String, String)> = images
+            .into_iter()
+            .filter_map(|i| {
+                let function = i.labels.get(LABEL_FUNCTION)?.clone();
+                let tag = i.repo_tags.first().cloned().unwrap_or(i.id);
+                Some((function, tag))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whether `function`'s image exists in the engine.
+    pub async fn image_exists(&self, function: &str) -> Result<bool, RuntimeError> {
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        match docker.inspect_image(&self.image_name(function)).await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = self.fail(e);
+                if e.not_found() {
+                    Ok(false)
+                } else {
+                    Err(e.other())
+                }
+            }
+        }
+    }
+
+    fn next_container_name(&self, function: &str, kind: InstanceKind) -> String {
+        let n = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "hotfunctions-{}-{}-{}-{}-{n}",
+            self.inner.name_part,
+            function.to_ascii_lowercase(),
+            kind.label(),
+            self.inner.run_tag
+        )
+    }
+
+    /// Creates (without starting) a container of `image`.
+    async fn create_container(
+        &self,
+        image: &Image,
+        kind: InstanceKind,
+    ) -> Result<Instance, RuntimeError> {
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        let name = self.next_container_name(&image.function, kind);
+        let (cmd, network) = match kind {
+            InstanceKind::OneShot => (vec![image.function.clone()], "none"),
+            InstanceKind::Pooled | InstanceKind::Rest => (
+                vec![
+                    "serve".into(),
+                    "--function".into(),
+                    image.function.clone(),
+                    "--port".into(),
+                    "0".into(),
+                ],
+                "host",
+            ),
+        };
+        let config = Config {
+            image: Some(image.name.clone()),
+            cmd: Some(cmd),
+            env: Some(vec![format!(
+                "HF_TIME_SCALE={}",
+                self.inner.options.time_scale
+            )]),
+            labels: Some(self.labels(&image.function, kind.label())),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: name.clone(),
+                    platform: None,
+                }),
+                config,
+            )
+            .await
+            .map_err(|e| match self.fail(e) {
+                EngineFailure::Answer { status: 404, .. } => RuntimeError::Instance {
+                    instance: name.clone(),
+                    detail: format!("image {} is missing (evicted?)", image.name),
+                },
+                other => other.instance(&name),
+            })?;
+        Ok(Instance {
+            id: created.id,
+            name,
+            function: image.function.clone(),
+            kind,
+        })
+    }
+
+    /// Attaches to a created container and starts it.
+    async fn attach_and_start(
+        &self,
+        instance: &Instance,
+    ) -> Result<bollard::container::AttachContainerResults, RuntimeError> {
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        let attached = docker
+            .attach_container(
+                &instance.id,
+                Some(AttachContainerOptions::<String> {
+                    stdout: Some(true),
+                    stderr: Some(true),
+                    stream: Some(true),
+                    logs: Some(true),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| self.fail(e).instance(&instance.name))?;
+        docker
+            .start_container(&instance.id, None::<StartContainerOptions<String>>)
+            .await
+            .map_err(|e| self.fail(e).instance(&instance.name))?;
+        Ok(attached)
+    }
+
+    /// Runs a created one-shot container to its end: (stdout, stderr, exit code).
+    async fn run_to_exit(
+        &self,
+        instance: &Instance,
+    ) -> Result<(String, String, i64), RuntimeError> {
+        let attached = self.attach_and_start(instance).await?;
+        let mut output = attached.output;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        while let Some(chunk) = output.next().await {
+            match chunk.map_err(|e| self.fail(e).instance(&instance.name))? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    stdout.extend_from_slice(&message)
+                }
+                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        let mut wait = docker.wait_container(
+            &instance.id,
+            Some(WaitContainerOptions {
+                condition: "not-running",
+            }),
+        );
+        let exit_code = match wait.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => return Err(self.fail(e).instance(&instance.name)),
+            None => {
+                return Err(RuntimeError::Instance {
+                    instance: instance.name.clone(),
+                    detail: "the engine gave no exit status".into(),
+                })
+            }
+        };
+        Ok((
+            String::from_utf8_lossy(&stdout).into_owned(),
+            String::from_utf8_lossy(&stderr).into_owned(),
+            exit_code,
+        ))
+    }
+
+    /// Starts a created warm container and waits for its port and health.
+    async fn start_warm(&self, instance: &Instance) -> Result<u16, RuntimeError> {
+        let attached = self.attach_and_start(instance).await?;
+        let timeout = self.inner.settings.instance_start_timeout;
+        let start_error = |detail: String| RuntimeError::Instance {
+            instance: instance.name.clone(),
+            detail,
+        };
+        let mut output = attached.output;
+        let (mut stdout, mut stderr) = (Vec::<u8>::new(), Vec::<u8>::new());
+        let read_port = async {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| self.fail(e).instance(&instance.name))? {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        stdout.extend_from_slice(&message);
+                        if let Some(port) = announced_port(&stdout) {
+                            return Ok(Some(port));
+                        }
+                    }
+                    LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+            Ok::<_, RuntimeError>(None)
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let port = match tokio::time::timeout_at(deadline, read_port).await {
+            Ok(Ok(Some(port))) => port,
+            Ok(Ok(None)) => {
+                return Err(start_error(format!(
+                    "exited before announcing its port; stderr: {}",
+                    tail(&String::from_utf8_lossy(&stderr), STDERR_TAIL_BYTES)
+                )))
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(start_error(format!(
+                    "did not announce its port within {timeout:?}; stderr: {}",
+                    tail(&String::from_utf8_lossy(&stderr), STDERR_TAIL_BYTES)
+                )))
+            }
+        };
+        // The port line follows the bind, so /health answers at once; retry
+        // briefly anyway (a busy machine), up to the same deadline.
+        let url = format!("http://127.0.0.1:{port}/health");
+        loop {
+            match self.inner.http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => return Ok(port),
+                result => {
+                    if tokio::time::Instant::now() >= deadline {
+                        let why = match result {
+                            Ok(r) => format!("HTTP {}", r.status()),
+                            Err(e) => e.to_string(),
+                        };
+                        return Err(start_error(format!("GET {url}: {why}")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    /// The port of a warm instance: remembered, else read from its logs
+    /// (an instance left over by an earlier run of this worker).
+    async fn port_of(&self, instance: &Instance) -> Result<u16, RuntimeError> {
+        if let Some(&p) = lock(&self.inner.ports).get(&instance.id) {
+            return Ok(p);
+        }
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        let mut logs = docker.logs(
+            &instance.id,
+            Some(LogsOptions::<String> {
+                stdout: true,
+                ..Default::default()
+            }),
+        );
+        let mut stdout = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            if let LogOutput::StdOut { message } =
+                chunk.map_err(|e| self.fail(e).instance(&instance.name))?
+            {
+                stdout.extend_from_slice(&message);
+                if let Some(port) = announced_port(&stdout) {
+                    lock(&self.inner.ports).insert(instance.id.clone(), port);
+                    return Ok(port);
+                }
+            }
+        }
+        Err(RuntimeError::Instance {
+            instance: instance.name.clone(),
+            detail: "no {\"port\": N} line in its output".into(),
+        })
+    }
+
+    /// Removes a container by id (no error if gone).
+    async fn remove_container(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        lock(&self.inner.ports).remove(id);
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            link: false,
+        };
+        match docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.fail(e) {
+                // 404: gone; 409: a removal is already in progress.
+                EngineFailure::Answer {
+                    status: 404 | 409, ..
+                } => Ok(()),
+                other => Err(other.instance(name)),
+            },
+        }
+    }
+
+    async fn remove_image_named(&self, function: &str, tag: &str) -> Result<(), RuntimeError> {
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        let options = RemoveImageOptions {
+            force: true,
+            noprune: false,
+        };
+        match docker.remove_image(tag, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = self.fail(e);
+                if e.not_found() {
+                    Ok(())
+                } else {
+                    Err(e.build(function))
+                }
+            }
+        }
+    }
+}
+
+/// Removes a one-shot container when dropped: after the call, and also when
+/// the caller's future is dropped mid-call (the HTTP client went away).
+struct RemoveOnDrop {
+    runtime: DockerRuntime,
+    instance: Option<Instance>,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let Some(instance) = self.instance.take() else {
+            return;
+        };
+        let runtime = self.runtime.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    if let Err(e) = runtime
+                        .remove_container(&instance.id, &instance.name)
+                        .await
+                    {
+                        tracing::warn!("removing container {}: {e}", instance.name);
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(
+                "container {} left behind (no async runtime to remove it); the next clean-up removes it",
+                instance.name
+            ),
+        }
+    }
+}
+
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn health(&self) -> Result<EngineHealth, RuntimeError> {
+        let docker = self.client().await.map_err(|e| {
+            *lock(&self.inner.client) = None;
+            e.other()
+        })?;
+        let version = docker.version().await.map_err(|e| self.fail(e).other())?;
+        Ok(EngineHealth {
+            runtime: "docker".into(),
+            engine: format!(
+                "Docker {} (API {})",
+                version.version.unwrap_or_default(),
+                version.api_version.unwrap_or_default()
+            ),
+        })
+    }
+
+    async fn build_image(&self, function: &FunctionSpec) -> Result<Image, RuntimeError> {
+        let name = function.name.clone();
+        let build_error = |detail: String| RuntimeError::Build {
+            function: name.clone(),
+            detail,
+        };
+        let docker = self.client().await.map_err(|e| e.build(&name))?;
+        let binary = self
+            .static_binary()
+            .map_err(|e| build_error(e.to_string()))?;
+        let package_bytes = function.package_bytes;
+        let for_task = name.clone();
+        // Making a 131 MB context is CPU work: off the async threads.
+        let tar = tokio::task::spawn_blocking(move || {
+            context::build_context(&for_task, package_bytes, &binary)
+        })
+        .await
+        .map_err(|e| build_error(format!("context task failed: {e}")))?
+        .map_err(|e| build_error(e.to_string()))?;
+        let tag = self.image_name(&name);
+        let options = BuildImageOptions {
+            dockerfile: "Dockerfile".to_string(),
+            t: tag.clone(),
+            rm: true,
+            forcerm: true,
+            labels: self.labels(&name, "image"),
+            ..Default::default()
+        };
+        let mut progress = docker.build_image(options, None, Some(tar.into()));
+        while let Some(item) = progress.next().await {
+            let info = item.map_err(|e| self.fail(e).build(&name))?;
+            if let Some(message) = info.error {
+                return Err(build_error(message));
+            }
+        }
+        let inspected = docker
+            .inspect_image(&tag)
+            .await
+            .map_err(|e| self.fail(e).build(&name))?;
+        Ok(Image {
+            function: name,
+            name: tag,
+            bytes: inspected.size.map_or(0, |s| s.max(0) as u64),
+        })
+    }
+
+    async fn remove_image(&self, image: &Image) -> Result<(), RuntimeError> {
+        // The engine refuses to remove an image in use; pool members of an
+        // evicted image are the worker's to remove first (force removes the
+        // tag even so; the layers go with the last container).
+        self.remove_image_named(&image.function, &image.name).await
+    }
+
+    async fn run_once(&self, image: &Image) -> Result<Invocation, RuntimeError> {
+        let instance = self.create_container(image, InstanceKind::OneShot).await?;
+        let guard = RemoveOnDrop {
+            runtime: self.clone(),
+            instance: Some(instance.clone()),
+        };
+        let (stdout, stderr, exit_code) = self.run_to_exit(&instance).await?;
+        drop(guard);
+        if exit_code != 0 {
+            return Err(RuntimeError::FunctionFailed {
+                function: image.function.clone(),
+                status: format!("exit status {exit_code}"),
+                stderr_tail: tail(&stderr, STDERR_TAIL_BYTES),
+            });
+        }
+        let output = parse_function_output(&image.function, &stdout)?;
+        Ok(Invocation {
+            output,
+            instance_name: instance.name,
+        })
+    }
+
+    async fn start_instance(
+        &self,
+        image: &Image,
+        kind: InstanceKind,
+    ) -> Result<Instance, RuntimeError> {
+        if kind == InstanceKind::OneShot {
+            return Err(RuntimeError::Instance {
+                instance: image.function.clone(),
+                detail: "one-shot instances are started by run_once".into(),
+            });
+        }
+        let instance = self.create_container(image, kind).await?;
+        let mut guard = RemoveOnDrop {
+            runtime: self.clone(),
+            instance: Some(instance.clone()),
+        };
+        let port = self.start_warm(&instance).await?;
+        lock(&self.inner.ports).insert(instance.id.clone(), port);
+        guard.instance = None;
+        Ok(instance)
+    }
+
+    async fn invoke(&self, instance: &Instance) -> Result<Invocation, RuntimeError> {
+        let port = self.port_of(instance).await?;
+        let url = format!("http://127.0.0.1:{port}/invoke");
+        let instance_error = |detail: String| RuntimeError::Instance {
+            instance: instance.name.clone(),
+            detail,
+        };
+        let response = self
+            .inner
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| instance_error(format!("GET {url}: {e}")))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| instance_error(format!("reading the reply of {url}: {e}")))?;
+        let body = String::from_utf8_lossy(&body);
+        if !status.is_success() {
+            return Err(RuntimeError::FunctionFailed {
+                function: instance.function.clone(),
+                status: format!("HTTP {status}"),
+                stderr_tail: tail(&body, STDERR_TAIL_BYTES),
+            });
+        }
+        let output: FunctionOutput = parse_function_output(&instance.function, &body)?;
+        Ok(Invocation {
+            output,
+            instance_name: instance.name.clone(),
+        })
+    }
+
+    async fn remove_instance(&self, instance: &Instance) -> Result<(), RuntimeError> {
+        self.remove_container(&instance.id, &instance.name).await
+    }
+
+    async fn list_own_instances(&self) -> Result<Vec<Instance>, RuntimeError> {
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        let list = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: self.own_filters(None),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.fail(e).other())?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                Some(Instance {
+                    id: c.id?,
+                    name: c
+                        .names
+                        .and_then(|n| n.first().map(|s| s.trim_start_matches('/').to_string()))
+                        .unwrap_or_default(),
+                    function: labels.get(LABEL_FUNCTION)?.clone(),
+                    kind: InstanceKind::from_label(labels.get(LABEL_KIND)?)?,
+                })
+            })
+            .collect())
+    }
+
+    async fn remove_all_own(&self, images: bool) -> Result<Removed, RuntimeError> {
+        let instances = self.list_own_instances().await?;
+        for i in &instances {
+            self.remove_container(&i.id, &i.name).await?;
+        }
+        let mut removed = Removed {
+            instances: instances.len(),
+            images: 0,
+        };
+        if images {
+            for (function, tag) in self.list_own_images().await? {
+                self.remove_image_named(&function, &tag).await?;
+                removed.images += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The port of a `{"port": N}` line, once that whole line has arrived.
+fn announced_port(stdout: &[u8]) -> Option<u16> {
+    #[derive(serde::Deserialize)]
+    struct Announce {
+        port: u16,
+    }
+    let complete = match stdout.iter().rposition(|&b| b == b'\n') {
+        Some(end) => &stdout[..end],
+        None => return None,
+    };
+    complete
+        .split(|&b| b == b'\n')
+        .find_map(|line| serde_json::from_slice::<Announce>(line).ok())
+        .map(|a| a.port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(worker_id: &str) -> RuntimeOptions {
+        RuntimeOptions {
+            worker_id: worker_id.into(),
+            fn_binary: DockerRuntime::default_static_fn_binary(),
+            time_scale: 0.01,
+            work_dir: std::env::temp_dir(),
+        }
+    }
+
+    #[test]
+    fn port_line_is_read_only_when_complete() {
+        assert_eq!(announced_port(b"{\"port\": 41"), None);
+        assert_eq!(announced_port(b"{\"port\": 4123}\n"), Some(4123));
+        assert_eq!(announced_port(b"log line\n{\"port\":80}\nmore"), Some(80));
+        assert_eq!(announced_port(b"{\"port\": 70000}\n"), None);
+    }
+
+    #[test]
+    fn names_fit_docker() {
+        assert_eq!(name_part("Worker 8222/A"), "worker-8222-a");
+        assert_eq!(name_part("--"), "worker");
+        let rt = DockerRuntime::new(options("node-1")).unwrap();
+        assert_eq!(rt.image_name("W1"), "hotfunctions-node-1-w1:latest");
+        let a = rt.next_container_name("W1", InstanceKind::Rest);
+        let b = rt.next_container_name("W1", InstanceKind::Rest);
+        assert_ne!(a, b);
+        assert!(a.starts_with("hotfunctions-node-1-w1-rest-"), "{a}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_engine_is_unavailable_and_not_cached() {
+        let settings = DockerSettings {
+            socket: Some("unix:///nonexistent/docker.sock".into()),
+            ..Default::default()
+        };
+        let rt = DockerRuntime::with_settings(options("t"), settings).unwrap();
+        for _ in 0..2 {
+            let err = rt.health().await.unwrap_err();
+            assert!(matches!(err, RuntimeError::EngineUnavailable(_)), "{err:?}");
+            assert_eq!(err.http_status(), 503);
+            assert!(lock(&rt.inner.client).is_none());
+        }
+        let spec = sample_functions::catalog().get("noop").unwrap();
+        let err = rt.build_image(spec).await.unwrap_err();
+        assert_eq!(err.http_status(), 503, "{err}");
+    }
+}

@@ -1,0 +1,215 @@
+//! Build contexts of function images, made in memory (no registry, no files).
+//!
+//! A function image is `FROM scratch` plus the statically linked `hf-fn`
+//! binary and, beside it, the function's package payload
+//! ([`sample_functions::payload`], `package_bytes` of the catalog: the
+//! original's package size, 14 KB up to 131 MB), so that building, storing
+//! and evicting an image costs what the original's did. `hf-fn` finds the
+//! payload as `/payload.bin` (beside itself) and reads it on every start.
+//!
+//! The Dockerfile labels the image with its function *before* copying
+//! anything, so that the engine's build cache never shares a payload layer
+//! between two functions (payloads of equal size have equal bytes): each
+//! image costs its full size to build and removing it frees that space. The
+//! build context is a tar archive (the body of the Docker Engine API's
+//! `POST /build`) holding `Dockerfile`, `hf-fn` and `payload.bin`.
+
+use std::io::Read;
+use std::path::Path;
+
+use sample_functions::payload::{PayloadReader, PAYLOAD_FILE_NAME};
+
+/// Path of the function binary inside the image.
+pub const BINARY_IN_IMAGE: &str = "/hf-fn";
+
+/// Why a build context could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("cannot read the static hf-fn binary {path}: {source} (build it with scripts/build-static-hf-fn.sh)")]
+    BinaryUnreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a statically linked x86-64 ELF executable ({reason}); images are FROM scratch, so hf-fn must be built with scripts/build-static-hf-fn.sh")]
+    BinaryNotStatic { path: String, reason: String },
+    #[error("cannot write the build context: {0}")]
+    Tar(#[from] std::io::Error),
+}
+
+/// The Dockerfile of `function`'s image. The function name is given on
+/// the command line of each container; the label keeps layers per function.
+pub fn dockerfile(function: &str) -> String {
+    format!(
+        "FROM scratch\nLABEL hotfunctions.package=\"{function}\"\nCOPY hf-fn {BINARY_IN_IMAGE}\nCOPY {PAYLOAD_FILE_NAME} /{PAYLOAD_FILE_NAME}\nENTRYPOINT [\"{BINARY_IN_IMAGE}\"]\n"
+    )
+}
+
+/// Checks that `bytes` is an x86-64 ELF executable without a program
+/// interpreter (`PT_INTERP`): a dynamically linked binary cannot start in a
+/// `FROM scratch` image, and the engine's error would say only "no such
+/// file or directory".
+pub fn check_static_elf(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" {
+        return Err("not an ELF file".into());
+    }
+    if bytes[4] != 2 || bytes[5] != 1 {
+        return Err("not a 64-bit little-endian ELF".into());
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[o..o + 8]);
+        u64::from_le_bytes(b)
+    };
+    if u16_at(0x12) != 62 {
+        return Err("not an x86-64 binary".into());
+    }
+    let phoff = usize::try_from(u64_at(0x20)).map_err(|_| "bad program header offset")?;
+    let phentsize = usize::from(u16_at(0x36));
+    let phnum = usize::from(u16_at(0x38));
+    for i in 0..phnum {
+        let at = phoff + i * phentsize;
+        if at + 4 > bytes.len() {
+            return Err("truncated program headers".into());
+        }
+        let p_type = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        if p_type == 3 {
+            return Err("it has a program interpreter (dynamically linked)".into());
+        }
+    }
+    Ok(())
+}
+
+/// Reads and checks the static `hf-fn` binary.
+pub fn read_static_binary(path: &Path) -> Result<Vec<u8>, ContextError> {
+    let bytes = std::fs::read(path).map_err(|source| ContextError::BinaryUnreadable {
+        path: path.display().to_string(),
+        source,
+    })?;
+    check_static_elf(&bytes).map_err(|reason| ContextError::BinaryNotStatic {
+        path: path.display().to_string(),
+        reason,
+    })?;
+    Ok(bytes)
+}
+
+/// The build context of `function`'s image as a tar archive.
+pub fn build_context(
+    function: &str,
+    package_bytes: u64,
+    binary: &[u8],
+) -> Result<Vec<u8>, ContextError> {
+    let dockerfile = dockerfile(function);
+    let capacity = usize::try_from(package_bytes).unwrap_or(0) + binary.len() + 8 * 1024;
+    let mut out = Vec::with_capacity(capacity);
+    {
+        let mut archive = tar::Builder::new(&mut out);
+        let mut append =
+            |path: &str, mode: u32, len: u64, data: &mut dyn Read| -> std::io::Result<()> {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(len);
+                header.set_mode(mode);
+                header.set_mtime(0);
+                header.set_entry_type(tar::EntryType::Regular);
+                archive.append_data(&mut header, path, data)
+            };
+        append(
+            "Dockerfile",
+            0o644,
+            dockerfile.len() as u64,
+            &mut dockerfile.as_bytes(),
+        )?;
+        append("hf-fn", 0o755, binary.len() as u64, &mut &binary[..])?;
+        append(
+            PAYLOAD_FILE_NAME,
+            0o644,
+            package_bytes,
+            &mut PayloadReader::new(package_bytes),
+        )?;
+        archive.finish()?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_holds_the_three_files() {
+        let tar_bytes = build_context("T3", 1234, b"binary").unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let mut seen = Vec::new();
+        let mut payload = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            seen.push((
+                path.clone(),
+                entry.header().size().unwrap(),
+                entry.header().mode().unwrap(),
+            ));
+            if path == PAYLOAD_FILE_NAME {
+                entry.read_to_end(&mut payload).unwrap();
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    "Dockerfile".to_string(),
+                    dockerfile("T3").len() as u64,
+                    0o644
+                ),
+                ("hf-fn".to_string(), 6, 0o755),
+                (PAYLOAD_FILE_NAME.to_string(), 1234, 0o644),
+            ]
+        );
+        let mut expected = Vec::new();
+        PayloadReader::new(1234).read_to_end(&mut expected).unwrap();
+        assert_eq!(payload, expected);
+        let d = dockerfile("T3");
+        assert!(
+            d.starts_with("FROM scratch\nLABEL hotfunctions.package=\"T3\"\n"),
+            "{d}"
+        );
+        assert!(d.contains("COPY payload.bin /payload.bin\n"), "{d}");
+    }
+
+    #[test]
+    fn rejects_non_static_binaries() {
+        assert!(check_static_elf(b"#!/bin/sh\necho hi\n").is_err());
+        // This test binary is dynamically linked (the default target).
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let err = check_static_elf(&me).unwrap_err();
+        assert!(err.contains("interpreter"), "{err}");
+        let err = read_static_binary(Path::new("/nonexistent/hf-fn")).unwrap_err();
+        assert!(err.to_string().contains("build-static-hf-fn.sh"), "{err}");
+    }
+
+    /// A minimal ELF64 x86-64 header with the given program header types.
+    fn elf_with_program_headers(types: &[u32]) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56 * types.len()];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
+        for (i, t) in types.iter().enumerate() {
+            b[64 + 56 * i..68 + 56 * i].copy_from_slice(&t.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn accepts_a_static_binary() {
+        // PT_LOAD, PT_NOTE, PT_GNU_STACK: no PT_INTERP.
+        assert_eq!(
+            check_static_elf(&elf_with_program_headers(&[1, 4, 0x6474_e551])),
+            Ok(())
+        );
+        assert!(check_static_elf(&elf_with_program_headers(&[6, 3, 1])).is_err());
+    }
+}
