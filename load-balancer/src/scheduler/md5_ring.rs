@@ -30,12 +30,19 @@ pub fn ring_hash(key: &[u8]) -> u32 {
 }
 
 /// Function name → [`ring_hash`], computed once per name.
+///
+/// Bounded: names arrive from HTTP queries, so past
+/// [`HashCache::CAPACITY`] distinct names the cache starts afresh rather
+/// than grow without limit (a pure cache: only speed is at stake).
 #[derive(Debug, Clone, Default)]
 pub struct HashCache {
     hashes: HashMap<Box<str>, u32>,
 }
 
 impl HashCache {
+    /// Distinct names kept before the cache is cleared.
+    pub const CAPACITY: usize = 1 << 16;
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -46,6 +53,9 @@ impl HashCache {
             return h;
         }
         let h = ring_hash(function.as_bytes());
+        if self.hashes.len() >= Self::CAPACITY {
+            self.hashes.clear();
+        }
         self.hashes.insert(function.into(), h);
         h
     }
@@ -142,5 +152,16 @@ mod tests {
         assert_eq!(ring.owner_index(0), Some(0));
         ring.rebuild(&[]);
         assert_eq!(ring.owner_index(5), None);
+    }
+
+    #[test]
+    fn hash_cache_answers_like_ring_hash_past_its_capacity() {
+        let mut cache = HashCache::new();
+        for i in 0..HashCache::CAPACITY + 10 {
+            let name = format!("F{i}");
+            assert_eq!(cache.get(&name), ring_hash(name.as_bytes()));
+        }
+        assert!(cache.hashes.len() <= HashCache::CAPACITY);
+        assert_eq!(cache.get("F3"), ring_hash(b"F3"));
     }
 }

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use blake2::{Blake2b512, Digest};
 
 use super::load_index::LoadIndex;
+use super::md5_ring::HashCache;
 use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
 
 /// Ring points per node in `lafikl/consistent` (its `replicationFactor`).
@@ -54,7 +55,8 @@ pub struct PaschExtended {
     ring: Vec<(u64, NodeId)>,
     /// Point hashes per node id.
     node_points: Vec<Vec<u64>>,
-    /// Function name → (hash of name, hash of name + salt).
+    /// Function name → (hash of name, hash of name + salt), bounded like
+    /// [`HashCache`].
     hashes: HashMap<Box<str>, (u64, u64)>,
     loads: LoadIndex,
 }
@@ -77,6 +79,9 @@ impl PaschExtended {
             None => {
                 let h1 = blake2b_ring_hash(function.as_bytes());
                 let h2 = blake2b_ring_hash(format!("{function}{SECOND_CHOICE_SALT}").as_bytes());
+                if self.hashes.len() >= HashCache::CAPACITY {
+                    self.hashes.clear();
+                }
                 self.hashes.insert(function.into(), (h1, h2));
                 (h1, h2)
             }
