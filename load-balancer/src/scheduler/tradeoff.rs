@@ -12,10 +12,10 @@
 //!
 //! Parameters (environment variables and defaults of the original
 //! `main.go`): `ALPHA` (0.0), `BETA` (0.5); see [`Params`](super::Params).
-//! Randomness: a [`ChaCha8Rng`] seeded from [`Params::seed`](super::Params),
-//! one uniform draw in `[0, 1)` for the `ALPHA` test, then (when not random)
-//! one for the `BETA` test, then (when random) one for the node, so a run is
-//! reproduced exactly by its seed. A draw `u` passes a test with probability
+//! Randomness: a [`ChaCha8Rng`] seeded from [`Params::seed`](super::Params).
+//! Each call draws one uniform number in `[0, 1)` for the `ALPHA` test; if
+//! it passes, one more picks the node, otherwise one more is drawn for the
+//! `BETA` test. A run is therefore reproduced exactly by its seed. A draw `u` passes a test with probability
 //! `p` when `u < p`, so `ALPHA` 0 never and `BETA` 1 always passes (the
 //! original's `u > 1 - p` can miss by a rounding error).
 
