@@ -1,10 +1,416 @@
-//! `simulator calibrate` (being built).
+//! `simulator calibrate <worker_url>`: measures a live worker's cold and
+//! warm path costs through its real HTTP API and writes a cost profile
+//! ([`crate::des::CostProfile`]) for `simulator des`.
+//!
+//! Every figure is worker overhead outside the function: `ExecutionTime -
+//! InternalExecutionTime` of the worker's reply, on a path identified by
+//! the reply's `Meta` flags (medians over `--repeats` samples):
+//!
+//! - `instance_create_ms`: `noop`, per-call instance, image present
+//!   (`/configure?using_rest_mode=false&container_pool_limit=-1`);
+//! - `pooled_ms`: `noop` served by a pre-warmed instance
+//!   (`container_pool_limit=1&container_pool_num=2`, calls spaced so the
+//!   pool refills; only replies with `UsingPooledContainer` count);
+//! - `rest_start_ms` / `rest_warm_ms`: `noop` in REST mode, the first call
+//!   after a `/clear` (instance start) and the following ones
+//!   (`UsingExistingRestContainer`);
+//! - `lambda_cold_ms` / `lambda_warm_ms`: the same two numbers (a REST-mode
+//!   instance start is the nearest live analogue of a Lambda cold start);
+//! - image build `a + b · MB`: for functions of different package sizes
+//!   (`noop` 0 B, T3 0.5 MB, W4 2 MB, W7 17 MB, W5 26 MB, W3 54 MB, T1 98 MB),
+//!   after `/clear?reset_images=true`, the overhead of the first call
+//!   (`ImageBuilt`) minus that of the second; a least-squares line;
+//! - `network_ms`: the client's round trip minus `ExecutionTime` of warm
+//!   REST calls (the HTTP hop, counted once per call);
+//! - `cpu_scale`: `InternalExecutionTime` of warm REST calls of W1 (750 ms
+//!   of CPU in the catalog) over 750 — calibrate against a worker running
+//!   with `HF_TIME_SCALE=1`;
+//! - `cores`: this machine's available parallelism (the worker must run on
+//!   this machine: the URL should be loopback).
+//!
+//! The worker is left in its default configuration (`/configure` with the
+//! original defaults, then `/clear`). Raw samples go into the profile's
+//! `samples` for the record.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use protocol::WorkerReply;
+use serde_json::json;
+
+use crate::des::CostProfile;
 
 /// Arguments of `simulator calibrate`.
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Base URL of a live worker, e.g. http://127.0.0.1:8222.
+    pub worker_url: String,
+    /// Where to write the profile.
+    #[arg(long, short = 'o', default_value = "simulator/profiles/process.json")]
+    pub out: PathBuf,
+    /// Runtime name recorded in the profile (process or docker).
+    #[arg(long, default_value = "process")]
+    pub runtime: String,
+    /// Samples per warm/cold path.
+    #[arg(long, default_value_t = 7)]
+    pub repeats: usize,
+    /// Repetitions of each image build measurement.
+    #[arg(long, default_value_t = 2)]
+    pub build_repeats: usize,
+    /// Skip the slow parts (image builds of large packages, W1 CPU scale):
+    /// for tests; the profile says so in its description.
+    #[arg(long)]
+    pub quick: bool,
+    /// Per-request timeout, seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_s: u64,
+}
+
+/// Why calibration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    #[error("worker at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("worker at {url} answered {path} with HTTP {status}: {body}")]
+    Http {
+        url: String,
+        path: String,
+        status: u16,
+        body: String,
+    },
+    #[error("worker at {url} answered {path} with a reply that is not a worker reply: {reason}")]
+    BadReply {
+        url: String,
+        path: String,
+        reason: String,
+    },
+    #[error("calibration could not observe {what}: {why}")]
+    NotObserved { what: String, why: String },
+}
+
+/// Functions used for the image-build fit (name, package bytes from the
+/// catalog at run time).
+const BUILD_FUNCTIONS: &[&str] = &["noop", "T3", "W4", "W7", "W5", "W3", "T1"];
+const BUILD_FUNCTIONS_QUICK: &[&str] = &["noop", "T3", "W4"];
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// One `/execute` reply with the client's round trip.
+#[derive(Debug, Clone)]
+struct Sample {
+    reply: WorkerReply,
+    round_trip_ms: f64,
+}
+
+impl Sample {
+    fn overhead_ms(&self) -> f64 {
+        (self.reply.execution_time - self.reply.internal_execution_time) as f64
+    }
+}
+
+impl Client {
+    async fn get(&self, path: &str) -> Result<(String, f64), CalibrateError> {
+        let url = format!("{}{}", self.base, path);
+        let start = Instant::now();
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| CalibrateError::Unreachable {
+                url: self.base.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| CalibrateError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        let rtt = start.elapsed().as_secs_f64() * 1000.0;
+        if !status.is_success() {
+            return Err(CalibrateError::Http {
+                url: self.base.clone(),
+                path: path.to_string(),
+                status: status.as_u16(),
+                body,
+            });
+        }
+        Ok((body, rtt))
+    }
+
+    async fn execute(&self, function: &str) -> Result<Sample, CalibrateError> {
+        let path = format!("/execute?name={function}");
+        let (body, rtt) = self.get(&path).await?;
+        let reply: WorkerReply =
+            serde_json::from_str(&body).map_err(|e| CalibrateError::BadReply {
+                url: self.base.clone(),
+                path,
+                reason: e.to_string(),
+            })?;
+        Ok(Sample {
+            reply,
+            round_trip_ms: rtt,
+        })
+    }
+
+    async fn configure(&self, query: &str) -> Result<(), CalibrateError> {
+        self.get(&format!("/configure?{query}")).await.map(|_| ())
+    }
+
+    async fn clear(&self, reset_images: bool) -> Result<(), CalibrateError> {
+        let path = if reset_images {
+            "/clear?reset_images=true"
+        } else {
+            "/clear"
+        };
+        self.get(path).await.map(|_| ())
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+/// Least-squares line `y = a + b x`; with one distinct x, `b = 0`.
+pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len() as f64;
+    if points.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    (my - b * mx, b)
+}
+
+fn not_observed(what: &str, why: &str) -> CalibrateError {
+    CalibrateError::NotObserved {
+        what: what.to_string(),
+        why: why.to_string(),
+    }
+}
+
+const DEFAULTS_QUERY: &str = "using_rest_mode=false&container_pool_limit=-1&container_pool_num=6&user_code_size_limit=-1&rest_container_life_time=10";
+
+/// Measures the worker at `args.worker_url`; returns the profile.
+pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.timeout_s))
+        .build()
+        .map_err(|e| CalibrateError::Unreachable {
+            url: args.worker_url.clone(),
+            reason: e.to_string(),
+        })?;
+    let c = Client {
+        base: args.worker_url.trim_end_matches('/').to_string(),
+        http,
+    };
+    c.get("/health").await?;
+    let repeats = args.repeats.max(1);
+    let result = measure(&c, args, repeats).await;
+    // Leave the worker as the original defaults, whatever happened.
+    let _ = c.configure(DEFAULTS_QUERY).await;
+    let _ = c.clear(false).await;
+    result
+}
+
+async fn measure(c: &Client, args: &Args, repeats: usize) -> Result<CostProfile, CalibrateError> {
+    let catalog = sample_functions::catalog();
+    c.configure(DEFAULTS_QUERY).await?;
+
+    // Image builds: first call (ImageBuilt) vs second call, per package size.
+    let functions = if args.quick {
+        BUILD_FUNCTIONS_QUICK
+    } else {
+        BUILD_FUNCTIONS
+    };
+    let mut build_points = Vec::new();
+    for _ in 0..args.build_repeats.max(1) {
+        c.clear(true).await?;
+        for f in functions {
+            let bytes = catalog.get(f).map_or(0, |s| s.package_bytes);
+            let first = c.execute(f).await?;
+            let second = c.execute(f).await?;
+            if !first.reply.meta.image_built || second.reply.meta.image_built {
+                return Err(not_observed(
+                    "image builds",
+                    &format!(
+                        "{f}: ImageBuilt was not true then false after /clear?reset_images=true"
+                    ),
+                ));
+            }
+            let build = (first.overhead_ms() - second.overhead_ms()).max(0.0);
+            build_points.push((bytes as f64 / 1e6, build));
+        }
+    }
+    let (build_a, build_b) = fit_line(&build_points);
+
+    // Per-call instance (image present, no pool, no REST).
+    let mut create = Vec::new();
+    for _ in 0..repeats {
+        let s = c.execute("noop").await?;
+        if !s.reply.meta.using_pooled_container && !s.reply.meta.using_existing_rest_container {
+            create.push(s.overhead_ms());
+        }
+    }
+
+    // Pre-warmed pool: one function, two instances; space calls so the
+    // pool refills (poll with a deadline).
+    c.configure("container_pool_limit=1&container_pool_num=2")
+        .await?;
+    c.clear(false).await?;
+    let mut pooled = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60 + 10 * repeats as u64);
+    while pooled.len() < repeats && Instant::now() < deadline {
+        let s = c.execute("noop").await?;
+        if s.reply.meta.using_pooled_container {
+            pooled.push(s.overhead_ms());
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    c.configure(DEFAULTS_QUERY).await?;
+
+    // REST mode: starts and warm calls.
+    c.configure("using_rest_mode=true").await?;
+    let mut rest_start = Vec::new();
+    let mut rest_warm = Vec::new();
+    let mut network = Vec::new();
+    for i in 0..repeats {
+        c.clear(false).await?;
+        let first = c.execute("noop").await?;
+        if !first.reply.meta.using_existing_rest_container {
+            rest_start.push(first.overhead_ms());
+        }
+        let warm_calls = if i == 0 { 3 } else { 1 };
+        for _ in 0..warm_calls {
+            let s = c.execute("noop").await?;
+            if s.reply.meta.using_existing_rest_container {
+                rest_warm.push(s.overhead_ms());
+                network.push((s.round_trip_ms - s.reply.execution_time as f64).max(0.0));
+            }
+        }
+    }
+
+    // CPU speed: warm REST calls of W1 (750 ms of CPU in the catalog).
+    let mut cpu_scale = Vec::new();
+    if !args.quick {
+        let w1_cpu = catalog.get("W1").map_or(750, |s| s.cpu_ms()) as f64;
+        c.execute("W1").await?;
+        for _ in 0..3 {
+            let s = c.execute("W1").await?;
+            cpu_scale.push(s.reply.internal_execution_time as f64 / w1_cpu);
+        }
+    }
+    c.configure(DEFAULTS_QUERY).await?;
+
+    let need = |v: &[f64], what: &str| {
+        median(v).ok_or_else(|| not_observed(what, "no reply took that path"))
+    };
+    let instance_create_ms = need(&create, "per-call instance starts")?;
+    let pooled_ms = need(&pooled, "pooled instances (UsingPooledContainer)")?;
+    let rest_start_ms = need(&rest_start, "REST instance starts")?;
+    let rest_warm_ms = need(&rest_warm, "warm REST calls (UsingExistingRestContainer)")?;
+    let network_ms = median(&network).unwrap_or(0.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    Ok(CostProfile {
+        description: format!(
+            "measured by `simulator calibrate {}` ({} runtime, {} cores){}",
+            c.base,
+            args.runtime,
+            cores,
+            if args.quick {
+                "; --quick: small packages only, cpu_scale not measured"
+            } else {
+                ""
+            }
+        ),
+        runtime: args.runtime.clone(),
+        cores,
+        image_build_base_ms: build_a.max(0.0),
+        image_build_ms_per_mb: build_b.max(0.0),
+        instance_create_ms,
+        pooled_ms,
+        rest_start_ms,
+        rest_warm_ms,
+        lambda_cold_ms: rest_start_ms,
+        lambda_warm_ms: rest_warm_ms,
+        network_ms,
+        cpu_scale: median(&cpu_scale).unwrap_or(1.0),
+        samples: json!({
+            "image_build_mb_ms": build_points,
+            "instance_create_ms": create,
+            "pooled_ms": pooled,
+            "rest_start_ms": rest_start,
+            "rest_warm_ms": rest_warm,
+            "network_ms": network,
+            "cpu_scale": cpu_scale,
+        }),
+    })
+}
 
 /// Runs `simulator calibrate`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("simulator calibrate is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    eprintln!(
+        "calibrate: measuring {} (this builds images and runs functions; a minute or two)",
+        args.worker_url
+    );
+    let profile = rt.block_on(calibrate(&args))?;
+    profile.check(&args.out.display().to_string())?;
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(&profile)?;
+    std::fs::write(&args.out, format!("{json}\n"))
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms, pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, cpu scale {:.3}",
+        args.out.display(),
+        profile.image_build_base_ms,
+        profile.image_build_ms_per_mb,
+        profile.instance_create_ms,
+        profile.pooled_ms,
+        profile.rest_start_ms,
+        profile.rest_warm_ms,
+        profile.network_ms,
+        profile.cpu_scale
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_fit_recovers_a_line_and_medians() {
+        let pts: Vec<(f64, f64)> = (0..5).map(|x| (x as f64, 3.0 + 2.0 * x as f64)).collect();
+        let (a, b) = fit_line(&pts);
+        assert!((a - 3.0).abs() < 1e-9 && (b - 2.0).abs() < 1e-9);
+        assert_eq!(fit_line(&[(1.0, 5.0), (1.0, 7.0)]), (6.0, 0.0));
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
 }

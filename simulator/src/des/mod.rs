@@ -1,10 +1,318 @@
-//! `simulator des` (being built).
+//! `simulator des`: discrete-event simulation of a scenario on the very
+//! scheduler and worker-policy code that runs live.
+//!
+//! A virtual clock jumps from event to event (nexosim's "one model, two
+//! clocks": `replay` waits for the wall clock, `des` does not). The
+//! schedulers are `load_balancer::scheduler::build(...)`'s structs; the
+//! worker policies are `worker_front::policy`'s types (image LRU by bytes,
+//! pre-warmed pool, REST-mode lifetime, and the AWS-Lambda-style keep-alive
+//! pool); nothing here re-implements either. What the simulator adds is the
+//! *cost model*: processor sharing of each node's cores for CPU phases
+//! ([`cpu`]), the catalog's phases per function ([`function`]), and the
+//! cold/warm path costs of a calibrated [`profile::CostProfile`]
+//! (`simulator calibrate`).
+//!
+//! Determinism: events are ordered by (virtual time, sequence number)
+//! ([`queue`]); the only randomness (exponential service draws, and the
+//! schedulers' own RNGs) is seeded from `--seed`; the log's stamps come from
+//! a fixed virtual epoch (`--epoch-ms`, default 2020-01-01T00:00:00Z). The
+//! same inputs give a byte-identical log, and a summary that differs only in
+//! its `performance` (wall-clock) section.
+//!
+//! Output: the replay's log-line format ([`output`]), so `utils analyze`,
+//! `plot` and `compare` read it unchanged; `--summary-json` writes a
+//! [`Summary`] (seed, configuration, counts, cold starts, latency
+//! percentiles, simulated and wall time, events/s).
+//!
+//! Library entry point for other tools (e.g. `simulator experiment --mode
+//! des`): [`run_scenario`] (or [`run_workload`] on a pre-interned scenario)
+//! with a [`DesConfig`]; [`Args::to_config`] builds the config from the CLI
+//! options.
+//!
+//! Options (defaults): `--algorithm rr`, `--nodes 4`, `--cores` (the
+//! profile's, 2), `--capacity 64`, `--instance-model hotfunctions|lambda`
+//! (`hotfunctions`), `--keep-alive-s 600` (Lambda model); the live worker's
+//! `USER_CODE_SIZE_LIMIT` (-1), `CONTAINER_POOL_LIMIT` (-1),
+//! `CONTAINER_POOL_NUM` (6), `USING_REST_MODE` (false),
+//! `REST_CONTAINER_LIFE_TIME` (10 s), as flags of the same name or
+//! environment variables; the balancer's `T` (8), `T1` (8), `T2` (5), `T3`
+//! (3), `ALPHA` (0.0), `BETA` (0.5), `seed` (0), likewise.
+//!
+//! # Layout
+//! - [`queue`]: the (time, seq) binary-heap event queue.
+//! - [`cpu`]: incremental processor sharing per node.
+//! - [`function`]: function models (catalog phases, defaults, exponential).
+//! - [`profile`]: the cost profile file.
+//! - [`output`]: log lines.
+//! - [`engine`]: the simulation loop and summary.
+
+pub mod cpu;
+pub mod engine;
+pub mod function;
+pub mod output;
+pub mod profile;
+pub mod queue;
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use load_balancer::scheduler::{NodeInfo, Params};
+use worker_front::policy::options::CachingOptions;
+
+pub use engine::{
+    run_scenario, run_workload, DesConfig, DesError, InstanceModel, InstanceSummary,
+    LatencySummary, Performance, Summary, Workload, DEFAULT_EPOCH_MS,
+};
+pub use function::FunctionModel;
+pub use profile::CostProfile;
+
+/// How instances serve calls (CLI form of [`InstanceModel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InstanceModelArg {
+    /// HotFunctions' worker (per-call instances + pool, or REST mode).
+    Hotfunctions,
+    /// AWS Lambda: one request per instance, keep-alive expiry.
+    Lambda,
+}
 
 /// Arguments of `simulator des`.
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Scenario CSV (`FunctionName,StartTimeMs` rows).
+    pub scenario: PathBuf,
+    /// Scheduler: rr, ll, ch (alias hash), pasch, ours, tradeoff.
+    #[arg(long, short = 'a', default_value = "rr")]
+    pub algorithm: String,
+    /// Worker nodes.
+    #[arg(long, short = 'n', default_value_t = 4)]
+    pub nodes: u32,
+    /// Cores per node (default: the profile's `cores`).
+    #[arg(long)]
+    pub cores: Option<u32>,
+    /// Capacity per node told to the scheduler.
+    #[arg(long, default_value_t = NodeInfo::DEFAULT_CAPACITY)]
+    pub capacity: u32,
+    /// Cost profile JSON (default: simulator/profiles/process.json, embedded).
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Use the ideal profile (no overheads) instead of a measured one.
+    #[arg(long, conflicts_with = "profile")]
+    pub ideal: bool,
+    /// Instance concurrency model.
+    #[arg(long, value_enum, default_value = "hotfunctions")]
+    pub instance_model: InstanceModelArg,
+    /// Keep-alive of idle instances in the Lambda model, seconds.
+    #[arg(long, default_value_t = 600.0)]
+    pub keep_alive_s: f64,
+    /// Model of functions not in the catalog: cpu:MS, sleep:MS,
+    /// cpu:MS+sleep:MS, exp:WARM_MS[:COLD_MS].
+    #[arg(long)]
+    pub default_function: Option<FunctionModel>,
+    /// Package size of functions not in the catalog, bytes.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub default_package_bytes: u64,
+
+    /// Worker: image cache limit in bytes (-1 = off).
+    #[arg(long = "USER_CODE_SIZE_LIMIT", env = "USER_CODE_SIZE_LIMIT", default_value_t = -1, allow_negative_numbers = true)]
+    pub user_code_size_limit: i64,
+    /// Worker: pools for this many most recently used functions (-1 = off).
+    #[arg(long = "CONTAINER_POOL_LIMIT", env = "CONTAINER_POOL_LIMIT", default_value_t = -1, allow_negative_numbers = true)]
+    pub container_pool_limit: i64,
+    /// Worker: pooled instances per function.
+    #[arg(
+        long = "CONTAINER_POOL_NUM",
+        env = "CONTAINER_POOL_NUM",
+        default_value_t = 6
+    )]
+    pub container_pool_num: u32,
+    /// Worker: REST mode (one shared instance per function).
+    #[arg(long = "USING_REST_MODE", env = "USING_REST_MODE", default_value = "false", value_parser = parse_bool)]
+    pub using_rest_mode: bool,
+    /// Worker: idle lifetime of REST-mode instances, seconds.
+    #[arg(
+        long = "REST_CONTAINER_LIFE_TIME",
+        env = "REST_CONTAINER_LIFE_TIME",
+        default_value_t = 10
+    )]
+    pub rest_container_life_time: u64,
+
+    /// Balancer: load bound of ch and pasch.
+    #[arg(long = "T", env = "T", default_value_t = 8)]
+    pub t: u32,
+    /// Balancer: TMax of ours.
+    #[arg(long = "T1", env = "T1", default_value_t = 8)]
+    pub t1: u32,
+    /// Balancer: TOpt of ours.
+    #[arg(long = "T2", env = "T2", default_value_t = 5)]
+    pub t2: u32,
+    /// Balancer: CacheSize of ours.
+    #[arg(long = "T3", env = "T3", default_value_t = 3)]
+    pub t3: u32,
+    /// Balancer: probability of a random node (tradeoff).
+    #[arg(long = "ALPHA", env = "ALPHA", default_value_t = 0.0)]
+    pub alpha: f64,
+    /// Balancer: probability of the hash node (tradeoff).
+    #[arg(long = "BETA", env = "BETA", default_value_t = 0.5)]
+    pub beta: f64,
+    /// Seed of the scheduler's and the simulator's RNGs.
+    #[arg(long, env = "SEED", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Unix ms of virtual time zero (stamps of the log lines).
+    #[arg(long, default_value_t = DEFAULT_EPOCH_MS, allow_negative_numbers = true)]
+    pub epoch_ms: i64,
+    /// Log file (default: standard output).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Write no log (scale runs).
+    #[arg(long, conflicts_with = "log")]
+    pub no_log: bool,
+    /// Replace an existing log or summary file.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Write the run summary (JSON) here (`-` = standard error).
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    let mut o = CachingOptions::default();
+    o.set("USING_REST_MODE", s).map_err(|e| e.to_string())?;
+    Ok(o.using_rest_mode)
+}
+
+/// The profile checked in for the process runtime, embedded as the default.
+pub const DEFAULT_PROFILE_JSON: &str = include_str!("../../profiles/process.json");
+
+impl Args {
+    /// The run's configuration (reads the profile file if one is given).
+    pub fn to_config(&self) -> anyhow::Result<DesConfig> {
+        let profile = if self.ideal {
+            CostProfile::default()
+        } else if let Some(p) = &self.profile {
+            CostProfile::load(p)?
+        } else {
+            let p: CostProfile = serde_json::from_str(DEFAULT_PROFILE_JSON)
+                .context("embedded profiles/process.json")?;
+            p.check("embedded profiles/process.json")?;
+            p
+        };
+        if !(self.keep_alive_s.is_finite() && self.keep_alive_s >= 0.0) {
+            anyhow::bail!(
+                "--keep-alive-s must be a number >= 0 (is {})",
+                self.keep_alive_s
+            );
+        }
+        let instances = match self.instance_model {
+            InstanceModelArg::Hotfunctions => InstanceModel::HotFunctions,
+            InstanceModelArg::Lambda => InstanceModel::Lambda {
+                keep_alive: Duration::from_secs_f64(self.keep_alive_s),
+            },
+        };
+        Ok(DesConfig {
+            algorithm: self.algorithm.clone(),
+            params: Params {
+                t: self.t,
+                t1: self.t1,
+                t2: self.t2,
+                t3: self.t3,
+                alpha: self.alpha,
+                beta: self.beta,
+                seed: self.seed,
+            },
+            nodes: self.nodes,
+            node_capacity: self.capacity,
+            cores: self.cores.unwrap_or(profile.cores).max(1),
+            worker: CachingOptions {
+                user_code_size_limit: self.user_code_size_limit,
+                container_pool_limit: self.container_pool_limit,
+                container_pool_num: self.container_pool_num,
+                using_rest_mode: self.using_rest_mode,
+                rest_container_life_time: self.rest_container_life_time,
+            },
+            instances,
+            profile,
+            default_function: self.default_function.clone(),
+            default_package_bytes: self.default_package_bytes,
+            epoch_ms: self.epoch_ms,
+            progress: !self.quiet,
+        })
+    }
+}
+
+fn create(path: &Path, overwrite: bool) -> anyhow::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    }
+    let mut o = OpenOptions::new();
+    o.write(true);
+    if overwrite {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    o.open(path).with_context(|| {
+        if path.exists() && !overwrite {
+            format!(
+                "{} already exists (pass --overwrite to replace it)",
+                path.display()
+            )
+        } else {
+            format!("cannot create {}", path.display())
+        }
+    })
+}
 
 /// Runs `simulator des`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("simulator des is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.to_config()?;
+    let events = crate::replay::load_scenario(&args.scenario)?;
+    let summary = if args.no_log {
+        run_scenario(&events, &config, None)?
+    } else if let Some(path) = &args.log {
+        let mut w = BufWriter::with_capacity(1 << 20, create(path, args.overwrite)?);
+        let s = run_scenario(&events, &config, Some(&mut w))?;
+        w.flush()
+            .with_context(|| format!("writing {}", path.display()))?;
+        s
+    } else {
+        let stdout = std::io::stdout();
+        let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
+        let s = run_scenario(&events, &config, Some(&mut w))?;
+        w.flush().context("writing the log to standard output")?;
+        s
+    };
+    let json = serde_json::to_string_pretty(&summary)?;
+    match &args.summary_json {
+        Some(p) if p.as_os_str() == "-" => eprintln!("{json}"),
+        Some(p) => {
+            let mut f = create(p, args.overwrite)?;
+            writeln!(f, "{json}").with_context(|| format!("writing {}", p.display()))?;
+        }
+        None => {}
+    }
+    if !args.quiet {
+        eprintln!(
+            "des: {} calls ({} failed, {} cold) on {} nodes with {} in {:.3} s simulated / {:.3} s wall ({:.0} calls/s); mean latency {:.1} ms, p99 {:.1} ms; seed {}",
+            summary.invocations,
+            summary.failed,
+            summary.cold_starts,
+            config.nodes,
+            summary.config.algorithm,
+            summary.simulated_seconds,
+            summary.performance.wall_seconds,
+            summary.performance.invocations_per_second,
+            summary.latency_ms.mean,
+            summary.latency_ms.p99,
+            summary.seed
+        );
+    }
+    Ok(())
 }
