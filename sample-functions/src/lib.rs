@@ -7,7 +7,15 @@
 //!   table of the original (Prev/HotFunctions, `sample_functions/README.md`
 //!   and the functions' sources). Shared by the worker, the scenario
 //!   generator and the discrete-event simulator.
+//! - [`workload`]: the functions' work (fixed-iteration CPU loops and
+//!   sleeps), the calibration constant and `HF_TIME_SCALE`.
+//! - [`payload`]: the generated package payload staged into every image.
+//! - [`serve`]: the std-only HTTP server of warm instances (`hf-fn serve`).
+//! - `src/bin/hf-fn.rs`: the one binary that runs any function.
 
 pub mod catalog;
+pub mod payload;
+pub mod serve;
+pub mod workload;
 
 pub use catalog::{catalog, Catalog, FunctionSpec, Phase};

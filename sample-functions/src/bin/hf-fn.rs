@@ -1,0 +1,286 @@
+//! `hf-fn`: runs any of the sample functions (one statically linkable binary).
+//!
+//! ```text
+//! hf-fn <NAME>                         one call; prints one FunctionOutput JSON line
+//! hf-fn serve --function <NAME> [--host 127.0.0.1] [--port 0]
+//!                                      warm instance (REST mode / pool), see sample_functions::serve
+//! hf-fn stage <NAME> <DIR>             writes DIR/hf-fn (a copy of this binary) and DIR/payload.bin
+//! hf-fn list                           the catalog's function names
+//! hf-fn calibrate [--ms 100]           measures CPU-loop iterations per ms on this machine
+//! ```
+//!
+//! Environment: `HF_TIME_SCALE` (default 1.0) scales CPU work and sleeps;
+//! `HF_ITERATIONS_PER_MS` overrides the calibration constant; `HF_PAYLOAD`
+//! is the payload path (default `payload.bin` beside this binary; `none`
+//! skips it); `HF_FAIL_FUNCTION=<NAME>` makes that function fail (exit 1,
+//! a message on stderr), for testing error paths.
+//!
+//! Exit status: 0 success, 1 the function failed, 2 usage or setup error.
+
+use sample_functions::payload::{self, PAYLOAD_ENV};
+use sample_functions::serve::{self, Reply};
+use sample_functions::workload::{self, WorkloadSettings, ITERATIONS_ENV, TIME_SCALE_ENV};
+use sample_functions::{catalog, FunctionSpec};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "usage:
+  hf-fn <NAME>                                    run one call, print its FunctionOutput JSON
+  hf-fn serve --function <NAME> [--host H] [--port P]
+                                                  warm instance: prints {\"port\": N}, then serves
+                                                  GET /invoke and GET /health (port 0 = any)
+  hf-fn stage <NAME> <DIR>                        write DIR/hf-fn and DIR/payload.bin
+  hf-fn list                                      list the functions
+  hf-fn calibrate [--ms N]                        measure CPU-loop iterations per ms
+environment: HF_TIME_SCALE, HF_ITERATIONS_PER_MS, HF_PAYLOAD, HF_FAIL_FUNCTION";
+
+/// A failure: exit status and message.
+struct Failure(i32, String);
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure(2, format!("{}\n{USAGE}", msg.into()))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(()) => {}
+        Err(Failure(code, msg)) => {
+            eprintln!("hf-fn: {msg}");
+            std::process::exit(code);
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<(), Failure> {
+    match args.first().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some("serve") => cmd_serve(&args[1..]),
+        Some("stage") => cmd_stage(&args[1..]),
+        Some("list") => {
+            for f in &catalog().functions {
+                println!("{}", f.name);
+            }
+            Ok(())
+        }
+        Some("calibrate") => cmd_calibrate(&args[1..]),
+        Some(name) if args.len() == 1 => cmd_run_once(name),
+        Some(_) => Err(usage(format!("unexpected arguments {:?}", &args[1..]))),
+    }
+}
+
+fn spec_of(name: &str) -> Result<&'static FunctionSpec, Failure> {
+    catalog()
+        .get(name)
+        .ok_or_else(|| usage(format!("unknown function {name:?} (see `hf-fn list`)")))
+}
+
+fn settings() -> Result<WorkloadSettings, Failure> {
+    WorkloadSettings::from_env_values(
+        std::env::var(TIME_SCALE_ENV).ok().as_deref(),
+        std::env::var(ITERATIONS_ENV).ok().as_deref(),
+    )
+    .map_err(|e| Failure(2, e))
+}
+
+/// Reads the payload (the cold-start cost of a large package).
+fn load_payload(spec: &FunctionSpec) -> Result<(), Failure> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/hf-fn"));
+    let env = std::env::var(PAYLOAD_ENV).ok();
+    match payload::payload_path(env.as_deref(), &exe) {
+        Some(path) if spec.package_bytes > 0 || path.exists() => {
+            payload::read_payload(&path, spec.package_bytes)
+                .map(|_| ())
+                .map_err(|e| Failure(2, e.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One call: the FunctionOutput JSON, or a failure message.
+fn invoke(spec: &FunctionSpec, settings: &WorkloadSettings, seed: u64) -> Result<String, String> {
+    if std::env::var("HF_FAIL_FUNCTION").ok().as_deref() == Some(spec.name.as_str()) {
+        return Err(format!(
+            "function {} failed on purpose (HF_FAIL_FUNCTION)",
+            spec.name
+        ));
+    }
+    let start = now_ms();
+    let body = workload::run(spec, settings, seed);
+    let end = now_ms();
+    let out = protocol::FunctionOutput {
+        start_time: start,
+        end_time: end,
+        result: protocol::FunctionResult {
+            status_code: 200,
+            body,
+        },
+    };
+    serde_json::to_string(&out).map_err(|e| e.to_string())
+}
+
+fn cmd_run_once(name: &str) -> Result<(), Failure> {
+    let spec = spec_of(name)?;
+    let settings = settings()?;
+    load_payload(spec)?;
+    let json = invoke(spec, &settings, now_ms() as u64).map_err(|e| Failure(1, e))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{json}")
+        .and_then(|_| out.flush())
+        .map_err(|e| Failure(1, format!("writing stdout: {e}")))
+}
+
+/// `--flag value` pairs after a subcommand.
+fn flags(args: &[String], known: &[&str]) -> Result<Vec<(String, String)>, Failure> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if !known.contains(&a.as_str()) {
+            return Err(usage(format!("unknown argument {a:?}")));
+        }
+        let v = it
+            .next()
+            .ok_or_else(|| usage(format!("{a} needs a value")))?;
+        out.push((a.clone(), v.clone()));
+    }
+    Ok(out)
+}
+
+fn cmd_serve(args: &[String]) -> Result<(), Failure> {
+    let mut function = None;
+    let mut host = "127.0.0.1".to_string();
+    let mut port = 0u16;
+    for (k, v) in flags(args, &["--function", "--host", "--port"])? {
+        match k.as_str() {
+            "--function" => function = Some(v),
+            "--host" => host = v,
+            _ => port = v.parse().map_err(|_| usage(format!("bad port {v:?}")))?,
+        }
+    }
+    let name = function.ok_or_else(|| usage("serve needs --function <NAME>"))?;
+    let spec = spec_of(&name)?;
+    let settings = settings()?;
+    let listener = TcpListener::bind((host.as_str(), port))
+        .map_err(|e| Failure(2, format!("binding {host}:{port}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Failure(2, e.to_string()))?
+        .port();
+    load_payload(spec)?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{{\"port\": {bound}}}")
+            .and_then(|_| out.flush())
+            .map_err(|e| Failure(2, format!("writing stdout: {e}")))?;
+    }
+    let calls = Arc::new(AtomicU64::new(0));
+    let seed_base = now_ms() as u64;
+    serve::serve(listener, move |method, path| match (method, path) {
+        ("GET", "/invoke") => {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            match invoke(spec, &settings, seed_base.wrapping_add(n)) {
+                Ok(json) => Reply::json(200, json),
+                Err(e) => {
+                    eprintln!("hf-fn: {e}");
+                    Reply::json(500, serve::error_json(&e))
+                }
+            }
+        }
+        ("GET", "/health") => Reply::json(
+            200,
+            serde_json::json!({
+                "ok": true,
+                "function": spec.name,
+                "invocations": calls.load(Ordering::Relaxed),
+            })
+            .to_string(),
+        ),
+        (_, "/invoke" | "/health") => Reply::json(405, serve::error_json("use GET")),
+        _ => Reply::json(404, serve::error_json("not found: use /invoke or /health")),
+    })
+    .map_err(|e| Failure(2, format!("serving: {e}")))
+}
+
+fn cmd_stage(args: &[String]) -> Result<(), Failure> {
+    let [name, dir] = args else {
+        return Err(usage("stage needs <NAME> <DIR>"));
+    };
+    let spec = spec_of(name)?;
+    let dir = Path::new(dir);
+    let io = |what: &str, e: std::io::Error| Failure(2, format!("{what}: {e}"));
+    std::fs::create_dir_all(dir).map_err(|e| io(&dir.display().to_string(), e))?;
+    let exe = std::env::current_exe().map_err(|e| io("locating this binary", e))?;
+    std::fs::copy(&exe, dir.join("hf-fn")).map_err(|e| io("copying hf-fn", e))?;
+    let p = dir.join(payload::PAYLOAD_FILE_NAME);
+    payload::write_payload_file(&p, spec.package_bytes)
+        .map_err(|e| io(&p.display().to_string(), e))?;
+    println!(
+        "staged {} ({} payload bytes) in {}",
+        spec.name,
+        spec.package_bytes,
+        dir.display()
+    );
+    Ok(())
+}
+
+/// CPU time of this thread in ns (Linux `/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+fn cmd_calibrate(args: &[String]) -> Result<(), Failure> {
+    let mut batch_ms = 100u64;
+    for (_, v) in flags(args, &["--ms"])? {
+        batch_ms = v.parse().map_err(|_| usage(format!("bad --ms {v:?}")))?;
+    }
+    // Find an iteration count that takes about `batch_ms`, then time 20
+    // batches, by wall clock and by this thread's CPU time (the CPU-time rate
+    // is what an idle core achieves even when the machine is busy).
+    let mut n = 1_000_000u64;
+    loop {
+        let t = Instant::now();
+        workload::cpu_loop(n, 1);
+        let el = t.elapsed().as_secs_f64() * 1000.0;
+        if el >= batch_ms as f64 / 2.0 {
+            n = ((n as f64) * batch_ms as f64 / el) as u64;
+            break;
+        }
+        n *= 2;
+    }
+    let mut wall = Vec::new();
+    let mut cpu = Vec::new();
+    for i in 0..20u64 {
+        let c0 = thread_cpu_ns();
+        let t = Instant::now();
+        workload::cpu_loop(n, i + 1);
+        wall.push(n as f64 / (t.elapsed().as_secs_f64() * 1000.0));
+        if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
+            cpu.push(n as f64 / ((b.saturating_sub(a)).max(1) as f64 / 1e6));
+        }
+    }
+    wall.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
+    let median = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "{{\"iterationsPerMsCpuTime\": {:.0}, \"iterationsPerMsWall\": {:.0}, \"batches\": 20, \"batchIterations\": {n}, \"compiledConstant\": {}}}",
+        median(&cpu),
+        median(&wall),
+        workload::ITERATIONS_PER_MS
+    );
+    Ok(())
+}
