@@ -255,26 +255,8 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
 
     // `int((last - t0) / 1000) + 1` in the original: truncation toward zero.
     let slots = ((last_end - first_start).max(0) / 1000) as usize + 1;
-    // occupancy[node][slot]: calls per function in that slot.
-    let mut occupancy: Vec<Vec<HashMap<&str, usize>>> = vec![vec![HashMap::new(); slots]; nodes];
-    for r in records {
-        let from = (r.start_ms - first_start).div_euclid(1000);
-        let to = ceil_div_1000(r.end_ms - first_start);
-        for slot in from.max(0)..to.min(slots as i64) {
-            *occupancy[r.node][slot as usize]
-                .entry(r.function.as_str())
-                .or_insert(0) += 1;
-        }
-    }
-
-    let per_node_distinct: Vec<f64> = occupancy
-        .iter()
-        .map(|node| mean_usize(node.iter().map(HashMap::len)))
-        .collect();
-    let per_node_executions: Vec<f64> = occupancy
-        .iter()
-        .map(|node| mean_usize(node.iter().map(|slot| slot.values().sum::<usize>())))
-        .collect();
+    let (per_node_distinct, per_node_executions) =
+        slot_occupancy(records, first_start, slots, nodes);
     let locality = Locality {
         mean_distinct_functions: mean(&per_node_distinct),
         stddev: population_stddev(&per_node_distinct),
@@ -350,6 +332,49 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
     })
 }
 
+/// Per node: the mean over slots of distinct functions, and of executions.
+///
+/// The same numbers as filling a node × slot grid of per-function counts (as
+/// the original does), without the grid: a node's distinct (slot, function)
+/// pairs are the union of its calls' slot ranges per function, and its
+/// executions are the sum of the ranges' lengths. Memory grows with the
+/// calls, not with nodes × slots.
+fn slot_occupancy(
+    records: &[CallRecord],
+    first_start: i64,
+    slots: usize,
+    nodes: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut ranges: HashMap<(usize, &str), Vec<(i64, i64)>> = HashMap::new();
+    let mut executions = vec![0i64; nodes];
+    for r in records {
+        let from = (r.start_ms - first_start).div_euclid(1000).max(0);
+        let to = ceil_div_1000(r.end_ms - first_start).min(slots as i64);
+        if to > from {
+            executions[r.node] += to - from;
+            ranges
+                .entry((r.node, r.function.as_str()))
+                .or_default()
+                .push((from, to));
+        }
+    }
+    let mut distinct = vec![0i64; nodes];
+    for ((node, _), mut spans) in ranges {
+        spans.sort_unstable();
+        let (mut covered, mut reach) = (0i64, i64::MIN);
+        for (from, to) in spans {
+            let from = from.max(reach);
+            if to > from {
+                covered += to - from;
+            }
+            reach = reach.max(to);
+        }
+        distinct[node] += covered;
+    }
+    let per_slot = |v: Vec<i64>| v.into_iter().map(|c| c as f64 / slots as f64).collect();
+    (per_slot(distinct), per_slot(executions))
+}
+
 /// `ceil(ms / 1000)` for any sign.
 fn ceil_div_1000(ms: i64) -> i64 {
     -((-ms).div_euclid(1000))
@@ -360,15 +385,6 @@ fn mean(values: &[f64]) -> f64 {
         0.0
     } else {
         values.iter().sum::<f64>() / values.len() as f64
-    }
-}
-
-fn mean_usize(values: impl Iterator<Item = usize>) -> f64 {
-    let (sum, n) = values.fold((0usize, 0usize), |(s, n), v| (s + v, n + 1));
-    if n == 0 {
-        0.0
-    } else {
-        sum as f64 / n as f64
     }
 }
 
@@ -551,6 +567,58 @@ mod tests {
         };
         let e = analyze(&run(vec![call(2, "A", 0, 10)]), &opts).unwrap_err();
         assert!(e.to_string().contains("WorkerNodeId 2"), "{e}");
+    }
+
+    /// The grid the original fills, for comparison.
+    fn grid_occupancy(
+        records: &[CallRecord],
+        t0: i64,
+        slots: usize,
+        nodes: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut grid: Vec<Vec<HashMap<&str, usize>>> = vec![vec![HashMap::new(); slots]; nodes];
+        for r in records {
+            let from = (r.start_ms - t0).div_euclid(1000);
+            let to = ceil_div_1000(r.end_ms - t0);
+            for slot in from.max(0)..to.min(slots as i64) {
+                *grid[r.node][slot as usize].entry(&r.function).or_insert(0) += 1;
+            }
+        }
+        let distinct = grid
+            .iter()
+            .map(|n| n.iter().map(HashMap::len).sum::<usize>() as f64 / slots as f64)
+            .collect();
+        let executions = grid
+            .iter()
+            .map(|n| {
+                n.iter().map(|s| s.values().sum::<usize>()).sum::<usize>() as f64 / slots as f64
+            })
+            .collect();
+        (distinct, executions)
+    }
+
+    #[test]
+    fn interval_union_equals_the_original_grid() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for _ in 0..50 {
+            let records: Vec<CallRecord> = (0..200)
+                .map(|_| {
+                    let start = rng.gen_range(0..60_000);
+                    let len = rng.gen_range(0..8_000);
+                    let f = ["A", "B", "C", "D"][rng.gen_range(0..4)];
+                    call(rng.gen_range(0..5), f, start, start + len)
+                })
+                .collect();
+            let t0 = records.iter().map(|r| r.start_ms).min().unwrap();
+            let last = records.iter().map(|r| r.end_ms).max().unwrap();
+            let slots = ((last - t0) / 1000) as usize + 1;
+            let fast = slot_occupancy(&records, t0, slots, 5);
+            let slow = grid_occupancy(&records, t0, slots, 5);
+            for (a, b) in fast.0.iter().zip(&slow.0).chain(fast.1.iter().zip(&slow.1)) {
+                assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

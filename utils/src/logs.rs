@@ -127,46 +127,66 @@ struct LoggedBalancingInfo {
 }
 
 impl RunLog {
-    /// Reads a log file.
+    /// Reads a log file, line by line (invalid UTF-8 is replaced, and the
+    /// line then fails to parse or keeps a mangled function name).
     pub fn read(path: &Path) -> Result<Self, ReadLogError> {
-        let bytes = std::fs::read(path).map_err(|source| ReadLogError {
+        use std::io::BufRead as _;
+        let err = |source| ReadLogError {
             path: path.to_path_buf(),
             source,
-        })?;
-        Ok(Self::parse(
-            &String::from_utf8_lossy(&bytes),
-            &path.display().to_string(),
-        ))
+        };
+        let file = std::fs::File::open(path).map_err(err)?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let mut run = Self::empty(&path.display().to_string());
+        let mut buf = Vec::new();
+        let mut index = 0;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf).map_err(err)? == 0 {
+                return Ok(run);
+            }
+            run.push_line(index, &String::from_utf8_lossy(&buf));
+            index += 1;
+        }
     }
 
     /// Parses log text; `source` names it in reports.
     pub fn parse(text: &str, source: &str) -> Self {
-        let mut run = RunLog {
+        let mut run = Self::empty(source);
+        for (index, raw) in text.lines().enumerate() {
+            run.push_line(index, raw);
+        }
+        run
+    }
+
+    fn empty(source: &str) -> Self {
+        RunLog {
             source: source.to_string(),
             records: Vec::new(),
             error_lines: 0,
             unparseable_count: 0,
             unparseable: Vec::new(),
-        };
-        for (index, raw) in text.lines().enumerate() {
-            if raw.trim().is_empty() {
-                continue;
-            }
-            match parse_line(raw) {
-                Ok(Some(record)) => run.records.push(record),
-                Ok(None) => run.error_lines += 1,
-                Err(reason) => {
-                    run.unparseable_count += 1;
-                    if run.unparseable.len() < MAX_UNPARSEABLE_EXAMPLES {
-                        run.unparseable.push(UnparseableLine {
-                            line: index + 1,
-                            reason,
-                        });
-                    }
+        }
+    }
+
+    /// Adds the line at 0-based `index`.
+    fn push_line(&mut self, index: usize, raw: &str) {
+        if raw.trim().is_empty() {
+            return;
+        }
+        match parse_line(raw) {
+            Ok(Some(record)) => self.records.push(record),
+            Ok(None) => self.error_lines += 1,
+            Err(reason) => {
+                self.unparseable_count += 1;
+                if self.unparseable.len() < MAX_UNPARSEABLE_EXAMPLES {
+                    self.unparseable.push(UnparseableLine {
+                        line: index + 1,
+                        reason,
+                    });
                 }
             }
         }
-        run
     }
 
     /// A short name for tables and legends: the algorithm when every call

@@ -62,6 +62,10 @@ struct GenerateArgs {
     /// RNG seed (default: a random one, printed and recorded in the sidecar).
     #[arg(long)]
     seed: Option<u64>,
+    /// Repeat the configuration recorded in a sidecar (`<file>.meta.json`);
+    /// the other options are ignored except --seed.
+    #[arg(long)]
+    from_meta: Option<PathBuf>,
     /// Scenario length in seconds.
     #[arg(long, default_value_t = generate::DEFAULT_DURATION_S)]
     duration: f64,
@@ -140,6 +144,12 @@ enum PlotCommand {
         nodes: Option<usize>,
         #[arg(long)]
         title: Option<String>,
+        /// Start of the window to draw, seconds since the first call.
+        #[arg(long)]
+        from: Option<f64>,
+        /// End of the window to draw, seconds since the first call.
+        #[arg(long)]
+        to: Option<f64>,
     },
     /// CDF of latency (or duration), one curve per log.
     Cdf {
@@ -173,7 +183,7 @@ fn main() -> Result<()> {
 
 fn run_generate(a: GenerateArgs) -> Result<()> {
     let seed = a.seed.unwrap_or_else(rand::random);
-    if a.seed.is_none() {
+    if a.seed.is_none() && a.from_meta.is_none() {
         eprintln!("seed: {seed} (random; pass --seed {seed} to repeat)");
     }
     let popularity = match (a.zipf, a.functions) {
@@ -189,19 +199,31 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
             Popularity::Catalog { functions }
         }
     };
-    let config = GeneratorConfig {
-        seed,
-        duration_s: a.duration,
-        rate_scale: a.rate_scale,
-        arrivals: match a.arrivals {
-            ArrivalKind::Uniform => Arrivals::Uniform,
-            ArrivalKind::Poisson => Arrivals::Poisson,
-            ArrivalKind::Bursty => Arrivals::Bursty {
-                on_s: a.on_s,
-                off_s: a.off_s,
+    let config = match &a.from_meta {
+        Some(meta_path) => {
+            let text = std::fs::read_to_string(meta_path)
+                .with_context(|| format!("cannot read {}", meta_path.display()))?;
+            let meta: generate::ScenarioMeta = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a scenario sidecar", meta_path.display()))?;
+            GeneratorConfig {
+                seed: a.seed.unwrap_or(meta.config.seed),
+                ..meta.config
+            }
+        }
+        None => GeneratorConfig {
+            seed,
+            duration_s: a.duration,
+            rate_scale: a.rate_scale,
+            arrivals: match a.arrivals {
+                ArrivalKind::Uniform => Arrivals::Uniform,
+                ArrivalKind::Poisson => Arrivals::Poisson,
+                ArrivalKind::Bursty => Arrivals::Bursty {
+                    on_s: a.on_s,
+                    off_s: a.off_s,
+                },
             },
+            popularity,
         },
-        popularity,
     };
     let mut scenario = generate::generate(&config)?;
     // The command as a user would type it (program name without its path).
@@ -296,9 +318,27 @@ fn run_plot(figure: PlotCommand) -> Result<()> {
             out,
             nodes,
             title,
+            from,
+            to,
         } => {
             let run = RunLog::read(&log)?;
-            let options = plot::TimelineOptions { title, nodes };
+            let window_s = match (from, to) {
+                (None, None) => None,
+                (from, to) => Some((from.unwrap_or(0.0), to.unwrap_or(f64::MAX))),
+            };
+            let window_s = match window_s {
+                Some((from, to)) if to == f64::MAX => {
+                    let t0 = run.records.iter().map(|r| r.start_ms).min().unwrap_or(0);
+                    let end = run.records.iter().map(|r| r.end_ms).max().unwrap_or(t0);
+                    Some((from, ((end - t0) as f64 / 1000.0).max(from + 1.0)))
+                }
+                other => other,
+            };
+            let options = plot::TimelineOptions {
+                title,
+                nodes,
+                window_s,
+            };
             for_each_out(&out, |o| plot::timeline(&run, o, &options))
         }
         PlotCommand::Cdf { logs, out, metric } => {

@@ -63,6 +63,17 @@ fn generation_is_deterministic_by_seed() {
     assert_eq!(meta["config"]["seed"], 42);
     assert_eq!(meta["config"]["arrivals"]["kind"], "poisson");
     assert_eq!(meta["total_events"], events.len());
+
+    // The sidecar alone regenerates the same bytes.
+    let again = path(dir.path(), "again.csv");
+    let meta_path = path(dir.path(), "a.csv.meta.json");
+    ok(&[
+        "generate",
+        again.to_str().unwrap(),
+        "--from-meta",
+        meta_path.to_str().unwrap(),
+    ]);
+    assert_eq!(read(&again), read(&a));
 }
 
 #[test]
@@ -198,6 +209,23 @@ fn plots_are_written_as_png_and_svg() {
             "W1 (4)",
         ],
     );
+
+    // A window of the run: only the calls overlapping 3..4 s (calls 5 and 6
+    // of W1, 7 and 8 of T1; W2's calls end by 2.9 s).
+    let window = path(dir.path(), "window.svg");
+    ok(&[
+        "plot",
+        "timeline",
+        &log,
+        "--from",
+        "3",
+        "--to",
+        "4",
+        "-o",
+        window.to_str().unwrap(),
+    ]);
+    assert_svg_with(&window, &["T1 (2)", "W1 (2)"]);
+    assert!(!std::fs::read_to_string(&window).unwrap().contains("W2"));
 
     let cdf = path(dir.path(), "cdf.svg");
     ok(&["plot", "cdf", &log, "-o", cdf.to_str().unwrap()]);

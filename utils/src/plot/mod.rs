@@ -30,6 +30,8 @@ pub enum PlotError {
     Font(String),
     #[error("{}: unknown image format (use .png or .svg)", .0.display())]
     UnknownFormat(PathBuf),
+    #[error("{0}")]
+    BadWindow(String),
     #[error("{0}: nothing to plot")]
     NoData(String),
     #[error("drawing {}: {message}", path.display())]
@@ -108,6 +110,17 @@ pub const PALETTE: [RGBColor; 20] = [
 
 const OTHER_COLOR: RGBColor = RGBColor(90, 90, 90);
 
+/// Black on light fills, white on dark ones (relative luminance, ITU-R BT.709).
+fn label_colour(fill: RGBColor) -> RGBColor {
+    let RGBColor(r, g, b) = fill;
+    let luminance = 0.2126 * f64::from(r) + 0.7152 * f64::from(g) + 0.0722 * f64::from(b);
+    if luminance > 150.0 {
+        BLACK
+    } else {
+        WHITE
+    }
+}
+
 type DrawResult = Result<(), String>;
 
 fn draw_err<E: std::fmt::Display>(e: E) -> String {
@@ -150,6 +163,9 @@ pub struct TimelineOptions {
     pub title: Option<String>,
     /// Number of node panels; default: max WorkerNodeId + 1.
     pub nodes: Option<usize>,
+    /// Only this window, in seconds since the first call (`from`, `to`);
+    /// default: the whole run.
+    pub window_s: Option<(f64, f64)>,
 }
 
 /// Calls of one node assigned to lanes: the first lane free at the call's
@@ -202,7 +218,26 @@ pub fn timeline(run: &RunLog, out: &Path, options: &TimelineOptions) -> Result<(
         return Err(PlotError::NoData(run.source.clone()));
     };
     let t_end = records.iter().map(|r| r.end_ms).max().unwrap_or(t0);
-    let span_s = ((t_end - t0) as f64 / 1000.0).max(1.0);
+    let (from_s, to_s) = match options.window_s {
+        Some((from, to)) if from.is_finite() && to.is_finite() && to > from && from >= 0.0 => {
+            (from, to)
+        }
+        Some((from, to)) => {
+            return Err(PlotError::BadWindow(format!(
+                "window {from}..{to} s: need 0 <= from < to"
+            )))
+        }
+        None => (0.0, ((t_end - t0) as f64 / 1000.0).max(1.0)),
+    };
+    let in_window = |r: &&CallRecord| {
+        let (a, b) = (
+            (r.start_ms - t0) as f64 / 1000.0,
+            (r.end_ms - t0) as f64 / 1000.0,
+        );
+        b >= from_s && a <= to_s
+    };
+    let records: Vec<CallRecord> = records.iter().filter(in_window).cloned().collect();
+    let records = &records;
     let nodes = options
         .nodes
         .unwrap_or(0)
@@ -235,7 +270,8 @@ pub fn timeline(run: &RunLog, out: &Path, options: &TimelineOptions) -> Result<(
         &TimelineDrawing {
             title: &title,
             t0,
-            span_s,
+            from_s,
+            to_s,
             per_node: &per_node,
             lanes: &lanes,
             by_count: &by_count,
@@ -251,7 +287,8 @@ pub fn timeline(run: &RunLog, out: &Path, options: &TimelineOptions) -> Result<(
 struct TimelineDrawing<'a> {
     title: &'a str,
     t0: i64,
-    span_s: f64,
+    from_s: f64,
+    to_s: f64,
     per_node: &'a [Vec<&'a CallRecord>],
     lanes: &'a [(Vec<usize>, usize)],
     by_count: &'a [(String, usize)],
@@ -290,7 +327,7 @@ fn draw_timeline<DB: DrawingBackend>(
             .margin_top(6)
             .x_label_area_size(if is_last { 45 } else { 0 })
             .y_label_area_size(y_label_area)
-            .build_cartesian_2d(0f64..d.span_s, 0f64..lane_count as f64)
+            .build_cartesian_2d(d.from_s..d.to_s, 0f64..lane_count as f64)
             .map_err(draw_err)?;
         let mut mesh = chart.configure_mesh();
         mesh.y_labels(0)
@@ -301,7 +338,7 @@ fn draw_timeline<DB: DrawingBackend>(
             .light_line_style(RGBColor(235, 235, 235));
         if is_last {
             mesh.x_desc("time since the first call (s)");
-            if d.span_s >= 10.0 {
+            if d.to_s - d.from_s >= 10.0 {
                 mesh.x_label_formatter(&|v| format!("{v:.0}"));
             }
         } else {
@@ -311,12 +348,13 @@ fn draw_timeline<DB: DrawingBackend>(
         mesh.draw().map_err(draw_err)?;
 
         let plot_px = f64::from(width - d.legend_width - y_label_area - 30);
-        let px_per_s = plot_px / d.span_s;
+        let px_per_s = plot_px / (d.to_s - d.from_s);
+        let clamp = |x: f64| x.clamp(d.from_s, d.to_s);
         let rs = &d.per_node[node];
         chart
             .draw_series(rs.iter().zip(lane_of).map(|(r, &lane)| {
-                let x0 = (r.start_ms - d.t0) as f64 / 1000.0;
-                let x1 = ((r.end_ms - d.t0) as f64 / 1000.0).max(x0 + 0.5 / px_per_s);
+                let x0 = clamp((r.start_ms - d.t0) as f64 / 1000.0);
+                let x1 = clamp(((r.end_ms - d.t0) as f64 / 1000.0).max(x0 + 0.5 / px_per_s));
                 let top = (lane_count - lane) as f64;
                 let colour = d.colours.get(&r.function).copied().unwrap_or(OTHER_COLOR);
                 Rectangle::new([(x0, top - 0.1), (x1, top - 0.9)], colour.filled())
@@ -326,14 +364,16 @@ fn draw_timeline<DB: DrawingBackend>(
         if d.lane_px >= 12 {
             chart
                 .draw_series(rs.iter().zip(lane_of).filter_map(|(r, &lane)| {
-                    let x0 = (r.start_ms - d.t0) as f64 / 1000.0;
-                    let bar_px = (r.end_ms - r.start_ms) as f64 / 1000.0 * px_per_s;
+                    let x0 = clamp((r.start_ms - d.t0) as f64 / 1000.0);
+                    let x1 = clamp((r.end_ms - d.t0) as f64 / 1000.0);
+                    let bar_px = (x1 - x0) * px_per_s;
                     (bar_px > 8.0 * r.function.len() as f64 + 4.0).then(|| {
                         let top = (lane_count - lane) as f64;
+                        let colour = d.colours.get(&r.function).copied().unwrap_or(OTHER_COLOR);
                         Text::new(
                             r.function.clone(),
                             (x0 + 2.0 / px_per_s, top - 0.2),
-                            (font::FAMILY, 11).into_font().color(&WHITE),
+                            (font::FAMILY, 11).into_font().color(&label_colour(colour)),
                         )
                     })
                 }))
