@@ -5,5 +5,26 @@
 //!   algorithm, shared load bookkeeping, and [`scheduler::build`] by name.
 //!   Pure: no I/O, no clock reads, seeded randomness. The discrete-event
 //!   simulator drives these same structs.
+//! - [`registry`]: the registered worker nodes, their online/offline state
+//!   and the scheduler over the online ones (pure, time as an argument).
+//! - [`config`]: [`BalancerConfig`] (CLI, `nodes.config.json`, `/status`).
+//! - [`action`]: HTTP requests parsed into a typed [`action::Action`].
+//! - [`error`]: [`error::BalancerError`] and its HTTP form
+//!   (`{"Error": true, "Message": ...}`).
+//! - [`server`]: the actix-web edge and [`run`]; [`health`] checks workers;
+//!   [`fake`] answers without workers (the original's fake mode).
+//!
+//! The binary `load-balancer` parses the CLI and calls [`run`]; the binary
+//! `stub-worker` is a minimal worker used by the tests and the benchmark.
 
+pub mod action;
+pub mod config;
+pub mod error;
+pub mod fake;
+mod health;
+pub mod registry;
 pub mod scheduler;
+pub mod server;
+
+pub use config::{BalancerConfig, HealthConfig};
+pub use server::{run, RunError};

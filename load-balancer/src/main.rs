@@ -1,6 +1,170 @@
-//! `load-balancer`: the HTTP balancer on :8111 (being built; see issue 2).
+//! `load-balancer`: the HTTP balancer on :8111.
+//!
+//! `load-balancer <rr|ll|ch|hash|pasch|ours|tradeoff> [fake_nodes]`, as the
+//! original HotFunctions balancer, plus flags. Workers come from `--nodes`,
+//! `--config` (a JSON array of URLs), or `./nodes.config.json` as in the
+//! original. Scheduler parameters come from the original's environment
+//! variables (`T`, `T1`, `T2`, `T3`, `ALPHA`, `BETA`) or the same-named
+//! flags.
 
-fn main() {
-    eprintln!("load-balancer: not built yet");
-    std::process::exit(2);
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use load_balancer::scheduler::Params;
+use load_balancer::{BalancerConfig, HealthConfig};
+
+/// FaaS load balancer (a Rust port of HotFunctions' balancer).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Scheduling algorithm: rr, ll, ch (alias hash), pasch, ours, tradeoff.
+    algorithm: String,
+    /// Run without workers, with this many fake nodes (0: real workers).
+    #[arg(default_value_t = 0)]
+    fake_nodes: u32,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8111)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: String,
+    /// Worker base URLs, comma-separated (ids 0.. in this order).
+    #[arg(long, value_delimiter = ',')]
+    nodes: Vec<String>,
+    /// A JSON array of worker URLs (the original's nodes.config.json).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Sleep of one fake-mode call, in ms.
+    #[arg(long, default_value_t = 4000)]
+    fake_delay_ms: u64,
+    /// Health-check interval, in ms.
+    #[arg(long, default_value_t = 1000)]
+    health_interval_ms: u64,
+    /// Health-check timeout, in ms.
+    #[arg(long, default_value_t = 1000)]
+    health_timeout_ms: u64,
+    /// Consecutive failed checks that take a node offline.
+    #[arg(long, default_value_t = 2)]
+    health_fall: u32,
+    /// Consecutive passed checks that bring a node back online.
+    #[arg(long, default_value_t = 1)]
+    health_rise: u32,
+    /// Budget for connecting to a worker, in ms.
+    #[arg(long, default_value_t = 1000)]
+    connect_timeout_ms: u64,
+    /// HTTP server threads (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seed of the scheduler's RNG (logged at start, shown by GET /status).
+    #[arg(long, env = "SEED", default_value_t = 0)]
+    seed: u64,
+    /// Load bound of ch and pasch.
+    #[arg(long = "T", env = "T", default_value_t = 8)]
+    t: u32,
+    /// TMax of ours.
+    #[arg(long = "T1", env = "T1", default_value_t = 8)]
+    t1: u32,
+    /// TOpt of ours.
+    #[arg(long = "T2", env = "T2", default_value_t = 5)]
+    t2: u32,
+    /// CacheSize of ours.
+    #[arg(long = "T3", env = "T3", default_value_t = 3)]
+    t3: u32,
+    /// Probability of a random node in tradeoff.
+    #[arg(long = "ALPHA", env = "ALPHA", default_value_t = 0.0)]
+    alpha: f64,
+    /// Probability of the hash node in tradeoff.
+    #[arg(long = "BETA", env = "BETA", default_value_t = 0.5)]
+    beta: f64,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<(String, u16, BalancerConfig)> {
+        let mut nodes = self.nodes;
+        if let Some(path) = &self.config {
+            nodes.extend(load_balancer::config::load_nodes_file(path)?);
+        } else if nodes.is_empty() && self.fake_nodes == 0 {
+            let default = PathBuf::from("nodes.config.json");
+            if default.exists() {
+                eprintln!("load-balancer: loading nodes from ./nodes.config.json");
+                nodes = load_balancer::config::load_nodes_file(&default)?;
+            }
+        }
+        let defaults = BalancerConfig::default();
+        let config = BalancerConfig {
+            algorithm: self.algorithm,
+            nodes,
+            fake_nodes: self.fake_nodes,
+            fake_delay_ms: self.fake_delay_ms,
+            health: HealthConfig {
+                interval_ms: self.health_interval_ms,
+                timeout_ms: self.health_timeout_ms,
+                fall: self.health_fall,
+                rise: self.health_rise,
+            },
+            params: Params {
+                t: self.t,
+                t1: self.t1,
+                t2: self.t2,
+                t3: self.t3,
+                alpha: self.alpha,
+                beta: self.beta,
+                seed: self.seed,
+            },
+            connect_timeout_ms: self.connect_timeout_ms,
+            threads: self.threads.unwrap_or(defaults.threads),
+        }
+        .validated()?;
+        Ok((self.host, self.port, config))
+    }
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let (host, port, config) = Cli::parse().into_config()?;
+    let listener = std::net::TcpListener::bind((host.as_str(), port))
+        .with_context(|| format!("cannot listen on {host}:{port}"))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "load-balancer listening on http://{addr} (algorithm {}, seed {}, {})",
+        config.algorithm,
+        config.params.seed,
+        if config.fake_nodes > 0 {
+            format!("{} fake nodes", config.fake_nodes)
+        } else {
+            format!("{} workers", config.nodes.len())
+        }
+    );
+    load_balancer::run(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }

@@ -1,0 +1,266 @@
+//! HTTP requests parsed at the edge into a typed [`Action`].
+//!
+//! The routes are those of HotFunctions' balancer (Prev/HotFunctions,
+//! `load_balancer/request_handler.go`: `/execute`, `/configure`, `/clear`,
+//! `/prepare`), plus fnlb's node API (`/1/lb/nodes`), `/health` and
+//! `/status`. Anything else is a [`BalancerError`] before the core sees it.
+
+use std::borrow::Cow;
+
+use actix_web::http::Method;
+
+use crate::error::BalancerError;
+
+/// One request the balancer understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `GET /execute?name=F`.
+    Execute { function: String },
+    /// `GET /configure?lb=X&...`: switch algorithm (when `lb` is given) and
+    /// forward the other parameters to every worker's `/configure`.
+    Configure {
+        algorithm: Option<String>,
+        forward_query: String,
+    },
+    /// `GET /clear`.
+    Clear,
+    /// `GET /prepare`.
+    Prepare,
+    /// `GET /1/lb/nodes`.
+    ListNodes,
+    /// `PUT /1/lb/nodes` with `{"node": "<url>"}`.
+    AddNode { url: String },
+    /// `DELETE /1/lb/nodes` with `{"node": "<url>"}`.
+    RemoveNode { url: String },
+    /// `GET /health`: the balancer's own liveness.
+    Health,
+    /// `GET /status`: configuration, seed, nodes and loads.
+    Status,
+}
+
+/// Body of `PUT`/`DELETE /1/lb/nodes`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeBody {
+    node: String,
+}
+
+impl Action {
+    /// Parses one request. `query` is the raw query string (no `?`).
+    pub fn parse(
+        method: &Method,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Result<Self, BalancerError> {
+        let only = |allowed: &Method| -> Result<(), BalancerError> {
+            if method == allowed || (allowed == Method::GET && method == Method::HEAD) {
+                Ok(())
+            } else {
+                Err(BalancerError::MethodNotAllowed {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                })
+            }
+        };
+        match path {
+            "/execute" => {
+                only(&Method::GET)?;
+                match query_value(query, "name") {
+                    Some(name) if !name.is_empty() => Ok(Self::Execute {
+                        function: name.into_owned(),
+                    }),
+                    _ => Err(BalancerError::MissingName),
+                }
+            }
+            "/configure" => {
+                only(&Method::GET)?;
+                let algorithm = query_value(query, "lb").map(Cow::into_owned);
+                let forward_query = query
+                    .split('&')
+                    .filter(|pair| !pair.is_empty() && query_key(pair) != "lb")
+                    .collect::<Vec<_>>()
+                    .join("&");
+                Ok(Self::Configure {
+                    algorithm,
+                    forward_query,
+                })
+            }
+            "/clear" => only(&Method::GET).map(|()| Self::Clear),
+            "/prepare" => only(&Method::GET).map(|()| Self::Prepare),
+            "/health" => only(&Method::GET).map(|()| Self::Health),
+            "/status" => only(&Method::GET).map(|()| Self::Status),
+            "/1/lb/nodes" => {
+                if method == Method::GET {
+                    return Ok(Self::ListNodes);
+                }
+                let parse_body = || -> Result<String, BalancerError> {
+                    let body: NodeBody = serde_json::from_slice(body).map_err(|e| {
+                        BalancerError::BadBody(format!("expected {{\"node\": \"<url>\"}}: {e}"))
+                    })?;
+                    Ok(crate::config::normalize_node_url(&body.node)?)
+                };
+                if method == Method::PUT {
+                    Ok(Self::AddNode { url: parse_body()? })
+                } else if method == Method::DELETE {
+                    Ok(Self::RemoveNode { url: parse_body()? })
+                } else {
+                    Err(BalancerError::MethodNotAllowed {
+                        method: method.to_string(),
+                        path: path.to_string(),
+                    })
+                }
+            }
+            _ => Err(BalancerError::NotFound),
+        }
+    }
+}
+
+fn query_key(pair: &str) -> Cow<'_, str> {
+    percent_decode(pair.split_once('=').map_or(pair, |(k, _)| k))
+}
+
+/// The first value of `key` in a raw query string, percent-decoded.
+pub fn query_value<'q>(query: &'q str, key: &str) -> Option<Cow<'q, str>> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == key).then(|| percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (as a space), borrowing when there are none.
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Appends `s` to `out` percent-encoded as a query value (RFC 3986
+/// unreserved characters stay as they are).
+pub fn percent_encode_into(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execute_needs_a_name() {
+        assert_eq!(
+            Action::parse(&Method::GET, "/execute", "name=W1", b"").unwrap(),
+            Action::Execute {
+                function: "W1".into()
+            }
+        );
+        assert_eq!(
+            Action::parse(&Method::GET, "/execute", "x=1&name=a%20b", b"").unwrap(),
+            Action::Execute {
+                function: "a b".into()
+            }
+        );
+        for q in ["", "name=", "names=W1"] {
+            assert!(matches!(
+                Action::parse(&Method::GET, "/execute", q, b""),
+                Err(BalancerError::MissingName)
+            ));
+        }
+        assert!(matches!(
+            Action::parse(&Method::POST, "/execute", "name=W1", b""),
+            Err(BalancerError::MethodNotAllowed { .. })
+        ));
+        assert!(matches!(
+            Action::parse(&Method::GET, "/nope", "", b""),
+            Err(BalancerError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn configure_strips_lb_from_the_forwarded_query() {
+        assert_eq!(
+            Action::parse(&Method::GET, "/configure", "lb=ch&image_limit=3&x=%2F", b"").unwrap(),
+            Action::Configure {
+                algorithm: Some("ch".into()),
+                forward_query: "image_limit=3&x=%2F".into()
+            }
+        );
+        assert_eq!(
+            Action::parse(&Method::GET, "/configure", "", b"").unwrap(),
+            Action::Configure {
+                algorithm: None,
+                forward_query: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn node_bodies_are_checked() {
+        assert_eq!(
+            Action::parse(
+                &Method::PUT,
+                "/1/lb/nodes",
+                "",
+                br#"{"node":"http://a:1/"}"#
+            )
+            .unwrap(),
+            Action::AddNode {
+                url: "http://a:1".into()
+            }
+        );
+        for body in [
+            &b"{}"[..],
+            b"not json",
+            br#"{"node":"a:1"}"#,
+            br#"{"node":"http://a:1","x":1}"#,
+        ] {
+            assert!(Action::parse(&Method::DELETE, "/1/lb/nodes", "", body).is_err());
+        }
+    }
+
+    #[test]
+    fn percent_coding_round_trips() {
+        let mut s = String::new();
+        percent_encode_into("W1 a/b&c=d~é", &mut s);
+        assert_eq!(s, "W1%20a%2Fb%26c%3Dd~%C3%A9");
+        assert_eq!(percent_decode(&s), "W1 a/b&c=d~é");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert!(matches!(percent_decode("plain"), Cow::Borrowed(_)));
+    }
+}

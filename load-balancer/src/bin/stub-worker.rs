@@ -1,0 +1,209 @@
+//! `stub-worker`: a minimal real HTTP worker for tests and benchmarks.
+//!
+//! Answers like a HotFunctions worker (Prev/HotFunctions, `worker_front`)
+//! without running anything:
+//! - `GET /execute?name=F`: waits the configured delay, then replies in the
+//!   worker format (`Result`, `ExecutionTime`, `InternalExecutionTime`,
+//!   `Meta`). The first call of a function reports a cold start
+//!   (`ImageBuilt`), later ones a warm REST instance. `Meta.ContainerName`
+//!   is `<id>-<function>`, so callers can tell which stub served them.
+//! - `GET /health`, `GET /clear`, `GET /prepare`, `GET /configure?...`
+//!   (echoes the query in `State`).
+//! - `GET /stats`: calls counted per route and function.
+//!
+//! Prints `stub-worker listening on http://<addr>` on stdout once bound
+//! (`--port 0` picks a free port).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use clap::Parser;
+use protocol::{ErrorReply, ExecutionMeta, FunctionResult, WorkerReply};
+
+#[derive(Debug, Parser)]
+#[command(about = "A stub FaaS worker answering /execute in the HotFunctions format")]
+struct Cli {
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8222)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Name of this stub, used in Meta.ContainerName.
+    #[arg(long, default_value = "stub")]
+    id: String,
+    /// Delay of every call, in ms.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Delay of one function, `NAME=MS` (repeatable; overrides --delay-ms).
+    #[arg(long = "delay", value_parser = parse_delay)]
+    delays: Vec<(String, u64)>,
+    /// HTTP server threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn parse_delay(s: &str) -> Result<(String, u64), String> {
+    let (name, ms) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=MS, found {s:?}"))?;
+    let ms = ms
+        .parse()
+        .map_err(|_| format!("delay {ms:?} is not a whole number of ms"))?;
+    Ok((name.to_string(), ms))
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    execute: BTreeMap<String, u64>,
+    clear: u64,
+    prepare: u64,
+    configure: Vec<String>,
+    health: u64,
+}
+
+#[derive(Debug)]
+struct Stub {
+    id: String,
+    delay_ms: u64,
+    delays: HashMap<String, u64>,
+    stats: Mutex<Stats>,
+}
+
+fn query_value(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| load_balancer::action::percent_decode(v).into_owned())
+    })
+}
+
+async fn handle(req: HttpRequest, stub: web::Data<Stub>) -> HttpResponse {
+    let json = |body: String| {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body)
+    };
+    match req.path() {
+        "/execute" => {
+            let Some(name) = query_value(req.query_string(), "name").filter(|n| !n.is_empty())
+            else {
+                return HttpResponse::BadRequest()
+                    .content_type("application/json")
+                    .body(ErrorReply::new("param 'name' is not given").to_json());
+            };
+            let delay = stub.delays.get(&name).copied().unwrap_or(stub.delay_ms);
+            let started = tokio::time::Instant::now();
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            let cold = {
+                let mut stats = stub.stats.lock().unwrap_or_else(PoisonError::into_inner);
+                let count = stats.execute.entry(name.clone()).or_insert(0);
+                *count += 1;
+                *count == 1
+            };
+            let reply = WorkerReply {
+                result: FunctionResult {
+                    status_code: 200,
+                    body: format!("{name} done"),
+                },
+                execution_time: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                internal_execution_time: i64::try_from(delay).unwrap_or(i64::MAX),
+                meta: ExecutionMeta {
+                    image_built: cold,
+                    using_pooled_container: false,
+                    using_existing_rest_container: !cold,
+                    container_name: format!("{}-{name}", stub.id),
+                    image_name: format!("hf_{}", name.to_lowercase()),
+                },
+            };
+            json(serde_json::to_string(&reply).unwrap_or_default())
+        }
+        "/health" => {
+            stub.stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .health += 1;
+            json(r#"{"status":"ok"}"#.to_string())
+        }
+        "/clear" => {
+            stub.stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear += 1;
+            json(r#"{"Message":"cleared"}"#.to_string())
+        }
+        "/prepare" => {
+            stub.stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .prepare += 1;
+            json(r#"{"Message":"prepared"}"#.to_string())
+        }
+        "/configure" => {
+            let query = req.query_string().to_string();
+            let state: BTreeMap<String, String> = query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            stub.stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .configure
+                .push(query);
+            json(
+                serde_json::json!({"Message": "configure changed", "State": state, "Id": stub.id})
+                    .to_string(),
+            )
+        }
+        "/stats" => {
+            let stats = stub.stats.lock().unwrap_or_else(PoisonError::into_inner);
+            json(
+                serde_json::json!({
+                    "id": stub.id,
+                    "execute": stats.execute,
+                    "clear": stats.clear,
+                    "prepare": stats.prepare,
+                    "configure": stats.configure,
+                    "health": stats.health,
+                })
+                .to_string(),
+            )
+        }
+        _ => HttpResponse::NotFound()
+            .content_type("application/json")
+            .body(ErrorReply::new("404 Not found on given path").to_json()),
+    }
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    anyhow::ensure!(cli.threads > 0, "--threads must be at least 1");
+    let stub = web::Data::from(Arc::new(Stub {
+        id: cli.id,
+        delay_ms: cli.delay_ms,
+        delays: cli.delays.into_iter().collect(),
+        stats: Mutex::new(Stats::default()),
+    }));
+    let listener = std::net::TcpListener::bind((cli.host.as_str(), cli.port))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", cli.host, cli.port))?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(stub.clone())
+            .default_service(web::to(handle))
+    })
+    .workers(cli.threads)
+    .listen(listener)?
+    .run();
+    println!("stub-worker listening on http://{addr}");
+    server.await?;
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! The balancer's configuration: one struct for the CLI, the config file and
+//! the `GET /status` reply.
+//!
+//! As in HotFunctions (Prev/HotFunctions, `load_balancer/main.go`), the
+//! worker list is a JSON array of base URLs (`nodes.config.json`, e.g.
+//! `["http://10.0.0.2:8222", "http://10.0.0.3:8222"]`); nodes get ids
+//! 0, 1, 2, ... in list order. Fake mode (`fake_nodes` > 0) runs without
+//! workers: every call sleeps `fake_delay_ms` (default 4000 ms, the
+//! original's fixed 4 s) and answers like the original's fake mode.
+//!
+//! Health checks (after HAProxy's `inter`/`timeout check`/`fall`/`rise`):
+//! `GET /health` on every worker each `interval_ms` (default 1000) with a
+//! `timeout_ms` budget (default 1000); `fall` consecutive failures (default
+//! 2) take an online node offline, `rise` consecutive successes (default 1)
+//! bring an offline node back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::scheduler::Params;
+
+/// Health-check settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Time between two checks of a node, in ms (default 1000).
+    pub interval_ms: u64,
+    /// Budget of one check, in ms (default 1000).
+    pub timeout_ms: u64,
+    /// Consecutive failed checks that take an online node offline (default 2).
+    pub fall: u32,
+    /// Consecutive passed checks that bring an offline node online (default 1).
+    pub rise: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 1000,
+            timeout_ms: 1000,
+            fall: 2,
+            rise: 1,
+        }
+    }
+}
+
+/// Everything the balancer needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalancerConfig {
+    /// Algorithm name (`rr`, `ll`, `ch`/`hash`, `pasch`, `ours`, `tradeoff`).
+    pub algorithm: String,
+    /// Worker base URLs (`http://host:port`), ids 0.. in this order.
+    pub nodes: Vec<String>,
+    /// Number of fake nodes; > 0 runs without workers (default 0).
+    pub fake_nodes: u32,
+    /// Sleep of one fake call, in ms (default 4000).
+    pub fake_delay_ms: u64,
+    pub health: HealthConfig,
+    /// Scheduler parameters (`T`, `T1`, `T2`, `T3`, `ALPHA`, `BETA`, seed).
+    pub params: Params,
+    /// Budget for opening a connection to a worker, in ms (default 1000).
+    /// A call itself has no time limit: functions may run for minutes.
+    pub connect_timeout_ms: u64,
+    /// HTTP server threads (default: available cores).
+    pub threads: usize,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: "rr".into(),
+            nodes: Vec::new(),
+            fake_nodes: 0,
+            fake_delay_ms: 4000,
+            health: HealthConfig::default(),
+            params: Params::default(),
+            connect_timeout_ms: 1000,
+            threads: std::thread::available_parallelism().map_or(2, usize::from),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: expected a JSON array of worker URLs: {message}")]
+    Parse {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("bad worker URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: &'static str },
+    #[error("worker URL {0:?} is listed twice")]
+    DuplicateNode(String),
+    #[error(transparent)]
+    UnknownAlgorithm(#[from] crate::scheduler::UnknownAlgorithm),
+    #[error("no worker nodes: give --nodes, --config, or a fake_nodes count")]
+    NoNodes,
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+/// Checks a worker base URL and returns it without a trailing slash.
+///
+/// Accepted: `http://host` or `http://host:port` (no path, query or
+/// fragment): the balancer appends `/execute?name=...` and friends.
+pub fn normalize_node_url(url: &str) -> Result<String, ConfigError> {
+    let bad = |reason| ConfigError::BadUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let trimmed = url.trim().trim_end_matches('/');
+    let Some(authority) = trimmed.strip_prefix("http://") else {
+        return Err(bad("must start with http://"));
+    };
+    if authority.is_empty() {
+        return Err(bad("missing host"));
+    }
+    if authority
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\\'))
+    {
+        return Err(bad("expected http://host[:port] without a path"));
+    }
+    if let Some((_, port)) = authority.rsplit_once(':') {
+        if !authority.ends_with(']') && port.parse::<u16>().is_err() {
+            return Err(bad("port is not a number in 0..65535"));
+        }
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Reads a `nodes.config.json` (a JSON array of worker URLs).
+pub fn load_nodes_file(path: &std::path::Path) -> Result<Vec<String>, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    serde_json::from_str::<Vec<String>>(&text).map_err(|e| ConfigError::Parse {
+        path: shown,
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+impl BalancerConfig {
+    /// Validates the configuration and normalizes the node URLs.
+    pub fn validated(mut self) -> Result<Self, ConfigError> {
+        self.algorithm = crate::scheduler::canonical_name(&self.algorithm)?.to_string();
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for url in &self.nodes {
+            let url = normalize_node_url(url)?;
+            if nodes.contains(&url) {
+                return Err(ConfigError::DuplicateNode(url));
+            }
+            nodes.push(url);
+        }
+        self.nodes = nodes;
+        if self.fake_nodes == 0 && self.nodes.is_empty() {
+            return Err(ConfigError::NoNodes);
+        }
+        if self.fake_nodes > 0 && !self.nodes.is_empty() {
+            return Err(ConfigError::Invalid(
+                "fake mode (fake_nodes > 0) takes no worker URLs",
+            ));
+        }
+        if self.health.interval_ms == 0 || self.health.timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "health interval and timeout must be at least 1 ms",
+            ));
+        }
+        if self.health.fall == 0 || self.health.rise == 0 {
+            return Err(ConfigError::Invalid(
+                "health fall and rise counts must be at least 1",
+            ));
+        }
+        if self.threads == 0 {
+            return Err(ConfigError::Invalid("threads must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.params.alpha) || !(0.0..=1.0).contains(&self.params.beta) {
+            return Err(ConfigError::Invalid("ALPHA and BETA must be in [0, 1]"));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalized_or_rejected() {
+        assert_eq!(
+            normalize_node_url("http://10.0.0.2:8222/").unwrap(),
+            "http://10.0.0.2:8222"
+        );
+        assert_eq!(normalize_node_url(" http://w1 ").unwrap(), "http://w1");
+        assert!(normalize_node_url("10.0.0.2:8222").is_err());
+        assert!(normalize_node_url("https://w1").is_err());
+        assert!(normalize_node_url("http://").is_err());
+        assert!(normalize_node_url("http://w1/execute").is_err());
+        assert!(normalize_node_url("http://w1:x").is_err());
+    }
+
+    #[test]
+    fn nodes_file_errors_name_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("lb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("nodes.config.json");
+        std::fs::write(&path, "[\"http://a:1\",\n 42]").unwrap();
+        let err = load_nodes_file(&path).unwrap_err().to_string();
+        assert!(err.contains("nodes.config.json:2:"), "{err}");
+        std::fs::write(&path, r#"["http://a:1", "http://b:2"]"#).unwrap();
+        assert_eq!(load_nodes_file(&path).unwrap().len(), 2);
+        assert!(load_nodes_file(&dir.join("missing.json")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn validation_catches_bad_configs() {
+        let ok = BalancerConfig {
+            algorithm: "hash".into(),
+            nodes: vec!["http://a:1/".into()],
+            ..Default::default()
+        }
+        .validated()
+        .unwrap();
+        assert_eq!(ok.algorithm, "ch");
+        assert_eq!(ok.nodes, vec!["http://a:1".to_string()]);
+
+        let dup = BalancerConfig {
+            nodes: vec!["http://a:1".into(), "http://a:1/".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            dup.validated(),
+            Err(ConfigError::DuplicateNode(_))
+        ));
+        assert!(matches!(
+            BalancerConfig::default().validated(),
+            Err(ConfigError::NoNodes)
+        ));
+        let unknown = BalancerConfig {
+            algorithm: "nope".into(),
+            fake_nodes: 1,
+            ..Default::default()
+        };
+        assert!(matches!(
+            unknown.validated(),
+            Err(ConfigError::UnknownAlgorithm(_))
+        ));
+    }
+}

@@ -1,0 +1,85 @@
+//! Every way a balancer request can fail, and its HTTP form.
+//!
+//! Handlers return [`BalancerError`]; only here is it turned into an HTTP
+//! status plus the original's failure body `{"Error": true, "Message": ...}`
+//! ([`protocol::ErrorReply`]).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::registry::RegistryError;
+use crate::scheduler::{SelectError, UnknownAlgorithm};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BalancerError {
+    /// `GET /execute` without a (non-empty) `name`.
+    #[error("param 'name' is not given")]
+    MissingName,
+    #[error("404 Not found on given path")]
+    NotFound,
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("no online node")]
+    NoOnlineNode,
+    #[error("every node is at its load bound ({bound} in-flight calls)")]
+    AllFull { bound: u32 },
+    /// The chosen worker (and the retry's) could not be reached.
+    #[error("worker {url} unreachable ({reason}); {retry}")]
+    WorkerUnreachable {
+        url: String,
+        reason: String,
+        retry: String,
+    },
+    /// The worker accepted the call but the exchange broke.
+    #[error("error on the call to worker {url}: {reason}")]
+    WorkerFailed { url: String, reason: String },
+    #[error("error on parsing json from worker node {url}: not a JSON object")]
+    BadWorkerReply { url: String },
+    #[error(transparent)]
+    UnknownAlgorithm(#[from] UnknownAlgorithm),
+    #[error("bad request body: {0}")]
+    BadBody(String),
+    #[error(transparent)]
+    BadNodeUrl(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("fake mode has no worker nodes to manage")]
+    FakeMode,
+}
+
+impl From<SelectError> for BalancerError {
+    fn from(e: SelectError) -> Self {
+        match e {
+            SelectError::NoNodes => Self::NoOnlineNode,
+            SelectError::AllFull { bound } => Self::AllFull { bound },
+        }
+    }
+}
+
+impl ResponseError for BalancerError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MissingName
+            | Self::UnknownAlgorithm(_)
+            | Self::BadBody(_)
+            | Self::BadNodeUrl(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound | Self::Registry(RegistryError::NotRegistered(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Registry(RegistryError::AlreadyRegistered(_)) | Self::FakeMode => {
+                StatusCode::CONFLICT
+            }
+            Self::NoOnlineNode | Self::AllFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::WorkerUnreachable { .. }
+            | Self::WorkerFailed { .. }
+            | Self::BadWorkerReply { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("application/json")
+            .body(protocol::ErrorReply::new(self.to_string()).to_json())
+    }
+}

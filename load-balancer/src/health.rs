@@ -1,0 +1,49 @@
+//! Active health checks of the worker nodes.
+//!
+//! Every `interval_ms` (default 1 s), `GET <worker>/health` on every
+//! registered node at once, each with a `timeout_ms` budget (default 1 s);
+//! a 2xx reply passes. The pure [`crate::registry::Cluster`] counts
+//! consecutive results (HAProxy's `fall` 2 / `rise` 1 by default) and tells
+//! the scheduler when a node goes offline or comes back. Not run in fake
+//! mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::server::Shared;
+
+/// Checks all nodes forever (the caller aborts the task on shutdown).
+pub(crate) async fn check_forever(shared: Arc<Shared>, client: reqwest::Client) {
+    let health = shared.config.health.clone();
+    let timeout = Duration::from_millis(health.timeout_ms);
+    let mut ticker = tokio::time::interval(Duration::from_millis(health.interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let targets: Vec<_> = shared
+            .cluster()
+            .nodes()
+            .map(|n| (n.id, n.url.clone()))
+            .collect();
+        let checks = targets.iter().map(|(id, url)| {
+            let request = client.get(format!("{url}/health")).timeout(timeout);
+            async move {
+                let passed = matches!(request.send().await, Ok(r) if r.status().is_success());
+                (*id, passed)
+            }
+        });
+        let results = futures_util::future::join_all(checks).await;
+        let now = shared.clock.now();
+        let mut cluster = shared.cluster();
+        for ((id, passed), (_, url)) in results.into_iter().zip(&targets) {
+            if let Some(status) = cluster.health_result(id, passed, now) {
+                tracing::info!(
+                    node = id,
+                    url = &**url,
+                    status = status.as_str(),
+                    "health check flipped node"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The node registry: which workers exist, which are online, and the
+//! scheduler that chooses among the online ones.
+//!
+//! Pure state like the schedulers (time is an argument, no I/O): the HTTP
+//! edge wraps one [`Cluster`] in a mutex, reads the clock and performs the
+//! requests, and reports what it saw here.
+//!
+//! - Nodes configured at start get ids 0..n-1 in list order and start
+//!   online (as in HotFunctions). A node added at run time
+//!   (`PUT /1/lb/nodes`, after fnlb's node API) gets the next id never used
+//!   before and starts offline until its first passing health check.
+//! - Health checks (HAProxy-style `fall`/`rise` counters) and failed calls
+//!   flip nodes; every flip is told to the scheduler as
+//!   [`Membership::Insert`] / [`Membership::Remove`].
+//! - Switching the algorithm builds a fresh scheduler holding the online
+//!   nodes. Calls selected by the previous one still complete, but their
+//!   completions are dropped (each [`Selection`] carries the generation of
+//!   the scheduler that counted it), so no scheduler sees a completion it
+//!   did not select.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::scheduler::{
+    self, Completion, Membership, NodeId, NodeInfo, Params, Scheduler, SelectError, Time,
+    UnknownAlgorithm,
+};
+
+/// Whether a node may receive calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    Online,
+    Offline,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+/// One registered worker node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: NodeId,
+    /// Base URL, e.g. `http://10.0.0.2:8222` (empty in fake mode).
+    pub url: Arc<str>,
+    /// `<url>/execute?name=`, precomputed for the hot path.
+    pub execute_prefix: Arc<str>,
+    pub status: NodeStatus,
+    failures_in_a_row: u32,
+    successes_in_a_row: u32,
+}
+
+/// A node chosen for one call.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub node: NodeId,
+    pub url: Arc<str>,
+    pub execute_prefix: Arc<str>,
+    /// The scheduler's canonical name (for `LoadBalancingInfo.Algorithm`).
+    pub algorithm: &'static str,
+    generation: u64,
+}
+
+/// A node-management request that cannot be honoured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("node {0} is already registered")]
+    AlreadyRegistered(String),
+    #[error("node {0} is not registered")]
+    NotRegistered(String),
+}
+
+/// Consecutive health results that flip a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub fall: u32,
+    pub rise: u32,
+}
+
+/// Registered nodes plus the scheduler over the online ones.
+#[derive(Debug)]
+pub struct Cluster {
+    scheduler: Box<dyn Scheduler>,
+    params: Params,
+    generation: u64,
+    nodes: BTreeMap<NodeId, Node>,
+    next_id: NodeId,
+    thresholds: Thresholds,
+}
+
+impl Cluster {
+    /// A cluster of `urls` (ids 0.. in order, all online) scheduled by
+    /// `algorithm`.
+    pub fn new(
+        algorithm: &str,
+        params: Params,
+        urls: &[String],
+        thresholds: Thresholds,
+        now: Time,
+    ) -> Result<Self, UnknownAlgorithm> {
+        let scheduler = scheduler::build(algorithm, &params)?;
+        let mut cluster = Self {
+            scheduler,
+            params,
+            generation: 0,
+            nodes: BTreeMap::new(),
+            next_id: 0,
+            thresholds,
+        };
+        for url in urls {
+            let id = cluster.register(url);
+            cluster.set_status(id, NodeStatus::Online, now);
+        }
+        Ok(cluster)
+    }
+
+    fn register(&mut self, url: &str) -> NodeId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let node = Node {
+            id,
+            url: Arc::from(url),
+            execute_prefix: Arc::from(format!("{url}/execute?name=")),
+            status: NodeStatus::Offline,
+            failures_in_a_row: 0,
+            successes_in_a_row: 0,
+        };
+        self.nodes.insert(id, node);
+        id
+    }
+
+    fn set_status(&mut self, id: NodeId, status: NodeStatus, now: Time) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        node.failures_in_a_row = 0;
+        node.successes_in_a_row = 0;
+        if node.status == status {
+            return;
+        }
+        node.status = status;
+        let change = match status {
+            NodeStatus::Online => Membership::Insert(NodeInfo::new(id)),
+            NodeStatus::Offline => Membership::Remove(id),
+        };
+        self.scheduler.membership(change, now);
+    }
+
+    /// The current algorithm's canonical name.
+    pub fn algorithm(&self) -> &'static str {
+        self.scheduler.name()
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Chooses a node for one call of `function`.
+    pub fn select(&mut self, function: &str, now: Time) -> Result<Selection, SelectError> {
+        let id = self.scheduler.select(function, now)?;
+        let algorithm = self.scheduler.name();
+        let generation = self.generation;
+        match self.nodes.get(&id) {
+            Some(node) => Ok(Selection {
+                node: id,
+                url: node.url.clone(),
+                execute_prefix: node.execute_prefix.clone(),
+                algorithm,
+                generation,
+            }),
+            // A scheduler returning a node it was never told about breaks
+            // its contract; undo the count and report no usable node.
+            None => {
+                self.scheduler.finished(
+                    &Completion {
+                        node: id,
+                        function,
+                        duration: Duration::ZERO,
+                        cold: false,
+                        ok: false,
+                    },
+                    now,
+                );
+                Err(SelectError::NoNodes)
+            }
+        }
+    }
+
+    /// The call chosen by `selection` finished (successfully or not).
+    pub fn finished(
+        &mut self,
+        selection: &Selection,
+        function: &str,
+        duration: Duration,
+        cold: bool,
+        ok: bool,
+        now: Time,
+    ) {
+        if selection.generation != self.generation {
+            return;
+        }
+        self.scheduler.finished(
+            &Completion {
+                node: selection.node,
+                function,
+                duration,
+                cold,
+                ok,
+            },
+            now,
+        );
+    }
+
+    /// Switches to `algorithm` (a fresh scheduler over the online nodes).
+    pub fn switch_algorithm(
+        &mut self,
+        algorithm: &str,
+        now: Time,
+    ) -> Result<&'static str, UnknownAlgorithm> {
+        let mut fresh = scheduler::build(algorithm, &self.params)?;
+        for node in self.nodes.values() {
+            if node.status == NodeStatus::Online {
+                fresh.membership(Membership::Insert(NodeInfo::new(node.id)), now);
+            }
+        }
+        self.scheduler = fresh;
+        self.generation += 1;
+        Ok(self.scheduler.name())
+    }
+
+    /// Registers a worker at run time; it stays offline until a health
+    /// check passes.
+    pub fn add_node(&mut self, url: &str) -> Result<NodeId, RegistryError> {
+        if self.nodes.values().any(|n| &*n.url == url) {
+            return Err(RegistryError::AlreadyRegistered(url.to_string()));
+        }
+        Ok(self.register(url))
+    }
+
+    /// Unregisters a worker (the scheduler stops choosing it at once).
+    pub fn remove_node(&mut self, url: &str, now: Time) -> Result<NodeId, RegistryError> {
+        let id = self
+            .nodes
+            .values()
+            .find(|n| &*n.url == url)
+            .map(|n| n.id)
+            .ok_or_else(|| RegistryError::NotRegistered(url.to_string()))?;
+        self.set_status(id, NodeStatus::Offline, now);
+        self.nodes.remove(&id);
+        Ok(id)
+    }
+
+    /// Records one health-check result; returns the new status when the
+    /// node flipped.
+    pub fn health_result(&mut self, id: NodeId, passed: bool, now: Time) -> Option<NodeStatus> {
+        let thresholds = self.thresholds;
+        let node = self.nodes.get_mut(&id)?;
+        let flip = if passed {
+            node.failures_in_a_row = 0;
+            node.successes_in_a_row = node.successes_in_a_row.saturating_add(1);
+            node.status == NodeStatus::Offline && node.successes_in_a_row >= thresholds.rise
+        } else {
+            node.successes_in_a_row = 0;
+            node.failures_in_a_row = node.failures_in_a_row.saturating_add(1);
+            node.status == NodeStatus::Online && node.failures_in_a_row >= thresholds.fall
+        };
+        if !flip {
+            return None;
+        }
+        let status = if passed {
+            NodeStatus::Online
+        } else {
+            NodeStatus::Offline
+        };
+        self.set_status(id, status, now);
+        Some(status)
+    }
+
+    /// A call could not reach the node: take it offline at once (health
+    /// checks bring it back).
+    pub fn unreachable(&mut self, id: NodeId, now: Time) {
+        if self
+            .nodes
+            .get(&id)
+            .is_some_and(|n| n.status == NodeStatus::Online)
+        {
+            self.set_status(id, NodeStatus::Offline, now);
+        }
+    }
+
+    /// Registered nodes in id order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+
+    /// In-flight calls the scheduler counts on `id`.
+    pub fn load(&self, id: NodeId) -> Option<u32> {
+        self.scheduler.load(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Thresholds = Thresholds { fall: 2, rise: 1 };
+
+    fn urls(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("http://w{i}:8222")).collect()
+    }
+
+    #[test]
+    fn initial_nodes_are_online_in_list_order() {
+        let c = Cluster::new("rr", Params::default(), &urls(3), T, Time::ZERO).unwrap();
+        let ids: Vec<_> = c.nodes().map(|n| (n.id, n.url.to_string())).collect();
+        assert_eq!(ids[2], (2, "http://w2:8222".to_string()));
+        assert!(c.nodes().all(|n| n.status == NodeStatus::Online));
+        assert_eq!(
+            &*c.nodes().next().unwrap().execute_prefix,
+            "http://w0:8222/execute?name="
+        );
+    }
+
+    #[test]
+    fn added_node_waits_for_a_passing_check() {
+        let mut c = Cluster::new("rr", Params::default(), &urls(1), T, Time::ZERO).unwrap();
+        let id = c.add_node("http://new:1").unwrap();
+        assert_eq!(id, 1);
+        assert_eq!(
+            c.add_node("http://new:1"),
+            Err(RegistryError::AlreadyRegistered("http://new:1".into()))
+        );
+        for _ in 0..4 {
+            assert_eq!(c.select("f", Time::ZERO).unwrap().node, 0);
+        }
+        assert_eq!(
+            c.health_result(id, true, Time::ZERO),
+            Some(NodeStatus::Online)
+        );
+        let picks: Vec<_> = (0..4)
+            .map(|_| c.select("f", Time::ZERO).unwrap().node)
+            .collect();
+        assert!(picks.contains(&1), "{picks:?}");
+    }
+
+    #[test]
+    fn fall_and_rise_counters_flip_nodes() {
+        let mut c = Cluster::new("rr", Params::default(), &urls(2), T, Time::ZERO).unwrap();
+        assert_eq!(c.health_result(0, false, Time::ZERO), None);
+        assert_eq!(c.health_result(0, true, Time::ZERO), None);
+        assert_eq!(c.health_result(0, false, Time::ZERO), None);
+        assert_eq!(
+            c.health_result(0, false, Time::ZERO),
+            Some(NodeStatus::Offline)
+        );
+        for _ in 0..4 {
+            assert_eq!(c.select("f", Time::ZERO).unwrap().node, 1);
+        }
+        assert_eq!(
+            c.health_result(0, true, Time::ZERO),
+            Some(NodeStatus::Online)
+        );
+        assert_eq!(c.health_result(0, true, Time::ZERO), None);
+    }
+
+    #[test]
+    fn removed_and_unreachable_nodes_get_no_calls() {
+        let mut c = Cluster::new("rr", Params::default(), &urls(2), T, Time::ZERO).unwrap();
+        c.unreachable(1, Time::ZERO);
+        assert_eq!(c.select("f", Time::ZERO).unwrap().node, 0);
+        assert_eq!(c.remove_node("http://w0:8222", Time::ZERO), Ok(0));
+        assert_eq!(c.select("f", Time::ZERO).unwrap_err(), SelectError::NoNodes);
+        assert!(c.remove_node("http://w0:8222", Time::ZERO).is_err());
+        // Ids are never reused.
+        assert_eq!(c.add_node("http://w0:8222"), Ok(2));
+    }
+
+    #[test]
+    fn completions_of_a_replaced_scheduler_are_dropped() {
+        let mut c = Cluster::new("rr", Params::default(), &urls(2), T, Time::ZERO).unwrap();
+        let old = c.select("f", Time::ZERO).unwrap();
+        assert_eq!(c.switch_algorithm("rr", Time::ZERO), Ok("rr"));
+        let new = c.select("f", Time::ZERO).unwrap();
+        assert_eq!(c.load(new.node), Some(1));
+        c.finished(&old, "f", Duration::ZERO, false, true, Time::ZERO);
+        assert_eq!(c.load(new.node), Some(1));
+        c.finished(&new, "f", Duration::ZERO, false, true, Time::ZERO);
+        assert_eq!(c.load(new.node), Some(0));
+        assert!(c.switch_algorithm("nope", Time::ZERO).is_err());
+        assert_eq!(c.algorithm(), "rr");
+    }
+}

@@ -1,0 +1,584 @@
+//! The HTTP edge of the balancer (actix-web): parses requests into
+//! [`Action`]s, reads the clock, talks to the workers, and turns
+//! [`BalancerError`]s into HTTP replies.
+//!
+//! The hot path, `GET /execute?name=F` (HotFunctions' balancer,
+//! Prev/HotFunctions `load_balancer/request_handler.go`):
+//! 1. lock the [`Cluster`], time `select` (`AlgorithmLatency`, ms), unlock;
+//! 2. forward `GET <worker>/execute?name=F` over a pooled keep-alive
+//!    connection (one client per server thread, so a connection is driven
+//!    by the thread that uses it);
+//! 3. append `LoadBalancingInfo` to the worker's JSON without re-parsing it
+//!    ([`protocol::reply::append_load_balancing_info`]);
+//! 4. report the completion (measured duration, cold flag read from
+//!    `Meta`) before replying, whatever happened, also when the client
+//!    hangs up mid-call (a drop guard does it).
+//!
+//! If the chosen worker cannot be reached (connection refused or timed
+//! out), the node goes offline at once (health checks bring it back), and
+//! the call is tried once more on the scheduler's next choice; a second
+//! failure is a 502.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use protocol::reply::append_load_balancing_info;
+use protocol::LoadBalancingInfo;
+
+use crate::action::{percent_encode_into, Action};
+use crate::config::{BalancerConfig, ConfigError};
+use crate::error::BalancerError;
+use crate::registry::{Cluster, Selection, Thresholds};
+use crate::scheduler::{NodeId, SelectError, Time};
+
+/// The run's clock: an epoch read once, and `Instant`s relative to it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunClock {
+    epoch: Instant,
+}
+
+impl RunClock {
+    #[allow(clippy::disallowed_methods)] // the edge reads the clock; policies get the time
+    pub(crate) fn instant() -> Instant {
+        Instant::now()
+    }
+
+    fn start() -> Self {
+        Self {
+            epoch: Self::instant(),
+        }
+    }
+
+    /// Time since the run's epoch, as passed to the scheduler.
+    pub(crate) fn now(&self) -> Time {
+        Self::instant().saturating_duration_since(self.epoch)
+    }
+}
+
+/// State shared by every server thread and the health checker.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    cluster: Mutex<Cluster>,
+    pub(crate) clock: RunClock,
+    pub(crate) config: BalancerConfig,
+    /// Fake mode's prepared worker reply (None with real workers).
+    fake_reply: Option<Vec<u8>>,
+}
+
+impl Shared {
+    pub(crate) fn cluster(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Selects a node and measures the time spent in `select`, in ms.
+    fn select(&self, function: &str) -> Result<(Selection, f64), SelectError> {
+        let now = self.clock.now();
+        let mut cluster = self.cluster();
+        let started = RunClock::instant();
+        let selection = cluster.select(function, now)?;
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok((selection, latency_ms))
+    }
+}
+
+/// A call counted in flight by the scheduler; reports its completion
+/// exactly once, as a failure if dropped unreported.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    function: &'a str,
+    selection: Selection,
+    started: Instant,
+    reported: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared, function: &'a str, selection: Selection) -> Self {
+        Self {
+            shared,
+            function,
+            selection,
+            started: RunClock::instant(),
+            reported: false,
+        }
+    }
+
+    fn finish(&mut self, cold: bool, ok: bool) -> Duration {
+        let duration = self.started.elapsed();
+        if !self.reported {
+            self.reported = true;
+            let now = self.shared.clock.now();
+            self.shared
+                .cluster()
+                .finished(&self.selection, self.function, duration, cold, ok, now);
+        }
+        duration
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.finish(false, false);
+    }
+}
+
+/// Per-server-thread state.
+#[derive(Debug)]
+struct Local {
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+}
+
+/// Why the balancer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot serve: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Builds the client used to reach workers: keep-alive pool, no proxy
+/// (workers are addressed directly), Nagle off.
+pub(crate) fn worker_client(config: &BalancerConfig) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Serves the balancer on `listener` until `shutdown` completes (then
+/// stops gracefully) or the server fails.
+///
+/// Must be called inside a tokio runtime (e.g. `#[actix_web::main]` or
+/// `#[tokio::main]`): the health checker runs on it.
+pub async fn run(
+    listener: std::net::TcpListener,
+    config: BalancerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let config = config.validated()?;
+    let clock = RunClock::start();
+    let thresholds = Thresholds {
+        fall: config.health.fall,
+        rise: config.health.rise,
+    };
+    let urls: Vec<String> = if config.fake_nodes > 0 {
+        vec![String::new(); config.fake_nodes as usize]
+    } else {
+        config.nodes.clone()
+    };
+    let cluster = Cluster::new(
+        &config.algorithm,
+        config.params.clone(),
+        &urls,
+        thresholds,
+        clock.now(),
+    )
+    .map_err(ConfigError::from)?;
+    let fake_reply =
+        (config.fake_nodes > 0).then(|| crate::fake::fake_worker_reply(config.fake_delay_ms));
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        algorithm = %config.algorithm,
+        seed = config.params.seed,
+        params = ?config.params,
+        nodes = ?config.nodes,
+        fake_nodes = config.fake_nodes,
+        "load balancer starting"
+    );
+    let shared = Arc::new(Shared {
+        cluster: Mutex::new(cluster),
+        clock,
+        config,
+        fake_reply,
+    });
+    // Fail early on a client that cannot be built.
+    let health_client = worker_client(&shared.config)?;
+
+    let factory_shared = shared.clone();
+    let server = HttpServer::new(move || {
+        let client = worker_client(&factory_shared.config).unwrap_or_default();
+        App::new()
+            .app_data(web::Data::new(Local {
+                shared: factory_shared.clone(),
+                client,
+            }))
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .default_service(web::to(dispatch))
+    })
+    .workers(shared.config.threads)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+
+    let health = (shared.config.fake_nodes == 0)
+        .then(|| tokio::spawn(crate::health::check_forever(shared.clone(), health_client)));
+
+    let mut server = std::pin::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        () = shutdown => {
+            // The command is sent at once; the server future (polled
+            // below) carries it out and completes when it is done.
+            drop(handle.stop(true));
+            server.await
+        }
+    };
+    if let Some(task) = health {
+        task.abort();
+    }
+    tracing::info!("load balancer stopped");
+    Ok(result?)
+}
+
+async fn dispatch(
+    req: HttpRequest,
+    body: web::Bytes,
+    local: web::Data<Local>,
+) -> Result<HttpResponse, BalancerError> {
+    let action = Action::parse(req.method(), req.path(), req.query_string(), &body)?;
+    let shared = &*local.shared;
+    match action {
+        Action::Execute { function } => execute(&local, &function).await,
+        Action::Configure {
+            algorithm,
+            forward_query,
+        } => configure(&local, algorithm.as_deref(), &forward_query).await,
+        Action::Clear => fan_out(&local, "clear").await,
+        Action::Prepare => fan_out(&local, "prepare").await,
+        Action::ListNodes => {
+            let cluster = shared.cluster();
+            let nodes: serde_json::Map<String, serde_json::Value> = cluster
+                .nodes()
+                .map(|n| (n.url.to_string(), n.status.as_str().into()))
+                .collect();
+            Ok(json_reply(
+                StatusCode::OK,
+                serde_json::json!({ "nodes": nodes }).to_string(),
+            ))
+        }
+        Action::AddNode { url } => {
+            if shared.fake_reply.is_some() {
+                return Err(BalancerError::FakeMode);
+            }
+            let id = shared.cluster().add_node(&url)?;
+            tracing::info!(node = id, %url, "node added (offline until its first passing health check)");
+            Ok(json_reply(StatusCode::OK, r#"{"msg":"node added"}"#))
+        }
+        Action::RemoveNode { url } => {
+            if shared.fake_reply.is_some() {
+                return Err(BalancerError::FakeMode);
+            }
+            let now = shared.clock.now();
+            let id = shared.cluster().remove_node(&url, now)?;
+            tracing::info!(node = id, %url, "node deleted");
+            Ok(json_reply(StatusCode::OK, r#"{"msg":"node deleted"}"#))
+        }
+        Action::Health => Ok(json_reply(StatusCode::OK, r#"{"status":"ok"}"#)),
+        Action::Status => Ok(json_reply(StatusCode::OK, status_json(shared))),
+    }
+}
+
+fn json_reply(
+    status: StatusCode,
+    body: impl actix_web::body::MessageBody + 'static,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+fn status_json(shared: &Shared) -> String {
+    let cluster = shared.cluster();
+    let nodes: Vec<serde_json::Value> = cluster
+        .nodes()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.id,
+                "url": &*n.url,
+                "status": n.status.as_str(),
+                "load": cluster.load(n.id),
+            })
+        })
+        .collect();
+    let config = &shared.config;
+    serde_json::json!({
+        "algorithm": cluster.algorithm(),
+        "seed": cluster.params().seed,
+        "params": cluster.params(),
+        "fake_nodes": config.fake_nodes,
+        "fake_delay_ms": config.fake_delay_ms,
+        "health": &config.health,
+        "connect_timeout_ms": config.connect_timeout_ms,
+        "threads": config.threads,
+        "uptime_ms": shared.clock.now().as_millis() as u64,
+        "nodes": nodes,
+    })
+    .to_string()
+}
+
+async fn execute(local: &Local, function: &str) -> Result<HttpResponse, BalancerError> {
+    let shared = &*local.shared;
+    let mut first_failure: Option<String> = None;
+    loop {
+        let (selection, latency_ms) = match shared.select(function) {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                return Err(match first_failure {
+                    Some(reason) => BalancerError::WorkerUnreachable {
+                        url: reason,
+                        reason: "connection failed".into(),
+                        retry: format!("no node left to retry on ({e})"),
+                    },
+                    None => e.into(),
+                })
+            }
+        };
+        let info = |selection: &Selection| LoadBalancingInfo {
+            worker_node_id: i64::from(selection.node),
+            worker_node_url: selection.url.to_string(),
+            algorithm: selection.algorithm.to_string(),
+            algorithm_latency: latency_ms,
+        };
+        let mut call = InFlight::new(shared, function, selection);
+
+        if let Some(reply) = &shared.fake_reply {
+            tokio::time::sleep(Duration::from_millis(shared.config.fake_delay_ms)).await;
+            call.finish(false, true);
+            let body = append_load_balancing_info(reply, &info(&call.selection))
+                .ok_or_else(|| BalancerError::BadWorkerReply { url: String::new() })?;
+            return Ok(json_reply(StatusCode::OK, body));
+        }
+
+        let prefix = &call.selection.execute_prefix;
+        let mut url = String::with_capacity(prefix.len() + function.len() * 3);
+        url.push_str(prefix);
+        percent_encode_into(function, &mut url);
+        let response = match local.client.get(url).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                call.finish(false, false);
+                let node_url = call.selection.url.to_string();
+                let reason = error_chain(&e);
+                if !e.is_connect() {
+                    return Err(BalancerError::WorkerFailed {
+                        url: node_url,
+                        reason,
+                    });
+                }
+                let node = call.selection.node;
+                mark_unreachable(shared, node, &node_url, &reason);
+                match first_failure {
+                    None => {
+                        first_failure = Some(node_url);
+                        continue;
+                    }
+                    Some(first) => {
+                        return Err(BalancerError::WorkerUnreachable {
+                            url: node_url,
+                            reason,
+                            retry: format!("it was the retry after {first} failed"),
+                        })
+                    }
+                }
+            }
+        };
+        let status = response.status();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                call.finish(false, false);
+                return Err(BalancerError::WorkerFailed {
+                    url: call.selection.url.to_string(),
+                    reason: error_chain(&e),
+                });
+            }
+        };
+        let cold = reported_cold(&body);
+        call.finish(cold, status.is_success());
+        if !status.is_success() {
+            // The worker's own failure reply, passed through unchanged.
+            let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            return Ok(json_reply(status, body));
+        }
+        return match append_load_balancing_info(&body, &info(&call.selection)) {
+            Some(out) => Ok(json_reply(StatusCode::OK, out)),
+            None => Err(BalancerError::BadWorkerReply {
+                url: call.selection.url.to_string(),
+            }),
+        };
+    }
+}
+
+fn mark_unreachable(shared: &Shared, node: NodeId, url: &str, reason: &str) {
+    let now = shared.clock.now();
+    shared.cluster().unreachable(node, now);
+    tracing::warn!(
+        node,
+        url,
+        reason,
+        "worker unreachable; node offline until a health check passes"
+    );
+}
+
+/// An error and its sources, joined (reqwest's top-level message alone
+/// rarely says what went wrong).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// True when the worker's `Meta` says no warm instance served the call
+/// (neither `UsingPooledContainer` nor `UsingExistingRestContainer`).
+/// A cheap scan, no JSON parse; a reply without `Meta` counts as warm.
+pub fn reported_cold(body: &[u8]) -> bool {
+    match (
+        json_bool_field(body, b"\"UsingPooledContainer\""),
+        json_bool_field(body, b"\"UsingExistingRestContainer\""),
+    ) {
+        (Some(pooled), Some(rest)) => !pooled && !rest,
+        _ => false,
+    }
+}
+
+fn json_bool_field(body: &[u8], quoted_key: &[u8]) -> Option<bool> {
+    let at = body
+        .windows(quoted_key.len())
+        .position(|w| w == quoted_key)?;
+    let rest = &body[at + quoted_key.len()..];
+    let rest = rest
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    if rest.starts_with(b"true") {
+        Some(true)
+    } else if rest.starts_with(b"false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The worker URLs of every registered node (none in fake mode).
+fn worker_urls(shared: &Shared) -> Vec<Arc<str>> {
+    if shared.fake_reply.is_some() {
+        return Vec::new();
+    }
+    shared.cluster().nodes().map(|n| n.url.clone()).collect()
+}
+
+/// `GET /clear` and `GET /prepare`: the same call on every worker at
+/// once; the reply lists `done at <url>` or `error at <url>` per worker,
+/// then `done`, as the original does.
+async fn fan_out(local: &Local, route: &str) -> Result<HttpResponse, BalancerError> {
+    let urls = worker_urls(&local.shared);
+    let calls = urls.iter().map(|url| {
+        let request = local.client.get(format!("{url}/{route}"));
+        async move {
+            match request.send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("status {}", r.status())),
+                Err(e) => Err(error_chain(&e)),
+            }
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut text = String::new();
+    for (url, result) in urls.iter().zip(results) {
+        match result {
+            Ok(()) => text.push_str(&format!("done at {url}\n")),
+            Err(reason) => {
+                tracing::warn!(%url, route, reason, "fan-out call failed");
+                text.push_str(&format!("error at {url}\n"));
+            }
+        }
+    }
+    text.push_str("done\n");
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(text))
+}
+
+/// `GET /configure?lb=X&...`: `{"lb": "X", "<workerUrl>": <worker reply>, ...}`.
+async fn configure(
+    local: &Local,
+    algorithm: Option<&str>,
+    forward_query: &str,
+) -> Result<HttpResponse, BalancerError> {
+    let shared = &*local.shared;
+    let lb = {
+        let now = shared.clock.now();
+        let mut cluster = shared.cluster();
+        match algorithm {
+            Some(name) => {
+                let lb = cluster.switch_algorithm(name, now)?;
+                tracing::info!(algorithm = lb, "algorithm switched");
+                lb
+            }
+            None => cluster.algorithm(),
+        }
+    };
+    let urls = worker_urls(shared);
+    let calls = urls.iter().map(|url| {
+        let request = local.client.get(format!("{url}/configure?{forward_query}"));
+        async move {
+            let response = request.send().await.map_err(|e| error_chain(&e))?;
+            response.bytes().await.map_err(|e| error_chain(&e))
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut out = String::from("{\"lb\":");
+    out.push_str(&serde_json::Value::from(lb).to_string());
+    for (url, result) in urls.iter().zip(results) {
+        out.push(',');
+        out.push_str(&serde_json::Value::from(&**url).to_string());
+        out.push(':');
+        match result {
+            Ok(body) if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() => {
+                out.push_str(String::from_utf8_lossy(body.trim_ascii()).as_ref());
+            }
+            Ok(body) => {
+                out.push_str(
+                    &serde_json::Value::from(String::from_utf8_lossy(&body).into_owned())
+                        .to_string(),
+                );
+            }
+            Err(reason) => {
+                tracing::warn!(%url, reason, "configure call failed");
+                out.push_str("\"error\"");
+            }
+        }
+    }
+    out.push('}');
+    Ok(json_reply(StatusCode::OK, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cold_flag_is_read_from_meta() {
+        let warm = br#"{"Meta":{"ImageBuilt":false,"UsingPooledContainer":false,"UsingExistingRestContainer":true}}"#;
+        let cold = br#"{"Meta":{"ImageBuilt":true,"UsingPooledContainer" : false, "UsingExistingRestContainer":false}}"#;
+        assert!(!reported_cold(warm));
+        assert!(reported_cold(cold));
+        assert!(!reported_cold(b"{}"));
+    }
+}

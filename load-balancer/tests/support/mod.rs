@@ -1,0 +1,239 @@
+//! Test support: real stub-worker processes, the balancer's `run` on port
+//! 0, and polling with deadlines. No mocks: everything talks over real
+//! loopback sockets.
+#![allow(dead_code)]
+// Tests read the wall clock for their deadlines.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use load_balancer::BalancerConfig;
+
+/// Generous deadline for conditions on a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A running `stub-worker` process, killed on drop.
+#[derive(Debug)]
+pub struct StubWorker {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+    pub id: String,
+}
+
+impl StubWorker {
+    /// Starts a stub on a free port.
+    pub fn start(id: &str, extra: &[&str]) -> Self {
+        Self::start_on(id, 0, extra)
+    }
+
+    /// Starts a stub on `port` (0: any free one), retrying while the port
+    /// is still held by a stopped predecessor.
+    pub fn start_on(id: &str, port: u16, extra: &[&str]) -> Self {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_stub-worker"))
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--id",
+                    id,
+                ])
+                .args(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn stub-worker");
+            let stdout = child.stdout.take().unwrap();
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            if let Some(url) = line.trim().strip_prefix("stub-worker listening on ") {
+                let port = url.rsplit(':').next().unwrap().parse().unwrap();
+                return Self {
+                    child,
+                    url: url.to_string(),
+                    port,
+                    id: id.to_string(),
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "stub-worker {id} did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the process (and waits for it to exit).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The stub's `/stats`.
+    pub async fn stats(&self) -> serde_json::Value {
+        client()
+            .get(format!("{}/stats", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for StubWorker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The balancer served by `load_balancer::run` on its own thread.
+#[derive(Debug)]
+pub struct Balancer {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Balancer {
+    pub fn start(config: BalancerConfig) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                load_balancer::run(listener, config, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("balancer run");
+            });
+        });
+        Self {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        client()
+            .get(format!("{}{path_and_query}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path_and_query: &str) -> (u16, serde_json::Value) {
+        let r = self.get(path_and_query).await;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path_and_query}: not JSON ({e}): {text}"));
+        (status, value)
+    }
+
+    /// `GET /execute?name=F`: (status, JSON body).
+    pub async fn execute(&self, function: &str) -> (u16, serde_json::Value) {
+        self.get_json(&format!("/execute?name={function}")).await
+    }
+
+    /// The node id that served a successful call of `function`.
+    pub async fn execute_node(&self, function: &str) -> u32 {
+        let (status, reply) = self.execute(function).await;
+        assert_eq!(status, 200, "{reply}");
+        reply["LoadBalancingInfo"]["WorkerNodeId"].as_u64().unwrap() as u32
+    }
+
+    /// `/1/lb/nodes` as (url, status) pairs.
+    pub async fn node_states(&self) -> serde_json::Map<String, serde_json::Value> {
+        let (status, v) = self.get_json("/1/lb/nodes").await;
+        assert_eq!(status, 200);
+        v["nodes"].as_object().unwrap().clone()
+    }
+
+    /// In-flight loads from `/status`, by node id.
+    pub async fn loads(&self) -> Vec<(u64, u64)> {
+        let (_, v) = self.get_json("/status").await;
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["id"].as_u64().unwrap(), n["load"].as_u64().unwrap_or(0)))
+            .collect()
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A config for `nodes` with the given algorithm and a slow health check
+/// (one check at start, then none for a minute), so that membership only
+/// changes when a test makes it change.
+pub fn config(algorithm: &str, nodes: &[&StubWorker]) -> BalancerConfig {
+    let mut config = BalancerConfig {
+        algorithm: algorithm.into(),
+        nodes: nodes.iter().map(|s| s.url.clone()).collect(),
+        threads: 2,
+        ..Default::default()
+    };
+    config.health.interval_ms = 60_000;
+    config
+}
+
+/// Polls `condition` until it holds or `PATIENCE` runs out.
+pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_within(what, PATIENCE, &mut condition).await;
+}
+
+/// Polls `condition` until it holds; panics after `limit`. Returns the time
+/// it took.
+pub async fn wait_within<F, Fut>(what: &str, limit: Duration, mut condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if condition().await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback port with nothing listening on it.
+pub fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
