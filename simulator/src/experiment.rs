@@ -224,9 +224,19 @@ pub struct ExperimentRecord {
     pub fn_time_scale: f64,
     pub duration_cap_s: Option<f64>,
     pub versions: Versions,
+    /// Child processes started (live mode), all stopped at the end.
+    pub children: Vec<ChildRecord>,
     pub runs: Vec<AlgorithmRun>,
     pub interrupted: bool,
     pub wall_time_s: f64,
+}
+
+/// A child process of a live run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChildRecord {
+    pub name: String,
+    pub pid: u32,
+    pub url: String,
 }
 
 /// Versions of what ran.
@@ -365,6 +375,7 @@ pub async fn run_experiment(
             binaries: None,
             bin_dir: None,
         },
+        children: Vec::new(),
         runs: Vec::new(),
         interrupted: false,
         wall_time_s: 0.0,
@@ -485,6 +496,9 @@ async fn run_live(
             format!("http://127.0.0.1:{port}"),
             &process_logs.join(format!("{name}.log")),
         )?);
+        record
+            .children
+            .push(child_record(&workers[workers.len() - 1]));
     }
     eprintln!(
         "experiment: started {} workers ({} runtime): {}",
@@ -532,6 +546,7 @@ async fn run_live(
             format!("http://127.0.0.1:{port}"),
             &process_logs.join(format!("{name}.log")),
         )?;
+        record.children.push(child_record(&balancer));
         tokio::select! {
             r = balancer.wait_healthy(&client, args.startup_timeout) => r?,
             _ = stop.reached(StopLevel::Stop) => break,
@@ -583,6 +598,14 @@ async fn run_live(
         w.stop(Duration::from_secs(5));
     }
     Ok(())
+}
+
+fn child_record(c: &ChildProcess) -> ChildRecord {
+    ChildRecord {
+        name: c.name.clone(),
+        pid: c.pid(),
+        url: c.url.clone(),
+    }
 }
 
 /// Wraps `des::Args` so that the DES is configured exactly as
@@ -672,6 +695,7 @@ fn write_report(args: &Args, dir: &Path, record: &ExperimentRecord) -> Result<()
         let options = analyze::AnalyzeOptions {
             nodes: Some(record.workers as usize),
             label: Some(r.algorithm.clone()),
+            ..Default::default()
         };
         let a = analyze::analyze(&log, &options)
             .map_err(|e| ExperimentError::Analysis(format!("{}: {e}", r.log.display())))?;
@@ -894,7 +918,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let stop = StopHandle::new();
         stop.stop_on_ctrl_c();
         run_experiment(&args, &command, &stop).await
-    })?;
+    });
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(ExperimentError::Interrupted) => {
+            eprintln!("experiment: interrupted before any algorithm finished; children stopped");
+            std::process::exit(130);
+        }
+        Err(e) => return Err(e.into()),
+    };
     println!(
         "experiment {}: {} runs in {:.1} s{}; report: {}",
         outcome.record.name,
