@@ -50,6 +50,9 @@ pub struct AnalyzeOptions {
     pub nodes: Option<usize>,
     /// The label to show; `None`: [`RunLog::label`].
     pub label: Option<String>,
+    /// Also compute [`Analysis::per_slot`] (the original's detail mode);
+    /// memory grows with nodes × slots.
+    pub per_slot: bool,
 }
 
 /// Why a log could not be analyzed.
@@ -209,6 +212,21 @@ pub struct Analysis {
     /// Sorted by calls (descending), then name.
     pub per_function: Vec<FunctionStats>,
     pub per_node: Vec<NodeStats>,
+    /// Per 1-s slot across nodes, when [`AnalyzeOptions::per_slot`] is set.
+    pub per_slot: Option<Vec<SlotStats>>,
+}
+
+/// One 1-s slot across nodes (the original's detail mode).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotStats {
+    /// Slot index (seconds since t0).
+    pub slot: usize,
+    /// Mean over nodes of the distinct functions in this slot.
+    pub mean_distinct_functions: f64,
+    /// (call, slot) pairs in this slot, all nodes.
+    pub executions: usize,
+    /// CV across nodes of the executions in this slot (0 if there are none).
+    pub executions_cv: f64,
 }
 
 /// Reads and analyzes each log (one [`Analysis`] per path, in order).
@@ -329,6 +347,9 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
             &per_node_distinct,
             &per_node_executions,
         ),
+        per_slot: options
+            .per_slot
+            .then(|| slot_series(records, first_start, slots, nodes)),
     })
 }
 
@@ -345,34 +366,103 @@ fn slot_occupancy(
     slots: usize,
     nodes: usize,
 ) -> (Vec<f64>, Vec<f64>) {
-    let mut ranges: HashMap<(usize, &str), Vec<(i64, i64)>> = HashMap::new();
     let mut executions = vec![0i64; nodes];
     for r in records {
-        let from = (r.start_ms - first_start).div_euclid(1000).max(0);
-        let to = ceil_div_1000(r.end_ms - first_start).min(slots as i64);
+        let (from, to) = slot_range(r, first_start, slots);
+        executions[r.node] += (to - from).max(0);
+    }
+    let mut distinct = vec![0i64; nodes];
+    for ((node, _), spans) in merged_slot_ranges(records, first_start, slots) {
+        distinct[node] += spans.iter().map(|(from, to)| to - from).sum::<i64>();
+    }
+    let per_slot = |v: Vec<i64>| v.into_iter().map(|c| c as f64 / slots as f64).collect();
+    (per_slot(distinct), per_slot(executions))
+}
+
+/// The slots `[from, to)` a call occupies, clipped to `[0, slots)`.
+fn slot_range(r: &CallRecord, first_start: i64, slots: usize) -> (i64, i64) {
+    (
+        (r.start_ms - first_start).div_euclid(1000).max(0),
+        ceil_div_1000(r.end_ms - first_start).min(slots as i64),
+    )
+}
+
+/// Per (node, function): the disjoint, sorted slot ranges its calls cover.
+fn merged_slot_ranges(
+    records: &[CallRecord],
+    first_start: i64,
+    slots: usize,
+) -> HashMap<(usize, &str), Vec<(i64, i64)>> {
+    let mut ranges: HashMap<(usize, &str), Vec<(i64, i64)>> = HashMap::new();
+    for r in records {
+        let (from, to) = slot_range(r, first_start, slots);
         if to > from {
-            executions[r.node] += to - from;
             ranges
                 .entry((r.node, r.function.as_str()))
                 .or_default()
                 .push((from, to));
         }
     }
-    let mut distinct = vec![0i64; nodes];
-    for ((node, _), mut spans) in ranges {
+    for spans in ranges.values_mut() {
         spans.sort_unstable();
-        let (mut covered, mut reach) = (0i64, i64::MIN);
-        for (from, to) in spans {
-            let from = from.max(reach);
-            if to > from {
-                covered += to - from;
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+        for &(from, to) in spans.iter() {
+            match merged.last_mut() {
+                Some(last) if from <= last.1 => last.1 = last.1.max(to),
+                _ => merged.push((from, to)),
             }
-            reach = reach.max(to);
         }
-        distinct[node] += covered;
+        *spans = merged;
     }
-    let per_slot = |v: Vec<i64>| v.into_iter().map(|c| c as f64 / slots as f64).collect();
-    (per_slot(distinct), per_slot(executions))
+    ranges
+}
+
+/// The original's detail mode: per slot, the mean distinct functions over
+/// nodes and the CV of executions across nodes.
+fn slot_series(
+    records: &[CallRecord],
+    first_start: i64,
+    slots: usize,
+    nodes: usize,
+) -> Vec<SlotStats> {
+    // Difference arrays per node: +1 at a range's start, -1 at its end.
+    let mut distinct = vec![vec![0i64; slots + 1]; nodes];
+    let mut executions = vec![vec![0i64; slots + 1]; nodes];
+    for ((node, _), spans) in merged_slot_ranges(records, first_start, slots) {
+        for (from, to) in spans {
+            distinct[node][from as usize] += 1;
+            distinct[node][to as usize] -= 1;
+        }
+    }
+    for r in records {
+        let (from, to) = slot_range(r, first_start, slots);
+        if to > from {
+            executions[r.node][from as usize] += 1;
+            executions[r.node][to as usize] -= 1;
+        }
+    }
+    for row in distinct.iter_mut().chain(executions.iter_mut()) {
+        for i in 1..row.len() {
+            row[i] += row[i - 1];
+        }
+    }
+    (0..slots)
+        .map(|slot| {
+            let d: Vec<f64> = distinct.iter().map(|n| n[slot] as f64).collect();
+            let e: Vec<f64> = executions.iter().map(|n| n[slot] as f64).collect();
+            let m = mean(&e);
+            SlotStats {
+                slot,
+                mean_distinct_functions: mean(&d),
+                executions: e.iter().sum::<f64>() as usize,
+                executions_cv: if m == 0.0 {
+                    0.0
+                } else {
+                    population_stddev(&e) / m
+                },
+            }
+        })
+        .collect()
 }
 
 /// `ceil(ms / 1000)` for any sign.
@@ -563,11 +653,13 @@ mod tests {
         ));
         let opts = AnalyzeOptions {
             nodes: Some(2),
-            label: None,
+            ..Default::default()
         };
         let e = analyze(&run(vec![call(2, "A", 0, 10)]), &opts).unwrap_err();
         assert!(e.to_string().contains("WorkerNodeId 2"), "{e}");
     }
+
+    type Grid<'a> = Vec<Vec<HashMap<&'a str, usize>>>;
 
     /// The grid the original fills, for comparison.
     fn grid_occupancy(
@@ -575,8 +667,8 @@ mod tests {
         t0: i64,
         slots: usize,
         nodes: usize,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let mut grid: Vec<Vec<HashMap<&str, usize>>> = vec![vec![HashMap::new(); slots]; nodes];
+    ) -> ((Vec<f64>, Vec<f64>), Grid<'_>) {
+        let mut grid: Grid = vec![vec![HashMap::new(); slots]; nodes];
         for r in records {
             let from = (r.start_ms - t0).div_euclid(1000);
             let to = ceil_div_1000(r.end_ms - t0);
@@ -594,7 +686,7 @@ mod tests {
                 n.iter().map(|s| s.values().sum::<usize>()).sum::<usize>() as f64 / slots as f64
             })
             .collect();
-        (distinct, executions)
+        ((distinct, executions), grid)
     }
 
     #[test]
@@ -614,7 +706,22 @@ mod tests {
             let last = records.iter().map(|r| r.end_ms).max().unwrap();
             let slots = ((last - t0) / 1000) as usize + 1;
             let fast = slot_occupancy(&records, t0, slots, 5);
-            let slow = grid_occupancy(&records, t0, slots, 5);
+            let (slow, grid) = grid_occupancy(&records, t0, slots, 5);
+            let series = slot_series(&records, t0, slots, 5);
+            for (slot, stats) in series.iter().enumerate() {
+                let d: Vec<f64> = grid.iter().map(|n| n[slot].len() as f64).collect();
+                let e: Vec<f64> = grid
+                    .iter()
+                    .map(|n| n[slot].values().sum::<usize>() as f64)
+                    .collect();
+                assert!((stats.mean_distinct_functions - mean(&d)).abs() < 1e-12);
+                let cv = if mean(&e) == 0.0 {
+                    0.0
+                } else {
+                    population_stddev(&e) / mean(&e)
+                };
+                assert!((stats.executions_cv - cv).abs() < 1e-12);
+            }
             for (a, b) in fast.0.iter().zip(&slow.0).chain(fast.1.iter().zip(&slow.1)) {
                 assert!((a - b).abs() < 1e-12, "{a} vs {b}");
             }

@@ -34,7 +34,10 @@
 //!     .iter()
 //!     .map(|p| RunLog::read(p.as_ref()))
 //!     .collect::<Result<_, _>>()?;
-//! let options = analyze::AnalyzeOptions { nodes: Some(4), label: None };
+//! let options = analyze::AnalyzeOptions {
+//!     nodes: Some(4),
+//!     ..Default::default()
+//! };
 //! let analyses = runs
 //!     .iter()
 //!     .map(|r| analyze::analyze(r, &options))

@@ -110,6 +110,10 @@ struct AnalyzeArgs {
     /// Print one summary CSV row per log.
     #[arg(long)]
     csv: bool,
+    /// Also report every 1-s slot: mean distinct functions per node and the
+    /// CV across nodes (the original analyzer's detail mode).
+    #[arg(long)]
+    per_slot: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -252,8 +256,16 @@ fn read_runs(paths: &[PathBuf]) -> Result<Vec<RunLog>> {
         .collect()
 }
 
-fn analyses(runs: &[RunLog], nodes: Option<usize>) -> Result<Vec<utils::analyze::Analysis>> {
-    let options = AnalyzeOptions { nodes, label: None };
+fn analyses(
+    runs: &[RunLog],
+    nodes: Option<usize>,
+    per_slot: bool,
+) -> Result<Vec<utils::analyze::Analysis>> {
+    let options = AnalyzeOptions {
+        nodes,
+        label: None,
+        per_slot,
+    };
     runs.iter()
         .map(|r| analyze(r, &options).map_err(anyhow::Error::from))
         .collect()
@@ -261,7 +273,7 @@ fn analyses(runs: &[RunLog], nodes: Option<usize>) -> Result<Vec<utils::analyze:
 
 fn run_analyze(a: AnalyzeArgs) -> Result<()> {
     let runs = read_runs(&a.logs)?;
-    let analyses = analyses(&runs, a.nodes)?;
+    let analyses = analyses(&runs, a.nodes, a.per_slot)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&analyses)?);
     } else if a.csv {
@@ -287,7 +299,7 @@ fn run_analyze(a: AnalyzeArgs) -> Result<()> {
 
 fn run_compare(a: CompareArgs) -> Result<()> {
     let runs = read_runs(&a.logs)?;
-    let table = Comparison::new(&analyses(&runs, a.nodes)?);
+    let table = Comparison::new(&analyses(&runs, a.nodes, false)?);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&table)?);
     } else if a.csv {
@@ -358,7 +370,7 @@ fn run_plot(figure: PlotCommand) -> Result<()> {
         }
         PlotCommand::Bars { logs, out, nodes } => {
             let runs = read_runs(&logs)?;
-            let table = Comparison::new(&analyses(&runs, nodes)?);
+            let table = Comparison::new(&analyses(&runs, nodes, false)?);
             for_each_out(&out, |o| plot::comparison_bars(&table, o))
         }
     }

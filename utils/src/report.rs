@@ -156,6 +156,22 @@ pub fn analysis_text(a: &Analysis) -> String {
         );
     }
 
+    if let Some(series) = &a.per_slot {
+        let _ = writeln!(o, "\n-------------------- Per slot --------------------");
+        let _ = writeln!(
+            o,
+            "{:>6} {:>14} {:>11} {:>8}",
+            "slot", "distinct/node", "executions", "CV"
+        );
+        for s in series {
+            let _ = writeln!(
+                o,
+                "{:>6} {:>14.2} {:>11} {:>8.2}",
+                s.slot, s.mean_distinct_functions, s.executions, s.executions_cv
+            );
+        }
+    }
+
     if !a.unparseable_examples.is_empty() {
         let _ = writeln!(
             o,

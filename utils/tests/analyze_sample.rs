@@ -147,7 +147,7 @@ fn matches_the_hand_computed_metrics() {
 fn an_idle_fourth_node_counts_when_the_cluster_size_is_given() {
     let options = AnalyzeOptions {
         nodes: Some(4),
-        label: None,
+        ..Default::default()
     };
     let a = analyze(&sample(), &options).unwrap();
     assert_eq!(a.nodes, 4);
@@ -182,4 +182,34 @@ fn the_comparison_row_carries_the_same_numbers() {
         md.contains("| ch (sample) | 8 | 1 | 0.67 | 0.22 | 62.5% |"),
         "{md}"
     );
+}
+
+#[test]
+fn per_slot_series_matches_the_hand_computed_grid() {
+    let options = AnalyzeOptions {
+        per_slot: true,
+        ..Default::default()
+    };
+    let a = analyze(&sample(), &options).unwrap();
+    let series = a.per_slot.unwrap();
+    assert_eq!(series.len(), 7);
+    // Slot 0: node 0 {W1:2}, node 1 {W2:1}, node 2 {}: distinct (1+1+0)/3,
+    // executions 2, 1, 0 (sum 3, mean 1, stddev sqrt(2/3)).
+    assert!(close(series[0].mean_distinct_functions, 2.0 / 3.0));
+    assert_eq!(series[0].executions, 3);
+    assert!(close(series[0].executions_cv, (2.0f64 / 3.0).sqrt()));
+    // Slot 2: node 0 {W2:1}, node 1 {W2:1, W1:1}, node 2 {T1:1}: distinct
+    // (1+2+1)/3; executions 1, 2, 1: mean 4/3, deviations -1/3, 2/3, -1/3,
+    // variance (1 + 4 + 1) / 9 / 3 = 2/9.
+    assert!(close(series[2].mean_distinct_functions, 4.0 / 3.0));
+    assert_eq!(series[2].executions, 4);
+    assert!(close(
+        series[2].executions_cv,
+        (2.0f64 / 9.0).sqrt() / (4.0 / 3.0)
+    ));
+    // Slot 6: only call 8 (T1 on node 2): executions 0, 0, 1.
+    assert_eq!(series[6].executions, 1);
+    // Without the option there is no series.
+    let plain = analyze(&sample(), &AnalyzeOptions::default()).unwrap();
+    assert!(plain.per_slot.is_none());
 }

@@ -266,3 +266,19 @@ fn plots_are_written_as_png_and_svg() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown image format"));
 }
+
+#[test]
+fn a_missing_font_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_utils"))
+        .args(["plot", "cdf", &sample(), "-o"])
+        .arg(path(dir.path(), "cdf.png"))
+        .env("HF_PLOT_FONT", path(dir.path(), "no-such-font.ttf"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-font.ttf"), "{stderr}");
+    assert!(stderr.contains("fonts-dejavu-core"), "{stderr}");
+    assert!(!path(dir.path(), "cdf.png").exists());
+}

@@ -159,7 +159,7 @@ macro_rules! render {
 /// Options of [`timeline`].
 #[derive(Debug, Clone, Default)]
 pub struct TimelineOptions {
-    /// Title; default: "Per-node timeline: <label>".
+    /// Title; default: "Per-node timeline: `label`".
     pub title: Option<String>,
     /// Number of node panels; default: max WorkerNodeId + 1.
     pub nodes: Option<usize>,
