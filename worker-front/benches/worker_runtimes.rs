@@ -1,0 +1,529 @@
+//! Benchmark of the worker's runtimes (issue 3, section 4), in one run:
+//!
+//! 1. **Docker cold start** with the image present: the Docker runtime's
+//!    one-shot call (create, attach, start, read output, wait; removal is off
+//!    the path) against `docker run --rm` of the same image with the same
+//!    command, interleaved call by call (each measured after the previous
+//!    one's container is gone), for `noop` and `W1` (9.7 MB package).
+//!    Target: runtime / `docker run` median ≤ 1.5.
+//! 2. **Warm REST-mode throughput** of `noop` through the real worker binary
+//!    (`worker-front start`, `USING_REST_MODE=true`), in the process and in
+//!    the Docker runtime, against a bare loopback HTTP server (actix-web, a
+//!    fixed 2-byte body: the physical limit of this machine's loopback HTTP)
+//!    measured in the same run with the same `wrk` settings.
+//!    Target: worker throughput ≥ 30 % of the bare server's.
+//!
+//! Run with `bench/worker-runtimes.sh` (builds what is needed first), or
+//! `cargo bench -p worker-front --bench worker_runtimes -- [options]`:
+//! `--calls N` cold starts per side (20), `--duration S` per wrk run (10),
+//! `--connections C` (16), `--threads T` wrk threads (2), `--time-scale X`
+//! for W1 (0.001), `--worker-bin PATH` (target/release/worker-front),
+//! `--json PATH` to also write the figures as JSON, `--skip-worker` (cold
+//! start only). Everything it creates carries `hotfunctions.worker=bench-…`
+//! labels and is removed at the end, also on failure; worker processes are
+//! killed with the benchmark.
+
+// A benchmark reads the clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use worker_front::runtime::docker::DockerRuntime;
+use worker_front::runtime::{Image, Runtime, RuntimeOptions};
+
+#[derive(Debug, Clone)]
+struct Args {
+    calls: usize,
+    duration_s: u64,
+    connections: u32,
+    threads: u32,
+    time_scale: f64,
+    worker_bin: PathBuf,
+    json: Option<PathBuf>,
+    skip_worker: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut a = Args {
+        calls: 20,
+        duration_s: 10,
+        connections: 16,
+        threads: 2,
+        time_scale: 0.001,
+        worker_bin: root.join("target/release/worker-front"),
+        json: None,
+        skip_worker: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--calls" => a.calls = value("--calls")?.parse()?,
+            "--duration" => a.duration_s = value("--duration")?.parse()?,
+            "--connections" => a.connections = value("--connections")?.parse()?,
+            "--threads" => a.threads = value("--threads")?.parse()?,
+            "--time-scale" => a.time_scale = value("--time-scale")?.parse()?,
+            "--worker-bin" => a.worker_bin = value("--worker-bin")?.into(),
+            "--json" => a.json = Some(value("--json")?.into()),
+            "--skip-worker" => a.skip_worker = true,
+            // Passed by `cargo bench`.
+            "--bench" => {}
+            other => bail!(
+                "unknown argument {other:?} (see the module docs of benches/worker_runtimes.rs)"
+            ),
+        }
+    }
+    if a.calls < 3 || a.duration_s == 0 || a.duration_s > 120 {
+        bail!("--calls must be ≥ 3 and --duration within 1..=120 s");
+    }
+    Ok(a)
+}
+
+/// Median and 90th percentile of durations, in ms.
+fn summary(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i].as_secs_f64() * 1e3
+    };
+    (at(0.5), at(0.9))
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct ColdStart {
+    function: String,
+    runtime_median_ms: f64,
+    runtime_p90_ms: f64,
+    docker_run_median_ms: f64,
+    docker_run_p90_ms: f64,
+    ratio: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Throughput {
+    target: String,
+    requests_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    ratio_to_echo: f64,
+}
+
+/// Removes everything carrying `hotfunctions.worker=<id>` (CLI: no state).
+fn remove_by_label(worker_id: &str) {
+    let filter = format!("label=hotfunctions.worker={worker_id}");
+    for (list, remove) in [
+        (vec!["ps", "-aq", "--filter", &filter], vec!["rm", "-f"]),
+        (vec!["images", "-q", "--filter", &filter], vec!["rmi", "-f"]),
+    ] {
+        let Ok(out) = std::process::Command::new("docker").args(&list).output() else {
+            continue;
+        };
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .args(&remove)
+                .args(&ids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Cleans a worker id's Docker objects when dropped (also on error/panic).
+struct LabelCleanup(Vec<String>);
+
+impl Drop for LabelCleanup {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            remove_by_label(id);
+        }
+    }
+}
+
+async fn wait_until_no_containers(rt: &DockerRuntime) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rt.list_own_instances().await?.is_empty() {
+        if Instant::now() > deadline {
+            bail!("containers of the cold-start runtime did not go away");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn docker_run_once(image: &Image, time_scale: f64) -> Result<Duration> {
+    let started = Instant::now();
+    let out = tokio::process::Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "-e"])
+        .arg(format!("HF_TIME_SCALE={time_scale}"))
+        .arg(&image.name)
+        .arg(&image.function)
+        .output()
+        .await
+        .context("running docker (is the CLI installed?)")?;
+    let took = started.elapsed();
+    if !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("\"statusCode\":200")
+    {
+        bail!(
+            "docker run {} failed: {}",
+            image.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(took)
+}
+
+async fn cold_start(args: &Args, static_bin: PathBuf) -> Result<Vec<ColdStart>> {
+    let worker_id = format!("bench-cold-{}", std::process::id());
+    let _cleanup = LabelCleanup(vec![worker_id.clone()]);
+    let rt = DockerRuntime::new(RuntimeOptions {
+        worker_id,
+        fn_binary: static_bin,
+        time_scale: args.time_scale,
+        work_dir: std::env::temp_dir(),
+    })?;
+    rt.health().await.context("the Docker engine must answer")?;
+    let mut out = Vec::new();
+    for name in ["noop", "W1"] {
+        let spec = sample_functions::catalog()
+            .get(name)
+            .context("function in catalog")?;
+        let image = rt.build_image(spec).await?;
+        // Warm-up: first runs pay page-cache misses for the image's layers.
+        for _ in 0..2 {
+            rt.run_once(&image).await?;
+            wait_until_no_containers(&rt).await?;
+            docker_run_once(&image, args.time_scale).await?;
+        }
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for i in 0..args.calls {
+            // Alternate which side goes first.
+            for side in [i % 2, 1 - i % 2] {
+                if side == 0 {
+                    let started = Instant::now();
+                    let call = rt.run_once(&image).await?;
+                    ours.push(started.elapsed());
+                    if call.output.result.status_code != 200 {
+                        bail!("{name}: status {}", call.output.result.status_code);
+                    }
+                    wait_until_no_containers(&rt).await?;
+                } else {
+                    theirs.push(docker_run_once(&image, args.time_scale).await?);
+                }
+            }
+        }
+        let (om, o90) = summary(&mut ours);
+        let (tm, t90) = summary(&mut theirs);
+        let row = ColdStart {
+            function: name.into(),
+            runtime_median_ms: om,
+            runtime_p90_ms: o90,
+            docker_run_median_ms: tm,
+            docker_run_p90_ms: t90,
+            ratio: om / tm,
+        };
+        eprintln!(
+            "cold start {name}: runtime median {om:.1} ms (p90 {o90:.1}), docker run --rm median {tm:.1} ms (p90 {t90:.1}), ratio {:.2}",
+            row.ratio
+        );
+        out.push(row);
+        rt.remove_image(&image).await?;
+    }
+    Ok(out)
+}
+
+/// A bare loopback HTTP server: any GET answers 200 "ok".
+fn start_echo_server() -> Result<(u16, actix_web::dev::ServerHandle)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let system = actix_web::rt::System::new();
+        system.block_on(async move {
+            let server = actix_web::HttpServer::new(|| {
+                actix_web::App::new().default_service(actix_web::web::to(|| async {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body("ok")
+                }))
+            })
+            .workers(2)
+            .bind(("127.0.0.1", 0));
+            let server = match server {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let port = server.addrs()[0].port();
+            let running = server.run();
+            let _ = tx.send(Ok((port, running.handle())));
+            let _ = running.await;
+        });
+    });
+    rx.recv()
+        .context("echo server thread")?
+        .map_err(|e| anyhow::anyhow!("echo server: {e}"))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs wrk against `url`; returns (requests/s, p50 ms, p99 ms, errors).
+async fn wrk(args: &Args, url: &str) -> Result<(f64, f64, f64, u64)> {
+    let out = tokio::process::Command::new("wrk")
+        .arg(format!("-t{}", args.threads))
+        .arg(format!("-c{}", args.connections))
+        .arg(format!("-d{}s", args.duration_s))
+        .arg("--latency")
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&text).with_context(|| format!("unreadable wrk output:\n{text}"))
+}
+
+fn parse_wrk(text: &str) -> Option<(f64, f64, f64, u64)> {
+    let to_ms = |s: &str| -> Option<f64> {
+        let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
+        let v: f64 = num.parse().ok()?;
+        Some(match unit {
+            "us" => v / 1e3,
+            "ms" => v,
+            "s" => v * 1e3,
+            "m" => v * 60e3,
+            _ => return None,
+        })
+    };
+    let mut rps = None;
+    let (mut p50, mut p99) = (None, None);
+    let mut errors = 0;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["Requests/sec:", v] => rps = v.parse().ok(),
+            ["50%", v] => p50 = to_ms(v),
+            ["99%", v] => p99 = to_ms(v),
+            ["Non-2xx", "or", "3xx", "responses:", n] => errors += n.parse::<u64>().ok()?,
+            ["Socket", "errors:", rest @ ..] => {
+                for n in rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                {
+                    errors += n;
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((rps?, p50?, p99?, errors))
+}
+
+/// A worker binary running in REST mode; killed when dropped.
+struct WorkerProcess {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+async fn start_worker(
+    args: &Args,
+    runtime: &str,
+    static_bin: &std::path::Path,
+) -> Result<WorkerProcess> {
+    let port = free_port()?;
+    let child = tokio::process::Command::new(&args.worker_bin)
+        .args(["start", "--runtime", runtime, "--port", &port.to_string()])
+        .env("USING_REST_MODE", "true")
+        .env("REST_CONTAINER_LIFE_TIME", "600")
+        .env("HF_FN_STATIC_BINARY", static_bin)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (cargo build --release -p worker-front)",
+                args.worker_bin.display()
+            )
+        })?;
+    let worker = WorkerProcess { child, port };
+    let client = reqwest::Client::new();
+    let health = format!("http://127.0.0.1:{port}/health");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(&health).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("worker ({runtime}) did not answer {health} within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // First call: builds the image and starts the REST instance.
+    let first = client
+        .get(format!("http://127.0.0.1:{port}/execute?name=noop"))
+        .send()
+        .await?;
+    let status = first.status();
+    let body = first.text().await?;
+    if !status.is_success() {
+        bail!("worker ({runtime}) first call: HTTP {status}: {body}");
+    }
+    let second: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/execute?name=noop"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if second["Meta"]["UsingExistingRestContainer"] != serde_json::Value::Bool(true) {
+        bail!("worker ({runtime}) is not in REST mode: {second}");
+    }
+    Ok(worker)
+}
+
+impl WorkerProcess {
+    /// `/clear?reset_images=true`, then stop the process.
+    async fn stop(mut self) {
+        let _ = reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{}/clear?reset_images=true",
+                self.port
+            ))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await;
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+async fn throughput(args: &Args, static_bin: PathBuf) -> Result<Vec<Throughput>> {
+    let (echo_port, echo) = start_echo_server()?;
+    let mut rows = Vec::new();
+    let (rps, p50, p99, errors) = wrk(
+        args,
+        &format!("http://127.0.0.1:{echo_port}/execute?name=noop"),
+    )
+    .await?;
+    echo.stop(true).await;
+    eprintln!("echo server: {rps:.0} req/s, p50 {p50:.3} ms, p99 {p99:.3} ms");
+    let echo_rps = rps;
+    rows.push(Throughput {
+        target: "bare loopback HTTP server".into(),
+        requests_per_s: rps,
+        p50_ms: p50,
+        p99_ms: p99,
+        errors,
+        ratio_to_echo: 1.0,
+    });
+    for runtime in ["process", "docker"] {
+        let worker = start_worker(args, runtime, &static_bin).await?;
+        let _cleanup = LabelCleanup(vec![format!("worker-{}", worker.port)]);
+        let url = format!("http://127.0.0.1:{}/execute?name=noop", worker.port);
+        let measured = wrk(args, &url).await;
+        worker.stop().await;
+        let (rps, p50, p99, errors) = measured?;
+        eprintln!(
+            "worker ({runtime}, REST mode, noop): {rps:.0} req/s, p50 {p50:.3} ms, p99 {p99:.3} ms, {errors} errors, {:.0} % of echo",
+            100.0 * rps / echo_rps
+        );
+        rows.push(Throughput {
+            target: format!("worker, {runtime} runtime, REST mode"),
+            requests_per_s: rps,
+            p50_ms: p50,
+            p99_ms: p99,
+            errors,
+            ratio_to_echo: rps / echo_rps,
+        });
+    }
+    Ok(rows)
+}
+
+fn static_binary() -> PathBuf {
+    DockerRuntime::default_static_fn_binary()
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let static_bin = static_binary();
+    if !static_bin.is_file() {
+        bail!(
+            "{} is missing: run scripts/build-static-hf-fn.sh",
+            static_bin.display()
+        );
+    }
+    let cold = cold_start(&args, static_bin.clone()).await?;
+    let warm = if args.skip_worker {
+        Vec::new()
+    } else {
+        throughput(&args, static_bin).await?
+    };
+    println!(
+        "\n## Docker cold start, image present ({} calls per side)\n",
+        args.calls
+    );
+    println!("| function | runtime median (p90) ms | docker run --rm median (p90) ms | ratio (target ≤ 1.5) |");
+    println!("|---|---|---|---|");
+    for c in &cold {
+        println!(
+            "| {} | {:.1} ({:.1}) | {:.1} ({:.1}) | {:.2} |",
+            c.function,
+            c.runtime_median_ms,
+            c.runtime_p90_ms,
+            c.docker_run_median_ms,
+            c.docker_run_p90_ms,
+            c.ratio
+        );
+    }
+    if !warm.is_empty() {
+        println!(
+            "\n## Warm REST-mode noop, wrk -t{} -c{} -d{}s\n",
+            args.threads, args.connections, args.duration_s
+        );
+        println!("| target | req/s | p50 ms | p99 ms | errors | share of echo (target ≥ 30 %) |");
+        println!("|---|---|---|---|---|---|");
+        for w in &warm {
+            println!(
+                "| {} | {:.0} | {:.3} | {:.3} | {} | {:.0} % |",
+                w.target,
+                w.requests_per_s,
+                w.p50_ms,
+                w.p99_ms,
+                w.errors,
+                100.0 * w.ratio_to_echo
+            );
+        }
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "calls": args.calls,
+            "wrk": {"threads": args.threads, "connections": args.connections, "duration_s": args.duration_s},
+            "time_scale": args.time_scale,
+            "cold_start": cold,
+            "warm_rest_noop": warm,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! The Docker runtime against the real engine (no fakes): images built
+//! `FROM scratch`, one-shot, pooled and REST-mode containers, clean-up by
+//! label, and an engine outage survived without a restart.
+//!
+//! These tests FAIL (never skip) when no engine answers: CI guarantees one.
+//! They build the static `hf-fn` first (scripts/build-static-hf-fn.sh).
+
+// Tests read the clock for deadlines.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "docker_support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use support::{engine, eventually, static_hf_fn, LabelScope, TEST_LABEL};
+use worker_front::runtime::docker::{DockerRuntime, DockerSettings};
+use worker_front::runtime::{InstanceKind, Runtime, RuntimeError, RuntimeOptions};
+
+/// Time scale of the functions in these tests: D1 (131 s at 1.0) takes 1.3 s.
+const TIME_SCALE: f64 = 0.01;
+
+fn runtime(scope: &LabelScope, settings: DockerSettings) -> DockerRuntime {
+    let mut settings = settings;
+    settings
+        .extra_labels
+        .insert(TEST_LABEL.into(), scope.worker_id.clone());
+    DockerRuntime::with_settings(
+        RuntimeOptions {
+            worker_id: scope.worker_id.clone(),
+            fn_binary: static_hf_fn(),
+            time_scale: TIME_SCALE,
+            work_dir: std::env::temp_dir(),
+        },
+        settings,
+    )
+    .expect("runtime")
+}
+
+fn spec(name: &str) -> &'static sample_functions::FunctionSpec {
+    sample_functions::catalog().get(name).expect("in catalog")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_function_runs_once_in_docker() {
+    let docker = engine().await;
+    let scope = LabelScope::new("all30");
+    let rt = runtime(&scope, DockerSettings::default());
+    let functions: Vec<&'static sample_functions::FunctionSpec> =
+        sample_functions::catalog().with_rates().collect();
+    assert_eq!(functions.len(), 30);
+    let started = std::time::Instant::now();
+    // Build two at a time (the engine serialises most of the work anyway)
+    // and run each function as soon as its image exists.
+    /// (function, image bytes or build error, status code or run error)
+    type Outcome = (String, Result<u64, RuntimeError>, Result<i32, RuntimeError>);
+    let results: Vec<Outcome> = stream::iter(functions)
+        .map(|f| {
+            let rt = rt.clone();
+            async move {
+                let image = match rt.build_image(f).await {
+                    Ok(i) => i,
+                    Err(e) => return (f.name.clone(), Err(e), Ok(0)),
+                };
+                let bytes = image.bytes;
+                let status = rt
+                    .run_once(&image)
+                    .await
+                    .map(|inv| inv.output.result.status_code);
+                (f.name.clone(), Ok(bytes), status)
+            }
+        })
+        .buffer_unordered(2)
+        .collect()
+        .await;
+    eprintln!(
+        "built and ran 30 functions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for (name, built, status) in &results {
+        let bytes = built
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{name}: build failed: {e}"));
+        // The image carries the package: at least the catalog's size.
+        assert!(
+            *bytes >= spec(name).package_bytes,
+            "{name}: image of {bytes} bytes, package {}",
+            spec(name).package_bytes
+        );
+        assert_eq!(
+            status.as_ref().unwrap_or_else(|e| panic!("{name}: {e}")),
+            &200,
+            "{name}"
+        );
+    }
+    assert_eq!(results.len(), 30);
+    // Every image is labelled with this worker; one-shot containers go away.
+    assert_eq!(scope.images(&docker).await.len(), 30);
+    eventually(
+        "one-shot containers removed",
+        Duration::from_secs(60),
+        || {
+            let (scope, docker) = (&scope, &docker);
+            async move { scope.containers(docker).await.is_empty() }
+        },
+    )
+    .await;
+    let removed = rt.remove_all_own(true).await.expect("remove all");
+    assert_eq!(removed.images, 30);
+    scope.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_instances_serve_calls_and_are_removed() {
+    let docker = engine().await;
+    let scope = LabelScope::new("warm");
+    let rt = runtime(&scope, DockerSettings::default());
+    let image = rt.build_image(spec("W4")).await.expect("build W4");
+    assert!(rt.image_exists("W4").await.unwrap());
+
+    // A pool member: started ahead of time, invoked once.
+    let pooled = rt
+        .start_instance(&image, InstanceKind::Pooled)
+        .await
+        .expect("pooled instance");
+    let call = rt.invoke(&pooled).await.expect("pooled call");
+    assert_eq!(call.output.result.status_code, 200);
+    assert_eq!(call.instance_name, pooled.name);
+
+    // A REST-mode instance serves many calls, also concurrently.
+    let rest = rt
+        .start_instance(&image, InstanceKind::Rest)
+        .await
+        .expect("REST instance");
+    let calls: Vec<_> = stream::iter(0..6)
+        .map(|_| rt.invoke(&rest))
+        .buffer_unordered(3)
+        .collect()
+        .await;
+    for c in calls {
+        let c = c.expect("REST call");
+        assert_eq!(c.output.result.status_code, 200);
+        assert_eq!(c.instance_name, rest.name);
+        assert!(c.output.end_time >= c.output.start_time);
+    }
+    let mut listed = rt.list_own_instances().await.unwrap();
+    listed.sort_by_key(|i| i.kind.label());
+    let kinds: Vec<InstanceKind> = listed.iter().map(|i| i.kind).collect();
+    assert_eq!(kinds, vec![InstanceKind::Pooled, InstanceKind::Rest]);
+    assert!(listed.iter().all(|i| i.function == "W4"));
+
+    // A second runtime with the same worker id (a restarted worker) finds
+    // the REST instance's port in its output.
+    let again = runtime(&scope, DockerSettings::default());
+    let found = again
+        .list_own_instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.kind == InstanceKind::Rest)
+        .unwrap();
+    assert_eq!(
+        again
+            .invoke(&found)
+            .await
+            .unwrap()
+            .output
+            .result
+            .status_code,
+        200
+    );
+
+    rt.remove_instance(&pooled).await.unwrap();
+    rt.remove_instance(&rest).await.unwrap();
+    rt.remove_instance(&rest)
+        .await
+        .expect("removing twice is fine");
+    assert!(rt.invoke(&rest).await.is_err());
+    assert!(scope.containers(&docker).await.is_empty());
+
+    // The image really leaves the engine.
+    rt.remove_image(&image).await.unwrap();
+    assert!(!rt.image_exists("W4").await.unwrap());
+    rt.remove_image(&image)
+        .await
+        .expect("removing twice is fine");
+    scope.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_clear_errors() {
+    let _docker = engine().await;
+    let scope = LabelScope::new("fail");
+    let rt = runtime(&scope, DockerSettings::default());
+    // An image that is not (or no longer) there.
+    let image = rt.build_image(spec("I3")).await.expect("build I3");
+    rt.remove_image(&image).await.unwrap();
+    let err = rt.run_once(&image).await.unwrap_err();
+    assert_eq!(err.http_status(), 500);
+    assert!(err.to_string().contains("missing"), "{err}");
+
+    // A dynamically linked hf-fn cannot run FROM scratch: refused up front.
+    let dynamic = DockerRuntime::new(RuntimeOptions {
+        worker_id: scope.worker_id.clone(),
+        fn_binary: std::env::current_exe().unwrap(),
+        time_scale: TIME_SCALE,
+        work_dir: std::env::temp_dir(),
+    })
+    .unwrap();
+    let err = dynamic.build_image(spec("I3")).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Build { .. }), "{err:?}");
+    assert!(err.to_string().contains("statically linked"), "{err}");
+    let missing = DockerRuntime::new(RuntimeOptions {
+        worker_id: scope.worker_id.clone(),
+        fn_binary: PathBuf::from("/nonexistent/hf-fn"),
+        time_scale: TIME_SCALE,
+        work_dir: std::env::temp_dir(),
+    })
+    .unwrap();
+    let err = missing.build_image(spec("I3")).await.unwrap_err();
+    assert!(err.to_string().contains("build-static-hf-fn.sh"), "{err}");
+    scope.assert_clean().await;
+}
+
+/// A unix-socket relay to the real engine that the test can stop and start:
+/// the engine "goes away" and "comes back" without touching the real one.
+struct EngineRelay {
+    path: PathBuf,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl EngineRelay {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            tasks: Arc::default(),
+        }
+    }
+
+    fn start(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = tokio::net::UnixListener::bind(&self.path).expect("bind relay socket");
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut upstream) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+                tasks.lock().unwrap().push(relay);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Stops accepting, cuts every open connection, removes the socket file.
+    fn stop(&mut self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for EngineRelay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_outage_gives_unavailable_then_recovers_without_restart() {
+    let _docker = engine().await;
+    let scope = LabelScope::new("outage");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("engine.sock");
+    let mut relay = EngineRelay::new(socket.clone());
+    relay.start();
+    let rt = runtime(
+        &scope,
+        DockerSettings {
+            socket: Some(format!("unix://{}", socket.display())),
+            extra_labels: BTreeMap::new(),
+            ..Default::default()
+        },
+    );
+    let health = rt.health().await.expect("engine through the relay");
+    assert!(health.engine.starts_with("Docker "), "{health:?}");
+    let image = rt.build_image(spec("noop")).await.expect("build noop");
+
+    relay.stop();
+    let err = rt.run_once(&image).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::EngineUnavailable(_)), "{err:?}");
+    assert_eq!(err.http_status(), 503);
+    assert_eq!(rt.health().await.unwrap_err().http_status(), 503);
+
+    relay.start();
+    let call = rt
+        .run_once(&image)
+        .await
+        .expect("works again after the outage");
+    assert_eq!(call.output.result.status_code, 200);
+    rt.remove_all_own(true).await.unwrap();
+    relay.stop();
+    scope.assert_clean().await;
+}

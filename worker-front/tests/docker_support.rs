@@ -1,0 +1,236 @@
+//! Shared helpers of the Docker tests (`docker_*.rs` include this file with
+//! `#[path]`; as a test target of its own it holds no tests).
+//!
+//! - [`static_hf_fn`]: builds the statically linked `hf-fn` once per test
+//!   binary with `scripts/build-static-hf-fn.sh` (incremental: a no-op when
+//!   fresh) and returns its path.
+//! - [`engine`]: a client of the real engine; panics (the test FAILS) when no
+//!   engine answers: CI guarantees one, so these tests never skip.
+//! - [`LabelScope`]: a unique worker id per test; on drop (also when the test
+//!   panics) it removes every container and image carrying that id, and
+//!   [`LabelScope::assert_clean`] checks that nothing is left.
+
+#![allow(dead_code)]
+// Tests read the clock for deadlines.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bollard::container::{ListContainersOptions, RemoveContainerOptions};
+use bollard::image::{ListImagesOptions, RemoveImageOptions};
+use bollard::Docker;
+
+/// The label every object of a worker carries (`runtime::LABEL_WORKER`).
+pub const WORKER_LABEL: &str = "hotfunctions.worker";
+/// Extra label the tests put on what they create through the runtime.
+pub const TEST_LABEL: &str = "hotfunctions.test";
+
+/// Path of the static `hf-fn`, built on first use.
+pub fn static_hf_fn() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let script = root.join("scripts/build-static-hf-fn.sh");
+            let out = std::process::Command::new("bash")
+                .arg(&script)
+                .current_dir(&root)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_TARGET_DIR")
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            assert!(
+                out.status.success(),
+                "{} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            assert!(path.is_file(), "no static hf-fn at {}", path.display());
+            path
+        })
+        .clone()
+}
+
+/// A client of the real engine, which must answer.
+pub async fn engine() -> Docker {
+    let docker = Docker::connect_with_local_defaults()
+        .expect("Docker client")
+        .negotiate_version()
+        .await
+        .expect("a Docker engine must answer for these tests (CI guarantees one)");
+    docker
+        .ping()
+        .await
+        .expect("a Docker engine must answer for these tests (CI guarantees one)");
+    docker
+}
+
+/// A unique worker id for one test; cleans up everything with it on drop.
+#[derive(Debug)]
+pub struct LabelScope {
+    pub worker_id: String,
+}
+
+impl LabelScope {
+    pub fn new(test: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        Self {
+            worker_id: format!("t-{test}-{}-{nanos:x}", std::process::id()),
+        }
+    }
+
+    fn scope(&self) -> Scope {
+        Scope {
+            worker_id: self.worker_id.clone(),
+        }
+    }
+
+    pub async fn containers(&self, docker: &Docker) -> Vec<String> {
+        self.scope().containers(docker).await
+    }
+
+    pub async fn images(&self, docker: &Docker) -> Vec<String> {
+        self.scope().images(docker).await
+    }
+
+    /// Removes everything of this scope, then asserts that nothing is left
+    /// (one-shot containers are removed in the background, so this polls
+    /// with a deadline).
+    pub async fn assert_clean(&self) {
+        let docker = engine().await;
+        let scope = self.scope();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            scope.remove_everything(&docker).await;
+            let (c, i) = (scope.containers(&docker).await, scope.images(&docker).await);
+            if c.is_empty() && i.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "left behind: containers {c:?}, images {i:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Label-selected clean-up, without a Drop of its own.
+struct Scope {
+    worker_id: String,
+}
+
+impl Scope {
+    fn filters(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![format!("{WORKER_LABEL}={}", self.worker_id)],
+        )])
+    }
+
+    /// Containers (any state) carrying this scope's worker id.
+    pub async fn containers(&self, docker: &Docker) -> Vec<String> {
+        docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: self.filters(),
+                ..Default::default()
+            }))
+            .await
+            .expect("list containers")
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect()
+    }
+
+    /// Images carrying this scope's worker id.
+    pub async fn images(&self, docker: &Docker) -> Vec<String> {
+        docker
+            .list_images(Some(ListImagesOptions {
+                all: true,
+                filters: self.filters(),
+                ..Default::default()
+            }))
+            .await
+            .expect("list images")
+            .into_iter()
+            .map(|i| i.id)
+            .collect()
+    }
+
+    async fn remove_everything(&self, docker: &Docker) {
+        for id in self.containers(docker).await {
+            let _ = docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        link: false,
+                    }),
+                )
+                .await;
+        }
+        for id in self.images(docker).await {
+            let _ = docker
+                .remove_image(
+                    &id,
+                    Some(RemoveImageOptions {
+                        force: true,
+                        noprune: false,
+                    }),
+                    None,
+                )
+                .await;
+        }
+    }
+}
+
+impl Drop for LabelScope {
+    fn drop(&mut self) {
+        // Runs also when the test panicked: a fresh runtime on a fresh thread
+        // (the test's runtime may be shutting down).
+        let worker_id = self.worker_id.clone();
+        let _ = std::thread::spawn(move || {
+            let scope = Scope { worker_id };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async {
+                if let Ok(docker) = Docker::connect_with_local_defaults() {
+                    if let Ok(docker) = docker.negotiate_version().await {
+                        scope.remove_everything(&docker).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds or `deadline` passes.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out after {deadline:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
