@@ -93,6 +93,14 @@ pub struct DesConfig {
     pub default_package_bytes: u64,
     /// Unix ms of virtual time zero (stamps in the log).
     pub epoch_ms: i64,
+    /// Replay speed, as `simulator replay --time-scale`: a call due at
+    /// `t` ms in the scenario arrives at `t / time_scale` (default 1).
+    pub time_scale: f64,
+    /// Work scale of the functions, as the worker's `HF_TIME_SCALE`: CPU
+    /// and sleep phases (and exponential draws) are multiplied by it
+    /// (default 1). Worker overheads (the profile) are not scaled, as on a
+    /// live worker.
+    pub fn_time_scale: f64,
     /// Show a progress bar on stderr.
     #[serde(skip)]
     pub progress: bool,
@@ -112,6 +120,8 @@ impl Default for DesConfig {
             default_function: None,
             default_package_bytes: 1_000_000,
             epoch_ms: DEFAULT_EPOCH_MS,
+            time_scale: 1.0,
+            fn_time_scale: 1.0,
             progress: false,
         }
     }
@@ -129,6 +139,8 @@ pub enum DesError {
     UnknownFunction { name: String, row: usize },
     #[error("workload names function id {0} but has only {1} names")]
     BadWorkload(u32, usize),
+    #[error("time scales must be finite and > 0 (time_scale {0}, fn_time_scale {1})")]
+    BadTimeScale(f64, f64),
     #[error("--nodes must be at least 1")]
     NoNodes,
     #[error("writing the log: {0}")]
@@ -332,9 +344,9 @@ fn to_time(t: Micros) -> Duration {
     Duration::from_micros(t)
 }
 
-/// Rounds µs to whole ms, as the worker reports them.
-fn ms(us: Micros) -> i64 {
-    ((us + 500) / 1000) as i64
+/// Whole ms of a virtual time in µs.
+fn ms_floor(us: Micros) -> i64 {
+    (us / 1000) as i64
 }
 
 /// Runs `events` under `config`, writing log lines to `log` (if any).
@@ -356,6 +368,13 @@ pub fn run_workload(
     let wall_start = Instant::now();
     if config.nodes == 0 {
         return Err(DesError::NoNodes);
+    }
+    let scales_ok = |x: f64| x.is_finite() && x > 0.0;
+    if !scales_ok(config.time_scale) || !scales_ok(config.fn_time_scale) {
+        return Err(DesError::BadTimeScale(
+            config.time_scale,
+            config.fn_time_scale,
+        ));
     }
     if let Some(&(_, f)) = workload
         .arrivals
@@ -458,9 +477,17 @@ pub fn run_workload(
 
     let mut next_arrival = 0usize;
     let arrivals = &workload.arrivals;
+    let time_scale = config.time_scale;
+    let arrival_time = |t: Micros| -> Micros {
+        if time_scale == 1.0 {
+            t
+        } else {
+            (t as f64 / time_scale).round() as Micros
+        }
+    };
     loop {
         let queued = sim.queue.peek_time();
-        let arrival = arrivals.get(next_arrival).map(|a| a.0);
+        let arrival = arrivals.get(next_arrival).map(|a| arrival_time(a.0));
         match (queued, arrival) {
             (Some(q), Some(a)) if q <= a => sim.handle_next()?,
             (Some(_), None) => {
@@ -471,6 +498,7 @@ pub fn run_workload(
             }
             (_, Some(_)) => {
                 let (t, f) = arrivals[next_arrival];
+                let t = arrival_time(t);
                 next_arrival += 1;
                 sim.stats.events += 1;
                 sim.arrive(t, f)?;
@@ -721,7 +749,7 @@ impl Sim<'_, '_> {
             Some((warm, cold_mean)) => {
                 let mean = if cold { cold_mean } else { warm };
                 let x: f64 = Exp1.sample(&mut self.rng);
-                ms_to_us(x * mean).max(1)
+                ms_to_us(x * mean * self.config.fn_time_scale).max(1)
             }
             None => 0,
         };
@@ -771,7 +799,8 @@ impl Sim<'_, '_> {
                 return Ok(());
             }
         }
-        let cpu_scale = self.config.profile.cpu_scale;
+        let cpu_scale = self.config.profile.cpu_scale * self.config.fn_time_scale;
+        let sleep_scale = self.config.fn_time_scale;
         while job.next_phase < job.end_phase {
             let phase = self.phases[job.next_phase as usize];
             job.next_phase += 1;
@@ -784,7 +813,12 @@ impl Sim<'_, '_> {
                     return Ok(());
                 }
                 Phase::Sleep { ms } if ms > 0 => {
-                    self.queue.push(now + u64::from(ms) * 1000, Event::Step(id));
+                    let d = if sleep_scale == 1.0 {
+                        u64::from(ms) * 1000
+                    } else {
+                        ms_to_us(f64::from(ms) * sleep_scale)
+                    };
+                    self.queue.push(now + d, Event::Step(id));
                     return Ok(());
                 }
                 _ => {}
@@ -863,8 +897,10 @@ impl Sim<'_, '_> {
                 (end / 1000) as i64,
                 name,
                 function,
-                ms(now - job.arrival),
-                ms(now - job.service_start),
+                // Whole ms of the stamps, so that InternalExecutionTime <=
+                // ExecutionTime <= end - start, as on a live worker.
+                ms_floor(now) - ms_floor(job.arrival),
+                ms_floor(now) - ms_floor(job.service_start),
                 job.meta,
                 node,
                 job.instance,

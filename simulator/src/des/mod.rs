@@ -129,7 +129,7 @@ pub struct Args {
     )]
     pub container_pool_num: u32,
     /// Worker: REST mode (one shared instance per function).
-    #[arg(long = "USING_REST_MODE", env = "USING_REST_MODE", default_value = "false", value_parser = parse_bool)]
+    #[arg(long = "USING_REST_MODE", env = "USING_REST_MODE", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub using_rest_mode: bool,
     /// Worker: idle lifetime of REST-mode instances, seconds.
     #[arg(
@@ -161,6 +161,14 @@ pub struct Args {
     #[arg(long, env = "SEED", default_value_t = 0)]
     pub seed: u64,
 
+    /// Replay speed (as `simulator replay --time-scale`): scenario times
+    /// are divided by it.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Functions' work scale (as the worker's HF_TIME_SCALE; default
+    /// 1 / --time-scale, as `simulator experiment` runs live workers).
+    #[arg(long, env = "HF_TIME_SCALE")]
+    pub fn_time_scale: Option<f64>,
     /// Unix ms of virtual time zero (stamps of the log lines).
     #[arg(long, default_value_t = DEFAULT_EPOCH_MS, allow_negative_numbers = true)]
     pub epoch_ms: i64,
@@ -241,6 +249,8 @@ impl Args {
             default_function: self.default_function.clone(),
             default_package_bytes: self.default_package_bytes,
             epoch_ms: self.epoch_ms,
+            time_scale: self.time_scale,
+            fn_time_scale: self.fn_time_scale.unwrap_or(1.0 / self.time_scale),
             progress: !self.quiet,
         })
     }
