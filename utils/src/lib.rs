@@ -17,14 +17,17 @@
 //!   [`analyze::analyze`] (one [`logs::RunLog`]) and
 //!   [`analyze::analyze_logs`] (paths) return [`analyze::Analysis`]
 //!   (serde `Serialize`: locality, imbalance CV, cache hits, percentiles,
-//!   per function, per node); [`analyze::AnalyzeOptions::nodes`] sets the
-//!   cluster size.
+//!   per function, per node, and per 1-s slot with
+//!   [`analyze::AnalyzeOptions::per_slot`]); [`analyze::AnalyzeOptions::nodes`]
+//!   sets the cluster size (idle nodes count in locality and CV).
 //! - [`report`]: [`report::analysis_text`], the text report of one analysis.
 //! - [`compare`]: [`compare::Comparison::new`] over analyses, rendered with
 //!   `to_text`, `to_markdown` (report.md) and `to_csv` (summary.csv).
 //! - [`plot`]: [`plot::timeline`], [`plot::latency_cdf`] and
-//!   [`plot::comparison_bars`], PNG or SVG by the output's extension; fonts
-//!   from [`plot::font`].
+//!   [`plot::comparison_bars`], PNG or SVG by the output's extension;
+//!   [`plot::all_figures`] writes all of them (PNG + SVG) into a directory.
+//!   Fonts from [`plot::font`] (Debian: `fonts-dejavu-core`, or
+//!   `HF_PLOT_FONT=/path/to/font.ttf`).
 //!
 //! A typical experiment, after one log per algorithm:
 //! ```no_run
@@ -50,6 +53,8 @@
 //!     table.rows.iter().map(|r| r.label.clone()).zip(&runs).collect();
 //! plot::latency_cdf(&labelled, plot::CdfMetric::Latency, "cdf.svg".as_ref())?;
 //! plot::timeline(&runs[0], "timeline-rr.png".as_ref(), &plot::TimelineOptions::default())?;
+//! // Or every figure at once, PNG and SVG:
+//! plot::all_figures(&labelled, &table, Some(4), "results/x".as_ref())?;
 //! # Ok(()) }
 //! ```
 

@@ -164,6 +164,16 @@ enum PlotCommand {
         #[arg(long, value_enum, default_value_t = CdfKind::Latency)]
         metric: CdfKind,
     },
+    /// Every figure (bars, latency and duration CDFs, one timeline per log),
+    /// PNG and SVG, into a directory.
+    All {
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        #[arg(long)]
+        out_dir: PathBuf,
+        #[arg(long)]
+        nodes: Option<usize>,
+    },
     /// Bars comparing logs on locality, CV, hit ratios and p99 latency.
     Bars {
         #[arg(required = true)]
@@ -367,6 +377,24 @@ fn run_plot(figure: PlotCommand) -> Result<()> {
                 CdfKind::Duration => plot::CdfMetric::Duration,
             };
             for_each_out(&out, |o| plot::latency_cdf(&labelled, metric, o))
+        }
+        PlotCommand::All {
+            logs,
+            out_dir,
+            nodes,
+        } => {
+            let runs = read_runs(&logs)?;
+            let table = Comparison::new(&analyses(&runs, nodes, false)?);
+            let labelled: Vec<(String, &RunLog)> = table
+                .rows
+                .iter()
+                .map(|r| r.label.clone())
+                .zip(&runs)
+                .collect();
+            for path in plot::all_figures(&labelled, &table, nodes, &out_dir)? {
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
         }
         PlotCommand::Bars { logs, out, nodes } => {
             let runs = read_runs(&logs)?;

@@ -282,3 +282,29 @@ fn a_missing_font_is_a_clear_error() {
     assert!(stderr.contains("fonts-dejavu-core"), "{stderr}");
     assert!(!path(dir.path(), "cdf.png").exists());
 }
+
+#[test]
+fn plot_all_writes_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = path(dir.path(), "figures");
+    ok(&[
+        "plot",
+        "all",
+        &sample(),
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    for name in [
+        "comparison.png",
+        "comparison.svg",
+        "latency-cdf.png",
+        "latency-cdf.svg",
+        "duration-cdf.png",
+        "duration-cdf.svg",
+        "timeline-ch.png",
+        "timeline-ch.svg",
+    ] {
+        assert!(out_dir.join(name).exists(), "{name} missing");
+    }
+    assert_png(&out_dir.join("timeline-ch.png"));
+}

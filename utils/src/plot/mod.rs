@@ -499,7 +499,7 @@ fn draw_cdf<DB: DrawingBackend>(
         .draw()
         .map_err(draw_err)?;
     for (i, (label, values)) in series.iter().enumerate() {
-        let colour = PALETTE[(2 * i) % PALETTE.len()];
+        let colour = PALETTE[i % PALETTE.len()];
         let n = values.len();
         let step = n.div_ceil(CDF_POINTS).max(1);
         // A step function: up at each value, flat in between.
@@ -618,7 +618,7 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Comparison) 
             .map_err(draw_err)?;
         chart
             .draw_series(values.iter().enumerate().map(|(i, &v)| {
-                let colour = PALETTE[(2 * i) % PALETTE.len()];
+                let colour = PALETTE[i % PALETTE.len()];
                 let mut bar = Rectangle::new(
                     [
                         (SegmentValue::Exact(i), 0.0),
@@ -655,6 +655,71 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Comparison) 
     Ok(())
 }
 
+/// A label made safe for a file name: letters, digits, `-`, `_`, `.`;
+/// anything else becomes `_`.
+pub fn file_label(label: &str) -> String {
+    let cleaned: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "run".into()
+    } else {
+        cleaned
+    }
+}
+
+/// Every figure for a set of runs, each as PNG and SVG, into `dir`:
+/// `comparison.*` (bars), `latency-cdf.*`, `duration-cdf.*`, and
+/// `timeline-<label>.*` per run (labels as in `comparison`, made safe for
+/// file names). `nodes` sets the number of timeline panels. Returns the
+/// files written.
+pub fn all_figures(
+    runs: &[(String, &RunLog)],
+    comparison: &Comparison,
+    nodes: Option<usize>,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let mut written = Vec::new();
+    let mut both = |stem: &str,
+                    draw: &mut dyn FnMut(&Path) -> Result<(), PlotError>|
+     -> Result<(), PlotError> {
+        for ext in ["png", "svg"] {
+            let path = dir.join(format!("{stem}.{ext}"));
+            draw(&path)?;
+            written.push(path);
+        }
+        Ok(())
+    };
+    both("comparison", &mut |p| comparison_bars(comparison, p))?;
+    both("latency-cdf", &mut |p| {
+        latency_cdf(runs, CdfMetric::Latency, p)
+    })?;
+    both("duration-cdf", &mut |p| {
+        latency_cdf(runs, CdfMetric::Duration, p)
+    })?;
+    for (label, run) in runs {
+        if run.records.is_empty() {
+            continue;
+        }
+        let options = TimelineOptions {
+            title: Some(format!("Per-node timeline: {label}")),
+            nodes,
+            window_s: None,
+        };
+        both(&format!("timeline-{}", file_label(label)), &mut |p| {
+            timeline(run, p, &options)
+        })?;
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,6 +747,13 @@ mod tests {
         // 0..10 lane 0; 5..20 lane 1; 10..15 lane 0 again; 16..30 lane 0.
         assert_eq!(lanes, vec![0, 1, 0, 0]);
         assert_eq!(count, 2);
+    }
+
+    #[test]
+    fn file_labels_are_safe() {
+        assert_eq!(file_label("rr (run 2/3)"), "rr__run_2_3_");
+        assert_eq!(file_label("ch"), "ch");
+        assert_eq!(file_label(""), "run");
     }
 
     #[test]
