@@ -16,7 +16,9 @@ use crate::server::Shared;
 pub(crate) async fn check_forever(shared: Arc<Shared>, client: reqwest::Client) {
     let health = shared.config.health.clone();
     let timeout = Duration::from_millis(health.timeout_ms);
-    let mut ticker = tokio::time::interval(Duration::from_millis(health.interval_ms));
+    let period = Duration::from_millis(health.interval_ms);
+    // Nodes start online; the first check is one interval in.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;

@@ -188,7 +188,7 @@ impl Drop for Balancer {
 }
 
 /// A config for `nodes` with the given algorithm and a slow health check
-/// (one check at start, then none for a minute), so that membership only
+/// (the first check a minute in), so that membership only
 /// changes when a test makes it change.
 pub fn config(algorithm: &str, nodes: &[&StubWorker]) -> BalancerConfig {
     let mut config = BalancerConfig {

@@ -1,0 +1,410 @@
+//! The balancer's HTTP API against real stub workers: reply fields,
+//! `/configure`, `/clear`, `/prepare`, node management, fake mode and every
+//! error code.
+
+mod support;
+
+use std::sync::Arc;
+
+use load_balancer::BalancerConfig;
+use protocol::BalancerReply;
+use support::{client, config, dead_url, wait_for, Balancer, StubWorker};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_carry_the_worker_reply_and_every_load_balancing_field() {
+    let a = StubWorker::start("s0", &["--delay-ms", "20"]);
+    let b = StubWorker::start("s1", &["--delay-ms", "20"]);
+    let balancer = Balancer::start(config("rr", &[&a, &b]));
+    for (call, stub) in [(0u32, &a), (1, &b), (2, &a)] {
+        let response = balancer.get("/execute?name=W1").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let text = response.text().await.unwrap();
+        let reply: BalancerReply = serde_json::from_str(&text).unwrap();
+        let info = &reply.load_balancing_info;
+        assert_eq!(info.worker_node_id, i64::from(call % 2), "{text}");
+        assert_eq!(info.worker_node_url, stub.url);
+        assert_eq!(info.algorithm, "rr");
+        assert!(
+            info.algorithm_latency.is_finite() && info.algorithm_latency >= 0.0,
+            "{text}"
+        );
+        // The worker's part is passed through untouched.
+        assert_eq!(reply.worker.result.status_code, 200);
+        assert_eq!(reply.worker.result.body, "W1 done");
+        assert_eq!(reply.worker.internal_execution_time, 20);
+        assert!(reply.worker.execution_time >= 20, "{text}");
+        assert_eq!(reply.worker.meta.container_name, format!("{}-W1", stub.id));
+        assert_eq!(
+            reply.worker.meta.image_built,
+            call < 2,
+            "first call per stub is cold"
+        );
+        assert_eq!(reply.worker.meta.using_existing_rest_container, call >= 2);
+        // Field order as the original: worker fields, then LoadBalancingInfo.
+        assert!(text.starts_with(r#"{"Result":"#), "{text}");
+        assert!(
+            text.contains(r#"},"LoadBalancingInfo":{"WorkerNodeId":"#),
+            "{text}"
+        );
+        // AlgorithmLatency is a float number, in ms.
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            v["LoadBalancingInfo"]["AlgorithmLatency"].is_f64(),
+            "{text}"
+        );
+    }
+    // Names are passed on percent-encoded.
+    let (status, reply) = balancer.execute("a%20b%26c").await;
+    assert_eq!(status, 200);
+    assert_eq!(reply["Result"]["body"], "a b&c done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_switches_the_algorithm_and_forwards_the_rest() {
+    let a = StubWorker::start("s0", &[]);
+    let b = StubWorker::start("s1", &[]);
+    let balancer = Balancer::start(config("rr", &[&a, &b]));
+
+    let response = balancer.get("/configure?lb=ll&image_limit=3").await;
+    assert_eq!(response.status(), 200);
+    let reply: serde_json::Value = response.json().await.unwrap();
+    let object = reply.as_object().unwrap();
+    assert_eq!(object.len(), 3, "{reply}");
+    assert_eq!(reply["lb"], "ll");
+    for stub in [&a, &b] {
+        assert_eq!(reply[&stub.url]["Id"], stub.id, "{reply}");
+        assert_eq!(reply[&stub.url]["State"]["image_limit"], "3");
+        assert_eq!(
+            stub.stats().await["configure"],
+            serde_json::json!(["image_limit=3"])
+        );
+    }
+    // ll now decides: idle nodes, always the first.
+    for _ in 0..4 {
+        let (_, r) = balancer.execute("W1").await;
+        assert_eq!(r["LoadBalancingInfo"]["Algorithm"], "ll");
+        assert_eq!(r["LoadBalancingInfo"]["WorkerNodeId"], 0);
+    }
+    let (_, status) = balancer.get_json("/status").await;
+    assert_eq!(status["algorithm"], "ll");
+
+    // The alias is accepted and reported by its canonical name.
+    let (code, reply) = balancer.get_json("/configure?lb=hash").await;
+    assert_eq!((code, reply["lb"].clone()), (200, "ch".into()));
+    let (_, r) = balancer.execute("W1").await;
+    assert_eq!(r["LoadBalancingInfo"]["Algorithm"], "ch");
+
+    // Without lb the algorithm stays; the query still reaches the workers.
+    let (code, reply) = balancer.get_json("/configure?container_pool_num=2").await;
+    assert_eq!((code, reply["lb"].clone()), (200, "ch".into()));
+    assert_eq!(reply[&a.url]["State"]["container_pool_num"], "2");
+
+    // An unknown algorithm is a 400 and changes nothing.
+    let (code, reply) = balancer.get_json("/configure?lb=nope").await;
+    assert_eq!(code, 400);
+    assert_eq!(reply["Error"], true);
+    assert!(
+        reply["Message"].as_str().unwrap().contains("nope"),
+        "{reply}"
+    );
+    let (_, status) = balancer.get_json("/status").await;
+    assert_eq!(status["algorithm"], "ch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_and_prepare_reach_every_worker() {
+    let a = StubWorker::start("s0", &[]);
+    let b = StubWorker::start("s1", &[]);
+    let mut cfg = config("rr", &[&a, &b]);
+    let dead = dead_url();
+    cfg.nodes.push(dead.clone());
+    let balancer = Balancer::start(cfg);
+    for route in ["clear", "prepare"] {
+        let response = balancer.get(&format!("/{route}")).await;
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        assert!(text.contains(&format!("done at {}\n", a.url)), "{text}");
+        assert!(text.contains(&format!("done at {}\n", b.url)), "{text}");
+        assert!(text.contains(&format!("error at {dead}\n")), "{text}");
+        assert!(text.ends_with("done\n"), "{text}");
+        for stub in [&a, &b] {
+            assert_eq!(stub.stats().await[route], 1, "{route} on {}", stub.id);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_added_and_removed_at_run_time() {
+    let a = StubWorker::start("s0", &[]);
+    let c = StubWorker::start("s2", &[]);
+    // No health check after the first: an added node stays offline.
+    let balancer = Balancer::start(config("rr", &[&a]));
+    let http = client();
+    let nodes_url = format!("{}/1/lb/nodes", balancer.url);
+
+    let added = http
+        .put(&nodes_url)
+        .body(format!(r#"{{"node": "{}"}}"#, c.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 200);
+    assert_eq!(
+        added.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"msg": "node added"})
+    );
+    let states = balancer.node_states().await;
+    assert_eq!(states[&a.url], "online");
+    assert_eq!(states[&c.url], "offline");
+    for _ in 0..4 {
+        assert_eq!(
+            balancer.execute_node("W1").await,
+            0,
+            "offline node got a call"
+        );
+    }
+    // Duplicates and bad bodies are refused.
+    let again = http
+        .put(&nodes_url)
+        .body(format!(r#"{{"node": "{}"}}"#, c.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    for body in ["{}", "nope", r#"{"node": "not a url"}"#] {
+        let r = http.put(&nodes_url).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(e["Error"], true);
+    }
+
+    let deleted = http
+        .delete(&nodes_url)
+        .body(format!(r#"{{"node": "{}"}}"#, a.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(
+        deleted.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"msg": "node deleted"})
+    );
+    assert!(!balancer.node_states().await.contains_key(&a.url));
+    // Only the offline node is left: no node to serve.
+    let (status, _) = balancer.execute("W1").await;
+    assert_eq!(status, 503);
+    let missing = http
+        .delete(&nodes_url)
+        .body(format!(r#"{{"node": "{}"}}"#, a.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_node_comes_online_after_a_passing_check_and_gets_calls() {
+    let a = StubWorker::start("s0", &[]);
+    let c = StubWorker::start("s1", &[]);
+    let mut cfg = config("rr", &[&a]);
+    cfg.health.interval_ms = 200;
+    let balancer = Balancer::start(cfg);
+    let r = client()
+        .put(format!("{}/1/lb/nodes", balancer.url))
+        .body(format!(r#"{{"node": "{}/"}}"#, c.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for("the added node online", || async {
+        balancer.node_states().await[&c.url] == "online"
+    })
+    .await;
+    let (_, status) = balancer.get_json("/status").await;
+    assert_eq!(status["nodes"][1]["id"], 1, "next id: {status}");
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        let (_, reply) = balancer.execute("W1").await;
+        served.push(reply["Meta"]["ContainerName"].as_str().unwrap().to_string());
+    }
+    assert!(served.contains(&"s1-W1".to_string()), "{served:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_400_404_and_405() {
+    let a = StubWorker::start("s0", &[]);
+    let balancer = Balancer::start(config("rr", &[&a]));
+    for (path, code, message) in [
+        ("/execute", 400, "param 'name' is not given"),
+        ("/execute?name=", 400, "param 'name' is not given"),
+        ("/execute?other=W1", 400, "param 'name' is not given"),
+        ("/nope", 404, "404 Not found on given path"),
+        ("/", 404, "404 Not found on given path"),
+    ] {
+        let (status, reply) = balancer.get_json(path).await;
+        assert_eq!(status, code, "{path}: {reply}");
+        assert_eq!(
+            reply,
+            serde_json::json!({"Error": true, "Message": message}),
+            "{path}"
+        );
+    }
+    let r = client()
+        .post(format!("{}/execute?name=W1", balancer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["Error"], true);
+    assert_eq!(a.stats().await["execute"], serde_json::json!({}));
+}
+
+/// ch with T=1 over two nodes: two slow calls fill both, the third finds
+/// every node at its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bounded_node_full_is_503() {
+    let a = StubWorker::start("s0", &["--delay", "slow=5000"]);
+    let b = StubWorker::start("s1", &["--delay", "slow=5000"]);
+    let mut cfg = config("ch", &[&a, &b]);
+    cfg.params.t = 1;
+    let balancer = Arc::new(Balancer::start(cfg));
+    let mut calls = Vec::new();
+    for in_flight in 1..=2u64 {
+        let b = balancer.clone();
+        calls.push(tokio::spawn(async move { b.execute("slow").await }));
+        wait_for("slow calls in flight", || async {
+            balancer.loads().await.iter().map(|(_, l)| l).sum::<u64>() == in_flight
+        })
+        .await;
+    }
+    let (status, reply) = balancer.execute("W1").await;
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["Error"], true);
+    assert!(
+        reply["Message"].as_str().unwrap().contains("load bound"),
+        "{reply}"
+    );
+    for call in calls {
+        assert_eq!(call.await.unwrap().0, 200);
+    }
+    // Completions free the nodes again.
+    assert_eq!(balancer.execute("W1").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_worker_is_retried_once_on_the_next_choice() {
+    let live = StubWorker::start("s1", &[]);
+    let dead = dead_url();
+    let cfg = BalancerConfig {
+        nodes: vec![dead.clone(), live.url.clone()],
+        ..config("rr", &[])
+    };
+    let balancer = Balancer::start(cfg);
+    // rr picks the dead node 0 first; the retry lands on node 1.
+    let (status, reply) = balancer.execute("W1").await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["LoadBalancingInfo"]["WorkerNodeId"], 1);
+    assert_eq!(reply["Meta"]["ContainerName"], "s1-W1");
+    // The dead node is offline now and gets no more calls.
+    assert_eq!(balancer.node_states().await[&dead], "offline");
+    for _ in 0..3 {
+        assert_eq!(balancer.execute_node("W1").await, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_after_the_retry_is_502_then_no_online_node_is_503() {
+    let (d0, d1) = (dead_url(), dead_url());
+    let cfg = BalancerConfig {
+        nodes: vec![d0.clone(), d1.clone()],
+        ..config("rr", &[])
+    };
+    let balancer = Balancer::start(cfg);
+    let (status, reply) = balancer.execute("W1").await;
+    assert_eq!(status, 502, "{reply}");
+    assert_eq!(reply["Error"], true);
+    let message = reply["Message"].as_str().unwrap();
+    assert!(message.contains(&d0) && message.contains(&d1), "{message}");
+    let (status, reply) = balancer.execute("W1").await;
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(
+        reply,
+        serde_json::json!({"Error": true, "Message": "no online node"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_mode_answers_like_the_original_without_workers() {
+    let cfg = BalancerConfig {
+        algorithm: "rr".into(),
+        fake_nodes: 3,
+        fake_delay_ms: 30,
+        threads: 2,
+        ..Default::default()
+    };
+    let balancer = Balancer::start(cfg);
+    for id in [0, 1, 2, 0] {
+        let (status, reply) = balancer.execute("W1").await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(
+            reply,
+            serde_json::json!({
+                "Result": {"statusCode": 0, "body": ""},
+                "ExecutionTime": 30,
+                "InternalExecutionTime": 30,
+                "Meta": {"ImageBuilt": false, "UsingPooledContainer": false,
+                         "UsingExistingRestContainer": false, "ContainerName": "", "ImageName": ""},
+                "LoadBalancingInfo": {"WorkerNodeId": id, "WorkerNodeUrl": "", "Algorithm": "rr",
+                                      "AlgorithmLatency": reply["LoadBalancingInfo"]["AlgorithmLatency"]},
+            })
+        );
+    }
+    // Calls overlap: 4 calls of 30 ms in flight at once all complete.
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let c = client();
+            let url = format!("{}/execute?name=W2", balancer.url);
+            tokio::spawn(async move { c.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    let (_, status) = balancer.get_json("/status").await;
+    assert!(
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["load"] == 0),
+        "{status}"
+    );
+    let r = client()
+        .put(format!("{}/1/lb/nodes", balancer.url))
+        .body(r#"{"node": "http://127.0.0.1:1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_status_report_the_run() {
+    let a = StubWorker::start("s0", &[]);
+    let mut cfg = config("tradeoff", &[&a]);
+    cfg.params.seed = 1234;
+    cfg.params.alpha = 0.25;
+    let balancer = Balancer::start(cfg);
+    let (code, health) = balancer.get_json("/health").await;
+    assert_eq!((code, health), (200, serde_json::json!({"status": "ok"})));
+    let (code, status) = balancer.get_json("/status").await;
+    assert_eq!(code, 200);
+    assert_eq!(status["algorithm"], "tradeoff");
+    assert_eq!(status["seed"], 1234);
+    assert_eq!(status["params"]["ALPHA"], 0.25);
+    assert_eq!(status["params"]["T"], 8);
+    assert_eq!(status["nodes"][0]["url"], a.url);
+    assert_eq!(status["nodes"][0]["status"], "online");
+}
