@@ -1,0 +1,313 @@
+//! The DES worker model, through the library entry point
+//! (`simulator::des::run_scenario`): processor sharing, sleeping phases,
+//! and the live worker's policies (REST lifetime, pre-warmed pool, image
+//! LRU by bytes) as seen in the log lines' `Meta` flags and times.
+
+use protocol::{BalancerReply, LogLine, ScenarioEvent};
+use simulator::des::{run_scenario, CostProfile, DesConfig, DesError, FunctionModel};
+use worker_front::policy::options::CachingOptions;
+
+fn events(rows: &[(&str, u64)]) -> Vec<ScenarioEvent> {
+    rows.iter()
+        .map(|&(f, t)| ScenarioEvent {
+            function: f.into(),
+            start_ms: t,
+        })
+        .collect()
+}
+
+/// Runs and returns (line, reply) per call, in log order.
+fn run(ev: &[ScenarioEvent], config: &DesConfig) -> Vec<(LogLine, BalancerReply)> {
+    let mut out = Vec::new();
+    let s = run_scenario(ev, config, Some(&mut out)).unwrap();
+    assert_eq!(s.completed + s.failed, ev.len() as u64);
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let line = LogLine::parse(l).unwrap();
+            let reply: BalancerReply = serde_json::from_str(&line.json).unwrap();
+            (line, reply)
+        })
+        .collect()
+}
+
+fn one_node(cores: u32) -> DesConfig {
+    DesConfig {
+        nodes: 1,
+        cores,
+        ..DesConfig::default()
+    }
+}
+
+#[test]
+fn cpu_phases_share_the_cores() {
+    // W1: one 750 ms CPU phase. Four at once on two cores: each gets half a
+    // core, all finish at 1500 ms.
+    let lines = run(
+        &events(&[("W1", 0), ("W1", 0), ("W1", 0), ("W1", 0)]),
+        &one_node(2),
+    );
+    assert_eq!(lines.len(), 4);
+    for (line, reply) in &lines {
+        assert_eq!(line.end_ms - line.start_ms, 1500, "{line:?}");
+        assert_eq!(reply.worker.internal_execution_time, 1500);
+    }
+    // Two at once on two cores: full speed.
+    for (line, _) in run(&events(&[("W1", 0), ("W1", 0)]), &one_node(2)) {
+        assert_eq!(line.end_ms - line.start_ms, 750);
+    }
+}
+
+#[test]
+fn sleeping_phases_use_no_cpu() {
+    // T3 sleeps 1000 + 800 + 500 ms: four at once on one core still take
+    // 2300 ms, and do not slow a W1 running beside them.
+    let lines = run(
+        &events(&[("T3", 0), ("T3", 0), ("T3", 0), ("T3", 0), ("W1", 0)]),
+        &one_node(1),
+    );
+    for (line, _) in &lines {
+        let expected = if line.function == "W1" { 750 } else { 2300 };
+        assert_eq!(line.end_ms - line.start_ms, expected, "{line:?}");
+    }
+}
+
+#[test]
+fn rest_mode_shares_one_instance_until_its_lifetime_ends() {
+    let config = DesConfig {
+        worker: CachingOptions {
+            using_rest_mode: true,
+            rest_container_life_time: 10,
+            ..CachingOptions::default()
+        },
+        profile: CostProfile {
+            image_build_base_ms: 40.0,
+            rest_start_ms: 100.0,
+            rest_warm_ms: 5.0,
+            ..CostProfile::default()
+        },
+        ..one_node(2)
+    };
+    // W1 #1 at 0: build 40 + start 100 + 750 = 890, ends at 890.
+    // W1 #2 at 2000: existing, 5 + 750.
+    // W1 #3 at 13000: #2 ended at 2755, idle 10 s until 12755: expired.
+    let lines = run(&events(&[("W1", 0), ("W1", 2000), ("W1", 13_000)]), &config);
+    let flags: Vec<(bool, bool)> = lines
+        .iter()
+        .map(|(_, r)| {
+            (
+                r.worker.meta.image_built,
+                r.worker.meta.using_existing_rest_container,
+            )
+        })
+        .collect();
+    assert_eq!(flags, vec![(true, false), (false, true), (false, false)]);
+    assert_eq!(lines[0].1.worker.execution_time, 890);
+    assert_eq!(lines[0].1.worker.internal_execution_time, 750);
+    assert_eq!(lines[1].1.worker.execution_time, 755);
+    assert_eq!(lines[2].1.worker.execution_time, 850);
+}
+
+#[test]
+fn concurrent_first_calls_wait_for_one_build_and_one_start() {
+    let config = DesConfig {
+        worker: CachingOptions {
+            using_rest_mode: true,
+            ..CachingOptions::default()
+        },
+        profile: CostProfile {
+            image_build_base_ms: 300.0,
+            rest_start_ms: 100.0,
+            ..CostProfile::default()
+        },
+        ..one_node(4)
+    };
+    let lines = run(&events(&[("W1", 0), ("W1", 50)]), &config);
+    let built: Vec<bool> = lines
+        .iter()
+        .map(|(_, r)| r.worker.meta.image_built)
+        .collect();
+    assert_eq!(built.iter().filter(|b| **b).count(), 1, "one build");
+    for (line, _) in &lines {
+        // Both start their function when the instance is up at 400 ms.
+        assert_eq!(line.end_ms - 1_577_836_800_000, 1150, "{line:?}");
+    }
+}
+
+#[test]
+fn pre_warmed_pool_serves_later_calls() {
+    let config = DesConfig {
+        worker: CachingOptions {
+            container_pool_limit: 1,
+            container_pool_num: 2,
+            ..CachingOptions::default()
+        },
+        profile: CostProfile {
+            instance_create_ms: 200.0,
+            pooled_ms: 10.0,
+            ..CostProfile::default()
+        },
+        // Enough cores that the calls do not slow each other down.
+        ..one_node(8)
+    };
+    // #1 cold (200 + 750, ends at 950; the pool of 2 is created then and
+    // ready at 1150); #2 at 1100 comes too early; #3 and #4 take the two
+    // pooled instances; #3 ends at 1960, the refill is ready at 2160, so #5
+    // at 2200 is pooled again.
+    let lines = run(
+        &events(&[
+            ("W1", 0),
+            ("W1", 1100),
+            ("W1", 1200),
+            ("W1", 1210),
+            ("W1", 2200),
+        ]),
+        &config,
+    );
+    let mut by_start: Vec<(i64, bool)> = lines
+        .iter()
+        .map(|(l, r)| (l.start_ms, r.worker.meta.using_pooled_container))
+        .collect();
+    by_start.sort();
+    let pooled: Vec<bool> = by_start.iter().map(|p| p.1).collect();
+    assert_eq!(pooled, vec![false, false, true, true, true]);
+    assert_eq!(lines[0].1.worker.execution_time, 950);
+    assert_eq!(lines[1].1.worker.execution_time, 760);
+    // Without the pool, every call is a fresh instance.
+    let off = DesConfig {
+        worker: CachingOptions::default(),
+        ..config
+    };
+    assert!(run(&events(&[("W1", 0), ("W1", 5000)]), &off)
+        .iter()
+        .all(|(_, r)| !r.worker.meta.using_pooled_container));
+}
+
+#[test]
+fn image_cache_evicts_least_recently_used_by_bytes() {
+    // W3 is 54 MB, W5 26 MB: with a 60 MB limit both cannot stay; W3 (least
+    // recently used) goes when W5's image arrives, so W3's next call builds.
+    let config = DesConfig {
+        worker: CachingOptions {
+            user_code_size_limit: 60_000_000,
+            ..CachingOptions::default()
+        },
+        ..one_node(2)
+    };
+    let lines = run(&events(&[("W3", 0), ("W5", 2000), ("W3", 4000)]), &config);
+    let built: Vec<(String, bool)> = lines
+        .iter()
+        .map(|(l, r)| (l.function.clone(), r.worker.meta.image_built))
+        .collect();
+    assert_eq!(
+        built,
+        vec![
+            ("W3".to_string(), true),
+            ("W5".to_string(), true),
+            ("W3".to_string(), true)
+        ]
+    );
+    let unlimited = DesConfig {
+        worker: CachingOptions::default(),
+        ..config
+    };
+    let again = run(
+        &events(&[("W3", 0), ("W5", 2000), ("W3", 4000)]),
+        &unlimited,
+    );
+    assert!(!again[2].1.worker.meta.image_built);
+}
+
+#[test]
+fn unknown_functions_need_a_model() {
+    let ev = events(&[("W1", 0), ("mystery", 10)]);
+    let err = run_scenario(&ev, &DesConfig::default(), None).unwrap_err();
+    assert!(matches!(err, DesError::UnknownFunction { ref name, row: 2 } if name == "mystery"));
+    assert!(err.to_string().contains("--default-function"), "{err}");
+    let config = DesConfig {
+        default_function: Some("sleep:250".parse::<FunctionModel>().unwrap()),
+        ..DesConfig::default()
+    };
+    let lines = run(&ev, &config);
+    let mystery = lines.iter().find(|(l, _)| l.function == "mystery").unwrap();
+    assert_eq!(mystery.0.end_ms - mystery.0.start_ms, 250);
+}
+
+#[test]
+fn every_algorithm_logs_every_call_once_on_a_member_node() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/small.csv"
+    ))
+    .unwrap();
+    let ev = protocol::scenario::parse(&text, "small.csv").unwrap();
+    for algorithm in load_balancer::scheduler::ALGORITHMS {
+        let config = DesConfig {
+            algorithm: algorithm.to_string(),
+            nodes: 4,
+            ..DesConfig::default()
+        };
+        let lines = run(&ev, &config);
+        assert_eq!(lines.len(), ev.len(), "{algorithm}");
+        for (line, reply) in &lines {
+            assert_eq!(reply.load_balancing_info.algorithm, *algorithm);
+            assert!((0..4).contains(&reply.load_balancing_info.worker_node_id));
+            assert!(line.end_ms >= line.start_ms);
+            assert!(reply.worker.internal_execution_time <= reply.worker.execution_time);
+        }
+        let mut per_function: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (l, _) in &lines {
+            *per_function.entry(l.function.as_str()).or_default() += 1;
+        }
+        let mut expected: std::collections::BTreeMap<&str, usize> = Default::default();
+        for e in &ev {
+            *expected.entry(e.function.as_str()).or_default() += 1;
+        }
+        assert_eq!(per_function, expected, "{algorithm}");
+    }
+}
+
+#[test]
+fn bad_configurations_are_errors_not_panics() {
+    let ev = events(&[("W1", 0)]);
+    let no_nodes = DesConfig {
+        nodes: 0,
+        ..DesConfig::default()
+    };
+    assert!(matches!(
+        run_scenario(&ev, &no_nodes, None),
+        Err(DesError::NoNodes)
+    ));
+    let bad_alg = DesConfig {
+        algorithm: "fastest".into(),
+        ..DesConfig::default()
+    };
+    assert!(run_scenario(&ev, &bad_alg, None)
+        .unwrap_err()
+        .to_string()
+        .contains("unknown algorithm"));
+    let bad_scale = DesConfig {
+        time_scale: 0.0,
+        ..DesConfig::default()
+    };
+    assert!(matches!(
+        run_scenario(&ev, &bad_scale, None),
+        Err(DesError::BadTimeScale(..))
+    ));
+}
+
+#[test]
+fn time_scales_compress_arrivals_and_work() {
+    // Replayed 4x faster with functions at 1/4 of their work: W1 at 4000 ms
+    // arrives at 1000 and runs 187.5 ms.
+    let config = DesConfig {
+        time_scale: 4.0,
+        fn_time_scale: 0.25,
+        ..one_node(2)
+    };
+    let lines = run(&events(&[("W1", 4000)]), &config);
+    let base = 1_577_836_800_000;
+    assert_eq!(lines[0].0.start_ms - base, 1000);
+    assert_eq!(lines[0].0.end_ms - base, 1187);
+}
