@@ -1,10 +1,218 @@
-//! The worker node (being built; see issue 3).
+//! The worker node on :8222: runs the sample functions in Docker containers
+//! or local processes, with HotFunctions' caching options (image LRU by
+//! bytes, pre-warmed pools, REST-mode instances with an idle lifetime).
+//! A Rust port and extension of HotFunctions' `worker_front`
+//! (github.com/Prev/HotFunctions).
 //!
 //! # Layout
 //! - [`policy`]: pure caching / pooling / keep-alive policies, shared with
 //!   the discrete-event simulator.
 //! - [`runtime`]: the [`runtime::Runtime`] trait (build images, run
-//!   instances) and its implementations.
+//!   instances) and its implementations (`process`, `docker`).
+//! - [`worker`]: the core that turns policy answers into runtime actions.
+//! - [`http`]: the actix-web edge (routes, JSON errors).
+//! - [`run`]: binds it all together (`main` is a thin CLI over it).
 
+pub mod http;
 pub mod policy;
 pub mod runtime;
+pub mod worker;
+
+use policy::options::CachingOptions;
+use runtime::docker::DockerRuntime;
+use runtime::process::ProcessRuntime;
+use runtime::{Runtime, RuntimeError, RuntimeOptions};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use worker::Worker;
+
+/// Which runtime runs the functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Local `hf-fn` processes (no Docker needed).
+    #[default]
+    Process,
+    /// Docker containers built `FROM scratch` (needs a static `hf-fn`).
+    Docker,
+}
+
+/// The worker's whole configuration (CLI flags and environment in `main`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    pub runtime: RuntimeKind,
+    /// Ownership mark of everything this worker creates; default
+    /// `worker-<port>`.
+    pub worker_id: Option<String>,
+    /// The `hf-fn` binary; default: see [`default_fn_binary`].
+    pub fn_binary: Option<PathBuf>,
+    /// `HF_TIME_SCALE` for the functions (default 1.0).
+    pub time_scale: f64,
+    /// Where runtimes keep files (default: the system temp dir).
+    pub work_dir: Option<PathBuf>,
+    /// HotFunctions' caching options.
+    pub caching: CachingOptions,
+    /// actix-web worker threads (default 2).
+    pub http_workers: usize,
+    /// How often the REST-mode expiry timer looks, in ms (default 100).
+    pub expiry_tick_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            runtime: RuntimeKind::Process,
+            worker_id: None,
+            fn_binary: None,
+            time_scale: 1.0,
+            work_dir: None,
+            caching: CachingOptions::default(),
+            http_workers: 2,
+            expiry_tick_ms: 100,
+        }
+    }
+}
+
+/// Failures that stop the worker from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("bad configuration: {0}")]
+    Config(String),
+}
+
+/// Where the worker looks for `hf-fn` when `--fn-binary` is not given.
+///
+/// - process runtime: `hf-fn` beside the running executable, or one
+///   directory up (so test executables in `target/<profile>/deps/` find
+///   `target/<profile>/hf-fn`);
+/// - docker runtime: the statically linked build,
+///   `DockerRuntime::default_static_fn_binary()`
+///   (`HF_FN_STATIC_BINARY` or `target/static/x86_64-unknown-linux-gnu/release/hf-fn`).
+pub fn default_fn_binary(kind: RuntimeKind) -> PathBuf {
+    match kind {
+        RuntimeKind::Docker => DockerRuntime::default_static_fn_binary(),
+        RuntimeKind::Process => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("worker-front"));
+            let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+            let beside = dir.join("hf-fn");
+            if beside.is_file() {
+                return beside;
+            }
+            match dir.parent() {
+                Some(up) if up.join("hf-fn").is_file() => up.join("hf-fn"),
+                _ => beside,
+            }
+        }
+    }
+}
+
+/// Runs the worker on `listener` until `shutdown` completes, then removes
+/// every instance and image it created. Must be called inside a
+/// multi-threaded tokio runtime.
+pub async fn run(
+    listener: std::net::TcpListener,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    if !(config.time_scale.is_finite() && config.time_scale >= 0.0) {
+        return Err(RunError::Config(format!(
+            "time scale {} is not a non-negative number",
+            config.time_scale
+        )));
+    }
+    let port = listener.local_addr()?.port();
+    let options = RuntimeOptions {
+        worker_id: config
+            .worker_id
+            .clone()
+            .unwrap_or_else(|| format!("worker-{port}")),
+        fn_binary: config
+            .fn_binary
+            .clone()
+            .unwrap_or_else(|| default_fn_binary(config.runtime)),
+        time_scale: config.time_scale,
+        work_dir: config.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+    };
+    listener.set_nonblocking(true)?;
+    match config.runtime {
+        RuntimeKind::Process => {
+            serve(
+                ProcessRuntime::new(options.clone())?,
+                options,
+                listener,
+                &config,
+                shutdown,
+            )
+            .await
+        }
+        RuntimeKind::Docker => {
+            serve(
+                DockerRuntime::new(options.clone())?,
+                options,
+                listener,
+                &config,
+                shutdown,
+            )
+            .await
+        }
+    }
+}
+
+async fn serve<R: Runtime>(
+    runtime: R,
+    options: RuntimeOptions,
+    listener: std::net::TcpListener,
+    config: &WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    tracing::info!(
+        "worker {} on {} ({} runtime, hf-fn {}), caching {:?}",
+        options.worker_id,
+        listener.local_addr()?,
+        runtime.name(),
+        options.fn_binary.display(),
+        config.caching
+    );
+    let worker = Worker::new(runtime, config.caching, options.worker_id.clone());
+    // Leftovers of an earlier run with this worker id: remove (ours only).
+    match worker.runtime().remove_all_own(true).await {
+        Ok(r) if r.instances + r.images > 0 => tracing::info!("removed leftovers: {r:?}"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("could not remove leftovers (will serve anyway): {e}"),
+    }
+    let tick = Duration::from_millis(config.expiry_tick_ms.max(1));
+    let expirer = {
+        let w = worker.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                w.expire_rest();
+            }
+        })
+    };
+    let server = http::server(worker.clone(), listener, config.http_workers)?;
+    let handle = server.handle();
+    let mut server = Box::pin(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        () = shutdown => {
+            let (_, r) = tokio::join!(handle.stop(true), server);
+            r
+        }
+    };
+    expirer.abort();
+    match worker.runtime().remove_all_own(true).await {
+        Ok(r) => tracing::info!("shut down; removed {r:?}"),
+        Err(e) => tracing::warn!("shut down; cleanup failed: {e}"),
+    }
+    Ok(result?)
+}

@@ -1,6 +1,159 @@
-//! `worker-front`: the worker on :8222 (being built; see issue 3).
+//! `worker-front`: the worker on :8222 (a thin CLI over `worker_front::run`).
+//!
+//! ```text
+//! worker-front start [PORT] [--port P] [--runtime process|docker] [options]
+//! ```
+//! Caching options come from the original's environment variables
+//! (`USER_CODE_SIZE_LIMIT`, `CONTAINER_POOL_LIMIT`, `CONTAINER_POOL_NUM`,
+//! `USING_REST_MODE`, `REST_CONTAINER_LIFE_TIME`); the flags of the same
+//! names override them.
 
-fn main() {
-    eprintln!("worker-front: not built yet");
-    std::process::exit(2);
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use worker_front::policy::options::CachingOptions;
+use worker_front::{RuntimeKind, WorkerConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "worker-front",
+    version,
+    about = "HotFunctions worker: runs the 30 sample functions in Docker containers or local processes",
+    after_help = "Environment: USER_CODE_SIZE_LIMIT (bytes, -1 = off), CONTAINER_POOL_LIMIT (-1 = off), \
+CONTAINER_POOL_NUM (6), USING_REST_MODE (true/false), REST_CONTAINER_LIFE_TIME (10 s), \
+HF_TIME_SCALE (1.0), RUST_LOG (info)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RuntimeArg {
+    Process,
+    Docker,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the worker (in the foreground; stop with Ctrl-C or SIGTERM).
+    Start(StartArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StartArgs {
+    /// Port (as in the original: `worker-front start 8222`).
+    port_positional: Option<u16>,
+    /// Port (default 8222); overrides the positional one.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: String,
+    /// Where functions run.
+    #[arg(long, value_enum, default_value = "process")]
+    runtime: RuntimeArg,
+    /// Ownership mark of everything this worker creates (default worker-<port>).
+    #[arg(long)]
+    worker_id: Option<String>,
+    /// The hf-fn binary (default: beside this executable for `process`; the
+    /// static build under target/static for `docker`).
+    #[arg(long)]
+    fn_binary: Option<PathBuf>,
+    /// Scales the functions' work and sleeps (tests: 0.01).
+    #[arg(long, env = "HF_TIME_SCALE", default_value_t = 1.0)]
+    time_scale: f64,
+    /// Where runtimes keep files (default: the system temp dir).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Image cache limit in bytes, -1 = off (env USER_CODE_SIZE_LIMIT).
+    #[arg(long, allow_hyphen_values = true)]
+    user_code_size_limit: Option<i64>,
+    /// Pools for this many most recent functions, -1 = off (env CONTAINER_POOL_LIMIT).
+    #[arg(long, allow_hyphen_values = true)]
+    container_pool_limit: Option<i64>,
+    /// Pre-warmed instances per pooled function (env CONTAINER_POOL_NUM).
+    #[arg(long)]
+    container_pool_num: Option<u32>,
+    /// REST mode: one shared long-lived instance per function (env USING_REST_MODE).
+    #[arg(long)]
+    using_rest_mode: Option<bool>,
+    /// Idle lifetime of REST instances in seconds (env REST_CONTAINER_LIFE_TIME).
+    #[arg(long)]
+    rest_container_life_time: Option<u64>,
+    /// HTTP worker threads.
+    #[arg(long, default_value_t = 2)]
+    http_workers: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let Command::Start(args) = Cli::parse().command;
+    let mut caching = CachingOptions::from_lookup(|n| std::env::var(n).ok())
+        .context("reading the caching options from the environment")?;
+    if let Some(v) = args.user_code_size_limit {
+        caching.user_code_size_limit = v;
+    }
+    if let Some(v) = args.container_pool_limit {
+        caching.container_pool_limit = v;
+    }
+    if let Some(v) = args.container_pool_num {
+        caching.container_pool_num = v;
+    }
+    if let Some(v) = args.using_rest_mode {
+        caching.using_rest_mode = v;
+    }
+    if let Some(v) = args.rest_container_life_time {
+        caching.rest_container_life_time = v;
+    }
+    if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
+        bail!(
+            "--time-scale {} is not a non-negative number",
+            args.time_scale
+        );
+    }
+    let port = args.port.or(args.port_positional).unwrap_or(8222);
+    let config = WorkerConfig {
+        runtime: match args.runtime {
+            RuntimeArg::Process => RuntimeKind::Process,
+            RuntimeArg::Docker => RuntimeKind::Docker,
+        },
+        worker_id: args.worker_id,
+        fn_binary: args.fn_binary,
+        time_scale: args.time_scale,
+        work_dir: args.work_dir,
+        caching,
+        http_workers: args.http_workers,
+        ..WorkerConfig::default()
+    };
+    let listener = std::net::TcpListener::bind((args.host.as_str(), port))
+        .with_context(|| format!("binding {}:{port}", args.host))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let shutdown = async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        worker_front::run(listener, config, shutdown)
+            .await
+            .context("worker-front")
+    })
 }

@@ -101,10 +101,19 @@ impl RestInstances {
         }
     }
 
-    /// Starting failed: forgets the instance (waiting calls fail too, or
-    /// retry with a fresh [`RestInstances::call_started`]).
+    /// The calling start failed, and that call ends (do not also report
+    /// [`RestInstances::call_finished`] for it). If other calls are waiting
+    /// for the start, the instance stays `Starting` and one of them starts
+    /// it again; otherwise it is forgotten.
     pub fn start_failed(&mut self, function: &str) {
-        self.instances.remove(function);
+        if let Some(i) = self.instances.get_mut(function) {
+            i.in_flight = i.in_flight.saturating_sub(1);
+            if i.in_flight == 0 {
+                self.instances.remove(function);
+            } else {
+                i.state = State::Starting;
+            }
+        }
     }
 
     /// A call of `function` ended at `now` (successfully or not).
@@ -214,6 +223,13 @@ mod tests {
         r.call_started("B", ms(0));
         r.start_failed("B");
         assert_eq!(r.call_started("B", ms(1)), RestAcquire::Start);
+        // A waiter keeps the entry: it starts the instance itself.
+        assert_eq!(r.call_started("B", ms(2)), RestAcquire::WaitForStart);
+        r.start_failed("B");
+        assert!(!r.is_ready("B"));
+        r.started("B", ms(3));
+        r.call_finished("B", ms(4));
+        assert_eq!(r.expire(ms(10_000)), vec!["B".to_string()]);
     }
 
     proptest! {

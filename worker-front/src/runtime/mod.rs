@@ -49,7 +49,8 @@
 //!   a one-shot instance whose `run_once` future is dropped is still removed
 //!   (kill-on-drop or a spawned cleanup).
 
-// `pub mod process;` is added with the process runtime (next commit).
+pub mod docker;
+pub mod process;
 
 use protocol::FunctionOutput;
 use sample_functions::FunctionSpec;

@@ -1,0 +1,544 @@
+//! The `process` runtime (the embedded default): functions run as local
+//! processes of the `hf-fn` binary.
+//!
+//! - *Image*: the function's package staged to a per-function directory
+//!   under `<work_dir>/hf-process-<worker id>/`: a copy of `hf-fn` plus its
+//!   generated `payload.bin` of `package_bytes` (so a large package costs a
+//!   large copy to build and a large read on every cold start). A build
+//!   writes into a fresh temporary directory and renames it into place.
+//! - *One-shot instance*: `hf-fn <NAME>` per call, killed if the call is
+//!   abandoned (kill-on-drop).
+//! - *Warm instance* (pool member or REST mode): `hf-fn serve --function
+//!   <NAME> --port 0`, invoked over loopback HTTP (`GET /invoke`).
+//!
+//! Ownership: every process gets `HF_WORKER_ID=<worker id>`,
+//! `HF_FUNCTION`, `HF_INSTANCE_KIND` and `HF_INSTANCE_NAME` in its
+//! environment; [`ProcessRuntime::list_own_instances`] finds processes by
+//! scanning `/proc/<pid>/environ` for that mark (so leftovers of an earlier
+//! run with the same worker id are found too), never by name.
+
+use super::{
+    parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,
+    Runtime, RuntimeError, RuntimeOptions, ENV_FUNCTION, ENV_KIND, ENV_WORKER, STDERR_TAIL_BYTES,
+};
+use sample_functions::payload::{self, PAYLOAD_ENV, PAYLOAD_FILE_NAME};
+use sample_functions::workload::TIME_SCALE_ENV;
+use sample_functions::FunctionSpec;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Environment variable naming a process instance (`Meta.ContainerName`).
+const ENV_INSTANCE_NAME: &str = "HF_INSTANCE_NAME";
+
+/// How long a warm instance may take to print its port (it reads its
+/// payload first: up to 131 MB).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A warm instance this runtime started and still holds.
+#[derive(Debug)]
+struct WarmProcess {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    options: RuntimeOptions,
+    stage_root: PathBuf,
+    warm: Mutex<HashMap<String, WarmProcess>>,
+    http: reqwest::Client,
+    sequence: AtomicU64,
+}
+
+/// Runs functions as local `hf-fn` processes. Cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct ProcessRuntime {
+    inner: Arc<Inner>,
+}
+
+impl ProcessRuntime {
+    /// A runtime with these options (nothing is started yet).
+    pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        let safe_id: String = options
+            .worker_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let stage_root = options.work_dir.join(format!("hf-process-{safe_id}"));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| RuntimeError::Io(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                options,
+                stage_root,
+                warm: Mutex::new(HashMap::new()),
+                http,
+                sequence: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The directory holding this worker's staged images.
+    pub fn stage_root(&self) -> &Path {
+        &self.inner.stage_root
+    }
+
+    fn function_dir(&self, function: &str) -> PathBuf {
+        self.inner
+            .stage_root
+            .join(format!("hf-{}", function.to_ascii_lowercase()))
+    }
+
+    fn next(&self) -> u64 {
+        self.inner.sequence.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn check_binary(&self) -> Result<(), RuntimeError> {
+        let p = &self.inner.options.fn_binary;
+        if p.is_file() {
+            Ok(())
+        } else {
+            Err(RuntimeError::EngineUnavailable(format!(
+                "the hf-fn binary is not at {} (build it with `cargo build -p sample-functions`, or pass --fn-binary)",
+                p.display()
+            )))
+        }
+    }
+
+    /// A command for `image` with this worker's mark.
+    fn command(&self, image: &Image, kind: InstanceKind, name: &str) -> Command {
+        let dir = self.function_dir(&image.function);
+        let mut c = Command::new(dir.join("hf-fn"));
+        c.env(TIME_SCALE_ENV, self.inner.options.time_scale.to_string())
+            .env(PAYLOAD_ENV, dir.join(PAYLOAD_FILE_NAME))
+            .env(ENV_WORKER, &self.inner.options.worker_id)
+            .env(ENV_FUNCTION, &image.function)
+            .env(ENV_KIND, kind.label())
+            .env(ENV_INSTANCE_NAME, name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    fn instance_name(&self, function: &str, kind: InstanceKind) -> String {
+        let tag = match kind {
+            InstanceKind::OneShot => "",
+            InstanceKind::Pooled => "pool_",
+            InstanceKind::Rest => "rest_",
+        };
+        format!("hf_{}__{tag}{}", function.to_ascii_lowercase(), self.next())
+    }
+
+    fn stderr_of(&self, id: &str) -> String {
+        let warm = self.inner.warm.lock().unwrap_or_else(|e| e.into_inner());
+        warm.get(id)
+            .map(|w| w.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// Exit status of a warm instance if it has died.
+    fn exit_status(&self, id: &str) -> Option<String> {
+        let mut warm = self.inner.warm.lock().unwrap_or_else(|e| e.into_inner());
+        let w = warm.get_mut(id)?;
+        match w.child.try_wait() {
+            Ok(Some(st)) => Some(st.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Keeps the last [`STDERR_TAIL_BYTES`] of a child's stderr.
+fn collect_stderr(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let out = Arc::clone(&buf);
+    tokio::spawn(async move {
+        let mut r = stderr;
+        let mut chunk = vec![0u8; 4096];
+        while let Ok(n) = r.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
+            b.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            if b.len() > 4 * STDERR_TAIL_BYTES {
+                *b = tail(&b, STDERR_TAIL_BYTES);
+            }
+        }
+    });
+    out
+}
+
+/// Stages `function` into `dir` (blocking): temp dir, copy, payload, rename.
+fn stage(fn_binary: &Path, dir: &Path, tmp: &Path, package_bytes: u64) -> std::io::Result<u64> {
+    if tmp.exists() {
+        std::fs::remove_dir_all(tmp)?;
+    }
+    std::fs::create_dir_all(tmp)?;
+    let bin_bytes = std::fs::copy(fn_binary, tmp.join("hf-fn"))?;
+    payload::write_payload_file(&tmp.join(PAYLOAD_FILE_NAME), package_bytes)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::rename(tmp, dir)?;
+    Ok(bin_bytes + package_bytes)
+}
+
+/// A process carrying a worker's mark, from `/proc`.
+#[derive(Debug, Clone)]
+struct MarkedProcess {
+    pid: i32,
+    function: String,
+    kind: String,
+    name: String,
+}
+
+/// Processes whose environment carries `HF_WORKER_ID=<worker_id>`.
+fn scan_proc(worker_id: &str) -> Vec<MarkedProcess> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    let me = std::process::id() as i32;
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let mut owner = None;
+        let mut function = String::new();
+        let mut kind = String::new();
+        let mut name = String::new();
+        for var in env.split(|&b| b == 0) {
+            let var = String::from_utf8_lossy(var);
+            if let Some((k, v)) = var.split_once('=') {
+                match k {
+                    ENV_WORKER => owner = Some(v.to_string()),
+                    ENV_FUNCTION => function = v.to_string(),
+                    ENV_KIND => kind = v.to_string(),
+                    ENV_INSTANCE_NAME => name = v.to_string(),
+                    _ => {}
+                }
+            }
+        }
+        // Zombies have an empty environ; only live marked processes count.
+        if owner.as_deref() == Some(worker_id) && !kind.is_empty() {
+            out.push(MarkedProcess {
+                pid,
+                function,
+                kind,
+                name,
+            });
+        }
+    }
+    out
+}
+
+fn kill_pid(pid: i32) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+impl Runtime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn health(&self) -> Result<EngineHealth, RuntimeError> {
+        self.check_binary()?;
+        Ok(EngineHealth {
+            runtime: "process".into(),
+            engine: format!(
+                "local processes of {}",
+                self.inner.options.fn_binary.display()
+            ),
+        })
+    }
+
+    async fn build_image(&self, function: &FunctionSpec) -> Result<Image, RuntimeError> {
+        self.check_binary()?;
+        let dir = self.function_dir(&function.name);
+        let tmp = self.inner.stage_root.join(format!(
+            ".tmp-{}-{}",
+            function.name.to_ascii_lowercase(),
+            self.next()
+        ));
+        let bin = self.inner.options.fn_binary.clone();
+        let bytes = function.package_bytes;
+        let d = dir.clone();
+        let t = tmp.clone();
+        let staged = tokio::task::spawn_blocking(move || stage(&bin, &d, &t, bytes))
+            .await
+            .map_err(|e| RuntimeError::Io(format!("staging task: {e}")))?;
+        match staged {
+            Ok(total) => Ok(Image {
+                function: function.name.clone(),
+                name: dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                bytes: total,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(RuntimeError::Build {
+                    function: function.name.clone(),
+                    detail: format!("staging into {}: {e}", dir.display()),
+                })
+            }
+        }
+    }
+
+    async fn remove_image(&self, image: &Image) -> Result<(), RuntimeError> {
+        let dir = self.function_dir(&image.function);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::Io(format!("removing {}: {e}", dir.display()))),
+        }
+    }
+
+    async fn run_once(&self, image: &Image) -> Result<Invocation, RuntimeError> {
+        self.check_binary()?;
+        let name = self.instance_name(&image.function, InstanceKind::OneShot);
+        let mut cmd = self.command(image, InstanceKind::OneShot, &name);
+        cmd.arg(&image.function);
+        let child = cmd.spawn().map_err(|e| RuntimeError::Instance {
+            instance: name.clone(),
+            detail: format!("spawning {}: {e}", image.name),
+        })?;
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| RuntimeError::Instance {
+                instance: name.clone(),
+                detail: format!("waiting: {e}"),
+            })?;
+        if !out.status.success() {
+            return Err(RuntimeError::FunctionFailed {
+                function: image.function.clone(),
+                status: out.status.to_string(),
+                stderr_tail: tail(&String::from_utf8_lossy(&out.stderr), STDERR_TAIL_BYTES),
+            });
+        }
+        let output = parse_function_output(&image.function, &String::from_utf8_lossy(&out.stdout))?;
+        Ok(Invocation {
+            output,
+            instance_name: name,
+        })
+    }
+
+    async fn start_instance(
+        &self,
+        image: &Image,
+        kind: InstanceKind,
+    ) -> Result<Instance, RuntimeError> {
+        self.check_binary()?;
+        let name = self.instance_name(&image.function, kind);
+        let mut cmd = self.command(image, kind, &name);
+        cmd.args(["serve", "--function", &image.function, "--port", "0"]);
+        let mut child = cmd.spawn().map_err(|e| RuntimeError::Instance {
+            instance: name.clone(),
+            detail: format!("spawning {}: {e}", image.name),
+        })?;
+        let stderr = match child.stderr.take() {
+            Some(s) => collect_stderr(s),
+            None => Arc::new(Mutex::new(String::new())),
+        };
+        let Some(stdout) = child.stdout.take() else {
+            return Err(RuntimeError::Io("child without stdout".into()));
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
+        let port = match first {
+            Ok(Ok(Some(line))) => serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v["port"].as_u64())
+                .and_then(|p| u16::try_from(p).ok()),
+            _ => None,
+        };
+        let Some(port) = port else {
+            let _ = child.start_kill();
+            let status = child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            // Give the stderr reader a moment to drain the pipe.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let err = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            return Err(RuntimeError::FunctionFailed {
+                function: image.function.clone(),
+                status: format!("warm instance did not start ({status})"),
+                stderr_tail: tail(&err, STDERR_TAIL_BYTES),
+            });
+        };
+        // Keep draining stdout so the instance never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let id = child
+            .id()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| name.clone());
+        self.inner
+            .warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id.clone(),
+                WarmProcess {
+                    child,
+                    port,
+                    stderr,
+                },
+            );
+        Ok(Instance {
+            id,
+            name,
+            function: image.function.clone(),
+            kind,
+        })
+    }
+
+    async fn invoke(&self, instance: &Instance) -> Result<Invocation, RuntimeError> {
+        let port = {
+            let warm = self.inner.warm.lock().unwrap_or_else(|e| e.into_inner());
+            warm.get(&instance.id).map(|w| w.port)
+        };
+        let Some(port) = port else {
+            return Err(RuntimeError::Instance {
+                instance: instance.name.clone(),
+                detail: "no such instance (removed)".into(),
+            });
+        };
+        let url = format!("http://127.0.0.1:{port}/invoke");
+        let resp = match self.inner.http.get(&url).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(status) = self.exit_status(&instance.id) {
+                    return Err(RuntimeError::FunctionFailed {
+                        function: instance.function.clone(),
+                        status,
+                        stderr_tail: tail(&self.stderr_of(&instance.id), STDERR_TAIL_BYTES),
+                    });
+                }
+                return Err(RuntimeError::Instance {
+                    instance: instance.name.clone(),
+                    detail: format!("GET {url}: {e}"),
+                });
+            }
+        };
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| RuntimeError::Instance {
+            instance: instance.name.clone(),
+            detail: format!("reading the reply: {e}"),
+        })?;
+        if !status.is_success() {
+            let err = self.stderr_of(&instance.id);
+            return Err(RuntimeError::FunctionFailed {
+                function: instance.function.clone(),
+                status: format!("HTTP {status}: {}", tail(&body, 300)),
+                stderr_tail: tail(&err, STDERR_TAIL_BYTES),
+            });
+        }
+        let output = parse_function_output(&instance.function, &body)?;
+        Ok(Invocation {
+            output,
+            instance_name: instance.name.clone(),
+        })
+    }
+
+    async fn remove_instance(&self, instance: &Instance) -> Result<(), RuntimeError> {
+        let w = self
+            .inner
+            .warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&instance.id);
+        if let Some(mut w) = w {
+            let _ = w.child.start_kill();
+            let _ = w.child.wait().await;
+        }
+        Ok(())
+    }
+
+    async fn list_own_instances(&self) -> Result<Vec<Instance>, RuntimeError> {
+        let id = self.inner.options.worker_id.clone();
+        let found = tokio::task::spawn_blocking(move || scan_proc(&id))
+            .await
+            .map_err(|e| RuntimeError::Io(format!("scanning /proc: {e}")))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|p| {
+                Some(Instance {
+                    id: p.pid.to_string(),
+                    name: p.name,
+                    function: p.function,
+                    kind: InstanceKind::from_label(&p.kind)?,
+                })
+            })
+            .collect())
+    }
+
+    async fn remove_all_own(&self, images: bool) -> Result<Removed, RuntimeError> {
+        let held: Vec<WarmProcess> = self
+            .inner
+            .warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        let mut removed = Removed::default();
+        for mut w in held {
+            let _ = w.child.start_kill();
+            let _ = w.child.wait().await;
+            removed.instances += 1;
+        }
+        // Leftovers: one-shot processes in flight and earlier runs' instances.
+        for p in self.list_own_instances().await? {
+            if let Ok(pid) = p.id.parse::<i32>() {
+                kill_pid(pid);
+                removed.instances += 1;
+            }
+        }
+        if images {
+            let root = self.inner.stage_root.clone();
+            if root.exists() {
+                removed.images = std::fs::read_dir(&root)
+                    .map(|d| {
+                        d.flatten()
+                            .filter(|e| e.file_name().to_string_lossy().starts_with("hf-"))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                tokio::fs::remove_dir_all(&root)
+                    .await
+                    .map_err(|e| RuntimeError::Io(format!("removing {}: {e}", root.display())))?;
+            }
+        }
+        Ok(removed)
+    }
+}
