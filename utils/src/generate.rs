@@ -389,8 +389,12 @@ pub fn meta_path(csv_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes the CSV and its sidecar; returns the sidecar's path.
+/// Writes the CSV and its sidecar (creating the directory); returns the
+/// sidecar's path.
 pub fn write_scenario(scenario: &Scenario, csv_path: &Path) -> std::io::Result<PathBuf> {
+    if let Some(dir) = csv_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     std::fs::write(csv_path, protocol::scenario::to_csv(&scenario.events))?;
     let meta = meta_path(csv_path);
     let mut json = serde_json::to_string_pretty(&scenario.meta).map_err(std::io::Error::other)?;

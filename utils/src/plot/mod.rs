@@ -4,7 +4,8 @@
 //!   (Prev/HotFunctions, `analyzer/visualize.html`): x = seconds since the
 //!   first call, one panel per node, each call a bar from its start to its
 //!   end, stacked into the first free lane of its node, coloured by function
-//!   (the 20 most called functions get their own colour, the rest grey).
+//!   (the 20 most called functions get their own colour, the rest grey); at
+//!   most [`MAX_TIMELINE_NODES`] panels, and an optional time window.
 //! - [`latency_cdf`]: the cumulative distribution of latency (duration -
 //!   `InternalExecutionTime`) or duration, one curve per run, log-scaled x.
 //! - [`comparison_bars`]: bars comparing runs (algorithms) on locality, CV,
@@ -168,6 +169,10 @@ pub struct TimelineOptions {
     pub window_s: Option<(f64, f64)>,
 }
 
+/// A timeline draws at most this many node panels (the first ones), so that
+/// the image stays a sane size for large simulated clusters.
+pub const MAX_TIMELINE_NODES: usize = 64;
+
 /// Calls of one node assigned to lanes: the first lane free at the call's
 /// start (as `visualize.html` does, without its cap of 8 lanes).
 fn assign_lanes(records: &[&CallRecord]) -> (Vec<usize>, usize) {
@@ -238,13 +243,15 @@ pub fn timeline(run: &RunLog, out: &Path, options: &TimelineOptions) -> Result<(
     };
     let records: Vec<CallRecord> = records.iter().filter(in_window).cloned().collect();
     let records = &records;
-    let nodes = options
+    let all_nodes = options
         .nodes
         .unwrap_or(0)
         .max(records.iter().map(|r| r.node).max().unwrap_or(0) + 1);
-    let per_node: Vec<Vec<&CallRecord>> = (0..nodes)
-        .map(|n| records.iter().filter(|r| r.node == n).collect())
-        .collect();
+    let nodes = all_nodes.min(MAX_TIMELINE_NODES);
+    let mut per_node: Vec<Vec<&CallRecord>> = vec![Vec::new(); nodes];
+    for r in records.iter().filter(|r| r.node < nodes) {
+        per_node[r.node].push(r);
+    }
     let lanes: Vec<(Vec<usize>, usize)> = per_node.iter().map(|rs| assign_lanes(rs)).collect();
     let (by_count, colours) = function_colours(records);
 
@@ -260,10 +267,13 @@ pub fn timeline(run: &RunLog, out: &Path, options: &TimelineOptions) -> Result<(
     let height = header + panel_heights.iter().sum::<u32>() + footer;
     let width = 1600u32;
     let legend_width = 190u32;
-    let title = options
+    let mut title = options
         .title
         .clone()
         .unwrap_or_else(|| format!("Per-node timeline: {}", run.label()));
+    if nodes < all_nodes {
+        title.push_str(&format!(" (nodes 0-{} of {all_nodes})", nodes - 1));
+    }
 
     render!(out, (width, height), |root| draw_timeline(
         &root,
