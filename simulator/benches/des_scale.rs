@@ -31,6 +31,14 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// CPU time this thread has run, in seconds (Linux `schedstat`), so that
+/// the rate is not hidden by other load on a shared machine.
+fn thread_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
 fn workload(invocations: usize, nodes: u32, cores: u32, seed: u64) -> (Workload, f64) {
     let catalog = sample_functions::catalog();
     let funcs: Vec<_> = catalog.with_rates().collect();
@@ -81,6 +89,7 @@ fn child(algorithm: &str, invocations: usize, nodes: u32) {
         ..DesConfig::default()
     };
     let start = Instant::now();
+    let cpu_start = thread_cpu_seconds();
     let s = match run_workload(&w, &config, None) {
         Ok(s) => s,
         Err(e) => {
@@ -89,11 +98,17 @@ fn child(algorithm: &str, invocations: usize, nodes: u32) {
         }
     };
     let wall = start.elapsed().as_secs_f64();
+    let cpu = match (cpu_start, thread_cpu_seconds()) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => wall,
+    };
     println!(
-        "{algorithm:>5} {invocations:>10} calls {nodes:>5} nodes: {:>6.2} s wall, {:>10.0} invocations/s, {:>10.0} events/s, peak RSS {:>7.1} MiB | {:.0} calls/s simulated over {:.0} s, cold {:.4}, mean latency {:.0} ms",
+        "{algorithm:>5} {invocations:>10} calls {nodes:>5} nodes: {:>6.2} s wall, {:>6.2} s CPU, {:>10.0} invocations/s ({:>10.0} per CPU-s), {:>10.0} events per CPU-s, peak RSS {:>7.1} MiB | {:.0} calls/s simulated over {:.0} s, cold {:.4}, mean latency {:.0} ms",
         wall,
+        cpu,
         invocations as f64 / wall,
-        s.events as f64 / wall,
+        invocations as f64 / cpu,
+        s.events as f64 / cpu,
         peak_rss_mib().unwrap_or(f64::NAN),
         rate,
         s.simulated_seconds,

@@ -11,8 +11,14 @@
 //! work gets the finish tag `v + w`; it finishes when `v` reaches its tag.
 //! Since all present jobs progress at the same rate, the earliest tag is the
 //! next completion, found in a min-heap: each change of `n` costs
-//! `O(log n)`. A generation counter invalidates completion events scheduled
-//! before the rate changed.
+//! `O(log n)`.
+//!
+//! One completion event per node is live at a time: the node remembers when
+//! it is scheduled. A new job whose completion comes earlier asks for a new
+//! event (the old one becomes stale and is ignored when it fires); one that
+//! comes later asks for none: when the current event fires early (the rate
+//! dropped meanwhile), it finds nothing done and asks for the next one. So
+//! most job arrivals on a busy node push nothing on the event queue.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -55,8 +61,8 @@ pub struct SharedCpu {
     /// Real (virtual-time) instant at which `work_clock` was last advanced.
     updated_at: Micros,
     tags: BinaryHeap<Tag>,
-    /// Bumped whenever the next completion time may have changed.
-    generation: u32,
+    /// When the live completion event fires, if one is scheduled.
+    scheduled: Option<Micros>,
 }
 
 /// Slack when comparing tags with the work clock: event times are whole
@@ -70,17 +76,13 @@ impl SharedCpu {
             work_clock: 0.0,
             updated_at: 0,
             tags: BinaryHeap::new(),
-            generation: 0,
+            scheduled: None,
         }
     }
 
     /// Jobs in a CPU phase.
     pub fn running(&self) -> usize {
         self.tags.len()
-    }
-
-    pub fn generation(&self) -> u32 {
-        self.generation
     }
 
     fn rate(&self) -> f64 {
@@ -99,36 +101,38 @@ impl SharedCpu {
         self.updated_at = now;
     }
 
-    /// `job` starts a CPU phase of `work_us` at `now`. Returns the new next
-    /// completion `(time, generation)` to schedule.
-    pub fn add(&mut self, job: u32, work_us: f64, now: Micros) -> (Micros, u32) {
+    /// `job` starts a CPU phase of `work_us` at `now`. Returns the time of
+    /// a completion event to schedule, if one is needed.
+    pub fn add(&mut self, job: u32, work_us: f64, now: Micros) -> Option<Micros> {
         self.advance(now);
         self.tags.push(Tag {
             finish: self.work_clock + work_us.max(0.0),
             job,
         });
-        self.generation = self.generation.wrapping_add(1);
-        self.next_completion(now)
+        let next = self.next_completion(now);
+        match self.scheduled {
+            Some(at) if at <= next => None,
+            _ => {
+                self.scheduled = Some(next);
+                Some(next)
+            }
+        }
     }
 
-    fn next_completion(&self, now: Micros) -> (Micros, u32) {
+    fn next_completion(&self, now: Micros) -> Micros {
         let top = self.tags.peek().map_or(0.0, |t| t.finish);
         let remaining = (top - self.work_clock).max(0.0) / self.rate();
-        (now + remaining.ceil() as Micros, self.generation)
+        now + remaining.ceil() as Micros
     }
 
-    /// A completion event of `generation` fired at `now`: pushes the jobs
-    /// whose CPU phase is done into `done` and returns the next completion
-    /// to schedule, if any. A stale generation does nothing.
-    pub fn complete(
-        &mut self,
-        generation: u32,
-        now: Micros,
-        done: &mut Vec<u32>,
-    ) -> Option<(Micros, u32)> {
-        if generation != self.generation {
+    /// A completion event fired at `now`: pushes the jobs whose CPU phase is
+    /// done into `done` and returns the time of the next completion event
+    /// to schedule, if any. A stale event does nothing.
+    pub fn complete(&mut self, now: Micros, done: &mut Vec<u32>) -> Option<Micros> {
+        if self.scheduled != Some(now) {
             return None;
         }
+        self.scheduled = None;
         self.advance(now);
         while let Some(t) = self.tags.peek() {
             if t.finish <= self.work_clock + EPSILON {
@@ -138,14 +142,12 @@ impl SharedCpu {
                 break;
             }
         }
-        if done.is_empty() && self.tags.is_empty() {
-            return None;
-        }
-        self.generation = self.generation.wrapping_add(1);
         if self.tags.is_empty() {
             None
         } else {
-            Some(self.next_completion(now))
+            let next = self.next_completion(now);
+            self.scheduled = Some(next);
+            Some(next)
         }
     }
 }
@@ -154,35 +156,41 @@ impl SharedCpu {
 mod tests {
     use super::*;
 
-    /// Runs the CPU alone: returns (job, finish time) in completion order.
-    fn drain(cpu: &mut SharedCpu, mut next: (Micros, u32)) -> Vec<(u32, Micros)> {
+    /// Runs the CPU alone from the pending events `times`: returns (job,
+    /// finish time) in completion order.
+    fn drain(cpu: &mut SharedCpu, mut times: Vec<Micros>) -> Vec<(u32, Micros)> {
         let mut out = Vec::new();
         let mut done = Vec::new();
-        loop {
-            let (t, g) = next;
-            let n = cpu.complete(g, t, &mut done);
-            out.extend(done.drain(..).map(|j| (j, t)));
-            match n {
-                Some(n) => next = n,
-                None => return out,
+        while !times.is_empty() {
+            times.sort_unstable();
+            let t = times.remove(0);
+            if let Some(n) = cpu.complete(t, &mut done) {
+                times.push(n);
             }
+            out.extend(done.drain(..).map(|j| (j, t)));
         }
+        out
     }
 
     #[test]
     fn one_core_two_jobs_share_equally() {
         let mut cpu = SharedCpu::new(1);
-        cpu.add(0, 1000.0, 0);
-        let next = cpu.add(1, 1000.0, 0);
-        assert_eq!(drain(&mut cpu, next), vec![(0, 2000), (1, 2000)]);
+        let first = cpu.add(0, 1000.0, 0).unwrap();
+        assert_eq!(cpu.add(1, 1000.0, 0), None, "completes later: no event");
+        assert_eq!(drain(&mut cpu, vec![first]), vec![(0, 2000), (1, 2000)]);
     }
 
     #[test]
     fn jobs_up_to_the_core_count_run_at_full_speed() {
         let mut cpu = SharedCpu::new(2);
-        cpu.add(0, 1000.0, 0);
-        let next = cpu.add(1, 3000.0, 0);
-        assert_eq!(drain(&mut cpu, next), vec![(0, 1000), (1, 3000)]);
+        let mut events: Vec<Micros> = cpu.add(0, 3000.0, 0).into_iter().collect();
+        events.extend(cpu.add(1, 1000.0, 0));
+        assert_eq!(
+            events,
+            vec![3000, 1000],
+            "an earlier completion asks for an event"
+        );
+        assert_eq!(drain(&mut cpu, events), vec![(1, 1000), (0, 3000)]);
     }
 
     #[test]
@@ -191,12 +199,14 @@ mod tests {
         // (1000 µs): job 0's last 500 µs take 1000 µs -> done at 1500; job 1
         // has 500 left at 1500, alone -> done at 2000.
         let mut cpu = SharedCpu::new(1);
-        let first = cpu.add(0, 1000.0, 0);
-        assert_eq!(first.0, 1000);
-        let next = cpu.add(1, 1000.0, 500);
+        let first = cpu.add(0, 1000.0, 0).unwrap();
+        assert_eq!(first, 1000);
+        assert_eq!(cpu.add(1, 1000.0, 500), None);
         let mut done = Vec::new();
-        assert_eq!(cpu.complete(first.1, first.0, &mut done), None, "stale");
+        // The event at 1000 fires early: nothing done, next at 1500.
+        assert_eq!(cpu.complete(first, &mut done), Some(1500));
         assert!(done.is_empty());
-        assert_eq!(drain(&mut cpu, next), vec![(0, 1500), (1, 2000)]);
+        assert_eq!(cpu.complete(1200, &mut done), None, "stale time");
+        assert_eq!(drain(&mut cpu, vec![1500]), vec![(0, 1500), (1, 2000)]);
     }
 }

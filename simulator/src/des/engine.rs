@@ -203,8 +203,8 @@ pub struct Summary {
 enum Event {
     /// The job's current delay (start-up or a sleep phase) is over.
     Step(u32),
-    /// Next CPU completion on a node, valid if the generation still matches.
-    Cpu { node: u32, generation: u32 },
+    /// Next CPU completion on a node (ignored if no longer the live one).
+    Cpu { node: u32 },
     /// A pre-warmed pool instance finished starting.
     PoolReady { node: u32, function: u32 },
     /// A REST-mode instance finished starting.
@@ -258,6 +258,10 @@ struct Node {
     pool: ContainerPool,
     rest: RestInstances,
     keep_alive: Vec<Option<KeepAlivePool>>,
+    /// Per function: when its keep-alive expiry check is scheduled.
+    keep_alive_check: Vec<Option<Micros>>,
+    /// When the REST-mode expiry check is scheduled.
+    rest_check: Option<Micros>,
     functions: Vec<NodeFunction>,
 }
 
@@ -433,6 +437,12 @@ pub fn run_workload(
     let mut sim = Sim {
         config,
         names: &workload.names,
+        ids: workload
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as u32))
+            .collect(),
         functions,
         phases,
         scheduler,
@@ -446,6 +456,8 @@ pub fn run_workload(
                 ),
                 rest: RestInstances::new(config.worker.rest_lifetime()),
                 keep_alive: Vec::new(),
+                keep_alive_check: Vec::new(),
+                rest_check: None,
                 functions: Vec::new(),
             })
             .collect(),
@@ -566,6 +578,7 @@ fn unreachable_hist() -> hdrhistogram::Histogram<u64> {
 struct Sim<'a, 'w> {
     config: &'a DesConfig,
     names: &'a [String],
+    ids: HashMap<&'a str, u32>,
     functions: Vec<FunctionInfo>,
     phases: Vec<Phase>,
     scheduler: Box<dyn Scheduler>,
@@ -599,19 +612,11 @@ impl Sim<'_, '_> {
         self.stats.events += 1;
         match event {
             Event::Step(job) => self.step(job, now)?,
-            Event::Cpu { node, generation } => {
+            Event::Cpu { node } => {
                 let mut done = std::mem::take(&mut self.done_buffer);
-                let next = self.nodes[node as usize]
-                    .cpu
-                    .complete(generation, now, &mut done);
-                if let Some((t, g)) = next {
-                    self.queue.push(
-                        t,
-                        Event::Cpu {
-                            node,
-                            generation: g,
-                        },
-                    );
+                let next = self.nodes[node as usize].cpu.complete(now, &mut done);
+                if let Some(t) = next {
+                    self.queue.push(t, Event::Cpu { node });
                 }
                 for &job in &done {
                     self.step(job, now)?;
@@ -628,16 +633,30 @@ impl Sim<'_, '_> {
                 self.nodes[node as usize].rest.started(name, to_time(now));
             }
             Event::RestExpiry { node } => {
-                self.nodes[node as usize].rest.expire(to_time(now));
+                let n = &mut self.nodes[node as usize];
+                n.rest.expire(to_time(now));
+                n.rest_check = n
+                    .rest
+                    .next_expiry()
+                    .map(|t| (t.as_micros() as Micros).max(now + 1));
+                if let Some(at) = n.rest_check {
+                    self.queue.push(at, Event::RestExpiry { node });
+                }
             }
             Event::KeepAliveExpiry { node, function } => {
-                if let Some(Some(pool)) = self.nodes[node as usize]
-                    .keep_alive
-                    .get_mut(function as usize)
-                {
+                let n = &mut self.nodes[node as usize];
+                if let Some(Some(pool)) = n.keep_alive.get_mut(function as usize) {
                     let acc = &mut self.instances;
                     acc.advance(now);
                     pool.expire(to_time(now), |e| acc.expired(e, now));
+                    let next = pool
+                        .next_expiry()
+                        .map(|t| (t.as_micros() as Micros).max(now + 1));
+                    n.keep_alive_check[function as usize] = next;
+                    if let Some(at) = next {
+                        self.queue
+                            .push(at, Event::KeepAliveExpiry { node, function });
+                    }
                 }
             }
         }
@@ -808,8 +827,9 @@ impl Sim<'_, '_> {
                 Phase::Cpu { ms } if ms > 0 => {
                     let node = job.node;
                     let work = f64::from(ms) * 1000.0 * cpu_scale;
-                    let (t, generation) = self.nodes[node as usize].cpu.add(id, work, now);
-                    self.queue.push(t, Event::Cpu { node, generation });
+                    if let Some(t) = self.nodes[node as usize].cpu.add(id, work, now) {
+                        self.queue.push(t, Event::Cpu { node });
+                    }
                     return Ok(());
                 }
                 Phase::Sleep { ms } if ms > 0 => {
@@ -839,21 +859,26 @@ impl Sim<'_, '_> {
         match self.config.instances {
             InstanceModel::HotFunctions if self.config.worker.using_rest_mode => {
                 n.rest.call_finished(name, t);
-                let at = now + self.config.worker.rest_lifetime().as_micros() as Micros;
-                self.queue.push(at, Event::RestExpiry { node });
+                // One pending check per node: it reschedules itself at the
+                // policy's next expiry, which is never later than this one.
+                if n.rest_check.is_none() {
+                    let at = now + self.config.worker.rest_lifetime().as_micros() as Micros;
+                    n.rest_check = Some(at);
+                    self.queue.push(at, Event::RestExpiry { node });
+                }
             }
             InstanceModel::HotFunctions => {
                 let plan = n.pool.call_finished(name, t);
                 if !plan.create.is_empty() {
                     let at = now + ms_to_us(self.config.profile.instance_create_ms);
                     for (f, count) in &plan.create {
-                        if let Some(fid) = self.names.iter().position(|x| x == f) {
+                        if let Some(&fid) = self.ids.get(f.as_str()) {
                             for _ in 0..*count {
                                 self.queue.push(
                                     at,
                                     Event::PoolReady {
                                         node,
-                                        function: fid as u32,
+                                        function: fid,
                                     },
                                 );
                             }
@@ -868,9 +893,16 @@ impl Sim<'_, '_> {
                         self.instances.busy -= 1;
                         self.instances.idle += 1;
                     }
-                    let at = now + keep_alive.as_micros() as Micros;
-                    self.queue
-                        .push(at, Event::KeepAliveExpiry { node, function });
+                    if n.keep_alive_check.len() <= function as usize {
+                        n.keep_alive_check.resize(self.functions.len(), None);
+                    }
+                    let check = &mut n.keep_alive_check[function as usize];
+                    if check.is_none() {
+                        let at = now + keep_alive.as_micros() as Micros;
+                        *check = Some(at);
+                        self.queue
+                            .push(at, Event::KeepAliveExpiry { node, function });
+                    }
                 }
             }
         }
