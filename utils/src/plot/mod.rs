@@ -468,11 +468,18 @@ pub fn latency_cdf(
         .iter()
         .filter_map(|(_, v)| v.last().copied())
         .fold(1.0f64, f64::max);
+    let min = series
+        .iter()
+        .filter_map(|(_, v)| v.first().copied())
+        .fold(f64::INFINITY, f64::min)
+        .max(1.0);
+    // From the decade below the smallest value to 1.5 × the largest.
+    let x_min = 10f64.powf(min.log10().floor());
     render!(out, (1200, 750), |root| draw_cdf(
         &root,
         &series,
         metric,
-        max * 1.5
+        x_min..max * 1.5
     ))
 }
 
@@ -480,7 +487,7 @@ fn draw_cdf<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     series: &[(String, Vec<f64>)],
     metric: CdfMetric,
-    x_max: f64,
+    x_range: std::ops::Range<f64>,
 ) -> DrawResult {
     root.fill(&WHITE).map_err(draw_err)?;
     let mut chart = ChartBuilder::on(root)
@@ -488,7 +495,7 @@ fn draw_cdf<DB: DrawingBackend>(
         .margin(20)
         .x_label_area_size(55)
         .y_label_area_size(70)
-        .build_cartesian_2d((1f64..x_max).log_scale(), 0f64..1.0)
+        .build_cartesian_2d(x_range.log_scale(), 0f64..1.0)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
