@@ -1,0 +1,148 @@
+//! The real `worker-front` binary: `--help`, `start [port]` with the
+//! original's environment variables, and a crashing function answered with
+//! 500 and the tail of its stderr.
+
+mod process_support;
+
+use process_support::{hf_fn_binary, unique_id};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_worker-front");
+
+#[test]
+fn help_names_the_flags() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let out = Command::new(BIN)
+        .args(["start", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--runtime", "--port", "--fn-binary", "--container-pool-num"] {
+        assert!(text.contains(flag), "{flag} missing in {text}");
+    }
+    let bad = Command::new(BIN)
+        .args(["start", "--runtime", "vm"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let bad = Command::new(BIN)
+        .args(["start", "0"])
+        .env("CONTAINER_POOL_NUM", "many")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("CONTAINER_POOL_NUM"));
+}
+
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on port 0 and reads the bound port from its log.
+fn start(envs: &[(&str, &str)], worker_id: &str, work_dir: &std::path::Path) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["start", "0", "--host", "127.0.0.1", "--time-scale", "0.01"])
+        .arg("--worker-id")
+        .arg(worker_id)
+        .arg("--fn-binary")
+        .arg(hf_fn_binary())
+        .arg("--work-dir")
+        .arg(work_dir)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("worker exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split(" on 127.0.0.1:").nth(1) {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            break digits.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, port }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_function_is_a_500_with_its_stderr_and_env_options_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = unique_id("cli");
+    let w = start(
+        &[
+            ("HF_FAIL_FUNCTION", "W11"),
+            ("CONTAINER_POOL_NUM", "3"),
+            ("USING_REST_MODE", "false"),
+        ],
+        &id,
+        dir.path(),
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://127.0.0.1:{}", w.port);
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        let client = client.clone();
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            (status, v)
+        }
+    };
+    let (status, v) = get("/configure").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["State"]["ContainerPoolNum"], 3, "{v}");
+    let (status, v) = get("/execute?name=W11").await;
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(v["Error"], true);
+    let msg = v["Message"].as_str().unwrap();
+    assert!(
+        msg.contains("failed on purpose"),
+        "stderr tail missing: {msg}"
+    );
+    assert!(msg.contains("exit status: 1"), "{msg}");
+    // Other functions are unaffected; the worker keeps serving.
+    let (status, v) = get("/execute?name=W10").await;
+    assert_eq!(status, 200, "{v}");
+    // SIGTERM: clean shutdown removes the staged images.
+    let pid = w.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut w = w;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(st) = w.child.try_wait().unwrap() {
+            assert!(st.success(), "{st}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

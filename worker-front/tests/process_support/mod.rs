@@ -1,0 +1,203 @@
+//! Shared by the process-runtime tests: starts the real worker
+//! (`worker_front::run` on a loopback port 0) with the process runtime, and
+//! checks on stop that nothing it created is left.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use worker_front::policy::options::CachingOptions;
+use worker_front::runtime::process::ProcessRuntime;
+use worker_front::runtime::{Runtime, RuntimeOptions};
+use worker_front::{RuntimeKind, WorkerConfig};
+
+/// The `hf-fn` binary of this workspace's target directory (built by
+/// `cargo build -p sample-functions`; a test executable lives in
+/// `target/<profile>/deps/`, `hf-fn` in `target/<profile>/`).
+pub fn hf_fn_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("HF_FN_BINARY") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let p = profile_dir.join("hf-fn");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build -p sample-functions` first (or set HF_FN_BINARY)",
+        p.display()
+    );
+    p
+}
+
+pub struct TestWorker {
+    pub base: String,
+    pub worker_id: String,
+    pub work_dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), worker_front::RunError>>>,
+}
+
+/// A worker id unique to this test process and call.
+pub fn unique_id(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestWorker {
+    pub async fn start(tag: &str, caching: CachingOptions) -> Self {
+        Self::start_with(tag, caching, Some(hf_fn_binary())).await
+    }
+
+    pub async fn start_with(
+        tag: &str,
+        caching: CachingOptions,
+        fn_binary: Option<PathBuf>,
+    ) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let worker_id = unique_id(tag);
+        let work_dir = tempfile::tempdir().unwrap();
+        let config = WorkerConfig {
+            runtime: RuntimeKind::Process,
+            worker_id: Some(worker_id.clone()),
+            fn_binary,
+            time_scale: 0.01,
+            work_dir: Some(work_dir.path().to_path_buf()),
+            caching,
+            http_workers: 2,
+            expiry_tick_ms: 50,
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker_front::run(listener, config, async move {
+            let _ = rx.await;
+        }));
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let w = Self {
+            base,
+            worker_id,
+            work_dir,
+            client,
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        // The listener is bound before `run`, so the first request connects;
+        // wait until the server answers at all (any status).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if w.client
+                .get(format!("{}/health", w.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        w
+    }
+
+    /// GET `path`; (status, JSON body).
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"));
+        (status, v)
+    }
+
+    /// `/execute?name=F`, expecting a 200 WorkerReply.
+    pub async fn execute(&self, name: &str) -> protocol::WorkerReply {
+        let (status, v) = self.get(&format!("/execute?name={name}")).await;
+        assert_eq!(status, 200, "{name}: {v}");
+        serde_json::from_value(v).unwrap()
+    }
+
+    pub async fn health(&self) -> serde_json::Value {
+        let (status, v) = self.get("/health").await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// Polls `/health` until `cond` holds on its `Worker` object.
+    pub async fn await_health(&self, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let h = self.health().await;
+            if cond(&h["Worker"]) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {h}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn stage_root(&self) -> PathBuf {
+        self.runtime_probe().stage_root().to_path_buf()
+    }
+
+    /// A second handle on this worker's processes (same worker id), to
+    /// look for them by their mark.
+    pub fn runtime_probe(&self) -> ProcessRuntime {
+        ProcessRuntime::new(RuntimeOptions {
+            worker_id: self.worker_id.clone(),
+            fn_binary: hf_fn_binary(),
+            time_scale: 0.01,
+            work_dir: self.work_dir.path().to_path_buf(),
+        })
+        .unwrap()
+    }
+
+    /// Own processes still alive (by their mark in /proc).
+    pub async fn own_processes(&self) -> Vec<worker_front::runtime::Instance> {
+        self.runtime_probe().list_own_instances().await.unwrap()
+    }
+
+    /// Stops the worker and asserts that no process and no staged image of
+    /// it remain.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        // Killed processes take a moment to disappear from /proc.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = self.own_processes().await;
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "processes left: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let root = self.stage_root();
+        assert!(!root.exists(), "{} left", root.display());
+    }
+}
