@@ -131,14 +131,14 @@ async fn a_crashing_function_is_a_500_with_its_stderr_and_env_options_apply() {
         .unwrap()
         .success());
     let mut w = w;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(st) = w.child.try_wait().unwrap() {
             assert!(st.success(), "{st}");
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "no exit after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
