@@ -316,13 +316,25 @@ impl<R: Runtime> Worker<R> {
                 r?
             }
             Mode::Pooled(Some(inst)) => {
-                meta.using_pooled_container = true;
                 let r = rt.invoke(&inst).await;
+                let name = inst.name.clone();
                 self.spawn_cleanup(Cleanup {
                     images: Vec::new(),
                     instances: vec![inst],
                 });
-                r?
+                match r {
+                    Ok(inv) => {
+                        meta.using_pooled_container = true;
+                        inv
+                    }
+                    // The pooled instance died or is unreachable (not the
+                    // function failing): serve the call cold instead.
+                    Err(RuntimeError::Instance { detail, .. }) => {
+                        tracing::warn!("pooled instance {name} unusable ({detail}); running cold");
+                        rt.run_once(&image).await?
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Mode::Pooled(None) | Mode::Fresh => rt.run_once(&image).await?,
         };

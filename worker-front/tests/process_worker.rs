@@ -17,6 +17,10 @@ fn options() -> CachingOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_function_runs_once_time_scaled_and_returns_200() {
     let w = TestWorker::start("all", options()).await;
+    // `/prepare` builds every image first, so no call below builds one.
+    let (status, v) = w.get("/prepare").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Built"], 31, "{v}");
     let names: Vec<String> = sample_functions::catalog()
         .functions
         .iter()
@@ -34,7 +38,7 @@ async fn every_function_runs_once_time_scaled_and_returns_200() {
     for (name, r) in &replies {
         assert_eq!(r.result.status_code, 200, "{name}: {r:?}");
         assert!(r.result.body.contains("\"ret\""), "{name}: {r:?}");
-        assert!(r.meta.image_built, "{name}: first call builds its image");
+        assert!(!r.meta.image_built, "{name}: prepared by /prepare");
         assert!(r.meta.is_cold(), "{name}");
         assert!(r.internal_execution_time >= 0);
         assert!(
@@ -45,6 +49,7 @@ async fn every_function_runs_once_time_scaled_and_returns_200() {
     }
     let h = w.health().await;
     assert_eq!(h["Worker"]["ImageBuilds"], 31, "{h}");
+    assert_eq!(h["Worker"]["Calls"], 31, "{h}");
     w.stop().await;
 }
 
@@ -284,5 +289,19 @@ async fn a_missing_function_binary_is_503_not_a_panic() {
         .contains("cargo build -p sample-functions"));
     let (status, _) = w.get("/health").await;
     assert_eq!(status, 503);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_serves_again_once_the_runtime_is_back() {
+    let bin_dir = tempfile::tempdir().unwrap();
+    let bin = bin_dir.path().join("hf-fn");
+    let w = TestWorker::start_with("back", options(), Some(bin.clone())).await;
+    let (status, v) = w.get("/execute?name=noop").await;
+    assert_eq!(status, 503, "{v}");
+    std::fs::copy(process_support::hf_fn_binary(), &bin).unwrap();
+    let r = w.execute("noop").await;
+    assert_eq!(r.result.status_code, 200);
+    assert!(r.meta.image_built);
     w.stop().await;
 }
