@@ -287,33 +287,51 @@ impl<R: Runtime> Worker<R> {
         meta.image_name = image.name.clone();
         let rt = &self.shared.runtime;
         let inv = match mode {
-            Mode::Rest(acquire) => {
-                let (inst, existing, orphan) = self
-                    .rest_instance(spec, &image, acquire, generation, track)
-                    .await?;
-                meta.using_existing_rest_container = existing;
-                let r = rt.invoke(&inst).await;
-                if orphan {
-                    self.spawn_cleanup(Cleanup {
-                        images: Vec::new(),
-                        instances: vec![inst],
-                    });
-                } else if matches!(r, Err(RuntimeError::Instance { .. })) {
-                    // The instance is gone or unreachable: forget it, so the
-                    // next call starts a new one.
-                    let mut st = lock(&self.shared.state);
-                    if st.rest_instances.get(&spec.name).map(|i| &i.id) == Some(&inst.id) {
-                        st.rest_instances.remove(&spec.name);
-                        st.rest.remove(&spec.name);
-                        track.rest = false;
+            Mode::Rest(first) => {
+                // At most one retry: when the instance turns out to be dead
+                // (not when the function fails), it is forgotten and a new
+                // one is started for this call.
+                let mut acquire = first;
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let (inst, existing, orphan) = self
+                        .rest_instance(spec, &image, acquire, generation, track)
+                        .await?;
+                    meta.using_existing_rest_container = existing;
+                    let r = rt.invoke(&inst).await;
+                    let dead = matches!(r, Err(RuntimeError::Instance { .. }));
+                    let mut forgotten = false;
+                    if orphan || dead {
+                        let mut st = lock(&self.shared.state);
+                        if !orphan
+                            && st.rest_instances.get(&spec.name).map(|i| &i.id) == Some(&inst.id)
+                        {
+                            st.rest_instances.remove(&spec.name);
+                            st.rest.remove(&spec.name);
+                            track.rest = false;
+                            forgotten = true;
+                        }
+                        drop(st);
+                        self.spawn_cleanup(Cleanup {
+                            images: Vec::new(),
+                            instances: vec![inst],
+                        });
                     }
-                    drop(st);
-                    self.spawn_cleanup(Cleanup {
-                        images: Vec::new(),
-                        instances: vec![inst],
-                    });
+                    if forgotten && attempt < 2 {
+                        let mut st = lock(&self.shared.state);
+                        if st.generation == generation && st.options.using_rest_mode {
+                            tracing::warn!(
+                                "REST instance of {} was dead; starting a new one",
+                                spec.name
+                            );
+                            acquire = st.rest.call_started(&spec.name, self.now());
+                            track.rest = true;
+                            continue;
+                        }
+                    }
+                    break r?;
                 }
-                r?
             }
             Mode::Pooled(Some(inst)) => {
                 let r = rt.invoke(&inst).await;

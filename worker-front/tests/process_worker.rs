@@ -161,6 +161,33 @@ async fn rest_mode_reuses_the_instance_and_removes_it_after_its_lifetime() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_rest_instance_is_replaced_within_the_call() {
+    let mut o = options();
+    o.using_rest_mode = true;
+    let w = TestWorker::start("restdead", o).await;
+    let a = w.execute("W3").await;
+    let victim = w
+        .own_processes()
+        .await
+        .into_iter()
+        .find(|i| i.name == a.meta.container_name)
+        .expect("the REST instance runs");
+    let st = std::process::Command::new("kill")
+        .args(["-KILL", &victim.id])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let b = w.execute("W3").await;
+    assert_eq!(b.result.status_code, 200);
+    assert!(!b.meta.using_existing_rest_container, "{b:?}");
+    assert_ne!(b.meta.container_name, a.meta.container_name);
+    let c = w.execute("W3").await;
+    assert!(c.meta.using_existing_rest_container);
+    assert_eq!(c.meta.container_name, b.meta.container_name);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rest_mode_concurrent_calls_share_one_instance() {
     let mut o = options();
     o.using_rest_mode = true;

@@ -437,16 +437,23 @@ impl Runtime for ProcessRuntime {
         let resp = match self.inner.http.get(&url).send().await {
             Ok(r) => r,
             Err(e) => {
-                if let Some(status) = self.exit_status(&instance.id) {
+                // Could not even connect: the instance was gone before this
+                // call (an `Instance` error, so the worker may replace it).
+                // Broken during the call: the function took it down.
+                if let (false, Some(status)) = (e.is_connect(), self.exit_status(&instance.id)) {
                     return Err(RuntimeError::FunctionFailed {
                         function: instance.function.clone(),
                         status,
                         stderr_tail: tail(&self.stderr_of(&instance.id), STDERR_TAIL_BYTES),
                     });
                 }
+                let status = self
+                    .exit_status(&instance.id)
+                    .map(|s| format!(" (instance exited: {s})"))
+                    .unwrap_or_default();
                 return Err(RuntimeError::Instance {
                     instance: instance.name.clone(),
-                    detail: format!("GET {url}: {e}"),
+                    detail: format!("GET {url}: {e}{status}"),
                 });
             }
         };
