@@ -14,6 +14,13 @@
 //! T about 2-3 s, I about 30 s, D a minute or more). `sleep_ms_per_round` is
 //! one value, or `a;b;c` for a sleep per round (T3, T5, T6 sleep 1000, 800
 //! and 500 ms). `noop` (rate 0) is for benchmarks only.
+//!
+//! On this project's machines a CPU phase of `cpu_ms_per_round` runs
+//! `cpu_ms_per_round × 515_000` iterations of the PRNG-add loop
+//! ([`crate::workload::ITERATIONS_PER_MS`], measured by CPU time with
+//! `hf-fn calibrate` on the 2-core reference VM, release build; see
+//! [`crate::workload`] for the measurement), so that the durations above hold
+//! on an idle core; contention lengthens them as it would a real function.
 
 use std::sync::OnceLock;
 
