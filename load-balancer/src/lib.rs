@@ -12,7 +12,8 @@
 //! - [`error`]: [`error::BalancerError`] and its HTTP form
 //!   (`{"Error": true, "Message": ...}`).
 //! - [`server`]: the actix-web edge and [`run`]; [`health`] checks workers;
-//!   [`fake`] answers without workers (the original's fake mode).
+//!   [`fake`] answers without workers (the original's fake mode);
+//!   [`upstream`] is the hot path's keep-alive HTTP/1.1 client to workers.
 //!
 //! The binary `load-balancer` parses the CLI and calls [`run`]; the binary
 //! `stub-worker` is a minimal worker used by the tests and the benchmark.
@@ -25,6 +26,7 @@ mod health;
 pub mod registry;
 pub mod scheduler;
 pub mod server;
+pub mod upstream;
 
 pub use config::{BalancerConfig, HealthConfig};
 pub use server::{run, RunError};

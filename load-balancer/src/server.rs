@@ -6,8 +6,8 @@
 //! Prev/HotFunctions `load_balancer/request_handler.go`):
 //! 1. lock the [`Cluster`], time `select` (`AlgorithmLatency`, ms), unlock;
 //! 2. forward `GET <worker>/execute?name=F` over a pooled keep-alive
-//!    connection (one client per server thread, so a connection is driven
-//!    by the thread that uses it);
+//!    connection ([`crate::upstream`]: one pool per server thread, driven
+//!    by the handler's own task);
 //! 3. append `LoadBalancingInfo` to the worker's JSON without re-parsing it
 //!    ([`protocol::reply::append_load_balancing_info`]);
 //! 4. report the completion (measured duration, cold flag read from
@@ -33,6 +33,7 @@ use crate::config::{BalancerConfig, ConfigError};
 use crate::error::BalancerError;
 use crate::registry::{Cluster, Selection, Thresholds};
 use crate::scheduler::{NodeId, SelectError, Time};
+use crate::upstream::CallError;
 
 /// The run's clock: an epoch read once, and `Instant`s relative to it.
 #[derive(Debug, Clone, Copy)]
@@ -128,7 +129,10 @@ impl Drop for InFlight<'_> {
 #[derive(Debug)]
 struct Local {
     shared: Arc<Shared>,
+    /// Cold paths (fan-out to workers).
     client: reqwest::Client,
+    /// The hot path's keep-alive connections of this thread.
+    pool: crate::upstream::Pool,
 }
 
 /// Why the balancer could not start.
@@ -210,6 +214,9 @@ pub async fn run(
             .app_data(web::Data::new(Local {
                 shared: factory_shared.clone(),
                 client,
+                pool: crate::upstream::Pool::new(Duration::from_millis(
+                    factory_shared.config.connect_timeout_ms,
+                )),
             }))
             .app_data(web::PayloadConfig::new(64 * 1024))
             .default_service(web::to(dispatch))
@@ -360,24 +367,23 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
             return Ok(json_reply(StatusCode::OK, body));
         }
 
-        let prefix = &call.selection.execute_prefix;
-        let mut url = String::with_capacity(prefix.len() + function.len() * 3);
-        url.push_str(prefix);
-        percent_encode_into(function, &mut url);
-        let response = match local.client.get(url).send().await {
-            Ok(response) => response,
-            Err(e) => {
+        let mut path = String::with_capacity(16 + function.len() * 3);
+        path.push_str("/execute?name=");
+        percent_encode_into(function, &mut path);
+        let (status, body) = match local.pool.get(&call.selection.url, &path).await {
+            Ok(reply) => (reply.status, reply.body),
+            Err(CallError::Exchange(e)) => {
+                call.finish(false, false);
+                return Err(BalancerError::WorkerFailed {
+                    url: call.selection.url.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(CallError::Connect(e)) => {
                 call.finish(false, false);
                 let node_url = call.selection.url.to_string();
-                let reason = error_chain(&e);
-                if !e.is_connect() {
-                    return Err(BalancerError::WorkerFailed {
-                        url: node_url,
-                        reason,
-                    });
-                }
-                let node = call.selection.node;
-                mark_unreachable(shared, node, &node_url, &reason);
+                let reason = e.to_string();
+                mark_unreachable(shared, call.selection.node, &node_url, &reason);
                 match first_failure {
                     None => {
                         first_failure = Some(node_url);
@@ -393,22 +399,12 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
                 }
             }
         };
-        let status = response.status();
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            Err(e) => {
-                call.finish(false, false);
-                return Err(BalancerError::WorkerFailed {
-                    url: call.selection.url.to_string(),
-                    reason: error_chain(&e),
-                });
-            }
-        };
         let cold = reported_cold(&body);
-        call.finish(cold, status.is_success());
-        if !status.is_success() {
+        let success = (200..300).contains(&status);
+        call.finish(cold, success);
+        if !success {
             // The worker's own failure reply, passed through unchanged.
-            let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             return Ok(json_reply(status, body));
         }
         return match append_load_balancing_info(&body, &info(&call.selection)) {
