@@ -115,7 +115,7 @@ impl ProcessRuntime {
             Ok(())
         } else {
             Err(RuntimeError::EngineUnavailable(format!(
-                "the hf-fn binary is not at {} (build it with `cargo build -p sample-functions`, or pass --fn-binary)",
+                "the hf-fn binary is not at {} (build it with `cargo build -p sample-functions`, adding --release for a release worker, or pass --fn-binary)",
                 p.display()
             )))
         }
