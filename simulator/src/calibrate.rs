@@ -29,7 +29,8 @@
 //!   this machine: the URL should be loopback).
 //!
 //! The worker is left in its default configuration (`/configure` with the
-//! original defaults, then `/clear`). Raw samples go into the profile's
+//! original defaults, then `/clear?reset_images=true`, which also removes
+//! the images the measurements built). Raw samples go into the profile's
 //! `samples` for the record.
 
 use std::path::PathBuf;
@@ -224,9 +225,10 @@ pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
     c.get("/health").await?;
     let repeats = args.repeats.max(1);
     let result = measure(&c, args, repeats).await;
-    // Leave the worker as the original defaults, whatever happened.
+    // Leave the worker as the original defaults, whatever happened, and
+    // remove the images and instances the measurements made.
     let _ = c.configure(DEFAULTS_QUERY).await;
-    let _ = c.clear(false).await;
+    let _ = c.clear(true).await;
     result
 }
 
