@@ -89,36 +89,23 @@ async fn a_configured_pool_serves_the_next_call() {
     // The used instance is removed and the pool topped up again.
     w.await_health("the pool topped up", |h| h["PooledInstances"] == 2)
         .await;
-    let pooled = w
-        .own_processes()
-        .await
-        .into_iter()
-        .filter(|i| i.kind == InstanceKind::Pooled && i.function == "W7")
-        .count();
-    assert_eq!(pooled, 2);
-    assert!(!w
-        .own_processes()
-        .await
-        .iter()
-        .any(|i| i.name == second.meta.container_name));
+    let used = second.meta.container_name.clone();
+    w.await_processes("two pooled W7 processes, the used one gone", |ps| {
+        let pooled = ps
+            .iter()
+            .filter(|i| i.kind == InstanceKind::Pooled && i.function == "W7")
+            .count();
+        pooled == 2 && !ps.iter().any(|i| i.name == used)
+    })
+    .await;
     // Another function becomes the most recent: W7's pool goes.
     w.execute("noop").await;
-    w.await_health("noop's pool only", |h| h["PooledInstances"] == 2)
-        .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let w7 = w
-            .own_processes()
-            .await
-            .into_iter()
-            .filter(|i| i.function == "W7")
-            .count();
-        if w7 == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "W7's pool stayed");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    w.await_processes("W7's pool removed, noop's created", |ps| {
+        let w7 = ps.iter().filter(|i| i.function == "W7").count();
+        let noop = ps.iter().filter(|i| i.function == "noop").count();
+        w7 == 0 && noop == 2
+    })
+    .await;
     w.stop().await;
 }
 
@@ -126,7 +113,7 @@ async fn a_configured_pool_serves_the_next_call() {
 async fn rest_mode_reuses_the_instance_and_removes_it_after_its_lifetime() {
     let w = TestWorker::start("rest", options()).await;
     let (status, v) = w
-        .get("/configure?using_rest_mode=true&rest_container_life_time=1")
+        .get("/configure?using_rest_mode=true&rest_container_life_time=3")
         .await;
     assert_eq!(status, 200, "{v}");
     let a = w.execute("T3").await;
@@ -141,19 +128,14 @@ async fn rest_mode_reuses_the_instance_and_removes_it_after_its_lifetime() {
             .any(|i| i.kind == InstanceKind::Rest && i.name == b.meta.container_name),
         "{alive:?}"
     );
-    // Idle for its lifetime (1 s): the timer removes it, no call needed.
+    // Idle for its lifetime (3 s): the timer removes it, no call needed.
     w.await_health("the REST instance to expire", |h| h["RestInstances"] == 0)
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while w
-        .own_processes()
-        .await
-        .iter()
-        .any(|i| i.name == b.meta.container_name)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "process stayed");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let gone = b.meta.container_name.clone();
+    w.await_processes("the expired process to exit", |ps| {
+        !ps.iter().any(|i| i.name == gone)
+    })
+    .await;
     let c = w.execute("T3").await;
     assert!(!c.meta.using_existing_rest_container);
     assert_ne!(c.meta.container_name, b.meta.container_name);

@@ -175,6 +175,26 @@ impl TestWorker {
         self.runtime_probe().list_own_instances().await.unwrap()
     }
 
+    /// Polls this worker's processes until `cond` holds on them.
+    pub async fn await_processes(
+        &self,
+        what: &str,
+        cond: impl Fn(&[worker_front::runtime::Instance]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = self.own_processes().await;
+            if cond(&now) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Stops the worker and asserts that no process and no staged image of
     /// it remain.
     pub async fn stop(mut self) {
