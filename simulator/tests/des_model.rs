@@ -60,6 +60,34 @@ fn cpu_phases_share_the_cores() {
 }
 
 #[test]
+fn nodes_of_one_machine_share_its_cores() {
+    // rr puts the two calls on nodes 0 and 1; with one core per node they
+    // run side by side, on a one-core machine they share it.
+    let two = events(&[("W1", 0), ("W1", 0)]);
+    let separate = DesConfig {
+        nodes: 2,
+        cores: 1,
+        ..DesConfig::default()
+    };
+    for (line, _) in run(&two, &separate) {
+        assert_eq!(line.end_ms - line.start_ms, 750);
+    }
+    let shared = DesConfig {
+        machine_cores: Some(1),
+        ..separate
+    };
+    let lines = run(&two, &shared);
+    let nodes: Vec<i64> = lines
+        .iter()
+        .map(|(_, r)| r.load_balancing_info.worker_node_id)
+        .collect();
+    assert!(nodes.contains(&0) && nodes.contains(&1), "{nodes:?}");
+    for (line, _) in lines {
+        assert_eq!(line.end_ms - line.start_ms, 1500);
+    }
+}
+
+#[test]
 fn sleeping_phases_use_no_cpu() {
     // T3 sleeps 1000 + 800 + 500 ms: four at once on one core still take
     // 2300 ms, and do not slow a W1 running beside them.

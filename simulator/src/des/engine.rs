@@ -82,6 +82,9 @@ pub struct DesConfig {
     pub node_capacity: u32,
     /// Cores per node (processor sharing).
     pub cores: u32,
+    /// All nodes run on one machine with this many cores, shared by every
+    /// node's CPU phases (a one-host live testbed), instead of `cores` each.
+    pub machine_cores: Option<u32>,
     /// The live worker's options (`USER_CODE_SIZE_LIMIT`, ...).
     pub worker: CachingOptions,
     pub instances: InstanceModel,
@@ -114,6 +117,7 @@ impl Default for DesConfig {
             nodes: 4,
             node_capacity: NodeInfo::DEFAULT_CAPACITY,
             cores: 2,
+            machine_cores: None,
             worker: CachingOptions::default(),
             instances: InstanceModel::HotFunctions,
             profile: CostProfile::default(),
@@ -203,8 +207,8 @@ pub struct Summary {
 enum Event {
     /// The job's current delay (start-up or a sleep phase) is over.
     Step(u32),
-    /// Next CPU completion on a node (ignored if no longer the live one).
-    Cpu { node: u32 },
+    /// Next completion on a CPU (ignored if no longer the live one).
+    Cpu { cpu: u32 },
     /// A pre-warmed pool instance finished starting.
     PoolReady { node: u32, function: u32 },
     /// A REST-mode instance finished starting.
@@ -253,7 +257,6 @@ struct NodeFunction {
 
 #[derive(Debug)]
 struct Node {
-    cpu: SharedCpu,
     images: ImageCache,
     pool: ContainerPool,
     rest: RestInstances,
@@ -448,7 +451,6 @@ pub fn run_workload(
         scheduler,
         nodes: (0..config.nodes)
             .map(|_| Node {
-                cpu: SharedCpu::new(config.cores),
                 images: ImageCache::new(config.worker.image_limit_bytes()),
                 pool: ContainerPool::new(
                     config.worker.pool_function_limit(),
@@ -461,6 +463,12 @@ pub fn run_workload(
                 functions: Vec::new(),
             })
             .collect(),
+        cpus: match config.machine_cores {
+            Some(cores) => vec![SharedCpu::new(cores)],
+            None => (0..config.nodes)
+                .map(|_| SharedCpu::new(config.cores))
+                .collect(),
+        },
         queue: EventQueue::with_capacity(1024),
         jobs: Vec::with_capacity(1024),
         free_jobs: Vec::new(),
@@ -583,6 +591,8 @@ struct Sim<'a, 'w> {
     phases: Vec<Phase>,
     scheduler: Box<dyn Scheduler>,
     nodes: Vec<Node>,
+    /// One per node, or one shared by all (`machine_cores`).
+    cpus: Vec<SharedCpu>,
     queue: EventQueue<Event>,
     jobs: Vec<Job>,
     free_jobs: Vec<u32>,
@@ -612,11 +622,11 @@ impl Sim<'_, '_> {
         self.stats.events += 1;
         match event {
             Event::Step(job) => self.step(job, now)?,
-            Event::Cpu { node } => {
+            Event::Cpu { cpu } => {
                 let mut done = std::mem::take(&mut self.done_buffer);
-                let next = self.nodes[node as usize].cpu.complete(now, &mut done);
+                let next = self.cpus[cpu as usize].complete(now, &mut done);
                 if let Some(t) = next {
-                    self.queue.push(t, Event::Cpu { node });
+                    self.queue.push(t, Event::Cpu { cpu });
                 }
                 for &job in &done {
                     self.step(job, now)?;
@@ -825,10 +835,10 @@ impl Sim<'_, '_> {
             job.next_phase += 1;
             match phase {
                 Phase::Cpu { ms } if ms > 0 => {
-                    let node = job.node;
+                    let cpu = if self.cpus.len() == 1 { 0 } else { job.node };
                     let work = f64::from(ms) * 1000.0 * cpu_scale;
-                    if let Some(t) = self.nodes[node as usize].cpu.add(id, work, now) {
-                        self.queue.push(t, Event::Cpu { node });
+                    if let Some(t) = self.cpus[cpu as usize].add(id, work, now) {
+                        self.queue.push(t, Event::Cpu { cpu });
                     }
                     return Ok(());
                 }

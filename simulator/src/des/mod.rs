@@ -30,7 +30,8 @@
 //! options.
 //!
 //! Options (defaults): `--algorithm rr`, `--nodes 4`, `--cores` (the
-//! profile's, 2), `--capacity 64`, `--instance-model hotfunctions|lambda`
+//! profile's, 2) per node or `--machine-cores N` shared by all nodes (a
+//! one-host testbed), `--capacity 64`, `--instance-model hotfunctions|lambda`
 //! (`hotfunctions`), `--keep-alive-s 600` (Lambda model); the live worker's
 //! `USER_CODE_SIZE_LIMIT` (-1), `CONTAINER_POOL_LIMIT` (-1),
 //! `CONTAINER_POOL_NUM` (6), `USING_REST_MODE` (false),
@@ -92,6 +93,10 @@ pub struct Args {
     /// Cores per node (default: the profile's `cores`).
     #[arg(long)]
     pub cores: Option<u32>,
+    /// All nodes share one machine of this many cores (model of a one-host
+    /// live testbed) instead of --cores each.
+    #[arg(long, conflicts_with = "cores")]
+    pub machine_cores: Option<u32>,
     /// Capacity per node told to the scheduler.
     #[arg(long, default_value_t = NodeInfo::DEFAULT_CAPACITY)]
     pub capacity: u32,
@@ -237,6 +242,7 @@ impl Args {
             nodes: self.nodes,
             node_capacity: self.capacity,
             cores: self.cores.unwrap_or(profile.cores).max(1),
+            machine_cores: self.machine_cores.map(|c| c.max(1)),
             worker: CachingOptions {
                 user_code_size_limit: self.user_code_size_limit,
                 container_pool_limit: self.container_pool_limit,
