@@ -55,7 +55,11 @@ impl RunClock {
 
     /// Time since the run's epoch, as passed to the scheduler.
     pub(crate) fn now(&self) -> Time {
-        Self::instant().saturating_duration_since(self.epoch)
+        self.since_epoch(Self::instant())
+    }
+
+    fn since_epoch(&self, instant: Instant) -> Time {
+        instant.saturating_duration_since(self.epoch)
     }
 }
 
@@ -74,14 +78,15 @@ impl Shared {
         self.cluster.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Selects a node and measures the time spent in `select`, in ms.
-    fn select(&self, function: &str) -> Result<(Selection, f64), SelectError> {
-        let now = self.clock.now();
+    /// Selects a node; also returns the time spent in `select` (ms) and
+    /// the instant it returned.
+    fn select(&self, function: &str) -> Result<(Selection, f64, Instant), SelectError> {
         let mut cluster = self.cluster();
         let started = RunClock::instant();
-        let selection = cluster.select(function, now)?;
-        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-        Ok((selection, latency_ms))
+        let selection = cluster.select(function, self.clock.since_epoch(started))?;
+        let selected = RunClock::instant();
+        let latency_ms = selected.duration_since(started).as_secs_f64() * 1e3;
+        Ok((selection, latency_ms, selected))
     }
 }
 
@@ -96,21 +101,22 @@ struct InFlight<'a> {
 }
 
 impl<'a> InFlight<'a> {
-    fn new(shared: &'a Shared, function: &'a str, selection: Selection) -> Self {
+    fn new(shared: &'a Shared, function: &'a str, selection: Selection, started: Instant) -> Self {
         Self {
             shared,
             function,
             selection,
-            started: RunClock::instant(),
+            started,
             reported: false,
         }
     }
 
     fn finish(&mut self, cold: bool, ok: bool) -> Duration {
-        let duration = self.started.elapsed();
+        let ended = RunClock::instant();
+        let duration = ended.saturating_duration_since(self.started);
         if !self.reported {
             self.reported = true;
-            let now = self.shared.clock.now();
+            let now = self.shared.clock.since_epoch(ended);
             self.shared
                 .cluster()
                 .finished(&self.selection, self.function, duration, cold, ok, now);
@@ -338,7 +344,7 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
     let shared = &*local.shared;
     let mut first_failure: Option<String> = None;
     loop {
-        let (selection, latency_ms) = match shared.select(function) {
+        let (selection, latency_ms, selected) = match shared.select(function) {
             Ok(chosen) => chosen,
             Err(e) => {
                 return Err(match first_failure {
@@ -357,7 +363,7 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
             algorithm: selection.algorithm.to_string(),
             algorithm_latency: latency_ms,
         };
-        let mut call = InFlight::new(shared, function, selection);
+        let mut call = InFlight::new(shared, function, selection, selected);
 
         if let Some(reply) = &shared.fake_reply {
             tokio::time::sleep(Duration::from_millis(shared.config.fake_delay_ms)).await;
@@ -454,9 +460,16 @@ pub fn reported_cold(body: &[u8]) -> bool {
 }
 
 fn json_bool_field(body: &[u8], quoted_key: &[u8]) -> Option<bool> {
-    let at = body
-        .windows(quoted_key.len())
-        .position(|w| w == quoted_key)?;
+    // `Meta` closes the worker's reply: search backwards, and compare the
+    // key only where its opening quote is.
+    let mut end = body.len();
+    let at = loop {
+        let quote = body[..end].iter().rposition(|&b| b == b'"')?;
+        if body[quote..].starts_with(quoted_key) {
+            break quote;
+        }
+        end = quote;
+    };
     let rest = &body[at + quoted_key.len()..];
     let rest = rest
         .trim_ascii_start()
