@@ -7,7 +7,8 @@
 # Usage: bench/balancer-vs-haproxy.sh [--duration S] [--connections C]
 #          [--wrk-threads T] [--lb-threads N] [--stub-threads N] [--rounds R]
 # Defaults: 5 s, 64 connections, 1 wrk thread, 2 balancer/HAProxy threads,
-# 1 stub thread, 1 round (each round runs ours, then HAProxy). Installs
+# 1 stub thread, 3 rounds (each runs both, in alternating order; the
+# summary gives medians). Installs
 # haproxy and wrk with apt-get when missing. Cleans up every process it
 # starts.
 set -euo pipefail
@@ -17,7 +18,7 @@ CONNECTIONS=64
 WRK_THREADS=1
 LB_THREADS=2
 STUB_THREADS=1
-ROUNDS=1
+ROUNDS=3
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION=$2; shift 2 ;;
@@ -147,18 +148,26 @@ measure() {
         END { printf "%s %.3f %.3f %d %s\n", rps, p50, p99, bad + 0, (errs == "" ? "none" : errs) }'
 }
 
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "wrk: ${DURATION}s x $ROUNDS round(s), $CONNECTIONS connections, $WRK_THREADS thread(s); one stub worker ($STUB_THREADS thread); balancer and HAProxy with $LB_THREADS thread(s); $(nproc) cores"
 printf '%-8s %-9s %12s %10s %10s %8s  %s\n' round target "requests/s" "p50 ms" "p99 ms" non-2xx "socket errors"
 ours_rps=(); ours_p99=(); ha_rps=(); ha_p99=(); failed=0
 for round in $(seq 1 "$ROUNDS"); do
-    read -r rps p50 p99 bad errs < <(measure "$OURS")
-    printf '%-8s %-9s %12s %10s %10s %8s  %s\n' "$round" ours "$rps" "$p50" "$p99" "$bad" "$errs"
-    ours_rps+=("$rps"); ours_p99+=("$p99")
-    [ "$bad" -eq 0 ] && [ "$errs" = none ] || failed=1
-    read -r rps p50 p99 bad errs < <(measure "$HAPROXY")
-    printf '%-8s %-9s %12s %10s %10s %8s  %s\n' "$round" haproxy "$rps" "$p50" "$p99" "$bad" "$errs"
-    ha_rps+=("$rps"); ha_p99+=("$p99")
-    [ "$bad" -eq 0 ] && [ "$errs" = none ] || failed=1
+    # Alternate the order so that drifting background load hits both alike.
+    order="ours haproxy"
+    [ $((round % 2)) -eq 0 ] && order="haproxy ours"
+    for target in $order; do
+        addr=$OURS
+        [ "$target" = haproxy ] && addr=$HAPROXY
+        read -r rps p50 p99 bad errs < <(measure "$addr")
+        printf '%-8s %-9s %12s %10s %10s %8s  %s\n' "$round" "$target" "$rps" "$p50" "$p99" "$bad" "$errs"
+        if [ "$target" = ours ]; then
+            ours_rps+=("$rps"); ours_p99+=("$p99")
+        else
+            ha_rps+=("$rps"); ha_p99+=("$p99")
+        fi
+        [ "$bad" -eq 0 ] && [ "$errs" = none ] || failed=1
+    done
 done
 python3 - "${ours_rps[*]}" "${ha_rps[*]}" "${ours_p99[*]}" "${ha_p99[*]}" <<'EOF'
 import statistics, sys
