@@ -34,6 +34,7 @@ pub fn hf_fn_binary() -> PathBuf {
 }
 
 pub struct TestWorker {
+    pub kind: RuntimeKind,
     pub base: String,
     pub worker_id: String,
     pub work_dir: tempfile::TempDir,
@@ -63,12 +64,24 @@ impl TestWorker {
         caching: CachingOptions,
         fn_binary: Option<PathBuf>,
     ) -> Self {
+        Self::start_runtime(tag, RuntimeKind::Process, caching, fn_binary).await
+    }
+
+    /// Any runtime (the Docker tests may reuse this with
+    /// `RuntimeKind::Docker`; [`TestWorker::stop`] then checks only the
+    /// worker's own exit, leftovers are the caller's to check by label).
+    pub async fn start_runtime(
+        tag: &str,
+        kind: RuntimeKind,
+        caching: CachingOptions,
+        fn_binary: Option<PathBuf>,
+    ) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let worker_id = unique_id(tag);
         let work_dir = tempfile::tempdir().unwrap();
         let config = WorkerConfig {
-            runtime: RuntimeKind::Process,
+            runtime: kind,
             worker_id: Some(worker_id.clone()),
             fn_binary,
             time_scale: 0.01,
@@ -83,6 +96,7 @@ impl TestWorker {
         }));
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let w = Self {
+            kind,
             base,
             worker_id,
             work_dir,
@@ -203,6 +217,9 @@ impl TestWorker {
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
+        }
+        if self.kind != RuntimeKind::Process {
+            return;
         }
         // Killed processes take a moment to disappear from /proc.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
