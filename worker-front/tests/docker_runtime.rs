@@ -1,6 +1,7 @@
 //! The Docker runtime against the real engine (no fakes): images built
-//! `FROM scratch`, one-shot, pooled and REST-mode containers, clean-up by
-//! label, and an engine outage survived without a restart.
+//! `FROM scratch`, pooled and REST-mode containers, clear errors, clean-up
+//! by label, and an engine outage survived without a restart. (Every
+//! function through the worker: `docker_worker.rs`.)
 //!
 //! These tests FAIL (never skip) when no engine answers: CI guarantees one.
 //! They build the static `hf-fn` first (scripts/build-static-hf-fn.sh).
@@ -14,10 +15,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use support::{engine, eventually, static_hf_fn, LabelScope, TEST_LABEL};
+use support::{engine, static_hf_fn, LabelScope, TEST_LABEL};
 use worker_front::runtime::docker::{DockerRuntime, DockerSettings};
 use worker_front::runtime::{InstanceKind, Runtime, RuntimeError, RuntimeOptions};
 
@@ -43,75 +43,6 @@ fn runtime(scope: &LabelScope, settings: DockerSettings) -> DockerRuntime {
 
 fn spec(name: &str) -> &'static sample_functions::FunctionSpec {
     sample_functions::catalog().get(name).expect("in catalog")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_function_runs_once_in_docker() {
-    let docker = engine().await;
-    let scope = LabelScope::new("all30");
-    let rt = runtime(&scope, DockerSettings::default());
-    let functions: Vec<&'static sample_functions::FunctionSpec> =
-        sample_functions::catalog().with_rates().collect();
-    assert_eq!(functions.len(), 30);
-    let started = std::time::Instant::now();
-    // Build two at a time (the engine serialises most of the work anyway)
-    // and run each function as soon as its image exists.
-    /// (function, image bytes or build error, status code or run error)
-    type Outcome = (String, Result<u64, RuntimeError>, Result<i32, RuntimeError>);
-    let results: Vec<Outcome> = stream::iter(functions)
-        .map(|f| {
-            let rt = rt.clone();
-            async move {
-                let image = match rt.build_image(f).await {
-                    Ok(i) => i,
-                    Err(e) => return (f.name.clone(), Err(e), Ok(0)),
-                };
-                let bytes = image.bytes;
-                let status = rt
-                    .run_once(&image)
-                    .await
-                    .map(|inv| inv.output.result.status_code);
-                (f.name.clone(), Ok(bytes), status)
-            }
-        })
-        .buffer_unordered(2)
-        .collect()
-        .await;
-    eprintln!(
-        "built and ran 30 functions in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    for (name, built, status) in &results {
-        let bytes = built
-            .as_ref()
-            .unwrap_or_else(|e| panic!("{name}: build failed: {e}"));
-        // The image carries the package: at least the catalog's size.
-        assert!(
-            *bytes >= spec(name).package_bytes,
-            "{name}: image of {bytes} bytes, package {}",
-            spec(name).package_bytes
-        );
-        assert_eq!(
-            status.as_ref().unwrap_or_else(|e| panic!("{name}: {e}")),
-            &200,
-            "{name}"
-        );
-    }
-    assert_eq!(results.len(), 30);
-    // Every image is labelled with this worker; one-shot containers go away.
-    assert_eq!(scope.images(&docker).await.len(), 30);
-    eventually(
-        "one-shot containers removed",
-        Duration::from_secs(60),
-        || {
-            let (scope, docker) = (&scope, &docker);
-            async move { scope.containers(docker).await.is_empty() }
-        },
-    )
-    .await;
-    let removed = rt.remove_all_own(true).await.expect("remove all");
-    assert_eq!(removed.images, 30);
-    scope.assert_clean().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,3 +234,123 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The real worker (`worker_front::run` on a loopback port 0) with the
+/// Docker runtime, its worker id from a [`LabelScope`].
+#[derive(Debug)]
+pub struct DockerWorker {
+    pub base: String,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), worker_front::RunError>>>,
+}
+
+impl DockerWorker {
+    /// Starts a worker; functions run with `HF_TIME_SCALE` 0.01.
+    pub async fn start(
+        scope: &LabelScope,
+        caching: worker_front::policy::options::CachingOptions,
+    ) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = worker_front::WorkerConfig {
+            runtime: worker_front::RuntimeKind::Docker,
+            worker_id: Some(scope.worker_id.clone()),
+            fn_binary: Some(static_hf_fn()),
+            time_scale: 0.01,
+            caching,
+            expiry_tick_ms: 50,
+            ..Default::default()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(worker_front::run(listener, config, async move {
+            let _ = rx.await;
+        }));
+        let w = Self {
+            base,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = w.client.get(format!("{}/health", w.base)).send().await {
+                assert_eq!(
+                    r.status().as_u16(),
+                    200,
+                    "worker health: {}",
+                    r.text().await.unwrap_or_default()
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        w
+    }
+
+    /// GET `path`; (status, JSON body).
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"));
+        (status, v)
+    }
+
+    /// `/execute?name=F`, expecting HTTP 200 and a WorkerReply.
+    pub async fn execute(&self, name: &str) -> protocol::WorkerReply {
+        let (status, v) = self.get(&format!("/execute?name={name}")).await;
+        assert_eq!(status, 200, "{name}: {v}");
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The `Worker` object of `/health`.
+    pub async fn status(&self) -> serde_json::Value {
+        let (status, v) = self.get("/health").await;
+        assert_eq!(status, 200, "{v}");
+        v["Worker"].clone()
+    }
+
+    /// Shuts the worker down (it removes what it created) and waits.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("worker task").expect("worker run");
+        }
+    }
+}
+
+/// Containers of `scope` of one kind (`oneshot`, `pooled`, `rest`), any state.
+pub async fn containers_of_kind(docker: &Docker, scope: &LabelScope, kind: &str) -> usize {
+    docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: HashMap::from([(
+                "label".to_string(),
+                vec![
+                    format!("{WORKER_LABEL}={}", scope.worker_id),
+                    format!("hotfunctions.kind={kind}"),
+                ],
+            )]),
+            ..Default::default()
+        }))
+        .await
+        .expect("list containers")
+        .len()
+}
+
+/// Whether the engine has the image tagged `name`.
+pub async fn image_present(docker: &Docker, name: &str) -> bool {
+    docker.inspect_image(name).await.is_ok()
+}

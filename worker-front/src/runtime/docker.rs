@@ -38,7 +38,8 @@
 //! [`DockerRuntime::default_static_fn_binary`] and
 //! `scripts/build-static-hf-fn.sh`; the time scale) and [`DockerSettings`]
 //! (`socket`: the engine's local default, `DOCKER_HOST` honoured;
-//! `instance_start_timeout`: 30 s; `extra_labels`: none).
+//! `instance_start_timeout`: 120 s, as a warm instance reads its whole
+//! package (up to 131 MB) before it announces its port; `extra_labels`: none).
 
 // The runtime is I/O at the edge: it reads the clock for ids and timeouts.
 #![allow(clippy::disallowed_methods)]
@@ -89,7 +90,7 @@ impl Default for DockerSettings {
     fn default() -> Self {
         Self {
             socket: None,
-            instance_start_timeout: Duration::from_secs(30),
+            instance_start_timeout: Duration::from_secs(120),
             extra_labels: BTreeMap::new(),
         }
     }
