@@ -77,7 +77,13 @@ impl ContainerPool {
     /// A call of `function` arrives: returns true if it takes a ready
     /// pooled instance (the caller removes that instance after the call).
     pub fn call_started(&mut self, function: &str, now: Duration) -> bool {
-        let p = self.functions.entry(function.to_string()).or_default();
+        if !self.functions.contains_key(function) {
+            self.functions
+                .insert(function.to_string(), FunctionPool::default());
+        }
+        let Some(p) = self.functions.get_mut(function) else {
+            return false;
+        };
         p.in_flight += 1;
         p.last_used = p.last_used.max(now);
         if p.ready > 0 {
@@ -90,9 +96,13 @@ impl ContainerPool {
 
     /// A call of `function` ended: stamps its use and returns the plan.
     pub fn call_finished(&mut self, function: &str, now: Duration) -> PoolPlan {
-        let p = self.functions.entry(function.to_string()).or_default();
-        p.in_flight = p.in_flight.saturating_sub(1);
-        p.last_used = p.last_used.max(now);
+        if let Some(p) = self.functions.get_mut(function) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+            p.last_used = p.last_used.max(now);
+        }
+        if self.function_limit.is_none() {
+            return PoolPlan::default();
+        }
         self.reconcile()
     }
 

@@ -35,6 +35,8 @@ pub struct ImageCache {
     limit_bytes: Option<u64>,
     images: BTreeMap<String, CachedImage>,
     in_flight: BTreeMap<String, u32>,
+    /// Sum of `images[*].bytes`, kept up to date.
+    total_bytes: u64,
 }
 
 /// An image the policy removed from the cache: the caller deletes it.
@@ -67,7 +69,12 @@ impl ImageCache {
     /// and returns whether the image is cached (else the caller builds it
     /// and reports [`ImageCache::image_built`]).
     pub fn call_started(&mut self, function: &str, now: Duration) -> bool {
-        *self.in_flight.entry(function.to_string()).or_insert(0) += 1;
+        match self.in_flight.get_mut(function) {
+            Some(n) => *n += 1,
+            None => {
+                self.in_flight.insert(function.to_string(), 1);
+            }
+        }
         match self.images.get_mut(function) {
             Some(img) => {
                 img.last_used = img.last_used.max(now);
@@ -81,13 +88,14 @@ impl ImageCache {
     /// must be evicted to respect the limit (never this image while a call
     /// of it is in flight).
     pub fn image_built(&mut self, function: &str, bytes: u64, now: Duration) -> Vec<EvictedImage> {
-        self.images.insert(
+        let old = self.images.insert(
             function.to_string(),
             CachedImage {
                 bytes,
                 last_used: now,
             },
         );
+        self.total_bytes = self.total_bytes - old.map_or(0, |o| o.bytes) + bytes;
         self.evict(now)
     }
 
@@ -112,8 +120,7 @@ impl ImageCache {
         let Some(limit) = self.limit_bytes else {
             return Vec::new();
         };
-        let mut total = self.total_bytes();
-        if total <= limit {
+        if self.total_bytes <= limit {
             return Vec::new();
         }
         let mut order: Vec<(Duration, String)> = self
@@ -125,11 +132,11 @@ impl ImageCache {
         order.sort();
         let mut out = Vec::new();
         for (_, name) in order {
-            if total <= limit {
+            if self.total_bytes <= limit {
                 break;
             }
             if let Some(img) = self.images.remove(&name) {
-                total -= img.bytes;
+                self.total_bytes -= img.bytes;
                 out.push(EvictedImage {
                     function: name,
                     bytes: img.bytes,
@@ -141,13 +148,20 @@ impl ImageCache {
 
     /// Forgets an image (it failed, or the caller removed it).
     pub fn remove(&mut self, function: &str) -> bool {
-        self.images.remove(function).is_some()
+        match self.images.remove(function) {
+            Some(img) => {
+                self.total_bytes -= img.bytes;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Forgets every image (`/clear?reset_images=true`); calls in flight
     /// stay counted.
     pub fn clear(&mut self) {
         self.images.clear();
+        self.total_bytes = 0;
     }
 
     pub fn contains(&self, function: &str) -> bool {
@@ -160,7 +174,7 @@ impl ImageCache {
 
     /// Bytes of all cached images.
     pub fn total_bytes(&self) -> u64 {
-        self.images.values().map(|i| i.bytes).sum()
+        self.total_bytes
     }
 
     /// Cached functions, least recently used first.
@@ -281,6 +295,8 @@ mod tests {
                 for e in &evicted {
                     prop_assert!(!c.is_pinned(&e.function), "evicted pinned {}", e.function);
                 }
+                let sum: u64 = c.images.values().map(|i| i.bytes).sum();
+                prop_assert_eq!(sum, c.total_bytes());
                 let all_pinned = c.lru_order().iter().all(|n| c.is_pinned(n));
                 prop_assert!(c.total_bytes() <= limit || all_pinned,
                     "total {} > limit {limit}", c.total_bytes());
