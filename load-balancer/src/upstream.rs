@@ -107,7 +107,11 @@ impl Pool {
         request.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         request.extend_from_slice(authority.as_bytes());
         request.extend_from_slice(b"\r\n\r\n");
-        let target: std::borrow::Cow<'_, str> = if authority.contains(':') {
+        let has_port = match authority.rfind(']') {
+            Some(bracket) => authority[bracket..].contains(':'),
+            None => authority.contains(':'),
+        };
+        let target: std::borrow::Cow<'_, str> = if has_port {
             authority.into()
         } else {
             format!("{authority}:80").into()
