@@ -197,6 +197,10 @@ pub struct Args {
     /// Progress of each replay.
     #[arg(long, value_enum, default_value_t = ProgressMode::Lines)]
     pub progress: ProgressMode,
+    /// Run the workers and balancers under `nice -n N` so the in-process
+    /// replayer keeps a precise dispatch on a busy machine.
+    #[arg(long)]
+    pub child_nice: Option<i32>,
     /// Skip the plots (tables only).
     #[arg(long)]
     pub no_plots: bool,
@@ -514,6 +518,7 @@ async fn run_live(
             cmd,
             format!("http://127.0.0.1:{port}"),
             &process_logs.join(format!("{name}.log")),
+            args.child_nice,
         )?);
         record
             .children
@@ -564,6 +569,7 @@ async fn run_live(
             cmd,
             format!("http://127.0.0.1:{port}"),
             &process_logs.join(format!("{name}.log")),
+            args.child_nice,
         )?;
         record.children.push(child_record(&balancer));
         tokio::select! {

@@ -71,12 +71,14 @@ pub struct ChildProcess {
 
 impl ChildProcess {
     /// Starts `command` as `name` in a new process group, stdout and stderr
-    /// appended to `output`. `url` is where it will serve.
+    /// appended to `output`, under `nice -n N` if `nice` is given. `url` is
+    /// where it will serve.
     pub fn spawn(
         name: &str,
         mut command: Command,
         url: String,
         output: &Path,
+        nice: Option<i32>,
     ) -> Result<Self, ExperimentError> {
         use std::os::unix::process::CommandExt as _;
         let io = |source| ExperimentError::Io {
@@ -92,11 +94,38 @@ impl ChildProcess {
             .open(output)
             .map_err(io)?;
         let err = out.try_clone().map_err(io)?;
+        let (command_out, command_err) =
+            (out.try_clone().map_err(io)?, err.try_clone().map_err(io)?);
         command
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .process_group(0);
+        if let Some(n) = nice {
+            // Lower the child's priority (the replayer, on its own machine in
+            // a real testbed, keeps precise dispatch); `nice` execs, so the
+            // pid (and process group) is the child's.
+            let program = command.get_program().to_owned();
+            let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+            let envs: Vec<_> = command
+                .get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+                .collect();
+            let mut wrapped = Command::new("nice");
+            wrapped.arg("-n").arg(n.to_string()).arg(program).args(args);
+            for (k, v) in envs {
+                match v {
+                    Some(v) => wrapped.env(k, v),
+                    None => wrapped.env_remove(k),
+                };
+            }
+            wrapped
+                .stdin(Stdio::null())
+                .stdout(command_out.try_clone().map_err(io)?)
+                .stderr(command_err.try_clone().map_err(io)?)
+                .process_group(0);
+            command = wrapped;
+        }
         let child = command.spawn().map_err(|source| ExperimentError::Spawn {
             name: name.to_string(),
             command: format!("{command:?}"),
