@@ -328,3 +328,60 @@ fn cli_reports_an_unreachable_balancer_before_starting() {
     assert!(stderr.contains(&port.to_string()), "{stderr}");
     assert!(!log.exists(), "no log for a replay that never started");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_ctrl_c_stops_cleanly_and_flushes_the_log() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let stub = StubBalancer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    std::fs::write(&csv, "W1,0\nSLOW1,0\nW2,600000\n").unwrap();
+    let log = dir.path().join("out.log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .arg("replay")
+        .arg(&stub.url)
+        .arg(&csv)
+        .arg(&log)
+        .args(["--grace", "200ms", "--progress", "off"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the slow call is in flight and the quick one is logged.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let slow_sent = stub.requests().iter().any(|r| r.target.ends_with("SLOW1"));
+        let logged = std::fs::read_to_string(&log).is_ok_and(|t| t.contains(" W1 "));
+        if slow_sent && logged {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "replay never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGINT).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), async {
+        use tokio::io::AsyncReadExt;
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .await
+            .unwrap();
+        (child.wait().await.unwrap(), stdout)
+    })
+    .await
+    .expect("Ctrl-C must end the replay");
+    let (status, stdout) = out;
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("INTERRUPTED"), "{stdout}");
+    assert!(stdout.contains("not sent 1"), "{stdout}");
+    let lines = read_log(&log);
+    assert_eq!(lines.len(), 2, "the quick call and the cancelled slow one");
+    assert!(lines
+        .iter()
+        .any(|l| l.function == "SLOW1" && l.json.contains("cancelled")));
+}
