@@ -335,6 +335,24 @@ async fn unreachable_after_the_retry_is_502_then_no_online_node_is_503() {
     );
 }
 
+/// A worker's own failure reply (a failed function) is passed through
+/// with its status, and the call is still counted as finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_failure_replies_pass_through() {
+    let a = StubWorker::start("s0", &["--fail", "BAD"]);
+    let balancer = Balancer::start(config("ll", &[&a]));
+    for _ in 0..3 {
+        let (status, reply) = balancer.execute("BAD").await;
+        assert_eq!(status, 500);
+        assert_eq!(
+            reply,
+            serde_json::json!({"Error": true, "Message": "function BAD failed"})
+        );
+    }
+    assert_eq!(balancer.loads().await, [(0, 0)]);
+    assert_eq!(balancer.execute("W1").await.0, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_mode_answers_like_the_original_without_workers() {
     let cfg = BalancerConfig {

@@ -7,6 +7,7 @@
 //!   `Meta`). The first call of a function reports a cold start
 //!   (`ImageBuilt`), later ones a warm REST instance. `Meta.ContainerName`
 //!   is `<id>-<function>`, so callers can tell which stub served them.
+//!   Functions named with `--fail` answer 500 with an error reply instead.
 //! - `GET /health`, `GET /clear`, `GET /prepare`, `GET /configure?...`
 //!   (echoes the query in `State`).
 //! - `GET /stats`: calls counted per route and function.
@@ -40,6 +41,10 @@ struct Cli {
     /// Delay of one function, `NAME=MS` (repeatable; overrides --delay-ms).
     #[arg(long = "delay", value_parser = parse_delay)]
     delays: Vec<(String, u64)>,
+    /// Make calls of this function fail with a 500 error reply, as a
+    /// worker does when a function fails (repeatable).
+    #[arg(long = "fail")]
+    failing: Vec<String>,
     /// HTTP server threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -69,6 +74,7 @@ struct Stub {
     id: String,
     delay_ms: u64,
     delays: HashMap<String, u64>,
+    failing: Vec<String>,
     stats: Mutex<Stats>,
 }
 
@@ -97,6 +103,11 @@ async fn handle(req: HttpRequest, stub: web::Data<Stub>) -> HttpResponse {
             let started = tokio::time::Instant::now();
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            if stub.failing.contains(&name) {
+                return HttpResponse::InternalServerError()
+                    .content_type("application/json")
+                    .body(ErrorReply::new(format!("function {name} failed")).to_json());
             }
             let cold = {
                 let mut stats = stub.stats.lock().unwrap_or_else(PoisonError::into_inner);
@@ -190,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
         id: cli.id,
         delay_ms: cli.delay_ms,
         delays: cli.delays.into_iter().collect(),
+        failing: cli.failing,
         stats: Mutex::new(Stats::default()),
     }));
     let listener = std::net::TcpListener::bind((cli.host.as_str(), cli.port))
