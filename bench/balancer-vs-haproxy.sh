@@ -95,6 +95,7 @@ STUB=$(wait_listening "$TMP/stub.out")
 RUST_LOG=warn "$BIN/load-balancer" ch --host 127.0.0.1 --port 0 --nodes "http://$STUB" \
     --threads "$LB_THREADS" --T $((CONNECTIONS * 2)) >"$TMP/lb.out" 2>"$TMP/lb.err" &
 PIDS+=($!)
+OURS_PID=$!
 OURS=$(wait_listening "$TMP/lb.out")
 
 HAPORT=$(free_port)
@@ -120,6 +121,7 @@ backend workers
 EOF
 haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
 PIDS+=($!)
+HAPROXY_PID=$!
 HAPROXY="127.0.0.1:$HAPORT"
 for i in $(seq 1 200); do
     curl -fsS "http://$HAPROXY/execute?name=W1" >/dev/null 2>&1 && break
@@ -128,12 +130,21 @@ for i in $(seq 1 200); do
 done
 curl -fsS "http://$OURS/execute?name=W1" >/dev/null
 
-# Runs wrk against $1 and prints "rps p50_ms p99_ms non2xx errors".
+TICKS=$(getconf CLK_TCK)
+# CPU time (user + system, in clock ticks) used so far by process $1.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# Runs wrk against $1 (proxy process $2) and prints
+# "rps p50_ms p99_ms non2xx errors cpu_us_per_request".
 measure() {
-    local out
+    local out before after
+    before=$(cpu_ticks "$2")
     out=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$1/execute?name=W1")
+    after=$(cpu_ticks "$2")
     echo "$out" >>"$TMP/wrk.log"
-    echo "$out" | awk '
+    echo "$out" | awk -v ticks=$((after - before)) -v hz="$TICKS" '
         function ms(v) {
             if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
             if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
@@ -144,37 +155,39 @@ measure() {
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
         /Non-2xx or 3xx responses:/ { bad = $NF }
+        / requests in / { n = $1 }
         /Socket errors:/ { errs = $0; sub(/.*Socket errors: */, "", errs); gsub(/ /, "", errs) }
-        END { printf "%s %.3f %.3f %d %s\n", rps, p50, p99, bad + 0, (errs == "" ? "none" : errs) }'
+        END { printf "%s %.3f %.3f %d %s %.1f\n", rps, p50, p99, bad + 0, (errs == "" ? "none" : errs), (n > 0 ? ticks * 1e6 / hz / n : 0) }'
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "wrk: ${DURATION}s x $ROUNDS round(s), $CONNECTIONS connections, $WRK_THREADS thread(s); one stub worker ($STUB_THREADS thread); balancer and HAProxy with $LB_THREADS thread(s); $(nproc) cores"
-printf '%-8s %-9s %12s %10s %10s %8s  %s\n' round target "requests/s" "p50 ms" "p99 ms" non-2xx "socket errors"
-ours_rps=(); ours_p99=(); ha_rps=(); ha_p99=(); failed=0
+printf '%-8s %-9s %12s %10s %10s %12s %8s  %s\n' round target "requests/s" "p50 ms" "p99 ms" "CPU us/req" non-2xx "socket errors"
+ours_rps=(); ours_p99=(); ours_cpu=(); ha_rps=(); ha_p99=(); ha_cpu=(); failed=0
 for round in $(seq 1 "$ROUNDS"); do
     # Alternate the order so that drifting background load hits both alike.
     order="ours haproxy"
     [ $((round % 2)) -eq 0 ] && order="haproxy ours"
     for target in $order; do
-        addr=$OURS
-        [ "$target" = haproxy ] && addr=$HAPROXY
-        read -r rps p50 p99 bad errs < <(measure "$addr")
-        printf '%-8s %-9s %12s %10s %10s %8s  %s\n' "$round" "$target" "$rps" "$p50" "$p99" "$bad" "$errs"
+        addr=$OURS; pid=$OURS_PID
+        [ "$target" = haproxy ] && { addr=$HAPROXY; pid=$HAPROXY_PID; }
+        read -r rps p50 p99 bad errs cpu < <(measure "$addr" "$pid")
+        printf '%-8s %-9s %12s %10s %10s %12s %8s  %s\n' "$round" "$target" "$rps" "$p50" "$p99" "$cpu" "$bad" "$errs"
         if [ "$target" = ours ]; then
-            ours_rps+=("$rps"); ours_p99+=("$p99")
+            ours_rps+=("$rps"); ours_p99+=("$p99"); ours_cpu+=("$cpu")
         else
-            ha_rps+=("$rps"); ha_p99+=("$p99")
+            ha_rps+=("$rps"); ha_p99+=("$p99"); ha_cpu+=("$cpu")
         fi
         [ "$bad" -eq 0 ] && [ "$errs" = none ] || failed=1
     done
 done
-python3 - "${ours_rps[*]}" "${ha_rps[*]}" "${ours_p99[*]}" "${ha_p99[*]}" <<'EOF'
+python3 - "${ours_rps[*]}" "${ha_rps[*]}" "${ours_p99[*]}" "${ha_p99[*]}" "${ours_cpu[*]}" "${ha_cpu[*]}" <<'EOF'
 import statistics, sys
-o, h, op, hp = ([float(x) for x in a.split()] for a in sys.argv[1:5])
-mo, mh, mop, mhp = (statistics.median(v) for v in (o, h, op, hp))
+o, h, op, hp, oc, hc = ([float(x) for x in a.split()] for a in sys.argv[1:7])
+mo, mh, mop, mhp, moc, mhc = (statistics.median(v) for v in (o, h, op, hp, oc, hc))
 print(f"median requests/s: ours {mo:.0f}, haproxy {mh:.0f}; ratio ours/haproxy {mo / mh:.2f}x (target >= 1.0)")
 print(f"median p99: ours {mop:.3f} ms, haproxy {mhp:.3f} ms; ratio ours/haproxy {mop / mhp:.2f}x (target <= 1.0)")
+print(f"median proxy CPU per request: ours {moc:.1f} us, haproxy {mhc:.1f} us; ratio {moc / mhc:.2f}x")
 EOF
 if [ "$failed" -ne 0 ]; then
     echo "FAILED: some calls got non-2xx replies or socket errors; the figures above are not comparable" >&2
