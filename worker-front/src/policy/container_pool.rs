@@ -17,6 +17,7 @@
 //! dropped out of the top ranks meanwhile) or [`ContainerPool::instance_failed`].
 //! Ties in recency are broken by function name. Time is an argument.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -164,21 +165,31 @@ impl ContainerPool {
         let Some(limit) = self.function_limit else {
             return Vec::new();
         };
-        let mut v: Vec<(bool, Duration, &String)> = self
-            .functions
-            .iter()
-            .map(|(n, p)| (p.in_flight > 0, p.last_used, n))
-            .collect();
-        // In flight first, then most recent first, then by name.
-        v.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
+        let mut v: Vec<Rank<'_>> = self.functions.iter().map(|(n, p)| rank(n, p)).collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
         v.into_iter()
             .take(limit)
-            .map(|(_, _, n)| n.clone())
+            .map(|(_, _, Reverse(n))| n.to_string())
             .collect()
     }
 
+    /// Whether `function` ranks among the first `function_limit` (no
+    /// allocation: counts the functions ranked above it).
+    fn in_top(&self, function: &str) -> bool {
+        let (Some(limit), Some(p)) = (self.function_limit, self.functions.get(function)) else {
+            return false;
+        };
+        let mine = rank(function, p);
+        self.functions
+            .iter()
+            .filter(|(n, q)| rank(n, q) > mine)
+            .take(limit)
+            .count()
+            < limit
+    }
+
     fn target_of(&self, function: &str) -> usize {
-        if self.pooled_functions().iter().any(|f| f == function) {
+        if self.in_top(function) {
             self.per_function
         } else {
             0
@@ -188,14 +199,25 @@ impl ContainerPool {
     /// Brings every function to its target: `per_function` (ready +
     /// pending) for the top-ranked, none for the rest.
     pub fn reconcile(&mut self) -> PoolPlan {
-        let top = self.pooled_functions();
+        // The lowest rank still in the top (ranks are unique: the name
+        // breaks ties), or None when no function may be pooled.
+        let threshold: Option<(bool, Duration, String)> = match self.function_limit {
+            Some(limit) if limit > 0 => {
+                let mut v: Vec<Rank<'_>> = self.functions.iter().map(|(n, p)| rank(n, p)).collect();
+                v.sort_unstable_by(|a, b| b.cmp(a));
+                v.get(limit - 1)
+                    .or(v.last())
+                    .map(|(f, t, Reverse(n))| (*f, *t, n.to_string()))
+            }
+            _ => None,
+        };
+        let per_function = self.per_function;
         let mut plan = PoolPlan::default();
         for (name, p) in self.functions.iter_mut() {
-            let target = if top.contains(name) {
-                self.per_function
-            } else {
-                0
-            };
+            let in_top = threshold
+                .as_ref()
+                .is_some_and(|(f, t, n)| rank(name, p) >= (*f, *t, Reverse(n.as_str())));
+            let target = if in_top { per_function } else { 0 };
             let have = p.ready + p.pending;
             if have < target {
                 plan.create.push((name.clone(), target - have));
@@ -207,6 +229,14 @@ impl ContainerPool {
         }
         plan
     }
+}
+
+/// Pool priority: a call in flight first, then the most recent use, then
+/// the name (earlier names first), so that ranks are unique.
+type Rank<'a> = (bool, Duration, Reverse<&'a str>);
+
+fn rank<'a>(name: &'a str, p: &FunctionPool) -> Rank<'a> {
+    (p.in_flight > 0, p.last_used, Reverse(name))
 }
 
 #[cfg(test)]
@@ -300,6 +330,10 @@ mod tests {
                         apply(&mut p, &plan);
                         let pooled = p.pooled_functions();
                         prop_assert!(pooled.len() <= limit);
+                        for g in 0..6 {
+                            let g = format!("F{g}");
+                            prop_assert_eq!(p.in_top(&g), pooled.contains(&g));
+                        }
                         for g in 0..6 {
                             let g = format!("F{g}");
                             let n = p.ready(&g) + p.pending(&g);
