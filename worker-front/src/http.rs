@@ -11,6 +11,13 @@
 //! - `GET /prepare` → `{"Message": ..., "Built": n, "Failed": [...]}`;
 //! - `GET /health` → `{"Status": "ok", "Runtime", "Engine", ...counters}` or 503.
 //!
+//! Differences from the original, on purpose: switching `using_rest_mode`
+//! keeps the images (one `hf-fn` binary serves both modes, where the
+//! original needed other images and forgot its image list); switching it
+//! off removes the REST instances, switching it on removes the pools.
+//! `/clear` also stops calls still running in one-shot instances (they
+//! answer 500), as the original's forced container removal did.
+//!
 //! Errors are `{"Error": true, "Message": ...}` with 400 (bad query), 404
 //! (unknown function or path), 500 (a function or the runtime failed) or 503
 //! (the runtime's engine is unreachable). The worker's work runs on the
