@@ -14,7 +14,8 @@
 //!   "invocations": n}`; anything else `404` JSON.
 //! - Keep-alive is supported (HTTP/1.1 default; `Connection: close` honoured);
 //!   calls on different connections run concurrently. The instance runs until
-//!   it is killed.
+//!   it is killed, or, with `--exit-on-stdin-eof`, until its stdin closes
+//!   (a local parent keeps a pipe open, so instances never outlive it).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

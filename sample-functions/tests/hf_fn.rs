@@ -131,3 +131,33 @@ fn serve_answers_invoke_and_health_concurrently() {
     assert_eq!(v["function"], "T1");
     assert_eq!(get(port, "/other").0, 404);
 }
+
+#[test]
+fn serve_exits_when_stdin_closes_if_asked() {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--function", "noop", "--exit-on-stdin-eof"])
+        .env("HF_PAYLOAD", "none")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("\"port\""), "{line}");
+    assert!(child.try_wait().unwrap().is_none(), "still serving");
+    drop(child.stdin.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not exit after its stdin closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -146,3 +146,45 @@ async fn a_crashing_function_is_a_500_with_its_stderr_and_env_options_apply() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_instances_end_with_a_killed_worker() {
+    use worker_front::runtime::process::ProcessRuntime;
+    use worker_front::runtime::{InstanceKind, Runtime, RuntimeOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let id = unique_id("orphans");
+    let mut w = start(&[("USING_REST_MODE", "true")], &id, dir.path());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = client
+        .get(format!("http://127.0.0.1:{}/execute?name=I4", w.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let probe = ProcessRuntime::new(RuntimeOptions {
+        worker_id: id.clone(),
+        fn_binary: hf_fn_binary(),
+        time_scale: 0.01,
+        work_dir: dir.path().to_path_buf(),
+    })
+    .unwrap();
+    let rest = probe.list_own_instances().await.unwrap();
+    assert!(
+        rest.iter().any(|i| i.kind == InstanceKind::Rest),
+        "{rest:?}"
+    );
+    // SIGKILL: no chance to clean up; the REST instance must still end.
+    w.child.kill().unwrap();
+    w.child.wait().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = probe.list_own_instances().await.unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "orphans: {left:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The staged image stays (a restart with this worker id removes it).
+    let _ = probe.remove_all_own(true).await;
+}

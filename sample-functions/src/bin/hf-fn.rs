@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! hf-fn <NAME>                         one call; prints one FunctionOutput JSON line
-//! hf-fn serve --function <NAME> [--host 127.0.0.1] [--port 0]
+//! hf-fn serve --function <NAME> [--host 127.0.0.1] [--port 0] [--exit-on-stdin-eof]
 //!                                      warm instance (REST mode / pool), see sample_functions::serve
 //! hf-fn stage <NAME> <DIR>             writes DIR/hf-fn (a copy of this binary) and DIR/payload.bin
 //! hf-fn list                           the catalog's function names
@@ -30,9 +30,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "usage:
   hf-fn <NAME>                                    run one call, print its FunctionOutput JSON
-  hf-fn serve --function <NAME> [--host H] [--port P]
+  hf-fn serve --function <NAME> [--host H] [--port P] [--exit-on-stdin-eof]
                                                   warm instance: prints {\"port\": N}, then serves
-                                                  GET /invoke and GET /health (port 0 = any)
+                                                  GET /invoke and GET /health (port 0 = any);
+                                                  --exit-on-stdin-eof: exit when stdin closes
   hf-fn stage <NAME> <DIR>                        write DIR/hf-fn and DIR/payload.bin
   hf-fn list                                      list the functions
   hf-fn calibrate [--ms N]                        measure CPU-loop iterations per ms
@@ -164,7 +165,13 @@ fn cmd_serve(args: &[String]) -> Result<(), Failure> {
     let mut function = None;
     let mut host = "127.0.0.1".to_string();
     let mut port = 0u16;
-    for (k, v) in flags(args, &["--function", "--host", "--port"])? {
+    let exit_on_eof = args.iter().any(|a| a == "--exit-on-stdin-eof");
+    let args: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--exit-on-stdin-eof")
+        .cloned()
+        .collect();
+    for (k, v) in flags(&args, &["--function", "--host", "--port"])? {
         match k.as_str() {
             "--function" => function = Some(v),
             "--host" => host = v,
@@ -186,6 +193,14 @@ fn cmd_serve(args: &[String]) -> Result<(), Failure> {
         writeln!(out, "{{\"port\": {bound}}}")
             .and_then(|_| out.flush())
             .map_err(|e| Failure(2, format!("writing stdout: {e}")))?;
+    }
+    if exit_on_eof {
+        // The parent holds our stdin open; when it goes (even killed), the
+        // pipe closes and this instance ends instead of lingering.
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            std::process::exit(0);
+        });
     }
     let calls = Arc::new(AtomicU64::new(0));
     let seed_base = now_ms() as u64;

@@ -9,7 +9,9 @@
 //! - *One-shot instance*: `hf-fn <NAME>` per call, killed if the call is
 //!   abandoned (kill-on-drop).
 //! - *Warm instance* (pool member or REST mode): `hf-fn serve --function
-//!   <NAME> --port 0`, invoked over loopback HTTP (`GET /invoke`).
+//!   <NAME> --port 0 --exit-on-stdin-eof`, invoked over loopback HTTP
+//!   (`GET /invoke`); the worker holds its stdin pipe, so warm instances
+//!   end with the worker even when it is killed.
 //!
 //! Ownership: every process gets `HF_WORKER_ID=<worker id>`,
 //! `HF_FUNCTION`, `HF_INSTANCE_KIND` and `HF_INSTANCE_NAME` in its
@@ -44,6 +46,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug)]
 struct WarmProcess {
     child: Child,
+    /// Held open for the instance's life (see `--exit-on-stdin-eof`).
+    _stdin: Option<tokio::process::ChildStdin>,
     port: u16,
     stderr: Arc<Mutex<String>>,
 }
@@ -359,7 +363,17 @@ impl Runtime for ProcessRuntime {
         self.check_binary()?;
         let name = self.instance_name(&image.function, kind);
         let mut cmd = self.command(image, kind, &name);
-        cmd.args(["serve", "--function", &image.function, "--port", "0"]);
+        cmd.args([
+            "serve",
+            "--function",
+            &image.function,
+            "--port",
+            "0",
+            "--exit-on-stdin-eof",
+        ])
+        // The instance ends when this pipe closes, i.e. when the worker
+        // exits, even if it is killed: no orphans.
+        .stdin(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| RuntimeError::Instance {
             instance: name.clone(),
             detail: format!("spawning {}: {e}", image.name),
@@ -398,6 +412,7 @@ impl Runtime for ProcessRuntime {
         };
         // Keep draining stdout so the instance never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let stdin = child.stdin.take();
         let id = child
             .id()
             .map(|p| p.to_string())
@@ -410,6 +425,7 @@ impl Runtime for ProcessRuntime {
                 id.clone(),
                 WarmProcess {
                     child,
+                    _stdin: stdin,
                     port,
                     stderr,
                 },
