@@ -209,6 +209,8 @@ enum Event {
     Step(u32),
     /// Next completion on a CPU (ignored if no longer the live one).
     Cpu { cpu: u32 },
+    /// A function's image build finished on a node.
+    ImageReady { node: u32, function: u32 },
     /// A pre-warmed pool instance finished starting.
     PoolReady { node: u32, function: u32 },
     /// A REST-mode instance finished starting.
@@ -247,7 +249,7 @@ struct FunctionInfo {
 /// Per node and function: times the simulator tracks beside the policies.
 #[derive(Debug, Clone, Copy, Default)]
 struct NodeFunction {
-    /// The image is usable from this time (a build in progress before).
+    /// End of the latest image build (a build is in progress before).
     image_ready_at: Micros,
     /// The REST instance is started from this time.
     rest_ready_at: Micros,
@@ -638,6 +640,13 @@ impl Sim<'_, '_> {
                 let name = &self.names[function as usize];
                 self.nodes[node as usize].pool.instance_ready(name);
             }
+            Event::ImageReady { node, function } => {
+                let bytes = self.functions[function as usize].package_bytes;
+                let name = &self.names[function as usize];
+                self.nodes[node as usize]
+                    .images
+                    .image_built(name, bytes, to_time(now));
+            }
             Event::RestStarted { node, function } => {
                 let name = &self.names[function as usize];
                 self.nodes[node as usize].rest.started(name, to_time(now));
@@ -694,21 +703,25 @@ impl Sim<'_, '_> {
         let t = to_time(now);
         let mut meta = CallMeta::default();
 
-        // Image (single-flight build: later callers wait for it).
+        // Image. As on the live worker, the image enters the cache when its
+        // build completes; callers arriving during a build are
+        // `ImageBuilt` too and wait for that one build (single flight).
         let image_present = self.nodes[node as usize].images.call_started(name, t);
         let image_wait = if image_present {
-            self.node_function(node, function)
-                .image_ready_at
-                .saturating_sub(now)
+            0
         } else {
-            let build = ms_to_us(profile.image_build_ms(package_bytes));
-            self.nodes[node as usize]
-                .images
-                .image_built(name, package_bytes, t);
-            self.node_function(node, function).image_ready_at = now + build;
             meta.image_built = true;
-            self.stats.image_builds += 1;
-            build
+            let nf = self.node_function(node, function);
+            if nf.image_ready_at > now {
+                nf.image_ready_at - now
+            } else {
+                let build = ms_to_us(profile.image_build_ms(package_bytes));
+                nf.image_ready_at = now + build;
+                self.queue
+                    .push(now + build, Event::ImageReady { node, function });
+                self.stats.image_builds += 1;
+                build
+            }
         };
 
         // Instance.
