@@ -216,3 +216,32 @@ async fn serve<R: Runtime>(
     }
     Ok(result?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_rejects_unknown_fields_and_keeps_defaults() {
+        let c: WorkerConfig =
+            serde_json::from_str(r#"{"runtime": "docker", "caching": {"UsingRestMode": true}}"#)
+                .unwrap();
+        assert_eq!(c.runtime, RuntimeKind::Docker);
+        assert!(c.caching.using_rest_mode);
+        assert_eq!(c.caching.container_pool_num, 6);
+        assert_eq!(c.time_scale, 1.0);
+        assert!(serde_json::from_str::<WorkerConfig>(r#"{"runtim": "docker"}"#).is_err());
+        assert!(serde_json::from_str::<WorkerConfig>(r#"{"runtime": "vm"}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_bad_time_scale_is_a_config_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = WorkerConfig {
+            time_scale: -1.0,
+            ..WorkerConfig::default()
+        };
+        let e = run(l, config, async {}).await.unwrap_err();
+        assert!(matches!(e, RunError::Config(_)), "{e}");
+    }
+}
