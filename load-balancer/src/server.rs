@@ -224,7 +224,6 @@ pub async fn run(
                     factory_shared.config.connect_timeout_ms,
                 )),
             }))
-            .app_data(web::PayloadConfig::new(64 * 1024))
             .default_service(web::to(dispatch))
     })
     .workers(shared.config.threads)
@@ -254,11 +253,24 @@ pub async fn run(
     Ok(result?)
 }
 
+/// Largest request body read (only node management has one).
+const MAX_REQUEST_BODY: usize = 64 * 1024;
+
 async fn dispatch(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     local: web::Data<Local>,
 ) -> Result<HttpResponse, BalancerError> {
+    // Only `/1/lb/nodes` reads a body; the hot path skips the extractor.
+    let body = if req.path() == "/1/lb/nodes" && req.method() != actix_web::http::Method::GET {
+        payload
+            .to_bytes_limited(MAX_REQUEST_BODY)
+            .await
+            .map_err(|_| BalancerError::BadBody(format!("larger than {MAX_REQUEST_BODY} bytes")))?
+            .map_err(|e| BalancerError::BadBody(e.to_string()))?
+    } else {
+        web::Bytes::new()
+    };
     let action = Action::parse(req.method(), req.path(), req.query_string(), &body)?;
     let shared = &*local.shared;
     match action {
@@ -307,7 +319,10 @@ fn json_reply(
     body: impl actix_web::body::MessageBody + 'static,
 ) -> HttpResponse {
     HttpResponse::build(status)
-        .content_type("application/json")
+        .insert_header((
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::HeaderValue::from_static("application/json"),
+        ))
         .body(body)
 }
 

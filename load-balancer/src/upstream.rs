@@ -173,7 +173,9 @@ async fn exchange(
             Failure::Broken(e)
         });
     }
-    let mut buf = BytesMut::with_capacity(4096);
+    // Worker replies are a few hundred bytes; a small first buffer stays in
+    // malloc's fast bins.
+    let mut buf = BytesMut::with_capacity(1024);
     // The head.
     let (status, head_len, framing, keep_alive) = loop {
         match stream.read_buf(&mut buf).await {
