@@ -174,7 +174,7 @@ async fn exchange(
         });
     }
     // Worker replies are a few hundred bytes; a small first buffer stays in
-    // malloc's fast bins.
+    // malloc's per-thread cache.
     let mut buf = BytesMut::with_capacity(1024);
     // The head.
     let (status, head_len, framing, keep_alive) = loop {
