@@ -11,6 +11,8 @@
 //! - `GET /prepare` → `{"Message": ..., "Built": n, "Failed": [...]}`;
 //! - `GET /health` → `{"Status": "ok", "Runtime", "Engine", ...counters}` or 503.
 //!
+//! As in the original, any method is accepted (`GET` is what clients use).
+//!
 //! Differences from the original, on purpose: switching `using_rest_mode`
 //! keeps the images (one `hf-fn` binary serves both modes, where the
 //! original needed other images and forgot its image list); switching it
@@ -195,11 +197,11 @@ pub fn server<R: Runtime>(
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .route("/execute", web::get().to(execute::<R>))
-            .route("/configure", web::get().to(configure::<R>))
-            .route("/clear", web::get().to(clear::<R>))
-            .route("/prepare", web::get().to(prepare::<R>))
-            .route("/health", web::get().to(health::<R>))
+            .route("/execute", web::route().to(execute::<R>))
+            .route("/configure", web::route().to(configure::<R>))
+            .route("/clear", web::route().to(clear::<R>))
+            .route("/prepare", web::route().to(prepare::<R>))
+            .route("/health", web::route().to(health::<R>))
             .default_service(web::to(not_found))
     })
     .workers(http_workers.max(1))
