@@ -159,6 +159,11 @@ async fn a_dead_rest_instance_is_replaced_within_the_call() {
         .status()
         .unwrap();
     assert!(st.success());
+    let gone = victim.id.clone();
+    w.await_processes("the killed instance to die", |ps| {
+        !ps.iter().any(|i| i.id == gone)
+    })
+    .await;
     let b = w.execute("W3").await;
     assert_eq!(b.result.status_code, 200);
     assert!(!b.meta.using_existing_rest_container, "{b:?}");

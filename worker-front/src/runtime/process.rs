@@ -449,6 +449,13 @@ impl Runtime for ProcessRuntime {
                 detail: "no such instance (removed)".into(),
             });
         };
+        if let Some(status) = self.exit_status(&instance.id) {
+            // Dead before this call: an `Instance` error (replaceable).
+            return Err(RuntimeError::Instance {
+                instance: instance.name.clone(),
+                detail: format!("the instance had exited ({status})"),
+            });
+        }
         let url = format!("http://127.0.0.1:{port}/invoke");
         let resp = match self.inner.http.get(&url).send().await {
             Ok(r) => r,
