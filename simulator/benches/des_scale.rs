@@ -70,7 +70,7 @@ fn workload(invocations: usize, nodes: u32, cores: u32, seed: u64) -> (Workload,
     (Workload::from_parts(names, arrivals), rate)
 }
 
-fn child(algorithm: &str, invocations: usize, nodes: u32) {
+fn child(algorithm: &str, invocations: usize, nodes: u32, with_log: bool) {
     let profile: CostProfile =
         serde_json::from_str(simulator::des::DEFAULT_PROFILE_JSON).expect("embedded profile");
     let cores = profile.cores.max(1);
@@ -90,7 +90,9 @@ fn child(algorithm: &str, invocations: usize, nodes: u32) {
     };
     let start = Instant::now();
     let cpu_start = thread_cpu_seconds();
-    let s = match run_workload(&w, &config, None) {
+    let mut sink = std::io::BufWriter::with_capacity(1 << 20, std::io::sink());
+    let log: Option<&mut dyn std::io::Write> = if with_log { Some(&mut sink) } else { None };
+    let s = match run_workload(&w, &config, log) {
         Ok(s) => s,
         Err(e) => {
             println!("{algorithm:>5} {invocations:>10} calls {nodes:>5} nodes: not run: {e}");
@@ -103,7 +105,8 @@ fn child(algorithm: &str, invocations: usize, nodes: u32) {
         _ => wall,
     };
     println!(
-        "{algorithm:>5} {invocations:>10} calls {nodes:>5} nodes: {:>6.2} s wall, {:>6.2} s CPU, {:>10.0} invocations/s ({:>10.0} per CPU-s), {:>10.0} events per CPU-s, peak RSS {:>7.1} MiB | {:.0} calls/s simulated over {:.0} s, cold {:.4}, mean latency {:.0} ms",
+        "{algorithm:>5} {invocations:>10} calls {nodes:>5} nodes{}: {:>6.2} s wall, {:>6.2} s CPU, {:>10.0} invocations/s ({:>10.0} per CPU-s), {:>10.0} events per CPU-s, peak RSS {:>7.1} MiB | {:.0} calls/s simulated over {:.0} s, cold {:.4}, mean latency {:.0} ms",
+        if with_log { " +log" } else { "" },
         wall,
         cpu,
         invocations as f64 / wall,
@@ -126,24 +129,30 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(1_000_000);
         let nodes = parts.next().and_then(|s| s.parse().ok()).unwrap_or(100);
-        child(algorithm, invocations, nodes);
+        let with_log = parts.next() == Some("log");
+        child(algorithm, invocations, nodes, with_log);
         return;
     }
     // `cargo bench` passes `--bench`; anything else (e.g. a test filter) is
     // ignored: this binary always runs the whole benchmark.
     let algos = std::env::var("DES_BENCH_ALGOS").unwrap_or_else(|_| "rr,ch,ours".into());
-    let mut runs: Vec<(String, usize, u32)> = algos
+    let mut runs: Vec<(String, usize, u32, &str)> = algos
         .split(',')
-        .map(|a| (a.trim().to_string(), 1_000_000, 100))
+        .map(|a| (a.trim().to_string(), 1_000_000, 100, ""))
         .collect();
+    // The cost of writing every log line (formatted, into a sink).
+    runs.push(("ch".into(), 1_000_000, 100, "log"));
     if std::env::var("DES_BENCH_BIG").map_or(true, |v| v != "0") {
-        runs.push(("ch".into(), 10_000_000, 1000));
+        runs.push(("ch".into(), 10_000_000, 1000, ""));
     }
     let exe = std::env::current_exe().expect("own path");
-    println!("des_scale: REST mode, process profile, no log; each line is a separate process");
-    for (algorithm, invocations, nodes) in runs {
+    println!("des_scale: REST mode, process profile, no log unless +log; each line is a separate process");
+    for (algorithm, invocations, nodes, log) in runs {
         let status = Command::new(&exe)
-            .env(CHILD_ENV, format!("{algorithm}:{invocations}:{nodes}"))
+            .env(
+                CHILD_ENV,
+                format!("{algorithm}:{invocations}:{nodes}:{log}"),
+            )
             .status()
             .expect("run child");
         if !status.success() {
