@@ -85,6 +85,7 @@ free_port() {
 
 "$BIN/stub-worker" --host 127.0.0.1 --port 0 --id bench --threads "$STUB_THREADS" >"$TMP/stub.out" 2>&1 &
 PIDS+=($!)
+STUB_PID=$!
 STUB=$(wait_listening "$TMP/stub.out")
 
 # ch's bound T is absolute (in-flight calls per node; the original answers
@@ -137,14 +138,17 @@ cpu_ticks() {
 }
 
 # Runs wrk against $1 (proxy process $2) and prints
-# "rps p50_ms p99_ms non2xx errors cpu_us_per_request".
+# "rps p50_ms p99_ms non2xx errors proxy_cpu_us_per_request
+# stub_cpu_us_per_request".
 measure() {
-    local out before after
+    local out before after stub_before stub_after
     before=$(cpu_ticks "$2")
+    stub_before=$(cpu_ticks "$STUB_PID")
     out=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$1/execute?name=W1")
     after=$(cpu_ticks "$2")
+    stub_after=$(cpu_ticks "$STUB_PID")
     echo "$out" >>"$TMP/wrk.log"
-    echo "$out" | awk -v ticks=$((after - before)) -v hz="$TICKS" '
+    echo "$out" | awk -v ticks=$((after - before)) -v sticks=$((stub_after - stub_before)) -v hz="$TICKS" '
         function ms(v) {
             if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
             if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
@@ -157,12 +161,12 @@ measure() {
         /Non-2xx or 3xx responses:/ { bad = $NF }
         / requests in / { n = $1 }
         /Socket errors:/ { errs = $0; sub(/.*Socket errors: */, "", errs); gsub(/ /, "", errs) }
-        END { printf "%s %.3f %.3f %d %s %.1f\n", rps, p50, p99, bad + 0, (errs == "" ? "none" : errs), (n > 0 ? ticks * 1e6 / hz / n : 0) }'
+        END { printf "%s %.3f %.3f %d %s %.1f %.1f\n", rps, p50, p99, bad + 0, (errs == "" ? "none" : errs), (n > 0 ? ticks * 1e6 / hz / n : 0), (n > 0 ? sticks * 1e6 / hz / n : 0) }'
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "wrk: ${DURATION}s x $ROUNDS round(s), $CONNECTIONS connections, $WRK_THREADS thread(s); one stub worker ($STUB_THREADS thread); balancer and HAProxy with $LB_THREADS thread(s); $(nproc) cores"
-printf '%-8s %-9s %12s %10s %10s %12s %8s  %s\n' round target "requests/s" "p50 ms" "p99 ms" "CPU us/req" non-2xx "socket errors"
+printf '%-8s %-9s %12s %10s %10s %12s %12s %8s  %s\n' round target "requests/s" "p50 ms" "p99 ms" "CPU us/req" "stub us/req" non-2xx "socket errors"
 ours_rps=(); ours_p99=(); ours_cpu=(); ha_rps=(); ha_p99=(); ha_cpu=(); failed=0
 for round in $(seq 1 "$ROUNDS"); do
     # Alternate the order so that drifting background load hits both alike.
@@ -171,8 +175,8 @@ for round in $(seq 1 "$ROUNDS"); do
     for target in $order; do
         addr=$OURS; pid=$OURS_PID
         [ "$target" = haproxy ] && { addr=$HAPROXY; pid=$HAPROXY_PID; }
-        read -r rps p50 p99 bad errs cpu < <(measure "$addr" "$pid")
-        printf '%-8s %-9s %12s %10s %10s %12s %8s  %s\n' "$round" "$target" "$rps" "$p50" "$p99" "$cpu" "$bad" "$errs"
+        read -r rps p50 p99 bad errs cpu stub_cpu < <(measure "$addr" "$pid")
+        printf '%-8s %-9s %12s %10s %10s %12s %12s %8s  %s\n' "$round" "$target" "$rps" "$p50" "$p99" "$cpu" "$stub_cpu" "$bad" "$errs"
         if [ "$target" = ours ]; then
             ours_rps+=("$rps"); ours_p99+=("$p99"); ours_cpu+=("$cpu")
         else
