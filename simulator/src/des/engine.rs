@@ -747,7 +747,9 @@ impl Sim<'_, '_> {
                 }
             }
             InstanceModel::HotFunctions => {
-                let pooled = self.nodes[node as usize].pool.call_started(name, t);
+                // As the live worker: the pool hears of calls only when on.
+                let pool = &mut self.nodes[node as usize].pool;
+                let pooled = pool.is_enabled() && pool.call_started(name, t);
                 let nf = self.node_function(node, function);
                 nf.instances_made += 1;
                 let instance = nf.instances_made;
@@ -890,7 +892,7 @@ impl Sim<'_, '_> {
                     self.queue.push(at, Event::RestExpiry { node });
                 }
             }
-            InstanceModel::HotFunctions => {
+            InstanceModel::HotFunctions if n.pool.is_enabled() => {
                 let plan = n.pool.call_finished(name, t);
                 if !plan.create.is_empty() {
                     let at = now + ms_to_us(self.config.profile.instance_create_ms);
@@ -909,6 +911,7 @@ impl Sim<'_, '_> {
                     }
                 }
             }
+            InstanceModel::HotFunctions => {}
             InstanceModel::Lambda { keep_alive } => {
                 if let Some(Some(pool)) = n.keep_alive.get_mut(function as usize) {
                     self.instances.advance(now);
