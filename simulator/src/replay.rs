@@ -465,13 +465,14 @@ pub async fn replay(
         counters.clone(),
         progress_done_rx,
     ));
-    let writer = tokio::spawn(write_log(
-        rx,
-        BufWriter::new(file),
-        counters.clone(),
-        log_error.clone(),
-        stop.clone(),
-    ));
+    // On the blocking pool: a write held up by the disk (dirty-page
+    // throttling on a busy machine) must not stall the runtime's workers.
+    let writer = {
+        let (counters, log_error, stop) = (counters.clone(), log_error.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            write_log(rx, BufWriter::new(file), &counters, &log_error, &stop)
+        })
+    };
 
     // The dispatcher thread: sleeps until each send time, then spawns the call.
     let stop_flag = Arc::new(AtomicBool::new(false));
@@ -652,19 +653,26 @@ fn classify_reply(status: u16, body: &[u8]) -> Result<String, String> {
 }
 
 /// Writes each finished call as a log line and flushes, batching whatever
-/// arrived together.
-async fn write_log(
+/// arrived together. Blocking: runs on its own thread.
+fn write_log(
     mut rx: mpsc::UnboundedReceiver<Finished>,
     mut out: BufWriter<File>,
-    counters: Arc<Counters>,
-    log_error: Arc<Mutex<Option<std::io::Error>>>,
-    stop: StopHandle,
+    counters: &Counters,
+    log_error: &Mutex<Option<std::io::Error>>,
+    stop: &StopHandle,
 ) -> (Histogram<u64>, Histogram<u64>) {
     let mut lag = new_histogram();
     let mut response = new_histogram();
     let mut failed = false;
     let mut batch = Vec::with_capacity(64);
-    while rx.recv_many(&mut batch, 256).await > 0 {
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
         for f in batch.drain(..) {
             lag.saturating_record(f.lag.as_micros().max(1) as u64);
             match f.outcome {
@@ -686,13 +694,13 @@ async fn write_log(
             let line = LogLine::new(unix_ms(), f.start_ms, f.end_ms, &f.function, &f.json);
             if let Err(e) = writeln!(out, "{line}") {
                 failed = true;
-                record_log_error(&log_error, e, &stop);
+                record_log_error(log_error, e, stop);
             }
         }
         if !failed {
             if let Err(e) = out.flush() {
                 failed = true;
-                record_log_error(&log_error, e, &stop);
+                record_log_error(log_error, e, stop);
             }
         }
     }
