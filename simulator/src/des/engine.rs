@@ -18,6 +18,10 @@
 //! themselves in (start time, file order). Randomness (exponential service
 //! draws) comes from one ChaCha8 RNG seeded from the run's seed.
 //!
+//! Times: the worker's end of a call is when its last phase ends; the
+//! scheduler hears `finished` then; the client's end (the log line's end)
+//! is `network_ms` of the profile later.
+//!
 //! The run stops when the last call has completed; pending timers (pool
 //! refills, instance expiries) after that point change nothing that is
 //! reported. Time averages of instance counts are over `[0, last

@@ -11,6 +11,17 @@
 //! The JSON is formatted by hand (it is the hot path of runs that keep the
 //! log); a unit test checks it is exactly what serde writes for the same
 //! `BalancerReply`.
+//!
+//! Fields: `Result` is `{"statusCode":200,"body":""}`; `ExecutionTime` is
+//! the simulated worker time (start-up costs + phases) and
+//! `InternalExecutionTime` the phases alone, both in whole ms of the
+//! stamps (so internal <= execution <= end - start); `Meta` comes from the
+//! worker policies (in the Lambda model, a reused idle instance sets
+//! `UsingExistingRestContainer`); `ContainerName` is
+//! `des-<node>-<function>-<instance>`, `ImageName` `hf-<function>`;
+//! `WorkerNodeUrl` is `des://node-<id>`; `AlgorithmLatency` is always 0.0
+//! (the wall time of `select` would make the log differ between runs;
+//! `cargo bench -p load-balancer` measures it).
 
 use std::io::{self, Write};
 
