@@ -125,11 +125,11 @@ async fn a_crashing_function_is_a_500_with_its_stderr_and_env_options_apply() {
     assert_eq!(status, 200, "{v}");
     // SIGTERM: clean shutdown removes the staged images.
     let pid = w.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let mut w = w;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

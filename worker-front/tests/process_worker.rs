@@ -155,11 +155,11 @@ async fn a_dead_rest_instance_is_replaced_within_the_call() {
         .into_iter()
         .find(|i| i.name == a.meta.container_name)
         .expect("the REST instance runs");
-    let st = std::process::Command::new("kill")
-        .args(["-KILL", &victim.id])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.id.parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let gone = victim.id.clone();
     w.await_processes("the killed instance to die", |ps| {
         !ps.iter().any(|i| i.id == gone)
