@@ -32,9 +32,11 @@
 //! - Every function instance gets `HF_TIME_SCALE` = [`RuntimeOptions::time_scale`].
 //! - A function instance is the `hf-fn` binary ([`RuntimeOptions::fn_binary`]):
 //!   `hf-fn <NAME>` for one call (prints one [`protocol::FunctionOutput`] JSON
-//!   line on stdout), `hf-fn serve --function <NAME> --port <P>` for a warm
-//!   instance (HTTP/1.1: `GET /invoke` → `FunctionOutput` JSON, `GET /health`
-//!   → `{"ok": true, ...}`; see `sample_functions::serve`). Its payload file
+//!   line on stdout), `hf-fn serve --function <NAME> [--host H] --port <P>
+//!   [--exit-on-stdin-eof]` for a warm instance (prints `{"port": N}` once
+//!   ready; HTTP/1.1 with keep-alive: `GET /invoke` → `FunctionOutput` JSON,
+//!   `GET /health` → `{"ok": true, ...}`; see `sample_functions::serve`;
+//!   in a container bind `--host 0.0.0.0`). Its payload file
 //!   (`sample_functions::payload`) is found at `HF_PAYLOAD` or as
 //!   `payload.bin` beside the binary, and read on every start.
 //! - Errors are typed ([`RuntimeError`]); an unreachable engine is
