@@ -489,7 +489,13 @@ async fn run_live(
         children::locate(&bin_dir, "hf-fn", "sample-functions")?;
     }
     record.versions.binaries = bin_dir.file_name().map(|n| n.to_string_lossy().to_string());
-    record.versions.bin_dir = Some(bin_dir.clone());
+    // Relative to the working directory when inside it (portable run.json).
+    record.versions.bin_dir = Some(
+        std::env::current_dir()
+            .ok()
+            .and_then(|cwd| bin_dir.strip_prefix(cwd).ok().map(Path::to_path_buf))
+            .unwrap_or_else(|| bin_dir.clone()),
+    );
     if record.versions.binaries.as_deref() == Some("debug") {
         eprintln!(
             "experiment: note: debug binaries run the functions' CPU work many times slower; \
@@ -790,6 +796,22 @@ fn write_report(args: &Args, dir: &Path, record: &ExperimentRecord) -> Result<()
     Ok(())
 }
 
+/// The build and run commands that regenerate a live run.
+fn reproduce_command(record: &ExperimentRecord) -> Option<String> {
+    let args = record.command.strip_prefix("simulator")?;
+    match record.mode {
+        Mode::Des => Some(format!("cargo run --release -p simulator --{args}")),
+        Mode::Live => {
+            let release = record.versions.binaries.as_deref() == Some("release");
+            let profile = if release { "release" } else { "debug" };
+            Some(format!(
+                "cargo build{} -p simulator -p load-balancer -p worker-front -p sample-functions && target/{profile}/simulator{args}",
+                if release { " --release" } else { "" }
+            ))
+        }
+    }
+}
+
 fn report_markdown(
     record: &ExperimentRecord,
     table: &str,
@@ -806,6 +828,9 @@ fn report_markdown(
     }
     let _ = writeln!(o, "| | |\n|---|---|");
     let _ = writeln!(o, "| Command | `{}` |", record.command);
+    if let Some(reproduce) = reproduce_command(record) {
+        let _ = writeln!(o, "| Reproduce | `{reproduce}` (from the workspace root) |");
+    }
     let _ = writeln!(o, "| Started | {} |", record.started_utc);
     let _ = writeln!(
         o,
