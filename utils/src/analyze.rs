@@ -530,7 +530,12 @@ pub(crate) fn histogram(values: &[i64]) -> Histogram<u64> {
     // 4 significant digits is a valid precision, so construction cannot fail.
     let mut hist = Histogram::<u64>::new(4).unwrap_or_else(|_| unreachable!());
     for &v in values {
-        hist.saturating_record(v.max(0) as u64);
+        let v = v.max(0) as u64;
+        // `record` grows the auto-resizing histogram (a 140 s D1 call is
+        // beyond its initial range); saturate only if growing fails.
+        if hist.record(v).is_err() {
+            hist.saturating_record(v);
+        }
     }
     hist
 }
@@ -735,5 +740,13 @@ mod tests {
         assert_eq!(p.p50, 2);
         assert_eq!(p.p99, 5);
         assert_eq!(p.max, 5);
+    }
+
+    #[test]
+    fn long_calls_keep_their_true_maximum() {
+        // A D1 call runs about 140 s, beyond the histogram's initial range.
+        let hist = histogram(&[10, 140_000, 1_000_000]);
+        assert!(hist.max() >= 999_000, "max {}", hist.max());
+        assert!(hist.value_at_quantile(0.5) >= 139_000);
     }
 }
