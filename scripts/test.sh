@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md gives it and CI runs it.
+#
+# Release profile: the sample functions' CPU loop is calibrated for an
+# optimized hf-fn, and the discrete-event validation runs a million
+# simulated seconds. `cargo build` first, because integration tests of one
+# package start the binaries of others (the experiment starts worker-front
+# and load-balancer; worker tests run hf-fn).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --workspace --locked
+cargo test --release --workspace --locked "$@"
