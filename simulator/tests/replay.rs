@@ -127,6 +127,7 @@ async fn time_scale_divides_start_times_and_duration_caps_in_scenario_time() {
     let mut opts = quiet(&stub.url);
     opts.time_scale = 8.0;
     opts.duration = Some(Duration::from_secs(30));
+    let called = std::time::Instant::now();
     let summary = replay::replay(&evs, &opts, &log, &StopHandle::new())
         .await
         .unwrap();
@@ -141,10 +142,12 @@ async fn time_scale_divides_start_times_and_duration_caps_in_scenario_time() {
             .unwrap_or_else(|| panic!("{name} not received"))
             .at
     };
-    let gap = at("=B").duration_since(at("=A"));
-    // Never earlier than scheduled; far less than the unscaled 8 s.
-    assert!(gap >= Duration::from_millis(950), "{gap:?}");
-    assert!(gap < Duration::from_secs(6), "{gap:?}");
+    // B is due 1 s after the replay's start (which is after `called`):
+    // never earlier than that, and far sooner than the unscaled 8 s.
+    let b = at("=B").duration_since(called);
+    assert!(b >= Duration::from_secs(1), "{b:?}");
+    assert!(b < Duration::from_secs(6), "{b:?}");
+    assert!(at("=A") <= at("=B"));
     assert!(!reqs.iter().any(|r| r.target.ends_with("=C")));
 }
 
@@ -167,17 +170,23 @@ async fn a_stop_cancels_calls_in_flight_and_keeps_the_log() {
     let stopper = {
         let stop = stop.clone();
         let received = stub.received.clone();
+        let log = log.clone();
         tokio::spawn(async move {
-            // Stop once both slow calls reached the server.
+            // Stop once both slow calls reached the server and both quick
+            // ones are logged.
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while received
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|r| r.target.contains("SLOW"))
-                .count()
-                < 2
-            {
+            let ready = || {
+                let slow = received
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r.target.contains("SLOW"))
+                    .count();
+                let logged = std::fs::read_to_string(&log)
+                    .is_ok_and(|t| t.contains(" W1 ") && t.contains(" W2 "));
+                slow == 2 && logged
+            };
+            while !ready() {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "slow calls never arrived"
