@@ -85,9 +85,16 @@ pub(super) async fn show(
                 }
             }
             let (completed, msg) = status(&counters);
-            bar.set_position(completed);
-            bar.set_message(msg);
-            bar.finish();
+            bar.finish_and_clear();
+            eprintln!(
+                "{label}{completed}/{total} done, {msg} in {:.1} s",
+                started.elapsed().as_secs_f64(),
+                label = if label.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{label}] ")
+                },
+            );
         }
         ProgressMode::Lines => {
             let mut tick = tokio::time::interval(line_interval);
