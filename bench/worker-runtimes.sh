@@ -18,14 +18,18 @@ command -v wrk >/dev/null || { echo "worker-runtimes: wrk is missing (apt-get in
 command -v docker >/dev/null || { echo "worker-runtimes: the docker CLI is missing" >&2; exit 2; }
 docker info >/dev/null 2>&1 || { echo "worker-runtimes: no Docker engine answers" >&2; exit 2; }
 
+run_id="bench-$$-${RANDOM}"
+bench_pid=""
 cleanup() {
-    # The bench removes what it made; this catches an interrupted run.
-    # Its worker ids are bench-cold-<pid> and worker-<port>; both carry
-    # hotfunctions.worker, and every bench container runs a bench image.
-    if [[ -n "${bench_pid:-}" ]]; then kill "$bench_pid" 2>/dev/null || true; wait "$bench_pid" 2>/dev/null || true; fi
-    for id in $(docker images --filter "label=hotfunctions.worker=bench-cold-${bench_pid:-none}" -q 2>/dev/null); do
-        docker ps -aq --filter "ancestor=$id" | xargs -r docker rm -f >/dev/null 2>&1 || true
-        docker rmi -f "$id" >/dev/null 2>&1 || true
+    # The benchmark stops its workers and removes what it made, also on
+    # SIGTERM; this only catches a run killed harder than that.
+    if [[ -n "$bench_pid" ]]; then
+        kill -TERM "$bench_pid" 2>/dev/null || true
+        wait "$bench_pid" 2>/dev/null || true
+    fi
+    for id in "$run_id-cold" "$run_id-process" "$run_id-docker"; do
+        docker ps -aq --filter "label=hotfunctions.worker=$id" | xargs -r docker rm -f >/dev/null 2>&1 || true
+        docker images -q --filter "label=hotfunctions.worker=$id" | xargs -r docker rmi -f >/dev/null 2>&1 || true
     done
 }
 trap cleanup EXIT
@@ -33,12 +37,15 @@ trap 'exit 130' INT TERM
 
 static_bin="$(scripts/build-static-hf-fn.sh)"
 cargo build --quiet --release -p worker-front --bin worker-front
-cargo bench --quiet -p worker-front --bench worker_runtimes --no-run
-export HF_FN_STATIC_BINARY="$static_bin"
-cargo bench --quiet -p worker-front --bench worker_runtimes -- \
-    --worker-bin "$root/target/release/worker-front" "$@" &
+cargo build --quiet --release -p sample-functions --bin hf-fn  # the process runtime's hf-fn
+bench_bin="$(cargo bench -p worker-front --bench worker_runtimes --no-run 2>&1 |
+    sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n 1)"
+[[ -x "$bench_bin" ]] || { echo "worker-runtimes: could not build the bench binary" >&2; exit 1; }
+echo "worker-runtimes: run id $run_id" >&2
+HF_FN_STATIC_BINARY="$static_bin" "$bench_bin" \
+    --worker-bin "$root/target/release/worker-front" --run-id "$run_id" "$@" &
 bench_pid=$!
-wait "$bench_pid"
-status=$?
+status=0
+wait "$bench_pid" || status=$?
 bench_pid=""
 exit "$status"

@@ -44,6 +44,9 @@ struct Args {
     worker_bin: PathBuf,
     json: Option<PathBuf>,
     skip_worker: bool,
+    /// Prefix of every worker id this run uses (`<run-id>-cold`,
+    /// `<run-id>-process`, `<run-id>-docker`).
+    run_id: String,
 }
 
 fn parse_args() -> Result<Args> {
@@ -57,6 +60,7 @@ fn parse_args() -> Result<Args> {
         worker_bin: root.join("target/release/worker-front"),
         json: None,
         skip_worker: false,
+        run_id: format!("bench-{}", std::process::id()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -70,6 +74,7 @@ fn parse_args() -> Result<Args> {
             "--worker-bin" => a.worker_bin = value("--worker-bin")?.into(),
             "--json" => a.json = Some(value("--json")?.into()),
             "--skip-worker" => a.skip_worker = true,
+            "--run-id" => a.run_id = value("--run-id")?,
             // Passed by `cargo bench`.
             "--bench" => {}
             other => bail!(
@@ -183,7 +188,7 @@ async fn docker_run_once(image: &Image, time_scale: f64) -> Result<Duration> {
 }
 
 async fn cold_start(args: &Args, static_bin: PathBuf) -> Result<Vec<ColdStart>> {
-    let worker_id = format!("bench-cold-{}", std::process::id());
+    let worker_id = format!("{}-cold", args.run_id);
     let _cleanup = LabelCleanup(vec![worker_id.clone()]);
     let rt = DockerRuntime::new(RuntimeOptions {
         worker_id,
@@ -335,10 +340,34 @@ fn parse_wrk(text: &str) -> Option<(f64, f64, f64, u64)> {
     Some((rps?, p50?, p99?, errors))
 }
 
-/// A worker binary running in REST mode; killed when dropped.
+/// A worker binary running in REST mode; stopped when dropped.
 struct WorkerProcess {
     child: tokio::process::Child,
     port: u16,
+}
+
+/// Asks a process to stop (SIGTERM: the worker removes what it created).
+fn terminate(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        // Reached only when the benchmark fails or is interrupted; `stop`
+        // is the normal path. Give the worker time to clean up, then kill.
+        terminate(self.child.id());
+        for _ in 0..300 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.start_kill();
+    }
 }
 
 async fn start_worker(
@@ -401,18 +430,15 @@ async fn start_worker(
 }
 
 impl WorkerProcess {
-    /// `/clear?reset_images=true`, then stop the process.
+    /// SIGTERM (the worker removes its instances and images), then wait.
     async fn stop(mut self) {
-        let _ = reqwest::Client::new()
-            .get(format!(
-                "http://127.0.0.1:{}/clear?reset_images=true",
-                self.port
-            ))
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await;
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+        terminate(self.child.id());
+        if tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+        }
     }
 }
 
@@ -436,8 +462,8 @@ async fn throughput(args: &Args, static_bin: PathBuf) -> Result<Vec<Throughput>>
         ratio_to_echo: 1.0,
     });
     for runtime in ["process", "docker"] {
+        let _cleanup = LabelCleanup(vec![format!("{}-{runtime}", args.run_id)]);
         let worker = start_worker(args, runtime, &static_bin).await?;
-        let _cleanup = LabelCleanup(vec![format!("worker-{}", worker.port)]);
         let url = format!("http://127.0.0.1:{}/execute?name=noop", worker.port);
         let measured = wrk(args, &url).await;
         worker.stop().await;
@@ -465,6 +491,17 @@ fn static_binary() -> PathBuf {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // On Ctrl-C or SIGTERM the measurement is dropped, and with it every
+    // guard: worker processes are stopped and labelled objects removed.
+    tokio::select! {
+        r = measure(args) => r,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = term.recv() => bail!("terminated"),
+    }
+}
+
+async fn measure(args: Args) -> Result<()> {
     let static_bin = static_binary();
     if !static_bin.is_file() {
         bail!(

@@ -20,7 +20,8 @@
 //!   namespace (`network_mode: host`): the instance listens on a port of the
 //!   host's 127.0.0.1 that it picks and announces as its first stdout line
 //!   `{"port": N}`; calls are `GET /invoke` over kept-alive HTTP
-//!   connections. One-shot containers get no network (`network_mode: none`).
+//!   connections of [`instance_client`]. One-shot containers get no
+//!   network (`network_mode: none`).
 //!
 //! Everything created carries the labels [`LABEL_WORKER`] (the worker id),
 //! [`LABEL_FUNCTION`] and [`LABEL_KIND`], plus any extra labels of
@@ -45,6 +46,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod context;
+pub mod instance_client;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -62,6 +64,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use protocol::FunctionOutput;
 use sample_functions::FunctionSpec;
+
+use instance_client::InstanceClient;
 
 use super::{
     parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,
@@ -181,7 +185,8 @@ struct Inner {
     binary: Mutex<Option<Arc<Vec<u8>>>>,
     /// Ports of the warm instances started by this runtime, by container id.
     ports: Mutex<HashMap<String, u16>>,
-    http: reqwest::Client,
+    /// Kept-alive connections to the warm instances.
+    instances: InstanceClient,
     sequence: AtomicU64,
     /// Distinguishes container names of runtimes with the same worker id.
     run_tag: String,
@@ -223,11 +228,6 @@ impl DockerRuntime {
         options: RuntimeOptions,
         settings: DockerSettings,
     ) -> Result<Self, RuntimeError> {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .no_proxy()
-            .build()
-            .map_err(|e| RuntimeError::Io(format!("cannot make the HTTP client: {e}")))?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -240,7 +240,7 @@ impl DockerRuntime {
                 client: Mutex::new(None),
                 binary: Mutex::new(None),
                 ports: Mutex::new(HashMap::new()),
-                http,
+                instances: InstanceClient::new(),
                 sequence: AtomicU64::new(0),
                 run_tag,
             }),
@@ -562,17 +562,16 @@ impl DockerRuntime {
         };
         // The port line follows the bind, so /health answers at once; retry
         // briefly anyway (a busy machine), up to the same deadline.
-        let url = format!("http://127.0.0.1:{port}/health");
         loop {
-            match self.inner.http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => return Ok(port),
+            match self.inner.instances.get(port, "/health").await {
+                Ok(r) if r.status == 200 => return Ok(port),
                 result => {
                     if tokio::time::Instant::now() >= deadline {
                         let why = match result {
-                            Ok(r) => format!("HTTP {}", r.status()),
+                            Ok(r) => format!("HTTP {}", r.status),
                             Err(e) => e.to_string(),
                         };
-                        return Err(start_error(format!("GET {url}: {why}")));
+                        return Err(start_error(format!("GET /health: {why}")));
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -614,7 +613,9 @@ impl DockerRuntime {
 
     /// Removes a container by id (no error if gone).
     async fn remove_container(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
-        lock(&self.inner.ports).remove(id);
+        if let Some(port) = lock(&self.inner.ports).remove(id) {
+            self.inner.instances.forget(port);
+        }
         let docker = self.client().await.map_err(EngineFailure::other)?;
         let options = RemoveContainerOptions {
             force: true,
@@ -805,28 +806,20 @@ impl Runtime for DockerRuntime {
 
     async fn invoke(&self, instance: &Instance) -> Result<Invocation, RuntimeError> {
         let port = self.port_of(instance).await?;
-        let url = format!("http://127.0.0.1:{port}/invoke");
-        let instance_error = |detail: String| RuntimeError::Instance {
-            instance: instance.name.clone(),
-            detail,
-        };
-        let response = self
+        let reply = self
             .inner
-            .http
-            .get(&url)
-            .send()
+            .instances
+            .get(port, "/invoke")
             .await
-            .map_err(|e| instance_error(format!("GET {url}: {e}")))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| instance_error(format!("reading the reply of {url}: {e}")))?;
-        let body = String::from_utf8_lossy(&body);
-        if !status.is_success() {
+            .map_err(|e| RuntimeError::Instance {
+                instance: instance.name.clone(),
+                detail: e.to_string(),
+            })?;
+        let body = String::from_utf8_lossy(&reply.body);
+        if reply.status != 200 {
             return Err(RuntimeError::FunctionFailed {
                 function: instance.function.clone(),
-                status: format!("HTTP {status}"),
+                status: format!("HTTP {}", reply.status),
                 stderr_tail: tail(&body, STDERR_TAIL_BYTES),
             });
         }
