@@ -5,16 +5,22 @@
 //! embedded process runtime by default, `--runtime docker` for containers)
 //! as child processes on free loopback ports and waits for their `/health`;
 //! then, for each algorithm (default all six: rr ll ch pasch ours
-//! tradeoff), starts a fresh balancer (`load-balancer <alg> --nodes ...
-//! --seed S`), replays the scenario in-process with [`crate::replay`] (whose
-//! `GET /clear` also clears the workers' caches and instances), and stops
-//! the balancer. A fresh balancer per run keeps runs independent and
+//! tradeoff), empties every worker (`GET /clear?reset_images=true`: no
+//! images, no warm instances, so no algorithm inherits another's builds),
+//! starts a fresh balancer (`load-balancer <alg> --nodes ... --seed S`),
+//! replays the scenario in-process with [`crate::replay`], and stops the
+//! balancer. `--set NAME=VALUE` passes the original's worker caching options
+//! (`USING_REST_MODE`, ...) to the workers and its scheduler parameters
+//! (`T`, `ALPHA`, ...) to the balancers. A fresh balancer per run keeps runs independent and
 //! reproducible. Children run in their own process groups and are always
 //! stopped, also on Ctrl-C or failure ([`children`]).
 //!
 //! DES mode (`--mode des`): the same scenario and algorithms through the
 //! discrete-event simulator ([`crate::des::run_scenario`]), which writes
-//! the same log format, so the same analysis and report follow.
+//! the same log format, so the same analysis and report follow. It uses the
+//! live run's time scales and lets the simulated nodes share this host's
+//! cores (`--machine-cores`), so a live and a DES report compare; for
+//! clusters larger than one machine run `simulator des` directly.
 //!
 //! Then the logs are analysed with the `utils` crate (the original
 //! analyzer's locality, imbalance CV and cache-hit metrics, plus
@@ -85,6 +91,8 @@ pub enum ExperimentError {
     Analysis(String),
     #[error("{0}")]
     BadArgument(String),
+    #[error("resetting worker {url}: {detail}")]
+    WorkerReset { url: String, detail: String },
     #[error("interrupted before any algorithm finished")]
     Interrupted,
 }
@@ -204,6 +212,61 @@ pub struct Args {
     /// Skip the plots (tables only).
     #[arg(long)]
     pub no_plots: bool,
+    /// A worker caching option or scheduler parameter, by the original's
+    /// name (repeatable): `USER_CODE_SIZE_LIMIT`, `CONTAINER_POOL_LIMIT`,
+    /// `CONTAINER_POOL_NUM`, `USING_REST_MODE`, `REST_CONTAINER_LIFE_TIME`
+    /// (given to every worker, and to the simulator in DES mode) and `T`,
+    /// `T1`, `T2`, `T3`, `ALPHA`, `BETA` (given to every balancer and to the
+    /// simulator). E.g. `--set USING_REST_MODE=true --set T=4`.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<Setting>,
+}
+
+/// Worker caching options `--set` accepts (the original worker's names).
+pub const WORKER_SETTINGS: &[&str] = &[
+    "USER_CODE_SIZE_LIMIT",
+    "CONTAINER_POOL_LIMIT",
+    "CONTAINER_POOL_NUM",
+    "USING_REST_MODE",
+    "REST_CONTAINER_LIFE_TIME",
+];
+
+/// Scheduler parameters `--set` accepts (the original balancer's names).
+pub const SCHEDULER_SETTINGS: &[&str] = &["T", "T1", "T2", "T3", "ALPHA", "BETA"];
+
+/// One `--set NAME=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+}
+
+impl Setting {
+    /// True for a worker caching option, false for a scheduler parameter.
+    pub fn is_worker_option(&self) -> bool {
+        WORKER_SETTINGS.contains(&self.name.as_str())
+    }
+}
+
+fn parse_setting(s: &str) -> Result<Setting, String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))?;
+    let (name, value) = (name.trim(), value.trim());
+    if !WORKER_SETTINGS.contains(&name) && !SCHEDULER_SETTINGS.contains(&name) {
+        return Err(format!(
+            "unknown setting {name:?}; known: {}, {}",
+            WORKER_SETTINGS.join(", "),
+            SCHEDULER_SETTINGS.join(", ")
+        ));
+    }
+    if value.is_empty() {
+        return Err(format!("{name} needs a value"));
+    }
+    Ok(Setting {
+        name: name.to_string(),
+        value: value.to_string(),
+    })
 }
 
 /// One algorithm's run.
@@ -245,6 +308,11 @@ pub struct ExperimentRecord {
     pub runs: Vec<AlgorithmRun>,
     pub interrupted: bool,
     pub wall_time_s: f64,
+    /// `--set` worker options and scheduler parameters.
+    pub settings: Vec<Setting>,
+    /// DES mode: the cores of the one machine all simulated nodes share
+    /// (the live testbed's host), so live and DES reports compare.
+    pub machine_cores: Option<usize>,
 }
 
 /// A child process of a live run.
@@ -353,8 +421,9 @@ pub async fn run_experiment(
         None => schedule_span,
     };
     let span = Duration::from_millis(capped_span);
+    // DES mode uses the live run's scales, so that the two reports compare.
     let (time_scale, fn_time_scale) = match args.mode {
-        Mode::Live => {
+        Mode::Live | Mode::Des => {
             let ts = resolve_time_scale(args.time_scale, span, args.target_seconds)?;
             if !(args.load_factor.is_finite() && args.load_factor > 0.0) {
                 return Err(ExperimentError::BadArgument(format!(
@@ -370,7 +439,6 @@ pub async fn run_experiment(
             }
             (ts, fts)
         }
-        Mode::Des => (1.0, 1.0),
     };
 
     let dir = args.results_dir.join(&args.name);
@@ -400,6 +468,8 @@ pub async fn run_experiment(
         children: Vec::new(),
         runs: Vec::new(),
         interrupted: false,
+        settings: args.settings.clone(),
+        machine_cores: (args.mode == Mode::Des).then(host_cores),
         wall_time_s: 0.0,
     };
     eprintln!(
@@ -518,6 +588,9 @@ async fn run_live(
             .args(["--host", "127.0.0.1", "--runtime", args.runtime.as_str()])
             .env("RUST_LOG", "warn")
             .env("HF_TIME_SCALE", record.fn_time_scale.to_string());
+        for s in args.settings.iter().filter(|s| s.is_worker_option()) {
+            cmd.env(&s.name, &s.value);
+        }
         let name = format!("worker-{i}");
         workers.push(ChildProcess::spawn(
             &name,
@@ -557,6 +630,12 @@ async fn run_live(
             break;
         }
         let run_started = Instant::now();
+        // Every algorithm starts from empty workers: no images, no warm
+        // instances (the replay's /clear through the balancer keeps images,
+        // which would hand later algorithms earlier ones' builds).
+        for w in &workers {
+            reset_worker(&client, &w.url).await?;
+        }
         eprintln!(
             "[{}/{}] {algorithm}: starting the balancer",
             i + 1,
@@ -569,6 +648,9 @@ async fn run_live(
             .args(["--nodes", &nodes])
             .args(["--seed", &args.seed.to_string()])
             .env("RUST_LOG", "warn");
+        for s in args.settings.iter().filter(|s| !s.is_worker_option()) {
+            cmd.env(&s.name, &s.value);
+        }
         let name = format!("balancer-{algorithm}");
         let mut balancer = ChildProcess::spawn(
             &name,
@@ -674,7 +756,7 @@ fn run_des(
             algorithm: algorithm.to_string(),
             message,
         };
-        let cli = DesCommandLine::try_parse_from([
+        let mut argv = vec![
             "des".to_string(),
             args.scenario.display().to_string(),
             "--algorithm".into(),
@@ -683,9 +765,19 @@ fn run_des(
             args.workers.to_string(),
             "--seed".into(),
             args.seed.to_string(),
+            "--time-scale".into(),
+            record.time_scale.to_string(),
+            "--fn-time-scale".into(),
+            record.fn_time_scale.to_string(),
             "--quiet".into(),
-        ])
-        .map_err(|e| des_err(e.to_string()))?;
+        ];
+        if let Some(cores) = record.machine_cores {
+            argv.extend(["--machine-cores".to_string(), cores.to_string()]);
+        }
+        for s in &args.settings {
+            argv.extend([format!("--{}", s.name), s.value.clone()]);
+        }
+        let cli = DesCommandLine::try_parse_from(argv).map_err(|e| des_err(e.to_string()))?;
         let config = cli
             .args
             .to_config()
@@ -854,7 +946,21 @@ fn report_markdown(
             ),
         }
     );
-    if record.mode == Mode::Live {
+    if let Some(cores) = record.machine_cores {
+        let _ = writeln!(
+            o,
+            "| Machine | the simulated nodes share {cores} cores, as the live testbed's one host |"
+        );
+    }
+    if !record.settings.is_empty() {
+        let list: Vec<String> = record
+            .settings
+            .iter()
+            .map(|s| format!("`{}={}`", s.name, s.value))
+            .collect();
+        let _ = writeln!(o, "| Settings | {} |", list.join(", "));
+    }
+    {
         let _ = writeln!(
             o,
             "| Time scale | replay x{} (events sent {} times faster); functions `HF_TIME_SCALE={:.4}`, \
@@ -995,6 +1101,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     if outcome.record.interrupted {
         std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// Cores of this host (the live testbed's one machine).
+fn host_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Empties a worker: `GET /clear?reset_images=true` (instances and images).
+async fn reset_worker(client: &reqwest::Client, url: &str) -> Result<(), ExperimentError> {
+    let target = format!("{url}/clear?reset_images=true");
+    let failed = |detail: String| ExperimentError::WorkerReset {
+        url: url.to_string(),
+        detail,
+    };
+    let response = client
+        .get(&target)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        return Err(failed(format!("{status}: {body}")));
     }
     Ok(())
 }

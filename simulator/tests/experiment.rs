@@ -211,6 +211,13 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
         assert!(r.cv >= 0.0 && r.cv.is_finite(), "{r:?}");
         assert!(r.ratios.iter().all(|x| (0.0..=1.0).contains(x)), "{r:?}");
         assert!(r.mean_duration_ms > 0.0, "{r:?}");
+        // Every algorithm starts from empty workers: each of the 17
+        // functions of small.csv must build its image on at least one node
+        // (without the reset, later algorithms reuse earlier ones' images).
+        if r.error_lines == 0 {
+            let misses = ((1.0 - r.ratios[0]) * r.calls as f64).round();
+            assert!(misses >= 17.0, "{} image builds only: {r:?}", misses);
+        }
     }
     let by = |l: &str| rows.iter().find(|r| r.label == l).unwrap();
     assert!(
@@ -338,6 +345,42 @@ fn des_mode_writes_the_same_report() {
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("discrete-event simulation"), "{report}");
     assert!(report.contains("| ch |"), "{report}");
+}
+
+#[test]
+fn des_mode_takes_worker_options_and_scheduler_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = simulator()
+        .args(["experiment", "--mode", "des", "--name", "rest"])
+        .args(["--algorithms", "ch", "--set", "USING_REST_MODE=true"])
+        .args(["--set", "T=2"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let run = dir.path().join("rest");
+    let rows = read_summary(&run.join("summary.csv"));
+    assert_eq!(rows.len(), 1);
+    // REST mode keeps one instance per function per node: most calls reuse it.
+    assert!(rows[0].ratios[2] > 0.5, "REST hit ratio: {:?}", rows[0]);
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("`USING_REST_MODE=true`, `T=2`"), "{report}");
+    assert!(
+        report.contains("share"),
+        "machine cores in the report: {report}"
+    );
+
+    let bad = simulator()
+        .args(["experiment", "--mode", "des", "--set", "NOPE=1"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("unknown setting \"NOPE\""), "{err}");
 }
 
 #[test]
