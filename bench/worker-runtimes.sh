@@ -27,7 +27,7 @@ cleanup() {
         kill -TERM "$bench_pid" 2>/dev/null || true
         wait "$bench_pid" 2>/dev/null || true
     fi
-    for id in "$run_id-cold" "$run_id-process" "$run_id-docker"; do
+    for id in "$run_id-cold" "$run_id-instance" "$run_id-process" "$run_id-docker"; do
         docker ps -aq --filter "label=hotfunctions.worker=$id" | xargs -r docker rm -f >/dev/null 2>&1 || true
         docker images -q --filter "label=hotfunctions.worker=$id" | xargs -r docker rmi -f >/dev/null 2>&1 || true
     done

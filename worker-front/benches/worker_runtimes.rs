@@ -11,7 +11,9 @@
 //!    the Docker runtime, against a bare loopback HTTP server (actix-web, a
 //!    fixed 2-byte body: the physical limit of this machine's loopback HTTP)
 //!    measured in the same run with the same `wrk` settings.
-//!    Target: worker throughput ≥ 30 % of the bare server's.
+//!    Target: worker throughput ≥ 30 % of the bare server's. For reference
+//!    the run also measures the second hop alone: a Docker REST-mode `noop`
+//!    instance called directly.
 //!
 //! Run with `bench/worker-runtimes.sh` (builds what is needed first), or
 //! `cargo bench -p worker-front --bench worker_runtimes -- [options]`:
@@ -32,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use worker_front::runtime::docker::DockerRuntime;
-use worker_front::runtime::{Image, Runtime, RuntimeOptions};
+use worker_front::runtime::{Image, InstanceKind, Runtime, RuntimeOptions};
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -461,6 +463,37 @@ async fn throughput(args: &Args, static_bin: PathBuf) -> Result<Vec<Throughput>>
         errors,
         ratio_to_echo: 1.0,
     });
+    // The second hop alone: a Docker REST-mode instance of noop, called
+    // directly (the ceiling of a worker that cost nothing is roughly
+    // 1 / (1/echo + 1/instance)).
+    {
+        let worker_id = format!("{}-instance", args.run_id);
+        let _cleanup = LabelCleanup(vec![worker_id.clone()]);
+        let rt = DockerRuntime::new(RuntimeOptions {
+            worker_id,
+            fn_binary: static_bin.clone(),
+            time_scale: 1.0,
+            work_dir: std::env::temp_dir(),
+        })?;
+        let spec = sample_functions::catalog().get("noop").context("noop")?;
+        let image = rt.build_image(spec).await?;
+        let instance = rt.start_instance(&image, InstanceKind::Rest).await?;
+        let port = rt.instance_port(&instance).await?;
+        let measured = wrk(args, &format!("http://127.0.0.1:{port}/invoke")).await;
+        rt.remove_all_own(true).await?;
+        let (rps, p50, p99, errors) = measured?;
+        eprintln!(
+            "hf-fn serve instance in Docker, called directly: {rps:.0} req/s, p50 {p50:.3} ms, p99 {p99:.3} ms"
+        );
+        rows.push(Throughput {
+            target: "noop instance in Docker, direct (no worker)".into(),
+            requests_per_s: rps,
+            p50_ms: p50,
+            p99_ms: p99,
+            errors,
+            ratio_to_echo: rps / echo_rps,
+        });
+    }
     for runtime in ["process", "docker"] {
         let _cleanup = LabelCleanup(vec![format!("{}-{runtime}", args.run_id)]);
         let worker = start_worker(args, runtime, &static_bin).await?;

@@ -579,6 +579,11 @@ impl DockerRuntime {
         }
     }
 
+    /// The host loopback port of a warm instance (pooled or REST).
+    pub async fn instance_port(&self, instance: &Instance) -> Result<u16, RuntimeError> {
+        self.port_of(instance).await
+    }
+
     /// The port of a warm instance: remembered, else read from its logs
     /// (an instance left over by an earlier run of this worker).
     async fn port_of(&self, instance: &Instance) -> Result<u16, RuntimeError> {
