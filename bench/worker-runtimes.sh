@@ -5,6 +5,7 @@
 #
 #   bench/worker-runtimes.sh [--calls N] [--duration S] [--connections C]
 #                            [--threads T] [--json PATH] [--skip-worker]
+#                            [--skip-cold]
 #
 # Needs: a Docker engine, the docker CLI, wrk (apt-get install wrk).
 # Builds: the static hf-fn (scripts/build-static-hf-fn.sh) and the release

@@ -21,7 +21,7 @@
 //! `--connections C` (16), `--threads T` wrk threads (2), `--time-scale X`
 //! for W1 (0.001), `--worker-bin PATH` (target/release/worker-front),
 //! `--json PATH` to also write the figures as JSON, `--skip-worker` (cold
-//! start only). Everything it creates carries `hotfunctions.worker=bench-…`
+//! start only), `--skip-cold` (warm throughput only). Everything it creates carries `hotfunctions.worker=bench-…`
 //! labels and is removed at the end, also on failure; worker processes are
 //! killed with the benchmark.
 
@@ -46,6 +46,7 @@ struct Args {
     worker_bin: PathBuf,
     json: Option<PathBuf>,
     skip_worker: bool,
+    skip_cold: bool,
     /// Prefix of every worker id this run uses (`<run-id>-cold`,
     /// `<run-id>-process`, `<run-id>-docker`).
     run_id: String,
@@ -62,6 +63,7 @@ fn parse_args() -> Result<Args> {
         worker_bin: root.join("target/release/worker-front"),
         json: None,
         skip_worker: false,
+        skip_cold: false,
         run_id: format!("bench-{}", std::process::id()),
     };
     let mut it = std::env::args().skip(1);
@@ -76,6 +78,7 @@ fn parse_args() -> Result<Args> {
             "--worker-bin" => a.worker_bin = value("--worker-bin")?.into(),
             "--json" => a.json = Some(value("--json")?.into()),
             "--skip-worker" => a.skip_worker = true,
+            "--skip-cold" => a.skip_cold = true,
             "--run-id" => a.run_id = value("--run-id")?,
             // Passed by `cargo bench`.
             "--bench" => {}
@@ -542,18 +545,24 @@ async fn measure(args: Args) -> Result<()> {
             static_bin.display()
         );
     }
-    let cold = cold_start(&args, static_bin.clone()).await?;
+    let cold = if args.skip_cold {
+        Vec::new()
+    } else {
+        cold_start(&args, static_bin.clone()).await?
+    };
     let warm = if args.skip_worker {
         Vec::new()
     } else {
         throughput(&args, static_bin).await?
     };
-    println!(
-        "\n## Docker cold start, image present ({} calls per side)\n",
-        args.calls
-    );
-    println!("| function | runtime median (p90) ms | docker run --rm median (p90) ms | ratio (target ≤ 1.5) |");
-    println!("|---|---|---|---|");
+    if !cold.is_empty() {
+        println!(
+            "\n## Docker cold start, image present ({} calls per side)\n",
+            args.calls
+        );
+        println!("| function | runtime median (p90) ms | docker run --rm median (p90) ms | ratio (target ≤ 1.5) |");
+        println!("|---|---|---|---|");
+    }
     for c in &cold {
         println!(
             "| {} | {:.1} ({:.1}) | {:.1} ({:.1}) | {:.2} |",

@@ -22,10 +22,12 @@
 //!
 //! Errors are `{"Error": true, "Message": ...}` with 400 (bad query), 404
 //! (unknown function or path), 500 (a function or the runtime failed) or 503
-//! (the runtime's engine is unreachable). The worker's work runs on the
-//! main tokio runtime (spawned there from actix's worker threads), so a
-//! client that disconnects never cancels a call halfway: the policies'
-//! accounting always completes.
+//! (the runtime's engine is unreachable). The worker's work runs in tasks
+//! of its own, so a client that disconnects never cancels a call halfway:
+//! the policies' accounting always completes. Warm REST calls (image cached,
+//! instance running: only an HTTP hop to the instance) run on the actix
+//! thread that received them; everything else (builds, instance starts,
+//! engine calls) runs on the main tokio runtime.
 
 // Early-return `Result<_, HttpResponse>` keeps handlers flat; responses are
 // built once per request, so their size does not matter.
@@ -86,7 +88,20 @@ async fn execute<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) ->
     let Some(name) = pairs.into_iter().find(|(k, _)| k == "name").map(|(_, v)| v) else {
         return error(400, "param 'name' is not given");
     };
-    match on_main(&state, move |w| async move { w.execute(&name).await }).await {
+    let result = if state.worker.serves_warm(&name) {
+        // A warm call is one loopback hop to the instance: run it on this
+        // HTTP thread (its own task, so a disconnecting client still never
+        // cancels it), where its pooled instance connections live, instead
+        // of crossing to the main runtime and back (two thread wake-ups per
+        // call on a small machine).
+        let w = state.worker.clone();
+        actix_web::rt::spawn(async move { w.execute(&name).await })
+            .await
+            .map_err(|e| error(500, format!("internal task failed: {e}")))
+    } else {
+        on_main(&state, move |w| async move { w.execute(&name).await }).await
+    };
+    match result {
         Ok(Ok(reply)) => match serde_json::to_string(&reply) {
             Ok(body) => json(200, body),
             Err(e) => error(500, e.to_string()),

@@ -153,6 +153,9 @@ struct Shared<R> {
     rest_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     image_builds: AtomicU64,
     calls: AtomicU64,
+    /// Where background work (clean-up, pre-warming) runs: the runtime the
+    /// worker was made on, also when a call runs on an HTTP thread.
+    background: Option<tokio::runtime::Handle>,
 }
 
 /// The worker: policies + a runtime. Cheap to clone.
@@ -201,6 +204,7 @@ impl<R: Runtime> Worker<R> {
                 rest_locks: Mutex::new(HashMap::new()),
                 image_builds: AtomicU64::new(0),
                 calls: AtomicU64::new(0),
+                background: tokio::runtime::Handle::try_current().ok(),
             }),
         }
     }
@@ -220,6 +224,26 @@ impl<R: Runtime> Worker<R> {
 
     pub fn options(&self) -> CachingOptions {
         lock(&self.shared.state).options
+    }
+
+    /// Whether a call of `name` now would be a warm REST call (image
+    /// cached, instance running): no engine work, only the instance's HTTP
+    /// hop. A hint for where to run the call; the call itself decides.
+    pub fn serves_warm(&self, name: &str) -> bool {
+        let st = lock(&self.shared.state);
+        st.options.using_rest_mode
+            && st.images.contains_key(name)
+            && st.rest_instances.contains_key(name)
+    }
+
+    fn spawn_background<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match &self.shared.background {
+            Some(h) => drop(h.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
     }
 
     /// Runs one call of `name`; the reply in the original's format.
@@ -475,7 +499,7 @@ impl<R: Runtime> Worker<R> {
             for _ in 0..n {
                 let w = self.clone();
                 let image = image.clone();
-                tokio::spawn(async move {
+                self.spawn_background(async move {
                     let r = w
                         .shared
                         .runtime
@@ -515,7 +539,7 @@ impl<R: Runtime> Worker<R> {
             return;
         }
         let w = self.clone();
-        tokio::spawn(async move {
+        self.spawn_background(async move {
             let rt = &w.shared.runtime;
             for i in cleanup.instances {
                 if let Err(e) = rt.remove_instance(&i).await {

@@ -20,7 +20,7 @@
 //!   namespace (`network_mode: host`): the instance listens on a port of the
 //!   host's 127.0.0.1 that it picks and announces as its first stdout line
 //!   `{"port": N}`; calls are `GET /invoke` over kept-alive HTTP
-//!   connections of [`instance_client`]. One-shot containers get no
+//!   connections of [`super::instance_client`]. One-shot containers get no
 //!   network (`network_mode: none`).
 //!
 //! Everything created carries the labels [`LABEL_WORKER`] (the worker id),
@@ -46,7 +46,6 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod context;
-pub mod instance_client;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -65,7 +64,7 @@ use futures_util::StreamExt;
 use protocol::FunctionOutput;
 use sample_functions::FunctionSpec;
 
-use instance_client::InstanceClient;
+use super::instance_client::InstanceClient;
 
 use super::{
     parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,

@@ -52,6 +52,7 @@
 //!   (kill-on-drop or a spawned cleanup).
 
 pub mod docker;
+pub mod instance_client;
 pub mod process;
 
 use protocol::FunctionOutput;

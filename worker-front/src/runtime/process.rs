@@ -10,7 +10,8 @@
 //!   abandoned (kill-on-drop).
 //! - *Warm instance* (pool member or REST mode): `hf-fn serve --function
 //!   <NAME> --port 0 --exit-on-stdin-eof`, invoked over loopback HTTP
-//!   (`GET /invoke`); the worker holds its stdin pipe, so warm instances
+//!   (`GET /invoke`, through the shared keep-alive
+//!   [`super::instance_client`]); the worker holds its stdin pipe, so warm instances
 //!   end with the worker even when it is killed.
 //!
 //! Ownership: every process gets `HF_WORKER_ID=<worker id>`,
@@ -19,6 +20,7 @@
 //! scanning `/proc/<pid>/environ` for that mark (so leftovers of an earlier
 //! run with the same worker id are found too), never by name.
 
+use super::instance_client::{ClientError, InstanceClient};
 use super::{
     parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,
     Runtime, RuntimeError, RuntimeOptions, ENV_FUNCTION, ENV_KIND, ENV_WORKER, STDERR_TAIL_BYTES,
@@ -57,7 +59,7 @@ struct Inner {
     options: RuntimeOptions,
     stage_root: PathBuf,
     warm: Mutex<HashMap<String, WarmProcess>>,
-    http: reqwest::Client,
+    instances: InstanceClient,
     sequence: AtomicU64,
 }
 
@@ -82,17 +84,12 @@ impl ProcessRuntime {
             })
             .collect();
         let stage_root = options.work_dir.join(format!("hf-process-{safe_id}"));
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| RuntimeError::Io(format!("HTTP client: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 options,
                 stage_root,
                 warm: Mutex::new(HashMap::new()),
-                http,
+                instances: InstanceClient::new(),
                 sequence: AtomicU64::new(0),
             }),
         })
@@ -456,40 +453,37 @@ impl Runtime for ProcessRuntime {
                 detail: format!("the instance had exited ({status})"),
             });
         }
-        let url = format!("http://127.0.0.1:{port}/invoke");
-        let resp = match self.inner.http.get(&url).send().await {
+        let reply = match self.inner.instances.get(port, "/invoke").await {
             Ok(r) => r,
             Err(e) => {
                 // Could not even connect: the instance was gone before this
                 // call (an `Instance` error, so the worker may replace it).
                 // Broken during the call: the function took it down.
-                if let (false, Some(status)) = (e.is_connect(), self.exit_status(&instance.id)) {
+                let connect = matches!(e, ClientError::Connect { .. });
+                if let (false, Some(status)) = (connect, self.exit_status(&instance.id)) {
                     return Err(RuntimeError::FunctionFailed {
                         function: instance.function.clone(),
                         status,
                         stderr_tail: tail(&self.stderr_of(&instance.id), STDERR_TAIL_BYTES),
                     });
                 }
+                self.inner.instances.forget(port);
                 let status = self
                     .exit_status(&instance.id)
                     .map(|s| format!(" (instance exited: {s})"))
                     .unwrap_or_default();
                 return Err(RuntimeError::Instance {
                     instance: instance.name.clone(),
-                    detail: format!("GET {url}: {e}{status}"),
+                    detail: format!("{e}{status}"),
                 });
             }
         };
-        let status = resp.status();
-        let body = resp.text().await.map_err(|e| RuntimeError::Instance {
-            instance: instance.name.clone(),
-            detail: format!("reading the reply: {e}"),
-        })?;
-        if !status.is_success() {
+        let body = String::from_utf8_lossy(&reply.body);
+        if reply.status != 200 {
             let err = self.stderr_of(&instance.id);
             return Err(RuntimeError::FunctionFailed {
                 function: instance.function.clone(),
-                status: format!("HTTP {status}: {}", tail(&body, 300)),
+                status: format!("HTTP {}: {}", reply.status, tail(&body, 300)),
                 stderr_tail: tail(&err, STDERR_TAIL_BYTES),
             });
         }
@@ -508,6 +502,7 @@ impl Runtime for ProcessRuntime {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&instance.id);
         if let Some(mut w) = w {
+            self.inner.instances.forget(w.port);
             let _ = w.child.start_kill();
             let _ = w.child.wait().await;
         }

@@ -1,5 +1,7 @@
 //! A minimal HTTP/1.1 keep-alive client for warm `hf-fn serve` instances on
-//! the host's loopback (`GET /invoke`, `GET /health`).
+//! the host's loopback (`GET /invoke`, `GET /health`), shared by both
+//! runtimes (a process instance and a Docker instance's published port
+//! speak the same protocol).
 //!
 //! Why not a general client: a warm call is two loopback HTTP hops (caller →
 //! worker → instance), and on a small machine the cost of the second hop is
@@ -10,18 +12,26 @@
 //! (`sample_functions::serve`: every reply carries `Content-Length`;
 //! `Connection: close` ends a connection).
 //!
+//! Idle connections are kept per (thread, port): a tokio socket stays
+//! registered with the I/O driver of the runtime that opened it, so a
+//! connection opened on one actix worker thread (each runs its own
+//! single-threaded runtime) is only reused by that thread; reusing it from
+//! another thread would route every readiness event through the first
+//! thread (a cross-thread wake-up per call).
+//!
 //! Parameters: at most [`MAX_IDLE_PER_PORT`] idle connections are kept per
-//! instance port; a request on a reused connection that gets no byte back
+//! instance port and thread; a request on a reused connection that gets no byte back
 //! (the instance closed it while idle) is retried once on a new connection.
 //! No timeout: a call lasts as long as the function (D1: minutes).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::thread::ThreadId;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Idle connections kept per instance port.
+/// Idle connections kept per instance port and thread.
 pub const MAX_IDLE_PER_PORT: usize = 64;
 /// Largest reply head accepted.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -48,7 +58,7 @@ pub enum ClientError {
 /// The pool of connections to instances, by port.
 #[derive(Debug, Default)]
 pub struct InstanceClient {
-    idle: Mutex<HashMap<u16, Vec<TcpStream>>>,
+    idle: Mutex<HashMap<(ThreadId, u16), Vec<TcpStream>>>,
 }
 
 /// A reply: status code and body.
@@ -74,7 +84,7 @@ impl InstanceClient {
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_mut(&port)
+            .get_mut(&(std::thread::current().id(), port))
             .and_then(Vec::pop)
     }
 
@@ -83,7 +93,7 @@ impl InstanceClient {
             .idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let list = idle.entry(port).or_default();
+        let list = idle.entry((std::thread::current().id(), port)).or_default();
         if list.len() < MAX_IDLE_PER_PORT {
             list.push(stream);
         }
@@ -94,7 +104,7 @@ impl InstanceClient {
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&port);
+            .retain(|&(_, p), _| p != port);
     }
 
     /// `GET path` on `127.0.0.1:port`.
@@ -253,11 +263,14 @@ mod tests {
         let c = InstanceClient::new();
         let r = c.get(port, "/invoke").await.unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
-        assert_eq!(c.idle.lock().unwrap()[&port].len(), 1);
+        assert_eq!(
+            c.idle.lock().unwrap()[&(std::thread::current().id(), port)].len(),
+            1
+        );
         let r = c.get(port, "/invoke").await.unwrap();
         assert_eq!((r.status, r.body.as_slice()), (500, &b"fail"[..]));
         assert!(
-            c.idle.lock().unwrap()[&port].is_empty(),
+            c.idle.lock().unwrap()[&(std::thread::current().id(), port)].is_empty(),
             "closed by the server"
         );
     }
