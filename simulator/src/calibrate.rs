@@ -22,6 +22,11 @@
 //!   (`ImageBuilt`) minus that of the second; a least-squares line;
 //! - `network_ms`: the client's round trip minus `ExecutionTime` of warm
 //!   REST calls (the HTTP hop, counted once per call);
+//! - `balancer_ms` (with `--balancer-url`, a load balancer whose only node
+//!   is this worker): median round trip of warm REST `noop` calls through
+//!   the balancer minus the median of the same calls sent directly,
+//!   interleaved (`--hop-samples` each), so both see the same machine
+//!   state; 0 without a balancer;
 //! - `cpu_scale`: `InternalExecutionTime` of warm REST calls of W1 (750 ms
 //!   of CPU in the catalog) over 750 — calibrate against a worker running
 //!   with `HF_TIME_SCALE=1`;
@@ -63,6 +68,13 @@ pub struct Args {
     /// for tests; the profile says so in its description.
     #[arg(long)]
     pub quick: bool,
+    /// A load balancer whose only node is this worker: measure the
+    /// balancer hop (`balancer_ms`).
+    #[arg(long)]
+    pub balancer_url: Option<String>,
+    /// Samples per side of the balancer-hop measurement.
+    #[arg(long, default_value_t = 40)]
+    pub hop_samples: usize,
     /// Per-request timeout, seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_s: u64,
@@ -224,7 +236,14 @@ pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
     };
     c.get("/health").await?;
     let repeats = args.repeats.max(1);
-    let result = measure(&c, args, repeats).await;
+    let balancer = args.balancer_url.as_ref().map(|u| Client {
+        base: u.trim_end_matches('/').to_string(),
+        http: c.http.clone(),
+    });
+    if let Some(b) = &balancer {
+        b.get("/health").await?;
+    }
+    let result = measure(&c, balancer.as_ref(), args, repeats).await;
     // Leave the worker as the original defaults, whatever happened, and
     // remove the images and instances the measurements made.
     let _ = c.configure(DEFAULTS_QUERY).await;
@@ -232,7 +251,12 @@ pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
     result
 }
 
-async fn measure(c: &Client, args: &Args, repeats: usize) -> Result<CostProfile, CalibrateError> {
+async fn measure(
+    c: &Client,
+    balancer: Option<&Client>,
+    args: &Args,
+    repeats: usize,
+) -> Result<CostProfile, CalibrateError> {
     let catalog = sample_functions::catalog();
     c.configure(DEFAULTS_QUERY).await?;
 
@@ -310,6 +334,24 @@ async fn measure(c: &Client, args: &Args, repeats: usize) -> Result<CostProfile,
         }
     }
 
+    // The balancer hop: warm REST noop calls, direct and through the
+    // balancer, interleaved. The round trips are the client's (µs
+    // resolution), not the worker's whole-ms figures.
+    let mut hop_direct = Vec::new();
+    let mut hop_balancer = Vec::new();
+    if let Some(b) = balancer {
+        c.execute("noop").await?;
+        b.get("/execute?name=noop").await?;
+        for _ in 0..args.hop_samples.max(1) {
+            hop_direct.push(c.execute("noop").await?.round_trip_ms);
+            hop_balancer.push(b.get("/execute?name=noop").await?.1);
+        }
+    }
+    let balancer_ms = match (median(&hop_balancer), median(&hop_direct)) {
+        (Some(b), Some(d)) => (b - d).max(0.0),
+        _ => 0.0,
+    };
+
     // CPU speed: warm REST calls of W1 (750 ms of CPU in the catalog).
     let mut cpu_scale = Vec::new();
     if !args.quick {
@@ -354,6 +396,7 @@ async fn measure(c: &Client, args: &Args, repeats: usize) -> Result<CostProfile,
         lambda_cold_ms: rest_start_ms,
         lambda_warm_ms: rest_warm_ms,
         network_ms,
+        balancer_ms,
         cpu_scale: median(&cpu_scale).unwrap_or(1.0),
         samples: json!({
             "image_build_mb_ms": build_points,
@@ -362,6 +405,8 @@ async fn measure(c: &Client, args: &Args, repeats: usize) -> Result<CostProfile,
             "rest_start_ms": rest_start,
             "rest_warm_ms": rest_warm,
             "network_ms": network,
+            "hop_direct_round_trip_ms": hop_direct,
+            "hop_balancer_round_trip_ms": hop_balancer,
             "cpu_scale": cpu_scale,
         }),
     })
@@ -387,7 +432,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&args.out, format!("{json}\n"))
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
-        "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms, pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, cpu scale {:.3}",
+        "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms, pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, balancer hop {:.2} ms, cpu scale {:.3}",
         args.out.display(),
         profile.image_build_base_ms,
         profile.image_build_ms_per_mb,
@@ -396,6 +441,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         profile.rest_start_ms,
         profile.rest_warm_ms,
         profile.network_ms,
+        profile.balancer_ms,
         profile.cpu_scale
     );
     Ok(())

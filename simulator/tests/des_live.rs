@@ -6,30 +6,42 @@
 //! runtime, REST mode, one `load-balancer` per algorithm, the replayer), and
 //! in the simulator on a cost profile that `simulator calibrate` measures
 //! first on a `worker-front` built from the same sources (so debug test
-//! binaries are compared with a debug-calibrated model). The DES mirrors the
+//! binaries are compared with a debug-calibrated model: the debug
+//! functions' `cpu_scale` is about 2.5). The DES mirrors the
 //! live run's setup: 4 nodes sharing this machine's cores
 //! (`machine_cores`), the same replay speed-up and `HF_TIME_SCALE`, the same
 //! worker options and seed. Both logs go through the same analyzer
 //! (`utils::analyze`).
 //!
-//! Tolerances (relative, the issue's): locality, imbalance CV and the
-//! image-reuse and existing-REST-instance hit ratios within 10 %; mean
-//! end-to-end latency (`end - start` of a log line, utils' "duration")
-//! within 25 %. Every gap of rr, ch and ours is printed (run with
-//! `--nocapture`), marked when outside its tolerance. A metric whose live
-//! value is below a small floor is compared with an absolute tolerance of
-//! the same size instead (a relative gap of a near-zero CV is noise).
+//! The calibration runs on the same machine state just before the live
+//! runs, and includes the balancer hop: `simulator calibrate
+//! --balancer-url` against a `load-balancer` whose only node is the
+//! calibration worker (the live calls all pass through a balancer).
+//! Functions run at 3 % of their catalog work (about 50-60 ms of CPU per W
+//! call with debug binaries) and the scenario is replayed in 20 s, so that
+//! latency is dominated by work the model accounts for, not by
+//! sub-millisecond overheads the worker reports in whole ms, while the
+//! machine stays below about 20 % busy.
 //!
-//! What is asserted, and why not more: the house rules forbid timing
-//! assertions in tests (they must hold on a loaded 2-core machine), and on
-//! the shared build machine the live side is at the mercy of other load: in
-//! our runs the live functions ran 3x (and in one spike 40x) slower than
-//! calibrated, which moves latency far outside 25 % and, for the
-//! load-aware rr and ours, also moves placement and instance reuse. So the
-//! test asserts the four structural metrics for `ch`, whose placement (by
-//! hash, under its load bound) does not depend on timing, and reports the
-//! rest. The latency tolerance and the other algorithms' gaps are measured
-//! figures for the report, not pass/fail criteria here.
+//! Tolerances (the issue's, for rr, ch and ours): locality, imbalance CV
+//! and the image-reuse and existing-REST-instance hit ratios within 10 %;
+//! mean end-to-end latency (`end - start` of a log line, utils'
+//! "duration") within 25 %. All fifteen are asserted. One exception, kept
+//! small: a CV whose live value is below 0.2 is compared with an absolute
+//! tolerance of 0.02. That is rr's case: round robin splits the calls
+//! evenly, so its CV (about 0.05) only measures slot-boundary crossings
+//! and the ±1 call of the split; with about 33 calls per node, moving one
+//! call between nodes changes the CV by about 0.013, so a relative 10 %
+//! (0.005) would be finer than the metric's resolution; 0.02 is 1.5 calls.
+//! Every gap is printed (run with `--nocapture`), marked when outside.
+//!
+//! A live run on a disturbed machine is not a fair reference: a run in
+//! which the balancer refused calls, or whose functions' mean
+//! `InternalExecutionTime` exceeds the model's by more than 25 % (other
+//! load took the cores: the function work itself is fixed), is repeated,
+//! three attempts at most per algorithm; every attempt is reported. The
+//! test is meant for a machine that is not overloaded by other work; on a
+//! saturated one it fails with the attempts' figures.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -47,11 +59,18 @@ const ALGORITHMS: [&str; 3] = ["rr", "ch", "ours"];
 const NODES: u32 = 4;
 const SEED: u64 = 3;
 /// Replay speed-up and the functions' work scale of the live run: the 30-s
-/// scenario is sent in 12 s, functions run at 1 % of their catalog work
-/// (debug binaries on a shared 2-core machine overload at much more: with
-/// 5 % and a 6-s replay, ch's nodes hit their load bound).
-const TIME_SCALE: f64 = 2.5;
-const FN_TIME_SCALE: f64 = 0.01;
+/// scenario is sent in 20 s, functions run at 3 % of their catalog work.
+const TIME_SCALE: f64 = 1.5;
+const FN_TIME_SCALE: f64 = 0.03;
+/// Below this live CV (rr's even split: about 0.05), the CV is compared
+/// with the absolute tolerance [`CV_ABSOLUTE`]: see the module doc.
+const CV_FLOOR: f64 = 0.2;
+const CV_ABSOLUTE: f64 = 0.02;
+/// A live run whose functions' mean `InternalExecutionTime` exceeds the
+/// calibrated model's by more than this factor ran on a disturbed machine
+/// (other load took the cores) and is repeated.
+const DISTURBED: f64 = 1.25;
+const ATTEMPTS: usize = 3;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -158,9 +177,26 @@ fn calibrate(bins: &Path, dir: &Path) -> CostProfile {
         .stderr(Stdio::null());
     let mut guard = Guard(worker.spawn().expect("start worker-front"));
     wait_healthy(port, &mut guard.0);
+    // A balancer in front of that worker alone, so that calibrate measures
+    // the balancer hop the live runs' calls take.
+    let balancer_port = free_port();
+    let mut balancer = Command::new(bins.join("load-balancer"));
+    balancer
+        .arg("rr")
+        .args(["--port", &balancer_port.to_string(), "--host", "127.0.0.1"])
+        .args(["--nodes", &format!("http://127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut balancer_guard = Guard(balancer.spawn().expect("start load-balancer"));
+    wait_healthy(balancer_port, &mut balancer_guard.0);
     let profile = dir.join("profile.json");
     let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
         .args(["calibrate", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "--balancer-url",
+            &format!("http://127.0.0.1:{balancer_port}"),
+        ])
         .args([
             "--repeats",
             "3",
@@ -178,6 +214,7 @@ fn calibrate(bins: &Path, dir: &Path) -> CostProfile {
         "calibrate failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    drop(balancer_guard);
     drop(guard);
     CostProfile::load(&profile).unwrap()
 }
@@ -199,7 +236,9 @@ struct Gap {
     live: f64,
     des: f64,
     tolerance: f64,
+    /// Below this live value, `absolute` replaces the relative tolerance.
     floor: f64,
+    absolute: f64,
 }
 
 impl Gap {
@@ -209,7 +248,7 @@ impl Gap {
 
     fn ok(&self) -> bool {
         if self.live.abs() < self.floor {
-            (self.des - self.live).abs() <= self.floor
+            (self.des - self.live).abs() <= self.absolute
         } else {
             self.relative().abs() <= self.tolerance
         }
@@ -217,12 +256,15 @@ impl Gap {
 }
 
 fn gaps(live: &Analysis, des: &Analysis) -> Vec<Gap> {
-    let g = |metric, live, des, tolerance, floor| Gap {
+    // Floors only matter for a near-zero live value; an absolute tolerance
+    // of 10 % of the floor keeps them as strict as the relative one there.
+    let g = |metric, live, des, tolerance: f64, floor: f64| Gap {
         metric,
         live,
         des,
         tolerance,
         floor,
+        absolute: tolerance * floor,
     };
     vec![
         g(
@@ -232,7 +274,14 @@ fn gaps(live: &Analysis, des: &Analysis) -> Vec<Gap> {
             0.10,
             0.1,
         ),
-        g("cv", live.imbalance.cv, des.imbalance.cv, 0.10, 0.05),
+        Gap {
+            metric: "cv",
+            live: live.imbalance.cv,
+            des: des.imbalance.cv,
+            tolerance: 0.10,
+            floor: CV_FLOOR,
+            absolute: CV_ABSOLUTE,
+        },
         g(
             "image_hit_ratio",
             live.cache.image_reuse.hit_ratio,
@@ -308,42 +357,12 @@ fn small_scenario_live_and_simulated_agree() {
     let dir = tempfile::tempdir().unwrap();
     let profile = calibrate(&bins, dir.path());
 
-    // One experiment per algorithm: fresh workers each time, so that no run
-    // inherits the images built by the previous one (the `/clear` between
-    // the runs of one experiment keeps images, as the original's does).
-    // A live run in which the balancer had to refuse calls (every node at
-    // its load bound: the shared machine was overloaded) is not a fair
-    // reference; it is repeated, at most three times in all.
-    for algorithm in ALGORITHMS {
-        for attempt in 1..=3 {
-            live_run(&bins, dir.path(), algorithm);
-            let errors = live_errors(&live_log(dir.path(), algorithm));
-            if errors.is_empty() || attempt == 3 {
-                break;
-            }
-            eprintln!(
-                "{algorithm}: live attempt {attempt} had {} refused/failed calls (overloaded machine); again",
-                errors.len()
-            );
-        }
-    }
-
     let text = std::fs::read_to_string(workspace_root().join("scenarios/small.csv")).unwrap();
     let events = protocol::scenario::parse(&text, "small.csv").unwrap();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     let mut report = String::new();
     let mut failures = Vec::new();
     for algorithm in ALGORITHMS {
-        let live_log = live_log(dir.path(), algorithm);
-        let live = analysis(&live_log);
-        let errors = live_errors(&live_log);
-        assert_eq!(
-            live.calls,
-            events.len(),
-            "{algorithm}: every live call succeeded; errors:\n{}",
-            errors.join("\n")
-        );
-
         let config = DesConfig {
             algorithm: algorithm.into(),
             nodes: NODES,
@@ -367,27 +386,66 @@ fn small_scenario_live_and_simulated_agree() {
         f.flush().unwrap();
         drop(f);
         let des = analysis(&des_log);
+        let des_internal = des.mean_duration_ms - des.mean_latency_ms;
+
+        // One experiment per algorithm: fresh workers each time, so that no
+        // run inherits the images built by the previous one. A live run in
+        // which the balancer refused calls, or whose functions ran more
+        // than DISTURBED times slower than calibrated (other load took the
+        // shared machine's cores), is not a fair reference: it is repeated,
+        // ATTEMPTS times at most; the last attempt is judged whatever it is.
+        let mut live = None;
+        for attempt in 1..=ATTEMPTS {
+            live_run(&bins, dir.path(), algorithm);
+            let log = live_log(dir.path(), algorithm);
+            let errors = live_errors(&log);
+            let a = analysis(&log);
+            let internal = a.mean_duration_ms - a.mean_latency_ms;
+            let disturbed = internal > DISTURBED * des_internal;
+            let line = format!(
+                "{algorithm:>5} live attempt {attempt}: {} errors; mean InternalExecutionTime {internal:.1} ms (model {des_internal:.1} ms){}\n",
+                errors.len(),
+                if disturbed { ": disturbed machine" } else { "" }
+            );
+            eprint!("{line}");
+            report.push_str(&line);
+            let done = (errors.is_empty() && !disturbed) || attempt == ATTEMPTS;
+            live = Some((a, errors));
+            if done {
+                break;
+            }
+        }
+        let (live, errors) = live.unwrap();
+        assert_eq!(
+            live.calls,
+            events.len(),
+            "{algorithm}: every live call succeeded; errors:\n{}",
+            errors.join("\n")
+        );
         report.push_str(&format!(
-            "{algorithm:>5} (calls {} live, {} des; mean internal ms {:.1} live, {:.1} des; mean worker-side latency ms {:.1} live, {:.1} des)\n",
+            "{algorithm:>5} (calls {} live, {} des; mean internal ms {:.1} live, {:.1} des; mean overhead (duration - internal) ms {:.1} live, {:.1} des)\n",
             live.calls,
             des.calls,
             live.mean_duration_ms - live.mean_latency_ms,
-            des.mean_duration_ms - des.mean_latency_ms,
+            des_internal,
             live.mean_latency_ms,
             des.mean_latency_ms,
         ));
         for gap in gaps(&live, &des) {
             let line = format!(
-                "{algorithm:>5} {:<16} live {:>9.3}  des {:>9.3}  gap {:>+7.1}%  (tolerance {:.0}%){}",
+                "{algorithm:>5} {:<16} live {:>9.3}  des {:>9.3}  gap {:>+7.1}%  (tolerance {}){}",
                 gap.metric,
                 gap.live,
                 gap.des,
                 gap.relative() * 100.0,
-                gap.tolerance * 100.0,
+                if gap.live.abs() < gap.floor {
+                    format!("±{} absolute", gap.absolute)
+                } else {
+                    format!("{:.0}%", gap.tolerance * 100.0)
+                },
                 if gap.ok() { "" } else { "  <-- outside" }
             );
-            let asserted = algorithm == "ch" && gap.metric != "mean_latency_ms";
-            if asserted && !gap.ok() {
+            if !gap.ok() {
                 failures.push(line.clone());
             }
             report.push_str(&line);

@@ -20,7 +20,9 @@
 //!
 //! Times: the worker's end of a call is when its last phase ends; the
 //! scheduler hears `finished` then; the client's end (the log line's end)
-//! is `network_ms` of the profile later.
+//! is `network_ms + balancer_ms` of the profile later (the client's
+//! transport and the balancer hop, both measured as round trips by
+//! `simulator calibrate`).
 //!
 //! The run stops when the last call has completed; pending timers (pool
 //! refills, instance expiries) after that point change nothing that is
@@ -947,7 +949,8 @@ impl Sim<'_, '_> {
             },
             t,
         );
-        let end = now + ms_to_us(self.config.profile.network_ms);
+        let profile = &self.config.profile;
+        let end = now + ms_to_us(profile.network_ms + profile.balancer_ms);
         let latency = end - job.arrival;
         self.stats.completed += 1;
         self.stats.latency_sum_us += u128::from(latency);

@@ -14,7 +14,8 @@
 //! | `rest_start_ms` | REST mode, no live instance | start a long-lived instance |
 //! | `rest_warm_ms` | REST mode, live instance | one request to it |
 //! | `lambda_cold_ms`, `lambda_warm_ms` | one-request-per-instance keep-alive | cold start / reuse of an idle instance |
-//! | `network_ms` | every call | client ↔ balancer ↔ worker transport, outside `ExecutionTime` |
+//! | `network_ms` | every call | client ↔ worker transport (HTTP round trip of a direct call), outside `ExecutionTime` |
+//! | `balancer_ms` | every call | the balancer hop: round trip of a warm call through a balancer minus that of the same call sent directly (0 when not measured) |
 //! | `cpu_scale` | CPU phases | measured CPU time / catalog CPU time on this machine |
 //!
 //! Loaded with `deny_unknown_fields`; missing fields take the defaults of
@@ -44,6 +45,8 @@ pub struct CostProfile {
     pub lambda_cold_ms: f64,
     pub lambda_warm_ms: f64,
     pub network_ms: f64,
+    /// Extra round trip of a call through the load balancer.
+    pub balancer_ms: f64,
     pub cpu_scale: f64,
     /// Raw measurements behind the fitted numbers (kept for the record).
     pub samples: serde_json::Value,
@@ -64,6 +67,7 @@ impl Default for CostProfile {
             lambda_cold_ms: 0.0,
             lambda_warm_ms: 0.0,
             network_ms: 0.0,
+            balancer_ms: 0.0,
             cpu_scale: 1.0,
             samples: serde_json::Value::Null,
         }
@@ -109,7 +113,7 @@ impl CostProfile {
 
     /// Every cost finite and non-negative, `cpu_scale` positive.
     pub fn check(&self, name: &str) -> Result<(), ProfileError> {
-        let fields: [(&'static str, f64); 10] = [
+        let fields: [(&'static str, f64); 11] = [
             ("image_build_base_ms", self.image_build_base_ms),
             ("image_build_ms_per_mb", self.image_build_ms_per_mb),
             ("instance_create_ms", self.instance_create_ms),
@@ -119,6 +123,7 @@ impl CostProfile {
             ("lambda_cold_ms", self.lambda_cold_ms),
             ("lambda_warm_ms", self.lambda_warm_ms),
             ("network_ms", self.network_ms),
+            ("balancer_ms", self.balancer_ms),
             ("cpu_scale", self.cpu_scale),
         ];
         for (field, value) in fields {
