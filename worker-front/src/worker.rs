@@ -236,6 +236,34 @@ impl<R: Runtime> Worker<R> {
             && st.rest_instances.contains_key(name)
     }
 
+    /// Runs engine work (builds, instance starts, one-shot runs) on the
+    /// worker's own runtime, also when the call runs on an HTTP thread, so
+    /// that engine connections and child processes belong to that runtime
+    /// (a warm REST call runs on the HTTP thread; if its instance expired
+    /// in between, the new instance is started here). The work runs to its
+    /// end even if the caller's future is dropped; calls run in tasks of
+    /// their own (see `crate::http`), so callers are not cancelled.
+    async fn on_background<T, F, Fut>(&self, f: F) -> Result<T, RuntimeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Worker<R>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RuntimeError>> + Send + 'static,
+    {
+        match &self.shared.background {
+            Some(h) => h
+                .spawn(f(self.clone()))
+                .await
+                .map_err(|e| RuntimeError::Io(format!("engine task failed: {e}")))?,
+            None => f(self.clone()).await,
+        }
+    }
+
+    async fn run_once(&self, image: &Image) -> Result<Invocation, RuntimeError> {
+        let image = image.clone();
+        self.on_background(|w| async move { w.shared.runtime.run_once(&image).await })
+            .await
+    }
+
     fn spawn_background<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -373,12 +401,12 @@ impl<R: Runtime> Worker<R> {
                     // function failing): serve the call cold instead.
                     Err(RuntimeError::Instance { detail, .. }) => {
                         tracing::warn!("pooled instance {name} unusable ({detail}); running cold");
-                        rt.run_once(&image).await?
+                        self.run_once(&image).await?
                     }
                     Err(e) => return Err(e),
                 }
             }
-            Mode::Pooled(None) | Mode::Fresh => rt.run_once(&image).await?,
+            Mode::Pooled(None) | Mode::Fresh => self.run_once(&image).await?,
         };
         meta.container_name = inv.instance_name.clone();
         Ok((inv, meta))
@@ -391,7 +419,10 @@ impl<R: Runtime> Worker<R> {
         if let Some(img) = lock(&self.shared.state).images.get(&spec.name) {
             return Ok(img.clone());
         }
-        let img = self.shared.runtime.build_image(spec).await?;
+        let function = spec.clone();
+        let img = self
+            .on_background(|w| async move { w.shared.runtime.build_image(&function).await })
+            .await?;
         self.shared.image_builds.fetch_add(1, Ordering::Relaxed);
         let now = self.now();
         let mut cleanup = Cleanup::default();
@@ -426,10 +457,14 @@ impl<R: Runtime> Worker<R> {
         if let Some(i) = lock(&self.shared.state).rest_instances.get(name) {
             return Ok((i.clone(), false, false));
         }
+        let start = image.clone();
         match self
-            .shared
-            .runtime
-            .start_instance(image, InstanceKind::Rest)
+            .on_background(|w| async move {
+                w.shared
+                    .runtime
+                    .start_instance(&start, InstanceKind::Rest)
+                    .await
+            })
             .await
         {
             Ok(inst) => {
