@@ -19,7 +19,7 @@ pub mod runtime;
 pub mod worker;
 
 use policy::options::CachingOptions;
-use runtime::docker::DockerRuntime;
+use runtime::docker::{DockerRuntime, DockerSettings};
 use runtime::process::ProcessRuntime;
 use runtime::{Runtime, RuntimeError, RuntimeOptions};
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,11 @@ pub struct WorkerConfig {
     pub http_workers: usize,
     /// How often the REST-mode expiry timer looks, in ms (default 100).
     pub expiry_tick_ms: u64,
+    /// The Docker engine's address (docker runtime only):
+    /// `unix:///var/run/docker.sock`, a socket path, or `tcp://host:port`
+    /// (plain HTTP). Default: the local engine (`DOCKER_HOST` when it is a
+    /// `unix://` address, else `/var/run/docker.sock`).
+    pub docker_socket: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -72,6 +77,7 @@ impl Default for WorkerConfig {
             caching: CachingOptions::default(),
             http_workers: 2,
             expiry_tick_ms: 100,
+            docker_socket: None,
         }
     }
 }
@@ -127,6 +133,13 @@ pub async fn run(
             config.time_scale
         )));
     }
+    if config.runtime == RuntimeKind::Process && config.docker_socket.is_some() {
+        return Err(RunError::Config(
+            "a Docker socket (--docker-socket) applies to the docker runtime only, \
+not to the process runtime"
+                .into(),
+        ));
+    }
     let port = listener.local_addr()?.port();
     let options = RuntimeOptions {
         worker_id: config
@@ -153,14 +166,15 @@ pub async fn run(
             .await
         }
         RuntimeKind::Docker => {
-            serve(
-                DockerRuntime::new(options.clone())?,
-                options,
-                listener,
-                &config,
-                shutdown,
-            )
-            .await
+            let settings = DockerSettings {
+                socket: config.docker_socket.clone(),
+                ..DockerSettings::default()
+            };
+            // Fails only on an address it cannot use (the engine is
+            // contacted on first use).
+            let runtime = DockerRuntime::with_settings(options.clone(), settings)
+                .map_err(|e| RunError::Config(e.to_string()))?;
+            serve(runtime, options, listener, &config, shutdown).await
         }
     }
 }
@@ -243,5 +257,27 @@ mod tests {
         };
         let e = run(l, config, async {}).await.unwrap_err();
         assert!(matches!(e, RunError::Config(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_docker_socket_needs_the_docker_runtime_and_a_usable_address() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = WorkerConfig {
+            docker_socket: Some("unix:///var/run/docker.sock".into()),
+            ..WorkerConfig::default()
+        };
+        let e = run(l, config, async {}).await.unwrap_err();
+        assert!(matches!(e, RunError::Config(_)), "{e}");
+        assert!(e.to_string().contains("docker runtime only"), "{e}");
+
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = WorkerConfig {
+            runtime: RuntimeKind::Docker,
+            docker_socket: Some("docker.sock".into()),
+            ..WorkerConfig::default()
+        };
+        let e = run(l, config, async {}).await.unwrap_err();
+        assert!(matches!(e, RunError::Config(_)), "{e}");
+        assert!(e.to_string().contains("\"docker.sock\""), "{e}");
     }
 }

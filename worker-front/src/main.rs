@@ -1,7 +1,7 @@
 //! `worker-front`: the worker on :8222 (a thin CLI over `worker_front::run`).
 //!
 //! ```text
-//! worker-front start [PORT] [--port P] [--runtime process|docker] [options]
+//! worker-front start [PORT] [--port P] [--runtime process|docker] [--docker-socket URL] [options]
 //! ```
 //! Caching options come from the original's environment variables
 //! (`USER_CODE_SIZE_LIMIT`, `CONTAINER_POOL_LIMIT`, `CONTAINER_POOL_NUM`,
@@ -84,6 +84,11 @@ struct StartArgs {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     http_workers: usize,
+    /// Docker engine address, `--runtime docker` only: unix:///path/docker.sock
+    /// (or the bare path) or tcp://host:port (plain HTTP, no TLS). Default: the
+    /// local engine (DOCKER_HOST if it is unix://, else /var/run/docker.sock).
+    #[arg(long, value_name = "URL")]
+    docker_socket: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -129,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         work_dir: args.work_dir,
         caching,
         http_workers: args.http_workers,
+        docker_socket: args.docker_socket,
         ..WorkerConfig::default()
     };
     let listener = std::net::TcpListener::bind((args.host.as_str(), port))

@@ -14,10 +14,9 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
-use support::{engine, static_hf_fn, LabelScope, TEST_LABEL};
+use support::{engine, static_hf_fn, EngineRelay, LabelScope, TEST_LABEL};
 use worker_front::runtime::docker::{DockerRuntime, DockerSettings};
 use worker_front::runtime::{InstanceKind, Runtime, RuntimeError, RuntimeOptions};
 
@@ -157,67 +156,18 @@ async fn failures_are_clear_errors() {
     scope.assert_clean().await;
 }
 
-/// A unix-socket relay to the real engine that the test can stop and start:
-/// the engine "goes away" and "comes back" without touching the real one.
-struct EngineRelay {
-    path: PathBuf,
-    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl EngineRelay {
-    fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            tasks: Arc::default(),
-        }
-    }
-
-    fn start(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let listener = tokio::net::UnixListener::bind(&self.path).expect("bind relay socket");
-        let tasks = self.tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let relay = tokio::spawn(async move {
-                    if let Ok(mut upstream) =
-                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                });
-                tasks.lock().unwrap().push(relay);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    /// Stops accepting, cuts every open connection, removes the socket file.
-    fn stop(&mut self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
-            t.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for EngineRelay {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_outage_gives_unavailable_then_recovers_without_restart() {
     let _docker = engine().await;
     let scope = LabelScope::new("outage");
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("engine.sock");
-    let mut relay = EngineRelay::new(socket.clone());
+    let mut relay = EngineRelay::new(socket);
     relay.start();
     let rt = runtime(
         &scope,
         DockerSettings {
-            socket: Some(format!("unix://{}", socket.display())),
+            socket: Some(relay.url()),
             extra_labels: BTreeMap::new(),
             ..Default::default()
         },
@@ -229,6 +179,11 @@ async fn engine_outage_gives_unavailable_then_recovers_without_restart() {
     relay.stop();
     let err = rt.run_once(&image).await.unwrap_err();
     assert!(matches!(err, RuntimeError::EngineUnavailable(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&format!("Docker engine unreachable at {}", relay.url())),
+        "{err}"
+    );
     assert_eq!(err.http_status(), 503);
     assert_eq!(rt.health().await.unwrap_err().http_status(), 503);
 

@@ -9,13 +9,17 @@
 //! - [`LabelScope`]: a unique worker id per test; on drop (also when the test
 //!   panics) it removes every container and image carrying that id, and
 //!   [`LabelScope::assert_clean`] checks that nothing is left.
+//! - [`EngineRelay`]: a unix socket relayed to the real engine, which a test
+//!   stops and starts to simulate an engine outage.
+//! - [`DockerWorker`]: the real worker (`worker_front::run`, Docker runtime)
+//!   on a loopback port, optionally reaching the engine through a relay.
 
 #![allow(dead_code)]
 // Tests read the clock for deadlines.
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -235,6 +239,76 @@ where
     }
 }
 
+/// The engine's unix socket the tests reach by default: `DOCKER_HOST` if it
+/// is a `unix://` address, else `/var/run/docker.sock` (as bollard's local
+/// defaults).
+fn engine_socket_path() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
+/// A unix socket relayed to the real engine that a test stops and starts:
+/// the engine "goes away" and "comes back" without touching the real one.
+#[derive(Debug)]
+pub struct EngineRelay {
+    path: PathBuf,
+    /// The accept loop; it owns the relayed connections (a `JoinSet`), so
+    /// aborting it cuts them all.
+    accept: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl EngineRelay {
+    /// A relay that will listen at `path` (not yet started).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, accept: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The relay's address for `DockerSettings::socket` / `--docker-socket`.
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// Listens (again) at the path; every connection is relayed to the engine.
+    pub fn start(&mut self) {
+        self.stop();
+        let listener = tokio::net::UnixListener::bind(&self.path).expect("bind relay socket");
+        let upstream_path = engine_socket_path();
+        self.accept = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                while connections.try_join_next().is_some() {}
+                let upstream_path = upstream_path.clone();
+                connections.spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::UnixStream::connect(&upstream_path).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Stops accepting, cuts every open connection, removes the socket file.
+    pub fn stop(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for EngineRelay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// The real worker (`worker_front::run` on a loopback port 0) with the
 /// Docker runtime, its worker id from a [`LabelScope`].
 #[derive(Debug)]
@@ -246,10 +320,21 @@ pub struct DockerWorker {
 }
 
 impl DockerWorker {
-    /// Starts a worker; functions run with `HF_TIME_SCALE` 0.01.
+    /// Starts a worker on the local engine; functions run with
+    /// `HF_TIME_SCALE` 0.01.
     pub async fn start(
         scope: &LabelScope,
         caching: worker_front::policy::options::CachingOptions,
+    ) -> Self {
+        Self::start_with(scope, caching, None).await
+    }
+
+    /// Starts a worker that reaches the engine at `docker_socket`
+    /// (`WorkerConfig::docker_socket`; `None` = the local engine).
+    pub async fn start_with(
+        scope: &LabelScope,
+        caching: worker_front::policy::options::CachingOptions,
+        docker_socket: Option<String>,
     ) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -260,6 +345,7 @@ impl DockerWorker {
             time_scale: 0.01,
             caching,
             expiry_tick_ms: 50,
+            docker_socket,
             ..Default::default()
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -3,7 +3,9 @@
 //! the first call only; pools and REST-mode containers serve calls; REST
 //! containers go after their lifetime; the image cache's byte limit evicts
 //! the least recently used image from the engine; concurrent first calls
-//! build once; nothing labelled with the test's worker id is left.
+//! build once; an engine outage is answered with 503 JSON errors and the
+//! worker serves again once the engine is back, without a restart; nothing
+//! labelled with the test's worker id is left.
 //!
 //! These tests FAIL (never skip) when no engine answers: CI guarantees one.
 
@@ -16,7 +18,9 @@ mod support;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use support::{containers_of_kind, engine, eventually, image_present, DockerWorker, LabelScope};
+use support::{
+    containers_of_kind, engine, eventually, image_present, DockerWorker, EngineRelay, LabelScope,
+};
 use worker_front::policy::options::CachingOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -232,5 +236,64 @@ async fn unknown_functions_are_404_json() {
     assert_eq!(status, 200);
     assert_eq!(v["Runtime"], "docker");
     w.stop().await;
+    scope.assert_clean().await;
+}
+
+/// `(status, body)` of an error reply: asserts the JSON error shape and that
+/// the message says the engine at `url` is unreachable.
+fn assert_engine_unreachable(what: &str, status: u16, v: &serde_json::Value, url: &str) {
+    assert_eq!(status, 503, "{what}: {v}");
+    assert_eq!(v["Error"], true, "{what}: {v}");
+    let message = v["Message"].as_str().unwrap_or_default();
+    eprintln!("{what}: {status} {message}");
+    assert!(
+        message.contains(&format!("Docker engine unreachable at {url}")),
+        "{what}: {message:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn engine_outage_is_503_json_then_the_worker_recovers_without_restart() {
+    let docker = engine().await;
+    let scope = LabelScope::new("outage-w");
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = EngineRelay::new(dir.path().join("engine.sock"));
+    relay.start();
+    let url = relay.url();
+    let w = DockerWorker::start_with(&scope, CachingOptions::default(), Some(url.clone())).await;
+    let first = w.execute("noop").await;
+    assert!(first.meta.image_built, "{first:?}");
+    assert_eq!(first.result.status_code, 200);
+
+    relay.stop();
+    // A call whose image is built: its one-shot container cannot start.
+    let (status, v) = w.get("/execute?name=noop").await;
+    assert_engine_unreachable("noop during the outage", status, &v, &url);
+    // A call whose image is not built yet: the build cannot start.
+    let (status, v) = w.get("/execute?name=I3").await;
+    assert_engine_unreachable("I3 (not built) during the outage", status, &v, &url);
+    let (status, v) = w.get("/health").await;
+    assert_engine_unreachable("/health during the outage", status, &v, &url);
+
+    relay.start();
+    eventually(
+        "noop answers 200 again after the outage",
+        Duration::from_secs(60),
+        || {
+            let w = &w;
+            async move { w.get("/execute?name=noop").await.0 == 200 }
+        },
+    )
+    .await;
+    let again = w.execute("noop").await;
+    assert!(!again.meta.image_built, "noop's image survived: {again:?}");
+    let i3 = w.execute("I3").await;
+    assert!(i3.meta.image_built, "{i3:?}");
+    assert_eq!(i3.result.status_code, 200);
+    assert!(image_present(&docker, &i3.meta.image_name).await);
+    let status = w.status().await;
+    assert_eq!(status["ImageBuilds"], 2, "{status}");
+    w.stop().await;
+    relay.stop();
     scope.assert_clean().await;
 }

@@ -20,7 +20,13 @@ fn help_names_the_flags() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--runtime", "--port", "--fn-binary", "--container-pool-num"] {
+    for flag in [
+        "--runtime",
+        "--port",
+        "--fn-binary",
+        "--container-pool-num",
+        "--docker-socket",
+    ] {
         assert!(text.contains(flag), "{flag} missing in {text}");
     }
     let bad = Command::new(BIN)
@@ -35,6 +41,34 @@ fn help_names_the_flags() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("CONTAINER_POOL_NUM"));
+    // The engine's address only means something to the docker runtime.
+    let bad = Command::new(BIN)
+        .args([
+            "start",
+            "0",
+            "--docker-socket",
+            "unix:///var/run/docker.sock",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("docker runtime only"), "{err}");
+    // An address of no known form is refused before any engine call.
+    let bad = Command::new(BIN)
+        .args([
+            "start",
+            "0",
+            "--runtime",
+            "docker",
+            "--docker-socket",
+            "ssh://me@host",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("expected unix:///"), "{err}");
 }
 
 struct Running {

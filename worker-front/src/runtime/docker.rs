@@ -38,7 +38,9 @@
 //! binary, which must be statically linked: see
 //! [`DockerRuntime::default_static_fn_binary`] and
 //! `scripts/build-static-hf-fn.sh`; the time scale) and [`DockerSettings`]
-//! (`socket`: the engine's local default, `DOCKER_HOST` honoured;
+//! (`socket`: a `unix://` path or a plain-HTTP `tcp://host:port`, by
+//! default the engine's local socket, `DOCKER_HOST` honoured when it is a
+//! `unix://` address; the worker's `--docker-socket`;
 //! `instance_start_timeout`: 120 s, as a warm instance reads its whole
 //! package (up to 131 MB) before it announces its port; `extra_labels`: none).
 
@@ -79,8 +81,11 @@ const ENGINE_REQUEST_TIMEOUT_S: u64 = 3600;
 /// Docker-specific settings (beyond [`RuntimeOptions`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DockerSettings {
-    /// Engine socket (`unix:///var/run/docker.sock`); `None` = local
-    /// defaults (`DOCKER_HOST`, else `/var/run/docker.sock`).
+    /// Engine address: `unix:///path/docker.sock` (or just the path), or
+    /// `tcp://host:port` / `http://host:port` (plain HTTP, no TLS); checked
+    /// by [`DockerRuntime::with_settings`]. `None` = local defaults
+    /// (`DOCKER_HOST` if it is a `unix://` address, else
+    /// `/var/run/docker.sock`).
     pub socket: Option<String>,
     /// How long a warm instance may take to announce its port and answer
     /// `/health`.
@@ -99,6 +104,67 @@ impl Default for DockerSettings {
     }
 }
 
+/// Where the engine listens, parsed from [`DockerSettings::socket`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EngineAddress {
+    /// The path of a unix socket.
+    Unix(String),
+    /// `host:port`, plain HTTP.
+    Http(String),
+}
+
+impl EngineAddress {
+    fn parse(address: &str) -> Result<Self, String> {
+        let expected = "expected unix:///path/to/docker.sock, /path/to/docker.sock, \
+tcp://host:port or http://host:port";
+        let a = address.trim();
+        let path = a.strip_prefix("unix://").unwrap_or(a);
+        if path.starts_with('/') {
+            return Ok(Self::Unix(path.to_string()));
+        }
+        for scheme in ["tcp://", "http://"] {
+            if let Some(host_port) = a.strip_prefix(scheme) {
+                let host_port = host_port.trim_end_matches('/');
+                if !host_port.is_empty() && !host_port.contains('/') {
+                    return Ok(Self::Http(host_port.to_string()));
+                }
+            }
+        }
+        Err(format!("Docker engine address {address:?}: {expected}"))
+    }
+
+    fn connect(&self) -> Result<Docker, bollard::errors::Error> {
+        match self {
+            Self::Unix(path) => Docker::connect_with_unix(
+                path,
+                ENGINE_REQUEST_TIMEOUT_S,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            Self::Http(host_port) => Docker::connect_with_http(
+                host_port,
+                ENGINE_REQUEST_TIMEOUT_S,
+                bollard::API_DEFAULT_VERSION,
+            ),
+        }
+    }
+}
+
+/// `e` and its causes (hyper's "client error (Connect)" alone does not say
+/// that the socket is gone).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Sorts a bollard error into "engine unavailable" or an engine answer.
 fn classify(e: bollard::errors::Error) -> EngineFailure {
     use bollard::errors::Error as E;
@@ -115,7 +181,16 @@ fn classify(e: bollard::errors::Error) -> EngineFailure {
         | E::HttpClientError { .. }
         | E::HyperLegacyError { .. }
         | E::SocketNotFoundError(_)
-        | E::RequestTimeoutError) => EngineFailure::Unavailable(other.to_string()),
+        | E::RequestTimeoutError) => EngineFailure::Unavailable(with_causes(&other)),
+        // Their Display drops the engine's own words ("Docker stream error").
+        E::DockerStreamError { error } => EngineFailure::Answer {
+            status: 500,
+            message: format!("error in the engine's stream: {error}"),
+        },
+        E::DockerContainerWaitError { error, code } => EngineFailure::Answer {
+            status: 500,
+            message: format!("container wait error (code {code}): {error}"),
+        },
         other => EngineFailure::Answer {
             status: 500,
             message: other.to_string(),
@@ -177,6 +252,10 @@ pub struct DockerRuntime {
 struct Inner {
     options: RuntimeOptions,
     settings: DockerSettings,
+    /// [`DockerSettings::socket`], parsed; `None` = local defaults.
+    engine: Option<EngineAddress>,
+    /// Where the engine is expected, as error messages name it.
+    engine_label: String,
     /// The worker id made fit for image and container names.
     name_part: String,
     client: Mutex<Option<Docker>>,
@@ -223,10 +302,25 @@ impl DockerRuntime {
         Self::with_settings(options, DockerSettings::default())
     }
 
+    /// A runtime with `settings`; fails (without contacting the engine)
+    /// only when [`DockerSettings::socket`] is not an address it can use.
     pub fn with_settings(
         options: RuntimeOptions,
         settings: DockerSettings,
     ) -> Result<Self, RuntimeError> {
+        let engine = settings
+            .socket
+            .as_deref()
+            .map(EngineAddress::parse)
+            .transpose()
+            .map_err(RuntimeError::Io)?;
+        let engine_label = match &settings.socket {
+            Some(s) => s.trim().to_string(),
+            None => std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| h.starts_with("unix://"))
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -236,6 +330,8 @@ impl DockerRuntime {
                 name_part: name_part(&options.worker_id),
                 options,
                 settings,
+                engine,
+                engine_label,
                 client: Mutex::new(None),
                 binary: Mutex::new(None),
                 ports: Mutex::new(HashMap::new()),
@@ -267,28 +363,34 @@ impl DockerRuntime {
         if let Some(c) = lock(&self.inner.client).as_ref() {
             return Ok(c.clone());
         }
-        let fresh = match &self.inner.settings.socket {
-            Some(socket) => Docker::connect_with_unix(
-                socket,
-                ENGINE_REQUEST_TIMEOUT_S,
-                bollard::API_DEFAULT_VERSION,
-            ),
+        let fresh = match &self.inner.engine {
+            Some(address) => address.connect(),
             None => Docker::connect_with_local_defaults()
                 .map(|d| d.with_timeout(Duration::from_secs(ENGINE_REQUEST_TIMEOUT_S))),
         }
-        .map_err(|e| EngineFailure::Unavailable(e.to_string()))?;
-        let negotiated = fresh.negotiate_version().await.map_err(classify)?;
+        .map_err(|e| self.unreachable(e.to_string()))?;
+        let negotiated = fresh.negotiate_version().await.map_err(|e| self.fail(e))?;
         *lock(&self.inner.client) = Some(negotiated.clone());
         Ok(negotiated)
     }
 
+    /// "Engine unavailable", naming where the engine was expected.
+    fn unreachable(&self, detail: String) -> EngineFailure {
+        EngineFailure::Unavailable(format!(
+            "Docker engine unreachable at {}: {detail}",
+            self.inner.engine_label
+        ))
+    }
+
     /// Sorts an engine error, forgetting the client if the engine is gone.
     fn fail(&self, e: bollard::errors::Error) -> EngineFailure {
-        let e = classify(e);
-        if matches!(e, EngineFailure::Unavailable(_)) {
-            *lock(&self.inner.client) = None;
+        match classify(e) {
+            EngineFailure::Unavailable(detail) => {
+                *lock(&self.inner.client) = None;
+                self.unreachable(detail)
+            }
+            answer => answer,
         }
-        e
     }
 
     /// The tag of `function`'s image.
@@ -723,9 +825,10 @@ impl Runtime for DockerRuntime {
             .map_err(|e| build_error(e.to_string()))?;
         let package_bytes = function.package_bytes;
         let for_task = name.clone();
+        let build_scope = self.inner.name_part.clone();
         // Making a 131 MB context is CPU work: off the async threads.
         let tar = tokio::task::spawn_blocking(move || {
-            context::build_context(&for_task, package_bytes, &binary)
+            context::build_context(&build_scope, &for_task, package_bytes, &binary)
         })
         .await
         .map_err(|e| build_error(format!("context task failed: {e}")))?
@@ -943,11 +1046,52 @@ mod tests {
         for _ in 0..2 {
             let err = rt.health().await.unwrap_err();
             assert!(matches!(err, RuntimeError::EngineUnavailable(_)), "{err:?}");
+            assert!(
+                err.to_string()
+                    .contains("Docker engine unreachable at unix:///nonexistent/docker.sock"),
+                "{err}"
+            );
             assert_eq!(err.http_status(), 503);
             assert!(lock(&rt.inner.client).is_none());
         }
         let spec = sample_functions::catalog().get("noop").unwrap();
         let err = rt.build_image(spec).await.unwrap_err();
         assert_eq!(err.http_status(), 503, "{err}");
+    }
+
+    #[test]
+    fn engine_addresses() {
+        use EngineAddress::{Http, Unix};
+        let ok = |a: &str| EngineAddress::parse(a).unwrap();
+        assert_eq!(
+            ok("unix:///var/run/docker.sock"),
+            Unix("/var/run/docker.sock".into())
+        );
+        assert_eq!(
+            ok("/run/user/1000/docker.sock"),
+            Unix("/run/user/1000/docker.sock".into())
+        );
+        assert_eq!(ok("tcp://10.0.0.2:2375"), Http("10.0.0.2:2375".into()));
+        assert_eq!(ok("http://engine:2375/"), Http("engine:2375".into()));
+        for bad in [
+            "",
+            "docker.sock",
+            "unix://relative.sock",
+            "tcp://",
+            "https://h:2376",
+            "ssh://me@host",
+        ] {
+            let e = EngineAddress::parse(bad).unwrap_err();
+            assert!(e.contains("expected unix:///"), "{bad}: {e}");
+        }
+        let e = DockerRuntime::with_settings(
+            options("t"),
+            DockerSettings {
+                socket: Some("ssh://me@host".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("\"ssh://me@host\""), "{e}");
     }
 }

@@ -89,6 +89,7 @@ impl TestWorker {
             caching,
             http_workers: 2,
             expiry_tick_ms: 50,
+            docker_socket: None,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(worker_front::run(listener, config, async move {

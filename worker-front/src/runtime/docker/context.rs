@@ -7,10 +7,14 @@
 //! and evicting an image costs what the original's did. `hf-fn` finds the
 //! payload as `/payload.bin` (beside itself) and reads it on every start.
 //!
-//! The Dockerfile labels the image with its function *before* copying
-//! anything, so that the engine's build cache never shares a payload layer
-//! between two functions (payloads of equal size have equal bytes): each
-//! image costs its full size to build and removing it frees that space. The
+//! The Dockerfile labels the image with its function and its worker *before*
+//! copying anything, so that the engine's build cache never shares a layer
+//! between two functions (payloads of equal size have equal bytes) nor
+//! between two workers on one engine: each image costs its full size to
+//! build, as on a worker of its own, and removing it frees that space. (A
+//! layer shared with another worker's image also made builds fail: when
+//! that worker evicted its image during the build, the engine answered
+//! "No such image" mid-stream.) The
 //! build context is a tar archive (the body of the Docker Engine API's
 //! `POST /build`) holding `Dockerfile`, `hf-fn` and `payload.bin`.
 
@@ -36,11 +40,13 @@ pub enum ContextError {
     Tar(#[from] std::io::Error),
 }
 
-/// The Dockerfile of `function`'s image. The function name is given on
-/// the command line of each container; the label keeps layers per function.
-pub fn dockerfile(function: &str) -> String {
+/// The Dockerfile of `function`'s image for the worker whose name part
+/// (letters, digits, `-`) is `scope`. The function name is given on the
+/// command line of each container; the label keeps layers per worker and
+/// function.
+pub fn dockerfile(scope: &str, function: &str) -> String {
     format!(
-        "FROM scratch\nLABEL hotfunctions.package=\"{function}\"\nCOPY hf-fn {BINARY_IN_IMAGE}\nCOPY {PAYLOAD_FILE_NAME} /{PAYLOAD_FILE_NAME}\nENTRYPOINT [\"{BINARY_IN_IMAGE}\"]\n"
+        "FROM scratch\nLABEL hotfunctions.package=\"{function}\" hotfunctions.build-scope=\"{scope}\"\nCOPY hf-fn {BINARY_IN_IMAGE}\nCOPY {PAYLOAD_FILE_NAME} /{PAYLOAD_FILE_NAME}\nENTRYPOINT [\"{BINARY_IN_IMAGE}\"]\n"
     )
 }
 
@@ -95,11 +101,12 @@ pub fn read_static_binary(path: &Path) -> Result<Vec<u8>, ContextError> {
 
 /// The build context of `function`'s image as a tar archive.
 pub fn build_context(
+    scope: &str,
     function: &str,
     package_bytes: u64,
     binary: &[u8],
 ) -> Result<Vec<u8>, ContextError> {
-    let dockerfile = dockerfile(function);
+    let dockerfile = dockerfile(scope, function);
     let capacity = usize::try_from(package_bytes).unwrap_or(0) + binary.len() + 8 * 1024;
     let mut out = Vec::with_capacity(capacity);
     {
@@ -137,7 +144,7 @@ mod tests {
 
     #[test]
     fn context_holds_the_three_files() {
-        let tar_bytes = build_context("T3", 1234, b"binary").unwrap();
+        let tar_bytes = build_context("node-1", "T3", 1234, b"binary").unwrap();
         let mut archive = tar::Archive::new(&tar_bytes[..]);
         let mut seen = Vec::new();
         let mut payload = Vec::new();
@@ -158,7 +165,7 @@ mod tests {
             vec![
                 (
                     "Dockerfile".to_string(),
-                    dockerfile("T3").len() as u64,
+                    dockerfile("node-1", "T3").len() as u64,
                     0o644
                 ),
                 ("hf-fn".to_string(), 6, 0o755),
@@ -168,11 +175,15 @@ mod tests {
         let mut expected = Vec::new();
         PayloadReader::new(1234).read_to_end(&mut expected).unwrap();
         assert_eq!(payload, expected);
-        let d = dockerfile("T3");
+        let d = dockerfile("node-1", "T3");
         assert!(
-            d.starts_with("FROM scratch\nLABEL hotfunctions.package=\"T3\"\n"),
+            d.starts_with(
+                "FROM scratch\nLABEL hotfunctions.package=\"T3\" hotfunctions.build-scope=\"node-1\"\n"
+            ),
             "{d}"
         );
+        // Another worker's image of the same function shares no layer.
+        assert_ne!(dockerfile("node-2", "T3"), d);
         assert!(d.contains("COPY payload.bin /payload.bin\n"), "{d}");
     }
 
