@@ -20,6 +20,9 @@
 //!   (`noop` 0 B, T3 0.5 MB, W4 2 MB, W7 17 MB, W5 26 MB, W3 54 MB, T1 98 MB),
 //!   after `/clear?reset_images=true`, the overhead of the first call
 //!   (`ImageBuilt`) minus that of the second; a least-squares line;
+//! - `instance_load_ms_per_mb`: the slope of a least-squares line through
+//!   the second calls' overheads (a per-call instance, image present) over
+//!   the same package sizes: an instance start loads its package;
 //! - `network_ms`: the client's round trip minus `ExecutionTime` of warm
 //!   REST calls (the HTTP hop, counted once per call);
 //! - `balancer_ms` (with `--balancer-url`, a load balancer whose only node
@@ -267,6 +270,9 @@ async fn measure(
         BUILD_FUNCTIONS
     };
     let mut build_points = Vec::new();
+    // The second call: a per-call instance with the image present, whose
+    // start loads the package (`instance_load_ms_per_mb`).
+    let mut load_points = Vec::new();
     for _ in 0..args.build_repeats.max(1) {
         c.clear(true).await?;
         for f in functions {
@@ -283,9 +289,11 @@ async fn measure(
             }
             let build = (first.overhead_ms() - second.overhead_ms()).max(0.0);
             build_points.push((bytes as f64 / 1e6, build));
+            load_points.push((bytes as f64 / 1e6, second.overhead_ms()));
         }
     }
     let (build_a, build_b) = fit_line(&build_points);
+    let (_, load_b) = fit_line(&load_points);
 
     // Per-call instance (image present, no pool, no REST).
     let mut create = Vec::new();
@@ -393,6 +401,7 @@ async fn measure(
         pooled_ms,
         rest_start_ms,
         rest_warm_ms,
+        instance_load_ms_per_mb: load_b.max(0.0),
         lambda_cold_ms: rest_start_ms,
         lambda_warm_ms: rest_warm_ms,
         network_ms,
@@ -400,6 +409,7 @@ async fn measure(
         cpu_scale: median(&cpu_scale).unwrap_or(1.0),
         samples: json!({
             "image_build_mb_ms": build_points,
+            "instance_start_mb_ms": load_points,
             "instance_create_ms": create,
             "pooled_ms": pooled,
             "rest_start_ms": rest_start,
@@ -432,11 +442,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&args.out, format!("{json}\n"))
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
-        "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms, pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, balancer hop {:.2} ms, cpu scale {:.3}",
+        "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms + {:.2} ms/MB (any instance start), pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, balancer hop {:.2} ms, cpu scale {:.3}",
         args.out.display(),
         profile.image_build_base_ms,
         profile.image_build_ms_per_mb,
         profile.instance_create_ms,
+        profile.instance_load_ms_per_mb,
         profile.pooled_ms,
         profile.rest_start_ms,
         profile.rest_warm_ms,

@@ -165,6 +165,42 @@ fn concurrent_first_calls_wait_for_one_build_and_one_start() {
 }
 
 #[test]
+fn image_builds_are_cpu_work_shared_with_calls_and_other_builds() {
+    // W1 and W2 (9.7 MB each) build for 300 ms of CPU each; one core.
+    let config = DesConfig {
+        profile: CostProfile {
+            image_build_base_ms: 300.0,
+            ..CostProfile::default()
+        },
+        ..one_node(1)
+    };
+    // Alone: the build takes its 300 ms, then W1's 750 ms of CPU.
+    let alone = run(&events(&[("W1", 0)]), &config);
+    assert_eq!(alone[0].0.end_ms - alone[0].0.start_ms, 1050);
+    // Two builds at once share the core: both images are ready at 600 ms;
+    // then W1 (750 ms) and W2 (625 ms) share it: W2 ends at 600 + 1250,
+    // W1 at 1850 + 125.
+    let both = run(&events(&[("W1", 0), ("W2", 0)]), &config);
+    let end = |f: &str| {
+        both.iter()
+            .find(|(l, _)| l.function == f)
+            .map(|(l, _)| l.end_ms - l.start_ms)
+            .unwrap()
+    };
+    assert_eq!(end("W2"), 1850);
+    assert_eq!(end("W1"), 1975);
+    // A build while a call runs its CPU phase: W2's build starts at 0 with
+    // W1 (image present from an earlier call) running; both progress at
+    // half speed.
+    let busy = run(&events(&[("W1", 0), ("W1", 2000), ("W2", 2000)]), &config);
+    let w2 = busy.iter().find(|(l, _)| l.function == "W2").unwrap();
+    // Build: 600 ms at half speed (W1 runs beside it for all of it), then
+    // W2 shares with W1's remaining 450 ms: 900 ms, then alone 175 ms.
+    assert_eq!(w2.0.end_ms - w2.0.start_ms, 600 + 900 + 175);
+    assert!(w2.1.worker.meta.image_built);
+}
+
+#[test]
 fn pre_warmed_pool_serves_later_calls() {
     let config = DesConfig {
         worker: CachingOptions {

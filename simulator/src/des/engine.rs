@@ -6,11 +6,20 @@
 //! node; the node's worker policies (the same types the live worker runs,
 //! `worker_front::policy`) decide whether the image must be built, whether a
 //! pooled or REST-mode instance serves it, or (Lambda model) whether an
-//! idle instance is reused; the cost profile turns those answers into a
-//! start-up delay; then the function's phases run (CPU phases under
-//! processor sharing of the node's cores, sleeps without CPU); at the end
-//! the policies and the scheduler hear of the completion and a log line is
+//! idle instance is reused; the cost profile turns those answers into
+//! costs; then the function's phases run (CPU phases under processor
+//! sharing of the node's cores, sleeps without CPU); at the end the
+//! policies and the scheduler hear of the completion and a log line is
 //! written.
+//!
+//! Costs: an image build is CPU work of `image_build_ms(package)` ms on
+//! one idle core, shared with the calls' CPU phases and other builds on
+//! the same cores (staging a package or an engine build is CPU-bound; on
+//! a live 2-core testbed, concurrent first calls make each other's builds
+//! longer). Calls that arrive during a build wait for it (single flight)
+//! and then take their instance, as the live worker does. Instance starts
+//! are delays: the profile's start cost plus `instance_load_ms_per_mb` per
+//! MB of package (an instance loads its package).
 //!
 //! Ordering: events due at the same virtual microsecond run in the order
 //! they were scheduled; scenario arrivals due at a time run after every
@@ -215,8 +224,6 @@ enum Event {
     Step(u32),
     /// Next completion on a CPU (ignored if no longer the live one).
     Cpu { cpu: u32 },
-    /// A function's image build finished on a node.
-    ImageReady { node: u32, function: u32 },
     /// A pre-warmed pool instance finished starting.
     PoolReady { node: u32, function: u32 },
     /// A REST-mode instance finished starting.
@@ -227,9 +234,11 @@ enum Event {
     KeepAliveExpiry { node: u32, function: u32 },
 }
 
-/// One call in flight.
+/// One call in flight, or (`build`) one image build using a CPU.
 #[derive(Debug, Clone, Copy, Default)]
 struct Job {
+    /// An image build of `function` on `node`, not a call.
+    build: bool,
     function: u32,
     node: u32,
     arrival: Micros,
@@ -252,11 +261,13 @@ struct FunctionInfo {
     package_bytes: u64,
 }
 
-/// Per node and function: times the simulator tracks beside the policies.
-#[derive(Debug, Clone, Copy, Default)]
+/// Per node and function: what the simulator tracks beside the policies.
+#[derive(Debug, Clone, Default)]
 struct NodeFunction {
-    /// End of the latest image build (a build is in progress before).
-    image_ready_at: Micros,
+    /// An image build is running (single flight).
+    building: bool,
+    /// Calls waiting for that build (job ids, in arrival order).
+    waiting: Vec<u32>,
     /// The REST instance is started from this time.
     rest_ready_at: Micros,
     /// Per-call instance counter, for container names.
@@ -646,13 +657,6 @@ impl Sim<'_, '_> {
                 let name = &self.names[function as usize];
                 self.nodes[node as usize].pool.instance_ready(name);
             }
-            Event::ImageReady { node, function } => {
-                let bytes = self.functions[function as usize].package_bytes;
-                let name = &self.names[function as usize];
-                self.nodes[node as usize]
-                    .images
-                    .image_built(name, bytes, to_time(now));
-            }
             Event::RestStarted { node, function } => {
                 let name = &self.names[function as usize];
                 self.nodes[node as usize].rest.started(name, to_time(now));
@@ -703,35 +707,115 @@ impl Sim<'_, '_> {
             }
         };
         let info = &self.functions[function as usize];
-        let (package_bytes, exponential) = (info.package_bytes, info.exponential);
         let (first_phase, end_phase) = (info.first_phase, info.end_phase);
-        let profile = &self.config.profile;
-        let t = to_time(now);
         let mut meta = CallMeta::default();
-
         // Image. As on the live worker, the image enters the cache when its
         // build completes; callers arriving during a build are
         // `ImageBuilt` too and wait for that one build (single flight).
-        let image_present = self.nodes[node as usize].images.call_started(name, t);
-        let image_wait = if image_present {
-            0
-        } else {
-            meta.image_built = true;
-            let nf = self.node_function(node, function);
-            if nf.image_ready_at > now {
-                nf.image_ready_at - now
-            } else {
-                let build = ms_to_us(profile.image_build_ms(package_bytes));
-                nf.image_ready_at = now + build;
-                self.queue
-                    .push(now + build, Event::ImageReady { node, function });
-                self.stats.image_builds += 1;
-                build
-            }
-        };
+        let image_present = self.nodes[node as usize]
+            .images
+            .call_started(name, to_time(now));
+        meta.image_built = !image_present;
+        let id = self.new_job(Job {
+            build: false,
+            function,
+            node,
+            arrival: now,
+            service_start: 0,
+            started: false,
+            next_phase: first_phase,
+            end_phase,
+            pending_sleep: 0,
+            instance: 0,
+            meta,
+        });
+        self.in_flight += 1;
+        if image_present {
+            return self.start_instance(id, now);
+        }
+        let nf = self.node_function(node, function);
+        nf.waiting.push(id);
+        if nf.building {
+            return Ok(());
+        }
+        nf.building = true;
+        self.stats.image_builds += 1;
+        // The build is CPU work (staging a package, an engine's image
+        // build): it shares the node's cores with the calls' CPU phases, so
+        // concurrent builds and busy nodes make it longer, as live.
+        let package_bytes = self.functions[function as usize].package_bytes;
+        let work = self.config.profile.image_build_ms(package_bytes) * 1000.0;
+        if work < 1.0 {
+            return self.build_done(node, function, now);
+        }
+        let build = self.new_job(Job {
+            build: true,
+            function,
+            node,
+            arrival: now,
+            ..Job::default()
+        });
+        let cpu = if self.cpus.len() == 1 { 0 } else { node };
+        if let Some(t) = self.cpus[cpu as usize].add(build, work, now) {
+            self.queue.push(t, Event::Cpu { cpu });
+        }
+        Ok(())
+    }
 
+    fn new_job(&mut self, job: Job) -> u32 {
+        match self.free_jobs.pop() {
+            Some(id) => {
+                self.jobs[id as usize] = job;
+                id
+            }
+            None => {
+                self.jobs.push(job);
+                (self.jobs.len() - 1) as u32
+            }
+        }
+    }
+
+    /// A function's image build finished on a node: cache it, start the
+    /// calls that waited for it.
+    fn build_done(&mut self, node: u32, function: u32, now: Micros) -> Result<(), DesError> {
+        let bytes = self.functions[function as usize].package_bytes;
+        let name = &self.names[function as usize];
+        self.nodes[node as usize]
+            .images
+            .image_built(name, bytes, to_time(now));
+        let nf = self.node_function(node, function);
+        nf.building = false;
+        let waiting = std::mem::take(&mut nf.waiting);
+        for &id in &waiting {
+            self.start_instance(id, now)?;
+        }
+        // Keep the allocation for the next build of this function here.
+        let mut waiting = waiting;
+        waiting.clear();
+        let nf = self.node_function(node, function);
+        if nf.waiting.is_empty() {
+            nf.waiting = waiting;
+        }
+        Ok(())
+    }
+
+    /// The call's image is present at `now`: get its instance (REST,
+    /// pooled, per-call or Lambda), then run it after the start-up cost.
+    fn start_instance(&mut self, id: u32, now: Micros) -> Result<(), DesError> {
+        let Job {
+            function,
+            node,
+            mut meta,
+            ..
+        } = self.jobs[id as usize];
+        let name = self.names[function as usize].as_str();
+        let exponential = self.functions[function as usize].exponential;
+        let profile = &self.config.profile;
+        let load =
+            ms_to_us(profile.instance_load_ms(self.functions[function as usize].package_bytes));
+        let t = to_time(now);
+        let ready = now;
         // Instance.
-        let ready = now + image_wait;
         let (start_cost, instance, cold) = match self.config.instances {
             InstanceModel::HotFunctions if self.config.worker.using_rest_mode => {
                 match self.nodes[node as usize].rest.call_started(name, t) {
@@ -745,10 +829,11 @@ impl Sim<'_, '_> {
                         (wait + ms_to_us(profile.rest_warm_ms), 0, true)
                     }
                     RestAcquire::Start => {
-                        let at = ready + ms_to_us(profile.rest_start_ms);
+                        let start = ms_to_us(profile.rest_start_ms) + load;
+                        let at = ready + start;
                         self.node_function(node, function).rest_ready_at = at;
                         self.queue.push(at, Event::RestStarted { node, function });
-                        (ms_to_us(profile.rest_start_ms), 0, true)
+                        (start, 0, true)
                     }
                 }
             }
@@ -763,7 +848,7 @@ impl Sim<'_, '_> {
                     meta.pooled = true;
                     (ms_to_us(profile.pooled_ms), instance, false)
                 } else {
-                    (ms_to_us(profile.instance_create_ms), instance, true)
+                    (ms_to_us(profile.instance_create_ms) + load, instance, true)
                 }
             }
             InstanceModel::Lambda { keep_alive } => {
@@ -783,7 +868,7 @@ impl Sim<'_, '_> {
                         meta.existing_instance = true;
                         (ms_to_us(profile.lambda_warm_ms), id, false)
                     }
-                    Acquired::Cold(id) => (ms_to_us(profile.lambda_cold_ms), id, true),
+                    Acquired::Cold(id) => (ms_to_us(profile.lambda_cold_ms) + load, id, true),
                 }
             }
         };
@@ -803,34 +888,14 @@ impl Sim<'_, '_> {
             }
             None => 0,
         };
-        let job = Job {
-            function,
-            node,
-            arrival: now,
-            service_start: 0,
-            started: false,
-            next_phase: first_phase,
-            end_phase,
-            pending_sleep,
-            instance,
-            meta,
-        };
-        let id = match self.free_jobs.pop() {
-            Some(id) => {
-                self.jobs[id as usize] = job;
-                id
-            }
-            None => {
-                self.jobs.push(job);
-                (self.jobs.len() - 1) as u32
-            }
-        };
-        self.in_flight += 1;
-        let startup = image_wait + start_cost;
-        if startup == 0 {
+        let job = &mut self.jobs[id as usize];
+        job.pending_sleep = pending_sleep;
+        job.instance = instance;
+        job.meta = meta;
+        if start_cost == 0 {
             self.step(id, now)
         } else {
-            self.queue.push(now + startup, Event::Step(id));
+            self.queue.push(now + start_cost, Event::Step(id));
             Ok(())
         }
     }
@@ -839,6 +904,11 @@ impl Sim<'_, '_> {
     /// phase, or finish.
     fn step(&mut self, id: u32, now: Micros) -> Result<(), DesError> {
         let job = &mut self.jobs[id as usize];
+        if job.build {
+            let (node, function) = (job.node, job.function);
+            self.free_jobs.push(id);
+            return self.build_done(node, function, now);
+        }
         if !job.started {
             job.started = true;
             job.service_start = now;
@@ -901,9 +971,14 @@ impl Sim<'_, '_> {
             InstanceModel::HotFunctions if n.pool.is_enabled() => {
                 let plan = n.pool.call_finished(name, t);
                 if !plan.create.is_empty() {
-                    let at = now + ms_to_us(self.config.profile.instance_create_ms);
+                    let profile = &self.config.profile;
                     for (f, count) in &plan.create {
                         if let Some(&fid) = self.ids.get(f.as_str()) {
+                            let bytes = self.functions[fid as usize].package_bytes;
+                            let at = now
+                                + ms_to_us(
+                                    profile.instance_create_ms + profile.instance_load_ms(bytes),
+                                );
                             for _ in 0..*count {
                                 self.queue.push(
                                     at,

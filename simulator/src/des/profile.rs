@@ -13,6 +13,7 @@
 //! | `pooled_ms` | per-call instance taken from the pre-warmed pool | run in a started instance |
 //! | `rest_start_ms` | REST mode, no live instance | start a long-lived instance |
 //! | `rest_warm_ms` | REST mode, live instance | one request to it |
+//! | `instance_load_ms_per_mb` | every instance start (per-call, pooled, REST, Lambda cold) | extra start cost per MB of package: an instance loads its package (`hf-fn` reads its payload), so `instance_create_ms`, `rest_start_ms` and `lambda_cold_ms` (measured with `noop`, 0 B) grow by this much per MB |
 //! | `lambda_cold_ms`, `lambda_warm_ms` | one-request-per-instance keep-alive | cold start / reuse of an idle instance |
 //! | `network_ms` | every call | client ↔ worker transport (HTTP round trip of a direct call), outside `ExecutionTime` |
 //! | `balancer_ms` | every call | the balancer hop: round trip of a warm call through a balancer minus that of the same call sent directly (0 when not measured) |
@@ -42,6 +43,8 @@ pub struct CostProfile {
     pub pooled_ms: f64,
     pub rest_start_ms: f64,
     pub rest_warm_ms: f64,
+    /// Extra cost of any instance start per MB (decimal) of package.
+    pub instance_load_ms_per_mb: f64,
     pub lambda_cold_ms: f64,
     pub lambda_warm_ms: f64,
     pub network_ms: f64,
@@ -64,6 +67,7 @@ impl Default for CostProfile {
             pooled_ms: 0.0,
             rest_start_ms: 0.0,
             rest_warm_ms: 0.0,
+            instance_load_ms_per_mb: 0.0,
             lambda_cold_ms: 0.0,
             lambda_warm_ms: 0.0,
             network_ms: 0.0,
@@ -113,13 +117,14 @@ impl CostProfile {
 
     /// Every cost finite and non-negative, `cpu_scale` positive.
     pub fn check(&self, name: &str) -> Result<(), ProfileError> {
-        let fields: [(&'static str, f64); 11] = [
+        let fields: [(&'static str, f64); 12] = [
             ("image_build_base_ms", self.image_build_base_ms),
             ("image_build_ms_per_mb", self.image_build_ms_per_mb),
             ("instance_create_ms", self.instance_create_ms),
             ("pooled_ms", self.pooled_ms),
             ("rest_start_ms", self.rest_start_ms),
             ("rest_warm_ms", self.rest_warm_ms),
+            ("instance_load_ms_per_mb", self.instance_load_ms_per_mb),
             ("lambda_cold_ms", self.lambda_cold_ms),
             ("lambda_warm_ms", self.lambda_warm_ms),
             ("network_ms", self.network_ms),
@@ -137,6 +142,11 @@ impl CostProfile {
             }
         }
         Ok(())
+    }
+
+    /// Extra start cost of an instance of a package of `bytes`, in ms.
+    pub fn instance_load_ms(&self, bytes: u64) -> f64 {
+        self.instance_load_ms_per_mb * bytes as f64 / 1e6
     }
 
     /// Image build cost of a package of `bytes`, in ms.
