@@ -26,8 +26,7 @@
 //! Tolerances (the issue's, for rr, ch and ours): locality, imbalance CV
 //! and the image-reuse and existing-REST-instance hit ratios within 10 %;
 //! mean end-to-end latency (`end - start` of a log line, utils'
-//! "duration") within 25 %. Fourteen of the fifteen are asserted (see
-//! below for `ours`' CV). One exception, kept
+//! "duration") within 25 %. All fifteen are asserted. One exception, kept
 //! small: a CV whose live value is below 0.2 is compared with an absolute
 //! tolerance of 0.02. That is rr's case: round robin splits the calls
 //! evenly, so its CV (about 0.05) only measures slot-boundary crossings
@@ -36,14 +35,24 @@
 //! (0.005) would be finer than the metric's resolution; 0.02 is 1.5 calls.
 //! Every gap is printed (run with `--nocapture`), marked when outside.
 //!
-//! Not asserted, only printed: `ours`' imbalance CV. `ours` chooses among a
-//! function's assigned nodes by their in-flight counts at the instant of
-//! the call, so one completion that ends a millisecond earlier live than
-//! modelled can move a call to another node; locality and hit ratios hold
-//! (within 0 % in CI's run) but the per-node balance does not: a CI run
-//! measured CV 1.189 live vs 1.629 simulated (+37 %). Until the model
-//! tracks completion order that finely, this gap stays an open item of
-//! issue 5 rather than a flaky assertion.
+//! `ours` is compared by the mean of three live runs. At this load (well
+//! under `TOpt` calls in flight per node) every function stays on the node
+//! its first call went to, and that first call goes to the least loaded
+//! node at that instant: whether a call elsewhere ended a millisecond
+//! before or after decides it. So `ours`' per-node split, and its CV, is a
+//! chaotic function of timing that differs from live run to live run
+//! (measured on this machine: 0.97-1.20 over fifteen quiet runs, DES
+//! 1.12-1.19 depending on the calibration), while locality and hit ratios
+//! do not move. One live run is one draw; the mean of three is the
+//! quantity the model can be held to.
+//!
+//! Staging: the workers (calibration and live) stage their packages in
+//! memory (`/dev/shm`, where there is one) rather than on disk. The live
+//! rr run writes about 1.1 GB of packages in 20 s; on this machine's disk,
+//! writeback then slows later builds about threefold (a 54 MB build: 120 ms
+//! early in the run, 290-380 ms after 8 s), which a profile calibrated on
+//! an idle disk does not know and which depends on the disk, not on the
+//! model under test. In memory, builds keep their calibrated cost.
 //!
 //! A live run on a disturbed machine is not a fair reference: a run in
 //! which the balancer refused calls, or whose functions' mean
@@ -80,7 +89,10 @@ const CV_ABSOLUTE: f64 = 0.02;
 /// calibrated model's by more than this factor ran on a disturbed machine
 /// (other load took the cores) and is repeated.
 const DISTURBED: f64 = 1.25;
-const ATTEMPTS: usize = 3;
+/// Fair live runs of `ours`, compared by their mean (see the module doc).
+const OURS_RUNS: usize = 3;
+/// Attempts beyond the runs needed, to replace disturbed runs.
+const EXTRA_ATTEMPTS: usize = 2;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -129,6 +141,18 @@ fn build_testbed() -> PathBuf {
     bin_dir()
 }
 
+/// Where the workers stage their packages ("images"): memory (`/dev/shm`)
+/// where there is one, see the module doc.
+fn staging_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::Builder::new().prefix("des-live-").tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
 /// A child process killed (and reaped) when dropped.
 struct Guard(Child);
 
@@ -171,9 +195,9 @@ fn wait_healthy(port: u16, child: &mut Child) {
 }
 
 /// Runs `simulator calibrate` against a fresh worker of these binaries.
-fn calibrate(bins: &Path, dir: &Path) -> CostProfile {
+fn calibrate(bins: &Path, dir: &Path, staging: &Path) -> CostProfile {
     let port = free_port();
-    let work = dir.join("calibration-worker");
+    let work = staging.join("calibration-worker");
     std::fs::create_dir_all(&work).unwrap();
     let mut worker = Command::new(bins.join("worker-front"));
     worker
@@ -265,7 +289,52 @@ impl Gap {
     }
 }
 
-fn gaps(live: &Analysis, des: &Analysis) -> Vec<Gap> {
+/// The compared metrics of one run, or their means over runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Metrics {
+    locality: f64,
+    cv: f64,
+    image_hit_ratio: f64,
+    rest_hit_ratio: f64,
+    /// Mean `end - start` of a log line (utils' "duration").
+    duration_ms: f64,
+    /// Mean duration - `InternalExecutionTime`.
+    latency_ms: f64,
+    /// Mean `InternalExecutionTime`.
+    internal_ms: f64,
+}
+
+impl Metrics {
+    fn of(a: &Analysis) -> Self {
+        Self {
+            locality: a.locality.mean_distinct_functions,
+            cv: a.imbalance.cv,
+            image_hit_ratio: a.cache.image_reuse.hit_ratio,
+            rest_hit_ratio: a.cache.existing_rest_container.hit_ratio,
+            duration_ms: a.mean_duration_ms,
+            latency_ms: a.mean_latency_ms,
+            internal_ms: a.mean_duration_ms - a.mean_latency_ms,
+        }
+    }
+
+    /// Field-wise mean over `runs` (at least one).
+    fn mean(runs: &[&Analysis]) -> Self {
+        let n = runs.len() as f64;
+        runs.iter()
+            .map(|a| Self::of(a))
+            .fold(Self::default(), |s, m| Self {
+                locality: s.locality + m.locality / n,
+                cv: s.cv + m.cv / n,
+                image_hit_ratio: s.image_hit_ratio + m.image_hit_ratio / n,
+                rest_hit_ratio: s.rest_hit_ratio + m.rest_hit_ratio / n,
+                duration_ms: s.duration_ms + m.duration_ms / n,
+                latency_ms: s.latency_ms + m.latency_ms / n,
+                internal_ms: s.internal_ms + m.internal_ms / n,
+            })
+    }
+}
+
+fn gaps(live: &Metrics, des: &Metrics) -> Vec<Gap> {
     // Floors only matter for a near-zero live value; an absolute tolerance
     // of 10 % of the floor keeps them as strict as the relative one there.
     let g = |metric, live, des, tolerance: f64, floor: f64| Gap {
@@ -277,39 +346,33 @@ fn gaps(live: &Analysis, des: &Analysis) -> Vec<Gap> {
         absolute: tolerance * floor,
     };
     vec![
-        g(
-            "locality",
-            live.locality.mean_distinct_functions,
-            des.locality.mean_distinct_functions,
-            0.10,
-            0.1,
-        ),
+        g("locality", live.locality, des.locality, 0.10, 0.1),
         Gap {
             metric: "cv",
-            live: live.imbalance.cv,
-            des: des.imbalance.cv,
+            live: live.cv,
+            des: des.cv,
             tolerance: 0.10,
             floor: CV_FLOOR,
             absolute: CV_ABSOLUTE,
         },
         g(
             "image_hit_ratio",
-            live.cache.image_reuse.hit_ratio,
-            des.cache.image_reuse.hit_ratio,
+            live.image_hit_ratio,
+            des.image_hit_ratio,
             0.10,
             0.05,
         ),
         g(
             "rest_hit_ratio",
-            live.cache.existing_rest_container.hit_ratio,
-            des.cache.existing_rest_container.hit_ratio,
+            live.rest_hit_ratio,
+            des.rest_hit_ratio,
             0.10,
             0.05,
         ),
         g(
             "mean_latency_ms",
-            live.mean_duration_ms,
-            des.mean_duration_ms,
+            live.duration_ms,
+            des.duration_ms,
             0.25,
             1.0,
         ),
@@ -332,7 +395,7 @@ fn live_errors(log: &Path) -> Vec<String> {
 
 /// `simulator experiment --mode live` for one algorithm, into
 /// `<dir>/live-<algorithm>/`.
-fn live_run(bins: &Path, dir: &Path, algorithm: &str) {
+fn live_run(bins: &Path, dir: &Path, staging: &Path, algorithm: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
         .current_dir(workspace_root())
         .args(["experiment", "--mode", "live"])
@@ -348,7 +411,9 @@ fn live_run(bins: &Path, dir: &Path, algorithm: &str) {
         .arg(dir)
         .arg("--bin-dir")
         .arg(bins)
-        // Inherited by the workers the experiment starts.
+        // Inherited by the workers the experiment starts: their staging
+        // directory (the system temp dir) and REST mode.
+        .env("TMPDIR", staging)
         .env("USING_REST_MODE", "true")
         .env_remove("CONTAINER_POOL_LIMIT")
         .env_remove("USER_CODE_SIZE_LIMIT")
@@ -365,7 +430,8 @@ fn live_run(bins: &Path, dir: &Path, algorithm: &str) {
 fn small_scenario_live_and_simulated_agree() {
     let bins = build_testbed();
     let dir = tempfile::tempdir().unwrap();
-    let profile = calibrate(&bins, dir.path());
+    let staging = staging_dir();
+    let profile = calibrate(&bins, dir.path(), staging.path());
 
     let text = std::fs::read_to_string(workspace_root().join("scenarios/small.csv")).unwrap();
     let events = protocol::scenario::parse(&text, "small.csv").unwrap();
@@ -402,46 +468,61 @@ fn small_scenario_live_and_simulated_agree() {
         // run inherits the images built by the previous one. A live run in
         // which the balancer refused calls, or whose functions ran more
         // than DISTURBED times slower than calibrated (other load took the
-        // shared machine's cores), is not a fair reference: it is repeated,
-        // ATTEMPTS times at most; the last attempt is judged whatever it is.
-        let mut live = None;
-        for attempt in 1..=ATTEMPTS {
-            live_run(&bins, dir.path(), algorithm);
+        // shared machine's cores), is not a fair reference: it is repeated.
+        // `ours` needs OURS_RUNS fair runs (its CV is a chaotic function of
+        // timing: see the module doc) and is compared by their mean. At
+        // most `runs + EXTRA_ATTEMPTS` attempts; when they run out, the
+        // latest attempts fill the missing runs whatever they are.
+        let runs = if algorithm == "ours" { OURS_RUNS } else { 1 };
+        let mut fair: Vec<(Analysis, Vec<String>)> = Vec::new();
+        let mut unfair: Vec<(Analysis, Vec<String>)> = Vec::new();
+        for attempt in 1..=runs + EXTRA_ATTEMPTS {
+            live_run(&bins, dir.path(), staging.path(), algorithm);
             let log = live_log(dir.path(), algorithm);
             let errors = live_errors(&log);
             let a = analysis(&log);
             let internal = a.mean_duration_ms - a.mean_latency_ms;
             let disturbed = internal > DISTURBED * des_internal;
             let line = format!(
-                "{algorithm:>5} live attempt {attempt}: {} errors; mean InternalExecutionTime {internal:.1} ms (model {des_internal:.1} ms){}\n",
+                "{algorithm:>5} live attempt {attempt}: {} errors; mean InternalExecutionTime {internal:.1} ms (model {des_internal:.1} ms); CV {:.3}{}\n",
                 errors.len(),
+                a.imbalance.cv,
                 if disturbed { ": disturbed machine" } else { "" }
             );
             eprint!("{line}");
             report.push_str(&line);
-            let done = (errors.is_empty() && !disturbed) || attempt == ATTEMPTS;
-            live = Some((a, errors));
-            if done {
+            if errors.is_empty() && !disturbed {
+                fair.push((a, errors));
+            } else {
+                unfair.push((a, errors));
+            }
+            if fair.len() == runs {
                 break;
             }
         }
-        let (live, errors) = live.unwrap();
-        assert_eq!(
-            live.calls,
-            events.len(),
-            "{algorithm}: every live call succeeded; errors:\n{}",
-            errors.join("\n")
-        );
+        while fair.len() < runs {
+            fair.push(unfair.pop().expect("an attempt per missing run"));
+        }
+        for (live, errors) in &fair {
+            assert_eq!(
+                live.calls,
+                events.len(),
+                "{algorithm}: every live call succeeded; errors:\n{}",
+                errors.join("\n")
+            );
+        }
+        let lives: Vec<&Analysis> = fair.iter().map(|(a, _)| a).collect();
+        let live = Metrics::mean(&lives);
         report.push_str(&format!(
-            "{algorithm:>5} (calls {} live, {} des; mean internal ms {:.1} live, {:.1} des; mean overhead (duration - internal) ms {:.1} live, {:.1} des)\n",
-            live.calls,
+            "{algorithm:>5} (live: mean of {} run(s); calls {} des; mean internal ms {:.1} live, {:.1} des; mean overhead (duration - internal) ms {:.1} live, {:.1} des)\n",
+            lives.len(),
             des.calls,
-            live.mean_duration_ms - live.mean_latency_ms,
+            live.internal_ms,
             des_internal,
-            live.mean_latency_ms,
+            live.latency_ms,
             des.mean_latency_ms,
         ));
-        for gap in gaps(&live, &des) {
+        for gap in gaps(&live, &Metrics::of(&des)) {
             let line = format!(
                 "{algorithm:>5} {:<16} live {:>9.3}  des {:>9.3}  gap {:>+7.1}%  (tolerance {}){}",
                 gap.metric,
@@ -455,13 +536,7 @@ fn small_scenario_live_and_simulated_agree() {
                 },
                 if gap.ok() { "" } else { "  <-- outside" }
             );
-            let asserted = !(algorithm == "ours" && gap.metric == "cv");
-            let line = if asserted {
-                line
-            } else {
-                format!("{line}  (not asserted: see the module doc)")
-            };
-            if asserted && !gap.ok() {
+            if !gap.ok() {
                 failures.push(line.clone());
             }
             report.push_str(&line);
