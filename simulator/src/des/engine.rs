@@ -785,16 +785,8 @@ impl Sim<'_, '_> {
             .image_built(name, bytes, to_time(now));
         let nf = self.node_function(node, function);
         nf.building = false;
-        let waiting = std::mem::take(&mut nf.waiting);
-        for &id in &waiting {
+        for id in std::mem::take(&mut nf.waiting) {
             self.start_instance(id, now)?;
-        }
-        // Keep the allocation for the next build of this function here.
-        let mut waiting = waiting;
-        waiting.clear();
-        let nf = self.node_function(node, function);
-        if nf.waiting.is_empty() {
-            nf.waiting = waiting;
         }
         Ok(())
     }
