@@ -10,6 +10,14 @@
 //! `hf-fn` binary; `hf-fn` reads it completely on every cold start (one
 //! call, or the start of a warm instance) and checks its length against the
 //! catalog, which is what makes large packages slow to start.
+//!
+//! A package scale (`HF_PACKAGE_SCALE`, default 1.0; [`scaled_bytes`])
+//! multiplies every package's size, as `HF_TIME_SCALE` multiplies work and
+//! sleeps: builders write, instances read and image caches count
+//! `package_bytes × scale` bytes. Quick experiments and tests use it to keep
+//! cold paths in proportion to scaled-down work, and to stay within the
+//! memory a machine can touch quickly (see the simulator's README on
+//! virtual machines whose first touch of memory is slow).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -20,6 +28,27 @@ pub const PAYLOAD_FILE_NAME: &str = "payload.bin";
 
 /// Environment variable overriding the payload's path (`none` = skip).
 pub const PAYLOAD_ENV: &str = "HF_PAYLOAD";
+
+/// Environment variable: package scale (default 1.0), see the module doc.
+pub const PACKAGE_SCALE_ENV: &str = "HF_PACKAGE_SCALE";
+
+/// Parses a package scale (the value of [`PACKAGE_SCALE_ENV`] or a
+/// `--package-scale` flag): a finite number >= 0; absent or empty is 1.0.
+pub fn parse_package_scale(value: Option<&str>) -> Result<f64, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(1.0),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| format!("{PACKAGE_SCALE_ENV}={v:?} is not a non-negative number")),
+    }
+}
+
+/// Payload bytes of a package of `package_bytes` at package scale `scale`.
+pub fn scaled_bytes(package_bytes: u64, scale: f64) -> u64 {
+    (package_bytes as f64 * scale).round() as u64
+}
 
 /// An endless deterministic byte stream, cut at `len` bytes.
 #[derive(Debug, Clone)]
@@ -135,6 +164,20 @@ pub fn payload_path(env_value: Option<&str>, exe: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_scale_parses_and_scales() {
+        assert_eq!(parse_package_scale(None), Ok(1.0));
+        assert_eq!(parse_package_scale(Some(" ")), Ok(1.0));
+        assert_eq!(parse_package_scale(Some("0.25")), Ok(0.25));
+        for bad in ["-1", "x", "inf", "NaN"] {
+            let e = parse_package_scale(Some(bad)).unwrap_err();
+            assert!(e.contains(PACKAGE_SCALE_ENV) && e.contains(bad), "{e}");
+        }
+        assert_eq!(scaled_bytes(131_000_000, 1.0), 131_000_000);
+        assert_eq!(scaled_bytes(131_000_000, 0.25), 32_750_000);
+        assert_eq!(scaled_bytes(14_000, 0.0), 0);
+    }
 
     #[test]
     fn exact_length_and_deterministic() {

@@ -19,7 +19,9 @@
 //! - image build `a + b · MB`: for functions of different package sizes
 //!   (`noop` 0 B, T3 0.5 MB, W4 2 MB, W7 17 MB, W5 26 MB, W3 54 MB, T1 98 MB),
 //!   after `/clear?reset_images=true`, the overhead of the first call
-//!   (`ImageBuilt`) minus that of the second; a least-squares line;
+//!   (`ImageBuilt`) minus that of the second; a least-squares line over
+//!   the MB the worker really stages (its `/health` `PackageScale` times
+//!   the catalog size);
 //! - `instance_load_ms_per_mb`: the slope of a least-squares line through
 //!   the second calls' overheads (a per-call instance, image present) over
 //!   the same package sizes: an instance start loads its package;
@@ -222,6 +224,16 @@ fn not_observed(what: &str, why: &str) -> CalibrateError {
     }
 }
 
+/// The package scale a worker reports in `/health` (`Worker.PackageScale`;
+/// 1 for a worker that does not report one): the fits are per MB the
+/// worker really stages and loads.
+fn package_scale_of(health: &str) -> f64 {
+    serde_json::from_str::<serde_json::Value>(health)
+        .ok()
+        .and_then(|v| v["Worker"]["PackageScale"].as_f64())
+        .unwrap_or(1.0)
+}
+
 const DEFAULTS_QUERY: &str = "using_rest_mode=false&container_pool_limit=-1&container_pool_num=6&user_code_size_limit=-1&rest_container_life_time=10";
 
 /// Measures the worker at `args.worker_url`; returns the profile.
@@ -237,7 +249,8 @@ pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
         base: args.worker_url.trim_end_matches('/').to_string(),
         http,
     };
-    c.get("/health").await?;
+    let (health, _) = c.get("/health").await?;
+    let package_scale = package_scale_of(&health);
     let repeats = args.repeats.max(1);
     let balancer = args.balancer_url.as_ref().map(|u| Client {
         base: u.trim_end_matches('/').to_string(),
@@ -246,7 +259,7 @@ pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
     if let Some(b) = &balancer {
         b.get("/health").await?;
     }
-    let result = measure(&c, balancer.as_ref(), args, repeats).await;
+    let result = measure(&c, balancer.as_ref(), args, repeats, package_scale).await;
     // Leave the worker as the original defaults, whatever happened, and
     // remove the images and instances the measurements made.
     let _ = c.configure(DEFAULTS_QUERY).await;
@@ -259,6 +272,7 @@ async fn measure(
     balancer: Option<&Client>,
     args: &Args,
     repeats: usize,
+    package_scale: f64,
 ) -> Result<CostProfile, CalibrateError> {
     let catalog = sample_functions::catalog();
     c.configure(DEFAULTS_QUERY).await?;
@@ -276,7 +290,9 @@ async fn measure(
     for _ in 0..args.build_repeats.max(1) {
         c.clear(true).await?;
         for f in functions {
-            let bytes = catalog.get(f).map_or(0, |s| s.package_bytes);
+            let bytes = catalog.get(f).map_or(0, |s| {
+                sample_functions::payload::scaled_bytes(s.package_bytes, package_scale)
+            });
             let first = c.execute(f).await?;
             let second = c.execute(f).await?;
             if !first.reply.meta.image_built || second.reply.meta.image_built {
@@ -471,5 +487,15 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn the_package_scale_comes_from_the_workers_health() {
+        assert_eq!(
+            package_scale_of(r#"{"Status":"ok","Worker":{"PackageScale":0.25}}"#),
+            0.25
+        );
+        assert_eq!(package_scale_of(r#"{"Status":"ok","Worker":{}}"#), 1.0);
+        assert_eq!(package_scale_of("not json"), 1.0);
     }
 }

@@ -186,6 +186,11 @@ pub struct Args {
     /// HF_TIME_SCALE of the functions, overriding --load-factor.
     #[arg(long)]
     pub fn_time_scale: Option<f64>,
+    /// HF_PACKAGE_SCALE of the workers (and of the DES): every package is
+    /// this much of its catalog size, staged, loaded and counted by the
+    /// image cache (1 = the original's sizes, up to 131 MB).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub package_scale: f64,
     /// Seed of the balancer's scheduler RNG (and of the DES).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -301,6 +306,8 @@ pub struct ExperimentRecord {
     pub time_scale: f64,
     /// HF_TIME_SCALE given to the functions (live mode).
     pub fn_time_scale: f64,
+    /// HF_PACKAGE_SCALE of the workers.
+    pub package_scale: f64,
     pub duration_cap_s: Option<f64>,
     pub versions: Versions,
     /// Child processes started (live mode), all stopped at the end.
@@ -440,6 +447,12 @@ pub async fn run_experiment(
             (ts, fts)
         }
     };
+    if !(args.package_scale.is_finite() && args.package_scale >= 0.0) {
+        return Err(ExperimentError::BadArgument(format!(
+            "--package-scale must be >= 0, got {}",
+            args.package_scale
+        )));
+    }
 
     let dir = args.results_dir.join(&args.name);
     prepare_dir(&dir)?;
@@ -458,6 +471,7 @@ pub async fn run_experiment(
         seed: args.seed,
         time_scale,
         fn_time_scale,
+        package_scale: args.package_scale,
         duration_cap_s: args.duration.map(|d| d.as_secs_f64()),
         versions: Versions {
             simulator: env!("CARGO_PKG_VERSION").to_string(),
@@ -587,7 +601,8 @@ async fn run_live(
             .arg(port.to_string())
             .args(["--host", "127.0.0.1", "--runtime", args.runtime.as_str()])
             .env("RUST_LOG", "warn")
-            .env("HF_TIME_SCALE", record.fn_time_scale.to_string());
+            .env("HF_TIME_SCALE", record.fn_time_scale.to_string())
+            .env("HF_PACKAGE_SCALE", record.package_scale.to_string());
         for s in args.settings.iter().filter(|s| s.is_worker_option()) {
             cmd.env(&s.name, &s.value);
         }
@@ -769,6 +784,8 @@ fn run_des(
             record.time_scale.to_string(),
             "--fn-time-scale".into(),
             record.fn_time_scale.to_string(),
+            "--package-scale".into(),
+            record.package_scale.to_string(),
             "--quiet".into(),
         ];
         if let Some(cores) = record.machine_cores {
@@ -969,6 +986,13 @@ fn report_markdown(
             record.time_scale,
             record.fn_time_scale,
             record.fn_time_scale * record.time_scale
+        );
+    }
+    if record.package_scale != 1.0 {
+        let _ = writeln!(
+            o,
+            "| Package scale | `HF_PACKAGE_SCALE={}`: packages are that much of the original's sizes |",
+            record.package_scale
         );
     }
     if let Some(cap) = record.duration_cap_s {

@@ -285,6 +285,45 @@ fn image_cache_evicts_least_recently_used_by_bytes() {
 }
 
 #[test]
+fn a_package_scale_shrinks_packages_for_the_cache_builds_and_loads() {
+    // At scale 0.5, W3 (54 MB) and W5 (26 MB) are 27 and 13 MB: both fit
+    // the 60 MB limit that holds only one of them at full size, so W3's
+    // second call finds its image.
+    let full = DesConfig {
+        worker: CachingOptions {
+            user_code_size_limit: 60_000_000,
+            ..CachingOptions::default()
+        },
+        profile: CostProfile {
+            image_build_ms_per_mb: 2.0,
+            instance_load_ms_per_mb: 1.0,
+            ..CostProfile::default()
+        },
+        ..one_node(2)
+    };
+    let ev = events(&[("W3", 0), ("W5", 2000), ("W3", 4000)]);
+    assert!(run(&ev, &full)[2].1.worker.meta.image_built);
+    let half = DesConfig {
+        package_scale: 0.5,
+        ..full.clone()
+    };
+    let lines = run(&ev, &half);
+    assert!(!lines[2].1.worker.meta.image_built);
+    // The first W3 call builds 27 MB (54 ms) and loads 27 MB (27 ms).
+    let overhead = |r: &BalancerReply| r.worker.execution_time - r.worker.internal_execution_time;
+    assert_eq!(overhead(&lines[0].1), 81, "{:?}", lines[0]);
+    assert_eq!(overhead(&run(&ev, &full)[0].1), 162);
+    let bad = DesConfig {
+        package_scale: -1.0,
+        ..full
+    };
+    assert!(matches!(
+        run_scenario(&ev, &bad, None),
+        Err(DesError::BadPackageScale(..))
+    ));
+}
+
+#[test]
 fn unknown_functions_need_a_model() {
     let ev = events(&[("W1", 0), ("mystery", 10)]);
     let err = run_scenario(&ev, &DesConfig::default(), None).unwrap_err();

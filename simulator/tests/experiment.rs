@@ -384,6 +384,52 @@ fn des_mode_takes_worker_options_and_scheduler_parameters() {
 }
 
 #[test]
+fn des_mode_takes_a_package_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 100 MB image cache: at a quarter of their sizes, far more of the
+    // small scenario's packages fit, so more calls find their image.
+    let run = |name: &str, scale: &str| {
+        let out = simulator()
+            .args(["experiment", "--mode", "des", "--name", name])
+            .args(["--algorithms", "rr", "--package-scale", scale])
+            .args(["--set", "USER_CODE_SIZE_LIMIT=100000000"])
+            .arg("--results-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        read_summary(&dir.path().join(name).join("summary.csv")).remove(0)
+    };
+    let full = run("full", "1");
+    let quarter = run("quarter", "0.25");
+    assert!(
+        quarter.ratios[0] > full.ratios[0],
+        "image hit ratio: {quarter:?} vs {full:?}"
+    );
+    let report = std::fs::read_to_string(dir.path().join("quarter/report.md")).unwrap();
+    assert!(report.contains("`HF_PACKAGE_SCALE=0.25`"), "{report}");
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("quarter/run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["package_scale"], 0.25);
+
+    let bad = simulator()
+        .args(["experiment", "--mode", "des", "--package-scale", "-1"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--package-scale"), "{err}");
+}
+
+#[test]
 fn a_missing_binary_names_the_build_to_run() {
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();

@@ -199,6 +199,7 @@ async fn cold_start(args: &Args, static_bin: PathBuf) -> Result<Vec<ColdStart>> 
         worker_id,
         fn_binary: static_bin,
         time_scale: args.time_scale,
+        package_scale: 1.0,
         work_dir: std::env::temp_dir(),
     })?;
     rt.health().await.context("the Docker engine must answer")?;
@@ -476,6 +477,7 @@ async fn throughput(args: &Args, static_bin: PathBuf) -> Result<Vec<Throughput>>
             worker_id,
             fn_binary: static_bin.clone(),
             time_scale: 1.0,
+            package_scale: 1.0,
             work_dir: std::env::temp_dir(),
         })?;
         let spec = sample_functions::catalog().get("noop").context("noop")?;

@@ -51,6 +51,8 @@ pub struct WorkerConfig {
     pub fn_binary: Option<PathBuf>,
     /// `HF_TIME_SCALE` for the functions (default 1.0).
     pub time_scale: f64,
+    /// `HF_PACKAGE_SCALE`: multiplies every package's size (default 1.0).
+    pub package_scale: f64,
     /// Where runtimes keep files (default: the system temp dir).
     pub work_dir: Option<PathBuf>,
     /// HotFunctions' caching options.
@@ -73,6 +75,7 @@ impl Default for WorkerConfig {
             worker_id: None,
             fn_binary: None,
             time_scale: 1.0,
+            package_scale: 1.0,
             work_dir: None,
             caching: CachingOptions::default(),
             http_workers: 2,
@@ -133,6 +136,12 @@ pub async fn run(
             config.time_scale
         )));
     }
+    if !(config.package_scale.is_finite() && config.package_scale >= 0.0) {
+        return Err(RunError::Config(format!(
+            "package scale {} is not a non-negative number",
+            config.package_scale
+        )));
+    }
     if config.runtime == RuntimeKind::Process && config.docker_socket.is_some() {
         return Err(RunError::Config(
             "a Docker socket (--docker-socket) applies to the docker runtime only, \
@@ -151,6 +160,7 @@ not to the process runtime"
             .clone()
             .unwrap_or_else(|| default_fn_binary(config.runtime)),
         time_scale: config.time_scale,
+        package_scale: config.package_scale,
         work_dir: config.work_dir.clone().unwrap_or_else(std::env::temp_dir),
     };
     listener.set_nonblocking(true)?;
@@ -257,6 +267,19 @@ mod tests {
         };
         let e = run(l, config, async {}).await.unwrap_err();
         assert!(matches!(e, RunError::Config(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_package_scale_is_a_config_error() {
+        for bad in [-0.5, f64::NAN, f64::INFINITY] {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let config = WorkerConfig {
+                package_scale: bad,
+                ..WorkerConfig::default()
+            };
+            let e = run(l, config, async {}).await.unwrap_err();
+            assert!(e.to_string().contains("package scale"), "{e}");
+        }
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use worker_front::{RuntimeKind, WorkerConfig};
     about = "HotFunctions worker: runs the 30 sample functions in Docker containers or local processes",
     after_help = "Environment: USER_CODE_SIZE_LIMIT (bytes, -1 = off), CONTAINER_POOL_LIMIT (-1 = off), \
 CONTAINER_POOL_NUM (6), USING_REST_MODE (true/false), REST_CONTAINER_LIFE_TIME (10 s), \
-HF_TIME_SCALE (1.0), RUST_LOG (info)."
+HF_TIME_SCALE (1.0), HF_PACKAGE_SCALE (1.0), RUST_LOG (info)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -63,6 +63,10 @@ struct StartArgs {
     /// Scales the functions' work and sleeps (tests: 0.01).
     #[arg(long, env = "HF_TIME_SCALE", default_value_t = 1.0)]
     time_scale: f64,
+    /// Scales every package's size: bytes staged, loaded and counted by the
+    /// image cache (tests: 0.25).
+    #[arg(long, env = "HF_PACKAGE_SCALE", default_value_t = 1.0)]
+    package_scale: f64,
     /// Where runtimes keep files (default: the system temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -131,6 +135,7 @@ fn main() -> anyhow::Result<()> {
         worker_id: args.worker_id,
         fn_binary: args.fn_binary,
         time_scale: args.time_scale,
+        package_scale: args.package_scale,
         work_dir: args.work_dir,
         caching,
         http_workers: args.http_workers,

@@ -140,6 +140,9 @@ pub struct WorkerStatus {
     pub pooled_instances: usize,
     pub rest_instances: usize,
     pub calls: u64,
+    /// `HF_TIME_SCALE` and `HF_PACKAGE_SCALE` of the functions.
+    pub time_scale: f64,
+    pub package_scale: f64,
     pub state: CachingOptions,
 }
 
@@ -708,6 +711,8 @@ impl<R: Runtime> Worker<R> {
             pooled_instances: st.pooled.values().map(Vec::len).sum(),
             rest_instances: st.rest_instances.len(),
             calls: self.shared.calls.load(Ordering::Relaxed),
+            time_scale: self.shared.runtime.options().time_scale,
+            package_scale: self.shared.runtime.options().package_scale,
             state: st.options,
         }
     }

@@ -33,6 +33,7 @@ fn runtime(scope: &LabelScope, settings: DockerSettings) -> DockerRuntime {
             worker_id: scope.worker_id.clone(),
             fn_binary: static_hf_fn(),
             time_scale: TIME_SCALE,
+            package_scale: 1.0,
             work_dir: std::env::temp_dir(),
         },
         settings,
@@ -138,6 +139,7 @@ async fn failures_are_clear_errors() {
         worker_id: scope.worker_id.clone(),
         fn_binary: std::env::current_exe().unwrap(),
         time_scale: TIME_SCALE,
+        package_scale: 1.0,
         work_dir: std::env::temp_dir(),
     })
     .unwrap();
@@ -148,6 +150,7 @@ async fn failures_are_clear_errors() {
         worker_id: scope.worker_id.clone(),
         fn_binary: PathBuf::from("/nonexistent/hf-fn"),
         time_scale: TIME_SCALE,
+        package_scale: 1.0,
         work_dir: std::env::temp_dir(),
     })
     .unwrap();

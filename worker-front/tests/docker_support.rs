@@ -336,17 +336,26 @@ impl DockerWorker {
         caching: worker_front::policy::options::CachingOptions,
         docker_socket: Option<String>,
     ) -> Self {
+        let config = worker_front::WorkerConfig {
+            time_scale: 0.01,
+            caching,
+            docker_socket,
+            ..Default::default()
+        };
+        Self::start_config(scope, config).await
+    }
+
+    /// Starts a worker of `config` with the Docker runtime, the scope's
+    /// worker id, the static `hf-fn` and a 50 ms expiry tick.
+    pub async fn start_config(scope: &LabelScope, config: worker_front::WorkerConfig) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = worker_front::WorkerConfig {
             runtime: worker_front::RuntimeKind::Docker,
             worker_id: Some(scope.worker_id.clone()),
             fn_binary: Some(static_hf_fn()),
-            time_scale: 0.01,
-            caching,
             expiry_tick_ms: 50,
-            docker_socket,
-            ..Default::default()
+            ..config
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(worker_front::run(listener, config, async move {

@@ -201,6 +201,36 @@ async fn the_size_limit_evicts_the_least_recently_used_image_from_the_engine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_package_scale_shrinks_the_image_and_what_its_containers_load() {
+    let _docker = engine().await;
+    let scope = LabelScope::new("pkgscale");
+    let config = worker_front::WorkerConfig {
+        time_scale: 0.01,
+        package_scale: 0.25,
+        ..Default::default()
+    };
+    let w = DockerWorker::start_config(&scope, config).await;
+    // W5: 26 MB in the catalog, 6.5 MB at scale 0.25. The container's
+    // hf-fn checks its payload against the scale it is given, so the call
+    // answers 200 only if the image and the container agree.
+    let r = w.execute("W5").await;
+    assert!(r.meta.image_built);
+    assert_eq!(r.result.status_code, 200, "{r:?}");
+    let status = w.status().await;
+    assert_eq!(status["PackageScale"], 0.25, "{status}");
+    let bytes = status["ImageBytes"].as_u64().unwrap();
+    // The static hf-fn plus 6.5 MB of payload: well under the full 26 MB.
+    assert!((6_500_000..20_000_000).contains(&bytes), "{status}");
+    // A REST-mode container loads the same payload.
+    let (code, v) = w.get("/configure?using_rest_mode=true").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(w.execute("W5").await.result.status_code, 200);
+    assert!(w.execute("W5").await.meta.using_existing_rest_container);
+    w.stop().await;
+    scope.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_first_calls_build_the_image_once() {
     let docker = engine().await;
     let scope = LabelScope::new("flight");

@@ -199,6 +199,7 @@ async fn warm_instances_end_with_a_killed_worker() {
         worker_id: id.clone(),
         fn_binary: hf_fn_binary(),
         time_scale: 0.01,
+        package_scale: 1.0,
         work_dir: dir.path().to_path_buf(),
     })
     .unwrap();

@@ -225,6 +225,40 @@ async fn exceeding_the_size_limit_evicts_the_least_recently_used_image() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_package_scale_shrinks_what_images_stage_load_and_count() {
+    let w = TestWorker::start_config(
+        "pkgscale",
+        worker_front::WorkerConfig {
+            package_scale: 0.25,
+            time_scale: 0.01,
+            fn_binary: Some(process_support::hf_fn_binary()),
+            ..worker_front::WorkerConfig::default()
+        },
+    )
+    .await;
+    // W5: 26 MB in the catalog, so 6.5 MB of payload. The instance checks
+    // the payload's size against the scale it is given: a call succeeds
+    // only if the runtime staged and told the same size.
+    let r = w.execute("W5").await;
+    assert!(r.meta.image_built);
+    assert_eq!(r.result.status_code, 200, "{r:?}");
+    let payload = w.stage_root().join("hf-w5").join("payload.bin");
+    assert_eq!(std::fs::metadata(&payload).unwrap().len(), 6_500_000);
+    let binary = std::fs::metadata(process_support::hf_fn_binary())
+        .unwrap()
+        .len();
+    let h = w.health().await;
+    assert_eq!(h["Worker"]["PackageScale"], 0.25, "{h}");
+    assert_eq!(h["Worker"]["ImageBytes"], binary + 6_500_000, "{h}");
+    // A warm REST instance loads the same scaled payload.
+    let (status, v) = w.get("/configure?using_rest_mode=true").await;
+    assert_eq!(status, 200, "{v}");
+    w.execute("W5").await;
+    assert!(w.execute("W5").await.meta.using_existing_rest_container);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_first_calls_build_the_image_once() {
     let w = TestWorker::start("flight", options()).await;
     let calls = (0..20).map(|_| w.execute("W5"));

@@ -10,14 +10,15 @@
 //! ```
 //!
 //! Environment: `HF_TIME_SCALE` (default 1.0) scales CPU work and sleeps;
-//! `HF_ITERATIONS_PER_MS` overrides the calibration constant; `HF_PAYLOAD`
+//! `HF_PACKAGE_SCALE` (default 1.0) scales the payload's expected (and
+//! staged) size; `HF_ITERATIONS_PER_MS` overrides the calibration constant; `HF_PAYLOAD`
 //! is the payload path (default `payload.bin` beside this binary; `none`
 //! skips it); `HF_FAIL_FUNCTION=<NAME>` makes that function fail (exit 1,
 //! a message on stderr), for testing error paths.
 //!
 //! Exit status: 0 success, 1 the function failed, 2 usage or setup error.
 
-use sample_functions::payload::{self, PAYLOAD_ENV};
+use sample_functions::payload::{self, PACKAGE_SCALE_ENV, PAYLOAD_ENV};
 use sample_functions::serve::{self, Reply};
 use sample_functions::workload::{self, WorkloadSettings, ITERATIONS_ENV, TIME_SCALE_ENV};
 use sample_functions::{catalog, FunctionSpec};
@@ -37,7 +38,7 @@ const USAGE: &str = "usage:
   hf-fn stage <NAME> <DIR>                        write DIR/hf-fn and DIR/payload.bin
   hf-fn list                                      list the functions
   hf-fn calibrate [--ms N]                        measure CPU-loop iterations per ms
-environment: HF_TIME_SCALE, HF_ITERATIONS_PER_MS, HF_PAYLOAD, HF_FAIL_FUNCTION";
+environment: HF_TIME_SCALE, HF_PACKAGE_SCALE, HF_ITERATIONS_PER_MS, HF_PAYLOAD, HF_FAIL_FUNCTION";
 
 /// A failure: exit status and message.
 struct Failure(i32, String);
@@ -91,16 +92,23 @@ fn settings() -> Result<WorkloadSettings, Failure> {
     .map_err(|e| Failure(2, e))
 }
 
+/// The function's payload bytes at this process's package scale
+/// (`HF_PACKAGE_SCALE`).
+fn payload_bytes(spec: &FunctionSpec) -> Result<u64, Failure> {
+    let scale = payload::parse_package_scale(std::env::var(PACKAGE_SCALE_ENV).ok().as_deref())
+        .map_err(|e| Failure(2, e))?;
+    Ok(payload::scaled_bytes(spec.package_bytes, scale))
+}
+
 /// Reads the payload (the cold-start cost of a large package).
 fn load_payload(spec: &FunctionSpec) -> Result<(), Failure> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/hf-fn"));
     let env = std::env::var(PAYLOAD_ENV).ok();
+    let bytes = payload_bytes(spec)?;
     match payload::payload_path(env.as_deref(), &exe) {
-        Some(path) if spec.package_bytes > 0 || path.exists() => {
-            payload::read_payload(&path, spec.package_bytes)
-                .map(|_| ())
-                .map_err(|e| Failure(2, e.to_string()))
-        }
+        Some(path) if bytes > 0 || path.exists() => payload::read_payload(&path, bytes)
+            .map(|_| ())
+            .map_err(|e| Failure(2, e.to_string())),
         _ => Ok(()),
     }
 }
@@ -241,12 +249,11 @@ fn cmd_stage(args: &[String]) -> Result<(), Failure> {
     let exe = std::env::current_exe().map_err(|e| io("locating this binary", e))?;
     std::fs::copy(&exe, dir.join("hf-fn")).map_err(|e| io("copying hf-fn", e))?;
     let p = dir.join(payload::PAYLOAD_FILE_NAME);
-    payload::write_payload_file(&p, spec.package_bytes)
-        .map_err(|e| io(&p.display().to_string(), e))?;
+    let bytes = payload_bytes(spec)?;
+    payload::write_payload_file(&p, bytes).map_err(|e| io(&p.display().to_string(), e))?;
     println!(
-        "staged {} ({} payload bytes) in {}",
+        "staged {} ({bytes} payload bytes) in {}",
         spec.name,
-        spec.package_bytes,
         dir.display()
     );
     Ok(())

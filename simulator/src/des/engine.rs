@@ -48,6 +48,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp1};
 use sample_functions::catalog::Phase;
+use sample_functions::payload::scaled_bytes;
 use serde::Serialize;
 use worker_front::policy::container_pool::ContainerPool;
 use worker_front::policy::image_cache::ImageCache;
@@ -119,6 +120,11 @@ pub struct DesConfig {
     /// (default 1). Worker overheads (the profile) are not scaled, as on a
     /// live worker.
     pub fn_time_scale: f64,
+    /// Package scale, as the worker's `HF_PACKAGE_SCALE`: every package
+    /// (catalog sizes and `default_package_bytes`) is this much of its
+    /// size, for the image cache, builds and instance loads alike
+    /// (`sample_functions::payload::scaled_bytes`; default 1).
+    pub package_scale: f64,
     /// Show a progress bar on stderr.
     #[serde(skip)]
     pub progress: bool,
@@ -141,6 +147,7 @@ impl Default for DesConfig {
             epoch_ms: DEFAULT_EPOCH_MS,
             time_scale: 1.0,
             fn_time_scale: 1.0,
+            package_scale: 1.0,
             progress: false,
         }
     }
@@ -158,6 +165,8 @@ pub enum DesError {
     UnknownFunction { name: String, row: usize },
     #[error("workload names function id {0} but has only {1} names")]
     BadWorkload(u32, usize),
+    #[error("package scale must be finite and >= 0 (is {0})")]
+    BadPackageScale(f64),
     #[error("time scales must be finite and > 0 (time_scale {0}, fn_time_scale {1})")]
     BadTimeScale(f64, f64),
     #[error("--nodes must be at least 1")]
@@ -402,6 +411,9 @@ pub fn run_workload(
             config.fn_time_scale,
         ));
     }
+    if !(config.package_scale.is_finite() && config.package_scale >= 0.0) {
+        return Err(DesError::BadPackageScale(config.package_scale));
+    }
     if let Some(&(_, f)) = workload
         .arrivals
         .iter()
@@ -452,7 +464,7 @@ pub fn run_workload(
             first_phase: first,
             end_phase: phases.len() as u32,
             exponential,
-            package_bytes: bytes,
+            package_bytes: scaled_bytes(bytes, config.package_scale),
         });
     }
 

@@ -197,6 +197,11 @@ pub struct Args {
     /// 1 / --time-scale, as `simulator experiment` runs live workers).
     #[arg(long, env = "HF_TIME_SCALE")]
     pub fn_time_scale: Option<f64>,
+    /// Package scale (as the worker's HF_PACKAGE_SCALE): every package is
+    /// this much of its catalog size, for the image cache, builds and
+    /// instance loads.
+    #[arg(long, env = "HF_PACKAGE_SCALE", default_value_t = 1.0)]
+    pub package_scale: f64,
     /// Unix ms of virtual time zero (stamps of the log lines).
     #[arg(long, default_value_t = DEFAULT_EPOCH_MS, allow_negative_numbers = true)]
     pub epoch_ms: i64,
@@ -280,6 +285,7 @@ impl Args {
             epoch_ms: self.epoch_ms,
             time_scale: self.time_scale,
             fn_time_scale: self.fn_time_scale.unwrap_or(1.0 / self.time_scale),
+            package_scale: self.package_scale,
             progress: !self.quiet,
         })
     }

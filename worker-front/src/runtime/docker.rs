@@ -64,6 +64,8 @@ use bollard::models::HostConfig;
 use bollard::Docker;
 use futures_util::StreamExt;
 use protocol::FunctionOutput;
+use sample_functions::payload::{scaled_bytes, PACKAGE_SCALE_ENV};
+use sample_functions::workload::TIME_SCALE_ENV;
 use sample_functions::FunctionSpec;
 
 use super::instance_client::InstanceClient;
@@ -354,10 +356,6 @@ impl DockerRuntime {
             .join("../target/static/x86_64-unknown-linux-gnu/release/hf-fn")
     }
 
-    pub fn options(&self) -> &RuntimeOptions {
-        &self.inner.options
-    }
-
     /// The engine client, connected (and version-negotiated) on demand.
     async fn client(&self) -> Result<Docker, EngineFailure> {
         if let Some(c) = lock(&self.inner.client).as_ref() {
@@ -514,10 +512,10 @@ impl DockerRuntime {
         let config = Config {
             image: Some(image.name.clone()),
             cmd: Some(cmd),
-            env: Some(vec![format!(
-                "HF_TIME_SCALE={}",
-                self.inner.options.time_scale
-            )]),
+            env: Some(vec![
+                format!("{TIME_SCALE_ENV}={}", self.inner.options.time_scale),
+                format!("{PACKAGE_SCALE_ENV}={}", self.inner.options.package_scale),
+            ]),
             labels: Some(self.labels(&image.function, kind.label())),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -793,6 +791,10 @@ impl Drop for RemoveOnDrop {
 }
 
 impl Runtime for DockerRuntime {
+    fn options(&self) -> &RuntimeOptions {
+        &self.inner.options
+    }
+
     fn name(&self) -> &'static str {
         "docker"
     }
@@ -823,7 +825,7 @@ impl Runtime for DockerRuntime {
         let binary = self
             .static_binary()
             .map_err(|e| build_error(e.to_string()))?;
-        let package_bytes = function.package_bytes;
+        let package_bytes = scaled_bytes(function.package_bytes, self.inner.options.package_scale);
         let for_task = name.clone();
         let build_scope = self.inner.name_part.clone();
         // Making a 131 MB context is CPU work: off the async threads.
@@ -1012,6 +1014,7 @@ mod tests {
             worker_id: worker_id.into(),
             fn_binary: DockerRuntime::default_static_fn_binary(),
             time_scale: 0.01,
+            package_scale: 1.0,
             work_dir: std::env::temp_dir(),
         }
     }

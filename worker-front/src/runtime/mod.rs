@@ -85,6 +85,10 @@ pub struct RuntimeOptions {
     pub fn_binary: PathBuf,
     /// `HF_TIME_SCALE` passed to every function instance (1.0 = real).
     pub time_scale: f64,
+    /// `HF_PACKAGE_SCALE`: images carry `package_bytes × package_scale`
+    /// bytes of payload, and instances are told so (1.0 = the catalog's
+    /// sizes; `sample_functions::payload::scaled_bytes`).
+    pub package_scale: f64,
     /// Where a runtime may keep files (process: staged images; docker: build
     /// contexts). A runtime creates its own subdirectory named after the
     /// worker id and removes it with [`Runtime::remove_all_own`] (images).
@@ -250,13 +254,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// `process` or `docker`.
     fn name(&self) -> &'static str;
 
+    /// The settings the runtime was made with.
+    fn options(&self) -> &RuntimeOptions;
+
     /// Whether the engine answers (Docker: ping + version; process: the
     /// `hf-fn` binary exists). Never panics; `EngineUnavailable` when not.
     fn health(&self) -> impl Future<Output = Result<EngineHealth, RuntimeError>> + Send;
 
     /// Builds (or rebuilds, replacing) the image of `function`: the `hf-fn`
-    /// binary plus `function.package_bytes` of payload
-    /// (`sample_functions::payload`). Labelled with the worker id.
+    /// binary plus `function.package_bytes` of payload, scaled by
+    /// [`RuntimeOptions::package_scale`] (`sample_functions::payload`). Labelled with the worker id.
     fn build_image(
         &self,
         function: &FunctionSpec,

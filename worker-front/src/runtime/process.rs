@@ -25,7 +25,7 @@ use super::{
     parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,
     Runtime, RuntimeError, RuntimeOptions, ENV_FUNCTION, ENV_KIND, ENV_WORKER, STDERR_TAIL_BYTES,
 };
-use sample_functions::payload::{self, PAYLOAD_ENV, PAYLOAD_FILE_NAME};
+use sample_functions::payload::{self, PACKAGE_SCALE_ENV, PAYLOAD_ENV, PAYLOAD_FILE_NAME};
 use sample_functions::workload::TIME_SCALE_ENV;
 use sample_functions::FunctionSpec;
 use std::collections::HashMap;
@@ -127,6 +127,10 @@ impl ProcessRuntime {
         let dir = self.function_dir(&image.function);
         let mut c = Command::new(dir.join("hf-fn"));
         c.env(TIME_SCALE_ENV, self.inner.options.time_scale.to_string())
+            .env(
+                PACKAGE_SCALE_ENV,
+                self.inner.options.package_scale.to_string(),
+            )
             .env(PAYLOAD_ENV, dir.join(PAYLOAD_FILE_NAME))
             .env(ENV_WORKER, &self.inner.options.worker_id)
             .env(ENV_FUNCTION, &image.function)
@@ -268,6 +272,10 @@ impl Runtime for ProcessRuntime {
         "process"
     }
 
+    fn options(&self) -> &RuntimeOptions {
+        &self.inner.options
+    }
+
     async fn health(&self) -> Result<EngineHealth, RuntimeError> {
         self.check_binary()?;
         Ok(EngineHealth {
@@ -288,7 +296,7 @@ impl Runtime for ProcessRuntime {
             self.next()
         ));
         let bin = self.inner.options.fn_binary.clone();
-        let bytes = function.package_bytes;
+        let bytes = payload::scaled_bytes(function.package_bytes, self.inner.options.package_scale);
         let d = dir.clone();
         let t = tmp.clone();
         let staged = tokio::task::spawn_blocking(move || stage(&bin, &d, &t, bytes))

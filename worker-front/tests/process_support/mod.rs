@@ -76,21 +76,28 @@ impl TestWorker {
         caching: CachingOptions,
         fn_binary: Option<PathBuf>,
     ) -> Self {
+        let config = WorkerConfig {
+            runtime: kind,
+            fn_binary,
+            time_scale: 0.01,
+            caching,
+            http_workers: 2,
+            expiry_tick_ms: 50,
+            ..WorkerConfig::default()
+        };
+        Self::start_config(tag, config).await
+    }
+
+    /// The worker of `config`, with a unique worker id and a fresh work
+    /// directory of its own.
+    pub async fn start_config(tag: &str, mut config: WorkerConfig) -> Self {
+        let kind = config.runtime;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let worker_id = unique_id(tag);
         let work_dir = tempfile::tempdir().unwrap();
-        let config = WorkerConfig {
-            runtime: kind,
-            worker_id: Some(worker_id.clone()),
-            fn_binary,
-            time_scale: 0.01,
-            work_dir: Some(work_dir.path().to_path_buf()),
-            caching,
-            http_workers: 2,
-            expiry_tick_ms: 50,
-            docker_socket: None,
-        };
+        config.worker_id = Some(worker_id.clone());
+        config.work_dir = Some(work_dir.path().to_path_buf());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(worker_front::run(listener, config, async move {
             let _ = rx.await;
@@ -180,6 +187,7 @@ impl TestWorker {
             worker_id: self.worker_id.clone(),
             fn_binary: hf_fn_binary(),
             time_scale: 0.01,
+            package_scale: 1.0,
             work_dir: self.work_dir.path().to_path_buf(),
         })
         .unwrap()
