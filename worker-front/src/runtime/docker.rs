@@ -6,8 +6,9 @@
 //! `singleton_container_manager.go`) without a registry:
 //!
 //! - **Images** are built on request `FROM scratch` around the statically
-//!   linked `hf-fn` binary plus the function's package payload (see
-//!   [`context`]), tagged `hotfunctions-<worker>-<function>:latest`. Which
+//!   linked `hf-fn` binary plus the function's package payload, scaled by
+//!   `HF_PACKAGE_SCALE` (see [`context`]; containers get the same scale in
+//!   their environment), tagged `hotfunctions-<worker>-<function>:latest`. Which
 //!   images to keep is the image cache policy's decision, made by the worker;
 //!   here images are only built and removed.
 //! - **One-shot containers** run `hf-fn <NAME>`: create, attach, start, read

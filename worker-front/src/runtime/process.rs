@@ -3,7 +3,8 @@
 //!
 //! - *Image*: the function's package staged to a per-function directory
 //!   under `<work_dir>/hf-process-<worker id>/`: a copy of `hf-fn` plus its
-//!   generated `payload.bin` of `package_bytes` (so a large package costs a
+//!   generated `payload.bin` of `package_bytes` times the package scale
+//!   (`HF_PACKAGE_SCALE`, told to every instance; so a large package costs a
 //!   large copy to build and a large read on every cold start). A build
 //!   writes into a fresh temporary directory and renames it into place.
 //! - *One-shot instance*: `hf-fn <NAME>` per call, killed if the call is
