@@ -80,8 +80,11 @@ where
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
+    // Reused by every request of the connection.
+    let mut lines = HeadLines::default();
+    let mut out = Vec::with_capacity(512);
     loop {
-        let Some(head) = read_head(&mut reader)? else {
+        let Some(head) = read_head(&mut reader, &mut lines)? else {
             return Ok(());
         };
         let (reply, keep_alive) = match head {
@@ -89,45 +92,59 @@ where
                 if req.content_length > 0 {
                     io::copy(&mut (&mut reader).take(req.content_length), &mut io::sink())?;
                 }
-                (route(&req.method, &req.path), req.keep_alive)
+                (route(req.method, req.path), req.keep_alive)
             }
             Err(reply) => (reply, false),
         };
-        let mut out = format!(
+        out.clear();
+        write!(
+            out,
             "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
             reply.status,
             reason(reply.status),
             reply.body.len()
-        );
+        )?;
         if !keep_alive {
-            out.push_str("Connection: close\r\n");
+            out.extend_from_slice(b"Connection: close\r\n");
         }
-        out.push_str("\r\n");
-        out.push_str(&reply.body);
-        writer.write_all(out.as_bytes())?;
-        writer.flush()?;
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(reply.body.as_bytes());
+        writer.write_all(&out)?;
         if !keep_alive {
             return Ok(());
         }
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
+/// The request line and the current header line, kept across requests.
+#[derive(Default)]
+struct HeadLines {
+    request: String,
+    header: String,
+}
+
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
     keep_alive: bool,
     content_length: u64,
 }
 
 /// Reads one request head. `None` at a clean end of the connection;
 /// `Some(Err(reply))` for a malformed request (answered, then closed).
-fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Result<Request, Reply>>> {
-    let mut line = String::new();
+fn read_head<'a>(
+    reader: &mut impl BufRead,
+    lines: &'a mut HeadLines,
+) -> io::Result<Option<Result<Request<'a>, Reply>>> {
+    let HeadLines {
+        request: line,
+        header,
+    } = lines;
     let mut total = 0usize;
     // Skip empty lines between requests.
     loop {
         line.clear();
-        let n = reader.read_line(&mut line)?;
+        let n = reader.read_line(line)?;
         if n == 0 {
             return Ok(None);
         }
@@ -144,13 +161,12 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Result<Request, Rep
     else {
         return Ok(Some(Err(Reply::json(400, error_json("bad request line")))));
     };
-    let method = method.to_string();
-    let path = target.split('?').next().unwrap_or("").to_string();
+    let path = target.split('?').next().unwrap_or("");
     let mut keep_alive = version == "HTTP/1.1";
     let mut content_length = 0u64;
     loop {
-        line.clear();
-        let n = reader.read_line(&mut line)?;
+        header.clear();
+        let n = reader.read_line(header)?;
         total += n;
         if n == 0 {
             return Ok(None);
@@ -161,7 +177,7 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Result<Request, Rep
                 error_json("request head too large"),
             ))));
         }
-        let h = line.trim_end();
+        let h = header.trim_end();
         if h.is_empty() {
             break;
         }

@@ -28,7 +28,7 @@ use crate::policy::image_cache::{EvictedImage, ImageCache};
 use crate::policy::options::{CachingOptions, OptionsError};
 use crate::policy::rest_instances::{RestAcquire, RestInstances};
 use crate::runtime::{Image, Instance, InstanceKind, Invocation, Removed, Runtime, RuntimeError};
-use protocol::{ExecutionMeta, WorkerReply};
+use protocol::{ExecutionMeta, FunctionOutput, WorkerReply};
 use sample_functions::{Catalog, FunctionSpec};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -225,6 +225,11 @@ impl<R: Runtime> Worker<R> {
         self.shared.epoch.elapsed()
     }
 
+    /// The policies' time at `instant` (a clock reading taken anyway).
+    fn time_at(&self, instant: Instant) -> Duration {
+        instant.saturating_duration_since(self.shared.epoch)
+    }
+
     pub fn options(&self) -> CachingOptions {
         lock(&self.shared.state).options
     }
@@ -284,10 +289,12 @@ impl<R: Runtime> Worker<R> {
             .catalog
             .get(name)
             .ok_or_else(|| WorkerError::UnknownFunction(name.to_string()))?;
+        // Two clock readings per call: they give ExecutionTime and the
+        // policies' times of the call's start and end.
         #[allow(clippy::disallowed_methods)] // ExecutionTime is measured here
         let started = Instant::now();
         self.shared.calls.fetch_add(1, Ordering::Relaxed);
-        let now = self.now();
+        let now = self.time_at(started);
         let mut track = CallTrack::default();
         let (generation, cached, mode) = {
             let mut st = lock(&self.shared.state);
@@ -313,12 +320,14 @@ impl<R: Runtime> Worker<R> {
             (st.generation, cached, mode)
         };
         let result = self.serve(spec, generation, cached, mode, &mut track).await;
-        self.finish(name, generation, track);
-        let (inv, meta) = result?;
+        #[allow(clippy::disallowed_methods)] // ExecutionTime is measured here
+        let ended = Instant::now();
+        self.finish(name, generation, track, self.time_at(ended));
+        let (output, meta) = result?;
         Ok(WorkerReply {
-            internal_execution_time: inv.output.internal_ms(),
-            result: inv.output.result,
-            execution_time: started.elapsed().as_millis() as i64,
+            internal_execution_time: output.internal_ms(),
+            result: output.result,
+            execution_time: ended.duration_since(started).as_millis() as i64,
             meta,
         })
     }
@@ -330,7 +339,7 @@ impl<R: Runtime> Worker<R> {
         cached: Option<Image>,
         mode: Mode,
         track: &mut CallTrack,
-    ) -> Result<(Invocation, ExecutionMeta), RuntimeError> {
+    ) -> Result<(FunctionOutput, ExecutionMeta), RuntimeError> {
         let mut meta = ExecutionMeta::default();
         let image = match cached {
             Some(i) => i,
@@ -411,8 +420,8 @@ impl<R: Runtime> Worker<R> {
             }
             Mode::Pooled(None) | Mode::Fresh => self.run_once(&image).await?,
         };
-        meta.container_name = inv.instance_name.clone();
-        Ok((inv, meta))
+        meta.container_name = inv.instance_name;
+        Ok((inv.output, meta))
     }
 
     /// The image of `spec`, built once however many callers wait for it.
@@ -492,9 +501,8 @@ impl<R: Runtime> Worker<R> {
         }
     }
 
-    /// Ends a call in the policies and applies what they decide.
-    fn finish(&self, name: &str, generation: u64, track: CallTrack) {
-        let now = self.now();
+    /// Ends a call (at `now`) in the policies and applies what they decide.
+    fn finish(&self, name: &str, generation: u64, track: CallTrack, now: Duration) {
         let mut cleanup = Cleanup::default();
         let mut plan = PoolPlan::default();
         {

@@ -120,9 +120,20 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether `HF_FAIL_FUNCTION` names `spec` (read once per process: a warm
+/// instance's environment does not change).
+fn fails_on_purpose(spec: &FunctionSpec) -> bool {
+    std::env::var("HF_FAIL_FUNCTION").ok().as_deref() == Some(spec.name.as_str())
+}
+
 /// One call: the FunctionOutput JSON, or a failure message.
-fn invoke(spec: &FunctionSpec, settings: &WorkloadSettings, seed: u64) -> Result<String, String> {
-    if std::env::var("HF_FAIL_FUNCTION").ok().as_deref() == Some(spec.name.as_str()) {
+fn invoke(
+    spec: &FunctionSpec,
+    settings: &WorkloadSettings,
+    seed: u64,
+    fail: bool,
+) -> Result<String, String> {
+    if fail {
         return Err(format!(
             "function {} failed on purpose (HF_FAIL_FUNCTION)",
             spec.name
@@ -146,7 +157,8 @@ fn cmd_run_once(name: &str) -> Result<(), Failure> {
     let spec = spec_of(name)?;
     let settings = settings()?;
     load_payload(spec)?;
-    let json = invoke(spec, &settings, now_ms() as u64).map_err(|e| Failure(1, e))?;
+    let json = invoke(spec, &settings, now_ms() as u64, fails_on_purpose(spec))
+        .map_err(|e| Failure(1, e))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{json}")
         .and_then(|_| out.flush())
@@ -212,10 +224,11 @@ fn cmd_serve(args: &[String]) -> Result<(), Failure> {
     }
     let calls = Arc::new(AtomicU64::new(0));
     let seed_base = now_ms() as u64;
+    let fail = fails_on_purpose(spec);
     serve::serve(listener, move |method, path| match (method, path) {
         ("GET", "/invoke") => {
             let n = calls.fetch_add(1, Ordering::Relaxed);
-            match invoke(spec, &settings, seed_base.wrapping_add(n)) {
+            match invoke(spec, &settings, seed_base.wrapping_add(n), fail) {
                 Ok(json) => Reply::json(200, json),
                 Err(e) => {
                     eprintln!("hf-fn: {e}");

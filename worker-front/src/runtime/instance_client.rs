@@ -161,74 +161,76 @@ impl InstanceClient {
                 Err(io(e))
             };
         }
-        let mut buf = Vec::with_capacity(1024);
-        let head_end = loop {
-            if let Some(i) = find_head_end(&buf) {
-                break i;
-            }
-            if buf.len() > MAX_HEAD_BYTES {
-                return Err(malformed("reply head too large".into()));
-            }
-            let mut chunk = [0u8; 4096];
-            let n = match stream.read(&mut chunk).await {
-                Ok(n) => n,
+        // Replies of instances are a few hundred bytes; a small buffer stays
+        // in malloc's per-thread cache, and reading into its spare capacity
+        // spares zeroing and copying a chunk per read.
+        let mut buf = Vec::with_capacity(512);
+        let (status, head_len, length, keep) = loop {
+            match stream.read_buf(&mut buf).await {
+                Ok(0) if reused && buf.is_empty() => return Ok(Attempt::Stale),
+                Ok(0) => return Err(malformed("connection closed in the reply head".into())),
+                Ok(_) => {}
                 Err(_) if reused && buf.is_empty() => return Ok(Attempt::Stale),
                 Err(e) => return Err(io(e)),
-            };
-            if n == 0 {
-                if reused && buf.is_empty() {
-                    return Ok(Attempt::Stale);
-                }
-                return Err(malformed("connection closed in the reply head".into()));
             }
-            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut head = httparse::Response::new(&mut headers);
+            match head.parse(&buf) {
+                Ok(httparse::Status::Complete(head_len)) => {
+                    let status = head.code.unwrap_or_default();
+                    let mut length = None;
+                    let mut keep = head.version == Some(1);
+                    for h in head.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-length") {
+                            let value = std::str::from_utf8(h.value).unwrap_or_default().trim();
+                            length = Some(
+                                value
+                                    .parse::<usize>()
+                                    .map_err(|_| malformed(format!("Content-Length {value:?}")))?,
+                            );
+                        } else if h.name.eq_ignore_ascii_case("connection") {
+                            keep = !h.value.eq_ignore_ascii_case(b"close");
+                        }
+                    }
+                    break (status, head_len, length, keep);
+                }
+                Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                    return Err(malformed("reply head too large".into()))
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(e) => return Err(malformed(format!("reply head: {e}"))),
+            }
         };
-        let head = std::str::from_utf8(&buf[..head_end])
-            .map_err(|_| malformed("reply head is not UTF-8".into()))?;
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let status: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| malformed(format!("status line {status_line:?}")))?;
-        let mut length = None;
-        let mut keep = status_line.starts_with("HTTP/1.1");
-        for line in lines {
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = Some(
-                        value
-                            .parse::<usize>()
-                            .map_err(|_| malformed(format!("Content-Length {value:?}")))?,
-                    );
-                } else if name.eq_ignore_ascii_case("connection") {
-                    keep = !value.eq_ignore_ascii_case("close");
-                }
-            }
-        }
         let length = length.ok_or_else(|| malformed("no Content-Length".into()))?;
-        let body_start = head_end + 4;
-        let mut body = buf.split_off(body_start);
-        if body.len() > length {
+        let end = head_len + length;
+        if buf.len() > end {
             return Err(malformed("more bytes than Content-Length".into()));
         }
-        let have = body.len();
-        body.resize(length, 0);
-        stream.read_exact(&mut body[have..]).await.map_err(io)?;
-        Ok(Attempt::Done(Reply { status, body }, stream, keep))
+        buf.reserve_exact(end - buf.len());
+        while buf.len() < end {
+            match stream.read_buf(&mut buf).await {
+                Ok(0) => return Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        if buf.len() > end {
+            return Err(malformed("more bytes than Content-Length".into()));
+        }
+        // The body to the front: the buffer becomes the reply's body.
+        buf.drain(..head_len);
+        Ok(Attempt::Done(Reply { status, body: buf }, stream, keep))
     }
-}
-
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
+
+    fn find_head_end(buf: &[u8]) -> Option<usize> {
+        buf.windows(4).position(|w| w == b"\r\n\r\n")
+    }
 
     /// A loopback server answering each request on a connection with the
     /// next of `replies` (raw bytes), then closing.

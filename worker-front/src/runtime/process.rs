@@ -455,13 +455,9 @@ impl Runtime for ProcessRuntime {
                 detail: "no such instance (removed)".into(),
             });
         };
-        if let Some(status) = self.exit_status(&instance.id) {
-            // Dead before this call: an `Instance` error (replaceable).
-            return Err(RuntimeError::Instance {
-                instance: instance.name.clone(),
-                detail: format!("the instance had exited ({status})"),
-            });
-        }
+        // No exit check before the call (a `wait4` per call): an instance
+        // that died before it refuses the connection (a stale idle one is
+        // replaced once by the client), which is the `Instance` error below.
         let reply = match self.inner.instances.get(port, "/invoke").await {
             Ok(r) => r,
             Err(e) => {
