@@ -32,6 +32,11 @@ pub const PAYLOAD_ENV: &str = "HF_PAYLOAD";
 /// Environment variable: package scale (default 1.0), see the module doc.
 pub const PACKAGE_SCALE_ENV: &str = "HF_PACKAGE_SCALE";
 
+/// Whether `scale` is a usable package scale: finite and >= 0.
+pub fn valid_package_scale(scale: f64) -> bool {
+    scale.is_finite() && scale >= 0.0
+}
+
 /// Parses a package scale (the value of [`PACKAGE_SCALE_ENV`] or a
 /// `--package-scale` flag): a finite number >= 0; absent or empty is 1.0.
 pub fn parse_package_scale(value: Option<&str>) -> Result<f64, String> {
@@ -40,7 +45,7 @@ pub fn parse_package_scale(value: Option<&str>) -> Result<f64, String> {
         Some(v) => v
             .parse::<f64>()
             .ok()
-            .filter(|x| x.is_finite() && *x >= 0.0)
+            .filter(|x| valid_package_scale(*x))
             .ok_or_else(|| format!("{PACKAGE_SCALE_ENV}={v:?} is not a non-negative number")),
     }
 }

@@ -52,6 +52,8 @@ use std::time::{Duration, Instant};
 
 use load_balancer::scheduler::{canonical_name, ALGORITHMS};
 use protocol::ScenarioEvent;
+use sample_functions::payload::{valid_package_scale, PACKAGE_SCALE_ENV};
+use sample_functions::workload::TIME_SCALE_ENV;
 use serde::Serialize;
 
 use crate::replay::{self, parse_duration, ProgressMode, ReplayOptions, StopHandle, StopLevel};
@@ -447,7 +449,7 @@ pub async fn run_experiment(
             (ts, fts)
         }
     };
-    if !(args.package_scale.is_finite() && args.package_scale >= 0.0) {
+    if !valid_package_scale(args.package_scale) {
         return Err(ExperimentError::BadArgument(format!(
             "--package-scale must be >= 0, got {}",
             args.package_scale
@@ -601,8 +603,8 @@ async fn run_live(
             .arg(port.to_string())
             .args(["--host", "127.0.0.1", "--runtime", args.runtime.as_str()])
             .env("RUST_LOG", "warn")
-            .env("HF_TIME_SCALE", record.fn_time_scale.to_string())
-            .env("HF_PACKAGE_SCALE", record.package_scale.to_string());
+            .env(TIME_SCALE_ENV, record.fn_time_scale.to_string())
+            .env(PACKAGE_SCALE_ENV, record.package_scale.to_string());
         for s in args.settings.iter().filter(|s| s.is_worker_option()) {
             cmd.env(&s.name, &s.value);
         }

@@ -136,7 +136,7 @@ pub async fn run(
             config.time_scale
         )));
     }
-    if !(config.package_scale.is_finite() && config.package_scale >= 0.0) {
+    if !sample_functions::payload::valid_package_scale(config.package_scale) {
         return Err(RunError::Config(format!(
             "package scale {} is not a non-negative number",
             config.package_scale

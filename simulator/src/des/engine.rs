@@ -48,7 +48,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp1};
 use sample_functions::catalog::Phase;
-use sample_functions::payload::scaled_bytes;
+use sample_functions::payload::{scaled_bytes, valid_package_scale};
 use serde::Serialize;
 use worker_front::policy::container_pool::ContainerPool;
 use worker_front::policy::image_cache::ImageCache;
@@ -411,7 +411,7 @@ pub fn run_workload(
             config.fn_time_scale,
         ));
     }
-    if !(config.package_scale.is_finite() && config.package_scale >= 0.0) {
+    if !valid_package_scale(config.package_scale) {
         return Err(DesError::BadPackageScale(config.package_scale));
     }
     if let Some(&(_, f)) = workload
