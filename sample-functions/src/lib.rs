@@ -10,7 +10,7 @@
 //! - [`workload`]: the functions' work (fixed-iteration CPU loops and
 //!   sleeps), the calibration constant and `HF_TIME_SCALE`.
 //! - [`payload`]: the generated package payload staged into every image.
-//! - [`serve`]: the std-only HTTP server of warm instances (`hf-fn serve`).
+//! - [`serve`]: the event-loop HTTP server of warm instances (`hf-fn serve`).
 //! - `src/bin/hf-fn.rs`: the one binary that runs any function.
 
 pub mod catalog;

@@ -102,6 +102,18 @@ pub fn cpu_loop(iterations: u64, seed: u64) -> f64 {
     black_box(sum)
 }
 
+/// Whether a call of `spec` does no work at these settings: no CPU
+/// iteration and no sleep (`noop`, or any function at time scale 0). Warm
+/// instances answer such calls on their I/O thread ([`crate::serve`]).
+pub fn is_instant(spec: &FunctionSpec, settings: &WorkloadSettings) -> bool {
+    (0..spec.rounds as usize).all(|r| {
+        (spec.cpu_ms_per_round == 0 || settings.iterations(spec.cpu_ms_per_round) == 0)
+            && settings
+                .sleep(spec.sleep_ms.get(r).copied().unwrap_or(0))
+                .is_zero()
+    })
+}
+
 /// Runs one invocation of `spec`: every round's CPU phase then its sleep.
 /// Returns the body the function answers with: `{"ret": <sum>}` (the
 /// original functions' shape).
@@ -126,6 +138,21 @@ pub fn run(spec: &FunctionSpec, settings: &WorkloadSettings, seed: u64) -> Strin
 mod tests {
     use super::*;
     use crate::catalog;
+
+    #[test]
+    fn only_calls_without_work_are_instant() {
+        let c = catalog();
+        let full = WorkloadSettings::default();
+        let zero = WorkloadSettings::from_env_values(Some("0"), None).unwrap();
+        let tiny = WorkloadSettings::from_env_values(Some("0.001"), None).unwrap();
+        assert!(is_instant(c.get("noop").unwrap(), &full));
+        for f in ["W1", "T1", "I1", "D1"] {
+            let spec = c.get(f).unwrap();
+            assert!(!is_instant(spec, &full), "{f}");
+            assert!(!is_instant(spec, &tiny), "{f} still works at 0.001");
+            assert!(is_instant(spec, &zero), "{f} does nothing at scale 0");
+        }
+    }
 
     #[test]
     fn settings_parse_and_scale() {

@@ -19,7 +19,7 @@
 //! Exit status: 0 success, 1 the function failed, 2 usage or setup error.
 
 use sample_functions::payload::{self, PACKAGE_SCALE_ENV, PAYLOAD_ENV};
-use sample_functions::serve::{self, Reply};
+use sample_functions::serve::{self, Handling, Reply};
 use sample_functions::workload::{self, WorkloadSettings, ITERATIONS_ENV, TIME_SCALE_ENV};
 use sample_functions::{catalog, FunctionSpec};
 use std::io::Write;
@@ -225,18 +225,26 @@ fn cmd_serve(args: &[String]) -> Result<(), Failure> {
     let calls = Arc::new(AtomicU64::new(0));
     let seed_base = now_ms() as u64;
     let fail = fails_on_purpose(spec);
+    // A call with no work (noop, or any function at time scale 0) is
+    // answered on the event loop; any other runs on a thread of its own.
+    let instant = workload::is_instant(spec, &settings);
     serve::serve(listener, move |method, path| match (method, path) {
         ("GET", "/invoke") => {
-            let n = calls.fetch_add(1, Ordering::Relaxed);
-            match invoke(spec, &settings, seed_base.wrapping_add(n), fail) {
+            let seed = seed_base.wrapping_add(calls.fetch_add(1, Ordering::Relaxed));
+            let call = move || match invoke(spec, &settings, seed, fail) {
                 Ok(json) => Reply::json(200, json),
                 Err(e) => {
                     eprintln!("hf-fn: {e}");
                     Reply::json(500, serve::error_json(&e))
                 }
+            };
+            if instant {
+                Handling::Now(call())
+            } else {
+                Handling::OnThread(Box::new(call))
             }
         }
-        ("GET", "/health") => Reply::json(
+        ("GET", "/health") => Handling::Now(Reply::json(
             200,
             serde_json::json!({
                 "ok": true,
@@ -244,9 +252,12 @@ fn cmd_serve(args: &[String]) -> Result<(), Failure> {
                 "invocations": calls.load(Ordering::Relaxed),
             })
             .to_string(),
-        ),
-        (_, "/invoke" | "/health") => Reply::json(405, serve::error_json("use GET")),
-        _ => Reply::json(404, serve::error_json("not found: use /invoke or /health")),
+        )),
+        (_, "/invoke" | "/health") => Handling::Now(Reply::json(405, serve::error_json("use GET"))),
+        _ => Handling::Now(Reply::json(
+            404,
+            serve::error_json("not found: use /invoke or /health"),
+        )),
     })
     .map_err(|e| Failure(2, format!("serving: {e}")))
 }
