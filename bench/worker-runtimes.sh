@@ -10,7 +10,7 @@
 # Needs: a Docker engine, the docker CLI, wrk (apt-get install wrk).
 # Builds: the static hf-fn (scripts/build-static-hf-fn.sh) and the release
 # worker. Loopback only; bounded (default 2 × 20 cold starts per side and
-# 3 wrk runs of 10 s). Everything it creates is labelled and removed, also
+# 3 rounds of 4 wrk runs of 10 s). Everything it creates is labelled and removed, also
 # when interrupted.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -10,7 +10,11 @@
 //!    (`worker-front start`, `USING_REST_MODE=true`), in the process and in
 //!    the Docker runtime, against a bare loopback HTTP server (actix-web, a
 //!    fixed 2-byte body: the physical limit of this machine's loopback HTTP)
-//!    measured in the same run with the same `wrk` settings.
+//!    measured in the same run with the same `wrk` settings. All targets
+//!    run at once and are measured in turn, `--rounds` times (the order
+//!    rotating); the report gives medians, and the share of the bare
+//!    server's throughput as the median and the lowest of the rounds'
+//!    ratios (each a pair of figures taken seconds apart).
 //!    Target: worker throughput ≥ 30 % of the bare server's. For reference
 //!    the run also measures the second hop alone: a Docker REST-mode `noop`
 //!    instance called directly.
@@ -18,6 +22,7 @@
 //! Run with `bench/worker-runtimes.sh` (builds what is needed first), or
 //! `cargo bench -p worker-front --bench worker_runtimes -- [options]`:
 //! `--calls N` cold starts per side (20), `--duration S` per wrk run (10),
+//! `--rounds R` of the warm measurements (3),
 //! `--connections C` (16), `--threads T` wrk threads (2), `--time-scale X`
 //! for W1 (0.001), `--worker-bin PATH` (target/release/worker-front),
 //! `--json PATH` to also write the figures as JSON, `--skip-worker` (cold
@@ -40,6 +45,7 @@ use worker_front::runtime::{Image, InstanceKind, Runtime, RuntimeOptions};
 struct Args {
     calls: usize,
     duration_s: u64,
+    rounds: usize,
     connections: u32,
     threads: u32,
     time_scale: f64,
@@ -57,6 +63,7 @@ fn parse_args() -> Result<Args> {
     let mut a = Args {
         calls: 20,
         duration_s: 10,
+        rounds: 3,
         connections: 16,
         threads: 2,
         time_scale: 0.001,
@@ -72,6 +79,7 @@ fn parse_args() -> Result<Args> {
         match arg.as_str() {
             "--calls" => a.calls = value("--calls")?.parse()?,
             "--duration" => a.duration_s = value("--duration")?.parse()?,
+            "--rounds" => a.rounds = value("--rounds")?.parse()?,
             "--connections" => a.connections = value("--connections")?.parse()?,
             "--threads" => a.threads = value("--threads")?.parse()?,
             "--time-scale" => a.time_scale = value("--time-scale")?.parse()?,
@@ -87,8 +95,8 @@ fn parse_args() -> Result<Args> {
             ),
         }
     }
-    if a.calls < 3 || a.duration_s == 0 || a.duration_s > 120 {
-        bail!("--calls must be ≥ 3 and --duration within 1..=120 s");
+    if a.calls < 3 || a.duration_s == 0 || a.duration_s > 120 || !(1..=20).contains(&a.rounds) {
+        bail!("--calls must be ≥ 3, --duration within 1..=120 s and --rounds within 1..=20");
     }
     Ok(a)
 }
@@ -119,8 +127,12 @@ struct Throughput {
     requests_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Medians over the rounds.
     errors: u64,
+    /// Median over the rounds of (this target / echo, same round).
     ratio_to_echo: f64,
+    ratio_to_echo_min: f64,
+    rounds_requests_per_s: Vec<f64>,
 }
 
 /// Removes everything carrying `hotfunctions.worker=<id>` (CLI: no state).
@@ -385,7 +397,7 @@ async fn start_worker(
     let child = tokio::process::Command::new(&args.worker_bin)
         .args(["start", "--runtime", runtime, "--port", &port.to_string()])
         .env("USING_REST_MODE", "true")
-        .env("REST_CONTAINER_LIFE_TIME", "600")
+        .env("REST_CONTAINER_LIFE_TIME", "3600")
         .env("HF_FN_STATIC_BINARY", static_bin)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -448,77 +460,119 @@ impl WorkerProcess {
     }
 }
 
+/// Median of `values` (not empty).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// All four targets run at once; each round measures them in turn (the
+/// order rotates by one each round), so a slow spell of the machine
+/// touches every target alike, and each round's ratios compare figures
+/// taken seconds apart.
 async fn throughput(args: &Args, static_bin: PathBuf) -> Result<Vec<Throughput>> {
     let (echo_port, echo) = start_echo_server()?;
-    let mut rows = Vec::new();
-    let (rps, p50, p99, errors) = wrk(
-        args,
-        &format!("http://127.0.0.1:{echo_port}/execute?name=noop"),
-    )
-    .await?;
-    echo.stop(true).await;
-    eprintln!("echo server: {rps:.0} req/s, p50 {p50:.3} ms, p99 {p99:.3} ms");
-    let echo_rps = rps;
-    rows.push(Throughput {
-        target: "bare loopback HTTP server".into(),
-        requests_per_s: rps,
-        p50_ms: p50,
-        p99_ms: p99,
-        errors,
-        ratio_to_echo: 1.0,
-    });
     // The second hop alone: a Docker REST-mode instance of noop, called
     // directly (the ceiling of a worker that cost nothing is roughly
     // 1 / (1/echo + 1/instance)).
-    {
-        let worker_id = format!("{}-instance", args.run_id);
-        let _cleanup = LabelCleanup(vec![worker_id.clone()]);
-        let rt = DockerRuntime::new(RuntimeOptions {
-            worker_id,
-            fn_binary: static_bin.clone(),
-            time_scale: 1.0,
-            package_scale: 1.0,
-            work_dir: std::env::temp_dir(),
-        })?;
-        let spec = sample_functions::catalog().get("noop").context("noop")?;
-        let image = rt.build_image(spec).await?;
-        let instance = rt.start_instance(&image, InstanceKind::Rest).await?;
-        let port = rt.instance_port(&instance).await?;
-        let measured = wrk(args, &format!("http://127.0.0.1:{port}/invoke")).await;
-        rt.remove_all_own(true).await?;
-        let (rps, p50, p99, errors) = measured?;
-        eprintln!(
-            "hf-fn serve instance in Docker, called directly: {rps:.0} req/s, p50 {p50:.3} ms, p99 {p99:.3} ms"
-        );
-        rows.push(Throughput {
-            target: "noop instance in Docker, direct (no worker)".into(),
-            requests_per_s: rps,
-            p50_ms: p50,
-            p99_ms: p99,
-            errors,
-            ratio_to_echo: rps / echo_rps,
-        });
+    let instance_id = format!("{}-instance", args.run_id);
+    let _cleanup = LabelCleanup(vec![
+        instance_id.clone(),
+        format!("{}-process", args.run_id),
+        format!("{}-docker", args.run_id),
+    ]);
+    let rt = DockerRuntime::new(RuntimeOptions {
+        worker_id: instance_id,
+        fn_binary: static_bin.clone(),
+        time_scale: 1.0,
+        package_scale: 1.0,
+        work_dir: std::env::temp_dir(),
+    })?;
+    let spec = sample_functions::catalog().get("noop").context("noop")?;
+    let image = rt.build_image(spec).await?;
+    let instance = rt.start_instance(&image, InstanceKind::Rest).await?;
+    let instance_port = rt.instance_port(&instance).await?;
+    let process = start_worker(args, "process", &static_bin).await?;
+    let docker = start_worker(args, "docker", &static_bin).await?;
+    let targets = [
+        (
+            "bare loopback HTTP server".to_string(),
+            format!("http://127.0.0.1:{echo_port}/execute?name=noop"),
+        ),
+        (
+            "noop instance in Docker, direct (no worker)".to_string(),
+            format!("http://127.0.0.1:{instance_port}/invoke"),
+        ),
+        (
+            "worker, process runtime, REST mode".to_string(),
+            format!("http://127.0.0.1:{}/execute?name=noop", process.port),
+        ),
+        (
+            "worker, docker runtime, REST mode".to_string(),
+            format!("http://127.0.0.1:{}/execute?name=noop", docker.port),
+        ),
+    ];
+    // samples[target][round] = (req/s, p50, p99, errors)
+    let mut samples = vec![Vec::new(); targets.len()];
+    let mut failure = None;
+    'rounds: for round in 0..args.rounds {
+        for k in 0..targets.len() {
+            let t = (k + round) % targets.len();
+            let (name, url) = &targets[t];
+            match wrk(args, url).await {
+                Ok(m) => {
+                    eprintln!(
+                        "round {}/{}: {name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+                        round + 1,
+                        args.rounds,
+                        m.0,
+                        m.1,
+                        m.2,
+                        m.3
+                    );
+                    samples[t].push(m);
+                }
+                Err(e) => {
+                    failure = Some(e.context(format!("measuring {name}")));
+                    break 'rounds;
+                }
+            }
+        }
     }
-    for runtime in ["process", "docker"] {
-        let _cleanup = LabelCleanup(vec![format!("{}-{runtime}", args.run_id)]);
-        let worker = start_worker(args, runtime, &static_bin).await?;
-        let url = format!("http://127.0.0.1:{}/execute?name=noop", worker.port);
-        let measured = wrk(args, &url).await;
-        worker.stop().await;
-        let (rps, p50, p99, errors) = measured?;
-        eprintln!(
-            "worker ({runtime}, REST mode, noop): {rps:.0} req/s, p50 {p50:.3} ms, p99 {p99:.3} ms, {errors} errors, {:.0} % of echo",
-            100.0 * rps / echo_rps
-        );
-        rows.push(Throughput {
-            target: format!("worker, {runtime} runtime, REST mode"),
-            requests_per_s: rps,
-            p50_ms: p50,
-            p99_ms: p99,
-            errors,
-            ratio_to_echo: rps / echo_rps,
-        });
+    process.stop().await;
+    docker.stop().await;
+    echo.stop(true).await;
+    rt.remove_all_own(true).await?;
+    if let Some(e) = failure {
+        return Err(e);
     }
+    let echo_rps: Vec<f64> = samples[0].iter().map(|m| m.0).collect();
+    let rows = targets
+        .iter()
+        .zip(&samples)
+        .map(|((name, _), ms)| {
+            let rps: Vec<f64> = ms.iter().map(|m| m.0).collect();
+            let ratios: Vec<f64> = rps.iter().zip(&echo_rps).map(|(r, e)| r / e).collect();
+            let p50: Vec<f64> = ms.iter().map(|m| m.1).collect();
+            let p99: Vec<f64> = ms.iter().map(|m| m.2).collect();
+            Throughput {
+                target: name.clone(),
+                requests_per_s: median(&rps),
+                p50_ms: median(&p50),
+                p99_ms: median(&p99),
+                errors: ms.iter().map(|m| m.3).sum(),
+                ratio_to_echo: median(&ratios),
+                ratio_to_echo_min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                rounds_requests_per_s: rps,
+            }
+        })
+        .collect();
     Ok(rows)
 }
 
@@ -581,17 +635,19 @@ async fn measure(args: Args) -> Result<()> {
             "\n## Warm REST-mode noop, wrk -t{} -c{} -d{}s\n",
             args.threads, args.connections, args.duration_s
         );
-        println!("| target | req/s | p50 ms | p99 ms | errors | share of echo (target ≥ 30 %) |");
+        println!("Medians of {} rounds; the share of echo is the median (and the lowest) of the rounds' ratios.\n", args.rounds);
+        println!("| target | req/s | p50 ms | p99 ms | errors | share of echo, median (lowest); target ≥ 30 % |");
         println!("|---|---|---|---|---|---|");
         for w in &warm {
             println!(
-                "| {} | {:.0} | {:.3} | {:.3} | {} | {:.0} % |",
+                "| {} | {:.0} | {:.3} | {:.3} | {} | {:.0} % ({:.0} %) |",
                 w.target,
                 w.requests_per_s,
                 w.p50_ms,
                 w.p99_ms,
                 w.errors,
-                100.0 * w.ratio_to_echo
+                100.0 * w.ratio_to_echo,
+                100.0 * w.ratio_to_echo_min
             );
         }
     }
@@ -599,6 +655,7 @@ async fn measure(args: Args) -> Result<()> {
         let json = serde_json::json!({
             "calls": args.calls,
             "wrk": {"threads": args.threads, "connections": args.connections, "duration_s": args.duration_s},
+            "rounds": args.rounds,
             "time_scale": args.time_scale,
             "cold_start": cold,
             "warm_rest_noop": warm,
