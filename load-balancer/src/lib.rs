@@ -13,7 +13,8 @@
 //!   (`{"Error": true, "Message": ...}`).
 //! - [`server`]: the actix-web edge and [`run`]; [`health`] checks workers;
 //!   [`fake`] answers without workers (the original's fake mode);
-//!   [`upstream`] is the hot path's keep-alive HTTP/1.1 client to workers.
+//!   the hot path's keep-alive HTTP/1.1 client to workers is
+//!   [`keepalive_http`] (shared with the worker's calls to instances).
 //!
 //! The binary `load-balancer` parses the CLI and calls [`run`]; the binary
 //! `stub-worker` is a minimal worker used by the tests and the benchmark.
@@ -26,7 +27,6 @@ mod health;
 pub mod registry;
 pub mod scheduler;
 pub mod server;
-pub mod upstream;
 
 pub use config::{BalancerConfig, HealthConfig};
 pub use server::{run, RunError};

@@ -6,8 +6,8 @@
 //! Prev/HotFunctions `load_balancer/request_handler.go`):
 //! 1. lock the [`Cluster`], time `select` (`AlgorithmLatency`, ms), unlock;
 //! 2. forward `GET <worker>/execute?name=F` over a pooled keep-alive
-//!    connection ([`crate::upstream`]: one pool per server thread, driven
-//!    by the handler's own task);
+//!    connection ([`keepalive_http::Pool`]: one pool per server thread,
+//!    driven by the handler's own task);
 //! 3. append `LoadBalancingInfo` to the worker's JSON without re-parsing it
 //!    ([`protocol::reply::append_load_balancing_info`]);
 //! 4. report the completion (measured duration, cold flag read from
@@ -33,7 +33,7 @@ use crate::config::{BalancerConfig, ConfigError};
 use crate::error::BalancerError;
 use crate::registry::{Cluster, Selection, Thresholds};
 use crate::scheduler::{NodeId, SelectError, Time};
-use crate::upstream::CallError;
+use keepalive_http::CallError;
 
 /// The run's clock: an epoch read once, and `Instant`s relative to it.
 #[derive(Debug, Clone, Copy)]
@@ -132,13 +132,16 @@ impl Drop for InFlight<'_> {
 }
 
 /// Per-server-thread state.
+/// Idle keep-alive connections kept per worker and server thread.
+const MAX_IDLE_PER_WORKER: usize = 256;
+
 #[derive(Debug)]
 struct Local {
     shared: Arc<Shared>,
     /// Cold paths (fan-out to workers).
     client: reqwest::Client,
     /// The hot path's keep-alive connections of this thread.
-    pool: crate::upstream::Pool,
+    pool: keepalive_http::Pool,
 }
 
 /// Why the balancer could not start.
@@ -220,9 +223,12 @@ pub async fn run(
             .app_data(web::Data::new(Local {
                 shared: factory_shared.clone(),
                 client,
-                pool: crate::upstream::Pool::new(Duration::from_millis(
-                    factory_shared.config.connect_timeout_ms,
-                )),
+                pool: keepalive_http::Pool::new(
+                    MAX_IDLE_PER_WORKER,
+                    Some(Duration::from_millis(
+                        factory_shared.config.connect_timeout_ms,
+                    )),
+                ),
             }))
             .default_service(web::to(dispatch))
     })
@@ -391,19 +397,21 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
         let mut path = String::with_capacity(16 + function.len() * 3);
         path.push_str("/execute?name=");
         percent_encode_into(function, &mut path);
-        let (status, body) = match local.pool.get(&call.selection.url, &path).await {
+        let url = &call.selection.url;
+        let authority = url.strip_prefix("http://").unwrap_or(url);
+        let (status, body) = match local.pool.get(authority, &path).await {
             Ok(reply) => (reply.status, reply.body),
-            Err(CallError::Exchange(e)) => {
+            Err(CallError::Exchange { source, .. }) => {
                 call.finish(false, false);
                 return Err(BalancerError::WorkerFailed {
                     url: call.selection.url.to_string(),
-                    reason: e.to_string(),
+                    reason: source.to_string(),
                 });
             }
-            Err(CallError::Connect(e)) => {
+            Err(CallError::Connect { source, .. }) => {
                 call.finish(false, false);
                 let node_url = call.selection.url.to_string();
-                let reason = e.to_string();
+                let reason = source.to_string();
                 mark_unreachable(shared, call.selection.node, &node_url, &reason);
                 match first_failure {
                     None => {

@@ -21,7 +21,7 @@
 //!   namespace (`network_mode: host`): the instance listens on a port of the
 //!   host's 127.0.0.1 that it picks and announces as its first stdout line
 //!   `{"port": N}`; calls are `GET /invoke` over kept-alive HTTP
-//!   connections of [`super::instance_client`]. One-shot containers get no
+//!   connections ([`super::instance_client`]). One-shot containers get no
 //!   network (`network_mode: none`).
 //!
 //! Everything created carries the labels [`LABEL_WORKER`] (the worker id),

@@ -1,0 +1,531 @@
+//! The hot path's HTTP/1.1 client: `GET` over pooled keep-alive
+//! connections, for the balancer's calls to workers and the worker's calls
+//! to warm `hf-fn serve` instances.
+//!
+//! Why not a general client (reqwest, hyper): a call on the hot path is
+//! always `GET <path>?<query>` with no body, answered by a small JSON body.
+//! A general client parses a URL, builds a header map and hands each
+//! request to a connection task over a channel: two extra task wake-ups per
+//! call, which profiles of the balancer and of the worker under `wrk`
+//! showed. Here the caller's own future writes the request line onto a
+//! pooled `TcpStream` and reads the reply with `httparse`.
+//!
+//! # Connections and threads
+//! Idle connections are kept per (thread, authority). A tokio socket stays
+//! registered with the I/O driver of the runtime that opened it, and each
+//! actix worker thread runs its own single-threaded runtime, so a
+//! connection is only reused by the thread that opened it: reusing it from
+//! another thread would route every readiness event through the first one
+//! (a cross-thread wake-up per call). At most `max_idle_per_peer`
+//! connections are kept per thread and authority.
+//!
+//! # Replies
+//! `Content-Length` and chunked bodies, replies that end at EOF, interim
+//! `1xx` replies (skipped) and `Connection: close` are supported; a reply
+//! head may be at most [`MAX_HEAD_BYTES`], a body at most
+//! [`MAX_BODY_BYTES`]. A reused connection that turns out to be closed
+//! before any reply byte arrives (the peer closed it while idle) is retried
+//! once on a fresh connection. No timeout on the exchange: a call lasts as
+//! long as the function (D1: minutes); connecting may have one.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Mutex, PoisonError};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest reply head (status line + headers) accepted.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Largest reply body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No connection could be opened: the request never reached the peer.
+    #[error("connecting to {authority}: {source}")]
+    Connect {
+        authority: String,
+        source: io::Error,
+    },
+    /// The exchange broke, or the reply was not valid HTTP/1.1
+    /// (`ErrorKind::InvalidData`).
+    #[error("GET {authority}{path}: {source}")]
+    Exchange {
+        authority: String,
+        path: String,
+        source: io::Error,
+    },
+}
+
+impl CallError {
+    /// The underlying error, without the request.
+    pub fn source_error(&self) -> &io::Error {
+        match self {
+            Self::Connect { source, .. } | Self::Exchange { source, .. } => source,
+        }
+    }
+}
+
+/// A reply: status code and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+type Idle = HashMap<ThreadId, HashMap<Box<str>, Vec<TcpStream>>>;
+
+/// Keep-alive connections, by thread and authority (`host:port`).
+#[derive(Debug)]
+pub struct Pool {
+    idle: Mutex<Idle>,
+    max_idle_per_peer: usize,
+    connect_timeout: Option<Duration>,
+}
+
+impl Pool {
+    /// A pool keeping at most `max_idle_per_peer` idle connections per
+    /// thread and authority; connecting gives up after `connect_timeout`
+    /// (`None`: the system's).
+    pub fn new(max_idle_per_peer: usize, connect_timeout: Option<Duration>) -> Self {
+        Self {
+            idle: Mutex::new(HashMap::new()),
+            max_idle_per_peer,
+            connect_timeout,
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        // The map stays consistent whatever a panicking holder did.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take_idle(&self, authority: &str) -> Option<TcpStream> {
+        self.idle()
+            .get_mut(&std::thread::current().id())?
+            .get_mut(authority)?
+            .pop()
+    }
+
+    fn put_idle(&self, authority: &str, stream: TcpStream) {
+        let mut idle = self.idle();
+        let by_peer = idle.entry(std::thread::current().id()).or_default();
+        match by_peer.get_mut(authority) {
+            Some(list) if list.len() < self.max_idle_per_peer => list.push(stream),
+            Some(_) => {}
+            None if self.max_idle_per_peer > 0 => {
+                by_peer.insert(authority.into(), vec![stream]);
+            }
+            None => {}
+        }
+    }
+
+    /// Idle connections to `authority` kept for the calling thread.
+    pub fn idle_count(&self, authority: &str) -> usize {
+        self.idle()
+            .get(&std::thread::current().id())
+            .and_then(|m| m.get(authority))
+            .map_or(0, Vec::len)
+    }
+
+    /// Drops every idle connection to `authority` (the peer is gone).
+    pub fn forget(&self, authority: &str) {
+        for by_peer in self.idle().values_mut() {
+            by_peer.remove(authority);
+        }
+    }
+
+    async fn connect(&self, authority: &str) -> Result<TcpStream, CallError> {
+        let error = |source| CallError::Connect {
+            authority: authority.into(),
+            source,
+        };
+        // `host` alone means port 80.
+        let has_port = match authority.rfind(']') {
+            Some(bracket) => authority[bracket..].contains(':'),
+            None => authority.contains(':'),
+        };
+        let target: std::borrow::Cow<'_, str> = if has_port {
+            authority.into()
+        } else {
+            format!("{authority}:80").into()
+        };
+        let connecting = TcpStream::connect(&*target);
+        let stream = match self.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, connecting).await.map_err(|_| {
+                error(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect timed out after {limit:?}"),
+                ))
+            })?,
+            None => connecting.await,
+        }
+        .map_err(error)?;
+        stream.set_nodelay(true).map_err(error)?;
+        Ok(stream)
+    }
+
+    /// `GET <path_and_query>` on `authority` (`host[:port]`).
+    pub async fn get(&self, authority: &str, path_and_query: &str) -> Result<Reply, CallError> {
+        let mut request = Vec::with_capacity(path_and_query.len() + authority.len() + 32);
+        request.extend_from_slice(b"GET ");
+        request.extend_from_slice(path_and_query.as_bytes());
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        request.extend_from_slice(authority.as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
+        let failed = |source| CallError::Exchange {
+            authority: authority.into(),
+            path: path_and_query.into(),
+            source,
+        };
+        if let Some(stream) = self.take_idle(authority) {
+            match exchange(stream, &request).await {
+                Ok(done) => return Ok(self.keep(authority, done)),
+                // Closed while idle: try a fresh connection.
+                Err(Failure::Stale) => {}
+                Err(Failure::Broken(e)) => return Err(failed(e)),
+            }
+        }
+        let stream = self.connect(authority).await?;
+        match exchange(stream, &request).await {
+            Ok(done) => Ok(self.keep(authority, done)),
+            Err(Failure::Stale) => Err(failed(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the reply",
+            ))),
+            Err(Failure::Broken(e)) => Err(failed(e)),
+        }
+    }
+
+    fn keep(&self, authority: &str, (reply, reusable): (Reply, Option<TcpStream>)) -> Reply {
+        if let Some(stream) = reusable {
+            self.put_idle(authority, stream);
+        }
+        reply
+    }
+}
+
+enum Failure {
+    /// Closed (or reset) before any reply byte.
+    Stale,
+    Broken(io::Error),
+}
+
+fn invalid(message: &str) -> Failure {
+    Failure::Broken(io::Error::new(
+        io::ErrorKind::InvalidData,
+        message.to_string(),
+    ))
+}
+
+enum Framing {
+    Length(usize),
+    Chunked,
+    UntilEof,
+}
+
+/// Writes the request, reads one reply; returns the stream when it may be
+/// reused.
+async fn exchange(
+    mut stream: TcpStream,
+    request: &[u8],
+) -> Result<(Reply, Option<TcpStream>), Failure> {
+    if let Err(e) = stream.write_all(request).await {
+        return Err(if is_closed(&e) {
+            Failure::Stale
+        } else {
+            Failure::Broken(e)
+        });
+    }
+    // Replies are a few hundred bytes; a small first buffer stays in
+    // malloc's per-thread cache, and reading into its spare capacity spares
+    // zeroing and copying a chunk per read.
+    let mut buf = BytesMut::with_capacity(1024);
+    // Whether any byte came back (else a closed connection is stale), and
+    // whether `buf` may already hold the next head (after an interim reply).
+    let (mut received, mut parse_first) = (false, false);
+    let (status, head_len, framing, keep_alive) = loop {
+        if !parse_first {
+            match stream.read_buf(&mut buf).await {
+                Ok(0) if !received => return Err(Failure::Stale),
+                Ok(0) => return Err(invalid("connection closed inside the reply head")),
+                Ok(_) => received = true,
+                Err(e) if !received && is_closed(&e) => return Err(Failure::Stale),
+                Err(e) => return Err(Failure::Broken(e)),
+            }
+        }
+        parse_first = false;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&buf) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let status = response.code.unwrap_or(0);
+                let mut framing = Framing::UntilEof;
+                let mut keep_alive = response.version == Some(1);
+                for h in response.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        let length = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .ok_or_else(|| invalid("bad Content-Length"))?;
+                        if !matches!(framing, Framing::Chunked) {
+                            framing = Framing::Length(length);
+                        }
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        if h.value.eq_ignore_ascii_case(b"chunked") {
+                            framing = Framing::Chunked;
+                        } else {
+                            return Err(invalid("unsupported Transfer-Encoding"));
+                        }
+                    } else if h.name.eq_ignore_ascii_case("connection") {
+                        if h.value.eq_ignore_ascii_case(b"close") {
+                            keep_alive = false;
+                        } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
+                            keep_alive = true;
+                        }
+                    }
+                }
+                if (100..200).contains(&status) {
+                    // An interim reply (e.g. 100 Continue): skip it.
+                    let _ = buf.split_to(head_len);
+                    parse_first = !buf.is_empty();
+                    continue;
+                }
+                break (status, head_len, framing, keep_alive);
+            }
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                return Err(invalid("reply head too large"))
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(e) => return Err(invalid(&format!("bad reply head: {e}"))),
+        }
+    };
+    let _ = buf.split_to(head_len);
+    match framing {
+        Framing::Length(length) => {
+            if length > MAX_BODY_BYTES {
+                return Err(invalid("reply body too large"));
+            }
+            while buf.len() < length {
+                buf.reserve(length - buf.len());
+                read_more(&mut stream, &mut buf).await?;
+            }
+            let body = buf.split_to(length).freeze();
+            // Extra bytes after the body: the connection is out of step.
+            let reusable = keep_alive && buf.is_empty();
+            Ok((Reply { status, body }, reusable.then_some(stream)))
+        }
+        Framing::Chunked => {
+            let body = read_chunked(&mut stream, &mut buf).await?;
+            let reusable = keep_alive && buf.is_empty();
+            Ok((Reply { status, body }, reusable.then_some(stream)))
+        }
+        Framing::UntilEof => loop {
+            if buf.len() > MAX_BODY_BYTES {
+                return Err(invalid("reply body too large"));
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) => {
+                    let body = buf.freeze();
+                    return Ok((Reply { status, body }, None));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Failure::Broken(e)),
+            }
+        },
+    }
+}
+
+/// A chunked body (`buf` holds what follows the head); leaves in `buf`
+/// whatever follows the body.
+async fn read_chunked(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Bytes, Failure> {
+    let mut body = BytesMut::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if buf.len() > MAX_HEAD_BYTES {
+                return Err(invalid("bad chunk size line"));
+            }
+            read_more(stream, buf).await?;
+        };
+        let size = std::str::from_utf8(&buf[..line_end])
+            .ok()
+            .map(|l| l.split(';').next().unwrap_or("").trim())
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+            .ok_or_else(|| invalid("bad chunk size"))?;
+        let _ = buf.split_to(line_end + 2);
+        if size == 0 {
+            // Trailers (usually none) end with an empty line.
+            loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    let _ = buf.split_to(i + 2);
+                    if i == 0 {
+                        return Ok(body.freeze());
+                    }
+                    continue;
+                }
+                read_more(stream, buf).await?;
+            }
+        }
+        if body.len() + size > MAX_BODY_BYTES {
+            return Err(invalid("reply body too large"));
+        }
+        while buf.len() < size + 2 {
+            read_more(stream, buf).await?;
+        }
+        body.extend_from_slice(&buf[..size]);
+        let _ = buf.split_to(size + 2);
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<usize, Failure> {
+    match stream.read_buf(buf).await {
+        Ok(0) => Err(invalid("connection closed inside the reply body")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(Failure::Broken(e)),
+    }
+}
+
+fn is_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A loopback server: on its first connection, answers each request
+    /// with the next of `replies` (raw bytes), then closes. Returns the
+    /// authority.
+    async fn serve(replies: Vec<&'static [u8]>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            for reply in replies {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                socket.write_all(reply).await.unwrap();
+            }
+        });
+        addr.to_string()
+    }
+
+    fn pool() -> Pool {
+        Pool::new(8, Some(Duration::from_secs(1)))
+    }
+
+    #[tokio::test]
+    async fn reads_length_and_chunked_bodies_on_one_kept_alive_connection() {
+        let peer = serve(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n{\"a\":1}",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Oops\r\ntransfer-encoding: chunked\r\n\r\n3;x\r\n{\"b\r\n4\r\n\":2}\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlast",
+        ])
+        .await;
+        let pool = pool();
+        let r = pool.get(&peer, "/execute?name=W1").await.unwrap();
+        assert_eq!((r.status, &r.body[..]), (200, &b"{\"a\":1}"[..]));
+        assert_eq!(pool.idle_count(&peer), 1);
+        let r = pool.get(&peer, "/execute?name=W2").await.unwrap();
+        assert_eq!((r.status, &r.body[..]), (500, &b"{\"b\":2}"[..]));
+        assert_eq!(pool.idle_count(&peer), 1, "the same connection, reused");
+        let r = pool.get(&peer, "/x").await.unwrap();
+        assert_eq!(&r.body[..], b"last");
+        assert_eq!(pool.idle_count(&peer), 0, "closed by the server");
+    }
+
+    #[tokio::test]
+    async fn a_reply_without_length_ends_at_eof_and_is_not_reused() {
+        let peer = serve(vec![b"HTTP/1.1 200 OK\r\n\r\nuntil the end"]).await;
+        let pool = pool();
+        let r = pool.get(&peer, "/").await.unwrap();
+        assert_eq!(&r.body[..], b"until the end");
+        assert_eq!(pool.idle_count(&peer), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_is_a_connect_error_and_a_bad_reply_an_exchange_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let pool = pool();
+        let e = pool.get(&dead, "/invoke").await.unwrap_err();
+        assert!(matches!(e, CallError::Connect { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("connecting to {dead}: ")),
+            "{e}"
+        );
+        let peer = serve(vec![b"garbage\r\n\r\n"]).await;
+        let e = pool.get(&peer, "/invoke").await.unwrap_err();
+        assert!(matches!(e, CallError::Exchange { .. }), "{e}");
+        assert_eq!(e.source_error().kind(), io::ErrorKind::InvalidData);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("GET {peer}/invoke: bad reply head")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_replaced_once() {
+        // The server answers once per connection, then closes it; the
+        // second call finds its pooled connection dead and opens another.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let _ = socket.read(&mut buf).await.unwrap();
+                socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    .await
+                    .unwrap();
+                // Dropping the socket closes the kept-alive connection.
+            }
+        });
+        let pool = pool();
+        assert_eq!(pool.get(&peer, "/").await.unwrap().status, 200);
+        assert_eq!(pool.idle_count(&peer), 1);
+        // The stale socket fails (EOF or reset) before any reply byte,
+        // which triggers one retry on a fresh connection.
+        assert_eq!(pool.get(&peer, "/").await.unwrap().status, 200);
+    }
+
+    #[tokio::test]
+    async fn forget_drops_idle_connections_and_the_limit_holds() {
+        let peer = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]).await;
+        let none_kept = Pool::new(0, None);
+        none_kept.get(&peer, "/").await.unwrap();
+        assert_eq!(none_kept.idle_count(&peer), 0, "no idle connection allowed");
+        let peer = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]).await;
+        let pool = pool();
+        pool.get(&peer, "/").await.unwrap();
+        assert_eq!(pool.idle_count(&peer), 1);
+        pool.forget(&peer);
+        assert_eq!(pool.idle_count(&peer), 0);
+    }
+}
