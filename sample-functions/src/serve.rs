@@ -547,6 +547,16 @@ mod tests {
         s
     }
 
+    /// Sends `request` on a new connection; everything answered until the
+    /// server closes it.
+    fn until_closed(port: u16, request: &[u8]) -> String {
+        let mut s = connect(port);
+        s.write_all(request).unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).unwrap();
+        all
+    }
+
     /// Reads one reply (head + Content-Length body).
     fn read_reply(s: &mut TcpStream) -> String {
         let mut buf = Vec::new();
@@ -571,11 +581,10 @@ mod tests {
     #[test]
     fn keep_alive_then_close() {
         let port = start(mpsc::channel().1, 1);
-        let mut s = connect(port);
-        s.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /nope?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut all = String::new();
-        s.read_to_string(&mut all).unwrap();
+        let all = until_closed(
+            port,
+            b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /nope?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
         assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
         assert!(all.contains("{\"hi\":1}HTTP/1.1 404 Not Found"), "{all}");
         assert!(all.ends_with("\"Message\":\"no\"}"), "{all}");
@@ -584,30 +593,21 @@ mod tests {
     #[test]
     fn garbage_gets_400_and_too_large_431() {
         let port = start(mpsc::channel().1, 1);
-        let mut s = connect(port);
-        s.write_all(b"NONSENSE\r\n\r\n").unwrap();
-        let mut all = String::new();
-        s.read_to_string(&mut all).unwrap();
+        let all = until_closed(port, b"NONSENSE\r\n\r\n");
         assert!(all.starts_with("HTTP/1.1 400"), "{all}");
 
-        let mut s = connect(port);
         let mut head = b"GET /hello HTTP/1.1\r\n".to_vec();
         head.extend_from_slice(b"X-Filler: ");
         head.resize(head.len() + MAX_HEAD_BYTES, b'a');
-        s.write_all(&head).unwrap();
-        let mut all = String::new();
-        s.read_to_string(&mut all).unwrap();
+        let all = until_closed(port, &head);
         assert!(all.starts_with("HTTP/1.1 431"), "{all}");
 
-        let mut s = connect(port);
         let mut head = b"GET /hello HTTP/1.1\r\n".to_vec();
         for i in 0..=MAX_HEADERS {
             head.extend_from_slice(format!("X-{i}: a\r\n").as_bytes());
         }
         head.extend_from_slice(b"\r\n");
-        s.write_all(&head).unwrap();
-        let mut all = String::new();
-        s.read_to_string(&mut all).unwrap();
+        let all = until_closed(port, &head);
         assert!(all.starts_with("HTTP/1.1 400"), "{all}");
         assert!(all.contains("too many headers"), "{all}");
     }
