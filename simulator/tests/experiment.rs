@@ -9,6 +9,7 @@
 //! sample-functions --bins`, a no-op when they are current), so the test
 //! never runs stale binaries.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -87,6 +88,20 @@ struct Row {
     cv: f64,
     ratios: Vec<f64>,
     mean_duration_ms: f64,
+}
+
+/// Runs `simulator experiment <args> --results-dir <dir>`, which must
+/// fail; returns its stderr.
+fn experiment_error<S: AsRef<OsStr>>(dir: &Path, args: impl IntoIterator<Item = S>) -> String {
+    let out = simulator()
+        .arg("experiment")
+        .args(args)
+        .arg("--results-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the experiment should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn read_summary(path: &Path) -> Vec<Row> {
@@ -372,14 +387,7 @@ fn des_mode_takes_worker_options_and_scheduler_parameters() {
         "machine cores in the report: {report}"
     );
 
-    let bad = simulator()
-        .args(["experiment", "--mode", "des", "--set", "NOPE=1"])
-        .arg("--results-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    let err = String::from_utf8_lossy(&bad.stderr);
+    let err = experiment_error(dir.path(), ["--mode", "des", "--set", "NOPE=1"]);
     assert!(err.contains("unknown setting \"NOPE\""), "{err}");
 }
 
@@ -418,14 +426,7 @@ fn des_mode_takes_a_package_scale() {
     .unwrap();
     assert_eq!(record["package_scale"], 0.25);
 
-    let bad = simulator()
-        .args(["experiment", "--mode", "des", "--package-scale", "-1"])
-        .arg("--results-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    let err = String::from_utf8_lossy(&bad.stderr);
+    let err = experiment_error(dir.path(), ["--mode", "des", "--package-scale", "-1"]);
     assert!(err.contains("--package-scale"), "{err}");
 }
 
@@ -433,16 +434,15 @@ fn des_mode_takes_a_package_scale() {
 fn a_missing_binary_names_the_build_to_run() {
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
-    let out = simulator()
-        .args(["experiment", "--name", "x"])
-        .arg("--results-dir")
-        .arg(dir.path())
-        .arg("--bin-dir")
-        .arg(empty.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = experiment_error(
+        dir.path(),
+        [
+            OsStr::new("--name"),
+            OsStr::new("x"),
+            OsStr::new("--bin-dir"),
+            empty.path().as_os_str(),
+        ],
+    );
     assert!(stderr.contains("load-balancer"), "{stderr}");
     assert!(stderr.contains("cargo build"), "{stderr}");
 }
@@ -452,16 +452,15 @@ fn a_malformed_scenario_fails_before_starting_anything() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("broken.csv");
     std::fs::write(&csv, "W1,0\nW2\n").unwrap();
-    let out = simulator()
-        .args(["experiment", "--name", "x"])
-        .arg("--scenario")
-        .arg(&csv)
-        .arg("--results-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = experiment_error(
+        dir.path(),
+        [
+            OsStr::new("--name"),
+            OsStr::new("x"),
+            OsStr::new("--scenario"),
+            csv.as_os_str(),
+        ],
+    );
     assert!(
         stderr.contains(&format!("{}:2:", csv.display())),
         "{stderr}"
