@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::scheduler::Params;
+use policy::scheduler::Params;
 
 /// Health-check settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ pub enum ConfigError {
     #[error("worker URL {0:?} is listed twice")]
     DuplicateNode(String),
     #[error(transparent)]
-    UnknownAlgorithm(#[from] crate::scheduler::UnknownAlgorithm),
+    UnknownAlgorithm(#[from] policy::scheduler::UnknownAlgorithm),
     #[error("no worker nodes: give --nodes, --config, or a fake_nodes count")]
     NoNodes,
     #[error("{0}")]
@@ -155,7 +155,7 @@ pub fn load_nodes_file(path: &std::path::Path) -> Result<Vec<String>, ConfigErro
 impl BalancerConfig {
     /// Validates the configuration and normalizes the node URLs.
     pub fn validated(mut self) -> Result<Self, ConfigError> {
-        self.algorithm = crate::scheduler::canonical_name(&self.algorithm)?.to_string();
+        self.algorithm = policy::scheduler::canonical_name(&self.algorithm)?.to_string();
         let mut nodes = Vec::with_capacity(self.nodes.len());
         for url in &self.nodes {
             let url = normalize_node_url(url)?;

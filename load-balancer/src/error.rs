@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::registry::RegistryError;
-use crate::scheduler::{SelectError, UnknownAlgorithm};
+use policy::scheduler::{SelectError, UnknownAlgorithm};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BalancerError {

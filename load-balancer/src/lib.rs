@@ -1,10 +1,8 @@
-//! The load balancer: pure schedulers plus the HTTP edge that runs them.
+//! The load balancer: the HTTP edge that runs the pure schedulers of the
+//! `policy` crate (`policy::scheduler`, which the discrete-event simulator
+//! drives too).
 //!
 //! # Layout
-//! - [`scheduler`]: the [`scheduler::Scheduler`] trait, one file per
-//!   algorithm, shared load bookkeeping, and [`scheduler::build`] by name.
-//!   Pure: no I/O, no clock reads, seeded randomness. The discrete-event
-//!   simulator drives these same structs.
 //! - [`registry`]: the registered worker nodes, their online/offline state
 //!   and the scheduler over the online ones (pure, time as an argument).
 //! - [`config`]: [`BalancerConfig`] (CLI, `nodes.config.json`, `/status`).
@@ -25,7 +23,6 @@ pub mod error;
 pub mod fake;
 mod health;
 pub mod registry;
-pub mod scheduler;
 pub mod server;
 
 pub use config::{BalancerConfig, HealthConfig};

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use load_balancer::scheduler::Params;
 use load_balancer::{BalancerConfig, HealthConfig};
+use policy::scheduler::Params;
 
 /// FaaS load balancer (a Rust port of HotFunctions' balancer).
 #[derive(Debug, Parser)]

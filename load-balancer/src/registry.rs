@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::scheduler::{
+use policy::scheduler::{
     self, Completion, Membership, NodeId, NodeInfo, Params, Scheduler, SelectError, Time,
     UnknownAlgorithm,
 };

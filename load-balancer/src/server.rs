@@ -32,8 +32,8 @@ use crate::action::{percent_encode_into, Action};
 use crate::config::{BalancerConfig, ConfigError};
 use crate::error::BalancerError;
 use crate::registry::{Cluster, Selection, Thresholds};
-use crate::scheduler::{NodeId, SelectError, Time};
 use keepalive_http::CallError;
+use policy::scheduler::{NodeId, SelectError, Time};
 
 /// The run's clock: an epoch read once, and `Instant`s relative to it.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +59,7 @@ impl RunClock {
     }
 
     fn since_epoch(&self, instant: Instant) -> Time {
-        instant.saturating_duration_since(self.epoch)
+        Time::from_duration(instant.saturating_duration_since(self.epoch))
     }
 }
 

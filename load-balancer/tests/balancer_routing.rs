@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use load_balancer::scheduler::{self, Completion, Membership, NodeInfo, Params, ALGORITHMS};
+use policy::scheduler::{self, Completion, Membership, NodeInfo, Params, Time, ALGORITHMS};
 use support::{config, wait_for, Balancer, StubWorker};
 
 const FUNCTIONS: &[&str] = &["W1", "W2", "T3", "I1", "D8", "W11", "T1", "I5", "D2", "W7"];
@@ -28,12 +28,12 @@ async fn every_algorithm_routes_as_its_pure_scheduler() {
         let balancer = Balancer::start(cfg.clone());
         let mut expected = scheduler::build(algorithm, &cfg.params).unwrap();
         for id in 0..3 {
-            expected.membership(Membership::Insert(NodeInfo::new(id)), Duration::ZERO);
+            expected.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
         let mut used = std::collections::BTreeSet::new();
         for round in 0..4 {
             for f in FUNCTIONS {
-                let want = expected.select(f, Duration::ZERO).unwrap();
+                let want = expected.select(f, Time::ZERO).unwrap();
                 expected.finished(
                     &Completion {
                         node: want,
@@ -42,7 +42,7 @@ async fn every_algorithm_routes_as_its_pure_scheduler() {
                         cold: false,
                         ok: true,
                     },
-                    Duration::ZERO,
+                    Time::ZERO,
                 );
                 let (status, reply) = balancer.execute(f).await;
                 assert_eq!(status, 200, "{algorithm}: {reply}");

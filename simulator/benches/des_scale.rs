@@ -14,12 +14,12 @@
 use std::process::Command;
 use std::time::Instant;
 
-use load_balancer::scheduler::Params;
+use policy::node::options::CachingOptions;
+use policy::scheduler::Params;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
 use simulator::des::{run_workload, CostProfile, DesConfig, InstanceModel, Workload};
-use worker_front::policy::options::CachingOptions;
 
 const CHILD_ENV: &str = "DES_BENCH_CHILD";
 

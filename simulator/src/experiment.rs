@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use load_balancer::scheduler::{canonical_name, ALGORITHMS};
+use policy::scheduler::{canonical_name, ALGORITHMS};
 use protocol::ScenarioEvent;
 use sample_functions::payload::{valid_package_scale, PACKAGE_SCALE_ENV};
 use sample_functions::workload::TIME_SCALE_ENV;

@@ -79,10 +79,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use policy::node::options::CachingOptions;
 use simulator::des::{run_scenario, CostProfile, DesConfig};
 use utils::analyze::{analyze, Analysis, AnalyzeOptions};
 use utils::logs::RunLog;
-use worker_front::policy::options::CachingOptions;
 
 const ALGORITHMS: [&str; 3] = ["rr", "ch", "ours"];
 const NODES: u32 = 4;
@@ -465,7 +465,7 @@ fn small_scenario_live_and_simulated_agree() {
             time_scale: TIME_SCALE,
             fn_time_scale: FN_TIME_SCALE,
             package_scale: PACKAGE_SCALE,
-            params: load_balancer::scheduler::Params {
+            params: policy::scheduler::Params {
                 seed: SEED,
                 ..Default::default()
             },

@@ -3,9 +3,9 @@
 //! and the live worker's policies (REST lifetime, pre-warmed pool, image
 //! LRU by bytes) as seen in the log lines' `Meta` flags and times.
 
+use policy::node::options::CachingOptions;
 use protocol::{BalancerReply, LogLine, ScenarioEvent};
 use simulator::des::{run_scenario, CostProfile, DesConfig, DesError, FunctionModel};
-use worker_front::policy::options::CachingOptions;
 
 fn events(rows: &[(&str, u64)]) -> Vec<ScenarioEvent> {
     rows.iter()
@@ -346,7 +346,7 @@ fn every_algorithm_logs_every_call_once_on_a_member_node() {
     ))
     .unwrap();
     let ev = protocol::scenario::parse(&text, "small.csv").unwrap();
-    for algorithm in load_balancer::scheduler::ALGORITHMS {
+    for algorithm in policy::scheduler::ALGORITHMS {
         let config = DesConfig {
             algorithm: algorithm.to_string(),
             nodes: 4,

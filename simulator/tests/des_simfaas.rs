@@ -12,7 +12,7 @@
 //! printed with 4 decimals), "Average Server Count: 7.6612, Average Running
 //! Count: 1.7879, Average Idle Count: 5.8733". We must match within 5 %,
 //! over the full 10^6 s horizon (about 900,000 calls), driving the real
-//! `worker_front::policy::keep_alive` pool through the DES with no overhead
+//! `policy::node::keep_alive` pool through the DES with no overhead
 //! costs (the ideal profile) and no log.
 //!
 //! The cold-start probability is compared with the unrounded 0.001350: the

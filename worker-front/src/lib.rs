@@ -14,11 +14,10 @@
 //! - [`run`]: binds it all together (`main` is a thin CLI over it).
 
 pub mod http;
-pub mod policy;
 pub mod runtime;
 pub mod worker;
 
-use policy::options::CachingOptions;
+use policy::node::options::CachingOptions;
 use runtime::docker::{DockerRuntime, DockerSettings};
 use runtime::process::ProcessRuntime;
 use runtime::{Runtime, RuntimeError, RuntimeOptions};

@@ -10,8 +10,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use policy::node::options::CachingOptions;
 use std::path::PathBuf;
-use worker_front::policy::options::CachingOptions;
 use worker_front::{RuntimeKind, WorkerConfig};
 
 #[derive(Debug, Parser)]

@@ -23,11 +23,11 @@
 //! All policy state sits behind one `std::sync::Mutex` that is never held
 //! across an `.await`; the runtime does the slow work outside it.
 
-use crate::policy::container_pool::{ContainerPool, PoolPlan};
-use crate::policy::image_cache::{EvictedImage, ImageCache};
-use crate::policy::options::{CachingOptions, OptionsError};
-use crate::policy::rest_instances::{RestAcquire, RestInstances};
 use crate::runtime::{Image, Instance, InstanceKind, Invocation, Removed, Runtime, RuntimeError};
+use policy::node::container_pool::{ContainerPool, PoolPlan};
+use policy::node::image_cache::{EvictedImage, ImageCache};
+use policy::node::options::{CachingOptions, OptionsError};
+use policy::node::rest_instances::{RestAcquire, RestInstances};
 use protocol::{ExecutionMeta, FunctionOutput, WorkerReply};
 use sample_functions::{Catalog, FunctionSpec};
 use std::collections::HashMap;

@@ -322,10 +322,7 @@ pub struct DockerWorker {
 impl DockerWorker {
     /// Starts a worker on the local engine; functions run with
     /// `HF_TIME_SCALE` 0.01.
-    pub async fn start(
-        scope: &LabelScope,
-        caching: worker_front::policy::options::CachingOptions,
-    ) -> Self {
+    pub async fn start(scope: &LabelScope, caching: policy::node::options::CachingOptions) -> Self {
         Self::start_with(scope, caching, None).await
     }
 
@@ -333,7 +330,7 @@ impl DockerWorker {
     /// (`WorkerConfig::docker_socket`; `None` = the local engine).
     pub async fn start_with(
         scope: &LabelScope,
-        caching: worker_front::policy::options::CachingOptions,
+        caching: policy::node::options::CachingOptions,
         docker_socket: Option<String>,
     ) -> Self {
         let config = worker_front::WorkerConfig {

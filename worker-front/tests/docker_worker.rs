@@ -18,10 +18,10 @@ mod support;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
+use policy::node::options::CachingOptions;
 use support::{
     containers_of_kind, engine, eventually, image_present, DockerWorker, EngineRelay, LabelScope,
 };
-use worker_front::policy::options::CachingOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_function_runs_once_through_the_worker() {

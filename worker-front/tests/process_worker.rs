@@ -5,9 +5,9 @@
 mod process_support;
 
 use futures_util::StreamExt;
+use policy::node::options::CachingOptions;
 use process_support::TestWorker;
 use std::time::Duration;
-use worker_front::policy::options::CachingOptions;
 use worker_front::runtime::InstanceKind;
 
 fn options() -> CachingOptions {

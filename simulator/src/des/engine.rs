@@ -2,9 +2,9 @@
 //! one worker model per node.
 //!
 //! One call's life: it arrives at its scenario time; the scheduler (the
-//! same struct the balancer runs, `load_balancer::scheduler::build`) picks a
+//! same struct the balancer runs, `policy::scheduler::build`) picks a
 //! node; the node's worker policies (the same types the live worker runs,
-//! `worker_front::policy`) decide whether the image must be built, whether a
+//! `policy::node`) decide whether the image must be built, whether a
 //! pooled or REST-mode instance serves it, or (Lambda model) whether an
 //! idle instance is reused; the cost profile turns those answers into
 //! costs; then the function's phases run (CPU phases under processor
@@ -42,7 +42,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use load_balancer::scheduler::{self, Completion, Membership, NodeInfo, Params, Scheduler};
+use policy::node::container_pool::ContainerPool;
+use policy::node::image_cache::ImageCache;
+use policy::node::keep_alive::{Acquired, Expired, KeepAlivePool};
+use policy::node::options::CachingOptions;
+use policy::node::rest_instances::{RestAcquire, RestInstances};
+use policy::scheduler::{self, Completion, Membership, NodeInfo, Params, Scheduler};
 use protocol::ScenarioEvent;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -50,11 +55,6 @@ use rand_distr::{Distribution, Exp1};
 use sample_functions::catalog::Phase;
 use sample_functions::payload::{scaled_bytes, valid_package_scale};
 use serde::Serialize;
-use worker_front::policy::container_pool::ContainerPool;
-use worker_front::policy::image_cache::ImageCache;
-use worker_front::policy::keep_alive::{Acquired, Expired, KeepAlivePool};
-use worker_front::policy::options::CachingOptions;
-use worker_front::policy::rest_instances::{RestAcquire, RestInstances};
 
 use super::cpu::SharedCpu;
 use super::function::FunctionModel;
@@ -72,7 +72,7 @@ pub enum InstanceModel {
     HotFunctions,
     /// AWS Lambda: one call per instance, idle instances kept for
     /// `keep_alive`, most recently created idle instance reused
-    /// ([`worker_front::policy::keep_alive`]).
+    /// ([`policy::node::keep_alive`]).
     Lambda {
         #[serde(rename = "keep_alive_s")]
         #[serde(serialize_with = "serialize_secs")]

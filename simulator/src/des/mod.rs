@@ -3,8 +3,8 @@
 //!
 //! A virtual clock jumps from event to event (nexosim's "one model, two
 //! clocks": `replay` waits for the wall clock, `des` does not). The
-//! schedulers are `load_balancer::scheduler::build(...)`'s structs; the
-//! worker policies are `worker_front::policy`'s types (image LRU by bytes,
+//! schedulers are `policy::scheduler::build(...)`'s structs; the
+//! worker policies are `policy::node`'s types (image LRU by bytes,
 //! pre-warmed pool, REST-mode lifetime, and the AWS-Lambda-style keep-alive
 //! pool); nothing here re-implements either. What the simulator adds is the
 //! *cost model*: processor sharing of each node's cores for CPU phases
@@ -83,8 +83,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use load_balancer::scheduler::{NodeInfo, Params};
-use worker_front::policy::options::CachingOptions;
+use policy::node::options::CachingOptions;
+use policy::scheduler::{NodeInfo, Params};
 
 pub use engine::{
     run_scenario, run_workload, DesConfig, DesError, InstanceModel, InstanceSummary,

@@ -4,7 +4,7 @@
 //! instance, starts warm instances (pre-warmed pool members and REST-mode
 //! instances), invokes them, removes them, and lists or removes everything
 //! it owns. The worker (`crate::worker`) decides *what* should exist using
-//! the pure policies in `crate::policy`; a runtime only does it.
+//! the pure policies in `policy::node`; a runtime only does it.
 //!
 //! Two implementations:
 //! - [`process::ProcessRuntime`] (the embedded default): the image is the

@@ -4,10 +4,10 @@
 
 #![allow(dead_code)]
 
+use policy::node::options::CachingOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use worker_front::policy::options::CachingOptions;
 use worker_front::runtime::process::ProcessRuntime;
 use worker_front::runtime::{Runtime, RuntimeOptions};
 use worker_front::{RuntimeKind, WorkerConfig};

@@ -77,7 +77,7 @@ mod tests {
         let done = Completion {
             node: 1,
             function: "A",
-            duration: Time::from_millis(5),
+            duration: std::time::Duration::from_millis(5),
             cold: false,
             ok: true,
         };

@@ -2,8 +2,8 @@
 //! checked through the public [`build`] by name, with the original's
 //! parameter names.
 
-use load_balancer::scheduler::ours::GreedyLocality;
-use load_balancer::scheduler::{
+use policy::scheduler::ours::GreedyLocality;
+use policy::scheduler::{
     build, canonical_name, Completion, Membership, NodeId, NodeInfo, Params, Scheduler,
     SelectError, Time,
 };
@@ -20,7 +20,7 @@ fn done(node: NodeId, function: &str) -> Completion<'_> {
     Completion {
         node,
         function,
-        duration: Time::from_millis(900),
+        duration: std::time::Duration::from_millis(900),
         cold: false,
         ok: true,
     }

@@ -115,7 +115,7 @@ mod tests {
                 let done = Completion {
                     node: a,
                     function: &f,
-                    duration: Time::ZERO,
+                    duration: std::time::Duration::ZERO,
                     cold: false,
                     ok: true,
                 };

@@ -35,9 +35,7 @@ pub use loads::NodeLoads;
 /// order, as in the original; nodes added later get the next unused id.
 pub type NodeId = u32;
 
-/// Time since the run's epoch (wall-clock start of a live run, or virtual
-/// time zero of a simulation).
-pub type Time = Duration;
+pub use crate::time::Time;
 
 /// What a scheduler learns about a node when it joins.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,12 +13,16 @@
 //! worker) or by the simulator's clock, and [`RestInstances::next_expiry`]
 //! says when to look next.
 //!
-//! Time is an argument (`Duration` since the caller's epoch).
+//! Instances are named by ids the caller mints ([`InstanceId`]); time is
+//! an argument ([`Time`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use super::InstanceId;
+use crate::time::Time;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Starting,
     Ready,
@@ -26,21 +30,22 @@ enum State {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Instance {
+    id: InstanceId,
     state: State,
     in_flight: u32,
-    idle_since: Duration,
+    idle_since: Time,
 }
 
 /// What a call must do to get its REST-mode instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestAcquire {
     /// A ready instance exists: invoke it (`UsingExistingRestContainer`).
-    Existing,
-    /// Another call is starting the instance: wait for that start.
-    WaitForStart,
-    /// Start the instance, then report [`RestInstances::started`] or
-    /// [`RestInstances::start_failed`].
-    Start,
+    Existing(InstanceId),
+    /// Another call is starting this instance: wait for that start.
+    WaitForStart(InstanceId),
+    /// Start this (new) instance, then report [`RestInstances::started`]
+    /// or [`RestInstances::start_failed`].
+    Start(InstanceId),
 }
 
 /// REST-mode instance state for every function.
@@ -68,33 +73,41 @@ impl RestInstances {
     }
 
     /// A call of `function` arrives at `now`; it counts as in flight until
-    /// [`RestInstances::call_finished`].
-    pub fn call_started(&mut self, function: &str, now: Duration) -> RestAcquire {
+    /// [`RestInstances::call_finished`]. `mint` gives the id of a new
+    /// instance when one must be started.
+    pub fn call_started(
+        &mut self,
+        function: &str,
+        now: Time,
+        mint: impl FnOnce() -> InstanceId,
+    ) -> RestAcquire {
         match self.instances.get_mut(function) {
             Some(i) => {
                 i.in_flight += 1;
                 i.idle_since = i.idle_since.max(now);
                 match i.state {
-                    State::Ready => RestAcquire::Existing,
-                    State::Starting => RestAcquire::WaitForStart,
+                    State::Ready => RestAcquire::Existing(i.id),
+                    State::Starting => RestAcquire::WaitForStart(i.id),
                 }
             }
             None => {
+                let id = mint();
                 self.instances.insert(
                     function.to_string(),
                     Instance {
+                        id,
                         state: State::Starting,
                         in_flight: 1,
                         idle_since: now,
                     },
                 );
-                RestAcquire::Start
+                RestAcquire::Start(id)
             }
         }
     }
 
     /// The instance of `function` is up.
-    pub fn started(&mut self, function: &str, now: Duration) {
+    pub fn started(&mut self, function: &str, now: Time) {
         if let Some(i) = self.instances.get_mut(function) {
             i.state = State::Ready;
             i.idle_since = i.idle_since.max(now);
@@ -103,49 +116,76 @@ impl RestInstances {
 
     /// The calling start failed, and that call ends (do not also report
     /// [`RestInstances::call_finished`] for it). If other calls are waiting
-    /// for the start, the instance stays `Starting` and one of them starts
-    /// it again; otherwise it is forgotten.
-    pub fn start_failed(&mut self, function: &str) {
-        if let Some(i) = self.instances.get_mut(function) {
-            i.in_flight = i.in_flight.saturating_sub(1);
-            if i.in_flight == 0 {
-                self.instances.remove(function);
-            } else {
-                i.state = State::Starting;
-            }
+    /// for the start, the instance stays `Starting` under a new id from
+    /// `mint`, which is returned: one of them starts it. Otherwise it is
+    /// forgotten.
+    pub fn start_failed(
+        &mut self,
+        function: &str,
+        mint: impl FnOnce() -> InstanceId,
+    ) -> Option<InstanceId> {
+        let i = self.instances.get_mut(function)?;
+        i.in_flight = i.in_flight.saturating_sub(1);
+        if i.in_flight == 0 {
+            self.instances.remove(function);
+            None
+        } else {
+            i.state = State::Starting;
+            i.id = mint();
+            Some(i.id)
         }
     }
 
     /// A call of `function` ended at `now` (successfully or not).
-    pub fn call_finished(&mut self, function: &str, now: Duration) {
+    pub fn call_finished(&mut self, function: &str, now: Time) {
         if let Some(i) = self.instances.get_mut(function) {
             i.in_flight = i.in_flight.saturating_sub(1);
             i.idle_since = i.idle_since.max(now);
         }
     }
 
+    fn expired(&self, i: &Instance, now: Time) -> bool {
+        i.state == State::Ready
+            && i.in_flight == 0
+            && now.saturating_since(i.idle_since) >= self.lifetime
+    }
+
     /// Removes and returns every ready instance idle for at least the
     /// lifetime at `now`; the caller stops them.
-    pub fn expire(&mut self, now: Duration) -> Vec<String> {
-        let lifetime = self.lifetime;
-        let expired: Vec<String> = self
+    pub fn expire(&mut self, now: Time) -> Vec<(String, InstanceId)> {
+        let expired: Vec<(String, InstanceId)> = self
             .instances
             .iter()
-            .filter(|(_, i)| {
-                i.state == State::Ready
-                    && i.in_flight == 0
-                    && now.saturating_sub(i.idle_since) >= lifetime
-            })
-            .map(|(n, _)| n.clone())
+            .filter(|(_, i)| self.expired(i, now))
+            .map(|(n, i)| (n.clone(), i.id))
             .collect();
-        for n in &expired {
+        for (n, _) in &expired {
             self.instances.remove(n);
         }
         expired
     }
 
+    /// Removes the instance of `function` if it is idle for at least the
+    /// lifetime at `now`, and returns its id.
+    pub fn expire_function(&mut self, function: &str, now: Time) -> Option<InstanceId> {
+        let i = self.instances.get(function)?;
+        if !self.expired(i, now) {
+            return None;
+        }
+        let id = i.id;
+        self.instances.remove(function);
+        Some(id)
+    }
+
+    /// When the instance of `function` expires if no call comes (None
+    /// while it starts or serves a call).
+    pub fn deadline(&self, function: &str) -> Option<Time> {
+        let i = self.instances.get(function)?;
+        (i.state == State::Ready && i.in_flight == 0).then(|| i.idle_since + self.lifetime)
+    }
+
     /// The earliest time an instance could expire (if no call comes).
-    pub fn next_expiry(&self) -> Option<Duration> {
+    pub fn next_expiry(&self) -> Option<Time> {
         self.instances
             .values()
             .filter(|i| i.state == State::Ready && i.in_flight == 0)
@@ -153,14 +193,23 @@ impl RestInstances {
             .min()
     }
 
-    /// Forgets one instance (it died); returns whether it was known.
-    pub fn remove(&mut self, function: &str) -> bool {
-        self.instances.remove(function).is_some()
+    /// Forgets the instance of `function` (it died, or its image went);
+    /// returns its id if it was known.
+    pub fn remove(&mut self, function: &str) -> Option<InstanceId> {
+        self.instances.remove(function).map(|i| i.id)
     }
 
     /// Forgets every instance (`/clear`); the caller stops them.
-    pub fn clear(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.instances).into_keys().collect()
+    pub fn clear(&mut self) -> Vec<(String, InstanceId)> {
+        std::mem::take(&mut self.instances)
+            .into_iter()
+            .map(|(n, i)| (n, i.id))
+            .collect()
+    }
+
+    /// The id of `function`'s instance (starting or ready).
+    pub fn instance(&self, function: &str) -> Option<InstanceId> {
+        self.instances.get(function).map(|i| i.id)
     }
 
     /// Whether `function` has a ready instance.
@@ -168,6 +217,22 @@ impl RestInstances {
         self.instances
             .get(function)
             .is_some_and(|i| i.state == State::Ready)
+    }
+
+    /// Whether `function`'s instance has calls in flight (or starting).
+    pub fn is_busy(&self, function: &str) -> bool {
+        self.instances
+            .get(function)
+            .is_some_and(|i| i.in_flight > 0)
+    }
+
+    /// Instances that exist (starting or ready).
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
     }
 
     /// Functions with an instance (starting or ready).
@@ -181,55 +246,96 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn ms(x: u64) -> Duration {
-        Duration::from_millis(x)
+    fn ms(x: u64) -> Time {
+        Time::from_millis(x)
+    }
+
+    /// Mints ids 1, 2, 3, ...
+    #[derive(Default)]
+    struct Ids(InstanceId);
+    impl Ids {
+        fn mint(&mut self) -> impl FnOnce() -> InstanceId + '_ {
+            || {
+                self.0 += 1;
+                self.0
+            }
+        }
     }
 
     #[test]
     fn one_start_then_shared() {
-        let mut r = RestInstances::new(ms(10_000));
-        assert_eq!(r.call_started("A", ms(0)), RestAcquire::Start);
-        assert_eq!(r.call_started("A", ms(1)), RestAcquire::WaitForStart);
+        let mut ids = Ids::default();
+        let mut r = RestInstances::new(Duration::from_secs(10));
+        assert_eq!(
+            r.call_started("A", ms(0), ids.mint()),
+            RestAcquire::Start(1)
+        );
+        assert_eq!(
+            r.call_started("A", ms(1), ids.mint()),
+            RestAcquire::WaitForStart(1)
+        );
         r.started("A", ms(500));
-        assert_eq!(r.call_started("A", ms(600)), RestAcquire::Existing);
-        assert_eq!(r.call_started("B", ms(600)), RestAcquire::Start);
+        assert_eq!(
+            r.call_started("A", ms(600), ids.mint()),
+            RestAcquire::Existing(1)
+        );
+        assert_eq!(
+            r.call_started("B", ms(600), ids.mint()),
+            RestAcquire::Start(2)
+        );
+        assert_eq!(r.instance("B"), Some(2));
     }
 
     #[test]
     fn idle_instances_expire_by_time_not_while_busy() {
-        let mut r = RestInstances::new(ms(10_000));
-        r.call_started("A", ms(0));
+        let mut ids = Ids::default();
+        let mut r = RestInstances::new(Duration::from_secs(10));
+        r.call_started("A", ms(0), ids.mint());
         r.started("A", ms(100));
         // Busy for a long time: never expires.
         assert!(r.expire(ms(60_000)).is_empty());
+        assert_eq!(r.deadline("A"), None, "busy: no deadline");
         r.call_finished("A", ms(60_000));
         assert_eq!(r.next_expiry(), Some(ms(70_000)));
+        assert_eq!(r.deadline("A"), Some(ms(70_000)));
         assert!(r.expire(ms(69_999)).is_empty());
-        assert_eq!(r.expire(ms(70_000)), vec!["A".to_string()]);
+        assert_eq!(r.expire_function("A", ms(69_999)), None);
+        assert_eq!(r.expire_function("A", ms(70_000)), Some(1));
         assert!(!r.is_ready("A"));
-        assert_eq!(r.call_started("A", ms(70_001)), RestAcquire::Start);
+        assert_eq!(
+            r.call_started("A", ms(70_001), ids.mint()),
+            RestAcquire::Start(2)
+        );
     }
 
     #[test]
     fn a_use_extends_the_lifetime_and_failed_start_is_forgotten() {
-        let mut r = RestInstances::new(ms(1000));
-        r.call_started("A", ms(0));
+        let mut ids = Ids::default();
+        let mut r = RestInstances::new(Duration::from_secs(1));
+        r.call_started("A", ms(0), ids.mint());
         r.started("A", ms(0));
         r.call_finished("A", ms(10));
-        r.call_started("A", ms(900));
+        r.call_started("A", ms(900), ids.mint());
         r.call_finished("A", ms(950));
         assert!(r.expire(ms(1500)).is_empty());
-        assert_eq!(r.expire(ms(1950)).len(), 1);
-        r.call_started("B", ms(0));
-        r.start_failed("B");
-        assert_eq!(r.call_started("B", ms(1)), RestAcquire::Start);
-        // A waiter keeps the entry: it starts the instance itself.
-        assert_eq!(r.call_started("B", ms(2)), RestAcquire::WaitForStart);
-        r.start_failed("B");
+        assert_eq!(r.expire(ms(1950)), vec![("A".to_string(), 1)]);
+        r.call_started("B", ms(0), ids.mint());
+        assert_eq!(r.start_failed("B", ids.mint()), None);
+        assert_eq!(
+            r.call_started("B", ms(1), ids.mint()),
+            RestAcquire::Start(3)
+        );
+        // A waiter keeps the entry: it starts the instance itself, under a
+        // new id.
+        assert_eq!(
+            r.call_started("B", ms(2), ids.mint()),
+            RestAcquire::WaitForStart(3)
+        );
+        assert_eq!(r.start_failed("B", ids.mint()), Some(4));
         assert!(!r.is_ready("B"));
         r.started("B", ms(3));
         r.call_finished("B", ms(4));
-        assert_eq!(r.expire(ms(10_000)), vec!["B".to_string()]);
+        assert_eq!(r.expire(ms(10_000)), vec![("B".to_string(), 4)]);
     }
 
     proptest! {
@@ -240,7 +346,8 @@ mod tests {
         fn single_start_and_expiry(
             ops in prop::collection::vec((0usize..3, 0u8..4, 0u64..3000), 1..200),
         ) {
-            let mut r = RestInstances::new(ms(1000));
+            let mut ids = Ids::default();
+            let mut r = RestInstances::new(Duration::from_secs(1));
             let mut now = 0u64;
             let mut busy: BTreeMap<String, u32> = BTreeMap::new();
             let mut starting: BTreeMap<String, bool> = BTreeMap::new();
@@ -249,8 +356,8 @@ mod tests {
                 let name = format!("F{f}");
                 match op {
                     0 => {
-                        let a = r.call_started(&name, ms(now));
-                        if a == RestAcquire::Start {
+                        let a = r.call_started(&name, ms(now), ids.mint());
+                        if matches!(a, RestAcquire::Start(_)) {
                             prop_assert!(!starting.get(&name).copied().unwrap_or(false));
                             starting.insert(name.clone(), true);
                         }
@@ -265,7 +372,7 @@ mod tests {
                         r.call_finished(&name, ms(now));
                     }
                     _ => {
-                        for gone in r.expire(ms(now)) {
+                        for (gone, _) in r.expire(ms(now)) {
                             prop_assert_eq!(busy.get(&gone).copied().unwrap_or(0), 0);
                             starting.remove(&gone);
                         }

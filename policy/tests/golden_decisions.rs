@@ -27,7 +27,7 @@ use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use load_balancer::scheduler::{
+use policy::scheduler::{
     build, Completion, Membership, NodeId, NodeInfo, Params, SelectError, Time, ALGORITHMS,
 };
 
@@ -121,7 +121,7 @@ fn replay(alg: &str, params: &Params, scenario: &[(u64, Event)]) -> String {
             let done = Completion {
                 node,
                 function,
-                duration: Time::from_millis(duration_ms),
+                duration: std::time::Duration::from_millis(duration_ms),
                 cold: false,
                 ok: true,
             };

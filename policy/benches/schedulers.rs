@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use load_balancer::scheduler::{
+use policy::scheduler::{
     build, Completion, Membership, NodeId, NodeInfo, Params, Scheduler, Time, ALGORITHMS,
 };
 

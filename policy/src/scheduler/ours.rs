@@ -331,7 +331,7 @@ mod tests {
             &Completion {
                 node: n,
                 function: "A",
-                duration: Time::from_secs(1),
+                duration: std::time::Duration::from_secs(1),
                 cold: true,
                 ok: true,
             },

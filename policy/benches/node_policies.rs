@@ -6,10 +6,10 @@
 //! `cargo bench -p worker-front --bench policies`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use policy::node::container_pool::ContainerPool;
+use policy::node::image_cache::ImageCache;
+use policy::node::rest_instances::{RestAcquire, RestInstances};
 use std::time::Duration;
-use worker_front::policy::container_pool::ContainerPool;
-use worker_front::policy::image_cache::ImageCache;
-use worker_front::policy::rest_instances::{RestAcquire, RestInstances};
 
 fn names() -> Vec<(String, u64)> {
     sample_functions::catalog()

@@ -116,7 +116,7 @@ mod tests {
         Completion {
             node,
             function,
-            duration: Time::from_secs(1),
+            duration: std::time::Duration::from_secs(1),
             cold: false,
             ok: true,
         }

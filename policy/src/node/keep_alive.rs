@@ -14,7 +14,8 @@
 //!
 //! Pure: no I/O, no clock reads; every method takes the time as an argument
 //! ([`Time`], time since the run's epoch). One [`KeepAlivePool`] holds the
-//! instances of one function on one node.
+//! instances of one function on one node; their ids are minted by the
+//! caller (unique on the node, increasing with creation).
 //!
 //! Parameters: `keep_alive` (AWS Lambda keeps idle instances for minutes;
 //! SimFaaS's example uses 600 s, which is [`KeepAlivePool::DEFAULT_KEEP_ALIVE`]).
@@ -25,12 +26,8 @@
 
 use std::time::Duration;
 
-/// Time since the run's epoch.
-pub type Time = Duration;
-
-/// An instance's id, unique within its pool; ids grow with creation order,
-/// so "most recently created" is "largest id".
-pub type InstanceId = u64;
+pub use super::InstanceId;
+use crate::time::Time;
 
 /// How a call got its instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +73,6 @@ pub struct KeepAlivePool {
     idle: Vec<(InstanceId, Time)>,
     /// Busy instances (small: the calls in flight), unordered.
     busy: Vec<InstanceId>,
-    next_id: InstanceId,
     cold_starts: u64,
     warm_starts: u64,
 }
@@ -90,7 +86,6 @@ impl KeepAlivePool {
             keep_alive,
             idle: Vec::new(),
             busy: Vec::new(),
-            next_id: 0,
             cold_starts: 0,
             warm_starts: 0,
         }
@@ -116,9 +111,15 @@ impl KeepAlivePool {
     }
 
     /// A call arrives at `now`: expires what is due, then takes the most
-    /// recently created idle instance, or creates one. The instance is busy
-    /// until [`KeepAlivePool::release`].
-    pub fn acquire(&mut self, now: Time, on_expired: impl FnMut(Expired)) -> Acquired {
+    /// recently created idle instance, or creates one with the id `mint`
+    /// gives (larger than every id it gave before). The instance is busy
+    /// until [`KeepAlivePool::release`] (or [`KeepAlivePool::discard`]).
+    pub fn acquire(
+        &mut self,
+        now: Time,
+        on_expired: impl FnMut(Expired),
+        mint: impl FnOnce() -> InstanceId,
+    ) -> Acquired {
         self.expire(now, on_expired);
         let acquired = match self.idle.pop() {
             Some((id, _)) => {
@@ -126,10 +127,8 @@ impl KeepAlivePool {
                 Acquired::Warm(id)
             }
             None => {
-                let id = self.next_id;
-                self.next_id += 1;
                 self.cold_starts += 1;
-                Acquired::Cold(id)
+                Acquired::Cold(mint())
             }
         };
         self.busy.push(acquired.instance());
@@ -148,6 +147,26 @@ impl KeepAlivePool {
         let at = self.idle.partition_point(|&(id, _)| id < instance);
         self.idle.insert(at, (instance, now));
         Ok(())
+    }
+
+    /// A busy instance is gone without becoming idle (its start failed, or
+    /// it died): forgets it.
+    pub fn discard(&mut self, instance: InstanceId) -> Result<(), NotBusy> {
+        let pos = self
+            .busy
+            .iter()
+            .position(|&b| b == instance)
+            .ok_or(NotBusy(instance))?;
+        self.busy.swap_remove(pos);
+        Ok(())
+    }
+
+    /// Removes every idle instance at once (their image went), calling
+    /// `on_removed` for each; busy ones stay.
+    pub fn remove_idle(&mut self, mut on_removed: impl FnMut(InstanceId)) {
+        for (id, _) in self.idle.drain(..) {
+            on_removed(id);
+        }
     }
 
     /// When the next idle instance expires, if any is idle.
@@ -197,12 +216,52 @@ mod tests {
     use super::*;
 
     fn s(secs: u64) -> Time {
+        Time::from_secs(secs)
+    }
+
+    fn d(secs: u64) -> Duration {
         Duration::from_secs(secs)
+    }
+
+    /// A pool whose `acquire` mints ids 0, 1, 2, ...
+    struct Pool {
+        pool: KeepAlivePool,
+        next: InstanceId,
+    }
+
+    impl Pool {
+        fn new(keep_alive: Duration) -> Self {
+            Self {
+                pool: KeepAlivePool::new(keep_alive),
+                next: 0,
+            }
+        }
+
+        fn acquire(&mut self, now: Time, on_expired: impl FnMut(Expired)) -> Acquired {
+            let next = &mut self.next;
+            self.pool.acquire(now, on_expired, || {
+                *next += 1;
+                *next - 1
+            })
+        }
+    }
+
+    impl std::ops::Deref for Pool {
+        type Target = KeepAlivePool;
+        fn deref(&self) -> &KeepAlivePool {
+            &self.pool
+        }
+    }
+
+    impl std::ops::DerefMut for Pool {
+        fn deref_mut(&mut self) -> &mut KeepAlivePool {
+            &mut self.pool
+        }
     }
 
     #[test]
     fn first_call_is_cold_then_warm_on_the_same_instance() {
-        let mut p = KeepAlivePool::new(s(10));
+        let mut p = Pool::new(d(10));
         let a = p.acquire(s(0), |_| {});
         assert!(a.is_cold());
         p.release(a.instance(), s(1)).unwrap();
@@ -213,7 +272,7 @@ mod tests {
 
     #[test]
     fn one_call_per_instance_concurrent_calls_cold_start() {
-        let mut p = KeepAlivePool::new(s(10));
+        let mut p = Pool::new(d(10));
         let a = p.acquire(s(0), |_| {});
         let b = p.acquire(s(0), |_| {});
         assert!(a.is_cold() && b.is_cold());
@@ -224,7 +283,7 @@ mod tests {
 
     #[test]
     fn reuses_the_most_recently_created_idle_instance() {
-        let mut p = KeepAlivePool::new(s(100));
+        let mut p = Pool::new(d(100));
         let ids: Vec<_> = (0..3).map(|_| p.acquire(s(0), |_| {}).instance()).collect();
         // Release newest first, so "most recently released" differs from
         // "most recently created".
@@ -239,7 +298,7 @@ mod tests {
 
     #[test]
     fn idle_instances_expire_after_keep_alive_exactly() {
-        let mut p = KeepAlivePool::new(s(10));
+        let mut p = Pool::new(d(10));
         let a = p.acquire(s(0), |_| {}).instance();
         p.release(a, s(2)).unwrap();
         assert_eq!(p.next_expiry(), Some(s(12)));
@@ -262,7 +321,7 @@ mod tests {
 
     #[test]
     fn expiry_reports_the_deadline_not_the_time_noticed() {
-        let mut p = KeepAlivePool::new(s(10));
+        let mut p = Pool::new(d(10));
         let a = p.acquire(s(0), |_| {}).instance();
         p.release(a, s(3)).unwrap();
         let mut at = None;
@@ -272,7 +331,7 @@ mod tests {
 
     #[test]
     fn releasing_an_unknown_instance_is_an_error() {
-        let mut p = KeepAlivePool::new(s(10));
+        let mut p = Pool::new(d(10));
         assert_eq!(p.release(7, s(0)), Err(NotBusy(7)));
         let a = p.acquire(s(0), |_| {}).instance();
         p.release(a, s(1)).unwrap();
@@ -281,7 +340,7 @@ mod tests {
 
     #[test]
     fn clear_removes_everything() {
-        let mut p = KeepAlivePool::new(s(10));
+        let mut p = Pool::new(d(10));
         let a = p.acquire(s(0), |_| {}).instance();
         p.acquire(s(0), |_| {});
         p.release(a, s(1)).unwrap();

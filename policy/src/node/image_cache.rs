@@ -17,15 +17,15 @@
 //! original), and the next call rebuilds it.
 //!
 //! Ties in the use time are broken by function name, so runs are
-//! deterministic. Time is an argument (`Duration` since the caller's epoch).
+//! deterministic. Time is an argument ([`Time`]).
 
+use crate::time::Time;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CachedImage {
     bytes: u64,
-    last_used: Duration,
+    last_used: Time,
 }
 
 /// The cache state: which images exist, their sizes and use times, and
@@ -60,7 +60,7 @@ impl ImageCache {
     }
 
     /// Changes the limit and returns what must be evicted now.
-    pub fn set_limit(&mut self, limit_bytes: Option<u64>, now: Duration) -> Vec<EvictedImage> {
+    pub fn set_limit(&mut self, limit_bytes: Option<u64>, now: Time) -> Vec<EvictedImage> {
         self.limit_bytes = limit_bytes;
         self.evict(now)
     }
@@ -68,7 +68,7 @@ impl ImageCache {
     /// A call of `function` arrives: pins its image (if any, or once built)
     /// and returns whether the image is cached (else the caller builds it
     /// and reports [`ImageCache::image_built`]).
-    pub fn call_started(&mut self, function: &str, now: Duration) -> bool {
+    pub fn call_started(&mut self, function: &str, now: Time) -> bool {
         match self.in_flight.get_mut(function) {
             Some(n) => *n += 1,
             None => {
@@ -87,7 +87,7 @@ impl ImageCache {
     /// The image of `function` now exists with this size. Returns what
     /// must be evicted to respect the limit (never this image while a call
     /// of it is in flight).
-    pub fn image_built(&mut self, function: &str, bytes: u64, now: Duration) -> Vec<EvictedImage> {
+    pub fn image_built(&mut self, function: &str, bytes: u64, now: Time) -> Vec<EvictedImage> {
         let old = self.images.insert(
             function.to_string(),
             CachedImage {
@@ -101,7 +101,7 @@ impl ImageCache {
 
     /// A call of `function` ended (successfully or not): unpins it, stamps
     /// its use time, and returns what must be evicted now.
-    pub fn call_finished(&mut self, function: &str, now: Duration) -> Vec<EvictedImage> {
+    pub fn call_finished(&mut self, function: &str, now: Time) -> Vec<EvictedImage> {
         if let Some(n) = self.in_flight.get_mut(function) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -116,14 +116,14 @@ impl ImageCache {
 
     /// Removes least recently used unpinned images until the total is
     /// within the limit (or only pinned images remain).
-    pub fn evict(&mut self, _now: Duration) -> Vec<EvictedImage> {
+    pub fn evict(&mut self, _now: Time) -> Vec<EvictedImage> {
         let Some(limit) = self.limit_bytes else {
             return Vec::new();
         };
         if self.total_bytes <= limit {
             return Vec::new();
         }
-        let mut order: Vec<(Duration, String)> = self
+        let mut order: Vec<(Time, String)> = self
             .images
             .iter()
             .filter(|(name, _)| !self.in_flight.contains_key(*name))
@@ -179,7 +179,7 @@ impl ImageCache {
 
     /// Cached functions, least recently used first.
     pub fn lru_order(&self) -> Vec<String> {
-        let mut v: Vec<(Duration, &String)> =
+        let mut v: Vec<(Time, &String)> =
             self.images.iter().map(|(n, i)| (i.last_used, n)).collect();
         v.sort();
         v.into_iter().map(|(_, n)| n.clone()).collect()
@@ -199,8 +199,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn s(x: u64) -> Duration {
-        Duration::from_secs(x)
+    fn s(x: u64) -> Time {
+        Time::from_secs(x)
     }
 
     fn names(v: &[EvictedImage]) -> Vec<&str> {

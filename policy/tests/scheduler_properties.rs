@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 
-use load_balancer::scheduler::{
+use policy::scheduler::{
     build, Completion, Membership, NodeId, NodeInfo, Params, Scheduler, SelectError, Time,
     ALGORITHMS,
 };
@@ -123,7 +123,7 @@ fn check(alg: &str, params: &Params, initial: u32, steps: &[Step]) -> Result<(),
                     let done = Completion {
                         node,
                         function,
-                        duration: Time::from_millis(k as u64 % 5000),
+                        duration: std::time::Duration::from_millis(k as u64 % 5000),
                         cold: k % 3 == 0,
                         ok: k % 7 != 0,
                     };
@@ -151,7 +151,7 @@ fn check(alg: &str, params: &Params, initial: u32, steps: &[Step]) -> Result<(),
         let done = Completion {
             node,
             function,
-            duration: Time::from_secs(1),
+            duration: std::time::Duration::from_secs(1),
             cold: false,
             ok: true,
         };

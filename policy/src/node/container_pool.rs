@@ -17,13 +17,13 @@
 //! dropped out of the top ranks meanwhile) or [`ContainerPool::instance_failed`].
 //! Ties in recency are broken by function name. Time is an argument.
 
+use crate::time::Time;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct FunctionPool {
-    last_used: Duration,
+    last_used: Time,
     in_flight: u32,
     ready: usize,
     pending: usize,
@@ -77,7 +77,7 @@ impl ContainerPool {
 
     /// A call of `function` arrives: returns true if it takes a ready
     /// pooled instance (the caller removes that instance after the call).
-    pub fn call_started(&mut self, function: &str, now: Duration) -> bool {
+    pub fn call_started(&mut self, function: &str, now: Time) -> bool {
         if !self.functions.contains_key(function) {
             self.functions
                 .insert(function.to_string(), FunctionPool::default());
@@ -96,7 +96,7 @@ impl ContainerPool {
     }
 
     /// A call of `function` ended: stamps its use and returns the plan.
-    pub fn call_finished(&mut self, function: &str, now: Duration) -> PoolPlan {
+    pub fn call_finished(&mut self, function: &str, now: Time) -> PoolPlan {
         if let Some(p) = self.functions.get_mut(function) {
             p.in_flight = p.in_flight.saturating_sub(1);
             p.last_used = p.last_used.max(now);
@@ -201,7 +201,7 @@ impl ContainerPool {
     pub fn reconcile(&mut self) -> PoolPlan {
         // The lowest rank still in the top (ranks are unique: the name
         // breaks ties), or None when no function may be pooled.
-        let threshold: Option<(bool, Duration, String)> = match self.function_limit {
+        let threshold: Option<(bool, Time, String)> = match self.function_limit {
             Some(limit) if limit > 0 => {
                 let mut v: Vec<Rank<'_>> = self.functions.iter().map(|(n, p)| rank(n, p)).collect();
                 v.sort_unstable_by(|a, b| b.cmp(a));
@@ -233,7 +233,7 @@ impl ContainerPool {
 
 /// Pool priority: a call in flight first, then the most recent use, then
 /// the name (earlier names first), so that ranks are unique.
-type Rank<'a> = (bool, Duration, Reverse<&'a str>);
+type Rank<'a> = (bool, Time, Reverse<&'a str>);
 
 fn rank<'a>(name: &'a str, p: &FunctionPool) -> Rank<'a> {
     (p.in_flight > 0, p.last_used, Reverse(name))
@@ -244,8 +244,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn s(x: u64) -> Duration {
-        Duration::from_secs(x)
+    fn s(x: u64) -> Time {
+        Time::from_secs(x)
     }
 
     /// Applies a plan as if every creation succeeded at once.

@@ -4,9 +4,9 @@
 //!
 //! hash(key) = first 4 bytes of MD5(key), big-endian, mod 1,234,567.
 
-use load_balancer::scheduler::consistent_hash::ConsistentHashBoundedLoad;
-use load_balancer::scheduler::md5_ring::{ring_hash, RingPoint};
-use load_balancer::scheduler::{Completion, Membership, NodeInfo, Scheduler, Time};
+use policy::scheduler::consistent_hash::ConsistentHashBoundedLoad;
+use policy::scheduler::md5_ring::{ring_hash, RingPoint};
+use policy::scheduler::{Completion, Membership, NodeInfo, Scheduler, Time};
 
 /// (key, first 4 MD5 bytes as hex, ring hash).
 const HAND_CHECKED: &[(&str, u32, u32)] = &[
@@ -83,7 +83,7 @@ fn owners_and_spills_follow_the_ring() {
     let done = Completion {
         node: 2,
         function: "A",
-        duration: Time::from_secs(1),
+        duration: std::time::Duration::from_secs(1),
         cold: false,
         ok: true,
     };

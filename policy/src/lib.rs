@@ -1,0 +1,25 @@
+//! Pure FaaS policies: which node runs a call, and what a node keeps warm.
+//!
+//! Everything here is plain state answering events that carry the time as
+//! an argument: no I/O, no clock reads, no threads, no async runtime, and
+//! randomness only from seeded RNGs. The crate does not depend on tokio,
+//! actix, reqwest or bollard, so a policy that tried to read a clock or
+//! open a socket would not compile. Two drivers run the same code: the
+//! live balancer and worker (wall clock, real nodes and instances) and the
+//! discrete-event simulator (virtual clock, modelled costs).
+//!
+//! # Layout
+//! - [`time`]: [`Time`], the one time type of schedulers, node model and
+//!   simulator.
+//! - [`scheduler`]: the [`scheduler::Scheduler`] trait, one file per
+//!   algorithm, shared load bookkeeping, and building one by name.
+//! - [`node`]: one worker node's policies (image cache, pre-warmed pool,
+//!   REST-mode instances, keep-alive pools, HotFunctions' caching options)
+//!   and [`node::NodeModel`], which composes them and answers each event
+//!   with typed effects.
+
+pub mod node;
+pub mod scheduler;
+pub mod time;
+
+pub use time::Time;

@@ -1,0 +1,1164 @@
+//! [`NodeModel`]: one worker node's policies composed into one pure state
+//! machine, shared by the live worker and the discrete-event simulator.
+//!
+//! # Events and effects
+//!
+//! A driver tells the model what happened and carries out what it answers:
+//!
+//! | event | method | typical effects |
+//! |---|---|---|
+//! | a call arrives | [`NodeModel::call_arrived`] | its first [`Step`] |
+//! | an image is built / failed | [`NodeModel::image_built`], [`NodeModel::image_build_failed`] | the waiting calls' steps, evicted images |
+//! | an instance is up / failed | [`NodeModel::instance_started`], [`NodeModel::instance_start_failed`] | the waiting calls' steps |
+//! | a warm instance turned out dead | [`NodeModel::instance_died`] | the call's retry step |
+//! | a call ends | [`NodeModel::call_finished`] | evictions, pool refills, removals |
+//! | a timer is due ([`NodeModel::next_timer`]) | [`NodeModel::timer`] | expired instances |
+//! | the options change | [`NodeModel::set_options`] | evictions, removals, pool refills |
+//! | `/clear` | [`NodeModel::clear`] | removals |
+//!
+//! Every answer is an [`Effects`] value (`#[must_use]`): the next step of
+//! each call that may go on, instances to pre-warm, instances and images to
+//! remove. The live worker executes them with a runtime; the simulator
+//! schedules their modelled costs. Neither keeps policy state of its own.
+//!
+//! # One call's life
+//!
+//! On arrival the call pins its function's image ([`ImageCache`]). If the
+//! image is missing, one call builds it ([`Step::BuildImage`]) and later
+//! ones [`Step::Wait`] for that build (single flight). Once the image is
+//! there, the call gets its instance, by the node's [`InstanceModel`]:
+//!
+//! - HotFunctions, REST mode: the function's one long-lived instance
+//!   ([`RestInstances`]): [`Step::Run`] on it when it is up
+//!   (`UsingExistingRestContainer`), [`Step::Start`] it when there is none,
+//!   or [`Step::Wait`] while another call starts it;
+//! - HotFunctions with pools: a ready pre-warmed instance ([`ContainerPool`],
+//!   [`Step::Run`], `UsingPooledContainer`; it serves this call only), else
+//!   a one-shot instance ([`Step::RunOnce`]);
+//! - HotFunctions otherwise: [`Step::RunOnce`];
+//! - Lambda: the most recently created idle instance of the function
+//!   ([`KeepAlivePool`], [`Step::Run`], reported as
+//!   `UsingExistingRestContainer`), else a new one ([`Step::Start`]).
+//!
+//! When the call ends, the image is unpinned and may be evicted, the pool
+//! is reconciled (pre-warm or remove instances), and an idle instance's
+//! expiry is scheduled.
+//!
+//! # Composition rules (here, and nowhere else)
+//!
+//! - **An evicted image takes its idle instances with it**: the function's
+//!   ready pooled instances, its idle REST instance and its idle keep-alive
+//!   instances are removed, and pooled instances still starting are refused
+//!   when they come up. (An image is never evicted while a call of it is in
+//!   flight, so no instance of it is busy.) A later call rebuilds the image
+//!   and starts a new instance: a cold start.
+//! - **`/clear`** forgets the pool, the REST instances and the keep-alive
+//!   pools (and with `reset_images` the image cache): every instance is
+//!   listed for removal; one that a call still uses or starts is detached
+//!   from the policies, finishes its calls, and is listed again when idle.
+//!   Builds in progress complete and are cached.
+//! - **Options**: a lower image limit evicts at once (as above); a new REST
+//!   lifetime applies to idle instances; REST mode off removes the REST
+//!   instances (busy ones when idle); REST mode on removes the pools; new
+//!   pool limits reconcile the pools.
+//! - Anything a policy no longer owns (detached) is removed when no call
+//!   uses it.
+//!
+//! Timers: the model keeps the earliest expiry per function in a heap;
+//! [`NodeModel::next_timer`] is when to call [`NodeModel::timer`] next (a
+//! live worker may call it on a tick instead; early calls do nothing).
+//!
+//! Differences from the original HotFunctions worker are those of the
+//! policies it composes (see their module docs), plus: expiry is driven by
+//! timers rather than checked after the next call, and the pool hears of
+//! calls only while pooling is on.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::container_pool::{ContainerPool, PoolPlan};
+use super::image_cache::{EvictedImage, ImageCache};
+use super::keep_alive::{Acquired, KeepAlivePool};
+use super::options::CachingOptions;
+use super::rest_instances::{RestAcquire, RestInstances};
+use super::InstanceId;
+use crate::time::Time;
+
+/// How a node's instances serve calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "model", rename_all = "snake_case")]
+pub enum InstanceModel {
+    /// HotFunctions' worker: per-call instances (with the optional
+    /// pre-warmed pool), or with `USING_REST_MODE` one shared long-lived
+    /// instance per function ([`CachingOptions`]).
+    HotFunctions,
+    /// AWS Lambda: one call per instance, idle instances kept for
+    /// `keep_alive`, the most recently created idle instance reused
+    /// ([`KeepAlivePool`]). The caching options' image limit still applies;
+    /// their pool and REST settings do not.
+    Lambda {
+        #[serde(rename = "keep_alive_s", serialize_with = "serialize_secs")]
+        keep_alive: Duration,
+    },
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// What kind of instance a [`Step::Start`] or [`Prewarm`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceKind {
+    /// A pre-warmed pool member: serves one call, then is removed.
+    Pooled,
+    /// A REST-mode instance: serves many calls, concurrently.
+    Rest,
+    /// A keep-alive instance (Lambda model): one call at a time, many calls.
+    KeepAlive,
+}
+
+/// A call on the node, as the model names it. Ids are reused after a call
+/// ends, with a new tag, so a stale id never names a later call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId {
+    index: u32,
+    tag: u32,
+}
+
+/// What a call does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Build the function's image, then report
+    /// [`NodeModel::image_built`] or [`NodeModel::image_build_failed`].
+    BuildImage,
+    /// Wait for a build or an instance start that something else does; a
+    /// later [`Effects::resume`] gives the call's next step.
+    Wait,
+    /// Start this instance, report [`NodeModel::instance_started`] (or
+    /// [`NodeModel::instance_start_failed`]), then run the call on it.
+    Start {
+        instance: InstanceId,
+        kind: InstanceKind,
+    },
+    /// Run the call on this running instance (a warm start).
+    Run { instance: InstanceId },
+    /// Run the call in a fresh one-shot instance that the runtime creates,
+    /// runs and removes (a cold start; the id names it in logs).
+    RunOnce { instance: InstanceId },
+}
+
+/// An instance to start with no call waiting for it (a pool refill);
+/// report [`NodeModel::instance_started`] or
+/// [`NodeModel::instance_start_failed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prewarm {
+    pub instance: InstanceId,
+    pub function: Arc<str>,
+    pub kind: InstanceKind,
+}
+
+/// What the driver must do after an event, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use = "a node model's effects must be carried out by its driver"]
+pub struct Effects {
+    /// Calls that may go on, each with its next step, in the order the
+    /// model decided them.
+    pub resume: Vec<(CallId, Step)>,
+    /// Instances to start with no call waiting.
+    pub prewarm: Vec<Prewarm>,
+    /// Instances to stop and remove.
+    pub remove_instances: Vec<InstanceId>,
+    /// Images to delete, by function (evicted, or cleared).
+    pub remove_images: Vec<Arc<str>>,
+}
+
+impl Effects {
+    /// Takes out the next step of `call` (a driver handling that call
+    /// itself), if the effects resume it.
+    pub fn take_step(&mut self, call: CallId) -> Option<Step> {
+        let at = self.resume.iter().position(|(c, _)| *c == call)?;
+        Some(self.resume.remove(at).1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.resume.is_empty()
+            && self.prewarm.is_empty()
+            && self.remove_instances.is_empty()
+            && self.remove_images.is_empty()
+    }
+}
+
+/// How the worker served a call: the original's `Meta` flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CallMeta {
+    /// The image had to be built for this call (it built it, or waited for
+    /// the build).
+    pub image_built: bool,
+    /// A pre-warmed pool instance served it.
+    pub pooled: bool,
+    /// An instance that was already up served it (REST mode, or a reused
+    /// keep-alive instance).
+    pub existing_instance: bool,
+}
+
+impl CallMeta {
+    /// A cold start: no warm instance (pooled, REST or reused) served it.
+    pub fn is_cold(&self) -> bool {
+        !self.pooled && !self.existing_instance
+    }
+}
+
+/// How the policies count a call, so that its end is told to the same ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// No instance yet (waiting for its image), or its start failed.
+    None,
+    /// Counted by the REST instances, on `instance`.
+    Rest,
+    /// Counted by the pool (it took a pooled instance, or runs one-shot).
+    Pool,
+    /// Not counted by any policy: a one-shot instance.
+    Once,
+    /// On a keep-alive instance.
+    KeepAlive,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    function: u32,
+    generation: u64,
+    meta: CallMeta,
+    role: Role,
+    instance: Option<InstanceId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstanceState {
+    Starting,
+    Ready,
+}
+
+#[derive(Debug, Clone)]
+struct InstanceRecord {
+    function: u32,
+    kind: InstanceKind,
+    state: InstanceState,
+    /// Calls using it (running, or waiting for its start).
+    busy: u32,
+    /// Calls waiting for its start.
+    waiting: Vec<CallId>,
+    /// The call that starts it (None for a pre-warmed instance).
+    starter: Option<CallId>,
+    /// Still owned by a policy; when false it is removed once idle.
+    attached: bool,
+}
+
+/// A build in progress (single flight).
+#[derive(Debug, Clone, Default)]
+struct Build {
+    /// The call that builds (None for `/prepare`).
+    builder: Option<CallId>,
+    /// Calls waiting for the build, in arrival order.
+    waiting: Vec<CallId>,
+}
+
+#[derive(Debug, Clone)]
+struct FunctionState {
+    name: Arc<str>,
+    build: Option<Build>,
+    /// Ready pooled instances, most recent last.
+    pooled: Vec<InstanceId>,
+    keep_alive: Option<KeepAlivePool>,
+    /// The pending timer entry of this function, if any.
+    timer: Option<Time>,
+}
+
+/// Calls in flight, by reusable index and tag.
+#[derive(Debug, Clone, Default)]
+struct Calls {
+    slots: Vec<(u32, Option<Call>)>,
+    free: Vec<u32>,
+}
+
+impl Calls {
+    fn insert(&mut self, call: Call) -> CallId {
+        match self.free.pop() {
+            Some(index) => {
+                let slot = &mut self.slots[index as usize];
+                slot.0 = slot.0.wrapping_add(1);
+                slot.1 = Some(call);
+                CallId { index, tag: slot.0 }
+            }
+            None => {
+                self.slots.push((0, Some(call)));
+                CallId {
+                    index: (self.slots.len() - 1) as u32,
+                    tag: 0,
+                }
+            }
+        }
+    }
+
+    fn get(&self, id: CallId) -> Option<&Call> {
+        match self.slots.get(id.index as usize) {
+            Some((tag, Some(c))) if *tag == id.tag => Some(c),
+            _ => None,
+        }
+    }
+
+    fn get_mut(&mut self, id: CallId) -> Option<&mut Call> {
+        match self.slots.get_mut(id.index as usize) {
+            Some((tag, Some(c))) if *tag == id.tag => Some(c),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, id: CallId) -> Option<Call> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.0 != id.tag {
+            return None;
+        }
+        let call = slot.1.take()?;
+        self.free.push(id.index);
+        Some(call)
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
+/// One node's policies, composed. See the module docs.
+#[derive(Debug, Clone)]
+pub struct NodeModel {
+    options: CachingOptions,
+    instance_model: InstanceModel,
+    /// Bumped by `/clear`: calls from before it are not counted by the new
+    /// pool.
+    generation: u64,
+    cache: ImageCache,
+    pool: ContainerPool,
+    rest: RestInstances,
+    functions: Vec<FunctionState>,
+    function_ids: HashMap<Arc<str>, u32>,
+    instances: HashMap<InstanceId, InstanceRecord>,
+    calls: Calls,
+    timers: BinaryHeap<Reverse<(Time, u32)>>,
+    next_instance: InstanceId,
+    keep_alive_busy: u64,
+    keep_alive_idle: u64,
+}
+
+impl NodeModel {
+    /// An empty node.
+    pub fn new(options: CachingOptions, instance_model: InstanceModel) -> Self {
+        Self {
+            options,
+            instance_model,
+            generation: 0,
+            cache: ImageCache::new(options.image_limit_bytes()),
+            pool: new_pool(&options),
+            rest: RestInstances::new(options.rest_lifetime()),
+            functions: Vec::new(),
+            function_ids: HashMap::new(),
+            instances: HashMap::new(),
+            calls: Calls::default(),
+            timers: BinaryHeap::new(),
+            next_instance: 1,
+            keep_alive_busy: 0,
+            keep_alive_idle: 0,
+        }
+    }
+
+    pub fn options(&self) -> CachingOptions {
+        self.options
+    }
+
+    pub fn instance_model(&self) -> InstanceModel {
+        self.instance_model
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&f) = self.function_ids.get(name) {
+            return f;
+        }
+        let f = self.functions.len() as u32;
+        let name: Arc<str> = Arc::from(name);
+        self.function_ids.insert(name.clone(), f);
+        self.functions.push(FunctionState {
+            name,
+            build: None,
+            pooled: Vec::new(),
+            keep_alive: None,
+            timer: None,
+        });
+        f
+    }
+
+    fn mint(&mut self) -> InstanceId {
+        let id = self.next_instance;
+        self.next_instance += 1;
+        id
+    }
+
+    fn name(&self, f: u32) -> Arc<str> {
+        self.functions[f as usize].name.clone()
+    }
+
+    // ----- events -----
+
+    /// A call of `function` arrives at `now`. Its first step is in the
+    /// effects' `resume`, unless it waits for a build.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn call_arrived(&mut self, function: &str, now: Time) -> (CallId, Effects) {
+        let f = self.intern(function);
+        let cached = self.cache.call_started(function, now);
+        let call = self.calls.insert(Call {
+            function: f,
+            generation: self.generation,
+            meta: CallMeta {
+                image_built: !cached,
+                ..CallMeta::default()
+            },
+            role: Role::None,
+            instance: None,
+        });
+        let mut effects = Effects::default();
+        if cached {
+            let step = self.acquire(call, now, &mut effects);
+            effects.resume.push((call, step));
+        } else {
+            let fs = &mut self.functions[f as usize];
+            match &mut fs.build {
+                Some(build) => build.waiting.push(call),
+                None => {
+                    fs.build = Some(Build {
+                        builder: Some(call),
+                        waiting: Vec::new(),
+                    });
+                    effects.resume.push((call, Step::BuildImage));
+                }
+            }
+        }
+        (call, effects)
+    }
+
+    /// Starts a build of `function`'s image with no call waiting (the
+    /// worker's `/prepare`). Returns false when the image is cached or a
+    /// build is already running; when true, report
+    /// [`NodeModel::image_built`] or [`NodeModel::image_build_failed`].
+    pub fn begin_build(&mut self, function: &str) -> bool {
+        if self.cache.contains(function) {
+            return false;
+        }
+        let f = self.intern(function);
+        let fs = &mut self.functions[f as usize];
+        if fs.build.is_some() {
+            return false;
+        }
+        fs.build = Some(Build::default());
+        true
+    }
+
+    /// `function`'s image is built (`bytes` in size): it is cached, and the
+    /// calls that waited for it go on.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn image_built(&mut self, function: &str, bytes: u64, now: Time) -> Effects {
+        let f = self.intern(function);
+        let mut effects = Effects::default();
+        let evicted = self.cache.image_built(function, bytes, now);
+        self.evict(evicted, &mut effects);
+        // The builder first, then the calls that waited, in arrival order.
+        let build = self.functions[f as usize].build.take().unwrap_or_default();
+        for call in build.builder.into_iter().chain(build.waiting) {
+            if self.calls.get(call).is_some() {
+                let step = self.acquire(call, now, &mut effects);
+                effects.resume.push((call, step));
+            }
+        }
+        effects
+    }
+
+    /// The build of `function`'s image failed. The call that built it fails
+    /// (end it with [`NodeModel::call_finished`]); the first call waiting
+    /// for the build, if any, builds it again.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn image_build_failed(&mut self, function: &str, _now: Time) -> Effects {
+        let mut effects = Effects::default();
+        let Some(&f) = self.function_ids.get(function) else {
+            return effects;
+        };
+        let fs = &mut self.functions[f as usize];
+        let Some(build) = &mut fs.build else {
+            return effects;
+        };
+        if build.waiting.is_empty() {
+            fs.build = None;
+        } else {
+            let next = build.waiting.remove(0);
+            build.builder = Some(next);
+            effects.resume.push((next, Step::BuildImage));
+        }
+        effects
+    }
+
+    /// The image is there: the call's instance, by the instance model.
+    fn acquire(&mut self, call: CallId, now: Time, effects: &mut Effects) -> Step {
+        let Some(c) = self.calls.get(call) else {
+            return Step::Wait;
+        };
+        let f = c.function;
+        let name = self.name(f);
+        let (role, instance, step, meta) = match self.instance_model {
+            InstanceModel::Lambda { keep_alive } => {
+                let mut next = self.next_instance;
+                let mut expired = Vec::new();
+                let pool = self.functions[f as usize]
+                    .keep_alive
+                    .get_or_insert_with(|| KeepAlivePool::new(keep_alive));
+                let got = pool.acquire(
+                    now,
+                    |e| expired.push(e.instance),
+                    || {
+                        next += 1;
+                        next - 1
+                    },
+                );
+                self.next_instance = next;
+                for id in expired {
+                    self.keep_alive_idle -= 1;
+                    self.instances.remove(&id);
+                    effects.remove_instances.push(id);
+                }
+                self.keep_alive_busy += 1;
+                match got {
+                    Acquired::Warm(id) => {
+                        self.keep_alive_idle -= 1;
+                        if let Some(r) = self.instances.get_mut(&id) {
+                            r.busy += 1;
+                        }
+                        (Role::KeepAlive, id, Step::Run { instance: id }, true)
+                    }
+                    Acquired::Cold(id) => {
+                        self.instances.insert(
+                            id,
+                            InstanceRecord {
+                                function: f,
+                                kind: InstanceKind::KeepAlive,
+                                state: InstanceState::Starting,
+                                busy: 1,
+                                waiting: Vec::new(),
+                                starter: Some(call),
+                                attached: true,
+                            },
+                        );
+                        let kind = InstanceKind::KeepAlive;
+                        (
+                            Role::KeepAlive,
+                            id,
+                            Step::Start { instance: id, kind },
+                            false,
+                        )
+                    }
+                }
+            }
+            InstanceModel::HotFunctions if self.options.using_rest_mode => {
+                let mut next = self.next_instance;
+                let got = self.rest.call_started(&name, now, || {
+                    next += 1;
+                    next - 1
+                });
+                self.next_instance = next;
+                match got {
+                    RestAcquire::Existing(id) => {
+                        if let Some(r) = self.instances.get_mut(&id) {
+                            r.busy += 1;
+                        }
+                        (Role::Rest, id, Step::Run { instance: id }, true)
+                    }
+                    RestAcquire::WaitForStart(id) => {
+                        if let Some(r) = self.instances.get_mut(&id) {
+                            r.busy += 1;
+                            r.waiting.push(call);
+                        }
+                        (Role::Rest, id, Step::Wait, false)
+                    }
+                    RestAcquire::Start(id) => {
+                        self.instances.insert(
+                            id,
+                            InstanceRecord {
+                                function: f,
+                                kind: InstanceKind::Rest,
+                                state: InstanceState::Starting,
+                                busy: 1,
+                                waiting: Vec::new(),
+                                starter: Some(call),
+                                attached: true,
+                            },
+                        );
+                        let kind = InstanceKind::Rest;
+                        (Role::Rest, id, Step::Start { instance: id, kind }, false)
+                    }
+                }
+            }
+            InstanceModel::HotFunctions if self.pool.is_enabled() => {
+                let took = self.pool.call_started(&name, now);
+                match self.functions[f as usize].pooled.pop().filter(|_| took) {
+                    Some(id) => {
+                        if let Some(r) = self.instances.get_mut(&id) {
+                            r.busy += 1;
+                        }
+                        (Role::Pool, id, Step::Run { instance: id }, true)
+                    }
+                    None => {
+                        let id = self.mint();
+                        (Role::Pool, id, Step::RunOnce { instance: id }, false)
+                    }
+                }
+            }
+            InstanceModel::HotFunctions => {
+                let id = self.mint();
+                (Role::Once, id, Step::RunOnce { instance: id }, false)
+            }
+        };
+        if let Some(c) = self.calls.get_mut(call) {
+            c.role = role;
+            c.instance = Some(instance);
+            match role {
+                Role::Pool => c.meta.pooled = meta,
+                _ => c.meta.existing_instance = meta,
+            }
+        }
+        step
+    }
+
+    /// Instance `id` is up at `now`: the calls waiting for it run on it
+    /// (the call that started it goes on by itself); an unwanted pre-warmed
+    /// instance is removed.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn instance_started(&mut self, id: InstanceId, now: Time) -> Effects {
+        let mut effects = Effects::default();
+        let Some(r) = self.instances.get_mut(&id) else {
+            // Not ours (any more): nothing uses it.
+            effects.remove_instances.push(id);
+            return effects;
+        };
+        r.state = InstanceState::Ready;
+        let (f, kind, attached) = (r.function, r.kind, r.attached);
+        let waiting = std::mem::take(&mut r.waiting);
+        let name = self.name(f);
+        match kind {
+            InstanceKind::Pooled => {
+                if attached && self.pool.instance_ready(&name) {
+                    self.functions[f as usize].pooled.push(id);
+                } else {
+                    self.instances.remove(&id);
+                    effects.remove_instances.push(id);
+                }
+            }
+            InstanceKind::Rest => {
+                if attached && self.rest.instance(&name) == Some(id) {
+                    self.rest.started(&name, now);
+                }
+                for call in waiting {
+                    if self.calls.get(call).is_some() {
+                        effects.resume.push((call, Step::Run { instance: id }));
+                    }
+                }
+            }
+            InstanceKind::KeepAlive => {}
+        }
+        effects
+    }
+
+    /// Instance `id` could not be started. The call that started it fails
+    /// (end it with [`NodeModel::call_finished`]); calls that waited for it
+    /// get their instance anew.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn instance_start_failed(&mut self, id: InstanceId, now: Time) -> Effects {
+        let mut effects = Effects::default();
+        let Some(r) = self.instances.remove(&id) else {
+            return effects;
+        };
+        let name = self.name(r.function);
+        if let Some(starter) = r.starter {
+            if let Some(c) = self.calls.get_mut(starter) {
+                c.role = Role::None;
+                c.instance = None;
+            }
+        }
+        match r.kind {
+            InstanceKind::Pooled => {
+                if r.attached {
+                    self.pool.instance_failed(&name);
+                }
+            }
+            InstanceKind::Rest => {
+                if self.rest.instance(&name) == Some(id) {
+                    self.rest.remove(&name);
+                }
+                for call in r.waiting {
+                    if self.calls.get(call).is_some() {
+                        let step = self.acquire(call, now, &mut effects);
+                        effects.resume.push((call, step));
+                    }
+                }
+            }
+            InstanceKind::KeepAlive => {
+                self.keep_alive_busy -= 1;
+                if let Some(pool) = &mut self.functions[r.function as usize].keep_alive {
+                    let _ = pool.discard(id);
+                }
+            }
+        }
+        effects
+    }
+
+    /// The running instance `call` was sent to turned out dead (not the
+    /// function failing): it is forgotten and removed, and the call gets
+    /// its instance anew (its step is in `resume`).
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn instance_died(&mut self, call: CallId, now: Time) -> Effects {
+        let mut effects = Effects::default();
+        let Some(c) = self.calls.get_mut(call) else {
+            return effects;
+        };
+        let (f, role, instance) = (c.function, c.role, c.instance);
+        c.role = Role::None;
+        c.instance = None;
+        c.meta.pooled = false;
+        c.meta.existing_instance = false;
+        let name = self.name(f);
+        if let Some(id) = instance {
+            match role {
+                Role::Rest => {
+                    // Other calls on it die too, or finish: either way the
+                    // policy no longer counts them on it.
+                    if self.rest.instance(&name) == Some(id) {
+                        self.rest.remove(&name);
+                    }
+                    self.instances.remove(&id);
+                    effects.remove_instances.push(id);
+                }
+                Role::KeepAlive => {
+                    if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+                        if pool.discard(id).is_ok() {
+                            self.keep_alive_busy -= 1;
+                        }
+                    }
+                    self.instances.remove(&id);
+                    effects.remove_instances.push(id);
+                }
+                Role::Pool => {
+                    // A pooled instance serves one call: only this one used it.
+                    if self.instances.remove(&id).is_some() {
+                        effects.remove_instances.push(id);
+                    }
+                    // Served cold instead; the pool already counts the call.
+                    let fresh = self.mint();
+                    if let Some(c) = self.calls.get_mut(call) {
+                        c.role = Role::Pool;
+                        c.instance = Some(fresh);
+                    }
+                    effects
+                        .resume
+                        .push((call, Step::RunOnce { instance: fresh }));
+                    return effects;
+                }
+                Role::None | Role::Once => {}
+            }
+        }
+        let step = self.acquire(call, now, &mut effects);
+        effects.resume.push((call, step));
+        effects
+    }
+
+    /// `call` ended at `now` (successfully or not). Returns how it was
+    /// served (its `Meta` flags) and what follows: evictions, pool
+    /// refills, removals.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn call_finished(&mut self, call: CallId, now: Time) -> (CallMeta, Effects) {
+        let mut effects = Effects::default();
+        let Some(c) = self.calls.remove(call) else {
+            return (CallMeta::default(), effects);
+        };
+        let f = c.function;
+        let name = self.name(f);
+        let evicted = self.cache.call_finished(&name, now);
+        let same_generation = c.generation == self.generation;
+        let mut plan = PoolPlan::default();
+        match (c.role, c.instance) {
+            (Role::Rest, Some(id)) => {
+                if self.rest.instance(&name) == Some(id) {
+                    self.rest.call_finished(&name, now);
+                    if let Some(t) = self.rest.deadline(&name) {
+                        self.schedule(f, t);
+                    }
+                }
+                if let Some(r) = self.instances.get_mut(&id) {
+                    r.busy = r.busy.saturating_sub(1);
+                }
+                self.drop_if_idle(id, &mut effects);
+            }
+            (Role::Pool, Some(id)) => {
+                // A pooled instance served this call only.
+                if c.meta.pooled && self.instances.remove(&id).is_some() {
+                    effects.remove_instances.push(id);
+                }
+                if same_generation && !self.options.using_rest_mode {
+                    plan = self.pool.call_finished(&name, now);
+                }
+            }
+            (Role::KeepAlive, Some(id)) => {
+                self.keep_alive_busy -= 1;
+                let attached = self.instances.get(&id).is_some_and(|r| r.attached);
+                let released = match &mut self.functions[f as usize].keep_alive {
+                    Some(pool) if attached => {
+                        pool.release(id, now).ok().map(|()| pool.next_expiry())
+                    }
+                    _ => None,
+                };
+                match released {
+                    Some(next) => {
+                        self.keep_alive_idle += 1;
+                        if let Some(r) = self.instances.get_mut(&id) {
+                            r.busy = 0;
+                        }
+                        if let Some(t) = next {
+                            self.schedule(f, t);
+                        }
+                    }
+                    None => {
+                        self.instances.remove(&id);
+                        effects.remove_instances.push(id);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.evict(evicted, &mut effects);
+        self.apply_plan(plan, &mut effects);
+        (c.meta, effects)
+    }
+
+    /// How `call` is being served so far (None for an unknown call).
+    pub fn meta(&self, call: CallId) -> Option<CallMeta> {
+        self.calls.get(call).map(|c| c.meta)
+    }
+
+    /// When [`NodeModel::timer`] has something to do next (it may find
+    /// nothing then, when a call came in between).
+    pub fn next_timer(&self) -> Option<Time> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Expires what is due at `now`: idle REST instances past their
+    /// lifetime, idle keep-alive instances past their keep-alive.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn timer(&mut self, now: Time) -> Effects {
+        let mut effects = Effects::default();
+        while let Some(&Reverse((t, f))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let fs = &mut self.functions[f as usize];
+            if fs.timer != Some(t) {
+                continue; // superseded by an earlier entry
+            }
+            fs.timer = None;
+            let name = fs.name.clone();
+            if let Some(id) = self.rest.expire_function(&name, now) {
+                self.instances.remove(&id);
+                effects.remove_instances.push(id);
+            }
+            if let Some(t) = self.rest.deadline(&name) {
+                self.schedule(f, t);
+            }
+            let mut gone = Vec::new();
+            let mut next = None;
+            if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+                pool.expire(now, |e| gone.push(e.instance));
+                next = pool.next_expiry();
+            }
+            for id in gone {
+                self.keep_alive_idle -= 1;
+                self.instances.remove(&id);
+                effects.remove_instances.push(id);
+            }
+            if let Some(t) = next {
+                self.schedule(f, t);
+            }
+        }
+        effects
+    }
+
+    /// Schedules a look at `f` at `t`, unless one is due earlier.
+    fn schedule(&mut self, f: u32, t: Time) {
+        let fs = &mut self.functions[f as usize];
+        if fs.timer.is_none_or(|cur| t < cur) {
+            fs.timer = Some(t);
+            self.timers.push(Reverse((t, f)));
+        }
+    }
+
+    /// New caching options, effective at `now`. Returns whether anything
+    /// changed, and what follows.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn set_options(&mut self, options: CachingOptions, now: Time) -> (bool, Effects) {
+        let mut effects = Effects::default();
+        let old = self.options;
+        if options == old {
+            return (false, effects);
+        }
+        self.options = options;
+        let evicted = self.cache.set_limit(options.image_limit_bytes(), now);
+        self.evict(evicted, &mut effects);
+        self.rest.set_lifetime(options.rest_lifetime());
+        if old.using_rest_mode && !options.using_rest_mode {
+            for (_, id) in self.rest.clear() {
+                self.detach(id, &mut effects);
+            }
+        }
+        let names: Vec<(u32, Arc<str>)> = self
+            .functions
+            .iter()
+            .enumerate()
+            .map(|(i, fs)| (i as u32, fs.name.clone()))
+            .collect();
+        for (f, name) in &names {
+            if let Some(t) = self.rest.deadline(name) {
+                self.schedule(*f, t);
+            }
+        }
+        if options.using_rest_mode {
+            self.pool = new_pool(&options);
+            self.detach_pools(&mut effects);
+        } else {
+            let plan = self.pool.set_limits(
+                options.pool_function_limit(),
+                options.container_pool_num as usize,
+            );
+            self.apply_plan(plan, &mut effects);
+        }
+        (true, effects)
+    }
+
+    /// `/clear`: forgets the pool, the REST instances and the keep-alive
+    /// pools (and with `reset_images` every image). Every instance is
+    /// listed for removal; those still in use are detached and listed
+    /// again when idle.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn clear(&mut self, reset_images: bool, _now: Time) -> Effects {
+        let mut effects = Effects::default();
+        self.generation += 1;
+        self.pool = new_pool(&self.options);
+        self.rest = RestInstances::new(self.options.rest_lifetime());
+        self.timers.clear();
+        for fs in &mut self.functions {
+            fs.pooled.clear();
+            fs.keep_alive = None;
+            fs.timer = None;
+        }
+        self.keep_alive_idle = 0;
+        let mut ids: Vec<InstanceId> = self.instances.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            effects.remove_instances.push(id);
+            let Some(r) = self.instances.get_mut(&id) else {
+                continue;
+            };
+            r.attached = false;
+            if r.busy == 0 && r.state == InstanceState::Ready {
+                self.instances.remove(&id);
+            }
+        }
+        if reset_images {
+            for name in self.cache.lru_order() {
+                if let Some(&f) = self.function_ids.get(name.as_str()) {
+                    effects.remove_images.push(self.name(f));
+                }
+            }
+            self.cache.clear();
+        }
+        effects
+    }
+
+    // ----- composition rules -----
+
+    /// An evicted image takes its function's idle instances with it.
+    fn evict(&mut self, evicted: Vec<EvictedImage>, effects: &mut Effects) {
+        for e in evicted {
+            let Some(&f) = self.function_ids.get(e.function.as_str()) else {
+                continue;
+            };
+            effects.remove_images.push(self.name(f));
+            self.pool.forget(&e.function);
+            for id in std::mem::take(&mut self.functions[f as usize].pooled) {
+                self.instances.remove(&id);
+                effects.remove_instances.push(id);
+            }
+            if !self.rest.is_busy(&e.function) {
+                if let Some(id) = self.rest.remove(&e.function) {
+                    self.detach(id, effects);
+                }
+            }
+            let mut gone = Vec::new();
+            if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+                pool.remove_idle(|id| gone.push(id));
+            }
+            for id in gone {
+                self.keep_alive_idle -= 1;
+                self.instances.remove(&id);
+                effects.remove_instances.push(id);
+            }
+        }
+    }
+
+    /// Pool reconciliation: pre-warm what the plan creates (for functions
+    /// whose image is cached), remove the ready instances it drops.
+    fn apply_plan(&mut self, plan: PoolPlan, effects: &mut Effects) {
+        for (name, n) in plan.remove {
+            let Some(&f) = self.function_ids.get(name.as_str()) else {
+                continue;
+            };
+            let pooled = &mut self.functions[f as usize].pooled;
+            let keep = pooled.len().saturating_sub(n);
+            for id in pooled.split_off(keep) {
+                self.instances.remove(&id);
+                effects.remove_instances.push(id);
+            }
+        }
+        for (name, n) in plan.create {
+            let f = self.function_ids.get(name.as_str()).copied();
+            let Some(f) = f.filter(|_| self.cache.contains(&name)) else {
+                for _ in 0..n {
+                    self.pool.instance_failed(&name);
+                }
+                continue;
+            };
+            for _ in 0..n {
+                let id = self.mint();
+                self.instances.insert(
+                    id,
+                    InstanceRecord {
+                        function: f,
+                        kind: InstanceKind::Pooled,
+                        state: InstanceState::Starting,
+                        busy: 0,
+                        waiting: Vec::new(),
+                        starter: None,
+                        attached: true,
+                    },
+                );
+                effects.prewarm.push(Prewarm {
+                    instance: id,
+                    function: self.name(f),
+                    kind: InstanceKind::Pooled,
+                });
+            }
+        }
+    }
+
+    /// The pool was replaced: its ready instances go, those starting are
+    /// refused when up.
+    fn detach_pools(&mut self, effects: &mut Effects) {
+        for fs in &mut self.functions {
+            for id in fs.pooled.drain(..) {
+                self.instances.remove(&id);
+                effects.remove_instances.push(id);
+            }
+        }
+        for r in self.instances.values_mut() {
+            if r.kind == InstanceKind::Pooled {
+                r.attached = false;
+            }
+        }
+    }
+
+    /// `id` is no longer owned by a policy: removed now if idle, else when
+    /// its last call ends.
+    fn detach(&mut self, id: InstanceId, effects: &mut Effects) {
+        if let Some(r) = self.instances.get_mut(&id) {
+            r.attached = false;
+        }
+        self.drop_if_idle(id, effects);
+    }
+
+    fn drop_if_idle(&mut self, id: InstanceId, effects: &mut Effects) {
+        let idle = self
+            .instances
+            .get(&id)
+            .is_some_and(|r| !r.attached && r.busy == 0 && r.state == InstanceState::Ready);
+        if idle {
+            self.instances.remove(&id);
+            effects.remove_instances.push(id);
+        }
+    }
+
+    // ----- state, for drivers and status pages -----
+
+    /// Whether `function`'s image is cached.
+    pub fn is_cached(&self, function: &str) -> bool {
+        self.cache.contains(function)
+    }
+
+    /// Whether a call of `function` now would run on a warm REST instance
+    /// (image cached, instance up): a hint for where a driver runs it.
+    pub fn serves_warm(&self, function: &str) -> bool {
+        self.instance_model == InstanceModel::HotFunctions
+            && self.options.using_rest_mode
+            && self.cache.contains(function)
+            && self.rest.is_ready(function)
+    }
+
+    /// Cached images.
+    pub fn images(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Bytes of the cached images.
+    pub fn image_bytes(&self) -> u64 {
+        self.cache.total_bytes()
+    }
+
+    /// Ready pre-warmed instances.
+    pub fn pooled_instances(&self) -> usize {
+        self.functions.iter().map(|f| f.pooled.len()).sum()
+    }
+
+    /// REST instances that are up.
+    pub fn rest_instances(&self) -> usize {
+        self.functions
+            .iter()
+            .filter(|f| self.rest.is_ready(&f.name))
+            .count()
+    }
+
+    /// Keep-alive instances (Lambda model): (busy, idle).
+    pub fn keep_alive_instances(&self) -> (u64, u64) {
+        (self.keep_alive_busy, self.keep_alive_idle)
+    }
+
+    /// Instances the model knows (starting, ready, or detached and busy).
+    pub fn instances(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Calls in flight.
+    pub fn calls_in_flight(&self) -> usize {
+        self.calls.len()
+    }
+}
+
+fn new_pool(options: &CachingOptions) -> ContainerPool {
+    ContainerPool::new(
+        options.pool_function_limit(),
+        options.container_pool_num as usize,
+    )
+}
