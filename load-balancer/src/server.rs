@@ -355,7 +355,7 @@ fn status_json(shared: &Shared) -> String {
         "health": &config.health,
         "connect_timeout_ms": config.connect_timeout_ms,
         "threads": config.threads,
-        "uptime_ms": shared.clock.now().as_millis() as u64,
+        "uptime_ms": shared.clock.now().as_millis(),
         "nodes": nodes,
     })
     .to_string()

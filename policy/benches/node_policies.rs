@@ -1,32 +1,103 @@
-//! Throughput of the pure worker policies, which the discrete-event
-//! simulator calls once or twice per simulated call: one whole call
-//! (start + finish) of a function drawn round-robin from the 31 catalog
-//! functions, with the caching options switched on.
+//! Throughput of the node model, which the discrete-event simulator calls
+//! a few times per simulated call: one whole call (arrival, build or
+//! instance start when asked, end) of a function drawn round-robin from 31
+//! functions of 1-131 MB, under HotFunctions' caching options, plus the
+//! image cache alone.
 //!
-//! `cargo bench -p worker-front --bench policies`
+//! `cargo bench -p policy --bench node_policies`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use policy::node::container_pool::ContainerPool;
 use policy::node::image_cache::ImageCache;
-use policy::node::rest_instances::{RestAcquire, RestInstances};
+use policy::node::options::CachingOptions;
+use policy::node::{InstanceModel, NodeModel, Step};
+use policy::Time;
 use std::time::Duration;
 
-fn names() -> Vec<(String, u64)> {
-    sample_functions::catalog()
-        .functions
-        .iter()
-        .map(|f| (f.name.clone(), f.package_bytes))
+fn functions() -> Vec<(String, u64)> {
+    (0..31u64)
+        .map(|i| (format!("F{i}"), 1_000_000 + i * 4_200_000))
         .collect()
 }
 
-fn policies(c: &mut Criterion) {
-    let fns = names();
+/// One whole call at `now`, every step done at once.
+fn whole_call(m: &mut NodeModel, f: &str, bytes: u64, now: Time) {
+    let (call, mut effects) = m.call_arrived(f, now);
+    let mut step = effects.take_step(call);
+    black_box(&effects);
+    loop {
+        match step {
+            Some(Step::BuildImage) => {
+                let mut e = m.image_built(f, bytes, now);
+                step = e.take_step(call);
+                for p in e.prewarm {
+                    let _ = black_box(m.instance_started(p.instance, now));
+                }
+            }
+            Some(Step::Start { instance, .. }) => {
+                let _ = black_box(m.instance_started(instance, now));
+                break;
+            }
+            _ => break,
+        }
+    }
+    let (_, e) = m.call_finished(call, now + Duration::from_millis(1));
+    for p in e.prewarm {
+        let _ = black_box(m.instance_started(p.instance, now));
+    }
+    let _ = black_box(m.timer(now));
+}
+
+fn node_model(c: &mut Criterion) {
+    let fns = functions();
+    let cases = [
+        ("node_model_call_one_shot", CachingOptions::default()),
+        (
+            "node_model_call_rest_300MB_limit",
+            CachingOptions {
+                user_code_size_limit: 300_000_000,
+                using_rest_mode: true,
+                ..CachingOptions::default()
+            },
+        ),
+        (
+            "node_model_call_pool_5x6",
+            CachingOptions {
+                container_pool_limit: 5,
+                container_pool_num: 6,
+                ..CachingOptions::default()
+            },
+        ),
+    ];
+    for (name, options) in cases {
+        c.bench_function(name, |b| {
+            let mut m = NodeModel::new(options, InstanceModel::HotFunctions);
+            let mut t = 0u64;
+            b.iter(|| {
+                let (f, bytes) = &fns[(t % fns.len() as u64) as usize];
+                whole_call(&mut m, f, *bytes, Time::from_millis(t * 100));
+                t += 1;
+            })
+        });
+    }
+    c.bench_function("node_model_call_lambda", |b| {
+        let keep_alive = Duration::from_secs(60);
+        let mut m = NodeModel::new(
+            CachingOptions::default(),
+            InstanceModel::Lambda { keep_alive },
+        );
+        let mut t = 0u64;
+        b.iter(|| {
+            let (f, bytes) = &fns[(t % fns.len() as u64) as usize];
+            whole_call(&mut m, f, *bytes, Time::from_millis(t * 100));
+            t += 1;
+        })
+    });
     c.bench_function("image_cache_call_300MB_limit", |b| {
         let mut cache = ImageCache::new(Some(300_000_000));
         let mut t = 0u64;
         b.iter(|| {
             let (f, bytes) = &fns[(t % fns.len() as u64) as usize];
-            let now = Duration::from_millis(t);
+            let now = Time::from_millis(t);
             if !cache.call_started(f, now) {
                 black_box(cache.image_built(f, *bytes, now));
             }
@@ -34,37 +105,7 @@ fn policies(c: &mut Criterion) {
             t += 1;
         })
     });
-    c.bench_function("container_pool_call_limit_5x6", |b| {
-        let mut pool = ContainerPool::new(Some(5), 6);
-        let mut t = 0u64;
-        b.iter(|| {
-            let (f, _) = &fns[(t % fns.len() as u64) as usize];
-            let now = Duration::from_millis(t);
-            black_box(pool.call_started(f, now));
-            let plan = pool.call_finished(f, now + Duration::from_millis(1));
-            for (g, n) in &plan.create {
-                for _ in 0..*n {
-                    pool.instance_ready(g);
-                }
-            }
-            t += 1;
-        })
-    });
-    c.bench_function("rest_instances_call_and_expire", |b| {
-        let mut rest = RestInstances::new(Duration::from_secs(10));
-        let mut t = 0u64;
-        b.iter(|| {
-            let (f, _) = &fns[(t % fns.len() as u64) as usize];
-            let now = Duration::from_millis(t * 100);
-            if rest.call_started(f, now) == RestAcquire::Start {
-                rest.started(f, now);
-            }
-            rest.call_finished(f, now + Duration::from_millis(1));
-            black_box(rest.expire(now));
-            t += 1;
-        })
-    });
 }
 
-criterion_group!(benches, policies);
+criterion_group!(benches, node_model);
 criterion_main!(benches);

@@ -50,7 +50,7 @@ use anyhow::Context;
 use protocol::WorkerReply;
 use serde_json::json;
 
-use crate::des::CostProfile;
+use des::CostProfile;
 
 /// Arguments of `simulator calibrate`.
 #[derive(Debug, Clone, clap::Args)]

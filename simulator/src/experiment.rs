@@ -805,8 +805,9 @@ fn run_des(
         let file =
             std::fs::File::create(&log).map_err(io_err(format!("creating {}", log.display())))?;
         let mut out = std::io::BufWriter::new(file);
-        let summary = crate::des::run_scenario(&events, &config, Some(&mut out))
-            .map_err(|e| des_err(e.to_string()))?;
+        let workload = des::Workload::from_events(&events);
+        let summary = crate::des::simulate(&workload, &config, Some(&mut out), true)
+            .map_err(|e| des_err(format!("{e:#}")))?;
         out.flush()
             .map_err(io_err(format!("writing {}", log.display())))?;
         eprintln!(

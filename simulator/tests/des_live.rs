@@ -79,8 +79,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use des::{run_scenario, CostProfile, DesConfig};
 use policy::node::options::CachingOptions;
-use simulator::des::{run_scenario, CostProfile, DesConfig};
 use utils::analyze::{analyze, Analysis, AnalyzeOptions};
 use utils::logs::RunLog;
 

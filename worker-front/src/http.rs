@@ -55,8 +55,14 @@ fn error(status: u16, message: impl Into<String>) -> HttpResponse {
     json(status, ErrorReply::new(message).to_json())
 }
 
+/// The HTTP status of a worker error (the only place statuses are chosen).
 fn worker_error(e: WorkerError) -> HttpResponse {
-    error(e.http_status(), e.to_string())
+    let status = match &e {
+        WorkerError::UnknownFunction(_) => 404,
+        WorkerError::Options(_) => 400,
+        WorkerError::Runtime(r) => r.http_status(),
+    };
+    error(status, e.to_string())
 }
 
 fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, HttpResponse> {

@@ -218,7 +218,7 @@ async fn serve<R: Runtime>(
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                w.expire_rest();
+                w.tick();
             }
         })
     };

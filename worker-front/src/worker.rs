@@ -1,131 +1,122 @@
-//! The worker core: turns the pure policies' answers into runtime actions.
+//! The worker core: carries out what the node model decides, with a runtime.
+//!
+//! Every decision (is the image cached, which instance serves a call, what
+//! an eviction takes with it, what `/clear` empties, when an idle instance
+//! expires) is made by [`policy::node::NodeModel`], the same pure type the
+//! discrete-event simulator drives. This module only executes its
+//! [`Effects`]: it builds images, starts, invokes and removes instances,
+//! wakes the calls the model resumes, and reports back what happened
+//! (built, started, failed, finished) with the time.
 //!
 //! One call (`/execute?name=F`), as in HotFunctions' `runner.go`
-//! (`RunFunction` then `manageCaches`):
-//! 1. ask the [`ImageCache`] whether F's image is cached (and pin it); if
-//!    not, build it (single flight per function: concurrent callers await
-//!    the one build through an async per-function lock, no polling;
-//!    `ImageBuilt` is true for every call that had to wait for a build);
-//! 2. REST mode: use F's running instance ([`RestInstances`]) or start it
-//!    (one starter, the others await it); otherwise take a pre-warmed pool
-//!    instance if [`ContainerPool`] has one ready, else run a fresh one-shot
-//!    instance;
-//! 3. after the call: unpin, evict images over the byte limit (and their
-//!    pools and idle REST instances), and reconcile the pools (create or
-//!    remove pre-warmed instances in the background).
+//! (`RunFunction` then `manageCaches`), step by step ([`Step`]):
+//! - `BuildImage`: this call builds F's image (single flight: the model
+//!   tells later callers to `Wait` for it);
+//! - `Wait`: the call sleeps until the model resumes it (a build or an
+//!   instance start done by another call);
+//! - `Start`: start a REST-mode instance, then run on it;
+//! - `Run`: invoke a running instance (REST, or a pre-warmed pool member);
+//!   if it turned out dead, the model gives the call a new step once;
+//! - `RunOnce`: run the call in a fresh one-shot instance.
 //!
-//! A timer calls [`Worker::expire_rest`] so that idle REST instances go
-//! after their lifetime even when no further call comes. `/clear` bumps a
-//! generation number, so that background work started before it (a pool
-//! instance being created, a REST instance being started) is removed
-//! instead of joining the new state.
+//! Then the call ends in the model, which answers with evictions, pool
+//! refills and removals; they run in the background. A timer calls
+//! [`Worker::tick`] so that idle REST instances expire after their
+//! lifetime even when no further call comes.
 //!
-//! All policy state sits behind one `std::sync::Mutex` that is never held
-//! across an `.await`; the runtime does the slow work outside it.
+//! The model and the runtime handles (images and instances by the model's
+//! ids) sit behind one `std::sync::Mutex` that is never held across an
+//! `.await`; the runtime does the slow work outside it.
 
 use crate::runtime::{Image, Instance, InstanceKind, Invocation, Removed, Runtime, RuntimeError};
-use policy::node::container_pool::{ContainerPool, PoolPlan};
-use policy::node::image_cache::{EvictedImage, ImageCache};
 use policy::node::options::{CachingOptions, OptionsError};
-use policy::node::rest_instances::{RestAcquire, RestInstances};
-use protocol::{ExecutionMeta, FunctionOutput, WorkerReply};
+use policy::node::{self, CallId, Effects, InstanceId, InstanceModel, NodeModel, Step};
+use policy::Time;
+use protocol::{ExecutionMeta, WorkerReply};
 use sample_functions::{Catalog, FunctionSpec};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use tokio::sync::mpsc;
 
-/// Errors of the worker's operations, with their HTTP status.
+/// Errors of the worker's operations (mapped to HTTP statuses by the edge,
+/// `crate::http`).
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("unknown function {0:?}")]
     UnknownFunction(String),
-    #[error("{0}")]
-    BadRequest(String),
     #[error(transparent)]
     Options(#[from] OptionsError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
 
-impl WorkerError {
-    pub fn http_status(&self) -> u16 {
-        match self {
-            WorkerError::UnknownFunction(_) => 404,
-            WorkerError::BadRequest(_) | WorkerError::Options(_) => 400,
-            WorkerError::Runtime(e) => e.http_status(),
-        }
-    }
-}
-
+/// The model, and the runtime's handles for what it names.
 #[derive(Debug)]
 struct State {
-    options: CachingOptions,
-    generation: u64,
-    cache: ImageCache,
-    pool: ContainerPool,
-    rest: RestInstances,
-    images: HashMap<String, Image>,
-    pooled: HashMap<String, Vec<Instance>>,
-    rest_instances: HashMap<String, Instance>,
+    model: NodeModel,
+    images: HashMap<Arc<str>, Image>,
+    instances: HashMap<InstanceId, Instance>,
+    /// Calls that may be told to wait, and how to wake them.
+    waiters: HashMap<CallId, mpsc::UnboundedSender<Step>>,
+}
+
+/// Runtime work that follows from effects, done outside the lock.
+#[derive(Debug, Default)]
+struct Background {
+    remove_images: Vec<Image>,
+    remove_instances: Vec<Instance>,
+    prewarm: Vec<(InstanceId, Image)>,
 }
 
 impl State {
-    fn new(options: CachingOptions) -> Self {
-        Self {
-            options,
-            generation: 0,
-            cache: ImageCache::new(options.image_limit_bytes()),
-            pool: ContainerPool::new(
-                options.pool_function_limit(),
-                options.container_pool_num as usize,
-            ),
-            rest: RestInstances::new(options.rest_lifetime()),
-            images: HashMap::new(),
-            pooled: HashMap::new(),
-            rest_instances: HashMap::new(),
+    /// Carries out `effects` as far as the state goes: wakes resumed calls,
+    /// forgets removed images and instances; returns the runtime work.
+    fn apply(&mut self, effects: Effects, now: Time) -> Background {
+        let mut bg = Background::default();
+        for (call, step) in effects.resume {
+            if let Some(tx) = self.waiters.get(&call) {
+                // A closed channel is a call that already gave up.
+                let _ = tx.send(step);
+            }
         }
-    }
-
-    /// Applies evicted images: forget them, their pools and idle REST
-    /// instances; returns what the runtime must remove.
-    fn evict(&mut self, evicted: Vec<EvictedImage>, cleanup: &mut Cleanup) {
-        for e in evicted {
-            if let Some(img) = self.images.remove(&e.function) {
-                cleanup.images.push(img);
+        for id in effects.remove_instances {
+            if let Some(i) = self.instances.remove(&id) {
+                bg.remove_instances.push(i);
             }
-            self.pool.forget(&e.function);
-            if let Some(v) = self.pooled.remove(&e.function) {
-                cleanup.instances.extend(v);
+        }
+        for f in effects.remove_images {
+            if let Some(img) = self.images.remove(&f) {
+                bg.remove_images.push(img);
             }
-            if !self.cache.is_pinned(&e.function) {
-                self.rest.remove(&e.function);
-                if let Some(i) = self.rest_instances.remove(&e.function) {
-                    cleanup.instances.push(i);
+        }
+        for p in effects.prewarm {
+            match self.images.get(&p.function) {
+                Some(img) => bg.prewarm.push((p.instance, img.clone())),
+                // The model only pre-warms cached images; if the handle is
+                // gone, the start fails like a failed start.
+                None => {
+                    let more = self.model.instance_start_failed(p.instance, now);
+                    let inner = self.apply(more, now);
+                    bg.merge(inner);
                 }
             }
         }
+        bg
     }
 }
 
-/// Things to remove in the background.
-#[derive(Debug, Default)]
-struct Cleanup {
-    images: Vec<Image>,
-    instances: Vec<Instance>,
-}
+impl Background {
+    fn merge(&mut self, other: Background) {
+        self.remove_images.extend(other.remove_images);
+        self.remove_instances.extend(other.remove_instances);
+        self.prewarm.extend(other.prewarm);
+    }
 
-/// How a call was accounted in the policies (to finish it symmetrically).
-#[derive(Debug, Clone, Copy, Default)]
-struct CallTrack {
-    rest: bool,
-    pool: bool,
-}
-
-enum Mode {
-    Rest(RestAcquire),
-    Pooled(Option<Instance>),
-    Fresh,
+    fn is_empty(&self) -> bool {
+        self.remove_images.is_empty() && self.remove_instances.is_empty() && self.prewarm.is_empty()
+    }
 }
 
 /// Counters reported by `/health`.
@@ -152,8 +143,6 @@ struct Shared<R> {
     epoch: Instant,
     worker_id: String,
     state: Mutex<State>,
-    build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    rest_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     image_builds: AtomicU64,
     calls: AtomicU64,
     /// Where background work (clean-up, pre-warming) runs: the runtime the
@@ -161,7 +150,7 @@ struct Shared<R> {
     background: Option<tokio::runtime::Handle>,
 }
 
-/// The worker: policies + a runtime. Cheap to clone.
+/// The worker: the node model + a runtime. Cheap to clone.
 pub struct Worker<R> {
     shared: Arc<Shared<R>>,
 }
@@ -186,11 +175,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn keyed_lock(
-    map: &Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    key: &str,
-) -> Arc<tokio::sync::Mutex<()>> {
-    Arc::clone(lock(map).entry(key.to_string()).or_default())
+/// The runtime's kind of instance for the model's.
+fn runtime_kind(kind: node::InstanceKind) -> InstanceKind {
+    match kind {
+        node::InstanceKind::Pooled => InstanceKind::Pooled,
+        // Both serve calls over HTTP for as long as they live.
+        node::InstanceKind::Rest | node::InstanceKind::KeepAlive => InstanceKind::Rest,
+    }
+}
+
+/// One call in progress: its id in the model, and how it is woken.
+struct CallCtx<'a> {
+    spec: &'a FunctionSpec,
+    call: CallId,
+    wake: Option<mpsc::UnboundedReceiver<Step>>,
+    image_name: String,
 }
 
 impl<R: Runtime> Worker<R> {
@@ -202,9 +201,12 @@ impl<R: Runtime> Worker<R> {
                 #[allow(clippy::disallowed_methods)] // the live worker's clock
                 epoch: Instant::now(),
                 worker_id,
-                state: Mutex::new(State::new(options)),
-                build_locks: Mutex::new(HashMap::new()),
-                rest_locks: Mutex::new(HashMap::new()),
+                state: Mutex::new(State {
+                    model: NodeModel::new(options, InstanceModel::HotFunctions),
+                    images: HashMap::new(),
+                    instances: HashMap::new(),
+                    waiters: HashMap::new(),
+                }),
                 image_builds: AtomicU64::new(0),
                 calls: AtomicU64::new(0),
                 background: tokio::runtime::Handle::try_current().ok(),
@@ -220,28 +222,31 @@ impl<R: Runtime> Worker<R> {
         &self.shared.worker_id
     }
 
-    /// The policies' time: since the worker started.
-    fn now(&self) -> Duration {
-        self.shared.epoch.elapsed()
+    /// The model's time: since the worker started.
+    fn now(&self) -> Time {
+        #[allow(clippy::disallowed_methods)] // the live worker's clock
+        let now = Instant::now();
+        self.time_at(now)
     }
 
-    /// The policies' time at `instant` (a clock reading taken anyway).
-    fn time_at(&self, instant: Instant) -> Duration {
-        instant.saturating_duration_since(self.shared.epoch)
+    /// The model's time at `instant` (a clock reading taken anyway).
+    fn time_at(&self, instant: Instant) -> Time {
+        Time::from_duration(instant.saturating_duration_since(self.shared.epoch))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.shared.state)
     }
 
     pub fn options(&self) -> CachingOptions {
-        lock(&self.shared.state).options
+        self.state().model.options()
     }
 
     /// Whether a call of `name` now would be a warm REST call (image
     /// cached, instance running): no engine work, only the instance's HTTP
     /// hop. A hint for where to run the call; the call itself decides.
     pub fn serves_warm(&self, name: &str) -> bool {
-        let st = lock(&self.shared.state);
-        st.options.using_rest_mode
-            && st.images.contains_key(name)
-            && st.rest_instances.contains_key(name)
+        self.state().model.serves_warm(name)
     }
 
     /// Runs engine work (builds, instance starts, one-shot runs) on the
@@ -266,12 +271,6 @@ impl<R: Runtime> Worker<R> {
         }
     }
 
-    async fn run_once(&self, image: &Image) -> Result<Invocation, RuntimeError> {
-        let image = image.clone();
-        self.on_background(|w| async move { w.shared.runtime.run_once(&image).await })
-            .await
-    }
-
     fn spawn_background<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -282,6 +281,28 @@ impl<R: Runtime> Worker<R> {
         }
     }
 
+    /// Applies `effects` (decided at `now`) under the lock, then starts the
+    /// runtime work.
+    fn carry_out(&self, st: MutexGuard<'_, State>, effects: Effects, now: Time) {
+        let mut st = st;
+        let bg = st.apply(effects, now);
+        drop(st);
+        self.spawn_work(bg);
+    }
+
+    /// Takes the call's own next step out of `effects`; if it is to wait,
+    /// registers its wake-up channel first (under the lock, before any
+    /// effect can resume it).
+    fn own_step(&self, st: &mut State, ctx: &mut CallCtx<'_>, effects: &mut Effects) -> Step {
+        let step = effects.take_step(ctx.call).unwrap_or(Step::Wait);
+        if step == Step::Wait && ctx.wake.is_none() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            st.waiters.insert(ctx.call, tx);
+            ctx.wake = Some(rx);
+        }
+        step
+    }
+
     /// Runs one call of `name`; the reply in the original's format.
     pub async fn execute(&self, name: &str) -> Result<WorkerReply, WorkerError> {
         let spec = self
@@ -290,309 +311,214 @@ impl<R: Runtime> Worker<R> {
             .get(name)
             .ok_or_else(|| WorkerError::UnknownFunction(name.to_string()))?;
         // Two clock readings per call: they give ExecutionTime and the
-        // policies' times of the call's start and end.
+        // model's times of the call's start and end.
         #[allow(clippy::disallowed_methods)] // ExecutionTime is measured here
         let started = Instant::now();
         self.shared.calls.fetch_add(1, Ordering::Relaxed);
         let now = self.time_at(started);
-        let mut track = CallTrack::default();
-        let (generation, cached, mode) = {
-            let mut st = lock(&self.shared.state);
-            let cached = if st.cache.call_started(name, now) {
-                st.images.get(name).cloned()
-            } else {
-                None
+        let (mut ctx, first) = {
+            let mut st = self.state();
+            let (call, mut effects) = st.model.call_arrived(name, now);
+            let mut ctx = CallCtx {
+                spec,
+                call,
+                wake: None,
+                image_name: String::new(),
             };
-            let mode = if st.options.using_rest_mode {
-                track.rest = true;
-                Mode::Rest(st.rest.call_started(name, now))
-            } else if st.pool.is_enabled() {
-                track.pool = true;
-                let took = st.pool.call_started(name, now);
-                Mode::Pooled(if took {
-                    st.pooled.get_mut(name).and_then(Vec::pop)
-                } else {
-                    None
-                })
-            } else {
-                Mode::Fresh
-            };
-            (st.generation, cached, mode)
+            let first = self.own_step(&mut st, &mut ctx, &mut effects);
+            self.carry_out(st, effects, now);
+            (ctx, first)
         };
-        let result = self.serve(spec, generation, cached, mode, &mut track).await;
+        let result = self.drive(&mut ctx, first).await;
         #[allow(clippy::disallowed_methods)] // ExecutionTime is measured here
         let ended = Instant::now();
-        self.finish(name, generation, track, self.time_at(ended));
-        let (output, meta) = result?;
+        let meta = {
+            let now = self.time_at(ended);
+            let mut st = self.state();
+            if ctx.wake.is_some() {
+                st.waiters.remove(&ctx.call);
+            }
+            let (meta, effects) = st.model.call_finished(ctx.call, now);
+            self.carry_out(st, effects, now);
+            meta
+        };
+        let inv = result?;
         Ok(WorkerReply {
-            internal_execution_time: output.internal_ms(),
-            result: output.result,
+            internal_execution_time: inv.output.internal_ms(),
+            result: inv.output.result,
             execution_time: ended.duration_since(started).as_millis() as i64,
-            meta,
+            meta: ExecutionMeta {
+                image_built: meta.image_built,
+                using_pooled_container: meta.pooled,
+                using_existing_rest_container: meta.existing_instance,
+                container_name: inv.instance_name,
+                image_name: ctx.image_name,
+            },
         })
     }
 
-    async fn serve(
-        &self,
-        spec: &FunctionSpec,
-        generation: u64,
-        cached: Option<Image>,
-        mode: Mode,
-        track: &mut CallTrack,
-    ) -> Result<(FunctionOutput, ExecutionMeta), RuntimeError> {
-        let mut meta = ExecutionMeta::default();
-        let image = match cached {
-            Some(i) => i,
-            None => {
-                meta.image_built = true;
-                self.ensure_image(spec).await?
-            }
-        };
-        meta.image_name = image.name.clone();
-        let rt = &self.shared.runtime;
-        let inv = match mode {
-            Mode::Rest(first) => {
-                // At most one retry: when the instance turns out to be dead
-                // (not when the function fails), it is forgotten and a new
-                // one is started for this call.
-                let mut acquire = first;
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let (inst, existing, orphan) = self
-                        .rest_instance(spec, &image, acquire, generation, track)
-                        .await?;
-                    meta.using_existing_rest_container = existing;
-                    let r = rt.invoke(&inst).await;
-                    let dead = matches!(r, Err(RuntimeError::Instance { .. }));
-                    let mut forgotten = false;
-                    if orphan || dead {
-                        let mut st = lock(&self.shared.state);
-                        if !orphan
-                            && st.rest_instances.get(&spec.name).map(|i| &i.id) == Some(&inst.id)
-                        {
-                            st.rest_instances.remove(&spec.name);
-                            st.rest.remove(&spec.name);
-                            track.rest = false;
-                            forgotten = true;
-                        }
-                        drop(st);
-                        self.spawn_cleanup(Cleanup {
-                            images: Vec::new(),
-                            instances: vec![inst],
-                        });
-                    }
-                    if forgotten && attempt < 2 {
-                        let mut st = lock(&self.shared.state);
-                        if st.generation == generation && st.options.using_rest_mode {
-                            tracing::warn!(
-                                "REST instance of {} was dead; starting a new one",
-                                spec.name
-                            );
-                            acquire = st.rest.call_started(&spec.name, self.now());
-                            track.rest = true;
-                            continue;
-                        }
-                    }
-                    break r?;
-                }
-            }
-            Mode::Pooled(Some(inst)) => {
-                let r = rt.invoke(&inst).await;
-                let name = inst.name.clone();
-                self.spawn_cleanup(Cleanup {
-                    images: Vec::new(),
-                    instances: vec![inst],
-                });
-                match r {
-                    Ok(inv) => {
-                        meta.using_pooled_container = true;
-                        inv
-                    }
-                    // The pooled instance died or is unreachable (not the
-                    // function failing): serve the call cold instead.
-                    Err(RuntimeError::Instance { detail, .. }) => {
-                        tracing::warn!("pooled instance {name} unusable ({detail}); running cold");
-                        self.run_once(&image).await?
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Mode::Pooled(None) | Mode::Fresh => self.run_once(&image).await?,
-        };
-        meta.container_name = inv.instance_name;
-        Ok((inv.output, meta))
+    async fn next_step(&self, ctx: &mut CallCtx<'_>) -> Result<Step, RuntimeError> {
+        let rx = ctx
+            .wake
+            .as_mut()
+            .ok_or_else(|| RuntimeError::Io("call has no wake-up channel".into()))?;
+        rx.recv()
+            .await
+            .ok_or_else(|| RuntimeError::Io("call was dropped while waiting".into()))
     }
 
-    /// The image of `spec`, built once however many callers wait for it.
-    async fn ensure_image(&self, spec: &FunctionSpec) -> Result<Image, RuntimeError> {
-        let gate = keyed_lock(&self.shared.build_locks, &spec.name);
-        let _building = gate.lock().await;
-        if let Some(img) = lock(&self.shared.state).images.get(&spec.name) {
-            return Ok(img.clone());
-        }
-        let function = spec.clone();
+    /// The image of the call's function, as the runtime knows it.
+    fn image(&self, ctx: &mut CallCtx<'_>) -> Result<Image, RuntimeError> {
         let img = self
-            .on_background(|w| async move { w.shared.runtime.build_image(&function).await })
-            .await?;
-        self.shared.image_builds.fetch_add(1, Ordering::Relaxed);
-        let now = self.now();
-        let mut cleanup = Cleanup::default();
-        {
-            let mut st = lock(&self.shared.state);
-            st.images.insert(spec.name.clone(), img.clone());
-            let evicted = st.cache.image_built(&spec.name, img.bytes, now);
-            st.evict(evicted, &mut cleanup);
-        }
-        self.spawn_cleanup(cleanup);
+            .state()
+            .images
+            .get(ctx.spec.name.as_str())
+            .cloned()
+            .ok_or_else(|| RuntimeError::Build {
+                function: ctx.spec.name.clone(),
+                detail: "the image was removed (cleared) before the call could use it".into(),
+            })?;
+        ctx.image_name.clone_from(&img.name);
         Ok(img)
     }
 
-    /// The REST instance for this call: (instance, was it already running,
-    /// is it an orphan of a cleared generation to remove after the call).
-    async fn rest_instance(
-        &self,
-        spec: &FunctionSpec,
-        image: &Image,
-        acquire: RestAcquire,
-        generation: u64,
-        track: &mut CallTrack,
-    ) -> Result<(Instance, bool, bool), RuntimeError> {
-        let name = &spec.name;
-        if acquire == RestAcquire::Existing {
-            if let Some(i) = lock(&self.shared.state).rest_instances.get(name) {
-                return Ok((i.clone(), true, false));
-            }
-        }
-        let gate = keyed_lock(&self.shared.rest_locks, name);
-        let _starting = gate.lock().await;
-        if let Some(i) = lock(&self.shared.state).rest_instances.get(name) {
-            return Ok((i.clone(), false, false));
-        }
-        let start = image.clone();
-        match self
-            .on_background(|w| async move {
-                w.shared
-                    .runtime
-                    .start_instance(&start, InstanceKind::Rest)
-                    .await
-            })
-            .await
-        {
-            Ok(inst) => {
-                let now = self.now();
-                let mut st = lock(&self.shared.state);
-                if st.generation == generation && st.options.using_rest_mode {
-                    st.rest_instances.insert(name.clone(), inst.clone());
-                    st.rest.started(name, now);
-                    Ok((inst, false, false))
-                } else {
-                    Ok((inst, false, true))
-                }
-            }
-            Err(e) => {
-                let mut st = lock(&self.shared.state);
-                if st.generation == generation {
-                    st.rest.start_failed(name);
-                }
-                track.rest = false;
-                Err(e)
-            }
-        }
-    }
-
-    /// Ends a call (at `now`) in the policies and applies what they decide.
-    fn finish(&self, name: &str, generation: u64, track: CallTrack, now: Duration) {
-        let mut cleanup = Cleanup::default();
-        let mut plan = PoolPlan::default();
-        {
-            let mut st = lock(&self.shared.state);
-            let evicted = st.cache.call_finished(name, now);
-            if st.generation == generation {
-                if track.rest {
-                    st.rest.call_finished(name, now);
-                }
-                if track.pool && !st.options.using_rest_mode {
-                    plan = st.pool.call_finished(name, now);
-                }
-            }
-            st.evict(evicted, &mut cleanup);
-            self.take_plan_removals(&mut st, &mut plan, &mut cleanup);
-        }
-        self.spawn_cleanup(cleanup);
-        self.spawn_pool_creations(plan, generation);
-    }
-
-    fn take_plan_removals(&self, st: &mut State, plan: &mut PoolPlan, cleanup: &mut Cleanup) {
-        for (f, n) in std::mem::take(&mut plan.remove) {
-            if let Some(v) = st.pooled.get_mut(&f) {
-                let keep = v.len().saturating_sub(n);
-                cleanup.instances.extend(v.drain(keep..));
-            }
-        }
-    }
-
-    fn spawn_pool_creations(&self, plan: PoolPlan, generation: u64) {
-        for (f, n) in plan.create {
-            let image = lock(&self.shared.state).images.get(&f).cloned();
-            let Some(image) = image else {
-                let mut st = lock(&self.shared.state);
-                for _ in 0..n {
-                    st.pool.instance_failed(&f);
-                }
-                continue;
-            };
-            for _ in 0..n {
-                let w = self.clone();
-                let image = image.clone();
-                self.spawn_background(async move {
-                    let r = w
-                        .shared
-                        .runtime
-                        .start_instance(&image, InstanceKind::Pooled)
+    /// Follows the model's steps until the call ran (or failed).
+    async fn drive(&self, ctx: &mut CallCtx<'_>, first: Step) -> Result<Invocation, RuntimeError> {
+        let rt = &self.shared.runtime;
+        let name = ctx.spec.name.as_str();
+        let mut step = first;
+        let mut replaced = false;
+        loop {
+            step = match step {
+                Step::Wait => self.next_step(ctx).await?,
+                Step::BuildImage => {
+                    let function = ctx.spec.clone();
+                    let built = self
+                        .on_background(
+                            |w| async move { w.shared.runtime.build_image(&function).await },
+                        )
                         .await;
-                    let mut st = lock(&w.shared.state);
-                    let same = st.generation == generation;
-                    match r {
-                        Ok(inst) => {
-                            if same && st.pool.instance_ready(&image.function) {
-                                st.pooled
-                                    .entry(image.function.clone())
-                                    .or_default()
-                                    .push(inst);
-                            } else {
-                                drop(st);
-                                w.spawn_cleanup(Cleanup {
-                                    images: Vec::new(),
-                                    instances: vec![inst],
-                                });
-                            }
+                    let now = self.now();
+                    let mut st = self.state();
+                    match built {
+                        Ok(img) => {
+                            self.shared.image_builds.fetch_add(1, Ordering::Relaxed);
+                            let bytes = img.bytes;
+                            st.images.insert(Arc::from(name), img);
+                            let mut effects = st.model.image_built(name, bytes, now);
+                            let next = self.own_step(&mut st, ctx, &mut effects);
+                            self.carry_out(st, effects, now);
+                            next
                         }
                         Err(e) => {
-                            if same {
-                                st.pool.instance_failed(&image.function);
-                            }
-                            tracing::warn!("pre-warming {} failed: {e}", image.function);
+                            let effects = st.model.image_build_failed(name, now);
+                            self.carry_out(st, effects, now);
+                            return Err(e);
                         }
                     }
-                });
-            }
+                }
+                Step::Start { instance, kind } => {
+                    let image = self.image(ctx)?;
+                    let kind = runtime_kind(kind);
+                    let started = self
+                        .on_background(|w| async move {
+                            w.shared.runtime.start_instance(&image, kind).await
+                        })
+                        .await;
+                    let now = self.now();
+                    let mut st = self.state();
+                    match started {
+                        Ok(inst) => {
+                            st.instances.insert(instance, inst);
+                            let effects = st.model.instance_started(instance, now);
+                            self.carry_out(st, effects, now);
+                            Step::Run { instance }
+                        }
+                        Err(e) => {
+                            let effects = st.model.instance_start_failed(instance, now);
+                            self.carry_out(st, effects, now);
+                            return Err(e);
+                        }
+                    }
+                }
+                Step::Run { instance } => {
+                    self.image(ctx)?;
+                    let inst = self.state().instances.get(&instance).cloned();
+                    let r = match &inst {
+                        Some(inst) => rt.invoke(inst).await,
+                        None => Err(RuntimeError::Instance {
+                            instance: instance.to_string(),
+                            detail: "removed before the call could use it".into(),
+                        }),
+                    };
+                    match r {
+                        // The instance died or is unreachable (not the
+                        // function failing): the model replaces it, once.
+                        Err(RuntimeError::Instance { detail, .. }) if !replaced => {
+                            replaced = true;
+                            tracing::warn!(
+                                "instance {instance} of {name} unusable ({detail}); replacing it"
+                            );
+                            let now = self.now();
+                            let mut st = self.state();
+                            let mut effects = st.model.instance_died(ctx.call, now);
+                            let next = self.own_step(&mut st, ctx, &mut effects);
+                            self.carry_out(st, effects, now);
+                            next
+                        }
+                        r => return r,
+                    }
+                }
+                Step::RunOnce { .. } => {
+                    let image = self.image(ctx)?;
+                    return self
+                        .on_background(|w| async move { w.shared.runtime.run_once(&image).await })
+                        .await;
+                }
+            };
         }
     }
 
-    fn spawn_cleanup(&self, cleanup: Cleanup) {
-        if cleanup.images.is_empty() && cleanup.instances.is_empty() {
+    /// Removes what the effects removed and starts what they pre-warm.
+    fn spawn_work(&self, bg: Background) {
+        if bg.is_empty() {
+            return;
+        }
+        for (id, image) in bg.prewarm {
+            let w = self.clone();
+            self.spawn_background(async move {
+                let r = w
+                    .shared
+                    .runtime
+                    .start_instance(&image, InstanceKind::Pooled)
+                    .await;
+                let now = w.now();
+                let mut st = w.state();
+                let effects = match r {
+                    Ok(inst) => {
+                        st.instances.insert(id, inst);
+                        st.model.instance_started(id, now)
+                    }
+                    Err(e) => {
+                        tracing::warn!("pre-warming {} failed: {e}", image.function);
+                        st.model.instance_start_failed(id, now)
+                    }
+                };
+                w.carry_out(st, effects, now);
+            });
+        }
+        if bg.remove_instances.is_empty() && bg.remove_images.is_empty() {
             return;
         }
         let w = self.clone();
         self.spawn_background(async move {
             let rt = &w.shared.runtime;
-            for i in cleanup.instances {
+            for i in bg.remove_instances {
                 if let Err(e) = rt.remove_instance(&i).await {
                     tracing::warn!("removing instance {}: {e}", i.name);
                 }
             }
-            for img in cleanup.images {
+            for img in bg.remove_images {
                 tracing::info!("image {} evicted ({} bytes)", img.name, img.bytes);
                 if let Err(e) = rt.remove_image(&img).await {
                     tracing::warn!("removing image {}: {e}", img.name);
@@ -601,21 +527,18 @@ impl<R: Runtime> Worker<R> {
         });
     }
 
-    /// Removes REST instances idle for their lifetime (called by a timer).
-    pub fn expire_rest(&self) -> usize {
+    /// Runs the model's timers that are due (idle REST instances past their
+    /// lifetime); called by a periodic timer. Returns how many instances
+    /// expired.
+    pub fn tick(&self) -> usize {
         let now = self.now();
-        let mut cleanup = Cleanup::default();
-        {
-            let mut st = lock(&self.shared.state);
-            for f in st.rest.expire(now) {
-                if let Some(i) = st.rest_instances.remove(&f) {
-                    tracing::info!("REST instance {} expired", i.name);
-                    cleanup.instances.push(i);
-                }
-            }
+        let mut st = self.state();
+        if st.model.next_timer().is_none_or(|t| t > now) {
+            return 0;
         }
-        let n = cleanup.instances.len();
-        self.spawn_cleanup(cleanup);
+        let effects = st.model.timer(now);
+        let n = effects.remove_instances.len();
+        self.carry_out(st, effects, now);
         n
     }
 
@@ -625,42 +548,12 @@ impl<R: Runtime> Worker<R> {
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<(String, CachingOptions), WorkerError> {
         let now = self.now();
-        let mut cleanup = Cleanup::default();
-        let (changed, options, plan, generation) = {
-            let mut st = lock(&self.shared.state);
-            let old = st.options;
-            let changed = st.options.apply_query(pairs)?;
-            let new = st.options;
-            let mut plan = PoolPlan::default();
-            if changed {
-                let evicted = st.cache.set_limit(new.image_limit_bytes(), now);
-                st.evict(evicted, &mut cleanup);
-                st.rest.set_lifetime(new.rest_lifetime());
-                if old.using_rest_mode && !new.using_rest_mode {
-                    st.rest.clear();
-                    let gone: Vec<Instance> = st.rest_instances.drain().map(|(_, i)| i).collect();
-                    cleanup.instances.extend(gone);
-                }
-                if new.using_rest_mode {
-                    st.pool = ContainerPool::new(
-                        new.pool_function_limit(),
-                        new.container_pool_num as usize,
-                    );
-                    let gone: Vec<Instance> = st.pooled.drain().flat_map(|(_, v)| v).collect();
-                    cleanup.instances.extend(gone);
-                } else {
-                    plan = st
-                        .pool
-                        .set_limits(new.pool_function_limit(), new.container_pool_num as usize);
-                    let mut st_plan = plan;
-                    self.take_plan_removals(&mut st, &mut st_plan, &mut cleanup);
-                    plan = st_plan;
-                }
-            }
-            (changed, new, plan, st.generation)
-        };
-        self.spawn_cleanup(cleanup);
-        self.spawn_pool_creations(plan, generation);
+        let mut st = self.state();
+        let mut options = st.model.options();
+        let changed = options.apply_query(pairs)?;
+        let (applied, effects) = st.model.set_options(options, now);
+        debug_assert_eq!(changed, applied);
+        self.carry_out(st, effects, now);
         let message = if changed {
             "configure changed"
         } else {
@@ -670,58 +563,67 @@ impl<R: Runtime> Worker<R> {
     }
 
     /// `/clear`: forgets pools and REST instances (and with `reset_images`
-    /// the images), then removes everything carrying this worker's mark.
+    /// the images), then removes everything carrying this worker's mark
+    /// (also instances that calls still use: those calls fail, as the
+    /// original's forced removal made them).
     pub async fn clear(&self, reset_images: bool) -> Result<Removed, WorkerError> {
         {
-            let mut st = lock(&self.shared.state);
-            let options = st.options;
-            st.generation += 1;
-            st.pool = ContainerPool::new(
-                options.pool_function_limit(),
-                options.container_pool_num as usize,
-            );
-            st.rest = RestInstances::new(options.rest_lifetime());
-            st.pooled.clear();
-            st.rest_instances.clear();
-            if reset_images {
-                st.images.clear();
-                st.cache.clear();
-            }
+            let now = self.now();
+            let mut st = self.state();
+            let effects = st.model.clear(reset_images, now);
+            // The handles are dropped: everything goes below at once.
+            let _ = st.apply(effects, now);
         }
         Ok(self.shared.runtime.remove_all_own(reset_images).await?)
     }
 
-    /// `/prepare`: builds every function's image that is not cached.
-    /// Returns (built, failures as "NAME: error").
+    /// `/prepare`: builds every function's image that is not cached (or
+    /// being built). Returns (built, failures as "NAME: error").
     pub async fn prepare(&self) -> (usize, Vec<String>) {
         let mut built = 0;
         let mut failed = Vec::new();
         for spec in &self.shared.catalog.functions {
-            if lock(&self.shared.state).images.contains_key(&spec.name) {
+            if !self.state().model.begin_build(&spec.name) {
                 continue;
             }
-            match self.ensure_image(spec).await {
-                Ok(_) => built += 1,
-                Err(e) => failed.push(format!("{}: {e}", spec.name)),
-            }
+            let function = spec.clone();
+            let r = self
+                .on_background(|w| async move { w.shared.runtime.build_image(&function).await })
+                .await;
+            let now = self.now();
+            let mut st = self.state();
+            let effects = match r {
+                Ok(img) => {
+                    self.shared.image_builds.fetch_add(1, Ordering::Relaxed);
+                    built += 1;
+                    let bytes = img.bytes;
+                    st.images.insert(Arc::from(spec.name.as_str()), img);
+                    st.model.image_built(&spec.name, bytes, now)
+                }
+                Err(e) => {
+                    failed.push(format!("{}: {e}", spec.name));
+                    st.model.image_build_failed(&spec.name, now)
+                }
+            };
+            self.carry_out(st, effects, now);
         }
         (built, failed)
     }
 
     /// Counters for `/health`.
     pub fn status(&self) -> WorkerStatus {
-        let st = lock(&self.shared.state);
+        let st = self.state();
         WorkerStatus {
             worker_id: self.shared.worker_id.clone(),
             image_builds: self.shared.image_builds.load(Ordering::Relaxed),
-            images: st.images.len(),
-            image_bytes: st.cache.total_bytes(),
-            pooled_instances: st.pooled.values().map(Vec::len).sum(),
-            rest_instances: st.rest_instances.len(),
+            images: st.model.images(),
+            image_bytes: st.model.image_bytes(),
+            pooled_instances: st.model.pooled_instances(),
+            rest_instances: st.model.rest_instances(),
             calls: self.shared.calls.load(Ordering::Relaxed),
             time_scale: self.shared.runtime.options().time_scale,
             package_scale: self.shared.runtime.options().package_scale,
-            state: st.options,
+            state: st.model.options(),
         }
     }
 }

@@ -166,8 +166,8 @@ pub struct Prewarm {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use = "a node model's effects must be carried out by its driver"]
 pub struct Effects {
-    /// Calls that may go on, each with its next step, in the order the
-    /// model decided them.
+    /// Calls whose next step is decided, in the order the model decided
+    /// them (a call may be told to [`Step::Wait`] again).
     pub resume: Vec<(CallId, Step)>,
     /// Instances to start with no call waiting.
     pub prewarm: Vec<Prewarm>,
@@ -413,7 +413,7 @@ impl NodeModel {
     // ----- events -----
 
     /// A call of `function` arrives at `now`. Its first step is in the
-    /// effects' `resume`, unless it waits for a build.
+    /// effects' `resume` (take it with [`Effects::take_step`]).
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn call_arrived(&mut self, function: &str, now: Time) -> (CallId, Effects) {
         let f = self.intern(function);
@@ -435,7 +435,10 @@ impl NodeModel {
         } else {
             let fs = &mut self.functions[f as usize];
             match &mut fs.build {
-                Some(build) => build.waiting.push(call),
+                Some(build) => {
+                    build.waiting.push(call);
+                    effects.resume.push((call, Step::Wait));
+                }
                 None => {
                     fs.build = Some(Build {
                         builder: Some(call),
@@ -1161,4 +1164,561 @@ fn new_pool(options: &CachingOptions) -> ContainerPool {
         options.pool_function_limit(),
         options.container_pool_num as usize,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MB: u64 = 1_000_000;
+
+    fn s(x: u64) -> Time {
+        Time::from_secs(x)
+    }
+
+    fn rest_options(limit_mb: i64) -> CachingOptions {
+        CachingOptions {
+            user_code_size_limit: if limit_mb < 0 {
+                -1
+            } else {
+                limit_mb * MB as i64
+            },
+            using_rest_mode: true,
+            rest_container_life_time: 60,
+            ..CachingOptions::default()
+        }
+    }
+
+    /// A driver that does every step at once: builds take no time,
+    /// instances start at once, each call ends `dur` after it arrived.
+    /// Returns the call's meta and every effect seen.
+    fn whole_call(
+        m: &mut NodeModel,
+        f: &str,
+        bytes: u64,
+        at: Time,
+        dur: Duration,
+    ) -> (CallMeta, Vec<Effects>) {
+        let mut seen = Vec::new();
+        let (call, mut eff) = m.call_arrived(f, at);
+        let mut step = eff.take_step(call);
+        seen.push(eff);
+        loop {
+            match step {
+                Some(Step::BuildImage) => {
+                    let mut eff = m.image_built(f, bytes, at);
+                    step = eff.take_step(call);
+                    seen.push(eff);
+                }
+                Some(Step::Start { instance, .. }) => {
+                    let eff = m.instance_started(instance, at);
+                    seen.push(eff);
+                    step = Some(Step::Run { instance });
+                }
+                Some(Step::Run { .. }) | Some(Step::RunOnce { .. }) => break,
+                Some(Step::Wait) | None => panic!("nothing else runs: {f} cannot wait"),
+            }
+        }
+        let (meta, eff) = m.call_finished(call, at + dur);
+        seen.push(eff);
+        (meta, seen)
+    }
+
+    fn prewarm_all(m: &mut NodeModel, effects: &[Effects], at: Time) {
+        let ids: Vec<InstanceId> = effects
+            .iter()
+            .flat_map(|e| e.prewarm.iter().map(|p| p.instance))
+            .collect();
+        for id in ids {
+            let eff = m.instance_started(id, at);
+            assert!(eff.resume.is_empty());
+        }
+    }
+
+    fn removed(effects: &[Effects]) -> Vec<InstanceId> {
+        effects
+            .iter()
+            .flat_map(|e| e.remove_instances.clone())
+            .collect()
+    }
+
+    /// The first scenario: an evicted image takes its idle REST
+    /// instance with it, so the third call is a new instance.
+    #[test]
+    fn an_evicted_image_takes_its_rest_instance() {
+        let mut m = NodeModel::new(rest_options(60), InstanceModel::HotFunctions);
+        let d = Duration::from_millis(100);
+        let (a, _) = whole_call(&mut m, "W3", 54 * MB, s(0), d);
+        assert_eq!((a.image_built, a.existing_instance), (true, false));
+        let (b, eff) = whole_call(&mut m, "W5", 26 * MB, s(5), d);
+        assert!(b.image_built);
+        let images: Vec<&str> = eff
+            .iter()
+            .flat_map(|e| e.remove_images.iter().map(|n| &**n))
+            .collect();
+        assert_eq!(images, ["W3"]);
+        assert_eq!(
+            removed(&eff).len(),
+            1,
+            "W3's REST instance goes with its image"
+        );
+        let (c, _) = whole_call(&mut m, "W3", 54 * MB, s(10), d);
+        assert!(c.image_built);
+        assert!(
+            !c.existing_instance,
+            "no REST instance survived the eviction"
+        );
+        // Without the limit, the third call reuses the instance.
+        let mut m = NodeModel::new(rest_options(-1), InstanceModel::HotFunctions);
+        whole_call(&mut m, "W3", 54 * MB, s(0), d);
+        whole_call(&mut m, "W5", 26 * MB, s(5), d);
+        let (c, _) = whole_call(&mut m, "W3", 54 * MB, s(10), d);
+        assert_eq!((c.image_built, c.existing_instance), (false, true));
+    }
+
+    /// The second scenario: an evicted image takes its pool.
+    #[test]
+    fn an_evicted_image_takes_its_pool() {
+        let options = CachingOptions {
+            user_code_size_limit: 60 * MB as i64,
+            container_pool_limit: 5,
+            container_pool_num: 1,
+            ..CachingOptions::default()
+        };
+        let mut m = NodeModel::new(options, InstanceModel::HotFunctions);
+        let d = Duration::from_millis(100);
+        let (a, eff) = whole_call(&mut m, "W3", 54 * MB, s(0), d);
+        assert!(a.image_built && !a.pooled);
+        prewarm_all(&mut m, &eff, s(1));
+        assert_eq!(m.pooled_instances(), 1);
+        let (_, eff) = whole_call(&mut m, "W5", 26 * MB, s(5), d);
+        assert_eq!(
+            m.pooled_instances(),
+            0,
+            "W3's pooled instance went with its image"
+        );
+        assert!(!removed(&eff).is_empty());
+        prewarm_all(&mut m, &eff, s(6));
+        let (c, _) = whole_call(&mut m, "W3", 54 * MB, s(10), d);
+        assert!(c.image_built);
+        assert!(!c.pooled);
+        // Without the limit, the third call takes its pooled instance.
+        let options = CachingOptions {
+            user_code_size_limit: -1,
+            ..options
+        };
+        let mut m = NodeModel::new(options, InstanceModel::HotFunctions);
+        let (_, eff) = whole_call(&mut m, "W3", 54 * MB, s(0), d);
+        prewarm_all(&mut m, &eff, s(1));
+        let (_, eff) = whole_call(&mut m, "W5", 26 * MB, s(5), d);
+        prewarm_all(&mut m, &eff, s(6));
+        let (c, _) = whole_call(&mut m, "W3", 54 * MB, s(10), d);
+        assert_eq!((c.image_built, c.pooled), (false, true));
+    }
+
+    #[test]
+    fn one_build_for_concurrent_calls_and_a_failed_build_is_handed_on() {
+        let mut m = NodeModel::new(CachingOptions::default(), InstanceModel::HotFunctions);
+        let (a, mut ea) = m.call_arrived("F", s(0));
+        assert_eq!(ea.take_step(a), Some(Step::BuildImage));
+        let (b, mut eb) = m.call_arrived("F", s(0));
+        let (c, mut ec) = m.call_arrived("F", s(0));
+        assert_eq!(
+            (eb.take_step(b), ec.take_step(c)),
+            (Some(Step::Wait), Some(Step::Wait)),
+            "they wait"
+        );
+        // The build fails: the first waiter builds again; `a` ends.
+        let mut eff = m.image_build_failed("F", s(1));
+        assert_eq!(eff.take_step(b), Some(Step::BuildImage));
+        assert!(eff.is_empty());
+        let (meta, _) = m.call_finished(a, s(1));
+        assert!(meta.image_built);
+        let mut eff = m.image_built("F", 10, s(2));
+        assert!(matches!(eff.take_step(b), Some(Step::RunOnce { .. })));
+        assert!(matches!(eff.take_step(c), Some(Step::RunOnce { .. })));
+        let (mb, _) = m.call_finished(b, s(3));
+        let (mc, _) = m.call_finished(c, s(3));
+        assert!(mb.image_built && mc.image_built && mb.is_cold());
+        let (d, mut ed) = m.call_arrived("F", s(4));
+        assert!(matches!(ed.take_step(d), Some(Step::RunOnce { .. })));
+        assert!(!m.meta(d).unwrap().image_built);
+    }
+
+    #[test]
+    fn rest_waiters_share_one_start_and_retry_after_a_failed_one() {
+        let mut m = NodeModel::new(rest_options(-1), InstanceModel::HotFunctions);
+        let (a, _) = m.call_arrived("F", s(0));
+        let mut eff = m.image_built("F", 10, s(0));
+        let Some(Step::Start {
+            instance: first,
+            kind,
+        }) = eff.take_step(a)
+        else {
+            panic!("the builder starts the REST instance: {eff:?}");
+        };
+        assert_eq!(kind, InstanceKind::Rest);
+        let (b, mut eb) = m.call_arrived("F", s(0));
+        let (c, mut ec) = m.call_arrived("F", s(0));
+        assert_eq!(
+            (eb.take_step(b), ec.take_step(c)),
+            (Some(Step::Wait), Some(Step::Wait))
+        );
+        // The start fails: `a` ends; `b` starts a new instance, `c` waits.
+        let mut eff = m.instance_start_failed(first, s(1));
+        let Some(Step::Start {
+            instance: second, ..
+        }) = eff.take_step(b)
+        else {
+            panic!("{eff:?}");
+        };
+        assert_ne!(first, second);
+        assert_eq!(eff.take_step(c), Some(Step::Wait));
+        let (_, eff) = m.call_finished(a, s(1));
+        assert!(eff.remove_instances.is_empty());
+        let mut eff = m.instance_started(second, s(2));
+        assert_eq!(eff.take_step(c), Some(Step::Run { instance: second }));
+        assert!(
+            !m.meta(c).unwrap().existing_instance,
+            "it waited for a start"
+        );
+        let (d, mut ed) = m.call_arrived("F", s(3));
+        assert_eq!(ed.take_step(d), Some(Step::Run { instance: second }));
+        assert!(m.meta(d).unwrap().existing_instance);
+        for call in [b, c, d] {
+            let (_, eff) = m.call_finished(call, s(4));
+            assert!(eff.is_empty());
+        }
+        assert_eq!(m.rest_instances(), 1);
+    }
+
+    #[test]
+    fn idle_rest_instances_expire_on_the_timer() {
+        let mut m = NodeModel::new(rest_options(-1), InstanceModel::HotFunctions);
+        let d = Duration::from_secs(1);
+        whole_call(&mut m, "F", 10, s(0), d);
+        whole_call(&mut m, "G", 10, s(30), d);
+        assert_eq!(m.next_timer(), Some(s(61)));
+        assert!(m.timer(s(60)).is_empty(), "not due yet");
+        let eff = m.timer(s(61));
+        assert_eq!(eff.remove_instances.len(), 1);
+        assert_eq!(m.rest_instances(), 1);
+        assert_eq!(m.next_timer(), Some(s(91)));
+        // A call in between pushes G's expiry further.
+        let (meta, _) = whole_call(&mut m, "G", 10, s(80), d);
+        assert!(meta.existing_instance);
+        assert!(m.timer(s(91)).is_empty());
+        assert_eq!(m.next_timer(), Some(s(141)));
+        assert_eq!(m.timer(s(141)).remove_instances.len(), 1);
+        assert_eq!((m.rest_instances(), m.next_timer()), (0, None));
+        // An early call of the timer, and a late one, are harmless.
+        assert!(m.timer(s(1000)).is_empty());
+    }
+
+    #[test]
+    fn lambda_reuses_the_newest_idle_instance_and_expires_the_rest() {
+        let keep_alive = Duration::from_secs(10);
+        let mut m = NodeModel::new(
+            CachingOptions::default(),
+            InstanceModel::Lambda { keep_alive },
+        );
+        let (a, mut ea) = m.call_arrived("F", s(0));
+        assert_eq!(ea.take_step(a), Some(Step::BuildImage));
+        let mut eff = m.image_built("F", 10, s(0));
+        let Some(Step::Start {
+            instance: ia,
+            kind: InstanceKind::KeepAlive,
+        }) = eff.take_step(a)
+        else {
+            panic!("{eff:?}");
+        };
+        assert!(m.instance_started(ia, s(0)).is_empty());
+        let (b, mut eb) = m.call_arrived("F", s(1));
+        let Some(Step::Start { instance: ib, .. }) = eb.take_step(b) else {
+            panic!("one call per instance: a concurrent call starts another");
+        };
+        assert!(m.instance_started(ib, s(1)).is_empty());
+        assert_eq!(m.keep_alive_instances(), (2, 0));
+        assert!(m.call_finished(a, s(2)).1.is_empty());
+        assert!(m.call_finished(b, s(3)).1.is_empty());
+        assert_eq!(m.keep_alive_instances(), (0, 2));
+        let (c, mut ec) = m.call_arrived("F", s(4));
+        assert_eq!(
+            ec.take_step(c),
+            Some(Step::Run { instance: ib }),
+            "the newest"
+        );
+        assert!(m.meta(c).unwrap().existing_instance);
+        assert_eq!(m.next_timer(), Some(s(12)));
+        assert_eq!(m.timer(s(12)).remove_instances, vec![ia]);
+        let (meta, eff) = m.call_finished(c, s(5));
+        assert!(!meta.is_cold() && eff.is_empty());
+        assert_eq!(m.keep_alive_instances(), (0, 1));
+        assert_eq!(m.timer(s(15)).remove_instances, vec![ib]);
+        assert_eq!(m.keep_alive_instances(), (0, 0));
+    }
+
+    #[test]
+    fn clear_removes_everything_and_detaches_what_is_in_use() {
+        let mut m = NodeModel::new(rest_options(-1), InstanceModel::HotFunctions);
+        let d = Duration::from_secs(1);
+        whole_call(&mut m, "F", 10, s(0), d);
+        let (busy, mut eff) = m.call_arrived("G", s(2));
+        assert_eq!(eff.take_step(busy), Some(Step::BuildImage));
+        let mut eff = m.image_built("G", 10, s(2));
+        let Some(Step::Start { instance: g, .. }) = eff.take_step(busy) else {
+            panic!("{eff:?}");
+        };
+        let eff = m.clear(true, s(3));
+        assert_eq!(eff.remove_instances.len(), 2, "both listed: {eff:?}");
+        assert_eq!(eff.remove_images.len(), 2);
+        assert_eq!((m.images(), m.rest_instances()), (0, 0));
+        // G's start completes after the clear: its call still runs on it,
+        // and it is removed when that call ends.
+        assert!(m.instance_started(g, s(4)).is_empty());
+        let (_, eff) = m.call_finished(busy, s(5));
+        assert_eq!(eff.remove_instances, vec![g]);
+        assert_eq!(m.instances(), 0);
+        let (meta, _) = whole_call(&mut m, "F", 10, s(6), d);
+        assert!(meta.image_built && meta.is_cold());
+    }
+
+    #[test]
+    fn options_changes_follow_the_composition_rules() {
+        let mut m = NodeModel::new(rest_options(-1), InstanceModel::HotFunctions);
+        let d = Duration::from_secs(1);
+        whole_call(&mut m, "A", 40, s(0), d);
+        whole_call(&mut m, "B", 40, s(2), d);
+        // A lower limit evicts A, and A's REST instance with it.
+        let (changed, eff) = m.set_options(rest_options(-1).with_limit(50), s(4));
+        assert!(changed);
+        assert_eq!(eff.remove_images, vec![Arc::from("A")]);
+        assert_eq!(eff.remove_instances.len(), 1);
+        let (same, eff) = m.set_options(m.options(), s(4));
+        assert!(!same && eff.is_empty());
+        // REST mode off: B's instance goes; pools on: a call refills them.
+        let pools = CachingOptions {
+            container_pool_limit: 1,
+            container_pool_num: 2,
+            using_rest_mode: false,
+            ..m.options()
+        };
+        let (_, eff) = m.set_options(pools, s(5));
+        assert_eq!(eff.remove_instances.len(), 1);
+        assert_eq!(m.rest_instances(), 0);
+        let (meta, eff) = whole_call(&mut m, "B", 40, s(6), d);
+        assert!(meta.is_cold());
+        let prewarmed: usize = eff.iter().map(|e| e.prewarm.len()).sum();
+        assert_eq!(prewarmed, 2);
+        prewarm_all(&mut m, &eff, s(8));
+        assert_eq!(m.pooled_instances(), 2);
+        // REST mode on again: the pools go.
+        let (_, eff) = m.set_options(rest_options(-1).with_limit(50), s(9));
+        assert_eq!(eff.remove_instances.len(), 2);
+        assert_eq!(m.pooled_instances(), 0);
+    }
+
+    #[test]
+    fn a_dead_instance_is_replaced_for_the_call() {
+        let mut m = NodeModel::new(rest_options(-1), InstanceModel::HotFunctions);
+        let d = Duration::from_secs(1);
+        whole_call(&mut m, "F", 10, s(0), d);
+        let (call, mut eff) = m.call_arrived("F", s(2));
+        let Some(Step::Run { instance: old }) = eff.take_step(call) else {
+            panic!("{eff:?}");
+        };
+        let mut eff = m.instance_died(call, s(3));
+        assert_eq!(eff.remove_instances, vec![old]);
+        let Some(Step::Start { instance: new, .. }) = eff.take_step(call) else {
+            panic!("{eff:?}");
+        };
+        assert!(m.instance_started(new, s(3)).is_empty());
+        let (meta, eff) = m.call_finished(call, s(4));
+        assert!(meta.is_cold() && eff.is_empty());
+    }
+
+    impl CachingOptions {
+        fn with_limit(self, bytes: i64) -> Self {
+            Self {
+                user_code_size_limit: bytes,
+                ..self
+            }
+        }
+    }
+
+    proptest! {
+        /// Random interleavings of arrivals, builds, starts, ends and
+        /// timers never panic, never resume a call twice or an unknown
+        /// call, keep at most one REST instance per function, and leave
+        /// nothing behind once every call ended and every timer ran.
+        #[test]
+        fn any_interleaving_keeps_the_books(
+            rest in any::<bool>(),
+            lambda in any::<bool>(),
+            limit in prop::option::of(10u64..60),
+            pool in prop::option::of((0i64..3, 0u32..3)),
+            ops in prop::collection::vec((0u8..6, 0usize..4, 0u64..5), 1..120),
+        ) {
+            let options = CachingOptions {
+                user_code_size_limit: limit.map_or(-1, |l| l as i64),
+                container_pool_limit: pool.map_or(-1, |p| p.0),
+                container_pool_num: pool.map_or(6, |p| p.1),
+                using_rest_mode: rest,
+                rest_container_life_time: 3,
+            };
+            let model = if lambda {
+                InstanceModel::Lambda { keep_alive: Duration::from_secs(3) }
+            } else {
+                InstanceModel::HotFunctions
+            };
+            let mut m = NodeModel::new(options, model);
+            let names = ["A", "B", "C", "D"];
+            let mut now = Time::ZERO;
+            // Calls and what they do next; instances being started.
+            let mut steps: Vec<(CallId, Option<Step>)> = Vec::new();
+            let mut starting: Vec<InstanceId> = Vec::new();
+            let mut live: std::collections::BTreeSet<InstanceId> = Default::default();
+            let apply = |eff: Effects, steps: &mut Vec<(CallId, Option<Step>)>, starting: &mut Vec<InstanceId>, live: &mut std::collections::BTreeSet<InstanceId>| -> Result<(), TestCaseError> {
+                for (c, st) in eff.resume {
+                    let slot = steps.iter_mut().find(|(x, _)| *x == c);
+                    prop_assert!(slot.is_some(), "resumed an unknown call");
+                    let slot = slot.unwrap();
+                    prop_assert!(slot.1.is_none() || slot.1 == Some(Step::Wait), "resumed a call that was not waiting");
+                    if let Step::Start { instance, .. } = st {
+                        starting.push(instance);
+                    }
+                    slot.1 = Some(st);
+                }
+                for p in eff.prewarm {
+                    starting.push(p.instance);
+                }
+                for id in eff.remove_instances {
+                    live.remove(&id);
+                }
+                Ok(())
+            };
+            for (op, f, dt) in ops {
+                now += Duration::from_secs(dt);
+                match op {
+                    0 => {
+                        let (c, mut eff) = m.call_arrived(names[f], now);
+                        let st = eff.take_step(c);
+                        prop_assert!(st.is_some(), "an arrival always has a step");
+                        if let Some(Step::Start { instance, .. }) = st {
+                            starting.push(instance);
+                        }
+                        steps.push((c, st));
+                        apply(eff, &mut steps, &mut starting, &mut live)?;
+                    }
+                    1 => {
+                        // Some builder finishes (or fails when dt is 0).
+                        if let Some(i) = steps.iter().position(|(_, s)| *s == Some(Step::BuildImage)) {
+                            let (c, _) = steps[i];
+                            let name = names.iter().find(|n| m.calls.get(c).map(|x| m.functions[x.function as usize].name.as_ref() == **n).unwrap_or(false)).copied().unwrap();
+                            if dt == 0 {
+                                steps.remove(i);
+                                let eff = m.image_build_failed(name, now);
+                                apply(eff, &mut steps, &mut starting, &mut live)?;
+                                let (_, eff) = m.call_finished(c, now);
+                                apply(eff, &mut steps, &mut starting, &mut live)?;
+                            } else {
+                                steps[i].1 = None;
+                                let mut eff = m.image_built(name, 5 + 10 * f as u64, now);
+                                steps[i].1 = eff.take_step(c);
+                                if let Some(Step::Start { instance, .. }) = steps[i].1 {
+                                    starting.push(instance);
+                                }
+                                apply(eff, &mut steps, &mut starting, &mut live)?;
+                            }
+                        }
+                    }
+                    2 => {
+                        if !starting.is_empty() {
+                            let id = starting.remove(f % starting.len());
+                            if dt == 0 {
+                                for s in steps.iter_mut() {
+                                    if s.1 == Some(Step::Start { instance: id, kind: InstanceKind::Rest }) || s.1 == Some(Step::Start { instance: id, kind: InstanceKind::KeepAlive }) {
+                                        s.1 = Some(Step::RunOnce { instance: 0 }); // fails: ends below
+                                    }
+                                }
+                                let eff = m.instance_start_failed(id, now);
+                                apply(eff, &mut steps, &mut starting, &mut live)?;
+                            } else {
+                                live.insert(id);
+                                for s in steps.iter_mut() {
+                                    if matches!(s.1, Some(Step::Start { instance, .. }) if instance == id) {
+                                        s.1 = Some(Step::Run { instance: id });
+                                    }
+                                }
+                                let eff = m.instance_started(id, now);
+                                apply(eff, &mut steps, &mut starting, &mut live)?;
+                            }
+                        }
+                    }
+                    3 => {
+                        // A running call ends.
+                        if let Some(i) = steps.iter().position(|(_, s)| matches!(s, Some(Step::Run { .. } | Step::RunOnce { .. }))) {
+                            let (c, _) = steps.remove(i);
+                            let (_, eff) = m.call_finished(c, now);
+                            apply(eff, &mut steps, &mut starting, &mut live)?;
+                        }
+                    }
+                    4 => {
+                        let eff = m.timer(now);
+                        apply(eff, &mut steps, &mut starting, &mut live)?;
+                    }
+                    _ => {
+                        let eff = m.clear(f == 0, now);
+                        apply(eff, &mut steps, &mut starting, &mut live)?;
+                    }
+                }
+            }
+            // Drain: finish builds, starts and calls until nothing is left.
+            for _ in 0..1000 {
+                if steps.is_empty() && starting.is_empty() {
+                    break;
+                }
+                if let Some(id) = starting.pop() {
+                    live.insert(id);
+                    for s in steps.iter_mut() {
+                        if matches!(s.1, Some(Step::Start { instance, .. }) if instance == id) {
+                            s.1 = Some(Step::Run { instance: id });
+                        }
+                    }
+                    let eff = m.instance_started(id, now);
+                    apply(eff, &mut steps, &mut starting, &mut live)?;
+                    continue;
+                }
+                if let Some(i) = steps.iter().position(|(_, s)| *s == Some(Step::BuildImage)) {
+                    let (c, _) = steps[i];
+                    let f = m.calls.get(c).unwrap().function;
+                    let name = m.functions[f as usize].name.clone();
+                    let mut eff = m.image_built(&name, 5, now);
+                    steps[i].1 = eff.take_step(c);
+                    if let Some(Step::Start { instance, .. }) = steps[i].1 {
+                        starting.push(instance);
+                    }
+                    apply(eff, &mut steps, &mut starting, &mut live)?;
+                    continue;
+                }
+                if let Some(i) = steps.iter().position(|(_, s)| matches!(s, Some(Step::Run { .. } | Step::RunOnce { .. }))) {
+                    let (c, _) = steps.remove(i);
+                    let (_, eff) = m.call_finished(c, now);
+                    apply(eff, &mut steps, &mut starting, &mut live)?;
+                    continue;
+                }
+                prop_assert!(false, "stuck: {steps:?}");
+            }
+            prop_assert_eq!(m.calls_in_flight(), 0);
+            now += Duration::from_secs(100);
+            let eff = m.timer(now);
+            apply(eff, &mut steps, &mut starting, &mut live)?;
+            let eff = m.clear(true, now);
+            apply(eff, &mut steps, &mut starting, &mut live)?;
+            prop_assert_eq!(m.instances(), 0, "records left behind");
+            prop_assert!(live.is_empty(), "instances never removed: {live:?}");
+            prop_assert_eq!(m.keep_alive_instances(), (0, 0));
+        }
+    }
 }

@@ -1,33 +1,11 @@
-//! `simulator des`: discrete-event simulation of a scenario on the very
-//! scheduler and worker-policy code that runs live.
+//! `simulator des`: the command line of the discrete-event simulator (the
+//! `des` crate), which runs a scenario on the very scheduler and node-model
+//! code that runs live.
 //!
-//! A virtual clock jumps from event to event (nexosim's "one model, two
-//! clocks": `replay` waits for the wall clock, `des` does not). The
-//! schedulers are `policy::scheduler::build(...)`'s structs; the
-//! worker policies are `policy::node`'s types (image LRU by bytes,
-//! pre-warmed pool, REST-mode lifetime, and the AWS-Lambda-style keep-alive
-//! pool); nothing here re-implements either. What the simulator adds is the
-//! *cost model*: processor sharing of each node's cores for CPU phases
-//! ([`cpu`]), the catalog's phases per function ([`function`]), and the
-//! cold/warm path costs of a calibrated [`profile::CostProfile`]
-//! (`simulator calibrate`).
-//!
-//! Determinism: events are ordered by (virtual time, sequence number)
-//! ([`queue`]); the only randomness (exponential service draws, and the
-//! schedulers' own RNGs) is seeded from `--seed`; the log's stamps come from
-//! a fixed virtual epoch (`--epoch-ms`, default 2020-01-01T00:00:00Z). The
-//! same inputs give a byte-identical log, and a summary that differs only in
-//! its `performance` (wall-clock) section.
-//!
-//! Output: the replay's log-line format ([`output`]), so `utils analyze`,
-//! `plot` and `compare` read it unchanged; `--summary-json` writes a
-//! [`Summary`] (seed, configuration, counts, cold starts, latency
-//! percentiles, simulated and wall time, events/s).
-//!
-//! Library entry point for other tools (e.g. `simulator experiment --mode
-//! des`): [`run_scenario`] (or [`run_workload`] on a pre-interned scenario)
-//! with a [`DesConfig`]; [`Args::to_config`] builds the config from the CLI
-//! options.
+//! It reads the scenario and the cost profile, builds a [`DesConfig`] from
+//! its options ([`Args::to_config`]), runs [`des::run_workload`] with a
+//! progress bar on long runs, measures the wall time, and writes the log
+//! (the replay's format) and the summary.
 //!
 //! Options (defaults): `--algorithm rr`, `--nodes 4`, `--cores` (the
 //! profile's, 2) per node or `--machine-cores N` shared by all nodes (a
@@ -39,43 +17,6 @@
 //! environment variables; the balancer's `T` (8), `T1` (8), `T2` (5), `T3`
 //! (3), `ALPHA` (0.0), `BETA` (0.5), `seed` (0), likewise.
 //!
-//! # Validation
-//!
-//! - SimFaaS oracle (`tests/des_simfaas.rs`): Poisson 0.9/s, exponential
-//!   service 1.991 s warm / 2.244 s cold, keep-alive 600 s, 10^6 s. SimFaaS
-//!   reports 1213 / 898469 = 0.001350 cold starts and 7.6612 instances
-//!   (1.7879 running, 5.8733 idle); we get 0.001321 (-2.2 %) and 7.693
-//!   (+0.4 %; 1.789 running, 5.903 idle); tolerance 5 %. Over 12 seeds the
-//!   cold-start probability ranged 0.00130-0.00138.
-//! - Live testbed (`tests/des_live.rs`): the small scenario, 4 process-
-//!   runtime workers on this 2-core machine, REST mode, replayed in 20 s
-//!   with functions at 3 % of their work, against a profile calibrated in
-//!   the test through a balancer (the balancer hop is in the profile);
-//!   packages staged in memory (see the test's module doc: disk writeback
-//!   otherwise slows later builds threefold). Tolerances 10 % (locality,
-//!   CV, image and REST hit ratios) and 25 % (mean latency); `ours` is
-//!   compared by the mean of three live runs, since its per-node split
-//!   follows which node is idle at the instant of each function's first
-//!   call (live CV 0.97-1.20 over fifteen quiet runs). Release runs,
-//!   2026-11-23: rr locality -0.8 %, CV 0.024 vs 0.029 (near zero: ±0.02
-//!   absolute), hit ratios 0.0 %, latency -14.8 %; ch 0.0 % on the four
-//!   structural metrics, latency -9.4 %; ours locality -1.0 %, CV 1.179 vs
-//!   1.192 (+1.1 %), hit ratios 0.0 %, latency -17.5 %.
-//!
-//! # Layout
-//! - [`queue`]: the (time, seq) binary-heap event queue.
-//! - [`cpu`]: incremental processor sharing per node.
-//! - [`function`]: function models (catalog phases, defaults, exponential).
-//! - [`profile`]: the cost profile file.
-//! - [`output`]: log lines.
-//! - [`engine`]: the simulation loop and summary.
-
-pub mod cpu;
-pub mod engine;
-pub mod function;
-pub mod output;
-pub mod profile;
-pub mod queue;
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
@@ -83,15 +24,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use des::{
+    CostProfile, DesConfig, FunctionModel, InstanceModel, Performance, Summary, Workload,
+    DEFAULT_EPOCH_MS,
+};
 use policy::node::options::CachingOptions;
 use policy::scheduler::{NodeInfo, Params};
-
-pub use engine::{
-    run_scenario, run_workload, DesConfig, DesError, InstanceModel, InstanceSummary,
-    LatencySummary, Performance, Summary, Workload, DEFAULT_EPOCH_MS,
-};
-pub use function::FunctionModel;
-pub use profile::CostProfile;
 
 /// How instances serve calls (CLI form of [`InstanceModel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -229,7 +167,7 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 }
 
 /// The profile checked in for the process runtime, embedded as the default.
-pub const DEFAULT_PROFILE_JSON: &str = include_str!("../../profiles/process.json");
+pub const DEFAULT_PROFILE_JSON: &str = include_str!("../profiles/process.json");
 
 impl Args {
     /// The run's configuration (reads the profile file if one is given).
@@ -286,7 +224,6 @@ impl Args {
             time_scale: self.time_scale,
             fn_time_scale: self.fn_time_scale.unwrap_or(1.0 / self.time_scale),
             package_scale: self.package_scale,
-            progress: !self.quiet,
         })
     }
 }
@@ -315,22 +252,56 @@ fn create(path: &Path, overwrite: bool) -> anyhow::Result<std::fs::File> {
     })
 }
 
+/// Runs `workload` under `config`, writing the log to `log` (if any),
+/// with a progress bar on stderr for long runs unless `quiet`; fills in the
+/// wall-clock figures.
+pub fn simulate(
+    workload: &Workload,
+    config: &DesConfig,
+    log: Option<&mut dyn Write>,
+    quiet: bool,
+) -> anyhow::Result<Summary> {
+    #[allow(clippy::disallowed_methods)] // the wall time of the run
+    let started = std::time::Instant::now();
+    let bar = (!quiet && workload.arrivals.len() >= 100_000).then(|| {
+        let pb = indicatif::ProgressBar::new(workload.arrivals.len() as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{wide_bar}] {pos}/{len} calls ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let mut progress = |done: u64| {
+        if let Some(pb) = &bar {
+            pb.set_position(done);
+        }
+    };
+    let mut summary = des::run_workload(workload, config, log, &mut progress)?;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    summary.performance = Performance::of(&summary, started.elapsed().as_secs_f64());
+    Ok(summary)
+}
+
 /// Runs `simulator des`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.to_config()?;
-    let events = crate::replay::load_scenario(&args.scenario)?;
+    let workload = Workload::load(&args.scenario)?;
     let summary = if args.no_log {
-        run_scenario(&events, &config, None)?
+        simulate(&workload, &config, None, args.quiet)?
     } else if let Some(path) = &args.log {
         let mut w = BufWriter::with_capacity(1 << 20, create(path, args.overwrite)?);
-        let s = run_scenario(&events, &config, Some(&mut w))?;
+        let s = simulate(&workload, &config, Some(&mut w), args.quiet)?;
         w.flush()
             .with_context(|| format!("writing {}", path.display()))?;
         s
     } else {
         let stdout = std::io::stdout();
         let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
-        let s = run_scenario(&events, &config, Some(&mut w))?;
+        let s = simulate(&workload, &config, Some(&mut w), args.quiet)?;
         w.flush().context("writing the log to standard output")?;
         s
     };

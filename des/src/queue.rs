@@ -8,12 +8,11 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-/// Virtual time in microseconds since the simulation's epoch.
-pub type Micros = u64;
+use policy::Time;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry<E> {
-    time: Micros,
+    time: Time,
     seq: u64,
     event: E,
 }
@@ -53,7 +52,7 @@ impl<E: Copy> EventQueue<E> {
 
     /// Schedules `event` at `time`.
     #[inline]
-    pub fn push(&mut self, time: Micros, event: E) {
+    pub fn push(&mut self, time: Time, event: E) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.heap.push(Entry { time, seq, event });
@@ -61,13 +60,13 @@ impl<E: Copy> EventQueue<E> {
 
     /// The time of the earliest pending event.
     #[inline]
-    pub fn peek_time(&self) -> Option<Micros> {
+    pub fn peek_time(&self) -> Option<Time> {
         self.heap.peek().map(|e| e.time)
     }
 
     /// Removes and returns the earliest pending event.
     #[inline]
-    pub fn pop(&mut self) -> Option<(Micros, E)> {
+    pub fn pop(&mut self) -> Option<(Time, E)> {
         self.heap.pop().map(|e| (e.time, e.event))
     }
 
@@ -87,15 +86,21 @@ mod tests {
     #[test]
     fn earliest_first_ties_in_insertion_order() {
         let mut q = EventQueue::with_capacity(4);
-        q.push(5, 'a');
-        q.push(1, 'b');
-        q.push(5, 'c');
-        q.push(1, 'd');
-        q.push(3, 'e');
+        q.push(Time::from_micros(5), 'a');
+        q.push(Time::from_micros(1), 'b');
+        q.push(Time::from_micros(5), 'c');
+        q.push(Time::from_micros(1), 'd');
+        q.push(Time::from_micros(3), 'e');
         let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(
             order,
-            vec![(1, 'b'), (1, 'd'), (3, 'e'), (5, 'a'), (5, 'c')]
+            vec![
+                (Time::from_micros(1), 'b'),
+                (Time::from_micros(1), 'd'),
+                (Time::from_micros(3), 'e'),
+                (Time::from_micros(5), 'a'),
+                (Time::from_micros(5), 'c')
+            ]
         );
         assert!(q.is_empty());
     }

@@ -23,7 +23,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::queue::Micros;
+use policy::Time;
 
 /// A finish tag, ordered for a min-heap (earliest tag first, then job id).
 #[derive(Debug, Clone, Copy)]
@@ -59,10 +59,10 @@ pub struct SharedCpu {
     /// Virtual work clock (µs of single-core work per present job).
     work_clock: f64,
     /// Real (virtual-time) instant at which `work_clock` was last advanced.
-    updated_at: Micros,
+    updated_at: Time,
     tags: BinaryHeap<Tag>,
     /// When the live completion event fires, if one is scheduled.
-    scheduled: Option<Micros>,
+    scheduled: Option<Time>,
 }
 
 /// Slack when comparing tags with the work clock: event times are whole
@@ -74,7 +74,7 @@ impl SharedCpu {
         Self {
             cores: f64::from(cores.max(1)),
             work_clock: 0.0,
-            updated_at: 0,
+            updated_at: Time::ZERO,
             tags: BinaryHeap::new(),
             scheduled: None,
         }
@@ -94,16 +94,16 @@ impl SharedCpu {
         }
     }
 
-    fn advance(&mut self, now: Micros) {
+    fn advance(&mut self, now: Time) {
         if !self.tags.is_empty() && now > self.updated_at {
-            self.work_clock += (now - self.updated_at) as f64 * self.rate();
+            self.work_clock += now.micros_since(self.updated_at) as f64 * self.rate();
         }
         self.updated_at = now;
     }
 
     /// `job` starts a CPU phase of `work_us` at `now`. Returns the time of
     /// a completion event to schedule, if one is needed.
-    pub fn add(&mut self, job: u32, work_us: f64, now: Micros) -> Option<Micros> {
+    pub fn add(&mut self, job: u32, work_us: f64, now: Time) -> Option<Time> {
         self.advance(now);
         self.tags.push(Tag {
             finish: self.work_clock + work_us.max(0.0),
@@ -119,16 +119,16 @@ impl SharedCpu {
         }
     }
 
-    fn next_completion(&self, now: Micros) -> Micros {
+    fn next_completion(&self, now: Time) -> Time {
         let top = self.tags.peek().map_or(0.0, |t| t.finish);
         let remaining = (top - self.work_clock).max(0.0) / self.rate();
-        now + remaining.ceil() as Micros
+        now.add_micros(remaining.ceil() as u64)
     }
 
     /// A completion event fired at `now`: pushes the jobs whose CPU phase is
     /// done into `done` and returns the time of the next completion event
     /// to schedule, if any. A stale event does nothing.
-    pub fn complete(&mut self, now: Micros, done: &mut Vec<u32>) -> Option<Micros> {
+    pub fn complete(&mut self, now: Time, done: &mut Vec<u32>) -> Option<Time> {
         if self.scheduled != Some(now) {
             return None;
         }
@@ -156,9 +156,13 @@ impl SharedCpu {
 mod tests {
     use super::*;
 
+    fn t(us: u64) -> Time {
+        Time::from_micros(us)
+    }
+
     /// Runs the CPU alone from the pending events `times`: returns (job,
     /// finish time) in completion order.
-    fn drain(cpu: &mut SharedCpu, mut times: Vec<Micros>) -> Vec<(u32, Micros)> {
+    fn drain(cpu: &mut SharedCpu, mut times: Vec<Time>) -> Vec<(u32, Time)> {
         let mut out = Vec::new();
         let mut done = Vec::new();
         while !times.is_empty() {
@@ -175,22 +179,25 @@ mod tests {
     #[test]
     fn one_core_two_jobs_share_equally() {
         let mut cpu = SharedCpu::new(1);
-        let first = cpu.add(0, 1000.0, 0).unwrap();
-        assert_eq!(cpu.add(1, 1000.0, 0), None, "completes later: no event");
-        assert_eq!(drain(&mut cpu, vec![first]), vec![(0, 2000), (1, 2000)]);
+        let first = cpu.add(0, 1000.0, t(0)).unwrap();
+        assert_eq!(cpu.add(1, 1000.0, t(0)), None, "completes later: no event");
+        assert_eq!(
+            drain(&mut cpu, vec![first]),
+            vec![(0, t(2000)), (1, t(2000))]
+        );
     }
 
     #[test]
     fn jobs_up_to_the_core_count_run_at_full_speed() {
         let mut cpu = SharedCpu::new(2);
-        let mut events: Vec<Micros> = cpu.add(0, 3000.0, 0).into_iter().collect();
-        events.extend(cpu.add(1, 1000.0, 0));
+        let mut events: Vec<Time> = cpu.add(0, 3000.0, t(0)).into_iter().collect();
+        events.extend(cpu.add(1, 1000.0, t(0)));
         assert_eq!(
             events,
-            vec![3000, 1000],
+            vec![t(3000), t(1000)],
             "an earlier completion asks for an event"
         );
-        assert_eq!(drain(&mut cpu, events), vec![(1, 1000), (0, 3000)]);
+        assert_eq!(drain(&mut cpu, events), vec![(1, t(1000)), (0, t(3000))]);
     }
 
     #[test]
@@ -199,14 +206,17 @@ mod tests {
         // (1000 µs): job 0's last 500 µs take 1000 µs -> done at 1500; job 1
         // has 500 left at 1500, alone -> done at 2000.
         let mut cpu = SharedCpu::new(1);
-        let first = cpu.add(0, 1000.0, 0).unwrap();
-        assert_eq!(first, 1000);
-        assert_eq!(cpu.add(1, 1000.0, 500), None);
+        let first = cpu.add(0, 1000.0, t(0)).unwrap();
+        assert_eq!(first, t(1000));
+        assert_eq!(cpu.add(1, 1000.0, t(500)), None);
         let mut done = Vec::new();
         // The event at 1000 fires early: nothing done, next at 1500.
-        assert_eq!(cpu.complete(first, &mut done), Some(1500));
+        assert_eq!(cpu.complete(first, &mut done), Some(t(1500)));
         assert!(done.is_empty());
-        assert_eq!(cpu.complete(1200, &mut done), None, "stale time");
-        assert_eq!(drain(&mut cpu, vec![1500]), vec![(0, 1500), (1, 2000)]);
+        assert_eq!(cpu.complete(t(1200), &mut done), None, "stale time");
+        assert_eq!(
+            drain(&mut cpu, vec![t(1500)]),
+            vec![(0, t(1500)), (1, t(2000))]
+        );
     }
 }

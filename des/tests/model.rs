@@ -1,11 +1,11 @@
 //! The DES worker model, through the library entry point
-//! (`simulator::des::run_scenario`): processor sharing, sleeping phases,
+//! (`des::run_scenario`): processor sharing, sleeping phases,
 //! and the live worker's policies (REST lifetime, pre-warmed pool, image
 //! LRU by bytes) as seen in the log lines' `Meta` flags and times.
 
+use des::{run_scenario, CostProfile, DesConfig, DesError, FunctionModel};
 use policy::node::options::CachingOptions;
 use protocol::{BalancerReply, LogLine, ScenarioEvent};
-use simulator::des::{run_scenario, CostProfile, DesConfig, DesError, FunctionModel};
 
 fn events(rows: &[(&str, u64)]) -> Vec<ScenarioEvent> {
     rows.iter()

@@ -8,18 +8,18 @@
 //! case: 10,000,000 invocations on 1,000 nodes (ch). Each run happens in a
 //! child process of this binary, so its peak memory (VmHWM) is its own.
 //!
-//! `cargo bench -p simulator --bench des_scale` (optional: `DES_BENCH_ALGOS=rr,ch`,
+//! `cargo bench -p des --bench des_scale` (optional: `DES_BENCH_ALGOS=rr,ch`,
 //! `DES_BENCH_BIG=0` to skip the 10 M run).
 
 use std::process::Command;
 use std::time::Instant;
 
+use des::{run_workload, CostProfile, DesConfig, InstanceModel, Workload};
 use policy::node::options::CachingOptions;
 use policy::scheduler::Params;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
-use simulator::des::{run_workload, CostProfile, DesConfig, InstanceModel, Workload};
 
 const CHILD_ENV: &str = "DES_BENCH_CHILD";
 
@@ -64,15 +64,18 @@ fn workload(invocations: usize, nodes: u32, cores: u32, seed: u64) -> (Workload,
         t += gap.sample(&mut rng);
         let u: f64 = rand::Rng::gen(&mut rng);
         let f = cumulative.partition_point(|&c| c < u).min(funcs.len() - 1);
-        arrivals.push(((t * 1e6) as u64, f as u32));
+        arrivals.push((policy::Time::from_secs_f64(t), f as u32));
     }
     let names = funcs.iter().map(|f| f.name.clone()).collect();
     (Workload::from_parts(names, arrivals), rate)
 }
 
 fn child(algorithm: &str, invocations: usize, nodes: u32, with_log: bool) {
-    let profile: CostProfile =
-        serde_json::from_str(simulator::des::DEFAULT_PROFILE_JSON).expect("embedded profile");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../simulator/profiles/process.json"
+    );
+    let profile = CostProfile::load(std::path::Path::new(path)).expect("the process profile");
     let cores = profile.cores.max(1);
     let (w, rate) = workload(invocations, nodes, cores, 42);
     let config = DesConfig {
@@ -92,7 +95,7 @@ fn child(algorithm: &str, invocations: usize, nodes: u32, with_log: bool) {
     let cpu_start = thread_cpu_seconds();
     let mut sink = std::io::BufWriter::with_capacity(1 << 20, std::io::sink());
     let log: Option<&mut dyn std::io::Write> = if with_log { Some(&mut sink) } else { None };
-    let s = match run_workload(&w, &config, log) {
+    let s = match run_workload(&w, &config, log, &mut |_| {}) {
         Ok(s) => s,
         Err(e) => {
             println!("{algorithm:>5} {invocations:>10} calls {nodes:>5} nodes: not run: {e}");

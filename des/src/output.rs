@@ -25,13 +25,7 @@
 
 use std::io::{self, Write};
 
-/// What the worker model decided for one call (the `Meta` flags).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CallMeta {
-    pub image_built: bool,
-    pub pooled: bool,
-    pub existing_instance: bool,
-}
+pub use policy::node::CallMeta;
 
 /// Writes log lines, reusing one line buffer.
 #[derive(Debug)]

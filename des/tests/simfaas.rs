@@ -22,11 +22,11 @@
 
 use std::time::Duration;
 
+use des::{run_scenario, CostProfile, DesConfig, FunctionModel, InstanceModel};
 use protocol::ScenarioEvent;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
-use simulator::des::{run_scenario, CostProfile, DesConfig, FunctionModel, InstanceModel};
 
 const HORIZON_S: f64 = 1_000_000.0;
 const RATE_PER_S: f64 = 0.9;

@@ -1,0 +1,994 @@
+//! The simulation core: a virtual clock, the event queue, the scheduler and
+//! one node model per node.
+//!
+//! One call's life: it arrives at its scenario time; the scheduler (the
+//! same struct the balancer runs, `policy::scheduler`) picks a node; that
+//! node's [`NodeModel`] (the same type the live worker runs) answers with
+//! the call's steps ([`Step`]): build the image, wait, start an instance,
+//! run on a warm one, or run in a one-shot instance. This module only turns
+//! each step into its modelled cost, then runs the function's phases (CPU
+//! phases under processor sharing of the node's cores, sleeps without
+//! CPU); at the end the model and the scheduler hear of the completion and
+//! a log line is written. The simulator keeps no policy state of its own:
+//! what an eviction takes with it, what expires when, what the pool
+//! refills, all come from the model's [`Effects`].
+//!
+//! Costs (the profile, [`CostProfile`]):
+//! - `BuildImage`: CPU work of `image_build_ms(package)` ms on one idle
+//!   core, shared with the calls' CPU phases and other builds on the same
+//!   cores (staging a package or an engine build is CPU-bound; on a live
+//!   2-core testbed, concurrent first calls make each other's builds
+//!   longer). Calls that wait for it go on when it ends.
+//! - `Start` (REST or Lambda instance): `rest_start_ms` or `lambda_cold_ms`
+//!   plus `instance_load_ms_per_mb` per MB of package; the instance is up
+//!   then, and the calls waiting for it go on with `rest_warm_ms`.
+//! - `RunOnce`: `instance_create_ms` plus the package load.
+//! - `Run`: `pooled_ms` on a pre-warmed instance, `rest_warm_ms` on a REST
+//!   instance, `lambda_warm_ms` on a reused keep-alive instance.
+//! - Pre-warming a pool instance: `instance_create_ms` plus the package
+//!   load, off the calls' path.
+//!
+//! Ordering: events due at the same virtual microsecond run in the order
+//! they were scheduled; scenario arrivals due at a time run after every
+//! queued event due at that time (completions and expiries before
+//! arrivals), and among themselves in (start time, file order). Randomness
+//! (exponential service draws) comes from one ChaCha8 RNG seeded from the
+//! run's seed.
+//!
+//! Times: the worker's end of a call is when its last phase ends; the
+//! model and the scheduler hear of it then; the client's end (the log
+//! line's end) is `network_ms + balancer_ms` of the profile later (the
+//! client's transport and the balancer hop, both measured as round trips
+//! by `simulator calibrate`).
+//!
+//! The run stops when the last call has completed; pending timers (pool
+//! refills, instance expiries) after that point change nothing that is
+//! reported. Time averages of instance counts are over `[0, last
+//! completion]`.
+//!
+//! Nothing here reads a clock: the caller measures wall time
+//! ([`Summary::performance`]) and shows progress ([`Progress`]).
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use policy::node::options::CachingOptions;
+use policy::node::{CallId, Effects, InstanceId, InstanceKind, InstanceModel, NodeModel, Step};
+use policy::scheduler::{self, Completion, Membership, NodeInfo, Params, Scheduler};
+use policy::Time;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp1};
+use sample_functions::catalog::Phase;
+use sample_functions::payload::{scaled_bytes, valid_package_scale};
+use serde::Serialize;
+
+use super::cpu::SharedCpu;
+use super::function::FunctionModel;
+use super::output::LogWriter;
+use super::profile::CostProfile;
+use super::queue::EventQueue;
+use super::workload::Workload;
+
+/// Everything that defines a run (besides the scenario).
+#[derive(Debug, Clone, Serialize)]
+pub struct DesConfig {
+    /// Scheduler name (`rr`, `ll`, `ch`/`hash`, `pasch`, `ours`, `tradeoff`).
+    pub algorithm: String,
+    /// The balancer's parameters; `params.seed` seeds the scheduler and the
+    /// simulator's own RNG.
+    pub params: Params,
+    /// Worker nodes, ids `0..nodes`.
+    pub nodes: u32,
+    /// Capacity told to the scheduler per node.
+    pub node_capacity: u32,
+    /// Cores per node (processor sharing).
+    pub cores: u32,
+    /// All nodes run on one machine with this many cores, shared by every
+    /// node's CPU phases (a one-host live testbed), instead of `cores` each.
+    pub machine_cores: Option<u32>,
+    /// The live worker's options (`USER_CODE_SIZE_LIMIT`, ...).
+    pub worker: CachingOptions,
+    pub instances: InstanceModel,
+    pub profile: CostProfile,
+    /// Model of functions not in the sample catalog (None: such a name is
+    /// an error).
+    pub default_function: Option<FunctionModel>,
+    /// Package size of functions not in the catalog.
+    pub default_package_bytes: u64,
+    /// Unix ms of virtual time zero (stamps in the log).
+    pub epoch_ms: i64,
+    /// Replay speed, as `simulator replay --time-scale`: a call due at
+    /// `t` ms in the scenario arrives at `t / time_scale` (default 1).
+    pub time_scale: f64,
+    /// Work scale of the functions, as the worker's `HF_TIME_SCALE`: CPU
+    /// and sleep phases (and exponential draws) are multiplied by it
+    /// (default 1). Worker overheads (the profile) are not scaled, as on a
+    /// live worker.
+    pub fn_time_scale: f64,
+    /// Package scale, as the worker's `HF_PACKAGE_SCALE`: every package
+    /// (catalog sizes and `default_package_bytes`) is this much of its
+    /// size, for the image cache, builds and instance loads alike
+    /// (`sample_functions::payload::scaled_bytes`; default 1).
+    pub package_scale: f64,
+}
+
+impl Default for DesConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: "rr".into(),
+            params: Params::default(),
+            nodes: 4,
+            node_capacity: NodeInfo::DEFAULT_CAPACITY,
+            cores: 2,
+            machine_cores: None,
+            worker: CachingOptions::default(),
+            instances: InstanceModel::HotFunctions,
+            profile: CostProfile::default(),
+            default_function: None,
+            default_package_bytes: 1_000_000,
+            epoch_ms: DEFAULT_EPOCH_MS,
+            time_scale: 1.0,
+            fn_time_scale: 1.0,
+            package_scale: 1.0,
+        }
+    }
+}
+
+/// 2020-01-01T00:00:00Z: virtual time zero of the log's stamps by default.
+pub const DEFAULT_EPOCH_MS: i64 = 1_577_836_800_000;
+
+/// Why a run could not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DesError {
+    #[error(transparent)]
+    Algorithm(#[from] scheduler::UnknownAlgorithm),
+    #[error("function {name:?} (first at scenario row {row}) is not in the sample catalog; give a model for it with --default-function (e.g. cpu:1000 or exp:1991:2244)")]
+    UnknownFunction { name: String, row: usize },
+    #[error("workload names function id {0} but has only {1} names")]
+    BadWorkload(u32, usize),
+    #[error("package scale must be finite and >= 0 (is {0})")]
+    BadPackageScale(f64),
+    #[error("time scales must be finite and > 0 (time_scale {0}, fn_time_scale {1})")]
+    BadTimeScale(f64, f64),
+    #[error("--nodes must be at least 1")]
+    NoNodes,
+    #[error("writing the log: {0}")]
+    Log(#[from] std::io::Error),
+}
+
+/// Latency percentiles of completed calls, in ms.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LatencySummary {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// Time-averaged instance counts (Lambda model), over `[0, end]`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct InstanceSummary {
+    pub mean_instances: f64,
+    pub mean_busy: f64,
+    pub mean_idle: f64,
+}
+
+/// Wall-clock figures of the run, filled in by the caller that measured
+/// them: the only part of the output that differs between two runs of the
+/// same inputs.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Performance {
+    pub wall_seconds: f64,
+    pub events_per_second: f64,
+    pub invocations_per_second: f64,
+}
+
+impl Performance {
+    /// The figures of a run of `summary` that took `wall_seconds`.
+    pub fn of(summary: &Summary, wall_seconds: f64) -> Self {
+        let wall = wall_seconds.max(1e-9);
+        Self {
+            wall_seconds,
+            events_per_second: summary.events as f64 / wall,
+            invocations_per_second: summary.invocations as f64 / wall,
+        }
+    }
+}
+
+/// What `--summary-json` writes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub seed: u64,
+    pub config: DesConfig,
+    pub invocations: u64,
+    pub completed: u64,
+    /// Calls the balancer could not place (error lines in the log).
+    pub failed: u64,
+    /// Calls not served by a warm instance (no pooled, REST or reused
+    /// instance): `!Meta.UsingPooledContainer && !Meta.UsingExistingRestContainer`.
+    pub cold_starts: u64,
+    pub cold_start_ratio: f64,
+    pub image_builds: u64,
+    pub pooled_starts: u64,
+    pub warm_instance_starts: u64,
+    pub latency_ms: LatencySummary,
+    /// Virtual time of the last completion, in seconds.
+    pub simulated_seconds: f64,
+    pub events: u64,
+    pub instances: Option<InstanceSummary>,
+    pub performance: Performance,
+}
+
+/// Told how many scenario calls have arrived so far (every 65,536 calls,
+/// and once at the end).
+pub type Progress<'p> = &'p mut dyn FnMut(u64);
+
+/// Marks "no job" in [`Event::InstanceUp`].
+const NO_JOB: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    /// The job's current delay (start-up or a sleep phase) is over.
+    Step(u32),
+    /// Next completion on a CPU (ignored if no longer the live one).
+    Cpu { cpu: u32 },
+    /// An instance is up; `job` (or [`NO_JOB`]) started it and runs on it.
+    InstanceUp {
+        node: u32,
+        instance: InstanceId,
+        job: u32,
+    },
+    /// The node model's timer is due.
+    Timer { node: u32 },
+}
+
+/// One call in flight, or (`build`) one image build using a CPU.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    /// An image build of `function` on `node`, not a call.
+    build: bool,
+    function: u32,
+    node: u32,
+    /// The call's id in its node's model.
+    call: CallId,
+    arrival: Time,
+    service_start: Time,
+    started: bool,
+    next_phase: u32,
+    end_phase: u32,
+    /// An exponential service draw not yet slept.
+    pending_sleep: u64,
+    instance: InstanceId,
+    /// A build job: the call that builds (it waits for this job).
+    builder: u32,
+}
+
+/// Per function: where its phases are and how big its package is.
+#[derive(Debug, Clone)]
+struct FunctionInfo {
+    first_phase: u32,
+    end_phase: u32,
+    exponential: Option<(f64, f64)>,
+    package_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Node {
+    model: NodeModel,
+    /// Jobs waiting for the model to resume them, by call.
+    waiting: HashMap<CallId, u32>,
+    /// When the model's timer event is scheduled.
+    timer_at: Option<Time>,
+}
+
+/// Instance counts integrated over time (Lambda model).
+#[derive(Debug, Default)]
+struct InstanceAccounting {
+    busy: u64,
+    idle: u64,
+    area_busy: f64,
+    area_idle: f64,
+    last: Time,
+}
+
+impl InstanceAccounting {
+    fn advance(&mut self, now: Time) {
+        let dt = now.micros_since(self.last) as f64;
+        self.area_busy += self.busy as f64 * dt;
+        self.area_idle += self.idle as f64 * dt;
+        self.last = now.max(self.last);
+    }
+}
+
+fn ms_to_us(ms: f64) -> u64 {
+    (ms * 1000.0).round().max(0.0) as u64
+}
+
+/// Runs `events` under `config`, writing log lines to `log` (if any): a
+/// shorthand for [`run_workload`] without progress.
+pub fn run_scenario(
+    events: &[protocol::ScenarioEvent],
+    config: &DesConfig,
+    log: Option<&mut dyn Write>,
+) -> Result<Summary, DesError> {
+    run_workload(&Workload::from_events(events), config, log, &mut |_| {})
+}
+
+/// Runs an interned workload under `config`, writing log lines to `log`
+/// (if any), telling `progress` how far it got.
+pub fn run_workload(
+    workload: &Workload,
+    config: &DesConfig,
+    log: Option<&mut dyn Write>,
+    progress: Progress<'_>,
+) -> Result<Summary, DesError> {
+    if config.nodes == 0 {
+        return Err(DesError::NoNodes);
+    }
+    let scales_ok = |x: f64| x.is_finite() && x > 0.0;
+    if !scales_ok(config.time_scale) || !scales_ok(config.fn_time_scale) {
+        return Err(DesError::BadTimeScale(
+            config.time_scale,
+            config.fn_time_scale,
+        ));
+    }
+    if !valid_package_scale(config.package_scale) {
+        return Err(DesError::BadPackageScale(config.package_scale));
+    }
+    if let Some(&(_, f)) = workload
+        .arrivals
+        .iter()
+        .find(|&&(_, f)| f as usize >= workload.names.len())
+    {
+        return Err(DesError::BadWorkload(f, workload.names.len()));
+    }
+    let mut scheduler = scheduler::build(&config.algorithm, &config.params)?;
+    for id in 0..config.nodes {
+        scheduler.membership(
+            Membership::Insert(NodeInfo {
+                id,
+                capacity: config.node_capacity,
+            }),
+            Time::ZERO,
+        );
+    }
+
+    // Functions: phases in one flat table.
+    let catalog = sample_functions::catalog();
+    let mut phases: Vec<Phase> = Vec::new();
+    let mut functions = Vec::with_capacity(workload.names.len());
+    for (i, name) in workload.names.iter().enumerate() {
+        let (model, bytes) = match catalog.get(name) {
+            Some(spec) => (FunctionModel::Phases(spec.phases()), spec.package_bytes),
+            None => match &config.default_function {
+                Some(m) => (m.clone(), config.default_package_bytes),
+                None => {
+                    return Err(DesError::UnknownFunction {
+                        name: name.clone(),
+                        row: workload.first_row(i as u32),
+                    })
+                }
+            },
+        };
+        let first = phases.len() as u32;
+        let exponential = match model {
+            FunctionModel::Phases(p) => {
+                phases.extend(p);
+                None
+            }
+            FunctionModel::Exponential {
+                warm_mean_ms,
+                cold_mean_ms,
+            } => Some((warm_mean_ms, cold_mean_ms)),
+        };
+        functions.push(FunctionInfo {
+            first_phase: first,
+            end_phase: phases.len() as u32,
+            exponential,
+            package_bytes: scaled_bytes(bytes, config.package_scale),
+        });
+    }
+
+    let mut sim = Sim {
+        config,
+        names: &workload.names,
+        ids: workload
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as u32))
+            .collect(),
+        functions,
+        phases,
+        scheduler,
+        nodes: (0..config.nodes)
+            .map(|_| Node {
+                model: NodeModel::new(config.worker, config.instances),
+                waiting: HashMap::new(),
+                timer_at: None,
+            })
+            .collect(),
+        cpus: match config.machine_cores {
+            Some(cores) => vec![SharedCpu::new(cores)],
+            None => (0..config.nodes)
+                .map(|_| SharedCpu::new(config.cores))
+                .collect(),
+        },
+        queue: EventQueue::with_capacity(1024),
+        jobs: Vec::with_capacity(1024),
+        free_jobs: Vec::new(),
+        in_flight: 0,
+        rng: ChaCha8Rng::seed_from_u64(config.params.seed ^ 0x5DE5_1A7E_D0C5_EED5),
+        log: log.map(|w| {
+            LogWriter::new(
+                w,
+                config.epoch_ms,
+                &workload.names,
+                scheduler::canonical_name(&config.algorithm).unwrap_or("unknown"),
+            )
+        }),
+        stats: Stats::default(),
+        instances: InstanceAccounting::default(),
+        count_instances: matches!(config.instances, InstanceModel::Lambda { .. }),
+        done_buffer: Vec::new(),
+        last_completion: Time::ZERO,
+    };
+
+    let mut next_arrival = 0usize;
+    let arrivals = &workload.arrivals;
+    let time_scale = config.time_scale;
+    let arrival_time = |t: Time| -> Time {
+        if time_scale == 1.0 {
+            t
+        } else {
+            Time::from_micros_f64(t.as_micros() as f64 / time_scale)
+        }
+    };
+    loop {
+        let queued = sim.queue.peek_time();
+        let arrival = arrivals.get(next_arrival).map(|a| arrival_time(a.0));
+        match (queued, arrival) {
+            (Some(q), Some(a)) if q <= a => sim.handle_next()?,
+            (Some(_), None) => {
+                if sim.in_flight == 0 {
+                    break;
+                }
+                sim.handle_next()?;
+            }
+            (_, Some(_)) => {
+                let (t, f) = arrivals[next_arrival];
+                let t = arrival_time(t);
+                next_arrival += 1;
+                sim.stats.events += 1;
+                sim.arrive(t, f)?;
+                if next_arrival & 0xFFFF == 0 {
+                    progress(next_arrival as u64);
+                }
+            }
+            (None, None) => break,
+        }
+    }
+    progress(next_arrival as u64);
+    if let Some(log) = sim.log.as_mut() {
+        log.flush()?;
+    }
+    let end = sim.last_completion;
+    sim.instances.advance(end);
+    Ok(sim.summary(arrivals.len() as u64, end))
+}
+
+#[derive(Debug)]
+struct Stats {
+    events: u64,
+    completed: u64,
+    failed: u64,
+    cold: u64,
+    image_builds: u64,
+    pooled: u64,
+    warm_instance: u64,
+    latency_sum_us: u128,
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            events: 0,
+            completed: 0,
+            failed: 0,
+            cold: 0,
+            image_builds: 0,
+            pooled: 0,
+            warm_instance: 0,
+            latency_sum_us: 0,
+            // Auto-resizing, 3 significant digits.
+            latency: hdrhistogram::Histogram::new(3).unwrap_or_else(|_| unreachable_hist()),
+        }
+    }
+}
+
+fn unreachable_hist() -> hdrhistogram::Histogram<u64> {
+    // `new(3)` only fails for sigfig > 5; keep a bounded fallback anyway.
+    hdrhistogram::Histogram::new_with_bounds(1, u64::MAX / 2, 2)
+        .unwrap_or_else(|_| hdrhistogram::Histogram::new(2).expect("valid histogram bounds"))
+}
+
+struct Sim<'a, 'w> {
+    config: &'a DesConfig,
+    names: &'a [String],
+    ids: HashMap<&'a str, u32>,
+    functions: Vec<FunctionInfo>,
+    phases: Vec<Phase>,
+    scheduler: Box<dyn Scheduler>,
+    nodes: Vec<Node>,
+    /// One per node, or one shared by all (`machine_cores`).
+    cpus: Vec<SharedCpu>,
+    queue: EventQueue<Event>,
+    jobs: Vec<Job>,
+    free_jobs: Vec<u32>,
+    in_flight: u64,
+    rng: ChaCha8Rng,
+    log: Option<LogWriter<&'w mut dyn Write>>,
+    stats: Stats,
+    instances: InstanceAccounting,
+    /// Lambda model: integrate instance counts over time.
+    count_instances: bool,
+    done_buffer: Vec<u32>,
+    last_completion: Time,
+}
+
+impl Sim<'_, '_> {
+    fn cpu_of(&self, node: u32) -> u32 {
+        if self.cpus.len() == 1 {
+            0
+        } else {
+            node
+        }
+    }
+
+    /// Calls the node's model at `now`, keeping the instance accounting.
+    fn on_model<T>(&mut self, node: u32, now: Time, f: impl FnOnce(&mut NodeModel) -> T) -> T {
+        let model = &mut self.nodes[node as usize].model;
+        if !self.count_instances {
+            return f(model);
+        }
+        self.instances.advance(now);
+        let (b0, i0) = model.keep_alive_instances();
+        let out = f(model);
+        let (b1, i1) = model.keep_alive_instances();
+        self.instances.busy = self.instances.busy + b1 - b0;
+        self.instances.idle = self.instances.idle + i1 - i0;
+        out
+    }
+
+    fn handle_next(&mut self) -> Result<(), DesError> {
+        let Some((now, event)) = self.queue.pop() else {
+            return Ok(());
+        };
+        self.stats.events += 1;
+        match event {
+            Event::Step(job) => self.step(job, now)?,
+            Event::Cpu { cpu } => {
+                let mut done = std::mem::take(&mut self.done_buffer);
+                let next = self.cpus[cpu as usize].complete(now, &mut done);
+                if let Some(t) = next {
+                    self.queue.push(t, Event::Cpu { cpu });
+                }
+                for &job in &done {
+                    self.step(job, now)?;
+                }
+                done.clear();
+                self.done_buffer = done;
+            }
+            Event::InstanceUp {
+                node,
+                instance,
+                job,
+            } => {
+                let effects = self.on_model(node, now, |m| m.instance_started(instance, now));
+                self.apply(node, effects, now)?;
+                if job != NO_JOB {
+                    // The starter runs on its instance; its start was its
+                    // cost.
+                    self.begin_service(job, 0, now)?;
+                }
+            }
+            Event::Timer { node } => {
+                let n = &mut self.nodes[node as usize];
+                if n.timer_at == Some(now) {
+                    n.timer_at = None;
+                    let effects = self.on_model(node, now, |m| m.timer(now));
+                    self.apply(node, effects, now)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out a node model's effects at `now`, then keeps the node's
+    /// timer event at the model's next timer.
+    fn apply(&mut self, node: u32, effects: Effects, now: Time) -> Result<(), DesError> {
+        for p in &effects.prewarm {
+            let bytes = self
+                .ids
+                .get(&*p.function)
+                .map_or(0, |&f| self.functions[f as usize].package_bytes);
+            let profile = &self.config.profile;
+            let cost = profile.instance_create_ms + profile.instance_load_ms(bytes);
+            self.queue.push(
+                now.add_micros(ms_to_us(cost)),
+                Event::InstanceUp {
+                    node,
+                    instance: p.instance,
+                    job: NO_JOB,
+                },
+            );
+        }
+        // Removals and deleted images cost nothing in the model.
+        for (call, step) in effects.resume {
+            if step == Step::Wait {
+                continue;
+            }
+            if let Some(job) = self.nodes[node as usize].waiting.remove(&call) {
+                self.take_step(job, step, now)?;
+            }
+        }
+        let n = &mut self.nodes[node as usize];
+        if let Some(t) = n.model.next_timer() {
+            let t = t.max(now);
+            if n.timer_at.is_none_or(|cur| t < cur) {
+                n.timer_at = Some(t);
+                self.queue.push(t, Event::Timer { node });
+            }
+        }
+        Ok(())
+    }
+
+    /// A scenario call arrives.
+    fn arrive(&mut self, now: Time, function: u32) -> Result<(), DesError> {
+        let name = self.names[function as usize].as_str();
+        let node = match self.scheduler.select(name, now) {
+            Ok(n) => n,
+            Err(e) => {
+                self.stats.failed += 1;
+                if let Some(log) = self.log.as_mut() {
+                    let at = now.as_millis() as i64;
+                    log.error(at, name, &format!("no node for {name}: {e}"))?;
+                }
+                return Ok(());
+            }
+        };
+        let info = &self.functions[function as usize];
+        let (first_phase, end_phase) = (info.first_phase, info.end_phase);
+        let (call, mut effects) = self.on_model(node, now, |m| m.call_arrived(name, now));
+        let id = self.new_job(Job {
+            build: false,
+            function,
+            node,
+            call,
+            arrival: now,
+            service_start: Time::ZERO,
+            started: false,
+            next_phase: first_phase,
+            end_phase,
+            pending_sleep: 0,
+            instance: 0,
+            builder: NO_JOB,
+        });
+        self.in_flight += 1;
+        let step = effects.take_step(call).unwrap_or(Step::Wait);
+        self.apply(node, effects, now)?;
+        self.take_step(id, step, now)
+    }
+
+    fn new_job(&mut self, job: Job) -> u32 {
+        match self.free_jobs.pop() {
+            Some(id) => {
+                self.jobs[id as usize] = job;
+                id
+            }
+            None => {
+                self.jobs.push(job);
+                (self.jobs.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The model says what the call `id` does next, at `now`.
+    fn take_step(&mut self, id: u32, step: Step, now: Time) -> Result<(), DesError> {
+        let Job {
+            node,
+            function,
+            call,
+            ..
+        } = self.jobs[id as usize];
+        let bytes = self.functions[function as usize].package_bytes;
+        let profile = &self.config.profile;
+        let load = profile.instance_load_ms(bytes);
+        match step {
+            Step::Wait => {
+                self.nodes[node as usize].waiting.insert(call, id);
+                Ok(())
+            }
+            Step::BuildImage => self.start_build(node, function, id, now),
+            Step::Start { instance, kind } => {
+                self.jobs[id as usize].instance = instance;
+                let cost = match kind {
+                    InstanceKind::KeepAlive => profile.lambda_cold_ms,
+                    InstanceKind::Rest | InstanceKind::Pooled => profile.rest_start_ms,
+                } + load;
+                self.count_start(id, true);
+                self.queue.push(
+                    now.add_micros(ms_to_us(cost)),
+                    Event::InstanceUp {
+                        node,
+                        instance,
+                        job: id,
+                    },
+                );
+                Ok(())
+            }
+            Step::Run { instance } => {
+                self.jobs[id as usize].instance = instance;
+                let meta = self.nodes[node as usize]
+                    .model
+                    .meta(call)
+                    .unwrap_or_default();
+                let cost = if meta.pooled {
+                    profile.pooled_ms
+                } else {
+                    match self.config.instances {
+                        InstanceModel::Lambda { .. } => profile.lambda_warm_ms,
+                        InstanceModel::HotFunctions => profile.rest_warm_ms,
+                    }
+                };
+                // A call that waited for its REST instance to start is cold.
+                self.count_start(id, meta.is_cold());
+                self.begin_service(id, ms_to_us(cost), now)
+            }
+            Step::RunOnce { instance } => {
+                self.jobs[id as usize].instance = instance;
+                self.count_start(id, true);
+                let cost = ms_to_us(profile.instance_create_ms + load);
+                self.begin_service(id, cost, now)
+            }
+        }
+    }
+
+    /// Counts how the call got its instance, and draws an exponential
+    /// service time if its function has one.
+    fn count_start(&mut self, id: u32, cold: bool) {
+        let Job { node, call, .. } = self.jobs[id as usize];
+        let meta = self.nodes[node as usize]
+            .model
+            .meta(call)
+            .unwrap_or_default();
+        if cold {
+            self.stats.cold += 1;
+        } else if meta.pooled {
+            self.stats.pooled += 1;
+        } else {
+            self.stats.warm_instance += 1;
+        }
+        let function = self.jobs[id as usize].function;
+        if let Some((warm, cold_mean)) = self.functions[function as usize].exponential {
+            let mean = if cold { cold_mean } else { warm };
+            let x: f64 = Exp1.sample(&mut self.rng);
+            self.jobs[id as usize].pending_sleep =
+                ms_to_us(x * mean * self.config.fn_time_scale).max(1);
+        }
+    }
+
+    /// The call's instance is ready after `cost` µs: then its phases run.
+    fn begin_service(&mut self, id: u32, cost: u64, now: Time) -> Result<(), DesError> {
+        if cost == 0 {
+            self.step(id, now)
+        } else {
+            self.queue.push(now.add_micros(cost), Event::Step(id));
+            Ok(())
+        }
+    }
+
+    /// The call `builder` builds `function`'s image on `node`: CPU work
+    /// shared with the calls' phases and other builds.
+    fn start_build(
+        &mut self,
+        node: u32,
+        function: u32,
+        builder: u32,
+        now: Time,
+    ) -> Result<(), DesError> {
+        self.stats.image_builds += 1;
+        let package_bytes = self.functions[function as usize].package_bytes;
+        let work = self.config.profile.image_build_ms(package_bytes) * 1000.0;
+        if work < 1.0 {
+            return self.build_done(node, function, builder, now);
+        }
+        let call = self.jobs[builder as usize].call;
+        let build = self.new_job(Job {
+            build: true,
+            function,
+            node,
+            call,
+            arrival: now,
+            service_start: now,
+            started: true,
+            next_phase: 0,
+            end_phase: 0,
+            pending_sleep: 0,
+            instance: 0,
+            builder,
+        });
+        let cpu = self.cpu_of(node);
+        if let Some(t) = self.cpus[cpu as usize].add(build, work, now) {
+            self.queue.push(t, Event::Cpu { cpu });
+        }
+        Ok(())
+    }
+
+    /// A function's image build finished on a node: the model caches it
+    /// and resumes the calls that waited (the builder first).
+    fn build_done(
+        &mut self,
+        node: u32,
+        function: u32,
+        builder: u32,
+        now: Time,
+    ) -> Result<(), DesError> {
+        let bytes = self.functions[function as usize].package_bytes;
+        let name = self.names[function as usize].as_str();
+        // The builder is resumed with the calls that waited for it.
+        let call = self.jobs[builder as usize].call;
+        self.nodes[node as usize].waiting.insert(call, builder);
+        let effects = self.on_model(node, now, |m| m.image_built(name, bytes, now));
+        self.apply(node, effects, now)
+    }
+
+    /// The job's current delay or CPU phase ended at `now`: run the next
+    /// phase, or finish.
+    fn step(&mut self, id: u32, now: Time) -> Result<(), DesError> {
+        let job = &mut self.jobs[id as usize];
+        if job.build {
+            let (node, function, builder) = (job.node, job.function, job.builder);
+            self.free_jobs.push(id);
+            return self.build_done(node, function, builder, now);
+        }
+        if !job.started {
+            job.started = true;
+            job.service_start = now;
+            if job.pending_sleep > 0 {
+                let at = now.add_micros(job.pending_sleep);
+                job.pending_sleep = 0;
+                self.queue.push(at, Event::Step(id));
+                return Ok(());
+            }
+        }
+        let cpu_scale = self.config.profile.cpu_scale * self.config.fn_time_scale;
+        let sleep_scale = self.config.fn_time_scale;
+        while job.next_phase < job.end_phase {
+            let phase = self.phases[job.next_phase as usize];
+            job.next_phase += 1;
+            match phase {
+                Phase::Cpu { ms } if ms > 0 => {
+                    let node = job.node;
+                    let cpu = self.cpu_of(node);
+                    let work = f64::from(ms) * 1000.0 * cpu_scale;
+                    if let Some(t) = self.cpus[cpu as usize].add(id, work, now) {
+                        self.queue.push(t, Event::Cpu { cpu });
+                    }
+                    return Ok(());
+                }
+                Phase::Sleep { ms } if ms > 0 => {
+                    let d = if sleep_scale == 1.0 {
+                        u64::from(ms) * 1000
+                    } else {
+                        ms_to_us(f64::from(ms) * sleep_scale)
+                    };
+                    self.queue.push(now.add_micros(d), Event::Step(id));
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        self.finish(id, now)
+    }
+
+    fn finish(&mut self, id: u32, now: Time) -> Result<(), DesError> {
+        let job = self.jobs[id as usize];
+        self.free_jobs.push(id);
+        self.in_flight -= 1;
+        let (node, function) = (job.node, job.function);
+        let (meta, effects) = self.on_model(node, now, |m| m.call_finished(job.call, now));
+        self.apply(node, effects, now)?;
+        let name = self.names[function as usize].as_str();
+        self.scheduler.finished(
+            &Completion {
+                node,
+                function: name,
+                duration: now.saturating_since(job.arrival),
+                cold: meta.is_cold(),
+                ok: true,
+            },
+            now,
+        );
+        let profile = &self.config.profile;
+        let end = now.add_micros(ms_to_us(profile.network_ms + profile.balancer_ms));
+        let latency = end.micros_since(job.arrival);
+        self.stats.completed += 1;
+        self.stats.latency_sum_us += u128::from(latency);
+        let _ = self.stats.latency.record(latency.max(1));
+        self.last_completion = self.last_completion.max(now);
+        if let Some(log) = self.log.as_mut() {
+            let ms = |t: Time| t.as_millis() as i64;
+            log.call(
+                ms(job.arrival),
+                ms(end),
+                name,
+                function,
+                // Whole ms of the stamps, so that InternalExecutionTime <=
+                // ExecutionTime <= end - start, as on a live worker.
+                ms(now) - ms(job.arrival),
+                ms(now) - ms(job.service_start),
+                meta,
+                node,
+                job.instance,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn summary(&self, invocations: u64, end: Time) -> Summary {
+        let s = &self.stats;
+        let h = &s.latency;
+        let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+        let latency_ms = if s.completed == 0 {
+            LatencySummary::default()
+        } else {
+            LatencySummary {
+                mean: s.latency_sum_us as f64 / s.completed as f64 / 1000.0,
+                p50: q(0.5),
+                p90: q(0.9),
+                p95: q(0.95),
+                p99: q(0.99),
+                max: h.max() as f64 / 1000.0,
+            }
+        };
+        let end_us = end.as_micros();
+        let instances = match self.config.instances {
+            InstanceModel::Lambda { .. } if end_us > 0 => {
+                let busy = self.instances.area_busy / end_us as f64;
+                let idle = self.instances.area_idle / end_us as f64;
+                Some(InstanceSummary {
+                    mean_instances: busy + idle,
+                    mean_busy: busy,
+                    mean_idle: idle,
+                })
+            }
+            _ => None,
+        };
+        Summary {
+            seed: self.config.params.seed,
+            config: self.config.clone(),
+            invocations,
+            completed: s.completed,
+            failed: s.failed,
+            cold_starts: s.cold,
+            cold_start_ratio: if s.completed == 0 {
+                0.0
+            } else {
+                s.cold as f64 / s.completed as f64
+            },
+            image_builds: s.image_builds,
+            pooled_starts: s.pooled,
+            warm_instance_starts: s.warm_instance,
+            latency_ms,
+            simulated_seconds: end.as_secs_f64(),
+            events: s.events,
+            instances,
+            performance: Performance::default(),
+        }
+    }
+}
