@@ -7,7 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::registry::RegistryError;
+use crate::cluster::ClusterError;
 use policy::scheduler::{SelectError, UnknownAlgorithm};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub enum BalancerError {
     #[error(transparent)]
     BadNodeUrl(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Cluster(#[from] ClusterError),
     #[error("fake mode has no worker nodes to manage")]
     FakeMode,
 }
@@ -63,11 +63,9 @@ impl ResponseError for BalancerError {
             | Self::UnknownAlgorithm(_)
             | Self::BadBody(_)
             | Self::BadNodeUrl(_) => StatusCode::BAD_REQUEST,
-            Self::NotFound | Self::Registry(RegistryError::NotRegistered(_)) => {
-                StatusCode::NOT_FOUND
-            }
+            Self::NotFound | Self::Cluster(ClusterError::NotRegistered(_)) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Registry(RegistryError::AlreadyRegistered(_)) | Self::FakeMode => {
+            Self::Cluster(ClusterError::AlreadyRegistered(_)) | Self::FakeMode => {
                 StatusCode::CONFLICT
             }
             Self::NoOnlineNode | Self::AllFull { .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -20,75 +20,21 @@
 //! failure is a 502.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use protocol::reply::append_load_balancing_info;
+use protocol::reply::{append_load_balancing_info, reported_cold};
 use protocol::LoadBalancingInfo;
 
 use crate::action::{percent_encode_into, Action};
+use crate::cluster::{Cluster, Selection, Thresholds};
 use crate::config::{BalancerConfig, ConfigError};
 use crate::error::BalancerError;
-use crate::registry::{Cluster, Selection, Thresholds};
+use crate::state::{RunClock, Shared};
 use keepalive_http::CallError;
-use policy::scheduler::{NodeId, SelectError, Time};
-
-/// The run's clock: an epoch read once, and `Instant`s relative to it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RunClock {
-    epoch: Instant,
-}
-
-impl RunClock {
-    #[allow(clippy::disallowed_methods)] // the edge reads the clock; policies get the time
-    pub(crate) fn instant() -> Instant {
-        Instant::now()
-    }
-
-    fn start() -> Self {
-        Self {
-            epoch: Self::instant(),
-        }
-    }
-
-    /// Time since the run's epoch, as passed to the scheduler.
-    pub(crate) fn now(&self) -> Time {
-        self.since_epoch(Self::instant())
-    }
-
-    fn since_epoch(&self, instant: Instant) -> Time {
-        Time::from_duration(instant.saturating_duration_since(self.epoch))
-    }
-}
-
-/// State shared by every server thread and the health checker.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    cluster: Mutex<Cluster>,
-    pub(crate) clock: RunClock,
-    pub(crate) config: BalancerConfig,
-    /// Fake mode's prepared worker reply (None with real workers).
-    fake_reply: Option<Vec<u8>>,
-}
-
-impl Shared {
-    pub(crate) fn cluster(&self) -> MutexGuard<'_, Cluster> {
-        self.cluster.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Selects a node; also returns the time spent in `select` (ms) and
-    /// the instant it returned.
-    fn select(&self, function: &str) -> Result<(Selection, f64, Instant), SelectError> {
-        let mut cluster = self.cluster();
-        let started = RunClock::instant();
-        let selection = cluster.select(function, self.clock.since_epoch(started))?;
-        let selected = RunClock::instant();
-        let latency_ms = selected.duration_since(started).as_secs_f64() * 1e3;
-        Ok((selection, latency_ms, selected))
-    }
-}
+use policy::scheduler::NodeId;
 
 /// A call counted in flight by the scheduler; reports its completion
 /// exactly once, as a failure if dropped unreported.
@@ -469,44 +415,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// True when the worker's `Meta` says no warm instance served the call
-/// (neither `UsingPooledContainer` nor `UsingExistingRestContainer`).
-/// A cheap scan, no JSON parse; a reply without `Meta` counts as warm.
-pub fn reported_cold(body: &[u8]) -> bool {
-    match (
-        json_bool_field(body, b"\"UsingPooledContainer\""),
-        json_bool_field(body, b"\"UsingExistingRestContainer\""),
-    ) {
-        (Some(pooled), Some(rest)) => !pooled && !rest,
-        _ => false,
-    }
-}
-
-fn json_bool_field(body: &[u8], quoted_key: &[u8]) -> Option<bool> {
-    // `Meta` closes the worker's reply: search backwards, and compare the
-    // key only where its opening quote is.
-    let mut end = body.len();
-    let at = loop {
-        let quote = body[..end].iter().rposition(|&b| b == b'"')?;
-        if body[quote..].starts_with(quoted_key) {
-            break quote;
-        }
-        end = quote;
-    };
-    let rest = &body[at + quoted_key.len()..];
-    let rest = rest
-        .trim_ascii_start()
-        .strip_prefix(b":")?
-        .trim_ascii_start();
-    if rest.starts_with(b"true") {
-        Some(true)
-    } else if rest.starts_with(b"false") {
-        Some(false)
-    } else {
-        None
-    }
-}
-
 /// The worker URLs of every registered node (none in fake mode).
 fn worker_urls(shared: &Shared) -> Vec<Arc<str>> {
     if shared.fake_reply.is_some() {
@@ -599,18 +507,4 @@ async fn configure(
     }
     out.push('}');
     Ok(json_reply(StatusCode::OK, out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cold_flag_is_read_from_meta() {
-        let warm = br#"{"Meta":{"ImageBuilt":false,"UsingPooledContainer":false,"UsingExistingRestContainer":true}}"#;
-        let cold = br#"{"Meta":{"ImageBuilt":true,"UsingPooledContainer" : false, "UsingExistingRestContainer":false}}"#;
-        assert!(!reported_cold(warm));
-        assert!(reported_cold(cold));
-        assert!(!reported_cold(b"{}"));
-    }
 }

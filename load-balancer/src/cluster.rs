@@ -1,4 +1,4 @@
-//! The node registry: which workers exist, which are online, and the
+//! The node cluster: which workers exist, which are online, and the
 //! scheduler that chooses among the online ones.
 //!
 //! Pure state like the schedulers (time is an argument, no I/O): the HTTP
@@ -70,7 +70,7 @@ pub struct Selection {
 
 /// A node-management request that cannot be honoured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RegistryError {
+pub enum ClusterError {
     #[error("node {0} is already registered")]
     AlreadyRegistered(String),
     #[error("node {0} is not registered")]
@@ -237,21 +237,21 @@ impl Cluster {
 
     /// Registers a worker at run time; it stays offline until a health
     /// check passes.
-    pub fn add_node(&mut self, url: &str) -> Result<NodeId, RegistryError> {
+    pub fn add_node(&mut self, url: &str) -> Result<NodeId, ClusterError> {
         if self.nodes.values().any(|n| &*n.url == url) {
-            return Err(RegistryError::AlreadyRegistered(url.to_string()));
+            return Err(ClusterError::AlreadyRegistered(url.to_string()));
         }
         Ok(self.register(url))
     }
 
     /// Unregisters a worker (the scheduler stops choosing it at once).
-    pub fn remove_node(&mut self, url: &str, now: Time) -> Result<NodeId, RegistryError> {
+    pub fn remove_node(&mut self, url: &str, now: Time) -> Result<NodeId, ClusterError> {
         let id = self
             .nodes
             .values()
             .find(|n| &*n.url == url)
             .map(|n| n.id)
-            .ok_or_else(|| RegistryError::NotRegistered(url.to_string()))?;
+            .ok_or_else(|| ClusterError::NotRegistered(url.to_string()))?;
         self.set_status(id, NodeStatus::Offline, now);
         self.nodes.remove(&id);
         Ok(id)
@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(id, 1);
         assert_eq!(
             c.add_node("http://new:1"),
-            Err(RegistryError::AlreadyRegistered("http://new:1".into()))
+            Err(ClusterError::AlreadyRegistered("http://new:1".into()))
         );
         for _ in 0..4 {
             assert_eq!(c.select("f", Time::ZERO).unwrap().node, 0);
