@@ -5,7 +5,7 @@
 use policy::scheduler::ours::GreedyLocality;
 use policy::scheduler::{
     build, canonical_name, Completion, Membership, NodeId, NodeInfo, Params, Scheduler,
-    SelectError, Time,
+    SelectError, Time, Tracked,
 };
 
 fn with_nodes(alg: &str, params: &Params, n: u32) -> Box<dyn Scheduler> {
@@ -93,7 +93,7 @@ fn ch_refuses_when_every_node_is_full() {
 
 #[test]
 fn ours_stream_a_a_b_c_b_c() {
-    let mut s = GreedyLocality::new(4, 3, 1);
+    let mut s = Tracked::new(GreedyLocality::new(4, 3, 1));
     for id in 0..2 {
         s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
     }
@@ -102,7 +102,7 @@ fn ours_stream_a_a_b_c_b_c() {
         .map(|f| s.select(f, Time::ZERO).unwrap())
         .collect();
     assert_eq!(picks, vec![0, 0, 1, 1, 1, 0]);
-    assert_eq!(s.assigned_nodes("C"), &[0]);
+    assert_eq!(s.policy().assigned_nodes("C"), &[0]);
     // The same through build() with T1..T3.
     let params = Params {
         t1: 4,

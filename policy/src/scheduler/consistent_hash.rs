@@ -25,7 +25,8 @@
 
 use super::load_index::LoadIndex;
 use super::md5_ring::{HashCache, Md5Ring};
-use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+use super::tracked::Policy;
+use super::{NodeId, SelectError, Time};
 
 #[derive(Debug, Clone)]
 pub struct ConsistentHashBoundedLoad {
@@ -33,7 +34,6 @@ pub struct ConsistentHashBoundedLoad {
     bound: u32,
     ring: Md5Ring,
     hashes: HashCache,
-    loads: LoadIndex,
 }
 
 impl ConsistentHashBoundedLoad {
@@ -43,7 +43,6 @@ impl ConsistentHashBoundedLoad {
             bound: t,
             ring: Md5Ring::new(t),
             hashes: HashCache::new(),
-            loads: LoadIndex::new(),
         }
     }
 
@@ -53,19 +52,22 @@ impl ConsistentHashBoundedLoad {
     }
 }
 
-impl Scheduler for ConsistentHashBoundedLoad {
+impl Policy for ConsistentHashBoundedLoad {
     fn name(&self) -> &'static str {
         "ch"
     }
 
-    fn membership(&mut self, change: Membership, _now: Time) {
-        if self.loads.apply(&change) {
-            self.ring.rebuild(self.loads.online());
-        }
+    fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
+        self.ring.rebuild(loads.online());
     }
 
-    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
-        let min_load = self.loads.min_load().ok_or(SelectError::NoNodes)?;
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let min_load = loads.min_load().ok_or(SelectError::NoNodes)?;
         let full = || SelectError::AllFull { bound: self.bound };
         if min_load >= self.bound {
             return Err(full());
@@ -76,36 +78,23 @@ impl Scheduler for ConsistentHashBoundedLoad {
         // Some node has room, and every online node has points on the ring,
         // so this walk finds one within one turn.
         let (wrapped, from_start) = points.split_at(start);
-        let node = from_start
+        from_start
             .iter()
             .chain(wrapped)
             .map(|p| p.node)
-            .find(|&n| self.loads.load(n) < self.bound)
-            .ok_or_else(full)?;
-        self.loads.started(node);
-        Ok(node)
-    }
-
-    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.loads.finished(completion.node);
-    }
-
-    fn load(&self, node: NodeId) -> Option<u32> {
-        self.loads.member_load(node)
-    }
-
-    fn members(&self) -> Vec<NodeId> {
-        self.loads.online().to_vec()
+            .find(|&n| loads.load(n) < self.bound)
+            .ok_or_else(full)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::NodeInfo;
+    use crate::scheduler::tracked::Tracked;
+    use crate::scheduler::{Completion, Membership, NodeInfo, Scheduler};
 
-    fn with_nodes(n: u32, t: u32) -> ConsistentHashBoundedLoad {
-        let mut s = ConsistentHashBoundedLoad::new(t);
+    fn with_nodes(n: u32, t: u32) -> Tracked<ConsistentHashBoundedLoad> {
+        let mut s = Tracked::new(ConsistentHashBoundedLoad::new(t));
         for id in 0..n {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
@@ -160,24 +149,24 @@ mod tests {
     #[test]
     fn removed_node_is_skipped_and_gets_its_points_back() {
         let mut s = with_nodes(4, 8);
-        let before = s.ring().points().to_vec();
+        let before = s.policy().ring().points().to_vec();
         let home = s.select("W1", Time::ZERO).unwrap();
         s.finished(&done(home, "W1"), Time::ZERO);
         s.membership(Membership::Remove(home), Time::ZERO);
-        assert!(s.ring().points().iter().all(|p| p.node != home));
+        assert!(s.policy().ring().points().iter().all(|p| p.node != home));
         for _ in 0..20 {
             let n = s.select("W1", Time::ZERO).unwrap();
             assert_ne!(n, home);
             s.finished(&done(n, "W1"), Time::ZERO);
         }
         s.membership(Membership::Insert(NodeInfo::new(home)), Time::ZERO);
-        assert_eq!(s.ring().points(), &before[..]);
+        assert_eq!(s.policy().ring().points(), &before[..]);
         assert_eq!(s.select("W1", Time::ZERO), Ok(home));
     }
 
     #[test]
     fn no_nodes() {
-        let mut s = ConsistentHashBoundedLoad::new(8);
+        let mut s = Tracked::new(ConsistentHashBoundedLoad::new(8));
         assert_eq!(s.select("A", Time::ZERO), Err(SelectError::NoNodes));
     }
 }

@@ -27,9 +27,11 @@ pub mod md5_ring;
 pub mod ours;
 pub mod pasch;
 pub mod round_robin;
+pub mod tracked;
 pub mod tradeoff;
 
 pub use loads::NodeLoads;
+pub use tracked::{Policy, Tracked};
 
 /// A worker node's id. Nodes configured at start get 0, 1, 2, ... in list
 /// order, as in the original; nodes added later get the next unused id.
@@ -38,6 +40,14 @@ pub type NodeId = u32;
 pub use crate::time::Time;
 
 /// What a scheduler learns about a node when it joins.
+///
+/// `capacity` is kept although none of the six HotFunctions schedulers
+/// uses it: the next ones (memory-slot schedulers like OpenWhisk's) need
+/// it, and both drivers already tell it (the simulator's `--capacity`, the
+/// balancer's `node_capacity` and `PUT /1/lb/nodes` body). It is stored
+/// with the loads ([`NodeLoads::capacity`], [`load_index::LoadIndex::capacity`])
+/// and read back with [`Scheduler::capacity`], so a scheduler that needs
+/// it reads it where it reads loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
     pub id: NodeId,
@@ -91,7 +101,11 @@ pub enum SelectError {
     AllFull { bound: u32 },
 }
 
-/// A load-balancing policy.
+/// A load-balancing policy, as its drivers see it.
+///
+/// Algorithms implement [`Policy`] (the choice only) and become a
+/// `Scheduler` through [`Tracked`], which does the membership and
+/// in-flight bookkeeping once for all of them.
 ///
 /// Contract: every successful [`Scheduler::select`] is matched by exactly one
 /// [`Scheduler::finished`] for the same node and function, whatever happened
@@ -116,6 +130,9 @@ pub trait Scheduler: Send + std::fmt::Debug {
 
     /// The online members, in ascending id order.
     fn members(&self) -> Vec<NodeId>;
+
+    /// The capacity `node` joined with (None if not a member).
+    fn capacity(&self, node: NodeId) -> Option<u32>;
 }
 
 /// An unknown algorithm name.
@@ -179,16 +196,20 @@ pub fn canonical_name(name: &str) -> Result<&'static str, UnknownAlgorithm> {
 /// Builds the scheduler called `name` with no members yet.
 pub fn build(name: &str, params: &Params) -> Result<Box<dyn Scheduler>, UnknownAlgorithm> {
     Ok(match canonical_name(name)? {
-        "rr" => Box::new(round_robin::RoundRobin::new()),
-        "ll" => Box::new(least_loaded::LeastLoaded::new()),
-        "ch" => Box::new(consistent_hash::ConsistentHashBoundedLoad::new(params.t)),
-        "pasch" => Box::new(pasch::PaschExtended::new(params.t)),
-        "ours" => Box::new(ours::GreedyLocality::new(params.t1, params.t2, params.t3)),
-        "tradeoff" => Box::new(tradeoff::Tradeoff::new(
+        "rr" => Box::new(Tracked::new(round_robin::RoundRobin::new())),
+        "ll" => Box::new(Tracked::new(least_loaded::LeastLoaded::new())),
+        "ch" => Box::new(Tracked::new(
+            consistent_hash::ConsistentHashBoundedLoad::new(params.t),
+        )),
+        "pasch" => Box::new(Tracked::new(pasch::PaschExtended::new(params.t))),
+        "ours" => Box::new(Tracked::new(ours::GreedyLocality::new(
+            params.t1, params.t2, params.t3,
+        ))),
+        "tradeoff" => Box::new(Tracked::new(tradeoff::Tradeoff::new(
             params.alpha,
             params.beta,
             params.seed,
-        )),
+        ))),
         other => return Err(UnknownAlgorithm(other.to_string())),
     })
 }

@@ -31,7 +31,8 @@ use blake2::{Blake2b512, Digest};
 
 use super::load_index::LoadIndex;
 use super::md5_ring::HashCache;
-use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+use super::tracked::Policy;
+use super::{NodeId, SelectError, Time};
 
 /// Ring points per node in `lafikl/consistent` (its `replicationFactor`).
 pub const POINTS_PER_NODE: u32 = 10;
@@ -58,7 +59,6 @@ pub struct PaschExtended {
     /// Function name → (hash of name, hash of name + salt), bounded like
     /// [`HashCache`].
     hashes: HashMap<Box<str>, (u64, u64)>,
-    loads: LoadIndex,
 }
 
 impl PaschExtended {
@@ -68,7 +68,6 @@ impl PaschExtended {
             ring: Vec::new(),
             node_points: Vec::new(),
             hashes: HashMap::new(),
-            loads: LoadIndex::new(),
         }
     }
 
@@ -97,9 +96,9 @@ impl PaschExtended {
             .map(|&(_, n)| n)
     }
 
-    fn rebuild_ring(&mut self) {
-        let mut ring = Vec::with_capacity(self.loads.online().len() * POINTS_PER_NODE as usize);
-        for &id in self.loads.online() {
+    fn rebuild_ring(&mut self, online: &[NodeId]) {
+        let mut ring = Vec::with_capacity(online.len() * POINTS_PER_NODE as usize);
+        for &id in online {
             let i = id as usize;
             if self.node_points.len() <= i {
                 self.node_points.resize_with(i + 1, Vec::new);
@@ -116,50 +115,41 @@ impl PaschExtended {
     }
 }
 
-impl Scheduler for PaschExtended {
+impl Policy for PaschExtended {
     fn name(&self) -> &'static str {
         "pasch"
     }
 
-    fn membership(&mut self, change: Membership, _now: Time) {
-        if self.loads.apply(&change) {
-            self.rebuild_ring();
-        }
+    fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
+        self.rebuild_ring(loads.online());
     }
 
-    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
         let (first, second) = self.candidates(function).ok_or(SelectError::NoNodes)?;
         let mut node = first;
-        if self.loads.load(first) > self.loads.load(second) {
+        if loads.load(first) > loads.load(second) {
             node = second;
         }
-        if self.loads.load(node) >= self.threshold {
-            node = self.loads.least_loaded().ok_or(SelectError::NoNodes)?;
+        if loads.load(node) >= self.threshold {
+            node = loads.least_loaded().ok_or(SelectError::NoNodes)?;
         }
-        self.loads.started(node);
         Ok(node)
-    }
-
-    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.loads.finished(completion.node);
-    }
-
-    fn load(&self, node: NodeId) -> Option<u32> {
-        self.loads.member_load(node)
-    }
-
-    fn members(&self) -> Vec<NodeId> {
-        self.loads.online().to_vec()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::NodeInfo;
+    use crate::scheduler::tracked::Tracked;
+    use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
-    fn with_nodes(n: u32, t: u32) -> PaschExtended {
-        let mut s = PaschExtended::new(t);
+    fn with_nodes(n: u32, t: u32) -> Tracked<PaschExtended> {
+        let mut s = Tracked::new(PaschExtended::new(t));
         for id in 0..n {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
@@ -173,11 +163,11 @@ mod tests {
     }
 
     /// A function whose two choices differ on `s`.
-    fn two_choice_function(s: &mut PaschExtended) -> (String, NodeId, NodeId) {
+    fn two_choice_function(s: &mut Tracked<PaschExtended>) -> (String, NodeId, NodeId) {
         (0..1000)
             .map(|i| format!("F{i}"))
             .find_map(|f| {
-                let (a, b) = s.candidates(&f)?;
+                let (a, b) = s.policy_mut().candidates(&f)?;
                 (a != b).then_some((f, a, b))
             })
             .expect("some function has two distinct choices on 4 nodes")
@@ -205,6 +195,6 @@ mod tests {
             assert_ne!(s.select(&f, Time::ZERO).unwrap(), a);
         }
         s.membership(Membership::Insert(NodeInfo::new(a)), Time::ZERO);
-        assert_eq!(s.candidates(&f).unwrap().0, a);
+        assert_eq!(s.policy_mut().candidates(&f).unwrap().0, a);
     }
 }

@@ -24,7 +24,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::load_index::LoadIndex;
 use super::md5_ring::HashCache;
-use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+use super::tracked::Policy;
+use super::{NodeId, SelectError, Time};
 
 #[derive(Debug, Clone)]
 pub struct Tradeoff {
@@ -32,7 +33,6 @@ pub struct Tradeoff {
     beta: f64,
     rng: ChaCha8Rng,
     hashes: HashCache,
-    loads: LoadIndex,
 }
 
 impl Tradeoff {
@@ -42,47 +42,33 @@ impl Tradeoff {
             beta,
             rng: ChaCha8Rng::seed_from_u64(seed),
             hashes: HashCache::new(),
-            loads: LoadIndex::new(),
         }
     }
 }
 
-impl Scheduler for Tradeoff {
+impl Policy for Tradeoff {
     fn name(&self) -> &'static str {
         "tradeoff"
     }
 
-    fn membership(&mut self, change: Membership, _now: Time) {
-        self.loads.apply(&change);
-    }
-
-    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
-        let n = self.loads.online().len();
-        if n == 0 {
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let online = loads.online();
+        if online.is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let node = if self.rng.gen::<f64>() < self.alpha {
-            self.loads.online()[self.rng.gen_range(0..n)]
+        if self.rng.gen::<f64>() < self.alpha {
+            Ok(online[self.rng.gen_range(0..online.len())])
         } else if self.rng.gen::<f64>() < self.beta {
             let hash = self.hashes.get(function) as usize;
-            self.loads.online()[hash % n]
+            Ok(online[hash % online.len()])
         } else {
-            self.loads.least_loaded().ok_or(SelectError::NoNodes)?
-        };
-        self.loads.started(node);
-        Ok(node)
-    }
-
-    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.loads.finished(completion.node);
-    }
-
-    fn load(&self, node: NodeId) -> Option<u32> {
-        self.loads.member_load(node)
-    }
-
-    fn members(&self) -> Vec<NodeId> {
-        self.loads.online().to_vec()
+            loads.least_loaded().ok_or(SelectError::NoNodes)
+        }
     }
 }
 
@@ -91,7 +77,8 @@ mod tests {
     use super::*;
     use crate::scheduler::least_loaded::LeastLoaded;
     use crate::scheduler::md5_ring::ring_hash;
-    use crate::scheduler::NodeInfo;
+    use crate::scheduler::tracked::Tracked;
+    use crate::scheduler::{Completion, Membership, NodeInfo, Scheduler};
 
     fn insert_all(s: &mut dyn Scheduler, n: u32) {
         for id in 0..n {
@@ -101,8 +88,8 @@ mod tests {
 
     #[test]
     fn alpha_0_beta_0_is_least_loaded() {
-        let mut t = Tradeoff::new(0.0, 0.0, 7);
-        let mut ll = LeastLoaded::new();
+        let mut t = Tracked::new(Tradeoff::new(0.0, 0.0, 7));
+        let mut ll = Tracked::new(LeastLoaded::new());
         insert_all(&mut t, 5);
         insert_all(&mut ll, 5);
         let mut x = 1u32;
@@ -127,7 +114,7 @@ mod tests {
 
     #[test]
     fn beta_1_sends_each_function_to_its_hash_node() {
-        let mut t = Tradeoff::new(0.0, 1.0, 7);
+        let mut t = Tracked::new(Tradeoff::new(0.0, 1.0, 7));
         insert_all(&mut t, 6);
         for f in ["W1", "W2", "T3", "D8", "I5"] {
             let home = ring_hash(f.as_bytes()) % 6;
@@ -140,7 +127,7 @@ mod tests {
     #[test]
     fn alpha_1_is_random_and_seeded() {
         let run = |seed| {
-            let mut t = Tradeoff::new(1.0, 0.0, seed);
+            let mut t = Tracked::new(Tradeoff::new(1.0, 0.0, seed));
             insert_all(&mut t, 8);
             (0..64)
                 .map(|_| t.select("W1", Time::ZERO).unwrap())
