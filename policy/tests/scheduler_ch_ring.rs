@@ -4,7 +4,7 @@
 //!
 //! hash(key) = first 4 bytes of MD5(key), big-endian, mod 1,234,567.
 
-use policy::scheduler::consistent_hash::ConsistentHashBoundedLoad;
+use policy::scheduler::consistent_hash::{ChParams, ConsistentHashBoundedLoad};
 use policy::scheduler::md5_ring::{ring_hash, RingPoint};
 use policy::scheduler::{Completion, Membership, NodeInfo, Scheduler, Time, Tracked};
 
@@ -26,7 +26,7 @@ const HAND_CHECKED: &[(&str, u32, u32)] = &[
 ];
 
 fn three_nodes_t3() -> Tracked<ConsistentHashBoundedLoad> {
-    let mut s = Tracked::new(ConsistentHashBoundedLoad::new(3));
+    let mut s = Tracked::new(ConsistentHashBoundedLoad::new(ChParams { t: 3 }));
     for id in 0..3 {
         s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
     }

@@ -15,9 +15,12 @@
 //! [`SelectError::AllFull`] (answered in O(1) from the load index, before
 //! any walk), so a node never holds more than `T` calls.
 //!
-//! Parameters: `T` (environment variable `T`, [`Params::t`](super::Params),
-//! default 8) is both the number of ring points per node and the load bound,
-//! as the original's `main.go` passes it for both.
+//! Parameters ([`ChParams`]): `T` (environment variable `T`, key `ch.T`,
+//! default 8) is both the number of ring points per node and the load
+//! bound, as the original's `main.go` passes it for both. Valid: 1 to
+//! 10,000. A bound of 0 would refuse every call (and leave the ring
+//! empty); the ceiling keeps the ring (`T` MD5 points per node, rebuilt on
+//! every membership change) small, since `/configure` can set `T`.
 //!
 //! Membership: the ring is rebuilt over the online members on every change;
 //! point hashes are cached per id, so a node that comes back gets exactly
@@ -25,8 +28,53 @@
 
 use super::load_index::LoadIndex;
 use super::md5_ring::{HashCache, Md5Ring};
-use super::tracked::Policy;
+use super::registry::{Algorithm, Count, Param, SchedulerConfig};
+use super::tracked::{Policy, Tracked};
 use super::{NodeId, SelectError, Time};
+
+/// `T`: ring points per node and in-flight bound.
+pub const T: Count = Count {
+    name: "T",
+    doc: "ring points per node and in-flight bound of each node",
+    default: 8,
+    min: 1,
+    max: 10_000,
+};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "ch",
+    aliases: &["hash"],
+    summary: "consistent hashing with bounded load T (HotFunctions; Mirrokni et al., SODA 2018)",
+    params: &[Param::Count(T)],
+    compared_by_default: true,
+    build: |config| {
+        Box::new(Tracked::new(ConsistentHashBoundedLoad::new(
+            ChParams::resolve(config),
+        )))
+    },
+};
+
+/// Parameters of `ch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChParams {
+    /// [`T`]: ring points per node and the in-flight bound (default 8).
+    pub t: u32,
+}
+
+impl Default for ChParams {
+    fn default() -> Self {
+        Self { t: T.default }
+    }
+}
+
+impl ChParams {
+    /// The values of a resolved configuration.
+    pub fn resolve(config: &SchedulerConfig) -> Self {
+        Self {
+            t: config.count(&T),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ConsistentHashBoundedLoad {
@@ -37,11 +85,11 @@ pub struct ConsistentHashBoundedLoad {
 }
 
 impl ConsistentHashBoundedLoad {
-    /// A scheduler with `t` ring points per node and load bound `t`.
-    pub fn new(t: u32) -> Self {
+    /// A scheduler with `T` ring points per node and load bound `T`.
+    pub fn new(params: ChParams) -> Self {
         Self {
-            bound: t,
-            ring: Md5Ring::new(t),
+            bound: params.t,
+            ring: Md5Ring::new(params.t),
             hashes: HashCache::new(),
         }
     }
@@ -54,7 +102,7 @@ impl ConsistentHashBoundedLoad {
 
 impl Policy for ConsistentHashBoundedLoad {
     fn name(&self) -> &'static str {
-        "ch"
+        ALGORITHM.name
     }
 
     fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
@@ -94,7 +142,7 @@ mod tests {
     use crate::scheduler::{Completion, Membership, NodeInfo, Scheduler};
 
     fn with_nodes(n: u32, t: u32) -> Tracked<ConsistentHashBoundedLoad> {
-        let mut s = Tracked::new(ConsistentHashBoundedLoad::new(t));
+        let mut s = Tracked::new(ConsistentHashBoundedLoad::new(ChParams { t }));
         for id in 0..n {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
@@ -166,7 +214,7 @@ mod tests {
 
     #[test]
     fn no_nodes() {
-        let mut s = Tracked::new(ConsistentHashBoundedLoad::new(8));
+        let mut s = Tracked::new(ConsistentHashBoundedLoad::new(ChParams::default()));
         assert_eq!(s.select("A", Time::ZERO), Err(SelectError::NoNodes));
     }
 }

@@ -6,8 +6,18 @@
 //! online id. No parameters. The choice is O(1) via [`LoadIndex`].
 
 use super::load_index::LoadIndex;
-use super::tracked::Policy;
+use super::registry::Algorithm;
+use super::tracked::{Policy, Tracked};
 use super::{NodeId, SelectError, Time};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "ll",
+    aliases: &[],
+    summary: "fewest calls in flight, lowest id on ties (HotFunctions)",
+    params: &[],
+    compared_by_default: true,
+    build: |_| Box::new(Tracked::new(LeastLoaded::new())),
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct LeastLoaded;
@@ -20,7 +30,7 @@ impl LeastLoaded {
 
 impl Policy for LeastLoaded {
     fn name(&self) -> &'static str {
-        "ll"
+        ALGORITHM.name
     }
 
     fn choose(

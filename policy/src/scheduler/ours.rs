@@ -16,9 +16,13 @@
 //!   the function; else, when no node is available, to the globally least
 //!   loaded node (lowest id on ties), without assigning it.
 //!
-//! Parameters (environment variables and defaults of the original
-//! `main.go`): `T1` = `TMax` (8), `T2` = `TOpt` (5), `T3` = `CacheSize` (3);
-//! see [`Params`](super::Params).
+//! Parameters ([`OursParams`]; environment variables and defaults of the
+//! original `main.go`, keys `ours.T1` ...): `T1` = `TMax` (8), `T2` =
+//! `TOpt` (5), `T3` = `CacheSize` (3), each at least 1: a `TMax` or `TOpt`
+//! of 0 makes every node unavailable and a `CacheSize` of 0 refuses every
+//! function at `TOpt`, which all degenerate to `ll` without assignments.
+//! `TOpt >= TMax` is allowed: the cache rule then never applies and only
+//! the `TMax` bound is left (so each parameter can be set on its own).
 //!
 //! Differences from the original, deliberate:
 //! - **Tie defect fixed.** The original's top-`CacheSize` helper sorts the
@@ -55,8 +59,77 @@
 use std::collections::HashMap;
 
 use super::load_index::LoadIndex;
-use super::tracked::Policy;
+use super::registry::{Algorithm, Count, Param, SchedulerConfig};
+use super::tracked::{Policy, Tracked};
 use super::{Completion, NodeId, SelectError, Time};
+
+/// `T1`: `TMax`.
+pub const T1: Count = Count {
+    name: "T1",
+    doc: "TMax: in-flight calls at which a node takes no more calls while another has room",
+    default: 8,
+    min: 1,
+    max: u32::MAX,
+};
+
+/// `T2`: `TOpt`.
+pub const T2: Count = Count {
+    name: "T2",
+    doc: "TOpt: in-flight calls from which a node takes only its CacheSize most running functions",
+    default: 5,
+    min: 1,
+    max: u32::MAX,
+};
+
+/// `T3`: `CacheSize`.
+pub const T3: Count = Count {
+    name: "T3",
+    doc: "CacheSize: functions a node at TOpt still accepts",
+    default: 3,
+    min: 1,
+    max: u32::MAX,
+};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "ours",
+    aliases: &[],
+    summary: "greedy locality with TMax, TOpt and CacheSize (HotFunctions' own)",
+    params: &[Param::Count(T1), Param::Count(T2), Param::Count(T3)],
+    compared_by_default: true,
+    build: |config| Box::new(Tracked::new(GreedyLocality::new(OursParams::resolve(config)))),
+};
+
+/// Parameters of `ours`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OursParams {
+    /// [`T1`]: `TMax` (default 8).
+    pub t_max: u32,
+    /// [`T2`]: `TOpt` (default 5).
+    pub t_opt: u32,
+    /// [`T3`]: `CacheSize` (default 3).
+    pub cache_size: u32,
+}
+
+impl Default for OursParams {
+    fn default() -> Self {
+        Self {
+            t_max: T1.default,
+            t_opt: T2.default,
+            cache_size: T3.default,
+        }
+    }
+}
+
+impl OursParams {
+    /// The values of a resolved configuration.
+    pub fn resolve(config: &SchedulerConfig) -> Self {
+        Self {
+            t_max: config.count(&T1),
+            t_opt: config.count(&T2),
+            cache_size: config.count(&T3),
+        }
+    }
+}
 
 /// Why a node does not take a call of a function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +167,11 @@ impl GreedyLocality {
     /// in flight) are forgotten, as [`HashCache::CAPACITY`](super::md5_ring::HashCache::CAPACITY).
     pub const MAX_FUNCTIONS: usize = 1 << 16;
 
-    /// `t_max` = `T1`, `t_opt` = `T2`, `cache_size` = `T3`.
-    pub fn new(t_max: u32, t_opt: u32, cache_size: u32) -> Self {
+    pub fn new(params: OursParams) -> Self {
         Self {
-            t_max,
-            t_opt,
-            cache_size,
+            t_max: params.t_max,
+            t_opt: params.t_opt,
+            cache_size: params.cache_size,
             ids: HashMap::new(),
             names: Vec::new(),
             assigned: Vec::new(),
@@ -266,7 +338,7 @@ impl GreedyLocality {
 
 impl Policy for GreedyLocality {
     fn name(&self) -> &'static str {
-        "ours"
+        ALGORITHM.name
     }
 
     fn choose(
@@ -337,7 +409,11 @@ mod tests {
     }
 
     fn with_nodes(n: u32, t_max: u32, t_opt: u32, cache: u32) -> Tracked<GreedyLocality> {
-        let mut s = Tracked::new(GreedyLocality::new(t_max, t_opt, cache));
+        let mut s = Tracked::new(GreedyLocality::new(OursParams {
+            t_max,
+            t_opt,
+            cache_size: cache,
+        }));
         for id in 0..n {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }

@@ -22,8 +22,10 @@
 //! the online members on every membership change (point hashes are cached
 //! per id, so a node that comes back gets its old positions).
 //!
-//! Parameters: `T` (environment variable `T`, [`Params::t`](super::Params),
-//! default 8).
+//! Parameters ([`PaschParams`]): `T` (environment variable `T`, key
+//! `pasch.T`, default 8), at least 1: with 0 every call would fall back,
+//! which is `ll`, not `pasch`. No ceiling: a large `T` only means the
+//! fallback never happens.
 
 use std::collections::HashMap;
 
@@ -31,8 +33,49 @@ use blake2::{Blake2b512, Digest};
 
 use super::load_index::LoadIndex;
 use super::md5_ring::HashCache;
-use super::tracked::Policy;
+use super::registry::{Algorithm, Count, Param, SchedulerConfig};
+use super::tracked::{Policy, Tracked};
 use super::{NodeId, SelectError, Time};
+
+/// `T`: load at which the hashed choice is abandoned.
+pub const T: Count = Count {
+    name: "T",
+    doc: "in-flight calls at which the two hashed choices give way to the least loaded node",
+    default: 8,
+    min: 1,
+    max: u32::MAX,
+};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "pasch",
+    aliases: &[],
+    summary: "two hashed choices, least loaded at T (HotFunctions; Aumala et al., CCGrid 2019)",
+    params: &[Param::Count(T)],
+    compared_by_default: true,
+    build: |config| Box::new(Tracked::new(PaschExtended::new(PaschParams::resolve(config)))),
+};
+
+/// Parameters of `pasch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaschParams {
+    /// [`T`]: load at which the hashed choice is abandoned (default 8).
+    pub t: u32,
+}
+
+impl Default for PaschParams {
+    fn default() -> Self {
+        Self { t: T.default }
+    }
+}
+
+impl PaschParams {
+    /// The values of a resolved configuration.
+    pub fn resolve(config: &SchedulerConfig) -> Self {
+        Self {
+            t: config.count(&T),
+        }
+    }
+}
 
 /// Ring points per node in `lafikl/consistent` (its `replicationFactor`).
 pub const POINTS_PER_NODE: u32 = 10;
@@ -62,9 +105,9 @@ pub struct PaschExtended {
 }
 
 impl PaschExtended {
-    pub fn new(t: u32) -> Self {
+    pub fn new(params: PaschParams) -> Self {
         Self {
-            threshold: t,
+            threshold: params.t,
             ring: Vec::new(),
             node_points: Vec::new(),
             hashes: HashMap::new(),
@@ -117,7 +160,7 @@ impl PaschExtended {
 
 impl Policy for PaschExtended {
     fn name(&self) -> &'static str {
-        "pasch"
+        ALGORITHM.name
     }
 
     fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
@@ -149,7 +192,7 @@ mod tests {
     use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
     fn with_nodes(n: u32, t: u32) -> Tracked<PaschExtended> {
-        let mut s = Tracked::new(PaschExtended::new(t));
+        let mut s = Tracked::new(PaschExtended::new(PaschParams { t }));
         for id in 0..n {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }

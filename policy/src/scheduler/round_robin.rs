@@ -6,8 +6,18 @@
 //! from where it was rather than restarting it.
 
 use super::load_index::LoadIndex;
-use super::tracked::Policy;
+use super::registry::Algorithm;
+use super::tracked::{Policy, Tracked};
 use super::{NodeId, SelectError, Time};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "rr",
+    aliases: &[],
+    summary: "round robin over the online members (HotFunctions)",
+    params: &[],
+    compared_by_default: true,
+    build: |_| Box::new(Tracked::new(RoundRobin::new())),
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct RoundRobin {
@@ -23,7 +33,7 @@ impl RoundRobin {
 
 impl Policy for RoundRobin {
     fn name(&self) -> &'static str {
-        "rr"
+        ALGORITHM.name
     }
 
     fn choose(

@@ -10,9 +10,13 @@
 //!   a ring, as in the original);
 //! - else the least loaded online node (lowest id on ties).
 //!
-//! Parameters (environment variables and defaults of the original
-//! `main.go`): `ALPHA` (0.0), `BETA` (0.5); see [`Params`](super::Params).
-//! Randomness: a [`ChaCha8Rng`] seeded from [`Params::seed`](super::Params).
+//! Parameters ([`TradeoffParams`]; environment variables and defaults of
+//! the original `main.go`): `ALPHA` (0.0), `BETA` (0.5), keys
+//! `tradeoff.ALPHA`, `tradeoff.BETA`; each a probability in `[0, 1]`.
+//! `BETA` applies to the calls that the `ALPHA` test did not take, so any
+//! pair is valid (no `ALPHA + BETA <= 1` rule): the shares are `ALPHA`
+//! random, `(1 - ALPHA) BETA` hash, `(1 - ALPHA)(1 - BETA)` least loaded.
+//! Randomness: a [`ChaCha8Rng`] seeded from the run's `seed`.
 //! Each call draws one uniform number in `[0, 1)` for the `ALPHA` test; if
 //! it passes, one more picks the node, otherwise one more is drawn for the
 //! `BETA` test. A run is therefore reproduced exactly by its seed. A draw `u` passes a test with probability
@@ -24,8 +28,64 @@ use rand_chacha::ChaCha8Rng;
 
 use super::load_index::LoadIndex;
 use super::md5_ring::HashCache;
-use super::tracked::Policy;
+use super::registry::{Algorithm, Param, Probability, SchedulerConfig};
+use super::tracked::{Policy, Tracked};
 use super::{NodeId, SelectError, Time};
+
+/// `ALPHA`: probability of a random node.
+pub const ALPHA: Probability = Probability {
+    name: "ALPHA",
+    doc: "probability of a uniformly random node",
+    default: 0.0,
+};
+
+/// `BETA`: probability of the hash node when the `ALPHA` test failed.
+pub const BETA: Probability = Probability {
+    name: "BETA",
+    doc: "probability of the function's hash node, for calls not sent at random",
+    default: 0.5,
+};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "tradeoff",
+    aliases: &[],
+    summary: "random (ALPHA), hash (BETA) or least loaded, per call (HotFunctions)",
+    params: &[Param::Probability(ALPHA), Param::Probability(BETA)],
+    compared_by_default: true,
+    build: |config| Box::new(Tracked::new(Tradeoff::new(TradeoffParams::resolve(config)))),
+};
+
+/// Parameters of `tradeoff`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TradeoffParams {
+    /// [`ALPHA`]: probability of a random node (default 0.0).
+    pub alpha: f64,
+    /// [`BETA`]: probability of the hash node otherwise (default 0.5).
+    pub beta: f64,
+    /// Seed of the RNG: the run's seed (default 0).
+    pub seed: u64,
+}
+
+impl Default for TradeoffParams {
+    fn default() -> Self {
+        Self {
+            alpha: ALPHA.default,
+            beta: BETA.default,
+            seed: 0,
+        }
+    }
+}
+
+impl TradeoffParams {
+    /// The values of a resolved configuration.
+    pub fn resolve(config: &SchedulerConfig) -> Self {
+        Self {
+            alpha: config.probability(&ALPHA),
+            beta: config.probability(&BETA),
+            seed: config.seed(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Tradeoff {
@@ -36,11 +96,11 @@ pub struct Tradeoff {
 }
 
 impl Tradeoff {
-    pub fn new(alpha: f64, beta: f64, seed: u64) -> Self {
+    pub fn new(params: TradeoffParams) -> Self {
         Self {
-            alpha,
-            beta,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            alpha: params.alpha,
+            beta: params.beta,
+            rng: ChaCha8Rng::seed_from_u64(params.seed),
             hashes: HashCache::new(),
         }
     }
@@ -48,7 +108,7 @@ impl Tradeoff {
 
 impl Policy for Tradeoff {
     fn name(&self) -> &'static str {
-        "tradeoff"
+        ALGORITHM.name
     }
 
     fn choose(
@@ -88,7 +148,7 @@ mod tests {
 
     #[test]
     fn alpha_0_beta_0_is_least_loaded() {
-        let mut t = Tracked::new(Tradeoff::new(0.0, 0.0, 7));
+        let mut t = Tracked::new(Tradeoff::new(TradeoffParams { alpha: 0.0, beta: 0.0, seed: 7 }));
         let mut ll = Tracked::new(LeastLoaded::new());
         insert_all(&mut t, 5);
         insert_all(&mut ll, 5);
@@ -114,7 +174,7 @@ mod tests {
 
     #[test]
     fn beta_1_sends_each_function_to_its_hash_node() {
-        let mut t = Tracked::new(Tradeoff::new(0.0, 1.0, 7));
+        let mut t = Tracked::new(Tradeoff::new(TradeoffParams { alpha: 0.0, beta: 1.0, seed: 7 }));
         insert_all(&mut t, 6);
         for f in ["W1", "W2", "T3", "D8", "I5"] {
             let home = ring_hash(f.as_bytes()) % 6;
@@ -127,7 +187,7 @@ mod tests {
     #[test]
     fn alpha_1_is_random_and_seeded() {
         let run = |seed| {
-            let mut t = Tracked::new(Tradeoff::new(1.0, 0.0, seed));
+            let mut t = Tracked::new(Tradeoff::new(TradeoffParams { alpha: 1.0, beta: 0.0, seed }));
             insert_all(&mut t, 8);
             (0..64)
                 .map(|_| t.select("W1", Time::ZERO).unwrap())
