@@ -137,6 +137,7 @@ pub async fn run(
         &config.algorithm,
         config.params.clone(),
         &urls,
+        config.node_capacity,
         thresholds,
         clock.now(),
     )
@@ -147,8 +148,8 @@ pub async fn run(
     tracing::info!(
         %addr,
         algorithm = %config.algorithm,
-        seed = config.params.seed,
-        params = ?config.params,
+        seed = config.params.seed(),
+        params = %serde_json::to_string(&config.params).unwrap_or_default(),
         nodes = ?config.nodes,
         fake_nodes = config.fake_nodes,
         "load balancer starting"
@@ -229,8 +230,9 @@ async fn dispatch(
         Action::Execute { function } => execute(&local, &function).await,
         Action::Configure {
             algorithm,
+            params,
             forward_query,
-        } => configure(&local, algorithm.as_deref(), &forward_query).await,
+        } => configure(&local, algorithm.as_deref(), &params, &forward_query).await,
         Action::Clear => fan_out(&local, "clear").await,
         Action::Prepare => fan_out(&local, "prepare").await,
         Action::ListNodes => {
@@ -244,12 +246,13 @@ async fn dispatch(
                 serde_json::json!({ "nodes": nodes }).to_string(),
             ))
         }
-        Action::AddNode { url } => {
+        Action::AddNode { url, capacity } => {
             if shared.fake_reply.is_some() {
                 return Err(BalancerError::FakeMode);
             }
-            let id = shared.cluster().add_node(&url)?;
-            tracing::info!(node = id, %url, "node added (offline until its first passing health check)");
+            let capacity = capacity.unwrap_or(shared.config.node_capacity);
+            let id = shared.cluster().add_node(&url, capacity)?;
+            tracing::info!(node = id, %url, capacity, "node added (offline until its first passing health check)");
             Ok(json_reply(StatusCode::OK, r#"{"msg":"node added"}"#))
         }
         Action::RemoveNode { url } => {
@@ -288,20 +291,23 @@ fn status_json(shared: &Shared) -> String {
                 "url": &*n.url,
                 "status": n.status.as_str(),
                 "load": cluster.load(n.id),
+                "capacity": n.capacity,
             })
         })
         .collect();
     let config = &shared.config;
     serde_json::json!({
         "algorithm": cluster.algorithm(),
-        "seed": cluster.params().seed,
+        "seed": cluster.params().seed(),
         "params": cluster.params(),
+        "scheduler": cluster.scheduler_config(),
+        "node_capacity": config.node_capacity,
         "fake_nodes": config.fake_nodes,
         "fake_delay_ms": config.fake_delay_ms,
         "health": &config.health,
         "connect_timeout_ms": config.connect_timeout_ms,
         "threads": config.threads,
-        "uptime_ms": shared.clock.now().as_millis() as u64,
+        "uptime_ms": shared.clock.now().as_millis(),
         "nodes": nodes,
     })
     .to_string()
@@ -455,24 +461,30 @@ async fn fan_out(local: &Local, route: &str) -> Result<HttpResponse, BalancerErr
         .body(text))
 }
 
-/// `GET /configure?lb=X&...`: `{"lb": "X", "<workerUrl>": <worker reply>, ...}`.
+/// `GET /configure?lb=X&T=4&...`: `{"lb": "X", "<workerUrl>": <worker reply>, ...}`.
+///
+/// The algorithm and scheduler parameters are checked by the registry and
+/// applied first (a fresh scheduler); if they are refused, the reply is a
+/// 400 naming the culprit and nothing changes, workers included.
 async fn configure(
     local: &Local,
     algorithm: Option<&str>,
+    params: &[(String, String)],
     forward_query: &str,
 ) -> Result<HttpResponse, BalancerError> {
     let shared = &*local.shared;
     let lb = {
         let now = shared.clock.now();
         let mut cluster = shared.cluster();
-        match algorithm {
-            Some(name) => {
-                let lb = cluster.switch_algorithm(name, now)?;
-                tracing::info!(algorithm = lb, "algorithm switched");
-                lb
-            }
-            None => cluster.algorithm(),
+        let lb = cluster.configure(algorithm, params, now)?;
+        if algorithm.is_some() || !params.is_empty() {
+            tracing::info!(
+                algorithm = lb,
+                scheduler = %serde_json::to_string(cluster.scheduler_config()).unwrap_or_default(),
+                "scheduler reconfigured"
+            );
         }
+        lb
     };
     let urls = worker_urls(shared);
     let calls = urls.iter().map(|url| {
