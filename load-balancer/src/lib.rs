@@ -9,7 +9,7 @@
 //! - [`action`]: HTTP requests parsed into a typed [`action::Action`].
 //! - [`error`]: [`error::BalancerError`] and its HTTP form
 //!   (`{"Error": true, "Message": ...}`).
-//! - [`server`]: the actix-web edge and [`run`]; [`health`] checks workers;
+//! - [`server`]: the actix-web edge and [`run`]; `health` checks workers;
 //!   `state` holds what both share (clock, configuration, cluster lock);
 //!   [`fake`] answers without workers (the original's fake mode);
 //!   the hot path's keep-alive HTTP/1.1 client to workers is
