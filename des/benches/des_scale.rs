@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use des::{run_workload, CostProfile, DesConfig, InstanceModel, Workload};
 use policy::node::options::CachingOptions;
-use policy::scheduler::Params;
+use policy::scheduler::SchedulerConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
@@ -79,8 +79,13 @@ fn child(algorithm: &str, invocations: usize, nodes: u32, with_log: bool) {
     let cores = profile.cores.max(1);
     let (w, rate) = workload(invocations, nodes, cores, 42);
     let config = DesConfig {
-        algorithm: algorithm.into(),
-        params: Params::default(),
+        scheduler: match SchedulerConfig::new(algorithm, [("seed", "0")]) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("{algorithm}: {e}");
+                return;
+            }
+        },
         nodes,
         cores,
         worker: CachingOptions {
@@ -91,6 +96,7 @@ fn child(algorithm: &str, invocations: usize, nodes: u32, with_log: bool) {
         profile,
         ..DesConfig::default()
     };
+    #[allow(clippy::disallowed_methods)] // the bench measures wall time
     let start = Instant::now();
     let cpu_start = thread_cpu_seconds();
     let mut sink = std::io::BufWriter::with_capacity(1 << 20, std::io::sink());

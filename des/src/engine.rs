@@ -54,7 +54,7 @@ use std::io::Write;
 
 use policy::node::options::CachingOptions;
 use policy::node::{CallId, Effects, InstanceId, InstanceKind, InstanceModel, NodeModel, Step};
-use policy::scheduler::{self, Completion, Membership, NodeInfo, Params, Scheduler};
+use policy::scheduler::{Completion, Membership, NodeInfo, Scheduler, SchedulerConfig};
 use policy::Time;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -73,11 +73,9 @@ use super::workload::Workload;
 /// Everything that defines a run (besides the scenario).
 #[derive(Debug, Clone, Serialize)]
 pub struct DesConfig {
-    /// Scheduler name (`rr`, `ll`, `ch`/`hash`, `pasch`, `ours`, `tradeoff`).
-    pub algorithm: String,
-    /// The balancer's parameters; `params.seed` seeds the scheduler and the
-    /// simulator's own RNG.
-    pub params: Params,
+    /// The scheduler: an algorithm of the registry with its resolved
+    /// parameters; its seed seeds the scheduler and the simulator's own RNG.
+    pub scheduler: SchedulerConfig,
     /// Worker nodes, ids `0..nodes`.
     pub nodes: u32,
     /// Capacity told to the scheduler per node.
@@ -116,8 +114,7 @@ pub struct DesConfig {
 impl Default for DesConfig {
     fn default() -> Self {
         Self {
-            algorithm: "rr".into(),
-            params: Params::default(),
+            scheduler: SchedulerConfig::default(),
             nodes: 4,
             node_capacity: NodeInfo::DEFAULT_CAPACITY,
             cores: 2,
@@ -141,8 +138,6 @@ pub const DEFAULT_EPOCH_MS: i64 = 1_577_836_800_000;
 /// Why a run could not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum DesError {
-    #[error(transparent)]
-    Algorithm(#[from] scheduler::UnknownAlgorithm),
     #[error("function {name:?} (first at scenario row {row}) is not in the sample catalog; give a model for it with --default-function (e.g. cpu:1000 or exp:1991:2244)")]
     UnknownFunction { name: String, row: usize },
     #[error("workload names function id {0} but has only {1} names")]
@@ -345,7 +340,7 @@ pub fn run_workload(
     {
         return Err(DesError::BadWorkload(f, workload.names.len()));
     }
-    let mut scheduler = scheduler::build(&config.algorithm, &config.params)?;
+    let mut scheduler = config.scheduler.build();
     for id in 0..config.nodes {
         scheduler.membership(
             Membership::Insert(NodeInfo {
@@ -421,15 +416,9 @@ pub fn run_workload(
         jobs: Vec::with_capacity(1024),
         free_jobs: Vec::new(),
         in_flight: 0,
-        rng: ChaCha8Rng::seed_from_u64(config.params.seed ^ 0x5DE5_1A7E_D0C5_EED5),
-        log: log.map(|w| {
-            LogWriter::new(
-                w,
-                config.epoch_ms,
-                &workload.names,
-                scheduler::canonical_name(&config.algorithm).unwrap_or("unknown"),
-            )
-        }),
+        rng: ChaCha8Rng::seed_from_u64(config.scheduler.seed() ^ 0x5DE5_1A7E_D0C5_EED5),
+        log: log
+            .map(|w| LogWriter::new(w, config.epoch_ms, &workload.names, config.scheduler.name())),
         stats: Stats::default(),
         instances: InstanceAccounting::default(),
         count_instances: matches!(config.instances, InstanceModel::Lambda { .. }),
@@ -970,7 +959,7 @@ impl Sim<'_, '_> {
             _ => None,
         };
         Summary {
-            seed: self.config.params.seed,
+            seed: self.config.scheduler.seed(),
             config: self.config.clone(),
             invocations,
             completed: s.completed,

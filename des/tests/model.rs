@@ -5,7 +5,10 @@
 
 use des::{run_scenario, CostProfile, DesConfig, DesError, FunctionModel};
 use policy::node::options::CachingOptions;
+use policy::scheduler::SchedulerConfig;
 use protocol::{BalancerReply, LogLine, ScenarioEvent};
+
+const NO_SETTINGS: [(&str, &str); 0] = [];
 
 fn events(rows: &[(&str, u64)]) -> Vec<ScenarioEvent> {
     rows.iter()
@@ -346,16 +349,16 @@ fn every_algorithm_logs_every_call_once_on_a_member_node() {
     ))
     .unwrap();
     let ev = protocol::scenario::parse(&text, "small.csv").unwrap();
-    for algorithm in policy::scheduler::ALGORITHMS {
+    for algorithm in policy::scheduler::registry::names() {
         let config = DesConfig {
-            algorithm: algorithm.to_string(),
+            scheduler: SchedulerConfig::new(algorithm, NO_SETTINGS).unwrap(),
             nodes: 4,
             ..DesConfig::default()
         };
         let lines = run(&ev, &config);
         assert_eq!(lines.len(), ev.len(), "{algorithm}");
         for (line, reply) in &lines {
-            assert_eq!(reply.load_balancing_info.algorithm, *algorithm);
+            assert_eq!(reply.load_balancing_info.algorithm, algorithm);
             assert!((0..4).contains(&reply.load_balancing_info.worker_node_id));
             assert!(line.end_ms >= line.start_ms);
             assert!(reply.worker.internal_execution_time <= reply.worker.execution_time);
@@ -383,11 +386,8 @@ fn bad_configurations_are_errors_not_panics() {
         run_scenario(&ev, &no_nodes, None),
         Err(DesError::NoNodes)
     ));
-    let bad_alg = DesConfig {
-        algorithm: "fastest".into(),
-        ..DesConfig::default()
-    };
-    assert!(run_scenario(&ev, &bad_alg, None)
+    // An unknown algorithm cannot make a configuration.
+    assert!(SchedulerConfig::new("fastest", NO_SETTINGS)
         .unwrap_err()
         .to_string()
         .contains("unknown algorithm"));

@@ -60,7 +60,6 @@ fn matches_simfaas_cold_start_probability_and_instance_counts() {
     let events = poisson_scenario(2021);
     assert!(events.len() > 890_000, "{} arrivals", events.len());
     let config = DesConfig {
-        algorithm: "rr".into(),
         nodes: 1,
         node_capacity: u32::MAX,
         instances: InstanceModel::Lambda {
@@ -117,7 +116,7 @@ fn same_seed_same_result_other_seed_other_draws() {
     run_scenario(&events, &config, Some(&mut b)).unwrap();
     assert_eq!(a, b);
     let mut other = config.clone();
-    other.params.seed = 1;
+    other.scheduler = policy::scheduler::SchedulerConfig::new("rr", [("seed", "1")]).unwrap();
     let mut c = Vec::new();
     run_scenario(&events, &other, Some(&mut c)).unwrap();
     assert_ne!(a, c, "the seed drives the service draws");

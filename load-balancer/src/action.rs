@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use actix_web::http::Method;
+use policy::scheduler::ParamSet;
 
 use crate::error::BalancerError;
 
@@ -16,10 +17,15 @@ use crate::error::BalancerError;
 pub enum Action {
     /// `GET /execute?name=F`.
     Execute { function: String },
-    /// `GET /configure?lb=X&...`: switch algorithm (when `lb` is given) and
-    /// forward the other parameters to every worker's `/configure`.
+    /// `GET /configure?lb=X&T=4&ch.T=4&...`: switch algorithm (when `lb`
+    /// is given), set the scheduler parameters (keys the registry claims:
+    /// `seed`, a parameter's bare name, `<alg>.<NAME>`), and forward the
+    /// other pairs (the workers' caching options) to every worker's
+    /// `/configure`.
     Configure {
         algorithm: Option<String>,
+        /// Scheduler parameters, percent-decoded, in query order.
+        params: Vec<(String, String)>,
         forward_query: String,
     },
     /// `GET /clear`.
@@ -28,8 +34,9 @@ pub enum Action {
     Prepare,
     /// `GET /1/lb/nodes`.
     ListNodes,
-    /// `PUT /1/lb/nodes` with `{"node": "<url>"}`.
-    AddNode { url: String },
+    /// `PUT /1/lb/nodes` with `{"node": "<url>"}` and optionally
+    /// `"capacity": n` (default: the configured `node_capacity`).
+    AddNode { url: String, capacity: Option<u32> },
     /// `DELETE /1/lb/nodes` with `{"node": "<url>"}`.
     RemoveNode { url: String },
     /// `GET /health`: the balancer's own liveness.
@@ -43,6 +50,8 @@ pub enum Action {
 #[serde(deny_unknown_fields)]
 struct NodeBody {
     node: String,
+    #[serde(default)]
+    capacity: Option<u32>,
 }
 
 impl Action {
@@ -76,14 +85,24 @@ impl Action {
             "/configure" => {
                 only(&Method::GET)?;
                 let algorithm = query_value(query, "lb").map(Cow::into_owned);
-                let forward_query = query
-                    .split('&')
-                    .filter(|pair| !pair.is_empty() && query_key(pair) != "lb")
-                    .collect::<Vec<_>>()
-                    .join("&");
+                let mut params = Vec::new();
+                let mut forward = Vec::new();
+                for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    let key = percent_decode(key);
+                    if key == "lb" {
+                        continue;
+                    }
+                    if ParamSet::claims(&key) {
+                        params.push((key.into_owned(), percent_decode(value).into_owned()));
+                    } else {
+                        forward.push(pair);
+                    }
+                }
                 Ok(Self::Configure {
                     algorithm,
-                    forward_query,
+                    params,
+                    forward_query: forward.join("&"),
                 })
             }
             "/clear" => only(&Method::GET).map(|()| Self::Clear),
@@ -94,16 +113,27 @@ impl Action {
                 if method == Method::GET {
                     return Ok(Self::ListNodes);
                 }
-                let parse_body = || -> Result<String, BalancerError> {
+                let parse_body = || -> Result<(String, Option<u32>), BalancerError> {
                     let body: NodeBody = serde_json::from_slice(body).map_err(|e| {
-                        BalancerError::BadBody(format!("expected {{\"node\": \"<url>\"}}: {e}"))
+                        BalancerError::BadBody(format!(
+                            "expected {{\"node\": \"<url>\", \"capacity\": n (optional)}}: {e}"
+                        ))
                     })?;
-                    Ok(crate::config::normalize_node_url(&body.node)?)
+                    if body.capacity == Some(0) {
+                        return Err(BalancerError::BadBody("capacity must be at least 1".into()));
+                    }
+                    Ok((
+                        crate::config::normalize_node_url(&body.node)?,
+                        body.capacity,
+                    ))
                 };
                 if method == Method::PUT {
-                    Ok(Self::AddNode { url: parse_body()? })
+                    let (url, capacity) = parse_body()?;
+                    Ok(Self::AddNode { url, capacity })
                 } else if method == Method::DELETE {
-                    Ok(Self::RemoveNode { url: parse_body()? })
+                    Ok(Self::RemoveNode {
+                        url: parse_body()?.0,
+                    })
                 } else {
                     Err(BalancerError::MethodNotAllowed {
                         method: method.to_string(),
@@ -114,10 +144,6 @@ impl Action {
             _ => Err(BalancerError::NotFound),
         }
     }
-}
-
-fn query_key(pair: &str) -> Cow<'_, str> {
-    percent_decode(pair.split_once('=').map_or(pair, |(k, _)| k))
 }
 
 /// The first value of `key` in a raw query string, percent-decoded.
@@ -217,6 +243,7 @@ mod tests {
             Action::parse(&Method::GET, "/configure", "lb=ch&image_limit=3&x=%2F", b"").unwrap(),
             Action::Configure {
                 algorithm: Some("ch".into()),
+                params: Vec::new(),
                 forward_query: "image_limit=3&x=%2F".into()
             }
         );
@@ -224,7 +251,34 @@ mod tests {
             Action::parse(&Method::GET, "/configure", "", b"").unwrap(),
             Action::Configure {
                 algorithm: None,
+                params: Vec::new(),
                 forward_query: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn configure_keeps_scheduler_parameters_for_the_registry() {
+        let query = "T=4&image_limit=3&ch%2ET=5&seed=9&nope.X=1&tradeoff.ALPHA=0.2&t=1";
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            Action::parse(&Method::GET, "/configure", query, b"").unwrap(),
+            Action::Configure {
+                algorithm: None,
+                // Unknown dotted keys are claimed too: the registry
+                // refuses them rather than the workers ignoring them.
+                params: pairs(&[
+                    ("T", "4"),
+                    ("ch.T", "5"),
+                    ("seed", "9"),
+                    ("nope.X", "1"),
+                    ("tradeoff.ALPHA", "0.2")
+                ]),
+                forward_query: "image_limit=3&t=1".into()
             }
         );
     }
@@ -240,7 +294,21 @@ mod tests {
             )
             .unwrap(),
             Action::AddNode {
-                url: "http://a:1".into()
+                url: "http://a:1".into(),
+                capacity: None
+            }
+        );
+        assert_eq!(
+            Action::parse(
+                &Method::PUT,
+                "/1/lb/nodes",
+                "",
+                br#"{"node":"http://a:1","capacity":8}"#
+            )
+            .unwrap(),
+            Action::AddNode {
+                url: "http://a:1".into(),
+                capacity: Some(8)
             }
         );
         for body in [
@@ -248,6 +316,7 @@ mod tests {
             b"not json",
             br#"{"node":"a:1"}"#,
             br#"{"node":"http://a:1","x":1}"#,
+            br#"{"node":"http://a:1","capacity":0}"#,
         ] {
             assert!(Action::parse(&Method::DELETE, "/1/lb/nodes", "", body).is_err());
         }

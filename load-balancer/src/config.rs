@@ -13,10 +13,15 @@
 //! `timeout_ms` budget (default 1000); `fall` consecutive failures (default
 //! 2) take an online node offline, `rise` consecutive successes (default 1)
 //! bring an offline node back.
+//!
+//! Scheduler parameters are the registry's [`ParamSet`]
+//! (`policy::scheduler::registry`): valid by construction, serialized in
+//! the registry's key language (`{"T": 8, ..., "seed": 0}`, or `"ch.T"`
+//! where algorithms differ), and checked there when read.
 
 use serde::{Deserialize, Serialize};
 
-use policy::scheduler::Params;
+use policy::scheduler::{NodeInfo, ParamSet};
 
 /// Health-check settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +61,12 @@ pub struct BalancerConfig {
     /// Sleep of one fake call, in ms (default 4000).
     pub fake_delay_ms: u64,
     pub health: HealthConfig,
-    /// Scheduler parameters (`T`, `T1`, `T2`, `T3`, `ALPHA`, `BETA`, seed).
-    pub params: Params,
+    /// Every algorithm's parameters and the run's seed (the registry's
+    /// `T`, `T1`, `T2`, `T3`, `ALPHA`, `BETA`, `seed`, ...).
+    pub params: ParamSet,
+    /// Capacity of each configured (and fake) node, told to the scheduler
+    /// (default 64; a node added at run time may give its own).
+    pub node_capacity: u32,
     /// Budget for opening a connection to a worker, in ms (default 1000).
     /// A call itself has no time limit: functions may run for minutes.
     pub connect_timeout_ms: u64,
@@ -73,7 +82,8 @@ impl Default for BalancerConfig {
             fake_nodes: 0,
             fake_delay_ms: 4000,
             health: HealthConfig::default(),
-            params: Params::default(),
+            params: ParamSet::default(),
+            node_capacity: NodeInfo::DEFAULT_CAPACITY,
             connect_timeout_ms: 1000,
             threads: std::thread::available_parallelism().map_or(2, usize::from),
         }
@@ -186,8 +196,8 @@ impl BalancerConfig {
         if self.threads == 0 {
             return Err(ConfigError::Invalid("threads must be at least 1"));
         }
-        if !(0.0..=1.0).contains(&self.params.alpha) || !(0.0..=1.0).contains(&self.params.beta) {
-            return Err(ConfigError::Invalid("ALPHA and BETA must be in [0, 1]"));
+        if self.node_capacity == 0 {
+            return Err(ConfigError::Invalid("node_capacity must be at least 1"));
         }
         Ok(self)
     }
@@ -258,5 +268,26 @@ mod tests {
             unknown.validated(),
             Err(ConfigError::UnknownAlgorithm(_))
         ));
+    }
+
+    #[test]
+    fn params_read_back_through_the_registry() {
+        let config = BalancerConfig {
+            fake_nodes: 2,
+            params: ParamSet::from_settings([("ch.T", "4")]).unwrap(),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(
+            json.contains(r#""params":{"ch.T":4,"pasch.T":8,"#),
+            "{json}"
+        );
+        let back: BalancerConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.params, config.params);
+        let bad = json.replace(r#""ch.T":4"#, r#""ch.T":0"#);
+        let err = serde_json::from_str::<BalancerConfig>(&bad).unwrap_err();
+        assert!(err.to_string().contains("ch.T"), "{err}");
+        let unknown = json.replace(r#""ch.T":4"#, r#""ch.X":4"#);
+        assert!(serde_json::from_str::<BalancerConfig>(&unknown).is_err());
     }
 }

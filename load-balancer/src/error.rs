@@ -7,8 +7,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::registry::RegistryError;
-use policy::scheduler::{SelectError, UnknownAlgorithm};
+use crate::cluster::ClusterError;
+use policy::scheduler::{ConfigError, SelectError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BalancerError {
@@ -35,14 +35,16 @@ pub enum BalancerError {
     WorkerFailed { url: String, reason: String },
     #[error("error on parsing json from worker node {url}: not a JSON object")]
     BadWorkerReply { url: String },
+    /// `/configure` named an unknown algorithm or a bad scheduler
+    /// parameter (the registry's message names it).
     #[error(transparent)]
-    UnknownAlgorithm(#[from] UnknownAlgorithm),
+    Configure(#[from] ConfigError),
     #[error("bad request body: {0}")]
     BadBody(String),
     #[error(transparent)]
     BadNodeUrl(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Cluster(#[from] ClusterError),
     #[error("fake mode has no worker nodes to manage")]
     FakeMode,
 }
@@ -59,15 +61,12 @@ impl From<SelectError> for BalancerError {
 impl ResponseError for BalancerError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::MissingName
-            | Self::UnknownAlgorithm(_)
-            | Self::BadBody(_)
-            | Self::BadNodeUrl(_) => StatusCode::BAD_REQUEST,
-            Self::NotFound | Self::Registry(RegistryError::NotRegistered(_)) => {
-                StatusCode::NOT_FOUND
+            Self::MissingName | Self::Configure(_) | Self::BadBody(_) | Self::BadNodeUrl(_) => {
+                StatusCode::BAD_REQUEST
             }
+            Self::NotFound | Self::Cluster(ClusterError::NotRegistered(_)) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Registry(RegistryError::AlreadyRegistered(_)) | Self::FakeMode => {
+            Self::Cluster(ClusterError::AlreadyRegistered(_)) | Self::FakeMode => {
                 StatusCode::CONFLICT
             }
             Self::NoOnlineNode | Self::AllFull { .. } => StatusCode::SERVICE_UNAVAILABLE,

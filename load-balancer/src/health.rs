@@ -2,7 +2,7 @@
 //!
 //! Every `interval_ms` (default 1 s), `GET <worker>/health` on every
 //! registered node at once, each with a `timeout_ms` budget (default 1 s);
-//! a 2xx reply passes. The pure [`crate::registry::Cluster`] counts
+//! a 2xx reply passes. The pure [`crate::cluster::Cluster`] counts
 //! consecutive results (HAProxy's `fall` 2 / `rise` 1 by default) and tells
 //! the scheduler when a node goes offline or comes back. Not run in fake
 //! mode.
@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// Checks all nodes forever (the caller aborts the task on shutdown).
 pub(crate) async fn check_forever(shared: Arc<Shared>, client: reqwest::Client) {

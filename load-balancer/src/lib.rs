@@ -3,13 +3,16 @@
 //! drives too).
 //!
 //! # Layout
-//! - [`registry`]: the registered worker nodes, their online/offline state
+//! - [`cluster`]: the registered worker nodes, their online/offline state
 //!   and the scheduler over the online ones (pure, time as an argument).
 //! - [`config`]: [`BalancerConfig`] (CLI, `nodes.config.json`, `/status`).
 //! - [`action`]: HTTP requests parsed into a typed [`action::Action`].
+//! - [`cli`]: the scheduler parameters as command-line flags, shared with
+//!   `simulator des`.
 //! - [`error`]: [`error::BalancerError`] and its HTTP form
 //!   (`{"Error": true, "Message": ...}`).
-//! - [`server`]: the actix-web edge and [`run`]; [`health`] checks workers;
+//! - [`server`]: the actix-web edge and [`run`]; `health` checks workers;
+//!   `state` holds what both share (clock, configuration, cluster lock);
 //!   [`fake`] answers without workers (the original's fake mode);
 //!   the hot path's keep-alive HTTP/1.1 client to workers is
 //!   [`keepalive_http`] (shared with the worker's calls to instances).
@@ -18,12 +21,14 @@
 //! `stub-worker` is a minimal worker used by the tests and the benchmark.
 
 pub mod action;
+pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fake;
 mod health;
-pub mod registry;
 pub mod server;
+mod state;
 
 pub use config::{BalancerConfig, HealthConfig};
 pub use server::{run, RunError};

@@ -1,24 +1,38 @@
 //! `load-balancer`: the HTTP balancer on :8111.
 //!
-//! `load-balancer <rr|ll|ch|hash|pasch|ours|tradeoff> [fake_nodes]`, as the
-//! original HotFunctions balancer, plus flags. Workers come from `--nodes`,
-//! `--config` (a JSON array of URLs), or `./nodes.config.json` as in the
-//! original. Scheduler parameters come from the original's environment
-//! variables (`T`, `T1`, `T2`, `T3`, `ALPHA`, `BETA`) or the same-named
-//! flags.
+//! `load-balancer <algorithm> [fake_nodes]`, as the original HotFunctions
+//! balancer, plus flags; the algorithms are those of the scheduler
+//! registry (`rr`, `ll`, `ch`/`hash`, `pasch`, `ours`, `tradeoff`, ...).
+//! Workers come from `--nodes`, `--config` (a JSON array of URLs), or
+//! `./nodes.config.json` as in the original.
+//!
+//! Scheduler parameters, applied in this order (a later one wins):
+//! the original's environment variables and same-named flags, one per bare
+//! parameter name of the registry (`T`, `T1`, `T2`, `T3`, `ALPHA`, `BETA`;
+//! `--T 4` or `T=4` sets `T` wherever it applies); `--seed` (or `SEED`);
+//! then each `--param KEY=VALUE` (`ch.T=4`, `T=4`, `seed=7`). The registry
+//! checks every value, as it does for `/configure` and the simulator.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
+use load_balancer::cli::SchedulerArgs;
 use load_balancer::{BalancerConfig, HealthConfig};
-use policy::scheduler::Params;
+use policy::scheduler::{registry, NodeInfo};
 
 /// FaaS load balancer (a Rust port of HotFunctions' balancer).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
-    /// Scheduling algorithm: rr, ll, ch (alias hash), pasch, ours, tradeoff.
+    #[arg(
+        help = format!("Scheduling algorithm: {}", registry::known_algorithms()),
+        long_help = format!(
+            "Scheduling algorithm: {}{}",
+            registry::known_algorithms(),
+            registry::algorithms_help()
+        )
+    )]
     algorithm: String,
     /// Run without workers, with this many fake nodes (0: real workers).
     #[arg(default_value_t = 0)]
@@ -56,31 +70,16 @@ struct Cli {
     /// HTTP server threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Seed of the scheduler's RNG (logged at start, shown by GET /status).
-    #[arg(long, env = "SEED", default_value_t = 0)]
-    seed: u64,
-    /// Load bound of ch and pasch.
-    #[arg(long = "T", env = "T", default_value_t = 8)]
-    t: u32,
-    /// TMax of ours.
-    #[arg(long = "T1", env = "T1", default_value_t = 8)]
-    t1: u32,
-    /// TOpt of ours.
-    #[arg(long = "T2", env = "T2", default_value_t = 5)]
-    t2: u32,
-    /// CacheSize of ours.
-    #[arg(long = "T3", env = "T3", default_value_t = 3)]
-    t3: u32,
-    /// Probability of a random node in tradeoff.
-    #[arg(long = "ALPHA", env = "ALPHA", default_value_t = 0.0)]
-    alpha: f64,
-    /// Probability of the hash node in tradeoff.
-    #[arg(long = "BETA", env = "BETA", default_value_t = 0.5)]
-    beta: f64,
+    /// Capacity of each node, told to the scheduler.
+    #[arg(long, default_value_t = NodeInfo::DEFAULT_CAPACITY)]
+    node_capacity: u32,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
 }
 
 impl Cli {
     fn into_config(self) -> anyhow::Result<(String, u16, BalancerConfig)> {
+        let params = self.scheduler.param_set()?;
         let mut nodes = self.nodes;
         if let Some(path) = &self.config {
             nodes.extend(load_balancer::config::load_nodes_file(path)?);
@@ -103,15 +102,8 @@ impl Cli {
                 fall: self.health_fall,
                 rise: self.health_rise,
             },
-            params: Params {
-                t: self.t,
-                t1: self.t1,
-                t2: self.t2,
-                t3: self.t3,
-                alpha: self.alpha,
-                beta: self.beta,
-                seed: self.seed,
-            },
+            params,
+            node_capacity: self.node_capacity,
             connect_timeout_ms: self.connect_timeout_ms,
             threads: self.threads.unwrap_or(defaults.threads),
         }
@@ -136,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "load-balancer listening on http://{addr} (algorithm {}, seed {}, {})",
         config.algorithm,
-        config.params.seed,
+        config.params.seed(),
         if config.fake_nodes > 0 {
             format!("{} fake nodes", config.fake_nodes)
         } else {

@@ -20,75 +20,21 @@
 //! failure is a 502.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use protocol::reply::append_load_balancing_info;
+use protocol::reply::{append_load_balancing_info, reported_cold};
 use protocol::LoadBalancingInfo;
 
 use crate::action::{percent_encode_into, Action};
+use crate::cluster::{Cluster, Selection, Thresholds};
 use crate::config::{BalancerConfig, ConfigError};
 use crate::error::BalancerError;
-use crate::registry::{Cluster, Selection, Thresholds};
+use crate::state::{RunClock, Shared};
 use keepalive_http::CallError;
-use policy::scheduler::{NodeId, SelectError, Time};
-
-/// The run's clock: an epoch read once, and `Instant`s relative to it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RunClock {
-    epoch: Instant,
-}
-
-impl RunClock {
-    #[allow(clippy::disallowed_methods)] // the edge reads the clock; policies get the time
-    pub(crate) fn instant() -> Instant {
-        Instant::now()
-    }
-
-    fn start() -> Self {
-        Self {
-            epoch: Self::instant(),
-        }
-    }
-
-    /// Time since the run's epoch, as passed to the scheduler.
-    pub(crate) fn now(&self) -> Time {
-        self.since_epoch(Self::instant())
-    }
-
-    fn since_epoch(&self, instant: Instant) -> Time {
-        Time::from_duration(instant.saturating_duration_since(self.epoch))
-    }
-}
-
-/// State shared by every server thread and the health checker.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    cluster: Mutex<Cluster>,
-    pub(crate) clock: RunClock,
-    pub(crate) config: BalancerConfig,
-    /// Fake mode's prepared worker reply (None with real workers).
-    fake_reply: Option<Vec<u8>>,
-}
-
-impl Shared {
-    pub(crate) fn cluster(&self) -> MutexGuard<'_, Cluster> {
-        self.cluster.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Selects a node; also returns the time spent in `select` (ms) and
-    /// the instant it returned.
-    fn select(&self, function: &str) -> Result<(Selection, f64, Instant), SelectError> {
-        let mut cluster = self.cluster();
-        let started = RunClock::instant();
-        let selection = cluster.select(function, self.clock.since_epoch(started))?;
-        let selected = RunClock::instant();
-        let latency_ms = selected.duration_since(started).as_secs_f64() * 1e3;
-        Ok((selection, latency_ms, selected))
-    }
-}
+use policy::scheduler::NodeId;
 
 /// A call counted in flight by the scheduler; reports its completion
 /// exactly once, as a failure if dropped unreported.
@@ -191,6 +137,7 @@ pub async fn run(
         &config.algorithm,
         config.params.clone(),
         &urls,
+        config.node_capacity,
         thresholds,
         clock.now(),
     )
@@ -201,8 +148,8 @@ pub async fn run(
     tracing::info!(
         %addr,
         algorithm = %config.algorithm,
-        seed = config.params.seed,
-        params = ?config.params,
+        seed = config.params.seed(),
+        params = %serde_json::to_string(&config.params).unwrap_or_default(),
         nodes = ?config.nodes,
         fake_nodes = config.fake_nodes,
         "load balancer starting"
@@ -283,8 +230,9 @@ async fn dispatch(
         Action::Execute { function } => execute(&local, &function).await,
         Action::Configure {
             algorithm,
+            params,
             forward_query,
-        } => configure(&local, algorithm.as_deref(), &forward_query).await,
+        } => configure(&local, algorithm.as_deref(), &params, &forward_query).await,
         Action::Clear => fan_out(&local, "clear").await,
         Action::Prepare => fan_out(&local, "prepare").await,
         Action::ListNodes => {
@@ -298,12 +246,13 @@ async fn dispatch(
                 serde_json::json!({ "nodes": nodes }).to_string(),
             ))
         }
-        Action::AddNode { url } => {
+        Action::AddNode { url, capacity } => {
             if shared.fake_reply.is_some() {
                 return Err(BalancerError::FakeMode);
             }
-            let id = shared.cluster().add_node(&url)?;
-            tracing::info!(node = id, %url, "node added (offline until its first passing health check)");
+            let capacity = capacity.unwrap_or(shared.config.node_capacity);
+            let id = shared.cluster().add_node(&url, capacity)?;
+            tracing::info!(node = id, %url, capacity, "node added (offline until its first passing health check)");
             Ok(json_reply(StatusCode::OK, r#"{"msg":"node added"}"#))
         }
         Action::RemoveNode { url } => {
@@ -342,14 +291,17 @@ fn status_json(shared: &Shared) -> String {
                 "url": &*n.url,
                 "status": n.status.as_str(),
                 "load": cluster.load(n.id),
+                "capacity": n.capacity,
             })
         })
         .collect();
     let config = &shared.config;
     serde_json::json!({
         "algorithm": cluster.algorithm(),
-        "seed": cluster.params().seed,
+        "seed": cluster.params().seed(),
         "params": cluster.params(),
+        "scheduler": cluster.scheduler_config(),
+        "node_capacity": config.node_capacity,
         "fake_nodes": config.fake_nodes,
         "fake_delay_ms": config.fake_delay_ms,
         "health": &config.health,
@@ -469,44 +421,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// True when the worker's `Meta` says no warm instance served the call
-/// (neither `UsingPooledContainer` nor `UsingExistingRestContainer`).
-/// A cheap scan, no JSON parse; a reply without `Meta` counts as warm.
-pub fn reported_cold(body: &[u8]) -> bool {
-    match (
-        json_bool_field(body, b"\"UsingPooledContainer\""),
-        json_bool_field(body, b"\"UsingExistingRestContainer\""),
-    ) {
-        (Some(pooled), Some(rest)) => !pooled && !rest,
-        _ => false,
-    }
-}
-
-fn json_bool_field(body: &[u8], quoted_key: &[u8]) -> Option<bool> {
-    // `Meta` closes the worker's reply: search backwards, and compare the
-    // key only where its opening quote is.
-    let mut end = body.len();
-    let at = loop {
-        let quote = body[..end].iter().rposition(|&b| b == b'"')?;
-        if body[quote..].starts_with(quoted_key) {
-            break quote;
-        }
-        end = quote;
-    };
-    let rest = &body[at + quoted_key.len()..];
-    let rest = rest
-        .trim_ascii_start()
-        .strip_prefix(b":")?
-        .trim_ascii_start();
-    if rest.starts_with(b"true") {
-        Some(true)
-    } else if rest.starts_with(b"false") {
-        Some(false)
-    } else {
-        None
-    }
-}
-
 /// The worker URLs of every registered node (none in fake mode).
 fn worker_urls(shared: &Shared) -> Vec<Arc<str>> {
     if shared.fake_reply.is_some() {
@@ -547,24 +461,30 @@ async fn fan_out(local: &Local, route: &str) -> Result<HttpResponse, BalancerErr
         .body(text))
 }
 
-/// `GET /configure?lb=X&...`: `{"lb": "X", "<workerUrl>": <worker reply>, ...}`.
+/// `GET /configure?lb=X&T=4&...`: `{"lb": "X", "<workerUrl>": <worker reply>, ...}`.
+///
+/// The algorithm and scheduler parameters are checked by the registry and
+/// applied first (a fresh scheduler); if they are refused, the reply is a
+/// 400 naming the culprit and nothing changes, workers included.
 async fn configure(
     local: &Local,
     algorithm: Option<&str>,
+    params: &[(String, String)],
     forward_query: &str,
 ) -> Result<HttpResponse, BalancerError> {
     let shared = &*local.shared;
     let lb = {
         let now = shared.clock.now();
         let mut cluster = shared.cluster();
-        match algorithm {
-            Some(name) => {
-                let lb = cluster.switch_algorithm(name, now)?;
-                tracing::info!(algorithm = lb, "algorithm switched");
-                lb
-            }
-            None => cluster.algorithm(),
+        let lb = cluster.configure(algorithm, params, now)?;
+        if algorithm.is_some() || !params.is_empty() {
+            tracing::info!(
+                algorithm = lb,
+                scheduler = %serde_json::to_string(cluster.scheduler_config()).unwrap_or_default(),
+                "scheduler reconfigured"
+            );
         }
+        lb
     };
     let urls = worker_urls(shared);
     let calls = urls.iter().map(|url| {
@@ -599,18 +519,4 @@ async fn configure(
     }
     out.push('}');
     Ok(json_reply(StatusCode::OK, out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cold_flag_is_read_from_meta() {
-        let warm = br#"{"Meta":{"ImageBuilt":false,"UsingPooledContainer":false,"UsingExistingRestContainer":true}}"#;
-        let cold = br#"{"Meta":{"ImageBuilt":true,"UsingPooledContainer" : false, "UsingExistingRestContainer":false}}"#;
-        assert!(!reported_cold(warm));
-        assert!(reported_cold(cold));
-        assert!(!reported_cold(b"{}"));
-    }
 }

@@ -7,8 +7,9 @@ mod support;
 use std::sync::Arc;
 
 use load_balancer::BalancerConfig;
+use policy::scheduler::ParamSet;
 use protocol::BalancerReply;
-use support::{client, config, dead_url, wait_for, Balancer, StubWorker};
+use support::{calls_in_flight, client, config, dead_url, wait_for, Balancer, StubWorker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_carry_the_worker_reply_and_every_load_balancing_field() {
@@ -268,17 +269,9 @@ async fn every_bounded_node_full_is_503() {
     let a = StubWorker::start("s0", &["--delay", "slow=5000"]);
     let b = StubWorker::start("s1", &["--delay", "slow=5000"]);
     let mut cfg = config("ch", &[&a, &b]);
-    cfg.params.t = 1;
+    cfg.params.set("T", "1").unwrap();
     let balancer = Arc::new(Balancer::start(cfg));
-    let mut calls = Vec::new();
-    for in_flight in 1..=2u64 {
-        let b = balancer.clone();
-        calls.push(tokio::spawn(async move { b.execute("slow").await }));
-        wait_for("slow calls in flight", || async {
-            balancer.loads().await.iter().map(|(_, l)| l).sum::<u64>() == in_flight
-        })
-        .await;
-    }
+    let calls = calls_in_flight(&balancer, "slow", 2).await;
     let (status, reply) = balancer.execute("W1").await;
     assert_eq!(status, 503, "{reply}");
     assert_eq!(reply["Error"], true);
@@ -412,8 +405,8 @@ async fn fake_mode_answers_like_the_original_without_workers() {
 async fn health_and_status_report_the_run() {
     let a = StubWorker::start("s0", &[]);
     let mut cfg = config("tradeoff", &[&a]);
-    cfg.params.seed = 1234;
-    cfg.params.alpha = 0.25;
+    cfg.params.set("seed", "1234").unwrap();
+    cfg.params.set("ALPHA", "0.25").unwrap();
     let balancer = Balancer::start(cfg);
     let (code, health) = balancer.get_json("/health").await;
     assert_eq!((code, health), (200, serde_json::json!({"status": "ok"})));
@@ -423,6 +416,116 @@ async fn health_and_status_report_the_run() {
     assert_eq!(status["seed"], 1234);
     assert_eq!(status["params"]["ALPHA"], 0.25);
     assert_eq!(status["params"]["T"], 8);
+    assert_eq!(
+        status["scheduler"],
+        serde_json::json!({
+            "algorithm": "tradeoff",
+            "params": {"ALPHA": 0.25, "BETA": 0.5},
+            "seed": 1234
+        })
+    );
     assert_eq!(status["nodes"][0]["url"], a.url);
     assert_eq!(status["nodes"][0]["status"], "online");
+    assert_eq!(status["nodes"][0]["capacity"], 64);
+}
+
+/// Two `slow` calls of one function at once under `ch`; returns the
+/// in-flight loads per node while both run (sorted), then waits for them.
+async fn two_slow_calls_at_once(balancer: &Arc<Balancer>) -> Vec<u64> {
+    let calls = calls_in_flight(balancer, "slow", 2).await;
+    let mut loads: Vec<u64> = balancer.loads().await.iter().map(|(_, l)| *l).collect();
+    loads.sort_unstable();
+    for call in calls {
+        assert_eq!(call.await.unwrap().0, 200);
+    }
+    loads
+}
+
+/// `/configure?T=4` used to answer 200 and change nothing. Now scheduler
+/// parameters are checked by the registry and applied (a fresh scheduler),
+/// only the workers' options are forwarded, and a bad value is a 400 that
+/// names it, with nothing changed (workers included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_applies_scheduler_parameters_or_refuses_them() {
+    let stubs: Vec<StubWorker> = (0..3)
+        .map(|i| StubWorker::start(&format!("s{i}"), &["--delay", "slow=1500"]))
+        .collect();
+    let balancer = Arc::new(Balancer::start(config(
+        "ch",
+        &stubs.iter().collect::<Vec<_>>(),
+    )));
+    // T = 8: both calls stay on the function's ring node.
+    assert_eq!(two_slow_calls_at_once(&balancer).await, [0, 0, 2]);
+
+    let (code, reply) = balancer.get_json("/configure?T=1&image_limit=3").await;
+    assert_eq!((code, reply["lb"].clone()), (200, "ch".into()), "{reply}");
+    for stub in &stubs {
+        // The scheduler's T is not a worker option: not forwarded.
+        assert_eq!(
+            stub.stats().await["configure"],
+            serde_json::json!(["image_limit=3"])
+        );
+    }
+    let (_, status) = balancer.get_json("/status").await;
+    assert_eq!(status["params"]["T"], 1);
+    assert_eq!(status["scheduler"]["params"], serde_json::json!({"T": 1}));
+    // T = 1: the second call spills to another node.
+    assert_eq!(two_slow_calls_at_once(&balancer).await, [0, 1, 1]);
+
+    // Refused: 400 naming the key; nothing changes, nothing is forwarded.
+    for (query, key) in [
+        ("T=0&image_limit=5", "T"),
+        ("lb=ll&ch.T=0", "ch.T"),
+        ("tradeoff.ALPHA=2", "tradeoff.ALPHA"),
+        ("ch.T1=3", "ch.T1"),
+        ("nope.T=3", "nope.T"),
+        ("lb=ll&seed=x", "seed"),
+    ] {
+        let (code, reply) = balancer.get_json(&format!("/configure?{query}")).await;
+        assert_eq!(code, 400, "{query}: {reply}");
+        assert_eq!(reply["Error"], true);
+        let message = reply["Message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{key:?}")) || message.contains(&format!("{key}=")),
+            "{query}: {message}"
+        );
+        let (_, status) = balancer.get_json("/status").await;
+        assert_eq!(status["algorithm"], "ch", "{query}");
+        assert_eq!(status["params"]["T"], 1, "{query}");
+    }
+    for stub in &stubs {
+        assert_eq!(
+            stub.stats().await["configure"],
+            serde_json::json!(["image_limit=3"])
+        );
+    }
+    assert_eq!(two_slow_calls_at_once(&balancer).await, [0, 1, 1]);
+
+    // One algorithm's key sets only that algorithm; switching keeps it.
+    let (code, _) = balancer.get_json("/configure?ch.T=4&lb=pasch").await;
+    assert_eq!(code, 200);
+    let (_, status) = balancer.get_json("/status").await;
+    assert_eq!(status["algorithm"], "pasch");
+    assert_eq!(status["params"]["ch.T"], 4);
+    assert_eq!(status["params"]["pasch.T"], 1);
+    assert_eq!(status["scheduler"]["params"], serde_json::json!({"T": 1}));
+
+    // /configure accepts and refuses exactly what the registry does.
+    for (key, value) in [
+        ("T", "5"),
+        ("T", "0"),
+        ("T", "10001"),
+        ("pasch.T", "10001"),
+        ("ALPHA", "1.5"),
+        ("tradeoff.BETA", "0.3"),
+        ("ours.T1", "x"),
+        ("rr.T", "1"),
+        ("seed", "3"),
+    ] {
+        let registry = ParamSet::default().set(key, value).is_ok();
+        let (code, reply) = balancer
+            .get_json(&format!("/configure?{key}={value}"))
+            .await;
+        assert_eq!(code == 200, registry, "{key}={value}: {reply}");
+    }
 }

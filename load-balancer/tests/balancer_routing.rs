@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use policy::scheduler::{self, Completion, Membership, NodeInfo, Params, Time, ALGORITHMS};
-use support::{config, wait_for, Balancer, StubWorker};
+use policy::scheduler::{registry, Completion, Membership, NodeInfo, ParamSet, Time};
+use support::{calls_in_flight, config, wait_for, Balancer, StubWorker};
 
 const FUNCTIONS: &[&str] = &["W1", "W2", "T3", "I1", "D8", "W11", "T1", "I5", "D2", "W7"];
 
@@ -19,14 +19,11 @@ async fn every_algorithm_routes_as_its_pure_scheduler() {
         .map(|i| StubWorker::start(&format!("s{i}"), &[]))
         .collect();
     let refs: Vec<&StubWorker> = stubs.iter().collect();
-    for &algorithm in ALGORITHMS {
+    for algorithm in registry::names() {
         let mut cfg = config(algorithm, &refs);
-        cfg.params = Params {
-            seed: 7,
-            ..Params::default()
-        };
+        cfg.params = ParamSet::from_settings([("seed", "7")]).unwrap();
         let balancer = Balancer::start(cfg.clone());
-        let mut expected = scheduler::build(algorithm, &cfg.params).unwrap();
+        let mut expected = cfg.params.build(algorithm).unwrap();
         for id in 0..3 {
             expected.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
@@ -58,8 +55,8 @@ async fn every_algorithm_routes_as_its_pure_scheduler() {
                 used.insert(want);
             }
         }
-        if !matches!(algorithm, "ll" | "ours") {
-            // ll and ours with idle nodes take the first; the others spread.
+        if matches!(algorithm, "rr" | "ch" | "pasch" | "tradeoff") {
+            // These spread; ll and ours with idle nodes take the first.
             assert!(used.len() > 1, "{algorithm} used only {used:?}");
         }
     }
@@ -114,7 +111,7 @@ async fn consistent_hashing_sticks_then_spills_at_the_bound() {
         .map(|i| StubWorker::start(&format!("s{i}"), &["--delay", "slow=5000"]))
         .collect();
     let mut cfg = config("ch", &stubs.iter().collect::<Vec<_>>());
-    cfg.params.t = 2;
+    cfg.params.set("T", "2").unwrap();
     let balancer = std::sync::Arc::new(Balancer::start(cfg));
 
     // Sequential calls of one function: always the same node.
@@ -123,15 +120,7 @@ async fn consistent_hashing_sticks_then_spills_at_the_bound() {
         assert_eq!(balancer.execute_node("slowless").await, home);
     }
 
-    let mut calls = Vec::new();
-    for in_flight in 1..=3u64 {
-        let b = balancer.clone();
-        calls.push(tokio::spawn(async move { b.execute_node("slow").await }));
-        wait_for("the slow calls in flight", || async {
-            balancer.loads().await.iter().map(|(_, l)| l).sum::<u64>() == in_flight
-        })
-        .await;
-    }
+    let calls = calls_in_flight(&balancer, "slow", 3).await;
     let mut loads: Vec<u64> = balancer.loads().await.iter().map(|(_, l)| *l).collect();
     loads.sort_unstable();
     assert_eq!(
@@ -141,7 +130,9 @@ async fn consistent_hashing_sticks_then_spills_at_the_bound() {
     );
     let mut nodes = Vec::new();
     for call in calls {
-        nodes.push(call.await.unwrap());
+        let (status, reply) = call.await.unwrap();
+        assert_eq!(status, 200, "{reply}");
+        nodes.push(reply["LoadBalancingInfo"]["WorkerNodeId"].clone());
     }
     assert_eq!(nodes[0], nodes[1]);
     assert_ne!(nodes[1], nodes[2]);

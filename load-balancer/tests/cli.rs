@@ -5,9 +5,61 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_load-balancer");
+
+/// The balancer binary in fake mode on a free port, killed on drop.
+struct FakeBalancer {
+    child: Child,
+    url: String,
+    /// The first line it printed.
+    banner: String,
+}
+
+impl FakeBalancer {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--fake-delay-ms",
+                "10",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for var in ["T", "T1", "T2", "T3", "ALPHA", "BETA", "SEED"] {
+            command.env_remove(var);
+        }
+        command.envs(env.iter().copied());
+        let mut child = command.spawn().unwrap();
+        let mut banner = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        let url = banner
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+            .to_string();
+        Self { child, url, banner }
+    }
+
+    async fn get(&self, path: &str) -> serde_json::Value {
+        support::get_json(&format!("{}{path}", self.url)).await
+    }
+}
+
+impl Drop for FakeBalancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 #[test]
 fn help_lists_the_algorithms_and_flags() {
@@ -22,6 +74,11 @@ fn help_lists_the_algorithms_and_flags() {
         "--seed",
         "--health-interval-ms",
         "--fake-delay-ms",
+        "--param <KEY=VALUE>",
+        "ch.T (default 8, 1..=10000)",
+        "tradeoff.ALPHA",
+        "--T <VALUE>",
+        "[env: T1=]",
     ] {
         assert!(text.contains(needle), "help lacks {needle}: {text}");
     }
@@ -40,6 +97,19 @@ fn bad_input_is_a_clear_error() {
         String::from_utf8(out.stderr).unwrap()
     };
     assert!(run(&["nope", "2"]).contains("unknown algorithm \"nope\""));
+    for (args, needle) in [
+        (&["ch", "2", "--param", "T=0"][..], "T=\"0\""),
+        (&["ch", "2", "--param", "ch.T1=3"], "\"ch.T1\""),
+        (&["ch", "2", "--param", "T"], "<key>=<value>"),
+        (&["ch", "2", "--T", "x"], "T=\"x\""),
+        (
+            &["ch", "2", "--param", "tradeoff.BETA=1.5"],
+            "tradeoff.BETA",
+        ),
+    ] {
+        let err = run(args);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
     assert!(run(&["rr", "x"]).contains("invalid value 'x'"));
     assert!(run(&["rr", "--nodes", "10.0.0.1:8222"]).contains("must start with http://"));
 
@@ -54,57 +124,36 @@ fn bad_input_is_a_clear_error() {
 
 #[tokio::test]
 async fn fake_mode_binary_serves_with_recorded_seed_and_env_params() {
-    let mut child = Command::new(BIN)
-        .args([
-            "ch",
-            "3",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--fake-delay-ms",
-            "10",
-            "--seed",
-            "42",
-        ])
-        .env("T", "3")
-        .env("BETA", "0.75")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("seed 42"), "{line}");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
-    let http = support::client();
-    let status: serde_json::Value = http
-        .get(format!("{url}/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let balancer = FakeBalancer::start(
+        &["ch", "3", "--seed", "42"],
+        &[("T", "3"), ("BETA", "0.75")],
+    );
+    assert!(balancer.banner.contains("seed 42"), "{}", balancer.banner);
+    let status = balancer.get("/status").await;
     assert_eq!(status["seed"], 42);
     assert_eq!(status["params"]["T"], 3);
     assert_eq!(status["params"]["BETA"], 0.75);
-    let reply: serde_json::Value = http
-        .get(format!("{url}/execute?name=W1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = balancer.get("/execute?name=W1").await;
     assert_eq!(reply["LoadBalancingInfo"]["Algorithm"], "ch");
     assert_eq!(reply["ExecutionTime"], 10);
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// `--param` sets one algorithm's parameter (or a bare name everywhere),
+/// after the environment variables and flags.
+#[tokio::test]
+async fn param_flags_set_one_algorithm_after_the_environment() {
+    let balancer = FakeBalancer::start(
+        &[
+            "hash", "2", "--param", "ch.T=4", "--param", "seed=5", "--T1", "6",
+        ],
+        &[("T", "3")],
+    );
+    let status = balancer.get("/status").await;
+    assert_eq!(status["params"]["ch.T"], 4);
+    assert_eq!(status["params"]["pasch.T"], 3);
+    assert_eq!(status["params"]["T1"], 6);
+    assert_eq!(
+        status["scheduler"],
+        serde_json::json!({"algorithm": "ch", "params": {"T": 4}, "seed": 5})
+    );
 }

@@ -1,6 +1,6 @@
 //! Criterion benchmark: one `select` plus one `finished` per iteration, for
-//! each scheduler (`rr`, `ll`, `ch`, `pasch`, `ours`, `tradeoff`, default
-//! parameters, seed 0) at 8, 64 and 1,000 nodes.
+//! each registered scheduler (`rr`, `ll`, `ch`, `pasch`, `ours`,
+//! `tradeoff`, ...; default parameters, seed 0) at 8, 64 and 1,000 nodes.
 //!
 //! Steady state: as many calls in flight as there are nodes (mean load 1,
 //! below every default bound), completed first-in first-out, so each
@@ -8,7 +8,7 @@
 //! pseudo-random sequence) and finishes the oldest one. This is the
 //! per-call scheduling cost the discrete-event simulator pays.
 //!
-//! Run: `cargo bench -p load-balancer --bench schedulers` (about a minute:
+//! Run: `cargo bench -p policy --bench schedulers` (about a minute:
 //! 1 s warm-up and 2 s measurement per case).
 
 use std::collections::VecDeque;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use policy::scheduler::{
-    build, Completion, Membership, NodeId, NodeInfo, Params, Scheduler, Time, ALGORITHMS,
+    build, registry, Completion, Membership, NodeId, NodeInfo, ParamSet, Scheduler, Time,
 };
 
 /// The 30 sample functions of HotFunctions.
@@ -50,7 +50,7 @@ struct Steady {
 
 impl Steady {
     fn new(alg: &str, nodes: u32) -> Self {
-        let mut scheduler = build(alg, &Params::default()).expect("known algorithm");
+        let mut scheduler = build(alg, &ParamSet::default()).expect("known algorithm");
         for id in 0..nodes {
             scheduler.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
@@ -99,9 +99,9 @@ fn select_and_finish(c: &mut Criterion) {
     let mut group = c.benchmark_group("select+finished");
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(2));
-    for alg in ALGORITHMS {
+    for alg in registry::names() {
         for nodes in [8u32, 64, 1000] {
-            group.bench_with_input(BenchmarkId::new(*alg, nodes), &nodes, |b, &nodes| {
+            group.bench_with_input(BenchmarkId::new(alg, nodes), &nodes, |b, &nodes| {
                 let mut steady = Steady::new(alg, nodes);
                 b.iter(|| steady.step());
             });

@@ -12,7 +12,9 @@
 //! - [`time`]: [`Time`], the one time type of schedulers, node model and
 //!   simulator.
 //! - [`scheduler`]: the [`scheduler::Scheduler`] trait, one file per
-//!   algorithm, shared load bookkeeping, and building one by name.
+//!   algorithm, the load bookkeeping they share ([`scheduler::Tracked`]),
+//!   and the [`scheduler::registry`] that names them, parses and checks
+//!   their parameters, and builds one by name.
 //! - [`node`]: one worker node's policies (image cache, pre-warmed pool,
 //!   REST-mode instances, keep-alive pools, HotFunctions' caching options)
 //!   and [`node::NodeModel`], which composes them and answers each event

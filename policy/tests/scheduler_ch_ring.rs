@@ -4,9 +4,9 @@
 //!
 //! hash(key) = first 4 bytes of MD5(key), big-endian, mod 1,234,567.
 
-use policy::scheduler::consistent_hash::ConsistentHashBoundedLoad;
+use policy::scheduler::consistent_hash::{ChParams, ConsistentHashBoundedLoad};
 use policy::scheduler::md5_ring::{ring_hash, RingPoint};
-use policy::scheduler::{Completion, Membership, NodeInfo, Scheduler, Time};
+use policy::scheduler::{Completion, Membership, NodeInfo, Scheduler, Time, Tracked};
 
 /// (key, first 4 MD5 bytes as hex, ring hash).
 const HAND_CHECKED: &[(&str, u32, u32)] = &[
@@ -25,8 +25,8 @@ const HAND_CHECKED: &[(&str, u32, u32)] = &[
     ("D8", 0xb152_2194, 877_877),
 ];
 
-fn three_nodes_t3() -> ConsistentHashBoundedLoad {
-    let mut s = ConsistentHashBoundedLoad::new(3);
+fn three_nodes_t3() -> Tracked<ConsistentHashBoundedLoad> {
+    let mut s = Tracked::new(ConsistentHashBoundedLoad::new(ChParams { t: 3 }));
     for id in 0..3 {
         s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
     }
@@ -56,7 +56,7 @@ fn ring_of_three_nodes_with_t3_is_sorted_by_hash() {
         (1_057_721, 0),
     ]
     .map(|(hash, node)| RingPoint { hash, node });
-    assert_eq!(s.ring().points(), &expected[..]);
+    assert_eq!(s.policy().ring().points(), &expected[..]);
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! Property tests of every scheduler over random sequences of calls,
 //! completions and membership changes.
 //!
-//! For each algorithm of [`ALGORITHMS`], built by name with random
-//! parameters, a random program of `select` / `finished` / `Remove` /
+//! For each algorithm of the registry, built by name with random valid
+//! parameters (drawn from each parameter's declared range), a random program of `select` / `finished` / `Remove` /
 //! `Insert` steps is run against a reference model of the in-flight counts,
 //! checking after every step:
 //! - a selected node is an online member;
@@ -17,11 +17,13 @@
 
 use std::collections::BTreeSet;
 
+use policy::scheduler::registry::{self, Param};
 use policy::scheduler::{
-    build, Completion, Membership, NodeId, NodeInfo, Params, Scheduler, SelectError, Time,
-    ALGORITHMS,
+    build, consistent_hash, ours, pasch, Completion, Membership, NodeId, NodeInfo, ParamSet,
+    Scheduler, SelectError, Time, REGISTRY,
 };
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 
 const MAX_NODES: u32 = 8;
 const FUNCTIONS: &[&str] = &["W1", "W2", "W3", "T1", "I1", "D1", "D8"];
@@ -45,31 +47,60 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn params() -> impl Strategy<Value = Params> {
+/// Random valid parameters for every registered algorithm: counts near
+/// their minimum (where bounds bite), probabilities anywhere in [0, 1].
+fn params() -> impl Strategy<Value = ParamSet> {
+    let slots: Vec<(String, Param)> = REGISTRY
+        .iter()
+        .flat_map(|a| {
+            a.params
+                .iter()
+                .map(move |p| (format!("{}.{}", a.name, p.name()), *p))
+        })
+        .collect();
+    let n = slots.len();
     (
-        1u32..6,
-        1u32..7,
-        1u32..7,
-        1u32..4,
-        0.0f64..=1.0,
-        0.0f64..=1.0,
+        proptest::collection::vec(0u32..6, n),
+        proptest::collection::vec(0.0f64..=1.0, n),
         any::<u64>(),
     )
-        .prop_map(|(t, t1, t2, t3, alpha, beta, seed)| Params {
-            t,
-            t1,
-            t2,
-            t3,
-            alpha,
-            beta,
-            seed,
+        .prop_map(move |(counts, probabilities, seed)| {
+            let mut set = ParamSet::default();
+            for (i, (key, param)) in slots.iter().enumerate() {
+                let value = match param {
+                    Param::Count(c) => c.min.saturating_add(counts[i]).min(c.max).to_string(),
+                    Param::Probability(_) => probabilities[i].to_string(),
+                };
+                set.set(key, &value).unwrap();
+            }
+            set.set("seed", &seed.to_string()).unwrap();
+            set
         })
+}
+
+/// The bounds the invariants speak of, from the resolved parameters.
+struct Bounds {
+    ch_t: u32,
+    pasch_t: u32,
+    ours_t_max: u32,
+}
+
+impl Bounds {
+    fn of(params: &ParamSet) -> Self {
+        let count = |alg: &str, param| params.scheduler(alg).unwrap().count(param);
+        Self {
+            ch_t: count("ch", &consistent_hash::T),
+            pasch_t: count("pasch", &pasch::T),
+            ours_t_max: count("ours", &ours::T1),
+        }
+    }
 }
 
 /// Runs `steps` on `alg` and checks the invariants; returns an error
 /// message on the first violation.
-fn check(alg: &str, params: &Params, initial: u32, steps: &[Step]) -> Result<(), TestCaseError> {
+fn check(alg: &str, params: &ParamSet, initial: u32, steps: &[Step]) -> Result<(), TestCaseError> {
     let mut s: Box<dyn Scheduler> = build(alg, params).unwrap();
+    let bounds = Bounds::of(params);
     let mut online: BTreeSet<NodeId> = BTreeSet::new();
     let mut model = vec![0u32; MAX_NODES as usize];
     let mut in_flight: Vec<(NodeId, &str)> = Vec::new();
@@ -90,13 +121,16 @@ fn check(alg: &str, params: &Params, initial: u32, steps: &[Step]) -> Result<(),
                         in_flight.push((node, function));
                         let load = model[node as usize];
                         match alg {
-                            "ch" => prop_assert!(load <= params.t, "ch: load {load} > T"),
-                            "pasch" if min_before.is_some_and(|m| m < params.t) => {
-                                prop_assert!(load <= params.t, "pasch: load {load} > T with room")
-                            }
-                            "ours" if min_before.is_some_and(|m| m < params.t1) => {
+                            "ch" => prop_assert!(load <= bounds.ch_t, "ch: load {load} > T"),
+                            "pasch" if min_before.is_some_and(|m| m < bounds.pasch_t) => {
                                 prop_assert!(
-                                    load <= params.t1,
+                                    load <= bounds.pasch_t,
+                                    "pasch: load {load} > T with room"
+                                )
+                            }
+                            "ours" if min_before.is_some_and(|m| m < bounds.ours_t_max) => {
+                                prop_assert!(
+                                    load <= bounds.ours_t_max,
                                     "ours: load {load} > TMax with room"
                                 )
                             }
@@ -108,9 +142,9 @@ fn check(alg: &str, params: &Params, initial: u32, steps: &[Step]) -> Result<(),
                     }
                     Err(SelectError::AllFull { bound }) => {
                         prop_assert_eq!(alg, "ch", "only ch refuses for load");
-                        prop_assert_eq!(bound, params.t);
+                        prop_assert_eq!(bound, bounds.ch_t);
                         prop_assert!(
-                            online.iter().all(|&n| model[n as usize] >= params.t),
+                            online.iter().all(|&n| model[n as usize] >= bounds.ch_t),
                             "ch: AllFull with room"
                         );
                     }
@@ -177,7 +211,7 @@ proptest! {
 
     #[test]
     fn every_scheduler_keeps_its_invariants(
-        alg in proptest::sample::select(ALGORITHMS),
+        alg in proptest::sample::select(registry::names().collect::<Vec<_>>()),
         params in params(),
         initial in 0..=MAX_NODES,
         steps in proptest::collection::vec(step(), 0..200),
@@ -186,41 +220,32 @@ proptest! {
     }
 }
 
-/// Each algorithm gets its own cases too, so none is left to chance.
-macro_rules! per_algorithm {
-    ($($test:ident => $alg:literal),* $(,)?) => {
-        proptest! {
-            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
-            $(
-                #[test]
-                fn $test(
-                    params in params(),
-                    initial in 0..=MAX_NODES,
-                    steps in proptest::collection::vec(step(), 0..300),
-                ) {
-                    check($alg, &params, initial, &steps)?;
-                }
-            )*
+/// Each registered algorithm gets its own cases too, so none is left to
+/// chance.
+#[test]
+fn each_algorithm_keeps_its_invariants() {
+    for alg in registry::names() {
+        let mut runner = TestRunner::new(Config {
+            cases: 64,
+            ..Config::default()
+        });
+        let strategy = (
+            params(),
+            0..=MAX_NODES,
+            proptest::collection::vec(step(), 0..300),
+        );
+        if let Err(e) = runner.run(&strategy, |(params, initial, steps)| {
+            check(alg, &params, initial, &steps)
+        }) {
+            panic!("{alg}: {e}");
         }
-    };
-}
-
-per_algorithm! {
-    rr_invariants => "rr",
-    ll_invariants => "ll",
-    ch_invariants => "ch",
-    pasch_invariants => "pasch",
-    ours_invariants => "ours",
-    tradeoff_invariants => "tradeoff",
+    }
 }
 
 #[test]
 fn ch_refuses_exactly_when_all_full() {
     // A deterministic check that the AllFull branch is reachable and exact.
-    let params = Params {
-        t: 2,
-        ..Params::default()
-    };
+    let params = ParamSet::from_settings([("T", "2")]).unwrap();
     let steps: Vec<Step> = (0..7).map(|i| Step::Select(i % FUNCTIONS.len())).collect();
     check("ch", &params, 3, &steps).unwrap();
     let mut s = build("ch", &params).unwrap();

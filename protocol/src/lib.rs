@@ -8,7 +8,9 @@
 //! # Layout
 //! - [`reply`]: the worker's reply ([`WorkerReply`]), the balancer's reply
 //!   ([`BalancerReply`] = worker reply + [`LoadBalancingInfo`]), the failure
-//!   reply ([`ErrorReply`]) and the function's own output ([`FunctionOutput`]).
+//!   reply ([`ErrorReply`]) and the function's own output ([`FunctionOutput`]);
+//!   the hot path's no-parse helpers ([`reply::append_load_balancing_info`],
+//!   [`reply::reported_cold`]).
 //! - [`scenario`]: scenario CSV rows `FunctionName,StartTimeMs` (no header).
 //! - [`log`]: the replay log line
 //!   `YYYY/MM/DD HH:MM:SS <startMs> <endMs> <function> <json>`.

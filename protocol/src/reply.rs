@@ -136,6 +136,48 @@ pub fn append_load_balancing_info(worker_json: &[u8], info: &LoadBalancingInfo) 
     Some(out)
 }
 
+/// True when a worker's reply says no warm instance served the call: its
+/// `Meta` has `UsingPooledContainer` and `UsingExistingRestContainer` both
+/// false (the test of [`ExecutionMeta::is_cold`]).
+///
+/// A cheap scan for the balancer's hot path, no JSON parse: `Meta` closes
+/// the worker's reply, so the keys are searched from the end. A reply
+/// without these keys counts as warm.
+pub fn reported_cold(worker_json: &[u8]) -> bool {
+    match (
+        json_bool_field(worker_json, b"\"UsingPooledContainer\""),
+        json_bool_field(worker_json, b"\"UsingExistingRestContainer\""),
+    ) {
+        (Some(pooled), Some(rest)) => !pooled && !rest,
+        _ => false,
+    }
+}
+
+/// The boolean value of the last `quoted_key` in `body`, if it has one.
+fn json_bool_field(body: &[u8], quoted_key: &[u8]) -> Option<bool> {
+    // Compare the key only where its opening quote is.
+    let mut end = body.len();
+    let at = loop {
+        let quote = body[..end].iter().rposition(|&b| b == b'"')?;
+        if body[quote..].starts_with(quoted_key) {
+            break quote;
+        }
+        end = quote;
+    };
+    let rest = &body[at + quoted_key.len()..];
+    let rest = rest
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    if rest.starts_with(b"true") {
+        Some(true)
+    } else if rest.starts_with(b"false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +258,36 @@ mod tests {
         let out = append_load_balancing_info(b"{ }", &info).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["LoadBalancingInfo"]["WorkerNodeId"], 0);
+    }
+
+    #[test]
+    fn cold_flag_is_read_from_meta() {
+        let warm = br#"{"Meta":{"ImageBuilt":false,"UsingPooledContainer":false,"UsingExistingRestContainer":true}}"#;
+        let cold = br#"{"Meta":{"ImageBuilt":true,"UsingPooledContainer" : false, "UsingExistingRestContainer":false}}"#;
+        assert!(!reported_cold(warm));
+        assert!(reported_cold(cold));
+        assert!(!reported_cold(b"{}"));
+    }
+
+    #[test]
+    fn cold_scan_agrees_with_the_serde_field_names() {
+        // The scan spells the keys out; serde derives them from the fields.
+        // Every combination, serialized by serde, must read the same.
+        for (pooled, rest) in [(false, false), (true, false), (false, true), (true, true)] {
+            let reply = WorkerReply {
+                meta: ExecutionMeta {
+                    using_pooled_container: pooled,
+                    using_existing_rest_container: rest,
+                    ..ExecutionMeta::default()
+                },
+                ..WorkerReply::default()
+            };
+            let json = serde_json::to_vec(&reply).unwrap();
+            assert_eq!(
+                reported_cold(&json),
+                reply.meta.is_cold(),
+                "{pooled} {rest}"
+            );
+        }
     }
 }

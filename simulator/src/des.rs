@@ -28,8 +28,9 @@ use des::{
     CostProfile, DesConfig, FunctionModel, InstanceModel, Performance, Summary, Workload,
     DEFAULT_EPOCH_MS,
 };
+use load_balancer::cli::SchedulerArgs;
 use policy::node::options::CachingOptions;
-use policy::scheduler::{NodeInfo, Params};
+use policy::scheduler::{registry, NodeInfo};
 
 /// How instances serve calls (CLI form of [`InstanceModel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -45,8 +46,9 @@ pub enum InstanceModelArg {
 pub struct Args {
     /// Scenario CSV (`FunctionName,StartTimeMs` rows).
     pub scenario: PathBuf,
-    /// Scheduler: rr, ll, ch (alias hash), pasch, ours, tradeoff.
-    #[arg(long, short = 'a', default_value = "rr")]
+    /// Scheduler: an algorithm of the registry (`simulator des --help`
+    /// lists them with their parameters).
+    #[arg(long, short = 'a', default_value = "rr", help = format!("Scheduler: {}", registry::known_algorithms()))]
     pub algorithm: String,
     /// Worker nodes.
     #[arg(long, short = 'n', default_value_t = 4)]
@@ -81,51 +83,35 @@ pub struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     pub default_package_bytes: u64,
 
-    /// Worker: image cache limit in bytes (-1 = off).
-    #[arg(long = "USER_CODE_SIZE_LIMIT", env = "USER_CODE_SIZE_LIMIT", default_value_t = -1, allow_negative_numbers = true)]
-    pub user_code_size_limit: i64,
-    /// Worker: pools for this many most recently used functions (-1 = off).
-    #[arg(long = "CONTAINER_POOL_LIMIT", env = "CONTAINER_POOL_LIMIT", default_value_t = -1, allow_negative_numbers = true)]
-    pub container_pool_limit: i64,
-    /// Worker: pooled instances per function.
+    /// Worker: image cache limit in bytes (-1 = off, the default).
     #[arg(
-        long = "CONTAINER_POOL_NUM",
-        env = "CONTAINER_POOL_NUM",
-        default_value_t = 6
+        long = "USER_CODE_SIZE_LIMIT",
+        env = "USER_CODE_SIZE_LIMIT",
+        allow_hyphen_values = true
     )]
-    pub container_pool_num: u32,
-    /// Worker: REST mode (one shared instance per function).
-    #[arg(long = "USING_REST_MODE", env = "USING_REST_MODE", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
-    pub using_rest_mode: bool,
-    /// Worker: idle lifetime of REST-mode instances, seconds.
+    pub user_code_size_limit: Option<String>,
+    /// Worker: pools for this many most recently used functions (-1 = off,
+    /// the default).
     #[arg(
-        long = "REST_CONTAINER_LIFE_TIME",
-        env = "REST_CONTAINER_LIFE_TIME",
-        default_value_t = 10
+        long = "CONTAINER_POOL_LIMIT",
+        env = "CONTAINER_POOL_LIMIT",
+        allow_hyphen_values = true
     )]
-    pub rest_container_life_time: u64,
+    pub container_pool_limit: Option<String>,
+    /// Worker: pooled instances per function (default 6).
+    #[arg(long = "CONTAINER_POOL_NUM", env = "CONTAINER_POOL_NUM")]
+    pub container_pool_num: Option<String>,
+    /// Worker: REST mode, one shared instance per function (default false).
+    #[arg(long = "USING_REST_MODE", env = "USING_REST_MODE")]
+    pub using_rest_mode: Option<String>,
+    /// Worker: idle lifetime of REST-mode instances, seconds (default 10).
+    #[arg(long = "REST_CONTAINER_LIFE_TIME", env = "REST_CONTAINER_LIFE_TIME")]
+    pub rest_container_life_time: Option<String>,
 
-    /// Balancer: load bound of ch and pasch.
-    #[arg(long = "T", env = "T", default_value_t = 8)]
-    pub t: u32,
-    /// Balancer: TMax of ours.
-    #[arg(long = "T1", env = "T1", default_value_t = 8)]
-    pub t1: u32,
-    /// Balancer: TOpt of ours.
-    #[arg(long = "T2", env = "T2", default_value_t = 5)]
-    pub t2: u32,
-    /// Balancer: CacheSize of ours.
-    #[arg(long = "T3", env = "T3", default_value_t = 3)]
-    pub t3: u32,
-    /// Balancer: probability of a random node (tradeoff).
-    #[arg(long = "ALPHA", env = "ALPHA", default_value_t = 0.0)]
-    pub alpha: f64,
-    /// Balancer: probability of the hash node (tradeoff).
-    #[arg(long = "BETA", env = "BETA", default_value_t = 0.5)]
-    pub beta: f64,
-    /// Seed of the scheduler's and the simulator's RNGs.
-    #[arg(long, env = "SEED", default_value_t = 0)]
-    pub seed: u64,
+    /// The scheduler's parameters and seed (the seed also seeds the
+    /// simulator's own RNG).
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
 
     /// Replay speed (as `simulator replay --time-scale`): scenario times
     /// are divided by it.
@@ -160,16 +146,38 @@ pub struct Args {
     pub quiet: bool,
 }
 
-fn parse_bool(s: &str) -> Result<bool, String> {
-    let mut o = CachingOptions::default();
-    o.set("USING_REST_MODE", s).map_err(|e| e.to_string())?;
-    Ok(o.using_rest_mode)
-}
-
 /// The profile checked in for the process runtime, embedded as the default.
 pub const DEFAULT_PROFILE_JSON: &str = include_str!("../profiles/process.json");
 
+/// The profile of `profiles/process.json`, checked in and embedded: the
+/// default of `simulator des` and of `simulator experiment --mode des`.
+pub fn default_profile() -> anyhow::Result<CostProfile> {
+    let p: CostProfile =
+        serde_json::from_str(DEFAULT_PROFILE_JSON).context("embedded profiles/process.json")?;
+    p.check("embedded profiles/process.json")?;
+    Ok(p)
+}
+
 impl Args {
+    /// The worker's caching options: the defaults, with the flags given
+    /// (read by the same parser as the worker's environment).
+    pub fn worker_options(&self) -> anyhow::Result<CachingOptions> {
+        let mut options = CachingOptions::default();
+        let given = [
+            &self.user_code_size_limit,
+            &self.container_pool_limit,
+            &self.container_pool_num,
+            &self.using_rest_mode,
+            &self.rest_container_life_time,
+        ];
+        for (name, value) in policy::node::options::ENV_NAMES.iter().zip(given) {
+            if let Some(v) = value {
+                options.set(name, v)?;
+            }
+        }
+        Ok(options)
+    }
+
     /// The run's configuration (reads the profile file if one is given).
     pub fn to_config(&self) -> anyhow::Result<DesConfig> {
         let profile = if self.ideal {
@@ -177,10 +185,7 @@ impl Args {
         } else if let Some(p) = &self.profile {
             CostProfile::load(p)?
         } else {
-            let p: CostProfile = serde_json::from_str(DEFAULT_PROFILE_JSON)
-                .context("embedded profiles/process.json")?;
-            p.check("embedded profiles/process.json")?;
-            p
+            default_profile()?
         };
         if !(self.keep_alive_s.is_finite() && self.keep_alive_s >= 0.0) {
             anyhow::bail!(
@@ -194,28 +199,14 @@ impl Args {
                 keep_alive: Duration::from_secs_f64(self.keep_alive_s),
             },
         };
+        let scheduler = self.scheduler.param_set()?.scheduler(&self.algorithm)?;
         Ok(DesConfig {
-            algorithm: self.algorithm.clone(),
-            params: Params {
-                t: self.t,
-                t1: self.t1,
-                t2: self.t2,
-                t3: self.t3,
-                alpha: self.alpha,
-                beta: self.beta,
-                seed: self.seed,
-            },
+            scheduler,
             nodes: self.nodes,
             node_capacity: self.capacity,
             cores: self.cores.unwrap_or(profile.cores).max(1),
             machine_cores: self.machine_cores.map(|c| c.max(1)),
-            worker: CachingOptions {
-                user_code_size_limit: self.user_code_size_limit,
-                container_pool_limit: self.container_pool_limit,
-                container_pool_num: self.container_pool_num,
-                using_rest_mode: self.using_rest_mode,
-                rest_container_life_time: self.rest_container_life_time,
-            },
+            worker: self.worker_options()?,
             instances,
             profile,
             default_function: self.default_function.clone(),
@@ -321,7 +312,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             summary.failed,
             summary.cold_starts,
             config.nodes,
-            summary.config.algorithm,
+            summary.config.scheduler.name(),
             summary.simulated_seconds,
             summary.performance.wall_seconds,
             summary.performance.invocations_per_second,

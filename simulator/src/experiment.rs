@@ -50,7 +50,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use policy::scheduler::{canonical_name, ALGORITHMS};
+use policy::node::options::{self, CachingOptions};
+use policy::scheduler::{canonical_name, registry, ParamSet, SchedulerConfig};
 use protocol::ScenarioEvent;
 use sample_functions::payload::{valid_package_scale, PACKAGE_SCALE_ENV};
 use sample_functions::workload::TIME_SCALE_ENV;
@@ -156,11 +157,16 @@ pub struct Args {
     /// Parent directory of the run's outputs.
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
-    /// Algorithms to compare, comma-separated.
+    /// Algorithms to compare, comma-separated (default: the registry's
+    /// comparison set).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "rr,ll,ch,pasch,ours,tradeoff"
+        help = format!(
+            "Algorithms to compare, comma-separated [default: {}] (known: {})",
+            registry::default_algorithms().collect::<Vec<_>>().join(","),
+            registry::known_algorithms()
+        )
     )]
     pub algorithms: Vec<String>,
     /// Worker nodes.
@@ -219,27 +225,20 @@ pub struct Args {
     /// Skip the plots (tables only).
     #[arg(long)]
     pub no_plots: bool,
-    /// A worker caching option or scheduler parameter, by the original's
-    /// name (repeatable): `USER_CODE_SIZE_LIMIT`, `CONTAINER_POOL_LIMIT`,
+    /// A worker caching option or scheduler parameter (repeatable): the
+    /// worker's `USER_CODE_SIZE_LIMIT`, `CONTAINER_POOL_LIMIT`,
     /// `CONTAINER_POOL_NUM`, `USING_REST_MODE`, `REST_CONTAINER_LIFE_TIME`
-    /// (given to every worker, and to the simulator in DES mode) and `T`,
-    /// `T1`, `T2`, `T3`, `ALPHA`, `BETA` (given to every balancer and to the
-    /// simulator). E.g. `--set USING_REST_MODE=true --set T=4`.
+    /// (given to every worker, and to the simulator in DES mode), or any
+    /// key of the scheduler registry: a bare name (`T`, `T1`, `T2`, `T3`,
+    /// `ALPHA`, `BETA`) or `<algorithm>.<NAME>` (`ch.T`), given to every
+    /// balancer as `--param` and to the simulator. E.g. `--set
+    /// USING_REST_MODE=true --set ch.T=4`.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub settings: Vec<Setting>,
 }
 
 /// Worker caching options `--set` accepts (the original worker's names).
-pub const WORKER_SETTINGS: &[&str] = &[
-    "USER_CODE_SIZE_LIMIT",
-    "CONTAINER_POOL_LIMIT",
-    "CONTAINER_POOL_NUM",
-    "USING_REST_MODE",
-    "REST_CONTAINER_LIFE_TIME",
-];
-
-/// Scheduler parameters `--set` accepts (the original balancer's names).
-pub const SCHEDULER_SETTINGS: &[&str] = &["T", "T1", "T2", "T3", "ALPHA", "BETA"];
+pub const WORKER_SETTINGS: &[&str] = &options::ENV_NAMES;
 
 /// One `--set NAME=VALUE`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -260,15 +259,24 @@ fn parse_setting(s: &str) -> Result<Setting, String> {
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))?;
     let (name, value) = (name.trim(), value.trim());
-    if !WORKER_SETTINGS.contains(&name) && !SCHEDULER_SETTINGS.contains(&name) {
-        return Err(format!(
-            "unknown setting {name:?}; known: {}, {}",
-            WORKER_SETTINGS.join(", "),
-            SCHEDULER_SETTINGS.join(", ")
-        ));
-    }
     if value.is_empty() {
         return Err(format!("{name} needs a value"));
+    }
+    if WORKER_SETTINGS.contains(&name) {
+        // The worker's own parser: the same values are accepted.
+        CachingOptions::default()
+            .set(name, value)
+            .map_err(|e| e.to_string())?;
+    } else if ParamSet::claims(name) {
+        ParamSet::default()
+            .set(name, value)
+            .map_err(|e| e.to_string())?;
+    } else {
+        return Err(format!(
+            "unknown setting {name:?}; known: {}, or a scheduler parameter ({})",
+            WORKER_SETTINGS.join(", "),
+            registry::param_names().join(", ")
+        ));
     }
     Ok(Setting {
         name: name.to_string(),
@@ -319,6 +327,11 @@ pub struct ExperimentRecord {
     pub wall_time_s: f64,
     /// `--set` worker options and scheduler parameters.
     pub settings: Vec<Setting>,
+    /// The workers' caching options, defaults included.
+    pub worker: CachingOptions,
+    /// Each algorithm with its resolved parameters and seed, defaults
+    /// included.
+    pub schedulers: Vec<SchedulerConfig>,
     /// DES mode: the cores of the one machine all simulated nodes share
     /// (the live testbed's host), so live and DES reports compare.
     pub machine_cores: Option<usize>,
@@ -348,6 +361,27 @@ pub struct Versions {
 pub struct ExperimentOutcome {
     pub dir: PathBuf,
     pub record: ExperimentRecord,
+}
+
+/// The workers' caching options and the scheduler parameters (seed
+/// included): the defaults with the `--set`s applied, in order.
+fn resolve_settings(args: &Args) -> Result<(CachingOptions, ParamSet), ExperimentError> {
+    let bad = |e: String| ExperimentError::BadArgument(e);
+    let mut worker = CachingOptions::default();
+    let mut params = ParamSet::from_settings([(registry::SEED, args.seed.to_string())])
+        .map_err(|e| bad(e.to_string()))?;
+    for s in &args.settings {
+        if s.is_worker_option() {
+            worker
+                .set(&s.name, &s.value)
+                .map_err(|e| bad(e.to_string()))?;
+        } else {
+            params
+                .set(&s.name, &s.value)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    Ok((worker, params))
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExperimentError {
@@ -410,19 +444,23 @@ pub async fn run_experiment(
         )));
     }
     let mut algorithms = Vec::new();
-    for a in &args.algorithms {
-        let name =
-            canonical_name(a.trim()).map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
+    let given: Vec<&str> = if args.algorithms.is_empty() {
+        registry::default_algorithms().collect()
+    } else {
+        args.algorithms.iter().map(|a| a.trim()).collect()
+    };
+    for a in given {
+        let name = canonical_name(a).map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
         if !algorithms.contains(&name) {
             algorithms.push(name);
         }
     }
-    if algorithms.is_empty() {
-        return Err(ExperimentError::BadArgument(format!(
-            "no algorithm given (known: {})",
-            ALGORITHMS.join(", ")
-        )));
-    }
+    let (worker, params) = resolve_settings(args)?;
+    let schedulers = algorithms
+        .iter()
+        .map(|a| params.scheduler(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
     let events = replay::load_scenario(&args.scenario).map_err(ExperimentError::Scenario)?;
     let schedule_span = events.iter().map(|e| e.start_ms).max().unwrap_or(0);
     let capped_span = match args.duration {
@@ -485,6 +523,8 @@ pub async fn run_experiment(
         runs: Vec::new(),
         interrupted: false,
         settings: args.settings.clone(),
+        worker,
+        schedulers,
         machine_cores: (args.mode == Mode::Des).then(host_cores),
         wall_time_s: 0.0,
     };
@@ -666,7 +706,7 @@ async fn run_live(
             .args(["--seed", &args.seed.to_string()])
             .env("RUST_LOG", "warn");
         for s in args.settings.iter().filter(|s| !s.is_worker_option()) {
-            cmd.env(&s.name, &s.value);
+            cmd.args(["--param", &format!("{}={}", s.name, s.value)]);
         }
         let name = format!("balancer-{algorithm}");
         let mut balancer = ChildProcess::spawn(
@@ -738,14 +778,6 @@ fn child_record(c: &ChildProcess) -> ChildRecord {
     }
 }
 
-/// Wraps `des::Args` so that the DES is configured exactly as
-/// `simulator des` would be (same defaults and environment variables).
-#[derive(Debug, clap::Parser)]
-struct DesCommandLine {
-    #[command(flatten)]
-    args: crate::des::Args,
-}
-
 fn run_des(
     args: &Args,
     events: &[ScenarioEvent],
@@ -754,16 +786,13 @@ fn run_des(
     record: &mut ExperimentRecord,
     stop: &StopHandle,
 ) -> Result<(), ExperimentError> {
-    use clap::Parser as _;
     use std::io::Write as _;
-    let events: Vec<ScenarioEvent> = match args.duration {
-        Some(cap) => events
-            .iter()
-            .filter(|e| u128::from(e.start_ms) < cap.as_millis())
-            .cloned()
-            .collect(),
-        None => events.to_vec(),
-    };
+    let mut workload = des::Workload::from_events(events);
+    if let Some(cap) = args.duration {
+        workload = workload.truncated(policy::Time::from_duration(cap));
+    }
+    let profile = crate::des::default_profile()
+        .map_err(|e| ExperimentError::BadArgument(format!("{e:#}")))?;
     for (i, algorithm) in algorithms.iter().enumerate() {
         if stop.level() != StopLevel::Run {
             break;
@@ -773,39 +802,28 @@ fn run_des(
             algorithm: algorithm.to_string(),
             message,
         };
-        let mut argv = vec![
-            "des".to_string(),
-            args.scenario.display().to_string(),
-            "--algorithm".into(),
-            algorithm.to_string(),
-            "--nodes".into(),
-            args.workers.to_string(),
-            "--seed".into(),
-            args.seed.to_string(),
-            "--time-scale".into(),
-            record.time_scale.to_string(),
-            "--fn-time-scale".into(),
-            record.fn_time_scale.to_string(),
-            "--package-scale".into(),
-            record.package_scale.to_string(),
-            "--quiet".into(),
-        ];
-        if let Some(cores) = record.machine_cores {
-            argv.extend(["--machine-cores".to_string(), cores.to_string()]);
-        }
-        for s in &args.settings {
-            argv.extend([format!("--{}", s.name), s.value.clone()]);
-        }
-        let cli = DesCommandLine::try_parse_from(argv).map_err(|e| des_err(e.to_string()))?;
-        let config = cli
-            .args
-            .to_config()
-            .map_err(|e| des_err(format!("{e:#}")))?;
+        let scheduler = record
+            .schedulers
+            .iter()
+            .find(|c| c.name() == *algorithm)
+            .cloned()
+            .ok_or_else(|| des_err("no resolved scheduler configuration".into()))?;
+        let config = des::DesConfig {
+            scheduler,
+            nodes: args.workers,
+            cores: profile.cores.max(1),
+            machine_cores: record.machine_cores.map(|c| c as u32),
+            worker: record.worker,
+            profile: profile.clone(),
+            time_scale: record.time_scale,
+            fn_time_scale: record.fn_time_scale,
+            package_scale: record.package_scale,
+            ..des::DesConfig::default()
+        };
         let log = dir.join("logs").join(format!("{algorithm}.log"));
         let file =
             std::fs::File::create(&log).map_err(io_err(format!("creating {}", log.display())))?;
         let mut out = std::io::BufWriter::new(file);
-        let workload = des::Workload::from_events(&events);
         let summary = crate::des::simulate(&workload, &config, Some(&mut out), true)
             .map_err(|e| des_err(format!("{e:#}")))?;
         out.flush()
@@ -814,7 +832,7 @@ fn run_des(
             "[{}/{}] {algorithm}: {} calls simulated in {:.2} s",
             i + 1,
             algorithms.len(),
-            events.len(),
+            workload.arrivals.len(),
             run_started.elapsed().as_secs_f64()
         );
         record.runs.push(AlgorithmRun {

@@ -76,7 +76,14 @@ fn same_inputs_give_byte_identical_logs_and_the_seed_is_recorded() {
     assert_eq!(summaries[0], summaries[1]);
     assert_eq!(summaries[0]["seed"], 7);
     assert_eq!(summaries[2]["seed"], 8);
-    assert_eq!(summaries[0]["config"]["params"]["ALPHA"], 0.3);
+    let scheduler = &summaries[0]["config"]["scheduler"];
+    assert_eq!(scheduler["algorithm"], "tradeoff");
+    assert_eq!(scheduler["params"]["ALPHA"], 0.3);
+    assert_eq!(
+        scheduler["params"]["BETA"], 0.5,
+        "defaults are recorded too"
+    );
+    assert_eq!(scheduler["seed"], 7);
     assert_eq!(summaries[0]["config"]["worker"]["UsingRestMode"], true);
     assert_ne!(
         logs[0], logs[2],

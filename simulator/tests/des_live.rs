@@ -453,8 +453,11 @@ fn small_scenario_live_and_simulated_agree() {
     let mut report = String::new();
     let mut failures = Vec::new();
     for algorithm in ALGORITHMS {
+        let scheduler =
+            policy::scheduler::SchedulerConfig::new(algorithm, [("seed", SEED.to_string())])
+                .unwrap();
         let config = DesConfig {
-            algorithm: algorithm.into(),
+            scheduler,
             nodes: NODES,
             machine_cores: Some(cores),
             worker: CachingOptions {
@@ -465,10 +468,6 @@ fn small_scenario_live_and_simulated_agree() {
             time_scale: TIME_SCALE,
             fn_time_scale: FN_TIME_SCALE,
             package_scale: PACKAGE_SCALE,
-            params: policy::scheduler::Params {
-                seed: SEED,
-                ..Default::default()
-            },
             ..DesConfig::default()
         };
         let des_log = dir.path().join(format!("des-{algorithm}.log"));

@@ -387,8 +387,29 @@ fn des_mode_takes_worker_options_and_scheduler_parameters() {
         "machine cores in the report: {report}"
     );
 
+    // Every resolved parameter is recorded, defaults included.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        record["schedulers"][0],
+        serde_json::json!({"algorithm": "ch", "params": {"T": 2}, "seed": 0})
+    );
+    assert_eq!(record["worker"]["UsingRestMode"], true);
+    assert_eq!(record["worker"]["ContainerPoolNum"], 6);
+
     let err = experiment_error(dir.path(), ["--mode", "des", "--set", "NOPE=1"]);
     assert!(err.contains("unknown setting \"NOPE\""), "{err}");
+    // The registry's keys and checks, as the balancer's: ch.T is a key,
+    // and T=0 is refused naming T.
+    let err = experiment_error(dir.path(), ["--mode", "des", "--set", "T=0"]);
+    assert!(err.contains("T") && err.contains('0'), "{err}");
+    let err = experiment_error(dir.path(), ["--mode", "des", "--set", "ch.T1=3"]);
+    assert!(err.contains("ch.T1"), "{err}");
+    let err = experiment_error(
+        dir.path(),
+        ["--mode", "des", "--set", "USING_REST_MODE=maybe"],
+    );
+    assert!(err.contains("USING_REST_MODE"), "{err}");
 }
 
 #[test]

@@ -82,14 +82,7 @@ impl StubWorker {
 
     /// The stub's `/stats`.
     pub async fn stats(&self) -> serde_json::Value {
-        client()
-            .get(format!("{}/stats", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(&format!("{}/stats", self.url)).await
     }
 }
 
@@ -199,6 +192,38 @@ pub fn config(algorithm: &str, nodes: &[&StubWorker]) -> BalancerConfig {
     };
     config.health.interval_ms = 60_000;
     config
+}
+
+/// `GET url`, read as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Starts `n` calls of `function`, each once the previous ones are counted
+/// in flight (so their order is known); returns the running calls.
+pub async fn calls_in_flight(
+    balancer: &std::sync::Arc<Balancer>,
+    function: &str,
+    n: u64,
+) -> Vec<tokio::task::JoinHandle<(u16, serde_json::Value)>> {
+    let mut calls = Vec::new();
+    for in_flight in 1..=n {
+        let b = balancer.clone();
+        let function = function.to_string();
+        calls.push(tokio::spawn(async move { b.execute(&function).await }));
+        wait_for("the calls in flight", || async {
+            balancer.loads().await.iter().map(|(_, l)| l).sum::<u64>() == in_flight
+        })
+        .await;
+    }
+    calls
 }
 
 /// Polls `condition` until it holds or `PATIENCE` runs out.

@@ -15,9 +15,12 @@
 //! [`SelectError::AllFull`] (answered in O(1) from the load index, before
 //! any walk), so a node never holds more than `T` calls.
 //!
-//! Parameters: `T` (environment variable `T`, [`Params::t`](super::Params),
-//! default 8) is both the number of ring points per node and the load bound,
-//! as the original's `main.go` passes it for both.
+//! Parameters ([`ChParams`]): `T` (environment variable `T`, key `ch.T`,
+//! default 8) is both the number of ring points per node and the load
+//! bound, as the original's `main.go` passes it for both. Valid: 1 to
+//! 10,000. A bound of 0 would refuse every call (and leave the ring
+//! empty); the ceiling keeps the ring (`T` MD5 points per node, rebuilt on
+//! every membership change) small, since `/configure` can set `T`.
 //!
 //! Membership: the ring is rebuilt over the online members on every change;
 //! point hashes are cached per id, so a node that comes back gets exactly
@@ -25,7 +28,53 @@
 
 use super::load_index::LoadIndex;
 use super::md5_ring::{HashCache, Md5Ring};
-use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+use super::registry::{Algorithm, Count, Param, SchedulerConfig};
+use super::tracked::{Policy, Tracked};
+use super::{NodeId, SelectError, Time};
+
+/// `T`: ring points per node and in-flight bound.
+pub const T: Count = Count {
+    name: "T",
+    doc: "ring points per node and in-flight bound of each node",
+    default: 8,
+    min: 1,
+    max: 10_000,
+};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "ch",
+    aliases: &["hash"],
+    summary: "consistent hashing with bounded load T (HotFunctions; Mirrokni et al., SODA 2018)",
+    params: &[Param::Count(T)],
+    compared_by_default: true,
+    build: |config| {
+        Box::new(Tracked::new(ConsistentHashBoundedLoad::new(
+            ChParams::resolve(config),
+        )))
+    },
+};
+
+/// Parameters of `ch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChParams {
+    /// [`T`]: ring points per node and the in-flight bound (default 8).
+    pub t: u32,
+}
+
+impl Default for ChParams {
+    fn default() -> Self {
+        Self { t: T.default }
+    }
+}
+
+impl ChParams {
+    /// The values of a resolved configuration.
+    pub fn resolve(config: &SchedulerConfig) -> Self {
+        Self {
+            t: config.count(&T),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ConsistentHashBoundedLoad {
@@ -33,17 +82,15 @@ pub struct ConsistentHashBoundedLoad {
     bound: u32,
     ring: Md5Ring,
     hashes: HashCache,
-    loads: LoadIndex,
 }
 
 impl ConsistentHashBoundedLoad {
-    /// A scheduler with `t` ring points per node and load bound `t`.
-    pub fn new(t: u32) -> Self {
+    /// A scheduler with `T` ring points per node and load bound `T`.
+    pub fn new(params: ChParams) -> Self {
         Self {
-            bound: t,
-            ring: Md5Ring::new(t),
+            bound: params.t,
+            ring: Md5Ring::new(params.t),
             hashes: HashCache::new(),
-            loads: LoadIndex::new(),
         }
     }
 
@@ -53,19 +100,22 @@ impl ConsistentHashBoundedLoad {
     }
 }
 
-impl Scheduler for ConsistentHashBoundedLoad {
+impl Policy for ConsistentHashBoundedLoad {
     fn name(&self) -> &'static str {
-        "ch"
+        ALGORITHM.name
     }
 
-    fn membership(&mut self, change: Membership, _now: Time) {
-        if self.loads.apply(&change) {
-            self.ring.rebuild(self.loads.online());
-        }
+    fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
+        self.ring.rebuild(loads.online());
     }
 
-    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
-        let min_load = self.loads.min_load().ok_or(SelectError::NoNodes)?;
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let min_load = loads.min_load().ok_or(SelectError::NoNodes)?;
         let full = || SelectError::AllFull { bound: self.bound };
         if min_load >= self.bound {
             return Err(full());
@@ -76,36 +126,23 @@ impl Scheduler for ConsistentHashBoundedLoad {
         // Some node has room, and every online node has points on the ring,
         // so this walk finds one within one turn.
         let (wrapped, from_start) = points.split_at(start);
-        let node = from_start
+        from_start
             .iter()
             .chain(wrapped)
             .map(|p| p.node)
-            .find(|&n| self.loads.load(n) < self.bound)
-            .ok_or_else(full)?;
-        self.loads.started(node);
-        Ok(node)
-    }
-
-    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.loads.finished(completion.node);
-    }
-
-    fn load(&self, node: NodeId) -> Option<u32> {
-        self.loads.member_load(node)
-    }
-
-    fn members(&self) -> Vec<NodeId> {
-        self.loads.online().to_vec()
+            .find(|&n| loads.load(n) < self.bound)
+            .ok_or_else(full)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::NodeInfo;
+    use crate::scheduler::tracked::Tracked;
+    use crate::scheduler::{Completion, Membership, NodeInfo, Scheduler};
 
-    fn with_nodes(n: u32, t: u32) -> ConsistentHashBoundedLoad {
-        let mut s = ConsistentHashBoundedLoad::new(t);
+    fn with_nodes(n: u32, t: u32) -> Tracked<ConsistentHashBoundedLoad> {
+        let mut s = Tracked::new(ConsistentHashBoundedLoad::new(ChParams { t }));
         for id in 0..n {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
@@ -160,24 +197,24 @@ mod tests {
     #[test]
     fn removed_node_is_skipped_and_gets_its_points_back() {
         let mut s = with_nodes(4, 8);
-        let before = s.ring().points().to_vec();
+        let before = s.policy().ring().points().to_vec();
         let home = s.select("W1", Time::ZERO).unwrap();
         s.finished(&done(home, "W1"), Time::ZERO);
         s.membership(Membership::Remove(home), Time::ZERO);
-        assert!(s.ring().points().iter().all(|p| p.node != home));
+        assert!(s.policy().ring().points().iter().all(|p| p.node != home));
         for _ in 0..20 {
             let n = s.select("W1", Time::ZERO).unwrap();
             assert_ne!(n, home);
             s.finished(&done(n, "W1"), Time::ZERO);
         }
         s.membership(Membership::Insert(NodeInfo::new(home)), Time::ZERO);
-        assert_eq!(s.ring().points(), &before[..]);
+        assert_eq!(s.policy().ring().points(), &before[..]);
         assert_eq!(s.select("W1", Time::ZERO), Ok(home));
     }
 
     #[test]
     fn no_nodes() {
-        let mut s = ConsistentHashBoundedLoad::new(8);
+        let mut s = Tracked::new(ConsistentHashBoundedLoad::new(ChParams::default()));
         assert_eq!(s.select("A", Time::ZERO), Err(SelectError::NoNodes));
     }
 }

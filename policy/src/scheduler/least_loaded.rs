@@ -6,54 +6,51 @@
 //! online id. No parameters. The choice is O(1) via [`LoadIndex`].
 
 use super::load_index::LoadIndex;
-use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+use super::registry::Algorithm;
+use super::tracked::{Policy, Tracked};
+use super::{NodeId, SelectError, Time};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "ll",
+    aliases: &[],
+    summary: "fewest calls in flight, lowest id on ties (HotFunctions)",
+    params: &[],
+    compared_by_default: true,
+    build: |_| Box::new(Tracked::new(LeastLoaded::new())),
+};
 
 #[derive(Debug, Clone, Default)]
-pub struct LeastLoaded {
-    loads: LoadIndex,
-}
+pub struct LeastLoaded;
 
 impl LeastLoaded {
     pub fn new() -> Self {
-        Self::default()
+        Self
     }
 }
 
-impl Scheduler for LeastLoaded {
+impl Policy for LeastLoaded {
     fn name(&self) -> &'static str {
-        "ll"
+        ALGORITHM.name
     }
 
-    fn membership(&mut self, change: Membership, _now: Time) {
-        self.loads.apply(&change);
-    }
-
-    fn select(&mut self, _function: &str, _now: Time) -> Result<NodeId, SelectError> {
-        let node = self.loads.least_loaded().ok_or(SelectError::NoNodes)?;
-        self.loads.started(node);
-        Ok(node)
-    }
-
-    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.loads.finished(completion.node);
-    }
-
-    fn load(&self, node: NodeId) -> Option<u32> {
-        self.loads.member_load(node)
-    }
-
-    fn members(&self) -> Vec<NodeId> {
-        self.loads.online().to_vec()
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        _function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        loads.least_loaded().ok_or(SelectError::NoNodes)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::NodeInfo;
+    use crate::scheduler::tracked::Tracked;
+    use crate::scheduler::{Completion, Membership, NodeInfo, Scheduler};
 
-    fn with_nodes(n: u32) -> LeastLoaded {
-        let mut s = LeastLoaded::new();
+    fn with_nodes(n: u32) -> Tracked<LeastLoaded> {
+        let mut s = Tracked::new(LeastLoaded::new());
         for id in 0..n {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
@@ -87,7 +84,7 @@ mod tests {
         s.membership(Membership::Remove(1), Time::ZERO);
         assert_eq!(s.select("A", Time::ZERO), Ok(0));
         assert_eq!(s.members(), vec![0, 2]);
-        let mut none = LeastLoaded::new();
+        let mut none = Tracked::new(LeastLoaded::new());
         assert_eq!(none.select("A", Time::ZERO), Err(SelectError::NoNodes));
     }
 }

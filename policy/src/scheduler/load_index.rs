@@ -10,8 +10,9 @@
 //! (a linear scan), which the discrete-event simulator cannot afford at a
 //! thousand nodes and millions of calls per second.
 //!
-//! Used by `ll`, by the least-loaded fallbacks of `pasch`, `ours` and
-//! `tradeoff`, and by `ch` to answer "is every node full?" in O(1).
+//! Every scheduler's bookkeeping ([`super::Tracked`] keeps one); read by
+//! `ll`, by the least-loaded fallbacks of `pasch`, `ours` and `tradeoff`,
+//! and by `ch` to answer "is every node full?" in O(1).
 
 use super::{Membership, NodeId, NodeLoads};
 
@@ -61,6 +62,11 @@ impl LoadIndex {
     /// In-flight calls if `id` is online.
     pub fn member_load(&self, id: NodeId) -> Option<u32> {
         self.loads.member_load(id)
+    }
+
+    /// Capacity told at insertion (0 for an unknown id).
+    pub fn capacity(&self, id: NodeId) -> u32 {
+        self.loads.capacity(id)
     }
 
     /// Counts one more call on `id`.

@@ -16,9 +16,13 @@
 //!   the function; else, when no node is available, to the globally least
 //!   loaded node (lowest id on ties), without assigning it.
 //!
-//! Parameters (environment variables and defaults of the original
-//! `main.go`): `T1` = `TMax` (8), `T2` = `TOpt` (5), `T3` = `CacheSize` (3);
-//! see [`Params`](super::Params).
+//! Parameters ([`OursParams`]; environment variables and defaults of the
+//! original `main.go`, keys `ours.T1` ...): `T1` = `TMax` (8), `T2` =
+//! `TOpt` (5), `T3` = `CacheSize` (3), each at least 1: a `TMax` or `TOpt`
+//! of 0 makes every node unavailable and a `CacheSize` of 0 refuses every
+//! function at `TOpt`, which all degenerate to `ll` without assignments.
+//! `TOpt >= TMax` is allowed: the cache rule then never applies and only
+//! the `TMax` bound is left (so each parameter can be set on its own).
 //!
 //! Differences from the original, deliberate:
 //! - **Tie defect fixed.** The original's top-`CacheSize` helper sorts the
@@ -41,11 +45,91 @@
 //! node that comes back keeps its functions. Cost per call: a map lookup
 //! of the name, a scan of the function's assigned nodes, and O(1) for the
 //! global least loaded unless every node is at `TOpt` or more.
+//!
+//! Memory is bounded: names arrive from HTTP queries, so past
+//! [`GreedyLocality::MAX_FUNCTIONS`] distinct names every function with no
+//! call in flight is forgotten (its assignments go; it earns its nodes
+//! again when it comes back, like a new function) and its id is reused, as
+//! [`HashCache`](super::md5_ring::HashCache) starts afresh. Functions with
+//! calls in flight are kept, so completions always find their counts. A
+//! sweep costs one pass over the remembered names, once per
+//! `MAX_FUNCTIONS` new names at most; below the bound (every scenario of
+//! the catalog) decisions are exactly those of an unbounded map.
 
 use std::collections::HashMap;
 
 use super::load_index::LoadIndex;
-use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+use super::registry::{Algorithm, Count, Param, SchedulerConfig};
+use super::tracked::{Policy, Tracked};
+use super::{Completion, NodeId, SelectError, Time};
+
+/// `T1`: `TMax`.
+pub const T1: Count = Count {
+    name: "T1",
+    doc: "TMax: in-flight calls at which a node takes no more calls while another has room",
+    default: 8,
+    min: 1,
+    max: u32::MAX,
+};
+
+/// `T2`: `TOpt`.
+pub const T2: Count = Count {
+    name: "T2",
+    doc: "TOpt: in-flight calls from which a node takes only its CacheSize most running functions",
+    default: 5,
+    min: 1,
+    max: u32::MAX,
+};
+
+/// `T3`: `CacheSize`.
+pub const T3: Count = Count {
+    name: "T3",
+    doc: "CacheSize: functions a node at TOpt still accepts",
+    default: 3,
+    min: 1,
+    max: u32::MAX,
+};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "ours",
+    aliases: &[],
+    summary: "greedy locality with TMax, TOpt and CacheSize (HotFunctions' own)",
+    params: &[Param::Count(T1), Param::Count(T2), Param::Count(T3)],
+    compared_by_default: true,
+    build: |config| Box::new(Tracked::new(GreedyLocality::new(OursParams::resolve(config)))),
+};
+
+/// Parameters of `ours`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OursParams {
+    /// [`T1`]: `TMax` (default 8).
+    pub t_max: u32,
+    /// [`T2`]: `TOpt` (default 5).
+    pub t_opt: u32,
+    /// [`T3`]: `CacheSize` (default 3).
+    pub cache_size: u32,
+}
+
+impl Default for OursParams {
+    fn default() -> Self {
+        Self {
+            t_max: T1.default,
+            t_opt: T2.default,
+            cache_size: T3.default,
+        }
+    }
+}
+
+impl OursParams {
+    /// The values of a resolved configuration.
+    pub fn resolve(config: &SchedulerConfig) -> Self {
+        Self {
+            t_max: config.count(&T1),
+            t_opt: config.count(&T2),
+            cache_size: config.count(&T3),
+        }
+    }
+}
 
 /// Why a node does not take a call of a function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,27 +148,37 @@ pub struct GreedyLocality {
     cache_size: u32,
     /// Function name → dense function id.
     ids: HashMap<Box<str>, u32>,
-    /// Function id → name (for deterministic tie-breaks).
+    /// Function id → name (for deterministic tie-breaks; empty when free).
     names: Vec<Box<str>>,
     /// Function id → assigned nodes, in assignment order.
     assigned: Vec<Vec<NodeId>>,
+    /// Function id → its calls in flight on all nodes.
+    in_flight: Vec<u32>,
+    /// Ids of forgotten functions, reused lowest first.
+    free: Vec<u32>,
+    /// Distinct names remembered before idle ones are forgotten.
+    max_functions: usize,
     /// Node id → (function id, calls in flight > 0).
     running: Vec<Vec<(u32, u32)>>,
-    loads: LoadIndex,
 }
 
 impl GreedyLocality {
-    /// `t_max` = `T1`, `t_opt` = `T2`, `cache_size` = `T3`.
-    pub fn new(t_max: u32, t_opt: u32, cache_size: u32) -> Self {
+    /// Distinct function names remembered before the idle ones (no call
+    /// in flight) are forgotten, as [`HashCache::CAPACITY`](super::md5_ring::HashCache::CAPACITY).
+    pub const MAX_FUNCTIONS: usize = 1 << 16;
+
+    pub fn new(params: OursParams) -> Self {
         Self {
-            t_max,
-            t_opt,
-            cache_size,
+            t_max: params.t_max,
+            t_opt: params.t_opt,
+            cache_size: params.cache_size,
             ids: HashMap::new(),
             names: Vec::new(),
             assigned: Vec::new(),
+            in_flight: Vec::new(),
+            free: Vec::new(),
+            max_functions: Self::MAX_FUNCTIONS,
             running: Vec::new(),
-            loads: LoadIndex::new(),
         }
     }
 
@@ -106,15 +200,59 @@ impl GreedyLocality {
             .map_or(0, |e| e.1)
     }
 
+    /// Function names remembered (at most [`Self::MAX_FUNCTIONS`], plus
+    /// those with calls in flight).
+    pub fn remembered_functions(&self) -> usize {
+        self.ids.len()
+    }
+
     fn intern(&mut self, function: &str) -> u32 {
         if let Some(&f) = self.ids.get(function) {
             return f;
         }
-        let f = self.names.len() as u32;
+        if self.ids.len() >= self.max_functions {
+            self.forget_idle_functions();
+        }
+        let f = match self.free.pop() {
+            Some(f) => {
+                self.names[f as usize] = function.into();
+                f
+            }
+            None => {
+                self.names.push(function.into());
+                self.assigned.push(Vec::new());
+                self.in_flight.push(0);
+                (self.names.len() - 1) as u32
+            }
+        };
         self.ids.insert(function.into(), f);
-        self.names.push(function.into());
-        self.assigned.push(Vec::new());
         f
+    }
+
+    /// Forgets every function with no call in flight: its assignments go
+    /// (it earns its nodes again when it comes back) and its id is reused.
+    /// Functions with calls in flight stay, so completions always find
+    /// their running counts.
+    fn forget_idle_functions(&mut self) {
+        let Self {
+            ids,
+            names,
+            assigned,
+            in_flight,
+            free,
+            ..
+        } = self;
+        ids.retain(|_, &mut f| {
+            let busy = in_flight[f as usize] > 0;
+            if !busy {
+                names[f as usize] = Box::default();
+                assigned[f as usize].clear();
+                free.push(f);
+            }
+            busy
+        });
+        // Lowest id reused first, whatever the map's iteration order.
+        free.sort_unstable_by(|a, b| b.cmp(a));
     }
 
     /// Whether `f` is among the `cache_size` most running functions of
@@ -136,8 +274,8 @@ impl GreedyLocality {
         ahead < self.cache_size as usize
     }
 
-    fn availability(&self, node: NodeId, f: u32) -> Availability {
-        let load = self.loads.load(node);
+    fn availability(&self, loads: &LoadIndex, node: NodeId, f: u32) -> Availability {
+        let load = loads.load(node);
         if load >= self.t_max {
             Availability::Overloaded
         } else if load >= self.t_opt && !self.is_cached(node, f) {
@@ -149,16 +287,16 @@ impl GreedyLocality {
 
     /// Least loaded available node among `f`'s assigned ones; drops the
     /// assignments of nodes that refuse `f` at `TOpt`.
-    fn best_assigned(&mut self, f: u32) -> Option<NodeId> {
+    fn best_assigned(&mut self, loads: &LoadIndex, f: u32) -> Option<NodeId> {
         let mut best: Option<(u32, NodeId)> = None;
         let mut evicted = false;
         for &node in &self.assigned[f as usize] {
-            if !self.loads.is_online(node) {
+            if !loads.is_online(node) {
                 continue;
             }
-            match self.availability(node, f) {
+            match self.availability(loads, node, f) {
                 Availability::Available => {
-                    let load = self.loads.load(node);
+                    let load = loads.load(node);
                     if best.is_none_or(|(b, _)| load < b) {
                         best = Some((load, node));
                     }
@@ -170,7 +308,7 @@ impl GreedyLocality {
         if evicted {
             let mut list = std::mem::take(&mut self.assigned[f as usize]);
             list.retain(|&n| {
-                !self.loads.is_online(n) || self.availability(n, f) != Availability::NotCached
+                !loads.is_online(n) || self.availability(loads, n, f) != Availability::NotCached
             });
             self.assigned[f as usize] = list;
         }
@@ -178,17 +316,17 @@ impl GreedyLocality {
     }
 
     /// Least loaded available node of all, lowest id on ties.
-    fn best_of_all(&self, f: u32) -> Option<NodeId> {
-        let min = self.loads.min_load()?;
+    fn best_of_all(&self, loads: &LoadIndex, f: u32) -> Option<NodeId> {
+        let min = loads.min_load()?;
         if min < self.t_opt.min(self.t_max) {
             // Every node at the minimum load is available: the index's
             // answer is the one a scan would give.
-            return self.loads.least_loaded();
+            return loads.least_loaded();
         }
         let mut best: Option<(u32, NodeId)> = None;
-        for &node in self.loads.online() {
-            if self.availability(node, f) == Availability::Available {
-                let load = self.loads.load(node);
+        for &node in loads.online() {
+            if self.availability(loads, node, f) == Availability::Available {
+                let load = loads.load(node);
                 if best.is_none_or(|(b, _)| load < b) {
                     best = Some((load, node));
                 }
@@ -198,23 +336,24 @@ impl GreedyLocality {
     }
 }
 
-impl Scheduler for GreedyLocality {
+impl Policy for GreedyLocality {
     fn name(&self) -> &'static str {
-        "ours"
+        ALGORITHM.name
     }
 
-    fn membership(&mut self, change: Membership, _now: Time) {
-        self.loads.apply(&change);
-    }
-
-    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
-        if self.loads.online().is_empty() {
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        if loads.online().is_empty() {
             return Err(SelectError::NoNodes);
         }
         let f = self.intern(function);
-        let node = match self.best_assigned(f) {
+        let node = match self.best_assigned(loads, f) {
             Some(node) => node,
-            None => match self.best_of_all(f) {
+            None => match self.best_of_all(loads, f) {
                 Some(node) => {
                     let list = &mut self.assigned[f as usize];
                     if !list.contains(&node) {
@@ -222,10 +361,9 @@ impl Scheduler for GreedyLocality {
                     }
                     node
                 }
-                None => self.loads.least_loaded().ok_or(SelectError::NoNodes)?,
+                None => loads.least_loaded().ok_or(SelectError::NoNodes)?,
             },
         };
-        self.loads.started(node);
         let i = node as usize;
         if self.running.len() <= i {
             self.running.resize_with(i + 1, Vec::new);
@@ -234,11 +372,11 @@ impl Scheduler for GreedyLocality {
             Some(entry) => entry.1 += 1,
             None => self.running[i].push((f, 1)),
         }
+        self.in_flight[f as usize] += 1;
         Ok(node)
     }
 
-    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.loads.finished(completion.node);
+    fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
         let Some(&f) = self.ids.get(completion.function) else {
             return;
         };
@@ -248,26 +386,34 @@ impl Scheduler for GreedyLocality {
                 if entries[pos].1 == 0 {
                     entries.swap_remove(pos);
                 }
+                self.in_flight[f as usize] -= 1;
             }
         }
-    }
-
-    fn load(&self, node: NodeId) -> Option<u32> {
-        self.loads.member_load(node)
-    }
-
-    fn members(&self) -> Vec<NodeId> {
-        self.loads.online().to_vec()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::NodeInfo;
+    use crate::scheduler::tracked::Tracked;
+    use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
-    fn with_nodes(n: u32, t_max: u32, t_opt: u32, cache: u32) -> GreedyLocality {
-        let mut s = GreedyLocality::new(t_max, t_opt, cache);
+    fn done<'a>(node: NodeId, function: &'a str) -> Completion<'a> {
+        Completion {
+            node,
+            function,
+            duration: std::time::Duration::from_secs(1),
+            cold: false,
+            ok: true,
+        }
+    }
+
+    fn with_nodes(n: u32, t_max: u32, t_opt: u32, cache: u32) -> Tracked<GreedyLocality> {
+        let mut s = Tracked::new(GreedyLocality::new(OursParams {
+            t_max,
+            t_opt,
+            cache_size: cache,
+        }));
         for id in 0..n {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
@@ -282,9 +428,9 @@ mod tests {
             .map(|f| s.select(f, Time::ZERO).unwrap())
             .collect();
         assert_eq!(picks, vec![0, 0, 1, 1, 1, 0]);
-        assert_eq!(s.assigned_nodes("C"), &[0]);
-        assert_eq!(s.assigned_nodes("A"), &[0]);
-        assert_eq!(s.assigned_nodes("B"), &[1]);
+        assert_eq!(s.policy().assigned_nodes("C"), &[0]);
+        assert_eq!(s.policy().assigned_nodes("A"), &[0]);
+        assert_eq!(s.policy().assigned_nodes("B"), &[1]);
     }
 
     #[test]
@@ -294,17 +440,17 @@ mod tests {
         let mut s = with_nodes(1, 10, 2, 2);
         s.select("A", Time::ZERO).unwrap();
         s.select("B", Time::ZERO).unwrap();
-        let f = s.ids["B"];
-        assert!(s.is_cached(0, s.ids["A"]));
-        assert!(s.is_cached(0, f));
-        let c = s.intern("C");
-        assert!(!s.is_cached(0, c));
+        let f = s.policy().ids["B"];
+        assert!(s.policy().is_cached(0, s.policy().ids["A"]));
+        assert!(s.policy().is_cached(0, f));
+        let c = s.policy_mut().intern("C");
+        assert!(!s.policy().is_cached(0, c));
         // CacheSize 1 with a tie: the name order decides, A before B.
         let mut s = with_nodes(1, 10, 2, 1);
         s.select("B", Time::ZERO).unwrap();
         s.select("A", Time::ZERO).unwrap();
-        assert!(s.is_cached(0, s.ids["A"]));
-        assert!(!s.is_cached(0, s.ids["B"]));
+        assert!(s.policy().is_cached(0, s.policy().ids["A"]));
+        assert!(!s.policy().is_cached(0, s.policy().ids["B"]));
     }
 
     #[test]
@@ -317,7 +463,7 @@ mod tests {
         assert_eq!(s.select("B", Time::ZERO), Ok(0));
         assert_eq!(s.select("B", Time::ZERO), Ok(1));
         assert!(
-            s.assigned_nodes("B").is_empty(),
+            s.policy().assigned_nodes("B").is_empty(),
             "overflow is not assignment"
         );
     }
@@ -326,7 +472,7 @@ mod tests {
     fn completions_clear_running_counts() {
         let mut s = with_nodes(2, 8, 5, 3);
         let n = s.select("A", Time::ZERO).unwrap();
-        assert_eq!(s.running(n, "A"), 1);
+        assert_eq!(s.policy().running(n, "A"), 1);
         s.finished(
             &Completion {
                 node: n,
@@ -337,9 +483,9 @@ mod tests {
             },
             Time::ZERO,
         );
-        assert_eq!(s.running(n, "A"), 0);
+        assert_eq!(s.policy().running(n, "A"), 0);
         assert_eq!(s.load(n), Some(0));
-        assert!(s.running[n as usize].is_empty());
+        assert!(s.policy().running[n as usize].is_empty());
     }
 
     #[test]
@@ -348,12 +494,35 @@ mod tests {
         assert_eq!(s.select("A", Time::ZERO), Ok(0));
         s.membership(Membership::Remove(0), Time::ZERO);
         assert_eq!(s.select("A", Time::ZERO), Ok(1));
-        assert_eq!(s.assigned_nodes("A"), &[0, 1]);
+        assert_eq!(s.policy().assigned_nodes("A"), &[0, 1]);
         s.membership(Membership::Insert(NodeInfo::new(0)), Time::ZERO);
         assert_eq!(
             s.select("A", Time::ZERO),
             Ok(0),
             "0 and 1 both at 1: first assigned"
         );
+    }
+
+    #[test]
+    fn function_names_are_bounded_and_busy_ones_survive() {
+        let mut s = with_nodes(2, 8, 5, 3);
+        s.policy_mut().max_functions = 4;
+        // A stays in flight the whole time; B..Z finish at once.
+        assert_eq!(s.select("A", Time::ZERO), Ok(0));
+        for i in 0..40 {
+            let f = format!("F{i}");
+            let n = s.select(&f, Time::ZERO).unwrap();
+            s.finished(&done(n, &f), Time::ZERO);
+            assert!(s.policy().remembered_functions() <= 4, "after {f}");
+        }
+        // A's running count and assignment survived every sweep.
+        assert_eq!(s.policy().running(0, "A"), 1);
+        assert_eq!(s.policy().assigned_nodes("A"), &[0]);
+        assert!(s.policy().names.len() <= 4, "ids are reused");
+        s.finished(&done(0, "A"), Time::ZERO);
+        assert_eq!(s.load(0), Some(0));
+        assert_eq!(s.policy().running(0, "A"), 0);
+        // A forgotten function is placed afresh, like a new one.
+        assert_eq!(s.select("F0", Time::ZERO), Ok(0));
     }
 }

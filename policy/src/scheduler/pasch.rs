@@ -22,8 +22,10 @@
 //! the online members on every membership change (point hashes are cached
 //! per id, so a node that comes back gets its old positions).
 //!
-//! Parameters: `T` (environment variable `T`, [`Params::t`](super::Params),
-//! default 8).
+//! Parameters ([`PaschParams`]): `T` (environment variable `T`, key
+//! `pasch.T`, default 8), at least 1: with 0 every call would fall back,
+//! which is `ll`, not `pasch`. No ceiling: a large `T` only means the
+//! fallback never happens.
 
 use std::collections::HashMap;
 
@@ -31,7 +33,49 @@ use blake2::{Blake2b512, Digest};
 
 use super::load_index::LoadIndex;
 use super::md5_ring::HashCache;
-use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+use super::registry::{Algorithm, Count, Param, SchedulerConfig};
+use super::tracked::{Policy, Tracked};
+use super::{NodeId, SelectError, Time};
+
+/// `T`: load at which the hashed choice is abandoned.
+pub const T: Count = Count {
+    name: "T",
+    doc: "in-flight calls at which the two hashed choices give way to the least loaded node",
+    default: 8,
+    min: 1,
+    max: u32::MAX,
+};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "pasch",
+    aliases: &[],
+    summary: "two hashed choices, least loaded at T (HotFunctions; Aumala et al., CCGrid 2019)",
+    params: &[Param::Count(T)],
+    compared_by_default: true,
+    build: |config| Box::new(Tracked::new(PaschExtended::new(PaschParams::resolve(config)))),
+};
+
+/// Parameters of `pasch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaschParams {
+    /// [`T`]: load at which the hashed choice is abandoned (default 8).
+    pub t: u32,
+}
+
+impl Default for PaschParams {
+    fn default() -> Self {
+        Self { t: T.default }
+    }
+}
+
+impl PaschParams {
+    /// The values of a resolved configuration.
+    pub fn resolve(config: &SchedulerConfig) -> Self {
+        Self {
+            t: config.count(&T),
+        }
+    }
+}
 
 /// Ring points per node in `lafikl/consistent` (its `replicationFactor`).
 pub const POINTS_PER_NODE: u32 = 10;
@@ -58,17 +102,15 @@ pub struct PaschExtended {
     /// Function name → (hash of name, hash of name + salt), bounded like
     /// [`HashCache`].
     hashes: HashMap<Box<str>, (u64, u64)>,
-    loads: LoadIndex,
 }
 
 impl PaschExtended {
-    pub fn new(t: u32) -> Self {
+    pub fn new(params: PaschParams) -> Self {
         Self {
-            threshold: t,
+            threshold: params.t,
             ring: Vec::new(),
             node_points: Vec::new(),
             hashes: HashMap::new(),
-            loads: LoadIndex::new(),
         }
     }
 
@@ -97,9 +139,9 @@ impl PaschExtended {
             .map(|&(_, n)| n)
     }
 
-    fn rebuild_ring(&mut self) {
-        let mut ring = Vec::with_capacity(self.loads.online().len() * POINTS_PER_NODE as usize);
-        for &id in self.loads.online() {
+    fn rebuild_ring(&mut self, online: &[NodeId]) {
+        let mut ring = Vec::with_capacity(online.len() * POINTS_PER_NODE as usize);
+        for &id in online {
             let i = id as usize;
             if self.node_points.len() <= i {
                 self.node_points.resize_with(i + 1, Vec::new);
@@ -116,50 +158,41 @@ impl PaschExtended {
     }
 }
 
-impl Scheduler for PaschExtended {
+impl Policy for PaschExtended {
     fn name(&self) -> &'static str {
-        "pasch"
+        ALGORITHM.name
     }
 
-    fn membership(&mut self, change: Membership, _now: Time) {
-        if self.loads.apply(&change) {
-            self.rebuild_ring();
-        }
+    fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
+        self.rebuild_ring(loads.online());
     }
 
-    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
         let (first, second) = self.candidates(function).ok_or(SelectError::NoNodes)?;
         let mut node = first;
-        if self.loads.load(first) > self.loads.load(second) {
+        if loads.load(first) > loads.load(second) {
             node = second;
         }
-        if self.loads.load(node) >= self.threshold {
-            node = self.loads.least_loaded().ok_or(SelectError::NoNodes)?;
+        if loads.load(node) >= self.threshold {
+            node = loads.least_loaded().ok_or(SelectError::NoNodes)?;
         }
-        self.loads.started(node);
         Ok(node)
-    }
-
-    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.loads.finished(completion.node);
-    }
-
-    fn load(&self, node: NodeId) -> Option<u32> {
-        self.loads.member_load(node)
-    }
-
-    fn members(&self) -> Vec<NodeId> {
-        self.loads.online().to_vec()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::NodeInfo;
+    use crate::scheduler::tracked::Tracked;
+    use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
-    fn with_nodes(n: u32, t: u32) -> PaschExtended {
-        let mut s = PaschExtended::new(t);
+    fn with_nodes(n: u32, t: u32) -> Tracked<PaschExtended> {
+        let mut s = Tracked::new(PaschExtended::new(PaschParams { t }));
         for id in 0..n {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }
@@ -173,11 +206,11 @@ mod tests {
     }
 
     /// A function whose two choices differ on `s`.
-    fn two_choice_function(s: &mut PaschExtended) -> (String, NodeId, NodeId) {
+    fn two_choice_function(s: &mut Tracked<PaschExtended>) -> (String, NodeId, NodeId) {
         (0..1000)
             .map(|i| format!("F{i}"))
             .find_map(|f| {
-                let (a, b) = s.candidates(&f)?;
+                let (a, b) = s.policy_mut().candidates(&f)?;
                 (a != b).then_some((f, a, b))
             })
             .expect("some function has two distinct choices on 4 nodes")
@@ -205,6 +238,6 @@ mod tests {
             assert_ne!(s.select(&f, Time::ZERO).unwrap(), a);
         }
         s.membership(Membership::Insert(NodeInfo::new(a)), Time::ZERO);
-        assert_eq!(s.candidates(&f).unwrap().0, a);
+        assert_eq!(s.policy_mut().candidates(&f).unwrap().0, a);
     }
 }

@@ -5,11 +5,23 @@
 //! members in id order, so a membership change keeps the rotation going
 //! from where it was rather than restarting it.
 
-use super::{Completion, Membership, NodeId, NodeLoads, Scheduler, SelectError, Time};
+use super::load_index::LoadIndex;
+use super::registry::Algorithm;
+use super::tracked::{Policy, Tracked};
+use super::{NodeId, SelectError, Time};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "rr",
+    aliases: &[],
+    summary: "round robin over the online members (HotFunctions)",
+    params: &[],
+    compared_by_default: true,
+    build: |_| Box::new(Tracked::new(RoundRobin::new())),
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct RoundRobin {
-    loads: NodeLoads,
+    /// Position in the online members of the next call.
     next: usize,
 }
 
@@ -19,47 +31,36 @@ impl RoundRobin {
     }
 }
 
-impl Scheduler for RoundRobin {
+impl Policy for RoundRobin {
     fn name(&self) -> &'static str {
-        "rr"
+        ALGORITHM.name
     }
 
-    fn membership(&mut self, change: Membership, _now: Time) {
-        self.loads.apply(&change);
-    }
-
-    fn select(&mut self, _function: &str, _now: Time) -> Result<NodeId, SelectError> {
-        let online = self.loads.online();
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        _function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let online = loads.online();
         if online.is_empty() {
             return Err(SelectError::NoNodes);
         }
         let node = online[self.next % online.len()];
         self.next = (self.next + 1) % online.len();
-        self.loads.started(node);
         Ok(node)
-    }
-
-    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.loads.finished(completion.node);
-    }
-
-    fn load(&self, node: NodeId) -> Option<u32> {
-        self.loads.member_load(node)
-    }
-
-    fn members(&self) -> Vec<NodeId> {
-        self.loads.online().to_vec()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::NodeInfo;
+    use crate::scheduler::tracked::Tracked;
+    use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
     #[test]
     fn eighty_calls_over_ten_nodes_cycle() {
-        let mut s = RoundRobin::new();
+        let mut s = Tracked::new(RoundRobin::new());
         for id in 0..10 {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
         }

@@ -10,9 +10,13 @@
 //!   a ring, as in the original);
 //! - else the least loaded online node (lowest id on ties).
 //!
-//! Parameters (environment variables and defaults of the original
-//! `main.go`): `ALPHA` (0.0), `BETA` (0.5); see [`Params`](super::Params).
-//! Randomness: a [`ChaCha8Rng`] seeded from [`Params::seed`](super::Params).
+//! Parameters ([`TradeoffParams`]; environment variables and defaults of
+//! the original `main.go`): `ALPHA` (0.0), `BETA` (0.5), keys
+//! `tradeoff.ALPHA`, `tradeoff.BETA`; each a probability in `[0, 1]`.
+//! `BETA` applies to the calls that the `ALPHA` test did not take, so any
+//! pair is valid (no `ALPHA + BETA <= 1` rule): the shares are `ALPHA`
+//! random, `(1 - ALPHA) BETA` hash, `(1 - ALPHA)(1 - BETA)` least loaded.
+//! Randomness: a [`ChaCha8Rng`] seeded from the run's `seed`.
 //! Each call draws one uniform number in `[0, 1)` for the `ALPHA` test; if
 //! it passes, one more picks the node, otherwise one more is drawn for the
 //! `BETA` test. A run is therefore reproduced exactly by its seed. A draw `u` passes a test with probability
@@ -24,7 +28,64 @@ use rand_chacha::ChaCha8Rng;
 
 use super::load_index::LoadIndex;
 use super::md5_ring::HashCache;
-use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+use super::registry::{Algorithm, Param, Probability, SchedulerConfig};
+use super::tracked::{Policy, Tracked};
+use super::{NodeId, SelectError, Time};
+
+/// `ALPHA`: probability of a random node.
+pub const ALPHA: Probability = Probability {
+    name: "ALPHA",
+    doc: "probability of a uniformly random node",
+    default: 0.0,
+};
+
+/// `BETA`: probability of the hash node when the `ALPHA` test failed.
+pub const BETA: Probability = Probability {
+    name: "BETA",
+    doc: "probability of the function's hash node, for calls not sent at random",
+    default: 0.5,
+};
+
+pub const ALGORITHM: Algorithm = Algorithm {
+    name: "tradeoff",
+    aliases: &[],
+    summary: "random (ALPHA), hash (BETA) or least loaded, per call (HotFunctions)",
+    params: &[Param::Probability(ALPHA), Param::Probability(BETA)],
+    compared_by_default: true,
+    build: |config| Box::new(Tracked::new(Tradeoff::new(TradeoffParams::resolve(config)))),
+};
+
+/// Parameters of `tradeoff`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TradeoffParams {
+    /// [`ALPHA`]: probability of a random node (default 0.0).
+    pub alpha: f64,
+    /// [`BETA`]: probability of the hash node otherwise (default 0.5).
+    pub beta: f64,
+    /// Seed of the RNG: the run's seed (default 0).
+    pub seed: u64,
+}
+
+impl Default for TradeoffParams {
+    fn default() -> Self {
+        Self {
+            alpha: ALPHA.default,
+            beta: BETA.default,
+            seed: 0,
+        }
+    }
+}
+
+impl TradeoffParams {
+    /// The values of a resolved configuration.
+    pub fn resolve(config: &SchedulerConfig) -> Self {
+        Self {
+            alpha: config.probability(&ALPHA),
+            beta: config.probability(&BETA),
+            seed: config.seed(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Tradeoff {
@@ -32,57 +93,42 @@ pub struct Tradeoff {
     beta: f64,
     rng: ChaCha8Rng,
     hashes: HashCache,
-    loads: LoadIndex,
 }
 
 impl Tradeoff {
-    pub fn new(alpha: f64, beta: f64, seed: u64) -> Self {
+    pub fn new(params: TradeoffParams) -> Self {
         Self {
-            alpha,
-            beta,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            alpha: params.alpha,
+            beta: params.beta,
+            rng: ChaCha8Rng::seed_from_u64(params.seed),
             hashes: HashCache::new(),
-            loads: LoadIndex::new(),
         }
     }
 }
 
-impl Scheduler for Tradeoff {
+impl Policy for Tradeoff {
     fn name(&self) -> &'static str {
-        "tradeoff"
+        ALGORITHM.name
     }
 
-    fn membership(&mut self, change: Membership, _now: Time) {
-        self.loads.apply(&change);
-    }
-
-    fn select(&mut self, function: &str, _now: Time) -> Result<NodeId, SelectError> {
-        let n = self.loads.online().len();
-        if n == 0 {
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let online = loads.online();
+        if online.is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let node = if self.rng.gen::<f64>() < self.alpha {
-            self.loads.online()[self.rng.gen_range(0..n)]
+        if self.rng.gen::<f64>() < self.alpha {
+            Ok(online[self.rng.gen_range(0..online.len())])
         } else if self.rng.gen::<f64>() < self.beta {
             let hash = self.hashes.get(function) as usize;
-            self.loads.online()[hash % n]
+            Ok(online[hash % online.len()])
         } else {
-            self.loads.least_loaded().ok_or(SelectError::NoNodes)?
-        };
-        self.loads.started(node);
-        Ok(node)
-    }
-
-    fn finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.loads.finished(completion.node);
-    }
-
-    fn load(&self, node: NodeId) -> Option<u32> {
-        self.loads.member_load(node)
-    }
-
-    fn members(&self) -> Vec<NodeId> {
-        self.loads.online().to_vec()
+            loads.least_loaded().ok_or(SelectError::NoNodes)
+        }
     }
 }
 
@@ -91,7 +137,8 @@ mod tests {
     use super::*;
     use crate::scheduler::least_loaded::LeastLoaded;
     use crate::scheduler::md5_ring::ring_hash;
-    use crate::scheduler::NodeInfo;
+    use crate::scheduler::tracked::Tracked;
+    use crate::scheduler::{Completion, Membership, NodeInfo, Scheduler};
 
     fn insert_all(s: &mut dyn Scheduler, n: u32) {
         for id in 0..n {
@@ -101,8 +148,8 @@ mod tests {
 
     #[test]
     fn alpha_0_beta_0_is_least_loaded() {
-        let mut t = Tradeoff::new(0.0, 0.0, 7);
-        let mut ll = LeastLoaded::new();
+        let mut t = Tracked::new(Tradeoff::new(TradeoffParams { alpha: 0.0, beta: 0.0, seed: 7 }));
+        let mut ll = Tracked::new(LeastLoaded::new());
         insert_all(&mut t, 5);
         insert_all(&mut ll, 5);
         let mut x = 1u32;
@@ -127,7 +174,7 @@ mod tests {
 
     #[test]
     fn beta_1_sends_each_function_to_its_hash_node() {
-        let mut t = Tradeoff::new(0.0, 1.0, 7);
+        let mut t = Tracked::new(Tradeoff::new(TradeoffParams { alpha: 0.0, beta: 1.0, seed: 7 }));
         insert_all(&mut t, 6);
         for f in ["W1", "W2", "T3", "D8", "I5"] {
             let home = ring_hash(f.as_bytes()) % 6;
@@ -140,7 +187,7 @@ mod tests {
     #[test]
     fn alpha_1_is_random_and_seeded() {
         let run = |seed| {
-            let mut t = Tradeoff::new(1.0, 0.0, seed);
+            let mut t = Tracked::new(Tradeoff::new(TradeoffParams { alpha: 1.0, beta: 0.0, seed }));
             insert_all(&mut t, 8);
             (0..64)
                 .map(|_| t.select("W1", Time::ZERO).unwrap())

@@ -1,4 +1,4 @@
-//! The node registry: which workers exist, which are online, and the
+//! The node cluster: which workers exist, which are online, and the
 //! scheduler that chooses among the online ones.
 //!
 //! Pure state like the schedulers (time is an argument, no I/O): the HTTP
@@ -12,19 +12,23 @@
 //! - Health checks (HAProxy-style `fall`/`rise` counters) and failed calls
 //!   flip nodes; every flip is told to the scheduler as
 //!   [`Membership::Insert`] / [`Membership::Remove`].
-//! - Switching the algorithm builds a fresh scheduler holding the online
-//!   nodes. Calls selected by the previous one still complete, but their
-//!   completions are dropped (each [`Selection`] carries the generation of
-//!   the scheduler that counted it), so no scheduler sees a completion it
-//!   did not select.
+//! - Switching the algorithm or changing its parameters
+//!   ([`Cluster::configure`], checked by the scheduler registry) builds a
+//!   fresh scheduler holding the online nodes. Calls selected by the
+//!   previous one still complete, but their completions are dropped (each
+//!   [`Selection`] carries the generation of the scheduler that counted
+//!   it), so no scheduler sees a completion it did not select.
+//! - Each node has a capacity (`node_capacity` for the configured ones,
+//!   optionally its own when added), told to the scheduler with the node
+//!   ([`NodeInfo::capacity`]); today's schedulers ignore it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use policy::scheduler::{
-    self, Completion, Membership, NodeId, NodeInfo, Params, Scheduler, SelectError, Time,
-    UnknownAlgorithm,
+    canonical_name, Completion, ConfigError, Membership, NodeId, NodeInfo, ParamSet, Scheduler,
+    SchedulerConfig, SelectError, Time, UnknownAlgorithm,
 };
 
 /// Whether a node may receive calls.
@@ -53,6 +57,8 @@ pub struct Node {
     /// `<url>/execute?name=`, precomputed for the hot path.
     pub execute_prefix: Arc<str>,
     pub status: NodeStatus,
+    /// Concurrent calls the node is meant to hold, told to the scheduler.
+    pub capacity: u32,
     failures_in_a_row: u32,
     successes_in_a_row: u32,
 }
@@ -70,7 +76,7 @@ pub struct Selection {
 
 /// A node-management request that cannot be honoured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RegistryError {
+pub enum ClusterError {
     #[error("node {0} is already registered")]
     AlreadyRegistered(String),
     #[error("node {0} is not registered")]
@@ -88,7 +94,10 @@ pub struct Thresholds {
 #[derive(Debug)]
 pub struct Cluster {
     scheduler: Box<dyn Scheduler>,
-    params: Params,
+    /// Every algorithm's parameters (kept across algorithm switches).
+    params: ParamSet,
+    /// What built `scheduler`: its algorithm and resolved parameters.
+    current: SchedulerConfig,
     generation: u64,
     nodes: BTreeMap<NodeId, Node>,
     next_id: NodeId,
@@ -96,18 +105,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// A cluster of `urls` (ids 0.. in order, all online) scheduled by
-    /// `algorithm`.
+    /// A cluster of `urls` (ids 0.. in order, all online, each of
+    /// `capacity`) scheduled by `algorithm` with `params`.
     pub fn new(
         algorithm: &str,
-        params: Params,
+        params: ParamSet,
         urls: &[String],
+        capacity: u32,
         thresholds: Thresholds,
         now: Time,
     ) -> Result<Self, UnknownAlgorithm> {
-        let scheduler = scheduler::build(algorithm, &params)?;
+        let current = params.scheduler(algorithm)?;
         let mut cluster = Self {
-            scheduler,
+            scheduler: current.build(),
+            current,
             params,
             generation: 0,
             nodes: BTreeMap::new(),
@@ -115,13 +126,13 @@ impl Cluster {
             thresholds,
         };
         for url in urls {
-            let id = cluster.register(url);
+            let id = cluster.register(url, capacity);
             cluster.set_status(id, NodeStatus::Online, now);
         }
         Ok(cluster)
     }
 
-    fn register(&mut self, url: &str) -> NodeId {
+    fn register(&mut self, url: &str, capacity: u32) -> NodeId {
         let id = self.next_id;
         self.next_id += 1;
         let node = Node {
@@ -129,6 +140,7 @@ impl Cluster {
             url: Arc::from(url),
             execute_prefix: Arc::from(format!("{url}/execute?name=")),
             status: NodeStatus::Offline,
+            capacity,
             failures_in_a_row: 0,
             successes_in_a_row: 0,
         };
@@ -147,7 +159,10 @@ impl Cluster {
         }
         node.status = status;
         let change = match status {
-            NodeStatus::Online => Membership::Insert(NodeInfo::new(id)),
+            NodeStatus::Online => Membership::Insert(NodeInfo {
+                id,
+                capacity: node.capacity,
+            }),
             NodeStatus::Offline => Membership::Remove(id),
         };
         self.scheduler.membership(change, now);
@@ -158,8 +173,14 @@ impl Cluster {
         self.scheduler.name()
     }
 
-    pub fn params(&self) -> &Params {
+    /// Every algorithm's parameters, as set.
+    pub fn params(&self) -> &ParamSet {
         &self.params
+    }
+
+    /// The current algorithm with its resolved parameters.
+    pub fn scheduler_config(&self) -> &SchedulerConfig {
+        &self.current
     }
 
     /// Chooses a node for one call of `function`.
@@ -224,34 +245,68 @@ impl Cluster {
         algorithm: &str,
         now: Time,
     ) -> Result<&'static str, UnknownAlgorithm> {
-        let mut fresh = scheduler::build(algorithm, &self.params)?;
-        for node in self.nodes.values() {
-            if node.status == NodeStatus::Online {
-                fresh.membership(Membership::Insert(NodeInfo::new(node.id)), now);
-            }
-        }
-        self.scheduler = fresh;
-        self.generation += 1;
+        let current = self.params.scheduler(algorithm)?;
+        self.replace_scheduler(current, now);
         Ok(self.scheduler.name())
     }
 
-    /// Registers a worker at run time; it stays offline until a health
-    /// check passes.
-    pub fn add_node(&mut self, url: &str) -> Result<NodeId, RegistryError> {
-        if self.nodes.values().any(|n| &*n.url == url) {
-            return Err(RegistryError::AlreadyRegistered(url.to_string()));
+    /// `/configure`: applies scheduler parameter `settings` (`key=value`
+    /// in the registry's key language) and switches to `algorithm` if
+    /// given; either builds a fresh scheduler. Checked as a whole first:
+    /// on an error nothing changes. Returns the algorithm's name.
+    pub fn configure(
+        &mut self,
+        algorithm: Option<&str>,
+        settings: &[(String, String)],
+        now: Time,
+    ) -> Result<&'static str, ConfigError> {
+        let name = match algorithm {
+            Some(name) => canonical_name(name)?,
+            None if settings.is_empty() => return Ok(self.algorithm()),
+            None => self.algorithm(),
+        };
+        let mut params = self.params.clone();
+        params.apply(settings.iter().map(|(k, v)| (k, v)))?;
+        let current = params.scheduler(name)?;
+        self.params = params;
+        self.replace_scheduler(current, now);
+        Ok(name)
+    }
+
+    /// A fresh scheduler built from `current`, holding the online nodes.
+    fn replace_scheduler(&mut self, current: SchedulerConfig, now: Time) {
+        let mut fresh = current.build();
+        for node in self.nodes.values() {
+            if node.status == NodeStatus::Online {
+                let info = NodeInfo {
+                    id: node.id,
+                    capacity: node.capacity,
+                };
+                fresh.membership(Membership::Insert(info), now);
+            }
         }
-        Ok(self.register(url))
+        self.scheduler = fresh;
+        self.current = current;
+        self.generation += 1;
+    }
+
+    /// Registers a worker of `capacity` at run time; it stays offline
+    /// until a health check passes.
+    pub fn add_node(&mut self, url: &str, capacity: u32) -> Result<NodeId, ClusterError> {
+        if self.nodes.values().any(|n| &*n.url == url) {
+            return Err(ClusterError::AlreadyRegistered(url.to_string()));
+        }
+        Ok(self.register(url, capacity))
     }
 
     /// Unregisters a worker (the scheduler stops choosing it at once).
-    pub fn remove_node(&mut self, url: &str, now: Time) -> Result<NodeId, RegistryError> {
+    pub fn remove_node(&mut self, url: &str, now: Time) -> Result<NodeId, ClusterError> {
         let id = self
             .nodes
             .values()
             .find(|n| &*n.url == url)
             .map(|n| n.id)
-            .ok_or_else(|| RegistryError::NotRegistered(url.to_string()))?;
+            .ok_or_else(|| ClusterError::NotRegistered(url.to_string()))?;
         self.set_status(id, NodeStatus::Offline, now);
         self.nodes.remove(&id);
         Ok(id)
@@ -311,6 +366,7 @@ mod tests {
     use super::*;
 
     const T: Thresholds = Thresholds { fall: 2, rise: 1 };
+    const CAP: u32 = NodeInfo::DEFAULT_CAPACITY;
 
     fn urls(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("http://w{i}:8222")).collect()
@@ -318,7 +374,7 @@ mod tests {
 
     #[test]
     fn initial_nodes_are_online_in_list_order() {
-        let c = Cluster::new("rr", Params::default(), &urls(3), T, Time::ZERO).unwrap();
+        let c = Cluster::new("rr", ParamSet::default(), &urls(3), CAP, T, Time::ZERO).unwrap();
         let ids: Vec<_> = c.nodes().map(|n| (n.id, n.url.to_string())).collect();
         assert_eq!(ids[2], (2, "http://w2:8222".to_string()));
         assert!(c.nodes().all(|n| n.status == NodeStatus::Online));
@@ -330,12 +386,12 @@ mod tests {
 
     #[test]
     fn added_node_waits_for_a_passing_check() {
-        let mut c = Cluster::new("rr", Params::default(), &urls(1), T, Time::ZERO).unwrap();
-        let id = c.add_node("http://new:1").unwrap();
+        let mut c = Cluster::new("rr", ParamSet::default(), &urls(1), CAP, T, Time::ZERO).unwrap();
+        let id = c.add_node("http://new:1", CAP).unwrap();
         assert_eq!(id, 1);
         assert_eq!(
-            c.add_node("http://new:1"),
-            Err(RegistryError::AlreadyRegistered("http://new:1".into()))
+            c.add_node("http://new:1", CAP),
+            Err(ClusterError::AlreadyRegistered("http://new:1".into()))
         );
         for _ in 0..4 {
             assert_eq!(c.select("f", Time::ZERO).unwrap().node, 0);
@@ -352,7 +408,7 @@ mod tests {
 
     #[test]
     fn fall_and_rise_counters_flip_nodes() {
-        let mut c = Cluster::new("rr", Params::default(), &urls(2), T, Time::ZERO).unwrap();
+        let mut c = Cluster::new("rr", ParamSet::default(), &urls(2), CAP, T, Time::ZERO).unwrap();
         assert_eq!(c.health_result(0, false, Time::ZERO), None);
         assert_eq!(c.health_result(0, true, Time::ZERO), None);
         assert_eq!(c.health_result(0, false, Time::ZERO), None);
@@ -372,19 +428,19 @@ mod tests {
 
     #[test]
     fn removed_and_unreachable_nodes_get_no_calls() {
-        let mut c = Cluster::new("rr", Params::default(), &urls(2), T, Time::ZERO).unwrap();
+        let mut c = Cluster::new("rr", ParamSet::default(), &urls(2), CAP, T, Time::ZERO).unwrap();
         c.unreachable(1, Time::ZERO);
         assert_eq!(c.select("f", Time::ZERO).unwrap().node, 0);
         assert_eq!(c.remove_node("http://w0:8222", Time::ZERO), Ok(0));
         assert_eq!(c.select("f", Time::ZERO).unwrap_err(), SelectError::NoNodes);
         assert!(c.remove_node("http://w0:8222", Time::ZERO).is_err());
         // Ids are never reused.
-        assert_eq!(c.add_node("http://w0:8222"), Ok(2));
+        assert_eq!(c.add_node("http://w0:8222", CAP), Ok(2));
     }
 
     #[test]
     fn completions_of_a_replaced_scheduler_are_dropped() {
-        let mut c = Cluster::new("rr", Params::default(), &urls(2), T, Time::ZERO).unwrap();
+        let mut c = Cluster::new("rr", ParamSet::default(), &urls(2), CAP, T, Time::ZERO).unwrap();
         let old = c.select("f", Time::ZERO).unwrap();
         assert_eq!(c.switch_algorithm("rr", Time::ZERO), Ok("rr"));
         let new = c.select("f", Time::ZERO).unwrap();
@@ -395,5 +451,47 @@ mod tests {
         assert_eq!(c.load(new.node), Some(0));
         assert!(c.switch_algorithm("nope", Time::ZERO).is_err());
         assert_eq!(c.algorithm(), "rr");
+    }
+
+    #[test]
+    fn configure_applies_checked_parameters_or_changes_nothing() {
+        let mut c = Cluster::new("ch", ParamSet::default(), &urls(3), CAP, T, Time::ZERO).unwrap();
+        let settings = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // T=1: the second call of a function spills from its ring node.
+        assert_eq!(
+            c.configure(None, &settings(&[("T", "1")]), Time::ZERO),
+            Ok("ch")
+        );
+        let first = c.select("f", Time::ZERO).unwrap();
+        assert_ne!(c.select("f", Time::ZERO).unwrap().node, first.node);
+        let before = (c.params().clone(), c.algorithm());
+        for bad in [
+            (Some("ll"), settings(&[("T", "0")])),
+            (Some("nope"), settings(&[("T", "2")])),
+            (None, settings(&[("ch.T1", "2")])),
+        ] {
+            assert!(c.configure(bad.0, &bad.1, Time::ZERO).is_err(), "{bad:?}");
+            assert_eq!((c.params().clone(), c.algorithm()), before);
+        }
+        // Switching keeps the parameters; they are the scheduler's.
+        assert_eq!(c.configure(Some("hash"), &[], Time::ZERO), Ok("ch"));
+        let config = c.scheduler_config();
+        assert_eq!(config.count(&policy::scheduler::consistent_hash::T), 1);
+    }
+
+    #[test]
+    fn nodes_carry_their_capacity_to_the_scheduler() {
+        let mut c = Cluster::new("rr", ParamSet::default(), &urls(1), 16, T, Time::ZERO).unwrap();
+        let id = c.add_node("http://big:1", 128).unwrap();
+        c.health_result(id, true, Time::ZERO);
+        assert_eq!(c.scheduler.capacity(0), Some(16));
+        assert_eq!(c.scheduler.capacity(id), Some(128));
+        c.switch_algorithm("ll", Time::ZERO).unwrap();
+        assert_eq!(c.scheduler.capacity(id), Some(128), "kept across switches");
     }
 }
