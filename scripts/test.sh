@@ -8,5 +8,6 @@
 # and load-balancer; worker tests run hf-fn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/check-pure-crates.sh
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked "$@"

@@ -10,11 +10,13 @@
 //! - [`workload`]: the functions' work (fixed-iteration CPU loops and
 //!   sleeps), the calibration constant and `HF_TIME_SCALE`.
 //! - [`payload`]: the generated package payload staged into every image.
-//! - [`serve`]: the event-loop HTTP server of warm instances (`hf-fn serve`).
+//! - `serve` (feature `serve`, on by default): the event-loop HTTP server
+//!   of warm instances (`hf-fn serve`).
 //! - `src/bin/hf-fn.rs`: the one binary that runs any function.
 
 pub mod catalog;
 pub mod payload;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod workload;
 

@@ -72,12 +72,13 @@
 //! test is meant for a machine that is not overloaded by other work; on a
 //! saturated one it fails with the attempts' figures.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod support;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+use support::{build_testbed, free_port, staging_dir, wait_healthy, workspace_root, Guard};
 
 use des::{run_scenario, CostProfile, DesConfig};
 use policy::node::options::CachingOptions;
@@ -105,106 +106,6 @@ const DISTURBED: f64 = 1.25;
 const OURS_RUNS: usize = 3;
 /// Attempts beyond the runs needed, to replace disturbed runs.
 const EXTRA_ATTEMPTS: usize = 2;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_simulator"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the other packages' binaries (a no-op when current) with the
-/// cargo running this test, so the test never runs stale binaries.
-fn build_testbed() -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root()).args([
-            "build",
-            "-p",
-            "load-balancer",
-            "-p",
-            "worker-front",
-            "-p",
-            "sample-functions",
-            "--bins",
-        ]);
-        if bin_dir().file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
-    if let Err(e) = result {
-        panic!("building the testbed binaries failed:\n{e}");
-    }
-    bin_dir()
-}
-
-/// Where the workers stage their packages ("images"): memory (`/dev/shm`)
-/// where there is one, see the module doc.
-fn staging_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(d) = tempfile::Builder::new().prefix("des-live-").tempdir_in(shm) {
-            return d;
-        }
-    }
-    tempfile::tempdir().unwrap()
-}
-
-/// A child process killed (and reaped) when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `GET /health` until it answers 200 (deadline 60 s).
-fn wait_healthy(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-            let mut reply = String::new();
-            if s.write_all(req.as_bytes()).is_ok()
-                && s.read_to_string(&mut reply).is_ok()
-                && reply.starts_with("HTTP/1.1 200")
-            {
-                return;
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("worker exited before it was healthy: {status}");
-        }
-        assert!(Instant::now() < deadline, "worker on {port} never healthy");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Runs `simulator calibrate` against a fresh worker of these binaries.
 fn calibrate(bins: &Path, dir: &Path, staging: &Path) -> CostProfile {

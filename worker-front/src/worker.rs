@@ -127,7 +127,12 @@ pub struct WorkerStatus {
     /// Image builds since start (single flight: one per miss, not per caller).
     pub image_builds: u64,
     pub images: usize,
+    /// Package bytes of the cached images: what `USER_CODE_SIZE_LIMIT`
+    /// counts.
     pub image_bytes: u64,
+    /// What the cached images take on disk or in the engine (with the
+    /// `hf-fn` binary each holds).
+    pub image_stored_bytes: u64,
     pub pooled_instances: usize,
     pub rest_instances: usize,
     pub calls: u64,
@@ -618,6 +623,7 @@ impl<R: Runtime> Worker<R> {
             image_builds: self.shared.image_builds.load(Ordering::Relaxed),
             images: st.model.images(),
             image_bytes: st.model.image_bytes(),
+            image_stored_bytes: st.images.values().map(|i| i.stored_bytes).sum(),
             pooled_instances: st.model.pooled_instances(),
             rest_instances: st.model.rest_instances(),
             calls: self.shared.calls.load(Ordering::Relaxed),

@@ -195,11 +195,12 @@ async fn rest_mode_concurrent_calls_share_one_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exceeding_the_size_limit_evicts_the_least_recently_used_image() {
     let w = TestWorker::start("lru", options()).await;
-    // Three small packages (14 KB payload + the hf-fn binary each).
+    // Three small packages (14 KB payload each; the limit counts the
+    // packages, not the hf-fn binary every image holds).
     let first = w.execute("I3").await;
     assert!(first.meta.image_built);
     let one = w.health().await["Worker"]["ImageBytes"].as_u64().unwrap();
-    assert!(one > 14_000);
+    assert_eq!(one, 14_000);
     // Room for two images, not three.
     let limit = 2 * one + one / 2;
     let (status, v) = w
@@ -249,7 +250,8 @@ async fn a_package_scale_shrinks_what_images_stage_load_and_count() {
         .len();
     let h = w.health().await;
     assert_eq!(h["Worker"]["PackageScale"], 0.25, "{h}");
-    assert_eq!(h["Worker"]["ImageBytes"], binary + 6_500_000, "{h}");
+    assert_eq!(h["Worker"]["ImageBytes"], 6_500_000, "{h}");
+    assert_eq!(h["Worker"]["ImageStoredBytes"], binary + 6_500_000, "{h}");
     // A warm REST instance loads the same scaled payload.
     let (status, v) = w.get("/configure?using_rest_mode=true").await;
     assert_eq!(status, 200, "{v}");

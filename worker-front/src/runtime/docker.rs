@@ -859,7 +859,8 @@ impl Runtime for DockerRuntime {
         Ok(Image {
             function: name,
             name: tag,
-            bytes: inspected.size.map_or(0, |s| s.max(0) as u64),
+            bytes: package_bytes,
+            stored_bytes: inspected.size.map_or(0, |s| s.max(0) as u64),
         })
     }
 

@@ -102,8 +102,16 @@ pub struct Image {
     /// What `Meta.ImageName` reports (Docker: the tag; process: the staged
     /// directory's name).
     pub name: String,
-    /// Size in bytes, what the image cache's byte limit counts.
+    /// The function's package (its code and dependencies: the payload,
+    /// at the package scale) in bytes: what the image cache's byte limit
+    /// (`USER_CODE_SIZE_LIMIT`) counts. The `hf-fn` binary in every image
+    /// stands for the language runtime, shared by all functions (the
+    /// original's base images), and is not user code; so the limit counts
+    /// the same bytes here and in the simulator.
     pub bytes: u64,
+    /// What the image takes where it is kept: the staged directory, or the
+    /// engine's image size (binary and payload).
+    pub stored_bytes: u64,
 }
 
 /// What an instance is for.

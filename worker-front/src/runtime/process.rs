@@ -310,7 +310,8 @@ impl Runtime for ProcessRuntime {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                bytes: total,
+                bytes,
+                stored_bytes: total,
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
