@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use protocol::query::{percent_decode, query_value};
+
 use actix_web::http::Method;
 use policy::scheduler::ParamSet;
 
@@ -146,63 +148,6 @@ impl Action {
     }
 }
 
-/// The first value of `key` in a raw query string, percent-decoded.
-pub fn query_value<'q>(query: &'q str, key: &str) -> Option<Cow<'q, str>> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k) == key).then(|| percent_decode(v))
-    })
-}
-
-/// Decodes `%XX` escapes and `+` (as a space), borrowing when there are none.
-pub fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Appends `s` to `out` percent-encoded as a query value (RFC 3986
-/// unreserved characters stay as they are).
-pub fn percent_encode_into(s: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,16 +265,5 @@ mod tests {
         ] {
             assert!(Action::parse(&Method::DELETE, "/1/lb/nodes", "", body).is_err());
         }
-    }
-
-    #[test]
-    fn percent_coding_round_trips() {
-        let mut s = String::new();
-        percent_encode_into("W1 a/b&c=d~é", &mut s);
-        assert_eq!(s, "W1%20a%2Fb%26c%3Dd~%C3%A9");
-        assert_eq!(percent_decode(&s), "W1 a/b&c=d~é");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-        assert!(matches!(percent_decode("plain"), Cow::Borrowed(_)));
     }
 }

@@ -28,7 +28,8 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use protocol::reply::{append_load_balancing_info, reported_cold};
 use protocol::LoadBalancingInfo;
 
-use crate::action::{percent_encode_into, Action};
+use crate::action::Action;
+use protocol::query::percent_encode_into;
 use crate::cluster::{Cluster, Selection, Thresholds};
 use crate::config::{BalancerConfig, ConfigError};
 use crate::error::BalancerError;

@@ -11,11 +11,13 @@
 //!   reply ([`ErrorReply`]) and the function's own output ([`FunctionOutput`]);
 //!   the hot path's no-parse helpers ([`reply::append_load_balancing_info`],
 //!   [`reply::reported_cold`]).
+//! - [`query`]: query strings (percent-coding, pairs), as the routes use.
 //! - [`scenario`]: scenario CSV rows `FunctionName,StartTimeMs` (no header).
 //! - [`log`]: the replay log line
 //!   `YYYY/MM/DD HH:MM:SS <startMs> <endMs> <function> <json>`.
 
 pub mod log;
+pub mod query;
 pub mod reply;
 pub mod scenario;
 

@@ -1,5 +1,7 @@
-//! The HTTP edge (actix-web): parses requests into [`crate::worker::Worker`]
-//! calls and turns results and errors into JSON replies.
+//! The HTTP edge (actix-web): parses requests into a typed
+//! [`crate::action::Action`], has the [`crate::worker::Worker`] carry it
+//! out, and turns results and errors into JSON replies (HTTP statuses are
+//! chosen here, and only here).
 //!
 //! Routes (the original's names and reply shapes; Prev/HotFunctions
 //! `worker_front/request_handler.go`):
@@ -33,7 +35,8 @@
 // built once per request, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
-use crate::runtime::Runtime;
+use crate::action::{Action, ActionError};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::worker::{Worker, WorkerError};
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -55,20 +58,31 @@ fn error(status: u16, message: impl Into<String>) -> HttpResponse {
     json(status, ErrorReply::new(message).to_json())
 }
 
-/// The HTTP status of a worker error (the only place statuses are chosen).
+/// The HTTP status of a runtime failure: 503 when the engine does not
+/// answer (the worker keeps serving; a later call tries again), else 500.
+pub fn runtime_status(e: &RuntimeError) -> u16 {
+    match e {
+        RuntimeError::EngineUnavailable(_) => 503,
+        _ => 500,
+    }
+}
+
+/// The HTTP status of a worker error (statuses are chosen here only).
 fn worker_error(e: WorkerError) -> HttpResponse {
     let status = match &e {
         WorkerError::UnknownFunction(_) => 404,
         WorkerError::Options(_) => 400,
-        WorkerError::Runtime(r) => r.http_status(),
+        WorkerError::Runtime(r) => runtime_status(r),
     };
     error(status, e.to_string())
 }
 
-fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, HttpResponse> {
-    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| error(400, format!("bad query string: {e}")))
+fn action_error(e: ActionError) -> HttpResponse {
+    let status = match e {
+        ActionError::MissingName | ActionError::BadParameter(_) => 400,
+        ActionError::NotFound => 404,
+    };
+    error(status, e.to_string())
 }
 
 /// Runs `f` on the main runtime and awaits it.
@@ -86,14 +100,26 @@ where
         .map_err(|e| error(500, format!("internal task failed: {e}")))
 }
 
-async fn execute<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) -> HttpResponse {
-    let pairs = match query_pairs(&req) {
-        Ok(p) => p,
-        Err(r) => return r,
+/// Every request: parsed into an [`Action`], handled, answered.
+async fn dispatch<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) -> HttpResponse {
+    let action = match Action::parse(req.path(), req.query_string()) {
+        Ok(a) => a,
+        Err(e) => return action_error(e),
     };
-    let Some(name) = pairs.into_iter().find(|(k, _)| k == "name").map(|(_, v)| v) else {
-        return error(400, "param 'name' is not given");
+    let r = match action {
+        Action::Execute { function } => execute(&state, function).await,
+        Action::Configure { pairs } => configure(&state, pairs).await,
+        Action::Clear { reset_images } => clear(&state, reset_images).await,
+        Action::Prepare => prepare(&state).await,
+        Action::Health => health(&state).await,
     };
+    r.unwrap_or_else(|response| response)
+}
+
+async fn execute<R: Runtime>(
+    state: &AppState<R>,
+    name: String,
+) -> Result<HttpResponse, HttpResponse> {
     let result = if state.worker.serves_warm(&name) {
         // A warm call is one loopback hop to the instance: run it on this
         // HTTP thread (its own task, so a disconnecting client still never
@@ -103,108 +129,76 @@ async fn execute<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) ->
         let w = state.worker.clone();
         actix_web::rt::spawn(async move { w.execute(&name).await })
             .await
-            .map_err(|e| error(500, format!("internal task failed: {e}")))
+            .map_err(|e| error(500, format!("internal task failed: {e}")))?
     } else {
-        on_main(&state, move |w| async move { w.execute(&name).await }).await
+        on_main(state, move |w| async move { w.execute(&name).await }).await?
     };
-    match result {
-        Ok(Ok(reply)) => match serde_json::to_string(&reply) {
-            Ok(body) => json(200, body),
-            Err(e) => error(500, e.to_string()),
-        },
-        Ok(Err(e)) => worker_error(e),
-        Err(r) => r,
-    }
+    let reply = result.map_err(worker_error)?;
+    serde_json::to_string(&reply)
+        .map(|body| json(200, body))
+        .map_err(|e| error(500, e.to_string()))
 }
 
-async fn configure<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) -> HttpResponse {
-    let pairs = match query_pairs(&req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let r = on_main(&state, move |w| async move {
+async fn configure<R: Runtime>(
+    state: &AppState<R>,
+    pairs: Vec<(String, String)>,
+) -> Result<HttpResponse, HttpResponse> {
+    let (message, options) = on_main(state, move |w| async move {
         w.configure(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     })
-    .await;
-    match r {
-        Ok(Ok((message, options))) => json(
-            200,
-            serde_json::json!({"Message": message, "State": options}).to_string(),
-        ),
-        Ok(Err(e)) => worker_error(e),
-        Err(r) => r,
-    }
+    .await?
+    .map_err(worker_error)?;
+    Ok(json(
+        200,
+        serde_json::json!({"Message": message, "State": options}).to_string(),
+    ))
 }
 
-async fn clear<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) -> HttpResponse {
-    let pairs = match query_pairs(&req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let mut reset_images = false;
-    for (k, v) in pairs {
-        match (k.as_str(), v.as_str()) {
-            ("reset_images", "true" | "1") => reset_images = true,
-            ("reset_images", "false" | "0" | "") => reset_images = false,
-            ("reset_images", other) => {
-                return error(400, format!("reset_images: {other:?} is not true/false"))
-            }
-            (other, _) => return error(400, format!("unknown parameter {other:?}")),
-        }
-    }
-    match on_main(&state, move |w| async move { w.clear(reset_images).await }).await {
-        Ok(Ok(removed)) => json(
-            200,
-            serde_json::json!({"Message": "cleared", "ResetImages": reset_images, "Removed": removed})
-                .to_string(),
-        ),
-        Ok(Err(e)) => worker_error(e),
-        Err(r) => r,
-    }
+async fn clear<R: Runtime>(
+    state: &AppState<R>,
+    reset_images: bool,
+) -> Result<HttpResponse, HttpResponse> {
+    let removed = on_main(state, move |w| async move { w.clear(reset_images).await })
+        .await?
+        .map_err(worker_error)?;
+    Ok(json(
+        200,
+        serde_json::json!({"Message": "cleared", "ResetImages": reset_images, "Removed": removed})
+            .to_string(),
+    ))
 }
 
-async fn prepare<R: Runtime>(state: web::Data<AppState<R>>) -> HttpResponse {
-    match on_main(&state, |w| async move { w.prepare().await }).await {
-        Ok((built, failed)) => {
-            let status = if failed.is_empty() { 200 } else { 500 };
-            json(
-                status,
-                serde_json::json!({
-                    "Message": if failed.is_empty() { "prepared" } else { "some images failed" },
-                    "Built": built,
-                    "Failed": failed,
-                })
-                .to_string(),
-            )
-        }
-        Err(r) => r,
-    }
+async fn prepare<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpResponse> {
+    let (built, failed) = on_main(state, |w| async move { w.prepare().await }).await?;
+    let status = if failed.is_empty() { 200 } else { 500 };
+    Ok(json(
+        status,
+        serde_json::json!({
+            "Message": if failed.is_empty() { "prepared" } else { "some images failed" },
+            "Built": built,
+            "Failed": failed,
+        })
+        .to_string(),
+    ))
 }
 
-async fn health<R: Runtime>(state: web::Data<AppState<R>>) -> HttpResponse {
-    let r = on_main(&state, |w| async move {
+async fn health<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpResponse> {
+    let (engine, status) = on_main(state, |w| async move {
         let h = w.runtime().health().await;
         (h, w.status())
     })
-    .await;
-    match r {
-        Ok((Ok(h), status)) => json(
-            200,
-            serde_json::json!({
-                "Status": "ok",
-                "Runtime": h.runtime,
-                "Engine": h.engine,
-                "Worker": status,
-            })
-            .to_string(),
-        ),
-        Ok((Err(e), _)) => error(e.http_status(), e.to_string()),
-        Err(r) => r,
-    }
-}
-
-async fn not_found() -> HttpResponse {
-    error(404, "404 Not found on given path")
+    .await?;
+    let h = engine.map_err(|e| error(runtime_status(&e), e.to_string()))?;
+    Ok(json(
+        200,
+        serde_json::json!({
+            "Status": "ok",
+            "Runtime": h.runtime,
+            "Engine": h.engine,
+            "Worker": status,
+        })
+        .to_string(),
+    ))
 }
 
 /// Builds the actix server on `listener` (not started until awaited).
@@ -218,12 +212,7 @@ pub fn server<R: Runtime>(
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .route("/execute", web::route().to(execute::<R>))
-            .route("/configure", web::route().to(configure::<R>))
-            .route("/clear", web::route().to(clear::<R>))
-            .route("/prepare", web::route().to(prepare::<R>))
-            .route("/health", web::route().to(health::<R>))
-            .default_service(web::to(not_found))
+            .default_service(web::to(dispatch::<R>))
     })
     .workers(http_workers.max(1))
     .disable_signals()

@@ -10,9 +10,11 @@
 //! - [`runtime`]: the [`runtime::Runtime`] trait (build images, run
 //!   instances) and its implementations (`process`, `docker`).
 //! - [`worker`]: the core that turns policy answers into runtime actions.
-//! - [`http`]: the actix-web edge (routes, JSON errors).
+//! - [`action`]: requests parsed into a typed [`action::Action`].
+//! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses).
 //! - [`run`]: binds it all together (`main` is a thin CLI over it).
 
+pub mod action;
 pub mod http;
 pub mod runtime;
 pub mod worker;

@@ -131,7 +131,7 @@ async fn failures_are_clear_errors() {
     let image = rt.build_image(spec("I3")).await.expect("build I3");
     rt.remove_image(&image).await.unwrap();
     let err = rt.run_once(&image).await.unwrap_err();
-    assert_eq!(err.http_status(), 500);
+    assert_eq!(worker_front::http::runtime_status(&err), 500);
     assert!(err.to_string().contains("missing"), "{err}");
 
     // A dynamically linked hf-fn cannot run FROM scratch: refused up front.
@@ -187,8 +187,9 @@ async fn engine_outage_gives_unavailable_then_recovers_without_restart() {
             .contains(&format!("Docker engine unreachable at {}", relay.url())),
         "{err}"
     );
-    assert_eq!(err.http_status(), 503);
-    assert_eq!(rt.health().await.unwrap_err().http_status(), 503);
+    assert!(matches!(err, RuntimeError::EngineUnavailable(_)), "{err:?}");
+    let health = rt.health().await.unwrap_err();
+    assert_eq!(worker_front::http::runtime_status(&health), 503);
 
     relay.start();
     let call = rt

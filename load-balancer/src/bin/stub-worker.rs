@@ -79,10 +79,7 @@ struct Stub {
 }
 
 fn query_value(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| load_balancer::action::percent_decode(v).into_owned())
-    })
+    protocol::query::query_value(query, key).map(|v| v.into_owned())
 }
 
 async fn handle(req: HttpRequest, stub: web::Data<Stub>) -> HttpResponse {

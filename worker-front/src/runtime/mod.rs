@@ -184,7 +184,8 @@ pub struct EngineHealth {
     pub engine: String,
 }
 
-/// Runtime failures, mapped to HTTP statuses by [`RuntimeError::http_status`].
+/// Runtime failures (the HTTP edge answers 503 for an unreachable engine,
+/// 500 for the rest: `crate::http::runtime_status`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
     /// The engine (Docker daemon) does not answer: 503.
@@ -216,15 +217,6 @@ pub enum RuntimeError {
 /// How much of a crashed function's stderr is kept.
 pub const STDERR_TAIL_BYTES: usize = 2048;
 
-impl RuntimeError {
-    /// The HTTP status the worker answers with.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            RuntimeError::EngineUnavailable(_) => 503,
-            _ => 500,
-        }
-    }
-}
 
 /// The last `max` bytes of `text` (on a char boundary), trimmed.
 pub fn tail(text: &str, max: usize) -> String {
@@ -343,11 +335,7 @@ mod tests {
         .unwrap();
         assert_eq!(out.end_time - out.start_time, 2);
         let e = parse_function_output("W1", "").unwrap_err();
-        assert_eq!(e.http_status(), 500);
+        assert!(matches!(e, RuntimeError::BadOutput { .. }), "{e:?}");
         assert!(parse_function_output("W1", "not json").is_err());
-        assert_eq!(
-            RuntimeError::EngineUnavailable("x".into()).http_status(),
-            503
-        );
     }
 }

@@ -1,0 +1,129 @@
+//! HTTP requests parsed at the edge into a typed [`Action`], as the
+//! balancer does: the worker core only ever sees this enum.
+//!
+//! Routes (the original's names; Prev/HotFunctions
+//! `worker_front/request_handler.go`): `/execute?name=F`, `/configure?...`,
+//! `/clear[?reset_images=true]`, `/prepare`, and `/health`. As in the
+//! original, any method is accepted.
+
+use protocol::query::query_pairs;
+
+/// One request the worker understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `/execute?name=F`.
+    Execute { function: String },
+    /// `/configure?user_code_size_limit=...&...`: the caching options to
+    /// change (checked by the core's option parser).
+    Configure { pairs: Vec<(String, String)> },
+    /// `/clear[?reset_images=true]`.
+    Clear { reset_images: bool },
+    /// `/prepare`.
+    Prepare,
+    /// `/health`.
+    Health,
+}
+
+/// A request that is not an [`Action`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// The original's message for a missing name.
+    #[error("param 'name' is not given")]
+    MissingName,
+    #[error("{0}")]
+    BadParameter(String),
+    /// The original's 404 message.
+    #[error("404 Not found on given path")]
+    NotFound,
+}
+
+impl Action {
+    /// Parses one request: its path and raw query string (no `?`).
+    pub fn parse(path: &str, query: &str) -> Result<Self, ActionError> {
+        match path {
+            "/execute" => query_pairs(query)
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| Self::Execute {
+                    function: v.into_owned(),
+                })
+                .ok_or(ActionError::MissingName),
+            "/configure" => Ok(Self::Configure {
+                pairs: query_pairs(query)
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect(),
+            }),
+            "/clear" => {
+                let mut reset_images = false;
+                for (k, v) in query_pairs(query) {
+                    match (k.as_ref(), v.as_ref()) {
+                        ("reset_images", "true" | "1") => reset_images = true,
+                        ("reset_images", "false" | "0" | "") => reset_images = false,
+                        ("reset_images", other) => {
+                            return Err(ActionError::BadParameter(format!(
+                                "reset_images: {other:?} is not true/false"
+                            )))
+                        }
+                        (other, _) => {
+                            return Err(ActionError::BadParameter(format!(
+                                "unknown parameter {other:?}"
+                            )))
+                        }
+                    }
+                }
+                Ok(Self::Clear { reset_images })
+            }
+            "/prepare" => Ok(Self::Prepare),
+            "/health" => Ok(Self::Health),
+            _ => Err(ActionError::NotFound),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_become_actions() {
+        assert_eq!(
+            Action::parse("/execute", "x=1&name=W%201"),
+            Ok(Action::Execute {
+                function: "W 1".into()
+            })
+        );
+        assert_eq!(
+            Action::parse("/execute", "names=W1"),
+            Err(ActionError::MissingName)
+        );
+        assert_eq!(
+            Action::parse("/configure", "using_rest_mode=true&image_limit=5"),
+            Ok(Action::Configure {
+                pairs: vec![
+                    ("using_rest_mode".into(), "true".into()),
+                    ("image_limit".into(), "5".into())
+                ]
+            })
+        );
+        assert_eq!(
+            Action::parse("/clear", "reset_images=true"),
+            Ok(Action::Clear { reset_images: true })
+        );
+        assert_eq!(
+            Action::parse("/clear", ""),
+            Ok(Action::Clear {
+                reset_images: false
+            })
+        );
+        assert!(matches!(
+            Action::parse("/clear", "reset_images=maybe"),
+            Err(ActionError::BadParameter(_))
+        ));
+        assert!(matches!(
+            Action::parse("/clear", "all=1"),
+            Err(ActionError::BadParameter(_))
+        ));
+        assert_eq!(Action::parse("/prepare", ""), Ok(Action::Prepare));
+        assert_eq!(Action::parse("/health", "x"), Ok(Action::Health));
+        assert_eq!(Action::parse("/elsewhere", ""), Err(ActionError::NotFound));
+    }
+}
