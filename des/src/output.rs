@@ -8,8 +8,9 @@
 //! replayer would have written it). Nothing reads the real clock, so equal
 //! inputs give byte-identical logs.
 //!
-//! The JSON is formatted by hand (it is the hot path of runs that keep the
-//! log); a unit test checks it is exactly what serde writes for the same
+//! The JSON is written without serde (it is the hot path of runs that keep
+//! the log) by `protocol::reply::BalancerReplyView`, which owns the field
+//! names; a unit test checks it is exactly what serde writes for the same
 //! `BalancerReply`.
 //!
 //! Fields: `Result` is `{"statusCode":200,"body":""}`; `ExecutionTime` is
@@ -25,6 +26,8 @@
 
 use std::io::{self, Write};
 
+use protocol::reply::{json_escaped, BalancerReplyView};
+
 pub use policy::node::CallMeta;
 
 /// Writes log lines, reusing one line buffer.
@@ -38,11 +41,6 @@ pub struct LogWriter<W: Write> {
     /// Per function id: the name as it appears inside a JSON string.
     json_names: Vec<String>,
     algorithm: String,
-}
-
-fn json_escaped(s: &str) -> String {
-    let quoted = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-    quoted[1..quoted.len() - 1].to_string()
 }
 
 /// The `WorkerNodeUrl` of simulated node `id`.
@@ -98,28 +96,21 @@ impl<W: Write> LogWriter<W> {
     ) -> io::Result<()> {
         self.prefix(start_ms, end_ms, name)?;
         let f = &self.json_names[function as usize];
-        write!(
-            self.line,
-            concat!(
-                r#"{{"Result":{{"statusCode":200,"body":""}},"ExecutionTime":{},"InternalExecutionTime":{},"#,
-                r#""Meta":{{"ImageBuilt":{},"UsingPooledContainer":{},"UsingExistingRestContainer":{},"#,
-                r#""ContainerName":"des-{}-{}-{}","ImageName":"hf-{}"}},"#,
-                r#""LoadBalancingInfo":{{"WorkerNodeId":{},"WorkerNodeUrl":"des://node-{}","Algorithm":"{}","AlgorithmLatency":0.0}}}}"#,
-                "\n"
-            ),
-            execution_ms,
-            internal_ms,
-            meta.image_built,
-            meta.pooled,
-            meta.existing_instance,
-            node,
-            f,
-            instance,
-            f,
-            node,
-            node,
-            self.algorithm,
-        )?;
+        BalancerReplyView {
+            execution_time: execution_ms,
+            internal_execution_time: internal_ms,
+            image_built: meta.image_built,
+            using_pooled_container: meta.pooled,
+            using_existing_rest_container: meta.existing_instance,
+            container_name: format_args!("des-{node}-{f}-{instance}"),
+            image_name: format_args!("hf-{f}"),
+            worker_node_id: i64::from(node),
+            worker_node_url: format_args!("des://node-{node}"),
+            algorithm: &self.algorithm,
+            algorithm_latency: 0.0,
+        }
+        .write_json(&mut self.line)?;
+        self.line.push(b'\n');
         self.out.write_all(&self.line)
     }
 

@@ -29,13 +29,13 @@ use protocol::reply::{append_load_balancing_info, reported_cold};
 use protocol::LoadBalancingInfo;
 
 use crate::action::Action;
-use protocol::query::percent_encode_into;
 use crate::cluster::{Cluster, Selection, Thresholds};
 use crate::config::{BalancerConfig, ConfigError};
 use crate::error::BalancerError;
 use crate::state::{RunClock, Shared};
 use keepalive_http::CallError;
 use policy::scheduler::NodeId;
+use protocol::query::percent_encode_into;
 
 /// A call counted in flight by the scheduler; reports its completion
 /// exactly once, as a failure if dropped unreported.

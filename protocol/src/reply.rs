@@ -110,6 +110,61 @@ impl ErrorReply {
     }
 }
 
+/// A successful call's [`BalancerReply`], written straight to bytes without
+/// serde, for writers of many log lines (the simulator's hot path). The
+/// output is exactly what serde writes for the same reply with an empty
+/// `Result.body` and status 200 (a test checks it). The text fields are
+/// `Display` values that must be JSON-escaped already ([`json_escaped`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BalancerReplyView<'a> {
+    pub execution_time: i64,
+    pub internal_execution_time: i64,
+    pub image_built: bool,
+    pub using_pooled_container: bool,
+    pub using_existing_rest_container: bool,
+    pub container_name: std::fmt::Arguments<'a>,
+    pub image_name: std::fmt::Arguments<'a>,
+    pub worker_node_id: i64,
+    pub worker_node_url: std::fmt::Arguments<'a>,
+    pub algorithm: &'a str,
+    pub algorithm_latency: f64,
+}
+
+impl BalancerReplyView<'_> {
+    /// Appends the reply's JSON (no line end) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        use std::io::Write as _;
+        write!(
+            out,
+            concat!(
+                r#"{{"Result":{{"statusCode":200,"body":""}},"ExecutionTime":{},"InternalExecutionTime":{},"#,
+                r#""Meta":{{"ImageBuilt":{},"UsingPooledContainer":{},"UsingExistingRestContainer":{},"#,
+                r#""ContainerName":"{}","ImageName":"{}"}},"#,
+                r#""LoadBalancingInfo":{{"WorkerNodeId":{},"WorkerNodeUrl":"{}","Algorithm":"{}","AlgorithmLatency":"#,
+            ),
+            self.execution_time,
+            self.internal_execution_time,
+            self.image_built,
+            self.using_pooled_container,
+            self.using_existing_rest_container,
+            self.container_name,
+            self.image_name,
+            self.worker_node_id,
+            self.worker_node_url,
+            self.algorithm,
+        )?;
+        serde_json::to_writer(&mut *out, &self.algorithm_latency)?;
+        out.extend_from_slice(b"}}");
+        Ok(())
+    }
+}
+
+/// `s` as it appears inside a JSON string (without the quotes).
+pub fn json_escaped(s: &str) -> String {
+    let quoted = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    quoted[1..quoted.len() - 1].to_string()
+}
+
 /// Adds `"LoadBalancingInfo": {...}` to a worker's JSON object without
 /// parsing or re-serializing the rest of it (the balancer's hot path).
 ///
@@ -288,6 +343,33 @@ mod tests {
                 reply.meta.is_cold(),
                 "{pooled} {rest}"
             );
+        }
+    }
+
+    #[test]
+    fn the_reply_view_writes_what_serde_writes() {
+        for (name, latency) in [("W1", 0.0), ("we\"ird\\", 0.125), ("é", 1e-7)] {
+            let escaped = json_escaped(name);
+            let view = BalancerReplyView {
+                execution_time: 1249,
+                internal_execution_time: 1000,
+                image_built: true,
+                using_pooled_container: false,
+                using_existing_rest_container: true,
+                container_name: format_args!("c-{escaped}-7"),
+                image_name: format_args!("hf-{escaped}"),
+                worker_node_id: 3,
+                worker_node_url: format_args!("des://node-3"),
+                algorithm: "ours",
+                algorithm_latency: latency,
+            };
+            let mut out = Vec::new();
+            view.write_json(&mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            let reply: BalancerReply = serde_json::from_str(&text).unwrap();
+            assert_eq!(serde_json::to_string(&reply).unwrap(), text);
+            assert_eq!(reply.worker.meta.container_name, format!("c-{name}-7"));
+            assert_eq!(reply.load_balancing_info.algorithm_latency, latency);
         }
     }
 }

@@ -217,7 +217,6 @@ pub enum RuntimeError {
 /// How much of a crashed function's stderr is kept.
 pub const STDERR_TAIL_BYTES: usize = 2048;
 
-
 /// The last `max` bytes of `text` (on a char boundary), trimmed.
 pub fn tail(text: &str, max: usize) -> String {
     let t = text.trim_end();
