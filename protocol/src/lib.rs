@@ -14,7 +14,8 @@
 //! - [`query`]: query strings (percent-coding, pairs), as the routes use.
 //! - [`scenario`]: scenario CSV rows `FunctionName,StartTimeMs` (no header).
 //! - [`log`]: the replay log line
-//!   `YYYY/MM/DD HH:MM:SS <startMs> <endMs> <function> <json>`.
+//!   `YYYY/MM/DD HH:MM:SS <startMs> <endMs> <function> <json>`, and the
+//!   lenient view of a logged reply that analysis reads ([`log::LoggedReply`]).
 
 pub mod log;
 pub mod query;

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use serde::Deserialize;
+
 /// One parsed log line. The JSON is kept as text: analyzers decide what to
 /// read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +132,37 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// The part of a logged balancer reply that log analysis reads, leniently:
+/// `InternalExecutionTime` may be a float (the original's logs), and
+/// `Algorithm` and `AlgorithmLatency` may be missing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LoggedReply {
+    #[serde(rename = "InternalExecutionTime")]
+    pub internal_execution_time: f64,
+    #[serde(rename = "Meta")]
+    pub meta: LoggedMeta,
+    #[serde(rename = "LoadBalancingInfo")]
+    pub load_balancing_info: LoggedBalancingInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoggedMeta {
+    pub image_built: bool,
+    pub using_pooled_container: bool,
+    pub using_existing_rest_container: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoggedBalancingInfo {
+    pub worker_node_id: usize,
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    #[serde(default)]
+    pub algorithm_latency: Option<f64>,
 }
 
 #[cfg(test)]

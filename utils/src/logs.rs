@@ -18,6 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
+use protocol::log::LoggedReply;
 use serde::{Deserialize, Serialize};
 
 /// How many unreadable lines are kept as examples in [`RunLog::unparseable`].
@@ -95,35 +96,6 @@ pub struct ReadLogError {
     pub path: PathBuf,
     #[source]
     pub source: std::io::Error,
-}
-
-/// The part of a balancer reply the analyzer reads.
-#[derive(Deserialize)]
-struct LoggedReply {
-    #[serde(rename = "InternalExecutionTime")]
-    internal_execution_time: f64,
-    #[serde(rename = "Meta")]
-    meta: LoggedMeta,
-    #[serde(rename = "LoadBalancingInfo")]
-    load_balancing_info: LoggedBalancingInfo,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct LoggedMeta {
-    image_built: bool,
-    using_pooled_container: bool,
-    using_existing_rest_container: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct LoggedBalancingInfo {
-    worker_node_id: usize,
-    #[serde(default)]
-    algorithm: Option<String>,
-    #[serde(default)]
-    algorithm_latency: Option<f64>,
 }
 
 impl RunLog {
