@@ -9,69 +9,15 @@
 //! sample-functions --bins`, a no-op when they are current), so the test
 //! never runs stale binaries.
 
+mod support;
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Directory of the binaries (where `simulator` itself was built).
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_simulator"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the other packages' binaries once per test process.
-fn build_testbed() -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let release = bin_dir().file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root()).args([
-            "build",
-            "-p",
-            "load-balancer",
-            "-p",
-            "worker-front",
-            "-p",
-            "sample-functions",
-            "--bins",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`cargo build -p load-balancer -p worker-front -p sample-functions --bins` failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    for name in ["load-balancer", "worker-front", "hf-fn"] {
-        assert!(
-            bin_dir().join(name).is_file(),
-            "{} missing after the build",
-            bin_dir().join(name).display()
-        );
-    }
-    bin_dir()
-}
+use support::{build_testbed, workspace_root};
 
 fn simulator() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_simulator"));

@@ -53,7 +53,14 @@ pub fn build_testbed() -> PathBuf {
         }
     });
     if let Err(e) = result {
-        panic!("building the testbed binaries failed:\n{e}");
+        panic!("building the testbed binaries failed (`cargo build -p load-balancer -p worker-front -p sample-functions --bins`):\n{e}");
+    }
+    for name in ["load-balancer", "worker-front", "hf-fn"] {
+        assert!(
+            bin_dir().join(name).is_file(),
+            "{} missing after the build",
+            bin_dir().join(name).display()
+        );
     }
     bin_dir()
 }
