@@ -49,7 +49,6 @@
 //! Nothing here reads a clock: the caller measures wall time
 //! ([`Summary::performance`]) and shows progress ([`Progress`]).
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use policy::node::options::CachingOptions;
@@ -59,6 +58,7 @@ use policy::Time;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp1};
+use rustc_hash::FxHashMap;
 use sample_functions::catalog::Phase;
 use sample_functions::payload::{scaled_bytes, valid_package_scale};
 use serde::Serialize;
@@ -274,7 +274,7 @@ struct FunctionInfo {
 struct Node {
     model: NodeModel,
     /// Jobs waiting for the model to resume them, by call.
-    waiting: HashMap<CallId, u32>,
+    waiting: FxHashMap<CallId, u32>,
     /// When the model's timer event is scheduled.
     timer_at: Option<Time>,
 }
@@ -402,7 +402,7 @@ pub fn run_workload(
         nodes: (0..config.nodes)
             .map(|_| Node {
                 model: NodeModel::new(config.worker, config.instances),
-                waiting: HashMap::new(),
+                waiting: FxHashMap::default(),
                 timer_at: None,
             })
             .collect(),
@@ -508,7 +508,7 @@ fn unreachable_hist() -> hdrhistogram::Histogram<u64> {
 struct Sim<'a, 'w> {
     config: &'a DesConfig,
     names: &'a [String],
-    ids: HashMap<&'a str, u32>,
+    ids: FxHashMap<&'a str, u32>,
     functions: Vec<FunctionInfo>,
     phases: Vec<Phase>,
     scheduler: Box<dyn Scheduler>,

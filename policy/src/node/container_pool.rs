@@ -15,9 +15,11 @@
 //! [`PoolPlan`] and reports each creation with [`ContainerPool::instance_ready`]
 //! (which says whether the instance is still wanted: the function may have
 //! dropped out of the top ranks meanwhile) or [`ContainerPool::instance_failed`].
-//! Ties in recency are broken by function name. Time is an argument.
+//! Ties in recency are broken by the function's key (its name, or the node
+//! model's id). Time is an argument.
 
 use crate::time::Time;
+use std::borrow::Borrow;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
@@ -29,31 +31,41 @@ struct FunctionPool {
     pending: usize,
 }
 
-/// Pool state for every function seen.
+/// Pool state for every function seen (named by keys of type `K`: the
+/// node model's ids, or names).
 #[derive(Debug, Clone)]
-pub struct ContainerPool {
+pub struct ContainerPool<K = String> {
     function_limit: Option<usize>,
     per_function: usize,
-    functions: BTreeMap<String, FunctionPool>,
+    functions: BTreeMap<K, FunctionPool>,
 }
 
 /// What the caller must do to reach the pool's target state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PoolPlan {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolPlan<K = String> {
     /// Create this many instances of each function (already counted pending).
-    pub create: Vec<(String, usize)>,
+    pub create: Vec<(K, usize)>,
     /// Remove this many *ready* instances of each function (already
     /// uncounted). Pending ones of these functions are refused on arrival.
-    pub remove: Vec<(String, usize)>,
+    pub remove: Vec<(K, usize)>,
 }
 
-impl PoolPlan {
+impl<K> Default for PoolPlan<K> {
+    fn default() -> Self {
+        Self {
+            create: Vec::new(),
+            remove: Vec::new(),
+        }
+    }
+}
+
+impl<K> PoolPlan<K> {
     pub fn is_empty(&self) -> bool {
         self.create.is_empty() && self.remove.is_empty()
     }
 }
 
-impl ContainerPool {
+impl<K: Ord + Clone> ContainerPool<K> {
     /// `function_limit`: pools for that many most recent functions (`None`
     /// = pooling off); `per_function`: pool size (`CONTAINER_POOL_NUM`).
     pub fn new(function_limit: Option<usize>, per_function: usize) -> Self {
@@ -69,7 +81,12 @@ impl ContainerPool {
     }
 
     /// Changes the limits; returns the plan that reaches the new target.
-    pub fn set_limits(&mut self, function_limit: Option<usize>, per_function: usize) -> PoolPlan {
+    #[must_use = "the plan must be carried out"]
+    pub fn set_limits(
+        &mut self,
+        function_limit: Option<usize>,
+        per_function: usize,
+    ) -> PoolPlan<K> {
         self.function_limit = function_limit;
         self.per_function = per_function;
         self.reconcile()
@@ -77,10 +94,14 @@ impl ContainerPool {
 
     /// A call of `function` arrives: returns true if it takes a ready
     /// pooled instance (the caller removes that instance after the call).
-    pub fn call_started(&mut self, function: &str, now: Time) -> bool {
+    pub fn call_started<Q>(&mut self, function: &Q, now: Time) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
         if !self.functions.contains_key(function) {
             self.functions
-                .insert(function.to_string(), FunctionPool::default());
+                .insert(function.to_owned(), FunctionPool::default());
         }
         let Some(p) = self.functions.get_mut(function) else {
             return false;
@@ -96,7 +117,12 @@ impl ContainerPool {
     }
 
     /// A call of `function` ended: stamps its use and returns the plan.
-    pub fn call_finished(&mut self, function: &str, now: Time) -> PoolPlan {
+    #[must_use = "the plan must be carried out"]
+    pub fn call_finished<Q>(&mut self, function: &Q, now: Time) -> PoolPlan<K>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         if let Some(p) = self.functions.get_mut(function) {
             p.in_flight = p.in_flight.saturating_sub(1);
             p.last_used = p.last_used.max(now);
@@ -109,7 +135,11 @@ impl ContainerPool {
 
     /// A pending instance of `function` is ready. Returns true if it joins
     /// the pool; false if it is no longer wanted (the caller removes it).
-    pub fn instance_ready(&mut self, function: &str) -> bool {
+    pub fn instance_ready<Q>(&mut self, function: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         let wanted = self.target_of(function);
         let Some(p) = self.functions.get_mut(function) else {
             return false;
@@ -128,7 +158,11 @@ impl ContainerPool {
     }
 
     /// A pending instance of `function` could not be created.
-    pub fn instance_failed(&mut self, function: &str) {
+    pub fn instance_failed<Q>(&mut self, function: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         if let Some(p) = self.functions.get_mut(function) {
             p.pending = p.pending.saturating_sub(1);
         }
@@ -137,7 +171,11 @@ impl ContainerPool {
     /// A function can no longer be pooled (its image was evicted): returns
     /// how many ready instances the caller must remove. It may be pooled
     /// again after its next call.
-    pub fn forget(&mut self, function: &str) -> usize {
+    pub fn forget<Q>(&mut self, function: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         match self.functions.remove(function) {
             // Pending ones are refused by `instance_ready` (unknown function).
             Some(p) => p.ready,
@@ -151,44 +189,60 @@ impl ContainerPool {
     }
 
     /// Ready instances of `function`.
-    pub fn ready(&self, function: &str) -> usize {
+    pub fn ready<Q>(&self, function: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.functions.get(function).map_or(0, |p| p.ready)
     }
 
     /// Pending instances of `function`.
-    pub fn pending(&self, function: &str) -> usize {
+    pub fn pending<Q>(&self, function: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.functions.get(function).map_or(0, |p| p.pending)
     }
 
     /// Functions that should have a pool now, most recent first.
-    pub fn pooled_functions(&self) -> Vec<String> {
+    pub fn pooled_functions(&self) -> Vec<K> {
         let Some(limit) = self.function_limit else {
             return Vec::new();
         };
-        let mut v: Vec<Rank<'_>> = self.functions.iter().map(|(n, p)| rank(n, p)).collect();
+        let mut v: Vec<Rank<'_, K>> = self.functions.iter().map(|(n, p)| rank(n, p)).collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
         v.into_iter()
             .take(limit)
-            .map(|(_, _, Reverse(n))| n.to_string())
+            .map(|(_, _, Reverse(n))| n.clone())
             .collect()
     }
 
     /// Whether `function` ranks among the first `function_limit` (no
     /// allocation: counts the functions ranked above it).
-    fn in_top(&self, function: &str) -> bool {
+    fn in_top<Q>(&self, function: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         let (Some(limit), Some(p)) = (self.function_limit, self.functions.get(function)) else {
             return false;
         };
         let mine = rank(function, p);
         self.functions
             .iter()
-            .filter(|(n, q)| rank(n, q) > mine)
+            .filter(|(n, q)| rank((*n).borrow(), q) > mine)
             .take(limit)
             .count()
             < limit
     }
 
-    fn target_of(&self, function: &str) -> usize {
+    fn target_of<Q>(&self, function: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         if self.in_top(function) {
             self.per_function
         } else {
@@ -198,16 +252,18 @@ impl ContainerPool {
 
     /// Brings every function to its target: `per_function` (ready +
     /// pending) for the top-ranked, none for the rest.
-    pub fn reconcile(&mut self) -> PoolPlan {
+    #[must_use = "the plan must be carried out"]
+    pub fn reconcile(&mut self) -> PoolPlan<K> {
         // The lowest rank still in the top (ranks are unique: the name
         // breaks ties), or None when no function may be pooled.
-        let threshold: Option<(bool, Time, String)> = match self.function_limit {
+        let threshold: Option<(bool, Time, K)> = match self.function_limit {
             Some(limit) if limit > 0 => {
-                let mut v: Vec<Rank<'_>> = self.functions.iter().map(|(n, p)| rank(n, p)).collect();
+                let mut v: Vec<Rank<'_, K>> =
+                    self.functions.iter().map(|(n, p)| rank(n, p)).collect();
                 v.sort_unstable_by(|a, b| b.cmp(a));
                 v.get(limit - 1)
                     .or(v.last())
-                    .map(|(f, t, Reverse(n))| (*f, *t, n.to_string()))
+                    .map(|(f, t, Reverse(n))| (*f, *t, (*n).clone()))
             }
             _ => None,
         };
@@ -216,7 +272,7 @@ impl ContainerPool {
         for (name, p) in self.functions.iter_mut() {
             let in_top = threshold
                 .as_ref()
-                .is_some_and(|(f, t, n)| rank(name, p) >= (*f, *t, Reverse(n.as_str())));
+                .is_some_and(|(f, t, n)| rank(name, p) >= (*f, *t, Reverse(n)));
             let target = if in_top { per_function } else { 0 };
             let have = p.ready + p.pending;
             if have < target {
@@ -232,10 +288,11 @@ impl ContainerPool {
 }
 
 /// Pool priority: a call in flight first, then the most recent use, then
-/// the name (earlier names first), so that ranks are unique.
-type Rank<'a> = (bool, Time, Reverse<&'a str>);
+/// the key (smaller keys first: names in order, or the node model's ids in
+/// the order functions were first seen), so that ranks are unique.
+type Rank<'a, Q> = (bool, Time, Reverse<&'a Q>);
 
-fn rank<'a>(name: &'a str, p: &FunctionPool) -> Rank<'a> {
+fn rank<'a, Q: ?Sized>(name: &'a Q, p: &FunctionPool) -> Rank<'a, Q> {
     (p.in_flight > 0, p.last_used, Reverse(name))
 }
 
@@ -294,7 +351,8 @@ mod tests {
         let plan = p.call_finished("A", s(1));
         assert_eq!(p.pending("A"), 1);
         p.call_started("B", s(2));
-        p.call_finished("B", s(3));
+        let plan_b = p.call_finished("B", s(3));
+        assert_eq!(plan_b.create, vec![("B".to_string(), 1)]);
         // A's instance arrives after A dropped out: not wanted.
         assert!(!p.instance_ready("A"));
         assert!(plan.create.len() == 1);

@@ -16,11 +16,14 @@
 //! limit on its own is evicted as soon as its last call ends (as in the
 //! original), and the next call rebuilds it.
 //!
-//! Ties in the use time are broken by function name, so runs are
-//! deterministic. Time is an argument ([`Time`]).
+//! Ties in the use time are broken by the function's key (its name, or
+//! the node model's id: the order functions were first seen on the node),
+//! so runs are deterministic. Time is an argument ([`Time`]).
+
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
 
 use crate::time::Time;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CachedImage {
@@ -29,24 +32,36 @@ struct CachedImage {
 }
 
 /// The cache state: which images exist, their sizes and use times, and
-/// how many calls of each function are in flight.
-#[derive(Debug, Clone, Default)]
-pub struct ImageCache {
+/// how many calls of each function are in flight. Functions are named by
+/// keys of type `K` (the node model uses dense ids; names work too).
+#[derive(Debug, Clone)]
+pub struct ImageCache<K = String> {
     limit_bytes: Option<u64>,
-    images: BTreeMap<String, CachedImage>,
-    in_flight: BTreeMap<String, u32>,
+    images: BTreeMap<K, CachedImage>,
+    in_flight: BTreeMap<K, u32>,
     /// Sum of `images[*].bytes`, kept up to date.
     total_bytes: u64,
 }
 
+impl<K> Default for ImageCache<K> {
+    fn default() -> Self {
+        Self {
+            limit_bytes: None,
+            images: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            total_bytes: 0,
+        }
+    }
+}
+
 /// An image the policy removed from the cache: the caller deletes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EvictedImage {
-    pub function: String,
+pub struct EvictedImage<K = String> {
+    pub function: K,
     pub bytes: u64,
 }
 
-impl ImageCache {
+impl<K: Ord + Clone> ImageCache<K> {
     /// A cache with this byte limit (`None` = unlimited).
     pub fn new(limit_bytes: Option<u64>) -> Self {
         Self {
@@ -60,7 +75,8 @@ impl ImageCache {
     }
 
     /// Changes the limit and returns what must be evicted now.
-    pub fn set_limit(&mut self, limit_bytes: Option<u64>, now: Time) -> Vec<EvictedImage> {
+    #[must_use = "evicted images must be removed"]
+    pub fn set_limit(&mut self, limit_bytes: Option<u64>, now: Time) -> Vec<EvictedImage<K>> {
         self.limit_bytes = limit_bytes;
         self.evict(now)
     }
@@ -68,11 +84,15 @@ impl ImageCache {
     /// A call of `function` arrives: pins its image (if any, or once built)
     /// and returns whether the image is cached (else the caller builds it
     /// and reports [`ImageCache::image_built`]).
-    pub fn call_started(&mut self, function: &str, now: Time) -> bool {
+    pub fn call_started<Q>(&mut self, function: &Q, now: Time) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
         match self.in_flight.get_mut(function) {
             Some(n) => *n += 1,
             None => {
-                self.in_flight.insert(function.to_string(), 1);
+                self.in_flight.insert(function.to_owned(), 1);
             }
         }
         match self.images.get_mut(function) {
@@ -87,9 +107,14 @@ impl ImageCache {
     /// The image of `function` now exists with this size. Returns what
     /// must be evicted to respect the limit (never this image while a call
     /// of it is in flight).
-    pub fn image_built(&mut self, function: &str, bytes: u64, now: Time) -> Vec<EvictedImage> {
+    #[must_use = "evicted images must be removed"]
+    pub fn image_built<Q>(&mut self, function: &Q, bytes: u64, now: Time) -> Vec<EvictedImage<K>>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
         let old = self.images.insert(
-            function.to_string(),
+            function.to_owned(),
             CachedImage {
                 bytes,
                 last_used: now,
@@ -101,7 +126,12 @@ impl ImageCache {
 
     /// A call of `function` ended (successfully or not): unpins it, stamps
     /// its use time, and returns what must be evicted now.
-    pub fn call_finished(&mut self, function: &str, now: Time) -> Vec<EvictedImage> {
+    #[must_use = "evicted images must be removed"]
+    pub fn call_finished<Q>(&mut self, function: &Q, now: Time) -> Vec<EvictedImage<K>>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         if let Some(n) = self.in_flight.get_mut(function) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -116,14 +146,15 @@ impl ImageCache {
 
     /// Removes least recently used unpinned images until the total is
     /// within the limit (or only pinned images remain).
-    pub fn evict(&mut self, _now: Time) -> Vec<EvictedImage> {
+    #[must_use = "evicted images must be removed"]
+    pub fn evict(&mut self, _now: Time) -> Vec<EvictedImage<K>> {
         let Some(limit) = self.limit_bytes else {
             return Vec::new();
         };
         if self.total_bytes <= limit {
             return Vec::new();
         }
-        let mut order: Vec<(Time, String)> = self
+        let mut order: Vec<(Time, K)> = self
             .images
             .iter()
             .filter(|(name, _)| !self.in_flight.contains_key(*name))
@@ -147,7 +178,11 @@ impl ImageCache {
     }
 
     /// Forgets an image (it failed, or the caller removed it).
-    pub fn remove(&mut self, function: &str) -> bool {
+    pub fn remove<Q>(&mut self, function: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         match self.images.remove(function) {
             Some(img) => {
                 self.total_bytes -= img.bytes;
@@ -164,11 +199,19 @@ impl ImageCache {
         self.total_bytes = 0;
     }
 
-    pub fn contains(&self, function: &str) -> bool {
+    pub fn contains<Q>(&self, function: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.images.contains_key(function)
     }
 
-    pub fn is_pinned(&self, function: &str) -> bool {
+    pub fn is_pinned<Q>(&self, function: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.in_flight.contains_key(function)
     }
 
@@ -178,9 +221,8 @@ impl ImageCache {
     }
 
     /// Cached functions, least recently used first.
-    pub fn lru_order(&self) -> Vec<String> {
-        let mut v: Vec<(Time, &String)> =
-            self.images.iter().map(|(n, i)| (i.last_used, n)).collect();
+    pub fn lru_order(&self) -> Vec<K> {
+        let mut v: Vec<(Time, &K)> = self.images.iter().map(|(n, i)| (i.last_used, n)).collect();
         v.sort();
         v.into_iter().map(|(_, n)| n.clone()).collect()
     }

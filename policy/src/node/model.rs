@@ -74,10 +74,11 @@
 //! calls only while pooling is on.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::container_pool::{ContainerPool, PoolPlan};
@@ -341,12 +342,14 @@ pub struct NodeModel {
     /// Bumped by `/clear`: calls from before it are not counted by the new
     /// pool.
     generation: u64,
-    cache: ImageCache,
-    pool: ContainerPool,
-    rest: RestInstances,
+    /// The policies, keyed by the model's function ids (first seen, first
+    /// numbered: ties in recency break in that order).
+    cache: ImageCache<u32>,
+    pool: ContainerPool<u32>,
+    rest: RestInstances<u32>,
     functions: Vec<FunctionState>,
-    function_ids: HashMap<Arc<str>, u32>,
-    instances: HashMap<InstanceId, InstanceRecord>,
+    function_ids: FxHashMap<Arc<str>, u32>,
+    instances: FxHashMap<InstanceId, InstanceRecord>,
     calls: Calls,
     timers: BinaryHeap<Reverse<(Time, u32)>>,
     next_instance: InstanceId,
@@ -365,8 +368,8 @@ impl NodeModel {
             pool: new_pool(&options),
             rest: RestInstances::new(options.rest_lifetime()),
             functions: Vec::new(),
-            function_ids: HashMap::new(),
-            instances: HashMap::new(),
+            function_ids: FxHashMap::default(),
+            instances: FxHashMap::default(),
             calls: Calls::default(),
             timers: BinaryHeap::new(),
             next_instance: 1,
@@ -417,7 +420,7 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn call_arrived(&mut self, function: &str, now: Time) -> (CallId, Effects) {
         let f = self.intern(function);
-        let cached = self.cache.call_started(function, now);
+        let cached = self.cache.call_started(&f, now);
         let call = self.calls.insert(Call {
             function: f,
             generation: self.generation,
@@ -456,10 +459,10 @@ impl NodeModel {
     /// build is already running; when true, report
     /// [`NodeModel::image_built`] or [`NodeModel::image_build_failed`].
     pub fn begin_build(&mut self, function: &str) -> bool {
-        if self.cache.contains(function) {
+        let f = self.intern(function);
+        if self.cache.contains(&f) {
             return false;
         }
-        let f = self.intern(function);
         let fs = &mut self.functions[f as usize];
         if fs.build.is_some() {
             return false;
@@ -474,7 +477,7 @@ impl NodeModel {
     pub fn image_built(&mut self, function: &str, bytes: u64, now: Time) -> Effects {
         let f = self.intern(function);
         let mut effects = Effects::default();
-        let evicted = self.cache.image_built(function, bytes, now);
+        let evicted = self.cache.image_built(&f, bytes, now);
         self.evict(evicted, &mut effects);
         // The builder first, then the calls that waited, in arrival order.
         let build = self.functions[f as usize].build.take().unwrap_or_default();
@@ -516,7 +519,6 @@ impl NodeModel {
             return Step::Wait;
         };
         let f = c.function;
-        let name = self.name(f);
         let (role, instance, step, meta) = match self.instance_model {
             InstanceModel::Lambda { keep_alive } => {
                 let mut next = self.next_instance;
@@ -572,7 +574,7 @@ impl NodeModel {
             }
             InstanceModel::HotFunctions if self.options.using_rest_mode => {
                 let mut next = self.next_instance;
-                let got = self.rest.call_started(&name, now, || {
+                let got = self.rest.call_started(&f, now, || {
                     next += 1;
                     next - 1
                 });
@@ -610,7 +612,7 @@ impl NodeModel {
                 }
             }
             InstanceModel::HotFunctions if self.pool.is_enabled() => {
-                let took = self.pool.call_started(&name, now);
+                let took = self.pool.call_started(&f, now);
                 match self.functions[f as usize].pooled.pop().filter(|_| took) {
                     Some(id) => {
                         if let Some(r) = self.instances.get_mut(&id) {
@@ -654,10 +656,9 @@ impl NodeModel {
         r.state = InstanceState::Ready;
         let (f, kind, attached) = (r.function, r.kind, r.attached);
         let waiting = std::mem::take(&mut r.waiting);
-        let name = self.name(f);
         match kind {
             InstanceKind::Pooled => {
-                if attached && self.pool.instance_ready(&name) {
+                if attached && self.pool.instance_ready(&f) {
                     self.functions[f as usize].pooled.push(id);
                 } else {
                     self.instances.remove(&id);
@@ -665,8 +666,8 @@ impl NodeModel {
                 }
             }
             InstanceKind::Rest => {
-                if attached && self.rest.instance(&name) == Some(id) {
-                    self.rest.started(&name, now);
+                if attached && self.rest.instance(&f) == Some(id) {
+                    self.rest.started(&f, now);
                 }
                 for call in waiting {
                     if self.calls.get(call).is_some() {
@@ -688,7 +689,7 @@ impl NodeModel {
         let Some(r) = self.instances.remove(&id) else {
             return effects;
         };
-        let name = self.name(r.function);
+        let f = r.function;
         if let Some(starter) = r.starter {
             if let Some(c) = self.calls.get_mut(starter) {
                 c.role = Role::None;
@@ -698,12 +699,12 @@ impl NodeModel {
         match r.kind {
             InstanceKind::Pooled => {
                 if r.attached {
-                    self.pool.instance_failed(&name);
+                    self.pool.instance_failed(&f);
                 }
             }
             InstanceKind::Rest => {
-                if self.rest.instance(&name) == Some(id) {
-                    self.rest.remove(&name);
+                if self.rest.instance(&f) == Some(id) {
+                    self.rest.remove(&f);
                 }
                 for call in r.waiting {
                     if self.calls.get(call).is_some() {
@@ -736,14 +737,13 @@ impl NodeModel {
         c.instance = None;
         c.meta.pooled = false;
         c.meta.existing_instance = false;
-        let name = self.name(f);
         if let Some(id) = instance {
             match role {
                 Role::Rest => {
                     // Other calls on it die too, or finish: either way the
                     // policy no longer counts them on it.
-                    if self.rest.instance(&name) == Some(id) {
-                        self.rest.remove(&name);
+                    if self.rest.instance(&f) == Some(id) {
+                        self.rest.remove(&f);
                     }
                     self.instances.remove(&id);
                     effects.remove_instances.push(id);
@@ -791,15 +791,14 @@ impl NodeModel {
             return (CallMeta::default(), effects);
         };
         let f = c.function;
-        let name = self.name(f);
-        let evicted = self.cache.call_finished(&name, now);
+        let evicted = self.cache.call_finished(&f, now);
         let same_generation = c.generation == self.generation;
         let mut plan = PoolPlan::default();
         match (c.role, c.instance) {
             (Role::Rest, Some(id)) => {
-                if self.rest.instance(&name) == Some(id) {
-                    self.rest.call_finished(&name, now);
-                    if let Some(t) = self.rest.deadline(&name) {
+                if self.rest.instance(&f) == Some(id) {
+                    self.rest.call_finished(&f, now);
+                    if let Some(t) = self.rest.deadline(&f) {
                         self.schedule(f, t);
                     }
                 }
@@ -814,7 +813,7 @@ impl NodeModel {
                     effects.remove_instances.push(id);
                 }
                 if same_generation && !self.options.using_rest_mode {
-                    plan = self.pool.call_finished(&name, now);
+                    plan = self.pool.call_finished(&f, now);
                 }
             }
             (Role::KeepAlive, Some(id)) => {
@@ -875,12 +874,11 @@ impl NodeModel {
                 continue; // superseded by an earlier entry
             }
             fs.timer = None;
-            let name = fs.name.clone();
-            if let Some(id) = self.rest.expire_function(&name, now) {
+            if let Some(id) = self.rest.expire_function(&f, now) {
                 self.instances.remove(&id);
                 effects.remove_instances.push(id);
             }
-            if let Some(t) = self.rest.deadline(&name) {
+            if let Some(t) = self.rest.deadline(&f) {
                 self.schedule(f, t);
             }
             let mut gone = Vec::new();
@@ -928,15 +926,9 @@ impl NodeModel {
                 self.detach(id, &mut effects);
             }
         }
-        let names: Vec<(u32, Arc<str>)> = self
-            .functions
-            .iter()
-            .enumerate()
-            .map(|(i, fs)| (i as u32, fs.name.clone()))
-            .collect();
-        for (f, name) in &names {
-            if let Some(t) = self.rest.deadline(name) {
-                self.schedule(*f, t);
+        for f in 0..self.functions.len() as u32 {
+            if let Some(t) = self.rest.deadline(&f) {
+                self.schedule(f, t);
             }
         }
         if options.using_rest_mode {
@@ -982,10 +974,8 @@ impl NodeModel {
             }
         }
         if reset_images {
-            for name in self.cache.lru_order() {
-                if let Some(&f) = self.function_ids.get(name.as_str()) {
-                    effects.remove_images.push(self.name(f));
-                }
+            for f in self.cache.lru_order() {
+                effects.remove_images.push(self.name(f));
             }
             self.cache.clear();
         }
@@ -995,19 +985,16 @@ impl NodeModel {
     // ----- composition rules -----
 
     /// An evicted image takes its function's idle instances with it.
-    fn evict(&mut self, evicted: Vec<EvictedImage>, effects: &mut Effects) {
-        for e in evicted {
-            let Some(&f) = self.function_ids.get(e.function.as_str()) else {
-                continue;
-            };
+    fn evict(&mut self, evicted: Vec<EvictedImage<u32>>, effects: &mut Effects) {
+        for EvictedImage { function: f, .. } in evicted {
             effects.remove_images.push(self.name(f));
-            self.pool.forget(&e.function);
+            self.pool.forget(&f);
             for id in std::mem::take(&mut self.functions[f as usize].pooled) {
                 self.instances.remove(&id);
                 effects.remove_instances.push(id);
             }
-            if !self.rest.is_busy(&e.function) {
-                if let Some(id) = self.rest.remove(&e.function) {
+            if !self.rest.is_busy(&f) {
+                if let Some(id) = self.rest.remove(&f) {
                     self.detach(id, effects);
                 }
             }
@@ -1025,11 +1012,8 @@ impl NodeModel {
 
     /// Pool reconciliation: pre-warm what the plan creates (for functions
     /// whose image is cached), remove the ready instances it drops.
-    fn apply_plan(&mut self, plan: PoolPlan, effects: &mut Effects) {
-        for (name, n) in plan.remove {
-            let Some(&f) = self.function_ids.get(name.as_str()) else {
-                continue;
-            };
+    fn apply_plan(&mut self, plan: PoolPlan<u32>, effects: &mut Effects) {
+        for (f, n) in plan.remove {
             let pooled = &mut self.functions[f as usize].pooled;
             let keep = pooled.len().saturating_sub(n);
             for id in pooled.split_off(keep) {
@@ -1037,14 +1021,13 @@ impl NodeModel {
                 effects.remove_instances.push(id);
             }
         }
-        for (name, n) in plan.create {
-            let f = self.function_ids.get(name.as_str()).copied();
-            let Some(f) = f.filter(|_| self.cache.contains(&name)) else {
+        for (f, n) in plan.create {
+            if !self.cache.contains(&f) {
                 for _ in 0..n {
-                    self.pool.instance_failed(&name);
+                    self.pool.instance_failed(&f);
                 }
                 continue;
-            };
+            }
             for _ in 0..n {
                 let id = self.mint();
                 self.instances.insert(
@@ -1108,7 +1091,9 @@ impl NodeModel {
 
     /// Whether `function`'s image is cached.
     pub fn is_cached(&self, function: &str) -> bool {
-        self.cache.contains(function)
+        self.function_ids
+            .get(function)
+            .is_some_and(|f| self.cache.contains(f))
     }
 
     /// Whether a call of `function` now would run on a warm REST instance
@@ -1116,8 +1101,10 @@ impl NodeModel {
     pub fn serves_warm(&self, function: &str) -> bool {
         self.instance_model == InstanceModel::HotFunctions
             && self.options.using_rest_mode
-            && self.cache.contains(function)
-            && self.rest.is_ready(function)
+            && self
+                .function_ids
+                .get(function)
+                .is_some_and(|f| self.cache.contains(f) && self.rest.is_ready(f))
     }
 
     /// Cached images.
@@ -1137,9 +1124,8 @@ impl NodeModel {
 
     /// REST instances that are up.
     pub fn rest_instances(&self) -> usize {
-        self.functions
-            .iter()
-            .filter(|f| self.rest.is_ready(&f.name))
+        (0..self.functions.len() as u32)
+            .filter(|f| self.rest.is_ready(f))
             .count()
     }
 
@@ -1159,7 +1145,7 @@ impl NodeModel {
     }
 }
 
-fn new_pool(options: &CachingOptions) -> ContainerPool {
+fn new_pool(options: &CachingOptions) -> ContainerPool<u32> {
     ContainerPool::new(
         options.pool_function_limit(),
         options.container_pool_num as usize,

@@ -16,6 +16,7 @@
 //! Instances are named by ids the caller mints ([`InstanceId`]); time is
 //! an argument ([`Time`]).
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -48,14 +49,15 @@ pub enum RestAcquire {
     Start(InstanceId),
 }
 
-/// REST-mode instance state for every function.
+/// REST-mode instance state for every function (named by keys of type
+/// `K`: the node model's ids, or names).
 #[derive(Debug, Clone)]
-pub struct RestInstances {
+pub struct RestInstances<K = String> {
     lifetime: Duration,
-    instances: BTreeMap<String, Instance>,
+    instances: BTreeMap<K, Instance>,
 }
 
-impl RestInstances {
+impl<K: Ord + Clone> RestInstances<K> {
     pub fn new(lifetime: Duration) -> Self {
         Self {
             lifetime,
@@ -75,12 +77,16 @@ impl RestInstances {
     /// A call of `function` arrives at `now`; it counts as in flight until
     /// [`RestInstances::call_finished`]. `mint` gives the id of a new
     /// instance when one must be started.
-    pub fn call_started(
+    pub fn call_started<Q>(
         &mut self,
-        function: &str,
+        function: &Q,
         now: Time,
         mint: impl FnOnce() -> InstanceId,
-    ) -> RestAcquire {
+    ) -> RestAcquire
+    where
+        K: Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
         match self.instances.get_mut(function) {
             Some(i) => {
                 i.in_flight += 1;
@@ -93,7 +99,7 @@ impl RestInstances {
             None => {
                 let id = mint();
                 self.instances.insert(
-                    function.to_string(),
+                    function.to_owned(),
                     Instance {
                         id,
                         state: State::Starting,
@@ -107,7 +113,11 @@ impl RestInstances {
     }
 
     /// The instance of `function` is up.
-    pub fn started(&mut self, function: &str, now: Time) {
+    pub fn started<Q>(&mut self, function: &Q, now: Time)
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         if let Some(i) = self.instances.get_mut(function) {
             i.state = State::Ready;
             i.idle_since = i.idle_since.max(now);
@@ -119,11 +129,15 @@ impl RestInstances {
     /// for the start, the instance stays `Starting` under a new id from
     /// `mint`, which is returned: one of them starts it. Otherwise it is
     /// forgotten.
-    pub fn start_failed(
+    pub fn start_failed<Q>(
         &mut self,
-        function: &str,
+        function: &Q,
         mint: impl FnOnce() -> InstanceId,
-    ) -> Option<InstanceId> {
+    ) -> Option<InstanceId>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         let i = self.instances.get_mut(function)?;
         i.in_flight = i.in_flight.saturating_sub(1);
         if i.in_flight == 0 {
@@ -137,7 +151,11 @@ impl RestInstances {
     }
 
     /// A call of `function` ended at `now` (successfully or not).
-    pub fn call_finished(&mut self, function: &str, now: Time) {
+    pub fn call_finished<Q>(&mut self, function: &Q, now: Time)
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         if let Some(i) = self.instances.get_mut(function) {
             i.in_flight = i.in_flight.saturating_sub(1);
             i.idle_since = i.idle_since.max(now);
@@ -152,8 +170,8 @@ impl RestInstances {
 
     /// Removes and returns every ready instance idle for at least the
     /// lifetime at `now`; the caller stops them.
-    pub fn expire(&mut self, now: Time) -> Vec<(String, InstanceId)> {
-        let expired: Vec<(String, InstanceId)> = self
+    pub fn expire(&mut self, now: Time) -> Vec<(K, InstanceId)> {
+        let expired: Vec<(K, InstanceId)> = self
             .instances
             .iter()
             .filter(|(_, i)| self.expired(i, now))
@@ -167,7 +185,11 @@ impl RestInstances {
 
     /// Removes the instance of `function` if it is idle for at least the
     /// lifetime at `now`, and returns its id.
-    pub fn expire_function(&mut self, function: &str, now: Time) -> Option<InstanceId> {
+    pub fn expire_function<Q>(&mut self, function: &Q, now: Time) -> Option<InstanceId>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         let i = self.instances.get(function)?;
         if !self.expired(i, now) {
             return None;
@@ -179,7 +201,11 @@ impl RestInstances {
 
     /// When the instance of `function` expires if no call comes (None
     /// while it starts or serves a call).
-    pub fn deadline(&self, function: &str) -> Option<Time> {
+    pub fn deadline<Q>(&self, function: &Q) -> Option<Time>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         let i = self.instances.get(function)?;
         (i.state == State::Ready && i.in_flight == 0).then(|| i.idle_since + self.lifetime)
     }
@@ -195,12 +221,16 @@ impl RestInstances {
 
     /// Forgets the instance of `function` (it died, or its image went);
     /// returns its id if it was known.
-    pub fn remove(&mut self, function: &str) -> Option<InstanceId> {
+    pub fn remove<Q>(&mut self, function: &Q) -> Option<InstanceId>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.instances.remove(function).map(|i| i.id)
     }
 
     /// Forgets every instance (`/clear`); the caller stops them.
-    pub fn clear(&mut self) -> Vec<(String, InstanceId)> {
+    pub fn clear(&mut self) -> Vec<(K, InstanceId)> {
         std::mem::take(&mut self.instances)
             .into_iter()
             .map(|(n, i)| (n, i.id))
@@ -208,19 +238,31 @@ impl RestInstances {
     }
 
     /// The id of `function`'s instance (starting or ready).
-    pub fn instance(&self, function: &str) -> Option<InstanceId> {
+    pub fn instance<Q>(&self, function: &Q) -> Option<InstanceId>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.instances.get(function).map(|i| i.id)
     }
 
     /// Whether `function` has a ready instance.
-    pub fn is_ready(&self, function: &str) -> bool {
+    pub fn is_ready<Q>(&self, function: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.instances
             .get(function)
             .is_some_and(|i| i.state == State::Ready)
     }
 
     /// Whether `function`'s instance has calls in flight (or starting).
-    pub fn is_busy(&self, function: &str) -> bool {
+    pub fn is_busy<Q>(&self, function: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.instances
             .get(function)
             .is_some_and(|i| i.in_flight > 0)
@@ -236,7 +278,7 @@ impl RestInstances {
     }
 
     /// Functions with an instance (starting or ready).
-    pub fn functions(&self) -> Vec<String> {
+    pub fn functions(&self) -> Vec<K> {
         self.instances.keys().cloned().collect()
     }
 }
