@@ -119,7 +119,7 @@ async fn clear_and_prepare_reach_every_worker() {
     let b = StubWorker::start("s1", &[]);
     let mut cfg = config("rr", &[&a, &b]);
     let dead = dead_url();
-    cfg.nodes.push(dead.clone());
+    cfg.nodes.push(dead.url.clone());
     let balancer = Balancer::start(cfg);
     for route in ["clear", "prepare"] {
         let response = balancer.get(&format!("/{route}")).await;
@@ -291,7 +291,7 @@ async fn an_unreachable_worker_is_retried_once_on_the_next_choice() {
     let live = StubWorker::start("s1", &[]);
     let dead = dead_url();
     let cfg = BalancerConfig {
-        nodes: vec![dead.clone(), live.url.clone()],
+        nodes: vec![dead.url.clone(), live.url.clone()],
         ..config("rr", &[])
     };
     let balancer = Balancer::start(cfg);
@@ -301,7 +301,7 @@ async fn an_unreachable_worker_is_retried_once_on_the_next_choice() {
     assert_eq!(reply["LoadBalancingInfo"]["WorkerNodeId"], 1);
     assert_eq!(reply["Meta"]["ContainerName"], "s1-W1");
     // The dead node is offline now and gets no more calls.
-    assert_eq!(balancer.node_states().await[&dead], "offline");
+    assert_eq!(balancer.node_states().await[&dead.url], "offline");
     for _ in 0..3 {
         assert_eq!(balancer.execute_node("W1").await, 1);
     }
@@ -311,7 +311,7 @@ async fn an_unreachable_worker_is_retried_once_on_the_next_choice() {
 async fn unreachable_after_the_retry_is_502_then_no_online_node_is_503() {
     let (d0, d1) = (dead_url(), dead_url());
     let cfg = BalancerConfig {
-        nodes: vec![d0.clone(), d1.clone()],
+        nodes: vec![d0.url.clone(), d1.url.clone()],
         ..config("rr", &[])
     };
     let balancer = Balancer::start(cfg);
@@ -319,7 +319,10 @@ async fn unreachable_after_the_retry_is_502_then_no_online_node_is_503() {
     assert_eq!(status, 502, "{reply}");
     assert_eq!(reply["Error"], true);
     let message = reply["Message"].as_str().unwrap();
-    assert!(message.contains(&d0) && message.contains(&d1), "{message}");
+    assert!(
+        message.contains(&d0.url) && message.contains(&d1.url),
+        "{message}"
+    );
     let (status, reply) = balancer.execute("W1").await;
     assert_eq!(status, 503, "{reply}");
     assert_eq!(

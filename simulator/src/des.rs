@@ -29,8 +29,9 @@ use des::{
     DEFAULT_EPOCH_MS,
 };
 use load_balancer::cli::SchedulerArgs;
+use policy::node::keep_alive::KeepAlivePool;
 use policy::node::options::CachingOptions;
-use policy::scheduler::{registry, NodeInfo};
+use policy::scheduler::registry;
 
 /// How instances serve calls (CLI form of [`InstanceModel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,7 +52,7 @@ pub struct Args {
     #[arg(long, short = 'a', default_value = "rr", help = format!("Scheduler: {}", registry::known_algorithms()))]
     pub algorithm: String,
     /// Worker nodes.
-    #[arg(long, short = 'n', default_value_t = 4)]
+    #[arg(long, short = 'n', default_value_t = DesConfig::default().nodes)]
     pub nodes: u32,
     /// Cores per node (default: the profile's `cores`).
     #[arg(long)]
@@ -61,7 +62,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "cores")]
     pub machine_cores: Option<u32>,
     /// Capacity per node told to the scheduler.
-    #[arg(long, default_value_t = NodeInfo::DEFAULT_CAPACITY)]
+    #[arg(long, default_value_t = DesConfig::default().node_capacity)]
     pub capacity: u32,
     /// Cost profile JSON (default: simulator/profiles/process.json, embedded).
     #[arg(long)]
@@ -73,14 +74,14 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "hotfunctions")]
     pub instance_model: InstanceModelArg,
     /// Keep-alive of idle instances in the Lambda model, seconds.
-    #[arg(long, default_value_t = 600.0)]
+    #[arg(long, default_value_t = KeepAlivePool::DEFAULT_KEEP_ALIVE.as_secs_f64())]
     pub keep_alive_s: f64,
     /// Model of functions not in the catalog: cpu:MS, sleep:MS,
     /// cpu:MS+sleep:MS, exp:WARM_MS or exp:WARM_MS:COLD_MS.
     #[arg(long)]
     pub default_function: Option<FunctionModel>,
     /// Package size of functions not in the catalog, bytes.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = DesConfig::default().default_package_bytes)]
     pub default_package_bytes: u64,
 
     /// Worker: image cache limit in bytes (-1 = off, the default).
@@ -115,7 +116,7 @@ pub struct Args {
 
     /// Replay speed (as `simulator replay --time-scale`): scenario times
     /// are divided by it.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = DesConfig::default().time_scale)]
     pub time_scale: f64,
     /// Functions' work scale (as the worker's HF_TIME_SCALE; default
     /// 1 / --time-scale, as `simulator experiment` runs live workers).
@@ -124,7 +125,7 @@ pub struct Args {
     /// Package scale (as the worker's HF_PACKAGE_SCALE): every package is
     /// this much of its catalog size, for the image cache, builds and
     /// instance loads.
-    #[arg(long, env = "HF_PACKAGE_SCALE", default_value_t = 1.0)]
+    #[arg(long, env = "HF_PACKAGE_SCALE", default_value_t = DesConfig::default().package_scale)]
     pub package_scale: f64,
     /// Unix ms of virtual time zero (stamps of the log lines).
     #[arg(long, default_value_t = DEFAULT_EPOCH_MS, allow_negative_numbers = true)]

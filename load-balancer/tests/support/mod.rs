@@ -256,9 +256,40 @@ where
 }
 
 /// A loopback port with nothing listening on it.
-pub fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
+pub fn dead_url() -> DeadNode {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("a TCP socket");
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any_port.into()).expect("bind 127.0.0.1:0");
+    let port = socket
+        .local_addr()
+        .unwrap()
+        .as_socket()
+        .expect("an IP address")
+        .port();
+    DeadNode {
+        url: format!("http://127.0.0.1:{port}"),
+        _socket: socket,
+    }
+}
+
+/// A worker URL where nothing answers: its port is bound by a socket that
+/// never listens, so connections are refused, and no other server (another
+/// test's, started meanwhile) can take the port while this value lives.
+pub struct DeadNode {
+    pub url: String,
+    _socket: socket2::Socket,
+}
+
+impl std::ops::Deref for DeadNode {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for DeadNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
 }

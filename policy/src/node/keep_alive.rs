@@ -114,6 +114,7 @@ impl KeepAlivePool {
     /// recently created idle instance, or creates one with the id `mint`
     /// gives (larger than every id it gave before). The instance is busy
     /// until [`KeepAlivePool::release`] (or [`KeepAlivePool::discard`]).
+    #[must_use = "the call runs on the acquired instance"]
     pub fn acquire(
         &mut self,
         now: Time,

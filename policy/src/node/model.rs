@@ -1089,13 +1089,6 @@ impl NodeModel {
 
     // ----- state, for drivers and status pages -----
 
-    /// Whether `function`'s image is cached.
-    pub fn is_cached(&self, function: &str) -> bool {
-        self.function_ids
-            .get(function)
-            .is_some_and(|f| self.cache.contains(f))
-    }
-
     /// Whether a call of `function` now would run on a warm REST instance
     /// (image cached, instance up): a hint for where a driver runs it.
     pub fn serves_warm(&self, function: &str) -> bool {

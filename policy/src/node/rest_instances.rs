@@ -45,7 +45,7 @@ pub enum RestAcquire {
     /// Another call is starting this instance: wait for that start.
     WaitForStart(InstanceId),
     /// Start this (new) instance, then report [`RestInstances::started`]
-    /// or [`RestInstances::start_failed`].
+    /// (or, if the start fails, [`RestInstances::remove`] it).
     Start(InstanceId),
 }
 
@@ -124,32 +124,6 @@ impl<K: Ord + Clone> RestInstances<K> {
         }
     }
 
-    /// The calling start failed, and that call ends (do not also report
-    /// [`RestInstances::call_finished`] for it). If other calls are waiting
-    /// for the start, the instance stays `Starting` under a new id from
-    /// `mint`, which is returned: one of them starts it. Otherwise it is
-    /// forgotten.
-    pub fn start_failed<Q>(
-        &mut self,
-        function: &Q,
-        mint: impl FnOnce() -> InstanceId,
-    ) -> Option<InstanceId>
-    where
-        K: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        let i = self.instances.get_mut(function)?;
-        i.in_flight = i.in_flight.saturating_sub(1);
-        if i.in_flight == 0 {
-            self.instances.remove(function);
-            None
-        } else {
-            i.state = State::Starting;
-            i.id = mint();
-            Some(i.id)
-        }
-    }
-
     /// A call of `function` ended at `now` (successfully or not).
     pub fn call_finished<Q>(&mut self, function: &Q, now: Time)
     where
@@ -170,6 +144,7 @@ impl<K: Ord + Clone> RestInstances<K> {
 
     /// Removes and returns every ready instance idle for at least the
     /// lifetime at `now`; the caller stops them.
+    #[must_use = "expired or forgotten instances must be stopped"]
     pub fn expire(&mut self, now: Time) -> Vec<(K, InstanceId)> {
         let expired: Vec<(K, InstanceId)> = self
             .instances
@@ -185,6 +160,7 @@ impl<K: Ord + Clone> RestInstances<K> {
 
     /// Removes the instance of `function` if it is idle for at least the
     /// lifetime at `now`, and returns its id.
+    #[must_use = "expired or forgotten instances must be stopped"]
     pub fn expire_function<Q>(&mut self, function: &Q, now: Time) -> Option<InstanceId>
     where
         K: Borrow<Q>,
@@ -230,6 +206,7 @@ impl<K: Ord + Clone> RestInstances<K> {
     }
 
     /// Forgets every instance (`/clear`); the caller stops them.
+    #[must_use = "expired or forgotten instances must be stopped"]
     pub fn clear(&mut self) -> Vec<(K, InstanceId)> {
         std::mem::take(&mut self.instances)
             .into_iter()
@@ -351,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn a_use_extends_the_lifetime_and_failed_start_is_forgotten() {
+    fn a_use_extends_the_lifetime_and_a_removed_instance_is_started_anew() {
         let mut ids = Ids::default();
         let mut r = RestInstances::new(Duration::from_secs(1));
         r.call_started("A", ms(0), ids.mint());
@@ -361,23 +338,23 @@ mod tests {
         r.call_finished("A", ms(950));
         assert!(r.expire(ms(1500)).is_empty());
         assert_eq!(r.expire(ms(1950)), vec![("A".to_string(), 1)]);
+        // A failed start is forgotten (the node model then gets every
+        // waiting call its instance anew): the next call starts another.
         r.call_started("B", ms(0), ids.mint());
-        assert_eq!(r.start_failed("B", ids.mint()), None);
+        assert_eq!(r.remove("B"), Some(2));
         assert_eq!(
             r.call_started("B", ms(1), ids.mint()),
             RestAcquire::Start(3)
         );
-        // A waiter keeps the entry: it starts the instance itself, under a
-        // new id.
         assert_eq!(
             r.call_started("B", ms(2), ids.mint()),
             RestAcquire::WaitForStart(3)
         );
-        assert_eq!(r.start_failed("B", ids.mint()), Some(4));
         assert!(!r.is_ready("B"));
         r.started("B", ms(3));
         r.call_finished("B", ms(4));
-        assert_eq!(r.expire(ms(10_000)), vec![("B".to_string(), 4)]);
+        r.call_finished("B", ms(4));
+        assert_eq!(r.expire(ms(10_000)), vec![("B".to_string(), 3)]);
     }
 
     proptest! {
