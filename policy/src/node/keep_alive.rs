@@ -139,12 +139,7 @@ impl KeepAlivePool {
     /// The call on `instance` finished at `now`: the instance becomes idle
     /// and will expire at `now + keep_alive` unless reused.
     pub fn release(&mut self, instance: InstanceId, now: Time) -> Result<(), NotBusy> {
-        let pos = self
-            .busy
-            .iter()
-            .position(|&b| b == instance)
-            .ok_or(NotBusy(instance))?;
-        self.busy.swap_remove(pos);
+        self.discard(instance)?;
         let at = self.idle.partition_point(|&(id, _)| id < instance);
         self.idle.insert(at, (instance, now));
         Ok(())
@@ -347,5 +342,21 @@ mod tests {
         p.release(a, s(1)).unwrap();
         p.clear();
         assert_eq!(p.instance_count(), 0);
+    }
+
+    #[test]
+    fn discarded_and_removed_instances_are_gone() {
+        let mut p = Pool::new(d(10));
+        let a = p.acquire(s(0), |_| {}).instance();
+        let b = p.acquire(s(0), |_| {}).instance();
+        p.discard(a).unwrap();
+        assert_eq!(p.discard(a), Err(NotBusy(a)), "only busy ones");
+        assert_eq!((p.busy_count(), p.idle_count()), (1, 0));
+        p.release(b, s(1)).unwrap();
+        let mut removed = Vec::new();
+        p.remove_idle(|id| removed.push(id));
+        assert_eq!(removed, vec![b]);
+        assert_eq!(p.instance_count(), 0);
+        assert!(p.acquire(s(2), |_| {}).is_cold());
     }
 }
