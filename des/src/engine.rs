@@ -52,7 +52,9 @@
 use std::io::Write;
 
 use policy::node::options::CachingOptions;
-use policy::node::{CallId, Effects, InstanceId, InstanceKind, InstanceModel, NodeModel, Step};
+use policy::node::{
+    CallId, CallMeta, Effects, InstanceId, InstanceKind, InstanceModel, NodeModel, Step,
+};
 use policy::scheduler::{Completion, Membership, NodeInfo, Scheduler, SchedulerConfig};
 use policy::Time;
 use rand::SeedableRng;
@@ -709,7 +711,7 @@ impl Sim<'_, '_> {
                     InstanceKind::KeepAlive => profile.lambda_cold_ms,
                     InstanceKind::Rest | InstanceKind::Pooled => profile.rest_start_ms,
                 } + load;
-                self.count_start(id, true);
+                self.count_start(id, CallMeta::default());
                 self.queue.push(
                     now.add_micros(ms_to_us(cost)),
                     Event::InstanceUp {
@@ -735,26 +737,22 @@ impl Sim<'_, '_> {
                     }
                 };
                 // A call that waited for its REST instance to start is cold.
-                self.count_start(id, meta.is_cold());
+                self.count_start(id, meta);
                 self.begin_service(id, ms_to_us(cost), now)
             }
             Step::RunOnce { instance } => {
                 self.jobs[id as usize].instance = instance;
-                self.count_start(id, true);
+                self.count_start(id, CallMeta::default());
                 let cost = ms_to_us(profile.instance_create_ms + load);
                 self.begin_service(id, cost, now)
             }
         }
     }
 
-    /// Counts how the call got its instance, and draws an exponential
-    /// service time if its function has one.
-    fn count_start(&mut self, id: u32, cold: bool) {
-        let Job { node, call, .. } = self.jobs[id as usize];
-        let meta = self.nodes[node as usize]
-            .model
-            .meta(call)
-            .unwrap_or_default();
+    /// Counts how the call got its instance (`meta`: how the model serves
+    /// it), and draws an exponential service time if its function has one.
+    fn count_start(&mut self, id: u32, meta: CallMeta) {
+        let cold = meta.is_cold();
         if cold {
             self.stats.cold += 1;
         } else if meta.pooled {

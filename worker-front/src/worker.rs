@@ -372,19 +372,23 @@ impl<R: Runtime> Worker<R> {
             .ok_or_else(|| RuntimeError::Io("call was dropped while waiting".into()))
     }
 
-    /// The image of the call's function, as the runtime knows it.
-    fn image(&self, ctx: &mut CallCtx<'_>) -> Result<Image, RuntimeError> {
-        let img = self
-            .state()
+    /// The image of the call's function, as the runtime knows it, passed
+    /// to `f`; its name is noted for the reply.
+    fn with_image<T>(
+        &self,
+        ctx: &mut CallCtx<'_>,
+        f: impl FnOnce(&Image) -> T,
+    ) -> Result<T, RuntimeError> {
+        let st = self.state();
+        let img = st
             .images
             .get(ctx.spec.name.as_str())
-            .cloned()
             .ok_or_else(|| RuntimeError::Build {
                 function: ctx.spec.name.clone(),
                 detail: "the image was removed (cleared) before the call could use it".into(),
             })?;
         ctx.image_name.clone_from(&img.name);
-        Ok(img)
+        Ok(f(img))
     }
 
     /// Follows the model's steps until the call ran (or failed).
@@ -423,7 +427,7 @@ impl<R: Runtime> Worker<R> {
                     }
                 }
                 Step::Start { instance, kind } => {
-                    let image = self.image(ctx)?;
+                    let image = self.with_image(ctx, Image::clone)?;
                     let kind = runtime_kind(kind);
                     let started = self
                         .on_background(|w| async move {
@@ -447,7 +451,7 @@ impl<R: Runtime> Worker<R> {
                     }
                 }
                 Step::Run { instance } => {
-                    self.image(ctx)?;
+                    self.with_image(ctx, |_| ())?;
                     let inst = self.state().instances.get(&instance).cloned();
                     let r = match &inst {
                         Some(inst) => rt.invoke(inst).await,
@@ -475,7 +479,7 @@ impl<R: Runtime> Worker<R> {
                     }
                 }
                 Step::RunOnce { .. } => {
-                    let image = self.image(ctx)?;
+                    let image = self.with_image(ctx, Image::clone)?;
                     return self
                         .on_background(|w| async move { w.shared.runtime.run_once(&image).await })
                         .await;
