@@ -16,11 +16,14 @@
 //! - [`log`]: the replay log line
 //!   `YYYY/MM/DD HH:MM:SS <startMs> <endMs> <function> <json>`, and the
 //!   lenient view of a logged reply that analysis reads ([`log::LoggedReply`]).
+//! - [`sidecar`]: the run description beside every log (`<log>.meta.json`):
+//!   cluster, algorithm, parameters, seed, scales, version.
 
 pub mod log;
 pub mod query;
 pub mod reply;
 pub mod scenario;
+pub mod sidecar;
 
 pub use log::{LogLine, LogLineError};
 pub use reply::{

@@ -29,6 +29,11 @@
 //!   Fonts from [`plot::font`] (Debian: `fonts-dejavu-core`, or
 //!   `HF_PLOT_FONT=/path/to/font.ttf`).
 //!
+//! - [`stats`]: [`stats::Estimate`], mean and 95 % confidence interval of
+//!   repeated runs.
+//! - [`provenance`]: [`provenance::git_revision`], the source revision a
+//!   run records (read before it starts).
+//!
 //! A typical experiment, after one log per algorithm:
 //! ```no_run
 //! use utils::{analyze, compare::Comparison, logs::RunLog, plot};
@@ -63,4 +68,6 @@ pub mod compare;
 pub mod generate;
 pub mod logs;
 pub mod plot;
+pub mod provenance;
 pub mod report;
+pub mod stats;
