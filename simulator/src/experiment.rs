@@ -10,40 +10,64 @@
 //! starts a fresh balancer (`load-balancer <alg> --nodes ... --seed S`),
 //! replays the scenario in-process with [`crate::replay`], and stops the
 //! balancer. `--set NAME=VALUE` passes the original's worker caching options
-//! (`USING_REST_MODE`, ...) to the workers and its scheduler parameters
-//! (`T`, `ALPHA`, ...) to the balancers. A fresh balancer per run keeps runs independent and
-//! reproducible. Children run in their own process groups and are always
-//! stopped, also on Ctrl-C or failure ([`children`]).
+//! (`USING_REST_MODE`, ...) to the workers and scheduler parameters (`T`,
+//! `ch.T`, ...) to the balancers. A fresh balancer per run keeps runs
+//! independent and reproducible. Children run in their own process groups
+//! and are always stopped, also on Ctrl-C or failure ([`children`]).
 //!
 //! DES mode (`--mode des`): the same scenario and algorithms through the
-//! discrete-event simulator ([`crate::des::run_scenario`]), which writes
-//! the same log format, so the same analysis and report follow. It uses the
-//! live run's time scales and lets the simulated nodes share this host's
-//! cores (`--machine-cores`), so a live and a DES report compare; for
-//! clusters larger than one machine run `simulator des` directly.
+//! discrete-event simulator (the `des` crate), which writes the same log
+//! format, so the same analysis and report follow. It uses the live run's
+//! time scales. Each simulated node has its own `--node-cores` (default:
+//! the cost profile's, 2), never the host's; `--machine-cores N` instead
+//! models nodes that share one machine of N cores, as the live testbed's
+//! workers share this host. Either is recorded, so a DES report is the same
+//! on any machine.
 //!
-//! Then the logs are analysed with the `utils` crate (the original
-//! analyzer's locality, imbalance CV and cache-hit metrics, plus
-//! percentiles) and `results/<name>/` gets `report.md` (comparison table,
-//! plots, the exact command, seed, versions, time scale), `summary.csv`,
-//! `run.json` (every parameter and per-run summary), `logs/<alg>.log`,
-//! `plots/*.png` and `process-logs/` (the children's output).
+//! # Repetitions, sweeps, the experiment file
+//! `--repeat N` runs every algorithm N times (repetition k with seed
+//! `--seed` + k, recorded), interleaved (rr, ch, ..., then again), so slow
+//! drifts of the machine touch every algorithm alike; the report gives the
+//! mean and 95 % confidence interval of every metric ([`utils::stats`]).
+//! `--sweep NAME=V1,V2,...` repeats the whole comparison for each value of
+//! one parameter (a worker option, a scheduler parameter, `workers`,
+//! `load_factor`, `package_scale`, `node_cores`, `machine_cores`), with one
+//! table and one plot per metric against the swept value. `--file
+//! exp.toml` reads all of it from an experiment file ([`spec`]); the run
+//! writes the resolved file as `experiment.toml`, which reproduces it.
 //!
-//! Time scale: the default scenario (`scenarios/small.csv`, 30 s) is
-//! replayed `--time-scale` times faster (`auto`, the default, picks the
-//! scale that sends it in about `--target-seconds`, 6 s), and the
-//! functions' work and sleeps are scaled by `HF_TIME_SCALE` =
-//! `--load-factor` / time scale. A load factor of 1 keeps the scenario's
-//! shape (the same calls overlap); the default 0.25 runs the functions 4x
-//! shorter relative to the arrivals, because at 1.0 the small scenario asks
-//! for about 3 cores and this machine has 2 for all 4 nodes. With release
-//! binaries the whole default experiment takes about a minute; debug
-//! binaries run the functions' CPU loops many times slower (use a smaller
-//! `--load-factor`). Analysis slots are 1 s of *wall* time, so locality and
-//! CV of a scaled run are comparable across algorithms, not with unscaled
-//! runs. Every factor is recorded in the report.
+//! # Noise
+//! Live runs record the host and, per run, the machine's CPU use by other
+//! processes, CPU steal, load average and the replay's dispatch lag, and
+//! mark a run **disturbed** by the rule in [`host`]; `--strict` fails the
+//! experiment when a run is disturbed, `--retry-disturbed N` reruns it.
+//!
+//! # Outputs
+//! The logs are analysed with the `utils` crate (the original analyzer's
+//! locality, imbalance CV and cache-hit metrics, plus percentiles and
+//! failed calls by cause) and `results/<name>/` gets `report.md`,
+//! `summary.csv` (one row per algorithm, or per algorithm and swept value
+//! with means and CIs when runs repeat), `runs.csv` (one row per run),
+//! `run.json` (every parameter, per-run summaries and noise figures),
+//! `experiment.toml`, `logs/<run>.log` with their `.meta.json` sidecars,
+//! `plots/` and `process-logs/` (the children's output). An existing
+//! run's outputs are never replaced without `--overwrite`.
+//!
+//! # Time scale
+//! The default scenario (`scenarios/small.csv`, 30 s) is replayed
+//! `--time-scale` times faster (`auto`, the default, picks the scale that
+//! sends it in about `--target-seconds`, 6 s), and the functions' work and
+//! sleeps are scaled by `HF_TIME_SCALE` = `--load-factor` / time scale. A
+//! load factor of 1 keeps the scenario's shape (the same calls overlap);
+//! the default 0.25 runs the functions 4x shorter relative to the arrivals,
+//! because at 1.0 the small scenario asks for about 3 cores and this
+//! machine has 2 for all 4 nodes. Analysis slots are 1 s of *wall* time, so
+//! locality and CV of a scaled run are comparable across algorithms, not
+//! with unscaled runs. Every factor is recorded in the report.
 
 pub mod children;
+pub mod host;
+pub mod spec;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -52,13 +76,17 @@ use std::time::{Duration, Instant};
 
 use policy::node::options::{self, CachingOptions};
 use policy::scheduler::{canonical_name, registry, ParamSet, SchedulerConfig};
+use protocol::sidecar::{Cluster, GitRevision, RunSidecar};
 use protocol::ScenarioEvent;
 use sample_functions::payload::{valid_package_scale, PACKAGE_SCALE_ENV};
 use sample_functions::workload::TIME_SCALE_ENV;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utils::stats::Estimate;
 
 use crate::replay::{self, parse_duration, ProgressMode, ReplayOptions, StopHandle, StopLevel};
 use children::ChildProcess;
+use host::{CpuSample, HostInfo, Noise, Thresholds};
+use spec::{ExperimentFile, Scalar, Sweep, TimeScaleValue};
 
 /// Default scenario of an experiment.
 pub const DEFAULT_SCENARIO: &str = "scenarios/small.csv";
@@ -94,14 +122,22 @@ pub enum ExperimentError {
     Analysis(String),
     #[error("{0}")]
     BadArgument(String),
+    #[error(transparent)]
+    File(#[from] spec::FileError),
+    #[error(
+        "{dir} holds the outputs of an earlier run ({found}); pass --overwrite to replace them, or choose another --name"
+    )]
+    WouldOverwrite { dir: PathBuf, found: String },
     #[error("resetting worker {url}: {detail}")]
     WorkerReset { url: String, detail: String },
     #[error("interrupted before any algorithm finished")]
     Interrupted,
+    #[error("{0} of the runs were disturbed (--strict); see the report's Noise section")]
+    Disturbed(usize),
 }
 
 /// Live (real processes) or discrete-event simulation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Live,
@@ -109,7 +145,7 @@ pub enum Mode {
 }
 
 /// The workers' runtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerRuntime {
     Process,
@@ -145,18 +181,29 @@ impl std::str::FromStr for TimeScaleArg {
     }
 }
 
-/// Arguments of `simulator experiment`.
-#[derive(Debug, Clone, clap::Args)]
+/// Arguments of `simulator experiment`. The options that define the
+/// experiment have no clap default: a value given here overrides the
+/// `--file`'s, and a value given nowhere takes the default named in its
+/// help.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
-    /// Scenario CSV to replay.
-    #[arg(long, default_value = DEFAULT_SCENARIO)]
-    pub scenario: PathBuf,
-    /// Name of the run: outputs go to <results-dir>/<name>/.
-    #[arg(long, default_value = "default")]
-    pub name: String,
+    /// Experiment file (TOML; see `simulator/src/experiment/spec.rs` or the
+    /// `experiment.toml` of an earlier run): flags given here override it.
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// Scenario CSV to replay [default: scenarios/small.csv].
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Name of the run: outputs go to <results-dir>/<name>/ [default:
+    /// default].
+    #[arg(long)]
+    pub name: Option<String>,
     /// Parent directory of the run's outputs.
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
+    /// Replace the outputs of an earlier run of the same name.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Algorithms to compare, comma-separated (default: the registry's
     /// comparison set).
     #[arg(
@@ -169,42 +216,72 @@ pub struct Args {
         )
     )]
     pub algorithms: Vec<String>,
-    /// Worker nodes.
-    #[arg(long, default_value_t = 4)]
-    pub workers: u32,
-    /// Runtime of the workers (live mode).
-    #[arg(long, value_enum, default_value_t = WorkerRuntime::Process)]
-    pub runtime: WorkerRuntime,
-    /// Live processes, or the discrete-event simulator.
-    #[arg(long, value_enum, default_value_t = Mode::Live)]
-    pub mode: Mode,
-    /// Replay speed-up (`auto`: the scenario is sent in --target-seconds).
-    #[arg(long, default_value = "auto")]
-    pub time_scale: TimeScaleArg,
-    /// With `--time-scale auto`: seconds to send one scenario in.
-    #[arg(long, default_value_t = 6.0)]
-    pub target_seconds: f64,
+    /// Worker nodes [default: 4].
+    #[arg(long)]
+    pub workers: Option<u32>,
+    /// Runtime of the workers (live mode) [default: process].
+    #[arg(long, value_enum)]
+    pub runtime: Option<WorkerRuntime>,
+    /// Live processes, or the discrete-event simulator [default: live].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Runs per algorithm (and per swept value), with seeds seed, seed+1,
+    /// ...; the report gives means and 95 % confidence intervals
+    /// [default: 1].
+    #[arg(long)]
+    pub repeat: Option<u32>,
+    /// Sweep one parameter: NAME=V1,V2,... (a worker option, a scheduler
+    /// parameter such as ch.T, or workers, load_factor, package_scale,
+    /// node_cores, machine_cores).
+    #[arg(long, value_parser = Sweep::parse)]
+    pub sweep: Option<Sweep>,
+    /// Replay speed-up (`auto`: the scenario is sent in --target-seconds)
+    /// [default: auto].
+    #[arg(long)]
+    pub time_scale: Option<TimeScaleArg>,
+    /// With `--time-scale auto`: seconds to send one scenario in
+    /// [default: 6].
+    #[arg(long)]
+    pub target_seconds: Option<f64>,
     /// Offered load relative to the scenario's: the functions run
     /// `load factor / time scale` of their catalog durations
     /// (`HF_TIME_SCALE`), so 1.0 keeps the scenario's overlap of calls and
     /// 0.25 runs them 4x shorter relative to the arrivals (the scenario
-    /// needs about 3 cores at 1.0; this machine has 2 for 4 nodes).
-    #[arg(long, default_value_t = 0.25)]
-    pub load_factor: f64,
+    /// needs about 3 cores at 1.0; this machine has 2 for 4 nodes)
+    /// [default: 0.25].
+    #[arg(long)]
+    pub load_factor: Option<f64>,
     /// HF_TIME_SCALE of the functions, overriding --load-factor.
     #[arg(long)]
     pub fn_time_scale: Option<f64>,
     /// HF_PACKAGE_SCALE of the workers (and of the DES): every package is
-    /// this much of its catalog size, staged, loaded and counted by the
-    /// image cache (1 = the original's sizes, up to 131 MB).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    pub package_scale: f64,
-    /// Seed of the balancer's scheduler RNG (and of the DES).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// this much of its catalog size (1 = the original's sizes, up to 131
+    /// MB) [default: 1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub package_scale: Option<f64>,
+    /// Seed of the balancer's scheduler RNG and of the DES; repetition k
+    /// uses seed + k [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Only replay events starting before this scenario time (90s, 5m, ...).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// DES mode: cores of each simulated node [default: the cost
+    /// profile's].
+    #[arg(long)]
+    pub node_cores: Option<u32>,
+    /// DES mode: the simulated nodes share one machine of this many cores
+    /// (the live testbed's workers share its host) instead of
+    /// --node-cores each.
+    #[arg(long, conflicts_with = "node_cores")]
+    pub machine_cores: Option<u32>,
+    /// Live mode: run a disturbed run again, up to N times [default: 0].
+    #[arg(long)]
+    pub retry_disturbed: Option<u32>,
+    /// Live mode: fail (exit status 3) if a run is disturbed, after
+    /// writing the report.
+    #[arg(long)]
+    pub strict: bool,
     /// Directory of the load-balancer and worker-front binaries
     /// [default: next to this executable].
     #[arg(long)]
@@ -258,7 +335,11 @@ fn parse_setting(s: &str) -> Result<Setting, String> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))?;
-    let (name, value) = (name.trim(), value.trim());
+    check_setting(name.trim(), value.trim())
+}
+
+/// Checks one setting with the parser of its owner (worker or registry).
+fn check_setting(name: &str, value: &str) -> Result<Setting, String> {
     if value.is_empty() {
         return Err(format!("{name} needs a value"));
     }
@@ -284,10 +365,360 @@ fn parse_setting(s: &str) -> Result<Setting, String> {
     })
 }
 
-/// One algorithm's run.
+/// The experiment, every value resolved (file, then flags, then defaults).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub results_dir: PathBuf,
+    pub mode: Mode,
+    pub scenario: PathBuf,
+    pub algorithms: Vec<&'static str>,
+    pub workers: u32,
+    pub runtime: WorkerRuntime,
+    pub seed: u64,
+    pub repeat: u32,
+    pub time_scale: TimeScaleArg,
+    pub target_seconds: f64,
+    pub load_factor: f64,
+    pub fn_time_scale: Option<f64>,
+    pub package_scale: f64,
+    pub duration: Option<Duration>,
+    pub node_cores: Option<u32>,
+    pub machine_cores: Option<u32>,
+    pub retry_disturbed: u32,
+    pub strict: bool,
+    pub settings: Vec<Setting>,
+    pub sweep: Option<Sweep>,
+}
+
+impl Plan {
+    /// Merges the file (if any) with the flags; checks every value.
+    pub fn resolve(args: &Args) -> Result<Self, ExperimentError> {
+        let bad = ExperimentError::BadArgument;
+        let file = match &args.file {
+            Some(p) => ExperimentFile::load(p)?,
+            None => ExperimentFile::default(),
+        };
+        if let Some(v) = &file.written_by {
+            if v != env!("CARGO_PKG_VERSION") {
+                eprintln!(
+                    "experiment: note: the file was written by simulator {v}; this is {}",
+                    env!("CARGO_PKG_VERSION")
+                );
+            }
+        }
+        let name = args
+            .name
+            .clone()
+            .or(file.name)
+            .unwrap_or_else(|| "default".into());
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(bad(format!("--name {name:?} must be a plain directory name")));
+        }
+        let given: Vec<String> = if !args.algorithms.is_empty() {
+            args.algorithms.clone()
+        } else if let Some(a) = file.algorithms {
+            a
+        } else {
+            registry::default_algorithms().map(String::from).collect()
+        };
+        let mut algorithms = Vec::new();
+        for a in &given {
+            let n = canonical_name(a.trim()).map_err(|e| bad(e.to_string()))?;
+            if !algorithms.contains(&n) {
+                algorithms.push(n);
+            }
+        }
+        if algorithms.is_empty() {
+            return Err(bad("no algorithm to compare".into()));
+        }
+        let time_scale = match (args.time_scale, &file.time_scale) {
+            (Some(t), _) => t,
+            (None, Some(TimeScaleValue::Factor(f))) => format!("{f}").parse().map_err(bad)?,
+            (None, Some(TimeScaleValue::Text(t))) => {
+                t.parse().map_err(|e| bad(format!("time_scale: {e}")))?
+            }
+            (None, None) => TimeScaleArg::Auto,
+        };
+        let duration = match (args.duration, &file.duration) {
+            (Some(d), _) => Some(d),
+            (None, Some(t)) => Some(parse_duration(t).map_err(|e| bad(format!("duration: {e}")))?),
+            (None, None) => None,
+        };
+        // The file's settings, then the flags' (a later one wins).
+        let mut settings = Vec::new();
+        for (k, v) in &file.settings {
+            settings.push(check_setting(k, &v.text()).map_err(|e| bad(format!("settings: {e}")))?);
+        }
+        settings.extend(args.settings.iter().cloned());
+        let node_cores = args.node_cores.or(file.node_cores);
+        let machine_cores = args.machine_cores.or(file.machine_cores);
+        if node_cores.is_some() && machine_cores.is_some() && args.node_cores.is_some() {
+            return Err(bad("give --node-cores or --machine-cores, not both".into()));
+        }
+        let plan = Self {
+            name,
+            results_dir: args.results_dir.clone(),
+            mode: args.mode.or(file.mode).unwrap_or(Mode::Live),
+            scenario: args
+                .scenario
+                .clone()
+                .or(file.scenario)
+                .unwrap_or_else(|| DEFAULT_SCENARIO.into()),
+            algorithms,
+            workers: args.workers.or(file.workers).unwrap_or(4),
+            runtime: args.runtime.or(file.runtime).unwrap_or(WorkerRuntime::Process),
+            seed: args.seed.or(file.seed).unwrap_or(0),
+            repeat: args.repeat.or(file.repeat).unwrap_or(1),
+            time_scale,
+            target_seconds: args.target_seconds.or(file.target_seconds).unwrap_or(6.0),
+            load_factor: args.load_factor.or(file.load_factor).unwrap_or(0.25),
+            fn_time_scale: args.fn_time_scale.or(file.fn_time_scale),
+            package_scale: args.package_scale.or(file.package_scale).unwrap_or(1.0),
+            duration,
+            // A machine on the command line replaces the file's node cores.
+            node_cores: if args.machine_cores.is_some() {
+                None
+            } else {
+                node_cores
+            },
+            machine_cores: if args.node_cores.is_some() {
+                None
+            } else {
+                machine_cores
+            },
+            retry_disturbed: args.retry_disturbed.or(file.retry_disturbed).unwrap_or(0),
+            strict: args.strict || file.strict.unwrap_or(false),
+            settings,
+            sweep: args.sweep.clone().or(file.sweep),
+        };
+        plan.check()?;
+        Ok(plan)
+    }
+
+    fn check(&self) -> Result<(), ExperimentError> {
+        let bad = |m: String| Err(ExperimentError::BadArgument(m));
+        if self.workers == 0 {
+            return bad("--workers must be at least 1".into());
+        }
+        if self.repeat == 0 || self.repeat as usize > spec::MAX_POINTS {
+            return bad(format!(
+                "--repeat must be between 1 and {}, got {}",
+                spec::MAX_POINTS,
+                self.repeat
+            ));
+        }
+        if !(self.load_factor.is_finite() && self.load_factor > 0.0) {
+            return bad(format!("--load-factor must be > 0, got {}", self.load_factor));
+        }
+        if let Some(f) = self.fn_time_scale {
+            if !(f.is_finite() && f > 0.0) {
+                return bad(format!("--fn-time-scale must be > 0, got {f}"));
+            }
+        }
+        if !valid_package_scale(self.package_scale) {
+            return bad(format!(
+                "--package-scale must be >= 0, got {}",
+                self.package_scale
+            ));
+        }
+        if self.node_cores == Some(0) || self.machine_cores == Some(0) {
+            return bad("--node-cores and --machine-cores must be at least 1".into());
+        }
+        if let Some(s) = &self.sweep {
+            if s.values.len() > spec::MAX_POINTS {
+                return bad(format!(
+                    "--sweep {}: {} values (at most {})",
+                    s.param,
+                    s.values.len(),
+                    spec::MAX_POINTS
+                ));
+            }
+            // Every point must resolve.
+            for p in self.points()? {
+                self.resolve_settings(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The experiment's points: one per swept value, or one.
+    pub fn points(&self) -> Result<Vec<Point>, ExperimentError> {
+        let base = Point {
+            label: None,
+            x: None,
+            workers: self.workers,
+            load_factor: self.load_factor,
+            package_scale: self.package_scale,
+            node_cores: self.node_cores,
+            machine_cores: self.machine_cores,
+            extra_setting: None,
+        };
+        let Some(sweep) = &self.sweep else {
+            return Ok(vec![base]);
+        };
+        let bad = |m: String| ExperimentError::BadArgument(format!("--sweep {}: {m}", sweep.param));
+        let mut points = Vec::new();
+        for v in &sweep.values {
+            let text = v.text();
+            let number = text.parse::<f64>().ok();
+            let mut p = base.clone();
+            p.label = Some(format!("{}={}", sweep.param, text));
+            p.x = number.or_else(|| match v {
+                Scalar::Bool(b) => Some(f64::from(u8::from(*b))),
+                _ => None,
+            });
+            let need_u32 = || -> Result<u32, ExperimentError> {
+                text.parse::<u32>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| bad(format!("{text:?} is not a whole number >= 1")))
+            };
+            let need_f64 = || -> Result<f64, ExperimentError> {
+                number
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .ok_or_else(|| bad(format!("{text:?} is not a number >= 0")))
+            };
+            match sweep.param.as_str() {
+                "workers" => p.workers = need_u32()?,
+                "load_factor" => p.load_factor = need_f64()?.max(f64::MIN_POSITIVE),
+                "package_scale" => p.package_scale = need_f64()?,
+                "node_cores" => {
+                    p.node_cores = Some(need_u32()?);
+                    p.machine_cores = None;
+                }
+                "machine_cores" => {
+                    p.machine_cores = Some(need_u32()?);
+                    p.node_cores = None;
+                }
+                name => {
+                    p.extra_setting = Some(check_setting(name, &text).map_err(bad)?);
+                }
+            }
+            points.push(p);
+        }
+        Ok(points)
+    }
+
+    /// The workers' caching options and the scheduler parameters (seed
+    /// included) of a point: the defaults with the settings applied, in
+    /// order, then the point's swept setting.
+    fn resolve_settings(&self, point: &Point) -> Result<(CachingOptions, ParamSet), ExperimentError> {
+        let bad = |e: String| ExperimentError::BadArgument(e);
+        let mut worker = CachingOptions::default();
+        let mut params = ParamSet::from_settings([(registry::SEED, self.seed.to_string())])
+            .map_err(|e| bad(e.to_string()))?;
+        for s in self.settings.iter().chain(&point.extra_setting) {
+            if s.is_worker_option() {
+                worker
+                    .set(&s.name, &s.value)
+                    .map_err(|e| bad(e.to_string()))?;
+            } else {
+                params
+                    .set(&s.name, &s.value)
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        Ok((worker, params))
+    }
+
+    /// The resolved experiment file: every field given, every worker option
+    /// and every parameter of the compared algorithms with its value.
+    fn resolved_file(&self, time_scale: f64) -> ExperimentFile {
+        let mut settings = std::collections::BTreeMap::new();
+        let base = self.points().ok().and_then(|p| p.into_iter().next());
+        if let Some((worker, params)) = base.and_then(|p| self.resolve_settings(&p).ok()) {
+            for (name, value) in worker_entries(&worker) {
+                settings.insert(name.to_string(), Scalar::from_text(&value));
+            }
+            for a in &self.algorithms {
+                if let Ok(config) = params.scheduler(a) {
+                    for (param, value) in config.params() {
+                        settings.insert(
+                            format!("{a}.{}", param.name()),
+                            Scalar::from_text(&value.to_string()),
+                        );
+                    }
+                }
+            }
+        }
+        // A swept setting is the sweep's, not a fixed one.
+        if let Some(s) = &self.sweep {
+            settings.remove(&s.param);
+        }
+        ExperimentFile {
+            written_by: Some(env!("CARGO_PKG_VERSION").to_string()),
+            name: Some(self.name.clone()),
+            mode: Some(self.mode),
+            scenario: Some(self.scenario.clone()),
+            algorithms: Some(self.algorithms.iter().map(|a| a.to_string()).collect()),
+            workers: Some(self.workers),
+            runtime: Some(self.runtime),
+            seed: Some(self.seed),
+            repeat: Some(self.repeat),
+            time_scale: Some(TimeScaleValue::Factor(time_scale)),
+            target_seconds: Some(self.target_seconds),
+            load_factor: Some(self.load_factor),
+            fn_time_scale: self.fn_time_scale,
+            package_scale: Some(self.package_scale),
+            duration: self.duration.map(|d| format!("{}ms", d.as_millis())),
+            node_cores: self.node_cores,
+            machine_cores: self.machine_cores,
+            retry_disturbed: Some(self.retry_disturbed),
+            strict: Some(self.strict),
+            settings,
+            sweep: self.sweep.clone(),
+        }
+    }
+}
+
+/// One point of a sweep (or the experiment's only one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// `NAME=VALUE` of the swept value.
+    pub label: Option<String>,
+    /// The swept value as a number, for plots.
+    pub x: Option<f64>,
+    pub workers: u32,
+    pub load_factor: f64,
+    pub package_scale: f64,
+    pub node_cores: Option<u32>,
+    pub machine_cores: Option<u32>,
+    /// The swept worker option or scheduler parameter.
+    pub extra_setting: Option<Setting>,
+}
+
+/// What a point resolved to.
+#[derive(Debug, Clone, Serialize)]
+pub struct PointRecord {
+    pub label: Option<String>,
+    pub x: Option<f64>,
+    pub workers: u32,
+    pub load_factor: f64,
+    /// HF_TIME_SCALE given to the functions.
+    pub fn_time_scale: f64,
+    pub package_scale: f64,
+    /// DES: cores of each node (when nodes do not share a machine).
+    pub node_cores: Option<u32>,
+    /// DES: the cores of the one machine all simulated nodes share.
+    pub machine_cores: Option<u32>,
+    /// The workers' caching options, defaults included.
+    pub worker: CachingOptions,
+    /// Each algorithm with its resolved parameters and base seed,
+    /// defaults included.
+    pub schedulers: Vec<SchedulerConfig>,
+}
+
+/// One run: an algorithm at a point, one repetition.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlgorithmRun {
+    /// `[point/]algorithm[-rK]`: the log's name under `logs/`.
+    pub id: String,
     pub algorithm: String,
+    /// Index into [`ExperimentRecord::points`].
+    pub point: usize,
+    pub repetition: u32,
+    pub seed: u64,
     pub log: PathBuf,
     /// The replay summary (live mode).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -295,7 +726,19 @@ pub struct AlgorithmRun {
     /// The simulator's summary (DES mode), as JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub des: Option<serde_json::Value>,
+    /// Noise figures and verdict (live mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Noise>,
+    /// Earlier attempts of this run that were disturbed and rerun.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disturbed_attempts: Vec<Noise>,
     pub wall_time_s: f64,
+}
+
+impl AlgorithmRun {
+    fn disturbed(&self) -> bool {
+        self.noise.as_ref().is_some_and(Noise::disturbed)
+    }
 }
 
 /// Everything an experiment did, written as `run.json`.
@@ -311,30 +754,39 @@ pub struct ExperimentRecord {
     pub scenario_span_s: f64,
     pub workers: u32,
     pub algorithms: Vec<String>,
+    /// Base seed; repetition k uses seed + k.
     pub seed: u64,
-    /// Replay speed-up (1 in DES mode: virtual time).
+    pub repeat: u32,
+    /// The swept parameter, if any.
+    pub sweep: Option<String>,
+    /// Replay speed-up (DES mode: the live run's, for comparable reports).
     pub time_scale: f64,
-    /// HF_TIME_SCALE given to the functions (live mode).
+    /// HF_TIME_SCALE given to the functions (first point).
     pub fn_time_scale: f64,
-    /// HF_PACKAGE_SCALE of the workers.
+    /// HF_PACKAGE_SCALE of the workers (first point).
     pub package_scale: f64,
     pub duration_cap_s: Option<f64>,
     pub versions: Versions,
+    /// The machine (live mode; DES results do not depend on it).
+    pub host: Option<HostInfo>,
+    /// The rule that marks a live run disturbed.
+    pub noise_thresholds: Option<Thresholds>,
     /// Child processes started (live mode), all stopped at the end.
     pub children: Vec<ChildRecord>,
+    pub points: Vec<PointRecord>,
     pub runs: Vec<AlgorithmRun>,
     pub interrupted: bool,
     pub wall_time_s: f64,
     /// `--set` worker options and scheduler parameters.
     pub settings: Vec<Setting>,
-    /// The workers' caching options, defaults included.
+    /// The workers' caching options of the first point, defaults included.
     pub worker: CachingOptions,
-    /// Each algorithm with its resolved parameters and seed, defaults
-    /// included.
+    /// Each algorithm with its resolved parameters and seed (first point),
+    /// defaults included.
     pub schedulers: Vec<SchedulerConfig>,
-    /// DES mode: the cores of the one machine all simulated nodes share
-    /// (the live testbed's host), so live and DES reports compare.
-    pub machine_cores: Option<usize>,
+    /// The resolved experiment file (also `experiment.toml`).
+    #[serde(skip)]
+    pub file: ExperimentFile,
 }
 
 /// A child process of a live run.
@@ -349,8 +801,8 @@ pub struct ChildRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct Versions {
     pub simulator: String,
-    /// `git describe --always --dirty` of the working tree, if any.
-    pub git: Option<String>,
+    /// The source revision, read before the run touched anything.
+    pub git: Option<GitRevision>,
     /// Build profile of the binaries (`debug`/`release`), live mode.
     pub binaries: Option<String>,
     pub bin_dir: Option<PathBuf>,
@@ -363,41 +815,9 @@ pub struct ExperimentOutcome {
     pub record: ExperimentRecord,
 }
 
-/// The workers' caching options and the scheduler parameters (seed
-/// included): the defaults with the `--set`s applied, in order.
-fn resolve_settings(args: &Args) -> Result<(CachingOptions, ParamSet), ExperimentError> {
-    let bad = |e: String| ExperimentError::BadArgument(e);
-    let mut worker = CachingOptions::default();
-    let mut params = ParamSet::from_settings([(registry::SEED, args.seed.to_string())])
-        .map_err(|e| bad(e.to_string()))?;
-    for s in &args.settings {
-        if s.is_worker_option() {
-            worker
-                .set(&s.name, &s.value)
-                .map_err(|e| bad(e.to_string()))?;
-        } else {
-            params
-                .set(&s.name, &s.value)
-                .map_err(|e| bad(e.to_string()))?;
-        }
-    }
-    Ok((worker, params))
-}
-
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExperimentError {
     let what = what.into();
     move |source| ExperimentError::Io { what, source }
-}
-
-fn git_describe() -> Option<String> {
-    let out = Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
 }
 
 /// The replay speed-up for a scenario.
@@ -422,136 +842,158 @@ pub fn resolve_time_scale(
     }
 }
 
+/// Options of a run that do not define the experiment.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub overwrite: bool,
+    pub bin_dir: Option<PathBuf>,
+    pub startup_timeout: Duration,
+    pub request_timeout: Duration,
+    pub progress: ProgressMode,
+    pub child_nice: Option<i32>,
+    pub no_plots: bool,
+}
+
+impl RunOptions {
+    fn of(args: &Args) -> Self {
+        Self {
+            overwrite: args.overwrite,
+            bin_dir: args.bin_dir.clone(),
+            startup_timeout: args.startup_timeout,
+            request_timeout: args.request_timeout,
+            progress: args.progress,
+            child_nice: args.child_nice,
+            no_plots: args.no_plots,
+        }
+    }
+}
+
 /// Runs an experiment; `command` is recorded in the report.
 pub async fn run_experiment(
     args: &Args,
     command: &str,
     stop: &StopHandle,
 ) -> Result<ExperimentOutcome, ExperimentError> {
+    // The revision first: nothing has been written yet.
+    let git = utils::provenance::git_revision(None);
     let started = Instant::now();
     let started_utc = chrono::Utc::now()
         .format("%Y-%m-%d %H:%M:%S UTC")
         .to_string();
-    if args.workers == 0 {
-        return Err(ExperimentError::BadArgument(
-            "--workers must be at least 1".into(),
-        ));
-    }
-    if args.name.is_empty() || args.name.contains(['/', '\\']) || args.name.starts_with('.') {
-        return Err(ExperimentError::BadArgument(format!(
-            "--name {:?} must be a plain directory name",
-            args.name
-        )));
-    }
-    let mut algorithms = Vec::new();
-    let given: Vec<&str> = if args.algorithms.is_empty() {
-        registry::default_algorithms().collect()
-    } else {
-        args.algorithms.iter().map(|a| a.trim()).collect()
-    };
-    for a in given {
-        let name = canonical_name(a).map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
-        if !algorithms.contains(&name) {
-            algorithms.push(name);
-        }
-    }
-    let (worker, params) = resolve_settings(args)?;
-    let schedulers = algorithms
-        .iter()
-        .map(|a| params.scheduler(a))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
-    let events = replay::load_scenario(&args.scenario).map_err(ExperimentError::Scenario)?;
+    let plan = Plan::resolve(args)?;
+    let opts = RunOptions::of(args);
+    let events = replay::load_scenario(&plan.scenario).map_err(ExperimentError::Scenario)?;
     let schedule_span = events.iter().map(|e| e.start_ms).max().unwrap_or(0);
-    let capped_span = match args.duration {
+    let capped_span = match plan.duration {
         Some(d) => (schedule_span as u128).min(d.as_millis()) as u64,
         None => schedule_span,
     };
-    let span = Duration::from_millis(capped_span);
-    // DES mode uses the live run's scales, so that the two reports compare.
-    let (time_scale, fn_time_scale) = match args.mode {
-        Mode::Live | Mode::Des => {
-            let ts = resolve_time_scale(args.time_scale, span, args.target_seconds)?;
-            if !(args.load_factor.is_finite() && args.load_factor > 0.0) {
-                return Err(ExperimentError::BadArgument(format!(
-                    "--load-factor must be > 0, got {}",
-                    args.load_factor
-                )));
-            }
-            let fts = args.fn_time_scale.unwrap_or(args.load_factor / ts);
-            if !(fts.is_finite() && fts > 0.0) {
-                return Err(ExperimentError::BadArgument(format!(
-                    "--fn-time-scale must be > 0, got {fts}"
-                )));
-            }
-            (ts, fts)
+    let time_scale =
+        resolve_time_scale(plan.time_scale, Duration::from_millis(capped_span), plan.target_seconds)?;
+    let points = plan.points()?;
+    let mut point_records = Vec::new();
+    for p in &points {
+        let (worker, params) = plan.resolve_settings(p)?;
+        let schedulers = plan
+            .algorithms
+            .iter()
+            .map(|a| params.scheduler(a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
+        let fts = plan.fn_time_scale.unwrap_or(p.load_factor / time_scale);
+        if !(fts.is_finite() && fts > 0.0) {
+            return Err(ExperimentError::BadArgument(format!(
+                "the functions' time scale must be > 0, got {fts}"
+            )));
         }
-    };
-    if !valid_package_scale(args.package_scale) {
-        return Err(ExperimentError::BadArgument(format!(
-            "--package-scale must be >= 0, got {}",
-            args.package_scale
-        )));
+        point_records.push(PointRecord {
+            label: p.label.clone(),
+            x: p.x,
+            workers: p.workers,
+            load_factor: p.load_factor,
+            fn_time_scale: fts,
+            package_scale: p.package_scale,
+            node_cores: p.node_cores,
+            machine_cores: p.machine_cores,
+            worker,
+            schedulers,
+        });
     }
 
-    let dir = args.results_dir.join(&args.name);
-    prepare_dir(&dir)?;
+    let dir = plan.results_dir.join(&plan.name);
+    prepare_dir(&dir, opts.overwrite)?;
 
+    let first = &point_records[0];
     let mut record = ExperimentRecord {
-        name: args.name.clone(),
+        name: plan.name.clone(),
         command: command.to_string(),
         started_utc,
-        mode: args.mode,
-        runtime: args.runtime,
-        scenario: args.scenario.clone(),
+        mode: plan.mode,
+        runtime: plan.runtime,
+        scenario: plan.scenario.clone(),
         scenario_events: events.len(),
         scenario_span_s: schedule_span as f64 / 1000.0,
-        workers: args.workers,
-        algorithms: algorithms.iter().map(|s| s.to_string()).collect(),
-        seed: args.seed,
+        workers: plan.workers,
+        algorithms: plan.algorithms.iter().map(|s| s.to_string()).collect(),
+        seed: plan.seed,
+        repeat: plan.repeat,
+        sweep: plan.sweep.as_ref().map(|s| s.param.clone()),
         time_scale,
-        fn_time_scale,
-        package_scale: args.package_scale,
-        duration_cap_s: args.duration.map(|d| d.as_secs_f64()),
+        fn_time_scale: first.fn_time_scale,
+        package_scale: first.package_scale,
+        duration_cap_s: plan.duration.map(|d| d.as_secs_f64()),
         versions: Versions {
             simulator: env!("CARGO_PKG_VERSION").to_string(),
-            git: git_describe(),
+            git,
             binaries: None,
             bin_dir: None,
         },
+        host: (plan.mode == Mode::Live).then(HostInfo::read),
+        noise_thresholds: (plan.mode == Mode::Live).then(Thresholds::default),
         children: Vec::new(),
+        worker: first.worker,
+        schedulers: first.schedulers.clone(),
+        points: point_records,
         runs: Vec::new(),
         interrupted: false,
-        settings: args.settings.clone(),
-        worker,
-        schedulers,
-        machine_cores: (args.mode == Mode::Des).then(host_cores),
+        settings: plan.settings.clone(),
+        file: plan.resolved_file(time_scale),
         wall_time_s: 0.0,
     };
+    let total_runs = points.len() * plan.repeat as usize * plan.algorithms.len();
     eprintln!(
-        "experiment {}: {} ({} events, {:.1} s) on {} workers, {} mode, algorithms {}, time scale {}{}, seed {}",
-        args.name,
-        args.scenario.display(),
+        "experiment {}: {} ({} events, {:.1} s) on {} workers, {} mode, algorithms {}, time scale {}{}, seed {}{}{} ({total_runs} runs)",
+        plan.name,
+        plan.scenario.display(),
         events.len(),
         schedule_span as f64 / 1000.0,
-        args.workers,
-        match args.mode {
-            Mode::Live => args.runtime.as_str(),
+        plan.workers,
+        match plan.mode {
+            Mode::Live => plan.runtime.as_str(),
             Mode::Des => "simulated",
         },
-        algorithms.join(","),
+        plan.algorithms.join(","),
         time_scale,
-        if args.mode == Mode::Live {
-            format!(" (HF_TIME_SCALE {fn_time_scale:.4})")
+        if plan.mode == Mode::Live {
+            format!(" (HF_TIME_SCALE {:.4})", record.fn_time_scale)
         } else {
             String::new()
         },
-        args.seed
+        plan.seed,
+        if plan.repeat > 1 {
+            format!(", {} repetitions", plan.repeat)
+        } else {
+            String::new()
+        },
+        plan.sweep
+            .as_ref()
+            .map(|s| format!(", sweeping {} over {} values", s.param, s.values.len()))
+            .unwrap_or_default(),
     );
 
-    let result = match args.mode {
-        Mode::Live => run_live(args, &events, &algorithms, &dir, &mut record, stop).await,
-        Mode::Des => run_des(args, &events, &algorithms, &dir, &mut record, stop),
+    let result = match plan.mode {
+        Mode::Live => run_live(&plan, &opts, &events, &dir, &mut record, stop).await,
+        Mode::Des => run_des(&plan, &events, &dir, &mut record, stop),
     };
     record.interrupted = stop.level() != StopLevel::Run;
     record.wall_time_s = started.elapsed().as_secs_f64();
@@ -561,29 +1003,52 @@ pub async fn run_experiment(
         }
         // Keep what finished: report it, then fail.
         eprintln!("experiment: error: {e}; writing the report of the finished runs");
-        let _ = write_report(args, &dir, &record);
+        let _ = write_report(&opts, &dir, &record);
         return Err(e);
     }
     if record.runs.is_empty() {
         return Err(ExperimentError::Interrupted);
     }
-    write_report(args, &dir, &record)?;
+    write_report(&opts, &dir, &record)?;
     Ok(ExperimentOutcome { dir, record })
 }
 
-/// Empties the run's generated outputs (logs, plots, report) so a rerun
-/// does not mix with an older one.
-fn prepare_dir(dir: &Path) -> Result<(), ExperimentError> {
-    for sub in ["logs", "plots", "process-logs"] {
-        let p = dir.join(sub);
-        if p.exists() {
-            std::fs::remove_dir_all(&p).map_err(io_err(format!("removing {}", p.display())))?;
+/// Every file and directory an experiment writes in its directory.
+const OUTPUTS: &[&str] = &[
+    "report.md",
+    "summary.csv",
+    "runs.csv",
+    "run.json",
+    "experiment.toml",
+    "logs",
+    "plots",
+    "process-logs",
+];
+
+/// Refuses a directory that holds an earlier run's outputs, unless
+/// `overwrite`, in which case exactly those outputs are removed (nothing
+/// else in the directory is touched).
+fn prepare_dir(dir: &Path, overwrite: bool) -> Result<(), ExperimentError> {
+    let found: Vec<&str> = OUTPUTS
+        .iter()
+        .copied()
+        .filter(|o| dir.join(o).exists())
+        .collect();
+    if !found.is_empty() {
+        if !overwrite {
+            return Err(ExperimentError::WouldOverwrite {
+                dir: dir.to_path_buf(),
+                found: found.join(", "),
+            });
         }
-    }
-    for file in ["report.md", "summary.csv", "run.json"] {
-        let p = dir.join(file);
-        if p.exists() {
-            std::fs::remove_file(&p).map_err(io_err(format!("removing {}", p.display())))?;
+        for o in found {
+            let p = dir.join(o);
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            r.map_err(io_err(format!("removing {}", p.display())))?;
         }
     }
     for sub in ["logs", "plots"] {
@@ -593,15 +1058,135 @@ fn prepare_dir(dir: &Path) -> Result<(), ExperimentError> {
     Ok(())
 }
 
+/// A file-name-safe form of a point label (`ch.T=4` stays as it is).
+fn safe_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '=' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The id (log name) of one run.
+fn run_id(point: Option<&str>, algorithm: &str, repetition: u32, repeat: u32) -> String {
+    let mut id = String::new();
+    if let Some(p) = point {
+        id.push_str(&safe_name(p));
+        id.push('/');
+    }
+    id.push_str(algorithm);
+    if repeat > 1 {
+        let _ = write!(id, "-r{repetition}");
+    }
+    id
+}
+
+/// The log of a run, with its directory created.
+fn log_path(dir: &Path, id: &str) -> Result<PathBuf, ExperimentError> {
+    let log = dir.join("logs").join(format!("{id}.log"));
+    if let Some(parent) = log.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+    }
+    Ok(log)
+}
+
+/// The sidecar of a run's log: what the experiment knows about the run.
+fn run_sidecar(
+    record: &ExperimentRecord,
+    point: &PointRecord,
+    config: &SchedulerConfig,
+    cluster: Cluster,
+    producer: &str,
+) -> RunSidecar {
+    let mut s = RunSidecar::new(
+        producer,
+        env!("CARGO_PKG_VERSION"),
+        chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+        cluster,
+    );
+    s.git = record.versions.git.clone();
+    s.algorithm = Some(config.name().to_string());
+    for (param, value) in config.params() {
+        s.parameters.insert(
+            param.name().to_string(),
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+        );
+    }
+    s.seed = Some(config.seed());
+    s.scenario = Some(record.scenario.display().to_string());
+    s.scales = protocol::sidecar::Scales {
+        time_scale: record.time_scale,
+        fn_time_scale: Some(point.fn_time_scale),
+        package_scale: Some(point.package_scale),
+    };
+    s.extra.insert("experiment".into(), record.name.clone().into());
+    if let Some(l) = &point.label {
+        s.extra.insert("point".into(), l.clone().into());
+    }
+    if let Ok(w) = serde_json::to_value(point.worker) {
+        s.extra.insert("worker".into(), w);
+    }
+    s
+}
+
+fn write_sidecar(log: &Path, sidecar: &RunSidecar) -> Result<(), ExperimentError> {
+    let p = protocol::sidecar::sidecar_path(log);
+    std::fs::write(&p, sidecar.to_json()).map_err(io_err(format!("writing {}", p.display())))
+}
+
+/// The scheduler configuration of one run: the point's, with the
+/// repetition's seed.
+fn run_config(
+    point: &PointRecord,
+    algorithm: &str,
+    seed: u64,
+) -> Result<SchedulerConfig, ExperimentError> {
+    let base = point
+        .schedulers
+        .iter()
+        .find(|c| c.name() == algorithm)
+        .ok_or_else(|| ExperimentError::BadArgument(format!("no configuration for {algorithm}")))?;
+    let mut settings: Vec<(String, String)> = base
+        .params()
+        .map(|(p, v)| (format!("{algorithm}.{}", p.name()), v.to_string()))
+        .collect();
+    settings.push((registry::SEED.to_string(), seed.to_string()));
+    SchedulerConfig::new(algorithm, settings).map_err(|e| ExperimentError::BadArgument(e.to_string()))
+}
+
+/// The worker options as `(environment name, value)`.
+fn worker_entries(w: &CachingOptions) -> [(&'static str, String); 5] {
+    let n = options::ENV_NAMES;
+    [
+        (n[0], w.user_code_size_limit.to_string()),
+        (n[1], w.container_pool_limit.to_string()),
+        (n[2], w.container_pool_num.to_string()),
+        (n[3], w.using_rest_mode.to_string()),
+        (n[4], w.rest_container_life_time.to_string()),
+    ]
+}
+
+/// The processes of this experiment, for CPU accounting: this one (the
+/// replayer) and everything under it.
+fn own_roots() -> [u32; 1] {
+    [std::process::id()]
+}
+
 async fn run_live(
-    args: &Args,
+    plan: &Plan,
+    opts: &RunOptions,
     events: &[ScenarioEvent],
-    algorithms: &[&str],
     dir: &Path,
     record: &mut ExperimentRecord,
     stop: &StopHandle,
 ) -> Result<(), ExperimentError> {
-    let bin_dir = match &args.bin_dir {
+    let bin_dir = match &opts.bin_dir {
         Some(d) => d.clone(),
         None => children::default_bin_dir().ok_or_else(|| {
             ExperimentError::BadArgument(
@@ -611,7 +1196,7 @@ async fn run_live(
     };
     let balancer_bin = children::locate(&bin_dir, "load-balancer", "load-balancer")?;
     let worker_bin = children::locate(&bin_dir, "worker-front", "worker-front")?;
-    if args.runtime == WorkerRuntime::Process {
+    if plan.runtime == WorkerRuntime::Process {
         children::locate(&bin_dir, "hf-fn", "sample-functions")?;
     }
     record.versions.binaries = bin_dir.file_name().map(|n| n.to_string_lossy().to_string());
@@ -628,144 +1213,223 @@ async fn run_live(
              for real numbers build with `cargo build --release --workspace` and run target/release/simulator"
         );
     }
+    if let Some(h) = &record.host {
+        eprintln!("experiment: host: {}", h.describe());
+    }
 
     let client = reqwest::Client::builder()
         .build()
         .map_err(|e| ExperimentError::BadArgument(format!("HTTP client: {e}")))?;
     let process_logs = dir.join("process-logs");
-
-    // Workers, started once; each replay's GET /clear resets them.
-    let mut workers: Vec<ChildProcess> = Vec::new();
-    for i in 0..args.workers {
-        let port = children::free_port()?;
-        let mut cmd = Command::new(&worker_bin);
-        cmd.arg("start")
-            .arg(port.to_string())
-            .args(["--host", "127.0.0.1", "--runtime", args.runtime.as_str()])
-            .env("RUST_LOG", "warn")
-            .env(TIME_SCALE_ENV, record.fn_time_scale.to_string())
-            .env(PACKAGE_SCALE_ENV, record.package_scale.to_string());
-        for s in args.settings.iter().filter(|s| s.is_worker_option()) {
-            cmd.env(&s.name, &s.value);
-        }
-        let name = format!("worker-{i}");
-        workers.push(ChildProcess::spawn(
-            &name,
-            cmd,
-            format!("http://127.0.0.1:{port}"),
-            &process_logs.join(format!("{name}.log")),
-            args.child_nice,
-        )?);
-        record
-            .children
-            .push(child_record(&workers[workers.len() - 1]));
-    }
-    eprintln!(
-        "experiment: started {} workers ({} runtime): {}",
-        workers.len(),
-        args.runtime.as_str(),
-        workers
-            .iter()
-            .map(|w| w.url.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
+    let thresholds = record.noise_thresholds.unwrap_or_default();
+    let lag_limit_us = thresholds.lag_limit_us(
+        host::median_gap(events.iter().map(|e| e.start_ms)),
+        record.time_scale,
     );
-    for w in &mut workers {
-        tokio::select! {
-            r = w.wait_healthy(&client, args.startup_timeout) => r?,
-            _ = stop.reached(StopLevel::Stop) => return Err(ExperimentError::Interrupted),
-        }
-    }
-    let nodes = workers
-        .iter()
-        .map(|w| w.url.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
+    let points = plan.points()?;
+    let total = points.len() * plan.repeat as usize * plan.algorithms.len();
+    let mut n = 0;
 
-    for (i, algorithm) in algorithms.iter().enumerate() {
+    for (pi, point) in points.iter().enumerate() {
         if stop.level() != StopLevel::Run {
             break;
         }
-        let run_started = Instant::now();
-        // Every algorithm starts from empty workers: no images, no warm
-        // instances (the replay's /clear through the balancer keeps images,
-        // which would hand later algorithms earlier ones' builds).
-        for w in &workers {
-            reset_worker(&client, &w.url).await?;
+        let precord = record.points[pi].clone();
+        // Workers, started once per point; each run's GET /clear resets them.
+        let mut workers: Vec<ChildProcess> = Vec::new();
+        let worker_settings: Vec<(&'static str, String)> = worker_entries(&precord.worker).into();
+        for i in 0..point.workers {
+            let port = children::free_port()?;
+            let mut cmd = Command::new(&worker_bin);
+            cmd.arg("start")
+                .arg(port.to_string())
+                .args(["--host", "127.0.0.1", "--runtime", plan.runtime.as_str()])
+                .env("RUST_LOG", "warn")
+                .env(TIME_SCALE_ENV, precord.fn_time_scale.to_string())
+                .env(PACKAGE_SCALE_ENV, precord.package_scale.to_string());
+            for (name, value) in &worker_settings {
+                cmd.env(name, value);
+            }
+            let name = match &point.label {
+                Some(l) => format!("{}-worker-{i}", safe_name(l)),
+                None => format!("worker-{i}"),
+            };
+            workers.push(ChildProcess::spawn(
+                &name,
+                cmd,
+                format!("http://127.0.0.1:{port}"),
+                &process_logs.join(format!("{name}.log")),
+                opts.child_nice,
+            )?);
+            record
+                .children
+                .push(child_record(&workers[workers.len() - 1]));
         }
         eprintln!(
-            "[{}/{}] {algorithm}: starting the balancer",
-            i + 1,
-            algorithms.len()
+            "experiment: started {} workers ({} runtime){}: {}",
+            workers.len(),
+            plan.runtime.as_str(),
+            point
+                .label
+                .as_ref()
+                .map(|l| format!(" for {l}"))
+                .unwrap_or_default(),
+            workers
+                .iter()
+                .map(|w| w.url.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         );
-        let port = children::free_port()?;
-        let mut cmd = Command::new(&balancer_bin);
-        cmd.arg(algorithm)
-            .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
-            .args(["--nodes", &nodes])
-            .args(["--seed", &args.seed.to_string()])
-            .env("RUST_LOG", "warn");
-        for s in args.settings.iter().filter(|s| !s.is_worker_option()) {
-            cmd.args(["--param", &format!("{}={}", s.name, s.value)]);
+        for w in &mut workers {
+            tokio::select! {
+                r = w.wait_healthy(&client, opts.startup_timeout) => r?,
+                _ = stop.reached(StopLevel::Stop) => return Err(ExperimentError::Interrupted),
+            }
         }
-        let name = format!("balancer-{algorithm}");
-        let mut balancer = ChildProcess::spawn(
-            &name,
-            cmd,
-            format!("http://127.0.0.1:{port}"),
-            &process_logs.join(format!("{name}.log")),
-            args.child_nice,
-        )?;
-        record.children.push(child_record(&balancer));
-        tokio::select! {
-            r = balancer.wait_healthy(&client, args.startup_timeout) => r?,
-            _ = stop.reached(StopLevel::Stop) => break,
+        let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
+        let nodes = urls.join(",");
+
+        'reps: for rep in 0..plan.repeat {
+            for algorithm in &plan.algorithms {
+                if stop.level() != StopLevel::Run {
+                    break 'reps;
+                }
+                n += 1;
+                let seed = plan.seed + u64::from(rep);
+                let config = run_config(&precord, algorithm, seed)?;
+                let id = run_id(point.label.as_deref(), algorithm, rep, plan.repeat);
+                let log = log_path(dir, &id)?;
+                let mut earlier = Vec::new();
+                loop {
+                    let attempt = earlier.len() + 1;
+                    let run_started = Instant::now();
+                    // Every run starts from empty workers: no images, no
+                    // warm instances.
+                    for w in &workers {
+                        reset_worker(&client, &w.url).await?;
+                    }
+                    // The quiet check: our processes are idle now.
+                    let q0 = CpuSample::take(&own_roots());
+                    let load_before = host::load_average();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let q1 = CpuSample::take(&own_roots());
+                    eprintln!(
+                        "[{n}/{total}] {id}: starting the balancer{}",
+                        if attempt > 1 {
+                            format!(" (attempt {attempt})")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    let port = children::free_port()?;
+                    let mut cmd = Command::new(&balancer_bin);
+                    cmd.arg(*algorithm)
+                        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+                        .args(["--nodes", &nodes])
+                        .args(["--seed", &seed.to_string()])
+                        .env("RUST_LOG", "warn");
+                    for (param, value) in config.params() {
+                        cmd.args(["--param", &format!("{algorithm}.{}={value}", param.name())]);
+                    }
+                    let name = format!("balancer-{}", id.replace('/', "-"));
+                    let mut balancer = ChildProcess::spawn(
+                        &name,
+                        cmd,
+                        format!("http://127.0.0.1:{port}"),
+                        &process_logs.join(format!("{name}.log")),
+                        opts.child_nice,
+                    )?;
+                    record.children.push(child_record(&balancer));
+                    tokio::select! {
+                        r = balancer.wait_healthy(&client, opts.startup_timeout) => r?,
+                        _ = stop.reached(StopLevel::Stop) => break 'reps,
+                    }
+                    let sidecar = run_sidecar(
+                        record,
+                        &precord,
+                        &config,
+                        Cluster::from_urls(&urls),
+                        "simulator experiment (live)",
+                    );
+                    let mut options = ReplayOptions::new(balancer.url.clone());
+                    options.time_scale = record.time_scale;
+                    options.duration = plan.duration;
+                    options.request_timeout = opts.request_timeout;
+                    options.progress = opts.progress;
+                    options.label = format!("{n}/{total} {id}");
+                    // A rerun replaces its own disturbed attempt.
+                    options.overwrite = true;
+                    let d0 = CpuSample::take(&own_roots());
+                    let summary = replay::replay(events, &options, &log, stop)
+                        .await
+                        .map_err(|source| ExperimentError::Replay {
+                            algorithm: algorithm.to_string(),
+                            source,
+                        })?;
+                    let d1 = CpuSample::take(&own_roots());
+                    balancer.stop(Duration::from_secs(5));
+                    write_sidecar(&log, &sidecar)?;
+                    let mut noise = Noise {
+                        load_before,
+                        load_after: host::load_average(),
+                        quiet: q0.until(&q1),
+                        during: d0.until(&d1),
+                        dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
+                        dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
+                        lag_limit_us,
+                        reasons: Vec::new(),
+                    };
+                    noise.judge(&thresholds);
+                    eprintln!(
+                        "[{n}/{total}] {id}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us){}",
+                        summary.dispatched,
+                        summary.ok,
+                        summary.errors,
+                        if summary.interrupted {
+                            ", INTERRUPTED"
+                        } else {
+                            ""
+                        },
+                        run_started.elapsed().as_secs_f64(),
+                        summary.dispatch_lag_p99_us,
+                        if noise.disturbed() {
+                            format!("; DISTURBED: {}", noise.reasons.join("; "))
+                        } else {
+                            String::new()
+                        }
+                    );
+                    let interrupted = summary.interrupted;
+                    let retry = noise.disturbed()
+                        && !interrupted
+                        && earlier.len() < plan.retry_disturbed as usize;
+                    if retry {
+                        earlier.push(noise);
+                        continue;
+                    }
+                    record.runs.push(AlgorithmRun {
+                        id: id.clone(),
+                        algorithm: algorithm.to_string(),
+                        point: pi,
+                        repetition: rep,
+                        seed,
+                        log: log.clone(),
+                        replay: Some(summary),
+                        des: None,
+                        noise: Some(noise),
+                        disturbed_attempts: std::mem::take(&mut earlier),
+                        wall_time_s: run_started.elapsed().as_secs_f64(),
+                    });
+                    if interrupted {
+                        break 'reps;
+                    }
+                    break;
+                }
+            }
         }
-        let log = dir.join("logs").join(format!("{algorithm}.log"));
-        let mut options = ReplayOptions::new(balancer.url.clone());
-        options.time_scale = record.time_scale;
-        options.duration = args.duration;
-        options.request_timeout = args.request_timeout;
-        options.progress = args.progress;
-        options.label = format!("{}/{} {algorithm}", i + 1, algorithms.len());
-        options.overwrite = true;
-        let summary = replay::replay(events, &options, &log, stop)
-            .await
-            .map_err(|source| ExperimentError::Replay {
-                algorithm: algorithm.to_string(),
-                source,
-            })?;
-        balancer.stop(Duration::from_secs(5));
-        eprintln!(
-            "[{}/{}] {algorithm}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us)",
-            i + 1,
-            algorithms.len(),
-            summary.dispatched,
-            summary.ok,
-            summary.errors,
-            if summary.interrupted {
-                ", INTERRUPTED"
-            } else {
-                ""
-            },
-            run_started.elapsed().as_secs_f64(),
-            summary.dispatch_lag_p99_us
-        );
-        let interrupted = summary.interrupted;
-        record.runs.push(AlgorithmRun {
-            algorithm: algorithm.to_string(),
-            log: log.clone(),
-            replay: Some(summary),
-            des: None,
-            wall_time_s: run_started.elapsed().as_secs_f64(),
-        });
-        if interrupted {
-            break;
+        // Workers are stopped by their Drop; do it here to report it.
+        for w in &mut workers {
+            w.stop(Duration::from_secs(5));
         }
-    }
-    // Workers are stopped by their Drop; do it here to report it.
-    for w in &mut workers {
-        w.stop(Duration::from_secs(5));
     }
     Ok(())
 }
@@ -779,83 +1443,172 @@ fn child_record(c: &ChildProcess) -> ChildRecord {
 }
 
 fn run_des(
-    args: &Args,
+    plan: &Plan,
     events: &[ScenarioEvent],
-    algorithms: &[&str],
     dir: &Path,
     record: &mut ExperimentRecord,
     stop: &StopHandle,
 ) -> Result<(), ExperimentError> {
     use std::io::Write as _;
     let mut workload = des::Workload::from_events(events);
-    if let Some(cap) = args.duration {
+    if let Some(cap) = plan.duration {
         workload = workload.truncated(policy::Time::from_duration(cap));
     }
     let profile = crate::des::default_profile()
         .map_err(|e| ExperimentError::BadArgument(format!("{e:#}")))?;
-    for (i, algorithm) in algorithms.iter().enumerate() {
-        if stop.level() != StopLevel::Run {
-            break;
+    let points = plan.points()?;
+    let total = points.len() * plan.repeat as usize * plan.algorithms.len();
+    let mut n = 0;
+    for (pi, point) in points.iter().enumerate() {
+        let precord = record.points[pi].clone();
+        // Each node its own cores, unless the nodes share a machine.
+        let node_cores = point.node_cores.unwrap_or(profile.cores).max(1);
+        record.points[pi].node_cores = match point.machine_cores {
+            Some(_) => None,
+            None => Some(node_cores),
+        };
+        for rep in 0..plan.repeat {
+            for algorithm in &plan.algorithms {
+                if stop.level() != StopLevel::Run {
+                    return Ok(());
+                }
+                n += 1;
+                let run_started = Instant::now();
+                let seed = plan.seed + u64::from(rep);
+                let scheduler = run_config(&precord, algorithm, seed)?;
+                let id = run_id(point.label.as_deref(), algorithm, rep, plan.repeat);
+                let des_err = |message: String| ExperimentError::Des {
+                    algorithm: algorithm.to_string(),
+                    message,
+                };
+                let config = des::DesConfig {
+                    scheduler: scheduler.clone(),
+                    nodes: point.workers,
+                    cores: node_cores,
+                    machine_cores: point.machine_cores,
+                    worker: precord.worker,
+                    profile: profile.clone(),
+                    time_scale: record.time_scale,
+                    fn_time_scale: precord.fn_time_scale,
+                    package_scale: precord.package_scale,
+                    ..des::DesConfig::default()
+                };
+                let log = log_path(dir, &id)?;
+                let file = std::fs::File::create(&log)
+                    .map_err(io_err(format!("creating {}", log.display())))?;
+                let mut out = std::io::BufWriter::new(file);
+                let summary = crate::des::simulate(&workload, &config, Some(&mut out), true)
+                    .map_err(|e| des_err(format!("{e:#}")))?;
+                out.flush()
+                    .map_err(io_err(format!("writing {}", log.display())))?;
+                let mut sidecar = run_sidecar(
+                    record,
+                    &record.points[pi],
+                    &scheduler,
+                    Cluster::of_size(point.workers as usize),
+                    "simulator experiment (des)",
+                );
+                match point.machine_cores {
+                    Some(m) => sidecar.extra.insert("machine_cores".into(), m.into()),
+                    None => sidecar.extra.insert("node_cores".into(), node_cores.into()),
+                };
+                write_sidecar(&log, &sidecar)?;
+                eprintln!(
+                    "[{n}/{total}] {id}: {} calls simulated in {:.2} s",
+                    workload.arrivals.len(),
+                    run_started.elapsed().as_secs_f64()
+                );
+                record.runs.push(AlgorithmRun {
+                    id,
+                    algorithm: algorithm.to_string(),
+                    point: pi,
+                    repetition: rep,
+                    seed,
+                    log,
+                    replay: None,
+                    des: serde_json::to_value(&summary).ok(),
+                    noise: None,
+                    disturbed_attempts: Vec::new(),
+                    wall_time_s: run_started.elapsed().as_secs_f64(),
+                });
+            }
         }
-        let run_started = Instant::now();
-        let des_err = |message: String| ExperimentError::Des {
-            algorithm: algorithm.to_string(),
-            message,
-        };
-        let scheduler = record
-            .schedulers
-            .iter()
-            .find(|c| c.name() == *algorithm)
-            .cloned()
-            .ok_or_else(|| des_err("no resolved scheduler configuration".into()))?;
-        let config = des::DesConfig {
-            scheduler,
-            nodes: args.workers,
-            cores: profile.cores.max(1),
-            machine_cores: record.machine_cores.map(|c| c as u32),
-            worker: record.worker,
-            profile: profile.clone(),
-            time_scale: record.time_scale,
-            fn_time_scale: record.fn_time_scale,
-            package_scale: record.package_scale,
-            ..des::DesConfig::default()
-        };
-        let log = dir.join("logs").join(format!("{algorithm}.log"));
-        let file =
-            std::fs::File::create(&log).map_err(io_err(format!("creating {}", log.display())))?;
-        let mut out = std::io::BufWriter::new(file);
-        let summary = crate::des::simulate(&workload, &config, Some(&mut out), true)
-            .map_err(|e| des_err(format!("{e:#}")))?;
-        out.flush()
-            .map_err(io_err(format!("writing {}", log.display())))?;
-        eprintln!(
-            "[{}/{}] {algorithm}: {} calls simulated in {:.2} s",
-            i + 1,
-            algorithms.len(),
-            workload.arrivals.len(),
-            run_started.elapsed().as_secs_f64()
-        );
-        record.runs.push(AlgorithmRun {
-            algorithm: algorithm.to_string(),
-            log,
-            replay: None,
-            des: serde_json::to_value(&summary).ok(),
-            wall_time_s: run_started.elapsed().as_secs_f64(),
-        });
     }
     Ok(())
 }
 
-/// Analyses the logs and writes report.md, summary.csv, run.json and plots.
-fn write_report(args: &Args, dir: &Path, record: &ExperimentRecord) -> Result<(), ExperimentError> {
+/// The metrics aggregated over repetitions: key, title, value.
+type MetricFn = fn(&utils::analyze::Analysis) -> f64;
+const METRICS: &[(&str, &str, MetricFn)] = &[
+    ("mean_latency_ms", "mean latency, ok calls (ms)", |a| a.mean_latency_ms),
+    ("p99_latency_ms", "p99 latency, ok calls (ms)", |a| a.latency_ms.p99 as f64),
+    ("failed_pct", "failed calls (%)", |a| {
+        let all = a.calls + a.error_lines;
+        if all == 0 {
+            0.0
+        } else {
+            100.0 * a.error_lines as f64 / all as f64
+        }
+    }),
+    ("locality", "locality (functions/node/s)", |a| {
+        a.locality.mean_distinct_functions
+    }),
+    ("cv", "imbalance CV", |a| a.imbalance.cv),
+    ("image_hit_ratio", "image hits", |a| a.cache.image_reuse.hit_ratio),
+    ("cold_start_ratio", "cold starts", |a| a.cold_start_ratio),
+];
+
+/// One algorithm at one point, over its repetitions.
+struct Aggregate {
+    point: usize,
+    algorithm: String,
+    estimates: Vec<Option<Estimate>>,
+    disturbed: usize,
+}
+
+fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -> Vec<Aggregate> {
+    let mut out = Vec::new();
+    for (pi, _) in record.points.iter().enumerate() {
+        for alg in &record.algorithms {
+            let runs: Vec<usize> = record
+                .runs
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.point == pi && &r.algorithm == alg)
+                .map(|(i, _)| i)
+                .collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let estimates = METRICS
+                .iter()
+                .map(|(_, _, f)| {
+                    let v: Vec<f64> = runs.iter().map(|&i| f(&analyses[i])).collect();
+                    Estimate::of(&v)
+                })
+                .collect();
+            out.push(Aggregate {
+                point: pi,
+                algorithm: alg.clone(),
+                estimates,
+                disturbed: runs.iter().filter(|&&i| record.runs[i].disturbed()).count(),
+            });
+        }
+    }
+    out
+}
+
+/// Analyses the logs and writes report.md, summary.csv, runs.csv,
+/// run.json, experiment.toml and plots.
+fn write_report(opts: &RunOptions, dir: &Path, record: &ExperimentRecord) -> Result<(), ExperimentError> {
     use utils::{analyze, compare::Comparison, logs::RunLog, plot};
     let mut runs = Vec::new();
     let mut analyses = Vec::new();
     for r in &record.runs {
         let log = RunLog::read(&r.log).map_err(|e| ExperimentError::Analysis(e.to_string()))?;
         let options = analyze::AnalyzeOptions {
-            nodes: Some(record.workers as usize),
-            label: Some(r.algorithm.clone()),
+            nodes: Some(record.points[r.point].workers as usize),
+            label: Some(r.id.clone()),
             ..Default::default()
         };
         let a = analyze::analyze(&log, &options)
@@ -863,57 +1616,72 @@ fn write_report(args: &Args, dir: &Path, record: &ExperimentRecord) -> Result<()
         analyses.push(a);
         runs.push(log);
     }
+    let single = record.repeat == 1 && record.points.len() == 1;
     let table = Comparison::new(&analyses);
+    let aggregates = aggregate(record, &analyses);
     let write = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(io_err(format!("writing {}", p.display())))
     };
-    write("summary.csv", table.to_csv())?;
+    write("runs.csv", table.to_csv())?;
+    if single {
+        write("summary.csv", table.to_csv())?;
+    } else {
+        write("summary.csv", aggregate_csv(record, &aggregates))?;
+    }
     write(
         "run.json",
         serde_json::to_string_pretty(record).unwrap_or_default() + "\n",
     )?;
+    let toml = record.file.to_toml();
+    write("experiment.toml", toml.clone())?;
 
     let mut plots: Vec<(String, String)> = Vec::new();
     let mut plot_errors = Vec::new();
-    if !args.no_plots {
+    if !opts.no_plots {
         let mut try_plot = |file: &str, title: String, r: Result<(), plot::PlotError>| match r {
             Ok(()) => plots.push((title, format!("plots/{file}"))),
             Err(e) => plot_errors.push(format!("{file}: {e}")),
         };
         let p = dir.join("plots");
-        try_plot(
-            "comparison.png",
-            "Algorithms compared".into(),
-            plot::comparison_bars(&table, &p.join("comparison.png")),
-        );
-        let labelled: Vec<(String, &RunLog)> = record
-            .runs
-            .iter()
-            .map(|r| r.algorithm.clone())
-            .zip(&runs)
-            .collect();
-        try_plot(
-            "latency-cdf.png",
-            "Latency CDF (duration - InternalExecutionTime)".into(),
-            plot::latency_cdf(
-                &labelled,
-                plot::CdfMetric::Latency,
-                &p.join("latency-cdf.png"),
-            ),
-        );
-        for (r, log) in record.runs.iter().zip(&runs) {
-            let file = format!("timeline-{}.png", r.algorithm);
-            let options = plot::TimelineOptions {
-                title: Some(format!("{}: running functions per node", r.algorithm)),
-                nodes: Some(record.workers as usize),
-                ..Default::default()
-            };
+        if single {
             try_plot(
-                &file,
-                format!("Timeline, {}", r.algorithm),
-                plot::timeline(log, &p.join(&file), &options),
+                "comparison.png",
+                "Algorithms compared".into(),
+                plot::comparison_bars(&table, &p.join("comparison.png")),
             );
+            let labelled: Vec<(String, &RunLog)> = record
+                .runs
+                .iter()
+                .map(|r| r.algorithm.clone())
+                .zip(&runs)
+                .collect();
+            try_plot(
+                "latency-cdf.png",
+                "Latency CDF (duration - InternalExecutionTime)".into(),
+                plot::latency_cdf(
+                    &labelled,
+                    plot::CdfMetric::Latency,
+                    &p.join("latency-cdf.png"),
+                ),
+            );
+            for (r, log) in record.runs.iter().zip(&runs) {
+                let file = format!("timeline-{}.png", r.algorithm);
+                let options = plot::TimelineOptions {
+                    title: Some(format!("{}: running functions per node", r.algorithm)),
+                    nodes: Some(record.workers as usize),
+                    ..Default::default()
+                };
+                try_plot(
+                    &file,
+                    format!("Timeline, {}", r.algorithm),
+                    plot::timeline(log, &p.join(&file), &options),
+                );
+            }
+        } else {
+            for (title, file, r) in repeated_plots(record, &aggregates, &p) {
+                try_plot(&file, title, r);
+            }
         }
         for e in &plot_errors {
             eprintln!("experiment: warning: plot {e}");
@@ -921,23 +1689,187 @@ fn write_report(args: &Args, dir: &Path, record: &ExperimentRecord) -> Result<()
     }
     write(
         "report.md",
-        report_markdown(record, &table.to_markdown(), &plots, &plot_errors),
+        report_markdown(
+            record,
+            &table.to_markdown(),
+            (!single).then(|| aggregate_markdown(record, &aggregates)),
+            &toml,
+            &plots,
+            &plot_errors,
+        ),
     )?;
     Ok(())
 }
 
-/// The build and run commands that regenerate a live run.
-fn reproduce_command(record: &ExperimentRecord) -> Option<String> {
-    let args = record.command.strip_prefix("simulator")?;
+fn point_label(record: &ExperimentRecord, i: usize) -> String {
+    record.points[i].label.clone().unwrap_or_default()
+}
+
+/// summary.csv of repeated runs: one row per point and algorithm, the
+/// mean, 95 % CI half-width and n of every metric.
+fn aggregate_csv(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
+    let mut o = String::from("point,algorithm,runs,disturbed");
+    for (key, _, _) in METRICS {
+        let _ = write!(o, ",{key}_mean,{key}_ci95");
+    }
+    o.push('\n');
+    for a in aggregates {
+        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
+        let _ = write!(
+            o,
+            "{},{},{n},{}",
+            point_label(record, a.point),
+            a.algorithm,
+            a.disturbed
+        );
+        for e in &a.estimates {
+            match e {
+                Some(e) => {
+                    let _ = write!(
+                        o,
+                        ",{},{}",
+                        e.mean,
+                        e.ci95.map(|h| h.to_string()).unwrap_or_default()
+                    );
+                }
+                None => o.push_str(",,"),
+            }
+        }
+        o.push('\n');
+    }
+    o
+}
+
+/// The report's table of repeated runs: mean ± 95 % CI.
+fn aggregate_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
+    let mut o = String::new();
+    let swept = record.sweep.is_some();
+    if swept {
+        o.push_str("| point ");
+    }
+    o.push_str("| algorithm | runs |");
+    for (_, title, _) in METRICS {
+        let _ = write!(o, " {title} |");
+    }
+    o.push('\n');
+    if swept {
+        o.push_str("|---");
+    }
+    o.push_str("|---|---|");
+    for _ in METRICS {
+        o.push_str("---|");
+    }
+    o.push('\n');
+    for a in aggregates {
+        if swept {
+            let _ = write!(o, "| {} ", point_label(record, a.point));
+        }
+        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
+        let _ = write!(
+            o,
+            "| {} | {n}{} |",
+            a.algorithm,
+            if a.disturbed > 0 {
+                format!(" ({} disturbed)", a.disturbed)
+            } else {
+                String::new()
+            }
+        );
+        for ((key, _, _), e) in METRICS.iter().zip(&a.estimates) {
+            let decimals = if key.ends_with("_ms") || key.ends_with("_pct") {
+                1
+            } else {
+                3
+            };
+            let _ = write!(
+                o,
+                " {} |",
+                e.map(|e| e.display(decimals)).unwrap_or_else(|| "-".into())
+            );
+        }
+        o.push('\n');
+    }
+    o
+}
+
+type PlotResult = Result<(), utils::plot::PlotError>;
+
+/// The figures of repeated runs and sweeps: per point, bars with 95 % CI
+/// error bars; for a sweep, one line plot per metric against the value.
+fn repeated_plots(
+    record: &ExperimentRecord,
+    aggregates: &[Aggregate],
+    dir: &Path,
+) -> Vec<(String, String, PlotResult)> {
+    use utils::plot::{self, MetricEstimates, SweepSeries};
+    let mut out = Vec::new();
+    for (pi, p) in record.points.iter().enumerate() {
+        let rows: Vec<MetricEstimates> = aggregates
+            .iter()
+            .filter(|a| a.point == pi)
+            .map(|a| MetricEstimates {
+                label: a.algorithm.clone(),
+                metrics: METRICS
+                    .iter()
+                    .zip(&a.estimates)
+                    .filter_map(|((_, title, _), e)| e.map(|e| (title.to_string(), e)))
+                    .collect(),
+            })
+            .collect();
+        let (file, title) = match &p.label {
+            Some(l) => (
+                format!("comparison-{}.png", safe_name(l)),
+                format!("Algorithms compared, {l} (mean, 95 % CI)"),
+            ),
+            None => (
+                "comparison.png".to_string(),
+                format!("Algorithms compared (mean, 95 % CI over {} runs)", record.repeat),
+            ),
+        };
+        let r = plot::comparison_bars_ci(&rows, &dir.join(&file));
+        out.push((title, file, r));
+    }
+    if let Some(param) = &record.sweep {
+        if record.points.iter().all(|p| p.x.is_some()) {
+            for (mi, (key, title, _)) in METRICS.iter().enumerate() {
+                let series: Vec<SweepSeries> = record
+                    .algorithms
+                    .iter()
+                    .map(|alg| SweepSeries {
+                        label: alg.clone(),
+                        points: aggregates
+                            .iter()
+                            .filter(|a| &a.algorithm == alg)
+                            .filter_map(|a| {
+                                Some((record.points[a.point].x?, a.estimates[mi]?))
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                let file = format!("sweep-{key}.png");
+                let r = plot::sweep_lines(title, param, title, &series, &dir.join(&file));
+                out.push((format!("{title} against {param}"), file, r));
+            }
+        }
+    }
+    out
+}
+
+/// The build and run commands that regenerate a run.
+fn reproduce_command(record: &ExperimentRecord) -> String {
+    let args = format!(
+        "experiment --file results/{}/experiment.toml --name {}-again",
+        record.name, record.name
+    );
     match record.mode {
-        Mode::Des => Some(format!("cargo run --release -p simulator --{args}")),
+        Mode::Des => format!("cargo run --release -p simulator -- {args}"),
         Mode::Live => {
-            let release = record.versions.binaries.as_deref() == Some("release");
+            let release = record.versions.binaries.as_deref() != Some("debug");
             let profile = if release { "release" } else { "debug" };
-            Some(format!(
-                "cargo build{} -p simulator -p load-balancer -p worker-front -p sample-functions && target/{profile}/simulator{args}",
+            format!(
+                "cargo build{} --workspace && target/{profile}/simulator {args}",
                 if release { " --release" } else { "" }
-            ))
+            )
         }
     }
 }
@@ -945,6 +1877,8 @@ fn reproduce_command(record: &ExperimentRecord) -> Option<String> {
 fn report_markdown(
     record: &ExperimentRecord,
     table: &str,
+    aggregate_table: Option<String>,
+    toml: &str,
     plots: &[(String, String)],
     plot_errors: &[String],
 ) -> String {
@@ -956,11 +1890,22 @@ fn report_markdown(
             "**INTERRUPTED**: only the runs below finished (the last one may be partial).\n"
         );
     }
+    let disturbed = record.runs.iter().filter(|r| r.disturbed()).count();
+    if disturbed > 0 {
+        let _ = writeln!(
+            o,
+            "**DISTURBED**: {disturbed} of {} runs ran on a disturbed machine (see Noise below); \
+             their numbers are not comparable with quiet runs.\n",
+            record.runs.len()
+        );
+    }
     let _ = writeln!(o, "| | |\n|---|---|");
     let _ = writeln!(o, "| Command | `{}` |", record.command);
-    if let Some(reproduce) = reproduce_command(record) {
-        let _ = writeln!(o, "| Reproduce | `{reproduce}` (from the workspace root) |");
-    }
+    let _ = writeln!(
+        o,
+        "| Reproduce | `{}` (from the workspace root; `experiment.toml` holds every resolved value) |",
+        reproduce_command(record)
+    );
     let _ = writeln!(o, "| Started | {} |", record.started_utc);
     let _ = writeln!(
         o,
@@ -974,7 +1919,7 @@ fn report_markdown(
         "| Mode | {} |",
         match record.mode {
             Mode::Live => format!(
-                "live: {} `worker-front` nodes ({} runtime), one fresh `load-balancer` per algorithm",
+                "live: {} `worker-front` nodes ({} runtime), one fresh `load-balancer` per run",
                 record.workers,
                 record.runtime.as_str()
             ),
@@ -984,11 +1929,22 @@ fn report_markdown(
             ),
         }
     );
-    if let Some(cores) = record.machine_cores {
+    if record.mode == Mode::Des {
+        let p = &record.points[0];
         let _ = writeln!(
             o,
-            "| Machine | the simulated nodes share {cores} cores, as the live testbed's one host |"
+            "| Cores | {} |",
+            match (p.machine_cores, p.node_cores) {
+                (Some(m), _) => format!(
+                    "the simulated nodes share one machine of {m} cores (`--machine-cores`)"
+                ),
+                (None, Some(c)) => format!("{c} per simulated node (`--node-cores`); the host's do not matter"),
+                (None, None) => "the profile's per node".into(),
+            }
         );
+    }
+    if let Some(h) = &record.host {
+        let _ = writeln!(o, "| Host | {} |", h.describe());
     }
     if !record.settings.is_empty() {
         let list: Vec<String> = record
@@ -998,17 +1954,15 @@ fn report_markdown(
             .collect();
         let _ = writeln!(o, "| Settings | {} |", list.join(", "));
     }
-    {
-        let _ = writeln!(
-            o,
-            "| Time scale | replay x{} (events sent {} times faster); functions `HF_TIME_SCALE={:.4}`, \
-             so the offered load is {:.2}x the scenario's |",
-            record.time_scale,
-            record.time_scale,
-            record.fn_time_scale,
-            record.fn_time_scale * record.time_scale
-        );
-    }
+    let _ = writeln!(
+        o,
+        "| Time scale | replay x{} (events sent {} times faster); functions `HF_TIME_SCALE={:.4}`, \
+         so the offered load is {:.2}x the scenario's |",
+        record.time_scale,
+        record.time_scale,
+        record.fn_time_scale,
+        record.fn_time_scale * record.time_scale
+    );
     if record.package_scale != 1.0 {
         let _ = writeln!(
             o,
@@ -1019,12 +1973,42 @@ fn report_markdown(
     if let Some(cap) = record.duration_cap_s {
         let _ = writeln!(o, "| Duration cap | first {cap} s of the scenario |");
     }
-    let _ = writeln!(o, "| Seed | {} (scheduler RNG) |", record.seed);
+    let _ = writeln!(
+        o,
+        "| Seed | {}{} |",
+        record.seed,
+        if record.repeat > 1 {
+            format!(
+                " (repetition k uses seed + k: {}..={})",
+                record.seed,
+                record.seed + u64::from(record.repeat) - 1
+            )
+        } else {
+            " (scheduler RNG)".into()
+        }
+    );
+    if record.repeat > 1 {
+        let _ = writeln!(o, "| Repetitions | {} per algorithm{} |", record.repeat,
+            if record.mode == Mode::Live { ", interleaved" } else { "" });
+    }
+    if let Some(s) = &record.sweep {
+        let values: Vec<String> = record
+            .points
+            .iter()
+            .filter_map(|p| p.label.clone())
+            .collect();
+        let _ = writeln!(o, "| Sweep | `{s}`: {} |", values.join(", "));
+    }
     let _ = writeln!(
         o,
         "| Versions | simulator {}, git {}{} |",
         record.versions.simulator,
-        record.versions.git.as_deref().unwrap_or("unknown"),
+        record
+            .versions
+            .git
+            .as_ref()
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "unknown".into()),
         record
             .versions
             .binaries
@@ -1034,14 +2018,27 @@ fn report_markdown(
     );
     let _ = writeln!(o, "| Wall time of the runs | {:.1} s |", record.wall_time_s);
 
-    let _ = writeln!(o, "\n## Comparison\n");
+    if let Some(agg) = &aggregate_table {
+        let _ = writeln!(o, "\n## Comparison (mean ± 95 % confidence interval)\n");
+        let _ = writeln!(o, "{}", agg.trim_end());
+        let _ = writeln!(
+            o,
+            "\nEach cell: mean over the runs ± the half-width of its 95 % confidence interval \
+             (Student's t; none for one run). Latency figures are over successful calls only; \
+             \"failed calls\" counts the rest, so an algorithm that rejects calls shows it there."
+        );
+        let _ = writeln!(o, "\n## Every run\n");
+    } else {
+        let _ = writeln!(o, "\n## Comparison\n");
+    }
     let _ = writeln!(o, "{}", table.trim_end());
     let _ = writeln!(
         o,
         "\nLocality: distinct functions per node per 1-s slot (lower: each node serves fewer functions, \
          so caches hit more). CV: coefficient of variation of the per-node executions per slot \
-         (lower: better balance). Latency = call duration - InternalExecutionTime. Metrics as in \
-         the original HotFunctions analyzer; error lines are skipped (counted in the table)."
+         (lower: better balance). Latency = call duration - InternalExecutionTime, over successful \
+         calls only. Metrics as in the original HotFunctions analyzer; failed calls are counted \
+         apart (error lines)."
     );
     if record.mode == Mode::Live && record.time_scale != 1.0 {
         let _ = writeln!(
@@ -1053,29 +2050,60 @@ fn report_markdown(
     }
 
     if record.mode == Mode::Live {
-        let _ = writeln!(o, "\n## Replays\n");
+        let _ = writeln!(o, "\n## Replays and noise\n");
+        if let Some(t) = &record.noise_thresholds {
+            let _ = writeln!(
+                o,
+                "A run is **disturbed** if its dispatch lag p99 exceeds its limit (max({} ms, {:.0} % \
+                 of the scenario's median gap between calls in wall time)), other processes used more \
+                 than {} cores during it or {} cores in the 0.5-s check before it, or CPU steal \
+                 exceeded {:.0} % (`simulator/src/experiment/host.rs` says why).\n",
+                t.lag_floor_us as f64 / 1e3,
+                t.lag_gap_ratio * 100.0,
+                t.foreign_cores,
+                t.quiet_foreign_cores,
+                t.steal_ratio * 100.0
+            );
+        }
         let _ = writeln!(
             o,
-            "| algorithm | sent | ok | errors | cancelled | replay wall s | dispatch lag p50 / p99 (us) | response p50 / p99 (ms) |"
+            "| run | seed | sent | ok | errors | dispatch lag p50 / p99 (us) | lag limit (us) | other processes (cores) | ours (cores) | steal | load before / after | verdict |"
         );
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &record.runs {
-            if let Some(s) = &r.replay {
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {} | {} | {} | {:.1} | {} / {} | {} / {} |",
-                    r.algorithm,
-                    s.dispatched,
-                    s.ok,
-                    s.errors,
-                    s.cancelled,
-                    s.wall_time_s,
-                    s.dispatch_lag_p50_us,
-                    s.dispatch_lag_p99_us,
-                    s.response_p50_ms,
-                    s.response_p99_ms
-                );
-            }
+            let (Some(s), Some(n)) = (&r.replay, &r.noise) else {
+                continue;
+            };
+            let f2 = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} / {} | {}{} |",
+                r.id,
+                r.seed,
+                s.dispatched,
+                s.ok,
+                s.errors,
+                s.dispatch_lag_p50_us,
+                s.dispatch_lag_p99_us,
+                n.lag_limit_us,
+                f2(n.during.map(|d| d.foreign_cores)),
+                f2(n.during.map(|d| d.ours_cores)),
+                n.during
+                    .map(|d| format!("{:.1} %", d.steal_ratio * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+                f2(n.load_before),
+                f2(n.load_after),
+                if n.disturbed() {
+                    format!("DISTURBED: {}", n.reasons.join("; "))
+                } else {
+                    "quiet".into()
+                },
+                if r.disturbed_attempts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (after {} disturbed attempts)", r.disturbed_attempts.len())
+                }
+            );
         }
     }
 
@@ -1089,10 +2117,18 @@ fn report_markdown(
         }
     }
 
+    let _ = writeln!(o, "\n## Experiment file\n");
+    let _ = writeln!(
+        o,
+        "`experiment.toml`, every value resolved; `simulator experiment --file` runs it again:\n\n```toml\n{}```",
+        toml
+    );
+
     let _ = writeln!(o, "\n## Files\n");
     let _ = writeln!(
         o,
-        "- `summary.csv`: the comparison table\n- `run.json`: every parameter and per-run summary\n- `logs/<algorithm>.log`: the replay logs (original HotFunctions format; `utils analyze` reads them)"
+        "- `summary.csv`: the comparison table{}\n- `runs.csv`: one row per run\n- `run.json`: every parameter, per-run summary and noise figures\n- `experiment.toml`: the resolved experiment\n- `logs/<run>.log`: the logs (original HotFunctions format; `utils analyze` reads them), each with its `.meta.json` sidecar",
+        if aggregate_table.is_some() { " (means and 95 % CIs)" } else { "" }
     );
     if record.mode == Mode::Live {
         let _ = writeln!(o, "- `process-logs/`: output of the workers and balancers");
@@ -1147,12 +2183,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if outcome.record.interrupted {
         std::process::exit(130);
     }
+    let disturbed = outcome.record.runs.iter().filter(|r| r.disturbed()).count();
+    if disturbed > 0 {
+        eprintln!(
+            "experiment: warning: {disturbed} of {} runs were disturbed (see the report's noise table)",
+            outcome.record.runs.len()
+        );
+        if args.strict || outcome.record.file.strict == Some(true) {
+            eprintln!("experiment: error: {}", ExperimentError::Disturbed(disturbed));
+            std::process::exit(3);
+        }
+    }
     Ok(())
-}
-
-/// Cores of this host (the live testbed's one machine).
-fn host_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Empties a worker: `GET /clear?reset_images=true` (instances and images).

@@ -204,6 +204,27 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
     assert!(report.contains("![Algorithms compared](plots/comparison.png)"));
     assert!(run.join("plots/comparison.png").is_file());
 
+    // The machine and the noise around every run are recorded and judged.
+    assert!(report.contains("## Replays and noise"), "{report}");
+    assert!(report.contains("| Host |"), "{report}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert!(record["host"]["cores"].as_u64().unwrap() >= 1, "{record}");
+    for r in record["runs"].as_array().unwrap() {
+        let noise = &r["noise"];
+        assert!(noise["lag_limit_us"].as_u64().unwrap() >= 2_000, "{noise}");
+        assert!(noise["reasons"].is_array(), "{noise}");
+        assert!(noise["during"]["ours_cores"].as_f64().unwrap() > 0.0, "{noise}");
+    }
+    // Each log's sidecar names the cluster the calls could go to.
+    let side: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("logs/ch.log.meta.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(side["cluster"]["size"], 4, "{side}");
+    assert_eq!(side["cluster"]["nodes"].as_array().unwrap().len(), 4, "{side}");
+    assert_eq!(side["algorithm"], "ch");
+
     let pids = child_pids(&run.join("run.json"));
     assert_eq!(
         pids.len(),
@@ -329,8 +350,8 @@ fn des_mode_takes_worker_options_and_scheduler_parameters() {
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("`USING_REST_MODE=true`, `T=2`"), "{report}");
     assert!(
-        report.contains("share"),
-        "machine cores in the report: {report}"
+        report.contains("2 per simulated node"),
+        "the nodes' own cores in the report, not the host's: {report}"
     );
 
     // Every resolved parameter is recorded, defaults included.
@@ -433,4 +454,165 @@ fn a_malformed_scenario_fails_before_starting_anything() {
         "{stderr}"
     );
     assert!(!dir.path().join("x").exists());
+}
+
+/// Runs `simulator experiment` with `args` in the workspace; it must
+/// succeed. Returns stderr.
+fn experiment_ok<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> String {
+    let out = simulator().arg("experiment").args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    experiment_ok([
+        "--mode", "des", "--name", "sweep", "--results-dir", d, "--algorithms", "ch,ours",
+        "--repeat", "3", "--sweep", "ch.T=2,8", "--seed", "5",
+    ]);
+    let run = dir.path().join("sweep");
+    // One row per (point, algorithm), each over 3 runs with an interval.
+    let summary = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    let mut lines = summary.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&header[..4], ["point", "algorithm", "runs", "disturbed"]);
+    let ci = header.iter().position(|h| *h == "mean_latency_ms_ci95").unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4, "{summary}");
+    for r in &rows {
+        assert_eq!(r[2], "3", "{summary}");
+        assert!(r[ci].parse::<f64>().is_ok(), "a CI for each row: {summary}");
+    }
+    assert_eq!(rows[0][0], "ch.T=2");
+    assert_eq!(rows[3][0], "ch.T=8");
+    // Every run has its log and sidecar, with its own seed.
+    for point in ["ch.T=2", "ch.T=8"] {
+        for alg in ["ch", "ours"] {
+            for k in 0..3 {
+                let log = run.join(format!("logs/{point}/{alg}-r{k}.log"));
+                assert!(log.is_file(), "{}", log.display());
+                let side: serde_json::Value = serde_json::from_str(
+                    &std::fs::read_to_string(format!("{}.meta.json", log.display())).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(side["seed"], 5 + k);
+                assert_eq!(side["cluster"]["size"], 4);
+                assert_eq!(side["algorithm"], alg);
+            }
+        }
+        let side: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join(format!("logs/{point}/ch-r0.log.meta.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(side["parameters"]["T"], if point.ends_with('2') { 2 } else { 8 });
+    }
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("mean ± 95 % confidence interval"), "{report}");
+    assert!(report.contains(" ± "), "{report}");
+    assert!(report.contains("```toml"), "the resolved file: {report}");
+    assert!(run.join("plots/sweep-mean_latency_ms.png").is_file());
+    assert!(run.join("plots/comparison-ch.T=2.png").is_file());
+
+    // The resolved file alone runs the same experiment: identical logs.
+    let file = run.join("experiment.toml");
+    let toml = std::fs::read_to_string(&file).unwrap();
+    assert!(toml.contains("repeat = 3") && toml.contains("param = \"ch.T\""), "{toml}");
+    experiment_ok([
+        "--file",
+        file.to_str().unwrap(),
+        "--name",
+        "again",
+        "--results-dir",
+        d,
+    ]);
+    for k in 0..3 {
+        let rel = format!("logs/ch.T=8/ours-r{k}.log");
+        assert_eq!(
+            std::fs::read(run.join(&rel)).unwrap(),
+            std::fs::read(dir.path().join("again").join(&rel)).unwrap(),
+            "{rel}"
+        );
+    }
+}
+
+#[test]
+fn an_earlier_run_is_never_replaced_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let args = ["--mode", "des", "--name", "keep", "--algorithms", "rr", "--results-dir", d];
+    experiment_ok(args);
+    let run = dir.path().join("keep");
+    let notes = run.join("my-notes.txt");
+    std::fs::write(&notes, "mine").unwrap();
+    let before = std::fs::read(run.join("logs/rr.log")).unwrap();
+    let err = experiment_error(dir.path(), ["--mode", "des", "--name", "keep", "--algorithms", "ll"]);
+    assert!(err.contains("--overwrite") && err.contains("keep"), "{err}");
+    assert_eq!(std::fs::read(run.join("logs/rr.log")).unwrap(), before, "untouched");
+    experiment_ok(args.iter().chain(&["--overwrite", "--algorithms", "ll"]));
+    assert!(run.join("logs/ll.log").is_file());
+    assert!(!run.join("logs/rr.log").exists(), "the old outputs went");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine", "not ours: kept");
+}
+
+#[test]
+fn des_results_do_not_depend_on_the_host_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let args = |name: &'static str| {
+        vec![
+            "experiment",
+            "--mode", "des", "--name", name, "--results-dir", d, "--workers", "40",
+            "--algorithms", "ch,ours", "--no-plots",
+        ]
+    };
+    let out = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_simulator")])
+        .args(args("one-core"))
+        .current_dir(workspace_root())
+        .output()
+        .expect("taskset (util-linux) runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = simulator().args(args("all-cores")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["logs/ch.log", "logs/ours.log", "summary.csv"] {
+        assert_eq!(
+            std::fs::read(dir.path().join("one-core").join(f)).unwrap(),
+            std::fs::read(dir.path().join("all-cores").join(f)).unwrap(),
+            "{f} differs between one core and all"
+        );
+    }
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("one-core/run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["points"][0]["node_cores"], 2, "recorded");
+    assert!(record["points"][0]["machine_cores"].is_null());
+    // The shared machine is an explicit choice, recorded too.
+    experiment_ok([
+        "--mode", "des", "--name", "shared", "--results-dir", d, "--algorithms", "rr",
+        "--machine-cores", "2", "--no-plots",
+    ]);
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("shared/run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["points"][0]["machine_cores"], 2);
+}
+
+#[test]
+fn a_bad_experiment_file_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.toml");
+    std::fs::write(&file, "mode = \"des\"\nrepeat = 2\nalgoritms = [\"rr\"]\n").unwrap();
+    let err = experiment_error(dir.path(), [OsStr::new("--file"), file.as_os_str()]);
+    assert!(err.contains("exp.toml") && err.contains("line 3") && err.contains("algoritms"), "{err}");
+    std::fs::write(&file, "mode = \"des\"\n[sweep]\nparam = \"ch.T\"\nvalues = [0]\n").unwrap();
+    let err = experiment_error(dir.path(), [OsStr::new("--file"), file.as_os_str()]);
+    assert!(err.contains("ch.T"), "{err}");
+    let err = experiment_error(dir.path(), ["--mode", "des", "--repeat", "0"]);
+    assert!(err.contains("--repeat"), "{err}");
 }
