@@ -248,7 +248,13 @@ fn plots_are_written_as_png_and_svg() {
 
     let cdf = path(dir.path(), "cdf.svg");
     ok(&["plot", "cdf", &log, "-o", cdf.to_str().unwrap()]);
-    assert_svg_with(&cdf, &["ch (n=8, p99=1000 ms)", "fraction of calls"]);
+    assert_svg_with(
+        &cdf,
+        &[
+            "ch (1 of 9 failed; ok: n=8, p99=1000 ms)",
+            "fraction of all calls",
+        ],
+    );
     let cdf_png = path(dir.path(), "cdf.png");
     ok(&[
         "plot",
@@ -272,7 +278,10 @@ fn plots_are_written_as_png_and_svg() {
         "-o",
         bars_png.to_str().unwrap(),
     ]);
-    assert_svg_with(&bars, &["Locality", "p99 latency", "62.5"]);
+    assert_svg_with(
+        &bars,
+        &["Locality", "p99 latency", "62.5", "Failed calls", "11.1"],
+    );
     assert_png(&bars_png);
 
     let bad = utils(&[
