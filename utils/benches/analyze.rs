@@ -29,13 +29,7 @@ fn synthetic_run(calls: usize) -> RunLog {
             }
         })
         .collect();
-    RunLog {
-        source: "synthetic".into(),
-        records,
-        error_lines: 0,
-        unparseable_count: 0,
-        unparseable: Vec::new(),
-    }
+    RunLog::from_records("synthetic", records)
 }
 
 fn bench_analyze(c: &mut Criterion) {

@@ -3,7 +3,7 @@
 //! percentiles, cold starts and a per-node table.
 //!
 //! Definitions (t0 = the earliest start of a successful call; error replies
-//! are skipped before anything else):
+//! are left out of every metric below but counted, see "Failed calls"):
 //! - **Slots**: 1-second slots from t0; there are `trunc((last end - t0) /
 //!   1000) + 1` of them. A call counts in every slot `i` with
 //!   `floor((start - t0) / 1000) <= i < ceil((end - t0) / 1000)`.
@@ -25,9 +25,28 @@
 //!
 //! The node count: the original fixes it (`NUM_NODES`) and indexes nodes by
 //! `WorkerNodeId`, so idle nodes count (with zeros) in locality and CV. Here
-//! it is `max WorkerNodeId + 1` by default (ids are dense, 0-based indexes in
-//! the balancer), or the cluster size given in [`AnalyzeOptions::nodes`],
-//! which also counts idle nodes at the end of the id range.
+//! it is, in order ([`Analysis::node_count_rule`] says which):
+//! 1. the cluster size given in [`AnalyzeOptions::nodes`] (`--nodes`);
+//! 2. else the `cluster.size` of the run's sidecar (`<log>.meta.json`,
+//!    [`protocol::sidecar`]), which counts the idle nodes too;
+//! 3. else `max WorkerNodeId + 1` (ids are dense, 0-based indexes in the
+//!    balancer), which misses idle nodes at the end of the id range: two
+//!    runs of one cluster can then disagree.
+//!
+//! A `WorkerNodeId` outside the given or recorded size is an error naming
+//! the log.
+//!
+//! Failed calls (error replies): [`Analysis::calls`] counts every call line
+//! (successful and failed; unreadable lines are not calls),
+//! [`Analysis::failed`] the error replies, [`Analysis::error_rate`] their
+//! share, [`Analysis::errors_by_class`] their causes
+//! ([`crate::logs::ErrorClass`]). Every latency and duration statistic is
+//! over successful calls only, so an algorithm that rejects calls (a
+//! bounded-load scheduler answering HTTP 503) can look faster; one figure
+//! cannot be improved that way: [`Analysis::p99_latency_all_ms`], the p99
+//! latency over all calls where a failed call counts as infinitely slow. It
+//! is `None` ("failed") as soon as more than 1 % of the calls failed, since
+//! the 99th percentile is then a failed call.
 //!
 //! Beyond the original: p50/p95/p99/p99.9 and max of duration and latency
 //! from an HDR histogram (`hdrhistogram`, 4 significant digits: exact below
@@ -41,12 +60,13 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::logs::{CallRecord, ReadLogError, RunLog, UnparseableLine};
+use crate::logs::{CallRecord, ErrorClass, ErrorCount, ReadLogError, RunLog, UnparseableLine};
 
 /// Options of an analysis.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnalyzeOptions {
-    /// The cluster size. `None`: `max WorkerNodeId + 1` from the data.
+    /// The cluster size. `None`: the sidecar's `cluster.size`, else
+    /// `max WorkerNodeId + 1` from the data.
     pub nodes: Option<usize>,
     /// The label to show; `None`: [`RunLog::label`].
     pub label: Option<String>,
@@ -68,11 +88,13 @@ pub enum AnalyzeError {
         error_lines: usize,
         unparseable: usize,
     },
-    #[error("{source_name}: WorkerNodeId {id} is outside the {nodes} nodes given")]
+    #[error("{source_name}: WorkerNodeId {id} is outside the {nodes} nodes {origin}")]
     NodeOutOfRange {
         source_name: String,
         id: usize,
         nodes: usize,
+        /// `given` (`--nodes`) or `of the sidecar's cluster (<path>)`.
+        origin: String,
     },
 }
 
@@ -84,6 +106,19 @@ pub enum NodeCountRule {
     MaxIdPlusOne,
     /// Given by the caller (`--nodes`).
     Given,
+    /// The `cluster.size` of the run's sidecar (`<log>.meta.json`).
+    Sidecar,
+}
+
+impl NodeCountRule {
+    /// How reports name the rule.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::MaxIdPlusOne => "inferred: max WorkerNodeId + 1",
+            Self::Given => "given",
+            Self::Sidecar => "from the run's sidecar",
+        }
+    }
 }
 
 /// Locality: distinct functions per node per slot.
@@ -179,10 +214,16 @@ pub struct Analysis {
     pub source: String,
     /// Algorithms named in the log.
     pub algorithms: Vec<String>,
-    /// Successful calls analyzed.
+    /// Every call line: successful calls and error replies.
     pub calls: usize,
-    /// Error replies skipped.
-    pub error_lines: usize,
+    /// Successful calls (the ones every other metric is computed over).
+    pub ok_calls: usize,
+    /// Failed calls (error replies).
+    pub failed: usize,
+    /// `failed / calls`.
+    pub error_rate: f64,
+    /// The failed calls by cause (with the first message of each).
+    pub errors_by_class: BTreeMap<ErrorClass, ErrorCount>,
     /// Lines that could not be read.
     pub unparseable_lines: usize,
     /// The first unreadable lines (line number, reason).
@@ -203,8 +244,13 @@ pub struct Analysis {
     pub cold_start_ratio: f64,
     pub mean_duration_ms: f64,
     pub mean_latency_ms: f64,
+    /// Over successful calls only.
     pub duration_ms: Percentiles,
+    /// Over successful calls only.
     pub latency_ms: Percentiles,
+    /// p99 latency over all calls, a failed call counting as infinitely
+    /// slow; `None` when more than 1 % of the calls failed.
+    pub p99_latency_all_ms: Option<u64>,
     /// Calls whose latency was negative (clamped to 0 in the percentiles).
     pub negative_latencies: usize,
     /// Mean `AlgorithmLatency` in µs (`None` if the log has none).
@@ -259,17 +305,27 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
         .max()
         .unwrap_or(first_start);
     let max_id = records.iter().map(|r| r.node).max().unwrap_or(0);
-    let (nodes, node_count_rule) = match options.nodes {
-        Some(n) if max_id >= n => {
-            return Err(AnalyzeError::NodeOutOfRange {
-                source_name: run.source.clone(),
-                id: max_id,
-                nodes: n,
-            })
-        }
-        Some(n) => (n, NodeCountRule::Given),
-        None => (max_id + 1, NodeCountRule::MaxIdPlusOne),
+    let sidecar_size = run.sidecar.as_ref().map(|s| s.cluster.size);
+    let (nodes, node_count_rule) = match (options.nodes, sidecar_size) {
+        (Some(n), _) => (n, NodeCountRule::Given),
+        (None, Some(n)) => (n, NodeCountRule::Sidecar),
+        (None, None) => (max_id + 1, NodeCountRule::MaxIdPlusOne),
     };
+    if max_id >= nodes {
+        let origin = match node_count_rule {
+            NodeCountRule::Sidecar => format!(
+                "of the cluster in its sidecar {}",
+                protocol::sidecar::sidecar_path(Path::new(&run.source)).display()
+            ),
+            _ => "given".to_string(),
+        };
+        return Err(AnalyzeError::NodeOutOfRange {
+            source_name: run.source.clone(),
+            id: max_id,
+            nodes,
+            origin,
+        });
+    }
 
     // `int((last - t0) / 1000) + 1` in the original: truncation toward zero.
     let slots = ((last_end - first_start).max(0) / 1000) as usize + 1;
@@ -297,11 +353,13 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
         existing_rest_container: hit_stats(records, |r| r.rest_reused),
     };
     let cold_starts = records.iter().filter(|r| r.is_cold()).count();
-    let calls = records.len();
+    let ok_calls = records.len();
+    let calls = run.calls();
 
     let durations: Vec<i64> = records.iter().map(CallRecord::duration_ms).collect();
     let latencies: Vec<i64> = records.iter().map(CallRecord::latency_ms).collect();
     let negative_latencies = latencies.iter().filter(|&&l| l < 0).count();
+    let p99_latency_all_ms = p99_with_failures(&latencies, run.error_lines);
     let algorithm_latencies: Vec<f64> = records
         .iter()
         .filter_map(|r| r.algorithm_latency_ms)
@@ -319,7 +377,10 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
         source: run.source.clone(),
         algorithms,
         calls,
-        error_lines: run.error_lines,
+        ok_calls,
+        failed: run.error_lines,
+        error_rate: run.error_lines as f64 / calls as f64,
+        errors_by_class: run.errors_by_class.clone(),
         unparseable_lines: run.unparseable_count,
         unparseable_examples: run.unparseable.clone(),
         nodes,
@@ -331,11 +392,12 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
         imbalance,
         cache,
         cold_starts,
-        cold_start_ratio: cold_starts as f64 / calls as f64,
+        cold_start_ratio: cold_starts as f64 / ok_calls as f64,
         mean_duration_ms: mean_i64(&durations),
         mean_latency_ms: mean_i64(&latencies),
         duration_ms: percentiles(&durations),
         latency_ms: percentiles(&latencies),
+        p99_latency_all_ms,
         negative_latencies,
         mean_algorithm_latency_us: (!algorithm_latencies.is_empty())
             .then(|| mean(&algorithm_latencies) * 1000.0),
@@ -525,6 +587,22 @@ fn percentiles(values: &[i64]) -> Percentiles {
     }
 }
 
+/// The nearest-rank p99 of `ok` values and `failed` values of +∞ (negative
+/// values count as 0): `None` when that rank falls on a failure, i.e. when
+/// more than 1 % of the calls failed.
+fn p99_with_failures(ok: &[i64], failed: usize) -> Option<u64> {
+    let total = ok.len() + failed;
+    // Nearest rank: the ceil(0.99 n)-th smallest (1-based), computed in
+    // integers (99 n / 100 rounded up) so that 0.99 n is never off by one.
+    let rank = (99 * total).div_ceil(100).max(1);
+    if rank > ok.len() {
+        return None;
+    }
+    let mut sorted: Vec<i64> = ok.iter().map(|&v| v.max(0)).collect();
+    let (_, &mut v, _) = sorted.select_nth_unstable(rank - 1);
+    Some(v as u64)
+}
+
 /// An auto-resizing histogram of the values in ms (negative clamped to 0).
 pub(crate) fn histogram(values: &[i64]) -> Histogram<u64> {
     // 4 significant digits is a valid precision, so construction cannot fail.
@@ -617,13 +695,7 @@ mod tests {
     }
 
     fn run(records: Vec<CallRecord>) -> RunLog {
-        RunLog {
-            source: "t.log".into(),
-            records,
-            error_lines: 0,
-            unparseable_count: 0,
-            unparseable: vec![],
-        }
+        RunLog::from_records("t.log", records)
     }
 
     #[test]
@@ -740,6 +812,33 @@ mod tests {
         assert_eq!(p.p50, 2);
         assert_eq!(p.p99, 5);
         assert_eq!(p.max, 5);
+    }
+
+    #[test]
+    fn failed_calls_count_as_infinitely_slow_in_the_p99_of_all_calls() {
+        let ok: Vec<i64> = (1..=99).collect();
+        // 99 ok + 1 failed: rank 99 is the largest ok value.
+        assert_eq!(p99_with_failures(&ok, 1), Some(99));
+        // 99 ok + 2 failed (1.98 %): rank ceil(99.99) = 100 is a failure.
+        assert_eq!(p99_with_failures(&ok, 2), None);
+        // 1000 calls, 10 failed (exactly 1 %): rank 990 is the last ok one.
+        let ok: Vec<i64> = (1..=990).collect();
+        assert_eq!(p99_with_failures(&ok, 10), Some(990));
+        assert_eq!(p99_with_failures(&ok, 11), None);
+        // No failure: the nearest-rank p99.
+        assert_eq!(p99_with_failures(&[5, 1, 4, 2, 3], 0), Some(5));
+
+        // In an analysis: 99 ok calls and 28 load-bound rejections.
+        let mut r = run((0..99).map(|i| call(0, "A", i, i + 10)).collect());
+        for _ in 0..28 {
+            r.push_error("every node is at its load bound (2 in-flight calls)");
+        }
+        let a = analyze(&r, &AnalyzeOptions::default()).unwrap();
+        assert_eq!((a.calls, a.ok_calls, a.failed), (127, 99, 28));
+        assert!((a.error_rate - 28.0 / 127.0).abs() < 1e-12);
+        assert_eq!(a.errors_by_class[&ErrorClass::LoadBound].count, 28);
+        assert_eq!(a.latency_ms.p99, 10);
+        assert_eq!(a.p99_latency_all_ms, None);
     }
 
     #[test]

@@ -1,11 +1,21 @@
 //! One table across runs (`utils compare`, and the experiment's `report.md`
 //! and `summary.csv`): one row per analyzed log, labelled by algorithm.
 //!
-//! Columns: calls, error lines, nodes, locality (mean distinct functions per
-//! node per slot), CV of the per-node load, hit ratios of the original's three
-//! caches, cold-start ratio, mean duration and latency, p50/p99 latency, p99
-//! duration, mean algorithm latency. Ratios are fractions (0-1) in CSV and
+//! Columns: calls (every call line), failed calls and error rate, nodes
+//! (with where the count came from: given, the run's sidecar, or
+//! inferred), locality (mean distinct functions per node per slot), CV of
+//! the per-node load, hit ratios of the original's three caches, cold-start
+//! ratio, mean duration and latency, p50/p99 latency, p99 duration, mean
+//! algorithm latency, and `p99 all`. Ratios are fractions (0-1) in CSV and
 //! JSON and percentages in the text and Markdown tables.
+//!
+//! Every metric but the call counts is over successful calls only, which
+//! flatters an algorithm that rejects calls; the text and Markdown tables
+//! say so in a footnote right under the table ([`FOOTNOTE`]). `p99 all`
+//! ([`crate::analyze::Analysis::p99_latency_all_ms`]) is the one latency an
+//! algorithm cannot improve by rejecting calls: a failed call counts as
+//! infinitely slow, and the cell reads `failed` when more than 1 % of the
+//! calls failed (empty in CSV, `null` in JSON).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -13,7 +23,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::analyze::Analysis;
+use crate::analyze::{Analysis, NodeCountRule};
+
+/// The note printed under the text and Markdown tables.
+pub const FOOTNOTE: &str =
+    "* over successful calls only: failed calls are in no column but calls/failed/error %.\n\
+p99 all: p99 latency over all calls, a failed call counting as infinitely slow \
+(\"failed\" when more than 1 % of the calls failed).\n\
+nodes: the cluster size (given: --nodes; sidecar: the run's <log>.meta.json; \
+inferred: max WorkerNodeId + 1, which misses idle nodes).";
 
 /// One run's summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -22,10 +40,15 @@ pub struct ComparisonRow {
     /// two runs share one.
     pub label: String,
     pub source: String,
+    /// Every call line (successful and failed).
     pub calls: usize,
-    pub error_lines: usize,
+    pub ok_calls: usize,
+    pub failed: usize,
+    /// `failed / calls`.
+    pub error_rate: f64,
     pub unparseable_lines: usize,
     pub nodes: usize,
+    pub node_count_rule: NodeCountRule,
     pub locality: f64,
     pub locality_stddev: f64,
     pub cv: f64,
@@ -37,6 +60,9 @@ pub struct ComparisonRow {
     pub mean_latency_ms: f64,
     pub p50_latency_ms: u64,
     pub p99_latency_ms: u64,
+    /// p99 latency over all calls, failed = infinitely slow; `None` when
+    /// more than 1 % failed.
+    pub p99_latency_all_ms: Option<u64>,
     pub p99_duration_ms: u64,
     pub mean_algorithm_latency_us: Option<f64>,
 }
@@ -84,9 +110,12 @@ impl Comparison {
                 label,
                 source: a.source.clone(),
                 calls: a.calls,
-                error_lines: a.error_lines,
+                ok_calls: a.ok_calls,
+                failed: a.failed,
+                error_rate: a.error_rate,
                 unparseable_lines: a.unparseable_lines,
                 nodes: a.nodes,
+                node_count_rule: a.node_count_rule,
                 locality: a.locality.mean_distinct_functions,
                 locality_stddev: a.locality.stddev,
                 cv: a.imbalance.cv,
@@ -98,6 +127,7 @@ impl Comparison {
                 mean_latency_ms: a.mean_latency_ms,
                 p50_latency_ms: a.latency_ms.p50,
                 p99_latency_ms: a.latency_ms.p99,
+                p99_latency_all_ms: a.p99_latency_all_ms,
                 p99_duration_ms: a.duration_ms.p99,
                 mean_algorithm_latency_us: a.mean_algorithm_latency_us,
             })
@@ -105,21 +135,24 @@ impl Comparison {
         Self { rows }
     }
 
-    const HEADERS: [&'static str; 14] = [
+    const HEADERS: [&'static str; 17] = [
         "run",
         "calls",
-        "errors",
-        "locality",
-        "CV",
-        "image hit",
-        "pool hit",
-        "REST hit",
-        "cold",
-        "mean dur ms",
-        "mean lat ms",
-        "p50 lat ms",
-        "p99 lat ms",
-        "alg µs",
+        "failed",
+        "error %",
+        "nodes",
+        "locality*",
+        "CV*",
+        "image hit*",
+        "pool hit*",
+        "REST hit*",
+        "cold*",
+        "mean dur ms*",
+        "mean lat ms*",
+        "p50 lat ms*",
+        "p99 lat ms*",
+        "p99 all ms",
+        "alg µs*",
     ];
 
     fn cells(&self) -> Vec<Vec<String>> {
@@ -130,7 +163,17 @@ impl Comparison {
                 vec![
                     r.label.clone(),
                     r.calls.to_string(),
-                    r.error_lines.to_string(),
+                    r.failed.to_string(),
+                    pct(r.error_rate),
+                    format!(
+                        "{} ({})",
+                        r.nodes,
+                        match r.node_count_rule {
+                            NodeCountRule::Given => "given",
+                            NodeCountRule::Sidecar => "sidecar",
+                            NodeCountRule::MaxIdPlusOne => "inferred",
+                        }
+                    ),
                     format!("{:.2}", r.locality),
                     format!("{:.2}", r.cv),
                     pct(r.image_hit_ratio),
@@ -141,6 +184,8 @@ impl Comparison {
                     format!("{:.0}", r.mean_latency_ms),
                     r.p50_latency_ms.to_string(),
                     r.p99_latency_ms.to_string(),
+                    r.p99_latency_all_ms
+                        .map_or_else(|| "failed".into(), |v| v.to_string()),
                     r.mean_algorithm_latency_us
                         .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
                 ]
@@ -178,6 +223,9 @@ impl Comparison {
         for row in &cells {
             line(&mut out, row);
         }
+        out.push('\n');
+        out.push_str(FOOTNOTE);
+        out.push('\n');
         out
     }
 
@@ -198,6 +246,12 @@ impl Comparison {
             let escaped: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
             let _ = writeln!(out, "| {} |", escaped.join(" | "));
         }
+        // A blank line ends the table; each note line is its own paragraph
+        // line (two trailing spaces: a Markdown line break).
+        out.push('\n');
+        for note in FOOTNOTE.lines() {
+            let _ = writeln!(out, "{}  ", note.replace('*', "\\*"));
+        }
         out
     }
 
@@ -216,14 +270,17 @@ impl Comparison {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    fn csv_header() -> [&'static str; 19] {
+    fn csv_header() -> [&'static str; 23] {
         [
             "label",
             "source",
             "calls",
-            "error_lines",
+            "ok_calls",
+            "failed",
+            "error_rate",
             "unparseable_lines",
             "nodes",
+            "node_count_rule",
             "locality",
             "locality_stddev",
             "cv",
@@ -235,6 +292,7 @@ impl Comparison {
             "mean_latency_ms",
             "p50_latency_ms",
             "p99_latency_ms",
+            "p99_latency_all_ms",
             "p99_duration_ms",
             "mean_algorithm_latency_us",
         ]
@@ -253,6 +311,16 @@ mod tests {
             ("ch".into(), "c.log".into()),
         ]);
         assert_eq!(labels, vec!["rr (one)", "rr (two)", "ch"]);
+    }
+
+    #[test]
+    fn the_empty_tables_header_is_the_rows_header() {
+        let log = "2020/05/17 14:03:21 1000 2500 W3 {\"Result\":{\"statusCode\":200,\"body\":\"\"},\"ExecutionTime\":1300,\"InternalExecutionTime\":1001,\"Meta\":{\"ImageBuilt\":false,\"UsingPooledContainer\":false,\"UsingExistingRestContainer\":true,\"ContainerName\":\"c\",\"ImageName\":\"i\"},\"LoadBalancingInfo\":{\"WorkerNodeId\":1,\"WorkerNodeUrl\":\"u\"}}\n";
+        let run = crate::logs::RunLog::parse(log, "a.log");
+        let a = crate::analyze::analyze(&run, &Default::default()).unwrap();
+        let full = Comparison::new(&[a]).to_csv();
+        let empty = Comparison { rows: vec![] }.to_csv();
+        assert_eq!(full.lines().next(), empty.lines().next());
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The text report of `utils analyze`: the original analyzer's sections
 //! (locality, imbalance, cache hits, exec time / latency, per function,
 //! algorithm latency) followed by what this port adds (percentiles, cold
-//! starts, per node, skipped lines).
+//! starts, per node, skipped lines). The header says where the node count
+//! came from (given, the run's sidecar, or inferred) and how many calls
+//! failed; a "Failed calls" section counts them by cause, and every latency
+//! line says it is over successful calls, beside the p99 over all calls
+//! (failed = infinitely slow).
 
 use std::fmt::Write as _;
 
-use crate::analyze::{Analysis, HitStats, NodeCountRule};
+use crate::analyze::{Analysis, HitStats};
+use crate::logs::ErrorClass;
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.1}ms"))
@@ -19,15 +24,14 @@ pub fn analysis_text(a: &Analysis) -> String {
         "==================== {} ({}) ====================",
         a.label, a.source
     );
-    let rule = match a.node_count_rule {
-        NodeCountRule::MaxIdPlusOne => "max WorkerNodeId + 1",
-        NodeCountRule::Given => "given",
-    };
+    let rule = a.node_count_rule.describe();
     let _ = writeln!(
         o,
-        "calls: {} | error lines skipped: {} | unreadable lines: {} | nodes: {} ({rule}) | window: {:.1}s in {} slots of 1s",
+        "calls: {} ({} ok, {} failed = {:.1}%) | unreadable lines: {} | nodes: {} ({rule}) | window: {:.1}s in {} slots of 1s",
         a.calls,
-        a.error_lines,
+        a.ok_calls,
+        a.failed,
+        a.error_rate * 100.0,
         a.unparseable_lines,
         a.nodes,
         (a.last_end_ms - a.first_start_ms) as f64 / 1000.0,
@@ -35,6 +39,32 @@ pub fn analysis_text(a: &Analysis) -> String {
     );
     if !a.algorithms.is_empty() {
         let _ = writeln!(o, "algorithm: {}", a.algorithms.join(", "));
+    }
+
+    if a.failed > 0 {
+        let _ = writeln!(
+            o,
+            "\n-------------------- Failed calls --------------------"
+        );
+        let _ = writeln!(
+            o,
+            "{} of {} calls failed ({:.1}%); the metrics below are over the {} successful calls",
+            a.failed,
+            a.calls,
+            a.error_rate * 100.0,
+            a.ok_calls
+        );
+        for class in ErrorClass::ALL {
+            if let Some(e) = a.errors_by_class.get(&class) {
+                let _ = writeln!(
+                    o,
+                    "{:<15} {:>7}  e.g. {}",
+                    class.as_str(),
+                    e.count,
+                    e.example
+                );
+            }
+        }
     }
 
     let _ = writeln!(o, "\n-------------------- Locality --------------------");
@@ -86,6 +116,9 @@ pub fn analysis_text(a: &Analysis) -> String {
         o,
         "\n-------------------- Exec time / latency --------------------"
     );
+    if a.failed > 0 {
+        let _ = writeln!(o, "(over the {} successful calls only)", a.ok_calls);
+    }
     let _ = writeln!(o, "avg exec time: {:.1}ms", a.mean_duration_ms);
     let _ = writeln!(o, "avg latency: {:.1}ms", a.mean_latency_ms);
     for (name, p) in [("exec time", &a.duration_ms), ("latency", &a.latency_ms)] {
@@ -95,6 +128,14 @@ pub fn analysis_text(a: &Analysis) -> String {
             p.p50, p.p95, p.p99, p.p99_9, p.max
         );
     }
+    let _ = writeln!(
+        o,
+        "p99 latency over all calls (a failed call = infinitely slow): {}",
+        a.p99_latency_all_ms.map_or_else(
+            || format!("failed ({:.1}% of the calls failed)", a.error_rate * 100.0),
+            |v| format!("{v}ms")
+        )
+    );
     if a.negative_latencies > 0 {
         let _ = writeln!(
             o,

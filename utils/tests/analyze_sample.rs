@@ -14,12 +14,14 @@
 //! | 7 | T1 | 2    | 1000  | 4000 | 3000 | 2400     | 600  | no    | yes    | no   | 0.04   |
 //! | 8 | T1 | 2    | 3500  | 6200 | 2700 | 2500     | 200  | no    | no     | yes  | 0.02   |
 //!
-//! plus one error reply (W3, start -500, end 9000: skipped, so it moves
-//! neither t0 nor the last end), one garbage line (line 4) and one blank line.
+//! plus one error reply (W3, start -500, end 9000, "worker ... unreachable":
+//! a failed call, counted in `calls`, `failed` and the `worker error` class,
+//! but in no other metric, so it moves neither t0 nor the last end), one
+//! garbage line (line 4) and one blank line.
 
 use utils::analyze::{analyze, AnalyzeOptions, NodeCountRule};
 use utils::compare::Comparison;
-use utils::logs::RunLog;
+use utils::logs::{ErrorClass, RunLog};
 
 fn sample() -> RunLog {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample.log");
@@ -43,7 +45,14 @@ fn counts_calls_error_lines_and_garbage() {
 #[test]
 fn matches_the_hand_computed_metrics() {
     let a = analyze(&sample(), &AnalyzeOptions::default()).unwrap();
-    assert_eq!(a.calls, 8);
+    assert_eq!((a.calls, a.ok_calls, a.failed), (9, 8, 1));
+    assert!(close(a.error_rate, 1.0 / 9.0));
+    assert_eq!(a.errors_by_class.len(), 1);
+    let worker = &a.errors_by_class[&ErrorClass::WorkerError];
+    assert_eq!(worker.count, 1);
+    assert!(worker.example.contains("unreachable"));
+    // 1 of 9 failed (> 1 %): the p99 over all calls is a failed call.
+    assert_eq!(a.p99_latency_all_ms, None);
     assert_eq!(a.label, "ch");
     // Node ids 0, 1, 2 -> max id + 1 = 3 nodes.
     assert_eq!(a.nodes, 3);
@@ -179,7 +188,7 @@ fn the_comparison_row_carries_the_same_numbers() {
     );
     let md = table.to_markdown();
     assert!(
-        md.contains("| ch (sample) | 8 | 1 | 0.67 | 0.22 | 62.5% |"),
+        md.contains("| ch (sample) | 9 | 1 | 11.1% | 3 (inferred) | 0.67 | 0.22 | 62.5% |"),
         "{md}"
     );
 }

@@ -125,10 +125,21 @@ fn analyze_prints_text_json_and_csv() {
     assert!(text.contains("CV: 0.220"), "{text}");
     assert!(text.contains("avg algorithm latency: 20.0µs"), "{text}");
     assert!(text.contains("sample.log:4:"), "{text}");
+    assert!(text.contains("calls: 9 (8 ok, 1 failed = 11.1%)"), "{text}");
+    assert!(
+        text.contains("nodes: 3 (inferred: max WorkerNodeId + 1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("worker error          1  e.g. worker"),
+        "{text}"
+    );
 
     let json: serde_json::Value = serde_json::from_str(&ok(&["analyze", "--json", &log])).unwrap();
-    assert_eq!(json[0]["calls"], 8);
-    assert_eq!(json[0]["error_lines"], 1);
+    assert_eq!(json[0]["calls"], 9);
+    assert_eq!(json[0]["ok_calls"], 8);
+    assert_eq!(json[0]["failed"], 1);
+    assert_eq!(json[0]["errors_by_class"]["worker error"]["count"], 1);
     assert_eq!(json[0]["unparseable_lines"], 1);
     assert_eq!(json[0]["cache"]["image_reuse"]["hits"], 5);
 
@@ -137,8 +148,10 @@ fn analyze_prints_text_json_and_csv() {
     assert!(lines.next().unwrap().starts_with("label,source,calls,"));
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(row[0], "ch");
-    assert_eq!(row[5], "4", "nodes column");
-    assert_eq!(row[6], "0.5", "locality with an idle 4th node");
+    assert_eq!(&row[2..5], ["9", "8", "1"], "calls, ok_calls, failed");
+    assert_eq!(row[7], "4", "nodes column");
+    assert_eq!(row[8], "given", "node count rule");
+    assert_eq!(row[9], "0.5", "locality with an idle 4th node");
 }
 
 #[test]
@@ -154,9 +167,15 @@ fn compare_makes_one_table() {
     std::fs::write(&rr_path, rr).unwrap();
     let table = ok(&["compare", &sample(), rr_path.to_str().unwrap()]);
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("run "), "{table}");
     assert!(lines[1].starts_with("ch "), "{table}");
     assert!(lines[2].starts_with("rr "), "{table}");
+    // The footnote follows the table, after a blank line.
+    assert_eq!(lines[3], "", "{table}");
+    assert!(
+        lines[4].starts_with("* over successful calls only"),
+        "{table}"
+    );
     let md = ok(&[
         "compare",
         "--markdown",
@@ -229,7 +248,13 @@ fn plots_are_written_as_png_and_svg() {
 
     let cdf = path(dir.path(), "cdf.svg");
     ok(&["plot", "cdf", &log, "-o", cdf.to_str().unwrap()]);
-    assert_svg_with(&cdf, &["ch (n=8, p99=1000 ms)", "fraction of calls"]);
+    assert_svg_with(
+        &cdf,
+        &[
+            "ch (1 of 9 failed; ok: n=8, p99=1000 ms)",
+            "fraction of all calls",
+        ],
+    );
     let cdf_png = path(dir.path(), "cdf.png");
     ok(&[
         "plot",
@@ -253,7 +278,10 @@ fn plots_are_written_as_png_and_svg() {
         "-o",
         bars_png.to_str().unwrap(),
     ]);
-    assert_svg_with(&bars, &["Locality", "p99 latency", "62.5"]);
+    assert_svg_with(
+        &bars,
+        &["Locality", "p99 latency", "62.5", "Failed calls", "11.1"],
+    );
     assert_png(&bars_png);
 
     let bad = utils(&[

@@ -8,8 +8,16 @@
 //!   most [`MAX_TIMELINE_NODES`] panels, and an optional time window.
 //! - [`latency_cdf`]: the cumulative distribution of latency (duration -
 //!   `InternalExecutionTime`) or duration, one curve per run, log-scaled x.
-//! - [`comparison_bars`]: bars comparing runs (algorithms) on locality, CV,
-//!   the three cache-hit ratios and p99 latency.
+//!   The y axis is the fraction of *all* calls (failed calls never finish,
+//!   so a run with failures tops out below 1), and the legend names each
+//!   run's failures: `ch (48 of 131 failed; ok: n=83, p99=...)`.
+//! - [`comparison_bars`] ([`bars`]): bars comparing runs (algorithms) on
+//!   locality, CV, the three cache-hit ratios, the error rate, and p99
+//!   latency of successful calls and of all calls (failed = ∞).
+//! - [`comparison_bars_ci`] and [`sweep_lines`] ([`bars`]): repeated runs
+//!   (mean and 95 % confidence interval per metric) and sweeps (one line
+//!   per series over a swept value, with CI error bars), for `simulator
+//!   experiment --repeat/--sweep`.
 //!
 //! Text needs a TrueType font found at run time (see [`font`]).
 
@@ -156,6 +164,9 @@ macro_rules! render {
         })
     }};
 }
+
+pub mod bars;
+pub use bars::{comparison_bars, comparison_bars_ci, sweep_lines, MetricEstimates, SweepSeries};
 
 /// Options of [`timeline`].
 #[derive(Debug, Clone, Default)]
@@ -437,15 +448,25 @@ fn draw_timeline<DB: DrawingBackend>(
 /// At most this many points per CDF curve.
 const CDF_POINTS: usize = 2000;
 
-/// CDF of latency or duration, one curve per labelled run (PNG or SVG).
+/// One curve of a CDF: the sorted values of the successful calls, over all
+/// calls.
+struct CdfSeries {
+    label: String,
+    values: Vec<f64>,
+    calls: usize,
+    failed: usize,
+}
+
+/// CDF of latency or duration, one curve per labelled run (PNG or SVG). The
+/// y axis is the fraction of all calls (failed ones never finish); the
+/// legend gives each run's failed calls.
 pub fn latency_cdf(
     runs: &[(String, &RunLog)],
     metric: CdfMetric,
     out: &Path,
 ) -> Result<(), PlotError> {
-    let series: Vec<(String, Vec<f64>)> = runs
+    let series: Vec<CdfSeries> = runs
         .iter()
-        .filter(|(_, run)| !run.records.is_empty())
         .map(|(label, run)| {
             let mut v: Vec<f64> = run
                 .records
@@ -453,10 +474,15 @@ pub fn latency_cdf(
                 .map(|r| metric.value(r).max(1) as f64)
                 .collect();
             v.sort_by(f64::total_cmp);
-            (label.clone(), v)
+            CdfSeries {
+                label: label.clone(),
+                values: v,
+                calls: run.calls(),
+                failed: run.error_lines,
+            }
         })
         .collect();
-    if series.is_empty() {
+    if series.iter().all(|s| s.values.is_empty()) {
         return Err(PlotError::NoData(
             runs.iter()
                 .map(|(l, _)| l.as_str())
@@ -466,11 +492,11 @@ pub fn latency_cdf(
     }
     let max = series
         .iter()
-        .filter_map(|(_, v)| v.last().copied())
+        .filter_map(|s| s.values.last().copied())
         .fold(1.0f64, f64::max);
     let min = series
         .iter()
-        .filter_map(|(_, v)| v.first().copied())
+        .filter_map(|s| s.values.first().copied())
         .fold(f64::INFINITY, f64::min)
         .max(1.0);
     // From the decade below the smallest value to 1.5 × the largest.
@@ -485,7 +511,7 @@ pub fn latency_cdf(
 
 fn draw_cdf<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    series: &[(String, Vec<f64>)],
+    series: &[CdfSeries],
     metric: CdfMetric,
     x_range: std::ops::Range<f64>,
 ) -> DrawResult {
@@ -500,7 +526,7 @@ fn draw_cdf<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("ms (log scale; values below 1 ms shown at 1 ms)")
-        .y_desc("fraction of calls ≤ x")
+        .y_desc("fraction of all calls ≤ x (failed calls never finish)")
         .x_label_formatter(&|v| {
             if *v >= 1000.0 {
                 format!("{:.0}", v)
@@ -515,23 +541,43 @@ fn draw_cdf<DB: DrawingBackend>(
         .label_style((font::FAMILY, 14))
         .draw()
         .map_err(draw_err)?;
-    for (i, (label, values)) in series.iter().enumerate() {
+    for (i, s) in series.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
+        let values = &s.values;
         let n = values.len();
         let step = n.div_ceil(CDF_POINTS).max(1);
-        // A step function: up at each value, flat in between.
+        // A step function: up at each value, flat in between; over all
+        // calls, so failures keep the curve below 1.
         let mut points: Vec<(f64, f64)> = Vec::with_capacity(2 * (n / step) + 4);
         let mut fraction = 0.0;
-        for k in (0..n).step_by(step).chain([n - 1]) {
-            points.push((values[k], fraction));
-            fraction = (k + 1) as f64 / n as f64;
-            points.push((values[k], fraction));
+        let total = s.calls.max(1) as f64;
+        if n > 0 {
+            for k in (0..n).step_by(step).chain([n - 1]) {
+                points.push((values[k], fraction));
+                fraction = (k + 1) as f64 / total;
+                points.push((values[k], fraction));
+            }
         }
-        let p99 = values[((0.99 * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let p99 = if n > 0 {
+            format!(
+                "{:.0} ms",
+                values[((0.99 * n as f64).ceil() as usize).clamp(1, n) - 1]
+            )
+        } else {
+            "-".into()
+        };
+        let label = if s.failed > 0 {
+            format!(
+                "{} ({} of {} failed; ok: n={n}, p99={p99})",
+                s.label, s.failed, s.calls
+            )
+        } else {
+            format!("{} (n={n}, p99={p99})", s.label)
+        };
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
             .map_err(draw_err)?
-            .label(format!("{label} (n={n}, p99={p99:.0} ms)"))
+            .label(label)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
             });
@@ -544,131 +590,6 @@ fn draw_cdf<DB: DrawingBackend>(
         .label_font((font::FAMILY, 15))
         .draw()
         .map_err(draw_err)?;
-    Ok(())
-}
-
-/// Bars comparing runs on locality, CV, hit ratios and p99 latency (PNG or
-/// SVG by extension).
-pub fn comparison_bars(comparison: &Comparison, out: &Path) -> Result<(), PlotError> {
-    if comparison.rows.is_empty() {
-        return Err(PlotError::NoData("comparison".into()));
-    }
-    let width = (1500u32).max(180 * comparison.rows.len() as u32 * 3 / 2);
-    render!(out, (width, 950), |root| draw_bars(&root, comparison))
-}
-
-fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Comparison) -> DrawResult {
-    root.fill(&WHITE).map_err(draw_err)?;
-    let root = root
-        .titled("Comparison of runs", (font::FAMILY, 26))
-        .map_err(draw_err)?;
-    type Metric = (
-        &'static str,
-        &'static str,
-        fn(&crate::compare::ComparisonRow) -> f64,
-    );
-    let metrics: [Metric; 6] = [
-        (
-            "Locality (lower = better)",
-            "distinct functions per node per 1-s slot",
-            |r| r.locality,
-        ),
-        (
-            "Load imbalance (lower = better)",
-            "CV of per-node load",
-            |r| r.cv,
-        ),
-        ("Image reuse (no image build)", "hit ratio (%)", |r| {
-            r.image_hit_ratio * 100.0
-        }),
-        ("Pooled container used", "hit ratio (%)", |r| {
-            r.pooled_hit_ratio * 100.0
-        }),
-        ("Existing REST container used", "hit ratio (%)", |r| {
-            r.rest_hit_ratio * 100.0
-        }),
-        ("p99 latency (lower = better)", "ms", |r| {
-            r.p99_latency_ms as f64
-        }),
-    ];
-    let labels: Vec<String> = c.rows.iter().map(|r| r.label.clone()).collect();
-    let n = labels.len();
-    for (panel, (title, unit, value)) in root.split_evenly((2, 3)).iter().zip(metrics) {
-        let values: Vec<f64> = c.rows.iter().map(value).collect();
-        let top = values.iter().copied().fold(0.0f64, f64::max);
-        let y_max = if unit.contains('%') {
-            112.0
-        } else if top > 0.0 {
-            top * 1.2
-        } else {
-            1.0
-        };
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, (font::FAMILY, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(62)
-            // Integer ranges are inclusive: 0..n-1 holds n categories.
-            .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..y_max)
-            .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(unit)
-            .y_labels(6)
-            .y_label_formatter(&|v| {
-                if y_max >= 10.0 {
-                    format!("{v:.0}")
-                } else {
-                    format!("{v:.2}")
-                }
-            })
-            .light_line_style(RGBColor(242, 242, 242))
-            .x_labels(n)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .axis_desc_style((font::FAMILY, 14))
-            .label_style((font::FAMILY, 13))
-            .draw()
-            .map_err(draw_err)?;
-        chart
-            .draw_series(values.iter().enumerate().map(|(i, &v)| {
-                let colour = PALETTE[i % PALETTE.len()];
-                let mut bar = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), v),
-                    ],
-                    colour.filled(),
-                );
-                bar.set_margin(0, 0, 12, 12);
-                bar
-            }))
-            .map_err(draw_err)?;
-        chart
-            .draw_series(values.iter().enumerate().map(|(i, &v)| {
-                let text = if unit == "ms" {
-                    format!("{v:.0}")
-                } else if unit.contains('%') {
-                    format!("{v:.1}")
-                } else {
-                    format!("{v:.2}")
-                };
-                Text::new(
-                    text,
-                    (SegmentValue::CenterOf(i), v + y_max * 0.06),
-                    TextStyle::from((font::FAMILY, 13).into_font()).pos(
-                        plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Center,
-                            plotters::style::text_anchor::VPos::Center,
-                        ),
-                    ),
-                )
-            }))
-            .map_err(draw_err)?;
-    }
     Ok(())
 }
 
