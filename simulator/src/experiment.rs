@@ -1542,14 +1542,7 @@ type MetricFn = fn(&utils::analyze::Analysis) -> f64;
 const METRICS: &[(&str, &str, MetricFn)] = &[
     ("mean_latency_ms", "mean latency, ok calls (ms)", |a| a.mean_latency_ms),
     ("p99_latency_ms", "p99 latency, ok calls (ms)", |a| a.latency_ms.p99 as f64),
-    ("failed_pct", "failed calls (%)", |a| {
-        let all = a.calls + a.error_lines;
-        if all == 0 {
-            0.0
-        } else {
-            100.0 * a.error_lines as f64 / all as f64
-        }
-    }),
+    ("failed_pct", "failed calls (%)", |a| 100.0 * a.error_rate),
     ("locality", "locality (functions/node/s)", |a| {
         a.locality.mean_distinct_functions
     }),
