@@ -325,14 +325,10 @@ pub fn run_scenario(
     run_workload(&Workload::from_events(events), config, log, &mut |_| {})
 }
 
-/// Runs an interned workload under `config`, writing log lines to `log`
-/// (if any), telling `progress` how far it got.
-pub fn run_workload(
-    workload: &Workload,
-    config: &DesConfig,
-    log: Option<&mut dyn Write>,
-    progress: Progress<'_>,
-) -> Result<Summary, DesError> {
+/// The errors [`run_workload`] would report before simulating anything
+/// (no nodes, bad scales, a function with no model), so a caller can
+/// refuse bad input before it creates any output.
+pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
     if config.nodes == 0 {
         return Err(DesError::NoNodes);
     }
@@ -353,6 +349,27 @@ pub fn run_workload(
     {
         return Err(DesError::BadWorkload(f, workload.names.len()));
     }
+    if config.default_function.is_none() {
+        let catalog = sample_functions::catalog();
+        if let Some(i) = workload.names.iter().position(|n| catalog.get(n).is_none()) {
+            return Err(DesError::UnknownFunction {
+                name: workload.names[i].clone(),
+                row: workload.first_row(i as u32),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs an interned workload under `config`, writing log lines to `log`
+/// (if any), telling `progress` how far it got.
+pub fn run_workload(
+    workload: &Workload,
+    config: &DesConfig,
+    log: Option<&mut dyn Write>,
+    progress: Progress<'_>,
+) -> Result<Summary, DesError> {
+    check(workload, config)?;
     let mut scheduler = config.scheduler.build();
     for id in 0..config.nodes {
         scheduler.membership(

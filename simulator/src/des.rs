@@ -121,9 +121,10 @@ pub struct Args {
     /// Capacity per node told to the scheduler.
     #[arg(long, default_value_t = DesConfig::default().node_capacity)]
     pub capacity: u32,
-    /// Cost profile JSON (default: $HF_DES_PROFILE, else
-    /// profiles/process.json next to the executable, else the workspace's
-    /// simulator/profiles/process.json; see `simulator des --help`).
+    /// Cost profile JSON (default, read at run time: $HF_DES_PROFILE, else
+    /// profiles/process.json next to the executable, else
+    /// simulator/profiles/process.json of the workspace above the current
+    /// directory or above the executable; `simulator calibrate` writes one).
     #[arg(long)]
     pub profile: Option<PathBuf>,
     /// Use the ideal profile (no overheads) instead of a measured one.
@@ -201,10 +202,12 @@ pub struct Args {
     /// existing one is an error and nothing is written).
     #[arg(long)]
     pub overwrite: bool,
-    /// Write the run summary (JSON) here (`-` = standard error).
+    /// Write the run summary (JSON) here (`-` = standard error): results,
+    /// every resolved parameter, and the run's version, git revision,
+    /// command line and profile file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
-    /// No progress bar.
+    /// No progress bar and no summary line on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -620,6 +623,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (profile, profile_found_by) = args.profile()?;
     let config = args.config_with(profile)?;
     let workload = Workload::load(&args.scenario)?;
+    // Bad input is refused before any output exists.
+    des::check(&workload, &config)?;
 
     let log_file = args.log.as_deref().filter(|p| p.as_os_str() != "-");
     let log_stdout = args.log.as_deref().is_some_and(|p| p.as_os_str() == "-");

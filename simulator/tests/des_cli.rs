@@ -387,10 +387,20 @@ fn bad_input_is_a_clear_error() {
 
     let unknown = dir.path().join("unknown.csv");
     std::fs::write(&unknown, "W1,0\nmyfn,10\n").unwrap();
-    let out = des(&[unknown.to_str().unwrap(), "-q", "--no-log"]);
+    let log = dir.path().join("unknown.log");
+    let out = des(&[
+        unknown.to_str().unwrap(),
+        "-q",
+        "--log",
+        log.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("myfn") && err.contains("row 2"), "{err}");
+    assert!(
+        !log.exists() && !protocol::sidecar::sidecar_path(&log).exists(),
+        "refused before any output is created"
+    );
     let out = des(&[
         unknown.to_str().unwrap(),
         "-q",
