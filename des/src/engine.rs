@@ -154,7 +154,9 @@ pub enum DesError {
     Log(#[from] std::io::Error),
 }
 
-/// Latency percentiles of completed calls, in ms.
+/// Mean and percentiles of one per-call figure over the successful calls,
+/// in whole ms (the log's resolution); percentiles from an HDR histogram of
+/// 4 significant digits, as `utils analyze` computes them.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LatencySummary {
     pub mean: f64,
@@ -211,7 +213,16 @@ pub struct Summary {
     pub image_builds: u64,
     pub pooled_starts: u64,
     pub warm_instance_starts: u64,
+    /// Latency as `utils analyze` defines it: per successful call, its
+    /// duration (end - start, what the client saw) minus the reply's
+    /// `InternalExecutionTime` (the function's own work), i.e. everything
+    /// but the function: network, balancer, image build, instance start.
+    /// Computed from the log's whole-ms figures, so `utils analyze` of the
+    /// log gives the same mean. (Before 2026-12 this field held the
+    /// duration.)
     pub latency_ms: LatencySummary,
+    /// Duration (end - start) of successful calls: what the client waited.
+    pub duration_ms: LatencySummary,
     /// Virtual time of the last completion, in seconds.
     pub simulated_seconds: f64,
     pub events: u64,
@@ -314,14 +325,10 @@ pub fn run_scenario(
     run_workload(&Workload::from_events(events), config, log, &mut |_| {})
 }
 
-/// Runs an interned workload under `config`, writing log lines to `log`
-/// (if any), telling `progress` how far it got.
-pub fn run_workload(
-    workload: &Workload,
-    config: &DesConfig,
-    log: Option<&mut dyn Write>,
-    progress: Progress<'_>,
-) -> Result<Summary, DesError> {
+/// The errors [`run_workload`] would report before simulating anything
+/// (no nodes, bad scales, a function with no model), so a caller can
+/// refuse bad input before it creates any output.
+pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
     if config.nodes == 0 {
         return Err(DesError::NoNodes);
     }
@@ -342,6 +349,27 @@ pub fn run_workload(
     {
         return Err(DesError::BadWorkload(f, workload.names.len()));
     }
+    if config.default_function.is_none() {
+        let catalog = sample_functions::catalog();
+        if let Some(i) = workload.names.iter().position(|n| catalog.get(n).is_none()) {
+            return Err(DesError::UnknownFunction {
+                name: workload.names[i].clone(),
+                row: workload.first_row(i as u32),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs an interned workload under `config`, writing log lines to `log`
+/// (if any), telling `progress` how far it got.
+pub fn run_workload(
+    workload: &Workload,
+    config: &DesConfig,
+    log: Option<&mut dyn Write>,
+    progress: Progress<'_>,
+) -> Result<Summary, DesError> {
+    check(workload, config)?;
     let mut scheduler = config.scheduler.build();
     for id in 0..config.nodes {
         scheduler.membership(
@@ -471,7 +499,7 @@ pub fn run_workload(
     Ok(sim.summary(arrivals.len() as u64, end))
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Stats {
     events: u64,
     completed: u64,
@@ -480,29 +508,60 @@ struct Stats {
     image_builds: u64,
     pooled: u64,
     warm_instance: u64,
-    latency_sum_us: u128,
-    latency: hdrhistogram::Histogram<u64>,
+    /// Per successful call: duration - `InternalExecutionTime`, whole ms.
+    latency: MsStats,
+    /// Per successful call: end - start, whole ms.
+    duration: MsStats,
 }
 
-impl Default for Stats {
+/// Whole-ms values of successful calls: their exact sum and an HDR
+/// histogram of the precision `utils analyze` uses (4 significant digits).
+#[derive(Debug)]
+struct MsStats {
+    sum: u128,
+    histogram: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for MsStats {
     fn default() -> Self {
         Self {
-            events: 0,
-            completed: 0,
-            failed: 0,
-            cold: 0,
-            image_builds: 0,
-            pooled: 0,
-            warm_instance: 0,
-            latency_sum_us: 0,
-            // Auto-resizing, 3 significant digits.
-            latency: hdrhistogram::Histogram::new(3).unwrap_or_else(|_| unreachable_hist()),
+            sum: 0,
+            // Auto-resizing; 4 significant digits is valid, so this cannot
+            // fail (the fallback keeps clippy's no-panic rule).
+            histogram: hdrhistogram::Histogram::new(4).unwrap_or_else(|_| unreachable_hist()),
+        }
+    }
+}
+
+impl MsStats {
+    fn record(&mut self, ms: u64) {
+        self.sum += u128::from(ms);
+        if self.histogram.record(ms).is_err() {
+            self.histogram.saturating_record(ms);
+        }
+    }
+
+    /// Mean (as `utils analyze` computes it: the integer sum over the
+    /// count) and percentiles of `count` recorded values.
+    fn summary(&self, count: u64) -> LatencySummary {
+        if count == 0 {
+            return LatencySummary::default();
+        }
+        let h = &self.histogram;
+        let q = |p: f64| h.value_at_quantile(p) as f64;
+        LatencySummary {
+            mean: self.sum as f64 / count as f64,
+            p50: q(0.5),
+            p90: q(0.9),
+            p95: q(0.95),
+            p99: q(0.99),
+            max: h.max() as f64,
         }
     }
 }
 
 fn unreachable_hist() -> hdrhistogram::Histogram<u64> {
-    // `new(3)` only fails for sigfig > 5; keep a bounded fallback anyway.
+    // `new(4)` only fails for sigfig > 5; keep a bounded fallback anyway.
     hdrhistogram::Histogram::new_with_bounds(1, u64::MAX / 2, 2)
         .unwrap_or_else(|_| hdrhistogram::Histogram::new(2).expect("valid histogram bounds"))
 }
@@ -903,22 +962,28 @@ impl Sim<'_, '_> {
         );
         let profile = &self.config.profile;
         let end = now.add_micros(ms_to_us(profile.network_ms + profile.balancer_ms));
-        let latency = end.micros_since(job.arrival);
+        // Whole ms of the stamps, so that InternalExecutionTime <=
+        // ExecutionTime <= end - start, as on a live worker; the summary's
+        // duration and latency are computed from these very numbers, so
+        // `utils analyze` of the log finds the same.
+        let ms = |t: Time| t.as_millis();
+        let (start_ms, end_ms) = (ms(job.arrival), ms(end));
+        let execution_ms = ms(now) - start_ms;
+        let internal_ms = ms(now) - ms(job.service_start);
+        let duration_ms = end_ms - start_ms;
         self.stats.completed += 1;
-        self.stats.latency_sum_us += u128::from(latency);
-        let _ = self.stats.latency.record(latency.max(1));
+        self.stats.duration.record(duration_ms);
+        self.stats.latency.record(duration_ms - internal_ms);
         self.last_completion = self.last_completion.max(now);
         if let Some(log) = self.log.as_mut() {
-            let ms = |t: Time| t.as_millis() as i64;
+            let i = |v: u64| v as i64;
             log.call(
-                ms(job.arrival),
-                ms(end),
+                i(start_ms),
+                i(end_ms),
                 name,
                 function,
-                // Whole ms of the stamps, so that InternalExecutionTime <=
-                // ExecutionTime <= end - start, as on a live worker.
-                ms(now) - ms(job.arrival),
-                ms(now) - ms(job.service_start),
+                i(execution_ms),
+                i(internal_ms),
                 meta,
                 node,
                 job.instance,
@@ -929,20 +994,6 @@ impl Sim<'_, '_> {
 
     fn summary(&self, invocations: u64, end: Time) -> Summary {
         let s = &self.stats;
-        let h = &s.latency;
-        let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
-        let latency_ms = if s.completed == 0 {
-            LatencySummary::default()
-        } else {
-            LatencySummary {
-                mean: s.latency_sum_us as f64 / s.completed as f64 / 1000.0,
-                p50: q(0.5),
-                p90: q(0.9),
-                p95: q(0.95),
-                p99: q(0.99),
-                max: h.max() as f64 / 1000.0,
-            }
-        };
         let end_us = end.as_micros();
         let instances = match self.config.instances {
             InstanceModel::Lambda { .. } if end_us > 0 => {
@@ -971,7 +1022,8 @@ impl Sim<'_, '_> {
             image_builds: s.image_builds,
             pooled_starts: s.pooled,
             warm_instance_starts: s.warm_instance,
-            latency_ms,
+            latency_ms: s.latency.summary(s.completed),
+            duration_ms: s.duration.summary(s.completed),
             simulated_seconds: end.as_secs_f64(),
             events: s.events,
             instances,

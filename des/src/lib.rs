@@ -21,8 +21,16 @@
 //!
 //! Output: the replay's log-line format ([`output`]), so `utils analyze`,
 //! `plot` and `compare` read it unchanged; `--summary-json` writes a
-//! [`Summary`] (seed, configuration, counts, cold starts, latency
-//! percentiles, simulated and wall time, events/s).
+//! [`Summary`] (seed, the whole resolved configuration, counts, cold
+//! starts, latency and duration percentiles, simulated and wall time,
+//! events/s). Latency means what it means in `utils analyze`: per
+//! successful call, duration (end - start) minus `InternalExecutionTime`,
+//! computed from the log's whole-ms figures, so the analysis of the log
+//! finds the summary's numbers.
+//!
+//! Host independence: nothing here reads the host (cores, threads,
+//! clocks); a node's cores are [`DesConfig::cores`] or
+//! [`DesConfig::machine_cores`], parameters like every other.
 //!
 //! Entry point: [`run_workload`] on a [`Workload`] (a scenario with
 //! interned names, [`Workload::load`] reads one) with a [`DesConfig`]; it
@@ -72,8 +80,8 @@ pub mod queue;
 pub mod workload;
 
 pub use engine::{
-    run_scenario, run_workload, DesConfig, DesError, InstanceSummary, LatencySummary, Performance,
-    Progress, Summary, DEFAULT_EPOCH_MS,
+    check, run_scenario, run_workload, DesConfig, DesError, InstanceSummary, LatencySummary,
+    Performance, Progress, Summary, DEFAULT_EPOCH_MS,
 };
 pub use function::FunctionModel;
 pub use policy::node::InstanceModel;

@@ -22,6 +22,8 @@
 //! Loaded with `deny_unknown_fields`; missing fields take the defaults of
 //! [`CostProfile::default`] (all zero costs, `cpu_scale` 1), which is the
 //! profile of an ideal platform (used by the SimFaaS oracle test).
+//! [`CostProfile::load`] notes the file it read in [`CostProfile::file`],
+//! so a run's summary says which profile it used.
 
 use std::path::Path;
 
@@ -53,6 +55,10 @@ pub struct CostProfile {
     pub cpu_scale: f64,
     /// Raw measurements behind the fitted numbers (kept for the record).
     pub samples: serde_json::Value,
+    /// The file it was read from ([`CostProfile::load`] sets it): recorded
+    /// in run summaries and sidecars, never read from a profile file.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl Default for CostProfile {
@@ -74,6 +80,7 @@ impl Default for CostProfile {
             balancer_ms: 0.0,
             cpu_scale: 1.0,
             samples: serde_json::Value::Null,
+            file: None,
         }
     }
 }
@@ -112,7 +119,10 @@ impl CostProfile {
             source,
         })?;
         profile.check(&name)?;
-        Ok(profile)
+        Ok(Self {
+            file: Some(name),
+            ..profile
+        })
     }
 
     /// Every cost finite and non-negative, `cpu_scale` positive.
@@ -176,5 +186,10 @@ mod tests {
         .unwrap();
         let ok = CostProfile::load(&p).unwrap();
         assert_eq!(ok.image_build_ms(10_000_000), 125.0);
+        assert_eq!(ok.file.as_deref(), Some(p.display().to_string().as_str()));
+        // Where a profile was read from is not part of it.
+        std::fs::write(&p, r#"{"file": "elsewhere.json"}"#).unwrap();
+        let e = CostProfile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("unknown field"), "{e}");
     }
 }

@@ -415,3 +415,47 @@ fn time_scales_compress_arrivals_and_work() {
     assert_eq!(lines[0].0.start_ms - base, 1000);
     assert_eq!(lines[0].0.end_ms - base, 1187);
 }
+
+#[test]
+fn summary_latency_is_duration_minus_internal_time_of_the_log() {
+    // Image builds, REST starts and the network make latency; the
+    // functions' own work does not. The summary's figures are the log's.
+    let config = DesConfig {
+        nodes: 2,
+        worker: CachingOptions {
+            using_rest_mode: true,
+            ..CachingOptions::default()
+        },
+        profile: CostProfile {
+            image_build_base_ms: 40.3,
+            rest_start_ms: 100.6,
+            rest_warm_ms: 2.2,
+            network_ms: 0.7,
+            ..CostProfile::default()
+        },
+        ..DesConfig::default()
+    };
+    let ev = events(&[
+        ("W1", 0),
+        ("W2", 10),
+        ("W1", 2000),
+        ("W3", 2100),
+        ("W1", 2101),
+    ]);
+    let mut out = Vec::new();
+    let s = run_scenario(&ev, &config, Some(&mut out)).unwrap();
+    let (mut latency, mut duration) = (Vec::new(), Vec::new());
+    for l in String::from_utf8(out).unwrap().lines() {
+        let line = LogLine::parse(l).unwrap();
+        let reply: BalancerReply = serde_json::from_str(&line.json).unwrap();
+        let d = line.end_ms - line.start_ms;
+        duration.push(d);
+        latency.push(d - reply.worker.internal_execution_time);
+    }
+    let mean = |v: &[i64]| v.iter().sum::<i64>() as f64 / v.len() as f64;
+    assert_eq!(s.completed, 5);
+    assert_eq!(s.latency_ms.mean, mean(&latency));
+    assert_eq!(s.duration_ms.mean, mean(&duration));
+    assert_eq!(s.latency_ms.max, *latency.iter().max().unwrap() as f64);
+    assert!(s.latency_ms.mean > 50.0 && s.latency_ms.mean < s.duration_ms.mean);
+}

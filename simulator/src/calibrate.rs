@@ -38,11 +38,17 @@
 //! - `cores`: this machine's available parallelism (the worker must run on
 //!   this machine: the URL should be loopback).
 //!
+//! The profile goes to `--out`, by default where `simulator des` reads its
+//! profile first ([`crate::des::profile_destination`]: in the workspace,
+//! `simulator/profiles/process.json`); an existing file is kept (an error
+//! before anything is measured) unless `--overwrite`.
+//!
 //! The worker is left in its default configuration (`/configure` with the
 //! original defaults, then `/clear?reset_images=true`, which also removes
 //! the images the measurements built). Raw samples go into the profile's
 //! `samples` for the record.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -57,9 +63,15 @@ use des::CostProfile;
 pub struct Args {
     /// Base URL of a live worker, e.g. http://127.0.0.1:8222.
     pub worker_url: String,
-    /// Where to write the profile.
-    #[arg(long, short = 'o', default_value = "simulator/profiles/process.json")]
-    pub out: PathBuf,
+    /// Where to write the profile (default: where `simulator des` reads
+    /// it first: $HF_DES_PROFILE if set, else an existing
+    /// profiles/process.json next to the executable, else the workspace's
+    /// simulator/profiles/process.json).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Replace an existing profile (checked before measuring).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Runtime name recorded in the profile (process or docker).
     #[arg(long, default_value = "process")]
     pub runtime: String,
@@ -435,31 +447,35 @@ async fn measure(
             "hop_balancer_round_trip_ms": hop_balancer,
             "cpu_scale": cpu_scale,
         }),
+        file: None,
     })
 }
 
 /// Runs `simulator calibrate`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(crate::des::profile_destination);
+    // Refuse before measuring (a minute or two), and write nothing then.
+    crate::des::refuse_existing(&[&out], args.overwrite)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     eprintln!(
-        "calibrate: measuring {} (this builds images and runs functions; a minute or two)",
-        args.worker_url
+        "calibrate: measuring {} into {} (this builds images and runs functions; a minute or two)",
+        args.worker_url,
+        out.display()
     );
     let profile = rt.block_on(calibrate(&args))?;
-    profile.check(&args.out.display().to_string())?;
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    }
+    profile.check(&out.display().to_string())?;
     let json = serde_json::to_string_pretty(&profile)?;
-    std::fs::write(&args.out, format!("{json}\n"))
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let mut f = crate::des::create(&out, args.overwrite)?;
+    writeln!(f, "{json}").with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!(
         "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms + {:.2} ms/MB (any instance start), pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, balancer hop {:.2} ms, cpu scale {:.3}",
-        args.out.display(),
+        out.display(),
         profile.image_build_base_ms,
         profile.image_build_ms_per_mb,
         profile.instance_create_ms,

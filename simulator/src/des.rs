@@ -4,8 +4,50 @@
 //!
 //! It reads the scenario and the cost profile, builds a [`DesConfig`] from
 //! its options ([`Args::to_config`]), runs [`des::run_workload`] with a
-//! progress bar on long runs, measures the wall time, and writes the log
-//! (the replay's format) and the summary.
+//! progress bar on long runs, measures the wall time, and writes what was
+//! asked for:
+//!
+//! - **Log** (the replay's format, so `utils analyze` reads it): only with
+//!   `--log FILE`, and then with its sidecar `FILE.meta.json`
+//!   ([`protocol::sidecar`], built by [`sidecar_for`]: producer, version,
+//!   git revision, start time, cluster size, algorithm with every resolved
+//!   parameter, seed, scenario, scales; in `extra`: cores per node or the
+//!   shared machine's cores, capacity, instance model, worker options and
+//!   the profile file). `--log -` writes the log to standard output (no
+//!   sidecar). Without `--log` no log is written (`--no-log`, the old way
+//!   to say so, is still accepted).
+//! - **Summary** (`--summary-json FILE`, `-` = standard error): the
+//!   simulator's [`des::Summary`] (counts, cold starts, latency and
+//!   duration percentiles, simulated time, the whole resolved
+//!   [`DesConfig`]: scheduler with its parameters and seed, nodes, cores,
+//!   machine cores, capacity, instance model and keep-alive, worker
+//!   options, the cost profile's values and file, scales, epoch) plus a
+//!   `run` section ([`RunInfo`]): producer, version (`CARGO_PKG_VERSION`),
+//!   git revision (read before anything is written), start time, command
+//!   line, the environment variables it read, scenario, log, and how the
+//!   profile was found. Only `performance` (wall clock) and
+//!   `run.started_utc` differ between two runs of the same inputs.
+//! - One line on standard error (unless `-q`): calls, failures, cold
+//!   starts, simulated and wall time, and the **latency** as `utils
+//!   analyze` defines it: per successful call, duration (end - start)
+//!   minus the reply's `InternalExecutionTime`.
+//!
+//! An existing log, sidecar or summary is never replaced without
+//! `--overwrite`: every output is checked before anything is written.
+//!
+//! The cost profile is read at run time ([`find_profile`]): `--profile
+//! PATH`, else `$HF_DES_PROFILE`, else `profiles/process.json` next to the
+//! executable (an installed layout), else `simulator/profiles/process.json`
+//! in the workspace found by walking up from the current directory, then
+//! from the executable's directory. `simulator calibrate <worker_url>`
+//! writes a profile to the place read first ([`profile_destination`]);
+//! `--ideal` runs without overheads.
+//!
+//! Simulated results depend only on the inputs: nothing here or in the
+//! `des` crate reads the host's cores, threads or clock (`--cores`, the
+//! profile's `cores` by default, and `--machine-cores` are parameters); the
+//! wall time is measured around the run for `performance` alone
+//! (`tests/des_host_independence.rs` runs pinned to one core and not).
 //!
 //! Options (defaults): `--algorithm rr`, `--nodes 4`, `--cores` (the
 //! profile's, 2) per node or `--machine-cores N` shared by all nodes (a
@@ -16,8 +58,8 @@
 //! `REST_CONTAINER_LIFE_TIME` (10 s), as flags of the same name or
 //! environment variables; the balancer's `T` (8), `T1` (8), `T2` (5), `T3`
 //! (3), `ALPHA` (0.0), `BETA` (0.5), `seed` (0), likewise.
-//!
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +74,21 @@ use load_balancer::cli::SchedulerArgs;
 use policy::node::keep_alive::KeepAlivePool;
 use policy::node::options::CachingOptions;
 use policy::scheduler::registry;
+use protocol::sidecar::{self, Cluster, GitRevision, RunSidecar, Scales};
+use serde::Serialize;
+
+/// The producer named in sidecars and summaries.
+pub const PRODUCER: &str = "simulator des";
+
+/// Environment variable naming the cost profile when `--profile` is not
+/// given.
+pub const PROFILE_ENV: &str = "HF_DES_PROFILE";
+
+/// The default profile's path in the workspace.
+pub const WORKSPACE_PROFILE: &str = "simulator/profiles/process.json";
+
+/// The default profile's path next to the executable (installed layout).
+pub const INSTALLED_PROFILE: &str = "profiles/process.json";
 
 /// How instances serve calls (CLI form of [`InstanceModel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -64,7 +121,10 @@ pub struct Args {
     /// Capacity per node told to the scheduler.
     #[arg(long, default_value_t = DesConfig::default().node_capacity)]
     pub capacity: u32,
-    /// Cost profile JSON (default: simulator/profiles/process.json, embedded).
+    /// Cost profile JSON (default, read at run time: $HF_DES_PROFILE, else
+    /// profiles/process.json next to the executable, else
+    /// simulator/profiles/process.json of the workspace above the current
+    /// directory or above the executable; `simulator calibrate` writes one).
     #[arg(long)]
     pub profile: Option<PathBuf>,
     /// Use the ideal profile (no overheads) instead of a measured one.
@@ -130,33 +190,168 @@ pub struct Args {
     /// Unix ms of virtual time zero (stamps of the log lines).
     #[arg(long, default_value_t = DEFAULT_EPOCH_MS, allow_negative_numbers = true)]
     pub epoch_ms: i64,
-    /// Log file (default: standard output).
-    #[arg(long)]
+    /// Write the log (the replay's format) to this file, with its sidecar
+    /// FILE.meta.json beside it; `-` writes it to standard output (no
+    /// sidecar). Without --log no log is written.
+    #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// Write no log (scale runs).
+    /// Write no log: the default (kept for scripts that pass it).
     #[arg(long, conflicts_with = "log")]
     pub no_log: bool,
-    /// Replace an existing log or summary file.
+    /// Replace an existing log, sidecar or summary file (without it, an
+    /// existing one is an error and nothing is written).
     #[arg(long)]
     pub overwrite: bool,
-    /// Write the run summary (JSON) here (`-` = standard error).
+    /// Write the run summary (JSON) here (`-` = standard error): results,
+    /// every resolved parameter, and the run's version, git revision,
+    /// command line and profile file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
-    /// No progress bar.
+    /// No progress bar and no summary line on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
 
-/// The profile checked in for the process runtime, embedded as the default.
-pub const DEFAULT_PROFILE_JSON: &str = include_str!("../profiles/process.json");
+/// Where the cost profile is looked for when no `--profile` is given, in
+/// the order it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileSearch {
+    /// `$HF_DES_PROFILE`, if set and not empty.
+    pub env: Option<PathBuf>,
+    /// `profiles/process.json` in the executable's directory.
+    pub installed: Option<PathBuf>,
+    /// The directories the workspace is looked for from (their ancestors
+    /// included): the current directory, then the executable's.
+    pub walk_from: Vec<PathBuf>,
+}
 
-/// The profile of `profiles/process.json`, checked in and embedded: the
-/// default of `simulator des` and of `simulator experiment --mode des`.
+/// The top of the workspace containing `dir` (a directory with a
+/// `Cargo.toml` and `simulator/Cargo.toml`), if any.
+fn workspace_root(dir: &Path) -> Option<&Path> {
+    dir.ancestors()
+        .find(|d| d.join("Cargo.toml").is_file() && d.join("simulator/Cargo.toml").is_file())
+}
+
+impl ProfileSearch {
+    /// The search of this process: its environment, executable and
+    /// current directory.
+    pub fn from_environment() -> Self {
+        let env = std::env::var_os(PROFILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .map(|e| std::fs::canonicalize(&e).unwrap_or(e))
+            .and_then(|e| e.parent().map(Path::to_path_buf));
+        let cwd = std::env::current_dir().ok();
+        Self::new(env, exe_dir.as_deref(), cwd.as_deref())
+    }
+
+    /// The search given `$HF_DES_PROFILE`, the executable's directory and
+    /// the current directory.
+    pub fn new(env: Option<PathBuf>, exe_dir: Option<&Path>, cwd: Option<&Path>) -> Self {
+        Self {
+            env,
+            installed: exe_dir.map(|d| d.join(INSTALLED_PROFILE)),
+            walk_from: cwd
+                .into_iter()
+                .chain(exe_dir)
+                .map(Path::to_path_buf)
+                .collect(),
+        }
+    }
+
+    /// The workspaces' profile paths, in search order (those whose
+    /// workspace exists, the file not necessarily).
+    fn workspace_profiles(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for dir in &self.walk_from {
+            if let Some(root) = workspace_root(dir) {
+                let p = root.join(WORKSPACE_PROFILE);
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// The first profile found, with how it was found; an error naming
+    /// every place tried if there is none.
+    pub fn find(&self) -> anyhow::Result<(PathBuf, CostProfile, &'static str)> {
+        if let Some(p) = &self.env {
+            let profile = CostProfile::load(p).with_context(|| {
+                format!("{PROFILE_ENV}={} names no usable profile", p.display())
+            })?;
+            return Ok((p.clone(), profile, PROFILE_ENV));
+        }
+        if let Some(p) = self.installed.as_ref().filter(|p| p.is_file()) {
+            return Ok((p.clone(), CostProfile::load(p)?, "next to the executable"));
+        }
+        if let Some(p) = self.workspace_profiles().into_iter().find(|p| p.is_file()) {
+            let profile = CostProfile::load(&p)?;
+            return Ok((p, profile, "workspace"));
+        }
+        let mut tried = vec![format!("${PROFILE_ENV} (not set)")];
+        if let Some(p) = &self.installed {
+            tried.push(format!("{} (next to the executable)", p.display()));
+        }
+        for dir in &self.walk_from {
+            tried.push(match workspace_root(dir) {
+                Some(root) => format!("{}", root.join(WORKSPACE_PROFILE).display()),
+                None => format!(
+                    "{WORKSPACE_PROFILE} in a workspace above {} (none there)",
+                    dir.display()
+                ),
+            });
+        }
+        anyhow::bail!(
+            "no cost profile found; tried: {}. Measure one with `simulator calibrate \
+             <worker_url>` (it writes {WORKSPACE_PROFILE} in the workspace, or --out PATH), \
+             pass one with --profile PATH or {PROFILE_ENV}=PATH, or run with --ideal (no \
+             overheads)",
+            tried.join("; ")
+        )
+    }
+
+    /// Where a new profile goes so that this search reads it first:
+    /// `$HF_DES_PROFILE` if set; else the installed profile if it exists;
+    /// else the workspace's (found from the current directory, then from
+    /// the executable's); else next to the executable; else
+    /// `simulator/profiles/process.json` in the current directory.
+    pub fn destination(&self) -> PathBuf {
+        if let Some(p) = &self.env {
+            return p.clone();
+        }
+        if let Some(p) = self.installed.as_ref().filter(|p| p.is_file()) {
+            return p.clone();
+        }
+        if let Some(p) = self.workspace_profiles().into_iter().next() {
+            return p;
+        }
+        self.installed
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(WORKSPACE_PROFILE))
+    }
+}
+
+/// The cost profile `simulator des` reads when no `--profile` is given
+/// ([`ProfileSearch::find`] of this process), with the file it came from.
+pub fn find_profile() -> anyhow::Result<(PathBuf, CostProfile)> {
+    let (path, profile, _) = ProfileSearch::from_environment().find()?;
+    Ok((path, profile))
+}
+
+/// The default profile of `simulator des` and of `simulator experiment
+/// --mode des` ([`find_profile`], read at run time).
 pub fn default_profile() -> anyhow::Result<CostProfile> {
-    let p: CostProfile =
-        serde_json::from_str(DEFAULT_PROFILE_JSON).context("embedded profiles/process.json")?;
-    p.check("embedded profiles/process.json")?;
-    Ok(p)
+    Ok(find_profile()?.1)
+}
+
+/// Where `simulator calibrate` writes by default: the place
+/// [`find_profile`] reads first ([`ProfileSearch::destination`]).
+pub fn profile_destination() -> PathBuf {
+    ProfileSearch::from_environment().destination()
 }
 
 impl Args {
@@ -179,15 +374,25 @@ impl Args {
         Ok(options)
     }
 
-    /// The run's configuration (reads the profile file if one is given).
-    pub fn to_config(&self) -> anyhow::Result<DesConfig> {
-        let profile = if self.ideal {
-            CostProfile::default()
+    /// The cost profile and how it was chosen: `--ideal`, `--profile`, or
+    /// [`ProfileSearch::find`].
+    pub fn profile(&self) -> anyhow::Result<(CostProfile, &'static str)> {
+        if self.ideal {
+            Ok((CostProfile::default(), "--ideal"))
         } else if let Some(p) = &self.profile {
-            CostProfile::load(p)?
+            Ok((CostProfile::load(p)?, "--profile"))
         } else {
-            default_profile()?
-        };
+            let (_, profile, found_by) = ProfileSearch::from_environment().find()?;
+            Ok((profile, found_by))
+        }
+    }
+
+    /// The run's configuration (reads the profile).
+    pub fn to_config(&self) -> anyhow::Result<DesConfig> {
+        self.config_with(self.profile()?.0)
+    }
+
+    fn config_with(&self, profile: CostProfile) -> anyhow::Result<DesConfig> {
         if !(self.keep_alive_s.is_finite() && self.keep_alive_s >= 0.0) {
             anyhow::bail!(
                 "--keep-alive-s must be a number >= 0 (is {})",
@@ -220,7 +425,9 @@ impl Args {
     }
 }
 
-fn create(path: &Path, overwrite: bool) -> anyhow::Result<std::fs::File> {
+/// Creates `path` (and its directory); an existing file is an error
+/// naming `--overwrite` unless `overwrite`.
+pub(crate) fn create(path: &Path, overwrite: bool) -> anyhow::Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create directory {}", dir.display()))?;
@@ -234,14 +441,144 @@ fn create(path: &Path, overwrite: bool) -> anyhow::Result<std::fs::File> {
     }
     o.open(path).with_context(|| {
         if path.exists() && !overwrite {
-            format!(
-                "{} already exists (pass --overwrite to replace it)",
-                path.display()
-            )
+            already_exists(path)
         } else {
             format!("cannot create {}", path.display())
         }
     })
+}
+
+fn already_exists(path: &Path) -> String {
+    format!(
+        "{} already exists (pass --overwrite to replace it)",
+        path.display()
+    )
+}
+
+/// Fails, naming the first one, if any of `paths` exists and not
+/// `overwrite`: checked before anything is written, so a refused run
+/// leaves every file as it was.
+pub(crate) fn refuse_existing(paths: &[&Path], overwrite: bool) -> anyhow::Result<()> {
+    if overwrite {
+        return Ok(());
+    }
+    match paths.iter().find(|p| p.exists()) {
+        Some(p) => anyhow::bail!("{}", already_exists(p)),
+        None => Ok(()),
+    }
+}
+
+/// The sidecar of a log written under `config`: producer `simulator des`,
+/// this version, `git`, `started_utc`, a cluster of `config.nodes`, the
+/// algorithm's canonical name with every resolved parameter (defaults
+/// included), the seed, `scenario`, the scales; in `extra`:
+/// `cores_per_node` or `machine_cores`, `capacity`, `instance_model`,
+/// `worker` (the caching options) and `profile` (its file, or null, with
+/// its `runtime`).
+pub fn sidecar_for(
+    config: &DesConfig,
+    scenario: Option<&Path>,
+    started_utc: String,
+    git: Option<GitRevision>,
+) -> RunSidecar {
+    use serde_json::{json, Value};
+    let mut s = RunSidecar::new(
+        PRODUCER,
+        env!("CARGO_PKG_VERSION"),
+        started_utc,
+        Cluster::of_size(config.nodes as usize),
+    );
+    s.git = git;
+    s.algorithm = Some(config.scheduler.name().to_string());
+    s.parameters = config
+        .scheduler
+        .params()
+        .map(|(param, value)| (param.name().to_string(), json!(value)))
+        .collect();
+    s.seed = Some(config.scheduler.seed());
+    s.scenario = scenario.map(|p| p.display().to_string());
+    s.scales = Scales {
+        time_scale: config.time_scale,
+        fn_time_scale: Some(config.fn_time_scale),
+        package_scale: Some(config.package_scale),
+    };
+    let extra = &mut s.extra;
+    match config.machine_cores {
+        Some(cores) => extra.insert("machine_cores".into(), json!(cores)),
+        None => extra.insert("cores_per_node".into(), json!(config.cores)),
+    };
+    extra.insert("capacity".into(), json!(config.node_capacity));
+    extra.insert(
+        "instance_model".into(),
+        serde_json::to_value(config.instances).unwrap_or(Value::Null),
+    );
+    extra.insert(
+        "worker".into(),
+        serde_json::to_value(config.worker).unwrap_or(Value::Null),
+    );
+    extra.insert(
+        "profile".into(),
+        json!({ "file": config.profile.file, "runtime": config.profile.runtime }),
+    );
+    s
+}
+
+/// The start time as sidecars write it: `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc_now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string()
+}
+
+/// How a `simulator des` run came about: the `run` section of its summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    /// [`PRODUCER`].
+    pub producer: &'static str,
+    /// `CARGO_PKG_VERSION` of the simulator.
+    pub version: &'static str,
+    /// The source revision, read before anything was written.
+    pub git: Option<GitRevision>,
+    /// `YYYY-MM-DD HH:MM:SS UTC`.
+    pub started_utc: String,
+    /// The arguments as given (the program name first).
+    pub command_line: Vec<String>,
+    /// The environment variables the command reads that were set (the
+    /// worker options, scheduler parameters, `SEED`, `HF_TIME_SCALE`,
+    /// `HF_PACKAGE_SCALE`, `HF_DES_PROFILE`), as given.
+    pub environment: BTreeMap<String, String>,
+    pub scenario: String,
+    /// The log file (`-`: standard output; null: none written).
+    pub log: Option<String>,
+    /// The log's sidecar, if one was written.
+    pub sidecar: Option<String>,
+    /// How the cost profile was chosen: `--profile`, `HF_DES_PROFILE`,
+    /// `next to the executable`, `workspace` or `--ideal` (its file and
+    /// values are in `config.profile`).
+    pub profile_found_by: &'static str,
+}
+
+/// What `--summary-json` writes: the [`Summary`]'s fields, then `run`.
+#[derive(Debug, Serialize)]
+pub struct SummaryRecord<'a> {
+    #[serde(flatten)]
+    pub summary: &'a Summary,
+    pub run: &'a RunInfo,
+}
+
+/// The environment variables `simulator des` reads, with their values,
+/// for those that are set.
+fn environment_read() -> BTreeMap<String, String> {
+    let names = policy::node::options::ENV_NAMES
+        .iter()
+        .copied()
+        .chain(registry::param_names())
+        .chain(["SEED", "HF_TIME_SCALE", "HF_PACKAGE_SCALE", PROFILE_ENV]);
+    names
+        .filter_map(|n| {
+            std::env::var_os(n).map(|v| (n.to_string(), v.to_string_lossy().into_owned()))
+        })
+        .collect()
 }
 
 /// Runs `workload` under `config`, writing the log to `log` (if any),
@@ -280,35 +617,85 @@ pub fn simulate(
 
 /// Runs `simulator des`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.to_config()?;
+    // Before anything is written, so the run's outputs cannot make it dirty.
+    let git = utils::provenance::git_revision(None);
+    let started_utc = utc_now();
+    let (profile, profile_found_by) = args.profile()?;
+    let config = args.config_with(profile)?;
     let workload = Workload::load(&args.scenario)?;
-    let summary = if args.no_log {
-        simulate(&workload, &config, None, args.quiet)?
-    } else if let Some(path) = &args.log {
+    // Bad input is refused before any output exists.
+    des::check(&workload, &config)?;
+
+    let log_file = args.log.as_deref().filter(|p| p.as_os_str() != "-");
+    let log_stdout = args.log.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let sidecar_file = log_file.map(sidecar::sidecar_path);
+    let summary_file = args
+        .summary_json
+        .as_deref()
+        .filter(|p| p.as_os_str() != "-");
+    let outputs: Vec<&Path> = [log_file, sidecar_file.as_deref(), summary_file]
+        .into_iter()
+        .flatten()
+        .collect();
+    refuse_existing(&outputs, args.overwrite)?;
+
+    let summary = if let Some(path) = log_file {
         let mut w = BufWriter::with_capacity(1 << 20, create(path, args.overwrite)?);
+        if let Some(side) = &sidecar_file {
+            let record = sidecar_for(
+                &config,
+                Some(&args.scenario),
+                started_utc.clone(),
+                git.clone(),
+            );
+            let mut f = create(side, args.overwrite)?;
+            f.write_all(record.to_json().as_bytes())
+                .with_context(|| format!("writing {}", side.display()))?;
+        }
         let s = simulate(&workload, &config, Some(&mut w), args.quiet)?;
         w.flush()
             .with_context(|| format!("writing {}", path.display()))?;
         s
-    } else {
+    } else if log_stdout {
         let stdout = std::io::stdout();
         let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
         let s = simulate(&workload, &config, Some(&mut w), args.quiet)?;
         w.flush().context("writing the log to standard output")?;
         s
+    } else {
+        simulate(&workload, &config, None, args.quiet)?
     };
-    let json = serde_json::to_string_pretty(&summary)?;
-    match &args.summary_json {
-        Some(p) if p.as_os_str() == "-" => eprintln!("{json}"),
-        Some(p) => {
+
+    if let Some(p) = &args.summary_json {
+        let run = RunInfo {
+            producer: PRODUCER,
+            version: env!("CARGO_PKG_VERSION"),
+            git,
+            started_utc,
+            command_line: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            environment: environment_read(),
+            scenario: args.scenario.display().to_string(),
+            log: args.log.as_ref().map(|p| p.display().to_string()),
+            sidecar: sidecar_file.as_ref().map(|p| p.display().to_string()),
+            profile_found_by,
+        };
+        let record = SummaryRecord {
+            summary: &summary,
+            run: &run,
+        };
+        let json = serde_json::to_string_pretty(&record)?;
+        if p.as_os_str() == "-" {
+            eprintln!("{json}");
+        } else {
             let mut f = create(p, args.overwrite)?;
             writeln!(f, "{json}").with_context(|| format!("writing {}", p.display()))?;
         }
-        None => {}
     }
     if !args.quiet {
         eprintln!(
-            "des: {} calls ({} failed, {} cold) on {} nodes with {} in {:.3} s simulated / {:.3} s wall ({:.0} calls/s); mean latency {:.1} ms, p99 {:.1} ms; seed {}",
+            "des: {} calls ({} failed, {} cold) on {} nodes with {} in {:.3} s simulated / {:.3} s wall ({:.0} calls/s); latency (duration - internal execution time, successful calls): mean {:.1} ms, p99 {:.1} ms; seed {}",
             summary.invocations,
             summary.failed,
             summary.cold_starts,
@@ -321,6 +708,122 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             summary.latency_ms.p99,
             summary.seed
         );
+        if args.log.is_none() && !args.no_log {
+            eprintln!("des: no log written (--log FILE writes it, --log - to standard output)");
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake workspace under `root`, with its profile if `profile`.
+    fn workspace(root: &Path, profile: bool) {
+        std::fs::create_dir_all(root.join("simulator/profiles")).unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[workspace]\n").unwrap();
+        std::fs::write(root.join("simulator/Cargo.toml"), "[package]\n").unwrap();
+        if profile {
+            std::fs::write(root.join(WORKSPACE_PROFILE), r#"{"runtime": "ws"}"#).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_profile_search_order_and_its_error() {
+        let t = tempfile::tempdir().unwrap();
+        let (ws, exe, elsewhere) = (
+            t.path().join("ws"),
+            t.path().join("bin"),
+            t.path().join("x"),
+        );
+        let deep = ws.join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::create_dir_all(exe.join("profiles")).unwrap();
+
+        // Nothing anywhere: an error naming every place and the remedies.
+        let none = ProfileSearch::new(None, Some(&exe), Some(&elsewhere));
+        let err = none.find().unwrap_err().to_string();
+        for needle in [
+            "HF_DES_PROFILE (not set)",
+            &exe.join(INSTALLED_PROFILE).display().to_string(),
+            &elsewhere.display().to_string(),
+            "simulator calibrate <worker_url>",
+            "--ideal",
+        ] {
+            assert!(err.contains(needle), "{needle} not in: {err}");
+        }
+        assert_eq!(none.destination(), exe.join(INSTALLED_PROFILE));
+
+        // A workspace above the current directory (walked up from a/b).
+        workspace(&ws, true);
+        let s = ProfileSearch::new(None, Some(&exe), Some(&deep));
+        let (p, profile, by) = s.find().unwrap();
+        assert_eq!(
+            (p.clone(), profile.runtime.as_str(), by),
+            (ws.join(WORKSPACE_PROFILE), "ws", "workspace")
+        );
+        assert_eq!(
+            profile.file.as_deref(),
+            Some(p.display().to_string().as_str())
+        );
+        assert_eq!(s.destination(), ws.join(WORKSPACE_PROFILE));
+        // ... or above the executable's directory.
+        let s = ProfileSearch::new(None, Some(&deep), Some(&elsewhere));
+        assert_eq!(s.find().unwrap().0, ws.join(WORKSPACE_PROFILE));
+
+        // An installed profile next to the executable comes first.
+        std::fs::write(exe.join(INSTALLED_PROFILE), r#"{"runtime": "installed"}"#).unwrap();
+        let s = ProfileSearch::new(None, Some(&exe), Some(&deep));
+        assert_eq!(s.find().unwrap().1.runtime, "installed");
+        assert_eq!(s.destination(), exe.join(INSTALLED_PROFILE));
+
+        // HF_DES_PROFILE before everything, and never a silent fallback.
+        let env = t.path().join("env.json");
+        let s = ProfileSearch::new(Some(env.clone()), Some(&exe), Some(&deep));
+        assert_eq!(s.destination(), env);
+        let err = format!("{:#}", s.find().unwrap_err());
+        assert!(
+            err.contains("HF_DES_PROFILE") && err.contains("env.json"),
+            "{err}"
+        );
+        std::fs::write(&env, r#"{"runtime": "env"}"#).unwrap();
+        assert_eq!(s.find().unwrap().1.runtime, "env");
+
+        // A workspace without its profile: calibrate writes there.
+        std::fs::remove_file(ws.join(WORKSPACE_PROFILE)).unwrap();
+        std::fs::remove_file(exe.join(INSTALLED_PROFILE)).unwrap();
+        let s = ProfileSearch::new(None, Some(&exe), Some(&deep));
+        assert!(s.find().is_err());
+        assert_eq!(s.destination(), ws.join(WORKSPACE_PROFILE));
+    }
+
+    #[test]
+    fn the_sidecar_has_every_resolved_parameter() {
+        let config = DesConfig {
+            scheduler: policy::scheduler::SchedulerConfig::new("tradeoff", [("seed", "3")])
+                .unwrap(),
+            nodes: 40,
+            cores: 8,
+            ..DesConfig::default()
+        };
+        let s = sidecar_for(
+            &config,
+            Some(Path::new("scenarios/small.csv")),
+            "2026-12-02 06:00:00 UTC".into(),
+            None,
+        );
+        assert_eq!(s.producer, PRODUCER);
+        assert_eq!(s.cluster.size, 40);
+        assert_eq!(s.algorithm.as_deref(), Some("tradeoff"));
+        assert_eq!(s.parameters["ALPHA"], 0.0);
+        assert_eq!(s.parameters["BETA"], 0.5);
+        assert_eq!(s.seed, Some(3));
+        assert_eq!(s.scenario.as_deref(), Some("scenarios/small.csv"));
+        assert_eq!(s.extra["cores_per_node"], 8);
+        assert!(s.extra.get("machine_cores").is_none());
+        assert_eq!(s.extra["profile"]["file"], serde_json::Value::Null);
+        assert_eq!(RunSidecar::parse(&s.to_json()).unwrap(), s);
+    }
 }

@@ -1,8 +1,11 @@
 //! `simulator des` as a user runs it: the real binary on the checked-in
 //! small scenario. Same inputs give byte-identical logs and summaries equal
-//! but for their wall-clock `performance`; the seed is recorded; bad input
-//! is a clear error naming the file and line; an existing log is never
-//! overwritten by accident.
+//! but for their wall-clock `performance` and start time; the seed, the
+//! version, the command line and every resolved parameter are recorded; a
+//! log comes with its sidecar and only when asked for; the cost profile is
+//! read at run time; the summary's latency is `utils analyze`'s; bad input
+//! is a clear error naming the file and line; an existing log, sidecar,
+//! summary or profile is never overwritten by accident.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,20 +23,40 @@ fn des(args: &[&str]) -> Output {
         .arg("des")
         .args(args)
         .env_remove("HF_TIME_SCALE")
+        .env_remove("HF_PACKAGE_SCALE")
+        .env_remove("HF_DES_PROFILE")
         .env_remove("SEED")
         .output()
         .expect("run simulator")
 }
 
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The summary without what differs between runs of the same inputs: the
+/// wall-clock `performance`, the start time, and the command line (whose
+/// output paths differ here).
 fn summary_without_performance(path: &Path) -> serde_json::Value {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut v = json(path);
     let perf = v
         .as_object_mut()
         .unwrap()
         .remove("performance")
         .expect("performance section");
     assert!(perf["wall_seconds"].as_f64().unwrap() >= 0.0);
+    let run = v["run"].as_object_mut().expect("run section");
+    for key in ["started_utc", "command_line", "log", "sidecar"] {
+        run.remove(key).expect(key);
+    }
     v
 }
 
@@ -100,14 +123,256 @@ fn same_inputs_give_byte_identical_logs_and_the_seed_is_recorded() {
 }
 
 #[test]
-fn log_goes_to_stdout_by_default_and_can_be_skipped() {
+fn no_log_unless_asked_and_dash_is_standard_output() {
     let scenario = small();
-    let out = des(&[scenario.to_str().unwrap(), "-q"]);
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 131);
-    let out = des(&[scenario.to_str().unwrap(), "-q", "--no-log"]);
-    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    // The default: no log anywhere, a hint on stderr.
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["des", scenario.to_str().unwrap()])
+        .env_remove("HF_DES_PROFILE")
+        .output()
+        .unwrap();
+    ok(&out);
     assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--log FILE"), "{err}");
+    assert!(
+        err.contains("latency (duration - internal execution time, successful calls)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    // --log -: the log on stdout.
+    let out = des(&[scenario.to_str().unwrap(), "-q", "--log", "-"]);
+    ok(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 131);
+    assert!(protocol::LogLine::parse(text.lines().next().unwrap()).is_ok());
+    // --no-log, the old way to ask for the default, is still accepted.
+    let out = des(&[scenario.to_str().unwrap(), "-q", "--no-log"]);
+    ok(&out);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_log_comes_with_its_sidecar_and_the_summary_records_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("logs/ch.log");
+    let summary = dir.path().join("ch.json");
+    let out = des(&[
+        small().to_str().unwrap(),
+        "-q",
+        "--algorithm",
+        "ch",
+        "--T",
+        "5",
+        "--seed",
+        "11",
+        "--nodes",
+        "6",
+        "--machine-cores",
+        "3",
+        "--capacity",
+        "9",
+        "--time-scale",
+        "2",
+        "--package-scale",
+        "0.5",
+        "--instance-model",
+        "lambda",
+        "--keep-alive-s",
+        "30",
+        "--log",
+        log.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    ok(&out);
+    let side = json(&protocol::sidecar::sidecar_path(&log));
+    let parsed = protocol::sidecar::RunSidecar::parse(&side.to_string()).unwrap();
+    assert_eq!(parsed.producer, "simulator des");
+    assert_eq!(parsed.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(parsed.cluster.size, 6);
+    assert_eq!(parsed.algorithm.as_deref(), Some("ch"));
+    assert_eq!(parsed.parameters["T"], 5);
+    assert_eq!(parsed.seed, Some(11));
+    assert_eq!(parsed.scenario.as_deref(), small().to_str());
+    assert_eq!(parsed.scales.time_scale, 2.0);
+    assert_eq!(parsed.scales.fn_time_scale, Some(0.5));
+    assert_eq!(parsed.scales.package_scale, Some(0.5));
+    assert!(
+        parsed.started_utc.ends_with(" UTC"),
+        "{}",
+        parsed.started_utc
+    );
+    assert_eq!(parsed.extra["machine_cores"], 3);
+    assert!(parsed.extra.get("cores_per_node").is_none());
+    assert_eq!(parsed.extra["capacity"], 9);
+    assert_eq!(parsed.extra["instance_model"]["model"], "lambda");
+    assert_eq!(parsed.extra["instance_model"]["keep_alive_s"], 30.0);
+    let profile_file = parsed.extra["profile"]["file"].as_str().unwrap();
+    assert!(
+        profile_file.ends_with("simulator/profiles/process.json"),
+        "{profile_file}"
+    );
+
+    let s = json(&summary);
+    // The fields other code reads are kept.
+    for key in ["latency_ms", "duration_ms", "failed", "seed", "invocations"] {
+        assert!(s.get(key).is_some(), "{key} missing: {s}");
+    }
+    let c = &s["config"];
+    assert_eq!(c["scheduler"]["algorithm"], "ch");
+    assert_eq!(c["scheduler"]["params"]["T"], 5);
+    assert_eq!(c["scheduler"]["seed"], 11);
+    assert_eq!(c["nodes"], 6);
+    assert_eq!(c["machine_cores"], 3);
+    assert_eq!(c["node_capacity"], 9);
+    assert_eq!(c["instances"]["keep_alive_s"], 30.0);
+    assert_eq!(c["worker"]["ContainerPoolNum"], 6, "defaults included");
+    assert_eq!(c["time_scale"], 2.0);
+    assert_eq!(c["fn_time_scale"], 0.5);
+    assert_eq!(c["package_scale"], 0.5);
+    assert!(c["epoch_ms"].is_i64());
+    assert_eq!(c["profile"]["file"], profile_file);
+    assert!(c["profile"]["image_build_base_ms"].is_f64());
+    let run = &s["run"];
+    assert_eq!(run["producer"], "simulator des");
+    assert_eq!(run["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(run["profile_found_by"], "workspace");
+    assert_eq!(run["started_utc"], side["started_utc"]);
+    assert_eq!(run["git"], side["git"]);
+    let argv: Vec<&str> = run["command_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(argv[1], "des");
+    assert!(argv.contains(&"--machine-cores"), "{argv:?}");
+    assert_eq!(run["log"], log.to_str().unwrap());
+}
+
+#[test]
+fn summary_latency_is_utils_analyze_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    for (algorithm, extra) in [
+        ("rr", "--USING_REST_MODE=false"),
+        ("ours", "--USING_REST_MODE=true"),
+    ] {
+        let log = dir.path().join(format!("{algorithm}.log"));
+        let summary = dir.path().join(format!("{algorithm}.json"));
+        let out = des(&[
+            small().to_str().unwrap(),
+            "-q",
+            "--algorithm",
+            algorithm,
+            extra,
+            "--nodes",
+            "3",
+            "--log",
+            log.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ]);
+        ok(&out);
+        let s = json(&summary);
+        let run = utils::logs::RunLog::read(&log).unwrap();
+        let a = utils::analyze::analyze(&run, &Default::default()).unwrap();
+        assert_eq!(s["completed"].as_u64().unwrap() as usize, a.calls);
+        assert_eq!(
+            s["latency_ms"]["mean"].as_f64().unwrap(),
+            a.mean_latency_ms,
+            "{algorithm}: the summary's mean latency is utils analyze's"
+        );
+        assert_eq!(
+            s["duration_ms"]["mean"].as_f64().unwrap(),
+            a.mean_duration_ms
+        );
+        assert_eq!(
+            s["latency_ms"]["max"].as_f64().unwrap(),
+            a.latency_ms.max as f64
+        );
+        assert!(a.mean_latency_ms < a.mean_duration_ms);
+    }
+}
+
+#[test]
+fn the_profile_is_read_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mean_latency = |profile: Option<&Path>| -> (f64, serde_json::Value) {
+        let summary = dir.path().join("s.json");
+        let mut c = bin();
+        c.args(["des", small().to_str().unwrap(), "-q", "--overwrite"])
+            .arg("--summary-json")
+            .arg(&summary)
+            .env_remove("HF_DES_PROFILE");
+        if let Some(p) = profile {
+            c.env("HF_DES_PROFILE", p);
+        }
+        let out = c.output().unwrap();
+        ok(&out);
+        let s = json(&summary);
+        (s["latency_ms"]["mean"].as_f64().unwrap(), s)
+    };
+    let (base, _) = mean_latency(None);
+    let slow = dir.path().join("slow.json");
+    std::fs::write(&slow, r#"{"runtime": "test", "image_build_base_ms": 5000}"#).unwrap();
+    let (slower, s) = mean_latency(Some(&slow));
+    assert!(
+        slower > base + 1000.0,
+        "5 s builds raise the mean latency: {base} -> {slower}"
+    );
+    assert_eq!(s["config"]["profile"]["file"], slow.to_str().unwrap());
+    assert_eq!(s["run"]["profile_found_by"], "HF_DES_PROFILE");
+    assert_eq!(
+        s["run"]["environment"]["HF_DES_PROFILE"],
+        slow.to_str().unwrap()
+    );
+
+    // A named profile that is missing is an error naming it, not a fallback.
+    let missing = dir.path().join("missing.json");
+    let out = bin()
+        .args(["des", small().to_str().unwrap(), "-q"])
+        .env("HF_DES_PROFILE", &missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HF_DES_PROFILE") && err.contains("missing.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn calibrate_keeps_an_existing_profile_unless_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("process.json");
+    std::fs::write(&profile, "{}\n").unwrap();
+    // Refused before any measurement: the worker URL is never contacted.
+    let out = bin()
+        .args(["calibrate", "http://127.0.0.1:9", "--out"])
+        .arg(&profile)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--overwrite") && err.contains("process.json"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&profile).unwrap(), "{}\n");
+    // The default destination is the one des reads first.
+    let out = bin()
+        .args(["calibrate", "http://127.0.0.1:9"])
+        .env("HF_DES_PROFILE", &profile)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(profile.to_str().unwrap()), "{err}");
+    assert_eq!(std::fs::read_to_string(&profile).unwrap(), "{}\n");
 }
 
 #[test]
@@ -122,10 +387,20 @@ fn bad_input_is_a_clear_error() {
 
     let unknown = dir.path().join("unknown.csv");
     std::fs::write(&unknown, "W1,0\nmyfn,10\n").unwrap();
-    let out = des(&[unknown.to_str().unwrap(), "-q", "--no-log"]);
+    let log = dir.path().join("unknown.log");
+    let out = des(&[
+        unknown.to_str().unwrap(),
+        "-q",
+        "--log",
+        log.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("myfn") && err.contains("row 2"), "{err}");
+    assert!(
+        !log.exists() && !protocol::sidecar::sidecar_path(&log).exists(),
+        "refused before any output is created"
+    );
     let out = des(&[
         unknown.to_str().unwrap(),
         "-q",
@@ -158,28 +433,50 @@ fn bad_input_is_a_clear_error() {
 }
 
 #[test]
-fn an_existing_log_is_kept_unless_overwrite() {
+fn an_existing_log_sidecar_or_summary_is_kept_unless_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("keep.log");
-    std::fs::write(&log, "precious\n").unwrap();
-    let out = des(&[
-        small().to_str().unwrap(),
-        "-q",
-        "--log",
-        log.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "precious\n");
-    let out = des(&[
-        small().to_str().unwrap(),
-        "-q",
-        "--log",
-        log.to_str().unwrap(),
-        "--overwrite",
-    ]);
-    assert!(out.status.success());
+    let sidecar = protocol::sidecar::sidecar_path(&log);
+    let summary = dir.path().join("keep.json");
+    let run = |overwrite: bool| {
+        let mut a = vec![
+            small().to_str().unwrap().to_string(),
+            "-q".into(),
+            "--log".into(),
+            log.to_str().unwrap().into(),
+            "--summary-json".into(),
+            summary.to_str().unwrap().into(),
+        ];
+        if overwrite {
+            a.push("--overwrite".into());
+        }
+        des(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // Each existing output alone stops the run before anything is written.
+    for existing in [&log, &sidecar, &summary] {
+        for p in [&log, &sidecar, &summary] {
+            let _ = std::fs::remove_file(p);
+        }
+        std::fs::write(existing, "precious\n").unwrap();
+        let out = run(false);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--overwrite") && err.contains(existing.to_str().unwrap()),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(existing).unwrap(), "precious\n");
+        for p in [&log, &sidecar, &summary] {
+            assert_eq!(p.exists(), p == existing, "{}", p.display());
+        }
+    }
+    let out = run(true);
+    ok(&out);
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 131);
+    assert!(
+        protocol::sidecar::RunSidecar::parse(&std::fs::read_to_string(&sidecar).unwrap()).is_ok()
+    );
+    assert!(json(&summary)["latency_ms"]["mean"].is_f64());
 }
 
 #[test]
@@ -189,7 +486,6 @@ fn lambda_model_reports_instances() {
     let out = des(&[
         small().to_str().unwrap(),
         "-q",
-        "--no-log",
         "--instance-model",
         "lambda",
         "--keep-alive-s",
