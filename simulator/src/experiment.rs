@@ -745,6 +745,8 @@ impl AlgorithmRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExperimentRecord {
     pub name: String,
+    /// `--results-dir`: the run's outputs are in `<results_dir>/<name>`.
+    pub results_dir: PathBuf,
     pub command: String,
     pub started_utc: String,
     pub mode: Mode,
@@ -926,6 +928,7 @@ pub async fn run_experiment(
     let first = &point_records[0];
     let mut record = ExperimentRecord {
         name: plan.name.clone(),
+        results_dir: plan.results_dir.clone(),
         command: command.to_string(),
         started_utc,
         mode: plan.mode,
@@ -1501,17 +1504,18 @@ fn run_des(
                     .map_err(|e| des_err(format!("{e:#}")))?;
                 out.flush()
                     .map_err(io_err(format!("writing {}", log.display())))?;
-                let mut sidecar = run_sidecar(
-                    record,
-                    &record.points[pi],
-                    &scheduler,
-                    Cluster::of_size(point.workers as usize),
-                    "simulator experiment (des)",
+                let mut sidecar = crate::des::sidecar_for(
+                    &config,
+                    Some(&record.scenario),
+                    crate::des::utc_now(),
+                    record.versions.git.clone(),
                 );
-                match point.machine_cores {
-                    Some(m) => sidecar.extra.insert("machine_cores".into(), m.into()),
-                    None => sidecar.extra.insert("node_cores".into(), node_cores.into()),
-                };
+                sidecar
+                    .extra
+                    .insert("experiment".into(), record.name.clone().into());
+                if let Some(l) = &point.label {
+                    sidecar.extra.insert("point".into(), l.clone().into());
+                }
                 write_sidecar(&log, &sidecar)?;
                 eprintln!(
                     "[{n}/{total}] {id}: {} calls simulated in {:.2} s",
@@ -1851,8 +1855,10 @@ fn repeated_plots(
 /// The build and run commands that regenerate a run.
 fn reproduce_command(record: &ExperimentRecord) -> String {
     let args = format!(
-        "experiment --file results/{}/experiment.toml --name {}-again",
-        record.name, record.name
+        "experiment --file {} --results-dir {} --name {}-again",
+        record.results_dir.join(&record.name).join("experiment.toml").display(),
+        record.results_dir.display(),
+        record.name
     );
     match record.mode {
         Mode::Des => format!("cargo run --release -p simulator -- {args}"),

@@ -63,7 +63,7 @@ fn read_summary(path: &Path) -> Vec<Row> {
     let (label, calls, errors, locality, cv, dur) = (
         col("label"),
         col("calls"),
-        col("error_lines"),
+        col("failed"),
         col("locality"),
         col("cv"),
         col("mean_duration_ms"),
@@ -165,7 +165,7 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
         // bounded-load balancer may refuse some (all nodes at their bound),
         // but most must succeed.
         assert!(
-            r.calls >= 131 / 2 && r.calls + r.error_lines == 131,
+            r.calls == 131 && r.error_lines <= 131 / 2,
             "{r:?}\n{stderr}"
         );
         assert!(r.locality >= 1.0 && r.locality.is_finite(), "{r:?}");
@@ -176,7 +176,7 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
         // functions of small.csv must build its image on at least one node
         // (without the reset, later algorithms reuse earlier ones' images).
         if r.error_lines == 0 {
-            let misses = ((1.0 - r.ratios[0]) * r.calls as f64).round();
+            let misses = ((1.0 - r.ratios[0]) * (r.calls - r.error_lines) as f64).round();
             assert!(misses >= 17.0, "{} image builds only: {r:?}", misses);
         }
     }
@@ -543,8 +543,8 @@ fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them
 fn an_earlier_run_is_never_replaced_silently() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let args = ["--mode", "des", "--name", "keep", "--algorithms", "rr", "--results-dir", d];
-    experiment_ok(args);
+    let args = ["--mode", "des", "--name", "keep", "--results-dir", d];
+    experiment_ok(args.iter().chain(&["--algorithms", "rr"]));
     let run = dir.path().join("keep");
     let notes = run.join("my-notes.txt");
     std::fs::write(&notes, "mine").unwrap();
@@ -578,12 +578,23 @@ fn des_results_do_not_depend_on_the_host_cores() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = simulator().args(args("all-cores")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for f in ["logs/ch.log", "logs/ours.log", "summary.csv"] {
+    for f in ["logs/ch.log", "logs/ours.log"] {
         assert_eq!(
             std::fs::read(dir.path().join("one-core").join(f)).unwrap(),
             std::fs::read(dir.path().join("all-cores").join(f)).unwrap(),
             "{f} differs between one core and all"
         );
+        let side = |run: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(dir.path().join(run).join(format!("{f}.meta.json")))
+                    .unwrap(),
+            )
+            .unwrap();
+            v["started_utc"] = serde_json::Value::Null;
+            v["extra"]["experiment"] = serde_json::Value::Null;
+            v
+        };
+        assert_eq!(side("one-core"), side("all-cores"), "{f}'s sidecar");
     }
     let record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("one-core/run.json")).unwrap(),
