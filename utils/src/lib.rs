@@ -65,6 +65,7 @@
 
 pub mod analyze;
 pub mod compare;
+pub mod export;
 pub mod generate;
 pub mod logs;
 pub mod plot;
