@@ -160,7 +160,7 @@ impl Comparison {
         self.rows
             .iter()
             .map(|r| {
-                vec![
+                let mut row = vec![
                     r.label.clone(),
                     r.calls.to_string(),
                     r.failed.to_string(),
@@ -188,7 +188,16 @@ impl Comparison {
                         .map_or_else(|| "failed".into(), |v| v.to_string()),
                     r.mean_algorithm_latency_us
                         .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
-                ]
+                ];
+                if r.ok_calls == 0 {
+                    // Every call failed: no metric of successful calls.
+                    for cell in &mut row[5..] {
+                        if cell != "failed" {
+                            *cell = "-".into();
+                        }
+                    }
+                }
+                row
             })
             .collect()
     }

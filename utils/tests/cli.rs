@@ -189,6 +189,20 @@ fn compare_makes_one_table() {
         rr_path.to_str().unwrap(),
     ]);
     assert!(md.lines().nth(1).unwrap().starts_with("|---|"), "{md}");
+
+    // A run whose every call was rejected still has its row: 100 % failed,
+    // no metric of successful calls.
+    let rejected = path(dir.path(), "rejected.log");
+    let line = "2020/09/13 12:26:41 1600000000000 1600000000002 W1 {\"Error\":true,\"Message\":\"HTTP 503 from balancer: every node is at its load bound (2 in-flight calls)\"}\n";
+    std::fs::write(&rejected, line.repeat(3)).unwrap();
+    let table = ok(&["compare", &sample(), rejected.to_str().unwrap()]);
+    let row = table.lines().nth(2).unwrap();
+    assert!(row.starts_with("rejected "), "{table}");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["3", "3", "100.0%"], "{table}");
+    assert!(row.contains("failed") && row.contains(" - "), "{table}");
+    let text = ok(&["analyze", rejected.to_str().unwrap()]);
+    assert!(text.contains("load bound            3"), "{text}");
 }
 
 fn assert_png(p: &Path) {

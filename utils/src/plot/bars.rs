@@ -347,7 +347,17 @@ pub fn comparison_bars(comparison: &Comparison, out: &Path) -> Result<(), PlotEr
         .map(|&((title, unit, value), y_max, decimals)| BarPanel {
             title: title.to_string(),
             unit: unit.to_string(),
-            values: comparison.rows.iter().map(value).collect(),
+            // A run without a successful call has no bar but its error
+            // rate ("failed" instead).
+            values: comparison
+                .rows
+                .iter()
+                .map(|r| {
+                    (r.ok_calls > 0 || title.starts_with("Failed"))
+                        .then(|| value(r))
+                        .flatten()
+                })
+                .collect(),
             errors: vec![None; comparison.rows.len()],
             missing: "failed",
             y_max: if unit == "ms" { p99_top } else { y_max },
