@@ -85,7 +85,7 @@ pub enum AnalyzeError {
     #[error(transparent)]
     Read(#[from] ReadLogError),
     #[error(
-        "{source_name}: no successful call to analyze ({error_lines} error lines, {unparseable} unreadable lines)"
+        "{source_name}: no call to analyze ({error_lines} error lines, {unparseable} unreadable lines)"
     )]
     NoCalls {
         source_name: String,
@@ -234,6 +234,9 @@ pub struct Analysis {
     pub unparseable_examples: Vec<UnparseableLine>,
     pub nodes: usize,
     pub node_count_rule: NodeCountRule,
+    /// The run's sidecar (`<log>.meta.json`), when the log had one: what
+    /// the run was (algorithm, parameters, seed, scales, version, git).
+    pub sidecar: Option<protocol::sidecar::RunSidecar>,
     /// Earliest start (t0), Unix ms.
     pub first_start_ms: i64,
     /// Latest end, Unix ms.
@@ -395,6 +398,7 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
         unparseable_examples: run.unparseable.clone(),
         nodes,
         node_count_rule,
+        sidecar: run.sidecar.clone(),
         first_start_ms: first_start,
         last_end_ms: last_end,
         slots,
