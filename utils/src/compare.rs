@@ -30,7 +30,7 @@ pub const FOOTNOTE: &str =
     "* over successful calls only: failed calls are in no column but calls/failed/error %.\n\
 p99 all: p99 latency over all calls, a failed call counting as infinitely slow \
 (\"failed\" when more than 1 % of the calls failed).\n\
-nodes: the cluster size (given: --nodes; sidecar: the run's <log>.meta.json; \
+nodes: the cluster size (given: --nodes; sidecar: the run's .meta.json file beside its log; \
 inferred: max WorkerNodeId + 1, which misses idle nodes).";
 
 /// One run's summary.
