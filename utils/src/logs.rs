@@ -91,9 +91,9 @@ pub struct UnparseableLine {
 /// node is at its load bound (...)", "no online node", "worker ...
 /// unreachable", "error on the call to worker ...", "error on parsing json
 /// from worker node ..."), from the scheduler as the DES logs it ("no node
-/// for F: <the same two scheduler errors>"), from workers (function or image
+/// for F: " + one of the two scheduler errors), from workers (function or image
 /// build failures, forwarded by the balancer) and from the replay itself
-/// ("request failed: ... timed out", "HTTP <status> from balancer: ...").
+/// ("request failed: ... timed out", "HTTP 503 from balancer: ...").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ErrorClass {
     /// Every node was at its load bound (bounded-load schedulers: HTTP 503).

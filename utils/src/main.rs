@@ -195,7 +195,8 @@ enum PlotCommand {
         #[arg(long)]
         to: Option<f64>,
     },
-    /// CDF of latency (or duration), one curve per log.
+    /// CDF of latency (or duration), one curve per log, over all calls (a
+    /// run with failed calls tops out below 1; the legend counts them).
     Cdf {
         #[arg(required = true)]
         logs: Vec<PathBuf>,
@@ -214,7 +215,9 @@ enum PlotCommand {
         #[arg(long)]
         nodes: Option<usize>,
     },
-    /// Bars comparing logs on locality, CV, hit ratios and p99 latency.
+    /// Bars comparing logs on locality, CV, hit ratios, failed calls (%),
+    /// p99 latency of successful calls and p99 over all calls (failed =
+    /// infinitely slow).
     Bars {
         #[arg(required = true)]
         logs: Vec<PathBuf>,
@@ -454,7 +457,7 @@ fn run_plot(figure: PlotCommand) -> Result<()> {
             };
             let options = plot::TimelineOptions {
                 title,
-                nodes,
+                nodes: nodes.or(run.sidecar.as_ref().map(|s| s.cluster.size)),
                 window_s,
             };
             for_each_out(&out, |o| plot::timeline(&run, o, &options))
