@@ -36,6 +36,10 @@
 //! A `WorkerNodeId` outside the given or recorded size is an error naming
 //! the log.
 //!
+//! A run whose every call failed is analyzed too (its window is the
+//! failures'; every metric of successful calls is 0, the error rate 100 %);
+//! only a log without any call is an error.
+//!
 //! Failed calls (error replies): [`Analysis::calls`] counts every call line
 //! (successful and failed; unreadable lines are not calls),
 //! [`Analysis::failed`] the error replies, [`Analysis::error_rate`] their
@@ -81,7 +85,7 @@ pub enum AnalyzeError {
     #[error(transparent)]
     Read(#[from] ReadLogError),
     #[error(
-        "{source_name}: no successful call to analyze ({error_lines} error lines, {unparseable} unreadable lines)"
+        "{source_name}: no call to analyze ({error_lines} error lines, {unparseable} unreadable lines)"
     )]
     NoCalls {
         source_name: String,
@@ -230,6 +234,9 @@ pub struct Analysis {
     pub unparseable_examples: Vec<UnparseableLine>,
     pub nodes: usize,
     pub node_count_rule: NodeCountRule,
+    /// The run's sidecar (`<log>.meta.json`), when the log had one: what
+    /// the run was (algorithm, parameters, seed, scales, version, git).
+    pub sidecar: Option<protocol::sidecar::RunSidecar>,
     /// Earliest start (t0), Unix ms.
     pub first_start_ms: i64,
     /// Latest end, Unix ms.
@@ -292,18 +299,24 @@ pub fn analyze_logs(
 /// Analyzes one log already read.
 pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     let records = &run.records;
-    let Some(first_start) = records.iter().map(|r| r.start_ms).min() else {
+    // A run whose every call failed is still analyzed (every call-based
+    // metric is then 0 and the error rate 100 %), over the failures' window.
+    let window = records
+        .iter()
+        .map(|r| r.start_ms)
+        .min()
+        .map(|first| {
+            let last = records.iter().map(|r| r.end_ms).max().unwrap_or(first);
+            (first, last)
+        })
+        .or(run.error_window);
+    let Some((first_start, last_end)) = window else {
         return Err(AnalyzeError::NoCalls {
             source_name: run.source.clone(),
             error_lines: run.error_lines,
             unparseable: run.unparseable_count,
         });
     };
-    let last_end = records
-        .iter()
-        .map(|r| r.end_ms)
-        .max()
-        .unwrap_or(first_start);
     let max_id = records.iter().map(|r| r.node).max().unwrap_or(0);
     let sidecar_size = run.sidecar.as_ref().map(|s| s.cluster.size);
     let (nodes, node_count_rule) = match (options.nodes, sidecar_size) {
@@ -385,6 +398,7 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
         unparseable_examples: run.unparseable.clone(),
         nodes,
         node_count_rule,
+        sidecar: run.sidecar.clone(),
         first_start_ms: first_start,
         last_end_ms: last_end,
         slots,
@@ -392,7 +406,11 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
         imbalance,
         cache,
         cold_starts,
-        cold_start_ratio: cold_starts as f64 / ok_calls as f64,
+        cold_start_ratio: if ok_calls == 0 {
+            0.0
+        } else {
+            cold_starts as f64 / ok_calls as f64
+        },
         mean_duration_ms: mean_i64(&durations),
         mean_latency_ms: mean_i64(&latencies),
         duration_ms: percentiles(&durations),
@@ -839,6 +857,19 @@ mod tests {
         assert_eq!(a.errors_by_class[&ErrorClass::LoadBound].count, 28);
         assert_eq!(a.latency_ms.p99, 10);
         assert_eq!(a.p99_latency_all_ms, None);
+    }
+
+    #[test]
+    fn a_run_whose_every_call_failed_is_analyzed() {
+        let mut r = run(vec![]);
+        r.push_error("no online node");
+        r.error_window = Some((1000, 1000));
+        let a = analyze(&r, &AnalyzeOptions::default()).unwrap();
+        assert_eq!((a.calls, a.ok_calls, a.failed), (1, 0, 1));
+        assert_eq!(a.error_rate, 1.0);
+        assert_eq!(a.p99_latency_all_ms, None);
+        assert_eq!((a.cold_start_ratio, a.imbalance.cv), (0.0, 0.0));
+        assert!(a.locality.mean_distinct_functions.is_finite());
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub const FOOTNOTE: &str =
     "* over successful calls only: failed calls are in no column but calls/failed/error %.\n\
 p99 all: p99 latency over all calls, a failed call counting as infinitely slow \
 (\"failed\" when more than 1 % of the calls failed).\n\
-nodes: the cluster size (given: --nodes; sidecar: the run's <log>.meta.json; \
+nodes: the cluster size (given: --nodes; sidecar: the run's .meta.json file beside its log; \
 inferred: max WorkerNodeId + 1, which misses idle nodes).";
 
 /// One run's summary.
@@ -160,7 +160,7 @@ impl Comparison {
         self.rows
             .iter()
             .map(|r| {
-                vec![
+                let mut row = vec![
                     r.label.clone(),
                     r.calls.to_string(),
                     r.failed.to_string(),
@@ -188,7 +188,16 @@ impl Comparison {
                         .map_or_else(|| "failed".into(), |v| v.to_string()),
                     r.mean_algorithm_latency_us
                         .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
-                ]
+                ];
+                if r.ok_calls == 0 {
+                    // Every call failed: no metric of successful calls.
+                    for cell in &mut row[5..] {
+                        if cell != "failed" {
+                            *cell = "-".into();
+                        }
+                    }
+                }
+                row
             })
             .collect()
     }

@@ -11,22 +11,38 @@
 //!   [`generate::write_scenario`] writes the CSV and its `<file>.meta.json`.
 //! - [`logs`]: reading replay logs. [`logs::RunLog::read`] /
 //!   [`logs::RunLog::parse`] give the successful calls
-//!   ([`logs::CallRecord`]) and count error and unreadable lines;
-//!   [`logs::RunLog::label`] is the algorithm (or file name).
+//!   ([`logs::CallRecord`]), count the failed calls by cause
+//!   ([`logs::ErrorClass`]: load bound, no online node, worker error,
+//!   timeout, other) and the unreadable lines; `read` also reads the run's
+//!   sidecar `<log>.meta.json` ([`logs::RunLog::sidecar`],
+//!   [`protocol::sidecar`]) when there is one; [`logs::RunLog::label`] is
+//!   the sidecar's algorithm, else the logged algorithm, else the file name.
 //! - [`analyze`]: the original analyzer's metrics and more.
 //!   [`analyze::analyze`] (one [`logs::RunLog`]) and
 //!   [`analyze::analyze_logs`] (paths) return [`analyze::Analysis`]
-//!   (serde `Serialize`: locality, imbalance CV, cache hits, percentiles,
-//!   per function, per node, and per 1-s slot with
-//!   [`analyze::AnalyzeOptions::per_slot`]); [`analyze::AnalyzeOptions::nodes`]
-//!   sets the cluster size (idle nodes count in locality and CV).
+//!   (serde `Serialize`: calls, failed calls, error rate and causes,
+//!   locality, imbalance CV, cache hits, percentiles of successful calls,
+//!   the p99 over all calls with failures as infinitely slow, per function,
+//!   per node, and per 1-s slot with [`analyze::AnalyzeOptions::per_slot`]).
+//!   The cluster size (idle nodes count in locality and CV) is
+//!   [`analyze::AnalyzeOptions::nodes`], else the sidecar's `cluster.size`,
+//!   else `max WorkerNodeId + 1`; [`analyze::Analysis::node_count_rule`]
+//!   says which.
 //! - [`report`]: [`report::analysis_text`], the text report of one analysis.
 //! - [`compare`]: [`compare::Comparison::new`] over analyses, rendered with
-//!   `to_text`, `to_markdown` (report.md) and `to_csv` (summary.csv).
-//! - [`plot`]: [`plot::timeline`], [`plot::latency_cdf`] and
-//!   [`plot::comparison_bars`], PNG or SVG by the output's extension;
+//!   `to_text`, `to_markdown` (report.md) and `to_csv` (summary.csv): calls,
+//!   failed, error rate, nodes and their origin for every run, a footnote
+//!   saying which columns cover successful calls only.
+//! - [`export`]: [`export::export_csv`], every call of a set of logs as one
+//!   CSV row (failed calls included, JSON fields flattened), streamed.
+//! - [`plot`]: [`plot::timeline`], [`plot::latency_cdf`] (over all calls,
+//!   failures in the legend) and [`plot::comparison_bars`] (with an error
+//!   rate panel), PNG or SVG by the output's extension;
 //!   [`plot::all_figures`] writes all of them (PNG + SVG) into a directory.
-//!   Fonts from [`plot::font`] (Debian: `fonts-dejavu-core`, or
+//!   For repeated runs and sweeps: [`plot::comparison_bars_ci`] (mean and
+//!   95 % CI per metric, from [`plot::MetricEstimates`]) and
+//!   [`plot::sweep_lines`] ([`plot::SweepSeries`]). Fonts from
+//!   [`plot::font`] (Debian: `fonts-dejavu-core`, or
 //!   `HF_PLOT_FONT=/path/to/font.ttf`).
 //!
 //! - [`stats`]: [`stats::Estimate`], mean and 95 % confidence interval of
@@ -65,6 +81,7 @@
 
 pub mod analyze;
 pub mod compare;
+pub mod export;
 pub mod generate;
 pub mod logs;
 pub mod plot;

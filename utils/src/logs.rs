@@ -91,9 +91,9 @@ pub struct UnparseableLine {
 /// node is at its load bound (...)", "no online node", "worker ...
 /// unreachable", "error on the call to worker ...", "error on parsing json
 /// from worker node ..."), from the scheduler as the DES logs it ("no node
-/// for F: <the same two scheduler errors>"), from workers (function or image
+/// for F: " + one of the two scheduler errors), from workers (function or image
 /// build failures, forwarded by the balancer) and from the replay itself
-/// ("request failed: ... timed out", "HTTP <status> from balancer: ...").
+/// ("request failed: ... timed out", "HTTP 503 from balancer: ...").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ErrorClass {
     /// Every node was at its load bound (bounded-load schedulers: HTTP 503).
@@ -187,6 +187,8 @@ pub struct RunLog {
     pub error_lines: usize,
     /// The failed calls by cause.
     pub errors_by_class: BTreeMap<ErrorClass, ErrorCount>,
+    /// Earliest start and latest end of the failed calls (Unix ms).
+    pub error_window: Option<(i64, i64)>,
     /// The run's sidecar (`<log>.meta.json`), when [`RunLog::read`] found
     /// one.
     pub sidecar: Option<RunSidecar>,
@@ -282,6 +284,7 @@ impl RunLog {
             records: Vec::new(),
             error_lines: 0,
             errors_by_class: BTreeMap::new(),
+            error_window: None,
             sidecar: None,
             unparseable_count: 0,
             unparseable: Vec::new(),
@@ -313,7 +316,15 @@ impl RunLog {
         }
         match parse_line(raw) {
             Ok(Parsed::Call(record)) => self.records.push(record),
-            Ok(Parsed::Error(message)) => self.push_error(&message),
+            Ok(Parsed::Error {
+                message,
+                start,
+                end,
+            }) => {
+                self.push_error(&message);
+                let (lo, hi) = self.error_window.unwrap_or((start, end));
+                self.error_window = Some((lo.min(start), hi.max(end)));
+            }
             Err(reason) => {
                 self.unparseable_count += 1;
                 if self.unparseable.len() < MAX_UNPARSEABLE_EXAMPLES {
@@ -363,8 +374,12 @@ impl RunLog {
 /// What one readable line holds.
 enum Parsed {
     Call(CallRecord),
-    /// An error reply, with its `Message` (empty if it has none).
-    Error(String),
+    /// An error reply, with its `Message` (empty if it has none) and times.
+    Error {
+        message: String,
+        start: i64,
+        end: i64,
+    },
 }
 
 /// The message of an error reply (`{"Error": ..., "Message": ...}`), or
@@ -384,7 +399,11 @@ fn parse_line(raw: &str) -> Result<Parsed, String> {
     let json: serde_json::Value =
         serde_json::from_str(&line.json).map_err(|e| format!("bad JSON: {e}"))?;
     if let Some(message) = error_message(&json) {
-        return Ok(Parsed::Error(message));
+        return Ok(Parsed::Error {
+            message,
+            start: line.start_ms,
+            end: line.end_ms,
+        });
     }
     let reply: LoggedReply =
         serde_json::from_value(json).map_err(|e| format!("not a balancer reply: {e}"))?;

@@ -2,13 +2,22 @@
 //!
 //! - `utils generate <out.csv>`: a scenario (the original generator by
 //!   default) plus `<out.csv>.meta.json`; per-function counts on stdout.
+//!   Refuses to replace either file unless `--overwrite`.
 //! - `utils analyze <log>...`: the original analyzer's report per log
-//!   (`--json`, `--csv` for scripts).
+//!   (`--json`, `--csv` for scripts), with failed calls by cause and the
+//!   node count's origin (`--nodes`, the log's sidecar, or inferred).
 //! - `utils compare <log>...`: one table across runs (`--markdown`, `--csv`,
-//!   `--json`).
-//! - `utils plot timeline|cdf|bars ... -o <file.png|file.svg>`.
+//!   `--json`), with calls, failed calls and error rate per run.
+//! - `utils export <log>... --out <file.csv>`: one CSV row per call, every
+//!   field of the log (`--overwrite` to replace the output).
+//! - `utils plot timeline|cdf|bars|all ... -o <file.png|file.svg>`.
+//!
+//! Output to a closed pipe (`utils generate ... | head`) ends the command
+//! quietly with status 0.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -36,8 +45,19 @@ enum Command {
     Generate(GenerateArgs),
     /// Analyze replay logs: the original analyzer's metrics and more.
     Analyze(AnalyzeArgs),
-    /// One table across runs (label = algorithm, or file name).
+    /// One table across runs (label = algorithm, or file name): calls,
+    /// failed calls and error rate, node count (and where it came from),
+    /// locality, CV, cache hits, latency of successful calls, and the p99
+    /// over all calls (failed = infinitely slow).
     Compare(CompareArgs),
+    /// Every call of the logs (failed ones included) as one CSV row: date,
+    /// time, start_ms, end_ms, function, ok, error_class, every field of
+    /// the logged JSON flattened with dotted names (Meta.ImageBuilt,
+    /// LoadBalancingInfo.WorkerNodeId, ...), run, and algorithm and seed
+    /// from the runs' sidecars. Streams the logs (two passes, bounded
+    /// memory). CSV only: Parquet is not supported (convert the CSV, e.g.
+    /// with pandas' to_parquet).
+    Export(ExportArgs),
     /// Draw figures (PNG or SVG, by the output's extension).
     Plot {
         #[command(subcommand)]
@@ -59,6 +79,10 @@ enum ArrivalKind {
 struct GenerateArgs {
     /// Output CSV; the sidecar goes to `<out>.meta.json`.
     out: PathBuf,
+    /// Replace the output CSV and its sidecar if they exist (otherwise an
+    /// existing one is an error, and nothing is written).
+    #[arg(long)]
+    overwrite: bool,
     /// RNG seed (default: a random one, printed and recorded in the sidecar).
     #[arg(long)]
     seed: Option<u64>,
@@ -101,7 +125,8 @@ struct AnalyzeArgs {
     /// Replay logs (original format).
     #[arg(required = true)]
     logs: Vec<PathBuf>,
-    /// Cluster size (default: max WorkerNodeId + 1); idle nodes count.
+    /// Cluster size; idle nodes count. Default: the `cluster.size` of the
+    /// log's sidecar (`<log>.meta.json`), else max WorkerNodeId + 1.
     #[arg(long)]
     nodes: Option<usize>,
     /// Print the full analyses as JSON (an array, one per log).
@@ -120,6 +145,8 @@ struct AnalyzeArgs {
 struct CompareArgs {
     #[arg(required = true)]
     logs: Vec<PathBuf>,
+    /// Cluster size of every log. Default, per log: its sidecar's
+    /// `cluster.size`, else max WorkerNodeId + 1.
     #[arg(long)]
     nodes: Option<usize>,
     #[arg(long, conflicts_with_all = ["csv", "json"])]
@@ -128,6 +155,19 @@ struct CompareArgs {
     csv: bool,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// Replay logs (original format); each log's sidecar is read if present.
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// Output CSV (Parquet is not supported).
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace the output if it exists.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -155,7 +195,8 @@ enum PlotCommand {
         #[arg(long)]
         to: Option<f64>,
     },
-    /// CDF of latency (or duration), one curve per log.
+    /// CDF of latency (or duration), one curve per log, over all calls (a
+    /// run with failed calls tops out below 1; the legend counts them).
     Cdf {
         #[arg(required = true)]
         logs: Vec<PathBuf>,
@@ -174,7 +215,9 @@ enum PlotCommand {
         #[arg(long)]
         nodes: Option<usize>,
     },
-    /// Bars comparing logs on locality, CV, hit ratios and p99 latency.
+    /// Bars comparing logs on locality, CV, hit ratios, failed calls (%),
+    /// p99 latency of successful calls and p99 over all calls (failed =
+    /// infinitely slow).
     Bars {
         #[arg(required = true)]
         logs: Vec<PathBuf>,
@@ -185,17 +228,58 @@ enum PlotCommand {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Generate(args) => run_generate(args),
         Command::Analyze(args) => run_analyze(args),
         Command::Compare(args) => run_compare(args),
+        Command::Export(args) => run_export(args),
         Command::Plot { figure } => run_plot(figure),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`utils ... | head`): a normal end.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
     }
 }
 
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes to stdout, returning its error (`print!` would panic on a closed
+/// pipe).
+fn out(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Refuses to replace `path` unless `overwrite`.
+fn refuse_existing(path: &Path, overwrite: bool) -> Result<()> {
+    if !overwrite && path.exists() {
+        bail!(
+            "{} exists; pass --overwrite to replace it (nothing was written)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn run_generate(a: GenerateArgs) -> Result<()> {
+    // Refuse before writing anything, so that neither file is replaced.
+    refuse_existing(&a.out, a.overwrite)?;
+    refuse_existing(&generate::meta_path(&a.out), a.overwrite)?;
     let seed = a.seed.unwrap_or_else(rand::random);
     if a.seed.is_none() && a.from_meta.is_none() {
         eprintln!("seed: {seed} (random; pass --seed {seed} to repeat)");
@@ -245,12 +329,13 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
     scenario.meta.command = Some(format!("utils {}", args.join(" ")));
     let meta = generate::write_scenario(&scenario, &a.out)
         .with_context(|| format!("cannot write {}", a.out.display()))?;
-    for c in &scenario.meta.counts {
-        println!("{}: {}", c.function, c.count);
-    }
-    println!("total: {}", scenario.events.len());
     eprintln!("wrote {} and {}", a.out.display(), meta.display());
-    Ok(())
+    let mut counts = String::new();
+    for c in &scenario.meta.counts {
+        counts.push_str(&format!("{}: {}\n", c.function, c.count));
+    }
+    counts.push_str(&format!("total: {}\n", scenario.events.len()));
+    out(&counts)
 }
 
 fn catalog_total_rate() -> f64 {
@@ -285,15 +370,15 @@ fn run_analyze(a: AnalyzeArgs) -> Result<()> {
     let runs = read_runs(&a.logs)?;
     let analyses = analyses(&runs, a.nodes, a.per_slot)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&analyses)?);
+        out(&(serde_json::to_string_pretty(&analyses)? + "\n"))?;
     } else if a.csv {
-        print!("{}", Comparison::new(&analyses).to_csv());
+        out(&Comparison::new(&analyses).to_csv())?;
     } else {
         for (i, analysis) in analyses.iter().enumerate() {
             if i > 0 {
-                println!();
+                out("\n")?;
             }
-            print!("{}", utils::report::analysis_text(analysis));
+            out(&utils::report::analysis_text(analysis))?;
         }
     }
     for an in &analyses {
@@ -311,14 +396,28 @@ fn run_compare(a: CompareArgs) -> Result<()> {
     let runs = read_runs(&a.logs)?;
     let table = Comparison::new(&analyses(&runs, a.nodes, false)?);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&table)?);
+        out(&(serde_json::to_string_pretty(&table)? + "\n"))
     } else if a.csv {
-        print!("{}", table.to_csv());
+        out(&table.to_csv())
     } else if a.markdown {
-        print!("{}", table.to_markdown());
+        out(&table.to_markdown())
     } else {
-        print!("{}", table.to_text());
+        out(&table.to_text())
     }
+}
+
+fn run_export(a: ExportArgs) -> Result<()> {
+    let summary = utils::export::export_csv(&a.logs, &a.out, a.overwrite)?;
+    for (log, n) in &summary.skipped {
+        eprintln!("warning: {}: {n} unreadable lines skipped", log.display());
+    }
+    eprintln!(
+        "wrote {} ({} calls, {} failed; {} columns)",
+        a.out.display(),
+        summary.rows,
+        summary.failed,
+        summary.columns.len()
+    );
     Ok(())
 }
 
@@ -358,7 +457,7 @@ fn run_plot(figure: PlotCommand) -> Result<()> {
             };
             let options = plot::TimelineOptions {
                 title,
-                nodes,
+                nodes: nodes.or(run.sidecar.as_ref().map(|s| s.cluster.size)),
                 window_s,
             };
             for_each_out(&out, |o| plot::timeline(&run, o, &options))

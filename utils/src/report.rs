@@ -40,6 +40,31 @@ pub fn analysis_text(a: &Analysis) -> String {
     if !a.algorithms.is_empty() {
         let _ = writeln!(o, "algorithm: {}", a.algorithms.join(", "));
     }
+    if let Some(s) = &a.sidecar {
+        let mut run = format!("run (sidecar): {} {}", s.producer, s.version);
+        if let Some(algorithm) = &s.algorithm {
+            run.push_str(&format!(" | algorithm {algorithm}"));
+        }
+        if !s.parameters.is_empty() {
+            let params: Vec<String> = s
+                .parameters
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            run.push_str(&format!(" ({})", params.join(", ")));
+        }
+        if let Some(seed) = s.seed {
+            run.push_str(&format!(" | seed {seed}"));
+        }
+        run.push_str(&format!(
+            " | cluster {} nodes | started {}",
+            s.cluster.size, s.started_utc
+        ));
+        if let Some(git) = &s.git {
+            run.push_str(&format!(" | git {git}"));
+        }
+        let _ = writeln!(o, "{run}");
+    }
 
     if a.failed > 0 {
         let _ = writeln!(

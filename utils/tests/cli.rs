@@ -110,7 +110,13 @@ fn zipf_and_bad_arguments() {
         "120",
     ]);
     assert!(stdout.starts_with("F001: "), "{stdout}");
-    let bad = utils(&["generate", out.to_str().unwrap(), "--functions", "W1,NOPE"]);
+    let other = path(dir.path(), "other.csv");
+    let bad = utils(&[
+        "generate",
+        other.to_str().unwrap(),
+        "--functions",
+        "W1,NOPE",
+    ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("NOPE"));
     let bad = utils(&["analyze", "/nonexistent/run.log"]);
@@ -183,6 +189,20 @@ fn compare_makes_one_table() {
         rr_path.to_str().unwrap(),
     ]);
     assert!(md.lines().nth(1).unwrap().starts_with("|---|"), "{md}");
+
+    // A run whose every call was rejected still has its row: 100 % failed,
+    // no metric of successful calls.
+    let rejected = path(dir.path(), "rejected.log");
+    let line = "2020/09/13 12:26:41 1600000000000 1600000000002 W1 {\"Error\":true,\"Message\":\"HTTP 503 from balancer: every node is at its load bound (2 in-flight calls)\"}\n";
+    std::fs::write(&rejected, line.repeat(3)).unwrap();
+    let table = ok(&["compare", &sample(), rejected.to_str().unwrap()]);
+    let row = table.lines().nth(2).unwrap();
+    assert!(row.starts_with("rejected "), "{table}");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["3", "3", "100.0%"], "{table}");
+    assert!(row.contains("failed") && row.contains(" - "), "{table}");
+    let text = ok(&["analyze", rejected.to_str().unwrap()]);
+    assert!(text.contains("load bound            3"), "{text}");
 }
 
 fn assert_png(p: &Path) {
@@ -335,4 +355,78 @@ fn plot_all_writes_every_figure() {
         assert!(out_dir.join(name).exists(), "{name} missing");
     }
     assert_png(&out_dir.join("timeline-ch.png"));
+}
+
+/// Runs utils with its stdout a pipe whose reading end is already closed
+/// (as `utils ... | head` ends up once head has exited).
+fn utils_into_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_utils"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run utils")
+}
+
+#[test]
+fn a_closed_stdout_is_a_quiet_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = path(dir.path(), "s.csv");
+    let log = sample();
+    for args in [
+        vec!["generate", scenario.to_str().unwrap(), "--seed", "1"],
+        vec!["analyze", &log],
+        vec!["analyze", "--json", &log],
+        vec!["compare", &log, &log],
+        vec!["compare", "--csv", &log],
+    ] {
+        let out = utils_into_closed_pipe(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "utils {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "utils {args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "utils {args:?}: {stderr}");
+    }
+    // The scenario was still written before the counts were printed.
+    assert!(scenario.exists());
+}
+
+#[test]
+fn generate_does_not_replace_files_without_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = path(dir.path(), "s.csv");
+    let meta = path(dir.path(), "s.csv.meta.json");
+    let csv_s = csv.to_str().unwrap();
+    ok(&["generate", csv_s, "--seed", "1", "--duration", "10"]);
+    let (csv_before, meta_before) = (std::fs::read(&csv).unwrap(), std::fs::read(&meta).unwrap());
+
+    let out = utils(&["generate", csv_s, "--seed", "2", "--duration", "10"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s.csv exists; pass --overwrite to replace it"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&csv).unwrap(), csv_before);
+    assert_eq!(std::fs::read(&meta).unwrap(), meta_before);
+
+    // Only the sidecar left: still refused, and the sidecar kept.
+    std::fs::remove_file(&csv).unwrap();
+    let out = utils(&["generate", csv_s, "--seed", "2", "--duration", "10"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("s.csv.meta.json exists"));
+    assert!(!csv.exists(), "nothing written when refusing");
+    assert_eq!(std::fs::read(&meta).unwrap(), meta_before);
+
+    ok(&[
+        "generate",
+        csv_s,
+        "--seed",
+        "2",
+        "--duration",
+        "10",
+        "--overwrite",
+    ]);
+    assert_ne!(std::fs::read(&meta).unwrap(), meta_before);
 }

@@ -124,6 +124,10 @@ fn analyze_and_compare_say_where_the_node_count_came_from() {
         text.contains("nodes: 1000 (from the run's sidecar)"),
         "{text}"
     );
+    assert!(
+        text.contains("run (sidecar): test 0 | algorithm ch-bounded | seed 7 | cluster 1000 nodes"),
+        "{text}"
+    );
 
     // One table, each log with its own count: 1000 from the sidecar, 10
     // inferred.

@@ -9,8 +9,9 @@
 //! - [`sweep_lines`]: one line per series over a swept value, with 95 %
 //!   confidence intervals as error bars.
 //!
-//! Layout: the figure grows with the number of runs so that every bar gets
-//! at least [`MIN_SLOT_PX`] pixels; every run is named in a legend under the
+//! Layout: four columns of panels up to 6 runs, two up to 16, then one; the
+//! figure grows with the number of runs so that every bar gets at least
+//! [`MIN_SLOT_PX`] pixels; every run is named in a legend under the
 //! title (wrapped into rows); the x axis names each bar when the longest name
 //! fits under it, and numbers the bars (the legend then reads `k: name`)
 //! when it does not, so labels never overlap.
@@ -97,7 +98,13 @@ fn bar_figure(
         return Err(PlotError::NoData(title.to_string()));
     }
     let n = labels.len() as u32;
-    let cols = panels.len().min(4);
+    // Fewer, wider columns as runs are added, so the figure stays
+    // readable on a page rather than growing into a strip.
+    let cols = panels.len().min(match n {
+        0..=6 => 4,
+        7..=16 => 2,
+        _ => 1,
+    });
     let rows = panels.len().div_ceil(cols);
     let width = ((MIN_SLOT_PX * n + PANEL_EXTRA_PX) * cols as u32).max(1600);
     let slot = (width / cols as u32 - PANEL_EXTRA_PX) / n;
@@ -169,6 +176,14 @@ fn draw_bar_panel<DB: DrawingBackend>(
         .map(|(v, e)| v.unwrap_or(0.0) + e.unwrap_or(0.0))
         .fold(0.0f64, f64::max);
     let y_max = p.y_max.unwrap_or(if top > 0.0 { top * 1.25 } else { 1.0 });
+    // Negative means (or CIs reaching below 0) get room below the axis.
+    let bottom = p
+        .values
+        .iter()
+        .zip(&p.errors)
+        .filter_map(|(v, e)| v.map(|v| v.min(v - e.unwrap_or(0.0))))
+        .fold(0.0f64, f64::min);
+    let y_min = bottom * 1.25;
     // Bar i is centred on x = i; the tick labels are drawn below the axis
     // by hand (a segmented axis of one category is degenerate in plotters).
     let mut chart = ChartBuilder::on(area)
@@ -176,7 +191,7 @@ fn draw_bar_panel<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..y_max)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, y_min..y_max)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -198,7 +213,7 @@ fn draw_bar_panel<DB: DrawingBackend>(
         .map_err(draw_err)?;
     let (base_x, base_y) = area.get_base_pixel();
     for (i, tick) in ticks.iter().enumerate() {
-        let (x, y) = chart.backend_coord(&(i as f64, 0.0));
+        let (x, y) = chart.backend_coord(&(i as f64, y_min));
         area.draw(&Text::new(
             tick.clone(),
             (x - base_x, y - base_y + 6),
@@ -347,7 +362,17 @@ pub fn comparison_bars(comparison: &Comparison, out: &Path) -> Result<(), PlotEr
         .map(|&((title, unit, value), y_max, decimals)| BarPanel {
             title: title.to_string(),
             unit: unit.to_string(),
-            values: comparison.rows.iter().map(value).collect(),
+            // A run without a successful call has no bar but its error
+            // rate ("failed" instead).
+            values: comparison
+                .rows
+                .iter()
+                .map(|r| {
+                    (r.ok_calls > 0 || title.starts_with("Failed"))
+                        .then(|| value(r))
+                        .flatten()
+                })
+                .collect(),
             errors: vec![None; comparison.rows.len()],
             missing: "failed",
             y_max: if unit == "ms" { p99_top } else { y_max },

@@ -173,7 +173,8 @@ pub use bars::{comparison_bars, comparison_bars_ci, sweep_lines, MetricEstimates
 pub struct TimelineOptions {
     /// Title; default: "Per-node timeline: `label`".
     pub title: Option<String>,
-    /// Number of node panels; default: max WorkerNodeId + 1.
+    /// Number of node panels; default: max WorkerNodeId + 1 (`utils plot
+    /// timeline` passes the sidecar's cluster size when there is one).
     pub nodes: Option<usize>,
     /// Only this window, in seconds since the first call (`from`, `to`);
     /// default: the whole run.
@@ -616,7 +617,8 @@ pub fn file_label(label: &str) -> String {
 /// Every figure for a set of runs, each as PNG and SVG, into `dir`:
 /// `comparison.*` (bars), `latency-cdf.*`, `duration-cdf.*`, and
 /// `timeline-<label>.*` per run (labels as in `comparison`, made safe for
-/// file names). `nodes` sets the number of timeline panels. Returns the
+/// file names). `nodes` sets the number of timeline panels (default: each
+/// run's sidecar's cluster size, else max WorkerNodeId + 1). Returns the
 /// files written.
 pub fn all_figures(
     runs: &[(String, &RunLog)],
@@ -648,7 +650,7 @@ pub fn all_figures(
         }
         let options = TimelineOptions {
             title: Some(format!("Per-node timeline: {label}")),
-            nodes,
+            nodes: nodes.or(run.sidecar.as_ref().map(|s| s.cluster.size)),
             window_s: None,
         };
         both(&format!("timeline-{}", file_label(label)), &mut |p| {
