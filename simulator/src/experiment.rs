@@ -67,6 +67,8 @@
 
 pub mod children;
 pub mod host;
+mod live;
+mod report;
 pub mod spec;
 
 use std::fmt::Write as _;
@@ -413,7 +415,9 @@ impl Plan {
             .or(file.name)
             .unwrap_or_else(|| "default".into());
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-            return Err(bad(format!("--name {name:?} must be a plain directory name")));
+            return Err(bad(format!(
+                "--name {name:?} must be a plain directory name"
+            )));
         }
         let given: Vec<String> = if !args.algorithms.is_empty() {
             args.algorithms.clone()
@@ -467,7 +471,10 @@ impl Plan {
                 .unwrap_or_else(|| DEFAULT_SCENARIO.into()),
             algorithms,
             workers: args.workers.or(file.workers).unwrap_or(4),
-            runtime: args.runtime.or(file.runtime).unwrap_or(WorkerRuntime::Process),
+            runtime: args
+                .runtime
+                .or(file.runtime)
+                .unwrap_or(WorkerRuntime::Process),
             seed: args.seed.or(file.seed).unwrap_or(0),
             repeat: args.repeat.or(file.repeat).unwrap_or(1),
             time_scale,
@@ -509,7 +516,10 @@ impl Plan {
             ));
         }
         if !(self.load_factor.is_finite() && self.load_factor > 0.0) {
-            return bad(format!("--load-factor must be > 0, got {}", self.load_factor));
+            return bad(format!(
+                "--load-factor must be > 0, got {}",
+                self.load_factor
+            ));
         }
         if let Some(f) = self.fn_time_scale {
             if !(f.is_finite() && f > 0.0) {
@@ -603,7 +613,10 @@ impl Plan {
     /// The workers' caching options and the scheduler parameters (seed
     /// included) of a point: the defaults with the settings applied, in
     /// order, then the point's swept setting.
-    fn resolve_settings(&self, point: &Point) -> Result<(CachingOptions, ParamSet), ExperimentError> {
+    fn resolve_settings(
+        &self,
+        point: &Point,
+    ) -> Result<(CachingOptions, ParamSet), ExperimentError> {
         let bad = |e: String| ExperimentError::BadArgument(e);
         let mut worker = CachingOptions::default();
         let mut params = ParamSet::from_settings([(registry::SEED, self.seed.to_string())])
@@ -890,8 +903,11 @@ pub async fn run_experiment(
         Some(d) => (schedule_span as u128).min(d.as_millis()) as u64,
         None => schedule_span,
     };
-    let time_scale =
-        resolve_time_scale(plan.time_scale, Duration::from_millis(capped_span), plan.target_seconds)?;
+    let time_scale = resolve_time_scale(
+        plan.time_scale,
+        Duration::from_millis(capped_span),
+        plan.target_seconds,
+    )?;
     let points = plan.points()?;
     let mut point_records = Vec::new();
     for p in &points {
@@ -995,7 +1011,7 @@ pub async fn run_experiment(
     );
 
     let result = match plan.mode {
-        Mode::Live => run_live(&plan, &opts, &events, &dir, &mut record, stop).await,
+        Mode::Live => live::run_live(&plan, &opts, &events, &dir, &mut record, stop).await,
         Mode::Des => run_des(&plan, &events, &dir, &mut record, stop),
     };
     record.interrupted = stop.level() != StopLevel::Run;
@@ -1006,13 +1022,13 @@ pub async fn run_experiment(
         }
         // Keep what finished: report it, then fail.
         eprintln!("experiment: error: {e}; writing the report of the finished runs");
-        let _ = write_report(&opts, &dir, &record);
+        let _ = report::write_report(&opts, &dir, &record);
         return Err(e);
     }
     if record.runs.is_empty() {
         return Err(ExperimentError::Interrupted);
     }
-    write_report(&opts, &dir, &record)?;
+    report::write_report(&opts, &dir, &record)?;
     Ok(ExperimentOutcome { dir, record })
 }
 
@@ -1092,7 +1108,8 @@ fn run_id(point: Option<&str>, algorithm: &str, repetition: u32, repeat: u32) ->
 fn log_path(dir: &Path, id: &str) -> Result<PathBuf, ExperimentError> {
     let log = dir.join("logs").join(format!("{id}.log"));
     if let Some(parent) = log.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(io_err(format!("creating {}", parent.display())))?;
     }
     Ok(log)
 }
@@ -1128,7 +1145,8 @@ fn run_sidecar(
         fn_time_scale: Some(point.fn_time_scale),
         package_scale: Some(point.package_scale),
     };
-    s.extra.insert("experiment".into(), record.name.clone().into());
+    s.extra
+        .insert("experiment".into(), record.name.clone().into());
     if let Some(l) = &point.label {
         s.extra.insert("point".into(), l.clone().into());
     }
@@ -1160,7 +1178,8 @@ fn run_config(
         .map(|(p, v)| (format!("{algorithm}.{}", p.name()), v.to_string()))
         .collect();
     settings.push((registry::SEED.to_string(), seed.to_string()));
-    SchedulerConfig::new(algorithm, settings).map_err(|e| ExperimentError::BadArgument(e.to_string()))
+    SchedulerConfig::new(algorithm, settings)
+        .map_err(|e| ExperimentError::BadArgument(e.to_string()))
 }
 
 /// The worker options as `(environment name, value)`.
@@ -1173,276 +1192,6 @@ fn worker_entries(w: &CachingOptions) -> [(&'static str, String); 5] {
         (n[3], w.using_rest_mode.to_string()),
         (n[4], w.rest_container_life_time.to_string()),
     ]
-}
-
-/// The processes of this experiment, for CPU accounting: this one (the
-/// replayer) and everything under it.
-fn own_roots() -> [u32; 1] {
-    [std::process::id()]
-}
-
-async fn run_live(
-    plan: &Plan,
-    opts: &RunOptions,
-    events: &[ScenarioEvent],
-    dir: &Path,
-    record: &mut ExperimentRecord,
-    stop: &StopHandle,
-) -> Result<(), ExperimentError> {
-    let bin_dir = match &opts.bin_dir {
-        Some(d) => d.clone(),
-        None => children::default_bin_dir().ok_or_else(|| {
-            ExperimentError::BadArgument(
-                "cannot find this executable's directory; pass --bin-dir".into(),
-            )
-        })?,
-    };
-    let balancer_bin = children::locate(&bin_dir, "load-balancer", "load-balancer")?;
-    let worker_bin = children::locate(&bin_dir, "worker-front", "worker-front")?;
-    if plan.runtime == WorkerRuntime::Process {
-        children::locate(&bin_dir, "hf-fn", "sample-functions")?;
-    }
-    record.versions.binaries = bin_dir.file_name().map(|n| n.to_string_lossy().to_string());
-    // Relative to the working directory when inside it (portable run.json).
-    record.versions.bin_dir = Some(
-        std::env::current_dir()
-            .ok()
-            .and_then(|cwd| bin_dir.strip_prefix(cwd).ok().map(Path::to_path_buf))
-            .unwrap_or_else(|| bin_dir.clone()),
-    );
-    if record.versions.binaries.as_deref() == Some("debug") {
-        eprintln!(
-            "experiment: note: debug binaries run the functions' CPU work many times slower; \
-             for real numbers build with `cargo build --release --workspace` and run target/release/simulator"
-        );
-    }
-    if let Some(h) = &record.host {
-        eprintln!("experiment: host: {}", h.describe());
-    }
-
-    let client = reqwest::Client::builder()
-        .build()
-        .map_err(|e| ExperimentError::BadArgument(format!("HTTP client: {e}")))?;
-    let process_logs = dir.join("process-logs");
-    let thresholds = record.noise_thresholds.unwrap_or_default();
-    let lag_limit_us = thresholds.lag_limit_us(
-        host::median_gap(events.iter().map(|e| e.start_ms)),
-        record.time_scale,
-    );
-    let points = plan.points()?;
-    let total = points.len() * plan.repeat as usize * plan.algorithms.len();
-    let mut n = 0;
-
-    for (pi, point) in points.iter().enumerate() {
-        if stop.level() != StopLevel::Run {
-            break;
-        }
-        let precord = record.points[pi].clone();
-        // Workers, started once per point; each run's GET /clear resets them.
-        let mut workers: Vec<ChildProcess> = Vec::new();
-        let worker_settings: Vec<(&'static str, String)> = worker_entries(&precord.worker).into();
-        for i in 0..point.workers {
-            let port = children::free_port()?;
-            let mut cmd = Command::new(&worker_bin);
-            cmd.arg("start")
-                .arg(port.to_string())
-                .args(["--host", "127.0.0.1", "--runtime", plan.runtime.as_str()])
-                .env("RUST_LOG", "warn")
-                .env(TIME_SCALE_ENV, precord.fn_time_scale.to_string())
-                .env(PACKAGE_SCALE_ENV, precord.package_scale.to_string());
-            for (name, value) in &worker_settings {
-                cmd.env(name, value);
-            }
-            let name = match &point.label {
-                Some(l) => format!("{}-worker-{i}", safe_name(l)),
-                None => format!("worker-{i}"),
-            };
-            workers.push(ChildProcess::spawn(
-                &name,
-                cmd,
-                format!("http://127.0.0.1:{port}"),
-                &process_logs.join(format!("{name}.log")),
-                opts.child_nice,
-            )?);
-            record
-                .children
-                .push(child_record(&workers[workers.len() - 1]));
-        }
-        eprintln!(
-            "experiment: started {} workers ({} runtime){}: {}",
-            workers.len(),
-            plan.runtime.as_str(),
-            point
-                .label
-                .as_ref()
-                .map(|l| format!(" for {l}"))
-                .unwrap_or_default(),
-            workers
-                .iter()
-                .map(|w| w.url.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        for w in &mut workers {
-            tokio::select! {
-                r = w.wait_healthy(&client, opts.startup_timeout) => r?,
-                _ = stop.reached(StopLevel::Stop) => return Err(ExperimentError::Interrupted),
-            }
-        }
-        let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
-        let nodes = urls.join(",");
-
-        'reps: for rep in 0..plan.repeat {
-            for algorithm in &plan.algorithms {
-                if stop.level() != StopLevel::Run {
-                    break 'reps;
-                }
-                n += 1;
-                let seed = plan.seed + u64::from(rep);
-                let config = run_config(&precord, algorithm, seed)?;
-                let id = run_id(point.label.as_deref(), algorithm, rep, plan.repeat);
-                let log = log_path(dir, &id)?;
-                let mut earlier = Vec::new();
-                loop {
-                    let attempt = earlier.len() + 1;
-                    let run_started = Instant::now();
-                    // Every run starts from empty workers: no images, no
-                    // warm instances.
-                    for w in &workers {
-                        reset_worker(&client, &w.url).await?;
-                    }
-                    // The quiet check: our processes are idle now.
-                    let q0 = CpuSample::take(&own_roots());
-                    let load_before = host::load_average();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let q1 = CpuSample::take(&own_roots());
-                    eprintln!(
-                        "[{n}/{total}] {id}: starting the balancer{}",
-                        if attempt > 1 {
-                            format!(" (attempt {attempt})")
-                        } else {
-                            String::new()
-                        }
-                    );
-                    let port = children::free_port()?;
-                    let mut cmd = Command::new(&balancer_bin);
-                    cmd.arg(*algorithm)
-                        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
-                        .args(["--nodes", &nodes])
-                        .args(["--seed", &seed.to_string()])
-                        .env("RUST_LOG", "warn");
-                    for (param, value) in config.params() {
-                        cmd.args(["--param", &format!("{algorithm}.{}={value}", param.name())]);
-                    }
-                    let name = format!("balancer-{}", id.replace('/', "-"));
-                    let mut balancer = ChildProcess::spawn(
-                        &name,
-                        cmd,
-                        format!("http://127.0.0.1:{port}"),
-                        &process_logs.join(format!("{name}.log")),
-                        opts.child_nice,
-                    )?;
-                    record.children.push(child_record(&balancer));
-                    tokio::select! {
-                        r = balancer.wait_healthy(&client, opts.startup_timeout) => r?,
-                        _ = stop.reached(StopLevel::Stop) => break 'reps,
-                    }
-                    let sidecar = run_sidecar(
-                        record,
-                        &precord,
-                        &config,
-                        Cluster::from_urls(&urls),
-                        "simulator experiment (live)",
-                    );
-                    let mut options = ReplayOptions::new(balancer.url.clone());
-                    options.time_scale = record.time_scale;
-                    options.duration = plan.duration;
-                    options.request_timeout = opts.request_timeout;
-                    options.progress = opts.progress;
-                    options.label = format!("{n}/{total} {id}");
-                    // A rerun replaces its own disturbed attempt.
-                    options.overwrite = true;
-                    let d0 = CpuSample::take(&own_roots());
-                    let summary = replay::replay(events, &options, &log, stop)
-                        .await
-                        .map_err(|source| ExperimentError::Replay {
-                            algorithm: algorithm.to_string(),
-                            source,
-                        })?;
-                    let d1 = CpuSample::take(&own_roots());
-                    balancer.stop(Duration::from_secs(5));
-                    write_sidecar(&log, &sidecar)?;
-                    let mut noise = Noise {
-                        load_before,
-                        load_after: host::load_average(),
-                        quiet: q0.until(&q1),
-                        during: d0.until(&d1),
-                        dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
-                        dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
-                        lag_limit_us,
-                        reasons: Vec::new(),
-                    };
-                    noise.judge(&thresholds);
-                    eprintln!(
-                        "[{n}/{total}] {id}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us){}",
-                        summary.dispatched,
-                        summary.ok,
-                        summary.errors,
-                        if summary.interrupted {
-                            ", INTERRUPTED"
-                        } else {
-                            ""
-                        },
-                        run_started.elapsed().as_secs_f64(),
-                        summary.dispatch_lag_p99_us,
-                        if noise.disturbed() {
-                            format!("; DISTURBED: {}", noise.reasons.join("; "))
-                        } else {
-                            String::new()
-                        }
-                    );
-                    let interrupted = summary.interrupted;
-                    let retry = noise.disturbed()
-                        && !interrupted
-                        && earlier.len() < plan.retry_disturbed as usize;
-                    if retry {
-                        earlier.push(noise);
-                        continue;
-                    }
-                    record.runs.push(AlgorithmRun {
-                        id: id.clone(),
-                        algorithm: algorithm.to_string(),
-                        point: pi,
-                        repetition: rep,
-                        seed,
-                        log: log.clone(),
-                        replay: Some(summary),
-                        des: None,
-                        noise: Some(noise),
-                        disturbed_attempts: std::mem::take(&mut earlier),
-                        wall_time_s: run_started.elapsed().as_secs_f64(),
-                    });
-                    if interrupted {
-                        break 'reps;
-                    }
-                    break;
-                }
-            }
-        }
-        // Workers are stopped by their Drop; do it here to report it.
-        for w in &mut workers {
-            w.stop(Duration::from_secs(5));
-        }
-    }
-    Ok(())
-}
-
-fn child_record(c: &ChildProcess) -> ChildRecord {
-    ChildRecord {
-        name: c.name.clone(),
-        pid: c.pid(),
-        url: c.url.clone(),
-    }
 }
 
 fn run_des(
@@ -1541,601 +1290,6 @@ fn run_des(
     Ok(())
 }
 
-/// The metrics aggregated over repetitions: key, title, value.
-type MetricFn = fn(&utils::analyze::Analysis) -> f64;
-const METRICS: &[(&str, &str, MetricFn)] = &[
-    ("mean_latency_ms", "mean latency, ok calls (ms)", |a| a.mean_latency_ms),
-    ("p99_latency_ms", "p99 latency, ok calls (ms)", |a| a.latency_ms.p99 as f64),
-    ("failed_pct", "failed calls (%)", |a| 100.0 * a.error_rate),
-    ("locality", "locality (functions/node/s)", |a| {
-        a.locality.mean_distinct_functions
-    }),
-    ("cv", "imbalance CV", |a| a.imbalance.cv),
-    ("image_hit_ratio", "image hits", |a| a.cache.image_reuse.hit_ratio),
-    ("cold_start_ratio", "cold starts", |a| a.cold_start_ratio),
-];
-
-/// One algorithm at one point, over its repetitions.
-struct Aggregate {
-    point: usize,
-    algorithm: String,
-    estimates: Vec<Option<Estimate>>,
-    disturbed: usize,
-}
-
-fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -> Vec<Aggregate> {
-    let mut out = Vec::new();
-    for (pi, _) in record.points.iter().enumerate() {
-        for alg in &record.algorithms {
-            let runs: Vec<usize> = record
-                .runs
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.point == pi && &r.algorithm == alg)
-                .map(|(i, _)| i)
-                .collect();
-            if runs.is_empty() {
-                continue;
-            }
-            let estimates = METRICS
-                .iter()
-                .map(|(_, _, f)| {
-                    let v: Vec<f64> = runs.iter().map(|&i| f(&analyses[i])).collect();
-                    Estimate::of(&v)
-                })
-                .collect();
-            out.push(Aggregate {
-                point: pi,
-                algorithm: alg.clone(),
-                estimates,
-                disturbed: runs.iter().filter(|&&i| record.runs[i].disturbed()).count(),
-            });
-        }
-    }
-    out
-}
-
-/// Analyses the logs and writes report.md, summary.csv, runs.csv,
-/// run.json, experiment.toml and plots.
-fn write_report(opts: &RunOptions, dir: &Path, record: &ExperimentRecord) -> Result<(), ExperimentError> {
-    use utils::{analyze, compare::Comparison, logs::RunLog, plot};
-    let mut runs = Vec::new();
-    let mut analyses = Vec::new();
-    for r in &record.runs {
-        let log = RunLog::read(&r.log).map_err(|e| ExperimentError::Analysis(e.to_string()))?;
-        let options = analyze::AnalyzeOptions {
-            nodes: Some(record.points[r.point].workers as usize),
-            label: Some(r.id.clone()),
-            ..Default::default()
-        };
-        let a = analyze::analyze(&log, &options)
-            .map_err(|e| ExperimentError::Analysis(format!("{}: {e}", r.log.display())))?;
-        analyses.push(a);
-        runs.push(log);
-    }
-    let single = record.repeat == 1 && record.points.len() == 1;
-    let table = Comparison::new(&analyses);
-    let aggregates = aggregate(record, &analyses);
-    let write = |name: &str, text: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).map_err(io_err(format!("writing {}", p.display())))
-    };
-    write("runs.csv", table.to_csv())?;
-    if single {
-        write("summary.csv", table.to_csv())?;
-    } else {
-        write("summary.csv", aggregate_csv(record, &aggregates))?;
-    }
-    write(
-        "run.json",
-        serde_json::to_string_pretty(record).unwrap_or_default() + "\n",
-    )?;
-    let toml = record.file.to_toml();
-    write("experiment.toml", toml.clone())?;
-
-    let mut plots: Vec<(String, String)> = Vec::new();
-    let mut plot_errors = Vec::new();
-    if !opts.no_plots {
-        let mut try_plot = |file: &str, title: String, r: Result<(), plot::PlotError>| match r {
-            Ok(()) => plots.push((title, format!("plots/{file}"))),
-            Err(e) => plot_errors.push(format!("{file}: {e}")),
-        };
-        let p = dir.join("plots");
-        if single {
-            try_plot(
-                "comparison.png",
-                "Algorithms compared".into(),
-                plot::comparison_bars(&table, &p.join("comparison.png")),
-            );
-            let labelled: Vec<(String, &RunLog)> = record
-                .runs
-                .iter()
-                .map(|r| r.algorithm.clone())
-                .zip(&runs)
-                .collect();
-            try_plot(
-                "latency-cdf.png",
-                "Latency CDF (duration - InternalExecutionTime)".into(),
-                plot::latency_cdf(
-                    &labelled,
-                    plot::CdfMetric::Latency,
-                    &p.join("latency-cdf.png"),
-                ),
-            );
-            for (r, log) in record.runs.iter().zip(&runs) {
-                let file = format!("timeline-{}.png", r.algorithm);
-                let options = plot::TimelineOptions {
-                    title: Some(format!("{}: running functions per node", r.algorithm)),
-                    nodes: Some(record.workers as usize),
-                    ..Default::default()
-                };
-                try_plot(
-                    &file,
-                    format!("Timeline, {}", r.algorithm),
-                    plot::timeline(log, &p.join(&file), &options),
-                );
-            }
-        } else {
-            for (title, file, r) in repeated_plots(record, &aggregates, &p) {
-                try_plot(&file, title, r);
-            }
-        }
-        for e in &plot_errors {
-            eprintln!("experiment: warning: plot {e}");
-        }
-    }
-    write(
-        "report.md",
-        report_markdown(
-            record,
-            &table.to_markdown(),
-            (!single).then(|| aggregate_markdown(record, &aggregates)),
-            &toml,
-            &plots,
-            &plot_errors,
-        ),
-    )?;
-    Ok(())
-}
-
-fn point_label(record: &ExperimentRecord, i: usize) -> String {
-    record.points[i].label.clone().unwrap_or_default()
-}
-
-/// summary.csv of repeated runs: one row per point and algorithm, the
-/// mean, 95 % CI half-width and n of every metric.
-fn aggregate_csv(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
-    let mut o = String::from("point,algorithm,runs,disturbed");
-    for (key, _, _) in METRICS {
-        let _ = write!(o, ",{key}_mean,{key}_ci95");
-    }
-    o.push('\n');
-    for a in aggregates {
-        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
-        let _ = write!(
-            o,
-            "{},{},{n},{}",
-            point_label(record, a.point),
-            a.algorithm,
-            a.disturbed
-        );
-        for e in &a.estimates {
-            match e {
-                Some(e) => {
-                    let _ = write!(
-                        o,
-                        ",{},{}",
-                        e.mean,
-                        e.ci95.map(|h| h.to_string()).unwrap_or_default()
-                    );
-                }
-                None => o.push_str(",,"),
-            }
-        }
-        o.push('\n');
-    }
-    o
-}
-
-/// The report's table of repeated runs: mean ± 95 % CI.
-fn aggregate_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
-    let mut o = String::new();
-    let swept = record.sweep.is_some();
-    if swept {
-        o.push_str("| point ");
-    }
-    o.push_str("| algorithm | runs |");
-    for (_, title, _) in METRICS {
-        let _ = write!(o, " {title} |");
-    }
-    o.push('\n');
-    if swept {
-        o.push_str("|---");
-    }
-    o.push_str("|---|---|");
-    for _ in METRICS {
-        o.push_str("---|");
-    }
-    o.push('\n');
-    for a in aggregates {
-        if swept {
-            let _ = write!(o, "| {} ", point_label(record, a.point));
-        }
-        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
-        let _ = write!(
-            o,
-            "| {} | {n}{} |",
-            a.algorithm,
-            if a.disturbed > 0 {
-                format!(" ({} disturbed)", a.disturbed)
-            } else {
-                String::new()
-            }
-        );
-        for ((key, _, _), e) in METRICS.iter().zip(&a.estimates) {
-            let decimals = if key.ends_with("_ms") || key.ends_with("_pct") {
-                1
-            } else {
-                3
-            };
-            let _ = write!(
-                o,
-                " {} |",
-                e.map(|e| e.display(decimals)).unwrap_or_else(|| "-".into())
-            );
-        }
-        o.push('\n');
-    }
-    o
-}
-
-type PlotResult = Result<(), utils::plot::PlotError>;
-
-/// The figures of repeated runs and sweeps: per point, bars with 95 % CI
-/// error bars; for a sweep, one line plot per metric against the value.
-fn repeated_plots(
-    record: &ExperimentRecord,
-    aggregates: &[Aggregate],
-    dir: &Path,
-) -> Vec<(String, String, PlotResult)> {
-    use utils::plot::{self, MetricEstimates, SweepSeries};
-    let mut out = Vec::new();
-    for (pi, p) in record.points.iter().enumerate() {
-        let rows: Vec<MetricEstimates> = aggregates
-            .iter()
-            .filter(|a| a.point == pi)
-            .map(|a| MetricEstimates {
-                label: a.algorithm.clone(),
-                metrics: METRICS
-                    .iter()
-                    .zip(&a.estimates)
-                    .filter_map(|((_, title, _), e)| e.map(|e| (title.to_string(), e)))
-                    .collect(),
-            })
-            .collect();
-        let (file, title) = match &p.label {
-            Some(l) => (
-                format!("comparison-{}.png", safe_name(l)),
-                format!("Algorithms compared, {l} (mean, 95 % CI)"),
-            ),
-            None => (
-                "comparison.png".to_string(),
-                format!("Algorithms compared (mean, 95 % CI over {} runs)", record.repeat),
-            ),
-        };
-        let r = plot::comparison_bars_ci(&rows, &dir.join(&file));
-        out.push((title, file, r));
-    }
-    if let Some(param) = &record.sweep {
-        if record.points.iter().all(|p| p.x.is_some()) {
-            for (mi, (key, title, _)) in METRICS.iter().enumerate() {
-                let series: Vec<SweepSeries> = record
-                    .algorithms
-                    .iter()
-                    .map(|alg| SweepSeries {
-                        label: alg.clone(),
-                        points: aggregates
-                            .iter()
-                            .filter(|a| &a.algorithm == alg)
-                            .filter_map(|a| {
-                                Some((record.points[a.point].x?, a.estimates[mi]?))
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                let file = format!("sweep-{key}.png");
-                let r = plot::sweep_lines(title, param, title, &series, &dir.join(&file));
-                out.push((format!("{title} against {param}"), file, r));
-            }
-        }
-    }
-    out
-}
-
-/// The build and run commands that regenerate a run.
-fn reproduce_command(record: &ExperimentRecord) -> String {
-    let args = format!(
-        "experiment --file {} --results-dir {} --name {}-again",
-        record.results_dir.join(&record.name).join("experiment.toml").display(),
-        record.results_dir.display(),
-        record.name
-    );
-    match record.mode {
-        Mode::Des => format!("cargo run --release -p simulator -- {args}"),
-        Mode::Live => {
-            let release = record.versions.binaries.as_deref() != Some("debug");
-            let profile = if release { "release" } else { "debug" };
-            format!(
-                "cargo build{} --workspace && target/{profile}/simulator {args}",
-                if release { " --release" } else { "" }
-            )
-        }
-    }
-}
-
-fn report_markdown(
-    record: &ExperimentRecord,
-    table: &str,
-    aggregate_table: Option<String>,
-    toml: &str,
-    plots: &[(String, String)],
-    plot_errors: &[String],
-) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "# Experiment `{}`\n", record.name);
-    if record.interrupted {
-        let _ = writeln!(
-            o,
-            "**INTERRUPTED**: only the runs below finished (the last one may be partial).\n"
-        );
-    }
-    let disturbed = record.runs.iter().filter(|r| r.disturbed()).count();
-    if disturbed > 0 {
-        let _ = writeln!(
-            o,
-            "**DISTURBED**: {disturbed} of {} runs ran on a disturbed machine (see Noise below); \
-             their numbers are not comparable with quiet runs.\n",
-            record.runs.len()
-        );
-    }
-    let _ = writeln!(o, "| | |\n|---|---|");
-    let _ = writeln!(o, "| Command | `{}` |", record.command);
-    let _ = writeln!(
-        o,
-        "| Reproduce | `{}` (from the workspace root; `experiment.toml` holds every resolved value) |",
-        reproduce_command(record)
-    );
-    let _ = writeln!(o, "| Started | {} |", record.started_utc);
-    let _ = writeln!(
-        o,
-        "| Scenario | `{}`: {} events over {:.1} s |",
-        record.scenario.display(),
-        record.scenario_events,
-        record.scenario_span_s
-    );
-    let _ = writeln!(
-        o,
-        "| Mode | {} |",
-        match record.mode {
-            Mode::Live => format!(
-                "live: {} `worker-front` nodes ({} runtime), one fresh `load-balancer` per run",
-                record.workers,
-                record.runtime.as_str()
-            ),
-            Mode::Des => format!(
-                "discrete-event simulation (`simulator des`), {} nodes, virtual time",
-                record.workers
-            ),
-        }
-    );
-    if record.mode == Mode::Des {
-        let p = &record.points[0];
-        let _ = writeln!(
-            o,
-            "| Cores | {} |",
-            match (p.machine_cores, p.node_cores) {
-                (Some(m), _) => format!(
-                    "the simulated nodes share one machine of {m} cores (`--machine-cores`)"
-                ),
-                (None, Some(c)) => format!("{c} per simulated node (`--node-cores`); the host's do not matter"),
-                (None, None) => "the profile's per node".into(),
-            }
-        );
-    }
-    if let Some(h) = &record.host {
-        let _ = writeln!(o, "| Host | {} |", h.describe());
-    }
-    if !record.settings.is_empty() {
-        let list: Vec<String> = record
-            .settings
-            .iter()
-            .map(|s| format!("`{}={}`", s.name, s.value))
-            .collect();
-        let _ = writeln!(o, "| Settings | {} |", list.join(", "));
-    }
-    let _ = writeln!(
-        o,
-        "| Time scale | replay x{} (events sent {} times faster); functions `HF_TIME_SCALE={:.4}`, \
-         so the offered load is {:.2}x the scenario's |",
-        record.time_scale,
-        record.time_scale,
-        record.fn_time_scale,
-        record.fn_time_scale * record.time_scale
-    );
-    if record.package_scale != 1.0 {
-        let _ = writeln!(
-            o,
-            "| Package scale | `HF_PACKAGE_SCALE={}`: packages are that much of the original's sizes |",
-            record.package_scale
-        );
-    }
-    if let Some(cap) = record.duration_cap_s {
-        let _ = writeln!(o, "| Duration cap | first {cap} s of the scenario |");
-    }
-    let _ = writeln!(
-        o,
-        "| Seed | {}{} |",
-        record.seed,
-        if record.repeat > 1 {
-            format!(
-                " (repetition k uses seed + k: {}..={})",
-                record.seed,
-                record.seed + u64::from(record.repeat) - 1
-            )
-        } else {
-            " (scheduler RNG)".into()
-        }
-    );
-    if record.repeat > 1 {
-        let _ = writeln!(o, "| Repetitions | {} per algorithm{} |", record.repeat,
-            if record.mode == Mode::Live { ", interleaved" } else { "" });
-    }
-    if let Some(s) = &record.sweep {
-        let values: Vec<String> = record
-            .points
-            .iter()
-            .filter_map(|p| p.label.clone())
-            .collect();
-        let _ = writeln!(o, "| Sweep | `{s}`: {} |", values.join(", "));
-    }
-    let _ = writeln!(
-        o,
-        "| Versions | simulator {}, git {}{} |",
-        record.versions.simulator,
-        record
-            .versions
-            .git
-            .as_ref()
-            .map(|g| g.to_string())
-            .unwrap_or_else(|| "unknown".into()),
-        record
-            .versions
-            .binaries
-            .as_ref()
-            .map(|b| format!(", {b} binaries"))
-            .unwrap_or_default()
-    );
-    let _ = writeln!(o, "| Wall time of the runs | {:.1} s |", record.wall_time_s);
-
-    if let Some(agg) = &aggregate_table {
-        let _ = writeln!(o, "\n## Comparison (mean ± 95 % confidence interval)\n");
-        let _ = writeln!(o, "{}", agg.trim_end());
-        let _ = writeln!(
-            o,
-            "\nEach cell: mean over the runs ± the half-width of its 95 % confidence interval \
-             (Student's t; none for one run). Latency figures are over successful calls only; \
-             \"failed calls\" counts the rest, so an algorithm that rejects calls shows it there."
-        );
-        let _ = writeln!(o, "\n## Every run\n");
-    } else {
-        let _ = writeln!(o, "\n## Comparison\n");
-    }
-    let _ = writeln!(o, "{}", table.trim_end());
-    let _ = writeln!(
-        o,
-        "\nLocality: distinct functions per node per 1-s slot (lower: each node serves fewer functions, \
-         so caches hit more). CV: coefficient of variation of the per-node executions per slot \
-         (lower: better balance). Latency = call duration - InternalExecutionTime, over successful \
-         calls only. Metrics as in the original HotFunctions analyzer; failed calls are counted \
-         apart (error lines)."
-    );
-    if record.mode == Mode::Live && record.time_scale != 1.0 {
-        let _ = writeln!(
-            o,
-            "Slots are 1 s of wall time: with time scale {} a slot spans {} s of scenario time, so \
-             compare these numbers across algorithms, not with unscaled runs.",
-            record.time_scale, record.time_scale
-        );
-    }
-
-    if record.mode == Mode::Live {
-        let _ = writeln!(o, "\n## Replays and noise\n");
-        if let Some(t) = &record.noise_thresholds {
-            let _ = writeln!(
-                o,
-                "A run is **disturbed** if its dispatch lag p99 exceeds its limit (max({} ms, {:.0} % \
-                 of the scenario's median gap between calls in wall time)), other processes used more \
-                 than {} cores during it or {} cores in the 0.5-s check before it, or CPU steal \
-                 exceeded {:.0} % (`simulator/src/experiment/host.rs` says why).\n",
-                t.lag_floor_us as f64 / 1e3,
-                t.lag_gap_ratio * 100.0,
-                t.foreign_cores,
-                t.quiet_foreign_cores,
-                t.steal_ratio * 100.0
-            );
-        }
-        let _ = writeln!(
-            o,
-            "| run | seed | sent | ok | errors | dispatch lag p50 / p99 (us) | lag limit (us) | other processes (cores) | ours (cores) | steal | load before / after | verdict |"
-        );
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-        for r in &record.runs {
-            let (Some(s), Some(n)) = (&r.replay, &r.noise) else {
-                continue;
-            };
-            let f2 = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} / {} | {}{} |",
-                r.id,
-                r.seed,
-                s.dispatched,
-                s.ok,
-                s.errors,
-                s.dispatch_lag_p50_us,
-                s.dispatch_lag_p99_us,
-                n.lag_limit_us,
-                f2(n.during.map(|d| d.foreign_cores)),
-                f2(n.during.map(|d| d.ours_cores)),
-                n.during
-                    .map(|d| format!("{:.1} %", d.steal_ratio * 100.0))
-                    .unwrap_or_else(|| "-".into()),
-                f2(n.load_before),
-                f2(n.load_after),
-                if n.disturbed() {
-                    format!("DISTURBED: {}", n.reasons.join("; "))
-                } else {
-                    "quiet".into()
-                },
-                if r.disturbed_attempts.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (after {} disturbed attempts)", r.disturbed_attempts.len())
-                }
-            );
-        }
-    }
-
-    if !plots.is_empty() || !plot_errors.is_empty() {
-        let _ = writeln!(o, "\n## Plots\n");
-        for (title, path) in plots {
-            let _ = writeln!(o, "### {title}\n\n![{title}]({path})\n");
-        }
-        for e in plot_errors {
-            let _ = writeln!(o, "- plot failed: {e}");
-        }
-    }
-
-    let _ = writeln!(o, "\n## Experiment file\n");
-    let _ = writeln!(
-        o,
-        "`experiment.toml`, every value resolved; `simulator experiment --file` runs it again:\n\n```toml\n{}```",
-        toml
-    );
-
-    let _ = writeln!(o, "\n## Files\n");
-    let _ = writeln!(
-        o,
-        "- `summary.csv`: the comparison table{}\n- `runs.csv`: one row per run\n- `run.json`: every parameter, per-run summary and noise figures\n- `experiment.toml`: the resolved experiment\n- `logs/<run>.log`: the logs (original HotFunctions format; `utils analyze` reads them), each with its `.meta.json` sidecar",
-        if aggregate_table.is_some() { " (means and 95 % CIs)" } else { "" }
-    );
-    if record.mode == Mode::Live {
-        let _ = writeln!(o, "- `process-logs/`: output of the workers and balancers");
-    }
-    let _ = writeln!(o, "- `plots/`: the figures above");
-    o
-}
-
 /// Runs `simulator experiment`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
@@ -2189,30 +1343,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             outcome.record.runs.len()
         );
         if args.strict || outcome.record.file.strict == Some(true) {
-            eprintln!("experiment: error: {}", ExperimentError::Disturbed(disturbed));
+            eprintln!(
+                "experiment: error: {}",
+                ExperimentError::Disturbed(disturbed)
+            );
             std::process::exit(3);
         }
-    }
-    Ok(())
-}
-
-/// Empties a worker: `GET /clear?reset_images=true` (instances and images).
-async fn reset_worker(client: &reqwest::Client, url: &str) -> Result<(), ExperimentError> {
-    let target = format!("{url}/clear?reset_images=true");
-    let failed = |detail: String| ExperimentError::WorkerReset {
-        url: url.to_string(),
-        detail,
-    };
-    let response = client
-        .get(&target)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    if !response.status().is_success() {
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        return Err(failed(format!("{status}: {body}")));
     }
     Ok(())
 }

@@ -420,7 +420,7 @@ fn small_scenario_live_and_simulated_agree() {
         }
         for (live, errors) in &fair {
             assert_eq!(
-                live.calls,
+                live.ok_calls,
                 events.len(),
                 "{algorithm}: every live call succeeded; errors:\n{}",
                 errors.join("\n")
@@ -431,7 +431,7 @@ fn small_scenario_live_and_simulated_agree() {
         report.push_str(&format!(
             "{algorithm:>5} (live: mean of {} run(s); calls {} des; mean internal ms {:.1} live, {:.1} des; mean overhead (duration - internal) ms {:.1} live, {:.1} des)\n",
             lives.len(),
-            des.calls,
+            des.ok_calls,
             live.internal_ms,
             des_internal,
             live.latency_ms,

@@ -214,15 +214,21 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
         let noise = &r["noise"];
         assert!(noise["lag_limit_us"].as_u64().unwrap() >= 2_000, "{noise}");
         assert!(noise["reasons"].is_array(), "{noise}");
-        assert!(noise["during"]["ours_cores"].as_f64().unwrap() > 0.0, "{noise}");
+        assert!(
+            noise["during"]["ours_cores"].as_f64().unwrap() > 0.0,
+            "{noise}"
+        );
     }
     // Each log's sidecar names the cluster the calls could go to.
-    let side: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run.join("logs/ch.log.meta.json")).unwrap(),
-    )
-    .unwrap();
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("logs/ch.log.meta.json")).unwrap())
+            .unwrap();
     assert_eq!(side["cluster"]["size"], 4, "{side}");
-    assert_eq!(side["cluster"]["nodes"].as_array().unwrap().len(), 4, "{side}");
+    assert_eq!(
+        side["cluster"]["nodes"].as_array().unwrap().len(),
+        4,
+        "{side}"
+    );
     assert_eq!(side["algorithm"], "ch");
 
     let pids = child_pids(&run.join("run.json"));
@@ -470,8 +476,20 @@ fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     experiment_ok([
-        "--mode", "des", "--name", "sweep", "--results-dir", d, "--algorithms", "ch,ours",
-        "--repeat", "3", "--sweep", "ch.T=2,8", "--seed", "5",
+        "--mode",
+        "des",
+        "--name",
+        "sweep",
+        "--results-dir",
+        d,
+        "--algorithms",
+        "ch,ours",
+        "--repeat",
+        "3",
+        "--sweep",
+        "ch.T=2,8",
+        "--seed",
+        "5",
     ]);
     let run = dir.path().join("sweep");
     // One row per (point, algorithm), each over 3 runs with an interval.
@@ -479,7 +497,10 @@ fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them
     let mut lines = summary.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(&header[..4], ["point", "algorithm", "runs", "disturbed"]);
-    let ci = header.iter().position(|h| *h == "mean_latency_ms_ci95").unwrap();
+    let ci = header
+        .iter()
+        .position(|h| *h == "mean_latency_ms_ci95")
+        .unwrap();
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 4, "{summary}");
     for r in &rows {
@@ -508,10 +529,16 @@ fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them
                 .unwrap(),
         )
         .unwrap();
-        assert_eq!(side["parameters"]["T"], if point.ends_with('2') { 2 } else { 8 });
+        assert_eq!(
+            side["parameters"]["T"],
+            if point.ends_with('2') { 2 } else { 8 }
+        );
     }
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
-    assert!(report.contains("mean ± 95 % confidence interval"), "{report}");
+    assert!(
+        report.contains("mean ± 95 % confidence interval"),
+        "{report}"
+    );
     assert!(report.contains(" ± "), "{report}");
     assert!(report.contains("```toml"), "the resolved file: {report}");
     assert!(run.join("plots/sweep-mean_latency_ms.png").is_file());
@@ -520,7 +547,10 @@ fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them
     // The resolved file alone runs the same experiment: identical logs.
     let file = run.join("experiment.toml");
     let toml = std::fs::read_to_string(&file).unwrap();
-    assert!(toml.contains("repeat = 3") && toml.contains("param = \"ch.T\""), "{toml}");
+    assert!(
+        toml.contains("repeat = 3") && toml.contains("param = \"ch.T\""),
+        "{toml}"
+    );
     experiment_ok([
         "--file",
         file.to_str().unwrap(),
@@ -549,13 +579,24 @@ fn an_earlier_run_is_never_replaced_silently() {
     let notes = run.join("my-notes.txt");
     std::fs::write(&notes, "mine").unwrap();
     let before = std::fs::read(run.join("logs/rr.log")).unwrap();
-    let err = experiment_error(dir.path(), ["--mode", "des", "--name", "keep", "--algorithms", "ll"]);
+    let err = experiment_error(
+        dir.path(),
+        ["--mode", "des", "--name", "keep", "--algorithms", "ll"],
+    );
     assert!(err.contains("--overwrite") && err.contains("keep"), "{err}");
-    assert_eq!(std::fs::read(run.join("logs/rr.log")).unwrap(), before, "untouched");
+    assert_eq!(
+        std::fs::read(run.join("logs/rr.log")).unwrap(),
+        before,
+        "untouched"
+    );
     experiment_ok(args.iter().chain(&["--overwrite", "--algorithms", "ll"]));
     assert!(run.join("logs/ll.log").is_file());
     assert!(!run.join("logs/rr.log").exists(), "the old outputs went");
-    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine", "not ours: kept");
+    assert_eq!(
+        std::fs::read_to_string(&notes).unwrap(),
+        "mine",
+        "not ours: kept"
+    );
 }
 
 #[test]
@@ -565,8 +606,17 @@ fn des_results_do_not_depend_on_the_host_cores() {
     let args = |name: &'static str| {
         vec![
             "experiment",
-            "--mode", "des", "--name", name, "--results-dir", d, "--workers", "40",
-            "--algorithms", "ch,ours", "--no-plots",
+            "--mode",
+            "des",
+            "--name",
+            name,
+            "--results-dir",
+            d,
+            "--workers",
+            "40",
+            "--algorithms",
+            "ch,ours",
+            "--no-plots",
         ]
     };
     let out = Command::new("taskset")
@@ -575,9 +625,17 @@ fn des_results_do_not_depend_on_the_host_cores() {
         .current_dir(workspace_root())
         .output()
         .expect("taskset (util-linux) runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = simulator().args(args("all-cores")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for f in ["logs/ch.log", "logs/ours.log"] {
         assert_eq!(
             std::fs::read(dir.path().join("one-core").join(f)).unwrap(),
@@ -604,13 +662,21 @@ fn des_results_do_not_depend_on_the_host_cores() {
     assert!(record["points"][0]["machine_cores"].is_null());
     // The shared machine is an explicit choice, recorded too.
     experiment_ok([
-        "--mode", "des", "--name", "shared", "--results-dir", d, "--algorithms", "rr",
-        "--machine-cores", "2", "--no-plots",
+        "--mode",
+        "des",
+        "--name",
+        "shared",
+        "--results-dir",
+        d,
+        "--algorithms",
+        "rr",
+        "--machine-cores",
+        "2",
+        "--no-plots",
     ]);
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("shared/run.json")).unwrap(),
-    )
-    .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("shared/run.json")).unwrap())
+            .unwrap();
     assert_eq!(record["points"][0]["machine_cores"], 2);
 }
 
@@ -620,8 +686,15 @@ fn a_bad_experiment_file_names_the_file_and_line() {
     let file = dir.path().join("exp.toml");
     std::fs::write(&file, "mode = \"des\"\nrepeat = 2\nalgoritms = [\"rr\"]\n").unwrap();
     let err = experiment_error(dir.path(), [OsStr::new("--file"), file.as_os_str()]);
-    assert!(err.contains("exp.toml") && err.contains("line 3") && err.contains("algoritms"), "{err}");
-    std::fs::write(&file, "mode = \"des\"\n[sweep]\nparam = \"ch.T\"\nvalues = [0]\n").unwrap();
+    assert!(
+        err.contains("exp.toml") && err.contains("line 3") && err.contains("algoritms"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        "mode = \"des\"\n[sweep]\nparam = \"ch.T\"\nvalues = [0]\n",
+    )
+    .unwrap();
     let err = experiment_error(dir.path(), [OsStr::new("--file"), file.as_os_str()]);
     assert!(err.contains("ch.T"), "{err}");
     let err = experiment_error(dir.path(), ["--mode", "des", "--repeat", "0"]);

@@ -77,7 +77,9 @@ impl HostInfo {
             .map(|kb| kb / 1024);
         let machine_cpus = std::fs::read_to_string("/proc/stat").ok().map(|s| {
             s.lines()
-                .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+                .filter(|l| {
+                    l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit)
+                })
                 .count()
         });
         let read_trim = |p: &str| {
@@ -171,7 +173,11 @@ pub fn tree_ticks(roots: &[u32]) -> HashMap<u32, u64> {
         return HashMap::new();
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -229,7 +235,12 @@ fn parse_pid_stat(stat: &str) -> Option<(u32, u64)> {
     // f[0] = state, f[1] = ppid, f[11..=14] = utime stime cutime cstime.
     let ppid = f.get(1)?.parse().ok()?;
     let sum = (11..=14)
-        .map(|i| f.get(i).and_then(|x| x.parse::<i64>().ok()).unwrap_or(0).max(0) as u64)
+        .map(|i| {
+            f.get(i)
+                .and_then(|x| x.parse::<i64>().ok())
+                .unwrap_or(0)
+                .max(0) as u64
+        })
         .sum();
     Some((ppid, sum))
 }
@@ -424,7 +435,14 @@ mod tests {
     fn parses_proc_stat_lines() {
         let stat = "cpu  100 5 50 1000 20 3 2 7 0 0\ncpu0 50 2 25 500 10 1 1 3 0 0\n";
         let t = CpuTimes::parse(stat).unwrap();
-        assert_eq!(t, CpuTimes { busy: 160, idle: 1020, steal: 7 });
+        assert_eq!(
+            t,
+            CpuTimes {
+                busy: 160,
+                idle: 1020,
+                steal: 7
+            }
+        );
         assert!(CpuTimes::parse("intr 1 2 3").is_none());
         // A command name with spaces and parentheses.
         let pid = "42 (hf fn (x)) S 7 42 42 0 -1 4194560 100 0 0 0 11 12 13 14 20 0 1 0 100 0 0";

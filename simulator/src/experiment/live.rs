@@ -1,0 +1,297 @@
+//! Live mode: worker processes started once per point, a fresh balancer
+//! per run, the in-process replay, and the noise measured around each run
+//! ([`super::host`]).
+
+use super::*;
+
+/// The processes of this experiment, for CPU accounting: this one (the
+/// replayer) and everything under it.
+fn own_roots() -> [u32; 1] {
+    [std::process::id()]
+}
+
+pub(super) async fn run_live(
+    plan: &Plan,
+    opts: &RunOptions,
+    events: &[ScenarioEvent],
+    dir: &Path,
+    record: &mut ExperimentRecord,
+    stop: &StopHandle,
+) -> Result<(), ExperimentError> {
+    let bin_dir = match &opts.bin_dir {
+        Some(d) => d.clone(),
+        None => children::default_bin_dir().ok_or_else(|| {
+            ExperimentError::BadArgument(
+                "cannot find this executable's directory; pass --bin-dir".into(),
+            )
+        })?,
+    };
+    let balancer_bin = children::locate(&bin_dir, "load-balancer", "load-balancer")?;
+    let worker_bin = children::locate(&bin_dir, "worker-front", "worker-front")?;
+    if plan.runtime == WorkerRuntime::Process {
+        children::locate(&bin_dir, "hf-fn", "sample-functions")?;
+    }
+    record.versions.binaries = bin_dir.file_name().map(|n| n.to_string_lossy().to_string());
+    // Relative to the working directory when inside it (portable run.json).
+    record.versions.bin_dir = Some(
+        std::env::current_dir()
+            .ok()
+            .and_then(|cwd| bin_dir.strip_prefix(cwd).ok().map(Path::to_path_buf))
+            .unwrap_or_else(|| bin_dir.clone()),
+    );
+    if record.versions.binaries.as_deref() == Some("debug") {
+        eprintln!(
+            "experiment: note: debug binaries run the functions' CPU work many times slower; \
+             for real numbers build with `cargo build --release --workspace` and run target/release/simulator"
+        );
+    }
+    if let Some(h) = &record.host {
+        eprintln!("experiment: host: {}", h.describe());
+    }
+
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| ExperimentError::BadArgument(format!("HTTP client: {e}")))?;
+    let process_logs = dir.join("process-logs");
+    let thresholds = record.noise_thresholds.unwrap_or_default();
+    let lag_limit_us = thresholds.lag_limit_us(
+        host::median_gap(events.iter().map(|e| e.start_ms)),
+        record.time_scale,
+    );
+    let points = plan.points()?;
+    let total = points.len() * plan.repeat as usize * plan.algorithms.len();
+    let mut n = 0;
+
+    for (pi, point) in points.iter().enumerate() {
+        if stop.level() != StopLevel::Run {
+            break;
+        }
+        let precord = record.points[pi].clone();
+        // Workers, started once per point; each run's GET /clear resets them.
+        let mut workers: Vec<ChildProcess> = Vec::new();
+        let worker_settings: Vec<(&'static str, String)> = worker_entries(&precord.worker).into();
+        for i in 0..point.workers {
+            let port = children::free_port()?;
+            let mut cmd = Command::new(&worker_bin);
+            cmd.arg("start")
+                .arg(port.to_string())
+                .args(["--host", "127.0.0.1", "--runtime", plan.runtime.as_str()])
+                .env("RUST_LOG", "warn")
+                .env(TIME_SCALE_ENV, precord.fn_time_scale.to_string())
+                .env(PACKAGE_SCALE_ENV, precord.package_scale.to_string());
+            for (name, value) in &worker_settings {
+                cmd.env(name, value);
+            }
+            let name = match &point.label {
+                Some(l) => format!("{}-worker-{i}", safe_name(l)),
+                None => format!("worker-{i}"),
+            };
+            workers.push(ChildProcess::spawn(
+                &name,
+                cmd,
+                format!("http://127.0.0.1:{port}"),
+                &process_logs.join(format!("{name}.log")),
+                opts.child_nice,
+            )?);
+            record
+                .children
+                .push(child_record(&workers[workers.len() - 1]));
+        }
+        eprintln!(
+            "experiment: started {} workers ({} runtime){}: {}",
+            workers.len(),
+            plan.runtime.as_str(),
+            point
+                .label
+                .as_ref()
+                .map(|l| format!(" for {l}"))
+                .unwrap_or_default(),
+            workers
+                .iter()
+                .map(|w| w.url.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        for w in &mut workers {
+            tokio::select! {
+                r = w.wait_healthy(&client, opts.startup_timeout) => r?,
+                _ = stop.reached(StopLevel::Stop) => return Err(ExperimentError::Interrupted),
+            }
+        }
+        let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
+        let nodes = urls.join(",");
+
+        'reps: for rep in 0..plan.repeat {
+            for algorithm in &plan.algorithms {
+                if stop.level() != StopLevel::Run {
+                    break 'reps;
+                }
+                n += 1;
+                let seed = plan.seed + u64::from(rep);
+                let config = run_config(&precord, algorithm, seed)?;
+                let id = run_id(point.label.as_deref(), algorithm, rep, plan.repeat);
+                let log = log_path(dir, &id)?;
+                let mut earlier = Vec::new();
+                loop {
+                    let attempt = earlier.len() + 1;
+                    let run_started = Instant::now();
+                    // Every run starts from empty workers: no images, no
+                    // warm instances.
+                    for w in &workers {
+                        reset_worker(&client, &w.url).await?;
+                    }
+                    // The quiet check: our processes are idle now.
+                    let q0 = CpuSample::take(&own_roots());
+                    let load_before = host::load_average();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let q1 = CpuSample::take(&own_roots());
+                    eprintln!(
+                        "[{n}/{total}] {id}: starting the balancer{}",
+                        if attempt > 1 {
+                            format!(" (attempt {attempt})")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    let port = children::free_port()?;
+                    let mut cmd = Command::new(&balancer_bin);
+                    cmd.arg(*algorithm)
+                        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+                        .args(["--nodes", &nodes])
+                        .args(["--seed", &seed.to_string()])
+                        .env("RUST_LOG", "warn");
+                    for (param, value) in config.params() {
+                        cmd.args(["--param", &format!("{algorithm}.{}={value}", param.name())]);
+                    }
+                    let name = format!("balancer-{}", id.replace('/', "-"));
+                    let mut balancer = ChildProcess::spawn(
+                        &name,
+                        cmd,
+                        format!("http://127.0.0.1:{port}"),
+                        &process_logs.join(format!("{name}.log")),
+                        opts.child_nice,
+                    )?;
+                    record.children.push(child_record(&balancer));
+                    tokio::select! {
+                        r = balancer.wait_healthy(&client, opts.startup_timeout) => r?,
+                        _ = stop.reached(StopLevel::Stop) => break 'reps,
+                    }
+                    let sidecar = run_sidecar(
+                        record,
+                        &precord,
+                        &config,
+                        Cluster::from_urls(&urls),
+                        "simulator experiment (live)",
+                    );
+                    let mut options = ReplayOptions::new(balancer.url.clone());
+                    options.time_scale = record.time_scale;
+                    options.duration = plan.duration;
+                    options.request_timeout = opts.request_timeout;
+                    options.progress = opts.progress;
+                    options.label = format!("{n}/{total} {id}");
+                    // A rerun replaces its own disturbed attempt.
+                    options.overwrite = true;
+                    let d0 = CpuSample::take(&own_roots());
+                    let summary =
+                        replay::replay(events, &options, &log, stop)
+                            .await
+                            .map_err(|source| ExperimentError::Replay {
+                                algorithm: algorithm.to_string(),
+                                source,
+                            })?;
+                    let d1 = CpuSample::take(&own_roots());
+                    balancer.stop(Duration::from_secs(5));
+                    write_sidecar(&log, &sidecar)?;
+                    let mut noise = Noise {
+                        load_before,
+                        load_after: host::load_average(),
+                        quiet: q0.until(&q1),
+                        during: d0.until(&d1),
+                        dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
+                        dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
+                        lag_limit_us,
+                        reasons: Vec::new(),
+                    };
+                    noise.judge(&thresholds);
+                    eprintln!(
+                        "[{n}/{total}] {id}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us){}",
+                        summary.dispatched,
+                        summary.ok,
+                        summary.errors,
+                        if summary.interrupted {
+                            ", INTERRUPTED"
+                        } else {
+                            ""
+                        },
+                        run_started.elapsed().as_secs_f64(),
+                        summary.dispatch_lag_p99_us,
+                        if noise.disturbed() {
+                            format!("; DISTURBED: {}", noise.reasons.join("; "))
+                        } else {
+                            String::new()
+                        }
+                    );
+                    let interrupted = summary.interrupted;
+                    let retry = noise.disturbed()
+                        && !interrupted
+                        && earlier.len() < plan.retry_disturbed as usize;
+                    if retry {
+                        earlier.push(noise);
+                        continue;
+                    }
+                    record.runs.push(AlgorithmRun {
+                        id: id.clone(),
+                        algorithm: algorithm.to_string(),
+                        point: pi,
+                        repetition: rep,
+                        seed,
+                        log: log.clone(),
+                        replay: Some(summary),
+                        des: None,
+                        noise: Some(noise),
+                        disturbed_attempts: std::mem::take(&mut earlier),
+                        wall_time_s: run_started.elapsed().as_secs_f64(),
+                    });
+                    if interrupted {
+                        break 'reps;
+                    }
+                    break;
+                }
+            }
+        }
+        // Workers are stopped by their Drop; do it here to report it.
+        for w in &mut workers {
+            w.stop(Duration::from_secs(5));
+        }
+    }
+    Ok(())
+}
+
+fn child_record(c: &ChildProcess) -> ChildRecord {
+    ChildRecord {
+        name: c.name.clone(),
+        pid: c.pid(),
+        url: c.url.clone(),
+    }
+}
+
+/// Empties a worker: `GET /clear?reset_images=true` (instances and images).
+async fn reset_worker(client: &reqwest::Client, url: &str) -> Result<(), ExperimentError> {
+    let target = format!("{url}/clear?reset_images=true");
+    let failed = |detail: String| ExperimentError::WorkerReset {
+        url: url.to_string(),
+        detail,
+    };
+    let response = client
+        .get(&target)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        return Err(failed(format!("{status}: {body}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,624 @@
+//! The report: the logs analysed with `utils`, per-run and aggregated
+//! tables (mean and 95 % confidence interval over repetitions), plots, and
+//! `report.md`, `summary.csv`, `runs.csv`, `run.json`, `experiment.toml`.
+
+use super::*;
+
+/// The metrics aggregated over repetitions: key, title, value.
+type MetricFn = fn(&utils::analyze::Analysis) -> f64;
+const METRICS: &[(&str, &str, MetricFn)] = &[
+    ("mean_latency_ms", "mean latency, ok calls (ms)", |a| {
+        a.mean_latency_ms
+    }),
+    ("p99_latency_ms", "p99 latency, ok calls (ms)", |a| {
+        a.latency_ms.p99 as f64
+    }),
+    ("failed_pct", "failed calls (%)", |a| 100.0 * a.error_rate),
+    ("locality", "locality (functions/node/s)", |a| {
+        a.locality.mean_distinct_functions
+    }),
+    ("cv", "imbalance CV", |a| a.imbalance.cv),
+    ("image_hit_ratio", "image hits", |a| {
+        a.cache.image_reuse.hit_ratio
+    }),
+    ("cold_start_ratio", "cold starts", |a| a.cold_start_ratio),
+];
+
+/// One algorithm at one point, over its repetitions.
+struct Aggregate {
+    point: usize,
+    algorithm: String,
+    estimates: Vec<Option<Estimate>>,
+    disturbed: usize,
+}
+
+fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -> Vec<Aggregate> {
+    let mut out = Vec::new();
+    for (pi, _) in record.points.iter().enumerate() {
+        for alg in &record.algorithms {
+            let runs: Vec<usize> = record
+                .runs
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.point == pi && &r.algorithm == alg)
+                .map(|(i, _)| i)
+                .collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let estimates = METRICS
+                .iter()
+                .map(|(_, _, f)| {
+                    let v: Vec<f64> = runs.iter().map(|&i| f(&analyses[i])).collect();
+                    Estimate::of(&v)
+                })
+                .collect();
+            out.push(Aggregate {
+                point: pi,
+                algorithm: alg.clone(),
+                estimates,
+                disturbed: runs.iter().filter(|&&i| record.runs[i].disturbed()).count(),
+            });
+        }
+    }
+    out
+}
+
+/// Analyses the logs and writes report.md, summary.csv, runs.csv,
+/// run.json, experiment.toml and plots.
+pub(super) fn write_report(
+    opts: &RunOptions,
+    dir: &Path,
+    record: &ExperimentRecord,
+) -> Result<(), ExperimentError> {
+    use utils::{analyze, compare::Comparison, logs::RunLog, plot};
+    let mut runs = Vec::new();
+    let mut analyses = Vec::new();
+    for r in &record.runs {
+        let log = RunLog::read(&r.log).map_err(|e| ExperimentError::Analysis(e.to_string()))?;
+        let options = analyze::AnalyzeOptions {
+            nodes: Some(record.points[r.point].workers as usize),
+            label: Some(r.id.clone()),
+            ..Default::default()
+        };
+        let a = analyze::analyze(&log, &options)
+            .map_err(|e| ExperimentError::Analysis(format!("{}: {e}", r.log.display())))?;
+        analyses.push(a);
+        runs.push(log);
+    }
+    let single = record.repeat == 1 && record.points.len() == 1;
+    let table = Comparison::new(&analyses);
+    let aggregates = aggregate(record, &analyses);
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(io_err(format!("writing {}", p.display())))
+    };
+    write("runs.csv", table.to_csv())?;
+    if single {
+        write("summary.csv", table.to_csv())?;
+    } else {
+        write("summary.csv", aggregate_csv(record, &aggregates))?;
+    }
+    write(
+        "run.json",
+        serde_json::to_string_pretty(record).unwrap_or_default() + "\n",
+    )?;
+    let toml = record.file.to_toml();
+    write("experiment.toml", toml.clone())?;
+
+    let mut plots: Vec<(String, String)> = Vec::new();
+    let mut plot_errors = Vec::new();
+    if !opts.no_plots {
+        let mut try_plot = |file: &str, title: String, r: Result<(), plot::PlotError>| match r {
+            Ok(()) => plots.push((title, format!("plots/{file}"))),
+            Err(e) => plot_errors.push(format!("{file}: {e}")),
+        };
+        let p = dir.join("plots");
+        if single {
+            try_plot(
+                "comparison.png",
+                "Algorithms compared".into(),
+                plot::comparison_bars(&table, &p.join("comparison.png")),
+            );
+            let labelled: Vec<(String, &RunLog)> = record
+                .runs
+                .iter()
+                .map(|r| r.algorithm.clone())
+                .zip(&runs)
+                .collect();
+            try_plot(
+                "latency-cdf.png",
+                "Latency CDF (duration - InternalExecutionTime)".into(),
+                plot::latency_cdf(
+                    &labelled,
+                    plot::CdfMetric::Latency,
+                    &p.join("latency-cdf.png"),
+                ),
+            );
+            for (r, log) in record.runs.iter().zip(&runs) {
+                let file = format!("timeline-{}.png", r.algorithm);
+                let options = plot::TimelineOptions {
+                    title: Some(format!("{}: running functions per node", r.algorithm)),
+                    nodes: Some(record.workers as usize),
+                    ..Default::default()
+                };
+                try_plot(
+                    &file,
+                    format!("Timeline, {}", r.algorithm),
+                    plot::timeline(log, &p.join(&file), &options),
+                );
+            }
+        } else {
+            for (title, file, r) in repeated_plots(record, &aggregates, &p) {
+                try_plot(&file, title, r);
+            }
+        }
+        for e in &plot_errors {
+            eprintln!("experiment: warning: plot {e}");
+        }
+    }
+    write(
+        "report.md",
+        report_markdown(
+            record,
+            &table.to_markdown(),
+            (!single).then(|| aggregate_markdown(record, &aggregates)),
+            &toml,
+            &plots,
+            &plot_errors,
+        ),
+    )?;
+    Ok(())
+}
+
+fn point_label(record: &ExperimentRecord, i: usize) -> String {
+    record.points[i].label.clone().unwrap_or_default()
+}
+
+/// summary.csv of repeated runs: one row per point and algorithm, the
+/// mean, 95 % CI half-width and n of every metric.
+fn aggregate_csv(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
+    let mut o = String::from("point,algorithm,runs,disturbed");
+    for (key, _, _) in METRICS {
+        let _ = write!(o, ",{key}_mean,{key}_ci95");
+    }
+    o.push('\n');
+    for a in aggregates {
+        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
+        let _ = write!(
+            o,
+            "{},{},{n},{}",
+            point_label(record, a.point),
+            a.algorithm,
+            a.disturbed
+        );
+        for e in &a.estimates {
+            match e {
+                Some(e) => {
+                    let _ = write!(
+                        o,
+                        ",{},{}",
+                        e.mean,
+                        e.ci95.map(|h| h.to_string()).unwrap_or_default()
+                    );
+                }
+                None => o.push_str(",,"),
+            }
+        }
+        o.push('\n');
+    }
+    o
+}
+
+/// The report's table of repeated runs: mean ± 95 % CI.
+fn aggregate_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
+    let mut o = String::new();
+    let swept = record.sweep.is_some();
+    if swept {
+        o.push_str("| point ");
+    }
+    o.push_str("| algorithm | runs |");
+    for (_, title, _) in METRICS {
+        let _ = write!(o, " {title} |");
+    }
+    o.push('\n');
+    if swept {
+        o.push_str("|---");
+    }
+    o.push_str("|---|---|");
+    for _ in METRICS {
+        o.push_str("---|");
+    }
+    o.push('\n');
+    for a in aggregates {
+        if swept {
+            let _ = write!(o, "| {} ", point_label(record, a.point));
+        }
+        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
+        let _ = write!(
+            o,
+            "| {} | {n}{} |",
+            a.algorithm,
+            if a.disturbed > 0 {
+                format!(" ({} disturbed)", a.disturbed)
+            } else {
+                String::new()
+            }
+        );
+        for ((key, _, _), e) in METRICS.iter().zip(&a.estimates) {
+            let decimals = if key.ends_with("_ms") || key.ends_with("_pct") {
+                1
+            } else {
+                3
+            };
+            let _ = write!(
+                o,
+                " {} |",
+                e.map(|e| e.display(decimals)).unwrap_or_else(|| "-".into())
+            );
+        }
+        o.push('\n');
+    }
+    o
+}
+
+type PlotResult = Result<(), utils::plot::PlotError>;
+
+/// The figures of repeated runs and sweeps: per point, bars with 95 % CI
+/// error bars; for a sweep, one line plot per metric against the value.
+fn repeated_plots(
+    record: &ExperimentRecord,
+    aggregates: &[Aggregate],
+    dir: &Path,
+) -> Vec<(String, String, PlotResult)> {
+    use utils::plot::{self, MetricEstimates, SweepSeries};
+    let mut out = Vec::new();
+    for (pi, p) in record.points.iter().enumerate() {
+        let rows: Vec<MetricEstimates> = aggregates
+            .iter()
+            .filter(|a| a.point == pi)
+            .map(|a| MetricEstimates {
+                label: a.algorithm.clone(),
+                metrics: METRICS
+                    .iter()
+                    .zip(&a.estimates)
+                    .filter_map(|((_, title, _), e)| e.map(|e| (title.to_string(), e)))
+                    .collect(),
+            })
+            .collect();
+        let (file, title) = match &p.label {
+            Some(l) => (
+                format!("comparison-{}.png", safe_name(l)),
+                format!("Algorithms compared, {l} (mean, 95 % CI)"),
+            ),
+            None => (
+                "comparison.png".to_string(),
+                format!(
+                    "Algorithms compared (mean, 95 % CI over {} runs)",
+                    record.repeat
+                ),
+            ),
+        };
+        let r = plot::comparison_bars_ci(&rows, &dir.join(&file));
+        out.push((title, file, r));
+    }
+    if let Some(param) = &record.sweep {
+        if record.points.iter().all(|p| p.x.is_some()) {
+            for (mi, (key, title, _)) in METRICS.iter().enumerate() {
+                let series: Vec<SweepSeries> = record
+                    .algorithms
+                    .iter()
+                    .map(|alg| SweepSeries {
+                        label: alg.clone(),
+                        points: aggregates
+                            .iter()
+                            .filter(|a| &a.algorithm == alg)
+                            .filter_map(|a| Some((record.points[a.point].x?, a.estimates[mi]?)))
+                            .collect(),
+                    })
+                    .collect();
+                let file = format!("sweep-{key}.png");
+                let r = plot::sweep_lines(title, param, title, &series, &dir.join(&file));
+                out.push((format!("{title} against {param}"), file, r));
+            }
+        }
+    }
+    out
+}
+
+/// The build and run commands that regenerate a run.
+fn reproduce_command(record: &ExperimentRecord) -> String {
+    let args = format!(
+        "experiment --file {} --results-dir {} --name {}-again",
+        record
+            .results_dir
+            .join(&record.name)
+            .join("experiment.toml")
+            .display(),
+        record.results_dir.display(),
+        record.name
+    );
+    match record.mode {
+        Mode::Des => format!("cargo run --release -p simulator -- {args}"),
+        Mode::Live => {
+            let release = record.versions.binaries.as_deref() != Some("debug");
+            let profile = if release { "release" } else { "debug" };
+            format!(
+                "cargo build{} --workspace && target/{profile}/simulator {args}",
+                if release { " --release" } else { "" }
+            )
+        }
+    }
+}
+
+fn report_markdown(
+    record: &ExperimentRecord,
+    table: &str,
+    aggregate_table: Option<String>,
+    toml: &str,
+    plots: &[(String, String)],
+    plot_errors: &[String],
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Experiment `{}`\n", record.name);
+    if record.interrupted {
+        let _ = writeln!(
+            o,
+            "**INTERRUPTED**: only the runs below finished (the last one may be partial).\n"
+        );
+    }
+    let disturbed = record.runs.iter().filter(|r| r.disturbed()).count();
+    if disturbed > 0 {
+        let _ = writeln!(
+            o,
+            "**DISTURBED**: {disturbed} of {} runs ran on a disturbed machine (see Noise below); \
+             their numbers are not comparable with quiet runs.\n",
+            record.runs.len()
+        );
+    }
+    let _ = writeln!(o, "| | |\n|---|---|");
+    let _ = writeln!(o, "| Command | `{}` |", record.command);
+    let _ = writeln!(
+        o,
+        "| Reproduce | `{}` (from the workspace root; `experiment.toml` holds every resolved value) |",
+        reproduce_command(record)
+    );
+    let _ = writeln!(o, "| Started | {} |", record.started_utc);
+    let _ = writeln!(
+        o,
+        "| Scenario | `{}`: {} events over {:.1} s |",
+        record.scenario.display(),
+        record.scenario_events,
+        record.scenario_span_s
+    );
+    let _ = writeln!(
+        o,
+        "| Mode | {} |",
+        match record.mode {
+            Mode::Live => format!(
+                "live: {} `worker-front` nodes ({} runtime), one fresh `load-balancer` per run",
+                record.workers,
+                record.runtime.as_str()
+            ),
+            Mode::Des => format!(
+                "discrete-event simulation (`simulator des`), {} nodes, virtual time",
+                record.workers
+            ),
+        }
+    );
+    if record.mode == Mode::Des {
+        let p = &record.points[0];
+        let _ = writeln!(
+            o,
+            "| Cores | {} |",
+            match (p.machine_cores, p.node_cores) {
+                (Some(m), _) => format!(
+                    "the simulated nodes share one machine of {m} cores (`--machine-cores`)"
+                ),
+                (None, Some(c)) =>
+                    format!("{c} per simulated node (`--node-cores`); the host's do not matter"),
+                (None, None) => "the profile's per node".into(),
+            }
+        );
+    }
+    if let Some(h) = &record.host {
+        let _ = writeln!(o, "| Host | {} |", h.describe());
+    }
+    if !record.settings.is_empty() {
+        let list: Vec<String> = record
+            .settings
+            .iter()
+            .map(|s| format!("`{}={}`", s.name, s.value))
+            .collect();
+        let _ = writeln!(o, "| Settings | {} |", list.join(", "));
+    }
+    let _ = writeln!(
+        o,
+        "| Time scale | replay x{} (events sent {} times faster); functions `HF_TIME_SCALE={:.4}`, \
+         so the offered load is {:.2}x the scenario's |",
+        record.time_scale,
+        record.time_scale,
+        record.fn_time_scale,
+        record.fn_time_scale * record.time_scale
+    );
+    if record.package_scale != 1.0 {
+        let _ = writeln!(
+            o,
+            "| Package scale | `HF_PACKAGE_SCALE={}`: packages are that much of the original's sizes |",
+            record.package_scale
+        );
+    }
+    if let Some(cap) = record.duration_cap_s {
+        let _ = writeln!(o, "| Duration cap | first {cap} s of the scenario |");
+    }
+    let _ = writeln!(
+        o,
+        "| Seed | {}{} |",
+        record.seed,
+        if record.repeat > 1 {
+            format!(
+                " (repetition k uses seed + k: {}..={})",
+                record.seed,
+                record.seed + u64::from(record.repeat) - 1
+            )
+        } else {
+            " (scheduler RNG)".into()
+        }
+    );
+    if record.repeat > 1 {
+        let _ = writeln!(
+            o,
+            "| Repetitions | {} per algorithm{} |",
+            record.repeat,
+            if record.mode == Mode::Live {
+                ", interleaved"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(s) = &record.sweep {
+        let values: Vec<String> = record
+            .points
+            .iter()
+            .filter_map(|p| p.label.clone())
+            .collect();
+        let _ = writeln!(o, "| Sweep | `{s}`: {} |", values.join(", "));
+    }
+    let _ = writeln!(
+        o,
+        "| Versions | simulator {}, git {}{} |",
+        record.versions.simulator,
+        record
+            .versions
+            .git
+            .as_ref()
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        record
+            .versions
+            .binaries
+            .as_ref()
+            .map(|b| format!(", {b} binaries"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(o, "| Wall time of the runs | {:.1} s |", record.wall_time_s);
+
+    if let Some(agg) = &aggregate_table {
+        let _ = writeln!(o, "\n## Comparison (mean ± 95 % confidence interval)\n");
+        let _ = writeln!(o, "{}", agg.trim_end());
+        let _ = writeln!(
+            o,
+            "\nEach cell: mean over the runs ± the half-width of its 95 % confidence interval \
+             (Student's t; none for one run). Latency figures are over successful calls only; \
+             \"failed calls\" counts the rest, so an algorithm that rejects calls shows it there."
+        );
+        let _ = writeln!(o, "\n## Every run\n");
+    } else {
+        let _ = writeln!(o, "\n## Comparison\n");
+    }
+    let _ = writeln!(o, "{}", table.trim_end());
+    let _ = writeln!(
+        o,
+        "\nLocality: distinct functions per node per 1-s slot (lower: each node serves fewer functions, \
+         so caches hit more). CV: coefficient of variation of the per-node executions per slot \
+         (lower: better balance). Latency = call duration - InternalExecutionTime, over successful \
+         calls only. Metrics as in the original HotFunctions analyzer; failed calls are counted \
+         apart (error lines)."
+    );
+    if record.mode == Mode::Live && record.time_scale != 1.0 {
+        let _ = writeln!(
+            o,
+            "Slots are 1 s of wall time: with time scale {} a slot spans {} s of scenario time, so \
+             compare these numbers across algorithms, not with unscaled runs.",
+            record.time_scale, record.time_scale
+        );
+    }
+
+    if record.mode == Mode::Live {
+        let _ = writeln!(o, "\n## Replays and noise\n");
+        if let Some(t) = &record.noise_thresholds {
+            let _ = writeln!(
+                o,
+                "A run is **disturbed** if its dispatch lag p99 exceeds its limit (max({} ms, {:.0} % \
+                 of the scenario's median gap between calls in wall time)), other processes used more \
+                 than {} cores during it or {} cores in the 0.5-s check before it, or CPU steal \
+                 exceeded {:.0} % (`simulator/src/experiment/host.rs` says why).\n",
+                t.lag_floor_us as f64 / 1e3,
+                t.lag_gap_ratio * 100.0,
+                t.foreign_cores,
+                t.quiet_foreign_cores,
+                t.steal_ratio * 100.0
+            );
+        }
+        let _ = writeln!(
+            o,
+            "| run | seed | sent | ok | errors | dispatch lag p50 / p99 (us) | lag limit (us) | other processes (cores) | ours (cores) | steal | load before / after | verdict |"
+        );
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for r in &record.runs {
+            let (Some(s), Some(n)) = (&r.replay, &r.noise) else {
+                continue;
+            };
+            let f2 = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} / {} | {}{} |",
+                r.id,
+                r.seed,
+                s.dispatched,
+                s.ok,
+                s.errors,
+                s.dispatch_lag_p50_us,
+                s.dispatch_lag_p99_us,
+                n.lag_limit_us,
+                f2(n.during.map(|d| d.foreign_cores)),
+                f2(n.during.map(|d| d.ours_cores)),
+                n.during
+                    .map(|d| format!("{:.1} %", d.steal_ratio * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+                f2(n.load_before),
+                f2(n.load_after),
+                if n.disturbed() {
+                    format!("DISTURBED: {}", n.reasons.join("; "))
+                } else {
+                    "quiet".into()
+                },
+                if r.disturbed_attempts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (after {} disturbed attempts)", r.disturbed_attempts.len())
+                }
+            );
+        }
+    }
+
+    if !plots.is_empty() || !plot_errors.is_empty() {
+        let _ = writeln!(o, "\n## Plots\n");
+        for (title, path) in plots {
+            let _ = writeln!(o, "### {title}\n\n![{title}]({path})\n");
+        }
+        for e in plot_errors {
+            let _ = writeln!(o, "- plot failed: {e}");
+        }
+    }
+
+    let _ = writeln!(o, "\n## Experiment file\n");
+    let _ = writeln!(
+        o,
+        "`experiment.toml`, every value resolved; `simulator experiment --file` runs it again:\n\n```toml\n{}```",
+        toml
+    );
+
+    let _ = writeln!(o, "\n## Files\n");
+    let _ = writeln!(
+        o,
+        "- `summary.csv`: the comparison table{}\n- `runs.csv`: one row per run\n- `run.json`: every parameter, per-run summary and noise figures\n- `experiment.toml`: the resolved experiment\n- `logs/<run>.log`: the logs (original HotFunctions format; `utils analyze` reads them), each with its `.meta.json` sidecar",
+        if aggregate_table.is_some() { " (means and 95 % CIs)" } else { "" }
+    );
+    if record.mode == Mode::Live {
+        let _ = writeln!(o, "- `process-logs/`: output of the workers and balancers");
+    }
+    let _ = writeln!(o, "- `plots/`: the figures above");
+    o
+}
