@@ -10,6 +10,11 @@ fn own_roots() -> [u32; 1] {
     [std::process::id()]
 }
 
+/// Runs the live points, then removes every container and image that the
+/// experiment's Docker workers left behind (a worker removes its own when
+/// stopped; one killed after the grace period, or an aborted run, leaves
+/// them), found by the worker-id label that only this experiment's workers
+/// carry. Also when the run fails.
 pub(super) async fn run_live(
     plan: &Plan,
     opts: &RunOptions,
@@ -17,6 +22,69 @@ pub(super) async fn run_live(
     dir: &Path,
     record: &mut ExperimentRecord,
     stop: &StopHandle,
+) -> Result<(), ExperimentError> {
+    let mut docker_ids = Vec::new();
+    let result = run_points(plan, opts, events, dir, record, stop, &mut docker_ids).await;
+    // The workers are stopped (dropped) by now.
+    for id in &docker_ids {
+        remove_docker_leftovers(id);
+    }
+    result
+}
+
+/// Removes the containers, then the images, labelled with worker id `id`.
+fn remove_docker_leftovers(id: &str) {
+    let filter = format!("label={}={id}", worker_front::runtime::LABEL_WORKER);
+    let list = |what: &[&str]| -> Vec<String> {
+        Command::new("docker")
+            .args(what)
+            .args(["--filter", &filter, "-q"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let containers = list(&["ps", "-a"]);
+    if !containers.is_empty() {
+        eprintln!(
+            "experiment: removing {} container(s) left by worker {id}",
+            containers.len()
+        );
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&containers)
+            .output();
+    }
+    let mut images = list(&["images"]);
+    images.sort();
+    images.dedup();
+    if !images.is_empty() {
+        eprintln!(
+            "experiment: removing {} image(s) left by worker {id}",
+            images.len()
+        );
+        let _ = Command::new("docker")
+            .args(["rmi", "-f"])
+            .args(&images)
+            .output();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_points(
+    plan: &Plan,
+    opts: &RunOptions,
+    events: &[ScenarioEvent],
+    dir: &Path,
+    record: &mut ExperimentRecord,
+    stop: &StopHandle,
+    docker_ids: &mut Vec<String>,
 ) -> Result<(), ExperimentError> {
     let bin_dir = match &opts.bin_dir {
         Some(d) => d.clone(),
@@ -72,10 +140,17 @@ pub(super) async fn run_live(
         let worker_settings: Vec<(&'static str, String)> = worker_entries(&precord.worker).into();
         for i in 0..point.workers {
             let port = children::free_port()?;
+            // An id no other worker on this host carries: this process's
+            // pid, the point and the worker's index.
+            let worker_id = format!("hfexp-{}-{pi}-{i}", std::process::id());
+            if plan.runtime == WorkerRuntime::Docker {
+                docker_ids.push(worker_id.clone());
+            }
             let mut cmd = Command::new(&worker_bin);
             cmd.arg("start")
                 .arg(port.to_string())
                 .args(["--host", "127.0.0.1", "--runtime", plan.runtime.as_str()])
+                .args(["--worker-id", &worker_id])
                 .env("RUST_LOG", "warn")
                 .env(TIME_SCALE_ENV, precord.fn_time_scale.to_string())
                 .env(PACKAGE_SCALE_ENV, precord.package_scale.to_string());

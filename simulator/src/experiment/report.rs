@@ -161,7 +161,7 @@ pub(super) fn write_report(
         "report.md",
         report_markdown(
             record,
-            &table.to_markdown(),
+            &format!("{}{}", table.to_markdown(), failures_markdown(&analyses)),
             (!single).then(|| aggregate_markdown(record, &aggregates)),
             &toml,
             &plots,
@@ -621,4 +621,37 @@ fn report_markdown(
     }
     let _ = writeln!(o, "- `plots/`: the figures above");
     o
+}
+
+/// The failed calls of every run that had some, by cause.
+fn failures_markdown(analyses: &[utils::analyze::Analysis]) -> String {
+    let mut o = String::new();
+    for a in analyses.iter().filter(|a| a.failed > 0) {
+        let causes: Vec<String> = a
+            .errors_by_class
+            .iter()
+            .map(|(class, c)| {
+                let example: String = c
+                    .example
+                    .chars()
+                    .take(120)
+                    .map(|ch| if ch.is_control() { ' ' } else { ch })
+                    .collect();
+                format!("{} {} (e.g. \"{example}\")", c.count, class.as_str())
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "- {}: {} of {} calls failed: {}",
+            a.label,
+            a.failed,
+            a.calls,
+            causes.join("; ")
+        );
+    }
+    if o.is_empty() {
+        o
+    } else {
+        format!("\n**Failed calls by cause**\n\n{o}")
+    }
 }
