@@ -25,7 +25,8 @@
 //!
 //! ```json
 //! {"algorithm": "ch", "parameters": {"T": 8}, "seed": 0,
-//!  "nodes": [{"id": 0, "url": "http://10.0.0.2:8222", "state": "online", "capacity": 64}]}
+//!  "nodes": [{"id": 0, "url": "http://10.0.0.2:8222", "state": "online", "capacity": 64}],
+//!  "version": "0.1.0"}
 //! ```
 //!
 //! `algorithm` is the canonical name (what replies carry in
@@ -34,7 +35,7 @@
 //! RNG's; `nodes` are the registered nodes in id order, `id` being the
 //! `WorkerNodeId` of the replies (ids are never reused: a node removed and
 //! added again gets a new one), `url` null for fake-mode nodes, `state`
-//! `online` or `offline`. It follows `/configure` (`lb=` switches the
+//! `online` or `offline`; `version` is the balancer's. It follows `/configure` (`lb=` switches the
 //! algorithm, `T=4` / `ch.T=4` / `seed=7` change the parameters) and node
 //! changes at once. `GET /1/lb/nodes` keeps the original's
 //! `{"nodes": {"<url>": "online"|"offline"}}`.
@@ -332,6 +333,7 @@ fn scheduler_json(shared: &Shared) -> String {
         "parameters": parameters,
         "seed": config.seed(),
         "nodes": nodes,
+        "version": env!("CARGO_PKG_VERSION"),
     })
     .to_string()
 }

@@ -554,7 +554,8 @@ async fn the_scheduler_route_describes_the_run_and_follows_configure() {
             "nodes": [
                 {"id": 0, "url": a.url, "state": "online", "capacity": 64},
                 {"id": 1, "url": b.url, "state": "online", "capacity": 64},
-            ]
+            ],
+            "version": env!("CARGO_PKG_VERSION"),
         })
     );
     // The ids are those of the replies.

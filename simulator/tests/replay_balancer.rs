@@ -294,6 +294,7 @@ fn the_sidecar_describes_the_balancers_nodes_algorithm_and_seed() {
         [(1, Some(urls[1])), (2, Some(urls[2])), (3, Some(urls[0]))]
     );
     assert_eq!(run.extra["cluster_source"], "GET /1/lb/scheduler");
+    assert_eq!(run.extra["balancer_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(run.extra["replay"]["ok"], 8, "{:?}", run.extra);
     assert_eq!(run.extra["replay"]["errors"], 0);
     assert!(run.extra["replay"]["dispatch_lag_p99_us"].is_u64());

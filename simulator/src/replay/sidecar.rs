@@ -36,6 +36,8 @@ pub struct BalancerDescription {
     pub seed: Option<u64>,
     /// Ids of registered nodes that were offline when asked.
     pub offline: Vec<usize>,
+    /// The balancer's version, if it said.
+    pub version: Option<String>,
     /// Which route described the cluster, and how much to trust it.
     pub source: String,
     /// Set when the cluster could not be learned.
@@ -50,6 +52,8 @@ struct SchedulerRoute {
     parameters: serde_json::Map<String, serde_json::Value>,
     seed: u64,
     nodes: Vec<RouteNode>,
+    #[serde(default)]
+    version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +181,7 @@ fn from_scheduler_route(route: SchedulerRoute) -> BalancerDescription {
         parameters: route.parameters,
         seed: Some(route.seed),
         offline,
+        version: route.version,
         source: "GET /1/lb/scheduler".into(),
         warning: None,
     }
@@ -220,6 +225,9 @@ pub fn merge(
     extra.insert("cluster_source".into(), balancer.source.into());
     if !balancer.offline.is_empty() {
         extra.insert("offline_nodes".into(), balancer.offline.into());
+    }
+    if let Some(version) = balancer.version {
+        extra.insert("balancer_version".into(), version.into());
     }
     if let Some(w) = balancer.warning {
         push_warning(&mut run, w);
