@@ -6,8 +6,10 @@
 #
 # Output: target/static/x86_64-unknown-linux-gnu/release/hf-fn (its own
 # target dir, so the crt-static RUSTFLAGS never invalidate the shared one).
-# The worker's Docker runtime looks there unless HF_FN_STATIC_BINARY names
-# another file. Needs only the x86_64-unknown-linux-gnu target and glibc's
+# The worker's Docker runtime finds it there at run time, from its own
+# executable's directory (target/release/worker-front looks in
+# target/static/...), unless HF_FN_STATIC names another file
+# (worker_front::locate_static_hf_fn). Needs only the x86_64-unknown-linux-gnu target and glibc's
 # static archives (libc6-dev), which a Rust toolchain on Debian has.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

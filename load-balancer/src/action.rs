@@ -2,7 +2,8 @@
 //!
 //! The routes are those of HotFunctions' balancer (Prev/HotFunctions,
 //! `load_balancer/request_handler.go`: `/execute`, `/configure`, `/clear`,
-//! `/prepare`), plus fnlb's node API (`/1/lb/nodes`), `/health` and
+//! `/prepare`), plus fnlb's node API (`/1/lb/nodes`), the scheduler's
+//! description (`/1/lb/scheduler`, see [`crate::server`]), `/health` and
 //! `/status`. Anything else is a [`BalancerError`] before the core sees it.
 
 use std::borrow::Cow;
@@ -10,7 +11,8 @@ use std::borrow::Cow;
 use protocol::query::{percent_decode, query_value};
 
 use actix_web::http::Method;
-use policy::scheduler::ParamSet;
+use policy::node::options::{CachingOptions, OptionsError};
+use policy::scheduler::{registry, ParamSet};
 
 use crate::error::BalancerError;
 
@@ -22,7 +24,8 @@ pub enum Action {
     /// `GET /configure?lb=X&T=4&ch.T=4&...`: switch algorithm (when `lb`
     /// is given), set the scheduler parameters (keys the registry claims:
     /// `seed`, a parameter's bare name, `<alg>.<NAME>`), and forward the
-    /// other pairs (the workers' caching options) to every worker's
+    /// other pairs (the workers' caching options, checked here as the
+    /// workers check them: any other key is a 400) to every worker's
     /// `/configure`.
     Configure {
         algorithm: Option<String>,
@@ -34,8 +37,11 @@ pub enum Action {
     Clear,
     /// `GET /prepare`.
     Prepare,
-    /// `GET /1/lb/nodes`.
+    /// `GET /1/lb/nodes`: `{"nodes": {"<url>": "online"|"offline"}}`.
     ListNodes,
+    /// `GET /1/lb/scheduler`: the algorithm, its resolved parameters, the
+    /// seed, and the nodes with the `WorkerNodeId` each gets in replies.
+    DescribeScheduler,
     /// `PUT /1/lb/nodes` with `{"node": "<url>"}` and optionally
     /// `"capacity": n` (default: the configured `node_capacity`).
     AddNode { url: String, capacity: Option<u32> },
@@ -95,9 +101,26 @@ impl Action {
                     if key == "lb" {
                         continue;
                     }
+                    let value = percent_decode(value);
                     if ParamSet::claims(&key) {
-                        params.push((key.into_owned(), percent_decode(value).into_owned()));
+                        params.push((key.into_owned(), value.into_owned()));
                     } else {
+                        // A worker option: checked here so that a key no
+                        // one knows (or a value every worker would refuse)
+                        // is a 400 before anything changes.
+                        CachingOptions::default()
+                            .apply_query([(key.as_ref(), value.as_ref())])
+                            .map_err(|e| BalancerError::BadConfigureKey {
+                                reason: match e {
+                                    OptionsError::Unknown(_) => format!(
+                                        "{e}; nor is it a scheduler parameter ({}, seed, \
+                                         or <algorithm>.<NAME>)",
+                                        registry::param_names().join(", ")
+                                    ),
+                                    other => other.to_string(),
+                                },
+                                key: key.into_owned(),
+                            })?;
                         forward.push(pair);
                     }
                 }
@@ -111,6 +134,7 @@ impl Action {
             "/prepare" => only(&Method::GET).map(|()| Self::Prepare),
             "/health" => only(&Method::GET).map(|()| Self::Health),
             "/status" => only(&Method::GET).map(|()| Self::Status),
+            "/1/lb/scheduler" => only(&Method::GET).map(|()| Self::DescribeScheduler),
             "/1/lb/nodes" => {
                 if method == Method::GET {
                     return Ok(Self::ListNodes);
@@ -183,15 +207,43 @@ mod tests {
     }
 
     #[test]
+    fn the_scheduler_description_is_read_only() {
+        assert_eq!(
+            Action::parse(&Method::GET, "/1/lb/scheduler", "", b"").unwrap(),
+            Action::DescribeScheduler
+        );
+        assert!(matches!(
+            Action::parse(&Method::PUT, "/1/lb/scheduler", "", b"{}"),
+            Err(BalancerError::MethodNotAllowed { .. })
+        ));
+    }
+
+    #[test]
     fn configure_strips_lb_from_the_forwarded_query() {
         assert_eq!(
-            Action::parse(&Method::GET, "/configure", "lb=ch&image_limit=3&x=%2F", b"").unwrap(),
+            Action::parse(
+                &Method::GET,
+                "/configure",
+                "lb=ch&image_limit=3&using_rest_mode=%74rue",
+                b""
+            )
+            .unwrap(),
             Action::Configure {
                 algorithm: Some("ch".into()),
                 params: Vec::new(),
-                forward_query: "image_limit=3&x=%2F".into()
+                forward_query: "image_limit=3&using_rest_mode=%74rue".into()
             }
         );
+        // Neither a scheduler parameter nor a worker option: refused.
+        for query in ["x=%2F", "t=1", "image_limit=lots"] {
+            assert!(
+                matches!(
+                    Action::parse(&Method::GET, "/configure", query, b""),
+                    Err(BalancerError::BadConfigureKey { .. })
+                ),
+                "{query}"
+            );
+        }
         assert_eq!(
             Action::parse(&Method::GET, "/configure", "", b"").unwrap(),
             Action::Configure {
@@ -204,7 +256,8 @@ mod tests {
 
     #[test]
     fn configure_keeps_scheduler_parameters_for_the_registry() {
-        let query = "T=4&image_limit=3&ch%2ET=5&seed=9&nope.X=1&tradeoff.ALPHA=0.2&t=1";
+        let query =
+            "T=4&image_limit=3&ch%2ET=5&seed=9&nope.X=1&tradeoff.ALPHA=0.2&container_pool_num=1";
         let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
             v.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -223,7 +276,7 @@ mod tests {
                     ("nope.X", "1"),
                     ("tradeoff.ALPHA", "0.2")
                 ]),
-                forward_query: "image_limit=3&t=1".into()
+                forward_query: "image_limit=3&container_pool_num=1".into()
             }
         );
     }

@@ -39,6 +39,10 @@ pub enum BalancerError {
     /// parameter (the registry's message names it).
     #[error(transparent)]
     Configure(#[from] ConfigError),
+    /// `/configure` named a key that is neither a scheduler parameter nor
+    /// a worker option, or gave a worker option a value workers refuse.
+    #[error("/configure: {reason}")]
+    BadConfigureKey { key: String, reason: String },
     #[error("bad request body: {0}")]
     BadBody(String),
     #[error(transparent)]
@@ -61,9 +65,11 @@ impl From<SelectError> for BalancerError {
 impl ResponseError for BalancerError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::MissingName | Self::Configure(_) | Self::BadBody(_) | Self::BadNodeUrl(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::MissingName
+            | Self::Configure(_)
+            | Self::BadConfigureKey { .. }
+            | Self::BadBody(_)
+            | Self::BadNodeUrl(_) => StatusCode::BAD_REQUEST,
             Self::NotFound | Self::Cluster(ClusterError::NotRegistered(_)) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Cluster(ClusterError::AlreadyRegistered(_)) | Self::FakeMode => {

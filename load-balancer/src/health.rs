@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::NodeStatus;
 use crate::state::Shared;
 
 /// Checks all nodes forever (the caller aborts the task on shutdown).
@@ -38,13 +39,18 @@ pub(crate) async fn check_forever(shared: Arc<Shared>, client: reqwest::Client) 
         let now = shared.clock.now();
         let mut cluster = shared.cluster();
         for ((id, passed), (_, url)) in results.into_iter().zip(&targets) {
-            if let Some(status) = cluster.health_result(id, passed, now) {
-                tracing::info!(
+            match cluster.health_result(id, passed, now) {
+                // A node lost mid-run disturbs it: a warning, seen at the
+                // experiments' RUST_LOG=warn.
+                Some(NodeStatus::Offline) => tracing::warn!(
                     node = id,
                     url = &**url,
-                    status = status.as_str(),
-                    "health check flipped node"
-                );
+                    "health checks failed: node offline"
+                ),
+                Some(NodeStatus::Online) => {
+                    tracing::info!(node = id, url = &**url, "health check passed: node online")
+                }
+                None => {}
             }
         }
     }

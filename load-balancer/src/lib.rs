@@ -11,7 +11,9 @@
 //!   `simulator des`.
 //! - [`error`]: [`error::BalancerError`] and its HTTP form
 //!   (`{"Error": true, "Message": ...}`).
-//! - [`server`]: the actix-web edge and [`run`]; `health` checks workers;
+//! - [`server`]: the actix-web edge and [`run`] (its doc describes
+//!   `GET /1/lb/scheduler`, the algorithm, parameters, seed and node ids a
+//!   run records); `health` checks workers;
 //!   `state` holds what both share (clock, configuration, cluster lock);
 //!   [`fake`] answers without workers (the original's fake mode);
 //!   the hot path's keep-alive HTTP/1.1 client to workers is

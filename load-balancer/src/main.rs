@@ -1,5 +1,11 @@
 //! `load-balancer`: the HTTP balancer on :8111.
 //!
+//! Output: one start-up line on stdout, always (version, address,
+//! algorithm with its resolved parameters, seed, nodes); log events on
+//! stderr, filtered by `RUST_LOG` (default `info`: node changes, health
+//! flips, reconfigurations; never one line per call; a node going offline
+//! is a warning), without colour codes unless stderr is a terminal.
+//!
 //! `load-balancer <algorithm> [fake_nodes]`, as the original HotFunctions
 //! balancer, plus flags; the algorithms are those of the scheduler
 //! registry (`rr`, `ll`, `ch`/`hash`, `pasch`, `ours`, `tradeoff`, ...).
@@ -114,29 +120,64 @@ impl Cli {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a run's process log is a file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let (host, port, config) = Cli::parse().into_config()?;
     let listener = std::net::TcpListener::bind((host.as_str(), port))
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
     let addr = listener.local_addr()?;
-    println!(
-        "load-balancer listening on http://{addr} (algorithm {}, seed {}, {})",
-        config.algorithm,
-        config.params.seed(),
-        if config.fake_nodes > 0 {
-            format!("{} fake nodes", config.fake_nodes)
-        } else {
-            format!("{} workers", config.nodes.len())
-        }
-    );
+    // Always printed (whatever RUST_LOG says): what this process runs.
+    println!("{}", banner(addr, &config));
     load_balancer::run(listener, config, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The start-up line: `load-balancer <version> listening on http://ADDR
+/// (algorithm ch (T=8), seed 0, 3 workers: URL, ...; ...)`.
+fn banner(addr: std::net::SocketAddr, config: &BalancerConfig) -> String {
+    let algorithm = match config.params.scheduler(&config.algorithm) {
+        Ok(scheduler) => {
+            let params: Vec<String> = scheduler
+                .params()
+                .map(|(p, v)| format!("{}={v}", p.name()))
+                .collect();
+            if params.is_empty() {
+                scheduler.name().to_string()
+            } else {
+                format!("{} ({})", scheduler.name(), params.join(", "))
+            }
+        }
+        Err(_) => config.algorithm.clone(),
+    };
+    let nodes = if config.fake_nodes > 0 {
+        format!(
+            "{} fake nodes of {} ms",
+            config.fake_nodes, config.fake_delay_ms
+        )
+    } else {
+        format!(
+            "{} workers: {}",
+            config.nodes.len(),
+            config.nodes.join(", ")
+        )
+    };
+    format!(
+        "load-balancer {} listening on http://{addr} (algorithm {algorithm}, seed {}, {nodes}; \
+         node capacity {}, health check every {} ms, {} threads)",
+        env!("CARGO_PKG_VERSION"),
+        config.params.seed(),
+        config.node_capacity,
+        config.health.interval_ms,
+        config.threads,
+    )
 }
 
 /// Completes on Ctrl-C or SIGTERM.

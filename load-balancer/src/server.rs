@@ -18,6 +18,27 @@
 //! out), the node goes offline at once (health checks bring it back), and
 //! the call is tried once more on the scheduler's next choice; a second
 //! failure is a 502.
+//!
+//! `GET /1/lb/scheduler` describes what a run needs to be reproduced and
+//! analysed (read-only; `simulator replay` writes it into its log's
+//! sidecar):
+//!
+//! ```json
+//! {"algorithm": "ch", "parameters": {"T": 8}, "seed": 0,
+//!  "nodes": [{"id": 0, "url": "http://10.0.0.2:8222", "state": "online", "capacity": 64}],
+//!  "version": "0.1.0"}
+//! ```
+//!
+//! `algorithm` is the canonical name (what replies carry in
+//! `LoadBalancingInfo.Algorithm`); `parameters` are all of its parameters
+//! as resolved (defaults included, by bare name); `seed` is the scheduler
+//! RNG's; `nodes` are the registered nodes in id order, `id` being the
+//! `WorkerNodeId` of the replies (ids are never reused: a node removed and
+//! added again gets a new one), `url` null for fake-mode nodes, `state`
+//! `online` or `offline`; `version` is the balancer's. It follows `/configure` (`lb=` switches the
+//! algorithm, `T=4` / `ch.T=4` / `seed=7` change the parameters) and node
+//! changes at once. `GET /1/lb/nodes` keeps the original's
+//! `{"nodes": {"<url>": "online"|"offline"}}`.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -265,6 +286,7 @@ async fn dispatch(
             tracing::info!(node = id, %url, "node deleted");
             Ok(json_reply(StatusCode::OK, r#"{"msg":"node deleted"}"#))
         }
+        Action::DescribeScheduler => Ok(json_reply(StatusCode::OK, scheduler_json(shared))),
         Action::Health => Ok(json_reply(StatusCode::OK, r#"{"status":"ok"}"#)),
         Action::Status => Ok(json_reply(StatusCode::OK, status_json(shared))),
     }
@@ -280,6 +302,40 @@ fn json_reply(
             actix_web::http::header::HeaderValue::from_static("application/json"),
         ))
         .body(body)
+}
+
+/// `GET /1/lb/scheduler` (shape in the module doc).
+fn scheduler_json(shared: &Shared) -> String {
+    let cluster = shared.cluster();
+    let config = cluster.scheduler_config();
+    let parameters: serde_json::Map<String, serde_json::Value> = config
+        .params()
+        .map(|(param, value)| {
+            (
+                param.name().to_string(),
+                serde_json::to_value(value).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let nodes: Vec<serde_json::Value> = cluster
+        .nodes()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.id,
+                "url": (!n.url.is_empty()).then_some(&*n.url),
+                "state": n.status.as_str(),
+                "capacity": n.capacity,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "algorithm": config.name(),
+        "parameters": parameters,
+        "seed": config.seed(),
+        "nodes": nodes,
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+    .to_string()
 }
 
 fn status_json(shared: &Shared) -> String {

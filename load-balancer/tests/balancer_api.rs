@@ -532,3 +532,141 @@ async fn configure_applies_scheduler_parameters_or_refuses_them() {
         assert_eq!(code == 200, registry, "{key}={value}: {reply}");
     }
 }
+
+/// `GET /1/lb/scheduler`: the algorithm with every resolved parameter, the
+/// seed, and the nodes under the `WorkerNodeId` replies carry; it follows
+/// `/configure` and node changes, and `/1/lb/nodes` keeps its old shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_route_describes_the_run_and_follows_configure() {
+    let a = StubWorker::start("s0", &[]);
+    let b = StubWorker::start("s1", &[]);
+    let mut cfg = config("hash", &[&a, &b]);
+    cfg.params.set("seed", "42").unwrap();
+    let balancer = Balancer::start(cfg);
+    let (code, v) = balancer.get_json("/1/lb/scheduler").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "algorithm": "ch",
+            "parameters": {"T": 8},
+            "seed": 42,
+            "nodes": [
+                {"id": 0, "url": a.url, "state": "online", "capacity": 64},
+                {"id": 1, "url": b.url, "state": "online", "capacity": 64},
+            ],
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+    );
+    // The ids are those of the replies.
+    for function in ["W1", "W2", "W3", "W4", "W5", "W6"] {
+        let (status, reply) = balancer.execute(function).await;
+        assert_eq!(status, 200, "{reply}");
+        let info = &reply["LoadBalancingInfo"];
+        let id = info["WorkerNodeId"].as_u64().unwrap() as usize;
+        assert_eq!(v["nodes"][id]["url"], info["WorkerNodeUrl"], "{reply}");
+    }
+    // The original's node list is unchanged.
+    let (_, nodes) = balancer.get_json("/1/lb/nodes").await;
+    assert_eq!(
+        nodes,
+        serde_json::json!({"nodes": {a.url.clone(): "online", b.url.clone(): "online"}})
+    );
+
+    // /configure?T=4 applies at once, as does ch.T, seed and lb=.
+    let (code, reply) = balancer.get_json("/configure?T=4").await;
+    assert_eq!(code, 200, "{reply}");
+    let (_, v) = balancer.get_json("/1/lb/scheduler").await;
+    assert_eq!(v["parameters"], serde_json::json!({"T": 4}), "{v}");
+    let (code, _) = balancer.get_json("/configure?ch.T=5&seed=7").await;
+    assert_eq!(code, 200);
+    let (_, v) = balancer.get_json("/1/lb/scheduler").await;
+    assert_eq!(
+        (v["parameters"]["T"].clone(), v["seed"].clone()),
+        (5.into(), 7.into())
+    );
+    let (code, _) = balancer.get_json("/configure?lb=tradeoff&ALPHA=0.25").await;
+    assert_eq!(code, 200);
+    let (_, v) = balancer.get_json("/1/lb/scheduler").await;
+    assert_eq!(v["algorithm"], "tradeoff");
+    assert_eq!(
+        v["parameters"],
+        serde_json::json!({"ALPHA": 0.25, "BETA": 0.5}),
+        "defaults included"
+    );
+
+    // A key no one knows: 400 with a JSON message, nothing changed or forwarded.
+    for query in ["bogus=1", "lb=rr&bogus=1", "T=4&image_limit=lots"] {
+        let (code, reply) = balancer.get_json(&format!("/configure?{query}")).await;
+        assert_eq!(code, 400, "{query}: {reply}");
+        assert_eq!(reply["Error"], true);
+        let message = reply["Message"].as_str().unwrap();
+        assert!(
+            message.contains("bogus") || message.contains("lots"),
+            "{query}: {message}"
+        );
+    }
+    let (_, v) = balancer.get_json("/1/lb/scheduler").await;
+    assert_eq!(v["algorithm"], "tradeoff");
+    assert_eq!(v["parameters"]["ALPHA"], 0.25);
+    for stub in [&a, &b] {
+        assert_eq!(
+            stub.stats().await["configure"],
+            serde_json::json!(["", "", ""]),
+            "only the three accepted calls reached the workers"
+        );
+    }
+
+    // Removed and re-added: a new id, offline until a check passes.
+    let http = client();
+    let nodes_url = format!("{}/1/lb/nodes", balancer.url);
+    let body = format!(r#"{{"node": "{}"}}"#, a.url);
+    assert_eq!(
+        http.delete(&nodes_url)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.put(&nodes_url)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (_, v) = balancer.get_json("/1/lb/scheduler").await;
+    assert_eq!(
+        v["nodes"],
+        serde_json::json!([
+            {"id": 1, "url": b.url, "state": "online", "capacity": 64},
+            {"id": 2, "url": a.url, "state": "offline", "capacity": 64},
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_route_of_fake_mode_has_nodes_without_urls() {
+    let balancer = Balancer::start(BalancerConfig {
+        algorithm: "rr".into(),
+        fake_nodes: 2,
+        fake_delay_ms: 1,
+        threads: 1,
+        ..Default::default()
+    });
+    let (code, v) = balancer.get_json("/1/lb/scheduler").await;
+    assert_eq!(code, 200);
+    assert_eq!(v["algorithm"], "rr");
+    assert_eq!(v["parameters"], serde_json::json!({}));
+    assert_eq!(
+        v["nodes"],
+        serde_json::json!([
+            {"id": 0, "url": null, "state": "online", "capacity": 64},
+            {"id": 1, "url": null, "state": "online", "capacity": 64},
+        ])
+    );
+}

@@ -19,6 +19,10 @@ struct FakeBalancer {
 
 impl FakeBalancer {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with(args, env, Stdio::null())
+    }
+
+    fn start_with(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut command = Command::new(BIN);
         command
             .args(args)
@@ -31,7 +35,7 @@ impl FakeBalancer {
                 "10",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for var in ["T", "T1", "T2", "T3", "ALPHA", "BETA", "SEED"] {
             command.env_remove(var);
         }
@@ -155,5 +159,50 @@ async fn param_flags_set_one_algorithm_after_the_environment() {
     assert_eq!(
         status["scheduler"],
         serde_json::json!({"algorithm": "ch", "params": {"T": 4}, "seed": 5})
+    );
+}
+
+/// Output to files, as in an experiment's process logs: the start-up line
+/// whatever `RUST_LOG` says, and log events without colour codes.
+#[tokio::test]
+async fn output_to_a_file_has_the_start_line_and_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("balancer.stderr");
+    let balancer = FakeBalancer::start_with(
+        &["ch", "2", "--seed", "9"],
+        &[("RUST_LOG", "info")],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    for needle in [
+        concat!(
+            "load-balancer ",
+            env!("CARGO_PKG_VERSION"),
+            " listening on http://"
+        ),
+        "algorithm ch (T=8)",
+        "seed 9",
+        "2 fake nodes",
+    ] {
+        assert!(
+            balancer.banner.contains(needle),
+            "{needle}: {}",
+            balancer.banner
+        );
+    }
+    let reply = balancer.get("/configure?T=4").await;
+    assert_eq!(reply["lb"], "ch");
+    let read = || std::fs::read_to_string(&log).unwrap();
+    support::wait_for("the reconfiguration in the log", || async {
+        read().contains("scheduler reconfigured")
+    })
+    .await;
+    let text = read();
+    assert!(!text.contains('\x1b'), "escape codes in {text:?}");
+
+    let quiet = FakeBalancer::start(&["rr", "1"], &[("RUST_LOG", "warn")]);
+    assert!(
+        quiet.banner.contains("listening on http://") && quiet.banner.contains("algorithm rr,"),
+        "{}",
+        quiet.banner
     );
 }

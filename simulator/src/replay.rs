@@ -30,9 +30,21 @@
 //! loses nothing already written. Bad input fails before anything is sent: a
 //! malformed CSV row names its file and line; an unreachable balancer is an
 //! error before the replay starts.
+//!
+//! Beside the log, the replay writes its run description
+//! `<log>.meta.json` ([`protocol::sidecar`], built in [`sidecar`]): the
+//! balancer's nodes with the `WorkerNodeId` each gets in replies, its
+//! algorithm, resolved parameters and seed (`GET /1/lb/scheduler`), the
+//! scenario, the time scale, the version and source revision (read
+//! before anything is written). It is written before the first call, so
+//! a crashed replay is still described, and rewritten at the end with the
+//! [`ReplaySummary`] in `extra.replay`. An existing log or sidecar is
+//! never replaced without `--overwrite` ([`ReplayOptions::overwrite`]);
+//! refusing touches neither.
 
 pub mod progress;
 pub mod schedule;
+pub mod sidecar;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -42,6 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use protocol::sidecar::{sidecar_path, RunSidecar};
 use protocol::{ErrorReply, LogLine, ScenarioError, ScenarioEvent};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -76,6 +89,13 @@ pub enum ReplayError {
     },
     #[error("log file {0} already exists (pass --overwrite to replace it)")]
     LogExists(PathBuf),
+    #[error("run description {0} already exists (pass --overwrite to replace it and its log)")]
+    SidecarExists(PathBuf),
+    #[error("cannot write the run description {path}: {source}")]
+    Sidecar {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write log file {path}: {source}")]
     Log {
         path: PathBuf,
@@ -117,8 +137,11 @@ pub struct ReplayOptions {
     pub progress_interval: Duration,
     /// Prefix of progress output (e.g. the algorithm in an experiment).
     pub label: String,
-    /// Replace an existing log file instead of failing.
+    /// Replace an existing log file (and its sidecar) instead of failing.
     pub overwrite: bool,
+    /// What the caller knows about the run (scales, scenario, `extra`, ...)
+    /// for the log's sidecar; the replay completes it ([`sidecar`]).
+    pub run: Option<RunSidecar>,
 }
 
 impl ReplayOptions {
@@ -134,6 +157,7 @@ impl ReplayOptions {
             progress_interval: Duration::from_secs(5),
             label: String::new(),
             overwrite: false,
+            run: None,
         }
     }
 }
@@ -440,8 +464,23 @@ pub async fn replay(
     log: &Path,
     stop: &StopHandle,
 ) -> Result<ReplaySummary, ReplayError> {
+    // Before anything is written: the source revision and the start.
+    let git = match &options.run {
+        Some(run) if run.git.is_some() => None,
+        _ => utils::provenance::git_revision(None),
+    };
+    let started_utc = sidecar::now_utc();
     let base = normalize_url(&options.balancer_url)?;
     let schedule = Schedule::build(events, options.time_scale, options.duration)?;
+    let meta_path = sidecar_path(log);
+    if !options.overwrite {
+        if log.exists() {
+            return Err(ReplayError::LogExists(log.to_path_buf()));
+        }
+        if meta_path.exists() {
+            return Err(ReplayError::SidecarExists(meta_path));
+        }
+    }
     let client = reqwest::Client::builder()
         .timeout(options.request_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
@@ -449,7 +488,31 @@ pub async fn replay(
         .build()
         .map_err(|e| ReplayError::Client(e.to_string()))?;
     clear_balancer(&client, &base).await?;
+    let description = sidecar::describe_balancer(&client, &base).await;
+    if let Some(warning) = &description.warning {
+        eprintln!("replay: warning: {warning}");
+    }
+    let mut run = sidecar::merge(
+        options.run.clone(),
+        started_utc,
+        options.time_scale,
+        &base,
+        description,
+    );
+    if run.git.is_none() {
+        run.git = git;
+    }
+    if !options.overwrite && meta_path.exists() {
+        return Err(ReplayError::SidecarExists(meta_path));
+    }
     let file = open_log(log, options.overwrite)?;
+    let write_sidecar = |run: &RunSidecar| {
+        sidecar::write(&meta_path, run).map_err(|source| ReplayError::Sidecar {
+            path: meta_path.clone(),
+            source,
+        })
+    };
+    write_sidecar(&run)?;
 
     let total = schedule.calls.len() as u64;
     let counters = Arc::new(Counters::default());
@@ -539,13 +602,18 @@ pub async fn replay(
     let _ = progress.await;
 
     if let Some(source) = log_error.lock().ok().and_then(|mut e| e.take()) {
+        run.extra.insert(
+            "replay_error".into(),
+            format!("writing the log failed: {source}").into(),
+        );
+        let _ = write_sidecar(&run);
         return Err(ReplayError::Log {
             path: log.to_path_buf(),
             source,
         });
     }
     let dispatched = counters.dispatched.load(Ordering::Relaxed);
-    Ok(ReplaySummary {
+    let summary = ReplaySummary {
         balancer_url: base,
         log: log.to_path_buf(),
         time_scale: options.time_scale,
@@ -564,7 +632,13 @@ pub async fn replay(
         dispatch_lag_max_us: lag.max(),
         response_p50_ms: response.value_at_quantile(0.5),
         response_p99_ms: response.value_at_quantile(0.99),
-    })
+    };
+    run.extra.insert(
+        "replay".into(),
+        serde_json::to_value(&summary).unwrap_or_default(),
+    );
+    write_sidecar(&run)?;
+    Ok(summary)
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -739,7 +813,7 @@ pub struct Args {
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
-    /// Replace the log file if it exists.
+    /// Replace the log file and its sidecar (<log>.meta.json) if they exist.
     #[arg(long)]
     pub overwrite: bool,
     /// Also write the summary as JSON to this file.
@@ -759,6 +833,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     options.request_timeout = args.request_timeout;
     options.progress = args.progress;
     options.overwrite = args.overwrite;
+    let mut run = RunSidecar::new(
+        "simulator replay",
+        env!("CARGO_PKG_VERSION"),
+        String::new(),
+        protocol::sidecar::Cluster::default(),
+    );
+    run.scenario = Some(args.events.display().to_string());
+    options.run = Some(run);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

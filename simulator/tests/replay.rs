@@ -73,10 +73,12 @@ async fn logs_every_response_in_the_original_format() {
     assert_eq!(summary.cancelled, 0);
     assert!(!summary.interrupted);
 
-    // /clear first, then one /execute per event.
+    // /clear first, then the balancer's description (this stub has
+    // neither route), then one /execute per event.
     let reqs = stub.requests();
-    assert_eq!(reqs[0].target, "/clear");
-    let mut executed: Vec<_> = reqs[1..].iter().map(|r| r.target.clone()).collect();
+    let targets: Vec<&str> = reqs.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets[..3], ["/clear", "/1/lb/scheduler", "/1/lb/nodes"]);
+    let mut executed: Vec<_> = reqs[3..].iter().map(|r| r.target.clone()).collect();
     executed.sort();
     assert_eq!(
         executed,
@@ -235,6 +237,60 @@ async fn an_existing_log_is_not_overwritten_by_default() {
     .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "precious\n");
+    // Refused before anything: no call (not even /clear), no sidecar.
+    assert!(stub.requests().is_empty());
+    assert!(!protocol::sidecar::sidecar_path(&log).exists());
+}
+
+/// What the caller puts in `ReplayOptions::run` is kept; the replay adds
+/// what it knows (time scale, start, source revision, summary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_run_description_is_completed_not_replaced() {
+    use protocol::sidecar::{Cluster, RunSidecar};
+    let stub = StubBalancer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("rr.log");
+    let mut given = RunSidecar::new(
+        "simulator experiment",
+        "9.9.9",
+        String::new(),
+        Cluster::default(),
+    );
+    given.scales.fn_time_scale = Some(0.05);
+    given.scales.package_scale = Some(0.25);
+    given.scenario = Some("scenarios/x.csv".into());
+    given.algorithm = Some("rr".into());
+    given.extra.insert("repetition".into(), 2.into());
+    let mut options = quiet(&stub.url);
+    options.time_scale = 4.0;
+    options.run = Some(given);
+    let summary = replay::replay(
+        &events(&[("W1", 0), ("W2", 4)]),
+        &options,
+        &log,
+        &StopHandle::new(),
+    )
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(protocol::sidecar::sidecar_path(&log)).unwrap();
+    let run = RunSidecar::parse(&text).unwrap();
+    assert_eq!(run.producer, "simulator experiment");
+    assert_eq!(run.version, "9.9.9");
+    assert_eq!(run.scales.time_scale, 4.0);
+    assert_eq!(run.scales.fn_time_scale, Some(0.05));
+    assert_eq!(run.scales.package_scale, Some(0.25));
+    assert_eq!(run.scenario.as_deref(), Some("scenarios/x.csv"));
+    assert_eq!(run.algorithm.as_deref(), Some("rr"));
+    assert_eq!(run.extra["repetition"], 2);
+    assert_eq!(run.extra["replay"]["ok"], summary.ok);
+    assert_eq!(run.extra["replay"]["dispatched"], 2);
+    // The revision of the checkout the replay ran in (none outside one).
+    assert_eq!(
+        run.git.map(|g| g.commit),
+        utils::provenance::git_revision(None).map(|g| g.commit),
+        "{text}"
+    );
+    assert!(run.started_utc.ends_with(" UTC"), "{text}");
 }
 
 // ---- the real binary ----
@@ -273,11 +329,14 @@ async fn cli_writes_the_default_log_path_and_a_summary() {
     assert_eq!(days.len(), 1);
     let day = days[0].file_name().unwrap().to_string_lossy().to_string();
     assert!(day.len() == 10 && day.as_bytes()[4] == b'-', "{day}");
-    let logs: Vec<_> = std::fs::read_dir(&days[0])
+    let mut logs: Vec<_> = std::fs::read_dir(&days[0])
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(logs.len(), 1);
+    logs.sort();
+    // The log and its sidecar.
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert_eq!(logs[1], protocol::sidecar::sidecar_path(&logs[0]));
     let name = logs[0].file_name().unwrap().to_string_lossy().to_string();
     assert!(name.ends_with(".log") && is_time(&name[..8]), "{name}");
     assert_eq!(read_log(&logs[0]).len(), 3);

@@ -13,6 +13,13 @@
 //! - [`action`]: requests parsed into a typed [`action::Action`].
 //! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses).
 //! - [`run`]: binds it all together (`main` is a thin CLI over it).
+//!
+//! Output: [`run`] prints one start-up line on stdout (version, worker id,
+//! address, runtime, `hf-fn`, scales, caching options), whatever
+//! `RUST_LOG` says; `main` logs events on stderr (`RUST_LOG`, default
+//! `info`: image builds and removals, instance starts and expiries,
+//! `/clear`, never one line per call), without colour codes unless stderr
+//! is a terminal.
 
 pub mod action;
 pub mod http;
@@ -28,6 +35,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 use worker::Worker;
+
+pub use runtime::docker::locate::locate_static_hf_fn;
 
 /// Which runtime runs the functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -102,9 +111,10 @@ pub enum RunError {
 /// - process runtime: `hf-fn` beside the running executable, or one
 ///   directory up (so test executables in `target/<profile>/deps/` find
 ///   `target/<profile>/hf-fn`);
-/// - docker runtime: the statically linked build,
-///   `DockerRuntime::default_static_fn_binary()`
-///   (`HF_FN_STATIC_BINARY` or `target/static/x86_64-unknown-linux-gnu/release/hf-fn`).
+/// - docker runtime: the statically linked build, found at run time by
+///   [`locate_static_hf_fn`] (`HF_FN_STATIC`, else
+///   `target/static/x86_64-unknown-linux-gnu/release/hf-fn` found from the
+///   executable's directory, ...).
 pub fn default_fn_binary(kind: RuntimeKind) -> PathBuf {
     match kind {
         RuntimeKind::Docker => DockerRuntime::default_static_fn_binary(),
@@ -185,6 +195,17 @@ not to the process runtime"
             // contacted on first use).
             let runtime = DockerRuntime::with_settings(options.clone(), settings)
                 .map_err(|e| RunError::Config(e.to_string()))?;
+            // Every image needs the static hf-fn: missing, it is an error
+            // now, not at the first call.
+            match &config.fn_binary {
+                Some(path) => {
+                    runtime::docker::context::read_static_binary(path)
+                        .map_err(|e| RunError::Config(e.to_string()))?;
+                }
+                None => {
+                    locate_static_hf_fn(None).map_err(RunError::Config)?;
+                }
+            }
             serve(runtime, options, listener, &config, shutdown).await
         }
     }
@@ -197,13 +218,18 @@ async fn serve<R: Runtime>(
     config: &WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    tracing::info!(
-        "worker {} on {} ({} runtime, hf-fn {}), caching {:?}",
+    // The start-up line, on stdout whatever RUST_LOG says (an experiment
+    // runs workers at RUST_LOG=warn and keeps their output).
+    println!(
+        "worker-front {} {} listening on {} ({} runtime, hf-fn {}, time scale {}, package scale {}), caching {}",
+        env!("CARGO_PKG_VERSION"),
         options.worker_id,
         listener.local_addr()?,
         runtime.name(),
         options.fn_binary.display(),
-        config.caching
+        options.time_scale,
+        options.package_scale,
+        serde_json::to_string(&config.caching).unwrap_or_default()
     );
     let worker = Worker::new(runtime, config.caching, options.worker_id.clone());
     // Leftovers of an earlier run with this worker id: remove (ours only).

@@ -96,11 +96,16 @@ struct StartArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Events on stderr (the start-up line is on stdout), with colours
+        // only on a terminal: an experiment's process log is a file.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let Command::Start(args) = Cli::parse().command;
     let mut caching = CachingOptions::from_lookup(|n| std::env::var(n).ok())

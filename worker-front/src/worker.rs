@@ -20,7 +20,11 @@
 //! - `RunOnce`: run the call in a fresh one-shot instance.
 //!
 //! Then the call ends in the model, which answers with evictions, pool
-//! refills and removals; they run in the background. A timer calls
+//! refills and removals; they run in the background.
+//!
+//! Logged at `info`: image builds and removals, REST/keep-alive instance
+//! starts, expiries, `/clear`; pool refills (one per pooled call) at
+//! `debug`; never one line per call. A timer calls
 //! [`Worker::tick`] so that idle REST instances expire after their
 //! lifetime even when no further call comes.
 //!
@@ -413,6 +417,7 @@ impl<R: Runtime> Worker<R> {
                         Ok(img) => {
                             self.shared.image_builds.fetch_add(1, Ordering::Relaxed);
                             let bytes = img.bytes;
+                            tracing::info!("image {} built ({bytes} bytes)", img.name);
                             st.images.insert(Arc::from(name), img);
                             let mut effects = st.model.image_built(name, bytes, now);
                             let next = self.own_step(&mut st, ctx, &mut effects);
@@ -438,6 +443,11 @@ impl<R: Runtime> Worker<R> {
                     let mut st = self.state();
                     match started {
                         Ok(inst) => {
+                            tracing::info!(
+                                "{:?} instance {} of {name} started",
+                                inst.kind,
+                                inst.name
+                            );
                             st.instances.insert(instance, inst);
                             let effects = st.model.instance_started(instance, now);
                             self.carry_out(st, effects, now);
@@ -505,6 +515,12 @@ impl<R: Runtime> Worker<R> {
                 let mut st = w.state();
                 let effects = match r {
                     Ok(inst) => {
+                        // One per pooled call (the pool refills): debug.
+                        tracing::debug!(
+                            "pooled instance {} of {} started",
+                            inst.name,
+                            image.function
+                        );
                         st.instances.insert(id, inst);
                         st.model.instance_started(id, now)
                     }
@@ -528,7 +544,7 @@ impl<R: Runtime> Worker<R> {
                 }
             }
             for img in bg.remove_images {
-                tracing::info!("image {} evicted ({} bytes)", img.name, img.bytes);
+                tracing::info!("image {} removed ({} bytes)", img.name, img.bytes);
                 if let Err(e) = rt.remove_image(&img).await {
                     tracing::warn!("removing image {}: {e}", img.name);
                 }
@@ -547,6 +563,9 @@ impl<R: Runtime> Worker<R> {
         }
         let effects = st.model.timer(now);
         let n = effects.remove_instances.len();
+        if n > 0 {
+            tracing::info!("{n} idle instance(s) expired");
+        }
         self.carry_out(st, effects, now);
         n
     }
@@ -583,7 +602,9 @@ impl<R: Runtime> Worker<R> {
             // The handles are dropped: everything goes below at once.
             let _ = st.apply(effects, now);
         }
-        Ok(self.shared.runtime.remove_all_own(reset_images).await?)
+        let removed = self.shared.runtime.remove_all_own(reset_images).await?;
+        tracing::info!("cleared (images too: {reset_images}): removed {removed:?}");
+        Ok(removed)
     }
 
     /// `/prepare`: builds every function's image that is not cached (or
@@ -604,6 +625,7 @@ impl<R: Runtime> Worker<R> {
             let effects = match r {
                 Ok(img) => {
                     self.shared.image_builds.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("image {} built ({} bytes)", img.name, img.bytes);
                     built += 1;
                     let bytes = img.bytes;
                     st.images.insert(Arc::from(spec.name.as_str()), img);

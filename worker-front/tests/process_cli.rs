@@ -1,6 +1,11 @@
 //! The real `worker-front` binary: `--help`, `start [port]` with the
 //! original's environment variables, and a crashing function answered with
-//! 500 and the tail of its stderr.
+//! 500 and the tail of its stderr; output to files (start-up line, no
+//! colour codes, no line per call); `--runtime docker` without its static
+//! `hf-fn` stops at start-up.
+
+// Tests read the clock for their deadlines.
+#![allow(clippy::disallowed_methods)]
 
 mod process_support;
 
@@ -222,4 +227,175 @@ async fn warm_instances_end_with_a_killed_worker() {
     }
     // The staged image stays (a restart with this worker id removes it).
     let _ = probe.remove_all_own(true).await;
+}
+
+/// Waits (polling, 30 s at most) until `path` holds `needle`; returns the text.
+fn wait_for_text(path: &std::path::Path, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle:?} never appeared in {}: {text:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM, then waits (30 s at most) for a clean exit.
+fn terminate(mut child: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Output to files (an experiment's process logs): the start-up line on
+/// stdout whatever RUST_LOG says; events on stderr without colour codes,
+/// one per image build, none per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_to_files_has_the_start_line_no_colour_codes_and_no_line_per_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for level in ["info", "warn"] {
+        let work = tempfile::tempdir().unwrap();
+        let (out, err) = (
+            dir.path().join(format!("{level}.out")),
+            dir.path().join(format!("{level}.err")),
+        );
+        let child = Command::new(BIN)
+            .args(["start", "0", "--host", "127.0.0.1", "--time-scale", "0.01"])
+            .arg("--worker-id")
+            .arg(unique_id("output"))
+            .arg("--fn-binary")
+            .arg(hf_fn_binary())
+            .arg("--work-dir")
+            .arg(work.path())
+            .env("RUST_LOG", level)
+            .env_remove("NO_COLOR")
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let banner = wait_for_text(&out, "\n");
+        assert!(
+            banner.starts_with(concat!("worker-front ", env!("CARGO_PKG_VERSION"), " ")),
+            "{banner}"
+        );
+        for needle in [
+            "process runtime",
+            "hf-fn /",
+            "time scale 0.01",
+            "\"ContainerPoolNum\":6",
+        ] {
+            assert!(banner.contains(needle), "{needle}: {banner}");
+        }
+        let port: u16 = banner
+            .split(" listening on 127.0.0.1:")
+            .nth(1)
+            .unwrap()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap();
+        let call = || async {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/execute?name=W2"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        };
+        call().await;
+        let logged = if level == "info" {
+            wait_for_text(&err, " built (")
+        } else {
+            std::fs::read_to_string(&err).unwrap()
+        };
+        for _ in 0..5 {
+            call().await;
+        }
+        // Warm calls (one-shot runs of a cached image) add no line.
+        assert_eq!(std::fs::read_to_string(&err).unwrap(), logged, "{level}");
+        if level == "warn" {
+            assert_eq!(logged, "", "nothing to warn about");
+        }
+        terminate(child);
+        for path in [&out, &err] {
+            let text = std::fs::read_to_string(path).unwrap();
+            assert!(
+                !text.contains('\x1b'),
+                "escape codes in {}: {text:?}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// `--runtime docker` without its static hf-fn stops at start-up with
+/// what was looked for and the command that builds it (no engine needed:
+/// it fails before contacting one).
+#[test]
+fn the_docker_runtime_without_its_static_hf_fn_fails_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-hf-fn");
+    let run = |envs: &[(&str, &std::ffi::OsStr)], extra: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["start", "0", "--host", "127.0.0.1", "--runtime", "docker"])
+            .args(extra)
+            .env_remove("HF_FN_STATIC")
+            .env_remove("HF_FN_STATIC_BINARY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the worker started without its static hf-fn");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{stderr}");
+        stderr
+    };
+    for var in ["HF_FN_STATIC", "HF_FN_STATIC_BINARY"] {
+        let err = run(&[(var, missing.as_os_str())], &[]);
+        assert!(
+            err.contains(&format!(
+                "{var} names {}, which does not exist",
+                missing.display()
+            )),
+            "{err}"
+        );
+        assert!(err.contains("scripts/build-static-hf-fn.sh"), "{err}");
+    }
+    // A dynamically linked binary is refused up front too.
+    let err = run(&[], &["--fn-binary".as_ref(), BIN.as_ref()]);
+    assert!(err.contains("not a statically linked"), "{err}");
+    assert!(err.contains("scripts/build-static-hf-fn.sh"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! Progress display of a running replay: an indicatif bar when stderr is a
-//! terminal, periodic plain lines otherwise (CI logs, pipes), or nothing.
+//! terminal, periodic plain lines otherwise (CI logs, pipes, an
+//! experiment's process logs: no escape codes there), or nothing.
 
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
@@ -16,7 +17,8 @@ pub enum ProgressMode {
     /// A bar if stderr is a terminal, else plain lines.
     #[default]
     Auto,
-    /// An indicatif progress bar on stderr.
+    /// An indicatif progress bar on stderr (plain lines if stderr is not
+    /// a terminal).
     Bar,
     /// A plain line on stderr every few seconds.
     Lines,
@@ -25,11 +27,13 @@ pub enum ProgressMode {
 }
 
 impl ProgressMode {
-    /// Resolves `Auto` against the actual stderr.
+    /// Resolves the mode against the actual stderr: a bar only on a
+    /// terminal (`Auto` and `Bar` both give plain lines otherwise, so a
+    /// file or pipe never receives cursor movements or colour codes).
     pub fn resolve(self) -> Self {
         match self {
-            Self::Auto if std::io::stderr().is_terminal() => Self::Bar,
-            Self::Auto => Self::Lines,
+            Self::Auto | Self::Bar if std::io::stderr().is_terminal() => Self::Bar,
+            Self::Auto | Self::Bar => Self::Lines,
             other => other,
         }
     }

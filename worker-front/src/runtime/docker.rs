@@ -36,8 +36,8 @@
 //! [`RuntimeError::EngineUnavailable`] is what the worker maps to 503.
 //!
 //! Parameters and defaults: [`RuntimeOptions`] (worker id, the `hf-fn`
-//! binary, which must be statically linked: see
-//! [`DockerRuntime::default_static_fn_binary`] and
+//! binary, which must be statically linked: see [`locate`] (where it is
+//! found at run time), [`DockerRuntime::default_static_fn_binary`] and
 //! `scripts/build-static-hf-fn.sh`; the time scale) and [`DockerSettings`]
 //! (`socket`: a `unix://` path or a plain-HTTP `tcp://host:port`, by
 //! default the engine's local socket, `DOCKER_HOST` honoured when it is a
@@ -49,6 +49,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod context;
+pub mod locate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -345,16 +346,24 @@ impl DockerRuntime {
         })
     }
 
-    /// `HF_FN_STATIC_BINARY` if set, else where
-    /// `scripts/build-static-hf-fn.sh` leaves the statically linked `hf-fn`
-    /// of this workspace. The worker passes it as [`RuntimeOptions::fn_binary`]
-    /// when the runtime is Docker.
+    /// The statically linked `hf-fn` found by
+    /// [`locate::locate_static_hf_fn`] from the running executable, or, if
+    /// none is usable, the path `HF_FN_STATIC` names or
+    /// `hf-fn-static` beside the executable (so that using it fails with a
+    /// message naming it). The worker checks it at start-up instead.
     pub fn default_static_fn_binary() -> PathBuf {
-        if let Some(p) = std::env::var_os("HF_FN_STATIC_BINARY") {
-            return PathBuf::from(p);
-        }
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/static/x86_64-unknown-linux-gnu/release/hf-fn")
+        locate::locate_static_hf_fn(None).unwrap_or_else(|_| {
+            [locate::HF_FN_STATIC_ENV, locate::HF_FN_STATIC_ENV_OLD]
+                .iter()
+                .find_map(std::env::var_os)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::env::current_exe()
+                        .ok()
+                        .and_then(|e| e.parent().map(|d| d.join("hf-fn-static")))
+                        .unwrap_or_else(|| PathBuf::from("hf-fn-static"))
+                })
+        })
     }
 
     /// The engine client, connected (and version-negotiated) on demand.
