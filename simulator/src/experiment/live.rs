@@ -96,9 +96,17 @@ async fn run_points(
     };
     let balancer_bin = children::locate(&bin_dir, "load-balancer", "load-balancer")?;
     let worker_bin = children::locate(&bin_dir, "worker-front", "worker-front")?;
-    if plan.runtime == WorkerRuntime::Process {
-        children::locate(&bin_dir, "hf-fn", "sample-functions")?;
-    }
+    // The functions' binary, checked before anything starts.
+    let static_hf_fn = match plan.runtime {
+        WorkerRuntime::Process => {
+            children::locate(&bin_dir, "hf-fn", "sample-functions")?;
+            None
+        }
+        WorkerRuntime::Docker => Some(
+            worker_front::locate_static_hf_fn(Some(&bin_dir))
+                .map_err(ExperimentError::BadArgument)?,
+        ),
+    };
     record.versions.binaries = bin_dir.file_name().map(|n| n.to_string_lossy().to_string());
     // Relative to the working directory when inside it (portable run.json).
     record.versions.bin_dir = Some(
@@ -156,6 +164,9 @@ async fn run_points(
                 .env(PACKAGE_SCALE_ENV, precord.package_scale.to_string());
             for (name, value) in &worker_settings {
                 cmd.env(name, value);
+            }
+            if let Some(f) = &static_hf_fn {
+                cmd.arg("--fn-binary").arg(f);
             }
             let name = match &point.label {
                 Some(l) => format!("{}-worker-{i}", safe_name(l)),
@@ -251,13 +262,17 @@ async fn run_points(
                         r = balancer.wait_healthy(&client, opts.startup_timeout) => r?,
                         _ = stop.reached(StopLevel::Stop) => break 'reps,
                     }
-                    let sidecar = run_sidecar(
+                    // What the experiment knows; the replay adds the
+                    // balancer's nodes (with their ids) and parameters, and
+                    // records any disagreement.
+                    let mut sidecar = run_sidecar(
                         record,
                         &precord,
                         &config,
-                        Cluster::from_urls(&urls),
+                        Cluster::default(),
                         "simulator experiment (live)",
                     );
+                    sidecar.parameters.clear();
                     let mut options = ReplayOptions::new(balancer.url.clone());
                     options.time_scale = record.time_scale;
                     options.duration = plan.duration;
@@ -266,6 +281,7 @@ async fn run_points(
                     options.label = format!("{n}/{total} {id}");
                     // A rerun replaces its own disturbed attempt.
                     options.overwrite = true;
+                    options.run = Some(sidecar);
                     let d0 = CpuSample::take(&own_roots());
                     let summary =
                         replay::replay(events, &options, &log, stop)
@@ -276,7 +292,6 @@ async fn run_points(
                             })?;
                     let d1 = CpuSample::take(&own_roots());
                     balancer.stop(Duration::from_secs(5));
-                    write_sidecar(&log, &sidecar)?;
                     let mut noise = Noise {
                         load_before,
                         load_after: host::load_average(),
