@@ -6,8 +6,10 @@ use super::*;
 
 /// The processes of this experiment, for CPU accounting: this one (the
 /// replayer) and everything under it.
-fn own_roots() -> [u32; 1] {
-    [std::process::id()]
+fn own_roots(children: &[&ChildProcess]) -> Vec<u32> {
+    std::iter::once(std::process::id())
+        .chain(children.iter().map(|c| c.pid()))
+        .collect()
 }
 
 /// Runs the live points, then removes every container and image that the
@@ -130,7 +132,7 @@ async fn run_points(
         .map_err(|e| ExperimentError::BadArgument(format!("HTTP client: {e}")))?;
     let process_logs = dir.join("process-logs");
     let thresholds = record.noise_thresholds.unwrap_or_default();
-    let lag_limit_us = thresholds.lag_limit_us(
+    let (lag_limit_p50_us, lag_limit_p99_us) = thresholds.lag_limits_us(
         host::median_gap(events.iter().map(|e| e.start_ms)),
         record.time_scale,
     );
@@ -227,10 +229,10 @@ async fn run_points(
                         reset_worker(&client, &w.url).await?;
                     }
                     // The quiet check: our processes are idle now.
-                    let q0 = CpuSample::take(&own_roots());
+                    let q0 = CpuSample::take(&own_roots(&[]));
                     let load_before = host::load_average();
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    let q1 = CpuSample::take(&own_roots());
+                    let q1 = CpuSample::take(&own_roots(&[]));
                     eprintln!(
                         "[{n}/{total}] {id}: starting the balancer{}",
                         if attempt > 1 {
@@ -282,7 +284,13 @@ async fn run_points(
                     // A rerun replaces its own disturbed attempt.
                     options.overwrite = true;
                     options.run = Some(sidecar);
-                    let d0 = CpuSample::take(&own_roots());
+                    let mut tracked: Vec<&ChildProcess> = workers.iter().collect();
+                    tracked.push(&balancer);
+                    let roots = own_roots(&tracked);
+                    let names: Vec<String> = std::iter::once("replayer".to_string())
+                        .chain(tracked.iter().map(|c| c.name.clone()))
+                        .collect();
+                    let d0 = CpuSample::take(&roots);
                     let summary =
                         replay::replay(events, &options, &log, stop)
                             .await
@@ -290,16 +298,27 @@ async fn run_points(
                                 algorithm: algorithm.to_string(),
                                 source,
                             })?;
-                    let d1 = CpuSample::take(&own_roots());
+                    let d1 = CpuSample::take(&roots);
+                    let by_root = d0.cores_by_root(&d1);
+                    let by_process: Vec<host::ProcessCpu> = roots
+                        .iter()
+                        .zip(names)
+                        .map(|(pid, name)| host::ProcessCpu {
+                            name,
+                            cores: by_root.get(pid).copied().unwrap_or(0.0),
+                        })
+                        .collect();
                     balancer.stop(Duration::from_secs(5));
                     let mut noise = Noise {
                         load_before,
                         load_after: host::load_average(),
                         quiet: q0.until(&q1),
                         during: d0.until(&d1),
+                        by_process,
                         dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
                         dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
-                        lag_limit_us,
+                        lag_limit_p50_us,
+                        lag_limit_p99_us,
                         reasons: Vec::new(),
                     };
                     noise.judge(&thresholds);

@@ -93,9 +93,10 @@ pub(super) fn write_report(
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(io_err(format!("writing {}", p.display())))
     };
-    write("runs.csv", table.to_csv())?;
+    let per_run = with_noise_columns(&table.to_csv(), record);
+    write("runs.csv", per_run.clone())?;
     if single {
-        write("summary.csv", table.to_csv())?;
+        write("summary.csv", per_run)?;
     } else {
         write("summary.csv", aggregate_csv(record, &aggregates))?;
     }
@@ -540,12 +541,14 @@ fn report_markdown(
         if let Some(t) = &record.noise_thresholds {
             let _ = writeln!(
                 o,
-                "A run is **disturbed** if its dispatch lag p99 exceeds its limit (max({} ms, {:.0} % \
-                 of the scenario's median gap between calls in wall time)), other processes used more \
-                 than {} cores during it or {} cores in the 0.5-s check before it, or CPU steal \
-                 exceeded {:.0} % (`simulator/src/experiment/host.rs` says why).\n",
-                t.lag_floor_us as f64 / 1e3,
-                t.lag_gap_ratio * 100.0,
+                "A run is **disturbed** if its dispatch lag exceeds its limits (p50: max({} ms, {:.0} % \
+                 of the scenario's median gap between calls in wall time); p99: max({} ms, {:.0} %)), \
+                 other processes used more than {} cores during it or {} cores in the 0.5-s check \
+                 before it, or CPU steal exceeded {:.0} % (`simulator/src/experiment/host.rs` says why).\n",
+                t.lag_p50_floor_us as f64 / 1e3,
+                t.lag_p50_gap_ratio * 100.0,
+                t.lag_p99_floor_us as f64 / 1e3,
+                t.lag_p99_gap_ratio * 100.0,
                 t.foreign_cores,
                 t.quiet_foreign_cores,
                 t.steal_ratio * 100.0
@@ -553,7 +556,7 @@ fn report_markdown(
         }
         let _ = writeln!(
             o,
-            "| run | seed | sent | ok | errors | dispatch lag p50 / p99 (us) | lag limit (us) | other processes (cores) | ours (cores) | steal | load before / after | verdict |"
+            "| run | seed | sent | ok | errors | dispatch lag p50 / p99 (us) | lag limits (us) | other processes (cores) | ours (cores) | steal | load before / after | verdict |"
         );
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &record.runs {
@@ -571,9 +574,9 @@ fn report_markdown(
                 s.errors,
                 s.dispatch_lag_p50_us,
                 s.dispatch_lag_p99_us,
-                n.lag_limit_us,
+                format!("{} / {}", n.lag_limit_p50_us, n.lag_limit_p99_us),
                 f2(n.during.map(|d| d.foreign_cores)),
-                f2(n.during.map(|d| d.ours_cores)),
+                ours_cell(n),
                 n.during
                     .map(|d| format!("{:.1} %", d.steal_ratio * 100.0))
                     .unwrap_or_else(|| "-".into()),
@@ -654,4 +657,49 @@ fn failures_markdown(analyses: &[utils::analyze::Analysis]) -> String {
     } else {
         format!("\n**Failed calls by cause**\n\n{o}")
     }
+}
+
+/// "total (replayer a, balancer b, workers c)", in cores.
+fn ours_cell(n: &Noise) -> String {
+    let Some(d) = n.during else {
+        return "-".into();
+    };
+    if n.by_process.is_empty() {
+        return format!("{:.2}", d.ours_cores);
+    }
+    let sum = |pred: &dyn Fn(&str) -> bool| -> f64 {
+        n.by_process
+            .iter()
+            .filter(|p| pred(&p.name))
+            .map(|p| p.cores)
+            .sum()
+    };
+    format!(
+        "{:.2} (replayer {:.2}, balancer {:.2}, workers {:.2})",
+        d.ours_cores,
+        sum(&|n| n == "replayer"),
+        sum(&|n| n.starts_with("balancer")),
+        sum(&|n| n.contains("worker")),
+    )
+}
+
+/// The per-run CSV with each run's seed and disturbed verdict appended
+/// (rows are in the order of `record.runs`).
+fn with_noise_columns(csv: &str, record: &ExperimentRecord) -> String {
+    let mut out = String::with_capacity(csv.len() + 64 * record.runs.len());
+    for (i, line) in csv.lines().enumerate() {
+        out.push_str(line);
+        if i == 0 {
+            out.push_str(",seed,disturbed,disturbed_reasons");
+        } else if let Some(r) = record.runs.get(i - 1) {
+            let reasons = r
+                .noise
+                .as_ref()
+                .map(|n| n.reasons.join("; ").replace([',', '"'], " "))
+                .unwrap_or_default();
+            let _ = write!(out, ",{},{},{reasons}", r.seed, r.disturbed());
+        }
+        out.push('\n');
+    }
+    out
 }
