@@ -1059,10 +1059,19 @@ const OUTPUTS: &[&str] = &[
 /// `overwrite`, in which case exactly those outputs are removed (nothing
 /// else in the directory is touched).
 fn prepare_dir(dir: &Path, overwrite: bool) -> Result<(), ExperimentError> {
+    // An empty directory holds no output (a run that failed before its
+    // first call leaves `logs/` and `plots/` empty).
+    let holds_output = |p: &Path| {
+        if p.is_dir() {
+            std::fs::read_dir(p).map_or(true, |mut d| d.next().is_some())
+        } else {
+            p.exists()
+        }
+    };
     let found: Vec<&str> = OUTPUTS
         .iter()
         .copied()
-        .filter(|o| dir.join(o).exists())
+        .filter(|o| holds_output(&dir.join(o)))
         .collect();
     if !found.is_empty() {
         if !overwrite {

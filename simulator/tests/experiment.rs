@@ -707,3 +707,40 @@ fn a_bad_experiment_file_names_the_file_and_line() {
     let err = experiment_error(dir.path(), ["--mode", "des", "--repeat", "0"]);
     assert!(err.contains("--repeat"), "{err}");
 }
+
+#[test]
+fn docker_runtime_without_its_static_binary_says_how_to_build_it_before_starting() {
+    let bins = build_testbed();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-hf-fn");
+    let out = simulator()
+        .args(["experiment", "--runtime", "docker", "--name", "d"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .arg("--bin-dir")
+        .arg(&bins)
+        .env("HF_FN_STATIC", &missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no-such-hf-fn") && stderr.contains("build-static-hf-fn.sh"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("started"), "nothing was started: {stderr}");
+    // Nothing ran, so nothing was recorded, and nothing blocks a rerun
+    // under the same name.
+    assert!(!dir.path().join("d/run.json").exists());
+    let again = simulator()
+        .args(["experiment", "--runtime", "docker", "--name", "d"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .arg("--bin-dir")
+        .arg(&bins)
+        .env("HF_FN_STATIC", &missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!stderr.contains("--overwrite"), "{stderr}");
+}

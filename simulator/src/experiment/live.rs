@@ -52,28 +52,24 @@ fn remove_docker_leftovers(id: &str) {
             })
             .unwrap_or_default()
     };
-    let containers = list(&["ps", "-a"]);
-    if !containers.is_empty() {
+    // Containers first: an image in use cannot go.
+    for (what, list_args, remove) in [
+        ("container", &["ps", "-a"][..], "rm"),
+        ("image", &["images"][..], "rmi"),
+    ] {
+        let mut ids = list(list_args);
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            continue;
+        }
         eprintln!(
-            "experiment: removing {} container(s) left by worker {id}",
-            containers.len()
+            "experiment: removing {} {what}(s) left by worker {id}",
+            ids.len()
         );
         let _ = Command::new("docker")
-            .args(["rm", "-f"])
-            .args(&containers)
-            .output();
-    }
-    let mut images = list(&["images"]);
-    images.sort();
-    images.dedup();
-    if !images.is_empty() {
-        eprintln!(
-            "experiment: removing {} image(s) left by worker {id}",
-            images.len()
-        );
-        let _ = Command::new("docker")
-            .args(["rmi", "-f"])
-            .args(&images)
+            .args([remove, "-f"])
+            .args(&ids)
             .output();
     }
 }

@@ -566,7 +566,7 @@ fn report_markdown(
             let f2 = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} / {} | {}{} |",
+                "| {} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} | {} / {} | {}{} |",
                 r.id,
                 r.seed,
                 s.dispatched,
@@ -574,7 +574,8 @@ fn report_markdown(
                 s.errors,
                 s.dispatch_lag_p50_us,
                 s.dispatch_lag_p99_us,
-                format!("{} / {}", n.lag_limit_p50_us, n.lag_limit_p99_us),
+                n.lag_limit_p50_us,
+                n.lag_limit_p99_us,
                 f2(n.during.map(|d| d.foreign_cores)),
                 ours_cell(n),
                 n.during
