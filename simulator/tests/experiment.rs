@@ -19,6 +19,14 @@ use std::time::{Duration, Instant};
 
 use support::{build_testbed, workspace_root};
 
+/// Live experiments run one at a time: each starts its workers on this
+/// machine's cores, and one of them deliberately loads every core.
+static LIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn live_lock() -> std::sync::MutexGuard<'static, ()> {
+    LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn simulator() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_simulator"));
     c.current_dir(workspace_root());
@@ -130,6 +138,7 @@ fn assert_all_gone(pids: &[(String, u32)]) {
 
 #[test]
 fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
+    let _live = live_lock();
     let bins = build_testbed();
     let dir = tempfile::tempdir().unwrap();
     let out = simulator()
@@ -249,6 +258,7 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
 
 #[test]
 fn ctrl_c_stops_the_experiment_and_every_child() {
+    let _live = live_lock();
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
 
@@ -743,4 +753,128 @@ fn docker_runtime_without_its_static_binary_says_how_to_build_it_before_starting
         .unwrap();
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(!stderr.contains("--overwrite"), "{stderr}");
+}
+
+/// Burns `threads` cores until dropped (work of "another user").
+struct Hog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hog {
+    fn start(threads: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 1u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        for _ in 0..10_000 {
+                            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        }
+                        std::hint::black_box(x);
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_run_beside_other_work_is_marked_disturbed_and_strict_fails_it() {
+    let _live = live_lock();
+    let bins = build_testbed();
+    let dir = tempfile::tempdir().unwrap();
+    // Other work on every core of the machine, outside the experiment's
+    // process tree: however busy the machine already is, this only adds.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hog = Hog::start(cores);
+    let out = simulator()
+        .args([
+            "experiment",
+            "--name",
+            "busy",
+            "--algorithms",
+            "rr",
+            "--strict",
+        ])
+        .args(["--load-factor", "0.05", "--progress", "lines"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .arg("--bin-dir")
+        .arg(&bins)
+        .output()
+        .unwrap();
+    drop(hog);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "--strict fails it: {stderr}");
+    assert!(stderr.contains("DISTURBED"), "{stderr}");
+    let report = std::fs::read_to_string(dir.path().join("busy/report.md")).unwrap();
+    assert!(report.contains("**DISTURBED**"), "{report}");
+    assert!(report.contains("other processes used"), "{report}");
+    let summary = std::fs::read_to_string(dir.path().join("busy/summary.csv")).unwrap();
+    assert!(summary
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with(",seed,disturbed,disturbed_reasons"));
+    assert!(
+        summary.lines().nth(1).unwrap().contains(",true,"),
+        "{summary}"
+    );
+    assert_all_gone(&child_pids(&dir.path().join("busy/run.json")));
+}
+
+#[test]
+fn live_repetitions_and_a_sweep_over_the_worker_count() {
+    let _live = live_lock();
+    let bins = build_testbed();
+    let dir = tempfile::tempdir().unwrap();
+    let out = simulator()
+        .args(["experiment", "--name", "rep", "--algorithms", "rr"])
+        .args(["--repeat", "2", "--sweep", "workers=1,2", "--seed", "3"])
+        .args(["--load-factor", "0.05", "--progress", "lines", "--no-plots"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .arg("--bin-dir")
+        .arg(&bins)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let run = dir.path().join("rep");
+    for (point, nodes) in [("workers=1", 1), ("workers=2", 2)] {
+        for k in 0..2 {
+            let log = run.join(format!("logs/{point}/rr-r{k}.log"));
+            let side: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(format!("{}.meta.json", log.display())).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(side["cluster"]["size"], nodes, "{side}");
+            assert_eq!(side["seed"], 3 + k, "{side}");
+        }
+    }
+    let summary = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    let rows: Vec<&str> = summary.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{summary}");
+    assert!(rows[0].starts_with("workers=1,rr,2,"), "{summary}");
+    assert!(rows[1].starts_with("workers=2,rr,2,"), "{summary}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["runs"].as_array().unwrap().len(), 4);
+    // 1 + 2 workers, one balancer per run; all gone.
+    let pids = child_pids(&run.join("run.json"));
+    assert_eq!(pids.len(), 3 + 4, "{pids:?}");
+    assert_all_gone(&pids);
 }

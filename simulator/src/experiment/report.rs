@@ -10,8 +10,14 @@ const METRICS: &[(&str, &str, MetricFn)] = &[
     ("mean_latency_ms", "mean latency, ok calls (ms)", |a| {
         a.mean_latency_ms
     }),
+    ("p50_latency_ms", "p50 latency, ok calls (ms)", |a| {
+        a.latency_ms.p50 as f64
+    }),
     ("p99_latency_ms", "p99 latency, ok calls (ms)", |a| {
         a.latency_ms.p99 as f64
+    }),
+    ("mean_duration_ms", "mean duration, ok calls (ms)", |a| {
+        a.mean_duration_ms
     }),
     ("failed_pct", "failed calls (%)", |a| 100.0 * a.error_rate),
     ("locality", "locality (functions/node/s)", |a| {
@@ -20,6 +26,12 @@ const METRICS: &[(&str, &str, MetricFn)] = &[
     ("cv", "imbalance CV", |a| a.imbalance.cv),
     ("image_hit_ratio", "image hits", |a| {
         a.cache.image_reuse.hit_ratio
+    }),
+    ("pooled_hit_ratio", "pooled instances", |a| {
+        a.cache.pooled_container.hit_ratio
+    }),
+    ("rest_hit_ratio", "REST instances", |a| {
+        a.cache.existing_rest_container.hit_ratio
     }),
     ("cold_start_ratio", "cold starts", |a| a.cold_start_ratio),
 ];
