@@ -11,7 +11,9 @@
 //! replays the scenario in-process with [`crate::replay`], and stops the
 //! balancer. `--set NAME=VALUE` passes the original's worker caching options
 //! (`USING_REST_MODE`, ...) to the workers and scheduler parameters (`T`,
-//! `ch.T`, ...) to the balancers. A fresh balancer per run keeps runs
+//! `ch.T`, ...) to the balancers. The workers get every caching option
+//! explicitly, as resolved and recorded (environment variables of the same
+//! names in the experiment's own environment do not reach them). A fresh balancer per run keeps runs
 //! independent and reproducible. Children run in their own process groups
 //! and are always stopped, also on Ctrl-C or failure ([`children`]).
 //!
@@ -821,6 +823,9 @@ pub struct ChildRecord {
     pub name: String,
     pub pid: u32,
     pub url: String,
+    /// A worker's `--worker-id`: the label on everything it creates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
 }
 
 /// Versions of what ran.

@@ -321,17 +321,16 @@ fn live_run(bins: &Path, dir: &Path, staging: &Path, algorithm: &str) {
         .args(["--fn-time-scale", &FN_TIME_SCALE.to_string()])
         .args(["--package-scale", &PACKAGE_SCALE.to_string()])
         .args(["--scenario", "scenarios/small.csv"])
-        .args(["--progress", "off", "--no-plots"])
+        .args(["--progress", "off", "--no-plots", "--overwrite"])
+        .args(["--set", "USING_REST_MODE=true"])
         .arg("--results-dir")
         .arg(dir)
         .arg("--bin-dir")
         .arg(bins)
         // Inherited by the workers the experiment starts: their staging
-        // directory (the system temp dir) and REST mode.
+        // directory (the system temp dir). Their caching options are the
+        // experiment's resolved ones (REST mode from --set above).
         .env("TMPDIR", staging)
-        .env("USING_REST_MODE", "true")
-        .env_remove("CONTAINER_POOL_LIMIT")
-        .env_remove("USER_CODE_SIZE_LIMIT")
         .output()
         .unwrap();
     assert!(

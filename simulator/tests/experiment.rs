@@ -878,3 +878,141 @@ fn live_repetitions_and_a_sweep_over_the_worker_count() {
     assert_eq!(pids.len(), 3 + 4, "{pids:?}");
     assert_all_gone(&pids);
 }
+
+/// The statically linked hf-fn of the Docker runtime, built once with the
+/// project's script (a no-op when current); its path.
+fn static_hf_fn() -> std::path::PathBuf {
+    let root = workspace_root();
+    let out = Command::new("bash")
+        .arg(root.join("scripts/build-static-hf-fn.sh"))
+        .current_dir(&root)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "scripts/build-static-hf-fn.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Docker objects (`ps -a` or `images`) labelled with worker id `id`.
+fn docker_objects(what: &[&str], id: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(what)
+        .args(["-q", "--filter", &format!("label=hotfunctions.worker={id}")])
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn an_aborted_docker_experiment_leaves_no_container_or_image() {
+    let _live = live_lock();
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let bins = build_testbed();
+    let hf_fn = static_hf_fn();
+    let dir = tempfile::tempdir().unwrap();
+    // Unscaled replay (30 s), so the run is still going when a worker is
+    // killed and the experiment stopped.
+    let mut child = simulator()
+        .args(["experiment", "--runtime", "docker", "--name", "dock"])
+        .args(["--time-scale", "1", "--algorithms", "rr", "--workers", "2"])
+        .args(["--load-factor", "0.05", "--package-scale", "0.05"])
+        .args(["--progress", "lines"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .arg("--bin-dir")
+        .arg(&bins)
+        .env("HF_FN_STATIC", &hf_fn)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Wait until calls have completed (images built, containers run).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no replay progress: {seen:#?}"));
+        let going = line.contains("[1/1 rr]") && line.contains(" done") && !line.contains(" 0/");
+        seen.push(line);
+        if going {
+            break;
+        }
+    }
+    // Kill one worker outright (it cannot clean up): a child of the
+    // experiment started with --worker-id, found through /proc by parent.
+    let sim = child.id();
+    let worker = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(sim) && String::from_utf8_lossy(&cmd).contains("--worker-id")
+        })
+        .expect("a worker process under the experiment");
+    kill(Pid::from_raw(worker as i32), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(sim as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the experiment ignored Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(status.code(), Some(130), "{seen:#?}\n{rest:#?}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("dock/run.json")).unwrap())
+            .unwrap();
+    let ids: Vec<String> = record["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["worker_id"].as_str().map(String::from))
+        .collect();
+    assert_eq!(ids.len(), 2, "{record}");
+    for id in &ids {
+        assert!(
+            docker_objects(&["ps", "-a"], id).is_empty(),
+            "containers of {id} left"
+        );
+        assert!(
+            docker_objects(&["images"], id).is_empty(),
+            "images of {id} left"
+        );
+    }
+    assert!(
+        rest.iter().any(|l| l.contains("left by worker")),
+        "the killed worker's leftovers were removed by the experiment: {rest:#?}"
+    );
+    assert_all_gone(&child_pids(&dir.path().join("dock/run.json")));
+}

@@ -179,7 +179,7 @@ async fn run_points(
             )?);
             record
                 .children
-                .push(child_record(&workers[workers.len() - 1]));
+                .push(child_record(&workers[workers.len() - 1], Some(&worker_id)));
         }
         eprintln!(
             "experiment: started {} workers ({} runtime){}: {}",
@@ -255,7 +255,7 @@ async fn run_points(
                         &process_logs.join(format!("{name}.log")),
                         opts.child_nice,
                     )?;
-                    record.children.push(child_record(&balancer));
+                    record.children.push(child_record(&balancer, None));
                     tokio::select! {
                         r = balancer.wait_healthy(&client, opts.startup_timeout) => r?,
                         _ = stop.reached(StopLevel::Stop) => break 'reps,
@@ -372,11 +372,12 @@ async fn run_points(
     Ok(())
 }
 
-fn child_record(c: &ChildProcess) -> ChildRecord {
+fn child_record(c: &ChildProcess, worker_id: Option<&str>) -> ChildRecord {
     ChildRecord {
         name: c.name.clone(),
         pid: c.pid(),
         url: c.url.clone(),
+        worker_id: worker_id.map(String::from),
     }
 }
 
