@@ -1139,48 +1139,6 @@ fn log_path(dir: &Path, id: &str) -> Result<PathBuf, ExperimentError> {
     Ok(log)
 }
 
-/// The sidecar of a run's log: what the experiment knows about the run.
-fn run_sidecar(
-    record: &ExperimentRecord,
-    point: &PointRecord,
-    config: &SchedulerConfig,
-    cluster: Cluster,
-    producer: &str,
-) -> RunSidecar {
-    let mut s = RunSidecar::new(
-        producer,
-        env!("CARGO_PKG_VERSION"),
-        chrono::Utc::now()
-            .format("%Y-%m-%d %H:%M:%S UTC")
-            .to_string(),
-        cluster,
-    );
-    s.git = record.versions.git.clone();
-    s.algorithm = Some(config.name().to_string());
-    for (param, value) in config.params() {
-        s.parameters.insert(
-            param.name().to_string(),
-            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
-        );
-    }
-    s.seed = Some(config.seed());
-    s.scenario = Some(record.scenario.display().to_string());
-    s.scales = protocol::sidecar::Scales {
-        time_scale: record.time_scale,
-        fn_time_scale: Some(point.fn_time_scale),
-        package_scale: Some(point.package_scale),
-    };
-    s.extra
-        .insert("experiment".into(), record.name.clone().into());
-    if let Some(l) = &point.label {
-        s.extra.insert("point".into(), l.clone().into());
-    }
-    if let Ok(w) = serde_json::to_value(point.worker) {
-        s.extra.insert("worker".into(), w);
-    }
-    s
-}
-
 fn write_sidecar(log: &Path, sidecar: &RunSidecar) -> Result<(), ExperimentError> {
     let p = protocol::sidecar::sidecar_path(log);
     std::fs::write(&p, sidecar.to_json()).map_err(io_err(format!("writing {}", p.display())))

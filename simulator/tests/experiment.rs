@@ -256,6 +256,65 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
     assert_all_gone(&pids);
 }
 
+/// A running `simulator experiment` whose stderr is read line by line.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads stderr until a line satisfies `done` (panics after `within`).
+    fn wait_for_line(&mut self, within: Duration, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + within;
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no replay progress: {:#?}", self.seen));
+            let found = done(&line);
+            self.seen.push(line);
+            if found {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the exit (panics after `within`); the status and the
+    /// stderr lines not read yet.
+    fn wait_exit(&mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the experiment ignored Ctrl-C");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, self.lines.try_iter().collect())
+    }
+}
+
 #[test]
 fn ctrl_c_stops_the_experiment_and_every_child() {
     let _live = live_lock();
@@ -265,13 +324,9 @@ fn ctrl_c_stops_the_experiment_and_every_child() {
     let bins = build_testbed();
     let dir = tempfile::tempdir().unwrap();
     // Unscaled: the replay would take 30 s, so the signal lands mid-run.
-    let mut child = simulator()
+    let mut cmd = simulator();
+    cmd.args(["experiment", "--name", "stopped", "--time-scale", "1"])
         .args([
-            "experiment",
-            "--name",
-            "stopped",
-            "--time-scale",
-            "1",
             "--algorithms",
             "rr,ch",
             "--workers",
@@ -282,43 +337,15 @@ fn ctrl_c_stops_the_experiment_and_every_child() {
         .arg("--results-dir")
         .arg(dir.path())
         .arg("--bin-dir")
-        .arg(&bins)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+        .arg(&bins);
+    let mut run = Running::spawn(cmd);
     // Wait until the first replay is running (its balancer is up).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut seen = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no replay progress: {seen:#?}"));
-        let started = line.contains("replaying") || line.contains("[1/2 rr]");
-        seen.push(line);
-        if started {
-            break;
-        }
-    }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let status = {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "the experiment ignored Ctrl-C");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let rest: Vec<String> = rx.try_iter().collect();
+    run.wait_for_line(Duration::from_secs(120), |line| {
+        line.contains("replaying") || line.contains("[1/2 rr]")
+    });
+    kill(Pid::from_raw(run.child.id() as i32), Signal::SIGINT).unwrap();
+    let (status, rest) = run.wait_exit(Duration::from_secs(60));
+    let seen = &run.seen;
     assert_eq!(status.code(), Some(130), "{seen:#?}\n{rest:#?}");
     let run = dir.path().join("stopped");
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
@@ -927,8 +954,8 @@ fn an_aborted_docker_experiment_leaves_no_container_or_image() {
     let dir = tempfile::tempdir().unwrap();
     // Unscaled replay (30 s), so the run is still going when a worker is
     // killed and the experiment stopped.
-    let mut child = simulator()
-        .args(["experiment", "--runtime", "docker", "--name", "dock"])
+    let mut cmd = simulator();
+    cmd.args(["experiment", "--runtime", "docker", "--name", "dock"])
         .args(["--time-scale", "1", "--algorithms", "rr", "--workers", "2"])
         .args(["--load-factor", "0.05", "--package-scale", "0.05"])
         .args(["--progress", "lines"])
@@ -936,34 +963,15 @@ fn an_aborted_docker_experiment_leaves_no_container_or_image() {
         .arg(dir.path())
         .arg("--bin-dir")
         .arg(&bins)
-        .env("HF_FN_STATIC", &hf_fn)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+        .env("HF_FN_STATIC", &hf_fn);
+    let mut run = Running::spawn(cmd);
     // Wait until calls have completed (images built, containers run).
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut seen = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no replay progress: {seen:#?}"));
-        let going = line.contains("[1/1 rr]") && line.contains(" done") && !line.contains(" 0/");
-        seen.push(line);
-        if going {
-            break;
-        }
-    }
+    run.wait_for_line(Duration::from_secs(180), |line| {
+        line.contains("[1/1 rr]") && line.contains(" done") && !line.contains(" 0/")
+    });
     // Kill one worker outright (it cannot clean up): a child of the
     // experiment started with --worker-id, found through /proc by parent.
-    let sim = child.id();
+    let sim = run.child.id();
     let worker = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -980,15 +988,8 @@ fn an_aborted_docker_experiment_leaves_no_container_or_image() {
         .expect("a worker process under the experiment");
     kill(Pid::from_raw(worker as i32), Signal::SIGKILL).unwrap();
     kill(Pid::from_raw(sim as i32), Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the experiment ignored Ctrl-C");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let rest: Vec<String> = rx.try_iter().collect();
+    let (status, rest) = run.wait_exit(Duration::from_secs(120));
+    let seen = &run.seen;
     assert_eq!(status.code(), Some(130), "{seen:#?}\n{rest:#?}");
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("dock/run.json")).unwrap())

@@ -260,17 +260,7 @@ async fn run_points(
                         r = balancer.wait_healthy(&client, opts.startup_timeout) => r?,
                         _ = stop.reached(StopLevel::Stop) => break 'reps,
                     }
-                    // What the experiment knows; the replay adds the
-                    // balancer's nodes (with their ids) and parameters, and
-                    // records any disagreement.
-                    let mut sidecar = run_sidecar(
-                        record,
-                        &precord,
-                        &config,
-                        Cluster::default(),
-                        "simulator experiment (live)",
-                    );
-                    sidecar.parameters.clear();
+                    let sidecar = live_sidecar(record, &precord, &config);
                     let mut options = ReplayOptions::new(balancer.url.clone());
                     options.time_scale = record.time_scale;
                     options.duration = plan.duration;
@@ -370,6 +360,41 @@ async fn run_points(
         }
     }
     Ok(())
+}
+
+/// What the experiment knows about a live run, for the replay to complete
+/// into its log's sidecar: the replay adds the balancer's nodes (with their
+/// ids) and every parameter, and records any disagreement with the
+/// algorithm and seed given here.
+fn live_sidecar(
+    record: &ExperimentRecord,
+    point: &PointRecord,
+    config: &SchedulerConfig,
+) -> RunSidecar {
+    let mut s = RunSidecar::new(
+        "simulator experiment (live)",
+        env!("CARGO_PKG_VERSION"),
+        crate::des::utc_now(),
+        Cluster::default(),
+    );
+    s.git = record.versions.git.clone();
+    s.algorithm = Some(config.name().to_string());
+    s.seed = Some(config.seed());
+    s.scenario = Some(record.scenario.display().to_string());
+    s.scales = protocol::sidecar::Scales {
+        time_scale: record.time_scale,
+        fn_time_scale: Some(point.fn_time_scale),
+        package_scale: Some(point.package_scale),
+    };
+    s.extra
+        .insert("experiment".into(), record.name.clone().into());
+    if let Some(l) = &point.label {
+        s.extra.insert("point".into(), l.clone().into());
+    }
+    if let Ok(w) = serde_json::to_value(point.worker) {
+        s.extra.insert("worker".into(), w);
+    }
+    s
 }
 
 fn child_record(c: &ChildProcess, worker_id: Option<&str>) -> ChildRecord {
