@@ -55,7 +55,9 @@ use policy::node::options::CachingOptions;
 use policy::node::{
     CallId, CallMeta, Effects, InstanceId, InstanceKind, InstanceModel, NodeModel, Step,
 };
-use policy::scheduler::{Completion, Membership, NodeInfo, Scheduler, SchedulerConfig};
+use policy::scheduler::{
+    Completion, Membership, NodeInfo, Scheduler, SchedulerConfig, DEFAULT_FUNCTION_MEMORY_MB,
+};
 use policy::Time;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -82,8 +84,11 @@ pub struct DesConfig {
     pub nodes: u32,
     /// Capacity told to the scheduler per node.
     pub node_capacity: u32,
-    /// Cores per node (processor sharing).
+    /// Cores per node (processor sharing), also told to the scheduler.
     pub cores: u32,
+    /// Memory per node for function instances, in MB, told to the
+    /// scheduler (OpenWhisk's memory slots).
+    pub node_memory_mb: u32,
     /// All nodes run on one machine with this many cores, shared by every
     /// node's CPU phases (a one-host live testbed), instead of `cores` each.
     pub machine_cores: Option<u32>,
@@ -119,7 +124,8 @@ impl Default for DesConfig {
             scheduler: SchedulerConfig::default(),
             nodes: 4,
             node_capacity: NodeInfo::DEFAULT_CAPACITY,
-            cores: 2,
+            cores: NodeInfo::DEFAULT_CORES,
+            node_memory_mb: NodeInfo::DEFAULT_MEMORY_MB,
             machine_cores: None,
             worker: CachingOptions::default(),
             instances: InstanceModel::HotFunctions,
@@ -376,6 +382,8 @@ pub fn run_workload(
             Membership::Insert(NodeInfo {
                 id,
                 capacity: config.node_capacity,
+                cores: config.cores,
+                memory_mb: config.node_memory_mb,
             }),
             Time::ZERO,
         );
@@ -386,10 +394,18 @@ pub fn run_workload(
     let mut phases: Vec<Phase> = Vec::new();
     let mut functions = Vec::with_capacity(workload.names.len());
     for (i, name) in workload.names.iter().enumerate() {
-        let (model, bytes) = match catalog.get(name) {
-            Some(spec) => (FunctionModel::Phases(spec.phases()), spec.package_bytes),
+        let (model, bytes, memory_mb) = match catalog.get(name) {
+            Some(spec) => (
+                FunctionModel::Phases(spec.phases()),
+                spec.package_bytes,
+                spec.memory_mb,
+            ),
             None => match &config.default_function {
-                Some(m) => (m.clone(), config.default_package_bytes),
+                Some(m) => (
+                    m.clone(),
+                    config.default_package_bytes,
+                    DEFAULT_FUNCTION_MEMORY_MB,
+                ),
                 None => {
                     return Err(DesError::UnknownFunction {
                         name: name.clone(),
@@ -415,6 +431,7 @@ pub fn run_workload(
             exponential,
             package_bytes: scaled_bytes(bytes, config.package_scale),
         });
+        scheduler.declare_function(name, memory_mb);
     }
 
     let mut sim = Sim {
@@ -957,6 +974,7 @@ impl Sim<'_, '_> {
                 duration: now.saturating_since(job.arrival),
                 cold: meta.is_cold(),
                 ok: true,
+                internal: now.saturating_since(job.service_start),
             },
             now,
         );

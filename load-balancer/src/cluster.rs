@@ -160,8 +160,8 @@ impl Cluster {
         node.status = status;
         let change = match status {
             NodeStatus::Online => Membership::Insert(NodeInfo {
-                id,
                 capacity: node.capacity,
+                ..NodeInfo::new(id)
             }),
             NodeStatus::Offline => Membership::Remove(id),
         };
@@ -206,6 +206,7 @@ impl Cluster {
                         duration: Duration::ZERO,
                         cold: false,
                         ok: false,
+                        internal: Duration::ZERO,
                     },
                     now,
                 );
@@ -234,6 +235,7 @@ impl Cluster {
                 duration,
                 cold,
                 ok,
+                internal: Duration::ZERO,
             },
             now,
         );
@@ -279,8 +281,8 @@ impl Cluster {
         for node in self.nodes.values() {
             if node.status == NodeStatus::Online {
                 let info = NodeInfo {
-                    id: node.id,
                     capacity: node.capacity,
+                    ..NodeInfo::new(node.id)
                 };
                 fresh.membership(Membership::Insert(info), now);
             }

@@ -38,6 +38,7 @@ async fn every_algorithm_routes_as_its_pure_scheduler() {
                         duration: Duration::ZERO,
                         cold: false,
                         ok: true,
+                        internal: std::time::Duration::ZERO,
                     },
                     Time::ZERO,
                 );

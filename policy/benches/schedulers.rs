@@ -88,6 +88,7 @@ impl Steady {
                 duration: Duration::from_millis(800),
                 cold: false,
                 ok: true,
+                internal: std::time::Duration::ZERO,
             };
             self.scheduler
                 .finished(black_box(&done), Time::from_micros(self.clock_us));

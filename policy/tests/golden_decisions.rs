@@ -129,6 +129,7 @@ fn replay(alg: &str, params: &ParamSet, scenario: &[(u64, Event)]) -> String {
                 duration: std::time::Duration::from_millis(duration_ms),
                 cold: false,
                 ok: true,
+                internal: std::time::Duration::ZERO,
             };
             s.finished(&done, now);
             continue;

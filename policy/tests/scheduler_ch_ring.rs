@@ -86,6 +86,7 @@ fn owners_and_spills_follow_the_ring() {
         duration: std::time::Duration::from_secs(1),
         cold: false,
         ok: true,
+        internal: std::time::Duration::ZERO,
     };
     s.finished(&done, Time::ZERO);
     assert_eq!(

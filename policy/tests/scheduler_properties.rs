@@ -48,7 +48,8 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 /// Random valid parameters for every registered algorithm: counts near
-/// their minimum (where bounds bite), probabilities anywhere in [0, 1].
+/// their minimum (where bounds bite), probabilities anywhere in [0, 1],
+/// reals anywhere in their range.
 fn params() -> impl Strategy<Value = ParamSet> {
     let slots: Vec<(String, Param)> = REGISTRY
         .iter()
@@ -70,6 +71,9 @@ fn params() -> impl Strategy<Value = ParamSet> {
                 let value = match param {
                     Param::Count(c) => c.min.saturating_add(counts[i]).min(c.max).to_string(),
                     Param::Probability(_) => probabilities[i].to_string(),
+                    Param::Real(r) => (r.min + probabilities[i] * (r.max - r.min))
+                        .clamp(r.min, r.max)
+                        .to_string(),
                 };
                 set.set(key, &value).unwrap();
             }
@@ -160,6 +164,7 @@ fn check(alg: &str, params: &ParamSet, initial: u32, steps: &[Step]) -> Result<(
                         duration: std::time::Duration::from_millis(k as u64 % 5000),
                         cold: k % 3 == 0,
                         ok: k % 7 != 0,
+                        internal: std::time::Duration::ZERO,
                     };
                     s.finished(&done, now);
                 }
@@ -188,6 +193,7 @@ fn check(alg: &str, params: &ParamSet, initial: u32, steps: &[Step]) -> Result<(
             duration: std::time::Duration::from_secs(1),
             cold: false,
             ok: true,
+            internal: std::time::Duration::ZERO,
         };
         s.finished(&done, end);
     }

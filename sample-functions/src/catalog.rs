@@ -2,7 +2,7 @@
 //!
 //! Columns: `name, type, original_language, rate_per_s, duration_class,
 //! library, package_bytes, rounds, cpu_ms_per_round, sleep_ms_per_round,
-//! original_iterations_per_round`.
+//! original_iterations_per_round, memory_mb`.
 //!
 //! `rate_per_s` is the request rate of the original generator (W1 1.6355/s
 //! down to D8 0.0012/s). `package_bytes` is the original package size (14 KB
@@ -13,7 +13,11 @@
 //! for Node.js, so that each function keeps its duration class (W about 1 s,
 //! T about 2-3 s, I about 30 s, D a minute or more). `sleep_ms_per_round` is
 //! one value, or `a;b;c` for a sleep per round (T3, T5, T6 sleep 1000, 800
-//! and 500 ms). `noop` (rate 0) is for benchmarks only.
+//! and 500 ms). `noop` (rate 0) is for benchmarks only. `memory_mb` is the
+//! function's memory size, which the original does not give: 256 MB for
+//! every function (AWS Lambda's and OpenWhisk's default action memory);
+//! the column may be left out (11 fields), meaning 256. Memory-aware
+//! schedulers (`openwhisk`) and node memory limits read it.
 //!
 //! On this project's machines a CPU phase of `cpu_ms_per_round` runs
 //! `cpu_ms_per_round × 515_000` iterations of the PRNG-add loop
@@ -57,7 +61,14 @@ pub struct FunctionSpec {
     /// Sleep after each round's CPU phase (one entry per round).
     pub sleep_ms: Vec<u32>,
     pub original_iterations_per_round: u64,
+    /// Memory size of one instance, in MB ([`DEFAULT_MEMORY_MB`] when the
+    /// catalog gives none).
+    pub memory_mb: u32,
 }
+
+/// A function's memory when its catalog row gives none (AWS Lambda's and
+/// OpenWhisk's default).
+pub const DEFAULT_MEMORY_MB: u32 = 256;
 
 impl FunctionSpec {
     /// The workload as phases, in order (zero-length phases left out).
@@ -119,8 +130,8 @@ impl Catalog {
             }
             let err = |message: String| CatalogError { line, message };
             let f: Vec<&str> = row.split(',').map(str::trim).collect();
-            if f.len() != 11 {
-                return Err(err(format!("expected 11 fields, found {}", f.len())));
+            if f.len() != 11 && f.len() != 12 {
+                return Err(err(format!("expected 11 or 12 fields, found {}", f.len())));
             }
             let num = |idx: usize, what: &str| -> Result<u64, CatalogError> {
                 f[idx]
@@ -154,6 +165,13 @@ impl Catalog {
                 cpu_ms_per_round: num(8, "cpu ms")? as u32,
                 sleep_ms,
                 original_iterations_per_round: num(10, "iterations")?,
+                memory_mb: match f.get(11) {
+                    None => DEFAULT_MEMORY_MB,
+                    Some(m) => match m.parse::<u32>() {
+                        Ok(mb) if mb > 0 => mb,
+                        _ => return Err(err(format!("bad memory_mb {m:?} (MB, at least 1)"))),
+                    },
+                },
             });
         }
         Ok(Self { functions })
@@ -208,6 +226,23 @@ mod tests {
         let i1 = c.get("I1").unwrap();
         assert_eq!(i1.phases().len(), 20);
         assert_eq!(i1.sleep_ms_total(), 30_000);
+    }
+
+    #[test]
+    fn memory_column_is_optional_and_checked() {
+        assert!(catalog().with_rates().all(|f| f.memory_mb == 256));
+        let header = CATALOG_CSV.lines().next().unwrap();
+        let eleven = format!("{header}\nX,Benchmark,Rust,0,~1s,none,1,1,1,0,1\n");
+        assert_eq!(Catalog::parse(&eleven).unwrap().functions[0].memory_mb, 256);
+        let twelve = format!("{header}\nX,Benchmark,Rust,0,~1s,none,1,1,1,0,1,1024\n");
+        assert_eq!(
+            Catalog::parse(&twelve).unwrap().functions[0].memory_mb,
+            1024
+        );
+        let zero = format!("{header}\nX,Benchmark,Rust,0,~1s,none,1,1,1,0,1,0\n");
+        let e = Catalog::parse(&zero).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("memory_mb"), "{e}");
     }
 
     #[test]

@@ -51,7 +51,7 @@
 //!
 //! Options (defaults): `--algorithm rr`, `--nodes 4`, `--cores` (the
 //! profile's, 2) per node or `--machine-cores N` shared by all nodes (a
-//! one-host testbed), `--capacity 64`, `--instance-model hotfunctions|lambda`
+//! one-host testbed), `--capacity 64`, `--node-memory-mb 2048`, `--instance-model hotfunctions|lambda`
 //! (`hotfunctions`), `--keep-alive-s 600` (Lambda model); the live worker's
 //! `USER_CODE_SIZE_LIMIT` (-1), `CONTAINER_POOL_LIMIT` (-1),
 //! `CONTAINER_POOL_NUM` (6), `USING_REST_MODE` (false),
@@ -121,6 +121,10 @@ pub struct Args {
     /// Capacity per node told to the scheduler.
     #[arg(long, default_value_t = DesConfig::default().node_capacity)]
     pub capacity: u32,
+    /// Memory per node for function instances, in MB (told to the
+    /// scheduler: OpenWhisk's memory slots).
+    #[arg(long, default_value_t = DesConfig::default().node_memory_mb, value_parser = clap::value_parser!(u32).range(1..))]
+    pub node_memory_mb: u32,
     /// Cost profile JSON (default, read at run time: $HF_DES_PROFILE, else
     /// profiles/process.json next to the executable, else
     /// simulator/profiles/process.json of the workspace above the current
@@ -410,6 +414,7 @@ impl Args {
             scheduler,
             nodes: self.nodes,
             node_capacity: self.capacity,
+            node_memory_mb: self.node_memory_mb,
             cores: self.cores.unwrap_or(profile.cores).max(1),
             machine_cores: self.machine_cores.map(|c| c.max(1)),
             worker: self.worker_options()?,
@@ -508,6 +513,7 @@ pub fn sidecar_for(
         None => extra.insert("cores_per_node".into(), json!(config.cores)),
     };
     extra.insert("capacity".into(), json!(config.node_capacity));
+    extra.insert("node_memory_mb".into(), json!(config.node_memory_mb));
     extra.insert(
         "instance_model".into(),
         serde_json::to_value(config.instances).unwrap_or(Value::Null),

@@ -156,6 +156,7 @@ mod tests {
             duration: std::time::Duration::from_secs(1),
             cold: false,
             ok: true,
+            internal: std::time::Duration::ZERO,
         }
     }
 

@@ -77,6 +77,7 @@ mod tests {
             duration: std::time::Duration::from_millis(5),
             cold: false,
             ok: true,
+            internal: std::time::Duration::ZERO,
         };
         s.finished(&done, Time::ZERO);
         assert_eq!(s.select("A", Time::ZERO), Ok(1));

@@ -69,6 +69,16 @@ impl LoadIndex {
         self.loads.capacity(id)
     }
 
+    /// Cores told at insertion (0 for an unknown id).
+    pub fn cores(&self, id: NodeId) -> u32 {
+        self.loads.cores(id)
+    }
+
+    /// Memory (MB) told at insertion (0 for an unknown id).
+    pub fn memory_mb(&self, id: NodeId) -> u32 {
+        self.loads.memory_mb(id)
+    }
+
     /// Counts one more call on `id`.
     pub fn started(&mut self, id: NodeId) {
         self.loads.started(id);

@@ -12,8 +12,10 @@ pub struct NodeLoads {
     online: Vec<NodeId>,
     /// In-flight calls per id, kept for removed nodes until their calls end.
     in_flight: Vec<u32>,
-    /// Capacity per id, from [`Membership::Insert`].
+    /// Capacity, cores and memory per id, from [`Membership::Insert`].
     capacity: Vec<u32>,
+    cores: Vec<u32>,
+    memory_mb: Vec<u32>,
 }
 
 impl NodeLoads {
@@ -26,11 +28,10 @@ impl NodeLoads {
         match change {
             Membership::Insert(info) => {
                 let i = info.id as usize;
-                if self.in_flight.len() <= i {
-                    self.in_flight.resize(i + 1, 0);
-                    self.capacity.resize(i + 1, 0);
-                }
+                self.grow(i + 1);
                 self.capacity[i] = info.capacity;
+                self.cores[i] = info.cores;
+                self.memory_mb[i] = info.memory_mb;
                 match self.online.binary_search(&info.id) {
                     Ok(_) => false,
                     Err(pos) => {
@@ -73,14 +74,31 @@ impl NodeLoads {
         self.capacity.get(id as usize).copied().unwrap_or(0)
     }
 
+    /// Cores told at insertion (0 for an unknown id).
+    pub fn cores(&self, id: NodeId) -> u32 {
+        self.cores.get(id as usize).copied().unwrap_or(0)
+    }
+
+    /// Memory (MB) told at insertion (0 for an unknown id).
+    pub fn memory_mb(&self, id: NodeId) -> u32 {
+        self.memory_mb.get(id as usize).copied().unwrap_or(0)
+    }
+
     /// Counts one more call on `id`.
     pub fn started(&mut self, id: NodeId) {
         let i = id as usize;
-        if self.in_flight.len() <= i {
-            self.in_flight.resize(i + 1, 0);
-            self.capacity.resize(i + 1, 0);
-        }
+        self.grow(i + 1);
         self.in_flight[i] += 1;
+    }
+
+    /// Room for ids `0..ids`.
+    fn grow(&mut self, ids: usize) {
+        if self.in_flight.len() < ids {
+            self.in_flight.resize(ids, 0);
+            self.capacity.resize(ids, 0);
+            self.cores.resize(ids, 0);
+            self.memory_mb.resize(ids, 0);
+        }
     }
 
     /// Counts one call fewer on `id` (never below zero).

@@ -69,33 +69,47 @@ pub use crate::time::Time;
 
 /// What a scheduler learns about a node when it joins.
 ///
-/// `capacity` is kept although none of the six HotFunctions schedulers
-/// uses it: the next ones (memory-slot schedulers like OpenWhisk's) need
-/// it, and both drivers already tell it (the simulator's `--capacity`, the
-/// balancer's `node_capacity` and `PUT /1/lb/nodes` body). It is stored
-/// with the loads ([`NodeLoads::capacity`], [`load_index::LoadIndex::capacity`])
-/// and read back with [`Scheduler::capacity`], so a scheduler that needs
-/// it reads it where it reads loads.
+/// Both drivers tell all of it: the simulator from `--capacity`,
+/// `--cores` and `--node-memory-mb`, the balancer from its `node_*`
+/// settings or a `PUT /1/lb/nodes` body. Schedulers read it back from the
+/// load index ([`load_index::LoadIndex::cores`], `memory_mb`, `capacity`),
+/// where they read loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
     pub id: NodeId,
-    /// Concurrent calls the node is meant to hold (OpenWhisk-style
-    /// capacity, e.g. memory slots). Schedulers that do not use capacity
-    /// ignore it.
+    /// Concurrent calls the node is meant to hold (the HotFunctions
+    /// schedulers ignore it).
     pub capacity: u32,
+    /// Cores of the node: Hermod's "free cores" are `cores - in flight`.
+    pub cores: u32,
+    /// Memory for function instances, in MB: OpenWhisk's memory slots are
+    /// this divided by a function's memory.
+    pub memory_mb: u32,
 }
 
 impl NodeInfo {
     /// Default capacity when none is configured.
     pub const DEFAULT_CAPACITY: u32 = 64;
+    /// Default cores (the simulator's default node).
+    pub const DEFAULT_CORES: u32 = 2;
+    /// Default memory: OpenWhisk's default invoker user memory, 2,048 MB
+    /// (`whisk.container-pool.user-memory`), 8 slots of 256 MB.
+    pub const DEFAULT_MEMORY_MB: u32 = 2048;
 
+    /// Node `id` with the default resources.
     pub fn new(id: NodeId) -> Self {
         Self {
             id,
             capacity: Self::DEFAULT_CAPACITY,
+            cores: Self::DEFAULT_CORES,
+            memory_mb: Self::DEFAULT_MEMORY_MB,
         }
     }
 }
+
+/// A function's memory size, in MB, when nothing declared one (as AWS
+/// Lambda's and OpenWhisk's default, 256 MB).
+pub const DEFAULT_FUNCTION_MEMORY_MB: u32 = 256;
 
 /// A membership change told to the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +132,18 @@ pub struct Completion<'a> {
     pub cold: bool,
     /// False when the call failed (worker unreachable, error reply).
     pub ok: bool,
+    /// Time the function itself ran (the reply's `InternalExecutionTime`;
+    /// zero when unknown, e.g. a failed call): `duration - internal` is the
+    /// call's overhead, i.e. its queueing, cold start and transfers.
+    pub internal: Duration,
+}
+
+impl Completion<'_> {
+    /// `duration - internal`: the time the call spent outside the
+    /// function (queueing, cold start, transfers).
+    pub fn overhead(&self) -> Duration {
+        self.duration.saturating_sub(self.internal)
+    }
 }
 
 /// Why no node could be selected.
@@ -152,6 +178,12 @@ pub trait Scheduler: Send + std::fmt::Debug {
 
     /// A call chosen by `select` finished.
     fn finished(&mut self, completion: &Completion<'_>, now: Time);
+
+    /// `function`'s memory size, in MB, told before its calls (or again
+    /// when it changes). Functions never declared are
+    /// [`DEFAULT_FUNCTION_MEMORY_MB`]. Only memory-aware schedulers
+    /// (`openwhisk`) use it.
+    fn declare_function(&mut self, function: &str, memory_mb: u32);
 
     /// In-flight calls the scheduler counts on `node` (None if not a member).
     fn load(&self, node: NodeId) -> Option<u32>;

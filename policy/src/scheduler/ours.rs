@@ -405,6 +405,7 @@ mod tests {
             duration: std::time::Duration::from_secs(1),
             cold: false,
             ok: true,
+            internal: std::time::Duration::ZERO,
         }
     }
 
@@ -480,6 +481,7 @@ mod tests {
                 duration: std::time::Duration::from_secs(1),
                 cold: true,
                 ok: true,
+                internal: std::time::Duration::ZERO,
             },
             Time::ZERO,
         );

@@ -78,6 +78,7 @@ pub struct Algorithm {
 pub enum Param {
     Count(Count),
     Probability(Probability),
+    Real(Real),
 }
 
 /// A whole-number parameter in `min..=max`.
@@ -100,18 +101,29 @@ pub struct Probability {
     pub default: f64,
 }
 
+/// A real number in `min..=max` (a factor, a time in seconds, a weight).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Real {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub default: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
 /// A parameter's resolved value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {
     Count(u32),
     Probability(f64),
+    Real(f64),
 }
 
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match *self {
             Self::Count(n) => serializer.serialize_u32(n),
-            Self::Probability(p) => serializer.serialize_f64(p),
+            Self::Probability(p) | Self::Real(p) => serializer.serialize_f64(p),
         }
     }
 }
@@ -120,7 +132,7 @@ impl std::fmt::Display for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Count(n) => write!(f, "{n}"),
-            Self::Probability(p) => write!(f, "{p}"),
+            Self::Probability(p) | Self::Real(p) => write!(f, "{p}"),
         }
     }
 }
@@ -130,6 +142,7 @@ impl Param {
         match self {
             Self::Count(c) => c.name,
             Self::Probability(p) => p.name,
+            Self::Real(r) => r.name,
         }
     }
 
@@ -137,6 +150,7 @@ impl Param {
         match self {
             Self::Count(c) => c.doc,
             Self::Probability(p) => p.doc,
+            Self::Real(r) => r.doc,
         }
     }
 
@@ -144,6 +158,7 @@ impl Param {
         match self {
             Self::Count(c) => Value::Count(c.default),
             Self::Probability(p) => Value::Probability(p.default),
+            Self::Real(r) => Value::Real(r.default),
         }
     }
 
@@ -153,6 +168,7 @@ impl Param {
             Self::Count(c) if c.max == u32::MAX => format!(">= {}", c.min),
             Self::Count(c) => format!("{}..={}", c.min, c.max),
             Self::Probability(_) => "[0, 1]".to_string(),
+            Self::Real(r) => format!("[{}, {}]", r.min, r.max),
         }
     }
 
@@ -177,6 +193,15 @@ impl Param {
                     return Err("out of range (valid: a probability in [0, 1])".into());
                 }
                 Ok(Value::Probability(p))
+            }
+            Self::Real(r) => {
+                let x: f64 = text
+                    .parse()
+                    .map_err(|_| format!("not a number (valid: {})", self.range()))?;
+                if !(r.min..=r.max).contains(&x) {
+                    return Err(format!("out of range (valid: {})", self.range()));
+                }
+                Ok(Value::Real(x))
             }
         }
     }
@@ -709,6 +734,14 @@ impl SchedulerConfig {
     pub fn probability(&self, param: &Probability) -> f64 {
         match self.lookup(param.name) {
             Some(Value::Probability(p)) => p,
+            _ => param.default,
+        }
+    }
+
+    /// The value of `param` (its default if the algorithm lacks it).
+    pub fn real(&self, param: &Real) -> f64 {
+        match self.lookup(param.name) {
+            Some(Value::Real(x)) => x,
             _ => param.default,
         }
     }

@@ -35,6 +35,9 @@ pub trait Policy: Send + std::fmt::Debug {
 
     /// A call finished; `loads` no longer counts it.
     fn call_finished(&mut self, _completion: &Completion<'_>, _now: Time) {}
+
+    /// `function`'s memory size was declared (MB).
+    fn function_declared(&mut self, _function: &str, _memory_mb: u32) {}
 }
 
 /// A [`Policy`] plus the membership and in-flight counts it chooses from:
@@ -92,6 +95,10 @@ impl<P: Policy> Scheduler for Tracked<P> {
         self.policy.call_finished(completion, now);
     }
 
+    fn declare_function(&mut self, function: &str, memory_mb: u32) {
+        self.policy.function_declared(function, memory_mb);
+    }
+
     fn load(&self, node: NodeId) -> Option<u32> {
         self.loads.member_load(node)
     }
@@ -143,8 +150,10 @@ mod tests {
         assert_eq!(s.select("f", Time::ZERO), Err(SelectError::NoNodes));
         s.membership(
             Membership::Insert(NodeInfo {
-                id: 3,
                 capacity: 16,
+                cores: 4,
+                memory_mb: 512,
+                ..NodeInfo::new(3)
             }),
             Time::ZERO,
         );
@@ -157,6 +166,8 @@ mod tests {
         assert_eq!(s.capacity(3), Some(16));
         assert_eq!(s.capacity(5), Some(NodeInfo::DEFAULT_CAPACITY));
         assert_eq!(s.capacity(4), None);
+        assert_eq!((s.loads().cores(3), s.loads().memory_mb(3)), (4, 512));
+        assert_eq!(s.loads().memory_mb(5), NodeInfo::DEFAULT_MEMORY_MB);
         s.membership(Membership::Remove(3), Time::ZERO);
         assert_eq!((s.load(3), s.members()), (None, vec![5]));
         let done = Completion {
@@ -165,6 +176,7 @@ mod tests {
             duration: std::time::Duration::ZERO,
             cold: false,
             ok: true,
+            internal: std::time::Duration::ZERO,
         };
         s.finished(&done, Time::ZERO);
         assert_eq!(s.loads().load(3), 0);

@@ -165,6 +165,7 @@ mod tests {
                     duration: std::time::Duration::ZERO,
                     cold: false,
                     ok: true,
+                    internal: std::time::Duration::ZERO,
                 };
                 t.finished(&done, Time::ZERO);
                 ll.finished(&done, Time::ZERO);
