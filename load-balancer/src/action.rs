@@ -43,14 +43,29 @@ pub enum Action {
     /// seed, and the nodes with the `WorkerNodeId` each gets in replies.
     DescribeScheduler,
     /// `PUT /1/lb/nodes` with `{"node": "<url>"}` and optionally
-    /// `"capacity": n` (default: the configured `node_capacity`).
-    AddNode { url: String, capacity: Option<u32> },
+    /// `"capacity": n`, `"cores": n`, `"memory_mb": n` (defaults: the
+    /// configured `node_capacity`, `node_cores`, `node_memory_mb`).
+    AddNode {
+        url: String,
+        resources: NodeOverrides,
+    },
     /// `DELETE /1/lb/nodes` with `{"node": "<url>"}`.
     RemoveNode { url: String },
     /// `GET /health`: the balancer's own liveness.
     Health,
     /// `GET /status`: configuration, seed, nodes and loads.
     Status,
+}
+
+/// A node's own resources, where its `PUT /1/lb/nodes` body gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct NodeOverrides {
+    #[serde(default)]
+    pub capacity: Option<u32>,
+    #[serde(default)]
+    pub cores: Option<u32>,
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
 }
 
 /// Body of `PUT`/`DELETE /1/lb/nodes`.
@@ -60,6 +75,10 @@ struct NodeBody {
     node: String,
     #[serde(default)]
     capacity: Option<u32>,
+    #[serde(default)]
+    cores: Option<u32>,
+    #[serde(default)]
+    memory_mb: Option<u32>,
 }
 
 impl Action {
@@ -139,23 +158,33 @@ impl Action {
                 if method == Method::GET {
                     return Ok(Self::ListNodes);
                 }
-                let parse_body = || -> Result<(String, Option<u32>), BalancerError> {
+                let parse_body = || -> Result<(String, NodeOverrides), BalancerError> {
                     let body: NodeBody = serde_json::from_slice(body).map_err(|e| {
                         BalancerError::BadBody(format!(
-                            "expected {{\"node\": \"<url>\", \"capacity\": n (optional)}}: {e}"
+                            "expected {{\"node\": \"<url>\", and optionally \"capacity\", \"cores\", \"memory_mb\": n}}: {e}"
                         ))
                     })?;
-                    if body.capacity == Some(0) {
-                        return Err(BalancerError::BadBody("capacity must be at least 1".into()));
+                    for (name, value) in [
+                        ("capacity", body.capacity),
+                        ("cores", body.cores),
+                        ("memory_mb", body.memory_mb),
+                    ] {
+                        if value == Some(0) {
+                            return Err(BalancerError::BadBody(format!(
+                                "{name} must be at least 1"
+                            )));
+                        }
                     }
-                    Ok((
-                        crate::config::normalize_node_url(&body.node)?,
-                        body.capacity,
-                    ))
+                    let resources = NodeOverrides {
+                        capacity: body.capacity,
+                        cores: body.cores,
+                        memory_mb: body.memory_mb,
+                    };
+                    Ok((crate::config::normalize_node_url(&body.node)?, resources))
                 };
                 if method == Method::PUT {
-                    let (url, capacity) = parse_body()?;
-                    Ok(Self::AddNode { url, capacity })
+                    let (url, resources) = parse_body()?;
+                    Ok(Self::AddNode { url, resources })
                 } else if method == Method::DELETE {
                     Ok(Self::RemoveNode {
                         url: parse_body()?.0,
@@ -293,7 +322,7 @@ mod tests {
             .unwrap(),
             Action::AddNode {
                 url: "http://a:1".into(),
-                capacity: None
+                resources: NodeOverrides::default()
             }
         );
         assert_eq!(
@@ -301,12 +330,16 @@ mod tests {
                 &Method::PUT,
                 "/1/lb/nodes",
                 "",
-                br#"{"node":"http://a:1","capacity":8}"#
+                br#"{"node":"http://a:1","capacity":8,"cores":4,"memory_mb":1024}"#
             )
             .unwrap(),
             Action::AddNode {
                 url: "http://a:1".into(),
-                capacity: Some(8)
+                resources: NodeOverrides {
+                    capacity: Some(8),
+                    cores: Some(4),
+                    memory_mb: Some(1024)
+                }
             }
         );
         for body in [
@@ -315,6 +348,9 @@ mod tests {
             br#"{"node":"a:1"}"#,
             br#"{"node":"http://a:1","x":1}"#,
             br#"{"node":"http://a:1","capacity":0}"#,
+            br#"{"node":"http://a:1","cores":0}"#,
+            br#"{"node":"http://a:1","memory_mb":0}"#,
+            br#"{"node":"http://a:1","memory_mb":-1}"#,
         ] {
             assert!(Action::parse(&Method::DELETE, "/1/lb/nodes", "", body).is_err());
         }

@@ -18,9 +18,13 @@
 //!   previous one still complete, but their completions are dropped (each
 //!   [`Selection`] carries the generation of the scheduler that counted
 //!   it), so no scheduler sees a completion it did not select.
-//! - Each node has a capacity (`node_capacity` for the configured ones,
-//!   optionally its own when added), told to the scheduler with the node
-//!   ([`NodeInfo::capacity`]); today's schedulers ignore it.
+//! - Each node has resources ([`NodeResources`]: capacity, cores, memory;
+//!   `node_capacity`, `node_cores`, `node_memory_mb` for the configured
+//!   ones, optionally its own when added), told to the scheduler with the
+//!   node ([`NodeInfo`]); the schedulers that need them (`openwhisk`'s
+//!   memory slots, `hermod`'s free cores) read them there.
+//! - Every scheduler built here is told the sample functions' memory
+//!   sizes (the catalog's `memory_mb`) before its first call.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,6 +52,38 @@ impl NodeStatus {
     }
 }
 
+/// What a node offers, told to the scheduler when it joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct NodeResources {
+    /// Concurrent calls the node is meant to hold.
+    pub capacity: u32,
+    pub cores: u32,
+    /// Memory for function instances, in MB.
+    pub memory_mb: u32,
+}
+
+impl Default for NodeResources {
+    fn default() -> Self {
+        Self {
+            capacity: NodeInfo::DEFAULT_CAPACITY,
+            cores: NodeInfo::DEFAULT_CORES,
+            memory_mb: NodeInfo::DEFAULT_MEMORY_MB,
+        }
+    }
+}
+
+impl NodeResources {
+    /// What the scheduler is told about node `id`.
+    pub fn info(self, id: NodeId) -> NodeInfo {
+        NodeInfo {
+            id,
+            capacity: self.capacity,
+            cores: self.cores,
+            memory_mb: self.memory_mb,
+        }
+    }
+}
+
 /// One registered worker node.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -57,8 +93,8 @@ pub struct Node {
     /// `<url>/execute?name=`, precomputed for the hot path.
     pub execute_prefix: Arc<str>,
     pub status: NodeStatus,
-    /// Concurrent calls the node is meant to hold, told to the scheduler.
-    pub capacity: u32,
+    /// What the node offers, told to the scheduler.
+    pub resources: NodeResources,
     failures_in_a_row: u32,
     successes_in_a_row: u32,
 }
@@ -72,6 +108,18 @@ pub struct Selection {
     /// The scheduler's canonical name (for `LoadBalancingInfo.Algorithm`).
     pub algorithm: &'static str,
     generation: u64,
+}
+
+/// How a call went, as the balancer saw it and the worker's reply told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Measured by the balancer, from selection to the reply.
+    pub duration: Duration,
+    /// The reply's `Meta` reported a cold start.
+    pub cold: bool,
+    pub ok: bool,
+    /// The reply's `InternalExecutionTime` (zero if none).
+    pub internal: Duration,
 }
 
 /// A node-management request that cannot be honoured.
@@ -105,19 +153,19 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// A cluster of `urls` (ids 0.. in order, all online, each of
-    /// `capacity`) scheduled by `algorithm` with `params`.
+    /// A cluster of `urls` (ids 0.. in order, all online, each with
+    /// `resources`) scheduled by `algorithm` with `params`.
     pub fn new(
         algorithm: &str,
         params: ParamSet,
         urls: &[String],
-        capacity: u32,
+        resources: NodeResources,
         thresholds: Thresholds,
         now: Time,
     ) -> Result<Self, UnknownAlgorithm> {
         let current = params.scheduler(algorithm)?;
         let mut cluster = Self {
-            scheduler: current.build(),
+            scheduler: build_declared(&current),
             current,
             params,
             generation: 0,
@@ -126,13 +174,13 @@ impl Cluster {
             thresholds,
         };
         for url in urls {
-            let id = cluster.register(url, capacity);
+            let id = cluster.register(url, resources);
             cluster.set_status(id, NodeStatus::Online, now);
         }
         Ok(cluster)
     }
 
-    fn register(&mut self, url: &str, capacity: u32) -> NodeId {
+    fn register(&mut self, url: &str, resources: NodeResources) -> NodeId {
         let id = self.next_id;
         self.next_id += 1;
         let node = Node {
@@ -140,7 +188,7 @@ impl Cluster {
             url: Arc::from(url),
             execute_prefix: Arc::from(format!("{url}/execute?name=")),
             status: NodeStatus::Offline,
-            capacity,
+            resources,
             failures_in_a_row: 0,
             successes_in_a_row: 0,
         };
@@ -159,10 +207,7 @@ impl Cluster {
         }
         node.status = status;
         let change = match status {
-            NodeStatus::Online => Membership::Insert(NodeInfo {
-                capacity: node.capacity,
-                ..NodeInfo::new(id)
-            }),
+            NodeStatus::Online => Membership::Insert(node.resources.info(id)),
             NodeStatus::Offline => Membership::Remove(id),
         };
         self.scheduler.membership(change, now);
@@ -216,15 +261,7 @@ impl Cluster {
     }
 
     /// The call chosen by `selection` finished (successfully or not).
-    pub fn finished(
-        &mut self,
-        selection: &Selection,
-        function: &str,
-        duration: Duration,
-        cold: bool,
-        ok: bool,
-        now: Time,
-    ) {
+    pub fn finished(&mut self, selection: &Selection, function: &str, outcome: Outcome, now: Time) {
         if selection.generation != self.generation {
             return;
         }
@@ -232,10 +269,10 @@ impl Cluster {
             &Completion {
                 node: selection.node,
                 function,
-                duration,
-                cold,
-                ok,
-                internal: Duration::ZERO,
+                duration: outcome.duration,
+                cold: outcome.cold,
+                ok: outcome.ok,
+                internal: outcome.internal,
             },
             now,
         );
@@ -277,14 +314,10 @@ impl Cluster {
 
     /// A fresh scheduler built from `current`, holding the online nodes.
     fn replace_scheduler(&mut self, current: SchedulerConfig, now: Time) {
-        let mut fresh = current.build();
+        let mut fresh = build_declared(&current);
         for node in self.nodes.values() {
             if node.status == NodeStatus::Online {
-                let info = NodeInfo {
-                    capacity: node.capacity,
-                    ..NodeInfo::new(node.id)
-                };
-                fresh.membership(Membership::Insert(info), now);
+                fresh.membership(Membership::Insert(node.resources.info(node.id)), now);
             }
         }
         self.scheduler = fresh;
@@ -292,13 +325,17 @@ impl Cluster {
         self.generation += 1;
     }
 
-    /// Registers a worker of `capacity` at run time; it stays offline
+    /// Registers a worker with `resources` at run time; it stays offline
     /// until a health check passes.
-    pub fn add_node(&mut self, url: &str, capacity: u32) -> Result<NodeId, ClusterError> {
+    pub fn add_node(
+        &mut self,
+        url: &str,
+        resources: NodeResources,
+    ) -> Result<NodeId, ClusterError> {
         if self.nodes.values().any(|n| &*n.url == url) {
             return Err(ClusterError::AlreadyRegistered(url.to_string()));
         }
-        Ok(self.register(url, capacity))
+        Ok(self.register(url, resources))
     }
 
     /// Unregisters a worker (the scheduler stops choosing it at once).
@@ -363,12 +400,39 @@ impl Cluster {
     }
 }
 
+/// A fresh scheduler for `config`, told the sample functions' memory.
+fn build_declared(config: &SchedulerConfig) -> Box<dyn Scheduler> {
+    let mut scheduler = config.build();
+    for f in &sample_functions::catalog().functions {
+        scheduler.declare_function(&f.name, f.memory_mb);
+    }
+    scheduler
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const T: Thresholds = Thresholds { fall: 2, rise: 1 };
-    const CAP: u32 = NodeInfo::DEFAULT_CAPACITY;
+    const CAP: NodeResources = NodeResources {
+        capacity: NodeInfo::DEFAULT_CAPACITY,
+        cores: NodeInfo::DEFAULT_CORES,
+        memory_mb: NodeInfo::DEFAULT_MEMORY_MB,
+    };
+
+    fn ok() -> Outcome {
+        Outcome {
+            ok: true,
+            ..Outcome::default()
+        }
+    }
+
+    fn capacity(capacity: u32) -> NodeResources {
+        NodeResources {
+            capacity,
+            ..NodeResources::default()
+        }
+    }
 
     fn urls(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("http://w{i}:8222")).collect()
@@ -447,9 +511,9 @@ mod tests {
         assert_eq!(c.switch_algorithm("rr", Time::ZERO), Ok("rr"));
         let new = c.select("f", Time::ZERO).unwrap();
         assert_eq!(c.load(new.node), Some(1));
-        c.finished(&old, "f", Duration::ZERO, false, true, Time::ZERO);
+        c.finished(&old, "f", ok(), Time::ZERO);
         assert_eq!(c.load(new.node), Some(1));
-        c.finished(&new, "f", Duration::ZERO, false, true, Time::ZERO);
+        c.finished(&new, "f", ok(), Time::ZERO);
         assert_eq!(c.load(new.node), Some(0));
         assert!(c.switch_algorithm("nope", Time::ZERO).is_err());
         assert_eq!(c.algorithm(), "rr");
@@ -488,8 +552,16 @@ mod tests {
 
     #[test]
     fn nodes_carry_their_capacity_to_the_scheduler() {
-        let mut c = Cluster::new("rr", ParamSet::default(), &urls(1), 16, T, Time::ZERO).unwrap();
-        let id = c.add_node("http://big:1", 128).unwrap();
+        let mut c = Cluster::new(
+            "rr",
+            ParamSet::default(),
+            &urls(1),
+            capacity(16),
+            T,
+            Time::ZERO,
+        )
+        .unwrap();
+        let id = c.add_node("http://big:1", capacity(128)).unwrap();
         c.health_result(id, true, Time::ZERO);
         assert_eq!(c.scheduler.capacity(0), Some(16));
         assert_eq!(c.scheduler.capacity(id), Some(128));

@@ -21,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::NodeResources;
 use policy::scheduler::{NodeInfo, ParamSet};
 
 /// Health-check settings.
@@ -67,6 +68,11 @@ pub struct BalancerConfig {
     /// Capacity of each configured (and fake) node, told to the scheduler
     /// (default 64; a node added at run time may give its own).
     pub node_capacity: u32,
+    /// Cores of each configured node, told to the scheduler (default 2).
+    pub node_cores: u32,
+    /// Memory of each configured node for function instances, in MB, told
+    /// to the scheduler (default 2048).
+    pub node_memory_mb: u32,
     /// Budget for opening a connection to a worker, in ms (default 1000).
     /// A call itself has no time limit: functions may run for minutes.
     pub connect_timeout_ms: u64,
@@ -84,6 +90,8 @@ impl Default for BalancerConfig {
             health: HealthConfig::default(),
             params: ParamSet::default(),
             node_capacity: NodeInfo::DEFAULT_CAPACITY,
+            node_cores: NodeInfo::DEFAULT_CORES,
+            node_memory_mb: NodeInfo::DEFAULT_MEMORY_MB,
             connect_timeout_ms: 1000,
             threads: std::thread::available_parallelism().map_or(2, usize::from),
         }
@@ -163,6 +171,16 @@ pub fn load_nodes_file(path: &std::path::Path) -> Result<Vec<String>, ConfigErro
 }
 
 impl BalancerConfig {
+    /// The resources of a configured node, or of an added one that gives
+    /// none of its own.
+    pub fn node_resources(&self, own: crate::action::NodeOverrides) -> NodeResources {
+        NodeResources {
+            capacity: own.capacity.unwrap_or(self.node_capacity),
+            cores: own.cores.unwrap_or(self.node_cores),
+            memory_mb: own.memory_mb.unwrap_or(self.node_memory_mb),
+        }
+    }
+
     /// Validates the configuration and normalizes the node URLs.
     pub fn validated(mut self) -> Result<Self, ConfigError> {
         self.algorithm = policy::scheduler::canonical_name(&self.algorithm)?.to_string();
@@ -198,6 +216,12 @@ impl BalancerConfig {
         }
         if self.node_capacity == 0 {
             return Err(ConfigError::Invalid("node_capacity must be at least 1"));
+        }
+        if self.node_cores == 0 {
+            return Err(ConfigError::Invalid("node_cores must be at least 1"));
+        }
+        if self.node_memory_mb == 0 {
+            return Err(ConfigError::Invalid("node_memory_mb must be at least 1"));
         }
         Ok(self)
     }

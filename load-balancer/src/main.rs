@@ -79,6 +79,13 @@ struct Cli {
     /// Capacity of each node, told to the scheduler.
     #[arg(long, default_value_t = NodeInfo::DEFAULT_CAPACITY)]
     node_capacity: u32,
+    /// Cores of each node, told to the scheduler (hermod's free cores).
+    #[arg(long, default_value_t = NodeInfo::DEFAULT_CORES)]
+    node_cores: u32,
+    /// Memory of each node for function instances, in MB, told to the
+    /// scheduler (openwhisk's memory slots).
+    #[arg(long, default_value_t = NodeInfo::DEFAULT_MEMORY_MB)]
+    node_memory_mb: u32,
     #[command(flatten)]
     scheduler: SchedulerArgs,
 }
@@ -110,6 +117,8 @@ impl Cli {
             },
             params,
             node_capacity: self.node_capacity,
+            node_cores: self.node_cores,
+            node_memory_mb: self.node_memory_mb,
             connect_timeout_ms: self.connect_timeout_ms,
             threads: self.threads.unwrap_or(defaults.threads),
         }
@@ -171,10 +180,12 @@ fn banner(addr: std::net::SocketAddr, config: &BalancerConfig) -> String {
     };
     format!(
         "load-balancer {} listening on http://{addr} (algorithm {algorithm}, seed {}, {nodes}; \
-         node capacity {}, health check every {} ms, {} threads)",
+         node capacity {}, {} cores, {} MB; health check every {} ms, {} threads)",
         env!("CARGO_PKG_VERSION"),
         config.params.seed(),
         config.node_capacity,
+        config.node_cores,
+        config.node_memory_mb,
         config.health.interval_ms,
         config.threads,
     )

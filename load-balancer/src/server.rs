@@ -25,7 +25,8 @@
 //!
 //! ```json
 //! {"algorithm": "ch", "parameters": {"T": 8}, "seed": 0,
-//!  "nodes": [{"id": 0, "url": "http://10.0.0.2:8222", "state": "online", "capacity": 64}],
+//!  "nodes": [{"id": 0, "url": "http://10.0.0.2:8222", "state": "online",
+//!             "capacity": 64, "cores": 2, "memory_mb": 2048}],
 //!  "version": "0.1.0"}
 //! ```
 //!
@@ -46,11 +47,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use protocol::reply::{append_load_balancing_info, reported_cold};
+use protocol::reply::{append_load_balancing_info, reported_cold, reported_internal_ms};
 use protocol::LoadBalancingInfo;
 
 use crate::action::Action;
-use crate::cluster::{Cluster, Selection, Thresholds};
+use crate::cluster::{Cluster, Outcome, Selection, Thresholds};
 use crate::config::{BalancerConfig, ConfigError};
 use crate::error::BalancerError;
 use crate::state::{RunClock, Shared};
@@ -79,15 +80,25 @@ impl<'a> InFlight<'a> {
         }
     }
 
-    fn finish(&mut self, cold: bool, ok: bool) -> Duration {
+    /// Reports the call: `cold` and `internal` (the function's own run
+    /// time) as the worker's reply gave them.
+    fn finish(&mut self, cold: bool, ok: bool, internal: Duration) -> Duration {
         let ended = RunClock::instant();
         let duration = ended.saturating_duration_since(self.started);
         if !self.reported {
             self.reported = true;
             let now = self.shared.clock.since_epoch(ended);
-            self.shared
-                .cluster()
-                .finished(&self.selection, self.function, duration, cold, ok, now);
+            self.shared.cluster().finished(
+                &self.selection,
+                self.function,
+                Outcome {
+                    duration,
+                    cold,
+                    ok,
+                    internal,
+                },
+                now,
+            );
         }
         duration
     }
@@ -95,7 +106,7 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.finish(false, false);
+        self.finish(false, false, Duration::ZERO);
     }
 }
 
@@ -159,7 +170,7 @@ pub async fn run(
         &config.algorithm,
         config.params.clone(),
         &urls,
-        config.node_capacity,
+        config.node_resources(Default::default()),
         thresholds,
         clock.now(),
     )
@@ -268,13 +279,20 @@ async fn dispatch(
                 serde_json::json!({ "nodes": nodes }).to_string(),
             ))
         }
-        Action::AddNode { url, capacity } => {
+        Action::AddNode { url, resources } => {
             if shared.fake_reply.is_some() {
                 return Err(BalancerError::FakeMode);
             }
-            let capacity = capacity.unwrap_or(shared.config.node_capacity);
-            let id = shared.cluster().add_node(&url, capacity)?;
-            tracing::info!(node = id, %url, capacity, "node added (offline until its first passing health check)");
+            let resources = shared.config.node_resources(resources);
+            let id = shared.cluster().add_node(&url, resources)?;
+            tracing::info!(
+                node = id,
+                %url,
+                capacity = resources.capacity,
+                cores = resources.cores,
+                memory_mb = resources.memory_mb,
+                "node added (offline until its first passing health check)"
+            );
             Ok(json_reply(StatusCode::OK, r#"{"msg":"node added"}"#))
         }
         Action::RemoveNode { url } => {
@@ -324,7 +342,9 @@ fn scheduler_json(shared: &Shared) -> String {
                 "id": n.id,
                 "url": (!n.url.is_empty()).then_some(&*n.url),
                 "state": n.status.as_str(),
-                "capacity": n.capacity,
+                "capacity": n.resources.capacity,
+                "cores": n.resources.cores,
+                "memory_mb": n.resources.memory_mb,
             })
         })
         .collect();
@@ -348,7 +368,9 @@ fn status_json(shared: &Shared) -> String {
                 "url": &*n.url,
                 "status": n.status.as_str(),
                 "load": cluster.load(n.id),
-                "capacity": n.capacity,
+                "capacity": n.resources.capacity,
+                "cores": n.resources.cores,
+                "memory_mb": n.resources.memory_mb,
             })
         })
         .collect();
@@ -359,6 +381,8 @@ fn status_json(shared: &Shared) -> String {
         "params": cluster.params(),
         "scheduler": cluster.scheduler_config(),
         "node_capacity": config.node_capacity,
+        "node_cores": config.node_cores,
+        "node_memory_mb": config.node_memory_mb,
         "fake_nodes": config.fake_nodes,
         "fake_delay_ms": config.fake_delay_ms,
         "health": &config.health,
@@ -397,7 +421,11 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
 
         if let Some(reply) = &shared.fake_reply {
             tokio::time::sleep(Duration::from_millis(shared.config.fake_delay_ms)).await;
-            call.finish(false, true);
+            call.finish(
+                false,
+                true,
+                Duration::from_millis(shared.config.fake_delay_ms),
+            );
             let body = append_load_balancing_info(reply, &info(&call.selection))
                 .ok_or_else(|| BalancerError::BadWorkerReply { url: String::new() })?;
             return Ok(json_reply(StatusCode::OK, body));
@@ -411,14 +439,14 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
         let (status, body) = match local.pool.get(authority, &path).await {
             Ok(reply) => (reply.status, reply.body),
             Err(CallError::Exchange { source, .. }) => {
-                call.finish(false, false);
+                call.finish(false, false, Duration::ZERO);
                 return Err(BalancerError::WorkerFailed {
                     url: call.selection.url.to_string(),
                     reason: source.to_string(),
                 });
             }
             Err(CallError::Connect { source, .. }) => {
-                call.finish(false, false);
+                call.finish(false, false, Duration::ZERO);
                 let node_url = call.selection.url.to_string();
                 let reason = source.to_string();
                 mark_unreachable(shared, call.selection.node, &node_url, &reason);
@@ -439,7 +467,8 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
         };
         let cold = reported_cold(&body);
         let success = (200..300).contains(&status);
-        call.finish(cold, success);
+        let internal = reported_internal_ms(&body).map_or(Duration::ZERO, Duration::from_millis);
+        call.finish(cold, success, internal);
         if !success {
             // The worker's own failure reply, passed through unchanged.
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -552,8 +552,8 @@ async fn the_scheduler_route_describes_the_run_and_follows_configure() {
             "parameters": {"T": 8},
             "seed": 42,
             "nodes": [
-                {"id": 0, "url": a.url, "state": "online", "capacity": 64},
-                {"id": 1, "url": b.url, "state": "online", "capacity": 64},
+                {"id": 0, "url": a.url, "state": "online", "capacity": 64, "cores": 2, "memory_mb": 2048},
+                {"id": 1, "url": b.url, "state": "online", "capacity": 64, "cores": 2, "memory_mb": 2048},
             ],
             "version": env!("CARGO_PKG_VERSION"),
         })
@@ -617,10 +617,12 @@ async fn the_scheduler_route_describes_the_run_and_follows_configure() {
         );
     }
 
-    // Removed and re-added: a new id, offline until a check passes.
+    // Removed and re-added with its own resources: a new id, offline
+    // until a check passes.
     let http = client();
     let nodes_url = format!("{}/1/lb/nodes", balancer.url);
     let body = format!(r#"{{"node": "{}"}}"#, a.url);
+    let body_with_resources = format!(r#"{{"node": "{}", "cores": 8, "memory_mb": 4096}}"#, a.url);
     assert_eq!(
         http.delete(&nodes_url)
             .body(body.clone())
@@ -632,7 +634,7 @@ async fn the_scheduler_route_describes_the_run_and_follows_configure() {
     );
     assert_eq!(
         http.put(&nodes_url)
-            .body(body)
+            .body(body_with_resources)
             .send()
             .await
             .unwrap()
@@ -643,8 +645,8 @@ async fn the_scheduler_route_describes_the_run_and_follows_configure() {
     assert_eq!(
         v["nodes"],
         serde_json::json!([
-            {"id": 1, "url": b.url, "state": "online", "capacity": 64},
-            {"id": 2, "url": a.url, "state": "offline", "capacity": 64},
+            {"id": 1, "url": b.url, "state": "online", "capacity": 64, "cores": 2, "memory_mb": 2048},
+            {"id": 2, "url": a.url, "state": "offline", "capacity": 64, "cores": 8, "memory_mb": 4096},
         ])
     );
 }
@@ -665,8 +667,8 @@ async fn the_scheduler_route_of_fake_mode_has_nodes_without_urls() {
     assert_eq!(
         v["nodes"],
         serde_json::json!([
-            {"id": 0, "url": null, "state": "online", "capacity": 64},
-            {"id": 1, "url": null, "state": "online", "capacity": 64},
+            {"id": 0, "url": null, "state": "online", "capacity": 64, "cores": 2, "memory_mb": 2048},
+            {"id": 1, "url": null, "state": "online", "capacity": 64, "cores": 2, "memory_mb": 2048},
         ])
     );
 }

@@ -208,8 +208,20 @@ pub fn reported_cold(worker_json: &[u8]) -> bool {
     }
 }
 
-/// The boolean value of the last `quoted_key` in `body`, if it has one.
-fn json_bool_field(body: &[u8], quoted_key: &[u8]) -> Option<bool> {
+/// The worker's `InternalExecutionTime` (ms: the function's own run time),
+/// by the same cheap scan from the end as [`reported_cold`]; None when the
+/// reply has no such whole number (a failure reply).
+pub fn reported_internal_ms(worker_json: &[u8]) -> Option<u64> {
+    let rest = json_field_value(worker_json, b"\"InternalExecutionTime\"")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// What follows the colon of the last `quoted_key` in `body`.
+fn json_field_value<'a>(body: &'a [u8], quoted_key: &[u8]) -> Option<&'a [u8]> {
     // Compare the key only where its opening quote is.
     let mut end = body.len();
     let at = loop {
@@ -220,10 +232,16 @@ fn json_bool_field(body: &[u8], quoted_key: &[u8]) -> Option<bool> {
         end = quote;
     };
     let rest = &body[at + quoted_key.len()..];
-    let rest = rest
-        .trim_ascii_start()
-        .strip_prefix(b":")?
-        .trim_ascii_start();
+    Some(
+        rest.trim_ascii_start()
+            .strip_prefix(b":")?
+            .trim_ascii_start(),
+    )
+}
+
+/// The boolean value of the last `quoted_key` in `body`, if it has one.
+fn json_bool_field(body: &[u8], quoted_key: &[u8]) -> Option<bool> {
+    let rest = json_field_value(body, quoted_key)?;
     if rest.starts_with(b"true") {
         Some(true)
     } else if rest.starts_with(b"false") {
@@ -322,6 +340,41 @@ mod tests {
         assert!(!reported_cold(warm));
         assert!(reported_cold(cold));
         assert!(!reported_cold(b"{}"));
+    }
+
+    #[test]
+    fn internal_time_is_read_from_the_top_level_field() {
+        // A function body quoting the key does not fool the scan: the
+        // worker's own field comes after `Result`.
+        let reply = WorkerReply {
+            result: FunctionResult {
+                status_code: 200,
+                body: r#"{"InternalExecutionTime": 7}"#.into(),
+            },
+            execution_time: 1249,
+            internal_execution_time: 1000,
+            ..WorkerReply::default()
+        };
+        let json = serde_json::to_vec(&reply).unwrap();
+        assert_eq!(reported_internal_ms(&json), Some(1000));
+        assert_eq!(
+            reported_internal_ms(br#"{"InternalExecutionTime" : 0}"#),
+            Some(0)
+        );
+        for bad in [
+            &b"{}"[..],
+            br#"{"InternalExecutionTime":-3}"#,
+            br#"{"InternalExecutionTime":"12"}"#,
+            br#"{"InternalExecutionTime":99999999999999999999999}"#,
+            br#"{"InternalExecutionTime""#,
+        ] {
+            assert_eq!(
+                reported_internal_ms(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
