@@ -214,13 +214,13 @@ pub struct Args {
     /// Replace the outputs of an earlier run of the same name.
     #[arg(long)]
     pub overwrite: bool,
-    /// Algorithms to compare, comma-separated (default: the registry's
-    /// comparison set).
+    /// Algorithms to compare, comma-separated, or `all` (default: the
+    /// registry's comparison set).
     #[arg(
         long,
         value_delimiter = ',',
         help = format!(
-            "Algorithms to compare, comma-separated [default: {}] (known: {})",
+            "Algorithms to compare, comma-separated, or `all` for every registered one [default: {}] (known: {})",
             registry::default_algorithms().collect::<Vec<_>>().join(","),
             registry::known_algorithms()
         )
@@ -438,9 +438,15 @@ impl Plan {
         };
         let mut algorithms = Vec::new();
         for a in &given {
-            let n = canonical_name(a.trim()).map_err(|e| bad(e.to_string()))?;
-            if !algorithms.contains(&n) {
-                algorithms.push(n);
+            let names: Vec<&'static str> = if a.trim() == "all" {
+                registry::names().collect()
+            } else {
+                vec![canonical_name(a.trim()).map_err(|e| bad(e.to_string()))?]
+            };
+            for n in names {
+                if !algorithms.contains(&n) {
+                    algorithms.push(n);
+                }
             }
         }
         if algorithms.is_empty() {
@@ -1354,6 +1360,20 @@ mod tests {
             2.5
         );
         assert!(resolve_time_scale(TimeScaleArg::Auto, Duration::ZERO, 0.0).is_err());
+    }
+
+    #[test]
+    fn all_names_every_registered_algorithm_once() {
+        let args = Args {
+            algorithms: vec!["rr".into(), "all".into(), "hash".into()],
+            mode: Some(Mode::Des),
+            ..Args::default()
+        };
+        let plan = Plan::resolve(&args).unwrap();
+        let mut want: Vec<&str> = registry::names().collect();
+        want.retain(|n| *n != "rr");
+        want.insert(0, "rr");
+        assert_eq!(plan.algorithms, want);
     }
 
     #[test]

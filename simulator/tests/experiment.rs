@@ -256,6 +256,78 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
     assert_all_gone(&pids);
 }
 
+/// The literature's algorithms (every registered one the default
+/// comparison leaves out; the test above runs the six of HotFunctions)
+/// end to end: live on real workers, then in the discrete-event
+/// simulator, on the small scenario, each with a sane row.
+#[test]
+fn every_other_registered_algorithm_runs_live_and_simulated() {
+    let others: Vec<&str> = policy::scheduler::REGISTRY
+        .iter()
+        .filter(|a| !a.compared_by_default)
+        .map(|a| a.name)
+        .collect();
+    assert!(others.len() >= 8, "the literature's algorithms: {others:?}");
+    let list = others.join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let check = |run: &Path, live: bool, stderr: &str| {
+        let rows = read_summary(&run.join("summary.csv"));
+        let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, others, "{stderr}");
+        for r in &rows {
+            // Live, on a loaded machine, a bounded algorithm may refuse
+            // some calls (every node full); simulated, none fails.
+            let bound = if live { 131 / 2 } else { 0 };
+            assert!(r.calls == 131 && r.error_lines <= bound, "{r:?}\n{stderr}");
+            assert!(r.locality >= 1.0 && r.locality.is_finite(), "{r:?}");
+            assert!(r.mean_duration_ms > 0.0, "{r:?}");
+            assert!(run.join(format!("logs/{}.log", r.label)).is_file());
+        }
+        let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+        for a in &others {
+            assert!(
+                report.contains(&format!("| {a} |")),
+                "row for {a}:\n{report}"
+            );
+        }
+    };
+
+    let out = simulator()
+        .args([
+            "experiment",
+            "--mode",
+            "des",
+            "--name",
+            "sim",
+            "--algorithms",
+            &list,
+        ])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    check(&dir.path().join("sim"), false, &stderr);
+
+    let _live = live_lock();
+    let bins = build_testbed();
+    let out = simulator()
+        .args(["experiment", "--name", "live", "--progress", "lines"])
+        .args(["--algorithms", &list, "--load-factor", "0.05"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .arg("--bin-dir")
+        .arg(&bins)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let run = dir.path().join("live");
+    check(&run, true, &stderr);
+    assert_all_gone(&child_pids(&run.join("run.json")));
+}
+
 /// A running `simulator experiment` whose stderr is read line by line.
 struct Running {
     child: std::process::Child,
