@@ -17,8 +17,10 @@
 //! Algorithms (one file each, with its source in the module doc):
 //! [`round_robin`] `rr`, [`least_loaded`] `ll`, [`consistent_hash`] `ch`
 //! (alias `hash`), [`pasch`] `pasch`, [`ours`] `ours`, [`tradeoff`]
-//! `tradeoff`. The [`registry`] lists them with their parameters and
-//! builds one by name; see there how to set parameters.
+//! `tradeoff` (the six of HotFunctions); from the literature,
+//! [`openwhisk`] `openwhisk` (alias `sharding`). The [`registry`] lists
+//! them with their parameters and builds one by name; see there how to set
+//! parameters.
 //!
 //! # Adding an algorithm
 //! One new file defining the policy and its `pub const ALGORITHM:`
@@ -53,6 +55,7 @@ algorithm_table! {
     pasch,
     ours,
     tradeoff,
+    openwhisk,
 }
 
 pub use loads::NodeLoads;
