@@ -18,9 +18,9 @@
 //! [`round_robin`] `rr`, [`least_loaded`] `ll`, [`consistent_hash`] `ch`
 //! (alias `hash`), [`pasch`] `pasch`, [`ours`] `ours`, [`tradeoff`]
 //! `tradeoff` (the six of HotFunctions); from the literature,
-//! [`openwhisk`] `openwhisk` (alias `sharding`). The [`registry`] lists
-//! them with their parameters and builds one by name; see there how to set
-//! parameters.
+//! [`openwhisk`] `openwhisk` (alias `sharding`) and [`fnlb`] `fnlb`, with
+//! the helper [`jump_hash`]. The [`registry`] lists them with their
+//! parameters and builds one by name; see there how to set parameters.
 //!
 //! # Adding an algorithm
 //! One new file defining the policy and its `pub const ALGORITHM:`
@@ -30,6 +30,7 @@
 
 use std::time::Duration;
 
+pub mod jump_hash;
 pub mod load_index;
 pub mod loads;
 pub mod md5_ring;
@@ -56,6 +57,7 @@ algorithm_table! {
     ours,
     tradeoff,
     openwhisk,
+    fnlb,
 }
 
 pub use loads::NodeLoads;
