@@ -18,10 +18,10 @@
 //! [`round_robin`] `rr`, [`least_loaded`] `ll`, [`consistent_hash`] `ch`
 //! (alias `hash`), [`pasch`] `pasch`, [`ours`] `ours`, [`tradeoff`]
 //! `tradeoff` (the six of HotFunctions); from the literature,
-//! [`openwhisk`] `openwhisk` (alias `sharding`), [`fnlb`] `fnlb` and
-//! [`hermod`] `hermod`, with the helper [`jump_hash`]. The [`registry`]
-//! lists them with their parameters and builds one by name; see there how
-//! to set parameters.
+//! [`openwhisk`] `openwhisk` (alias `sharding`), [`fnlb`] `fnlb`,
+//! [`hermod`] `hermod` and [`hiku`] `hiku` (alias `pull`), with the
+//! helper [`jump_hash`]. The [`registry`] lists them with their parameters
+//! and builds one by name; see there how to set parameters.
 //!
 //! # Adding an algorithm
 //! One new file defining the policy and its `pub const ALGORITHM:`
@@ -60,6 +60,7 @@ algorithm_table! {
     openwhisk,
     fnlb,
     hermod,
+    hiku,
 }
 
 pub use loads::NodeLoads;
