@@ -65,10 +65,15 @@
 //! A hash-map lookup of the name (the hash is computed once per name),
 //! then one probe per invoker visited: O(1) when the home invoker has
 //! room; about `n / k` probes when `k` of the `n` invokers have room for
-//! `f`. When none has room, a max-tree of the free memory per node
-//! (updated in O(log n) per call and completion) answers that in O(1) and
-//! the forced random choice follows without probing, so the O(n) probe
-//! sequence is paid only when few nodes have room left.
+//! `f`. When at most [`OpenWhisk::SCAN_LIMIT`] (32) nodes have any free
+//! memory, the first of them in probe order is found without probing: a
+//! node at index `i` is probe number `(i - home) step^-1 mod n`, so one
+//! pass over those nodes finds the smallest (the same node the probes
+//! reach, in at most 32 steps). When none has room, a max-tree of the
+//! free memory per node (updated in O(log n) per call and completion)
+//! answers that in O(1) and the forced random choice follows. The probe
+//! sequence is thus long only when more than 32 nodes have some free
+//! memory yet few have enough for `f` (functions of unequal sizes).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -168,12 +173,22 @@ pub struct OpenWhisk {
     memory_mb: Vec<u32>,
     /// Max-tree of the free memory of online nodes (0 for others).
     free: MaxTree,
+    /// Online nodes with some free memory.
+    roomy: NodeList,
+    /// Per node id: its index among the online members.
+    index: Vec<u32>,
+    /// Per step size: its inverse modulo the number of online members.
+    inverses: Vec<u64>,
 }
 
 impl OpenWhisk {
     /// Function names remembered; past it, undeclared ones are forgotten
     /// (only their cached hash: they are recomputed when they come back).
     pub const MAX_FUNCTIONS: usize = 1 << 16;
+    /// Up to this many nodes with free memory, the first of them in probe
+    /// order is found by computing each one's place in the order rather
+    /// than by probing (the same node, fewer steps when few have room).
+    pub const SCAN_LIMIT: usize = 32;
 
     pub fn new(seed: u64) -> Self {
         Self {
@@ -184,6 +199,9 @@ impl OpenWhisk {
             calls: Vec::new(),
             memory_mb: Vec::new(),
             free: MaxTree::default(),
+            roomy: NodeList::default(),
+            index: Vec::new(),
+            inverses: Vec::new(),
         }
     }
 
@@ -218,12 +236,47 @@ impl OpenWhisk {
             self.in_use_mb.resize(len, 0);
             self.calls.resize(len, 0);
             self.memory_mb.resize(len, 0);
+            self.index.resize(len, 0);
         }
     }
 
     fn free_mb(&self, node: NodeId) -> u64 {
         let i = node as usize;
         u64::from(self.memory_mb[i]).saturating_sub(self.in_use_mb[i])
+    }
+
+    /// Records the free memory of online `node` (tree and room list).
+    fn update_room(&mut self, node: NodeId) {
+        let free = self.free_mb(node);
+        self.free.set(node, free);
+        self.roomy.set(node, free > 0);
+    }
+
+    /// The first invoker in `hash`'s probe order with `need` MB free, by
+    /// probing.
+    fn first_by_probing(&self, invokers: &[NodeId], hash: u32, need: u64) -> Option<NodeId> {
+        probe_order(hash, invokers.len() as u32, &self.steps)
+            .map(|i| invokers[i as usize])
+            .find(|&node| self.free_mb(node) >= need)
+    }
+
+    /// The same invoker, from the nodes with free memory: the probe order
+    /// visits index `home + j step`, so a node at index `i` comes at
+    /// `j = (i - home) step^-1 mod n`; the smallest `j` wins.
+    fn first_by_place(&self, hash: u32, n: u32, need: u64) -> Option<NodeId> {
+        let n64 = u64::from(n);
+        let home = u64::from(hash % n);
+        let inverse = self.inverses[hash as usize % self.inverses.len()];
+        self.roomy
+            .nodes
+            .iter()
+            .filter(|&&node| self.free_mb(node) >= need)
+            .map(|&node| {
+                let i = u64::from(self.index[node as usize]);
+                (((i + n64 - home) % n64) * inverse % n64, node)
+            })
+            .min()
+            .map(|(_, node)| node)
     }
 
 }
@@ -247,10 +300,14 @@ impl Policy for OpenWhisk {
         let need = u64::from(f.memory_mb());
         let n = invokers.len() as u32;
         let mut chosen = None;
-        if self.free.max() >= need {
-            chosen = probe_order(f.hash, n, &self.steps)
-                .map(|i| invokers[i as usize])
-                .find(|&node| self.free_mb(node) >= need);
+        if need == 0 {
+            chosen = Some(invokers[(f.hash % n) as usize]);
+        } else if self.free.max() >= need {
+            chosen = if self.roomy.nodes.len() <= Self::SCAN_LIMIT {
+                self.first_by_place(f.hash, n, need)
+            } else {
+                self.first_by_probing(invokers, f.hash, need)
+            };
         }
         let node = match chosen {
             Some(node) => node,
@@ -260,18 +317,26 @@ impl Policy for OpenWhisk {
         let i = node as usize;
         self.in_use_mb[i] += need;
         self.calls[i] += 1;
-        let free = self.free_mb(node);
-        self.free.set(node, free);
+        self.update_room(node);
         Ok(node)
     }
 
     fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
-        self.steps = step_sizes(loads.online().len() as u32);
+        let n = loads.online().len() as u32;
+        self.steps = step_sizes(n);
+        self.inverses = self
+            .steps
+            .iter()
+            .map(|&s| inverse_mod(u64::from(s), u64::from(n)))
+            .collect();
         self.free = MaxTree::default();
-        for &node in loads.online() {
+        self.roomy.clear();
+        for (i, &node) in loads.online().iter().enumerate() {
             self.grow(node);
             self.memory_mb[node as usize] = loads.memory_mb(node);
-            self.free.set(node, self.free_mb(node));
+            self.index[node as usize] = i as u32;
+            self.free.set(node, 0);
+            self.update_room(node);
         }
     }
 
@@ -293,8 +358,7 @@ impl Policy for OpenWhisk {
         // Only online nodes are members of the tree (it is rebuilt at each
         // membership change); an offline node's room counts when it is back.
         if self.free.is_member(completion.node) {
-            let free = self.free_mb(completion.node);
-            self.free.set(completion.node, free);
+            self.update_room(completion.node);
         }
     }
 
@@ -310,6 +374,60 @@ impl Policy for OpenWhisk {
                     },
                 );
             }
+        }
+    }
+}
+
+/// The inverse of `a` modulo `n` (`a` coprime to `n`; 0 when `n` <= 1).
+fn inverse_mod(a: u64, n: u64) -> u64 {
+    if n <= 1 {
+        return 0;
+    }
+    // Extended Euclid on (a, n), tracking a's coefficient.
+    let (mut r0, mut r1) = (a as i64 % n as i64, n as i64);
+    let (mut s0, mut s1) = (1i64, 0i64);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (s0, s1) = (s1, s0 - q * s1);
+    }
+    s0.rem_euclid(n as i64) as u64
+}
+
+/// A set of node ids with O(1) insertion and removal, iterable.
+#[derive(Debug, Clone, Default)]
+struct NodeList {
+    nodes: Vec<NodeId>,
+    /// Per node id: index in `nodes`, `usize::MAX` when absent.
+    pos: Vec<usize>,
+}
+
+impl NodeList {
+    fn clear(&mut self) {
+        for &node in &self.nodes {
+            self.pos[node as usize] = usize::MAX;
+        }
+        self.nodes.clear();
+    }
+
+    fn set(&mut self, node: NodeId, on: bool) {
+        let i = node as usize;
+        if self.pos.len() <= i {
+            self.pos.resize(i + 1, usize::MAX);
+        }
+        match (on, self.pos[i]) {
+            (true, usize::MAX) => {
+                self.pos[i] = self.nodes.len();
+                self.nodes.push(node);
+            }
+            (false, at) if at != usize::MAX => {
+                self.nodes.swap_remove(at);
+                if let Some(&moved) = self.nodes.get(at) {
+                    self.pos[moved as usize] = at;
+                }
+                self.pos[i] = usize::MAX;
+            }
+            _ => {}
         }
     }
 }
@@ -498,5 +616,48 @@ mod tests {
         // Unknown completions change nothing.
         s.finished(&done(7, "g"), Time::ZERO);
         assert_eq!(s.policy().memory_in_use(7), 0);
+    }
+
+    #[test]
+    fn placing_by_index_finds_the_node_the_probes_find() {
+        assert_eq!(inverse_mod(3, 10), 7);
+        assert_eq!(inverse_mod(1, 1), 0);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let functions = [("a", 256), ("b", 512), ("c", 1024), ("d", 128)];
+        let mut compared = 0;
+        for n in 1..=40u32 {
+            let mut s = with_nodes(n, u64::from(n));
+            for (f, mb) in functions {
+                s.declare_function(f, mb);
+            }
+            let mut running: Vec<(NodeId, &str)> = Vec::new();
+            for _ in 0..300 {
+                if rand(3) == 0 && !running.is_empty() {
+                    let (node, f) = running.swap_remove(rand(running.len() as u64) as usize);
+                    s.finished(&done(node, f), Time::ZERO);
+                } else {
+                    let (f, _) = functions[rand(4) as usize];
+                    running.push((s.select(f, Time::ZERO).unwrap(), f));
+                }
+                let ow = s.policy();
+                for (f, mb) in functions {
+                    let hash = function_hash(f);
+                    let need = u64::from(mb);
+                    assert_eq!(
+                        ow.first_by_place(hash, n, need),
+                        ow.first_by_probing(s.loads().online(), hash, need),
+                        "n {n}, {f}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 40_000);
     }
 }
