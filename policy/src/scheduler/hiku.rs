@@ -30,9 +30,11 @@
 //! - Every completion enqueues, failed calls too (Hiku releases the worker
 //!   whatever the response). Idle instances never expire here: Hiku removes
 //!   an entry when the worker reports the sandbox destroyed, an event this
-//!   interface does not carry. A queue therefore holds at most as many
-//!   entries as the function's calls that did not come from it, i.e. its
-//!   peak concurrency.
+//!   interface does not carry. A queue's usable entries plus the
+//!   function's calls in flight never exceed the function's peak number of
+//!   calls in flight (a call from the queue and its completion trade one
+//!   for the other), so queues stay bounded; entries of offline nodes are
+//!   dropped when they come up.
 //! - Entries of a removed node stay queued while it is away: if it comes
 //!   back before they come up, they are used (its instances survive);
 //!   otherwise they are dropped when they come up. Past
