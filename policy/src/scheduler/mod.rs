@@ -17,8 +17,11 @@
 //! Algorithms (one file each, with its source in the module doc):
 //! [`round_robin`] `rr`, [`least_loaded`] `ll`, [`consistent_hash`] `ch`
 //! (alias `hash`), [`pasch`] `pasch`, [`ours`] `ours`, [`tradeoff`]
-//! `tradeoff`. The [`registry`] lists them with their parameters and
-//! builds one by name; see there how to set parameters.
+//! `tradeoff` (the six of HotFunctions); from the literature,
+//! [`openwhisk`] `openwhisk` (alias `sharding`), [`fnlb`] `fnlb`,
+//! [`hermod`] `hermod` and [`hiku`] `hiku` (alias `pull`), with the
+//! helper [`jump_hash`]. The [`registry`] lists them with their parameters
+//! and builds one by name; see there how to set parameters.
 //!
 //! # Adding an algorithm
 //! One new file defining the policy and its `pub const ALGORITHM:`
@@ -28,6 +31,7 @@
 
 use std::time::Duration;
 
+pub mod jump_hash;
 pub mod load_index;
 pub mod loads;
 pub mod md5_ring;
@@ -53,6 +57,10 @@ algorithm_table! {
     pasch,
     ours,
     tradeoff,
+    openwhisk,
+    fnlb,
+    hermod,
+    hiku,
 }
 
 pub use loads::NodeLoads;
