@@ -34,7 +34,8 @@ impl LoadIndex {
         Self::default()
     }
 
-    /// Applies a membership change. Returns true when the online set changed.
+    /// Applies a membership change. Returns true when the online set
+    /// changed or a member's resources did ([`NodeLoads::apply`]).
     pub fn apply(&mut self, change: &Membership) -> bool {
         let changed = self.loads.apply(change);
         let id = match change {

@@ -23,17 +23,21 @@ impl NodeLoads {
         Self::default()
     }
 
-    /// Applies a membership change. Returns true when the online set changed.
+    /// Applies a membership change. Returns true when the online set
+    /// changed, or an online member was inserted again with other
+    /// resources (capacity, cores or memory).
     pub fn apply(&mut self, change: &Membership) -> bool {
         match change {
             Membership::Insert(info) => {
                 let i = info.id as usize;
                 self.grow(i + 1);
+                let resized = (self.capacity[i], self.cores[i], self.memory_mb[i])
+                    != (info.capacity, info.cores, info.memory_mb);
                 self.capacity[i] = info.capacity;
                 self.cores[i] = info.cores;
                 self.memory_mb[i] = info.memory_mb;
                 match self.online.binary_search(&info.id) {
-                    Ok(_) => false,
+                    Ok(_) => resized,
                     Err(pos) => {
                         self.online.insert(pos, info.id);
                         true
@@ -137,6 +141,16 @@ mod tests {
         assert!(l.apply(&Membership::Insert(NodeInfo::new(2))));
         assert!(l.apply(&Membership::Insert(NodeInfo::new(0))));
         assert!(!l.apply(&Membership::Insert(NodeInfo::new(0))));
+        let bigger = NodeInfo {
+            memory_mb: 4096,
+            ..NodeInfo::new(0)
+        };
+        assert!(
+            l.apply(&Membership::Insert(bigger.clone())),
+            "new resources"
+        );
+        assert!(!l.apply(&Membership::Insert(bigger)));
+        assert_eq!(l.memory_mb(0), 4096);
         assert_eq!(l.online(), &[0, 2]);
         l.started(0);
         assert_eq!(l.least_loaded(), Some(2));

@@ -30,7 +30,9 @@ pub trait Policy: Send + std::fmt::Debug {
         now: Time,
     ) -> Result<NodeId, SelectError>;
 
-    /// The online set changed; `loads` already holds the new one.
+    /// The online set changed, or a member's resources (a node inserted
+    /// again with other capacity, cores or memory); `loads` already holds
+    /// the new state.
     fn members_changed(&mut self, _loads: &LoadIndex, _now: Time) {}
 
     /// A call finished; `loads` no longer counts it.
