@@ -17,8 +17,9 @@
 //! Algorithms (one file each, with its source in the module doc):
 //! [`round_robin`] `rr`, [`least_loaded`] `ll`, [`consistent_hash`] `ch`
 //! (alias `hash`), [`pasch`] `pasch`, [`ours`] `ours`, [`tradeoff`]
-//! `tradeoff`. The [`registry`] lists them with their parameters and
-//! builds one by name; see there how to set parameters.
+//! `tradeoff` (HotFunctions' six); from the literature, [`random`]
+//! `random`, [`p2c`] `p2c`. The [`registry`] lists them with their
+//! parameters and builds one by name; see there how to set parameters.
 //!
 //! # Adding an algorithm
 //! One new file defining the policy and its `pub const ALGORITHM:`
@@ -53,6 +54,8 @@ algorithm_table! {
     pasch,
     ours,
     tradeoff,
+    random,
+    p2c,
 }
 
 pub use loads::NodeLoads;
