@@ -18,7 +18,7 @@
 //! [`round_robin`] `rr`, [`least_loaded`] `ll`, [`consistent_hash`] `ch`
 //! (alias `hash`), [`pasch`] `pasch`, [`ours`] `ours`, [`tradeoff`]
 //! `tradeoff` (HotFunctions' six); from the literature, [`random`]
-//! `random`, [`p2c`] `p2c`. The [`registry`] lists them with their
+//! `random`, [`p2c`] `p2c`, [`chbl`] `chbl`. The [`registry`] lists them with their
 //! parameters and builds one by name; see there how to set parameters.
 //!
 //! # Adding an algorithm
@@ -56,6 +56,7 @@ algorithm_table! {
     tradeoff,
     random,
     p2c,
+    chbl,
 }
 
 pub use loads::NodeLoads;
