@@ -14,15 +14,20 @@
 //!   was below that bound; `chbl` never puts more than
 //!   `ceil((1+EPSILON)·(m+1)/n)` calls on a node (`m` calls in flight on
 //!   the `n` online nodes before the call), and never refuses a call;
+//! - `p2c` never picks a node more loaded than every other online node;
+//! - `chrlu` picks one of the first `RLU_CHAIN + 1` distinct nodes
+//!   clockwise from the function's point on its ring, or else a least
+//!   loaded online node;
 //! - schedulers other than `ch` refuse a call only when no node is online;
 //! - once every call is finished, every load is 0 (with all nodes online).
 
 use std::collections::BTreeSet;
 
+use policy::scheduler::md5_ring::{ring_hash, Md5Ring};
 use policy::scheduler::registry::{self, Param};
 use policy::scheduler::{
-    build, chbl, consistent_hash, ours, pasch, Completion, Membership, NodeId, NodeInfo, ParamSet,
-    Scheduler, SelectError, Time, REGISTRY,
+    build, chbl, chrlu, consistent_hash, ours, pasch, Completion, Membership, NodeId, NodeInfo,
+    ParamSet, Scheduler, SelectError, Time, REGISTRY,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -91,6 +96,8 @@ struct Bounds {
     ours_t_max: u32,
     /// `chbl`'s `1+EPSILON`, in millionths.
     chbl_factor: u64,
+    chrlu_chain: usize,
+    chrlu_points: u32,
 }
 
 impl Bounds {
@@ -103,8 +110,27 @@ impl Bounds {
             chbl_factor: chbl::factor_millionths(
                 params.scheduler("chbl").unwrap().real(&chbl::EPSILON),
             ),
+            chrlu_chain: count("chrlu", &chrlu::RLU_CHAIN) as usize,
+            chrlu_points: count("chrlu", &chrlu::RLU_POINTS),
         }
     }
+}
+
+/// The first `len` distinct nodes clockwise from `function`'s point on an
+/// MD5 ring of `points` points per node over `online`.
+fn ring_chain(online: &BTreeSet<NodeId>, points: u32, function: &str, len: usize) -> Vec<NodeId> {
+    let mut ring = Md5Ring::new(points);
+    ring.rebuild(&online.iter().copied().collect::<Vec<_>>());
+    let start = ring.owner_index(ring_hash(function.as_bytes())).unwrap();
+    let all = ring.points();
+    let mut out: Vec<NodeId> = Vec::new();
+    for k in 0..all.len() {
+        let n = all[(start + k) % all.len()].node;
+        if !out.contains(&n) && out.len() < len {
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// Runs `steps` on `alg` and checks the invariants; returns an error
@@ -134,7 +160,30 @@ fn check(alg: &str, params: &ParamSet, initial: u32, steps: &[Step]) -> Result<(
                         model[node as usize] += 1;
                         in_flight.push((node, function));
                         let load = model[node as usize];
+                        let before = load - 1;
+                        let others_max = online
+                            .iter()
+                            .filter(|&&n| n != node)
+                            .map(|&n| model[n as usize])
+                            .max();
                         match alg {
+                            "p2c" if others_max.is_some() => prop_assert!(
+                                others_max.is_some_and(|m| before <= m),
+                                "p2c: chose {node} with {before}, more than all others"
+                            ),
+                            "chrlu" => {
+                                let chain = ring_chain(
+                                    &online,
+                                    bounds.chrlu_points,
+                                    function,
+                                    bounds.chrlu_chain + 1,
+                                );
+                                prop_assert!(
+                                    chain.contains(&node) || Some(before) == min_before,
+                                    "chrlu: chose {node} (load {before}), neither in its chain \
+                                     {chain:?} nor least loaded ({min_before:?})"
+                                );
+                            }
                             "ch" => prop_assert!(load <= bounds.ch_t, "ch: load {load} > T"),
                             "pasch" if min_before.is_some_and(|m| m < bounds.pasch_t) => {
                                 prop_assert!(

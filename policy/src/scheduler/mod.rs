@@ -18,7 +18,7 @@
 //! [`round_robin`] `rr`, [`least_loaded`] `ll`, [`consistent_hash`] `ch`
 //! (alias `hash`), [`pasch`] `pasch`, [`ours`] `ours`, [`tradeoff`]
 //! `tradeoff` (HotFunctions' six); from the literature, [`random`]
-//! `random`, [`p2c`] `p2c`, [`chbl`] `chbl`. The [`registry`] lists them with their
+//! `random`, [`p2c`] `p2c`, [`chbl`] `chbl`, [`chrlu`] `chrlu`. The [`registry`] lists them with their
 //! parameters and builds one by name; see there how to set parameters.
 //!
 //! # Adding an algorithm
@@ -57,6 +57,7 @@ algorithm_table! {
     random,
     p2c,
     chbl,
+    chrlu,
 }
 
 pub use loads::NodeLoads;
