@@ -57,10 +57,12 @@
 //!
 //! Complexity per decision: a hash-map lookup of the name (MD5 once per
 //! name), a binary search of the ring (`O(log(n·points))`), then the
-//! walk. The walk stops at the first node below capacity; the paper shows
-//! that its expected length depends on ε only, not on `n`. Its worst case
-//! is one turn of the ring (`O(n·points)`), only when almost every node is
-//! at capacity. No allocation per decision.
+//! walk. The walk stops at the first node below capacity: a few points
+//! when few nodes are at the bound (a larger ε, fewer full nodes), at most
+//! one turn of the ring (`O(n·points)`) when almost every node is; Chen,
+//! Coleman and Shrivastava ("Revisiting Consistent Hashing with Bounded
+//! Loads", AAAI 2021) describe how full nodes cluster on the ring as the
+//! load grows. No allocation per decision.
 
 use super::load_index::LoadIndex;
 use super::md5_ring::{HashCache, Md5Ring};
