@@ -11,16 +11,23 @@
 //!   `ch` never holds more than `T` calls on a node and refuses (AllFull)
 //!   only when every online node holds `T`; `pasch` never goes above `T`
 //!   and `ours` never above `TMax` when, before the call, some online node
-//!   was below that bound;
+//!   was below that bound; `chbl` never puts more than
+//!   `ceil((1+EPSILON)·(m+1)/n)` calls on a node (`m` calls in flight on
+//!   the `n` online nodes before the call), and never refuses a call;
+//! - `p2c` never picks a node more loaded than every other online node;
+//! - `chrlu` picks one of the first `RLU_CHAIN + 1` distinct nodes
+//!   clockwise from the function's point on its ring, or else a least
+//!   loaded online node;
 //! - schedulers other than `ch` refuse a call only when no node is online;
 //! - once every call is finished, every load is 0 (with all nodes online).
 
 use std::collections::BTreeSet;
 
+use policy::scheduler::md5_ring::{ring_hash, Md5Ring};
 use policy::scheduler::registry::{self, Param};
 use policy::scheduler::{
-    build, consistent_hash, ours, pasch, Completion, Membership, NodeId, NodeInfo, ParamSet,
-    Scheduler, SelectError, Time, REGISTRY,
+    build, chbl, chrlu, consistent_hash, ours, pasch, Completion, Membership, NodeId, NodeInfo,
+    ParamSet, Scheduler, SelectError, Time, REGISTRY,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -87,6 +94,10 @@ struct Bounds {
     ch_t: u32,
     pasch_t: u32,
     ours_t_max: u32,
+    /// `chbl`'s `1+EPSILON`, in millionths.
+    chbl_factor: u64,
+    chrlu_chain: usize,
+    chrlu_points: u32,
 }
 
 impl Bounds {
@@ -96,8 +107,30 @@ impl Bounds {
             ch_t: count("ch", &consistent_hash::T),
             pasch_t: count("pasch", &pasch::T),
             ours_t_max: count("ours", &ours::T1),
+            chbl_factor: chbl::factor_millionths(
+                params.scheduler("chbl").unwrap().real(&chbl::EPSILON),
+            ),
+            chrlu_chain: count("chrlu", &chrlu::RLU_CHAIN) as usize,
+            chrlu_points: count("chrlu", &chrlu::RLU_POINTS),
         }
     }
+}
+
+/// The first `len` distinct nodes clockwise from `function`'s point on an
+/// MD5 ring of `points` points per node over `online`.
+fn ring_chain(online: &BTreeSet<NodeId>, points: u32, function: &str, len: usize) -> Vec<NodeId> {
+    let mut ring = Md5Ring::new(points);
+    ring.rebuild(&online.iter().copied().collect::<Vec<_>>());
+    let start = ring.owner_index(ring_hash(function.as_bytes())).unwrap();
+    let all = ring.points();
+    let mut out: Vec<NodeId> = Vec::new();
+    for k in 0..all.len() {
+        let n = all[(start + k) % all.len()].node;
+        if !out.contains(&n) && out.len() < len {
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// Runs `steps` on `alg` and checks the invariants; returns an error
@@ -118,13 +151,39 @@ fn check(alg: &str, params: &ParamSet, initial: u32, steps: &[Step]) -> Result<(
             Step::Select(f) => {
                 let function = FUNCTIONS[f];
                 let min_before = online.iter().map(|&n| model[n as usize]).min();
+                let in_flight_before: u64 =
+                    online.iter().map(|&n| u64::from(model[n as usize])).sum();
+                let chbl_cap = chbl::capacity(bounds.chbl_factor, in_flight_before, online.len());
                 match s.select(function, now) {
                     Ok(node) => {
                         prop_assert!(online.contains(&node), "{alg}: chose {node}, not online");
                         model[node as usize] += 1;
                         in_flight.push((node, function));
                         let load = model[node as usize];
+                        let before = load - 1;
+                        let others_max = online
+                            .iter()
+                            .filter(|&&n| n != node)
+                            .map(|&n| model[n as usize])
+                            .max();
                         match alg {
+                            "p2c" if others_max.is_some() => prop_assert!(
+                                others_max.is_some_and(|m| before <= m),
+                                "p2c: chose {node} with {before}, more than all others"
+                            ),
+                            "chrlu" => {
+                                let chain = ring_chain(
+                                    &online,
+                                    bounds.chrlu_points,
+                                    function,
+                                    bounds.chrlu_chain + 1,
+                                );
+                                prop_assert!(
+                                    chain.contains(&node) || Some(before) == min_before,
+                                    "chrlu: chose {node} (load {before}), neither in its chain \
+                                     {chain:?} nor least loaded ({min_before:?})"
+                                );
+                            }
                             "ch" => prop_assert!(load <= bounds.ch_t, "ch: load {load} > T"),
                             "pasch" if min_before.is_some_and(|m| m < bounds.pasch_t) => {
                                 prop_assert!(
@@ -138,6 +197,11 @@ fn check(alg: &str, params: &ParamSet, initial: u32, steps: &[Step]) -> Result<(
                                     "ours: load {load} > TMax with room"
                                 )
                             }
+                            "chbl" => prop_assert!(
+                                load <= chbl_cap,
+                                "chbl: load {load} > cap {chbl_cap} (m {in_flight_before}, n {})",
+                                online.len()
+                            ),
                             _ => {}
                         }
                     }
@@ -246,6 +310,47 @@ fn each_algorithm_keeps_its_invariants() {
             panic!("{alg}: {e}");
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// `chbl` with a small slack, where its bound bites often (the
+    /// registry-wide cases draw EPSILON anywhere in `[0, 100]`).
+    #[test]
+    fn chbl_keeps_its_bound_with_a_small_epsilon(
+        epsilon in 0.0f64..=0.5,
+        points in 1u32..=8,
+        initial in 1..=MAX_NODES,
+        steps in proptest::collection::vec(step(), 0..300),
+    ) {
+        let params = ParamSet::from_settings([
+            ("chbl.EPSILON", epsilon.to_string()),
+            ("chbl.CHBL_POINTS", points.to_string()),
+        ])
+        .unwrap();
+        check("chbl", &params, initial, &steps)?;
+    }
+}
+
+#[test]
+fn chbl_spreads_a_hot_function_to_the_bound() {
+    // One function, EPSILON 0, 4 nodes, 12 calls in flight: the bound
+    // ceil((m+1)/4) leaves every node with exactly 3.
+    let params = ParamSet::from_settings([("chbl.EPSILON", "0")]).unwrap();
+    let steps: Vec<Step> = (0..12).map(|_| Step::Select(0)).collect();
+    check("chbl", &params, 4, &steps).unwrap();
+    let mut s = build("chbl", &params).unwrap();
+    for id in 0..4 {
+        s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
+    }
+    for _ in 0..12 {
+        s.select("W1", Time::ZERO).unwrap();
+    }
+    assert_eq!(
+        (0..4).map(|n| s.load(n).unwrap()).collect::<Vec<_>>(),
+        [3, 3, 3, 3]
+    );
 }
 
 #[test]

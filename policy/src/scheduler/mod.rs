@@ -17,7 +17,8 @@
 //! Algorithms (one file each, with its source in the module doc):
 //! [`round_robin`] `rr`, [`least_loaded`] `ll`, [`consistent_hash`] `ch`
 //! (alias `hash`), [`pasch`] `pasch`, [`ours`] `ours`, [`tradeoff`]
-//! `tradeoff` (the six of HotFunctions); from the literature,
+//! `tradeoff` (the six of HotFunctions); from the literature, [`random`]
+//! `random`, [`p2c`] `p2c`, [`chbl`] `chbl`, [`chrlu`] `chrlu`,
 //! [`openwhisk`] `openwhisk` (alias `sharding`), [`fnlb`] `fnlb`,
 //! [`hermod`] `hermod` and [`hiku`] `hiku` (alias `pull`), with the
 //! helper [`jump_hash`]. The [`registry`] lists them with their parameters
@@ -57,6 +58,10 @@ algorithm_table! {
     pasch,
     ours,
     tradeoff,
+    random,
+    p2c,
+    chbl,
+    chrlu,
     openwhisk,
     fnlb,
     hermod,
