@@ -10,7 +10,9 @@
 //! arrivals, each kind in file order. A call completes at its start plus its
 //! duration (refused calls never run). Parameters are deliberately small so
 //! that the bounds bite: `T`=3, `T1`=4, `T2`=3, `T3`=2, `ALPHA`=0.25,
-//! `BETA`=0.5, seed 2019; they are written into each CSV's first line.
+//! `BETA`=0.5, seed 2019; the algorithm's own parameters (so that a new
+//! algorithm's parameters leave the other CSVs unchanged) and the seed are
+//! written into each CSV's first line.
 //!
 //! Expected decisions live in `tests/data/golden/<alg>.csv`. **A changed
 //! decision is a behaviour change of a scheduler and must be reviewed**:
@@ -115,8 +117,8 @@ fn replay(alg: &str, params: &ParamSet, scenario: &[(u64, Event)]) -> String {
     }
     let mut running: Vec<(NodeId, &str, u64)> = Vec::new();
     let mut out = format!(
-        "# algorithm={alg} params={}\ncall,time_ms,function,decision\n",
-        serde_json::to_string(params).unwrap()
+        "# {}\ncall,time_ms,function,decision\n",
+        serde_json::to_string(&params.scheduler(alg).unwrap()).unwrap()
     );
     let mut call = 0;
     while let Some(Reverse((time, kind, _, i))) = queue.pop() {

@@ -46,7 +46,7 @@ fn build_knows_every_name_and_the_hash_alias() {
         assert_eq!(canonical_name(name), Ok(canonical));
         assert_eq!(build(name, &ParamSet::default()).unwrap().name(), canonical);
     }
-    let err = build("random", &ParamSet::default()).unwrap_err();
+    let err = build("nope", &ParamSet::default()).unwrap_err();
     assert!(err.to_string().contains("known: rr, ll"), "{err}");
 }
 

@@ -41,6 +41,16 @@ pub const SETTINGS: &[(&str, &str, bool)] = &[
     ("BETA", "inf", false),
     ("tradeoff.BETA", "0.2", true),
     ("tradeoff.ALPHA", "x", false),
+    ("EPSILON", "-0.1", false),
+    ("EPSILON", "NaN", false),
+    ("chbl.EPSILON", "100", true),
+    ("RLU_CHAIN", "65", false),
+    ("RLU_REFRESH_S", "0", false),
+    ("RLU_POPULAR", "1", true),
+    ("KEEP_ALIVE_S", "0", true),
+    ("hermod.KEEP_ALIVE_S", "inf", false),
+    ("hermod.KEEP_ALIVE_S", "-1", false),
+    ("rr.EPSILON", "0.5", false),
     ("seed", "18446744073709551615", true),
     ("seed", "-1", false),
     ("t", "4", false),
@@ -103,7 +113,10 @@ fn the_serialized_form_is_the_key_language() {
     let defaults = serde_json::to_string(&ParamSet::default()).unwrap();
     assert_eq!(
         defaults,
-        r#"{"T":8,"T1":8,"T2":5,"T3":3,"ALPHA":0.0,"BETA":0.5,"seed":0}"#
+        concat!(
+            r#"{"T":8,"T1":8,"T2":5,"T3":3,"ALPHA":0.0,"BETA":0.5,"#,
+            r#""EPSILON":0.25,"CHBL_POINTS":8,"RLU_BOUND":1.0,"RLU_CHAIN":2,"RLU_POPULAR":0.2,"RLU_NOISE":0.2,"RLU_POINTS":3,"RLU_REFRESH_S":1.0,"KEEP_ALIVE_S":600.0,"seed":0}"#
+        )
     );
     let mut set = ParamSet::default();
     set.apply([("ch.T", "4"), ("BETA", "0.75"), ("seed", "42")])
@@ -111,7 +124,10 @@ fn the_serialized_form_is_the_key_language() {
     let json = serde_json::to_string(&set).unwrap();
     assert_eq!(
         json,
-        r#"{"ch.T":4,"pasch.T":8,"T1":8,"T2":5,"T3":3,"ALPHA":0.0,"BETA":0.75,"seed":42}"#
+        concat!(
+            r#"{"ch.T":4,"pasch.T":8,"T1":8,"T2":5,"T3":3,"ALPHA":0.0,"BETA":0.75,"#,
+            r#""EPSILON":0.25,"CHBL_POINTS":8,"RLU_BOUND":1.0,"RLU_CHAIN":2,"RLU_POPULAR":0.2,"RLU_NOISE":0.2,"RLU_POINTS":3,"RLU_REFRESH_S":1.0,"KEEP_ALIVE_S":600.0,"seed":42}"#
+        )
     );
     assert_eq!(serde_json::from_str::<ParamSet>(&json).unwrap(), set);
     // Unknown keys are refused, like deny_unknown_fields.

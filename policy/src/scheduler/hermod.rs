@@ -30,11 +30,8 @@
 //! Parameters ([`HermodParams`]): `KEEP_ALIVE_S` (600 s, the node model's
 //! default keep-alive [`KeepAlivePool::DEFAULT_KEEP_ALIVE`](crate::node::keep_alive::KeepAlivePool::DEFAULT_KEEP_ALIVE);
 //! valid `[0, 31536000]`): how long a node is assumed to keep an idle
-//! instance. Deterministic: no randomness, no seed. The registry entry
-//! does not list [`KEEP_ALIVE_S`] yet, so it holds its default: listing it
-//! (one line, `params: &[Param::Real(KEEP_ALIVE_S)]`) changes the
-//! serialized parameter set that `tests/scheduler_params.rs` pins and the
-//! header line of every golden CSV, which are updated together with it.
+//! instance (key `hermod.KEEP_ALIVE_S`, or bare `KEEP_ALIVE_S`).
+//! Deterministic: no randomness, no seed.
 //!
 //! # Choices
 //! - The paper states the low/high switch and the locality preference;
@@ -58,7 +55,7 @@
 use rustc_hash::FxHashMap;
 
 use super::load_index::LoadIndex;
-use super::registry::{Algorithm, Real, SchedulerConfig};
+use super::registry::{Algorithm, Param, Real, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
 use super::{Completion, NodeId, SelectError, Time};
 
@@ -75,10 +72,7 @@ pub const ALGORITHM: Algorithm = Algorithm {
     name: "hermod",
     aliases: &[],
     summary: "packing onto warm then busy nodes with a free core, least loaded when none (Hermod, SoCC 2022)",
-    // Not listed yet: listing KEEP_ALIVE_S changes the serialized parameter
-    // set pinned by tests/scheduler_params.rs and every golden CSV header
-    // (see the module doc). `resolve` already reads it.
-    params: &[],
+    params: &[Param::Real(KEEP_ALIVE_S)],
     compared_by_default: false,
     build: |config| Box::new(Tracked::new(Hermod::new(HermodParams::resolve(config)))),
 };
