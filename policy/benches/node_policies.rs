@@ -83,7 +83,7 @@ fn node_model(c: &mut Criterion) {
         let keep_alive = Duration::from_secs(60);
         let mut m = NodeModel::new(
             CachingOptions::default(),
-            InstanceModel::Lambda { keep_alive },
+            InstanceModel::lambda(keep_alive, policy::node::KeepAlivePolicy::Fixed),
         );
         let mut t = 0u64;
         b.iter(|| {
