@@ -68,12 +68,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use des::{
-    CostProfile, DesConfig, FunctionModel, InstanceModel, Performance, Summary, Workload,
-    DEFAULT_EPOCH_MS,
+    CostProfile, DesConfig, FunctionModel, Performance, Summary, Workload, DEFAULT_EPOCH_MS,
 };
 use load_balancer::cli::SchedulerArgs;
 use policy::node::keep_alive::KeepAlivePool;
-use policy::node::keep_alive_policy::keep_alive_secs;
+use policy::node::keep_alive_policy::choose_instance_model;
 use policy::node::options::CachingOptions;
 use policy::node::KeepAlivePolicy;
 use policy::scheduler::registry;
@@ -93,7 +92,7 @@ pub const WORKSPACE_PROFILE: &str = "simulator/profiles/process.json";
 /// The default profile's path next to the executable (installed layout).
 pub const INSTALLED_PROFILE: &str = "profiles/process.json";
 
-/// How instances serve calls (CLI form of [`InstanceModel`]).
+/// How instances serve calls (CLI form of [`des::InstanceModel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InstanceModelArg {
     /// HotFunctions' worker (per-call instances + pool, or REST mode).
@@ -407,17 +406,11 @@ impl Args {
     }
 
     fn config_with(&self, profile: CostProfile) -> anyhow::Result<DesConfig> {
-        let keep_alive = keep_alive_secs(self.keep_alive_s)
-            .map_err(|e| anyhow::anyhow!("--keep-alive-s: {e}"))?;
-        let instances = match (self.instance_model, self.keep_alive_policy) {
-            (Some(InstanceModelArg::Hotfunctions), Some(p)) => anyhow::bail!(
-                "--keep-alive-policy {p} needs the Lambda model (--instance-model lambda)"
-            ),
-            (None | Some(InstanceModelArg::Hotfunctions), None) => InstanceModel::HotFunctions,
-            (None | Some(InstanceModelArg::Lambda), p) => {
-                InstanceModel::lambda(keep_alive, p.unwrap_or_default())
-            }
-        };
+        let instances = choose_instance_model(
+            self.instance_model.map(|m| m == InstanceModelArg::Lambda),
+            self.keep_alive_policy,
+            self.keep_alive_s,
+        )?;
         let scheduler = self.scheduler.param_set()?.scheduler(&self.algorithm)?;
         Ok(DesConfig {
             scheduler,

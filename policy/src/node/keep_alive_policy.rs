@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use super::ewma_prewarm::EwmaParams;
 use super::histogram::HistogramParams;
+use super::model::InstanceModel;
 
 /// A keep-alive policy with its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
@@ -92,6 +93,46 @@ impl fmt::Display for KeepAlivePolicy {
     }
 }
 
+/// Contradictory or bad instance-model options.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelChoiceError {
+    #[error("--keep-alive-policy {0} needs the Lambda model (--instance-model lambda)")]
+    PolicyNeedsLambda(KeepAlivePolicy),
+    #[error("unknown instance model {0:?} (known: hotfunctions, lambda)")]
+    UnknownModel(String),
+    #[error("--keep-alive-s: {0}")]
+    KeepAlive(#[from] BadKeepAlive),
+    #[error("--keep-alive-policy: {0}")]
+    Policy(#[from] UnknownPolicy),
+}
+
+/// Parses an instance model's name: `hotfunctions` (false) or `lambda`
+/// (true).
+pub fn parse_lambda(name: &str) -> Result<bool, ModelChoiceError> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "hotfunctions" => Ok(false),
+        "lambda" => Ok(true),
+        _ => Err(ModelChoiceError::UnknownModel(name.to_string())),
+    }
+}
+
+/// The instance model of the options shared by the worker and `simulator
+/// des`: `--instance-model` (`lambda`: Some(true)), `--keep-alive-policy`
+/// (which selects the Lambda model when `--instance-model` is not given;
+/// with `hotfunctions` it is an error) and `--keep-alive-s`.
+pub fn choose_instance_model(
+    lambda: Option<bool>,
+    policy: Option<KeepAlivePolicy>,
+    keep_alive_s: f64,
+) -> Result<InstanceModel, ModelChoiceError> {
+    let keep_alive = keep_alive_secs(keep_alive_s)?;
+    match (lambda, policy) {
+        (Some(false), Some(p)) => Err(ModelChoiceError::PolicyNeedsLambda(p)),
+        (None | Some(false), None) => Ok(InstanceModel::HotFunctions),
+        (None | Some(true), p) => Ok(InstanceModel::lambda(keep_alive, p.unwrap_or_default())),
+    }
+}
+
 /// A keep-alive period given in seconds (CLI value), checked.
 pub fn keep_alive_secs(secs: f64) -> Result<Duration, BadKeepAlive> {
     if secs.is_finite() && secs >= 0.0 {
@@ -129,6 +170,32 @@ mod tests {
         let v = serde_json::to_value("histogram".parse::<KeepAlivePolicy>().unwrap()).unwrap();
         assert_eq!(v["bin_s"], 60.0);
         assert_eq!(v["tail_percentile"], 99.0);
+    }
+
+    #[test]
+    fn the_policy_selects_the_lambda_model_and_contradictions_are_errors() {
+        let lru = Some(KeepAlivePolicy::Lru);
+        assert_eq!(
+            choose_instance_model(None, None, 600.0),
+            Ok(InstanceModel::HotFunctions)
+        );
+        let lambda = InstanceModel::lambda(Duration::from_secs(30), KeepAlivePolicy::Lru);
+        assert_eq!(choose_instance_model(None, lru, 30.0), Ok(lambda));
+        assert_eq!(choose_instance_model(Some(true), lru, 30.0), Ok(lambda));
+        assert_eq!(
+            choose_instance_model(Some(true), None, 30.0),
+            Ok(InstanceModel::lambda(
+                Duration::from_secs(30),
+                KeepAlivePolicy::Fixed
+            ))
+        );
+        let e = choose_instance_model(Some(false), lru, 30.0).unwrap_err();
+        assert!(e.to_string().contains("needs the Lambda model"), "{e}");
+        let e = choose_instance_model(None, None, -2.0).unwrap_err();
+        assert!(e.to_string().contains("--keep-alive-s"), "{e}");
+        assert_eq!(parse_lambda("Lambda"), Ok(true));
+        assert_eq!(parse_lambda("hotfunctions"), Ok(false));
+        assert!(parse_lambda("openwhisk").is_err());
     }
 
     #[test]
