@@ -26,7 +26,8 @@
 //! - `Run`: `pooled_ms` on a pre-warmed instance, `rest_warm_ms` on a REST
 //!   instance, `lambda_warm_ms` on a reused keep-alive instance.
 //! - Pre-warming a pool instance: `instance_create_ms` plus the package
-//!   load, off the calls' path.
+//!   load, off the calls' path; pre-warming a Lambda instance (histogram
+//!   and EWMA keep-alive policies): `lambda_cold_ms` plus the package load.
 //!
 //! Ordering: events due at the same virtual microsecond run in the order
 //! they were scheduled; scenario arrivals due at a time run after every
@@ -87,7 +88,8 @@ pub struct DesConfig {
     /// Cores per node (processor sharing), also told to the scheduler.
     pub cores: u32,
     /// Memory per node for function instances, in MB, told to the
-    /// scheduler (OpenWhisk's memory slots).
+    /// scheduler (OpenWhisk's memory slots) and to each node's model (the
+    /// `lru` and `greedy-dual` keep-alive policies evict under it).
     pub node_memory_mb: u32,
     /// All nodes run on one machine with this many cores, shared by every
     /// node's CPU phases (a one-host live testbed), instead of `cores` each.
@@ -179,6 +181,8 @@ pub struct InstanceSummary {
     pub mean_instances: f64,
     pub mean_busy: f64,
     pub mean_idle: f64,
+    /// Idle instances evicted for memory (`lru`, `greedy-dual`), all nodes.
+    pub memory_evictions: u64,
 }
 
 /// Wall-clock figures of the run, filled in by the caller that measured
@@ -393,6 +397,7 @@ pub fn run_workload(
     let catalog = sample_functions::catalog();
     let mut phases: Vec<Phase> = Vec::new();
     let mut functions = Vec::with_capacity(workload.names.len());
+    let mut memory = Vec::with_capacity(workload.names.len());
     for (i, name) in workload.names.iter().enumerate() {
         let (model, bytes, memory_mb) = match catalog.get(name) {
             Some(spec) => (
@@ -432,7 +437,16 @@ pub fn run_workload(
             package_bytes: scaled_bytes(bytes, config.package_scale),
         });
         scheduler.declare_function(name, memory_mb);
+        memory.push(memory_mb);
     }
+    let node_model = || {
+        let mut m = NodeModel::new(config.worker, config.instances)
+            .with_node_memory_mb(config.node_memory_mb);
+        for (name, &mb) in workload.names.iter().zip(&memory) {
+            m.declare_function(name, mb);
+        }
+        m
+    };
 
     let mut sim = Sim {
         config,
@@ -448,7 +462,7 @@ pub fn run_workload(
         scheduler,
         nodes: (0..config.nodes)
             .map(|_| Node {
-                model: NodeModel::new(config.worker, config.instances),
+                model: node_model(),
                 waiting: FxHashMap::default(),
                 timer_at: None,
             })
@@ -684,7 +698,12 @@ impl Sim<'_, '_> {
                 .get(&*p.function)
                 .map_or(0, |&f| self.functions[f as usize].package_bytes);
             let profile = &self.config.profile;
-            let cost = profile.instance_create_ms + profile.instance_load_ms(bytes);
+            let start = match p.kind {
+                // A pre-warmed Lambda instance costs what its cold start does.
+                InstanceKind::KeepAlive => profile.lambda_cold_ms,
+                InstanceKind::Pooled | InstanceKind::Rest => profile.instance_create_ms,
+            };
+            let cost = start + profile.instance_load_ms(bytes);
             self.queue.push(
                 now.add_micros(ms_to_us(cost)),
                 Event::InstanceUp {
@@ -1021,6 +1040,7 @@ impl Sim<'_, '_> {
                     mean_instances: busy + idle,
                     mean_busy: busy,
                     mean_idle: idle,
+                    memory_evictions: self.nodes.iter().map(|n| n.model.memory_evictions()).sum(),
                 })
             }
             _ => None,

@@ -84,6 +84,6 @@ pub use engine::{
     Performance, Progress, Summary, DEFAULT_EPOCH_MS,
 };
 pub use function::FunctionModel;
-pub use policy::node::InstanceModel;
+pub use policy::node::{InstanceModel, KeepAlivePolicy};
 pub use profile::CostProfile;
 pub use workload::{Workload, WorkloadError};

@@ -22,7 +22,7 @@
 
 use std::time::Duration;
 
-use des::{run_scenario, CostProfile, DesConfig, FunctionModel, InstanceModel};
+use des::{run_scenario, CostProfile, DesConfig, FunctionModel, InstanceModel, KeepAlivePolicy};
 use protocol::ScenarioEvent;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -62,9 +62,7 @@ fn matches_simfaas_cold_start_probability_and_instance_counts() {
     let config = DesConfig {
         nodes: 1,
         node_capacity: u32::MAX,
-        instances: InstanceModel::Lambda {
-            keep_alive: Duration::from_secs(600),
-        },
+        instances: InstanceModel::lambda(Duration::from_secs(600), KeepAlivePolicy::Fixed),
         profile: CostProfile::default(),
         default_function: Some(FunctionModel::Exponential {
             warm_mean_ms: 1991.0,
@@ -101,9 +99,7 @@ fn same_seed_same_result_other_seed_other_draws() {
     let events: Vec<ScenarioEvent> = poisson_scenario(7).into_iter().take(5_000).collect();
     let config = DesConfig {
         nodes: 1,
-        instances: InstanceModel::Lambda {
-            keep_alive: Duration::from_secs(600),
-        },
+        instances: InstanceModel::lambda(Duration::from_secs(600), KeepAlivePolicy::Fixed),
         default_function: Some(FunctionModel::Exponential {
             warm_mean_ms: 1991.0,
             cold_mean_ms: 2244.0,

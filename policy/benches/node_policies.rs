@@ -1,8 +1,9 @@
 //! Throughput of the node model, which the discrete-event simulator calls
 //! a few times per simulated call: one whole call (arrival, build or
 //! instance start when asked, end) of a function drawn round-robin from 31
-//! functions of 1-131 MB, under HotFunctions' caching options, plus the
-//! image cache alone.
+//! functions of 1-131 MB, under HotFunctions' caching options and under
+//! the Lambda model with each keep-alive policy, plus the image cache
+//! alone.
 //!
 //! `cargo bench -p policy --bench node_policies`
 
@@ -79,19 +80,26 @@ fn node_model(c: &mut Criterion) {
             })
         });
     }
-    c.bench_function("node_model_call_lambda", |b| {
-        let keep_alive = Duration::from_secs(60);
-        let mut m = NodeModel::new(
-            CachingOptions::default(),
-            InstanceModel::Lambda { keep_alive },
-        );
-        let mut t = 0u64;
-        b.iter(|| {
-            let (f, bytes) = &fns[(t % fns.len() as u64) as usize];
-            whole_call(&mut m, f, *bytes, Time::from_millis(t * 100));
-            t += 1;
-        })
-    });
+    // The Lambda model under each keep-alive policy; 2048 MB of node
+    // memory for 256 MB functions, so lru and greedy-dual evict.
+    for policy in policy::node::keep_alive_policy::POLICY_NAMES {
+        let name = if policy == "fixed" {
+            "node_model_call_lambda".to_string()
+        } else {
+            format!("node_model_call_lambda_{policy}")
+        };
+        c.bench_function(&name, |b| {
+            let keep_alive = Duration::from_secs(60);
+            let model = InstanceModel::lambda(keep_alive, policy.parse().expect("a policy name"));
+            let mut m = NodeModel::new(CachingOptions::default(), model).with_node_memory_mb(2048);
+            let mut t = 0u64;
+            b.iter(|| {
+                let (f, bytes) = &fns[(t % fns.len() as u64) as usize];
+                whole_call(&mut m, f, *bytes, Time::from_millis(t * 100));
+                t += 1;
+            })
+        });
+    }
     c.bench_function("image_cache_call_300MB_limit", |b| {
         let mut cache = ImageCache::new(Some(300_000_000));
         let mut t = 0u64;

@@ -52,7 +52,9 @@
 //! Options (defaults): `--algorithm rr`, `--nodes 4`, `--cores` (the
 //! profile's, 2) per node or `--machine-cores N` shared by all nodes (a
 //! one-host testbed), `--capacity 64`, `--node-memory-mb 2048`, `--instance-model hotfunctions|lambda`
-//! (`hotfunctions`), `--keep-alive-s 600` (Lambda model); the live worker's
+//! (`hotfunctions`), `--keep-alive-policy fixed|lru|greedy-dual|histogram|ewma`
+//! (`fixed`; giving it selects the Lambda model), `--keep-alive-s 600`
+//! (Lambda model); the worker takes the same three options; the live worker's
 //! `USER_CODE_SIZE_LIMIT` (-1), `CONTAINER_POOL_LIMIT` (-1),
 //! `CONTAINER_POOL_NUM` (6), `USING_REST_MODE` (false),
 //! `REST_CONTAINER_LIFE_TIME` (10 s), as flags of the same name or
@@ -63,16 +65,16 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use des::{
-    CostProfile, DesConfig, FunctionModel, InstanceModel, Performance, Summary, Workload,
-    DEFAULT_EPOCH_MS,
+    CostProfile, DesConfig, FunctionModel, Performance, Summary, Workload, DEFAULT_EPOCH_MS,
 };
 use load_balancer::cli::SchedulerArgs;
 use policy::node::keep_alive::KeepAlivePool;
+use policy::node::keep_alive_policy::choose_instance_model;
 use policy::node::options::CachingOptions;
+use policy::node::KeepAlivePolicy;
 use policy::scheduler::registry;
 use protocol::sidecar::{self, Cluster, GitRevision, RunSidecar, Scales};
 use serde::Serialize;
@@ -90,7 +92,7 @@ pub const WORKSPACE_PROFILE: &str = "simulator/profiles/process.json";
 /// The default profile's path next to the executable (installed layout).
 pub const INSTALLED_PROFILE: &str = "profiles/process.json";
 
-/// How instances serve calls (CLI form of [`InstanceModel`]).
+/// How instances serve calls (CLI form of [`des::InstanceModel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InstanceModelArg {
     /// HotFunctions' worker (per-call instances + pool, or REST mode).
@@ -134,9 +136,16 @@ pub struct Args {
     /// Use the ideal profile (no overheads) instead of a measured one.
     #[arg(long, conflicts_with = "profile")]
     pub ideal: bool,
-    /// Instance concurrency model.
-    #[arg(long, value_enum, default_value = "hotfunctions")]
-    pub instance_model: InstanceModelArg,
+    /// Instance concurrency model [default: hotfunctions, or lambda when
+    /// --keep-alive-policy is given].
+    #[arg(long, value_enum)]
+    pub instance_model: Option<InstanceModelArg>,
+    /// Keep-alive policy of the Lambda model (implies --instance-model
+    /// lambda): fixed, lru, greedy-dual (both evict idle instances under
+    /// --node-memory-mb), histogram (Serverless in the Wild), ewma
+    /// (pre-warming) [default: fixed].
+    #[arg(long, value_name = "POLICY")]
+    pub keep_alive_policy: Option<KeepAlivePolicy>,
     /// Keep-alive of idle instances in the Lambda model, seconds.
     #[arg(long, default_value_t = KeepAlivePool::DEFAULT_KEEP_ALIVE.as_secs_f64())]
     pub keep_alive_s: f64,
@@ -397,18 +406,11 @@ impl Args {
     }
 
     fn config_with(&self, profile: CostProfile) -> anyhow::Result<DesConfig> {
-        if !(self.keep_alive_s.is_finite() && self.keep_alive_s >= 0.0) {
-            anyhow::bail!(
-                "--keep-alive-s must be a number >= 0 (is {})",
-                self.keep_alive_s
-            );
-        }
-        let instances = match self.instance_model {
-            InstanceModelArg::Hotfunctions => InstanceModel::HotFunctions,
-            InstanceModelArg::Lambda => InstanceModel::Lambda {
-                keep_alive: Duration::from_secs_f64(self.keep_alive_s),
-            },
-        };
+        let instances = choose_instance_model(
+            self.instance_model.map(|m| m == InstanceModelArg::Lambda),
+            self.keep_alive_policy,
+            self.keep_alive_s,
+        )?;
         let scheduler = self.scheduler.param_set()?.scheduler(&self.algorithm)?;
         Ok(DesConfig {
             scheduler,

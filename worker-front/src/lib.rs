@@ -26,7 +26,10 @@ pub mod http;
 pub mod runtime;
 pub mod worker;
 
+use policy::node::keep_alive::KeepAlivePool;
+use policy::node::keep_alive_policy::{choose_instance_model, parse_lambda};
 use policy::node::options::CachingOptions;
+use policy::node::InstanceModel;
 use runtime::docker::{DockerRuntime, DockerSettings};
 use runtime::process::ProcessRuntime;
 use runtime::{Runtime, RuntimeError, RuntimeOptions};
@@ -67,6 +70,17 @@ pub struct WorkerConfig {
     pub work_dir: Option<PathBuf>,
     /// HotFunctions' caching options.
     pub caching: CachingOptions,
+    /// `hotfunctions` or `lambda` (None: `lambda` if a keep-alive policy
+    /// is given, else `hotfunctions`), as `simulator des --instance-model`.
+    pub instance_model: Option<String>,
+    /// The Lambda model's keep-alive policy: fixed, lru, greedy-dual,
+    /// histogram, ewma (`policy::node::keep_alive_policy`).
+    pub keep_alive_policy: Option<String>,
+    /// Keep-alive of idle instances in the Lambda model, seconds (600).
+    pub keep_alive_s: f64,
+    /// Memory of the node for instances, MB (2048): the `lru` and
+    /// `greedy-dual` policies evict idle instances under it.
+    pub node_memory_mb: u32,
     /// actix-web worker threads (default 2).
     pub http_workers: usize,
     /// How often the REST-mode expiry timer looks, in ms (default 100).
@@ -88,10 +102,40 @@ impl Default for WorkerConfig {
             package_scale: 1.0,
             work_dir: None,
             caching: CachingOptions::default(),
+            instance_model: None,
+            keep_alive_policy: None,
+            keep_alive_s: KeepAlivePool::DEFAULT_KEEP_ALIVE.as_secs_f64(),
+            node_memory_mb: policy::scheduler::NodeInfo::DEFAULT_MEMORY_MB,
             http_workers: 2,
             expiry_tick_ms: 100,
             docker_socket: None,
         }
+    }
+}
+
+impl WorkerConfig {
+    /// The instance model its options choose (the same rule as `simulator
+    /// des`: a keep-alive policy selects the Lambda model).
+    pub fn instance_model(&self) -> Result<InstanceModel, RunError> {
+        let bad =
+            |e: policy::node::keep_alive_policy::ModelChoiceError| RunError::Config(e.to_string());
+        let lambda = match &self.instance_model {
+            Some(name) => Some(parse_lambda(name).map_err(bad)?),
+            None => None,
+        };
+        let policy =
+            match &self.keep_alive_policy {
+                Some(name) => Some(name.parse().map_err(|e| {
+                    bad(policy::node::keep_alive_policy::ModelChoiceError::Policy(e))
+                })?),
+                None => None,
+            };
+        if self.node_memory_mb == 0 {
+            return Err(RunError::Config(
+                "--node-memory-mb must be at least 1".into(),
+            ));
+        }
+        choose_instance_model(lambda, policy, self.keep_alive_s).map_err(bad)
     }
 }
 
@@ -153,6 +197,7 @@ pub async fn run(
             config.package_scale
         )));
     }
+    config.instance_model()?;
     if config.runtime == RuntimeKind::Process && config.docker_socket.is_some() {
         return Err(RunError::Config(
             "a Docker socket (--docker-socket) applies to the docker runtime only, \
@@ -231,7 +276,19 @@ async fn serve<R: Runtime>(
         options.package_scale,
         serde_json::to_string(&config.caching).unwrap_or_default()
     );
-    let worker = Worker::new(runtime, config.caching, options.worker_id.clone());
+    let instance_model = config.instance_model()?;
+    tracing::info!(
+        "instance model {}, node memory {} MB",
+        serde_json::to_string(&instance_model).unwrap_or_default(),
+        config.node_memory_mb
+    );
+    let worker = Worker::with_model(
+        runtime,
+        config.caching,
+        instance_model,
+        config.node_memory_mb,
+        options.worker_id.clone(),
+    );
     // Leftovers of an earlier run with this worker id: remove (ours only).
     match worker.runtime().remove_all_own(true).await {
         Ok(r) if r.instances + r.images > 0 => tracing::info!("removed leftovers: {r:?}"),

@@ -6,7 +6,10 @@
 //! Caching options come from the original's environment variables
 //! (`USER_CODE_SIZE_LIMIT`, `CONTAINER_POOL_LIMIT`, `CONTAINER_POOL_NUM`,
 //! `USING_REST_MODE`, `REST_CONTAINER_LIFE_TIME`); the flags of the same
-//! names override them.
+//! names override them. The instance model and its keep-alive policy take
+//! the options of `simulator des`: `--instance-model hotfunctions|lambda`,
+//! `--keep-alive-policy fixed|lru|greedy-dual|histogram|ewma` (selects the
+//! Lambda model), `--keep-alive-s 600`, `--node-memory-mb 2048`.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -85,6 +88,24 @@ struct StartArgs {
     /// Idle lifetime of REST instances in seconds (env REST_CONTAINER_LIFE_TIME).
     #[arg(long)]
     rest_container_life_time: Option<u64>,
+    /// Instance model: hotfunctions (the original's) or lambda (one call
+    /// per instance, kept alive by --keep-alive-policy) [default:
+    /// hotfunctions, or lambda when --keep-alive-policy is given].
+    #[arg(long, value_name = "MODEL")]
+    instance_model: Option<String>,
+    /// Keep-alive policy of the Lambda model (implies --instance-model
+    /// lambda): fixed, lru, greedy-dual (both evict idle instances under
+    /// --node-memory-mb), histogram (Serverless in the Wild), ewma
+    /// (pre-warming) [default: fixed].
+    #[arg(long, value_name = "POLICY")]
+    keep_alive_policy: Option<String>,
+    /// Keep-alive of idle instances in the Lambda model, seconds.
+    #[arg(long, default_value_t = WorkerConfig::default().keep_alive_s)]
+    keep_alive_s: f64,
+    /// Memory of the node for function instances, MB (each function's is
+    /// its catalog `memory_mb`).
+    #[arg(long, default_value_t = WorkerConfig::default().node_memory_mb)]
+    node_memory_mb: u32,
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     http_workers: usize,
@@ -143,10 +164,16 @@ fn main() -> anyhow::Result<()> {
         package_scale: args.package_scale,
         work_dir: args.work_dir,
         caching,
+        instance_model: args.instance_model,
+        keep_alive_policy: args.keep_alive_policy,
+        keep_alive_s: args.keep_alive_s,
+        node_memory_mb: args.node_memory_mb,
         http_workers: args.http_workers,
         docker_socket: args.docker_socket,
         ..WorkerConfig::default()
     };
+    // Bad policy options are errors before anything binds.
+    config.instance_model()?;
     let listener = std::net::TcpListener::bind((args.host.as_str(), port))
         .with_context(|| format!("binding {}:{port}", args.host))?;
     let rt = tokio::runtime::Builder::new_multi_thread()

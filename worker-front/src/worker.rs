@@ -14,13 +14,22 @@
 //!   tells later callers to `Wait` for it);
 //! - `Wait`: the call sleeps until the model resumes it (a build or an
 //!   instance start done by another call);
-//! - `Start`: start a REST-mode instance, then run on it;
-//! - `Run`: invoke a running instance (REST, or a pre-warmed pool member);
+//! - `Start`: start a REST-mode or keep-alive instance, then run on it;
+//! - `Run`: invoke a running instance (REST, keep-alive, or a pre-warmed
+//!   pool member);
 //!   if it turned out dead, the model gives the call a new step once;
 //! - `RunOnce`: run the call in a fresh one-shot instance.
 //!
 //! Then the call ends in the model, which answers with evictions, pool
 //! refills and removals; they run in the background.
+//!
+//! The instance model is HotFunctions' by default; with the Lambda model
+//! (`--instance-model lambda` or `--keep-alive-policy P`) every call has
+//! an instance of its own, kept alive by the policy; the node's memory
+//! (`--node-memory-mb`) and each catalog function's `memory_mb` are told to
+//! the model. Keep-alive instances run as the runtime's long-lived (REST)
+//! instances; the model's keep-alive pre-warms start them in the
+//! background, and the timer below expires them and triggers pre-warms.
 //!
 //! Logged at `info`: image builds and removals, REST/keep-alive instance
 //! starts, expiries, `/clear`; pool refills (one per pooled call) at
@@ -71,7 +80,7 @@ struct State {
 struct Background {
     remove_images: Vec<Image>,
     remove_instances: Vec<Instance>,
-    prewarm: Vec<(InstanceId, Image)>,
+    prewarm: Vec<(InstanceId, Image, InstanceKind)>,
 }
 
 impl State {
@@ -97,7 +106,9 @@ impl State {
         }
         for p in effects.prewarm {
             match self.images.get(&p.function) {
-                Some(img) => bg.prewarm.push((p.instance, img.clone())),
+                Some(img) => bg
+                    .prewarm
+                    .push((p.instance, img.clone(), runtime_kind(p.kind))),
                 // The model only pre-warms cached images; if the handle is
                 // gone, the start fails like a failed start.
                 None => {
@@ -139,6 +150,16 @@ pub struct WorkerStatus {
     pub image_stored_bytes: u64,
     pub pooled_instances: usize,
     pub rest_instances: usize,
+    /// The instance model, with its keep-alive policy.
+    pub instance_model: InstanceModel,
+    /// Keep-alive instances (Lambda model): busy and idle.
+    pub keep_alive_busy: u64,
+    pub keep_alive_idle: u64,
+    /// Memory of the keep-alive instances (MB), the node's limit, and the
+    /// idle instances evicted for it.
+    pub memory_in_use_mb: u64,
+    pub node_memory_mb: Option<u64>,
+    pub memory_evictions: u64,
     pub calls: u64,
     /// `HF_TIME_SCALE` and `HF_PACKAGE_SCALE` of the functions.
     pub time_scale: f64,
@@ -202,16 +223,40 @@ struct CallCtx<'a> {
 }
 
 impl<R: Runtime> Worker<R> {
+    /// A worker with HotFunctions' instance model.
     pub fn new(runtime: R, options: CachingOptions, worker_id: String) -> Self {
+        Self::with_model(
+            runtime,
+            options,
+            InstanceModel::HotFunctions,
+            policy::scheduler::NodeInfo::DEFAULT_MEMORY_MB,
+            worker_id,
+        )
+    }
+
+    /// A worker with `instance_model` on a node of `node_memory_mb`; the
+    /// catalog's functions are declared with their memory.
+    pub fn with_model(
+        runtime: R,
+        options: CachingOptions,
+        instance_model: InstanceModel,
+        node_memory_mb: u32,
+        worker_id: String,
+    ) -> Self {
+        let catalog = sample_functions::catalog();
+        let mut model = NodeModel::new(options, instance_model).with_node_memory_mb(node_memory_mb);
+        for f in &catalog.functions {
+            model.declare_function(&f.name, f.memory_mb);
+        }
         Self {
             shared: Arc::new(Shared {
                 runtime,
-                catalog: sample_functions::catalog(),
+                catalog,
                 #[allow(clippy::disallowed_methods)] // the live worker's clock
                 epoch: Instant::now(),
                 worker_id,
                 state: Mutex::new(State {
-                    model: NodeModel::new(options, InstanceModel::HotFunctions),
+                    model,
                     images: HashMap::new(),
                     instances: HashMap::new(),
                     waiters: HashMap::new(),
@@ -503,21 +548,17 @@ impl<R: Runtime> Worker<R> {
         if bg.is_empty() {
             return;
         }
-        for (id, image) in bg.prewarm {
+        for (id, image, kind) in bg.prewarm {
             let w = self.clone();
             self.spawn_background(async move {
-                let r = w
-                    .shared
-                    .runtime
-                    .start_instance(&image, InstanceKind::Pooled)
-                    .await;
+                let r = w.shared.runtime.start_instance(&image, kind).await;
                 let now = w.now();
                 let mut st = w.state();
                 let effects = match r {
                     Ok(inst) => {
                         // One per pooled call (the pool refills): debug.
                         tracing::debug!(
-                            "pooled instance {} of {} started",
+                            "pre-warmed {kind:?} instance {} of {} started",
                             inst.name,
                             image.function
                         );
@@ -552,9 +593,9 @@ impl<R: Runtime> Worker<R> {
         });
     }
 
-    /// Runs the model's timers that are due (idle REST instances past their
-    /// lifetime); called by a periodic timer. Returns how many instances
-    /// expired.
+    /// Runs the model's timers that are due (idle REST and keep-alive
+    /// instances past their lifetime, keep-alive pre-warms); called by a
+    /// periodic timer. Returns how many instances expired.
     pub fn tick(&self) -> usize {
         let now = self.now();
         let mut st = self.state();
@@ -565,6 +606,9 @@ impl<R: Runtime> Worker<R> {
         let n = effects.remove_instances.len();
         if n > 0 {
             tracing::info!("{n} idle instance(s) expired");
+        }
+        if !effects.prewarm.is_empty() {
+            tracing::info!("pre-warming {} instance(s)", effects.prewarm.len());
         }
         self.carry_out(st, effects, now);
         n
@@ -652,6 +696,12 @@ impl<R: Runtime> Worker<R> {
             image_stored_bytes: st.images.values().map(|i| i.stored_bytes).sum(),
             pooled_instances: st.model.pooled_instances(),
             rest_instances: st.model.rest_instances(),
+            instance_model: st.model.instance_model(),
+            keep_alive_busy: st.model.keep_alive_instances().0,
+            keep_alive_idle: st.model.keep_alive_instances().1,
+            memory_in_use_mb: st.model.memory_in_use_mb(),
+            node_memory_mb: st.model.node_memory_mb(),
+            memory_evictions: st.model.memory_evictions(),
             calls: self.shared.calls.load(Ordering::Relaxed),
             time_scale: self.shared.runtime.options().time_scale,
             package_scale: self.shared.runtime.options().package_scale,

@@ -75,6 +75,8 @@ pub struct KeepAlivePool {
     busy: Vec<InstanceId>,
     cold_starts: u64,
     warm_starts: u64,
+    /// Expiry never takes the instance count below this (EWMA policy).
+    floor: usize,
 }
 
 impl KeepAlivePool {
@@ -88,6 +90,7 @@ impl KeepAlivePool {
             busy: Vec::new(),
             cold_starts: 0,
             warm_starts: 0,
+            floor: 0,
         }
     }
 
@@ -95,13 +98,31 @@ impl KeepAlivePool {
         self.keep_alive
     }
 
+    /// A new keep-alive period, for the idle instances too (their deadline
+    /// is `idle since + keep_alive`).
+    pub fn set_keep_alive(&mut self, keep_alive: Duration) {
+        self.keep_alive = keep_alive;
+    }
+
+    /// Expiry keeps at least `floor` instances (busy or idle); idle ones
+    /// past their keep-alive beyond it expire, oldest first.
+    pub fn set_floor(&mut self, floor: usize) {
+        self.floor = floor;
+    }
+
+    pub fn floor(&self) -> usize {
+        self.floor
+    }
+
     /// Removes the instances idle for `keep_alive` or longer at `now`,
     /// calling `on_expired` for each (in ascending id order).
     pub fn expire(&mut self, now: Time, mut on_expired: impl FnMut(Expired)) {
         let keep_alive = self.keep_alive;
+        let mut removable = self.instance_count().saturating_sub(self.floor);
         self.idle.retain(|&(instance, since)| {
             let at = since.saturating_add(keep_alive);
-            if at <= now {
+            if at <= now && removable > 0 {
+                removable -= 1;
                 on_expired(Expired { instance, at });
                 false
             } else {
@@ -165,8 +186,34 @@ impl KeepAlivePool {
         }
     }
 
-    /// When the next idle instance expires, if any is idle.
+    /// An instance started with no call (pre-warmed) is idle from `now`.
+    pub fn add_idle(&mut self, instance: InstanceId, now: Time) {
+        let at = self.idle.partition_point(|&(id, _)| id < instance);
+        self.idle.insert(at, (instance, now));
+    }
+
+    /// Removes one idle instance (evicted); false if it is not idle here.
+    pub fn remove_idle_instance(&mut self, instance: InstanceId) -> bool {
+        match self.idle.iter().position(|&(id, _)| id == instance) {
+            Some(i) => {
+                self.idle.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Idle instances, ascending by id, with the time they became idle.
+    pub fn idle(&self) -> &[(InstanceId, Time)] {
+        &self.idle
+    }
+
+    /// When the next idle instance expires, if any is idle (and the floor
+    /// lets one expire).
     pub fn next_expiry(&self) -> Option<Time> {
+        if self.instance_count() <= self.floor {
+            return None;
+        }
         self.idle
             .iter()
             .map(|&(_, since)| since.saturating_add(self.keep_alive))
@@ -342,6 +389,28 @@ mod tests {
         p.release(a, s(1)).unwrap();
         p.clear();
         assert_eq!(p.instance_count(), 0);
+    }
+
+    #[test]
+    fn the_floor_keeps_instances_and_expires_the_oldest_beyond_it() {
+        let mut p = Pool::new(d(10));
+        let ids: Vec<_> = (0..3).map(|_| p.acquire(s(0), |_| {}).instance()).collect();
+        for &id in &ids {
+            p.release(id, s(1)).unwrap();
+        }
+        p.set_floor(2);
+        let mut gone = Vec::new();
+        p.expire(s(100), |e| gone.push(e.instance));
+        assert_eq!(gone, vec![ids[0]], "only one above the floor, the oldest");
+        assert_eq!(p.next_expiry(), None, "at the floor nothing expires");
+        p.set_floor(0);
+        assert_eq!(p.next_expiry(), Some(s(11)));
+        p.set_keep_alive(d(200));
+        assert_eq!(p.next_expiry(), Some(s(201)), "applies to idle ones");
+        assert!(p.remove_idle_instance(ids[1]));
+        assert!(!p.remove_idle_instance(ids[1]));
+        p.add_idle(99, s(5));
+        assert_eq!(p.idle(), &[(ids[2], s(1)), (99, s(5))]);
     }
 
     #[test]

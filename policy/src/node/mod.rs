@@ -18,7 +18,12 @@
 //!
 //! and one from AWS Lambda, as modelled by SimFaaS:
 //! - [`keep_alive::KeepAlivePool`]: one call per instance, idle instances
-//!   kept for a keep-alive period.
+//!   kept for a keep-alive period,
+//!
+//! under a keep-alive policy ([`keep_alive_policy::KeepAlivePolicy`]):
+//! fixed, eviction under the node's memory by [`lru`] or FaasCache's
+//! [`greedy_dual`], the [`histogram`] policy of "Serverless in the Wild",
+//! or [`ewma_prewarm`] pre-warming.
 //!
 //! [`model::NodeModel`] composes them for one node: it owns the image cache,
 //! the pool, the REST instances and the keep-alive pools, names every
@@ -30,13 +35,19 @@
 //! else.
 
 pub mod container_pool;
+pub mod ewma_prewarm;
+pub mod greedy_dual;
+pub mod histogram;
 pub mod image_cache;
 pub mod keep_alive;
+pub mod keep_alive_policy;
+pub mod lru;
 pub mod model;
 pub mod options;
 pub mod rest_instances;
 
 pub use crate::time::Time;
+pub use keep_alive_policy::KeepAlivePolicy;
 pub use model::{CallId, CallMeta, Effects, InstanceKind, InstanceModel, NodeModel, Prewarm, Step};
 
 /// An instance's id, unique on its node for the node model's lifetime;

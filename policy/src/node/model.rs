@@ -64,6 +64,34 @@
 //! - Anything a policy no longer owns (detached) is removed when no call
 //!   uses it.
 //!
+//! # Keep-alive policies (Lambda model)
+//!
+//! The Lambda model runs one [`KeepAlivePolicy`] (see its module for the
+//! table and sources), with these rules:
+//!
+//! - **Memory** (`lru`, `greedy-dual`): each function's instances take its
+//!   memory ([`NodeModel::declare_function`], default
+//!   [`crate::scheduler::DEFAULT_FUNCTION_MEMORY_MB`]); a cold start that
+//!   would exceed the node's memory ([`NodeModel::with_node_memory_mb`])
+//!   first evicts idle keep-alive instances, least recently used first or
+//!   lowest Greedy-Dual priority first, until it fits; if nothing idle is
+//!   left, it starts anyway (over-commit, counted in
+//!   [`NodeModel::memory_in_use_mb`]). Greedy-Dual's cost is learned here:
+//!   the mean time the function's instances took to start (from
+//!   [`Step::Start`] or [`Prewarm`] to [`NodeModel::instance_started`]).
+//! - **Histogram**: a function's idle times are measured from the end of
+//!   its last call in flight to its next arrival; when that call ends, the
+//!   windows apply: with a pre-warming window the idle instances are
+//!   removed and one [`Prewarm`] is due when it ends (unless a call came
+//!   first or an instance exists), and the keep-alive window is the
+//!   function's keep-alive from then on.
+//! - **EWMA**: at each 30 s boundary (a timer) the function's target is
+//!   recomputed; missing instances are pre-warmed, and idle ones expire
+//!   only above the target.
+//!
+//! Pre-warmed keep-alive instances are idle once up (they expire like any
+//! idle instance) and are refused if the image or the pool went meanwhile.
+//!
 //! Timers: the model keeps the earliest expiry per function in a heap;
 //! [`NodeModel::next_timer`] is when to call [`NodeModel::timer`] next (a
 //! live worker may call it on a tick instead; early calls do nothing).
@@ -82,15 +110,20 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::container_pool::{ContainerPool, PoolPlan};
+use super::ewma_prewarm::EwmaPrewarm;
+use super::greedy_dual::GreedyDual;
+use super::histogram::IdleTimeHistogram;
 use super::image_cache::{EvictedImage, ImageCache};
 use super::keep_alive::{Acquired, KeepAlivePool};
+use super::keep_alive_policy::KeepAlivePolicy;
+use super::lru::IdleLru;
 use super::options::CachingOptions;
 use super::rest_instances::{RestAcquire, RestInstances};
 use super::InstanceId;
 use crate::time::Time;
 
 /// How a node's instances serve calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "model", rename_all = "snake_case")]
 pub enum InstanceModel {
     /// HotFunctions' worker: per-call instances (with the optional
@@ -99,12 +132,30 @@ pub enum InstanceModel {
     HotFunctions,
     /// AWS Lambda: one call per instance, idle instances kept for
     /// `keep_alive`, the most recently created idle instance reused
-    /// ([`KeepAlivePool`]). The caching options' image limit still applies;
-    /// their pool and REST settings do not.
+    /// ([`KeepAlivePool`]), under a keep-alive `policy`
+    /// ([`KeepAlivePolicy`]: memory-limited eviction, histogram or EWMA
+    /// pre-warming). The caching options' image limit still applies; their
+    /// pool and REST settings do not.
     Lambda {
         #[serde(rename = "keep_alive_s", serialize_with = "serialize_secs")]
         keep_alive: Duration,
+        policy: KeepAlivePolicy,
     },
+}
+
+impl InstanceModel {
+    /// The Lambda model with `policy`.
+    pub fn lambda(keep_alive: Duration, policy: KeepAlivePolicy) -> Self {
+        Self::Lambda { keep_alive, policy }
+    }
+
+    /// The keep-alive policy (None for HotFunctions).
+    pub fn keep_alive_policy(&self) -> Option<KeepAlivePolicy> {
+        match self {
+            Self::Lambda { policy, .. } => Some(*policy),
+            Self::HotFunctions => None,
+        }
+    }
 }
 
 fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -257,6 +308,8 @@ struct InstanceRecord {
     starter: Option<CallId>,
     /// Still owned by a policy; when false it is removed once idle.
     attached: bool,
+    /// When it was asked for (its start's duration is learned from it).
+    created: Time,
 }
 
 /// A build in progress (single flight).
@@ -277,6 +330,22 @@ struct FunctionState {
     keep_alive: Option<KeepAlivePool>,
     /// The pending timer entry of this function, if any.
     timer: Option<Time>,
+    /// Its memory per instance (MB).
+    memory_mb: u32,
+    /// Lambda model: its calls in flight, and when the last one ended.
+    calls: u32,
+    last_end: Option<Time>,
+    /// Keep-alive instances being pre-warmed.
+    prewarming: u32,
+    /// Histogram policy: its idle times, and when to pre-warm next.
+    histogram: Option<IdleTimeHistogram>,
+    prewarm_at: Option<Time>,
+    /// EWMA policy: its call-rate estimate.
+    ewma: Option<EwmaPrewarm>,
+    /// Greedy-Dual: calls since it last had no instance; instance start
+    /// times seen (sum in ms, count).
+    frequency: u64,
+    start_ms: (f64, u64),
 }
 
 /// Calls in flight, by reusable index and tag.
@@ -355,6 +424,13 @@ pub struct NodeModel {
     next_instance: InstanceId,
     keep_alive_busy: u64,
     keep_alive_idle: u64,
+    /// Memory for instances (MB); None = unlimited.
+    node_memory_mb: Option<u64>,
+    /// Eviction orders of the idle keep-alive instances (the one of the
+    /// policy is kept; the other stays empty).
+    lru: IdleLru,
+    greedy_dual: GreedyDual,
+    evictions: u64,
 }
 
 impl NodeModel {
@@ -375,7 +451,29 @@ impl NodeModel {
             next_instance: 1,
             keep_alive_busy: 0,
             keep_alive_idle: 0,
+            node_memory_mb: None,
+            lru: IdleLru::new(),
+            greedy_dual: GreedyDual::new(),
+            evictions: 0,
         }
+    }
+
+    /// The node's memory for instances, in MB (enforced by the
+    /// memory-limited keep-alive policies, `lru` and `greedy-dual`).
+    pub fn with_node_memory_mb(mut self, memory_mb: u32) -> Self {
+        self.node_memory_mb = Some(u64::from(memory_mb));
+        self
+    }
+
+    /// Tells the memory of `function`'s instances (MB); functions never
+    /// declared take [`crate::scheduler::DEFAULT_FUNCTION_MEMORY_MB`].
+    pub fn declare_function(&mut self, function: &str, memory_mb: u32) {
+        let f = self.intern(function);
+        self.functions[f as usize].memory_mb = memory_mb;
+    }
+
+    fn policy(&self) -> KeepAlivePolicy {
+        self.instance_model.keep_alive_policy().unwrap_or_default()
     }
 
     pub fn options(&self) -> CachingOptions {
@@ -399,6 +497,15 @@ impl NodeModel {
             pooled: Vec::new(),
             keep_alive: None,
             timer: None,
+            memory_mb: crate::scheduler::DEFAULT_FUNCTION_MEMORY_MB,
+            calls: 0,
+            last_end: None,
+            prewarming: 0,
+            histogram: None,
+            prewarm_at: None,
+            ewma: None,
+            frequency: 0,
+            start_ms: (0.0, 0),
         });
         f
     }
@@ -420,6 +527,7 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn call_arrived(&mut self, function: &str, now: Time) -> (CallId, Effects) {
         let f = self.intern(function);
+        self.lambda_arrival(f, now);
         let cached = self.cache.call_started(&f, now);
         let call = self.calls.insert(Call {
             function: f,
@@ -520,7 +628,7 @@ impl NodeModel {
         };
         let f = c.function;
         let (role, instance, step, meta) = match self.instance_model {
-            InstanceModel::Lambda { keep_alive } => {
+            InstanceModel::Lambda { keep_alive, policy } => {
                 let mut next = self.next_instance;
                 let mut expired = Vec::new();
                 let pool = self.functions[f as usize]
@@ -537,6 +645,7 @@ impl NodeModel {
                 self.next_instance = next;
                 for id in expired {
                     self.keep_alive_idle -= 1;
+                    self.idle_gone(id);
                     self.instances.remove(&id);
                     effects.remove_instances.push(id);
                 }
@@ -544,12 +653,16 @@ impl NodeModel {
                 match got {
                     Acquired::Warm(id) => {
                         self.keep_alive_idle -= 1;
+                        self.idle_gone(id);
                         if let Some(r) = self.instances.get_mut(&id) {
                             r.busy += 1;
                         }
                         (Role::KeepAlive, id, Step::Run { instance: id }, true)
                     }
                     Acquired::Cold(id) => {
+                        if policy.limits_memory() {
+                            self.make_room(f, effects);
+                        }
                         self.instances.insert(
                             id,
                             InstanceRecord {
@@ -560,6 +673,7 @@ impl NodeModel {
                                 waiting: Vec::new(),
                                 starter: Some(call),
                                 attached: true,
+                                created: now,
                             },
                         );
                         let kind = InstanceKind::KeepAlive;
@@ -604,6 +718,7 @@ impl NodeModel {
                                 waiting: Vec::new(),
                                 starter: Some(call),
                                 attached: true,
+                                created: now,
                             },
                         );
                         let kind = InstanceKind::Rest;
@@ -655,6 +770,7 @@ impl NodeModel {
         };
         r.state = InstanceState::Ready;
         let (f, kind, attached) = (r.function, r.kind, r.attached);
+        let (starter, created) = (r.starter, r.created);
         let waiting = std::mem::take(&mut r.waiting);
         match kind {
             InstanceKind::Pooled => {
@@ -675,9 +791,49 @@ impl NodeModel {
                     }
                 }
             }
-            InstanceKind::KeepAlive => {}
+            InstanceKind::KeepAlive => {
+                let fs = &mut self.functions[f as usize];
+                let ms = now.saturating_since(created).as_secs_f64() * 1000.0;
+                fs.start_ms.0 += ms;
+                fs.start_ms.1 += 1;
+                if starter.is_none() {
+                    self.prewarmed(f, id, attached, now, &mut effects);
+                }
+            }
         }
         effects
+    }
+
+    /// A pre-warmed keep-alive instance is up: idle in its function's
+    /// pool, unless the pool or the image went meanwhile.
+    fn prewarmed(
+        &mut self,
+        f: u32,
+        id: InstanceId,
+        attached: bool,
+        now: Time,
+        effects: &mut Effects,
+    ) {
+        let InstanceModel::Lambda { keep_alive, .. } = self.instance_model else {
+            return;
+        };
+        let fs = &mut self.functions[f as usize];
+        fs.prewarming = fs.prewarming.saturating_sub(1);
+        if !(attached && self.cache.contains(&f)) {
+            self.instances.remove(&id);
+            effects.remove_instances.push(id);
+            return;
+        }
+        let pool = fs
+            .keep_alive
+            .get_or_insert_with(|| KeepAlivePool::new(keep_alive));
+        pool.add_idle(id, now);
+        let next = pool.next_expiry();
+        self.keep_alive_idle += 1;
+        self.idle_added(f, id, now);
+        if let Some(t) = next {
+            self.schedule(f, t);
+        }
     }
 
     /// Instance `id` could not be started. The call that started it fails
@@ -714,9 +870,14 @@ impl NodeModel {
                 }
             }
             InstanceKind::KeepAlive => {
-                self.keep_alive_busy -= 1;
-                if let Some(pool) = &mut self.functions[r.function as usize].keep_alive {
-                    let _ = pool.discard(id);
+                let fs = &mut self.functions[r.function as usize];
+                if r.starter.is_some() {
+                    self.keep_alive_busy -= 1;
+                    if let Some(pool) = &mut fs.keep_alive {
+                        let _ = pool.discard(id);
+                    }
+                } else {
+                    fs.prewarming = fs.prewarming.saturating_sub(1);
                 }
             }
         }
@@ -831,6 +992,7 @@ impl NodeModel {
                         if let Some(r) = self.instances.get_mut(&id) {
                             r.busy = 0;
                         }
+                        self.idle_added(f, id, now);
                         if let Some(t) = next {
                             self.schedule(f, t);
                         }
@@ -843,6 +1005,7 @@ impl NodeModel {
             }
             _ => {}
         }
+        self.lambda_call_ended(f, now, &mut effects);
         self.evict(evicted, &mut effects);
         self.apply_plan(plan, &mut effects);
         (c.meta, effects)
@@ -881,6 +1044,7 @@ impl NodeModel {
             if let Some(t) = self.rest.deadline(&f) {
                 self.schedule(f, t);
             }
+            self.lambda_timer(f, now, &mut effects);
             let mut gone = Vec::new();
             let mut next = None;
             if let Some(pool) = &mut self.functions[f as usize].keep_alive {
@@ -889,9 +1053,11 @@ impl NodeModel {
             }
             for id in gone {
                 self.keep_alive_idle -= 1;
+                self.idle_gone(id);
                 self.instances.remove(&id);
                 effects.remove_instances.push(id);
             }
+            self.reset_frequency_if_gone(f);
             if let Some(t) = next {
                 self.schedule(f, t);
             }
@@ -959,8 +1125,17 @@ impl NodeModel {
             fs.pooled.clear();
             fs.keep_alive = None;
             fs.timer = None;
+            // What the keep-alive policies learned goes too.
+            fs.last_end = None;
+            fs.histogram = None;
+            fs.prewarm_at = None;
+            fs.ewma = None;
+            fs.frequency = 0;
+            fs.start_ms = (0.0, 0);
         }
         self.keep_alive_idle = 0;
+        self.lru.clear();
+        self.greedy_dual.clear();
         let mut ids: Vec<InstanceId> = self.instances.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
@@ -1004,9 +1179,247 @@ impl NodeModel {
             }
             for id in gone {
                 self.keep_alive_idle -= 1;
+                self.idle_gone(id);
                 self.instances.remove(&id);
                 effects.remove_instances.push(id);
             }
+            self.reset_frequency_if_gone(f);
+        }
+    }
+
+    // ----- keep-alive policies (Lambda model) -----
+
+    /// A call of `f` arrives: what the policies count.
+    fn lambda_arrival(&mut self, f: u32, now: Time) {
+        let InstanceModel::Lambda { policy, .. } = self.instance_model else {
+            return;
+        };
+        let fs = &mut self.functions[f as usize];
+        let mut update = None;
+        match policy {
+            KeepAlivePolicy::Histogram(p) => {
+                if fs.calls == 0 {
+                    if let Some(end) = fs.last_end {
+                        fs.histogram
+                            .get_or_insert_with(|| IdleTimeHistogram::new(&p))
+                            .record(now.saturating_since(end), &p);
+                    }
+                }
+                // It came before the pre-warm: a cold start (the paper's
+                // miss); the pre-warm is no longer needed.
+                fs.prewarm_at = None;
+            }
+            KeepAlivePolicy::Ewma(p) => {
+                let e = fs.ewma.get_or_insert_with(|| EwmaPrewarm::new(p, now));
+                e.call(now);
+                update = Some(e.next_update());
+            }
+            KeepAlivePolicy::GreedyDual => fs.frequency += 1,
+            KeepAlivePolicy::Fixed | KeepAlivePolicy::Lru => {}
+        }
+        fs.calls += 1;
+        if let Some(t) = update {
+            self.schedule(f, t);
+        }
+    }
+
+    /// A call of `f` ended at `now`: when it was the last in flight, the
+    /// histogram policy sets the windows (and unloads for a pre-warm).
+    fn lambda_call_ended(&mut self, f: u32, now: Time, effects: &mut Effects) {
+        let InstanceModel::Lambda { keep_alive, policy } = self.instance_model else {
+            return;
+        };
+        let fs = &mut self.functions[f as usize];
+        fs.calls = fs.calls.saturating_sub(1);
+        if fs.calls > 0 {
+            return;
+        }
+        fs.last_end = Some(now);
+        let KeepAlivePolicy::Histogram(p) = policy else {
+            return;
+        };
+        let windows = match &fs.histogram {
+            Some(h) => h.windows(&p, keep_alive),
+            None => IdleTimeHistogram::new(&p).windows(&p, keep_alive),
+        };
+        let Some(pool) = &mut fs.keep_alive else {
+            return;
+        };
+        pool.set_keep_alive(windows.keep_alive);
+        let mut gone = Vec::new();
+        if !windows.prewarm.is_zero() {
+            // Unloaded now, loaded again after the pre-warming window.
+            pool.remove_idle(|id| gone.push(id));
+            let at = now.saturating_add(windows.prewarm);
+            fs.prewarm_at = Some(at);
+            self.schedule(f, at);
+        }
+        for id in gone {
+            self.keep_alive_idle -= 1;
+            self.idle_gone(id);
+            self.instances.remove(&id);
+            effects.remove_instances.push(id);
+        }
+        if let Some(t) = self.functions[f as usize]
+            .keep_alive
+            .as_ref()
+            .and_then(KeepAlivePool::next_expiry)
+        {
+            self.schedule(f, t);
+        }
+    }
+
+    /// `f`'s timer at `now`: a due histogram pre-warm, an EWMA update.
+    fn lambda_timer(&mut self, f: u32, now: Time, effects: &mut Effects) {
+        let InstanceModel::Lambda { keep_alive, policy } = self.instance_model else {
+            return;
+        };
+        let fs = &mut self.functions[f as usize];
+        match policy {
+            KeepAlivePolicy::Histogram(_) => match fs.prewarm_at {
+                Some(t) if t <= now => {
+                    fs.prewarm_at = None;
+                    let has = fs.keep_alive.as_ref().map_or(0, |p| p.instance_count());
+                    if has == 0 && fs.prewarming == 0 {
+                        self.prewarm(f, 1, now, effects);
+                    }
+                }
+                Some(t) => self.schedule(f, t),
+                None => {}
+            },
+            KeepAlivePolicy::Ewma(_) => {
+                let Some(e) = &mut fs.ewma else {
+                    return;
+                };
+                e.advance(now);
+                let (target, next) = (e.target(), e.next_update());
+                let pool = fs
+                    .keep_alive
+                    .get_or_insert_with(|| KeepAlivePool::new(keep_alive));
+                pool.set_floor(target);
+                let have = pool.instance_count() + fs.prewarming as usize;
+                if target > have {
+                    self.prewarm(f, target - have, now, effects);
+                }
+                self.schedule(f, next);
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts `n` keep-alive instances of `f` with no call (if its image
+    /// is cached).
+    fn prewarm(&mut self, f: u32, n: usize, now: Time, effects: &mut Effects) {
+        if !self.cache.contains(&f) {
+            return;
+        }
+        for _ in 0..n {
+            let id = self.mint();
+            self.instances.insert(
+                id,
+                InstanceRecord {
+                    function: f,
+                    kind: InstanceKind::KeepAlive,
+                    state: InstanceState::Starting,
+                    busy: 0,
+                    waiting: Vec::new(),
+                    starter: None,
+                    attached: true,
+                    created: now,
+                },
+            );
+            self.functions[f as usize].prewarming += 1;
+            effects.prewarm.push(Prewarm {
+                instance: id,
+                function: self.name(f),
+                kind: InstanceKind::KeepAlive,
+            });
+        }
+    }
+
+    /// Keep-alive instance `id` of `f` became idle at `now`: an eviction
+    /// candidate of the memory-limited policies.
+    fn idle_added(&mut self, f: u32, id: InstanceId, now: Time) {
+        match self.policy() {
+            KeepAlivePolicy::Lru => self.lru.insert(id, now),
+            KeepAlivePolicy::GreedyDual => {
+                let fs = &self.functions[f as usize];
+                let (sum, n) = fs.start_ms;
+                let cost = if n == 0 { 0.0 } else { sum / n as f64 };
+                let p = self.greedy_dual.priority(fs.frequency, cost, fs.memory_mb);
+                self.greedy_dual.insert(id, p);
+            }
+            _ => {}
+        }
+    }
+
+    /// Idle keep-alive instance `id` is reused or gone.
+    fn idle_gone(&mut self, id: InstanceId) {
+        match self.policy() {
+            KeepAlivePolicy::Lru => {
+                self.lru.remove(id);
+            }
+            KeepAlivePolicy::GreedyDual => {
+                self.greedy_dual.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Greedy-Dual: a function with no instance left starts counting its
+    /// calls anew.
+    fn reset_frequency_if_gone(&mut self, f: u32) {
+        let fs = &mut self.functions[f as usize];
+        if fs
+            .keep_alive
+            .as_ref()
+            .is_none_or(|p| p.instance_count() == 0)
+            && fs.prewarming == 0
+        {
+            fs.frequency = 0;
+        }
+    }
+
+    /// Memory held by keep-alive instances (starting, busy or idle), MB.
+    pub fn memory_in_use_mb(&self) -> u64 {
+        self.instances
+            .values()
+            .filter(|r| r.kind == InstanceKind::KeepAlive)
+            .map(|r| u64::from(self.functions[r.function as usize].memory_mb))
+            .sum()
+    }
+
+    /// Before a cold start of `f`: evicts idle keep-alive instances in the
+    /// policy's order until `f`'s instance fits in the node's memory. If
+    /// none is left to evict, the start goes ahead (over-commit).
+    fn make_room(&mut self, f: u32, effects: &mut Effects) {
+        let Some(cap) = self.node_memory_mb else {
+            return;
+        };
+        let need = u64::from(self.functions[f as usize].memory_mb);
+        let mut used = self.memory_in_use_mb();
+        while used + need > cap {
+            let victim = match self.policy() {
+                KeepAlivePolicy::Lru => self.lru.pop_lowest(),
+                KeepAlivePolicy::GreedyDual => self.greedy_dual.pop_lowest().map(|(id, _)| id),
+                _ => None,
+            };
+            let Some(id) = victim else {
+                break;
+            };
+            let Some(r) = self.instances.remove(&id) else {
+                continue;
+            };
+            let vf = r.function;
+            if let Some(pool) = &mut self.functions[vf as usize].keep_alive {
+                if pool.remove_idle_instance(id) {
+                    self.keep_alive_idle -= 1;
+                }
+            }
+            effects.remove_instances.push(id);
+            used = used.saturating_sub(u64::from(self.functions[vf as usize].memory_mb));
+            self.evictions += 1;
+            self.reset_frequency_if_gone(vf);
         }
     }
 
@@ -1040,6 +1453,7 @@ impl NodeModel {
                         waiting: Vec::new(),
                         starter: None,
                         attached: true,
+                        created: Time::ZERO, // pooled: not timed
                     },
                 );
                 effects.prewarm.push(Prewarm {
@@ -1122,6 +1536,16 @@ impl NodeModel {
             .count()
     }
 
+    /// Idle instances evicted for memory (`lru`, `greedy-dual`).
+    pub fn memory_evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// The node's memory limit for instances (MB), if any.
+    pub fn node_memory_mb(&self) -> Option<u64> {
+        self.node_memory_mb
+    }
+
     /// Keep-alive instances (Lambda model): (busy, idle).
     pub fn keep_alive_instances(&self) -> (u64, u64) {
         (self.keep_alive_busy, self.keep_alive_idle)
@@ -1147,6 +1571,7 @@ fn new_pool(options: &CachingOptions) -> ContainerPool<u32> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::keep_alive_policy;
     use super::*;
     use proptest::prelude::*;
 
@@ -1400,7 +1825,7 @@ mod tests {
         let keep_alive = Duration::from_secs(10);
         let mut m = NodeModel::new(
             CachingOptions::default(),
-            InstanceModel::Lambda { keep_alive },
+            InstanceModel::lambda(keep_alive, KeepAlivePolicy::Fixed),
         );
         let (a, mut ea) = m.call_arrived("F", s(0));
         assert_eq!(ea.take_step(a), Some(Step::BuildImage));
@@ -1436,6 +1861,200 @@ mod tests {
         assert_eq!(m.keep_alive_instances(), (0, 1));
         assert_eq!(m.timer(s(15)).remove_instances, vec![ib]);
         assert_eq!(m.keep_alive_instances(), (0, 0));
+    }
+
+    /// A Lambda-model driver: the call builds its image if needed (at
+    /// once), its instance takes `start` to start, it runs `dur`. Returns
+    /// the call's meta and every effect seen.
+    fn lambda_call(
+        m: &mut NodeModel,
+        f: &str,
+        at: Time,
+        start: Duration,
+        dur: Duration,
+    ) -> (CallMeta, Vec<Effects>) {
+        let mut seen = Vec::new();
+        let (call, mut eff) = m.call_arrived(f, at);
+        let mut step = eff.take_step(call);
+        seen.push(eff);
+        let mut t = at;
+        if step == Some(Step::BuildImage) {
+            let mut eff = m.image_built(f, 10, at);
+            step = eff.take_step(call);
+            seen.push(eff);
+        }
+        match step {
+            Some(Step::Start { instance, kind }) => {
+                assert_eq!(kind, InstanceKind::KeepAlive);
+                t += start;
+                seen.push(m.instance_started(instance, t));
+            }
+            Some(Step::Run { .. }) => {}
+            other => panic!("{f}: {other:?}"),
+        }
+        let (meta, eff) = m.call_finished(call, t + dur);
+        seen.push(eff);
+        (meta, seen)
+    }
+
+    fn lambda_node(policy: &str, memory_mb: Option<u32>) -> NodeModel {
+        let model = InstanceModel::lambda(Duration::from_secs(600), policy.parse().unwrap());
+        let mut m = NodeModel::new(CachingOptions::default(), model);
+        if let Some(mb) = memory_mb {
+            m = m.with_node_memory_mb(mb);
+        }
+        m
+    }
+
+    #[test]
+    fn lru_evicts_the_least_recently_used_idle_instance_for_memory() {
+        // Room for two instances of 256 MB.
+        let mut m = lambda_node("lru", Some(512));
+        for f in ["A", "B", "C"] {
+            m.declare_function(f, 256);
+        }
+        let (ms, d) = (Duration::from_millis(100), Duration::from_secs(1));
+        lambda_call(&mut m, "A", s(0), ms, d);
+        lambda_call(&mut m, "B", s(10), ms, d);
+        assert_eq!((m.memory_in_use_mb(), m.memory_evictions()), (512, 0));
+        // C needs room: A, idle longest, goes.
+        let (c, eff) = lambda_call(&mut m, "C", s(20), ms, d);
+        assert!(c.is_cold());
+        assert_eq!(removed(&eff).len(), 1);
+        assert_eq!((m.memory_in_use_mb(), m.memory_evictions()), (512, 1));
+        let (b, _) = lambda_call(&mut m, "B", s(30), ms, d);
+        assert!(!b.is_cold(), "B was kept");
+        // A is cold again, and takes the place of C (now the LRU one).
+        let (a, _) = lambda_call(&mut m, "A", s(40), ms, d);
+        assert!(a.is_cold(), "A was evicted");
+        let (b, _) = lambda_call(&mut m, "B", s(50), ms, d);
+        let (c, _) = lambda_call(&mut m, "C", s(60), ms, d);
+        assert!(!b.is_cold() && c.is_cold());
+        assert_eq!(m.memory_evictions(), 3);
+        // Without a memory limit nothing is evicted.
+        let mut m = lambda_node("lru", None);
+        for (i, f) in ["A", "B", "C"].into_iter().enumerate() {
+            lambda_call(&mut m, f, s(10 * i as u64), ms, d);
+        }
+        assert!(!lambda_call(&mut m, "A", s(40), ms, d).0.is_cold());
+        assert_eq!(m.memory_evictions(), 0);
+    }
+
+    #[test]
+    fn greedy_dual_keeps_the_frequent_costly_function_lru_would_evict() {
+        // A: called three times, slow to start (2 s); B: once, fast (0.1
+        // s). Both 256 MB, room for two. A is idle longest, so LRU would
+        // evict it; Greedy-Dual evicts B (priority 0 + 1·100/256 against
+        // 0 + 3·2000/256).
+        let d = Duration::from_secs(1);
+        let run = |policy: &str| {
+            let mut m = lambda_node(policy, Some(512));
+            for t in [0, 10, 20] {
+                lambda_call(&mut m, "A", s(t), Duration::from_secs(2), d);
+            }
+            lambda_call(&mut m, "B", s(30), Duration::from_millis(100), d);
+            lambda_call(&mut m, "C", s(40), Duration::from_millis(100), d);
+            let (a, _) = lambda_call(&mut m, "A", s(50), Duration::from_secs(2), d);
+            a.is_cold()
+        };
+        assert!(run("lru"), "LRU evicted A");
+        assert!(!run("greedy-dual"), "Greedy-Dual kept A");
+    }
+
+    #[test]
+    fn with_nothing_idle_to_evict_the_node_over_commits() {
+        let mut m = lambda_node("greedy-dual", Some(256));
+        let (a, mut ea) = m.call_arrived("A", s(0));
+        assert_eq!(ea.take_step(a), Some(Step::BuildImage));
+        let mut ea = m.image_built("A", 10, s(0));
+        assert!(matches!(ea.take_step(a), Some(Step::Start { .. })));
+        // A is busy: B's start cannot evict it and still goes ahead.
+        let (b, mut eb) = m.call_arrived("B", s(1));
+        assert_eq!(eb.take_step(b), Some(Step::BuildImage));
+        let mut eb = m.image_built("B", 10, s(1));
+        assert!(matches!(eb.take_step(b), Some(Step::Start { .. })));
+        assert!(eb.remove_instances.is_empty());
+        assert_eq!(m.memory_in_use_mb(), 512, "over the 256 MB limit");
+        assert_eq!(m.memory_evictions(), 0);
+    }
+
+    #[test]
+    fn histogram_unloads_and_pre_warms_before_the_next_call() {
+        let mut m = lambda_node("histogram", None);
+        let (ms, d) = (Duration::from_millis(100), Duration::from_secs(1));
+        // First call: no idle time yet, the fixed keep-alive (600 s).
+        let (_, eff) = lambda_call(&mut m, "F", s(0), ms, d);
+        assert!(removed(&eff).is_empty());
+        let end = Time::from_millis(1100);
+        assert_eq!(m.next_timer(), Some(end + Duration::from_secs(600)));
+        // Idle 330 s (bin 5): head 5 min → pre-warm after 270 s; tail
+        // edge 6 min · 1.1 = 396 s → keep 126 s after the pre-warm.
+        let t1 = end + Duration::from_secs(330);
+        let (meta, eff) = lambda_call(&mut m, "F", t1, ms, d);
+        assert!(!meta.is_cold(), "still kept by the fixed keep-alive");
+        let end = t1 + d;
+        assert_eq!(removed(&eff).len(), 1, "unloaded until the pre-warm");
+        assert_eq!(m.keep_alive_instances(), (0, 0));
+        let due = end + Duration::from_secs(270);
+        assert!(m.next_timer().is_some_and(|t| t <= due));
+        assert!(m.timer(end + Duration::from_secs(269)).is_empty());
+        let eff = m.timer(due);
+        let [p] = &eff.prewarm[..] else {
+            panic!("one pre-warm: {eff:?}")
+        };
+        assert_eq!((&*p.function, p.kind), ("F", InstanceKind::KeepAlive));
+        assert!(m.instance_started(p.instance, due + ms).is_empty());
+        assert_eq!(m.keep_alive_instances(), (0, 1));
+        // The next call, 330 s after the last, is warm.
+        let (meta, _) = lambda_call(&mut m, "F", end + Duration::from_secs(330), ms, d);
+        assert!(!meta.is_cold(), "the pre-warmed instance served it");
+        // Left alone, the instance goes 126 s after the pre-warm window.
+        let end = end + Duration::from_secs(331);
+        let gone = end + Duration::from_secs(270);
+        let eff = m.timer(gone);
+        let [p] = &eff.prewarm[..] else {
+            panic!("{eff:?}")
+        };
+        assert!(m.instance_started(p.instance, gone).is_empty());
+        assert_eq!(m.next_timer(), Some(gone + Duration::from_secs(126)));
+        assert_eq!(
+            m.timer(gone + Duration::from_secs(126)).remove_instances,
+            vec![p.instance]
+        );
+    }
+
+    #[test]
+    fn ewma_keeps_the_estimated_instances_warm() {
+        let mut m = NodeModel::new(
+            CachingOptions::default(),
+            InstanceModel::lambda(Duration::from_secs(10), "ewma".parse().unwrap()),
+        );
+        let d = Duration::from_millis(500);
+        // 12 calls one after another in the first interval: one instance.
+        for i in 0..12 {
+            lambda_call(&mut m, "F", Time::from_millis(2000 * i), Duration::ZERO, d);
+        }
+        assert_eq!(m.keep_alive_instances(), (0, 1));
+        assert!(m.next_timer().is_some_and(|t| t <= s(30)));
+        // At 30 s: estimate 12 → ⌊12/5⌋ = 2 warm: one more is pre-warmed.
+        let eff = m.timer(s(30));
+        assert_eq!(eff.prewarm.len(), 1, "{eff:?}");
+        assert!(eff.remove_instances.is_empty(), "kept past its keep-alive");
+        assert!(m
+            .instance_started(eff.prewarm[0].instance, s(31))
+            .is_empty());
+        assert_eq!(m.keep_alive_instances(), (0, 2));
+        // At 60 s: no call, estimate 12·(1 − α) with α = 0.2 + 0.8·12/13:
+        // ⌊0.74/5⌋ → 1 warm; the older instance expires.
+        let eff = m.timer(s(60));
+        assert!(eff.prewarm.is_empty());
+        assert_eq!(eff.remove_instances.len(), 1);
+        assert_eq!(m.keep_alive_instances(), (0, 1));
+        // The last one stays for good (at least one warm).
+        assert!(m.timer(s(3600)).remove_instances.is_empty());
+        assert_eq!(m.keep_alive_instances(), (0, 1));
+        let (meta, _) = lambda_call(&mut m, "F", s(3601), Duration::ZERO, d);
+        assert!(!meta.is_cold());
     }
 
     #[test]
@@ -1535,6 +2154,8 @@ mod tests {
         fn any_interleaving_keeps_the_books(
             rest in any::<bool>(),
             lambda in any::<bool>(),
+            policy in 0usize..5,
+            memory in prop::option::of(1u32..4),
             limit in prop::option::of(10u64..60),
             pool in prop::option::of((0i64..3, 0u32..3)),
             ops in prop::collection::vec((0u8..6, 0usize..4, 0u64..5), 1..120),
@@ -1547,11 +2168,19 @@ mod tests {
                 rest_container_life_time: 3,
             };
             let model = if lambda {
-                InstanceModel::Lambda { keep_alive: Duration::from_secs(3) }
+                let policy = keep_alive_policy::POLICY_NAMES[policy].parse().unwrap();
+                InstanceModel::lambda(Duration::from_secs(3), policy)
             } else {
                 InstanceModel::HotFunctions
             };
             let mut m = NodeModel::new(options, model);
+            if let Some(mb) = memory {
+                // Room for 1 to 3 instances of 100 MB.
+                m = m.with_node_memory_mb(mb * 100);
+                for n in ["A", "B", "C", "D"] {
+                    m.declare_function(n, 100);
+                }
+            }
             let names = ["A", "B", "C", "D"];
             let mut now = Time::ZERO;
             // Calls and what they do next; instances being started.
@@ -1695,6 +2324,12 @@ mod tests {
             apply(eff, &mut steps, &mut starting, &mut live)?;
             let eff = m.clear(true, now);
             apply(eff, &mut steps, &mut starting, &mut live)?;
+            // Pre-warms still starting come up after the clear, unwanted.
+            for id in std::mem::take(&mut starting) {
+                let eff = m.instance_started(id, now);
+                prop_assert!(eff.remove_instances.contains(&id));
+                apply(eff, &mut steps, &mut starting, &mut live)?;
+            }
             prop_assert_eq!(m.instances(), 0, "records left behind");
             prop_assert!(live.is_empty(), "instances never removed: {live:?}");
             prop_assert_eq!(m.keep_alive_instances(), (0, 0));
