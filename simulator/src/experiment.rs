@@ -78,8 +78,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use policy::node::keep_alive::KeepAlivePool;
+use policy::node::keep_alive_policy::{choose_instance_model, parse_lambda};
 use policy::node::options::{self, CachingOptions};
-use policy::scheduler::{canonical_name, registry, ParamSet, SchedulerConfig};
+use policy::node::{InstanceModel, KeepAlivePolicy};
+use policy::scheduler::{canonical_name, registry, NodeInfo, ParamSet, SchedulerConfig};
 use protocol::sidecar::{Cluster, GitRevision, RunSidecar};
 use protocol::ScenarioEvent;
 use sample_functions::payload::{valid_package_scale, PACKAGE_SCALE_ENV};
@@ -87,6 +90,7 @@ use sample_functions::workload::TIME_SCALE_ENV;
 use serde::{Deserialize, Serialize};
 use utils::stats::Estimate;
 
+use crate::des::InstanceModelArg;
 use crate::replay::{self, parse_duration, ProgressMode, ReplayOptions, StopHandle, StopLevel};
 use children::ChildProcess;
 use host::{CpuSample, HostInfo, Noise, Thresholds};
@@ -287,6 +291,23 @@ pub struct Args {
     /// --node-cores each.
     #[arg(long, conflicts_with = "node_cores")]
     pub machine_cores: Option<u32>,
+    /// Instance model of the workers and of the simulated nodes
+    /// [default: hotfunctions; lambda when a keep-alive policy is given].
+    #[arg(long, value_enum)]
+    pub instance_model: Option<InstanceModelArg>,
+    /// Keep-alive policy of the Lambda model: fixed, lru, greedy-dual,
+    /// histogram, ewma (the README's table) [default: fixed].
+    #[arg(long)]
+    pub keep_alive_policy: Option<KeepAlivePolicy>,
+    /// Keep-alive of idle instances in the Lambda model, in seconds
+    /// [default: 600].
+    #[arg(long)]
+    pub keep_alive_s: Option<f64>,
+    /// Memory of each node for function instances, in MB: the workers'
+    /// and simulated nodes' limit (lru, greedy-dual), told to the
+    /// schedulers by the balancer [default: 2048].
+    #[arg(long)]
+    pub node_memory_mb: Option<u32>,
     /// Live mode: run a disturbed run again, up to N times [default: 0].
     #[arg(long)]
     pub retry_disturbed: Option<u32>,
@@ -397,6 +418,11 @@ pub struct Plan {
     pub duration: Option<Duration>,
     pub node_cores: Option<u32>,
     pub machine_cores: Option<u32>,
+    /// The workers' and simulated nodes' instance model, with its
+    /// keep-alive policy.
+    pub instances: InstanceModel,
+    /// Memory of each node for instances, MB.
+    pub node_memory_mb: u32,
     pub retry_disturbed: u32,
     pub strict: bool,
     pub settings: Vec<Setting>,
@@ -419,6 +445,7 @@ impl Plan {
                 );
             }
         }
+        let instances = resolve_instances(args, &file)?;
         let name = args
             .name
             .clone()
@@ -513,6 +540,11 @@ impl Plan {
             } else {
                 machine_cores
             },
+            instances,
+            node_memory_mb: args
+                .node_memory_mb
+                .or(file.node_memory_mb)
+                .unwrap_or(NodeInfo::DEFAULT_MEMORY_MB),
             retry_disturbed: args.retry_disturbed.or(file.retry_disturbed).unwrap_or(0),
             strict: args.strict || file.strict.unwrap_or(false),
             settings,
@@ -553,6 +585,9 @@ impl Plan {
         }
         if self.node_cores == Some(0) || self.machine_cores == Some(0) {
             return bad("--node-cores and --machine-cores must be at least 1".into());
+        }
+        if self.node_memory_mb == 0 {
+            return bad("--node-memory-mb must be at least 1".into());
         }
         if let Some(s) = &self.sweep {
             if s.values.len() > spec::MAX_POINTS {
@@ -696,6 +731,13 @@ impl Plan {
             duration: self.duration.map(|d| format!("{}ms", d.as_millis())),
             node_cores: self.node_cores,
             machine_cores: self.machine_cores,
+            instance_model: Some(instance_model_name(&self.instances).to_string()),
+            keep_alive_policy: self.instances.keep_alive_policy().map(|p| p.to_string()),
+            keep_alive_s: match self.instances {
+                InstanceModel::Lambda { keep_alive, .. } => Some(keep_alive.as_secs_f64()),
+                InstanceModel::HotFunctions => None,
+            },
+            node_memory_mb: Some(self.node_memory_mb),
             retry_disturbed: Some(self.retry_disturbed),
             strict: Some(self.strict),
             settings,
@@ -736,6 +778,11 @@ pub struct PointRecord {
     pub machine_cores: Option<u32>,
     /// The workers' caching options, defaults included.
     pub worker: CachingOptions,
+    /// The workers' (simulated nodes') instance model and keep-alive
+    /// policy.
+    pub instances: InstanceModel,
+    /// Memory of each node for instances, MB.
+    pub node_memory_mb: u32,
     /// Each algorithm with its resolved parameters and base seed,
     /// defaults included.
     pub schedulers: Vec<SchedulerConfig>,
@@ -956,6 +1003,8 @@ pub async fn run_experiment(
             node_cores: p.node_cores,
             machine_cores: p.machine_cores,
             worker,
+            instances: plan.instances,
+            node_memory_mb: plan.node_memory_mb,
             schedulers,
         });
     }
@@ -1228,6 +1277,8 @@ fn run_des(
                     cores: node_cores,
                     machine_cores: point.machine_cores,
                     worker: precord.worker,
+                    instances: precord.instances,
+                    node_memory_mb: precord.node_memory_mb,
                     profile: profile.clone(),
                     time_scale: record.time_scale,
                     fn_time_scale: precord.fn_time_scale,
@@ -1340,6 +1391,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The instance model of the flags, else the file, else HotFunctions'
+/// (a keep-alive policy alone selects the Lambda model, as for the worker
+/// and `simulator des`).
+fn resolve_instances(args: &Args, file: &ExperimentFile) -> Result<InstanceModel, ExperimentError> {
+    let bad = |m: String| ExperimentError::BadArgument(m);
+    let lambda = match (args.instance_model, &file.instance_model) {
+        (Some(m), _) => Some(m == InstanceModelArg::Lambda),
+        (None, Some(name)) => {
+            Some(parse_lambda(name).map_err(|e| bad(format!("instance_model: {e}")))?)
+        }
+        (None, None) => None,
+    };
+    let policy = match (args.keep_alive_policy, &file.keep_alive_policy) {
+        (Some(p), _) => Some(p),
+        (None, Some(name)) => Some(
+            name.parse::<KeepAlivePolicy>()
+                .map_err(|e| bad(format!("keep_alive_policy: {e}")))?,
+        ),
+        (None, None) => None,
+    };
+    let keep_alive_s = args
+        .keep_alive_s
+        .or(file.keep_alive_s)
+        .unwrap_or(KeepAlivePool::DEFAULT_KEEP_ALIVE.as_secs_f64());
+    choose_instance_model(lambda, policy, keep_alive_s).map_err(|e| bad(e.to_string()))
+}
+
+/// `hotfunctions` or `lambda`, as the options spell it.
+pub fn instance_model_name(model: &InstanceModel) -> &'static str {
+    match model {
+        InstanceModel::HotFunctions => "hotfunctions",
+        InstanceModel::Lambda { .. } => "lambda",
+    }
 }
 
 #[cfg(test)]

@@ -259,7 +259,9 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
 /// The literature's algorithms (every registered one the default
 /// comparison leaves out; the test above runs the six of HotFunctions)
 /// end to end: live on real workers, then in the discrete-event
-/// simulator, on the small scenario, each with a sane row.
+/// simulator, on the small scenario, each with a sane row. The live run
+/// also gives the workers a keep-alive policy under a node memory limit
+/// (FaasCache's Greedy-Dual), and the balancer that memory.
 #[test]
 fn every_other_registered_algorithm_runs_live_and_simulated() {
     let others: Vec<&str> = policy::scheduler::REGISTRY
@@ -315,6 +317,12 @@ fn every_other_registered_algorithm_runs_live_and_simulated() {
     let out = simulator()
         .args(["experiment", "--name", "live", "--progress", "lines"])
         .args(["--algorithms", &list, "--load-factor", "0.05"])
+        .args([
+            "--keep-alive-policy",
+            "greedy-dual",
+            "--node-memory-mb",
+            "1024",
+        ])
         .arg("--results-dir")
         .arg(dir.path())
         .arg("--bin-dir")
@@ -325,6 +333,20 @@ fn every_other_registered_algorithm_runs_live_and_simulated() {
     assert!(out.status.success(), "{stderr}");
     let run = dir.path().join("live");
     check(&run, true, &stderr);
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("keep-alive policy `greedy-dual`")
+            && report.contains("node memory 1024 MB"),
+        "{report}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        record["points"][0]["instances"]["policy"]["name"], "greedy-dual",
+        "{}",
+        record["points"][0]
+    );
+    assert_eq!(record["points"][0]["node_memory_mb"], 1024);
     assert_all_gone(&child_pids(&run.join("run.json")));
 }
 
@@ -499,6 +521,69 @@ fn des_mode_takes_worker_options_and_scheduler_parameters() {
         ["--mode", "des", "--set", "USING_REST_MODE=maybe"],
     );
     assert!(err.contains("USING_REST_MODE"), "{err}");
+}
+
+#[test]
+fn des_mode_takes_a_keep_alive_policy_under_a_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = simulator()
+            .args(["experiment", "--mode", "des", "--name", name])
+            .args(["--algorithms", "rr"])
+            .args(extra)
+            .arg("--results-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        read_summary(&dir.path().join(name).join("summary.csv")).remove(0)
+    };
+    // One 256 MB instance per node under LRU: idle instances of other
+    // functions are evicted, so more calls start cold than with the
+    // fixed keep-alive and room for eight.
+    let roomy = run("fixed", &["--keep-alive-policy", "fixed"]);
+    let tight = run(
+        "lru",
+        &["--keep-alive-policy", "lru", "--node-memory-mb", "256"],
+    );
+    assert!(
+        tight.ratios[3] > roomy.ratios[3],
+        "cold-start ratio: lru at 256 MB {tight:?}, fixed {roomy:?}"
+    );
+    let report = std::fs::read_to_string(dir.path().join("lru/report.md")).unwrap();
+    assert!(report.contains("keep-alive policy `lru`"), "{report}");
+    let toml = std::fs::read_to_string(dir.path().join("lru/experiment.toml")).unwrap();
+    assert!(
+        toml.contains(r#"keep_alive_policy = "lru""#) && toml.contains("node_memory_mb = 256"),
+        "{toml}"
+    );
+
+    let err = experiment_error(
+        dir.path(),
+        [
+            "--mode",
+            "des",
+            "--instance-model",
+            "hotfunctions",
+            "--keep-alive-policy",
+            "lru",
+        ],
+    );
+    assert!(err.contains("lru") && err.contains("lambda"), "{err}");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "keep_alive_policy = \"nope\"\n").unwrap();
+    let err = experiment_error(
+        dir.path(),
+        ["--mode", "des", "--file", file.to_str().unwrap()],
+    );
+    assert!(
+        err.contains("keep_alive_policy") && err.contains("nope"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -163,6 +163,12 @@ async fn run_points(
             for (name, value) in &worker_settings {
                 cmd.env(name, value);
             }
+            cmd.args(["--node-memory-mb", &precord.node_memory_mb.to_string()]);
+            if let InstanceModel::Lambda { keep_alive, policy } = precord.instances {
+                cmd.args(["--instance-model", "lambda"])
+                    .args(["--keep-alive-policy", &policy.to_string()])
+                    .args(["--keep-alive-s", &keep_alive.as_secs_f64().to_string()]);
+            }
             if let Some(f) = &static_hf_fn {
                 cmd.arg("--fn-binary").arg(f);
             }
@@ -243,6 +249,7 @@ async fn run_points(
                         .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
                         .args(["--nodes", &nodes])
                         .args(["--seed", &seed.to_string()])
+                        .args(["--node-memory-mb", &precord.node_memory_mb.to_string()])
                         .env("RUST_LOG", "warn");
                     for (param, value) in config.params() {
                         cmd.args(["--param", &format!("{algorithm}.{}={value}", param.name())]);

@@ -445,6 +445,22 @@ fn report_markdown(
             .collect();
         let _ = writeln!(o, "| Settings | {} |", list.join(", "));
     }
+    if let Some(p) = record.points.first() {
+        let model = match p.instances {
+            policy::node::InstanceModel::HotFunctions => {
+                "HotFunctions' (the caching options above)".to_string()
+            }
+            policy::node::InstanceModel::Lambda { keep_alive, policy } => format!(
+                "Lambda, one call per instance, keep-alive policy `{policy}`, keep-alive {} s",
+                keep_alive.as_secs_f64()
+            ),
+        };
+        let _ = writeln!(
+            o,
+            "| Instances | {model}; node memory {} MB |",
+            p.node_memory_mb
+        );
+    }
     let _ = writeln!(
         o,
         "| Time scale | replay x{} (events sent {} times faster); functions `HF_TIME_SCALE={:.4}`, \

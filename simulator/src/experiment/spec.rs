@@ -25,6 +25,10 @@
 //! package_scale = 1.0
 //! node_cores = 2                    # DES: cores of each node
 //! # machine_cores = 2               # DES: nodes share one machine instead
+//! instance_model = "lambda"         # or "hotfunctions" (the default)
+//! keep_alive_policy = "lru"         # fixed, lru, greedy-dual, histogram, ewma
+//! keep_alive_s = 600.0
+//! node_memory_mb = 2048             # per node: instances' memory limit
 //! retry_disturbed = 1               # live: rerun a disturbed run once
 //! strict = false                    # live: fail if a run is disturbed
 //!
@@ -173,6 +177,16 @@ pub struct ExperimentFile {
     pub node_cores: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub machine_cores: Option<u32>,
+    /// `hotfunctions` or `lambda`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_model: Option<String>,
+    /// `fixed`, `lru`, `greedy-dual`, `histogram`, `ewma`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_memory_mb: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_disturbed: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
