@@ -258,25 +258,14 @@ mod tests {
     use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
     fn with_nodes(n: u32, epsilon: f64) -> Tracked<ConsistentHashingBoundedLoads> {
-        let mut s = Tracked::new(ConsistentHashingBoundedLoads::new(ChblParams {
+        Tracked::over_nodes(ConsistentHashingBoundedLoads::new(ChblParams {
             epsilon,
             ..ChblParams::default()
-        }));
-        for id in 0..n {
-            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
-        }
-        s
+        }), n)
     }
 
     fn done(node: NodeId, function: &str) -> Completion<'_> {
-        Completion {
-            node,
-            function,
-            duration: std::time::Duration::from_millis(10),
-            cold: false,
-            ok: true,
-            internal: std::time::Duration::ZERO,
-        }
+        Completion::warm(node, function, std::time::Duration::from_millis(10), std::time::Duration::ZERO)
     }
 
     #[test]

@@ -142,22 +142,11 @@ mod tests {
     use crate::scheduler::{Completion, Membership, NodeInfo, Scheduler};
 
     fn with_nodes(n: u32, t: u32) -> Tracked<ConsistentHashBoundedLoad> {
-        let mut s = Tracked::new(ConsistentHashBoundedLoad::new(ChParams { t }));
-        for id in 0..n {
-            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
-        }
-        s
+        Tracked::over_nodes(ConsistentHashBoundedLoad::new(ChParams { t }), n)
     }
 
     fn done(node: NodeId, function: &str) -> Completion<'_> {
-        Completion {
-            node,
-            function,
-            duration: std::time::Duration::from_secs(1),
-            cold: false,
-            ok: true,
-            internal: std::time::Duration::ZERO,
-        }
+        Completion::warm(node, function, std::time::Duration::from_secs(1), std::time::Duration::ZERO)
     }
 
     #[test]

@@ -233,22 +233,11 @@ mod tests {
     use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
     fn with_nodes(n: u32, seed: u64) -> Tracked<Fnlb> {
-        let mut s = Tracked::new(Fnlb::new(seed));
-        for id in 0..n {
-            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
-        }
-        s
+        Tracked::over_nodes(Fnlb::new(seed), n)
     }
 
     fn done(node: NodeId, function: &str, wait_ms: u64) -> Completion<'_> {
-        Completion {
-            node,
-            function,
-            duration: Duration::from_millis(wait_ms + 100),
-            cold: false,
-            ok: true,
-            internal: Duration::from_millis(100),
-        }
+        Completion::warm(node, function, Duration::from_millis(wait_ms + 100), Duration::from_millis(100))
     }
 
     #[test]

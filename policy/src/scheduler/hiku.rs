@@ -263,22 +263,11 @@ mod tests {
     use std::time::Duration;
 
     fn with_nodes(n: u32, seed: u64) -> Tracked<Hiku> {
-        let mut s = Tracked::new(Hiku::new(seed));
-        for id in 0..n {
-            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
-        }
-        s
+        Tracked::over_nodes(Hiku::new(seed), n)
     }
 
     fn done(node: NodeId, function: &str) -> Completion<'_> {
-        Completion {
-            node,
-            function,
-            duration: Duration::from_millis(10),
-            cold: false,
-            ok: true,
-            internal: Duration::from_millis(5),
-        }
+        Completion::warm(node, function, Duration::from_millis(10), Duration::from_millis(5))
     }
 
     #[test]

@@ -47,14 +47,10 @@ impl Policy for LeastLoaded {
 mod tests {
     use super::*;
     use crate::scheduler::tracked::Tracked;
-    use crate::scheduler::{Completion, Membership, NodeInfo, Scheduler};
+    use crate::scheduler::{Completion, Membership, Scheduler};
 
     fn with_nodes(n: u32) -> Tracked<LeastLoaded> {
-        let mut s = Tracked::new(LeastLoaded::new());
-        for id in 0..n {
-            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
-        }
-        s
+        Tracked::over_nodes(LeastLoaded::new(), n)
     }
 
     #[test]

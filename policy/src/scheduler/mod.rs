@@ -151,7 +151,20 @@ pub struct Completion<'a> {
     pub internal: Duration,
 }
 
-impl Completion<'_> {
+impl<'a> Completion<'a> {
+    /// A successful call of `function` on `node`, served warm, that took
+    /// `duration`, `internal` of it in the function.
+    pub fn warm(node: NodeId, function: &'a str, duration: Duration, internal: Duration) -> Self {
+        Self {
+            node,
+            function,
+            duration,
+            cold: false,
+            ok: true,
+            internal,
+        }
+    }
+
     /// `duration - internal`: the time the call spent outside the
     /// function (queueing, cold start, transfers).
     pub fn overhead(&self) -> Duration {

@@ -399,26 +399,15 @@ mod tests {
     use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
     fn done<'a>(node: NodeId, function: &'a str) -> Completion<'a> {
-        Completion {
-            node,
-            function,
-            duration: std::time::Duration::from_secs(1),
-            cold: false,
-            ok: true,
-            internal: std::time::Duration::ZERO,
-        }
+        Completion::warm(node, function, std::time::Duration::from_secs(1), std::time::Duration::ZERO)
     }
 
     fn with_nodes(n: u32, t_max: u32, t_opt: u32, cache: u32) -> Tracked<GreedyLocality> {
-        let mut s = Tracked::new(GreedyLocality::new(OursParams {
+        Tracked::over_nodes(GreedyLocality::new(OursParams {
             t_max,
             t_opt,
             cache_size: cache,
-        }));
-        for id in 0..n {
-            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
-        }
-        s
+        }), n)
     }
 
     #[test]

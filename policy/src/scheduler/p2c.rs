@@ -91,11 +91,7 @@ mod tests {
     use crate::scheduler::{Completion, Membership, NodeInfo, Scheduler};
 
     fn with_nodes(n: u32, seed: u64) -> Tracked<PowerOfTwoChoices> {
-        let mut s = Tracked::new(PowerOfTwoChoices::new(seed));
-        for id in 0..n {
-            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
-        }
-        s
+        Tracked::over_nodes(PowerOfTwoChoices::new(seed), n)
     }
 
     #[test]

@@ -192,11 +192,7 @@ mod tests {
     use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
     fn with_nodes(n: u32, t: u32) -> Tracked<PaschExtended> {
-        let mut s = Tracked::new(PaschExtended::new(PaschParams { t }));
-        for id in 0..n {
-            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
-        }
-        s
+        Tracked::over_nodes(PaschExtended::new(PaschParams { t }), n)
     }
 
     #[test]

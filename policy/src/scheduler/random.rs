@@ -75,11 +75,7 @@ mod tests {
     use crate::scheduler::{Membership, NodeInfo, Scheduler};
 
     fn with_nodes(n: u32, seed: u64) -> Tracked<UniformRandom> {
-        let mut s = Tracked::new(UniformRandom::new(seed));
-        for id in 0..n {
-            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
-        }
-        s
+        Tracked::over_nodes(UniformRandom::new(seed), n)
     }
 
     fn decisions(s: &mut Tracked<UniformRandom>, calls: usize) -> Vec<NodeId> {

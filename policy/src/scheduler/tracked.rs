@@ -12,7 +12,7 @@
 //! members change.
 
 use super::load_index::LoadIndex;
-use super::{Completion, Membership, NodeId, Scheduler, SelectError, Time};
+use super::{Completion, Membership, NodeId, NodeInfo, Scheduler, SelectError, Time};
 
 /// The selection part of a scheduler: what differs between algorithms.
 pub trait Policy: Send + std::fmt::Debug {
@@ -57,6 +57,17 @@ impl<P: Policy> Tracked<P> {
             loads: LoadIndex::new(),
             policy,
         }
+    }
+
+    /// `policy` over nodes `0..n`, each with the default resources
+    /// ([`NodeInfo::new`]), joined at time zero: a ready scheduler for
+    /// tests, benchmarks and examples.
+    pub fn over_nodes(policy: P, n: u32) -> Self {
+        let mut s = Self::new(policy);
+        for id in 0..n {
+            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
+        }
+        s
     }
 
     /// The wrapped policy, for inspection and tests.
