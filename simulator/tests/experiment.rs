@@ -523,25 +523,29 @@ fn des_mode_takes_worker_options_and_scheduler_parameters() {
     assert!(err.contains("USING_REST_MODE"), "{err}");
 }
 
+/// Runs `simulator experiment --mode des --algorithms rr` with `extra`
+/// arguments as `<dir>/<name>`; its one summary row.
+fn des_rr_row(dir: &Path, name: &str, extra: &[&str]) -> Row {
+    let out = simulator()
+        .args(["experiment", "--mode", "des", "--name", name])
+        .args(["--algorithms", "rr"])
+        .args(extra)
+        .arg("--results-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read_summary(&dir.join(name).join("summary.csv")).remove(0)
+}
+
 #[test]
 fn des_mode_takes_a_keep_alive_policy_under_a_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |name: &str, extra: &[&str]| {
-        let out = simulator()
-            .args(["experiment", "--mode", "des", "--name", name])
-            .args(["--algorithms", "rr"])
-            .args(extra)
-            .arg("--results-dir")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        read_summary(&dir.path().join(name).join("summary.csv")).remove(0)
-    };
+    let run = |name: &str, extra: &[&str]| des_rr_row(dir.path(), name, extra);
     // One 256 MB instance per node under LRU: idle instances of other
     // functions are evicted, so more calls start cold than with the
     // fixed keep-alive and room for eight.
@@ -592,20 +596,12 @@ fn des_mode_takes_a_package_scale() {
     // A 100 MB image cache: at a quarter of their sizes, far more of the
     // small scenario's packages fit, so more calls find their image.
     let run = |name: &str, scale: &str| {
-        let out = simulator()
-            .args(["experiment", "--mode", "des", "--name", name])
-            .args(["--algorithms", "rr", "--package-scale", scale])
-            .args(["--set", "USER_CODE_SIZE_LIMIT=100000000"])
-            .arg("--results-dir")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        read_summary(&dir.path().join(name).join("summary.csv")).remove(0)
+        let cache = ["--set", "USER_CODE_SIZE_LIMIT=100000000"];
+        des_rr_row(
+            dir.path(),
+            name,
+            &[&["--package-scale", scale][..], &cache].concat(),
+        )
     };
     let full = run("full", "1");
     let quarter = run("quarter", "0.25");
