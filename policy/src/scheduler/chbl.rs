@@ -193,12 +193,8 @@ impl ConsistentHashingBoundedLoads {
 
     /// The first node clockwise from `start` holding fewer than `cap`.
     fn walk(&self, loads: &LoadIndex, start: usize, cap: u32) -> Option<NodeId> {
-        let points = self.ring.points();
-        let (wrapped, from_start) = points.split_at(start);
-        from_start
-            .iter()
-            .chain(wrapped)
-            .map(|p| p.node)
+        self.ring
+            .clockwise_from(start)
             .find(|&n| loads.load(n) < cap)
     }
 }

@@ -521,8 +521,7 @@ mod tests {
             let ring = self.p.ring();
             let start = ring.owner_index(ring_hash(function.as_bytes())).unwrap();
             let mut out = Vec::new();
-            for k in 0..ring.points().len() {
-                let n = ring.points()[(start + k) % ring.points().len()].node;
+            for n in ring.clockwise_from(start) {
                 if !out.contains(&n) {
                     out.push(n);
                 }

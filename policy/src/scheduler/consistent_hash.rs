@@ -122,14 +122,10 @@ impl Policy for ConsistentHashBoundedLoad {
         }
         let hash = self.hashes.get(function);
         let start = self.ring.owner_index(hash).ok_or_else(full)?;
-        let points = self.ring.points();
         // Some node has room, and every online node has points on the ring,
         // so this walk finds one within one turn.
-        let (wrapped, from_start) = points.split_at(start);
-        from_start
-            .iter()
-            .chain(wrapped)
-            .map(|p| p.node)
+        self.ring
+            .clockwise_from(start)
             .find(|&n| loads.load(n) < self.bound)
             .ok_or_else(full)
     }

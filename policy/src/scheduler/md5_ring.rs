@@ -128,6 +128,14 @@ impl Md5Ring {
         let i = self.points.partition_point(|p| p.hash < hash);
         Some(if i == self.points.len() { 0 } else { i })
     }
+
+    /// The node of each point clockwise from point `start` (an
+    /// [`Self::owner_index`]), one whole turn: a node comes once per point
+    /// it has. The walk of every bounded-load ring scheduler.
+    pub fn clockwise_from(&self, start: usize) -> impl Iterator<Item = NodeId> + '_ {
+        let (wrapped, from_start) = self.points.split_at(start.min(self.points.len()));
+        from_start.iter().chain(wrapped).map(|p| p.node)
+    }
 }
 
 #[cfg(test)]
@@ -150,8 +158,12 @@ mod tests {
         assert_eq!(ring.owner_index(pts[3].hash + 1), Some(0));
         assert_eq!(ring.owner_index(pts[1].hash), Some(1));
         assert_eq!(ring.owner_index(0), Some(0));
+        let turn: Vec<NodeId> = ring.clockwise_from(3).collect();
+        let want: Vec<NodeId> = [3, 0, 1, 2].iter().map(|&i| pts[i].node).collect();
+        assert_eq!(turn, want, "one whole turn from point 3, wrapping");
         ring.rebuild(&[]);
         assert_eq!(ring.owner_index(5), None);
+        assert_eq!(ring.clockwise_from(0).count(), 0);
     }
 
     #[test]
