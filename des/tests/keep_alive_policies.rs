@@ -16,10 +16,7 @@ fn small_scenario() -> Vec<ScenarioEvent> {
         .lines()
         .filter_map(|l| {
             let (f, t) = l.split_once(',')?;
-            Some(ScenarioEvent {
-                function: f.trim().into(),
-                start_ms: t.trim().parse().ok()?,
-            })
+            Some(ScenarioEvent::new(f.trim(), t.trim().parse().ok()?))
         })
         .collect();
     assert!(events.len() > 100, "{} events", events.len());
@@ -91,10 +88,7 @@ fn pre_warming_policies_turn_cold_starts_warm() {
     // W4 every 2 s for 120 s (it runs ~0.7 s), with a keep-alive of 0:
     // the fixed policy starts every call cold.
     let events: Vec<ScenarioEvent> = (0..60)
-        .map(|i| ScenarioEvent {
-            function: "W4".into(),
-            start_ms: 2000 * i,
-        })
+        .map(|i| ScenarioEvent::new("W4", 2000 * i))
         .collect();
     let (fixed, _) = run(&events, &config("fixed", 0, 1, 2048));
     assert_eq!(fixed.cold_starts, 60);

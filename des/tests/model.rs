@@ -12,10 +12,7 @@ const NO_SETTINGS: [(&str, &str); 0] = [];
 
 fn events(rows: &[(&str, u64)]) -> Vec<ScenarioEvent> {
     rows.iter()
-        .map(|&(f, t)| ScenarioEvent {
-            function: f.into(),
-            start_ms: t,
-        })
+        .map(|&(f, t)| ScenarioEvent::new(f, t))
         .collect()
 }
 

@@ -43,10 +43,7 @@ fn poisson_scenario(seed: u64) -> Vec<ScenarioEvent> {
         if t >= HORIZON_S {
             break;
         }
-        events.push(ScenarioEvent {
-            function: "simfaas".into(),
-            start_ms: (t * 1000.0).round() as u64,
-        });
+        events.push(ScenarioEvent::new("simfaas", (t * 1000.0).round() as u64));
     }
     events
 }

@@ -2,10 +2,25 @@
 //! header, as the original's `events.csv` (e.g. `W1,0` then `W1,1000`).
 //!
 //! Rows need not be sorted; readers keep file order and callers that replay
-//! sort stably by start time. Blank lines are skipped. Any other malformed
-//! row is an error naming the source and the 1-based line.
+//! sort stably by start time. Blank lines are skipped, and so is a UTF-8
+//! byte-order mark at the start. Any other malformed row is an error naming
+//! the source, the 1-based line and, for a bad value, the column.
+//!
+//! **Per-invocation columns.** A scenario may carry, on *every* row, a third
+//! column `DurationMs` (how long this call runs, in milliseconds, decimals
+//! allowed) and optionally a fourth, `MemoryMb` (the memory it uses, whole
+//! MB): `F1,0,12.5,256`. Imported traces (`utils import`) are written this
+//! way. The first two columns stay the original's, so the original's tools,
+//! which read only those, still read such a file. Every row of a file has
+//! the same number of columns (2, 3 or 4): a row that differs from the
+//! first is an error, never a silent default.
 
 use std::fmt::Write as _;
+
+/// Longest per-invocation duration a scenario may give: one day.
+pub const MAX_DURATION_MS: f64 = 86_400_000.0;
+/// Largest per-invocation memory a scenario may give: 1 TB.
+pub const MAX_MEMORY_MB: u32 = 1 << 20;
 
 /// One scheduled invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +28,36 @@ pub struct ScenarioEvent {
     pub function: String,
     /// Milliseconds after the scenario's start.
     pub start_ms: u64,
+    /// What the file says about this call beyond the original's two
+    /// columns (None: a two-column file).
+    pub shape: Option<CallShape>,
+}
+
+impl ScenarioEvent {
+    /// A call with the original's two columns only.
+    pub fn new(function: impl Into<String>, start_ms: u64) -> Self {
+        Self {
+            function: function.into(),
+            start_ms,
+            shape: None,
+        }
+    }
+}
+
+/// The per-invocation columns of a scenario row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallShape {
+    /// `DurationMs`, in microseconds (the column is in milliseconds with up
+    /// to three decimals).
+    pub duration_us: u64,
+    /// `MemoryMb`, when the file has a fourth column.
+    pub memory_mb: Option<u32>,
+}
+
+impl CallShape {
+    pub fn duration_ms(&self) -> f64 {
+        self.duration_us as f64 / 1000.0
+    }
 }
 
 /// A malformed scenario row.
@@ -26,10 +71,15 @@ pub struct ScenarioError {
     pub message: String,
 }
 
+const COLUMNS: [&str; 4] = ["FunctionName", "StartTimeMs", "DurationMs", "MemoryMb"];
+
 /// Parses a whole scenario. `source_name` (usually the file path) is only
 /// used in error messages.
 pub fn parse(text: &str, source_name: &str) -> Result<Vec<ScenarioEvent>, ScenarioError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut events = Vec::new();
+    // Column count of the first row: every other row must match it.
+    let mut width: Option<usize> = None;
     for (index, raw) in text.lines().enumerate() {
         let row = raw.trim();
         if row.is_empty() {
@@ -40,36 +90,88 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<ScenarioEvent>, Scenar
             line: index + 1,
             message,
         };
-        let mut fields = row.split(',');
-        let (Some(function), Some(start), None) = (fields.next(), fields.next(), fields.next())
-        else {
+        let fields: Vec<&str> = row.splitn(5, ',').map(str::trim).collect();
+        if !(2..=4).contains(&fields.len()) {
             return Err(err(format!(
-                "expected `FunctionName,StartTimeMs`, found {row:?}"
+                "expected `FunctionName,StartTimeMs` (optionally `,DurationMs[,MemoryMb]`), found {row:?}"
             )));
-        };
-        let function = function.trim();
-        if function.is_empty() || function.chars().any(char::is_whitespace) {
-            return Err(err(format!("bad function name {function:?}")));
         }
-        let start = start.trim();
+        match width {
+            None => width = Some(fields.len()),
+            Some(w) if w != fields.len() => {
+                return Err(err(format!(
+                    "{} columns where the first row has {w}: every row of a scenario has the same columns ({})",
+                    fields.len(),
+                    COLUMNS[..w].join(",")
+                )))
+            }
+            Some(_) => {}
+        }
+        let function = fields[0];
+        if function.is_empty() || function.chars().any(char::is_whitespace) {
+            return Err(err(format!(
+                "column 1 (FunctionName): bad function name {function:?}"
+            )));
+        }
+        let start = fields[1];
         let start_ms = start.parse::<u64>().map_err(|_| {
             err(format!(
-                "start time {start:?} is not a whole, non-negative number of milliseconds"
+                "column 2 (StartTimeMs): {start:?} is not a whole, non-negative number of milliseconds"
             ))
         })?;
+        let shape = match fields.get(2) {
+            None => None,
+            Some(d) => {
+                let duration_ms = d
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && (0.0..=MAX_DURATION_MS).contains(v))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "column 3 (DurationMs): {d:?} is not a number of milliseconds in 0..={MAX_DURATION_MS}"
+                        ))
+                    })?;
+                let memory_mb = match fields.get(3) {
+                    None => None,
+                    Some(m) => Some(
+                        m.parse::<u32>()
+                            .ok()
+                            .filter(|v| (1..=MAX_MEMORY_MB).contains(v))
+                            .ok_or_else(|| {
+                                err(format!(
+                                    "column 4 (MemoryMb): {m:?} is not a whole number of MB in 1..={MAX_MEMORY_MB}"
+                                ))
+                            })?,
+                    ),
+                };
+                Some(CallShape {
+                    duration_us: (duration_ms * 1000.0).round() as u64,
+                    memory_mb,
+                })
+            }
+        };
         events.push(ScenarioEvent {
             function: function.to_string(),
             start_ms,
+            shape,
         });
     }
     Ok(events)
 }
 
-/// Writes events in the original format (no header, `\n` line ends).
+/// Writes events in the original format (no header, `\n` line ends), with
+/// the per-invocation columns of the events that have them.
 pub fn to_csv(events: &[ScenarioEvent]) -> String {
     let mut out = String::with_capacity(events.len() * 12);
     for e in events {
-        let _ = writeln!(out, "{},{}", e.function, e.start_ms);
+        let _ = write!(out, "{},{}", e.function, e.start_ms);
+        if let Some(shape) = e.shape {
+            let _ = write!(out, ",{}", shape.duration_ms());
+            if let Some(mb) = shape.memory_mb {
+                let _ = write!(out, ",{mb}");
+            }
+        }
+        out.push('\n');
     }
     out
 }
@@ -84,13 +186,7 @@ mod tests {
     fn round_trips_the_original_small_scenario() {
         let events = parse(ORIGINAL_SMALL, "events_small.csv").unwrap();
         assert_eq!(events.len(), 4);
-        assert_eq!(
-            events[2],
-            ScenarioEvent {
-                function: "W2".into(),
-                start_ms: 2000
-            }
-        );
+        assert_eq!(events[2], ScenarioEvent::new("W2", 2000));
         assert_eq!(to_csv(&events), ORIGINAL_SMALL);
     }
 
@@ -107,8 +203,47 @@ mod tests {
         assert_eq!(e.line, 2);
         assert!(e.to_string().starts_with("s.csv:2: "), "{e}");
         assert_eq!(parse("W1\n", "s.csv").unwrap_err().line, 1);
-        assert_eq!(parse("W1,0\n\nW1,2,3\n", "s.csv").unwrap_err().line, 3);
+        let e = parse("W1,0\n\nW1,2,3\n", "s.csv").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("same columns"), "{e}");
         assert_eq!(parse(",0\n", "s.csv").unwrap_err().line, 1);
         assert_eq!(parse("W1,-5\n", "s.csv").unwrap_err().line, 1);
+    }
+
+    #[test]
+    fn reads_and_writes_per_invocation_columns() {
+        let text = "\u{feff}F1,0,12.5,256\nF2,7,0.001,128\n";
+        let events = parse(text, "t.csv").unwrap();
+        assert_eq!(
+            events[0].shape,
+            Some(CallShape {
+                duration_us: 12_500,
+                memory_mb: Some(256)
+            })
+        );
+        assert_eq!(events[1].shape.unwrap().duration_us, 1);
+        assert_eq!(to_csv(&events), "F1,0,12.5,256\nF2,7,0.001,128\n");
+        let three = parse("F1,0,3\n", "t.csv").unwrap();
+        assert_eq!(three[0].shape.unwrap().memory_mb, None);
+        assert_eq!(to_csv(&three), "F1,0,3\n");
+    }
+
+    #[test]
+    fn bad_per_invocation_values_name_the_column() {
+        for (text, column) in [
+            ("F1,0,x,1\n", "column 3"),
+            ("F1,0,-1\n", "column 3"),
+            ("F1,0,1e300\n", "column 3"),
+            ("F1,0,NaN\n", "column 3"),
+            ("F1,0,1,0\n", "column 4"),
+            ("F1,0,1,4294967295\n", "column 4"),
+            ("F1,x,1,1\n", "column 2"),
+        ] {
+            let e = parse(text, "t.csv").unwrap_err();
+            assert!(e.to_string().starts_with("t.csv:1: "), "{e}");
+            assert!(e.message.contains(column), "{text:?}: {e}");
+        }
+        assert_eq!(parse("F1,0,1,1,1\n", "t.csv").unwrap_err().line, 1);
+        assert_eq!(parse("F1,0,1\nF1,1\n", "t.csv").unwrap_err().line, 2);
     }
 }

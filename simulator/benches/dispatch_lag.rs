@@ -34,10 +34,7 @@ fn main() {
     // Evenly spaced events (the start times are whole ms in the CSV format,
     // so 2,000/s means two events per ms).
     let events: Vec<ScenarioEvent> = (0..count)
-        .map(|i| ScenarioEvent {
-            function: format!("F{}", i % 30),
-            start_ms: i * 1000 / rate,
-        })
+        .map(|i| ScenarioEvent::new(format!("F{}", i % 30), i * 1000 / rate))
         .collect();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -155,10 +155,7 @@ fn run_des(case: &Case, sent: &[u64], profile: &CostProfile) -> Vec<Flags> {
         .calls
         .iter()
         .zip(sent)
-        .map(|(&(_, f), &ms)| ScenarioEvent {
-            function: f.into(),
-            start_ms: ms,
-        })
+        .map(|(&(_, f), &ms)| ScenarioEvent::new(f, ms))
         .collect();
     let config = DesConfig {
         nodes: 1,

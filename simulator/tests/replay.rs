@@ -14,10 +14,7 @@ use simulator::replay::{self, ProgressMode, ReplayOptions, StopHandle};
 
 fn events(rows: &[(&str, u64)]) -> Vec<ScenarioEvent> {
     rows.iter()
-        .map(|(f, ms)| ScenarioEvent {
-            function: f.to_string(),
-            start_ms: *ms,
-        })
+        .map(|&(f, ms)| ScenarioEvent::new(f, ms))
         .collect()
 }
 

@@ -300,10 +300,7 @@ pub fn generate(config: &GeneratorConfig) -> Result<Scenario, GenerateError> {
     stamped.sort_by_key(|&(t, _)| t);
     let events: Vec<ScenarioEvent> = stamped
         .into_iter()
-        .map(|(t, i)| ScenarioEvent {
-            function: rates[i].0.clone(),
-            start_ms: t,
-        })
+        .map(|(t, i)| ScenarioEvent::new(rates[i].0.clone(), t))
         .collect();
     Ok(Scenario {
         meta: ScenarioMeta {

@@ -107,10 +107,7 @@ mod tests {
     use super::*;
 
     fn ev(f: &str, ms: u64) -> ScenarioEvent {
-        ScenarioEvent {
-            function: f.into(),
-            start_ms: ms,
-        }
+        ScenarioEvent::new(f, ms)
     }
 
     #[test]
