@@ -459,8 +459,17 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// A buffered file written under a temporary name.
 pub(crate) struct PendingFile {
     path: PathBuf,
-    tmp: PathBuf,
+    tmp: RemoveOnDrop,
     pub out: std::io::BufWriter<std::fs::File>,
+}
+
+/// Deletes the temporary file unless the import got as far as renaming it.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl PendingFile {
@@ -472,22 +481,23 @@ impl PendingFile {
         let file = std::fs::File::create(&tmp).map_err(io_error(&tmp))?;
         Ok(Self {
             path: path.to_path_buf(),
-            tmp,
+            tmp: RemoveOnDrop(tmp),
             out: std::io::BufWriter::with_capacity(1 << 20, file),
         })
     }
 
     pub(crate) fn io(&self) -> impl FnOnce(std::io::Error) -> ImportError + '_ {
-        io_error(&self.tmp)
+        io_error(&self.tmp.0)
     }
 
-    /// Flushes; the rename happens in [`commit`].
-    fn close(self) -> Result<(PathBuf, PathBuf), ImportError> {
+    /// Flushes; the rename happens in [`commit`] (until then, dropping the
+    /// returned guard deletes the temporary file).
+    fn close(self) -> Result<(RemoveOnDrop, PathBuf), ImportError> {
         let PendingFile { path, tmp, out } = self;
         out.into_inner()
-            .map_err(|e| io_error(&tmp)(e.into_error()))?
+            .map_err(|e| io_error(&tmp.0)(e.into_error()))?
             .sync_all()
-            .map_err(io_error(&tmp))?;
+            .map_err(io_error(&tmp.0))?;
         Ok((tmp, path))
     }
 }
@@ -511,10 +521,11 @@ pub(crate) fn commit(
         .out
         .write_all(json.as_bytes())
         .map_err(sidecar.io())?;
-    for file in [scenario, catalog, sidecar] {
-        let (tmp, path) = file.close()?;
-        std::fs::rename(&tmp, &path).map_err(io_error(&path))?;
+    let closed = [scenario.close()?, catalog.close()?, sidecar.close()?];
+    for (tmp, path) in &closed {
+        std::fs::rename(&tmp.0, path).map_err(io_error(path))?;
     }
+    // Renamed: the guards' removals now find nothing.
     Ok(())
 }
 
@@ -597,6 +608,17 @@ mod tests {
             message: "bad".into(),
         };
         assert_eq!(e.to_string(), "a.csv:3: column 5 (1): bad");
+    }
+
+    #[test]
+    fn an_unfinished_output_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.csv");
+        let mut f = PendingFile::create(&path).unwrap();
+        f.out.write_all(b"F001,0,1,1\n").unwrap();
+        assert!(tmp_path(&path).exists());
+        drop(f);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
