@@ -618,3 +618,20 @@ fn azure2021_bad_input_names_file_line_and_column() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn a_byte_order_mark_and_crlf_line_ends_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.txt");
+    std::fs::write(
+        &trace,
+        "\u{feff}app,func,end_timestamp,duration\r\nx,y,2.5,0.5\r\nx,z,3,3\r\n",
+    )
+    .unwrap();
+    let out = dir.path().join("t.csv");
+    import2021(&trace, &out, &[]);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "F002,0,3000,256\nF001,2000,500,256\n"
+    );
+}
