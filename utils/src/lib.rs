@@ -9,6 +9,10 @@
 //!   [`generate::Arrivals`] uniform/Poisson/bursty,
 //!   [`generate::Popularity`] catalog/Zipf) into a [`generate::Scenario`];
 //!   [`generate::write_scenario`] writes the CSV and its `<file>.meta.json`.
+//! - [`import`]: trace import (`utils import`): the Azure Functions traces
+//!   ([`import::azure2019::import`], [`import::azure2021::import`]) as a
+//!   scenario with per-call duration and memory, a catalog of synthetic
+//!   functions and a sidecar; streamed, in bounded memory.
 //! - [`logs`]: reading replay logs. [`logs::RunLog::read`] /
 //!   [`logs::RunLog::parse`] give the successful calls
 //!   ([`logs::CallRecord`]), count the failed calls by cause
@@ -83,6 +87,7 @@ pub mod analyze;
 pub mod compare;
 pub mod export;
 pub mod generate;
+pub mod import;
 pub mod logs;
 pub mod plot;
 pub mod provenance;

@@ -11,6 +11,9 @@
 //! - `utils export <log>... --out <file.csv>`: one CSV row per call, every
 //!   field of the log (`--overwrite` to replace the output).
 //! - `utils plot timeline|cdf|bars|all ... -o <file.png|file.svg>`.
+//! - `utils import azure2019|azure2021 ... --out <scenario.csv>`: an Azure
+//!   Functions trace as a scenario (with per-call duration and memory), a
+//!   catalog of its synthetic functions and `<out>.meta.json`.
 //!
 //! Output to a closed pipe (`utils generate ... | head`) ends the command
 //! quietly with status 0.
@@ -58,6 +61,15 @@ enum Command {
     /// memory). CSV only: Parquet is not supported (convert the CSV, e.g.
     /// with pandas' to_parquet).
     Export(ExportArgs),
+    /// Import a public trace as a scenario
+    /// (`FunctionName,StartTimeMs,DurationMs,MemoryMb`), plus a catalog of
+    /// its synthetic functions F001.. (`<out>.catalog.csv` unless
+    /// --catalog) and `<out>.meta.json` (sources with their BLAKE2b-256,
+    /// every parameter, the seed, per-function counts and Azure ids).
+    Import {
+        #[command(subcommand)]
+        source: ImportCommand,
+    },
     /// Draw figures (PNG or SVG, by the output's extension).
     Plot {
         #[command(subcommand)]
@@ -170,6 +182,112 @@ struct ExportArgs {
     overwrite: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum ImportCommand {
+    /// One day of the Azure Functions Trace 2019 (Shahrad et al., ATC
+    /// 2020): per-minute call counts spread within each minute, each call's
+    /// duration drawn from its function's percentiles, memory from its
+    /// app's percentiles shared equally among the app's functions.
+    Azure2019(Azure2019Args),
+    /// The Azure Functions Invocation Trace 2021 (one row per call: app,
+    /// func, end_timestamp, duration in seconds): start = end − duration,
+    /// the trace's own durations, a fixed memory.
+    Azure2021(Azure2021Args),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PickKind {
+    /// The N functions with the most calls in the window.
+    Top,
+    /// N functions uniformly at random (seeded).
+    Random,
+    /// Random within decades of call count (1-9, 10-99, ...), N split over
+    /// the decades in proportion to their sizes.
+    Stratified,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SpreadKind {
+    /// Each call at a uniform random ms of its minute (Poisson given the
+    /// count).
+    Uniform,
+    /// Evenly spaced in the minute.
+    Even,
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportCommon {
+    /// Output scenario CSV; the sidecar goes to `<out>.meta.json`.
+    #[arg(long)]
+    out: PathBuf,
+    /// The catalog of the picked functions (default `<out>.catalog.csv`),
+    /// in the columns of sample-functions/catalog.csv.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Replace the outputs if they exist (otherwise an existing one is an
+    /// error, and nothing is written).
+    #[arg(long)]
+    overwrite: bool,
+    /// How many functions to keep.
+    #[arg(long, default_value_t = 100)]
+    functions: usize,
+    /// How to pick them.
+    #[arg(long, value_enum, default_value_t = PickKind::Top)]
+    pick: PickKind,
+    /// RNG seed (ChaCha8) for the pick and the calls.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Catalog: share of a call's median duration spent on CPU (the rest
+    /// sleeps); the traces do not say.
+    #[arg(long, default_value_t = 0.5)]
+    cpu_share: f64,
+    /// Catalog: package size of every function, bytes (default: the median
+    /// of the 30 sample functions, 9.7 MB).
+    #[arg(long)]
+    package_bytes: Option<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+struct Azure2019Args {
+    /// Directory with invocations_per_function_md.anon.dNN.csv,
+    /// function_durations_percentiles.anon.dNN.csv and (optional)
+    /// app_memory_percentiles.anon.dNN.csv.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Day of the trace, 1..=14.
+    #[arg(long, default_value_t = 1)]
+    day: u8,
+    /// Minutes of the day, START..END (END excluded; 0 is column `1`).
+    #[arg(long, default_value = "0..1440")]
+    minutes: utils::import::MinuteWindow,
+    /// How calls spread within their minute.
+    #[arg(long, value_enum, default_value_t = SpreadKind::Uniform)]
+    spread: SpreadKind,
+    /// Memory of a function whose app has no memory row (or when the day
+    /// has no memory file), MB.
+    #[arg(long, default_value_t = 256)]
+    default_memory_mb: u32,
+    #[command(flatten)]
+    common: ImportCommon,
+}
+
+#[derive(clap::Args, Debug)]
+struct Azure2021Args {
+    /// The trace file (AzureFunctionsInvocationTraceForTwoWeeksJan2021.txt,
+    /// header `app,func,end_timestamp,duration`).
+    #[arg(long)]
+    file: PathBuf,
+    /// Minutes from timestamp 0, START..END; a call belongs to the window
+    /// its start falls in. Default: every call.
+    #[arg(long)]
+    minutes: Option<utils::import::MinuteWindow>,
+    /// Memory of every call, MB (the trace has none).
+    #[arg(long, default_value_t = 256)]
+    memory_mb: u32,
+    #[command(flatten)]
+    common: ImportCommon,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum CdfKind {
     Latency,
@@ -236,6 +354,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => run_compare(args),
         Command::Export(args) => run_export(args),
         Command::Plot { figure } => run_plot(figure),
+        Command::Import { source } => run_import(source),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -335,6 +454,82 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         counts.push_str(&format!("{}: {}\n", c.function, c.count));
     }
     counts.push_str(&format!("total: {}\n", scenario.events.len()));
+    out(&counts)
+}
+
+fn run_import(source: ImportCommand) -> Result<()> {
+    use utils::import::{self, CatalogDefaults, Outputs, Pick, Spread};
+    let common = match &source {
+        ImportCommand::Azure2019(a) => &a.common,
+        ImportCommand::Azure2021(a) => &a.common,
+    };
+    let mut outputs = Outputs::new(common.out.clone(), common.catalog.clone());
+    for path in outputs.all() {
+        refuse_existing(&path, common.overwrite)?;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    outputs.command = Some(format!("utils {}", args.join(" ")));
+    let pick = match common.pick {
+        PickKind::Top => Pick::Top,
+        PickKind::Random => Pick::Random,
+        PickKind::Stratified => Pick::Stratified,
+    };
+    let defaults = CatalogDefaults {
+        cpu_share: common.cpu_share,
+        package_bytes: common
+            .package_bytes
+            .unwrap_or_else(import::median_sample_package_bytes),
+    };
+    let meta = match &source {
+        ImportCommand::Azure2019(a) => {
+            let mut config = import::azure2019::Azure2019Config::new(a.dir.clone());
+            config.day = a.day;
+            config.window = a.minutes;
+            config.functions = common.functions;
+            config.pick = pick;
+            config.spread = match a.spread {
+                SpreadKind::Uniform => Spread::Uniform,
+                SpreadKind::Even => Spread::Even,
+            };
+            config.seed = common.seed;
+            config.default_memory_mb = a.default_memory_mb;
+            config.catalog = defaults;
+            import::azure2019::import(&config, &outputs)?
+        }
+        ImportCommand::Azure2021(a) => {
+            let mut config = import::azure2021::Azure2021Config::new(a.file.clone());
+            config.window = a.minutes;
+            config.functions = common.functions;
+            config.pick = pick;
+            config.seed = common.seed;
+            config.memory_mb = a.memory_mb;
+            config.catalog = defaults;
+            import::azure2021::import(&config, &outputs)?
+        }
+    };
+    eprintln!(
+        "wrote {}, {} and {}",
+        outputs.scenario.display(),
+        outputs.catalog.display(),
+        outputs.meta().display()
+    );
+    let n = &meta.notes;
+    if n.without_durations > 0 || n.without_memory > 0 || n.clamped_durations > 0 {
+        eprintln!(
+            "note: {} functions without durations skipped, {} picked without memory (default used), {} durations cut to a day",
+            n.without_durations, n.without_memory, n.clamped_durations
+        );
+    }
+    let mut counts = String::new();
+    for f in &meta.functions {
+        counts.push_str(&format!("{}: {}\n", f.function, f.count));
+    }
+    counts.push_str(&format!(
+        "total: {} calls of {} functions (of {} candidates)\n",
+        meta.total_events,
+        meta.functions.len(),
+        n.candidates
+    ));
     out(&counts)
 }
 
