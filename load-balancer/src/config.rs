@@ -123,6 +123,35 @@ pub enum ConfigError {
     NoNodes,
     #[error("{0}")]
     Invalid(&'static str),
+    #[error("{what} is {value}, outside its bounds {min}..={max}")]
+    OutOfRange {
+        what: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+}
+
+/// The bounds of every count, size and duration the balancer's flags and
+/// configuration set (issue 13): beyond them a start is a clear error, never
+/// an allocation or a wait sized by the value (`load-balancer ll
+/// 4294967295` asked for 103 GB of fake nodes).
+pub mod limits {
+    /// Nodes at start: worker URLs plus fake nodes.
+    pub const MAX_NODES: u64 = 10_000;
+    /// Any duration in ms (health interval and timeout, connect timeout,
+    /// fake call): one hour.
+    pub const MAX_MS: u64 = 3_600_000;
+    /// Health fall and rise counts.
+    pub const MAX_HEALTH_COUNT: u64 = 1_000;
+    /// HTTP server threads.
+    pub const MAX_THREADS: u64 = 1_024;
+    /// Capacity told to the scheduler per node.
+    pub const MAX_NODE_CAPACITY: u64 = 1_000_000;
+    /// Cores per node.
+    pub const MAX_NODE_CORES: u64 = 4_096;
+    /// Memory per node, MB (16 TB).
+    pub const MAX_NODE_MEMORY_MB: u64 = 1 << 24;
 }
 
 /// Checks a worker base URL and returns it without a trailing slash.
@@ -155,14 +184,17 @@ pub fn normalize_node_url(url: &str) -> Result<String, ConfigError> {
     Ok(trimmed.to_string())
 }
 
-/// Reads a `nodes.config.json` (a JSON array of worker URLs).
+/// Reads a `nodes.config.json` (a JSON array of worker URLs), with or
+/// without a UTF-8 byte-order mark.
 pub fn load_nodes_file(path: &std::path::Path) -> Result<Vec<String>, ConfigError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: shown.clone(),
         source,
     })?;
-    serde_json::from_str::<Vec<String>>(&text).map_err(|e| ConfigError::Parse {
+    // A byte-order mark (as some editors write) is not JSON: skip it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    serde_json::from_str::<Vec<String>>(text).map_err(|e| ConfigError::Parse {
         path: shown,
         line: e.line(),
         column: e.column(),
@@ -201,27 +233,74 @@ impl BalancerConfig {
                 "fake mode (fake_nodes > 0) takes no worker URLs",
             ));
         }
-        if self.health.interval_ms == 0 || self.health.timeout_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "health interval and timeout must be at least 1 ms",
-            ));
-        }
-        if self.health.fall == 0 || self.health.rise == 0 {
-            return Err(ConfigError::Invalid(
-                "health fall and rise counts must be at least 1",
-            ));
-        }
-        if self.threads == 0 {
-            return Err(ConfigError::Invalid("threads must be at least 1"));
-        }
-        if self.node_capacity == 0 {
-            return Err(ConfigError::Invalid("node_capacity must be at least 1"));
-        }
-        if self.node_cores == 0 {
-            return Err(ConfigError::Invalid("node_cores must be at least 1"));
-        }
-        if self.node_memory_mb == 0 {
-            return Err(ConfigError::Invalid("node_memory_mb must be at least 1"));
+        let nodes = self.nodes.len() as u64 + u64::from(self.fake_nodes);
+        let checks: [(&'static str, u64, u64, u64); 11] = [
+            (
+                "nodes (worker URLs and fake nodes)",
+                nodes,
+                1,
+                limits::MAX_NODES,
+            ),
+            ("fake_delay_ms", self.fake_delay_ms, 0, limits::MAX_MS),
+            (
+                "health interval_ms",
+                self.health.interval_ms,
+                1,
+                limits::MAX_MS,
+            ),
+            (
+                "health timeout_ms",
+                self.health.timeout_ms,
+                1,
+                limits::MAX_MS,
+            ),
+            (
+                "health fall",
+                self.health.fall.into(),
+                1,
+                limits::MAX_HEALTH_COUNT,
+            ),
+            (
+                "health rise",
+                self.health.rise.into(),
+                1,
+                limits::MAX_HEALTH_COUNT,
+            ),
+            ("threads", self.threads as u64, 1, limits::MAX_THREADS),
+            (
+                "node_capacity",
+                self.node_capacity.into(),
+                1,
+                limits::MAX_NODE_CAPACITY,
+            ),
+            (
+                "node_cores",
+                self.node_cores.into(),
+                1,
+                limits::MAX_NODE_CORES,
+            ),
+            (
+                "node_memory_mb",
+                self.node_memory_mb.into(),
+                1,
+                limits::MAX_NODE_MEMORY_MB,
+            ),
+            (
+                "connect_timeout_ms",
+                self.connect_timeout_ms,
+                1,
+                limits::MAX_MS,
+            ),
+        ];
+        for (what, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::OutOfRange {
+                    what,
+                    value,
+                    min,
+                    max,
+                });
+            }
         }
         Ok(self)
     }
@@ -230,6 +309,14 @@ impl BalancerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nodes_file_with_a_byte_order_mark_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nodes.config.json");
+        std::fs::write(&path, "\u{feff}[\"http://a:1\"]").unwrap();
+        assert_eq!(load_nodes_file(&path).unwrap(), ["http://a:1"]);
+    }
 
     #[test]
     fn urls_are_normalized_or_rejected() {

@@ -126,6 +126,45 @@ fn bad_input_is_a_clear_error() {
     assert!(err.contains("/nonexistent/nodes.json"), "{err}");
 }
 
+/// Issue 13: every count, size and duration a flag sets has a bound; beyond
+/// it the start is a clear error (exit 1), not an abort on an allocation
+/// sized by the value (`ll 4294967295` asked for 103 GB of fake nodes).
+#[test]
+fn values_beyond_their_bounds_are_clear_errors_not_aborts() {
+    for (args, needle) in [
+        (
+            &["ll", "4294967295"][..],
+            "nodes (worker URLs and fake nodes) is 4294967295, outside its bounds 1..=10000",
+        ),
+        (&["ll", "2", "--threads", "100000"], "threads is 100000"),
+        (
+            &["ll", "2", "--health-interval-ms", "18446744073709551615"],
+            "health interval_ms is 18446744073709551615",
+        ),
+        (&["ll", "2", "--health-fall", "4294967295"], "health fall"),
+        (
+            &["ll", "2", "--node-capacity", "4294967295"],
+            "node_capacity",
+        ),
+        (&["ll", "2", "--node-cores", "0"], "node_cores is 0"),
+        (
+            &["ll", "2", "--node-memory-mb", "4294967295"],
+            "node_memory_mb",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--port", "0", "--host", "127.0.0.1"])
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn fake_mode_binary_serves_with_recorded_seed_and_env_params() {
     let balancer = FakeBalancer::start(

@@ -11,6 +11,11 @@ use std::fmt;
 
 use serde::Deserialize;
 
+/// Largest magnitude of a start or end time, in ms: 2^53 (about 285,000
+/// years), so that times, their differences and their `f64` values are
+/// exact. A line beyond it is not a log line.
+pub const MAX_ABS_MS: i64 = 1 << 53;
+
 /// One parsed log line. The JSON is kept as text: analyzers decide what to
 /// read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +58,18 @@ impl LogLine {
         if json.is_empty() {
             return Err(LogLineError("missing JSON".into()));
         }
-        let start_ms = start
-            .parse()
-            .map_err(|_| LogLineError(format!("bad start time {start:?}")))?;
-        let end_ms = end
-            .parse()
-            .map_err(|_| LogLineError(format!("bad end time {end:?}")))?;
+        let stamp = |text: &str, what: &str| {
+            text.parse::<i64>()
+                .ok()
+                .filter(|t| (-MAX_ABS_MS..=MAX_ABS_MS).contains(t))
+                .ok_or_else(|| {
+                    LogLineError(format!(
+                        "bad {what} {text:?} (whole ms within ±{MAX_ABS_MS})"
+                    ))
+                })
+        };
+        let start_ms = stamp(start, "start time")?;
+        let end_ms = stamp(end, "end time")?;
         Ok(Self {
             date,
             time,
@@ -217,5 +228,22 @@ mod tests {
         assert!(LogLine::parse("").is_err());
         assert!(LogLine::parse("2020/05/17 14:03:21 x 2 W1 {}").is_err());
         assert!(LogLine::parse("2020/05/17 14:03:21 1 2 W1").is_err());
+    }
+
+    #[test]
+    fn times_beyond_two_to_the_53_are_not_log_lines() {
+        let json = r#"{"Result":{}}"#;
+        for (start, end) in [
+            ("-9223372036854775808", "0"),
+            ("0", "9223372036854775807"),
+            ("9007199254740993", "9007199254740993"),
+        ] {
+            let line = format!("2020/05/17 14:03:21 {start} {end} W3 {json}");
+            let e = LogLine::parse(&line).unwrap_err();
+            assert!(e.0.contains("within"), "{e}");
+        }
+        let edge = format!("2020/05/17 14:03:21 -{MAX_ABS_MS} {MAX_ABS_MS} W3 {json}");
+        let line = LogLine::parse(&edge).unwrap();
+        assert_eq!(line.end_ms - line.start_ms, 2 * MAX_ABS_MS);
     }
 }

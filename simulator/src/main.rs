@@ -35,7 +35,7 @@ fn main() {
         Command::Experiment(a) => experiment::run(a),
     };
     if let Err(e) = result {
-        eprintln!("simulator: error: {e:#}");
+        eprintln!("simulator: error: {}", simulator::error_text(&e));
         std::process::exit(1);
     }
 }

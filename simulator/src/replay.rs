@@ -73,7 +73,7 @@ pub enum ReplayError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("malformed scenario: {0}")]
+    #[error(transparent)]
     Scenario(#[from] ScenarioError),
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
@@ -849,7 +849,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let stop = StopHandle::new();
         stop.stop_on_ctrl_c();
         eprintln!(
-            "replaying {} ({} events) against {} at time scale {}, log {}",
+            "replaying {} ({} events) against {} at time scale {:?}, log {}",
             args.events.display(),
             events.len(),
             options.balancer_url,

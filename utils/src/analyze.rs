@@ -36,6 +36,15 @@
 //! A `WorkerNodeId` outside the given or recorded size is an error naming
 //! the log.
 //!
+//! **Limits.** Memory follows the log's size, not the values in it: per-node
+//! tables are sized by the node count, which is at most [`MAX_NODES`]
+//! (a `WorkerNodeId` of 4294967295, or `--nodes 4294967295`, is an error,
+//! not a 34 GB table); the per-slot detail holds a few numbers per 1-s
+//! slot, whatever the node count, for at most [`MAX_SLOTS`] slots (a log
+//! whose calls span more is an error with `--per-slot`, and is analyzed
+//! without it). Times beyond ±2^53 ms are unreadable lines
+//! ([`protocol::log::MAX_ABS_MS`]).
+//!
 //! A run whose every call failed is analyzed too (its window is the
 //! failures'; every metric of successful calls is 0, the error rate 100 %);
 //! only a log without any call is an error.
@@ -100,7 +109,23 @@ pub enum AnalyzeError {
         /// `given` (`--nodes`) or `of the sidecar's cluster (<path>)`.
         origin: String,
     },
+    #[error(
+        "{source_name}: {nodes} nodes ({origin}) are more than the analyzer's limit of {MAX_NODES}"
+    )]
+    TooManyNodes {
+        source_name: String,
+        nodes: usize,
+        /// How the count was found ([`NodeCountRule::describe`]).
+        origin: &'static str,
+    },
+    #[error("{source_name}: the calls span {slots} one-second slots, more than the per-slot detail's limit of {MAX_SLOTS} (analyze without --per-slot)")]
+    TooManySlots { source_name: String, slots: usize },
 }
+
+/// Most nodes a log is analyzed over (per-node tables: a few MB).
+pub const MAX_NODES: usize = 100_000;
+/// Most 1-s slots of the per-slot detail (`--per-slot`): about 116 days.
+pub const MAX_SLOTS: usize = 10_000_000;
 
 /// Where the node count came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -322,8 +347,15 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
     let (nodes, node_count_rule) = match (options.nodes, sidecar_size) {
         (Some(n), _) => (n, NodeCountRule::Given),
         (None, Some(n)) => (n, NodeCountRule::Sidecar),
-        (None, None) => (max_id + 1, NodeCountRule::MaxIdPlusOne),
+        (None, None) => (max_id.saturating_add(1), NodeCountRule::MaxIdPlusOne),
     };
+    if nodes > MAX_NODES {
+        return Err(AnalyzeError::TooManyNodes {
+            source_name: run.source.clone(),
+            nodes,
+            origin: node_count_rule.describe(),
+        });
+    }
     if max_id >= nodes {
         let origin = match node_count_rule {
             NodeCountRule::Sidecar => format!(
@@ -342,6 +374,12 @@ pub fn analyze(run: &RunLog, options: &AnalyzeOptions) -> Result<Analysis, Analy
 
     // `int((last - t0) / 1000) + 1` in the original: truncation toward zero.
     let slots = ((last_end - first_start).max(0) / 1000) as usize + 1;
+    if options.per_slot && slots > MAX_SLOTS {
+        return Err(AnalyzeError::TooManySlots {
+            source_name: run.source.clone(),
+            slots,
+        });
+    }
     let (per_node_distinct, per_node_executions) =
         slot_occupancy(records, first_start, slots, nodes);
     let locality = Locality {
@@ -505,40 +543,66 @@ fn slot_series(
     slots: usize,
     nodes: usize,
 ) -> Vec<SlotStats> {
-    // Difference arrays per node: +1 at a range's start, -1 at its end.
-    let mut distinct = vec![vec![0i64; slots + 1]; nodes];
-    let mut executions = vec![vec![0i64; slots + 1]; nodes];
-    for ((node, _), spans) in merged_slot_ranges(records, first_start, slots) {
+    // Sums over all nodes at once, so that memory follows the slots and the
+    // calls, not nodes × slots. Difference arrays: +x where a level starts,
+    // -x where it ends. Per slot: the distinct functions summed over nodes,
+    // and the executions' sum and sum of squares over nodes (the CV needs
+    // no more).
+    let mut distinct = vec![0i64; slots + 1];
+    for spans in merged_slot_ranges(records, first_start, slots).into_values() {
         for (from, to) in spans {
-            distinct[node][from as usize] += 1;
-            distinct[node][to as usize] -= 1;
+            distinct[from as usize] += 1;
+            distinct[to as usize] -= 1;
         }
     }
+    // A node's executions change only where its calls' slot ranges begin
+    // and end.
+    let mut changes: HashMap<usize, Vec<(i64, i64)>> = HashMap::new();
     for r in records {
         let (from, to) = slot_range(r, first_start, slots);
         if to > from {
-            executions[r.node][from as usize] += 1;
-            executions[r.node][to as usize] -= 1;
+            let node = changes.entry(r.node).or_default();
+            node.push((from, 1));
+            node.push((to, -1));
         }
     }
-    for row in distinct.iter_mut().chain(executions.iter_mut()) {
+    let mut sum = vec![0i64; slots + 1];
+    let mut squares = vec![0i64; slots + 1];
+    for mut node in changes.into_values() {
+        node.sort_unstable();
+        let mut level = 0i64;
+        for (i, &(slot, delta)) in node.iter().enumerate() {
+            level += delta;
+            // `level` holds from this change to the next one.
+            let next = node.get(i + 1).map_or(slots as i64, |&(s, _)| s);
+            if next > slot && level != 0 {
+                sum[slot as usize] += level;
+                sum[next as usize] -= level;
+                squares[slot as usize] += level * level;
+                squares[next as usize] -= level * level;
+            }
+        }
+    }
+    for row in [&mut distinct, &mut sum, &mut squares] {
         for i in 1..row.len() {
             row[i] += row[i - 1];
         }
     }
     (0..slots)
         .map(|slot| {
-            let d: Vec<f64> = distinct.iter().map(|n| n[slot] as f64).collect();
-            let e: Vec<f64> = executions.iter().map(|n| n[slot] as f64).collect();
-            let m = mean(&e);
+            let total = sum[slot];
             SlotStats {
                 slot,
-                mean_distinct_functions: mean(&d),
-                executions: e.iter().sum::<f64>() as usize,
-                executions_cv: if m == 0.0 {
+                mean_distinct_functions: distinct[slot] as f64 / nodes as f64,
+                executions: total as usize,
+                // Population CV over the nodes: sqrt(n·Σx² - (Σx)²) / Σx,
+                // the numerator exact in integers.
+                executions_cv: if total == 0 {
                     0.0
                 } else {
-                    population_stddev(&e) / m
+                    let spread =
+                        nodes as i128 * i128::from(squares[slot]) - i128::from(total).pow(2);
+                    (spread.max(0) as f64).sqrt() / total as f64
                 },
             }
         })

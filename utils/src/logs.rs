@@ -407,6 +407,12 @@ fn parse_line(raw: &str) -> Result<Parsed, String> {
     }
     let reply: LoggedReply =
         serde_json::from_value(json).map_err(|e| format!("not a balancer reply: {e}"))?;
+    let internal = reply.internal_execution_time;
+    if !(internal.is_finite() && internal.abs() <= protocol::log::MAX_ABS_MS as f64) {
+        return Err(format!(
+            "InternalExecutionTime {internal} is not a number of ms within ±2^53"
+        ));
+    }
     Ok(Parsed::Call(CallRecord {
         start_ms: line.start_ms,
         end_ms: line.end_ms,

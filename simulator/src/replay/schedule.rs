@@ -7,10 +7,22 @@
 //! duration cap keeps only the events that start before it, in *scenario*
 //! time (before scaling), so `--duration 60s` replays the same first minute
 //! of a scenario whatever the time scale.
+//!
+//! Bounds: the time scale is within [`MIN_TIME_SCALE`]..=[`MAX_TIME_SCALE`]
+//! (a thousand times slower to a million times faster), and no call is
+//! sent later than [`MAX_OFFSET`] after the start; beyond either, the
+//! schedule is an error, not a panic in a `Duration` conversion.
 
 use std::time::Duration;
 
 use protocol::ScenarioEvent;
+
+/// Slowest replay: a thousand times slower than the scenario.
+pub const MIN_TIME_SCALE: f64 = 1e-3;
+/// Fastest replay: a million times faster (a day in 86 ms).
+pub const MAX_TIME_SCALE: f64 = 1e6;
+/// Latest send offset of a call: one year.
+pub const MAX_OFFSET: Duration = Duration::from_secs(365 * 86_400);
 
 /// One event of the schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +39,14 @@ pub struct ScheduledCall {
 /// A bad schedule parameter.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("time scale must be a finite number > 0, got {0}")]
+    #[error("time scale must be a number in {MIN_TIME_SCALE}..={MAX_TIME_SCALE}, got {0}")]
     BadTimeScale(f64),
+    #[error("the call of {function} at {start_ms} ms would be sent {offset_s:.0} s after the start, beyond the replay's limit of one year")]
+    TooLate {
+        function: String,
+        start_ms: u64,
+        offset_s: f64,
+    },
 }
 
 /// The calls to make, in send order, plus how many events the duration cap
@@ -47,7 +65,7 @@ impl Schedule {
         time_scale: f64,
         cap: Option<Duration>,
     ) -> Result<Self, ScheduleError> {
-        if !(time_scale.is_finite() && time_scale > 0.0) {
+        if !(MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&time_scale) {
             return Err(ScheduleError::BadTimeScale(time_scale));
         }
         let mut sorted: Vec<&ScenarioEvent> = events.iter().collect();
@@ -60,7 +78,15 @@ impl Schedule {
                 beyond_cap += 1;
                 continue;
             }
-            let offset = Duration::from_secs_f64(e.start_ms as f64 / 1000.0 / time_scale);
+            let offset_s = e.start_ms as f64 / 1000.0 / time_scale;
+            let offset = Duration::try_from_secs_f64(offset_s)
+                .ok()
+                .filter(|o| *o <= MAX_OFFSET)
+                .ok_or_else(|| ScheduleError::TooLate {
+                    function: e.function.clone(),
+                    start_ms: e.start_ms,
+                    offset_s,
+                })?;
             calls.push(ScheduledCall {
                 index: calls.len(),
                 function: e.function.clone(),
@@ -133,9 +159,31 @@ mod tests {
 
     #[test]
     fn rejects_bad_scales() {
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert!(Schedule::build(&[], bad, None).is_err(), "{bad}");
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300, 1e-4, 2e6] {
+            assert!(
+                matches!(
+                    Schedule::build(&[], bad, None),
+                    Err(ScheduleError::BadTimeScale(_))
+                ),
+                "{bad}"
+            );
         }
+        assert!(Schedule::build(&[ev("W1", 5)], MIN_TIME_SCALE, None).is_ok());
+        assert!(Schedule::build(&[ev("W1", 5)], MAX_TIME_SCALE, None).is_ok());
+    }
+
+    #[test]
+    fn a_call_beyond_a_year_is_an_error() {
+        let late = [ev("W1", 0), ev("W2", u64::MAX)];
+        let e = Schedule::build(&late, 1.0, None).unwrap_err();
+        assert!(
+            matches!(&e, ScheduleError::TooLate { function, .. } if function == "W2"),
+            "{e}"
+        );
+        // A day at a thousandth of the speed: 1,000 days, beyond a year.
+        let slow = [ev("W1", 86_400_000)];
+        assert!(Schedule::build(&slow, MIN_TIME_SCALE, None).is_err());
+        assert!(Schedule::build(&slow, 1.0, None).is_ok());
     }
 
     #[test]
