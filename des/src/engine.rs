@@ -53,8 +53,11 @@
 use std::io::Write;
 
 use policy::node::options::CachingOptions;
+use std::sync::Arc;
+
 use policy::node::{
-    CallId, CallMeta, Effects, InstanceId, InstanceKind, InstanceModel, NodeModel, Step,
+    CallId, CallMeta, Effects, FunctionTable, InstanceId, InstanceKind, InstanceModel, NodeModel,
+    Step,
 };
 use policy::scheduler::{
     Completion, Membership, NodeInfo, Scheduler, SchedulerConfig, DEFAULT_FUNCTION_MEMORY_MB,
@@ -158,6 +161,8 @@ pub enum DesError {
     BadTimeScale(f64, f64),
     #[error("--nodes must be at least 1")]
     NoNodes,
+    #[error("scenario row {row} has per-invocation columns (DurationMs, MemoryMb): per-invocation durations are not simulated yet")]
+    PerInvocationShape { row: usize },
     #[error("writing the log: {0}")]
     Log(#[from] std::io::Error),
 }
@@ -336,7 +341,8 @@ pub fn run_scenario(
 }
 
 /// The errors [`run_workload`] would report before simulating anything
-/// (no nodes, bad scales, a function with no model), so a caller can
+/// (no nodes, bad scales, per-invocation columns, a function with no
+/// model), so a caller can
 /// refuse bad input before it creates any output.
 pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
     if config.nodes == 0 {
@@ -351,6 +357,9 @@ pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
     }
     if !valid_package_scale(config.package_scale) {
         return Err(DesError::BadPackageScale(config.package_scale));
+    }
+    if let Some(row) = workload.first_shaped_row() {
+        return Err(DesError::PerInvocationShape { row });
     }
     if let Some(&(_, f)) = workload
         .arrivals
@@ -397,7 +406,9 @@ pub fn run_workload(
     let catalog = sample_functions::catalog();
     let mut phases: Vec<Phase> = Vec::new();
     let mut functions = Vec::with_capacity(workload.names.len());
-    let mut memory = Vec::with_capacity(workload.names.len());
+    // Names interned once for the whole cluster: nodes share this table
+    // and are told functions by id.
+    let mut table = FunctionTable::new();
     for (i, name) in workload.names.iter().enumerate() {
         let (model, bytes, memory_mb) = match catalog.get(name) {
             Some(spec) => (
@@ -437,26 +448,20 @@ pub fn run_workload(
             package_bytes: scaled_bytes(bytes, config.package_scale),
         });
         scheduler.declare_function(name, memory_mb);
-        memory.push(memory_mb);
+        table.declare(name, memory_mb);
     }
+    let table = Arc::new(table);
+    // Each node keeps state only for the functions it sees.
     let node_model = || {
-        let mut m = NodeModel::new(config.worker, config.instances)
-            .with_node_memory_mb(config.node_memory_mb);
-        for (name, &mb) in workload.names.iter().zip(&memory) {
-            m.declare_function(name, mb);
-        }
-        m
+        NodeModel::new(config.worker, config.instances)
+            .with_node_memory_mb(config.node_memory_mb)
+            .with_functions(table.clone())
     };
 
     let mut sim = Sim {
         config,
         names: &workload.names,
-        ids: workload
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i as u32))
-            .collect(),
+        table: table.clone(),
         functions,
         phases,
         scheduler,
@@ -600,7 +605,8 @@ fn unreachable_hist() -> hdrhistogram::Histogram<u64> {
 struct Sim<'a, 'w> {
     config: &'a DesConfig,
     names: &'a [String],
-    ids: FxHashMap<&'a str, u32>,
+    /// The workload's names with their ids (the node models' table).
+    table: Arc<FunctionTable>,
     functions: Vec<FunctionInfo>,
     phases: Vec<Phase>,
     scheduler: Box<dyn Scheduler>,
@@ -694,9 +700,9 @@ impl Sim<'_, '_> {
     fn apply(&mut self, node: u32, effects: Effects, now: Time) -> Result<(), DesError> {
         for p in &effects.prewarm {
             let bytes = self
-                .ids
-                .get(&*p.function)
-                .map_or(0, |&f| self.functions[f as usize].package_bytes);
+                .table
+                .id(&p.function)
+                .map_or(0, |f| self.functions[f as usize].package_bytes);
             let profile = &self.config.profile;
             let start = match p.kind {
                 // A pre-warmed Lambda instance costs what its cold start does.
@@ -749,7 +755,7 @@ impl Sim<'_, '_> {
         };
         let info = &self.functions[function as usize];
         let (first_phase, end_phase) = (info.first_phase, info.end_phase);
-        let (call, mut effects) = self.on_model(node, now, |m| m.call_arrived(name, now));
+        let (call, mut effects) = self.on_model(node, now, |m| m.call_arrived_by_id(function, now));
         let id = self.new_job(Job {
             build: false,
             function,
@@ -921,11 +927,10 @@ impl Sim<'_, '_> {
         now: Time,
     ) -> Result<(), DesError> {
         let bytes = self.functions[function as usize].package_bytes;
-        let name = self.names[function as usize].as_str();
         // The builder is resumed with the calls that waited for it.
         let call = self.jobs[builder as usize].call;
         self.nodes[node as usize].waiting.insert(call, builder);
-        let effects = self.on_model(node, now, |m| m.image_built(name, bytes, now));
+        let effects = self.on_model(node, now, |m| m.image_built_by_id(function, bytes, now));
         self.apply(node, effects, now)
     }
 

@@ -506,3 +506,26 @@ fn lambda_model_reports_instances() {
     assert_eq!(v["config"]["instances"]["model"], "lambda");
     assert_eq!(v["config"]["instances"]["keep_alive_s"], 60.0);
 }
+
+#[test]
+fn per_invocation_columns_are_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let shaped = dir.path().join("shaped.csv");
+    // Blank line 2: the error names the file's line, not the row's index.
+    std::fs::write(&shaped, "W1,0,12.5\n\nW2,10,3\n").unwrap();
+    let log = dir.path().join("shaped.log");
+    let out = des(&[
+        shaped.to_str().unwrap(),
+        "-q",
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("shaped.csv:1")
+            && err.contains("per-invocation durations are not simulated yet"),
+        "{err}"
+    );
+    assert!(!log.exists(), "refused before any output is created");
+}

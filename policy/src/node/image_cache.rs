@@ -16,12 +16,18 @@
 //! limit on its own is evicted as soon as its last call ends (as in the
 //! original), and the next call rebuilds it.
 //!
+//! The maps are hash maps (O(1) per call, which is what a model that
+//! never evicts, e.g. the Lambda model with no limit, pays); eviction sorts
+//! its candidates, so the order never depends on hashing.
+//!
 //! Ties in the use time are broken by the function's key (its name, or
 //! the node model's id: the order functions were first seen on the node),
 //! so runs are deterministic. Time is an argument ([`Time`]).
 
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use rustc_hash::FxHashMap;
 
 use crate::time::Time;
 
@@ -37,8 +43,8 @@ struct CachedImage {
 #[derive(Debug, Clone)]
 pub struct ImageCache<K = String> {
     limit_bytes: Option<u64>,
-    images: BTreeMap<K, CachedImage>,
-    in_flight: BTreeMap<K, u32>,
+    images: FxHashMap<K, CachedImage>,
+    in_flight: FxHashMap<K, u32>,
     /// Sum of `images[*].bytes`, kept up to date.
     total_bytes: u64,
 }
@@ -47,8 +53,8 @@ impl<K> Default for ImageCache<K> {
     fn default() -> Self {
         Self {
             limit_bytes: None,
-            images: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
+            images: FxHashMap::default(),
+            in_flight: FxHashMap::default(),
             total_bytes: 0,
         }
     }
@@ -61,7 +67,7 @@ pub struct EvictedImage<K = String> {
     pub bytes: u64,
 }
 
-impl<K: Ord + Clone> ImageCache<K> {
+impl<K: Hash + Ord + Clone> ImageCache<K> {
     /// A cache with this byte limit (`None` = unlimited).
     pub fn new(limit_bytes: Option<u64>) -> Self {
         Self {
@@ -87,7 +93,7 @@ impl<K: Ord + Clone> ImageCache<K> {
     pub fn call_started<Q>(&mut self, function: &Q, now: Time) -> bool
     where
         K: Borrow<Q>,
-        Q: Ord + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         match self.in_flight.get_mut(function) {
             Some(n) => *n += 1,
@@ -111,7 +117,7 @@ impl<K: Ord + Clone> ImageCache<K> {
     pub fn image_built<Q>(&mut self, function: &Q, bytes: u64, now: Time) -> Vec<EvictedImage<K>>
     where
         K: Borrow<Q>,
-        Q: Ord + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let old = self.images.insert(
             function.to_owned(),
@@ -130,7 +136,7 @@ impl<K: Ord + Clone> ImageCache<K> {
     pub fn call_finished<Q>(&mut self, function: &Q, now: Time) -> Vec<EvictedImage<K>>
     where
         K: Borrow<Q>,
-        Q: Ord + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
         if let Some(n) = self.in_flight.get_mut(function) {
             *n = n.saturating_sub(1);
@@ -181,7 +187,7 @@ impl<K: Ord + Clone> ImageCache<K> {
     pub fn remove<Q>(&mut self, function: &Q) -> bool
     where
         K: Borrow<Q>,
-        Q: Ord + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
         match self.images.remove(function) {
             Some(img) => {
@@ -202,7 +208,7 @@ impl<K: Ord + Clone> ImageCache<K> {
     pub fn contains<Q>(&self, function: &Q) -> bool
     where
         K: Borrow<Q>,
-        Q: Ord + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
         self.images.contains_key(function)
     }
@@ -210,7 +216,7 @@ impl<K: Ord + Clone> ImageCache<K> {
     pub fn is_pinned<Q>(&self, function: &Q) -> bool
     where
         K: Borrow<Q>,
-        Q: Ord + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
         self.in_flight.contains_key(function)
     }

@@ -71,6 +71,10 @@ pub struct KeepAlivePool {
     keep_alive: Duration,
     /// Idle instances, ascending by id, with the time they became idle.
     idle: Vec<(InstanceId, Time)>,
+    /// A lower bound of the idle instances' idle-since times (None when
+    /// none is idle): [`KeepAlivePool::expire`] skips its scan while
+    /// nothing can be due, so a call's acquire costs O(1) then.
+    idle_since_bound: Option<Time>,
     /// Busy instances (small: the calls in flight), unordered.
     busy: Vec<InstanceId>,
     cold_starts: u64,
@@ -87,6 +91,7 @@ impl KeepAlivePool {
         Self {
             keep_alive,
             idle: Vec::new(),
+            idle_since_bound: None,
             busy: Vec::new(),
             cold_starts: 0,
             warm_starts: 0,
@@ -118,7 +123,13 @@ impl KeepAlivePool {
     /// calling `on_expired` for each (in ascending id order).
     pub fn expire(&mut self, now: Time, mut on_expired: impl FnMut(Expired)) {
         let keep_alive = self.keep_alive;
+        match self.idle_since_bound {
+            None => return,
+            Some(b) if b.saturating_add(keep_alive) > now => return,
+            Some(_) => {}
+        }
         let mut removable = self.instance_count().saturating_sub(self.floor);
+        let mut bound: Option<Time> = None;
         self.idle.retain(|&(instance, since)| {
             let at = since.saturating_add(keep_alive);
             if at <= now && removable > 0 {
@@ -126,9 +137,18 @@ impl KeepAlivePool {
                 on_expired(Expired { instance, at });
                 false
             } else {
+                bound = Some(bound.map_or(since, |b: Time| b.min(since)));
                 true
             }
         });
+        self.idle_since_bound = bound;
+    }
+
+    /// `instance` is idle from `since`, in id order.
+    fn insert_idle(&mut self, instance: InstanceId, since: Time) {
+        let at = self.idle.partition_point(|&(id, _)| id < instance);
+        self.idle.insert(at, (instance, since));
+        self.idle_since_bound = Some(self.idle_since_bound.map_or(since, |b| b.min(since)));
     }
 
     /// A call arrives at `now`: expires what is due, then takes the most
@@ -161,8 +181,7 @@ impl KeepAlivePool {
     /// and will expire at `now + keep_alive` unless reused.
     pub fn release(&mut self, instance: InstanceId, now: Time) -> Result<(), NotBusy> {
         self.discard(instance)?;
-        let at = self.idle.partition_point(|&(id, _)| id < instance);
-        self.idle.insert(at, (instance, now));
+        self.insert_idle(instance, now);
         Ok(())
     }
 
@@ -184,12 +203,12 @@ impl KeepAlivePool {
         for (id, _) in self.idle.drain(..) {
             on_removed(id);
         }
+        self.idle_since_bound = None;
     }
 
     /// An instance started with no call (pre-warmed) is idle from `now`.
     pub fn add_idle(&mut self, instance: InstanceId, now: Time) {
-        let at = self.idle.partition_point(|&(id, _)| id < instance);
-        self.idle.insert(at, (instance, now));
+        self.insert_idle(instance, now);
     }
 
     /// Removes one idle instance (evicted); false if it is not idle here.
@@ -244,6 +263,7 @@ impl KeepAlivePool {
     /// Removes every instance (e.g. `/clear`); busy ones are forgotten too.
     pub fn clear(&mut self) {
         self.idle.clear();
+        self.idle_since_bound = None;
         self.busy.clear();
     }
 }
@@ -427,5 +447,44 @@ mod tests {
         assert_eq!(removed, vec![b]);
         assert_eq!(p.instance_count(), 0);
         assert!(p.acquire(s(2), |_| {}).is_cold());
+    }
+
+    #[test]
+    fn expiry_follows_the_oldest_idle_instance_whatever_the_release_order() {
+        let mut p = Pool::new(d(10));
+        let ids: Vec<_> = (0..3)
+            .map(|_| p.acquire(s(0), |_| panic!()).instance())
+            .collect();
+        // Released out of id order: 2 at 1 s, 0 at 3 s, 1 at 5 s.
+        p.release(ids[2], s(1)).unwrap();
+        p.release(ids[0], s(3)).unwrap();
+        p.release(ids[1], s(5)).unwrap();
+        let mut gone = Vec::new();
+        p.expire(s(10), |e| gone.push(e));
+        assert!(gone.is_empty(), "nothing is due before 11 s");
+        p.expire(s(13), |e| gone.push(e));
+        assert_eq!(
+            gone,
+            vec![
+                Expired {
+                    instance: ids[0],
+                    at: s(13)
+                },
+                Expired {
+                    instance: ids[2],
+                    at: s(11)
+                }
+            ]
+        );
+        assert_eq!(p.next_expiry(), Some(s(15)));
+        // Reused (the newest idle, 1) and released later: due later.
+        assert_eq!(p.acquire(s(14), |_| panic!()), Acquired::Warm(ids[1]));
+        p.release(ids[1], s(20)).unwrap();
+        gone.clear();
+        p.expire(s(29), |e| gone.push(e));
+        assert!(gone.is_empty());
+        p.expire(s(30), |e| gone.push(e));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(p.idle_count(), 0);
     }
 }

@@ -25,6 +25,10 @@
 //! [`greedy_dual`], the [`histogram`] policy of "Serverless in the Wild",
 //! or [`ewma_prewarm`] pre-warming.
 //!
+//! Function names are interned to dense ids ([`functions::FunctionTable`]);
+//! a driver that knows every function up front shares one table with all
+//! its nodes and names functions by id.
+//!
 //! [`model::NodeModel`] composes them for one node: it owns the image cache,
 //! the pool, the REST instances and the keep-alive pools, names every
 //! instance by an [`InstanceId`], and answers each event (a call arrives,
@@ -36,6 +40,7 @@
 
 pub mod container_pool;
 pub mod ewma_prewarm;
+pub mod functions;
 pub mod greedy_dual;
 pub mod histogram;
 pub mod image_cache;
@@ -47,6 +52,7 @@ pub mod options;
 pub mod rest_instances;
 
 pub use crate::time::Time;
+pub use functions::{FunctionId, FunctionTable};
 pub use keep_alive_policy::KeepAlivePolicy;
 pub use model::{CallId, CallMeta, Effects, InstanceKind, InstanceModel, NodeModel, Prewarm, Step};
 

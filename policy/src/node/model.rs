@@ -111,6 +111,7 @@ use serde::Serialize;
 
 use super::container_pool::{ContainerPool, PoolPlan};
 use super::ewma_prewarm::EwmaPrewarm;
+use super::functions::{FunctionId, FunctionTable};
 use super::greedy_dual::GreedyDual;
 use super::histogram::IdleTimeHistogram;
 use super::image_cache::{EvictedImage, ImageCache};
@@ -321,13 +322,19 @@ struct Build {
     waiting: Vec<CallId>,
 }
 
+/// What a node knows of one function it has seen. Kept small (the rarely
+/// used parts boxed), since a node holds one per function it has seen.
 #[derive(Debug, Clone)]
 struct FunctionState {
-    name: Arc<str>,
-    build: Option<Build>,
+    /// Its id in the node's function tables (see [`NodeModel::name`]).
+    global: FunctionId,
+    build: Option<Box<Build>>,
     /// Ready pooled instances, most recent last.
     pooled: Vec<InstanceId>,
-    keep_alive: Option<KeepAlivePool>,
+    /// Its keep-alive instances (Lambda model); dropped when empty under
+    /// the policies that keep nothing per pool (see
+    /// [`NodeModel::drop_empty_pool`]).
+    keep_alive: Option<Box<KeepAlivePool>>,
     /// The pending timer entry of this function, if any.
     timer: Option<Time>,
     /// Its memory per instance (MB).
@@ -338,10 +345,10 @@ struct FunctionState {
     /// Keep-alive instances being pre-warmed.
     prewarming: u32,
     /// Histogram policy: its idle times, and when to pre-warm next.
-    histogram: Option<IdleTimeHistogram>,
+    histogram: Option<Box<IdleTimeHistogram>>,
     prewarm_at: Option<Time>,
     /// EWMA policy: its call-rate estimate.
-    ewma: Option<EwmaPrewarm>,
+    ewma: Option<Box<EwmaPrewarm>>,
     /// Greedy-Dual: calls since it last had no instance; instance start
     /// times seen (sum in ms, count).
     frequency: u64,
@@ -411,16 +418,26 @@ pub struct NodeModel {
     /// Bumped by `/clear`: calls from before it are not counted by the new
     /// pool.
     generation: u64,
-    /// The policies, keyed by the model's function ids (first seen, first
-    /// numbered: ties in recency break in that order).
+    /// The policies, keyed by the node's local function ids (first seen
+    /// on this node, first numbered: ties in recency break in that order).
     cache: ImageCache<u32>,
     pool: ContainerPool<u32>,
     rest: RestInstances<u32>,
+    /// The functions seen on this node, by local id.
     functions: Vec<FunctionState>,
-    function_ids: FxHashMap<Arc<str>, u32>,
+    /// Names shared with other nodes ([`NodeModel::with_functions`]);
+    /// their ids are the global ids `0..table.len()`.
+    table: Arc<FunctionTable>,
+    /// Names not in `table`, interned here: global id `table.len() + id`.
+    own: FunctionTable,
+    /// Local id of each global id seen on this node.
+    local: FxHashMap<FunctionId, u32>,
     instances: FxHashMap<InstanceId, InstanceRecord>,
     calls: Calls,
-    timers: BinaryHeap<Reverse<(Time, u32)>>,
+    /// Pending looks at functions: (when, global id, local id). Ties in
+    /// time go in global-id order (the order of the shared table, else the
+    /// order names were first given to this node).
+    timers: BinaryHeap<Reverse<(Time, FunctionId, u32)>>,
     next_instance: InstanceId,
     keep_alive_busy: u64,
     keep_alive_idle: u64,
@@ -444,7 +461,9 @@ impl NodeModel {
             pool: new_pool(&options),
             rest: RestInstances::new(options.rest_lifetime()),
             functions: Vec::new(),
-            function_ids: FxHashMap::default(),
+            table: Arc::default(),
+            own: FunctionTable::new(),
+            local: FxHashMap::default(),
             instances: FxHashMap::default(),
             calls: Calls::default(),
             timers: BinaryHeap::new(),
@@ -466,10 +485,68 @@ impl NodeModel {
     }
 
     /// Tells the memory of `function`'s instances (MB); functions never
-    /// declared take [`crate::scheduler::DEFAULT_FUNCTION_MEMORY_MB`].
+    /// declared take their memory in the shared table
+    /// ([`NodeModel::with_functions`]), else
+    /// [`crate::scheduler::DEFAULT_FUNCTION_MEMORY_MB`].
     pub fn declare_function(&mut self, function: &str, memory_mb: u32) {
         let f = self.intern(function);
         self.functions[f as usize].memory_mb = memory_mb;
+    }
+
+    /// Shares `table`'s names with this node: functions are then named by
+    /// their table ids ([`NodeModel::call_arrived_by_id`],
+    /// [`NodeModel::image_built_by_id`]) as well as by name, and a
+    /// function's instances take the table's memory unless declared here.
+    /// The node keeps state only for the functions it sees (none for the
+    /// rest of the table). Give it to a new node: functions this node has
+    /// seen keep their state, under their new ids.
+    pub fn with_functions(mut self, table: Arc<FunctionTable>) -> Self {
+        let old_table = std::mem::replace(&mut self.table, table);
+        let old_own = std::mem::take(&mut self.own);
+        self.local.clear();
+        for local in 0..self.functions.len() {
+            let global = self.functions[local].global;
+            let name = match Self::name_in(&old_table, &old_own, global) {
+                Some(n) => n.clone(),
+                None => continue,
+            };
+            let global = self.global_of(&name);
+            self.functions[local].global = global;
+            self.local.insert(global, local as u32);
+        }
+        self
+    }
+
+    /// The name of global id `g` in `table` + `own`.
+    fn name_in<'t>(
+        table: &'t FunctionTable,
+        own: &'t FunctionTable,
+        g: FunctionId,
+    ) -> Option<&'t Arc<str>> {
+        match g.checked_sub(table.len() as FunctionId) {
+            None => table.name(g),
+            Some(o) => own.name(o),
+        }
+    }
+
+    /// The global id of `name`, interning it in `own` if it is new.
+    fn global_of(&mut self, name: &str) -> FunctionId {
+        match self.table.id(name) {
+            Some(g) => g,
+            None => self.table.len() as FunctionId + self.own.intern(name),
+        }
+    }
+
+    /// The global id of `name`, if known.
+    fn known_global(&self, name: &str) -> Option<FunctionId> {
+        self.table
+            .id(name)
+            .or_else(|| Some(self.table.len() as FunctionId + self.own.id(name)?))
+    }
+
+    /// The local id of a known name (None if never seen on this node).
+    fn known_local(&self, name: &str) -> Option<u32> {
+        self.local.get(&self.known_global(name)?).copied()
     }
 
     fn policy(&self) -> KeepAlivePolicy {
@@ -485,19 +562,26 @@ impl NodeModel {
     }
 
     fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&f) = self.function_ids.get(name) {
+        let g = self.global_of(name);
+        self.local_of(g)
+    }
+
+    /// The local id of global id `g`, creating its state on first sight.
+    fn local_of(&mut self, g: FunctionId) -> u32 {
+        if let Some(&f) = self.local.get(&g) {
             return f;
         }
         let f = self.functions.len() as u32;
-        let name: Arc<str> = Arc::from(name);
-        self.function_ids.insert(name.clone(), f);
+        self.local.insert(g, f);
+        // The table's memory (the default for names not in it).
+        let memory_mb = self.table.memory_mb(g);
         self.functions.push(FunctionState {
-            name,
+            global: g,
             build: None,
             pooled: Vec::new(),
             keep_alive: None,
             timer: None,
-            memory_mb: crate::scheduler::DEFAULT_FUNCTION_MEMORY_MB,
+            memory_mb,
             calls: 0,
             last_end: None,
             prewarming: 0,
@@ -516,8 +600,12 @@ impl NodeModel {
         id
     }
 
+    /// The name of local function `f`.
     fn name(&self, f: u32) -> Arc<str> {
-        self.functions[f as usize].name.clone()
+        let g = self.functions[f as usize].global;
+        Self::name_in(&self.table, &self.own, g)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
     }
 
     // ----- events -----
@@ -527,6 +615,20 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn call_arrived(&mut self, function: &str, now: Time) -> (CallId, Effects) {
         let f = self.intern(function);
+        self.arrived(f, now)
+    }
+
+    /// [`NodeModel::call_arrived`] for the function with id `function` in
+    /// the table shared by [`NodeModel::with_functions`] (no string
+    /// hashing). An id outside that table names no function: it is taken
+    /// as a function of its own, never seen by name.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn call_arrived_by_id(&mut self, function: FunctionId, now: Time) -> (CallId, Effects) {
+        let f = self.local_of(function);
+        self.arrived(f, now)
+    }
+
+    fn arrived(&mut self, f: u32, now: Time) -> (CallId, Effects) {
         self.lambda_arrival(f, now);
         let cached = self.cache.call_started(&f, now);
         let call = self.calls.insert(Call {
@@ -551,10 +653,10 @@ impl NodeModel {
                     effects.resume.push((call, Step::Wait));
                 }
                 None => {
-                    fs.build = Some(Build {
+                    fs.build = Some(Box::new(Build {
                         builder: Some(call),
                         waiting: Vec::new(),
-                    });
+                    }));
                     effects.resume.push((call, Step::BuildImage));
                 }
             }
@@ -575,7 +677,7 @@ impl NodeModel {
         if fs.build.is_some() {
             return false;
         }
-        fs.build = Some(Build::default());
+        fs.build = Some(Box::default());
         true
     }
 
@@ -584,11 +686,23 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn image_built(&mut self, function: &str, bytes: u64, now: Time) -> Effects {
         let f = self.intern(function);
+        self.built(f, bytes, now)
+    }
+
+    /// [`NodeModel::image_built`] for the function with id `function` in
+    /// the shared table (see [`NodeModel::call_arrived_by_id`]).
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn image_built_by_id(&mut self, function: FunctionId, bytes: u64, now: Time) -> Effects {
+        let f = self.local_of(function);
+        self.built(f, bytes, now)
+    }
+
+    fn built(&mut self, f: u32, bytes: u64, now: Time) -> Effects {
         let mut effects = Effects::default();
         let evicted = self.cache.image_built(&f, bytes, now);
         self.evict(evicted, &mut effects);
         // The builder first, then the calls that waited, in arrival order.
-        let build = self.functions[f as usize].build.take().unwrap_or_default();
+        let build = *self.functions[f as usize].build.take().unwrap_or_default();
         for call in build.builder.into_iter().chain(build.waiting) {
             if self.calls.get(call).is_some() {
                 let step = self.acquire(call, now, &mut effects);
@@ -604,7 +718,7 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn image_build_failed(&mut self, function: &str, _now: Time) -> Effects {
         let mut effects = Effects::default();
-        let Some(&f) = self.function_ids.get(function) else {
+        let Some(f) = self.known_local(function) else {
             return effects;
         };
         let fs = &mut self.functions[f as usize];
@@ -633,7 +747,7 @@ impl NodeModel {
                 let mut expired = Vec::new();
                 let pool = self.functions[f as usize]
                     .keep_alive
-                    .get_or_insert_with(|| KeepAlivePool::new(keep_alive));
+                    .get_or_insert_with(|| Box::new(KeepAlivePool::new(keep_alive)));
                 let got = pool.acquire(
                     now,
                     |e| expired.push(e.instance),
@@ -826,7 +940,7 @@ impl NodeModel {
         }
         let pool = fs
             .keep_alive
-            .get_or_insert_with(|| KeepAlivePool::new(keep_alive));
+            .get_or_insert_with(|| Box::new(KeepAlivePool::new(keep_alive)));
         pool.add_idle(id, now);
         let next = pool.next_expiry();
         self.keep_alive_idle += 1;
@@ -1019,7 +1133,7 @@ impl NodeModel {
     /// When [`NodeModel::timer`] has something to do next (it may find
     /// nothing then, when a call came in between).
     pub fn next_timer(&self) -> Option<Time> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
     }
 
     /// Expires what is due at `now`: idle REST instances past their
@@ -1027,7 +1141,7 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn timer(&mut self, now: Time) -> Effects {
         let mut effects = Effects::default();
-        while let Some(&Reverse((t, f))) = self.timers.peek() {
+        while let Some(&Reverse((t, _, f))) = self.timers.peek() {
             if t > now {
                 break;
             }
@@ -1058,6 +1172,7 @@ impl NodeModel {
                 effects.remove_instances.push(id);
             }
             self.reset_frequency_if_gone(f);
+            self.drop_empty_pool(f);
             if let Some(t) = next {
                 self.schedule(f, t);
             }
@@ -1070,7 +1185,8 @@ impl NodeModel {
         let fs = &mut self.functions[f as usize];
         if fs.timer.is_none_or(|cur| t < cur) {
             fs.timer = Some(t);
-            self.timers.push(Reverse((t, f)));
+            let g = fs.global;
+            self.timers.push(Reverse((t, g, f)));
         }
     }
 
@@ -1184,10 +1300,37 @@ impl NodeModel {
                 effects.remove_instances.push(id);
             }
             self.reset_frequency_if_gone(f);
+            self.drop_empty_pool(f);
         }
     }
 
     // ----- keep-alive policies (Lambda model) -----
+
+    /// Drops `f`'s keep-alive pool once it holds no instance, under the
+    /// policies that keep nothing in a pool but its instances (fixed, lru,
+    /// greedy-dual: no floor, the model's keep-alive), so that a node's
+    /// memory follows the instances alive, not every function it ever ran.
+    /// (The histogram and EWMA policies set a per-pool keep-alive or
+    /// floor, so their pools stay.)
+    fn drop_empty_pool(&mut self, f: u32) {
+        let InstanceModel::Lambda { policy, .. } = self.instance_model else {
+            return;
+        };
+        if !matches!(
+            policy,
+            KeepAlivePolicy::Fixed | KeepAlivePolicy::Lru | KeepAlivePolicy::GreedyDual
+        ) {
+            return;
+        }
+        let fs = &mut self.functions[f as usize];
+        if fs
+            .keep_alive
+            .as_ref()
+            .is_some_and(|p| p.instance_count() == 0)
+        {
+            fs.keep_alive = None;
+        }
+    }
 
     /// A call of `f` arrives: what the policies count.
     fn lambda_arrival(&mut self, f: u32, now: Time) {
@@ -1201,7 +1344,7 @@ impl NodeModel {
                 if fs.calls == 0 {
                     if let Some(end) = fs.last_end {
                         fs.histogram
-                            .get_or_insert_with(|| IdleTimeHistogram::new(&p))
+                            .get_or_insert_with(|| Box::new(IdleTimeHistogram::new(&p)))
                             .record(now.saturating_since(end), &p);
                     }
                 }
@@ -1210,7 +1353,9 @@ impl NodeModel {
                 fs.prewarm_at = None;
             }
             KeepAlivePolicy::Ewma(p) => {
-                let e = fs.ewma.get_or_insert_with(|| EwmaPrewarm::new(p, now));
+                let e = fs
+                    .ewma
+                    .get_or_insert_with(|| Box::new(EwmaPrewarm::new(p, now)));
                 e.call(now);
                 update = Some(e.next_update());
             }
@@ -1263,7 +1408,7 @@ impl NodeModel {
         if let Some(t) = self.functions[f as usize]
             .keep_alive
             .as_ref()
-            .and_then(KeepAlivePool::next_expiry)
+            .and_then(|p| p.next_expiry())
         {
             self.schedule(f, t);
         }
@@ -1295,7 +1440,7 @@ impl NodeModel {
                 let (target, next) = (e.target(), e.next_update());
                 let pool = fs
                     .keep_alive
-                    .get_or_insert_with(|| KeepAlivePool::new(keep_alive));
+                    .get_or_insert_with(|| Box::new(KeepAlivePool::new(keep_alive)));
                 pool.set_floor(target);
                 let have = pool.instance_count() + fs.prewarming as usize;
                 if target > have {
@@ -1420,6 +1565,7 @@ impl NodeModel {
             used = used.saturating_sub(u64::from(self.functions[vf as usize].memory_mb));
             self.evictions += 1;
             self.reset_frequency_if_gone(vf);
+            self.drop_empty_pool(vf);
         }
     }
 
@@ -1509,9 +1655,8 @@ impl NodeModel {
         self.instance_model == InstanceModel::HotFunctions
             && self.options.using_rest_mode
             && self
-                .function_ids
-                .get(function)
-                .is_some_and(|f| self.cache.contains(f) && self.rest.is_ready(f))
+                .known_local(function)
+                .is_some_and(|f| self.cache.contains(&f) && self.rest.is_ready(&f))
     }
 
     /// Cached images.
@@ -1559,6 +1704,12 @@ impl NodeModel {
     /// Calls in flight.
     pub fn calls_in_flight(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Functions this node keeps state for: those it has seen (called,
+    /// built, declared), not every function of a shared table.
+    pub fn functions_seen(&self) -> usize {
+        self.functions.len()
     }
 }
 
@@ -1861,6 +2012,55 @@ mod tests {
         assert_eq!(m.keep_alive_instances(), (0, 1));
         assert_eq!(m.timer(s(15)).remove_instances, vec![ib]);
         assert_eq!(m.keep_alive_instances(), (0, 0));
+    }
+
+    #[test]
+    fn a_shared_table_names_functions_by_id_and_nodes_keep_only_what_they_see() {
+        let mut table = FunctionTable::new();
+        for i in 0..1000 {
+            table.declare(&format!("F{i}"), 100 + i);
+        }
+        let table = Arc::new(table);
+        let model = InstanceModel::lambda(Duration::from_secs(10), KeepAlivePolicy::Fixed);
+        // A node that saw a name before it got the table keeps its state.
+        let mut early = NodeModel::new(CachingOptions::default(), model);
+        early.declare_function("F7", 64);
+        let mut m = early.with_functions(table.clone());
+        assert_eq!(m.functions_seen(), 1);
+        let f7 = table.id("F7").unwrap();
+        let (a, mut ea) = m.call_arrived_by_id(f7, s(0));
+        assert_eq!(ea.take_step(a), Some(Step::BuildImage));
+        let mut eff = m.image_built_by_id(f7, 10, s(0));
+        let Some(Step::Start { instance, .. }) = eff.take_step(a) else {
+            panic!("{eff:?}");
+        };
+        // The name and the id are one function; its memory is the one
+        // declared on the node, not the table's.
+        assert_eq!(m.functions_seen(), 1);
+        assert_eq!(m.memory_in_use_mb(), 64);
+        assert!(m.instance_started(instance, s(0)).is_empty());
+        let (b, mut eb) = m.call_arrived("F3", s(1));
+        assert_eq!(eb.take_step(b), Some(Step::BuildImage));
+        assert_eq!(m.functions_seen(), 2, "one state per function seen");
+        let f3 = m.local[&table.id("F3").unwrap()];
+        assert_eq!(
+            m.functions[f3 as usize].memory_mb, 103,
+            "the table's memory"
+        );
+        // A name outside the table is a function of its own.
+        let (c, mut ec) = m.call_arrived("other", s(1));
+        assert_eq!(ec.take_step(c), Some(Step::BuildImage));
+        assert_eq!(&*m.name(m.known_local("other").unwrap()), "other");
+        // An empty pool goes with its last instance under `fixed`.
+        let _ = m.call_finished(a, s(2));
+        let f = m.known_local("F7").unwrap();
+        assert!(m.functions[f as usize].keep_alive.is_some());
+        assert_eq!(m.timer(s(12)).remove_instances, vec![instance]);
+        assert!(m.functions[f as usize].keep_alive.is_none());
+        // The image stays: the next call is cold but builds nothing.
+        let (d, mut ed) = m.call_arrived_by_id(f7, s(13));
+        assert!(matches!(ed.take_step(d), Some(Step::Start { .. })));
+        assert!(m.meta(d).unwrap().is_cold() && !m.meta(d).unwrap().image_built);
     }
 
     /// A Lambda-model driver: the call builds its image if needed (at
@@ -2223,7 +2423,7 @@ mod tests {
                         // Some builder finishes (or fails when dt is 0).
                         if let Some(i) = steps.iter().position(|(_, s)| *s == Some(Step::BuildImage)) {
                             let (c, _) = steps[i];
-                            let name = names.iter().find(|n| m.calls.get(c).map(|x| m.functions[x.function as usize].name.as_ref() == **n).unwrap_or(false)).copied().unwrap();
+                            let name = names.iter().find(|n| m.calls.get(c).map(|x| m.name(x.function).as_ref() == **n).unwrap_or(false)).copied().unwrap();
                             if dt == 0 {
                                 steps.remove(i);
                                 let eff = m.image_build_failed(name, now);
@@ -2301,7 +2501,7 @@ mod tests {
                 if let Some(i) = steps.iter().position(|(_, s)| *s == Some(Step::BuildImage)) {
                     let (c, _) = steps[i];
                     let f = m.calls.get(c).unwrap().function;
-                    let name = m.functions[f as usize].name.clone();
+                    let name = m.name(f);
                     let mut eff = m.image_built(&name, 5, now);
                     steps[i].1 = eff.take_step(c);
                     if let Some(Step::Start { instance, .. }) = steps[i].1 {

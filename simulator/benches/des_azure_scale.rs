@@ -1,0 +1,247 @@
+//! Benchmark (not a test, not criterion): the discrete-event simulator on
+//! workloads shaped like a researcher's (issue 18): thousands of
+//! Zipf-popular functions, Lambda instances, many nodes.
+//!
+//! Workload, generated here by the generator's own library code
+//! (`utils::generate`, fixed seed 18), the same as
+//! `utils generate --seed 18 --zipf F --arrivals poisson --total-rate R
+//! --duration 2500`:
+//!
+//! - **1M**: 1,000 functions, 400 calls/s for 2,500 s (997,331 calls), on
+//!   100 nodes of 8 cores;
+//! - **10M** (opt-in, `DES_AZURE_BIG=1`): 10,000 functions, 4,000 calls/s
+//!   (9,994,835 calls), on 1,000 nodes of 8 cores.
+//!
+//! Model, as `simulator des --ideal --instance-model lambda --keep-alive-s
+//! 60 --default-function exp:1000:1500 --cores 8`: every function serves
+//! one call per instance (AWS Lambda), idle instances are kept 60 s, a
+//! warm call's service is exponential with mean 1 s and a cold call's with
+//! mean 1.5 s (a 0.5 s cold start, SimFaaS's way), no platform overheads.
+//!
+//! Each algorithm (rr, ll, ch, ours; `DES_AZURE_ALGOS=rr,ch` picks) runs in
+//! a child process of this binary that loads the scenario file as `simulator
+//! des` does (`des::Workload::load`, streaming) and simulates it, so its
+//! peak resident memory (`VmHWM`) is its own: load and run together. The
+//! rate is calls over the wall time of the simulation (as `simulator des`
+//! reports it); the CPU time of the simulating thread is printed beside it,
+//! since on a shared machine wall time includes waiting for a core.
+//!
+//! Targets (issue 18 §1): 1M calls on 100 nodes at >= 2M calls/s and <= 64
+//! MB for every algorithm; 10M calls on 1,000 nodes in <= 10 s and <= 1 GB.
+//!
+//! `cargo bench -p simulator --bench des_azure_scale` (add
+//! `DES_AZURE_BIG=1` for the 10M case).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use des::{CostProfile, DesConfig, FunctionModel, InstanceModel, KeepAlivePolicy, Workload};
+use policy::scheduler::SchedulerConfig;
+use utils::generate::{self, Arrivals, GeneratorConfig, Popularity};
+
+/// Set in a child: `ALGORITHM NODES SCENARIO`.
+const CHILD_ENV: &str = "DES_AZURE_CHILD";
+const SEED: u64 = 18;
+const DURATION_S: f64 = 2500.0;
+
+/// One workload size and its targets.
+struct Case {
+    name: &'static str,
+    functions: usize,
+    total_rate: f64,
+    nodes: u32,
+    /// At least this many calls per second of simulation...
+    min_calls_per_s: Option<f64>,
+    /// ... or at most this many seconds in all.
+    max_seconds: Option<f64>,
+    max_rss_mib: f64,
+}
+
+const CASES: [Case; 2] = [
+    Case {
+        name: "1M",
+        functions: 1_000,
+        total_rate: 400.0,
+        nodes: 100,
+        min_calls_per_s: Some(2_000_000.0),
+        max_seconds: None,
+        max_rss_mib: 64.0,
+    },
+    Case {
+        name: "10M",
+        functions: 10_000,
+        total_rate: 4_000.0,
+        nodes: 1_000,
+        min_calls_per_s: None,
+        max_seconds: Some(10.0),
+        max_rss_mib: 1024.0,
+    },
+];
+
+/// Peak resident memory of this process, MiB (Linux `VmHWM`).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// CPU time this thread has run, seconds (Linux `schedstat`).
+fn thread_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
+fn config(algorithm: &str, nodes: u32) -> Result<DesConfig, String> {
+    let scheduler = SchedulerConfig::new(algorithm, [("seed", "0")]).map_err(|e| e.to_string())?;
+    let default_function: FunctionModel = "exp:1000:1500".parse().map_err(|e| format!("{e}"))?;
+    Ok(DesConfig {
+        scheduler,
+        nodes,
+        cores: 8,
+        instances: InstanceModel::lambda(Duration::from_secs(60), KeepAlivePolicy::Fixed),
+        profile: CostProfile::default(),
+        default_function: Some(default_function),
+        ..DesConfig::default()
+    })
+}
+
+/// In a child: load, simulate, print one line of `key=value` figures.
+fn child(algorithm: &str, nodes: u32, scenario: &Path) -> Result<(), String> {
+    let config = config(algorithm, nodes)?;
+    #[allow(clippy::disallowed_methods)] // the bench measures wall time
+    let load_start = Instant::now();
+    let workload = Workload::load(scenario).map_err(|e| e.to_string())?;
+    let load_s = load_start.elapsed().as_secs_f64();
+    let cpu0 = thread_cpu_seconds();
+    #[allow(clippy::disallowed_methods)]
+    let start = Instant::now();
+    let s = des::run_workload(&workload, &config, None, &mut |_| {}).map_err(|e| e.to_string())?;
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = match (cpu0, thread_cpu_seconds()) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => wall,
+    };
+    println!(
+        "calls={} load_s={load_s:.3} run_s={wall:.3} cpu_s={cpu:.3} rss_mib={:.1} cold={:.5} failed={}",
+        s.invocations,
+        peak_rss_mib().unwrap_or(f64::NAN),
+        s.cold_start_ratio,
+        s.failed,
+    );
+    Ok(())
+}
+
+/// Writes the case's scenario into `dir`.
+fn write_case(case: &Case, dir: &Path) -> PathBuf {
+    let config = GeneratorConfig {
+        seed: SEED,
+        duration_s: DURATION_S,
+        rate_scale: 1.0,
+        arrivals: Arrivals::Poisson,
+        popularity: Popularity::Zipf {
+            functions: case.functions,
+            exponent: 1.0,
+            total_rate_per_s: case.total_rate,
+        },
+    };
+    let scenario = generate::generate(&config).expect("a valid generator configuration");
+    let path = dir.join(format!("zipf-{}.csv", case.name));
+    generate::write_scenario(&scenario, &path).expect("writing the scenario");
+    path
+}
+
+fn field(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        let mut parts = spec.splitn(3, ' ');
+        let (Some(a), Some(n), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
+            eprintln!("bad {CHILD_ENV}: {spec:?}");
+            std::process::exit(2);
+        };
+        let nodes = n.parse().unwrap_or(1);
+        if let Err(e) = child(a, nodes, Path::new(p)) {
+            eprintln!("{a}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // `cargo bench` passes `--bench`; anything else (a test filter) is
+    // ignored: this binary always runs the benchmark.
+    let algos = std::env::var("DES_AZURE_ALGOS").unwrap_or_else(|_| "rr,ll,ch,ours".into());
+    let big = std::env::var("DES_AZURE_BIG").is_ok_and(|v| v == "1");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let exe = std::env::current_exe().expect("own path");
+    println!(
+        "des_azure_scale: Zipf functions, Poisson arrivals (seed {SEED}, {DURATION_S} s), Lambda model, keep-alive 60 s, exp:1000:1500, 8 cores per node, ideal profile; one child process per line"
+    );
+    println!(
+        "{:>4} {:>5} {:>6} {:>6} {:>10} {:>7} {:>7} {:>7} {:>12} {:>9} {:>8}  target",
+        "case",
+        "algo",
+        "nodes",
+        "funcs",
+        "calls",
+        "load s",
+        "run s",
+        "cpu s",
+        "calls/s",
+        "peak MiB",
+        "cold"
+    );
+    for case in CASES.iter().filter(|c| big || c.name != "10M") {
+        let scenario = write_case(case, dir.path());
+        for algorithm in algos.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            let out = Command::new(&exe)
+                .env(
+                    CHILD_ENV,
+                    format!("{algorithm} {} {}", case.nodes, scenario.display()),
+                )
+                .output()
+                .expect("running a child");
+            let line = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                println!(
+                    "{:>4} {algorithm:>5}: failed ({}): {}",
+                    case.name,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                continue;
+            }
+            let get = |k| field(&line, k).unwrap_or(f64::NAN);
+            let (calls, load, run, cpu, rss) = (
+                get("calls"),
+                get("load_s"),
+                get("run_s"),
+                get("cpu_s"),
+                get("rss_mib"),
+            );
+            let rate = calls / run;
+            let (speed_ok, speed_target) = match (case.min_calls_per_s, case.max_seconds) {
+                (Some(min), _) => (rate >= min, format!(">= {:.0}M calls/s", min / 1e6)),
+                (None, Some(max)) => (load + run <= max, format!("<= {max:.0} s")),
+                (None, None) => (true, String::new()),
+            };
+            let mem_ok = rss <= case.max_rss_mib;
+            println!(
+                "{:>4} {algorithm:>5} {:>6} {:>6} {calls:>10.0} {load:>7.2} {run:>7.2} {cpu:>7.2} {rate:>12.0} {rss:>9.1} {:>8.5}  {speed_target} ({}), <= {:.0} MiB ({})",
+                case.name,
+                case.nodes,
+                case.functions,
+                get("cold"),
+                if speed_ok { "met" } else { "MISSED" },
+                case.max_rss_mib,
+                if mem_ok { "met" } else { "MISSED" },
+            );
+        }
+        let _ = std::fs::remove_file(&scenario);
+    }
+}
