@@ -57,8 +57,9 @@ pub enum RuntimeKind {
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     pub runtime: RuntimeKind,
-    /// Ownership mark of everything this worker creates; default
-    /// `worker-<port>`.
+    /// The worker's name on everything it creates; default
+    /// `worker-<port>`. Not what ownership goes by: two workers with the
+    /// same id never touch each other's things (`runtime::ownership`).
     pub worker_id: Option<String>,
     /// The `hf-fn` binary; default: see [`default_fn_binary`].
     pub fn_binary: Option<PathBuf>,
@@ -66,7 +67,9 @@ pub struct WorkerConfig {
     pub time_scale: f64,
     /// `HF_PACKAGE_SCALE`: multiplies every package's size (default 1.0).
     pub package_scale: f64,
-    /// Where runtimes keep files (default: the system temp dir).
+    /// Base dir of the worker's work area (default: the system temp dir);
+    /// the worker keeps its files in a fresh locked directory of its own
+    /// under `<work_dir>/hotfunctions-<uid>/`.
     pub work_dir: Option<PathBuf>,
     /// HotFunctions' caching options.
     pub caching: CachingOptions,
@@ -178,8 +181,10 @@ pub fn default_fn_binary(kind: RuntimeKind) -> PathBuf {
 }
 
 /// Runs the worker on `listener` until `shutdown` completes, then removes
-/// every instance and image it created. Must be called inside a
-/// multi-threaded tokio runtime.
+/// every instance and image it created, and its work area. At start it
+/// removes the leftovers of dead workers that it can prove orphaned
+/// ([`runtime::ownership`]), never anything of a live worker. Must be
+/// called inside a multi-threaded tokio runtime.
 pub async fn run(
     listener: std::net::TcpListener,
     config: WorkerConfig,
@@ -263,14 +268,24 @@ async fn serve<R: Runtime>(
     config: &WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Leftovers of workers that died without cleaning up (`kill -9`), when
+    // proven orphaned (their work area's lock is free); never anything of
+    // a live worker, whatever its id. Done before the start-up line, so
+    // that whoever waits for the line finds them gone.
+    match runtime.sweep_orphans().await {
+        Ok(r) if r.instances + r.images > 0 => tracing::info!("removed orphaned leftovers: {r:?}"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("could not remove orphaned leftovers (will serve anyway): {e}"),
+    }
     // The start-up line, on stdout whatever RUST_LOG says (an experiment
     // runs workers at RUST_LOG=warn and keeps their output).
     println!(
-        "worker-front {} {} listening on {} ({} runtime, hf-fn {}, time scale {}, package scale {}), caching {}",
+        "worker-front {} {} listening on {} ({} runtime, instance {}, hf-fn {}, time scale {}, package scale {}), caching {}",
         env!("CARGO_PKG_VERSION"),
         options.worker_id,
         listener.local_addr()?,
         runtime.name(),
+        runtime.instance_id(),
         options.fn_binary.display(),
         options.time_scale,
         options.package_scale,
@@ -289,12 +304,6 @@ async fn serve<R: Runtime>(
         config.node_memory_mb,
         options.worker_id.clone(),
     );
-    // Leftovers of an earlier run with this worker id: remove (ours only).
-    match worker.runtime().remove_all_own(true).await {
-        Ok(r) if r.instances + r.images > 0 => tracing::info!("removed leftovers: {r:?}"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("could not remove leftovers (will serve anyway): {e}"),
-    }
     let tick = Duration::from_millis(config.expiry_tick_ms.max(1));
     let expirer = {
         let w = worker.clone();
@@ -318,7 +327,7 @@ async fn serve<R: Runtime>(
         }
     };
     expirer.abort();
-    match worker.runtime().remove_all_own(true).await {
+    match worker.runtime().shutdown().await {
         Ok(r) => tracing::info!("shut down; removed {r:?}"),
         Err(e) => tracing::warn!("shut down; cleanup failed: {e}"),
     }
