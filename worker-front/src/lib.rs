@@ -241,12 +241,13 @@ not to the process runtime"
                 socket: config.docker_socket.clone(),
                 ..DockerSettings::default()
             };
-            // Fails only on an address it cannot use (the engine is
-            // contacted on first use).
-            let runtime = DockerRuntime::with_settings(options.clone(), settings)
+            // Checked before a work area is made: the engine's address (it
+            // is contacted on first use), and the static hf-fn, which every
+            // image needs (missing, it is an error now, not at the first
+            // call).
+            settings
+                .check_socket()
                 .map_err(|e| RunError::Config(e.to_string()))?;
-            // Every image needs the static hf-fn: missing, it is an error
-            // now, not at the first call.
             match &config.fn_binary {
                 Some(path) => {
                     runtime::docker::context::read_static_binary(path)
@@ -256,6 +257,8 @@ not to the process runtime"
                     locate_static_hf_fn(None).map_err(RunError::Config)?;
                 }
             }
+            let runtime = DockerRuntime::with_settings(options.clone(), settings)
+                .map_err(|e| RunError::Config(e.to_string()))?;
             serve(runtime, options, listener, &config, shutdown).await
         }
     }

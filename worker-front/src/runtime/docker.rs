@@ -108,6 +108,19 @@ pub struct DockerSettings {
     pub extra_labels: BTreeMap<String, String>,
 }
 
+impl DockerSettings {
+    /// Checks [`DockerSettings::socket`] as [`DockerRuntime::with_settings`]
+    /// does, without making anything.
+    pub fn check_socket(&self) -> Result<(), RuntimeError> {
+        match self.socket.as_deref() {
+            Some(address) => EngineAddress::parse(address)
+                .map(|_| ())
+                .map_err(RuntimeError::Io),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Default for DockerSettings {
     fn default() -> Self {
         Self {
