@@ -8,7 +8,9 @@
 //! - [`policy`]: pure caching / pooling / keep-alive policies, shared with
 //!   the discrete-event simulator.
 //! - [`runtime`]: the [`runtime::Runtime`] trait (build images, run
-//!   instances) and its implementations (`process`, `docker`).
+//!   instances) and its implementations (`process`, `docker`);
+//!   [`runtime::ownership`]: what a worker owns (a locked work area and an
+//!   instance id of its own) and how it proves leftovers orphaned.
 //! - [`worker`]: the core that turns policy answers into runtime actions.
 //! - [`action`]: requests parsed into a typed [`action::Action`].
 //! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses).
