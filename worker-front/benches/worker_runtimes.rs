@@ -261,6 +261,8 @@ async fn cold_start(args: &Args, static_bin: PathBuf) -> Result<Vec<ColdStart>> 
         out.push(row);
         rt.remove_image(&image).await?;
     }
+    // Removes the runtime's work area too.
+    rt.shutdown().await?;
     Ok(out)
 }
 
@@ -548,7 +550,7 @@ async fn throughput(args: &Args, static_bin: PathBuf) -> Result<Vec<Throughput>>
     process.stop().await;
     docker.stop().await;
     echo.stop(true).await;
-    rt.remove_all_own(true).await?;
+    rt.shutdown().await?;
     if let Some(e) = failure {
         return Err(e);
     }

@@ -8,6 +8,10 @@
 
 use protocol::query::query_pairs;
 
+/// The longest function name `/execute` reads (longer ones are a 400
+/// that does not echo them).
+pub const MAX_NAME_BYTES: usize = 256;
+
 /// One request the worker understands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -41,12 +45,24 @@ impl Action {
     /// Parses one request: its path and raw query string (no `?`).
     pub fn parse(path: &str, query: &str) -> Result<Self, ActionError> {
         match path {
-            "/execute" => query_pairs(query)
-                .find(|(k, _)| k == "name")
-                .map(|(_, v)| Self::Execute {
-                    function: v.into_owned(),
+            "/execute" => {
+                // An empty name is a missing one (as the balancer answers);
+                // a name longer than any function's is refused unread.
+                let name = query_pairs(query)
+                    .find(|(k, _)| k == "name")
+                    .map(|(_, v)| v)
+                    .filter(|v| !v.is_empty())
+                    .ok_or(ActionError::MissingName)?;
+                if name.len() > MAX_NAME_BYTES {
+                    return Err(ActionError::BadParameter(format!(
+                        "param 'name' is {} bytes long, at most {MAX_NAME_BYTES}",
+                        name.len()
+                    )));
+                }
+                Ok(Self::Execute {
+                    function: name.into_owned(),
                 })
-                .ok_or(ActionError::MissingName),
+            }
             "/configure" => Ok(Self::Configure {
                 pairs: query_pairs(query)
                     .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -95,6 +111,15 @@ mod tests {
             Action::parse("/execute", "names=W1"),
             Err(ActionError::MissingName)
         );
+        assert_eq!(
+            Action::parse("/execute", "name="),
+            Err(ActionError::MissingName)
+        );
+        let long = format!("name={}", "W".repeat(MAX_NAME_BYTES + 1));
+        assert!(matches!(
+            Action::parse("/execute", &long),
+            Err(ActionError::BadParameter(m)) if m.len() < 100
+        ));
         assert_eq!(
             Action::parse("/configure", "using_rest_mode=true&image_limit=5"),
             Ok(Action::Configure {

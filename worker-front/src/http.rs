@@ -8,7 +8,8 @@
 //! - `GET /execute?name=F` → `WorkerReply` (`Result`, `ExecutionTime`,
 //!   `InternalExecutionTime`, `Meta`);
 //! - `GET /configure?user_code_size_limit=&container_pool_limit=&container_pool_num=&using_rest_mode=&rest_container_life_time=`
-//!   → `{"Message": "configure changed" | "nothing changed", "State": {...}}`;
+//!   → `{"Message": "configure changed" | "nothing changed", "State": {...},
+//!   "Ignored": [...]}`;
 //! - `GET /clear[?reset_images=true]` → `{"Message": "cleared", "Removed": {...}}`;
 //! - `GET /prepare` → `{"Message": ..., "Built": n, "Failed": [...]}`;
 //! - `GET /health` → `{"Status": "ok", "Runtime", "Engine", ...counters}` or 503.
@@ -21,6 +22,17 @@
 //! off removes the REST instances, switching it on removes the pools.
 //! `/clear` also stops calls still running in one-shot instances (they
 //! answer 500), as the original's forced container removal did.
+//!
+//! `/configure` and the balancer's keys: the original Go balancer forwards
+//! its whole `/configure` query to every worker, `lb=` and its algorithm
+//! parameters included, and the original worker ignores keys it does not
+//! know. This worker ignores exactly the balancer's keys (`lb`, `seed`, the
+//! scheduler registry's parameter names such as `T` or `ALPHA`, and any
+//! `<alg>.<NAME>`; [`split_configure_query`]) and lists them in the reply's
+//! `Ignored`; bad values of its own keys are still a 400, and so is any
+//! other unknown key (on purpose, unlike the original: a typo such as
+//! `container_pool_nun=3` must not silently leave an experiment
+//! misconfigured). A refused query changes nothing.
 //!
 //! Errors are `{"Error": true, "Message": ...}` with 400 (bad query), 404
 //! (unknown function or path), 500 (a function or the runtime failed) or 503
@@ -139,18 +151,42 @@ async fn execute<R: Runtime>(
         .map_err(|e| error(500, e.to_string()))
 }
 
+/// The `/configure` key that names the balancer's algorithm.
+pub const BALANCER_ALGORITHM_KEY: &str = "lb";
+
+/// Splits a `/configure` query into the worker's pairs and the keys that
+/// belong to the balancer (`lb`, and whatever the scheduler registry
+/// claims: `seed`, a parameter name such as `T`, or `<alg>.<NAME>`), which
+/// the worker ignores: the original Go balancer forwards its whole query.
+/// The ignored keys come back in query order, each once.
+pub fn split_configure_query(pairs: Vec<(String, String)>) -> (Vec<(String, String)>, Vec<String>) {
+    let mut ignored: Vec<String> = Vec::new();
+    let mut own = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if k == BALANCER_ALGORITHM_KEY || policy::scheduler::ParamSet::claims(&k) {
+            if !ignored.contains(&k) {
+                ignored.push(k);
+            }
+        } else {
+            own.push((k, v));
+        }
+    }
+    (own, ignored)
+}
+
 async fn configure<R: Runtime>(
     state: &AppState<R>,
     pairs: Vec<(String, String)>,
 ) -> Result<HttpResponse, HttpResponse> {
+    let (own, ignored) = split_configure_query(pairs);
     let (message, options) = on_main(state, move |w| async move {
-        w.configure(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        w.configure(own.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     })
     .await?
     .map_err(worker_error)?;
     Ok(json(
         200,
-        serde_json::json!({"Message": message, "State": options}).to_string(),
+        serde_json::json!({"Message": message, "State": options, "Ignored": ignored}).to_string(),
     ))
 }
 
@@ -219,4 +255,45 @@ pub fn server<R: Runtime>(
     .shutdown_timeout(5)
     .listen(listener)?
     .run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_balancers_keys_are_split_off_and_the_workers_kept() {
+        let (own, ignored) = split_configure_query(pairs(&[
+            ("lb", "ch"),
+            ("T", "4"),
+            ("container_pool_num", "3"),
+            ("ch.T", "4"),
+            ("seed", "7"),
+            ("T", "5"),
+            ("container_pool_nun", "3"),
+        ]));
+        assert_eq!(
+            own,
+            pairs(&[("container_pool_num", "3"), ("container_pool_nun", "3")])
+        );
+        assert_eq!(ignored, ["lb", "T", "ch.T", "seed"]);
+        // None of the worker's own keys is a scheduler parameter's.
+        for key in [
+            "user_code_size_limit",
+            "image_limit",
+            "container_pool_limit",
+            "container_pool_num",
+            "using_rest_mode",
+            "rest_container_life_time",
+        ] {
+            let (own, ignored) = split_configure_query(pairs(&[(key, "1")]));
+            assert_eq!((own.len(), ignored.len()), (1, 0), "{key}");
+        }
+    }
 }

@@ -8,7 +8,9 @@
 //! - [`policy`]: pure caching / pooling / keep-alive policies, shared with
 //!   the discrete-event simulator.
 //! - [`runtime`]: the [`runtime::Runtime`] trait (build images, run
-//!   instances) and its implementations (`process`, `docker`).
+//!   instances) and its implementations (`process`, `docker`);
+//!   [`runtime::ownership`]: what a worker owns (a locked work area and an
+//!   instance id of its own) and how it proves leftovers orphaned.
 //! - [`worker`]: the core that turns policy answers into runtime actions.
 //! - [`action`]: requests parsed into a typed [`action::Action`].
 //! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses).
@@ -57,8 +59,9 @@ pub enum RuntimeKind {
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     pub runtime: RuntimeKind,
-    /// Ownership mark of everything this worker creates; default
-    /// `worker-<port>`.
+    /// The worker's name on everything it creates; default
+    /// `worker-<port>`. Not what ownership goes by: two workers with the
+    /// same id never touch each other's things (`runtime::ownership`).
     pub worker_id: Option<String>,
     /// The `hf-fn` binary; default: see [`default_fn_binary`].
     pub fn_binary: Option<PathBuf>,
@@ -66,7 +69,9 @@ pub struct WorkerConfig {
     pub time_scale: f64,
     /// `HF_PACKAGE_SCALE`: multiplies every package's size (default 1.0).
     pub package_scale: f64,
-    /// Where runtimes keep files (default: the system temp dir).
+    /// Base dir of the worker's work area (default: the system temp dir);
+    /// the worker keeps its files in a fresh locked directory of its own
+    /// under `<work_dir>/hotfunctions-<uid>/`.
     pub work_dir: Option<PathBuf>,
     /// HotFunctions' caching options.
     pub caching: CachingOptions,
@@ -178,8 +183,10 @@ pub fn default_fn_binary(kind: RuntimeKind) -> PathBuf {
 }
 
 /// Runs the worker on `listener` until `shutdown` completes, then removes
-/// every instance and image it created. Must be called inside a
-/// multi-threaded tokio runtime.
+/// every instance and image it created, and its work area. At start it
+/// removes the leftovers of dead workers that it can prove orphaned
+/// ([`runtime::ownership`]), never anything of a live worker. Must be
+/// called inside a multi-threaded tokio runtime.
 pub async fn run(
     listener: std::net::TcpListener,
     config: WorkerConfig,
@@ -236,12 +243,13 @@ not to the process runtime"
                 socket: config.docker_socket.clone(),
                 ..DockerSettings::default()
             };
-            // Fails only on an address it cannot use (the engine is
-            // contacted on first use).
-            let runtime = DockerRuntime::with_settings(options.clone(), settings)
+            // Checked before a work area is made: the engine's address (it
+            // is contacted on first use), and the static hf-fn, which every
+            // image needs (missing, it is an error now, not at the first
+            // call).
+            settings
+                .check_socket()
                 .map_err(|e| RunError::Config(e.to_string()))?;
-            // Every image needs the static hf-fn: missing, it is an error
-            // now, not at the first call.
             match &config.fn_binary {
                 Some(path) => {
                     runtime::docker::context::read_static_binary(path)
@@ -251,6 +259,8 @@ not to the process runtime"
                     locate_static_hf_fn(None).map_err(RunError::Config)?;
                 }
             }
+            let runtime = DockerRuntime::with_settings(options.clone(), settings)
+                .map_err(|e| RunError::Config(e.to_string()))?;
             serve(runtime, options, listener, &config, shutdown).await
         }
     }
@@ -263,14 +273,24 @@ async fn serve<R: Runtime>(
     config: &WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Leftovers of workers that died without cleaning up (`kill -9`), when
+    // proven orphaned (their work area's lock is free); never anything of
+    // a live worker, whatever its id. Done before the start-up line, so
+    // that whoever waits for the line finds them gone.
+    match runtime.sweep_orphans().await {
+        Ok(r) if r.instances + r.images > 0 => tracing::info!("removed orphaned leftovers: {r:?}"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("could not remove orphaned leftovers (will serve anyway): {e}"),
+    }
     // The start-up line, on stdout whatever RUST_LOG says (an experiment
     // runs workers at RUST_LOG=warn and keeps their output).
     println!(
-        "worker-front {} {} listening on {} ({} runtime, hf-fn {}, time scale {}, package scale {}), caching {}",
+        "worker-front {} {} listening on {} ({} runtime, instance {}, hf-fn {}, time scale {}, package scale {}), caching {}",
         env!("CARGO_PKG_VERSION"),
         options.worker_id,
         listener.local_addr()?,
         runtime.name(),
+        runtime.instance_id(),
         options.fn_binary.display(),
         options.time_scale,
         options.package_scale,
@@ -289,12 +309,6 @@ async fn serve<R: Runtime>(
         config.node_memory_mb,
         options.worker_id.clone(),
     );
-    // Leftovers of an earlier run with this worker id: remove (ours only).
-    match worker.runtime().remove_all_own(true).await {
-        Ok(r) if r.instances + r.images > 0 => tracing::info!("removed leftovers: {r:?}"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("could not remove leftovers (will serve anyway): {e}"),
-    }
     let tick = Duration::from_millis(config.expiry_tick_ms.max(1));
     let expirer = {
         let w = worker.clone();
@@ -318,7 +332,7 @@ async fn serve<R: Runtime>(
         }
     };
     expirer.abort();
-    match worker.runtime().remove_all_own(true).await {
+    match worker.runtime().shutdown().await {
         Ok(r) => tracing::info!("shut down; removed {r:?}"),
         Err(e) => tracing::warn!("shut down; cleanup failed: {e}"),
     }

@@ -56,7 +56,8 @@ struct StartArgs {
     /// Where functions run.
     #[arg(long, value_enum, default_value = "process")]
     runtime: RuntimeArg,
-    /// Ownership mark of everything this worker creates (default worker-<port>).
+    /// The worker's name on everything it creates (default worker-<port>);
+    /// ownership goes by an id drawn at start, never by this name.
     #[arg(long)]
     worker_id: Option<String>,
     /// The hf-fn binary (default: beside this executable for `process`; the
@@ -70,7 +71,8 @@ struct StartArgs {
     /// image cache (tests: 0.25).
     #[arg(long, env = "HF_PACKAGE_SCALE", default_value_t = 1.0)]
     package_scale: f64,
-    /// Where runtimes keep files (default: the system temp dir).
+    /// Base dir of the worker's own locked work area (default: the system
+    /// temp dir, `TMPDIR`): `<dir>/hotfunctions-<uid>/<id>.<instance>/`.
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Image cache limit in bytes, -1 = off (env USER_CODE_SIZE_LIMIT).
@@ -181,18 +183,21 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async move {
-        let shutdown = async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                        return;
+        // Handlers first: a SIGTERM right after the start-up line (which
+        // `run` prints) must stop the worker cleanly, not kill it.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+        let shutdown = async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
                     }
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         };
         worker_front::run(listener, config, shutdown)

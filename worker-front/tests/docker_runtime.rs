@@ -34,7 +34,7 @@ fn runtime(scope: &LabelScope, settings: DockerSettings) -> DockerRuntime {
             fn_binary: static_hf_fn(),
             time_scale: TIME_SCALE,
             package_scale: 1.0,
-            work_dir: std::env::temp_dir(),
+            work_dir: scope.work_dir(),
         },
         settings,
     )
@@ -84,24 +84,15 @@ async fn warm_instances_serve_calls_and_are_removed() {
     assert_eq!(kinds, vec![InstanceKind::Pooled, InstanceKind::Rest]);
     assert!(listed.iter().all(|i| i.function == "W4"));
 
-    // A second runtime with the same worker id (a restarted worker) finds
-    // the REST instance's port in its output.
+    // A second runtime with the same worker id (another worker, or this
+    // one restarted) owns none of them, and its clean-up leaves them be.
     let again = runtime(&scope, DockerSettings::default());
-    let found = again
-        .list_own_instances()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|i| i.kind == InstanceKind::Rest)
-        .unwrap();
+    assert!(again.list_own_instances().await.unwrap().is_empty());
+    assert!(again.list_own_images().await.unwrap().is_empty());
+    again.shutdown().await.unwrap();
+    assert_eq!(rt.list_own_instances().await.unwrap().len(), 2);
     assert_eq!(
-        again
-            .invoke(&found)
-            .await
-            .unwrap()
-            .output
-            .result
-            .status_code,
+        rt.invoke(&rest).await.unwrap().output.result.status_code,
         200
     );
 
@@ -140,7 +131,7 @@ async fn failures_are_clear_errors() {
         fn_binary: std::env::current_exe().unwrap(),
         time_scale: TIME_SCALE,
         package_scale: 1.0,
-        work_dir: std::env::temp_dir(),
+        work_dir: scope.work_dir(),
     })
     .unwrap();
     let err = dynamic.build_image(spec("I3")).await.unwrap_err();
@@ -151,7 +142,7 @@ async fn failures_are_clear_errors() {
         fn_binary: PathBuf::from("/nonexistent/hf-fn"),
         time_scale: TIME_SCALE,
         package_scale: 1.0,
-        work_dir: std::env::temp_dir(),
+        work_dir: scope.work_dir(),
     })
     .unwrap();
     let err = missing.build_image(spec("I3")).await.unwrap_err();
@@ -197,7 +188,7 @@ async fn engine_outage_gives_unavailable_then_recovers_without_restart() {
         .await
         .expect("works again after the outage");
     assert_eq!(call.output.result.status_code, 200);
-    rt.remove_all_own(true).await.unwrap();
+    rt.shutdown().await.unwrap();
     relay.stop();
     scope.assert_clean().await;
 }

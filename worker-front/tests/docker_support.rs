@@ -90,6 +90,12 @@ impl LabelScope {
         }
     }
 
+    /// The work dir of this test's runtimes and workers (their locked work
+    /// areas), removed with the scope.
+    pub fn work_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("hf-docker-test-{}", self.worker_id))
+    }
+
     fn scope(&self) -> Scope {
         Scope {
             worker_id: self.worker_id.clone(),
@@ -201,6 +207,7 @@ impl Drop for LabelScope {
     fn drop(&mut self) {
         // Runs also when the test panicked: a fresh runtime on a fresh thread
         // (the test's runtime may be shutting down).
+        let _ = std::fs::remove_dir_all(self.work_dir());
         let worker_id = self.worker_id.clone();
         let _ = std::thread::spawn(move || {
             let scope = Scope { worker_id };
@@ -351,6 +358,7 @@ impl DockerWorker {
             runtime: worker_front::RuntimeKind::Docker,
             worker_id: Some(scope.worker_id.clone()),
             fn_binary: Some(static_hf_fn()),
+            work_dir: Some(scope.work_dir()),
             expiry_tick_ms: 50,
             ..config
         };

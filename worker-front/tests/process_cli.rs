@@ -188,8 +188,7 @@ async fn a_crashing_function_is_a_500_with_its_stderr_and_env_options_apply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_instances_end_with_a_killed_worker() {
-    use worker_front::runtime::process::ProcessRuntime;
-    use worker_front::runtime::{InstanceKind, Runtime, RuntimeOptions};
+    use worker_front::runtime::InstanceKind;
     let dir = tempfile::tempdir().unwrap();
     let id = unique_id("orphans");
     let mut w = start(&[("USING_REST_MODE", "true")], &id, dir.path());
@@ -200,15 +199,7 @@ async fn warm_instances_end_with_a_killed_worker() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let probe = ProcessRuntime::new(RuntimeOptions {
-        worker_id: id.clone(),
-        fn_binary: hf_fn_binary(),
-        time_scale: 0.01,
-        package_scale: 1.0,
-        work_dir: dir.path().to_path_buf(),
-    })
-    .unwrap();
-    let rest = probe.list_own_instances().await.unwrap();
+    let rest = process_support::marked_processes(&id);
     assert!(
         rest.iter().any(|i| i.kind == InstanceKind::Rest),
         "{rest:?}"
@@ -218,15 +209,15 @@ async fn warm_instances_end_with_a_killed_worker() {
     w.child.wait().unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let left = probe.list_own_instances().await.unwrap();
+        let left = process_support::marked_processes(&id);
         if left.is_empty() {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "orphans: {left:?}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    // The staged image stays (a restart with this worker id removes it).
-    let _ = probe.remove_all_own(true).await;
+    // The staged image stays, until a worker proves it orphaned (see
+    // tests/ownership.rs); the temporary directory goes with the test.
 }
 
 /// Waits (polling, 30 s at most) until `path` holds `needle`; returns the text.

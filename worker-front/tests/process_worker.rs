@@ -292,7 +292,7 @@ async fn clear_removes_instances_and_optionally_images() {
     assert!(!again.meta.using_existing_rest_container);
     let (status, v) = w.get("/clear?reset_images=true").await;
     assert_eq!(status, 200, "{v}");
-    assert!(!w.stage_root().exists());
+    assert!(!w.stage_root().join("hf-w1").exists());
     assert!(w.execute("W1").await.meta.image_built);
     w.stop().await;
 }

@@ -8,7 +8,7 @@
 //! - **Images** are built on request `FROM scratch` around the statically
 //!   linked `hf-fn` binary plus the function's package payload, scaled by
 //!   `HF_PACKAGE_SCALE` (see [`context`]; containers get the same scale in
-//!   their environment), tagged `hotfunctions-<worker>-<function>:latest`. Which
+//!   their environment), tagged `hotfunctions-<worker>-<function>:<instance id>`. Which
 //!   images to keep is the image cache policy's decision, made by the worker;
 //!   here images are only built and removed.
 //! - **One-shot containers** run `hf-fn <NAME>`: create, attach, start, read
@@ -24,10 +24,19 @@
 //!   connections ([`super::instance_client`]). One-shot containers get no
 //!   network (`network_mode: none`).
 //!
-//! Everything created carries the labels [`LABEL_WORKER`] (the worker id),
-//! [`LABEL_FUNCTION`] and [`LABEL_KIND`], plus any extra labels of
-//! [`DockerSettings`] (tests add their own); listing and clean-up go by
-//! label, never by name.
+//! Everything created carries the labels [`LABEL_INSTANCE`] (the runtime's
+//! own instance id, drawn when it is made: see [`super::ownership`]),
+//! [`LABEL_WORKER`] (the worker id, for people), [`LABEL_FUNCTION`] and
+//! [`LABEL_KIND`], plus any extra labels of [`DockerSettings`] (tests add
+//! their own); listing and clean-up go by the instance label, never by
+//! name, so workers with the same worker id on one engine never touch each
+//! other's objects, and image tags and container names include the
+//! instance id (two worker ids that sanitise alike, `a.x` and `a-x`, never
+//! collide). The runtime also claims a work area (a locked directory under
+//! the work dir) whose record names its instance id: a worker that finds
+//! such an area unlocked (its owner died, e.g. `kill -9`) removes the
+//! objects labelled with that instance id, then the area
+//! ([`Runtime::sweep_orphans`]).
 //!
 //! The engine is reached lazily: the client (its API version negotiated with
 //! the engine, which may be older than bollard's default) is made on first
@@ -71,11 +80,12 @@ use sample_functions::workload::TIME_SCALE_ENV;
 use sample_functions::FunctionSpec;
 
 use super::instance_client::InstanceClient;
+use super::ownership::{claim_orphans, WorkArea};
 
 use super::{
     parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,
-    Runtime, RuntimeError, RuntimeOptions, LABEL_FUNCTION, LABEL_KIND, LABEL_WORKER,
-    STDERR_TAIL_BYTES,
+    Runtime, RuntimeError, RuntimeOptions, LABEL_FUNCTION, LABEL_INSTANCE, LABEL_KIND,
+    LABEL_WORKER, STDERR_TAIL_BYTES,
 };
 
 /// Request timeout of the engine client: long enough for the longest
@@ -96,6 +106,19 @@ pub struct DockerSettings {
     pub instance_start_timeout: Duration,
     /// More labels put on every image and container (e.g. a test's id).
     pub extra_labels: BTreeMap<String, String>,
+}
+
+impl DockerSettings {
+    /// Checks [`DockerSettings::socket`] as [`DockerRuntime::with_settings`]
+    /// does, without making anything.
+    pub fn check_socket(&self) -> Result<(), RuntimeError> {
+        match self.socket.as_deref() {
+            Some(address) => EngineAddress::parse(address)
+                .map(|_| ())
+                .map_err(RuntimeError::Io),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for DockerSettings {
@@ -270,8 +293,11 @@ struct Inner {
     /// Kept-alive connections to the warm instances.
     instances: InstanceClient,
     sequence: AtomicU64,
-    /// Distinguishes container names of runtimes with the same worker id.
-    run_tag: String,
+    /// This runtime's own id: the [`LABEL_INSTANCE`] of its objects, in
+    /// its image tags and container names.
+    instance_id: String,
+    /// Its locked work area (None once shut down).
+    area: Mutex<Option<WorkArea>>,
 }
 
 /// Lower-case letters, digits and `-`, as image and container names need.
@@ -306,8 +332,10 @@ impl DockerRuntime {
         Self::with_settings(options, DockerSettings::default())
     }
 
-    /// A runtime with `settings`; fails (without contacting the engine)
-    /// only when [`DockerSettings::socket`] is not an address it can use.
+    /// A runtime with `settings`: claims a work area under
+    /// [`RuntimeOptions::work_dir`]; fails (without contacting the engine)
+    /// when [`DockerSettings::socket`] is not an address it can use or the
+    /// area cannot be made.
     pub fn with_settings(
         options: RuntimeOptions,
         settings: DockerSettings,
@@ -325,10 +353,9 @@ impl DockerRuntime {
                 .filter(|h| h.starts_with("unix://"))
                 .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let run_tag = format!("{:x}{:x}", std::process::id(), now.subsec_micros());
+        let area = WorkArea::claim(&options.work_dir, &options.worker_id, "docker")
+            .map_err(|e| RuntimeError::Io(format!("claiming a work area: {e}")))?;
+        let instance_id = area.record().instance_id.to_string();
         Ok(Self {
             inner: Arc::new(Inner {
                 name_part: name_part(&options.worker_id),
@@ -341,7 +368,8 @@ impl DockerRuntime {
                 ports: Mutex::new(HashMap::new()),
                 instances: InstanceClient::new(),
                 sequence: AtomicU64::new(0),
-                run_tag,
+                instance_id,
+                area: Mutex::new(Some(area)),
             }),
         })
     }
@@ -404,9 +432,10 @@ impl DockerRuntime {
     /// The tag of `function`'s image.
     pub fn image_name(&self, function: &str) -> String {
         format!(
-            "hotfunctions-{}-{}:latest",
+            "hotfunctions-{}-{}:{}",
             self.inner.name_part,
-            function.to_ascii_lowercase()
+            function.to_ascii_lowercase(),
+            self.inner.instance_id
         )
     }
 
@@ -419,14 +448,16 @@ impl DockerRuntime {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         labels.insert(LABEL_WORKER.into(), self.inner.options.worker_id.clone());
+        labels.insert(LABEL_INSTANCE.into(), self.inner.instance_id.clone());
         labels.insert(LABEL_FUNCTION.into(), function.into());
         labels.insert(LABEL_KIND.into(), kind.into());
         labels
     }
 
-    /// Label filters selecting this runtime's objects (worker + extra labels).
-    fn own_filters(&self, extra: Option<String>) -> HashMap<String, Vec<String>> {
-        let mut label = vec![format!("{LABEL_WORKER}={}", self.inner.options.worker_id)];
+    /// Label filters selecting the objects of the runtime `instance` (this
+    /// one's, or a dead one's) and this runtime's extra labels.
+    fn instance_filters(&self, instance: &str) -> HashMap<String, Vec<String>> {
+        let mut label = vec![format!("{LABEL_INSTANCE}={instance}")];
         label.extend(
             self.inner
                 .settings
@@ -434,7 +465,6 @@ impl DockerRuntime {
                 .iter()
                 .map(|(k, v)| format!("{k}={v}")),
         );
-        label.extend(extra);
         HashMap::from([("label".to_string(), label)])
     }
 
@@ -448,13 +478,18 @@ impl DockerRuntime {
         Ok(bytes)
     }
 
-    /// Images of this worker in the engine: (function, tag).
+    /// Images of this runtime in the engine: (function, tag).
     pub async fn list_own_images(&self) -> Result<Vec<(String, String)>, RuntimeError> {
+        self.list_images_of(&self.inner.instance_id).await
+    }
+
+    /// Images labelled with the runtime `instance`: (function, tag).
+    async fn list_images_of(&self, instance: &str) -> Result<Vec<(String, String)>, RuntimeError> {
         let docker = self.client().await.map_err(EngineFailure::other)?;
         let images = docker
             .list_images(Some(ListImagesOptions {
                 all: false,
-                filters: self.own_filters(None),
+                filters: self.instance_filters(instance),
                 digests: false,
             }))
             .await
@@ -494,7 +529,7 @@ impl DockerRuntime {
             self.inner.name_part,
             function.to_ascii_lowercase(),
             kind.label(),
-            self.inner.run_tag
+            self.inner.instance_id
         )
     }
 
@@ -955,11 +990,84 @@ impl Runtime for DockerRuntime {
     }
 
     async fn list_own_instances(&self) -> Result<Vec<Instance>, RuntimeError> {
+        self.list_containers_of(&self.inner.instance_id).await
+    }
+
+    async fn remove_all_own(&self, images: bool) -> Result<Removed, RuntimeError> {
+        self.remove_all_of(&self.inner.instance_id, images).await
+    }
+
+    fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    async fn sweep_orphans(&self) -> Result<Removed, RuntimeError> {
+        let work_dir = self.inner.options.work_dir.clone();
+        let own = lock(&self.inner.area)
+            .as_ref()
+            .map(|a| a.dir().to_path_buf())
+            .unwrap_or_default();
+        let orphans = tokio::task::spawn_blocking(move || claim_orphans(&work_dir, &own))
+            .await
+            .map_err(|e| RuntimeError::Io(format!("sweeping task: {e}")))?
+            .map_err(|e| RuntimeError::Io(format!("looking for orphans: {e}")))?;
+        let mut removed = Removed::default();
+        for o in orphans {
+            // A process-runtime area holds only files: whoever finds it
+            // may remove it; a Docker one, once its objects are gone.
+            if o.record.runtime == "docker" {
+                match self
+                    .remove_all_of(o.record.instance_id.as_str(), true)
+                    .await
+                {
+                    Ok(r) => {
+                        removed.instances += r.instances;
+                        removed.images += r.images;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "leftovers of {} stay for now (the engine failed: {e})",
+                            o.dir.display()
+                        );
+                        continue;
+                    }
+                }
+            }
+            let dir = o.dir.clone();
+            let (worker, pid) = (o.record.worker_id.clone(), o.record.pid);
+            match tokio::task::spawn_blocking(move || o.remove()).await {
+                Ok(Ok(())) => tracing::info!(
+                    "removed the leftovers of {} (worker {worker:?}, pid {pid}, gone: its lock was free)",
+                    dir.display()
+                ),
+                Ok(Err(e)) => tracing::warn!("removing {}: {e}", dir.display()),
+                Err(e) => tracing::warn!("removing {}: {e}", dir.display()),
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn shutdown(&self) -> Result<Removed, RuntimeError> {
+        let removed = self.remove_all_own(true).await?;
+        let area = lock(&self.inner.area).take();
+        if let Some(area) = area {
+            tokio::task::spawn_blocking(move || area.remove())
+                .await
+                .map_err(|e| RuntimeError::Io(format!("removing the work area: {e}")))?
+                .map_err(|e| RuntimeError::Io(format!("removing the work area: {e}")))?;
+        }
+        Ok(removed)
+    }
+}
+
+impl DockerRuntime {
+    /// Containers labelled with the runtime `instance`.
+    async fn list_containers_of(&self, instance: &str) -> Result<Vec<Instance>, RuntimeError> {
         let docker = self.client().await.map_err(EngineFailure::other)?;
         let list = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
-                filters: self.own_filters(None),
+                filters: self.instance_filters(instance),
                 ..Default::default()
             }))
             .await
@@ -981,8 +1089,10 @@ impl Runtime for DockerRuntime {
             .collect())
     }
 
-    async fn remove_all_own(&self, images: bool) -> Result<Removed, RuntimeError> {
-        let instances = self.list_own_instances().await?;
+    /// Removes the containers and, with `images`, the images labelled with
+    /// the runtime `instance`.
+    async fn remove_all_of(&self, instance: &str, images: bool) -> Result<Removed, RuntimeError> {
+        let instances = self.list_containers_of(instance).await?;
         for i in &instances {
             self.remove_container(&i.id, &i.name).await?;
         }
@@ -991,7 +1101,7 @@ impl Runtime for DockerRuntime {
             images: 0,
         };
         if images {
-            for (function, tag) in self.list_own_images().await? {
+            for (function, tag) in self.list_images_of(instance).await? {
                 self.remove_image_named(&function, &tag).await?;
                 removed.images += 1;
             }
@@ -1030,6 +1140,13 @@ mod tests {
         }
     }
 
+    /// Removes a test runtime's work area (no engine involved).
+    fn release(rt: DockerRuntime) {
+        if let Some(area) = lock(&rt.inner.area).take() {
+            area.remove().unwrap();
+        }
+    }
+
     #[test]
     fn port_line_is_read_only_when_complete() {
         assert_eq!(announced_port(b"{\"port\": 41"), None);
@@ -1042,12 +1159,37 @@ mod tests {
     fn names_fit_docker() {
         assert_eq!(name_part("Worker 8222/A"), "worker-8222-a");
         assert_eq!(name_part("--"), "worker");
-        let rt = DockerRuntime::new(options("node-1")).unwrap();
-        assert_eq!(rt.image_name("W1"), "hotfunctions-node-1-w1:latest");
+        let work = tempfile::tempdir().unwrap();
+        let at = |id: &str| {
+            DockerRuntime::new(RuntimeOptions {
+                work_dir: work.path().to_path_buf(),
+                ..options(id)
+            })
+            .unwrap()
+        };
+        let rt = at("node-1");
+        let tag = rt.image_name("W1");
+        assert_eq!(tag, format!("hotfunctions-node-1-w1:{}", rt.instance_id()));
         let a = rt.next_container_name("W1", InstanceKind::Rest);
         let b = rt.next_container_name("W1", InstanceKind::Rest);
         assert_ne!(a, b);
         assert!(a.starts_with("hotfunctions-node-1-w1-rest-"), "{a}");
+        // Same worker id, or ids that sanitise alike: never the same names.
+        let names = |rt: &DockerRuntime| {
+            (
+                rt.image_name("W1"),
+                rt.next_container_name("W1", InstanceKind::Rest),
+            )
+        };
+        let (twin, dot, dash) = (at("node-1"), at("a.x"), at("a-x"));
+        assert_eq!(name_part("a.x"), name_part("a-x"));
+        assert_ne!(names(&rt).0, names(&twin).0);
+        assert_ne!(names(&rt).1, names(&twin).1);
+        assert_ne!(names(&dot).0, names(&dash).0);
+        assert_ne!(names(&dot).1, names(&dash).1);
+        for r in [rt, twin, dot, dash] {
+            release(r);
+        }
     }
 
     #[tokio::test]
@@ -1070,6 +1212,7 @@ mod tests {
         let spec = sample_functions::catalog().get("noop").unwrap();
         let err = rt.build_image(spec).await.unwrap_err();
         assert!(matches!(err, RuntimeError::EngineUnavailable(_)), "{err}");
+        release(rt);
     }
 
     #[test]

@@ -22,13 +22,20 @@
 //! implementation from the configuration (static dispatch).
 //!
 //! # Contract for implementations
-//! - Everything created carries this worker's ownership mark
-//!   ([`RuntimeOptions::worker_id`]): Docker labels [`LABEL_WORKER`] (value:
-//!   the worker id), [`LABEL_FUNCTION`] and [`LABEL_KIND`] on images and
-//!   containers; processes the environment variables [`ENV_WORKER`],
-//!   [`ENV_FUNCTION`] and [`ENV_KIND`]. Instances are found and removed by
-//!   that mark, never by a name prefix, and a runtime never touches what
-//!   carries another worker id.
+//! - A runtime owns exactly what it created (issue 13 §1; see
+//!   [`ownership`]): it claims a work area of its own (a fresh directory
+//!   locked for its life) and draws an instance id unique to it
+//!   ([`Runtime::instance_id`]). Docker images and containers carry the
+//!   label [`LABEL_INSTANCE`] (that id), and are listed and removed by it;
+//!   processes are known by their handles. The worker id
+//!   ([`RuntimeOptions::worker_id`], label [`LABEL_WORKER`], environment
+//!   [`ENV_WORKER`]) only names things for people: two runtimes with the
+//!   same worker id never touch each other's objects. Nothing is found by
+//!   a name prefix. [`LABEL_FUNCTION`] / [`ENV_FUNCTION`] and
+//!   [`LABEL_KIND`] / [`ENV_KIND`] describe an object.
+//! - Leftovers of runtimes that died without cleaning up are removed by
+//!   [`Runtime::sweep_orphans`] only when proven orphaned (their area's
+//!   lock is free), and only in the runtime's own base dir.
 //! - Every function instance gets `HF_TIME_SCALE` = [`RuntimeOptions::time_scale`].
 //! - A function instance is the `hf-fn` binary ([`RuntimeOptions::fn_binary`]):
 //!   `hf-fn <NAME>` for one call (prints one [`protocol::FunctionOutput`] JSON
@@ -53,6 +60,7 @@
 
 pub mod docker;
 pub mod instance_client;
+pub mod ownership;
 pub mod process;
 
 use protocol::FunctionOutput;
@@ -62,6 +70,11 @@ use std::path::PathBuf;
 
 /// Docker label / process mark: the id of the worker that owns the object.
 pub const LABEL_WORKER: &str = "hotfunctions.worker";
+/// Docker label / process mark: the [`Runtime::instance_id`] of the runtime
+/// that created the object (what ownership goes by).
+pub const LABEL_INSTANCE: &str = "hotfunctions.worker-instance";
+/// Environment variable carrying [`LABEL_INSTANCE`] on processes.
+pub const ENV_WORKER_INSTANCE: &str = "HF_WORKER_INSTANCE";
 /// Docker label / process mark: the function an image or instance belongs to.
 pub const LABEL_FUNCTION: &str = "hotfunctions.function";
 /// Docker label / process mark: `image`, `oneshot`, `pooled` or `rest`.
@@ -76,8 +89,9 @@ pub const ENV_KIND: &str = "HF_INSTANCE_KIND";
 /// Settings every runtime receives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeOptions {
-    /// Ownership mark of everything this worker creates (default in the
-    /// binary: `worker-<port>`). Tests use a unique id per worker.
+    /// The worker's name on everything it creates (default in the
+    /// binary: `worker-<port>`); not what ownership goes by (see
+    /// [`Runtime::instance_id`]).
     pub worker_id: String,
     /// The `hf-fn` binary. The Docker runtime needs it statically linked
     /// (`RUSTFLAGS="-C target-feature=+crt-static"`), since images are
@@ -89,9 +103,10 @@ pub struct RuntimeOptions {
     /// bytes of payload, and instances are told so (1.0 = the catalog's
     /// sizes; `sample_functions::payload::scaled_bytes`).
     pub package_scale: f64,
-    /// Where a runtime may keep files (process: staged images; docker: build
-    /// contexts). A runtime creates its own subdirectory named after the
-    /// worker id and removes it with [`Runtime::remove_all_own`] (images).
+    /// The base dir of the runtimes' work areas ([`ownership`]): each
+    /// runtime claims a fresh locked directory under
+    /// `<work_dir>/hotfunctions-<uid>/` (process: staged images in it),
+    /// removed by [`Runtime::shutdown`].
     pub work_dir: PathBuf,
 }
 
@@ -300,18 +315,30 @@ pub trait Runtime: Send + Sync + 'static {
         instance: &Instance,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
-    /// Instances carrying this worker's mark, including ones left over by
-    /// an earlier run with the same worker id.
+    /// The instances this runtime created and has not removed.
     fn list_own_instances(
         &self,
     ) -> impl Future<Output = Result<Vec<Instance>, RuntimeError>> + Send;
 
-    /// Removes every instance carrying this worker's mark and, with
-    /// `images`, every image (and work files) it built.
+    /// Removes every instance this runtime created and, with `images`,
+    /// every image (and work file) it built.
     fn remove_all_own(
         &self,
         images: bool,
     ) -> impl Future<Output = Result<Removed, RuntimeError>> + Send;
+
+    /// The id unique to this runtime (64 random bits in hex), drawn when
+    /// it was made: the label its Docker objects carry.
+    fn instance_id(&self) -> &str;
+
+    /// Removes what runtimes that died without cleaning up left in this
+    /// runtime's base dir, when proven orphaned (their work area's lock is
+    /// free): their work areas and (Docker) their engine objects.
+    fn sweep_orphans(&self) -> impl Future<Output = Result<Removed, RuntimeError>> + Send;
+
+    /// [`Runtime::remove_all_own`] with images, then removes the work
+    /// area: the runtime's last call.
+    fn shutdown(&self) -> impl Future<Output = Result<Removed, RuntimeError>> + Send;
 }
 
 #[cfg(test)]

@@ -15,16 +15,26 @@
 //!   [`super::instance_client`]); the worker holds its stdin pipe, so warm instances
 //!   end with the worker even when it is killed.
 //!
-//! Ownership: every process gets `HF_WORKER_ID=<worker id>`,
-//! `HF_FUNCTION`, `HF_INSTANCE_KIND` and `HF_INSTANCE_NAME` in its
-//! environment; [`ProcessRuntime::list_own_instances`] finds processes by
-//! scanning `/proc/<pid>/environ` for that mark (so leftovers of an earlier
-//! run with the same worker id are found too), never by name.
+//! Ownership (see [`super::ownership`]): the runtime claims a fresh
+//! [`WorkArea`] of its own at construction (a directory locked for its
+//! life, with an ownership record) and stages images in it; it knows its
+//! processes by their handles (warm instances, and one-shot calls in
+//! flight, which it can cancel), never by scanning for a mark, so a
+//! worker with the same worker id, port or work dir is never touched.
+//! Processes still carry `HF_WORKER_ID`, `HF_WORKER_INSTANCE`,
+//! `HF_FUNCTION`, `HF_INSTANCE_KIND` and `HF_INSTANCE_NAME` in their
+//! environment, for people and tests; nothing here reads them. At start-up
+//! [`Runtime::sweep_orphans`] removes the areas (staged packages) of
+//! process-runtime workers whose lock is free, i.e. that died without
+//! cleaning up (`kill -9`); their warm instances ended with them (their
+//! stdin closed).
 
 use super::instance_client::{ClientError, InstanceClient};
+use super::ownership::{claim_orphans, WorkArea, LOCK_FILE, RECORD_FILE};
 use super::{
     parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,
-    Runtime, RuntimeError, RuntimeOptions, ENV_FUNCTION, ENV_KIND, ENV_WORKER, STDERR_TAIL_BYTES,
+    Runtime, RuntimeError, RuntimeOptions, ENV_FUNCTION, ENV_KIND, ENV_WORKER, ENV_WORKER_INSTANCE,
+    STDERR_TAIL_BYTES,
 };
 use sample_functions::payload::{self, PACKAGE_SCALE_ENV, PAYLOAD_ENV, PAYLOAD_FILE_NAME};
 use sample_functions::workload::TIME_SCALE_ENV;
@@ -48,6 +58,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// A warm instance this runtime started and still holds.
 #[derive(Debug)]
 struct WarmProcess {
+    instance: Instance,
     child: Child,
     /// Held open for the instance's life (see `--exit-on-stdin-eof`).
     _stdin: Option<tokio::process::ChildStdin>,
@@ -55,11 +66,24 @@ struct WarmProcess {
     stderr: Arc<Mutex<String>>,
 }
 
+/// A one-shot call in flight: what it is, and how to stop it.
+#[derive(Debug)]
+struct OneShotProcess {
+    instance: Instance,
+    /// Sending (or dropping) it kills the process through its handle.
+    cancel: tokio::sync::oneshot::Sender<()>,
+}
+
 #[derive(Debug)]
 struct Inner {
     options: RuntimeOptions,
+    /// This runtime's own locked directory (None once shut down).
+    area: Mutex<Option<WorkArea>>,
+    instance_id: String,
     stage_root: PathBuf,
     warm: Mutex<HashMap<String, WarmProcess>>,
+    /// One-shot calls in flight, by a sequence number.
+    oneshots: Mutex<HashMap<u64, OneShotProcess>>,
     instances: InstanceClient,
     sequence: AtomicU64,
 }
@@ -71,32 +95,29 @@ pub struct ProcessRuntime {
 }
 
 impl ProcessRuntime {
-    /// A runtime with these options (nothing is started yet).
+    /// A runtime with these options: claims a fresh work area of its own
+    /// under [`RuntimeOptions::work_dir`] (nothing is started yet).
     pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
-        let safe_id: String = options
-            .worker_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let stage_root = options.work_dir.join(format!("hf-process-{safe_id}"));
+        let area = WorkArea::claim(&options.work_dir, &options.worker_id, "process")
+            .map_err(|e| RuntimeError::Io(format!("claiming a work area: {e}")))?;
+        let stage_root = area.dir().to_path_buf();
+        let instance_id = area.record().instance_id.to_string();
         Ok(Self {
             inner: Arc::new(Inner {
                 options,
+                area: Mutex::new(Some(area)),
+                instance_id,
                 stage_root,
                 warm: Mutex::new(HashMap::new()),
+                oneshots: Mutex::new(HashMap::new()),
                 instances: InstanceClient::new(),
                 sequence: AtomicU64::new(0),
             }),
         })
     }
 
-    /// The directory holding this worker's staged images.
+    /// The directory holding this worker's staged images: its own work
+    /// area (`<work_dir>/hotfunctions-<uid>/<worker id>.<instance id>`).
     pub fn stage_root(&self) -> &Path {
         &self.inner.stage_root
     }
@@ -134,6 +155,7 @@ impl ProcessRuntime {
             )
             .env(PAYLOAD_ENV, dir.join(PAYLOAD_FILE_NAME))
             .env(ENV_WORKER, &self.inner.options.worker_id)
+            .env(ENV_WORKER_INSTANCE, &self.inner.instance_id)
             .env(ENV_FUNCTION, &image.function)
             .env(ENV_KIND, kind.label())
             .env(ENV_INSTANCE_NAME, name)
@@ -197,7 +219,8 @@ fn stage(fn_binary: &Path, dir: &Path, tmp: &Path, package_bytes: u64) -> std::i
     if tmp.exists() {
         std::fs::remove_dir_all(tmp)?;
     }
-    std::fs::create_dir_all(tmp)?;
+    // Not `create_dir_all`: a removed work area is never made again.
+    std::fs::create_dir(tmp)?;
     let bin_bytes = std::fs::copy(fn_binary, tmp.join("hf-fn"))?;
     payload::write_payload_file(&tmp.join(PAYLOAD_FILE_NAME), package_bytes)?;
     if dir.exists() {
@@ -207,65 +230,61 @@ fn stage(fn_binary: &Path, dir: &Path, tmp: &Path, package_bytes: u64) -> std::i
     Ok(bin_bytes + package_bytes)
 }
 
-/// A process carrying a worker's mark, from `/proc`.
-#[derive(Debug, Clone)]
-struct MarkedProcess {
-    pid: i32,
-    function: String,
-    kind: String,
-    name: String,
+/// Removes a one-shot call's entry when its future ends (or is dropped).
+struct OneShotEntry<'a> {
+    inner: &'a Inner,
+    key: u64,
 }
 
-/// Processes whose environment carries `HF_WORKER_ID=<worker_id>`.
-fn scan_proc(worker_id: &str) -> Vec<MarkedProcess> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
+impl Drop for OneShotEntry<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .oneshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut r) = r {
+        let _ = r.read_to_end(&mut buf).await;
+    }
+    buf
+}
+
+/// Removes every entry of a work area but its lock and record; returns
+/// how many staged images (`hf-*` directories) went.
+fn empty_area(dir: &Path) -> std::io::Result<usize> {
+    let mut images = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
     };
-    let me = std::process::id() as i32;
     for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
+        let name = e.file_name();
+        if name == LOCK_FILE || name == RECORD_FILE {
             continue;
         }
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
-            continue;
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        let r = if is_dir {
+            std::fs::remove_dir_all(e.path())
+        } else {
+            std::fs::remove_file(e.path())
         };
-        let mut owner = None;
-        let mut function = String::new();
-        let mut kind = String::new();
-        let mut name = String::new();
-        for var in env.split(|&b| b == 0) {
-            let var = String::from_utf8_lossy(var);
-            if let Some((k, v)) = var.split_once('=') {
-                match k {
-                    ENV_WORKER => owner = Some(v.to_string()),
-                    ENV_FUNCTION => function = v.to_string(),
-                    ENV_KIND => kind = v.to_string(),
-                    ENV_INSTANCE_NAME => name = v.to_string(),
-                    _ => {}
+        match r {
+            Ok(()) => {
+                if is_dir && name.to_string_lossy().starts_with("hf-") {
+                    images += 1;
                 }
             }
-        }
-        // Zombies have an empty environ; only live marked processes count.
-        if owner.as_deref() == Some(worker_id) && !kind.is_empty() {
-            out.push(MarkedProcess {
-                pid,
-                function,
-                kind,
-                name,
-            });
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
-    out
-}
-
-fn kill_pid(pid: i32) {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    Ok(images)
 }
 
 impl Runtime for ProcessRuntime {
@@ -337,25 +356,60 @@ impl Runtime for ProcessRuntime {
         let name = self.instance_name(&image.function, InstanceKind::OneShot);
         let mut cmd = self.command(image, InstanceKind::OneShot, &name);
         cmd.arg(&image.function);
-        let child = cmd.spawn().map_err(|e| RuntimeError::Instance {
+        let mut child = cmd.spawn().map_err(|e| RuntimeError::Instance {
             instance: name.clone(),
             detail: format!("spawning {}: {e}", image.name),
         })?;
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| RuntimeError::Instance {
-                instance: name.clone(),
-                detail: format!("waiting: {e}"),
-            })?;
-        if !out.status.success() {
+        // Registered so that `/clear` can stop it, by its handle.
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let key = self.next();
+        self.inner
+            .oneshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                key,
+                OneShotProcess {
+                    instance: Instance {
+                        id: child
+                            .id()
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| name.clone()),
+                        name: name.clone(),
+                        function: image.function.clone(),
+                        kind: InstanceKind::OneShot,
+                    },
+                    cancel,
+                },
+            );
+        let _entry = OneShotEntry {
+            inner: &self.inner,
+            key,
+        };
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let wait = async {
+            tokio::select! {
+                status = child.wait() => status,
+                _ = cancelled => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            }
+        };
+        let (status, stdout, stderr) = tokio::join!(wait, read_all(stdout), read_all(stderr));
+        let status = status.map_err(|e| RuntimeError::Instance {
+            instance: name.clone(),
+            detail: format!("waiting: {e}"),
+        })?;
+        if !status.success() {
             return Err(RuntimeError::FunctionFailed {
                 function: image.function.clone(),
-                status: out.status.to_string(),
-                stderr_tail: tail(&String::from_utf8_lossy(&out.stderr), STDERR_TAIL_BYTES),
+                status: status.to_string(),
+                stderr_tail: tail(&String::from_utf8_lossy(&stderr), STDERR_TAIL_BYTES),
             });
         }
-        let output = parse_function_output(&image.function, &String::from_utf8_lossy(&out.stdout))?;
+        let output = parse_function_output(&image.function, &String::from_utf8_lossy(&stdout))?;
         Ok(Invocation {
             output,
             instance_name: name,
@@ -431,6 +485,12 @@ impl Runtime for ProcessRuntime {
             .insert(
                 id.clone(),
                 WarmProcess {
+                    instance: Instance {
+                        id: id.clone(),
+                        name: name.clone(),
+                        function: image.function.clone(),
+                        kind,
+                    },
                     child,
                     _stdin: stdin,
                     port,
@@ -516,21 +576,23 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn list_own_instances(&self) -> Result<Vec<Instance>, RuntimeError> {
-        let id = self.inner.options.worker_id.clone();
-        let found = tokio::task::spawn_blocking(move || scan_proc(&id))
-            .await
-            .map_err(|e| RuntimeError::Io(format!("scanning /proc: {e}")))?;
-        Ok(found
-            .into_iter()
-            .filter_map(|p| {
-                Some(Instance {
-                    id: p.pid.to_string(),
-                    name: p.name,
-                    function: p.function,
-                    kind: InstanceKind::from_label(&p.kind)?,
-                })
-            })
-            .collect())
+        let mut out: Vec<Instance> = self
+            .inner
+            .warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|w| w.instance.clone())
+            .collect();
+        out.extend(
+            self.inner
+                .oneshots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .map(|o| o.instance.clone()),
+        );
+        Ok(out)
     }
 
     async fn remove_all_own(&self, images: bool) -> Result<Removed, RuntimeError> {
@@ -544,31 +606,84 @@ impl Runtime for ProcessRuntime {
             .collect();
         let mut removed = Removed::default();
         for mut w in held {
+            self.inner.instances.forget(w.port);
             let _ = w.child.start_kill();
             let _ = w.child.wait().await;
             removed.instances += 1;
         }
-        // Leftovers: one-shot processes in flight and earlier runs' instances.
-        for p in self.list_own_instances().await? {
-            if let Ok(pid) = p.id.parse::<i32>() {
-                kill_pid(pid);
-                removed.instances += 1;
-            }
+        // One-shot calls in flight: stopped through their own handles
+        // (their calls answer 500, as the original's forced removal did).
+        let running: Vec<OneShotProcess> = self
+            .inner
+            .oneshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, o)| o)
+            .collect();
+        for o in running {
+            let _ = o.cancel.send(());
+            removed.instances += 1;
         }
         if images {
             let root = self.inner.stage_root.clone();
-            if root.exists() {
-                removed.images = std::fs::read_dir(&root)
-                    .map(|d| {
-                        d.flatten()
-                            .filter(|e| e.file_name().to_string_lossy().starts_with("hf-"))
-                            .count()
-                    })
-                    .unwrap_or(0);
-                tokio::fs::remove_dir_all(&root)
-                    .await
-                    .map_err(|e| RuntimeError::Io(format!("removing {}: {e}", root.display())))?;
+            removed.images = tokio::task::spawn_blocking(move || empty_area(&root))
+                .await
+                .map_err(|e| RuntimeError::Io(format!("emptying the work area: {e}")))?
+                .map_err(|e| {
+                    RuntimeError::Io(format!("emptying {}: {e}", self.inner.stage_root.display()))
+                })?;
+        }
+        Ok(removed)
+    }
+
+    fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    async fn sweep_orphans(&self) -> Result<Removed, RuntimeError> {
+        let work_dir = self.inner.options.work_dir.clone();
+        let own = self.inner.stage_root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = Removed::default();
+            let orphans = claim_orphans(&work_dir, &own)
+                .map_err(|e| RuntimeError::Io(format!("looking for orphans: {e}")))?;
+            for o in orphans {
+                // A Docker worker's leftovers include engine objects: a
+                // Docker-runtime worker removes those (the lock is let go).
+                if o.record.runtime != "process" {
+                    continue;
+                }
+                let dir = o.dir.clone();
+                let (worker, pid) = (o.record.worker_id.clone(), o.record.pid);
+                removed.images += empty_area(&dir).unwrap_or(0);
+                match o.remove() {
+                    Ok(()) => tracing::info!(
+                        "removed {}, left by worker {worker:?} (pid {pid}, gone: its lock was free)",
+                        dir.display()
+                    ),
+                    Err(e) => tracing::warn!("removing {}: {e}", dir.display()),
+                }
             }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| RuntimeError::Io(format!("sweeping task: {e}")))?
+    }
+
+    async fn shutdown(&self) -> Result<Removed, RuntimeError> {
+        let removed = self.remove_all_own(true).await?;
+        let area = self
+            .inner
+            .area
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(area) = area {
+            tokio::task::spawn_blocking(move || area.remove())
+                .await
+                .map_err(|e| RuntimeError::Io(format!("removing the work area: {e}")))?
+                .map_err(|e| RuntimeError::Io(format!("removing the work area: {e}")))?;
         }
         Ok(removed)
     }

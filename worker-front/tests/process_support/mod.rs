@@ -8,8 +8,7 @@ use policy::node::options::CachingOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use worker_front::runtime::process::ProcessRuntime;
-use worker_front::runtime::{Runtime, RuntimeOptions};
+use worker_front::runtime::{Instance, InstanceKind};
 use worker_front::{RuntimeKind, WorkerConfig};
 
 /// The `hf-fn` binary of this workspace's target directory (built by
@@ -176,26 +175,37 @@ impl TestWorker {
         }
     }
 
+    /// This worker's work area (its staged images): the one directory of
+    /// its worker id under `<work_dir>/hotfunctions-<uid>/`.
     pub fn stage_root(&self) -> PathBuf {
-        self.runtime_probe().stage_root().to_path_buf()
+        let prefix = format!(
+            "{}.",
+            worker_front::runtime::ownership::escape_id(&self.worker_id)
+        );
+        let mut found = Vec::new();
+        for ns in std::fs::read_dir(self.work_dir.path()).unwrap().flatten() {
+            for area in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                if area.file_name().to_string_lossy().starts_with(&prefix) {
+                    found.push(area.path());
+                }
+            }
+        }
+        assert_eq!(
+            found.len(),
+            1,
+            "work areas of {}: {found:?}",
+            self.worker_id
+        );
+        found.remove(0)
     }
 
-    /// A second handle on this worker's processes (same worker id), to
-    /// look for them by their mark.
-    pub fn runtime_probe(&self) -> ProcessRuntime {
-        ProcessRuntime::new(RuntimeOptions {
-            worker_id: self.worker_id.clone(),
-            fn_binary: hf_fn_binary(),
-            time_scale: 0.01,
-            package_scale: 1.0,
-            work_dir: self.work_dir.path().to_path_buf(),
-        })
-        .unwrap()
-    }
-
-    /// Own processes still alive (by their mark in /proc).
-    pub async fn own_processes(&self) -> Vec<worker_front::runtime::Instance> {
-        self.runtime_probe().list_own_instances().await.unwrap()
+    /// This worker's processes still alive (found by their mark in /proc:
+    /// test ids are unique).
+    pub async fn own_processes(&self) -> Vec<Instance> {
+        let id = self.worker_id.clone();
+        tokio::task::spawn_blocking(move || marked_processes(&id))
+            .await
+            .unwrap()
     }
 
     /// Polls this worker's processes until `cond` holds on them.
@@ -243,7 +253,51 @@ impl TestWorker {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let root = self.stage_root();
-        assert!(!root.exists(), "{} left", root.display());
+        let left: Vec<_> = std::fs::read_dir(self.work_dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "left in the work dir: {left:?}");
     }
+}
+
+/// Live processes whose environment carries `HF_WORKER_ID=<worker_id>`
+/// (a test's view from outside; the runtime itself never scans).
+pub fn marked_processes(worker_id: &str) -> Vec<Instance> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let (mut owner, mut function, mut kind, mut name) = (None, "", None, "");
+        let env = String::from_utf8_lossy(&env).into_owned();
+        for var in env.split('\0') {
+            match var.split_once('=') {
+                Some(("HF_WORKER_ID", v)) => owner = Some(v),
+                Some(("HF_FUNCTION", v)) => function = v,
+                Some(("HF_INSTANCE_KIND", v)) => kind = InstanceKind::from_label(v),
+                Some(("HF_INSTANCE_NAME", v)) => name = v,
+                _ => {}
+            }
+        }
+        // Zombies have an empty environ; only live marked processes count.
+        if let (Some(w), Some(kind)) = (owner, kind) {
+            if w == worker_id {
+                out.push(Instance {
+                    id: pid.to_string(),
+                    name: name.to_string(),
+                    function: function.to_string(),
+                    kind,
+                });
+            }
+        }
+    }
+    out
 }

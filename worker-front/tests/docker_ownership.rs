@@ -1,0 +1,227 @@
+//! Issue 13 §1 with the Docker runtime and the real binary: two workers
+//! with the same worker id and work dir on one engine never touch each
+//! other's containers and images; a `kill -9`'d worker's containers and
+//! images are removed by the next worker that proves them orphaned (its
+//! work area's lock is free), never those of a live one.
+//!
+//! These tests FAIL (never skip) when no engine answers: CI guarantees one.
+
+// Tests read the clock for deadlines.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "docker_support.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bollard::container::ListContainersOptions;
+use bollard::image::ListImagesOptions;
+use bollard::Docker;
+use support::{engine, static_hf_fn, LabelScope, WORKER_LABEL};
+
+const BIN: &str = env!("CARGO_BIN_EXE_worker-front");
+
+/// A worker binary; killed (and reaped) when dropped.
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    /// SIGTERM, then waits (120 s at most) for a successful exit.
+    fn terminate(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "{st}");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A Docker-runtime worker with REST mode on (a warm container per
+/// function), this id and work dir; returns once it printed its start-up
+/// line.
+fn start(worker_id: &str, work_dir: &Path) -> Running {
+    let mut child = Command::new(BIN)
+        .args(["start", "0", "--host", "127.0.0.1", "--runtime", "docker"])
+        .arg("--worker-id")
+        .arg(worker_id)
+        .arg("--work-dir")
+        .arg(work_dir)
+        .arg("--fn-binary")
+        .arg(static_hf_fn())
+        .env("RUST_LOG", "warn")
+        .env("HF_TIME_SCALE", "0.01")
+        .env("USING_REST_MODE", "true")
+        .env("REST_CONTAINER_LIFE_TIME", "600")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = match lines.next() {
+        Some(Ok(line)) => line,
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("worker exited before listening: {other:?}");
+        }
+    };
+    let port = line
+        .split(" on 127.0.0.1:")
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, port }
+}
+
+async fn get(port: u16, path: &str) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"));
+    (status, v)
+}
+
+/// Ids of the containers (any state) and images labelled with `worker_id`.
+async fn objects(docker: &Docker, worker_id: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("{WORKER_LABEL}={worker_id}")],
+    )]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+    let images = docker
+        .list_images(Some(ListImagesOptions {
+            all: false,
+            filters,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    (containers, images)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_docker_workers_with_one_id_never_touch_each_others_objects() {
+    let docker = engine().await;
+    let scope = LabelScope::new("same-id");
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = start(&scope.worker_id, dir.path());
+    let (status, v) = get(a.port, "/execute?name=noop").await;
+    assert_eq!(status, 200, "{v}");
+    let (containers, images) = objects(&docker, &scope.worker_id).await;
+    assert_eq!(
+        (containers.len(), images.len()),
+        (1, 1),
+        "{containers:?} {images:?}"
+    );
+
+    let mut b = start(&scope.worker_id, dir.path());
+    let (status, v) = get(b.port, "/execute?name=noop").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Meta"]["ImageBuilt"], true, "its own image: {v}");
+    let (status, v) = get(b.port, "/clear?reset_images=true").await;
+    assert_eq!(status, 200, "{v}");
+    b.terminate();
+
+    let (c_now, i_now) = objects(&docker, &scope.worker_id).await;
+    assert!(
+        containers.is_subset(&c_now),
+        "{containers:?} gone: {c_now:?}"
+    );
+    assert!(images.is_subset(&i_now), "{images:?} gone: {i_now:?}");
+    let (status, v) = get(a.port, "/execute?name=noop").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Meta"]["ImageBuilt"], false, "{v}");
+    assert_eq!(v["Meta"]["UsingExistingRestContainer"], true, "{v}");
+    a.terminate();
+    let (c_end, i_end) = objects(&docker, &scope.worker_id).await;
+    assert!(c_end.is_empty() && i_end.is_empty(), "{c_end:?} {i_end:?}");
+    scope.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_docker_workers_objects_are_removed_by_the_next_worker() {
+    let docker = engine().await;
+    let (crashed, live, next) = (
+        LabelScope::new("crashed"),
+        LabelScope::new("live"),
+        LabelScope::new("next"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = start(&crashed.worker_id, dir.path());
+    let (status, v) = get(a.port, "/execute?name=noop").await;
+    assert_eq!(status, 200, "{v}");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let (c, i) = objects(&docker, &crashed.worker_id).await;
+    assert_eq!(
+        (c.len(), i.len()),
+        (1, 1),
+        "the crash left them: {c:?} {i:?}"
+    );
+
+    let mut l = start(&live.worker_id, dir.path());
+    let (status, v) = get(l.port, "/execute?name=noop").await;
+    assert_eq!(status, 200, "{v}");
+    let live_objects = objects(&docker, &live.worker_id).await;
+    // The start-up line comes once the orphans' objects are gone.
+    let mut n = start(&next.worker_id, dir.path());
+    let (c, i) = objects(&docker, &crashed.worker_id).await;
+    assert!(c.is_empty() && i.is_empty(), "left: {c:?} {i:?}");
+    assert_eq!(objects(&docker, &live.worker_id).await, live_objects);
+    n.terminate();
+    l.terminate();
+    for s in [&crashed, &live, &next] {
+        s.assert_clean().await;
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
