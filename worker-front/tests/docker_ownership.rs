@@ -9,112 +9,33 @@
 // Tests read the clock for deadlines.
 #![allow(clippy::disallowed_methods)]
 
+mod started_worker;
 #[path = "docker_support.rs"]
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use bollard::container::ListContainersOptions;
 use bollard::image::ListImagesOptions;
 use bollard::Docker;
+use started_worker::{get, spawn, Running, BIN};
 use support::{engine, static_hf_fn, LabelScope, WORKER_LABEL};
-
-const BIN: &str = env!("CARGO_BIN_EXE_worker-front");
-
-/// A worker binary; killed (and reaped) when dropped.
-struct Running {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    /// SIGTERM, then waits (120 s at most) for a successful exit.
-    fn terminate(&mut self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "{st}");
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// A Docker-runtime worker with REST mode on (a warm container per
 /// function), this id and work dir; returns once it printed its start-up
 /// line.
 fn start(worker_id: &str, work_dir: &Path) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["start", "0", "--host", "127.0.0.1", "--runtime", "docker"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["start", "0", "--host", "127.0.0.1", "--runtime", "docker"])
         .arg("--worker-id")
         .arg(worker_id)
         .arg("--work-dir")
         .arg(work_dir)
         .arg("--fn-binary")
-        .arg(static_hf_fn())
-        .env("RUST_LOG", "warn")
-        .env("HF_TIME_SCALE", "0.01")
-        .env("USING_REST_MODE", "true")
-        .env("REST_CONTAINER_LIFE_TIME", "600")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = match lines.next() {
-        Some(Ok(line)) => line,
-        other => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("worker exited before listening: {other:?}");
-        }
-    };
-    let port = line
-        .split(" on 127.0.0.1:")
-        .nth(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .and_then(|d| d.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, port }
-}
-
-async fn get(port: u16, path: &str) -> (u16, serde_json::Value) {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let r = client
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"));
-    (status, v)
+        .arg(static_hf_fn());
+    spawn(cmd)
 }
 
 /// Ids of the containers (any state) and images labelled with `worker_id`.
@@ -199,8 +120,7 @@ async fn a_killed_docker_workers_objects_are_removed_by_the_next_worker() {
     let mut a = start(&crashed.worker_id, dir.path());
     let (status, v) = get(a.port, "/execute?name=noop").await;
     assert_eq!(status, 200, "{v}");
-    a.child.kill().unwrap();
-    a.child.wait().unwrap();
+    a.kill_9();
     let (c, i) = objects(&docker, &crashed.worker_id).await;
     assert_eq!(
         (c.len(), i.len()),

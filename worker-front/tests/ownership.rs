@@ -14,101 +14,19 @@
 #![allow(clippy::disallowed_methods)]
 
 mod process_support;
+mod started_worker;
 
 use process_support::{hf_fn_binary, unique_id};
+use started_worker::{get, spawn, Running, BIN};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_worker-front");
-
-/// A worker binary started by a test; killed (and reaped) when dropped.
-struct Running {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// SIGTERM, then waits (60 s at most) for a successful exit.
-    fn terminate(&mut self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "{st}");
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: the worker has no chance to clean up.
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-/// Starts `cmd` (a `worker-front start ...` command line, maybe wrapped)
-/// and reads the bound port from its start-up line.
-fn spawn(mut cmd: Command) -> Running {
-    cmd.env("RUST_LOG", "warn")
-        .env("HF_TIME_SCALE", "0.01")
-        .env("HF_PACKAGE_SCALE", "0.01")
-        .env("USING_REST_MODE", "true")
-        .env("REST_CONTAINER_LIFE_TIME", "600")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = match lines.next() {
-        Some(Ok(line)) => line,
-        other => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("worker exited before listening: {other:?}");
-        }
-    };
-    let port = line
-        .split(" on 127.0.0.1:")
-        .nth(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .and_then(|d| d.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, port }
-}
+use std::process::{Command, Stdio};
 
 /// `worker-front start <port> --host 127.0.0.1 --fn-binary ... [extra]`.
 fn worker_command(port: u16, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(["start", &port.to_string(), "--host", "127.0.0.1"])
+        .env("HF_PACKAGE_SCALE", "0.01")
         .arg("--fn-binary")
         .arg(hf_fn_binary())
         .args(extra);
@@ -122,20 +40,6 @@ fn start(worker_id: &str, work_dir: &Path) -> Running {
         0,
         &["--worker-id", worker_id, "--work-dir", dir],
     ))
-}
-
-/// GET `http://127.0.0.1:<port><path>`: (status, JSON body).
-async fn get(port: u16, path: &str) -> (u16, serde_json::Value) {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let r = client
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"));
-    (status, v)
 }
 
 /// Live children of `pid` (a worker's function processes).
