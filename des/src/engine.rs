@@ -78,6 +78,27 @@ use super::profile::CostProfile;
 use super::queue::EventQueue;
 use super::workload::Workload;
 
+/// Bounds of a run's sizes and scales ([`check`] refuses a configuration
+/// beyond them, before anything is allocated or simulated): memory and
+/// time follow the workload, never a value typed on the command line
+/// (`--nodes 4294967295` or `--time-scale 1e-300` used to run out of
+/// memory or never end).
+pub mod limits {
+    /// Simulated nodes.
+    pub const MAX_NODES: u32 = 100_000;
+    /// Cores per node, and of a shared machine.
+    pub const MAX_CORES: u32 = 4_096;
+    /// Capacity per node told to the scheduler.
+    pub const MAX_NODE_CAPACITY: u32 = 1_000_000;
+    /// Memory per node, MB (16 TB).
+    pub const MAX_NODE_MEMORY_MB: u32 = 1 << 24;
+    /// Replay speed-up (`time_scale`): a thousand times slower to a
+    /// million times faster, as `simulator replay`.
+    pub const TIME_SCALE: (f64, f64) = (1e-3, 1e6);
+    /// Functions' work scale (`fn_time_scale`).
+    pub const FN_TIME_SCALE: (f64, f64) = (1e-6, 1e6);
+}
+
 /// Everything that defines a run (besides the scenario).
 #[derive(Debug, Clone, Serialize)]
 pub struct DesConfig {
@@ -157,8 +178,14 @@ pub enum DesError {
     BadWorkload(u32, usize),
     #[error("package scale must be finite and >= 0 (is {0})")]
     BadPackageScale(f64),
-    #[error("time scales must be finite and > 0 (time_scale {0}, fn_time_scale {1})")]
+    #[error("time scales out of bounds: time_scale {0:?} (in 0.001..=1e6), fn_time_scale {1:?} (in 1e-6..=1e6)")]
     BadTimeScale(f64, f64),
+    #[error("{what} is {value}, outside its bounds 1..={max}")]
+    OutOfRange {
+        what: &'static str,
+        value: u32,
+        max: u32,
+    },
     #[error("--nodes must be at least 1")]
     NoNodes,
     #[error("scenario row {row} has per-invocation columns (DurationMs, MemoryMb): per-invocation durations are not simulated yet")]
@@ -348,8 +375,30 @@ pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
     if config.nodes == 0 {
         return Err(DesError::NoNodes);
     }
-    let scales_ok = |x: f64| x.is_finite() && x > 0.0;
-    if !scales_ok(config.time_scale) || !scales_ok(config.fn_time_scale) {
+    let sizes = [
+        ("nodes", Some(config.nodes), limits::MAX_NODES),
+        ("cores", Some(config.cores), limits::MAX_CORES),
+        ("machine cores", config.machine_cores, limits::MAX_CORES),
+        (
+            "node capacity",
+            Some(config.node_capacity),
+            limits::MAX_NODE_CAPACITY,
+        ),
+        (
+            "node memory (MB)",
+            Some(config.node_memory_mb),
+            limits::MAX_NODE_MEMORY_MB,
+        ),
+    ];
+    for (what, value, max) in sizes {
+        if let Some(value) = value.filter(|v| !(1..=max).contains(v)) {
+            return Err(DesError::OutOfRange { what, value, max });
+        }
+    }
+    let within = |x: f64, (low, high): (f64, f64)| (low..=high).contains(&x);
+    if !within(config.time_scale, limits::TIME_SCALE)
+        || !within(config.fn_time_scale, limits::FN_TIME_SCALE)
+    {
         return Err(DesError::BadTimeScale(
             config.time_scale,
             config.fn_time_scale,

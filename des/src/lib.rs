@@ -80,8 +80,8 @@ pub mod queue;
 pub mod workload;
 
 pub use engine::{
-    check, run_scenario, run_workload, DesConfig, DesError, InstanceSummary, LatencySummary,
-    Performance, Progress, Summary, DEFAULT_EPOCH_MS,
+    check, limits, run_scenario, run_workload, DesConfig, DesError, InstanceSummary,
+    LatencySummary, Performance, Progress, Summary, DEFAULT_EPOCH_MS,
 };
 pub use function::FunctionModel;
 pub use policy::node::{InstanceModel, KeepAlivePolicy};

@@ -396,6 +396,43 @@ fn bad_configurations_are_errors_not_panics() {
         run_scenario(&ev, &bad_scale, None),
         Err(DesError::BadTimeScale(..))
     ));
+    // Issue 13: sizes and scales beyond their bounds are errors before
+    // anything is allocated (these ran out of memory or never ended).
+    for bad in [
+        DesConfig {
+            nodes: u32::MAX,
+            ..DesConfig::default()
+        },
+        DesConfig {
+            machine_cores: Some(0),
+            ..DesConfig::default()
+        },
+        DesConfig {
+            node_memory_mb: u32::MAX,
+            ..DesConfig::default()
+        },
+    ] {
+        let e = run_scenario(&ev, &bad, None).unwrap_err();
+        assert!(matches!(e, DesError::OutOfRange { .. }), "{e}");
+        assert!(e.to_string().contains("outside its bounds"), "{e}");
+    }
+    for (time_scale, fn_time_scale) in [(1e-300, 1.0), (2e6, 1.0), (1.0, 1e-300), (1.0, 1e300)] {
+        let bad = DesConfig {
+            time_scale,
+            fn_time_scale,
+            ..DesConfig::default()
+        };
+        assert!(matches!(
+            run_scenario(&ev, &bad, None),
+            Err(DesError::BadTimeScale(..))
+        ));
+    }
+    let at_the_bounds = DesConfig {
+        nodes: des::limits::MAX_NODES,
+        time_scale: 1e6,
+        ..DesConfig::default()
+    };
+    assert!(run_scenario(&ev, &at_the_bounds, None).is_ok());
 }
 
 #[test]

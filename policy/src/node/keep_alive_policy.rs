@@ -49,9 +49,12 @@ pub const POLICY_NAMES: [&str; 5] = ["fixed", "lru", "greedy-dual", "histogram",
 #[error("unknown keep-alive policy {0:?} (known: fixed, lru, greedy-dual, histogram, ewma)")]
 pub struct UnknownPolicy(pub String);
 
+/// Longest keep-alive period: one year, in seconds.
+pub const MAX_KEEP_ALIVE_S: f64 = 365.0 * 86_400.0;
+
 /// A bad keep-alive period.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("the keep-alive must be a number of seconds >= 0 (is {0})")]
+#[error("the keep-alive must be a number of seconds in 0..={MAX_KEEP_ALIVE_S} (a year; is {0:?})")]
 pub struct BadKeepAlive(pub f64);
 
 impl KeepAlivePolicy {
@@ -133,9 +136,10 @@ pub fn choose_instance_model(
     }
 }
 
-/// A keep-alive period given in seconds (CLI value), checked.
+/// A keep-alive period given in seconds (CLI value), checked: at most
+/// [`MAX_KEEP_ALIVE_S`], so that deadlines never overflow.
 pub fn keep_alive_secs(secs: f64) -> Result<Duration, BadKeepAlive> {
-    if secs.is_finite() && secs >= 0.0 {
+    if (0.0..=MAX_KEEP_ALIVE_S).contains(&secs) {
         Ok(Duration::from_secs_f64(secs))
     } else {
         Err(BadKeepAlive(secs))
@@ -145,6 +149,25 @@ pub fn keep_alive_secs(secs: f64) -> Result<Duration, BadKeepAlive> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_alive_is_bounded_to_a_year() {
+        for bad in [
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            1e300,
+            MAX_KEEP_ALIVE_S * 1.001,
+        ] {
+            assert!(keep_alive_secs(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            keep_alive_secs(MAX_KEEP_ALIVE_S).unwrap(),
+            Duration::from_secs(365 * 86_400)
+        );
+        let e = choose_instance_model(Some(true), None, 1e300).unwrap_err();
+        assert!(e.to_string().contains("a year"), "{e}");
+    }
 
     #[test]
     fn names_round_trip_and_unknown_is_an_error() {
