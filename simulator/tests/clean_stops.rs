@@ -4,7 +4,8 @@
 //! - it refuses to start when `GET /clear` failed on a node;
 //! - `simulator experiment` on SIGTERM or SIGHUP stops as on Ctrl-C: it
 //!   exits 130, writes its report, and every child it started is gone
-//!   (no process, nothing listening on its port).
+//!   (no process, nothing listening on its port);
+//! - its children die with it even when it is `kill -9`'d (their guards).
 //!
 //! Builds the testbed first with the `cargo` running this test (a no-op
 //! when current).
@@ -17,6 +18,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use support::{build_testbed, free_port, get, workspace_root};
 
 /// A child killed (and reaped) when dropped, serving at `url`.
@@ -228,9 +230,11 @@ fn listening(url: &str) -> bool {
 /// runs for tens of seconds), waits until its first replay runs, sends
 /// `signal`, and checks the stop: exit 130 within a bound, a report marked
 /// INTERRUPTED, every child gone and its port closed.
-fn experiment_stops_on(signal: nix::sys::signal::Signal, name: &str) {
+/// With SIGKILL, the experiment cannot stop anything: the guards must.
+fn experiment_stops_on(signal: Signal, name: &str) {
     use nix::sys::signal::kill;
     use nix::unistd::Pid;
+    use std::os::unix::process::ExitStatusExt as _;
 
     let bins = build_testbed();
     let dir = tempfile::tempdir().unwrap();
@@ -290,9 +294,15 @@ fn experiment_stops_on(signal: nix::sys::signal::Signal, name: &str) {
     }
     let run = dir.path().join(name);
     // The balancer is up once the replay runs: 2 workers + 1 balancer.
-    let pids = children_of(child.id());
-    guard.groups = pids.clone();
+    let all = children_of(child.id());
+    guard.groups = all.clone();
+    // The children, and a guard per child (`simulator guard`).
+    let (guards, pids): (Vec<u32>, Vec<u32>) = all.iter().partition(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "simulator"))
+    });
     assert_eq!(pids.len(), 2 + 1, "{pids:?}: {seen:#?}");
+    assert_eq!(guards.len(), pids.len(), "one guard per child: {all:?}");
     let urls = urls_in(&seen);
     assert!(urls.len() >= 2, "the workers' URLs are printed: {seen:#?}");
     for url in &urls {
@@ -312,14 +322,18 @@ fn experiment_stops_on(signal: nix::sys::signal::Signal, name: &str) {
         std::thread::sleep(Duration::from_millis(50));
     };
     seen.extend(lines.try_iter());
-    assert_eq!(status.code(), Some(130), "{signal}: {seen:#?}");
-    let report = std::fs::read_to_string(run.join("report.md"))
-        .unwrap_or_else(|e| panic!("no report after {signal} ({e}): {seen:#?}"));
-    assert!(report.contains("INTERRUPTED"), "{report}");
+    if signal == Signal::SIGKILL {
+        assert_eq!(status.signal(), Some(9), "{seen:#?}");
+    } else {
+        assert_eq!(status.code(), Some(130), "{signal}: {seen:#?}");
+        let report = std::fs::read_to_string(run.join("report.md"))
+            .unwrap_or_else(|e| panic!("no report after {signal} ({e}): {seen:#?}"));
+        assert!(report.contains("INTERRUPTED"), "{report}");
+    }
     // The experiment reaps its children before exiting; allow the kernel a
     // moment to tear down grandchildren.
     let deadline = Instant::now() + Duration::from_secs(20);
-    for pid in &pids {
+    for pid in &all {
         while alive(*pid) {
             assert!(
                 Instant::now() < deadline,
@@ -344,11 +358,17 @@ static LIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn experiment_stops_cleanly_on_sigterm() {
     let _live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-    experiment_stops_on(nix::sys::signal::Signal::SIGTERM, "sigterm");
+    experiment_stops_on(Signal::SIGTERM, "sigterm");
 }
 
 #[test]
 fn experiment_stops_cleanly_on_sighup() {
     let _live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-    experiment_stops_on(nix::sys::signal::Signal::SIGHUP, "sighup");
+    experiment_stops_on(Signal::SIGHUP, "sighup");
+}
+
+#[test]
+fn children_die_with_a_kill_9ed_experiment() {
+    let _live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    experiment_stops_on(Signal::SIGKILL, "sigkill");
 }
