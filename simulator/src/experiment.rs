@@ -15,7 +15,11 @@
 //! explicitly, as resolved and recorded (environment variables of the same
 //! names in the experiment's own environment do not reach them). A fresh balancer per run keeps runs
 //! independent and reproducible. Children run in their own process groups
-//! and are always stopped, also on Ctrl-C or failure ([`children`]).
+//! and are always stopped, also on Ctrl-C, SIGTERM, SIGHUP or failure
+//! ([`children`]); the three signals are one stop
+//! ([`StopHandle::stop_on_signals`]): the run in progress is cut, the
+//! children are stopped and the report marks the experiment INTERRUPTED
+//! (exit status 130).
 //!
 //! DES mode (`--mode des`): the same scenario and algorithms through the
 //! discrete-event simulator (the `des` crate), which writes the same log
@@ -1350,7 +1354,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
         let stop = StopHandle::new();
-        stop.stop_on_ctrl_c();
+        stop.stop_on_signals().map_err(|e| ExperimentError::Io {
+            what: "installing the signal handlers".into(),
+            source: e,
+        })?;
         run_experiment(&args, &command, &stop).await
     });
     let outcome = match outcome {

@@ -24,6 +24,9 @@ enum Command {
     Calibrate(calibrate::Args),
     /// Run a whole comparison: workers, balancer, every algorithm, report.
     Experiment(experiment::Args),
+    /// Internal: stops an experiment's child when the experiment dies.
+    #[command(hide = true)]
+    Guard(experiment::children::GuardArgs),
 }
 
 fn main() {
@@ -33,6 +36,7 @@ fn main() {
         Command::Des(a) => des::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Experiment(a) => experiment::run(a),
+        Command::Guard(a) => experiment::children::run_guard(a),
     };
     if let Err(e) = result {
         eprintln!("simulator: error: {}", simulator::error_text(&e));

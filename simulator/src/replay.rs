@@ -22,9 +22,23 @@
 //!   scenario time ([`schedule`]);
 //! - progress (bar or plain lines, [`progress`]) and a final
 //!   [`ReplaySummary`];
-//! - a clean stop ([`StopHandle`], Ctrl-C in the CLI): dispatching stops,
-//!   in-flight calls get a grace period (default 5 s), the rest are
-//!   cancelled and logged as errors, and the log is flushed.
+//! - a clean stop ([`StopHandle`]; in the CLI Ctrl-C, SIGTERM or SIGHUP,
+//!   [`StopHandle::stop_on_signals`]): dispatching stops, in-flight calls
+//!   get a grace period (default 5 s), the rest are cancelled and logged as
+//!   errors, and the log is flushed;
+//! - a truthful exit status (issue 13): failed calls are counted by cause
+//!   ([`failure_cause`]: `HTTP 503`, `connection`, `timeout`, ...) in the
+//!   summary, and the CLI exits non-zero when more calls failed than the
+//!   failure budget allows ([`FailureBudget`], `--max-failures`, default
+//!   0). A run that lost calls is not reported as a success by default,
+//!   since a script chaining replay and analysis would otherwise compare
+//!   algorithms on partial logs without noticing;
+//! - a refusal to start when `GET /clear` failed on a node
+//!   ([`clear_balancer`]): a non-2xx status is a failure, and so is a 2xx
+//!   plain-text fan-out reply with an `error at <node>` line (today's
+//!   balancer answers 200 whatever its nodes did, one `done at`/`error at`
+//!   line per node). A replay on workers whose caches were not emptied would
+//!   measure warm starts the scenario did not cause.
 //!
 //! Log lines are written as responses arrive and flushed at once, so a crash
 //! loses nothing already written. Bad input fails before anything is sent: a
@@ -46,6 +60,7 @@ pub mod progress;
 pub mod schedule;
 pub mod sidecar;
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -81,12 +96,14 @@ pub enum ReplayError {
     BadUrl { url: String, reason: String },
     #[error("balancer at {url} is unreachable (GET /clear failed: {reason}); is it running?")]
     Unreachable { url: String, reason: String },
-    #[error("balancer at {url} answered GET /clear with HTTP {status}: {body}")]
+    #[error("refusing to start: the balancer at {url} answered GET /clear with HTTP {status} (clearing failed on the balancer or on a node): {body}")]
     ClearRejected {
         url: String,
         status: u16,
         body: String,
     },
+    #[error("refusing to start: GET /clear through the balancer at {url} failed on {} node(s): {}", nodes.len(), nodes.join(", "))]
+    ClearFailedOnNodes { url: String, nodes: Vec<String> },
     #[error("log file {0} already exists (pass --overwrite to replace it)")]
     LogExists(PathBuf),
     #[error("run description {0} already exists (pass --overwrite to replace it and its log)")]
@@ -180,6 +197,9 @@ pub struct ReplaySummary {
     pub ok: u64,
     /// Calls that failed (HTTP error, error reply, timeout, bad JSON).
     pub errors: u64,
+    /// The failed calls of `errors` by cause ([`failure_cause`]), e.g.
+    /// `{"HTTP 503": 12, "connection": 1}`.
+    pub failures_by_cause: BTreeMap<String, u64>,
     /// In-flight calls cancelled after a stop (logged as errors too, not
     /// counted in `errors`).
     pub cancelled: u64,
@@ -225,6 +245,14 @@ impl std::fmt::Display for ReplaySummary {
             "  ok {}, errors {}, cancelled {}",
             self.ok, self.errors, self.cancelled
         )?;
+        if !self.failures_by_cause.is_empty() {
+            writeln!(
+                f,
+                "  FAILED calls {} by cause: {}",
+                self.errors,
+                causes_text(&self.failures_by_cause)
+            )?;
+        }
         writeln!(
             f,
             "  dispatch lag p50 {} us, p99 {} us, max {} us",
@@ -304,21 +332,44 @@ impl StopHandle {
         let _ = rx.wait_for(|l| *l >= level).await;
     }
 
-    /// Spawns a task turning the first Ctrl-C into [`StopHandle::stop`] and
-    /// the second into [`StopHandle::cancel`]. Needs a tokio runtime.
-    pub fn stop_on_ctrl_c(&self) {
+    /// Spawns a task turning the first SIGINT (Ctrl-C), SIGTERM or SIGHUP
+    /// into [`StopHandle::stop`] and the second into
+    /// [`StopHandle::cancel`]: a service manager's or a closed terminal's
+    /// stop is handled as Ctrl-C is (issue 13), so an experiment stops its
+    /// children and writes its report instead of dying with them orphaned.
+    /// Needs a tokio runtime. Fails if a handler cannot be installed.
+    pub fn stop_on_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
         let handle = self.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_err() {
+            let Some(name) = next_signal(&mut int, &mut term, &mut hup).await else {
                 return;
-            }
-            eprintln!("\ninterrupted: no more calls are sent; waiting briefly for calls in flight (Ctrl-C again to cancel them)");
+            };
+            eprintln!("\ninterrupted ({name}): no more calls are sent; waiting briefly for calls in flight (a second signal cancels them)");
             handle.stop();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ncancelling calls in flight");
+            if let Some(name) = next_signal(&mut int, &mut term, &mut hup).await {
+                eprintln!("\n{name} again: cancelling calls in flight");
                 handle.cancel();
             }
         });
+        Ok(())
+    }
+}
+
+/// The name of the next of these signals to arrive (`None` if a stream
+/// ended).
+async fn next_signal(
+    int: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+    hup: &mut tokio::signal::unix::Signal,
+) -> Option<&'static str> {
+    tokio::select! {
+        s = int.recv() => s.map(|()| "SIGINT"),
+        s = term.recv() => s.map(|()| "SIGTERM"),
+        s = hup.recv() => s.map(|()| "SIGHUP"),
     }
 }
 
@@ -349,6 +400,8 @@ struct Finished {
     end_ms: i64,
     json: String,
     outcome: Outcome,
+    /// Why a failed call failed ([`failure_cause`]).
+    cause: Option<String>,
     lag: Duration,
     response: Duration,
 }
@@ -390,7 +443,10 @@ fn normalize_url(url: &str) -> Result<String, ReplayError> {
 }
 
 /// Sends `GET /clear` (the original's first step); an error if the balancer
-/// cannot be reached or refuses.
+/// cannot be reached, answers a non-2xx status (a balancer that reports a
+/// node's failure with a failure status), or answers a plain-text fan-out
+/// reply naming a node with `error at <node>` (today's balancer, which
+/// answers 200 whatever its nodes did).
 pub async fn clear_balancer(client: &reqwest::Client, base: &str) -> Result<(), ReplayError> {
     let resp = client
         .get(format!("{base}/clear"))
@@ -410,8 +466,120 @@ pub async fn clear_balancer(client: &reqwest::Client, base: &str) -> Result<(), 
             body: body.trim().chars().take(300).collect(),
         });
     }
-    let _ = resp.bytes().await;
+    let body = resp.bytes().await.unwrap_or_default();
+    let nodes = failed_clear_nodes(&String::from_utf8_lossy(&body));
+    if !nodes.is_empty() {
+        return Err(ReplayError::ClearFailedOnNodes {
+            url: base.to_string(),
+            nodes,
+        });
+    }
     Ok(())
+}
+
+/// The nodes a fan-out reply of the balancer names as failed: its
+/// plain-text reply has one `done at <url>` or `error at <url>` line per
+/// node (HotFunctions' format), then `done`. At most 100 are named.
+pub fn failed_clear_nodes(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix("error at "))
+        .map(|url| url.trim().chars().take(200).collect())
+        .take(100)
+        .collect()
+}
+
+/// How many failed calls a replay may have and still exit with status 0:
+/// a count (`--max-failures 10`) or a percentage of the calls sent
+/// (`--max-failures 2.5%`). The default, 0, makes any failed call an
+/// error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FailureBudget {
+    /// At most this many failed calls.
+    Count(u64),
+    /// At most this percentage (0..=100) of the calls sent.
+    Percent(f64),
+}
+
+impl Default for FailureBudget {
+    fn default() -> Self {
+        Self::Count(0)
+    }
+}
+
+impl FailureBudget {
+    /// Whether `failed` failures among `sent` calls are within the budget.
+    pub fn allows(self, failed: u64, sent: u64) -> bool {
+        match self {
+            Self::Count(n) => failed <= n,
+            Self::Percent(p) => failed as f64 <= p / 100.0 * sent as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Count(n) => write!(f, "{n}"),
+            Self::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl std::str::FromStr for FailureBudget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not a percentage (e.g. 2.5%)"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!("{s:?}: a percentage is between 0% and 100%"));
+            }
+            return Ok(Self::Percent(p));
+        }
+        s.parse().map(Self::Count).map_err(|_| {
+            format!("{s:?} is neither a count of calls (e.g. 10) nor a percentage (e.g. 2.5%)")
+        })
+    }
+}
+
+/// `cause × count` pairs on one line, most frequent first.
+pub fn causes_text(causes: &BTreeMap<String, u64>) -> String {
+    let mut pairs: Vec<_> = causes.iter().collect();
+    pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    pairs
+        .iter()
+        .map(|(cause, n)| format!("{cause} × {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The cause of a failed call, as counted in
+/// [`ReplaySummary::failures_by_cause`]: `HTTP <status>` for a non-2xx
+/// reply, `error reply` for a 2xx reply carrying an error, `not JSON`,
+/// `timeout`, `connection` (refused, reset, DNS) or `request` otherwise.
+fn request_cause(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection"
+    } else {
+        "request"
+    }
+}
+
+/// The cause of a reply judged a failure by [`classify_reply`].
+pub fn failure_cause(status: u16, body: &[u8]) -> String {
+    if !(200..300).contains(&status) {
+        return format!("HTTP {status}");
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(_) => "error reply".into(),
+        Err(_) => "not JSON".into(),
+    }
 }
 
 /// An error with its causes, on one line.
@@ -597,7 +765,15 @@ pub async fn replay(
         None => writer.await,
     };
     let _ = dispatcher.join();
-    let (lag, response) = histograms.unwrap_or_else(|_| (new_histogram(), new_histogram()));
+    let Written {
+        lag,
+        response,
+        causes,
+    } = histograms.unwrap_or_else(|_| Written {
+        lag: new_histogram(),
+        response: new_histogram(),
+        causes: BTreeMap::new(),
+    });
     let _ = progress_done_tx.send(());
     let _ = progress.await;
 
@@ -623,6 +799,7 @@ pub async fn replay(
         dispatched,
         ok: counters.ok.load(Ordering::Relaxed),
         errors: counters.errors.load(Ordering::Relaxed),
+        failures_by_cause: causes,
         cancelled: counters.cancelled.load(Ordering::Relaxed),
         not_dispatched: total - dispatched,
         interrupted,
@@ -664,13 +841,21 @@ async fn make_call(
             .query(&[("name", &*function)])
             .send()
             .await
-            .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+            .map_err(|e| {
+                (
+                    request_cause(&e).to_string(),
+                    format!("request failed: {}", error_chain(&e)),
+                )
+            })?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the reply failed: {}", error_chain(&e)))?;
+        let body = resp.bytes().await.map_err(|e| {
+            (
+                request_cause(&e).to_string(),
+                format!("reading the reply failed: {}", error_chain(&e)),
+            )
+        })?;
         classify_reply(status.as_u16(), &body)
+            .map_err(|m| (failure_cause(status.as_u16(), &body), m))
     };
     let result = tokio::select! {
         r = request => Some(r),
@@ -678,12 +863,17 @@ async fn make_call(
     };
     let end_ms = unix_ms();
     let response = sent.elapsed();
-    let (outcome, json) = match result {
-        Some(Ok(json)) => (Outcome::Ok, json),
-        Some(Err(message)) => (Outcome::Failed, ErrorReply::new(message).to_json()),
+    let (outcome, json, cause) = match result {
+        Some(Ok(json)) => (Outcome::Ok, json, None),
+        Some(Err((cause, message))) => (
+            Outcome::Failed,
+            ErrorReply::new(message).to_json(),
+            Some(cause),
+        ),
         None => (
             Outcome::Cancelled,
             ErrorReply::new("cancelled: the replay was stopped").to_json(),
+            None,
         ),
     };
     let _ = tx.send(Finished {
@@ -692,6 +882,7 @@ async fn make_call(
         end_ms,
         json,
         outcome,
+        cause,
         lag,
         response,
     });
@@ -734,9 +925,10 @@ fn write_log(
     counters: &Counters,
     log_error: &Mutex<Option<std::io::Error>>,
     stop: &StopHandle,
-) -> (Histogram<u64>, Histogram<u64>) {
+) -> Written {
     let mut lag = new_histogram();
     let mut response = new_histogram();
+    let mut causes = BTreeMap::new();
     let mut failed = false;
     let mut batch = Vec::with_capacity(64);
     while let Some(first) = rx.blocking_recv() {
@@ -747,7 +939,7 @@ fn write_log(
                 Err(_) => break,
             }
         }
-        for f in batch.drain(..) {
+        for mut f in batch.drain(..) {
             lag.saturating_record(f.lag.as_micros().max(1) as u64);
             match f.outcome {
                 Outcome::Ok => {
@@ -756,6 +948,8 @@ fn write_log(
                 }
                 Outcome::Failed => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
+                    let cause = f.cause.take().unwrap_or_else(|| "unknown".into());
+                    *causes.entry(cause).or_insert(0) += 1;
                 }
                 Outcome::Cancelled => {
                     counters.cancelled.fetch_add(1, Ordering::Relaxed);
@@ -778,7 +972,18 @@ fn write_log(
             }
         }
     }
-    (lag, response)
+    Written {
+        lag,
+        response,
+        causes,
+    }
+}
+
+/// What the log writer gathered over the whole replay.
+struct Written {
+    lag: Histogram<u64>,
+    response: Histogram<u64>,
+    causes: BTreeMap<String, u64>,
 }
 
 fn record_log_error(slot: &Mutex<Option<std::io::Error>>, e: std::io::Error, stop: &StopHandle) {
@@ -819,6 +1024,11 @@ pub struct Args {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
+    /// Failed calls allowed before the exit status is 1: a count (10) or
+    /// a percentage of the calls sent (2.5%). Failures are always counted
+    /// by cause in the summary.
+    #[arg(long, default_value = "0")]
+    pub max_failures: FailureBudget,
 }
 
 /// Runs `simulator replay`.
@@ -847,7 +1057,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let summary = runtime.block_on(async {
         let stop = StopHandle::new();
-        stop.stop_on_ctrl_c();
+        stop.stop_on_signals()
+            .context("cannot install the signal handlers")?;
         eprintln!(
             "replaying {} ({} events) against {} at time scale {:?}, log {}",
             args.events.display(),
@@ -856,7 +1067,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             options.time_scale,
             log.display()
         );
-        replay(&events, &options, &log, &stop).await
+        anyhow::Ok(replay(&events, &options, &log, &stop).await?)
     })?;
     println!("{summary}");
     if let Some(path) = &args.summary_json {
@@ -867,5 +1078,54 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if summary.interrupted {
         std::process::exit(130);
     }
+    if !args.max_failures.allows(summary.errors, summary.dispatched) {
+        anyhow::bail!(
+            "{} of {} calls failed ({}), over the failure budget (--max-failures {}); log {}",
+            summary.errors,
+            summary.dispatched,
+            causes_text(&summary.failures_by_cause),
+            args.max_failures,
+            summary.log.display()
+        );
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_budget_is_a_count_or_a_percentage() {
+        assert_eq!("0".parse(), Ok(FailureBudget::Count(0)));
+        assert_eq!(" 12 ".parse(), Ok(FailureBudget::Count(12)));
+        assert_eq!("2.5%".parse(), Ok(FailureBudget::Percent(2.5)));
+        for bad in ["", "-1", "x", "101%", "-1%", "NaN%", "1.5"] {
+            assert!(bad.parse::<FailureBudget>().is_err(), "{bad:?}");
+        }
+        assert!(FailureBudget::default().allows(0, 10));
+        assert!(!FailureBudget::default().allows(1, 10));
+        assert!(FailureBudget::Count(2).allows(2, 3));
+        assert!(!FailureBudget::Count(2).allows(3, 3));
+        assert!(FailureBudget::Percent(10.0).allows(1, 10));
+        assert!(!FailureBudget::Percent(10.0).allows(2, 10));
+        assert!(FailureBudget::Percent(0.0).allows(0, 0));
+    }
+
+    #[test]
+    fn failed_nodes_are_read_from_the_fan_out_reply() {
+        let body = "done at http://a:1\nerror at http://b:2\nerror at http://c:3\ndone\n";
+        assert_eq!(failed_clear_nodes(body), ["http://b:2", "http://c:3"]);
+        assert!(failed_clear_nodes("done at http://a:1\ndone\n").is_empty());
+        assert!(failed_clear_nodes(r#"{"Message":"cleared"}"#).is_empty());
+    }
+
+    #[test]
+    fn causes_name_the_status_or_the_kind_of_failure() {
+        assert_eq!(failure_cause(503, b"{}"), "HTTP 503");
+        assert_eq!(failure_cause(200, br#"{"Error":"x"}"#), "error reply");
+        assert_eq!(failure_cause(200, b"oops"), "not JSON");
+        let causes = BTreeMap::from([("HTTP 502".to_string(), 1), ("HTTP 503".to_string(), 4)]);
+        assert_eq!(causes_text(&causes), "HTTP 503 × 4, HTTP 502 × 1");
+    }
 }

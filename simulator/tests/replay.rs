@@ -306,7 +306,9 @@ async fn cli_writes_the_default_log_path_and_a_summary() {
     let out = tokio::task::spawn_blocking(move || {
         simulator()
             .current_dir(&cwd)
+            // One call fails (FAIL): within the budget, the exit is 0.
             .args(["replay", &url, "events.csv", "--progress", "lines"])
+            .args(["--max-failures", "1"])
             .output()
             .unwrap()
     })

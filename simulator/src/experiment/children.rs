@@ -4,8 +4,25 @@
 //! to the whole group (so a worker's function processes go too), then
 //! SIGKILL after a grace period, on [`Drop`] as well (errors, Ctrl-C,
 //! panics).
+//!
+//! A child must not outlive the experiment even when the experiment cannot
+//! run its [`Drop`]s (`kill -9`, an OOM kill). The usual tool,
+//! `PR_SET_PDEATHSIG`, has to be set in the child between `fork` and
+//! `exec` (`pre_exec`, which is `unsafe`), and the workspace forbids
+//! `unsafe`; it would also fire when the *thread* that forked exits, not
+//! the process. So each child gets a **guard**: a small process (this
+//! executable in its hidden `guard` mode, [`run_guard`]) in its own process
+//! group, whose stdin is a pipe the experiment holds open. The kernel
+//! closes that pipe whatever way the experiment ends; the guard reads EOF
+//! and stops the child's process group (SIGTERM, then SIGKILL after 5 s).
+//! On an ordinary stop the experiment kills the guard first (SIGKILL, so it
+//! never signals a group that may already be gone), then stops the child.
+//! The guard runs only where this executable is the `simulator` binary (or
+//! one sits next to it); elsewhere (a library caller) children are stopped
+//! on [`Drop`] only.
 
 use std::fs::File;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,6 +83,8 @@ pub struct ChildProcess {
     pub url: String,
     pub output: PathBuf,
     child: Child,
+    /// The guard stopping the child's group if this process dies.
+    guard: Option<Child>,
     stopped: bool,
 }
 
@@ -131,13 +150,20 @@ impl ChildProcess {
             command: format!("{command:?}"),
             source,
         })?;
+        let guard = spawn_guard(child.id(), output);
         Ok(Self {
             name: name.to_string(),
             url,
             output: output.to_path_buf(),
             child,
+            guard,
             stopped: false,
         })
+    }
+
+    /// The pid of the guard watching this child, if one runs.
+    pub fn guard_pid(&self) -> Option<u32> {
+        self.guard.as_ref().map(Child::id)
     }
 
     pub fn pid(&self) -> u32 {
@@ -200,6 +226,12 @@ impl ChildProcess {
         if std::mem::replace(&mut self.stopped, true) {
             return;
         }
+        // The guard first: once the child is reaped its group id may be
+        // reused, and the guard must never signal it then.
+        if let Some(mut guard) = self.guard.take() {
+            let _ = guard.kill();
+            let _ = guard.wait();
+        }
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             // The leader is gone; its group may still hold stragglers.
             let _ = killpg(self.pgid(), Signal::SIGKILL);
@@ -227,4 +259,84 @@ impl Drop for ChildProcess {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(5));
     }
+}
+
+/// The `simulator` executable for a guard: this one if it is `simulator`,
+/// else a `simulator` next to it (a test harness in `deps/`), else none.
+fn guard_executable() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    if exe.file_stem().is_some_and(|n| n == "simulator") {
+        return Some(exe);
+    }
+    let next = default_bin_dir()?.join("simulator");
+    next.is_file().then_some(next)
+}
+
+/// Starts the guard of the child `pid` (see the module doc); `None` (with a
+/// warning) if it cannot run.
+fn spawn_guard(pid: u32, output: &Path) -> Option<Child> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = guard_executable()?;
+    let log = File::options().append(true).open(output).ok();
+    let mut command = Command::new(exe);
+    command
+        .args(["guard", "--pgid", &pid.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(log.map_or_else(Stdio::null, Stdio::from))
+        .process_group(0);
+    match command.spawn() {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("experiment: warning: cannot start the guard of pid {pid} ({e}); it is stopped on a clean exit only");
+            None
+        }
+    }
+}
+
+/// Arguments of the hidden `simulator guard` mode.
+#[derive(Debug, clap::Args)]
+pub struct GuardArgs {
+    /// The process group to stop when stdin closes.
+    #[arg(long)]
+    pub pgid: u32,
+    /// How long the group may take to exit after SIGTERM before SIGKILL.
+    #[arg(long, value_parser = crate::replay::parse_duration, default_value = "5s")]
+    pub grace: Duration,
+}
+
+/// `simulator guard --pgid P`: waits until stdin reaches EOF (its parent,
+/// the experiment, ended in any way), then stops process group `P`:
+/// SIGTERM, then SIGKILL after the grace period. It runs in its own
+/// process group, so a terminal's Ctrl-C reaches the experiment (which
+/// stops the children itself and kills this guard), not the guard.
+pub fn run_guard(args: GuardArgs) -> anyhow::Result<()> {
+    let pgid = i32::try_from(args.pgid)
+        .ok()
+        .filter(|p| *p > 1)
+        .ok_or_else(|| anyhow::anyhow!("bad process group {}", args.pgid))?;
+    let pgid = Pid::from_raw(pgid);
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = [0u8; 64];
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if killpg(pgid, Signal::SIGTERM).is_err() {
+        return Ok(()); // the group is gone already
+    }
+    eprintln!("guard: the experiment is gone; stopped process group {pgid}");
+    let deadline = Instant::now() + args.grace;
+    while Instant::now() < deadline {
+        if killpg(pgid, None).is_err() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    Ok(())
 }
