@@ -12,6 +12,18 @@
 //! - Health checks (HAProxy-style `fall`/`rise` counters) and failed calls
 //!   flip nodes; every flip is told to the scheduler as
 //!   [`Membership::Insert`] / [`Membership::Remove`].
+//! - Passive health (HAProxy's `observe layer7`, seen from the success
+//!   side): a node that answers calls is alive. Each successful call
+//!   reported to [`Cluster::finished`] is counted on its node; a check
+//!   round in which the node answered a call since the previous round
+//!   counts as passed, whatever its `/health` said. So a node goes
+//!   offline only after `fall` rounds in a row with a failed check *and*
+//!   no successful call (issue 13: under load a worker's `/health` took
+//!   3-4 s and every node flapped while serving calls). The count rides
+//!   on the completion the hot path reports anyway (under the lock it
+//!   already takes for the scheduler's `finished`): no extra lock, no
+//!   extra atomic. A call that cannot reach its node still takes the node
+//!   offline at once ([`Cluster::unreachable`]).
 //! - Switching the algorithm or changing its parameters
 //!   ([`Cluster::configure`], checked by the scheduler registry) builds a
 //!   fresh scheduler holding the online nodes. Calls selected by the
@@ -97,6 +109,10 @@ pub struct Node {
     pub resources: NodeResources,
     failures_in_a_row: u32,
     successes_in_a_row: u32,
+    /// Successful call replies, ever.
+    answered_calls: u64,
+    /// `answered_calls` at the previous health round.
+    answered_at_last_round: u64,
 }
 
 /// A node chosen for one call.
@@ -191,6 +207,8 @@ impl Cluster {
             resources,
             failures_in_a_row: 0,
             successes_in_a_row: 0,
+            answered_calls: 0,
+            answered_at_last_round: 0,
         };
         self.nodes.insert(id, node);
         id
@@ -261,7 +279,16 @@ impl Cluster {
     }
 
     /// The call chosen by `selection` finished (successfully or not).
+    ///
+    /// A successful call counts as a passed health check at the node's
+    /// next round (passive health, module doc), also when the scheduler
+    /// that chose it has been replaced since.
     pub fn finished(&mut self, selection: &Selection, function: &str, outcome: Outcome, now: Time) {
+        if outcome.ok {
+            if let Some(node) = self.nodes.get_mut(&selection.node) {
+                node.answered_calls = node.answered_calls.wrapping_add(1);
+            }
+        }
         if selection.generation != self.generation {
             return;
         }
@@ -351,11 +378,21 @@ impl Cluster {
         Ok(id)
     }
 
-    /// Records one health-check result; returns the new status when the
-    /// node flipped.
-    pub fn health_result(&mut self, id: NodeId, passed: bool, now: Time) -> Option<NodeStatus> {
+    /// Records one health round of node `id`: `check_passed` is what its
+    /// `/health` said; the round passes if it did, or if the node answered
+    /// a call successfully since its previous round (passive health).
+    /// Returns the new status when the node flipped.
+    pub fn health_result(
+        &mut self,
+        id: NodeId,
+        check_passed: bool,
+        now: Time,
+    ) -> Option<NodeStatus> {
         let thresholds = self.thresholds;
         let node = self.nodes.get_mut(&id)?;
+        let answered = node.answered_calls != node.answered_at_last_round;
+        node.answered_at_last_round = node.answered_calls;
+        let passed = check_passed || answered;
         let flip = if passed {
             node.failures_in_a_row = 0;
             node.successes_in_a_row = node.successes_in_a_row.saturating_add(1);
@@ -490,6 +527,45 @@ mod tests {
             Some(NodeStatus::Online)
         );
         assert_eq!(c.health_result(0, true, Time::ZERO), None);
+    }
+
+    /// A selection of node 0 (rr over two nodes: at most two tries).
+    fn on_node_0(c: &mut Cluster) -> Selection {
+        let s = c.select("f", Time::ZERO).unwrap();
+        if s.node == 0 {
+            return s;
+        }
+        c.finished(&s, "f", ok(), Time::ZERO);
+        let s = c.select("f", Time::ZERO).unwrap();
+        assert_eq!(s.node, 0);
+        s
+    }
+
+    #[test]
+    fn a_node_answering_calls_passes_its_rounds_whatever_its_checks_say() {
+        let mut c = Cluster::new("rr", ParamSet::default(), &urls(2), CAP, T, Time::ZERO).unwrap();
+        for _ in 0..5 {
+            // One successful call per round: the failed checks do not count.
+            let s = on_node_0(&mut c);
+            c.finished(&s, "f", ok(), Time::ZERO);
+            assert_eq!(c.health_result(0, false, Time::ZERO), None);
+        }
+        // A failed call is no sign of life.
+        let failed = on_node_0(&mut c);
+        let late = on_node_0(&mut c);
+        c.finished(&failed, "f", Outcome::default(), Time::ZERO);
+        assert_eq!(c.health_result(0, false, Time::ZERO), None);
+        // No successful call: `fall` rounds of failed checks take it offline.
+        assert_eq!(
+            c.health_result(0, false, Time::ZERO),
+            Some(NodeStatus::Offline)
+        );
+        // A call chosen earlier that succeeds afterwards shows it alive.
+        c.finished(&late, "f", ok(), Time::ZERO);
+        assert_eq!(
+            c.health_result(0, false, Time::ZERO),
+            Some(NodeStatus::Online)
+        );
     }
 
     #[test]

@@ -14,6 +14,19 @@
 //! 2) take an online node offline, `rise` consecutive successes (default 1)
 //! bring an offline node back.
 //!
+//! A node that answers calls is alive (passive health, as HAProxy's
+//! `observe layer7`): a successful call reply since the previous check
+//! round counts as a passed check, so a node goes offline only after
+//! `fall` rounds in a row in which its check failed *and* no call on it
+//! succeeded ([`crate::cluster::Cluster::health_result`]). A busy worker
+//! whose `/health` answers late stays online while it serves calls.
+//!
+//! Fan-out routes (`/clear`, `/configure`, `/prepare`, forwarded to every
+//! online worker at once) give each worker a budget: `fanout_timeout_ms`
+//! (default 10 s) for `/clear` and `/configure`, `prepare_timeout_ms`
+//! (default 10 min: a worker's `/prepare` builds or stages every
+//! function's image, which takes minutes with Docker) for `/prepare`.
+//!
 //! Scheduler parameters are the registry's [`ParamSet`]
 //! (`policy::scheduler::registry`): valid by construction, serialized in
 //! the registry's key language (`{"T": 8, ..., "seed": 0}`, or `"ch.T"`
@@ -78,7 +91,18 @@ pub struct BalancerConfig {
     pub connect_timeout_ms: u64,
     /// HTTP server threads (default: available cores).
     pub threads: usize,
+    /// Budget of one worker's `/clear` or `/configure` in a fan-out, in ms
+    /// (default 10 000).
+    pub fanout_timeout_ms: u64,
+    /// Budget of one worker's `/prepare` in a fan-out, in ms (default
+    /// 600 000: building every image may take minutes).
+    pub prepare_timeout_ms: u64,
 }
+
+/// Default of [`BalancerConfig::fanout_timeout_ms`].
+pub const DEFAULT_FANOUT_TIMEOUT_MS: u64 = 10_000;
+/// Default of [`BalancerConfig::prepare_timeout_ms`].
+pub const DEFAULT_PREPARE_TIMEOUT_MS: u64 = 600_000;
 
 impl Default for BalancerConfig {
     fn default() -> Self {
@@ -94,6 +118,8 @@ impl Default for BalancerConfig {
             node_memory_mb: NodeInfo::DEFAULT_MEMORY_MB,
             connect_timeout_ms: 1000,
             threads: std::thread::available_parallelism().map_or(2, usize::from),
+            fanout_timeout_ms: DEFAULT_FANOUT_TIMEOUT_MS,
+            prepare_timeout_ms: DEFAULT_PREPARE_TIMEOUT_MS,
         }
     }
 }
@@ -140,7 +166,7 @@ pub mod limits {
     /// Nodes at start: worker URLs plus fake nodes.
     pub const MAX_NODES: u64 = 10_000;
     /// Any duration in ms (health interval and timeout, connect timeout,
-    /// fake call): one hour.
+    /// fake call, fan-out timeouts): one hour.
     pub const MAX_MS: u64 = 3_600_000;
     /// Health fall and rise counts.
     pub const MAX_HEALTH_COUNT: u64 = 1_000;
@@ -234,7 +260,7 @@ impl BalancerConfig {
             ));
         }
         let nodes = self.nodes.len() as u64 + u64::from(self.fake_nodes);
-        let checks: [(&'static str, u64, u64, u64); 11] = [
+        let checks: [(&'static str, u64, u64, u64); 13] = [
             (
                 "nodes (worker URLs and fake nodes)",
                 nodes,
@@ -288,6 +314,18 @@ impl BalancerConfig {
             (
                 "connect_timeout_ms",
                 self.connect_timeout_ms,
+                1,
+                limits::MAX_MS,
+            ),
+            (
+                "fanout_timeout_ms",
+                self.fanout_timeout_ms,
+                1,
+                limits::MAX_MS,
+            ),
+            (
+                "prepare_timeout_ms",
+                self.prepare_timeout_ms,
                 1,
                 limits::MAX_MS,
             ),

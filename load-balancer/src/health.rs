@@ -6,6 +6,12 @@
 //! consecutive results (HAProxy's `fall` 2 / `rise` 1 by default) and tells
 //! the scheduler when a node goes offline or comes back. Not run in fake
 //! mode.
+//!
+//! A round also passes for a node that answered a call successfully since
+//! its previous round, whatever its `/health` said (passive health, the
+//! rule is [`crate::cluster::Cluster::health_result`]'s): a busy worker
+//! whose `/health` answers late is not taken offline while it serves
+//! calls; once calls stop, failed checks take it offline as before.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -76,6 +76,14 @@ struct Cli {
     /// HTTP server threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Budget of each worker's reply to a forwarded /clear or /configure,
+    /// in ms (a worker that does not answer in time is reported failed).
+    #[arg(long, default_value_t = load_balancer::config::DEFAULT_FANOUT_TIMEOUT_MS)]
+    fanout_timeout_ms: u64,
+    /// Budget of each worker's reply to a forwarded /prepare, in ms
+    /// (building every function's image may take minutes).
+    #[arg(long, default_value_t = load_balancer::config::DEFAULT_PREPARE_TIMEOUT_MS)]
+    prepare_timeout_ms: u64,
     /// Capacity of each node, told to the scheduler.
     #[arg(long, default_value_t = NodeInfo::DEFAULT_CAPACITY)]
     node_capacity: u32,
@@ -121,6 +129,8 @@ impl Cli {
             node_memory_mb: self.node_memory_mb,
             connect_timeout_ms: self.connect_timeout_ms,
             threads: self.threads.unwrap_or(defaults.threads),
+            fanout_timeout_ms: self.fanout_timeout_ms,
+            prepare_timeout_ms: self.prepare_timeout_ms,
         }
         .validated()?;
         Ok((self.host, self.port, config))

@@ -19,6 +19,21 @@
 //! the call is tried once more on the scheduler's next choice; a second
 //! failure is a 502.
 //!
+//! A successful call also counts as a passed health check of its node
+//! (passive health: [`crate::cluster`]'s module doc).
+//!
+//! Fan-out routes (`/clear`, `/prepare`, `/configure`) call every online
+//! worker at once, each within a budget (`fanout_timeout_ms`, default
+//! 10 s; `prepare_timeout_ms`, default 10 min), and skip offline ones.
+//! When every called worker succeeded they answer as the original does
+//! (200; `/clear`, `/prepare`: `done at <url>` lines then `done`;
+//! `/configure`: `{"lb": ..., "<url>": <reply>}`), with offline workers
+//! listed as skipped. When any failed (no reply in time, refused, a
+//! non-2xx status), the reply is a 502 `{"Error": true, "Message": ...,
+//! "nodes": [{"url", "ok", "skipped", "status", "error", "reply"}]}`
+//! naming each node's result; a caller never waits longer than the
+//! budget for a hung worker.
+//!
 //! `GET /1/lb/scheduler` describes what a run needs to be reproduced and
 //! analysed (read-only; `simulator replay` writes it into its log's
 //! sidecar):
@@ -51,7 +66,7 @@ use protocol::reply::{append_load_balancing_info, reported_cold, reported_intern
 use protocol::LoadBalancingInfo;
 
 use crate::action::Action;
-use crate::cluster::{Cluster, Outcome, Selection, Thresholds};
+use crate::cluster::{Cluster, NodeStatus, Outcome, Selection, Thresholds};
 use crate::config::{BalancerConfig, ConfigError};
 use crate::error::BalancerError;
 use crate::state::{RunClock, Shared};
@@ -387,6 +402,8 @@ fn status_json(shared: &Shared) -> String {
         "fake_delay_ms": config.fake_delay_ms,
         "health": &config.health,
         "connect_timeout_ms": config.connect_timeout_ms,
+        "fanout_timeout_ms": config.fanout_timeout_ms,
+        "prepare_timeout_ms": config.prepare_timeout_ms,
         "threads": config.threads,
         "uptime_ms": shared.clock.now().as_millis(),
         "nodes": nodes,
@@ -507,38 +524,201 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The worker URLs of every registered node (none in fake mode).
-fn worker_urls(shared: &Shared) -> Vec<Arc<str>> {
-    if shared.fake_reply.is_some() {
-        return Vec::new();
-    }
-    shared.cluster().nodes().map(|n| n.url.clone()).collect()
+/// Largest worker reply a fan-out route reads.
+const MAX_FANOUT_REPLY: usize = 1024 * 1024;
+
+/// How one node took a fan-out call.
+#[derive(Debug)]
+enum NodeCall {
+    /// Offline: not called.
+    Skipped,
+    /// The worker replied (any status) within its budget.
+    Replied { status: u16, body: web::Bytes },
+    /// No complete reply: refused, broken, too large or timed out.
+    Failed(String),
 }
 
-/// `GET /clear` and `GET /prepare`: the same call on every worker at
-/// once; the reply lists `done at <url>` or `error at <url>` per worker,
-/// then `done`, as the original does.
-async fn fan_out(local: &Local, route: &str) -> Result<HttpResponse, BalancerError> {
-    let urls = worker_urls(&local.shared);
-    let calls = urls.iter().map(|url| {
-        let request = local.client.get(format!("{url}/{route}"));
+impl NodeCall {
+    /// The worker replied with a 2xx status.
+    fn ok(&self) -> bool {
+        matches!(self, Self::Replied { status, .. } if (200..300).contains(status))
+    }
+
+    /// Called, and did not succeed.
+    fn failed(&self) -> bool {
+        !self.ok() && !matches!(self, Self::Skipped)
+    }
+
+    /// Why the call failed (None if it succeeded or was skipped).
+    fn error(&self) -> Option<String> {
+        match self {
+            Self::Failed(reason) => Some(reason.clone()),
+            Self::Replied { status, .. } if !self.ok() => Some(format!("status {status}")),
+            _ => None,
+        }
+    }
+}
+
+/// Calls `path_and_query` on every online node at once, each within
+/// `timeout` (connecting, sending and reading the whole reply); offline
+/// nodes are skipped. Results in node id order (none in fake mode).
+async fn call_every_node(
+    local: &Local,
+    route: &str,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Vec<(Arc<str>, NodeCall)> {
+    let shared = &*local.shared;
+    let nodes: Vec<(Arc<str>, bool)> = if shared.fake_reply.is_some() {
+        Vec::new()
+    } else {
+        shared
+            .cluster()
+            .nodes()
+            .map(|n| (n.url.clone(), n.status == NodeStatus::Online))
+            .collect()
+    };
+    let calls = nodes.iter().map(|(url, online)| {
+        let request = online.then(|| {
+            local
+                .client
+                .get(format!("{url}{path_and_query}"))
+                .timeout(timeout)
+        });
         async move {
-            match request.send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("status {}", r.status())),
-                Err(e) => Err(error_chain(&e)),
+            match request {
+                None => NodeCall::Skipped,
+                Some(request) => match read_reply(request, timeout).await {
+                    Ok((status, body)) => NodeCall::Replied { status, body },
+                    Err(reason) => NodeCall::Failed(reason),
+                },
             }
         }
     });
     let results = futures_util::future::join_all(calls).await;
+    let results: Vec<_> = nodes.into_iter().map(|(url, _)| url).zip(results).collect();
+    for (url, result) in &results {
+        if let Some(reason) = result.error() {
+            tracing::warn!(url = &**url, route, reason, "fan-out call failed");
+        }
+    }
+    results
+}
+
+/// Sends `request` and reads its reply (at most [`MAX_FANOUT_REPLY`]
+/// bytes).
+async fn read_reply(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<(u16, web::Bytes), String> {
+    let describe = |e: reqwest::Error| {
+        if e.is_timeout() {
+            format!("timed out after {} ms", timeout.as_millis())
+        } else {
+            error_chain(&e)
+        }
+    };
+    let mut response = request.send().await.map_err(describe)?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        if body.len() + chunk.len() > MAX_FANOUT_REPLY {
+            return Err(format!("reply larger than {MAX_FANOUT_REPLY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body.into()))
+}
+
+/// A worker's reply as a JSON value: itself if it is JSON, else its text.
+fn reply_value(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into())
+}
+
+/// The 502 of a fan-out route on which some node failed:
+/// `{"Error": true, "Message": "...", <extra>, "nodes": [{"url", "ok",
+/// "skipped", "status", "error", "reply"}]}` (`status` and `reply` null
+/// when there was no reply, `error` null when the node succeeded or was
+/// skipped).
+fn fan_out_failure(
+    route: &str,
+    before: &str,
+    results: &[(Arc<str>, NodeCall)],
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> HttpResponse {
+    let called = results
+        .iter()
+        .filter(|(_, r)| !matches!(r, NodeCall::Skipped))
+        .count();
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(url, r)| r.error().map(|e| format!("{url} ({e})")))
+        .collect();
+    let message = format!(
+        "{before}/{route} failed on {} of {called} nodes: {}",
+        failures.len(),
+        failures.join("; ")
+    );
+    let nodes: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(url, r)| {
+            let (status, reply) = match r {
+                NodeCall::Replied { status, body } => (Some(*status), Some(reply_value(body))),
+                _ => (None, None),
+            };
+            serde_json::json!({
+                "url": &**url,
+                "ok": r.ok(),
+                "skipped": matches!(r, NodeCall::Skipped),
+                "status": status,
+                "error": r.error(),
+                "reply": reply,
+            })
+        })
+        .collect();
+    let mut body = serde_json::Map::new();
+    body.insert("Error".into(), true.into());
+    body.insert("Message".into(), message.into());
+    body.extend(extra);
+    body.insert("nodes".into(), nodes.into());
+    json_reply(
+        StatusCode::BAD_GATEWAY,
+        serde_json::Value::Object(body).to_string(),
+    )
+}
+
+/// `GET /clear` and `GET /prepare`: the same call on every online worker
+/// at once, each within its budget (`fanout_timeout_ms`,
+/// `prepare_timeout_ms` for `/prepare`).
+///
+/// When every called worker answered 2xx, the original's reply: a line
+/// `done at <url>` per worker (`skipped at <url> (offline)` for an
+/// offline one, not called), then `done` (200, text). When any failed
+/// (no reply in time, refused, or a non-2xx status), a 502 listing every
+/// node's result ([`fan_out_failure`]).
+async fn fan_out(local: &Local, route: &str) -> Result<HttpResponse, BalancerError> {
+    let config = &local.shared.config;
+    let timeout_ms = if route == "prepare" {
+        config.prepare_timeout_ms
+    } else {
+        config.fanout_timeout_ms
+    };
+    let results = call_every_node(
+        local,
+        route,
+        &format!("/{route}"),
+        Duration::from_millis(timeout_ms),
+    )
+    .await;
+    if results.iter().any(|(_, r)| r.failed()) {
+        return Ok(fan_out_failure(route, "", &results, Default::default()));
+    }
     let mut text = String::new();
-    for (url, result) in urls.iter().zip(results) {
+    for (url, result) in &results {
         match result {
-            Ok(()) => text.push_str(&format!("done at {url}\n")),
-            Err(reason) => {
-                tracing::warn!(%url, route, reason, "fan-out call failed");
-                text.push_str(&format!("error at {url}\n"));
-            }
+            NodeCall::Skipped => text.push_str(&format!("skipped at {url} (offline)\n")),
+            _ => text.push_str(&format!("done at {url}\n")),
         }
     }
     text.push_str("done\n");
@@ -547,11 +727,15 @@ async fn fan_out(local: &Local, route: &str) -> Result<HttpResponse, BalancerErr
         .body(text))
 }
 
-/// `GET /configure?lb=X&T=4&...`: `{"lb": "X", "<workerUrl>": <worker reply>, ...}`.
+/// `GET /configure?lb=X&T=4&...`: `{"lb": "X", "<workerUrl>": <worker reply>, ...}`
+/// (`"skipped (offline)"` for an offline worker, not called).
 ///
 /// The algorithm and scheduler parameters are checked by the registry and
 /// applied first (a fresh scheduler); if they are refused, the reply is a
-/// 400 naming the culprit and nothing changes, workers included.
+/// 400 naming the culprit and nothing changes, workers included. The rest
+/// of the query goes to every online worker, each within
+/// `fanout_timeout_ms`; if any fails, a 502 ([`fan_out_failure`], with
+/// `lb`) says so, and that the scheduler change was applied.
 async fn configure(
     local: &Local,
     algorithm: Option<&str>,
@@ -572,35 +756,38 @@ async fn configure(
         }
         lb
     };
-    let urls = worker_urls(shared);
-    let calls = urls.iter().map(|url| {
-        let request = local.client.get(format!("{url}/configure?{forward_query}"));
-        async move {
-            let response = request.send().await.map_err(|e| error_chain(&e))?;
-            response.bytes().await.map_err(|e| error_chain(&e))
-        }
-    });
-    let results = futures_util::future::join_all(calls).await;
+    let results = call_every_node(
+        local,
+        "configure",
+        &format!("/configure?{forward_query}"),
+        Duration::from_millis(shared.config.fanout_timeout_ms),
+    )
+    .await;
+    if results.iter().any(|(_, r)| r.failed()) {
+        let mut extra = serde_json::Map::new();
+        extra.insert("lb".into(), lb.into());
+        let before = format!("the balancer's scheduler is {lb} as asked; ");
+        return Ok(fan_out_failure("configure", &before, &results, extra));
+    }
     let mut out = String::from("{\"lb\":");
     out.push_str(&serde_json::Value::from(lb).to_string());
-    for (url, result) in urls.iter().zip(results) {
+    for (url, result) in &results {
         out.push(',');
         out.push_str(&serde_json::Value::from(&**url).to_string());
         out.push(':');
         match result {
-            Ok(body) if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() => {
+            NodeCall::Replied { body, .. }
+                if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() =>
+            {
                 out.push_str(String::from_utf8_lossy(body.trim_ascii()).as_ref());
             }
-            Ok(body) => {
+            NodeCall::Replied { body, .. } => {
                 out.push_str(
-                    &serde_json::Value::from(String::from_utf8_lossy(&body).into_owned())
+                    &serde_json::Value::from(String::from_utf8_lossy(body).into_owned())
                         .to_string(),
                 );
             }
-            Err(reason) => {
-                tracing::warn!(%url, reason, "configure call failed");
-                out.push_str("\"error\"");
-            }
+            NodeCall::Skipped | NodeCall::Failed(_) => out.push_str("\"skipped (offline)\""),
         }
     }
     out.push('}');

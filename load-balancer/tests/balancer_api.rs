@@ -122,16 +122,19 @@ async fn clear_and_prepare_reach_every_worker() {
     cfg.nodes.push(dead.url.clone());
     let balancer = Balancer::start(cfg);
     for route in ["clear", "prepare"] {
-        let response = balancer.get(&format!("/{route}")).await;
-        assert_eq!(response.status(), 200);
-        let text = response.text().await.unwrap();
-        assert!(text.contains(&format!("done at {}\n", a.url)), "{text}");
-        assert!(text.contains(&format!("done at {}\n", b.url)), "{text}");
-        assert!(text.contains(&format!("error at {dead}\n")), "{text}");
-        assert!(text.ends_with("done\n"), "{text}");
+        // The dead node is online until a health check says otherwise:
+        // the route fails on it, and says so.
+        let (status, reply) = balancer.get_json(&format!("/{route}")).await;
+        assert_eq!(status, 502, "{reply}");
+        assert_eq!(reply["Error"], true, "{reply}");
+        let nodes = reply["nodes"].as_array().unwrap();
+        let by_url = |url: &str| nodes.iter().find(|n| n["url"] == url).unwrap().clone();
         for stub in [&a, &b] {
+            assert_eq!(by_url(&stub.url)["ok"], true, "{reply}");
             assert_eq!(stub.stats().await[route], 1, "{route} on {}", stub.id);
         }
+        assert_eq!(by_url(&dead.url)["ok"], false, "{reply}");
+        assert!(by_url(&dead.url)["error"].is_string(), "{reply}");
     }
 }
 

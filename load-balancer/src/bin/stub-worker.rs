@@ -8,7 +8,8 @@
 //!   (`ImageBuilt`), later ones a warm REST instance. `Meta.ContainerName`
 //!   is `<id>-<function>`, so callers can tell which stub served them.
 //!   Functions named with `--fail` answer 500 with an error reply instead.
-//! - `GET /health`, `GET /clear`, `GET /prepare`, `GET /configure?...`
+//! - `GET /health` (after `--health-delay-ms`, as a busy worker's health
+//!   reply can be), `GET /clear`, `GET /prepare`, `GET /configure?...`
 //!   (echoes the query in `State`).
 //! - `GET /stats`: calls counted per route and function.
 //!
@@ -45,6 +46,10 @@ struct Cli {
     /// worker does when a function fails (repeatable).
     #[arg(long = "fail")]
     failing: Vec<String>,
+    /// Delay of every `/health` reply, in ms (a busy worker whose health
+    /// answers late while its calls are served).
+    #[arg(long, default_value_t = 0)]
+    health_delay_ms: u64,
     /// HTTP server threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -75,6 +80,7 @@ struct Stub {
     delay_ms: u64,
     delays: HashMap<String, u64>,
     failing: Vec<String>,
+    health_delay_ms: u64,
     stats: Mutex<Stats>,
 }
 
@@ -130,10 +136,14 @@ async fn handle(req: HttpRequest, stub: web::Data<Stub>) -> HttpResponse {
             json(serde_json::to_string(&reply).unwrap_or_default())
         }
         "/health" => {
+            // Counted on arrival: a check that gives up early still counts.
             stub.stats
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .health += 1;
+            if stub.health_delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(stub.health_delay_ms)).await;
+            }
             json(r#"{"status":"ok"}"#.to_string())
         }
         "/clear" => {
@@ -199,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
         delay_ms: cli.delay_ms,
         delays: cli.delays.into_iter().collect(),
         failing: cli.failing,
+        health_delay_ms: cli.health_delay_ms,
         stats: Mutex::new(Stats::default()),
     }));
     let listener = std::net::TcpListener::bind((cli.host.as_str(), cli.port))

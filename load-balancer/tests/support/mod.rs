@@ -74,8 +74,31 @@ impl StubWorker {
         }
     }
 
+    /// The process id (for signals the test sends itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to this process with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
     /// Stops the process (and waits for it to exit).
     pub fn stop(&mut self) {
+        // Not reaped yet, so the pid is still this child's: SIGCONT first
+        // (a SIGSTOPped process dies of SIGKILL too, but nothing is left
+        // suspended even if the kill were refused).
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-CONT".to_string(), self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
