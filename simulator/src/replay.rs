@@ -443,10 +443,11 @@ fn normalize_url(url: &str) -> Result<String, ReplayError> {
 }
 
 /// Sends `GET /clear` (the original's first step); an error if the balancer
-/// cannot be reached, answers a non-2xx status (a balancer that reports a
-/// node's failure with a failure status), or answers a plain-text fan-out
-/// reply naming a node with `error at <node>` (today's balancer, which
-/// answers 200 whatever its nodes did).
+/// cannot be reached, answers a non-2xx status (ours answers 502 with
+/// per-node results when a node failed or timed out), or answers a
+/// plain-text fan-out reply naming a node with `error at <node>` (the
+/// original balancer, which answers 200 whatever its nodes did) or
+/// `skipped at <node> (offline)` (ours, for a node it did not call).
 pub async fn clear_balancer(client: &reqwest::Client, base: &str) -> Result<(), ReplayError> {
     let resp = client
         .get(format!("{base}/clear"))
@@ -477,13 +478,25 @@ pub async fn clear_balancer(client: &reqwest::Client, base: &str) -> Result<(), 
     Ok(())
 }
 
-/// The nodes a fan-out reply of the balancer names as failed: its
+/// The nodes a fan-out reply of the balancer names as not cleared: its
 /// plain-text reply has one `done at <url>` or `error at <url>` line per
-/// node (HotFunctions' format), then `done`. At most 100 are named.
+/// node (HotFunctions' format), then `done`; our balancer also writes
+/// `skipped at <url> (offline)` for a node it did not call. A skipped node
+/// still holds its warm state and may come back during the run, so it
+/// counts as not cleared (named with `(offline)`). At most 100 are named.
 pub fn failed_clear_nodes(body: &str) -> Vec<String> {
     body.lines()
-        .filter_map(|l| l.trim().strip_prefix("error at "))
-        .map(|url| url.trim().chars().take(200).collect())
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("error at ")
+                .map(|url| url.trim().chars().take(200).collect())
+                .or_else(|| {
+                    l.strip_prefix("skipped at ").map(|rest| {
+                        let url = rest.trim().trim_end_matches("(offline)").trim();
+                        format!("{} (offline)", url.chars().take(200).collect::<String>())
+                    })
+                })
+        })
         .take(100)
         .collect()
 }
@@ -1117,6 +1130,10 @@ mod tests {
         let body = "done at http://a:1\nerror at http://b:2\nerror at http://c:3\ndone\n";
         assert_eq!(failed_clear_nodes(body), ["http://b:2", "http://c:3"]);
         assert!(failed_clear_nodes("done at http://a:1\ndone\n").is_empty());
+        assert_eq!(
+            failed_clear_nodes("done at http://a:1\nskipped at http://d:4 (offline)\ndone\n"),
+            ["http://d:4 (offline)"]
+        );
         assert!(failed_clear_nodes(r#"{"Message":"cleared"}"#).is_empty());
     }
 
