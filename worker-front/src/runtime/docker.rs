@@ -881,19 +881,38 @@ impl Runtime for DockerRuntime {
         .map_err(|e| build_error(format!("context task failed: {e}")))?
         .map_err(|e| build_error(e.to_string()))?;
         let tag = self.image_name(&name);
-        let options = BuildImageOptions {
-            dockerfile: "Dockerfile".to_string(),
-            t: tag.clone(),
-            rm: true,
-            forcerm: true,
-            labels: self.labels(&name, "image"),
-            ..Default::default()
-        };
-        let mut progress = docker.build_image(options, None, Some(tar.into()));
-        while let Some(item) = progress.next().await {
-            let info = item.map_err(|e| self.fail(e).build(&name))?;
-            if let Some(message) = info.error {
-                return Err(build_error(message));
+        let tar: bytes::Bytes = tar.into();
+        // A second attempt, without the engine's build cache, when the
+        // first lost an intermediate image mid-build (see
+        // `lost_an_intermediate_image`).
+        for attempt in 1..=2 {
+            let options = BuildImageOptions {
+                dockerfile: "Dockerfile".to_string(),
+                t: tag.clone(),
+                rm: true,
+                forcerm: true,
+                nocache: attempt > 1,
+                labels: self.labels(&name, "image"),
+                ..Default::default()
+            };
+            let mut progress = docker.build_image(options, None, Some(tar.clone()));
+            let mut failed = None;
+            while let Some(item) = progress.next().await {
+                let info = item.map_err(|e| self.fail(e).build(&name))?;
+                if let Some(message) = info.error {
+                    failed = Some(message);
+                    break;
+                }
+            }
+            match failed {
+                None => break,
+                Some(message) if attempt == 1 && lost_an_intermediate_image(&message) => {
+                    tracing::warn!(
+                        function = %name,
+                        "the engine lost an intermediate image while building ({message}); building once more without its cache"
+                    );
+                }
+                Some(message) => return Err(build_error(message)),
             }
         }
         let inspected = docker
@@ -1126,8 +1145,37 @@ fn announced_port(stdout: &[u8]) -> Option<u16> {
         .map(|a| a.port)
 }
 
+/// A build failed because an image the engine's builder was building on
+/// disappeared: the classic builder answers "unable to find image
+/// sha256:..." (or "No such image") mid-stream when an intermediate or
+/// cached image is removed while a build uses it, as happened once under
+/// heavy load with 30 builds of one worker in flight and other workers
+/// removing their images on the same engine. It is the engine's race, not
+/// the function's: the build is worth one more attempt, without the
+/// cache, so that it depends on no image but its own.
+fn lost_an_intermediate_image(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("unable to find image") || m.contains("no such image")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lost_intermediate_image_is_told_from_other_build_errors() {
+        assert!(super::lost_an_intermediate_image(
+            "unable to find image \"sha256:1c6f55c0d1d4b99b946a3cb041a0c0d9c700b45894bc158a6d24e31f271b9591\""
+        ));
+        assert!(super::lost_an_intermediate_image(
+            "No such image: sha256:abc"
+        ));
+        assert!(!super::lost_an_intermediate_image(
+            "COPY failed: file not found in build context"
+        ));
+        assert!(!super::lost_an_intermediate_image(
+            "no space left on device"
+        ));
+    }
+
     use super::*;
 
     fn options(worker_id: &str) -> RuntimeOptions {
