@@ -58,7 +58,7 @@ fn matches_simfaas_cold_start_probability_and_instance_counts() {
     assert!(events.len() > 890_000, "{} arrivals", events.len());
     let config = DesConfig {
         nodes: 1,
-        node_capacity: u32::MAX,
+        node_capacity: des::limits::MAX_NODE_CAPACITY,
         instances: InstanceModel::lambda(Duration::from_secs(600), KeepAlivePolicy::Fixed),
         profile: CostProfile::default(),
         default_function: Some(FunctionModel::Exponential {
