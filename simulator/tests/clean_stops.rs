@@ -15,70 +15,18 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::{build_testbed, free_port, get, workspace_root};
-
-/// A child killed (and reaped) when dropped, serving at `url`.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn port(&self) -> u16 {
-        self.url.rsplit(':').next().unwrap().parse().unwrap()
-    }
-}
-
-/// Starts `program` with `args`; the first URL it prints on stdout is where
-/// it serves (port 0: it prints the address it got).
-fn start_printing_url(program: &Path, args: &[&str]) -> Server {
-    let mut child = Command::new(program)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the child");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let url = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("{} never printed its address", program.display()));
-        if let Some(pos) = line.find("http://") {
-            break line[pos..]
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect::<String>()
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
-    Server { child, url }
-}
+use support::{build_testbed, free_port, get, start_printing_url, workspace_root, Server};
 
 fn balancer(nodes: &str) -> Server {
     let bin = build_testbed().join("load-balancer");
     start_printing_url(
         &bin,
         &["rr", "--port", "0", "--host", "127.0.0.1", "--nodes", nodes],
+        Stdio::null(),
     )
 }
 
@@ -108,6 +56,7 @@ fn replay_exits_non_zero_when_calls_failed_unless_within_the_budget() {
     let stub = start_printing_url(
         &bins.join("stub-worker"),
         &["--host", "127.0.0.1", "--port", "0", "--fail", "W1"],
+        Stdio::null(),
     );
     let lb = balancer(&stub.url);
     // Until the balancer has the node online, W2 calls get 503.

@@ -11,29 +11,20 @@
 //! Builds the balancer first with the `cargo` running this test
 //! (`cargo build -p load-balancer --bins`, a no-op when current).
 
+mod support;
+
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use protocol::sidecar::{sidecar_path, RunSidecar};
 
 use protocol::{BalancerReply, LogLine};
-
-struct Balancer {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{start_printing_url, Server};
 
 /// Builds the balancer and the stub worker (a no-op when current) and
 /// returns their directory.
@@ -66,40 +57,7 @@ fn build_balancer() -> PathBuf {
         .clone()
 }
 
-/// Starts `program` with `args`; the first URL it prints on stdout is
-/// where it serves (port 0: it prints the address it got).
-fn start_printing_url(program: &Path, args: &[&str], stderr: Stdio) -> Balancer {
-    let mut child = Command::new(program)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("start the child");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let url = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("{} never printed its address", program.display()));
-        if let Some(pos) = line.find("http://") {
-            let url: String = line[pos..]
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect();
-            break url;
-        }
-    };
-    Balancer { child, url }
-}
-
-fn start_fake_balancer(algorithm: &str, nodes: u32) -> Balancer {
+fn start_fake_balancer(algorithm: &str, nodes: u32) -> Server {
     let bin = build_balancer().join("load-balancer");
     let nodes = nodes.to_string();
     start_printing_url(
@@ -118,7 +76,7 @@ fn start_fake_balancer(algorithm: &str, nodes: u32) -> Balancer {
     )
 }
 
-fn start_stub(id: &str) -> Balancer {
+fn start_stub(id: &str) -> Server {
     let bin = build_balancer().join("stub-worker");
     start_printing_url(
         &bin,
@@ -215,7 +173,7 @@ fn wait_scheduler(url: &str, what: &str, cond: impl Fn(&serde_json::Value) -> bo
 
 #[test]
 fn the_sidecar_describes_the_balancers_nodes_algorithm_and_seed() {
-    let stubs: Vec<Balancer> = (0..3).map(|i| start_stub(&format!("s{i}"))).collect();
+    let stubs: Vec<Server> = (0..3).map(|i| start_stub(&format!("s{i}"))).collect();
     let urls: Vec<&str> = stubs.iter().map(|s| s.url.as_str()).collect();
     let nodes = urls.join(",");
     let bin = build_balancer().join("load-balancer");
