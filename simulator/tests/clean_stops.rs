@@ -19,7 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::{build_testbed, free_port, get, start_printing_url, workspace_root, Server};
+use support::{alive, build_testbed, free_port, get, start_printing_url, workspace_root, Server};
 
 fn balancer(nodes: &str) -> Server {
     let bin = build_testbed().join("load-balancer");
@@ -158,16 +158,6 @@ fn urls_in(lines: &[String]) -> Vec<String> {
         }
     }
     urls
-}
-
-/// True while a process with this pid exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 fn listening(url: &str) -> bool {

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{build_testbed, workspace_root};
+use support::{alive, build_testbed, workspace_root};
 
 /// Live experiments run one at a time: each starts its workers on this
 /// machine's cores, and one of them deliberately loads every core.
@@ -112,16 +112,6 @@ fn child_pids(run_json: &Path) -> Vec<(String, u32)> {
             )
         })
         .collect()
-}
-
-/// True while a process with this pid exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 fn assert_all_gone(pids: &[(String, u32)]) {

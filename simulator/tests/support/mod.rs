@@ -190,3 +190,13 @@ pub fn start_printing_url(program: &Path, args: &[&str], stderr: Stdio) -> Serve
     };
     Server { child, url }
 }
+
+/// True while a process with this pid exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
