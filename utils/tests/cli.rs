@@ -1,25 +1,11 @@
 //! The `utils` binary, end to end: generation determinism by seed, the
 //! analyzer's outputs, comparisons, and figures written as PNG and SVG.
 
+mod support;
+use support::{ok, utils};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn utils(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_utils"))
-        .args(args)
-        .output()
-        .expect("run utils")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = utils(args);
-    assert!(
-        out.status.success(),
-        "utils {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn sample() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample.log").to_string()

@@ -2,17 +2,13 @@
 //! Debian package python3-pandas; CI installs it), and the refusal to
 //! replace an existing output.
 
+mod support;
+use support::utils;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use protocol::sidecar::{sidecar_path, Cluster, RunSidecar};
-
-fn utils(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_utils"))
-        .args(args)
-        .output()
-        .expect("run utils")
-}
 
 fn sample() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample.log").to_string()

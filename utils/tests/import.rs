@@ -18,8 +18,10 @@
 //! 100,110,...,170 (1 function), a3 64 everywhere (2 functions: 32 each),
 //! a4 no row (default 256).
 
+mod support;
+use support::{ok, utils};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use protocol::scenario::{parse, ScenarioEvent};
 use sample_functions::catalog::Catalog;
@@ -40,23 +42,6 @@ fn fixtures(which: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(which)
-}
-
-fn utils(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_utils"))
-        .args(args)
-        .output()
-        .expect("run utils")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = utils(args);
-    assert!(
-        out.status.success(),
-        "utils {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Runs an import expected to fail; returns its stderr.
