@@ -26,6 +26,8 @@
 //! [`crate::workload`] for the measurement), so that the durations above hold
 //! on an idle core; contention lengthens them as it would a real function.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The embedded catalog file.
@@ -104,10 +106,39 @@ impl FunctionSpec {
     }
 }
 
-/// All sample functions, in the original table's order.
+/// A catalog's functions, in file order, with an index by name.
+///
+/// The embedded catalog ([`catalog`]) holds the 30 sample functions and
+/// `noop`; [`Catalog::with_file`] adds a user's functions (e.g. the
+/// synthetic functions `utils import` writes) to them.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub functions: Vec<FunctionSpec>,
+    index: HashMap<String, usize>,
+}
+
+/// At most this many rounds per function: a row's `rounds` sizes the
+/// function's phase list, so it is bounded before anything is allocated.
+pub const MAX_ROUNDS: u32 = 10_000;
+
+/// Longest accepted function name in a user's catalog file.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// A catalog file that could not be read or holds a bad row.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogFileError {
+    #[error("catalog {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("catalog {} line {line}: {message}", path.display())]
+    Row {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
 
 /// A malformed catalog row.
@@ -121,7 +152,10 @@ pub struct CatalogError {
 impl Catalog {
     /// Parses a catalog in the format of `catalog.csv` (with its header).
     pub fn parse(text: &str) -> Result<Self, CatalogError> {
-        let mut functions = Vec::new();
+        let mut catalog = Self {
+            functions: Vec::new(),
+            index: HashMap::new(),
+        };
         for (i, raw) in text.lines().enumerate().skip(1) {
             let line = i + 1;
             let row = raw.trim();
@@ -138,7 +172,11 @@ impl Catalog {
                     .parse::<u64>()
                     .map_err(|_| err(format!("bad {what} {:?}", f[idx])))
             };
-            let rounds = num(7, "rounds")? as u32;
+            let rounds = num(7, "rounds")?;
+            if rounds > u64::from(MAX_ROUNDS) {
+                return Err(err(format!("{rounds} rounds (at most {MAX_ROUNDS})")));
+            }
+            let rounds = rounds as u32;
             let sleeps = f[9]
                 .split(';')
                 .map(|s| {
@@ -151,7 +189,10 @@ impl Catalog {
                 n if n == rounds as usize => sleeps,
                 n => return Err(err(format!("{n} sleeps for {rounds} rounds"))),
             };
-            functions.push(FunctionSpec {
+            if catalog.get(f[0]).is_some() {
+                return Err(err(format!("{} is listed twice", f[0])));
+            }
+            catalog.push(FunctionSpec {
                 name: f[0].to_string(),
                 kind: f[1].to_string(),
                 original_language: f[2].to_string(),
@@ -162,7 +203,8 @@ impl Catalog {
                 library: f[5].to_string(),
                 package_bytes: num(6, "package size")?,
                 rounds,
-                cpu_ms_per_round: num(8, "cpu ms")? as u32,
+                cpu_ms_per_round: u32::try_from(num(8, "cpu ms")?)
+                    .map_err(|_| err(format!("cpu ms {:?} is too large", f[8])))?,
                 sleep_ms,
                 original_iterations_per_round: num(10, "iterations")?,
                 memory_mb: match f.get(11) {
@@ -174,17 +216,91 @@ impl Catalog {
                 },
             });
         }
-        Ok(Self { functions })
+        Ok(catalog)
+    }
+
+    fn push(&mut self, f: FunctionSpec) {
+        self.index.insert(f.name.clone(), self.functions.len());
+        self.functions.push(f);
+    }
+
+    /// The embedded catalog (the samples and `noop`) plus the functions of
+    /// the catalog file at `path` (same format, header included). The
+    /// file's names must be new (no sample's name) and made of
+    /// `[A-Za-z0-9_-]`, 1 to [`MAX_NAME_BYTES`] bytes, so that they are
+    /// safe as a query value, a file name and an image tag.
+    pub fn with_file(path: &Path) -> Result<Self, CatalogFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CatalogFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let row_error = |line: usize, message: String| CatalogFileError::Row {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let header = CATALOG_CSV.lines().next().unwrap_or_default();
+        let first = text.lines().next().unwrap_or_default().trim();
+        let eleven = header.rsplit_once(',').map_or(header, |(h, _)| h);
+        if first != header && first != eleven {
+            return Err(row_error(
+                1,
+                format!("expected the header {header:?}, found {first:?}"),
+            ));
+        }
+        let extra = Self::parse(text).map_err(|e| row_error(e.line, e.message))?;
+        let mut out = catalog().clone();
+        // Line numbers of the file's rows, in order (blank lines skipped
+        // by `parse` too).
+        let lines = text
+            .lines()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, _)| i + 1);
+        for (f, line) in extra.functions.into_iter().zip(lines) {
+            if let Err(message) = check_name(&f.name) {
+                return Err(row_error(line, message));
+            }
+            if out.get(&f.name).is_some() {
+                return Err(row_error(
+                    line,
+                    format!("{} is a sample function's name", f.name),
+                ));
+            }
+            out.push(f);
+        }
+        Ok(out)
     }
 
     pub fn get(&self, name: &str) -> Option<&FunctionSpec> {
-        self.functions.iter().find(|f| f.name == name)
+        self.index.get(name).map(|&i| &self.functions[i])
     }
 
     /// The 30 functions of the original's rate table (rate > 0).
     pub fn with_rates(&self) -> impl Iterator<Item = &FunctionSpec> {
         self.functions.iter().filter(|f| f.rate_per_s > 0.0)
     }
+}
+
+/// Whether `name` is a valid name for a user's function: `[A-Za-z0-9_-]`,
+/// 1 to [`MAX_NAME_BYTES`] bytes.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "function name {name:?} must be 1 to {MAX_NAME_BYTES} bytes"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "function name {name:?} has {c:?} (only letters, digits, '_' and '-')"
+        ));
+    }
+    Ok(())
 }
 
 /// The embedded catalog, parsed once.
@@ -258,6 +374,57 @@ mod tests {
             };
             assert!(ok, "{} takes {ms} ms", f.name);
         }
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn a_file_adds_its_functions_to_the_samples() {
+        let header = CATALOG_CSV.lines().next().unwrap();
+        let f = write(&format!(
+            "\u{feff}{header}\nF0001,azure2019-http,unknown,0.5,~1s,unknown,1000,1,40,60,0,512\n\nF0002,azure2021,unknown,0.1,~1s,unknown,1000,1,0,5,0\n"
+        ));
+        let c = Catalog::with_file(f.path()).unwrap();
+        assert_eq!(c.functions.len(), catalog().functions.len() + 2);
+        assert_eq!(c.get("F0001").unwrap().memory_mb, 512);
+        assert_eq!(c.get("F0001").unwrap().expected_ms(), 100);
+        assert_eq!(c.get("F0002").unwrap().memory_mb, DEFAULT_MEMORY_MB);
+        assert_eq!(c.get("W1"), catalog().get("W1"));
+    }
+
+    #[test]
+    fn a_bad_file_names_its_path_and_line() {
+        let header = CATALOG_CSV.lines().next().unwrap();
+        let row = |name: &str| format!("{name},x,unknown,0,~1s,unknown,1,1,1,0,0,256\n");
+        let cases = [
+            (format!("{header}\n{}", row("W1")), 2, "sample"),
+            (format!("{header}\n{}{}", row("A"), row("A")), 3, "twice"),
+            (format!("{header}\n\n{}", row("a.b")), 3, "'.'"),
+            (format!("{header}\n{}", row(&"x".repeat(65))), 2, "64 bytes"),
+            ("name,type\n".to_string(), 1, "header"),
+            (
+                format!("{header}\nA,x,u,0,~1s,u,1,4000000000,1,0,0\n"),
+                2,
+                "rounds",
+            ),
+        ];
+        for (text, line, word) in cases {
+            let f = write(&text);
+            let e = Catalog::with_file(f.path()).unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                matches!(e, CatalogFileError::Row { line: l, .. } if l == line),
+                "{shown}"
+            );
+            assert!(shown.contains(word), "{shown}");
+            assert!(shown.contains(&f.path().display().to_string()), "{shown}");
+        }
+        let e = Catalog::with_file(Path::new("/nonexistent/catalog.csv")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/catalog.csv"), "{e}");
     }
 
     #[test]

@@ -20,4 +20,4 @@ pub mod payload;
 pub mod serve;
 pub mod workload;
 
-pub use catalog::{catalog, Catalog, FunctionSpec, Phase};
+pub use catalog::{catalog, Catalog, CatalogFileError, FunctionSpec, Phase};
