@@ -14,6 +14,7 @@
 //! - [`worker`]: the core that turns policy answers into runtime actions.
 //! - [`action`]: requests parsed into a typed [`action::Action`].
 //! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses).
+//! - [`join`]: self-registration with a balancer (`--join`).
 //! - [`run`]: binds it all together (`main` is a thin CLI over it).
 //!
 //! Output: [`run`] prints one start-up line on stdout (version, worker id,
@@ -25,6 +26,7 @@
 
 pub mod action;
 pub mod http;
+pub mod join;
 pub mod runtime;
 pub mod worker;
 

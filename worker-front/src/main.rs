@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use policy::node::options::CachingOptions;
 use std::path::PathBuf;
+use worker_front::join::JoinConfig;
 use worker_front::{RuntimeKind, WorkerConfig};
 
 #[derive(Debug, Parser)]
@@ -116,6 +117,18 @@ struct StartArgs {
     /// local engine (DOCKER_HOST if it is unix://, else /var/run/docker.sock).
     #[arg(long, value_name = "URL")]
     docker_socket: Option<String>,
+    /// A balancer to join (`http://HOST:PORT`): register with its
+    /// `PUT /1/lb/nodes`, again whenever it loses this node, and leave on
+    /// SIGTERM (`worker_front::join`).
+    #[arg(long, env = "HF_JOIN", value_name = "URL")]
+    join: Option<String>,
+    /// This worker's URL as the balancer calls it (default, with --join:
+    /// http://<the local address of the route to the balancer>:<port>).
+    #[arg(long, env = "HF_ADVERTISE_URL", value_name = "URL", requires = "join")]
+    advertise_url: Option<String>,
+    /// Time between two membership checks with --join, ms (1 to 60,000).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    join_interval_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -178,6 +191,26 @@ fn main() -> anyhow::Result<()> {
     config.instance_model()?;
     let listener = std::net::TcpListener::bind((args.host.as_str(), port))
         .with_context(|| format!("binding {}:{port}", args.host))?;
+    let join = match &args.join {
+        None => None,
+        Some(balancer) => {
+            let bound = listener
+                .local_addr()
+                .context("reading the bound port")?
+                .port();
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            let mut j = JoinConfig::new(
+                balancer,
+                args.advertise_url.as_deref(),
+                bound,
+                cores,
+                args.node_memory_mb,
+                None,
+            )?;
+            j.interval = std::time::Duration::from_millis(args.join_interval_ms);
+            Some(j)
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -187,6 +220,7 @@ fn main() -> anyhow::Result<()> {
         // `run` prints) must stop the worker cleanly, not kill it.
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
         let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+        let joiner = join.clone().map(|j| tokio::spawn(j.keep_joined()));
         let shutdown = async move {
             match (term, interrupt) {
                 (Ok(mut term), Ok(mut interrupt)) => {
@@ -198,6 +232,14 @@ fn main() -> anyhow::Result<()> {
                 _ => {
                     let _ = tokio::signal::ctrl_c().await;
                 }
+            }
+            // Leave before serving stops: no new calls, the ones in
+            // flight finish.
+            if let Some(h) = joiner {
+                h.abort();
+            }
+            if let Some(j) = join {
+                j.leave().await;
             }
         };
         worker_front::run(listener, config, shutdown)
