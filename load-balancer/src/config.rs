@@ -97,6 +97,10 @@ pub struct BalancerConfig {
     /// Budget of one worker's `/prepare` in a fan-out, in ms (default
     /// 600 000: building every image may take minutes).
     pub prepare_timeout_ms: u64,
+    /// Start with no worker nodes: they come later with `PUT /1/lb/nodes`
+    /// (e.g. workers started with `worker-front start --join`). Without
+    /// it, no nodes is an error (a forgotten `--nodes`).
+    pub start_empty: bool,
 }
 
 /// Default of [`BalancerConfig::fanout_timeout_ms`].
@@ -120,6 +124,7 @@ impl Default for BalancerConfig {
             threads: std::thread::available_parallelism().map_or(2, usize::from),
             fanout_timeout_ms: DEFAULT_FANOUT_TIMEOUT_MS,
             prepare_timeout_ms: DEFAULT_PREPARE_TIMEOUT_MS,
+            start_empty: false,
         }
     }
 }
@@ -145,7 +150,7 @@ pub enum ConfigError {
     DuplicateNode(String),
     #[error(transparent)]
     UnknownAlgorithm(#[from] policy::scheduler::UnknownAlgorithm),
-    #[error("no worker nodes: give --nodes, --config, or a fake_nodes count")]
+    #[error("no worker nodes: give --nodes, --config, a fake_nodes count, or --start-empty (workers then join with PUT /1/lb/nodes)")]
     NoNodes,
     #[error("{0}")]
     Invalid(&'static str),
@@ -251,7 +256,7 @@ impl BalancerConfig {
             nodes.push(url);
         }
         self.nodes = nodes;
-        if self.fake_nodes == 0 && self.nodes.is_empty() {
+        if self.fake_nodes == 0 && self.nodes.is_empty() && !self.start_empty {
             return Err(ConfigError::NoNodes);
         }
         if self.fake_nodes > 0 && !self.nodes.is_empty() {
@@ -264,7 +269,7 @@ impl BalancerConfig {
             (
                 "nodes (worker URLs and fake nodes)",
                 nodes,
-                1,
+                u64::from(!self.start_empty),
                 limits::MAX_NODES,
             ),
             ("fake_delay_ms", self.fake_delay_ms, 0, limits::MAX_MS),
@@ -408,6 +413,11 @@ mod tests {
             BalancerConfig::default().validated(),
             Err(ConfigError::NoNodes)
         ));
+        let empty = BalancerConfig {
+            start_empty: true,
+            ..Default::default()
+        };
+        assert!(empty.validated().unwrap().nodes.is_empty());
         let unknown = BalancerConfig {
             algorithm: "nope".into(),
             fake_nodes: 1,

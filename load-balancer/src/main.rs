@@ -84,6 +84,10 @@ struct Cli {
     /// (building every function's image may take minutes).
     #[arg(long, default_value_t = load_balancer::config::DEFAULT_PREPARE_TIMEOUT_MS)]
     prepare_timeout_ms: u64,
+    /// Start with no worker nodes; they join later (`PUT /1/lb/nodes`, or
+    /// `worker-front start --join URL`).
+    #[arg(long)]
+    start_empty: bool,
     /// Capacity of each node, told to the scheduler.
     #[arg(long, default_value_t = NodeInfo::DEFAULT_CAPACITY)]
     node_capacity: u32,
@@ -131,6 +135,7 @@ impl Cli {
             threads: self.threads.unwrap_or(defaults.threads),
             fanout_timeout_ms: self.fanout_timeout_ms,
             prepare_timeout_ms: self.prepare_timeout_ms,
+            start_empty: self.start_empty,
         }
         .validated()?;
         Ok((self.host, self.port, config))
