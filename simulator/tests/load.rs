@@ -9,6 +9,8 @@
 //! - The log is the replay's: `utils analyze` (the real binary) reads it
 //!   with the sidecar's cluster, and the sidecar records the load's
 //!   parameters and seed.
+//! - The catalog `utils import` writes beside an Azure-derived scenario is
+//!   a mix (`--functions catalog:FILE`) weighted by its `rate_per_s`.
 //! - SIGTERM stops a run as Ctrl-C does: exit 130, summary written.
 //! - Bad arguments are clear errors naming what is wrong (and the file and
 //!   line of a bad probability file), before anything is sent.
@@ -380,4 +382,43 @@ fn bad_arguments_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stderr.contains("unreachable"), "{}", text(&out));
     assert!(!Path::new(log).exists());
+}
+
+#[test]
+fn the_catalog_utils_import_writes_is_a_mix_weighted_by_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("day1.csv");
+    let imported = Command::new(utils_bin())
+        .args(["import", "azure2019", "--dir"])
+        .arg(workspace_root().join("utils/tests/fixtures/azure2019"))
+        .args(["--day", "1", "--minutes", "0..60", "--functions", "3"])
+        .args(["--pick", "top", "--seed", "0", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", text(&imported));
+    // `utils import` writes its catalog beside the scenario.
+    let catalog = dir.path().join("day1.csv.catalog.csv");
+    let mix = FunctionMix::from_spec(&MixSpec::Catalog(Some(catalog.clone())), None).unwrap();
+    // The fixture's top three make 10, 6 and 4 calls in the hour.
+    assert_eq!(mix.names(), ["F001", "F002", "F003"]);
+    for (i, p) in [0.5, 0.3, 0.2].into_iter().enumerate() {
+        assert!(
+            (mix.probability(i) - p).abs() < 1e-9,
+            "{i}: {}",
+            mix.probability(i)
+        );
+    }
+    // And the command line takes it (it fails later, at the balancer).
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let spec = format!("catalog:{}", catalog.display());
+    let out = load_cmd(&["--balancer", &url, "--clients", "1", "--duration", "1s"])
+        .args(["--functions", &spec])
+        .arg("--log")
+        .arg(dir.path().join("x.log"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("over 3 names"), "{}", text(&out));
+    assert!(stderr.contains("unreachable"), "{}", text(&out));
 }
