@@ -6,6 +6,9 @@
 //!   [`replay::ReplayOptions`] and a [`replay::StopHandle`]).
 //! - [`des`]: discrete-event simulation over the same scheduler and worker
 //!   policy code.
+//! - [`load`]: closed-loop load (virtual clients, each sending its next
+//!   call when the last returns) against a live balancer, in replay's log
+//!   format; [`load::load`] with [`load::LoadOptions`].
 //! - [`calibrate`]: measures a live worker's cost profile for [`des`].
 //! - [`experiment`]: one command that runs a whole comparison (workers and
 //!   balancers as child processes, or the DES), then writes
@@ -14,6 +17,7 @@
 pub mod calibrate;
 pub mod des;
 pub mod experiment;
+pub mod load;
 pub mod replay;
 
 /// An error and its causes in one line, as `{:#}` prints them, but without

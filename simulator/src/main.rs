@@ -1,7 +1,7 @@
 //! `simulator`: replay scenarios live, simulate them, run experiments.
 
 use clap::{Parser, Subcommand};
-use simulator::{calibrate, des, experiment, replay};
+use simulator::{calibrate, des, experiment, load, replay};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Replay a scenario in real time against a live balancer.
     Replay(replay::Args),
+    /// Closed-loop load: N clients, each calling again when its last call returns.
+    Load(load::Args),
     /// Discrete-event simulation over the same scheduler and worker-policy code.
     Des(des::Args),
     /// Measure a live worker's cost profile for `des`.
@@ -33,6 +35,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(a) => replay::run(a),
+        Command::Load(a) => load::run(a),
         Command::Des(a) => des::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Experiment(a) => experiment::run(a),

@@ -322,7 +322,7 @@ impl StopHandle {
         });
     }
 
-    fn subscribe(&self) -> watch::Receiver<StopLevel> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<StopLevel> {
         self.tx.subscribe()
     }
 
@@ -376,12 +376,12 @@ async fn next_signal(
 /// Live counters shared by the dispatcher, the calls, the writer and the
 /// progress display.
 #[derive(Debug, Default)]
-struct Counters {
-    dispatched: AtomicU64,
-    completed: AtomicU64,
-    ok: AtomicU64,
-    errors: AtomicU64,
-    cancelled: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) dispatched: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) ok: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
 }
 
 /// How one call ended.
@@ -394,7 +394,7 @@ enum Outcome {
 
 /// One finished call, on its way to the log writer.
 #[derive(Debug)]
-struct Finished {
+pub(crate) struct Finished {
     function: Arc<str>,
     start_ms: i64,
     end_ms: i64,
@@ -427,7 +427,7 @@ pub fn default_log_path() -> PathBuf {
     path
 }
 
-fn normalize_url(url: &str) -> Result<String, ReplayError> {
+pub(crate) fn normalize_url(url: &str) -> Result<String, ReplayError> {
     let trimmed = url.trim().trim_end_matches('/');
     let parsed = reqwest::Url::parse(trimmed).map_err(|e| ReplayError::BadUrl {
         url: url.to_string(),
@@ -610,7 +610,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-fn open_log(path: &Path, overwrite: bool) -> Result<File, ReplayError> {
+pub(crate) fn open_log(path: &Path, overwrite: bool) -> Result<File, ReplayError> {
     let io_err = |source| ReplayError::Log {
         path: path.to_path_buf(),
         source,
@@ -831,13 +831,13 @@ pub async fn replay(
     Ok(summary)
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 us .. 1 h at 3 significant digits; saturating records never fail.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
 /// One call: `GET /execute?name=F`, timed, turned into a [`Finished`].
-async fn make_call(
+pub(crate) async fn make_call(
     client: reqwest::Client,
     url: Arc<str>,
     function: Arc<str>,
@@ -932,7 +932,7 @@ fn classify_reply(status: u16, body: &[u8]) -> Result<String, String> {
 
 /// Writes each finished call as a log line and flushes, batching whatever
 /// arrived together. Blocking: runs on its own thread.
-fn write_log(
+pub(crate) fn write_log(
     mut rx: mpsc::UnboundedReceiver<Finished>,
     mut out: BufWriter<File>,
     counters: &Counters,
@@ -993,10 +993,10 @@ fn write_log(
 }
 
 /// What the log writer gathered over the whole replay.
-struct Written {
-    lag: Histogram<u64>,
-    response: Histogram<u64>,
-    causes: BTreeMap<String, u64>,
+pub(crate) struct Written {
+    pub(crate) lag: Histogram<u64>,
+    pub(crate) response: Histogram<u64>,
+    pub(crate) causes: BTreeMap<String, u64>,
 }
 
 fn record_log_error(slot: &Mutex<Option<std::io::Error>>, e: std::io::Error, stop: &StopHandle) {
