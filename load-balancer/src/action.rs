@@ -5,6 +5,14 @@
 //! `/prepare`), plus fnlb's node API (`/1/lb/nodes`), the scheduler's
 //! description (`/1/lb/scheduler`, see [`crate::server`]), `/health` and
 //! `/status`. Anything else is a [`BalancerError`] before the core sees it.
+//!
+//! [`is_management`] names the routes that change state (issue 13): the
+//! server checks who asks ([`protocol::mgmt`]) before it reads their body.
+//!
+//! `/execute?name=F&idempotent=true|false` says whether the call may be
+//! sent again when its node dies with it in flight (see [`crate::server`]);
+//! without it, the function decides: the sample functions are safe to
+//! repeat, any other function is not.
 
 use std::borrow::Cow;
 
@@ -19,8 +27,13 @@ use crate::error::BalancerError;
 /// One request the balancer understands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// `GET /execute?name=F`.
-    Execute { function: String },
+    /// `GET /execute?name=F[&idempotent=true|false]`.
+    Execute {
+        function: String,
+        /// The caller's word on whether the call is safe to repeat (None:
+        /// the function's default).
+        idempotent: Option<bool>,
+    },
     /// `GET /configure?lb=X&T=4&ch.T=4&...`: switch algorithm (when `lb`
     /// is given), set the scheduler parameters (keys the registry claims:
     /// `seed`, a parameter's bare name, `<alg>.<NAME>`), and forward the
@@ -81,6 +94,18 @@ struct NodeBody {
     memory_mb: Option<u32>,
 }
 
+/// Whether `method path` is a management route: one that changes state
+/// (`/configure`, `/clear`, `/prepare`, `PUT`/`DELETE /1/lb/nodes`; any
+/// method but `GET`/`HEAD` on `/1/lb/nodes`). Data routes and read-only
+/// routes are not.
+pub fn is_management(method: &Method, path: &str) -> bool {
+    match path {
+        "/configure" | "/clear" | "/prepare" => true,
+        "/1/lb/nodes" => method != Method::GET && method != Method::HEAD,
+        _ => false,
+    }
+}
+
 impl Action {
     /// Parses one request. `query` is the raw query string (no `?`).
     pub fn parse(
@@ -102,9 +127,20 @@ impl Action {
         match path {
             "/execute" => {
                 only(&Method::GET)?;
+                let idempotent = match query_value(query, "idempotent").as_deref() {
+                    None => None,
+                    Some("true" | "1") => Some(true),
+                    Some("false" | "0") => Some(false),
+                    Some(_) => {
+                        return Err(BalancerError::BadBody(
+                            "param 'idempotent' must be true or false".into(),
+                        ))
+                    }
+                };
                 match query_value(query, "name") {
                     Some(name) if !name.is_empty() => Ok(Self::Execute {
                         function: name.into_owned(),
+                        idempotent,
                     }),
                     _ => Err(BalancerError::MissingName),
                 }
@@ -138,8 +174,15 @@ impl Action {
                                     ),
                                     other => other.to_string(),
                                 },
-                                key: key.into_owned(),
+                                key: key.to_string(),
                             })?;
+                        // The workers' bounds, checked as they check them.
+                        protocol::limits::check_worker_option(&key, &value).map_err(|e| {
+                            BalancerError::BadConfigureKey {
+                                reason: e.to_string(),
+                                key: key.to_string(),
+                            }
+                        })?;
                         forward.push(pair);
                     }
                 }
@@ -159,6 +202,12 @@ impl Action {
                     return Ok(Self::ListNodes);
                 }
                 let parse_body = || -> Result<(String, NodeOverrides), BalancerError> {
+                    // A JSON object only (serde would take an array too).
+                    if body.trim_ascii_start().first() != Some(&b'{') {
+                        return Err(BalancerError::BadBody(
+                            "expected a JSON object {\"node\": \"<url>\"}".into(),
+                        ));
+                    }
                     let body: NodeBody = serde_json::from_slice(body).map_err(|e| {
                         BalancerError::BadBody(format!(
                             "expected {{\"node\": \"<url>\", and optionally \"capacity\", \"cores\", \"memory_mb\": n}}: {e}"
@@ -210,13 +259,26 @@ mod tests {
         assert_eq!(
             Action::parse(&Method::GET, "/execute", "name=W1", b"").unwrap(),
             Action::Execute {
-                function: "W1".into()
+                function: "W1".into(),
+                idempotent: None
             }
         );
         assert_eq!(
+            Action::parse(&Method::GET, "/execute", "name=W1&idempotent=false", b"").unwrap(),
+            Action::Execute {
+                function: "W1".into(),
+                idempotent: Some(false)
+            }
+        );
+        assert!(matches!(
+            Action::parse(&Method::GET, "/execute", "name=W1&idempotent=maybe", b""),
+            Err(BalancerError::BadBody(_))
+        ));
+        assert_eq!(
             Action::parse(&Method::GET, "/execute", "x=1&name=a%20b", b"").unwrap(),
             Action::Execute {
-                function: "a b".into()
+                function: "a b".into(),
+                idempotent: None
             }
         );
         for q in ["", "name=", "names=W1"] {
@@ -233,6 +295,45 @@ mod tests {
             Action::parse(&Method::GET, "/nope", "", b""),
             Err(BalancerError::NotFound)
         ));
+    }
+
+    #[test]
+    fn management_routes_are_the_state_changing_ones() {
+        for (method, path) in [
+            (Method::GET, "/configure"),
+            (Method::GET, "/clear"),
+            (Method::POST, "/prepare"),
+            (Method::PUT, "/1/lb/nodes"),
+            (Method::DELETE, "/1/lb/nodes"),
+            (Method::PATCH, "/1/lb/nodes"),
+        ] {
+            assert!(is_management(&method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::GET, "/execute"),
+            (Method::GET, "/health"),
+            (Method::GET, "/status"),
+            (Method::GET, "/1/lb/nodes"),
+            (Method::HEAD, "/1/lb/nodes"),
+            (Method::GET, "/1/lb/scheduler"),
+        ] {
+            assert!(!is_management(&method, path), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn configure_refuses_worker_options_beyond_their_bounds() {
+        for query in [
+            "container_pool_num=65",
+            "container_pool_limit=1&container_pool_num=4294967295",
+            "rest_container_life_time=99999999999",
+        ] {
+            let e = Action::parse(&Method::GET, "/configure", query, b"").unwrap_err();
+            assert!(
+                matches!(e, BalancerError::BadConfigureKey { .. }),
+                "{query}"
+            );
+        }
     }
 
     #[test]
@@ -330,6 +431,19 @@ mod tests {
                 &Method::PUT,
                 "/1/lb/nodes",
                 "",
+                br#"{"node":"http://localhost:1/"}"#
+            )
+            .unwrap(),
+            Action::AddNode {
+                url: "http://127.0.0.1:1".into(),
+                resources: NodeOverrides::default()
+            }
+        );
+        assert_eq!(
+            Action::parse(
+                &Method::PUT,
+                "/1/lb/nodes",
+                "",
                 br#"{"node":"http://a:1","capacity":8,"cores":4,"memory_mb":1024}"#
             )
             .unwrap(),
@@ -351,6 +465,9 @@ mod tests {
             br#"{"node":"http://a:1","cores":0}"#,
             br#"{"node":"http://a:1","memory_mb":0}"#,
             br#"{"node":"http://a:1","memory_mb":-1}"#,
+            br#"["http://a:1"]"#,
+            br#""http://a:1""#,
+            br#"{"node":"http://u@a:1"}"#,
         ] {
             assert!(Action::parse(&Method::DELETE, "/1/lb/nodes", "", body).is_err());
         }

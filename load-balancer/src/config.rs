@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::NodeResources;
 use policy::scheduler::{NodeInfo, ParamSet};
+use protocol::mgmt::ManagementConfig;
 
 /// Health-check settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +102,13 @@ pub struct BalancerConfig {
     /// (e.g. workers started with `worker-front start --join`). Without
     /// it, no nodes is an error (a forgotten `--nodes`).
     pub start_empty: bool,
+    /// Who may use the management routes (`protocol::mgmt`); the token,
+    /// if any, is also sent with every fan-out call to the workers.
+    pub mgmt: ManagementConfig,
+    /// Networks a node added at run time (`PUT /1/lb/nodes`) must be on
+    /// (empty: any). Nodes given at start are the operator's own and are
+    /// not checked.
+    pub node_allow: Vec<NodeNetwork>,
 }
 
 /// Default of [`BalancerConfig::fanout_timeout_ms`].
@@ -125,6 +133,8 @@ impl Default for BalancerConfig {
             fanout_timeout_ms: DEFAULT_FANOUT_TIMEOUT_MS,
             prepare_timeout_ms: DEFAULT_PREPARE_TIMEOUT_MS,
             start_empty: false,
+            mgmt: ManagementConfig::default(),
+            node_allow: Vec::new(),
         }
     }
 }
@@ -154,6 +164,8 @@ pub enum ConfigError {
     NoNodes,
     #[error("{0}")]
     Invalid(&'static str),
+    #[error(transparent)]
+    Management(#[from] protocol::mgmt::ManagementError),
     #[error("{what} is {value}, outside its bounds {min}..={max}")]
     OutOfRange {
         what: &'static str,
@@ -175,44 +187,227 @@ pub mod limits {
     pub const MAX_MS: u64 = 3_600_000;
     /// Health fall and rise counts.
     pub const MAX_HEALTH_COUNT: u64 = 1_000;
-    /// HTTP server threads.
-    pub const MAX_THREADS: u64 = 1_024;
+    /// HTTP server threads (the worker's bound too).
+    pub const MAX_THREADS: u64 = protocol::limits::MAX_THREADS;
     /// Capacity told to the scheduler per node.
     pub const MAX_NODE_CAPACITY: u64 = 1_000_000;
     /// Cores per node.
     pub const MAX_NODE_CORES: u64 = 4_096;
-    /// Memory per node, MB (16 TB).
-    pub const MAX_NODE_MEMORY_MB: u64 = 1 << 24;
+    /// Memory per node, MB (16 TB; the worker's bound too).
+    pub const MAX_NODE_MEMORY_MB: u64 = protocol::limits::MAX_NODE_MEMORY_MB;
+    /// Networks in `--node-allow`.
+    pub const MAX_NODE_NETWORKS: u64 = 1_000;
 }
 
-/// Checks a worker base URL and returns it without a trailing slash.
+/// Checks a worker base URL strictly and returns its canonical form,
+/// `http://<host>:<port>`, so that two spellings of one node compare equal
+/// (issue 13: a node must not be registered twice, nor be a URL that
+/// carries more than a host and a port).
 ///
-/// Accepted: `http://host` or `http://host:port` (no path, query or
-/// fragment): the balancer appends `/execute?name=...` and friends.
+/// Accepted: `http://host[:port][/]`, the scheme in any case. Refused: any
+/// other scheme, user info (`user@`), a path other than `/`, a query, a
+/// fragment, an unbracketed IPv6 address, a port outside 1-65535, and a
+/// host that looks numeric without being a dotted-quad IPv4 address
+/// (`127.1`, `0x7f.0.0.1`, `2130706433`: spellings some resolvers read as
+/// IPv4 addresses). Canonical form: the host in lower case without a final
+/// dot; `localhost` as `127.0.0.1` (RFC 6761: always loopback); IPv6
+/// addresses bracketed in their shortest form, IPv4-mapped ones as IPv4;
+/// the port always written (80 when absent, HTTP's default).
+///
+/// Other host names are kept as written: two names of one address are
+/// not recognised (that needs DNS, which may change; register nodes by
+/// address where it matters).
 pub fn normalize_node_url(url: &str) -> Result<String, ConfigError> {
     let bad = |reason| ConfigError::BadUrl {
-        url: url.to_string(),
+        url: url.chars().take(200).collect(),
         reason,
     };
-    let trimmed = url.trim().trim_end_matches('/');
-    let Some(authority) = trimmed.strip_prefix("http://") else {
-        return Err(bad("must start with http://"));
+    let trimmed = url.trim();
+    if trimmed.len() > MAX_NODE_URL_BYTES {
+        return Err(bad("longer than 2048 bytes"));
+    }
+    let Some(rest) = trimmed
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .map(|_| &trimmed[7..])
+    else {
+        return Err(bad(
+            "must start with http:// (the only scheme workers speak)",
+        ));
     };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains('@') {
+        return Err(bad("user info (user@host) is not allowed"));
+    }
+    if authority.chars().any(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '"' | '\\' | '%')
+    }) {
+        return Err(bad(
+            "expected http://host[:port] without a path, query or fragment",
+        ));
+    }
     if authority.is_empty() {
         return Err(bad("missing host"));
     }
-    if authority
-        .chars()
-        .any(|c| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\\'))
-    {
-        return Err(bad("expected http://host[:port] without a path"));
-    }
-    if let Some((_, port)) = authority.rsplit_once(':') {
-        if !authority.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(bad("port is not a number in 0..65535"));
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((inside, after)) = bracketed.split_once(']') else {
+            return Err(bad("unclosed [ in an IPv6 address"));
+        };
+        let ip: std::net::Ipv6Addr = inside
+            .parse()
+            .map_err(|_| bad("not an IPv6 address inside [...]"))?;
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| bad("expected :port after ]"))?,
+            ),
+        };
+        let host = match ip.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("[{ip}]"),
+        };
+        (host, port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if port.is_some_and(|p| p.contains(':')) {
+            return Err(bad(
+                "an IPv6 address must be in brackets: http://[::1]:8222",
+            ));
+        }
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(bad("missing host"));
+        }
+        let host = if host == "localhost" {
+            "127.0.0.1".to_string()
+        } else if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+            ip.to_string()
+        } else if looks_numeric(&host) {
+            return Err(bad("a numeric host must be a dotted-quad IPv4 address"));
+        } else if !host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) {
+            return Err(bad("not a host name (letters, digits, '-', '_' and dots)"));
+        } else {
+            host
+        };
+        (host, port)
+    };
+    let port = match port {
+        None => 80,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err(bad("port is not a number in 1..65535")),
+        },
+    };
+    Ok(format!("http://{host}:{port}"))
+}
+
+/// Longest node URL accepted.
+pub const MAX_NODE_URL_BYTES: usize = 2048;
+
+/// A host of digits, dots and hex markers only (`127.1`, `0x7f.1`).
+fn looks_numeric(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let numeric = |label: &str| {
+        let digits = label
+            .strip_prefix("0x")
+            .map_or(label, |hex| hex)
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit());
+        !label.is_empty()
+            && (label.bytes().all(|b| b.is_ascii_digit()) || (label.starts_with("0x") && digits))
+    };
+    numeric(last)
+}
+
+/// A network nodes may be on (`--node-allow 10.0.0.0/8,192.168.1.7`): an
+/// address and a prefix length (a bare address is one host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeNetwork {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl NodeNetwork {
+    /// Whether `ip` is in this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
         }
     }
-    Ok(trimmed.to_string())
+}
+
+impl std::str::FromStr for NodeNetwork {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| {
+                format!("{s:?} is not an address or CIDR network (10.0.0.0/8, fd00::/8)")
+            })?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl TryFrom<String> for NodeNetwork {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<NodeNetwork> for String {
+    fn from(n: NodeNetwork) -> String {
+        n.to_string()
+    }
+}
+
+impl std::fmt::Display for NodeNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// Reads a `nodes.config.json` (a JSON array of worker URLs), with or
@@ -246,6 +441,15 @@ impl BalancerConfig {
 
     /// Validates the configuration and normalizes the node URLs.
     pub fn validated(mut self) -> Result<Self, ConfigError> {
+        self.mgmt = self.mgmt.validated()?;
+        if self.node_allow.len() as u64 > limits::MAX_NODE_NETWORKS {
+            return Err(ConfigError::OutOfRange {
+                what: "node_allow networks",
+                value: self.node_allow.len() as u64,
+                min: 0,
+                max: limits::MAX_NODE_NETWORKS,
+            });
+        }
         self.algorithm = policy::scheduler::canonical_name(&self.algorithm)?.to_string();
         let mut nodes = Vec::with_capacity(self.nodes.len());
         for url in &self.nodes {
@@ -363,16 +567,71 @@ mod tests {
 
     #[test]
     fn urls_are_normalized_or_rejected() {
-        assert_eq!(
-            normalize_node_url("http://10.0.0.2:8222/").unwrap(),
-            "http://10.0.0.2:8222"
-        );
-        assert_eq!(normalize_node_url(" http://w1 ").unwrap(), "http://w1");
-        assert!(normalize_node_url("10.0.0.2:8222").is_err());
-        assert!(normalize_node_url("https://w1").is_err());
-        assert!(normalize_node_url("http://").is_err());
-        assert!(normalize_node_url("http://w1/execute").is_err());
-        assert!(normalize_node_url("http://w1:x").is_err());
+        for (given, canonical) in [
+            ("http://10.0.0.2:8222/", "http://10.0.0.2:8222"),
+            (" http://w1 ", "http://w1:80"),
+            ("HTTP://W1.Example.:8222", "http://w1.example:8222"),
+            ("http://localhost:8222", "http://127.0.0.1:8222"),
+            ("http://LOCALHOST.:08222/", "http://127.0.0.1:8222"),
+            ("http://[::1]:8222", "http://[::1]:8222"),
+            ("http://[0:0:0::1]:8222/", "http://[::1]:8222"),
+            ("http://[::ffff:127.0.0.1]:8222", "http://127.0.0.1:8222"),
+            ("http://worker_1:8222", "http://worker_1:8222"),
+        ] {
+            assert_eq!(normalize_node_url(given).unwrap(), canonical, "{given}");
+        }
+        for bad in [
+            "10.0.0.2:8222",
+            "https://w1",
+            "http://",
+            "http:///",
+            "http://w1/execute",
+            "http://w1:x",
+            "http://w1:0",
+            "http://w1:65536",
+            "http://w1:+80",
+            "http://w1:",
+            "http://user:pw@w1:8222",
+            "http://@w1:8222",
+            "http://w1:8222?x=1",
+            "http://w1:8222#f",
+            "http://w1:8222//",
+            "http://::1:8222",
+            "http://[::1",
+            "http://[::1]x",
+            "http://[nope]:1",
+            "http://127.1:8222",
+            "http://0x7f.0.0.1:8222",
+            "http://2130706433:8222",
+            "http://w%31:8222",
+            "http://w1..x:8222",
+            "http://w 1:8222",
+            "file:///etc/passwd",
+        ] {
+            assert!(normalize_node_url(bad).is_err(), "{bad}");
+        }
+        assert!(normalize_node_url(&format!("http://{}", "a".repeat(3000))).is_err());
+    }
+
+    #[test]
+    fn node_networks_parse_and_match() {
+        let net: NodeNetwork = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.2.3.4".parse().unwrap()));
+        assert!(net.contains("::ffff:10.2.3.4".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(!net.contains("fd00::1".parse().unwrap()));
+        let host: NodeNetwork = "192.0.2.7".parse().unwrap();
+        assert!(host.contains("192.0.2.7".parse().unwrap()));
+        assert!(!host.contains("192.0.2.8".parse().unwrap()));
+        let any: NodeNetwork = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("203.0.113.9".parse().unwrap()));
+        let v6: NodeNetwork = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd00::2".parse().unwrap()));
+        assert!(!v6.contains("fe80::2".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "fd00::/129", "nope", "10.0.0.0/x", ""] {
+            assert!(bad.parse::<NodeNetwork>().is_err(), "{bad}");
+        }
+        assert_eq!(net.to_string(), "10.0.0.0/8");
     }
 
     #[test]

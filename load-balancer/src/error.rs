@@ -51,6 +51,16 @@ pub enum BalancerError {
     Cluster(#[from] ClusterError),
     #[error("fake mode has no worker nodes to manage")]
     FakeMode,
+    /// A management request from a peer that may not manage (401/403).
+    #[error(transparent)]
+    Denied(#[from] protocol::mgmt::Denied),
+    /// A management route asked on the data listener while a separate
+    /// management listener exists.
+    #[error("management routes are served on the management listener only ({0})")]
+    ManagementElsewhere(String),
+    /// `PUT /1/lb/nodes` with a node outside `--node-allow`.
+    #[error("node {url} is not on an allowed network ({reason})")]
+    NodeNotAllowed { url: String, reason: String },
 }
 
 impl From<SelectError> for BalancerError {
@@ -79,11 +89,19 @@ impl ResponseError for BalancerError {
             Self::WorkerUnreachable { .. }
             | Self::WorkerFailed { .. }
             | Self::BadWorkerReply { .. } => StatusCode::BAD_GATEWAY,
+            Self::Denied(denied) => {
+                StatusCode::from_u16(denied.status()).unwrap_or(StatusCode::FORBIDDEN)
+            }
+            Self::ManagementElsewhere(_) | Self::NodeNotAllowed { .. } => StatusCode::FORBIDDEN,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
+        let mut reply = HttpResponse::build(self.status_code());
+        if self.status_code() == StatusCode::UNAUTHORIZED {
+            reply.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        reply
             .content_type("application/json")
             .body(protocol::ErrorReply::new(self.to_string()).to_json())
     }

@@ -33,4 +33,4 @@ pub mod server;
 mod state;
 
 pub use config::{BalancerConfig, HealthConfig};
-pub use server::{run, RunError};
+pub use server::{run, run_with_management, RunError};

@@ -18,6 +18,13 @@
 //! `--T 4` or `T=4` sets `T` wherever it applies); `--seed` (or `SEED`);
 //! then each `--param KEY=VALUE` (`ch.T=4`, `T=4`, `seed=7`). The registry
 //! checks every value, as it does for `/configure` and the simulator.
+//!
+//! Management (`protocol::mgmt`): `--mgmt-listen ADDR` serves the
+//! management routes on a listener of their own (and refuses them on the
+//! data port); `--mgmt-token-file PATH` (or `HF_MGMT_TOKEN`) sets the
+//! bearer token non-loopback peers need (and that fan-out calls carry to
+//! the workers); `--mgmt-require-token` asks it of loopback peers too;
+//! `--node-allow CIDR,...` limits the nodes `PUT /1/lb/nodes` may add.
 
 use std::path::PathBuf;
 
@@ -98,13 +105,39 @@ struct Cli {
     /// scheduler (openwhisk's memory slots).
     #[arg(long, default_value_t = NodeInfo::DEFAULT_MEMORY_MB)]
     node_memory_mb: u32,
+    /// Serve the management routes (/configure, /clear, /prepare,
+    /// PUT/DELETE /1/lb/nodes) on this address only, e.g. 127.0.0.1:9111
+    /// (every route is served there too).
+    #[arg(long, value_name = "ADDR")]
+    mgmt_listen: Option<String>,
+    /// File holding the bearer token that management requests from
+    /// non-loopback peers must carry (Authorization: Bearer <token>); the
+    /// balancer sends it to the workers with /configure, /clear, /prepare.
+    #[arg(long, value_name = "PATH")]
+    mgmt_token_file: Option<PathBuf>,
+    /// The management token (prefer --mgmt-token-file: a command line is
+    /// visible in `ps`).
+    #[arg(long, env = protocol::mgmt::TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    mgmt_token: Option<String>,
+    /// Loopback peers need the management token too.
+    #[arg(long)]
+    mgmt_require_token: bool,
+    /// Networks a node added at run time must be on, comma-separated CIDRs
+    /// or addresses (10.0.0.0/8,fd00::/8); default: any.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    node_allow: Vec<load_balancer::config::NodeNetwork>,
     #[command(flatten)]
     scheduler: SchedulerArgs,
 }
 
 impl Cli {
-    fn into_config(self) -> anyhow::Result<(String, u16, BalancerConfig)> {
+    fn into_config(self) -> anyhow::Result<(String, u16, Option<String>, BalancerConfig)> {
         let params = self.scheduler.param_set()?;
+        let mgmt = protocol::mgmt::ManagementConfig::from_sources(
+            self.mgmt_token_file.as_deref(),
+            self.mgmt_token,
+            self.mgmt_require_token,
+        )?;
         let mut nodes = self.nodes;
         if let Some(path) = &self.config {
             nodes.extend(load_balancer::config::load_nodes_file(path)?);
@@ -136,9 +169,11 @@ impl Cli {
             fanout_timeout_ms: self.fanout_timeout_ms,
             prepare_timeout_ms: self.prepare_timeout_ms,
             start_empty: self.start_empty,
+            mgmt,
+            node_allow: self.node_allow,
         }
         .validated()?;
-        Ok((self.host, self.port, config))
+        Ok((self.host, self.port, self.mgmt_listen, config))
     }
 }
 
@@ -154,19 +189,31 @@ async fn main() -> anyhow::Result<()> {
         // Colours only on a terminal: a run's process log is a file.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let (host, port, config) = Cli::parse().into_config()?;
+    let (host, port, mgmt_listen, config) = Cli::parse().into_config()?;
     let listener = std::net::TcpListener::bind((host.as_str(), port))
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
+    let management = match &mgmt_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr.as_str())
+                .with_context(|| format!("cannot listen on --mgmt-listen {addr}"))?,
+        ),
+        None => None,
+    };
     let addr = listener.local_addr()?;
+    let management_addr = management.as_ref().map(|l| l.local_addr()).transpose()?;
     // Always printed (whatever RUST_LOG says): what this process runs.
-    println!("{}", banner(addr, &config));
-    load_balancer::run(listener, config, shutdown_signal()).await?;
+    println!("{}", banner(addr, management_addr, &config));
+    load_balancer::run_with_management(listener, management, config, shutdown_signal()).await?;
     Ok(())
 }
 
 /// The start-up line: `load-balancer <version> listening on http://ADDR
-/// (algorithm ch (T=8), seed 0, 3 workers: URL, ...; ...)`.
-fn banner(addr: std::net::SocketAddr, config: &BalancerConfig) -> String {
+/// (algorithm ch (T=8), seed 0, 3 workers: URL, ...; ...; management ...)`.
+fn banner(
+    addr: std::net::SocketAddr,
+    management: Option<std::net::SocketAddr>,
+    config: &BalancerConfig,
+) -> String {
     let algorithm = match config.params.scheduler(&config.algorithm) {
         Ok(scheduler) => {
             let params: Vec<String> = scheduler
@@ -195,7 +242,7 @@ fn banner(addr: std::net::SocketAddr, config: &BalancerConfig) -> String {
     };
     format!(
         "load-balancer {} listening on http://{addr} (algorithm {algorithm}, seed {}, {nodes}; \
-         node capacity {}, {} cores, {} MB; health check every {} ms, {} threads)",
+         node capacity {}, {} cores, {} MB; health check every {} ms, {} threads; {}{})",
         env!("CARGO_PKG_VERSION"),
         config.params.seed(),
         config.node_capacity,
@@ -203,6 +250,8 @@ fn banner(addr: std::net::SocketAddr, config: &BalancerConfig) -> String {
         config.node_memory_mb,
         config.health.interval_ms,
         config.threads,
+        config.mgmt.describe(),
+        management.map_or_else(String::new, |m| format!(", management on http://{m}")),
     )
 }
 

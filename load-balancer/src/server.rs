@@ -19,6 +19,37 @@
 //! the call is tried once more on the scheduler's next choice; a second
 //! failure is a 502.
 //!
+//! If the worker dies with the call in flight (its connection closes or is
+//! reset before the whole reply came: `kill -9`, a crash, a lost host),
+//! the node goes offline at once too, and the call is tried once more on
+//! another node when it is safe to repeat (issue 13): the caller says so
+//! with `idempotent=true|false` on `/execute`; without it, the sample
+//! functions are (they keep no state) and any other function is not. A
+//! call that is not is a 502 that says why. A reply that is not valid HTTP
+//! is not retried, and there is no time-out on a call (functions may run
+//! for minutes), so a slow worker is never mistaken for a dead one. A
+//! retried call's reply carries `LoadBalancingInfo.RetriedFrom`
+//! (`{"WorkerNodeId", "WorkerNodeUrl", "Reason"}` of the first node); the
+//! other fields describe the node that answered. One retry at most.
+//!
+//! Management routes (`/configure`, `/clear`, `/prepare`, `PUT`/`DELETE
+//! /1/lb/nodes`: [`crate::action::is_management`]) are checked before
+//! anything is read or changed: by [`protocol::mgmt`]'s rule (loopback
+//! peers free, others need the bearer token; 401/403 otherwise), and, with
+//! a separate management listener ([`run_with_management`]), only there
+//! (403 on the data listener). The balancer sends its token, if it has
+//! one, with every fan-out call to the workers.
+//!
+//! Server-side request forgery (issue 13): a node's URL is checked
+//! strictly and canonicalised ([`crate::config::normalize_node_url`]), so
+//! one node cannot be registered twice under two spellings (409); with
+//! `node_allow`, a node added at run time must resolve only to addresses
+//! on those networks (403); and a node's reply to a fan-out route is shown
+//! only when it parses as a worker's reply (a JSON object with a string
+//! `Message`), otherwise as a summary (`status 200, 1234 bytes, not a
+//! worker's reply`), so that the balancer never relays another service's
+//! page.
+//!
 //! A successful call also counts as a passed health check of its node
 //! (passive health: [`crate::cluster`]'s module doc).
 //!
@@ -62,7 +93,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use protocol::reply::{append_load_balancing_info, reported_cold, reported_internal_ms};
+use protocol::reply::{
+    append_load_balancing_info, reported_cold, reported_internal_ms, RetriedFrom,
+};
 use protocol::LoadBalancingInfo;
 
 use crate::action::Action;
@@ -170,6 +203,17 @@ pub async fn run(
     config: BalancerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    run_with_management(listener, None, config, shutdown).await
+}
+
+/// [`run`], with the management routes served on `management` only when
+/// it is given (fnlb's `--mgmt-listen`); every route is served there.
+pub async fn run_with_management(
+    listener: std::net::TcpListener,
+    management: Option<std::net::TcpListener>,
+    config: BalancerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let config = config.validated()?;
     let clock = RunClock::start();
     let thresholds = Thresholds {
@@ -193,8 +237,14 @@ pub async fn run(
     let fake_reply =
         (config.fake_nodes > 0).then(|| crate::fake::fake_worker_reply(config.fake_delay_ms));
     let addr = listener.local_addr()?;
+    let management_addr = match &management {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     tracing::info!(
         %addr,
+        management = ?management_addr,
+        mgmt = shared_mgmt_description(&config),
         algorithm = %config.algorithm,
         seed = config.params.seed(),
         params = %serde_json::to_string(&config.params).unwrap_or_default(),
@@ -207,6 +257,7 @@ pub async fn run(
         clock,
         config,
         fake_reply,
+        management_addr,
     });
     // Fail early on a client that cannot be built.
     let health_client = worker_client(&shared.config)?;
@@ -230,7 +281,11 @@ pub async fn run(
     .workers(shared.config.threads)
     .disable_signals()
     .shutdown_timeout(5)
-    .listen(listener)?
+    .listen(listener)?;
+    let server = match management {
+        Some(l) => server.listen(l)?,
+        None => server,
+    }
     .run();
     let handle = server.handle();
 
@@ -254,14 +309,83 @@ pub async fn run(
     Ok(result?)
 }
 
+fn shared_mgmt_description(config: &BalancerConfig) -> &'static str {
+    config.mgmt.describe()
+}
+
 /// Largest request body read (only node management has one).
 const MAX_REQUEST_BODY: usize = 64 * 1024;
+
+/// May this request use a management route? (module doc)
+fn authorize(req: &HttpRequest, shared: &Shared) -> Result<(), BalancerError> {
+    if let Some(management) = shared.management_addr {
+        if req.app_config().local_addr() != management {
+            return Err(BalancerError::ManagementElsewhere(management.to_string()));
+        }
+    }
+    let authorization = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    shared
+        .config
+        .mgmt
+        .check(req.peer_addr().map(|a| a.ip()), authorization)
+        .map_err(|denied| {
+            tracing::warn!(
+                peer = ?req.peer_addr(),
+                path = req.path(),
+                %denied,
+                "management request refused"
+            );
+            BalancerError::Denied(denied)
+        })
+}
+
+/// With `node_allow`, checks that `url`'s host is, or resolves only to,
+/// addresses on the allowed networks.
+async fn check_node_allowed(shared: &Shared, url: &str) -> Result<(), BalancerError> {
+    let allow = &shared.config.node_allow;
+    if allow.is_empty() {
+        return Ok(());
+    }
+    let refuse = |reason: String| BalancerError::NodeNotAllowed {
+        url: url.to_string(),
+        reason,
+    };
+    let authority = url.strip_prefix("http://").unwrap_or(url);
+    let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(
+        Duration::from_millis(shared.config.connect_timeout_ms),
+        tokio::net::lookup_host(authority),
+    )
+    .await
+    .map_err(|_| refuse("its name did not resolve in time".into()))?
+    .map_err(|e| refuse(format!("its name does not resolve: {e}")))?
+    .collect();
+    if addrs.is_empty() {
+        return Err(refuse("its name resolves to no address".into()));
+    }
+    for addr in &addrs {
+        if !allow.iter().any(|net| net.contains(addr.ip())) {
+            let nets: Vec<String> = allow.iter().map(ToString::to_string).collect();
+            return Err(refuse(format!(
+                "{} is on none of {}",
+                addr.ip(),
+                nets.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
 
 async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
     local: web::Data<Local>,
 ) -> Result<HttpResponse, BalancerError> {
+    if crate::action::is_management(req.method(), req.path()) {
+        authorize(&req, &local.shared)?;
+    }
     // Only `/1/lb/nodes` reads a body; the hot path skips the extractor.
     let body = if req.path() == "/1/lb/nodes" && req.method() != actix_web::http::Method::GET {
         payload
@@ -275,7 +399,10 @@ async fn dispatch(
     let action = Action::parse(req.method(), req.path(), req.query_string(), &body)?;
     let shared = &*local.shared;
     match action {
-        Action::Execute { function } => execute(&local, &function).await,
+        Action::Execute {
+            function,
+            idempotent,
+        } => execute(&local, &function, idempotent).await,
         Action::Configure {
             algorithm,
             params,
@@ -299,6 +426,7 @@ async fn dispatch(
                 return Err(BalancerError::FakeMode);
             }
             let resources = shared.config.node_resources(resources);
+            check_node_allowed(shared, &url).await?;
             let id = shared.cluster().add_node(&url, resources)?;
             tracing::info!(
                 node = id,
@@ -405,34 +533,65 @@ fn status_json(shared: &Shared) -> String {
         "fanout_timeout_ms": config.fanout_timeout_ms,
         "prepare_timeout_ms": config.prepare_timeout_ms,
         "threads": config.threads,
+        "mgmt": &config.mgmt,
+        "management_listener": shared.management_addr.map(|a| a.to_string()),
+        "node_allow": &config.node_allow,
         "uptime_ms": shared.clock.now().as_millis(),
         "nodes": nodes,
     })
     .to_string()
 }
 
-async fn execute(local: &Local, function: &str) -> Result<HttpResponse, BalancerError> {
+/// Whether a call of `function` may be sent again after its node died
+/// with it in flight: the caller's word (`idempotent=`) if given, else
+/// the function's (the sample functions are safe to repeat: they compute
+/// and sleep, and keep no state; any other function is not assumed so).
+fn safe_to_repeat(function: &str, idempotent: Option<bool>) -> bool {
+    idempotent.unwrap_or_else(|| sample_functions::catalog().get(function).is_some())
+}
+
+/// Whether a broken exchange means the worker died with the call in
+/// flight (its connection closed or reset, before or inside the reply),
+/// as opposed to a reply that is not valid HTTP or a time-out.
+fn node_died(source: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        source.kind(),
+        ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+    )
+}
+
+async fn execute(
+    local: &Local,
+    function: &str,
+    idempotent: Option<bool>,
+) -> Result<HttpResponse, BalancerError> {
     let shared = &*local.shared;
-    let mut first_failure: Option<String> = None;
+    // The first attempt's node and why it failed, once the call is retried.
+    let mut first_failure: Option<RetriedFrom> = None;
     loop {
         let (selection, latency_ms, selected) = match shared.select(function) {
             Ok(chosen) => chosen,
             Err(e) => {
                 return Err(match first_failure {
-                    Some(reason) => BalancerError::WorkerUnreachable {
-                        url: reason,
-                        reason: "connection failed".into(),
+                    Some(first) => BalancerError::WorkerUnreachable {
+                        url: first.worker_node_url,
+                        reason: first.reason,
                         retry: format!("no node left to retry on ({e})"),
                     },
                     None => e.into(),
                 })
             }
         };
-        let info = |selection: &Selection| LoadBalancingInfo {
+        let info = |selection: &Selection, retried_from: Option<RetriedFrom>| LoadBalancingInfo {
             worker_node_id: i64::from(selection.node),
             worker_node_url: selection.url.to_string(),
             algorithm: selection.algorithm.to_string(),
             algorithm_latency: latency_ms,
+            retried_from,
         };
         let mut call = InFlight::new(shared, function, selection, selected);
 
@@ -443,7 +602,7 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
                 true,
                 Duration::from_millis(shared.config.fake_delay_ms),
             );
-            let body = append_load_balancing_info(reply, &info(&call.selection))
+            let body = append_load_balancing_info(reply, &info(&call.selection, None))
                 .ok_or_else(|| BalancerError::BadWorkerReply { url: String::new() })?;
             return Ok(json_reply(StatusCode::OK, body));
         }
@@ -455,29 +614,59 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
         let authority = url.strip_prefix("http://").unwrap_or(url);
         let (status, body) = match local.pool.get(authority, &path).await {
             Ok(reply) => (reply.status, reply.body),
-            Err(CallError::Exchange { source, .. }) => {
-                call.finish(false, false, Duration::ZERO);
-                return Err(BalancerError::WorkerFailed {
-                    url: call.selection.url.to_string(),
-                    reason: source.to_string(),
-                });
-            }
-            Err(CallError::Connect { source, .. }) => {
+            Err(failure) => {
                 call.finish(false, false, Duration::ZERO);
                 let node_url = call.selection.url.to_string();
-                let reason = source.to_string();
-                mark_unreachable(shared, call.selection.node, &node_url, &reason);
-                match first_failure {
-                    None => {
-                        first_failure = Some(node_url);
+                // Connecting failed: the call never reached the node, so
+                // it may always go elsewhere. The exchange broke: the node
+                // may have run it, so only a call safe to repeat goes on.
+                let (reason, retriable) = match &failure {
+                    CallError::Connect { source, .. } => (source.to_string(), true),
+                    CallError::Exchange { source, .. } if node_died(source) => (
+                        format!(
+                            "the worker closed the connection with the call in flight: {source}"
+                        ),
+                        safe_to_repeat(function, idempotent),
+                    ),
+                    CallError::Exchange { source, .. } => (source.to_string(), false),
+                };
+                let died = matches!(&failure, CallError::Connect { .. })
+                    || matches!(&failure, CallError::Exchange { source, .. } if node_died(source));
+                if died {
+                    mark_unreachable(shared, call.selection.node, &node_url, &reason);
+                }
+                match (&first_failure, retriable) {
+                    (None, true) => {
+                        first_failure = Some(RetriedFrom {
+                            worker_node_id: i64::from(call.selection.node),
+                            worker_node_url: node_url,
+                            reason,
+                        });
                         continue;
                     }
-                    Some(first) => {
+                    (Some(first), _) => {
                         return Err(BalancerError::WorkerUnreachable {
                             url: node_url,
                             reason,
-                            retry: format!("it was the retry after {first} failed"),
+                            retry: format!(
+                                "it was the retry after {} failed",
+                                first.worker_node_url
+                            ),
                         })
+                    }
+                    (None, false) => {
+                        let reason = if died {
+                            format!(
+                                "{reason} (not retried: the call is not marked safe to repeat; \
+                                 add idempotent=true)"
+                            )
+                        } else {
+                            reason
+                        };
+                        return Err(BalancerError::WorkerFailed {
+                            url: node_url,
+                            reason,
+                        });
                     }
                 }
             }
@@ -491,7 +680,8 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             return Ok(json_reply(status, body));
         }
-        return match append_load_balancing_info(&body, &info(&call.selection)) {
+        let retried_from = first_failure.take();
+        return match append_load_balancing_info(&body, &info(&call.selection, retried_from)) {
             Some(out) => Ok(json_reply(StatusCode::OK, out)),
             None => Err(BalancerError::BadWorkerReply {
                 url: call.selection.url.to_string(),
@@ -580,10 +770,14 @@ async fn call_every_node(
     };
     let calls = nodes.iter().map(|(url, online)| {
         let request = online.then(|| {
-            local
+            let request = local
                 .client
                 .get(format!("{url}{path_and_query}"))
-                .timeout(timeout)
+                .timeout(timeout);
+            match shared.config.mgmt.bearer() {
+                Some(bearer) => request.header(reqwest::header::AUTHORIZATION, bearer),
+                None => request,
+            }
         });
         async move {
             match request {
@@ -630,10 +824,25 @@ async fn read_reply(
     Ok((status, body.into()))
 }
 
-/// A worker's reply as a JSON value: itself if it is JSON, else its text.
-fn reply_value(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into())
+/// A node's reply to a fan-out route, when it parses as a worker's reply:
+/// a JSON object with a string `Message` (every reply of a worker's
+/// `/configure`, `/clear`, `/prepare`, its failures included).
+fn worker_reply(body: &[u8]) -> Option<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("Message")?.as_str()?;
+    Some(value)
+}
+
+/// A node's reply as shown to the caller: the worker's reply, or else a
+/// summary that repeats none of it (module doc: SSRF).
+fn reply_value(status: u16, body: &[u8]) -> serde_json::Value {
+    worker_reply(body).unwrap_or_else(|| {
+        format!(
+            "status {status}, {} bytes, not a worker's reply",
+            body.len()
+        )
+        .into()
+    })
 }
 
 /// The 502 of a fan-out route on which some node failed:
@@ -664,7 +873,9 @@ fn fan_out_failure(
         .iter()
         .map(|(url, r)| {
             let (status, reply) = match r {
-                NodeCall::Replied { status, body } => (Some(*status), Some(reply_value(body))),
+                NodeCall::Replied { status, body } => {
+                    (Some(*status), Some(reply_value(*status, body)))
+                }
                 _ => (None, None),
             };
             serde_json::json!({
@@ -776,16 +987,8 @@ async fn configure(
         out.push_str(&serde_json::Value::from(&**url).to_string());
         out.push(':');
         match result {
-            NodeCall::Replied { body, .. }
-                if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() =>
-            {
-                out.push_str(String::from_utf8_lossy(body.trim_ascii()).as_ref());
-            }
-            NodeCall::Replied { body, .. } => {
-                out.push_str(
-                    &serde_json::Value::from(String::from_utf8_lossy(body).into_owned())
-                        .to_string(),
-                );
+            NodeCall::Replied { status, body } => {
+                out.push_str(&reply_value(*status, body).to_string());
             }
             NodeCall::Skipped | NodeCall::Failed(_) => out.push_str("\"skipped (offline)\""),
         }

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) config: BalancerConfig,
     /// Fake mode's prepared worker reply (None with real workers).
     pub(crate) fake_reply: Option<Vec<u8>>,
+    /// The separate management listener's address, if there is one.
+    pub(crate) management_addr: Option<std::net::SocketAddr>,
 }
 
 impl Shared {

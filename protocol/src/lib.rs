@@ -16,10 +16,16 @@
 //! - [`log`]: the replay log line
 //!   `YYYY/MM/DD HH:MM:SS <startMs> <endMs> <function> <json>`, and the
 //!   lenient view of a logged reply that analysis reads ([`log::LoggedReply`]).
+//! - [`mgmt`]: who may use the management routes (loopback peers, or a
+//!   bearer token), shared by the balancer and the worker.
+//! - [`limits`]: the bounds of the worker's options, checked by the worker
+//!   and by the balancer that forwards them.
 //! - [`sidecar`]: the run description beside every log (`<log>.meta.json`):
 //!   cluster, algorithm, parameters, seed, scales, version.
 
+pub mod limits;
 pub mod log;
+pub mod mgmt;
 pub mod query;
 pub mod reply;
 pub mod scenario;

@@ -76,6 +76,21 @@ pub struct LoadBalancingInfo {
     pub algorithm: String,
     /// Time spent in the scheduler's `select`, in milliseconds (float).
     pub algorithm_latency: f64,
+    /// Set when the call was sent again after its first node failed (it
+    /// could not be reached, or it died with the call in flight); absent
+    /// otherwise, so that an ordinary reply is the original's byte for
+    /// byte. Not in the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_from: Option<RetriedFrom>,
+}
+
+/// The node a retried call was first sent to, and why it failed there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct RetriedFrom {
+    pub worker_node_id: i64,
+    pub worker_node_url: String,
+    pub reason: String,
 }
 
 /// The balancer's reply to `GET /execute?name=F`: the worker's reply plus

@@ -8,6 +8,13 @@
 
 use protocol::query::query_pairs;
 
+/// Whether `path` is a management route (`/configure`, `/clear`,
+/// `/prepare`: they change the worker's state; any method, as the
+/// original accepts any). Checked before the request is parsed.
+pub fn is_management(path: &str) -> bool {
+    matches!(path, "/configure" | "/clear" | "/prepare")
+}
+
 /// The longest function name `/execute` reads (longer ones are a 400
 /// that does not echo them).
 pub const MAX_NAME_BYTES: usize = 256;
@@ -150,5 +157,15 @@ mod tests {
         assert_eq!(Action::parse("/prepare", ""), Ok(Action::Prepare));
         assert_eq!(Action::parse("/health", "x"), Ok(Action::Health));
         assert_eq!(Action::parse("/elsewhere", ""), Err(ActionError::NotFound));
+    }
+
+    #[test]
+    fn management_routes_change_state() {
+        for path in ["/configure", "/clear", "/prepare"] {
+            assert!(is_management(path));
+        }
+        for path in ["/execute", "/health", "/nope"] {
+            assert!(!is_management(path));
+        }
     }
 }

@@ -34,7 +34,17 @@
 //! `container_pool_nun=3` must not silently leave an experiment
 //! misconfigured). A refused query changes nothing.
 //!
-//! Errors are `{"Error": true, "Message": ...}` with 400 (bad query), 404
+//! Management (issue 13): `/configure`, `/clear` and `/prepare` follow
+//! [`protocol::mgmt`]'s rule, checked before the request is parsed:
+//! loopback peers need no token (unless `--mgmt-require-token`), others
+//! need `Authorization: Bearer <token>` (401), and a worker without a
+//! token refuses them outright (403). With a separate management listener
+//! (`--mgmt-listen`), they are served there only (403 on the data port).
+//! `/execute` and `/health` are always open. `/configure` values beyond
+//! their bounds ([`crate::limits`]) are a 400 that changes nothing.
+//!
+//! Errors are `{"Error": true, "Message": ...}` with 400 (bad query), 401
+//! and 403 (management refused), 404
 //! (unknown function or path), 500 (a function or the runtime failed) or 503
 //! (the runtime's engine is unreachable). The worker's work runs in tasks
 //! of its own, so a client that disconnects never cancels a call halfway:
@@ -58,6 +68,51 @@ use tokio::runtime::Handle;
 struct AppState<R> {
     worker: Worker<R>,
     handle: Handle,
+    mgmt: protocol::mgmt::ManagementConfig,
+    /// The separate management listener's address, if any.
+    management_addr: Option<std::net::SocketAddr>,
+}
+
+/// The sockets the worker serves and who may manage it.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Every route (management ones too unless `management` is given).
+    pub data: std::net::TcpListener,
+    /// Where management routes are served, if apart from `data`.
+    pub management: Option<std::net::TcpListener>,
+    pub mgmt: protocol::mgmt::ManagementConfig,
+}
+
+/// Refuses a management request that may not go on (module doc).
+fn authorize<R>(state: &AppState<R>, req: &HttpRequest) -> Result<(), HttpResponse> {
+    if let Some(management) = state.management_addr {
+        if req.app_config().local_addr() != management {
+            return Err(error(
+                403,
+                format!(
+                    "management routes are served on the management listener only ({management})"
+                ),
+            ));
+        }
+    }
+    let authorization = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    state
+        .mgmt
+        .check(req.peer_addr().map(|a| a.ip()), authorization)
+        .map_err(|denied| {
+            tracing::warn!(peer = ?req.peer_addr(), path = req.path(), %denied, "management request refused");
+            let mut reply = error(denied.status(), denied.to_string());
+            if denied.status() == 401 {
+                reply.headers_mut().insert(
+                    actix_web::http::header::WWW_AUTHENTICATE,
+                    actix_web::http::header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            reply
+        })
 }
 
 fn json(status: u16, body: String) -> HttpResponse {
@@ -114,6 +169,11 @@ where
 
 /// Every request: parsed into an [`Action`], handled, answered.
 async fn dispatch<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) -> HttpResponse {
+    if crate::action::is_management(req.path()) {
+        if let Err(refused) = authorize(&state, &req) {
+            return refused;
+        }
+    }
     let action = match Action::parse(req.path(), req.query_string()) {
         Ok(a) => a,
         Err(e) => return action_error(e),
@@ -179,6 +239,8 @@ async fn configure<R: Runtime>(
     pairs: Vec<(String, String)>,
 ) -> Result<HttpResponse, HttpResponse> {
     let (own, ignored) = split_configure_query(pairs);
+    crate::limits::check_query(own.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| error(400, e.to_string()))?;
     let (message, options) = on_main(state, move |w| async move {
         w.configure(own.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     })
@@ -237,15 +299,42 @@ async fn health<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpRes
     ))
 }
 
-/// Builds the actix server on `listener` (not started until awaited).
+/// Builds the actix server on `listener` (not started until awaited),
+/// management from loopback peers only.
 pub fn server<R: Runtime>(
     worker: Worker<R>,
     listener: std::net::TcpListener,
     http_workers: usize,
 ) -> std::io::Result<actix_web::dev::Server> {
+    server_with(
+        worker,
+        Listeners {
+            data: listener,
+            management: None,
+            mgmt: Default::default(),
+        },
+        http_workers,
+    )
+}
+
+/// Builds the actix server on `listeners` (not started until awaited).
+pub fn server_with<R: Runtime>(
+    worker: Worker<R>,
+    listeners: Listeners,
+    http_workers: usize,
+) -> std::io::Result<actix_web::dev::Server> {
     let handle = Handle::current();
-    let data = web::Data::new(AppState { worker, handle });
-    Ok(HttpServer::new(move || {
+    let management_addr = match &listeners.management {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let data = web::Data::new(AppState {
+        worker,
+        handle,
+        mgmt: listeners.mgmt,
+        management_addr,
+    });
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .default_service(web::to(dispatch::<R>))
@@ -253,7 +342,11 @@ pub fn server<R: Runtime>(
     .workers(http_workers.max(1))
     .disable_signals()
     .shutdown_timeout(5)
-    .listen(listener)?
+    .listen(listeners.data)?;
+    Ok(match listeners.management {
+        Some(l) => server.listen(l)?,
+        None => server,
+    }
     .run())
 }
 

@@ -13,8 +13,10 @@
 //!   instance id of its own) and how it proves leftovers orphaned.
 //! - [`worker`]: the core that turns policy answers into runtime actions.
 //! - [`action`]: requests parsed into a typed [`action::Action`].
-//! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses).
 //! - [`join`]: self-registration with a balancer (`--join`).
+//! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses,
+//!   who may use the management routes: `protocol::mgmt`).
+//! - [`limits`]: the bounds of the worker's options and flags.
 //! - [`run`]: binds it all together (`main` is a thin CLI over it).
 //!
 //! Output: [`run`] prints one start-up line on stdout (version, worker id,
@@ -27,6 +29,7 @@
 pub mod action;
 pub mod http;
 pub mod join;
+pub mod limits;
 pub mod runtime;
 pub mod worker;
 
@@ -97,6 +100,9 @@ pub struct WorkerConfig {
     /// (plain HTTP). Default: the local engine (`DOCKER_HOST` when it is a
     /// `unix://` address, else `/var/run/docker.sock`).
     pub docker_socket: Option<String>,
+    /// Who may use `/configure`, `/clear` and `/prepare`
+    /// (`protocol::mgmt`: loopback peers, or the bearer token).
+    pub mgmt: protocol::mgmt::ManagementConfig,
 }
 
 impl Default for WorkerConfig {
@@ -116,6 +122,7 @@ impl Default for WorkerConfig {
             http_workers: 2,
             expiry_tick_ms: 100,
             docker_socket: None,
+            mgmt: protocol::mgmt::ManagementConfig::default(),
         }
     }
 }
@@ -194,6 +201,40 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    run_with_management(listener, None, config, shutdown).await
+}
+
+/// [`run`], with `/configure`, `/clear` and `/prepare` served on
+/// `management` only when it is given (every route is served there too).
+pub async fn run_with_management(
+    listener: std::net::TcpListener,
+    management: Option<std::net::TcpListener>,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    limits::check_config(&config).map_err(RunError::Config)?;
+    let mgmt = config
+        .mgmt
+        .clone()
+        .validated()
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    if let Some(l) = &management {
+        l.set_nonblocking(true)?;
+    }
+    let listeners = http::Listeners {
+        data: listener,
+        management,
+        mgmt,
+    };
+    run_listeners(listeners, config, shutdown).await
+}
+
+async fn run_listeners(
+    listeners: http::Listeners,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let listener = &listeners.data;
     if !(config.time_scale.is_finite() && config.time_scale >= 0.0) {
         return Err(RunError::Config(format!(
             "time scale {} is not a non-negative number",
@@ -234,7 +275,7 @@ not to the process runtime"
             serve(
                 ProcessRuntime::new(options.clone())?,
                 options,
-                listener,
+                listeners,
                 &config,
                 shutdown,
             )
@@ -263,7 +304,7 @@ not to the process runtime"
             }
             let runtime = DockerRuntime::with_settings(options.clone(), settings)
                 .map_err(|e| RunError::Config(e.to_string()))?;
-            serve(runtime, options, listener, &config, shutdown).await
+            serve(runtime, options, listeners, &config, shutdown).await
         }
     }
 }
@@ -271,7 +312,7 @@ not to the process runtime"
 async fn serve<R: Runtime>(
     runtime: R,
     options: RuntimeOptions,
-    listener: std::net::TcpListener,
+    listeners: http::Listeners,
     config: &WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
@@ -286,17 +327,22 @@ async fn serve<R: Runtime>(
     }
     // The start-up line, on stdout whatever RUST_LOG says (an experiment
     // runs workers at RUST_LOG=warn and keeps their output).
+    let management = match &listeners.management {
+        Some(l) => format!(", management on {}", l.local_addr()?),
+        None => String::new(),
+    };
     println!(
-        "worker-front {} {} listening on {} ({} runtime, instance {}, hf-fn {}, time scale {}, package scale {}), caching {}",
+        "worker-front {} {} listening on {} ({} runtime, instance {}, hf-fn {}, time scale {}, package scale {}), caching {}; {}{management}",
         env!("CARGO_PKG_VERSION"),
         options.worker_id,
-        listener.local_addr()?,
+        listeners.data.local_addr()?,
         runtime.name(),
         runtime.instance_id(),
         options.fn_binary.display(),
         options.time_scale,
         options.package_scale,
-        serde_json::to_string(&config.caching).unwrap_or_default()
+        serde_json::to_string(&config.caching).unwrap_or_default(),
+        listeners.mgmt.describe(),
     );
     let instance_model = config.instance_model()?;
     tracing::info!(
@@ -323,7 +369,7 @@ async fn serve<R: Runtime>(
             }
         })
     };
-    let server = http::server(worker.clone(), listener, config.http_workers)?;
+    let server = http::server_with(worker.clone(), listeners, config.http_workers)?;
     let handle = server.handle();
     let mut server = Box::pin(server);
     let result = tokio::select! {

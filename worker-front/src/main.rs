@@ -10,6 +10,12 @@
 //! the options of `simulator des`: `--instance-model hotfunctions|lambda`,
 //! `--keep-alive-policy fixed|lru|greedy-dual|histogram|ewma` (selects the
 //! Lambda model), `--keep-alive-s 600`, `--node-memory-mb 2048`.
+//!
+//! Management (`protocol::mgmt`): `/configure`, `/clear` and `/prepare`
+//! from loopback peers need no token; others need the bearer token of
+//! `--mgmt-token-file` (or `HF_MGMT_TOKEN`); `--mgmt-require-token` asks
+//! it of loopback peers too; `--mgmt-listen ADDR` serves them on a
+//! listener of their own. Every option's bound: `worker_front::limits`.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -118,8 +124,9 @@ struct StartArgs {
     #[arg(long, value_name = "URL")]
     docker_socket: Option<String>,
     /// A balancer to join (`http://HOST:PORT`): register with its
-    /// `PUT /1/lb/nodes`, again whenever it loses this node, and leave on
-    /// SIGTERM (`worker_front::join`).
+    /// `PUT /1/lb/nodes` (with the management token, if one is given),
+    /// again whenever it loses this node, and leave on SIGTERM
+    /// (`worker_front::join`).
     #[arg(long, env = "HF_JOIN", value_name = "URL")]
     join: Option<String>,
     /// This worker's URL as the balancer calls it (default, with --join:
@@ -129,6 +136,21 @@ struct StartArgs {
     /// Time between two membership checks with --join, ms (1 to 60,000).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     join_interval_ms: u64,
+    /// Serve /configure, /clear and /prepare on this address only, e.g.
+    /// 127.0.0.1:9222 (every route is served there too).
+    #[arg(long, value_name = "ADDR")]
+    mgmt_listen: Option<String>,
+    /// File holding the bearer token that management requests from
+    /// non-loopback peers must carry (Authorization: Bearer <token>).
+    #[arg(long, value_name = "PATH")]
+    mgmt_token_file: Option<PathBuf>,
+    /// The management token (prefer --mgmt-token-file: a command line is
+    /// visible in `ps`).
+    #[arg(long, env = protocol::mgmt::TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    mgmt_token: Option<String>,
+    /// Loopback peers need the management token too.
+    #[arg(long)]
+    mgmt_require_token: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -168,6 +190,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let port = args.port.or(args.port_positional).unwrap_or(8222);
+    let mgmt = protocol::mgmt::ManagementConfig::from_sources(
+        args.mgmt_token_file.as_deref(),
+        args.mgmt_token.clone(),
+        args.mgmt_require_token,
+    )?;
     let config = WorkerConfig {
         runtime: match args.runtime {
             RuntimeArg::Process => RuntimeKind::Process,
@@ -185,10 +212,13 @@ fn main() -> anyhow::Result<()> {
         node_memory_mb: args.node_memory_mb,
         http_workers: args.http_workers,
         docker_socket: args.docker_socket,
+        mgmt,
         ..WorkerConfig::default()
     };
-    // Bad policy options are errors before anything binds.
+    // Bad policy options and values beyond their bounds are errors before
+    // anything binds.
     config.instance_model()?;
+    worker_front::limits::check_config(&config).map_err(anyhow::Error::msg)?;
     let listener = std::net::TcpListener::bind((args.host.as_str(), port))
         .with_context(|| format!("binding {}:{port}", args.host))?;
     let join = match &args.join {
@@ -205,11 +235,20 @@ fn main() -> anyhow::Result<()> {
                 bound,
                 cores,
                 args.node_memory_mb,
-                None,
+                // The cluster's shared management token: the balancer
+                // asks it of a PUT /1/lb/nodes from the network.
+                config.mgmt.token.clone(),
             )?;
             j.interval = std::time::Duration::from_millis(args.join_interval_ms);
             Some(j)
         }
+    };
+    let management = match &args.mgmt_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr.as_str())
+                .with_context(|| format!("binding --mgmt-listen {addr}"))?,
+        ),
+        None => None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -242,7 +281,7 @@ fn main() -> anyhow::Result<()> {
                 j.leave().await;
             }
         };
-        worker_front::run(listener, config, shutdown)
+        worker_front::run_with_management(listener, management, config, shutdown)
             .await
             .context("worker-front")
     })

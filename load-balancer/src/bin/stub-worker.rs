@@ -13,6 +13,10 @@
 //!   (echoes the query in `State`).
 //! - `GET /stats`: calls counted per route and function.
 //!
+//! `/clear`, `/prepare` and `/configure` follow the workers' management
+//! rule (`protocol::mgmt`): loopback peers free, others need the token of
+//! `--mgmt-token-file` (401/403 JSON errors otherwise).
+//!
 //! Prints `stub-worker listening on http://<addr>` on stdout once bound
 //! (`--port 0` picks a free port).
 
@@ -53,6 +57,9 @@ struct Cli {
     /// HTTP server threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Management token file (as the worker's `--mgmt-token-file`).
+    #[arg(long)]
+    mgmt_token_file: Option<std::path::PathBuf>,
 }
 
 fn parse_delay(s: &str) -> Result<(String, u64), String> {
@@ -81,6 +88,7 @@ struct Stub {
     delays: HashMap<String, u64>,
     failing: Vec<String>,
     health_delay_ms: u64,
+    mgmt: protocol::mgmt::ManagementConfig,
     stats: Mutex<Stats>,
 }
 
@@ -94,6 +102,23 @@ async fn handle(req: HttpRequest, stub: web::Data<Stub>) -> HttpResponse {
             .content_type("application/json")
             .body(body)
     };
+    if matches!(req.path(), "/clear" | "/prepare" | "/configure") {
+        let authorization = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if let Err(denied) = stub
+            .mgmt
+            .check(req.peer_addr().map(|a| a.ip()), authorization)
+        {
+            return HttpResponse::build(
+                actix_web::http::StatusCode::from_u16(denied.status())
+                    .unwrap_or(actix_web::http::StatusCode::FORBIDDEN),
+            )
+            .content_type("application/json")
+            .body(ErrorReply::new(denied.to_string()).to_json());
+        }
+    }
     match req.path() {
         "/execute" => {
             let Some(name) = query_value(req.query_string(), "name").filter(|n| !n.is_empty())
@@ -210,6 +235,11 @@ async fn main() -> anyhow::Result<()> {
         delays: cli.delays.into_iter().collect(),
         failing: cli.failing,
         health_delay_ms: cli.health_delay_ms,
+        mgmt: protocol::mgmt::ManagementConfig::from_sources(
+            cli.mgmt_token_file.as_deref(),
+            None,
+            false,
+        )?,
         stats: Mutex::new(Stats::default()),
     }));
     let listener = std::net::TcpListener::bind((cli.host.as_str(), cli.port))

@@ -38,15 +38,15 @@ impl StubWorker {
     pub fn start_on(id: &str, port: u16, extra: &[&str]) -> Self {
         let deadline = Instant::now() + PATIENCE;
         loop {
+            // Loopback unless `extra` names a host.
+            let host = if extra.contains(&"--host") {
+                &[][..]
+            } else {
+                &["--host", "127.0.0.1"][..]
+            };
             let mut child = Command::new(env!("CARGO_BIN_EXE_stub-worker"))
-                .args([
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                    "--id",
-                    id,
-                ])
+                .args(host)
+                .args(["--port", &port.to_string(), "--id", id])
                 .args(extra)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -314,5 +314,66 @@ impl std::ops::Deref for DeadNode {
 impl std::fmt::Display for DeadNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.url)
+    }
+}
+
+/// A non-loopback address of this machine, to test what a peer on the
+/// network sees: a client on this machine that connects to a server bound
+/// to this address arrives from it (not from 127.0.0.1). Found by asking
+/// the kernel which source address a UDP socket would use towards a few
+/// documentation and private addresses (`connect` on UDP sends nothing);
+/// None on a machine without a route (then the tests that need one say so
+/// and cover the token path on loopback with `require_token`).
+pub fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    [
+        "192.0.2.1:9",
+        "10.255.255.1:9",
+        "198.51.100.1:9",
+        "172.31.255.1:9",
+    ]
+    .iter()
+    .find_map(|target| {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        socket.connect(target).ok()?;
+        let ip = socket.local_addr().ok()?.ip();
+        let usable = !ip.is_loopback() && !ip.is_unspecified();
+        // Usable only if a server can bind it.
+        (usable && std::net::TcpListener::bind((ip, 0)).is_ok()).then_some(ip)
+    })
+}
+
+/// A client that connects from `ip` (to a server on this machine bound
+/// to `ip`, the kernel picks `ip` as the source anyway).
+pub fn client_from(ip: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(ip)
+        .build()
+        .unwrap()
+}
+
+impl Balancer {
+    /// The balancer on `listener` (and `management`, when given).
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        management: Option<std::net::TcpListener>,
+        config: BalancerConfig,
+    ) -> Self {
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                load_balancer::run_with_management(listener, management, config, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("balancer run");
+            });
+        });
+        Self {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 }
