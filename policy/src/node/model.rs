@@ -178,7 +178,9 @@ pub enum InstanceKind {
 
 /// A call on the node, as the model names it. Ids are reused after a call
 /// ends, with a new tag, so a stale id never names a later call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// (`CallId::default()` is only a placeholder for a driver's record
+/// before the model names the call: it may equal a real call's id.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId {
     index: u32,
     tag: u32,
