@@ -29,6 +29,24 @@
 //!   load, off the calls' path; pre-warming a Lambda instance (histogram
 //!   and EWMA keep-alive policies): `lambda_cold_ms` plus the package load.
 //!
+//! A scenario row's per-invocation columns ([`Workload::shapes`]): its
+//! `DurationMs` replaces the function's phases (and draws) for that call:
+//! `cpu_share` of it as CPU work (scaled by `cpu_scale` and
+//! `fn_time_scale`, under processor sharing), then the rest as a sleep
+//! (scaled by `fn_time_scale`), where `cpu_share` is the function's
+//! `cpu_ms / (cpu_ms + sleep_ms)` in the catalog (its model's for a
+//! `--default-function`). Its `MemoryMb` goes to the node model with the
+//! call (`NodeModel::call_arrived_by_id_with_memory`: the instance's
+//! memory is the largest its calls asked for).
+//!
+//! Refused calls: a node's admission rules ([`DesConfig::admission`]) may
+//! reject a call (`Effects::rejected`); the scheduler hears at once that
+//! it ended, unsuccessfully, on its node; with [`DesConfig::reroute`] it
+//! is sent to the next nodes in id order (each once) until one admits it,
+//! and its end is not told to the scheduler again (the scheduler's load
+//! counts do not see a rerouted call: a choice, since the scheduler API
+//! has no "moved" event); else it fails (an error line, `failed`).
+//!
 //! Ordering: events due at the same virtual microsecond run in the order
 //! they were scheduled; scenario arrivals due at a time run after every
 //! queued event due at that time (completions and expiries before

@@ -60,6 +60,15 @@
 //! `REST_CONTAINER_LIFE_TIME` (10 s), as flags of the same name or
 //! environment variables; the balancer's `T` (8), `T1` (8), `T2` (5), `T3`
 //! (3), `ALPHA` (0.0), `BETA` (0.5), `seed` (0), likewise.
+//!
+//! Imported workloads: `--catalog FILE` adds a user's functions (the
+//! catalog `utils import` writes) to the samples; a scenario's
+//! per-invocation columns (`DurationMs`, `MemoryMb`) are simulated (see
+//! `des::engine`). Semantics of other simulators (Lambda model, defaults
+//! unchanged): `--reuse newest|oldest`, `--no-keep-alive-extension`,
+//! `--max-running N` (unlimited), `--overflow
+//! over-commit|queue|reject|elsewhere` (`over-commit`), and the work
+//! models `exp-cpu:` and `pct:`/`pct-cpu:` of `--default-function`.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;

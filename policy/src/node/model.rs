@@ -89,6 +89,18 @@
 //!   recomputed; missing instances are pre-warmed, and idle ones expire
 //!   only above the target.
 //!
+//! - **Per-call memory**: a call may ask for its own memory
+//!   ([`NodeModel::call_arrived_with_memory`], a scenario row's
+//!   `MemoryMb`); an instance's memory is the largest any of its calls
+//!   asked for (it never shrinks: a runtime rarely gives memory back, and
+//!   a platform sizes an instance for its largest call). Growth on reuse
+//!   evicts nothing; cold starts make room for the new instance's memory.
+//! - **Reuse and admission** ([`NodeModel::with_reuse_rules`],
+//!   [`NodeModel::with_admission`]): which idle instance a call takes and
+//!   whether reuse extends the keep-alive ([`super::keep_alive`]); a limit
+//!   on busy instances and what a full node does (over-commit, queue,
+//!   reject: [`super::admission`]). Defaults are the rules above.
+//!
 //! Pre-warmed keep-alive instances are idle once up (they expire like any
 //! idle instance) and are refused if the image or the pool went meanwhile.
 //!
