@@ -29,6 +29,24 @@
 //!   load, off the calls' path; pre-warming a Lambda instance (histogram
 //!   and EWMA keep-alive policies): `lambda_cold_ms` plus the package load.
 //!
+//! A scenario row's per-invocation columns ([`Workload::shapes`]): its
+//! `DurationMs` replaces the function's phases (and draws) for that call:
+//! `cpu_share` of it as CPU work (scaled by `cpu_scale` and
+//! `fn_time_scale`, under processor sharing), then the rest as a sleep
+//! (scaled by `fn_time_scale`), where `cpu_share` is the function's
+//! `cpu_ms / (cpu_ms + sleep_ms)` in the catalog (its model's for a
+//! `--default-function`). Its `MemoryMb` goes to the node model with the
+//! call (`NodeModel::call_arrived_by_id_with_memory`: the instance's
+//! memory is the largest its calls asked for).
+//!
+//! Refused calls: a node's admission rules ([`DesConfig::admission`]) may
+//! reject a call (`Effects::rejected`); the scheduler hears at once that
+//! it ended, unsuccessfully, on its node; with [`DesConfig::reroute`] it
+//! is sent to the next nodes in id order (each once) until one admits it,
+//! and its end is not told to the scheduler again (the scheduler's load
+//! counts do not see a rerouted call: a choice, since the scheduler API
+//! has no "moved" event); else it fails (an error line, `failed`).
+//!
 //! Ordering: events due at the same virtual microsecond run in the order
 //! they were scheduled; scenario arrivals due at a time run after every
 //! queued event due at that time (completions and expiries before
@@ -51,28 +69,31 @@
 //! ([`Summary::performance`]) and shows progress ([`Progress`]).
 
 use std::io::Write;
+use std::time::Duration;
 
 use policy::node::options::CachingOptions;
 use std::sync::Arc;
 
 use policy::node::{
-    CallId, CallMeta, Effects, FunctionTable, InstanceId, InstanceKind, InstanceModel, NodeModel,
-    Step,
+    Admission, CallId, CallMeta, Effects, FunctionTable, InstanceId, InstanceKind, InstanceModel,
+    NodeModel, ReuseRules, Step,
 };
 use policy::scheduler::{
     Completion, Membership, NodeInfo, Scheduler, SchedulerConfig, DEFAULT_FUNCTION_MEMORY_MB,
 };
 use policy::Time;
-use rand::SeedableRng;
+use protocol::scenario::CallShape;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp1};
 use rustc_hash::FxHashMap;
 use sample_functions::catalog::Phase;
 use sample_functions::payload::{scaled_bytes, valid_package_scale};
+use sample_functions::Catalog;
 use serde::Serialize;
 
 use super::cpu::SharedCpu;
-use super::function::FunctionModel;
+use super::function::{percentile_draw, FunctionModel};
 use super::output::LogWriter;
 use super::profile::CostProfile;
 use super::queue::EventQueue;
@@ -122,8 +143,15 @@ pub struct DesConfig {
     pub worker: CachingOptions,
     pub instances: InstanceModel,
     pub profile: CostProfile,
-    /// Model of functions not in the sample catalog (None: such a name is
-    /// an error).
+    /// The catalog: the samples plus a user's functions
+    /// (`sample_functions::Catalog::with_file`, `--catalog`), modelled as
+    /// the samples are (phases, package, memory). None: the samples only.
+    #[serde(skip)]
+    pub catalog: Option<Arc<Catalog>>,
+    /// The file `catalog` was read from (recorded in summaries).
+    pub catalog_file: Option<String>,
+    /// Model of functions not in the catalog (None: such a name is an
+    /// error).
     pub default_function: Option<FunctionModel>,
     /// Package size of functions not in the catalog.
     pub default_package_bytes: u64,
@@ -142,6 +170,15 @@ pub struct DesConfig {
     /// size, for the image cache, builds and instance loads alike
     /// (`sample_functions::payload::scaled_bytes`; default 1).
     pub package_scale: f64,
+    /// Lambda model: which idle instance a call reuses, and whether reuse
+    /// extends its keep-alive (`policy::node::keep_alive`).
+    pub reuse: ReuseRules,
+    /// Lambda model: the nodes' admission rules (`policy::node::admission`:
+    /// a limit on running instances, and what a full node does).
+    pub admission: Admission,
+    /// A call a node rejects goes to the next node (ids in a ring) that
+    /// admits it (`--overflow elsewhere`), else it fails.
+    pub reroute: bool,
 }
 
 impl Default for DesConfig {
@@ -156,13 +193,27 @@ impl Default for DesConfig {
             worker: CachingOptions::default(),
             instances: InstanceModel::HotFunctions,
             profile: CostProfile::default(),
+            catalog: None,
+            catalog_file: None,
             default_function: None,
             default_package_bytes: 1_000_000,
             epoch_ms: DEFAULT_EPOCH_MS,
             time_scale: 1.0,
             fn_time_scale: 1.0,
             package_scale: 1.0,
+            reuse: ReuseRules::default(),
+            admission: Admission::default(),
+            reroute: false,
         }
+    }
+}
+
+impl DesConfig {
+    /// The catalog functions are looked up in.
+    pub fn catalog(&self) -> &Catalog {
+        self.catalog
+            .as_deref()
+            .unwrap_or_else(|| sample_functions::catalog())
     }
 }
 
@@ -172,7 +223,7 @@ pub const DEFAULT_EPOCH_MS: i64 = 1_577_836_800_000;
 /// Why a run could not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum DesError {
-    #[error("function {name:?} (first at scenario row {row}) is not in the sample catalog; give a model for it with --default-function (e.g. cpu:1000 or exp:1991:2244)")]
+    #[error("function {name:?} (first at scenario row {row}) is not in the catalog; give a catalog file with it (--catalog, e.g. the one `utils import` writes) or a model for it with --default-function (e.g. cpu:1000 or exp:1991:2244)")]
     UnknownFunction { name: String, row: usize },
     #[error("workload names function id {0} but has only {1} names")]
     BadWorkload(u32, usize),
@@ -188,8 +239,6 @@ pub enum DesError {
     },
     #[error("--nodes must be at least 1")]
     NoNodes,
-    #[error("scenario row {row} has per-invocation columns (DurationMs, MemoryMb): per-invocation durations are not simulated yet")]
-    PerInvocationShape { row: usize },
     #[error("writing the log: {0}")]
     Log(#[from] std::io::Error),
 }
@@ -246,8 +295,15 @@ pub struct Summary {
     pub config: DesConfig,
     pub invocations: u64,
     pub completed: u64,
-    /// Calls the balancer could not place (error lines in the log).
+    /// Calls the balancer could not place, or that a node rejected and no
+    /// other took (error lines in the log).
     pub failed: u64,
+    /// Calls a node refused by its admission rules (each refusal counted;
+    /// `DesConfig::admission`).
+    pub rejections: u64,
+    /// Calls run on another node than the scheduler chose
+    /// (`DesConfig::reroute`).
+    pub rerouted: u64,
     /// Calls not served by a warm instance (no pooled, REST or reused
     /// instance): `!Meta.UsingPooledContainer && !Meta.UsingExistingRestContainer`.
     pub cold_starts: u64,
@@ -309,8 +365,18 @@ struct Job {
     started: bool,
     next_phase: u32,
     end_phase: u32,
-    /// An exponential service draw not yet slept.
+    /// A service draw (or a row's duration) not yet slept, µs.
     pending_sleep: u64,
+    /// CPU work (a draw, or a row's duration's CPU share) not yet run, µs
+    /// of single-core work (scaled).
+    pending_cpu: f64,
+    /// The memory its scenario row asks for (None: its function's).
+    memory_mb: Option<u32>,
+    /// Nodes tried after the scheduler's (`reroute`); with any, the
+    /// scheduler has been told the call ended on its node.
+    reroutes: u32,
+    /// Its scenario row gives its duration (no draw, no phases).
+    shaped: bool,
     instance: InstanceId,
     /// A build job: the call that builds (it waits for this job).
     builder: u32,
@@ -321,8 +387,24 @@ struct Job {
 struct FunctionInfo {
     first_phase: u32,
     end_phase: u32,
-    exponential: Option<(f64, f64)>,
+    draw: Option<Draw>,
+    /// Share of a scenario row's duration run as CPU work.
+    cpu_share: f64,
     package_bytes: u64,
+}
+
+/// A function's random work, drawn per call.
+#[derive(Debug, Clone)]
+enum Draw {
+    /// Exponential sleep, warm and cold means (ms).
+    Sleep(f64, f64),
+    /// Exponential CPU work, mean (ms).
+    Cpu(f64),
+    /// Piecewise-linear inverse CDF: sleep, or CPU work.
+    Percentiles {
+        cpu: bool,
+        points: Arc<[(f64, f64)]>,
+    },
 }
 
 #[derive(Debug)]
@@ -407,9 +489,6 @@ pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
     if !valid_package_scale(config.package_scale) {
         return Err(DesError::BadPackageScale(config.package_scale));
     }
-    if let Some(row) = workload.first_shaped_row() {
-        return Err(DesError::PerInvocationShape { row });
-    }
     if let Some(&(_, f)) = workload
         .arrivals
         .iter()
@@ -417,8 +496,11 @@ pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
     {
         return Err(DesError::BadWorkload(f, workload.names.len()));
     }
+    if !workload.shapes.is_empty() && workload.shapes.len() != workload.arrivals.len() {
+        return Err(DesError::BadWorkload(u32::MAX, workload.names.len()));
+    }
     if config.default_function.is_none() {
-        let catalog = sample_functions::catalog();
+        let catalog = config.catalog();
         if let Some(i) = workload.names.iter().position(|n| catalog.get(n).is_none()) {
             return Err(DesError::UnknownFunction {
                 name: workload.names[i].clone(),
@@ -452,7 +534,7 @@ pub fn run_workload(
     }
 
     // Functions: phases in one flat table.
-    let catalog = sample_functions::catalog();
+    let catalog = config.catalog();
     let mut phases: Vec<Phase> = Vec::new();
     let mut functions = Vec::with_capacity(workload.names.len());
     // Names interned once for the whole cluster: nodes share this table
@@ -480,7 +562,8 @@ pub fn run_workload(
             },
         };
         let first = phases.len() as u32;
-        let exponential = match model {
+        let cpu_share = model.cpu_share();
+        let draw = match model {
             FunctionModel::Phases(p) => {
                 phases.extend(p);
                 None
@@ -488,12 +571,18 @@ pub fn run_workload(
             FunctionModel::Exponential {
                 warm_mean_ms,
                 cold_mean_ms,
-            } => Some((warm_mean_ms, cold_mean_ms)),
+            } => Some(Draw::Sleep(warm_mean_ms, cold_mean_ms)),
+            FunctionModel::ExponentialCpu { mean_ms } => Some(Draw::Cpu(mean_ms)),
+            FunctionModel::Percentiles { cpu, points } => Some(Draw::Percentiles {
+                cpu,
+                points: points.into(),
+            }),
         };
         functions.push(FunctionInfo {
             first_phase: first,
             end_phase: phases.len() as u32,
-            exponential,
+            draw,
+            cpu_share,
             package_bytes: scaled_bytes(bytes, config.package_scale),
         });
         scheduler.declare_function(name, memory_mb);
@@ -505,6 +594,8 @@ pub fn run_workload(
         NodeModel::new(config.worker, config.instances)
             .with_node_memory_mb(config.node_memory_mb)
             .with_functions(table.clone())
+            .with_reuse_rules(config.reuse)
+            .with_admission(config.admission)
     };
 
     let mut sim = Sim {
@@ -564,10 +655,11 @@ pub fn run_workload(
             }
             (_, Some(_)) => {
                 let (t, f) = arrivals[next_arrival];
+                let shape = workload.shape(next_arrival);
                 let t = arrival_time(t);
                 next_arrival += 1;
                 sim.stats.events += 1;
-                sim.arrive(t, f)?;
+                sim.arrive(t, f, shape)?;
                 if next_arrival & 0xFFFF == 0 {
                     progress(next_arrival as u64);
                 }
@@ -589,6 +681,8 @@ struct Stats {
     events: u64,
     completed: u64,
     failed: u64,
+    rejections: u64,
+    rerouted: u64,
     cold: u64,
     image_builds: u64,
     pooled: u64,
@@ -777,6 +871,11 @@ impl Sim<'_, '_> {
                 self.take_step(job, step, now)?;
             }
         }
+        for &call in &effects.rejected {
+            if let Some(job) = self.nodes[node as usize].waiting.remove(&call) {
+                self.rejected(job, now)?;
+            }
+        }
         let n = &mut self.nodes[node as usize];
         if let Some(t) = n.model.next_timer() {
             let t = t.max(now);
@@ -788,8 +887,14 @@ impl Sim<'_, '_> {
         Ok(())
     }
 
-    /// A scenario call arrives.
-    fn arrive(&mut self, now: Time, function: u32) -> Result<(), DesError> {
+    /// A scenario call arrives (with its row's duration and memory, if
+    /// the scenario has them).
+    fn arrive(
+        &mut self,
+        now: Time,
+        function: u32,
+        shape: Option<CallShape>,
+    ) -> Result<(), DesError> {
         let name = self.names[function as usize].as_str();
         let node = match self.scheduler.select(name, now) {
             Ok(n) => n,
@@ -803,26 +908,103 @@ impl Sim<'_, '_> {
             }
         };
         let info = &self.functions[function as usize];
-        let (first_phase, end_phase) = (info.first_phase, info.end_phase);
-        let (call, mut effects) = self.on_model(node, now, |m| m.call_arrived_by_id(function, now));
+        let (mut first_phase, end_phase) = (info.first_phase, info.end_phase);
+        let (mut pending_cpu, mut pending_sleep) = (0.0, 0);
+        let mut memory_mb = None;
+        if let Some(shape) = shape {
+            // The row's duration replaces the function's phases: its CPU
+            // share as CPU work, the rest as sleep (scaled as phases are).
+            first_phase = end_phase;
+            let us = shape.duration_us as f64 * self.config.fn_time_scale;
+            let cpu = us * info.cpu_share;
+            pending_cpu = cpu * self.config.profile.cpu_scale;
+            pending_sleep = (us - cpu).round().max(0.0) as u64;
+            memory_mb = shape.memory_mb;
+        }
         let id = self.new_job(Job {
             build: false,
             function,
             node,
-            call,
+            call: CallId::default(),
             arrival: now,
             service_start: Time::ZERO,
             started: false,
             next_phase: first_phase,
             end_phase,
-            pending_sleep: 0,
+            pending_sleep,
+            pending_cpu,
+            memory_mb,
+            reroutes: 0,
+            shaped: shape.is_some(),
             instance: 0,
             builder: NO_JOB,
         });
         self.in_flight += 1;
+        self.send(id, node, now)
+    }
+
+    /// The call `id` arrives at `node`'s model.
+    fn send(&mut self, id: u32, node: u32, now: Time) -> Result<(), DesError> {
+        let Job {
+            function,
+            memory_mb,
+            ..
+        } = self.jobs[id as usize];
+        self.jobs[id as usize].node = node;
+        let (call, mut effects) = self.on_model(node, now, |m| {
+            m.call_arrived_by_id_with_memory(function, memory_mb, now)
+        });
+        self.jobs[id as usize].call = call;
         let step = effects.take_step(call).unwrap_or(Step::Wait);
+        let rejected = !effects.rejected.is_empty() && effects.rejected.contains(&call);
         self.apply(node, effects, now)?;
-        self.take_step(id, step, now)
+        if rejected {
+            self.rejected(id, now)
+        } else {
+            self.take_step(id, step, now)
+        }
+    }
+
+    /// The node of call `id` rejected it: it goes to the next node that
+    /// admits it (`reroute`), or fails.
+    fn rejected(&mut self, id: u32, now: Time) -> Result<(), DesError> {
+        self.stats.rejections += 1;
+        let job = self.jobs[id as usize];
+        let name = self.names[job.function as usize].as_str();
+        if job.reroutes == 0 {
+            // The scheduler counted the call on its node: it ended there.
+            self.scheduler.finished(
+                &Completion {
+                    node: job.node,
+                    function: name,
+                    duration: now.saturating_since(job.arrival),
+                    cold: true,
+                    ok: false,
+                    internal: Duration::ZERO,
+                },
+                now,
+            );
+        }
+        if self.config.reroute && job.reroutes + 1 < self.config.nodes {
+            self.jobs[id as usize].reroutes += 1;
+            if job.reroutes == 0 {
+                self.stats.rerouted += 1;
+            }
+            let next = (job.node + 1) % self.config.nodes;
+            return self.send(id, next, now);
+        }
+        self.stats.failed += 1;
+        self.in_flight -= 1;
+        self.free_jobs.push(id);
+        if let Some(log) = self.log.as_mut() {
+            let at = job.arrival.as_millis() as i64;
+            log.error(
+                at,
+                name,
+                &format!("node {} rejected {name}: no room", job.node),
+            )?;
+        }
+        Ok(())
     }
 
     fn new_job(&mut self, job: Job) -> u32 {
@@ -910,12 +1092,34 @@ impl Sim<'_, '_> {
         } else {
             self.stats.warm_instance += 1;
         }
-        let function = self.jobs[id as usize].function;
-        if let Some((warm, cold_mean)) = self.functions[function as usize].exponential {
-            let mean = if cold { cold_mean } else { warm };
-            let x: f64 = Exp1.sample(&mut self.rng);
-            self.jobs[id as usize].pending_sleep =
-                ms_to_us(x * mean * self.config.fn_time_scale).max(1);
+        let job = &mut self.jobs[id as usize];
+        if job.shaped {
+            return; // its row's duration is its work
+        }
+        let Some(draw) = &self.functions[job.function as usize].draw else {
+            return;
+        };
+        let scale = self.config.fn_time_scale;
+        let cpu_scale = self.config.profile.cpu_scale * scale;
+        match draw {
+            Draw::Sleep(warm, cold_mean) => {
+                let mean = if cold { cold_mean } else { warm };
+                let x: f64 = Exp1.sample(&mut self.rng);
+                job.pending_sleep = ms_to_us(x * mean * scale).max(1);
+            }
+            Draw::Cpu(mean) => {
+                let x: f64 = Exp1.sample(&mut self.rng);
+                job.pending_cpu = (x * mean * 1000.0 * cpu_scale).max(1.0);
+            }
+            Draw::Percentiles { cpu, points } => {
+                let u: f64 = self.rng.gen();
+                let ms = percentile_draw(points, u);
+                if *cpu {
+                    job.pending_cpu = ms * 1000.0 * cpu_scale;
+                } else {
+                    job.pending_sleep = ms_to_us(ms * scale);
+                }
+            }
         }
     }
 
@@ -956,6 +1160,10 @@ impl Sim<'_, '_> {
             next_phase: 0,
             end_phase: 0,
             pending_sleep: 0,
+            pending_cpu: 0.0,
+            memory_mb: None,
+            reroutes: 0,
+            shaped: false,
             instance: 0,
             builder,
         });
@@ -995,12 +1203,22 @@ impl Sim<'_, '_> {
         if !job.started {
             job.started = true;
             job.service_start = now;
-            if job.pending_sleep > 0 {
-                let at = now.add_micros(job.pending_sleep);
-                job.pending_sleep = 0;
-                self.queue.push(at, Event::Step(id));
-                return Ok(());
+        }
+        // Drawn work (or a row's duration): CPU first, then the sleep.
+        if job.pending_cpu > 0.0 {
+            let work = std::mem::take(&mut job.pending_cpu);
+            let node = job.node;
+            let cpu = self.cpu_of(node);
+            if let Some(t) = self.cpus[cpu as usize].add(id, work, now) {
+                self.queue.push(t, Event::Cpu { cpu });
             }
+            return Ok(());
+        }
+        if job.pending_sleep > 0 {
+            let at = now.add_micros(job.pending_sleep);
+            job.pending_sleep = 0;
+            self.queue.push(at, Event::Step(id));
+            return Ok(());
         }
         let cpu_scale = self.config.profile.cpu_scale * self.config.fn_time_scale;
         let sleep_scale = self.config.fn_time_scale;
@@ -1040,17 +1258,20 @@ impl Sim<'_, '_> {
         let (meta, effects) = self.on_model(node, now, |m| m.call_finished(job.call, now));
         self.apply(node, effects, now)?;
         let name = self.names[function as usize].as_str();
-        self.scheduler.finished(
-            &Completion {
-                node,
-                function: name,
-                duration: now.saturating_since(job.arrival),
-                cold: meta.is_cold(),
-                ok: true,
-                internal: now.saturating_since(job.service_start),
-            },
-            now,
-        );
+        if job.reroutes == 0 {
+            // (A rerouted call's end was told on its first node.)
+            self.scheduler.finished(
+                &Completion {
+                    node,
+                    function: name,
+                    duration: now.saturating_since(job.arrival),
+                    cold: meta.is_cold(),
+                    ok: true,
+                    internal: now.saturating_since(job.service_start),
+                },
+                now,
+            );
+        }
         let profile = &self.config.profile;
         let end = now.add_micros(ms_to_us(profile.network_ms + profile.balancer_ms));
         // Whole ms of the stamps, so that InternalExecutionTime <=
@@ -1105,6 +1326,8 @@ impl Sim<'_, '_> {
             invocations,
             completed: s.completed,
             failed: s.failed,
+            rejections: s.rejections,
+            rerouted: s.rerouted,
             cold_starts: s.cold,
             cold_start_ratio: if s.completed == 0 {
                 0.0

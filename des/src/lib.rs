@@ -28,6 +28,18 @@
 //! computed from the log's whole-ms figures, so the analysis of the log
 //! finds the summary's numbers.
 //!
+//! Imported workloads: a scenario's per-invocation columns (`DurationMs`,
+//! `MemoryMb`, as `utils import` writes them) are simulated: a row's
+//! duration replaces its function's work for that call, split into CPU
+//! work and sleep by the function's CPU share (catalog `cpu_ms / (cpu_ms
+//! + sleep_ms)`, `--catalog` for the imported functions), and its memory
+//! is the call's instance memory on the node (see
+//! `policy::node::NodeModel::call_arrived_with_memory`).
+//!
+//! Semantics other simulators choose ([`DesConfig::reuse`],
+//! [`DesConfig::admission`], [`DesConfig::reroute`], and the function
+//! models `exp-cpu:` and `pct:` of [`function`]): options, off by default.
+//!
 //! Host independence: nothing here reads the host (cores, threads,
 //! clocks); a node's cores are [`DesConfig::cores`] or
 //! [`DesConfig::machine_cores`], parameters like every other.
@@ -68,7 +80,8 @@
 //! - [`function`]: function models (catalog phases, defaults, exponential).
 //! - [`profile`]: the cost profile file.
 //! - [`output`]: log lines.
-//! - [`workload`]: scenarios with interned names.
+//! - [`workload`]: scenarios with interned names (and per-invocation
+//!   columns when the scenario has them).
 //! - [`engine`]: the simulation loop and summary.
 
 pub mod cpu;
@@ -84,6 +97,8 @@ pub use engine::{
     LatencySummary, Performance, Progress, Summary, DEFAULT_EPOCH_MS,
 };
 pub use function::FunctionModel;
-pub use policy::node::{InstanceModel, KeepAlivePolicy};
+pub use policy::node::{
+    Admission, InstanceModel, KeepAlivePolicy, Overflow, ReuseOrder, ReuseRules,
+};
 pub use profile::CostProfile;
 pub use workload::{Workload, WorkloadError};

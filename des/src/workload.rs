@@ -10,10 +10,10 @@
 //! so neither the file's text nor a `String` per row is ever held whole.
 //!
 //! Per-invocation columns (`DurationMs`, `MemoryMb`: a row's
-//! `ScenarioEvent::shape`) are not simulated yet: a scenario that has them
-//! is refused ([`WorkloadError::PerInvocationShape`] at load,
-//! [`crate::DesError::PerInvocationShape`] from [`crate::check`]) rather
-//! than run with the columns silently ignored.
+//! `ScenarioEvent::shape`) are kept in [`Workload::shapes`], beside the
+//! arrivals and in their order, only when the scenario has them (16 bytes
+//! a row more; nothing for a two-column scenario). Every row of a file
+//! has the same columns (the format's rule, checked across chunks too).
 
 use std::io::BufRead;
 use std::path::Path;
@@ -21,6 +21,7 @@ use std::path::Path;
 use rustc_hash::FxHashMap;
 
 use policy::Time;
+use protocol::scenario::CallShape;
 use protocol::ScenarioEvent;
 
 /// A scenario with function names interned to ids, arrivals sorted.
@@ -29,10 +30,11 @@ pub struct Workload {
     pub names: Vec<String>,
     /// (arrival, function id), by time then file order.
     pub arrivals: Vec<(Time, u32)>,
+    /// Per-invocation columns of each arrival, in the arrivals' order;
+    /// empty when no row has them.
+    pub shapes: Vec<Option<CallShape>>,
     /// 1-based scenario row of each function's first call.
     first_row: Vec<usize>,
-    /// 1-based row of the first call with per-invocation columns (0: none).
-    first_shaped_row: usize,
 }
 
 /// Lines parsed at a time by [`Workload::load`].
@@ -48,14 +50,13 @@ pub enum WorkloadError {
     },
     #[error(transparent)]
     Parse(#[from] protocol::scenario::ScenarioError),
-    #[error("{path}:{line}: the scenario has per-invocation columns (DurationMs, MemoryMb); per-invocation durations are not simulated yet: give a scenario of `FunctionName,StartTimeMs` rows and a function model (--default-function)")]
-    PerInvocationShape { path: String, line: usize },
+    #[error("{path}:{line}: this row's columns differ from the first row's: every row of a scenario has the same columns (2, 3 or 4)")]
+    MixedColumns { path: String, line: usize },
 }
 
 impl Workload {
     /// Reads a scenario CSV (`FunctionName,StartTimeMs`), streaming (see
-    /// the module docs); errors name the file and line. A scenario with
-    /// per-invocation columns is refused.
+    /// the module docs); errors name the file and line.
     pub fn load(path: &Path) -> Result<Self, WorkloadError> {
         let shown = path.display().to_string();
         let read_err = |source| WorkloadError::Read {
@@ -84,13 +85,19 @@ impl Workload {
                 e.line += before;
                 e
             })?;
-            if let Some(i) = events.iter().position(|e| e.shape.is_some()) {
-                // The parser skips blank lines: find the event's line.
-                let line = before + nth_row_line(&chunk, i);
-                return Err(WorkloadError::PerInvocationShape { path: shown, line });
+            if let Some(first) = events.first() {
+                // The parser checks the columns within a chunk.
+                let shaped = first.shape.is_some();
+                if b.arrivals.is_empty() {
+                    b.shaped = shaped;
+                } else if shaped != b.shaped {
+                    // The parser skips blank lines: find the event's line.
+                    let line = before + nth_row_line(&chunk, 0);
+                    return Err(WorkloadError::MixedColumns { path: shown, line });
+                }
             }
             for e in &events {
-                b.push(&e.function, e.start_ms, false);
+                b.push(&e.function, e.start_ms, e.shape);
             }
             before += lines;
         }
@@ -110,33 +117,35 @@ impl Workload {
         Self {
             names,
             arrivals,
+            shapes: Vec::new(),
             first_row,
-            first_shaped_row: 0,
         }
     }
 
-    /// A workload from parsed scenario events. Events with per-invocation
-    /// columns are recorded ([`Workload::first_shaped_row`]) and refused
-    /// by [`crate::check`].
+    /// A workload from parsed scenario events (with their per-invocation
+    /// columns, if any has them).
     pub fn from_events(events: &[ScenarioEvent]) -> Self {
-        let mut b = Builder::default();
+        let mut b = Builder {
+            shaped: events.iter().any(|e| e.shape.is_some()),
+            ..Builder::default()
+        };
         b.arrivals.reserve_exact(events.len());
         for e in events {
-            b.push(&e.function, e.start_ms, e.shape.is_some());
+            b.push(&e.function, e.start_ms, e.shape);
         }
         b.finish()
     }
 
-    /// The 1-based row of the first call with per-invocation columns, if
-    /// any (they are not simulated yet).
-    pub fn first_shaped_row(&self) -> Option<usize> {
-        (self.first_shaped_row > 0).then_some(self.first_shaped_row)
+    /// The per-invocation columns of the `i`-th arrival, if any.
+    pub fn shape(&self, i: usize) -> Option<CallShape> {
+        self.shapes.get(i).copied().flatten()
     }
 
     /// Only the arrivals before `cap` (scenario time).
     pub fn truncated(mut self, cap: Time) -> Self {
         let keep = self.arrivals.partition_point(|&(t, _)| t < cap);
         self.arrivals.truncate(keep);
+        self.shapes.truncate(keep);
         self
     }
 
@@ -159,11 +168,13 @@ struct Builder {
     names: Vec<String>,
     first_row: Vec<usize>,
     arrivals: Vec<(Time, u32)>,
-    first_shaped_row: usize,
+    /// Whether the rows have per-invocation columns (kept in `shapes`).
+    shaped: bool,
+    shapes: Vec<Option<CallShape>>,
 }
 
 impl Builder {
-    fn push(&mut self, function: &str, start_ms: u64, shaped: bool) {
+    fn push(&mut self, function: &str, start_ms: u64, shape: Option<CallShape>) {
         let row = self.arrivals.len() + 1;
         let id = match self.ids.get(function) {
             Some(&id) => id,
@@ -175,21 +186,31 @@ impl Builder {
                 id
             }
         };
-        if shaped && self.first_shaped_row == 0 {
-            self.first_shaped_row = row;
+        if self.shaped {
+            self.shapes.push(shape);
         }
         self.arrivals.push((Time::from_millis(start_ms), id));
     }
 
     fn finish(mut self) -> Workload {
         self.arrivals.shrink_to_fit();
-        // Stable: equal times keep file order.
-        self.arrivals.sort_by_key(|&(t, _)| t);
+        if self.shapes.is_empty() {
+            // Stable: equal times keep file order.
+            self.arrivals.sort_by_key(|&(t, _)| t);
+        } else {
+            self.shapes.shrink_to_fit();
+            // Rows sorted with their shapes: by an order of row indices
+            // (4 bytes a row while sorting), stable.
+            let mut order: Vec<u32> = (0..self.arrivals.len() as u32).collect();
+            order.sort_by_key(|&i| self.arrivals[i as usize].0);
+            self.arrivals = order.iter().map(|&i| self.arrivals[i as usize]).collect();
+            self.shapes = order.iter().map(|&i| self.shapes[i as usize]).collect();
+        }
         Workload {
             names: self.names,
             arrivals: self.arrivals,
+            shapes: self.shapes,
             first_row: self.first_row,
-            first_shaped_row: self.first_shaped_row,
         }
     }
 }
@@ -272,22 +293,43 @@ mod tests {
     }
 
     #[test]
-    fn per_invocation_columns_are_refused_naming_the_line() {
+    fn per_invocation_columns_are_kept_in_arrival_order() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("shaped.csv");
-        std::fs::write(&p, "\nW1,0,12.5,128\nW2,5,1,64\n").unwrap();
-        let e = Workload::load(&p).unwrap_err();
-        assert!(
-            matches!(e, WorkloadError::PerInvocationShape { line: 2, .. }),
-            "{e}"
+        std::fs::write(&p, "\nW1,10,12.5,128\nW2,5,1,64\nW1,10,2,32\n").unwrap();
+        let w = Workload::load(&p).unwrap();
+        let ms = |x| Time::from_millis(x);
+        assert_eq!(w.arrivals, vec![(ms(5), 1), (ms(10), 0), (ms(10), 0)]);
+        let shape = |us, mb| {
+            Some(CallShape {
+                duration_us: us,
+                memory_mb: mb,
+            })
+        };
+        assert_eq!(
+            w.shapes,
+            vec![
+                shape(1000, Some(64)),
+                shape(12_500, Some(128)),
+                shape(2000, Some(32))
+            ]
         );
-        assert!(e.to_string().contains("shaped.csv:2"), "{e}");
-        assert!(e
-            .to_string()
-            .contains("per-invocation durations are not simulated yet"));
+        assert_eq!(w.shape(1), shape(12_500, Some(128)));
+        assert_eq!(w.clone().truncated(ms(6)).shapes.len(), 1);
         let events = protocol::scenario::parse("W1,0,12.5\nW2,5,1\n", "t").unwrap();
-        assert_eq!(Workload::from_events(&events).first_shaped_row(), Some(1));
+        assert_eq!(Workload::from_events(&events).shape(0), shape(12_500, None));
         let plain = protocol::scenario::parse("W1,0\n", "t").unwrap();
-        assert_eq!(Workload::from_events(&plain).first_shaped_row(), None);
+        let plain = Workload::from_events(&plain);
+        assert!(plain.shapes.is_empty() && plain.shape(0).is_none());
+        // Columns that change past the first chunk: named by line.
+        let mut text = String::new();
+        for i in 0..LOAD_CHUNK_LINES {
+            text.push_str(&format!("F,{i},1\n"));
+        }
+        text.push_str("F,1\n");
+        std::fs::write(&p, &text).unwrap();
+        let e = Workload::load(&p).unwrap_err().to_string();
+        let line = LOAD_CHUNK_LINES + 1;
+        assert!(e.contains(&format!("shaped.csv:{line}")), "{e}");
     }
 }

@@ -60,6 +60,15 @@
 //! `REST_CONTAINER_LIFE_TIME` (10 s), as flags of the same name or
 //! environment variables; the balancer's `T` (8), `T1` (8), `T2` (5), `T3`
 //! (3), `ALPHA` (0.0), `BETA` (0.5), `seed` (0), likewise.
+//!
+//! Imported workloads: `--catalog FILE` adds a user's functions (the
+//! catalog `utils import` writes) to the samples; a scenario's
+//! per-invocation columns (`DurationMs`, `MemoryMb`) are simulated (see
+//! `des::engine`). Semantics of other simulators (Lambda model, defaults
+//! unchanged): `--reuse newest|oldest`, `--no-keep-alive-extension`,
+//! `--max-running N` (unlimited), `--overflow
+//! over-commit|queue|reject|elsewhere` (`over-commit`), and the work
+//! models `exp-cpu:` and `pct:`/`pct-cpu:` of `--default-function`.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -74,7 +83,7 @@ use load_balancer::cli::SchedulerArgs;
 use policy::node::keep_alive::KeepAlivePool;
 use policy::node::keep_alive_policy::choose_instance_model;
 use policy::node::options::CachingOptions;
-use policy::node::KeepAlivePolicy;
+use policy::node::{Admission, KeepAlivePolicy, Overflow, ReuseOrder, ReuseRules};
 use policy::scheduler::registry;
 use protocol::sidecar::{self, Cluster, GitRevision, RunSidecar, Scales};
 use serde::Serialize;
@@ -99,6 +108,27 @@ pub enum InstanceModelArg {
     Hotfunctions,
     /// AWS Lambda: one request per instance, keep-alive expiry.
     Lambda,
+}
+
+/// `--overflow`: a node's rule ([`Overflow`]), or `elsewhere` (the
+/// node rejects, the simulator reroutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowArg {
+    Node(Overflow),
+    Elsewhere,
+}
+
+impl std::str::FromStr for OverflowArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "elsewhere" => Ok(Self::Elsewhere),
+            other => other
+                .parse()
+                .map(Self::Node)
+                .map_err(|e: String| format!("{e}, or elsewhere")),
+        }
+    }
 }
 
 /// Arguments of `simulator des`.
@@ -150,9 +180,39 @@ pub struct Args {
     #[arg(long, default_value_t = KeepAlivePool::DEFAULT_KEEP_ALIVE.as_secs_f64())]
     pub keep_alive_s: f64,
     /// Model of functions not in the catalog: cpu:MS, sleep:MS,
-    /// cpu:MS+sleep:MS, exp:WARM_MS or exp:WARM_MS:COLD_MS.
+    /// cpu:MS+sleep:MS, exp:WARM_MS[:COLD_MS] (exponential sleep),
+    /// exp-cpu:MEAN_MS (exponential CPU work), pct:p0=MS,...,p100=MS
+    /// (sleep drawn from percentiles, piecewise linear) or pct-cpu:...
+    /// (CPU work likewise).
     #[arg(long)]
     pub default_function: Option<FunctionModel>,
+    /// A catalog file of functions beyond the samples (the one `utils
+    /// import` writes): they are modelled as the samples are (phases,
+    /// package, memory), and a scenario row's DurationMs is split into
+    /// CPU work and sleep by the function's CPU share.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Lambda model: which idle instance a call reuses, newest (the most
+    /// recently created, as SimFaaS and AWS Lambda) or oldest (the first
+    /// free one).
+    #[arg(long, default_value = "newest", value_name = "ORDER")]
+    pub reuse: ReuseOrder,
+    /// Lambda model: reuse does not extend an instance's keep-alive (it
+    /// runs from when the instance first became idle).
+    #[arg(long)]
+    pub no_keep_alive_extension: bool,
+    /// Lambda model: most instances busy at once per node (SimFaaS's
+    /// maximum concurrency); a call that needs one more is handled by
+    /// --overflow (rejected under over-commit) [default: unlimited].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_running: Option<u32>,
+    /// Lambda model: what a node does with a call that needs a new
+    /// instance when it has no memory (--node-memory-mb) or instance slot
+    /// left: over-commit (memory over-committed, as before), queue (FIFO
+    /// at the node), reject (the call fails), elsewhere (the next node in
+    /// id order that admits it, else it fails).
+    #[arg(long, default_value = "over-commit", value_name = "RULE")]
+    pub overflow: OverflowArg,
     /// Package size of functions not in the catalog, bytes.
     #[arg(long, default_value_t = DesConfig::default().default_package_bytes)]
     pub default_package_bytes: u64,
@@ -412,6 +472,22 @@ impl Args {
             self.keep_alive_s,
         )?;
         let scheduler = self.scheduler.param_set()?.scheduler(&self.algorithm)?;
+        let catalog = match &self.catalog {
+            Some(path) => Some(std::sync::Arc::new(sample_functions::Catalog::with_file(
+                path,
+            )?)),
+            None => None,
+        };
+        let lambda_only = self.reuse != ReuseOrder::Newest
+            || self.no_keep_alive_extension
+            || self.max_running.is_some()
+            || self.overflow != OverflowArg::Node(Overflow::OverCommit);
+        if lambda_only && !matches!(instances, des::InstanceModel::Lambda { .. }) {
+            anyhow::bail!(
+                "--reuse, --no-keep-alive-extension, --max-running and --overflow apply to \
+                 the Lambda model: add --instance-model lambda (or --keep-alive-policy)"
+            );
+        }
         Ok(DesConfig {
             scheduler,
             nodes: self.nodes,
@@ -422,12 +498,26 @@ impl Args {
             worker: self.worker_options()?,
             instances,
             profile,
+            catalog,
+            catalog_file: self.catalog.as_ref().map(|p| p.display().to_string()),
             default_function: self.default_function.clone(),
             default_package_bytes: self.default_package_bytes,
             epoch_ms: self.epoch_ms,
             time_scale: self.time_scale,
             fn_time_scale: self.fn_time_scale.unwrap_or(1.0 / self.time_scale),
             package_scale: self.package_scale,
+            reuse: ReuseRules {
+                order: self.reuse,
+                extend_on_reuse: !self.no_keep_alive_extension,
+            },
+            admission: Admission {
+                max_running: self.max_running,
+                overflow: match self.overflow {
+                    OverflowArg::Node(o) => o,
+                    OverflowArg::Elsewhere => Overflow::Reject,
+                },
+            },
+            reroute: self.overflow == OverflowArg::Elsewhere,
         })
     }
 }
@@ -528,6 +618,17 @@ pub fn sidecar_for(
         "profile".into(),
         json!({ "file": config.profile.file, "runtime": config.profile.runtime }),
     );
+    // Written only when given, so older sidecars read the same.
+    if let Some(file) = &config.catalog_file {
+        extra.insert("catalog".into(), json!(file));
+    }
+    let semantics = (config.reuse, config.admission, config.reroute);
+    if semantics != Default::default() {
+        extra.insert(
+            "semantics".into(),
+            json!({ "reuse": config.reuse, "admission": config.admission, "reroute": config.reroute }),
+        );
+    }
     s
 }
 

@@ -508,12 +508,28 @@ fn lambda_model_reports_instances() {
 }
 
 #[test]
-fn per_invocation_columns_are_refused_not_ignored() {
+fn per_invocation_columns_are_simulated_and_mixed_columns_refused() {
     let dir = tempfile::tempdir().unwrap();
     let shaped = dir.path().join("shaped.csv");
-    // Blank line 2: the error names the file's line, not the row's index.
+    // W1 is all CPU: its row's 12.5 ms are CPU work, so the call takes
+    // 12 or 13 ms (whole ms) on the ideal platform instead of W1's 750.
     std::fs::write(&shaped, "W1,0,12.5\n\nW2,10,3\n").unwrap();
     let log = dir.path().join("shaped.log");
+    let out = des(&[
+        shaped.to_str().unwrap(),
+        "-q",
+        "--ideal",
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    ok(&out);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let first = protocol::LogLine::parse(text.lines().next().unwrap()).unwrap();
+    assert!(first.end_ms - first.start_ms <= 13, "{text}");
+    // A row whose columns differ from the first row's: refused, naming
+    // the file's line (blank line 2 counted), before any output.
+    std::fs::write(&shaped, "W1,0,12.5\n\nW2,10\n").unwrap();
+    std::fs::remove_file(&log).unwrap();
     let out = des(&[
         shaped.to_str().unwrap(),
         "-q",
@@ -522,10 +538,6 @@ fn per_invocation_columns_are_refused_not_ignored() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("shaped.csv:1")
-            && err.contains("per-invocation durations are not simulated yet"),
-        "{err}"
-    );
+    assert!(err.contains("shaped.csv:3"), "{err}");
     assert!(!log.exists(), "refused before any output is created");
 }

@@ -23,6 +23,20 @@
 //! Expiry rule: an instance released at `t` is expired at every time
 //! `>= t + keep_alive`; [`KeepAlivePool::acquire`] expires such instances
 //! before choosing, so a call arriving exactly at the deadline cold-starts.
+//!
+//! # Semantics other simulators choose ([`ReuseRules`])
+//!
+//! Defaults are the rules above (SimFaaS's and AWS Lambda's). Two
+//! alternatives, for cross-checking against simulators that chose them:
+//! - [`ReuseOrder::Oldest`]: a call takes the *first free* idle instance,
+//!   the oldest (lowest id), as a FIFO free list does (e.g. a simulator
+//!   that scans its instance list from the front);
+//! - `extend_on_reuse = false`: reuse does not extend the keep-alive. An
+//!   instance's keep-alive clock starts when it first becomes idle and is
+//!   never reset: it expires at `first idle + keep_alive`, or, if a call
+//!   holds it then, as soon as that call ends (its deadline has passed).
+//!   Choice where sources differ: the clock starts at the first release,
+//!   not at creation, so the two rules agree on an instance used once.
 
 use std::time::Duration;
 
@@ -65,10 +79,55 @@ pub struct Expired {
 #[error("instance {0} is not busy in this pool")]
 pub struct NotBusy(pub InstanceId);
 
+/// Which idle instance a call reuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReuseOrder {
+    /// The most recently created idle instance (SimFaaS, AWS Lambda).
+    #[default]
+    Newest,
+    /// The first free one: the oldest idle instance.
+    Oldest,
+}
+
+impl std::str::FromStr for ReuseOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "newest" => Ok(Self::Newest),
+            "oldest" | "first-free" => Ok(Self::Oldest),
+            other => Err(format!(
+                "unknown reuse order {other:?} (expected newest or oldest)"
+            )),
+        }
+    }
+}
+
+/// How a pool picks and keeps its idle instances (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ReuseRules {
+    pub order: ReuseOrder,
+    /// Reuse restarts the instance's keep-alive (default true).
+    pub extend_on_reuse: bool,
+}
+
+impl Default for ReuseRules {
+    fn default() -> Self {
+        Self {
+            order: ReuseOrder::Newest,
+            extend_on_reuse: true,
+        }
+    }
+}
+
 /// The instances of one function on one node.
 #[derive(Debug, Clone)]
 pub struct KeepAlivePool {
     keep_alive: Duration,
+    rules: ReuseRules,
+    /// `extend_on_reuse = false`: busy instances that were idle before,
+    /// with when they first became idle (empty otherwise).
+    first_idle: Vec<(InstanceId, Time)>,
     /// Idle instances, ascending by id, with the time they became idle.
     idle: Vec<(InstanceId, Time)>,
     /// A lower bound of the idle instances' idle-since times (None when
@@ -90,6 +149,11 @@ impl KeepAlivePool {
     pub fn new(keep_alive: Duration) -> Self {
         Self {
             keep_alive,
+            rules: ReuseRules {
+                order: ReuseOrder::Newest,
+                extend_on_reuse: true,
+            },
+            first_idle: Vec::new(),
             idle: Vec::new(),
             idle_since_bound: None,
             busy: Vec::new(),
@@ -97,6 +161,16 @@ impl KeepAlivePool {
             warm_starts: 0,
             floor: 0,
         }
+    }
+
+    /// A pool with other reuse rules than the default.
+    pub fn with_rules(mut self, rules: ReuseRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    pub fn rules(&self) -> ReuseRules {
+        self.rules
     }
 
     pub fn keep_alive(&self) -> Duration {
@@ -152,7 +226,8 @@ impl KeepAlivePool {
     }
 
     /// A call arrives at `now`: expires what is due, then takes the most
-    /// recently created idle instance, or creates one with the id `mint`
+    /// recently created idle instance (the oldest under
+    /// [`ReuseOrder::Oldest`]), or creates one with the id `mint`
     /// gives (larger than every id it gave before). The instance is busy
     /// until [`KeepAlivePool::release`] (or [`KeepAlivePool::discard`]).
     #[must_use = "the call runs on the acquired instance"]
@@ -163,9 +238,17 @@ impl KeepAlivePool {
         mint: impl FnOnce() -> InstanceId,
     ) -> Acquired {
         self.expire(now, on_expired);
-        let acquired = match self.idle.pop() {
-            Some((id, _)) => {
+        let reused = match self.rules.order {
+            ReuseOrder::Newest => self.idle.pop(),
+            ReuseOrder::Oldest if self.idle.is_empty() => None,
+            ReuseOrder::Oldest => Some(self.idle.remove(0)),
+        };
+        let acquired = match reused {
+            Some((id, since)) => {
                 self.warm_starts += 1;
+                if !self.rules.extend_on_reuse {
+                    self.first_idle.push((id, since));
+                }
                 Acquired::Warm(id)
             }
             None => {
@@ -179,9 +262,13 @@ impl KeepAlivePool {
 
     /// The call on `instance` finished at `now`: the instance becomes idle
     /// and will expire at `now + keep_alive` unless reused.
+    /// (Without `extend_on_reuse`, an instance that was idle before keeps
+    /// the time it first became idle, so it may be due at once.)
     pub fn release(&mut self, instance: InstanceId, now: Time) -> Result<(), NotBusy> {
+        // (Only busy instances have a first-idle entry.)
+        let since = self.take_first_idle(instance).unwrap_or(now);
         self.discard(instance)?;
-        self.insert_idle(instance, now);
+        self.insert_idle(instance, since);
         Ok(())
     }
 
@@ -194,7 +281,18 @@ impl KeepAlivePool {
             .position(|&b| b == instance)
             .ok_or(NotBusy(instance))?;
         self.busy.swap_remove(pos);
+        self.take_first_idle(instance);
         Ok(())
+    }
+
+    /// When `instance` (busy) first became idle, if it was idle before
+    /// and reuse does not extend its keep-alive; forgets it.
+    fn take_first_idle(&mut self, instance: InstanceId) -> Option<Time> {
+        if self.first_idle.is_empty() {
+            return None;
+        }
+        let i = self.first_idle.iter().position(|&(id, _)| id == instance)?;
+        Some(self.first_idle.swap_remove(i).1)
     }
 
     /// Removes every idle instance at once (their image went), calling
@@ -262,6 +360,7 @@ impl KeepAlivePool {
 
     /// Removes every instance (e.g. `/clear`); busy ones are forgotten too.
     pub fn clear(&mut self) {
+        self.first_idle.clear();
         self.idle.clear();
         self.idle_since_bound = None;
         self.busy.clear();
@@ -486,5 +585,58 @@ mod tests {
         p.expire(s(30), |e| gone.push(e));
         assert_eq!(gone.len(), 1);
         assert_eq!(p.idle_count(), 0);
+    }
+
+    #[test]
+    fn oldest_first_reuse_takes_the_first_free_instance() {
+        let mut p = Pool::new(d(100));
+        p.pool = KeepAlivePool::new(d(100)).with_rules(ReuseRules {
+            order: ReuseOrder::Oldest,
+            extend_on_reuse: true,
+        });
+        let ids: Vec<_> = (0..3).map(|_| p.acquire(s(0), |_| {}).instance()).collect();
+        for (i, &id) in ids.iter().enumerate() {
+            p.release(id, s(1 + i as u64)).unwrap();
+        }
+        // The newest rule would take 2, then 1; first free takes 0, then 1.
+        assert_eq!(p.acquire(s(5), |_| {}), Acquired::Warm(ids[0]));
+        assert_eq!(p.acquire(s(5), |_| {}), Acquired::Warm(ids[1]));
+        assert_eq!("first-free".parse::<ReuseOrder>(), Ok(ReuseOrder::Oldest));
+        assert!("lifo".parse::<ReuseOrder>().is_err());
+    }
+
+    #[test]
+    fn without_extension_reuse_keeps_the_first_idle_deadline() {
+        // Keep-alive 10 s. Released at 2 s (deadline 12 s), reused at 5 s,
+        // released at 8 s: still due at 12 s (extending would give 18 s).
+        // Reused at 9 s and held past 12 s: expired as soon as released.
+        let rules = ReuseRules {
+            order: ReuseOrder::Newest,
+            extend_on_reuse: false,
+        };
+        let mut p = Pool::new(d(10));
+        p.pool = KeepAlivePool::new(d(10)).with_rules(rules);
+        let a = p.acquire(s(0), |_| {}).instance();
+        p.release(a, s(2)).unwrap();
+        assert_eq!(p.acquire(s(5), |_| {}), Acquired::Warm(a));
+        p.release(a, s(8)).unwrap();
+        assert_eq!(p.next_expiry(), Some(s(12)));
+        assert_eq!(p.acquire(s(9), |_| {}), Acquired::Warm(a));
+        p.release(a, s(15)).unwrap();
+        let mut gone = Vec::new();
+        p.expire(s(15), |e| gone.push(e));
+        assert_eq!(
+            gone,
+            vec![Expired {
+                instance: a,
+                at: s(12)
+            }]
+        );
+        // A discarded instance leaves no first-idle record behind.
+        let b = p.acquire(s(20), |_| {}).instance();
+        p.release(b, s(21)).unwrap();
+        assert_eq!(p.acquire(s(22), |_| {}), Acquired::Warm(b));
+        p.discard(b).unwrap();
+        assert!(p.first_idle.is_empty());
     }
 }

@@ -38,6 +38,7 @@
 //! empties, what an options change invalidates) live there and nowhere
 //! else.
 
+pub mod admission;
 pub mod container_pool;
 pub mod ewma_prewarm;
 pub mod functions;
@@ -52,7 +53,9 @@ pub mod options;
 pub mod rest_instances;
 
 pub use crate::time::Time;
+pub use admission::{Admission, Overflow};
 pub use functions::{FunctionId, FunctionTable};
+pub use keep_alive::{ReuseOrder, ReuseRules};
 pub use keep_alive_policy::KeepAlivePolicy;
 pub use model::{CallId, CallMeta, Effects, InstanceKind, InstanceModel, NodeModel, Prewarm, Step};
 

@@ -89,6 +89,18 @@
 //!   recomputed; missing instances are pre-warmed, and idle ones expire
 //!   only above the target.
 //!
+//! - **Per-call memory**: a call may ask for its own memory
+//!   ([`NodeModel::call_arrived_with_memory`], a scenario row's
+//!   `MemoryMb`); an instance's memory is the largest any of its calls
+//!   asked for (it never shrinks: a runtime rarely gives memory back, and
+//!   a platform sizes an instance for its largest call). Growth on reuse
+//!   evicts nothing; cold starts make room for the new instance's memory.
+//! - **Reuse and admission** ([`NodeModel::with_reuse_rules`],
+//!   [`NodeModel::with_admission`]): which idle instance a call takes and
+//!   whether reuse extends the keep-alive ([`super::keep_alive`]); a limit
+//!   on busy instances and what a full node does (over-commit, queue,
+//!   reject: [`super::admission`]). Defaults are the rules above.
+//!
 //! Pre-warmed keep-alive instances are idle once up (they expire like any
 //! idle instance) and are refused if the image or the pool went meanwhile.
 //!
@@ -102,20 +114,21 @@
 //! calls only while pooling is on.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+use super::admission::{Admission, Overflow};
 use super::container_pool::{ContainerPool, PoolPlan};
 use super::ewma_prewarm::EwmaPrewarm;
 use super::functions::{FunctionId, FunctionTable};
 use super::greedy_dual::GreedyDual;
 use super::histogram::IdleTimeHistogram;
 use super::image_cache::{EvictedImage, ImageCache};
-use super::keep_alive::{Acquired, KeepAlivePool};
+use super::keep_alive::{Acquired, KeepAlivePool, ReuseRules};
 use super::keep_alive_policy::KeepAlivePolicy;
 use super::lru::IdleLru;
 use super::options::CachingOptions;
@@ -177,7 +190,9 @@ pub enum InstanceKind {
 
 /// A call on the node, as the model names it. Ids are reused after a call
 /// ends, with a new tag, so a stale id never names a later call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// (`CallId::default()` is only a placeholder for a driver's record
+/// before the model names the call: it may equal a real call's id.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId {
     index: u32,
     tag: u32,
@@ -228,6 +243,10 @@ pub struct Effects {
     pub remove_instances: Vec<InstanceId>,
     /// Images to delete, by function (evicted, or cleared).
     pub remove_images: Vec<Arc<str>>,
+    /// Calls refused by the node's admission rules
+    /// ([`super::admission`]): they ended unserved (the model has
+    /// forgotten them); the driver reports them failed.
+    pub rejected: Vec<CallId>,
 }
 
 impl Effects {
@@ -243,6 +262,16 @@ impl Effects {
             && self.prewarm.is_empty()
             && self.remove_instances.is_empty()
             && self.remove_images.is_empty()
+            && self.rejected.is_empty()
+    }
+
+    /// Appends `other`'s effects after these.
+    fn append(&mut self, mut other: Effects) {
+        self.resume.append(&mut other.resume);
+        self.prewarm.append(&mut other.prewarm);
+        self.remove_instances.append(&mut other.remove_instances);
+        self.remove_images.append(&mut other.remove_images);
+        self.rejected.append(&mut other.rejected);
     }
 }
 
@@ -284,6 +313,9 @@ enum Role {
 #[derive(Debug, Clone)]
 struct Call {
     function: u32,
+    /// The memory it asks for, MB (its function's unless the driver gave
+    /// one).
+    memory_mb: u32,
     generation: u64,
     meta: CallMeta,
     role: Role,
@@ -311,6 +343,9 @@ struct InstanceRecord {
     attached: bool,
     /// When it was asked for (its start's duration is learned from it).
     created: Time,
+    /// Its memory, MB: the largest its calls asked for (keep-alive
+    /// instances; the function's for the others).
+    memory_mb: u32,
 }
 
 /// A build in progress (single flight).
@@ -448,6 +483,14 @@ pub struct NodeModel {
     lru: IdleLru,
     greedy_dual: GreedyDual,
     evictions: u64,
+    /// Keep-alive pools' reuse rules, and the node's admission rules.
+    reuse: ReuseRules,
+    admission: Admission,
+    /// Calls waiting for admission ([`Overflow::Queue`]), oldest first.
+    admission_queue: VecDeque<CallId>,
+    /// Set while the queue's head is retried (it goes back to the front).
+    retrying: bool,
+    rejections: u64,
 }
 
 impl NodeModel {
@@ -474,7 +517,32 @@ impl NodeModel {
             lru: IdleLru::new(),
             greedy_dual: GreedyDual::new(),
             evictions: 0,
+            reuse: ReuseRules::default(),
+            admission: Admission::default(),
+            admission_queue: VecDeque::new(),
+            retrying: false,
+            rejections: 0,
         }
+    }
+
+    /// Reuse rules of the keep-alive pools (Lambda model): which idle
+    /// instance a call takes, and whether reuse extends the keep-alive
+    /// ([`super::keep_alive`]). Give it to a new node.
+    pub fn with_reuse_rules(mut self, rules: ReuseRules) -> Self {
+        self.reuse = rules;
+        self
+    }
+
+    /// Admission rules for calls that need a new keep-alive instance
+    /// ([`super::admission`]).
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// A new keep-alive pool under this node's reuse rules.
+    fn new_keep_alive_pool(keep_alive: Duration, rules: ReuseRules) -> Box<KeepAlivePool> {
+        Box::new(KeepAlivePool::new(keep_alive).with_rules(rules))
     }
 
     /// The node's memory for instances, in MB (enforced by the
@@ -615,7 +683,23 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn call_arrived(&mut self, function: &str, now: Time) -> (CallId, Effects) {
         let f = self.intern(function);
-        self.arrived(f, now)
+        self.arrived(f, None, now)
+    }
+
+    /// [`NodeModel::call_arrived`] for a call that asks for `memory_mb`
+    /// (a scenario row's `MemoryMb`) instead of its function's memory: a
+    /// keep-alive instance it starts takes that much, and one it reuses
+    /// grows to it if smaller (an instance's memory is the largest its
+    /// calls asked for; it never shrinks). None: the function's memory.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn call_arrived_with_memory(
+        &mut self,
+        function: &str,
+        memory_mb: Option<u32>,
+        now: Time,
+    ) -> (CallId, Effects) {
+        let f = self.intern(function);
+        self.arrived(f, memory_mb, now)
     }
 
     /// [`NodeModel::call_arrived`] for the function with id `function` in
@@ -625,14 +709,28 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn call_arrived_by_id(&mut self, function: FunctionId, now: Time) -> (CallId, Effects) {
         let f = self.local_of(function);
-        self.arrived(f, now)
+        self.arrived(f, None, now)
     }
 
-    fn arrived(&mut self, f: u32, now: Time) -> (CallId, Effects) {
+    /// [`NodeModel::call_arrived_with_memory`] by id.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn call_arrived_by_id_with_memory(
+        &mut self,
+        function: FunctionId,
+        memory_mb: Option<u32>,
+        now: Time,
+    ) -> (CallId, Effects) {
+        let f = self.local_of(function);
+        self.arrived(f, memory_mb, now)
+    }
+
+    fn arrived(&mut self, f: u32, memory_mb: Option<u32>, now: Time) -> (CallId, Effects) {
         self.lambda_arrival(f, now);
         let cached = self.cache.call_started(&f, now);
+        let memory_mb = memory_mb.unwrap_or(self.functions[f as usize].memory_mb);
         let call = self.calls.insert(Call {
             function: f,
+            memory_mb,
             generation: self.generation,
             meta: CallMeta {
                 image_built: !cached,
@@ -740,14 +838,26 @@ impl NodeModel {
         let Some(c) = self.calls.get(call) else {
             return Step::Wait;
         };
-        let f = c.function;
+        let (f, memory_mb) = (c.function, c.memory_mb);
         let (role, instance, step, meta) = match self.instance_model {
             InstanceModel::Lambda { keep_alive, policy } => {
                 let mut next = self.next_instance;
                 let mut expired = Vec::new();
+                let rules = self.reuse;
                 let pool = self.functions[f as usize]
                     .keep_alive
-                    .get_or_insert_with(|| Box::new(KeepAlivePool::new(keep_alive)));
+                    .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
+                if self.admission.limits() {
+                    pool.expire(now, |e| expired.push(e.instance));
+                    let warm = pool.idle_count() > 0;
+                    self.forget_expired(&mut expired, effects);
+                    if !warm && !self.admits(memory_mb, policy, effects) {
+                        return self.overflow(call, now, effects);
+                    }
+                }
+                let pool = self.functions[f as usize]
+                    .keep_alive
+                    .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
                 let got = pool.acquire(
                     now,
                     |e| expired.push(e.instance),
@@ -757,12 +867,7 @@ impl NodeModel {
                     },
                 );
                 self.next_instance = next;
-                for id in expired {
-                    self.keep_alive_idle -= 1;
-                    self.idle_gone(id);
-                    self.instances.remove(&id);
-                    effects.remove_instances.push(id);
-                }
+                self.forget_expired(&mut expired, effects);
                 self.keep_alive_busy += 1;
                 match got {
                     Acquired::Warm(id) => {
@@ -770,12 +875,13 @@ impl NodeModel {
                         self.idle_gone(id);
                         if let Some(r) = self.instances.get_mut(&id) {
                             r.busy += 1;
+                            r.memory_mb = r.memory_mb.max(memory_mb);
                         }
                         (Role::KeepAlive, id, Step::Run { instance: id }, true)
                     }
                     Acquired::Cold(id) => {
-                        if policy.limits_memory() {
-                            self.make_room(f, effects);
+                        if policy.limits_memory() && !self.admission.limits() {
+                            self.make_room(memory_mb, effects);
                         }
                         self.instances.insert(
                             id,
@@ -788,6 +894,7 @@ impl NodeModel {
                                 starter: Some(call),
                                 attached: true,
                                 created: now,
+                                memory_mb,
                             },
                         );
                         let kind = InstanceKind::KeepAlive;
@@ -833,6 +940,7 @@ impl NodeModel {
                                 starter: Some(call),
                                 attached: true,
                                 created: now,
+                                memory_mb: self.functions[f as usize].memory_mb,
                             },
                         );
                         let kind = InstanceKind::Rest;
@@ -938,9 +1046,10 @@ impl NodeModel {
             effects.remove_instances.push(id);
             return;
         }
+        let rules = self.reuse;
         let pool = fs
             .keep_alive
-            .get_or_insert_with(|| Box::new(KeepAlivePool::new(keep_alive)));
+            .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
         pool.add_idle(id, now);
         let next = pool.next_expiry();
         self.keep_alive_idle += 1;
@@ -1122,6 +1231,9 @@ impl NodeModel {
         self.lambda_call_ended(f, now, &mut effects);
         self.evict(evicted, &mut effects);
         self.apply_plan(plan, &mut effects);
+        if !self.admission_queue.is_empty() && !self.retrying {
+            self.admit_queued(now, &mut effects);
+        }
         (c.meta, effects)
     }
 
@@ -1176,6 +1288,10 @@ impl NodeModel {
             if let Some(t) = next {
                 self.schedule(f, t);
             }
+        }
+        if !self.admission_queue.is_empty() {
+            // Expired instances freed memory.
+            self.admit_queued(now, &mut effects);
         }
         effects
     }
@@ -1438,9 +1554,10 @@ impl NodeModel {
                 };
                 e.advance(now);
                 let (target, next) = (e.target(), e.next_update());
+                let rules = self.reuse;
                 let pool = fs
                     .keep_alive
-                    .get_or_insert_with(|| Box::new(KeepAlivePool::new(keep_alive)));
+                    .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
                 pool.set_floor(target);
                 let have = pool.instance_count() + fs.prewarming as usize;
                 if target > have {
@@ -1471,6 +1588,7 @@ impl NodeModel {
                     starter: None,
                     attached: true,
                     created: now,
+                    memory_mb: self.functions[f as usize].memory_mb,
                 },
             );
             self.functions[f as usize].prewarming += 1;
@@ -1491,7 +1609,11 @@ impl NodeModel {
                 let fs = &self.functions[f as usize];
                 let (sum, n) = fs.start_ms;
                 let cost = if n == 0 { 0.0 } else { sum / n as f64 };
-                let p = self.greedy_dual.priority(fs.frequency, cost, fs.memory_mb);
+                let memory = self
+                    .instances
+                    .get(&id)
+                    .map_or(fs.memory_mb, |r| r.memory_mb);
+                let p = self.greedy_dual.priority(fs.frequency, cost, memory);
                 self.greedy_dual.insert(id, p);
             }
             _ => {}
@@ -1530,18 +1652,19 @@ impl NodeModel {
         self.instances
             .values()
             .filter(|r| r.kind == InstanceKind::KeepAlive)
-            .map(|r| u64::from(self.functions[r.function as usize].memory_mb))
+            .map(|r| u64::from(r.memory_mb))
             .sum()
     }
 
-    /// Before a cold start of `f`: evicts idle keep-alive instances in the
-    /// policy's order until `f`'s instance fits in the node's memory. If
-    /// none is left to evict, the start goes ahead (over-commit).
-    fn make_room(&mut self, f: u32, effects: &mut Effects) {
+    /// Before a cold start of an instance of `need_mb`: evicts idle
+    /// keep-alive instances in the policy's order until it fits in the
+    /// node's memory. If none is left to evict, the start goes ahead
+    /// (over-commit) unless the admission rules say otherwise.
+    fn make_room(&mut self, need_mb: u32, effects: &mut Effects) {
         let Some(cap) = self.node_memory_mb else {
             return;
         };
-        let need = u64::from(self.functions[f as usize].memory_mb);
+        let need = u64::from(need_mb);
         let mut used = self.memory_in_use_mb();
         while used + need > cap {
             let victim = match self.policy() {
@@ -1562,11 +1685,90 @@ impl NodeModel {
                 }
             }
             effects.remove_instances.push(id);
-            used = used.saturating_sub(u64::from(self.functions[vf as usize].memory_mb));
+            used = used.saturating_sub(u64::from(r.memory_mb));
             self.evictions += 1;
             self.reset_frequency_if_gone(vf);
             self.drop_empty_pool(vf);
         }
+    }
+
+    /// Expired keep-alive instances are gone.
+    fn forget_expired(&mut self, expired: &mut Vec<InstanceId>, effects: &mut Effects) {
+        for id in expired.drain(..) {
+            self.keep_alive_idle -= 1;
+            self.idle_gone(id);
+            self.instances.remove(&id);
+            effects.remove_instances.push(id);
+        }
+    }
+
+    /// Whether a new keep-alive instance of `need_mb` may start now
+    /// ([`super::admission`]); evicts idle instances for it under the
+    /// memory-limited policies.
+    fn admits(&mut self, need_mb: u32, policy: KeepAlivePolicy, effects: &mut Effects) -> bool {
+        let a = self.admission;
+        if a.overflow == Overflow::Queue && !self.retrying && !self.admission_queue.is_empty() {
+            return false; // behind the queued calls
+        }
+        if a.max_running
+            .is_some_and(|max| self.keep_alive_busy >= u64::from(max))
+        {
+            return false;
+        }
+        if policy.limits_memory() {
+            self.make_room(need_mb, effects);
+        }
+        match (a.overflow, self.node_memory_mb) {
+            (Overflow::OverCommit, _) | (_, None) => true,
+            (_, Some(cap)) => self.memory_in_use_mb() + u64::from(need_mb) <= cap,
+        }
+    }
+
+    /// `call` is not admitted: it queues (its step is [`Step::Wait`]) or
+    /// is rejected (ended here, listed in [`Effects::rejected`]).
+    fn overflow(&mut self, call: CallId, now: Time, effects: &mut Effects) -> Step {
+        match self.admission.overflow {
+            Overflow::Queue => {
+                if self.retrying {
+                    self.admission_queue.push_front(call);
+                } else {
+                    self.admission_queue.push_back(call);
+                }
+            }
+            Overflow::OverCommit | Overflow::Reject => {
+                self.rejections += 1;
+                let (_, ended) = self.call_finished(call, now);
+                effects.append(ended);
+                effects.rejected.push(call);
+            }
+        }
+        Step::Wait
+    }
+
+    /// Admits queued calls, oldest first, while the head fits.
+    fn admit_queued(&mut self, now: Time, effects: &mut Effects) {
+        while let Some(call) = self.admission_queue.pop_front() {
+            if self.calls.get(call).is_none() {
+                continue;
+            }
+            self.retrying = true;
+            let step = self.acquire(call, now, effects);
+            self.retrying = false;
+            if self.admission_queue.front() == Some(&call) {
+                break; // still does not fit
+            }
+            effects.resume.push((call, step));
+        }
+    }
+
+    /// Calls refused by the admission rules so far.
+    pub fn rejections(&self) -> u64 {
+        self.rejections
+    }
+
+    /// Calls waiting for admission.
+    pub fn queued_calls(&self) -> usize {
+        self.admission_queue.len()
     }
 
     /// Pool reconciliation: pre-warm what the plan creates (for functions
@@ -1600,6 +1802,7 @@ impl NodeModel {
                         starter: None,
                         attached: true,
                         created: Time::ZERO, // pooled: not timed
+                        memory_mb: self.functions[f as usize].memory_mb,
                     },
                 );
                 effects.prewarm.push(Prewarm {
