@@ -21,3 +21,4 @@ pub mod serve;
 pub mod workload;
 
 pub use catalog::{catalog, Catalog, CatalogFileError, FunctionSpec, Phase};
+pub use workload::CallWork;
