@@ -275,7 +275,7 @@ async fn dispatch(
     let action = Action::parse(req.method(), req.path(), req.query_string(), &body)?;
     let shared = &*local.shared;
     match action {
-        Action::Execute { function } => execute(&local, &function).await,
+        Action::Execute { function } => execute(&local, &function, req.query_string()).await,
         Action::Configure {
             algorithm,
             params,
@@ -411,7 +411,11 @@ fn status_json(shared: &Shared) -> String {
     .to_string()
 }
 
-async fn execute(local: &Local, function: &str) -> Result<HttpResponse, BalancerError> {
+async fn execute(
+    local: &Local,
+    function: &str,
+    query: &str,
+) -> Result<HttpResponse, BalancerError> {
     let shared = &*local.shared;
     let mut first_failure: Option<String> = None;
     loop {
@@ -451,6 +455,9 @@ async fn execute(local: &Local, function: &str) -> Result<HttpResponse, Balancer
         let mut path = String::with_capacity(16 + function.len() * 3);
         path.push_str("/execute?name=");
         percent_encode_into(function, &mut path);
+        // A call's own shape (`duration_ms`, `memory_mb`, `cpu_share`) goes
+        // to the worker as given; the worker checks it.
+        protocol::query::forward_call_params(query, &mut path);
         let url = &call.selection.url;
         let authority = url.strip_prefix("http://").unwrap_or(url);
         let (status, body) = match local.pool.get(authority, &path).await {

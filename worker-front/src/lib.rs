@@ -1,4 +1,5 @@
-//! The worker node on :8222: runs the sample functions in Docker containers
+//! The worker node on :8222: runs the sample functions (and the synthetic
+//! functions of a catalog file, `WorkerConfig::catalog`) in Docker containers
 //! or local processes, with HotFunctions' caching options (image LRU by
 //! bytes, pre-warmed pools, REST-mode instances with an idle lifetime).
 //! A Rust port and extension of HotFunctions' `worker_front`
@@ -95,6 +96,12 @@ pub struct WorkerConfig {
     /// (plain HTTP). Default: the local engine (`DOCKER_HOST` when it is a
     /// `unix://` address, else `/var/run/docker.sock`).
     pub docker_socket: Option<String>,
+    /// A catalog file (the format of `sample-functions/catalog.csv`, e.g.
+    /// the one `utils import` writes): its functions are served beside
+    /// the samples, each call running its row or the shape the call
+    /// carries (`sample_functions::workload`). A bad file stops the
+    /// start with an error naming the file and line.
+    pub catalog: Option<PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -114,6 +121,7 @@ impl Default for WorkerConfig {
             http_workers: 2,
             expiry_tick_ms: 100,
             docker_socket: None,
+            catalog: None,
         }
     }
 }
@@ -205,6 +213,12 @@ pub async fn run(
         )));
     }
     config.instance_model()?;
+    let catalog = match &config.catalog {
+        Some(path) => sample_functions::Catalog::with_file(path)
+            .map_err(|e| RunError::Config(e.to_string()))?,
+        None => sample_functions::catalog().clone(),
+    };
+    let catalog = std::sync::Arc::new(catalog);
     if config.runtime == RuntimeKind::Process && config.docker_socket.is_some() {
         return Err(RunError::Config(
             "a Docker socket (--docker-socket) applies to the docker runtime only, \
@@ -234,6 +248,7 @@ not to the process runtime"
                 options,
                 listener,
                 &config,
+                catalog,
                 shutdown,
             )
             .await
@@ -261,7 +276,7 @@ not to the process runtime"
             }
             let runtime = DockerRuntime::with_settings(options.clone(), settings)
                 .map_err(|e| RunError::Config(e.to_string()))?;
-            serve(runtime, options, listener, &config, shutdown).await
+            serve(runtime, options, listener, &config, catalog, shutdown).await
         }
     }
 }
@@ -271,6 +286,7 @@ async fn serve<R: Runtime>(
     options: RuntimeOptions,
     listener: std::net::TcpListener,
     config: &WorkerConfig,
+    catalog: std::sync::Arc<sample_functions::Catalog>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     // Leftovers of workers that died without cleaning up (`kill -9`), when
@@ -302,12 +318,20 @@ async fn serve<R: Runtime>(
         serde_json::to_string(&instance_model).unwrap_or_default(),
         config.node_memory_mb
     );
-    let worker = Worker::with_model(
+    if let Some(path) = &config.catalog {
+        tracing::info!(
+            "serving {} functions (the samples and {})",
+            catalog.functions.len(),
+            path.display()
+        );
+    }
+    let worker = Worker::with_catalog(
         runtime,
         config.caching,
         instance_model,
         config.node_memory_mb,
         options.worker_id.clone(),
+        catalog,
     );
     let tick = Duration::from_millis(config.expiry_tick_ms.max(1));
     let expirer = {

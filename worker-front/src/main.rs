@@ -116,6 +116,10 @@ struct StartArgs {
     /// local engine (DOCKER_HOST if it is unix://, else /var/run/docker.sock).
     #[arg(long, value_name = "URL")]
     docker_socket: Option<String>,
+    /// A catalog file of more functions (e.g. `utils import`'s
+    /// `<scenario>.catalog.csv`), served beside the samples.
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -172,6 +176,7 @@ fn main() -> anyhow::Result<()> {
         node_memory_mb: args.node_memory_mb,
         http_workers: args.http_workers,
         docker_socket: args.docker_socket,
+        catalog: args.catalog,
         ..WorkerConfig::default()
     };
     // Bad policy options are errors before anything binds.
