@@ -37,10 +37,13 @@
 //! work (iterations, as above) followed by a sleep of the rest, where the
 //! CPU share is the parameter's or else the row's
 //! `cpu_ms / (cpu_ms + sleep_ms)`. The time scale applies to both parts,
-//! as to the samples'; memory is not scaled. Touching costs time of its own
-//! (page faults: tens of ms per 100 MB, more on a VM whose first touch is
-//! slow), added before the work, as a real function's start-up use of its
-//! memory would be. Memory is bounded by [`MAX_CALL_MEMORY_MB`] (and by
+//! as to the samples'; memory is not scaled. Touching takes time (page
+//! faults: tens of ms per 100 MB, several times more on a VM whose first
+//! touch is slow); with a shape, that time counts as part of the duration
+//! and comes off the sleep (a trace's duration includes the function's use
+//! of its memory), so a call lasts about `max(duration, touch + CPU
+//! part)`; a call without a shape touches, then runs its row. Memory is
+//! bounded by [`MAX_CALL_MEMORY_MB`] (and by
 //! the worker's node memory); an allocation that fails is a failed call,
 //! never an abort.
 //!
@@ -230,11 +233,13 @@ pub fn run_call(
     if spec.is_sample() {
         return Ok(run(spec, settings, seed));
     }
+    let touch_started = std::time::Instant::now();
     let (memory, checksum) = if work.memory_mb > 0 {
         touch_memory(work.memory_mb)?
     } else {
         (Vec::new(), 0)
     };
+    let touching = touch_started.elapsed();
     let resident = resident_kib().unwrap_or(0);
     let ret = match work.shape {
         None => {
@@ -249,8 +254,12 @@ pub fn run_call(
             if cpu_us > 0 {
                 ret = cpu_loop(settings.iterations_us(cpu_us), seed);
             }
-            if sleep_us > 0 {
-                std::thread::sleep(settings.sleep_us(sleep_us));
+            // The time touching took is part of the call's duration: it
+            // comes off the sleep (a real function's use of its memory
+            // is inside its measured duration).
+            let sleep = settings.sleep_us(sleep_us).saturating_sub(touching);
+            if !sleep.is_zero() {
+                std::thread::sleep(sleep);
             }
             ret
         }
