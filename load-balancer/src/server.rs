@@ -402,7 +402,7 @@ async fn dispatch(
         Action::Execute {
             function,
             idempotent,
-        } => execute(&local, &function, idempotent).await,
+        } => execute(&local, &function, idempotent, req.query_string()).await,
         Action::Configure {
             algorithm,
             params,
@@ -568,6 +568,7 @@ async fn execute(
     local: &Local,
     function: &str,
     idempotent: Option<bool>,
+    query: &str,
 ) -> Result<HttpResponse, BalancerError> {
     let shared = &*local.shared;
     // The first attempt's node and why it failed, once the call is retried.
@@ -610,6 +611,9 @@ async fn execute(
         let mut path = String::with_capacity(16 + function.len() * 3);
         path.push_str("/execute?name=");
         percent_encode_into(function, &mut path);
+        // A call's own shape (`duration_ms`, `memory_mb`, `cpu_share`) goes
+        // to the worker as given; the worker checks it.
+        protocol::query::forward_call_params(query, &mut path);
         let url = &call.selection.url;
         let authority = url.strip_prefix("http://").unwrap_or(url);
         let (status, body) = match local.pool.get(authority, &path).await {

@@ -104,7 +104,66 @@ impl FunctionSpec {
     pub fn expected_ms(&self) -> u64 {
         self.cpu_ms() + self.sleep_ms_total()
     }
+
+    /// The share of a call spent on CPU work: `cpu_ms / (cpu_ms + sleep)`,
+    /// 0 for a function that does nothing.
+    pub fn cpu_share(&self) -> f64 {
+        match self.expected_ms() {
+            0 => 0.0,
+            total => self.cpu_ms() as f64 / total as f64,
+        }
+    }
+
+    /// Whether this is one of the embedded catalog's functions (the 30
+    /// samples and `noop`), whose work is fixed; any other function comes
+    /// from a user's catalog file (e.g. a synthetic function of
+    /// `utils import`) and may be given a shape per call
+    /// (`crate::workload::CallWork`).
+    pub fn is_sample(&self) -> bool {
+        catalog().get(&self.name).is_some()
+    }
+
+    /// This function as one row of a catalog file (the format of
+    /// `catalog.csv`, 12 fields): [`Catalog::parse`] reads it back equal.
+    pub fn catalog_row(&self) -> String {
+        let sleeps = if self.sleep_ms.windows(2).all(|w| w[0] == w[1]) {
+            self.sleep_ms.first().copied().unwrap_or(0).to_string()
+        } else {
+            let s: Vec<String> = self.sleep_ms.iter().map(u32::to_string).collect();
+            s.join(";")
+        };
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.name,
+            self.kind,
+            self.original_language,
+            self.rate_per_s,
+            self.duration_class,
+            self.library,
+            self.package_bytes,
+            self.rounds,
+            self.cpu_ms_per_round,
+            sleeps,
+            self.original_iterations_per_round,
+            self.memory_mb
+        )
+    }
 }
+
+/// The header line of a catalog file (`catalog.csv`'s, 12 columns).
+pub fn catalog_header() -> &'static str {
+    CATALOG_CSV.lines().next().unwrap_or_default()
+}
+
+/// Environment variable of `hf-fn`: a catalog file (the format of
+/// `catalog.csv`) whose functions it serves beside the samples
+/// ([`Catalog::with_file`]). The runtimes stage a synthetic function's row
+/// as [`FUNCTION_FILE_NAME`] in its image and point this at it.
+pub const CATALOG_ENV: &str = "HF_CATALOG";
+
+/// File name of a staged function's catalog (header + its one row) beside
+/// `hf-fn` in an image ([`FunctionSpec::catalog_row`]).
+pub const FUNCTION_FILE_NAME: &str = "function.csv";
 
 /// A catalog's functions, in file order, with an index by name.
 ///
@@ -425,6 +484,23 @@ mod tests {
         }
         let e = Catalog::with_file(Path::new("/nonexistent/catalog.csv")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/catalog.csv"), "{e}");
+    }
+
+    #[test]
+    fn a_row_round_trips_and_samples_are_known() {
+        for f in &catalog().functions {
+            let text = format!("{}\n{}\n", catalog_header(), f.catalog_row());
+            assert_eq!(&Catalog::parse(&text).unwrap().functions[0], f);
+            assert!(f.is_sample());
+        }
+        let text = format!(
+            "{}\nF1,x,unknown,0.5,~1s,none,1000,1,30,70,0,512\n",
+            catalog_header()
+        );
+        let f = &Catalog::parse(&text).unwrap().functions[0];
+        assert!(!f.is_sample());
+        assert_eq!(f.cpu_share(), 0.3);
+        assert_eq!(catalog().get("noop").unwrap().cpu_share(), 0.0);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   and the functions' sources). Shared by the worker, the scenario
 //!   generator and the discrete-event simulator.
 //! - [`workload`]: the functions' work (fixed-iteration CPU loops and
-//!   sleeps), the calibration constant and `HF_TIME_SCALE`.
+//!   sleeps), the calibration constant and `HF_TIME_SCALE`; the calls of
+//!   synthetic functions (a catalog file's, [`Catalog::with_file`]) with
+//!   their own duration and memory ([`CallWork`]).
 //! - [`payload`]: the generated package payload staged into every image.
 //! - `serve` (feature `serve`, on by default): the event-loop HTTP server
 //!   of warm instances (`hf-fn serve`).
@@ -21,3 +23,4 @@ pub mod serve;
 pub mod workload;
 
 pub use catalog::{catalog, Catalog, CatalogFileError, FunctionSpec, Phase};
+pub use workload::CallWork;

@@ -8,7 +8,9 @@
 //!   `host:port` (port 0 = any free port), reads the function's payload
 //!   (the instance's cold start), then prints exactly one line
 //!   `{"port": N}` on stdout and flushes it: from then on it answers.
-//! - `GET /invoke` runs one call and answers `200` with the
+//! - `GET /invoke[?duration_ms=&memory_mb=&cpu_share=]` runs one call
+//!   (with its own shape, `crate::workload::CallWork`; a bad or refused
+//!   shape is `400`) and answers `200` with the
 //!   `FunctionOutput` JSON `{"startTime", "endTime", "result"}`; a failing
 //!   call answers `500` with `{"Error": true, "Message": ...}`.
 //! - `GET /health` answers `200` `{"ok": true, "function": NAME,
@@ -106,10 +108,11 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Serves `listener` until an I/O error of the event loop itself:
-/// `route(method, path)` says how each request is answered.
+/// `route(method, path, query)` says how each request is answered (the
+/// query raw, without `?`; empty when there is none).
 pub fn serve<F>(listener: std::net::TcpListener, route: F) -> io::Result<()>
 where
-    F: Fn(&str, &str) -> Handling,
+    F: Fn(&str, &str, &str) -> Handling,
 {
     listener.set_nonblocking(true)?;
     let mut listener = TcpListener::from_std(listener);
@@ -241,7 +244,7 @@ impl Slots {
     /// it) when it is done.
     fn drive<F>(&mut self, slot: usize, route: &F, spawner: &Spawner<'_>, scratch: &mut [u8])
     where
-        F: Fn(&str, &str) -> Handling,
+        F: Fn(&str, &str, &str) -> Handling,
     {
         let Some(conn) = self.get(slot) else {
             return;
@@ -356,7 +359,7 @@ impl Conn {
     /// or the connection is left in a state that re-drives it (a call's end).
     fn drive<F>(&mut self, route: &F, spawner: &Spawner<'_>, scratch: &mut [u8]) -> Next
     where
-        F: Fn(&str, &str) -> Handling,
+        F: Fn(&str, &str, &str) -> Handling,
     {
         loop {
             while self.written < self.output.len() {
@@ -436,7 +439,7 @@ impl Conn {
 /// how to answer it.
 fn parse_head<F>(input: &[u8], route: &F) -> Head
 where
-    F: Fn(&str, &str) -> Handling,
+    F: Fn(&str, &str, &str) -> Handling,
 {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -470,8 +473,8 @@ where
             }
         }
     }
-    let path = target.split('?').next().unwrap_or("");
-    let handling = catch_unwind(AssertUnwindSafe(|| route(method, path)))
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let handling = catch_unwind(AssertUnwindSafe(|| route(method, path, query)))
         .unwrap_or_else(|_| Handling::Now(Reply::json(500, error_json("the router panicked"))));
     Head::Complete {
         len,
@@ -517,8 +520,9 @@ mod tests {
         let release = Arc::new(Mutex::new(release));
         let barrier = Arc::new(Barrier::new(parties));
         std::thread::spawn(move || {
-            serve(l, move |m, p| match (m, p) {
+            serve(l, move |m, p, q| match (m, p) {
                 ("GET", "/hello") => Handling::Now(Reply::json(200, "{\"hi\":1}")),
+                ("GET", "/echo") => Handling::Now(Reply::json(200, format!("{{\"q\":\"{q}\"}}"))),
                 ("GET", "/slow") => {
                     let release = Arc::clone(&release);
                     Handling::OnThread(Box::new(move || {
@@ -588,6 +592,17 @@ mod tests {
         assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
         assert!(all.contains("{\"hi\":1}HTTP/1.1 404 Not Found"), "{all}");
         assert!(all.ends_with("\"Message\":\"no\"}"), "{all}");
+    }
+
+    #[test]
+    fn the_router_sees_the_query() {
+        let port = start(mpsc::channel().1, 1);
+        let all = until_closed(
+            port,
+            b"GET /echo?a=1&b=2 HTTP/1.1\r\n\r\nGET /echo HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert!(all.contains("{\"q\":\"a=1&b=2\"}"), "{all}");
+        assert!(all.ends_with("{\"q\":\"\"}"), "{all}");
     }
 
     #[test]

@@ -212,6 +212,12 @@ pub struct Args {
     /// Scenario CSV to replay [default: scenarios/small.csv].
     #[arg(long)]
     pub scenario: Option<PathBuf>,
+    /// Live mode: a catalog file of more functions (e.g. `utils import`'s
+    /// `<scenario>.catalog.csv`) given to every worker (`worker-front
+    /// --catalog`); a scenario's per-call durations and memory travel
+    /// with its calls.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
     /// Name of the run: outputs go to <results-dir>/<name>/ [default:
     /// default].
     #[arg(long)]
@@ -409,6 +415,8 @@ pub struct Plan {
     pub results_dir: PathBuf,
     pub mode: Mode,
     pub scenario: PathBuf,
+    /// Live mode: the workers' `--catalog`.
+    pub catalog: Option<PathBuf>,
     pub algorithms: Vec<&'static str>,
     pub workers: u32,
     pub runtime: WorkerRuntime,
@@ -516,6 +524,7 @@ impl Plan {
                 .clone()
                 .or(file.scenario)
                 .unwrap_or_else(|| DEFAULT_SCENARIO.into()),
+            catalog: args.catalog.clone().or(file.catalog),
             algorithms,
             workers: args.workers.or(file.workers).unwrap_or(4),
             runtime: args
@@ -592,6 +601,17 @@ impl Plan {
         }
         if self.node_memory_mb == 0 {
             return bad("--node-memory-mb must be at least 1".into());
+        }
+        if let Some(path) = &self.catalog {
+            if self.mode != Mode::Live {
+                return bad(
+                    "--catalog gives the live workers more functions; DES mode does not take it"
+                        .into(),
+                );
+            }
+            // A bad file names its line now, before any worker starts.
+            sample_functions::Catalog::with_file(path)
+                .map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
         }
         if let Some(s) = &self.sweep {
             if s.values.len() > spec::MAX_POINTS {
@@ -722,6 +742,7 @@ impl Plan {
             name: Some(self.name.clone()),
             mode: Some(self.mode),
             scenario: Some(self.scenario.clone()),
+            catalog: self.catalog.clone(),
             algorithms: Some(self.algorithms.iter().map(|a| a.to_string()).collect()),
             workers: Some(self.workers),
             runtime: Some(self.runtime),
@@ -1467,6 +1488,43 @@ mod tests {
         want.retain(|n| *n != "rr");
         want.insert(0, "rr");
         assert_eq!(plan.algorithms, want);
+    }
+
+    #[test]
+    fn a_catalog_is_checked_before_anything_starts_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = sample_functions::catalog::catalog_header();
+        let good = dir.path().join("good.csv");
+        std::fs::write(
+            &good,
+            format!("{header}\nF1,x,u,0.5,~1s,none,1,1,1,1,0,64\n"),
+        )
+        .unwrap();
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(
+            &bad,
+            format!("{header}\nF1,x,u,0.5,~1s,none,1,1,1,1,0,64\nW1,x\n"),
+        )
+        .unwrap();
+        let with = |path: &Path, mode: Mode| Args {
+            catalog: Some(path.to_path_buf()),
+            mode: Some(mode),
+            ..Args::default()
+        };
+        let plan = Plan::resolve(&with(&good, Mode::Live)).unwrap();
+        assert_eq!(plan.catalog.as_deref(), Some(good.as_path()));
+        assert_eq!(
+            plan.resolved_file(1.0).catalog.as_deref(),
+            Some(good.as_path())
+        );
+        let e = Plan::resolve(&with(&bad, Mode::Live))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.csv") && e.contains("line 3"), "{e}");
+        let e = Plan::resolve(&with(&good, Mode::Des))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--catalog"), "{e}");
     }
 
     #[test]

@@ -464,7 +464,7 @@ async fn run_client(mut c: Client) -> (u32, u64) {
         c.counters.dispatched.fetch_add(1, Ordering::Relaxed);
         replay::make_call(
             c.http.clone(),
-            c.url.clone(),
+            replay::execute_url(&c.url, &function, None),
             function,
             due,
             c.stop.subscribe(),

@@ -7,7 +7,13 @@
 //! is still in flight, and each response becomes one log line
 //! `YYYY/MM/DD HH:MM:SS <startMs> <endMs> <function> <json>`
 //! ([`protocol::LogLine`]; start/end are Unix ms around the call, the JSON is
-//! the balancer's reply). A failed call is logged with an
+//! the balancer's reply). A scenario with per-invocation columns
+//! (`FunctionName,StartTimeMs,DurationMs[,MemoryMb]`, as `utils import`
+//! writes) sends each row's shape with its call,
+//! `/execute?name=F&duration_ms=12.500&memory_mb=256`
+//! ([`protocol::query::CallParams`]): the balancer forwards it and a worker
+//! started with that import's `--catalog` runs the call for that long
+//! (at its own time scale) with that memory. A failed call is logged with an
 //! [`protocol::ErrorReply`] JSON so that analyzers skip it. The default log
 //! is `results/logs/YYYY-MM-DD/HH:MM:SS.log` (UTC, relative to the current
 //! directory), as the original's `logs/...`.
@@ -69,6 +75,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use protocol::query::CallParams;
+use protocol::scenario::CallShape;
 use protocol::sidecar::{sidecar_path, RunSidecar};
 use protocol::{ErrorReply, LogLine, ScenarioError, ScenarioEvent};
 use serde::Serialize;
@@ -745,7 +753,7 @@ pub async fn replay(
                     counters.dispatched.fetch_add(1, Ordering::Relaxed);
                     runtime.spawn(make_call(
                         client.clone(),
-                        url.clone(),
+                        execute_url(&url, &call.function, call.shape.as_ref()),
                         call.function.into(),
                         due,
                         stop.subscribe(),
@@ -836,10 +844,24 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
-/// One call: `GET /execute?name=F`, timed, turned into a [`Finished`].
+/// `<base>/execute?name=F`, with the row's shape
+/// (`&duration_ms=..&memory_mb=..`) when the scenario has one.
+pub(crate) fn execute_url(execute: &str, function: &str, shape: Option<&CallShape>) -> String {
+    let mut url = String::with_capacity(execute.len() + function.len() * 3 + 48);
+    url.push_str(execute);
+    url.push_str("?name=");
+    protocol::query::percent_encode_into(function, &mut url);
+    if let Some(shape) = shape {
+        CallParams::from_shape(shape).append_to(&mut url);
+    }
+    url
+}
+
+/// One call: `GET <url>` (`/execute?name=F[&duration_ms=..]`), timed,
+/// turned into a [`Finished`].
 pub(crate) async fn make_call(
     client: reqwest::Client,
-    url: Arc<str>,
+    url: String,
     function: Arc<str>,
     due: Instant,
     mut stop: watch::Receiver<StopLevel>,
@@ -849,17 +871,12 @@ pub(crate) async fn make_call(
     let lag = sent.saturating_duration_since(due);
     let start_ms = unix_ms();
     let request = async {
-        let resp = client
-            .get(&*url)
-            .query(&[("name", &*function)])
-            .send()
-            .await
-            .map_err(|e| {
-                (
-                    request_cause(&e).to_string(),
-                    format!("request failed: {}", error_chain(&e)),
-                )
-            })?;
+        let resp = client.get(&url).send().await.map_err(|e| {
+            (
+                request_cause(&e).to_string(),
+                format!("request failed: {}", error_chain(&e)),
+            )
+        })?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| {
             (
@@ -1107,6 +1124,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rows_shape_travels_with_its_call() {
+        assert_eq!(
+            execute_url("http://lb/execute", "W 1", None),
+            "http://lb/execute?name=W%201"
+        );
+        let shape = CallShape {
+            duration_us: 12_500,
+            memory_mb: Some(256),
+        };
+        assert_eq!(
+            execute_url("http://lb/execute", "F001", Some(&shape)),
+            "http://lb/execute?name=F001&duration_ms=12.500&memory_mb=256"
+        );
+    }
 
     #[test]
     fn a_failure_budget_is_a_count_or_a_percentage() {

@@ -6,7 +6,7 @@
 //! `/clear[?reset_images=true]`, `/prepare`, and `/health`. As in the
 //! original, any method is accepted.
 
-use protocol::query::query_pairs;
+use protocol::query::{query_pairs, CallParams};
 
 /// Whether `path` is a management route (`/configure`, `/clear`,
 /// `/prepare`: they change the worker's state; any method, as the
@@ -22,8 +22,9 @@ pub const MAX_NAME_BYTES: usize = 256;
 /// One request the worker understands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// `/execute?name=F`.
-    Execute { function: String },
+    /// `/execute?name=F[&duration_ms=&memory_mb=&cpu_share=]`: the call's
+    /// own shape is checked here, bounded by the worker core.
+    Execute { function: String, shape: CallParams },
     /// `/configure?user_code_size_limit=...&...`: the caching options to
     /// change (checked by the core's option parser).
     Configure { pairs: Vec<(String, String)> },
@@ -66,8 +67,11 @@ impl Action {
                         name.len()
                     )));
                 }
+                let shape = CallParams::parse(query)
+                    .map_err(|e| ActionError::BadParameter(e.to_string()))?;
                 Ok(Self::Execute {
                     function: name.into_owned(),
+                    shape,
                 })
             }
             "/configure" => Ok(Self::Configure {
@@ -111,9 +115,18 @@ mod tests {
         assert_eq!(
             Action::parse("/execute", "x=1&name=W%201"),
             Ok(Action::Execute {
-                function: "W 1".into()
+                function: "W 1".into(),
+                shape: CallParams::default()
             })
         );
+        assert!(matches!(
+            Action::parse("/execute", "name=F&memory_mb=64"),
+            Ok(Action::Execute { shape, .. }) if shape.memory_mb == Some(64)
+        ));
+        assert!(matches!(
+            Action::parse("/execute", "name=F&duration_ms=-1"),
+            Err(ActionError::BadParameter(m)) if m.contains("duration_ms")
+        ));
         assert_eq!(
             Action::parse("/execute", "names=W1"),
             Err(ActionError::MissingName)

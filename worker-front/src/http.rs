@@ -6,7 +6,9 @@
 //! Routes (the original's names and reply shapes; Prev/HotFunctions
 //! `worker_front/request_handler.go`):
 //! - `GET /execute?name=F` → `WorkerReply` (`Result`, `ExecutionTime`,
-//!   `InternalExecutionTime`, `Meta`);
+//!   `InternalExecutionTime`, `Meta`); with `&duration_ms=&memory_mb=&cpu_share=`
+//!   a catalog file's function runs that shape (`crate::worker`; 400 when
+//!   refused);
 //! - `GET /configure?user_code_size_limit=&container_pool_limit=&container_pool_num=&using_rest_mode=&rest_container_life_time=`
 //!   → `{"Message": "configure changed" | "nothing changed", "State": {...},
 //!   "Ignored": [...]}`;
@@ -138,7 +140,7 @@ pub fn runtime_status(e: &RuntimeError) -> u16 {
 fn worker_error(e: WorkerError) -> HttpResponse {
     let status = match &e {
         WorkerError::UnknownFunction(_) => 404,
-        WorkerError::Options(_) => 400,
+        WorkerError::Options(_) | WorkerError::BadCall(_) => 400,
         WorkerError::Runtime(r) => runtime_status(r),
     };
     error(status, e.to_string())
@@ -179,7 +181,7 @@ async fn dispatch<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) -
         Err(e) => return action_error(e),
     };
     let r = match action {
-        Action::Execute { function } => execute(&state, function).await,
+        Action::Execute { function, shape } => execute(&state, function, shape).await,
         Action::Configure { pairs } => configure(&state, pairs).await,
         Action::Clear { reset_images } => clear(&state, reset_images).await,
         Action::Prepare => prepare(&state).await,
@@ -191,6 +193,7 @@ async fn dispatch<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) -
 async fn execute<R: Runtime>(
     state: &AppState<R>,
     name: String,
+    shape: protocol::query::CallParams,
 ) -> Result<HttpResponse, HttpResponse> {
     let result = if state.worker.serves_warm(&name) {
         // A warm call is one loopback hop to the instance: run it on this
@@ -199,11 +202,15 @@ async fn execute<R: Runtime>(
         // of crossing to the main runtime and back (two thread wake-ups per
         // call on a small machine).
         let w = state.worker.clone();
-        actix_web::rt::spawn(async move { w.execute(&name).await })
+        actix_web::rt::spawn(async move { w.execute_with(&name, shape).await })
             .await
             .map_err(|e| error(500, format!("internal task failed: {e}")))?
     } else {
-        on_main(state, move |w| async move { w.execute(&name).await }).await?
+        on_main(
+            state,
+            move |w| async move { w.execute_with(&name, shape).await },
+        )
+        .await?
     };
     let reply = result.map_err(worker_error)?;
     serde_json::to_string(&reply)

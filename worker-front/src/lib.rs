@@ -1,4 +1,5 @@
-//! The worker node on :8222: runs the sample functions in Docker containers
+//! The worker node on :8222: runs the sample functions (and the synthetic
+//! functions of a catalog file, `WorkerConfig::catalog`) in Docker containers
 //! or local processes, with HotFunctions' caching options (image LRU by
 //! bytes, pre-warmed pools, REST-mode instances with an idle lifetime).
 //! A Rust port and extension of HotFunctions' `worker_front`
@@ -103,6 +104,12 @@ pub struct WorkerConfig {
     /// Who may use `/configure`, `/clear` and `/prepare`
     /// (`protocol::mgmt`: loopback peers, or the bearer token).
     pub mgmt: protocol::mgmt::ManagementConfig,
+    /// A catalog file (the format of `sample-functions/catalog.csv`, e.g.
+    /// the one `utils import` writes): its functions are served beside
+    /// the samples, each call running its row or the shape the call
+    /// carries (`sample_functions::workload`). A bad file stops the
+    /// start with an error naming the file and line.
+    pub catalog: Option<PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -123,6 +130,7 @@ impl Default for WorkerConfig {
             expiry_tick_ms: 100,
             docker_socket: None,
             mgmt: protocol::mgmt::ManagementConfig::default(),
+            catalog: None,
         }
     }
 }
@@ -248,6 +256,12 @@ async fn run_listeners(
         )));
     }
     config.instance_model()?;
+    let catalog = match &config.catalog {
+        Some(path) => sample_functions::Catalog::with_file(path)
+            .map_err(|e| RunError::Config(e.to_string()))?,
+        None => sample_functions::catalog().clone(),
+    };
+    let catalog = std::sync::Arc::new(catalog);
     if config.runtime == RuntimeKind::Process && config.docker_socket.is_some() {
         return Err(RunError::Config(
             "a Docker socket (--docker-socket) applies to the docker runtime only, \
@@ -277,6 +291,7 @@ not to the process runtime"
                 options,
                 listeners,
                 &config,
+                catalog,
                 shutdown,
             )
             .await
@@ -304,7 +319,7 @@ not to the process runtime"
             }
             let runtime = DockerRuntime::with_settings(options.clone(), settings)
                 .map_err(|e| RunError::Config(e.to_string()))?;
-            serve(runtime, options, listeners, &config, shutdown).await
+            serve(runtime, options, listeners, &config, catalog, shutdown).await
         }
     }
 }
@@ -314,6 +329,7 @@ async fn serve<R: Runtime>(
     options: RuntimeOptions,
     listeners: http::Listeners,
     config: &WorkerConfig,
+    catalog: std::sync::Arc<sample_functions::Catalog>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     // Leftovers of workers that died without cleaning up (`kill -9`), when
@@ -350,12 +366,20 @@ async fn serve<R: Runtime>(
         serde_json::to_string(&instance_model).unwrap_or_default(),
         config.node_memory_mb
     );
-    let worker = Worker::with_model(
+    if let Some(path) = &config.catalog {
+        tracing::info!(
+            "serving {} functions (the samples and {})",
+            catalog.functions.len(),
+            path.display()
+        );
+    }
+    let worker = Worker::with_catalog(
         runtime,
         config.caching,
         instance_model,
         config.node_memory_mb,
         options.worker_id.clone(),
+        catalog,
     );
     let tick = Duration::from_millis(config.expiry_tick_ms.max(1));
     let expirer = {

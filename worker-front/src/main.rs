@@ -151,6 +151,10 @@ struct StartArgs {
     /// Loopback peers need the management token too.
     #[arg(long)]
     mgmt_require_token: bool,
+    /// A catalog file of more functions (e.g. `utils import`'s
+    /// `<scenario>.catalog.csv`), served beside the samples.
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -213,6 +217,7 @@ fn main() -> anyhow::Result<()> {
         http_workers: args.http_workers,
         docker_socket: args.docker_socket,
         mgmt,
+        catalog: args.catalog,
         ..WorkerConfig::default()
     };
     // Bad policy options and values beyond their bounds are errors before

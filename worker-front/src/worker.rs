@@ -31,6 +31,18 @@
 //! instances; the model's keep-alive pre-warms start them in the
 //! background, and the timer below expires them and triggers pre-warms.
 //!
+//! Functions: the samples, plus those of a catalog file (`--catalog`,
+//! [`Worker::with_catalog`]). A call may carry its own shape
+//! ([`Worker::execute_with`]: `duration_ms`, `memory_mb`, `cpu_share`,
+//! `sample_functions::workload` says how it runs): it is checked here
+//! before the model hears of the call (a sample refuses any shape, since
+//! its work is the original's; memory is bounded by the node memory and
+//! `MAX_CALL_MEMORY_MB`), then handed to the instance that runs the call
+//! (`Runtime::invoke_with`, `Runtime::run_once_with`). The model knows a
+//! function by its catalog `memory_mb`, not by a call's own memory (a
+//! choice: the model's keep-alive accounting is per instance, and an
+//! instance outlives the calls that size it).
+//!
 //! Logged at `info`: image builds and removals, REST/keep-alive instance
 //! starts, expiries, `/clear`; pool refills (one per pooled call) at
 //! `debug`; never one line per call. A timer calls
@@ -45,8 +57,10 @@ use crate::runtime::{Image, Instance, InstanceKind, Invocation, Removed, Runtime
 use policy::node::options::{CachingOptions, OptionsError};
 use policy::node::{self, CallId, Effects, InstanceId, InstanceModel, NodeModel, Step};
 use policy::Time;
+use protocol::query::CallParams;
 use protocol::{ExecutionMeta, WorkerReply};
-use sample_functions::{Catalog, FunctionSpec};
+use sample_functions::workload::MAX_CALL_MEMORY_MB;
+use sample_functions::{CallWork, Catalog, FunctionSpec};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,6 +73,10 @@ use tokio::sync::mpsc;
 pub enum WorkerError {
     #[error("unknown function {0:?}")]
     UnknownFunction(String),
+    /// A call's own shape that this function or worker refuses (a sample
+    /// given one, memory beyond the bound): 400.
+    #[error("{0}")]
+    BadCall(String),
     #[error(transparent)]
     Options(#[from] OptionsError),
     #[error(transparent)]
@@ -161,6 +179,12 @@ pub struct WorkerStatus {
     pub node_memory_mb: Option<u64>,
     pub memory_evictions: u64,
     pub calls: u64,
+    /// Functions this worker serves: the samples and `noop`, plus those
+    /// of its catalog file (`--catalog`).
+    pub functions: usize,
+    /// Largest `memory_mb` a call may ask for: the node memory, at most
+    /// `sample_functions::workload::MAX_CALL_MEMORY_MB`.
+    pub max_call_memory_mb: u32,
     /// `HF_TIME_SCALE` and `HF_PACKAGE_SCALE` of the functions.
     pub time_scale: f64,
     pub package_scale: f64,
@@ -169,7 +193,8 @@ pub struct WorkerStatus {
 
 struct Shared<R> {
     runtime: R,
-    catalog: &'static Catalog,
+    catalog: Arc<Catalog>,
+    max_call_memory_mb: u32,
     epoch: Instant,
     worker_id: String,
     state: Mutex<State>,
@@ -217,6 +242,8 @@ fn runtime_kind(kind: node::InstanceKind) -> InstanceKind {
 /// One call in progress: its id in the model, and how it is woken.
 struct CallCtx<'a> {
     spec: &'a FunctionSpec,
+    /// The call's own shape (checked), passed to the instance.
+    shape: CallParams,
     call: CallId,
     wake: Option<mpsc::UnboundedReceiver<Step>>,
     image_name: String,
@@ -243,7 +270,29 @@ impl<R: Runtime> Worker<R> {
         node_memory_mb: u32,
         worker_id: String,
     ) -> Self {
-        let catalog = sample_functions::catalog();
+        Self::with_catalog(
+            runtime,
+            options,
+            instance_model,
+            node_memory_mb,
+            worker_id,
+            Arc::new(sample_functions::catalog().clone()),
+        )
+    }
+
+    /// [`Worker::with_model`] serving the functions of `catalog` (the
+    /// samples plus a catalog file's: `Catalog::with_file`). A call may
+    /// ask for at most `node_memory_mb` of memory (and at most
+    /// `MAX_CALL_MEMORY_MB`); the model knows each function by its
+    /// catalog memory.
+    pub fn with_catalog(
+        runtime: R,
+        options: CachingOptions,
+        instance_model: InstanceModel,
+        node_memory_mb: u32,
+        worker_id: String,
+        catalog: Arc<Catalog>,
+    ) -> Self {
         let mut model = NodeModel::new(options, instance_model).with_node_memory_mb(node_memory_mb);
         for f in &catalog.functions {
             model.declare_function(&f.name, f.memory_mb);
@@ -252,6 +301,7 @@ impl<R: Runtime> Worker<R> {
             shared: Arc::new(Shared {
                 runtime,
                 catalog,
+                max_call_memory_mb: node_memory_mb.min(MAX_CALL_MEMORY_MB),
                 #[allow(clippy::disallowed_methods)] // the live worker's clock
                 epoch: Instant::now(),
                 worker_id,
@@ -359,11 +409,26 @@ impl<R: Runtime> Worker<R> {
 
     /// Runs one call of `name`; the reply in the original's format.
     pub async fn execute(&self, name: &str) -> Result<WorkerReply, WorkerError> {
+        self.execute_with(name, CallParams::default()).await
+    }
+
+    /// Runs one call of `name` with its own shape (`duration_ms`,
+    /// `memory_mb`, `cpu_share`; see `sample_functions::workload`):
+    /// checked here (a sample given a shape, or memory beyond
+    /// `max_call_memory_mb`, is [`WorkerError::BadCall`]), run by the
+    /// instance.
+    pub async fn execute_with(
+        &self,
+        name: &str,
+        shape: CallParams,
+    ) -> Result<WorkerReply, WorkerError> {
         let spec = self
             .shared
             .catalog
             .get(name)
             .ok_or_else(|| WorkerError::UnknownFunction(name.to_string()))?;
+        CallWork::resolve(spec, &shape, self.shared.max_call_memory_mb)
+            .map_err(WorkerError::BadCall)?;
         // Two clock readings per call: they give ExecutionTime and the
         // model's times of the call's start and end.
         #[allow(clippy::disallowed_methods)] // ExecutionTime is measured here
@@ -375,6 +440,7 @@ impl<R: Runtime> Worker<R> {
             let (call, mut effects) = st.model.call_arrived(name, now);
             let mut ctx = CallCtx {
                 spec,
+                shape,
                 call,
                 wake: None,
                 image_name: String::new(),
@@ -509,7 +575,7 @@ impl<R: Runtime> Worker<R> {
                     self.with_image(ctx, |_| ())?;
                     let inst = self.state().instances.get(&instance).cloned();
                     let r = match &inst {
-                        Some(inst) => rt.invoke(inst).await,
+                        Some(inst) => rt.invoke_with(inst, ctx.shape).await,
                         None => Err(RuntimeError::Instance {
                             instance: instance.to_string(),
                             detail: "removed before the call could use it".into(),
@@ -535,8 +601,11 @@ impl<R: Runtime> Worker<R> {
                 }
                 Step::RunOnce { .. } => {
                     let image = self.with_image(ctx, Image::clone)?;
+                    let shape = ctx.shape;
                     return self
-                        .on_background(|w| async move { w.shared.runtime.run_once(&image).await })
+                        .on_background(|w| async move {
+                            w.shared.runtime.run_once_with(&image, shape).await
+                        })
                         .await;
                 }
             };
@@ -703,6 +772,8 @@ impl<R: Runtime> Worker<R> {
             node_memory_mb: st.model.node_memory_mb(),
             memory_evictions: st.model.memory_evictions(),
             calls: self.shared.calls.load(Ordering::Relaxed),
+            functions: self.shared.catalog.functions.len(),
+            max_call_memory_mb: self.shared.max_call_memory_mb,
             time_scale: self.shared.runtime.options().time_scale,
             package_scale: self.shared.runtime.options().package_scale,
             state: st.model.options(),

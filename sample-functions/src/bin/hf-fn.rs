@@ -1,7 +1,7 @@
 //! `hf-fn`: runs any of the sample functions (one statically linkable binary).
 //!
 //! ```text
-//! hf-fn <NAME>                         one call; prints one FunctionOutput JSON line
+//! hf-fn <NAME> [--call QUERY]          one call; prints one FunctionOutput JSON line
 //! hf-fn serve --function <NAME> [--host 127.0.0.1] [--port 0] [--exit-on-stdin-eof]
 //!                                      warm instance (REST mode / pool), see sample_functions::serve
 //! hf-fn stage <NAME> <DIR>             writes DIR/hf-fn (a copy of this binary) and DIR/payload.bin
@@ -14,31 +14,45 @@
 //! staged) size; `HF_ITERATIONS_PER_MS` overrides the calibration constant; `HF_PAYLOAD`
 //! is the payload path (default `payload.bin` beside this binary; `none`
 //! skips it); `HF_FAIL_FUNCTION=<NAME>` makes that function fail (exit 1,
-//! a message on stderr), for testing error paths.
+//! a message on stderr), for testing error paths; `HF_CATALOG` is a catalog
+//! file whose functions are served beside the samples (default:
+//! `function.csv` beside this binary when it exists, which is how the
+//! runtimes stage a synthetic function's row in its image).
+//!
+//! A call's own shape (`sample_functions::CallWork`): the query of
+//! `GET /invoke?duration_ms=..&memory_mb=..&cpu_share=..`, or `--call
+//! 'duration_ms=..&memory_mb=..'` for one call; refused (400, or exit 2)
+//! for a sample function and beyond `MAX_CALL_MEMORY_MB`.
 //!
 //! Exit status: 0 success, 1 the function failed, 2 usage or setup error.
 
+use protocol::query::CallParams;
+use sample_functions::catalog::{CATALOG_ENV, FUNCTION_FILE_NAME};
 use sample_functions::payload::{self, PACKAGE_SCALE_ENV, PAYLOAD_ENV};
 use sample_functions::serve::{self, Handling, Reply};
-use sample_functions::workload::{self, WorkloadSettings, ITERATIONS_ENV, TIME_SCALE_ENV};
-use sample_functions::{catalog, FunctionSpec};
+use sample_functions::workload::{
+    self, WorkloadSettings, ITERATIONS_ENV, MAX_CALL_MEMORY_MB, TIME_SCALE_ENV,
+};
+use sample_functions::{catalog, CallWork, Catalog, FunctionSpec};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "usage:
-  hf-fn <NAME>                                    run one call, print its FunctionOutput JSON
+  hf-fn <NAME> [--call QUERY]                     run one call, print its FunctionOutput JSON
+                                                  (QUERY: duration_ms=..&memory_mb=..&cpu_share=..)
   hf-fn serve --function <NAME> [--host H] [--port P] [--exit-on-stdin-eof]
                                                   warm instance: prints {\"port\": N}, then serves
-                                                  GET /invoke and GET /health (port 0 = any);
+                                                  GET /invoke[?QUERY] and GET /health (port 0 = any);
                                                   --exit-on-stdin-eof: exit when stdin closes
   hf-fn stage <NAME> <DIR>                        write DIR/hf-fn and DIR/payload.bin
   hf-fn list                                      list the functions
   hf-fn calibrate [--ms N]                        measure CPU-loop iterations per ms
-environment: HF_TIME_SCALE, HF_PACKAGE_SCALE, HF_ITERATIONS_PER_MS, HF_PAYLOAD, HF_FAIL_FUNCTION";
+environment: HF_TIME_SCALE, HF_PACKAGE_SCALE, HF_ITERATIONS_PER_MS, HF_PAYLOAD, HF_FAIL_FUNCTION,
+  HF_CATALOG (a catalog file of more functions; default function.csv beside hf-fn if present)";
 
 /// A failure: exit status and message.
 struct Failure(i32, String);
@@ -67,19 +81,40 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         Some("serve") => cmd_serve(&args[1..]),
         Some("stage") => cmd_stage(&args[1..]),
         Some("list") => {
-            for f in &catalog().functions {
+            for f in &functions()?.functions {
                 println!("{}", f.name);
             }
             Ok(())
         }
         Some("calibrate") => cmd_calibrate(&args[1..]),
-        Some(name) if args.len() == 1 => cmd_run_once(name),
+        Some(name) if args.len() == 1 => cmd_run_once(name, ""),
+        Some(name) if args.len() == 3 && args[1] == "--call" => cmd_run_once(name, &args[2]),
         Some(_) => Err(usage(format!("unexpected arguments {:?}", &args[1..]))),
     }
 }
 
+/// The functions this process knows: the samples, plus `HF_CATALOG`'s
+/// (or the `function.csv` staged beside this binary).
+fn functions() -> Result<&'static Catalog, Failure> {
+    static FUNCTIONS: OnceLock<Result<Catalog, String>> = OnceLock::new();
+    let loaded = FUNCTIONS.get_or_init(|| {
+        let file = match std::env::var_os(CATALOG_ENV).filter(|v| !v.is_empty()) {
+            Some(path) => Some(PathBuf::from(path)),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join(FUNCTION_FILE_NAME)))
+                .filter(|p| p.is_file()),
+        };
+        match file {
+            Some(path) => Catalog::with_file(&path).map_err(|e| e.to_string()),
+            None => Ok(catalog().clone()),
+        }
+    });
+    loaded.as_ref().map_err(|e| Failure(2, e.clone()))
+}
+
 fn spec_of(name: &str) -> Result<&'static FunctionSpec, Failure> {
-    catalog()
+    functions()?
         .get(name)
         .ok_or_else(|| usage(format!("unknown function {name:?} (see `hf-fn list`)")))
 }
@@ -126,9 +161,16 @@ fn fails_on_purpose(spec: &FunctionSpec) -> bool {
     std::env::var("HF_FAIL_FUNCTION").ok().as_deref() == Some(spec.name.as_str())
 }
 
+/// The work of one call of `spec` with the shape in `query`.
+fn call_work(spec: &FunctionSpec, query: &str) -> Result<CallWork, String> {
+    let params = CallParams::parse(query).map_err(|e| e.to_string())?;
+    CallWork::resolve(spec, &params, MAX_CALL_MEMORY_MB)
+}
+
 /// One call: the FunctionOutput JSON, or a failure message.
 fn invoke(
     spec: &FunctionSpec,
+    work: &CallWork,
     settings: &WorkloadSettings,
     seed: u64,
     fail: bool,
@@ -140,7 +182,7 @@ fn invoke(
         ));
     }
     let start = now_ms();
-    let body = workload::run(spec, settings, seed);
+    let body = workload::run_call(spec, work, settings, seed)?;
     let end = now_ms();
     let out = protocol::FunctionOutput {
         start_time: start,
@@ -153,12 +195,19 @@ fn invoke(
     serde_json::to_string(&out).map_err(|e| e.to_string())
 }
 
-fn cmd_run_once(name: &str) -> Result<(), Failure> {
+fn cmd_run_once(name: &str, query: &str) -> Result<(), Failure> {
     let spec = spec_of(name)?;
+    let work = call_work(spec, query).map_err(usage)?;
     let settings = settings()?;
     load_payload(spec)?;
-    let json = invoke(spec, &settings, now_ms() as u64, fails_on_purpose(spec))
-        .map_err(|e| Failure(1, e))?;
+    let json = invoke(
+        spec,
+        &work,
+        &settings,
+        now_ms() as u64,
+        fails_on_purpose(spec),
+    )
+    .map_err(|e| Failure(1, e))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{json}")
         .and_then(|_| out.flush())
@@ -227,11 +276,15 @@ fn cmd_serve(args: &[String]) -> Result<(), Failure> {
     let fail = fails_on_purpose(spec);
     // A call with no work (noop, or any function at time scale 0) is
     // answered on the event loop; any other runs on a thread of its own.
-    let instant = workload::is_instant(spec, &settings);
-    serve::serve(listener, move |method, path| match (method, path) {
+    serve::serve(listener, move |method, path, query| match (method, path) {
         ("GET", "/invoke") => {
+            let work = match call_work(spec, query) {
+                Ok(w) => w,
+                Err(e) => return Handling::Now(Reply::json(400, serve::error_json(&e))),
+            };
+            let instant = work.is_instant(spec, &settings);
             let seed = seed_base.wrapping_add(calls.fetch_add(1, Ordering::Relaxed));
-            let call = move || match invoke(spec, &settings, seed, fail) {
+            let call = move || match invoke(spec, &work, &settings, seed, fail) {
                 Ok(json) => Reply::json(200, json),
                 Err(e) => {
                     eprintln!("hf-fn: {e}");

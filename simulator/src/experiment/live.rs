@@ -172,6 +172,9 @@ async fn run_points(
             if let Some(f) = &static_hf_fn {
                 cmd.arg("--fn-binary").arg(f);
             }
+            if let Some(catalog) = &plan.catalog {
+                cmd.arg("--catalog").arg(catalog);
+            }
             let name = match &point.label {
                 Some(l) => format!("{}-worker-{i}", safe_name(l)),
                 None => format!("worker-{i}"),

@@ -150,6 +150,9 @@ pub struct ExperimentFile {
     pub mode: Option<Mode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scenario: Option<PathBuf>,
+    /// Live mode: a catalog file given to every worker (`--catalog`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithms: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use protocol::scenario::CallShape;
 use protocol::ScenarioEvent;
 
 /// Slowest replay: a thousand times slower than the scenario.
@@ -34,6 +35,9 @@ pub struct ScheduledCall {
     pub scenario_ms: u64,
     /// When to send it, after the replay's start (scaled).
     pub offset: Duration,
+    /// The row's per-invocation columns (duration, memory), sent with
+    /// the call as its own shape (`protocol::query::CallParams`).
+    pub shape: Option<CallShape>,
 }
 
 /// A bad schedule parameter.
@@ -92,6 +96,7 @@ impl Schedule {
                 function: e.function.clone(),
                 scenario_ms: e.start_ms,
                 offset,
+                shape: e.shape,
             });
         }
         Ok(Self { calls, beyond_cap })

@@ -74,18 +74,19 @@ use bollard::image::{BuildImageOptions, ListImagesOptions, RemoveImageOptions};
 use bollard::models::HostConfig;
 use bollard::Docker;
 use futures_util::StreamExt;
+use protocol::query::CallParams;
 use protocol::FunctionOutput;
 use sample_functions::payload::{scaled_bytes, PACKAGE_SCALE_ENV};
 use sample_functions::workload::TIME_SCALE_ENV;
 use sample_functions::FunctionSpec;
 
-use super::instance_client::InstanceClient;
+use super::instance_client::{call_query, invoke_path, InstanceClient};
 use super::ownership::{claim_orphans, WorkArea};
 
 use super::{
-    parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,
-    Runtime, RuntimeError, RuntimeOptions, LABEL_FUNCTION, LABEL_INSTANCE, LABEL_KIND,
-    LABEL_WORKER, STDERR_TAIL_BYTES,
+    parse_function_output, staged_function_file, tail, EngineHealth, Image, Instance, InstanceKind,
+    Invocation, Removed, Runtime, RuntimeError, RuntimeOptions, LABEL_FUNCTION, LABEL_INSTANCE,
+    LABEL_KIND, LABEL_WORKER, STDERR_TAIL_BYTES,
 };
 
 /// Request timeout of the engine client: long enough for the longest
@@ -235,6 +236,13 @@ enum EngineFailure {
 impl EngineFailure {
     fn not_found(&self) -> bool {
         matches!(self, Self::Answer { status: 404, .. })
+    }
+
+    /// The engine's 409 for an image that other images are built on
+    /// ("conflict: unable to delete ... (cannot be forced) - image has
+    /// dependent child images").
+    fn has_child_images(&self) -> bool {
+        matches!(self, Self::Answer { status: 409, message } if message.contains("dependent child images"))
     }
 
     /// As a [`RuntimeError`] about an instance (or the engine).
@@ -497,7 +505,13 @@ impl DockerRuntime {
         let mut out: Vec<(String, String)> = images
             .into_iter()
             .filter_map(|i| {
-                let function = i.labels.get(LABEL_FUNCTION)?.clone();
+                // An intermediate image of an interrupted build carries
+                // only the Dockerfile's labels (`context::dockerfile`).
+                let function = i
+                    .labels
+                    .get(LABEL_FUNCTION)
+                    .or_else(|| i.labels.get("hotfunctions.package"))?
+                    .clone();
                 let tag = i.repo_tags.first().cloned().unwrap_or(i.id);
                 Some((function, tag))
             })
@@ -533,16 +547,24 @@ impl DockerRuntime {
         )
     }
 
-    /// Creates (without starting) a container of `image`.
+    /// Creates (without starting) a container of `image` (a one-shot
+    /// call's shape as `--call QUERY`).
     async fn create_container(
         &self,
         image: &Image,
         kind: InstanceKind,
+        call: Option<String>,
     ) -> Result<Instance, RuntimeError> {
         let docker = self.client().await.map_err(EngineFailure::other)?;
         let name = self.next_container_name(&image.function, kind);
         let (cmd, network) = match kind {
-            InstanceKind::OneShot => (vec![image.function.clone()], "none"),
+            InstanceKind::OneShot => {
+                let mut cmd = vec![image.function.clone()];
+                if let Some(query) = call {
+                    cmd.extend(["--call".to_string(), query]);
+                }
+                (cmd, "none")
+            }
             InstanceKind::Pooled | InstanceKind::Rest => (
                 vec![
                     "serve".into(),
@@ -793,7 +815,10 @@ impl DockerRuntime {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = self.fail(e);
-                if e.not_found() {
+                // An intermediate image of an interrupted build that still
+                // has a child goes with that child (removed with its
+                // untagged parents).
+                if e.not_found() || e.has_child_images() {
                     Ok(())
                 } else {
                     Err(e.build(function))
@@ -873,9 +898,18 @@ impl Runtime for DockerRuntime {
         let package_bytes = scaled_bytes(function.package_bytes, self.inner.options.package_scale);
         let for_task = name.clone();
         let build_scope = self.inner.name_part.clone();
+        let instance_id = self.inner.instance_id.clone();
+        let row = staged_function_file(function);
         // Making a 131 MB context is CPU work: off the async threads.
         let tar = tokio::task::spawn_blocking(move || {
-            context::build_context(&build_scope, &for_task, package_bytes, &binary)
+            context::build_context(
+                &build_scope,
+                &instance_id,
+                &for_task,
+                package_bytes,
+                &binary,
+                row.as_deref(),
+            )
         })
         .await
         .map_err(|e| build_error(format!("context task failed: {e}")))?
@@ -934,8 +968,14 @@ impl Runtime for DockerRuntime {
         self.remove_image_named(&image.function, &image.name).await
     }
 
-    async fn run_once(&self, image: &Image) -> Result<Invocation, RuntimeError> {
-        let instance = self.create_container(image, InstanceKind::OneShot).await?;
+    async fn run_once_with(
+        &self,
+        image: &Image,
+        call: CallParams,
+    ) -> Result<Invocation, RuntimeError> {
+        let instance = self
+            .create_container(image, InstanceKind::OneShot, call_query(&call))
+            .await?;
         let guard = RemoveOnDrop {
             runtime: self.clone(),
             instance: Some(instance.clone()),
@@ -967,7 +1007,7 @@ impl Runtime for DockerRuntime {
                 detail: "one-shot instances are started by run_once".into(),
             });
         }
-        let instance = self.create_container(image, kind).await?;
+        let instance = self.create_container(image, kind, None).await?;
         let mut guard = RemoveOnDrop {
             runtime: self.clone(),
             instance: Some(instance.clone()),
@@ -978,12 +1018,16 @@ impl Runtime for DockerRuntime {
         Ok(instance)
     }
 
-    async fn invoke(&self, instance: &Instance) -> Result<Invocation, RuntimeError> {
+    async fn invoke_with(
+        &self,
+        instance: &Instance,
+        call: CallParams,
+    ) -> Result<Invocation, RuntimeError> {
         let port = self.port_of(instance).await?;
         let reply = self
             .inner
             .instances
-            .get(port, "/invoke")
+            .get(port, &invoke_path(&call))
             .await
             .map_err(|e| RuntimeError::Instance {
                 instance: instance.name.clone(),
@@ -1160,6 +1204,21 @@ fn lost_an_intermediate_image(message: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_intermediate_image_with_a_child_is_left_to_its_child() {
+        let child = EngineFailure::Answer {
+            status: 409,
+            message: "conflict: unable to delete 3f2a (cannot be forced) - image has dependent child images".into(),
+        };
+        assert!(child.has_child_images());
+        let in_use = EngineFailure::Answer {
+            status: 409,
+            message: "conflict: unable to remove repository reference (must force) - container 1c is using its referenced image".into(),
+        };
+        assert!(!in_use.has_child_images());
+        assert!(!EngineFailure::Unavailable("down".into()).has_child_images());
+    }
+
     #[test]
     fn a_lost_intermediate_image_is_told_from_other_build_errors() {
         assert!(super::lost_an_intermediate_image(

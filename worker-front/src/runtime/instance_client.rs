@@ -16,6 +16,31 @@
 //! minutes).
 
 pub use keepalive_http::{CallError as ClientError, Reply};
+use protocol::query::CallParams;
+use std::borrow::Cow;
+
+/// The path of a warm call: `/invoke`, with the call's own shape as its
+/// query when it has one (no allocation when it has none: the warm path).
+pub fn invoke_path(call: &CallParams) -> Cow<'static, str> {
+    if call.is_empty() {
+        return Cow::Borrowed("/invoke");
+    }
+    let mut path = String::from("/invoke?");
+    call.append_to(&mut path);
+    // `append_to` writes `&key=value` pairs: drop the first `&`.
+    path.remove("/invoke?".len());
+    Cow::Owned(path)
+}
+
+/// The query of a one-shot call's `--call` (the pairs without `?`), or
+/// None when the call has no shape of its own.
+pub fn call_query(call: &CallParams) -> Option<String> {
+    (!call.is_empty()).then(|| {
+        let mut q = String::new();
+        call.append_to(&mut q);
+        q.split_off(1)
+    })
+}
 
 /// Idle connections kept per instance port and thread.
 pub const MAX_IDLE_PER_PORT: usize = 64;
@@ -57,6 +82,19 @@ impl InstanceClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_shape_is_the_query() {
+        let none = CallParams::default();
+        assert!(matches!(invoke_path(&none), Cow::Borrowed("/invoke")));
+        assert_eq!(call_query(&none), None);
+        let call = CallParams::parse("duration_ms=2.5&memory_mb=64").unwrap();
+        assert_eq!(invoke_path(&call), "/invoke?duration_ms=2.500&memory_mb=64");
+        assert_eq!(
+            call_query(&call).as_deref(),
+            Some("duration_ms=2.500&memory_mb=64")
+        );
+    }
 
     #[tokio::test]
     async fn calls_an_instance_by_port_and_forgets_it() {

@@ -45,7 +45,11 @@
 //!   `GET /health` → `{"ok": true, ...}`; see `sample_functions::serve`;
 //!   in a container bind `--host 0.0.0.0`). Its payload file
 //!   (`sample_functions::payload`) is found at `HF_PAYLOAD` or as
-//!   `payload.bin` beside the binary, and read on every start.
+//!   `payload.bin` beside the binary, and read on every start. A function
+//!   of a catalog file (not a sample) has its row staged as `function.csv`
+//!   beside the binary, where `hf-fn` finds it. A call's own shape
+//!   ([`protocol::query::CallParams`]) goes to a warm instance as the query
+//!   of `GET /invoke` and to a one-shot instance as `--call QUERY`.
 //! - Errors are typed ([`RuntimeError`]); an unreachable engine is
 //!   [`RuntimeError::EngineUnavailable`] (the worker answers 503 and keeps
 //!   serving; the next call tries the engine again). No method panics.
@@ -63,6 +67,7 @@ pub mod instance_client;
 pub mod ownership;
 pub mod process;
 
+use protocol::query::CallParams;
 use protocol::FunctionOutput;
 use sample_functions::FunctionSpec;
 use std::future::Future;
@@ -229,6 +234,18 @@ pub enum RuntimeError {
     Io(String),
 }
 
+/// The catalog file staged beside `hf-fn` in `function`'s image (header
+/// and its one row), or None for a sample (the binary knows those).
+pub fn staged_function_file(function: &FunctionSpec) -> Option<String> {
+    (!function.is_sample()).then(|| {
+        format!(
+            "{}\n{}\n",
+            sample_functions::catalog::catalog_header(),
+            function.catalog_row()
+        )
+    })
+}
+
 /// How much of a crashed function's stderr is kept.
 pub const STDERR_TAIL_BYTES: usize = 2048;
 
@@ -277,7 +294,11 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Builds (or rebuilds, replacing) the image of `function`: the `hf-fn`
     /// binary plus `function.package_bytes` of payload, scaled by
-    /// [`RuntimeOptions::package_scale`] (`sample_functions::payload`). Labelled with the worker id.
+    /// [`RuntimeOptions::package_scale`] (`sample_functions::payload`), and,
+    /// for a function that is not a sample (a catalog file's), its catalog
+    /// row as [`sample_functions::catalog::FUNCTION_FILE_NAME`] beside
+    /// `hf-fn` ([`staged_function_file`]), which is how its instances know
+    /// its spec. Labelled with the worker id.
     fn build_image(
         &self,
         function: &FunctionSpec,
@@ -291,6 +312,16 @@ pub trait Runtime: Send + Sync + 'static {
     fn run_once(
         &self,
         image: &Image,
+    ) -> impl Future<Output = Result<Invocation, RuntimeError>> + Send {
+        self.run_once_with(image, CallParams::default())
+    }
+
+    /// [`Runtime::run_once`] with the call's own shape (`hf-fn <NAME>
+    /// --call QUERY`; none given: exactly `run_once`).
+    fn run_once_with(
+        &self,
+        image: &Image,
+        call: CallParams,
     ) -> impl Future<Output = Result<Invocation, RuntimeError>> + Send;
 
     /// Starts a warm instance of `image` ([`InstanceKind::Pooled`] or
@@ -307,6 +338,17 @@ pub trait Runtime: Send + Sync + 'static {
     fn invoke(
         &self,
         instance: &Instance,
+    ) -> impl Future<Output = Result<Invocation, RuntimeError>> + Send {
+        self.invoke_with(instance, CallParams::default())
+    }
+
+    /// [`Runtime::invoke`] with the call's own shape
+    /// ([`instance_client::invoke_path`]: `GET /invoke?duration_ms=...`;
+    /// none given: exactly `invoke`).
+    fn invoke_with(
+        &self,
+        instance: &Instance,
+        call: CallParams,
     ) -> impl Future<Output = Result<Invocation, RuntimeError>> + Send;
 
     /// Stops and removes an instance (no error if already gone).

@@ -29,13 +29,15 @@
 //! cleaning up (`kill -9`); their warm instances ended with them (their
 //! stdin closed).
 
-use super::instance_client::{ClientError, InstanceClient};
+use super::instance_client::{call_query, invoke_path, ClientError, InstanceClient};
 use super::ownership::{claim_orphans, WorkArea, LOCK_FILE, RECORD_FILE};
 use super::{
-    parse_function_output, tail, EngineHealth, Image, Instance, InstanceKind, Invocation, Removed,
-    Runtime, RuntimeError, RuntimeOptions, ENV_FUNCTION, ENV_KIND, ENV_WORKER, ENV_WORKER_INSTANCE,
-    STDERR_TAIL_BYTES,
+    parse_function_output, staged_function_file, tail, EngineHealth, Image, Instance, InstanceKind,
+    Invocation, Removed, Runtime, RuntimeError, RuntimeOptions, ENV_FUNCTION, ENV_KIND, ENV_WORKER,
+    ENV_WORKER_INSTANCE, STDERR_TAIL_BYTES,
 };
+use protocol::query::CallParams;
+use sample_functions::catalog::{CATALOG_ENV, FUNCTION_FILE_NAME};
 use sample_functions::payload::{self, PACKAGE_SCALE_ENV, PAYLOAD_ENV, PAYLOAD_FILE_NAME};
 use sample_functions::workload::TIME_SCALE_ENV;
 use sample_functions::FunctionSpec;
@@ -159,6 +161,9 @@ impl ProcessRuntime {
             .env(ENV_FUNCTION, &image.function)
             .env(ENV_KIND, kind.label())
             .env(ENV_INSTANCE_NAME, name)
+            // The function's spec is its staged `function.csv`, never a
+            // catalog the worker's own environment names.
+            .env_remove(CATALOG_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -214,8 +219,15 @@ fn collect_stderr(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
     out
 }
 
-/// Stages `function` into `dir` (blocking): temp dir, copy, payload, rename.
-fn stage(fn_binary: &Path, dir: &Path, tmp: &Path, package_bytes: u64) -> std::io::Result<u64> {
+/// Stages `function` into `dir` (blocking): temp dir, copy, payload, the
+/// function's catalog row if it is not a sample, rename.
+fn stage(
+    fn_binary: &Path,
+    dir: &Path,
+    tmp: &Path,
+    package_bytes: u64,
+    function_file: Option<&str>,
+) -> std::io::Result<u64> {
     if tmp.exists() {
         std::fs::remove_dir_all(tmp)?;
     }
@@ -223,6 +235,9 @@ fn stage(fn_binary: &Path, dir: &Path, tmp: &Path, package_bytes: u64) -> std::i
     std::fs::create_dir(tmp)?;
     let bin_bytes = std::fs::copy(fn_binary, tmp.join("hf-fn"))?;
     payload::write_payload_file(&tmp.join(PAYLOAD_FILE_NAME), package_bytes)?;
+    if let Some(text) = function_file {
+        std::fs::write(tmp.join(FUNCTION_FILE_NAME), text)?;
+    }
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -319,9 +334,11 @@ impl Runtime for ProcessRuntime {
         let bytes = payload::scaled_bytes(function.package_bytes, self.inner.options.package_scale);
         let d = dir.clone();
         let t = tmp.clone();
-        let staged = tokio::task::spawn_blocking(move || stage(&bin, &d, &t, bytes))
-            .await
-            .map_err(|e| RuntimeError::Io(format!("staging task: {e}")))?;
+        let row = staged_function_file(function);
+        let staged =
+            tokio::task::spawn_blocking(move || stage(&bin, &d, &t, bytes, row.as_deref()))
+                .await
+                .map_err(|e| RuntimeError::Io(format!("staging task: {e}")))?;
         match staged {
             Ok(total) => Ok(Image {
                 function: function.name.clone(),
@@ -351,11 +368,18 @@ impl Runtime for ProcessRuntime {
         }
     }
 
-    async fn run_once(&self, image: &Image) -> Result<Invocation, RuntimeError> {
+    async fn run_once_with(
+        &self,
+        image: &Image,
+        call: CallParams,
+    ) -> Result<Invocation, RuntimeError> {
         self.check_binary()?;
         let name = self.instance_name(&image.function, InstanceKind::OneShot);
         let mut cmd = self.command(image, InstanceKind::OneShot, &name);
         cmd.arg(&image.function);
+        if let Some(query) = call_query(&call) {
+            cmd.args(["--call", &query]);
+        }
         let mut child = cmd.spawn().map_err(|e| RuntimeError::Instance {
             instance: name.clone(),
             detail: format!("spawning {}: {e}", image.name),
@@ -505,7 +529,11 @@ impl Runtime for ProcessRuntime {
         })
     }
 
-    async fn invoke(&self, instance: &Instance) -> Result<Invocation, RuntimeError> {
+    async fn invoke_with(
+        &self,
+        instance: &Instance,
+        call: CallParams,
+    ) -> Result<Invocation, RuntimeError> {
         let port = {
             let warm = self.inner.warm.lock().unwrap_or_else(|e| e.into_inner());
             warm.get(&instance.id).map(|w| w.port)
@@ -519,7 +547,7 @@ impl Runtime for ProcessRuntime {
         // No exit check before the call (a `wait4` per call): an instance
         // that died before it refuses the connection (a stale idle one is
         // replaced once by the client), which is the `Instance` error below.
-        let reply = match self.inner.instances.get(port, "/invoke").await {
+        let reply = match self.inner.instances.get(port, &invoke_path(&call)).await {
             Ok(r) => r,
             Err(e) => {
                 // Could not even connect: the instance was gone before this

@@ -21,6 +21,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::runtime::LABEL_INSTANCE;
+use sample_functions::catalog::FUNCTION_FILE_NAME;
 use sample_functions::payload::{PayloadReader, PAYLOAD_FILE_NAME};
 
 /// Path of the function binary inside the image.
@@ -41,12 +43,22 @@ pub enum ContextError {
 }
 
 /// The Dockerfile of `function`'s image for the worker whose name part
-/// (letters, digits, `-`) is `scope`. The function name is given on the
-/// command line of each container; the label keeps layers per worker and
-/// function.
-pub fn dockerfile(scope: &str, function: &str) -> String {
+/// (letters, digits, `-`) is `scope` and whose runtime's instance id
+/// (hex) is `instance`. The function name is given on the command line of
+/// each container; the label keeps layers per worker and function, and
+/// carries the runtime's instance label (`LABEL_INSTANCE`) so that the
+/// intermediate images of an interrupted build are its too, and the
+/// orphan sweep (which goes by that label) finds them. With
+/// `function_file`, the function's catalog row is copied beside `hf-fn`
+/// as `/function.csv` (a function of a catalog file).
+pub fn dockerfile(scope: &str, instance: &str, function: &str, function_file: bool) -> String {
+    let row = if function_file {
+        format!("COPY {FUNCTION_FILE_NAME} /{FUNCTION_FILE_NAME}\n")
+    } else {
+        String::new()
+    };
     format!(
-        "FROM scratch\nLABEL hotfunctions.package=\"{function}\" hotfunctions.build-scope=\"{scope}\"\nCOPY hf-fn {BINARY_IN_IMAGE}\nCOPY {PAYLOAD_FILE_NAME} /{PAYLOAD_FILE_NAME}\nENTRYPOINT [\"{BINARY_IN_IMAGE}\"]\n"
+        "FROM scratch\nLABEL hotfunctions.package=\"{function}\" hotfunctions.build-scope=\"{scope}\" {LABEL_INSTANCE}=\"{instance}\"\nCOPY hf-fn {BINARY_IN_IMAGE}\nCOPY {PAYLOAD_FILE_NAME} /{PAYLOAD_FILE_NAME}\n{row}ENTRYPOINT [\"{BINARY_IN_IMAGE}\"]\n"
     )
 }
 
@@ -99,14 +111,17 @@ pub fn read_static_binary(path: &Path) -> Result<Vec<u8>, ContextError> {
     Ok(bytes)
 }
 
-/// The build context of `function`'s image as a tar archive.
+/// The build context of `function`'s image as a tar archive (with
+/// `function_file`, the function's catalog file, as `function.csv`).
 pub fn build_context(
     scope: &str,
+    instance: &str,
     function: &str,
     package_bytes: u64,
     binary: &[u8],
+    function_file: Option<&str>,
 ) -> Result<Vec<u8>, ContextError> {
-    let dockerfile = dockerfile(scope, function);
+    let dockerfile = dockerfile(scope, instance, function, function_file.is_some());
     let capacity = usize::try_from(package_bytes).unwrap_or(0) + binary.len() + 8 * 1024;
     let mut out = Vec::with_capacity(capacity);
     {
@@ -133,6 +148,14 @@ pub fn build_context(
             package_bytes,
             &mut PayloadReader::new(package_bytes),
         )?;
+        if let Some(text) = function_file {
+            append(
+                FUNCTION_FILE_NAME,
+                0o644,
+                text.len() as u64,
+                &mut text.as_bytes(),
+            )?;
+        }
         archive.finish()?;
     }
     Ok(out)
@@ -144,7 +167,7 @@ mod tests {
 
     #[test]
     fn context_holds_the_three_files() {
-        let tar_bytes = build_context("node-1", "T3", 1234, b"binary").unwrap();
+        let tar_bytes = build_context("node-1", "ab12", "T3", 1234, b"binary", None).unwrap();
         let mut archive = tar::Archive::new(&tar_bytes[..]);
         let mut seen = Vec::new();
         let mut payload = Vec::new();
@@ -165,7 +188,7 @@ mod tests {
             vec![
                 (
                     "Dockerfile".to_string(),
-                    dockerfile("node-1", "T3").len() as u64,
+                    dockerfile("node-1", "ab12", "T3", false).len() as u64,
                     0o644
                 ),
                 ("hf-fn".to_string(), 6, 0o755),
@@ -175,16 +198,42 @@ mod tests {
         let mut expected = Vec::new();
         PayloadReader::new(1234).read_to_end(&mut expected).unwrap();
         assert_eq!(payload, expected);
-        let d = dockerfile("node-1", "T3");
+        let d = dockerfile("node-1", "ab12", "T3", false);
+        // The instance label is on the first step: every intermediate
+        // image of the build carries it.
         assert!(
             d.starts_with(
-                "FROM scratch\nLABEL hotfunctions.package=\"T3\" hotfunctions.build-scope=\"node-1\"\n"
+                "FROM scratch\nLABEL hotfunctions.package=\"T3\" hotfunctions.build-scope=\"node-1\" hotfunctions.worker-instance=\"ab12\"\n"
             ),
             "{d}"
         );
         // Another worker's image of the same function shares no layer.
-        assert_ne!(dockerfile("node-2", "T3"), d);
+        assert_ne!(dockerfile("node-2", "ab12", "T3", false), d);
+        assert_ne!(dockerfile("node-1", "cd34", "T3", false), d);
         assert!(d.contains("COPY payload.bin /payload.bin\n"), "{d}");
+        assert!(!d.contains("function.csv"), "{d}");
+    }
+
+    #[test]
+    fn a_catalog_files_function_carries_its_row() {
+        let row = "header\nF1,row\n";
+        let tar_bytes = build_context("node-1", "ab12", "F1", 10, b"binary", Some(row)).unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let mut found = None;
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().display().to_string() == FUNCTION_FILE_NAME {
+                let mut text = String::new();
+                entry.read_to_string(&mut text).unwrap();
+                found = Some(text);
+            }
+        }
+        assert_eq!(found.as_deref(), Some(row));
+        let d = dockerfile("node-1", "ab12", "F1", true);
+        assert!(
+            d.contains("COPY function.csv /function.csv\nENTRYPOINT"),
+            "{d}"
+        );
     }
 
     #[test]
