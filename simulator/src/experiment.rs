@@ -212,10 +212,10 @@ pub struct Args {
     /// Scenario CSV to replay [default: scenarios/small.csv].
     #[arg(long)]
     pub scenario: Option<PathBuf>,
-    /// Live mode: a catalog file of more functions (e.g. `utils import`'s
+    /// A catalog file of more functions (e.g. `utils import`'s
     /// `<scenario>.catalog.csv`) given to every worker (`worker-front
-    /// --catalog`); a scenario's per-call durations and memory travel
-    /// with its calls.
+    /// --catalog`), or to the simulator in DES mode; a scenario's per-call
+    /// durations and memory travel with its calls.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
     /// Name of the run: outputs go to <results-dir>/<name>/ [default:
@@ -415,7 +415,7 @@ pub struct Plan {
     pub results_dir: PathBuf,
     pub mode: Mode,
     pub scenario: PathBuf,
-    /// Live mode: the workers' `--catalog`.
+    /// The workers' (or the simulator's) `--catalog`.
     pub catalog: Option<PathBuf>,
     pub algorithms: Vec<&'static str>,
     pub workers: u32,
@@ -603,12 +603,6 @@ impl Plan {
             return bad("--node-memory-mb must be at least 1".into());
         }
         if let Some(path) = &self.catalog {
-            if self.mode != Mode::Live {
-                return bad(
-                    "--catalog gives the live workers more functions; DES mode does not take it"
-                        .into(),
-                );
-            }
             // A bad file names its line now, before any worker starts.
             sample_functions::Catalog::with_file(path)
                 .map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
@@ -1271,6 +1265,14 @@ fn run_des(
     }
     let profile = crate::des::default_profile()
         .map_err(|e| ExperimentError::BadArgument(format!("{e:#}")))?;
+    // The same functions as the live workers' `--catalog`.
+    let catalog = match &plan.catalog {
+        Some(path) => Some(std::sync::Arc::new(
+            sample_functions::Catalog::with_file(path)
+                .map_err(|e| ExperimentError::BadArgument(e.to_string()))?,
+        )),
+        None => None,
+    };
     let points = plan.points()?;
     let total = points.len() * plan.repeat as usize * plan.algorithms.len();
     let mut n = 0;
@@ -1308,6 +1310,8 @@ fn run_des(
                     time_scale: record.time_scale,
                     fn_time_scale: precord.fn_time_scale,
                     package_scale: precord.package_scale,
+                    catalog: catalog.clone(),
+                    catalog_file: plan.catalog.as_ref().map(|p| p.display().to_string()),
                     ..des::DesConfig::default()
                 };
                 let log = log_path(dir, &id)?;
@@ -1521,10 +1525,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bad.csv") && e.contains("line 3"), "{e}");
-        let e = Plan::resolve(&with(&good, Mode::Des))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--catalog"), "{e}");
+        let des = Plan::resolve(&with(&good, Mode::Des)).unwrap();
+        assert_eq!(des.catalog.as_deref(), Some(good.as_path()));
     }
 
     #[test]
