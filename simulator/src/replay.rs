@@ -456,16 +456,23 @@ pub(crate) fn normalize_url(url: &str) -> Result<String, ReplayError> {
 /// plain-text fan-out reply naming a node with `error at <node>` (the
 /// original balancer, which answers 200 whatever its nodes did) or
 /// `skipped at <node> (offline)` (ours, for a node it did not call).
+/// Carries the management token (`HF_MGMT_TOKEN`) when it is set: a
+/// balancer reached over a network (a compose cluster's published port)
+/// asks it of `/clear`.
 pub async fn clear_balancer(client: &reqwest::Client, base: &str) -> Result<(), ReplayError> {
-    let resp = client
+    let mut request = client
         .get(format!("{base}/clear"))
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .map_err(|e| ReplayError::Unreachable {
-            url: base.to_string(),
-            reason: error_chain(&e),
-        })?;
+        .timeout(Duration::from_secs(60));
+    if let Some(token) = std::env::var(protocol::mgmt::TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        request = request.bearer_auth(token);
+    }
+    let resp = request.send().await.map_err(|e| ReplayError::Unreachable {
+        url: base.to_string(),
+        reason: error_chain(&e),
+    })?;
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
