@@ -16,7 +16,7 @@
 # into target/static (their own target dir, as scripts/build-static-hf-fn.sh),
 # so the shared target dir is never invalidated. Prints the image names.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 tag=dev

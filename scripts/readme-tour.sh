@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs README.md's tour as written: every ```bash block of the "## Tour"
 # section, in order, as one shell session (background jobs and files carry
-# over from block to block), in a scratch directory where `target/`, `utils/`,
+# over from block to block), in a scratch directory where `target/`, `utils/`, `deploy/`,
 # `scenarios/` and `simulator/` point to this checkout's, so the tour's
 # files (logs, figures, CSVs) do not land in the checkout. `cargo` lines
 # run in the checkout. Everything the tour starts runs in one new process
@@ -28,7 +28,7 @@ if [ "${1:-}" = "--print" ]; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hf-readme-tour.XXXXXX")
-for d in target scenarios simulator utils; do
+for d in target scenarios simulator utils deploy; do
     ln -s "$root/$d" "$work/$d"
 done
 printf 'set -euxo pipefail\n%s\n' "$tour" > "$work/tour.sh"
