@@ -151,7 +151,10 @@ fn an_imported_azure_trace_replays_on_workers_with_its_catalog() {
         let durations = &rows[function.as_str()];
         assert_eq!(replies.len(), durations.len(), "{function}");
         for ((_, reply), us) in replies.iter().zip(durations) {
-            let want_ms = *us as f64 / 1000.0 * FN_TIME_SCALE * 0.9;
+            // The import's CPU share is 0.5: the CPU half is calibrated
+            // work (sooner on a fast idle core, later on a loaded one),
+            // the sleep half holds anywhere.
+            let want_ms = *us as f64 / 1000.0 * FN_TIME_SCALE * 0.5 * 0.9;
             assert!(
                 reply.worker.internal_execution_time as f64 >= want_ms.floor(),
                 "{function}: row of {us} µs, reply {reply:?}"

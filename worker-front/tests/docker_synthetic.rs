@@ -44,10 +44,12 @@ async fn a_synthetic_function_runs_its_shape_in_containers() {
             (r, body)
         }
     };
-    // One-shot: 20 s of scenario time at scale 0.01, 64 MB touched.
+    // One-shot: 20 s of scenario time at scale 0.01, 64 MB touched. F1's
+    // row is 30 % CPU (calibrated work: sooner on a fast idle core, later
+    // on a loaded one) and 70 % sleep, which holds anywhere: 140 ms.
     let (r, body) = call("duration_ms=20000&memory_mb=64").await;
     assert!(r.meta.image_built, "{r:?}");
-    assert!(r.internal_execution_time >= 180, "{r:?}");
+    assert!(r.internal_execution_time >= 126, "{r:?}");
     assert_eq!(body["memoryMb"], 64, "{body}");
     assert!(body["residentKib"].as_u64().unwrap() >= 64 * 1024, "{body}");
     // REST mode: the same shape through the warm path.
@@ -57,7 +59,7 @@ async fn a_synthetic_function_runs_its_shape_in_containers() {
     let (r, body) = call("duration_ms=20000&memory_mb=64").await;
     assert!(r.meta.using_existing_rest_container, "{r:?}");
     assert_eq!(r.meta.container_name, first.meta.container_name);
-    assert!(r.internal_execution_time >= 180, "{r:?}");
+    assert!(r.internal_execution_time >= 126, "{r:?}");
     assert!(body["residentKib"].as_u64().unwrap() >= 64 * 1024, "{body}");
     let (status, v) = w.get("/execute?name=F1&memory_mb=99999").await;
     assert_eq!(status, 400, "{v}");
