@@ -78,14 +78,17 @@ fn start_worker(program: &std::path::Path, args: &[&str]) -> Server {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
+    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let Some(addr) = line
         .split_once("listening on ")
         .and_then(|(_, rest)| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in the start-up line {line:?}"))
-        .to_string();
+        .map(str::to_string)
+    else {
+        // Ours to stop: a child left running would outlive the test.
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no address in the start-up line {line:?}");
+    };
     Server {
         child,
         url: format!("http://{addr}"),

@@ -176,9 +176,12 @@ pub fn start_printing_url(program: &Path, args: &[&str], stderr: Stdio) -> Serve
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     let url = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("{} never printed its address", program.display()));
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            // Ours to stop: a child left running would outlive the test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} never printed its address", program.display());
+        };
         if let Some(pos) = line.find("http://") {
             break line[pos..]
                 .chars()
