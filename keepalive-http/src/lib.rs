@@ -23,10 +23,27 @@
 //! `Content-Length` and chunked bodies, replies that end at EOF, interim
 //! `1xx` replies (skipped) and `Connection: close` are supported; a reply
 //! head may be at most [`MAX_HEAD_BYTES`], a body at most
-//! [`MAX_BODY_BYTES`]. A reused connection that turns out to be closed
-//! before any reply byte arrives (the peer closed it while idle) is retried
-//! once on a fresh connection. No timeout on the exchange: a call lasts as
-//! long as the function (D1: minutes); connecting may have one.
+//! [`MAX_BODY_BYTES`]. No timeout on the exchange: a call lasts as long as
+//! the function (D1: minutes); connecting may have one.
+//!
+//! # Closed connections: idle or mid-call
+//! A pooled connection is checked before it is reused: one non-blocking
+//! read that finds the peer's close (or bytes nobody asked for, such as an
+//! unsolicited `408`) drops it, and the next idle one or a fresh connection
+//! is taken. Once the request is written, a connection that closes before
+//! any reply byte is a failed exchange ([`CallError::Exchange`], kind
+//! `UnexpectedEof` or `ConnectionReset`), never resent here: the peer may
+//! have received the request and died running it (a worker killed
+//! mid-call), and only the caller knows whether the call is safe to repeat
+//! (the balancer retries such calls on another node). Resending it on a
+//! fresh connection, as this client did before, turned a worker's death
+//! mid-call into a connect failure ("never reached the node") and so a
+//! possible second run of a call that was not safe to repeat. The request
+//! is resent only when writing it onto the reused connection failed (the
+//! peer's close arrived between the check and the write), as HTTP clients
+//! such as hyper do for requests they know were not sent. The remaining
+//! race, a peer closing an idle connection in the microseconds between the
+//! check and its reading of the request, shows as a failed exchange.
 
 use std::collections::HashMap;
 use std::io;
@@ -96,11 +113,19 @@ impl Pool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The most recently kept idle connection to `authority` that is still
+    /// open and quiet (module doc); closed ones are dropped on the way.
     fn take_idle(&self, authority: &str) -> Option<TcpStream> {
-        self.idle()
+        let mut idle = self.idle();
+        let list = idle
             .get_mut(&std::thread::current().id())?
-            .get_mut(authority)?
-            .pop()
+            .get_mut(authority)?;
+        while let Some(stream) = list.pop() {
+            if still_open(&stream) {
+                return Some(stream);
+            }
+        }
+        None
     }
 
     fn put_idle(&self, authority: &str, stream: TcpStream) {
@@ -177,17 +202,18 @@ impl Pool {
         if let Some(stream) = self.take_idle(authority) {
             match exchange(stream, &request).await {
                 Ok(done) => return Ok(self.keep(authority, done)),
-                // Closed while idle: try a fresh connection.
-                Err(Failure::Stale) => {}
+                // The request could not be written: it never left, so a
+                // fresh connection may carry it.
+                Err(Failure::Unsent) => {}
                 Err(Failure::Broken(e)) => return Err(failed(e)),
             }
         }
         let stream = self.connect(authority).await?;
         match exchange(stream, &request).await {
             Ok(done) => Ok(self.keep(authority, done)),
-            Err(Failure::Stale) => Err(failed(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before the reply",
+            Err(Failure::Unsent) => Err(failed(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "connection closed before the request was sent",
             ))),
             Err(Failure::Broken(e)) => Err(failed(e)),
         }
@@ -202,9 +228,32 @@ impl Pool {
 }
 
 enum Failure {
-    /// Closed (or reset) before any reply byte.
-    Stale,
+    /// Closed (or reset) while the request was being written.
+    Unsent,
     Broken(io::Error),
+}
+
+/// Whether an idle pooled connection may carry a request: the peer has
+/// neither closed it nor sent anything unasked (one non-blocking read).
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.try_read(&mut byte) {
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        // 0: closed; a byte: a reply nobody asked for (e.g. a 408).
+        Ok(_) => false,
+    }
+}
+
+/// The error of a connection closed before any reply byte.
+fn closed_before_reply(e: Option<io::Error>) -> Failure {
+    Failure::Broken(io::Error::new(
+        e.as_ref()
+            .map_or(io::ErrorKind::UnexpectedEof, io::Error::kind),
+        match e {
+            Some(e) => format!("connection closed before the reply: {e}"),
+            None => "connection closed before the reply".to_string(),
+        },
+    ))
 }
 
 fn invalid(message: &str) -> Failure {
@@ -228,7 +277,7 @@ async fn exchange(
 ) -> Result<(Reply, Option<TcpStream>), Failure> {
     if let Err(e) = stream.write_all(request).await {
         return Err(if is_closed(&e) {
-            Failure::Stale
+            Failure::Unsent
         } else {
             Failure::Broken(e)
         });
@@ -237,16 +286,17 @@ async fn exchange(
     // malloc's per-thread cache, and reading into its spare capacity spares
     // zeroing and copying a chunk per read.
     let mut buf = BytesMut::with_capacity(1024);
-    // Whether any byte came back (else a closed connection is stale), and
-    // whether `buf` may already hold the next head (after an interim reply).
+    // Whether any byte came back (a close before it is reported as such),
+    // and whether `buf` may already hold the next head (after an interim
+    // reply).
     let (mut received, mut parse_first) = (false, false);
     let (status, head_len, framing, keep_alive) = loop {
         if !parse_first {
             match stream.read_buf(&mut buf).await {
-                Ok(0) if !received => return Err(Failure::Stale),
+                Ok(0) if !received => return Err(closed_before_reply(None)),
                 Ok(0) => return Err(invalid("connection closed inside the reply head")),
                 Ok(_) => received = true,
-                Err(e) if !received && is_closed(&e) => return Err(Failure::Stale),
+                Err(e) if !received && is_closed(&e) => return Err(closed_before_reply(Some(e))),
                 Err(e) => return Err(Failure::Broken(e)),
             }
         }
@@ -482,30 +532,127 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_connection_closed_while_idle_is_replaced_once() {
-        // The server answers once per connection, then closes it; the
-        // second call finds its pooled connection dead and opens another.
+    /// A loopback server: per connection, reads one request and sends
+    /// `first` on the first connection (then does what `after_first` says)
+    /// and an ordinary reply on every later one. Reports each request line
+    /// it read, then each connection it finished with, on `events`.
+    /// The server acts on the first connection (close it, speak on it)
+    /// once `go` is notified.
+    async fn serve_once_per_connection(
+        after_first: AfterFirst,
+    ) -> (
+        String,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+        std::sync::Arc<tokio::sync::Notify>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let go = std::sync::Arc::new(tokio::sync::Notify::new());
+        let go_server = go.clone();
         tokio::spawn(async move {
-            for _ in 0..2 {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                let mut buf = vec![0u8; 4096];
-                let _ = socket.read(&mut buf).await.unwrap();
-                socket
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-                    .await
-                    .unwrap();
-                // Dropping the socket closes the kept-alive connection.
+            for n in 0.. {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut requests = 0;
+                loop {
+                    let mut buf = vec![0u8; 4096];
+                    let got = socket.read(&mut buf).await.unwrap_or(0);
+                    if got == 0 {
+                        break;
+                    }
+                    let line = String::from_utf8_lossy(&buf[..got]);
+                    let _ = tx.send(line.lines().next().unwrap_or("").to_string());
+                    requests += 1;
+                    if n == 0 && requests == 2 && after_first == AfterFirst::DieOnSecondRequest {
+                        // A worker killed with the call in flight.
+                        break;
+                    }
+                    socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await
+                        .unwrap();
+                    if n == 0 && after_first == AfterFirst::CloseIdle {
+                        go_server.notified().await;
+                        break;
+                    }
+                    if n == 0 && after_first == AfterFirst::Unsolicited408 {
+                        go_server.notified().await;
+                        socket
+                            .write_all(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
+                            .await
+                            .unwrap();
+                        break;
+                    }
+                }
+                drop(socket);
+                let _ = tx.send("closed".into());
             }
         });
+        (peer, rx, go)
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum AfterFirst {
+        CloseIdle,
+        Unsolicited408,
+        DieOnSecondRequest,
+    }
+
+    async fn next_event(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+        tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("the test server reports within 30 s")
+            .expect("the test server is running")
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_or_spoken_on_while_idle_is_replaced() {
+        for case in [AfterFirst::CloseIdle, AfterFirst::Unsolicited408] {
+            let (peer, mut events, go) = serve_once_per_connection(case).await;
+            let pool = pool();
+            assert_eq!(pool.get(&peer, "/a").await.unwrap().status, 200);
+            assert_eq!(next_event(&mut events).await, "GET /a HTTP/1.1");
+            assert_eq!(pool.idle_count(&peer), 1);
+            go.notify_one();
+            // The server has closed (or spoken on) the kept connection.
+            assert_eq!(next_event(&mut events).await, "closed");
+            let r = pool.get(&peer, "/b").await.unwrap();
+            assert_eq!(r.status, 200, "a fresh connection, not the stale one");
+            assert_eq!(next_event(&mut events).await, "GET /b HTTP/1.1");
+            assert_eq!(pool.idle_count(&peer), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_dying_mid_call_on_a_reused_connection_is_a_failed_exchange_sent_once() {
+        let (peer, mut events, _) = serve_once_per_connection(AfterFirst::DieOnSecondRequest).await;
         let pool = pool();
-        assert_eq!(pool.get(&peer, "/").await.unwrap().status, 200);
-        assert_eq!(pool.idle_count(&peer), 1);
-        // The stale socket fails (EOF or reset) before any reply byte,
-        // which triggers one retry on a fresh connection.
-        assert_eq!(pool.get(&peer, "/").await.unwrap().status, 200);
+        assert_eq!(
+            pool.get(&peer, "/execute?name=W1").await.unwrap().status,
+            200
+        );
+        assert_eq!(
+            next_event(&mut events).await,
+            "GET /execute?name=W1 HTTP/1.1"
+        );
+        let e = pool.get(&peer, "/execute?name=W2").await.unwrap_err();
+        assert!(
+            matches!(&e, CallError::Exchange { source, .. }
+                if matches!(source.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset)),
+            "the call reached the peer, so it is not a connect error: {e}"
+        );
+        assert!(e.to_string().contains("closed before the reply"), "{e}");
+        assert_eq!(
+            next_event(&mut events).await,
+            "GET /execute?name=W2 HTTP/1.1"
+        );
+        assert_eq!(next_event(&mut events).await, "closed");
+        // Not resent: the server accepts further connections, and the next
+        // thing it hears is the next call, not W2 again.
+        assert_eq!(pool.get(&peer, "/next").await.unwrap().status, 200);
+        assert_eq!(next_event(&mut events).await, "GET /next HTTP/1.1");
     }
 
     #[tokio::test]

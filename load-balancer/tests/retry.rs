@@ -102,3 +102,39 @@ async fn only_calls_safe_to_repeat_are_retried() {
         nodes[busy].stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_dying_mid_call_on_a_reused_connection_is_not_a_connect_failure() {
+    // One server thread, so the second call reuses the kept-alive
+    // connection of the first (the hot-path pool is per thread). Before,
+    // the pool resent the request on a fresh connection when the reused
+    // one closed before the reply, so a worker killed mid-call looked like
+    // a refused connection, "never reached the node", and a call that is
+    // not safe to repeat was run again elsewhere.
+    let (a, b) = stubs();
+    let mut nodes = [a, b];
+    let mut cfg = config("rr", &[&nodes[0], &nodes[1]]);
+    cfg.threads = 1;
+    let balancer = Arc::new(Balancer::start(cfg));
+    let warm: Vec<_> = (0..2)
+        .map(|_| {
+            let balancer = balancer.clone();
+            tokio::spawn(async move { balancer.execute("my-own-function").await })
+        })
+        .collect();
+    for call in warm {
+        assert_eq!(call.await.unwrap().0, 200);
+    }
+    let call = {
+        let balancer = balancer.clone();
+        tokio::spawn(async move { balancer.execute("my-own-function").await })
+    };
+    let busy = busy_node(&balancer).await as usize;
+    nodes[busy].signal("KILL");
+    let (status, reply) = call.await.unwrap();
+    assert_eq!(status, 502, "run again elsewhere: {reply}");
+    let message = reply["Message"].as_str().unwrap();
+    assert!(message.contains("in flight"), "{message}");
+    assert!(message.contains("not retried"), "{message}");
+    nodes[busy].stop();
+}
