@@ -189,7 +189,7 @@ pub(crate) fn worker_client(config: &BalancerConfig) -> Result<reqwest::Client, 
         .no_proxy()
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(protocol::timeouts::CLIENT_POOL_IDLE)
         .build()
 }
 
@@ -279,6 +279,8 @@ pub async fn run_with_management(
             .default_service(web::to(dispatch))
     })
     .workers(shared.config.threads)
+    .client_request_timeout(protocol::timeouts::REQUEST_HEAD)
+    .keep_alive(protocol::timeouts::SERVER_KEEP_ALIVE)
     .disable_signals()
     .shutdown_timeout(5)
     .listen(listener)?;

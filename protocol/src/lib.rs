@@ -30,6 +30,7 @@ pub mod query;
 pub mod reply;
 pub mod scenario;
 pub mod sidecar;
+pub mod timeouts;
 
 pub use log::{LogLine, LogLineError};
 pub use reply::{

@@ -252,6 +252,7 @@ const DEFAULTS_QUERY: &str = "using_rest_mode=false&container_pool_limit=-1&cont
 pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.timeout_s))
+        .pool_idle_timeout(protocol::timeouts::CLIENT_POOL_IDLE)
         .build()
         .map_err(|e| CalibrateError::Unreachable {
             url: args.worker_url.clone(),

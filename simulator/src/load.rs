@@ -265,7 +265,7 @@ pub async fn load(
     }
     let client = reqwest::Client::builder()
         .timeout(options.request_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(protocol::timeouts::CLIENT_POOL_IDLE)
         .pool_max_idle_per_host(options.clients as usize)
         .tcp_nodelay(true)
         .build()

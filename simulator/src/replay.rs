@@ -679,7 +679,7 @@ pub async fn replay(
     }
     let client = reqwest::Client::builder()
         .timeout(options.request_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(protocol::timeouts::CLIENT_POOL_IDLE)
         .tcp_nodelay(true)
         .build()
         .map_err(|e| ReplayError::Client(e.to_string()))?;

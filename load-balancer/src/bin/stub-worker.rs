@@ -251,6 +251,8 @@ async fn main() -> anyhow::Result<()> {
             .default_service(web::to(handle))
     })
     .workers(cli.threads)
+    .client_request_timeout(protocol::timeouts::REQUEST_HEAD)
+    .keep_alive(protocol::timeouts::SERVER_KEEP_ALIVE)
     .listen(listener)?
     .run();
     println!("stub-worker listening on http://{addr}");

@@ -124,6 +124,7 @@ async fn run_points(
     }
 
     let client = reqwest::Client::builder()
+        .pool_idle_timeout(protocol::timeouts::CLIENT_POOL_IDLE)
         .build()
         .map_err(|e| ExperimentError::BadArgument(format!("HTTP client: {e}")))?;
     let process_logs = dir.join("process-logs");
