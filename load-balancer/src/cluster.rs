@@ -111,6 +111,10 @@ pub struct Node {
     successes_in_a_row: u32,
     /// Successful call replies, ever.
     answered_calls: u64,
+    /// The addresses its name resolved to when it was added at run time
+    /// (empty when not resolved), so that a second name for one address
+    /// is refused.
+    addrs: Box<[std::net::SocketAddr]>,
     /// `answered_calls` at the previous health round.
     answered_at_last_round: u64,
 }
@@ -143,6 +147,14 @@ pub struct Outcome {
 pub enum ClusterError {
     #[error("node {0} is already registered")]
     AlreadyRegistered(String),
+    /// Another spelling of a registered node: its name resolves to an
+    /// address a registered node's name resolved to.
+    #[error("node {url} resolves to {addr}, the address of registered node {registered}")]
+    SameAddress {
+        url: String,
+        addr: std::net::SocketAddr,
+        registered: String,
+    },
     #[error("node {0} is not registered")]
     NotRegistered(String),
 }
@@ -209,6 +221,7 @@ impl Cluster {
             successes_in_a_row: 0,
             answered_calls: 0,
             answered_at_last_round: 0,
+            addrs: Box::default(),
         };
         self.nodes.insert(id, node);
         id
@@ -359,10 +372,35 @@ impl Cluster {
         url: &str,
         resources: NodeResources,
     ) -> Result<NodeId, ClusterError> {
+        self.add_node_at(url, &[], resources)
+    }
+
+    /// As [`Self::add_node`], for a node whose name resolved to `addrs`:
+    /// refused when a registered node resolved to one of them (two names
+    /// of one worker, e.g. a host name and its IP address).
+    pub fn add_node_at(
+        &mut self,
+        url: &str,
+        addrs: &[std::net::SocketAddr],
+        resources: NodeResources,
+    ) -> Result<NodeId, ClusterError> {
         if self.nodes.values().any(|n| &*n.url == url) {
             return Err(ClusterError::AlreadyRegistered(url.to_string()));
         }
-        Ok(self.register(url, resources))
+        for node in self.nodes.values() {
+            if let Some(addr) = addrs.iter().find(|a| node.addrs.contains(a)) {
+                return Err(ClusterError::SameAddress {
+                    url: url.to_string(),
+                    addr: *addr,
+                    registered: node.url.to_string(),
+                });
+            }
+        }
+        let id = self.register(url, resources);
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.addrs = addrs.into();
+        }
+        Ok(id)
     }
 
     /// Unregisters a worker (the scheduler stops choosing it at once).

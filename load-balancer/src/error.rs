@@ -82,9 +82,10 @@ impl ResponseError for BalancerError {
             | Self::BadNodeUrl(_) => StatusCode::BAD_REQUEST,
             Self::NotFound | Self::Cluster(ClusterError::NotRegistered(_)) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Cluster(ClusterError::AlreadyRegistered(_)) | Self::FakeMode => {
-                StatusCode::CONFLICT
-            }
+            Self::Cluster(
+                ClusterError::AlreadyRegistered(_) | ClusterError::SameAddress { .. },
+            )
+            | Self::FakeMode => StatusCode::CONFLICT,
             Self::NoOnlineNode | Self::AllFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::WorkerUnreachable { .. }
             | Self::WorkerFailed { .. }

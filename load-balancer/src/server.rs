@@ -42,7 +42,9 @@
 //!
 //! Server-side request forgery (issue 13): a node's URL is checked
 //! strictly and canonicalised ([`crate::config::normalize_node_url`]), so
-//! one node cannot be registered twice under two spellings (409); with
+//! one node cannot be registered twice under two spellings (409), nor, at
+//! run time, under two names that resolve to one address (a host name and
+//! its IP address: 409 naming the registered node); with
 //! `node_allow`, a node added at run time must resolve only to addresses
 //! on those networks (403); and a node's reply to a fan-out route is shown
 //! only when it parses as a worker's reply (a JSON object with a string
@@ -344,9 +346,35 @@ fn authorize(req: &HttpRequest, shared: &Shared) -> Result<(), BalancerError> {
         })
 }
 
-/// With `node_allow`, checks that `url`'s host is, or resolves only to,
-/// addresses on the allowed networks.
-async fn check_node_allowed(shared: &Shared, url: &str) -> Result<(), BalancerError> {
+/// The addresses a node URL's host resolves to (at most the connect
+/// time-out), or why it did not resolve.
+async fn resolve_node(shared: &Shared, url: &str) -> Result<Vec<std::net::SocketAddr>, String> {
+    let authority = url.strip_prefix("http://").unwrap_or(url);
+    let mut addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(
+        Duration::from_millis(shared.config.connect_timeout_ms),
+        tokio::net::lookup_host(authority),
+    )
+    .await
+    .map_err(|_| "its name did not resolve in time".to_string())?
+    .map_err(|e| format!("its name does not resolve: {e}"))?
+    // IPv4-mapped IPv6 and IPv4 spell one address.
+    .map(|a| std::net::SocketAddr::new(a.ip().to_canonical(), a.port()))
+    .collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err("its name resolves to no address".into());
+    }
+    Ok(addrs)
+}
+
+/// With `node_allow`, checks that `url`'s host resolved (`resolved`) only
+/// to addresses on the allowed networks.
+fn check_node_allowed(
+    shared: &Shared,
+    url: &str,
+    resolved: &Result<Vec<std::net::SocketAddr>, String>,
+) -> Result<(), BalancerError> {
     let allow = &shared.config.node_allow;
     if allow.is_empty() {
         return Ok(());
@@ -355,19 +383,8 @@ async fn check_node_allowed(shared: &Shared, url: &str) -> Result<(), BalancerEr
         url: url.to_string(),
         reason,
     };
-    let authority = url.strip_prefix("http://").unwrap_or(url);
-    let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(
-        Duration::from_millis(shared.config.connect_timeout_ms),
-        tokio::net::lookup_host(authority),
-    )
-    .await
-    .map_err(|_| refuse("its name did not resolve in time".into()))?
-    .map_err(|e| refuse(format!("its name does not resolve: {e}")))?
-    .collect();
-    if addrs.is_empty() {
-        return Err(refuse("its name resolves to no address".into()));
-    }
-    for addr in &addrs {
+    let addrs = resolved.as_ref().map_err(|e| refuse(e.clone()))?;
+    for addr in addrs {
         if !allow.iter().any(|net| net.contains(addr.ip())) {
             let nets: Vec<String> = allow.iter().map(ToString::to_string).collect();
             return Err(refuse(format!(
@@ -428,8 +445,16 @@ async fn dispatch(
                 return Err(BalancerError::FakeMode);
             }
             let resources = shared.config.node_resources(resources);
-            check_node_allowed(shared, &url).await?;
-            let id = shared.cluster().add_node(&url, resources)?;
+            let resolved = resolve_node(shared, &url).await;
+            check_node_allowed(shared, &url, &resolved)?;
+            // A name that does not resolve (yet) is still added: it stays
+            // offline until it answers, and two spellings of it cannot be
+            // told apart.
+            if let Err(reason) = &resolved {
+                tracing::warn!(%url, %reason, "node added without a resolved address");
+            }
+            let addrs = resolved.as_deref().unwrap_or_default();
+            let id = shared.cluster().add_node_at(&url, addrs, resources)?;
             tracing::info!(
                 node = id,
                 %url,

@@ -460,3 +460,73 @@ async fn node_urls_are_checked_strictly_and_spelled_once() {
     .await;
     assert_eq!(status, 200, "{reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_name_and_its_address_are_one_node() {
+    use std::net::ToSocketAddrs;
+    let stub = StubWorker::start("a", &[]);
+    let balancer = Balancer::start(config("rr", &[&stub]));
+    let url = format!("{}/1/lb/nodes", balancer.url);
+    // The machine's own name, and the address it resolves to (its
+    // /etc/hosts line on these machines). Nothing needs to listen there:
+    // registering does not call the node.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("the machine's host name")
+        .trim()
+        .to_string();
+    let addr = (host.as_str(), 9)
+        .to_socket_addrs()
+        .unwrap_or_else(|e| panic!("{host} must resolve for this test: {e}"))
+        .next()
+        .unwrap_or_else(|| panic!("{host} resolves to no address"));
+    let by_ip = match addr.ip().to_canonical() {
+        std::net::IpAddr::V4(ip) => format!("http://{ip}:41999"),
+        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:41999"),
+    };
+    let by_name = format!("http://{host}:41999");
+    assert_ne!(by_ip, by_name, "{host} is an address, not a name");
+    let put = |node: &str| format!(r#"{{"node":"{node}"}}"#);
+    let (status, reply) = call(
+        &client(),
+        reqwest::Method::PUT,
+        &url,
+        None,
+        Some(&put(&by_ip)),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = call(
+        &client(),
+        reqwest::Method::PUT,
+        &url,
+        None,
+        Some(&put(&by_name)),
+    )
+    .await;
+    assert_eq!(status, 409, "a second name for {by_ip}: {reply}");
+    let message = reply["Message"].as_str().unwrap();
+    assert!(
+        message.contains(&by_ip),
+        "names the registered node: {message}"
+    );
+    // Once the first is gone, the name may be registered.
+    let (status, reply) = call(
+        &client(),
+        reqwest::Method::DELETE,
+        &url,
+        None,
+        Some(&put(&by_ip)),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = call(
+        &client(),
+        reqwest::Method::PUT,
+        &url,
+        None,
+        Some(&put(&by_name)),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(balancer.node_states().await.contains_key(&by_name));
+}
