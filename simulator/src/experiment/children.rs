@@ -59,21 +59,18 @@ pub fn locate(dir: &Path, name: &str, package: &str) -> Result<PathBuf, Experime
     })
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released; the child binds it
-/// right after).
-pub fn free_port() -> Result<u16, ExperimentError> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| ExperimentError::Io {
-            what: "finding a free port".into(),
-            source,
-        })?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|source| ExperimentError::Io {
-            what: "finding a free port".into(),
-            source,
-        })
+/// The address in a child's start-up line: `... listening on ADDR ...`
+/// (the worker prints `127.0.0.1:PORT`, the balancer
+/// `http://127.0.0.1:PORT`), as a base URL.
+pub fn listening_url(line: &str) -> Option<String> {
+    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    let rest = rest.strip_prefix("http://").unwrap_or(rest);
+    let addr: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ';' | '(' | ')'))
+        .collect();
+    let addr: std::net::SocketAddr = addr.trim_end_matches('/').parse().ok()?;
+    (addr.port() != 0).then(|| format!("http://{addr}"))
 }
 
 /// A running child; stopped (with its process group) when dropped.
@@ -86,12 +83,16 @@ pub struct ChildProcess {
     /// The guard stopping the child's group if this process dies.
     guard: Option<Child>,
     stopped: bool,
+    /// Where this child's output began in `output` (the file is appended
+    /// to by reruns), for [`Self::wait_listening`].
+    output_start: u64,
 }
 
 impl ChildProcess {
     /// Starts `command` as `name` in a new process group, stdout and stderr
     /// appended to `output`, under `nice -n N` if `nice` is given. `url` is
-    /// where it will serve.
+    /// where it will serve; empty when the child binds port 0 and tells
+    /// ([`Self::wait_listening`]).
     pub fn spawn(
         name: &str,
         mut command: Command,
@@ -112,6 +113,7 @@ impl ChildProcess {
             .append(true)
             .open(output)
             .map_err(io)?;
+        let output_start = out.metadata().map_err(io)?.len();
         let err = out.try_clone().map_err(io)?;
         let (command_out, command_err) =
             (out.try_clone().map_err(io)?, err.try_clone().map_err(io)?);
@@ -158,7 +160,54 @@ impl ChildProcess {
             child,
             guard,
             stopped: false,
+            output_start,
         })
+    }
+
+    /// Waits until the child's start-up line (`... listening on ADDR`)
+    /// appears in its output, and takes `ADDR` as its URL: a child started
+    /// on port 0 picks its own port, so no other program can take the port
+    /// between a parent's choice and the child's bind (issue 13 part 4).
+    /// Fails when the child exits first, or after `timeout`.
+    pub async fn wait_listening(&mut self, timeout: Duration) -> Result<(), ExperimentError> {
+        use std::io::{Seek as _, SeekFrom};
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut text = String::new();
+            if let Ok(mut f) = File::open(&self.output) {
+                if f.seek(SeekFrom::Start(self.output_start)).is_ok() {
+                    // Bounded: the start-up line comes first, within the
+                    // first lines of output.
+                    let _ = f.take(1 << 20).read_to_string(&mut text);
+                }
+            }
+            if let Some(url) = text.lines().find_map(listening_url) {
+                self.url = url;
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(ExperimentError::Unhealthy {
+                    name: self.name.clone(),
+                    detail: format!(
+                        "it exited ({status}) before its start-up line; last output ({}):\n{}",
+                        self.output.display(),
+                        self.output_tail(15)
+                    ),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(ExperimentError::Unhealthy {
+                    name: self.name.clone(),
+                    detail: format!(
+                        "no start-up line (\"listening on ...\") within {} s; last output ({}):\n{}",
+                        timeout.as_secs(),
+                        self.output.display(),
+                        self.output_tail(15)
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The pid of the guard watching this child, if one runs.
@@ -339,4 +388,38 @@ pub fn run_guard(args: GuardArgs) -> anyhow::Result<()> {
     }
     let _ = killpg(pgid, Signal::SIGKILL);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_url;
+
+    #[test]
+    fn start_up_lines_give_the_childs_own_address() {
+        assert_eq!(
+            listening_url(
+                "worker-front 0.1.0 hfexp-1-0-0 listening on 127.0.0.1:40123 (process runtime, ...)"
+            )
+            .as_deref(),
+            Some("http://127.0.0.1:40123")
+        );
+        assert_eq!(
+            listening_url(
+                "load-balancer 0.1.0 listening on http://127.0.0.1:40999 (algorithm rr, ...)"
+            )
+            .as_deref(),
+            Some("http://127.0.0.1:40999")
+        );
+        assert_eq!(
+            listening_url("x listening on [::1]:8222; more").as_deref(),
+            Some("http://[::1]:8222")
+        );
+        for line in [
+            "a warning before the start-up line",
+            "listening on 127.0.0.1:0",
+            "listening on nowhere",
+        ] {
+            assert_eq!(listening_url(line), None, "{line}");
+        }
+    }
 }

@@ -144,18 +144,20 @@ async fn run_points(
         let precord = record.points[pi].clone();
         // Workers, started once per point; each run's GET /clear resets them.
         let mut workers: Vec<ChildProcess> = Vec::new();
+        let mut worker_ids: Vec<String> = Vec::new();
         let worker_settings: Vec<(&'static str, String)> = worker_entries(&precord.worker).into();
         for i in 0..point.workers {
-            let port = children::free_port()?;
             // An id no other worker on this host carries: this process's
             // pid, the point and the worker's index.
             let worker_id = format!("hfexp-{}-{pi}-{i}", std::process::id());
+            worker_ids.push(worker_id.clone());
             if plan.runtime == WorkerRuntime::Docker {
                 docker_ids.push(worker_id.clone());
             }
             let mut cmd = Command::new(&worker_bin);
+            // Port 0: the worker binds a free port and prints it.
             cmd.arg("start")
-                .arg(port.to_string())
+                .arg("0")
                 .args(["--host", "127.0.0.1", "--runtime", plan.runtime.as_str()])
                 .args(["--worker-id", &worker_id])
                 .env("RUST_LOG", "warn")
@@ -183,13 +185,17 @@ async fn run_points(
             workers.push(ChildProcess::spawn(
                 &name,
                 cmd,
-                format!("http://127.0.0.1:{port}"),
+                String::new(),
                 &process_logs.join(format!("{name}.log")),
                 opts.child_nice,
             )?);
-            record
-                .children
-                .push(child_record(&workers[workers.len() - 1], Some(&worker_id)));
+        }
+        for (w, worker_id) in workers.iter_mut().zip(&worker_ids) {
+            tokio::select! {
+                r = w.wait_listening(opts.startup_timeout) => r?,
+                _ = stop.reached(StopLevel::Stop) => return Err(ExperimentError::Interrupted),
+            }
+            record.children.push(child_record(w, Some(worker_id)));
         }
         eprintln!(
             "experiment: started {} workers ({} runtime){}: {}",
@@ -247,10 +253,9 @@ async fn run_points(
                             String::new()
                         }
                     );
-                    let port = children::free_port()?;
                     let mut cmd = Command::new(&balancer_bin);
                     cmd.arg(*algorithm)
-                        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+                        .args(["--port", "0", "--host", "127.0.0.1"])
                         .args(["--nodes", &nodes])
                         .args(["--seed", &seed.to_string()])
                         .args(["--node-memory-mb", &precord.node_memory_mb.to_string()])
@@ -262,10 +267,14 @@ async fn run_points(
                     let mut balancer = ChildProcess::spawn(
                         &name,
                         cmd,
-                        format!("http://127.0.0.1:{port}"),
+                        String::new(),
                         &process_logs.join(format!("{name}.log")),
                         opts.child_nice,
                     )?;
+                    tokio::select! {
+                        r = balancer.wait_listening(opts.startup_timeout) => r?,
+                        _ = stop.reached(StopLevel::Stop) => break 'reps,
+                    }
                     record.children.push(child_record(&balancer, None));
                     tokio::select! {
                         r = balancer.wait_healthy(&client, opts.startup_timeout) => r?,
