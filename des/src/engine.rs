@@ -863,7 +863,7 @@ impl Sim<'_, '_> {
             );
         }
         // Removals and deleted images cost nothing in the model.
-        for (call, step) in effects.resume {
+        for &(call, step) in &effects.resume {
             if step == Step::Wait {
                 continue;
             }
@@ -877,6 +877,9 @@ impl Sim<'_, '_> {
             }
         }
         let n = &mut self.nodes[node as usize];
+        // Its storage serves the node's next events (no allocation per
+        // event).
+        n.model.recycle(effects);
         if let Some(t) = n.model.next_timer() {
             let t = t.max(now);
             if n.timer_at.is_none_or(|cur| t < cur) {

@@ -8,6 +8,11 @@
 //! format's own parser (`protocol::scenario::parse`, so the format's rules
 //! and errors stay in one place; line numbers are shifted to the file's),
 //! so neither the file's text nor a `String` per row is ever held whole.
+//! A chunk whose lines are all plainly `Name,StartTimeMs` (what the
+//! generators and importers write) is read directly, with no `String` or
+//! field vector per row; anything else in a chunk sends the whole chunk
+//! through the parser, which reads plain rows the same way (a test checks
+//! both paths agree).
 //!
 //! Per-invocation columns (`DurationMs`, `MemoryMb`: a row's
 //! `ScenarioEvent::shape`) are kept in [`Workload::shapes`], beside the
@@ -80,6 +85,10 @@ impl Workload {
             }
             if lines == 0 {
                 break;
+            }
+            if b.push_plain_rows(&chunk) {
+                before += lines;
+                continue;
             }
             let events = protocol::scenario::parse(&chunk, &shown).map_err(|mut e| {
                 e.line += before;
@@ -192,6 +201,37 @@ impl Builder {
         self.arrivals.push((Time::from_millis(start_ms), id));
     }
 
+    /// Pushes the rows of `chunk` when every line is blank or plainly
+    /// `Name,StartTimeMs` (an ASCII name of visible characters, then
+    /// decimal digits: what the generators and importers write), which the
+    /// scenario parser would read the same way, without a `String` or a
+    /// field vector per row. Anything else (a BOM, spaces, `\r`, a sign,
+    /// more columns, a bad row), or a file whose rows have per-invocation
+    /// columns: returns false having pushed nothing, and the chunk goes
+    /// through the scenario parser (its rules and its errors).
+    fn push_plain_rows(&mut self, chunk: &str) -> bool {
+        if self.shaped {
+            return false;
+        }
+        let mark = self.arrivals.len();
+        for line in chunk.split('\n') {
+            if line.is_empty() {
+                continue;
+            }
+            match plain_row(line) {
+                Some((name, ms)) => self.push(name, ms, None),
+                None => {
+                    // Names interned so far come again, in the same order,
+                    // from the parser: their ids and first rows are the
+                    // same.
+                    self.arrivals.truncate(mark);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     fn finish(mut self) -> Workload {
         self.arrivals.shrink_to_fit();
         if self.shapes.is_empty() {
@@ -213,6 +253,29 @@ impl Builder {
             first_row: self.first_row,
         }
     }
+}
+
+/// `Name,StartTimeMs` with nothing around or between (see
+/// [`Builder::push_plain_rows`]); None for anything else.
+fn plain_row(line: &str) -> Option<(&str, u64)> {
+    let (name, ms) = line.split_once(',')?;
+    let digits = ms.as_bytes();
+    // 19 digits always fit a u64.
+    if name.is_empty()
+        || !name.bytes().all(|c| c.is_ascii_graphic())
+        || digits.is_empty()
+        || digits.len() > 19
+    {
+        return None;
+    }
+    let mut value = 0u64;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u64::from(d - b'0');
+    }
+    Some((name, value))
 }
 
 /// The 1-based line, within `chunk`, of its `n`-th (0-based) non-blank
@@ -290,6 +353,44 @@ mod tests {
         let e = Workload::load(&p).unwrap_err().to_string();
         let line = LOAD_CHUNK_LINES + 12;
         assert!(e.contains(&format!("long.csv:{line}")), "{e}");
+    }
+
+    #[test]
+    fn plain_rows_read_as_the_parser_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.csv");
+        // Plain rows, then rows only the parser reads (spaces, a sign, a
+        // CR line end, a BOM): both paths agree with the parser.
+        for text in [
+            "B,20\nA,10\n\nB,007\nA,0",
+            "B,20\nA,10\nB , +7\r\nC,1\n",
+            "\u{feff}B,20\nA,10\n",
+            "F,18446744073709551615\nG,9999999999999999999\n",
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let parsed = protocol::scenario::parse(text, "x").unwrap();
+            assert_eq!(
+                Workload::load(&p).unwrap(),
+                Workload::from_events(&parsed),
+                "{text:?}"
+            );
+        }
+        assert_eq!(plain_row("F,12"), Some(("F", 12)));
+        for bad in [
+            "F,",
+            ",1",
+            "F 1,2",
+            "F,1,2",
+            "F,+1",
+            "F,99999999999999999999",
+            "Ä,1",
+        ] {
+            assert_eq!(plain_row(bad), None, "{bad:?}");
+        }
+        // Bad rows are still the parser's errors, by line.
+        std::fs::write(&p, "A,1\nB,2\nC,-3\n").unwrap();
+        let e = Workload::load(&p).unwrap_err().to_string();
+        assert!(e.contains("p.csv:3") && e.contains("StartTimeMs"), "{e}");
     }
 
     #[test]

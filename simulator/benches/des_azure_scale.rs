@@ -23,8 +23,10 @@
 //! des` does (`des::Workload::load`, streaming) and simulates it, so its
 //! peak resident memory (`VmHWM`) is its own: load and run together. The
 //! rate is calls over the wall time of the simulation (as `simulator des`
-//! reports it); the CPU time of the simulating thread is printed beside it,
-//! since on a shared machine wall time includes waiting for a core.
+//! reports it); the CPU time of the loading and simulating thread, and the
+//! rate over that CPU time (`calls/cpu`), are printed beside it, since on a
+//! shared machine wall time includes waiting for a core. Targets are judged
+//! on wall time.
 //!
 //! Targets (issue 18 §1): 1M calls on 100 nodes at >= 2M calls/s and <= 64
 //! MB for every algorithm; 10M calls on 1,000 nodes in <= 10 s and <= 1 GB.
@@ -111,11 +113,16 @@ fn config(algorithm: &str, nodes: u32) -> Result<DesConfig, String> {
 /// In a child: load, simulate, print one line of `key=value` figures.
 fn child(algorithm: &str, nodes: u32, scenario: &Path) -> Result<(), String> {
     let config = config(algorithm, nodes)?;
+    let load_cpu0 = thread_cpu_seconds();
     #[allow(clippy::disallowed_methods)] // the bench measures wall time
     let load_start = Instant::now();
     let workload = Workload::load(scenario).map_err(|e| e.to_string())?;
     let load_s = load_start.elapsed().as_secs_f64();
     let cpu0 = thread_cpu_seconds();
+    let load_cpu = match (load_cpu0, cpu0) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => load_s,
+    };
     #[allow(clippy::disallowed_methods)]
     let start = Instant::now();
     let s = des::run_workload(&workload, &config, None, &mut |_| {}).map_err(|e| e.to_string())?;
@@ -125,7 +132,7 @@ fn child(algorithm: &str, nodes: u32, scenario: &Path) -> Result<(), String> {
         _ => wall,
     };
     println!(
-        "calls={} load_s={load_s:.3} run_s={wall:.3} cpu_s={cpu:.3} rss_mib={:.1} cold={:.5} failed={}",
+        "calls={} load_s={load_s:.3} load_cpu_s={load_cpu:.3} run_s={wall:.3} cpu_s={cpu:.3} rss_mib={:.1} cold={:.5} failed={}",
         s.invocations,
         peak_rss_mib().unwrap_or(f64::NAN),
         s.cold_start_ratio,
@@ -183,16 +190,18 @@ fn main() {
         "des_azure_scale: Zipf functions, Poisson arrivals (seed {SEED}, {DURATION_S} s), Lambda model, keep-alive 60 s, exp:1000:1500, 8 cores per node, ideal profile; one child process per line"
     );
     println!(
-        "{:>4} {:>5} {:>6} {:>6} {:>10} {:>7} {:>7} {:>7} {:>12} {:>9} {:>8}  target",
+        "{:>4} {:>5} {:>6} {:>6} {:>10} {:>7} {:>7} {:>7} {:>7} {:>10} {:>10} {:>9} {:>8}  target",
         "case",
         "algo",
         "nodes",
         "funcs",
         "calls",
         "load s",
+        "ld cpu",
         "run s",
         "cpu s",
         "calls/s",
+        "calls/cpu",
         "peak MiB",
         "cold"
     );
@@ -217,14 +226,20 @@ fn main() {
                 continue;
             }
             let get = |k| field(&line, k).unwrap_or(f64::NAN);
-            let (calls, load, run, cpu, rss) = (
+            let (calls, load, load_cpu, run, cpu, rss) = (
                 get("calls"),
                 get("load_s"),
+                get("load_cpu_s"),
                 get("run_s"),
                 get("cpu_s"),
                 get("rss_mib"),
             );
             let rate = calls / run;
+            // What a core of its own would give: the rate over CPU time
+            // (on a shared machine the wall time includes waiting).
+            let cpu_rate = calls / cpu;
+            // Judged on wall time, as a user sees it; the CPU-time figures
+            // beside it say what a quiet core would give.
             let (speed_ok, speed_target) = match (case.min_calls_per_s, case.max_seconds) {
                 (Some(min), _) => (rate >= min, format!(">= {:.0}M calls/s", min / 1e6)),
                 (None, Some(max)) => (load + run <= max, format!("<= {max:.0} s")),
@@ -232,7 +247,7 @@ fn main() {
             };
             let mem_ok = rss <= case.max_rss_mib;
             println!(
-                "{:>4} {algorithm:>5} {:>6} {:>6} {calls:>10.0} {load:>7.2} {run:>7.2} {cpu:>7.2} {rate:>12.0} {rss:>9.1} {:>8.5}  {speed_target} ({}), <= {:.0} MiB ({})",
+                "{:>4} {algorithm:>5} {:>6} {:>6} {calls:>10.0} {load:>7.2} {load_cpu:>7.2} {run:>7.2} {cpu:>7.2} {rate:>10.0} {cpu_rate:>10.0} {rss:>9.1} {:>8.5}  {speed_target} ({}), <= {:.0} MiB ({})",
                 case.name,
                 case.nodes,
                 case.functions,

@@ -242,6 +242,179 @@ impl<K: Hash + Ord + Clone> ImageCache<K> {
     }
 }
 
+/// [`ImageCache`] for keys that are dense ids (`0, 1, 2, ...`, a node
+/// model's local function ids): the same rules and the same eviction order
+/// (least recent use, ties by id), with one slot per id in a vector
+/// instead of two hash maps, so a call costs an index, not a hash lookup
+/// and an insertion and removal in the in-flight map. Memory: one 24-byte
+/// slot per id up to the largest seen (the functions a node has seen).
+#[derive(Debug, Clone, Default)]
+pub struct DenseImageCache {
+    limit_bytes: Option<u64>,
+    slots: Vec<DenseSlot>,
+    cached: usize,
+    total_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct DenseSlot {
+    bytes: u64,
+    last_used: Time,
+    in_flight: u32,
+    cached: bool,
+}
+
+impl DenseImageCache {
+    pub fn new(limit_bytes: Option<u64>) -> Self {
+        Self {
+            limit_bytes,
+            ..Self::default()
+        }
+    }
+
+    pub fn limit_bytes(&self) -> Option<u64> {
+        self.limit_bytes
+    }
+
+    fn slot(&mut self, id: u32) -> &mut DenseSlot {
+        let i = id as usize;
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, DenseSlot::default());
+        }
+        &mut self.slots[i]
+    }
+
+    /// See [`ImageCache::set_limit`].
+    #[must_use = "evicted images must be removed"]
+    pub fn set_limit(&mut self, limit_bytes: Option<u64>, now: Time) -> Vec<EvictedImage<u32>> {
+        self.limit_bytes = limit_bytes;
+        self.evict(now)
+    }
+
+    /// See [`ImageCache::call_started`].
+    pub fn call_started(&mut self, id: u32, now: Time) -> bool {
+        let s = self.slot(id);
+        s.in_flight += 1;
+        if s.cached {
+            s.last_used = s.last_used.max(now);
+        }
+        s.cached
+    }
+
+    /// See [`ImageCache::image_built`].
+    #[must_use = "evicted images must be removed"]
+    pub fn image_built(&mut self, id: u32, bytes: u64, now: Time) -> Vec<EvictedImage<u32>> {
+        let s = self.slot(id);
+        let old = if s.cached { s.bytes } else { 0 };
+        let new = !s.cached;
+        *s = DenseSlot {
+            bytes,
+            last_used: now,
+            in_flight: s.in_flight,
+            cached: true,
+        };
+        self.cached += usize::from(new);
+        self.total_bytes = self.total_bytes - old + bytes;
+        self.evict(now)
+    }
+
+    /// See [`ImageCache::call_finished`].
+    #[must_use = "evicted images must be removed"]
+    pub fn call_finished(&mut self, id: u32, now: Time) -> Vec<EvictedImage<u32>> {
+        if let Some(s) = self.slots.get_mut(id as usize) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+            if s.cached {
+                s.last_used = s.last_used.max(now);
+            }
+        }
+        self.evict(now)
+    }
+
+    /// See [`ImageCache::evict`].
+    #[must_use = "evicted images must be removed"]
+    pub fn evict(&mut self, _now: Time) -> Vec<EvictedImage<u32>> {
+        let Some(limit) = self.limit_bytes else {
+            return Vec::new();
+        };
+        if self.total_bytes <= limit {
+            return Vec::new();
+        }
+        let mut order: Vec<(Time, u32)> = (0u32..)
+            .zip(&self.slots)
+            .filter(|(_, s)| s.cached && s.in_flight == 0)
+            .map(|(id, s)| (s.last_used, id))
+            .collect();
+        order.sort_unstable();
+        let mut out = Vec::new();
+        for (_, id) in order {
+            if self.total_bytes <= limit {
+                break;
+            }
+            let bytes = self.slots[id as usize].bytes;
+            if self.remove(id) {
+                out.push(EvictedImage {
+                    function: id,
+                    bytes,
+                });
+            }
+        }
+        out
+    }
+
+    /// See [`ImageCache::remove`].
+    pub fn remove(&mut self, id: u32) -> bool {
+        match self.slots.get_mut(id as usize) {
+            Some(s) if s.cached => {
+                s.cached = false;
+                self.total_bytes -= s.bytes;
+                self.cached -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// See [`ImageCache::clear`].
+    pub fn clear(&mut self) {
+        for s in &mut self.slots {
+            s.cached = false;
+        }
+        self.cached = 0;
+        self.total_bytes = 0;
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.slots.get(id as usize).is_some_and(|s| s.cached)
+    }
+
+    pub fn is_pinned(&self, id: u32) -> bool {
+        self.slots.get(id as usize).is_some_and(|s| s.in_flight > 0)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    /// Cached ids, least recently used first (ties by id).
+    pub fn lru_order(&self) -> Vec<u32> {
+        let mut v: Vec<(Time, u32)> = (0u32..)
+            .zip(&self.slots)
+            .filter(|(_, s)| s.cached)
+            .map(|(id, s)| (s.last_used, id))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.cached
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cached == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +522,38 @@ mod tests {
                 prop_assert!(c.total_bytes() <= limit || all_pinned,
                     "total {} > limit {limit}", c.total_bytes());
             }
+        }
+    }
+
+    proptest! {
+        /// The dense cache answers every event as the hash-map cache does
+        /// (same hits, same evictions in the same order, same books).
+        #[test]
+        fn the_dense_cache_matches_the_map_cache(
+            limit in prop::option::of(0u64..300),
+            ops in prop::collection::vec((0u32..8, 1u64..120, 0u8..4), 1..200),
+        ) {
+            let mut map: ImageCache<u32> = ImageCache::new(limit);
+            let mut dense = DenseImageCache::new(limit);
+            for (t, (f, bytes, op)) in ops.into_iter().enumerate() {
+                let now = s(t as u64);
+                match op {
+                    0 => prop_assert_eq!(map.call_started(&f, now), dense.call_started(f, now)),
+                    1 => prop_assert_eq!(map.image_built(&f, bytes, now), dense.image_built(f, bytes, now)),
+                    2 => prop_assert_eq!(map.call_finished(&f, now), dense.call_finished(f, now)),
+                    _ => {
+                        let l = (bytes % 3 != 0).then_some(bytes * 2);
+                        prop_assert_eq!(map.set_limit(l, now), dense.set_limit(l, now));
+                    }
+                }
+                prop_assert_eq!(map.lru_order(), dense.lru_order());
+                prop_assert_eq!(map.total_bytes(), dense.total_bytes());
+                prop_assert_eq!(map.len(), dense.len());
+                prop_assert_eq!(map.is_pinned(&f), dense.is_pinned(f));
+            }
+            map.clear();
+            dense.clear();
+            prop_assert_eq!((map.len(), map.total_bytes()), (dense.len(), dense.total_bytes()));
         }
     }
 }

@@ -163,6 +163,24 @@ impl KeepAlivePool {
         }
     }
 
+    /// `pool` emptied and made new, as [`KeepAlivePool::new`]`(keep_alive)`
+    /// with `rules` would be, keeping only its vectors' storage (so a pool
+    /// reused for another function allocates nothing).
+    pub fn reused(mut pool: Self, keep_alive: Duration, rules: ReuseRules) -> Self {
+        pool.clear();
+        Self {
+            keep_alive,
+            rules,
+            first_idle: pool.first_idle,
+            idle: pool.idle,
+            idle_since_bound: None,
+            busy: pool.busy,
+            cold_starts: 0,
+            warm_starts: 0,
+            floor: 0,
+        }
+    }
+
     /// A pool with other reuse rules than the default.
     pub fn with_rules(mut self, rules: ReuseRules) -> Self {
         self.rules = rules;

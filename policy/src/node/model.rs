@@ -23,7 +23,7 @@
 //!
 //! # One call's life
 //!
-//! On arrival the call pins its function's image ([`ImageCache`]). If the
+//! On arrival the call pins its function's image ([`DenseImageCache`]). If the
 //! image is missing, one call builds it ([`Step::BuildImage`]) and later
 //! ones [`Step::Wait`] for that build (single flight). Once the image is
 //! there, the call gets its instance, by the node's [`InstanceModel`]:
@@ -127,7 +127,7 @@ use super::ewma_prewarm::EwmaPrewarm;
 use super::functions::{FunctionId, FunctionTable};
 use super::greedy_dual::GreedyDual;
 use super::histogram::IdleTimeHistogram;
-use super::image_cache::{EvictedImage, ImageCache};
+use super::image_cache::{DenseImageCache, EvictedImage};
 use super::keep_alive::{Acquired, KeepAlivePool, ReuseRules};
 use super::keep_alive_policy::KeepAlivePolicy;
 use super::lru::IdleLru;
@@ -263,6 +263,15 @@ impl Effects {
             && self.remove_instances.is_empty()
             && self.remove_images.is_empty()
             && self.rejected.is_empty()
+    }
+
+    /// Empties every list, keeping their storage.
+    fn clear(&mut self) {
+        self.resume.clear();
+        self.prewarm.clear();
+        self.remove_instances.clear();
+        self.remove_images.clear();
+        self.rejected.clear();
     }
 
     /// Appends `other`'s effects after these.
@@ -445,6 +454,10 @@ impl Calls {
     }
 }
 
+/// Recycled effects a node model keeps ([`NodeModel::recycle`]): enough
+/// for a driver's nested events.
+const MAX_SPARE_EFFECTS: usize = 8;
+
 /// One node's policies, composed. See the module docs.
 #[derive(Debug, Clone)]
 pub struct NodeModel {
@@ -455,7 +468,7 @@ pub struct NodeModel {
     generation: u64,
     /// The policies, keyed by the node's local function ids (first seen
     /// on this node, first numbered: ties in recency break in that order).
-    cache: ImageCache<u32>,
+    cache: DenseImageCache,
     pool: ContainerPool<u32>,
     rest: RestInstances<u32>,
     /// The functions seen on this node, by local id.
@@ -491,6 +504,16 @@ pub struct NodeModel {
     /// Set while the queue's head is retried (it goes back to the front).
     retrying: bool,
     rejections: u64,
+    /// Emptied keep-alive pools kept for reuse (at most as many as were
+    /// ever alive at once), so pools coming and going do not allocate.
+    #[allow(clippy::vec_box)] // moved to and from `FunctionState::keep_alive` as they are
+    spare_pools: Vec<Box<KeepAlivePool>>,
+    /// Reused by [`NodeModel::acquire`] and [`NodeModel::timer`] for the
+    /// instances they expire.
+    expired_buffer: Vec<InstanceId>,
+    /// Effects handed back by the driver ([`NodeModel::recycle`]), filled
+    /// again by later events instead of new ones.
+    spare_effects: Vec<Effects>,
 }
 
 impl NodeModel {
@@ -500,7 +523,7 @@ impl NodeModel {
             options,
             instance_model,
             generation: 0,
-            cache: ImageCache::new(options.image_limit_bytes()),
+            cache: DenseImageCache::new(options.image_limit_bytes()),
             pool: new_pool(&options),
             rest: RestInstances::new(options.rest_lifetime()),
             functions: Vec::new(),
@@ -522,7 +545,25 @@ impl NodeModel {
             admission_queue: VecDeque::new(),
             retrying: false,
             rejections: 0,
+            spare_pools: Vec::new(),
+            expired_buffer: Vec::new(),
+            spare_effects: Vec::new(),
         }
+    }
+
+    /// Hands carried-out `effects` back: a later event's effects reuse
+    /// their storage, so a driver that recycles what it has applied does
+    /// not allocate per event. (Optional; at most a few are kept.)
+    pub fn recycle(&mut self, mut effects: Effects) {
+        if self.spare_effects.len() < MAX_SPARE_EFFECTS {
+            effects.clear();
+            self.spare_effects.push(effects);
+        }
+    }
+
+    /// Empty effects, from the recycled ones when there are any.
+    fn fresh_effects(&mut self) -> Effects {
+        self.spare_effects.pop().unwrap_or_default()
     }
 
     /// Reuse rules of the keep-alive pools (Lambda model): which idle
@@ -543,6 +584,21 @@ impl NodeModel {
     /// A new keep-alive pool under this node's reuse rules.
     fn new_keep_alive_pool(keep_alive: Duration, rules: ReuseRules) -> Box<KeepAlivePool> {
         Box::new(KeepAlivePool::new(keep_alive).with_rules(rules))
+    }
+
+    /// `f`'s keep-alive pool, made (from a spare one when there is one:
+    /// no allocation) if it has none.
+    fn pool_of(&mut self, f: u32, keep_alive: Duration) -> &mut KeepAlivePool {
+        let (spare, rules) = (&mut self.spare_pools, self.reuse);
+        self.functions[f as usize]
+            .keep_alive
+            .get_or_insert_with(|| match spare.pop() {
+                Some(mut pool) => {
+                    *pool = KeepAlivePool::reused(*pool, keep_alive, rules);
+                    pool
+                }
+                None => Self::new_keep_alive_pool(keep_alive, rules),
+            })
     }
 
     /// The node's memory for instances, in MB (enforced by the
@@ -726,7 +782,7 @@ impl NodeModel {
 
     fn arrived(&mut self, f: u32, memory_mb: Option<u32>, now: Time) -> (CallId, Effects) {
         self.lambda_arrival(f, now);
-        let cached = self.cache.call_started(&f, now);
+        let cached = self.cache.call_started(f, now);
         let memory_mb = memory_mb.unwrap_or(self.functions[f as usize].memory_mb);
         let call = self.calls.insert(Call {
             function: f,
@@ -739,7 +795,7 @@ impl NodeModel {
             role: Role::None,
             instance: None,
         });
-        let mut effects = Effects::default();
+        let mut effects = self.fresh_effects();
         if cached {
             let step = self.acquire(call, now, &mut effects);
             effects.resume.push((call, step));
@@ -768,7 +824,7 @@ impl NodeModel {
     /// [`NodeModel::image_built`] or [`NodeModel::image_build_failed`].
     pub fn begin_build(&mut self, function: &str) -> bool {
         let f = self.intern(function);
-        if self.cache.contains(&f) {
+        if self.cache.contains(f) {
             return false;
         }
         let fs = &mut self.functions[f as usize];
@@ -796,8 +852,8 @@ impl NodeModel {
     }
 
     fn built(&mut self, f: u32, bytes: u64, now: Time) -> Effects {
-        let mut effects = Effects::default();
-        let evicted = self.cache.image_built(&f, bytes, now);
+        let mut effects = self.fresh_effects();
+        let evicted = self.cache.image_built(f, bytes, now);
         self.evict(evicted, &mut effects);
         // The builder first, then the calls that waited, in arrival order.
         let build = *self.functions[f as usize].build.take().unwrap_or_default();
@@ -815,7 +871,7 @@ impl NodeModel {
     /// for the build, if any, builds it again.
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn image_build_failed(&mut self, function: &str, _now: Time) -> Effects {
-        let mut effects = Effects::default();
+        let mut effects = self.fresh_effects();
         let Some(f) = self.known_local(function) else {
             return effects;
         };
@@ -842,22 +898,18 @@ impl NodeModel {
         let (role, instance, step, meta) = match self.instance_model {
             InstanceModel::Lambda { keep_alive, policy } => {
                 let mut next = self.next_instance;
-                let mut expired = Vec::new();
-                let rules = self.reuse;
-                let pool = self.functions[f as usize]
-                    .keep_alive
-                    .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
+                let mut expired = std::mem::take(&mut self.expired_buffer);
                 if self.admission.limits() {
+                    let pool = self.pool_of(f, keep_alive);
                     pool.expire(now, |e| expired.push(e.instance));
                     let warm = pool.idle_count() > 0;
                     self.forget_expired(&mut expired, effects);
                     if !warm && !self.admits(memory_mb, policy, effects) {
+                        self.expired_buffer = expired;
                         return self.overflow(call, now, effects);
                     }
                 }
-                let pool = self.functions[f as usize]
-                    .keep_alive
-                    .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
+                let pool = self.pool_of(f, keep_alive);
                 let got = pool.acquire(
                     now,
                     |e| expired.push(e.instance),
@@ -868,6 +920,7 @@ impl NodeModel {
                 );
                 self.next_instance = next;
                 self.forget_expired(&mut expired, effects);
+                self.expired_buffer = expired;
                 self.keep_alive_busy += 1;
                 match got {
                     Acquired::Warm(id) => {
@@ -984,7 +1037,7 @@ impl NodeModel {
     /// instance is removed.
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn instance_started(&mut self, id: InstanceId, now: Time) -> Effects {
-        let mut effects = Effects::default();
+        let mut effects = self.fresh_effects();
         let Some(r) = self.instances.get_mut(&id) else {
             // Not ours (any more): nothing uses it.
             effects.remove_instances.push(id);
@@ -1041,15 +1094,12 @@ impl NodeModel {
         };
         let fs = &mut self.functions[f as usize];
         fs.prewarming = fs.prewarming.saturating_sub(1);
-        if !(attached && self.cache.contains(&f)) {
+        if !(attached && self.cache.contains(f)) {
             self.instances.remove(&id);
             effects.remove_instances.push(id);
             return;
         }
-        let rules = self.reuse;
-        let pool = fs
-            .keep_alive
-            .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
+        let pool = self.pool_of(f, keep_alive);
         pool.add_idle(id, now);
         let next = pool.next_expiry();
         self.keep_alive_idle += 1;
@@ -1064,7 +1114,7 @@ impl NodeModel {
     /// get their instance anew.
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn instance_start_failed(&mut self, id: InstanceId, now: Time) -> Effects {
-        let mut effects = Effects::default();
+        let mut effects = self.fresh_effects();
         let Some(r) = self.instances.remove(&id) else {
             return effects;
         };
@@ -1112,7 +1162,7 @@ impl NodeModel {
     /// its instance anew (its step is in `resume`).
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn instance_died(&mut self, call: CallId, now: Time) -> Effects {
-        let mut effects = Effects::default();
+        let mut effects = self.fresh_effects();
         let Some(c) = self.calls.get_mut(call) else {
             return effects;
         };
@@ -1170,12 +1220,12 @@ impl NodeModel {
     /// refills, removals.
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn call_finished(&mut self, call: CallId, now: Time) -> (CallMeta, Effects) {
-        let mut effects = Effects::default();
+        let mut effects = self.fresh_effects();
         let Some(c) = self.calls.remove(call) else {
             return (CallMeta::default(), effects);
         };
         let f = c.function;
-        let evicted = self.cache.call_finished(&f, now);
+        let evicted = self.cache.call_finished(f, now);
         let same_generation = c.generation == self.generation;
         let mut plan = PoolPlan::default();
         match (c.role, c.instance) {
@@ -1252,7 +1302,7 @@ impl NodeModel {
     /// lifetime, idle keep-alive instances past their keep-alive.
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn timer(&mut self, now: Time) -> Effects {
-        let mut effects = Effects::default();
+        let mut effects = self.fresh_effects();
         while let Some(&Reverse((t, _, f))) = self.timers.peek() {
             if t > now {
                 break;
@@ -1271,18 +1321,14 @@ impl NodeModel {
                 self.schedule(f, t);
             }
             self.lambda_timer(f, now, &mut effects);
-            let mut gone = Vec::new();
+            let mut gone = std::mem::take(&mut self.expired_buffer);
             let mut next = None;
             if let Some(pool) = &mut self.functions[f as usize].keep_alive {
                 pool.expire(now, |e| gone.push(e.instance));
                 next = pool.next_expiry();
             }
-            for id in gone {
-                self.keep_alive_idle -= 1;
-                self.idle_gone(id);
-                self.instances.remove(&id);
-                effects.remove_instances.push(id);
-            }
+            self.forget_expired(&mut gone, &mut effects);
+            self.expired_buffer = gone;
             self.reset_frequency_if_gone(f);
             self.drop_empty_pool(f);
             if let Some(t) = next {
@@ -1310,7 +1356,7 @@ impl NodeModel {
     /// changed, and what follows.
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn set_options(&mut self, options: CachingOptions, now: Time) -> (bool, Effects) {
-        let mut effects = Effects::default();
+        let mut effects = self.fresh_effects();
         let old = self.options;
         if options == old {
             return (false, effects);
@@ -1348,7 +1394,7 @@ impl NodeModel {
     /// again when idle.
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn clear(&mut self, reset_images: bool, _now: Time) -> Effects {
-        let mut effects = Effects::default();
+        let mut effects = self.fresh_effects();
         self.generation += 1;
         self.pool = new_pool(&self.options);
         self.rest = RestInstances::new(self.options.rest_lifetime());
@@ -1444,7 +1490,9 @@ impl NodeModel {
             .as_ref()
             .is_some_and(|p| p.instance_count() == 0)
         {
-            fs.keep_alive = None;
+            if let Some(pool) = fs.keep_alive.take() {
+                self.spare_pools.push(pool);
+            }
         }
     }
 
@@ -1572,7 +1620,7 @@ impl NodeModel {
     /// Starts `n` keep-alive instances of `f` with no call (if its image
     /// is cached).
     fn prewarm(&mut self, f: u32, n: usize, now: Time, effects: &mut Effects) {
-        if !self.cache.contains(&f) {
+        if !self.cache.contains(f) {
             return;
         }
         for _ in 0..n {
@@ -1783,7 +1831,7 @@ impl NodeModel {
             }
         }
         for (f, n) in plan.create {
-            if !self.cache.contains(&f) {
+            if !self.cache.contains(f) {
                 for _ in 0..n {
                     self.pool.instance_failed(&f);
                 }
@@ -1859,7 +1907,7 @@ impl NodeModel {
             && self.options.using_rest_mode
             && self
                 .known_local(function)
-                .is_some_and(|f| self.cache.contains(&f) && self.rest.is_ready(&f))
+                .is_some_and(|f| self.cache.contains(f) && self.rest.is_ready(&f))
     }
 
     /// Cached images.
