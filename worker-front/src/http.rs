@@ -14,7 +14,13 @@
 //!   "Ignored": [...]}`;
 //! - `GET /clear[?reset_images=true]` → `{"Message": "cleared", "Removed": {...}}`;
 //! - `GET /prepare` → `{"Message": ..., "Built": n, "Failed": [...]}`;
-//! - `GET /health` → `{"Status": "ok", "Runtime", "Engine", ...counters}` or 503.
+//! - `GET /health` → `{"Status": "ok", "Runtime", "Engine",
+//!   "EngineCheckedMsAgo", "Worker": {...counters, "CallsInFlight"}}`, or
+//!   503 `{"Error": true, "Message": <why, naming the engine>, "Status":
+//!   "unhealthy", ...}` when the engine did not answer its latest probe
+//!   (or a call found it unavailable since); answered on the HTTP thread
+//!   from state kept current elsewhere, so function work cannot starve it
+//!   ([`crate::health`]).
 //!
 //! As in the original, any method is accepted (`GET` is what clients use).
 //!
@@ -50,7 +56,8 @@
 //! (unknown function or path), 500 (a function or the runtime failed) or 503
 //! (the runtime's engine is unreachable). The worker's work runs in tasks
 //! of its own, so a client that disconnects never cancels a call halfway:
-//! the policies' accounting always completes. Warm REST calls (image cached,
+//! the policies' accounting always completes. `/health` never leaves the
+//! HTTP thread that received it. Warm REST calls (image cached,
 //! instance running: only an HTTP hop to the instance) run on the actix
 //! thread that received them; everything else (builds, instance starts,
 //! engine calls) runs on the main tokio runtime.
@@ -287,23 +294,57 @@ async fn prepare<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpRe
     ))
 }
 
+/// `/health`, answered on this HTTP thread from the worker's counters and
+/// the latest engine reading (`crate::health`): never queued behind
+/// function work on the main runtime, never waiting for the engine (only,
+/// right after start, for the first probe, bounded).
 async fn health<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpResponse> {
-    let (engine, status) = on_main(state, |w| async move {
-        let h = w.runtime().health().await;
-        (h, w.status())
-    })
-    .await?;
-    let h = engine.map_err(|e| error(runtime_status(&e), e.to_string()))?;
-    Ok(json(
-        200,
-        serde_json::json!({
-            "Status": "ok",
-            "Runtime": h.runtime,
-            "Engine": h.engine,
-            "Worker": status,
-        })
-        .to_string(),
-    ))
+    let w = &state.worker;
+    let first_probe = crate::health::MAX_PROBE_BOUND + crate::health::PROBE_INTERVAL;
+    let reading = w.engine_reading_within(first_probe).await;
+    let status = w.status();
+    let runtime = w.runtime().name();
+    let Some(reading) = reading else {
+        let message = format!(
+            "runtime engine unavailable: no engine probe of {} has finished within {} ms of the worker's start",
+            w.runtime().engine_label(),
+            first_probe.as_millis()
+        );
+        return Ok(json(
+            503,
+            serde_json::json!({"Error": true, "Message": message, "Status": "unhealthy",
+                "Runtime": runtime, "Worker": status})
+            .to_string(),
+        ));
+    };
+    let age = reading.age_ms();
+    match reading.result {
+        Ok(h) => Ok(json(
+            200,
+            serde_json::json!({
+                "Status": "ok",
+                "Runtime": h.runtime,
+                "Engine": h.engine,
+                "EngineCheckedMsAgo": age,
+                "Worker": status,
+            })
+            .to_string(),
+        )),
+        Err(message) => Ok(json(
+            503,
+            serde_json::json!({
+                "Error": true,
+                "Message": message,
+                "Status": "unhealthy",
+                "Runtime": runtime,
+                "Engine": w.runtime().engine_label(),
+                "EngineCheckedMsAgo": age,
+                "EngineCheckedBy": reading.source,
+                "Worker": status,
+            })
+            .to_string(),
+        )),
+    }
 }
 
 /// Builds the actix server on `listener` (not started until awaited),

@@ -15,6 +15,7 @@
 //! - [`worker`]: the core that turns policy answers into runtime actions.
 //! - [`action`]: requests parsed into a typed [`action::Action`].
 //! - [`join`]: self-registration with a balancer (`--join`).
+//! - [`health`]: the engine probe and readings `/health` answers from.
 //! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses,
 //!   who may use the management routes: `protocol::mgmt`).
 //! - [`limits`]: the bounds of the worker's options and flags.
@@ -28,6 +29,7 @@
 //! is a terminal.
 
 pub mod action;
+pub mod health;
 pub mod http;
 pub mod join;
 pub mod limits;
@@ -101,6 +103,12 @@ pub struct WorkerConfig {
     /// (plain HTTP). Default: the local engine (`DOCKER_HOST` when it is a
     /// `unix://` address, else `/var/run/docker.sock`).
     pub docker_socket: Option<String>,
+    /// Bound on every engine request, in seconds (1 to 3,600; default
+    /// 60): an engine that accepts a request and never answers fails the
+    /// call with 503 after this long (`DockerSettings::request_timeout`).
+    /// The health probe is bounded by it too, at most
+    /// [`health::MAX_PROBE_BOUND`].
+    pub engine_timeout_s: u64,
     /// Who may use `/configure`, `/clear` and `/prepare`
     /// (`protocol::mgmt`: loopback peers, or the bearer token).
     pub mgmt: protocol::mgmt::ManagementConfig,
@@ -129,6 +137,7 @@ impl Default for WorkerConfig {
             http_workers: 2,
             expiry_tick_ms: 100,
             docker_socket: None,
+            engine_timeout_s: runtime::docker::DEFAULT_ENGINE_TIMEOUT.as_secs(),
             mgmt: protocol::mgmt::ManagementConfig::default(),
             catalog: None,
         }
@@ -299,6 +308,7 @@ not to the process runtime"
         RuntimeKind::Docker => {
             let settings = DockerSettings {
                 socket: config.docker_socket.clone(),
+                request_timeout: Duration::from_secs(config.engine_timeout_s),
                 ..DockerSettings::default()
             };
             // Checked before a work area is made: the engine's address (it
@@ -393,22 +403,62 @@ async fn serve<R: Runtime>(
             }
         })
     };
+    // The engine probe `/health` answers from (`health`), on its own task.
+    let engine_timeout = Duration::from_secs(config.engine_timeout_s);
+    let prober = {
+        let w = worker.clone();
+        let bound = health::probe_bound(engine_timeout);
+        tokio::spawn(async move {
+            let recorder = w.clone();
+            health::probe_engine(w.runtime(), bound, move |r| recorder.record_engine(r)).await;
+        })
+    };
     let server = http::server_with(worker.clone(), listeners, config.http_workers)?;
     let handle = server.handle();
     let mut server = Box::pin(server);
-    let result = tokio::select! {
-        r = &mut server => r,
+    let (result, engine) = tokio::select! {
+        r = &mut server => (r, Ok(())),
         () = shutdown => {
-            let (_, r) = tokio::join!(handle.stop(true), server);
-            r
+            // Whether the engine answers is asked while serving stops (at
+            // most `SHUTDOWN_PING_BOUND`), so a hung engine costs a
+            // SIGTERM no more than that.
+            let ping = health::engine_answers(
+                worker.runtime(),
+                engine_timeout.min(health::SHUTDOWN_PING_BOUND),
+            );
+            let (_, r, engine) = tokio::join!(handle.stop(true), server, ping);
+            (r, engine)
         }
     };
     expirer.abort();
-    match worker.runtime().shutdown().await {
-        Ok(r) => tracing::info!("shut down; removed {r:?}"),
-        Err(e) => tracing::warn!("shut down; cleanup failed: {e}"),
+    prober.abort();
+    match engine {
+        Ok(()) => match worker.runtime().shutdown().await {
+            Ok(r) => tracing::info!("shut down; removed {r:?}"),
+            Err(e) => left_behind(&worker, &e.to_string()),
+        },
+        Err(e) => left_behind(&worker, &e),
     }
     Ok(result?)
+}
+
+/// Says what a shutdown whose engine clean-up failed or was skipped left,
+/// and who removes it: the objects carry the runtime's instance label, and
+/// its work area (unlocked when this process exits) records that id, so
+/// the next worker started with the same work dir removes them
+/// (`runtime::ownership`, `Runtime::sweep_orphans`).
+fn left_behind<R: runtime::Runtime>(worker: &Worker<R>, why: &str) {
+    let (instances, images) = worker.holdings();
+    let options = worker.runtime().options();
+    tracing::warn!(
+        "shut down without cleaning up ({why}): left {instances} instance(s) and {images} image(s) \
+labelled {}={} (and any call's instance still running), recorded in the work area under {}; \
+the next worker started with --work-dir {} removes them",
+        runtime::LABEL_INSTANCE,
+        worker.runtime().instance_id(),
+        options.work_dir.display(),
+        options.work_dir.display(),
+    );
 }
 
 #[cfg(test)]

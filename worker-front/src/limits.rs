@@ -19,6 +19,7 @@
 //! | `--http-workers` | 1 to 1,024 |
 //! | `--node-memory-mb` | 1 to 16,777,216 (16 TB) |
 //! | `expiry_tick_ms` (config) | 1 ms to an hour |
+//! | `--engine-timeout-s` / `engine_timeout_s` | 1 s to an hour |
 
 use policy::node::options::CachingOptions;
 use protocol::limits::{check_worker_option, OutOfBounds, MAX_NODE_MEMORY_MB, MAX_THREADS};
@@ -27,6 +28,9 @@ use crate::WorkerConfig;
 
 /// Longest expiry tick, in ms (an hour).
 pub const MAX_EXPIRY_TICK_MS: u64 = 3_600_000;
+
+/// Longest engine time-out, in s (an hour: the old fixed bound).
+pub const MAX_ENGINE_TIMEOUT_S: u64 = 3_600;
 
 /// Checks caching options against their bounds.
 pub fn check_caching(options: &CachingOptions) -> Result<(), OutOfBounds> {
@@ -87,6 +91,12 @@ pub fn check_config(config: &WorkerConfig) -> Result<(), String> {
         1,
         MAX_EXPIRY_TICK_MS,
     )?;
+    within(
+        "engine time-out (s)",
+        config.engine_timeout_s,
+        1,
+        MAX_ENGINE_TIMEOUT_S,
+    )?;
     Ok(())
 }
 
@@ -115,6 +125,13 @@ mod tests {
             ..WorkerConfig::default()
         };
         assert!(check_config(&c).unwrap_err().contains("node memory"));
+        for bad in [0, MAX_ENGINE_TIMEOUT_S + 1] {
+            let c = WorkerConfig {
+                engine_timeout_s: bad,
+                ..WorkerConfig::default()
+            };
+            assert!(check_config(&c).unwrap_err().contains("engine time-out"));
+        }
         assert!(
             check_query([("container_pool_limit", "1"), ("container_pool_num", "150")]).is_err()
         );

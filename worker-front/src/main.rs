@@ -1,7 +1,8 @@
 //! `worker-front`: the worker on :8222 (a thin CLI over `worker_front::run`).
 //!
 //! ```text
-//! worker-front start [PORT] [--port P] [--runtime process|docker] [--docker-socket URL] [options]
+//! worker-front start [PORT] [--port P] [--runtime process|docker] [--docker-socket URL]
+//!                    [--engine-timeout-s 60] [options]
 //! ```
 //! Caching options come from the original's environment variables
 //! (`USER_CODE_SIZE_LIMIT`, `CONTAINER_POOL_LIMIT`, `CONTAINER_POOL_NUM`,
@@ -123,6 +124,13 @@ struct StartArgs {
     /// local engine (DOCKER_HOST if it is unix://, else /var/run/docker.sock).
     #[arg(long, value_name = "URL")]
     docker_socket: Option<String>,
+    /// Bound on every Docker engine request, in seconds (1 to 3600): an
+    /// engine that does not answer fails the call with 503 after this
+    /// long; /health probes the engine every second, each probe bounded by
+    /// this (at most 10 s), and answers 503 naming the engine when it did
+    /// not answer.
+    #[arg(long, default_value_t = WorkerConfig::default().engine_timeout_s, value_name = "S")]
+    engine_timeout_s: u64,
     /// A balancer to join (`http://HOST:PORT`): register with its
     /// `PUT /1/lb/nodes` (with the management token, if one is given),
     /// again whenever it loses this node, and leave on SIGTERM
@@ -216,6 +224,7 @@ fn main() -> anyhow::Result<()> {
         node_memory_mb: args.node_memory_mb,
         http_workers: args.http_workers,
         docker_socket: args.docker_socket,
+        engine_timeout_s: args.engine_timeout_s,
         mgmt,
         catalog: args.catalog,
         ..WorkerConfig::default()
@@ -259,7 +268,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(async move {
+    let outcome = rt.block_on(async move {
         // Handlers first: a SIGTERM right after the start-up line (which
         // `run` prints) must stop the worker cleanly, not kill it.
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
@@ -289,5 +298,9 @@ fn main() -> anyhow::Result<()> {
         worker_front::run_with_management(listener, management, config, shutdown)
             .await
             .context("worker-front")
-    })
+    });
+    // Tasks still waiting on a hung engine are dropped, and blocking
+    // work is waited for only briefly: a SIGTERM is not held by either.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }

@@ -53,6 +53,7 @@
 //! ids) sit behind one `std::sync::Mutex` that is never held across an
 //! `.await`; the runtime does the slow work outside it.
 
+use crate::health::{EngineReading, ReadingSource};
 use crate::runtime::{Image, Instance, InstanceKind, Invocation, Removed, Runtime, RuntimeError};
 use policy::node::options::{CachingOptions, OptionsError};
 use policy::node::{self, CallId, Effects, InstanceId, InstanceModel, NodeModel, Step};
@@ -179,6 +180,8 @@ pub struct WorkerStatus {
     pub node_memory_mb: Option<u64>,
     pub memory_evictions: u64,
     pub calls: u64,
+    /// Calls received and not yet answered (queued, building, running).
+    pub calls_in_flight: u64,
     /// Functions this worker serves: the samples and `noop`, plus those
     /// of its catalog file (`--catalog`).
     pub functions: usize,
@@ -200,6 +203,11 @@ struct Shared<R> {
     state: Mutex<State>,
     image_builds: AtomicU64,
     calls: AtomicU64,
+    calls_in_flight: AtomicU64,
+    /// The latest engine reading (`crate::health`): set by the engine
+    /// probe and by calls that find the engine unavailable; read by
+    /// `/health` on its HTTP thread.
+    engine: tokio::sync::watch::Sender<Option<EngineReading>>,
     /// Where background work (clean-up, pre-warming) runs: the runtime the
     /// worker was made on, also when a call runs on an HTTP thread.
     background: Option<tokio::runtime::Handle>,
@@ -236,6 +244,23 @@ fn runtime_kind(kind: node::InstanceKind) -> InstanceKind {
         node::InstanceKind::Pooled => InstanceKind::Pooled,
         // Both serve calls over HTTP for as long as they live.
         node::InstanceKind::Rest | node::InstanceKind::KeepAlive => InstanceKind::Rest,
+    }
+}
+
+/// Counts a call in flight for as long as it lives (also when its future
+/// is dropped).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -313,6 +338,8 @@ impl<R: Runtime> Worker<R> {
                 }),
                 image_builds: AtomicU64::new(0),
                 calls: AtomicU64::new(0),
+                calls_in_flight: AtomicU64::new(0),
+                engine: tokio::sync::watch::Sender::new(None),
                 background: tokio::runtime::Handle::try_current().ok(),
             }),
         }
@@ -324,6 +351,38 @@ impl<R: Runtime> Worker<R> {
 
     pub fn worker_id(&self) -> &str {
         &self.shared.worker_id
+    }
+
+    /// Records what is known of the engine (`crate::health`), unless what
+    /// is recorded was taken later.
+    pub fn record_engine(&self, reading: EngineReading) {
+        self.shared.engine.send_if_modified(|latest| {
+            if latest.as_ref().is_some_and(|l| l.at > reading.at) {
+                return false;
+            }
+            *latest = Some(reading);
+            true
+        });
+    }
+
+    /// The latest engine reading, if any was taken yet.
+    pub fn engine_reading(&self) -> Option<EngineReading> {
+        self.shared.engine.borrow().clone()
+    }
+
+    /// The latest engine reading, waiting at most `bound` for the first
+    /// one (right after start); None if none came.
+    pub async fn engine_reading_within(&self, bound: std::time::Duration) -> Option<EngineReading> {
+        let mut rx = self.shared.engine.subscribe();
+        let first = async move { rx.wait_for(Option::is_some).await.ok()?.clone() };
+        tokio::time::timeout(bound, first).await.ok().flatten()
+    }
+
+    /// What this worker holds in the runtime (instances, images), as it
+    /// knows them: said at shutdown when they cannot be removed.
+    pub fn holdings(&self) -> (usize, usize) {
+        let st = self.state();
+        (st.instances.len(), st.images.len())
     }
 
     /// The model's time: since the worker started.
@@ -434,6 +493,7 @@ impl<R: Runtime> Worker<R> {
         #[allow(clippy::disallowed_methods)] // ExecutionTime is measured here
         let started = Instant::now();
         self.shared.calls.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight::enter(&self.shared.calls_in_flight);
         let now = self.time_at(started);
         let (mut ctx, first) = {
             let mut st = self.state();
@@ -462,6 +522,10 @@ impl<R: Runtime> Worker<R> {
             self.carry_out(st, effects, now);
             meta
         };
+        if let Err(e @ RuntimeError::EngineUnavailable(_)) = &result {
+            // Shown by `/health` at once, not only after the next probe.
+            self.record_engine(EngineReading::now(Err(e.to_string()), ReadingSource::Call));
+        }
         let inv = result?;
         Ok(WorkerReply {
             internal_execution_time: inv.output.internal_ms(),
@@ -772,6 +836,7 @@ impl<R: Runtime> Worker<R> {
             node_memory_mb: st.model.node_memory_mb(),
             memory_evictions: st.model.memory_evictions(),
             calls: self.shared.calls.load(Ordering::Relaxed),
+            calls_in_flight: self.shared.calls_in_flight.load(Ordering::Relaxed),
             functions: self.shared.catalog.functions.len(),
             max_call_memory_mb: self.shared.max_call_memory_mb,
             time_scale: self.shared.runtime.options().time_scale,

@@ -52,7 +52,14 @@
 //! default the engine's local socket, `DOCKER_HOST` honoured when it is a
 //! `unix://` address; the worker's `--docker-socket`;
 //! `instance_start_timeout`: 120 s, as a warm instance reads its whole
-//! package (up to 131 MB) before it announces its port; `extra_labels`: none).
+//! package (up to 131 MB) before it announces its port; `request_timeout`:
+//! 60 s, the bound on every engine request until the engine's answer
+//! begins, the worker's `--engine-timeout-s` (issue 13 §3: an engine that
+//! accepted requests and never answered them hung every call, and the
+//! worker's clean-up, for the hour the old bound allowed); `extra_labels`:
+//! none). A build's context upload and a container's removal are such
+//! requests; a one-shot container's output stream is not (it lasts as long
+//! as the function).
 
 // The runtime is I/O at the edge: it reads the clock for ids and timeouts.
 #![allow(clippy::disallowed_methods)]
@@ -89,9 +96,8 @@ use super::{
     LABEL_KIND, LABEL_WORKER, STDERR_TAIL_BYTES,
 };
 
-/// Request timeout of the engine client: long enough for the longest
-/// function (D1 runs over two minutes at time scale 1) and large builds.
-const ENGINE_REQUEST_TIMEOUT_S: u64 = 3600;
+/// Default bound on every engine request ([`DockerSettings::request_timeout`]).
+pub const DEFAULT_ENGINE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Docker-specific settings (beyond [`RuntimeOptions`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +111,14 @@ pub struct DockerSettings {
     /// How long a warm instance may take to announce its port and answer
     /// `/health`.
     pub instance_start_timeout: Duration,
+    /// Bound on every engine request, until the engine's answer begins
+    /// (bollard's request timeout; whole seconds, at least 1): an engine
+    /// that accepts a request and never answers makes it fail with
+    /// [`RuntimeError::EngineUnavailable`] after this long (the worker's
+    /// `--engine-timeout-s`, default 60 s). Streams that last as long as
+    /// a function (a one-shot container's output) are not bounded by it:
+    /// a call lasts as long as its function.
+    pub request_timeout: Duration,
     /// More labels put on every image and container (e.g. a test's id).
     pub extra_labels: BTreeMap<String, String>,
 }
@@ -127,6 +141,7 @@ impl Default for DockerSettings {
         Self {
             socket: None,
             instance_start_timeout: Duration::from_secs(120),
+            request_timeout: DEFAULT_ENGINE_TIMEOUT,
             extra_labels: BTreeMap::new(),
         }
     }
@@ -161,18 +176,14 @@ tcp://host:port or http://host:port";
         Err(format!("Docker engine address {address:?}: {expected}"))
     }
 
-    fn connect(&self) -> Result<Docker, bollard::errors::Error> {
+    fn connect(&self, timeout_s: u64) -> Result<Docker, bollard::errors::Error> {
         match self {
-            Self::Unix(path) => Docker::connect_with_unix(
-                path,
-                ENGINE_REQUEST_TIMEOUT_S,
-                bollard::API_DEFAULT_VERSION,
-            ),
-            Self::Http(host_port) => Docker::connect_with_http(
-                host_port,
-                ENGINE_REQUEST_TIMEOUT_S,
-                bollard::API_DEFAULT_VERSION,
-            ),
+            Self::Unix(path) => {
+                Docker::connect_with_unix(path, timeout_s, bollard::API_DEFAULT_VERSION)
+            }
+            Self::Http(host_port) => {
+                Docker::connect_with_http(host_port, timeout_s, bollard::API_DEFAULT_VERSION)
+            }
         }
     }
 }
@@ -193,10 +204,15 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Sorts a bollard error into "engine unavailable" or an engine answer.
-fn classify(e: bollard::errors::Error) -> EngineFailure {
+/// Sorts a bollard error into "engine unavailable" or an engine answer
+/// (`timeout`: the request bound, named when it ran out).
+fn classify(e: bollard::errors::Error, timeout: Duration) -> EngineFailure {
     use bollard::errors::Error as E;
     match e {
+        E::RequestTimeoutError => EngineFailure::Unavailable(format!(
+            "no answer within {} s (the engine time-out, --engine-timeout-s)",
+            timeout.as_secs()
+        )),
         E::DockerResponseServerError {
             status_code,
             message,
@@ -208,8 +224,7 @@ fn classify(e: bollard::errors::Error) -> EngineFailure {
         | E::HyperResponseError { .. }
         | E::HttpClientError { .. }
         | E::HyperLegacyError { .. }
-        | E::SocketNotFoundError(_)
-        | E::RequestTimeoutError) => EngineFailure::Unavailable(with_causes(&other)),
+        | E::SocketNotFoundError(_)) => EngineFailure::Unavailable(with_causes(&other)),
         // Their Display drops the engine's own words ("Docker stream error").
         E::DockerStreamError { error } => EngineFailure::Answer {
             status: 500,
@@ -407,10 +422,10 @@ impl DockerRuntime {
         if let Some(c) = lock(&self.inner.client).as_ref() {
             return Ok(c.clone());
         }
+        let timeout = self.request_timeout();
         let fresh = match &self.inner.engine {
-            Some(address) => address.connect(),
-            None => Docker::connect_with_local_defaults()
-                .map(|d| d.with_timeout(Duration::from_secs(ENGINE_REQUEST_TIMEOUT_S))),
+            Some(address) => address.connect(timeout.as_secs()),
+            None => Docker::connect_with_local_defaults().map(|d| d.with_timeout(timeout)),
         }
         .map_err(|e| self.unreachable(e.to_string()))?;
         let negotiated = fresh.negotiate_version().await.map_err(|e| self.fail(e))?;
@@ -426,9 +441,15 @@ impl DockerRuntime {
         ))
     }
 
+    /// [`DockerSettings::request_timeout`] in whole seconds (at least 1,
+    /// as bollard counts it).
+    fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.inner.settings.request_timeout.as_secs().max(1))
+    }
+
     /// Sorts an engine error, forgetting the client if the engine is gone.
     fn fail(&self, e: bollard::errors::Error) -> EngineFailure {
-        match classify(e) {
+        match classify(e, self.request_timeout()) {
             EngineFailure::Unavailable(detail) => {
                 *lock(&self.inner.client) = None;
                 self.unreachable(detail)
@@ -867,6 +888,10 @@ impl Runtime for DockerRuntime {
 
     fn name(&self) -> &'static str {
         "docker"
+    }
+
+    fn engine_label(&self) -> String {
+        format!("Docker engine at {}", self.inner.engine_label)
     }
 
     async fn health(&self) -> Result<EngineHealth, RuntimeError> {

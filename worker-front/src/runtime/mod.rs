@@ -288,6 +288,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// The settings the runtime was made with.
     fn options(&self) -> &RuntimeOptions;
 
+    /// The engine as messages name it (`Docker engine at unix:///...`).
+    fn engine_label(&self) -> String {
+        format!("the {} runtime", self.name())
+    }
+
     /// Whether the engine answers (Docker: ping + version; process: the
     /// `hf-fn` binary exists). Never panics; `EngineUnavailable` when not.
     fn health(&self) -> impl Future<Output = Result<EngineHealth, RuntimeError>> + Send;

@@ -311,6 +311,13 @@ impl Runtime for ProcessRuntime {
         &self.inner.options
     }
 
+    fn engine_label(&self) -> String {
+        format!(
+            "local processes of {}",
+            self.inner.options.fn_binary.display()
+        )
+    }
+
     async fn health(&self) -> Result<EngineHealth, RuntimeError> {
         self.check_binary()?;
         Ok(EngineHealth {
