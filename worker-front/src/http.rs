@@ -388,6 +388,10 @@ pub fn server_with<R: Runtime>(
             .default_service(web::to(dispatch::<R>))
     })
     .workers(http_workers.max(1))
+    // The testbed's HTTP time-outs, not actix's 5-s defaults (module doc
+    // of `protocol::timeouts`).
+    .client_request_timeout(protocol::timeouts::REQUEST_HEAD)
+    .keep_alive(protocol::timeouts::SERVER_KEEP_ALIVE)
     .disable_signals()
     .shutdown_timeout(5)
     .listen(listeners.data)?;
