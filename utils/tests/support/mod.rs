@@ -2,6 +2,9 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod checks;
+pub mod mutate;
+
 use std::process::{Command, Output};
 
 /// Runs `utils` with `args`.
