@@ -203,3 +203,6 @@ pub fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A compose cluster owned by a test (the deploy tests).
+pub mod compose;
