@@ -441,6 +441,9 @@ impl Args {
         ];
         for (name, value) in policy::node::options::ENV_NAMES.iter().zip(given) {
             if let Some(v) = value {
+                // The bounds the worker and the balancer apply (a 400
+                // there), so a run the live testbed refuses is refused here.
+                protocol::limits::check_worker_option(name, v)?;
                 options.set(name, v)?;
             }
         }
@@ -732,8 +735,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (profile, profile_found_by) = args.profile()?;
     let config = args.config_with(profile)?;
     let workload = Workload::load(&args.scenario)?;
-    // Bad input is refused before any output exists.
-    des::check(&workload, &config)?;
+    // Bad input is refused before any output exists, naming the file.
+    des::check(&workload, &config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.scenario.display()))?;
 
     let log_file = args.log.as_deref().filter(|p| p.as_os_str() != "-");
     let log_stdout = args.log.as_deref().is_some_and(|p| p.as_os_str() == "-");

@@ -695,6 +695,8 @@ impl Plan {
             .map_err(|e| bad(e.to_string()))?;
         for s in self.settings.iter().chain(&point.extra_setting) {
             if s.is_worker_option() {
+                protocol::limits::check_worker_option(&s.name, &s.value)
+                    .map_err(|e| bad(e.to_string()))?;
                 worker
                     .set(&s.name, &s.value)
                     .map_err(|e| bad(e.to_string()))?;

@@ -397,6 +397,7 @@ fn bad_input_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("myfn") && err.contains("row 2"), "{err}");
+    assert!(err.contains("unknown.csv: "), "names the file: {err}");
     assert!(
         !log.exists() && !protocol::sidecar::sidecar_path(&log).exists(),
         "refused before any output is created"
@@ -426,6 +427,19 @@ fn bad_input_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("profile.json"), "{err}");
+
+    // The worker's bounds, as the worker and the balancer apply them.
+    for (flag, value) in [
+        ("--CONTAINER_POOL_NUM", "65"),
+        ("--CONTAINER_POOL_NUM", "4294967295"),
+        ("--CONTAINER_POOL_LIMIT", "1001"),
+        ("--REST_CONTAINER_LIFE_TIME", "31536001"),
+    ] {
+        let out = des(&[small().to_str().unwrap(), "-q", "--no-log", flag, value]);
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("beyond its bound"), "{flag} {value}: {err}");
+    }
 
     let out = des(&[small().to_str().unwrap(), "-q", "--algorithm", "fastest"]);
     assert!(!out.status.success());
