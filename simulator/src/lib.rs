@@ -13,12 +13,15 @@
 //! - [`experiment`]: one command that runs a whole comparison (workers and
 //!   balancers as child processes, or the DES), then writes
 //!   `results/<name>/report.md`; [`experiment::run_experiment`].
+//! - [`reproduce`]: one command per published study (`hotfunctions`,
+//!   `chrlu`, `hiku`, `keepalive`), each writing `results/<study>/`.
 
 pub mod calibrate;
 pub mod des;
 pub mod experiment;
 pub mod load;
 pub mod replay;
+pub mod reproduce;
 
 /// An error and its causes in one line, as `{:#}` prints them, but without
 /// a cause whose text the message before it already contains (errors that

@@ -1,7 +1,7 @@
 //! `simulator`: replay scenarios live, simulate them, run experiments.
 
 use clap::{Parser, Subcommand};
-use simulator::{calibrate, des, experiment, load, replay};
+use simulator::{calibrate, des, experiment, load, replay, reproduce};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +26,8 @@ enum Command {
     Calibrate(calibrate::Args),
     /// Run a whole comparison: workers, balancer, every algorithm, report.
     Experiment(experiment::Args),
+    /// Reproduce a published study: hotfunctions, chrlu, hiku, keepalive.
+    Reproduce(reproduce::Args),
     /// Internal: stops an experiment's child when the experiment dies.
     #[command(hide = true)]
     Guard(experiment::children::GuardArgs),
@@ -39,6 +41,7 @@ fn main() {
         Command::Des(a) => des::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Experiment(a) => experiment::run(a),
+        Command::Reproduce(a) => reproduce::run(a),
         Command::Guard(a) => experiment::children::run_guard(a),
     };
     if let Err(e) = result {

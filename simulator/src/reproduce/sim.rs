@@ -1,0 +1,99 @@
+//! The DES studies' shared parts: a workload from `utils generate`, a
+//! named cost profile, and one simulated run whose log is read back by
+//! `utils::logs` (kept in memory: the logs are reproducible from the
+//! recorded parameters, and too large to check in).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use des::{CostProfile, DesConfig, Summary, Workload};
+use utils::generate::{generate, Arrivals, GeneratorConfig, Popularity};
+use utils::logs::RunLog;
+
+/// A cost profile of `simulator/profiles/` (`process` or `docker`), found
+/// beside the one `simulator des` reads by default.
+pub fn profile(runtime: &str) -> anyhow::Result<CostProfile> {
+    let (default_path, _) = crate::des::find_profile()?;
+    let path: PathBuf = default_path
+        .parent()
+        .map(|d| d.join(format!("{runtime}.json")))
+        .unwrap_or_else(|| PathBuf::from(format!("{runtime}.json")));
+    let mut p =
+        CostProfile::load(&path).with_context(|| format!("reading the {runtime} cost profile"))?;
+    // Recorded relative to the workspace when it is inside it.
+    if let Some(rel) = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(|p| p.display().to_string()))
+    {
+        p.file = Some(rel);
+    }
+    Ok(p)
+}
+
+/// The sample functions' catalog rates (skewed: 1.64 calls/s for W1 down
+/// to 0.0012 for D8) times `rate_scale`, Poisson arrivals, for
+/// `duration_s`.
+pub fn catalog_workload(
+    seed: u64,
+    duration_s: f64,
+    rate_scale: f64,
+) -> anyhow::Result<(GeneratorConfig, Workload)> {
+    let config = GeneratorConfig {
+        seed,
+        duration_s,
+        rate_scale,
+        arrivals: Arrivals::Poisson,
+        popularity: Popularity::Catalog { functions: None },
+    };
+    let scenario = generate(&config)?;
+    Ok((config, Workload::from_events(&scenario.events)))
+}
+
+/// Single-core CPU milliseconds the catalog's functions ask for per second
+/// at rate scale 1 (each function's rate times its CPU work).
+pub fn catalog_cpu_ms_per_s() -> f64 {
+    sample_functions::catalog()
+        .functions
+        .iter()
+        .map(|f| f.rate_per_s * f.cpu_ms() as f64)
+        .sum()
+}
+
+/// One simulated run: its summary and its log, read as `utils analyze`
+/// reads it.
+pub fn simulate(
+    workload: &Workload,
+    config: &DesConfig,
+    label: &str,
+) -> anyhow::Result<(Summary, RunLog)> {
+    des::check(workload, config)?;
+    let mut buf: Vec<u8> = Vec::new();
+    let summary = crate::des::simulate(workload, config, Some(&mut buf), true)?;
+    let text = String::from_utf8(buf).context("the simulator's log is not UTF-8")?;
+    let log = RunLog::parse(&text, label);
+    Ok((summary, log))
+}
+
+/// The median of `values` (sorted in place), or NaN when empty.
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_median_of_odd_and_even_samples() {
+        assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(super::median(&mut []).is_nan());
+    }
+}

@@ -1,0 +1,164 @@
+//! `simulator reproduce <study> --short` end to end, through the real
+//! binary, into a temporary folder: every study writes `report.md` whose
+//! "Published vs ours" table is a well-formed markdown table with a number
+//! in every "ours" cell, whose figures exist and are PNG images, and a
+//! `run.json` recording the seed and the size. The live studies
+//! (`hotfunctions`, `hiku`) start real `worker-front` and `load-balancer`
+//! binaries (built first by [`support::build_testbed`]).
+//!
+//! The studies run one at a time: the live ones measure on this machine's
+//! cores, and a DES study beside them would disturb them.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{build_testbed, workspace_root};
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn simulator() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_simulator"));
+    c.current_dir(workspace_root()).env("RUST_BACKTRACE", "0");
+    c
+}
+
+/// The markdown table that follows `heading`: header and rows, as cells.
+fn table_after(report: &str, heading: &str) -> Vec<Vec<String>> {
+    let start = report
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} in the report:\n{report}"));
+    report[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter(|l| !l.starts_with("|---"))
+        .map(|l| {
+            l.trim()
+                .trim_start_matches('|')
+                .trim_end_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// The figure paths `![...](path)` of a report.
+fn figures(report: &str) -> Vec<String> {
+    report
+        .match_indices("](")
+        .filter(|(i, _)| {
+            report[..*i]
+                .rfind("![")
+                .is_some_and(|s| !report[s..*i].contains('\n'))
+        })
+        .filter_map(|(i, _)| report[i + 2..].split(')').next().map(str::to_string))
+        .collect()
+}
+
+fn reproduce_short(study: &str, seed: u64) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if matches!(study, "hotfunctions" | "hiku") {
+        build_testbed();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(study);
+    let started = std::time::Instant::now();
+    let status = simulator()
+        .args([
+            "reproduce",
+            study,
+            "--short",
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "reproduce {study} --short failed: {status}"
+    );
+    eprintln!(
+        "reproduce {study} --short took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let table = table_after(&report, "## Published vs ours");
+    assert!(table.len() >= 2, "{study}: no rows in the table:\n{report}");
+    let header = &table[0];
+    let ours = header
+        .iter()
+        .position(|h| h == "ours")
+        .unwrap_or_else(|| panic!("{study}: no \"ours\" column in {header:?}"));
+    for row in &table[1..] {
+        assert_eq!(row.len(), header.len(), "{study}: ragged row {row:?}");
+        assert!(
+            row[ours].chars().any(|c| c.is_ascii_digit()) || row[ours].starts_with("most "),
+            "{study}: no figure in {row:?}"
+        );
+        assert!(!row[ours].contains("NaN"), "{study}: NaN in {row:?}");
+    }
+    let figs = figures(&report);
+    assert!(!figs.is_empty(), "{study}: no figure in the report");
+    for f in &figs {
+        let bytes =
+            std::fs::read(out.join(f)).unwrap_or_else(|e| panic!("{study}: figure {f}: {e}"));
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+            "{study}: {f} is not a PNG image"
+        );
+    }
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["provenance"]["seed"], seed);
+    assert_eq!(run["provenance"]["size"], "short");
+    assert_eq!(run["provenance"]["study"], study);
+    assert!(run["parameters"].is_object() && run["results"].is_object());
+}
+
+#[test]
+fn hotfunctions_short() {
+    reproduce_short("hotfunctions", 3);
+}
+
+#[test]
+fn chrlu_short() {
+    reproduce_short("chrlu", 3);
+}
+
+#[test]
+fn hiku_short() {
+    reproduce_short("hiku", 3);
+}
+
+#[test]
+fn keepalive_short() {
+    reproduce_short("keepalive", 3);
+}
+
+#[test]
+fn an_earlier_report_is_kept_without_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("report.md"), "earlier\n").unwrap();
+    let out = simulator()
+        .args(["reproduce", "chrlu", "--short", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--overwrite") && err.contains("report.md"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("report.md")).unwrap(),
+        "earlier\n"
+    );
+    assert!(!Path::new(&dir.path().join("run.json")).exists());
+}
