@@ -121,10 +121,10 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
 
     let mut workers: Vec<ChildProcess> = Vec::new();
     for i in 0..size.workers {
-        let port = children::free_port()?;
+        // Port 0: the worker binds a free port and prints it.
         let mut cmd = Command::new(&worker_bin);
         cmd.arg("start")
-            .arg(port.to_string())
+            .arg("0")
             .args(["--host", "127.0.0.1", "--runtime", "process"])
             .args([
                 "--worker-id",
@@ -139,12 +139,13 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
         workers.push(ChildProcess::spawn(
             &format!("worker-{i}"),
             cmd,
-            format!("http://127.0.0.1:{port}"),
+            String::new(),
             &process_logs.join(format!("worker-{i}.log")),
             None,
         )?);
     }
     for w in &mut workers {
+        w.wait_listening(Duration::from_secs(60)).await?;
         w.wait_healthy(&client, Duration::from_secs(60)).await?;
     }
     let nodes = workers
@@ -163,10 +164,9 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
         for w in &workers {
             reset_worker(&client, &w.url).await?;
         }
-        let port = children::free_port()?;
         let mut cmd = Command::new(&balancer_bin);
         cmd.arg(alg)
-            .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+            .args(["--port", "0", "--host", "127.0.0.1"])
             .args(["--nodes", &nodes])
             .args(["--seed", &ctx.seed.to_string()])
             .args(["--node-memory-mb", &size.node_memory_mb.to_string()])
@@ -174,10 +174,11 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
         let mut balancer = ChildProcess::spawn(
             &format!("balancer-{alg}"),
             cmd,
-            format!("http://127.0.0.1:{port}"),
+            String::new(),
             &process_logs.join(format!("balancer-{alg}.log")),
             None,
         )?;
+        balancer.wait_listening(Duration::from_secs(60)).await?;
         balancer
             .wait_healthy(&client, Duration::from_secs(60))
             .await?;
