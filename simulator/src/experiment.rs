@@ -1364,17 +1364,7 @@ fn run_des(
 /// Runs `simulator experiment`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let command = std::iter::once("simulator".to_string())
-        .chain(std::env::args().skip(1))
-        .map(|a| {
-            if a.contains([' ', '"', '\'']) {
-                format!("{a:?}")
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = crate::command_line();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

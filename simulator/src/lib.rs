@@ -23,6 +23,22 @@ pub mod load;
 pub mod replay;
 pub mod reproduce;
 
+/// This run's command line as recorded in reports (`simulator ...`, an
+/// argument quoted where it holds a space or a quote).
+pub fn command_line() -> String {
+    std::iter::once("simulator".to_string())
+        .chain(std::env::args().skip(1))
+        .map(|a| {
+            if a.contains([' ', '"', '\'']) {
+                format!("{a:?}")
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// An error and its causes in one line, as `{:#}` prints them, but without
 /// a cause whose text the message before it already contains (errors that
 /// name their source in their own message, `cannot read x: No such file`,

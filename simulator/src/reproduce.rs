@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Serialize;
 
+use crate::command_line;
 use crate::replay::StopHandle;
 pub use report::{fmt_pct, relative_change, Report, Table};
 
@@ -181,21 +182,6 @@ fn prepare_out(out: &Path, overwrite: bool) -> anyhow::Result<()> {
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
-}
-
-/// The command line as recorded (quoted where it needs quotes).
-fn command_line() -> String {
-    std::iter::once("simulator".to_string())
-        .chain(std::env::args().skip(1))
-        .map(|a| {
-            if a.contains([' ', '"', '\'']) {
-                format!("{a:?}")
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Runs `simulator reproduce`.
