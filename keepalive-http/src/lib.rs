@@ -30,20 +30,19 @@
 //! A pooled connection is checked before it is reused: one non-blocking
 //! read that finds the peer's close (or bytes nobody asked for, such as an
 //! unsolicited `408`) drops it, and the next idle one or a fresh connection
-//! is taken. Once the request is written, a connection that closes before
-//! any reply byte is a failed exchange ([`CallError::Exchange`], kind
-//! `UnexpectedEof` or `ConnectionReset`), never resent here: the peer may
-//! have received the request and died running it (a worker killed
-//! mid-call), and only the caller knows whether the call is safe to repeat
-//! (the balancer retries such calls on another node). Resending it on a
-//! fresh connection, as this client did before, turned a worker's death
-//! mid-call into a connect failure ("never reached the node") and so a
-//! possible second run of a call that was not safe to repeat. The request
-//! is resent only when writing it onto the reused connection failed (the
-//! peer's close arrived between the check and the write), as HTTP clients
-//! such as hyper do for requests they know were not sent. The remaining
-//! race, a peer closing an idle connection in the microseconds between the
-//! check and its reading of the request, shows as a failed exchange.
+//! is taken (the check sees only what the I/O driver has already
+//! observed, so it can miss a close that just arrived). A reused
+//! connection that closes before any reply byte is most often the peer's
+//! idle close racing the reuse, so the request goes once more on a fresh
+//! connection; when that connection cannot be opened, the peer is gone
+//! and may have received the request and died running it (a worker
+//! killed mid-call): that is a failed exchange ([`CallError::Exchange`],
+//! kind `UnexpectedEof`), never a connect failure, so the caller, who
+//! alone knows whether the call is safe to repeat, decides (the balancer
+//! retries only such calls on another node). Before, it was reported as a
+//! refused connection ("never reached the node"), which let a call that
+//! was not safe to repeat run twice. On a fresh connection, a close before
+//! the reply is a failed exchange at once.
 
 use std::collections::HashMap;
 use std::io;
@@ -78,6 +77,28 @@ pub enum CallError {
         source: io::Error,
     },
 }
+
+impl CallError {
+    /// Whether the request went on a reused connection that closed before
+    /// any reply byte and the peer then refused a new one: it may have died
+    /// before the request or while running it (module doc).
+    pub fn peer_gone_after_reuse(&self) -> bool {
+        matches!(self, Self::Exchange { source, .. }
+            if source.get_ref().is_some_and(|e| e.is::<PeerGone>()))
+    }
+}
+
+/// The error inside [`CallError::peer_gone_after_reuse`]'s exchange error.
+#[derive(Debug)]
+struct PeerGone(String);
+
+impl std::fmt::Display for PeerGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PeerGone {}
 
 /// A reply: status code and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,23 +220,41 @@ impl Pool {
             path: path_and_query.into(),
             source,
         };
+        // Why a reused connection failed before any reply byte, when the
+        // request may have reached the peer.
+        let mut reached: Option<io::Error> = None;
         if let Some(stream) = self.take_idle(authority) {
             match exchange(stream, &request).await {
                 Ok(done) => return Ok(self.keep(authority, done)),
                 // The request could not be written: it never left, so a
                 // fresh connection may carry it.
                 Err(Failure::Unsent) => {}
+                // Closed before the reply: most often the peer's idle
+                // close racing the reuse, so one fresh connection is tried;
+                // if the peer is gone, the caller learns that the request
+                // may have reached it (module doc).
+                Err(Failure::ClosedBeforeReply(e)) => reached = Some(e),
                 Err(Failure::Broken(e)) => return Err(failed(e)),
             }
         }
-        let stream = self.connect(authority).await?;
+        let stream = match self.connect(authority).await {
+            Ok(stream) => stream,
+            Err(CallError::Connect { source, .. }) if reached.is_some() => {
+                let first = reached.take().map(|e| e.to_string()).unwrap_or_default();
+                return Err(failed(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    PeerGone(format!("{first}; reconnecting failed: {source}")),
+                )));
+            }
+            Err(e) => return Err(e),
+        };
         match exchange(stream, &request).await {
             Ok(done) => Ok(self.keep(authority, done)),
             Err(Failure::Unsent) => Err(failed(io::Error::new(
                 io::ErrorKind::ConnectionReset,
                 "connection closed before the request was sent",
             ))),
-            Err(Failure::Broken(e)) => Err(failed(e)),
+            Err(Failure::ClosedBeforeReply(e) | Failure::Broken(e)) => Err(failed(e)),
         }
     }
 
@@ -230,6 +269,9 @@ impl Pool {
 enum Failure {
     /// Closed (or reset) while the request was being written.
     Unsent,
+    /// Closed (or reset) after the request was written, before any reply
+    /// byte.
+    ClosedBeforeReply(io::Error),
     Broken(io::Error),
 }
 
@@ -246,7 +288,7 @@ fn still_open(stream: &TcpStream) -> bool {
 
 /// The error of a connection closed before any reply byte.
 fn closed_before_reply(e: Option<io::Error>) -> Failure {
-    Failure::Broken(io::Error::new(
+    Failure::ClosedBeforeReply(io::Error::new(
         e.as_ref()
             .map_or(io::ErrorKind::UnexpectedEof, io::Error::kind),
         match e {
@@ -566,8 +608,12 @@ mod tests {
                     let _ = tx.send(line.lines().next().unwrap_or("").to_string());
                     requests += 1;
                     if n == 0 && requests == 2 && after_first == AfterFirst::DieOnSecondRequest {
-                        // A worker killed with the call in flight.
-                        break;
+                        // A worker killed with the call in flight: it
+                        // stops listening, then its connection closes.
+                        drop(listener);
+                        drop(socket);
+                        let _ = tx.send("closed".into());
+                        return;
                     }
                     socket
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
@@ -626,7 +672,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_peer_dying_mid_call_on_a_reused_connection_is_a_failed_exchange_sent_once() {
+    async fn a_peer_dying_mid_call_on_a_reused_connection_is_a_failed_exchange_not_a_connect_error()
+    {
         let (peer, mut events, _) = serve_once_per_connection(AfterFirst::DieOnSecondRequest).await;
         let pool = pool();
         assert_eq!(
@@ -649,10 +696,8 @@ mod tests {
             "GET /execute?name=W2 HTTP/1.1"
         );
         assert_eq!(next_event(&mut events).await, "closed");
-        // Not resent: the server accepts further connections, and the next
-        // thing it hears is the next call, not W2 again.
-        assert_eq!(pool.get(&peer, "/next").await.unwrap().status, 200);
-        assert_eq!(next_event(&mut events).await, "GET /next HTTP/1.1");
+        assert!(e.to_string().contains("reconnecting failed"), "{e}");
+        assert!(e.peer_gone_after_reuse(), "{e}");
     }
 
     #[tokio::test]

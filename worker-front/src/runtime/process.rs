@@ -560,7 +560,10 @@ impl Runtime for ProcessRuntime {
                 // Could not even connect: the instance was gone before this
                 // call (an `Instance` error, so the worker may replace it).
                 // Broken during the call: the function took it down.
-                let connect = matches!(e, ClientError::Connect { .. });
+                // A stale kept connection to an instance that had exited
+                // counts as not connecting (as before the hot-path client
+                // stopped hiding it), so the worker may replace it.
+                let connect = matches!(e, ClientError::Connect { .. }) || e.peer_gone_after_reuse();
                 if let (false, Some(status)) = (connect, self.exit_status(&instance.id)) {
                     return Err(RuntimeError::FunctionFailed {
                         function: instance.function.clone(),
