@@ -485,24 +485,13 @@ async fn a_host_name_and_its_address_are_one_node() {
     };
     let by_name = format!("http://{host}:41999");
     assert_ne!(by_ip, by_name, "{host} is an address, not a name");
-    let put = |node: &str| format!(r#"{{"node":"{node}"}}"#);
-    let (status, reply) = call(
-        &client(),
-        reqwest::Method::PUT,
-        &url,
-        None,
-        Some(&put(&by_ip)),
-    )
-    .await;
+    let nodes = |method: reqwest::Method, node: &str| {
+        let (url, body) = (url.clone(), format!(r#"{{"node":"{node}"}}"#));
+        async move { call(&client(), method, &url, None, Some(&body)).await }
+    };
+    let (status, reply) = nodes(reqwest::Method::PUT, &by_ip).await;
     assert_eq!(status, 200, "{reply}");
-    let (status, reply) = call(
-        &client(),
-        reqwest::Method::PUT,
-        &url,
-        None,
-        Some(&put(&by_name)),
-    )
-    .await;
+    let (status, reply) = nodes(reqwest::Method::PUT, &by_name).await;
     assert_eq!(status, 409, "a second name for {by_ip}: {reply}");
     let message = reply["Message"].as_str().unwrap();
     assert!(
@@ -510,23 +499,9 @@ async fn a_host_name_and_its_address_are_one_node() {
         "names the registered node: {message}"
     );
     // Once the first is gone, the name may be registered.
-    let (status, reply) = call(
-        &client(),
-        reqwest::Method::DELETE,
-        &url,
-        None,
-        Some(&put(&by_ip)),
-    )
-    .await;
+    let (status, reply) = nodes(reqwest::Method::DELETE, &by_ip).await;
     assert_eq!(status, 200, "{reply}");
-    let (status, reply) = call(
-        &client(),
-        reqwest::Method::PUT,
-        &url,
-        None,
-        Some(&put(&by_name)),
-    )
-    .await;
+    let (status, reply) = nodes(reqwest::Method::PUT, &by_name).await;
     assert_eq!(status, 200, "{reply}");
     assert!(balancer.node_states().await.contains_key(&by_name));
 }
