@@ -27,16 +27,12 @@ mod started_worker;
 #[path = "docker_support.rs"]
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bollard::container::ListContainersOptions;
-use bollard::image::ListImagesOptions;
-use bollard::Docker;
 use started_worker::{spawn, Running, BIN};
-use support::{engine, static_hf_fn, LabelScope, WORKER_LABEL};
+use support::{engine, objects, static_hf_fn, LabelScope};
 use tokio::net::{UnixListener, UnixStream};
 
 /// The engine's socket (as `DOCKER_HOST` says when it is `unix://`).
@@ -106,38 +102,6 @@ async fn relay_one(
     // Accepted, never answered: the worker's side stays open.
     let _held = client;
     std::future::pending::<()>().await;
-}
-
-/// Ids of the containers (any state) and tagged images labelled with
-/// `worker_id`.
-async fn objects(docker: &Docker, worker_id: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{WORKER_LABEL}={worker_id}")],
-    )]);
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: filters.clone(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect();
-    let images = docker
-        .list_images(Some(ListImagesOptions {
-            all: false,
-            filters,
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
-    (containers, images)
 }
 
 /// A Docker-runtime worker binary (REST mode: a warm container per

@@ -13,15 +13,11 @@ mod started_worker;
 #[path = "docker_support.rs"]
 mod support;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use bollard::container::ListContainersOptions;
-use bollard::image::ListImagesOptions;
-use bollard::Docker;
 use started_worker::{get, spawn, Running, BIN};
-use support::{engine, static_hf_fn, LabelScope, WORKER_LABEL};
+use support::{engine, objects, static_hf_fn, LabelScope};
 
 /// A Docker-runtime worker with REST mode on (a warm container per
 /// function), this id and work dir; returns once it printed its start-up
@@ -36,37 +32,6 @@ fn start(worker_id: &str, work_dir: &Path) -> Running {
         .arg("--fn-binary")
         .arg(static_hf_fn());
     spawn(cmd)
-}
-
-/// Ids of the containers (any state) and images labelled with `worker_id`.
-async fn objects(docker: &Docker, worker_id: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("{WORKER_LABEL}={worker_id}")],
-    )]);
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: filters.clone(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect();
-    let images = docker
-        .list_images(Some(ListImagesOptions {
-            all: false,
-            filters,
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
-    (containers, images)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

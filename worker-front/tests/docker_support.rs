@@ -454,3 +454,41 @@ pub async fn containers_of_kind(docker: &Docker, scope: &LabelScope, kind: &str)
 pub async fn image_present(docker: &Docker, name: &str) -> bool {
     docker.inspect_image(name).await.is_ok()
 }
+
+/// Ids of the containers (any state) and tagged images labelled with
+/// `worker_id` (the worker's `hotfunctions.worker` label).
+pub async fn objects(
+    docker: &Docker,
+    worker_id: &str,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{WORKER_LABEL}={worker_id}")],
+    )]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+    let images = docker
+        .list_images(Some(ListImagesOptions {
+            all: false,
+            filters,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    (containers, images)
+}
