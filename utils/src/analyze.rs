@@ -124,8 +124,12 @@ pub enum AnalyzeError {
 
 /// Most nodes a log is analyzed over (per-node tables: a few MB).
 pub const MAX_NODES: usize = 100_000;
-/// Most 1-s slots of the per-slot detail (`--per-slot`): about 116 days.
-pub const MAX_SLOTS: usize = 10_000_000;
+/// Most 1-s slots of the per-slot detail (`--per-slot`): 14 days, the
+/// length of the Azure Functions 2019 trace. One row per slot is printed
+/// and written to the JSON (about 100 bytes each), so a log whose two
+/// calls are months apart would otherwise be gigabytes of report; the
+/// summary without `--per-slot` has no such limit.
+pub const MAX_SLOTS: usize = 14 * 24 * 3600;
 
 /// Where the node count came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -79,6 +79,28 @@ fn per_slot_detail_follows_the_calls_and_refuses_a_span_beyond_its_limit() {
         stderr.contains("one-second slots") && stderr.contains("without --per-slot"),
         "{stderr}"
     );
+    // Twenty days of slots are beyond the limit too (14 days, one printed
+    // row each), but not two weeks minus a second.
+    let weeks = |name: &str, last_start: &str, last_end: &str| {
+        write(
+            dir.path(),
+            name,
+            &[
+                line("1700000000000", "1700000000500", "0"),
+                line(last_start, last_end, "0"),
+            ],
+        )
+    };
+    let twenty_days = weeks("20d.log", "1701728000000", "1701728000500");
+    let stderr = error(&analyze(&["--per-slot", &twenty_days]));
+    assert!(stderr.contains("1728001 one-second slots"), "{stderr}");
+    let two_weeks = weeks("14d.log", "1701209599000", "1701209599500");
+    let out = analyze(&["--per-slot", "--json", &two_weeks]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Without the detail, the same log is analyzed.
     let out = analyze(&["--json", &far]);
     assert!(
