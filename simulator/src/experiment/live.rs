@@ -34,28 +34,40 @@ pub(super) async fn run_live(
     result
 }
 
-/// Removes the containers, then the images, labelled with worker id `id`.
+/// Removes the containers, then the images, labelled with worker id `id`,
+/// and the dangling intermediate images of a build the worker did not
+/// finish (they carry only the Dockerfile's labels: its build scope, which
+/// is the worker id as image names spell it, and this id is made of
+/// lower-case letters, digits and `-` already, unique to this experiment's
+/// process).
 fn remove_docker_leftovers(id: &str) {
-    let filter = format!("label={}={id}", worker_front::runtime::LABEL_WORKER);
+    let filters = [
+        format!("label={}={id}", worker_front::runtime::LABEL_WORKER),
+        format!("label=hotfunctions.build-scope={id}"),
+    ];
     let list = |what: &[&str]| -> Vec<String> {
-        Command::new("docker")
-            .args(what)
-            .args(["--filter", &filter, "-q"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let mut ids = Vec::new();
+        for filter in &filters {
+            let out = Command::new("docker")
+                .args(what)
+                .args(["--filter", filter, "-q"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success());
+            if let Some(o) = out {
+                ids.extend(
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(String::from),
+                );
+            }
+        }
+        ids
     };
     // Containers first: an image in use cannot go.
     for (what, list_args, remove) in [
         ("container", &["ps", "-a"][..], "rm"),
-        ("image", &["images"][..], "rmi"),
+        ("image", &["images", "-a"][..], "rmi"),
     ] {
         let mut ids = list(list_args);
         ids.sort();
