@@ -72,6 +72,7 @@
 //! with unscaled runs. Every factor is recorded in the report.
 
 pub mod children;
+pub mod cluster;
 pub mod host;
 mod live;
 mod report;
@@ -148,6 +149,8 @@ pub enum ExperimentError {
     WouldOverwrite { dir: PathBuf, found: String },
     #[error("resetting worker {url}: {detail}")]
     WorkerReset { url: String, detail: String },
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("interrupted before any algorithm finished")]
     Interrupted,
     #[error("{0} of the runs were disturbed (--strict); see the report's Noise section")]
@@ -246,6 +249,27 @@ pub struct Args {
     /// Runtime of the workers (live mode) [default: process].
     #[arg(long, value_enum)]
     pub runtime: Option<WorkerRuntime>,
+    /// Live mode on a cluster instead of local processes: `compose` (the
+    /// experiment's own Docker Compose project of `--workers` containers,
+    /// from deploy/compose) or the URL of a running balancer
+    /// (`http://host:8111`, with HF_MGMT_TOKEN set to its management
+    /// token). See `simulator/src/experiment/cluster.rs`.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// `--cluster compose`: CPUs of each worker container [default: 1].
+    #[arg(long)]
+    pub worker_cpus: Option<f64>,
+    /// `--cluster compose`: memory limit of each worker container
+    /// [default: 1g].
+    #[arg(long)]
+    pub worker_memory: Option<String>,
+    /// `--cluster compose`: the Compose file.
+    #[arg(long, default_value = "deploy/compose/docker-compose.yml")]
+    pub compose_file: PathBuf,
+    /// `--cluster compose`: tag of the images hotfunctions/load-balancer
+    /// and hotfunctions/worker (deploy/build-images.sh).
+    #[arg(long, default_value = "dev")]
+    pub image_tag: String,
     /// Live processes, or the discrete-event simulator [default: live].
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
@@ -420,6 +444,8 @@ pub struct Plan {
     pub algorithms: Vec<&'static str>,
     pub workers: u32,
     pub runtime: WorkerRuntime,
+    /// Live mode: the nodes are a cluster's, not local processes.
+    pub cluster: Option<cluster::ClusterPlan>,
     pub seed: u64,
     pub repeat: u32,
     pub time_scale: TimeScaleArg,
@@ -531,6 +557,21 @@ impl Plan {
                 .runtime
                 .or(file.runtime)
                 .unwrap_or(WorkerRuntime::Process),
+            cluster: match args.cluster.as_deref().or(file.cluster.as_deref()) {
+                Some(c) => Some(cluster::ClusterPlan::parse(
+                    c,
+                    args.worker_cpus.or(file.worker_cpus),
+                    args.worker_memory
+                        .as_deref()
+                        .or(file.worker_memory.as_deref()),
+                )?),
+                None if args.worker_cpus.is_some() || args.worker_memory.is_some() => {
+                    return Err(bad(
+                        "--worker-cpus and --worker-memory need --cluster compose".into(),
+                    ))
+                }
+                None => None,
+            },
             seed: args.seed.or(file.seed).unwrap_or(0),
             repeat: args.repeat.or(file.repeat).unwrap_or(1),
             time_scale,
@@ -601,6 +642,36 @@ impl Plan {
         }
         if self.node_memory_mb == 0 {
             return bad("--node-memory-mb must be at least 1".into());
+        }
+        if let Some(c) = &self.cluster {
+            let on = format!("--cluster {}", c.arg());
+            if self.mode != Mode::Live {
+                return bad(format!("{on} runs live experiments: drop --mode des"));
+            }
+            if self.runtime != WorkerRuntime::Process {
+                return bad(format!(
+                    "{on}: the workers run the process runtime inside their containers (the Docker runtime from inside a worker container is not supported yet)"
+                ));
+            }
+            if self.catalog.is_some() {
+                return bad(format!(
+                    "{on}: a catalog is not passed to the cluster's workers yet"
+                ));
+            }
+            if self.instances != InstanceModel::HotFunctions {
+                return bad(format!(
+                    "{on}: the Lambda instance model is not passed to the cluster's workers yet"
+                ));
+            }
+            let swept = self.sweep.as_ref().map(|s| s.param.as_str());
+            if matches!(c, cluster::ClusterPlan::Url { .. })
+                && matches!(swept, Some("workers" | "load_factor" | "package_scale"))
+            {
+                return bad(format!(
+                    "{on}: a sweep of {} restarts workers, which only --cluster compose can do",
+                    swept.unwrap_or_default()
+                ));
+            }
         }
         if let Some(path) = &self.catalog {
             // A bad file names its line now, before any worker starts.
@@ -742,6 +813,15 @@ impl Plan {
             algorithms: Some(self.algorithms.iter().map(|a| a.to_string()).collect()),
             workers: Some(self.workers),
             runtime: Some(self.runtime),
+            cluster: self.cluster.as_ref().map(cluster::ClusterPlan::arg),
+            worker_cpus: match &self.cluster {
+                Some(cluster::ClusterPlan::Compose { cpus, .. }) => Some(*cpus),
+                _ => None,
+            },
+            worker_memory: match &self.cluster {
+                Some(cluster::ClusterPlan::Compose { memory, .. }) => Some(memory.clone()),
+                _ => None,
+            },
             seed: Some(self.seed),
             repeat: Some(self.repeat),
             time_scale: Some(TimeScaleValue::Factor(time_scale)),
@@ -807,6 +887,27 @@ pub struct PointRecord {
     /// Each algorithm with its resolved parameters and base seed,
     /// defaults included.
     pub schedulers: Vec<SchedulerConfig>,
+}
+
+#[cfg(test)]
+impl PointRecord {
+    /// A point of the defaults, for unit tests.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            label: None,
+            x: None,
+            workers: 4,
+            load_factor: 0.25,
+            fn_time_scale: 0.05,
+            package_scale: DEFAULT_PACKAGE_SCALE,
+            node_cores: None,
+            machine_cores: None,
+            worker: CachingOptions::default(),
+            instances: InstanceModel::HotFunctions,
+            node_memory_mb: NodeInfo::DEFAULT_MEMORY_MB,
+            schedulers: Vec::new(),
+        }
+    }
 }
 
 /// One run: an algorithm at a point, one repetition.
@@ -875,6 +976,9 @@ pub struct ExperimentRecord {
     pub noise_thresholds: Option<Thresholds>,
     /// Child processes started (live mode), all stopped at the end.
     pub children: Vec<ChildRecord>,
+    /// The cluster the live runs went to (`--cluster`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<cluster::ClusterRecord>,
     pub points: Vec<PointRecord>,
     pub runs: Vec<AlgorithmRun>,
     pub interrupted: bool,
@@ -957,6 +1061,8 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     pub child_nice: Option<i32>,
     pub no_plots: bool,
+    pub compose_file: PathBuf,
+    pub image_tag: String,
 }
 
 impl RunOptions {
@@ -969,6 +1075,8 @@ impl RunOptions {
             progress: args.progress,
             child_nice: args.child_nice,
             no_plots: args.no_plots,
+            compose_file: args.compose_file.clone(),
+            image_tag: args.image_tag.clone(),
         }
     }
 }
@@ -1062,6 +1170,7 @@ pub async fn run_experiment(
         host: (plan.mode == Mode::Live).then(HostInfo::read),
         noise_thresholds: (plan.mode == Mode::Live).then(Thresholds::default),
         children: Vec::new(),
+        cluster: None,
         worker: first.worker,
         schedulers: first.schedulers.clone(),
         points: point_records,
@@ -1073,15 +1182,20 @@ pub async fn run_experiment(
     };
     let total_runs = points.len() * plan.repeat as usize * plan.algorithms.len();
     eprintln!(
-        "experiment {}: {} ({} events, {:.1} s) on {} workers, {} mode, algorithms {}, time scale {}{}, seed {}{}{} ({total_runs} runs)",
+        "experiment {}: {} ({} events, {:.1} s) on {}, {} mode, algorithms {}, time scale {}{}, seed {}{}{} ({total_runs} runs)",
         plan.name,
         plan.scenario.display(),
         events.len(),
         schedule_span as f64 / 1000.0,
-        plan.workers,
-        match plan.mode {
-            Mode::Live => plan.runtime.as_str(),
-            Mode::Des => "simulated",
+        match &plan.cluster {
+            Some(cluster::ClusterPlan::Url { url }) => format!("the nodes behind {url}"),
+            _ => format!("{} workers", plan.workers),
+        },
+        match (plan.mode, &plan.cluster) {
+            (Mode::Live, None) => plan.runtime.as_str(),
+            (Mode::Live, Some(cluster::ClusterPlan::Compose { .. })) => "compose cluster",
+            (Mode::Live, Some(cluster::ClusterPlan::Url { .. })) => "running cluster",
+            (Mode::Des, _) => "simulated",
         },
         plan.algorithms.join(","),
         time_scale,

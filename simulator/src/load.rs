@@ -270,7 +270,7 @@ pub async fn load(
         .tcp_nodelay(true)
         .build()
         .map_err(|e| ReplayError::Client(e.to_string()))?;
-    replay::clear_balancer(&client, &base).await?;
+    replay::clear_balancer(&client, &base, replay::env_token().as_deref()).await?;
     let description = replay::sidecar::describe_balancer(&client, &base).await;
     if let Some(warning) = &description.warning {
         eprintln!("load: warning: {warning}");

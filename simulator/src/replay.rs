@@ -167,6 +167,9 @@ pub struct ReplayOptions {
     /// What the caller knows about the run (scales, scenario, `extra`, ...)
     /// for the log's sidecar; the replay completes it ([`sidecar`]).
     pub run: Option<RunSidecar>,
+    /// The balancer's management token for the first `/clear`; `None`:
+    /// `HF_MGMT_TOKEN`, if set ([`env_token`]).
+    pub token: Option<String>,
 }
 
 impl ReplayOptions {
@@ -183,6 +186,7 @@ impl ReplayOptions {
             label: String::new(),
             overwrite: false,
             run: None,
+            token: None,
         }
     }
 }
@@ -450,23 +454,31 @@ pub(crate) fn normalize_url(url: &str) -> Result<String, ReplayError> {
     Ok(trimmed.to_string())
 }
 
+/// The management token of the environment (`HF_MGMT_TOKEN`), if set.
+pub fn env_token() -> Option<String> {
+    std::env::var(protocol::mgmt::TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
 /// Sends `GET /clear` (the original's first step); an error if the balancer
 /// cannot be reached, answers a non-2xx status (ours answers 502 with
 /// per-node results when a node failed or timed out), or answers a
 /// plain-text fan-out reply naming a node with `error at <node>` (the
 /// original balancer, which answers 200 whatever its nodes did) or
 /// `skipped at <node> (offline)` (ours, for a node it did not call).
-/// Carries the management token (`HF_MGMT_TOKEN`) when it is set: a
-/// balancer reached over a network (a compose cluster's published port)
-/// asks it of `/clear`.
-pub async fn clear_balancer(client: &reqwest::Client, base: &str) -> Result<(), ReplayError> {
+/// Carries the management `token` when there is one: a balancer reached
+/// over a network (a compose cluster's published port) asks it of
+/// `/clear`.
+pub async fn clear_balancer(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+) -> Result<(), ReplayError> {
     let mut request = client
         .get(format!("{base}/clear"))
         .timeout(Duration::from_secs(60));
-    if let Some(token) = std::env::var(protocol::mgmt::TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let resp = request.send().await.map_err(|e| ReplayError::Unreachable {
@@ -683,7 +695,8 @@ pub async fn replay(
         .tcp_nodelay(true)
         .build()
         .map_err(|e| ReplayError::Client(e.to_string()))?;
-    clear_balancer(&client, &base).await?;
+    let token = options.token.clone().or_else(env_token);
+    clear_balancer(&client, &base, token.as_deref()).await?;
     let description = sidecar::describe_balancer(&client, &base).await;
     if let Some(warning) = &description.warning {
         eprintln!("replay: warning: {warning}");

@@ -25,6 +25,9 @@ pub(super) async fn run_live(
     record: &mut ExperimentRecord,
     stop: &StopHandle,
 ) -> Result<(), ExperimentError> {
+    if let Some(c) = &plan.cluster {
+        return cluster::run_cluster(c, plan, opts, events, dir, record, stop).await;
+    }
     let mut docker_ids = Vec::new();
     let result = run_points(plan, opts, events, dir, record, stop, &mut docker_ids).await;
     // The workers are stopped (dropped) by now.
@@ -398,7 +401,7 @@ async fn run_points(
 /// into its log's sidecar: the replay adds the balancer's nodes (with their
 /// ids) and every parameter, and records any disagreement with the
 /// algorithm and seed given here.
-fn live_sidecar(
+pub(super) fn live_sidecar(
     record: &ExperimentRecord,
     point: &PointRecord,
     config: &SchedulerConfig,

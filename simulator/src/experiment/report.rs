@@ -408,11 +408,17 @@ fn report_markdown(
         o,
         "| Mode | {} |",
         match record.mode {
-            Mode::Live => format!(
-                "live: {} `worker-front` nodes ({} runtime), one fresh `load-balancer` per run",
-                record.workers,
-                record.runtime.as_str()
-            ),
+            Mode::Live => match &record.cluster {
+                Some(c) => format!(
+                    "live on a cluster: {}; per run, `/configure?lb=<algorithm>&seed=<seed>` (a fresh scheduler) and `/clear?reset_images=true` through the balancer",
+                    c.describe()
+                ),
+                None => format!(
+                    "live: {} `worker-front` nodes ({} runtime), one fresh `load-balancer` per run",
+                    record.workers,
+                    record.runtime.as_str()
+                ),
+            },
             Mode::Des => format!(
                 "discrete-event simulation (`simulator des`), {} nodes, virtual time",
                 record.workers

@@ -17,6 +17,9 @@
 //! algorithms = ["ch", "rr"]
 //! workers = 4
 //! runtime = "process"               # live mode: or "docker"
+//! # cluster = "compose"             # live mode on a cluster: "compose" or
+//! # worker_cpus = 1.0               #   a balancer URL; compose: CPUs and
+//! # worker_memory = "1g"            #   memory of each worker container
 //! seed = 0                          # repetition k uses seed + k
 //! repeat = 5
 //! time_scale = "auto"               # or a factor
@@ -159,6 +162,15 @@ pub struct ExperimentFile {
     pub workers: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<WorkerRuntime>,
+    /// Live mode on a cluster: `"compose"` or a balancer URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// `cluster = "compose"`: CPUs of each worker container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_cpus: Option<f64>,
+    /// `cluster = "compose"`: memory limit of each worker container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_memory: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,902 @@
+//! Live experiments on a cluster (issue 16, part 3): `simulator experiment
+//! --cluster compose` or `--cluster http://balancer:8111`.
+//!
+//! Without `--cluster`, every node of a live experiment is a process on
+//! this machine, sharing its cores with the others and with the replayer.
+//! With it, the nodes are whatever the cluster runs:
+//!
+//! - **`compose`**: the experiment brings up `deploy/compose/docker-compose.yml`
+//!   (`--compose-file`) as its own Compose project (`hfexp-<pid>`, images
+//!   `hotfunctions/*:<--image-tag>` built by `deploy/build-images.sh`;
+//!   nothing is pulled), with `--workers` worker containers of
+//!   `--worker-cpus` CPUs and `--worker-memory` memory each (Docker's CPU
+//!   quota and memory limit: isolated nodes), a fresh management token and
+//!   the balancer published on a free loopback port. Workers join the
+//!   balancer by themselves. A sweep of `workers`, `load_factor` or
+//!   `package_scale` re-applies the project per point (Compose recreates
+//!   the workers whose settings changed). At the end, and on any error or
+//!   stop, `docker-compose down` removes the project's containers and
+//!   network (by project, i.e. by Compose's labels): nothing else.
+//! - **a URL**: a balancer already running with its workers registered
+//!   (any orchestrator: Swarm, Kubernetes, hosts of your own). The
+//!   management token comes from `HF_MGMT_TOKEN`, as for the servers. The
+//!   experiment changes nothing but the balancer's scheduler and the
+//!   workers' caching options, which every run sets anyway.
+//!
+//! Each run then goes through the balancer's own management API instead of
+//! a fresh balancer process: `GET /configure?lb=<algorithm>&seed=<seed>&
+//! <algorithm>.<param>=...&<worker options>` (a fresh scheduler with the
+//! run's seed and parameters, and the worker options on every node), then
+//! `GET /clear?reset_images=true` on every node (no images, no instances:
+//! no algorithm inherits another's), then the replay against the balancer.
+//!
+//! **What is recorded** (`run.json` `cluster`, and the report's setup
+//! table): the kind, the balancer URL, the node count and URLs, CPUs and
+//! memory per node (compose: what the experiment set; a URL: not known to
+//! the experiment, said so), the images' ids (compose), and each node's
+//! own `/health` reading where the experiment can reach the node (its
+//! runtime, functions' time scale, package scale and node memory). A
+//! worker whose time scale or package scale differs from the experiment's
+//! is an error before any run: the report would describe another
+//! experiment than the one measured.
+//!
+//! **Noise**: the same rule as on processes ([`super::host`]); "ours" are
+//! this process and, on compose, the containers' process trees (their
+//! host pids, from `docker inspect`), so the containers' work is not
+//! counted as another program's. On a URL cluster the nodes' CPU is not
+//! visible from here: only the replayer's host is judged.
+//!
+//! Limits, refused with a clear error: the Docker runtime inside worker
+//! containers, the Lambda instance model and catalogs (not passed into the
+//! containers yet), and, on a URL cluster, a sweep of `workers`,
+//! `load_factor` or `package_scale` (the experiment cannot restart the
+//! cluster's workers).
+
+use super::*;
+use std::collections::BTreeMap;
+use std::process::Output;
+
+/// Where the experiment's nodes run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ClusterPlan {
+    /// A Compose project of the experiment's own.
+    Compose {
+        /// CPUs of each worker container (Docker's `cpus`).
+        cpus: f64,
+        /// Memory limit of each worker container (`1g`, `512m`).
+        memory: String,
+    },
+    /// A running balancer with its workers.
+    Url { url: String },
+}
+
+impl ClusterPlan {
+    /// Reads `--cluster compose` or a balancer URL.
+    pub fn parse(
+        text: &str,
+        cpus: Option<f64>,
+        memory: Option<&str>,
+    ) -> Result<Self, ExperimentError> {
+        let bad = |m: String| ExperimentError::BadArgument(m);
+        let text = text.trim();
+        if text == "compose" {
+            let cpus = cpus.unwrap_or(1.0);
+            let host_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            if !(cpus.is_finite() && cpus >= 0.01 && cpus <= host_cores) {
+                return Err(bad(format!(
+                    "--worker-cpus must be between 0.01 and this machine's {host_cores} cores, got {cpus}"
+                )));
+            }
+            let memory = memory.unwrap_or("1g").trim().to_ascii_lowercase();
+            check_memory(&memory).map_err(|e| bad(format!("--worker-memory {memory:?}: {e}")))?;
+            return Ok(Self::Compose { cpus, memory });
+        }
+        if cpus.is_some() || memory.is_some() {
+            return Err(bad(
+                "--worker-cpus and --worker-memory apply to --cluster compose only (a running cluster keeps its own)".into(),
+            ));
+        }
+        let url = text.trim_end_matches('/');
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            bad(format!(
+                "--cluster {text:?}: expected `compose` or a balancer URL http://host:port"
+            ))
+        })?;
+        if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+            return Err(bad(format!(
+                "--cluster {text:?}: expected a balancer URL http://host:port, with no path"
+            )));
+        }
+        Ok(Self::Url {
+            url: url.to_string(),
+        })
+    }
+
+    /// `compose` or the URL, as `--cluster` takes it.
+    pub fn arg(&self) -> String {
+        match self {
+            Self::Compose { .. } => "compose".into(),
+            Self::Url { url } => url.clone(),
+        }
+    }
+}
+
+/// `1g`, `512m`, `1073741824`: Docker's memory sizes, at least 64 MB.
+fn check_memory(text: &str) -> Result<(), String> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "expected a size such as 1g or 512m".to_string())?;
+    let factor: u64 = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return Err(format!("unknown unit {unit:?} (b, k, m, g)")),
+    };
+    let bytes = n.saturating_mul(factor);
+    if bytes < 64 << 20 {
+        return Err("a worker needs at least 64m".into());
+    }
+    Ok(())
+}
+
+/// What `run.json` says about the cluster.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterRecord {
+    /// `compose` or `url`.
+    pub kind: String,
+    /// The balancer the replays went to.
+    pub balancer: String,
+    /// The Compose project and file (compose).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose_project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose_file: Option<PathBuf>,
+    /// Image name -> id (compose).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
+    /// CPUs and memory limit of each worker, when the experiment set them.
+    pub cpus_per_node: Option<f64>,
+    pub memory_per_node: Option<String>,
+    /// Per point: the nodes that ran it.
+    pub points: Vec<ClusterPoint>,
+}
+
+/// The nodes of one point.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterPoint {
+    pub nodes: Vec<NodeReading>,
+}
+
+/// One node, and what its `/health` said (if the experiment reached it).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeReading {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_scale: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_scale: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_memory_mb: Option<u64>,
+    /// Why there is no reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
+}
+
+impl ClusterRecord {
+    /// One line for the report's setup table.
+    pub fn describe(&self) -> String {
+        let nodes = self.points.first().map_or(0, |p| p.nodes.len());
+        let shape = match (&self.cpus_per_node, &self.memory_per_node) {
+            (Some(c), Some(m)) => format!("{c} CPU and {m} memory per worker container"),
+            _ => "CPU and memory per node as deployed (not known to the experiment)".into(),
+        };
+        let runtime = self
+            .points
+            .first()
+            .and_then(|p| p.nodes.iter().find_map(|n| n.runtime.clone()))
+            .unwrap_or_else(|| "unknown".into());
+        match self.kind.as_str() {
+            "compose" => format!(
+                "Docker Compose project `{}`: {nodes} worker containers, {shape}, {runtime} runtime inside each; balancer {}",
+                self.compose_project.as_deref().unwrap_or("?"),
+                self.balancer
+            ),
+            _ => format!(
+                "running cluster behind {}: {nodes} nodes, {shape}, {runtime} runtime",
+                self.balancer
+            ),
+        }
+    }
+}
+
+fn cluster_err(m: impl Into<String>) -> ExperimentError {
+    ExperimentError::Cluster(m.into())
+}
+
+/// The experiment's Compose project: brought up by [`ComposeProject::up`],
+/// taken down on drop.
+struct ComposeProject {
+    file: PathBuf,
+    project: String,
+    env: Vec<(&'static str, String)>,
+}
+
+impl ComposeProject {
+    fn command(&self) -> Command {
+        let mut c = Command::new("docker-compose");
+        c.arg("-f").arg(&self.file).args(["-p", &self.project]);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str], what: &str) -> Result<Output, ExperimentError> {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .map_err(|e| cluster_err(format!("{what}: cannot run docker-compose: {e}")))?;
+        if !out.status.success() {
+            return Err(cluster_err(format!(
+                "{what}: docker-compose {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                tail(&String::from_utf8_lossy(&out.stderr), 12)
+            )));
+        }
+        Ok(out)
+    }
+
+    /// `up -d --scale worker=N` with this point's settings.
+    fn apply(&mut self, workers: u32, point: &PointRecord) -> Result<(), ExperimentError> {
+        set_env(
+            &mut self.env,
+            "HF_TIME_SCALE",
+            point.fn_time_scale.to_string(),
+        );
+        set_env(
+            &mut self.env,
+            "HF_PACKAGE_SCALE",
+            point.package_scale.to_string(),
+        );
+        set_env(
+            &mut self.env,
+            "HF_NODE_MEMORY_MB",
+            point.node_memory_mb.to_string(),
+        );
+        let scale = format!("worker={workers}");
+        self.run(
+            &["up", "-d", "--remove-orphans", "--scale", &scale],
+            "starting the compose cluster",
+        )?;
+        Ok(())
+    }
+
+    /// The host pids of the project's containers (for CPU accounting).
+    fn pids(&self) -> Vec<u32> {
+        let Ok(out) = self.run(&["ps", "-q"], "listing the cluster's containers") else {
+            return Vec::new();
+        };
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        Command::new("docker")
+            .args(["inspect", "--format", "{{.State.Pid}}"])
+            .args(&ids)
+            .output()
+            .ok()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .filter(|&p| p > 0)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        eprintln!(
+            "experiment: taking the compose cluster down (project {})",
+            self.project
+        );
+        let _ = self
+            .command()
+            .args(["down", "--volumes", "--remove-orphans", "--timeout", "20"])
+            .output();
+    }
+}
+
+fn set_env(env: &mut Vec<(&'static str, String)>, key: &'static str, value: String) {
+    env.retain(|(k, _)| *k != key);
+    env.push((key, value));
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A free TCP port on loopback (for the balancer's published port).
+fn free_port() -> Result<u16, ExperimentError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| cluster_err(format!("finding a free port: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| cluster_err(e.to_string()))?
+        .port())
+}
+
+/// A fresh management token (hex of 24 random bytes).
+fn fresh_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The balancer's management API, with the token.
+struct Balancer {
+    url: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Balancer {
+    async fn get(&self, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+        let mut request = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .timeout(timeout);
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|e| e.to_string())?;
+        Ok((status, body))
+    }
+
+    /// `GET /1/lb/nodes`: the online nodes' URLs.
+    async fn online_nodes(&self) -> Result<Vec<String>, String> {
+        let (status, body) = self.get("/1/lb/nodes", Duration::from_secs(5)).await?;
+        if status != 200 {
+            return Err(format!("HTTP {status}: {}", tail(&body, 3)));
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| format!("not JSON ({e}): {}", tail(&body, 3)))?;
+        let mut nodes: Vec<String> = v["nodes"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, s)| s.as_str() == Some("online"))
+                    .map(|(u, _)| u.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    /// Waits until `expected` nodes are online (or, with `None`, at least
+    /// one), for at most `timeout`.
+    async fn wait_nodes(
+        &self,
+        expected: Option<u32>,
+        timeout: Duration,
+        stop: &StopHandle,
+    ) -> Result<Vec<String>, ExperimentError> {
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            match self.online_nodes().await {
+                Ok(nodes) => {
+                    let enough = match expected {
+                        Some(n) => nodes.len() == n as usize,
+                        None => !nodes.is_empty(),
+                    };
+                    if enough {
+                        return Ok(nodes);
+                    }
+                    last = format!("{} online: {}", nodes.len(), nodes.join(" "));
+                }
+                Err(e) => last = e,
+            }
+            if Instant::now() >= deadline {
+                return Err(cluster_err(format!(
+                    "{}: {} online nodes not seen within {:?} (last: {last})",
+                    self.url,
+                    expected.map_or("any".to_string(), |n| n.to_string()),
+                    timeout
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.reached(StopLevel::Stop) => return Err(ExperimentError::Interrupted),
+            }
+        }
+    }
+
+    /// A management call that must answer 200.
+    async fn manage(&self, path: &str) -> Result<String, ExperimentError> {
+        match self.get(path, Duration::from_secs(120)).await {
+            Ok((200, body)) => Ok(body),
+            Ok((status, body)) => Err(cluster_err(format!(
+                "{}{path}: HTTP {status}: {}{}",
+                self.url,
+                tail(&body, 5),
+                if status == 401 || status == 403 {
+                    " (set HF_MGMT_TOKEN to the cluster's management token)"
+                } else {
+                    ""
+                }
+            ))),
+            Err(e) => Err(cluster_err(format!("{}{path}: {e}", self.url))),
+        }
+    }
+}
+
+/// A node's `/health`, if the experiment can reach it.
+async fn read_node(client: &reqwest::Client, url: &str) -> NodeReading {
+    let mut reading = NodeReading {
+        url: url.to_string(),
+        ..Default::default()
+    };
+    let answer = client
+        .get(format!("{url}/health"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    let body = match answer {
+        Ok(r) => r.text().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match body
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).map_err(|e| e.to_string()))
+    {
+        Ok(v) => {
+            reading.runtime = v["Runtime"].as_str().map(String::from);
+            let w = &v["Worker"];
+            reading.time_scale = w["TimeScale"].as_f64();
+            reading.package_scale = w["PackageScale"].as_f64();
+            reading.node_memory_mb = w["NodeMemoryMb"].as_u64();
+        }
+        Err(e) => reading.unreachable = Some(e),
+    }
+    reading
+}
+
+/// The worker options of a point as `/configure` takes them (the
+/// environment names in lower case).
+fn worker_query(point: &PointRecord) -> String {
+    worker_entries(&point.worker)
+        .iter()
+        .map(|(name, value)| format!("{}={value}", name.to_ascii_lowercase()))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Checks that the nodes run what the experiment describes.
+fn check_nodes(point: &PointRecord, nodes: &[NodeReading]) -> Result<(), ExperimentError> {
+    let differs = |a: f64, b: f64| (a - b).abs() > 1e-9 * a.abs().max(b.abs()).max(1.0);
+    for n in nodes {
+        if let Some(t) = n.time_scale.filter(|&t| differs(t, point.fn_time_scale)) {
+            return Err(cluster_err(format!(
+                "node {} runs the functions at HF_TIME_SCALE {t}, this experiment at {}: pass --fn-time-scale {t}, or restart the workers with HF_TIME_SCALE={}",
+                n.url, point.fn_time_scale, point.fn_time_scale
+            )));
+        }
+        if let Some(p) = n.package_scale.filter(|&p| differs(p, point.package_scale)) {
+            return Err(cluster_err(format!(
+                "node {} has HF_PACKAGE_SCALE {p}, this experiment {}: pass --package-scale {p}, or restart the workers with HF_PACKAGE_SCALE={}",
+                n.url, point.package_scale, point.package_scale
+            )));
+        }
+        if let Some(r) = n.runtime.as_deref().filter(|r| *r != "process") {
+            return Err(cluster_err(format!(
+                "node {} uses the {r} runtime; experiments on a cluster support the process runtime inside the workers",
+                n.url
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the live points on the cluster.
+pub(super) async fn run_cluster(
+    cluster: &ClusterPlan,
+    plan: &Plan,
+    opts: &RunOptions,
+    events: &[ScenarioEvent],
+    dir: &Path,
+    record: &mut ExperimentRecord,
+    stop: &StopHandle,
+) -> Result<(), ExperimentError> {
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(protocol::timeouts::CLIENT_POOL_IDLE)
+        .build()
+        .map_err(|e| ExperimentError::BadArgument(format!("HTTP client: {e}")))?;
+    let mut info = ClusterRecord {
+        kind: match cluster {
+            ClusterPlan::Compose { .. } => "compose".into(),
+            ClusterPlan::Url { .. } => "url".into(),
+        },
+        ..Default::default()
+    };
+    let mut compose = None;
+    let balancer = match cluster {
+        ClusterPlan::Compose { cpus, memory } => {
+            let tag = opts.image_tag.clone();
+            for image in ["load-balancer", "worker"] {
+                let name = format!("hotfunctions/{image}:{tag}");
+                let out = Command::new("docker")
+                    .args(["image", "inspect", "--format", "{{.Id}}", &name])
+                    .output()
+                    .map_err(|e| cluster_err(format!("cannot run docker: {e}")))?;
+                if !out.status.success() {
+                    return Err(cluster_err(format!(
+                        "image {name} not found: build it first with `deploy/build-images.sh` (tag {tag}: HF_TAG={tag})"
+                    )));
+                }
+                info.images.insert(
+                    name,
+                    String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                );
+            }
+            let file = opts.compose_file.clone();
+            if !file.is_file() {
+                return Err(cluster_err(format!(
+                    "{}: no such compose file (--compose-file)",
+                    file.display()
+                )));
+            }
+            let port = free_port()?;
+            let token = fresh_token();
+            let project = format!("hfexp-{}", std::process::id());
+            let first = &record.points[0];
+            let env = vec![
+                ("HF_TAG", tag),
+                ("HF_MGMT_TOKEN", token.clone()),
+                ("HF_BALANCER_PORT", port.to_string()),
+                ("HF_WORKER_CPUS", cpus.to_string()),
+                ("HF_WORKER_MEMORY", memory.clone()),
+                ("HF_ALGORITHM", plan.algorithms[0].to_string()),
+                ("HF_TIME_SCALE", first.fn_time_scale.to_string()),
+            ];
+            info.compose_project = Some(project.clone());
+            info.compose_file = Some(file.clone());
+            info.cpus_per_node = Some(*cpus);
+            info.memory_per_node = Some(memory.clone());
+            compose = Some(ComposeProject { file, project, env });
+            Balancer {
+                url: format!("http://127.0.0.1:{port}"),
+                token: Some(token),
+                client: client.clone(),
+            }
+        }
+        ClusterPlan::Url { url } => Balancer {
+            url: url.clone(),
+            token: replay::env_token(),
+            client: client.clone(),
+        },
+    };
+    info.balancer = balancer.url.clone();
+    record.versions.binaries = Some(match cluster {
+        ClusterPlan::Compose { .. } => format!("images hotfunctions/*:{}", opts.image_tag),
+        ClusterPlan::Url { .. } => "the cluster's".into(),
+    });
+    let result = run_points_on(
+        &balancer,
+        compose.as_mut(),
+        &mut info,
+        plan,
+        opts,
+        events,
+        dir,
+        record,
+        stop,
+    )
+    .await;
+    record.cluster = Some(info);
+    drop(compose);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_points_on(
+    balancer: &Balancer,
+    mut compose: Option<&mut ComposeProject>,
+    info: &mut ClusterRecord,
+    plan: &Plan,
+    opts: &RunOptions,
+    events: &[ScenarioEvent],
+    dir: &Path,
+    record: &mut ExperimentRecord,
+    stop: &StopHandle,
+) -> Result<(), ExperimentError> {
+    let thresholds = record.noise_thresholds.unwrap_or_default();
+    let (lag_limit_p50_us, lag_limit_p99_us) = thresholds.lag_limits_us(
+        host::median_gap(events.iter().map(|e| e.start_ms)),
+        record.time_scale,
+    );
+    let points = plan.points()?;
+    let total = points.len() * plan.repeat as usize * plan.algorithms.len();
+    let mut n = 0;
+    for (pi, point) in points.iter().enumerate() {
+        if stop.level() != StopLevel::Run {
+            break;
+        }
+        let precord = record.points[pi].clone();
+        let expected = match compose.as_deref_mut() {
+            Some(c) => {
+                eprintln!(
+                    "experiment: compose cluster: {} workers{}",
+                    point.workers,
+                    point
+                        .label
+                        .as_ref()
+                        .map(|l| format!(" for {l}"))
+                        .unwrap_or_default()
+                );
+                c.apply(point.workers, &precord)?;
+                Some(point.workers)
+            }
+            None => None,
+        };
+        let urls = balancer
+            .wait_nodes(expected, opts.startup_timeout, stop)
+            .await?;
+        let mut readings = Vec::new();
+        for u in &urls {
+            readings.push(read_node(&balancer.client, u).await);
+        }
+        for r in readings.iter().filter(|r| r.unreachable.is_some()) {
+            eprintln!(
+                "experiment: note: node {} is not reachable from here ({}); its settings are not checked",
+                r.url,
+                r.unreachable.as_deref().unwrap_or("")
+            );
+        }
+        check_nodes(&precord, &readings)?;
+        eprintln!(
+            "experiment: {} nodes online behind {}: {}",
+            urls.len(),
+            balancer.url,
+            urls.join(" ")
+        );
+        info.points.push(ClusterPoint { nodes: readings });
+        if compose.is_none() {
+            // The cluster's size, not --workers.
+            record.points[pi].workers = urls.len() as u32;
+            if pi == 0 {
+                record.workers = urls.len() as u32;
+            }
+        }
+        let pids = compose
+            .as_deref()
+            .map(ComposeProject::pids)
+            .unwrap_or_default();
+        let roots: Vec<u32> = std::iter::once(std::process::id()).chain(pids).collect();
+
+        'reps: for rep in 0..plan.repeat {
+            for algorithm in &plan.algorithms {
+                if stop.level() != StopLevel::Run {
+                    break 'reps;
+                }
+                n += 1;
+                let seed = plan.seed + u64::from(rep);
+                let config = run_config(&precord, algorithm, seed)?;
+                let id = run_id(point.label.as_deref(), algorithm, rep, plan.repeat);
+                let log = log_path(dir, &id)?;
+                let mut earlier = Vec::new();
+                loop {
+                    let attempt = earlier.len() + 1;
+                    let run_started = Instant::now();
+                    let mut query = format!("/configure?lb={algorithm}&seed={seed}");
+                    for (param, value) in config.params() {
+                        query.push_str(&format!("&{algorithm}.{}={value}", param.name()));
+                    }
+                    query.push('&');
+                    query.push_str(&worker_query(&precord));
+                    eprintln!(
+                        "[{n}/{total}] {id}: configuring the cluster{}",
+                        if attempt > 1 {
+                            format!(" (attempt {attempt})")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    balancer.manage(&query).await?;
+                    balancer.manage("/clear?reset_images=true").await?;
+                    let q0 = CpuSample::take(&roots);
+                    let load_before = host::load_average();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let q1 = CpuSample::take(&roots);
+                    let mut sidecar = super::live::live_sidecar(record, &precord, &config);
+                    sidecar
+                        .extra
+                        .insert("cluster".into(), serde_json::Value::from(info.describe()));
+                    let mut options = ReplayOptions::new(balancer.url.clone());
+                    options.time_scale = record.time_scale;
+                    options.duration = plan.duration;
+                    options.request_timeout = opts.request_timeout;
+                    options.progress = opts.progress;
+                    options.label = format!("{n}/{total} {id}");
+                    options.overwrite = true;
+                    options.run = Some(sidecar);
+                    options.token = balancer.token.clone();
+                    let d0 = CpuSample::take(&roots);
+                    let summary =
+                        replay::replay(events, &options, &log, stop)
+                            .await
+                            .map_err(|source| ExperimentError::Replay {
+                                algorithm: algorithm.to_string(),
+                                source,
+                            })?;
+                    let d1 = CpuSample::take(&roots);
+                    let ours: f64 = d0.cores_by_root(&d1).values().sum();
+                    let mut noise = Noise {
+                        load_before,
+                        load_after: host::load_average(),
+                        quiet: q0.until(&q1),
+                        during: d0.until(&d1),
+                        by_process: vec![host::ProcessCpu {
+                            name: match compose {
+                                Some(_) => "replayer and cluster containers".into(),
+                                None => "replayer".into(),
+                            },
+                            cores: ours,
+                        }],
+                        dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
+                        dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
+                        lag_limit_p50_us,
+                        lag_limit_p99_us,
+                        reasons: Vec::new(),
+                    };
+                    noise.judge(&thresholds);
+                    eprintln!(
+                        "[{n}/{total}] {id}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us){}",
+                        summary.dispatched,
+                        summary.ok,
+                        summary.errors,
+                        if summary.interrupted { ", INTERRUPTED" } else { "" },
+                        run_started.elapsed().as_secs_f64(),
+                        summary.dispatch_lag_p99_us,
+                        if noise.disturbed() {
+                            format!("; DISTURBED: {}", noise.reasons.join("; "))
+                        } else {
+                            String::new()
+                        }
+                    );
+                    let interrupted = summary.interrupted;
+                    if noise.disturbed()
+                        && !interrupted
+                        && earlier.len() < plan.retry_disturbed as usize
+                    {
+                        earlier.push(noise);
+                        continue;
+                    }
+                    record.runs.push(AlgorithmRun {
+                        id: id.clone(),
+                        algorithm: algorithm.to_string(),
+                        point: pi,
+                        repetition: rep,
+                        seed,
+                        log: log.clone(),
+                        replay: Some(summary),
+                        des: None,
+                        noise: Some(noise),
+                        disturbed_attempts: std::mem::take(&mut earlier),
+                        wall_time_s: run_started.elapsed().as_secs_f64(),
+                    });
+                    if interrupted {
+                        break 'reps;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_arguments_are_checked() {
+        assert_eq!(
+            ClusterPlan::parse("compose", None, None).unwrap(),
+            ClusterPlan::Compose {
+                cpus: 1.0,
+                memory: "1g".into()
+            }
+        );
+        assert_eq!(
+            ClusterPlan::parse("http://10.0.0.5:8111/", None, None).unwrap(),
+            ClusterPlan::Url {
+                url: "http://10.0.0.5:8111".into()
+            }
+        );
+        for (text, cpus, memory, expected) in [
+            ("compose", Some(0.0), None, "--worker-cpus"),
+            ("compose", Some(f64::NAN), None, "--worker-cpus"),
+            ("compose", Some(1e6), None, "--worker-cpus"),
+            ("compose", None, Some("12q"), "unknown unit"),
+            ("compose", None, Some("10m"), "at least 64m"),
+            ("compose", None, Some("lots"), "expected a size"),
+            ("swarm", None, None, "expected `compose` or a balancer URL"),
+            ("https://x:1", None, None, "expected `compose`"),
+            ("http://x:1/lb", None, None, "no path"),
+            ("http://", None, None, "balancer URL"),
+            ("http://x:1", Some(1.0), None, "compose only"),
+        ] {
+            let e = ClusterPlan::parse(text, cpus, memory)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{text} {cpus:?} {memory:?}: {e}");
+        }
+        assert!(
+            check_memory("512m").is_ok()
+                && check_memory("2G".to_ascii_lowercase().as_str()).is_ok()
+        );
+    }
+
+    #[test]
+    fn nodes_that_run_another_experiment_are_refused() {
+        let point = PointRecord {
+            fn_time_scale: 0.05,
+            package_scale: 0.25,
+            ..PointRecord::for_tests()
+        };
+        let node = |t: Option<f64>, p: Option<f64>, r: Option<&str>| NodeReading {
+            url: "http://w:8222".into(),
+            runtime: r.map(String::from),
+            time_scale: t,
+            package_scale: p,
+            ..Default::default()
+        };
+        assert!(check_nodes(&point, &[node(Some(0.05), Some(0.25), Some("process"))]).is_ok());
+        // Not reachable: nothing to check.
+        assert!(check_nodes(&point, &[node(None, None, None)]).is_ok());
+        let e = check_nodes(&point, &[node(Some(1.0), Some(0.25), None)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("HF_TIME_SCALE 1") && e.contains("--fn-time-scale 1"),
+            "{e}"
+        );
+        let e = check_nodes(&point, &[node(None, Some(1.0), None)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HF_PACKAGE_SCALE 1"), "{e}");
+        let e = check_nodes(&point, &[node(None, None, Some("docker"))])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("docker runtime"), "{e}");
+    }
+
+    #[test]
+    fn worker_options_go_to_configure_by_their_query_names() {
+        let q = worker_query(&PointRecord::for_tests());
+        assert_eq!(
+            q,
+            "user_code_size_limit=-1&container_pool_limit=-1&container_pool_num=6&using_rest_mode=false&rest_container_life_time=10"
+        );
+    }
+}
