@@ -596,7 +596,9 @@ pub(super) async fn run_cluster(
     };
     info.balancer = balancer.url.clone();
     record.versions.binaries = Some(match cluster {
-        ClusterPlan::Compose { .. } => format!("images hotfunctions/*:{}", opts.image_tag),
+        ClusterPlan::Compose { .. } => {
+            format!("release (static, images hotfunctions/*:{})", opts.image_tag)
+        }
         ClusterPlan::Url { .. } => "the cluster's".into(),
     });
     let result = run_points_on(
