@@ -450,3 +450,102 @@ async fn bad_input_gets_a_clear_error() {
     );
     assert!(stderr.contains("max_parallell"), "{stderr}");
 }
+
+/// The real worker (`worker-front`, process runtime, sample function W1):
+/// queued calls run under the cap, counted at the worker (its `/health`
+/// reports `Calls` and `CallsInFlight`, polled while the queue drains).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_worker_runs_queued_calls_under_the_cap() {
+    const N: u64 = 12;
+    let bins = Path::new(env!("CARGO_BIN_EXE_load-balancer"))
+        .parent()
+        .unwrap();
+    let worker_bin = bins.join("worker-front");
+    if !worker_bin.is_file() || !bins.join("hf-fn").is_file() {
+        // Built with the cargo running this test (a no-op when current).
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "-p",
+            "worker-front",
+            "-p",
+            "sample-functions",
+            "--bins",
+        ]);
+        if bins.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().unwrap().success(),
+            "building worker-front failed"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut worker = Command::new(&worker_bin)
+        .args(["start", "--port", &port.to_string(), "--host", "127.0.0.1"])
+        .args(["--runtime", "process", "--time-scale", "0.05"])
+        .arg("--work-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start worker-front");
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _worker = Kill(&mut worker);
+    let worker_url = format!("http://127.0.0.1:{port}");
+    let health = || async {
+        match client().get(format!("{worker_url}/health")).send().await {
+            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+            _ => None,
+        }
+    };
+    wait_within("worker-front healthy", Duration::from_secs(60), || async {
+        health().await.is_some()
+    })
+    .await;
+    let settings = settings_file(dir.path(), r#"{"functions": {"W1": {"max_parallel": 2}}}"#);
+    let balancer =
+        BalancerProcess::start(&["--nodes", &worker_url, "--function-settings", &settings]);
+    let calls = (0..N).map(|_| balancer.call_async("W1"));
+    let ids = futures_util::future::join_all(calls).await;
+    let max_in_flight = std::sync::atomic::AtomicU64::new(0);
+    wait_within("the queue drained", Duration::from_secs(120), || async {
+        if let Some(h) = health().await {
+            max_in_flight.fetch_max(
+                h["Worker"]["CallsInFlight"].as_u64().unwrap(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        let s = balancer.stored("W1").await;
+        s["done"].as_u64().unwrap_or(0) + s["failed"].as_u64().unwrap_or(0) == N
+    })
+    .await;
+    for id in &ids {
+        let call = balancer.call(id).await;
+        assert_eq!(
+            (&call["state"], &call["status"]),
+            (&"done".into(), &200.into()),
+            "{call}"
+        );
+    }
+    let h = health().await.unwrap();
+    let max_in_flight = max_in_flight.into_inner();
+    eprintln!("worker-front: most calls in flight seen {max_in_flight} (cap 2)");
+    assert!(
+        max_in_flight <= 2,
+        "{max_in_flight} calls in flight at the worker"
+    );
+    assert_eq!(h["Worker"]["Calls"], N, "{h}");
+}
