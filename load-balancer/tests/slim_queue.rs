@@ -321,10 +321,16 @@ async fn failed_calls_are_retried_after_their_delays() {
         r#"{"functions": {
             "W2": {"retry_delays_s": [0.3, 0.6]},
             "W3": {"retry_delays_s": [0.3], "safe_to_repeat": false},
-            "W4": {"retry_delays_s": [0.2, 0.2]}
+            "W4": {"retry_delays_s": [0.2, 0.2]},
+            "W5": {"retry_delays_s": [0.1], "timeout_s": 0.3}
         }}"#,
     );
-    let stub = StubWorker::start("d", &["--fail", "W2", "--fail", "W3", "--fail", "W4"]);
+    let stub = StubWorker::start(
+        "d",
+        &[
+            "--fail", "W2", "--fail", "W3", "--fail", "W4", "--delay", "W5=3000",
+        ],
+    );
     let balancer =
         BalancerProcess::start(&["--nodes", &stub.url, "--function-settings", &settings]);
     let id = balancer.call_async("W2").await;
@@ -367,6 +373,29 @@ async fn failed_calls_are_retried_after_their_delays() {
     let stats = stub.stats().await;
     assert_eq!(stats["failed"]["W3"], 1);
     assert_eq!(stats["failed"]["W4"], 3);
+
+    // A time-out is retried too.
+    let id = balancer.call_async("W5").await;
+    balancer.wait_all_finished("W5", 1, support::PATIENCE).await;
+    let call = balancer.call(&id).await;
+    assert_eq!(
+        (&call["state"], &call["attempts"]),
+        (&"failed".into(), &2.into()),
+        "{call}"
+    );
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("no reply within 0.3 s"),
+        "{call}"
+    );
+    let stats = stub.stats().await;
+    assert_eq!(
+        stats["arrivals_ms"]["W5"].as_array().unwrap().len(),
+        2,
+        "{stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,6 +451,33 @@ async fn bad_input_gets_a_clear_error() {
         .unwrap()
         .iter()
         .all(|f| f["stored"].as_object().unwrap().is_empty()));
+
+    // Settings through the API: checked, then in force.
+    let url = format!("{}/function-settings/W1", balancer.url);
+    let r = c
+        .put(&url)
+        .body(r#"{"max_parallel": 0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["Message"]
+            .as_str()
+            .unwrap()
+            .contains("max_parallel must be in 1..="),
+        "{v}"
+    );
+    let r = c
+        .put(&url)
+        .body(r#"{"max_parallel": 4}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, v) = balancer.get_json("/status-function/W1").await;
+    assert_eq!(v["settings"]["max_parallel"], 4, "{v}");
 
     // A malformed settings file: the balancer does not start, and says
     // which file and line.
