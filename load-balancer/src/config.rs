@@ -109,6 +109,9 @@ pub struct BalancerConfig {
     /// (empty: any). Nodes given at start are the operator's own and are
     /// not checked.
     pub node_allow: Vec<NodeNetwork>,
+    /// The SlimFaas routes' queue: its SQLite file, the per-function
+    /// settings file, the results' retention ([`crate::slim`]).
+    pub queue: crate::slim::QueueConfig,
 }
 
 /// Default of [`BalancerConfig::fanout_timeout_ms`].
@@ -135,6 +138,7 @@ impl Default for BalancerConfig {
             start_empty: false,
             mgmt: ManagementConfig::default(),
             node_allow: Vec::new(),
+            queue: crate::slim::QueueConfig::default(),
         }
     }
 }

@@ -18,6 +18,9 @@
 //!   [`fake`] answers without workers (the original's fake mode);
 //!   the hot path's keep-alive HTTP/1.1 client to workers is
 //!   [`keepalive_http`] (shared with the worker's calls to instances).
+//! - [`slim`]: SlimFaas's routes (`/function/`, `/async-function/`,
+//!   status), the durable queue of asynchronous calls (SQLite) and its
+//!   drain task; their rules are `policy::admission_queue`.
 //!
 //! The binary `load-balancer` parses the CLI and calls [`run`]; the binary
 //! `stub-worker` is a minimal worker used by the tests and the benchmark.
@@ -30,6 +33,7 @@ pub mod error;
 pub mod fake;
 mod health;
 pub mod server;
+pub mod slim;
 mod state;
 
 pub use config::{BalancerConfig, HealthConfig};

@@ -126,6 +126,17 @@ struct Cli {
     /// or addresses (10.0.0.0/8,fd00::/8); default: any.
     #[arg(long, value_delimiter = ',', value_name = "CIDR")]
     node_allow: Vec<load_balancer::config::NodeNetwork>,
+    /// The SQLite file of the asynchronous calls' queue (created if
+    /// missing; default: in memory, lost on exit).
+    #[arg(long, value_name = "PATH")]
+    queue_db: Option<PathBuf>,
+    /// Per-function settings of the SlimFaas routes (JSON: max_parallel,
+    /// retry_delays_s, timeout_s, safe_to_repeat, ...).
+    #[arg(long, value_name = "PATH")]
+    function_settings: Option<PathBuf>,
+    /// How long a finished asynchronous call's result is kept, in s.
+    #[arg(long, default_value_t = 3600)]
+    queue_retention_s: u64,
     #[command(flatten)]
     scheduler: SchedulerArgs,
 }
@@ -171,6 +182,11 @@ impl Cli {
             start_empty: self.start_empty,
             mgmt,
             node_allow: self.node_allow,
+            queue: load_balancer::slim::QueueConfig {
+                db: self.queue_db,
+                settings: self.function_settings,
+                retention_s: self.queue_retention_s,
+            },
         }
         .validated()?;
         Ok((self.host, self.port, self.mgmt_listen, config))

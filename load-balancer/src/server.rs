@@ -171,6 +171,8 @@ struct Local {
     client: reqwest::Client,
     /// The hot path's keep-alive connections of this thread.
     pool: keepalive_http::Pool,
+    /// The SlimFaas routes' queue ([`crate::slim`]).
+    queue: Arc<crate::slim::Queue>,
 }
 
 /// Why the balancer could not start.
@@ -182,6 +184,8 @@ pub enum RunError {
     Io(#[from] std::io::Error),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Queue(#[from] crate::slim::QueueStartError),
 }
 
 /// Builds the client used to reach workers: keep-alive pool, no proxy
@@ -217,6 +221,7 @@ pub async fn run_with_management(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let config = config.validated()?;
+    let (queue, launched) = crate::slim::Queue::open(&config.queue)?;
     let clock = RunClock::start();
     let thresholds = Thresholds {
         fall: config.health.fall,
@@ -265,6 +270,7 @@ pub async fn run_with_management(
     let health_client = worker_client(&shared.config)?;
 
     let factory_shared = shared.clone();
+    let factory_queue = queue.clone();
     let server = HttpServer::new(move || {
         let client = worker_client(&factory_shared.config).unwrap_or_default();
         App::new()
@@ -277,6 +283,7 @@ pub async fn run_with_management(
                         factory_shared.config.connect_timeout_ms,
                     )),
                 ),
+                queue: factory_queue.clone(),
             }))
             .default_service(web::to(dispatch))
     })
@@ -296,6 +303,16 @@ pub async fn run_with_management(
     let health = (shared.config.fake_nodes == 0)
         .then(|| tokio::spawn(crate::health::check_forever(shared.clone(), health_client)));
 
+    let drain = actix_web::rt::spawn(crate::slim::drain(
+        queue,
+        launched,
+        shared.clone(),
+        keepalive_http::Pool::new(
+            MAX_IDLE_PER_WORKER,
+            Some(Duration::from_millis(shared.config.connect_timeout_ms)),
+        ),
+    ));
+
     let mut server = std::pin::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,
@@ -309,6 +326,7 @@ pub async fn run_with_management(
     if let Some(task) = health {
         task.abort();
     }
+    drain.abort();
     tracing::info!("load balancer stopped");
     Ok(result?)
 }
@@ -402,6 +420,21 @@ async fn dispatch(
     payload: web::Payload,
     local: web::Data<Local>,
 ) -> Result<HttpResponse, BalancerError> {
+    if let Some(route) = crate::slim::Route::parse(req.path()) {
+        if route.is_management(req.method()) {
+            authorize(&req, &local.shared)?;
+        }
+        let reply = crate::slim::handle(
+            route,
+            &req,
+            payload,
+            &local.queue,
+            &local.shared,
+            &local.pool,
+        )
+        .await;
+        return Ok(reply.unwrap_or_else(|e| e.error_response()));
+    }
     if crate::action::is_management(req.method(), req.path()) {
         authorize(&req, &local.shared)?;
     }
@@ -421,7 +454,16 @@ async fn dispatch(
         Action::Execute {
             function,
             idempotent,
-        } => execute(&local, &function, idempotent, req.query_string()).await,
+        } => {
+            execute_with(
+                &local.shared,
+                &local.pool,
+                &function,
+                idempotent,
+                req.query_string(),
+            )
+            .await
+        }
         Action::Configure {
             algorithm,
             params,
@@ -591,13 +633,15 @@ fn node_died(source: &std::io::Error) -> bool {
     )
 }
 
-async fn execute(
-    local: &Local,
+/// `GET /execute?name=F` through the scheduler and dispatch path (the
+/// module doc), with `pool`'s connections (also the SlimFaas routes').
+pub(crate) async fn execute_with(
+    shared: &Shared,
+    pool: &keepalive_http::Pool,
     function: &str,
     idempotent: Option<bool>,
     query: &str,
 ) -> Result<HttpResponse, BalancerError> {
-    let shared = &*local.shared;
     // The first attempt's node and why it failed, once the call is retried.
     let mut first_failure: Option<RetriedFrom> = None;
     loop {
@@ -643,7 +687,7 @@ async fn execute(
         protocol::query::forward_call_params(query, &mut path);
         let url = &call.selection.url;
         let authority = url.strip_prefix("http://").unwrap_or(url);
-        let (status, body) = match local.pool.get(authority, &path).await {
+        let (status, body) = match pool.get(authority, &path).await {
             Ok(reply) => (reply.status, reply.body),
             Err(failure) => {
                 call.finish(false, false, Duration::ZERO);

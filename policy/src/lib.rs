@@ -9,6 +9,9 @@
 //! discrete-event simulator (virtual clock, modelled costs).
 //!
 //! # Layout
+//! - [`admission_queue`]: the balancer's per-function cap on parallel
+//!   calls, waiting calls in arrival order (synchronous first) and the
+//!   retry schedule (SlimFaas's rules).
 //! - [`time`]: [`Time`], the one time type of schedulers, node model and
 //!   simulator.
 //! - [`scheduler`]: the [`scheduler::Scheduler`] trait, one file per
@@ -20,6 +23,7 @@
 //!   and [`node::NodeModel`], which composes them and answers each event
 //!   with typed effects.
 
+pub mod admission_queue;
 pub mod node;
 pub mod scheduler;
 pub mod time;

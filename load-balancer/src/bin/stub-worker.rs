@@ -11,7 +11,11 @@
 //! - `GET /health` (after `--health-delay-ms`, as a busy worker's health
 //!   reply can be), `GET /clear`, `GET /prepare`, `GET /configure?...`
 //!   (echoes the query in `State`).
-//! - `GET /stats`: calls counted per route and function.
+//! - `GET /stats`: calls counted per route and function (`execute`
+//!   counts the successful ones), and per function: calls that failed
+//!   (`failed`), the most in flight at once (`max_in_flight`), and the
+//!   arrival times of its first 64 calls in ms since the stub started
+//!   (`arrivals_ms`).
 //!
 //! `/clear`, `/prepare` and `/configure` follow the workers' management
 //! rule (`protocol::mgmt`): loopback peers free, others need the token of
@@ -79,6 +83,53 @@ struct Stats {
     prepare: u64,
     configure: Vec<String>,
     health: u64,
+    failed: BTreeMap<String, u64>,
+    in_flight: BTreeMap<String, u64>,
+    max_in_flight: BTreeMap<String, u64>,
+    arrivals_ms: BTreeMap<String, Vec<u64>>,
+}
+
+/// Arrival times kept per function.
+const MAX_ARRIVALS: usize = 64;
+
+/// A call of a function in flight at the stub; counted out when dropped
+/// (also when the caller hangs up).
+struct Running<'a> {
+    stub: &'a Stub,
+    name: String,
+}
+
+impl<'a> Running<'a> {
+    fn start(stub: &'a Stub, name: &str) -> Self {
+        let now_ms = u64::try_from(stub.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut stats = stub.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = stats.in_flight.entry(name.to_string()).or_insert(0);
+        *n += 1;
+        let n = *n;
+        let max = stats.max_in_flight.entry(name.to_string()).or_insert(0);
+        *max = (*max).max(n);
+        let arrivals = stats.arrivals_ms.entry(name.to_string()).or_default();
+        if arrivals.len() < MAX_ARRIVALS {
+            arrivals.push(now_ms);
+        }
+        Self {
+            stub,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut stats = self
+            .stub
+            .stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = stats.in_flight.get_mut(&self.name) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -90,6 +141,7 @@ struct Stub {
     health_delay_ms: u64,
     mgmt: protocol::mgmt::ManagementConfig,
     stats: Mutex<Stats>,
+    started: tokio::time::Instant,
 }
 
 fn query_value(query: &str, key: &str) -> Option<String> {
@@ -127,12 +179,20 @@ async fn handle(req: HttpRequest, stub: web::Data<Stub>) -> HttpResponse {
                     .content_type("application/json")
                     .body(ErrorReply::new("param 'name' is not given").to_json());
             };
+            let _running = Running::start(&stub, &name);
             let delay = stub.delays.get(&name).copied().unwrap_or(stub.delay_ms);
             let started = tokio::time::Instant::now();
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
             if stub.failing.contains(&name) {
+                *stub
+                    .stats
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .failed
+                    .entry(name.clone())
+                    .or_insert(0) += 1;
                 return HttpResponse::InternalServerError()
                     .content_type("application/json")
                     .body(ErrorReply::new(format!("function {name} failed")).to_json());
@@ -215,6 +275,9 @@ async fn handle(req: HttpRequest, stub: web::Data<Stub>) -> HttpResponse {
                     "prepare": stats.prepare,
                     "configure": stats.configure,
                     "health": stats.health,
+                    "failed": stats.failed,
+                    "max_in_flight": stats.max_in_flight,
+                    "arrivals_ms": stats.arrivals_ms,
                 })
                 .to_string(),
             )
@@ -241,6 +304,7 @@ async fn main() -> anyhow::Result<()> {
             false,
         )?,
         stats: Mutex::new(Stats::default()),
+        started: tokio::time::Instant::now(),
     }));
     let listener = std::net::TcpListener::bind((cli.host.as_str(), cli.port))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", cli.host, cli.port))?;

@@ -1,0 +1,913 @@
+//! SlimFaas's routes on the balancer (github.com/SlimPlanet/SlimFaas):
+//! synchronous and asynchronous calls, a durable queue, retries, a cap on
+//! parallel calls per function, and a status API. The rules (the cap,
+//! arrival order, synchronous calls first, the retry schedule) are the pure
+//! [`policy::admission_queue`]; this module is their I/O edge.
+//!
+//! Routes (a function is one of the 30 sample functions or one named in
+//! the settings file; any other is a 404 JSON error):
+//! - `ANY /function/<fn>/<path...>`: a synchronous call. It waits for a
+//!   slot under the function's cap (at most `wait_s`, then 503), then goes
+//!   to a worker as `GET /execute?name=<fn>` (with the query's call shape,
+//!   as `/execute`) through the balancer's scheduler and dispatch path; the
+//!   reply is the worker's, with `LoadBalancingInfo`. Retried on 500, 502,
+//!   503 and time-outs only when the function is safe to repeat.
+//! - `ANY /async-function/<fn>/<path...>`: stored in the queue (SQLite,
+//!   [`store`]), then `202 {"id": "<id>", "status_url": "/async-calls/<id>"}`
+//!   (header `Location` too). The drain task runs it under the cap, after
+//!   any waiting synchronous call of that function, retrying per the
+//!   function's `retry_delays_s`.
+//! - `GET /async-calls/<id>`: the call's state (`queued`, `running`,
+//!   `done`, `failed`), attempts, and once finished its status and result
+//!   (kept for the retention time, then 404 like an unknown id).
+//! - `GET /status-functions`, `GET /status-function/<fn>`: per function its
+//!   name, calls in flight, waiting (sync, async), stored by state, and its
+//!   settings.
+//! - `GET|PUT /function-settings/<fn>`: a function's settings (PUT: a
+//!   management route, a JSON object of [`FunctionSettings`]; not written
+//!   back to the file).
+//! - `/wake-function/<fn>`: 501 for now (see below).
+//!
+//! # What "exactly once" covers
+//! An accepted call (202) is committed before the reply. Each attempt is
+//! written `running` before it is sent, and its outcome after the reply.
+//! - A call that had not been sent when the balancer died (`kill -9`) runs
+//!   exactly once after the restart (unless its retries run out).
+//! - A call whose reply was recorded is never sent again.
+//! - An attempt that ended with 500, 502, 503 or a time-out is retried:
+//!   the function ran (or may have), and runs again; that is the retry
+//!   rule, not a duplicate.
+//! - An attempt in flight when the balancer died, or whose worker died
+//!   mid-call (connection closed or reset before the reply), may or may not
+//!   have run: it is repeated only when the function is safe to repeat
+//!   (then at least once), otherwise it is `failed` with a message saying
+//!   so (then at most once).
+//!
+//! # Not implemented (TODO)
+//! Scale to zero and wake: the worker has no route that starts or removes
+//! one function's instances (`worker-front/src/action.rs`: `/execute`,
+//! `/configure`, `/clear`, `/prepare`, `/health`), so `min_instances`,
+//! `instances_at_start` and `idle_before_zero_s` are stored and reported
+//! only, instances ready and requested are not reported, and
+//! `/wake-function/<fn>` answers 501.
+
+pub mod settings;
+pub mod store;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use policy::admission_queue::{
+    retry_decision, Admission, AdmissionQueue, AttemptOutcome, CallKind, RetryDecision,
+};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+pub use settings::{FunctionSettings, SettingsError, SettingsFile};
+use store::Store;
+
+use crate::error::BalancerError;
+use crate::state::Shared;
+
+/// Largest request body of a call (synchronous or asynchronous).
+pub const MAX_CALL_BODY: usize = 1024 * 1024;
+/// How long a call that found no node waits before it tries again.
+const NOT_DISPATCHED_POLL: Duration = Duration::from_millis(500);
+/// Longest wait of the drain task between two scans of the store.
+const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// Rows read per page of a scan.
+const SCAN_PAGE: u32 = 512;
+
+/// The queue's configuration (part of [`crate::BalancerConfig`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// The SQLite file of the queue (None: in memory, lost on exit).
+    pub db: Option<PathBuf>,
+    /// The per-function settings file.
+    pub settings: Option<PathBuf>,
+    /// How long a finished call's result is kept, in s (default 3600).
+    pub retention_s: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            db: None,
+            settings: None,
+            retention_s: 3600,
+        }
+    }
+}
+
+/// Why the queue could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueStartError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("{path}: {source}")]
+    Store {
+        path: String,
+        source: store::StoreError,
+    },
+}
+
+/// A failed request on a SlimFaas route: its status and message, as
+/// `{"Error": true, "Message": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum SlimError {
+    #[error("unknown function {0:?}")]
+    UnknownFunction(String),
+    #[error("unknown call id {0:?}")]
+    UnknownCall(String),
+    #[error("request body larger than {MAX_CALL_BODY} bytes")]
+    BodyTooLarge,
+    #[error("bad request body: {0}")]
+    BadBody(String),
+    #[error("no slot for {function} within {waited_s} s ({max_parallel} calls in flight at most)")]
+    NoSlot {
+        function: String,
+        waited_s: f64,
+        max_parallel: u32,
+    },
+    #[error("{function}: no reply within its time-out of {timeout_s} s")]
+    TimedOut { function: String, timeout_s: f64 },
+    #[error("the queue's store failed: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+    #[error("method {0} is not allowed here")]
+    Method(String),
+}
+
+impl ResponseError for SlimError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::UnknownFunction(_) | Self::UnknownCall(_) => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadBody(_) => StatusCode::BAD_REQUEST,
+            Self::NoSlot { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("application/json")
+            .body(protocol::ErrorReply::new(self.to_string()).to_json())
+    }
+}
+
+/// A SlimFaas route, parsed from the method and path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    Call { function: String, kind: CallKind },
+    AsyncCall(String),
+    StatusAll,
+    Status(String),
+    Wake(String),
+    Settings(String),
+}
+
+impl Route {
+    /// The route of `path`, or None for a path that is not SlimFaas's.
+    pub fn parse(path: &str) -> Option<Self> {
+        let rest = path.strip_prefix('/')?;
+        let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let name = || tail.split('/').next().unwrap_or("").to_string();
+        Some(match head {
+            "function" => Route::Call {
+                function: name(),
+                kind: CallKind::Sync,
+            },
+            "async-function" => Route::Call {
+                function: name(),
+                kind: CallKind::Async,
+            },
+            "async-calls" => Route::AsyncCall(tail.to_string()),
+            "status-functions" if tail.is_empty() => Route::StatusAll,
+            "status-function" => Route::Status(name()),
+            "wake-function" => Route::Wake(name()),
+            "function-settings" => Route::Settings(name()),
+            _ => return None,
+        })
+    }
+
+    /// Whether the route changes the balancer's configuration (checked as
+    /// a management route).
+    pub fn is_management(&self, method: &Method) -> bool {
+        matches!(self, Route::Settings(_)) && method != Method::GET
+    }
+}
+
+/// A waiting call: a synchronous caller's channel, or a stored call's id.
+#[derive(Debug)]
+enum Waiter {
+    Sync(oneshot::Sender<Slot>),
+    Async(i64),
+}
+
+/// A slot under a function's cap; released (and handed to the next
+/// waiting call) when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    queue: Arc<Queue>,
+    function: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let next = self.queue.admission().finished(&self.function);
+        let slot = || Slot {
+            queue: self.queue.clone(),
+            function: self.function.clone(),
+        };
+        match next {
+            None => {}
+            // A caller that gave up drops the slot it is sent: released again.
+            Some(Waiter::Sync(tx)) => drop(tx.send(slot())),
+            Some(Waiter::Async(id)) => drop(self.queue.launch.send((id, slot()))),
+        }
+    }
+}
+
+/// Stored calls given a slot, for the drain task to run.
+pub type Launched = mpsc::UnboundedReceiver<(i64, Slot)>;
+
+/// The queue: settings, admission state and store, shared by every
+/// server thread and the drain task.
+#[derive(Debug)]
+pub struct Queue {
+    settings: RwLock<SettingsFile>,
+    admission: Mutex<AdmissionQueue<Waiter>>,
+    store: Mutex<Store>,
+    /// Stored calls in the admission queue or running (not to be read again).
+    claimed: Mutex<HashSet<i64>>,
+    launch: mpsc::UnboundedSender<(i64, Slot)>,
+    scan: Notify,
+    retention: Duration,
+    accepted: AtomicU64,
+}
+
+/// Wall-clock ms since the Unix epoch (the store's times outlive the
+/// process).
+#[allow(clippy::disallowed_methods)] // the edge reads the clock
+fn wall_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Queue {
+    /// Opens the store and reads the settings; the calls that were running
+    /// when the balancer stopped are requeued or failed (module doc).
+    pub fn open(config: &QueueConfig) -> Result<(Arc<Self>, Launched), QueueStartError> {
+        let settings = match &config.settings {
+            Some(path) => SettingsFile::load(path)?,
+            None => SettingsFile::default(),
+        };
+        let store_error = |source| QueueStartError::Store {
+            path: config
+                .db
+                .as_ref()
+                .map_or_else(|| "(in memory)".into(), |p| p.display().to_string()),
+            source,
+        };
+        let store = Store::open(config.db.as_deref()).map_err(store_error)?;
+        let now = wall_ms();
+        for call in store.interrupted().map_err(store_error)? {
+            let (requeued, result) = if settings.get(&call.function).safe_to_repeat(&call.function)
+            {
+                let note = "interrupted by a balancer restart; sent again (safe to repeat)";
+                (true, store.requeue(call.id, now, false, Some(note)))
+            } else {
+                let note = "interrupted by a balancer restart with this call in flight; not \
+                            sent again (the function is not declared safe to repeat)";
+                (
+                    false,
+                    store.finish(call.id, "failed", None, None, Some(note), now),
+                )
+            };
+            result.map_err(store_error)?;
+            tracing::warn!(
+                id = call.id,
+                function = call.function,
+                requeued,
+                "asynchronous call interrupted by a restart"
+            );
+        }
+        let mut admission = AdmissionQueue::new(settings.defaults.max_parallel);
+        for (function, s) in &settings.functions {
+            admission.set_max_parallel(function, s.max_parallel);
+        }
+        let (launch, launched) = mpsc::unbounded_channel();
+        let queue = Arc::new(Self {
+            settings: RwLock::new(settings),
+            admission: Mutex::new(admission),
+            store: Mutex::new(store),
+            claimed: Mutex::new(HashSet::new()),
+            launch,
+            scan: Notify::new(),
+            retention: Duration::from_secs(config.retention_s),
+            accepted: AtomicU64::new(0),
+        });
+        Ok((queue, launched))
+    }
+
+    fn admission(&self) -> MutexGuard<'_, AdmissionQueue<Waiter>> {
+        lock(&self.admission)
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.store)
+    }
+
+    /// `function`'s settings.
+    pub fn settings(&self, function: &str) -> FunctionSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(function)
+            .clone()
+    }
+
+    /// Whether `function` may be called: a sample function or one in the
+    /// settings file.
+    pub fn known(&self, function: &str) -> bool {
+        sample_functions::catalog().get(function).is_some()
+            || self
+                .settings
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .functions
+                .contains_key(function)
+    }
+
+    fn known_functions(&self) -> Vec<String> {
+        let mut names: Vec<String> = sample_functions::catalog()
+            .functions
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        names.extend(
+            self.settings
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .functions
+                .keys()
+                .cloned(),
+        );
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// A slot for a synchronous call of `function`, waiting at most `wait`.
+    async fn acquire_sync(
+        self: &Arc<Self>,
+        function: &str,
+        wait: Duration,
+        now: policy::Time,
+    ) -> Option<Slot> {
+        let (tx, rx) = oneshot::channel();
+        match self
+            .admission()
+            .arrive(function, Waiter::Sync(tx), CallKind::Sync, now)
+        {
+            Admission::Run => {
+                return Some(Slot {
+                    queue: self.clone(),
+                    function: function.to_string(),
+                })
+            }
+            Admission::Wait => {}
+        }
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(slot)) => Some(slot),
+            _ => {
+                // Gave up: leave the queue (a slot sent meanwhile is
+                // dropped with the receiver, and so released).
+                self.admission().remove_waiting(
+                    function,
+                    |w| matches!(w, Waiter::Sync(tx) if tx.is_closed()),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Handles a SlimFaas route.
+pub(crate) async fn handle(
+    route: Route,
+    req: &HttpRequest,
+    payload: web::Payload,
+    queue: &Arc<Queue>,
+    shared: &Shared,
+    pool: &keepalive_http::Pool,
+) -> Result<HttpResponse, actix_web::Error> {
+    let known = |function: &str| {
+        if queue.known(function) {
+            Ok(())
+        } else {
+            Err(SlimError::UnknownFunction(function.to_string()))
+        }
+    };
+    let read_body = |payload: web::Payload| async move {
+        match payload.to_bytes_limited(MAX_CALL_BODY).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(e)) => Err(SlimError::BadBody(e.to_string())),
+            Err(_) => Err(SlimError::BodyTooLarge),
+        }
+    };
+    let get_only = |method: &Method| {
+        if method == Method::GET {
+            Ok(())
+        } else {
+            Err(SlimError::Method(method.to_string()))
+        }
+    };
+    match route {
+        Route::Call {
+            function,
+            kind: CallKind::Sync,
+        } => {
+            known(&function)?;
+            read_body(payload).await?;
+            call_sync(queue, shared, pool, &function, req.query_string()).await
+        }
+        Route::Call {
+            function,
+            kind: CallKind::Async,
+        } => {
+            known(&function)?;
+            let body = read_body(payload).await?;
+            let id = queue
+                .store()
+                .insert(
+                    &function,
+                    req.method().as_str(),
+                    req.path(),
+                    req.query_string(),
+                    &body,
+                    wall_ms(),
+                )
+                .map_err(SlimError::from)?;
+            queue.accepted.fetch_add(1, Ordering::Relaxed);
+            queue.scan.notify_one();
+            let status_url = format!("/async-calls/{id}");
+            Ok(HttpResponse::Accepted()
+                .insert_header((actix_web::http::header::LOCATION, status_url.clone()))
+                .content_type("application/json")
+                .body(
+                    serde_json::json!({"id": id.to_string(), "status_url": status_url}).to_string(),
+                ))
+        }
+        Route::AsyncCall(id) => {
+            get_only(req.method())?;
+            let call = id
+                .parse::<i64>()
+                .ok()
+                .map(|n| queue.store().get(n))
+                .transpose()
+                .map_err(SlimError::from)?
+                .flatten()
+                .ok_or_else(|| SlimError::UnknownCall(id.chars().take(64).collect()))?;
+            let result = call.result.as_deref().map(|r| {
+                serde_json::from_slice::<serde_json::Value>(r)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(r).into_owned().into())
+            });
+            Ok(json(serde_json::json!({
+                "id": call.id.to_string(),
+                "function": call.function,
+                "state": call.state,
+                "attempts": call.attempts,
+                "created_ms": call.created_ms,
+                "next_at_ms": call.next_at_ms,
+                "finished_ms": call.finished_ms,
+                "status": call.status,
+                "result": result,
+                "error": call.error,
+            })))
+        }
+        Route::StatusAll => {
+            get_only(req.method())?;
+            let all: Vec<serde_json::Value> = queue
+                .known_functions()
+                .iter()
+                .map(|f| function_status(queue, shared, f))
+                .collect::<Result<_, _>>()?;
+            Ok(json(serde_json::Value::Array(all)))
+        }
+        Route::Status(function) => {
+            get_only(req.method())?;
+            known(&function)?;
+            Ok(json(function_status(queue, shared, &function)?))
+        }
+        Route::Wake(function) => {
+            known(&function)?;
+            Err(SlimError::NotImplemented(
+                "the worker has no route that starts one function's instances \
+                 (scale to zero and wake are not implemented yet)",
+            )
+            .into())
+        }
+        Route::Settings(function) => {
+            known(&function)?;
+            if req.method() == Method::GET {
+                return Ok(json(serde_json::to_value(queue.settings(&function))?));
+            }
+            if req.method() != Method::PUT {
+                return Err(SlimError::Method(req.method().to_string()).into());
+            }
+            let body = read_body(payload).await?;
+            let new: FunctionSettings = serde_json::from_slice(&body)
+                .map_err(|e| SlimError::BadBody(format!("function settings: {e}")))?;
+            let admitted = queue
+                .admission()
+                .set_max_parallel(&function, new.max_parallel);
+            queue
+                .settings
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .functions
+                .insert(function.clone(), new.clone());
+            for waiter in admitted {
+                let slot = Slot {
+                    queue: queue.clone(),
+                    function: function.clone(),
+                };
+                match waiter {
+                    Waiter::Sync(tx) => drop(tx.send(slot)),
+                    Waiter::Async(id) => drop(queue.launch.send((id, slot))),
+                }
+            }
+            tracing::info!(function, settings = ?new, "function settings changed");
+            Ok(json(serde_json::to_value(new)?))
+        }
+    }
+}
+
+fn json(value: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(value.to_string())
+}
+
+fn function_status(
+    queue: &Queue,
+    shared: &Shared,
+    function: &str,
+) -> Result<serde_json::Value, SlimError> {
+    let counts = queue.admission().counts(function);
+    let now = shared.clock.now();
+    let stored: serde_json::Map<String, serde_json::Value> = queue
+        .store()
+        .counts()?
+        .into_iter()
+        .filter(|(f, _, _)| f == function)
+        .map(|(_, state, n)| (state, n.into()))
+        .collect();
+    Ok(serde_json::json!({
+        "name": function,
+        "in_flight": counts.in_flight,
+        "waiting_sync": counts.sync_waiting,
+        "waiting_async": counts.async_waiting,
+        "oldest_waiting_ms": counts
+            .oldest_waiting_since
+            .map(|since| now.saturating_since(since).as_millis() as u64),
+        "stored": stored,
+        "settings": queue.settings(function),
+        "instances": null,
+    }))
+}
+
+/// How one attempt through the balancer's dispatch path ended.
+struct Attempt {
+    outcome: AttemptOutcome,
+    reply: Option<(u16, web::Bytes)>,
+    error: Option<String>,
+}
+
+/// One attempt: `GET /execute?name=<fn>` through the scheduler and
+/// dispatch path of `/execute`, within the function's time-out.
+async fn attempt(
+    shared: &Shared,
+    pool: &keepalive_http::Pool,
+    function: &str,
+    settings: &FunctionSettings,
+    query: &str,
+) -> Attempt {
+    let safe = settings.safe_to_repeat(function);
+    let call = crate::server::execute_with(shared, pool, function, Some(safe), query);
+    match tokio::time::timeout(settings.timeout(), call).await {
+        Err(_) => Attempt {
+            outcome: AttemptOutcome::TimedOut,
+            reply: None,
+            error: Some(format!("no reply within {} s", settings.timeout_s)),
+        },
+        Ok(Ok(reply)) => {
+            let status = reply.status().as_u16();
+            let body = actix_web::body::to_bytes(reply.into_body())
+                .await
+                .unwrap_or_default();
+            Attempt {
+                outcome: AttemptOutcome::Replied(status),
+                reply: Some((status, body)),
+                error: None,
+            }
+        }
+        Ok(Err(e)) => {
+            let outcome = match &e {
+                BalancerError::NoOnlineNode
+                | BalancerError::AllFull { .. }
+                | BalancerError::WorkerUnreachable { .. } => AttemptOutcome::NotDispatched,
+                BalancerError::WorkerFailed { .. } => AttemptOutcome::Interrupted,
+                other => AttemptOutcome::Replied(other.status_code().as_u16()),
+            };
+            let body = e.error_response();
+            let status = body.status().as_u16();
+            let body = actix_web::body::to_bytes(body.into_body())
+                .await
+                .unwrap_or_default();
+            Attempt {
+                outcome,
+                reply: Some((status, body)),
+                error: Some(e.to_string()),
+            }
+        }
+    }
+}
+
+/// `ANY /function/<fn>/...`.
+async fn call_sync(
+    queue: &Arc<Queue>,
+    shared: &Shared,
+    pool: &keepalive_http::Pool,
+    function: &str,
+    query: &str,
+) -> Result<HttpResponse, actix_web::Error> {
+    let settings = queue.settings(function);
+    let Some(slot) = queue
+        .acquire_sync(function, settings.wait(), shared.clock.now())
+        .await
+    else {
+        return Err(SlimError::NoSlot {
+            function: function.to_string(),
+            waited_s: settings.wait_s,
+            max_parallel: settings.max_parallel,
+        }
+        .into());
+    };
+    let safe = settings.safe_to_repeat(function);
+    let delays = settings.retry_delays();
+    let mut retries = 0u32;
+    loop {
+        let attempt = attempt(shared, pool, function, &settings, query).await;
+        // Synchronous calls retry only when safe to repeat, and do not
+        // wait for a node (the caller sees the 503 at once).
+        let decision = match attempt.outcome {
+            _ if !safe => RetryDecision::Done,
+            AttemptOutcome::NotDispatched => RetryDecision::Done,
+            outcome => retry_decision(
+                outcome,
+                retries,
+                &delays,
+                safe,
+                NOT_DISPATCHED_POLL,
+                shared.clock.now(),
+            ),
+        };
+        if let RetryDecision::RetryAt(at) = decision {
+            retries += 1;
+            tokio::time::sleep(at.saturating_since(shared.clock.now())).await;
+            continue;
+        }
+        drop(slot);
+        return match attempt.reply {
+            Some((status, body)) => Ok(HttpResponse::build(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            )
+            .content_type("application/json")
+            .insert_header(("X-Slim-Attempts", (retries + 1).to_string()))
+            .body(body)),
+            None => Err(SlimError::TimedOut {
+                function: function.to_string(),
+                timeout_s: settings.timeout_s,
+            }
+            .into()),
+        };
+    }
+}
+
+/// The drain task: reads due calls from the store, admits them under
+/// their function's cap, and runs each admitted one. Runs until dropped.
+pub(crate) async fn drain(
+    queue: Arc<Queue>,
+    mut launched: Launched,
+    shared: Arc<Shared>,
+    pool: keepalive_http::Pool,
+) {
+    let pool = Rc::new(pool);
+    let mut last_purge = 0i64;
+    loop {
+        // Scan: every due, unclaimed call enters the admission queue.
+        let now_ms = wall_ms();
+        if let Err(e) = scan(&queue, &shared, &pool, now_ms) {
+            tracing::error!(error = %e, "cannot read the queue's store");
+        }
+        if now_ms - last_purge > 60_000 {
+            last_purge = now_ms;
+            let before = now_ms
+                .saturating_sub(i64::try_from(queue.retention.as_millis()).unwrap_or(i64::MAX));
+            match queue.store().purge(before) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "finished asynchronous calls past retention"),
+                Err(e) => tracing::error!(error = %e, "cannot purge the queue's store"),
+            }
+        }
+        let next_due = queue.store().next_due().ok().flatten();
+        let wait = next_due.map_or(SCAN_EVERY, |at| {
+            Duration::from_millis(u64::try_from(at - wall_ms()).unwrap_or(0)).min(SCAN_EVERY)
+        });
+        tokio::select! {
+            Some((id, slot)) = launched.recv() => {
+                actix_web::rt::spawn(run_stored(queue.clone(), shared.clone(), pool.clone(), id, slot));
+            }
+            () = queue.scan.notified() => {}
+            () = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+        }
+    }
+}
+
+fn scan(
+    queue: &Arc<Queue>,
+    shared: &Arc<Shared>,
+    pool: &Rc<keepalive_http::Pool>,
+    now_ms: i64,
+) -> Result<(), store::StoreError> {
+    let mut after = 0;
+    loop {
+        let page = queue.store().due(now_ms, after, SCAN_PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.id;
+        for call in page {
+            if !lock(&queue.claimed).insert(call.id) {
+                continue;
+            }
+            let admission = queue.admission().arrive(
+                &call.function,
+                Waiter::Async(call.id),
+                CallKind::Async,
+                shared.clock.now(),
+            );
+            if admission == Admission::Run {
+                let slot = Slot {
+                    queue: queue.clone(),
+                    function: call.function.clone(),
+                };
+                actix_web::rt::spawn(run_stored(
+                    queue.clone(),
+                    shared.clone(),
+                    pool.clone(),
+                    call.id,
+                    slot,
+                ));
+            }
+        }
+    }
+}
+
+/// Runs one attempt of a stored call that holds a slot, and records what
+/// comes of it.
+async fn run_stored(
+    queue: Arc<Queue>,
+    shared: Arc<Shared>,
+    pool: Rc<keepalive_http::Pool>,
+    id: i64,
+    slot: Slot,
+) {
+    let outcome = run_stored_attempt(&queue, &shared, &pool, id).await;
+    if let Err(e) = outcome {
+        tracing::error!(id, error = %e, "asynchronous call: the queue's store failed");
+    }
+    lock(&queue.claimed).remove(&id);
+    drop(slot);
+    queue.scan.notify_one();
+}
+
+async fn run_stored_attempt(
+    queue: &Queue,
+    shared: &Shared,
+    pool: &keepalive_http::Pool,
+    id: i64,
+) -> Result<(), store::StoreError> {
+    let Some(call) = queue.store().get(id)? else {
+        return Ok(());
+    };
+    if call.state != "queued" {
+        return Ok(());
+    }
+    queue.store().start_attempt(id)?;
+    let settings = queue.settings(&call.function);
+    let attempt = attempt(shared, pool, &call.function, &settings, &call.query).await;
+    let safe = settings.safe_to_repeat(&call.function);
+    let now = shared.clock.now();
+    let retries_done = call.attempts; // attempts before this one
+    let decision = retry_decision(
+        attempt.outcome,
+        retries_done,
+        &settings.retry_delays(),
+        safe,
+        NOT_DISPATCHED_POLL,
+        now,
+    );
+    let (status, body) = match &attempt.reply {
+        Some((s, b)) => (Some(*s), Some(&b[..])),
+        None => (None, None),
+    };
+    let store = queue.store();
+    match decision {
+        RetryDecision::Done => {
+            let (state, error) = match attempt.outcome {
+                AttemptOutcome::Interrupted => (
+                    "failed",
+                    Some(format!(
+                        "{}; not sent again (the function is not declared safe to repeat)",
+                        attempt.error.unwrap_or_default()
+                    )),
+                ),
+                _ => ("done", attempt.error),
+            };
+            store.finish(id, state, status, body, error.as_deref(), wall_ms())
+        }
+        RetryDecision::RetryAt(at) => {
+            let delay = at.saturating_since(now);
+            let next = wall_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+            let undo = attempt.outcome == AttemptOutcome::NotDispatched;
+            store.requeue(id, next, undo, attempt.error.as_deref())
+        }
+        RetryDecision::GiveUp => {
+            let error = format!(
+                "retries spent ({} attempts); last: {}",
+                call.attempts + 1,
+                attempt
+                    .error
+                    .unwrap_or_else(|| format!("status {}", status.unwrap_or(0)))
+            );
+            store.finish(id, "failed", status, body, Some(&error), wall_ms())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse() {
+        assert_eq!(
+            Route::parse("/function/W1/a/b"),
+            Some(Route::Call {
+                function: "W1".into(),
+                kind: CallKind::Sync
+            })
+        );
+        assert_eq!(
+            Route::parse("/async-function/W2"),
+            Some(Route::Call {
+                function: "W2".into(),
+                kind: CallKind::Async
+            })
+        );
+        assert_eq!(
+            Route::parse("/async-calls/7"),
+            Some(Route::AsyncCall("7".into()))
+        );
+        assert_eq!(Route::parse("/status-functions"), Some(Route::StatusAll));
+        assert_eq!(
+            Route::parse("/status-function/W1"),
+            Some(Route::Status("W1".into()))
+        );
+        assert_eq!(Route::parse("/execute"), None);
+        assert_eq!(Route::parse("/functions"), None);
+        assert!(Route::parse("/function-settings/W1")
+            .unwrap()
+            .is_management(&Method::PUT));
+    }
+}

@@ -1,0 +1,263 @@
+//! The durable store of asynchronous calls: one SQLite database in WAL
+//! mode (rusqlite, SQLite bundled), one row per accepted call.
+//!
+//! A call is `queued` (waiting, `next_at_ms` says from when), `running`
+//! (an attempt was sent to a worker; written before it is sent), then
+//! `done` (final reply recorded, any status) or `failed` (retries spent,
+//! or interrupted and not safe to repeat). A `202` is answered only once
+//! the row is committed, so an accepted call survives `kill -9` of the
+//! balancer (WAL, `synchronous=NORMAL`: a committed transaction survives
+//! the process dying; the last ones may be lost if the machine itself
+//! loses power). Finished calls are kept for the retention time, then
+//! deleted.
+//!
+//! Times are wall-clock milliseconds since the Unix epoch (they outlive
+//! the process).
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// A stored call.
+#[derive(Debug, Clone)]
+pub struct StoredCall {
+    pub id: i64,
+    pub function: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Vec<u8>,
+    pub state: String,
+    pub attempts: u32,
+    pub next_at_ms: i64,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub status: Option<u16>,
+    pub result: Option<Vec<u8>>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("queue store: {0}")]
+pub struct StoreError(#[from] rusqlite::Error);
+
+/// The store (one connection; callers serialise access).
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+const COLUMNS: &str = "id, function, method, path, query, body, state, attempts, next_at_ms, \
+                       created_ms, finished_ms, status, result, error";
+
+fn row_to_call(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCall> {
+    Ok(StoredCall {
+        id: row.get(0)?,
+        function: row.get(1)?,
+        method: row.get(2)?,
+        path: row.get(3)?,
+        query: row.get(4)?,
+        body: row.get(5)?,
+        state: row.get(6)?,
+        attempts: row.get(7)?,
+        next_at_ms: row.get(8)?,
+        created_ms: row.get(9)?,
+        finished_ms: row.get(10)?,
+        status: row.get(11)?,
+        result: row.get(12)?,
+        error: row.get(13)?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, or an in-memory
+    /// one (not durable) when `path` is None.
+    pub fn open(path: Option<&Path>) -> Result<Self, StoreError> {
+        let conn = match path {
+            Some(p) => Connection::open(p)?,
+            None => Connection::open_in_memory()?,
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS calls (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                function TEXT NOT NULL,
+                method TEXT NOT NULL,
+                path TEXT NOT NULL,
+                query TEXT NOT NULL,
+                body BLOB NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_at_ms INTEGER NOT NULL DEFAULT 0,
+                created_ms INTEGER NOT NULL,
+                finished_ms INTEGER,
+                status INTEGER,
+                result BLOB,
+                error TEXT
+            );
+            CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, id);",
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// Stores an accepted call; returns its id.
+    pub fn insert(
+        &self,
+        function: &str,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO calls (function, method, path, query, body, state, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)",
+            params![function, method, path, query, body, now_ms],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn get(&self, id: i64) -> Result<Option<StoredCall>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM calls WHERE id = ?1"),
+                [id],
+                row_to_call,
+            )
+            .optional()?)
+    }
+
+    /// Queued calls due at `now_ms` with an id above `after`, oldest
+    /// first, at most `limit`.
+    pub fn due(&self, now_ms: i64, after: i64, limit: u32) -> Result<Vec<StoredCall>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM calls WHERE state = 'queued' AND id > ?1 AND next_at_ms <= ?2 \
+             ORDER BY id LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![after, now_ms, limit], row_to_call)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Earliest `next_at_ms` of a queued call, if any.
+    pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(next_at_ms) FROM calls WHERE state = 'queued'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Marks an attempt as sent (before it is sent).
+    pub fn start_attempt(&self, id: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE calls SET state = 'running', attempts = attempts + 1 WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    /// Back to the queue, due at `next_at_ms`; `undo_attempt` when the
+    /// attempt never left the balancer.
+    pub fn requeue(
+        &self,
+        id: i64,
+        next_at_ms: i64,
+        undo_attempt: bool,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE calls SET state = 'queued', next_at_ms = ?2, \
+             attempts = attempts - ?3, error = COALESCE(?4, error) WHERE id = ?1",
+            params![id, next_at_ms, i64::from(undo_attempt), error],
+        )?;
+        Ok(())
+    }
+
+    /// Records a call's final outcome (`done` or `failed`).
+    pub fn finish(
+        &self,
+        id: i64,
+        state: &str,
+        status: Option<u16>,
+        result: Option<&[u8]>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE calls SET state = ?2, status = ?3, result = ?4, error = ?5, finished_ms = ?6 \
+             WHERE id = ?1",
+            params![id, state, status, result, error, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// After a restart: the calls that were `running` when the balancer
+    /// stopped (their outcome is unknown).
+    pub fn interrupted(&self) -> Result<Vec<StoredCall>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM calls WHERE state = 'running' ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], row_to_call)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes the calls finished before `before_ms`; returns how many.
+    pub fn purge(&self, before_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM calls WHERE finished_ms IS NOT NULL AND finished_ms < ?1",
+            [before_ms],
+        )?)
+    }
+
+    /// Calls by (function, state).
+    pub fn counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT function, state, COUNT(*) FROM calls GROUP BY function, state",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_goes_through_its_states_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite3");
+        let id = {
+            let s = Store::open(Some(&path)).unwrap();
+            let id = s.insert("W1", "GET", "/x", "a=1", b"body", 1000).unwrap();
+            assert_eq!(s.due(1000, 0, 10).unwrap().len(), 1);
+            s.start_attempt(id).unwrap();
+            assert!(s.due(1000, 0, 10).unwrap().is_empty());
+            id
+        };
+        let s = Store::open(Some(&path)).unwrap();
+        let interrupted = s.interrupted().unwrap();
+        assert_eq!(interrupted.len(), 1);
+        assert_eq!(interrupted[0].attempts, 1);
+        s.requeue(id, 3000, false, Some("interrupted")).unwrap();
+        assert!(s.due(2999, 0, 10).unwrap().is_empty());
+        assert_eq!(s.next_due().unwrap(), Some(3000));
+        s.start_attempt(id).unwrap();
+        s.finish(id, "done", Some(200), Some(b"ok"), None, 4000)
+            .unwrap();
+        let call = s.get(id).unwrap().unwrap();
+        assert_eq!(
+            (call.state.as_str(), call.attempts, call.status),
+            ("done", 2, Some(200))
+        );
+        assert_eq!(s.purge(4000).unwrap(), 0);
+        assert_eq!(s.purge(4001).unwrap(), 1);
+        assert!(s.get(id).unwrap().is_none());
+        // Ids are never reused.
+        assert!(s.insert("W1", "GET", "/", "", b"", 5000).unwrap() > id);
+    }
+}

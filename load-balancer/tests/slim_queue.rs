@@ -1,0 +1,607 @@
+//! SlimFaas's routes on the real balancer binary, with real stub-worker
+//! processes over loopback: asynchronous calls queued while no worker
+//! runs, the durable queue across `kill -9` of the balancer, the parallel
+//! cap measured at the worker, synchronous calls ahead of queued ones,
+//! retries and their delays measured at the worker, and bad input.
+#![allow(clippy::disallowed_methods)] // tests read the wall clock for deadlines
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{client, wait_within, StubWorker};
+
+/// A `load-balancer` process, killed (SIGKILL) on drop.
+struct BalancerProcess {
+    child: Child,
+    url: String,
+}
+
+impl BalancerProcess {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_load-balancer"))
+            .args(["rr", "--host", "127.0.0.1", "--port", "0", "--threads", "2"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn load-balancer");
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in the banner: {line:?}"))
+            .to_string();
+        Self { child, url }
+    }
+
+    /// `kill -9`, and wait for the process to be gone.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = client()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// `POST /async-function/<f>/`: the call id of a 202.
+    async fn call_async(&self, function: &str) -> String {
+        let r = client()
+            .post(format!("{}/async-function/{function}/work", self.url))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    async fn call(&self, id: &str) -> serde_json::Value {
+        let (status, v) = self.get_json(&format!("/async-calls/{id}")).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// Calls of `function` stored, by state.
+    async fn stored(&self, function: &str) -> serde_json::Value {
+        let (status, v) = self.get_json(&format!("/status-function/{function}")).await;
+        assert_eq!(status, 200, "{v}");
+        v["stored"].clone()
+    }
+
+    async fn wait_all_finished(&self, function: &str, n: u64, limit: Duration) {
+        wait_within("every call finished", limit, || async {
+            let s = self.stored(function).await;
+            let finished = s["done"].as_u64().unwrap_or(0) + s["failed"].as_u64().unwrap_or(0);
+            finished == n
+        })
+        .await;
+    }
+}
+
+impl Drop for BalancerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn settings_file(dir: &Path, text: &str) -> String {
+    let path = dir.join("settings.json");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_calls_wait_while_no_worker_runs_then_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.sqlite3");
+    let mut stub = StubWorker::start("a", &[]);
+    let port = stub.port;
+    stub.stop();
+    let balancer = BalancerProcess::start(&[
+        "--nodes",
+        &stub.url,
+        "--health-interval-ms",
+        "100",
+        "--queue-db",
+        db.to_str().unwrap(),
+    ]);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(balancer.call_async("W1").await);
+    }
+    // Not run: no worker; still queued, no attempt spent.
+    wait_within("the node seen offline", support::PATIENCE, || async {
+        let (_, v) = balancer.get_json("/1/lb/nodes").await;
+        v["nodes"][&stub.url] == "offline"
+    })
+    .await;
+    for id in &ids {
+        let call = balancer.call(id).await;
+        assert_eq!(call["state"], "queued", "{call}");
+        assert_eq!(call["attempts"], 0, "{call}");
+    }
+    let stub = StubWorker::start_on("a", port, &[]);
+    balancer.wait_all_finished("W1", 5, support::PATIENCE).await;
+    for id in &ids {
+        let call = balancer.call(id).await;
+        assert_eq!(call["state"], "done", "{call}");
+        assert_eq!(call["status"], 200, "{call}");
+        assert_eq!(call["attempts"], 1, "{call}");
+        assert_eq!(call["result"]["Result"]["body"], "W1 done", "{call}");
+    }
+    assert_eq!(stub.stats().await["execute"]["W1"], 5);
+}
+
+/// Calls accepted and queued when the balancer is killed with SIGKILL
+/// all run, each once (counted by the worker), after a restart on the
+/// same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_queued_calls_then_every_call_runs_once() {
+    const N: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.sqlite3");
+    let dead = support::dead_url();
+    let mut balancer =
+        BalancerProcess::start(&["--nodes", &dead.url, "--queue-db", db.to_str().unwrap()]);
+    let balancer_ref = &balancer;
+    let started = std::time::Instant::now();
+    let mut accepted = 0;
+    for chunk in 0..N / 50 {
+        let calls = (0..50).map(|_| balancer_ref.call_async("W1"));
+        accepted += futures_util::future::join_all(calls).await.len();
+        let _ = chunk;
+    }
+    assert_eq!(accepted, N);
+    let accepting = started.elapsed();
+    let stored = balancer.stored("W1").await;
+    assert_eq!(
+        stored["queued"].as_u64().unwrap_or(0) + stored["running"].as_u64().unwrap_or(0),
+        N as u64,
+        "{stored}"
+    );
+    balancer.kill();
+
+    let stub = StubWorker::start("b", &[]);
+    let balancer =
+        BalancerProcess::start(&["--nodes", &stub.url, "--queue-db", db.to_str().unwrap()]);
+    let restarted = std::time::Instant::now();
+    balancer
+        .wait_all_finished("W1", N as u64, Duration::from_secs(120))
+        .await;
+    eprintln!(
+        "{N} calls accepted in {accepting:?}; after the restart, all run in {:?}",
+        restarted.elapsed()
+    );
+    let stored = balancer.stored("W1").await;
+    assert_eq!(stored["done"], N as u64, "{stored}");
+    assert_eq!(stub.stats().await["execute"]["W1"], N as u64);
+}
+
+/// Calls in flight when the balancer is killed: after the restart, the
+/// one of a function safe to repeat is sent again, the other is failed
+/// with a message saying why (the module doc's "exactly once").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_at_a_kill_are_repeated_only_when_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.sqlite3");
+    let settings = settings_file(
+        dir.path(),
+        r#"{"functions": {"W2": {"safe_to_repeat": false}}}"#,
+    );
+    let stub = StubWorker::start("f", &["--delay", "W1=1500", "--delay", "W2=1500"]);
+    let args = [
+        "--nodes",
+        &stub.url,
+        "--queue-db",
+        db.to_str().unwrap(),
+        "--function-settings",
+        &settings,
+    ];
+    let mut balancer = BalancerProcess::start(&args);
+    let safe = balancer.call_async("W1").await;
+    let unsafe_ = balancer.call_async("W2").await;
+    wait_within("both calls running", support::PATIENCE, || async {
+        balancer.call(&safe).await["state"] == "running"
+            && balancer.call(&unsafe_).await["state"] == "running"
+    })
+    .await;
+    balancer.kill();
+    let balancer = BalancerProcess::start(&args);
+    balancer.wait_all_finished("W1", 1, support::PATIENCE).await;
+    balancer.wait_all_finished("W2", 1, support::PATIENCE).await;
+    let call = balancer.call(&safe).await;
+    assert_eq!(
+        (&call["state"], &call["attempts"]),
+        (&"done".into(), &2.into()),
+        "{call}"
+    );
+    let call = balancer.call(&unsafe_).await;
+    assert_eq!(
+        (&call["state"], &call["attempts"]),
+        (&"failed".into(), &1.into()),
+        "{call}"
+    );
+    assert!(
+        call["error"].as_str().unwrap().contains("not sent again"),
+        "{call}"
+    );
+}
+
+/// The cap on parallel calls of a function, measured at the worker, with
+/// synchronous and asynchronous calls together; and a synchronous call
+/// goes before queued asynchronous ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parallel_cap_holds_and_sync_calls_go_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_file(
+        dir.path(),
+        r#"{"functions": {"W1": {"max_parallel": 3}, "W2": {"max_parallel": 1}}}"#,
+    );
+    let stub = StubWorker::start(
+        "c",
+        &["--delay", "W1=150", "--delay", "W2=300", "--threads", "4"],
+    );
+    let balancer =
+        BalancerProcess::start(&["--nodes", &stub.url, "--function-settings", &settings]);
+    let b = &balancer;
+    let asyncs = (0..24).map(|_| b.call_async("W1"));
+    let syncs = (0..8).map(|_| async {
+        let r = client()
+            .get(format!("{}/function/W1/x", b.url))
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    });
+    let (ids, statuses) = futures_util::future::join(
+        futures_util::future::join_all(asyncs),
+        futures_util::future::join_all(syncs),
+    )
+    .await;
+    assert_eq!(ids.len(), 24);
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    balancer
+        .wait_all_finished("W1", 24, support::PATIENCE)
+        .await;
+    let stats = stub.stats().await;
+    assert_eq!(stats["execute"]["W1"], 32);
+    assert_eq!(stats["max_in_flight"]["W1"], 3, "{stats}");
+
+    // W2, one at a time: four queued, then a synchronous call runs right
+    // after the one in flight.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(b.call_async("W2").await);
+    }
+    wait_within("the first W2 call running", support::PATIENCE, || async {
+        b.call(&ids[0]).await["state"] == "running"
+    })
+    .await;
+    let r = client()
+        .get(format!("{}/function/W2/", b.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut done = 0;
+    for id in &ids {
+        if b.call(id).await["state"] == "done" {
+            done += 1;
+        }
+    }
+    assert!(
+        done <= 1,
+        "{done} queued calls ran before the synchronous one"
+    );
+    balancer.wait_all_finished("W2", 4, support::PATIENCE).await;
+    assert_eq!(stub.stats().await["max_in_flight"]["W2"], 1);
+}
+
+/// Retries after 500s, with the configured delays measured at the worker;
+/// a synchronous call is retried only when the function is safe to repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_calls_are_retried_after_their_delays() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_file(
+        dir.path(),
+        r#"{"functions": {
+            "W2": {"retry_delays_s": [0.3, 0.6]},
+            "W3": {"retry_delays_s": [0.3], "safe_to_repeat": false},
+            "W4": {"retry_delays_s": [0.2, 0.2]},
+            "W5": {"retry_delays_s": [0.1], "timeout_s": 0.3}
+        }}"#,
+    );
+    let stub = StubWorker::start(
+        "d",
+        &[
+            "--fail", "W2", "--fail", "W3", "--fail", "W4", "--delay", "W5=3000",
+        ],
+    );
+    let balancer =
+        BalancerProcess::start(&["--nodes", &stub.url, "--function-settings", &settings]);
+    let id = balancer.call_async("W2").await;
+    balancer.wait_all_finished("W2", 1, support::PATIENCE).await;
+    let call = balancer.call(&id).await;
+    assert_eq!(call["state"], "failed", "{call}");
+    assert_eq!(call["attempts"], 3, "{call}");
+    assert_eq!(call["status"], 500, "{call}");
+    assert!(
+        call["error"].as_str().unwrap().contains("retries spent"),
+        "{call}"
+    );
+    let stats = stub.stats().await;
+    let arrivals: Vec<u64> = stats["arrivals_ms"]["W2"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(arrivals.len(), 3, "{stats}");
+    let gaps = [arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]];
+    eprintln!("W2 retry delays measured at the worker: {gaps:?} ms (configured 300, 600)");
+    assert!(gaps[0] >= 300 && gaps[1] >= 600, "{gaps:?}");
+
+    // Synchronous: W3 is not safe to repeat (one attempt), W4 is (three).
+    let r = client()
+        .get(format!("{}/function/W3/", balancer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    assert_eq!(r.headers()["x-slim-attempts"], "1");
+    let r = client()
+        .post(format!("{}/function/W4/", balancer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    assert_eq!(r.headers()["x-slim-attempts"], "3");
+    let stats = stub.stats().await;
+    assert_eq!(stats["failed"]["W3"], 1);
+    assert_eq!(stats["failed"]["W4"], 3);
+
+    // A time-out is retried too.
+    let id = balancer.call_async("W5").await;
+    balancer.wait_all_finished("W5", 1, support::PATIENCE).await;
+    let call = balancer.call(&id).await;
+    assert_eq!(
+        (&call["state"], &call["attempts"]),
+        (&"failed".into(), &2.into()),
+        "{call}"
+    );
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("no reply within 0.3 s"),
+        "{call}"
+    );
+    let stats = stub.stats().await;
+    assert_eq!(
+        stats["arrivals_ms"]["W5"].as_array().unwrap().len(),
+        2,
+        "{stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error() {
+    let stub = StubWorker::start("e", &[]);
+    let balancer = BalancerProcess::start(&["--nodes", &stub.url]);
+    let c = client();
+    for path in [
+        "/function/NoSuchFn/",
+        "/async-function/NoSuchFn/x",
+        "/status-function/NoSuchFn",
+    ] {
+        let r = c
+            .get(format!("{}{path}", balancer.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["Error"], true, "{path}: {v}");
+        assert!(
+            v["Message"].as_str().unwrap().contains("unknown function"),
+            "{v}"
+        );
+    }
+    for id in ["999999", "abc", "-1"] {
+        let (status, v) = balancer.get_json(&format!("/async-calls/{id}")).await;
+        assert_eq!(status, 404, "{id}: {v}");
+        assert!(
+            v["Message"].as_str().unwrap().contains("unknown call id"),
+            "{v}"
+        );
+    }
+    let big = vec![b'x'; load_balancer::slim::MAX_CALL_BODY + 1];
+    for path in ["/function/W1/", "/async-function/W1/"] {
+        let r = c
+            .post(format!("{}{path}", balancer.url))
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 413, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            v["Message"].as_str().unwrap().contains("larger than"),
+            "{v}"
+        );
+    }
+    // Nothing was queued by the refused calls.
+    let (_, all) = balancer.get_json("/status-functions").await;
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["stored"].as_object().unwrap().is_empty()));
+
+    // Settings through the API: checked, then in force.
+    let url = format!("{}/function-settings/W1", balancer.url);
+    let r = c
+        .put(&url)
+        .body(r#"{"max_parallel": 0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["Message"]
+            .as_str()
+            .unwrap()
+            .contains("max_parallel must be in 1..="),
+        "{v}"
+    );
+    let r = c
+        .put(&url)
+        .body(r#"{"max_parallel": 4}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, v) = balancer.get_json("/status-function/W1").await;
+    assert_eq!(v["settings"]["max_parallel"], 4, "{v}");
+
+    // A malformed settings file: the balancer does not start, and says
+    // which file and line.
+    let dir = tempfile::tempdir().unwrap();
+    let path = settings_file(
+        dir.path(),
+        "{\"functions\": {\n  \"W1\": {\"max_parallel\": 2},\n  \"W2\": {\"max_parallell\": 2}\n}}\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_load-balancer"))
+        .args([
+            "rr",
+            "--port",
+            "0",
+            "--nodes",
+            &stub.url,
+            "--function-settings",
+            &path,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{path} line 3 column")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("max_parallell"), "{stderr}");
+}
+
+/// The real worker (`worker-front`, process runtime, sample function W1):
+/// queued calls run under the cap, counted at the worker (its `/health`
+/// reports `Calls` and `CallsInFlight`, polled while the queue drains).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_worker_runs_queued_calls_under_the_cap() {
+    const N: u64 = 12;
+    let bins = Path::new(env!("CARGO_BIN_EXE_load-balancer"))
+        .parent()
+        .unwrap();
+    let worker_bin = bins.join("worker-front");
+    if !worker_bin.is_file() || !bins.join("hf-fn").is_file() {
+        // Built with the cargo running this test (a no-op when current).
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "-p",
+            "worker-front",
+            "-p",
+            "sample-functions",
+            "--bins",
+        ]);
+        if bins.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().unwrap().success(),
+            "building worker-front failed"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut worker = Command::new(&worker_bin)
+        .args(["start", "--port", &port.to_string(), "--host", "127.0.0.1"])
+        .args(["--runtime", "process", "--time-scale", "0.05"])
+        .arg("--work-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start worker-front");
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _worker = Kill(&mut worker);
+    let worker_url = format!("http://127.0.0.1:{port}");
+    let health = || async {
+        match client().get(format!("{worker_url}/health")).send().await {
+            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+            _ => None,
+        }
+    };
+    wait_within("worker-front healthy", Duration::from_secs(60), || async {
+        health().await.is_some()
+    })
+    .await;
+    let settings = settings_file(dir.path(), r#"{"functions": {"W1": {"max_parallel": 2}}}"#);
+    let balancer =
+        BalancerProcess::start(&["--nodes", &worker_url, "--function-settings", &settings]);
+    let calls = (0..N).map(|_| balancer.call_async("W1"));
+    let ids = futures_util::future::join_all(calls).await;
+    let max_in_flight = std::sync::atomic::AtomicU64::new(0);
+    wait_within("the queue drained", Duration::from_secs(120), || async {
+        if let Some(h) = health().await {
+            max_in_flight.fetch_max(
+                h["Worker"]["CallsInFlight"].as_u64().unwrap(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        let s = balancer.stored("W1").await;
+        s["done"].as_u64().unwrap_or(0) + s["failed"].as_u64().unwrap_or(0) == N
+    })
+    .await;
+    for id in &ids {
+        let call = balancer.call(id).await;
+        assert_eq!(
+            (&call["state"], &call["status"]),
+            (&"done".into(), &200.into()),
+            "{call}"
+        );
+    }
+    let h = health().await.unwrap();
+    let max_in_flight = max_in_flight.into_inner();
+    eprintln!("worker-front: most calls in flight seen {max_in_flight} (cap 2)");
+    assert!(
+        max_in_flight <= 2,
+        "{max_in_flight} calls in flight at the worker"
+    );
+    assert_eq!(h["Worker"]["Calls"], N, "{h}");
+}
