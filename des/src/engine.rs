@@ -301,8 +301,9 @@ pub struct Summary {
     /// Calls a node refused by its admission rules (each refusal counted;
     /// `DesConfig::admission`).
     pub rejections: u64,
-    /// Calls run on another node than the scheduler chose
-    /// (`DesConfig::reroute`).
+    /// Calls sent on to another node than the scheduler chose
+    /// (`DesConfig::reroute`), counted once each, whether a later node
+    /// admitted them or they failed.
     pub rerouted: u64,
     /// Calls not served by a warm instance (no pooled, REST or reused
     /// instance): `!Meta.UsingPooledContainer && !Meta.UsingExistingRestContainer`.

@@ -321,3 +321,163 @@ fn drawn_work_has_the_distributions_mean() {
         assert_eq!(run(&rows, &c).1, calls);
     }
 }
+
+#[test]
+fn queued_calls_leave_the_node_queue_first_in_first_out() {
+    // At most one running instance per node, overflow queue; three
+    // functions, so every call needs its own instance. 0: F cold on F-1
+    // (ends 1500). 100: G would be a second running instance: queued.
+    // 200: H likewise, behind G. 1500: F-1 goes idle (1 running -> 0);
+    // the head, G, cold-starts G-1: its work runs 1500 + 500 .. 3000; H
+    // still waits (1 running). 3000: G-1 idle; H cold-starts H-1, ends
+    // 4500. Cold starts: 3 (a LIFO queue would have run H before G).
+    let rows = [("F", 0), ("G", 100), ("H", 200)];
+    let queue = DesConfig {
+        admission: Admission {
+            max_running: Some(1),
+            overflow: Overflow::Queue,
+        },
+        ..config(60, 1)
+    };
+    let (s, calls) = run(&rows, &queue);
+    assert_eq!((s.completed, s.cold_starts, s.failed), (3, 3, 0));
+    assert_eq!(
+        calls,
+        vec![
+            call(0, 1500, true, "des-0-F-1"),
+            call(100, 3000, true, "des-0-G-2"),
+            call(200, 4500, true, "des-0-H-3"),
+        ]
+    );
+}
+
+#[test]
+fn simfaas_maximum_concurrency_is_1000_running_instances() {
+    // SimFaaS's default (Admission::SIMFAAS_MAX_RUNNING): 1001 calls of F
+    // (256 MB each) at 0 on one node with room for all (300,000 MB: under
+    // a rule other than over-commit the default 2,048 MB would hold only
+    // 8 instances and bind first). The first 1000 cold-start instances 1..1000 (all
+    // end at 1500); the 1001st would be a 1001st running instance:
+    // - over-commit (SimFaaS's rule): rejected, 1000 completed, 1 failed;
+    // - queue: it waits until 1500, when the 1000 calls end in the order
+    //   they started; the queue is tried after each end, so it takes the
+    //   first instance to go idle (1), warm: 0 -> 2500. Cold starts 1000
+    //   either way.
+    // One more at 3000 reuses instance 1000 (all idle: the newest), warm,
+    // ends 4000, under both rules.
+    assert_eq!(Admission::SIMFAAS_MAX_RUNNING, 1000);
+    let mut rows: Vec<(&str, u64)> = vec![("F", 0); 1001];
+    rows.push(("F", 3000));
+    let limit = |overflow| DesConfig {
+        admission: Admission {
+            max_running: Some(Admission::SIMFAAS_MAX_RUNNING),
+            overflow,
+        },
+        node_memory_mb: 300_000,
+        ..config(60, 1)
+    };
+    let (s, calls) = run(&rows, &limit(Overflow::OverCommit));
+    assert_eq!(
+        (s.completed, s.failed, s.rejections, s.cold_starts),
+        (1001, 1, 1, 1000)
+    );
+    assert!(calls[..1000].iter().all(|c| c.cold && c.end == 1500));
+    assert_eq!(calls[1000], call(3000, 4000, false, "des-0-F-1000"));
+    let (s, calls) = run(&rows, &limit(Overflow::Queue));
+    assert_eq!((s.completed, s.failed, s.cold_starts), (1002, 0, 1000));
+    assert_eq!(
+        calls.iter().filter(|c| c.end == 2500).collect::<Vec<_>>(),
+        vec![&call(0, 2500, false, "des-0-F-1")]
+    );
+    assert_eq!(calls[1001], call(3000, 4000, false, "des-0-F-1000"));
+    // Without the limit the 1001st cold-starts a 1001st instance.
+    let (s, _) = run(&rows, &config(60, 1));
+    assert_eq!((s.completed, s.cold_starts), (1002, 1001));
+}
+
+#[test]
+fn elsewhere_fails_a_call_no_node_admits() {
+    // Two nodes, round robin, at most one running instance each, overflow
+    // elsewhere (reject + reroute). 0: F (5000 ms) on node 0, cold, ends
+    // 5500; 0: F (5000 ms) on node 1 likewise. 1000: F (1000 ms): node 0
+    // (round robin) is full, rejects (1); sent on to node 1, full too,
+    // rejects (2); no node left: it fails (an error line). rejections 2,
+    // rerouted 1 (sent on once), failed 1. 6000: F (1000 ms), rr's node 1
+    // (rr counts selections: 0, 1, 0, 1), warm on des-1-F-1, ends 7000.
+    let shaped = |t, ms: u64| {
+        let mut e = ScenarioEvent::new("F", t);
+        e.shape = Some(protocol::scenario::CallShape {
+            duration_us: ms * 1000,
+            memory_mb: None,
+        });
+        e
+    };
+    let events = [
+        shaped(0, 5000),
+        shaped(0, 5000),
+        shaped(1000, 1000),
+        shaped(6000, 1000),
+    ];
+    let elsewhere = DesConfig {
+        admission: Admission {
+            max_running: Some(1),
+            overflow: Overflow::Reject,
+        },
+        reroute: true,
+        ..config(60, 2)
+    };
+    let (s, calls) = run_events(&events, &elsewhere);
+    assert_eq!(
+        (
+            s.completed,
+            s.failed,
+            s.rejections,
+            s.rerouted,
+            s.cold_starts
+        ),
+        (3, 1, 2, 1, 2)
+    );
+    assert_eq!(
+        calls,
+        vec![
+            call(0, 5500, true, "des-0-F-1"),
+            call(0, 5500, true, "des-1-F-1"),
+            call(6000, 7000, false, "des-1-F-1"),
+        ]
+    );
+}
+
+#[test]
+fn exponential_cpu_work_shares_a_core_and_exponential_sleep_does_not() {
+    // Two calls of F at 0, cold (500 ms each, in parallel), then work
+    // drawn from the run's seeded RNG in arrival order: w1, w2. The draws
+    // do not depend on the cores, so two cores (no sharing) show them:
+    // call i ends at 500 + wi. On one core, processor sharing: both run at
+    // half speed until the smaller work, a, is done at 500 + 2a; the other
+    // then runs alone and ends at 500 + a + b (b the larger). A sleep
+    // (exp:) does not share: 500 + wi on one core too.
+    let with = |model: &str, cores| DesConfig {
+        cores,
+        default_function: Some(model.parse().unwrap()),
+        scheduler: SchedulerConfig::new("rr", [("seed", "11")]).unwrap(),
+        ..config(60, 1)
+    };
+    let rows = [("F", 0), ("F", 0)];
+    let ends = |model: &str, cores| -> Vec<i64> {
+        let (s, calls) = run(&rows, &with(model, cores));
+        assert_eq!((s.completed, s.cold_starts), (2, 2));
+        let mut ends: Vec<i64> = calls.iter().map(|c| c.end).collect();
+        ends.sort();
+        ends
+    };
+    let alone = ends("exp-cpu:400", 2);
+    let (a, b) = (alone[0] - 500, alone[1] - 500);
+    assert!(a > 0 && b > a, "two distinct draws: {alone:?}");
+    let shared = ends("exp-cpu:400", 1);
+    // Whole-ms log stamps: within 2 ms.
+    let near = |got: i64, want: i64| (got - want).abs() <= 2;
+    assert!(near(shared[0], 500 + 2 * a), "{shared:?} vs a {a}, b {b}");
+    assert!(near(shared[1], 500 + a + b), "{shared:?} vs a {a}, b {b}");
+    // The same draws as a sleep (warm and cold mean 400): no sharing.
+    assert_eq!(ends("exp:400", 1), ends("exp:400", 2));
+}

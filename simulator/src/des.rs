@@ -66,7 +66,8 @@
 //! per-invocation columns (`DurationMs`, `MemoryMb`) are simulated (see
 //! `des::engine`). Semantics of other simulators (Lambda model, defaults
 //! unchanged): `--reuse newest|oldest`, `--no-keep-alive-extension`,
-//! `--max-running N` (unlimited), `--overflow
+//! `--max-running [N]` (unlimited; the flag alone is SimFaaS's 1000,
+//! `policy::node::Admission::SIMFAAS_MAX_RUNNING`), `--overflow
 //! over-commit|queue|reject|elsewhere` (`over-commit`), and the work
 //! models `exp-cpu:` and `pct:`/`pct-cpu:` of `--default-function`.
 
@@ -202,9 +203,16 @@ pub struct Args {
     #[arg(long)]
     pub no_keep_alive_extension: bool,
     /// Lambda model: most instances busy at once per node (SimFaaS's
-    /// maximum concurrency); a call that needs one more is handled by
-    /// --overflow (rejected under over-commit) [default: unlimited].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// maximum concurrency; the flag alone means SimFaaS's 1000); a call
+    /// that needs one more is handled by --overflow (rejected under
+    /// over-commit) [default: unlimited].
+    #[arg(
+        long,
+        value_name = "N",
+        num_args = 0..=1,
+        default_missing_value = "1000",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub max_running: Option<u32>,
     /// Lambda model: what a node does with a call that needs a new
     /// instance when it has no memory (--node-memory-mb) or instance slot
@@ -574,7 +582,10 @@ pub(crate) fn refuse_existing(paths: &[&Path], overwrite: bool) -> anyhow::Resul
 /// included), the seed, `scenario`, the scales; in `extra`:
 /// `cores_per_node` or `machine_cores`, `capacity`, `instance_model`,
 /// `worker` (the caching options) and `profile` (its file, or null, with
-/// its `runtime`).
+/// its `runtime`); when given, `catalog` (its file), `default_function`
+/// (the work model of functions not in the catalog, as `--default-function`
+/// spells it) and `semantics` (the reuse, admission and reroute rules, when
+/// not the defaults).
 pub fn sidecar_for(
     config: &DesConfig,
     scenario: Option<&Path>,
@@ -624,6 +635,9 @@ pub fn sidecar_for(
     // Written only when given, so older sidecars read the same.
     if let Some(file) = &config.catalog_file {
         extra.insert("catalog".into(), json!(file));
+    }
+    if let Some(model) = &config.default_function {
+        extra.insert("default_function".into(), json!(model.to_string()));
     }
     let semantics = (config.reuse, config.admission, config.reroute);
     if semantics != Default::default() {
@@ -937,6 +951,62 @@ mod tests {
         assert_eq!(s.extra["cores_per_node"], 8);
         assert!(s.extra.get("machine_cores").is_none());
         assert_eq!(s.extra["profile"]["file"], serde_json::Value::Null);
+        assert_eq!(RunSidecar::parse(&s.to_json()).unwrap(), s);
+        // Defaults: no semantics and no default function recorded, so
+        // sidecars read as before these options existed.
+        assert!(s.extra.get("semantics").is_none());
+        assert!(s.extra.get("default_function").is_none());
+    }
+
+    /// `simulator des` as its command line parses it.
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(extra: &[&str]) -> Args {
+        use clap::Parser;
+        let mut argv = vec!["des", "s.csv", "--ideal", "--instance-model", "lambda"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn max_running_alone_is_simfaas_maximum_concurrency() {
+        assert_eq!(parse(&[]).max_running, None);
+        assert_eq!(
+            parse(&["--max-running"]).max_running,
+            Some(Admission::SIMFAAS_MAX_RUNNING)
+        );
+        assert_eq!(
+            parse(&["--max-running", "--overflow", "queue"]).max_running,
+            Some(1000)
+        );
+        assert_eq!(parse(&["--max-running", "7"]).max_running, Some(7));
+    }
+
+    #[test]
+    fn the_sidecar_records_every_semantics_option() {
+        let args = parse(&[
+            "--reuse",
+            "oldest",
+            "--no-keep-alive-extension",
+            "--max-running",
+            "--overflow",
+            "elsewhere",
+            "--default-function",
+            "pct-cpu:p0=1,p50=10,p100=20",
+        ]);
+        let config = args.config_with(CostProfile::default()).unwrap();
+        let s = sidecar_for(&config, None, "2026-12-03 05:00:00 UTC".into(), None);
+        let semantics = &s.extra["semantics"];
+        assert_eq!(semantics["reuse"]["order"], "oldest");
+        assert_eq!(semantics["reuse"]["extend_on_reuse"], false);
+        assert_eq!(semantics["admission"]["max_running"], 1000);
+        assert_eq!(semantics["admission"]["overflow"], "reject");
+        assert_eq!(semantics["reroute"], true);
+        assert_eq!(s.extra["default_function"], "pct-cpu:p0=1,p50=10,p100=20");
         assert_eq!(RunSidecar::parse(&s.to_json()).unwrap(), s);
     }
 }

@@ -75,6 +75,12 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// SimFaaS's default maximum concurrency (`maximum_concurrency=1000`
+    /// in its `ServerlessSimulator`): the limit a researcher turning the
+    /// running limit on without a number gets (`simulator des
+    /// --max-running`).
+    pub const SIMFAAS_MAX_RUNNING: u32 = 1000;
+
     /// Whether these rules can refuse or queue a call (false for the
     /// default, which costs nothing per call).
     pub fn limits(&self) -> bool {
