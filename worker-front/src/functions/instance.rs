@@ -398,8 +398,17 @@ pub async fn invoke(
         Err(CallError::Crashed {
             function, status, ..
         }) => {
-            // Let the drains take its last words.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The connection broke: if the process is ending, wait (briefly)
+            // for its exit status, and let the drains take its last words.
+            let mut status = status;
+            for _ in 0..50 {
+                if let Some(s) = inst.exit_status() {
+                    status = format!("instance exited: {s}");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
             Err(CallError::Crashed {
                 function,
                 status,
