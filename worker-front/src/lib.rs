@@ -437,6 +437,14 @@ async fn serve<R: Runtime>(
             }
         })
     };
+    // Idle user-function instances end after the keep-alive.
+    let functions_expirer = tokio::spawn(
+        functions.clone().keep_expiring(
+            Duration::try_from_secs_f64(config.keep_alive_s)
+                .unwrap_or(KeepAlivePool::DEFAULT_KEEP_ALIVE),
+            tick.max(Duration::from_millis(200)),
+        ),
+    );
     // The engine probe `/health` answers from (`health`), on its own task.
     let engine_timeout = Duration::from_secs(config.engine_timeout_s);
     let prober = {
@@ -471,6 +479,7 @@ async fn serve<R: Runtime>(
     };
     expirer.abort();
     prober.abort();
+    functions_expirer.abort();
     functions.shutdown().await;
     match engine {
         Ok(()) => match worker.runtime().shutdown().await {

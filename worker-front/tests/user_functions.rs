@@ -311,3 +311,24 @@ async fn a_redeploy_is_atomic_calls_in_flight_finish_on_the_old_version() {
     let left: Vec<_> = std::fs::read_dir(dirs.work()).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_warm_instance_ends_after_the_keep_alive_and_the_next_call_is_cold() {
+    let dirs = Dirs::new();
+    let w = try_start_with(&dirs.data(), &dirs.work(), &["--keep-alive-s", "1"]).unwrap();
+    let (s, v) = w.deploy("k.zip", &native_zip("k", None), None, None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, h, text) = w.call("k", "").await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(meta(&h)["UsingExistingRestContainer"], false);
+    let pid = serde_json::from_str::<serde_json::Value>(&text).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    await_true("the idle instance ends", || !alive(pid)).await;
+    let (_, v) = w.json("GET", "/info/k", None).await;
+    assert_eq!(v["Warm"], false, "{v}");
+    let (s, h, _) = w.call("k", "").await;
+    assert_eq!(s, 200);
+    assert_eq!(meta(&h)["UsingExistingRestContainer"], false, "cold again");
+    w.stop();
+}

@@ -28,12 +28,17 @@
 //! Counters and the rate limit belong to the name and carry over to new
 //! versions (a deploy's `rateLimit` replaces the limit).
 //!
+//! # Keep-alive
+//! A warm instance idle for longer than the worker's `--keep-alive-s`
+//! (600 s by default, the Lambda model's keep-alive) is stopped; the next
+//! call starts one again (cold).
+//!
 //! # What is not here yet (issue 14)
 //! The Docker runtime for user functions, the balancer's side (its store,
 //! workers fetching packages from it, `/deploy` through the balancer), and
 //! the node model's view of user functions (their calls do not pass the
 //! worker's image cache, pools or keep-alive policies; each version keeps
-//! one warm instance, as REST mode does).
+//! one warm instance, as REST mode does, under a fixed keep-alive).
 
 pub mod http;
 pub mod instance;
@@ -98,6 +103,8 @@ pub struct Deployed {
     rate: Arc<Mutex<TokenBucket>>,
     counters: Arc<Mutex<Counters>>,
     warm: tokio::sync::Mutex<Option<Arc<Running>>>,
+    /// When a call last ended, ms on the worker's clock ([`unix_ms`]).
+    last_used: AtomicU64,
     /// Set when the version is replaced or deleted: its directory goes
     /// with its last reference.
     retired: AtomicBool,
@@ -268,6 +275,7 @@ impl Functions {
                     rate: Arc::new(Mutex::new(rate)),
                     counters: Arc::new(Mutex::new(counters)),
                     warm: tokio::sync::Mutex::new(None),
+                    last_used: AtomicU64::new(0),
                     retired: AtomicBool::new(false),
                     row,
                 }),
@@ -422,6 +430,7 @@ impl Functions {
             rate,
             counters,
             warm: tokio::sync::Mutex::new(None),
+            last_used: AtomicU64::new(0),
             retired: AtomicBool::new(false),
             row: row.clone(),
         });
@@ -643,6 +652,8 @@ impl Functions {
             },
         };
         let execution_ms = began.elapsed().as_secs_f64() * 1e3;
+        d.last_used
+            .store(unix_ms().max(0) as u64, Ordering::Relaxed);
         let (status, output, failed) = match &result {
             Ok(r) => (r.status, r.output.clone(), r.status >= 500),
             Err(e) => (
@@ -683,6 +694,45 @@ impl Functions {
             execution_ms,
             internal_ms,
         })
+    }
+
+    /// Stops the warm instances idle for longer than `keep_alive` at
+    /// `now_ms` (a keep-alive, as the worker's Lambda model: the next call
+    /// starts a new one, cold). An instance with a call in flight is
+    /// never idle. Returns how many were stopped.
+    pub async fn expire_idle(&self, now_ms: i64, keep_alive: std::time::Duration) -> usize {
+        let all: Vec<Arc<Deployed>> = self.read().values().cloned().collect();
+        let mut stopped = 0;
+        for d in all {
+            let idle_since = d.last_used.load(Ordering::Relaxed) as i64;
+            if now_ms.saturating_sub(idle_since) < keep_alive.as_millis() as i64 {
+                continue;
+            }
+            let mut slot = d.warm.lock().await;
+            // Held by the slot alone: no call in flight.
+            if slot.as_ref().is_some_and(|r| Arc::strong_count(r) == 1) {
+                if let Some(r) = slot.take() {
+                    tracing::info!(
+                        "stopped idle instance {} of function {}",
+                        r.name,
+                        d.row.name
+                    );
+                    r.kill();
+                    stopped += 1;
+                }
+            }
+        }
+        stopped
+    }
+
+    /// Runs [`Functions::expire_idle`] every `tick` with the worker's clock.
+    pub async fn keep_expiring(self, keep_alive: std::time::Duration, tick: std::time::Duration) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            self.expire_idle(unix_ms(), keep_alive).await;
+        }
     }
 
     /// Stops every instance; removes a temporary data area.

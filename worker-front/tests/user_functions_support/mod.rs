@@ -30,8 +30,14 @@ impl Drop for Worker {
 /// Starts the worker with `data_dir` (and its work area under
 /// `work_dir`); Err with its stderr when it does not start.
 pub fn try_start(data_dir: &Path, work_dir: &Path) -> Result<Worker, String> {
+    try_start_with(data_dir, work_dir, &[])
+}
+
+/// [`try_start`] with more flags.
+pub fn try_start_with(data_dir: &Path, work_dir: &Path, extra: &[&str]) -> Result<Worker, String> {
     let mut child = Command::new(WORKER)
         .args(["start", "0", "--host", "127.0.0.1"])
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--work-dir")
