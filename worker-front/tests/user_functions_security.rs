@@ -235,7 +235,9 @@ async fn crashing_hanging_and_flooding_functions_fail_their_call_and_are_replace
     assert_eq!(logs[0]["Status"], 200);
     let noisy = logs[0]["Output"].as_str().unwrap();
     assert!(noisy.len() <= 4100, "{}", noisy.len());
-    assert!(noisy.contains("noisy call done"), "the tail is kept");
+    // What a warm instance wrote while the call ran (as far as the worker
+    // had read it when the reply came), its last 4 KiB.
+    assert!(noisy.contains("nnnn"), "{noisy:?}");
     for l in logs {
         assert!(l["Output"].as_str().unwrap().len() <= 4100);
     }

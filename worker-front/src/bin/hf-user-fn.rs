@@ -122,17 +122,22 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
 }
 
 fn serve_connection(stream: TcpStream, label: String) {
+    // One write per reply, sent at once (no Nagle delay behind the
+    // client's delayed ACK).
+    let _ = stream.set_nodelay(true);
     let Ok(mut out) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(stream);
     while let Some(req) = read_request(&mut reader) {
         let (status, body) = echo(&label, &req);
-        let head = format!(
+        let mut reply = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nX-Echo: {label}\r\nContent-Length: {}\r\n\r\n",
             body.len()
-        );
-        if out.write_all(head.as_bytes()).is_err() || out.write_all(&body).is_err() {
+        )
+        .into_bytes();
+        reply.extend_from_slice(&body);
+        if out.write_all(&reply).is_err() {
             return;
         }
     }

@@ -228,6 +228,7 @@ impl Functions {
         let bootstrap = instance::write_bootstrap(&dir).map_err(|e| format!("bootstrap: {e}"))?;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()

@@ -56,7 +56,9 @@ pub struct CallRow {
     pub cold: bool,
     pub node: String,
     /// What the function wrote (stderr, and stdout of a warm instance)
-    /// during the call, at most [`LOG_TEXT_BYTES`].
+    /// during the call, at most [`LOG_TEXT_BYTES`] (its end). For a warm
+    /// instance: what the worker had read of its output between the
+    /// call's start and its reply (calls running at once share it).
     pub output: String,
 }
 
