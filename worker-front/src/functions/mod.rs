@@ -354,8 +354,7 @@ impl Functions {
         }
         let seq = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
         let tmp = self.inner.dir.join("tmp").join(format!("deploy-{seq}"));
-        let digest = store::digest(&zip);
-        let unpacked = {
+        let (digest, unpacked) = {
             let (tmp, zip) = (tmp.clone(), zip.clone());
             tokio::task::spawn_blocking(move || {
                 std::fs::create_dir(&tmp).map_err(|e| PackageError::Io(e.to_string()))?;
@@ -363,7 +362,7 @@ impl Functions {
                 if r.is_err() {
                     let _ = std::fs::remove_dir_all(&tmp);
                 }
-                r
+                r.map(|u| (store::digest(&zip), u))
             })
             .await
             .map_err(|e| FunctionError::Store(e.to_string()))??
