@@ -94,7 +94,16 @@ pub struct Listeners {
 
 /// Refuses a management request that may not go on (module doc).
 fn authorize<R>(state: &AppState<R>, req: &HttpRequest) -> Result<(), HttpResponse> {
-    if let Some(management) = state.management_addr {
+    authorize_with(&state.mgmt, state.management_addr, req)
+}
+
+/// [`authorize`] from its parts (the user functions' routes use it too).
+fn authorize_with(
+    mgmt: &protocol::mgmt::ManagementConfig,
+    management_addr: Option<std::net::SocketAddr>,
+    req: &HttpRequest,
+) -> Result<(), HttpResponse> {
+    if let Some(management) = management_addr {
         if req.app_config().local_addr() != management {
             return Err(error(
                 403,
@@ -108,8 +117,7 @@ fn authorize<R>(state: &AppState<R>, req: &HttpRequest) -> Result<(), HttpRespon
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    state
-        .mgmt
+    mgmt
         .check(req.peer_addr().map(|a| a.ip()), authorization)
         .map_err(|denied| {
             tracing::warn!(peer = ?req.peer_addr(), path = req.path(), %denied, "management request refused");
@@ -371,11 +379,32 @@ pub fn server_with<R: Runtime>(
     listeners: Listeners,
     http_workers: usize,
 ) -> std::io::Result<actix_web::dev::Server> {
+    server_with_functions(worker, listeners, http_workers, None)
+}
+
+/// [`server_with`], serving users' own functions too (the Glambdar
+/// routes of [`crate::functions::http`]) when `functions` is given.
+pub fn server_with_functions<R: Runtime>(
+    worker: Worker<R>,
+    listeners: Listeners,
+    http_workers: usize,
+    functions: Option<crate::functions::Functions>,
+) -> std::io::Result<actix_web::dev::Server> {
     let handle = Handle::current();
     let management_addr = match &listeners.management {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    let functions = functions.map(|functions| {
+        let mgmt = listeners.mgmt.clone();
+        web::Data::new(crate::functions::http::FunctionsState {
+            functions,
+            handle: handle.clone(),
+            authorize: std::sync::Arc::new(move |req: &HttpRequest| {
+                authorize_with(&mgmt, management_addr, req)
+            }),
+        })
+    });
     let data = web::Data::new(AppState {
         worker,
         handle,
@@ -383,8 +412,14 @@ pub fn server_with<R: Runtime>(
         management_addr,
     });
     let server = HttpServer::new(move || {
+        let functions = functions.clone();
         App::new()
             .app_data(data.clone())
+            .configure(move |cfg| {
+                if let Some(f) = functions {
+                    crate::functions::http::routes(cfg, f);
+                }
+            })
             .default_service(web::to(dispatch::<R>))
     })
     .workers(http_workers.max(1))

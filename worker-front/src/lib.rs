@@ -19,6 +19,9 @@
 //! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses,
 //!   who may use the management routes: `protocol::mgmt`).
 //! - [`limits`]: the bounds of the worker's options and flags.
+//! - [`functions`]: users' own functions (the Glambdar API: `/deploy`,
+//!   `/invoke/:name`, `/info`, `/logs`, `/del`, `/config`), kept in a data
+//!   directory (`--data-dir`) and run as local processes.
 //! - [`run`]: binds it all together (`main` is a thin CLI over it).
 //!
 //! Output: [`run`] prints one start-up line on stdout (version, worker id,
@@ -29,6 +32,7 @@
 //! is a terminal.
 
 pub mod action;
+pub mod functions;
 pub mod health;
 pub mod http;
 pub mod join;
@@ -118,6 +122,13 @@ pub struct WorkerConfig {
     /// carries (`sample_functions::workload`). A bad file stops the
     /// start with an error naming the file and line.
     pub catalog: Option<PathBuf>,
+    /// Where users' own functions are kept across restarts (locked while
+    /// the worker runs). None: a temporary area under the work dir, gone
+    /// with the worker.
+    pub data_dir: Option<PathBuf>,
+    /// The Node.js binary for Glambdar functions (default: `HF_NODE`, else
+    /// `node` on `PATH`).
+    pub node: Option<PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -140,6 +151,8 @@ impl Default for WorkerConfig {
             engine_timeout_s: runtime::docker::DEFAULT_ENGINE_TIMEOUT.as_secs(),
             mgmt: protocol::mgmt::ManagementConfig::default(),
             catalog: None,
+            data_dir: None,
+            node: None,
         }
     }
 }
@@ -351,6 +364,27 @@ async fn serve<R: Runtime>(
         Ok(_) => {}
         Err(e) => tracing::warn!("could not remove orphaned leftovers (will serve anyway): {e}"),
     }
+    // Users' own functions: their data dir is locked before the start-up
+    // line, so a worker that cannot have it never says it listens.
+    let functions = functions::Functions::open(functions::FunctionsConfig {
+        data_dir: config.data_dir.clone(),
+        work_dir: options.work_dir.clone(),
+        worker_id: options.worker_id.clone(),
+        node: config.node.clone().unwrap_or_else(functions::default_node),
+        limits: functions::package::Limits::default(),
+    })
+    .await
+    .map_err(|e| RunError::Config(format!("user functions: {e}")))?;
+    tracing::info!(
+        "user functions: {} deployed, kept in {}{}",
+        functions.len(),
+        functions.dir().display(),
+        if config.data_dir.is_none() {
+            " (temporary: give --data-dir to keep them)"
+        } else {
+            ""
+        }
+    );
     // The start-up line, on stdout whatever RUST_LOG says (an experiment
     // runs workers at RUST_LOG=warn and keeps their output).
     let management = match &listeners.management {
@@ -403,6 +437,14 @@ async fn serve<R: Runtime>(
             }
         })
     };
+    // Idle user-function instances end after the keep-alive.
+    let functions_expirer = tokio::spawn(
+        functions.clone().keep_expiring(
+            Duration::try_from_secs_f64(config.keep_alive_s)
+                .unwrap_or(KeepAlivePool::DEFAULT_KEEP_ALIVE),
+            tick.max(Duration::from_millis(200)),
+        ),
+    );
     // The engine probe `/health` answers from (`health`), on its own task.
     let engine_timeout = Duration::from_secs(config.engine_timeout_s);
     let prober = {
@@ -413,7 +455,12 @@ async fn serve<R: Runtime>(
             health::probe_engine(w.runtime(), bound, move |r| recorder.record_engine(r)).await;
         })
     };
-    let server = http::server_with(worker.clone(), listeners, config.http_workers)?;
+    let server = http::server_with_functions(
+        worker.clone(),
+        listeners,
+        config.http_workers,
+        Some(functions.clone()),
+    )?;
     let handle = server.handle();
     let mut server = Box::pin(server);
     let (result, engine) = tokio::select! {
@@ -432,6 +479,8 @@ async fn serve<R: Runtime>(
     };
     expirer.abort();
     prober.abort();
+    functions_expirer.abort();
+    functions.shutdown().await;
     match engine {
         Ok(()) => match worker.runtime().shutdown().await {
             Ok(r) => tracing::info!("shut down; removed {r:?}"),

@@ -163,6 +163,13 @@ struct StartArgs {
     /// `<scenario>.catalog.csv`), served beside the samples.
     #[arg(long, value_name = "FILE")]
     catalog: Option<PathBuf>,
+    /// Keep users' own functions (POST /deploy) here across restarts; the
+    /// worker locks it (default: a temporary area in the work dir).
+    #[arg(long, env = "HF_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The Node.js binary for Glambdar functions (default: node on PATH).
+    #[arg(long, env = "HF_NODE", value_name = "PATH")]
+    node: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -227,6 +234,8 @@ fn main() -> anyhow::Result<()> {
         engine_timeout_s: args.engine_timeout_s,
         mgmt,
         catalog: args.catalog,
+        data_dir: args.data_dir,
+        node: args.node,
         ..WorkerConfig::default()
     };
     // Bad policy options and values beyond their bounds are errors before

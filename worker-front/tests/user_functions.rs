@@ -1,0 +1,334 @@
+//! Users' own functions on the real `worker-front` binary (issue 14, one
+//! worker, process runtime): a native HTTP function, a Glambdar Node.js
+//! function (a zip of only `index.js`) and a one-shot CGI function are
+//! deployed, called (method, headers, query, body there; status, headers,
+//! body back; timing and `Meta` in headers; warm instances reused),
+//! inspected (`/info`, `/logs`), redeployed while a call is in flight,
+//! rate-limited, deleted, and found again after a restart.
+
+// Tests read the clock for their deadlines.
+#![allow(clippy::disallowed_methods)]
+
+mod user_functions_support;
+
+use user_functions_support::*;
+
+const NODE_ECHO: &str = r#"
+exports.handler = async (req) => {
+  if (req.query.mark) {
+    require('fs').writeFileSync(req.query.mark, 'x');
+    await new Promise((r) => setTimeout(r, Number(req.query.wait || 0)));
+  }
+  return {
+    statusCode: 200,
+    headers: { 'x-node': 'yes', 'x-pid': String(process.pid) },
+    body: { version: 'VERSION', method: req.method, path: req.path, query: req.query,
+            test: req.headers['x-test'], got: req.body },
+  };
+};
+"#;
+
+fn node_zip(version: &str) -> Vec<u8> {
+    glambdar_zip(&NODE_ECHO.replace("VERSION", version))
+}
+
+fn meta(h: &reqwest::header::HeaderMap) -> serde_json::Value {
+    serde_json::from_str(h["x-meta"].to_str().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_node_and_oneshot_functions_are_deployed_called_and_inspected() {
+    let dirs = Dirs::new();
+    let w = start(&dirs.data(), &dirs.work());
+
+    // A native HTTP function, named by funcName.
+    let (s, v) = w
+        .deploy("whatever.zip", &native_zip("v1", None), Some("echo"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["Name"].as_str(), v["Version"].as_u64()),
+        (Some("echo"), Some(1))
+    );
+    assert_eq!(v["Runtime"], "http");
+    assert_eq!(v["Digest"].as_str().unwrap().len(), 64);
+
+    let r = w
+        .client
+        .post(format!("{}/invoke/echo/some/path?x=1&y=two", w.base))
+        .header("x-test", "abc")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["path"], "/some/path");
+    assert_eq!(body["query"], "x=1&y=two");
+    assert_eq!(body["headers"]["x-test"], "abc");
+    assert_eq!(body["body"], "hello");
+    assert_eq!(body["label"], "v1");
+    assert_eq!(h["x-echo"], "v1");
+    assert_eq!(h["x-function-version"], "1");
+    let m = meta(&h);
+    assert_eq!(m["UsingExistingRestContainer"], false, "first call is cold");
+    assert!(m["ImageName"].as_str().unwrap().starts_with("echo@v1"));
+    let exec: f64 = h["x-execution-time"].to_str().unwrap().parse().unwrap();
+    let internal: f64 = h["x-internal-execution-time"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(exec >= internal && internal > 0.0, "{exec} {internal}");
+    let pid = body["pid"].as_u64().unwrap();
+
+    // Warm: the same instance, and the function's status comes back.
+    let (s, h, text) = w.call("echo", "?status=201").await;
+    assert_eq!(s, 201, "{text}");
+    assert_eq!(meta(&h)["UsingExistingRestContainer"], true);
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body["pid"].as_u64(),
+        Some(pid),
+        "the warm instance is reused"
+    );
+
+    // A Glambdar function: a zip of only index.js, named by its file.
+    let (s, v) = w.deploy("greet.zip", &node_zip("n1"), None, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["Name"].as_str(), v["Runtime"].as_str()),
+        (Some("greet"), Some("node"))
+    );
+    let r = w
+        .client
+        .put(format!("{}/invoke/greet?who=me", w.base))
+        .header("x-test", "t1")
+        .header("content-type", "application/json")
+        .body(r#"{"a": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-node"], "yes");
+    let node_pid = r.headers()["x-pid"].to_str().unwrap().to_string();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["got"]["a"], 1, "a JSON body is parsed: {body}");
+    assert_eq!(
+        (body["method"].as_str(), body["path"].as_str()),
+        (Some("PUT"), Some("/"))
+    );
+    assert_eq!(body["query"]["who"], "me");
+    assert_eq!(body["test"], "t1");
+    let (s, h, _) = w.call("greet", "").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        h["x-pid"].to_str().unwrap(),
+        node_pid,
+        "warm node instance reused"
+    );
+
+    // A one-shot (CGI) function.
+    let manifest = r#"{"runtime": "oneshot", "entry": "fn", "args": ["--oneshot", "once"]}"#;
+    let zip = zip_of(&[
+        Entry::File("hf-function.json", manifest.as_bytes(), 0o644),
+        Entry::File("fn", &user_fn_binary(), 0o755),
+    ]);
+    let (s, v) = w.deploy("once.zip", &zip, None, None).await;
+    assert_eq!(s, 200, "{v}");
+    let r = w
+        .client
+        .post(format!("{}/invoke/once/p?status=202", w.base))
+        .header("x-test", "cgi")
+        .body("stdin body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["x-echo"], "once");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["body"], "stdin body");
+    assert_eq!(body["path"], "/p");
+    assert_eq!(body["headers"]["x-test"], "cgi");
+
+    // /info and /logs.
+    let (s, v) = w.json("GET", "/info", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["Count"], 3, "{v}");
+    let (s, v) = w.json("GET", "/info/echo", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["Calls"], 2, "{v}");
+    assert_eq!(v["Errors"], 0, "{v}");
+    assert_eq!(v["Version"], 1);
+    assert_eq!(v["RateLimit"], 0.0);
+    assert!(v["MeanDurationMs"].as_f64().unwrap() > 0.0);
+    assert!(v["LastCallMs"].as_i64().unwrap() > 0);
+    assert_eq!(v["Warm"], true);
+    let (s, v) = w.json("GET", "/logs/echo", None).await;
+    assert_eq!(s, 200);
+    let logs = v["Logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2, "{v}");
+    assert_eq!(logs[0]["Status"], 201, "newest first");
+    assert_eq!(
+        (logs[0]["Cold"].as_bool(), logs[1]["Cold"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert!(logs[0]["Node"].as_str().unwrap().starts_with("worker-"));
+    let (s, _) = w.json("GET", "/logs/echo?limit=0", None).await;
+    assert_eq!(s, 400);
+    let (s, _) = w.json("GET", "/info/nobody", None).await;
+    assert_eq!(s, 404);
+
+    // Rate limit: 1/s (burst 1), then unlimited again.
+    let (s, v) = w
+        .json("POST", "/config/echo", Some(r#"{"rateLimit": 1}"#))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["Burst"], 1.0);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(w.call("echo", "").await.0);
+    }
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        limited >= 1 && statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    let (s, v) = w.json("GET", "/invoke/echo", None).await;
+    if s == 429 {
+        assert_eq!(v["Error"], true);
+        assert!(v["Message"].as_str().unwrap().contains("rate limit"), "{v}");
+    }
+    let (_, v) = w.json("GET", "/info/echo", None).await;
+    assert_eq!(v["RateLimit"], 1.0);
+    let (s, _) = w
+        .json("POST", "/config/echo", Some(r#"{"rateLimit": -3}"#))
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = w
+        .json("POST", "/config/echo", Some(r#"{"rateLimit": 0}"#))
+        .await;
+    assert_eq!(s, 200);
+    for _ in 0..5 {
+        assert_eq!(w.call("echo", "").await.0, 200);
+    }
+
+    // Delete: gone from every route, its instance stopped, its code removed.
+    let (s, v) = w.json("DELETE", "/del/echo", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(w.call("echo", "").await.0, 404);
+    assert_eq!(w.json("GET", "/info/echo", None).await.0, 404);
+    assert_eq!(w.json("GET", "/logs/echo", None).await.0, 404);
+    assert_eq!(w.json("DELETE", "/del/echo", None).await.0, 404);
+    await_true("the deleted function's instance ends", || !alive(pid)).await;
+    let code: Vec<String> = std::fs::read_dir(dirs.data().join("code"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!code.iter().any(|c| c.starts_with("echo.")), "{code:?}");
+    assert_eq!(code.len(), 2, "{code:?}");
+
+    // A second worker may not take the same data dir.
+    let err = match try_start(&dirs.data(), &dirs.work()) {
+        Ok(_) => panic!("a second worker took a locked data dir"),
+        Err(e) => e,
+    };
+    assert!(err.contains("in use by another worker"), "{err}");
+
+    // Restart: the functions, their counters and logs are still there.
+    let node_pid: u64 = node_pid.parse().unwrap();
+    w.stop();
+    await_true("the node instance ends with the worker", || {
+        !alive(node_pid)
+    })
+    .await;
+    let w = start(&dirs.data(), &dirs.work());
+    let (_, v) = w.json("GET", "/info", None).await;
+    assert_eq!(v["Count"], 2, "{v}");
+    let (_, v) = w.json("GET", "/info/greet", None).await;
+    assert_eq!(v["Calls"], 2, "{v}");
+    let (s, h, text) = w.call("greet", "").await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(meta(&h)["UsingExistingRestContainer"], false);
+    let (_, v) = w.json("GET", "/logs/greet", None).await;
+    assert_eq!(v["Logs"].as_array().unwrap().len(), 3, "{v}");
+    w.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeploy_is_atomic_calls_in_flight_finish_on_the_old_version() {
+    let dirs = Dirs::new();
+    let w = start(&dirs.data(), &dirs.work());
+    let (s, v) = w
+        .deploy("slow.zip", &node_zip("one"), None, Some("0"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, h, _) = w.call("slow", "").await;
+    assert_eq!(s, 200);
+    let old_pid: u64 = h["x-pid"].to_str().unwrap().parse().unwrap();
+
+    // A call that waits inside v1 until the test has redeployed.
+    let mark = dirs.root.path().join("in-flight");
+    let url = format!("{}/invoke/slow?mark={}&wait=1500", w.base, mark.display());
+    let client = w.client.clone();
+    let in_flight = tokio::spawn(async move {
+        let r = client.get(url).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    await_true("the slow call reached v1", || mark.exists()).await;
+
+    let (s, v) = w.deploy("slow.zip", &node_zip("two"), None, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["Version"].as_u64(), v["Replaced"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let (s, h, text) = w.call("slow", "").await;
+    assert_eq!(s, 200);
+    assert!(text.contains("\"version\":\"two\""), "{text}");
+    assert_eq!(h["x-function-version"], "2");
+
+    let (s, text) = in_flight.await.unwrap();
+    assert_eq!(s, 200, "{text}");
+    assert!(
+        text.contains("\"version\":\"one\""),
+        "the old call finished on v1: {text}"
+    );
+    // The old version's instance goes once its last call is done.
+    await_true("v1's instance ends", || !alive(old_pid)).await;
+    let (_, v) = w.json("GET", "/info/slow", None).await;
+    assert_eq!(
+        (v["Version"].as_u64(), v["Calls"].as_u64()),
+        (Some(2), Some(3)),
+        "{v}"
+    );
+    w.stop();
+    // A clean stop leaves the data dir (kept) and no work area.
+    assert!(dirs.data().join("functions.sqlite").is_file());
+    let left: Vec<_> = std::fs::read_dir(dirs.work()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_warm_instance_ends_after_the_keep_alive_and_the_next_call_is_cold() {
+    let dirs = Dirs::new();
+    let w = try_start_with(&dirs.data(), &dirs.work(), &["--keep-alive-s", "1"]).unwrap();
+    let (s, v) = w.deploy("k.zip", &native_zip("k", None), None, None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, h, text) = w.call("k", "").await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(meta(&h)["UsingExistingRestContainer"], false);
+    let pid = serde_json::from_str::<serde_json::Value>(&text).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    await_true("the idle instance ends", || !alive(pid)).await;
+    let (_, v) = w.json("GET", "/info/k", None).await;
+    assert_eq!(v["Warm"], false, "{v}");
+    let (s, h, _) = w.call("k", "").await;
+    assert_eq!(s, 200);
+    assert_eq!(meta(&h)["UsingExistingRestContainer"], false, "cold again");
+    w.stop();
+}

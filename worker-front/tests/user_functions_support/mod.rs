@@ -1,0 +1,286 @@
+//! Shared by the user-function tests: starts the real `worker-front`
+//! binary on a loopback port with a data dir, builds zips, deploys them
+//! with a multipart form as Glambdar's clients do.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const WORKER: &str = env!("CARGO_BIN_EXE_worker-front");
+pub const USER_FN: &str = env!("CARGO_BIN_EXE_hf-user-fn");
+
+/// A worker process of the test, killed when dropped.
+pub struct Worker {
+    pub child: Child,
+    pub port: u16,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the worker with `data_dir` (and its work area under
+/// `work_dir`); Err with its stderr when it does not start.
+pub fn try_start(data_dir: &Path, work_dir: &Path) -> Result<Worker, String> {
+    try_start_with(data_dir, work_dir, &[])
+}
+
+/// [`try_start`] with more flags.
+pub fn try_start_with(data_dir: &Path, work_dir: &Path, extra: &[&str]) -> Result<Worker, String> {
+    let mut child = Command::new(WORKER)
+        .args(["start", "0", "--host", "127.0.0.1"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--work-dir")
+        .arg(work_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            let _ = child.wait();
+            return Err(err);
+        };
+        if let Some(rest) = line.split(" on 127.0.0.1:").nth(1) {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            break digits.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    if let Some(err) = child.stderr.take() {
+        std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
+    }
+    Ok(Worker {
+        child,
+        port,
+        base: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+    })
+}
+
+pub fn start(data_dir: &Path, work_dir: &Path) -> Worker {
+    try_start(data_dir, work_dir).expect("worker did not start")
+}
+
+impl Worker {
+    /// Stops it with SIGTERM and waits for a clean exit.
+    #[allow(clippy::disallowed_methods)]
+    pub fn stop(mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "{st}");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `POST /deploy` of `zip` as a multipart form.
+    pub async fn deploy(
+        &self,
+        file_name: &str,
+        zip: &[u8],
+        func_name: Option<&str>,
+        rate: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let boundary = "hf-test-boundary-7c1e";
+        let mut body = Vec::new();
+        let mut field = |name: &str, value: &str| {
+            write!(
+                body,
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .unwrap();
+        };
+        if let Some(n) = func_name {
+            field("funcName", n);
+        }
+        if let Some(r) = rate {
+            field("rateLimit", r);
+        }
+        write!(
+            body,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/zip\r\n\r\n"
+        )
+        .unwrap();
+        body.extend_from_slice(zip);
+        write!(body, "\r\n--{boundary}--\r\n").unwrap();
+        let r = self
+            .client
+            .post(format!("{}/deploy", self.base))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
+    }
+
+    /// A JSON route.
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", self.base),
+        );
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
+        )
+    }
+
+    /// `GET /invoke/<name><rest>`: status, headers, body.
+    pub async fn call(&self, name: &str, rest: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let r = self
+            .client
+            .get(format!("{}/invoke/{name}{rest}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.text().await.unwrap())
+    }
+}
+
+/// One entry of a test zip.
+pub enum Entry<'a> {
+    File(&'a str, &'a [u8], u32),
+    Symlink(&'a str, &'a str),
+}
+
+/// A zip of `entries` (deflated).
+pub fn zip_of(entries: &[Entry]) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for e in entries {
+        match e {
+            Entry::File(name, data, mode) => {
+                let o = SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated)
+                    .unix_permissions(*mode);
+                w.start_file(*name, o).unwrap();
+                w.write_all(data).unwrap();
+            }
+            Entry::Symlink(name, target) => {
+                w.add_symlink(*name, *target, SimpleFileOptions::default())
+                    .unwrap();
+            }
+        }
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// The native test function's bytes.
+pub fn user_fn_binary() -> Vec<u8> {
+    std::fs::read(USER_FN).unwrap()
+}
+
+/// A native HTTP function labelled `label` (its manifest passes it).
+pub fn native_zip(label: &str, timeout_ms: Option<u64>) -> Vec<u8> {
+    let timeout = timeout_ms
+        .map(|t| format!(", \"timeout_ms\": {t}"))
+        .unwrap_or_default();
+    let manifest = format!(
+        "{{\"runtime\": \"http\", \"entry\": \"bin/fn\", \"args\": [\"{label}\"]{timeout}}}"
+    );
+    let bin = user_fn_binary();
+    zip_of(&[
+        Entry::File("hf-function.json", manifest.as_bytes(), 0o644),
+        Entry::File("bin/fn", &bin, 0o755),
+    ])
+}
+
+/// A Glambdar zip: only `index.js`.
+pub fn glambdar_zip(source: &str) -> Vec<u8> {
+    zip_of(&[Entry::File("index.js", source.as_bytes(), 0o644)])
+}
+
+/// The data and work dirs of a test.
+pub struct Dirs {
+    pub root: tempfile::TempDir,
+}
+
+impl Dirs {
+    pub fn new() -> Self {
+        Self {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+    pub fn work(&self) -> PathBuf {
+        let w = self.root.path().join("work");
+        std::fs::create_dir_all(&w).unwrap();
+        w
+    }
+}
+
+/// Whether process `pid` is alive (and not a zombie).
+pub fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Polls `cond` every 20 ms for up to 20 s.
+#[allow(clippy::disallowed_methods)]
+pub async fn await_true(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
