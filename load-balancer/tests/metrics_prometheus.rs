@@ -1,6 +1,7 @@
 //! `GET /metrics` scraped by a real Prometheus server (issue 15, part 3):
 //! the `load-balancer` binary in front of two stub workers, a known number
-//! of calls, then Debian's `prometheus` started on a free loopback port
+//! of calls (one of them to a node that refuses connections, so retried),
+//! then Debian's `prometheus` started on a free loopback port
 //! with a generated scrape configuration (every second) and a temporary
 //! storage directory. Its HTTP API must report the target up and the
 //! counters equal to the calls made. Without a `prometheus` binary the
@@ -28,13 +29,13 @@ impl Drop for Owned {
     }
 }
 
-/// Starts `load-balancer rr` on a free loopback port in front of `nodes`;
-/// returns the process and its URL.
-fn start_balancer(nodes: &[&StubWorker], extra: &[&str]) -> (Owned, String) {
-    let nodes: Vec<&str> = nodes.iter().map(|n| n.url.as_str()).collect();
+/// Starts `load-balancer rr` on a free loopback port in front of `nodes`
+/// (URLs), health checks a minute apart (membership changes only when a
+/// call finds a node dead); returns the process and its URL.
+fn start_balancer(nodes: &[&str], extra: &[&str]) -> (Owned, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_load-balancer"))
         .args(["rr", "--host", "127.0.0.1", "--port", "0", "--threads", "2"])
-        .args(["--nodes", &nodes.join(",")])
+        .args(["--nodes", &nodes.join(","), "--health-interval-ms", "60000"])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -142,7 +143,11 @@ async fn call(balancer: &str, function: &str) -> u16 {
 async fn prometheus_scrapes_the_calls_made() {
     let a = StubWorker::start("a", &["--fail", "broken"]);
     let b = StubWorker::start("b", &["--fail", "broken"]);
-    let (_balancer, url) = start_balancer(&[&a, &b], &[]);
+    // Node 2 refuses connections: the first call sent there is retried on
+    // the next node (a call without a reply, one retry), and node 2 goes
+    // offline.
+    let dead = support::dead_url();
+    let (_balancer, url) = start_balancer(&[&a.url, &b.url, &dead.url], &[]);
 
     // A known mix: 20 + 10 successful calls (each function's first call
     // on each stub is cold: 4 cold starts), 4 failures (500).
@@ -193,17 +198,25 @@ async fn prometheus_scrapes_the_calls_made() {
     .await;
 
     let expected = [
-        ("sum(balancer_calls_total)", 34.0),
+        ("sum(balancer_calls_total)", 35.0),
         (r#"sum(balancer_calls_total{status="2xx"})"#, 30.0),
         (r#"sum(balancer_calls_total{status="5xx"})"#, 4.0),
-        (r#"sum(balancer_calls_total{function="fa"})"#, 20.0),
+        // 20 replies, and the one sent to the dead node.
+        (r#"sum(balancer_calls_total{function="fa"})"#, 21.0),
         (r#"sum(balancer_calls_total{start="cold"})"#, 4.0),
-        (r#"sum(balancer_calls_total{node="1"})"#, 17.0),
-        ("sum(balancer_call_duration_seconds_count)", 34.0),
+        (
+            r#"sum(balancer_calls_total{node="2",status="none",start="unknown"})"#,
+            1.0,
+        ),
+        ("sum(balancer_call_duration_seconds_count)", 35.0),
+        ("count(balancer_node_up)", 3.0),
         ("sum(balancer_node_up)", 2.0),
+        (r#"sum(balancer_node_up{node="2"})"#, 0.0),
         ("sum(balancer_in_flight)", 0.0),
-        // No retry happened: no series at all.
-        ("sum(balancer_retries_total) or vector(0)", 0.0),
+        (
+            r#"sum(balancer_retries_total{function="fa",route="execute"})"#,
+            1.0,
+        ),
     ];
     for (expr, value) in expected {
         wait_within(
@@ -232,7 +245,7 @@ async fn prometheus_scrapes_the_calls_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_metrics_answers_404_and_still_serves() {
     let a = StubWorker::start("a", &[]);
-    let (_balancer, url) = start_balancer(&[&a], &["--no-metrics"]);
+    let (_balancer, url) = start_balancer(&[&a.url], &["--no-metrics"]);
     assert_eq!(call(&url, "fa").await, 200);
     let reply = client().get(format!("{url}/metrics")).send().await.unwrap();
     assert_eq!(reply.status().as_u16(), 404);
