@@ -174,12 +174,16 @@ async fn prometheus_scrapes_the_calls_made() {
 
     let dir = tempfile::tempdir().unwrap();
     let target = url.strip_prefix("http://").unwrap();
-    let (_prometheus, prometheus) = start_prometheus(target, dir.path());
+    let (prometheus_process, prometheus) = start_prometheus(target, dir.path());
+    let prometheus_process = std::sync::Mutex::new(prometheus_process);
 
     wait_within(
         "Prometheus to report the target up",
         PROMETHEUS_PATIENCE,
         || async {
+            if let Ok(Some(status)) = prometheus_process.lock().unwrap().0.try_wait() {
+                panic!("the prometheus server exited at start ({status}); it needs a free port and a writable storage directory");
+            }
             let Ok(reply) = client()
                 .get(format!("{prometheus}/api/v1/targets"))
                 .send()
@@ -197,6 +201,7 @@ async fn prometheus_scrapes_the_calls_made() {
     )
     .await;
 
+    let catalog = sample_functions::catalog().functions.len() as f64;
     let expected = [
         ("sum(balancer_calls_total)", 35.0),
         (r#"sum(balancer_calls_total{status="2xx"})"#, 30.0),
@@ -213,6 +218,10 @@ async fn prometheus_scrapes_the_calls_made() {
         ("sum(balancer_node_up)", 2.0),
         (r#"sum(balancer_node_up{node="2"})"#, 0.0),
         ("sum(balancer_in_flight)", 0.0),
+        // The SlimFaas queue: one series per known function (the sample
+        // functions' catalog), all empty.
+        (r#"count(balancer_queue_waiting{kind="async"})"#, catalog),
+        ("sum(balancer_queue_waiting)", 0.0),
         (
             r#"sum(balancer_retries_total{function="fa",route="execute"})"#,
             1.0,
