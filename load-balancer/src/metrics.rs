@@ -217,6 +217,9 @@ pub struct Metrics {
     queue_waiting: Family<WaitingLabels, Gauge>,
     queue_oldest: Family<FunctionLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     queue_stored: Family<StoredLabels, Gauge>,
+    /// One scrape at a time (a scrape clears and refills the gauges read
+    /// at scrape time; the hot path never takes it).
+    scrape: std::sync::Mutex<()>,
 }
 
 /// Buckets from 0.5 ms to about 131 s (doubling).
@@ -308,6 +311,7 @@ impl Metrics {
             queue_waiting,
             queue_oldest,
             queue_stored,
+            scrape: std::sync::Mutex::new(()),
         }
     }
 
@@ -390,6 +394,7 @@ impl Metrics {
     /// The text of `GET /metrics`: the counters, and the nodes' health and
     /// the queue as given now.
     pub fn render(&self, nodes: &[NodeSnapshot], queues: &[QueueSnapshot]) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
         // A removed node or a drained queue leaves no stale series.
         self.node_up.clear();
         for node in nodes {
