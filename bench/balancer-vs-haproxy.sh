@@ -2,13 +2,15 @@
 # Our balancer (`ch`) vs HAProxy (`balance url_param name`, `hash-type
 # consistent`, `hash-balance-factor 150`) in front of the same stub worker,
 # under the same wrk load, on loopback only. Prints requests/s, p50 and p99
-# of both and the ratios ours/HAProxy (issue 2 §6).
+# of both and the ratios ours/HAProxy (issue 2 §6). Our balancer runs twice,
+# with its metrics (`ours`, the default) and with `--no-metrics`
+# (`nometrics`), and the cost of the metrics is printed (issue 15 §3).
 #
 # Usage: bench/balancer-vs-haproxy.sh [--duration S] [--connections C]
 #          [--wrk-threads T] [--lb-threads N] [--stub-threads N] [--rounds R]
 # Defaults: 5 s, 64 connections, 1 wrk thread, 2 balancer/HAProxy threads,
-# 1 stub thread, 3 rounds (each runs both, in alternating order; the
-# summary gives medians). Installs
+# 1 stub thread, 3 rounds (each runs the three targets, in rotating order;
+# the summary gives medians). Installs
 # haproxy and wrk with apt-get when missing. Cleans up every process it
 # starts.
 set -euo pipefail
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
         --lb-threads) LB_THREADS=$2; shift 2 ;;
         --stub-threads) STUB_THREADS=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -98,6 +100,12 @@ RUST_LOG=warn "$BIN/load-balancer" ch --host 127.0.0.1 --port 0 --nodes "http://
 PIDS+=($!)
 OURS_PID=$!
 OURS=$(wait_listening "$TMP/lb.out")
+# The same balancer without its metrics (what they cost).
+RUST_LOG=warn "$BIN/load-balancer" ch --host 127.0.0.1 --port 0 --nodes "http://$STUB" \
+    --threads "$LB_THREADS" --T $((CONNECTIONS * 2)) --no-metrics >"$TMP/lb-nometrics.out" 2>"$TMP/lb-nometrics.err" &
+PIDS+=($!)
+BARE_PID=$!
+BARE=$(wait_listening "$TMP/lb-nometrics.out")
 
 HAPORT=$(free_port)
 cat >"$TMP/haproxy.cfg" <<EOF
@@ -130,6 +138,7 @@ for i in $(seq 1 200); do
     [ "$i" -eq 200 ] && { echo "haproxy did not start:" >&2; cat "$TMP/haproxy.log" >&2; exit 1; }
 done
 curl -fsS "http://$OURS/execute?name=W1" >/dev/null
+curl -fsS "http://$BARE/execute?name=W1" >/dev/null
 
 TICKS=$(getconf CLK_TCK)
 # CPU time (user + system, in clock ticks) used so far by process $1.
@@ -165,33 +174,41 @@ measure() {
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk: ${DURATION}s x $ROUNDS round(s), $CONNECTIONS connections, $WRK_THREADS thread(s); one stub worker ($STUB_THREADS thread); balancer and HAProxy with $LB_THREADS thread(s); $(nproc) cores"
+echo "wrk: ${DURATION}s x $ROUNDS round(s), $CONNECTIONS connections, $WRK_THREADS thread(s); one stub worker ($STUB_THREADS thread); balancer (with and without metrics) and HAProxy with $LB_THREADS thread(s); $(nproc) cores"
 printf '%-8s %-9s %12s %10s %10s %12s %12s %8s  %s\n' round target "requests/s" "p50 ms" "p99 ms" "CPU us/req" "stub us/req" non-2xx "socket errors"
-ours_rps=(); ours_p99=(); ours_cpu=(); ha_rps=(); ha_p99=(); ha_cpu=(); failed=0
+ours_rps=(); ours_p99=(); ours_cpu=(); ha_rps=(); ha_p99=(); ha_cpu=(); bare_rps=(); bare_p99=(); bare_cpu=(); failed=0
+targets=(ours nometrics haproxy)
 for round in $(seq 1 "$ROUNDS"); do
-    # Alternate the order so that drifting background load hits both alike.
-    order="ours haproxy"
-    [ $((round % 2)) -eq 0 ] && order="haproxy ours"
-    for target in $order; do
-        addr=$OURS; pid=$OURS_PID
-        [ "$target" = haproxy ] && { addr=$HAPROXY; pid=$HAPROXY_PID; }
+    # Rotate the order so that drifting background load hits all alike.
+    order=()
+    for i in 0 1 2; do order+=("${targets[$(( (i + round - 1) % 3 ))]}"); done
+    for target in "${order[@]}"; do
+        case "$target" in
+            ours) addr=$OURS; pid=$OURS_PID ;;
+            nometrics) addr=$BARE; pid=$BARE_PID ;;
+            haproxy) addr=$HAPROXY; pid=$HAPROXY_PID ;;
+        esac
         read -r rps p50 p99 bad errs cpu stub_cpu < <(measure "$addr" "$pid")
         printf '%-8s %-9s %12s %10s %10s %12s %12s %8s  %s\n' "$round" "$target" "$rps" "$p50" "$p99" "$cpu" "$stub_cpu" "$bad" "$errs"
-        if [ "$target" = ours ]; then
-            ours_rps+=("$rps"); ours_p99+=("$p99"); ours_cpu+=("$cpu")
-        else
-            ha_rps+=("$rps"); ha_p99+=("$p99"); ha_cpu+=("$cpu")
-        fi
+        case "$target" in
+            ours) ours_rps+=("$rps"); ours_p99+=("$p99"); ours_cpu+=("$cpu") ;;
+            nometrics) bare_rps+=("$rps"); bare_p99+=("$p99"); bare_cpu+=("$cpu") ;;
+            haproxy) ha_rps+=("$rps"); ha_p99+=("$p99"); ha_cpu+=("$cpu") ;;
+        esac
         [ "$bad" -eq 0 ] && [ "$errs" = none ] || failed=1
     done
 done
-python3 - "${ours_rps[*]}" "${ha_rps[*]}" "${ours_p99[*]}" "${ha_p99[*]}" "${ours_cpu[*]}" "${ha_cpu[*]}" <<'EOF'
+python3 - "${ours_rps[*]}" "${ha_rps[*]}" "${ours_p99[*]}" "${ha_p99[*]}" "${ours_cpu[*]}" "${ha_cpu[*]}" \
+    "${bare_rps[*]}" "${bare_p99[*]}" "${bare_cpu[*]}" <<'EOF'
 import statistics, sys
-o, h, op, hp, oc, hc = ([float(x) for x in a.split()] for a in sys.argv[1:7])
-mo, mh, mop, mhp, moc, mhc = (statistics.median(v) for v in (o, h, op, hp, oc, hc))
+o, h, op, hp, oc, hc, b, bp, bc = ([float(x) for x in a.split()] for a in sys.argv[1:10])
+mo, mh, mop, mhp, moc, mhc, mb, mbp, mbc = (statistics.median(v) for v in (o, h, op, hp, oc, hc, b, bp, bc))
 print(f"median requests/s: ours {mo:.0f}, haproxy {mh:.0f}; ratio ours/haproxy {mo / mh:.2f}x (target >= 1.0)")
 print(f"median p99: ours {mop:.3f} ms, haproxy {mhp:.3f} ms; ratio ours/haproxy {mop / mhp:.2f}x (target <= 1.0)")
 print(f"median proxy CPU per request: ours {moc:.1f} us, haproxy {mhc:.1f} us; ratio {moc / mhc:.2f}x")
+print(f"metrics: median requests/s with {mo:.0f}, without {mb:.0f}; ratio with/without {mo / mb:.3f}x, "
+      f"cost {100 * (1 - mo / mb):.1f} % (target <= 3 %); p99 {mop:.3f} vs {mbp:.3f} ms; "
+      f"CPU per request {moc:.1f} vs {mbc:.1f} us")
 EOF
 if [ "$failed" -ne 0 ]; then
     echo "FAILED: some calls got non-2xx replies or socket errors; the figures above are not comparable" >&2

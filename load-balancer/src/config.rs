@@ -112,6 +112,9 @@ pub struct BalancerConfig {
     /// The SlimFaas routes' queue: its SQLite file, the per-function
     /// settings file, the results' retention ([`crate::slim`]).
     pub queue: crate::slim::QueueConfig,
+    /// Count calls for `GET /metrics` (default true; `--no-metrics` turns
+    /// it off, and `/metrics` is then a 404).
+    pub metrics: bool,
 }
 
 /// Default of [`BalancerConfig::fanout_timeout_ms`].
@@ -139,6 +142,7 @@ impl Default for BalancerConfig {
             mgmt: ManagementConfig::default(),
             node_allow: Vec::new(),
             queue: crate::slim::QueueConfig::default(),
+            metrics: true,
         }
     }
 }

@@ -18,6 +18,7 @@
 //!   [`fake`] answers without workers (the original's fake mode);
 //!   the hot path's keep-alive HTTP/1.1 client to workers is
 //!   [`keepalive_http`] (shared with the worker's calls to instances).
+//! - [`metrics`]: `GET /metrics` (Prometheus text format).
 //! - [`slim`]: SlimFaas's routes (`/function/`, `/async-function/`,
 //!   status), the durable queue of asynchronous calls (SQLite) and its
 //!   drain task; their rules are `policy::admission_queue`.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod fake;
 mod health;
+pub mod metrics;
 pub mod server;
 pub mod slim;
 mod state;

@@ -25,6 +25,9 @@
 //! bearer token non-loopback peers need (and that fan-out calls carry to
 //! the workers); `--mgmt-require-token` asks it of loopback peers too;
 //! `--node-allow CIDR,...` limits the nodes `PUT /1/lb/nodes` may add.
+//!
+//! `GET /metrics` serves Prometheus metrics (`load_balancer::metrics`);
+//! `--no-metrics` turns them off.
 
 use std::path::PathBuf;
 
@@ -137,6 +140,10 @@ struct Cli {
     /// How long a finished asynchronous call's result is kept, in s.
     #[arg(long, default_value_t = 3600)]
     queue_retention_s: u64,
+    /// Do not count calls for `GET /metrics` (it answers 404); for
+    /// measuring what the metrics cost.
+    #[arg(long)]
+    no_metrics: bool,
     #[command(flatten)]
     scheduler: SchedulerArgs,
 }
@@ -187,6 +194,7 @@ impl Cli {
                 settings: self.function_settings,
                 retention_s: self.queue_retention_s,
             },
+            metrics: !self.no_metrics,
         }
         .validated()?;
         Ok((self.host, self.port, self.mgmt_listen, config))

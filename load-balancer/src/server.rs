@@ -121,6 +121,9 @@ struct InFlight<'a> {
 
 impl<'a> InFlight<'a> {
     fn new(shared: &'a Shared, function: &'a str, selection: Selection, started: Instant) -> Self {
+        if let Some(metrics) = &shared.metrics {
+            metrics.call_started(selection.node);
+        }
         Self {
             shared,
             function,
@@ -131,12 +134,17 @@ impl<'a> InFlight<'a> {
     }
 
     /// Reports the call: `cold` and `internal` (the function's own run
-    /// time) as the worker's reply gave them.
-    fn finish(&mut self, cold: bool, ok: bool, internal: Duration) -> Duration {
+    /// time) as the worker's reply gave them, `status` its HTTP status
+    /// (None: no reply).
+    fn finish(&mut self, cold: bool, status: Option<u16>, internal: Duration) -> Duration {
         let ended = RunClock::instant();
         let duration = ended.saturating_duration_since(self.started);
         if !self.reported {
             self.reported = true;
+            let ok = matches!(status, Some(200..=299));
+            if let Some(metrics) = &self.shared.metrics {
+                metrics.call_finished(self.function, self.selection.node, status, cold, duration);
+            }
             let now = self.shared.clock.since_epoch(ended);
             self.shared.cluster().finished(
                 &self.selection,
@@ -156,7 +164,7 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.finish(false, false, Duration::ZERO);
+        self.finish(false, None, Duration::ZERO);
     }
 }
 
@@ -259,12 +267,14 @@ pub async fn run_with_management(
         fake_nodes = config.fake_nodes,
         "load balancer starting"
     );
+    let config_metrics = config.metrics;
     let shared = Arc::new(Shared {
         cluster: Mutex::new(cluster),
         clock,
         config,
         fake_reply,
         management_addr,
+        metrics: config_metrics.then(crate::metrics::Metrics::new),
     });
     // Fail early on a client that cannot be built.
     let health_client = worker_client(&shared.config)?;
@@ -435,6 +445,9 @@ async fn dispatch(
         .await;
         return Ok(reply.unwrap_or_else(|e| e.error_response()));
     }
+    if req.path() == "/metrics" && req.method() == actix_web::http::Method::GET {
+        return metrics_reply(&local);
+    }
     if crate::action::is_management(req.method(), req.path()) {
         authorize(&req, &local.shared)?;
     }
@@ -520,6 +533,34 @@ async fn dispatch(
         Action::Health => Ok(json_reply(StatusCode::OK, r#"{"status":"ok"}"#)),
         Action::Status => Ok(json_reply(StatusCode::OK, status_json(shared))),
     }
+}
+
+/// `GET /metrics` ([`crate::metrics`]; read-only, no token): 404 with
+/// `--no-metrics`.
+fn metrics_reply(local: &Local) -> Result<HttpResponse, BalancerError> {
+    let shared = &*local.shared;
+    let Some(metrics) = &shared.metrics else {
+        return Ok(json_reply(
+            StatusCode::NOT_FOUND,
+            r#"{"Error":true,"Message":"metrics are off (--no-metrics)"}"#,
+        ));
+    };
+    let nodes: Vec<crate::metrics::NodeSnapshot> = shared
+        .cluster()
+        .nodes()
+        .map(|n| crate::metrics::NodeSnapshot {
+            id: n.id,
+            url: n.url.clone(),
+            online: n.status == NodeStatus::Online,
+        })
+        .collect();
+    let queues = local.queue.metrics_snapshot(shared.clock.now());
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        ))
+        .body(metrics.render(&nodes, &queues)))
 }
 
 fn json_reply(
@@ -671,7 +712,7 @@ pub(crate) async fn execute_with(
             tokio::time::sleep(Duration::from_millis(shared.config.fake_delay_ms)).await;
             call.finish(
                 false,
-                true,
+                Some(200),
                 Duration::from_millis(shared.config.fake_delay_ms),
             );
             let body = append_load_balancing_info(reply, &info(&call.selection, None))
@@ -690,7 +731,7 @@ pub(crate) async fn execute_with(
         let (status, body) = match pool.get(authority, &path).await {
             Ok(reply) => (reply.status, reply.body),
             Err(failure) => {
-                call.finish(false, false, Duration::ZERO);
+                call.finish(false, None, Duration::ZERO);
                 let node_url = call.selection.url.to_string();
                 // Connecting failed: the call never reached the node, so
                 // it may always go elsewhere. The exchange broke: the node
@@ -717,6 +758,9 @@ pub(crate) async fn execute_with(
                             worker_node_url: node_url,
                             reason,
                         });
+                        if let Some(metrics) = &shared.metrics {
+                            metrics.retried(function, crate::metrics::RetryRoute::Execute);
+                        }
                         continue;
                     }
                     (Some(first), _) => {
@@ -749,7 +793,7 @@ pub(crate) async fn execute_with(
         let cold = reported_cold(&body);
         let success = (200..300).contains(&status);
         let internal = reported_internal_ms(&body).map_or(Duration::ZERO, Duration::from_millis);
-        call.finish(cold, success, internal);
+        call.finish(cold, Some(status), internal);
         if !success {
             // The worker's own failure reply, passed through unchanged.
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) fake_reply: Option<Vec<u8>>,
     /// The separate management listener's address, if there is one.
     pub(crate) management_addr: Option<std::net::SocketAddr>,
+    /// `GET /metrics`'s counters (None with `--no-metrics`).
+    pub(crate) metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Shared {

@@ -375,6 +375,33 @@ impl Queue {
         names
     }
 
+    /// Every known function's queue for `GET /metrics` (one admission
+    /// lock, one store query).
+    pub(crate) fn metrics_snapshot(&self, now: policy::Time) -> Vec<crate::metrics::QueueSnapshot> {
+        let stored = self.store().counts().unwrap_or_default();
+        let admission = self.admission();
+        self.known_functions()
+            .into_iter()
+            .map(|function| {
+                let counts = admission.counts(&function);
+                crate::metrics::QueueSnapshot {
+                    in_flight: counts.in_flight,
+                    sync_waiting: counts.sync_waiting,
+                    async_waiting: counts.async_waiting,
+                    oldest_wait: counts
+                        .oldest_waiting_since
+                        .map(|since| now.saturating_since(since)),
+                    stored: stored
+                        .iter()
+                        .filter(|(f, _, _)| *f == function)
+                        .map(|(_, state, n)| (state.clone(), *n))
+                        .collect(),
+                    function,
+                }
+            })
+            .collect()
+    }
+
     /// A slot for a synchronous call of `function`, waiting at most `wait`.
     async fn acquire_sync(
         self: &Arc<Self>,
@@ -693,6 +720,9 @@ async fn call_sync(
         };
         if let RetryDecision::RetryAt(at) = decision {
             retries += 1;
+            if let Some(metrics) = &shared.metrics {
+                metrics.retried(function, crate::metrics::RetryRoute::Sync);
+            }
             tokio::time::sleep(at.saturating_since(shared.clock.now())).await;
             continue;
         }
@@ -860,6 +890,9 @@ async fn run_stored_attempt(
             let delay = at.saturating_since(now);
             let next = wall_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
             let undo = attempt.outcome == AttemptOutcome::NotDispatched;
+            if let (false, Some(metrics)) = (undo, &shared.metrics) {
+                metrics.retried(&call.function, crate::metrics::RetryRoute::Async);
+            }
             store.requeue(id, next, undo, attempt.error.as_deref())
         }
         RetryDecision::GiveUp => {

@@ -1,0 +1,579 @@
+//! `GET /metrics`: the balancer's metrics in the Prometheus/OpenMetrics
+//! text format (issue 15, part 3), with the `prometheus-client` crate (the
+//! Prometheus project's Rust client).
+//!
+//! Families (every name has the `balancer_` prefix; counters end in
+//! `_total` as OpenMetrics asks):
+//! - `balancer_calls_total{function, node, status, start}`: calls sent to
+//!   a worker through the scheduler (`/execute` and the SlimFaas routes'
+//!   attempts). `node` is the node id (`WorkerNodeId`), `status` the reply's
+//!   class (`2xx`, `3xx`, `4xx`, `5xx`, or `none` when no HTTP reply came:
+//!   the worker was unreachable or died, or the caller left), `start`
+//!   `cold` or `warm` as the worker's `Meta.ColdStart` says (`unknown`
+//!   without a reply).
+//! - `balancer_call_duration_seconds{function}`: a histogram of the same
+//!   calls' duration, selection to reply, as the balancer measured it.
+//! - `balancer_in_flight{node}`: calls in flight per node.
+//! - `balancer_retries_total{function, route}`: calls sent again: `execute`
+//!   (`/execute`'s one retry on another node), `sync` and `async` (the
+//!   SlimFaas routes' retries).
+//! - `balancer_node_up{node, url}`: 1 online, 0 offline, per registered
+//!   node, read at scrape time.
+//! - `balancer_queue_in_flight{function}`, `balancer_queue_waiting{function,
+//!   kind}` (`sync`, `async`), `balancer_queue_oldest_wait_seconds{function}`
+//!   and `balancer_queue_stored{function, state}` (the durable queue's rows
+//!   by state): the SlimFaas queue, read at scrape time.
+//!
+//! Cost on the hot path: one read lock and hash look-up to find the
+//! function's interned name and histogram, one per labelled counter or
+//! gauge (the families' maps), atomic increments, and the histogram's own
+//! short mutex; no allocation once a label set has been seen. Label sets
+//! are bounded: nodes by the registry, functions by [`MAX_FUNCTIONS`]
+//! distinct names (later ones are counted under [`OTHER_FUNCTION`]), status
+//! and start by their few classes. `--no-metrics` turns all of it off
+//! (the benchmark measures the difference).
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use policy::scheduler::NodeId;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Most distinct function names given labels of their own.
+pub const MAX_FUNCTIONS: usize = 1024;
+/// The function label of calls beyond [`MAX_FUNCTIONS`] names.
+pub const OTHER_FUNCTION: &str = "_other";
+/// The `Content-Type` of `GET /metrics`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A reply's status class.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum StatusClass {
+    Success,
+    Redirect,
+    ClientError,
+    ServerError,
+    /// No HTTP reply (unreachable, died mid-call, caller gone).
+    NoReply,
+}
+
+impl StatusClass {
+    pub fn of(status: Option<u16>) -> Self {
+        match status {
+            None => Self::NoReply,
+            Some(200..=299) => Self::Success,
+            Some(300..=399) => Self::Redirect,
+            Some(400..=499) => Self::ClientError,
+            Some(_) => Self::ServerError,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "2xx",
+            Self::Redirect => "3xx",
+            Self::ClientError => "4xx",
+            Self::ServerError => "5xx",
+            Self::NoReply => "none",
+        }
+    }
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// Cold or warm start, as the worker's reply said.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Start {
+    Cold,
+    Warm,
+    Unknown,
+}
+
+impl EncodeLabelValue for Start {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let text = match self {
+            Self::Cold => "cold",
+            Self::Warm => "warm",
+            Self::Unknown => "unknown",
+        };
+        std::fmt::Write::write_str(encoder, text)
+    }
+}
+
+/// Which path sent a call again.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RetryRoute {
+    /// `/execute`'s one retry on another node.
+    Execute,
+    /// A synchronous SlimFaas call's retry.
+    Sync,
+    /// A queued asynchronous call's retry.
+    Async,
+}
+
+impl EncodeLabelValue for RetryRoute {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let text = match self {
+            Self::Execute => "execute",
+            Self::Sync => "sync",
+            Self::Async => "async",
+        };
+        std::fmt::Write::write_str(encoder, text)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    function: Arc<str>,
+    node: NodeId,
+    status: StatusClass,
+    start: Start,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabel {
+    function: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    function: Arc<str>,
+    route: RetryRoute,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: NodeId,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeUrlLabels {
+    node: NodeId,
+    url: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WaitingLabels {
+    function: Arc<str>,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoredLabels {
+    function: Arc<str>,
+    state: String,
+}
+
+/// A function's interned name and its histogram.
+#[derive(Debug, Clone)]
+struct FunctionEntry {
+    name: Arc<str>,
+    latency: Histogram,
+}
+
+/// A node as a scrape sees it.
+#[derive(Debug, Clone)]
+pub struct NodeSnapshot {
+    pub id: NodeId,
+    pub url: Arc<str>,
+    pub online: bool,
+}
+
+/// One function's SlimFaas queue as a scrape sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueSnapshot {
+    pub function: String,
+    pub in_flight: u32,
+    pub sync_waiting: usize,
+    pub async_waiting: usize,
+    /// Age of the oldest waiting call.
+    pub oldest_wait: Option<Duration>,
+    /// The durable store's rows of this function by state.
+    pub stored: Vec<(String, i64)>,
+}
+
+/// The balancer's metrics (module doc).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    functions: RwLock<HashMap<Arc<str>, FunctionEntry>>,
+    other: FunctionEntry,
+    calls: Family<CallLabels, Counter>,
+    latency: Family<FunctionLabel, Histogram, fn() -> Histogram>,
+    retries: Family<RetryLabels, Counter>,
+    in_flight: Family<NodeLabel, Gauge>,
+    node_up: Family<NodeUrlLabels, Gauge>,
+    queue_in_flight: Family<FunctionLabel, Gauge>,
+    queue_waiting: Family<WaitingLabels, Gauge>,
+    queue_oldest: Family<FunctionLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    queue_stored: Family<StoredLabels, Gauge>,
+    /// One scrape at a time (a scrape clears and refills the gauges read
+    /// at scrape time; the hot path never takes it).
+    scrape: std::sync::Mutex<()>,
+}
+
+/// Buckets from 0.5 ms to about 131 s (doubling).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 19))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("balancer");
+        let calls = Family::default();
+        let latency: Family<FunctionLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let retries = Family::default();
+        let in_flight = Family::default();
+        let node_up = Family::default();
+        let queue_in_flight = Family::default();
+        let queue_waiting = Family::default();
+        let queue_oldest = Family::default();
+        let queue_stored = Family::default();
+        registry.register(
+            "calls",
+            "Calls sent to a worker, by function, node id, reply status class and cold/warm start",
+            calls.clone(),
+        );
+        registry.register_with_unit(
+            "call_duration",
+            "Duration of calls sent to a worker, selection to reply",
+            prometheus_client::registry::Unit::Seconds,
+            latency.clone(),
+        );
+        registry.register(
+            "retries",
+            "Calls sent again, by function and route (execute, sync, async)",
+            retries.clone(),
+        );
+        registry.register("in_flight", "Calls in flight per node", in_flight.clone());
+        registry.register(
+            "node_up",
+            "Whether a registered node is online (1) or offline (0)",
+            node_up.clone(),
+        );
+        registry.register(
+            "queue_in_flight",
+            "SlimFaas calls running per function (under its parallel cap)",
+            queue_in_flight.clone(),
+        );
+        registry.register(
+            "queue_waiting",
+            "SlimFaas calls waiting for a slot per function, by kind (sync, async)",
+            queue_waiting.clone(),
+        );
+        registry.register_with_unit(
+            "queue_oldest_wait",
+            "Age of the oldest SlimFaas call waiting for a slot per function",
+            prometheus_client::registry::Unit::Seconds,
+            queue_oldest.clone(),
+        );
+        registry.register(
+            "queue_stored",
+            "Asynchronous calls in the durable queue per function and state",
+            queue_stored.clone(),
+        );
+        let other_name: Arc<str> = Arc::from(OTHER_FUNCTION);
+        let other = FunctionEntry {
+            latency: latency
+                .get_or_create(&FunctionLabel {
+                    function: other_name.clone(),
+                })
+                .clone(),
+            name: other_name,
+        };
+        Self {
+            registry,
+            functions: RwLock::new(HashMap::new()),
+            other,
+            calls,
+            latency,
+            retries,
+            in_flight,
+            node_up,
+            queue_in_flight,
+            queue_waiting,
+            queue_oldest,
+            queue_stored,
+            scrape: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// `function`'s interned entry (allocates only the first time a name
+    /// is seen; beyond [`MAX_FUNCTIONS`] names, the shared "other" entry).
+    fn function(&self, function: &str) -> FunctionEntry {
+        if let Some(entry) = self
+            .functions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(function)
+        {
+            return entry.clone();
+        }
+        let mut functions = self
+            .functions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = functions.get(function) {
+            return entry.clone();
+        }
+        if functions.len() >= MAX_FUNCTIONS {
+            return self.other.clone();
+        }
+        let name: Arc<str> = Arc::from(function);
+        let entry = FunctionEntry {
+            latency: self
+                .latency
+                .get_or_create(&FunctionLabel {
+                    function: name.clone(),
+                })
+                .clone(),
+            name: name.clone(),
+        };
+        functions.insert(name, entry.clone());
+        entry
+    }
+
+    /// A call was sent to `node`.
+    pub fn call_started(&self, node: NodeId) {
+        self.in_flight.get_or_create(&NodeLabel { node }).inc();
+    }
+
+    /// A call started with [`Self::call_started`] ended: `status` is the
+    /// worker's reply status (None: no reply), `cold` its `Meta` flag.
+    pub fn call_finished(
+        &self,
+        function: &str,
+        node: NodeId,
+        status: Option<u16>,
+        cold: bool,
+        duration: Duration,
+    ) {
+        self.in_flight.get_or_create(&NodeLabel { node }).dec();
+        let entry = self.function(function);
+        let start = match (status, cold) {
+            (None, _) => Start::Unknown,
+            (Some(_), true) => Start::Cold,
+            (Some(_), false) => Start::Warm,
+        };
+        entry.latency.observe(duration.as_secs_f64());
+        self.calls
+            .get_or_create(&CallLabels {
+                function: entry.name,
+                node,
+                status: StatusClass::of(status),
+                start,
+            })
+            .inc();
+    }
+
+    /// A call of `function` is sent again.
+    pub fn retried(&self, function: &str, route: RetryRoute) {
+        let function = self.function(function).name;
+        self.retries
+            .get_or_create(&RetryLabels { function, route })
+            .inc();
+    }
+
+    /// The text of `GET /metrics`: the counters, and the nodes' health and
+    /// the queue as given now.
+    pub fn render(&self, nodes: &[NodeSnapshot], queues: &[QueueSnapshot]) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        // A removed node or a drained queue leaves no stale series.
+        self.node_up.clear();
+        for node in nodes {
+            self.node_up
+                .get_or_create(&NodeUrlLabels {
+                    node: node.id,
+                    url: node.url.clone(),
+                })
+                .set(i64::from(node.online));
+        }
+        self.queue_in_flight.clear();
+        self.queue_waiting.clear();
+        self.queue_oldest.clear();
+        self.queue_stored.clear();
+        for queue in queues {
+            let function = self.function(&queue.function).name;
+            let label = FunctionLabel {
+                function: function.clone(),
+            };
+            self.queue_in_flight
+                .get_or_create(&label)
+                .set(i64::from(queue.in_flight));
+            for (kind, n) in [("sync", queue.sync_waiting), ("async", queue.async_waiting)] {
+                self.queue_waiting
+                    .get_or_create(&WaitingLabels {
+                        function: function.clone(),
+                        kind,
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            self.queue_oldest
+                .get_or_create(&label)
+                .set(queue.oldest_wait.map_or(0.0, |d| d.as_secs_f64()));
+            for (state, n) in &queue.stored {
+                self.queue_stored
+                    .get_or_create(&StoredLabels {
+                        function: function.clone(),
+                        state: state.clone(),
+                    })
+                    .set(*n);
+            }
+        }
+        let mut text = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_value(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn text_output_counts_calls_by_labels() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.call_started(0);
+            m.call_finished("fib", 0, Some(200), false, Duration::from_millis(3));
+        }
+        m.call_started(1);
+        m.call_finished("fib", 1, Some(200), true, Duration::from_millis(900));
+        m.call_started(1);
+        m.call_finished("fib", 1, None, false, Duration::from_millis(1));
+        m.call_started(1); // still in flight
+        m.retried("fib", RetryRoute::Execute);
+        let nodes = [
+            NodeSnapshot {
+                id: 0,
+                url: "http://127.0.0.1:1".into(),
+                online: true,
+            },
+            NodeSnapshot {
+                id: 1,
+                url: "http://127.0.0.1:2".into(),
+                online: false,
+            },
+        ];
+        let queues = [QueueSnapshot {
+            function: "fib".into(),
+            in_flight: 2,
+            sync_waiting: 1,
+            async_waiting: 4,
+            oldest_wait: Some(Duration::from_millis(1500)),
+            stored: vec![("queued".into(), 5)],
+        }];
+        let text = m.render(&nodes, &queues);
+        let v = |prefix: &str| line_value(&text, prefix);
+        assert_eq!(
+            v(r#"balancer_calls_total{function="fib",node="0",status="2xx",start="warm"}"#),
+            Some(3.0),
+            "{text}"
+        );
+        assert_eq!(
+            v(r#"balancer_calls_total{function="fib",node="1",status="2xx",start="cold"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"balancer_calls_total{function="fib",node="1",status="none",start="unknown"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"balancer_call_duration_seconds_count{function="fib"}"#),
+            Some(5.0)
+        );
+        // 0.9 s is above the 0.512 s bucket and within the 1.024 s one.
+        assert_eq!(
+            v(r#"balancer_call_duration_seconds_bucket{le="0.512",function="fib"}"#),
+            Some(4.0),
+            "{text}"
+        );
+        assert_eq!(v(r#"balancer_in_flight{node="0"}"#), Some(0.0));
+        assert_eq!(v(r#"balancer_in_flight{node="1"}"#), Some(1.0));
+        assert_eq!(
+            v(r#"balancer_retries_total{function="fib",route="execute"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"balancer_node_up{node="0",url="http://127.0.0.1:1"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"balancer_node_up{node="1",url="http://127.0.0.1:2"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            v(r#"balancer_queue_waiting{function="fib",kind="async"}"#),
+            Some(4.0)
+        );
+        assert_eq!(
+            v(r#"balancer_queue_oldest_wait_seconds{function="fib"}"#),
+            Some(1.5)
+        );
+        assert_eq!(
+            v(r#"balancer_queue_stored{function="fib",state="queued"}"#),
+            Some(5.0)
+        );
+        assert!(text.contains("# TYPE balancer_calls counter"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+        // A node gone from the registry leaves no series behind.
+        let text = m.render(&nodes[..1], &[]);
+        assert!(!text.contains(r#"balancer_node_up{node="1""#), "{text}");
+        assert!(!text.contains("balancer_queue_waiting{"), "{text}");
+    }
+
+    #[test]
+    fn function_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..MAX_FUNCTIONS + 10 {
+            m.retried(&format!("f{i}"), RetryRoute::Sync);
+        }
+        let text = m.render(&[], &[]);
+        assert_eq!(
+            line_value(
+                &text,
+                r#"balancer_retries_total{function="_other",route="sync"}"#
+            ),
+            Some(10.0)
+        );
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("balancer_retries_total{"))
+            .count();
+        assert_eq!(series, MAX_FUNCTIONS + 1);
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(StatusClass::of(Some(204)).as_str(), "2xx");
+        assert_eq!(StatusClass::of(Some(302)).as_str(), "3xx");
+        assert_eq!(StatusClass::of(Some(404)).as_str(), "4xx");
+        assert_eq!(StatusClass::of(Some(503)).as_str(), "5xx");
+        assert_eq!(StatusClass::of(None).as_str(), "none");
+    }
+}

@@ -1,0 +1,263 @@
+//! `GET /metrics` scraped by a real Prometheus server (issue 15, part 3):
+//! the `load-balancer` binary in front of two stub workers, a known number
+//! of calls (one of them to a node that refuses connections, so retried),
+//! then Debian's `prometheus` started on a free loopback port
+//! with a generated scrape configuration (every second) and a temporary
+//! storage directory. Its HTTP API must report the target up and the
+//! counters equal to the calls made. Without a `prometheus` binary the
+//! test fails (it is installed by `.ci/run`).
+#![allow(clippy::disallowed_methods)] // deadlines read the wall clock
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{client, wait_within, StubWorker};
+
+/// Prometheus scrapes every second; a loaded 2-core machine gets time.
+const PROMETHEUS_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A child process this test started, killed (by its pid) on drop.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `load-balancer rr` on a free loopback port in front of `nodes`
+/// (URLs), health checks a minute apart (membership changes only when a
+/// call finds a node dead); returns the process and its URL.
+fn start_balancer(nodes: &[&str], extra: &[&str]) -> (Owned, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_load-balancer"))
+        .args(["rr", "--host", "127.0.0.1", "--port", "0", "--threads", "2"])
+        .args(["--nodes", &nodes.join(","), "--health-interval-ms", "60000"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn load-balancer");
+    let mut line = String::new();
+    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in the balancer's banner: {line:?}"))
+        .to_string();
+    (Owned(child), url)
+}
+
+/// A loopback port free when asked (Prometheus binds it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `prometheus` scraping `target` (host:port) every second, on a
+/// free loopback port, storing into `dir`; fails the test clearly if it
+/// cannot.
+fn start_prometheus(target: &str, dir: &std::path::Path) -> (Owned, String) {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: balancer\n    static_configs:\n      \
+             - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start the `prometheus` binary ({e}); this test needs a real Prometheus \
+                 server: apt-get update && apt-get install -y prometheus (as .ci/run does)"
+            )
+        });
+    (Owned(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// Prometheus's answer to an instant query: `[(labels, value)]`, or None
+/// while it does not answer.
+async fn query(prometheus: &str, expr: &str) -> Option<Vec<(serde_json::Value, f64)>> {
+    let reply: serde_json::Value = client()
+        .get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let results = reply["data"]["result"].as_array()?;
+    Some(
+        results
+            .iter()
+            .filter_map(|r| {
+                let value = r["value"][1].as_str()?.parse().ok()?;
+                Some((r["metric"].clone(), value))
+            })
+            .collect(),
+    )
+}
+
+/// The single value of a query that sums to one series (None: no answer
+/// or no series yet).
+async fn scalar(prometheus: &str, expr: &str) -> Option<f64> {
+    let results = query(prometheus, expr).await?;
+    match results.as_slice() {
+        [(_, v)] => Some(*v),
+        _ => None,
+    }
+}
+
+async fn call(balancer: &str, function: &str) -> u16 {
+    client()
+        .get(format!("{balancer}/execute?name={function}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_calls_made() {
+    let a = StubWorker::start("a", &["--fail", "broken"]);
+    let b = StubWorker::start("b", &["--fail", "broken"]);
+    // Node 2 refuses connections: the first call sent there is retried on
+    // the next node (a call without a reply, one retry), and node 2 goes
+    // offline.
+    let dead = support::dead_url();
+    let (_balancer, url) = start_balancer(&[&a.url, &b.url, &dead.url], &[]);
+
+    // A known mix: 20 + 10 successful calls (each function's first call
+    // on each stub is cold: 4 cold starts), 4 failures (500).
+    for (function, n, status) in [("fa", 20, 200), ("fb", 10, 200), ("broken", 4, 500)] {
+        for _ in 0..n {
+            assert_eq!(call(&url, function).await, status, "{function}");
+        }
+    }
+
+    // The balancer's own text, before Prometheus sees it.
+    let reply = client().get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(reply.status().as_u16(), 200);
+    assert!(reply.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = reply.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"balancer_calls_total{function="fa",node="0",status="2xx",start="cold"} 1"#
+        ),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = url.strip_prefix("http://").unwrap();
+    let (prometheus_process, prometheus) = start_prometheus(target, dir.path());
+    let prometheus_process = std::sync::Mutex::new(prometheus_process);
+
+    wait_within(
+        "Prometheus to report the target up",
+        PROMETHEUS_PATIENCE,
+        || async {
+            if let Ok(Some(status)) = prometheus_process.lock().unwrap().0.try_wait() {
+                panic!("the prometheus server exited at start ({status}); it needs a free port and a writable storage directory");
+            }
+            let Ok(reply) = client()
+                .get(format!("{prometheus}/api/v1/targets"))
+                .send()
+                .await
+            else {
+                return false;
+            };
+            let Ok(targets) = reply.json::<serde_json::Value>().await else {
+                return false;
+            };
+            targets["data"]["activeTargets"]
+                .as_array()
+                .is_some_and(|t| t.len() == 1 && t[0]["health"] == "up")
+        },
+    )
+    .await;
+
+    let catalog = sample_functions::catalog().functions.len() as f64;
+    let expected = [
+        ("sum(balancer_calls_total)", 35.0),
+        (r#"sum(balancer_calls_total{status="2xx"})"#, 30.0),
+        (r#"sum(balancer_calls_total{status="5xx"})"#, 4.0),
+        // 20 replies, and the one sent to the dead node.
+        (r#"sum(balancer_calls_total{function="fa"})"#, 21.0),
+        (r#"sum(balancer_calls_total{start="cold"})"#, 4.0),
+        (
+            r#"sum(balancer_calls_total{node="2",status="none",start="unknown"})"#,
+            1.0,
+        ),
+        ("sum(balancer_call_duration_seconds_count)", 35.0),
+        ("count(balancer_node_up)", 3.0),
+        ("sum(balancer_node_up)", 2.0),
+        (r#"sum(balancer_node_up{node="2"})"#, 0.0),
+        ("sum(balancer_in_flight)", 0.0),
+        // The SlimFaas queue: one series per known function (the sample
+        // functions' catalog), all empty.
+        (r#"count(balancer_queue_waiting{kind="async"})"#, catalog),
+        ("sum(balancer_queue_waiting)", 0.0),
+        (
+            r#"sum(balancer_retries_total{function="fa",route="execute"})"#,
+            1.0,
+        ),
+    ];
+    for (expr, value) in expected {
+        wait_within(
+            &format!("Prometheus's {expr} to be {value}"),
+            PROMETHEUS_PATIENCE,
+            || {
+                let prometheus = prometheus.clone();
+                async move { scalar(&prometheus, expr).await == Some(value) }
+            },
+        )
+        .await;
+    }
+
+    // The stubs agree on what ran.
+    let ran: u64 = [&a, &b]
+        .iter()
+        .map(|s| async { s.stats().await })
+        .collect::<futures_util::future::JoinAll<_>>()
+        .await
+        .iter()
+        .map(|s| s["execute"]["fa"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(ran, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_metrics_answers_404_and_still_serves() {
+    let a = StubWorker::start("a", &[]);
+    let (_balancer, url) = start_balancer(&[&a.url], &["--no-metrics"]);
+    assert_eq!(call(&url, "fa").await, 200);
+    let reply = client().get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(reply.status().as_u16(), 404);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["Error"], true);
+}
