@@ -52,6 +52,7 @@
 //! `load_factor` or `package_scale` (the experiment cannot restart the
 //! cluster's workers).
 
+use super::live::{close_attempt, AfterAttempt, Attempt, RunKey};
 use super::*;
 use std::collections::BTreeMap;
 use std::process::Output;
@@ -630,8 +631,7 @@ async fn run_points_on(
     record: &mut ExperimentRecord,
     stop: &StopHandle,
 ) -> Result<(), ExperimentError> {
-    let thresholds = record.noise_thresholds.unwrap_or_default();
-    let (lag_limit_p50_us, lag_limit_p99_us) = thresholds.lag_limits_us(
+    let lag_limits = record.noise_thresholds.unwrap_or_default().lag_limits_us(
         host::median_gap(events.iter().map(|e| e.start_ms)),
         record.time_scale,
     );
@@ -751,9 +751,10 @@ async fn run_points_on(
                             })?;
                     let d1 = CpuSample::take(&roots);
                     let ours: f64 = d0.cores_by_root(&d1).values().sum();
-                    let mut noise = Noise {
+                    let attempt = Attempt {
+                        label: format!("[{n}/{total}] {id}"),
+                        started: run_started,
                         load_before,
-                        load_after: host::load_average(),
                         quiet: q0.until(&q1),
                         during: d0.until(&d1),
                         by_process: vec![host::ProcessCpu {
@@ -763,52 +764,28 @@ async fn run_points_on(
                             },
                             cores: ours,
                         }],
-                        dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
-                        dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
-                        lag_limit_p50_us,
-                        lag_limit_p99_us,
-                        reasons: Vec::new(),
                     };
-                    noise.judge(&thresholds);
-                    eprintln!(
-                        "[{n}/{total}] {id}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us){}",
-                        summary.dispatched,
-                        summary.ok,
-                        summary.errors,
-                        if summary.interrupted { ", INTERRUPTED" } else { "" },
-                        run_started.elapsed().as_secs_f64(),
-                        summary.dispatch_lag_p99_us,
-                        if noise.disturbed() {
-                            format!("; DISTURBED: {}", noise.reasons.join("; "))
-                        } else {
-                            String::new()
-                        }
-                    );
-                    let interrupted = summary.interrupted;
-                    if noise.disturbed()
-                        && !interrupted
-                        && earlier.len() < plan.retry_disturbed as usize
-                    {
-                        earlier.push(noise);
-                        continue;
-                    }
-                    record.runs.push(AlgorithmRun {
-                        id: id.clone(),
-                        algorithm: algorithm.to_string(),
+                    let key = RunKey {
+                        id: &id,
+                        algorithm,
                         point: pi,
                         repetition: rep,
                         seed,
-                        log: log.clone(),
-                        replay: Some(summary),
-                        des: None,
-                        noise: Some(noise),
-                        disturbed_attempts: std::mem::take(&mut earlier),
-                        wall_time_s: run_started.elapsed().as_secs_f64(),
-                    });
-                    if interrupted {
-                        break 'reps;
+                        log: &log,
+                    };
+                    match close_attempt(
+                        plan,
+                        record,
+                        lag_limits,
+                        attempt,
+                        summary,
+                        key,
+                        &mut earlier,
+                    ) {
+                        AfterAttempt::Rerun => continue,
+                        AfterAttempt::Recorded { interrupted: true } => break 'reps,
+                        AfterAttempt::Recorded { interrupted: false } => break,
                     }
-                    break;
                 }
             }
         }

@@ -143,8 +143,7 @@ async fn run_points(
         .build()
         .map_err(|e| ExperimentError::BadArgument(format!("HTTP client: {e}")))?;
     let process_logs = dir.join("process-logs");
-    let thresholds = record.noise_thresholds.unwrap_or_default();
-    let (lag_limit_p50_us, lag_limit_p99_us) = thresholds.lag_limits_us(
+    let lag_limits = record.noise_thresholds.unwrap_or_default().lag_limits_us(
         host::median_gap(events.iter().map(|e| e.start_ms)),
         record.time_scale,
     );
@@ -330,62 +329,35 @@ async fn run_points(
                         })
                         .collect();
                     balancer.stop(Duration::from_secs(5));
-                    let mut noise = Noise {
+                    let attempt = Attempt {
+                        label: format!("[{n}/{total}] {id}"),
+                        started: run_started,
                         load_before,
-                        load_after: host::load_average(),
                         quiet: q0.until(&q1),
                         during: d0.until(&d1),
                         by_process,
-                        dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
-                        dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
-                        lag_limit_p50_us,
-                        lag_limit_p99_us,
-                        reasons: Vec::new(),
                     };
-                    noise.judge(&thresholds);
-                    eprintln!(
-                        "[{n}/{total}] {id}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us){}",
-                        summary.dispatched,
-                        summary.ok,
-                        summary.errors,
-                        if summary.interrupted {
-                            ", INTERRUPTED"
-                        } else {
-                            ""
-                        },
-                        run_started.elapsed().as_secs_f64(),
-                        summary.dispatch_lag_p99_us,
-                        if noise.disturbed() {
-                            format!("; DISTURBED: {}", noise.reasons.join("; "))
-                        } else {
-                            String::new()
-                        }
-                    );
-                    let interrupted = summary.interrupted;
-                    let retry = noise.disturbed()
-                        && !interrupted
-                        && earlier.len() < plan.retry_disturbed as usize;
-                    if retry {
-                        earlier.push(noise);
-                        continue;
-                    }
-                    record.runs.push(AlgorithmRun {
-                        id: id.clone(),
-                        algorithm: algorithm.to_string(),
+                    let key = RunKey {
+                        id: &id,
+                        algorithm,
                         point: pi,
                         repetition: rep,
                         seed,
-                        log: log.clone(),
-                        replay: Some(summary),
-                        des: None,
-                        noise: Some(noise),
-                        disturbed_attempts: std::mem::take(&mut earlier),
-                        wall_time_s: run_started.elapsed().as_secs_f64(),
-                    });
-                    if interrupted {
-                        break 'reps;
+                        log: &log,
+                    };
+                    match close_attempt(
+                        plan,
+                        record,
+                        lag_limits,
+                        attempt,
+                        summary,
+                        key,
+                        &mut earlier,
+                    ) {
+                        AfterAttempt::Rerun => continue,
+                        AfterAttempt::Recorded { interrupted: true } => break 'reps,
+                        AfterAttempt::Recorded { interrupted: false } => break,
                     }
-                    break;
                 }
             }
         }
@@ -395,6 +367,103 @@ async fn run_points(
         }
     }
     Ok(())
+}
+
+/// One attempt of a live run, measured around its replay.
+pub(super) struct Attempt {
+    /// `[n/total] id`, the prefix of the run's progress lines.
+    pub label: String,
+    pub started: Instant,
+    pub load_before: Option<f64>,
+    /// The quiet check just before the replay, and the replay itself.
+    pub quiet: Option<host::CpuUse>,
+    pub during: Option<host::CpuUse>,
+    pub by_process: Vec<host::ProcessCpu>,
+}
+
+/// Which run an attempt belongs to.
+pub(super) struct RunKey<'a> {
+    pub id: &'a str,
+    pub algorithm: &'a str,
+    pub point: usize,
+    pub repetition: u32,
+    pub seed: u64,
+    pub log: &'a Path,
+}
+
+/// What follows an attempt.
+pub(super) enum AfterAttempt {
+    /// Disturbed, with reruns left: run it again.
+    Rerun,
+    /// Recorded in the experiment (`interrupted`: the replay was cut).
+    Recorded { interrupted: bool },
+}
+
+/// Judges an attempt's noise ([`Noise::judge`]), prints its result line,
+/// and either keeps it for a rerun (disturbed, `--retry-disturbed` not
+/// used up) or records the run with its earlier disturbed attempts. The
+/// same for local processes and for a cluster.
+pub(super) fn close_attempt(
+    plan: &Plan,
+    record: &mut ExperimentRecord,
+    (lag_limit_p50_us, lag_limit_p99_us): (u64, u64),
+    attempt: Attempt,
+    summary: replay::ReplaySummary,
+    key: RunKey<'_>,
+    earlier: &mut Vec<Noise>,
+) -> AfterAttempt {
+    let thresholds = record.noise_thresholds.unwrap_or_default();
+    let mut noise = Noise {
+        load_before: attempt.load_before,
+        load_after: host::load_average(),
+        quiet: attempt.quiet,
+        during: attempt.during,
+        by_process: attempt.by_process,
+        dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
+        dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
+        lag_limit_p50_us,
+        lag_limit_p99_us,
+        reasons: Vec::new(),
+    };
+    noise.judge(&thresholds);
+    eprintln!(
+        "{}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us){}",
+        attempt.label,
+        summary.dispatched,
+        summary.ok,
+        summary.errors,
+        if summary.interrupted {
+            ", INTERRUPTED"
+        } else {
+            ""
+        },
+        attempt.started.elapsed().as_secs_f64(),
+        summary.dispatch_lag_p99_us,
+        if noise.disturbed() {
+            format!("; DISTURBED: {}", noise.reasons.join("; "))
+        } else {
+            String::new()
+        }
+    );
+    let interrupted = summary.interrupted;
+    if noise.disturbed() && !interrupted && earlier.len() < plan.retry_disturbed as usize {
+        earlier.push(noise);
+        return AfterAttempt::Rerun;
+    }
+    record.runs.push(AlgorithmRun {
+        id: key.id.to_string(),
+        algorithm: key.algorithm.to_string(),
+        point: key.point,
+        repetition: key.repetition,
+        seed: key.seed,
+        log: key.log.to_path_buf(),
+        replay: Some(summary),
+        des: None,
+        noise: Some(noise),
+        disturbed_attempts: std::mem::take(earlier),
+        wall_time_s: attempt.started.elapsed().as_secs_f64(),
+    });
+    AfterAttempt::Recorded { interrupted }
 }
 
 /// What the experiment knows about a live run, for the replay to complete
