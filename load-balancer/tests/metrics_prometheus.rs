@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -33,22 +32,10 @@ impl Drop for Owned {
 /// (URLs), health checks a minute apart (membership changes only when a
 /// call finds a node dead); returns the process and its URL.
 fn start_balancer(nodes: &[&str], extra: &[&str]) -> (Owned, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_load-balancer"))
-        .args(["rr", "--host", "127.0.0.1", "--port", "0", "--threads", "2"])
-        .args(["--nodes", &nodes.join(","), "--health-interval-ms", "60000"])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn load-balancer");
-    let mut line = String::new();
-    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in the balancer's banner: {line:?}"))
-        .to_string();
+    let nodes = nodes.join(",");
+    let mut args = vec!["--nodes", &nodes, "--health-interval-ms", "60000"];
+    args.extend_from_slice(extra);
+    let (child, url) = support::spawn_balancer(&args);
     (Owned(child), url)
 }
 

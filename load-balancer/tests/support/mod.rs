@@ -377,3 +377,26 @@ impl Balancer {
         }
     }
 }
+
+/// Starts the `load-balancer` binary (`rr`, loopback, port 0, 2 threads,
+/// `RUST_LOG=warn`) with `args` added, and reads its URL from the start-up
+/// line. The caller owns the child.
+pub fn spawn_balancer(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_load-balancer"))
+        .args(["rr", "--host", "127.0.0.1", "--port", "0", "--threads", "2"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn load-balancer");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in the balancer's start-up line: {line:?}"))
+        .to_string();
+    (child, url)
+}
