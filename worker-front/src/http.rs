@@ -132,13 +132,13 @@ fn authorize_with(
         })
 }
 
-fn json(status: u16, body: String) -> HttpResponse {
+pub(crate) fn json(status: u16, body: String) -> HttpResponse {
     HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .content_type("application/json")
         .body(body)
 }
 
-fn error(status: u16, message: impl Into<String>) -> HttpResponse {
+pub(crate) fn error(status: u16, message: impl Into<String>) -> HttpResponse {
     json(status, ErrorReply::new(message).to_json())
 }
 

@@ -26,11 +26,11 @@
 use super::instance::{hop_by_hop, Call, CallError};
 use super::{FunctionError, Functions};
 use crate::functions::package::PackageError;
+use crate::http::{error, json};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use protocol::ErrorReply;
 use std::sync::Arc;
 
 /// Who may use the management routes (the worker's rule).
@@ -51,16 +51,6 @@ impl std::fmt::Debug for FunctionsState {
             .field("functions", &self.functions)
             .finish_non_exhaustive()
     }
-}
-
-fn json(status: u16, body: String) -> HttpResponse {
-    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .content_type("application/json")
-        .body(body)
-}
-
-fn error(status: u16, message: impl Into<String>) -> HttpResponse {
-    json(status, ErrorReply::new(message).to_json())
 }
 
 /// The status of a failed call.
