@@ -112,10 +112,16 @@ impl<K> AdmissionQueue<K> {
     }
 
     fn function(&mut self, function: &str) -> &mut FunctionQueue<K> {
-        let default = self.default_max_parallel;
+        // Looked up before inserting: the name is copied once per
+        // function, not once per call (the simulator calls this per event).
+        if !self.functions.contains_key(function) {
+            let default = self.default_max_parallel;
+            self.functions
+                .insert(function.to_string(), FunctionQueue::new(default));
+        }
         self.functions
-            .entry(function.to_string())
-            .or_insert_with(|| FunctionQueue::new(default))
+            .get_mut(function)
+            .expect("the function's queue was inserted above")
     }
 
     /// Sets `function`'s cap (at least 1). Raising it admits waiting calls

@@ -12,6 +12,8 @@
 //! - [`admission_queue`]: the balancer's per-function cap on parallel
 //!   calls, waiting calls in arrival order (synchronous first) and the
 //!   retry schedule (SlimFaas's rules).
+//! - [`scale_to_zero`]: when the balancer removes an idle function's
+//!   instances on every worker (SlimFaas's scale to zero).
 //! - [`time`]: [`Time`], the one time type of schedulers, node model and
 //!   simulator.
 //! - [`scheduler`]: the [`scheduler::Scheduler`] trait, one file per
@@ -25,6 +27,7 @@
 
 pub mod admission_queue;
 pub mod node;
+pub mod scale_to_zero;
 pub mod scheduler;
 pub mod time;
 

@@ -40,6 +40,8 @@
 
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 pub use super::InstanceId;
 use crate::time::Time;
 
@@ -128,14 +130,15 @@ pub struct KeepAlivePool {
     /// `extend_on_reuse = false`: busy instances that were idle before,
     /// with when they first became idle (empty otherwise).
     first_idle: Vec<(InstanceId, Time)>,
-    /// Idle instances, ascending by id, with the time they became idle.
-    idle: Vec<(InstanceId, Time)>,
+    /// Idle instances, ascending by id, with the time they became idle
+    /// (the first few in the pool itself: most pools hold a few).
+    idle: SmallVec<[(InstanceId, Time); 2]>,
     /// A lower bound of the idle instances' idle-since times (None when
     /// none is idle): [`KeepAlivePool::expire`] skips its scan while
     /// nothing can be due, so a call's acquire costs O(1) then.
     idle_since_bound: Option<Time>,
     /// Busy instances (small: the calls in flight), unordered.
-    busy: Vec<InstanceId>,
+    busy: SmallVec<[InstanceId; 2]>,
     cold_starts: u64,
     warm_starts: u64,
     /// Expiry never takes the instance count below this (EWMA policy).
@@ -154,9 +157,9 @@ impl KeepAlivePool {
                 extend_on_reuse: true,
             },
             first_idle: Vec::new(),
-            idle: Vec::new(),
+            idle: SmallVec::new(),
             idle_since_bound: None,
-            busy: Vec::new(),
+            busy: SmallVec::new(),
             cold_starts: 0,
             warm_starts: 0,
             floor: 0,
@@ -222,7 +225,7 @@ impl KeepAlivePool {
         }
         let mut removable = self.instance_count().saturating_sub(self.floor);
         let mut bound: Option<Time> = None;
-        self.idle.retain(|&(instance, since)| {
+        self.idle.retain(|&mut (instance, since)| {
             let at = since.saturating_add(keep_alive);
             if at <= now && removable > 0 {
                 removable -= 1;

@@ -57,7 +57,9 @@ pub use admission::{Admission, Overflow};
 pub use functions::{FunctionId, FunctionTable};
 pub use keep_alive::{ReuseOrder, ReuseRules};
 pub use keep_alive_policy::KeepAlivePolicy;
-pub use model::{CallId, CallMeta, Effects, InstanceKind, InstanceModel, NodeModel, Prewarm, Step};
+pub use model::{
+    CallId, CallMeta, Effects, InstanceKind, InstanceModel, NodeModel, Prewarm, StartRefused, Step,
+};
 
 /// An instance's id, unique on its node for the node model's lifetime;
 /// ids grow with creation order.

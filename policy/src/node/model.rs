@@ -15,6 +15,7 @@
 //! | a timer is due ([`NodeModel::next_timer`]) | [`NodeModel::timer`] | expired instances |
 //! | the options change | [`NodeModel::set_options`] | evictions, removals, pool refills |
 //! | `/clear` | [`NodeModel::clear`] | removals |
+//! | scale to zero / a wake (the balancer) | [`NodeModel::remove_function_instances`], [`NodeModel::start_instances`] | removals / pre-warms |
 //!
 //! Every answer is an [`Effects`] value (`#[must_use]`): the next step of
 //! each call that may go on, instances to pre-warm, instances and images to
@@ -284,6 +285,16 @@ impl Effects {
     }
 }
 
+/// Why [`NodeModel::start_instances`] started nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartRefused {
+    /// The function's image is not cached: build it, then ask again.
+    ImageNotCached,
+    /// HotFunctions without REST mode: every call runs in an instance of
+    /// its own (one-shot, or a pooled one the pool refills by itself).
+    PerCallInstances,
+}
+
 /// How the worker served a call: the original's `Meta` flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CallMeta {
@@ -366,25 +377,37 @@ struct Build {
     waiting: Vec<CallId>,
 }
 
-/// What a node knows of one function it has seen. Kept small (the rarely
-/// used parts boxed), since a node holds one per function it has seen.
+/// What a node knows of one function it has seen. Kept to one cache line
+/// (what the Lambda model with a fixed keep-alive touches per call; the
+/// parts of the other models and policies boxed in [`FunctionExtra`]),
+/// since a node holds one per function it has seen and a call reaches it
+/// at a random node.
 #[derive(Debug, Clone)]
 struct FunctionState {
     /// Its id in the node's function tables (see [`NodeModel::name`]).
     global: FunctionId,
+    /// Its memory per instance (MB).
+    memory_mb: u32,
+    /// Lambda model: its calls in flight.
+    calls: u32,
     build: Option<Box<Build>>,
-    /// Ready pooled instances, most recent last.
-    pooled: Vec<InstanceId>,
     /// Its keep-alive instances (Lambda model); dropped when empty under
     /// the policies that keep nothing per pool (see
     /// [`NodeModel::drop_empty_pool`]).
     keep_alive: Option<Box<KeepAlivePool>>,
     /// The pending timer entry of this function, if any.
     timer: Option<Time>,
-    /// Its memory per instance (MB).
-    memory_mb: u32,
-    /// Lambda model: its calls in flight, and when the last one ended.
-    calls: u32,
+    /// The rest, made on first use.
+    extra: Option<Box<FunctionExtra>>,
+}
+
+/// The parts of a [`FunctionState`] that only some instance models and
+/// keep-alive policies use.
+#[derive(Debug, Clone, Default)]
+struct FunctionExtra {
+    /// Ready pooled instances, most recent last.
+    pooled: Vec<InstanceId>,
+    /// Histogram policy: when the last call in flight ended.
     last_end: Option<Time>,
     /// Keep-alive instances being pre-warmed.
     prewarming: u32,
@@ -397,6 +420,30 @@ struct FunctionState {
     /// times seen (sum in ms, count).
     frequency: u64,
     start_ms: (f64, u64),
+}
+
+/// What a function without [`FunctionExtra`] reads.
+static NO_EXTRA: FunctionExtra = FunctionExtra {
+    pooled: Vec::new(),
+    last_end: None,
+    prewarming: 0,
+    histogram: None,
+    prewarm_at: None,
+    ewma: None,
+    frequency: 0,
+    start_ms: (0.0, 0),
+};
+
+impl FunctionState {
+    /// Its extra parts (defaults if it has none).
+    fn x(&self) -> &FunctionExtra {
+        self.extra.as_deref().unwrap_or(&NO_EXTRA)
+    }
+
+    /// Its extra parts, made if it has none.
+    fn x_mut(&mut self) -> &mut FunctionExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
 }
 
 /// Calls in flight, by reusable index and tag.
@@ -701,19 +748,12 @@ impl NodeModel {
         let memory_mb = self.table.memory_mb(g);
         self.functions.push(FunctionState {
             global: g,
-            build: None,
-            pooled: Vec::new(),
-            keep_alive: None,
-            timer: None,
             memory_mb,
             calls: 0,
-            last_end: None,
-            prewarming: 0,
-            histogram: None,
-            prewarm_at: None,
-            ewma: None,
-            frequency: 0,
-            start_ms: (0.0, 0),
+            build: None,
+            keep_alive: None,
+            timer: None,
+            extra: None,
         });
         f
     }
@@ -1003,7 +1043,12 @@ impl NodeModel {
             }
             InstanceModel::HotFunctions if self.pool.is_enabled() => {
                 let took = self.pool.call_started(&f, now);
-                match self.functions[f as usize].pooled.pop().filter(|_| took) {
+                match self.functions[f as usize]
+                    .extra
+                    .as_mut()
+                    .and_then(|x| x.pooled.pop())
+                    .filter(|_| took)
+                {
                     Some(id) => {
                         if let Some(r) = self.instances.get_mut(&id) {
                             r.busy += 1;
@@ -1050,7 +1095,7 @@ impl NodeModel {
         match kind {
             InstanceKind::Pooled => {
                 if attached && self.pool.instance_ready(&f) {
-                    self.functions[f as usize].pooled.push(id);
+                    self.functions[f as usize].x_mut().pooled.push(id);
                 } else {
                     self.instances.remove(&id);
                     effects.remove_instances.push(id);
@@ -1059,18 +1104,27 @@ impl NodeModel {
             InstanceKind::Rest => {
                 if attached && self.rest.instance(&f) == Some(id) {
                     self.rest.started(&f, now);
+                    if let (None, Some(t)) = (starter, self.rest.deadline(&f)) {
+                        // Started by a wake: it expires like an idle one.
+                        self.schedule(f, t);
+                    }
                 }
                 for call in waiting {
                     if self.calls.get(call).is_some() {
                         effects.resume.push((call, Step::Run { instance: id }));
                     }
                 }
+                // Started by a wake and removed meanwhile: nothing uses it.
+                self.drop_if_idle(id, &mut effects);
             }
             InstanceKind::KeepAlive => {
-                let fs = &mut self.functions[f as usize];
-                let ms = now.saturating_since(created).as_secs_f64() * 1000.0;
-                fs.start_ms.0 += ms;
-                fs.start_ms.1 += 1;
+                // Only Greedy-Dual reads the start times.
+                if self.policy() == KeepAlivePolicy::GreedyDual {
+                    let x = self.functions[f as usize].x_mut();
+                    let ms = now.saturating_since(created).as_secs_f64() * 1000.0;
+                    x.start_ms.0 += ms;
+                    x.start_ms.1 += 1;
+                }
                 if starter.is_none() {
                     self.prewarmed(f, id, attached, now, &mut effects);
                 }
@@ -1093,7 +1147,9 @@ impl NodeModel {
             return;
         };
         let fs = &mut self.functions[f as usize];
-        fs.prewarming = fs.prewarming.saturating_sub(1);
+        if let Some(x) = &mut fs.extra {
+            x.prewarming = x.prewarming.saturating_sub(1);
+        }
         if !(attached && self.cache.contains(f)) {
             self.instances.remove(&id);
             effects.remove_instances.push(id);
@@ -1149,8 +1205,8 @@ impl NodeModel {
                     if let Some(pool) = &mut fs.keep_alive {
                         let _ = pool.discard(id);
                     }
-                } else {
-                    fs.prewarming = fs.prewarming.saturating_sub(1);
+                } else if let Some(x) = &mut fs.extra {
+                    x.prewarming = x.prewarming.saturating_sub(1);
                 }
             }
         }
@@ -1400,16 +1456,17 @@ impl NodeModel {
         self.rest = RestInstances::new(self.options.rest_lifetime());
         self.timers.clear();
         for fs in &mut self.functions {
-            fs.pooled.clear();
             fs.keep_alive = None;
             fs.timer = None;
-            // What the keep-alive policies learned goes too.
-            fs.last_end = None;
-            fs.histogram = None;
-            fs.prewarm_at = None;
-            fs.ewma = None;
-            fs.frequency = 0;
-            fs.start_ms = (0.0, 0);
+            // Pooled instances, and what the keep-alive policies learned,
+            // go too.
+            if let Some(x) = &mut fs.extra {
+                let prewarming = x.prewarming;
+                **x = FunctionExtra {
+                    prewarming,
+                    ..FunctionExtra::default()
+                };
+            }
         }
         self.keep_alive_idle = 0;
         self.lru.clear();
@@ -1435,34 +1492,157 @@ impl NodeModel {
         effects
     }
 
+    /// Scale to zero (the balancer's SlimFaas routes): removes every
+    /// instance of `function` on this node and keeps its image. Idle ones
+    /// (ready pooled instances, an idle REST instance, idle keep-alive
+    /// instances) are listed for removal now; busy ones are detached and
+    /// listed when their calls end; ones still starting are refused when
+    /// they come up. The next call is a cold start; a pooled function's
+    /// pool is refilled only once it is called again.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn remove_function_instances(&mut self, function: &str, _now: Time) -> Effects {
+        let mut effects = self.fresh_effects();
+        let Some(f) = self.known_local(function) else {
+            return effects;
+        };
+        if let Some(x) = &mut self.functions[f as usize].extra {
+            // A histogram pre-warm due later would bring one back.
+            x.prewarm_at = None;
+        }
+        self.remove_idle_instances(f, &mut effects);
+        if let Some(id) = self.rest.remove(&f) {
+            self.detach(id, &mut effects);
+        }
+        // What is left of it is busy or starting: detached, removed once
+        // idle (busy keep-alive instances leave their pool now, so their
+        // calls' ends do not put them back).
+        let mut rest: Vec<InstanceId> = self
+            .instances
+            .iter()
+            .filter(|(_, r)| r.function == f && r.attached)
+            .map(|(id, _)| *id)
+            .collect();
+        rest.sort_unstable();
+        for id in rest {
+            if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+                let _ = pool.discard(id);
+            }
+            self.detach(id, &mut effects);
+        }
+        self.reset_frequency_if_gone(f);
+        self.drop_empty_pool(f);
+        effects
+    }
+
+    /// A wake (the balancer's SlimFaas routes): starts instances of
+    /// `function` with no call waiting, up to `n` on this node (counting
+    /// those up or starting), as [`Effects::prewarm`]. The image must be
+    /// cached (else [`StartRefused::ImageNotCached`]: build it first, e.g.
+    /// with [`NodeModel::begin_build`]). What can start depends on the
+    /// instance model: Lambda starts keep-alive instances (idle once up,
+    /// expiring by the keep-alive); HotFunctions in REST mode starts the
+    /// function's one REST instance (whatever `n` > 0 asks); HotFunctions
+    /// otherwise runs every call in an instance of its own and has nothing
+    /// to start ([`StartRefused::PerCallInstances`]).
+    pub fn start_instances(
+        &mut self,
+        function: &str,
+        n: usize,
+        now: Time,
+    ) -> Result<Effects, StartRefused> {
+        let f = self.intern(function);
+        if !self.cache.contains(f) {
+            return Err(StartRefused::ImageNotCached);
+        }
+        let mut effects = self.fresh_effects();
+        match self.instance_model {
+            InstanceModel::Lambda { keep_alive, .. } => {
+                let prewarming = self.functions[f as usize].x().prewarming as usize;
+                let have = self.pool_of(f, keep_alive).instance_count() + prewarming;
+                if n > have {
+                    self.prewarm(f, n - have, now, &mut effects);
+                }
+            }
+            InstanceModel::HotFunctions if self.options.using_rest_mode => {
+                if n > 0 && self.rest.instance(&f).is_none() {
+                    let mut next = self.next_instance;
+                    let got = self.rest.call_started(&f, now, || {
+                        next += 1;
+                        next - 1
+                    });
+                    self.next_instance = next;
+                    // No call holds it: idle from when it is up.
+                    self.rest.call_finished(&f, now);
+                    if let RestAcquire::Start(id) = got {
+                        self.instances
+                            .insert(id, self.prewarm_record(f, InstanceKind::Rest, now));
+                        effects.prewarm.push(Prewarm {
+                            instance: id,
+                            function: self.name(f),
+                            kind: InstanceKind::Rest,
+                        });
+                    }
+                }
+            }
+            InstanceModel::HotFunctions => return Err(StartRefused::PerCallInstances),
+        }
+        Ok(effects)
+    }
+
     // ----- composition rules -----
 
     /// An evicted image takes its function's idle instances with it.
     fn evict(&mut self, evicted: Vec<EvictedImage<u32>>, effects: &mut Effects) {
         for EvictedImage { function: f, .. } in evicted {
             effects.remove_images.push(self.name(f));
-            self.pool.forget(&f);
-            for id in std::mem::take(&mut self.functions[f as usize].pooled) {
-                self.instances.remove(&id);
-                effects.remove_instances.push(id);
-            }
+            self.remove_idle_instances(f, effects);
             if !self.rest.is_busy(&f) {
                 if let Some(id) = self.rest.remove(&f) {
                     self.detach(id, effects);
                 }
             }
-            let mut gone = Vec::new();
-            if let Some(pool) = &mut self.functions[f as usize].keep_alive {
-                pool.remove_idle(|id| gone.push(id));
-            }
-            for id in gone {
-                self.keep_alive_idle -= 1;
-                self.idle_gone(id);
-                self.instances.remove(&id);
-                effects.remove_instances.push(id);
-            }
             self.reset_frequency_if_gone(f);
             self.drop_empty_pool(f);
+        }
+    }
+
+    /// The record of an instance of `f` started with no call (a pre-warm,
+    /// a wake).
+    fn prewarm_record(&self, f: u32, kind: InstanceKind, now: Time) -> InstanceRecord {
+        InstanceRecord {
+            function: f,
+            kind,
+            state: InstanceState::Starting,
+            busy: 0,
+            waiting: Vec::new(),
+            starter: None,
+            attached: true,
+            created: now,
+            memory_mb: self.functions[f as usize].memory_mb,
+        }
+    }
+
+    /// Forgets `f` in the pool and removes its ready pooled instances and
+    /// its idle keep-alive instances (an eviction, a scale to zero).
+    fn remove_idle_instances(&mut self, f: u32, effects: &mut Effects) {
+        self.pool.forget(&f);
+        let pooled = match &mut self.functions[f as usize].extra {
+            Some(x) => std::mem::take(&mut x.pooled),
+            None => Vec::new(),
+        };
+        for id in pooled {
+            self.instances.remove(&id);
+            effects.remove_instances.push(id);
+        }
+        let mut gone = Vec::new();
+        if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+            pool.remove_idle(|id| gone.push(id));
+        }
+        for id in gone {
+            self.keep_alive_idle -= 1;
+            self.idle_gone(id);
+            self.instances.remove(&id);
+            effects.remove_instances.push(id);
         }
     }
 
@@ -1505,25 +1685,28 @@ impl NodeModel {
         let mut update = None;
         match policy {
             KeepAlivePolicy::Histogram(p) => {
-                if fs.calls == 0 {
-                    if let Some(end) = fs.last_end {
-                        fs.histogram
+                let idle = fs.calls == 0;
+                let x = fs.x_mut();
+                if idle {
+                    if let Some(end) = x.last_end {
+                        x.histogram
                             .get_or_insert_with(|| Box::new(IdleTimeHistogram::new(&p)))
                             .record(now.saturating_since(end), &p);
                     }
                 }
                 // It came before the pre-warm: a cold start (the paper's
                 // miss); the pre-warm is no longer needed.
-                fs.prewarm_at = None;
+                x.prewarm_at = None;
             }
             KeepAlivePolicy::Ewma(p) => {
                 let e = fs
+                    .x_mut()
                     .ewma
                     .get_or_insert_with(|| Box::new(EwmaPrewarm::new(p, now)));
                 e.call(now);
                 update = Some(e.next_update());
             }
-            KeepAlivePolicy::GreedyDual => fs.frequency += 1,
+            KeepAlivePolicy::GreedyDual => fs.x_mut().frequency += 1,
             KeepAlivePolicy::Fixed | KeepAlivePolicy::Lru => {}
         }
         fs.calls += 1;
@@ -1543,11 +1726,12 @@ impl NodeModel {
         if fs.calls > 0 {
             return;
         }
-        fs.last_end = Some(now);
+        // Only the histogram policy reads when the last call ended.
         let KeepAlivePolicy::Histogram(p) = policy else {
             return;
         };
-        let windows = match &fs.histogram {
+        fs.x_mut().last_end = Some(now);
+        let windows = match &fs.x().histogram {
             Some(h) => h.windows(&p, keep_alive),
             None => IdleTimeHistogram::new(&p).windows(&p, keep_alive),
         };
@@ -1560,7 +1744,7 @@ impl NodeModel {
             // Unloaded now, loaded again after the pre-warming window.
             pool.remove_idle(|id| gone.push(id));
             let at = now.saturating_add(windows.prewarm);
-            fs.prewarm_at = Some(at);
+            fs.x_mut().prewarm_at = Some(at);
             self.schedule(f, at);
         }
         for id in gone {
@@ -1585,11 +1769,11 @@ impl NodeModel {
         };
         let fs = &mut self.functions[f as usize];
         match policy {
-            KeepAlivePolicy::Histogram(_) => match fs.prewarm_at {
+            KeepAlivePolicy::Histogram(_) => match fs.x().prewarm_at {
                 Some(t) if t <= now => {
-                    fs.prewarm_at = None;
+                    fs.x_mut().prewarm_at = None;
                     let has = fs.keep_alive.as_ref().map_or(0, |p| p.instance_count());
-                    if has == 0 && fs.prewarming == 0 {
+                    if has == 0 && fs.x().prewarming == 0 {
                         self.prewarm(f, 1, now, effects);
                     }
                 }
@@ -1597,17 +1781,18 @@ impl NodeModel {
                 None => {}
             },
             KeepAlivePolicy::Ewma(_) => {
-                let Some(e) = &mut fs.ewma else {
+                let Some(e) = fs.extra.as_mut().and_then(|x| x.ewma.as_mut()) else {
                     return;
                 };
                 e.advance(now);
                 let (target, next) = (e.target(), e.next_update());
                 let rules = self.reuse;
+                let prewarming = fs.x().prewarming as usize;
                 let pool = fs
                     .keep_alive
                     .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
                 pool.set_floor(target);
-                let have = pool.instance_count() + fs.prewarming as usize;
+                let have = pool.instance_count() + prewarming;
                 if target > have {
                     self.prewarm(f, target - have, now, effects);
                 }
@@ -1625,21 +1810,9 @@ impl NodeModel {
         }
         for _ in 0..n {
             let id = self.mint();
-            self.instances.insert(
-                id,
-                InstanceRecord {
-                    function: f,
-                    kind: InstanceKind::KeepAlive,
-                    state: InstanceState::Starting,
-                    busy: 0,
-                    waiting: Vec::new(),
-                    starter: None,
-                    attached: true,
-                    created: now,
-                    memory_mb: self.functions[f as usize].memory_mb,
-                },
-            );
-            self.functions[f as usize].prewarming += 1;
+            self.instances
+                .insert(id, self.prewarm_record(f, InstanceKind::KeepAlive, now));
+            self.functions[f as usize].x_mut().prewarming += 1;
             effects.prewarm.push(Prewarm {
                 instance: id,
                 function: self.name(f),
@@ -1655,13 +1828,13 @@ impl NodeModel {
             KeepAlivePolicy::Lru => self.lru.insert(id, now),
             KeepAlivePolicy::GreedyDual => {
                 let fs = &self.functions[f as usize];
-                let (sum, n) = fs.start_ms;
+                let (sum, n) = fs.x().start_ms;
                 let cost = if n == 0 { 0.0 } else { sum / n as f64 };
                 let memory = self
                     .instances
                     .get(&id)
                     .map_or(fs.memory_mb, |r| r.memory_mb);
-                let p = self.greedy_dual.priority(fs.frequency, cost, memory);
+                let p = self.greedy_dual.priority(fs.x().frequency, cost, memory);
                 self.greedy_dual.insert(id, p);
             }
             _ => {}
@@ -1689,9 +1862,11 @@ impl NodeModel {
             .keep_alive
             .as_ref()
             .is_none_or(|p| p.instance_count() == 0)
-            && fs.prewarming == 0
+            && fs.x().prewarming == 0
         {
-            fs.frequency = 0;
+            if let Some(x) = &mut fs.extra {
+                x.frequency = 0;
+            }
         }
     }
 
@@ -1823,7 +1998,7 @@ impl NodeModel {
     /// whose image is cached), remove the ready instances it drops.
     fn apply_plan(&mut self, plan: PoolPlan<u32>, effects: &mut Effects) {
         for (f, n) in plan.remove {
-            let pooled = &mut self.functions[f as usize].pooled;
+            let pooled = &mut self.functions[f as usize].x_mut().pooled;
             let keep = pooled.len().saturating_sub(n);
             for id in pooled.split_off(keep) {
                 self.instances.remove(&id);
@@ -1866,7 +2041,10 @@ impl NodeModel {
     /// refused when up.
     fn detach_pools(&mut self, effects: &mut Effects) {
         for fs in &mut self.functions {
-            for id in fs.pooled.drain(..) {
+            let Some(x) = &mut fs.extra else {
+                continue;
+            };
+            for id in x.pooled.drain(..) {
                 self.instances.remove(&id);
                 effects.remove_instances.push(id);
             }
@@ -1910,6 +2088,41 @@ impl NodeModel {
                 .is_some_and(|f| self.cache.contains(f) && self.rest.is_ready(&f))
     }
 
+    /// `function`'s instances on this node that a policy owns: (ready,
+    /// starting). Detached ones (removed once their calls end) and
+    /// one-shot instances are not counted.
+    pub fn function_instances(&self, function: &str) -> (usize, usize) {
+        let Some(f) = self.known_local(function) else {
+            return (0, 0);
+        };
+        self.instances
+            .values()
+            .filter(|r| r.function == f && r.attached)
+            .fold((0, 0), |(ready, starting), r| match r.state {
+                InstanceState::Ready => (ready + 1, starting),
+                InstanceState::Starting => (ready, starting + 1),
+            })
+    }
+
+    /// [`NodeModel::function_instances`] of every function that has any,
+    /// by name.
+    pub fn instances_by_function(&self) -> Vec<(Arc<str>, usize, usize)> {
+        let mut per: FxHashMap<u32, (usize, usize)> = FxHashMap::default();
+        for r in self.instances.values().filter(|r| r.attached) {
+            let e = per.entry(r.function).or_default();
+            match r.state {
+                InstanceState::Ready => e.0 += 1,
+                InstanceState::Starting => e.1 += 1,
+            }
+        }
+        let mut out: Vec<(Arc<str>, usize, usize)> = per
+            .into_iter()
+            .map(|(f, (ready, starting))| (self.name(f), ready, starting))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Cached images.
     pub fn images(&self) -> usize {
         self.cache.len()
@@ -1922,7 +2135,7 @@ impl NodeModel {
 
     /// Ready pre-warmed instances.
     pub fn pooled_instances(&self) -> usize {
-        self.functions.iter().map(|f| f.pooled.len()).sum()
+        self.functions.iter().map(|f| f.x().pooled.len()).sum()
     }
 
     /// REST instances that are up.
@@ -2029,6 +2242,101 @@ mod tests {
         let (meta, eff) = m.call_finished(call, at + dur);
         seen.push(eff);
         (meta, seen)
+    }
+
+    /// Scale to zero and wake in REST mode: the idle REST instance goes
+    /// (the image stays), the next call is cold; a wake starts the one
+    /// REST instance, which the next call uses warm; a busy instance is
+    /// removed only when its call ends.
+    #[test]
+    fn rest_instances_scale_to_zero_and_wake() {
+        let mut m = NodeModel::new(rest_options(-1), InstanceModel::HotFunctions);
+        let (meta, _) = whole_call(&mut m, "W1", MB, s(0), Duration::from_secs(1));
+        assert!(meta.is_cold());
+        assert_eq!(m.function_instances("W1"), (1, 0));
+        let eff = m.remove_function_instances("W1", s(2));
+        assert_eq!(
+            (eff.remove_instances.len(), eff.remove_images.len()),
+            (1, 0)
+        );
+        assert_eq!(m.function_instances("W1"), (0, 0));
+        let (meta, _) = whole_call(&mut m, "W1", MB, s(3), Duration::from_secs(1));
+        assert!(meta.is_cold() && !meta.image_built, "{meta:?}");
+        let _ = m.remove_function_instances("W1", s(5));
+        // A wake: one REST instance, whatever the number asked.
+        let eff = m.start_instances("W1", 3, s(6)).unwrap();
+        assert_eq!(eff.prewarm.len(), 1);
+        assert_eq!(m.function_instances("W1"), (0, 1));
+        assert!(m.start_instances("W1", 3, s(6)).unwrap().prewarm.is_empty());
+        let id = eff.prewarm[0].instance;
+        let up = m.instance_started(id, s(7));
+        assert!(up.remove_instances.is_empty());
+        assert_eq!(m.function_instances("W1"), (1, 0));
+        // It expires after the REST lifetime (60 s) like any idle one.
+        let mut later = m.clone();
+        assert!(later.timer(s(66)).remove_instances.is_empty());
+        assert_eq!(later.timer(s(67)).remove_instances, [id]);
+        let (meta, _) = whole_call(&mut m, "W1", MB, s(8), Duration::from_secs(1));
+        assert!(meta.existing_instance, "{meta:?}");
+        // Busy: detached, removed when its call ends.
+        let (call, mut eff) = m.call_arrived("W1", s(10));
+        assert_eq!(eff.take_step(call), Some(Step::Run { instance: id }));
+        assert!(m
+            .remove_function_instances("W1", s(11))
+            .remove_instances
+            .is_empty());
+        assert_eq!(m.function_instances("W1"), (0, 0));
+        let (_, eff) = m.call_finished(call, s(12));
+        assert_eq!(eff.remove_instances, [id]);
+        // A wake's instance removed while starting is removed once up.
+        let eff = m.start_instances("W1", 1, s(13)).unwrap();
+        let id = eff.prewarm[0].instance;
+        let _ = m.remove_function_instances("W1", s(13));
+        assert_eq!(m.instance_started(id, s(14)).remove_instances, [id]);
+        assert_eq!(m.instances(), 0);
+        // Unknown or uncached functions.
+        assert!(m.remove_function_instances("nope", s(15)).is_empty());
+        assert_eq!(
+            m.start_instances("W2", 1, s(15)),
+            Err(StartRefused::ImageNotCached)
+        );
+        let mut once = NodeModel::new(CachingOptions::default(), InstanceModel::HotFunctions);
+        let _ = whole_call(&mut once, "W1", MB, s(0), Duration::from_secs(1));
+        assert_eq!(
+            once.start_instances("W1", 1, s(2)),
+            Err(StartRefused::PerCallInstances)
+        );
+    }
+
+    /// The Lambda model: a wake starts keep-alive instances up to the
+    /// number asked; scale to zero removes the idle ones and the busy one
+    /// when its call ends.
+    #[test]
+    fn keep_alive_instances_scale_to_zero_and_wake() {
+        let model = InstanceModel::lambda(Duration::from_secs(600), KeepAlivePolicy::Fixed);
+        let mut m = NodeModel::new(CachingOptions::default(), model);
+        let _ = whole_call(&mut m, "W1", MB, s(0), Duration::from_secs(1));
+        let eff = m.start_instances("W1", 3, s(2)).unwrap();
+        assert_eq!(eff.prewarm.len(), 2, "one idle already");
+        assert_eq!(m.function_instances("W1"), (1, 2));
+        for p in &eff.prewarm {
+            let _ = m.instance_started(p.instance, s(3));
+        }
+        assert_eq!(m.function_instances("W1"), (3, 0));
+        assert_eq!(m.keep_alive_instances(), (0, 3));
+        let (call, mut eff) = m.call_arrived("W1", s(4));
+        assert!(matches!(eff.take_step(call), Some(Step::Run { .. })));
+        let gone = m.remove_function_instances("W1", s(5));
+        assert_eq!(gone.remove_instances.len(), 2);
+        assert_eq!(m.function_instances("W1"), (0, 0));
+        assert_eq!(m.keep_alive_instances(), (1, 0));
+        let (meta, eff) = m.call_finished(call, s(6));
+        assert!(meta.existing_instance);
+        assert_eq!(eff.remove_instances.len(), 1);
+        assert_eq!(m.keep_alive_instances(), (0, 0));
+        assert_eq!(m.instances(), 0);
+        let (meta, _) = whole_call(&mut m, "W1", MB, s(7), Duration::from_secs(1));
+        assert!(meta.is_cold());
     }
 
     fn prewarm_all(m: &mut NodeModel, effects: &[Effects], at: Time) {

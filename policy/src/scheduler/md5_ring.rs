@@ -14,7 +14,7 @@
 //! nanoseconds, a map lookup a few tens, and the simulator asks millions of
 //! times per second for a few dozen distinct names.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use md5::{Digest, Md5};
 
@@ -36,7 +36,7 @@ pub fn ring_hash(key: &[u8]) -> u32 {
 /// than grow without limit (a pure cache: only speed is at stake).
 #[derive(Debug, Clone, Default)]
 pub struct HashCache {
-    hashes: HashMap<Box<str>, u32>,
+    hashes: FxHashMap<Box<str>, u32>,
 }
 
 impl HashCache {

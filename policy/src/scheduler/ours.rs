@@ -56,7 +56,7 @@
 //! `MAX_FUNCTIONS` new names at most; below the bound (every scenario of
 //! the catalog) decisions are exactly those of an unbounded map.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, Count, Param, SchedulerConfig};
@@ -147,7 +147,7 @@ pub struct GreedyLocality {
     t_opt: u32,
     cache_size: u32,
     /// Function name → dense function id.
-    ids: HashMap<Box<str>, u32>,
+    ids: FxHashMap<Box<str>, u32>,
     /// Function id → name (for deterministic tie-breaks; empty when free).
     names: Vec<Box<str>>,
     /// Function id → assigned nodes, in assignment order.
@@ -172,7 +172,7 @@ impl GreedyLocality {
             t_max: params.t_max,
             t_opt: params.t_opt,
             cache_size: params.cache_size,
-            ids: HashMap::new(),
+            ids: FxHashMap::default(),
             names: Vec::new(),
             assigned: Vec::new(),
             in_flight: Vec::new(),

@@ -27,7 +27,7 @@
 //! which is `ll`, not `pasch`. No ceiling: a large `T` only means the
 //! fallback never happens.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use blake2::{Blake2b512, Digest};
 
@@ -101,7 +101,7 @@ pub struct PaschExtended {
     node_points: Vec<Vec<u64>>,
     /// Function name → (hash of name, hash of name + salt), bounded like
     /// [`HashCache`].
-    hashes: HashMap<Box<str>, (u64, u64)>,
+    hashes: FxHashMap<Box<str>, (u64, u64)>,
 }
 
 impl PaschExtended {
@@ -110,7 +110,7 @@ impl PaschExtended {
             threshold: params.t,
             ring: Vec::new(),
             node_points: Vec::new(),
-            hashes: HashMap::new(),
+            hashes: FxHashMap::default(),
         }
     }
 
