@@ -47,10 +47,28 @@
 //! counts do not see a rerouted call: a choice, since the scheduler API
 //! has no "moved" event); else it fails (an error line, `failed`).
 //!
+//! The SlimFaas layer ([`DesConfig::slim`], [`crate::slim`]): when set, a
+//! call first meets the balancer's admission queue
+//! (`policy::admission_queue`, the live balancer's code): it goes to the
+//! scheduler at once if its function is under its cap, else it waits; a
+//! call that held a slot frees it when it ends (completed, or failed: no
+//! node, rejected by every node), and the call the queue names is
+//! dispatched at that instant, after the event that freed it. A
+//! synchronous call still waiting after its function's `wait_s` fails
+//! (an error line from its arrival to then). Without it, nothing of this
+//! runs and the run is as before.
+//!
+//! Where calls come from: an [`ArrivalSource`] ([`crate::source`]): a
+//! scenario's rows ([`run_workload`]), or closed-loop clients
+//! ([`run_closed_loop`]), told when each of their calls ends: at the log
+//! line's end for a completed call, at the moment of failure for a call no
+//! node took. The run is the same loop for both.
+//!
 //! Ordering: events due at the same virtual microsecond run in the order
-//! they were scheduled; scenario arrivals due at a time run after every
+//! they were scheduled; arrivals due at a time run after every
 //! queued event due at that time (completions and expiries before
-//! arrivals), and among themselves in (start time, file order). Randomness
+//! arrivals), and among themselves in the source's order (a scenario's:
+//! start time, then file order; clients': the order they became due). Randomness
 //! (exponential service draws) comes from one ChaCha8 RNG seeded from the
 //! run's seed.
 //!
@@ -60,7 +78,8 @@
 //! client's transport and the balancer hop, both measured as round trips
 //! by `simulator calibrate`).
 //!
-//! The run stops when the last call has completed; pending timers (pool
+//! The run stops when the last call has completed and the source has no
+//! more (a closed loop's clients stop at its duration); pending timers (pool
 //! refills, instance expiries) after that point change nothing that is
 //! reported. Time averages of instance counts are over `[0, last
 //! completion]`.
@@ -97,7 +116,12 @@ use super::function::{percentile_draw, FunctionModel};
 use super::output::LogWriter;
 use super::profile::CostProfile;
 use super::queue::EventQueue;
+use super::slim::{Gate, Gated, QueueSummary, SlimError, SlimSettings};
+use super::source::{
+    ArrivalSource, ClosedLoop, ClosedLoopSource, ScenarioSource, CANCELLED, NO_CLIENT,
+};
 use super::workload::Workload;
+use policy::admission_queue::CallKind;
 
 /// Bounds of a run's sizes and scales ([`check`] refuses a configuration
 /// beyond them, before anything is allocated or simulated): memory and
@@ -179,6 +203,12 @@ pub struct DesConfig {
     /// A call a node rejects goes to the next node (ids in a ring) that
     /// admits it (`--overflow elsewhere`), else it fails.
     pub reroute: bool,
+    /// The balancer's SlimFaas layer in front of the scheduler: a cap on
+    /// parallel calls per function, the queue, scale to zero
+    /// ([`crate::slim`]). None (the default): every call goes to the
+    /// scheduler at its arrival, as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slim: Option<SlimSettings>,
 }
 
 impl Default for DesConfig {
@@ -204,6 +234,7 @@ impl Default for DesConfig {
             reuse: ReuseRules::default(),
             admission: Admission::default(),
             reroute: false,
+            slim: None,
         }
     }
 }
@@ -225,6 +256,10 @@ pub const DEFAULT_EPOCH_MS: i64 = 1_577_836_800_000;
 pub enum DesError {
     #[error("function {name:?} (first at scenario row {row}) is not in the catalog; give a catalog file with it (--catalog, e.g. the one `utils import` writes) or a model for it with --default-function (e.g. cpu:1000 or exp:1991:2244)")]
     UnknownFunction { name: String, row: usize },
+    #[error("function {name:?} (in the closed loop's --functions) is not in the catalog; give a catalog file with it (--catalog) or a model for it with --default-function (e.g. cpu:1000 or exp:1991:2244)")]
+    UnknownMixFunction { name: String },
+    #[error(transparent)]
+    ClosedLoop(#[from] crate::source::ClosedLoopError),
     #[error("workload names function id {0} but has only {1} names")]
     BadWorkload(u32, usize),
     #[error("package scale must be finite and >= 0 (is {0})")]
@@ -239,6 +274,10 @@ pub enum DesError {
     },
     #[error("--nodes must be at least 1")]
     NoNodes,
+    #[error("function settings: {0}")]
+    Slim(#[from] SlimError),
+    #[error("scale to zero sets the instance model (Lambda, fixed keep-alive of idle_before_zero_s); the configuration has another")]
+    ScaleToZeroModel,
     #[error("writing the log: {0}")]
     Log(#[from] std::io::Error),
 }
@@ -298,6 +337,10 @@ pub struct Summary {
     /// Calls the balancer could not place, or that a node rejected and no
     /// other took (error lines in the log).
     pub failed: u64,
+    /// A closed loop's calls cancelled at the end of its grace period
+    /// ([`ClosedLoopSummary::cancelled`]; absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cancelled: u64,
     /// Calls a node refused by its admission rules (each refusal counted;
     /// `DesConfig::admission`).
     pub rejections: u64,
@@ -327,6 +370,34 @@ pub struct Summary {
     pub events: u64,
     pub instances: Option<InstanceSummary>,
     pub performance: Performance,
+    /// A closed loop's parameters and figures (absent for a scenario).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_loop: Option<ClosedLoopSummary>,
+    /// The SlimFaas layer's queue: calls that waited, their waits, the
+    /// longest queue, overall and per function (absent without
+    /// [`DesConfig::slim`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueSummary>,
+}
+
+/// What a closed loop did ([`run_closed_loop`]), in the terms of
+/// `simulator load`'s summary.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClosedLoopSummary {
+    /// [`ClosedLoop::parameters`]: clients, duration, think, mix, seed.
+    pub parameters: serde_json::Value,
+    /// Calls still in flight when the grace period after the duration
+    /// ended: cancelled, logged as errors from their start to the
+    /// cancellation (as `simulator load` logs them), and not counted in
+    /// `completed`; the nodes still run them to their end.
+    pub cancelled: u64,
+    /// Calls sent by each client, by index.
+    pub calls_per_client: Vec<u64>,
+    /// Virtual time of the last reply (as its client saw it), seconds.
+    pub last_reply_s: f64,
+    /// Successful calls per second from the start to the last reply (the
+    /// live command's throughput, on the virtual clock).
+    pub throughput_per_s: f64,
 }
 
 /// Told how many scenario calls have arrived so far (every 65,536 calls,
@@ -335,6 +406,10 @@ pub type Progress<'p> = &'p mut dyn FnMut(u64);
 
 /// Marks "no job" in [`Event::InstanceUp`].
 const NO_JOB: u32 = u32::MAX;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Event {
@@ -350,6 +425,9 @@ enum Event {
     },
     /// The node model's timer is due.
     Timer { node: u32 },
+    /// A synchronous call waiting under `key` in the SlimFaas queue has
+    /// waited its `wait_s` (nothing if it got its slot since).
+    GiveUp { key: u64 },
 }
 
 /// One call in flight, or (`build`) one image build using a CPU.
@@ -362,6 +440,9 @@ struct Job {
     /// The call's id in its node's model.
     call: CallId,
     arrival: Time,
+    /// When the balancer sent it to the scheduler's node: its arrival, or
+    /// the end of its wait in the SlimFaas queue.
+    dispatched: Time,
     service_start: Time,
     started: bool,
     next_phase: u32,
@@ -381,6 +462,8 @@ struct Job {
     instance: InstanceId,
     /// A build job: the call that builds (it waits for this job).
     builder: u32,
+    /// The closed-loop client that sent the call, or [`NO_CLIENT`].
+    client: u32,
 }
 
 /// Per function: where its phases are and how big its package is.
@@ -490,6 +573,12 @@ pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
     if !valid_package_scale(config.package_scale) {
         return Err(DesError::BadPackageScale(config.package_scale));
     }
+    if let Some(slim) = &config.slim {
+        slim.check()?;
+        if slim.scale_to_zero && config.instances != slim.instance_model() {
+            return Err(DesError::ScaleToZeroModel);
+        }
+    }
     if let Some(&(_, f)) = workload
         .arrivals
         .iter()
@@ -521,6 +610,93 @@ pub fn run_workload(
     progress: Progress<'_>,
 ) -> Result<Summary, DesError> {
     check(workload, config)?;
+    let mut source = ScenarioSource::new(workload, config.time_scale);
+    let unknown = |i: usize| DesError::UnknownFunction {
+        name: workload.names[i].clone(),
+        row: workload.first_row(i as u32),
+    };
+    run_source(
+        &workload.names,
+        &mut source,
+        config,
+        None,
+        log,
+        progress,
+        unknown,
+    )
+}
+
+/// The errors [`run_closed_loop`] would report before simulating anything
+/// (bad clients or duration, a function of the mix with no model, and
+/// [`check`]'s configuration errors).
+pub fn check_closed_loop(closed: &ClosedLoop, config: &DesConfig) -> Result<(), DesError> {
+    closed.check()?;
+    let names = Workload::from_parts(closed.mix.names().to_vec(), Vec::new());
+    check(&names, config).map_err(|e| match e {
+        DesError::UnknownFunction { name, .. } => DesError::UnknownMixFunction { name },
+        other => other,
+    })
+}
+
+/// Runs the closed loop `closed` under `config` (module doc of
+/// [`crate::source`]), writing log lines to `log` (if any), telling
+/// `progress` how many calls were sent. The summary's
+/// [`Summary::closed_loop`] has the calls per client and the throughput.
+pub fn run_closed_loop(
+    closed: &ClosedLoop,
+    config: &DesConfig,
+    log: Option<&mut dyn Write>,
+    progress: Progress<'_>,
+) -> Result<Summary, DesError> {
+    check_closed_loop(closed, config)?;
+    let mut source = ClosedLoopSource::new(closed);
+    let names = closed.mix.names();
+    let unknown = |i: usize| DesError::UnknownMixFunction {
+        name: names[i].clone(),
+    };
+    // As live: calls in flight get the grace period after the duration,
+    // then are cancelled.
+    let cancel_at = Time::from_micros(
+        u64::try_from((closed.duration + closed.grace).as_micros()).unwrap_or(u64::MAX),
+    );
+    let mut summary = run_source(
+        names,
+        &mut source,
+        config,
+        Some(cancel_at),
+        log,
+        progress,
+        unknown,
+    )?;
+    let last_reply = source.last_reply().as_secs_f64();
+    summary.closed_loop = Some(ClosedLoopSummary {
+        parameters: closed.parameters(),
+        cancelled: summary.cancelled,
+        calls_per_client: source.calls_per_client().to_vec(),
+        last_reply_s: last_reply,
+        throughput_per_s: if last_reply > 0.0 {
+            summary.completed as f64 / last_reply
+        } else {
+            0.0
+        },
+    });
+    Ok(summary)
+}
+
+/// Runs the calls of `source` (function ids index `names`) under
+/// `config`; `unknown(i)` is the error for a name with no model. The
+/// caller has checked the configuration ([`check`]). A call that would
+/// end after `cancel_at` (a closed loop's end of grace) is cancelled
+/// there, as the live clients cancel it.
+pub fn run_source<S: ArrivalSource>(
+    names: &[String],
+    source: &mut S,
+    config: &DesConfig,
+    cancel_at: Option<Time>,
+    log: Option<&mut dyn Write>,
+    progress: Progress<'_>,
+    unknown: impl Fn(usize) -> DesError,
+) -> Result<Summary, DesError> {
     let mut scheduler = config.scheduler.build();
     for id in 0..config.nodes {
         scheduler.membership(
@@ -537,11 +713,11 @@ pub fn run_workload(
     // Functions: phases in one flat table.
     let catalog = config.catalog();
     let mut phases: Vec<Phase> = Vec::new();
-    let mut functions = Vec::with_capacity(workload.names.len());
+    let mut functions = Vec::with_capacity(names.len());
     // Names interned once for the whole cluster: nodes share this table
     // and are told functions by id.
     let mut table = FunctionTable::new();
-    for (i, name) in workload.names.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         let (model, bytes, memory_mb) = match catalog.get(name) {
             Some(spec) => (
                 FunctionModel::Phases(spec.phases()),
@@ -554,12 +730,7 @@ pub fn run_workload(
                     config.default_package_bytes,
                     DEFAULT_FUNCTION_MEMORY_MB,
                 ),
-                None => {
-                    return Err(DesError::UnknownFunction {
-                        name: name.clone(),
-                        row: workload.first_row(i as u32),
-                    })
-                }
+                None => return Err(unknown(i)),
             },
         };
         let first = phases.len() as u32;
@@ -601,7 +772,7 @@ pub fn run_workload(
 
     let mut sim = Sim {
         config,
-        names: &workload.names,
+        names,
         table: table.clone(),
         functions,
         phases,
@@ -624,28 +795,23 @@ pub fn run_workload(
         free_jobs: Vec::new(),
         in_flight: 0,
         rng: ChaCha8Rng::seed_from_u64(config.scheduler.seed() ^ 0x5DE5_1A7E_D0C5_EED5),
-        log: log
-            .map(|w| LogWriter::new(w, config.epoch_ms, &workload.names, config.scheduler.name())),
+        log: log.map(|w| LogWriter::new(w, config.epoch_ms, names, config.scheduler.name())),
         stats: Stats::default(),
         instances: InstanceAccounting::default(),
         count_instances: matches!(config.instances, InstanceModel::Lambda { .. }),
         done_buffer: Vec::new(),
         last_completion: Time::ZERO,
+        ended: Vec::new(),
+        cancel_at,
+        gate: config.slim.as_ref().map(|s| Gate::new(s, names)),
+        freed: Vec::new(),
     };
 
-    let mut next_arrival = 0usize;
-    let arrivals = &workload.arrivals;
-    let time_scale = config.time_scale;
-    let arrival_time = |t: Time| -> Time {
-        if time_scale == 1.0 {
-            t
-        } else {
-            Time::from_micros_f64(t.as_micros() as f64 / time_scale)
-        }
-    };
+    // Calls taken from the source.
+    let mut arrived = 0u64;
     loop {
         let queued = sim.queue.peek_time();
-        let arrival = arrivals.get(next_arrival).map(|a| arrival_time(a.0));
+        let arrival = source.peek();
         match (queued, arrival) {
             (Some(q), Some(a)) if q <= a => sim.handle_next()?,
             (Some(_), None) => {
@@ -655,26 +821,29 @@ pub fn run_workload(
                 sim.handle_next()?;
             }
             (_, Some(_)) => {
-                let (t, f) = arrivals[next_arrival];
-                let shape = workload.shape(next_arrival);
-                let t = arrival_time(t);
-                next_arrival += 1;
+                let Some(a) = source.next() else { break };
+                arrived += 1;
                 sim.stats.events += 1;
-                sim.arrive(t, f, shape)?;
-                if next_arrival & 0xFFFF == 0 {
-                    progress(next_arrival as u64);
+                sim.arrive(a.time, a.function, a.shape, a.client, a.kind)?;
+                if arrived & 0xFFFF == 0 {
+                    progress(arrived);
                 }
             }
             (None, None) => break,
         }
+        sim.dispatch_freed()?;
+        // Closed loop: the clients hear of their calls' ends.
+        for (client, at) in sim.ended.drain(..) {
+            source.completed(client, at);
+        }
     }
-    progress(next_arrival as u64);
+    progress(arrived);
     if let Some(log) = sim.log.as_mut() {
         log.flush()?;
     }
     let end = sim.last_completion;
     sim.instances.advance(end);
-    Ok(sim.summary(arrivals.len() as u64, end))
+    Ok(sim.summary(arrived, end))
 }
 
 #[derive(Debug, Default)]
@@ -682,6 +851,8 @@ struct Stats {
     events: u64,
     completed: u64,
     failed: u64,
+    /// Cancelled at the end of a closed loop's grace period.
+    cancelled: u64,
     rejections: u64,
     rerouted: u64,
     cold: u64,
@@ -697,24 +868,37 @@ struct Stats {
 /// Whole-ms values of successful calls: their exact sum and an HDR
 /// histogram of the precision `utils analyze` uses (4 significant digits).
 #[derive(Debug)]
-struct MsStats {
+pub(crate) struct MsStats {
     sum: u128,
     histogram: hdrhistogram::Histogram<u64>,
 }
 
 impl Default for MsStats {
     fn default() -> Self {
-        Self {
-            sum: 0,
-            // Auto-resizing; 4 significant digits is valid, so this cannot
-            // fail (the fallback keeps clippy's no-panic rule).
-            histogram: hdrhistogram::Histogram::new(4).unwrap_or_else(|_| unreachable_hist()),
-        }
+        Self::with_sigfig(4)
     }
 }
 
 impl MsStats {
-    fn record(&mut self, ms: u64) {
+    /// Empty, with a histogram of `sigfig` (1..=5) significant digits.
+    pub(crate) fn with_sigfig(sigfig: u8) -> Self {
+        Self {
+            sum: 0,
+            // Auto-resizing; 1..=5 significant digits is valid, so this
+            // cannot fail (the fallback keeps clippy's no-panic rule).
+            histogram: hdrhistogram::Histogram::new(sigfig.clamp(1, 5))
+                .unwrap_or_else(|_| unreachable_hist()),
+        }
+    }
+
+    /// Records `n` zeros.
+    pub(crate) fn record_zeros(&mut self, n: u64) {
+        if n > 0 && self.histogram.record_n(0, n).is_err() {
+            self.histogram.saturating_record(0);
+        }
+    }
+
+    pub(crate) fn record(&mut self, ms: u64) {
         self.sum += u128::from(ms);
         if self.histogram.record(ms).is_err() {
             self.histogram.saturating_record(ms);
@@ -723,7 +907,7 @@ impl MsStats {
 
     /// Mean (as `utils analyze` computes it: the integer sum over the
     /// count) and percentiles of `count` recorded values.
-    fn summary(&self, count: u64) -> LatencySummary {
+    pub(crate) fn summary(&self, count: u64) -> LatencySummary {
         if count == 0 {
             return LatencySummary::default();
         }
@@ -769,6 +953,18 @@ struct Sim<'a, 'w> {
     count_instances: bool,
     done_buffer: Vec<u32>,
     last_completion: Time,
+    /// Closed loop: (client, time its reply reached it) of calls that
+    /// ended, for the source (drained after each event).
+    ended: Vec<(u32, Time)>,
+    /// When calls still in flight are cancelled (a closed loop's end of
+    /// grace).
+    cancel_at: Option<Time>,
+    /// The SlimFaas layer ([`DesConfig::slim`]).
+    gate: Option<Gate>,
+    /// Functions (ids) a call of which released its slot, and when: their
+    /// next waiting call is dispatched after the current event
+    /// ([`Sim::dispatch_freed`]).
+    freed: Vec<(u32, Time)>,
 }
 
 impl Sim<'_, '_> {
@@ -835,6 +1031,7 @@ impl Sim<'_, '_> {
                     self.apply(node, effects, now)?;
                 }
             }
+            Event::GiveUp { key } => self.give_up(key, now)?,
         }
         Ok(())
     }
@@ -892,18 +1089,40 @@ impl Sim<'_, '_> {
     }
 
     /// A scenario call arrives (with its row's duration and memory, if
-    /// the scenario has them).
+    /// the scenario has them): to the scheduler, or first to the SlimFaas
+    /// queue ([`DesConfig::slim`]).
     fn arrive(
         &mut self,
         now: Time,
         function: u32,
         shape: Option<CallShape>,
+        client: u32,
+        kind: CallKind,
     ) -> Result<(), DesError> {
+        if self.gate.is_some() {
+            let id = self.new_call(now, function, shape, client, 0);
+            self.in_flight += 1;
+            let name = self.names[function as usize].as_str();
+            let gated = match self.gate.as_mut() {
+                Some(gate) => gate.arrive(function, name, id, kind, now),
+                None => Gated::Run,
+            };
+            return match gated {
+                Gated::Run => self.dispatch(id, now),
+                Gated::Wait { key, give_up_at } => {
+                    if let Some(t) = give_up_at {
+                        self.queue.push(t, Event::GiveUp { key });
+                    }
+                    Ok(())
+                }
+            };
+        }
         let name = self.names[function as usize].as_str();
         let node = match self.scheduler.select(name, now) {
             Ok(n) => n,
             Err(e) => {
                 self.stats.failed += 1;
+                self.ended_for(client, now);
                 if let Some(log) = self.log.as_mut() {
                     let at = now.as_millis() as i64;
                     log.error(at, name, &format!("no node for {name}: {e}"))?;
@@ -911,6 +1130,20 @@ impl Sim<'_, '_> {
                 return Ok(());
             }
         };
+        let id = self.new_call(now, function, shape, client, node);
+        self.in_flight += 1;
+        self.send(id, node, now)
+    }
+
+    /// The job of a call of `function` arriving at `now`, for `node`.
+    fn new_call(
+        &mut self,
+        now: Time,
+        function: u32,
+        shape: Option<CallShape>,
+        client: u32,
+        node: u32,
+    ) -> u32 {
         let info = &self.functions[function as usize];
         let (mut first_phase, end_phase) = (info.first_phase, info.end_phase);
         let (mut pending_cpu, mut pending_sleep) = (0.0, 0);
@@ -925,12 +1158,13 @@ impl Sim<'_, '_> {
             pending_sleep = (us - cpu).round().max(0.0) as u64;
             memory_mb = shape.memory_mb;
         }
-        let id = self.new_job(Job {
+        self.new_job(Job {
             build: false,
             function,
             node,
             call: CallId::default(),
             arrival: now,
+            dispatched: now,
             service_start: Time::ZERO,
             started: false,
             next_phase: first_phase,
@@ -942,9 +1176,87 @@ impl Sim<'_, '_> {
             shaped: shape.is_some(),
             instance: 0,
             builder: NO_JOB,
-        });
-        self.in_flight += 1;
-        self.send(id, node, now)
+            client,
+        })
+    }
+
+    /// The call `id` holds a slot of the SlimFaas queue: the scheduler
+    /// picks its node now. If none, it fails and frees its slot.
+    fn dispatch(&mut self, id: u32, now: Time) -> Result<(), DesError> {
+        let job = &mut self.jobs[id as usize];
+        job.dispatched = now;
+        let (function, arrival, client) = (job.function, job.arrival, job.client);
+        let name = self.names[function as usize].as_str();
+        match self.scheduler.select(name, now) {
+            Ok(node) => self.send(id, node, now),
+            Err(e) => {
+                self.stats.failed += 1;
+                self.in_flight -= 1;
+                self.free_jobs.push(id);
+                self.ended_for(client, now);
+                self.freed.push((function, now));
+                if let Some(log) = self.log.as_mut() {
+                    let ms = |t: Time| t.as_millis() as i64;
+                    log.error_between(
+                        ms(arrival),
+                        ms(now),
+                        name,
+                        &format!("no node for {name}: {e}"),
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Slots freed during the last event go to the calls the SlimFaas
+    /// queue names, dispatched at the time their slot was freed (a
+    /// dispatch that fails frees its slot again, handled in this same
+    /// loop, not by recursion).
+    fn dispatch_freed(&mut self) -> Result<(), DesError> {
+        let mut i = 0;
+        while i < self.freed.len() {
+            let (function, now) = self.freed[i];
+            i += 1;
+            let Some(gate) = self.gate.as_mut() else {
+                break;
+            };
+            let Some(id) = gate.finished(&self.names[function as usize]) else {
+                continue;
+            };
+            let waited = now.saturating_since(self.jobs[id as usize].arrival);
+            gate.dispatched(function, waited);
+            self.dispatch(id, now)?;
+        }
+        self.freed.clear();
+        Ok(())
+    }
+
+    /// The SlimFaas queue's call `key` has waited its `wait_s` without a
+    /// slot: it fails, as the live balancer answers 503 then.
+    fn give_up(&mut self, key: u64, now: Time) -> Result<(), DesError> {
+        let Some(gate) = self.gate.as_mut() else {
+            return Ok(());
+        };
+        let Some(id) = gate.give_up(key, self.names) else {
+            return Ok(()); // it got its slot in time
+        };
+        let job = self.jobs[id as usize];
+        let name = self.names[job.function as usize].as_str();
+        let message = format!(
+            "no slot for {name} within {} s (max_parallel {})",
+            gate.wait_s(job.function),
+            gate.max_parallel(name)
+        );
+        self.stats.failed += 1;
+        self.in_flight -= 1;
+        self.free_jobs.push(id);
+        self.ended_for(job.client, now);
+        if let Some(log) = self.log.as_mut() {
+            let ms = |t: Time| t.as_millis() as i64;
+            log.error_between(ms(job.arrival), ms(now), name, &message)?;
+        }
+        Ok(())
     }
 
     /// The call `id` arrives at `node`'s model.
@@ -981,7 +1293,7 @@ impl Sim<'_, '_> {
                 &Completion {
                     node: job.node,
                     function: name,
-                    duration: now.saturating_since(job.arrival),
+                    duration: now.saturating_since(job.dispatched),
                     cold: true,
                     ok: false,
                     internal: Duration::ZERO,
@@ -1000,6 +1312,10 @@ impl Sim<'_, '_> {
         self.stats.failed += 1;
         self.in_flight -= 1;
         self.free_jobs.push(id);
+        self.ended_for(job.client, now);
+        if self.gate.is_some() {
+            self.freed.push((job.function, now));
+        }
         if let Some(log) = self.log.as_mut() {
             let at = job.arrival.as_millis() as i64;
             log.error(
@@ -1009,6 +1325,13 @@ impl Sim<'_, '_> {
             )?;
         }
         Ok(())
+    }
+
+    /// Tells a closed loop's `client` (if any) at `at` that its call ended.
+    fn ended_for(&mut self, client: u32, at: Time) {
+        if client != NO_CLIENT {
+            self.ended.push((client, at));
+        }
     }
 
     fn new_job(&mut self, job: Job) -> u32 {
@@ -1159,6 +1482,7 @@ impl Sim<'_, '_> {
             node,
             call,
             arrival: now,
+            dispatched: now,
             service_start: now,
             started: true,
             next_phase: 0,
@@ -1170,6 +1494,7 @@ impl Sim<'_, '_> {
             shaped: false,
             instance: 0,
             builder,
+            client: NO_CLIENT,
         });
         let cpu = self.cpu_of(node);
         if let Some(t) = self.cpus[cpu as usize].add(build, work, now) {
@@ -1258,6 +1583,9 @@ impl Sim<'_, '_> {
         let job = self.jobs[id as usize];
         self.free_jobs.push(id);
         self.in_flight -= 1;
+        if self.gate.is_some() {
+            self.freed.push((job.function, now));
+        }
         let (node, function) = (job.node, job.function);
         let (meta, effects) = self.on_model(node, now, |m| m.call_finished(job.call, now));
         self.apply(node, effects, now)?;
@@ -1268,7 +1596,7 @@ impl Sim<'_, '_> {
                 &Completion {
                     node,
                     function: name,
-                    duration: now.saturating_since(job.arrival),
+                    duration: now.saturating_since(job.dispatched),
                     cold: meta.is_cold(),
                     ok: true,
                     internal: now.saturating_since(job.service_start),
@@ -1278,6 +1606,10 @@ impl Sim<'_, '_> {
         }
         let profile = &self.config.profile;
         let end = now.add_micros(ms_to_us(profile.network_ms + profile.balancer_ms));
+        if let Some(cancel) = self.cancel_at.filter(|&c| end > c) {
+            return self.cancelled(job, meta, cancel);
+        }
+        self.ended_for(job.client, end);
         // Whole ms of the stamps, so that InternalExecutionTime <=
         // ExecutionTime <= end - start, as on a live worker; the summary's
         // duration and latency are computed from these very numbers, so
@@ -1308,6 +1640,31 @@ impl Sim<'_, '_> {
         Ok(())
     }
 
+    /// A call that would have ended after the closed loop's grace: the
+    /// client cancelled it at `cancel` (its start counts no more).
+    fn cancelled(&mut self, job: Job, meta: CallMeta, cancel: Time) -> Result<(), DesError> {
+        let s = &mut self.stats;
+        s.cancelled += 1;
+        if meta.is_cold() {
+            s.cold = s.cold.saturating_sub(1);
+        } else if meta.pooled {
+            s.pooled = s.pooled.saturating_sub(1);
+        } else {
+            s.warm_instance = s.warm_instance.saturating_sub(1);
+        }
+        self.ended_for(job.client, cancel);
+        if let Some(log) = self.log.as_mut() {
+            let name = self.names[job.function as usize].as_str();
+            log.error_between(
+                job.arrival.as_millis() as i64,
+                cancel.as_millis() as i64,
+                name,
+                CANCELLED,
+            )?;
+        }
+        Ok(())
+    }
+
     fn summary(&self, invocations: u64, end: Time) -> Summary {
         let s = &self.stats;
         let end_us = end.as_micros();
@@ -1330,6 +1687,7 @@ impl Sim<'_, '_> {
             invocations,
             completed: s.completed,
             failed: s.failed,
+            cancelled: s.cancelled,
             rejections: s.rejections,
             rerouted: s.rerouted,
             cold_starts: s.cold,
@@ -1347,6 +1705,8 @@ impl Sim<'_, '_> {
             events: s.events,
             instances,
             performance: Performance::default(),
+            closed_loop: None,
+            queue: self.gate.as_ref().map(|g| g.summary(self.names)),
         }
     }
 }

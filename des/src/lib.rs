@@ -40,13 +40,23 @@
 //! [`DesConfig::admission`], [`DesConfig::reroute`], and the function
 //! models `exp-cpu:` and `pct:` of [`function`]): options, off by default.
 //!
+//! The balancer's SlimFaas layer ([`DesConfig::slim`], [`slim`]): a cap
+//! on parallel calls per function with a queue in front of the scheduler,
+//! on the live balancer's `policy::admission_queue`, and scale to zero as
+//! a keep-alive; the summary's `queue` reports the waits. Off by default.
+//!
 //! Host independence: nothing here reads the host (cores, threads,
 //! clocks); a node's cores are [`DesConfig::cores`] or
 //! [`DesConfig::machine_cores`], parameters like every other.
 //!
-//! Entry point: [`run_workload`] on a [`Workload`] (a scenario with
-//! interned names, [`Workload::load`] reads one) with a [`DesConfig`]; it
-//! reads no clock, so the caller fills [`Summary::performance`]
+//! Entry points: [`run_workload`] on a [`Workload`] (a scenario with
+//! interned names, [`Workload::load`] reads one: the open loop of
+//! `simulator replay`), or [`run_closed_loop`] on a [`ClosedLoop`] (N
+//! clients, each sending its next call when its last one returns, after a
+//! think time: the closed loop of `simulator load`), with a [`DesConfig`].
+//! Both are [`run_source`] on an [`ArrivalSource`] ([`source`]): the
+//! engine asks it for the next arrival and tells it when each call ends.
+//! They read no clock, so the caller fills [`Summary::performance`]
 //! ([`Performance::of`]) and shows progress. `simulator des` and
 //! `simulator experiment --mode des` build the configuration from their
 //! command lines.
@@ -82,23 +92,38 @@
 //! - [`output`]: log lines.
 //! - [`workload`]: scenarios with interned names (and per-invocation
 //!   columns when the scenario has them).
+//! - [`source`]: where calls come from: a scenario (open loop) or
+//!   closed-loop clients with think times.
+//! - [`mix`]: the closed-loop clients' function choices (uniform, Zipf,
+//!   catalog rates, a probability file) and think times, shared with the
+//!   live `simulator load`.
+//! - [`slim`]: the balancer's SlimFaas layer (cap on parallel calls per
+//!   function, queue, scale to zero) on `policy::admission_queue`.
 //! - [`engine`]: the simulation loop and summary.
 
 pub mod cpu;
 pub mod engine;
 pub mod function;
+pub mod mix;
 pub mod output;
 pub mod profile;
 pub mod queue;
+pub mod slim;
+pub mod source;
 pub mod workload;
 
 pub use engine::{
-    check, limits, run_scenario, run_workload, DesConfig, DesError, InstanceSummary,
-    LatencySummary, Performance, Progress, Summary, DEFAULT_EPOCH_MS,
+    check, check_closed_loop, limits, run_closed_loop, run_scenario, run_source, run_workload,
+    ClosedLoopSummary, DesConfig, DesError, InstanceSummary, LatencySummary, Performance, Progress,
+    Summary, DEFAULT_EPOCH_MS,
 };
 pub use function::FunctionModel;
+pub use mix::{FunctionMix, MixSpec, Think};
+pub use policy::admission_queue::CallKind;
 pub use policy::node::{
     Admission, InstanceModel, KeepAlivePolicy, Overflow, ReuseOrder, ReuseRules,
 };
 pub use profile::CostProfile;
+pub use slim::{QueueSummary, SlimFunction, SlimSettings, WaitSummary};
+pub use source::{Arrival, ArrivalSource, ClosedLoop, ClosedLoopSource, ScenarioSource};
 pub use workload::{Workload, WorkloadError};

@@ -116,7 +116,18 @@ impl<W: Write> LogWriter<W> {
 
     /// A call the balancer could not place (the balancer's error reply).
     pub fn error(&mut self, at_ms: i64, name: &str, message: &str) -> io::Result<()> {
-        self.prefix(at_ms, at_ms, name)?;
+        self.error_between(at_ms, at_ms, name, message)
+    }
+
+    /// A call that failed between `start_ms` and `end_ms` (an error reply).
+    pub fn error_between(
+        &mut self,
+        start_ms: i64,
+        end_ms: i64,
+        name: &str,
+        message: &str,
+    ) -> io::Result<()> {
+        self.prefix(start_ms, end_ms, name)?;
         self.line
             .extend_from_slice(protocol::ErrorReply::new(message).to_json().as_bytes());
         self.line.push(b'\n');
