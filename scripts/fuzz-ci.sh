@@ -2,7 +2,7 @@
 # A bounded libFuzzer run of every fuzz target under fuzz/ (issue 13, part
 # 5): the scenario parser, a log line, a whole log through the analyzer,
 # query strings, worker replies and both servers' request parsers
-# (Action::parse). Fails on any crash (a panic, an abort, a timeout of
+# (Action::parse) and their check of request heads (framing). Fails on any crash (a panic, an abort, a timeout of
 # 30 s on one input, or more than 2 GB of memory), and leaves the input
 # that crashed in fuzz/artifacts/<target>/: make it a regression test
 # (fuzz/regressions/) with its fix.
@@ -14,7 +14,7 @@
 # 60) caps each target's time on a slow machine. For a hunt, ask for more:
 #   FUZZ_RUNS=0 FUZZ_SECONDS=600 FUZZ_SEED=0 scripts/fuzz-ci.sh analyze
 # (FUZZ_RUNS=0: no limit on inputs; FUZZ_SEED=0: a random seed, printed.)
-# About 1-2 minutes for 7 targets after the build: about 3 minutes on a
+# About 1-2 minutes for 8 targets after the build: about 3 minutes on a
 # cold cache on 2 cores (fuzz/target/ keeps it), seconds after.
 #
 # libFuzzer needs nightly-only compiler flags; this uses the machine's

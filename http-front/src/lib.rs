@@ -1,0 +1,173 @@
+//! The HTTP front of the balancer and the worker: an actix-web `App`
+//! served with the testbed's settings, behind a check of every request
+//! head on a connection.
+//!
+//! # Why not actix-web's `HttpServer`
+//! Some requests are answered by actix-http itself, before any handler
+//! runs, with a bare status and no body: a URI longer than the `http`
+//! crate accepts ([`MAX_URI`], 65,534 bytes) gets `400`, a head over 128
+//! KiB or 96 fields `431`, a malformed head `400`. A client sending a 100
+//! KB function name learnt nothing about why (issue 13 §5: "a 100 KB
+//! `name` gets a JSON error body"), and actix-http offers no hook for
+//! those answers. So [`serve`] builds the server from actix's parts
+//! (`actix-server` and `actix-http`, as `HttpServer` does) and hands
+//! actix-http each connection through [`checked::Checked`], which follows
+//! the requests on it ([`framing`]: each head, then its body by its
+//! `Content-Length` or chunks) and answers a head actix-http would refuse
+//! with the same status and the testbed's JSON error
+//! ([`protocol::ErrorReply`]), `414` for the long URI, then closes the
+//! connection. Every request is checked, the first on a connection and
+//! the later ones on a kept-alive one alike. The cost: each head is parsed
+//! twice (once here, once by actix-http, with the same `httparse`), and
+//! the bytes are copied once more.
+
+//! # Listener addresses
+//! With its own server, actix-web's `AppConfig` no longer carries the
+//! listener's address; [`local_addr`] reads it from the connection instead
+//! (a server with a separate management listener tells its routes apart by
+//! it).
+
+pub mod checked;
+pub mod framing;
+pub mod metrics;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_http::{HttpService, Protocol, Request};
+use actix_server::Server;
+use actix_service::{
+    fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
+};
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Response};
+use actix_web::HttpRequest;
+use checked::Checked;
+use tokio::net::TcpStream;
+
+pub use framing::{MAX_HEAD, MAX_HEADERS, MAX_URI};
+
+/// How the front serves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Threads serving requests (each with its own `App`).
+    pub workers: usize,
+    /// Time allowed for a request's head to arrive.
+    pub request_head: Duration,
+    /// Time a kept-alive connection may stay idle.
+    pub keep_alive: Duration,
+    /// Seconds given to requests in flight when the server stops.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            request_head: protocol::timeouts::REQUEST_HEAD,
+            keep_alive: protocol::timeouts::SERVER_KEEP_ALIVE,
+            shutdown_timeout: 5,
+        }
+    }
+}
+
+/// The address of the listener a request came in on (see the module
+/// docs), if the request came through [`serve`].
+pub fn local_addr(req: &HttpRequest) -> Option<SocketAddr> {
+    req.conn_data::<ListenerAddr>().map(|a| a.0)
+}
+
+/// The listener's address, stored with each connection.
+#[derive(Debug, Clone, Copy)]
+struct ListenerAddr(SocketAddr);
+
+/// Serves `factory`'s app on every listener in `listeners`, with
+/// `settings`. Signals are not handled (the caller stops the server with
+/// its handle). Like `HttpServer::new(factory)...run()`.
+pub fn serve<F, I, S, B>(
+    factory: F,
+    listeners: Vec<TcpListener>,
+    settings: &Settings,
+) -> io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let mut builder = Server::build()
+        .workers(settings.workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let addr = listener.local_addr()?;
+        let factory = factory.clone();
+        let settings = settings.clone();
+        builder = builder.listen(format!("http-{i}"), listener, move || {
+            let app = factory()
+                .into_factory()
+                .map_err(|e| e.into().error_response());
+            let http = HttpService::build()
+                .keep_alive(settings.keep_alive)
+                .client_request_timeout(settings.request_head)
+                .local_addr(addr)
+                .on_connect_ext(move |_io: &Checked, ext| {
+                    ext.insert(ListenerAddr(addr));
+                })
+                .finish(map_config(app, |_| AppConfig::default()));
+            fn_service(|io: TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((Checked::new(io), Protocol::Http1, peer))
+            })
+            .and_then(http)
+        })?;
+    }
+    Ok(builder.run())
+}
+
+/// Reads a request's body, refusing it with a JSON `413` past `max`
+/// bytes: early when its `Content-Length` says so, else when the bytes
+/// read pass it (a JSON `400` when reading fails).
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: actix_web::web::Payload,
+    max: u64,
+) -> Result<bytes::Bytes, actix_web::HttpResponse> {
+    use futures_util::StreamExt as _;
+    let refuse = |status: u16, message: String| {
+        actix_web::HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+        )
+        .content_type("application/json")
+        .body(protocol::ErrorReply::new(message).to_json())
+    };
+    let too_large = || {
+        refuse(
+            413,
+            format!("request body too large: more than {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| refuse(400, format!("reading the request body: {e}")))?;
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
