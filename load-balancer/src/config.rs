@@ -115,6 +115,10 @@ pub struct BalancerConfig {
     /// Count calls for `GET /metrics` (default true; `--no-metrics` turns
     /// it off, and `/metrics` is then a 404).
     pub metrics: bool,
+    /// Where users' own functions (`POST /deploy`) are kept across
+    /// restarts (locked while the balancer runs; default: a temporary
+    /// directory removed at exit). [`crate::functions`].
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Default of [`BalancerConfig::fanout_timeout_ms`].
@@ -143,6 +147,7 @@ impl Default for BalancerConfig {
             node_allow: Vec::new(),
             queue: crate::slim::QueueConfig::default(),
             metrics: true,
+            data_dir: None,
         }
     }
 }

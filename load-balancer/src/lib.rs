@@ -19,6 +19,8 @@
 //!   the hot path's keep-alive HTTP/1.1 client to workers is
 //!   [`keepalive_http`] (shared with the worker's calls to instances).
 //! - [`metrics`]: `GET /metrics` (Prometheus text format).
+//! - [`functions`]: users' own functions in a cluster (the Glambdar
+//!   routes; the balancer holds the store, workers fetch packages).
 //! - [`slim`]: SlimFaas's routes (`/function/`, `/async-function/`,
 //!   status), the durable queue of asynchronous calls (SQLite) and its
 //!   drain task; their rules are `policy::admission_queue`.
@@ -32,6 +34,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fake;
+pub mod functions;
 mod health;
 pub mod metrics;
 pub mod server;

@@ -144,6 +144,10 @@ struct Cli {
     /// measuring what the metrics cost.
     #[arg(long)]
     no_metrics: bool,
+    /// Keep users' own functions (POST /deploy) here across restarts
+    /// (default: a temporary directory removed at exit).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     #[command(flatten)]
     scheduler: SchedulerArgs,
 }
@@ -195,6 +199,7 @@ impl Cli {
                 retention_s: self.queue_retention_s,
             },
             metrics: !self.no_metrics,
+            data_dir: self.data_dir,
         }
         .validated()?;
         Ok((self.host, self.port, self.mgmt_listen, config))

@@ -15,8 +15,8 @@
 //!   calls' duration, selection to reply, as the balancer measured it.
 //! - `balancer_in_flight{node}`: calls in flight per node.
 //! - `balancer_retries_total{function, route}`: calls sent again: `execute`
-//!   (`/execute`'s one retry on another node), `sync` and `async` (the
-//!   SlimFaas routes' retries).
+//!   (`/execute`'s one retry on another node), `invoke` (a user
+//!   function's), `sync` and `async` (the SlimFaas routes' retries).
 //! - `balancer_node_up{node, url}`: 1 online, 0 offline, per registered
 //!   node, read at scrape time.
 //! - `balancer_queue_in_flight{function}`, `balancer_queue_waiting{function,
@@ -33,8 +33,7 @@
 //! and start by their few classes. `--no-metrics` turns all of it off
 //! (the benchmark measures the difference).
 
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use policy::scheduler::NodeId;
@@ -42,79 +41,18 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-/// Most distinct function names given labels of their own.
-pub const MAX_FUNCTIONS: usize = 1024;
-/// The function label of calls beyond [`MAX_FUNCTIONS`] names.
-pub const OTHER_FUNCTION: &str = "_other";
-/// The `Content-Type` of `GET /metrics`.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// A reply's status class.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub enum StatusClass {
-    Success,
-    Redirect,
-    ClientError,
-    ServerError,
-    /// No HTTP reply (unreachable, died mid-call, caller gone).
-    NoReply,
-}
-
-impl StatusClass {
-    pub fn of(status: Option<u16>) -> Self {
-        match status {
-            None => Self::NoReply,
-            Some(200..=299) => Self::Success,
-            Some(300..=399) => Self::Redirect,
-            Some(400..=499) => Self::ClientError,
-            Some(_) => Self::ServerError,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Success => "2xx",
-            Self::Redirect => "3xx",
-            Self::ClientError => "4xx",
-            Self::ServerError => "5xx",
-            Self::NoReply => "none",
-        }
-    }
-}
-
-impl EncodeLabelValue for StatusClass {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        std::fmt::Write::write_str(encoder, self.as_str())
-    }
-}
-
-/// Cold or warm start, as the worker's reply said.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub enum Start {
-    Cold,
-    Warm,
-    Unknown,
-}
-
-impl EncodeLabelValue for Start {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        let text = match self {
-            Self::Cold => "cold",
-            Self::Warm => "warm",
-            Self::Unknown => "unknown",
-        };
-        std::fmt::Write::write_str(encoder, text)
-    }
-}
+use http_front::metrics::{FunctionLabel, Functions};
+pub use http_front::metrics::{Start, StatusClass, CONTENT_TYPE, MAX_FUNCTIONS, OTHER_FUNCTION};
 
 /// Which path sent a call again.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum RetryRoute {
     /// `/execute`'s one retry on another node.
     Execute,
+    /// A user function's `/invoke` retried on another node.
+    Invoke,
     /// A synchronous SlimFaas call's retry.
     Sync,
     /// A queued asynchronous call's retry.
@@ -125,6 +63,7 @@ impl EncodeLabelValue for RetryRoute {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
         let text = match self {
             Self::Execute => "execute",
+            Self::Invoke => "invoke",
             Self::Sync => "sync",
             Self::Async => "async",
         };
@@ -138,11 +77,6 @@ struct CallLabels {
     node: NodeId,
     status: StatusClass,
     start: Start,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FunctionLabel {
-    function: Arc<str>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -174,13 +108,6 @@ struct StoredLabels {
     state: String,
 }
 
-/// A function's interned name and its histogram.
-#[derive(Debug, Clone)]
-struct FunctionEntry {
-    name: Arc<str>,
-    latency: Histogram,
-}
-
 /// A node as a scrape sees it.
 #[derive(Debug, Clone)]
 pub struct NodeSnapshot {
@@ -206,10 +133,8 @@ pub struct QueueSnapshot {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    functions: RwLock<HashMap<Arc<str>, FunctionEntry>>,
-    other: FunctionEntry,
+    functions: Functions,
     calls: Family<CallLabels, Counter>,
-    latency: Family<FunctionLabel, Histogram, fn() -> Histogram>,
     retries: Family<RetryLabels, Counter>,
     in_flight: Family<NodeLabel, Gauge>,
     node_up: Family<NodeUrlLabels, Gauge>,
@@ -222,11 +147,6 @@ pub struct Metrics {
     scrape: std::sync::Mutex<()>,
 }
 
-/// Buckets from 0.5 ms to about 131 s (doubling).
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 19))
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -237,8 +157,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("balancer");
         let calls = Family::default();
-        let latency: Family<FunctionLabel, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(latency_histogram);
+        let functions = Functions::new();
         let retries = Family::default();
         let in_flight = Family::default();
         let node_up = Family::default();
@@ -255,11 +174,11 @@ impl Metrics {
             "call_duration",
             "Duration of calls sent to a worker, selection to reply",
             prometheus_client::registry::Unit::Seconds,
-            latency.clone(),
+            functions.latency_family(),
         );
         registry.register(
             "retries",
-            "Calls sent again, by function and route (execute, sync, async)",
+            "Calls sent again, by function and route (execute, invoke, sync, async)",
             retries.clone(),
         );
         registry.register("in_flight", "Calls in flight per node", in_flight.clone());
@@ -289,21 +208,10 @@ impl Metrics {
             "Asynchronous calls in the durable queue per function and state",
             queue_stored.clone(),
         );
-        let other_name: Arc<str> = Arc::from(OTHER_FUNCTION);
-        let other = FunctionEntry {
-            latency: latency
-                .get_or_create(&FunctionLabel {
-                    function: other_name.clone(),
-                })
-                .clone(),
-            name: other_name,
-        };
         Self {
             registry,
-            functions: RwLock::new(HashMap::new()),
-            other,
+            functions,
             calls,
-            latency,
             retries,
             in_flight,
             node_up,
@@ -313,41 +221,6 @@ impl Metrics {
             queue_stored,
             scrape: std::sync::Mutex::new(()),
         }
-    }
-
-    /// `function`'s interned entry (allocates only the first time a name
-    /// is seen; beyond [`MAX_FUNCTIONS`] names, the shared "other" entry).
-    fn function(&self, function: &str) -> FunctionEntry {
-        if let Some(entry) = self
-            .functions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(function)
-        {
-            return entry.clone();
-        }
-        let mut functions = self
-            .functions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = functions.get(function) {
-            return entry.clone();
-        }
-        if functions.len() >= MAX_FUNCTIONS {
-            return self.other.clone();
-        }
-        let name: Arc<str> = Arc::from(function);
-        let entry = FunctionEntry {
-            latency: self
-                .latency
-                .get_or_create(&FunctionLabel {
-                    function: name.clone(),
-                })
-                .clone(),
-            name: name.clone(),
-        };
-        functions.insert(name, entry.clone());
-        entry
     }
 
     /// A call was sent to `node`.
@@ -366,7 +239,7 @@ impl Metrics {
         duration: Duration,
     ) {
         self.in_flight.get_or_create(&NodeLabel { node }).dec();
-        let entry = self.function(function);
+        let entry = self.functions.get(function);
         let start = match (status, cold) {
             (None, _) => Start::Unknown,
             (Some(_), true) => Start::Cold,
@@ -385,7 +258,7 @@ impl Metrics {
 
     /// A call of `function` is sent again.
     pub fn retried(&self, function: &str, route: RetryRoute) {
-        let function = self.function(function).name;
+        let function = self.functions.get(function).name;
         self.retries
             .get_or_create(&RetryLabels { function, route })
             .inc();
@@ -410,7 +283,7 @@ impl Metrics {
         self.queue_oldest.clear();
         self.queue_stored.clear();
         for queue in queues {
-            let function = self.function(&queue.function).name;
+            let function = self.functions.get(&queue.function).name;
             let label = FunctionLabel {
                 function: function.clone(),
             };
@@ -566,14 +439,5 @@ mod tests {
             .filter(|l| l.starts_with("balancer_retries_total{"))
             .count();
         assert_eq!(series, MAX_FUNCTIONS + 1);
-    }
-
-    #[test]
-    fn status_classes() {
-        assert_eq!(StatusClass::of(Some(204)).as_str(), "2xx");
-        assert_eq!(StatusClass::of(Some(302)).as_str(), "3xx");
-        assert_eq!(StatusClass::of(Some(404)).as_str(), "4xx");
-        assert_eq!(StatusClass::of(Some(503)).as_str(), "5xx");
-        assert_eq!(StatusClass::of(None).as_str(), "none");
     }
 }

@@ -94,7 +94,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use protocol::reply::{
     append_load_balancing_info, reported_cold, reported_internal_ms, RetriedFrom,
 };
@@ -111,16 +111,21 @@ use protocol::query::percent_encode_into;
 
 /// A call counted in flight by the scheduler; reports its completion
 /// exactly once, as a failure if dropped unreported.
-struct InFlight<'a> {
+pub(crate) struct InFlight<'a> {
     shared: &'a Shared,
     function: &'a str,
-    selection: Selection,
+    pub(crate) selection: Selection,
     started: Instant,
     reported: bool,
 }
 
 impl<'a> InFlight<'a> {
-    fn new(shared: &'a Shared, function: &'a str, selection: Selection, started: Instant) -> Self {
+    pub(crate) fn new(
+        shared: &'a Shared,
+        function: &'a str,
+        selection: Selection,
+        started: Instant,
+    ) -> Self {
         if let Some(metrics) = &shared.metrics {
             metrics.call_started(selection.node);
         }
@@ -136,7 +141,12 @@ impl<'a> InFlight<'a> {
     /// Reports the call: `cold` and `internal` (the function's own run
     /// time) as the worker's reply gave them, `status` its HTTP status
     /// (None: no reply).
-    fn finish(&mut self, cold: bool, status: Option<u16>, internal: Duration) -> Duration {
+    pub(crate) fn finish(
+        &mut self,
+        cold: bool,
+        status: Option<u16>,
+        internal: Duration,
+    ) -> Duration {
         let ended = RunClock::instant();
         let duration = ended.saturating_duration_since(self.started);
         if !self.reported {
@@ -173,12 +183,13 @@ impl Drop for InFlight<'_> {
 const MAX_IDLE_PER_WORKER: usize = 256;
 
 #[derive(Debug)]
-struct Local {
-    shared: Arc<Shared>,
+pub(crate) struct Local {
+    pub(crate) shared: Arc<Shared>,
     /// Cold paths (fan-out to workers).
-    client: reqwest::Client,
-    /// The hot path's keep-alive connections of this thread.
-    pool: keepalive_http::Pool,
+    pub(crate) client: reqwest::Client,
+    /// The hot path's keep-alive connections of this thread (`/execute`,
+    /// the user functions' `/invoke`).
+    pub(crate) pool: keepalive_http::Pool,
     /// The SlimFaas routes' queue ([`crate::slim`]).
     queue: Arc<crate::slim::Queue>,
 }
@@ -194,6 +205,8 @@ pub enum RunError {
     Client(#[from] reqwest::Error),
     #[error(transparent)]
     Queue(#[from] crate::slim::QueueStartError),
+    #[error("user functions: {0}")]
+    Functions(String),
 }
 
 /// Builds the client used to reach workers: keep-alive pool, no proxy
@@ -268,7 +281,21 @@ pub async fn run_with_management(
         "load balancer starting"
     );
     let config_metrics = config.metrics;
+    let functions = crate::functions::FunctionStore::open(config.data_dir.as_deref())
+        .await
+        .map_err(RunError::Functions)?;
+    tracing::info!(
+        "user functions: {} deployed, kept in {}{}",
+        functions.len(),
+        functions.dir().display(),
+        if config.data_dir.is_none() {
+            " (temporary: give --data-dir to keep them)"
+        } else {
+            ""
+        }
+    );
     let shared = Arc::new(Shared {
+        functions,
         cluster: Mutex::new(cluster),
         clock,
         config,
@@ -281,38 +308,45 @@ pub async fn run_with_management(
 
     let factory_shared = shared.clone();
     let factory_queue = queue.clone();
-    let server = HttpServer::new(move || {
-        let client = worker_client(&factory_shared.config).unwrap_or_default();
-        App::new()
-            .app_data(web::Data::new(Local {
-                shared: factory_shared.clone(),
-                client,
-                pool: keepalive_http::Pool::new(
-                    MAX_IDLE_PER_WORKER,
-                    Some(Duration::from_millis(
-                        factory_shared.config.connect_timeout_ms,
-                    )),
-                ),
-                queue: factory_queue.clone(),
-            }))
-            .default_service(web::to(dispatch))
-    })
-    .workers(shared.config.threads)
-    .client_request_timeout(protocol::timeouts::REQUEST_HEAD)
-    .keep_alive(protocol::timeouts::SERVER_KEEP_ALIVE)
-    .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?;
-    let server = match management {
-        Some(l) => server.listen(l)?,
-        None => server,
-    }
-    .run();
+    let mut listeners = vec![listener];
+    listeners.extend(management);
+    // The testbed's HTTP time-outs, not actix's 5-s defaults (module doc
+    // of `protocol::timeouts`), and a JSON answer to an over-long request
+    // line (`http_front`).
+    let settings = http_front::Settings {
+        workers: shared.config.threads,
+        ..Default::default()
+    };
+    let server = http_front::serve(
+        move || {
+            let client = worker_client(&factory_shared.config).unwrap_or_default();
+            App::new()
+                .app_data(web::Data::new(Local {
+                    shared: factory_shared.clone(),
+                    client,
+                    pool: keepalive_http::Pool::new(
+                        MAX_IDLE_PER_WORKER,
+                        Some(Duration::from_millis(
+                            factory_shared.config.connect_timeout_ms,
+                        )),
+                    ),
+                    queue: factory_queue.clone(),
+                }))
+                .default_service(web::to(dispatch))
+        },
+        listeners,
+        &settings,
+    )?;
     let handle = server.handle();
 
     let health = (shared.config.fake_nodes == 0)
         .then(|| tokio::spawn(crate::health::check_forever(shared.clone(), health_client)));
 
+    let scaler = actix_web::rt::spawn(crate::slim::scale_to_zero(
+        queue.clone(),
+        shared.clone(),
+        worker_client(&shared.config)?,
+    ));
     let drain = actix_web::rt::spawn(crate::slim::drain(
         queue,
         launched,
@@ -337,6 +371,8 @@ pub async fn run_with_management(
         task.abort();
     }
     drain.abort();
+    scaler.abort();
+    shared.functions.close().await;
     tracing::info!("load balancer stopped");
     Ok(result?)
 }
@@ -349,9 +385,9 @@ fn shared_mgmt_description(config: &BalancerConfig) -> &'static str {
 const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// May this request use a management route? (module doc)
-fn authorize(req: &HttpRequest, shared: &Shared) -> Result<(), BalancerError> {
+pub(crate) fn authorize(req: &HttpRequest, shared: &Shared) -> Result<(), BalancerError> {
     if let Some(management) = shared.management_addr {
-        if req.app_config().local_addr() != management {
+        if http_front::local_addr(req) != Some(management) {
             return Err(BalancerError::ManagementElsewhere(management.to_string()));
         }
     }
@@ -441,9 +477,13 @@ async fn dispatch(
             &local.queue,
             &local.shared,
             &local.pool,
+            &local.client,
         )
         .await;
         return Ok(reply.unwrap_or_else(|e| e.error_response()));
+    }
+    if let Some(route) = crate::functions::http::Route::parse(req.method(), req.path()) {
+        return Ok(crate::functions::http::handle(route, &req, payload, &local).await);
     }
     if req.path() == "/metrics" && req.method() == actix_web::http::Method::GET {
         return metrics_reply(&local);
@@ -563,7 +603,7 @@ fn metrics_reply(local: &Local) -> Result<HttpResponse, BalancerError> {
         .body(metrics.render(&nodes, &queues)))
 }
 
-fn json_reply(
+pub(crate) fn json_reply(
     status: StatusCode,
     body: impl actix_web::body::MessageBody + 'static,
 ) -> HttpResponse {
@@ -731,62 +771,20 @@ pub(crate) async fn execute_with(
         let (status, body) = match pool.get(authority, &path).await {
             Ok(reply) => (reply.status, reply.body),
             Err(failure) => {
-                call.finish(false, None, Duration::ZERO);
-                let node_url = call.selection.url.to_string();
-                // Connecting failed: the call never reached the node, so
-                // it may always go elsewhere. The exchange broke: the node
-                // may have run it, so only a call safe to repeat goes on.
-                let (reason, retriable) = match &failure {
-                    CallError::Connect { source, .. } => (source.to_string(), true),
-                    CallError::Exchange { source, .. } if node_died(source) => (
-                        format!(
-                            "the worker closed the connection with the call in flight: {source}"
-                        ),
-                        safe_to_repeat(function, idempotent),
-                    ),
-                    CallError::Exchange { source, .. } => (source.to_string(), false),
-                };
-                let died = matches!(&failure, CallError::Connect { .. })
-                    || matches!(&failure, CallError::Exchange { source, .. } if node_died(source));
-                if died {
-                    mark_unreachable(shared, call.selection.node, &node_url, &reason);
-                }
-                match (&first_failure, retriable) {
-                    (None, true) => {
-                        first_failure = Some(RetriedFrom {
-                            worker_node_id: i64::from(call.selection.node),
-                            worker_node_url: node_url,
-                            reason,
-                        });
-                        if let Some(metrics) = &shared.metrics {
-                            metrics.retried(function, crate::metrics::RetryRoute::Execute);
-                        }
+                match after_failure(
+                    shared,
+                    &mut call,
+                    &failure,
+                    safe_to_repeat(function, idempotent),
+                    first_failure.as_ref(),
+                    crate::metrics::RetryRoute::Execute,
+                    "add idempotent=true",
+                ) {
+                    AfterFailure::Retry(from) => {
+                        first_failure = Some(from);
                         continue;
                     }
-                    (Some(first), _) => {
-                        return Err(BalancerError::WorkerUnreachable {
-                            url: node_url,
-                            reason,
-                            retry: format!(
-                                "it was the retry after {} failed",
-                                first.worker_node_url
-                            ),
-                        })
-                    }
-                    (None, false) => {
-                        let reason = if died {
-                            format!(
-                                "{reason} (not retried: the call is not marked safe to repeat; \
-                                 add idempotent=true)"
-                            )
-                        } else {
-                            reason
-                        };
-                        return Err(BalancerError::WorkerFailed {
-                            url: node_url,
-                            reason,
-                        });
-                    }
+                    AfterFailure::Fail(e) => return Err(e),
                 }
             }
         };
@@ -809,7 +807,77 @@ pub(crate) async fn execute_with(
     }
 }
 
-fn mark_unreachable(shared: &Shared, node: NodeId, url: &str, reason: &str) {
+/// What follows a failed exchange with a worker ([`after_failure`]).
+pub(crate) enum AfterFailure {
+    /// Send the call to the scheduler's next choice; the first node and
+    /// why it failed (`LoadBalancingInfo.RetriedFrom`).
+    Retry(RetriedFrom),
+    /// The call's failure reply.
+    Fail(BalancerError),
+}
+
+/// The one rule for a call whose exchange with its worker failed, shared
+/// by `/execute` and the user functions' `/invoke` (module doc): reports
+/// `call` finished (failed); a worker that refused the connection or died
+/// with the call in flight goes offline; the call goes once more to
+/// another node when it never reached this one, or when it died there and
+/// the call is `safe_to_repeat`; otherwise (or after the one retry) it
+/// fails, with `not_safe_hint` (how to mark such calls safe) when only
+/// safety held it back.
+pub(crate) fn after_failure(
+    shared: &Shared,
+    call: &mut InFlight<'_>,
+    failure: &CallError,
+    safe_to_repeat: bool,
+    first_failure: Option<&RetriedFrom>,
+    route: crate::metrics::RetryRoute,
+    not_safe_hint: &str,
+) -> AfterFailure {
+    call.finish(false, None, Duration::ZERO);
+    let node_url = call.selection.url.to_string();
+    // Connecting failed: the call never reached the node, so it may
+    // always go elsewhere. The exchange broke: the node may have run it,
+    // so only a call safe to repeat goes on.
+    let (reason, retriable, died) = match failure {
+        CallError::Connect { source, .. } => (source.to_string(), true, true),
+        CallError::Exchange { source, .. } if node_died(source) => (
+            format!("the worker closed the connection with the call in flight: {source}"),
+            safe_to_repeat,
+            true,
+        ),
+        CallError::Exchange { source, .. } => (source.to_string(), false, false),
+    };
+    if died {
+        mark_unreachable(shared, call.selection.node, &node_url, &reason);
+    }
+    match (first_failure, retriable) {
+        (None, true) => {
+            if let Some(metrics) = &shared.metrics {
+                metrics.retried(call.function, route);
+            }
+            AfterFailure::Retry(RetriedFrom {
+                worker_node_id: i64::from(call.selection.node),
+                worker_node_url: node_url,
+                reason,
+            })
+        }
+        (Some(first), _) => AfterFailure::Fail(BalancerError::WorkerUnreachable {
+            url: node_url,
+            reason,
+            retry: format!("it was the retry after {} failed", first.worker_node_url),
+        }),
+        (None, false) => AfterFailure::Fail(BalancerError::WorkerFailed {
+            url: node_url,
+            reason: if died {
+                format!("{reason} (not retried: the call is not marked safe to repeat; {not_safe_hint})")
+            } else {
+                reason
+            },
+        }),
+    }
+}
+
+pub(crate) fn mark_unreachable(shared: &Shared, node: NodeId, url: &str, reason: &str) {
     let now = shared.clock.now();
     shared.cluster().unreachable(node, now);
     tracing::warn!(
@@ -822,7 +890,7 @@ fn mark_unreachable(shared: &Shared, node: NodeId, url: &str, reason: &str) {
 
 /// An error and its sources, joined (reqwest's top-level message alone
 /// rarely says what went wrong).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -838,7 +906,7 @@ const MAX_FANOUT_REPLY: usize = 1024 * 1024;
 
 /// How one node took a fan-out call.
 #[derive(Debug)]
-enum NodeCall {
+pub(crate) enum NodeCall {
     /// Offline: not called.
     Skipped,
     /// The worker replied (any status) within its budget.
@@ -849,17 +917,17 @@ enum NodeCall {
 
 impl NodeCall {
     /// The worker replied with a 2xx status.
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         matches!(self, Self::Replied { status, .. } if (200..300).contains(status))
     }
 
     /// Called, and did not succeed.
-    fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         !self.ok() && !matches!(self, Self::Skipped)
     }
 
     /// Why the call failed (None if it succeeded or was skipped).
-    fn error(&self) -> Option<String> {
+    pub(crate) fn error(&self) -> Option<String> {
         match self {
             Self::Failed(reason) => Some(reason.clone()),
             Self::Replied { status, .. } if !self.ok() => Some(format!("status {status}")),
@@ -871,13 +939,34 @@ impl NodeCall {
 /// Calls `path_and_query` on every online node at once, each within
 /// `timeout` (connecting, sending and reading the whole reply); offline
 /// nodes are skipped. Results in node id order (none in fake mode).
-async fn call_every_node(
+pub(crate) async fn call_every_node(
     local: &Local,
     route: &str,
+    method: reqwest::Method,
     path_and_query: &str,
     timeout: Duration,
 ) -> Vec<(Arc<str>, NodeCall)> {
-    let shared = &*local.shared;
+    call_online_nodes(
+        &local.shared,
+        &local.client,
+        route,
+        method,
+        path_and_query,
+        timeout,
+    )
+    .await
+}
+
+/// [`call_every_node`] with `client` (also for tasks without a server
+/// thread's [`Local`]).
+pub(crate) async fn call_online_nodes(
+    shared: &Shared,
+    client: &reqwest::Client,
+    route: &str,
+    method: reqwest::Method,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Vec<(Arc<str>, NodeCall)> {
     let nodes: Vec<(Arc<str>, bool)> = if shared.fake_reply.is_some() {
         Vec::new()
     } else {
@@ -888,23 +977,12 @@ async fn call_every_node(
             .collect()
     };
     let calls = nodes.iter().map(|(url, online)| {
-        let request = online.then(|| {
-            let request = local
-                .client
-                .get(format!("{url}{path_and_query}"))
-                .timeout(timeout);
-            match shared.config.mgmt.bearer() {
-                Some(bearer) => request.header(reqwest::header::AUTHORIZATION, bearer),
-                None => request,
-            }
-        });
+        let method = method.clone();
         async move {
-            match request {
-                None => NodeCall::Skipped,
-                Some(request) => match read_reply(request, timeout).await {
-                    Ok((status, body)) => NodeCall::Replied { status, body },
-                    Err(reason) => NodeCall::Failed(reason),
-                },
+            if *online {
+                call_node(shared, client, url, method, path_and_query, timeout).await
+            } else {
+                NodeCall::Skipped
             }
         }
     });
@@ -916,6 +994,29 @@ async fn call_every_node(
         }
     }
     results
+}
+
+/// Calls `path_and_query` on the node at `url` within `timeout`, with the
+/// management token when the balancer has one.
+pub(crate) async fn call_node(
+    shared: &Shared,
+    client: &reqwest::Client,
+    url: &str,
+    method: reqwest::Method,
+    path_and_query: &str,
+    timeout: Duration,
+) -> NodeCall {
+    let request = client
+        .request(method, format!("{url}{path_and_query}"))
+        .timeout(timeout);
+    let request = match shared.config.mgmt.bearer() {
+        Some(bearer) => request.header(reqwest::header::AUTHORIZATION, bearer),
+        None => request,
+    };
+    match read_reply(request, timeout).await {
+        Ok((status, body)) => NodeCall::Replied { status, body },
+        Err(reason) => NodeCall::Failed(reason),
+    }
 }
 
 /// Sends `request` and reads its reply (at most [`MAX_FANOUT_REPLY`]
@@ -1037,6 +1138,7 @@ async fn fan_out(local: &Local, route: &str) -> Result<HttpResponse, BalancerErr
     let results = call_every_node(
         local,
         route,
+        reqwest::Method::GET,
         &format!("/{route}"),
         Duration::from_millis(timeout_ms),
     )
@@ -1089,6 +1191,7 @@ async fn configure(
     let results = call_every_node(
         local,
         "configure",
+        reqwest::Method::GET,
         &format!("/configure?{forward_query}"),
         Duration::from_millis(shared.config.fanout_timeout_ms),
     )

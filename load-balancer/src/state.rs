@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) management_addr: Option<std::net::SocketAddr>,
     /// `GET /metrics`'s counters (None with `--no-metrics`).
     pub(crate) metrics: Option<crate::metrics::Metrics>,
+    /// Users' own functions ([`crate::functions`]).
+    pub(crate) functions: crate::functions::FunctionStore,
 }
 
 impl Shared {

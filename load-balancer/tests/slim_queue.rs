@@ -2,16 +2,17 @@
 //! processes over loopback: asynchronous calls queued while no worker
 //! runs, the durable queue across `kill -9` of the balancer, the parallel
 //! cap measured at the worker, synchronous calls ahead of queued ones,
-//! retries and their delays measured at the worker, and bad input.
+//! retries and their delays measured at the worker, and bad input; and
+//! with real `worker-front` processes, scale to zero and wake.
 #![allow(clippy::disallowed_methods)] // tests read the wall clock for deadlines
 
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use support::{client, wait_within, StubWorker};
+use support::{client, wait_within, RealWorker, StubWorker};
 
 /// A `load-balancer` process, killed (SIGKILL) on drop.
 struct BalancerProcess {
@@ -498,67 +499,12 @@ async fn bad_input_gets_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_worker_runs_queued_calls_under_the_cap() {
     const N: u64 = 12;
-    let bins = Path::new(env!("CARGO_BIN_EXE_load-balancer"))
-        .parent()
-        .unwrap();
-    let worker_bin = bins.join("worker-front");
-    if !worker_bin.is_file() || !bins.join("hf-fn").is_file() {
-        // Built with the cargo running this test (a no-op when current).
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "-p",
-            "worker-front",
-            "-p",
-            "sample-functions",
-            "--bins",
-        ]);
-        if bins.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        assert!(
-            build.status().unwrap().success(),
-            "building worker-front failed"
-        );
-    }
+    let worker = RealWorker::start(&[]).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut worker = Command::new(&worker_bin)
-        .args(["start", "--port", &port.to_string(), "--host", "127.0.0.1"])
-        .args(["--runtime", "process", "--time-scale", "0.05"])
-        .arg("--work-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start worker-front");
-    struct Kill<'a>(&'a mut Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _worker = Kill(&mut worker);
-    let worker_url = format!("http://127.0.0.1:{port}");
-    let health = || async {
-        match client().get(format!("{worker_url}/health")).send().await {
-            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
-            _ => None,
-        }
-    };
-    wait_within("worker-front healthy", Duration::from_secs(60), || async {
-        health().await.is_some()
-    })
-    .await;
+    let health = || worker.health();
     let settings = settings_file(dir.path(), r#"{"functions": {"W1": {"max_parallel": 2}}}"#);
     let balancer =
-        BalancerProcess::start(&["--nodes", &worker_url, "--function-settings", &settings]);
+        BalancerProcess::start(&["--nodes", &worker.url, "--function-settings", &settings]);
     let calls = (0..N).map(|_| balancer.call_async("W1"));
     let ids = futures_util::future::join_all(calls).await;
     let max_in_flight = std::sync::atomic::AtomicU64::new(0);
@@ -589,4 +535,202 @@ async fn a_real_worker_runs_queued_calls_under_the_cap() {
         "{max_in_flight} calls in flight at the worker"
     );
     assert_eq!(h["Worker"]["Calls"], N, "{h}");
+}
+
+/// `GET url` (any status): the status and the JSON body.
+async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = client().get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A worker's instances of `function`: (ready, starting).
+async fn worker_instances(worker: &RealWorker, function: &str) -> (u64, u64) {
+    let (status, v) = get_json(&format!("{}/instances?name={function}", worker.url)).await;
+    assert_eq!(status, 200, "{v}");
+    (
+        v["Ready"].as_u64().unwrap(),
+        v["Starting"].as_u64().unwrap(),
+    )
+}
+
+impl BalancerProcess {
+    /// `GET /function/<f>/x`: the worker's reply (200 asserted).
+    async fn call_sync(&self, function: &str) -> serde_json::Value {
+        let (status, v) = get_json(&format!("{}/function/{function}/x", self.url)).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// `PUT /function-settings/<f>`.
+    async fn put_settings(&self, function: &str, settings: &str) {
+        let r = client()
+            .put(format!("{}/function-settings/{function}", self.url))
+            .body(settings.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// `/status-function/<f>`'s `instances`.
+    async fn instances(&self, function: &str) -> serde_json::Value {
+        let (status, v) = self.get_json(&format!("/status-function/{function}")).await;
+        assert_eq!(status, 200, "{v}");
+        v["instances"].clone()
+    }
+}
+
+/// Scale to zero and wake with two real workers in REST mode (one long-
+/// lived instance per function, kept 600 s by the worker itself): W1's
+/// idle time is lowered once both workers hold its instance, and it is
+/// scaled to zero on both; its next call is cold (the worker's `Meta`),
+/// without rebuilding the image; W2, idle as long but with
+/// `min_instances` 1, keeps its instance; a wake starts
+/// `instances_at_start` instances, one per worker the scheduler picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_functions_scale_to_zero_and_wake_on_real_workers() {
+    let rest = [
+        "--using-rest-mode",
+        "true",
+        "--rest-container-life-time",
+        "600",
+    ];
+    let workers = [
+        RealWorker::start(&rest).await,
+        RealWorker::start(&rest).await,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_file(
+        dir.path(),
+        r#"{"functions": {"W1": {"idle_before_zero_s": 600},
+                          "W2": {"idle_before_zero_s": 1, "min_instances": 1}}}"#,
+    );
+    let nodes = format!("{},{}", workers[0].url, workers[1].url);
+    let balancer = BalancerProcess::start(&["--nodes", &nodes, "--function-settings", &settings]);
+    // Round robin: one W1 call per worker, each a cold start there.
+    for _ in 0..2 {
+        let reply = balancer.call_sync("W1").await;
+        assert_eq!(
+            reply["Meta"]["UsingExistingRestContainer"], false,
+            "{reply}"
+        );
+    }
+    let _ = balancer.call_sync("W2").await;
+    for w in &workers {
+        assert_eq!(worker_instances(w, "W1").await, (1, 0));
+    }
+    let s = balancer.instances("W1").await;
+    assert_eq!(
+        (&s["ready"], &s["requested"]),
+        (&2.into(), &1.into()),
+        "{s}"
+    );
+    assert_eq!(s["scale_to_zero"], "idle", "{s}");
+
+    // Idle time down to 1 s: scaled to zero on every worker.
+    balancer
+        .put_settings("W1", r#"{"idle_before_zero_s": 1}"#)
+        .await;
+    let took = wait_within("W1 scaled to zero", support::PATIENCE, || async {
+        let s = balancer.instances("W1").await;
+        s["scale_to_zero"] == "at_zero" && s["ready"] == 0 && s["starting"] == 0
+    })
+    .await;
+    eprintln!("W1 scaled to zero {took:?} after its idle time was set to 1 s");
+    for w in &workers {
+        assert_eq!(worker_instances(w, "W1").await, (0, 0));
+    }
+    assert_eq!(balancer.instances("W1").await["requested"], 0);
+
+    // W2 was idle as long, but its minimum keeps its instance.
+    wait_within("W2 held by its minimum", support::PATIENCE, || async {
+        balancer.instances("W2").await["scale_to_zero"] == "kept_by_min_instances"
+    })
+    .await;
+    let s = balancer.instances("W2").await;
+    assert_eq!(s["ready"], 1, "{s}");
+
+    // The next call is a cold start (the image is still there).
+    let reply = balancer.call_sync("W1").await;
+    let meta = &reply["Meta"];
+    assert_eq!(meta["UsingExistingRestContainer"], false, "{reply}");
+    assert_eq!(meta["UsingPooledContainer"], false, "{reply}");
+    assert_eq!(meta["ImageBuilt"], false, "{reply}");
+
+    // A wake: instances_at_start 2, on the two workers round robin picks.
+    balancer
+        .put_settings(
+            "W1",
+            r#"{"idle_before_zero_s": 600, "instances_at_start": 2}"#,
+        )
+        .await;
+    let r = client()
+        .post(format!("{}/wake-function/W1", balancer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    wait_within("W1's woken instances up", support::PATIENCE, || async {
+        let s = balancer.instances("W1").await;
+        s["ready"] == 2 && s["starting"] == 0
+    })
+    .await;
+    for w in &workers {
+        assert_eq!(worker_instances(w, "W1").await, (1, 0));
+    }
+    let s = balancer.instances("W1").await;
+    assert_eq!(
+        (&s["requested"], &s["scale_to_zero"]),
+        (&2.into(), &"idle".into()),
+        "{s}"
+    );
+    let reply = balancer.call_sync("W1").await;
+    assert_eq!(reply["Meta"]["UsingExistingRestContainer"], true, "{reply}");
+
+    // Bad input: an unknown function (balancer and worker), bad /scale
+    // queries (JSON errors, nothing changed).
+    let (status, v) = get_json(&format!("{}/wake-function/nope", balancer.url)).await;
+    assert_eq!((status, &v["Error"]), (404, &true.into()), "{v}");
+    let w = &workers[0].url;
+    for (query, want) in [
+        ("/scale?name=nope&instances=0", 404),
+        ("/instances?name=nope", 404),
+        ("/scale?name=W1", 400),
+        ("/scale?instances=1", 400),
+        ("/scale?name=W1&instances=-1", 400),
+        ("/scale?name=W1&instances=1001", 400),
+        ("/scale?name=W1&instances=1&extra=1", 400),
+    ] {
+        let (status, v) = get_json(&format!("{w}{query}")).await;
+        assert_eq!(status, want, "{query}: {v}");
+        assert_eq!(v["Error"], true, "{query}: {v}");
+        assert!(v["Message"].as_str().is_some_and(|m| m.len() < 200), "{v}");
+    }
+    assert_eq!(worker_instances(&workers[0], "W1").await, (1, 0));
+}
+
+/// A worker that runs every call in an instance of its own (HotFunctions
+/// without REST mode) has none to start ahead: its `/scale` says so
+/// (409), and scale to zero is a no-op there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_worker_has_nothing_to_start() {
+    let worker = RealWorker::start(&[]).await;
+    let (status, v) = get_json(&format!("{}/scale?name=W1&instances=1", worker.url)).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["Message"]
+            .as_str()
+            .unwrap()
+            .contains("instance of its own"),
+        "{v}"
+    );
+    let (status, v) = get_json(&format!("{}/scale?name=W1&instances=0", worker.url)).await;
+    assert_eq!((status, &v["Removed"]), (200, &0.into()), "{v}");
+    let (status, v) = get_json(&format!("{}/instances", worker.url)).await;
+    assert_eq!(
+        (status, &v["Functions"]),
+        (200, &serde_json::json!([])),
+        "{v}"
+    );
 }

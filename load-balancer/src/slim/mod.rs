@@ -21,12 +21,44 @@
 //!   `done`, `failed`), attempts, and once finished its status and result
 //!   (kept for the retention time, then 404 like an unknown id).
 //! - `GET /status-functions`, `GET /status-function/<fn>`: per function its
-//!   name, calls in flight, waiting (sync, async), stored by state, and its
-//!   settings.
+//!   name, calls in flight, waiting (sync, async), stored by state, its
+//!   settings, and its `instances`: `ready` and `starting` summed over the
+//!   online workers (their `GET /instances`), `requested` (what the
+//!   balancer asked for last: a wake's number, 0 once scaled to zero, at
+//!   least 1 after a call; null before any), `scale_to_zero` (the rule's
+//!   state: `busy`, `idle`, `kept_by_min_instances`, `scaling_to_zero`,
+//!   `at_zero`, or `untracked` before any call or wake) and
+//!   `workers_unanswered` (online workers that did not report).
 //! - `GET|PUT /function-settings/<fn>`: a function's settings (PUT: a
 //!   management route, a JSON object of [`FunctionSettings`]; not written
 //!   back to the file).
-//! - `/wake-function/<fn>`: 501 for now (see below).
+//! - `/wake-function/<fn>`: 204 once the workers were asked to start
+//!   max(`min_instances`, `instances_at_start`, 1) instances of it, on
+//!   the nodes the scheduler would pick for as many calls (each selection
+//!   undone at once, as an unusable choice is), each through its
+//!   `/scale?name=<fn>&instances=<k>`; the instances come up in the
+//!   background (see `/status-function/<fn>`). 502 JSON naming the
+//!   workers that failed; 503 when no node is online.
+//!
+//! # Scale to zero
+//! The rule is [`policy::scale_to_zero`]: a function idle (no call in
+//! flight, waiting or stored `queued`/`running`) for `idle_before_zero_s`
+//! since its last call ended (or its wake) has its instances removed on
+//! every online worker (`/scale?name=<fn>&instances=0`: idle instances at
+//! once, busy ones when their calls end; images stay), unless its
+//! `min_instances` > 0. A task ([`scale_to_zero`]) applies it every
+//! [`SCALE_TICK`]; a worker that fails is asked again after
+//! [`SCALE_RETRY`]. The next call is a cold start: the worker's reply
+//! says so in its `Meta` (`UsingExistingRestContainer` and
+//! `UsingPooledContainer` false), and the balancer logs
+//! `first call since scale to zero`. What is modelled: the calls of these
+//! routes (a call arrives, ends; a wake) and the instances the workers'
+//! node models own (REST, keep-alive, pooled; a user function's warm
+//! instance). What is not: calls through `/execute` are not counted (a
+//! function only called there is never tracked, and one called both ways
+//! may be scaled to zero between `/execute` calls: their busy instances
+//! are removed when idle, never under a call); `min_instances` is a floor
+//! for the rule and for wakes, not a target the balancer keeps up.
 //!
 //! # What "exactly once" covers
 //! An accepted call (202) is committed before the reply. Each attempt is
@@ -43,14 +75,6 @@
 //!   (then at least once), otherwise it is `failed` with a message saying
 //!   so (then at most once).
 //!
-//! # Not implemented (TODO)
-//! Scale to zero and wake: the worker has no route that starts or removes
-//! one function's instances (`worker-front/src/action.rs`: `/execute`,
-//! `/configure`, `/clear`, `/prepare`, `/health`), so `min_instances`,
-//! `instances_at_start` and `idle_before_zero_s` are stored and reported
-//! only, instances ready and requested are not reported, and
-//! `/wake-function/<fn>` answers 501.
-
 pub mod settings;
 pub mod store;
 
@@ -66,6 +90,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use policy::admission_queue::{
     retry_decision, Admission, AdmissionQueue, AttemptOutcome, CallKind, RetryDecision,
 };
+use policy::scale_to_zero::{decide, Decision, ScaleToZero};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use settings::{FunctionSettings, SettingsError, SettingsFile};
@@ -82,6 +107,15 @@ const NOT_DISPATCHED_POLL: Duration = Duration::from_millis(500);
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 /// Rows read per page of a scan.
 const SCAN_PAGE: u32 = 512;
+/// How often the scale-to-zero task looks at every tracked function.
+pub const SCALE_TICK: Duration = Duration::from_millis(250);
+/// How long a function whose scale to zero failed on a worker waits
+/// before it is tried again.
+pub const SCALE_RETRY: Duration = Duration::from_secs(5);
+/// Bound on one worker's `/scale` (a wake may build an image first).
+const SCALE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound on one worker's `/instances` for a status page.
+const INSTANCES_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The queue's configuration (part of [`crate::BalancerConfig`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -139,8 +173,10 @@ pub enum SlimError {
     TimedOut { function: String, timeout_s: f64 },
     #[error("the queue's store failed: {0}")]
     Store(#[from] store::StoreError),
-    #[error("not implemented: {0}")]
-    NotImplemented(&'static str),
+    #[error("no online node to wake {0} on")]
+    NoNode(String),
+    #[error("waking {function}: {failures}")]
+    WakeFailed { function: String, failures: String },
     #[error("method {0} is not allowed here")]
     Method(String),
 }
@@ -154,7 +190,8 @@ impl ResponseError for SlimError {
             Self::NoSlot { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::NoNode(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::WakeFailed { .. } => StatusCode::BAD_GATEWAY,
             Self::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -255,6 +292,8 @@ pub struct Queue {
     scan: Notify,
     retention: Duration,
     accepted: AtomicU64,
+    /// The scale-to-zero rule's state ([`policy::scale_to_zero`]).
+    activity: Mutex<ScaleToZero>,
 }
 
 /// Wall-clock ms since the Unix epoch (the store's times outlive the
@@ -323,6 +362,7 @@ impl Queue {
             scan: Notify::new(),
             retention: Duration::from_secs(config.retention_s),
             accepted: AtomicU64::new(0),
+            activity: Mutex::new(ScaleToZero::new()),
         });
         Ok((queue, launched))
     }
@@ -333,6 +373,40 @@ impl Queue {
 
     fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
+    }
+
+    fn activity(&self) -> MutexGuard<'_, ScaleToZero> {
+        lock(&self.activity)
+    }
+
+    /// A call of `function` arrives (for the scale-to-zero rule); the
+    /// first since a scale to zero is logged: it is a cold start.
+    fn call_arrived(&self, function: &str, now: policy::Time) {
+        if self.activity().call_arrived(function, now) {
+            tracing::info!(
+                function,
+                "first call since scale to zero: a cold start (no instance on any worker)"
+            );
+        }
+    }
+
+    /// Calls of each function in flight, waiting, or stored `queued` or
+    /// `running` (what holds it from scaling to zero), for `functions`.
+    fn busy(&self, functions: &[&str]) -> Result<Vec<u64>, store::StoreError> {
+        let stored = self.store().counts()?;
+        let admission = self.admission();
+        Ok(functions
+            .iter()
+            .map(|f| {
+                let c = admission.counts(f);
+                let stored: u64 = stored
+                    .iter()
+                    .filter(|(g, state, _)| g == f && (state == "queued" || state == "running"))
+                    .map(|(_, _, n)| u64::try_from(*n).unwrap_or(0))
+                    .sum();
+                u64::from(c.in_flight) + c.sync_waiting as u64 + c.async_waiting as u64 + stored
+            })
+            .collect())
     }
 
     /// `function`'s settings.
@@ -445,6 +519,7 @@ pub(crate) async fn handle(
     queue: &Arc<Queue>,
     shared: &Shared,
     pool: &keepalive_http::Pool,
+    client: &reqwest::Client,
 ) -> Result<HttpResponse, actix_web::Error> {
     let known = |function: &str| {
         if queue.known(function) {
@@ -474,7 +549,10 @@ pub(crate) async fn handle(
         } => {
             known(&function)?;
             read_body(payload).await?;
-            call_sync(queue, shared, pool, &function, req.query_string()).await
+            queue.call_arrived(&function, shared.clock.now());
+            let reply = call_sync(queue, shared, pool, &function, req.query_string()).await;
+            queue.activity().call_ended(&function, shared.clock.now());
+            reply
         }
         Route::Call {
             function,
@@ -493,6 +571,7 @@ pub(crate) async fn handle(
                     wall_ms(),
                 )
                 .map_err(SlimError::from)?;
+            queue.call_arrived(&function, shared.clock.now());
             queue.accepted.fetch_add(1, Ordering::Relaxed);
             queue.scan.notify_one();
             let status_url = format!("/async-calls/{id}");
@@ -532,25 +611,24 @@ pub(crate) async fn handle(
         }
         Route::StatusAll => {
             get_only(req.method())?;
+            let instances = worker_instances(shared, client).await;
             let all: Vec<serde_json::Value> = queue
                 .known_functions()
                 .iter()
-                .map(|f| function_status(queue, shared, f))
+                .map(|f| function_status(queue, shared, f, &instances))
                 .collect::<Result<_, _>>()?;
             Ok(json(serde_json::Value::Array(all)))
         }
         Route::Status(function) => {
             get_only(req.method())?;
             known(&function)?;
-            Ok(json(function_status(queue, shared, &function)?))
+            let instances = worker_instances(shared, client).await;
+            Ok(json(function_status(queue, shared, &function, &instances)?))
         }
         Route::Wake(function) => {
             known(&function)?;
-            Err(SlimError::NotImplemented(
-                "the worker has no route that starts one function's instances \
-                 (scale to zero and wake are not implemented yet)",
-            )
-            .into())
+            wake(queue, shared, client, &function).await?;
+            Ok(HttpResponse::NoContent().finish())
         }
         Route::Settings(function) => {
             known(&function)?;
@@ -594,20 +672,73 @@ fn json(value: serde_json::Value) -> HttpResponse {
         .body(value.to_string())
 }
 
+/// Instances per function summed over the online workers (their `GET
+/// /instances`): (ready, starting) by name, and how many online workers
+/// did not answer.
+#[derive(Debug, Default)]
+struct WorkerInstances {
+    by_function: std::collections::HashMap<String, (u64, u64)>,
+    unanswered: usize,
+}
+
+async fn worker_instances(shared: &Shared, client: &reqwest::Client) -> WorkerInstances {
+    let replies = crate::server::call_online_nodes(
+        shared,
+        client,
+        "instances",
+        reqwest::Method::GET,
+        "/instances",
+        INSTANCES_TIMEOUT,
+    )
+    .await;
+    let mut out = WorkerInstances::default();
+    for (_, reply) in replies {
+        let crate::server::NodeCall::Replied { status: 200, body } = reply else {
+            out.unanswered += usize::from(reply.failed());
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            out.unanswered += 1;
+            continue;
+        };
+        for f in v["Functions"].as_array().into_iter().flatten() {
+            let (Some(name), Some(ready), Some(starting)) = (
+                f["Function"].as_str(),
+                f["Ready"].as_u64(),
+                f["Starting"].as_u64(),
+            ) else {
+                continue;
+            };
+            let e = out.by_function.entry(name.to_string()).or_default();
+            e.0 += ready;
+            e.1 += starting;
+        }
+    }
+    out
+}
+
 fn function_status(
     queue: &Queue,
     shared: &Shared,
     function: &str,
+    instances: &WorkerInstances,
 ) -> Result<serde_json::Value, SlimError> {
     let counts = queue.admission().counts(function);
     let now = shared.clock.now();
-    let stored: serde_json::Map<String, serde_json::Value> = queue
-        .store()
-        .counts()?
+    let all_stored = queue.store().counts()?;
+    let busy = queue.busy(&[function])?[0];
+    let stored: serde_json::Map<String, serde_json::Value> = all_stored
         .into_iter()
         .filter(|(f, _, _)| f == function)
         .map(|(_, state, n)| (state, n.into()))
         .collect();
+    let settings = queue.settings(function);
+    let activity = queue.activity().activity(function);
+    let (ready, starting) = instances
+        .by_function
+        .get(function)
+        .copied()
+        .unwrap_or_default();
     Ok(serde_json::json!({
         "name": function,
         "in_flight": counts.in_flight,
@@ -617,9 +748,162 @@ fn function_status(
             .oldest_waiting_since
             .map(|since| now.saturating_since(since).as_millis() as u64),
         "stored": stored,
-        "settings": queue.settings(function),
-        "instances": null,
+        "instances": {
+            "ready": ready,
+            "starting": starting,
+            "requested": activity.and_then(|a| a.requested),
+            "scale_to_zero": activity
+                .map_or("untracked", |a| decide(&a, busy, settings.scale_rule(), now).as_str()),
+            "workers_unanswered": instances.unanswered,
+        },
+        "settings": settings,
     }))
+}
+
+/// `/wake-function/<fn>` (module doc): asks the nodes the scheduler would
+/// pick to start the function's instances.
+async fn wake(
+    queue: &Queue,
+    shared: &Shared,
+    client: &reqwest::Client,
+    function: &str,
+) -> Result<(), SlimError> {
+    let n = queue.settings(function).wake_instances();
+    let mut per_node: std::collections::BTreeMap<Arc<str>, u32> = Default::default();
+    if shared.fake_reply.is_none() {
+        let mut cluster = shared.cluster();
+        for _ in 0..n {
+            let now = shared.clock.now();
+            let selection = cluster
+                .select(function, now)
+                .map_err(|e| SlimError::NoNode(format!("{function} ({e})")))?;
+            // Undone at once: no call runs (as `Cluster::select` undoes an
+            // unusable choice).
+            cluster.finished(
+                &selection,
+                function,
+                crate::cluster::Outcome::default(),
+                now,
+            );
+            *per_node.entry(selection.url.clone()).or_default() += 1;
+        }
+    }
+    let mut name = String::new();
+    protocol::query::percent_encode_into(function, &mut name);
+    let calls = per_node.iter().map(|(url, k)| {
+        let path = format!("/scale?name={name}&instances={k}");
+        async move {
+            let r = crate::server::call_node(
+                shared,
+                client,
+                url,
+                reqwest::Method::GET,
+                &path,
+                SCALE_TIMEOUT,
+            )
+            .await;
+            (url, k, r)
+        }
+    });
+    let mut failures = Vec::new();
+    for (url, k, reply) in futures_util::future::join_all(calls).await {
+        match &reply {
+            r if r.ok() => tracing::info!(function, url = &**url, instances = k, "woken"),
+            crate::server::NodeCall::Replied { status: 409, body } => tracing::info!(
+                function,
+                url = &**url,
+                reply = %String::from_utf8_lossy(body),
+                "woken: that worker has no instance to start ahead"
+            ),
+            crate::server::NodeCall::Replied { status, body } => failures.push(format!(
+                "{url}: status {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            )),
+            r => failures.push(format!("{url}: {}", r.error().unwrap_or_default())),
+        }
+    }
+    queue.activity().woken(function, n, shared.clock.now());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(SlimError::WakeFailed {
+            function: function.to_string(),
+            failures: failures.join("; "),
+        })
+    }
+}
+
+/// The scale-to-zero task (module doc): every [`SCALE_TICK`], the tracked
+/// functions the rule says are due have their instances removed on every
+/// online worker. Runs until dropped.
+pub(crate) async fn scale_to_zero(queue: Arc<Queue>, shared: Arc<Shared>, client: reqwest::Client) {
+    let mut retry_after: std::collections::HashMap<String, policy::Time> = Default::default();
+    let mut tick = tokio::time::interval(SCALE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = shared.clock.now();
+        let tracked: Vec<(String, policy::scale_to_zero::Activity)> = queue
+            .activity()
+            .tracked()
+            .map(|(f, a)| (f.to_string(), *a))
+            .collect();
+        let names: Vec<&str> = tracked.iter().map(|(f, _)| f.as_str()).collect();
+        let busy = match queue.busy(&names) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "scale to zero: cannot read the queue's store");
+                continue;
+            }
+        };
+        for ((function, activity), busy) in tracked.iter().zip(busy) {
+            if retry_after.get(function).is_some_and(|t| now < *t) {
+                continue;
+            }
+            let rule = queue.settings(function).scale_rule();
+            if decide(activity, busy, rule, now) != Decision::ScaleToZero {
+                continue;
+            }
+            let mut path = String::from("/scale?name=");
+            protocol::query::percent_encode_into(function, &mut path);
+            path.push_str("&instances=0");
+            let replies = crate::server::call_online_nodes(
+                &shared,
+                &client,
+                "scale to zero",
+                reqwest::Method::GET,
+                &path,
+                SCALE_TIMEOUT,
+            )
+            .await;
+            // A worker that does not know the function has nothing of it.
+            let failed = replies
+                .iter()
+                .filter(|(_, r)| {
+                    r.failed() && !matches!(r, crate::server::NodeCall::Replied { status: 404, .. })
+                })
+                .count();
+            if failed > 0 {
+                tracing::warn!(
+                    function,
+                    failed,
+                    "scale to zero failed on some workers; trying again in {} s",
+                    SCALE_RETRY.as_secs()
+                );
+                retry_after.insert(function.clone(), now.saturating_add(SCALE_RETRY));
+                continue;
+            }
+            retry_after.remove(function);
+            if queue.activity().scaled_to_zero(function, activity.arrivals) {
+                tracing::info!(
+                    function,
+                    workers = replies.len(),
+                    idle_s = now.saturating_since(activity.idle_since).as_secs_f64(),
+                    "scaled to zero: its instances removed on every worker"
+                );
+            }
+        }
+    }
 }
 
 /// How one attempt through the balancer's dispatch path ended.
@@ -837,7 +1121,9 @@ async fn run_stored(
         tracing::error!(id, error = %e, "asynchronous call: the queue's store failed");
     }
     lock(&queue.claimed).remove(&id);
+    let function = slot.function.clone();
     drop(slot);
+    queue.activity().call_ended(&function, shared.clock.now());
     queue.scan.notify_one();
 }
 

@@ -20,6 +20,9 @@ pub const MAX_RETRIES: usize = 16;
 pub const MAX_SECONDS: f64 = 86_400.0;
 /// Largest `max_parallel`.
 pub const MAX_PARALLEL: u32 = 100_000;
+/// Largest `min_instances` and `instances_at_start` (what a wake asks of
+/// the workers, at most `/scale`'s own bound).
+pub const MAX_INSTANCES: u32 = 1_000;
 
 /// One function's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,12 +32,18 @@ pub struct FunctionSettings {
     /// 10); calls over it wait in arrival order.
     #[serde(deserialize_with = "max_parallel")]
     pub max_parallel: u32,
-    /// Minimum instances (reported; scale to zero is not implemented yet:
-    /// the worker has no route to remove one function's instances).
+    /// Minimum instances (default 0): any > 0 keeps the function from
+    /// being scaled to zero (`policy::scale_to_zero`), and a wake starts
+    /// at least this many. At most [`MAX_INSTANCES`].
+    #[serde(deserialize_with = "instances")]
     pub min_instances: u32,
-    /// Instances started by a wake (reported; see `min_instances`).
+    /// Instances a wake starts, at least (default 0; a wake starts
+    /// max(`min_instances`, this, 1)). At most [`MAX_INSTANCES`].
+    #[serde(deserialize_with = "instances")]
     pub instances_at_start: u32,
-    /// Idle time before scaling to zero, in s (default 300; reported).
+    /// Idle time before scaling to zero, in s (default 300): the
+    /// function's instances are removed on every worker after its last
+    /// call ended this long ago, with none in flight or queued.
     #[serde(deserialize_with = "positive_seconds")]
     pub idle_before_zero_s: f64,
     /// Time-out of one attempt, in s (default 120); a time-out is retried.
@@ -95,6 +104,16 @@ fn max_parallel<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error>
     Ok(n)
 }
 
+fn instances<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n > MAX_INSTANCES {
+        return Err(serde::de::Error::custom(format!(
+            "instances must be at most {MAX_INSTANCES}, found {n}"
+        )));
+    }
+    Ok(n)
+}
+
 fn positive_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     seconds("a time", f64::deserialize(d)?, false).map_err(serde::de::Error::custom)
 }
@@ -142,6 +161,20 @@ impl FunctionSettings {
 
     pub fn wait(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.wait_s)
+    }
+
+    /// The scale-to-zero rule of these settings.
+    pub fn scale_rule(&self) -> policy::scale_to_zero::Rule {
+        policy::scale_to_zero::Rule {
+            idle_before_zero: std::time::Duration::from_secs_f64(self.idle_before_zero_s),
+            min_instances: self.min_instances,
+        }
+    }
+
+    /// Instances a wake asks for: max(`min_instances`,
+    /// `instances_at_start`, 1).
+    pub fn wake_instances(&self) -> u32 {
+        self.min_instances.max(self.instances_at_start).max(1)
     }
 
     /// Whether a call of `function` may run twice (the field, or the
@@ -253,6 +286,12 @@ mod tests {
         let e = SettingsFile::parse(text, "s.json").unwrap_err().to_string();
         assert!(e.starts_with("s.json line 3 column"), "{e}");
         assert!(e.contains("max_parallel must be in 1..="), "{e}");
+        let text = "{\"functions\": {\"W1\":\n {\"min_instances\": 1001}}}";
+        let e = SettingsFile::parse(text, "s.json").unwrap_err().to_string();
+        assert!(
+            e.starts_with("s.json line 2") && e.contains("at most 1000"),
+            "{e}"
+        );
         let text = "{\"defaults\": {\"retry_delays_s\": [1, -2]}}";
         let e = SettingsFile::parse(text, "s.json").unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("retry_delays_s"), "{e}");

@@ -400,3 +400,84 @@ pub fn spawn_balancer(args: &[&str]) -> (std::process::Child, String) {
         .to_string();
     (child, url)
 }
+
+/// A real `worker-front` process (process runtime, loopback, time scale
+/// 0.05, work area in a temporary directory of its own), killed on drop.
+/// Built with the cargo running the test when missing (a no-op when
+/// current).
+pub struct RealWorker {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RealWorker {
+    /// Starts one with `extra` arguments and waits until `/health`
+    /// answers.
+    pub async fn start(extra: &[&str]) -> Self {
+        let bins = std::path::Path::new(env!("CARGO_BIN_EXE_load-balancer"))
+            .parent()
+            .unwrap();
+        let worker_bin = bins.join("worker-front");
+        if !worker_bin.is_file() || !bins.join("hf-fn").is_file() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args([
+                "build",
+                "-p",
+                "worker-front",
+                "-p",
+                "sample-functions",
+                "--bins",
+            ]);
+            if bins.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            assert!(
+                build.status().unwrap().success(),
+                "building worker-front failed"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = Command::new(&worker_bin)
+            .args(["start", "--port", &port.to_string(), "--host", "127.0.0.1"])
+            .args(["--runtime", "process", "--time-scale", "0.05"])
+            .arg("--work-dir")
+            .arg(dir.path())
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start worker-front");
+        let worker = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        wait_within("worker-front healthy", Duration::from_secs(60), || async {
+            worker.health().await.is_some()
+        })
+        .await;
+        worker
+    }
+
+    /// Its `/health` reply, if it answers 2xx.
+    pub async fn health(&self) -> Option<serde_json::Value> {
+        match client().get(format!("{}/health", self.url)).send().await {
+            Ok(r) if r.status().is_success() => r.json().await.ok(),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for RealWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
