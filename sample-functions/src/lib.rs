@@ -14,12 +14,16 @@
 //! - [`payload`]: the generated package payload staged into every image.
 //! - `serve` (feature `serve`, on by default): the event-loop HTTP server
 //!   of warm instances (`hf-fn serve`).
+//! - `user` (feature `user`): users' own functions' packages, rate limits
+//!   and store, shared by the worker and the balancer (issue 14).
 //! - `src/bin/hf-fn.rs`: the one binary that runs any function.
 
 pub mod catalog;
 pub mod payload;
 #[cfg(feature = "serve")]
 pub mod serve;
+#[cfg(feature = "user")]
+pub mod user;
 pub mod workload;
 
 pub use catalog::{catalog, Catalog, CatalogFileError, FunctionSpec, Phase};

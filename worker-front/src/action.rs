@@ -3,8 +3,10 @@
 //!
 //! Routes (the original's names; Prev/HotFunctions
 //! `worker_front/request_handler.go`): `/execute?name=F`, `/configure?...`,
-//! `/clear[?reset_images=true]`, `/prepare`, and `/health`. As in the
-//! original, any method is accepted.
+//! `/clear[?reset_images=true]`, `/prepare`, and `/health`; and
+//! `/metrics` (Prometheus text); and for the balancer's scale to zero and
+//! wake (issue 15), `/instances[?name=F]` and `/scale?name=F&instances=N`.
+//! As in the original, any method is accepted.
 
 use protocol::query::{query_pairs, CallParams};
 
@@ -12,8 +14,11 @@ use protocol::query::{query_pairs, CallParams};
 /// `/prepare`: they change the worker's state; any method, as the
 /// original accepts any). Checked before the request is parsed.
 pub fn is_management(path: &str) -> bool {
-    matches!(path, "/configure" | "/clear" | "/prepare")
+    matches!(path, "/configure" | "/clear" | "/prepare" | "/scale")
 }
+
+/// Most instances `/scale` may ask for on one worker.
+pub const MAX_SCALE_INSTANCES: u32 = 1_000;
 
 /// The longest function name `/execute` reads (longer ones are a 400
 /// that does not echo them).
@@ -34,6 +39,14 @@ pub enum Action {
     Prepare,
     /// `/health`.
     Health,
+    /// `/metrics` (Prometheus text; `crate::metrics`).
+    Metrics,
+    /// `/instances[?name=F]`: one function's instances (ready, starting),
+    /// or every function that has any.
+    Instances { function: Option<String> },
+    /// `/scale?name=F&instances=N`: N = 0 removes every instance of F
+    /// (scale to zero), N > 0 starts instances of F up to N (a wake).
+    Scale { function: String, instances: u32 },
 }
 
 /// A request that is not an [`Action`].
@@ -59,14 +72,8 @@ impl Action {
                 let name = query_pairs(query)
                     .find(|(k, _)| k == "name")
                     .map(|(_, v)| v)
-                    .filter(|v| !v.is_empty())
                     .ok_or(ActionError::MissingName)?;
-                if name.len() > MAX_NAME_BYTES {
-                    return Err(ActionError::BadParameter(format!(
-                        "param 'name' is {} bytes long, at most {MAX_NAME_BYTES}",
-                        name.len()
-                    )));
-                }
+                checked_name(&name)?;
                 let shape = CallParams::parse(query)
                     .map_err(|e| ActionError::BadParameter(e.to_string()))?;
                 Ok(Self::Execute {
@@ -90,20 +97,77 @@ impl Action {
                                 "reset_images: {other:?} is not true/false"
                             )))
                         }
-                        (other, _) => {
-                            return Err(ActionError::BadParameter(format!(
-                                "unknown parameter {other:?}"
-                            )))
-                        }
+                        (other, _) => return Err(unknown_parameter(other)),
                     }
                 }
                 Ok(Self::Clear { reset_images })
             }
+            "/instances" => {
+                let mut function = None;
+                for (k, v) in query_pairs(query) {
+                    match k.as_ref() {
+                        "name" => function = Some(checked_name(&v)?.to_string()),
+                        other => return Err(unknown_parameter(other)),
+                    }
+                }
+                Ok(Self::Instances { function })
+            }
+            "/scale" => {
+                let (mut function, mut instances) = (None, None);
+                for (k, v) in query_pairs(query) {
+                    match k.as_ref() {
+                        "name" => function = Some(checked_name(&v)?.to_string()),
+                        "instances" => {
+                            instances = Some(
+                                v.parse::<u32>()
+                                    .ok()
+                                    .filter(|n| *n <= MAX_SCALE_INSTANCES)
+                                    .ok_or_else(|| {
+                                        ActionError::BadParameter(format!(
+                                            "param 'instances' must be a whole number in \
+                                             0..={MAX_SCALE_INSTANCES}, found {:?}",
+                                            v.chars().take(32).collect::<String>()
+                                        ))
+                                    })?,
+                            )
+                        }
+                        other => return Err(unknown_parameter(other)),
+                    }
+                }
+                Ok(Self::Scale {
+                    function: function.ok_or(ActionError::MissingName)?,
+                    instances: instances.ok_or_else(|| {
+                        ActionError::BadParameter("param 'instances' is not given".into())
+                    })?,
+                })
+            }
             "/prepare" => Ok(Self::Prepare),
             "/health" => Ok(Self::Health),
+            "/metrics" => Ok(Self::Metrics),
             _ => Err(ActionError::NotFound),
         }
     }
+}
+
+/// A function name from a query: not empty, at most [`MAX_NAME_BYTES`].
+fn checked_name(name: &str) -> Result<&str, ActionError> {
+    if name.is_empty() {
+        return Err(ActionError::MissingName);
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(ActionError::BadParameter(format!(
+            "param 'name' is {} bytes long, at most {MAX_NAME_BYTES}",
+            name.len()
+        )));
+    }
+    Ok(name)
+}
+
+fn unknown_parameter(name: &str) -> ActionError {
+    ActionError::BadParameter(format!(
+        "unknown parameter {:?}",
+        name.chars().take(32).collect::<String>()
+    ))
 }
 
 #[cfg(test)]
@@ -169,7 +233,57 @@ mod tests {
         ));
         assert_eq!(Action::parse("/prepare", ""), Ok(Action::Prepare));
         assert_eq!(Action::parse("/health", "x"), Ok(Action::Health));
+        assert_eq!(Action::parse("/metrics", ""), Ok(Action::Metrics));
         assert_eq!(Action::parse("/elsewhere", ""), Err(ActionError::NotFound));
+    }
+
+    #[test]
+    fn scale_and_instances_are_checked() {
+        assert_eq!(
+            Action::parse("/instances", ""),
+            Ok(Action::Instances { function: None })
+        );
+        assert_eq!(
+            Action::parse("/instances", "name=W1"),
+            Ok(Action::Instances {
+                function: Some("W1".into())
+            })
+        );
+        assert_eq!(
+            Action::parse("/scale", "name=W1&instances=0"),
+            Ok(Action::Scale {
+                function: "W1".into(),
+                instances: 0
+            })
+        );
+        assert_eq!(
+            Action::parse("/scale", "instances=2"),
+            Err(ActionError::MissingName)
+        );
+        assert_eq!(
+            Action::parse("/scale", "name=&instances=2"),
+            Err(ActionError::MissingName)
+        );
+        let too_many = format!("name=W1&instances={}", MAX_SCALE_INSTANCES + 1);
+        for bad in [
+            "name=W1",
+            "name=W1&instances=-1",
+            "name=W1&instances=two",
+            too_many.as_str(),
+            "name=W1&instances=1&x=1",
+        ] {
+            assert!(
+                matches!(Action::parse("/scale", bad), Err(ActionError::BadParameter(m)) if m.len() < 120),
+                "{bad}"
+            );
+        }
+        let long = format!("name={}", "W".repeat(MAX_NAME_BYTES + 1));
+        assert!(matches!(
+            Action::parse("/instances", &long),
+            Err(ActionError::BadParameter(_))
+        ));
+        assert!(is_management("/scale"));
+        assert!(!is_management("/instances"));
     }
 
     #[test]

@@ -22,6 +22,29 @@
 //!   from state kept current elsewhere, so function work cannot starve it
 //!   ([`crate::health`]).
 //!
+//! - `GET /metrics` → the worker's Prometheus metrics in the OpenMetrics
+//!   text format ([`crate::metrics`]; open like `/health`), or 404 with
+//!   `--no-metrics`.
+//! - `GET /instances?name=F` → `{"Function": F, "Ready": r, "Starting":
+//!   s}`: F's instances on this worker (a sample's, as the node model
+//!   counts them: pooled, REST or keep-alive instances, not one-shot
+//!   ones; a user function's warm instance); `GET /instances` →
+//!   `{"Functions": [...]}`, every function that has any. Open like
+//!   `/health`. For the balancer's scale to zero (issue 15).
+//! - `GET /scale?name=F&instances=N` (management): `N = 0` removes every
+//!   instance of F (busy ones once their calls end; the image stays) →
+//!   `{"Message": "scaled to zero", "Removed": n, ...}`; `N > 0` (at most
+//!   `action::MAX_SCALE_INSTANCES`) starts instances of F up to N on this
+//!   worker, building its image first if needed → `{"Message":
+//!   "starting", "Started": n, ...}` (they come up in the background:
+//!   `/instances` shows them). What can start depends on the instance
+//!   model (`policy::node::NodeModel::start_instances`): the Lambda model
+//!   starts keep-alive instances, REST mode the function's one REST
+//!   instance; HotFunctions without REST mode has none to start (409), a
+//!   user function its one warm instance. Unknown function: 404; a bad or
+//!   missing `name` or `instances`: 400; an image being built by another
+//!   request: 503 (ask again).
+//!
 //! As in the original, any method is accepted (`GET` is what clients use).
 //!
 //! Differences from the original, on purpose: switching `using_rest_mode`
@@ -42,7 +65,7 @@
 //! `container_pool_nun=3` must not silently leave an experiment
 //! misconfigured). A refused query changes nothing.
 //!
-//! Management (issue 13): `/configure`, `/clear` and `/prepare` follow
+//! Management (issue 13): `/configure`, `/clear`, `/prepare` and `/scale` follow
 //! [`protocol::mgmt`]'s rule, checked before the request is parsed:
 //! loopback peers need no token (unless `--mgmt-require-token`), others
 //! need `Authorization: Bearer <token>` (401), and a worker without a
@@ -70,7 +93,7 @@ use crate::action::{Action, ActionError};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::worker::{Worker, WorkerError};
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use protocol::ErrorReply;
 use tokio::runtime::Handle;
 
@@ -80,6 +103,10 @@ struct AppState<R> {
     mgmt: protocol::mgmt::ManagementConfig,
     /// The separate management listener's address, if any.
     management_addr: Option<std::net::SocketAddr>,
+    /// `/metrics` (None: `--no-metrics`).
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// Users' own functions, for `/instances` and `/scale`.
+    functions: Option<crate::functions::Functions>,
 }
 
 /// The sockets the worker serves and who may manage it.
@@ -104,7 +131,7 @@ fn authorize_with(
     req: &HttpRequest,
 ) -> Result<(), HttpResponse> {
     if let Some(management) = management_addr {
-        if req.app_config().local_addr() != management {
+        if http_front::local_addr(req) != Some(management) {
             return Err(error(
                 403,
                 format!(
@@ -157,6 +184,8 @@ fn worker_error(e: WorkerError) -> HttpResponse {
         WorkerError::UnknownFunction(_) => 404,
         WorkerError::Options(_) | WorkerError::BadCall(_) => 400,
         WorkerError::Runtime(r) => runtime_status(r),
+        WorkerError::Busy(_) => 503,
+        WorkerError::NothingToStart(_) => 409,
     };
     error(status, e.to_string())
 }
@@ -201,6 +230,12 @@ async fn dispatch<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) -
         Action::Clear { reset_images } => clear(&state, reset_images).await,
         Action::Prepare => prepare(&state).await,
         Action::Health => health(&state).await,
+        Action::Metrics => Ok(metrics_reply(&state)),
+        Action::Instances { function } => instances(&state, function),
+        Action::Scale {
+            function,
+            instances,
+        } => scale(&state, function, instances).await,
     };
     r.unwrap_or_else(|response| response)
 }
@@ -210,27 +245,170 @@ async fn execute<R: Runtime>(
     name: String,
     shape: protocol::query::CallParams,
 ) -> Result<HttpResponse, HttpResponse> {
-    let result = if state.worker.serves_warm(&name) {
+    #[allow(clippy::disallowed_methods)] // the call's duration for `/metrics`
+    let started = state.metrics.as_ref().map(|_| std::time::Instant::now());
+    let (name, result) = if state.worker.serves_warm(&name) {
         // A warm call is one loopback hop to the instance: run it on this
         // HTTP thread (its own task, so a disconnecting client still never
         // cancels it), where its pooled instance connections live, instead
         // of crossing to the main runtime and back (two thread wake-ups per
         // call on a small machine).
         let w = state.worker.clone();
-        actix_web::rt::spawn(async move { w.execute_with(&name, shape).await })
-            .await
-            .map_err(|e| error(500, format!("internal task failed: {e}")))?
+        actix_web::rt::spawn(async move {
+            let r = w.execute_with(&name, shape).await;
+            (name, r)
+        })
+        .await
+        .map_err(|e| error(500, format!("internal task failed: {e}")))?
     } else {
-        on_main(
-            state,
-            move |w| async move { w.execute_with(&name, shape).await },
-        )
+        on_main(state, move |w| async move {
+            let r = w.execute_with(&name, shape).await;
+            (name, r)
+        })
         .await?
     };
-    let reply = result.map_err(worker_error)?;
-    serde_json::to_string(&reply)
-        .map(|body| json(200, body))
-        .map_err(|e| error(500, e.to_string()))
+    let reply = result.map_err(worker_error).and_then(|reply| {
+        serde_json::to_string(&reply)
+            .map(|body| (json(200, body), reply.meta.is_cold()))
+            .map_err(|e| error(500, e.to_string()))
+    });
+    if let (Some(metrics), Some(started)) = (&state.metrics, started) {
+        let (status, cold) = match &reply {
+            Ok((r, cold)) => (r.status().as_u16(), Some(*cold)),
+            Err(r) => (r.status().as_u16(), None),
+        };
+        // A function the worker does not serve is not given a label.
+        let served = status != 404;
+        metrics.call_finished(
+            served.then_some(name.as_str()),
+            status,
+            cold,
+            started.elapsed(),
+        );
+    }
+    reply.map(|(r, _)| r)
+}
+
+/// A function's instances on this worker: a sample's (the node model's
+/// count), else a user function's warm instance; 404 for neither.
+fn instances_of<R: Runtime>(
+    state: &AppState<R>,
+    function: &str,
+) -> Result<(usize, usize), HttpResponse> {
+    match state.worker.function_instances(function) {
+        Ok(counts) => Ok(counts),
+        Err(WorkerError::UnknownFunction(_)) if state.functions.is_some() => state
+            .functions
+            .as_ref()
+            .map_or(Ok((0, 0)), |f| f.warm_instances(function))
+            .map_err(|e| error(crate::functions::http::status_of(&e), e.to_string())),
+        Err(e) => Err(worker_error(e)),
+    }
+}
+
+fn instances_json(function: &str, (ready, starting): (usize, usize)) -> serde_json::Value {
+    serde_json::json!({"Function": function, "Ready": ready, "Starting": starting})
+}
+
+/// `/instances[?name=F]` (module doc).
+fn instances<R: Runtime>(
+    state: &AppState<R>,
+    function: Option<String>,
+) -> Result<HttpResponse, HttpResponse> {
+    if let Some(f) = function {
+        let counts = instances_of(state, &f)?;
+        return Ok(json(200, instances_json(&f, counts).to_string()));
+    }
+    let mut all: Vec<serde_json::Value> = state
+        .worker
+        .instances_by_function()
+        .into_iter()
+        .map(|(f, ready, starting)| instances_json(&f, (ready, starting)))
+        .collect();
+    if let Some(functions) = &state.functions {
+        all.extend(
+            functions
+                .warm_functions()
+                .iter()
+                .map(|f| instances_json(f, (1, 0))),
+        );
+    }
+    Ok(json(
+        200,
+        serde_json::json!({ "Functions": all }).to_string(),
+    ))
+}
+
+/// `/scale?name=F&instances=N` (module doc).
+async fn scale<R: Runtime>(
+    state: &AppState<R>,
+    function: String,
+    n: u32,
+) -> Result<HttpResponse, HttpResponse> {
+    let sample = match state.worker.function_instances(&function) {
+        Ok(_) => true,
+        Err(WorkerError::UnknownFunction(_)) => false,
+        Err(e) => return Err(worker_error(e)),
+    };
+    let user_error = |e: crate::functions::FunctionError| {
+        error(crate::functions::http::status_of(&e), e.to_string())
+    };
+    let user = || {
+        state
+            .functions
+            .clone()
+            .ok_or_else(|| worker_error(WorkerError::UnknownFunction(function.clone())))
+    };
+    let (message, key, count) = if n == 0 {
+        let removed = if sample {
+            state
+                .worker
+                .remove_function_instances(&function)
+                .map_err(worker_error)?
+        } else {
+            let functions = user()?;
+            let name = function.clone();
+            state
+                .handle
+                .spawn(async move { functions.stop_warm(&name).await })
+                .await
+                .map_err(|e| error(500, format!("internal task failed: {e}")))?
+                .map_err(user_error)?
+        };
+        ("scaled to zero", "Removed", removed)
+    } else if sample {
+        let name = function.clone();
+        let started = on_main(state, move |w| async move {
+            w.start_instances(&name, n as usize).await
+        })
+        .await?
+        .map_err(worker_error)?;
+        ("starting", "Started", started)
+    } else {
+        let functions = user()?;
+        let name = function.clone();
+        let started = state
+            .handle
+            .spawn(async move { functions.start_warm(&name).await })
+            .await
+            .map_err(|e| error(500, format!("internal task failed: {e}")))?
+            .map_err(user_error)?;
+        ("starting", "Started", started)
+    };
+    let mut reply = instances_json(&function, instances_of(state, &function)?);
+    reply["Message"] = message.into();
+    reply[key] = count.into();
+    Ok(json(200, reply.to_string()))
+}
+
+/// `GET /metrics` ([`crate::metrics`]): 404 with `--no-metrics`.
+fn metrics_reply<R: Runtime>(state: &AppState<R>) -> HttpResponse {
+    let Some(metrics) = &state.metrics else {
+        return error(404, "metrics are off (--no-metrics)");
+    };
+    HttpResponse::Ok()
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .body(metrics.render(&state.worker.metrics_snapshot()))
 }
 
 /// The `/configure` key that names the balancer's algorithm.
@@ -390,16 +568,41 @@ pub fn server_with_functions<R: Runtime>(
     http_workers: usize,
     functions: Option<crate::functions::Functions>,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let metrics = Some(std::sync::Arc::new(crate::metrics::Metrics::new()));
+    server_with_metrics(worker, listeners, http_workers, functions, metrics)
+}
+
+/// [`server_with_functions`], counting calls for `/metrics` into
+/// `metrics` (None: `/metrics` answers 404, nothing is counted).
+pub fn server_with_metrics<R: Runtime>(
+    worker: Worker<R>,
+    listeners: Listeners,
+    http_workers: usize,
+    functions: Option<crate::functions::Functions>,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+) -> std::io::Result<actix_web::dev::Server> {
     let handle = Handle::current();
     let management_addr = match &listeners.management {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    let user_functions = functions.clone();
     let functions = functions.map(|functions| {
         let mgmt = listeners.mgmt.clone();
         web::Data::new(crate::functions::http::FunctionsState {
             functions,
             handle: handle.clone(),
+            authorize_package: {
+                let mgmt = mgmt.clone();
+                std::sync::Arc::new(move |req: &HttpRequest| {
+                    let token = req
+                        .headers()
+                        .get("x-hf-authorization")
+                        .map(|v| v.as_bytes());
+                    mgmt.check(req.peer_addr().map(|a| a.ip()), token)
+                        .map_err(|denied| error(denied.status(), denied.to_string()))
+                })
+            },
             authorize: std::sync::Arc::new(move |req: &HttpRequest| {
                 authorize_with(&mgmt, management_addr, req)
             }),
@@ -410,31 +613,33 @@ pub fn server_with_functions<R: Runtime>(
         handle,
         mgmt: listeners.mgmt,
         management_addr,
+        metrics,
+        functions: user_functions,
     });
-    let server = HttpServer::new(move || {
-        let functions = functions.clone();
-        App::new()
-            .app_data(data.clone())
-            .configure(move |cfg| {
-                if let Some(f) = functions {
-                    crate::functions::http::routes(cfg, f);
-                }
-            })
-            .default_service(web::to(dispatch::<R>))
-    })
-    .workers(http_workers.max(1))
+    let mut all = vec![listeners.data];
+    all.extend(listeners.management);
     // The testbed's HTTP time-outs, not actix's 5-s defaults (module doc
-    // of `protocol::timeouts`).
-    .client_request_timeout(protocol::timeouts::REQUEST_HEAD)
-    .keep_alive(protocol::timeouts::SERVER_KEEP_ALIVE)
-    .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listeners.data)?;
-    Ok(match listeners.management {
-        Some(l) => server.listen(l)?,
-        None => server,
-    }
-    .run())
+    // of `protocol::timeouts`), and a JSON answer to an over-long request
+    // line (`http_front`).
+    let settings = http_front::Settings {
+        workers: http_workers.max(1),
+        ..Default::default()
+    };
+    http_front::serve(
+        move || {
+            let functions = functions.clone();
+            App::new()
+                .app_data(data.clone())
+                .configure(move |cfg| {
+                    if let Some(f) = functions {
+                        crate::functions::http::routes(cfg, f);
+                    }
+                })
+                .default_service(web::to(dispatch::<R>))
+        },
+        all,
+        &settings,
+    )
 }
 
 #[cfg(test)]

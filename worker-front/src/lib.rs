@@ -18,6 +18,7 @@
 //! - [`health`]: the engine probe and readings `/health` answers from.
 //! - [`http`]: the actix-web edge (routes, JSON errors, HTTP statuses,
 //!   who may use the management routes: `protocol::mgmt`).
+//! - [`metrics`]: `GET /metrics` (Prometheus text format).
 //! - [`limits`]: the bounds of the worker's options and flags.
 //! - [`functions`]: users' own functions (the Glambdar API: `/deploy`,
 //!   `/invoke/:name`, `/info`, `/logs`, `/del`, `/config`), kept in a data
@@ -37,6 +38,7 @@ pub mod health;
 pub mod http;
 pub mod join;
 pub mod limits;
+pub mod metrics;
 pub mod runtime;
 pub mod worker;
 
@@ -129,6 +131,18 @@ pub struct WorkerConfig {
     /// The Node.js binary for Glambdar functions (default: `HF_NODE`, else
     /// `node` on `PATH`).
     pub node: Option<PathBuf>,
+    /// Count calls for `GET /metrics` (default true; `--no-metrics`).
+    pub metrics: bool,
+    /// The docker runtime's network mode for warm instances: `host`
+    /// (None), `own-container` or `container:<id>`
+    /// ([`runtime::docker::instance_network`]).
+    pub docker_instance_network: Option<String>,
+    /// More labels on everything the docker runtime creates (`KEY=VALUE`).
+    pub docker_labels: Vec<String>,
+    /// The balancer this worker fetches user functions' packages from on
+    /// their first call through it (`--functions-from`, default the
+    /// `--join` URL): `crate::functions::Functions::ensure`.
+    pub functions_from: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -153,6 +167,10 @@ impl Default for WorkerConfig {
             catalog: None,
             data_dir: None,
             node: None,
+            metrics: true,
+            docker_instance_network: None,
+            docker_labels: Vec::new(),
+            functions_from: None,
         }
     }
 }
@@ -291,6 +309,13 @@ not to the process runtime"
                 .into(),
         ));
     }
+    if config.runtime == RuntimeKind::Process
+        && (config.docker_instance_network.is_some() || !config.docker_labels.is_empty())
+    {
+        return Err(RunError::Config(
+            "--docker-instance-network and --docker-label apply to the docker runtime only".into(),
+        ));
+    }
     let port = listener.local_addr()?.port();
     let options = RuntimeOptions {
         worker_id: config
@@ -310,6 +335,7 @@ not to the process runtime"
         RuntimeKind::Process => {
             serve(
                 ProcessRuntime::new(options.clone())?,
+                None,
                 options,
                 listeners,
                 &config,
@@ -319,9 +345,40 @@ not to the process runtime"
             .await
         }
         RuntimeKind::Docker => {
+            let warm_network = match config.docker_instance_network.as_deref() {
+                None => "host".to_string(),
+                Some(value) => {
+                    let hostname = std::fs::read_to_string("/etc/hostname").ok();
+                    runtime::docker::instance_network(value, hostname.as_deref())
+                        .map_err(RunError::Config)?
+                }
+            };
+            let mut extra_labels = std::collections::BTreeMap::new();
+            for label in &config.docker_labels {
+                let (k, v) = label
+                    .split_once('=')
+                    .filter(|(k, _)| {
+                        !k.is_empty()
+                            && ![
+                                runtime::LABEL_WORKER,
+                                runtime::LABEL_INSTANCE,
+                                runtime::LABEL_FUNCTION,
+                                runtime::LABEL_KIND,
+                            ]
+                            .contains(k)
+                    })
+                    .ok_or_else(|| {
+                        RunError::Config(format!(
+                            "--docker-label {label:?}: expected KEY=VALUE, KEY not one of the runtime's own labels"
+                        ))
+                    })?;
+                extra_labels.insert(k.to_string(), v.to_string());
+            }
             let settings = DockerSettings {
                 socket: config.docker_socket.clone(),
                 request_timeout: Duration::from_secs(config.engine_timeout_s),
+                warm_network,
+                extra_labels,
                 ..DockerSettings::default()
             };
             // Checked before a work area is made: the engine's address (it
@@ -342,13 +399,19 @@ not to the process runtime"
             }
             let runtime = DockerRuntime::with_settings(options.clone(), settings)
                 .map_err(|e| RunError::Config(e.to_string()))?;
-            serve(runtime, options, listeners, &config, catalog, shutdown).await
+            // User functions run in containers of this runtime too.
+            let user = Some(runtime.clone());
+            serve(
+                runtime, user, options, listeners, &config, catalog, shutdown,
+            )
+            .await
         }
     }
 }
 
 async fn serve<R: Runtime>(
     runtime: R,
+    user_docker: Option<DockerRuntime>,
     options: RuntimeOptions,
     listeners: http::Listeners,
     config: &WorkerConfig,
@@ -372,6 +435,9 @@ async fn serve<R: Runtime>(
         worker_id: options.worker_id.clone(),
         node: config.node.clone().unwrap_or_else(functions::default_node),
         limits: functions::package::Limits::default(),
+        source: config.functions_from.clone(),
+        source_bearer: config.mgmt.bearer(),
+        docker: user_docker,
     })
     .await
     .map_err(|e| RunError::Config(format!("user functions: {e}")))?;
@@ -455,11 +521,14 @@ async fn serve<R: Runtime>(
             health::probe_engine(w.runtime(), bound, move |r| recorder.record_engine(r)).await;
         })
     };
-    let server = http::server_with_functions(
+    let server = http::server_with_metrics(
         worker.clone(),
         listeners,
         config.http_workers,
         Some(functions.clone()),
+        config
+            .metrics
+            .then(|| std::sync::Arc::new(metrics::Metrics::new())),
     )?;
     let handle = server.handle();
     let mut server = Box::pin(server);

@@ -17,6 +17,9 @@
 //! `--mgmt-token-file` (or `HF_MGMT_TOKEN`); `--mgmt-require-token` asks
 //! it of loopback peers too; `--mgmt-listen ADDR` serves them on a
 //! listener of their own. Every option's bound: `worker_front::limits`.
+//!
+//! `GET /metrics` serves Prometheus metrics (`worker_front::metrics`);
+//! `--no-metrics` turns them off.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -170,6 +173,24 @@ struct StartArgs {
     /// The Node.js binary for Glambdar functions (default: node on PATH).
     #[arg(long, env = "HF_NODE", value_name = "PATH")]
     node: Option<PathBuf>,
+    /// Do not count calls for `GET /metrics` (it answers 404); for
+    /// measuring what the metrics cost.
+    #[arg(long)]
+    no_metrics: bool,
+    /// `--runtime docker`: network of warm instances: host (default),
+    /// own-container (the container this worker runs in, for a worker in a
+    /// container with the engine's socket mounted), or container:<id>.
+    #[arg(long, env = "HF_DOCKER_INSTANCE_NETWORK", value_name = "MODE")]
+    docker_instance_network: Option<String>,
+    /// `--runtime docker`: a label KEY=VALUE on every image and container
+    /// the worker creates (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    docker_label: Vec<String>,
+    /// The balancer whose user functions this worker runs: it fetches a
+    /// function's package from there on its first call (default: the
+    /// --join URL).
+    #[arg(long, value_name = "URL")]
+    functions_from: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -236,6 +257,10 @@ fn main() -> anyhow::Result<()> {
         catalog: args.catalog,
         data_dir: args.data_dir,
         node: args.node,
+        metrics: !args.no_metrics,
+        docker_instance_network: args.docker_instance_network,
+        docker_labels: args.docker_label,
+        functions_from: args.functions_from.clone().or_else(|| args.join.clone()),
         ..WorkerConfig::default()
     };
     // Bad policy options and values beyond their bounds are errors before

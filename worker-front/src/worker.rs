@@ -82,6 +82,12 @@ pub enum WorkerError {
     Options(#[from] OptionsError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// Try again later (an image being built by another request): 503.
+    #[error("{0}")]
+    Busy(String),
+    /// A wake on a worker whose instance model starts nothing ahead: 409.
+    #[error("{0}")]
+    NothingToStart(String),
 }
 
 /// The model, and the runtime's handles for what it names.
@@ -160,6 +166,8 @@ pub struct WorkerStatus {
     pub worker_id: String,
     /// Image builds since start (single flight: one per miss, not per caller).
     pub image_builds: u64,
+    /// Images removed by the image cache's limit (not by `/clear`).
+    pub image_evictions: u64,
     pub images: usize,
     /// Package bytes of the cached images: what `USER_CODE_SIZE_LIMIT`
     /// counts.
@@ -202,6 +210,8 @@ struct Shared<R> {
     worker_id: String,
     state: Mutex<State>,
     image_builds: AtomicU64,
+    /// Images the model removed outside `/clear` (the cache's limit).
+    image_evictions: AtomicU64,
     calls: AtomicU64,
     calls_in_flight: AtomicU64,
     /// The latest engine reading (`crate::health`): set by the engine
@@ -337,6 +347,7 @@ impl<R: Runtime> Worker<R> {
                     waiters: HashMap::new(),
                 }),
                 image_builds: AtomicU64::new(0),
+                image_evictions: AtomicU64::new(0),
                 calls: AtomicU64::new(0),
                 calls_in_flight: AtomicU64::new(0),
                 engine: tokio::sync::watch::Sender::new(None),
@@ -448,6 +459,12 @@ impl<R: Runtime> Worker<R> {
     /// runtime work.
     fn carry_out(&self, st: MutexGuard<'_, State>, effects: Effects, now: Time) {
         let mut st = st;
+        // `/clear` applies its effects itself: what comes here is evicted.
+        if !effects.remove_images.is_empty() {
+            self.shared
+                .image_evictions
+                .fetch_add(effects.remove_images.len() as u64, Ordering::Relaxed);
+        }
         let bg = st.apply(effects, now);
         drop(st);
         self.spawn_work(bg);
@@ -790,32 +807,125 @@ impl<R: Runtime> Worker<R> {
         let mut built = 0;
         let mut failed = Vec::new();
         for spec in &self.shared.catalog.functions {
-            if !self.state().model.begin_build(&spec.name) {
-                continue;
+            match self.build_if_missing(spec).await {
+                Ok(true) => built += 1,
+                Ok(false) => {}
+                Err(e) => failed.push(format!("{}: {e}", spec.name)),
             }
-            let function = spec.clone();
-            let r = self
-                .on_background(|w| async move { w.shared.runtime.build_image(&function).await })
-                .await;
-            let now = self.now();
-            let mut st = self.state();
-            let effects = match r {
-                Ok(img) => {
-                    self.shared.image_builds.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("image {} built ({} bytes)", img.name, img.bytes);
-                    built += 1;
-                    let bytes = img.bytes;
-                    st.images.insert(Arc::from(spec.name.as_str()), img);
-                    st.model.image_built(&spec.name, bytes, now)
-                }
-                Err(e) => {
-                    failed.push(format!("{}: {e}", spec.name));
-                    st.model.image_build_failed(&spec.name, now)
-                }
-            };
-            self.carry_out(st, effects, now);
         }
         (built, failed)
+    }
+
+    /// Builds `spec`'s image unless it is cached or being built (then
+    /// false).
+    async fn build_if_missing(&self, spec: &FunctionSpec) -> Result<bool, RuntimeError> {
+        if !self.state().model.begin_build(&spec.name) {
+            return Ok(false);
+        }
+        let function = spec.clone();
+        let r = self
+            .on_background(|w| async move { w.shared.runtime.build_image(&function).await })
+            .await;
+        let now = self.now();
+        let mut st = self.state();
+        let (effects, r) = match r {
+            Ok(img) => {
+                self.shared.image_builds.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("image {} built ({} bytes)", img.name, img.bytes);
+                let bytes = img.bytes;
+                st.images.insert(Arc::from(spec.name.as_str()), img);
+                (st.model.image_built(&spec.name, bytes, now), Ok(true))
+            }
+            Err(e) => (st.model.image_build_failed(&spec.name, now), Err(e)),
+        };
+        self.carry_out(st, effects, now);
+        r
+    }
+
+    /// `function`'s instances on this node: (ready, starting) (the node
+    /// model's count: instances it owns, not one-shot ones).
+    pub fn function_instances(&self, function: &str) -> Result<(usize, usize), WorkerError> {
+        self.spec(function)?;
+        Ok(self.state().model.function_instances(function))
+    }
+
+    /// Every function with instances on this node: (name, ready, starting).
+    pub fn instances_by_function(&self) -> Vec<(String, usize, usize)> {
+        self.state()
+            .model
+            .instances_by_function()
+            .into_iter()
+            .map(|(f, ready, starting)| (f.to_string(), ready, starting))
+            .collect()
+    }
+
+    fn spec(&self, function: &str) -> Result<&FunctionSpec, WorkerError> {
+        self.shared
+            .catalog
+            .get(function)
+            .ok_or_else(|| WorkerError::UnknownFunction(function.to_string()))
+    }
+
+    /// Scale to zero: removes every instance of `function` on this node
+    /// (busy ones when their calls end; `NodeModel::remove_function_instances`).
+    /// Returns how many go now.
+    pub fn remove_function_instances(&self, function: &str) -> Result<usize, WorkerError> {
+        self.spec(function)?;
+        let now = self.now();
+        let mut st = self.state();
+        let effects = st.model.remove_function_instances(function, now);
+        let n = effects.remove_instances.len();
+        tracing::info!(
+            "scale to zero: {function}: {n} instance(s) removed now (busy ones when idle)"
+        );
+        self.carry_out(st, effects, now);
+        Ok(n)
+    }
+
+    /// A wake: starts instances of `function` up to `n` on this node
+    /// (building its image first if needed; `NodeModel::start_instances`).
+    /// Returns how many start (in the background), or why none can.
+    pub async fn start_instances(&self, function: &str, n: usize) -> Result<usize, WorkerError> {
+        let spec = self.spec(function)?;
+        let mut built = false;
+        loop {
+            let refused = {
+                let now = self.now();
+                let mut st = self.state();
+                match st.model.start_instances(function, n, now) {
+                    Ok(effects) => {
+                        let started = effects.prewarm.len();
+                        tracing::info!(
+                            "wake: {function}: starting {started} instance(s) (up to {n})"
+                        );
+                        self.carry_out(st, effects, now);
+                        return Ok(started);
+                    }
+                    Err(refused) => refused,
+                }
+            };
+            match refused {
+                node::StartRefused::ImageNotCached if !built => {
+                    built = true;
+                    if !self.build_if_missing(spec).await? {
+                        return Err(WorkerError::Busy(format!(
+                            "the image of {function} is being built; ask again once it is"
+                        )));
+                    }
+                }
+                node::StartRefused::ImageNotCached => {
+                    return Err(WorkerError::Busy(format!(
+                        "the image of {function} was evicted as soon as built; ask again"
+                    )))
+                }
+                node::StartRefused::PerCallInstances => {
+                    return Err(WorkerError::NothingToStart(format!(
+                        "{function}: this worker runs every call in an instance of its own \
+                         (HotFunctions without REST mode): there is no instance to start ahead"
+                    )))
+                }
+            }
+        }
     }
 
     /// Counters for `/health`.
@@ -824,6 +934,7 @@ impl<R: Runtime> Worker<R> {
         WorkerStatus {
             worker_id: self.shared.worker_id.clone(),
             image_builds: self.shared.image_builds.load(Ordering::Relaxed),
+            image_evictions: self.shared.image_evictions.load(Ordering::Relaxed),
             images: st.model.images(),
             image_bytes: st.model.image_bytes(),
             image_stored_bytes: st.images.values().map(|i| i.stored_bytes).sum(),
@@ -842,6 +953,43 @@ impl<R: Runtime> Worker<R> {
             time_scale: self.shared.runtime.options().time_scale,
             package_scale: self.shared.runtime.options().package_scale,
             state: st.model.options(),
+        }
+    }
+
+    /// What `GET /metrics` reads now (`crate::metrics`): one pass under
+    /// the state lock, per scrape.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let st = self.state();
+        let (busy, idle) = st.model.keep_alive_instances();
+        let mut per_function: HashMap<(&str, &'static str), u64> = HashMap::new();
+        for inst in st.instances.values() {
+            let kind = match inst.kind {
+                InstanceKind::Pooled => "pooled",
+                InstanceKind::Rest => "long_lived",
+                InstanceKind::OneShot => "one_shot",
+            };
+            *per_function
+                .entry((inst.function.as_str(), kind))
+                .or_default() += 1;
+        }
+        crate::metrics::Snapshot {
+            calls_in_flight: self.shared.calls_in_flight.load(Ordering::Relaxed),
+            instances: vec![
+                ("pooled", st.model.pooled_instances() as u64),
+                ("rest", st.model.rest_instances() as u64),
+                ("keep_alive_busy", busy),
+                ("keep_alive_idle", idle),
+            ],
+            function_instances: per_function
+                .into_iter()
+                .map(|((f, kind), n)| (f.to_string(), kind, n))
+                .collect(),
+            images: st.model.images() as u64,
+            image_bytes: st.model.image_bytes(),
+            image_stored_bytes: st.images.values().map(|i| i.stored_bytes).sum(),
+            image_builds: self.shared.image_builds.load(Ordering::Relaxed),
+            image_evictions: self.shared.image_evictions.load(Ordering::Relaxed),
+            memory_evictions: st.model.memory_evictions(),
         }
     }
 }

@@ -110,6 +110,18 @@ impl LabelScope {
         self.scope().images(docker).await
     }
 
+    /// Containers (any state) and tagged images (with `all`, the untagged
+    /// steps of their builds too) of the engine labelled with this scope's
+    /// worker id and `function`.
+    pub async fn objects_of(&self, docker: &Docker, function: &str, all: bool) -> (usize, usize) {
+        let labels = vec![
+            format!("{WORKER_LABEL}={}", self.worker_id),
+            format!("hotfunctions.function={function}"),
+        ];
+        let (containers, images) = labelled(docker, labels, all).await;
+        (containers.len(), images.len())
+    }
+
     /// Removes everything of this scope, then asserts that nothing is left
     /// (one-shot containers are removed in the background, so this polls
     /// with a deadline).
@@ -464,10 +476,20 @@ pub async fn objects(
     std::collections::BTreeSet<String>,
     std::collections::BTreeSet<String>,
 ) {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{WORKER_LABEL}={worker_id}")],
-    )]);
+    labelled(docker, vec![format!("{WORKER_LABEL}={worker_id}")], false).await
+}
+
+/// Ids of the containers (any state) and images (with `all`, the untagged
+/// steps of their builds too) carrying every one of `labels`.
+async fn labelled(
+    docker: &Docker,
+    labels: Vec<String>,
+    all: bool,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    let filters = HashMap::from([("label".to_string(), labels)]);
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -481,7 +503,7 @@ pub async fn objects(
         .collect();
     let images = docker
         .list_images(Some(ListImagesOptions {
-            all: false,
+            all,
             filters,
             ..Default::default()
         }))

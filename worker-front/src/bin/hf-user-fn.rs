@@ -10,8 +10,10 @@
 //! `HF_FUNCTION_VERSION`), with status `?status=N` (default 200) and a
 //! header `X-Echo`. Paths that misbehave on purpose: `/crash` (writes to
 //! stderr, exits 3), `/hang` (never answers), `/flood` (8 MiB on stderr
-//! and an 8 MiB reply), `/noisy` (2 MiB on stderr, a short reply). The
-//! server exits when its stdin closes.
+//! and an 8 MiB reply), `/noisy` (2 MiB on stderr, a short reply). A path
+//! for tests of calls in flight: `/wait?dir=D` writes the file
+//! `D/arrived-<HF_WORKER_ID>`, then waits until a file `D/go` exists (at
+//! most 120 s) and echoes. The server exits when its stdin closes.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,10 +25,13 @@ struct Request {
     query: String,
     headers: BTreeMap<String, String>,
     body: Vec<u8>,
+    /// Close the connection after the reply (HTTP/1.0, or `Connection:
+    /// close`), as ab's clients expect.
+    close: bool,
 }
 
-fn misbehave(path: &str) -> Option<(u16, Vec<u8>)> {
-    match path {
+fn misbehave(r: &Request) -> Option<(u16, Vec<u8>)> {
+    match r.path.as_str() {
         "/crash" => {
             eprintln!("hf-user-fn: crashing on purpose");
             std::process::exit(3);
@@ -49,12 +54,25 @@ fn misbehave(path: &str) -> Option<(u16, Vec<u8>)> {
             eprintln!("hf-user-fn: noisy call done");
             Some((200, b"ok".to_vec()))
         }
+        "/wait" => {
+            let dir = r.query.split('&').find_map(|p| p.strip_prefix("dir="))?;
+            let dir = std::path::Path::new(dir);
+            let worker = std::env::var("HF_WORKER_ID").unwrap_or_default();
+            let _ = std::fs::write(dir.join(format!("arrived-{worker}")), b"");
+            for _ in 0..12_000 {
+                if dir.join("go").exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            None
+        }
         _ => None,
     }
 }
 
 fn echo(label: &str, r: &Request) -> (u16, Vec<u8>) {
-    if let Some(out) = misbehave(&r.path) {
+    if let Some(out) = misbehave(r) {
         return out;
     }
     let status = r
@@ -84,6 +102,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut it = line.split_whitespace();
     let method = it.next()?.to_string();
     let target = it.next()?.to_string();
+    let http10 = it.next() == Some("HTTP/1.0");
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target, String::new()),
@@ -112,12 +131,17 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
         .min(16 * 1024 * 1024);
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).ok()?;
+    let close = match headers.get("connection").map(|c| c.to_ascii_lowercase()) {
+        Some(c) if c == "close" => true,
+        _ => http10,
+    };
     Some(Request {
         method,
         path,
         query,
         headers,
         body,
+        close,
     })
 }
 
@@ -137,7 +161,7 @@ fn serve_connection(stream: TcpStream, label: String) {
         )
         .into_bytes();
         reply.extend_from_slice(&body);
-        if out.write_all(&reply).is_err() {
+        if out.write_all(&reply).is_err() || req.close {
             return;
         }
     }
@@ -158,6 +182,7 @@ fn oneshot(label: &str) {
         query: std::env::var("QUERY_STRING").unwrap_or_default(),
         headers,
         body,
+        close: true,
     };
     eprintln!("hf-user-fn: one-shot call {} {}", req.method, req.path);
     let (status, body) = echo(label, &req);

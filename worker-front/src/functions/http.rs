@@ -16,6 +16,13 @@
 //! is true for a warm call, `ContainerName` the instance,
 //! `ImageName` `<name>@v<version>`) and `X-Function-Version`.
 //!
+//! A warm call (the function's current version has a running instance)
+//! runs on the HTTP thread that received it, in a task of its own, and
+//! reaches the instance over that thread's keep-alive connections
+//! (`instance::invoke`); a cold one (fetch, unpack, start) runs on the
+//! worker's main runtime. Either way a client that goes away never
+//! cancels a call halfway.
+//!
 //! Errors are `{"Error": true, "Message": ...}`: 400 (bad name, bad
 //! package, bad request), 404 (no such function), 413 (upload over the
 //! limit), 429 (over the rate limit), 500 (the store failed), 502 (the
@@ -23,14 +30,13 @@
 //! (its timeout passed). `/deploy`, `/del` and `/config` are management
 //! routes (`protocol::mgmt`: loopback peers, or the bearer token).
 
-use super::instance::{hop_by_hop, Call, CallError};
+use super::instance::{Call, CallError};
 use super::{FunctionError, Functions};
 use crate::functions::package::PackageError;
 use crate::http::{error, json};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+pub use sample_functions::user::wire::{boundary, deploy_form, hop_by_hop, parse_multipart, Part};
 use std::sync::Arc;
 
 /// Who may use the management routes (the worker's rule).
@@ -43,6 +49,11 @@ pub struct FunctionsState {
     /// client that goes away.
     pub handle: tokio::runtime::Handle,
     pub authorize: Authorize,
+    /// Who may name the version a call must run (`X-Hf-Function-Version`
+    /// and `-Digest`, from the balancer): loopback peers, or the token in
+    /// `X-Hf-Authorization` (the call's own `Authorization` is the
+    /// function's).
+    pub authorize_package: Authorize,
 }
 
 impl std::fmt::Debug for FunctionsState {
@@ -74,6 +85,7 @@ pub fn status_of(e: &FunctionError) -> u16 {
         FunctionError::RateLimited { .. } => 429,
         FunctionError::Call(c) => call_status(c),
         FunctionError::Store(_) => 500,
+        FunctionError::Fetch(_) => 502,
     }
 }
 
@@ -106,110 +118,7 @@ async fn on_main<T: Send + 'static>(
         .map_err(|e| error(500, format!("internal task failed: {e}")))
 }
 
-/// Reads the body, refusing it (413) past `max` bytes: early when its
-/// Content-Length says so, else when the bytes read pass it.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    max: u64,
-) -> Result<Bytes, HttpResponse> {
-    let too_large = || {
-        error(
-            413,
-            format!("request body too large: more than {max} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large());
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| error(400, format!("reading the request body: {e}")))?;
-        if (body.len() + chunk.len()) as u64 > max {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-/// One part of a multipart form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
-    pub name: String,
-    pub filename: Option<String>,
-    pub data: Bytes,
-}
-
-/// The boundary of a `multipart/form-data` content type.
-pub fn boundary(content_type: &str) -> Option<String> {
-    let (kind, params) = content_type.split_once(';')?;
-    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    params.split(';').find_map(|p| {
-        let (k, v) = p.trim().split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"').to_string())
-            .filter(|b| !b.is_empty() && b.len() <= 200)
-    })
-}
-
-fn disposition_param(line: &str, key: &str) -> Option<String> {
-    line.split(';').find_map(|p| {
-        let (k, v) = p.trim().split_once('=')?;
-        (k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-/// Splits a `multipart/form-data` body (RFC 7578) into its parts.
-pub fn parse_multipart(body: &Bytes, boundary: &str) -> Result<Vec<Part>, String> {
-    use super::instance::find;
-    let delim = format!("--{boundary}");
-    let mut at = find(body, delim.as_bytes()).ok_or("no multipart boundary in the body")?;
-    let mut parts = Vec::new();
-    let next_delim = format!("\r\n--{boundary}");
-    loop {
-        at += delim.len();
-        let rest = &body[at..];
-        if rest.starts_with(b"--") {
-            return Ok(parts);
-        }
-        let rest = rest
-            .strip_prefix(b"\r\n")
-            .ok_or("malformed multipart body (no line break after a boundary)")?;
-        let head_end = find(rest, b"\r\n\r\n").ok_or("malformed multipart part (no header end)")?;
-        let head = String::from_utf8_lossy(&rest[..head_end]);
-        let content_start = at + 2 + head_end + 4;
-        let len = find(&body[content_start..], next_delim.as_bytes())
-            .ok_or("malformed multipart body (no closing boundary)")?;
-        let mut name = None;
-        let mut filename = None;
-        for line in head.lines() {
-            if let Some((k, v)) = line.split_once(':') {
-                if k.trim().eq_ignore_ascii_case("content-disposition") {
-                    name = disposition_param(v, "name");
-                    filename = disposition_param(v, "filename");
-                }
-            }
-        }
-        if parts.len() >= 16 {
-            return Err("too many multipart parts (at most 16)".into());
-        }
-        parts.push(Part {
-            name: name.ok_or("a multipart part without a name")?,
-            filename,
-            data: body.slice(content_start..content_start + len),
-        });
-        at = content_start + len + 2;
-    }
-}
+use http_front::read_body;
 
 async fn deploy(
     state: web::Data<FunctionsState>,
@@ -230,43 +139,16 @@ async fn deploy(
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let Some(boundary) = boundary(content_type) else {
-        return error(
-            400,
-            "POST /deploy takes a multipart/form-data body (a zip in field `file`)",
-        );
-    };
-    let parts = match parse_multipart(&body, &boundary) {
-        Ok(p) => p,
+    let form = match deploy_form(content_type, &body) {
+        Ok(f) => f,
         Err(e) => return error(400, e),
     };
-    let field = |n: &str| parts.iter().find(|p| p.name == n);
-    let Some(file) = field("file") else {
-        return error(400, "no `file` field (the function's zip) in the form");
-    };
-    let name = match field("funcName") {
-        Some(p) => String::from_utf8_lossy(&p.data).trim().to_string(),
-        None => match &file.filename {
-            Some(f) => {
-                let base = f.rsplit(['/', '\\']).next().unwrap_or(f);
-                base.strip_suffix(".zip").unwrap_or(base).to_string()
-            }
-            None => return error(400, "no `funcName` field and no file name to take it from"),
-        },
-    };
-    let rate = match field("rateLimit") {
-        None => None,
-        Some(p) => match String::from_utf8_lossy(&p.data).trim().parse::<f64>() {
-            Ok(r) => Some(r),
-            Err(_) => return error(400, "rateLimit is not a number"),
-        },
-    };
-    let zip = file.data.clone();
     let functions = state.functions.clone();
-    match on_main(
-        &state,
-        async move { functions.deploy(&name, zip, rate).await },
-    )
+    match on_main(&state, async move {
+        functions
+            .deploy(&form.name, form.zip, form.rate_limit)
+            .await
+    })
     .await
     {
         Ok(Ok(report)) => json(200, serde_json::to_string(&report).unwrap_or_default()),
@@ -286,10 +168,45 @@ async fn invoke(
         Ok(b) => b,
         Err(e) => return e,
     };
+    let wanted = |h: &str| {
+        req.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    'ensure: {
+        let (Some(version), Some(digest)) = (
+            wanted("x-hf-function-version"),
+            wanted("x-hf-function-digest"),
+        ) else {
+            break 'ensure;
+        };
+        if let Err(refused) = (state.authorize_package)(&req) {
+            return refused;
+        }
+        let Ok(version) = version.parse::<u64>() else {
+            return error(400, "X-Hf-Function-Version is not a whole number");
+        };
+        // The usual case, the version is here: no hop to the main runtime.
+        if state.functions.has_version(&name, version, &digest) {
+            break 'ensure;
+        }
+        let functions = state.functions.clone();
+        let n = name.clone();
+        match on_main(&state, async move {
+            functions.ensure(&n, version, &digest).await
+        })
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return failure(e),
+            Err(e) => return e,
+        }
+    }
     let headers = req
         .headers()
         .iter()
-        .filter(|(k, _)| !hop_by_hop(k.as_str()))
+        .filter(|(k, _)| !hop_by_hop(k.as_str()) && !k.as_str().starts_with("x-hf-"))
         .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
         .collect();
     let call = Call {
@@ -300,7 +217,22 @@ async fn invoke(
         body,
     };
     let functions = state.functions.clone();
-    let invoked = match on_main(&state, async move { functions.invoke(&name, call).await }).await {
+    let invoking = async move { functions.invoke(&name, call).await };
+    let invoked = if state
+        .functions
+        .serves_warm(req.match_info().get("name").unwrap_or(""))
+    {
+        // A warm call is one loopback hop: this HTTP thread carries it, in
+        // a task of its own (a client going away does not cancel it), with
+        // its own pooled connections to the instance, instead of crossing
+        // to the main runtime and back (as `/execute`'s warm calls).
+        actix_web::rt::spawn(invoking)
+            .await
+            .map_err(|e| error(500, format!("internal task failed: {e}")))
+    } else {
+        on_main(&state, invoking).await
+    };
+    let invoked = match invoked {
         Ok(Ok(i)) => i,
         Ok(Err(e)) => return failure(e),
         Err(e) => return e,
@@ -435,32 +367,5 @@ async fn config(
         ),
         Ok(Err(e)) => failure(e),
         Err(e) => e,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multipart_bodies_are_split() {
-        assert_eq!(
-            boundary("multipart/form-data; boundary=\"abc\"").as_deref(),
-            Some("abc")
-        );
-        assert_eq!(boundary("application/json"), None);
-        let body = Bytes::from_static(
-            b"--XY\r\nContent-Disposition: form-data; name=\"funcName\"\r\n\r\nhello\r\n\
---XY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.zip\"\r\n\
-Content-Type: application/zip\r\n\r\nPK\r\n\x00\x01\r\n--XY--\r\n",
-        );
-        let parts = parse_multipart(&body, "XY").unwrap();
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0].name, "funcName");
-        assert_eq!(&parts[0].data[..], b"hello");
-        assert_eq!(parts[1].filename.as_deref(), Some("f.zip"));
-        assert_eq!(&parts[1].data[..], b"PK\r\n\x00\x01");
-        assert!(parse_multipart(&Bytes::from_static(b"--XY\r\nbad"), "XY").is_err());
-        assert!(parse_multipart(&Bytes::from_static(b"nothing"), "XY").is_err());
     }
 }

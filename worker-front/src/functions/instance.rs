@@ -1,4 +1,8 @@
-//! Running user functions as local processes (the process runtime).
+//! Running user functions: as local processes (the process runtime), or
+//! warm instances as containers (the Docker runtime: `start` is given the
+//! version's image in [`Launch::container`]; the container listens on the
+//! worker's 127.0.0.1 as a process does, and is removed where a process
+//! is killed).
 //!
 //! - `http` and `node` functions: one warm instance per deployed version,
 //!   started on the first call (cold) and reused by every later call
@@ -26,7 +30,12 @@
 //! [`MAX_REPLY_BYTES`] fails the call.
 
 use super::package::{Manifest, RuntimeSpec};
+use crate::runtime::docker::DockerRuntime;
+use crate::runtime::instance_client::{InstanceClient, Request};
+use crate::runtime::Instance;
 use bytes::Bytes;
+pub use sample_functions::user::wire::{find, hop_by_hop};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -108,6 +117,18 @@ pub struct Launch {
     pub node: PathBuf,
     /// The bootstrap file.
     pub bootstrap: PathBuf,
+    /// Under the Docker runtime: the version's image, and the runtime.
+    pub container: Option<ContainerLaunch>,
+}
+
+/// A version's image in the Docker runtime (`runtime::docker::user`).
+#[derive(Debug, Clone)]
+pub struct ContainerLaunch {
+    pub runtime: DockerRuntime,
+    /// The image's tag.
+    pub image: String,
+    /// The deploy's label (`runtime::docker::user::LABEL_USER_DEPLOY`).
+    pub deploy: String,
 }
 
 impl Launch {
@@ -127,18 +148,28 @@ impl Launch {
         };
         cmd.current_dir(&self.code_dir)
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("LANG", "C.UTF-8")
-            .env("HF_FUNCTION", &self.function)
-            .env("HF_FUNCTION_VERSION", self.version.to_string())
-            .env("HF_WORKER_ID", &self.worker_id)
-            .env("HF_INSTANCE_NAME", instance)
-            .env("HF_MAX_BODY_BYTES", MAX_REPLY_BYTES.to_string())
+            .envs(self.environment(instance))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         cmd
+    }
+}
+
+impl Launch {
+    /// The environment of an instance (the same in a process and in a
+    /// container), `PORT` aside.
+    fn environment(&self, instance: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
+            ("LANG", "C.UTF-8".into()),
+            ("HF_FUNCTION", self.function.clone()),
+            ("HF_FUNCTION_VERSION", self.version.to_string()),
+            ("HF_WORKER_ID", self.worker_id.clone()),
+            ("HF_INSTANCE_NAME", instance.into()),
+            ("HF_MAX_BODY_BYTES", MAX_REPLY_BYTES.to_string()),
+        ]
     }
 }
 
@@ -184,55 +215,100 @@ pub struct CallReply {
     pub output: String,
 }
 
-/// Headers that belong to one connection, not to the message.
-pub fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
-}
-
 /// A warm instance of one version.
 #[derive(Debug)]
 pub struct Running {
     pub name: String,
-    port: u16,
-    child: Mutex<Child>,
-    _stdin: Option<ChildStdin>,
+    /// Where it listens (on the worker's 127.0.0.1, also as a container in
+    /// the host's or the worker's network).
+    addr: SocketAddr,
+    what: Backing,
     output: Ring,
+}
+
+/// What runs an instance.
+#[derive(Debug)]
+enum Backing {
+    /// A local process; its stdin is held open.
+    Process {
+        child: Mutex<Child>,
+        _stdin: Option<ChildStdin>,
+    },
+    /// A container; `exited` is set when its output ends.
+    Container {
+        runtime: DockerRuntime,
+        instance: Instance,
+        exited: Arc<Mutex<Option<String>>>,
+        removed: std::sync::atomic::AtomicBool,
+    },
 }
 
 impl Running {
     /// How it ended, if it has.
     pub fn exit_status(&self) -> Option<String> {
-        let mut c = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        match c.try_wait() {
-            Ok(Some(s)) => Some(s.to_string()),
-            Ok(None) => None,
-            Err(e) => Some(e.to_string()),
+        match &self.what {
+            Backing::Process { child, .. } => {
+                let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
+                match c.try_wait() {
+                    Ok(Some(s)) => Some(s.to_string()),
+                    Ok(None) => None,
+                    Err(e) => Some(e.to_string()),
+                }
+            }
+            Backing::Container { exited, .. } => {
+                exited.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
         }
     }
 
-    /// Kills it (also done when it is dropped).
+    /// Kills it (also done when it is dropped): a container is removed in
+    /// the background.
     pub fn kill(&self) {
-        let _ = self
-            .child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .start_kill();
+        match &self.what {
+            Backing::Process { child, .. } => {
+                let _ = child.lock().unwrap_or_else(|e| e.into_inner()).start_kill();
+            }
+            Backing::Container {
+                runtime,
+                instance,
+                removed,
+                ..
+            } => {
+                if removed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let (runtime, instance) = (runtime.clone(), instance.clone());
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => {
+                        handle.spawn(async move {
+                            if let Err(e) = runtime.remove_user_instance(&instance).await {
+                                tracing::warn!("removing container {}: {e}", instance.name);
+                            }
+                        });
+                    }
+                    Err(_) => tracing::warn!(
+                        "container {} left behind (no async runtime); the worker's clean-up removes it",
+                        instance.name
+                    ),
+                }
+            }
+        }
     }
 
-    /// The process id (for tests and people).
+    /// The process id (for tests and people; None for a container).
     pub fn pid(&self) -> Option<u32> {
-        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+        match &self.what {
+            Backing::Process { child, .. } => child.lock().unwrap_or_else(|e| e.into_inner()).id(),
+            Backing::Container { .. } => None,
+        }
+    }
+
+    /// The container's id, if it is one.
+    pub fn container_id(&self) -> Option<&str> {
+        match &self.what {
+            Backing::Container { instance, .. } => Some(&instance.id),
+            Backing::Process { .. } => None,
+        }
     }
 
     fn output_since(&self, mark: u64) -> String {
@@ -247,19 +323,134 @@ impl Running {
     }
 }
 
-/// Starts a warm instance of `launch` (http or node) and returns once it
-/// accepts connections on its port.
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A process goes with its handle (kill on drop); a container is
+        // removed.
+        if matches!(self.what, Backing::Container { .. }) {
+            self.kill();
+        }
+    }
+}
+
+/// A free port of the worker's 127.0.0.1, handed to an instance (it binds
+/// it again at once).
+fn free_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+}
+
+/// Waits until something listens on 127.0.0.1:`port`, or `ended` says the
+/// instance ended, or `bound` passes (Err: why, with its output).
 #[allow(clippy::disallowed_methods)] // the start-up bound reads the clock
-pub async fn start(launch: &Launch, instance: String) -> Result<Running, CallError> {
+async fn await_listening(
+    port: u16,
+    bound: Duration,
+    output: &Ring,
+    mut ended: impl FnMut() -> Option<String>,
+) -> Result<(), String> {
+    let began = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(status) = ended() {
+            // Let the drains take what it wrote before it ended.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let out = output
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .since(0, super::store::LOG_TEXT_BYTES);
+            return Err(format!(
+                "it exited ({status}) before listening on port {port}: {out}"
+            ));
+        }
+        if began.elapsed() > bound {
+            return Err(format!(
+                "it did not listen on port {port} (its $PORT) within {} s",
+                bound.as_secs()
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// How long a container may take to listen on its port (the engine
+/// creates and starts it first).
+pub const CONTAINER_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts a warm instance of `launch` in a container of its image.
+async fn start_container(
+    launch: &Launch,
+    container: &ContainerLaunch,
+    instance: String,
+) -> Result<Running, CallError> {
     let fail = |detail: String| CallError::Start {
         function: launch.function.clone(),
         detail,
     };
-    // A free port, handed to the instance (it binds it again at once).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| fail(format!("finding a free port: {e}")))?;
+    let port = free_port().map_err(|e| fail(format!("finding a free port: {e}")))?;
+    let mut env: Vec<String> = launch
+        .environment(&instance)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    env.push(format!("PORT={port}"));
+    let output: Ring = Arc::default();
+    let exited: Arc<Mutex<Option<String>>> = Arc::default();
+    let started = {
+        let (output, exited) = (output.clone(), exited.clone());
+        container
+            .runtime
+            .start_user_instance(
+                &container.image,
+                &launch.function,
+                &container.deploy,
+                env,
+                move |bytes| output.lock().unwrap_or_else(|e| e.into_inner()).push(bytes),
+                move |how| *exited.lock().unwrap_or_else(|e| e.into_inner()) = Some(how),
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?
+    };
+    let running = Running {
+        name: instance,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        what: Backing::Container {
+            runtime: container.runtime.clone(),
+            instance: started,
+            exited: exited.clone(),
+            removed: Default::default(),
+        },
+        output: output.clone(),
+    };
+    // On failure `running` is dropped: its container is removed.
+    await_listening(port, CONTAINER_START_TIMEOUT, &output, || {
+        exited.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    })
+    .await
+    .map_err(fail)?;
+    Ok(running)
+}
+
+/// Starts a warm instance of `launch` (http or node) and returns once it
+/// accepts connections on its port: a process, or under the Docker
+/// runtime a container of the version's image.
+pub async fn start(launch: &Launch, instance: String) -> Result<Running, CallError> {
+    if let Some(container) = &launch.container {
+        return start_container(launch, container, instance).await;
+    }
+    let fail = |detail: String| CallError::Start {
+        function: launch.function.clone(),
+        detail,
+    };
+    let port = free_port().map_err(|e| fail(format!("finding a free port: {e}")))?;
     let mut cmd = launch.command(&instance);
     cmd.env("PORT", port.to_string());
     let mut child = cmd
@@ -273,118 +464,77 @@ pub async fn start(launch: &Launch, instance: String) -> Result<Running, CallErr
         drain(s, output.clone());
     }
     let stdin = child.stdin.take();
-    let began = std::time::Instant::now();
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            // Let the drains take what it wrote before it ended.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let out = output
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .since(0, super::store::LOG_TEXT_BYTES);
-            return Err(fail(format!(
-                "it exited ({status}) before listening on port {port}: {out}"
-            )));
-        }
-        if began.elapsed() > START_TIMEOUT {
-            let _ = child.start_kill();
-            return Err(fail(format!(
-                "it did not listen on port {port} (its $PORT) within {} s",
-                START_TIMEOUT.as_secs()
-            )));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
+    if let Err(e) = await_listening(port, START_TIMEOUT, &output, || {
+        child.try_wait().ok().flatten().map(|s| s.to_string())
+    })
+    .await
+    {
+        let _ = child.start_kill();
+        return Err(fail(e));
     }
     Ok(Running {
         name: instance,
-        port,
-        child: Mutex::new(child),
-        _stdin: stdin,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        what: Backing::Process {
+            child: Mutex::new(child),
+            _stdin: stdin,
+        },
         output,
     })
 }
 
-/// Sends `call` to the warm instance `inst` within `timeout`. On a crash,
-/// a timeout or an oversized reply the caller must replace `inst`
-/// ([`CallError`] says so).
+/// Sends `call` to the warm instance `inst` within `timeout`, over
+/// `client`'s keep-alive connections (the hot path's client,
+/// `keepalive_http`: the method, path, query, headers and body go as
+/// given; the reply's status, headers and body come back, the body at
+/// most [`MAX_REPLY_BYTES`]). On a crash, a timeout or an oversized reply
+/// the caller must replace `inst` ([`CallError`] says so).
 pub async fn invoke(
-    client: &reqwest::Client,
+    client: &InstanceClient,
     function: &str,
     inst: &Running,
     call: Call,
     timeout: Duration,
 ) -> Result<CallReply, CallError> {
     let mark = inst.mark();
-    let work = async {
-        let mut url = format!("http://127.0.0.1:{}{}", inst.port, call.path);
-        if !call.query.is_empty() {
-            url.push('?');
-            url.push_str(&call.query);
-        }
-        let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| {
-            CallError::BadReply {
-                function: function.into(),
-                detail: format!("method {:?}: {e}", call.method),
-            }
-        })?;
-        let mut req = client.request(method, url);
-        for (k, v) in &call.headers {
-            req = req.header(k.as_str(), v.as_slice());
-        }
-        let crashed = |e: String| CallError::Crashed {
-            function: function.into(),
-            status: inst
-                .exit_status()
-                .map(|s| format!("instance exited: {s}"))
-                .unwrap_or_else(|| format!("connection failed: {e}")),
-            output: String::new(),
-        };
-        let mut resp = req
-            .body(call.body)
-            .send()
-            .await
-            .map_err(|e| crashed(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let headers: Vec<(String, Vec<u8>)> = resp
-            .headers()
-            .iter()
-            .filter(|(k, _)| !hop_by_hop(k.as_str()))
-            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-            .collect();
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
-        {
-            return Err(CallError::ReplyTooLarge {
-                function: function.into(),
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| crashed(e.to_string()))? {
-            if body.len() + chunk.len() > MAX_REPLY_BYTES {
-                return Err(CallError::ReplyTooLarge {
-                    function: function.into(),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(CallReply {
-            status,
-            headers,
-            body: body.into(),
-            output: String::new(),
-        })
+    let bad = |detail: String| CallError::BadReply {
+        function: function.into(),
+        detail,
     };
-    let r = match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
+    let mut target = String::with_capacity(call.path.len() + 1 + call.query.len());
+    target.push_str(&call.path);
+    if !call.query.is_empty() {
+        target.push('?');
+        target.push_str(&call.query);
+    }
+    let mut request = Request::new(&call.method, &target).map_err(|e| bad(e.to_string()))?;
+    for (k, v) in &call.headers {
+        request.header(k, v).map_err(|e| bad(e.to_string()))?;
+    }
+    request.body(call.body).max_reply_body(MAX_REPLY_BYTES);
+    let crashed = |e: String| CallError::Crashed {
+        function: function.into(),
+        status: inst
+            .exit_status()
+            .map(|s| format!("instance exited: {s}"))
+            .unwrap_or_else(|| format!("connection failed: {e}")),
+        output: String::new(),
+    };
+    let r = match tokio::time::timeout(timeout, client.send_to(inst.addr, &request)).await {
+        Ok(Ok(reply)) => Ok(CallReply {
+            status: reply.status,
+            headers: reply
+                .headers
+                .into_iter()
+                .filter(|(k, _)| !hop_by_hop(k))
+                .collect(),
+            body: reply.body,
+            output: String::new(),
+        }),
+        Ok(Err(e)) if e.reply_too_large() => Err(CallError::ReplyTooLarge {
+            function: function.into(),
+        }),
+        Ok(Err(e)) => Err(crashed(e.to_string())),
         Err(_) => Err(CallError::Timeout {
             function: function.into(),
             timeout_ms: timeout.as_millis() as u64,
@@ -511,14 +661,6 @@ pub fn parse_cgi(stdout: &[u8]) -> (u16, Vec<(String, Vec<u8>)>, Bytes) {
         }
     }
     (200, Vec::new(), Bytes::copy_from_slice(stdout))
-}
-
-/// The first index of `needle` in `hay`.
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Runs a `oneshot` function for `call` within `timeout`.

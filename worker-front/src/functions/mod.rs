@@ -1,5 +1,5 @@
 //! Users' own functions on a worker: the Glambdar API (issue 14, on a
-//! single worker with the process runtime).
+//! single worker, with the process or the Docker runtime).
 //!
 //! Glambdar (the seed project this testbed stands beside) lets a user
 //! `POST /deploy` a zip, call it at `/invoke/:name`, and read `/info`,
@@ -9,12 +9,15 @@
 //!
 //! # Layout
 //! - [`package`]: names, the manifest (`hf-function.json`), the checks and
-//!   unpacking of a zip (zip slip, symlinks out, zip bombs).
+//!   unpacking of a zip (zip slip, symlinks out, zip bombs); shared with
+//!   the balancer (`sample_functions::user`).
 //! - [`store`]: the data directory (locked), the content-addressed blobs,
-//!   the SQLite database of functions and call logs.
-//! - [`instance`]: running a function as local processes: warm HTTP
-//!   instances (native or the Node.js bootstrap) and one-shot CGI runs.
-//! - [`rate`]: the token bucket of a rate limit (pure).
+//!   the SQLite database of functions and call logs (the blobs and the
+//!   database are `sample_functions::user::store`'s, shared too).
+//! - [`instance`]: running a function: warm HTTP instances (native or the
+//!   Node.js bootstrap) as local processes or containers, and one-shot CGI
+//!   runs (processes).
+//! - [`rate`]: the token bucket of a rate limit (pure; shared).
 //! - [`http`]: the actix routes.
 //!
 //! # Versions and atomic redeploys
@@ -33,21 +36,64 @@
 //! (600 s by default, the Lambda model's keep-alive) is stopped; the next
 //! call starts one again (cold).
 //!
+//! # In a cluster
+//! The balancer holds the store (`load_balancer::functions`) and names, on
+//! each call it forwards, the version and SHA-256 the worker must run
+//! (`X-Hf-Function-Version`, `X-Hf-Function-Digest`, honoured from
+//! loopback peers or with the management token in `X-Hf-Authorization`);
+//! [`Functions::ensure`] fetches a missing version from the balancer
+//! (`--functions-from`, default `--join`), checks its digest and deploys
+//! it under that version, unlimited (the balancer enforces rate limits).
+//!
+//! # The Docker runtime
+//! A worker started with `--runtime docker` runs user functions in
+//! containers of the same engine, with no registry
+//! (`runtime::docker::user` builds and removes them):
+//! - Each deploy builds the version's image before the version serves (a
+//!   failed build leaves the previous version serving): a native (`http`)
+//!   function's package under `/fn` in a `FROM scratch` image; a Node.js
+//!   function's package and the bootstrap on a Node.js runtime image made
+//!   once per worker from the host's `node` (`--node`) and the shared
+//!   libraries its dynamic loader lists, copied at their paths with the
+//!   loader.
+//! - Refused with a 400 naming the problem, the previous version keeping
+//!   serving: a native entry that is not a statically linked x86-64
+//!   executable (it has a `PT_INTERP`, or a dynamic section naming
+//!   libraries: `runtime::docker::context::check_static_elf`), since a
+//!   scratch image has no loader and no libraries; and a `oneshot`
+//!   function: a container per call would cost the engine's start-up on
+//!   every call, so one-shot functions run on process-runtime workers only
+//!   (a version of one restored from a data dir fails its calls with 502).
+//! - The warm instance of a version is a container (as `nobody`, stdin
+//!   held open, in the network of the sample functions' warm containers,
+//!   `--docker-instance-network`), listening on the worker's 127.0.0.1 at
+//!   the `$PORT` it is given; calls reach that address as they reach a
+//!   process's.
+//! - Images and containers carry the worker's labels (its runtime's
+//!   instance id: ownership, the orphan sweep) with the function's name and
+//!   a label of the deploy (`hotfunctions.user-deploy`). A replaced
+//!   version's container and image go when its last call ends; a delete
+//!   removes every container and image of the name before it answers; the
+//!   worker's stop removes all of them and the runtime image. `/clear`
+//!   leaves them alone (it is about the sample functions' model).
+//! - With `--data-dir`, a restarted worker builds a version's image again
+//!   on its first call.
+//!
 //! # What is not here yet (issue 14)
-//! The Docker runtime for user functions, the balancer's side (its store,
-//! workers fetching packages from it, `/deploy` through the balancer), and
-//! the node model's view of user functions (their calls do not pass the
+//! The node model's view of user functions (their calls do not pass the
 //! worker's image cache, pools or keep-alive policies; each version keeps
 //! one warm instance, as REST mode does, under a fixed keep-alive).
 
 pub mod http;
 pub mod instance;
-pub mod package;
-pub mod rate;
 pub mod store;
+/// The package checks and the rate limit are shared with the balancer.
+pub use sample_functions::user::{package, rate};
 
+use crate::runtime::docker::user::UserImage;
+use crate::runtime::docker::DockerRuntime;
 use bytes::Bytes;
-use instance::{Call, CallError, CallReply, Launch, Running};
+use instance::{Call, CallError, CallReply, ContainerLaunch, Launch, Running};
 use package::{Limits, Manifest, PackageError, RuntimeSpec};
 use rate::TokenBucket;
 use serde::Serialize;
@@ -58,7 +104,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use store::{CallRow, Counters, DataDir, Db, FunctionRow};
 
 /// How the worker keeps and runs user functions.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct FunctionsConfig {
     /// A data directory kept across restarts (None: a temporary area under
     /// `work_dir`, removed when the worker stops).
@@ -68,6 +114,15 @@ pub struct FunctionsConfig {
     /// The Node.js binary for `node` functions.
     pub node: PathBuf,
     pub limits: Limits,
+    /// The balancer whose store this worker fetches packages from
+    /// (`GET <source>/packages/<sha256>`), if any.
+    pub source: Option<String>,
+    /// The `Authorization` value sent with those fetches.
+    pub source_bearer: Option<String>,
+    /// The worker's Docker runtime, when it runs one: functions then run
+    /// in containers of images built for each version (see "The Docker
+    /// runtime" above). None: local processes.
+    pub docker: Option<DockerRuntime>,
 }
 
 /// The Node.js binary: `HF_NODE`, else `node` found on `PATH`.
@@ -92,12 +147,22 @@ pub enum FunctionError {
     Call(#[from] CallError),
     #[error("the functions' store failed: {0}")]
     Store(String),
+    #[error("fetching the package from the balancer failed: {0}")]
+    Fetch(String),
 }
 
 /// One deployed version of a function.
 #[derive(Debug)]
 pub struct Deployed {
     row: FunctionRow,
+    /// This deploy of the version in the Docker runtime's labels
+    /// (`v<version>.<n>`, unique in the worker's run).
+    deploy: String,
+    /// Its image under the Docker runtime, once built.
+    image: tokio::sync::Mutex<Option<String>>,
+    /// The Docker runtime, which removes its image and containers when
+    /// the version is retired.
+    docker: Option<DockerRuntime>,
     manifest: Manifest,
     code_dir: PathBuf,
     rate: Arc<Mutex<TokenBucket>>,
@@ -113,6 +178,16 @@ pub struct Deployed {
 impl Drop for Deployed {
     fn drop(&mut self) {
         if self.retired.load(Ordering::Relaxed) {
+            if let (Some(docker), Ok(handle)) =
+                (self.docker.clone(), tokio::runtime::Handle::try_current())
+            {
+                let (name, deploy) = (self.row.name.clone(), self.deploy.clone());
+                handle.spawn(async move {
+                    if let Err(e) = docker.remove_user_objects(Some(&name), Some(&deploy)).await {
+                        tracing::warn!("removing the image of {name} {deploy}: {e}");
+                    }
+                });
+            }
             if let Err(e) = std::fs::remove_dir_all(&self.code_dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!("removing {}: {e}", self.code_dir.display());
@@ -175,12 +250,20 @@ struct Inner {
     functions: RwLock<HashMap<String, Arc<Deployed>>>,
     /// Deploys and deletes, one at a time.
     changes: tokio::sync::Mutex<()>,
+    /// Fetches of packages from the balancer.
     client: reqwest::Client,
+    /// Calls to warm instances (the hot path's keep-alive client).
+    instances: crate::runtime::instance_client::InstanceClient,
     limits: Limits,
     worker_id: String,
     node: PathBuf,
     bootstrap: PathBuf,
     sequence: AtomicU64,
+    source: Option<String>,
+    source_bearer: Option<String>,
+    /// Fetches from the balancer, one at a time.
+    fetching: tokio::sync::Mutex<()>,
+    docker: Option<DockerRuntime>,
 }
 
 /// The worker's user functions. Cheap to clone.
@@ -271,6 +354,9 @@ impl Functions {
             functions.insert(
                 row.name.clone(),
                 Arc::new(Deployed {
+                    deploy: format!("v{}.{}", row.version, functions.len()),
+                    image: tokio::sync::Mutex::new(None),
+                    docker: config.docker.clone(),
                     manifest,
                     code_dir: code,
                     rate: Arc::new(Mutex::new(rate)),
@@ -282,6 +368,7 @@ impl Functions {
                 }),
             );
         }
+        let restored = functions.len() as u64;
         Ok(Self {
             inner: Arc::new(Inner {
                 data: Mutex::new(data),
@@ -290,11 +377,16 @@ impl Functions {
                 functions: RwLock::new(functions),
                 changes: tokio::sync::Mutex::new(()),
                 client,
+                instances: Default::default(),
                 limits: config.limits,
                 worker_id: config.worker_id,
                 node: config.node,
                 bootstrap,
-                sequence: AtomicU64::new(0),
+                sequence: AtomicU64::new(restored),
+                source: config.source.map(|s| s.trim_end_matches('/').to_string()),
+                source_bearer: config.source_bearer,
+                fetching: tokio::sync::Mutex::new(()),
+                docker: config.docker,
             }),
         })
     }
@@ -339,6 +431,109 @@ impl Functions {
         zip: Bytes,
         rate_limit: Option<f64>,
     ) -> Result<DeployReport, FunctionError> {
+        self.deploy_as(name, zip, rate_limit, None).await
+    }
+
+    /// Whether [`Functions::ensure`] has nothing to do: `name` is here as
+    /// `version` with package `digest`, or newer (a cheap check, for the
+    /// call path).
+    pub fn has_version(&self, name: &str, version: u64, digest: &str) -> bool {
+        self.read().get(name).is_some_and(|d| {
+            (d.row.version == version && d.row.digest == digest) || d.row.version > version
+        })
+    }
+
+    /// Makes sure the current version of `name` is the balancer's
+    /// `version` with package `digest` (issue 14, "In a cluster"): if not,
+    /// fetches `GET <source>/packages/<digest>`, checks its SHA-256, and
+    /// deploys it as that version (unlimited: the balancer enforces the
+    /// rate limit). A version newer than `version` already here is kept
+    /// (a call that the balancer sent before a redeploy, arriving late).
+    pub async fn ensure(
+        &self,
+        name: &str,
+        version: u64,
+        digest: &str,
+    ) -> Result<(), FunctionError> {
+        let current = || self.has_version(name, version, digest);
+        if current() {
+            return Ok(());
+        }
+        let _fetching = self.inner.fetching.lock().await;
+        if current() {
+            return Ok(());
+        }
+        let Some(source) = &self.inner.source else {
+            return Err(FunctionError::BadRequest(format!(
+                "function {name} v{version} is not here and this worker has no balancer to fetch it \
+                 from (--functions-from or --join)"
+            )));
+        };
+        if !store::is_digest(digest) {
+            return Err(FunctionError::BadRequest(format!(
+                "X-Hf-Function-Digest {:?} is not a SHA-256 in hex",
+                digest.chars().take(80).collect::<String>()
+            )));
+        }
+        let max = self.inner.limits.max_upload_bytes;
+        let mut request = self
+            .inner
+            .client
+            .get(format!("{source}/packages/{digest}"))
+            .timeout(std::time::Duration::from_secs(60));
+        if let Some(b) = &self.inner.source_bearer {
+            request = request.header(reqwest::header::AUTHORIZATION, b);
+        }
+        let fetch = |e: reqwest::Error| {
+            let mut text = format!("{source}: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            FunctionError::Fetch(text)
+        };
+        let mut response = request.send().await.map_err(fetch)?;
+        if !response.status().is_success() {
+            return Err(FunctionError::Fetch(format!(
+                "{source}/packages/{digest}: status {}",
+                response.status().as_u16()
+            )));
+        }
+        let mut zip = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fetch)? {
+            if (zip.len() + chunk.len()) as u64 > max {
+                return Err(FunctionError::Fetch(format!(
+                    "the package is larger than {max} bytes"
+                )));
+            }
+            zip.extend_from_slice(&chunk);
+        }
+        let got = store::digest(&zip);
+        if got != digest {
+            return Err(FunctionError::Fetch(format!(
+                "the package's SHA-256 is {got}, not {digest}"
+            )));
+        }
+        let report = self
+            .deploy_as(name, zip.into(), Some(0.0), Some(version))
+            .await?;
+        tracing::info!(
+            "fetched function {name} v{} ({} bytes) from {source}",
+            report.version,
+            report.size
+        );
+        Ok(())
+    }
+
+    /// [`Functions::deploy`], as `version` when given (else the next).
+    async fn deploy_as(
+        &self,
+        name: &str,
+        zip: Bytes,
+        rate_limit: Option<f64>,
+        version: Option<u64>,
+    ) -> Result<DeployReport, FunctionError> {
         package::check_name(name)?;
         if let Some(r) = rate_limit {
             if !rate::valid_rate(r) {
@@ -367,26 +562,45 @@ impl Functions {
             .await
             .map_err(|e| FunctionError::Store(e.to_string()))??
         };
+        if self.inner.docker.is_some() {
+            if let Err(e) = runs_in_docker(&unpacked.manifest, &tmp).await {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        }
         let _changing = self.inner.changes.lock().await;
         let old = self.read().get(name).cloned();
-        let row = FunctionRow {
-            name: name.to_string(),
-            version: old.as_ref().map_or(1, |o| o.row.version + 1),
-            digest: digest.clone(),
-            size: zip.len() as u64,
-            unpacked_bytes: unpacked.bytes,
-            runtime: serde_json::to_value(unpacked.manifest.runtime)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            manifest: serde_json::to_string(&unpacked.manifest).unwrap_or_default(),
-            deployed_at_ms: unix_ms(),
-            rate_limit: rate_limit
-                .or_else(|| {
-                    old.as_ref()
-                        .map(|o| o.rate.lock().unwrap_or_else(|e| e.into_inner()).rate())
-                })
-                .unwrap_or(0.0),
+        let rate = rate_limit
+            .or_else(|| {
+                old.as_ref()
+                    .map(|o| o.rate.lock().unwrap_or_else(|e| e.into_inner()).rate())
+            })
+            .unwrap_or(0.0);
+        let row = FunctionRow::deployed(
+            name,
+            version.unwrap_or_else(|| old.as_ref().map_or(1, |o| o.row.version + 1)),
+            &digest,
+            zip.len() as u64,
+            &unpacked,
+            rate,
+            unix_ms(),
+        );
+        // Under the Docker runtime the version's image is built before
+        // the version serves: a failed build leaves the previous one.
+        let deploy = format!("v{}.{seq}", row.version);
+        let image = match &self.inner.docker {
+            Some(docker) => {
+                match build_image(docker, &self.inner, name, &deploy, &tmp, &unpacked.manifest)
+                    .await
+                {
+                    Ok(tag) => Some(tag),
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&tmp);
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
         };
         let code = code_dir(&self.inner.dir, &row);
         let blob = self.inner.dir.join("blobs").join(format!("{digest}.zip"));
@@ -405,10 +619,12 @@ impl Functions {
         };
         if let Err(e) = stored {
             let _ = std::fs::remove_dir_all(&tmp);
+            self.forget_image(name, &deploy).await;
             return Err(FunctionError::Store(format!("storing the package: {e}")));
         }
         if let Err(e) = self.inner.db.put(row.clone()).await {
             let _ = std::fs::remove_dir_all(&code);
+            self.forget_image(name, &deploy).await;
             return Err(FunctionError::Store(e));
         }
         let (rate, counters) = match &old {
@@ -425,6 +641,9 @@ impl Functions {
             ),
         };
         let deployed = Arc::new(Deployed {
+            deploy,
+            image: tokio::sync::Mutex::new(image),
+            docker: self.inner.docker.clone(),
             manifest: unpacked.manifest.clone(),
             code_dir: code,
             rate,
@@ -465,6 +684,16 @@ impl Functions {
         })
     }
 
+    /// Under the Docker runtime, removes the image of a deploy that will not
+    /// serve.
+    async fn forget_image(&self, name: &str, deploy: &str) {
+        if let Some(docker) = &self.inner.docker {
+            if let Err(e) = docker.remove_user_objects(Some(name), Some(deploy)).await {
+                tracing::warn!("removing the image of {name} {deploy}: {e}");
+            }
+        }
+    }
+
     /// Removes the blob of `digest` when no deployed version uses it.
     fn forget_blob_if_unused(&self, digest: &str) {
         let used = self.read().values().any(|d| d.row.digest == digest);
@@ -491,6 +720,13 @@ impl Functions {
         old.retired.store(true, Ordering::Relaxed);
         if let Some(r) = old.warm.lock().await.take() {
             r.kill();
+        }
+        // Under the Docker runtime: its containers and images, every
+        // version's, before the answer (calls in flight fail).
+        if let Some(docker) = &self.inner.docker {
+            if let Err(e) = docker.remove_user_objects(Some(name), None).await {
+                tracing::warn!("removing the containers and images of {name}: {e}");
+            }
         }
         self.forget_blob_if_unused(&old.row.digest);
         tracing::info!("deleted function {name} (v{})", old.row.version);
@@ -566,7 +802,7 @@ impl Functions {
             .map_err(FunctionError::Store)
     }
 
-    fn launch(&self, d: &Deployed) -> Launch {
+    fn launch(&self, d: &Deployed, container: Option<ContainerLaunch>) -> Launch {
         Launch {
             function: d.row.name.clone(),
             version: d.row.version,
@@ -575,7 +811,38 @@ impl Functions {
             worker_id: self.inner.worker_id.clone(),
             node: self.inner.node.clone(),
             bootstrap: self.inner.bootstrap.clone(),
+            container,
         }
+    }
+
+    /// Under the Docker runtime, `d`'s image (built now if it is not yet:
+    /// a version restored from the data dir).
+    async fn container_of(&self, d: &Deployed) -> Result<Option<ContainerLaunch>, CallError> {
+        let Some(docker) = &self.inner.docker else {
+            return Ok(None);
+        };
+        let mut image = d.image.lock().await;
+        if image.is_none() {
+            let tag = build_image(
+                docker,
+                &self.inner,
+                &d.row.name,
+                &d.deploy,
+                &d.code_dir,
+                &d.manifest,
+            )
+            .await
+            .map_err(|e| CallError::Start {
+                function: d.row.name.clone(),
+                detail: e.to_string(),
+            })?;
+            *image = Some(tag);
+        }
+        Ok(image.clone().map(|image| ContainerLaunch {
+            runtime: docker.clone(),
+            image,
+            deploy: d.deploy.clone(),
+        }))
     }
 
     fn instance_name(&self, d: &Deployed) -> String {
@@ -594,15 +861,29 @@ impl Functions {
                 return Ok((r.clone(), false));
             }
         }
-        let started = Arc::new(instance::start(&self.launch(d), self.instance_name(d)).await?);
+        let container = self.container_of(d).await?;
+        let started =
+            Arc::new(instance::start(&self.launch(d, container), self.instance_name(d)).await?);
         tracing::info!(
-            "started instance {} of function {} (pid {:?})",
+            "started instance {} of function {} (pid {:?}, container {:?})",
             started.name,
             d.row.name,
-            started.pid()
+            started.pid(),
+            started.container_id()
         );
         *slot = Some(started.clone());
         Ok((started, true))
+    }
+
+    /// Whether a call of `name` now would be warm: its current version
+    /// runs as a warm instance (http or node) that is still running. Such
+    /// a call is one loopback hop, which the HTTP thread can carry itself
+    /// (`http`'s module doc); `false` when unsure (the slot is busy).
+    pub fn serves_warm(&self, name: &str) -> bool {
+        let Ok(d) = self.get(name) else {
+            return false;
+        };
+        matches!(d.manifest.runtime, RuntimeSpec::Http | RuntimeSpec::Node) && Self::warm_ready(&d)
     }
 
     /// Replaces (stops) `inst` if it is still `d`'s warm instance.
@@ -631,17 +912,28 @@ impl Functions {
         let time_ms = unix_ms();
         let timeout = d.manifest.timeout();
         let (result, cold, instance_name, internal_ms) = match d.manifest.runtime {
+            RuntimeSpec::Oneshot if self.inner.docker.is_some() => {
+                // Refused at deploy; a version restored from a data dir
+                // of the process runtime gets here.
+                let e = CallError::Start {
+                    function: name.into(),
+                    detail: ONESHOT_IN_DOCKER.into(),
+                };
+                (Err(e), true, String::new(), 0.0)
+            }
             RuntimeSpec::Oneshot => {
                 let inst = self.instance_name(&d);
                 let t = std::time::Instant::now();
-                let r = instance::run_once(&self.launch(&d), inst.clone(), call, timeout).await;
+                let r =
+                    instance::run_once(&self.launch(&d, None), inst.clone(), call, timeout).await;
                 (r, true, inst, t.elapsed().as_secs_f64() * 1e3)
             }
             RuntimeSpec::Http | RuntimeSpec::Node => match self.warm_instance(&d).await {
                 Err(e) => (Err(e), true, String::new(), 0.0),
                 Ok((inst, cold)) => {
                     let t = std::time::Instant::now();
-                    let r = instance::invoke(&self.inner.client, name, &inst, call, timeout).await;
+                    let r =
+                        instance::invoke(&self.inner.instances, name, &inst, call, timeout).await;
                     let internal = t.elapsed().as_secs_f64() * 1e3;
                     if let Err(e) = &r {
                         tracing::warn!("{e}");
@@ -725,6 +1017,68 @@ impl Functions {
         stopped
     }
 
+    /// Whether `name` exists, and its warm instance: (ready, starting) as
+    /// the worker's `/instances` reports them (a user function has at most
+    /// one warm instance; its start is not seen while it runs).
+    pub fn warm_instances(&self, name: &str) -> Result<(usize, usize), FunctionError> {
+        let d = self.get(name)?;
+        Ok((usize::from(Self::warm_ready(&d)), 0))
+    }
+
+    /// Whether `d`'s warm instance runs (false when unsure: the slot is
+    /// busy, an instance starting).
+    fn warm_ready(d: &Deployed) -> bool {
+        d.warm
+            .try_lock()
+            .is_ok_and(|slot| slot.as_ref().is_some_and(|r| r.exit_status().is_none()))
+    }
+
+    /// Every function with a running warm instance, by name.
+    pub fn warm_functions(&self) -> Vec<String> {
+        let all: Vec<Arc<Deployed>> = self.read().values().cloned().collect();
+        let mut names: Vec<String> = all
+            .iter()
+            .filter(|d| Self::warm_ready(d))
+            .map(|d| d.row.name.clone())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Scale to zero: stops `name`'s warm instance unless a call uses it
+    /// (then its keep-alive stops it later). Returns how many stopped.
+    pub async fn stop_warm(&self, name: &str) -> Result<usize, FunctionError> {
+        let d = self.get(name)?;
+        let mut slot = d.warm.lock().await;
+        // Held by the slot alone: no call in flight.
+        if slot.as_ref().is_some_and(|r| Arc::strong_count(r) == 1) {
+            if let Some(r) = slot.take() {
+                tracing::info!(
+                    "scale to zero: stopped instance {} of function {name}",
+                    r.name
+                );
+                r.kill();
+                return Ok(1);
+            }
+        }
+        Ok(0)
+    }
+
+    /// A wake: starts `name`'s warm instance if it has none (an `http` or
+    /// `node` function; a `oneshot` one has nothing to start ahead, and
+    /// answers 0). Returns how many started.
+    pub async fn start_warm(&self, name: &str) -> Result<usize, FunctionError> {
+        let d = self.get(name)?;
+        if !matches!(d.manifest.runtime, RuntimeSpec::Http | RuntimeSpec::Node) {
+            return Ok(0);
+        }
+        let (_, started) = self.warm_instance(&d).await?;
+        // Idle from now: its keep-alive counts from the wake.
+        d.last_used
+            .store(unix_ms().max(0) as u64, Ordering::Relaxed);
+        Ok(usize::from(started))
+    }
+
     /// Runs [`Functions::expire_idle`] every `tick` with the worker's clock.
     pub async fn keep_expiring(self, keep_alive: std::time::Duration, tick: std::time::Duration) {
         let mut interval = tokio::time::interval(tick);
@@ -735,8 +1089,12 @@ impl Functions {
         }
     }
 
-    /// Stops every instance; removes a temporary data area.
+    /// Commits the calls recorded so far, stops every instance; removes a
+    /// temporary data area.
     pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.db.sync().await {
+            tracing::warn!("writing the last calls: {e}");
+        }
         let all: Vec<Arc<Deployed>> = self
             .inner
             .functions
@@ -750,10 +1108,76 @@ impl Functions {
                 r.kill();
             }
         }
+        // Their containers and images are left to the Docker runtime's own
+        // shutdown, which removes them with the worker's (and is skipped
+        // when the engine does not answer, so a hung engine cannot hold a
+        // SIGTERM here); what it leaves, the next worker's orphan sweep
+        // removes.
         self.inner
             .data
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove_if_temporary();
     }
+}
+
+/// Why a one-shot function does not run under the Docker runtime.
+const ONESHOT_IN_DOCKER: &str = "one-shot (CGI) functions do not run under the Docker runtime \
+(a container per call costs the engine's start-up on every call); serve HTTP on $PORT instead \
+(manifest runtime \"http\"), or use a worker with the process runtime";
+
+/// Whether the unpacked package in `dir` can run under the Docker runtime:
+/// not one-shot, and a native entry statically linked (its image is
+/// `FROM scratch`). Each refusal is a 400 naming the problem.
+async fn runs_in_docker(manifest: &Manifest, dir: &Path) -> Result<(), FunctionError> {
+    match manifest.runtime {
+        RuntimeSpec::Node => Ok(()),
+        RuntimeSpec::Oneshot => Err(FunctionError::BadRequest(ONESHOT_IN_DOCKER.into())),
+        RuntimeSpec::Http => {
+            let entry = manifest.entry().to_string();
+            let path = dir.join(&entry);
+            let checked = tokio::task::spawn_blocking(move || {
+                std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| crate::runtime::docker::context::check_static_elf(&bytes))
+            })
+            .await
+            .map_err(|e| FunctionError::Store(e.to_string()))?;
+            checked.map_err(|why| {
+                FunctionError::BadRequest(format!(
+                    "entry {entry:?} is not a statically linked x86-64 executable: {why}; the Docker \
+                     runtime runs native functions in FROM scratch images (no libraries, no loader): \
+                     link it statically (Rust: RUSTFLAGS=\"-C target-feature=+crt-static\"; C: -static)"
+                ))
+            })
+        }
+    }
+}
+
+/// Builds the image of one deploy of `name` from the package in `dir`
+/// (checked first by [`runs_in_docker`]).
+async fn build_image(
+    docker: &DockerRuntime,
+    inner: &Inner,
+    name: &str,
+    deploy: &str,
+    dir: &Path,
+    manifest: &Manifest,
+) -> Result<String, FunctionError> {
+    runs_in_docker(manifest, dir).await?;
+    let what = match manifest.runtime {
+        RuntimeSpec::Node => UserImage::Node {
+            entry: manifest.entry(),
+            node: &inner.node,
+            bootstrap: &inner.bootstrap,
+        },
+        RuntimeSpec::Http | RuntimeSpec::Oneshot => UserImage::Native {
+            entry: manifest.entry(),
+            args: &manifest.args,
+        },
+    };
+    docker
+        .build_user_image(name, deploy, dir, what)
+        .await
+        .map_err(|e| FunctionError::Store(format!("building the function's image: {e}")))
 }

@@ -18,8 +18,10 @@
 //!   engine's clean-up, which `docker run --rm` does wait for.
 //! - **Warm containers** (pool members and REST-mode instances) run
 //!   `hf-fn serve --function <NAME> --port 0` in the host's network
-//!   namespace (`network_mode: host`): the instance listens on a port of the
-//!   host's 127.0.0.1 that it picks and announces as its first stdout line
+//!   namespace (`network_mode: host`; or, for a worker that runs in a
+//!   container itself, in that container's: `container:<id>`,
+//!   [`DockerSettings::warm_network`]): the instance listens on a port of
+//!   the (host's or worker's) 127.0.0.1 that it picks and announces as its first stdout line
 //!   `{"port": N}`; calls are `GET /invoke` over kept-alive HTTP
 //!   connections ([`super::instance_client`]). One-shot containers get no
 //!   network (`network_mode: none`).
@@ -66,6 +68,7 @@
 
 pub mod context;
 pub mod locate;
+pub mod user;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -121,6 +124,52 @@ pub struct DockerSettings {
     pub request_timeout: Duration,
     /// More labels put on every image and container (e.g. a test's id).
     pub extra_labels: BTreeMap<String, String>,
+    /// The network mode of warm instances (pool members, REST and
+    /// keep-alive instances): `host` (the default: the worker runs on the
+    /// host and calls them on the host's 127.0.0.1), or
+    /// `container:<id or name>`: the network namespace of that container,
+    /// which is the worker's own when the worker runs in a container and
+    /// starts its functions as sibling containers through the mounted
+    /// engine socket; they then listen on the worker's 127.0.0.1
+    /// ([`instance_network`]: the worker's `--docker-instance-network`).
+    pub warm_network: String,
+}
+
+/// The value of `--docker-instance-network` that names the worker's own
+/// container.
+pub const OWN_CONTAINER: &str = "own-container";
+
+/// The network mode of warm instances for `--docker-instance-network
+/// value`: `host`, `container:<id or name>`, or [`OWN_CONTAINER`]: the
+/// container this worker runs in, named by `hostname` (Docker sets a
+/// container's host name to its short id, which the engine accepts as a
+/// name; `/etc/hostname` holds it). Other modes (a bridge network) are
+/// refused: the worker calls its instances on 127.0.0.1.
+pub fn instance_network(value: &str, hostname: Option<&str>) -> Result<String, String> {
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 128
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    };
+    match value {
+        "host" => Ok("host".into()),
+        OWN_CONTAINER => match hostname.map(str::trim) {
+            Some(h) if valid_name(h) => Ok(format!("container:{h}")),
+            Some(h) => Err(format!(
+                "--docker-instance-network {OWN_CONTAINER}: this host's name {h:?} is not a container's id or name (is the worker running in a container?)"
+            )),
+            None => Err(format!(
+                "--docker-instance-network {OWN_CONTAINER}: cannot read this host's name (/etc/hostname)"
+            )),
+        },
+        other => match other.strip_prefix("container:") {
+            Some(name) if valid_name(name) => Ok(other.to_string()),
+            _ => Err(format!(
+                "--docker-instance-network {other:?}: expected host, {OWN_CONTAINER} or container:<id or name> (the worker calls its instances on 127.0.0.1)"
+            )),
+        },
+    }
 }
 
 impl DockerSettings {
@@ -143,6 +192,7 @@ impl Default for DockerSettings {
             instance_start_timeout: Duration::from_secs(120),
             request_timeout: DEFAULT_ENGINE_TIMEOUT,
             extra_labels: BTreeMap::new(),
+            warm_network: "host".into(),
         }
     }
 }
@@ -321,6 +371,9 @@ struct Inner {
     instance_id: String,
     /// Its locked work area (None once shut down).
     area: Mutex<Option<WorkArea>>,
+    /// The tag of the Node.js runtime image of user functions, once built
+    /// ([`user`]).
+    node_runtime: tokio::sync::Mutex<Option<String>>,
 }
 
 /// Lower-case letters, digits and `-`, as image and container names need.
@@ -393,6 +446,7 @@ impl DockerRuntime {
                 sequence: AtomicU64::new(0),
                 instance_id,
                 area: Mutex::new(Some(area)),
+                node_runtime: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -525,6 +579,8 @@ impl DockerRuntime {
             .map_err(|e| self.fail(e).other())?;
         let mut out: Vec<(String, String)> = images
             .into_iter()
+            // User functions' images are theirs ([`user`]).
+            .filter(|i| !user::is_user_kind(i.labels.get(LABEL_KIND)))
             .filter_map(|i| {
                 // An intermediate image of an interrupted build carries
                 // only the Dockerfile's labels (`context::dockerfile`).
@@ -533,7 +589,7 @@ impl DockerRuntime {
                     .get(LABEL_FUNCTION)
                     .or_else(|| i.labels.get("hotfunctions.package"))?
                     .clone();
-                let tag = i.repo_tags.first().cloned().unwrap_or(i.id);
+                let tag = removal_ref(i.repo_tags, i.id);
                 Some((function, tag))
             })
             .collect();
@@ -594,7 +650,7 @@ impl DockerRuntime {
                     "--port".into(),
                     "0".into(),
                 ],
-                "host",
+                self.inner.settings.warm_network.as_str(),
             ),
         };
         let config = Config {
@@ -823,6 +879,33 @@ impl DockerRuntime {
                 } => Ok(()),
                 other => Err(other.instance(name)),
             },
+        }
+    }
+
+    /// Waits (up to the engine time-out) until the container `id` is gone.
+    async fn await_container_gone(&self, id: &str) -> Result<(), RuntimeError> {
+        let docker = self.client().await.map_err(EngineFailure::other)?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout();
+        loop {
+            match docker.inspect_container(id, None).await {
+                Err(e) => {
+                    let e = self.fail(e);
+                    if e.not_found() {
+                        return Ok(());
+                    }
+                    return Err(e.instance(id));
+                }
+                Ok(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(RuntimeError::Instance {
+                        instance: id.into(),
+                        detail: format!(
+                            "still there {} s after its removal",
+                            self.request_timeout().as_secs()
+                        ),
+                    })
+                }
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
         }
     }
 
@@ -1082,7 +1165,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove_all_own(&self, images: bool) -> Result<Removed, RuntimeError> {
-        self.remove_all_of(&self.inner.instance_id, images).await
+        // `/clear` leaves the user functions' objects to them.
+        self.remove_all_of(&self.inner.instance_id, images, false)
+            .await
     }
 
     fn instance_id(&self) -> &str {
@@ -1105,7 +1190,7 @@ impl Runtime for DockerRuntime {
             // may remove it; a Docker one, once its objects are gone.
             if o.record.runtime == "docker" {
                 match self
-                    .remove_all_of(o.record.instance_id.as_str(), true)
+                    .remove_all_of(o.record.instance_id.as_str(), true, true)
                     .await
                 {
                     Ok(r) => {
@@ -1136,7 +1221,8 @@ impl Runtime for DockerRuntime {
     }
 
     async fn shutdown(&self) -> Result<Removed, RuntimeError> {
-        let removed = self.remove_all_own(true).await?;
+        let id = self.inner.instance_id.clone();
+        let removed = self.remove_all_of(&id, true, true).await?;
         let area = lock(&self.inner.area).take();
         if let Some(area) = area {
             tokio::task::spawn_blocking(move || area.remove())
@@ -1178,16 +1264,29 @@ impl DockerRuntime {
     }
 
     /// Removes the containers and, with `images`, the images labelled with
-    /// the runtime `instance`.
-    async fn remove_all_of(&self, instance: &str, images: bool) -> Result<Removed, RuntimeError> {
+    /// the runtime `instance`; with `user_too`, the user functions' too
+    /// (shutdown, orphans; not `/clear`).
+    async fn remove_all_of(
+        &self,
+        instance: &str,
+        images: bool,
+        user_too: bool,
+    ) -> Result<Removed, RuntimeError> {
+        let mut removed = Removed::default();
+        if user_too {
+            removed = self.remove_user_of(instance, None, None).await?;
+        }
         let instances = self.list_containers_of(instance).await?;
         for i in &instances {
             self.remove_container(&i.id, &i.name).await?;
+            // A removal already under way (an instance expired just
+            // before) answers 409 at once: an image removed while its
+            // container still exists would only lose its tag, and stay.
+            if images {
+                self.await_container_gone(&i.id).await?;
+            }
         }
-        let mut removed = Removed {
-            instances: instances.len(),
-            images: 0,
-        };
+        removed.instances += instances.len();
         if images {
             for (function, tag) in self.list_images_of(instance).await? {
                 self.remove_image_named(&function, &tag).await?;
@@ -1196,6 +1295,15 @@ impl DockerRuntime {
         }
         Ok(removed)
     }
+}
+
+/// How an image is named for its removal: its first tag, or its id when it
+/// has none (engines list an untagged image as `<none>:<none>`, a name
+/// that removes nothing).
+fn removal_ref(tags: Vec<String>, id: String) -> String {
+    tags.into_iter()
+        .find(|t| !t.starts_with("<none>"))
+        .unwrap_or(id)
 }
 
 /// The port of a `{"port": N}` line, once that whole line has arrived.
@@ -1229,6 +1337,43 @@ fn lost_an_intermediate_image(message: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_untagged_image_is_removed_by_its_id() {
+        use super::removal_ref;
+        let s = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        assert_eq!(removal_ref(s(&["hf/W1:a"]), "sha256:1".into()), "hf/W1:a");
+        assert_eq!(
+            removal_ref(s(&["<none>:<none>"]), "sha256:1".into()),
+            "sha256:1"
+        );
+        assert_eq!(removal_ref(s(&[]), "sha256:1".into()), "sha256:1");
+        assert_eq!(
+            removal_ref(s(&["<none>:<none>", "hf/W1:b"]), "sha256:1".into()),
+            "hf/W1:b"
+        );
+    }
+
+    #[test]
+    fn instance_networks_are_host_or_a_containers() {
+        use super::instance_network as net;
+        assert_eq!(net("host", None).unwrap(), "host");
+        assert_eq!(
+            net("own-container", Some("3f2a9c1b7d4e\n")).unwrap(),
+            "container:3f2a9c1b7d4e"
+        );
+        assert_eq!(net("container:w1", None).unwrap(), "container:w1");
+        for (value, hostname) in [
+            ("own-container", None),
+            ("own-container", Some("")),
+            ("own-container", Some("a b")),
+            ("bridge", None),
+            ("container:", None),
+            ("container:a/b", None),
+        ] {
+            assert!(net(value, hostname).is_err(), "{value} {hostname:?}");
+        }
+    }
+
     #[test]
     fn an_intermediate_image_with_a_child_is_left_to_its_child() {
         let child = EngineFailure::Answer {

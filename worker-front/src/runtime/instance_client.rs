@@ -15,9 +15,10 @@
 //! connection. No timeout: a call lasts as long as the function (D1:
 //! minutes).
 
-pub use keepalive_http::{CallError as ClientError, Reply};
+pub use keepalive_http::{CallError as ClientError, Reply, Request};
 use protocol::query::CallParams;
 use std::borrow::Cow;
+use std::net::SocketAddr;
 
 /// The path of a warm call: `/invoke`, with the call's own shape as its
 /// query when it has one (no allocation when it has none: the warm path).
@@ -71,6 +72,12 @@ impl InstanceClient {
     /// `GET path` on `127.0.0.1:port`.
     pub async fn get(&self, port: u16, path: &str) -> Result<Reply, ClientError> {
         self.pool.get(&authority(port), path).await
+    }
+
+    /// Sends `request` to the instance at `addr` (users' functions: any
+    /// method, headers and body; the reply with its headers).
+    pub async fn send_to(&self, addr: SocketAddr, request: &Request) -> Result<Reply, ClientError> {
+        self.pool.send(&addr.to_string(), request).await
     }
 
     /// Drops the idle connections to `port` (the instance is gone).

@@ -7,7 +7,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+pub mod cluster;
 
 pub const WORKER: &str = env!("CARGO_BIN_EXE_worker-front");
 pub const USER_FN: &str = env!("CARGO_BIN_EXE_hf-user-fn");
@@ -229,9 +232,13 @@ pub fn native_zip(label: &str, timeout_ms: Option<u64>) -> Vec<u8> {
     let timeout = timeout_ms
         .map(|t| format!(", \"timeout_ms\": {t}"))
         .unwrap_or_default();
-    let manifest = format!(
-        "{{\"runtime\": \"http\", \"entry\": \"bin/fn\", \"args\": [\"{label}\"]{timeout}}}"
-    );
+    native_zip_with(label, &timeout)
+}
+
+/// [`native_zip`] with more manifest fields (`extra`: `, "key": value`...).
+pub fn native_zip_with(label: &str, extra: &str) -> Vec<u8> {
+    let manifest =
+        format!("{{\"runtime\": \"http\", \"entry\": \"bin/fn\", \"args\": [\"{label}\"]{extra}}}");
     let bin = user_fn_binary();
     zip_of(&[
         Entry::File("hf-function.json", manifest.as_bytes(), 0o644),
@@ -283,4 +290,52 @@ pub async fn await_true(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(std::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `user_functions_support/static_echo.rs` linked statically (it uses the
+/// standard library only, so `rustc` builds it alone in seconds), once per
+/// test binary.
+pub fn static_user_fn() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/user_functions_support/static_echo.rs");
+            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("static-echo");
+            let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+            let built = std::process::Command::new(rustc)
+                .args([
+                    "--edition",
+                    "2021",
+                    "-O",
+                    "-C",
+                    "target-feature=+crt-static",
+                ])
+                .arg(&source)
+                .arg("-o")
+                .arg(&out)
+                .output()
+                .expect("running rustc");
+            assert!(
+                built.status.success(),
+                "rustc {}: {}",
+                source.display(),
+                String::from_utf8_lossy(&built.stderr)
+            );
+            let bytes = std::fs::read(&out).unwrap();
+            worker_front::runtime::docker::context::check_static_elf(&bytes)
+                .expect("static-echo is statically linked");
+            out
+        })
+        .clone()
+}
+
+/// A native HTTP function: `binary` as `bin/fn`, labelled `label`.
+pub fn native_zip_of(binary: &[u8], label: &str) -> Vec<u8> {
+    let manifest =
+        format!("{{\"runtime\": \"http\", \"entry\": \"bin/fn\", \"args\": [\"{label}\"]}}");
+    zip_of(&[
+        Entry::File("hf-function.json", manifest.as_bytes(), 0o644),
+        Entry::File("bin/fn", binary, 0o755),
+    ])
 }

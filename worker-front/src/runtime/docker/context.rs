@@ -62,11 +62,24 @@ pub fn dockerfile(scope: &str, instance: &str, function: &str, function_file: bo
     )
 }
 
-/// Checks that `bytes` is an x86-64 ELF executable without a program
-/// interpreter (`PT_INTERP`): a dynamically linked binary cannot start in a
-/// `FROM scratch` image, and the engine's error would say only "no such
-/// file or directory".
-pub fn check_static_elf(bytes: &[u8]) -> Result<(), String> {
+/// One program header of an ELF64 file: type, file offset, size in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProgramHeader {
+    p_type: u32,
+    offset: u64,
+    file_size: u64,
+}
+
+/// `PT_DYNAMIC`, `PT_INTERP` (ELF specification, program header types).
+const PT_DYNAMIC: u32 = 2;
+const PT_INTERP: u32 = 3;
+/// `DT_NEEDED`: a dynamic section entry naming a shared library.
+const DT_NEEDED: u64 = 1;
+
+/// The program headers of an x86-64 little-endian ELF64 file (every read
+/// bounds-checked against `bytes`: a truncated or hostile file is an error,
+/// never a panic, and nothing is sized by a value read from it).
+fn program_headers(bytes: &[u8]) -> Result<Vec<ProgramHeader>, String> {
     if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" {
         return Err("not an ELF file".into());
     }
@@ -85,17 +98,74 @@ pub fn check_static_elf(bytes: &[u8]) -> Result<(), String> {
     let phoff = usize::try_from(u64_at(0x20)).map_err(|_| "bad program header offset")?;
     let phentsize = usize::from(u16_at(0x36));
     let phnum = usize::from(u16_at(0x38));
+    if phnum > 0 && phentsize < 56 {
+        return Err("bad program header size".into());
+    }
+    let mut out = Vec::new();
     for i in 0..phnum {
-        let at = phoff + i * phentsize;
-        if at + 4 > bytes.len() {
-            return Err("truncated program headers".into());
+        let at = i
+            .checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .filter(|at| at.checked_add(56).is_some_and(|end| end <= bytes.len()))
+            .ok_or("truncated program headers")?;
+        out.push(ProgramHeader {
+            p_type: u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]),
+            offset: u64_at(at + 8),
+            file_size: u64_at(at + 32),
+        });
+    }
+    Ok(out)
+}
+
+/// The bytes of a segment, if they lie within `bytes`.
+fn segment<'a>(bytes: &'a [u8], h: &ProgramHeader) -> Option<&'a [u8]> {
+    let start = usize::try_from(h.offset).ok()?;
+    let end = start.checked_add(usize::try_from(h.file_size).ok()?)?;
+    bytes.get(start..end)
+}
+
+/// Checks that `bytes` is an x86-64 ELF executable that needs no dynamic
+/// loader: no program interpreter (`PT_INTERP`), and no dynamic section
+/// naming shared libraries (`DT_NEEDED` in `PT_DYNAMIC`). A dynamically
+/// linked binary cannot start in a `FROM scratch` image, and the engine's
+/// error would say only "no such file or directory". A static-pie binary
+/// (what `-C target-feature=+crt-static` makes) has a dynamic section for
+/// its own relocations but needs no library, and passes.
+pub fn check_static_elf(bytes: &[u8]) -> Result<(), String> {
+    for h in program_headers(bytes)? {
+        if h.p_type == PT_INTERP {
+            let interp = elf_interpreter(bytes).unwrap_or_default();
+            return Err(format!(
+                "it has a program interpreter {interp:?} (dynamically linked)"
+            ));
         }
-        let p_type = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        if p_type == 3 {
-            return Err("it has a program interpreter (dynamically linked)".into());
+        if h.p_type == PT_DYNAMIC {
+            let dynamic = segment(bytes, &h).ok_or("truncated dynamic section")?;
+            let needs_a_library = dynamic
+                .chunks_exact(16)
+                .map(|e| u64::from_le_bytes(e[..8].try_into().unwrap_or_default()))
+                .take_while(|&tag| tag != 0)
+                .any(|tag| tag == DT_NEEDED);
+            if needs_a_library {
+                return Err(
+                    "its dynamic section names shared libraries (dynamically linked)".into(),
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// The program interpreter (`PT_INTERP`, the dynamic loader's path) of an
+/// x86-64 ELF executable, if it has one.
+pub fn elf_interpreter(bytes: &[u8]) -> Option<String> {
+    let h = program_headers(bytes)
+        .ok()?
+        .into_iter()
+        .find(|h| h.p_type == PT_INTERP)?;
+    let path = segment(bytes, &h)?;
+    let path = path.split(|&b| b == 0).next()?;
+    Some(String::from_utf8_lossy(path).into_owned())
 }
 
 /// Reads and checks the static `hf-fn` binary.
@@ -271,5 +341,52 @@ mod tests {
             Ok(())
         );
         assert!(check_static_elf(&elf_with_program_headers(&[6, 3, 1])).is_err());
+    }
+
+    /// [`elf_with_program_headers`] with one `PT_DYNAMIC` whose entries
+    /// are `tags` (then `DT_NULL`), placed after the headers.
+    fn elf_with_dynamic(tags: &[u64]) -> Vec<u8> {
+        let mut b = elf_with_program_headers(&[1, PT_DYNAMIC]);
+        let at = b.len();
+        for t in tags.iter().chain(&[0]) {
+            b.extend_from_slice(&t.to_le_bytes());
+            b.extend_from_slice(&0u64.to_le_bytes());
+        }
+        let h = 64 + 56;
+        b[h + 8..h + 16].copy_from_slice(&(at as u64).to_le_bytes());
+        let size = (b.len() - at) as u64;
+        b[h + 32..h + 40].copy_from_slice(&size.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_dynamic_section_needing_libraries_is_dynamic_linking() {
+        // DT_NEEDED (1) among DT_STRTAB (5) and DT_FLAGS (30).
+        let err = check_static_elf(&elf_with_dynamic(&[5, 1, 30])).unwrap_err();
+        assert!(err.contains("shared libraries"), "{err}");
+        // A static-pie binary's own relocations: no DT_NEEDED.
+        assert_eq!(check_static_elf(&elf_with_dynamic(&[5, 7, 30])), Ok(()));
+        // A dynamic section past the end of the file.
+        let mut b = elf_with_dynamic(&[5]);
+        let h = 64 + 56;
+        b[h + 32..h + 40].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(check_static_elf(&b).is_err());
+        // Hostile header counts are errors, not panics.
+        let mut b = elf_with_program_headers(&[1]);
+        b[0x38..0x3a].copy_from_slice(&u16::MAX.to_le_bytes());
+        assert!(check_static_elf(&b).is_err());
+        b[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(check_static_elf(&b).is_err());
+    }
+
+    #[test]
+    fn the_interpreter_of_this_test_binary_is_the_loader() {
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let loader = elf_interpreter(&me).expect("a dynamically linked test binary");
+        assert!(
+            loader.starts_with('/') && loader.contains("ld-"),
+            "{loader}"
+        );
+        assert_eq!(elf_interpreter(&elf_with_program_headers(&[1])), None);
     }
 }

@@ -101,12 +101,16 @@ fn candidates(bin_dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The most of a binary read to check it (its dynamic section may lie
+/// anywhere in the file, so the whole file is read, within this bound).
+const MAX_BINARY_BYTES: u64 = 1 << 30;
+
 /// Ok if `path` is a statically linked x86-64 ELF; else why not.
 fn static_check(path: &Path) -> Result<(), String> {
     use std::io::Read as _;
-    let mut head = Vec::with_capacity(64 * 1024);
+    let mut head = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+        .and_then(|f| f.take(MAX_BINARY_BYTES).read_to_end(&mut head))
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => "does not exist".to_string(),
             _ => format!("cannot be read: {e}"),

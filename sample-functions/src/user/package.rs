@@ -16,6 +16,12 @@
 //! - `args`: extra arguments for a native entry (default none).
 //! - `timeout_ms`: how long one call may take (default
 //!   [`DEFAULT_TIMEOUT_MS`], at most [`MAX_TIMEOUT_MS`]).
+//! - `idempotent`: whether a call may safely run twice (default `false`).
+//!   When a worker dies with a call in flight (its connection closes or
+//!   is reset before the reply), the balancer sends the call once more to
+//!   another node if the function is `idempotent` or the method is `GET`
+//!   or `HEAD`; otherwise the client gets a 502 saying so, since the
+//!   function may have run (part of) the call already.
 //!
 //! A zip without a manifest whose root holds `index.js` is a Glambdar
 //! function: `{"runtime": "node", "entry": "index.js"}`.
@@ -92,6 +98,9 @@ pub struct Manifest {
     pub args: Vec<String>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Whether a call may safely run twice (module doc).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 impl Manifest {
@@ -102,6 +111,7 @@ impl Manifest {
             entry: Some(GLAMBDAR_HANDLER.into()),
             args: Vec::new(),
             timeout_ms: None,
+            idempotent: false,
         }
     }
 
@@ -185,7 +195,7 @@ pub fn check_name(name: &str) -> Result<(), PackageError> {
     if !ok {
         return Err(PackageError::BadName(name.chars().take(80).collect()));
     }
-    if sample_functions::catalog().get(name).is_some() {
+    if crate::catalog().get(name).is_some() {
         return Err(PackageError::Reserved(name.into()));
     }
     Ok(())
@@ -363,5 +373,23 @@ mod tests {
         assert!(m.check().is_err());
         assert!(serde_json::from_str::<Manifest>(r#"{"runtime":"python"}"#).is_err());
         assert!(serde_json::from_str::<Manifest>(r#"{"runtime":"node","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn idempotent_defaults_to_false_and_is_stored_only_when_set() {
+        let m: Manifest = serde_json::from_str(r#"{"runtime":"node"}"#).unwrap();
+        assert!(!m.idempotent);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"runtime":"node","entry":null,"args":[],"timeout_ms":null}"#,
+            "a manifest stored before the field existed reads the same"
+        );
+        let m: Manifest = serde_json::from_str(r#"{"runtime":"node","idempotent":true}"#).unwrap();
+        assert!(m.idempotent);
+        let again: Manifest = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(again, m);
+        assert!(
+            serde_json::from_str::<Manifest>(r#"{"runtime":"node","idempotent":"yes"}"#).is_err()
+        );
     }
 }

@@ -1,0 +1,200 @@
+//! The HTTP pieces of the Glambdar routes that the worker and the
+//! balancer share: the `multipart/form-data` body of `POST /deploy`
+//! (RFC 7578) and which headers are the connection's (not forwarded to a
+//! function, nor from it).
+
+use bytes::Bytes;
+
+/// Headers that belong to one connection, not to the message.
+pub fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// The first index of `needle` in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One part of a multipart form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub name: String,
+    pub filename: Option<String>,
+    pub data: Bytes,
+}
+
+/// The boundary of a `multipart/form-data` content type.
+pub fn boundary(content_type: &str) -> Option<String> {
+    let (kind, params) = content_type.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_string())
+            .filter(|b| !b.is_empty() && b.len() <= 200)
+    })
+}
+
+fn disposition_param(line: &str, key: &str) -> Option<String> {
+    line.split(';').find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        (k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Splits a `multipart/form-data` body (RFC 7578) into its parts.
+pub fn parse_multipart(body: &Bytes, boundary: &str) -> Result<Vec<Part>, String> {
+    let delim = format!("--{boundary}");
+    let mut at = find(body, delim.as_bytes()).ok_or("no multipart boundary in the body")?;
+    let mut parts = Vec::new();
+    let next_delim = format!("\r\n--{boundary}");
+    loop {
+        at += delim.len();
+        let rest = &body[at..];
+        if rest.starts_with(b"--") {
+            return Ok(parts);
+        }
+        let rest = rest
+            .strip_prefix(b"\r\n")
+            .ok_or("malformed multipart body (no line break after a boundary)")?;
+        let head_end = find(rest, b"\r\n\r\n").ok_or("malformed multipart part (no header end)")?;
+        let head = String::from_utf8_lossy(&rest[..head_end]);
+        let content_start = at + 2 + head_end + 4;
+        let len = find(&body[content_start..], next_delim.as_bytes())
+            .ok_or("malformed multipart body (no closing boundary)")?;
+        let mut name = None;
+        let mut filename = None;
+        for line in head.lines() {
+            if let Some((k, v)) = line.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("content-disposition") {
+                    name = disposition_param(v, "name");
+                    filename = disposition_param(v, "filename");
+                }
+            }
+        }
+        if parts.len() >= 16 {
+            return Err("too many multipart parts (at most 16)".into());
+        }
+        parts.push(Part {
+            name: name.ok_or("a multipart part without a name")?,
+            filename,
+            data: body.slice(content_start..content_start + len),
+        });
+        at = content_start + len + 2;
+    }
+}
+
+/// What a `POST /deploy` form says: the zip (field `file`), the
+/// function's name (field `funcName`, else the zip's file name without
+/// `.zip`), and the rate limit (field `rateLimit`, calls per second), as
+/// Glambdar reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployForm {
+    pub name: String,
+    pub zip: Bytes,
+    pub rate_limit: Option<f64>,
+}
+
+/// Reads a `POST /deploy` body of `content_type`; the error is the
+/// message of a 400.
+pub fn deploy_form(content_type: &str, body: &Bytes) -> Result<DeployForm, String> {
+    let Some(boundary) = boundary(content_type) else {
+        return Err("POST /deploy takes a multipart/form-data body (a zip in field `file`)".into());
+    };
+    let parts = parse_multipart(body, &boundary)?;
+    let field = |n: &str| parts.iter().find(|p| p.name == n);
+    let Some(file) = field("file") else {
+        return Err("no `file` field (the function's zip) in the form".into());
+    };
+    let name = match field("funcName") {
+        Some(p) => String::from_utf8_lossy(&p.data).trim().to_string(),
+        None => match &file.filename {
+            Some(f) => {
+                let base = f.rsplit(['/', '\\']).next().unwrap_or(f);
+                base.strip_suffix(".zip").unwrap_or(base).to_string()
+            }
+            None => return Err("no `funcName` field and no file name to take it from".into()),
+        },
+    };
+    let rate_limit = match field("rateLimit") {
+        None => None,
+        Some(p) => match String::from_utf8_lossy(&p.data).trim().parse::<f64>() {
+            Ok(r) => Some(r),
+            Err(_) => return Err("rateLimit is not a number".into()),
+        },
+    };
+    Ok(DeployForm {
+        name,
+        zip: file.data.clone(),
+        rate_limit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_bodies_are_split() {
+        assert_eq!(
+            boundary("multipart/form-data; boundary=\"abc\"").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(boundary("application/json"), None);
+        let body = Bytes::from_static(
+            b"--XY\r\nContent-Disposition: form-data; name=\"funcName\"\r\n\r\nhello\r\n\
+--XY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.zip\"\r\n\
+Content-Type: application/zip\r\n\r\nPK\r\n\x00\x01\r\n--XY--\r\n",
+        );
+        let parts = parse_multipart(&body, "XY").unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].name, "funcName");
+        assert_eq!(&parts[0].data[..], b"hello");
+        assert_eq!(parts[1].filename.as_deref(), Some("f.zip"));
+        assert_eq!(&parts[1].data[..], b"PK\r\n\x00\x01");
+        assert!(parse_multipart(&Bytes::from_static(b"--XY\r\nbad"), "XY").is_err());
+        assert!(parse_multipart(&Bytes::from_static(b"nothing"), "XY").is_err());
+    }
+
+    #[test]
+    fn a_deploy_form_names_the_function_by_field_or_by_file() {
+        let form = |fields: &str| {
+            Bytes::from(format!(
+                "{fields}--XY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"dir/f.zip\"\r\n\r\nPK\r\n--XY--\r\n"
+            ))
+        };
+        let ct = "multipart/form-data; boundary=XY";
+        let f = deploy_form(ct, &form("")).unwrap();
+        assert_eq!(
+            (f.name.as_str(), &f.zip[..], f.rate_limit),
+            ("f", &b"PK"[..], None)
+        );
+        let named = "--XY\r\nContent-Disposition: form-data; name=\"funcName\"\r\n\r\n g \r\n\
+--XY\r\nContent-Disposition: form-data; name=\"rateLimit\"\r\n\r\n2.5\r\n";
+        let f = deploy_form(ct, &form(named)).unwrap();
+        assert_eq!((f.name.as_str(), f.rate_limit), ("g", Some(2.5)));
+        let bad_rate = "--XY\r\nContent-Disposition: form-data; name=\"rateLimit\"\r\n\r\nfast\r\n";
+        assert_eq!(
+            deploy_form(ct, &form(bad_rate)).unwrap_err(),
+            "rateLimit is not a number"
+        );
+        assert!(deploy_form("application/json", &form("")).is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! Users' own functions on the real `worker-front` binary with the Docker
+//! runtime, on the real engine (issue 14 §2, §3, §4): a static native
+//! function and a Glambdar Node.js function (a zip of only `index.js`) are
+//! deployed, built into images `FROM scratch` (Node.js on a runtime image
+//! made from the host's `node` and its libraries), called in their
+//! containers, inspected (`/info`, `/logs`), redeployed (the new version
+//! served, the old one's container and image gone); a dynamically linked
+//! executable and a one-shot function are refused with a 400 naming the
+//! problem while the previous version keeps serving; a delete leaves no
+//! container, no image and no file of the function, and the worker's stop
+//! leaves nothing at all.
+//!
+//! Everything the worker makes carries its worker id (the test's
+//! [`support::LabelScope`]), which removes it by label when dropped (also
+//! when the test fails); the worker process is killed by its guard.
+
+// Tests read the clock for their deadlines.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "docker_support.rs"]
+mod support;
+mod user_functions_support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+use user_functions_support::*;
+
+const NODE_ECHO: &str = r#"
+exports.handler = async (req) => {
+  console.error('greet called with ' + req.method);
+  return {
+    statusCode: 200,
+    headers: { 'x-node': 'yes' },
+    body: { method: req.method, query: req.query, got: req.body, node: process.version },
+  };
+};
+"#;
+
+/// Entries of the data dir's `code/` of `function`.
+fn code_dirs_of(data: &Path, function: &str) -> Vec<String> {
+    std::fs::read_dir(data.join("code"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{function}.")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_functions_run_in_containers_and_leave_nothing_behind() {
+    let docker = support::engine().await;
+    let scope = support::LabelScope::new("userfn");
+    let dirs = Dirs::new();
+    let hf_fn = support::static_hf_fn();
+    let w = try_start_with(
+        &dirs.data(),
+        &dirs.work(),
+        &[
+            "--runtime",
+            "docker",
+            "--worker-id",
+            &scope.worker_id,
+            "--fn-binary",
+            hf_fn.to_str().unwrap(),
+        ],
+    )
+    .expect("worker did not start");
+    let static_fn = std::fs::read(static_user_fn()).unwrap();
+
+    // A static native function: built into a FROM scratch image, called in
+    // its container (pid 1 there).
+    let (s, v) = w
+        .deploy("echo.zip", &native_zip_of(&static_fn, "v1"), None, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["Version"], 1);
+    let r = w
+        .client
+        .post(format!("{}/invoke/echo/some/path?x=1", w.base))
+        .header("x-test", "abc")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["label"], "v1");
+    assert_eq!(
+        (body["path"].as_str(), body["query"].as_str()),
+        (Some("/some/path"), Some("x=1"))
+    );
+    assert_eq!(body["body"], "hello");
+    assert_eq!(body["test"], "abc");
+    assert_eq!(body["pid"], 1, "it runs as a container's first process");
+    assert_eq!(
+        scope.objects_of(&docker, "echo", false).await,
+        (1, 1),
+        "one warm container and one image of echo"
+    );
+    let (s, h, _) = w.call("echo", "?status=201").await;
+    assert_eq!(s, 201);
+    let meta: serde_json::Value = serde_json::from_str(h["x-meta"].to_str().unwrap()).unwrap();
+    assert_eq!(meta["UsingExistingRestContainer"], true, "warm: {meta}");
+
+    // A Glambdar function: the Node.js runtime image from the host's node.
+    let (s, v) = w
+        .deploy("greet.zip", &glambdar_zip(NODE_ECHO), None, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["Runtime"], "node");
+    let r = w
+        .client
+        .put(format!("{}/invoke/greet?who=me", w.base))
+        .header("content-type", "application/json")
+        .body(r#"{"a": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-node"], "yes");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["got"]["a"], 1, "{body}");
+    assert_eq!(body["query"]["who"], "me");
+    assert_eq!(body["method"], "PUT");
+    assert!(body["node"].as_str().unwrap().starts_with('v'), "{body}");
+
+    // /info and /logs.
+    let (s, info) = w.json("GET", "/info/echo", None).await;
+    assert_eq!(s, 200, "{info}");
+    assert_eq!(
+        (info["Version"].as_u64(), info["Calls"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(info["Warm"], true);
+    let (s, logs) = w.json("GET", "/logs/greet", None).await;
+    assert_eq!(s, 200, "{logs}");
+    let last = &logs["Logs"][0];
+    assert_eq!(last["Status"], 200, "{logs}");
+    assert_eq!(last["Node"], scope.worker_id.as_str());
+    // What it wrote to stderr reaches the log of a call (the container's
+    // output stream may trail its reply: a later call's row holds it then).
+    support::eventually(
+        "the function's stderr in its log",
+        Duration::from_secs(30),
+        || async {
+            let (_, logs) = w.json("GET", "/logs/greet", None).await;
+            let found = logs["Logs"].as_array().unwrap().iter().any(|row| {
+                row["Output"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("greet called with")
+            });
+            if !found {
+                assert_eq!(w.call("greet", "").await.0, 200);
+            }
+            found
+        },
+    )
+    .await;
+
+    // A redeploy: the new version serves; the old one's container and
+    // image go.
+    let (s, v) = w
+        .deploy("echo.zip", &native_zip_of(&static_fn, "v2"), None, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["Version"].as_u64(), v["Replaced"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let (s, h, text) = w.call("echo", "").await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(h["x-function-version"], "2");
+    assert!(text.contains("\"label\":\"v2\""), "{text}");
+    support::eventually(
+        "the old version's container and image removed",
+        Duration::from_secs(60),
+        || async { scope.objects_of(&docker, "echo", false).await == (1, 1) },
+    )
+    .await;
+    assert_eq!(code_dirs_of(&dirs.data(), "echo").len(), 1);
+
+    // A dynamically linked executable: refused, naming the problem; v2
+    // keeps serving.
+    let (s, v) = w
+        .deploy(
+            "echo.zip",
+            &native_zip_of(&user_fn_binary(), "dyn"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let message = v.to_string();
+    assert!(
+        message.contains("not a statically linked") && message.contains("interpreter"),
+        "{message}"
+    );
+    // A one-shot function: refused under Docker.
+    let oneshot = zip_of(&[
+        Entry::File(
+            "hf-function.json",
+            br#"{"runtime": "oneshot", "entry": "fn"}"#,
+            0o644,
+        ),
+        Entry::File("fn", &static_fn, 0o755),
+    ]);
+    let (s, v) = w.deploy("once.zip", &oneshot, None, None).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("one-shot"), "{v}");
+    let (s, h, text) = w.call("echo", "").await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(h["x-function-version"], "2", "the previous version serves");
+
+    // A delete: nothing of the function on the engine or the disk.
+    let (s, v) = w.json("DELETE", "/del/echo", None).await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while scope.objects_of(&docker, "echo", true).await != (0, 0) {
+        if std::time::Instant::now() > deadline {
+            let filters = HashMap::from([(
+                "label".to_string(),
+                vec!["hotfunctions.function=echo".to_string()],
+            )]);
+            let c = docker
+                .list_containers(Some(bollard::container::ListContainersOptions {
+                    all: true,
+                    filters: filters.clone(),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap();
+            let i = docker
+                .list_images(Some(bollard::image::ListImagesOptions {
+                    all: true,
+                    filters,
+                    ..Default::default()
+                }))
+                .await
+                .unwrap();
+            panic!("echo's objects left after its delete: containers {c:?}, images {i:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(code_dirs_of(&dirs.data(), "echo").is_empty());
+    let (s, _, _) = w.call("echo", "").await;
+    assert_eq!(s, 404);
+    let (s, h, _) = w.call("greet", "").await;
+    assert_eq!((s, &h["x-node"]), (200, &"yes".parse().unwrap()));
+
+    // The worker's stop: no container and no image of it at all.
+    w.stop();
+    let (containers, images) = (scope.containers(&docker).await, scope.images(&docker).await);
+    assert!(
+        containers.is_empty() && images.is_empty(),
+        "left behind: containers {containers:?}, images {images:?}"
+    );
+}
