@@ -5,7 +5,23 @@
 //! It reads the scenario and the cost profile, builds a [`DesConfig`] from
 //! its options ([`Args::to_config`]), runs [`des::run_workload`] with a
 //! progress bar on long runs, measures the wall time, and writes what was
-//! asked for:
+//! asked for (below).
+//!
+//! Closed loop: with `--clients N --duration D` instead of a scenario it
+//! runs `simulator load`'s closed loop on the virtual clock
+//! ([`des::run_closed_loop`], rules in `des::source`): the same options
+//! (`--think`, `--think-ms`, `--functions`, `--names`, shared as
+//! [`crate::load::MixArgs`]; `--load-seed` is the live `--seed`, which
+//! here seeds the scheduler), the same function sequence per client for
+//! the same seed, the same log, and a sidecar that records the scenario
+//! as `closed loop, --functions SPEC` and the load's parameters in
+//! `extra.load`, as the live command does; the summary adds
+//! `closed_loop` (parameters, calls cancelled, calls per client, last
+//! reply, throughput). Calls in flight at the end of `--grace` after the
+//! duration are cancelled and logged as errors, as live.
+//! `--time-scale` applies to scenarios only.
+//!
+//! Outputs:
 //!
 //! - **Log** (the replay's format, so `utils analyze` reads it): only with
 //!   `--log FILE`, and then with its sidecar `FILE.meta.json`
@@ -71,6 +87,22 @@
 //! over-commit|queue|reject|elsewhere` (`over-commit`), and the work
 //! models `exp-cpu:` and `pct:`/`pct-cpu:` of `--default-function`.
 
+//!
+//! SlimFaas layer (issue 15; off by default, the run is then as before):
+//! `--function-settings FILE` (the balancer's own settings file, read by
+//! `load_balancer::slim::SettingsFile`, so one file serves both) and
+//! `--max-parallel N` (every function's cap; replaces the file's) put the
+//! balancer's admission queue in front of the scheduler: calls over their
+//! function's cap wait in arrival order and are dispatched as slots free,
+//! a waiting call fails after its `wait_s` (default 120 s). Every call is
+//! synchronous (the scenario format has no column saying otherwise).
+//! `--scale-to-zero` removes a function's instances after
+//! `idle_before_zero_s` without a call (the Lambda model with a fixed
+//! keep-alive of that time; `des::slim` says what that mapping keeps and
+//! what it refuses). The summary's `queue` has the waits (calls that
+//! waited, mean, p50, p99, longest queue; overall and per function), its
+//! `config.slim` and the sidecar's `extra.function_settings` the settings.
+
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
@@ -78,9 +110,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use des::{
-    CostProfile, DesConfig, FunctionModel, Performance, Summary, Workload, DEFAULT_EPOCH_MS,
+    CostProfile, DesConfig, FunctionModel, Performance, SlimFunction, SlimSettings, Summary,
+    Workload, DEFAULT_EPOCH_MS,
 };
 use load_balancer::cli::SchedulerArgs;
+use load_balancer::slim::{FunctionSettings, SettingsFile};
 use policy::node::keep_alive::KeepAlivePool;
 use policy::node::keep_alive_policy::choose_instance_model;
 use policy::node::options::CachingOptions;
@@ -135,8 +169,10 @@ impl std::str::FromStr for OverflowArg {
 /// Arguments of `simulator des`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Scenario CSV (`FunctionName,StartTimeMs` rows).
-    pub scenario: PathBuf,
+    /// Scenario CSV (`FunctionName,StartTimeMs` rows); none with
+    /// --clients (a closed loop).
+    #[arg(required_unless_present = "clients", conflicts_with = "clients")]
+    pub scenario: Option<PathBuf>,
     /// Scheduler: an algorithm of the registry (`simulator des --help`
     /// lists them with their parameters).
     #[arg(long, short = 'a', default_value = "rr", help = format!("Scheduler: {}", registry::known_algorithms()))]
@@ -225,6 +261,32 @@ pub struct Args {
     #[arg(long, default_value_t = DesConfig::default().default_package_bytes)]
     pub default_package_bytes: u64,
 
+    /// The balancer's per-function settings (the JSON file of
+    /// `load-balancer --function-settings`): each function's calls beyond
+    /// its max_parallel wait in arrival order in front of the scheduler,
+    /// a waiting call fails after wait_s (des::slim).
+    #[arg(long, value_name = "FILE", help_heading = "SlimFaas layer")]
+    pub function_settings: Option<PathBuf>,
+    /// Cap on parallel calls of every function (replaces the settings
+    /// file's max_parallel; without a file, the other settings are the
+    /// defaults).
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(load_balancer::slim::settings::MAX_PARALLEL)),
+        help_heading = "SlimFaas layer"
+    )]
+    pub max_parallel: Option<u32>,
+    /// Scale to zero: a function's instances go after idle_before_zero_s
+    /// without a call (default 300 s): the Lambda model with a fixed
+    /// keep-alive of that time (des::slim).
+    #[arg(
+        long,
+        conflicts_with_all = ["instance_model", "keep_alive_policy", "keep_alive_s"],
+        help_heading = "SlimFaas layer"
+    )]
+    pub scale_to_zero: bool,
+
     /// Worker: image cache limit in bytes (-1 = off, the default).
     #[arg(
         long = "USER_CODE_SIZE_LIMIT",
@@ -257,7 +319,7 @@ pub struct Args {
 
     /// Replay speed (as `simulator replay --time-scale`): scenario times
     /// are divided by it.
-    #[arg(long, default_value_t = DesConfig::default().time_scale)]
+    #[arg(long, default_value_t = DesConfig::default().time_scale, conflicts_with = "clients")]
     pub time_scale: f64,
     /// Functions' work scale (as the worker's HF_TIME_SCALE; default
     /// 1 / --time-scale, as `simulator experiment` runs live workers).
@@ -291,6 +353,59 @@ pub struct Args {
     /// No progress bar and no summary line on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Closed loop instead of a scenario, as `simulator load`: this many
+    /// clients (1..=10000), each sending its next call when its last one
+    /// returns (after the think time), until --duration.
+    #[arg(
+        long,
+        requires = "duration",
+        help_heading = "Closed loop (as simulator load)"
+    )]
+    pub clients: Option<u64>,
+    /// How long the clients start new calls (90s, 5m, ...; at most 1 day).
+    #[arg(long, value_parser = crate::replay::parse_duration, requires = "clients", help_heading = "Closed loop (as simulator load)")]
+    pub duration: Option<std::time::Duration>,
+    #[command(flatten, next_help_heading = "Closed loop (as simulator load)")]
+    pub mix: crate::load::MixArgs,
+    /// Seed of the clients' function choices and think times (`simulator
+    /// load --seed`; --seed seeds the scheduler, as the balancer's).
+    #[arg(
+        long,
+        default_value_t = 1,
+        requires = "clients",
+        help_heading = "Closed loop (as simulator load)"
+    )]
+    pub load_seed: u64,
+    /// After --duration, how long calls in flight may finish; then they
+    /// are cancelled and logged as errors, as `simulator load` does.
+    #[arg(
+        long,
+        value_parser = crate::replay::parse_duration,
+        default_value = "30s",
+        requires = "clients",
+        help_heading = "Closed loop (as simulator load)"
+    )]
+    pub grace: std::time::Duration,
+}
+
+/// What a run simulates: a scenario's calls (open loop), or clients.
+#[derive(Debug)]
+pub enum Input {
+    Scenario(Workload),
+    ClosedLoop(des::ClosedLoop),
+}
+
+impl Input {
+    /// The scenario file, or `closed loop, --functions SPEC` (as `simulator
+    /// load` names its runs in sidecars).
+    pub fn describe(&self, args: &Args) -> String {
+        match (self, &args.scenario) {
+            (Self::Scenario(_), Some(path)) => path.display().to_string(),
+            (Self::Scenario(_), None) => String::new(),
+            (Self::ClosedLoop(c), _) => format!("closed loop, --functions {}", c.functions),
+        }
+    }
 }
 
 /// Where the cost profile is looked for when no `--profile` is given, in
@@ -471,17 +586,82 @@ impl Args {
         }
     }
 
+    /// The scenario (read, streaming) or the closed loop (its mix read);
+    /// errors name the file.
+    pub fn input(&self) -> anyhow::Result<Input> {
+        match (&self.scenario, self.clients) {
+            (Some(path), None) => Ok(Input::Scenario(Workload::load(path)?)),
+            (None, Some(clients)) => {
+                let clients = des::source::check_clients(clients)?;
+                let duration = des::source::check_duration(self.duration.unwrap_or_default())?;
+                let (think, mix) = self.mix.resolve()?;
+                Ok(Input::ClosedLoop(des::ClosedLoop {
+                    clients,
+                    duration,
+                    think,
+                    mix: std::sync::Arc::new(mix),
+                    functions: self.mix.functions.to_string(),
+                    seed: self.load_seed,
+                    grace: self.grace,
+                }))
+            }
+            _ => anyhow::bail!("give a scenario file or --clients N (a closed loop), not both"),
+        }
+    }
+
+    /// The SlimFaas layer of `--function-settings`, `--max-parallel` and
+    /// `--scale-to-zero` (None without any): the settings file read by the
+    /// balancer's own parser (errors name the file, line and column).
+    pub fn slim_settings(&self) -> anyhow::Result<Option<SlimSettings>> {
+        if self.function_settings.is_none() && self.max_parallel.is_none() && !self.scale_to_zero {
+            return Ok(None);
+        }
+        let file = match &self.function_settings {
+            Some(path) => SettingsFile::load(path)?,
+            None => SettingsFile::default(),
+        };
+        let resolve = |f: &FunctionSettings| SlimFunction {
+            max_parallel: self.max_parallel.unwrap_or(f.max_parallel),
+            wait_s: f.wait_s,
+            idle_before_zero_s: f.idle_before_zero_s,
+            min_instances: f.min_instances,
+        };
+        let named = self
+            .function_settings
+            .as_ref()
+            .map(|p| p.display().to_string());
+        let settings = SlimSettings {
+            defaults: resolve(&file.defaults),
+            functions: file
+                .functions
+                .iter()
+                .map(|(name, f)| (name.clone(), resolve(f)))
+                .collect(),
+            file: named.clone(),
+            scale_to_zero: self.scale_to_zero,
+        };
+        settings.check().map_err(|e| match named {
+            Some(file) => anyhow::anyhow!("{file}: {e}"),
+            None => anyhow::anyhow!("{e}"),
+        })?;
+        Ok(Some(settings))
+    }
+
     /// The run's configuration (reads the profile).
     pub fn to_config(&self) -> anyhow::Result<DesConfig> {
         self.config_with(self.profile()?.0)
     }
 
     fn config_with(&self, profile: CostProfile) -> anyhow::Result<DesConfig> {
-        let instances = choose_instance_model(
-            self.instance_model.map(|m| m == InstanceModelArg::Lambda),
-            self.keep_alive_policy,
-            self.keep_alive_s,
-        )?;
+        let slim = self.slim_settings()?;
+        let instances = match &slim {
+            Some(s) if s.scale_to_zero => s.instance_model(),
+            _ => choose_instance_model(
+                self.instance_model.map(|m| m == InstanceModelArg::Lambda),
+                self.keep_alive_policy,
+                self.keep_alive_s,
+            )?,
+        };
         let scheduler = self.scheduler.param_set()?.scheduler(&self.algorithm)?;
         let catalog = match &self.catalog {
             Some(path) => Some(std::sync::Arc::new(sample_functions::Catalog::with_file(
@@ -529,6 +709,7 @@ impl Args {
                 },
             },
             reroute: self.overflow == OverflowArg::Elsewhere,
+            slim,
         })
     }
 }
@@ -584,8 +765,8 @@ pub(crate) fn refuse_existing(paths: &[&Path], overwrite: bool) -> anyhow::Resul
 /// `worker` (the caching options) and `profile` (its file, or null, with
 /// its `runtime`); when given, `catalog` (its file), `default_function`
 /// (the work model of functions not in the catalog, as `--default-function`
-/// spells it) and `semantics` (the reuse, admission and reroute rules, when
-/// not the defaults).
+/// spells it), `semantics` (the reuse, admission and reroute rules, when
+/// not the defaults) and `function_settings` (the SlimFaas layer's).
 pub fn sidecar_for(
     config: &DesConfig,
     scenario: Option<&Path>,
@@ -638,6 +819,12 @@ pub fn sidecar_for(
     }
     if let Some(model) = &config.default_function {
         extra.insert("default_function".into(), json!(model.to_string()));
+    }
+    if let Some(slim) = &config.slim {
+        extra.insert(
+            "function_settings".into(),
+            serde_json::to_value(slim).unwrap_or(Value::Null),
+        );
     }
     let semantics = (config.reuse, config.admission, config.reroute);
     if semantics != Default::default() {
@@ -707,6 +894,27 @@ fn environment_read() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Runs `input` under `config`: [`simulate`] for a scenario, else the
+/// closed loop ([`des::run_closed_loop`], no progress bar: its length is
+/// not known before); fills in the wall-clock figures.
+pub fn simulate_input(
+    input: &Input,
+    config: &DesConfig,
+    log: Option<&mut dyn Write>,
+    quiet: bool,
+) -> anyhow::Result<Summary> {
+    match input {
+        Input::Scenario(workload) => simulate(workload, config, log, quiet),
+        Input::ClosedLoop(closed) => {
+            #[allow(clippy::disallowed_methods)] // the wall time of the run
+            let started = std::time::Instant::now();
+            let mut summary = des::run_closed_loop(closed, config, log, &mut |_| {})?;
+            summary.performance = Performance::of(&summary, started.elapsed().as_secs_f64());
+            Ok(summary)
+        }
+    }
+}
+
 /// Runs `workload` under `config`, writing the log to `log` (if any),
 /// with a progress bar on stderr for long runs unless `quiet`; fills in the
 /// wall-clock figures.
@@ -748,10 +956,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started_utc = utc_now();
     let (profile, profile_found_by) = args.profile()?;
     let config = args.config_with(profile)?;
-    let workload = Workload::load(&args.scenario)?;
+    let input = args.input()?;
+    let described = input.describe(&args);
     // Bad input is refused before any output exists, naming the file.
-    des::check(&workload, &config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.scenario.display()))?;
+    match &input {
+        Input::Scenario(workload) => {
+            des::check(workload, &config).map_err(|e| anyhow::anyhow!("{described}: {e}"))?
+        }
+        Input::ClosedLoop(closed) => des::check_closed_loop(closed, &config)?,
+    }
 
     let log_file = args.log.as_deref().filter(|p| p.as_os_str() != "-");
     let log_stdout = args.log.as_deref().is_some_and(|p| p.as_os_str() == "-");
@@ -769,28 +982,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let summary = if let Some(path) = log_file {
         let mut w = BufWriter::with_capacity(1 << 20, create(path, args.overwrite)?);
         if let Some(side) = &sidecar_file {
-            let record = sidecar_for(
+            let mut record = sidecar_for(
                 &config,
-                Some(&args.scenario),
+                args.scenario.as_deref(),
                 started_utc.clone(),
                 git.clone(),
             );
+            if let Input::ClosedLoop(closed) = &input {
+                // As `simulator load` records its runs.
+                record.scenario = Some(described.clone());
+                record.extra.insert("load".into(), closed.parameters());
+            }
             let mut f = create(side, args.overwrite)?;
             f.write_all(record.to_json().as_bytes())
                 .with_context(|| format!("writing {}", side.display()))?;
         }
-        let s = simulate(&workload, &config, Some(&mut w), args.quiet)?;
+        let s = simulate_input(&input, &config, Some(&mut w), args.quiet)?;
         w.flush()
             .with_context(|| format!("writing {}", path.display()))?;
         s
     } else if log_stdout {
         let stdout = std::io::stdout();
         let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
-        let s = simulate(&workload, &config, Some(&mut w), args.quiet)?;
+        let s = simulate_input(&input, &config, Some(&mut w), args.quiet)?;
         w.flush().context("writing the log to standard output")?;
         s
     } else {
-        simulate(&workload, &config, None, args.quiet)?
+        simulate_input(&input, &config, None, args.quiet)?
     };
 
     if let Some(p) = &args.summary_json {
@@ -803,7 +1021,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect(),
             environment: environment_read(),
-            scenario: args.scenario.display().to_string(),
+            scenario: described.clone(),
             log: args.log.as_ref().map(|p| p.display().to_string()),
             sidecar: sidecar_file.as_ref().map(|p| p.display().to_string()),
             profile_found_by,
@@ -835,6 +1053,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             summary.latency_ms.p99,
             summary.seed
         );
+        if let Some(q) = &summary.queue {
+            let o = &q.overall;
+            eprintln!(
+                "des: queue (max_parallel): {} of {} calls waited ({} gave up after wait_s); wait mean {:.1} ms, p50 {:.1} ms, p99 {:.1} ms; longest queue {}",
+                o.waited,
+                o.calls,
+                o.timed_out,
+                o.wait_ms.mean,
+                o.wait_ms.p50,
+                o.wait_ms.p99,
+                o.max_queue_length
+            );
+        }
+        if let Some(closed) = &summary.closed_loop {
+            eprintln!(
+                "des: closed loop of {} clients: throughput {:.2} calls/s (successful calls over {:.3} s to the last reply), {} cancelled after the grace",
+                closed.calls_per_client.len(),
+                closed.throughput_per_s,
+                closed.last_reply_s,
+                closed.cancelled
+            );
+        }
         if args.log.is_none() && !args.no_log {
             eprintln!("des: no log written (--log FILE writes it, --log - to standard output)");
         }

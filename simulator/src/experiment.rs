@@ -76,6 +76,7 @@ pub mod cluster;
 pub mod host;
 mod live;
 mod report;
+mod runs;
 pub mod spec;
 
 use std::fmt::Write as _;

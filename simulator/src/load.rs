@@ -11,7 +11,11 @@
 //! [`FunctionMix`] (`uniform`, `zipf:S`, `catalog`, `catalog:FILE`,
 //! `file:FILE`; see [`mix`]), each client from its own seeded streams, so
 //! the sequence of functions a client calls depends on the seed and the
-//! client's index only.
+//! client's index only. The mix, the think times and the clients' streams
+//! are pure and live in the `des` crate ([`des::mix`]), which runs the same
+//! clients on its virtual clock (`simulator des --clients`,
+//! [`des::source`]): live and simulated clients of the same seed call the
+//! same sequence of functions.
 //!
 //! Everything else is `simulator replay`'s, reused rather than repeated:
 //! `GET /clear` first (a refusal when a node was not cleared), the HTTP
@@ -37,7 +41,7 @@
 //!   one open connection), a duration of at most [`MAX_DURATION`], think
 //!   times of at most [`mix::MAX_THINK`].
 
-pub mod mix;
+pub use des::mix;
 
 use std::collections::BTreeMap;
 use std::io::BufWriter;
@@ -50,6 +54,7 @@ use protocol::sidecar::{sidecar_path, RunSidecar};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+pub use des::source::{ClosedLoop, ClosedLoopError, MAX_CLIENTS, MAX_DURATION};
 pub use mix::{ClientRng, FunctionMix, MixError, MixSpec, Think};
 
 use crate::replay::{
@@ -57,18 +62,11 @@ use crate::replay::{
     ReplayError, StopHandle, StopLevel, Written,
 };
 
-/// Most clients of one run.
-pub const MAX_CLIENTS: u32 = 10_000;
-/// Longest run: one day.
-pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
-
 /// Why a load run could not run (or could not finish writing its log).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("--clients must be 1..={MAX_CLIENTS}, got {0}")]
-    BadClients(u64),
-    #[error("--duration must be more than 0 and at most one day (86400 s), got {0:?}")]
-    BadDuration(Duration),
+    #[error(transparent)]
+    Bounds(#[from] ClosedLoopError),
     #[error(transparent)]
     Mix(#[from] MixError),
     #[error(transparent)]
@@ -80,18 +78,9 @@ pub enum LoadError {
 pub struct LoadOptions {
     /// Balancer base URL, e.g. `http://127.0.0.1:8111`.
     pub balancer_url: String,
-    /// Virtual clients, 1..=[`MAX_CLIENTS`].
-    pub clients: u32,
-    /// How long clients start new calls.
-    pub duration: Duration,
-    pub think: Think,
-    pub mix: Arc<FunctionMix>,
-    /// How the mix was given (`--functions`, for the sidecar).
-    pub functions: String,
-    /// Seed of the clients' choices and think times.
-    pub seed: u64,
-    /// After the duration or a stop, how long calls in flight may finish.
-    pub grace: Duration,
+    /// The closed loop run (clients, duration, think time, mix, seed,
+    /// grace): the one `simulator des --clients` simulates.
+    pub closed_loop: ClosedLoop,
     /// Per-call timeout (a call timing out is logged as an error).
     pub request_timeout: Duration,
     pub progress: ProgressMode,
@@ -114,13 +103,15 @@ impl LoadOptions {
     ) -> Self {
         Self {
             balancer_url: balancer_url.into(),
-            clients,
-            duration,
-            think: Think::None,
-            mix: Arc::new(mix),
-            functions: functions.into(),
-            seed: 1,
-            grace: Duration::from_secs(30),
+            closed_loop: ClosedLoop {
+                clients,
+                duration,
+                think: Think::None,
+                mix: Arc::new(mix),
+                functions: functions.into(),
+                seed: 1,
+                grace: Duration::from_secs(30),
+            },
             request_timeout: Duration::from_secs(600),
             progress: ProgressMode::Auto,
             progress_interval: Duration::from_secs(5),
@@ -129,26 +120,12 @@ impl LoadOptions {
         }
     }
 
-    /// The run's parameters as recorded in the sidecar's `extra.load`.
+    /// The run's parameters as recorded in the sidecar's `extra.load`:
+    /// the closed loop's ([`ClosedLoop::parameters`], as `simulator des
+    /// --clients` records them, with the grace period), then the timeout.
     pub fn parameters(&self) -> serde_json::Value {
-        let mut value = serde_json::json!({
-            "clients": self.clients,
-            "duration_s": self.duration.as_secs_f64(),
-            "think": self.think.to_string(),
-            "think_mean_ms": self.think.mean().as_secs_f64() * 1000.0,
-            "functions": self.functions,
-            "function_count": self.mix.len(),
-            "seed": self.seed,
-            "grace_s": self.grace.as_secs_f64(),
-            "request_timeout_s": self.request_timeout.as_secs_f64(),
-        });
-        // Small mixes are written out in full (a file's may be huge).
-        if self.mix.len() <= 100 {
-            let probabilities: serde_json::Map<String, serde_json::Value> = (0..self.mix.len())
-                .map(|i| (self.mix.names()[i].clone(), self.mix.probability(i).into()))
-                .collect();
-            value["probabilities"] = probabilities.into();
-        }
+        let mut value = self.closed_loop.parameters();
+        value["request_timeout_s"] = self.request_timeout.as_secs_f64().into();
         value
     }
 }
@@ -230,8 +207,8 @@ impl std::fmt::Display for LoadSummary {
     }
 }
 
-/// Runs `options.clients` closed-loop clients against the balancer for
-/// `options.duration`, logging every reply to `log`.
+/// Runs the closed loop of `options` (its clients, for its duration)
+/// against the balancer, logging every reply to `log`.
 ///
 /// Fails before sending anything if the options are bad, the balancer is
 /// unreachable or refuses `GET /clear`, or the log cannot be created.
@@ -242,12 +219,7 @@ pub async fn load(
     log: &Path,
     stop: &StopHandle,
 ) -> Result<LoadSummary, LoadError> {
-    if !(1..=MAX_CLIENTS).contains(&options.clients) {
-        return Err(LoadError::BadClients(options.clients.into()));
-    }
-    if options.duration.is_zero() || options.duration > MAX_DURATION {
-        return Err(LoadError::BadDuration(options.duration));
-    }
+    options.closed_loop.check()?;
     let git = match &options.run {
         Some(run) if run.git.is_some() => None,
         _ => utils::provenance::git_revision(None),
@@ -266,7 +238,7 @@ pub async fn load(
     let client = reqwest::Client::builder()
         .timeout(options.request_timeout)
         .pool_idle_timeout(protocol::timeouts::CLIENT_POOL_IDLE)
-        .pool_max_idle_per_host(options.clients as usize)
+        .pool_max_idle_per_host(options.closed_loop.clients as usize)
         .tcp_nodelay(true)
         .build()
         .map_err(|e| ReplayError::Client(e.to_string()))?;
@@ -288,7 +260,10 @@ pub async fn load(
         run.git = git;
     }
     if run.scenario.is_none() {
-        run.scenario = Some(format!("closed loop, --functions {}", options.functions));
+        run.scenario = Some(format!(
+            "closed loop, --functions {}",
+            options.closed_loop.functions
+        ));
     }
     run.extra.insert("load".into(), options.parameters());
     if !options.overwrite && meta_path.exists() {
@@ -313,11 +288,11 @@ pub async fn load(
         })
     };
     let started = Instant::now();
-    let deadline = started + options.duration;
+    let deadline = started + options.closed_loop.duration;
     let (progress_done_tx, progress_done_rx) = tokio::sync::oneshot::channel();
     let progress = tokio::spawn(show_progress(
         options.progress,
-        options.duration,
+        options.closed_loop.duration,
         options.progress_interval,
         counters.clone(),
         progress_done_rx,
@@ -325,19 +300,20 @@ pub async fn load(
 
     let url: Arc<str> = format!("{base}/execute").into();
     let names: Arc<[Arc<str>]> = options
+        .closed_loop
         .mix
         .names()
         .iter()
         .map(|n| Arc::from(n.as_str()))
         .collect();
     let mut clients = tokio::task::JoinSet::new();
-    for index in 0..options.clients {
+    for index in 0..options.closed_loop.clients {
         clients.spawn(run_client(Client {
             index,
-            rng: ClientRng::new(options.seed, index),
-            mix: options.mix.clone(),
+            rng: ClientRng::new(options.closed_loop.seed, index),
+            mix: options.closed_loop.mix.clone(),
             names: names.clone(),
-            think: options.think,
+            think: options.closed_loop.think,
             deadline,
             http: client.clone(),
             url: url.clone(),
@@ -350,7 +326,7 @@ pub async fn load(
 
     // Until the duration ends (or a stop), then a grace period for the
     // calls in flight, then cancel them.
-    let mut calls_per_client = vec![0u64; options.clients as usize];
+    let mut calls_per_client = vec![0u64; options.closed_loop.clients as usize];
     let mut interrupted = false;
     let mut all_done = false;
     tokio::select! {
@@ -361,7 +337,7 @@ pub async fn load(
     if !all_done {
         tokio::select! {
             _ = join_clients(&mut clients, &mut calls_per_client) => all_done = true,
-            _ = tokio::time::sleep(options.grace) => stop.cancel(),
+            _ = tokio::time::sleep(options.closed_loop.grace) => stop.cancel(),
             _ = stop.reached(StopLevel::Cancel) => {}
         }
         if !all_done {
@@ -397,11 +373,11 @@ pub async fn load(
     let summary = LoadSummary {
         balancer_url: base,
         log: log.to_path_buf(),
-        clients: options.clients,
-        duration_s: options.duration.as_secs_f64(),
-        think: options.think.to_string(),
-        functions: options.functions.clone(),
-        seed: options.seed,
+        clients: options.closed_loop.clients,
+        duration_s: options.closed_loop.duration.as_secs_f64(),
+        think: options.closed_loop.think.to_string(),
+        functions: options.closed_loop.functions.clone(),
+        seed: options.closed_loop.seed,
         calls: counters.dispatched.load(Ordering::Relaxed),
         ok,
         errors: counters.errors.load(Ordering::Relaxed),
@@ -569,23 +545,8 @@ pub struct Args {
     /// How long clients start new calls (90s, 5m, ...; at most 1 day).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Duration,
-    /// Constant think time between a reply and the client's next call, ms.
-    #[arg(long, conflicts_with = "think")]
-    pub think_ms: Option<f64>,
-    /// Think time: none, MS or const:MS (constant), exp:MS (exponential
-    /// with mean MS); milliseconds, at most one hour.
-    #[arg(long, default_value = "none")]
-    pub think: Think,
-    /// Function popularity: uniform, zipf:S (the k-th name weighted 1/k^S),
-    /// catalog (the sample catalog's rates), catalog:FILE (a catalog file's
-    /// rate_per_s, e.g. from `utils import`), file:FILE (FunctionName,Weight
-    /// rows).
-    #[arg(long, default_value = "uniform")]
-    pub functions: MixSpec,
-    /// Names for uniform and zipf, most popular first (default: the 30
-    /// sample functions W1..D8).
-    #[arg(long)]
-    pub names: Option<String>,
+    #[command(flatten)]
+    pub mix: MixArgs,
     /// Seed of the clients' function choices and think times.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -613,32 +574,60 @@ pub struct Args {
     pub max_failures: FailureBudget,
 }
 
+/// The think-time and function-mix options of a closed loop, shared by
+/// `simulator load` and `simulator des --clients` (both have `--clients`,
+/// which these options require).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MixArgs {
+    /// Constant think time between a reply and the client's next call, ms.
+    #[arg(long, conflicts_with = "think", requires = "clients")]
+    pub think_ms: Option<f64>,
+    /// Think time: none, MS or const:MS (constant), exp:MS (exponential
+    /// with mean MS); milliseconds, at most one hour.
+    #[arg(long, default_value = "none", requires = "clients")]
+    pub think: Think,
+    /// Function popularity: uniform, zipf:S (the k-th name weighted 1/k^S),
+    /// catalog (the sample catalog's rates), catalog:FILE (a catalog file's
+    /// rate_per_s, e.g. from `utils import`), file:FILE (FunctionName,Weight
+    /// rows).
+    #[arg(long, default_value = "uniform", requires = "clients")]
+    pub functions: MixSpec,
+    /// Names for uniform and zipf, most popular first (default: the 30
+    /// sample functions W1..D8).
+    #[arg(long, requires = "clients")]
+    pub names: Option<String>,
+}
+
+impl MixArgs {
+    /// The think time (`--think-ms` or `--think`) and the mix (reads its
+    /// file, if any).
+    pub fn resolve(&self) -> Result<(Think, FunctionMix), MixError> {
+        let think = match self.think_ms {
+            Some(ms) => Think::constant_ms(ms)?,
+            None => self.think,
+        };
+        let mix = FunctionMix::from_spec(&self.functions, self.names.as_deref())?;
+        Ok((think, mix))
+    }
+}
+
 /// Runs `simulator load`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let clients = u32::try_from(args.clients)
-        .ok()
-        .filter(|c| (1..=MAX_CLIENTS).contains(c))
-        .ok_or(LoadError::BadClients(args.clients))?;
-    if args.duration.is_zero() || args.duration > MAX_DURATION {
-        return Err(LoadError::BadDuration(args.duration).into());
-    }
-    let think = match args.think_ms {
-        Some(ms) => Think::constant_ms(ms)?,
-        None => args.think,
-    };
-    let mix = FunctionMix::from_spec(&args.functions, args.names.as_deref())?;
+    let clients = des::source::check_clients(args.clients).map_err(LoadError::from)?;
+    des::source::check_duration(args.duration).map_err(LoadError::from)?;
+    let (think, mix) = args.mix.resolve()?;
     let log = args.log.clone().unwrap_or_else(replay::default_log_path);
     let mut options = LoadOptions::new(
         args.balancer.clone(),
         clients,
         args.duration,
         mix,
-        args.functions.to_string(),
+        args.mix.functions.to_string(),
     );
-    options.think = think;
-    options.seed = args.seed;
-    options.grace = args.grace;
+    options.closed_loop.think = think;
+    options.closed_loop.seed = args.seed;
+    options.closed_loop.grace = args.grace;
     options.request_timeout = args.request_timeout;
     options.progress = args.progress;
     options.overwrite = args.overwrite;
@@ -652,13 +641,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .context("cannot install the signal handlers")?;
         eprintln!(
             "load: {} clients for {:.0} s against {} (functions {} over {} names, think {}, seed {}), log {}",
-            options.clients,
-            options.duration.as_secs_f64(),
+            options.closed_loop.clients,
+            options.closed_loop.duration.as_secs_f64(),
             options.balancer_url,
-            options.functions,
-            options.mix.len(),
-            options.think,
-            options.seed,
+            options.closed_loop.functions,
+            options.closed_loop.mix.len(),
+            options.closed_loop.think,
+            options.closed_loop.seed,
             log.display()
         );
         anyhow::Ok(load(&options, &log, &stop).await?)

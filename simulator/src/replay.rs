@@ -922,7 +922,7 @@ pub(crate) async fn make_call(
         ),
         None => (
             Outcome::Cancelled,
-            ErrorReply::new("cancelled: the replay was stopped").to_json(),
+            ErrorReply::new(des::source::CANCELLED).to_json(),
             None,
         ),
     };

@@ -7,8 +7,14 @@
 //! is a clear error naming the file and line; an existing log, sidecar,
 //! summary or profile is never overwritten by accident.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use protocol::sidecar::{sidecar_path, RunSidecar};
+use protocol::LogLine;
+use support::{check_closed_loop_log, check_load_parameters, des, json, ok};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_simulator"))
@@ -16,30 +22,6 @@ fn bin() -> Command {
 
 fn small() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/small.csv")
-}
-
-fn des(args: &[&str]) -> Output {
-    bin()
-        .arg("des")
-        .args(args)
-        .env_remove("HF_TIME_SCALE")
-        .env_remove("HF_PACKAGE_SCALE")
-        .env_remove("HF_DES_PROFILE")
-        .env_remove("SEED")
-        .output()
-        .expect("run simulator")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The summary without what differs between runs of the same inputs: the
@@ -554,4 +536,152 @@ fn per_invocation_columns_are_simulated_and_mixed_columns_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("shaped.csv:3"), "{err}");
     assert!(!log.exists(), "refused before any output is created");
+}
+
+// Closed loop (`--clients`): the closed loop of `simulator load`,
+// simulated. Its log is the live command's: `utils analyze` (the real
+// binary) reads it; its sidecar records the load's parameters as `simulator
+// load` does; each client calls the functions the live client of the same
+// seed and index calls; never more calls are in flight than clients; the
+// same seed gives a byte-identical log; bad options are clear errors.
+
+const CLIENTS: usize = 4;
+
+/// A closed loop of 4 clients on 2 nodes for 30 s of virtual time.
+fn closed_loop(log: &Path, load_seed: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--clients",
+        "4",
+        "--duration",
+        "30s",
+        "--functions",
+        "zipf:1",
+        "--names",
+        "W1,W2,W3,W4",
+        "--think",
+        "exp:100",
+        "--load-seed",
+        load_seed,
+        "--ideal",
+        "--nodes",
+        "2",
+        "--algorithm",
+        "ll",
+        "--log",
+        log.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    des(&args)
+}
+
+#[test]
+fn a_simulated_closed_loop_writes_the_live_log_and_utils_analyze_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("closed.log");
+    let summary = dir.path().join("closed.json");
+    let out = closed_loop(&log, "5", &["--summary-json", summary.to_str().unwrap()]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("closed loop of 4 clients"), "{stderr}");
+
+    let s = json(&summary);
+    let calls = s["invocations"].as_u64().unwrap() as usize;
+    assert!(calls > 40, "{s}");
+    assert_eq!(s["completed"].as_u64().unwrap() as usize, calls);
+    let closed = &s["closed_loop"];
+    let per_client: Vec<usize> = closed["calls_per_client"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(per_client.len(), CLIENTS);
+    assert_eq!(per_client.iter().sum::<usize>(), calls);
+    assert!(closed["throughput_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(closed["parameters"]["seed"], 5);
+    assert_eq!(
+        s["run"]["scenario"], "closed loop, --functions zipf:1",
+        "{s}"
+    );
+
+    // One line per call, each client's seeded sequence (as tests/load.rs
+    // checks live), read by `utils analyze`; never more in flight than
+    // clients.
+    let in_flight = check_closed_loop_log(&log, 5, &per_client, 2);
+    assert!((1..=CLIENTS).contains(&in_flight), "{in_flight}");
+    // Every call was sent within the 30 s (from the virtual epoch).
+    let text_log = std::fs::read_to_string(&log).unwrap();
+    let epoch = des::DEFAULT_EPOCH_MS;
+    assert!(text_log
+        .lines()
+        .all(|l| LogLine::parse(l).unwrap().start_ms - epoch < 30_000));
+
+    // The sidecar records the load as `simulator load` does.
+    let run = RunSidecar::parse(&std::fs::read_to_string(sidecar_path(&log)).unwrap()).unwrap();
+    assert_eq!(run.producer, "simulator des");
+    assert_eq!(run.algorithm.as_deref(), Some("ll"));
+    assert_eq!(run.cluster.size, 2);
+    assert_eq!(
+        run.scenario.as_deref(),
+        Some("closed loop, --functions zipf:1")
+    );
+    check_load_parameters(&run.extra["load"], CLIENTS, 5, 30.0, "exp:100");
+}
+
+#[test]
+fn the_same_load_seed_gives_a_byte_identical_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut logs = Vec::new();
+    for (i, seed) in ["7", "7", "8"].iter().enumerate() {
+        let log = dir.path().join(format!("run{i}.log"));
+        let out = closed_loop(&log, seed, &["-q"]);
+        ok(&out);
+        logs.push(std::fs::read(&log).unwrap());
+    }
+    assert_eq!(logs[0], logs[1]);
+    assert_ne!(logs[0], logs[2]);
+}
+
+#[test]
+fn bad_closed_loop_options_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/small.csv");
+    let scenario = scenario.to_str().unwrap();
+    let probs = dir.path().join("p.csv");
+    std::fs::write(&probs, "W1,1\nW2,x\n").unwrap();
+    let file = format!("file:{}", probs.display());
+    for (args, needle) in [
+        (
+            vec![scenario, "--clients", "2", "--duration", "5s"],
+            "cannot be used with",
+        ),
+        (vec!["--clients", "2"], "--duration"),
+        (vec!["--duration", "5s"], "--clients"),
+        (vec![scenario, "--think", "exp:5"], "--clients"),
+        (
+            vec!["--clients", "0", "--duration", "5s"],
+            "--clients must be 1..=10000",
+        ),
+        (vec!["--clients", "2", "--duration", "2d"], "--duration"),
+        (
+            vec!["--clients", "2", "--duration", "5s", "--functions", &file],
+            "p.csv line 2",
+        ),
+        (
+            vec!["--clients", "2", "--duration", "5s", "--names", "NOPE"],
+            "not in the catalog",
+        ),
+        (
+            vec!["--clients", "2", "--duration", "5s", "--time-scale", "2"],
+            "cannot be used with",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--ideal", "-q"]);
+        let out = des(&all);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }

@@ -7,9 +7,11 @@
 //! nodes (a node too small for one call rejects every call under
 //! `--overflow reject`); without `--catalog` the functions are unknown.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
+use std::path::{Path, PathBuf};
+
+use support::des;
 use utils::import::azure2021::{import, Azure2021Config};
 use utils::import::Outputs;
 
@@ -17,18 +19,6 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(
         "../utils/tests/fixtures/azure2021/AzureFunctionsInvocationTraceForTwoWeeksJan2021.txt",
     )
-}
-
-fn des(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simulator"))
-        .arg("des")
-        .args(args)
-        .env_remove("HF_TIME_SCALE")
-        .env_remove("HF_PACKAGE_SCALE")
-        .env_remove("HF_DES_PROFILE")
-        .env_remove("SEED")
-        .output()
-        .expect("run simulator")
 }
 
 /// The fixture imported into `dir`: (scenario, catalog).

@@ -3,29 +3,22 @@
 //! memory are recorded in the sidecar and the summary; the option selects
 //! the Lambda model; bad values and contradictions are clear errors.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use support::json;
 
 fn small() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/small.csv")
 }
 
-fn des(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simulator"))
-        .arg("des")
-        .arg(small())
-        .arg("--ideal")
-        .args(args)
-        .env_remove("HF_TIME_SCALE")
-        .env_remove("HF_PACKAGE_SCALE")
-        .env_remove("HF_DES_PROFILE")
-        .env_remove("SEED")
-        .output()
-        .expect("run simulator")
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// `simulator des` on the small scenario, ideal platform, with `args`.
+fn des(args: &[&str]) -> std::process::Output {
+    let small = small();
+    let mut all = vec![small.to_str().unwrap(), "--ideal"];
+    all.extend_from_slice(args);
+    support::des(&all)
 }
 
 #[test]

@@ -20,17 +20,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use protocol::sidecar::{sidecar_path, RunSidecar};
 use protocol::LogLine;
-use simulator::load::mix::{client_sequence, FunctionMix, MixSpec};
+use simulator::load::mix::{FunctionMix, MixSpec};
 use support::{
-    build_testbed, free_port, staging_dir, start_printing_url, wait_healthy, workspace_root, Guard,
-    Server,
+    build_testbed, check_closed_loop_log, check_load_parameters, free_port, staging_dir,
+    start_printing_url, utils_bin, wait_healthy, workspace_root, Guard, Server,
 };
 
 /// Two process workers behind an `rr` balancer; dropped in reverse.
@@ -103,48 +102,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// The `utils` binary, built with the cargo running this test.
-fn utils_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let bin_dir = build_testbed();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(workspace_root())
-                .args(["build", "-p", "utils", "--bins"]);
-            if bin_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            bin_dir.join("utils")
-        })
-        .clone()
-}
-
-/// The largest number of calls in flight at once, from the log lines'
-/// `[start, end]` ms (a call ending at the ms another starts is counted
-/// as done first: a client's next call starts after its last one ended).
-fn max_in_flight(lines: &[LogLine]) -> usize {
-    let mut events: Vec<(i64, i32)> = Vec::new();
-    for l in lines {
-        events.push((l.start_ms, 1));
-        events.push((l.end_ms, -1));
-    }
-    events.sort(); // at equal times, -1 (an end) before +1 (a start)
-    let (mut now, mut max) = (0i32, 0i32);
-    for (_, d) in events {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
-}
-
 #[test]
 fn closed_loop_clients_keep_at_most_one_call_each_and_follow_their_seeded_sequences() {
     let bed = testbed();
@@ -182,29 +139,13 @@ fn closed_loop_clients_keep_at_most_one_call_each_and_follow_their_seeded_sequen
     assert_eq!(s["ok"].as_u64().unwrap() as usize, calls, "{s}");
     assert!(s["throughput_per_s"].as_f64().unwrap() > 0.0);
 
-    let text_log = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<LogLine> = text_log
-        .lines()
-        .map(|l| LogLine::parse(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), calls);
-    assert!(lines.iter().all(|l| !l.is_error()), "{text_log}");
-    let in_flight = max_in_flight(&lines);
+    // One line per call, each client's seeded sequence, read by `utils
+    // analyze`.
+    let in_flight = check_closed_loop_log(&log, 5, &per_client, 2);
     assert!(
         (2..=CLIENTS).contains(&in_flight),
         "{in_flight} calls in flight at once with {CLIENTS} clients"
     );
-
-    // The log's functions are the clients' seeded sequences, each cut at
-    // that client's number of calls.
-    let mix = FunctionMix::from_spec(&MixSpec::Zipf(1.0), Some("W1,W2,W3,W4")).unwrap();
-    let mut expected: Vec<&str> = (0..CLIENTS)
-        .flat_map(|c| client_sequence(&mix, 5, c as u32, per_client[c]))
-        .collect();
-    let mut logged: Vec<&str> = lines.iter().map(|l| l.function.as_str()).collect();
-    expected.sort_unstable();
-    logged.sort_unstable();
-    assert_eq!(logged, expected);
 
     // The sidecar: the balancer's cluster and seed, the load's parameters.
     let run = RunSidecar::parse(&std::fs::read_to_string(sidecar_path(&log)).unwrap()).unwrap();
@@ -213,28 +154,8 @@ fn closed_loop_clients_keep_at_most_one_call_each_and_follow_their_seeded_sequen
     assert_eq!(run.algorithm.as_deref(), Some("rr"));
     assert_eq!(run.seed, Some(3));
     assert_eq!(run.cluster.size, 2);
-    let params = &run.extra["load"];
-    assert_eq!(params["clients"], CLIENTS);
-    assert_eq!(params["seed"], 5);
-    assert_eq!(params["duration_s"], 3.0);
-    assert_eq!(params["functions"], "zipf:1");
-    assert_eq!(params["think"], "none");
-    assert_eq!(params["function_count"], 4);
-    assert!((params["probabilities"]["W1"].as_f64().unwrap() - 0.48).abs() < 0.001);
+    check_load_parameters(&run.extra["load"], CLIENTS, 5, 3.0, "none");
     assert_eq!(run.extra["load_summary"]["calls"], calls);
-
-    // `utils analyze` reads the log unchanged.
-    let out = Command::new(utils_bin())
-        .args(["analyze", "--json"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let analyses: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(analyses[0]["calls"], calls, "{analyses}");
-    assert_eq!(analyses[0]["ok_calls"], calls);
-    assert_eq!(analyses[0]["nodes"], 2);
-    assert_eq!(analyses[0]["unparseable_lines"], 0);
 }
 
 #[test]

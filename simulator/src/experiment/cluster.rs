@@ -52,9 +52,9 @@
 //! `load_factor` or `package_scale` (the experiment cannot restart the
 //! cluster's workers).
 
-use super::live::{close_attempt, AfterAttempt, Attempt, RunKey};
+use super::runs::{live_sidecar, run_point, PointRuns, RunSpec, RunTarget, Started};
 use super::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Output;
 
 /// Where the experiment's nodes run.
@@ -631,13 +631,8 @@ async fn run_points_on(
     record: &mut ExperimentRecord,
     stop: &StopHandle,
 ) -> Result<(), ExperimentError> {
-    let lag_limits = record.noise_thresholds.unwrap_or_default().lag_limits_us(
-        host::median_gap(events.iter().map(|e| e.start_ms)),
-        record.time_scale,
-    );
     let points = plan.points()?;
-    let total = points.len() * plan.repeat as usize * plan.algorithms.len();
-    let mut n = 0;
+    let mut runs = PointRuns::new(plan, opts, events, dir, stop, record)?;
     for (pi, point) in points.iter().enumerate() {
         if stop.level() != StopLevel::Run {
             break;
@@ -692,105 +687,87 @@ async fn run_points_on(
             .as_deref()
             .map(ComposeProject::pids)
             .unwrap_or_default();
-        let roots: Vec<u32> = std::iter::once(std::process::id()).chain(pids).collect();
-
-        'reps: for rep in 0..plan.repeat {
-            for algorithm in &plan.algorithms {
-                if stop.level() != StopLevel::Run {
-                    break 'reps;
-                }
-                n += 1;
-                let seed = plan.seed + u64::from(rep);
-                let config = run_config(&precord, algorithm, seed)?;
-                let id = run_id(point.label.as_deref(), algorithm, rep, plan.repeat);
-                let log = log_path(dir, &id)?;
-                let mut earlier = Vec::new();
-                loop {
-                    let attempt = earlier.len() + 1;
-                    let run_started = Instant::now();
-                    let mut query = format!("/configure?lb={algorithm}&seed={seed}");
-                    for (param, value) in config.params() {
-                        query.push_str(&format!("&{algorithm}.{}={value}", param.name()));
-                    }
-                    query.push('&');
-                    query.push_str(&worker_query(&precord));
-                    eprintln!(
-                        "[{n}/{total}] {id}: configuring the cluster{}",
-                        if attempt > 1 {
-                            format!(" (attempt {attempt})")
-                        } else {
-                            String::new()
-                        }
-                    );
-                    balancer.manage(&query).await?;
-                    balancer.manage("/clear?reset_images=true").await?;
-                    let q0 = CpuSample::take(&roots);
-                    let load_before = host::load_average();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let q1 = CpuSample::take(&roots);
-                    let mut sidecar = super::live::live_sidecar(record, &precord, &config);
-                    sidecar
-                        .extra
-                        .insert("cluster".into(), serde_json::Value::from(info.describe()));
-                    let mut options = ReplayOptions::new(balancer.url.clone());
-                    options.time_scale = record.time_scale;
-                    options.duration = plan.duration;
-                    options.request_timeout = opts.request_timeout;
-                    options.progress = opts.progress;
-                    options.label = format!("{n}/{total} {id}");
-                    options.overwrite = true;
-                    options.run = Some(sidecar);
-                    options.token = balancer.token.clone();
-                    let d0 = CpuSample::take(&roots);
-                    let summary =
-                        replay::replay(events, &options, &log, stop)
-                            .await
-                            .map_err(|source| ExperimentError::Replay {
-                                algorithm: algorithm.to_string(),
-                                source,
-                            })?;
-                    let d1 = CpuSample::take(&roots);
-                    let ours: f64 = d0.cores_by_root(&d1).values().sum();
-                    let attempt = Attempt {
-                        label: format!("[{n}/{total}] {id}"),
-                        started: run_started,
-                        load_before,
-                        quiet: q0.until(&q1),
-                        during: d0.until(&d1),
-                        by_process: vec![host::ProcessCpu {
-                            name: match compose {
-                                Some(_) => "replayer and cluster containers".into(),
-                                None => "replayer".into(),
-                            },
-                            cores: ours,
-                        }],
-                    };
-                    let key = RunKey {
-                        id: &id,
-                        algorithm,
-                        point: pi,
-                        repetition: rep,
-                        seed,
-                        log: &log,
-                    };
-                    match close_attempt(
-                        plan,
-                        record,
-                        lag_limits,
-                        attempt,
-                        summary,
-                        key,
-                        &mut earlier,
-                    ) {
-                        AfterAttempt::Rerun => continue,
-                        AfterAttempt::Recorded { interrupted: true } => break 'reps,
-                        AfterAttempt::Recorded { interrupted: false } => break,
-                    }
-                }
-            }
+        let mut target = ClusterTarget {
+            balancer,
+            roots: std::iter::once(std::process::id()).chain(pids).collect(),
+            describe: info.describe(),
+            compose: compose.is_some(),
+        };
+        if !run_point(&mut runs, &mut target, record, pi, point).await? {
+            break;
         }
     }
     Ok(())
+}
+
+/// A running cluster: each run configures its balancer and empties its
+/// workers.
+struct ClusterTarget<'a> {
+    balancer: &'a Balancer,
+    /// This process and the cluster's containers (compose).
+    roots: Vec<u32>,
+    /// The cluster's shape, for the runs' sidecars.
+    describe: String,
+    compose: bool,
+}
+
+impl RunTarget for ClusterTarget<'_> {
+    /// `/configure` with the run's algorithm, seed, parameters and worker
+    /// options (a fresh scheduler), then `/clear?reset_images=true`.
+    async fn prepare(&mut self, run: &RunSpec<'_>) -> Result<(), ExperimentError> {
+        let algorithm = run.algorithm;
+        let mut query = format!("/configure?lb={algorithm}&seed={}", run.seed);
+        for (param, value) in run.config.params() {
+            query.push_str(&format!("&{algorithm}.{}={value}", param.name()));
+        }
+        query.push('&');
+        query.push_str(&worker_query(run.point));
+        eprintln!(
+            "{}: configuring the cluster{}",
+            run.label,
+            run.attempt_note()
+        );
+        self.balancer.manage(&query).await?;
+        self.balancer.manage("/clear?reset_images=true").await?;
+        Ok(())
+    }
+
+    fn roots(&self) -> Vec<u32> {
+        self.roots.clone()
+    }
+
+    async fn start(
+        &mut self,
+        _run: &RunSpec<'_>,
+        _record: &mut ExperimentRecord,
+        _stop: &StopHandle,
+    ) -> Result<Option<Started>, ExperimentError> {
+        Ok(Some(Started {
+            url: self.balancer.url.clone(),
+            token: self.balancer.token.clone(),
+        }))
+    }
+
+    fn sidecar(&self, record: &ExperimentRecord, run: &RunSpec<'_>) -> RunSidecar {
+        let mut sidecar = live_sidecar(record, run.point, run.config);
+        sidecar.extra.insert(
+            "cluster".into(),
+            serde_json::Value::from(self.describe.clone()),
+        );
+        sidecar
+    }
+
+    /// One figure: the containers' processes are not told apart.
+    fn cpu_by_process(&self, _roots: &[u32], cores: &HashMap<u32, f64>) -> Vec<host::ProcessCpu> {
+        vec![host::ProcessCpu {
+            name: if self.compose {
+                "replayer and cluster containers".into()
+            } else {
+                "replayer".into()
+            },
+            cores: cores.values().sum(),
+        }]
+    }
 }
 
 #[cfg(test)]

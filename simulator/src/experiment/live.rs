@@ -2,6 +2,9 @@
 //! per run, the in-process replay, and the noise measured around each run
 //! ([`super::host`]).
 
+use std::collections::HashMap;
+
+use super::runs::{run_point, PointRuns, RunSpec, RunTarget, Started};
 use super::*;
 
 /// The processes of this experiment, for CPU accounting: this one (the
@@ -143,13 +146,8 @@ async fn run_points(
         .build()
         .map_err(|e| ExperimentError::BadArgument(format!("HTTP client: {e}")))?;
     let process_logs = dir.join("process-logs");
-    let lag_limits = record.noise_thresholds.unwrap_or_default().lag_limits_us(
-        host::median_gap(events.iter().map(|e| e.start_ms)),
-        record.time_scale,
-    );
     let points = plan.points()?;
-    let total = points.len() * plan.repeat as usize * plan.algorithms.len();
-    let mut n = 0;
+    let mut runs = PointRuns::new(plan, opts, events, dir, stop, record)?;
 
     for (pi, point) in points.iter().enumerate() {
         if stop.level() != StopLevel::Run {
@@ -232,273 +230,122 @@ async fn run_points(
                 _ = stop.reached(StopLevel::Stop) => return Err(ExperimentError::Interrupted),
             }
         }
-        let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
-        let nodes = urls.join(",");
-
-        'reps: for rep in 0..plan.repeat {
-            for algorithm in &plan.algorithms {
-                if stop.level() != StopLevel::Run {
-                    break 'reps;
-                }
-                n += 1;
-                let seed = plan.seed + u64::from(rep);
-                let config = run_config(&precord, algorithm, seed)?;
-                let id = run_id(point.label.as_deref(), algorithm, rep, plan.repeat);
-                let log = log_path(dir, &id)?;
-                let mut earlier = Vec::new();
-                loop {
-                    let attempt = earlier.len() + 1;
-                    let run_started = Instant::now();
-                    // Every run starts from empty workers: no images, no
-                    // warm instances.
-                    for w in &workers {
-                        reset_worker(&client, &w.url).await?;
-                    }
-                    // The quiet check: our processes are idle now.
-                    let q0 = CpuSample::take(&own_roots(&[]));
-                    let load_before = host::load_average();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let q1 = CpuSample::take(&own_roots(&[]));
-                    eprintln!(
-                        "[{n}/{total}] {id}: starting the balancer{}",
-                        if attempt > 1 {
-                            format!(" (attempt {attempt})")
-                        } else {
-                            String::new()
-                        }
-                    );
-                    let mut cmd = Command::new(&balancer_bin);
-                    cmd.arg(*algorithm)
-                        .args(["--port", "0", "--host", "127.0.0.1"])
-                        .args(["--nodes", &nodes])
-                        .args(["--seed", &seed.to_string()])
-                        .args(["--node-memory-mb", &precord.node_memory_mb.to_string()])
-                        .env("RUST_LOG", "warn");
-                    for (param, value) in config.params() {
-                        cmd.args(["--param", &format!("{algorithm}.{}={value}", param.name())]);
-                    }
-                    let name = format!("balancer-{}", id.replace('/', "-"));
-                    let mut balancer = ChildProcess::spawn(
-                        &name,
-                        cmd,
-                        String::new(),
-                        &process_logs.join(format!("{name}.log")),
-                        opts.child_nice,
-                    )?;
-                    tokio::select! {
-                        r = balancer.wait_listening(opts.startup_timeout) => r?,
-                        _ = stop.reached(StopLevel::Stop) => break 'reps,
-                    }
-                    record.children.push(child_record(&balancer, None));
-                    tokio::select! {
-                        r = balancer.wait_healthy(&client, opts.startup_timeout) => r?,
-                        _ = stop.reached(StopLevel::Stop) => break 'reps,
-                    }
-                    let sidecar = live_sidecar(record, &precord, &config);
-                    let mut options = ReplayOptions::new(balancer.url.clone());
-                    options.time_scale = record.time_scale;
-                    options.duration = plan.duration;
-                    options.request_timeout = opts.request_timeout;
-                    options.progress = opts.progress;
-                    options.label = format!("{n}/{total} {id}");
-                    // A rerun replaces its own disturbed attempt.
-                    options.overwrite = true;
-                    options.run = Some(sidecar);
-                    let mut tracked: Vec<&ChildProcess> = workers.iter().collect();
-                    tracked.push(&balancer);
-                    let roots = own_roots(&tracked);
-                    let names: Vec<String> = std::iter::once("replayer".to_string())
-                        .chain(tracked.iter().map(|c| c.name.clone()))
-                        .collect();
-                    let d0 = CpuSample::take(&roots);
-                    let summary =
-                        replay::replay(events, &options, &log, stop)
-                            .await
-                            .map_err(|source| ExperimentError::Replay {
-                                algorithm: algorithm.to_string(),
-                                source,
-                            })?;
-                    let d1 = CpuSample::take(&roots);
-                    let by_root = d0.cores_by_root(&d1);
-                    let by_process: Vec<host::ProcessCpu> = roots
-                        .iter()
-                        .zip(names)
-                        .map(|(pid, name)| host::ProcessCpu {
-                            name,
-                            cores: by_root.get(pid).copied().unwrap_or(0.0),
-                        })
-                        .collect();
-                    balancer.stop(Duration::from_secs(5));
-                    let attempt = Attempt {
-                        label: format!("[{n}/{total}] {id}"),
-                        started: run_started,
-                        load_before,
-                        quiet: q0.until(&q1),
-                        during: d0.until(&d1),
-                        by_process,
-                    };
-                    let key = RunKey {
-                        id: &id,
-                        algorithm,
-                        point: pi,
-                        repetition: rep,
-                        seed,
-                        log: &log,
-                    };
-                    match close_attempt(
-                        plan,
-                        record,
-                        lag_limits,
-                        attempt,
-                        summary,
-                        key,
-                        &mut earlier,
-                    ) {
-                        AfterAttempt::Rerun => continue,
-                        AfterAttempt::Recorded { interrupted: true } => break 'reps,
-                        AfterAttempt::Recorded { interrupted: false } => break,
-                    }
-                }
-            }
-        }
+        let nodes = workers
+            .iter()
+            .map(|w| w.url.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut target = LocalTarget {
+            client: &client,
+            workers: &workers,
+            nodes,
+            balancer_bin: &balancer_bin,
+            process_logs: &process_logs,
+            opts,
+            balancer: None,
+        };
+        let go_on = run_point(&mut runs, &mut target, record, pi, point).await;
+        drop(target);
         // Workers are stopped by their Drop; do it here to report it.
         for w in &mut workers {
             w.stop(Duration::from_secs(5));
+        }
+        if !go_on? {
+            break;
         }
     }
     Ok(())
 }
 
-/// One attempt of a live run, measured around its replay.
-pub(super) struct Attempt {
-    /// `[n/total] id`, the prefix of the run's progress lines.
-    pub label: String,
-    pub started: Instant,
-    pub load_before: Option<f64>,
-    /// The quiet check just before the replay, and the replay itself.
-    pub quiet: Option<host::CpuUse>,
-    pub during: Option<host::CpuUse>,
-    pub by_process: Vec<host::ProcessCpu>,
+/// Local worker processes, with a fresh balancer process for each run.
+struct LocalTarget<'a> {
+    client: &'a reqwest::Client,
+    workers: &'a [ChildProcess],
+    /// The workers' URLs, comma-separated (the balancer's `--nodes`).
+    nodes: String,
+    balancer_bin: &'a Path,
+    process_logs: &'a Path,
+    opts: &'a RunOptions,
+    /// The balancer of the run under way.
+    balancer: Option<ChildProcess>,
 }
 
-/// Which run an attempt belongs to.
-pub(super) struct RunKey<'a> {
-    pub id: &'a str,
-    pub algorithm: &'a str,
-    pub point: usize,
-    pub repetition: u32,
-    pub seed: u64,
-    pub log: &'a Path,
-}
-
-/// What follows an attempt.
-pub(super) enum AfterAttempt {
-    /// Disturbed, with reruns left: run it again.
-    Rerun,
-    /// Recorded in the experiment (`interrupted`: the replay was cut).
-    Recorded { interrupted: bool },
-}
-
-/// Judges an attempt's noise ([`Noise::judge`]), prints its result line,
-/// and either keeps it for a rerun (disturbed, `--retry-disturbed` not
-/// used up) or records the run with its earlier disturbed attempts. The
-/// same for local processes and for a cluster.
-pub(super) fn close_attempt(
-    plan: &Plan,
-    record: &mut ExperimentRecord,
-    (lag_limit_p50_us, lag_limit_p99_us): (u64, u64),
-    attempt: Attempt,
-    summary: replay::ReplaySummary,
-    key: RunKey<'_>,
-    earlier: &mut Vec<Noise>,
-) -> AfterAttempt {
-    let thresholds = record.noise_thresholds.unwrap_or_default();
-    let mut noise = Noise {
-        load_before: attempt.load_before,
-        load_after: host::load_average(),
-        quiet: attempt.quiet,
-        during: attempt.during,
-        by_process: attempt.by_process,
-        dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
-        dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
-        lag_limit_p50_us,
-        lag_limit_p99_us,
-        reasons: Vec::new(),
-    };
-    noise.judge(&thresholds);
-    eprintln!(
-        "{}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us){}",
-        attempt.label,
-        summary.dispatched,
-        summary.ok,
-        summary.errors,
-        if summary.interrupted {
-            ", INTERRUPTED"
-        } else {
-            ""
-        },
-        attempt.started.elapsed().as_secs_f64(),
-        summary.dispatch_lag_p99_us,
-        if noise.disturbed() {
-            format!("; DISTURBED: {}", noise.reasons.join("; "))
-        } else {
-            String::new()
+impl RunTarget for LocalTarget<'_> {
+    /// Every run starts from empty workers: no images, no warm instances.
+    async fn prepare(&mut self, _run: &RunSpec<'_>) -> Result<(), ExperimentError> {
+        for w in self.workers {
+            reset_worker(self.client, &w.url).await?;
         }
-    );
-    let interrupted = summary.interrupted;
-    if noise.disturbed() && !interrupted && earlier.len() < plan.retry_disturbed as usize {
-        earlier.push(noise);
-        return AfterAttempt::Rerun;
+        Ok(())
     }
-    record.runs.push(AlgorithmRun {
-        id: key.id.to_string(),
-        algorithm: key.algorithm.to_string(),
-        point: key.point,
-        repetition: key.repetition,
-        seed: key.seed,
-        log: key.log.to_path_buf(),
-        replay: Some(summary),
-        des: None,
-        noise: Some(noise),
-        disturbed_attempts: std::mem::take(earlier),
-        wall_time_s: attempt.started.elapsed().as_secs_f64(),
-    });
-    AfterAttempt::Recorded { interrupted }
-}
 
-/// What the experiment knows about a live run, for the replay to complete
-/// into its log's sidecar: the replay adds the balancer's nodes (with their
-/// ids) and every parameter, and records any disagreement with the
-/// algorithm and seed given here.
-pub(super) fn live_sidecar(
-    record: &ExperimentRecord,
-    point: &PointRecord,
-    config: &SchedulerConfig,
-) -> RunSidecar {
-    let mut s = RunSidecar::new(
-        "simulator experiment (live)",
-        env!("CARGO_PKG_VERSION"),
-        crate::des::utc_now(),
-        Cluster::default(),
-    );
-    s.git = record.versions.git.clone();
-    s.algorithm = Some(config.name().to_string());
-    s.seed = Some(config.seed());
-    s.scenario = Some(record.scenario.display().to_string());
-    s.scales = protocol::sidecar::Scales {
-        time_scale: record.time_scale,
-        fn_time_scale: Some(point.fn_time_scale),
-        package_scale: Some(point.package_scale),
-    };
-    s.extra
-        .insert("experiment".into(), record.name.clone().into());
-    if let Some(l) = &point.label {
-        s.extra.insert("point".into(), l.clone().into());
+    fn roots(&self) -> Vec<u32> {
+        let children: Vec<&ChildProcess> = self.workers.iter().chain(&self.balancer).collect();
+        own_roots(&children)
     }
-    if let Ok(w) = serde_json::to_value(point.worker) {
-        s.extra.insert("worker".into(), w);
+
+    async fn start(
+        &mut self,
+        run: &RunSpec<'_>,
+        record: &mut ExperimentRecord,
+        stop: &StopHandle,
+    ) -> Result<Option<Started>, ExperimentError> {
+        eprintln!("{}: starting the balancer{}", run.label, run.attempt_note());
+        let (algorithm, opts) = (run.algorithm, self.opts);
+        let mut cmd = Command::new(self.balancer_bin);
+        cmd.arg(algorithm)
+            .args(["--port", "0", "--host", "127.0.0.1"])
+            .args(["--nodes", &self.nodes])
+            .args(["--seed", &run.seed.to_string()])
+            .args(["--node-memory-mb", &run.point.node_memory_mb.to_string()])
+            .env("RUST_LOG", "warn");
+        for (param, value) in run.config.params() {
+            cmd.args(["--param", &format!("{algorithm}.{}={value}", param.name())]);
+        }
+        let name = format!("balancer-{}", run.id.replace('/', "-"));
+        let mut balancer = ChildProcess::spawn(
+            &name,
+            cmd,
+            String::new(),
+            &self.process_logs.join(format!("{name}.log")),
+            opts.child_nice,
+        )?;
+        tokio::select! {
+            r = balancer.wait_listening(opts.startup_timeout) => r?,
+            _ = stop.reached(StopLevel::Stop) => return Ok(None),
+        }
+        record.children.push(child_record(&balancer, None));
+        tokio::select! {
+            r = balancer.wait_healthy(self.client, opts.startup_timeout) => r?,
+            _ = stop.reached(StopLevel::Stop) => return Ok(None),
+        }
+        let url = balancer.url.clone();
+        self.balancer = Some(balancer);
+        Ok(Some(Started { url, token: None }))
     }
-    s
+
+    fn cpu_by_process(&self, roots: &[u32], cores: &HashMap<u32, f64>) -> Vec<host::ProcessCpu> {
+        let names = std::iter::once("replayer".to_string()).chain(
+            self.workers
+                .iter()
+                .chain(&self.balancer)
+                .map(|c| c.name.clone()),
+        );
+        roots
+            .iter()
+            .zip(names)
+            .map(|(pid, name)| host::ProcessCpu {
+                name,
+                cores: cores.get(pid).copied().unwrap_or(0.0),
+            })
+            .collect()
+    }
+
+    fn end(&mut self) {
+        if let Some(mut b) = self.balancer.take() {
+            b.stop(Duration::from_secs(5));
+        }
+    }
 }
 
 fn child_record(c: &ChildProcess, worker_id: Option<&str>) -> ChildRecord {

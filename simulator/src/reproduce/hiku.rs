@@ -189,8 +189,8 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
             mix.clone(),
             mix_spec.to_string(),
         );
-        options.seed = ctx.seed;
-        options.grace = Duration::from_secs(15);
+        options.closed_loop.seed = ctx.seed;
+        options.closed_loop.grace = Duration::from_secs(15);
         options.request_timeout = Duration::from_secs(60);
         options.progress = ProgressMode::Lines;
         options.overwrite = true;

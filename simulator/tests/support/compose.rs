@@ -37,6 +37,9 @@ pub struct Cluster {
     pub port: u16,
     /// Environment of every `docker-compose` call (the file's settings).
     pub env: Vec<(String, String)>,
+    /// Override files given after [`COMPOSE_FILE`] (relative to the
+    /// workspace root), e.g. the Docker runtime's.
+    pub overrides: Vec<String>,
 }
 
 impl Cluster {
@@ -73,6 +76,7 @@ impl Cluster {
             tag,
             port,
             env,
+            overrides: Vec::new(),
         };
         build_images(&cluster.tag, &cluster.project);
         cluster
@@ -92,7 +96,9 @@ impl Cluster {
     fn try_compose(&self, args: &[&str]) -> Output {
         Command::new("docker-compose")
             .current_dir(workspace_root())
-            .args(["-f", COMPOSE_FILE, "-p", &self.project])
+            .args(["-f", COMPOSE_FILE])
+            .args(self.overrides.iter().flat_map(|f| ["-f", f.as_str()]))
+            .args(["-p", &self.project])
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()

@@ -11,6 +11,34 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// `simulator des ARGS`, run to its end, with the environment variables
+/// it reads for defaults removed (so the machine's do not leak in).
+pub fn des(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .arg("des")
+        .args(args)
+        .env_remove("HF_TIME_SCALE")
+        .env_remove("HF_PACKAGE_SCALE")
+        .env_remove("HF_DES_PROFILE")
+        .env_remove("SEED")
+        .output()
+        .expect("run simulator")
+}
+
+/// Fails with the command's standard error unless it succeeded.
+pub fn ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A JSON file's value.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -63,6 +91,111 @@ pub fn build_testbed() -> PathBuf {
         );
     }
     bin_dir()
+}
+
+/// The `utils` binary, built with the cargo running this test (a no-op
+/// when current).
+pub fn utils_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bin_dir = bin_dir();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(workspace_root())
+                .args(["build", "-p", "utils", "--bins"]);
+            if bin_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            bin_dir.join("utils")
+        })
+        .clone()
+}
+
+/// The largest number of calls in flight at once, from the log lines'
+/// `[start, end]` ms (a call ending at the ms another starts is counted
+/// as done first: a client's next call starts after its last one ended).
+pub fn max_in_flight(lines: &[protocol::LogLine]) -> usize {
+    let mut events: Vec<(i64, i32)> = Vec::new();
+    for l in lines {
+        events.push((l.start_ms, 1));
+        events.push((l.end_ms, -1));
+    }
+    events.sort(); // at equal times, -1 (an end) before +1 (a start)
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in events {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+/// Checks the log of a closed loop of `--functions zipf:1 --names
+/// W1,W2,W3,W4` (`simulator load` live or `simulator des --clients`):
+/// one successful line per call of `per_client` (calls by client), the
+/// functions the clients' sequences under `seed` (each cut at its
+/// client's number of calls), and `utils analyze` (the real binary) reads
+/// it, on `nodes` nodes. Returns the most calls in flight at once.
+pub fn check_closed_loop_log(log: &Path, seed: u64, per_client: &[usize], nodes: u64) -> usize {
+    use simulator::load::mix::{client_sequence, FunctionMix, MixSpec};
+    let text_log = std::fs::read_to_string(log).unwrap();
+    let lines: Vec<protocol::LogLine> = text_log
+        .lines()
+        .map(|l| protocol::LogLine::parse(l).unwrap())
+        .collect();
+    let calls: usize = per_client.iter().sum();
+    assert_eq!(lines.len(), calls);
+    assert!(lines.iter().all(|l| !l.is_error()), "{text_log}");
+
+    let mix = FunctionMix::from_spec(&MixSpec::Zipf(1.0), Some("W1,W2,W3,W4")).unwrap();
+    let mut expected: Vec<&str> = (0..per_client.len())
+        .flat_map(|c| client_sequence(&mix, seed, c as u32, per_client[c]))
+        .collect();
+    let mut logged: Vec<&str> = lines.iter().map(|l| l.function.as_str()).collect();
+    expected.sort_unstable();
+    logged.sort_unstable();
+    assert_eq!(logged, expected);
+
+    let out = Command::new(utils_bin())
+        .args(["analyze", "--json"])
+        .arg(log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let analyses: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(analyses[0]["calls"], calls, "{analyses}");
+    assert_eq!(analyses[0]["ok_calls"], calls);
+    assert_eq!(analyses[0]["nodes"], nodes);
+    assert_eq!(analyses[0]["unparseable_lines"], 0);
+    max_in_flight(&lines)
+}
+
+/// Checks a closed loop's parameters as its sidecar records them
+/// (`extra.load`), for `zipf:1` over W1..W4.
+pub fn check_load_parameters(
+    params: &serde_json::Value,
+    clients: usize,
+    seed: u64,
+    duration_s: f64,
+    think: &str,
+) {
+    assert_eq!(params["clients"], clients);
+    assert_eq!(params["seed"], seed);
+    assert_eq!(params["duration_s"], duration_s);
+    assert_eq!(params["functions"], "zipf:1");
+    assert_eq!(params["think"], think);
+    assert_eq!(params["function_count"], 4);
+    assert!((params["probabilities"]["W1"].as_f64().unwrap() - 0.48).abs() < 0.001);
 }
 
 /// Where the workers stage their packages ("images"): memory (`/dev/shm`)
