@@ -1917,6 +1917,50 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_loop_takes_the_file_values_the_flags_leave_at_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("exp.toml");
+        std::fs::write(
+            &file,
+            "mode = \"des\"\nclients = 5\nduration = \"3s\"\nfunctions = \"zipf:1\"\n\
+             names = \"W1,W2\"\nthink = \"exp:40\"\nload_seed = 4\ngrace = \"2s\"\n",
+        )
+        .unwrap();
+        let args = Args {
+            file: Some(file.clone()),
+            ..Args::default()
+        };
+        let plan = Plan::resolve(&args).unwrap();
+        let c = plan.closed_loop.as_ref().unwrap();
+        assert_eq!((c.clients, c.seed), (5, 4));
+        assert_eq!(c.duration, Duration::from_secs(3));
+        assert_eq!(c.grace, Duration::from_secs(2));
+        assert_eq!(c.think.to_string(), "exp:40");
+        assert_eq!(c.mix.names(), ["W1", "W2"]);
+        assert_eq!(plan.duration, None, "the loop's duration caps no scenario");
+        // The resolved file says the same, with no scenario in it.
+        let resolved = plan.resolved_file(1.0);
+        assert_eq!(resolved.clients, Some(5));
+        assert_eq!(resolved.think.as_deref(), Some("exp:40"));
+        assert_eq!(resolved.scenario, None);
+        assert_eq!(resolved.time_scale, None);
+        // A flag given wins over the file.
+        let args = Args {
+            file: Some(file),
+            clients: Some(2),
+            load_seed: Some(9),
+            mix: crate::load::MixArgs {
+                think_ms: Some(10.0),
+                ..crate::load::MixArgs::default()
+            },
+            ..Args::default()
+        };
+        let c = Plan::resolve(&args).unwrap().closed_loop.unwrap();
+        assert_eq!((c.clients, c.seed), (2, 9));
+        assert_eq!(c.think.to_string(), "const:10");
+    }
+
+    #[test]
     fn time_scale_argument_parses() {
         assert_eq!("auto".parse::<TimeScaleArg>(), Ok(TimeScaleArg::Auto));
         assert_eq!("4".parse::<TimeScaleArg>(), Ok(TimeScaleArg::Fixed(4.0)));
