@@ -770,7 +770,8 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
              {} clients for {} s each, every stage a separate run from empty nodes (k6 runs them \
              back to back on a warm cluster), other load seeds per stage; think time `{}` \
              (exponential with the paper's mean of 550 ms: our closed loop has no uniform think \
-             time), no grace (k6's gracefulStop is 0 s).",
+             time), no grace (k6's gracefulStop is 0 s: calls in flight when a stage ends are \
+             cancelled and count as failed).",
             paper.workers,
             paper.cores_per_worker,
             paper.node_memory_mb,
@@ -820,7 +821,11 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
          the paper's scale gives each node its own 4 cores. Our cold-start percentages depend on \
          the memory per node (live: chosen so that not every function fits on every worker; \
          paper scale: the paper's sandbox count) and on our functions' durations, not the \
-         paper's. One run per algorithm: differences of a few percent are within run-to-run noise \
+         paper's. At the paper's scale the think time bounds the load (each client waits 550 ms \
+         on average for much shorter calls), so throughput hardly depends on the \
+         algorithm, and with few calls in flight least connections sends its ties to the lowest \
+         node id, which makes its spread of requests uneven. One run per algorithm: differences \
+         of a few percent are within run-to-run noise \
          (`simulator experiment --clients ... --repeat N` gives confidence intervals).",
     );
     r.write(&ctx.out)?;
@@ -857,4 +862,6 @@ const CROSS_CHECK_TEXT: &str = "The DES runs the same clients (a simulated clien
     HTTP handling share the two cores with the functions (the DES's machine of 2 cores runs only \
     the functions' work and the profile's fixed overheads), process start-ups and package staging \
     vary with the page cache, and the OS scheduler is not the DES's processor sharing. A closed \
-    loop amplifies any per-call difference: a faster call sends the next one sooner.";
+    loop amplifies any per-call difference: a faster call sends the next one sooner. The live \
+    run also shares this host with whatever else runs on it (the experiment runner measures that \
+    noise, this study does not), which the DES never sees.";
