@@ -13,7 +13,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
-use support::{build_testbed, json, workspace_root};
+use support::{build_testbed, json, ok, table_after, workspace_root};
 
 fn simulator() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_simulator"));
@@ -54,26 +54,6 @@ fn column(header: &[String], name: &str) -> usize {
         .iter()
         .position(|h| h == name)
         .unwrap_or_else(|| panic!("no {name} column in {header:?}"))
-}
-
-/// The rows of the markdown table after `heading`, header first.
-fn table_after(report: &str, heading: &str) -> Vec<Vec<String>> {
-    let start = report
-        .find(heading)
-        .unwrap_or_else(|| panic!("no {heading:?} in the report:\n{report}"));
-    report[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .filter(|l| !l.starts_with("|---"))
-        .map(|l| {
-            l.trim()
-                .trim_matches('|')
-                .split(" | ")
-                .map(|c| c.trim().to_string())
-                .collect()
-        })
-        .collect()
 }
 
 #[test]
@@ -209,42 +189,33 @@ fn des_closed_loop_with_repeats_reports_throughput_with_intervals() {
     // The experiment's run is `simulator des --clients` of the same
     // parameters: the same log, line for line.
     let des_log = dir.path().join("des.log");
-    let out = simulator()
-        .args([
-            "des",
-            "--algorithm",
-            "rr",
-            "--seed",
-            "1",
-            "--clients",
-            "6",
-            "--duration",
-            "4s",
-            "--functions",
-            "zipf:1",
-            "--names",
-            "W1,W2,W3,T1,I1",
-            "--think",
-            "exp:20",
-            "--load-seed",
-            "8",
-            "--grace",
-            "20s",
-            "--fn-time-scale",
-            "0.25",
-            "--package-scale",
-            "0.25",
-            "-q",
-            "--log",
-        ])
-        .arg(&des_log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&support::des(&[
+        "--algorithm",
+        "rr",
+        "--seed",
+        "1",
+        "--clients",
+        "6",
+        "--duration",
+        "4s",
+        "--functions",
+        "zipf:1",
+        "--names",
+        "W1,W2,W3,T1,I1",
+        "--think",
+        "exp:20",
+        "--load-seed",
+        "8",
+        "--grace",
+        "20s",
+        "--fn-time-scale",
+        "0.25",
+        "--package-scale",
+        "0.25",
+        "-q",
+        "--log",
+        des_log.to_str().unwrap(),
+    ]));
     assert_eq!(
         std::fs::read_to_string(&des_log).unwrap(),
         std::fs::read_to_string(run.join("logs/rr-r1.log")).unwrap()

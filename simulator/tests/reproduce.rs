@@ -14,7 +14,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{build_testbed, workspace_root};
+use support::{build_testbed, table_after, workspace_root};
 
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -22,27 +22,6 @@ fn simulator() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_simulator"));
     c.current_dir(workspace_root()).env("RUST_BACKTRACE", "0");
     c
-}
-
-/// The markdown table that follows `heading`: header and rows, as cells.
-fn table_after(report: &str, heading: &str) -> Vec<Vec<String>> {
-    let start = report
-        .find(heading)
-        .unwrap_or_else(|| panic!("no {heading:?} in the report:\n{report}"));
-    report[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .filter(|l| !l.starts_with("|---"))
-        .map(|l| {
-            l.trim()
-                .trim_start_matches('|')
-                .trim_end_matches('|')
-                .split(" | ")
-                .map(|c| c.trim().to_string())
-                .collect()
-        })
-        .collect()
 }
 
 /// The figure paths `![...](path)` of a report.
