@@ -30,6 +30,28 @@
 //! workers share this host. Either is recorded, so a DES report is the same
 //! on any machine.
 //!
+//! # Closed-loop load
+//! `--clients N --duration D` (with `simulator load`'s `--functions`,
+//! `--think`/`--think-ms`, `--names`, `--grace`, parsed by its own
+//! [`crate::load::MixArgs`], and `--load-seed`, which is `simulator load
+//! --seed` and `simulator des --load-seed`) replaces the scenario with a
+//! closed loop: N clients, each sending its next call when its last one
+//! returns. Live, each run is [`crate::load::load`] against the run's
+//! fresh balancer; in DES mode it is the same loop on the virtual clock
+//! ([`des::run_closed_loop`]): a simulated client calls the same functions
+//! as the live client of the same seed and index. The loop runs in real
+//! time (no `--time-scale`); the functions run at `--fn-time-scale`, else
+//! `--load-factor`, of their durations. Repetition k uses load seed + k
+//! (and scheduler seed + k), so repeats draw other function sequences; the
+//! report adds a "Closed loop" table (throughput, latency, cold starts,
+//! failed and cancelled calls, mean ± 95 % CI), `summary.csv` and
+//! `runs.csv` add throughput and cancelled calls, `run.json` records every
+//! load parameter (`closed_loop`) and each run's load seed and summary, and
+//! each log's sidecar has `extra.load` as `simulator load` writes it. A
+//! scenario (`--scenario`, `--time-scale`, `--target-seconds`) together
+//! with closed-loop options is an error, on the command line or in the
+//! file; `--cluster` does not take a closed loop yet.
+//!
 //! # Repetitions, sweeps, the experiment file
 //! `--repeat N` runs every algorithm N times (repetition k with seed
 //! `--seed` + k, recorded), interleaved (rr, ch, ..., then again), so slow
@@ -97,6 +119,7 @@ use serde::{Deserialize, Serialize};
 use utils::stats::Estimate;
 
 use crate::des::InstanceModelArg;
+use crate::load::{ClosedLoop, LoadSummary};
 use crate::replay::{self, parse_duration, ProgressMode, ReplayOptions, StopHandle, StopLevel};
 use children::ChildProcess;
 use host::{CpuSample, HostInfo, Noise, Thresholds};
@@ -133,6 +156,11 @@ pub enum ExperimentError {
     Replay {
         algorithm: String,
         source: replay::ReplayError,
+    },
+    #[error("closed loop with {algorithm}: {source}")]
+    Load {
+        algorithm: String,
+        source: crate::load::LoadError,
     },
     #[error(transparent)]
     Scenario(replay::ReplayError),
@@ -314,9 +342,35 @@ pub struct Args {
     /// uses seed + k [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Only replay events starting before this scenario time (90s, 5m, ...).
+    /// A scenario: only replay events starting before this scenario time;
+    /// a closed loop (--clients): how long the clients start new calls
+    /// (90s, 5m, ...).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Closed loop instead of a scenario, as `simulator load` and
+    /// `simulator des --clients`: this many clients (1..=10000), each
+    /// sending its next call when its last one returns (after the think
+    /// time), for --duration.
+    #[arg(
+        long,
+        conflicts_with_all = ["scenario", "time_scale", "target_seconds"],
+        help_heading = "Closed loop (as simulator load)"
+    )]
+    pub clients: Option<u64>,
+    #[command(flatten, next_help_heading = "Closed loop (as simulator load)")]
+    pub mix: crate::load::MixArgs,
+    /// Seed of the clients' function choices and think times (`simulator
+    /// load --seed`); repetition k uses load seed + k [default: 1].
+    #[arg(
+        long,
+        requires = "clients",
+        help_heading = "Closed loop (as simulator load)"
+    )]
+    pub load_seed: Option<u64>,
+    /// After --duration, how long calls in flight may finish before they
+    /// are cancelled (logged as errors) [default: 30s].
+    #[arg(long, value_parser = parse_duration, requires = "clients", help_heading = "Closed loop (as simulator load)")]
+    pub grace: Option<Duration>,
     /// DES mode: cores of each simulated node [default: the cost
     /// profile's].
     #[arg(long)]
@@ -466,6 +520,11 @@ pub struct Plan {
     pub strict: bool,
     pub settings: Vec<Setting>,
     pub sweep: Option<Sweep>,
+    /// A closed loop instead of the scenario (`--clients`); its seed is
+    /// the base load seed (repetition k uses seed + k).
+    pub closed_loop: Option<ClosedLoop>,
+    /// `--names` of the closed loop's mix, as given.
+    pub names: Option<String>,
 }
 
 impl Plan {
@@ -485,6 +544,17 @@ impl Plan {
             }
         }
         let instances = resolve_instances(args, &file)?;
+        let duration = match (args.duration, &file.duration) {
+            (Some(d), _) => Some(d),
+            (None, Some(t)) => Some(parse_duration(t).map_err(|e| bad(format!("duration: {e}")))?),
+            (None, None) => None,
+        };
+        let closed_loop = resolve_closed_loop(args, &file, duration)?;
+        let duration = if closed_loop.is_some() {
+            None
+        } else {
+            duration
+        };
         let name = args
             .name
             .clone()
@@ -525,11 +595,6 @@ impl Plan {
                 t.parse().map_err(|e| bad(format!("time_scale: {e}")))?
             }
             (None, None) => TimeScaleArg::Auto,
-        };
-        let duration = match (args.duration, &file.duration) {
-            (Some(d), _) => Some(d),
-            (None, Some(t)) => Some(parse_duration(t).map_err(|e| bad(format!("duration: {e}")))?),
-            (None, None) => None,
         };
         // The file's settings, then the flags' (a later one wins).
         let mut settings = Vec::new();
@@ -604,6 +669,10 @@ impl Plan {
             strict: args.strict || file.strict.unwrap_or(false),
             settings,
             sweep: args.sweep.clone().or(file.sweep),
+            names: closed_loop
+                .as_ref()
+                .and_then(|_| args.mix.names.clone().or(file.names)),
+            closed_loop,
         };
         plan.check()?;
         Ok(plan)
@@ -643,6 +712,12 @@ impl Plan {
         }
         if self.node_memory_mb == 0 {
             return bad("--node-memory-mb must be at least 1".into());
+        }
+        if let (Some(c), Some(_)) = (&self.cluster, &self.closed_loop) {
+            return bad(format!(
+                "--cluster {}: closed-loop load (--clients) runs on local workers or in the DES only, for now",
+                c.arg()
+            ));
         }
         if let Some(c) = &self.cluster {
             let on = format!("--cluster {}", c.arg());
@@ -809,7 +884,7 @@ impl Plan {
             written_by: Some(env!("CARGO_PKG_VERSION").to_string()),
             name: Some(self.name.clone()),
             mode: Some(self.mode),
-            scenario: Some(self.scenario.clone()),
+            scenario: self.closed_loop.is_none().then(|| self.scenario.clone()),
             catalog: self.catalog.clone(),
             algorithms: Some(self.algorithms.iter().map(|a| a.to_string()).collect()),
             workers: Some(self.workers),
@@ -825,12 +900,30 @@ impl Plan {
             },
             seed: Some(self.seed),
             repeat: Some(self.repeat),
-            time_scale: Some(TimeScaleValue::Factor(time_scale)),
-            target_seconds: Some(self.target_seconds),
+            time_scale: self
+                .closed_loop
+                .is_none()
+                .then_some(TimeScaleValue::Factor(time_scale)),
+            target_seconds: self.closed_loop.is_none().then_some(self.target_seconds),
             load_factor: Some(self.load_factor),
             fn_time_scale: self.fn_time_scale,
             package_scale: Some(self.package_scale),
-            duration: self.duration.map(|d| format!("{}ms", d.as_millis())),
+            duration: self
+                .closed_loop
+                .as_ref()
+                .map(|c| c.duration)
+                .or(self.duration)
+                .map(|d| format!("{}ms", d.as_millis())),
+            clients: self.closed_loop.as_ref().map(|c| u64::from(c.clients)),
+            functions: self.closed_loop.as_ref().map(|c| c.functions.clone()),
+            think: self.closed_loop.as_ref().map(|c| c.think.to_string()),
+            think_ms: None,
+            names: self.names.clone(),
+            load_seed: self.closed_loop.as_ref().map(|c| c.seed),
+            grace: self
+                .closed_loop
+                .as_ref()
+                .map(|c| format!("{}ms", c.grace.as_millis())),
             node_cores: self.node_cores,
             machine_cores: self.machine_cores,
             instance_model: Some(instance_model_name(&self.instances).to_string()),
@@ -925,6 +1018,12 @@ pub struct AlgorithmRun {
     /// The replay summary (live mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<replay::ReplaySummary>,
+    /// The closed loop's seed of this run (load seed + repetition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_seed: Option<u64>,
+    /// The closed loop's summary (live mode, `--clients`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadSummary>,
     /// The simulator's summary (DES mode), as JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub des: Option<serde_json::Value>,
@@ -941,6 +1040,39 @@ impl AlgorithmRun {
     fn disturbed(&self) -> bool {
         self.noise.as_ref().is_some_and(Noise::disturbed)
     }
+
+    /// A closed loop's throughput (successful calls per second, live from
+    /// the start to the last reply in wall time, simulated likewise in
+    /// virtual time).
+    pub fn throughput_per_s(&self) -> Option<f64> {
+        match (&self.load, &self.des) {
+            (Some(l), _) => Some(l.throughput_per_s),
+            (None, Some(d)) => d.pointer("/closed_loop/throughput_per_s")?.as_f64(),
+            _ => None,
+        }
+    }
+
+    /// A closed loop's calls cancelled after the grace period.
+    pub fn cancelled(&self) -> Option<u64> {
+        match (&self.load, &self.des) {
+            (Some(l), _) => Some(l.cancelled),
+            (None, Some(d)) => d.pointer("/closed_loop/cancelled")?.as_u64(),
+            _ => None,
+        }
+    }
+}
+
+/// `closed loop, --functions SPEC`: how `simulator load` names the
+/// workload in its logs' sidecars.
+fn closed_loop_description(c: &ClosedLoop) -> String {
+    format!("closed loop, --functions {}", c.functions)
+}
+
+/// The closed loop of repetition `rep`: the plan's, with load seed + rep.
+fn repetition_loop(c: &ClosedLoop, rep: u32) -> ClosedLoop {
+    let mut c = c.clone();
+    c.seed = c.seed.wrapping_add(u64::from(rep));
+    c
 }
 
 /// Everything an experiment did, written as `run.json`.
@@ -953,7 +1085,14 @@ pub struct ExperimentRecord {
     pub started_utc: String,
     pub mode: Mode,
     pub runtime: WorkerRuntime,
+    /// The scenario file, or `closed loop, --functions SPEC` (as the
+    /// logs' sidecars say it).
     pub scenario: PathBuf,
+    /// The closed loop's parameters (clients, duration, think, mix, base
+    /// load seed, grace), as `simulator load` records them; absent for a
+    /// scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_loop: Option<serde_json::Value>,
     pub scenario_events: usize,
     pub scenario_span_s: f64,
     pub workers: u32,
@@ -1096,17 +1235,25 @@ pub async fn run_experiment(
         .to_string();
     let plan = Plan::resolve(args)?;
     let opts = RunOptions::of(args);
-    let events = replay::load_scenario(&plan.scenario).map_err(ExperimentError::Scenario)?;
-    let schedule_span = events.iter().map(|e| e.start_ms).max().unwrap_or(0);
-    let capped_span = match plan.duration {
-        Some(d) => (schedule_span as u128).min(d.as_millis()) as u64,
-        None => schedule_span,
+    // A closed loop has no scenario and runs in real time.
+    let (events, schedule_span, time_scale) = match &plan.closed_loop {
+        Some(c) => (Vec::new(), c.duration.as_millis() as u64, 1.0),
+        None => {
+            let events =
+                replay::load_scenario(&plan.scenario).map_err(ExperimentError::Scenario)?;
+            let span = events.iter().map(|e| e.start_ms).max().unwrap_or(0);
+            let capped_span = match plan.duration {
+                Some(d) => (span as u128).min(d.as_millis()) as u64,
+                None => span,
+            };
+            let time_scale = resolve_time_scale(
+                plan.time_scale,
+                Duration::from_millis(capped_span),
+                plan.target_seconds,
+            )?;
+            (events, span, time_scale)
+        }
     };
-    let time_scale = resolve_time_scale(
-        plan.time_scale,
-        Duration::from_millis(capped_span),
-        plan.target_seconds,
-    )?;
     let points = plan.points()?;
     let mut point_records = Vec::new();
     for p in &points {
@@ -1150,7 +1297,11 @@ pub async fn run_experiment(
         started_utc,
         mode: plan.mode,
         runtime: plan.runtime,
-        scenario: plan.scenario.clone(),
+        scenario: match &plan.closed_loop {
+            Some(c) => closed_loop_description(c).into(),
+            None => plan.scenario.clone(),
+        },
+        closed_loop: plan.closed_loop.as_ref().map(ClosedLoop::parameters),
         scenario_events: events.len(),
         scenario_span_s: schedule_span as f64 / 1000.0,
         workers: plan.workers,
@@ -1183,11 +1334,24 @@ pub async fn run_experiment(
     };
     let total_runs = points.len() * plan.repeat as usize * plan.algorithms.len();
     eprintln!(
-        "experiment {}: {} ({} events, {:.1} s) on {}, {} mode, algorithms {}, time scale {}{}, seed {}{}{} ({total_runs} runs)",
+        "experiment {}: {} on {}, {} mode, algorithms {}, time scale {}{}, seed {}{}{} ({total_runs} runs)",
         plan.name,
-        plan.scenario.display(),
-        events.len(),
-        schedule_span as f64 / 1000.0,
+        match &plan.closed_loop {
+            Some(c) => format!(
+                "{} clients for {:.1} s ({}, think {}, load seed {})",
+                c.clients,
+                c.duration.as_secs_f64(),
+                closed_loop_description(c),
+                c.think,
+                c.seed
+            ),
+            None => format!(
+                "{} ({} events, {:.1} s)",
+                plan.scenario.display(),
+                events.len(),
+                schedule_span as f64 / 1000.0
+            ),
+        },
         match &plan.cluster {
             Some(cluster::ClusterPlan::Url { url }) => format!("the nodes behind {url}"),
             _ => format!("{} workers", plan.workers),
@@ -1432,11 +1596,23 @@ fn run_des(
                     ..des::DesConfig::default()
                 };
                 let log = log_path(dir, &id)?;
+                let closed = plan.closed_loop.as_ref().map(|c| repetition_loop(c, rep));
+                if let Some(c) = &closed {
+                    des::check_closed_loop(c, &config).map_err(|e| des_err(e.to_string()))?;
+                }
                 let file = std::fs::File::create(&log)
                     .map_err(io_err(format!("creating {}", log.display())))?;
                 let mut out = std::io::BufWriter::new(file);
-                let summary = crate::des::simulate(&workload, &config, Some(&mut out), true)
-                    .map_err(|e| des_err(format!("{e:#}")))?;
+                let summary = match &closed {
+                    Some(c) => crate::des::simulate_input(
+                        &crate::des::Input::ClosedLoop(c.clone()),
+                        &config,
+                        Some(&mut out),
+                        true,
+                    ),
+                    None => crate::des::simulate(&workload, &config, Some(&mut out), true),
+                }
+                .map_err(|e| des_err(format!("{e:#}")))?;
                 out.flush()
                     .map_err(io_err(format!("writing {}", log.display())))?;
                 let mut sidecar = crate::des::sidecar_for(
@@ -1445,6 +1621,10 @@ fn run_des(
                     crate::des::utc_now(),
                     record.versions.git.clone(),
                 );
+                if let Some(c) = &closed {
+                    // As `simulator load` and `simulator des --clients` record it.
+                    sidecar.extra.insert("load".into(), c.parameters());
+                }
                 sidecar
                     .extra
                     .insert("experiment".into(), record.name.clone().into());
@@ -1454,7 +1634,7 @@ fn run_des(
                 write_sidecar(&log, &sidecar)?;
                 eprintln!(
                     "[{n}/{total}] {id}: {} calls simulated in {:.2} s",
-                    workload.arrivals.len(),
+                    summary.invocations,
                     run_started.elapsed().as_secs_f64()
                 );
                 record.runs.push(AlgorithmRun {
@@ -1465,6 +1645,8 @@ fn run_des(
                     seed,
                     log,
                     replay: None,
+                    load_seed: closed.as_ref().map(|c| c.seed),
+                    load: None,
                     des: serde_json::to_value(&summary).ok(),
                     noise: None,
                     disturbed_attempts: Vec::new(),
@@ -1559,6 +1741,104 @@ fn resolve_instances(args: &Args, file: &ExperimentFile) -> Result<InstanceModel
     choose_instance_model(lambda, policy, keep_alive_s).map_err(|e| bad(e.to_string()))
 }
 
+/// The closed loop of the flags and the file (`--clients`, `clients =`),
+/// or `None` for a scenario. The mix and think time are parsed by
+/// `simulator load`'s own [`crate::load::MixArgs`]; a flag left at its
+/// default takes the file's value. A scenario (or its replay speed-up)
+/// together with closed-loop options is an error, wherever each was given.
+fn resolve_closed_loop(
+    args: &Args,
+    file: &ExperimentFile,
+    duration: Option<Duration>,
+) -> Result<Option<ClosedLoop>, ExperimentError> {
+    let bad = |m: String| ExperimentError::BadArgument(m);
+    let defaults = crate::load::MixArgs::default();
+    let mut loop_options: Vec<&str> = Vec::new();
+    for (given, name) in [
+        (
+            args.mix.think_ms.is_some() || file.think_ms.is_some(),
+            "think_ms",
+        ),
+        (
+            args.mix.think != defaults.think || file.think.is_some(),
+            "think",
+        ),
+        (
+            args.mix.functions != defaults.functions || file.functions.is_some(),
+            "functions",
+        ),
+        (args.mix.names.is_some() || file.names.is_some(), "names"),
+        (
+            args.load_seed.is_some() || file.load_seed.is_some(),
+            "load_seed",
+        ),
+        (args.grace.is_some() || file.grace.is_some(), "grace"),
+    ] {
+        if given {
+            loop_options.push(name);
+        }
+    }
+    let Some(clients) = args.clients.or(file.clients) else {
+        if !loop_options.is_empty() {
+            return Err(bad(format!(
+                "{} only apply to a closed loop: add --clients N (or `clients` in the file)",
+                loop_options.join(", ")
+            )));
+        }
+        return Ok(None);
+    };
+    let mut scenario_options = Vec::new();
+    if args.scenario.is_some() || file.scenario.is_some() {
+        scenario_options.push("scenario");
+    }
+    if args.time_scale.is_some() || file.time_scale.is_some() {
+        scenario_options.push("time_scale");
+    }
+    if args.target_seconds.is_some() || file.target_seconds.is_some() {
+        scenario_options.push("target_seconds");
+    }
+    if !scenario_options.is_empty() {
+        return Err(bad(format!(
+            "a closed loop (--clients) replays no scenario: drop {} (flags or file), or drop --clients",
+            scenario_options.join(", ")
+        )));
+    }
+    let clients = des::source::check_clients(clients).map_err(|e| bad(e.to_string()))?;
+    let duration = duration
+        .ok_or_else(|| bad("--clients needs --duration (how long the clients call)".into()))?;
+    let duration = des::source::check_duration(duration).map_err(|e| bad(e.to_string()))?;
+    let mut mix_args = args.mix.clone();
+    if mix_args.think_ms.is_none() && mix_args.think == defaults.think {
+        mix_args.think_ms = file.think_ms;
+        if let Some(t) = &file.think {
+            mix_args.think = t.parse().map_err(|e| bad(format!("think: {e}")))?;
+        }
+    }
+    if mix_args.functions == defaults.functions {
+        if let Some(f) = &file.functions {
+            mix_args.functions = f.parse().map_err(|e| bad(format!("functions: {e}")))?;
+        }
+    }
+    if mix_args.names.is_none() {
+        mix_args.names = file.names.clone();
+    }
+    let (think, mix) = mix_args.resolve().map_err(|e| bad(e.to_string()))?;
+    let grace = match (args.grace, &file.grace) {
+        (Some(g), _) => g,
+        (None, Some(t)) => parse_duration(t).map_err(|e| bad(format!("grace: {e}")))?,
+        (None, None) => Duration::from_secs(30),
+    };
+    Ok(Some(ClosedLoop {
+        clients,
+        duration,
+        think,
+        mix: std::sync::Arc::new(mix),
+        functions: mix_args.functions.to_string(),
+        seed: args.load_seed.or(file.load_seed).unwrap_or(1),
+        grace,
+    }))
+}
+
 /// `hotfunctions` or `lambda`, as the options spell it.
 pub fn instance_model_name(model: &InstanceModel) -> &'static str {
     match model {
@@ -1634,6 +1914,50 @@ mod tests {
         assert!(e.contains("bad.csv") && e.contains("line 3"), "{e}");
         let des = Plan::resolve(&with(&good, Mode::Des)).unwrap();
         assert_eq!(des.catalog.as_deref(), Some(good.as_path()));
+    }
+
+    #[test]
+    fn a_closed_loop_takes_the_file_values_the_flags_leave_at_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("exp.toml");
+        std::fs::write(
+            &file,
+            "mode = \"des\"\nclients = 5\nduration = \"3s\"\nfunctions = \"zipf:1\"\n\
+             names = \"W1,W2\"\nthink = \"exp:40\"\nload_seed = 4\ngrace = \"2s\"\n",
+        )
+        .unwrap();
+        let args = Args {
+            file: Some(file.clone()),
+            ..Args::default()
+        };
+        let plan = Plan::resolve(&args).unwrap();
+        let c = plan.closed_loop.as_ref().unwrap();
+        assert_eq!((c.clients, c.seed), (5, 4));
+        assert_eq!(c.duration, Duration::from_secs(3));
+        assert_eq!(c.grace, Duration::from_secs(2));
+        assert_eq!(c.think.to_string(), "exp:40");
+        assert_eq!(c.mix.names(), ["W1", "W2"]);
+        assert_eq!(plan.duration, None, "the loop's duration caps no scenario");
+        // The resolved file says the same, with no scenario in it.
+        let resolved = plan.resolved_file(1.0);
+        assert_eq!(resolved.clients, Some(5));
+        assert_eq!(resolved.think.as_deref(), Some("exp:40"));
+        assert_eq!(resolved.scenario, None);
+        assert_eq!(resolved.time_scale, None);
+        // A flag given wins over the file.
+        let args = Args {
+            file: Some(file),
+            clients: Some(2),
+            load_seed: Some(9),
+            mix: crate::load::MixArgs {
+                think_ms: Some(10.0),
+                ..crate::load::MixArgs::default()
+            },
+            ..Args::default()
+        };
+        let c = Plan::resolve(&args).unwrap().closed_loop.unwrap();
+        assert_eq!((c.clients, c.seed), (2, 9));
+        assert_eq!(c.think.to_string(), "const:10");
     }
 
     #[test]

@@ -598,6 +598,18 @@ pub struct MixArgs {
     pub names: Option<String>,
 }
 
+impl Default for MixArgs {
+    /// The flags' defaults: no think time, uniform over the samples.
+    fn default() -> Self {
+        Self {
+            think_ms: None,
+            think: Think::None,
+            functions: MixSpec::Uniform,
+            names: None,
+        }
+    }
+}
+
 impl MixArgs {
     /// The think time (`--think-ms` or `--think`) and the mix (reads its
     /// file, if any).

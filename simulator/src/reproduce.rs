@@ -2,8 +2,8 @@
 //!
 //! Each study runs the testbed's existing parts as library calls (the
 //! experiment for `hotfunctions`, the discrete-event simulator for `chrlu`
-//! and `keepalive`, closed-loop load against live process workers for
-//! `hiku`), then writes `<out>/report.md` (default `results/<study>/`): the
+//! and `keepalive`, closed-loop load against live process workers and in
+//! the discrete-event simulator for `hiku`), then writes `<out>/report.md` (default `results/<study>/`): the
 //! study's setup as published, what we changed to fit this 2-core machine,
 //! a "published vs ours" table, the figures (PNG, drawn by `utils::plot`)
 //! beside the paper's description, and where ours differs, by how much and
@@ -15,7 +15,8 @@
 //! - [`chrlu`]: CH-RLU against CH-BL, least-loaded and OpenWhisk's balancer
 //!   on a skewed workload, in the DES (Fuerst & Sharma, HPDC 2022).
 //! - [`hiku`]: pull-based scheduling against CH-BL, least connections and
-//!   random under closed-loop load, live (Akbari & Hauswirth, CCGrid 2025).
+//!   random under closed-loop load, live and in the DES at the live run's
+//!   and at the paper's scale (Akbari & Hauswirth, CCGrid 2025).
 //! - [`keepalive`]: Greedy-Dual against a fixed keep-alive across node
 //!   memory sizes (FaasCache, ASPLOS 2021) and the hybrid histogram against
 //!   a fixed 10-minute keep-alive (Shahrad et al., USENIX ATC 2020), in the
@@ -53,7 +54,7 @@ pub enum Study {
     Hotfunctions,
     /// CH-RLU vs CH-BL, least-loaded, OpenWhisk (Fuerst & Sharma, HPDC 2022), DES.
     Chrlu,
-    /// Hiku pull-based vs CH-BL, least connections, random (CCGrid 2025), live closed loop.
+    /// Hiku pull-based vs CH-BL, least connections, random (CCGrid 2025), closed loop, live and DES.
     Hiku,
     /// Greedy-Dual vs fixed keep-alive (FaasCache) and histogram vs fixed 10 min (ATC 2020), DES.
     Keepalive,

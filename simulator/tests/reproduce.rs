@@ -14,7 +14,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{build_testbed, workspace_root};
+use support::{build_testbed, table_after, workspace_root};
 
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -22,27 +22,6 @@ fn simulator() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_simulator"));
     c.current_dir(workspace_root()).env("RUST_BACKTRACE", "0");
     c
-}
-
-/// The markdown table that follows `heading`: header and rows, as cells.
-fn table_after(report: &str, heading: &str) -> Vec<Vec<String>> {
-    let start = report
-        .find(heading)
-        .unwrap_or_else(|| panic!("no {heading:?} in the report:\n{report}"));
-    report[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .filter(|l| !l.starts_with("|---"))
-        .map(|l| {
-            l.trim()
-                .trim_start_matches('|')
-                .trim_end_matches('|')
-                .split(" | ")
-                .map(|c| c.trim().to_string())
-                .collect()
-        })
-        .collect()
 }
 
 /// The figure paths `![...](path)` of a report.
@@ -58,7 +37,9 @@ fn figures(report: &str) -> Vec<String> {
         .collect()
 }
 
-fn reproduce_short(study: &str, seed: u64) {
+/// Runs the study's short version into a temporary folder (returned, so
+/// a caller can read more of it) and checks what every study writes.
+fn reproduce_short(study: &str, seed: u64) -> tempfile::TempDir {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if matches!(study, "hotfunctions" | "hiku") {
         build_testbed();
@@ -91,17 +72,26 @@ fn reproduce_short(study: &str, seed: u64) {
     let table = table_after(&report, "## Published vs ours");
     assert!(table.len() >= 2, "{study}: no rows in the table:\n{report}");
     let header = &table[0];
-    let ours = header
-        .iter()
-        .position(|h| h == "ours")
-        .unwrap_or_else(|| panic!("{study}: no \"ours\" column in {header:?}"));
+    // "ours", or one column per setting ("live ...", "DES ...").
+    let ours: Vec<usize> = (0..header.len())
+        .filter(|&i| {
+            let h = header[i].as_str();
+            h == "ours" || h.starts_with("live") || h.starts_with("DES")
+        })
+        .collect();
+    assert!(
+        !ours.is_empty(),
+        "{study}: no \"ours\" column in {header:?}"
+    );
     for row in &table[1..] {
         assert_eq!(row.len(), header.len(), "{study}: ragged row {row:?}");
-        assert!(
-            row[ours].chars().any(|c| c.is_ascii_digit()) || row[ours].starts_with("most "),
-            "{study}: no figure in {row:?}"
-        );
-        assert!(!row[ours].contains("NaN"), "{study}: NaN in {row:?}");
+        for &i in &ours {
+            assert!(
+                row[i].chars().any(|c| c.is_ascii_digit()) || row[i].starts_with("most "),
+                "{study}: no figure in {row:?}"
+            );
+            assert!(!row[i].contains("NaN"), "{study}: NaN in {row:?}");
+        }
     }
     let figs = figures(&report);
     assert!(!figs.is_empty(), "{study}: no figure in the report");
@@ -119,6 +109,7 @@ fn reproduce_short(study: &str, seed: u64) {
     assert_eq!(run["provenance"]["size"], "short");
     assert_eq!(run["provenance"]["study"], study);
     assert!(run["parameters"].is_object() && run["results"].is_object());
+    dir
 }
 
 #[test]
@@ -133,7 +124,41 @@ fn chrlu_short() {
 
 #[test]
 fn hiku_short() {
-    reproduce_short("hiku", 3);
+    let dir = reproduce_short("hiku", 3);
+    let out = dir.path().join("hiku");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    // Published vs live vs the DES at the paper's scale.
+    let table = table_after(&report, "## Published vs ours");
+    assert!(
+        table[0].iter().any(|h| h.starts_with("live"))
+            && table[0].iter().any(|h| h.starts_with("DES")),
+        "{:?}",
+        table[0]
+    );
+    // The cross-check of live against the DES at the live run's scale:
+    // a row per algorithm, both figures in each cell.
+    let cross = table_after(&report, "## Live vs simulated at the same scale");
+    assert_eq!(cross.len(), 5, "{report}");
+    for row in &cross[1..] {
+        let (live, des) = row[1].split_once(" / ").expect("live / DES");
+        assert!(live.parse::<f64>().unwrap() > 0.0, "{row:?}");
+        assert!(des.parse::<f64>().unwrap() > 0.0, "{row:?}");
+    }
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let paper = &run["results"]["des_paper_scale"];
+    assert_eq!(paper.as_array().unwrap().len(), 4);
+    // Three stages of 20, 50 and 100 clients on 5 nodes.
+    assert_eq!(paper[0]["stages"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        paper[0]["combined"]["requests_per_worker"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert!(paper[0]["combined"]["calls"].as_u64().unwrap() > 0);
+    assert_eq!(run["parameters"]["paper_scale"]["workers"], 5);
 }
 
 #[test]

@@ -36,11 +36,24 @@ const METRICS: &[(&str, &str, MetricFn)] = &[
     ("cold_start_ratio", "cold starts", |a| a.cold_start_ratio),
 ];
 
+/// A closed loop's figures of a run (not in its log): key, title, value.
+type RunMetricFn = fn(&AlgorithmRun) -> Option<f64>;
+const LOAD_METRICS: &[(&str, &str, RunMetricFn)] = &[
+    ("throughput_per_s", "throughput (ok calls/s)", |r| {
+        r.throughput_per_s()
+    }),
+    ("cancelled", "cancelled calls", |r| {
+        r.cancelled().map(|c| c as f64)
+    }),
+];
+
 /// One algorithm at one point, over its repetitions.
 struct Aggregate {
     point: usize,
     algorithm: String,
     estimates: Vec<Option<Estimate>>,
+    /// [`LOAD_METRICS`] (closed loops only, else empty).
+    load_estimates: Vec<Option<Estimate>>,
     disturbed: usize,
 }
 
@@ -65,10 +78,22 @@ fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -
                     Estimate::of(&v)
                 })
                 .collect();
+            let load_estimates = if record.closed_loop.is_some() {
+                LOAD_METRICS
+                    .iter()
+                    .map(|(_, _, f)| {
+                        let v: Vec<f64> = runs.iter().filter_map(|&i| f(&record.runs[i])).collect();
+                        Estimate::of(&v)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             out.push(Aggregate {
                 point: pi,
                 algorithm: alg.clone(),
                 estimates,
+                load_estimates,
                 disturbed: runs.iter().filter(|&&i| record.runs[i].disturbed()).count(),
             });
         }
@@ -176,6 +201,7 @@ pub(super) fn write_report(
             record,
             &format!("{}{}", table.to_markdown(), failures_markdown(&analyses)),
             (!single).then(|| aggregate_markdown(record, &aggregates)),
+            closed_loop_markdown(record, &aggregates),
             &toml,
             &plots,
             &plot_errors,
@@ -192,7 +218,13 @@ fn point_label(record: &ExperimentRecord, i: usize) -> String {
 /// mean, 95 % CI half-width and n of every metric.
 fn aggregate_csv(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
     let mut o = String::from("point,algorithm,runs,disturbed");
-    for (key, _, _) in METRICS {
+    let load_metrics = if record.closed_loop.is_some() {
+        LOAD_METRICS
+    } else {
+        &[]
+    };
+    let keys = METRICS.iter().map(|m| m.0);
+    for key in keys.chain(load_metrics.iter().map(|m| m.0)) {
         let _ = write!(o, ",{key}_mean,{key}_ci95");
     }
     o.push('\n');
@@ -205,7 +237,7 @@ fn aggregate_csv(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String 
             a.algorithm,
             a.disturbed
         );
-        for e in &a.estimates {
+        for e in a.estimates.iter().chain(&a.load_estimates) {
             match e {
                 Some(e) => {
                     let _ = write!(
@@ -364,10 +396,57 @@ fn reproduce_command(record: &ExperimentRecord) -> String {
     }
 }
 
+/// The closed loop's table (None for a scenario): per algorithm (and
+/// point), throughput, latency, cold starts, failed and cancelled calls,
+/// each the mean ± 95 % CI over the repetitions.
+fn closed_loop_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> Option<String> {
+    record.closed_loop.as_ref()?;
+    let metric = |a: &Aggregate, key: &str| -> Option<Estimate> {
+        let i = METRICS.iter().position(|(k, _, _)| *k == key)?;
+        a.estimates[i]
+    };
+    let load = |a: &Aggregate, key: &str| -> Option<Estimate> {
+        let i = LOAD_METRICS.iter().position(|(k, _, _)| *k == key)?;
+        a.load_estimates.get(i).copied().flatten()
+    };
+    let cell = |e: Option<Estimate>, decimals: usize| {
+        e.map(|e| e.display(decimals)).unwrap_or_else(|| "-".into())
+    };
+    let swept = record.sweep.is_some();
+    let mut o = String::new();
+    if swept {
+        o.push_str("| point ");
+    }
+    o.push_str("| algorithm | runs | throughput (ok calls/s) | mean latency (ms) | p99 latency (ms) | cold starts | failed calls (%) | cancelled calls |\n");
+    if swept {
+        o.push_str("|---");
+    }
+    o.push_str("|---|---|---|---|---|---|---|---|\n");
+    for a in aggregates {
+        if swept {
+            let _ = write!(o, "| {} ", point_label(record, a.point));
+        }
+        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "| {} | {n} | {} | {} | {} | {} | {} | {} |",
+            a.algorithm,
+            cell(load(a, "throughput_per_s"), 2),
+            cell(metric(a, "mean_latency_ms"), 1),
+            cell(metric(a, "p99_latency_ms"), 1),
+            cell(metric(a, "cold_start_ratio"), 3),
+            cell(metric(a, "failed_pct"), 1),
+            cell(load(a, "cancelled"), 1),
+        );
+    }
+    Some(o)
+}
+
 fn report_markdown(
     record: &ExperimentRecord,
     table: &str,
     aggregate_table: Option<String>,
+    closed_loop_table: Option<String>,
     toml: &str,
     plots: &[(String, String)],
     plot_errors: &[String],
@@ -397,13 +476,35 @@ fn report_markdown(
         reproduce_command(record)
     );
     let _ = writeln!(o, "| Started | {} |", record.started_utc);
-    let _ = writeln!(
-        o,
-        "| Scenario | `{}`: {} events over {:.1} s |",
-        record.scenario.display(),
-        record.scenario_events,
-        record.scenario_span_s
-    );
+    match &record.closed_loop {
+        Some(c) => {
+            let _ = writeln!(
+                o,
+                "| Workload | closed loop (`simulator load`'s clients): {} clients for {} s, think `{}`, functions `{}` ({} names), load seed {}{}, grace {} s |",
+                c["clients"],
+                c["duration_s"],
+                c["think"].as_str().unwrap_or("-"),
+                c["functions"].as_str().unwrap_or("-"),
+                c["function_count"],
+                c["seed"],
+                if record.repeat > 1 {
+                    " (repetition k uses load seed + k)"
+                } else {
+                    ""
+                },
+                c["grace_s"]
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "| Scenario | `{}`: {} events over {:.1} s |",
+                record.scenario.display(),
+                record.scenario_events,
+                record.scenario_span_s
+            );
+        }
+    }
     let _ = writeln!(
         o,
         "| Mode | {} |",
@@ -467,15 +568,23 @@ fn report_markdown(
             p.node_memory_mb
         );
     }
-    let _ = writeln!(
-        o,
-        "| Time scale | replay x{} (events sent {} times faster); functions `HF_TIME_SCALE={:.4}`, \
-         so the offered load is {:.2}x the scenario's |",
-        record.time_scale,
-        record.time_scale,
-        record.fn_time_scale,
-        record.fn_time_scale * record.time_scale
-    );
+    if record.closed_loop.is_some() {
+        let _ = writeln!(
+            o,
+            "| Time scale | real time (a closed loop); functions `HF_TIME_SCALE={:.4}` |",
+            record.fn_time_scale
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "| Time scale | replay x{} (events sent {} times faster); functions `HF_TIME_SCALE={:.4}`, \
+             so the offered load is {:.2}x the scenario's |",
+            record.time_scale,
+            record.time_scale,
+            record.fn_time_scale,
+            record.fn_time_scale * record.time_scale
+        );
+    }
     if record.package_scale != 1.0 {
         let _ = writeln!(
             o,
@@ -539,6 +648,21 @@ fn report_markdown(
     );
     let _ = writeln!(o, "| Wall time of the runs | {:.1} s |", record.wall_time_s);
 
+    if let Some(t) = &closed_loop_table {
+        let _ = writeln!(o, "\n## Closed loop\n");
+        let _ = writeln!(o, "{}", t.trim_end());
+        let _ = writeln!(
+            o,
+            "\nThroughput: successful calls per second from the start to the last reply ({}). \
+             Cancelled: calls still in flight at the end of the grace period after the duration, \
+             logged as errors. Each cell: mean ± 95 % CI over the repetitions (none for one run).",
+            if record.mode == Mode::Live {
+                "wall time"
+            } else {
+                "virtual time"
+            }
+        );
+    }
     if let Some(agg) = &aggregate_table {
         let _ = writeln!(o, "\n## Comparison (mean ± 95 % confidence interval)\n");
         let _ = writeln!(o, "{}", agg.trim_end());
@@ -590,11 +714,21 @@ fn report_markdown(
         }
         let _ = writeln!(
             o,
-            "| run | seed | sent | ok | errors | dispatch lag p50 / p99 (us) | lag limits (us) | other processes (cores) | ours (cores) | steal | load before / after | verdict |"
+            "| run | seed | sent | ok | errors | {} lag p50 / p99 (us) | lag limits (us) | other processes (cores) | ours (cores) | steal | load before / after | verdict |",
+            if record.closed_loop.is_some() {
+                "send"
+            } else {
+                "dispatch"
+            }
         );
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &record.runs {
-            let (Some(s), Some(n)) = (&r.replay, &r.noise) else {
+            let s = match (&r.replay, &r.load) {
+                (Some(s), _) => super::runs::SentFigures::of_replay(s),
+                (None, Some(l)) => super::runs::SentFigures::of_load(l),
+                (None, None) => continue,
+            };
+            let Some(n) = &r.noise else {
                 continue;
             };
             let f2 = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
@@ -606,8 +740,10 @@ fn report_markdown(
                 s.dispatched,
                 s.ok,
                 s.errors,
-                s.dispatch_lag_p50_us,
-                s.dispatch_lag_p99_us,
+                s.lag_p50_us
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                s.lag_p99_us,
                 n.lag_limit_p50_us,
                 n.lag_limit_p99_us,
                 f2(n.during.map(|d| d.foreign_cores)),
@@ -724,8 +860,12 @@ fn with_noise_columns(csv: &str, record: &ExperimentRecord) -> String {
     let mut out = String::with_capacity(csv.len() + 64 * record.runs.len());
     for (i, line) in csv.lines().enumerate() {
         out.push_str(line);
+        let closed = record.closed_loop.is_some();
         if i == 0 {
             out.push_str(",seed,disturbed,disturbed_reasons");
+            if closed {
+                out.push_str(",load_seed,throughput_per_s,cancelled");
+            }
         } else if let Some(r) = record.runs.get(i - 1) {
             let reasons = r
                 .noise
@@ -733,6 +873,16 @@ fn with_noise_columns(csv: &str, record: &ExperimentRecord) -> String {
                 .map(|n| n.reasons.join("; ").replace([',', '"'], " "))
                 .unwrap_or_default();
             let _ = write!(out, ",{},{},{reasons}", r.seed, r.disturbed());
+            if closed {
+                let text = |v: Option<String>| v.unwrap_or_default();
+                let _ = write!(
+                    out,
+                    ",{},{},{}",
+                    text(r.load_seed.map(|s| s.to_string())),
+                    text(r.throughput_per_s().map(|t| t.to_string())),
+                    text(r.cancelled().map(|c| c.to_string()))
+                );
+            }
         }
         out.push('\n');
     }

@@ -8,12 +8,14 @@
 //!    measured (the quiet check of [`super::host::Noise`]);
 //! 3. is started ([`RunTarget::start`]: a fresh balancer, or the
 //!    cluster's);
-//! 4. replays the scenario with the CPU measured around it;
+//! 4. replays the scenario, or runs the closed loop (`simulator load`'s
+//!    [`crate::load::load`]), with the CPU measured around it;
 //! 5. is judged for noise, then rerun or recorded ([`close_attempt`]).
 
 use std::collections::HashMap;
 
 use super::*;
+use crate::load::LoadOptions;
 
 /// What the point's runs share.
 pub(super) struct PointRuns<'a> {
@@ -163,24 +165,48 @@ pub(super) async fn run_point<T: RunTarget>(
                 let Some(balancer) = target.start(&run, record, runs.stop).await? else {
                     return Ok(false);
                 };
-                let mut options = ReplayOptions::new(balancer.url);
-                options.time_scale = record.time_scale;
-                options.duration = plan.duration;
-                options.request_timeout = runs.opts.request_timeout;
-                options.progress = runs.opts.progress;
-                options.label = format!("{}/{} {id}", runs.begun, runs.total);
-                // A rerun replaces its own disturbed attempt.
-                options.overwrite = true;
-                options.run = Some(target.sidecar(record, &run));
-                options.token = balancer.token;
+                let sidecar = target.sidecar(record, &run);
                 let roots = target.roots();
                 let d0 = CpuSample::take(&roots);
-                let summary = replay::replay(runs.events, &options, &log, runs.stop)
-                    .await
-                    .map_err(|source| ExperimentError::Replay {
-                        algorithm: algorithm.to_string(),
-                        source,
-                    })?;
+                let summary = match &plan.closed_loop {
+                    None => {
+                        let mut options = ReplayOptions::new(balancer.url);
+                        options.time_scale = record.time_scale;
+                        options.duration = plan.duration;
+                        options.request_timeout = runs.opts.request_timeout;
+                        options.progress = runs.opts.progress;
+                        options.label = format!("{}/{} {id}", runs.begun, runs.total);
+                        // A rerun replaces its own disturbed attempt.
+                        options.overwrite = true;
+                        options.run = Some(sidecar);
+                        options.token = balancer.token;
+                        let summary = replay::replay(runs.events, &options, &log, runs.stop)
+                            .await
+                            .map_err(|source| ExperimentError::Replay {
+                                algorithm: algorithm.to_string(),
+                                source,
+                            })?;
+                        Sent::Replay(summary)
+                    }
+                    Some(closed) => {
+                        let options = LoadOptions {
+                            balancer_url: balancer.url,
+                            closed_loop: repetition_loop(closed, rep),
+                            request_timeout: runs.opts.request_timeout,
+                            progress: runs.opts.progress,
+                            progress_interval: Duration::from_secs(5),
+                            overwrite: true,
+                            run: Some(sidecar),
+                        };
+                        let summary = crate::load::load(&options, &log, runs.stop).await.map_err(
+                            |source| ExperimentError::Load {
+                                algorithm: algorithm.to_string(),
+                                source,
+                            },
+                        )?;
+                        Sent::Load(Box::new(summary))
+                    }
+                };
                 let d1 = CpuSample::take(&roots);
                 let by_process = target.cpu_by_process(&roots, &d0.cores_by_root(&d1));
                 target.end();
@@ -217,6 +243,60 @@ pub(super) async fn run_point<T: RunTarget>(
         }
     }
     Ok(true)
+}
+
+/// What a live run sent: a scenario's replay, or a closed loop.
+pub(super) enum Sent {
+    Replay(replay::ReplaySummary),
+    Load(Box<LoadSummary>),
+}
+
+/// The figures of a run's calls that the noise check and the report use.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SentFigures {
+    pub dispatched: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub interrupted: bool,
+    /// The replay's dispatch lag p50 (a closed loop measures only p99).
+    pub lag_p50_us: Option<u64>,
+    /// The replay's dispatch lag p99, or a closed loop's send lag p99 (a
+    /// client's intended send time, its last reply plus its think time,
+    /// to the send).
+    pub lag_p99_us: u64,
+}
+
+impl Sent {
+    fn figures(&self) -> SentFigures {
+        match self {
+            Self::Replay(s) => SentFigures::of_replay(s),
+            Self::Load(s) => SentFigures::of_load(s),
+        }
+    }
+}
+
+impl SentFigures {
+    pub fn of_replay(s: &replay::ReplaySummary) -> Self {
+        Self {
+            dispatched: s.dispatched,
+            ok: s.ok,
+            errors: s.errors,
+            interrupted: s.interrupted,
+            lag_p50_us: Some(s.dispatch_lag_p50_us),
+            lag_p99_us: s.dispatch_lag_p99_us,
+        }
+    }
+
+    pub fn of_load(s: &LoadSummary) -> Self {
+        Self {
+            dispatched: s.calls,
+            ok: s.ok,
+            errors: s.errors,
+            interrupted: s.interrupted,
+            lag_p50_us: None,
+            lag_p99_us: s.send_lag_p99_us,
+        }
+    }
 }
 
 /// One attempt of a live run, measured around its replay.
@@ -257,26 +337,27 @@ fn close_attempt(
     record: &mut ExperimentRecord,
     (lag_limit_p50_us, lag_limit_p99_us): (u64, u64),
     attempt: Attempt,
-    summary: replay::ReplaySummary,
+    sent: Sent,
     key: RunKey<'_>,
     earlier: &mut Vec<Noise>,
 ) -> AfterAttempt {
     let thresholds = record.noise_thresholds.unwrap_or_default();
+    let summary = sent.figures();
     let mut noise = Noise {
         load_before: attempt.load_before,
         load_after: host::load_average(),
         quiet: attempt.quiet,
         during: attempt.during,
         by_process: attempt.by_process,
-        dispatch_lag_p50_us: summary.dispatch_lag_p50_us,
-        dispatch_lag_p99_us: summary.dispatch_lag_p99_us,
+        dispatch_lag_p50_us: summary.lag_p50_us.unwrap_or(0),
+        dispatch_lag_p99_us: summary.lag_p99_us,
         lag_limit_p50_us,
         lag_limit_p99_us,
         reasons: Vec::new(),
     };
     noise.judge(&thresholds);
     eprintln!(
-        "{}: {} calls, {} ok, {} errors{} in {:.1} s (dispatch lag p99 {} us){}",
+        "{}: {} calls, {} ok, {} errors{} in {:.1} s ({} lag p99 {} us){}",
         attempt.label,
         summary.dispatched,
         summary.ok,
@@ -287,7 +368,12 @@ fn close_attempt(
             ""
         },
         attempt.started.elapsed().as_secs_f64(),
-        summary.dispatch_lag_p99_us,
+        if summary.lag_p50_us.is_some() {
+            "dispatch"
+        } else {
+            "send"
+        },
+        summary.lag_p99_us,
         if noise.disturbed() {
             format!("; DISTURBED: {}", noise.reasons.join("; "))
         } else {
@@ -306,12 +392,23 @@ fn close_attempt(
         repetition: key.repetition,
         seed: key.seed,
         log: key.log.to_path_buf(),
-        replay: Some(summary),
+        load_seed: match &sent {
+            Sent::Load(l) => Some(l.seed),
+            Sent::Replay(_) => None,
+        },
+        replay: None,
+        load: None,
         des: None,
         noise: Some(noise),
         disturbed_attempts: std::mem::take(earlier),
         wall_time_s: attempt.started.elapsed().as_secs_f64(),
     });
+    if let Some(run) = record.runs.last_mut() {
+        match sent {
+            Sent::Replay(s) => run.replay = Some(s),
+            Sent::Load(s) => run.load = Some(*s),
+        }
+    }
     AfterAttempt::Recorded { interrupted }
 }
 

@@ -43,6 +43,20 @@
 //! param = "ch.T"                    # a setting, or workers, load_factor,
 //! values = [2, 4, 8, 16]            # package_scale, node_cores
 //! ```
+//!
+//! A closed loop instead of the scenario (as `simulator load`; no
+//! `scenario`, `time_scale` or `target_seconds` then, the functions run at
+//! `fn_time_scale`, else `load_factor`, of their durations):
+//!
+//! ```text
+//! clients = 8                       # --clients
+//! duration = "20s"                  # --duration: how long clients call
+//! functions = "catalog"             # --functions: uniform, zipf:S, ...
+//! think = "exp:50"                  # --think (or think_ms = 50.0)
+//! # names = "W1,W2,W3"              # --names (uniform, zipf)
+//! load_seed = 1                     # --load-seed; repetition k: + k
+//! grace = "30s"                     # --grace
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -185,9 +199,32 @@ pub struct ExperimentFile {
     pub fn_time_scale: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package_scale: Option<f64>,
-    /// Only the events starting before this scenario time (`90s`, `5m`).
+    /// A scenario: only the events starting before this scenario time
+    /// (`90s`, `5m`); a closed loop: how long the clients call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
+    /// A closed loop instead of a scenario (`simulator load --clients`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients: Option<u64>,
+    /// The closed loop's function mix (`--functions`: uniform, zipf:S,
+    /// catalog, catalog:FILE, file:FILE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub functions: Option<String>,
+    /// The closed loop's think time (`--think`: none, MS, const:MS, exp:MS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub think: Option<String>,
+    /// A constant think time, ms (`--think-ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub think_ms: Option<f64>,
+    /// Names for uniform and zipf mixes (`--names`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<String>,
+    /// Seed of the clients' choices; repetition k uses load_seed + k.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_seed: Option<u64>,
+    /// After the duration, how long calls in flight may finish (`30s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_cores: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

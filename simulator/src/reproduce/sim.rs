@@ -69,9 +69,27 @@ pub fn simulate(
     des::check(workload, config)?;
     let mut buf: Vec<u8> = Vec::new();
     let summary = crate::des::simulate(workload, config, Some(&mut buf), true)?;
+    log_of(summary, buf, label)
+}
+
+/// One simulated closed loop ([`des::run_closed_loop`]): its summary and
+/// its log, read as `utils analyze` reads it.
+pub fn simulate_closed_loop(
+    closed: &des::ClosedLoop,
+    config: &DesConfig,
+    label: &str,
+) -> anyhow::Result<(Summary, RunLog)> {
+    des::check_closed_loop(closed, config)?;
+    let mut buf: Vec<u8> = Vec::new();
+    let input = crate::des::Input::ClosedLoop(closed.clone());
+    let summary = crate::des::simulate_input(&input, config, Some(&mut buf), true)?;
+    log_of(summary, buf, label)
+}
+
+/// The summary with its log (the simulator's output), parsed.
+fn log_of(summary: Summary, buf: Vec<u8>, label: &str) -> anyhow::Result<(Summary, RunLog)> {
     let text = String::from_utf8(buf).context("the simulator's log is not UTF-8")?;
-    let log = RunLog::parse(&text, label);
-    Ok((summary, log))
+    Ok((summary, RunLog::parse(&text, label)))
 }
 
 /// The median of `values` (sorted in place), or NaN when empty.

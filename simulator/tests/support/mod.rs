@@ -339,3 +339,25 @@ pub fn alive(pid: u32) -> bool {
 
 /// A compose cluster owned by a test (the deploy tests).
 pub mod compose;
+
+/// The markdown table that follows `heading` in a report: header and
+/// rows, as cells.
+pub fn table_after(report: &str, heading: &str) -> Vec<Vec<String>> {
+    let start = report
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} in the report:\n{report}"));
+    report[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter(|l| !l.starts_with("|---"))
+        .map(|l| {
+            l.trim()
+                .trim_start_matches('|')
+                .trim_end_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
