@@ -7,7 +7,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 pub mod cluster;
@@ -292,42 +291,17 @@ pub async fn await_true(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// `user_functions_support/static_echo.rs` linked statically (it uses the
-/// standard library only, so `rustc` builds it alone in seconds), once per
-/// test binary.
+#[path = "static_build.rs"]
+mod static_build;
+
+/// `user_functions_support/static_echo.rs` linked statically
+/// ([`static_build::static_echo`]), checked to be a static ELF.
 pub fn static_user_fn() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/user_functions_support/static_echo.rs");
-            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("static-echo");
-            let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-            let built = std::process::Command::new(rustc)
-                .args([
-                    "--edition",
-                    "2021",
-                    "-O",
-                    "-C",
-                    "target-feature=+crt-static",
-                ])
-                .arg(&source)
-                .arg("-o")
-                .arg(&out)
-                .output()
-                .expect("running rustc");
-            assert!(
-                built.status.success(),
-                "rustc {}: {}",
-                source.display(),
-                String::from_utf8_lossy(&built.stderr)
-            );
-            let bytes = std::fs::read(&out).unwrap();
-            worker_front::runtime::docker::context::check_static_elf(&bytes)
-                .expect("static-echo is statically linked");
-            out
-        })
-        .clone()
+    let out = static_build::static_echo();
+    let bytes = std::fs::read(&out).unwrap();
+    worker_front::runtime::docker::context::check_static_elf(&bytes)
+        .expect("static-echo is statically linked");
+    out
 }
 
 /// A native HTTP function: `binary` as `bin/fn`, labelled `label`.
