@@ -743,8 +743,8 @@ async fn a_one_shot_worker_has_nothing_to_start() {
     );
 }
 
-#[path = "../../worker-front/tests/user_functions_support/static_build.rs"]
-mod static_build;
+#[path = "../../worker-front/tests/user_functions_support/shared.rs"]
+mod user_functions_shared;
 
 /// A user function's package: the static echo function
 /// (`worker-front/tests/user_functions_support/static_echo.rs`) as a
@@ -753,7 +753,7 @@ fn echo_package(label: &str) -> Vec<u8> {
     use std::io::Write as _;
     let manifest =
         format!("{{\"runtime\": \"http\", \"entry\": \"bin/fn\", \"args\": [\"{label}\"]}}");
-    let binary = std::fs::read(static_build::static_echo()).unwrap();
+    let binary = std::fs::read(user_functions_shared::static_echo()).unwrap();
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data, mode) in [
         ("hf-function.json", manifest.as_bytes(), 0o644),
@@ -769,25 +769,14 @@ fn echo_package(label: &str) -> Vec<u8> {
 impl BalancerProcess {
     /// `POST /deploy` of `zip` as `name` (Glambdar's multipart form).
     async fn deploy(&self, name: &str, zip: &[u8]) {
-        let boundary = "slim-test-boundary";
-        let mut body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"funcName\"\r\n\r\n{name}\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.zip\"\r\n\
-             Content-Type: application/zip\r\n\r\n"
+        let r = user_functions_shared::post_deploy(
+            &client(),
+            &self.url,
+            &[("funcName", name)],
+            "f.zip",
+            zip,
         )
-        .into_bytes();
-        body.extend_from_slice(zip);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let r = client()
-            .post(format!("{}/deploy", self.url))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        .await;
         assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
     }
 

@@ -113,39 +113,14 @@ impl Worker {
         func_name: Option<&str>,
         rate: Option<&str>,
     ) -> (u16, serde_json::Value) {
-        let boundary = "hf-test-boundary-7c1e";
-        let mut body = Vec::new();
-        let mut field = |name: &str, value: &str| {
-            write!(
-                body,
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .unwrap();
-        };
+        let mut fields = Vec::new();
         if let Some(n) = func_name {
-            field("funcName", n);
+            fields.push(("funcName", n));
         }
         if let Some(r) = rate {
-            field("rateLimit", r);
+            fields.push(("rateLimit", r));
         }
-        write!(
-            body,
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/zip\r\n\r\n"
-        )
-        .unwrap();
-        body.extend_from_slice(zip);
-        write!(body, "\r\n--{boundary}--\r\n").unwrap();
-        let r = self
-            .client
-            .post(format!("{}/deploy", self.base))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = shared::post_deploy(&self.client, &self.base, &fields, file_name, zip).await;
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
         (
@@ -291,13 +266,13 @@ pub async fn await_true(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-#[path = "static_build.rs"]
-mod static_build;
+#[path = "shared.rs"]
+mod shared;
 
 /// `user_functions_support/static_echo.rs` linked statically
-/// ([`static_build::static_echo`]), checked to be a static ELF.
+/// ([`shared::static_echo`]), checked to be a static ELF.
 pub fn static_user_fn() -> PathBuf {
-    let out = static_build::static_echo();
+    let out = shared::static_echo();
     let bytes = std::fs::read(&out).unwrap();
     worker_front::runtime::docker::context::check_static_elf(&bytes)
         .expect("static-echo is statically linked");
