@@ -17,7 +17,11 @@
 //! [`MAX_CALL_HEADERS`] bytes, [`encode_headers`]) and the body (at most
 //! [`super::MAX_CALL_BODY`]), so that it can be sent again after a
 //! restart. A name in the store is a user function even when a sample
-//! function has it too.
+//! function has it too. A user function is safe to repeat when its
+//! settings say so, else when its manifest says `"idempotent": true`;
+//! after a balancer restart, a call that was in flight is judged by the
+//! settings alone (the store's manifest is not read then), so it is
+//! failed, not repeated, unless the settings say `safe_to_repeat`.
 
 use std::sync::Arc;
 
