@@ -140,6 +140,11 @@ struct Cli {
     /// How long a finished asynchronous call's result is kept, in s.
     #[arg(long, default_value_t = 3600)]
     queue_retention_s: u64,
+    /// Most asynchronous calls queued or running in all; over it a call
+    /// is refused with a 429 (default: no bound; per function:
+    /// max_queued in --function-settings).
+    #[arg(long, value_name = "N")]
+    queue_max: Option<u64>,
     /// Do not count calls for `GET /metrics` (it answers 404); for
     /// measuring what the metrics cost.
     #[arg(long)]
@@ -197,6 +202,7 @@ impl Cli {
                 db: self.queue_db,
                 settings: self.function_settings,
                 retention_s: self.queue_retention_s,
+                max_queued: self.queue_max,
             },
             metrics: !self.no_metrics,
             data_dir: self.data_dir,

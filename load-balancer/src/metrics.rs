@@ -22,7 +22,14 @@
 //! - `balancer_queue_in_flight{function}`, `balancer_queue_waiting{function,
 //!   kind}` (`sync`, `async`), `balancer_queue_oldest_wait_seconds{function}`
 //!   and `balancer_queue_stored{function, state}` (the durable queue's rows
-//!   by state): the SlimFaas queue, read at scrape time.
+//!   by state): the SlimFaas queue, read at scrape time;
+//!   `balancer_queue_max_queued{function}`: a function's cap on stored
+//!   calls (only functions that have one).
+//! - `balancer_instances{function, state}` (`ready`, `starting`): instances
+//!   per function summed over the online workers, the data of
+//!   `/status-functions`, read from a cache at most
+//!   `slim::instances::METRICS_MAX_AGE` (2 s) old (a scrape asks the
+//!   workers only when it is older).
 //!
 //! Cost on the hot path: one read lock and hash look-up to find the
 //! function's interned name and histogram, one per labelled counter or
@@ -103,6 +110,12 @@ struct WaitingLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    function: Arc<str>,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoredLabels {
     function: Arc<str>,
     state: String,
@@ -127,6 +140,10 @@ pub struct QueueSnapshot {
     pub oldest_wait: Option<Duration>,
     /// The durable store's rows of this function by state.
     pub stored: Vec<(String, i64)>,
+    /// Its instances on the workers, (ready, starting) (None: not read).
+    pub instances: Option<(u64, u64)>,
+    /// Its cap on calls queued or running, if any.
+    pub max_queued: Option<u32>,
 }
 
 /// The balancer's metrics (module doc).
@@ -142,6 +159,8 @@ pub struct Metrics {
     queue_waiting: Family<WaitingLabels, Gauge>,
     queue_oldest: Family<FunctionLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     queue_stored: Family<StoredLabels, Gauge>,
+    queue_max: Family<FunctionLabel, Gauge>,
+    instances: Family<InstanceLabels, Gauge>,
     /// One scrape at a time (a scrape clears and refills the gauges read
     /// at scrape time; the hot path never takes it).
     scrape: std::sync::Mutex<()>,
@@ -165,6 +184,18 @@ impl Metrics {
         let queue_waiting = Family::default();
         let queue_oldest = Family::default();
         let queue_stored = Family::default();
+        let queue_max = Family::default();
+        let instances = Family::default();
+        registry.register(
+            "queue_max_queued",
+            "A function's cap on asynchronous calls queued or running (only functions with one)",
+            queue_max.clone(),
+        );
+        registry.register(
+            "instances",
+            "Instances per function on the online workers, by state (ready, starting)",
+            instances.clone(),
+        );
         registry.register(
             "calls",
             "Calls sent to a worker, by function, node id, reply status class and cold/warm start",
@@ -219,6 +250,8 @@ impl Metrics {
             queue_waiting,
             queue_oldest,
             queue_stored,
+            queue_max,
+            instances,
             scrape: std::sync::Mutex::new(()),
         }
     }
@@ -282,6 +315,8 @@ impl Metrics {
         self.queue_waiting.clear();
         self.queue_oldest.clear();
         self.queue_stored.clear();
+        self.queue_max.clear();
+        self.instances.clear();
         for queue in queues {
             let function = self.functions.get(&queue.function).name;
             let label = FunctionLabel {
@@ -301,6 +336,19 @@ impl Metrics {
             self.queue_oldest
                 .get_or_create(&label)
                 .set(queue.oldest_wait.map_or(0.0, |d| d.as_secs_f64()));
+            if let Some(cap) = queue.max_queued {
+                self.queue_max.get_or_create(&label).set(i64::from(cap));
+            }
+            if let Some((ready, starting)) = queue.instances {
+                for (state, n) in [("ready", ready), ("starting", starting)] {
+                    self.instances
+                        .get_or_create(&InstanceLabels {
+                            function: function.clone(),
+                            state,
+                        })
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
             for (state, n) in &queue.stored {
                 self.queue_stored
                     .get_or_create(&StoredLabels {
@@ -360,6 +408,8 @@ mod tests {
             async_waiting: 4,
             oldest_wait: Some(Duration::from_millis(1500)),
             stored: vec![("queued".into(), 5)],
+            instances: Some((2, 1)),
+            max_queued: Some(100),
         }];
         let text = m.render(&nodes, &queues);
         let v = |prefix: &str| line_value(&text, prefix);
@@ -411,6 +461,18 @@ mod tests {
         assert_eq!(
             v(r#"balancer_queue_stored{function="fib",state="queued"}"#),
             Some(5.0)
+        );
+        assert_eq!(
+            v(r#"balancer_instances{function="fib",state="ready"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            v(r#"balancer_instances{function="fib",state="starting"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"balancer_queue_max_queued{function="fib"}"#),
+            Some(100.0)
         );
         assert!(text.contains("# TYPE balancer_calls counter"), "{text}");
         assert!(text.ends_with("# EOF\n"));

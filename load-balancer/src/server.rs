@@ -191,7 +191,7 @@ pub(crate) struct Local {
     /// the user functions' `/invoke`).
     pub(crate) pool: keepalive_http::Pool,
     /// The SlimFaas routes' queue ([`crate::slim`]).
-    queue: Arc<crate::slim::Queue>,
+    pub(crate) queue: Arc<crate::slim::Queue>,
 }
 
 /// Why the balancer could not start.
@@ -342,7 +342,12 @@ pub async fn run_with_management(
     let health = (shared.config.fake_nodes == 0)
         .then(|| tokio::spawn(crate::health::check_forever(shared.clone(), health_client)));
 
-    let scaler = actix_web::rt::spawn(crate::slim::scale_to_zero(
+    let keeper = actix_web::rt::spawn(crate::slim::scaling::keep_min_instances(
+        queue.clone(),
+        shared.clone(),
+        worker_client(&shared.config)?,
+    ));
+    let scaler = actix_web::rt::spawn(crate::slim::scaling::scale_to_zero(
         queue.clone(),
         shared.clone(),
         worker_client(&shared.config)?,
@@ -372,6 +377,7 @@ pub async fn run_with_management(
     }
     drain.abort();
     scaler.abort();
+    keeper.abort();
     shared.functions.close().await;
     tracing::info!("load balancer stopped");
     Ok(result?)
@@ -486,7 +492,7 @@ async fn dispatch(
         return Ok(crate::functions::http::handle(route, &req, payload, &local).await);
     }
     if req.path() == "/metrics" && req.method() == actix_web::http::Method::GET {
-        return metrics_reply(&local);
+        return metrics_reply(&local).await;
     }
     if crate::action::is_management(req.method(), req.path()) {
         authorize(&req, &local.shared)?;
@@ -508,6 +514,13 @@ async fn dispatch(
             function,
             idempotent,
         } => {
+            // Counts for the scale-to-zero rule while it runs
+            // (`crate::slim::direct`).
+            let _counted = local.queue.direct_call(
+                &function,
+                || shared.functions.get(&function).is_ok(),
+                shared.clock,
+            );
             execute_with(
                 &local.shared,
                 &local.pool,
@@ -577,7 +590,7 @@ async fn dispatch(
 
 /// `GET /metrics` ([`crate::metrics`]; read-only, no token): 404 with
 /// `--no-metrics`.
-fn metrics_reply(local: &Local) -> Result<HttpResponse, BalancerError> {
+async fn metrics_reply(local: &Local) -> Result<HttpResponse, BalancerError> {
     let shared = &*local.shared;
     let Some(metrics) = &shared.metrics else {
         return Ok(json_reply(
@@ -594,7 +607,19 @@ fn metrics_reply(local: &Local) -> Result<HttpResponse, BalancerError> {
             online: n.status == NodeStatus::Online,
         })
         .collect();
-    let queues = local.queue.metrics_snapshot(shared.clock.now());
+    let instances = local
+        .queue
+        .instances
+        .get(
+            shared,
+            &local.client,
+            crate::slim::instances::METRICS_MAX_AGE,
+        )
+        .await;
+    let user: Vec<String> = shared.functions.names();
+    let queues = local
+        .queue
+        .metrics_snapshot(shared.clock.now(), &user, Some(&instances));
     Ok(HttpResponse::Ok()
         .insert_header((
             actix_web::http::header::CONTENT_TYPE,

@@ -608,6 +608,12 @@ async fn idle_functions_scale_to_zero_and_wake_on_real_workers() {
     );
     let nodes = format!("{},{}", workers[0].url, workers[1].url);
     let balancer = BalancerProcess::start(&["--nodes", &nodes, "--function-settings", &settings]);
+    // W2's minimum is started by the balancer itself (its selection moves
+    // round robin on): wait for it first.
+    wait_within("W2 at its minimum", Duration::from_secs(60), || async {
+        balancer.instances("W2").await["ready"] == 1
+    })
+    .await;
     // Round robin: one W1 call per worker, each a cold start there.
     for _ in 0..2 {
         let reply = balancer.call_sync("W1").await;
@@ -643,13 +649,15 @@ async fn idle_functions_scale_to_zero_and_wake_on_real_workers() {
     }
     assert_eq!(balancer.instances("W1").await["requested"], 0);
 
-    // W2 was idle as long, but its minimum keeps its instance.
+    // W2 was idle as long, but its minimum keeps its instances (the one
+    // the balancer started, and the one its call started on the other
+    // worker: the minimum is a floor).
     wait_within("W2 held by its minimum", support::PATIENCE, || async {
         balancer.instances("W2").await["scale_to_zero"] == "kept_by_min_instances"
     })
     .await;
     let s = balancer.instances("W2").await;
-    assert_eq!(s["ready"], 1, "{s}");
+    assert_eq!(s["ready"], 2, "{s}");
 
     // The next call is a cold start (the image is still there).
     let reply = balancer.call_sync("W1").await;
@@ -732,5 +740,328 @@ async fn a_one_shot_worker_has_nothing_to_start() {
         (status, &v["Functions"]),
         (200, &serde_json::json!([])),
         "{v}"
+    );
+}
+
+#[path = "../../worker-front/tests/user_functions_support/shared.rs"]
+mod user_functions_shared;
+
+/// A user function's package: the static echo function
+/// (`worker-front/tests/user_functions_support/static_echo.rs`) as a
+/// native HTTP function labelled `label`.
+fn echo_package(label: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let manifest =
+        format!("{{\"runtime\": \"http\", \"entry\": \"bin/fn\", \"args\": [\"{label}\"]}}");
+    let binary = std::fs::read(user_functions_shared::static_echo()).unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data, mode) in [
+        ("hf-function.json", manifest.as_bytes(), 0o644),
+        ("bin/fn", &binary[..], 0o755),
+    ] {
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(mode);
+        zip.start_file(name, options).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+impl BalancerProcess {
+    /// `POST /deploy` of `zip` as `name` (Glambdar's multipart form).
+    async fn deploy(&self, name: &str, zip: &[u8]) {
+        let r = user_functions_shared::post_deploy(
+            &client(),
+            &self.url,
+            &[("funcName", name)],
+            "f.zip",
+            zip,
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// Waits until `n` nodes are online.
+    async fn await_online(&self, n: usize) {
+        wait_within("the nodes online", Duration::from_secs(60), || async {
+            let (_, v) = self.get_json("/1/lb/nodes").await;
+            v["nodes"]
+                .as_object()
+                .is_some_and(|m| m.values().filter(|s| *s == "online").count() == n)
+        })
+        .await;
+    }
+
+    /// `GET /metrics`'s value of the series `series` (exact labels).
+    async fn metric(&self, series: &str) -> Option<f64> {
+        let text = client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+}
+
+/// A user function (deployed at the balancer, run by a real worker that
+/// fetches it) called through `/function/<fn>/<path>` and
+/// `/async-function/<fn>/<path>`: the function sees the method, the path
+/// under it, the query, a header and the body; its status and body come
+/// back, and the asynchronous call's result holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_functions_are_called_through_the_slimfaas_routes() {
+    let balancer = BalancerProcess::start(&["--start-empty", "--health-interval-ms", "100"]);
+    let _worker = RealWorker::start(&["--join", &balancer.url, "--join-interval-ms", "100"]).await;
+    balancer.await_online(1).await;
+    balancer.deploy("echo", &echo_package("slim")).await;
+
+    let r = client()
+        .post(format!("{}/function/echo/some/path?x=1", balancer.url))
+        .header("x-test", "sync")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let info = r.headers().get("x-load-balancing-info").cloned();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(info.is_some(), "no X-Load-Balancing-Info");
+    let echo: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            &echo["label"],
+            &echo["method"],
+            &echo["path"],
+            &echo["query"],
+            &echo["test"],
+            &echo["body"]
+        ),
+        (
+            &"slim".into(),
+            &"POST".into(),
+            &"/some/path".into(),
+            &"x=1".into(),
+            &"sync".into(),
+            &"hello".into()
+        ),
+        "{echo}"
+    );
+    // The function's own status comes back.
+    let r = client()
+        .put(format!("{}/function/echo/p?status=418", balancer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 418);
+
+    let r = client()
+        .post(format!("{}/async-function/echo/later/on?y=2", balancer.url))
+        .header("x-test", "async")
+        .body("queued body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_within("the async call done", support::PATIENCE, || async {
+        balancer.call(&id).await["state"] == "done"
+    })
+    .await;
+    let call = balancer.call(&id).await;
+    assert_eq!(call["status"], 200, "{call}");
+    let echo = &call["result"];
+    assert_eq!(
+        (
+            &echo["method"],
+            &echo["path"],
+            &echo["query"],
+            &echo["test"],
+            &echo["body"]
+        ),
+        (
+            &"POST".into(),
+            &"/later/on".into(),
+            &"y=2".into(),
+            &"async".into(),
+            &"queued body".into()
+        ),
+        "{call}"
+    );
+    // The store's counters saw the calls (the sync two and the async one).
+    let (_, info) = balancer.get_json("/info/echo").await;
+    assert_eq!(info["Calls"], 3, "{info}");
+    // Sample functions keep working.
+    let (status, v) = get_json(&format!("{}/function/W1/x", balancer.url)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Result"]["statusCode"], 200, "{v}");
+}
+
+/// A function called only through `/execute` is tracked from its first
+/// call, is not scaled to zero while a call runs (busy), and is once idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_calls_count_for_scale_to_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_file(
+        dir.path(),
+        r#"{"functions": {"W1": {"idle_before_zero_s": 0.2}}}"#,
+    );
+    let stub = StubWorker::start("z", &["--delay", "W1=2500"]);
+    let balancer = std::sync::Arc::new(BalancerProcess::start(&[
+        "--nodes",
+        &stub.url,
+        "--function-settings",
+        &settings,
+    ]));
+    let state = |b: std::sync::Arc<BalancerProcess>| async move {
+        b.instances("W1").await["scale_to_zero"].clone()
+    };
+    assert_eq!(state(balancer.clone()).await, "untracked");
+    let b = balancer.clone();
+    let call = tokio::spawn(async move { get_json(&format!("{}/execute?name=W1", b.url)).await });
+    wait_within("the call tracked", support::PATIENCE, || async {
+        state(balancer.clone()).await == "busy"
+    })
+    .await;
+    // Well past its idle time, still busy while the call runs.
+    let watched = std::time::Instant::now();
+    while !call.is_finished() {
+        let s = state(balancer.clone()).await;
+        assert!(call.is_finished() || s == "busy", "{s} during the call");
+        if watched.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, v) = call.await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    wait_within("W1 scaled to zero", support::PATIENCE, || async {
+        state(balancer.clone()).await == "at_zero"
+    })
+    .await;
+}
+
+/// `min_instances` kept running: two REST-mode workers, W1 with a
+/// minimum of 2 gets its instances without any call or wake; a worker
+/// killed and restarted on its port (instances gone) gets them back; and
+/// `/metrics` reports them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_instances_are_kept_running() {
+    let rest = [
+        "--using-rest-mode",
+        "true",
+        "--rest-container-life-time",
+        "600",
+    ];
+    let mut workers = vec![
+        RealWorker::start(&rest).await,
+        RealWorker::start(&rest).await,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_file(dir.path(), r#"{"functions": {"W1": {"min_instances": 2}}}"#);
+    let nodes = format!("{},{}", workers[0].url, workers[1].url);
+    let balancer = BalancerProcess::start(&[
+        "--nodes",
+        &nodes,
+        "--function-settings",
+        &settings,
+        "--health-interval-ms",
+        "100",
+    ]);
+    let ready = |n: u64| {
+        let b = &balancer;
+        move || async move {
+            let s = b.instances("W1").await;
+            s["ready"] == n && s["starting"] == 0
+        }
+    };
+    wait_within("W1 at its minimum", Duration::from_secs(60), ready(2)).await;
+    for w in &workers {
+        assert_eq!(worker_instances(w, "W1").await, (1, 0));
+    }
+    wait_within("the instances in /metrics", support::PATIENCE, || async {
+        balancer
+            .metric(r#"balancer_instances{function="W1",state="ready"}"#)
+            .await
+            == Some(2.0)
+    })
+    .await;
+    // A restart of one worker: its instance is gone, and comes back.
+    let port = workers[1].port();
+    workers[1].kill();
+    workers[1] = RealWorker::start_on(port, &rest).await;
+    balancer.await_online(2).await;
+    wait_within("W1 back at its minimum", Duration::from_secs(60), ready(2)).await;
+    let total: u64 = {
+        let mut t = 0;
+        for w in &workers {
+            t += worker_instances(w, "W1").await.0;
+        }
+        t
+    };
+    assert_eq!(total, 2);
+}
+
+/// The asynchronous queue is bounded: per function (`max_queued`) and in
+/// all (`--queue-max`); over it a call is a 429 JSON error and is not
+/// stored; the bound shows in `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_queue_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_file(dir.path(), r#"{"functions": {"W2": {"max_queued": 2}}}"#);
+    let dead = support::dead_url();
+    let balancer = BalancerProcess::start(&[
+        "--nodes",
+        &dead.url,
+        "--function-settings",
+        &settings,
+        "--queue-max",
+        "3",
+    ]);
+    let post = |f: &str| {
+        let url = format!("{}/async-function/{f}/", balancer.url);
+        async move {
+            let r = client().post(url).body("x").send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(post("W2").await.0, 202);
+    }
+    let (status, v) = post("W2").await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["Error"], true, "{v}");
+    assert!(
+        v["Message"].as_str().unwrap().contains("max_queued 2"),
+        "{v}"
+    );
+    assert_eq!(balancer.stored("W2").await["queued"], 2);
+    // In all: one more fits (3), then none.
+    assert_eq!(post("W3").await.0, 202);
+    let (status, v) = post("W3").await;
+    assert_eq!(status, 429, "{v}");
+    assert!(
+        v["Message"].as_str().unwrap().contains("--queue-max 3"),
+        "{v}"
+    );
+    assert_eq!(balancer.stored("W3").await["queued"], 1);
+    assert_eq!(
+        balancer
+            .metric(r#"balancer_queue_max_queued{function="W2"}"#)
+            .await,
+        Some(2.0)
+    );
+    assert_eq!(
+        balancer
+            .metric(r#"balancer_queue_stored{function="W2",state="queued"}"#)
+            .await,
+        Some(2.0)
     );
 }

@@ -193,62 +193,101 @@ async fn invoke(
         Ok(b) => b,
         Err(e) => return e,
     };
+    let method = req.method();
+    // A call of this route counts for the scale-to-zero rule
+    // (`crate::slim::direct`) while it runs.
+    let _counted = local.queue.direct_call(name, || true, shared.clock);
+    let call = UserCall {
+        method: method.as_str(),
+        tail,
+        query: req.query_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect(),
+        body,
+        safe_to_repeat: entry.idempotent || *method == Method::GET || *method == Method::HEAD,
+    };
+    invoke_with(shared, &local.pool, &entry, call, arrived)
+        .await
+        .unwrap_or_else(|e| e.error_response())
+}
+
+/// One call of a user function, as its worker gets it (the module doc):
+/// `tail` is the path under the function (`""` or `/...`), `headers` the
+/// client's (hop-by-hop and `X-Hf-*` ones are dropped here).
+pub(crate) struct UserCall<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) tail: &'a str,
+    pub(crate) query: &'a str,
+    pub(crate) headers: Vec<(&'a str, &'a [u8])>,
+    pub(crate) body: Bytes,
+    /// May it go to another node after its worker died with it in flight.
+    pub(crate) safe_to_repeat: bool,
+}
+
+/// Sends `call` of `entry` through the scheduler to a worker's `/invoke`
+/// (one retry per [`after_failure`]), records it in the store's counters
+/// and returns the worker's reply with `X-Load-Balancing-Info` and
+/// `X-Balancer-Time` (from `arrived`). Shared by `/invoke/:name` and the
+/// SlimFaas routes ([`crate::slim`]); the rate limit is the caller's.
+pub(crate) async fn invoke_with(
+    shared: &crate::state::Shared,
+    pool: &keepalive_http::Pool,
+    entry: &super::Entry,
+    call: UserCall<'_>,
+    arrived: std::time::Instant,
+) -> Result<HttpResponse, crate::error::BalancerError> {
+    let name = entry.row.name.as_str();
     // The request as the worker gets it (whichever worker): the method,
     // path under the function, query, headers and body as they came,
     // less the hop-by-hop headers and the client's `X-Hf-*`, plus the
     // version to run.
-    let mut target =
-        String::with_capacity(8 + name.len() + tail.len() + 1 + req.query_string().len());
+    let mut target = String::with_capacity(8 + name.len() + call.tail.len() + 1 + call.query.len());
     target.push_str("/invoke/");
     target.push_str(name);
-    target.push_str(tail);
-    if !req.query_string().is_empty() {
+    target.push_str(call.tail);
+    if !call.query.is_empty() {
         target.push('?');
-        target.push_str(req.query_string());
+        target.push_str(call.query);
     }
-    let request = match forwarded_request(req, &target, &entry, shared, body) {
-        Ok(r) => r,
-        Err(e) => return error(400, e),
-    };
-    let method = req.method();
-    let safe_to_repeat = entry.idempotent || *method == Method::GET || *method == Method::HEAD;
+    let request = forwarded_request(&call, &target, entry, shared)
+        .map_err(|e| crate::error::BalancerError::BadBody(e.to_string()))?;
     let mut first_failure: Option<RetriedFrom> = None;
     loop {
         let (selection, latency_ms, selected) = match shared.select(name) {
             Ok(chosen) => chosen,
             Err(e) => {
                 let e: crate::error::BalancerError = e.into();
-                return match first_failure {
+                return Err(match first_failure {
                     Some(first) => crate::error::BalancerError::WorkerUnreachable {
                         url: first.worker_node_url,
                         reason: first.reason,
                         retry: format!("no node left to retry on ({e})"),
-                    }
-                    .error_response(),
-                    None => e.error_response(),
-                };
+                    },
+                    None => e,
+                });
             }
         };
-        let mut call = InFlight::new(shared, name, selection, selected);
-        let node_url = call.selection.url.clone();
+        let mut in_flight = InFlight::new(shared, name, selection, selected);
+        let node_url = in_flight.selection.url.clone();
         let authority = node_url.strip_prefix("http://").unwrap_or(&node_url);
         let time_ms = super::unix_ms();
-        let reply = match local.pool.send(authority, &request).await {
+        let reply = match pool.send(authority, &request).await {
             Ok(r) => r,
             Err(failure) if failure.reply_too_large() => {
-                call.finish(false, None, Duration::ZERO);
-                return error(
-                    502,
-                    format!(
-                        "error on the call to worker {node_url}: its reply is larger than {MAX_CALL_BYTES} bytes"
-                    ),
-                );
+                in_flight.finish(false, None, Duration::ZERO);
+                return Err(crate::error::BalancerError::WorkerFailed {
+                    url: node_url.to_string(),
+                    reason: format!("its reply is larger than {MAX_CALL_BYTES} bytes"),
+                });
             }
             Err(failure) => match after_failure(
                 shared,
-                &mut call,
+                &mut in_flight,
                 &failure,
-                safe_to_repeat,
+                call.safe_to_repeat,
                 first_failure.as_ref(),
                 crate::metrics::RetryRoute::Invoke,
                 "declare \"idempotent\": true in the function's hf-function.json, or call it with GET",
@@ -257,7 +296,7 @@ async fn invoke(
                     first_failure = Some(from);
                     continue;
                 }
-                AfterFailure::Fail(e) => return e.error_response(),
+                AfterFailure::Fail(e) => return Err(e),
             },
         };
         let cold = !reply
@@ -268,10 +307,10 @@ async fn invoke(
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
             .map_or(Duration::ZERO, |ms| Duration::from_secs_f64(ms / 1e3));
-        let duration = call.finish(cold, Some(reply.status), internal);
-        let url = call.selection.url.to_string();
+        let duration = in_flight.finish(cold, Some(reply.status), internal);
+        let url = in_flight.selection.url.to_string();
         shared.functions.record_call(
-            &entry,
+            entry,
             CallRow {
                 time_ms,
                 version: reply
@@ -286,9 +325,9 @@ async fn invoke(
             },
         );
         let info = LoadBalancingInfo {
-            worker_node_id: i64::from(call.selection.node),
+            worker_node_id: i64::from(in_flight.selection.node),
             worker_node_url: url,
-            algorithm: call.selection.algorithm.to_string(),
+            algorithm: in_flight.selection.algorithm.to_string(),
             algorithm_latency: latency_ms,
             retried_from: first_failure.take(),
         };
@@ -313,23 +352,22 @@ async fn invoke(
                     * 1e3
             ),
         ));
-        return out.body(reply.body);
+        return Ok(out.body(reply.body));
     }
 }
 
-/// The request sent to the chosen worker for a call of `entry` (module
+/// The request sent to the chosen worker for `call` of `entry` (module
 /// doc): Err names a header or method that cannot be relayed.
 fn forwarded_request(
-    req: &HttpRequest,
+    call: &UserCall<'_>,
     target: &str,
     entry: &super::Entry,
     shared: &crate::state::Shared,
-    body: Bytes,
 ) -> Result<keepalive_http::Request, keepalive_http::InvalidRequest> {
-    let mut request = keepalive_http::Request::new(req.method().as_str(), target)?;
-    for (k, v) in req.headers() {
-        if !hop_by_hop(k.as_str()) && !k.as_str().starts_with("x-hf-") {
-            request.header(k.as_str(), v.as_bytes())?;
+    let mut request = keepalive_http::Request::new(call.method, target)?;
+    for (k, v) in &call.headers {
+        if !hop_by_hop(k) && !k.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("x-hf-")) {
+            request.header(k, v)?;
         }
     }
     request
@@ -341,7 +379,9 @@ fn forwarded_request(
     if let Some(bearer) = shared.config.mgmt.bearer() {
         request.header("x-hf-authorization", bearer.as_bytes())?;
     }
-    request.body(body).max_reply_body(MAX_CALL_BYTES as usize);
+    request
+        .body(call.body.clone())
+        .max_reply_body(MAX_CALL_BYTES as usize);
     Ok(request)
 }
 

@@ -430,6 +430,13 @@ impl FunctionStore {
         all
     }
 
+    /// Every function's name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Commits the calls recorded so far; removes a temporary store (a
     /// `--data-dir` stays).
     pub async fn close(&self) {

@@ -4,18 +4,25 @@
 //! arrival order, synchronous calls first, the retry schedule) are the pure
 //! [`policy::admission_queue`]; this module is their I/O edge.
 //!
-//! Routes (a function is one of the 30 sample functions or one named in
-//! the settings file; any other is a 404 JSON error):
+//! Routes (a function is one of the 30 sample functions, one named in
+//! the settings file, or a user function the balancer's store knows; any
+//! other is a 404 JSON error):
 //! - `ANY /function/<fn>/<path...>`: a synchronous call. It waits for a
 //!   slot under the function's cap (at most `wait_s`, then 503), then goes
-//!   to a worker as `GET /execute?name=<fn>` (with the query's call shape,
-//!   as `/execute`) through the balancer's scheduler and dispatch path; the
-//!   reply is the worker's, with `LoadBalancingInfo`. Retried on 500, 502,
-//!   503 and time-outs only when the function is safe to repeat.
+//!   through the balancer's scheduler and dispatch path: a sample
+//!   function's as `GET /execute?name=<fn>` (with the query's call shape,
+//!   as `/execute`), the reply the worker's with `LoadBalancingInfo`; a
+//!   user function's passed through as `/invoke/<fn>/<path...>` passes it
+//!   ([`user`]), the reply the function's status, headers and body.
+//!   Retried on 500, 502, 503 and time-outs only when the function is safe
+//!   to repeat.
 //! - `ANY /async-function/<fn>/<path...>`: stored in the queue (SQLite,
-//!   [`store`]), then `202 {"id": "<id>", "status_url": "/async-calls/<id>"}`
-//!   (header `Location` too). The drain task runs it under the cap, after
-//!   any waiting synchronous call of that function, retrying per the
+//!   [`store`]: method, path, query, headers and body, to be replayed),
+//!   then `202 {"id": "<id>", "status_url": "/async-calls/<id>"}` (header
+//!   `Location` too); a 429 JSON error, nothing stored, when the
+//!   function's `max_queued` or the balancer's `--queue-max` calls are
+//!   already queued or running. The drain task runs it under the cap,
+//!   after any waiting synchronous call of that function, retrying per the
 //!   function's `retry_delays_s`.
 //! - `GET /async-calls/<id>`: the call's state (`queued`, `running`,
 //!   `done`, `failed`), attempts, and once finished its status and result
@@ -24,8 +31,9 @@
 //!   name, calls in flight, waiting (sync, async), stored by state, its
 //!   settings, and its `instances`: `ready` and `starting` summed over the
 //!   online workers (their `GET /instances`), `requested` (what the
-//!   balancer asked for last: a wake's number, 0 once scaled to zero, at
-//!   least 1 after a call; null before any), `scale_to_zero` (the rule's
+//!   balancer asked for last: a wake's number or the minimum kept, 0 once
+//!   scaled to zero, at least 1 after a call; null before any; the
+//!   workers' readings: [`instances`]), `scale_to_zero` (the rule's
 //!   state: `busy`, `idle`, `kept_by_min_instances`, `scaling_to_zero`,
 //!   `at_zero`, or `untracked` before any call or wake) and
 //!   `workers_unanswered` (online workers that did not report).
@@ -46,19 +54,19 @@
 //! since its last call ended (or its wake) has its instances removed on
 //! every online worker (`/scale?name=<fn>&instances=0`: idle instances at
 //! once, busy ones when their calls end; images stay), unless its
-//! `min_instances` > 0. A task ([`scale_to_zero`]) applies it every
+//! `min_instances` > 0. A task ([`scaling::scale_to_zero`]) applies it every
 //! [`SCALE_TICK`]; a worker that fails is asked again after
 //! [`SCALE_RETRY`]. The next call is a cold start: the worker's reply
 //! says so in its `Meta` (`UsingExistingRestContainer` and
 //! `UsingPooledContainer` false), and the balancer logs
 //! `first call since scale to zero`. What is modelled: the calls of these
-//! routes (a call arrives, ends; a wake) and the instances the workers'
-//! node models own (REST, keep-alive, pooled; a user function's warm
-//! instance). What is not: calls through `/execute` are not counted (a
-//! function only called there is never tracked, and one called both ways
-//! may be scaled to zero between `/execute` calls: their busy instances
-//! are removed when idle, never under a call); `min_instances` is a floor
-//! for the rule and for wakes, not a target the balancer keeps up.
+//! routes and of `/execute` and `/invoke/<fn>` ([`direct`]: a call
+//! arrives, ends; a wake) and the instances the workers' node models own
+//! (REST, keep-alive, pooled; a user function's warm instance).
+//! `min_instances` is a floor for the rule and for wakes, and a target
+//! the balancer keeps up ([`scaling`]: the missing instances are started
+//! at its start and after a worker restarts or comes back online). The
+//! tasks and the wake are in [`scaling`].
 //!
 //! # What "exactly once" covers
 //! An accepted call (202) is committed before the reply. Each attempt is
@@ -75,8 +83,12 @@
 //!   (then at least once), otherwise it is `failed` with a message saying
 //!   so (then at most once).
 //!
+pub(crate) mod direct;
+pub(crate) mod instances;
+pub mod scaling;
 pub mod settings;
 pub mod store;
+pub mod user;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -90,7 +102,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use policy::admission_queue::{
     retry_decision, Admission, AdmissionQueue, AttemptOutcome, CallKind, RetryDecision,
 };
-use policy::scale_to_zero::{decide, Decision, ScaleToZero};
+use policy::scale_to_zero::{decide, ScaleToZero};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use settings::{FunctionSettings, SettingsError, SettingsFile};
@@ -112,10 +124,6 @@ pub const SCALE_TICK: Duration = Duration::from_millis(250);
 /// How long a function whose scale to zero failed on a worker waits
 /// before it is tried again.
 pub const SCALE_RETRY: Duration = Duration::from_secs(5);
-/// Bound on one worker's `/scale` (a wake may build an image first).
-const SCALE_TIMEOUT: Duration = Duration::from_secs(120);
-/// Bound on one worker's `/instances` for a status page.
-const INSTANCES_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The queue's configuration (part of [`crate::BalancerConfig`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -127,6 +135,10 @@ pub struct QueueConfig {
     pub settings: Option<PathBuf>,
     /// How long a finished call's result is kept, in s (default 3600).
     pub retention_s: u64,
+    /// Most calls queued or running in all (None: no bound; each
+    /// function's own is its `max_queued`); over it an asynchronous call
+    /// is refused with a 429 and not stored.
+    pub max_queued: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -135,6 +147,7 @@ impl Default for QueueConfig {
             db: None,
             settings: None,
             retention_s: 3600,
+            max_queued: None,
         }
     }
 }
@@ -179,6 +192,12 @@ pub enum SlimError {
     WakeFailed { function: String, failures: String },
     #[error("method {0} is not allowed here")]
     Method(String),
+    #[error("{0}")]
+    RateLimited(String),
+    #[error("the queue is full: {0}")]
+    QueueFull(String),
+    #[error("request headers larger than {} bytes", user::MAX_CALL_HEADERS)]
+    HeadersTooLarge,
 }
 
 impl ResponseError for SlimError {
@@ -193,6 +212,8 @@ impl ResponseError for SlimError {
             Self::NoNode(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::WakeFailed { .. } => StatusCode::BAD_GATEWAY,
             Self::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited(_) | Self::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -294,6 +315,12 @@ pub struct Queue {
     accepted: AtomicU64,
     /// The scale-to-zero rule's state ([`policy::scale_to_zero`]).
     activity: Mutex<ScaleToZero>,
+    /// Calls in flight through `/execute` and `/invoke` ([`direct`]).
+    direct: direct::DirectCalls,
+    /// The workers' instances, last read ([`instances`]).
+    pub(crate) instances: instances::InstancesCache,
+    /// [`QueueConfig::max_queued`].
+    max_queued_total: Option<u64>,
 }
 
 /// Wall-clock ms since the Unix epoch (the store's times outlive the
@@ -363,6 +390,9 @@ impl Queue {
             retention: Duration::from_secs(config.retention_s),
             accepted: AtomicU64::new(0),
             activity: Mutex::new(ScaleToZero::new()),
+            direct: direct::DirectCalls::default(),
+            instances: instances::InstancesCache::default(),
+            max_queued_total: config.max_queued,
         });
         Ok((queue, launched))
     }
@@ -404,7 +434,11 @@ impl Queue {
                     .filter(|(g, state, _)| g == f && (state == "queued" || state == "running"))
                     .map(|(_, _, n)| u64::try_from(*n).unwrap_or(0))
                     .sum();
-                u64::from(c.in_flight) + c.sync_waiting as u64 + c.async_waiting as u64 + stored
+                u64::from(c.in_flight)
+                    + c.sync_waiting as u64
+                    + c.async_waiting as u64
+                    + stored
+                    + self.direct.in_flight(f)
             })
             .collect())
     }
@@ -430,12 +464,15 @@ impl Queue {
                 .contains_key(function)
     }
 
-    fn known_functions(&self) -> Vec<String> {
+    /// Every known function: the sample functions, those in the settings
+    /// file, and `user` (the function store's), sorted.
+    fn known_functions(&self, user: &[String]) -> Vec<String> {
         let mut names: Vec<String> = sample_functions::catalog()
             .functions
             .iter()
             .map(|f| f.name.clone())
             .collect();
+        names.extend(user.iter().cloned());
         names.extend(
             self.settings
                 .read()
@@ -449,16 +486,58 @@ impl Queue {
         names
     }
 
+    /// The functions whose `min_instances` > 0 with it (`user`: the
+    /// function store's names, which the defaults' minimum covers too).
+    pub(crate) fn min_instances_wanted(&self, user: &[String]) -> Vec<(String, u32)> {
+        let settings = self.settings.read().unwrap_or_else(PoisonError::into_inner);
+        let mut wanted: Vec<(String, u32)> = settings
+            .functions
+            .iter()
+            .filter(|(_, s)| s.min_instances > 0)
+            .map(|(f, s)| (f.clone(), s.min_instances))
+            .collect();
+        let default_min = settings.defaults.min_instances;
+        drop(settings);
+        if default_min > 0 {
+            let listed = self
+                .settings
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .functions
+                .keys()
+                .cloned()
+                .collect::<HashSet<_>>();
+            wanted.extend(
+                self.known_functions(user)
+                    .into_iter()
+                    .filter(|f| !listed.contains(f))
+                    .map(|f| (f, default_min)),
+            );
+        }
+        wanted
+    }
+
     /// Every known function's queue for `GET /metrics` (one admission
-    /// lock, one store query).
-    pub(crate) fn metrics_snapshot(&self, now: policy::Time) -> Vec<crate::metrics::QueueSnapshot> {
+    /// lock, one store query), with its instances on the workers when
+    /// `instances` is given.
+    pub(crate) fn metrics_snapshot(
+        &self,
+        now: policy::Time,
+        user: &[String],
+        instances: Option<&instances::WorkerInstances>,
+    ) -> Vec<crate::metrics::QueueSnapshot> {
         let stored = self.store().counts().unwrap_or_default();
+        let names = self.known_functions(user);
+        let caps: Vec<Option<u32>> = names.iter().map(|f| self.settings(f).max_queued).collect();
         let admission = self.admission();
-        self.known_functions()
+        names
             .into_iter()
-            .map(|function| {
+            .zip(caps)
+            .map(|(function, max_queued)| {
                 let counts = admission.counts(&function);
                 crate::metrics::QueueSnapshot {
+                    instances: instances.map(|i| i.of(&function)),
+                    max_queued,
                     in_flight: counts.in_flight,
                     sync_waiting: counts.sync_waiting,
                     async_waiting: counts.async_waiting,
@@ -522,7 +601,7 @@ pub(crate) async fn handle(
     client: &reqwest::Client,
 ) -> Result<HttpResponse, actix_web::Error> {
     let known = |function: &str| {
-        if queue.known(function) {
+        if queue.known(function) || shared.functions.get(function).is_ok() {
             Ok(())
         } else {
             Err(SlimError::UnknownFunction(function.to_string()))
@@ -548,9 +627,23 @@ pub(crate) async fn handle(
             kind: CallKind::Sync,
         } => {
             known(&function)?;
-            read_body(payload).await?;
+            let user = user::admitted_user(shared, &function)?;
+            let body = read_body(payload).await?;
+            let request = match user {
+                Some(entry) => user::CallRequest::User {
+                    entry,
+                    method: req.method().as_str(),
+                    tail: user::tail_of(req.path()),
+                    query: req.query_string(),
+                    headers: user::request_headers(req),
+                    body,
+                },
+                None => user::CallRequest::Sample {
+                    query: req.query_string(),
+                },
+            };
             queue.call_arrived(&function, shared.clock.now());
-            let reply = call_sync(queue, shared, pool, &function, req.query_string()).await;
+            let reply = call_sync(queue, shared, pool, &function, &request).await;
             queue.activity().call_ended(&function, shared.clock.now());
             reply
         }
@@ -559,18 +652,37 @@ pub(crate) async fn handle(
             kind: CallKind::Async,
         } => {
             known(&function)?;
+            user::admitted_user(shared, &function)?;
+            let headers = user::encode_headers(req)?;
             let body = read_body(payload).await?;
-            let id = queue
-                .store()
-                .insert(
-                    &function,
-                    req.method().as_str(),
-                    req.path(),
-                    req.query_string(),
-                    &body,
-                    wall_ms(),
-                )
-                .map_err(SlimError::from)?;
+            let max_queued = queue.settings(&function).max_queued;
+            let id = {
+                // Checked and stored under one lock: the cap holds.
+                let store = queue.store();
+                let (mine, all) = store.pending(&function).map_err(SlimError::from)?;
+                if let Some(cap) = max_queued.filter(|cap| mine >= u64::from(*cap)) {
+                    return Err(SlimError::QueueFull(format!(
+                        "{function} has {mine} calls queued or running (max_queued {cap})"
+                    ))
+                    .into());
+                }
+                if let Some(cap) = queue.max_queued_total.filter(|cap| all >= *cap) {
+                    return Err(SlimError::QueueFull(format!(
+                        "{all} calls queued or running in all (--queue-max {cap})"
+                    ))
+                    .into());
+                }
+                let call = store::NewCall {
+                    method: req.method().as_str(),
+                    path: req.path(),
+                    query: req.query_string(),
+                    headers: &headers,
+                    body: &body,
+                };
+                store
+                    .insert(&function, &call, wall_ms())
+                    .map_err(SlimError::from)?
+            };
             queue.call_arrived(&function, shared.clock.now());
             queue.accepted.fetch_add(1, Ordering::Relaxed);
             queue.scan.notify_one();
@@ -611,9 +723,10 @@ pub(crate) async fn handle(
         }
         Route::StatusAll => {
             get_only(req.method())?;
-            let instances = worker_instances(shared, client).await;
+            let instances = queue.instances.fresh(shared, client).await;
+            let user: Vec<String> = shared.functions.names();
             let all: Vec<serde_json::Value> = queue
-                .known_functions()
+                .known_functions(&user)
                 .iter()
                 .map(|f| function_status(queue, shared, f, &instances))
                 .collect::<Result<_, _>>()?;
@@ -622,12 +735,12 @@ pub(crate) async fn handle(
         Route::Status(function) => {
             get_only(req.method())?;
             known(&function)?;
-            let instances = worker_instances(shared, client).await;
+            let instances = queue.instances.fresh(shared, client).await;
             Ok(json(function_status(queue, shared, &function, &instances)?))
         }
         Route::Wake(function) => {
             known(&function)?;
-            wake(queue, shared, client, &function).await?;
+            scaling::wake(queue, shared, client, &function).await?;
             Ok(HttpResponse::NoContent().finish())
         }
         Route::Settings(function) => {
@@ -672,56 +785,11 @@ fn json(value: serde_json::Value) -> HttpResponse {
         .body(value.to_string())
 }
 
-/// Instances per function summed over the online workers (their `GET
-/// /instances`): (ready, starting) by name, and how many online workers
-/// did not answer.
-#[derive(Debug, Default)]
-struct WorkerInstances {
-    by_function: std::collections::HashMap<String, (u64, u64)>,
-    unanswered: usize,
-}
-
-async fn worker_instances(shared: &Shared, client: &reqwest::Client) -> WorkerInstances {
-    let replies = crate::server::call_online_nodes(
-        shared,
-        client,
-        "instances",
-        reqwest::Method::GET,
-        "/instances",
-        INSTANCES_TIMEOUT,
-    )
-    .await;
-    let mut out = WorkerInstances::default();
-    for (_, reply) in replies {
-        let crate::server::NodeCall::Replied { status: 200, body } = reply else {
-            out.unanswered += usize::from(reply.failed());
-            continue;
-        };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-            out.unanswered += 1;
-            continue;
-        };
-        for f in v["Functions"].as_array().into_iter().flatten() {
-            let (Some(name), Some(ready), Some(starting)) = (
-                f["Function"].as_str(),
-                f["Ready"].as_u64(),
-                f["Starting"].as_u64(),
-            ) else {
-                continue;
-            };
-            let e = out.by_function.entry(name.to_string()).or_default();
-            e.0 += ready;
-            e.1 += starting;
-        }
-    }
-    out
-}
-
 fn function_status(
     queue: &Queue,
     shared: &Shared,
     function: &str,
-    instances: &WorkerInstances,
+    instances: &instances::WorkerInstances,
 ) -> Result<serde_json::Value, SlimError> {
     let counts = queue.admission().counts(function);
     let now = shared.clock.now();
@@ -734,11 +802,7 @@ fn function_status(
         .collect();
     let settings = queue.settings(function);
     let activity = queue.activity().activity(function);
-    let (ready, starting) = instances
-        .by_function
-        .get(function)
-        .copied()
-        .unwrap_or_default();
+    let (ready, starting) = instances.of(function);
     Ok(serde_json::json!({
         "name": function,
         "in_flight": counts.in_flight,
@@ -760,184 +824,63 @@ fn function_status(
     }))
 }
 
-/// `/wake-function/<fn>` (module doc): asks the nodes the scheduler would
-/// pick to start the function's instances.
-async fn wake(
-    queue: &Queue,
-    shared: &Shared,
-    client: &reqwest::Client,
-    function: &str,
-) -> Result<(), SlimError> {
-    let n = queue.settings(function).wake_instances();
-    let mut per_node: std::collections::BTreeMap<Arc<str>, u32> = Default::default();
-    if shared.fake_reply.is_none() {
-        let mut cluster = shared.cluster();
-        for _ in 0..n {
-            let now = shared.clock.now();
-            let selection = cluster
-                .select(function, now)
-                .map_err(|e| SlimError::NoNode(format!("{function} ({e})")))?;
-            // Undone at once: no call runs (as `Cluster::select` undoes an
-            // unusable choice).
-            cluster.finished(
-                &selection,
-                function,
-                crate::cluster::Outcome::default(),
-                now,
-            );
-            *per_node.entry(selection.url.clone()).or_default() += 1;
-        }
-    }
-    let mut name = String::new();
-    protocol::query::percent_encode_into(function, &mut name);
-    let calls = per_node.iter().map(|(url, k)| {
-        let path = format!("/scale?name={name}&instances={k}");
-        async move {
-            let r = crate::server::call_node(
-                shared,
-                client,
-                url,
-                reqwest::Method::GET,
-                &path,
-                SCALE_TIMEOUT,
-            )
-            .await;
-            (url, k, r)
-        }
-    });
-    let mut failures = Vec::new();
-    for (url, k, reply) in futures_util::future::join_all(calls).await {
-        match &reply {
-            r if r.ok() => tracing::info!(function, url = &**url, instances = k, "woken"),
-            crate::server::NodeCall::Replied { status: 409, body } => tracing::info!(
-                function,
-                url = &**url,
-                reply = %String::from_utf8_lossy(body),
-                "woken: that worker has no instance to start ahead"
-            ),
-            crate::server::NodeCall::Replied { status, body } => failures.push(format!(
-                "{url}: status {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(300)])
-            )),
-            r => failures.push(format!("{url}: {}", r.error().unwrap_or_default())),
-        }
-    }
-    queue.activity().woken(function, n, shared.clock.now());
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(SlimError::WakeFailed {
-            function: function.to_string(),
-            failures: failures.join("; "),
-        })
-    }
-}
-
-/// The scale-to-zero task (module doc): every [`SCALE_TICK`], the tracked
-/// functions the rule says are due have their instances removed on every
-/// online worker. Runs until dropped.
-pub(crate) async fn scale_to_zero(queue: Arc<Queue>, shared: Arc<Shared>, client: reqwest::Client) {
-    let mut retry_after: std::collections::HashMap<String, policy::Time> = Default::default();
-    let mut tick = tokio::time::interval(SCALE_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = shared.clock.now();
-        let tracked: Vec<(String, policy::scale_to_zero::Activity)> = queue
-            .activity()
-            .tracked()
-            .map(|(f, a)| (f.to_string(), *a))
-            .collect();
-        let names: Vec<&str> = tracked.iter().map(|(f, _)| f.as_str()).collect();
-        let busy = match queue.busy(&names) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "scale to zero: cannot read the queue's store");
-                continue;
-            }
-        };
-        for ((function, activity), busy) in tracked.iter().zip(busy) {
-            if retry_after.get(function).is_some_and(|t| now < *t) {
-                continue;
-            }
-            let rule = queue.settings(function).scale_rule();
-            if decide(activity, busy, rule, now) != Decision::ScaleToZero {
-                continue;
-            }
-            let mut path = String::from("/scale?name=");
-            protocol::query::percent_encode_into(function, &mut path);
-            path.push_str("&instances=0");
-            let replies = crate::server::call_online_nodes(
-                &shared,
-                &client,
-                "scale to zero",
-                reqwest::Method::GET,
-                &path,
-                SCALE_TIMEOUT,
-            )
-            .await;
-            // A worker that does not know the function has nothing of it.
-            let failed = replies
-                .iter()
-                .filter(|(_, r)| {
-                    r.failed() && !matches!(r, crate::server::NodeCall::Replied { status: 404, .. })
-                })
-                .count();
-            if failed > 0 {
-                tracing::warn!(
-                    function,
-                    failed,
-                    "scale to zero failed on some workers; trying again in {} s",
-                    SCALE_RETRY.as_secs()
-                );
-                retry_after.insert(function.clone(), now.saturating_add(SCALE_RETRY));
-                continue;
-            }
-            retry_after.remove(function);
-            if queue.activity().scaled_to_zero(function, activity.arrivals) {
-                tracing::info!(
-                    function,
-                    workers = replies.len(),
-                    idle_s = now.saturating_since(activity.idle_since).as_secs_f64(),
-                    "scaled to zero: its instances removed on every worker"
-                );
-            }
-        }
-    }
+/// A reply to one attempt: its status, headers and body.
+struct Reply {
+    status: u16,
+    headers: Vec<(
+        actix_web::http::header::HeaderName,
+        actix_web::http::header::HeaderValue,
+    )>,
+    body: web::Bytes,
 }
 
 /// How one attempt through the balancer's dispatch path ended.
 struct Attempt {
     outcome: AttemptOutcome,
-    reply: Option<(u16, web::Bytes)>,
+    reply: Option<Reply>,
     error: Option<String>,
 }
 
-/// One attempt: `GET /execute?name=<fn>` through the scheduler and
-/// dispatch path of `/execute`, within the function's time-out.
+async fn reply_of(response: HttpResponse) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let body = actix_web::body::to_bytes(response.into_body())
+        .await
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// One attempt of `request` ([`user::CallRequest`]: `/execute`'s path for
+/// a sample function, `/invoke`'s for a user function) through the
+/// scheduler, within the function's time-out.
 async fn attempt(
     shared: &Shared,
     pool: &keepalive_http::Pool,
     function: &str,
     settings: &FunctionSettings,
-    query: &str,
+    request: &user::CallRequest<'_>,
 ) -> Attempt {
-    let safe = settings.safe_to_repeat(function);
-    let call = crate::server::execute_with(shared, pool, function, Some(safe), query);
+    let safe = request.safe_to_repeat(function, settings);
+    let call = request.send(shared, pool, function, safe);
     match tokio::time::timeout(settings.timeout(), call).await {
         Err(_) => Attempt {
             outcome: AttemptOutcome::TimedOut,
             reply: None,
             error: Some(format!("no reply within {} s", settings.timeout_s)),
         },
-        Ok(Ok(reply)) => {
-            let status = reply.status().as_u16();
-            let body = actix_web::body::to_bytes(reply.into_body())
-                .await
-                .unwrap_or_default();
+        Ok(Ok(response)) => {
+            let reply = reply_of(response).await;
             Attempt {
-                outcome: AttemptOutcome::Replied(status),
-                reply: Some((status, body)),
+                outcome: AttemptOutcome::Replied(reply.status),
+                reply: Some(reply),
                 error: None,
             }
         }
@@ -949,14 +892,9 @@ async fn attempt(
                 BalancerError::WorkerFailed { .. } => AttemptOutcome::Interrupted,
                 other => AttemptOutcome::Replied(other.status_code().as_u16()),
             };
-            let body = e.error_response();
-            let status = body.status().as_u16();
-            let body = actix_web::body::to_bytes(body.into_body())
-                .await
-                .unwrap_or_default();
             Attempt {
                 outcome,
-                reply: Some((status, body)),
+                reply: Some(reply_of(e.error_response()).await),
                 error: Some(e.to_string()),
             }
         }
@@ -969,7 +907,7 @@ async fn call_sync(
     shared: &Shared,
     pool: &keepalive_http::Pool,
     function: &str,
-    query: &str,
+    request: &user::CallRequest<'_>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let settings = queue.settings(function);
     let Some(slot) = queue
@@ -983,11 +921,11 @@ async fn call_sync(
         }
         .into());
     };
-    let safe = settings.safe_to_repeat(function);
+    let safe = request.safe_to_repeat(function, &settings);
     let delays = settings.retry_delays();
     let mut retries = 0u32;
     loop {
-        let attempt = attempt(shared, pool, function, &settings, query).await;
+        let attempt = attempt(shared, pool, function, &settings, request).await;
         // Synchronous calls retry only when safe to repeat, and do not
         // wait for a node (the caller sees the 503 at once).
         let decision = match attempt.outcome {
@@ -1012,12 +950,17 @@ async fn call_sync(
         }
         drop(slot);
         return match attempt.reply {
-            Some((status, body)) => Ok(HttpResponse::build(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-            )
-            .content_type("application/json")
-            .insert_header(("X-Slim-Attempts", (retries + 1).to_string()))
-            .body(body)),
+            Some(reply) => {
+                let mut out = HttpResponse::build(
+                    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                );
+                for header in reply.headers {
+                    out.append_header(header);
+                }
+                Ok(out
+                    .insert_header(("X-Slim-Attempts", (retries + 1).to_string()))
+                    .body(reply.body))
+            }
             None => Err(SlimError::TimedOut {
                 function: function.to_string(),
                 timeout_s: settings.timeout_s,
@@ -1141,8 +1084,19 @@ async fn run_stored_attempt(
     }
     queue.store().start_attempt(id)?;
     let settings = queue.settings(&call.function);
-    let attempt = attempt(shared, pool, &call.function, &settings, &call.query).await;
-    let safe = settings.safe_to_repeat(&call.function);
+    let request = match shared.functions.get(&call.function) {
+        Ok(entry) => user::CallRequest::User {
+            entry,
+            method: &call.method,
+            tail: user::tail_of(&call.path),
+            query: &call.query,
+            headers: user::decode_headers(&call.headers),
+            body: call.body.clone().into(),
+        },
+        Err(_) => user::CallRequest::Sample { query: &call.query },
+    };
+    let attempt = attempt(shared, pool, &call.function, &settings, &request).await;
+    let safe = request.safe_to_repeat(&call.function, &settings);
     let now = shared.clock.now();
     let retries_done = call.attempts; // attempts before this one
     let decision = retry_decision(
@@ -1154,7 +1108,7 @@ async fn run_stored_attempt(
         now,
     );
     let (status, body) = match &attempt.reply {
-        Some((s, b)) => (Some(*s), Some(&b[..])),
+        Some(r) => (Some(r.status), Some(&r.body[..])),
         None => (None, None),
     };
     let store = queue.store();

@@ -20,6 +20,8 @@ pub const MAX_RETRIES: usize = 16;
 pub const MAX_SECONDS: f64 = 86_400.0;
 /// Largest `max_parallel`.
 pub const MAX_PARALLEL: u32 = 100_000;
+/// Largest `max_queued`.
+pub const MAX_QUEUED: u32 = 10_000_000;
 /// Largest `min_instances` and `instances_at_start` (what a wake asks of
 /// the workers, at most `/scale`'s own bound).
 pub const MAX_INSTANCES: u32 = 1_000;
@@ -59,6 +61,11 @@ pub struct FunctionSettings {
     /// How long a synchronous call waits for a slot, in s (default 120).
     #[serde(deserialize_with = "seconds_or_zero")]
     pub wait_s: f64,
+    /// Most asynchronous calls of it queued or running (default: no
+    /// bound but the balancer's `--queue-max`); over it a call is refused
+    /// with a 429 and not stored. In 1..=[`MAX_QUEUED`].
+    #[serde(deserialize_with = "max_queued")]
+    pub max_queued: Option<u32>,
 }
 
 impl Default for FunctionSettings {
@@ -75,6 +82,7 @@ impl Default for FunctionSettings {
                 .collect(),
             safe_to_repeat: None,
             wait_s: 120.0,
+            max_queued: None,
         }
     }
 }
@@ -102,6 +110,16 @@ fn max_parallel<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error>
         )));
     }
     Ok(n)
+}
+
+fn max_queued<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 || n > MAX_QUEUED {
+        return Err(serde::de::Error::custom(format!(
+            "max_queued must be in 1..={MAX_QUEUED}, found {n}"
+        )));
+    }
+    Ok(Some(n))
 }
 
 fn instances<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {

@@ -26,6 +26,8 @@ pub struct StoredCall {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// The headers passed to a user function ([`super::user::encode_headers`]).
+    pub headers: Vec<u8>,
     pub body: Vec<u8>,
     pub state: String,
     pub attempts: u32,
@@ -35,6 +37,18 @@ pub struct StoredCall {
     pub status: Option<u16>,
     pub result: Option<Vec<u8>>,
     pub error: Option<String>,
+}
+
+/// An accepted call's request, as stored.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCall<'a> {
+    pub method: &'a str,
+    /// The route's path (`/async-function/<fn>/...`).
+    pub path: &'a str,
+    pub query: &'a str,
+    /// [`super::user::encode_headers`]'s form.
+    pub headers: &'a [u8],
+    pub body: &'a [u8],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +62,7 @@ pub struct Store {
 }
 
 const COLUMNS: &str = "id, function, method, path, query, body, state, attempts, next_at_ms, \
-                       created_ms, finished_ms, status, result, error";
+                       created_ms, finished_ms, status, result, error, headers";
 
 fn row_to_call(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCall> {
     Ok(StoredCall {
@@ -66,6 +80,7 @@ fn row_to_call(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCall> {
         status: row.get(11)?,
         result: row.get(12)?,
         error: row.get(13)?,
+        headers: row.get(14)?,
     })
 }
 
@@ -95,27 +110,43 @@ impl Store {
                 finished_ms INTEGER,
                 status INTEGER,
                 result BLOB,
-                error TEXT
+                error TEXT,
+                headers BLOB NOT NULL DEFAULT x''
             );
-            CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, id);",
+            CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, id);
+            CREATE INDEX IF NOT EXISTS calls_by_function ON calls (function, state);",
         )?;
+        // A store written before calls kept their headers.
+        let has_headers: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('calls') WHERE name = 'headers'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_headers {
+            conn.execute_batch("ALTER TABLE calls ADD COLUMN headers BLOB NOT NULL DEFAULT x''")?;
+        }
         Ok(Self { conn })
     }
 
-    /// Stores an accepted call; returns its id.
+    /// Stores an accepted call of `function`; returns its id.
     pub fn insert(
         &self,
         function: &str,
-        method: &str,
-        path: &str,
-        query: &str,
-        body: &[u8],
+        call: &NewCall<'_>,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         self.conn.execute(
-            "INSERT INTO calls (function, method, path, query, body, state, created_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)",
-            params![function, method, path, query, body, now_ms],
+            "INSERT INTO calls (function, method, path, query, headers, body, state, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7)",
+            params![
+                function,
+                call.method,
+                call.path,
+                call.query,
+                call.headers,
+                call.body,
+                now_ms
+            ],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -213,6 +244,22 @@ impl Store {
         )?)
     }
 
+    /// Calls queued or running: (of `function`, in all).
+    pub fn pending(&self, function: &str) -> Result<(u64, u64), StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(SUM(function = ?1), 0), COUNT(*) FROM calls \
+             WHERE state IN ('queued', 'running')",
+            [function],
+            |r| {
+                let (mine, all): (i64, i64) = (r.get(0)?, r.get(1)?);
+                Ok((
+                    u64::try_from(mine).unwrap_or(0),
+                    u64::try_from(all).unwrap_or(0),
+                ))
+            },
+        )?)
+    }
+
     /// Calls by (function, state).
     pub fn counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
@@ -227,13 +274,30 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn new_call<'a>(
+        path: &'a str,
+        query: &'a str,
+        headers: &'a [u8],
+        body: &'a [u8],
+    ) -> NewCall<'a> {
+        NewCall {
+            method: "GET",
+            path,
+            query,
+            headers,
+            body,
+        }
+    }
+
     #[test]
     fn a_call_goes_through_its_states_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.sqlite3");
         let id = {
             let s = Store::open(Some(&path)).unwrap();
-            let id = s.insert("W1", "GET", "/x", "a=1", b"body", 1000).unwrap();
+            let id = s
+                .insert("W1", &new_call("/x", "a=1", b"x-a: 1\r\n", b"body"), 1000)
+                .unwrap();
             assert_eq!(s.due(1000, 0, 10).unwrap().len(), 1);
             s.start_attempt(id).unwrap();
             assert!(s.due(1000, 0, 10).unwrap().is_empty());
@@ -258,6 +322,6 @@ mod tests {
         assert_eq!(s.purge(4001).unwrap(), 1);
         assert!(s.get(id).unwrap().is_none());
         // Ids are never reused.
-        assert!(s.insert("W1", "GET", "/", "", b"", 5000).unwrap() > id);
+        assert!(s.insert("W1", &new_call("/", "", b"", b""), 5000).unwrap() > id);
     }
 }

@@ -415,6 +415,16 @@ impl RealWorker {
     /// Starts one with `extra` arguments and waits until `/health`
     /// answers.
     pub async fn start(extra: &[&str]) -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        Self::start_on(port, extra).await
+    }
+
+    /// [`RealWorker::start`] on `port` (e.g. a restart where a stopped one
+    /// was), with a new work area.
+    pub async fn start_on(port: u16, extra: &[&str]) -> Self {
         let bins = std::path::Path::new(env!("CARGO_BIN_EXE_load-balancer"))
             .parent()
             .unwrap();
@@ -439,10 +449,6 @@ impl RealWorker {
             );
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
         let child = Command::new(&worker_bin)
             .args(["start", "--port", &port.to_string(), "--host", "127.0.0.1"])
             .args(["--runtime", "process", "--time-scale", "0.05"])
@@ -475,9 +481,21 @@ impl RealWorker {
     }
 }
 
-impl Drop for RealWorker {
-    fn drop(&mut self) {
+impl RealWorker {
+    /// Kills it (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for RealWorker {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -7,7 +7,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 pub mod cluster;
@@ -114,39 +113,14 @@ impl Worker {
         func_name: Option<&str>,
         rate: Option<&str>,
     ) -> (u16, serde_json::Value) {
-        let boundary = "hf-test-boundary-7c1e";
-        let mut body = Vec::new();
-        let mut field = |name: &str, value: &str| {
-            write!(
-                body,
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .unwrap();
-        };
+        let mut fields = Vec::new();
         if let Some(n) = func_name {
-            field("funcName", n);
+            fields.push(("funcName", n));
         }
         if let Some(r) = rate {
-            field("rateLimit", r);
+            fields.push(("rateLimit", r));
         }
-        write!(
-            body,
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/zip\r\n\r\n"
-        )
-        .unwrap();
-        body.extend_from_slice(zip);
-        write!(body, "\r\n--{boundary}--\r\n").unwrap();
-        let r = self
-            .client
-            .post(format!("{}/deploy", self.base))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = shared::post_deploy(&self.client, &self.base, &fields, file_name, zip).await;
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
         (
@@ -292,42 +266,17 @@ pub async fn await_true(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// `user_functions_support/static_echo.rs` linked statically (it uses the
-/// standard library only, so `rustc` builds it alone in seconds), once per
-/// test binary.
+#[path = "shared.rs"]
+mod shared;
+
+/// `user_functions_support/static_echo.rs` linked statically
+/// ([`shared::static_echo`]), checked to be a static ELF.
 pub fn static_user_fn() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/user_functions_support/static_echo.rs");
-            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("static-echo");
-            let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-            let built = std::process::Command::new(rustc)
-                .args([
-                    "--edition",
-                    "2021",
-                    "-O",
-                    "-C",
-                    "target-feature=+crt-static",
-                ])
-                .arg(&source)
-                .arg("-o")
-                .arg(&out)
-                .output()
-                .expect("running rustc");
-            assert!(
-                built.status.success(),
-                "rustc {}: {}",
-                source.display(),
-                String::from_utf8_lossy(&built.stderr)
-            );
-            let bytes = std::fs::read(&out).unwrap();
-            worker_front::runtime::docker::context::check_static_elf(&bytes)
-                .expect("static-echo is statically linked");
-            out
-        })
-        .clone()
+    let out = shared::static_echo();
+    let bytes = std::fs::read(&out).unwrap();
+    worker_front::runtime::docker::context::check_static_elf(&bytes)
+        .expect("static-echo is statically linked");
+    out
 }
 
 /// A native HTTP function: `binary` as `bin/fn`, labelled `label`.
