@@ -65,6 +65,9 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
             &scope.worker_id,
             "--fn-binary",
             hf_fn.to_str().unwrap(),
+            // Warm instances outlive the Node.js runtime image's build.
+            "--rest-container-life-time",
+            "600",
         ],
     )
     .expect("worker did not start");
@@ -260,7 +263,7 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
     );
 }
 
-/// The worker's flags of these tests, with `data`'s functions.
+/// The worker's flags of the restart test (REST mode is the support's).
 fn docker_flags<'a>(scope: &'a support::LabelScope, hf_fn: &'a Path) -> Vec<&'a str> {
     vec![
         "--runtime",
@@ -269,6 +272,9 @@ fn docker_flags<'a>(scope: &'a support::LabelScope, hf_fn: &'a Path) -> Vec<&'a 
         &scope.worker_id,
         "--fn-binary",
         hf_fn.to_str().unwrap(),
+        // Warm instances outlive the Node.js runtime image's build.
+        "--rest-container-life-time",
+        "600",
     ]
 }
 
