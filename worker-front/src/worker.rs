@@ -953,20 +953,9 @@ impl<R: Runtime> Worker<R> {
         let spec = self.spec(function)?;
         let mut built = false;
         loop {
-            let refused = {
-                let now = self.now();
-                let mut st = self.state();
-                match st.model.start_instances(function, n, now) {
-                    Ok(effects) => {
-                        let started = effects.prewarm.len();
-                        tracing::info!(
-                            "wake: {function}: starting {started} instance(s) (up to {n})"
-                        );
-                        self.carry_out(st, effects, now);
-                        return Ok(started);
-                    }
-                    Err(refused) => refused,
-                }
+            let refused = match self.try_start_instances(function, n) {
+                Ok(started) => return Ok(started),
+                Err(refused) => refused,
             };
             match refused {
                 node::StartRefused::ImageNotCached if !built => {
@@ -990,6 +979,18 @@ impl<R: Runtime> Worker<R> {
                 }
             }
         }
+    }
+
+    /// One try of a wake: starts instances of `function` up to `n` if
+    /// the model can (`NodeModel::start_instances`).
+    fn try_start_instances(&self, function: &str, n: usize) -> Result<usize, node::StartRefused> {
+        let now = self.now();
+        let mut st = self.state();
+        let effects = st.model.start_instances(function, n, now)?;
+        let started = effects.prewarm.len();
+        tracing::info!("wake: {function}: starting {started} instance(s) (up to {n})");
+        self.carry_out(st, effects, now);
+        Ok(started)
     }
 
     /// Counters for `/health`.

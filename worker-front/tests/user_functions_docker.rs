@@ -55,22 +55,8 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
     let scope = support::LabelScope::new("userfn");
     let dirs = Dirs::new();
     let hf_fn = support::static_hf_fn();
-    let w = try_start_with(
-        &dirs.data(),
-        &dirs.work(),
-        &[
-            "--runtime",
-            "docker",
-            "--worker-id",
-            &scope.worker_id,
-            "--fn-binary",
-            hf_fn.to_str().unwrap(),
-            // Warm instances outlive the Node.js runtime image's build.
-            "--rest-container-life-time",
-            "600",
-        ],
-    )
-    .expect("worker did not start");
+    let w = try_start_with(&dirs.data(), &dirs.work(), &docker_flags(&scope, &hf_fn))
+        .expect("worker did not start");
     let static_fn = std::fs::read(static_user_fn()).unwrap();
 
     // A static native function: built into a FROM scratch image, called in
@@ -256,14 +242,10 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
 
     // The worker's stop: no container and no image of it at all.
     w.stop();
-    let (containers, images) = (scope.containers(&docker).await, scope.images(&docker).await);
-    assert!(
-        containers.is_empty() && images.is_empty(),
-        "left behind: containers {containers:?}, images {images:?}"
-    );
+    nothing_left(&docker, &scope).await;
 }
 
-/// The worker's flags of the restart test (REST mode is the support's).
+/// The worker's flags of these tests (REST mode is the support's).
 fn docker_flags<'a>(scope: &'a support::LabelScope, hf_fn: &'a Path) -> Vec<&'a str> {
     vec![
         "--runtime",

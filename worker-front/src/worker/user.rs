@@ -367,20 +367,9 @@ impl<R: Runtime> UserNode for Worker<R> {
             let key = &version.key;
             let mut staged = false;
             loop {
-                let refused = {
-                    let now = self.now();
-                    let mut st = self.state();
-                    match st.model.start_instances(key, n, now) {
-                        Ok(effects) => {
-                            let started = effects.prewarm.len();
-                            tracing::info!(
-                                "wake: {key}: starting {started} instance(s) (up to {n})"
-                            );
-                            self.carry_out(st, effects, now);
-                            return Ok(started);
-                        }
-                        Err(refused) => refused,
-                    }
+                let refused = match self.try_start_instances(key, n) {
+                    Ok(started) => return Ok(started),
+                    Err(refused) => refused,
                 };
                 match refused {
                     StartRefused::ImageNotCached if !staged => {
