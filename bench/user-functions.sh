@@ -97,9 +97,13 @@ RUST_LOG=warn "$BIN/load-balancer" rr --host 127.0.0.1 --port 0 --threads "$LB_T
 PIDS+=($!)
 LB=$(wait_listening "$TMP/lb.out")
 
-# One worker (process runtime) that joins it.
+# One worker (process runtime) that joins it, in REST mode: a user
+# function is a function of the worker's node model, and REST mode keeps
+# its one warm instance (without it every call would start an instance of
+# its own, HotFunctions' default); the REST lifetime outlasts the run.
 mkdir -p "$TMP/work"
 RUST_LOG=warn "$BIN/worker-front" start 0 --host 127.0.0.1 --http-workers "$WORKER_THREADS" \
+    --using-rest-mode true --rest-container-life-time 600 \
     --data-dir "$TMP/worker-data" --work-dir "$TMP/work" --join "http://$LB" \
     --join-interval-ms 100 >"$TMP/worker.out" 2>"$TMP/worker.err" &
 PIDS+=($!)

@@ -319,20 +319,22 @@ fn instances<R: Runtime>(
         let counts = instances_of(state, &f)?;
         return Ok(json(200, instances_json(&f, counts).to_string()));
     }
-    let mut all: Vec<serde_json::Value> = state
-        .worker
-        .instances_by_function()
-        .into_iter()
-        .map(|(f, ready, starting)| instances_json(&f, (ready, starting)))
-        .collect();
-    if let Some(functions) = &state.functions {
-        all.extend(
-            functions
-                .warm_functions()
-                .iter()
-                .map(|f| instances_json(f, (1, 0))),
-        );
+    // A user function's versions are the model's `<name>@<deploy>`:
+    // counted under the function's name (a replaced version's draining
+    // instances with the new one's).
+    let mut users: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let mut all: Vec<serde_json::Value> = Vec::new();
+    for (f, ready, starting) in state.worker.instances_by_function() {
+        match crate::functions::Functions::name_of_key(&f) {
+            Some(name) => {
+                let counts = users.entry(name.to_string()).or_default();
+                counts.0 += ready;
+                counts.1 += starting;
+            }
+            None => all.push(instances_json(&f, (ready, starting))),
+        }
     }
+    all.extend(users.iter().map(|(f, counts)| instances_json(f, *counts)));
     Ok(json(
         200,
         serde_json::json!({ "Functions": all }).to_string(),
@@ -366,14 +368,7 @@ async fn scale<R: Runtime>(
                 .remove_function_instances(&function)
                 .map_err(worker_error)?
         } else {
-            let functions = user()?;
-            let name = function.clone();
-            state
-                .handle
-                .spawn(async move { functions.stop_warm(&name).await })
-                .await
-                .map_err(|e| error(500, format!("internal task failed: {e}")))?
-                .map_err(user_error)?
+            user()?.stop_warm(&function).map_err(user_error)?
         };
         ("scaled to zero", "Removed", removed)
     } else if sample {
@@ -389,7 +384,7 @@ async fn scale<R: Runtime>(
         let name = function.clone();
         let started = state
             .handle
-            .spawn(async move { functions.start_warm(&name).await })
+            .spawn(async move { functions.start_warm(&name, n as usize).await })
             .await
             .map_err(|e| error(500, format!("internal task failed: {e}")))?
             .map_err(user_error)?;

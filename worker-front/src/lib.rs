@@ -22,7 +22,9 @@
 //! - [`limits`]: the bounds of the worker's options and flags.
 //! - [`functions`]: users' own functions (the Glambdar API: `/deploy`,
 //!   `/invoke/:name`, `/info`, `/logs`, `/del`, `/config`), kept in a data
-//!   directory (`--data-dir`) and run as local processes.
+//!   directory (`--data-dir`), run as local processes or containers
+//!   through the same node model as the samples (image cache, pools, REST
+//!   mode, keep-alive: `functions::node`).
 //! - [`run`]: binds it all together (`main` is a thin CLI over it).
 //!
 //! Output: [`run`] prints one start-up line on stdout (version, worker id,
@@ -491,6 +493,8 @@ async fn serve<R: Runtime>(
         options.worker_id.clone(),
         catalog,
     );
+    // Users' functions' calls go through the worker core's node model.
+    functions.attach(std::sync::Arc::new(worker.clone()));
     let tick = Duration::from_millis(config.expiry_tick_ms.max(1));
     let expirer = {
         let w = worker.clone();
@@ -503,14 +507,6 @@ async fn serve<R: Runtime>(
             }
         })
     };
-    // Idle user-function instances end after the keep-alive.
-    let functions_expirer = tokio::spawn(
-        functions.clone().keep_expiring(
-            Duration::try_from_secs_f64(config.keep_alive_s)
-                .unwrap_or(KeepAlivePool::DEFAULT_KEEP_ALIVE),
-            tick.max(Duration::from_millis(200)),
-        ),
-    );
     // The engine probe `/health` answers from (`health`), on its own task.
     let engine_timeout = Duration::from_secs(config.engine_timeout_s);
     let prober = {
@@ -548,7 +544,7 @@ async fn serve<R: Runtime>(
     };
     expirer.abort();
     prober.abort();
-    functions_expirer.abort();
+    worker.stop_user_functions();
     functions.shutdown().await;
     match engine {
         Ok(()) => match worker.runtime().shutdown().await {

@@ -32,7 +32,10 @@
 //! background, and the timer below expires them and triggers pre-warms.
 //!
 //! Functions: the samples, plus those of a catalog file (`--catalog`,
-//! [`Worker::with_catalog`]). A call may carry its own shape
+//! [`Worker::with_catalog`]), plus users' functions (`crate::functions`):
+//! each deployed version is a function of the same model, driven by
+//! `user` (a child module) through `crate::functions::node::UserNode`
+//! with the same steps, effects, lock and timers. A call may carry its own shape
 //! ([`Worker::execute_with`]: `duration_ms`, `memory_mb`, `cpu_share`,
 //! `sample_functions::workload` says how it runs): it is checked here
 //! before the model hears of the call (a sample refuses any shape, since
@@ -53,6 +56,9 @@
 //! ids) sit behind one `std::sync::Mutex` that is never held across an
 //! `.await`; the runtime does the slow work outside it.
 
+mod user;
+
+use crate::functions::node::{Staged, UserInstance};
 use crate::health::{EngineReading, ReadingSource};
 use crate::runtime::{Image, Instance, InstanceKind, Invocation, Removed, Runtime, RuntimeError};
 use policy::node::options::{CachingOptions, OptionsError};
@@ -98,6 +104,10 @@ struct State {
     instances: HashMap<InstanceId, Instance>,
     /// Calls that may be told to wait, and how to wake them.
     waiters: HashMap<CallId, mpsc::UnboundedSender<Step>>,
+    /// Users' functions (`crate::functions::node`): staged images by the
+    /// model's name of a version, instances by the model's ids.
+    user_images: HashMap<Arc<str>, Staged>,
+    user_instances: HashMap<InstanceId, UserInstance>,
 }
 
 /// Runtime work that follows from effects, done outside the lock.
@@ -106,6 +116,10 @@ struct Background {
     remove_images: Vec<Image>,
     remove_instances: Vec<Instance>,
     prewarm: Vec<(InstanceId, Image, InstanceKind)>,
+    remove_user_images: Vec<Staged>,
+    remove_user_instances: Vec<UserInstance>,
+    /// User functions' instances to start: (id, staged image, model name).
+    prewarm_user: Vec<(InstanceId, Staged, Arc<str>)>,
 }
 
 impl State {
@@ -122,11 +136,15 @@ impl State {
         for id in effects.remove_instances {
             if let Some(i) = self.instances.remove(&id) {
                 bg.remove_instances.push(i);
+            } else if let Some(u) = self.user_instances.remove(&id) {
+                bg.remove_user_instances.push(u);
             }
         }
         for f in effects.remove_images {
             if let Some(img) = self.images.remove(&f) {
                 bg.remove_images.push(img);
+            } else if let Some(staged) = self.user_images.remove(&f) {
+                bg.remove_user_images.push(staged);
             }
         }
         for p in effects.prewarm {
@@ -134,6 +152,10 @@ impl State {
                 Some(img) => bg
                     .prewarm
                     .push((p.instance, img.clone(), runtime_kind(p.kind))),
+                None if self.user_images.contains_key(&p.function) => {
+                    let staged = self.user_images[&p.function].clone();
+                    bg.prewarm_user.push((p.instance, staged, p.function));
+                }
                 // The model only pre-warms cached images; if the handle is
                 // gone, the start fails like a failed start.
                 None => {
@@ -152,10 +174,19 @@ impl Background {
         self.remove_images.extend(other.remove_images);
         self.remove_instances.extend(other.remove_instances);
         self.prewarm.extend(other.prewarm);
+        self.remove_user_images.extend(other.remove_user_images);
+        self.remove_user_instances
+            .extend(other.remove_user_instances);
+        self.prewarm_user.extend(other.prewarm_user);
     }
 
     fn is_empty(&self) -> bool {
-        self.remove_images.is_empty() && self.remove_instances.is_empty() && self.prewarm.is_empty()
+        self.remove_images.is_empty()
+            && self.remove_instances.is_empty()
+            && self.prewarm.is_empty()
+            && self.remove_user_images.is_empty()
+            && self.remove_user_instances.is_empty()
+            && self.prewarm_user.is_empty()
     }
 }
 
@@ -214,6 +245,8 @@ struct Shared<R> {
     image_evictions: AtomicU64,
     calls: AtomicU64,
     calls_in_flight: AtomicU64,
+    /// Stagings of users' functions (names their staged copies).
+    user_stagings: AtomicU64,
     /// The latest engine reading (`crate::health`): set by the engine
     /// probe and by calls that find the engine unavailable; read by
     /// `/health` on its HTTP thread.
@@ -255,6 +288,34 @@ fn runtime_kind(kind: node::InstanceKind) -> InstanceKind {
         // Both serve calls over HTTP for as long as they live.
         node::InstanceKind::Rest | node::InstanceKind::KeepAlive => InstanceKind::Rest,
     }
+}
+
+/// [`Worker::own_step`] for `call`, woken through `wake`.
+fn own_step_of(
+    st: &mut State,
+    call: CallId,
+    wake: &mut Option<mpsc::UnboundedReceiver<Step>>,
+    effects: &mut Effects,
+) -> Step {
+    let step = effects.take_step(call).unwrap_or(Step::Wait);
+    if step == Step::Wait && wake.is_none() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        st.waiters.insert(call, tx);
+        *wake = Some(rx);
+    }
+    step
+}
+
+/// The next step of a waiting call.
+async fn next_step_of(
+    wake: &mut Option<mpsc::UnboundedReceiver<Step>>,
+) -> Result<Step, RuntimeError> {
+    let rx = wake
+        .as_mut()
+        .ok_or_else(|| RuntimeError::Io("call has no wake-up channel".into()))?;
+    rx.recv()
+        .await
+        .ok_or_else(|| RuntimeError::Io("call was dropped while waiting".into()))
 }
 
 /// Counts a call in flight for as long as it lives (also when its future
@@ -345,11 +406,14 @@ impl<R: Runtime> Worker<R> {
                     images: HashMap::new(),
                     instances: HashMap::new(),
                     waiters: HashMap::new(),
+                    user_images: HashMap::new(),
+                    user_instances: HashMap::new(),
                 }),
                 image_builds: AtomicU64::new(0),
                 image_evictions: AtomicU64::new(0),
                 calls: AtomicU64::new(0),
                 calls_in_flight: AtomicU64::new(0),
+                user_stagings: AtomicU64::new(0),
                 engine: tokio::sync::watch::Sender::new(None),
                 background: tokio::runtime::Handle::try_current().ok(),
             }),
@@ -393,7 +457,10 @@ impl<R: Runtime> Worker<R> {
     /// knows them: said at shutdown when they cannot be removed.
     pub fn holdings(&self) -> (usize, usize) {
         let st = self.state();
-        (st.instances.len(), st.images.len())
+        (
+            st.instances.len() + st.user_instances.len(),
+            st.images.len() + st.user_images.len(),
+        )
     }
 
     /// The model's time: since the worker started.
@@ -474,13 +541,7 @@ impl<R: Runtime> Worker<R> {
     /// registers its wake-up channel first (under the lock, before any
     /// effect can resume it).
     fn own_step(&self, st: &mut State, ctx: &mut CallCtx<'_>, effects: &mut Effects) -> Step {
-        let step = effects.take_step(ctx.call).unwrap_or(Step::Wait);
-        if step == Step::Wait && ctx.wake.is_none() {
-            let (tx, rx) = mpsc::unbounded_channel();
-            st.waiters.insert(ctx.call, tx);
-            ctx.wake = Some(rx);
-        }
-        step
+        own_step_of(st, ctx.call, &mut ctx.wake, effects)
     }
 
     /// Runs one call of `name`; the reply in the original's format.
@@ -559,13 +620,7 @@ impl<R: Runtime> Worker<R> {
     }
 
     async fn next_step(&self, ctx: &mut CallCtx<'_>) -> Result<Step, RuntimeError> {
-        let rx = ctx
-            .wake
-            .as_mut()
-            .ok_or_else(|| RuntimeError::Io("call has no wake-up channel".into()))?;
-        rx.recv()
-            .await
-            .ok_or_else(|| RuntimeError::Io("call was dropped while waiting".into()))
+        next_step_of(&mut ctx.wake).await
     }
 
     /// The image of the call's function, as the runtime knows it, passed
@@ -694,10 +749,11 @@ impl<R: Runtime> Worker<R> {
     }
 
     /// Removes what the effects removed and starts what they pre-warm.
-    fn spawn_work(&self, bg: Background) {
+    fn spawn_work(&self, mut bg: Background) {
         if bg.is_empty() {
             return;
         }
+        self.spawn_user_work(&mut bg);
         for (id, image, kind) in bg.prewarm {
             let w = self.clone();
             self.spawn_background(async move {
@@ -793,8 +849,16 @@ impl<R: Runtime> Worker<R> {
             let now = self.now();
             let mut st = self.state();
             let effects = st.model.clear(reset_images, now);
-            // The handles are dropped: everything goes below at once.
-            let _ = st.apply(effects, now);
+            // The samples' handles are dropped: everything goes below at
+            // once. Users' functions' instances (and with `reset_images`
+            // their staged images) go with their handles.
+            let bg = st.apply(effects, now);
+            drop(st);
+            self.spawn_work(Background {
+                remove_user_images: bg.remove_user_images,
+                remove_user_instances: bg.remove_user_instances,
+                ..Background::default()
+            });
         }
         let removed = self.shared.runtime.remove_all_own(reset_images).await?;
         tracing::info!("cleared (images too: {reset_images}): removed {removed:?}");
@@ -889,20 +953,9 @@ impl<R: Runtime> Worker<R> {
         let spec = self.spec(function)?;
         let mut built = false;
         loop {
-            let refused = {
-                let now = self.now();
-                let mut st = self.state();
-                match st.model.start_instances(function, n, now) {
-                    Ok(effects) => {
-                        let started = effects.prewarm.len();
-                        tracing::info!(
-                            "wake: {function}: starting {started} instance(s) (up to {n})"
-                        );
-                        self.carry_out(st, effects, now);
-                        return Ok(started);
-                    }
-                    Err(refused) => refused,
-                }
+            let refused = match self.try_start_instances(function, n) {
+                Ok(started) => return Ok(started),
+                Err(refused) => refused,
             };
             match refused {
                 node::StartRefused::ImageNotCached if !built => {
@@ -926,6 +979,18 @@ impl<R: Runtime> Worker<R> {
                 }
             }
         }
+    }
+
+    /// One try of a wake: starts instances of `function` up to `n` if
+    /// the model can (`NodeModel::start_instances`).
+    fn try_start_instances(&self, function: &str, n: usize) -> Result<usize, node::StartRefused> {
+        let now = self.now();
+        let mut st = self.state();
+        let effects = st.model.start_instances(function, n, now)?;
+        let started = effects.prewarm.len();
+        tracing::info!("wake: {function}: starting {started} instance(s) (up to {n})");
+        self.carry_out(st, effects, now);
+        Ok(started)
     }
 
     /// Counters for `/health`.

@@ -313,9 +313,14 @@ async fn a_redeploy_is_atomic_calls_in_flight_finish_on_the_old_version() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_warm_instance_ends_after_the_keep_alive_and_the_next_call_is_cold() {
+async fn an_idle_rest_instance_ends_after_its_lifetime_and_the_next_call_is_cold() {
     let dirs = Dirs::new();
-    let w = try_start_with(&dirs.data(), &dirs.work(), &["--keep-alive-s", "1"]).unwrap();
+    let w = try_start_with(
+        &dirs.data(),
+        &dirs.work(),
+        &["--rest-container-life-time", "1"],
+    )
+    .unwrap();
     let (s, v) = w.deploy("k.zip", &native_zip("k", None), None, None).await;
     assert_eq!(s, 200, "{v}");
     let (s, h, text) = w.call("k", "").await;
@@ -324,11 +329,16 @@ async fn an_idle_warm_instance_ends_after_the_keep_alive_and_the_next_call_is_co
     let pid = serde_json::from_str::<serde_json::Value>(&text).unwrap()["pid"]
         .as_u64()
         .unwrap();
+    assert_eq!(w.instances("k").await, (1, 0));
+    // REST_CONTAINER_LIFE_TIME (1 s) of idleness: the node model expires it.
     await_true("the idle instance ends", || !alive(pid)).await;
+    assert_eq!(w.instances("k").await, (0, 0));
     let (_, v) = w.json("GET", "/info/k", None).await;
     assert_eq!(v["Warm"], false, "{v}");
     let (s, h, _) = w.call("k", "").await;
     assert_eq!(s, 200);
-    assert_eq!(meta(&h)["UsingExistingRestContainer"], false, "cold again");
+    let m = meta(&h);
+    assert_eq!(m["UsingExistingRestContainer"], false, "cold again: {m}");
+    assert_eq!(m["ImageBuilt"], false, "the package stayed staged: {m}");
     w.stop();
 }

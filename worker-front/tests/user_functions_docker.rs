@@ -55,19 +55,8 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
     let scope = support::LabelScope::new("userfn");
     let dirs = Dirs::new();
     let hf_fn = support::static_hf_fn();
-    let w = try_start_with(
-        &dirs.data(),
-        &dirs.work(),
-        &[
-            "--runtime",
-            "docker",
-            "--worker-id",
-            &scope.worker_id,
-            "--fn-binary",
-            hf_fn.to_str().unwrap(),
-        ],
-    )
-    .expect("worker did not start");
+    let w = try_start_with(&dirs.data(), &dirs.work(), &docker_flags(&scope, &hf_fn))
+        .expect("worker did not start");
     let static_fn = std::fs::read(static_user_fn()).unwrap();
 
     // A static native function: built into a FROM scratch image, called in
@@ -253,9 +242,73 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
 
     // The worker's stop: no container and no image of it at all.
     w.stop();
-    let (containers, images) = (scope.containers(&docker).await, scope.images(&docker).await);
+    nothing_left(&docker, &scope).await;
+}
+
+/// The worker's flags of these tests (REST mode is the support's).
+fn docker_flags<'a>(scope: &'a support::LabelScope, hf_fn: &'a Path) -> Vec<&'a str> {
+    vec![
+        "--runtime",
+        "docker",
+        "--worker-id",
+        &scope.worker_id,
+        "--fn-binary",
+        hf_fn.to_str().unwrap(),
+        // Warm instances outlive the Node.js runtime image's build.
+        "--rest-container-life-time",
+        "600",
+    ]
+}
+
+/// Asserts that nothing labelled with the test's worker id is left.
+async fn nothing_left(docker: &bollard::Docker, scope: &support::LabelScope) {
+    let (containers, images) = (scope.containers(docker).await, scope.images(docker).await);
     assert!(
         containers.is_empty() && images.is_empty(),
         "left behind: containers {containers:?}, images {images:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_docker_worker_runs_every_function_of_its_data_dir_and_leaves_nothing() {
+    let docker = support::engine().await;
+    let scope = support::LabelScope::new("userfn-restart");
+    let dirs = Dirs::new();
+    let hf_fn = support::static_hf_fn();
+    let flags = docker_flags(&scope, &hf_fn);
+    let static_fn = std::fs::read(static_user_fn()).unwrap();
+    let w = try_start_with(&dirs.data(), &dirs.work(), &flags).expect("worker did not start");
+    let (s, v) = w
+        .deploy("echo.zip", &native_zip_of(&static_fn, "e1"), None, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = w
+        .deploy("greet.zip", &glambdar_zip(NODE_ECHO), None, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    for name in ["echo", "greet"] {
+        let (s, _, text) = w.call(name, "").await;
+        assert_eq!(s, 200, "{name}: {text}");
+    }
+    w.stop();
+    nothing_left(&docker, &scope).await;
+
+    // Restarted on the same data dir: both known, both run (their images
+    // built again by their first calls), then nothing left again.
+    for round in 0..2 {
+        let w = try_start_with(&dirs.data(), &dirs.work(), &flags).expect("worker did not restart");
+        let (s, info) = w.json("GET", "/info", None).await;
+        assert_eq!((s, info["Count"].as_u64()), (200, Some(2)), "{info}");
+        let (s, h, text) = w.call("echo", "").await;
+        assert_eq!(s, 200, "round {round}: {text}");
+        assert!(text.contains("\"label\":\"e1\""), "{text}");
+        let meta: serde_json::Value = serde_json::from_str(h["x-meta"].to_str().unwrap()).unwrap();
+        assert_eq!(meta["ImageBuilt"], true, "its image is built again: {meta}");
+        let (s, h, text) = w.call("greet", "?who=again").await;
+        assert_eq!(s, 200, "round {round}: {text}");
+        assert_eq!(h["x-node"], "yes");
+        assert_eq!(scope.objects_of(&docker, "echo", false).await, (1, 1));
+        w.stop();
+        nothing_left(&docker, &scope).await;
+    }
 }

@@ -1534,6 +1534,69 @@ impl NodeModel {
         effects
     }
 
+    /// A function that will not be called again (a user function's
+    /// replaced or deleted version): its instances go as in
+    /// [`NodeModel::remove_function_instances`] (idle ones now, busy ones
+    /// once their calls end), and its image leaves the cache now if no
+    /// call of it is in flight (listed in [`Effects::remove_images`]).
+    /// Returns whether the image is still cached (pinned by a call): the
+    /// driver asks again once that call ended. Idempotent.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn retire_function(&mut self, function: &str, now: Time) -> (Effects, bool) {
+        let mut effects = self.remove_function_instances(function, now);
+        let Some(f) = self.known_local(function) else {
+            return (effects, false);
+        };
+        if self.cache.is_pinned(f) {
+            return (effects, true);
+        }
+        if self.cache.remove(f) {
+            effects.remove_images.push(self.name(f));
+        }
+        (effects, false)
+    }
+
+    /// `call`'s instance failed it (the function crashed, hung past its
+    /// timeout or replied badly): the instance leaves its policy (the REST
+    /// instance of its function, its keep-alive pool) and is removed once
+    /// no call uses it, this one included; the next call gets another.
+    /// Nothing for a one-shot or pooled instance (they serve this call
+    /// only) or an unknown call. The call goes on to
+    /// [`NodeModel::call_finished`] as usual.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn discard_call_instance(&mut self, call: CallId, _now: Time) -> Effects {
+        let mut effects = self.fresh_effects();
+        let Some(c) = self.calls.get(call) else {
+            return effects;
+        };
+        let (f, role) = (c.function, c.role);
+        let Some(id) = c.instance else {
+            return effects;
+        };
+        match role {
+            Role::Rest => {
+                if self.rest.instance(&f) == Some(id) {
+                    self.rest.remove(&f);
+                }
+                self.detach(id, &mut effects);
+            }
+            Role::KeepAlive => {
+                if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+                    let _ = pool.discard(id);
+                }
+                self.detach(id, &mut effects);
+            }
+            Role::Pool | Role::Once | Role::None => {}
+        }
+        effects
+    }
+
+    /// Whether `function`'s image is cached (built and not evicted).
+    pub fn image_cached(&self, function: &str) -> bool {
+        self.known_local(function)
+            .is_some_and(|f| self.cache.contains(f))
+    }
+
     /// A wake (the balancer's SlimFaas routes): starts instances of
     /// `function` with no call waiting, up to `n` on this node (counting
     /// those up or starting), as [`Effects::prewarm`]. The image must be
@@ -2242,6 +2305,64 @@ mod tests {
         let (meta, eff) = m.call_finished(call, at + dur);
         seen.push(eff);
         (meta, seen)
+    }
+
+    /// A retired function (a user function's replaced version): its idle
+    /// instance and its image go at once; a call in flight keeps both
+    /// until it ends, and retiring again then removes them.
+    #[test]
+    fn a_retired_function_leaves_the_cache_once_no_call_uses_it() {
+        let mut m = NodeModel::new(rest_options(10), InstanceModel::HotFunctions);
+        let _ = whole_call(&mut m, "f@v1", 4 * MB, s(0), Duration::from_secs(1));
+        assert!(m.image_cached("f@v1"));
+        let (eff, pinned) = m.retire_function("f@v1", s(2));
+        assert!(!pinned);
+        assert_eq!(eff.remove_instances.len(), 1);
+        assert_eq!(&*eff.remove_images, [Arc::<str>::from("f@v1")]);
+        assert!(!m.image_cached("f@v1"));
+        assert_eq!((m.image_bytes(), m.instances()), (0, 0));
+        // In flight: the image stays (pinned), the instance goes when idle.
+        let _ = whole_call(&mut m, "f@v2", 4 * MB, s(3), Duration::from_secs(1));
+        let (call, mut eff) = m.call_arrived("f@v2", s(5));
+        assert!(matches!(eff.take_step(call), Some(Step::Run { .. })));
+        let (eff, pinned) = m.retire_function("f@v2", s(6));
+        assert!(pinned && eff.remove_images.is_empty() && eff.remove_instances.is_empty());
+        let (_, eff) = m.call_finished(call, s(7));
+        assert_eq!(eff.remove_instances.len(), 1);
+        let (eff, pinned) = m.retire_function("f@v2", s(8));
+        assert!(!pinned);
+        assert_eq!(eff.remove_images.len(), 1);
+        // Idempotent, and nothing for an unknown name.
+        assert!(m.retire_function("f@v2", s(9)).0.is_empty());
+        assert!(m.retire_function("nope", s(9)).0.is_empty());
+        assert_eq!(m.image_bytes(), 0);
+    }
+
+    /// An instance that failed its call leaves its policy and goes once
+    /// idle: the next call starts another (REST mode and Lambda).
+    #[test]
+    fn a_failed_instance_is_replaced_after_its_call() {
+        for model in [
+            InstanceModel::HotFunctions,
+            InstanceModel::lambda(Duration::from_secs(60), KeepAlivePolicy::default()),
+        ] {
+            let mut m = NodeModel::new(rest_options(-1), model);
+            let _ = whole_call(&mut m, "f", MB, s(0), Duration::from_secs(1));
+            let (call, mut eff) = m.call_arrived("f", s(2));
+            let Some(Step::Run { instance }) = eff.take_step(call) else {
+                panic!("warm call expected ({model:?})");
+            };
+            assert!(
+                m.discard_call_instance(call, s(3)).is_empty(),
+                "busy: stays"
+            );
+            let (meta, eff) = m.call_finished(call, s(3));
+            assert!(meta.existing_instance);
+            assert_eq!(eff.remove_instances, [instance], "{model:?}");
+            let (meta, _) = whole_call(&mut m, "f", MB, s(4), Duration::from_secs(1));
+            assert!(meta.is_cold(), "{model:?}: {meta:?}");
+            assert_eq!(m.function_instances("f"), (1, 0));
+        }
     }
 
     /// Scale to zero and wake in REST mode: the idle REST instance goes

@@ -16,8 +16,9 @@
 //! is true for a warm call, `ContainerName` the instance,
 //! `ImageName` `<name>@v<version>`) and `X-Function-Version`.
 //!
-//! A warm call (the function's current version has a running instance)
-//! runs on the HTTP thread that received it, in a task of its own, and
+//! A warm call (REST mode, and the function's current version has its
+//! instance up: `NodeModel::serves_warm`) runs on the HTTP thread that
+//! received it, in a task of its own, and
 //! reaches the instance over that thread's keep-alive connections
 //! (`instance::invoke`); a cold one (fetch, unpack, start) runs on the
 //! worker's main runtime. Either way a client that goes away never
@@ -86,6 +87,8 @@ pub fn status_of(e: &FunctionError) -> u16 {
         FunctionError::Call(c) => call_status(c),
         FunctionError::Store(_) => 500,
         FunctionError::Fetch(_) => 502,
+        FunctionError::NothingToStart(_) => 409,
+        FunctionError::Busy(_) => 503,
     }
 }
 
@@ -238,9 +241,9 @@ async fn invoke(
         Err(e) => return e,
     };
     let meta = protocol::ExecutionMeta {
-        image_built: false,
-        using_pooled_container: false,
-        using_existing_rest_container: !invoked.cold,
+        image_built: invoked.meta.image_built,
+        using_pooled_container: invoked.meta.pooled,
+        using_existing_rest_container: invoked.meta.existing_instance,
         container_name: invoked.instance.clone(),
         image_name: format!(
             "{}@v{}",

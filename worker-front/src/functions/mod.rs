@@ -17,6 +17,10 @@
 //! - [`instance`]: running a function: warm HTTP instances (native or the
 //!   Node.js bootstrap) as local processes or containers, and one-shot CGI
 //!   runs (processes).
+//! - [`node`]: a version in the worker's node model (its model name, its
+//!   staged image, its instances) and [`node::UserNode`], what this
+//!   module asks of the worker core (`crate::worker`), which drives the
+//!   model for the samples and the user functions alike.
 //! - [`rate`]: the token bucket of a rate limit (pure; shared).
 //! - [`http`]: the actix routes.
 //!
@@ -26,15 +30,40 @@
 //! functions maps a name to its current [`Deployed`] version behind an
 //! `Arc`: a call takes the `Arc` when it starts, so a call in flight
 //! finishes on the version it started on while new calls get the new one.
-//! A replaced version's warm instance is stopped, and its directory
-//! removed, when its last call ends (when the last `Arc` goes).
+//! A replaced version is retired in the node model at once (its idle
+//! instances stop, busy ones when their calls end: it drains) and its
+//! image and directory go when its last call ends (when the last `Arc`
+//! goes).
 //! Counters and the rate limit belong to the name and carry over to new
 //! versions (a deploy's `rateLimit` replaces the limit).
 //!
-//! # Keep-alive
-//! A warm instance idle for longer than the worker's `--keep-alive-s`
-//! (600 s by default, the Lambda model's keep-alive) is stopped; the next
-//! call starts one again (cold).
+//! # In the node model
+//! A user function is just a function with a package: each version is a
+//! function of the worker's `policy::node::NodeModel` (named
+//! `<name>@<deploy>`, see [`node`]), so its calls take the decisions a
+//! sample's take, with the worker's options (`/configure`, the flags):
+//! - its package counts in the image cache (`USER_CODE_SIZE_LIMIT`) by its
+//!   unpacked size; a deploy stages it (a copy under the data dir's
+//!   `staged/` with the process runtime, the version's image with the
+//!   Docker runtime) and it may evict others, least recently used first,
+//!   their idle instances with them; an evicted version is staged again
+//!   by its next call (`ImageBuilt`, a cold start);
+//! - its instances are the instance model's: HotFunctions runs a call in
+//!   an instance of its own (started for it, stopped after it), or in a
+//!   pre-warmed pool instance (`CONTAINER_POOL_LIMIT`,
+//!   `CONTAINER_POOL_NUM`), or in REST mode (`USING_REST_MODE`) on the
+//!   version's one long-lived instance, stopped after
+//!   `REST_CONTAINER_LIFE_TIME` idle; the Lambda model
+//!   (`--keep-alive-policy`) keeps one-call instances alive under its
+//!   policy;
+//! - `/instances`, `/scale` (scale to zero, wake) and `/clear` treat it as
+//!   a sample (`/clear` stops its instances; with `reset_images` its
+//!   staged image goes too);
+//! - a call's `Meta` is the model's (`ImageBuilt`, `UsingPooledContainer`,
+//!   `UsingExistingRestContainer`).
+//!
+//! A `oneshot` (CGI) function has no long-lived process: each of its calls
+//! runs the package once, whatever instance the model names.
 //!
 //! # In a cluster
 //! The balancer holds the store (`load_balancer::functions`) and names, on
@@ -72,35 +101,33 @@
 //! - Images and containers carry the worker's labels (its runtime's
 //!   instance id: ownership, the orphan sweep) with the function's name and
 //!   a label of the deploy (`hotfunctions.user-deploy`). A replaced
-//!   version's container and image go when its last call ends; a delete
+//!   version's containers and image go when its last call ends; a delete
 //!   removes every container and image of the name before it answers; the
 //!   worker's stop removes all of them and the runtime image. `/clear`
-//!   leaves them alone (it is about the sample functions' model).
+//!   stops their containers (and with `reset_images` removes their
+//!   images), as the node model says.
 //! - With `--data-dir`, a restarted worker builds a version's image again
-//!   on its first call.
-//!
-//! # What is not here yet (issue 14)
-//! The node model's view of user functions (their calls do not pass the
-//! worker's image cache, pools or keep-alive policies; each version keeps
-//! one warm instance, as REST mode does, under a fixed keep-alive).
+//!   on its first call (the model's `BuildImage`); evicting a version's
+//!   image removes it and its containers.
 
 pub mod http;
 pub mod instance;
+pub mod node;
 pub mod store;
 /// The package checks and the rate limit are shared with the balancer.
 pub use sample_functions::user::{package, rate};
 
-use crate::runtime::docker::user::UserImage;
 use crate::runtime::docker::DockerRuntime;
 use bytes::Bytes;
-use instance::{Call, CallError, CallReply, ContainerLaunch, Launch, Running};
+use instance::{Call, CallError, CallReply, Launch};
+use node::{UserNode, Version, WakeRefused};
 use package::{Limits, Manifest, PackageError, RuntimeSpec};
 use rate::TokenBucket;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use store::{CallRow, Counters, DataDir, Db, FunctionRow};
 
 /// How the worker keeps and runs user functions.
@@ -149,44 +176,46 @@ pub enum FunctionError {
     Store(String),
     #[error("fetching the package from the balancer failed: {0}")]
     Fetch(String),
+    /// A wake on a worker whose instance model starts nothing ahead: 409.
+    #[error("{0}")]
+    NothingToStart(String),
+    /// Try again later (its package being staged by another request): 503.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// One deployed version of a function.
-#[derive(Debug)]
 pub struct Deployed {
     row: FunctionRow,
-    /// This deploy of the version in the Docker runtime's labels
-    /// (`v<version>.<n>`, unique in the worker's run).
-    deploy: String,
-    /// Its image under the Docker runtime, once built.
-    image: tokio::sync::Mutex<Option<String>>,
-    /// The Docker runtime, which removes its image and containers when
-    /// the version is retired.
-    docker: Option<DockerRuntime>,
+    /// The version as the node model sees it (its launch, its model
+    /// name `<name>@<deploy>`).
+    version: Arc<Version>,
+    /// The node (once attached), which retires the version when it is
+    /// replaced.
+    node: Arc<OnceLock<Arc<dyn UserNode>>>,
     manifest: Manifest,
     code_dir: PathBuf,
     rate: Arc<Mutex<TokenBucket>>,
     counters: Arc<Mutex<Counters>>,
-    warm: tokio::sync::Mutex<Option<Arc<Running>>>,
-    /// When a call last ended, ms on the worker's clock ([`unix_ms`]).
-    last_used: AtomicU64,
     /// Set when the version is replaced or deleted: its directory goes
     /// with its last reference.
     retired: AtomicBool,
 }
 
+impl std::fmt::Debug for Deployed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployed")
+            .field("version", &self.version.key)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Deployed {
     fn drop(&mut self) {
         if self.retired.load(Ordering::Relaxed) {
-            if let (Some(docker), Ok(handle)) =
-                (self.docker.clone(), tokio::runtime::Handle::try_current())
-            {
-                let (name, deploy) = (self.row.name.clone(), self.deploy.clone());
-                handle.spawn(async move {
-                    if let Err(e) = docker.remove_user_objects(Some(&name), Some(&deploy)).await {
-                        tracing::warn!("removing the image of {name} {deploy}: {e}");
-                    }
-                });
+            // No call of it is left: its instances and image go now.
+            if let Some(node) = self.node.get() {
+                node.retire(&self.version.key);
             }
             if let Err(e) = std::fs::remove_dir_all(&self.code_dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -209,7 +238,8 @@ pub struct FunctionInfo {
     pub errors: u64,
     pub mean_duration_ms: f64,
     pub last_call_ms: Option<i64>,
-    /// Whether a warm instance of the current version is running.
+    /// Whether an instance of the current version is up (the node
+    /// model's count).
     pub warm: bool,
 }
 
@@ -236,6 +266,8 @@ pub struct Invoked {
     pub reply: CallReply,
     pub version: u64,
     pub cold: bool,
+    /// How the node model served it (`Meta`).
+    pub meta: policy::node::CallMeta,
     pub instance: String,
     /// Wall time of the whole call at the worker, ms.
     pub execution_ms: f64,
@@ -255,15 +287,59 @@ struct Inner {
     /// Calls to warm instances (the hot path's keep-alive client).
     instances: crate::runtime::instance_client::InstanceClient,
     limits: Limits,
-    worker_id: String,
-    node: PathBuf,
-    bootstrap: PathBuf,
+    site: Site,
     sequence: AtomicU64,
     source: Option<String>,
     source_bearer: Option<String>,
     /// Fetches from the balancer, one at a time.
     fetching: tokio::sync::Mutex<()>,
     docker: Option<DockerRuntime>,
+    /// The worker core that runs the calls (`Functions::attach`).
+    node: Arc<OnceLock<Arc<dyn UserNode>>>,
+}
+
+/// What every version's launch shares on this worker.
+#[derive(Debug, Clone)]
+struct Site {
+    worker_id: String,
+    /// The machine's `node`, and the bootstrap file.
+    node: PathBuf,
+    bootstrap: PathBuf,
+    /// Where the process runtime stages packages (`node::stage`): a
+    /// directory of the data dir, emptied at each start and stop.
+    staging: PathBuf,
+    docker: Option<DockerRuntime>,
+}
+
+impl Site {
+    /// The node's view of `row` (unpacked in `code_dir`) deployed as
+    /// `deploy`.
+    fn version(
+        &self,
+        row: &FunctionRow,
+        manifest: &Manifest,
+        code_dir: &Path,
+        deploy: &str,
+    ) -> Arc<Version> {
+        Arc::new(Version {
+            key: Version::key_of(&row.name, deploy),
+            launch: Launch {
+                function: row.name.clone(),
+                version: row.version,
+                manifest: manifest.clone(),
+                code_dir: code_dir.to_path_buf(),
+                worker_id: self.worker_id.clone(),
+                node: self.node.clone(),
+                bootstrap: self.bootstrap.clone(),
+                container: None,
+            },
+            deploy: deploy.to_string(),
+            docker: self.docker.clone(),
+            timeout: manifest.timeout(),
+            bytes: row.unpacked_bytes,
+            staging: self.staging.clone(),
+        })
+    }
 }
 
 /// The worker's user functions. Cheap to clone.
@@ -309,6 +385,17 @@ impl Functions {
         let dir = data.path().to_path_buf();
         let db = Db::open(&data.database())?;
         let bootstrap = instance::write_bootstrap(&dir).map_err(|e| format!("bootstrap: {e}"))?;
+        // Staged copies are a cache: what a killed worker left goes.
+        let staging = dir.join("staged");
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+        let site = Site {
+            worker_id: config.worker_id.clone(),
+            node: config.node.clone(),
+            bootstrap,
+            staging,
+            docker: config.docker.clone(),
+        };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
@@ -317,6 +404,7 @@ impl Functions {
             .no_proxy()
             .build()
             .map_err(|e| e.to_string())?;
+        let node: Arc<OnceLock<Arc<dyn UserNode>>> = Arc::default();
         let mut functions = HashMap::new();
         for (row, counters) in db.load().await? {
             let manifest: Manifest = match serde_json::from_str(&row.manifest) {
@@ -351,18 +439,16 @@ impl Functions {
                 }
             }
             let rate = TokenBucket::new(row.rate_limit);
+            let deploy = format!("v{}.{}", row.version, functions.len());
             functions.insert(
                 row.name.clone(),
                 Arc::new(Deployed {
-                    deploy: format!("v{}.{}", row.version, functions.len()),
-                    image: tokio::sync::Mutex::new(None),
-                    docker: config.docker.clone(),
+                    version: site.version(&row, &manifest, &code, &deploy),
+                    node: node.clone(),
                     manifest,
                     code_dir: code,
                     rate: Arc::new(Mutex::new(rate)),
                     counters: Arc::new(Mutex::new(counters)),
-                    warm: tokio::sync::Mutex::new(None),
-                    last_used: AtomicU64::new(0),
                     retired: AtomicBool::new(false),
                     row,
                 }),
@@ -379,15 +465,28 @@ impl Functions {
                 client,
                 instances: Default::default(),
                 limits: config.limits,
-                worker_id: config.worker_id,
-                node: config.node,
-                bootstrap,
+                site,
                 sequence: AtomicU64::new(restored),
                 source: config.source.map(|s| s.trim_end_matches('/').to_string()),
                 source_bearer: config.source_bearer,
                 fetching: tokio::sync::Mutex::new(()),
                 docker: config.docker,
+                node,
             }),
+        })
+    }
+
+    /// Hands the worker core that runs the calls (once, before serving).
+    /// The versions restored from the data dir are staged on their first
+    /// call.
+    pub fn attach(&self, node: Arc<dyn UserNode>) {
+        let _ = self.inner.node.set(node);
+    }
+
+    fn node(&self) -> Result<&Arc<dyn UserNode>, CallError> {
+        self.inner.node.get().ok_or_else(|| CallError::Start {
+            function: String::new(),
+            detail: "the worker core is not attached".into(),
         })
     }
 
@@ -588,21 +687,25 @@ impl Functions {
         // Under the Docker runtime the version's image is built before
         // the version serves: a failed build leaves the previous one.
         let deploy = format!("v{}.{seq}", row.version);
+        let code = code_dir(&self.inner.dir, &row);
+        let version = self
+            .inner
+            .site
+            .version(&row, &unpacked.manifest, &code, &deploy);
         let image = match &self.inner.docker {
             Some(docker) => {
-                match build_image(docker, &self.inner, name, &deploy, &tmp, &unpacked.manifest)
-                    .await
-                {
-                    Ok(tag) => Some(tag),
+                let mut building = version.launch.clone();
+                building.code_dir.clone_from(&tmp);
+                match node::build_image(docker, &building, &deploy).await {
+                    Ok(tag) => Some(node::staged_image(&version, docker, tag)),
                     Err(e) => {
                         let _ = std::fs::remove_dir_all(&tmp);
-                        return Err(e);
+                        return Err(FunctionError::Store(e));
                     }
                 }
             }
             None => None,
         };
-        let code = code_dir(&self.inner.dir, &row);
         let blob = self.inner.dir.join("blobs").join(format!("{digest}.zip"));
         let stored = {
             let (tmp, code, blob, zip) = (tmp.clone(), code.clone(), blob.clone(), zip.clone());
@@ -619,12 +722,16 @@ impl Functions {
         };
         if let Err(e) = stored {
             let _ = std::fs::remove_dir_all(&tmp);
-            self.forget_image(name, &deploy).await;
+            if let Some(staged) = image {
+                node::unstage(staged).await;
+            }
             return Err(FunctionError::Store(format!("storing the package: {e}")));
         }
         if let Err(e) = self.inner.db.put(row.clone()).await {
-            let _ = std::fs::remove_dir_all(&code);
-            self.forget_image(name, &deploy).await;
+            let _ = std::fs::remove_dir_all(&version.launch.code_dir);
+            if let Some(staged) = image {
+                node::unstage(staged).await;
+            }
             return Err(FunctionError::Store(e));
         }
         let (rate, counters) = match &old {
@@ -641,15 +748,12 @@ impl Functions {
             ),
         };
         let deployed = Arc::new(Deployed {
-            deploy,
-            image: tokio::sync::Mutex::new(image),
-            docker: self.inner.docker.clone(),
+            version: version.clone(),
+            node: self.inner.node.clone(),
             manifest: unpacked.manifest.clone(),
             code_dir: code,
             rate,
             counters,
-            warm: tokio::sync::Mutex::new(None),
-            last_used: AtomicU64::new(0),
             retired: AtomicBool::new(false),
             row: row.clone(),
         });
@@ -661,7 +765,33 @@ impl Functions {
         let replaced = old.as_ref().map(|o| o.row.version);
         if let Some(o) = old {
             o.retired.store(true, Ordering::Relaxed);
+            // Its idle instances go now, busy ones when their calls end;
+            // its image once no call uses it (`Deployed`'s drop).
+            if let Ok(node) = self.node() {
+                node.retire(&o.version.key);
+            }
             self.forget_blob_if_unused(&o.row.digest);
+        }
+        // The new version's image enters the node's cache (a deploy
+        // prepares it, as `/prepare` does a sample's): built above under
+        // the Docker runtime, a staged copy of the package here.
+        if let Ok(node) = self.node() {
+            let staged = match image {
+                Some(staged) => Some(staged),
+                None => {
+                    let n = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
+                    match node::stage(&version, n).await {
+                        Ok(staged) => Some(staged),
+                        Err(e) => {
+                            tracing::warn!("{e} (its first call stages it again)");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(staged) = staged {
+                node.staged(&version, staged);
+            }
         }
         tracing::info!(
             "deployed function {name} v{} ({} bytes, {}, sha256 {})",
@@ -682,16 +812,6 @@ impl Functions {
             rate_limit: row.rate_limit,
             replaced,
         })
-    }
-
-    /// Under the Docker runtime, removes the image of a deploy that will not
-    /// serve.
-    async fn forget_image(&self, name: &str, deploy: &str) {
-        if let Some(docker) = &self.inner.docker {
-            if let Err(e) = docker.remove_user_objects(Some(name), Some(deploy)).await {
-                tracing::warn!("removing the image of {name} {deploy}: {e}");
-            }
-        }
     }
 
     /// Removes the blob of `digest` when no deployed version uses it.
@@ -718,8 +838,8 @@ impl Functions {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         old.retired.store(true, Ordering::Relaxed);
-        if let Some(r) = old.warm.lock().await.take() {
-            r.kill();
+        if let Ok(node) = self.node() {
+            node.retire(&old.version.key);
         }
         // Under the Docker runtime: its containers and images, every
         // version's, before the answer (calls in flight fail).
@@ -773,11 +893,15 @@ impl Functions {
         }
     }
 
+    /// Whether an instance of `d` is up.
+    fn is_warm(&self, d: &Deployed) -> bool {
+        self.node().is_ok_and(|n| n.instances(&d.version.key).0 > 0)
+    }
+
     /// `/info/:name`.
     pub async fn info(&self, name: &str) -> Result<FunctionInfo, FunctionError> {
         let d = self.get(name)?;
-        let warm = d.warm.lock().await.is_some();
-        Ok(Self::info_of(&d, warm))
+        Ok(Self::info_of(&d, self.is_warm(&d)))
     }
 
     /// `/info`: every function, by name.
@@ -786,8 +910,7 @@ impl Functions {
         all.sort_by(|a, b| a.row.name.cmp(&b.row.name));
         let mut out = Vec::with_capacity(all.len());
         for d in all {
-            let warm = d.warm.lock().await.is_some();
-            out.push(Self::info_of(&d, warm));
+            out.push(Self::info_of(&d, self.is_warm(&d)));
         }
         out
     }
@@ -802,97 +925,15 @@ impl Functions {
             .map_err(FunctionError::Store)
     }
 
-    fn launch(&self, d: &Deployed, container: Option<ContainerLaunch>) -> Launch {
-        Launch {
-            function: d.row.name.clone(),
-            version: d.row.version,
-            manifest: d.manifest.clone(),
-            code_dir: d.code_dir.clone(),
-            worker_id: self.inner.worker_id.clone(),
-            node: self.inner.node.clone(),
-            bootstrap: self.inner.bootstrap.clone(),
-            container,
-        }
-    }
-
-    /// Under the Docker runtime, `d`'s image (built now if it is not yet:
-    /// a version restored from the data dir).
-    async fn container_of(&self, d: &Deployed) -> Result<Option<ContainerLaunch>, CallError> {
-        let Some(docker) = &self.inner.docker else {
-            return Ok(None);
-        };
-        let mut image = d.image.lock().await;
-        if image.is_none() {
-            let tag = build_image(
-                docker,
-                &self.inner,
-                &d.row.name,
-                &d.deploy,
-                &d.code_dir,
-                &d.manifest,
-            )
-            .await
-            .map_err(|e| CallError::Start {
-                function: d.row.name.clone(),
-                detail: e.to_string(),
-            })?;
-            *image = Some(tag);
-        }
-        Ok(image.clone().map(|image| ContainerLaunch {
-            runtime: docker.clone(),
-            image,
-            deploy: d.deploy.clone(),
-        }))
-    }
-
-    fn instance_name(&self, d: &Deployed) -> String {
-        let seq = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{}.{}.v{}.{seq}",
-            self.inner.worker_id, d.row.name, d.row.version
-        )
-    }
-
-    /// The warm instance of `d`, started if there is none (or it ended).
-    async fn warm_instance(&self, d: &Deployed) -> Result<(Arc<Running>, bool), CallError> {
-        let mut slot = d.warm.lock().await;
-        if let Some(r) = slot.as_ref() {
-            if r.exit_status().is_none() {
-                return Ok((r.clone(), false));
-            }
-        }
-        let container = self.container_of(d).await?;
-        let started =
-            Arc::new(instance::start(&self.launch(d, container), self.instance_name(d)).await?);
-        tracing::info!(
-            "started instance {} of function {} (pid {:?}, container {:?})",
-            started.name,
-            d.row.name,
-            started.pid(),
-            started.container_id()
-        );
-        *slot = Some(started.clone());
-        Ok((started, true))
-    }
-
     /// Whether a call of `name` now would be warm: its current version
-    /// runs as a warm instance (http or node) that is still running. Such
-    /// a call is one loopback hop, which the HTTP thread can carry itself
-    /// (`http`'s module doc); `false` when unsure (the slot is busy).
+    /// runs as a REST-mode instance (http or node) that is up. Such a call
+    /// is one loopback hop, which the HTTP thread can carry itself
+    /// (`http`'s module doc).
     pub fn serves_warm(&self, name: &str) -> bool {
         let Ok(d) = self.get(name) else {
             return false;
         };
-        matches!(d.manifest.runtime, RuntimeSpec::Http | RuntimeSpec::Node) && Self::warm_ready(&d)
-    }
-
-    /// Replaces (stops) `inst` if it is still `d`'s warm instance.
-    async fn replace(&self, d: &Deployed, inst: &Arc<Running>) {
-        let mut slot = d.warm.lock().await;
-        if slot.as_ref().is_some_and(|r| Arc::ptr_eq(r, inst)) {
-            *slot = None;
-        }
-        inst.kill();
+        d.version.serves_http() && self.node().is_ok_and(|n| n.serves_warm(&d.version.key))
     }
 
     /// Calls `name` with `call`.
@@ -910,42 +951,23 @@ impl Functions {
             }
         }
         let time_ms = unix_ms();
-        let timeout = d.manifest.timeout();
-        let (result, cold, instance_name, internal_ms) = match d.manifest.runtime {
-            RuntimeSpec::Oneshot if self.inner.docker.is_some() => {
-                // Refused at deploy; a version restored from a data dir
-                // of the process runtime gets here.
-                let e = CallError::Start {
-                    function: name.into(),
-                    detail: ONESHOT_IN_DOCKER.into(),
-                };
-                (Err(e), true, String::new(), 0.0)
-            }
-            RuntimeSpec::Oneshot => {
-                let inst = self.instance_name(&d);
-                let t = std::time::Instant::now();
-                let r =
-                    instance::run_once(&self.launch(&d, None), inst.clone(), call, timeout).await;
-                (r, true, inst, t.elapsed().as_secs_f64() * 1e3)
-            }
-            RuntimeSpec::Http | RuntimeSpec::Node => match self.warm_instance(&d).await {
-                Err(e) => (Err(e), true, String::new(), 0.0),
-                Ok((inst, cold)) => {
-                    let t = std::time::Instant::now();
-                    let r =
-                        instance::invoke(&self.inner.instances, name, &inst, call, timeout).await;
-                    let internal = t.elapsed().as_secs_f64() * 1e3;
-                    if let Err(e) = &r {
-                        tracing::warn!("{e}");
-                        self.replace(&d, &inst).await;
-                    }
-                    (r, cold, inst.name.clone(), internal)
-                }
+        let served = match self.node() {
+            Ok(node) => node.call(&d.version, call, &self.inner.instances).await,
+            Err(e) => node::Served {
+                reply: Err(e),
+                meta: Default::default(),
+                instance: String::new(),
+                internal_ms: 0.0,
             },
         };
+        let (result, meta, instance_name, internal_ms) = (
+            served.reply,
+            served.meta,
+            served.instance,
+            served.internal_ms,
+        );
+        let cold = meta.is_cold();
         let execution_ms = began.elapsed().as_secs_f64() * 1e3;
-        d.last_used
-            .store(unix_ms().max(0) as u64, Ordering::Relaxed);
         let (status, output, failed) = match &result {
             Ok(r) => (r.status, r.output.clone(), r.status >= 500),
             Err(e) => (
@@ -972,7 +994,7 @@ impl Functions {
                 duration_ms: execution_ms,
                 status,
                 cold,
-                node: self.inner.worker_id.clone(),
+                node: self.inner.site.worker_id.clone(),
                 output: crate::runtime::tail(&output, store::LOG_TEXT_BYTES),
             },
             failed,
@@ -982,110 +1004,46 @@ impl Functions {
             reply,
             version: d.row.version,
             cold,
+            meta,
             instance: instance_name,
             execution_ms,
             internal_ms,
         })
     }
 
-    /// Stops the warm instances idle for longer than `keep_alive` at
-    /// `now_ms` (a keep-alive, as the worker's Lambda model: the next call
-    /// starts a new one, cold). An instance with a call in flight is
-    /// never idle. Returns how many were stopped.
-    pub async fn expire_idle(&self, now_ms: i64, keep_alive: std::time::Duration) -> usize {
-        let all: Vec<Arc<Deployed>> = self.read().values().cloned().collect();
-        let mut stopped = 0;
-        for d in all {
-            let idle_since = d.last_used.load(Ordering::Relaxed) as i64;
-            if now_ms.saturating_sub(idle_since) < keep_alive.as_millis() as i64 {
-                continue;
-            }
-            let mut slot = d.warm.lock().await;
-            // Held by the slot alone: no call in flight.
-            if slot.as_ref().is_some_and(|r| Arc::strong_count(r) == 1) {
-                if let Some(r) = slot.take() {
-                    tracing::info!(
-                        "stopped idle instance {} of function {}",
-                        r.name,
-                        d.row.name
-                    );
-                    r.kill();
-                    stopped += 1;
-                }
-            }
-        }
-        stopped
-    }
-
-    /// Whether `name` exists, and its warm instance: (ready, starting) as
-    /// the worker's `/instances` reports them (a user function has at most
-    /// one warm instance; its start is not seen while it runs).
+    /// Whether `name` exists, and its current version's instances: (ready,
+    /// starting) as the node model counts them.
     pub fn warm_instances(&self, name: &str) -> Result<(usize, usize), FunctionError> {
         let d = self.get(name)?;
-        Ok((usize::from(Self::warm_ready(&d)), 0))
+        Ok(self.node().map_or((0, 0), |n| n.instances(&d.version.key)))
     }
 
-    /// Whether `d`'s warm instance runs (false when unsure: the slot is
-    /// busy, an instance starting).
-    fn warm_ready(d: &Deployed) -> bool {
-        d.warm
-            .try_lock()
-            .is_ok_and(|slot| slot.as_ref().is_some_and(|r| r.exit_status().is_none()))
+    /// The function of a version's model name (`<name>@<deploy>`), if it
+    /// is one.
+    pub fn name_of_key(key: &str) -> Option<&str> {
+        key.split_once('@').map(|(name, _)| name)
     }
 
-    /// Every function with a running warm instance, by name.
-    pub fn warm_functions(&self) -> Vec<String> {
-        let all: Vec<Arc<Deployed>> = self.read().values().cloned().collect();
-        let mut names: Vec<String> = all
-            .iter()
-            .filter(|d| Self::warm_ready(d))
-            .map(|d| d.row.name.clone())
-            .collect();
-        names.sort_unstable();
-        names
-    }
-
-    /// Scale to zero: stops `name`'s warm instance unless a call uses it
-    /// (then its keep-alive stops it later). Returns how many stopped.
-    pub async fn stop_warm(&self, name: &str) -> Result<usize, FunctionError> {
+    /// Scale to zero: removes `name`'s instances (busy ones once their
+    /// calls end). Returns how many go now.
+    pub fn stop_warm(&self, name: &str) -> Result<usize, FunctionError> {
         let d = self.get(name)?;
-        let mut slot = d.warm.lock().await;
-        // Held by the slot alone: no call in flight.
-        if slot.as_ref().is_some_and(|r| Arc::strong_count(r) == 1) {
-            if let Some(r) = slot.take() {
-                tracing::info!(
-                    "scale to zero: stopped instance {} of function {name}",
-                    r.name
-                );
-                r.kill();
-                return Ok(1);
-            }
-        }
-        Ok(0)
+        Ok(self.node()?.scale_to_zero(&d.version.key))
     }
 
-    /// A wake: starts `name`'s warm instance if it has none (an `http` or
-    /// `node` function; a `oneshot` one has nothing to start ahead, and
-    /// answers 0). Returns how many started.
-    pub async fn start_warm(&self, name: &str) -> Result<usize, FunctionError> {
+    /// A wake: starts instances of `name` up to `n` (staging its package
+    /// first if needed), as the worker's instance model allows
+    /// (`NodeModel::start_instances`). Returns how many start.
+    pub async fn start_warm(&self, name: &str, n: usize) -> Result<usize, FunctionError> {
         let d = self.get(name)?;
-        if !matches!(d.manifest.runtime, RuntimeSpec::Http | RuntimeSpec::Node) {
-            return Ok(0);
-        }
-        let (_, started) = self.warm_instance(&d).await?;
-        // Idle from now: its keep-alive counts from the wake.
-        d.last_used
-            .store(unix_ms().max(0) as u64, Ordering::Relaxed);
-        Ok(usize::from(started))
-    }
-
-    /// Runs [`Functions::expire_idle`] every `tick` with the worker's clock.
-    pub async fn keep_expiring(self, keep_alive: std::time::Duration, tick: std::time::Duration) {
-        let mut interval = tokio::time::interval(tick);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            self.expire_idle(unix_ms(), keep_alive).await;
+        match self.node()?.wake(&d.version, n).await {
+            Ok(started) => Ok(started),
+            Err(WakeRefused::PerCallInstances) => Err(FunctionError::NothingToStart(format!(
+                "{name}: this worker runs every call in an instance of its own (HotFunctions \
+                 without REST mode): there is no instance to start ahead"
+            ))),
+            Err(WakeRefused::Busy(m)) => Err(FunctionError::Busy(m)),
+            Err(WakeRefused::Failed(e)) => Err(e.into()),
         }
     }
 
@@ -1103,11 +1061,11 @@ impl Functions {
             .drain()
             .map(|(_, d)| d)
             .collect();
-        for d in all {
-            if let Some(r) = d.warm.lock().await.take() {
-                r.kill();
-            }
-        }
+        // Their instances were stopped by the worker core
+        // (`Worker::stop_user_functions`); their staged copies go with
+        // the staging area below.
+        drop(all);
+        let _ = std::fs::remove_dir_all(&self.inner.site.staging);
         // Their containers and images are left to the Docker runtime's own
         // shutdown, which removes them with the worker's (and is skipped
         // when the engine does not answer, so a hung engine cannot hold a
@@ -1152,32 +1110,4 @@ async fn runs_in_docker(manifest: &Manifest, dir: &Path) -> Result<(), FunctionE
             })
         }
     }
-}
-
-/// Builds the image of one deploy of `name` from the package in `dir`
-/// (checked first by [`runs_in_docker`]).
-async fn build_image(
-    docker: &DockerRuntime,
-    inner: &Inner,
-    name: &str,
-    deploy: &str,
-    dir: &Path,
-    manifest: &Manifest,
-) -> Result<String, FunctionError> {
-    runs_in_docker(manifest, dir).await?;
-    let what = match manifest.runtime {
-        RuntimeSpec::Node => UserImage::Node {
-            entry: manifest.entry(),
-            node: &inner.node,
-            bootstrap: &inner.bootstrap,
-        },
-        RuntimeSpec::Http | RuntimeSpec::Oneshot => UserImage::Native {
-            entry: manifest.entry(),
-            args: &manifest.args,
-        },
-    };
-    docker
-        .build_user_image(name, deploy, dir, what)
-        .await
-        .map_err(|e| FunctionError::Store(format!("building the function's image: {e}")))
 }

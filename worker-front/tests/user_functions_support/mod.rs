@@ -35,8 +35,35 @@ pub fn try_start(data_dir: &Path, work_dir: &Path) -> Result<Worker, String> {
     try_start_with(data_dir, work_dir, &[])
 }
 
-/// [`try_start`] with more flags.
+/// [`try_start`] with more flags. The worker runs in REST mode (one warm
+/// instance per function, as Glambdar's warm pool) unless `extra` names
+/// `--using-rest-mode` or a Lambda model: user functions follow the
+/// worker's instance model like the samples.
 pub fn try_start_with(data_dir: &Path, work_dir: &Path, extra: &[&str]) -> Result<Worker, String> {
+    let chosen = extra.iter().any(|a| {
+        [
+            "--using-rest-mode",
+            "--keep-alive-policy",
+            "--instance-model",
+        ]
+        .contains(a)
+    });
+    let rest: &[&str] = if chosen {
+        &[]
+    } else {
+        &["--using-rest-mode", "true"]
+    };
+    try_start_exactly(data_dir, work_dir, &[rest, extra].concat())
+}
+
+/// [`try_start`] with exactly the flags `extra` (the worker's defaults
+/// otherwise: HotFunctions without REST mode, every call in an instance
+/// of its own).
+pub fn try_start_exactly(
+    data_dir: &Path,
+    work_dir: &Path,
+    extra: &[&str],
+) -> Result<Worker, String> {
     let mut child = Command::new(WORKER)
         .args(["start", "0", "--host", "127.0.0.1"])
         .args(extra)
@@ -165,6 +192,27 @@ impl Worker {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         (status, headers, r.text().await.unwrap())
+    }
+
+    /// `/instances?name=F`: (ready, starting).
+    pub async fn instances(&self, name: &str) -> (u64, u64) {
+        let (s, v) = self
+            .json("GET", &format!("/instances?name={name}"), None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        (
+            v["Ready"].as_u64().unwrap(),
+            v["Starting"].as_u64().unwrap(),
+        )
+    }
+
+    /// A call of `name` that must succeed: its `Meta` and its body's `pid`.
+    pub async fn call_ok(&self, name: &str) -> (serde_json::Value, u64) {
+        let (s, h, text) = self.call(name, "").await;
+        assert_eq!(s, 200, "{name}: {text}");
+        let meta: serde_json::Value = serde_json::from_str(h["x-meta"].to_str().unwrap()).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (meta, body["pid"].as_u64().unwrap_or_default())
     }
 }
 
