@@ -123,21 +123,7 @@ pub struct StoredInfo {
     pub throttled: u64,
 }
 
-/// A deploy's outcome (the worker's `DeployReport` fields).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DeployReport {
-    pub message: String,
-    pub name: String,
-    pub version: u64,
-    pub digest: String,
-    pub size: u64,
-    pub unpacked_bytes: u64,
-    pub entries: usize,
-    pub runtime: String,
-    pub rate_limit: f64,
-    pub replaced: Option<u64>,
-}
+pub use sample_functions::user::wire::DeployReport;
 
 /// The balancer's store of user functions. Cheap to share (`Arc`).
 #[derive(Debug)]

@@ -4,6 +4,25 @@
 //! function, nor from it).
 
 use bytes::Bytes;
+use serde::Serialize;
+
+/// A deploy's outcome, the reply of `POST /deploy` on a worker and on the
+/// balancer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeployReport {
+    pub message: String,
+    pub name: String,
+    pub version: u64,
+    pub digest: String,
+    pub size: u64,
+    pub unpacked_bytes: u64,
+    pub entries: usize,
+    pub runtime: String,
+    pub rate_limit: f64,
+    /// The version this one replaced, if any.
+    pub replaced: Option<u64>,
+}
 
 /// Headers that belong to one connection, not to the message.
 pub fn hop_by_hop(name: &str) -> bool {

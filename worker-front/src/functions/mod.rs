@@ -243,22 +243,7 @@ pub struct FunctionInfo {
     pub warm: bool,
 }
 
-/// A deploy's outcome.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DeployReport {
-    pub message: String,
-    pub name: String,
-    pub version: u64,
-    pub digest: String,
-    pub size: u64,
-    pub unpacked_bytes: u64,
-    pub entries: usize,
-    pub runtime: String,
-    pub rate_limit: f64,
-    /// The version this one replaced, if any.
-    pub replaced: Option<u64>,
-}
+pub use sample_functions::user::wire::DeployReport;
 
 /// A call's outcome, with how it was served.
 #[derive(Debug, Clone)]
