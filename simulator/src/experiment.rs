@@ -692,18 +692,18 @@ impl Plan {
         }
         if !(self.load_factor.is_finite() && self.load_factor > 0.0) {
             return bad(format!(
-                "--load-factor must be > 0, got {}",
+                "--load-factor must be > 0, got {:?}",
                 self.load_factor
             ));
         }
         if let Some(f) = self.fn_time_scale {
             if !(f.is_finite() && f > 0.0) {
-                return bad(format!("--fn-time-scale must be > 0, got {f}"));
+                return bad(format!("--fn-time-scale must be > 0, got {f:?}"));
             }
         }
         if !valid_package_scale(self.package_scale) {
             return bad(format!(
-                "--package-scale must be >= 0, got {}",
+                "--package-scale must be >= 0, got {:?}",
                 self.package_scale
             ));
         }

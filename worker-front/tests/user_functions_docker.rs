@@ -312,3 +312,74 @@ async fn a_restarted_docker_worker_runs_every_function_of_its_data_dir_and_leave
         nothing_left(&docker, &scope).await;
     }
 }
+
+/// The node model's image cache with the Docker runtime (issue 14 §2, as
+/// `user_functions_node.rs` checks it with processes): a cache with room
+/// for one user function's package evicts the least recently used one
+/// when another enters, and the engine loses its container and its image;
+/// its next call builds the image again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_too_small_for_two_docker_user_functions_removes_the_older_image() {
+    let docker = support::engine().await;
+    let scope = support::LabelScope::new("userfn-evict");
+    let dirs = Dirs::new();
+    let hf_fn = support::static_hf_fn();
+    let w = try_start_with(&dirs.data(), &dirs.work(), &docker_flags(&scope, &hf_fn))
+        .expect("worker did not start");
+    let static_fn = std::fs::read(static_user_fn()).unwrap();
+    let (s, v) = w
+        .deploy("a.zip", &native_zip_of(&static_fn, "a"), None, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let bytes = v["UnpackedBytes"].as_u64().unwrap();
+    // Room for one package, not two.
+    let (s, v) = w
+        .json(
+            "GET",
+            &format!("/configure?user_code_size_limit={}", bytes * 3 / 2),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _, text) = w.call("a", "").await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(
+        scope.objects_of(&docker, "a", false).await,
+        (1, 1),
+        "a's warm container and image"
+    );
+
+    // b enters the cache: a (least recently used, idle) leaves it, with
+    // its container and its image.
+    let (s, v) = w
+        .deploy("b.zip", &native_zip_of(&static_fn, "b"), None, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _, text) = w.call("b", "").await;
+    assert_eq!(s, 200, "{text}");
+    support::eventually(
+        "a's container and image removed from the engine",
+        Duration::from_secs(60),
+        || async { scope.objects_of(&docker, "a", false).await == (0, 0) },
+    )
+    .await;
+    assert_eq!(scope.objects_of(&docker, "b", false).await, (1, 1));
+    let (_, h) = w.json("GET", "/health", None).await;
+    let h = &h["Worker"];
+    assert_eq!(h["Images"].as_u64(), Some(1), "{h}");
+    assert!(h["ImageEvictions"].as_u64().unwrap() >= 1, "{h}");
+
+    // a again: its image is built again, and b's goes in turn.
+    let (meta, _) = w.call_ok("a").await;
+    assert_eq!(meta["ImageBuilt"], true, "a was evicted: {meta}");
+    support::eventually(
+        "b's container and image removed from the engine",
+        Duration::from_secs(60),
+        || async { scope.objects_of(&docker, "b", false).await == (0, 0) },
+    )
+    .await;
+    assert_eq!(scope.objects_of(&docker, "a", false).await, (1, 1));
+
+    w.stop();
+    nothing_left(&docker, &scope).await;
+}

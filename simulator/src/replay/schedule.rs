@@ -43,7 +43,7 @@ pub struct ScheduledCall {
 /// A bad schedule parameter.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("time scale must be a number in {MIN_TIME_SCALE}..={MAX_TIME_SCALE}, got {0}")]
+    #[error("time scale must be a number in {MIN_TIME_SCALE}..={MAX_TIME_SCALE}, got {0:?}")]
     BadTimeScale(f64),
     #[error("the call of {function} at {start_ms} ms would be sent {offset_s:.0} s after the start, beyond the replay's limit of one year")]
     TooLate {
@@ -175,6 +175,9 @@ mod tests {
         }
         assert!(Schedule::build(&[ev("W1", 5)], MIN_TIME_SCALE, None).is_ok());
         assert!(Schedule::build(&[ev("W1", 5)], MAX_TIME_SCALE, None).is_ok());
+        // The value as given, not 300 digits of it.
+        let e = ScheduleError::BadTimeScale(1e-300).to_string();
+        assert!(e.ends_with("got 1e-300"), "{e}");
     }
 
     #[test]
