@@ -108,6 +108,10 @@ pub struct Context {
     pub command: String,
     pub started_utc: String,
     pub git: Option<protocol::sidecar::GitRevision>,
+    /// The machine (CPU model, cores, memory), as the experiment records it.
+    pub machine: String,
+    /// The 1-minute load average when the study started.
+    pub load_at_start: Option<f64>,
 }
 
 impl Context {
@@ -131,6 +135,9 @@ impl Context {
             "simulator_version": env!("CARGO_PKG_VERSION"),
             "git": self.git,
             "out": self.out,
+            "machine": self.machine,
+            "load_average_at_start": self.load_at_start,
+            "load_average_at_end": crate::experiment::host::load_average(),
         })
     }
 
@@ -138,7 +145,9 @@ impl Context {
     pub fn provenance_text(&self) -> String {
         format!(
             "Command: `{}` ({} version, seed {}), simulator {}, git {}, started {}. \
-             Every parameter and result is in `run.json`.",
+             Every parameter and result is in `run.json`. Machine: {}; 1-minute load \
+             average {} at the start, {} at the end (a load above the cores means \
+             other work competed with the live parts for them).",
             self.command,
             self.size(),
             self.seed,
@@ -151,7 +160,10 @@ impl Context {
                 ),
                 None => "unknown".into(),
             },
-            self.started_utc
+            self.started_utc,
+            self.machine,
+            fmt_load(self.load_at_start),
+            fmt_load(crate::experiment::host::load_average()),
         )
     }
 
@@ -170,6 +182,10 @@ impl Context {
         std::fs::write(&path, serde_json::to_string_pretty(&record)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+fn fmt_load(load: Option<f64>) -> String {
+    load.map_or_else(|| "unknown".into(), |l| format!("{l:.2}"))
 }
 
 /// Refuses an output folder holding an earlier report unless `overwrite`;
@@ -204,6 +220,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         command: command_line(),
         started_utc: crate::des::utc_now(),
         git,
+        machine: crate::experiment::host::HostInfo::read().describe(),
+        load_at_start: crate::experiment::host::load_average(),
     };
     eprintln!(
         "reproduce {} ({}), seed {}, into {}",

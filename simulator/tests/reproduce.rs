@@ -108,6 +108,16 @@ fn reproduce_short(study: &str, seed: u64) -> tempfile::TempDir {
     assert_eq!(run["provenance"]["seed"], seed);
     assert_eq!(run["provenance"]["size"], "short");
     assert_eq!(run["provenance"]["study"], study);
+    // The machine and how busy it was, in both records.
+    assert!(
+        run["provenance"]["machine"]
+            .as_str()
+            .is_some_and(|m| m.contains("cores")),
+        "{study}: {}",
+        run["provenance"]
+    );
+    assert!(run["provenance"]["load_average_at_start"].is_number());
+    assert!(report.contains("1-minute load average"), "{study}");
     assert!(run["parameters"].is_object() && run["results"].is_object());
     dir
 }

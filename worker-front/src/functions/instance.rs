@@ -453,8 +453,8 @@ pub async fn start(launch: &Launch, instance: String) -> Result<Running, CallErr
     let port = free_port().map_err(|e| fail(format!("finding a free port: {e}")))?;
     let mut cmd = launch.command(&instance);
     cmd.env("PORT", port.to_string());
-    let mut child = cmd
-        .spawn()
+    let mut child = crate::runtime::spawn::spawn(&mut cmd)
+        .await
         .map_err(|e| fail(format!("spawning {}: {e}", launch.manifest.entry())))?;
     let output: Ring = Arc::default();
     if let Some(s) = child.stdout.take() {
@@ -673,10 +673,12 @@ pub async fn run_once(
     let function = launch.function.clone();
     let mut cmd = launch.command(&instance);
     cgi_env(&mut cmd, &call);
-    let mut child = cmd.spawn().map_err(|e| CallError::Start {
-        function: function.clone(),
-        detail: format!("spawning {}: {e}", launch.manifest.entry()),
-    })?;
+    let mut child = crate::runtime::spawn::spawn(&mut cmd)
+        .await
+        .map_err(|e| CallError::Start {
+            function: function.clone(),
+            detail: format!("spawning {}: {e}", launch.manifest.entry()),
+        })?;
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {

@@ -66,6 +66,7 @@ pub mod docker;
 pub mod instance_client;
 pub mod ownership;
 pub mod process;
+pub mod spawn;
 
 use protocol::query::CallParams;
 use protocol::FunctionOutput;

@@ -387,10 +387,13 @@ impl Runtime for ProcessRuntime {
         if let Some(query) = call_query(&call) {
             cmd.args(["--call", &query]);
         }
-        let mut child = cmd.spawn().map_err(|e| RuntimeError::Instance {
-            instance: name.clone(),
-            detail: format!("spawning {}: {e}", image.name),
-        })?;
+        let mut child =
+            super::spawn::spawn(&mut cmd)
+                .await
+                .map_err(|e| RuntimeError::Instance {
+                    instance: name.clone(),
+                    detail: format!("spawning {}: {e}", image.name),
+                })?;
         // Registered so that `/clear` can stop it, by its handle.
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
         let key = self.next();
@@ -466,10 +469,13 @@ impl Runtime for ProcessRuntime {
         // The instance ends when this pipe closes, i.e. when the worker
         // exits, even if it is killed: no orphans.
         .stdin(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| RuntimeError::Instance {
-            instance: name.clone(),
-            detail: format!("spawning {}: {e}", image.name),
-        })?;
+        let mut child =
+            super::spawn::spawn(&mut cmd)
+                .await
+                .map_err(|e| RuntimeError::Instance {
+                    instance: name.clone(),
+                    detail: format!("spawning {}: {e}", image.name),
+                })?;
         let stderr = match child.stderr.take() {
             Some(s) => collect_stderr(s),
             None => Arc::new(Mutex::new(String::new())),
