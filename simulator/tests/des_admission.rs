@@ -292,6 +292,18 @@ fn run_with_settings(
     (json(&summary), std::fs::read(&log).unwrap())
 }
 
+/// One node running one call at a time, refusing the rest.
+const ONE_CALL_AT_A_TIME: &[&str] = &[
+    "--nodes",
+    "1",
+    "--instance-model",
+    "lambda",
+    "--max-running",
+    "1",
+    "--overflow",
+    "reject",
+];
+
 #[test]
 fn idle_times_minimums_and_retries_per_function() {
     let dir = tempfile::tempdir().unwrap();
@@ -350,16 +362,7 @@ fn idle_times_minimums_and_retries_per_function() {
         "retry",
         "X,0\nX,100\nX,200\n",
         r#"{"defaults": {"safe_to_repeat": true}}"#,
-        &[
-            "--nodes",
-            "1",
-            "--instance-model",
-            "lambda",
-            "--max-running",
-            "1",
-            "--overflow",
-            "reject",
-        ],
+        ONE_CALL_AT_A_TIME,
     );
     assert_eq!(
         (v["completed"].as_u64(), v["failed"].as_u64()),
@@ -371,22 +374,7 @@ fn idle_times_minimums_and_retries_per_function() {
     assert_eq!(v["duration_ms"]["max"], 7000.0);
     assert_eq!(v["config"]["slim"]["defaults"]["safe_to_repeat"], true);
     // Not safe to repeat (X is not a sample function): B and C fail.
-    let (v, _) = run_with_settings(
-        d,
-        "unsafe",
-        "X,0\nX,100\nX,200\n",
-        "{}",
-        &[
-            "--nodes",
-            "1",
-            "--instance-model",
-            "lambda",
-            "--max-running",
-            "1",
-            "--overflow",
-            "reject",
-        ],
-    );
+    let (v, _) = run_with_settings(d, "unsafe", "X,0\nX,100\nX,200\n", "{}", ONE_CALL_AT_A_TIME);
     assert_eq!(
         (v["completed"].as_u64(), v["failed"].as_u64()),
         (Some(1), Some(2))
