@@ -55,8 +55,10 @@
 //! node, rejected by every node), and the call the queue names is
 //! dispatched at that instant, after the event that freed it. A
 //! synchronous call still waiting after its function's `wait_s` fails
-//! (an error line from its arrival to then). Without it, nothing of this
-//! runs and the run is as before.
+//! (an error line from its arrival to then). A call every node refused is
+//! retried after the function's delays, and the functions'
+//! `min_instances` are kept started (a look every second); `crate::slim`
+//! says how. Without it, nothing of this runs and the run is as before.
 //!
 //! Where calls come from: an [`ArrivalSource`] ([`crate::source`]): a
 //! scenario's rows ([`run_workload`]), or closed-loop clients
@@ -121,7 +123,7 @@ use super::source::{
     ArrivalSource, ClosedLoop, ClosedLoopSource, ScenarioSource, CANCELLED, NO_CLIENT,
 };
 use super::workload::Workload;
-use policy::admission_queue::CallKind;
+use policy::admission_queue::{AttemptOutcome, CallKind, RetryDecision};
 
 /// Bounds of a run's sizes and scales ([`check`] refuses a configuration
 /// beyond them, before anything is allocated or simulated): memory and
@@ -278,6 +280,8 @@ pub enum DesError {
     Slim(#[from] SlimError),
     #[error("scale to zero sets the instance model (Lambda, fixed keep-alive of idle_before_zero_s); the configuration has another")]
     ScaleToZeroModel,
+    #[error("function settings: {0} has min_instances > 0, but the instance model runs every call in an instance of its own (nothing to keep started); add --scale-to-zero, a Lambda model (--instance-model lambda) or REST mode")]
+    MinInstancesModel(String),
     #[error("writing the log: {0}")]
     Log(#[from] std::io::Error),
 }
@@ -428,6 +432,11 @@ enum Event {
     /// A synchronous call waiting under `key` in the SlimFaas queue has
     /// waited its `wait_s` (nothing if it got its slot since).
     GiveUp { key: u64 },
+    /// The job's call is tried again (SlimFaas retries).
+    Retry { job: u32 },
+    /// The functions' `min_instances` are looked at (every
+    /// [`crate::slim::KEEP_TICK`]).
+    KeepMin,
 }
 
 /// One call in flight, or (`build`) one image build using a CPU.
@@ -464,6 +473,10 @@ struct Job {
     builder: u32,
     /// The closed-loop client that sent the call, or [`NO_CLIENT`].
     client: u32,
+    /// Synchronous or asynchronous (the SlimFaas layer).
+    kind: CallKind,
+    /// Retries done (the SlimFaas layer).
+    retries: u32,
 }
 
 /// Per function: where its phases are and how big its package is.
@@ -577,6 +590,15 @@ pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
         slim.check()?;
         if slim.scale_to_zero && config.instances != slim.instance_model() {
             return Err(DesError::ScaleToZeroModel);
+        }
+        let starts = matches!(config.instances, InstanceModel::Lambda { .. })
+            || config.worker.using_rest_mode;
+        if !starts {
+            let all = std::iter::once(("defaults", &slim.defaults))
+                .chain(slim.functions.iter().map(|(n, f)| (n.as_str(), f)));
+            if let Some((function, _)) = all.into_iter().find(|(_, f)| f.min_instances > 0) {
+                return Err(DesError::MinInstancesModel(function.to_string()));
+            }
         }
     }
     if let Some(&(_, f)) = workload
@@ -760,6 +782,14 @@ pub fn run_source<S: ArrivalSource>(
         scheduler.declare_function(name, memory_mb);
         table.declare(name, memory_mb);
     }
+    // Scale to zero: a function's own idle time is its keep-alive.
+    if let Some(slim) = &config.slim {
+        for (name, keep_alive) in slim.own_keep_alives() {
+            if let Some(id) = table.id(name) {
+                table.set_keep_alive(id, keep_alive);
+            }
+        }
+    }
     let table = Arc::new(table);
     // Each node keeps state only for the functions it sees.
     let node_model = || {
@@ -805,7 +835,20 @@ pub fn run_source<S: ArrivalSource>(
         cancel_at,
         gate: config.slim.as_ref().map(|s| Gate::new(s, names)),
         freed: Vec::new(),
+        floors: match &config.slim {
+            Some(slim) => (0..names.len() as u32)
+                .filter_map(|f| {
+                    let min = slim.get(&names[f as usize]).min_instances;
+                    (min > 0).then_some((f, min))
+                })
+                .collect(),
+            None => Vec::new(),
+        },
+        floor_pending: Vec::new(),
     };
+    if !sim.floors.is_empty() {
+        sim.queue.push(Time::ZERO, Event::KeepMin);
+    }
 
     // Calls taken from the source.
     let mut arrived = 0u64;
@@ -863,6 +906,8 @@ struct Stats {
     latency: MsStats,
     /// Per successful call: end - start, whole ms.
     duration: MsStats,
+    /// Instances started for `min_instances`.
+    min_instances_started: u64,
 }
 
 /// Whole-ms values of successful calls: their exact sum and an HDR
@@ -965,6 +1010,11 @@ struct Sim<'a, 'w> {
     /// next waiting call is dispatched after the current event
     /// ([`Sim::dispatch_freed`]).
     freed: Vec<(u32, Time)>,
+    /// Functions (ids) with `min_instances` > 0, with it.
+    floors: Vec<(u32, u32)>,
+    /// Instances for a minimum waiting for their image on a node: (node,
+    /// function, instances wanted there).
+    floor_pending: Vec<(u32, u32, usize)>,
 }
 
 impl Sim<'_, '_> {
@@ -1032,6 +1082,12 @@ impl Sim<'_, '_> {
                 }
             }
             Event::GiveUp { key } => self.give_up(key, now)?,
+            Event::Retry { job } => self.retried(job, now)?,
+            Event::KeepMin => {
+                self.keep_min_instances(now)?;
+                self.queue
+                    .push(now.saturating_add(crate::slim::KEEP_TICK), Event::KeepMin);
+            }
         }
         Ok(())
     }
@@ -1100,7 +1156,7 @@ impl Sim<'_, '_> {
         kind: CallKind,
     ) -> Result<(), DesError> {
         if self.gate.is_some() {
-            let id = self.new_call(now, function, shape, client, 0);
+            let id = self.new_call(now, function, shape, client, 0, kind);
             self.in_flight += 1;
             let name = self.names[function as usize].as_str();
             let gated = match self.gate.as_mut() {
@@ -1130,7 +1186,7 @@ impl Sim<'_, '_> {
                 return Ok(());
             }
         };
-        let id = self.new_call(now, function, shape, client, node);
+        let id = self.new_call(now, function, shape, client, node, kind);
         self.in_flight += 1;
         self.send(id, node, now)
     }
@@ -1143,6 +1199,7 @@ impl Sim<'_, '_> {
         shape: Option<CallShape>,
         client: u32,
         node: u32,
+        kind: CallKind,
     ) -> u32 {
         let info = &self.functions[function as usize];
         let (mut first_phase, end_phase) = (info.first_phase, info.end_phase);
@@ -1177,6 +1234,8 @@ impl Sim<'_, '_> {
             instance: 0,
             builder: NO_JOB,
             client,
+            kind,
+            retries: 0,
         })
     }
 
@@ -1186,9 +1245,11 @@ impl Sim<'_, '_> {
         let job = &mut self.jobs[id as usize];
         job.dispatched = now;
         let (function, arrival, client) = (job.function, job.arrival, job.client);
-        let name = self.names[function as usize].as_str();
+        let names = self.names;
+        let name = names[function as usize].as_str();
         match self.scheduler.select(name, now) {
             Ok(node) => self.send(id, node, now),
+            Err(_) if self.retry(id, AttemptOutcome::NotDispatched, now) => Ok(()),
             Err(e) => {
                 self.stats.failed += 1;
                 self.in_flight -= 1;
@@ -1221,10 +1282,10 @@ impl Sim<'_, '_> {
             let Some(gate) = self.gate.as_mut() else {
                 break;
             };
-            let Some(id) = gate.finished(&self.names[function as usize]) else {
+            let Some((id, since)) = gate.finished(&self.names[function as usize]) else {
                 continue;
             };
-            let waited = now.saturating_since(self.jobs[id as usize].arrival);
+            let waited = now.saturating_since(since);
             gate.dispatched(function, waited);
             self.dispatch(id, now)?;
         }
@@ -1309,6 +1370,11 @@ impl Sim<'_, '_> {
             let next = (job.node + 1) % self.config.nodes;
             return self.send(id, next, now);
         }
+        // A node without room answers as a live worker that cannot take
+        // a call: 503, which the balancer retries (des::slim).
+        if self.retry(id, AttemptOutcome::Replied(503), now) {
+            return Ok(());
+        }
         self.stats.failed += 1;
         self.in_flight -= 1;
         self.free_jobs.push(id);
@@ -1318,13 +1384,63 @@ impl Sim<'_, '_> {
         }
         if let Some(log) = self.log.as_mut() {
             let at = job.arrival.as_millis() as i64;
-            log.error(
-                at,
-                name,
-                &format!("node {} rejected {name}: no room", job.node),
-            )?;
+            let message = format!("node {} rejected {name}: no room", job.node);
+            match job.retries {
+                0 => log.error(at, name, &message)?,
+                n => log.error_between(
+                    at,
+                    now.as_millis() as i64,
+                    name,
+                    &format!("{message}; retries spent ({} attempts)", n + 1),
+                )?,
+            }
         }
         Ok(())
+    }
+
+    /// The SlimFaas layer's retry of the call `id` after an attempt that
+    /// ended with `outcome` at `now` (des::slim): true when it is tried
+    /// again (an [`Event::Retry`] is due); false when it fails now.
+    fn retry(&mut self, id: u32, outcome: AttemptOutcome, now: Time) -> bool {
+        let Some(gate) = self.gate.as_mut() else {
+            return false;
+        };
+        let job = self.jobs[id as usize];
+        let RetryDecision::RetryAt(at) =
+            gate.retry(job.function, job.kind, outcome, job.retries, now)
+        else {
+            return false;
+        };
+        let j = &mut self.jobs[id as usize];
+        if outcome != AttemptOutcome::NotDispatched {
+            j.retries += 1;
+        }
+        j.reroutes = 0;
+        if job.kind == CallKind::Async {
+            // Its slot goes back until its next turn in the queue; a
+            // synchronous call keeps it across its retries (as live).
+            self.freed.push((job.function, now));
+        }
+        self.queue.push(at, Event::Retry { job: id });
+        true
+    }
+
+    /// The call `id` is tried again: a synchronous one holds its slot and
+    /// goes to the scheduler; an asynchronous one queues again.
+    fn retried(&mut self, id: u32, now: Time) -> Result<(), DesError> {
+        let job = self.jobs[id as usize];
+        if job.kind == CallKind::Sync {
+            return self.dispatch(id, now);
+        }
+        let name = self.names[job.function as usize].as_str();
+        let gated = match self.gate.as_mut() {
+            Some(gate) => gate.requeue(job.function, name, id, now),
+            None => Gated::Run,
+        };
+        match gated {
+            Gated::Run => self.dispatch(id, now),
+            Gated::Wait { .. } => Ok(()),
+        }
     }
 
     /// Tells a closed loop's `client` (if any) at `at` that its call ended.
@@ -1475,7 +1591,10 @@ impl Sim<'_, '_> {
         if work < 1.0 {
             return self.build_done(node, function, builder, now);
         }
-        let call = self.jobs[builder as usize].call;
+        let call = match builder {
+            NO_JOB => CallId::default(),
+            b => self.jobs[b as usize].call,
+        };
         let build = self.new_job(Job {
             build: true,
             function,
@@ -1495,6 +1614,8 @@ impl Sim<'_, '_> {
             instance: 0,
             builder,
             client: NO_CLIENT,
+            kind: CallKind::Sync,
+            retries: 0,
         });
         let cpu = self.cpu_of(node);
         if let Some(t) = self.cpus[cpu as usize].add(build, work, now) {
@@ -1514,9 +1635,106 @@ impl Sim<'_, '_> {
     ) -> Result<(), DesError> {
         let bytes = self.functions[function as usize].package_bytes;
         // The builder is resumed with the calls that waited for it.
-        let call = self.jobs[builder as usize].call;
-        self.nodes[node as usize].waiting.insert(call, builder);
+        if builder != NO_JOB {
+            let call = self.jobs[builder as usize].call;
+            self.nodes[node as usize].waiting.insert(call, builder);
+        }
         let effects = self.on_model(node, now, |m| m.image_built_by_id(function, bytes, now));
+        self.apply(node, effects, now)?;
+        // Instances kept for `min_instances` that waited for this image.
+        if self.floor_pending.is_empty() {
+            return Ok(());
+        }
+        let mut i = 0;
+        while i < self.floor_pending.len() {
+            let (n, f, target) = self.floor_pending[i];
+            if (n, f) == (node, function) {
+                self.floor_pending.swap_remove(i);
+                self.start_for_minimum(node, function, target, now)?;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The functions' `min_instances` (des::slim), as the live balancer's
+    /// task keeps them: a function with fewer instances (ready or
+    /// starting, summed over the nodes) than its minimum gets the missing
+    /// ones started on the nodes the scheduler picks for as many calls
+    /// (each selection ended at once, unsuccessfully, as live), each node
+    /// asked for what it has plus its share. A function whose image is
+    /// still being built for them is left until it is.
+    fn keep_min_instances(&mut self, now: Time) -> Result<(), DesError> {
+        let names = self.names;
+        for i in 0..self.floors.len() {
+            let (function, min) = self.floors[i];
+            if self.floor_pending.iter().any(|&(_, f, _)| f == function) {
+                continue;
+            }
+            let name = names[function as usize].as_str();
+            let on = |n: &Node| {
+                let (ready, starting) = n.model.function_instances(name);
+                ready + starting
+            };
+            let have: usize = self.nodes.iter().map(on).sum();
+            let Some(missing) = (min as usize).checked_sub(have).filter(|&m| m > 0) else {
+                continue;
+            };
+            let mut picked: Vec<(u32, usize)> = Vec::new();
+            for _ in 0..missing {
+                let Ok(node) = self.scheduler.select(name, now) else {
+                    break;
+                };
+                self.scheduler.finished(
+                    &Completion {
+                        node,
+                        function: name,
+                        duration: Duration::ZERO,
+                        cold: false,
+                        ok: false,
+                        internal: Duration::ZERO,
+                    },
+                    now,
+                );
+                match picked.iter_mut().find(|(n, _)| *n == node) {
+                    Some((_, k)) => *k += 1,
+                    None => picked.push((node, 1)),
+                }
+            }
+            picked.sort_unstable();
+            for (node, k) in picked {
+                let target = on(&self.nodes[node as usize]) + k;
+                let model = &mut self.nodes[node as usize].model;
+                if model.image_cached(name) {
+                    self.start_for_minimum(node, function, target, now)?;
+                    continue;
+                }
+                self.floor_pending.push((node, function, target));
+                if model.begin_build(name) {
+                    self.start_build(node, function, NO_JOB, now)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts instances of `function` on `node` up to `target` (its image
+    /// is cached); they cost what a cold start costs ([`Sim::apply`]).
+    fn start_for_minimum(
+        &mut self,
+        node: u32,
+        function: u32,
+        target: usize,
+        now: Time,
+    ) -> Result<(), DesError> {
+        let name = self.names[function as usize].as_str();
+        let started = self.on_model(node, now, |m| m.start_instances(name, target, now));
+        // Refused (no image, per-call instances): nothing starts.
+        let Ok(effects) = started else {
+            return Ok(());
+        };
+        self.stats.min_instances_started += effects.prewarm.len() as u64;
         self.apply(node, effects, now)
     }
 
@@ -1706,7 +1924,10 @@ impl Sim<'_, '_> {
             instances,
             performance: Performance::default(),
             closed_loop: None,
-            queue: self.gate.as_ref().map(|g| g.summary(self.names)),
+            queue: self.gate.as_ref().map(|g| QueueSummary {
+                min_instances_started: s.min_instances_started,
+                ..g.summary(self.names)
+            }),
         }
     }
 }

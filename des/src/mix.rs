@@ -17,9 +17,11 @@
 //!   probability or any non-negative weight, normalised; an optional
 //!   header row whose second cell is not a number; `#` comments and blank
 //!   lines skipped). A bad file is an error naming the file and line.
-//! - [`Think`]: none, constant, or exponential with a mean (k6's
+//! - [`Think`]: none, constant, exponential with a mean (k6's
 //!   `sleep(x)` and the exponential think times of closed-loop queueing
-//!   models), each draw capped at [`MAX_THINK`].
+//!   models), or uniform between two bounds (k6's
+//!   `sleep(randomIntBetween(a, b))`, `uniform:MIN:MAX`), each draw
+//!   capped at [`MAX_THINK`].
 //! - [`ClientRng`]: client `c`'s choices come from a ChaCha8 stream
 //!   `(seed, 2c)`, its think times from `(seed, 2c + 1)`, so a client's
 //!   function sequence depends on the seed and its index only: not on
@@ -64,7 +66,7 @@ pub enum MixError {
     Read { path: String, message: String },
     #[error("{0}")]
     Empty(String),
-    #[error("bad think time {0:?}: expected none, MS, const:MS or exp:MS (milliseconds, at most 3,600,000)")]
+    #[error("bad think time {0:?}: expected none, MS, const:MS, exp:MS or uniform:MIN:MAX (milliseconds, at most 3,600,000, MIN <= MAX)")]
     BadThink(String),
 }
 
@@ -386,6 +388,8 @@ pub enum Think {
     Constant(Duration),
     /// Exponentially distributed with this mean.
     Exponential(Duration),
+    /// Uniformly distributed between these bounds (inclusive).
+    Uniform(Duration, Duration),
 }
 
 impl Think {
@@ -409,6 +413,11 @@ impl Think {
                 let s = -mean.as_secs_f64() * (1.0 - u).ln();
                 Duration::try_from_secs_f64(s).map_or(MAX_THINK, |d| d.min(MAX_THINK))
             }
+            Self::Uniform(low, high) => {
+                let u: f64 = rng.gen(); // [0, 1)
+                let span = high.saturating_sub(low).as_secs_f64();
+                low + Duration::try_from_secs_f64(u * span).unwrap_or(Duration::ZERO)
+            }
         }
     }
 
@@ -417,6 +426,7 @@ impl Think {
         match *self {
             Self::None => Duration::ZERO,
             Self::Constant(d) | Self::Exponential(d) => d,
+            Self::Uniform(low, high) => (low + high) / 2,
         }
     }
 }
@@ -432,12 +442,27 @@ impl std::str::FromStr for Think {
     type Err = MixError;
 
     /// `none`, `0`, `MS` or `const:MS` (constant), `exp:MS` (exponential
-    /// with mean MS), in milliseconds.
+    /// with mean MS), `uniform:MIN:MAX` (uniform, MIN <= MAX), in
+    /// milliseconds.
     fn from_str(s: &str) -> Result<Self, MixError> {
         let t = s.trim();
         let bad = || MixError::BadThink(s.into());
         if t == "none" {
             return Ok(Self::None);
+        }
+        if let Some(bounds) = t.strip_prefix("uniform:") {
+            let (low, high) = bounds.split_once(':').ok_or_else(bad)?;
+            let ms = |x: &str| {
+                let ms: f64 = x.trim().parse().map_err(|_| bad())?;
+                think_duration(ms).ok_or_else(bad)
+            };
+            let (low, high) = (ms(low)?, ms(high)?);
+            return match (low, high) {
+                _ if low > high => Err(bad()),
+                _ if high.is_zero() => Ok(Self::None),
+                (l, h) if l == h => Ok(Self::Constant(l)),
+                (l, h) => Ok(Self::Uniform(l, h)),
+            };
         }
         let (kind, ms) = t.split_once(':').unwrap_or(("const", t));
         let ms: f64 = ms.trim().parse().map_err(|_| bad())?;
@@ -457,6 +482,12 @@ impl std::fmt::Display for Think {
             Self::None => write!(f, "none"),
             Self::Constant(d) => write!(f, "const:{}", d.as_secs_f64() * 1000.0),
             Self::Exponential(d) => write!(f, "exp:{}", d.as_secs_f64() * 1000.0),
+            Self::Uniform(low, high) => write!(
+                f,
+                "uniform:{}:{}",
+                low.as_secs_f64() * 1000.0,
+                high.as_secs_f64() * 1000.0
+            ),
         }
     }
 }
@@ -677,5 +708,40 @@ mod tests {
         let mean_ms = total / f64::from(n) * 1000.0;
         assert!((mean_ms - 100.0).abs() < 5.0, "{mean_ms}");
         assert_eq!(think.to_string().parse(), Ok(think));
+    }
+
+    #[test]
+    fn uniform_think_times_stay_within_their_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            "uniform:100:300".parse(),
+            Ok(Think::Uniform(ms(100), ms(300)))
+        );
+        assert_eq!("uniform:50:50".parse(), Ok(Think::Constant(ms(50))));
+        assert_eq!("uniform:0:0".parse(), Ok(Think::None));
+        for bad in [
+            "uniform:",
+            "uniform:5",
+            "uniform:300:100",
+            "uniform:-1:5",
+            "uniform:1:3600001",
+            "uniform:a:b",
+            "uniform:1:2:3",
+        ] {
+            assert!(bad.parse::<Think>().is_err(), "{bad:?}");
+        }
+        let think = Think::Uniform(ms(100), ms(300));
+        assert_eq!(think.mean(), ms(200));
+        assert_eq!(think.to_string(), "uniform:100:300");
+        assert_eq!(think.to_string().parse(), Ok(think));
+        let mut rng = ClientRng::new(3, 0).think;
+        let n = 20_000;
+        let draws: Vec<Duration> = (0..n).map(|_| think.draw(&mut rng)).collect();
+        assert!(draws.iter().all(|d| (ms(100)..=ms(300)).contains(d)));
+        let mean_ms = draws.iter().map(Duration::as_secs_f64).sum::<f64>() / f64::from(n) * 1000.0;
+        assert!((mean_ms - 200.0).abs() < 3.0, "{mean_ms}");
+        // Both halves are drawn about as often.
+        let low = draws.iter().filter(|d| **d < ms(200)).count();
+        assert!((9_500..10_500).contains(&low), "{low}");
     }
 }

@@ -217,3 +217,26 @@ fn calls_in_flight_after_the_grace_are_cancelled_as_live() {
     // No cancellation: the summary has no such key.
     assert!(serde_json::to_value(&s).unwrap().get("cancelled").is_none());
 }
+
+#[test]
+fn uniform_think_times_pause_between_their_bounds() {
+    // 1 client, 100 ms calls, think uniform over [100, 300] ms for 60 s:
+    // every gap between a reply and the next call is within the bounds
+    // (whole ms of the log: 100..=300), so rounds last 200 to 400 ms and
+    // the client makes between 60 s / 400 ms = 150 and 60 s / 200 ms =
+    // 300 calls; their mean round is near 100 + 200 = 300 ms (200 calls).
+    let think: Think = "uniform:100:300".parse().unwrap();
+    let (s, calls) = run(&closed(1, 60, think), &config(2, "cpu:100"));
+    let n = calls.len();
+    assert!((150..=300).contains(&n), "{n} calls");
+    assert_eq!(s.completed as usize, n);
+    let gaps: Vec<i64> = calls.windows(2).map(|w| w[1].0 - w[0].1).collect();
+    assert!(gaps.iter().all(|g| (100..=300).contains(g)), "{gaps:?}");
+    let mean = gaps.iter().sum::<i64>() as f64 / gaps.len() as f64;
+    assert!((mean - 200.0).abs() < 15.0, "mean think {mean} ms");
+    assert!((185..=215).contains(&n), "{n} calls");
+    assert_eq!(
+        s.closed_loop.unwrap().parameters["think"],
+        "uniform:100:300"
+    );
+}

@@ -434,3 +434,258 @@ fn waits_agree_with_queueing_theory() {
     assert!(wait < mm_c && wait > 0.4 * mm_c, "mean wait {wait} ms");
     assert_eq!(q.timed_out, 0);
 }
+
+/// Scale to zero with a cold start of 500 ms (the rest ideal).
+fn scale_to_zero_config(slim: SlimSettings, nodes: u32) -> DesConfig {
+    let mut c = config(Some(slim.clone()));
+    c.nodes = nodes;
+    c.instances = slim.instance_model();
+    c.profile.lambda_cold_ms = 500.0;
+    c
+}
+
+fn function(f: impl FnOnce(&mut SlimFunction)) -> SlimFunction {
+    let mut s = SlimFunction::default();
+    f(&mut s);
+    s
+}
+
+fn call_at(function: &str, start: i64, end: i64) -> Line {
+    call(function, start, end)
+}
+
+#[test]
+fn each_function_scales_to_zero_after_its_own_idle_time() {
+    // Defaults idle 5 s, G's own 20 s; a cold start costs 500 ms.
+    // F and G at 0: cold, run 500-1500, idle from 1500 (F's instance goes
+    // at 6500, G's at 21500). At 10 s: F cold (10500-11500), G warm
+    // (10000-11000). At 30 s: F idle since 11.5 s, gone at 16.5 s: cold;
+    // G idle since 11 s, goes at 31 s: warm (30000-31000).
+    let mut slim = settings(10);
+    slim.scale_to_zero = true;
+    slim.defaults.idle_before_zero_s = 5.0;
+    slim.functions
+        .insert("G".into(), function(|f| f.idle_before_zero_s = 20.0));
+    let rows = [
+        ("F", 0),
+        ("G", 0),
+        ("F", 10_000),
+        ("G", 10_000),
+        ("F", 30_000),
+        ("G", 30_000),
+    ];
+    let (s, log) = run(&rows, &scale_to_zero_config(slim.clone(), 1));
+    let got = sorted(lines(&log), |start, end| start * 100_000 + end);
+    assert_eq!(
+        got,
+        vec![
+            call_at("F", 0, 1500),
+            call_at("G", 0, 1500),
+            call_at("G", 10_000, 11_000),
+            call_at("F", 10_000, 11_500),
+            call_at("G", 30_000, 31_000),
+            call_at("F", 30_000, 31_500),
+        ]
+    );
+    assert_eq!((s.completed, s.cold_starts), (6, 4));
+    // G with the defaults' idle time: cold at 10 s and 30 s too.
+    slim.functions
+        .insert("G".into(), function(|f| f.idle_before_zero_s = 5.0));
+    let (s, log_same) = run(&rows, &scale_to_zero_config(slim.clone(), 1));
+    assert_eq!(s.cold_starts, 6);
+    // An entry equal to the defaults changes nothing: the same log as
+    // without it.
+    slim.functions.clear();
+    let (_, log_none) = run(&rows, &scale_to_zero_config(slim, 1));
+    assert_eq!(log_same, log_none);
+}
+
+#[test]
+fn min_instances_are_started_at_zero_and_again_after_they_expire() {
+    // Two nodes, round robin (picks 0, 1, 0, 1, ...), F's minimum 2,
+    // idle time 5 s, cold start 500 ms, looked at every second.
+    // 0 s: no instance: the scheduler picks nodes 0 and 1, one starts on
+    // each (up at 500 ms, idle). 1 s: the call runs warm on node 0 (the
+    // third pick) 1000-2000; node 1's instance, idle since 500, goes at
+    // 5500, node 0's at 7000. Tick 6 s: one left: one started on node 1
+    // (the fourth pick; up at 6500). 7 s: node 0's goes (its timer before
+    // the tick, both due at 7 s): one started on node 0 (up at 7500).
+    // 8 s: the call runs warm on node 1 (8000-9000). 4 instances started
+    // for the minimum, no call cold.
+    let mut slim = settings(10);
+    slim.scale_to_zero = true;
+    slim.defaults.idle_before_zero_s = 5.0;
+    slim.functions.insert(
+        "F".into(),
+        function(|f| {
+            // (An entry is a whole set: its idle time is given too.)
+            f.min_instances = 2;
+            f.idle_before_zero_s = 5.0;
+        }),
+    );
+    let rows = [("F", 1000), ("F", 8000)];
+    let (s, log) = run(&rows, &scale_to_zero_config(slim.clone(), 2));
+    let got = sorted(lines(&log), |start, _| start);
+    assert_eq!(
+        got,
+        vec![call_at("F", 1000, 2000), call_at("F", 8000, 9000)]
+    );
+    assert_eq!((s.completed, s.cold_starts), (2, 0));
+    let q = s.queue.unwrap();
+    assert_eq!(q.min_instances_started, 4);
+    let nodes: Vec<String> = String::from_utf8(log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let reply: BalancerReply =
+                serde_json::from_str(&LogLine::parse(l).unwrap().json).unwrap();
+            reply.load_balancing_info.worker_node_url
+        })
+        .collect();
+    assert_eq!(nodes, vec!["des://node-0", "des://node-1"]);
+    // Without the minimum, both calls are cold.
+    slim.functions.clear();
+    let (s, _) = run(&rows, &scale_to_zero_config(slim, 2));
+    assert_eq!(s.cold_starts, 2);
+    assert_eq!(s.queue.unwrap().min_instances_started, 0);
+}
+
+#[test]
+fn min_instances_need_a_model_that_starts_instances() {
+    // HotFunctions' per-call instances: nothing to keep started.
+    let mut slim = settings(10);
+    slim.functions
+        .insert("F".into(), function(|f| f.min_instances = 1));
+    let events = [ScenarioEvent::new("F", 0)];
+    let e = run_scenario(&events, &config(Some(slim)), None).unwrap_err();
+    assert!(
+        matches!(&e, DesError::MinInstancesModel(f) if f == "F"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_call_a_full_node_refuses_is_retried_after_the_delays() {
+    // One node running one call at a time (max_running 1, reject), a
+    // Lambda keep-alive of 600 s. F (safe to repeat, delays 2, 4, 8 s),
+    // G (safe, no delays), H (not safe to repeat: not a sample function).
+    // 0: A runs 0-1000. 100: B refused, again at 2100: the node is free,
+    // B runs warm 2100-3100. 200: C refused, again at 2200: busy (B),
+    // refused, again at 2200 + 4000: runs 6200-7200. 300: G refused, no
+    // retry left: fails. 400: H refused, not retried: fails.
+    let mut slim = settings(10);
+    slim.functions
+        .insert("F".into(), function(|f| f.safe_to_repeat = Some(true)));
+    slim.functions.insert(
+        "G".into(),
+        function(|f| {
+            f.safe_to_repeat = Some(true);
+            f.retry_delays_s = Vec::new();
+        }),
+    );
+    let mut c = config(Some(slim));
+    c.instances = InstanceModel::lambda(Duration::from_secs(600), KeepAlivePolicy::Fixed);
+    c.admission = des::Admission {
+        max_running: Some(1),
+        overflow: des::Overflow::Reject,
+    };
+    let rows = [("F", 0), ("F", 100), ("F", 200), ("G", 300), ("H", 400)];
+    let (s, log) = run(&rows, &c);
+    let text = String::from_utf8(log.clone()).unwrap();
+    let got = sorted(lines(&log), |start, _| start);
+    let error = |function: &str, start, end| Line::Error {
+        function: function.into(),
+        start,
+        end,
+    };
+    assert_eq!(
+        got,
+        vec![
+            call_at("F", 0, 1000),
+            call_at("F", 100, 3100),
+            call_at("F", 200, 7200),
+            error("G", 300, 300),
+            error("H", 400, 400),
+        ]
+    );
+    assert!(text.contains("node 0 rejected H: no room"), "{text}");
+    assert_eq!((s.completed, s.failed, s.rejections), (3, 2, 5));
+    let q = s.queue.unwrap();
+    assert_eq!((q.overall.retries, q.overall.retries_spent), (3, 1));
+    assert_eq!(q.functions["F"].retries, 3);
+    assert_eq!(q.functions["G"].retries_spent, 1);
+    assert!(!q.functions.contains_key("H"));
+}
+
+#[test]
+fn a_call_whose_retries_are_spent_says_so() {
+    // F safe, one retry after 1 s; A runs 0-5000 on the only slot of the
+    // node. B at 100: refused, again at 1100: refused, spent: an error
+    // line from 100 to 1100.
+    let mut slim = settings(10);
+    slim.defaults.safe_to_repeat = Some(true);
+    slim.defaults.retry_delays_s = vec![1.0];
+    let mut c = config(Some(slim));
+    c.default_function = Some("sleep:5000".parse().unwrap());
+    c.instances = InstanceModel::lambda(Duration::from_secs(600), KeepAlivePolicy::Fixed);
+    c.admission = des::Admission {
+        max_running: Some(1),
+        overflow: des::Overflow::Reject,
+    };
+    let (s, log) = run(&[("F", 0), ("F", 100)], &c);
+    let text = String::from_utf8(log.clone()).unwrap();
+    assert!(
+        text.contains("node 0 rejected F: no room; retries spent (2 attempts)"),
+        "{text}"
+    );
+    let got = sorted(lines(&log), |start, _| start);
+    assert_eq!(
+        got[1],
+        Line::Error {
+            function: "F".into(),
+            start: 100,
+            end: 1100
+        }
+    );
+    let q = s.queue.unwrap();
+    assert_eq!((q.overall.retries, q.overall.retries_spent), (1, 1));
+}
+
+#[test]
+fn settings_equal_to_the_defaults_change_nothing() {
+    // A file that spells out the defaults (delays 2, 4, 8; idle 300 s;
+    // min 0) gives the very log and summary of one without it, and the
+    // summary has none of the new fields.
+    let events = bursty(200);
+    let base = DesConfig {
+        scheduler: SchedulerConfig::new("ch", [("seed", "3")]).unwrap(),
+        nodes: 3,
+        ..config(Some(settings(2)))
+    };
+    let mut with_entry = base.clone();
+    if let Some(slim) = with_entry.slim.as_mut() {
+        slim.functions
+            .insert("A".into(), function(|f| f.max_parallel = 2));
+    }
+    let json = |c: &DesConfig| {
+        let mut log = Vec::new();
+        let s = run_scenario(&events, c, Some(&mut log)).unwrap();
+        let mut v = serde_json::to_value(&s).unwrap();
+        // The settings differ by the entry itself.
+        v["config"]["slim"]["functions"] = serde_json::Value::Null;
+        (v, log)
+    };
+    let (a, log_a) = json(&base);
+    let (b, log_b) = json(&with_entry);
+    assert_eq!(log_a, log_b);
+    assert_eq!(a, b);
+    let text = a.to_string();
+    for new in [
+        "retries",
+        "min_instances_started",
+        "retry_delays_s",
+        "safe_to_repeat",
+    ] {
+        assert!(!text.contains(new), "{new} in {text}");
+    }
+}

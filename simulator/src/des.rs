@@ -96,12 +96,16 @@
 //! function's cap wait in arrival order and are dispatched as slots free,
 //! a waiting call fails after its `wait_s` (default 120 s). Every call is
 //! synchronous (the scenario format has no column saying otherwise).
-//! `--scale-to-zero` removes a function's instances after
+//! `--scale-to-zero` removes a function's instances after its
 //! `idle_before_zero_s` without a call (the Lambda model with a fixed
-//! keep-alive of that time; `des::slim` says what that mapping keeps and
-//! what it refuses). The summary's `queue` has the waits (calls that
-//! waited, mean, p50, p99, longest queue; overall and per function), its
-//! `config.slim` and the sidecar's `extra.function_settings` the settings.
+//! keep-alive of the defaults' time, a function with its own keeping its
+//! own; `des::slim` says what that mapping keeps). A function's
+//! `min_instances` are kept started, and a call a full node refuses is
+//! retried after the file's `retry_delays_s` (`des::slim`). The summary's
+//! `queue` has the waits (calls that waited, mean, p50, p99, longest
+//! queue; overall and per function), the retries and the instances
+//! started for minimums; its `config.slim` and the sidecar's
+//! `extra.function_settings` the settings.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -277,9 +281,9 @@ pub struct Args {
         help_heading = "SlimFaas layer"
     )]
     pub max_parallel: Option<u32>,
-    /// Scale to zero: a function's instances go after idle_before_zero_s
-    /// without a call (default 300 s): the Lambda model with a fixed
-    /// keep-alive of that time (des::slim).
+    /// Scale to zero: a function's instances go after its
+    /// idle_before_zero_s without a call (default 300 s): the Lambda model
+    /// with a fixed keep-alive of that time, per function (des::slim).
     #[arg(
         long,
         conflicts_with_all = ["instance_model", "keep_alive_policy", "keep_alive_s"],
@@ -625,6 +629,8 @@ impl Args {
             wait_s: f.wait_s,
             idle_before_zero_s: f.idle_before_zero_s,
             min_instances: f.min_instances,
+            retry_delays_s: f.retry_delays_s.clone(),
+            safe_to_repeat: f.safe_to_repeat,
         };
         let named = self
             .function_settings
@@ -1065,6 +1071,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 o.wait_ms.p99,
                 o.max_queue_length
             );
+            if o.retries + o.retries_spent + q.min_instances_started > 0 {
+                eprintln!(
+                    "des: queue: {} retries ({} calls failed with their retries spent); {} instances started for min_instances",
+                    o.retries, o.retries_spent, q.min_instances_started
+                );
+            }
         }
         if let Some(closed) = &summary.closed_loop {
             eprintln!(

@@ -583,7 +583,7 @@ pub struct MixArgs {
     #[arg(long, conflicts_with = "think", requires = "clients")]
     pub think_ms: Option<f64>,
     /// Think time: none, MS or const:MS (constant), exp:MS (exponential
-    /// with mean MS); milliseconds, at most one hour.
+    /// with mean MS), uniform:MIN:MAX; milliseconds, at most one hour.
     #[arg(long, default_value = "none", requires = "clients")]
     pub think: Think,
     /// Function popularity: uniform, zipf:S (the k-th name weighted 1/k^S),

@@ -5,6 +5,9 @@
 //! the queue's figures worked out by hand; the settings recorded in the
 //! summary and the sidecar; a bad settings file named with its line;
 //! determinism per seed; and nothing changed without the options.
+//! Per-function idle times, minimum instances and retries, with their
+//! timelines worked out by hand, and a file spelling out the defaults
+//! changing nothing.
 
 mod support;
 
@@ -224,15 +227,10 @@ fn bad_settings_are_clear_errors_naming_file_and_line() {
     assert!(err.contains("max_paralel"), "{err}");
     let err = try_settings("{\"defaults\":\n {\"max_parallel\": 0}}", &[]);
     assert!(err.contains("settings.json line 2"), "{err}");
-    // What scale to zero cannot follow is refused, naming the function.
-    let err = try_settings(
-        r#"{"functions": {"X": {"min_instances": 1}}}"#,
-        &["--scale-to-zero"],
-    );
-    assert!(
-        err.contains("settings.json") && err.contains("X has min_instances 1"),
-        "{err}"
-    );
+    // A minimum the instance model cannot keep (HotFunctions' per-call
+    // instances) is refused, naming the function.
+    let err = try_settings(r#"{"functions": {"X": {"min_instances": 1}}}"#, &[]);
+    assert!(err.contains("X has min_instances > 0"), "{err}");
     let missing = dir.path().join("missing.json");
     let out = des(&[
         scenario.to_str().unwrap(),
@@ -256,4 +254,168 @@ fn bad_settings_are_clear_errors_naming_file_and_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
     let out = des(&[scenario.to_str().unwrap(), "-q", "--max-parallel", "0"]);
     assert!(!out.status.success());
+}
+
+/// Runs `scenario` (rows as text) with `settings` (JSON text) and
+/// `extra` options on the ideal platform, every function `sleep:1000`;
+/// the summary's JSON and the log.
+fn run_with_settings(
+    dir: &Path,
+    name: &str,
+    scenario: &str,
+    settings: &str,
+    extra: &[&str],
+) -> (serde_json::Value, Vec<u8>) {
+    let csv = dir.join(format!("{name}.csv"));
+    std::fs::write(&csv, scenario).unwrap();
+    let file = dir.join(format!("{name}.settings.json"));
+    std::fs::write(&file, settings).unwrap();
+    let summary = dir.join(format!("{name}.json"));
+    let log = dir.join(format!("{name}.log"));
+    let mut args = vec![
+        csv.to_str().unwrap(),
+        "-q",
+        "--ideal",
+        "--algorithm",
+        "rr",
+        "--default-function",
+        "sleep:1000",
+        "--function-settings",
+        file.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(&des(&args));
+    (json(&summary), std::fs::read(&log).unwrap())
+}
+
+/// One node running one call at a time, refusing the rest.
+const ONE_CALL_AT_A_TIME: &[&str] = &[
+    "--nodes",
+    "1",
+    "--instance-model",
+    "lambda",
+    "--max-running",
+    "1",
+    "--overflow",
+    "reject",
+];
+
+#[test]
+fn idle_times_minimums_and_retries_per_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Per-function idle time: X on the defaults' 5 s, Y its own 20 s.
+    // Both run 0-1000; at 10 s X's instance is gone since 6 s (cold), Y's
+    // stays until 21 s (warm): three cold starts of four.
+    let (v, _) = run_with_settings(
+        d,
+        "idle",
+        "X,0\nY,0\nX,10000\nY,10000\n",
+        r#"{"defaults": {"idle_before_zero_s": 5},
+            "functions": {"Y": {"idle_before_zero_s": 20}}}"#,
+        &["--nodes", "1", "--scale-to-zero"],
+    );
+    assert_eq!(
+        (v["completed"].as_u64(), v["cold_starts"].as_u64()),
+        (Some(4), Some(3))
+    );
+    assert_eq!(
+        v["config"]["slim"]["functions"]["Y"]["idle_before_zero_s"],
+        20.0
+    );
+
+    // X's minimum 2 on two nodes (rr picks 0, 1, 0, 1, ...): started at 0
+    // on nodes 0 and 1; the call at 1 s runs warm on node 0 (1000-2000).
+    // Node 1's instance goes at 5 s: the tick then starts one on node 1;
+    // node 0's goes at 7 s: one started on node 0. The call at 8 s runs
+    // warm on node 1. Four started, no cold call.
+    let (v, log) = run_with_settings(
+        d,
+        "min",
+        "X,1000\nX,8000\n",
+        r#"{"defaults": {"idle_before_zero_s": 5},
+            "functions": {"X": {"min_instances": 2, "idle_before_zero_s": 5}}}"#,
+        &["--nodes", "2", "--scale-to-zero"],
+    );
+    assert_eq!(
+        (v["completed"].as_u64(), v["cold_starts"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(v["queue"]["min_instances_started"], 4);
+    let log = String::from_utf8(log).unwrap();
+    let urls: Vec<&str> = log
+        .lines()
+        .map(|l| if l.contains("des://node-0") { "0" } else { "1" })
+        .collect();
+    assert_eq!(urls, ["0", "1"], "{log}");
+
+    // Retries: one node running one call at a time, refusing the rest
+    // (the live worker's 503). A runs 0-1000; B (100) again at 2100,
+    // runs 2100-3100; C (200) again at 2200 (busy), again at 6200, runs
+    // 6200-7200. Three retries, nobody fails.
+    let (v, _) = run_with_settings(
+        d,
+        "retry",
+        "X,0\nX,100\nX,200\n",
+        r#"{"defaults": {"safe_to_repeat": true}}"#,
+        ONE_CALL_AT_A_TIME,
+    );
+    assert_eq!(
+        (v["completed"].as_u64(), v["failed"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(v["rejections"], 3);
+    assert_eq!(v["queue"]["retries"], 3);
+    assert_eq!(v["queue"]["functions"]["X"]["retries"], 3);
+    assert_eq!(v["duration_ms"]["max"], 7000.0);
+    assert_eq!(v["config"]["slim"]["defaults"]["safe_to_repeat"], true);
+    // Not safe to repeat (X is not a sample function): B and C fail.
+    let (v, _) = run_with_settings(d, "unsafe", "X,0\nX,100\nX,200\n", "{}", ONE_CALL_AT_A_TIME);
+    assert_eq!(
+        (v["completed"].as_u64(), v["failed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(v["queue"].get("retries").is_none());
+}
+
+#[test]
+fn a_file_spelling_out_the_defaults_changes_nothing() {
+    // The events scenario under ch with scale to zero: a settings file
+    // giving W1 the defaults (idle 300 s, delays 2, 4, 8, minimum 0)
+    // writes the very log of an empty file, and neither summary has the
+    // new fields.
+    let dir = tempfile::tempdir().unwrap();
+    let events = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/small.csv");
+    let scenario = std::fs::read_to_string(events).unwrap();
+    let run = |name: &str, settings: &str| {
+        run_with_settings(
+            dir.path(),
+            name,
+            &scenario,
+            settings,
+            &["--nodes", "3", "--scale-to-zero", "--max-parallel", "2"],
+        )
+    };
+    let (empty, log_empty) = run("empty", "{}");
+    let (spelled, log_spelled) = run(
+        "spelled",
+        r#"{"functions": {"W1": {"idle_before_zero_s": 300, "retry_delays_s": [2, 4, 8],
+            "min_instances": 0}}}"#,
+    );
+    assert_eq!(log_empty, log_spelled);
+    assert_eq!(empty["queue"], spelled["queue"]);
+    assert!(empty["queue"]["waited"].as_u64().unwrap() > 0);
+    let text = format!("{empty}{spelled}");
+    for new in [
+        "retries",
+        "min_instances_started",
+        "retry_delays_s",
+        "safe_to_repeat",
+    ] {
+        assert!(!text.contains(new), "{new}");
+    }
 }

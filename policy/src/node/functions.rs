@@ -12,11 +12,18 @@
 //! worker does not need one: a node model interns the names it is given
 //! into a table of its own.
 //!
+//! A function may also carry its own keep-alive
+//! ([`FunctionTable::set_keep_alive`]): the Lambda model's idle time of
+//! that function's instances instead of the node's one (the DES sets it
+//! from the balancer's per-function `idle_before_zero_s`). Functions
+//! without one use the node's keep-alive, as before.
+//!
 //! Design choice: the table is append-only (ids are never reused), so an
 //! id stays valid for the table's life and a shared table can be read by
 //! many nodes without coordination.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
@@ -33,6 +40,9 @@ pub struct FunctionTable {
     names: Vec<Arc<str>>,
     ids: FxHashMap<Arc<str>, FunctionId>,
     memory_mb: Vec<u32>,
+    /// Keep-alives of the functions that have their own (few: a map, read
+    /// only when a function's keep-alive pool is made).
+    keep_alive: FxHashMap<FunctionId, Duration>,
 }
 
 impl FunctionTable {
@@ -80,6 +90,17 @@ impl FunctionTable {
             .unwrap_or(DEFAULT_FUNCTION_MEMORY_MB)
     }
 
+    /// Gives `id` its own keep-alive (Lambda model): its idle instances
+    /// go after `keep_alive` instead of the node's keep-alive.
+    pub fn set_keep_alive(&mut self, id: FunctionId, keep_alive: Duration) {
+        self.keep_alive.insert(id, keep_alive);
+    }
+
+    /// `id`'s own keep-alive, if it has one.
+    pub fn keep_alive(&self, id: FunctionId) -> Option<Duration> {
+        self.keep_alive.get(&id).copied()
+    }
+
     /// Interned names.
     pub fn len(&self) -> usize {
         self.names.len()
@@ -115,5 +136,11 @@ mod tests {
         );
         assert_eq!(t.len(), 2);
         assert_eq!(t.names().len(), 2);
+        assert_eq!(t.keep_alive(1), None);
+        t.set_keep_alive(1, Duration::from_secs(60));
+        assert_eq!(
+            (t.keep_alive(0), t.keep_alive(1)),
+            (None, Some(Duration::from_secs(60)))
+        );
     }
 }

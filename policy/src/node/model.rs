@@ -102,6 +102,12 @@
 //!   on busy instances and what a full node does (over-commit, queue,
 //!   reject: [`super::admission`]). Defaults are the rules above.
 //!
+//! - **Per-function keep-alive** ([`NodeModel::set_function_keep_alive`],
+//!   [`FunctionTable::set_keep_alive`]): a function given its own
+//!   keep-alive uses it wherever the model's keep-alive applies to it (its
+//!   pool's idle time, the histogram's and EWMA's base period); the others
+//!   keep the model's. Unset, nothing changes.
+//!
 //! Pre-warmed keep-alive instances are idle once up (they expire like any
 //! idle instance) and are refused if the image or the pool went meanwhile.
 //!
@@ -635,17 +641,66 @@ impl NodeModel {
 
     /// `f`'s keep-alive pool, made (from a spare one when there is one:
     /// no allocation) if it has none.
+    /// A new pool takes `f`'s own keep-alive if it has one
+    /// ([`NodeModel::set_function_keep_alive`]), else `keep_alive`.
     fn pool_of(&mut self, f: u32, keep_alive: Duration) -> &mut KeepAlivePool {
         let (spare, rules) = (&mut self.spare_pools, self.reuse);
-        self.functions[f as usize]
-            .keep_alive
-            .get_or_insert_with(|| match spare.pop() {
+        let (table, own) = (&self.table, &self.own);
+        let fs = &mut self.functions[f as usize];
+        let global = fs.global;
+        fs.keep_alive.get_or_insert_with(|| {
+            let keep_alive = Self::own_keep_alive(table, own, global).unwrap_or(keep_alive);
+            match spare.pop() {
                 Some(mut pool) => {
                     *pool = KeepAlivePool::reused(*pool, keep_alive, rules);
                     pool
                 }
                 None => Self::new_keep_alive_pool(keep_alive, rules),
-            })
+            }
+        })
+    }
+
+    /// The keep-alive of global id `g` in `table` + `own`, if it has its
+    /// own.
+    fn own_keep_alive(
+        table: &FunctionTable,
+        own: &FunctionTable,
+        g: FunctionId,
+    ) -> Option<Duration> {
+        match g.checked_sub(table.len() as FunctionId) {
+            None => table.keep_alive(g),
+            Some(o) => own.keep_alive(o),
+        }
+    }
+
+    /// Gives `function` its own keep-alive (Lambda model): its idle
+    /// instances go after `keep_alive` instead of the instance model's
+    /// (the balancer's per-function idle time before scaling to zero, in
+    /// the simulator). Functions never given one keep the model's, so a
+    /// node without any behaves exactly as before. A pool the function
+    /// already has takes it at once. A name of a shared table
+    /// ([`NodeModel::with_functions`]) is set in this node's copy of it;
+    /// a driver that knows every function sets it in the table it shares
+    /// ([`FunctionTable::set_keep_alive`]) instead.
+    pub fn set_function_keep_alive(&mut self, function: &str, keep_alive: Duration) {
+        let g = self.global_of(function);
+        match g.checked_sub(self.table.len() as FunctionId) {
+            None => Arc::make_mut(&mut self.table).set_keep_alive(g, keep_alive),
+            Some(o) => self.own.set_keep_alive(o, keep_alive),
+        }
+        let Some(f) = self.known_local(function) else {
+            return;
+        };
+        let next = self.functions[f as usize]
+            .keep_alive
+            .as_mut()
+            .and_then(|pool| {
+                pool.set_keep_alive(keep_alive);
+                pool.next_expiry()
+            });
+        if let Some(t) = next {
+            self.schedule(f, t);
+        }
     }
 
     /// The node's memory for instances, in MB (enforced by the
@@ -1794,6 +1849,8 @@ impl NodeModel {
             return;
         };
         fs.x_mut().last_end = Some(now);
+        let keep_alive =
+            Self::own_keep_alive(&self.table, &self.own, fs.global).unwrap_or(keep_alive);
         let windows = match &fs.x().histogram {
             Some(h) => h.windows(&p, keep_alive),
             None => IdleTimeHistogram::new(&p).windows(&p, keep_alive),
@@ -1851,6 +1908,8 @@ impl NodeModel {
                 let (target, next) = (e.target(), e.next_update());
                 let rules = self.reuse;
                 let prewarming = fs.x().prewarming as usize;
+                let keep_alive =
+                    Self::own_keep_alive(&self.table, &self.own, fs.global).unwrap_or(keep_alive);
                 let pool = fs
                     .keep_alive
                     .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
@@ -2692,6 +2751,46 @@ mod tests {
         assert_eq!(m.keep_alive_instances(), (0, 1));
         assert_eq!(m.timer(s(15)).remove_instances, vec![ib]);
         assert_eq!(m.keep_alive_instances(), (0, 0));
+    }
+
+    /// A function with its own keep-alive (60 s) beside one on the node's
+    /// (300 s): calls of both end at 2 s; the first's instance goes at
+    /// 62 s, the other's at 302 s. Set through a shared table or on the
+    /// node, and on a pool that already exists (its expiry moves).
+    #[test]
+    fn a_function_s_own_keep_alive_replaces_the_node_s() {
+        let model = InstanceModel::lambda(Duration::from_secs(300), KeepAlivePolicy::Fixed);
+        let mut table = FunctionTable::new();
+        let short = table.intern("short");
+        table.intern("long");
+        table.set_keep_alive(short, Duration::from_secs(60));
+        let mut m =
+            NodeModel::new(CachingOptions::default(), model).with_functions(Arc::new(table));
+        let one = |m: &mut NodeModel, f: &str, at: u64| {
+            whole_call(m, f, MB, s(at), Duration::from_secs(2));
+        };
+        one(&mut m, "short", 0);
+        one(&mut m, "long", 0);
+        assert_eq!(m.next_timer(), Some(s(62)));
+        assert_eq!(m.timer(s(62)).remove_instances.len(), 1);
+        assert_eq!(m.function_instances("short"), (0, 0));
+        assert_eq!(m.function_instances("long"), (1, 0));
+        assert_eq!(m.next_timer(), Some(s(302)));
+        assert_eq!(m.timer(s(302)).remove_instances.len(), 1);
+        // On a node (the live worker's way), after its pool exists.
+        let mut m = NodeModel::new(CachingOptions::default(), model);
+        one(&mut m, "w", 0);
+        assert_eq!(m.next_timer(), Some(s(302)));
+        m.set_function_keep_alive("w", Duration::from_secs(10));
+        assert_eq!(m.next_timer(), Some(s(12)));
+        assert_eq!(m.timer(s(12)).remove_instances.len(), 1);
+        // A later pool of it takes it too; others keep the node's.
+        one(&mut m, "w", 20);
+        one(&mut m, "v", 20);
+        assert_eq!(m.next_timer(), Some(s(32)));
+        assert_eq!(m.timer(s(32)).remove_instances.len(), 1);
+        assert!(m.timer(s(321)).remove_instances.is_empty());
+        assert_eq!(m.timer(s(322)).remove_instances.len(), 1);
     }
 
     #[test]
