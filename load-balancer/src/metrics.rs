@@ -614,26 +614,26 @@ mod tests {
         let held = m.call("fib", 3);
         held.started();
         let text = m.render(&[], &[]);
-        let v = |prefix: &str| line_value(&text, prefix);
-        assert_eq!(
-            v(r#"balancer_calls_total{function="fib",node="3",status="2xx",start="warm"}"#),
-            Some(2.0),
-            "{text}"
-        );
-        assert_eq!(
-            v(r#"balancer_calls_total{function="fib",node="3",status="5xx",start="warm"}"#),
-            Some(2.0)
-        );
-        assert_eq!(
-            v(r#"balancer_calls_total{function="fib",node="4103",status="2xx",start="cold"}"#),
-            Some(1.0)
-        );
-        assert_eq!(
-            v(r#"balancer_call_duration_seconds_count{function="fib"}"#),
-            Some(9.0)
-        );
-        assert_eq!(v(r#"balancer_in_flight{node="3"}"#), Some(1.0));
-        assert_eq!(v(r#"balancer_in_flight{node="4103"}"#), Some(0.0));
+        for (series, value) in [
+            (
+                r#"calls_total{function="fib",node="3",status="2xx",start="warm"}"#,
+                2.0,
+            ),
+            (
+                r#"calls_total{function="fib",node="3",status="5xx",start="warm"}"#,
+                2.0,
+            ),
+            (
+                r#"calls_total{function="fib",node="4103",status="2xx",start="cold"}"#,
+                1.0,
+            ),
+            (r#"call_duration_seconds_count{function="fib"}"#, 9.0),
+            (r#"in_flight{node="3"}"#, 1.0),
+            (r#"in_flight{node="4103"}"#, 0.0),
+        ] {
+            let prefix = format!("balancer_{series}");
+            assert_eq!(line_value(&text, &prefix), Some(value), "{prefix}\n{text}");
+        }
         // Outcomes never counted have no series.
         assert!(!text.contains(r#"status="4xx""#), "{text}");
     }
