@@ -10,6 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 
 /// Most distinct function names given labels of their own.
 pub const MAX_FUNCTIONS: usize = 1024;
@@ -184,6 +185,24 @@ impl Functions {
         names.insert(name, entry.clone());
         entry
     }
+}
+
+/// The text of `GET /metrics`: `registry` in the OpenMetrics text format
+/// (both servers' scrape ends with it).
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::with_capacity(16 * 1024);
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
+}
+
+/// The value of the first sample line of `text` that starts with `prefix`
+/// (a metric name with its labels), as the metrics tests read it.
+pub fn line_value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 #[cfg(test)]

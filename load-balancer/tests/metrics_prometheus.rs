@@ -1,22 +1,20 @@
 //! `GET /metrics` scraped by a real Prometheus server (issue 15, part 3):
 //! the `load-balancer` binary in front of two stub workers, a known number
 //! of calls (one of them to a node that refuses connections, so retried),
-//! then Debian's `prometheus` started on a free loopback port
-//! with a generated scrape configuration (every second) and a temporary
-//! storage directory. Its HTTP API must report the target up and the
-//! counters equal to the calls made. Without a `prometheus` binary the
-//! test fails (it is installed by `.ci/run`).
+//! then a real Prometheus scraping it (`prometheus` below, shared with the
+//! worker's test). Its HTTP API must report the target up and the
+//! counters equal to the calls made.
 #![allow(clippy::disallowed_methods)] // deadlines read the wall clock
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+#[path = "../../http-front/test-support/prometheus.rs"]
+mod prometheus;
 
-use support::{client, wait_within, StubWorker};
+use std::process::Child;
 
-/// Prometheus scrapes every second; a loaded 2-core machine gets time.
-const PROMETHEUS_PATIENCE: Duration = Duration::from_secs(60);
+use prometheus::Prometheus;
+use support::{client, StubWorker};
 
 /// A child process this test started, killed (by its pid) on drop.
 struct Owned(Child);
@@ -37,83 +35,6 @@ fn start_balancer(nodes: &[&str], extra: &[&str]) -> (Owned, String) {
     args.extend_from_slice(extra);
     let (child, url) = support::spawn_balancer(&args);
     (Owned(child), url)
-}
-
-/// A loopback port free when asked (Prometheus binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `prometheus` scraping `target` (host:port) every second, on a
-/// free loopback port, storing into `dir`; fails the test clearly if it
-/// cannot.
-fn start_prometheus(target: &str, dir: &std::path::Path) -> (Owned, String) {
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-             scrape_configs:\n  - job_name: balancer\n    static_configs:\n      \
-             - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start the `prometheus` binary ({e}); this test needs a real Prometheus \
-                 server: apt-get update && apt-get install -y prometheus (as .ci/run does)"
-            )
-        });
-    (Owned(child), format!("http://127.0.0.1:{port}"))
-}
-
-/// Prometheus's answer to an instant query: `[(labels, value)]`, or None
-/// while it does not answer.
-async fn query(prometheus: &str, expr: &str) -> Option<Vec<(serde_json::Value, f64)>> {
-    let reply: serde_json::Value = client()
-        .get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", expr)])
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let results = reply["data"]["result"].as_array()?;
-    Some(
-        results
-            .iter()
-            .filter_map(|r| {
-                let value = r["value"][1].as_str()?.parse().ok()?;
-                Some((r["metric"].clone(), value))
-            })
-            .collect(),
-    )
-}
-
-/// The single value of a query that sums to one series (None: no answer
-/// or no series yet).
-async fn scalar(prometheus: &str, expr: &str) -> Option<f64> {
-    let results = query(prometheus, expr).await?;
-    match results.as_slice() {
-        [(_, v)] => Some(*v),
-        _ => None,
-    }
 }
 
 async fn call(balancer: &str, function: &str) -> u16 {
@@ -159,34 +80,8 @@ async fn prometheus_scrapes_the_calls_made() {
         "{text}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let target = url.strip_prefix("http://").unwrap();
-    let (prometheus_process, prometheus) = start_prometheus(target, dir.path());
-    let prometheus_process = std::sync::Mutex::new(prometheus_process);
-
-    wait_within(
-        "Prometheus to report the target up",
-        PROMETHEUS_PATIENCE,
-        || async {
-            if let Ok(Some(status)) = prometheus_process.lock().unwrap().0.try_wait() {
-                panic!("the prometheus server exited at start ({status}); it needs a free port and a writable storage directory");
-            }
-            let Ok(reply) = client()
-                .get(format!("{prometheus}/api/v1/targets"))
-                .send()
-                .await
-            else {
-                return false;
-            };
-            let Ok(targets) = reply.json::<serde_json::Value>().await else {
-                return false;
-            };
-            targets["data"]["activeTargets"]
-                .as_array()
-                .is_some_and(|t| t.len() == 1 && t[0]["health"] == "up")
-        },
-    )
-    .await;
+    let prometheus = Prometheus::start("balancer", url.strip_prefix("http://").unwrap());
+    prometheus.wait_target_up().await;
 
     let catalog = sample_functions::catalog().functions.len() as f64;
     let expected = [
@@ -214,17 +109,7 @@ async fn prometheus_scrapes_the_calls_made() {
             1.0,
         ),
     ];
-    for (expr, value) in expected {
-        wait_within(
-            &format!("Prometheus's {expr} to be {value}"),
-            PROMETHEUS_PATIENCE,
-            || {
-                let prometheus = prometheus.clone();
-                async move { scalar(&prometheus, expr).await == Some(value) }
-            },
-        )
-        .await;
-    }
+    prometheus.wait_values(&expected).await;
 
     // The stubs agree on what ran.
     let ran: u64 = [&a, &b]

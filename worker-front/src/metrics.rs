@@ -258,23 +258,14 @@ impl Metrics {
         raise_to(&self.image_builds, now.image_builds);
         raise_to(&self.image_evictions, now.image_evictions);
         raise_to(&self.memory_evictions, now.memory_evictions);
-        let mut text = String::with_capacity(16 * 1024);
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        http_front::metrics::encode(&self.registry)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn line_value(text: &str, prefix: &str) -> Option<f64> {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
+    use http_front::metrics::line_value;
 
     #[test]
     fn text_output_counts_calls_and_reads_the_snapshot() {
