@@ -68,18 +68,24 @@ impl Drop for RemoveLabelled {
     }
 }
 
-#[test]
-fn compose_workers_run_functions_as_sibling_containers_and_leave_nothing() {
-    let cluster = Cluster::build("dockerrt", &[("HF_USING_REST_MODE", "true")]);
+/// `cluster` with the Docker runtime's override and a function label of
+/// its own, and a guard that drops it in this order: the project goes down
+/// (the workers remove what they made), then whatever is left with the
+/// label.
+fn with_docker_runtime(mut cluster: Cluster) -> ((Cluster, RemoveLabelled), String) {
     let label = format!("hotfunctions.test-functions={}", cluster.project);
-    // Dropped in this order: the project goes down (the workers remove
-    // what they made), then whatever is left with the label.
-    let mut owned = (cluster, RemoveLabelled(label.clone()));
-    let cluster = &mut owned.0;
     cluster.overrides.push(DOCKER_RUNTIME.to_string());
     cluster
         .env
         .push(("HF_FUNCTION_LABEL".into(), label.clone()));
+    ((cluster, RemoveLabelled(label.clone())), label)
+}
+
+#[test]
+fn compose_workers_run_functions_as_sibling_containers_and_leave_nothing() {
+    let cluster = Cluster::build("dockerrt", &[("HF_USING_REST_MODE", "true")]);
+    let (owned, label) = with_docker_runtime(cluster);
+    let cluster = &owned.0;
 
     cluster.scale(2);
     cluster.wait_online(2);
@@ -201,13 +207,8 @@ fn a_compose_workers_cpus_and_mem_limit_bound_its_function_containers() {
             ("HF_WORKER_MEMORY", "512m"),
         ],
     );
-    let label = format!("hotfunctions.test-functions={}", cluster.project);
-    let mut owned = (cluster, RemoveLabelled(label.clone()));
-    let cluster = &mut owned.0;
-    cluster.overrides.push(DOCKER_RUNTIME.to_string());
-    cluster
-        .env
-        .push(("HF_FUNCTION_LABEL".into(), label.clone()));
+    let (owned, label) = with_docker_runtime(cluster);
+    let cluster = &owned.0;
     cluster.scale(1);
     cluster.wait_online(1);
 
