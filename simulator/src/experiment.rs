@@ -724,11 +724,6 @@ impl Plan {
             if self.mode != Mode::Live {
                 return bad(format!("{on} runs live experiments: drop --mode des"));
             }
-            if self.runtime != WorkerRuntime::Process {
-                return bad(format!(
-                    "{on}: the workers run the process runtime inside their containers (the Docker runtime from inside a worker container is not supported yet)"
-                ));
-            }
             if self.catalog.is_some() {
                 return bad(format!(
                     "{on}: a catalog is not passed to the cluster's workers yet"
@@ -1358,7 +1353,10 @@ pub async fn run_experiment(
         },
         match (plan.mode, &plan.cluster) {
             (Mode::Live, None) => plan.runtime.as_str(),
-            (Mode::Live, Some(cluster::ClusterPlan::Compose { .. })) => "compose cluster",
+            (Mode::Live, Some(cluster::ClusterPlan::Compose { .. })) => match plan.runtime {
+                WorkerRuntime::Process => "compose cluster",
+                WorkerRuntime::Docker => "compose cluster, docker runtime",
+            },
             (Mode::Live, Some(cluster::ClusterPlan::Url { .. })) => "running cluster",
             (Mode::Des, _) => "simulated",
         },

@@ -327,24 +327,26 @@ impl JoinConfig {
             if let Some((old, new)) = moved {
                 tracing::warn!(balancer = %self.balancer, %old, %new, "this worker's address changed: registering the new URL, deregistering the old one");
             }
+            // The URL registered this round (not the one found at start).
+            let node = self.current_url();
             match self.register(&client).await {
                 Ok(fresh) => {
                     if fresh {
                         if joined_once {
-                            tracing::warn!(balancer = %self.balancer, node = %self.node_url, "registered again (the balancer had lost this node)");
+                            tracing::warn!(balancer = %self.balancer, node = %node, "registered again (the balancer had lost this node)");
                         } else {
-                            tracing::info!(balancer = %self.balancer, node = %self.node_url, "joined");
+                            tracing::info!(balancer = %self.balancer, node = %node, "joined");
                         }
                         joined_once = true;
                     } else if !joined_once {
-                        tracing::info!(balancer = %self.balancer, node = %self.node_url, "already registered");
+                        tracing::info!(balancer = %self.balancer, node = %node, "already registered");
                         joined_once = true;
                     }
                     failing = None;
                 }
                 Err(e) => {
                     if failing.as_deref() != Some(e.as_str()) {
-                        tracing::warn!(node = %self.node_url, "joining: {e} (retrying every {:?})", self.interval);
+                        tracing::warn!(node = %node, "joining: {e} (retrying every {:?})", self.interval);
                     }
                     failing = Some(e);
                 }

@@ -141,6 +141,10 @@ pub struct WorkerConfig {
     pub docker_instance_network: Option<String>,
     /// More labels on everything the docker runtime creates (`KEY=VALUE`).
     pub docker_labels: Vec<String>,
+    /// The docker runtime's cgroup parent for function containers: `none`
+    /// (None), `auto` (the worker's own container's cgroup) or a path
+    /// ([`runtime::docker::cgroup`]).
+    pub docker_cgroup_parent: Option<String>,
     /// The balancer this worker fetches user functions' packages from on
     /// their first call through it (`--functions-from`, default the
     /// `--join` URL): `crate::functions::Functions::ensure`.
@@ -172,6 +176,7 @@ impl Default for WorkerConfig {
             metrics: true,
             docker_instance_network: None,
             docker_labels: Vec::new(),
+            docker_cgroup_parent: None,
             functions_from: None,
         }
     }
@@ -312,10 +317,12 @@ not to the process runtime"
         ));
     }
     if config.runtime == RuntimeKind::Process
-        && (config.docker_instance_network.is_some() || !config.docker_labels.is_empty())
+        && (config.docker_instance_network.is_some()
+            || !config.docker_labels.is_empty()
+            || config.docker_cgroup_parent.is_some())
     {
         return Err(RunError::Config(
-            "--docker-instance-network and --docker-label apply to the docker runtime only".into(),
+            "--docker-instance-network, --docker-label and --docker-cgroup-parent apply to the docker runtime only".into(),
         ));
     }
     let port = listener.local_addr()?.port();
@@ -355,6 +362,20 @@ not to the process runtime"
                         .map_err(RunError::Config)?
                 }
             };
+            let cgroup_parent = match config.docker_cgroup_parent.as_deref() {
+                None => None,
+                Some(value) => runtime::docker::cgroup::CgroupParent::parse(value)
+                    .and_then(|p| {
+                        let own = std::fs::read_to_string("/proc/self/cgroup").ok();
+                        p.resolve(own.as_deref())
+                    })
+                    .map_err(RunError::Config)?,
+            };
+            if let Some(parent) = &cgroup_parent {
+                tracing::info!(
+                    "function containers are made under the cgroup {parent} (--docker-cgroup-parent)"
+                );
+            }
             let mut extra_labels = std::collections::BTreeMap::new();
             for label in &config.docker_labels {
                 let (k, v) = label
@@ -381,6 +402,7 @@ not to the process runtime"
                 request_timeout: Duration::from_secs(config.engine_timeout_s),
                 warm_network,
                 extra_labels,
+                cgroup_parent,
                 ..DockerSettings::default()
             };
             // Checked before a work area is made: the engine's address (it

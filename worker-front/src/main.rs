@@ -186,6 +186,13 @@ struct StartArgs {
     /// the worker creates (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     docker_label: Vec<String>,
+    /// `--runtime docker`: the cgroup function containers are made under:
+    /// none (default: the engine's), auto (this worker's own container's
+    /// cgroup, so that the container's cpus and mem_limit bound its
+    /// functions too; cgroup v1 with the engine's cgroupfs driver), or a
+    /// cgroup path (/parent/path, or NAME.slice with the systemd driver).
+    #[arg(long, env = "HF_DOCKER_CGROUP_PARENT", value_name = "none|auto|PATH")]
+    docker_cgroup_parent: Option<String>,
     /// The balancer whose user functions this worker runs: it fetches a
     /// function's package from there on its first call (default: the
     /// --join URL).
@@ -260,6 +267,7 @@ fn main() -> anyhow::Result<()> {
         metrics: !args.no_metrics,
         docker_instance_network: args.docker_instance_network,
         docker_labels: args.docker_label,
+        docker_cgroup_parent: args.docker_cgroup_parent,
         functions_from: args.functions_from.clone().or_else(|| args.join.clone()),
         ..WorkerConfig::default()
     };

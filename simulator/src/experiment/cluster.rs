@@ -46,11 +46,26 @@
 //! counted as another program's. On a URL cluster the nodes' CPU is not
 //! visible from here: only the replayer's host is judged.
 //!
-//! Limits, refused with a clear error: the Docker runtime inside worker
-//! containers, the Lambda instance model and catalogs (not passed into the
-//! containers yet), and, on a URL cluster, a sweep of `workers`,
-//! `load_factor` or `package_scale` (the experiment cannot restart the
-//! cluster's workers).
+//! **The Docker runtime** (`--runtime docker`): on compose, the project
+//! also gets `docker-compose.docker-runtime.yml` (beside `--compose-file`),
+//! so each worker runs its functions as sibling containers through the
+//! engine's socket, made under the worker container's own cgroup
+//! (`--docker-cgroup-parent auto`): each node's `--worker-cpus` and
+//! `--worker-memory` bound the worker and its functions together. The
+//! function images and containers carry the label
+//! `hotfunctions.deploy=<project>`; the workers remove them
+//! when the project goes down, and whatever a worker left (killed) is
+//! removed by that label after. On a URL cluster, `--runtime` says which
+//! runtime the nodes must report. Either way, a node whose `/health`
+//! names another runtime than `--runtime` is an error before any run, and
+//! `run.json`'s `cluster.runtime` and the report's Mode line say which.
+//! The function containers are not in the workers' process trees: their
+//! CPU counts as foreign CPU in the noise figures (see [`super::host`]).
+//!
+//! Limits, refused with a clear error: the Lambda instance model and
+//! catalogs (not passed into the containers yet), and, on a URL cluster, a
+//! sweep of `workers`, `load_factor` or `package_scale` (the experiment
+//! cannot restart the cluster's workers).
 
 use super::runs::{live_sidecar, run_point, PointRuns, RunSpec, RunTarget, Started};
 use super::*;
@@ -161,6 +176,19 @@ pub struct ClusterRecord {
     /// Image name -> id (compose).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, String>,
+    /// The compose file of the Docker runtime given on top (compose, with
+    /// `--runtime docker`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose_override: Option<PathBuf>,
+    /// The workers' runtime the experiment asked for (`process`, `docker`);
+    /// each node's own reading is in `points`.
+    pub runtime: String,
+    /// Docker runtime: where the function containers' cgroups are
+    /// (compose: `auto`, the worker container's own) and their label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_cgroup_parent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_label: Option<String>,
     /// CPUs and memory limit of each worker, when the experiment set them.
     pub cpus_per_node: Option<f64>,
     pub memory_per_node: Option<String>,
@@ -205,6 +233,11 @@ impl ClusterRecord {
             .and_then(|p| p.nodes.iter().find_map(|n| n.runtime.clone()))
             .unwrap_or_else(|| "unknown".into());
         match self.kind.as_str() {
+            "compose" if runtime == "docker" => format!(
+                "Docker Compose project `{}`: {nodes} worker containers, {shape}, docker runtime: each worker's functions in sibling containers under its cgroup (bounded by its limits); balancer {}",
+                self.compose_project.as_deref().unwrap_or("?"),
+                self.balancer
+            ),
             "compose" => format!(
                 "Docker Compose project `{}`: {nodes} worker containers, {shape}, {runtime} runtime inside each; balancer {}",
                 self.compose_project.as_deref().unwrap_or("?"),
@@ -218,6 +251,9 @@ impl ClusterRecord {
     }
 }
 
+/// The Docker runtime's compose file, looked for beside `--compose-file`.
+pub const DOCKER_RUNTIME_OVERRIDE: &str = "docker-compose.docker-runtime.yml";
+
 fn cluster_err(m: impl Into<String>) -> ExperimentError {
     ExperimentError::Cluster(m.into())
 }
@@ -225,15 +261,22 @@ fn cluster_err(m: impl Into<String>) -> ExperimentError {
 /// The experiment's Compose project: brought up by [`ComposeProject::up`],
 /// taken down on drop.
 struct ComposeProject {
-    file: PathBuf,
+    /// The compose file, then the overrides on top.
+    files: Vec<PathBuf>,
     project: String,
     env: Vec<(&'static str, String)>,
+    /// Docker runtime: the label of the function images and containers the
+    /// workers make (removed by it after `down`).
+    function_label: Option<String>,
 }
 
 impl ComposeProject {
     fn command(&self) -> Command {
         let mut c = Command::new("docker-compose");
-        c.arg("-f").arg(&self.file).args(["-p", &self.project]);
+        for f in &self.files {
+            c.arg("-f").arg(f);
+        }
+        c.args(["-p", &self.project]);
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -316,10 +359,51 @@ impl Drop for ComposeProject {
             "experiment: taking the compose cluster down (project {})",
             self.project
         );
+        // The Docker runtime's workers remove their function containers
+        // and images on SIGTERM: give them the compose file's grace period.
+        let timeout = if self.function_label.is_some() {
+            "60"
+        } else {
+            "20"
+        };
         let _ = self
             .command()
-            .args(["down", "--volumes", "--remove-orphans", "--timeout", "20"])
+            .args([
+                "down",
+                "--volumes",
+                "--remove-orphans",
+                "--timeout",
+                timeout,
+            ])
             .output();
+        if let Some(label) = &self.function_label {
+            remove_labelled(label);
+        }
+    }
+}
+
+/// Removes the containers, then the images, that carry `label` (what the
+/// experiment's workers made and did not remove themselves).
+fn remove_labelled(label: &str) {
+    let filter = format!("label={label}");
+    for (list, remove) in [
+        (&["ps", "-aq", "--filter"][..], &["rm", "-f"][..]),
+        (&["images", "-aq", "--filter"][..], &["rmi", "-f"][..]),
+    ] {
+        let Ok(out) = Command::new("docker").args(list).arg(&filter).output() else {
+            return;
+        };
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if !ids.is_empty() {
+            eprintln!(
+                "experiment: removing {} object(s) left with {label}",
+                ids.len()
+            );
+            let _ = Command::new("docker").args(remove).args(&ids).output();
+        }
     }
 }
 
@@ -491,8 +575,13 @@ fn worker_query(point: &PointRecord) -> String {
         .join("&")
 }
 
-/// Checks that the nodes run what the experiment describes.
-fn check_nodes(point: &PointRecord, nodes: &[NodeReading]) -> Result<(), ExperimentError> {
+/// Checks that the nodes run what the experiment describes (`runtime`: the
+/// `--runtime` asked for).
+fn check_nodes(
+    point: &PointRecord,
+    runtime: WorkerRuntime,
+    nodes: &[NodeReading],
+) -> Result<(), ExperimentError> {
     let differs = |a: f64, b: f64| (a - b).abs() > 1e-9 * a.abs().max(b.abs()).max(1.0);
     for n in nodes {
         if let Some(t) = n.time_scale.filter(|&t| differs(t, point.fn_time_scale)) {
@@ -507,10 +596,11 @@ fn check_nodes(point: &PointRecord, nodes: &[NodeReading]) -> Result<(), Experim
                 n.url, point.package_scale, point.package_scale
             )));
         }
-        if let Some(r) = n.runtime.as_deref().filter(|r| *r != "process") {
+        if let Some(r) = n.runtime.as_deref().filter(|r| *r != runtime.as_str()) {
             return Err(cluster_err(format!(
-                "node {} uses the {r} runtime; experiments on a cluster support the process runtime inside the workers",
-                n.url
+                "node {} uses the {r} runtime, this experiment the {}: pass --runtime {r}",
+                n.url,
+                runtime.as_str()
             )));
         }
     }
@@ -536,6 +626,7 @@ pub(super) async fn run_cluster(
             ClusterPlan::Compose { .. } => "compose".into(),
             ClusterPlan::Url { .. } => "url".into(),
         },
+        runtime: plan.runtime.as_str().into(),
         ..Default::default()
     };
     let mut compose = None;
@@ -569,7 +660,26 @@ pub(super) async fn run_cluster(
             let token = fresh_token();
             let project = format!("hfexp-{}", std::process::id());
             let first = &record.points[0];
-            let env = vec![
+            let mut files = vec![file.clone()];
+            let mut function_label = None;
+            if plan.runtime == WorkerRuntime::Docker {
+                let overlay = file.with_file_name(DOCKER_RUNTIME_OVERRIDE);
+                if !overlay.is_file() {
+                    return Err(cluster_err(format!(
+                        "--runtime docker: {} not found (it is looked for beside --compose-file)",
+                        overlay.display()
+                    )));
+                }
+                files.push(overlay.clone());
+                info.compose_override = Some(overlay);
+                function_label = Some(format!("hotfunctions.deploy={project}"));
+                info.function_cgroup_parent = Some(
+                    "auto: each worker container's own cgroup (functions bounded by its limits)"
+                        .into(),
+                );
+                info.function_label = function_label.clone();
+            }
+            let mut env = vec![
                 ("HF_TAG", tag),
                 ("HF_MGMT_TOKEN", token.clone()),
                 ("HF_BALANCER_PORT", port.to_string()),
@@ -578,11 +688,20 @@ pub(super) async fn run_cluster(
                 ("HF_ALGORITHM", plan.algorithms[0].to_string()),
                 ("HF_TIME_SCALE", first.fn_time_scale.to_string()),
             ];
+            if let Some(label) = &function_label {
+                env.push(("HF_FUNCTION_LABEL", label.clone()));
+                env.push(("HF_FUNCTION_CGROUP_PARENT", "auto".into()));
+            }
             info.compose_project = Some(project.clone());
             info.compose_file = Some(file.clone());
             info.cpus_per_node = Some(*cpus);
             info.memory_per_node = Some(memory.clone());
-            compose = Some(ComposeProject { file, project, env });
+            compose = Some(ComposeProject {
+                files,
+                project,
+                env,
+                function_label,
+            });
             Balancer {
                 url: format!("http://127.0.0.1:{port}"),
                 token: Some(token),
@@ -668,7 +787,7 @@ async fn run_points_on(
                 r.unreachable.as_deref().unwrap_or("")
             );
         }
-        check_nodes(&precord, &readings)?;
+        check_nodes(&precord, plan.runtime, &readings)?;
         eprintln!(
             "experiment: {} nodes online behind {}: {}",
             urls.len(),
@@ -827,24 +946,44 @@ mod tests {
             package_scale: p,
             ..Default::default()
         };
-        assert!(check_nodes(&point, &[node(Some(0.05), Some(0.25), Some("process"))]).is_ok());
+        let process = WorkerRuntime::Process;
+        assert!(check_nodes(
+            &point,
+            process,
+            &[node(Some(0.05), Some(0.25), Some("process"))]
+        )
+        .is_ok());
         // Not reachable: nothing to check.
-        assert!(check_nodes(&point, &[node(None, None, None)]).is_ok());
-        let e = check_nodes(&point, &[node(Some(1.0), Some(0.25), None)])
+        assert!(check_nodes(&point, process, &[node(None, None, None)]).is_ok());
+        let e = check_nodes(&point, process, &[node(Some(1.0), Some(0.25), None)])
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("HF_TIME_SCALE 1") && e.contains("--fn-time-scale 1"),
             "{e}"
         );
-        let e = check_nodes(&point, &[node(None, Some(1.0), None)])
+        let e = check_nodes(&point, process, &[node(None, Some(1.0), None)])
             .unwrap_err()
             .to_string();
         assert!(e.contains("HF_PACKAGE_SCALE 1"), "{e}");
-        let e = check_nodes(&point, &[node(None, None, Some("docker"))])
+        let e = check_nodes(&point, process, &[node(None, None, Some("docker"))])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("docker runtime"), "{e}");
+        assert!(e.contains("--runtime docker"), "{e}");
+        assert!(check_nodes(
+            &point,
+            WorkerRuntime::Docker,
+            &[node(None, None, Some("docker"))]
+        )
+        .is_ok());
+        let e = check_nodes(
+            &point,
+            WorkerRuntime::Docker,
+            &[node(None, None, Some("process"))],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--runtime process"), "{e}");
     }
 
     #[test]

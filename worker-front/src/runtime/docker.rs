@@ -24,7 +24,10 @@
 //!   the (host's or worker's) 127.0.0.1 that it picks and announces as its first stdout line
 //!   `{"port": N}`; calls are `GET /invoke` over kept-alive HTTP
 //!   connections ([`super::instance_client`]). One-shot containers get no
-//!   network (`network_mode: none`).
+//!   network (`network_mode: none`). With [`DockerSettings::cgroup_parent`]
+//!   (the worker's `--docker-cgroup-parent auto`), every container is made
+//!   under the worker container's own cgroup, so the worker's `cpus` and
+//!   `mem_limit` bound its functions too ([`cgroup`]).
 //!
 //! Everything created carries the labels [`LABEL_INSTANCE`] (the runtime's
 //! own instance id, drawn when it is made: see [`super::ownership`]),
@@ -66,6 +69,7 @@
 // The runtime is I/O at the edge: it reads the clock for ids and timeouts.
 #![allow(clippy::disallowed_methods)]
 
+pub mod cgroup;
 pub mod context;
 pub mod locate;
 pub mod user;
@@ -133,6 +137,12 @@ pub struct DockerSettings {
     /// engine socket; they then listen on the worker's 127.0.0.1
     /// ([`instance_network`]: the worker's `--docker-instance-network`).
     pub warm_network: String,
+    /// The cgroup every function container is created under (the engine's
+    /// `HostConfig.CgroupParent`): `None` = the engine's default; the
+    /// worker container's own cgroup makes its `cpus` and `mem_limit`
+    /// bound its functions too ([`cgroup`]: the worker's
+    /// `--docker-cgroup-parent`).
+    pub cgroup_parent: Option<String>,
 }
 
 /// The value of `--docker-instance-network` that names the worker's own
@@ -193,6 +203,7 @@ impl Default for DockerSettings {
             request_timeout: DEFAULT_ENGINE_TIMEOUT,
             extra_labels: BTreeMap::new(),
             warm_network: "host".into(),
+            cgroup_parent: None,
         }
     }
 }
@@ -613,6 +624,16 @@ impl DockerRuntime {
         }
     }
 
+    /// [`cgroup::FUNCTION_OOM_SCORE_ADJ`] when the containers share the
+    /// worker's cgroup (memory), else the engine's default.
+    fn function_oom_score_adj(&self) -> Option<i64> {
+        self.inner
+            .settings
+            .cgroup_parent
+            .as_ref()
+            .map(|_| cgroup::FUNCTION_OOM_SCORE_ADJ)
+    }
+
     fn next_container_name(&self, function: &str, kind: InstanceKind) -> String {
         let n = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
         format!(
@@ -665,6 +686,8 @@ impl DockerRuntime {
             attach_stderr: Some(true),
             host_config: Some(HostConfig {
                 network_mode: Some(network.into()),
+                cgroup_parent: self.inner.settings.cgroup_parent.clone(),
+                oom_score_adj: self.function_oom_score_adj(),
                 ..Default::default()
             }),
             ..Default::default()

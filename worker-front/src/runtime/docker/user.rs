@@ -458,6 +458,8 @@ impl DockerRuntime {
             open_stdin: Some(true),
             host_config: Some(HostConfig {
                 network_mode: Some(self.inner.settings.warm_network.clone()),
+                cgroup_parent: self.inner.settings.cgroup_parent.clone(),
+                oom_score_adj: self.function_oom_score_adj(),
                 ..Default::default()
             }),
             ..Default::default()
