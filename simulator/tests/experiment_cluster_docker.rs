@@ -2,8 +2,9 @@
 //! part 3): the experiment's own Compose project with the Docker runtime's
 //! override, each worker running its functions as sibling containers
 //! under its own cgroup (bounded by `--worker-cpus` and `--worker-memory`).
-//! A small run (2 workers, rr, `scenarios/small.csv`) completes with every
-//! call served, `run.json` and the report say the runtime is docker, and
+//! A small run (2 workers, rr, 12 calls of two functions: each function's
+//! first call on a node builds its image, so few functions keep the test
+//! short) completes with every call served, `run.json` and the report say the runtime is docker, and
 //! nothing of the experiment is left on the engine after: containers,
 //! network (by the project's label), function containers and images (by
 //! the experiment's function label).
@@ -30,16 +31,26 @@ fn labelled(list: &[&str], label: &str) -> Vec<String> {
         .collect()
 }
 
+/// Calls of the run's scenario.
+const CALLS: usize = 12;
+
 #[test]
 fn an_experiment_runs_on_a_compose_cluster_with_the_docker_runtime_and_leaves_nothing() {
     let cluster = Cluster::build("expdk", &[]);
     let results = tempfile::tempdir().unwrap();
+    let scenario = results.path().join("two-functions.csv");
+    let rows: String = (0..CALLS)
+        .map(|i| format!("{},{}\n", ["W1", "W2"][i % 2], i * 250))
+        .collect();
+    std::fs::write(&scenario, rows).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
         .current_dir(workspace_root())
         .arg("experiment")
         .args(["--name", "dockerrt", "--algorithms", "rr", "--no-plots"])
         .arg("--results-dir")
         .arg(results.path())
+        .arg("--scenario")
+        .arg(&scenario)
         .args(["--cluster", "compose", "--runtime", "docker"])
         .args(["--image-tag", &cluster.tag, "--workers", "2"])
         // 2g: the nodes' memory for instances (2048 MB) fits in each.
@@ -94,7 +105,7 @@ fn an_experiment_runs_on_a_compose_cluster_with_the_docker_runtime_and_leaves_no
     let r = &runs[0];
     let log = Path::new(r["log"].as_str().unwrap());
     let lines = std::fs::read_to_string(log).unwrap().lines().count();
-    assert_eq!(lines, 131, "{}", log.display());
+    assert_eq!(lines, CALLS, "{}", log.display());
     assert_eq!(r["replay"]["errors"].as_u64(), Some(0), "{r}");
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     let mode = report

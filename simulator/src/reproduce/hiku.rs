@@ -34,7 +34,7 @@
 //!    check of live against simulated.
 //! 3. **DES at the paper's scale**: 5 nodes of 4 cores, memory for as many
 //!    instances per node as the paper's workers had sandboxes, the three
-//!    client stages, the paper's mean think time.
+//!    client stages, the paper's think time (uniform on 0.1-1.0 s).
 //!
 //! Every part draws functions from the same Azure-derived mix
 //! ([`azure_mix`]).
@@ -117,9 +117,8 @@ pub struct PaperScale {
     pub node_memory_mb: u32,
     /// k6 stages: (virtual users, seconds), one after the other.
     pub stages: Vec<(u32, u64)>,
-    /// The paper's think time is uniform on 0.1-1.0 s; ours is
-    /// exponential with the same mean (our closed loop has no uniform
-    /// think time).
+    /// The paper's think time: uniform on 0.1-1.0 s after each reply
+    /// (its repository's `evaluation/load_test.js`).
     pub think: String,
 }
 
@@ -131,7 +130,7 @@ impl PaperScale {
             cores_per_worker: 4,
             node_memory_mb: 31 * sample_functions::catalog::DEFAULT_MEMORY_MB,
             stages: vec![(20, stage_s), (50, stage_s), (100, stage_s)],
-            think: "exp:550".into(),
+            think: "uniform:100:1000".into(),
         }
     }
 }
@@ -769,8 +768,8 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
              our 256-MB instances, as many as the paper's 512-MB sandboxes per worker); stages of \
              {} clients for {} s each, every stage a separate run from empty nodes (k6 runs them \
              back to back on a warm cluster), other load seeds per stage; think time `{}` \
-             (exponential with the paper's mean of 550 ms: our closed loop has no uniform think \
-             time), no grace (k6's gracefulStop is 0 s: calls in flight when a stage ends are \
+             (uniform on 0.1-1.0 s, as the paper's clients), no grace (k6's gracefulStop is 0 s: \
+             calls in flight when a stage ends are \
              cancelled and count as failed).",
             paper.workers,
             paper.cores_per_worker,
