@@ -261,6 +261,17 @@ impl Drop for OneShotEntry<'_> {
     }
 }
 
+/// Starts instance `name` of `image` (past a busy executable:
+/// [`super::spawn`]).
+async fn spawn_for(cmd: &mut Command, image: &Image, name: &str) -> Result<Child, RuntimeError> {
+    super::spawn::spawn(cmd)
+        .await
+        .map_err(|e| RuntimeError::Instance {
+            instance: name.to_string(),
+            detail: format!("spawning {}: {e}", image.name),
+        })
+}
+
 async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
     let mut buf = Vec::new();
     if let Some(mut r) = r {
@@ -387,13 +398,7 @@ impl Runtime for ProcessRuntime {
         if let Some(query) = call_query(&call) {
             cmd.args(["--call", &query]);
         }
-        let mut child =
-            super::spawn::spawn(&mut cmd)
-                .await
-                .map_err(|e| RuntimeError::Instance {
-                    instance: name.clone(),
-                    detail: format!("spawning {}: {e}", image.name),
-                })?;
+        let mut child = spawn_for(&mut cmd, image, &name).await?;
         // Registered so that `/clear` can stop it, by its handle.
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
         let key = self.next();
@@ -469,13 +474,7 @@ impl Runtime for ProcessRuntime {
         // The instance ends when this pipe closes, i.e. when the worker
         // exits, even if it is killed: no orphans.
         .stdin(Stdio::piped());
-        let mut child =
-            super::spawn::spawn(&mut cmd)
-                .await
-                .map_err(|e| RuntimeError::Instance {
-                    instance: name.clone(),
-                    detail: format!("spawning {}: {e}", image.name),
-                })?;
+        let mut child = spawn_for(&mut cmd, image, &name).await?;
         let stderr = match child.stderr.take() {
             Some(s) => collect_stderr(s),
             None => Arc::new(Mutex::new(String::new())),
