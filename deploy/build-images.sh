@@ -14,7 +14,9 @@
 # they remove exactly the images they built). The static binaries are
 # built with `-C target-feature=+crt-static` for x86_64-unknown-linux-gnu
 # into target/static (their own target dir, as scripts/build-static-hf-fn.sh),
-# so the shared target dir is never invalidated. Prints the image names.
+# so the shared target dir is never invalidated; `--workspace` (not `-p`),
+# so that both scripts resolve the same features and share their units.
+# Prints the image names.
 set -euo pipefail
 root="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --tag) tag="${2:?--tag needs a value}"; shift 2 ;;
         --label) labels+=(--label "${2:?--label needs KEY=VALUE}"); shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-images: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -37,8 +39,7 @@ fi
 target=x86_64-unknown-linux-gnu
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --quiet --release --locked --target "$target" --target-dir target/static \
-    -p load-balancer -p worker-front -p simulator -p sample-functions \
-    --bin load-balancer --bin worker-front --bin simulator --bin hf-fn
+    --workspace --bin load-balancer --bin worker-front --bin simulator --bin hf-fn
 bin="target/static/$target/release"
 for b in load-balancer worker-front simulator hf-fn; do
     if command -v file >/dev/null &&

@@ -5,7 +5,8 @@
 #   scripts/build-static-hf-fn.sh            # release build, prints the path
 #
 # Output: target/static/x86_64-unknown-linux-gnu/release/hf-fn (its own
-# target dir, so the crt-static RUSTFLAGS never invalidate the shared one).
+# target dir, so the crt-static RUSTFLAGS never invalidate the shared one;
+# `--workspace`, as deploy/build-images.sh, so both resolve the same features).
 # The worker's Docker runtime finds it there at run time, from its own
 # executable's directory (target/release/worker-front looks in
 # target/static/...), unless HF_FN_STATIC names another file
@@ -16,7 +17,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 target=x86_64-unknown-linux-gnu
 RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --quiet --release --locked -p sample-functions --bin hf-fn \
+    cargo build --quiet --release --locked --workspace --bin hf-fn \
     --target "$target" --target-dir target/static
 out="target/static/$target/release/hf-fn"
 if ! file -L "$out" 2>/dev/null | grep -Eq "statically linked|static-pie linked"; then

@@ -7,10 +7,12 @@
 # package start the binaries of others (the experiment starts worker-front
 # and load-balancer; worker tests run hf-fn). Then README.md's tour runs
 # command by command (scripts/readme-tour.sh), on loopback ports 8111,
-# 8222 and 8223.
+# 8222 and 8223. The build and the tests resolve the same features
+# (scripts/check-features.sh), so `cargo test` compiles only the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/check-pure-crates.sh
+./scripts/check-features.sh
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked "$@"
 # README.md's tour, as written (the whole suite only: not with a filter).

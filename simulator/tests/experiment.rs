@@ -5,9 +5,8 @@
 //! report; a missing binary is a clear error.
 //!
 //! The other packages' binaries are built first with the `cargo` that runs
-//! this test (`cargo build -p load-balancer -p worker-front -p
-//! sample-functions --bins`, a no-op when they are current), so the test
-//! never runs stale binaries.
+//! this test (`cargo build --workspace --bins`, a no-op when they are
+//! current), so the test never runs stale binaries.
 
 mod support;
 

@@ -8,53 +8,32 @@
 //! replaced without `--overwrite`; stderr (not a terminal here) holds no
 //! escape codes.
 //!
-//! Builds the balancer first with the `cargo` running this test
-//! (`cargo build -p load-balancer --bins`, a no-op when current).
+//! Builds the workspace's binaries first with the `cargo` running this
+//! test (`cargo build --workspace --bins`, a no-op when current).
 
 mod support;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use protocol::sidecar::{sidecar_path, RunSidecar};
 
 use protocol::{BalancerReply, LogLine};
-use support::{start_printing_url, Server};
+use support::{start_printing_url, workspace_bins, Server};
 
-/// Builds the balancer and the stub worker (a no-op when current) and
-/// returns their directory.
+/// The balancer and the stub worker, built (a no-op when current); their
+/// directory.
 fn build_balancer() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let bin_dir = Path::new(env!("CARGO_BIN_EXE_simulator")).parent().unwrap();
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut build = Command::new(cargo);
-            build
-                .current_dir(root)
-                .args(["build", "-p", "load-balancer", "--bins"]);
-            if bin_dir.file_name().is_some_and(|n| n == "release") {
-                build.arg("--release");
-            }
-            let out = build.output().expect("run cargo");
-            assert!(
-                out.status.success(),
-                "`cargo build -p load-balancer --bins` failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            for name in ["load-balancer", "stub-worker"] {
-                let bin = bin_dir.join(name);
-                assert!(bin.is_file(), "{} missing after the build", bin.display());
-            }
-            bin_dir.to_path_buf()
-        })
-        .clone()
+    let bin_dir = workspace_bins();
+    for name in ["load-balancer", "stub-worker"] {
+        let bin = bin_dir.join(name);
+        assert!(bin.is_file(), "{} missing after the build", bin.display());
+    }
+    bin_dir
 }
 
 fn start_fake_balancer(algorithm: &str, nodes: u32) -> Server {

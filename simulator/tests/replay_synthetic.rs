@@ -13,35 +13,17 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use protocol::{BalancerReply, LogLine};
 use support::{
-    bin_dir, build_testbed, free_port, staging_dir, start_printing_url, wait_healthy,
+    build_testbed, free_port, staging_dir, start_printing_url, utils_bin, wait_healthy,
     workspace_root, Guard,
 };
 
 /// The workers' `HF_TIME_SCALE`.
 const FN_TIME_SCALE: f64 = 0.01;
-
-/// The `utils` binary, built by the cargo running this test.
-fn utils_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root())
-        .args(["build", "-p", "utils", "--bins"]);
-    if bin_dir().file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("run cargo");
-    assert!(
-        out.status.success(),
-        "`cargo build -p utils --bins` failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin_dir().join("utils")
-}
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run");
@@ -80,7 +62,7 @@ fn start_worker(bins: &Path, catalog: &Path, staging: &Path) -> (Guard, String) 
 #[test]
 fn an_imported_azure_trace_replays_on_workers_with_its_catalog() {
     let bins = build_testbed();
-    let utils = utils_binary();
+    let utils = utils_bin();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("azure.csv");
     let catalog = dir.path().join("azure.csv.catalog.csv");

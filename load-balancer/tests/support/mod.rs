@@ -432,14 +432,10 @@ impl RealWorker {
         if !worker_bin.is_file() || !bins.join("hf-fn").is_file() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut build = Command::new(cargo);
-            build.args([
-                "build",
-                "-p",
-                "worker-front",
-                "-p",
-                "sample-functions",
-                "--bins",
-            ]);
+            // The whole workspace, as scripts/test.sh builds it: a subset
+            // (`-p worker-front`) would resolve other features and
+            // recompile shared dependencies.
+            build.args(["build", "--workspace", "--bins"]);
             if bins.file_name().is_some_and(|n| n == "release") {
                 build.arg("--release");
             }

@@ -141,13 +141,17 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
         "ours",
         "holds",
     ]);
-    for (text, a, b, f, name) in [
+    // Why an expectation can fail at this scale, said in the report when
+    // it does (an honest difference is a result).
+    let mut missed = Vec::new();
+    for (text, a, b, f, name, why) in [
         (
             "ch (hashing) runs fewer distinct functions per node than rr",
             "ch",
             "rr",
             &loc as &dyn Fn(&Analysis) -> f64,
             "locality",
+            "",
         ),
         (
             "rr spreads calls more evenly (lower CV) than ch",
@@ -155,6 +159,7 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
             "ch",
             &cvf,
             "CV",
+            "",
         ),
         (
             "ours runs fewer distinct functions per node than rr (it assigns functions to nodes)",
@@ -162,6 +167,7 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
             "rr",
             &loc,
             "locality",
+            "",
         ),
         (
             "ours spreads calls more evenly (lower CV) than ch (it bounds a node's load)",
@@ -169,13 +175,27 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
             "ch",
             &cvf,
             "CV",
+            "`ours` bounds a node's load only once it runs `TOpt` (5) or more calls at once; \
+             below that, each function stays on the node its first call went to (the least \
+             loaded one at that instant). With every call 10x shorter relative to the arrivals \
+             (the load factor above), nodes rarely reach 5 calls in flight, so `ours` \
+             places functions as a hash would, once, and its CV measures how those first \
+             placements fell (a few popular functions on one node), not its balancing. At the \
+             original's load (8 nodes of 4 vCPU, unscaled calls) the bound would apply more \
+             often.",
         ),
     ] {
         let (x, y) = (metric(a, f), metric(b, f));
+        let holds = (x.is_finite() && y.is_finite()).then_some(x < y);
+        if holds == Some(false) && !why.is_empty() {
+            missed.push(format!(
+                "{text}: not here ({name}: {a} {x:.3}, {b} {y:.3}). {why}"
+            ));
+        }
         expected.row([
             text.to_string(),
             format!("{name}: {a} {x:.3}, {b} {y:.3}"),
-            yes_no((x.is_finite() && y.is_finite()).then_some(x < y)),
+            yes_no(holds),
         ]);
     }
     let mut r = Report::new(
@@ -237,6 +257,14 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
          the functions run scaled, and the process runtime starts instances in milliseconds where \
          Docker takes hundreds; the experiment's report (`experiment/report.md`) gives the noise \
          around every run and marks disturbed ones.",
+    );
+    if !missed.is_empty() {
+        r.bullets(missed);
+    }
+    r.paragraph(
+        "Cold starts are 100 % for every algorithm by design: the original's default (REST mode \
+         off, kept here) runs every call in a new instance; what the algorithms change is image \
+         reuse (a cached package, the original's \"cache hit\"), shown beside it.",
     );
     r.write(&ctx.out)?;
     ctx.write_run_json(

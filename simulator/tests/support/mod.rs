@@ -53,23 +53,23 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the other packages' binaries (a no-op when current) with the
-/// cargo running this test, so the test never runs stale binaries.
-pub fn build_testbed() -> PathBuf {
+/// Builds the workspace's binaries (a no-op when current) with the cargo
+/// running this test, so the test never runs stale binaries, and returns
+/// their directory. Once per test process.
+///
+/// `--workspace`, as `scripts/test.sh` builds, never a subset (`-p X`):
+/// Cargo resolves features over the packages a build asks for, so a
+/// subset would compile shared dependencies with other features (the
+/// `feature-pins` crate aligns the workspace's normal and dev builds, not
+/// subsets), recompile much of the graph, and swap the binaries in
+/// `target/` for differently built ones under the other tests' feet.
+pub fn workspace_bins() -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root()).args([
-            "build",
-            "-p",
-            "load-balancer",
-            "-p",
-            "worker-front",
-            "-p",
-            "sample-functions",
-            "--bins",
-        ]);
+        cmd.current_dir(workspace_root())
+            .args(["build", "--workspace", "--bins"]);
         if bin_dir().file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -81,41 +81,27 @@ pub fn build_testbed() -> PathBuf {
         }
     });
     if let Err(e) = result {
-        panic!("building the testbed binaries failed (`cargo build -p load-balancer -p worker-front -p sample-functions --bins`):\n{e}");
-    }
-    for name in ["load-balancer", "worker-front", "hf-fn"] {
-        assert!(
-            bin_dir().join(name).is_file(),
-            "{} missing after the build",
-            bin_dir().join(name).display()
-        );
+        panic!("building the workspace's binaries failed (`cargo build --workspace --bins`):\n{e}");
     }
     bin_dir()
 }
 
-/// The `utils` binary, built with the cargo running this test (a no-op
-/// when current).
+/// The testbed's binaries ([`workspace_bins`]), checked to be there.
+pub fn build_testbed() -> PathBuf {
+    let bins = workspace_bins();
+    for name in ["load-balancer", "worker-front", "hf-fn"] {
+        assert!(
+            bins.join(name).is_file(),
+            "{} missing after the build",
+            bins.join(name).display()
+        );
+    }
+    bins
+}
+
+/// The `utils` binary ([`workspace_bins`]).
 pub fn utils_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let bin_dir = bin_dir();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(workspace_root())
-                .args(["build", "-p", "utils", "--bins"]);
-            if bin_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            bin_dir.join("utils")
-        })
-        .clone()
+    workspace_bins().join("utils")
 }
 
 /// The largest number of calls in flight at once, from the log lines'
