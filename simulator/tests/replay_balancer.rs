@@ -23,17 +23,12 @@ use std::time::{Duration, Instant};
 use protocol::sidecar::{sidecar_path, RunSidecar};
 
 use protocol::{BalancerReply, LogLine};
-use support::{start_printing_url, workspace_bins, Server};
+use support::{start_printing_url, workspace_bins_with, Server};
 
 /// The balancer and the stub worker, built (a no-op when current); their
 /// directory.
 fn build_balancer() -> PathBuf {
-    let bin_dir = workspace_bins();
-    for name in ["load-balancer", "stub-worker"] {
-        let bin = bin_dir.join(name);
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-    }
-    bin_dir
+    workspace_bins_with(&["load-balancer", "stub-worker"])
 }
 
 fn start_fake_balancer(algorithm: &str, nodes: u32) -> Server {

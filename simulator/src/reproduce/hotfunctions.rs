@@ -187,16 +187,11 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
     ] {
         let (x, y) = (metric(a, f), metric(b, f));
         let holds = (x.is_finite() && y.is_finite()).then_some(x < y);
+        let shown = format!("{name}: {a} {x:.3}, {b} {y:.3}");
         if holds == Some(false) && !why.is_empty() {
-            missed.push(format!(
-                "{text}: not here ({name}: {a} {x:.3}, {b} {y:.3}). {why}"
-            ));
+            missed.push(format!("{text}: not here ({shown}). {why}"));
         }
-        expected.row([
-            text.to_string(),
-            format!("{name}: {a} {x:.3}, {b} {y:.3}"),
-            yes_no(holds),
-        ]);
+        expected.row([text.to_string(), shown, yes_no(holds)]);
     }
     let mut r = Report::new(
         "HotFunctions: the original comparison (events.csv, 8 workers, six algorithms)",

@@ -86,10 +86,10 @@ pub fn workspace_bins() -> PathBuf {
     bin_dir()
 }
 
-/// The testbed's binaries ([`workspace_bins`]), checked to be there.
-pub fn build_testbed() -> PathBuf {
+/// [`workspace_bins`], checked to hold each of `names`.
+pub fn workspace_bins_with(names: &[&str]) -> PathBuf {
     let bins = workspace_bins();
-    for name in ["load-balancer", "worker-front", "hf-fn"] {
+    for name in names {
         assert!(
             bins.join(name).is_file(),
             "{} missing after the build",
@@ -97,6 +97,11 @@ pub fn build_testbed() -> PathBuf {
         );
     }
     bins
+}
+
+/// The testbed's binaries ([`workspace_bins`]), checked to be there.
+pub fn build_testbed() -> PathBuf {
+    workspace_bins_with(&["load-balancer", "worker-front", "hf-fn"])
 }
 
 /// The `utils` binary ([`workspace_bins`]).
