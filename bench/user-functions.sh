@@ -37,58 +37,21 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+source bench/lib.sh
 missing=()
 command -v ab >/dev/null || missing+=(apache2-utils)
 command -v wrk >/dev/null || missing+=(wrk)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]} (apt-get)" >&2
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+[ ${#missing[@]} -eq 0 ] || bench_apt_install "${missing[@]}"
 
 echo "building release binaries" >&2
-cargo build --release -q -p load-balancer --bin load-balancer
-cargo build --release -q -p worker-front --bin worker-front --bin hf-user-fn
+# The whole workspace's feature set (a subset build would compile the
+# graph again with other features).
+cargo build --release --locked -q --workspace --bin load-balancer --bin worker-front --bin hf-user-fn
 BIN="$ROOT/target/release"
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    exec 3>&- 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-
-# Waits for the start-up line in $1 ("listening on http://ADDR" of the
-# balancer, " on 127.0.0.1:PORT" of the worker); prints ADDR.
-wait_listening() {
-    local file=$1 i
-    for i in $(seq 1 400); do
-        if grep -q "listening on http://" "$file" 2>/dev/null; then
-            sed -n 's|.*listening on http://\([0-9.:]*\).*|\1|p' "$file" | head -1
-            return 0
-        fi
-        if grep -q " on 127.0.0.1:" "$file" 2>/dev/null; then
-            sed -n 's|.* on \(127.0.0.1:[0-9]*\).*|\1|p' "$file" | head -1
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "no listening line in $file:" >&2
-    cat "$file" >&2
-    return 1
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+# The bare server's stdin (fd 3) closes first: it stops when it sees EOF.
+bench_before_cleanup() {
+    exec 3>&- 2>/dev/null
 }
 
 # The balancer, holding the store.

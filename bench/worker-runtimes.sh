@@ -37,9 +37,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 static_bin="$(scripts/build-static-hf-fn.sh)"
-cargo build --quiet --release -p worker-front --bin worker-front
-cargo build --quiet --release -p sample-functions --bin hf-fn  # the process runtime's hf-fn
-bench_bin="$(cargo bench -p worker-front --bench worker_runtimes --no-run 2>&1 |
+# The whole workspace's feature set (a subset build would compile the
+# graph again with other features); hf-fn is the process runtime's.
+cargo build --quiet --release --locked --workspace --bin worker-front --bin hf-fn
+bench_bin="$(cargo bench --locked --workspace --bench worker_runtimes --no-run 2>&1 |
     sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n 1)"
 [[ -x "$bench_bin" ]] || { echo "worker-runtimes: could not build the bench binary" >&2; exit 1; }
 echo "worker-runtimes: run id $run_id" >&2

@@ -130,6 +130,17 @@ where
     Ok(builder.run())
 }
 
+/// The testbed's JSON error reply (`protocol::ErrorReply`) with `status`
+/// (a status out of range is a `400`).
+pub fn error_reply(status: u16, message: impl Into<String>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(status)
+            .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+    )
+    .content_type("application/json")
+    .body(protocol::ErrorReply::new(message).to_json())
+}
+
 /// Reads a request's body, refusing it with a JSON `413` past `max`
 /// bytes: early when its `Content-Length` says so, else when the bytes
 /// read pass it (a JSON `400` when reading fails).
@@ -139,16 +150,8 @@ pub async fn read_body(
     max: u64,
 ) -> Result<bytes::Bytes, actix_web::HttpResponse> {
     use futures_util::StreamExt as _;
-    let refuse = |status: u16, message: String| {
-        actix_web::HttpResponse::build(
-            actix_web::http::StatusCode::from_u16(status)
-                .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
-        )
-        .content_type("application/json")
-        .body(protocol::ErrorReply::new(message).to_json())
-    };
     let too_large = || {
-        refuse(
+        error_reply(
             413,
             format!("request body too large: more than {max} bytes"),
         )
@@ -163,11 +166,32 @@ pub async fn read_body(
     }
     let mut body = bytes::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| refuse(400, format!("reading the request body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| error_reply(400, format!("reading the request body: {e}")))?;
         if (body.len() + chunk.len()) as u64 > max {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// Reads a request's body of at most `max` bytes (as [`read_body`]: a
+/// JSON `413` past it) and hands it, with the request's `Content-Type`
+/// (`""` without one), to `parse`; an error of `parse` is a JSON `400`
+/// with its message. The Glambdar routes' bodies (`POST /deploy`'s form,
+/// `POST /config/:name`'s JSON) on the worker and the balancer alike.
+pub async fn read_form<T>(
+    req: &HttpRequest,
+    payload: actix_web::web::Payload,
+    max: u64,
+    parse: impl FnOnce(&str, &bytes::Bytes) -> Result<T, String>,
+) -> Result<T, actix_web::HttpResponse> {
+    let body = read_body(req, payload, max).await?;
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    parse(content_type, &body).map_err(|message| error_reply(400, message))
 }

@@ -537,6 +537,31 @@ impl<R: Runtime> Worker<R> {
         self.spawn_work(bg);
     }
 
+    /// Tells the model how the start of `instance` went (`started`, the
+    /// runtime's answer): on success `keep` stores the runtime's handle
+    /// under the lock, then the model hears `instance_started`; on failure,
+    /// `instance_start_failed`. Either way its effects are carried out. The
+    /// one place a start is recorded, for the samples' and the users'
+    /// instances, started for a call or pre-warmed.
+    fn record_start<I, E>(
+        &self,
+        instance: InstanceId,
+        started: Result<I, E>,
+        keep: impl FnOnce(&mut State, I),
+    ) -> Result<(), E> {
+        let now = self.now();
+        let mut st = self.state();
+        let (effects, result) = match started {
+            Ok(handle) => {
+                keep(&mut st, handle);
+                (st.model.instance_started(instance, now), Ok(()))
+            }
+            Err(e) => (st.model.instance_start_failed(instance, now), Err(e)),
+        };
+        self.carry_out(st, effects, now);
+        result
+    }
+
     /// Takes the call's own next step out of `effects`; if it is to wait,
     /// registers its wake-up channel first (under the lock, before any
     /// effect can resume it).
@@ -686,26 +711,11 @@ impl<R: Runtime> Worker<R> {
                             w.shared.runtime.start_instance(&image, kind).await
                         })
                         .await;
-                    let now = self.now();
-                    let mut st = self.state();
-                    match started {
-                        Ok(inst) => {
-                            tracing::info!(
-                                "{:?} instance {} of {name} started",
-                                inst.kind,
-                                inst.name
-                            );
-                            st.instances.insert(instance, inst);
-                            let effects = st.model.instance_started(instance, now);
-                            self.carry_out(st, effects, now);
-                            Step::Run { instance }
-                        }
-                        Err(e) => {
-                            let effects = st.model.instance_start_failed(instance, now);
-                            self.carry_out(st, effects, now);
-                            return Err(e);
-                        }
-                    }
+                    self.record_start(instance, started, |st, inst| {
+                        tracing::info!("{:?} instance {} of {name} started", inst.kind, inst.name);
+                        st.instances.insert(instance, inst);
+                    })?;
+                    Step::Run { instance }
                 }
                 Step::Run { instance } => {
                     self.with_image(ctx, |_| ())?;
@@ -758,25 +768,18 @@ impl<R: Runtime> Worker<R> {
             let w = self.clone();
             self.spawn_background(async move {
                 let r = w.shared.runtime.start_instance(&image, kind).await;
-                let now = w.now();
-                let mut st = w.state();
-                let effects = match r {
-                    Ok(inst) => {
-                        // One per pooled call (the pool refills): debug.
-                        tracing::debug!(
-                            "pre-warmed {kind:?} instance {} of {} started",
-                            inst.name,
-                            image.function
-                        );
-                        st.instances.insert(id, inst);
-                        st.model.instance_started(id, now)
-                    }
-                    Err(e) => {
-                        tracing::warn!("pre-warming {} failed: {e}", image.function);
-                        st.model.instance_start_failed(id, now)
-                    }
-                };
-                w.carry_out(st, effects, now);
+                let kept = w.record_start(id, r, |st, inst| {
+                    // One per pooled call (the pool refills): debug.
+                    tracing::debug!(
+                        "pre-warmed {kind:?} instance {} of {} started",
+                        inst.name,
+                        image.function
+                    );
+                    st.instances.insert(id, inst);
+                });
+                if let Err(e) = kept {
+                    tracing::warn!("pre-warming {} failed: {e}", image.function);
+                }
             });
         }
         if bg.remove_instances.is_empty() && bg.remove_images.is_empty() {

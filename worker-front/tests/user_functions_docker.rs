@@ -22,7 +22,7 @@ mod support;
 mod user_functions_support;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use user_functions_support::*;
 
@@ -49,20 +49,80 @@ fn code_dirs_of(data: &Path, function: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What each test opens with: the engine, a label scope (its worker id),
+/// the worker's directories, the static `hf-fn` and the static user
+/// function. Dropped after the test's workers (declared before them):
+/// the scope then removes what they left by label.
+struct Setup {
+    static_fn: Vec<u8>,
+    hf_fn: PathBuf,
+    dirs: Dirs,
+    scope: support::LabelScope,
+    docker: bollard::Docker,
+}
+
+impl Setup {
+    async fn new(test: &str) -> Self {
+        let docker = support::engine().await;
+        Self {
+            scope: support::LabelScope::new(test),
+            dirs: Dirs::new(),
+            hf_fn: support::static_hf_fn(),
+            static_fn: std::fs::read(static_user_fn()).unwrap(),
+            docker,
+        }
+    }
+
+    /// The worker's flags of these tests (REST mode is the support's).
+    fn flags(&self) -> Vec<&str> {
+        vec![
+            "--runtime",
+            "docker",
+            "--worker-id",
+            &self.scope.worker_id,
+            "--fn-binary",
+            self.hf_fn.to_str().unwrap(),
+            // Warm instances outlive the Node.js runtime image's build.
+            "--rest-container-life-time",
+            "600",
+        ]
+    }
+
+    /// A worker with [`Setup::flags`] on the test's directories.
+    fn start(&self) -> Worker {
+        try_start_with(&self.dirs.data(), &self.dirs.work(), &self.flags())
+            .expect("worker did not start")
+    }
+
+    /// Asserts that nothing labelled with the test's worker id is left.
+    async fn nothing_left(&self) {
+        let (containers, images) = (
+            self.scope.containers(&self.docker).await,
+            self.scope.images(&self.docker).await,
+        );
+        assert!(
+            containers.is_empty() && images.is_empty(),
+            "left behind: containers {containers:?}, images {images:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_functions_run_in_containers_and_leave_nothing_behind() {
-    let docker = support::engine().await;
-    let scope = support::LabelScope::new("userfn");
-    let dirs = Dirs::new();
-    let hf_fn = support::static_hf_fn();
-    let w = try_start_with(&dirs.data(), &dirs.work(), &docker_flags(&scope, &hf_fn))
-        .expect("worker did not start");
-    let static_fn = std::fs::read(static_user_fn()).unwrap();
+    let setup = Setup::new("userfn").await;
+    let Setup {
+        docker,
+        scope,
+        dirs,
+        static_fn,
+        ..
+    } = &setup;
+    let w = setup.start();
 
     // A static native function: built into a FROM scratch image, called in
     // its container (pid 1 there).
     let (s, v) = w
-        .deploy("echo.zip", &native_zip_of(&static_fn, "v1"), None, None)
+        .deploy("echo.zip", &native_zip_of(static_fn, "v1"), None, None)
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["Version"], 1);
@@ -85,7 +145,7 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
     assert_eq!(body["test"], "abc");
     assert_eq!(body["pid"], 1, "it runs as a container's first process");
     assert_eq!(
-        scope.objects_of(&docker, "echo", false).await,
+        scope.objects_of(docker, "echo", false).await,
         (1, 1),
         "one warm container and one image of echo"
     );
@@ -153,7 +213,7 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
     // A redeploy: the new version serves; the old one's container and
     // image go.
     let (s, v) = w
-        .deploy("echo.zip", &native_zip_of(&static_fn, "v2"), None, None)
+        .deploy("echo.zip", &native_zip_of(static_fn, "v2"), None, None)
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(
@@ -167,7 +227,7 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
     support::eventually(
         "the old version's container and image removed",
         Duration::from_secs(60),
-        || async { scope.objects_of(&docker, "echo", false).await == (1, 1) },
+        || async { scope.objects_of(docker, "echo", false).await == (1, 1) },
     )
     .await;
     assert_eq!(code_dirs_of(&dirs.data(), "echo").len(), 1);
@@ -195,7 +255,7 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
             br#"{"runtime": "oneshot", "entry": "fn"}"#,
             0o644,
         ),
-        Entry::File("fn", &static_fn, 0o755),
+        Entry::File("fn", static_fn, 0o755),
     ]);
     let (s, v) = w.deploy("once.zip", &oneshot, None, None).await;
     assert_eq!(s, 400, "{v}");
@@ -208,7 +268,7 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
     let (s, v) = w.json("DELETE", "/del/echo", None).await;
     assert_eq!(s, 200, "{v}");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while scope.objects_of(&docker, "echo", true).await != (0, 0) {
+    while scope.objects_of(docker, "echo", true).await != (0, 0) {
         if std::time::Instant::now() > deadline {
             let filters = HashMap::from([(
                 "label".to_string(),
@@ -242,44 +302,21 @@ async fn user_functions_run_in_containers_and_leave_nothing_behind() {
 
     // The worker's stop: no container and no image of it at all.
     w.stop();
-    nothing_left(&docker, &scope).await;
-}
-
-/// The worker's flags of these tests (REST mode is the support's).
-fn docker_flags<'a>(scope: &'a support::LabelScope, hf_fn: &'a Path) -> Vec<&'a str> {
-    vec![
-        "--runtime",
-        "docker",
-        "--worker-id",
-        &scope.worker_id,
-        "--fn-binary",
-        hf_fn.to_str().unwrap(),
-        // Warm instances outlive the Node.js runtime image's build.
-        "--rest-container-life-time",
-        "600",
-    ]
-}
-
-/// Asserts that nothing labelled with the test's worker id is left.
-async fn nothing_left(docker: &bollard::Docker, scope: &support::LabelScope) {
-    let (containers, images) = (scope.containers(docker).await, scope.images(docker).await);
-    assert!(
-        containers.is_empty() && images.is_empty(),
-        "left behind: containers {containers:?}, images {images:?}"
-    );
+    setup.nothing_left().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_docker_worker_runs_every_function_of_its_data_dir_and_leaves_nothing() {
-    let docker = support::engine().await;
-    let scope = support::LabelScope::new("userfn-restart");
-    let dirs = Dirs::new();
-    let hf_fn = support::static_hf_fn();
-    let flags = docker_flags(&scope, &hf_fn);
-    let static_fn = std::fs::read(static_user_fn()).unwrap();
-    let w = try_start_with(&dirs.data(), &dirs.work(), &flags).expect("worker did not start");
+    let setup = Setup::new("userfn-restart").await;
+    let Setup {
+        docker,
+        scope,
+        static_fn,
+        ..
+    } = &setup;
+    let w = setup.start();
     let (s, v) = w
-        .deploy("echo.zip", &native_zip_of(&static_fn, "e1"), None, None)
+        .deploy("echo.zip", &native_zip_of(static_fn, "e1"), None, None)
         .await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = w
@@ -291,12 +328,12 @@ async fn a_restarted_docker_worker_runs_every_function_of_its_data_dir_and_leave
         assert_eq!(s, 200, "{name}: {text}");
     }
     w.stop();
-    nothing_left(&docker, &scope).await;
+    setup.nothing_left().await;
 
     // Restarted on the same data dir: both known, both run (their images
     // built again by their first calls), then nothing left again.
     for round in 0..2 {
-        let w = try_start_with(&dirs.data(), &dirs.work(), &flags).expect("worker did not restart");
+        let w = setup.start();
         let (s, info) = w.json("GET", "/info", None).await;
         assert_eq!((s, info["Count"].as_u64()), (200, Some(2)), "{info}");
         let (s, h, text) = w.call("echo", "").await;
@@ -307,9 +344,9 @@ async fn a_restarted_docker_worker_runs_every_function_of_its_data_dir_and_leave
         let (s, h, text) = w.call("greet", "?who=again").await;
         assert_eq!(s, 200, "round {round}: {text}");
         assert_eq!(h["x-node"], "yes");
-        assert_eq!(scope.objects_of(&docker, "echo", false).await, (1, 1));
+        assert_eq!(scope.objects_of(docker, "echo", false).await, (1, 1));
         w.stop();
-        nothing_left(&docker, &scope).await;
+        setup.nothing_left().await;
     }
 }
 
@@ -320,15 +357,16 @@ async fn a_restarted_docker_worker_runs_every_function_of_its_data_dir_and_leave
 /// its next call builds the image again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_too_small_for_two_docker_user_functions_removes_the_older_image() {
-    let docker = support::engine().await;
-    let scope = support::LabelScope::new("userfn-evict");
-    let dirs = Dirs::new();
-    let hf_fn = support::static_hf_fn();
-    let w = try_start_with(&dirs.data(), &dirs.work(), &docker_flags(&scope, &hf_fn))
-        .expect("worker did not start");
-    let static_fn = std::fs::read(static_user_fn()).unwrap();
+    let setup = Setup::new("userfn-evict").await;
+    let Setup {
+        docker,
+        scope,
+        static_fn,
+        ..
+    } = &setup;
+    let w = setup.start();
     let (s, v) = w
-        .deploy("a.zip", &native_zip_of(&static_fn, "a"), None, None)
+        .deploy("a.zip", &native_zip_of(static_fn, "a"), None, None)
         .await;
     assert_eq!(s, 200, "{v}");
     let bytes = v["UnpackedBytes"].as_u64().unwrap();
@@ -344,7 +382,7 @@ async fn a_cache_too_small_for_two_docker_user_functions_removes_the_older_image
     let (s, _, text) = w.call("a", "").await;
     assert_eq!(s, 200, "{text}");
     assert_eq!(
-        scope.objects_of(&docker, "a", false).await,
+        scope.objects_of(docker, "a", false).await,
         (1, 1),
         "a's warm container and image"
     );
@@ -352,7 +390,7 @@ async fn a_cache_too_small_for_two_docker_user_functions_removes_the_older_image
     // b enters the cache: a (least recently used, idle) leaves it, with
     // its container and its image.
     let (s, v) = w
-        .deploy("b.zip", &native_zip_of(&static_fn, "b"), None, None)
+        .deploy("b.zip", &native_zip_of(static_fn, "b"), None, None)
         .await;
     assert_eq!(s, 200, "{v}");
     let (s, _, text) = w.call("b", "").await;
@@ -360,10 +398,10 @@ async fn a_cache_too_small_for_two_docker_user_functions_removes_the_older_image
     support::eventually(
         "a's container and image removed from the engine",
         Duration::from_secs(60),
-        || async { scope.objects_of(&docker, "a", false).await == (0, 0) },
+        || async { scope.objects_of(docker, "a", false).await == (0, 0) },
     )
     .await;
-    assert_eq!(scope.objects_of(&docker, "b", false).await, (1, 1));
+    assert_eq!(scope.objects_of(docker, "b", false).await, (1, 1));
     let (_, h) = w.json("GET", "/health", None).await;
     let h = &h["Worker"];
     assert_eq!(h["Images"].as_u64(), Some(1), "{h}");
@@ -375,11 +413,11 @@ async fn a_cache_too_small_for_two_docker_user_functions_removes_the_older_image
     support::eventually(
         "b's container and image removed from the engine",
         Duration::from_secs(60),
-        || async { scope.objects_of(&docker, "b", false).await == (0, 0) },
+        || async { scope.objects_of(docker, "b", false).await == (0, 0) },
     )
     .await;
-    assert_eq!(scope.objects_of(&docker, "a", false).await, (1, 1));
+    assert_eq!(scope.objects_of(docker, "a", false).await, (1, 1));
 
     w.stop();
-    nothing_left(&docker, &scope).await;
+    setup.nothing_left().await;
 }

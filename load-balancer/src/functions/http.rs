@@ -40,10 +40,11 @@ use crate::state::RunClock;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use bytes::Bytes;
+use http_front::{read_body, read_form};
 use protocol::reply::RetriedFrom;
 use protocol::LoadBalancingInfo;
-use sample_functions::user::store::{CallRow, LOG_KEEP};
-use sample_functions::user::wire::{deploy_form, hop_by_hop};
+use sample_functions::user::store::CallRow;
+use sample_functions::user::wire::{self, deploy_form, hop_by_hop};
 use std::time::Duration;
 
 /// The largest call body and reply relayed (the worker's bound on a
@@ -151,21 +152,11 @@ pub(crate) async fn handle(
     }
 }
 
-use http_front::read_body;
-
 async fn deploy(req: &HttpRequest, payload: web::Payload, store: &FunctionStore) -> HttpResponse {
-    let body = match read_body(req, payload, store.limits().max_upload_bytes + 64 * 1024).await {
-        Ok(b) => b,
-        Err(e) => return e,
-    };
-    let content_type = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let form = match deploy_form(content_type, &body) {
+    let limit = wire::deploy_body_limit(store.limits().max_upload_bytes);
+    let form = match read_form(req, payload, limit, deploy_form).await {
         Ok(f) => f,
-        Err(e) => return error(400, e),
+        Err(e) => return e,
     };
     match store.deploy(&form.name, form.zip, form.rate_limit).await {
         Ok(report) => ok_json(serde_json::to_value(&report).unwrap_or_default()),
@@ -470,20 +461,10 @@ async fn logs(req: &HttpRequest, local: &Local, name: &str) -> HttpResponse {
     if let Err(e) = local.shared.functions.get(name) {
         return failure(e);
     }
-    let mut limit = 100usize;
-    for (k, v) in protocol::query::query_pairs(req.query_string()) {
-        if k == "limit" {
-            match v.parse::<usize>() {
-                Ok(n) if n >= 1 => limit = n.min(LOG_KEEP),
-                _ => {
-                    return error(
-                        400,
-                        format!("limit {v:?} is not a whole number from 1 to {LOG_KEEP}"),
-                    )
-                }
-            }
-        }
-    }
+    let limit = match wire::logs_limit(req.query_string()) {
+        Ok(l) => l,
+        Err(e) => return error(400, e),
+    };
     let replies = from_nodes(local, "logs", &format!("/logs/{name}?limit={limit}")).await;
     let mut merged: Vec<serde_json::Value> = replies
         .into_iter()
@@ -540,32 +521,21 @@ async fn delete(local: &Local, name: &str) -> HttpResponse {
     )
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RateConfig {
-    #[serde(rename = "rateLimit")]
-    rate_limit: f64,
-}
-
 async fn config(
     req: &HttpRequest,
     payload: web::Payload,
     store: &FunctionStore,
     name: &str,
 ) -> HttpResponse {
-    let body = match read_body(req, payload, 4096).await {
-        Ok(b) => b,
+    let read = read_form(req, payload, wire::CONFIG_BODY_LIMIT, |_, body| {
+        wire::rate_config(body)
+    });
+    let rate = match read.await {
+        Ok(r) => r,
         Err(e) => return e,
     };
-    let rc: RateConfig = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error(400, format!("the body must be {{\"rateLimit\": r}}: {e}")),
-    };
-    match store.set_rate(name, rc.rate_limit).await {
-        Ok(()) => ok_json(
-            serde_json::json!({"Message": "configured", "Name": name, "RateLimit": rc.rate_limit,
-                "Burst": (rc.rate_limit / 10.0).max(1.0)}),
-        ),
+    match store.set_rate(name, rate).await {
+        Ok(()) => ok_json(wire::configured(name, rate)),
         Err(e) => failure(e),
     }
 }

@@ -12,7 +12,7 @@
 //! - [`rate`]: the token bucket of a rate limit (pure).
 //! - [`store`]: the locked data directory's layout, the blobs' digests, the
 //!   SQLite database (one thread owns the connection).
-//! - [`wire`]: the multipart body of `POST /deploy`, hop-by-hop headers.
+//! - [`wire`]: the bodies of `POST /deploy` and `POST /config/:name`, the `limit` of `/logs`, hop-by-hop headers.
 
 pub mod package;
 pub mod rate;

@@ -1,8 +1,11 @@
 //! The HTTP pieces of the Glambdar routes that the worker and the
 //! balancer share: the `multipart/form-data` body of `POST /deploy`
-//! (RFC 7578) and which headers are the connection's (not forwarded to a
-//! function, nor from it).
+//! (RFC 7578) and its size bound, the body of `POST /config/:name` and
+//! its reply, the `limit` of `GET /logs/:name`, and which headers are the
+//! connection's (not forwarded to a function, nor from it). Both servers
+//! read the bodies with `http_front::read_form`.
 
+use super::store::LOG_KEEP;
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -166,6 +169,63 @@ pub fn deploy_form(content_type: &str, body: &Bytes) -> Result<DeployForm, Strin
     })
 }
 
+/// What the form around a deploy's zip may add to it (boundaries, part
+/// heads, `funcName`, `rateLimit`).
+pub const FORM_OVERHEAD: u64 = 64 * 1024;
+
+/// The largest `POST /deploy` body for a zip of at most
+/// `max_upload_bytes` (the package limit: a larger zip is refused with a
+/// 413 before it is read whole).
+pub fn deploy_body_limit(max_upload_bytes: u64) -> u64 {
+    max_upload_bytes.saturating_add(FORM_OVERHEAD)
+}
+
+/// The largest `POST /config/:name` body.
+pub const CONFIG_BODY_LIMIT: u64 = 4096;
+
+/// The body of `POST /config/:name`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateConfig {
+    #[serde(rename = "rateLimit")]
+    rate_limit: f64,
+}
+
+/// The rate limit a `POST /config/:name` body (`{"rateLimit": r}`) sets;
+/// the error is the message of a 400 (the rate's range is the store's
+/// check).
+pub fn rate_config(body: &[u8]) -> Result<f64, String> {
+    serde_json::from_slice::<RateConfig>(body)
+        .map(|c| c.rate_limit)
+        .map_err(|e| format!("the body must be {{\"rateLimit\": r}}: {e}"))
+}
+
+/// The reply of a `POST /config/:name` that set `rate` (with the token
+/// bucket's burst, `super::rate::TokenBucket`).
+pub fn configured(name: &str, rate: f64) -> serde_json::Value {
+    serde_json::json!({"Message": "configured", "Name": name, "RateLimit": rate,
+        "Burst": (rate / 10.0).max(1.0)})
+}
+
+/// The `limit` of `GET /logs/:name?limit=N` in `query`: 100 without it,
+/// at most [`LOG_KEEP`]; the error is the message of a 400.
+pub fn logs_limit(query: &str) -> Result<usize, String> {
+    let mut limit = 100;
+    for (k, v) in protocol::query::query_pairs(query) {
+        if k == "limit" {
+            match v.parse::<usize>() {
+                Ok(n) if n >= 1 => limit = n.min(LOG_KEEP),
+                _ => {
+                    return Err(format!(
+                        "limit {v:?} is not a whole number from 1 to {LOG_KEEP}"
+                    ))
+                }
+            }
+        }
+    }
+    Ok(limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +275,28 @@ Content-Type: application/zip\r\n\r\nPK\r\n\x00\x01\r\n--XY--\r\n",
             "rateLimit is not a number"
         );
         assert!(deploy_form("application/json", &form("")).is_err());
+    }
+
+    #[test]
+    fn config_bodies_and_log_limits_are_read() {
+        assert_eq!(rate_config(br#"{"rateLimit": 2.5}"#), Ok(2.5));
+        let e = rate_config(br#"{"rate": 1}"#).unwrap_err();
+        assert!(
+            e.starts_with("the body must be {\"rateLimit\": r}: "),
+            "{e}"
+        );
+        assert!(rate_config(b"").is_err());
+        assert_eq!(configured("f", 50.0)["Burst"], 5.0);
+        assert_eq!(configured("f", 2.0)["Burst"], 1.0);
+        assert_eq!(logs_limit(""), Ok(100));
+        assert_eq!(logs_limit("x=1&limit=7"), Ok(7));
+        assert_eq!(logs_limit("limit=999999"), Ok(LOG_KEEP));
+        assert_eq!(
+            logs_limit("limit=0").unwrap_err(),
+            format!("limit \"0\" is not a whole number from 1 to {LOG_KEEP}")
+        );
+        assert!(logs_limit("limit=ten").is_err());
+        assert_eq!(deploy_body_limit(u64::MAX), u64::MAX);
+        assert_eq!(deploy_body_limit(1), 1 + FORM_OVERHEAD);
     }
 }

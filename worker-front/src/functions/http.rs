@@ -37,6 +37,8 @@ use crate::functions::package::PackageError;
 use crate::http::{error, json};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use http_front::{read_body, read_form};
+use sample_functions::user::wire;
 pub use sample_functions::user::wire::{boundary, deploy_form, hop_by_hop, parse_multipart, Part};
 use std::sync::Arc;
 
@@ -121,8 +123,6 @@ async fn on_main<T: Send + 'static>(
         .map_err(|e| error(500, format!("internal task failed: {e}")))
 }
 
-use http_front::read_body;
-
 async fn deploy(
     state: web::Data<FunctionsState>,
     req: HttpRequest,
@@ -131,20 +131,10 @@ async fn deploy(
     if let Err(refused) = (state.authorize)(&req) {
         return refused;
     }
-    let limits = *state.functions.limits();
-    // The form around the zip adds a little.
-    let body = match read_body(&req, payload, limits.max_upload_bytes + 64 * 1024).await {
-        Ok(b) => b,
-        Err(e) => return e,
-    };
-    let content_type = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let form = match deploy_form(content_type, &body) {
+    let limit = wire::deploy_body_limit(state.functions.limits().max_upload_bytes);
+    let form = match read_form(&req, payload, limit, deploy_form).await {
         Ok(f) => f,
-        Err(e) => return error(400, e),
+        Err(e) => return e,
     };
     let functions = state.functions.clone();
     match on_main(&state, async move {
@@ -288,23 +278,10 @@ async fn info(state: web::Data<FunctionsState>, name: web::Path<String>) -> Http
 
 async fn logs(state: web::Data<FunctionsState>, req: HttpRequest) -> HttpResponse {
     let name = req.match_info().get("name").unwrap_or("").to_string();
-    let mut limit = 100usize;
-    for (k, v) in protocol::query::query_pairs(req.query_string()) {
-        if k == "limit" {
-            match v.parse::<usize>() {
-                Ok(n) if n >= 1 => limit = n.min(super::store::LOG_KEEP),
-                _ => {
-                    return error(
-                        400,
-                        format!(
-                            "limit {v:?} is not a whole number from 1 to {}",
-                            super::store::LOG_KEEP
-                        ),
-                    )
-                }
-            }
-        }
-    }
+    let limit = match wire::logs_limit(req.query_string()) {
+        Ok(l) => l,
+        Err(e) => return error(400, e),
+    };
     match state.functions.logs(&name, limit).await {
         Ok(l) => json(
             200,
@@ -331,13 +308,6 @@ async fn delete(state: web::Data<FunctionsState>, req: HttpRequest) -> HttpRespo
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RateConfig {
-    #[serde(rename = "rateLimit")]
-    rate_limit: f64,
-}
-
 async fn config(
     state: web::Data<FunctionsState>,
     req: HttpRequest,
@@ -347,27 +317,17 @@ async fn config(
         return refused;
     }
     let name = req.match_info().get("name").unwrap_or("").to_string();
-    let body = match read_body(&req, payload, 4096).await {
-        Ok(b) => b,
-        Err(e) => return e,
-    };
-    let rc: RateConfig = match serde_json::from_slice(&body) {
+    let read = read_form(&req, payload, wire::CONFIG_BODY_LIMIT, |_, body| {
+        wire::rate_config(body)
+    });
+    let rate = match read.await {
         Ok(r) => r,
-        Err(e) => return error(400, format!("the body must be {{\"rateLimit\": r}}: {e}")),
+        Err(e) => return e,
     };
     let functions = state.functions.clone();
     let n = name.clone();
-    match on_main(&state, async move {
-        functions.set_rate(&n, rc.rate_limit).await
-    })
-    .await
-    {
-        Ok(Ok(())) => json(
-            200,
-            serde_json::json!({"Message": "configured", "Name": name, "RateLimit": rc.rate_limit,
-                "Burst": (rc.rate_limit / 10.0).max(1.0)})
-            .to_string(),
-        ),
+    match on_main(&state, async move { functions.set_rate(&n, rate).await }).await {
+        Ok(Ok(())) => json(200, wire::configured(&name, rate).to_string()),
         Ok(Err(e)) => failure(e),
         Err(e) => e,
     }

@@ -151,33 +151,25 @@ impl<R: Runtime> Worker<R> {
                 },
                 Step::Start { instance, kind } => {
                     let staged = self.state().user_images.get(&v.key).cloned();
-                    let Some(staged) = staged else {
-                        let now = self.now();
-                        let mut st = self.state();
-                        let effects = st.model.instance_start_failed(instance, now);
-                        self.carry_out(st, effects, now);
-                        return fail(lost(v, "its staged package"));
+                    let started = match staged {
+                        Some(staged) => {
+                            let name = self.user_instance_name(v, instance);
+                            self.user_background(
+                                v,
+                                async move { unode::start(&staged, name).await },
+                            )
+                            .await
+                        }
+                        None => Err(lost(v, "its staged package")),
                     };
-                    let name = self.user_instance_name(v, instance);
-                    let started = self
-                        .user_background(v, async move { unode::start(&staged, name).await })
-                        .await;
-                    let now = self.now();
-                    let mut st = self.state();
-                    match started {
-                        Ok(inst) => {
-                            tracing::info!("{kind:?} instance {instance} of {} started", v.key);
-                            st.user_instances.insert(instance, inst);
-                            let effects = st.model.instance_started(instance, now);
-                            self.carry_out(st, effects, now);
-                            Step::Run { instance }
-                        }
-                        Err(e) => {
-                            let effects = st.model.instance_start_failed(instance, now);
-                            self.carry_out(st, effects, now);
-                            return fail(e);
-                        }
+                    let kept = self.record_start(instance, started, |st, inst| {
+                        tracing::info!("{kind:?} instance {instance} of {} started", v.key);
+                        st.user_instances.insert(instance, inst);
+                    });
+                    if let Err(e) = kept {
+                        return fail(e);
                     }
+                    Step::Run { instance }
                 }
                 Step::Run { instance } => {
                     let inst = self.state().user_instances.get(&instance).cloned();
@@ -271,20 +263,13 @@ impl<R: Runtime> Worker<R> {
             self.spawn_background(async move {
                 let name = format!("{}.{key}.{id}", w.shared.worker_id);
                 let r = unode::start(&staged, name).await;
-                let now = w.now();
-                let mut st = w.state();
-                let effects = match r {
-                    Ok(inst) => {
-                        tracing::debug!("pre-warmed instance {id} of {key} started");
-                        st.user_instances.insert(id, inst);
-                        st.model.instance_started(id, now)
-                    }
-                    Err(e) => {
-                        tracing::warn!("pre-warming {key} failed: {e}");
-                        st.model.instance_start_failed(id, now)
-                    }
-                };
-                w.carry_out(st, effects, now);
+                let kept = w.record_start(id, r, |st, inst| {
+                    tracing::debug!("pre-warmed instance {id} of {key} started");
+                    st.user_instances.insert(id, inst);
+                });
+                if let Err(e) = kept {
+                    tracing::warn!("pre-warming {key} failed: {e}");
+                }
             });
         }
         let images = std::mem::take(&mut bg.remove_user_images);
