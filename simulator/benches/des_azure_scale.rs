@@ -71,6 +71,22 @@
 //! its keep-alive pool each cost a miss; under rr and ll, 40 % to 57 % of
 //! calls are cold starts, each adding an instance record, an `InstanceUp`
 //! event and an expiry timer. The rest is the event heaps (about 10 %).
+//!
+//! 2026-12-04 (commit 956b0a4 -> branch desperf, machine load 7 on 2
+//! cores): a node's local function id from a dense vector instead of a
+//! hash probe (`policy::node`), and a 4-ary event heap with a `u128` key
+//! (`des::queue`). `perf` of rr before: the id lookup 10.7 %, the two
+//! heaps' pops 12 %, the rest spread over the node model's calls (each a
+//! cache miss on the node's state). Simulated results byte-identical (the
+//! summaries and call logs of `simulator des` on scenarios/events.csv
+//! under every algorithm and keep-alive policy, closed loops, scale to
+//! zero, and the 1M workload under rr, ll, ch, ours). Two runs each,
+//! CPU s before -> after: rr 1.62, 1.90 -> 1.73, 1.64; ll 1.97, 1.68 ->
+//! 1.61, 1.87; ch 0.80, 0.79 -> 0.78, 0.79; ours 1.32, 1.31 -> 1.23,
+//! 1.29; peak MiB rr/ll 36.0 -> 35.0, ch and ours unchanged. Within this
+//! machine's noise (`simulator des` alone, user CPU s: rr 2.08..2.21 ->
+//! 1.57..1.82, ll 1.90..2.28 -> 1.70..1.71), so at most about 10 %; the
+//! targets stay missed by the margins above.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
