@@ -142,6 +142,12 @@ impl PaperScale {
             think: "uniform:100:1000".into(),
         }
     }
+
+    /// The stages' clients, separated by `sep`.
+    fn clients_list(&self, sep: &str) -> String {
+        let counts: Vec<String> = self.stages.iter().map(u32::to_string).collect();
+        counts.join(sep)
+    }
 }
 
 /// The functions' mix: as Hiku's `load_test.js`, as many Azure 2021
@@ -269,14 +275,7 @@ fn paper_loop(
     seed: u64,
 ) -> anyhow::Result<ClosedLoop> {
     let closed = ClosedLoop {
-        clients: Stages::parse(
-            &paper
-                .stages
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        )?,
+        clients: Stages::parse(&paper.clients_list(","))?,
         duration: Duration::from_secs(paper.stage_s),
         think,
         grace: Duration::ZERO,
@@ -771,19 +770,9 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
             paper.workers,
             paper.cores_per_worker,
             paper.node_memory_mb,
-            paper
-                .stages
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", then "),
+            paper.clients_list(", then "),
             paper.stage_s,
-            paper
-                .stages
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
+            paper.clients_list(","),
             paper.stage_s,
             paper.think
         ),
