@@ -120,7 +120,8 @@ use super::profile::CostProfile;
 use super::queue::EventQueue;
 use super::slim::{Gate, Gated, QueueSummary, SlimError, SlimSettings};
 use super::source::{
-    ArrivalSource, ClosedLoop, ClosedLoopSource, ScenarioSource, CANCELLED, NO_CLIENT,
+    ArrivalSource, ClosedLoop, ClosedLoopSource, Reply, ScenarioSource, StageSummary, CANCELLED,
+    NO_CLIENT,
 };
 use super::workload::Workload;
 use policy::admission_queue::{AttemptOutcome, CallKind, RetryDecision};
@@ -402,6 +403,9 @@ pub struct ClosedLoopSummary {
     /// Successful calls per second from the start to the last reply (the
     /// live command's throughput, on the virtual clock).
     pub throughput_per_s: f64,
+    /// Each stage's figures, when there are several (`--clients A,B,...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageSummary>,
 }
 
 /// Told how many scenario calls have arrived so far (every 65,536 calls,
@@ -679,7 +683,7 @@ pub fn run_closed_loop(
     // As live: calls in flight get the grace period after the duration,
     // then are cancelled.
     let cancel_at = Time::from_micros(
-        u64::try_from((closed.duration + closed.grace).as_micros()).unwrap_or(u64::MAX),
+        u64::try_from((closed.total_duration() + closed.grace).as_micros()).unwrap_or(u64::MAX),
     );
     let mut summary = run_source(
         names,
@@ -700,6 +704,11 @@ pub fn run_closed_loop(
             summary.completed as f64 / last_reply
         } else {
             0.0
+        },
+        stages: if closed.clients.is_single() {
+            Vec::new()
+        } else {
+            source.stage_summaries()
         },
     });
     Ok(summary)
@@ -876,8 +885,8 @@ pub fn run_source<S: ArrivalSource>(
         }
         sim.dispatch_freed()?;
         // Closed loop: the clients hear of their calls' ends.
-        for (client, at) in sim.ended.drain(..) {
-            source.completed(client, at);
+        for (client, at, reply) in sim.ended.drain(..) {
+            source.replied(client, at, reply);
         }
     }
     progress(arrived);
@@ -1000,7 +1009,7 @@ struct Sim<'a, 'w> {
     last_completion: Time,
     /// Closed loop: (client, time its reply reached it) of calls that
     /// ended, for the source (drained after each event).
-    ended: Vec<(u32, Time)>,
+    ended: Vec<(u32, Time, Reply)>,
     /// When calls still in flight are cancelled (a closed loop's end of
     /// grace).
     cancel_at: Option<Time>,
@@ -1443,10 +1452,15 @@ impl Sim<'_, '_> {
         }
     }
 
-    /// Tells a closed loop's `client` (if any) at `at` that its call ended.
+    /// Tells a closed loop's `client` (if any) at `at` that its call failed.
     fn ended_for(&mut self, client: u32, at: Time) {
+        self.ended_with(client, at, Reply::Failed);
+    }
+
+    /// Tells a closed loop's `client` (if any) at `at` how its call ended.
+    fn ended_with(&mut self, client: u32, at: Time, reply: Reply) {
         if client != NO_CLIENT {
-            self.ended.push((client, at));
+            self.ended.push((client, at, reply));
         }
     }
 
@@ -1827,7 +1841,13 @@ impl Sim<'_, '_> {
         if let Some(cancel) = self.cancel_at.filter(|&c| end > c) {
             return self.cancelled(job, meta, cancel);
         }
-        self.ended_for(job.client, end);
+        self.ended_with(
+            job.client,
+            end,
+            Reply::Ok {
+                cold: meta.is_cold(),
+            },
+        );
         // Whole ms of the stamps, so that InternalExecutionTime <=
         // ExecutionTime <= end - start, as on a live worker; the summary's
         // duration and latency are computed from these very numbers, so
@@ -1870,7 +1890,7 @@ impl Sim<'_, '_> {
         } else {
             s.warm_instance = s.warm_instance.saturating_sub(1);
         }
-        self.ended_for(job.client, cancel);
+        self.ended_with(job.client, cancel, Reply::Cancelled);
         if let Some(log) = self.log.as_mut() {
             let name = self.names[job.function as usize].as_str();
             log.error_between(

@@ -125,5 +125,8 @@ pub use policy::node::{
 };
 pub use profile::CostProfile;
 pub use slim::{QueueSummary, SlimFunction, SlimSettings, WaitSummary};
-pub use source::{Arrival, ArrivalSource, ClosedLoop, ClosedLoopSource, ScenarioSource};
+pub use source::{
+    Arrival, ArrivalSource, ClosedLoop, ClosedLoopSource, Reply, ScenarioSource, StageSummary,
+    StageTally, Stages,
+};
 pub use workload::{Workload, WorkloadError};

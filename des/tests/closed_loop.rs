@@ -15,11 +15,21 @@
 //! - With exponential think times (clients drift apart), Little's law
 //!   still holds over a long run, and X stays under its bounds
 //!   min(N / (S + Z), c / S).
+//! - Stages (`--clients 1,3`, 1 s each) on 4 cores (no sharing), 100 ms
+//!   calls, 100 ms of think: rounds of 200 ms; client 0 sends at 0, 200,
+//!   ..., 1,800 ms (5 calls per stage), clients 1 and 2 join at 1,000 ms
+//!   and send 5 each: 5 calls in stage 1, 15 in stage 2.
+//! - Stages `2,1` with 300 ms calls, no think: both clients send at 0,
+//!   300, 600, 900 ms (8 calls in stage 1; the 900-ms calls end at 1,200
+//!   ms, in stage 2, and count in stage 1, where they started); client 1
+//!   then stops, client 0 sends at 1,200, 1,500, 1,800 ms (3 in stage 2).
+//! - Stages of equal counts are one stage: `5,5` of 10 s writes the log
+//!   of 5 clients for 20 s, byte for byte.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use des::{run_closed_loop, ClosedLoop, DesConfig, DesError, FunctionMix, Summary, Think};
+use des::{run_closed_loop, ClosedLoop, DesConfig, DesError, FunctionMix, Stages, Summary, Think};
 use protocol::{BalancerReply, LogLine};
 
 fn config(cores: u32, model: &str) -> DesConfig {
@@ -33,7 +43,7 @@ fn config(cores: u32, model: &str) -> DesConfig {
 
 fn closed(clients: u32, seconds: u64, think: Think) -> ClosedLoop {
     ClosedLoop {
-        clients,
+        clients: Stages::one(clients),
         duration: Duration::from_secs(seconds),
         think,
         mix: Arc::new(FunctionMix::uniform(vec!["X".into()]).unwrap()),
@@ -162,7 +172,7 @@ fn same_seed_same_log_and_bad_input_is_refused() {
         matches!(e, DesError::UnknownMixFunction { ref name } if name == "A"),
         "{e}"
     );
-    spec.clients = 0;
+    spec.clients = Stages::one(0);
     let e = run_closed_loop(&spec, &cfg, None, &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("--clients must be 1..=10000"), "{e}");
 }
@@ -239,4 +249,89 @@ fn uniform_think_times_pause_between_their_bounds() {
         s.closed_loop.unwrap().parameters["think"],
         "uniform:100:300"
     );
+}
+
+/// `(calls, ok)` of each stage of a run's summary.
+fn per_stage(s: &Summary) -> Vec<(u64, u64)> {
+    let c = s.closed_loop.as_ref().unwrap();
+    c.stages.iter().map(|st| (st.calls, st.ok)).collect()
+}
+
+#[test]
+fn a_rising_stage_adds_clients_at_its_start() {
+    let mut spec = closed(1, 1, Think::Constant(Duration::from_millis(100)));
+    spec.clients = Stages::parse("1,3").unwrap();
+    let (s, calls) = run(&spec, &config(4, "cpu:100"));
+    assert_eq!(per_stage(&s), [(5, 5), (15, 15)]);
+    assert_eq!(calls.len(), 20);
+    let c = s.closed_loop.as_ref().unwrap();
+    assert_eq!(c.calls_per_client, [10, 5, 5]);
+    let epoch = s.config.epoch_ms;
+    let mut starts: Vec<i64> = calls.iter().map(|&(a, _)| a - epoch).collect();
+    starts.sort();
+    let expected: Vec<i64> = [0, 200, 400, 600, 800]
+        .into_iter()
+        .chain(
+            [1000, 1200, 1400, 1600, 1800]
+                .into_iter()
+                .flat_map(|t| [t; 3]),
+        )
+        .collect();
+    assert_eq!(starts, expected);
+    let stage2 = &c.stages[1];
+    assert_eq!((stage2.stage, stage2.clients, stage2.start_s), (2, 3, 1.0));
+    assert_eq!((stage2.response_p50_ms, stage2.response_p99_ms), (100, 100));
+    assert_eq!(stage2.response_mean_ms, 100.0);
+    assert_eq!(stage2.throughput_per_s, 15.0);
+    // The records: the stages, and their total length.
+    assert_eq!(c.parameters["clients"], serde_json::json!([1, 3]));
+    assert_eq!(c.parameters["total_duration_s"], 2.0);
+    let cold: u64 = c.stages.iter().map(|st| st.cold_starts).sum();
+    assert_eq!(cold, s.cold_starts);
+}
+
+#[test]
+fn a_falling_stage_stops_the_surplus_clients_after_their_call() {
+    let mut spec = closed(2, 1, Think::None);
+    spec.clients = Stages::parse("2,1").unwrap();
+    let (s, calls) = run(&spec, &config(4, "cpu:300"));
+    assert_eq!(per_stage(&s), [(8, 8), (3, 3)]);
+    assert_eq!(calls.len(), 11);
+    let c = s.closed_loop.as_ref().unwrap();
+    assert_eq!(c.calls_per_client, [7, 4]);
+    // The calls started at 900 ms end in stage 2, counted in stage 1.
+    let epoch = s.config.epoch_ms;
+    let crossing = calls
+        .iter()
+        .filter(|&&(a, b)| (a - epoch, b - epoch) == (900, 1200))
+        .count();
+    assert_eq!(crossing, 2);
+    assert_eq!(c.last_reply_s, 2.1);
+}
+
+#[test]
+fn one_stage_and_equal_stages_are_the_closed_loop_without_stages() {
+    let think = Think::Exponential(Duration::from_millis(30));
+    let cfg = config(2, "cpu:20");
+    let log = |spec: &ClosedLoop| {
+        let mut out = Vec::new();
+        let s = run_closed_loop(spec, &cfg, Some(&mut out), &mut |_| {}).unwrap();
+        (out, s)
+    };
+    let (whole, s) = log(&closed(5, 20, think));
+    let mut staged = closed(5, 10, think);
+    staged.clients = Stages::parse("5,5").unwrap();
+    let (halves, t) = log(&staged);
+    assert_eq!(whole, halves);
+    assert_eq!(s.completed, t.completed);
+    // One stage: no per-stage figures, `clients` a number (as before).
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json["closed_loop"].get("stages").is_none());
+    assert_eq!(json["closed_loop"]["parameters"]["clients"], 5);
+    assert!(json["closed_loop"]["parameters"].get("stages").is_none());
+    let json = serde_json::to_value(&t).unwrap();
+    let stages = json["closed_loop"]["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 2);
+    let sum: u64 = stages.iter().map(|st| st["calls"].as_u64().unwrap()).sum();
+    assert_eq!(sum, t.invocations);
 }

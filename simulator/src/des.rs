@@ -18,7 +18,12 @@
 //! `extra.load`, as the live command does; the summary adds
 //! `closed_loop` (parameters, calls cancelled, calls per client, last
 //! reply, throughput). Calls in flight at the end of `--grace` after the
-//! duration are cancelled and logged as errors, as live.
+//! duration are cancelled and logged as errors, as live. `--clients
+//! 20,50,100` runs stages of `--duration` each, back to back (k6's
+//! `stages`; rules in `des::source`): the summary's `closed_loop.stages`
+//! then has each stage's calls, successes, throughput, response mean, p50
+//! and p99 and cold starts, a call counted in the stage it started in;
+//! one number keeps the output of a closed loop without stages.
 //! `--time-scale` applies to scenarios only.
 //!
 //! Outputs:
@@ -360,14 +365,16 @@ pub struct Args {
 
     /// Closed loop instead of a scenario, as `simulator load`: this many
     /// clients (1..=10000), each sending its next call when its last one
-    /// returns (after the think time), until --duration.
+    /// returns (after the think time), until --duration; or stages, e.g.
+    /// 20,50,100: 20 clients for --duration, then 50, then 100 (at most 32).
     #[arg(
         long,
         requires = "duration",
         help_heading = "Closed loop (as simulator load)"
     )]
-    pub clients: Option<u64>,
-    /// How long the clients start new calls (90s, 5m, ...; at most 1 day).
+    pub clients: Option<String>,
+    /// How long the clients start new calls, per stage (90s, 5m, ...; all
+    /// stages at most 1 day).
     #[arg(long, value_parser = crate::replay::parse_duration, requires = "clients", help_heading = "Closed loop (as simulator load)")]
     pub duration: Option<std::time::Duration>,
     #[command(flatten, next_help_heading = "Closed loop (as simulator load)")]
@@ -593,11 +600,12 @@ impl Args {
     /// The scenario (read, streaming) or the closed loop (its mix read);
     /// errors name the file.
     pub fn input(&self) -> anyhow::Result<Input> {
-        match (&self.scenario, self.clients) {
+        match (&self.scenario, &self.clients) {
             (Some(path), None) => Ok(Input::Scenario(Workload::load(path)?)),
             (None, Some(clients)) => {
-                let clients = des::source::check_clients(clients)?;
+                let clients = des::Stages::parse(clients)?;
                 let duration = des::source::check_duration(self.duration.unwrap_or_default())?;
+                des::source::check_total(clients.len(), duration)?;
                 let (think, mix) = self.mix.resolve()?;
                 Ok(Input::ClosedLoop(des::ClosedLoop {
                     clients,
@@ -1086,12 +1094,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 closed.last_reply_s,
                 closed.cancelled
             );
+            for st in &closed.stages {
+                eprintln!("des: {}", stage_line(st));
+            }
         }
         if args.log.is_none() && !args.no_log {
             eprintln!("des: no log written (--log FILE writes it, --log - to standard output)");
         }
     }
     Ok(())
+}
+
+/// One stage's figures on one line (`simulator des` and `simulator load`).
+pub fn stage_line(st: &des::StageSummary) -> String {
+    format!(
+        "stage {} ({} clients from {:.0} s): {} calls, {} ok, {} errors, {} cancelled, {:.2} calls/s, response mean {:.1} ms, p50 {} ms, p99 {} ms, {} cold starts",
+        st.stage,
+        st.clients,
+        st.start_s,
+        st.calls,
+        st.ok,
+        st.errors,
+        st.cancelled,
+        st.throughput_per_s,
+        st.response_mean_ms,
+        st.response_p50_ms,
+        st.response_p99_ms,
+        st.cold_starts
+    )
 }
 
 #[cfg(test)]

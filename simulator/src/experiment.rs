@@ -50,7 +50,11 @@
 //! each log's sidecar has `extra.load` as `simulator load` writes it. A
 //! scenario (`--scenario`, `--time-scale`, `--target-seconds`) together
 //! with closed-loop options is an error, on the command line or in the
-//! file; `--cluster` does not take a closed loop yet.
+//! file. `--clients 20,50,100` (or `clients = "20,50,100"` in the file)
+//! runs stages of `--duration` each, back to back (k6's `stages`, rules
+//! in `des::source`); each run's summary then has per-stage figures. With
+//! `--cluster` the loop runs against the cluster's balancer, with its
+//! management token for the first `/clear`.
 //!
 //! # Repetitions, sweeps, the experiment file
 //! `--repeat N` runs every algorithm N times (repetition k with seed
@@ -350,13 +354,13 @@ pub struct Args {
     /// Closed loop instead of a scenario, as `simulator load` and
     /// `simulator des --clients`: this many clients (1..=10000), each
     /// sending its next call when its last one returns (after the think
-    /// time), for --duration.
+    /// time), for --duration; or stages, e.g. 20,50,100 (--duration each).
     #[arg(
         long,
         conflicts_with_all = ["scenario", "time_scale", "target_seconds"],
         help_heading = "Closed loop (as simulator load)"
     )]
-    pub clients: Option<u64>,
+    pub clients: Option<String>,
     #[command(flatten, next_help_heading = "Closed loop (as simulator load)")]
     pub mix: crate::load::MixArgs,
     /// Seed of the clients' function choices and think times (`simulator
@@ -713,12 +717,6 @@ impl Plan {
         if self.node_memory_mb == 0 {
             return bad("--node-memory-mb must be at least 1".into());
         }
-        if let (Some(c), Some(_)) = (&self.cluster, &self.closed_loop) {
-            return bad(format!(
-                "--cluster {}: closed-loop load (--clients) runs on local workers or in the DES only, for now",
-                c.arg()
-            ));
-        }
         if let Some(c) = &self.cluster {
             let on = format!("--cluster {}", c.arg());
             if self.mode != Mode::Live {
@@ -909,7 +907,10 @@ impl Plan {
                 .map(|c| c.duration)
                 .or(self.duration)
                 .map(|d| format!("{}ms", d.as_millis())),
-            clients: self.closed_loop.as_ref().map(|c| u64::from(c.clients)),
+            clients: self
+                .closed_loop
+                .as_ref()
+                .map(|c| spec::ClientsValue::of(&c.clients)),
             functions: self.closed_loop.as_ref().map(|c| c.functions.clone()),
             think: self.closed_loop.as_ref().map(|c| c.think.to_string()),
             think_ms: None,
@@ -1776,7 +1777,11 @@ fn resolve_closed_loop(
             loop_options.push(name);
         }
     }
-    let Some(clients) = args.clients.or(file.clients) else {
+    let given = match &args.clients {
+        Some(list) => Some(spec::ClientsValue::Stages(list.clone())),
+        None => file.clients.clone(),
+    };
+    let Some(clients) = given else {
         if !loop_options.is_empty() {
             return Err(bad(format!(
                 "{} only apply to a closed loop: add --clients N (or `clients` in the file)",
@@ -1801,10 +1806,11 @@ fn resolve_closed_loop(
             scenario_options.join(", ")
         )));
     }
-    let clients = des::source::check_clients(clients).map_err(|e| bad(e.to_string()))?;
+    let clients = clients.stages().map_err(|e| bad(e.to_string()))?;
     let duration = duration
         .ok_or_else(|| bad("--clients needs --duration (how long the clients call)".into()))?;
     let duration = des::source::check_duration(duration).map_err(|e| bad(e.to_string()))?;
+    des::source::check_total(clients.len(), duration).map_err(|e| bad(e.to_string()))?;
     let mut mix_args = args.mix.clone();
     if mix_args.think_ms.is_none() && mix_args.think == defaults.think {
         mix_args.think_ms = file.think_ms;
@@ -1930,7 +1936,7 @@ mod tests {
         };
         let plan = Plan::resolve(&args).unwrap();
         let c = plan.closed_loop.as_ref().unwrap();
-        assert_eq!((c.clients, c.seed), (5, 4));
+        assert_eq!((c.clients.counts(), c.seed), (&[5][..], 4));
         assert_eq!(c.duration, Duration::from_secs(3));
         assert_eq!(c.grace, Duration::from_secs(2));
         assert_eq!(c.think.to_string(), "exp:40");
@@ -1938,14 +1944,14 @@ mod tests {
         assert_eq!(plan.duration, None, "the loop's duration caps no scenario");
         // The resolved file says the same, with no scenario in it.
         let resolved = plan.resolved_file(1.0);
-        assert_eq!(resolved.clients, Some(5));
+        assert_eq!(resolved.clients, Some(spec::ClientsValue::Count(5)));
         assert_eq!(resolved.think.as_deref(), Some("exp:40"));
         assert_eq!(resolved.scenario, None);
         assert_eq!(resolved.time_scale, None);
         // A flag given wins over the file.
         let args = Args {
             file: Some(file),
-            clients: Some(2),
+            clients: Some("2".into()),
             load_seed: Some(9),
             mix: crate::load::MixArgs {
                 think_ms: Some(10.0),
@@ -1954,7 +1960,7 @@ mod tests {
             ..Args::default()
         };
         let c = Plan::resolve(&args).unwrap().closed_loop.unwrap();
-        assert_eq!((c.clients, c.seed), (2, 9));
+        assert_eq!((c.clients.counts(), c.seed), (&[2][..], 9));
         assert_eq!(c.think.to_string(), "const:10");
     }
 

@@ -30,6 +30,21 @@
 //! exit status (1 when more calls failed than `--max-failures` allows, 130
 //! when interrupted).
 //!
+//! Stages (k6's `stages`, as the Hiku paper's load): `--clients
+//! 20,50,100 --duration 100s` runs 20 clients for 100 s, then 50, then
+//! 100, back to back against the same (warm) cluster; one number is one
+//! stage, the behaviour above. The rules are the simulated clients' (module
+//! doc of [`des::source`], [`des::Stages::active_from`]): when the count
+//! rises the new clients (the next indices) start at the boundary; when it
+//! falls the surplus clients (the highest indices) start no new call (a
+//! call in flight completes and is logged); a client's streams depend on
+//! the seed and its index only. The summary then adds `stages`: per stage,
+//! calls, successes, errors, cancelled, throughput (successes over the
+//! stage's duration), response mean, p50 and p99 (the log line's end -
+//! start) and cold starts (from the replies' `Meta`), each call counted in
+//! the stage its client started it in (by the client's monotonic clock).
+//! The log is one file in the original's format, as without stages.
+//!
 //! Choices where k6 and the issue are silent:
 //! - When the duration ends, no client starts a new call; calls in flight
 //!   get `--grace` (default 30 s, k6's `gracefulStop`) to finish, then are
@@ -54,7 +69,10 @@ use protocol::sidecar::{sidecar_path, RunSidecar};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-pub use des::source::{ClosedLoop, ClosedLoopError, MAX_CLIENTS, MAX_DURATION};
+pub use des::source::{
+    ClosedLoop, ClosedLoopError, StageSummary, StageTally, Stages, MAX_CLIENTS, MAX_DURATION,
+    MAX_STAGES,
+};
 pub use mix::{ClientRng, FunctionMix, MixError, MixSpec, Think};
 
 use crate::replay::{
@@ -90,13 +108,16 @@ pub struct LoadOptions {
     pub overwrite: bool,
     /// What the caller knows about the run, for the sidecar.
     pub run: Option<RunSidecar>,
+    /// The balancer's management token for the first `/clear`; `None`:
+    /// `HF_MGMT_TOKEN`, if set (as replay's).
+    pub token: Option<String>,
 }
 
 impl LoadOptions {
     /// Defaults (no think time, seed 1, grace 30 s) for these essentials.
     pub fn new(
         balancer_url: impl Into<String>,
-        clients: u32,
+        clients: impl Into<Stages>,
         duration: Duration,
         mix: FunctionMix,
         functions: impl Into<String>,
@@ -104,7 +125,7 @@ impl LoadOptions {
         Self {
             balancer_url: balancer_url.into(),
             closed_loop: ClosedLoop {
-                clients,
+                clients: clients.into(),
                 duration,
                 think: Think::None,
                 mix: Arc::new(mix),
@@ -117,6 +138,7 @@ impl LoadOptions {
             progress_interval: Duration::from_secs(5),
             overwrite: false,
             run: None,
+            token: None,
         }
     }
 
@@ -135,7 +157,9 @@ impl LoadOptions {
 pub struct LoadSummary {
     pub balancer_url: String,
     pub log: PathBuf,
+    /// Clients (with stages, the most at once).
     pub clients: u32,
+    /// How long clients started calls (with stages, each stage).
     pub duration_s: f64,
     pub think: String,
     pub functions: String,
@@ -163,6 +187,9 @@ pub struct LoadSummary {
     /// Delay between a client's intended send time (its last reply plus
     /// its think time) and the send, microseconds.
     pub send_lag_p99_us: u64,
+    /// Each stage's figures, when there are several (`--clients A,B,...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageSummary>,
 }
 
 impl std::fmt::Display for LoadSummary {
@@ -203,6 +230,9 @@ impl std::fmt::Display for LoadSummary {
             "  response time p50 {} ms, p99 {} ms (successful calls)",
             self.response_p50_ms, self.response_p99_ms
         )?;
+        for st in &self.stages {
+            writeln!(f, "  {}", crate::des::stage_line(st))?;
+        }
         write!(f, "  log {}", self.log.display())
     }
 }
@@ -238,11 +268,12 @@ pub async fn load(
     let client = reqwest::Client::builder()
         .timeout(options.request_timeout)
         .pool_idle_timeout(protocol::timeouts::CLIENT_POOL_IDLE)
-        .pool_max_idle_per_host(options.closed_loop.clients as usize)
+        .pool_max_idle_per_host(options.closed_loop.clients.max() as usize)
         .tcp_nodelay(true)
         .build()
         .map_err(|e| ReplayError::Client(e.to_string()))?;
-    replay::clear_balancer(&client, &base, replay::env_token().as_deref()).await?;
+    let token = options.token.clone().or_else(replay::env_token);
+    replay::clear_balancer(&client, &base, token.as_deref()).await?;
     let description = replay::sidecar::describe_balancer(&client, &base).await;
     if let Some(warning) = &description.warning {
         eprintln!("load: warning: {warning}");
@@ -288,11 +319,11 @@ pub async fn load(
         })
     };
     let started = Instant::now();
-    let deadline = started + options.closed_loop.duration;
+    let deadline = started + options.closed_loop.total_duration();
     let (progress_done_tx, progress_done_rx) = tokio::sync::oneshot::channel();
     let progress = tokio::spawn(show_progress(
         options.progress,
-        options.closed_loop.duration,
+        options.closed_loop.total_duration(),
         options.progress_interval,
         counters.clone(),
         progress_done_rx,
@@ -306,15 +337,21 @@ pub async fn load(
         .iter()
         .map(|n| Arc::from(n.as_str()))
         .collect();
+    let stages = Arc::new(options.closed_loop.clients.clone());
+    let tally = Arc::new(Mutex::new(StageTally::new(stages.len())));
     let mut clients = tokio::task::JoinSet::new();
-    for index in 0..options.closed_loop.clients {
+    for index in 0..stages.max() {
         clients.spawn(run_client(Client {
             index,
             rng: ClientRng::new(options.closed_loop.seed, index),
             mix: options.closed_loop.mix.clone(),
             names: names.clone(),
             think: options.closed_loop.think,
+            started,
             deadline,
+            stages: stages.clone(),
+            stage: options.closed_loop.duration,
+            tally: tally.clone(),
             http: client.clone(),
             url: url.clone(),
             stop: stop.clone(),
@@ -326,7 +363,7 @@ pub async fn load(
 
     // Until the duration ends (or a stop), then a grace period for the
     // calls in flight, then cancel them.
-    let mut calls_per_client = vec![0u64; options.closed_loop.clients as usize];
+    let mut calls_per_client = vec![0u64; stages.max() as usize];
     let mut interrupted = false;
     let mut all_done = false;
     tokio::select! {
@@ -370,10 +407,16 @@ pub async fn load(
         .into());
     }
     let ok = counters.ok.load(Ordering::Relaxed);
+    let stage_summaries = if stages.is_single() {
+        Vec::new()
+    } else {
+        let tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+        tally.summaries(&stages, options.closed_loop.duration)
+    };
     let summary = LoadSummary {
         balancer_url: base,
         log: log.to_path_buf(),
-        clients: options.closed_loop.clients,
+        clients: stages.max(),
         duration_s: options.closed_loop.duration.as_secs_f64(),
         think: options.closed_loop.think.to_string(),
         functions: options.closed_loop.functions.clone(),
@@ -394,6 +437,7 @@ pub async fn load(
         response_p50_ms: response.value_at_quantile(0.5),
         response_p99_ms: response.value_at_quantile(0.99),
         send_lag_p99_us: lag.value_at_quantile(0.99),
+        stages: stage_summaries,
     };
     run.extra.insert(
         "load_summary".into(),
@@ -419,7 +463,14 @@ struct Client {
     mix: Arc<FunctionMix>,
     names: Arc<[Arc<str>]>,
     think: Think,
+    /// The run's start: stage `i` begins at `started + i * stage`.
+    started: Instant,
+    /// The end of the last stage.
     deadline: Instant,
+    stages: Arc<Stages>,
+    /// One stage's length.
+    stage: Duration,
+    tally: Arc<Mutex<StageTally>>,
     http: reqwest::Client,
     url: Arc<str>,
     stop: StopHandle,
@@ -427,18 +478,45 @@ struct Client {
     tx: mpsc::UnboundedSender<Finished>,
 }
 
-/// The closed loop: call, wait for the reply, think, call again, until
-/// the deadline or a stop. Returns the client's index and its calls.
+/// The closed loop: call, wait for the reply, think, call again, in the
+/// stages the client is active in ([`Stages::active_from`]), until the
+/// deadline or a stop. Returns the client's index and its calls.
 async fn run_client(mut c: Client) -> (u32, u64) {
+    let stage_us = u64::try_from(c.stage.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let offset_us = |t: Instant| {
+        u64::try_from(t.saturating_duration_since(c.started).as_micros()).unwrap_or(u64::MAX)
+    };
     let mut calls = 0;
-    let mut due = Instant::now();
-    loop {
-        if c.stop.level() != StopLevel::Run || Instant::now() >= c.deadline {
+    let mut due = c.started;
+    // The client's next send: when it is due, or the start of its next
+    // stage if it is not active then (none: the client is done).
+    while let Some(at) = c.stages.active_from(c.index, offset_us(due), stage_us) {
+        due = c.started + Duration::from_micros(at);
+        if due > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = c.stop.reached(StopLevel::Stop) => break,
+            }
+        }
+        let now = Instant::now();
+        if c.stop.level() != StopLevel::Run || now >= c.deadline {
             break;
         }
+        let now_us = offset_us(now);
+        if c.stages.active_from(c.index, now_us, stage_us) != Some(now_us) {
+            due = now; // late into a stage the client is not active in
+            continue;
+        }
+        let stage = c.stages.stage_at(now_us, stage_us);
+        c.tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sent(stage);
         let function = c.names[c.mix.pick(&mut c.rng.choices)].clone();
         c.counters.dispatched.fetch_add(1, Ordering::Relaxed);
-        replay::make_call(
+        let end = replay::make_call(
             c.http.clone(),
             replay::execute_url(&c.url, &function, None),
             function,
@@ -447,18 +525,13 @@ async fn run_client(mut c: Client) -> (u32, u64) {
             c.tx.clone(),
         )
         .await;
+        c.tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ended(stage, end.reply, end.response_ms);
         calls += 1;
         let pause = c.think.draw(&mut c.rng.think);
         due = Instant::now() + pause;
-        if !pause.is_zero() {
-            if due >= c.deadline {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(due.into()) => {}
-                _ = c.stop.reached(StopLevel::Stop) => break,
-            }
-        }
     }
     (c.index, calls)
 }
@@ -539,10 +612,13 @@ pub struct Args {
     /// Balancer URL, e.g. http://127.0.0.1:8111
     #[arg(long)]
     pub balancer: String,
-    /// Virtual clients, each with at most one call in flight (1..=10000).
+    /// Virtual clients, each with at most one call in flight (1..=10000);
+    /// or stages, e.g. 20,50,100: 20 clients for --duration, then 50, then
+    /// 100, back to back (at most 32 stages).
     #[arg(long)]
-    pub clients: u64,
-    /// How long clients start new calls (90s, 5m, ...; at most 1 day).
+    pub clients: String,
+    /// How long clients start new calls, per stage (90s, 5m, ...; all
+    /// stages at most 1 day).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Duration,
     #[command(flatten)]
@@ -626,8 +702,9 @@ impl MixArgs {
 /// Runs `simulator load`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let clients = des::source::check_clients(args.clients).map_err(LoadError::from)?;
+    let clients = Stages::parse(&args.clients).map_err(LoadError::from)?;
     des::source::check_duration(args.duration).map_err(LoadError::from)?;
+    des::source::check_total(clients.len(), args.duration).map_err(LoadError::from)?;
     let (think, mix) = args.mix.resolve()?;
     let log = args.log.clone().unwrap_or_else(replay::default_log_path);
     let mut options = LoadOptions::new(
@@ -652,9 +729,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop.stop_on_signals()
             .context("cannot install the signal handlers")?;
         eprintln!(
-            "load: {} clients for {:.0} s against {} (functions {} over {} names, think {}, seed {}), log {}",
+            "load: {} clients for {:.0} s{} against {} (functions {} over {} names, think {}, seed {}), log {}",
             options.closed_loop.clients,
             options.closed_loop.duration.as_secs_f64(),
+            if options.closed_loop.clients.is_single() { "" } else { " each" },
             options.balancer_url,
             options.closed_loop.functions,
             options.closed_loop.mix.len(),

@@ -886,7 +886,7 @@ pub(crate) async fn make_call(
     due: Instant,
     mut stop: watch::Receiver<StopLevel>,
     tx: mpsc::UnboundedSender<Finished>,
-) {
+) -> CallEnd {
     let sent = Instant::now();
     let lag = sent.saturating_duration_since(due);
     let start_ms = unix_ms();
@@ -926,6 +926,13 @@ pub(crate) async fn make_call(
             None,
         ),
     };
+    let reply = match outcome {
+        Outcome::Ok => des::Reply::Ok {
+            cold: serde_json::from_str::<MetaOnly>(&json).is_ok_and(|m| m.meta.is_cold()),
+        },
+        Outcome::Failed => des::Reply::Failed,
+        Outcome::Cancelled => des::Reply::Cancelled,
+    };
     let _ = tx.send(Finished {
         function,
         start_ms,
@@ -936,6 +943,26 @@ pub(crate) async fn make_call(
         lag,
         response,
     });
+    CallEnd {
+        reply,
+        response_ms: u64::try_from(end_ms - start_ms).unwrap_or(0),
+    }
+}
+
+/// How a call of [`make_call`] ended, for a caller that tallies its calls
+/// (the closed loop's stages): the reply (cold from its `Meta`) and the
+/// log line's end - start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallEnd {
+    pub reply: des::Reply,
+    pub response_ms: u64,
+}
+
+/// The `Meta` of a balancer's reply, the rest skipped.
+#[derive(serde::Deserialize)]
+struct MetaOnly {
+    #[serde(rename = "Meta")]
+    meta: protocol::reply::ExecutionMeta,
 }
 
 /// The JSON to log for a reply: the balancer's reply as is (on one line) if

@@ -11,6 +11,11 @@
 //!   parameters and seed.
 //! - The catalog `utils import` writes beside an Azure-derived scenario is
 //!   a mix (`--functions catalog:FILE`) weighted by its `rate_per_s`.
+//! - Stages (`--clients 1,3`): the summary's per-stage calls add up to
+//!   the calls and the log's lines; the clients that join in stage 2
+//!   start all their calls there, so stage 2 counts at least theirs and
+//!   stage 1 at most client 0's; each client still calls its seeded
+//!   sequence.
 //! - SIGTERM stops a run as Ctrl-C does: exit 130, summary written.
 //! - Bad arguments are clear errors naming what is wrong (and the file and
 //!   line of a bad probability file), before anything is sent.
@@ -159,6 +164,74 @@ fn closed_loop_clients_keep_at_most_one_call_each_and_follow_their_seeded_sequen
 }
 
 #[test]
+fn stages_add_clients_and_count_each_call_in_the_stage_it_started_in() {
+    let bed = testbed();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stages.log");
+    let summary = dir.path().join("summary.json");
+    let out = load_cmd(&["--balancer", &bed.balancer.url])
+        .args(["--clients", "1,3", "--duration", "2s"])
+        .args(["--functions", "zipf:1", "--names", "W1,W2,W3,W4"])
+        .args(["--seed", "7", "--progress", "off"])
+        .arg("--log")
+        .arg(&log)
+        .arg("--summary-json")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("stage 2 (3 clients from 2 s)"),
+        "{}",
+        text(&out)
+    );
+
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let per_client: Vec<usize> = s["calls_per_client"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(per_client.len(), 3, "{s}");
+    assert!(per_client.iter().all(|&n| n >= 1), "{s}");
+    let calls = s["calls"].as_u64().unwrap() as usize;
+    assert_eq!(s["clients"], 3);
+    let stages = s["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 2, "{s}");
+    let n = |st: &serde_json::Value, k: &str| st[k].as_u64().unwrap() as usize;
+    assert_eq!((n(&stages[0], "clients"), n(&stages[1], "clients")), (1, 3));
+    assert_eq!(n(&stages[0], "calls") + n(&stages[1], "calls"), calls);
+    for st in stages {
+        assert_eq!(
+            n(st, "ok") + n(st, "errors") + n(st, "cancelled"),
+            n(st, "calls"),
+            "{st}"
+        );
+    }
+    // Only client 0 runs in stage 1; clients 1 and 2 call in stage 2 only.
+    assert!(
+        n(&stages[0], "calls") >= 1 && n(&stages[0], "calls") <= per_client[0],
+        "{s}"
+    );
+    assert!(
+        n(&stages[1], "calls") >= per_client[1] + per_client[2],
+        "{s}"
+    );
+    assert!(stages[1]["throughput_per_s"].as_f64().unwrap() > 0.0);
+
+    // One line per call, each client's seeded sequence, `utils analyze`
+    // reads it.
+    check_closed_loop_log(&log, 7, &per_client, 2);
+    let run = RunSidecar::parse(&std::fs::read_to_string(sidecar_path(&log)).unwrap()).unwrap();
+    assert_eq!(run.extra["load"]["clients"], serde_json::json!([1, 3]));
+    assert_eq!(run.extra["load"]["total_duration_s"], 4.0);
+    assert_eq!(run.extra["load_summary"]["stages"], s["stages"]);
+}
+
+#[test]
 fn think_time_and_a_probability_file_shape_the_calls() {
     let bed = testbed();
     let dir = tempfile::tempdir().unwrap();
@@ -247,9 +320,21 @@ fn bad_arguments_are_clear_errors() {
     let url = format!("http://127.0.0.1:{}", free_port());
     let log = dir.path().join("x.log");
     let log = log.to_str().unwrap();
+    let too_many = vec!["1"; 33].join(",");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--clients", "0"], "--clients must be 1..=10000"),
         (vec!["--clients", "10001"], "--clients must be 1..=10000"),
+        (vec!["--clients", "20,,50"], "stage 2 is empty"),
+        (
+            vec!["--clients", "20,0"],
+            "--clients must be 1..=10000, got 0",
+        ),
+        (vec!["--clients", "20,x"], "\"x\" is not a count of clients"),
+        (vec!["--clients", &too_many], "at most 32 stages"),
+        (
+            vec!["--clients", "1,1", "--duration", "13h"],
+            "2 stages of --duration",
+        ),
         (vec!["--duration", "0s"], "--duration must be more than 0"),
         (vec!["--duration", "25h"], "at most one day"),
         (vec!["--think", "exp:-1"], "bad think time"),

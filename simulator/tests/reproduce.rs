@@ -158,8 +158,16 @@ fn hiku_short() {
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     let paper = &run["results"]["des_paper_scale"];
     assert_eq!(paper.as_array().unwrap().len(), 4);
-    // Three stages of 20, 50 and 100 clients on 5 nodes.
-    assert_eq!(paper[0]["stages"].as_array().unwrap().len(), 3);
+    // One run of three stages of 20, 50 and 100 clients on 5 nodes; its
+    // per-stage calls add up to the run's.
+    let stages = paper[0]["stages"].as_array().unwrap();
+    let clients: Vec<u64> = stages
+        .iter()
+        .map(|s| s["clients"].as_u64().unwrap())
+        .collect();
+    assert_eq!(clients, [20, 50, 100]);
+    let per_stage: u64 = stages.iter().map(|s| s["calls"].as_u64().unwrap()).sum();
+    assert_eq!(Some(per_stage), paper[0]["combined"]["calls"].as_u64());
     assert_eq!(
         paper[0]["combined"]["requests_per_worker"]
             .as_array()

@@ -197,6 +197,7 @@ pub(super) async fn run_point<T: RunTarget>(
                             progress_interval: Duration::from_secs(5),
                             overwrite: true,
                             run: Some(sidecar),
+                            token: balancer.token,
                         };
                         let summary = crate::load::load(&options, &log, runs.stop).await.map_err(
                             |source| ExperimentError::Load {

@@ -49,8 +49,9 @@
 //! `fn_time_scale`, else `load_factor`, of their durations):
 //!
 //! ```text
-//! clients = 8                       # --clients
+//! clients = 8                       # --clients (or stages: "20,50,100")
 //! duration = "20s"                  # --duration: how long clients call
+//!                                   # (with stages: each stage)
 //! functions = "catalog"             # --functions: uniform, zipf:S, ...
 //! think = "exp:50"                  # --think (or think_ms = 50.0)
 //! # names = "W1,W2,W3"              # --names (uniform, zipf)
@@ -153,6 +154,34 @@ impl Sweep {
     }
 }
 
+/// `clients` in the file: a count (`8`) or stages (`"20,50,100"`, as
+/// `--clients`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClientsValue {
+    Count(u64),
+    Stages(String),
+}
+
+impl ClientsValue {
+    /// The stages, checked (`--clients`' bounds and messages).
+    pub fn stages(&self) -> Result<des::Stages, des::source::ClosedLoopError> {
+        match self {
+            Self::Count(n) => des::source::check_clients(*n).map(des::Stages::one),
+            Self::Stages(list) => des::Stages::parse(list),
+        }
+    }
+
+    /// How a resolved file writes `stages`: a count for one stage.
+    pub fn of(stages: &des::Stages) -> Self {
+        if stages.is_single() {
+            Self::Count(stages.max().into())
+        } else {
+            Self::Stages(stages.to_string())
+        }
+    }
+}
+
 /// The experiment file. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,9 +232,10 @@ pub struct ExperimentFile {
     /// (`90s`, `5m`); a closed loop: how long the clients call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
-    /// A closed loop instead of a scenario (`simulator load --clients`).
+    /// A closed loop instead of a scenario (`simulator load --clients`):
+    /// a count, or stages as a string (`"20,50,100"`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub clients: Option<u64>,
+    pub clients: Option<ClientsValue>,
     /// The closed loop's function mix (`--functions`: uniform, zipf:S,
     /// catalog, catalog:FILE, file:FILE).
     #[serde(skip_serializing_if = "Option::is_none")]

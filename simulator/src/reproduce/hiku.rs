@@ -33,8 +33,12 @@
 //!    one machine of 2 cores as the live workers share this host; a cross
 //!    check of live against simulated.
 //! 3. **DES at the paper's scale**: 5 nodes of 4 cores, memory for as many
-//!    instances per node as the paper's workers had sandboxes, the three
-//!    client stages, the paper's think time (uniform on 0.1-1.0 s).
+//!    instances per node as the paper's workers had sandboxes, the paper's
+//!    think time (uniform on 0.1-1.0 s), and its three client stages as k6
+//!    ran them: one closed loop of stages (`--clients 20,50,100`,
+//!    [`des::Stages`]), back to back on the same warm cluster, the
+//!    per-stage table from the run's per-stage figures (a call counted in
+//!    the stage it started in).
 //!
 //! Every part draws functions from the same Azure-derived mix
 //! ([`azure_mix`]).
@@ -57,7 +61,9 @@ use utils::stats::Estimate;
 
 use super::{fmt_pct, relative_change, Context, Report, Table};
 use crate::experiment::children::{self, ChildProcess};
-use crate::load::{self, ClosedLoop, FunctionMix, LoadOptions, LoadSummary, Think};
+use crate::load::{
+    self, ClosedLoop, FunctionMix, LoadOptions, LoadSummary, StageSummary, Stages, Think,
+};
 use crate::replay::{ProgressMode, StopHandle, StopLevel};
 
 /// The algorithms, in report order, with the paper's names.
@@ -115,8 +121,10 @@ pub struct PaperScale {
     /// Instance memory per node: the paper's sandboxes per worker
     /// ((16 GiB - 500 MB) / 512 MB = 31) times our instances' 256 MB.
     pub node_memory_mb: u32,
-    /// k6 stages: (virtual users, seconds), one after the other.
-    pub stages: Vec<(u32, u64)>,
+    /// k6 stages: virtual users, one stage after the other.
+    pub stages: Vec<u32>,
+    /// Each stage's length, seconds.
+    pub stage_s: u64,
     /// The paper's think time: uniform on 0.1-1.0 s after each reply
     /// (its repository's `evaluation/load_test.js`).
     pub think: String,
@@ -129,9 +137,16 @@ impl PaperScale {
             workers: 5,
             cores_per_worker: 4,
             node_memory_mb: 31 * sample_functions::catalog::DEFAULT_MEMORY_MB,
-            stages: vec![(20, stage_s), (50, stage_s), (100, stage_s)],
+            stages: vec![20, 50, 100],
+            stage_s,
             think: "uniform:100:1000".into(),
         }
+    }
+
+    /// The stages' clients, separated by `sep`.
+    fn clients_list(&self, sep: &str) -> String {
+        let counts: Vec<String> = self.stages.iter().map(u32::to_string).collect();
+        counts.join(sep)
     }
 }
 
@@ -205,43 +220,6 @@ impl Outcome {
             requests_per_worker,
         }
     }
-
-    /// One outcome of consecutive stages (`seconds` each took, to its
-    /// last reply): calls and cold starts added, the response time
-    /// weighted by successful calls, throughput over the stages' time.
-    fn combined(algorithm: &'static str, stages: &[(Outcome, f64)]) -> Self {
-        let sum = |f: fn(&Outcome) -> usize| stages.iter().map(|(o, _)| f(o)).sum::<usize>();
-        let ok = sum(|o| o.ok_calls);
-        let seconds: f64 = stages.iter().map(|(_, s)| s).sum();
-        let width = stages
-            .iter()
-            .map(|(o, _)| o.requests_per_worker.len())
-            .max()
-            .unwrap_or(0);
-        let mut requests = vec![0; width];
-        for (o, _) in stages {
-            for (i, n) in o.requests_per_worker.iter().enumerate() {
-                requests[i] += n;
-            }
-        }
-        let cold = sum(|o| o.cold_starts);
-        Self {
-            algorithm,
-            calls: sum(|o| o.calls),
-            ok_calls: ok,
-            failed: sum(|o| o.failed),
-            cold_starts: cold,
-            mean_response_ms: stages
-                .iter()
-                .map(|(o, _)| o.mean_response_ms * o.ok_calls as f64)
-                .sum::<f64>()
-                / (ok.max(1) as f64),
-            cold_start_ratio: cold as f64 / ok.max(1) as f64,
-            throughput_per_s: ok as f64 / seconds.max(1e-9),
-            requests_cv: cv(&requests),
-            requests_per_worker: requests,
-        }
-    }
 }
 
 fn cv(values: &[usize]) -> f64 {
@@ -276,7 +254,7 @@ async fn reset_worker(client: &reqwest::Client, url: &str) -> anyhow::Result<()>
 /// The closed loop of the live run (and of the DES run at its scale).
 fn live_loop(size: &Size, mix: &Arc<FunctionMix>, seed: u64) -> ClosedLoop {
     ClosedLoop {
-        clients: size.clients,
+        clients: Stages::one(size.clients),
         duration: Duration::from_secs(size.duration_s),
         think: Think::None,
         mix: mix.clone(),
@@ -284,6 +262,27 @@ fn live_loop(size: &Size, mix: &Arc<FunctionMix>, seed: u64) -> ClosedLoop {
         seed,
         grace: Duration::from_secs(size.grace_s),
     }
+}
+
+/// The closed loop of the paper's scale: k6's stages back to back (one
+/// run, the cluster warm from stage to stage), the paper's think time, no
+/// grace (k6's gracefulStop is 0 s).
+fn paper_loop(
+    paper: &PaperScale,
+    think: Think,
+    size: &Size,
+    mix: &Arc<FunctionMix>,
+    seed: u64,
+) -> anyhow::Result<ClosedLoop> {
+    let closed = ClosedLoop {
+        clients: Stages::parse(&paper.clients_list(","))?,
+        duration: Duration::from_secs(paper.stage_s),
+        think,
+        grace: Duration::ZERO,
+        ..live_loop(size, mix, seed)
+    };
+    closed.check()?;
+    Ok(closed)
 }
 
 /// How the records name the mix.
@@ -384,6 +383,7 @@ async fn run_live(
             progress_interval: Duration::from_secs(5),
             overwrite: true,
             run: None,
+            token: None,
         };
         let log = logs_dir.join(format!("{alg}.log"));
         eprintln!(
@@ -444,15 +444,15 @@ fn simulate(
     Ok((Outcome::of(label, &analysis, throughput), summary))
 }
 
-/// The DES runs: at the live run's scale, and at the paper's (each stage
-/// a run from empty nodes, combined).
+/// The DES runs: at the live run's scale, and at the paper's (one run of
+/// the three stages, back to back, with its per-stage figures).
 #[allow(clippy::type_complexity)]
 fn run_des(
     ctx: &Context,
     size: &Size,
     paper: &PaperScale,
     mix: &Arc<FunctionMix>,
-) -> anyhow::Result<(Vec<Outcome>, Vec<(Outcome, Vec<Outcome>)>, DesConfig)> {
+) -> anyhow::Result<(Vec<Outcome>, Vec<(Outcome, Vec<StageSummary>)>, DesConfig)> {
     let profile = super::sim::profile("process")?;
     let base = DesConfig {
         profile,
@@ -486,32 +486,16 @@ fn run_des(
             o.throughput_per_s
         );
         live_scale.push(o);
-        let mut stages = Vec::new();
-        for (i, &(clients, seconds)) in paper.stages.iter().enumerate() {
-            let closed = ClosedLoop {
-                clients,
-                duration: Duration::from_secs(seconds),
-                think,
-                // A stage's clients are other clients: another seed each.
-                seed: ctx.seed + i as u64,
-                grace: Duration::ZERO,
-                ..live_loop(size, mix, ctx.seed)
-            };
-            let (o, summary) = simulate(alg, label, at_paper.clone(), &closed, ctx.seed)?;
-            let elapsed = summary
-                .closed_loop
-                .as_ref()
-                .map_or(seconds as f64, |c| c.last_reply_s);
-            stages.push((o, elapsed));
-        }
-        let combined = Outcome::combined(label, &stages);
+        let closed = paper_loop(paper, think, size, mix, ctx.seed)?;
+        let (o, summary) = simulate(alg, label, at_paper.clone(), &closed, ctx.seed)?;
+        let stages = summary.closed_loop.map(|c| c.stages).unwrap_or_default();
         eprintln!(
             "hiku: DES at the paper's scale, {label}: {} calls, {:.1} % cold, {:.1} calls/s",
-            combined.calls,
-            combined.cold_start_ratio * 100.0,
-            combined.throughput_per_s
+            o.calls,
+            o.cold_start_ratio * 100.0,
+            o.throughput_per_s
         );
-        paper_scale.push((combined, stages.into_iter().map(|(o, _)| o).collect()));
+        paper_scale.push((o, stages));
     }
     Ok((live_scale, paper_scale, at_paper))
 }
@@ -685,23 +669,35 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
     }
     let mut stages = Table::new([
         "algorithm",
+        "stage",
         "clients",
         "calls",
+        "failed",
         "mean response (ms)",
+        "p99 response (ms)",
         "cold starts",
         "throughput (calls/s)",
-        "CV of requests per worker",
     ]);
-    for (_, per_stage) in &des_paper {
-        for (o, (clients, _)) in per_stage.iter().zip(&paper.stages) {
+    for (o, per_stage) in &des_paper {
+        for st in per_stage {
             stages.row([
                 o.algorithm.to_string(),
-                clients.to_string(),
-                o.calls.to_string(),
-                format!("{:.1}", o.mean_response_ms),
-                format!("{:.1} %", o.cold_start_ratio * 100.0),
-                format!("{:.1}", o.throughput_per_s),
-                format!("{:.3}", o.requests_cv),
+                format!(
+                    "{} ({:.0}-{:.0} s)",
+                    st.stage,
+                    st.start_s,
+                    st.start_s + st.duration_s
+                ),
+                st.clients.to_string(),
+                st.calls.to_string(),
+                (st.errors + st.cancelled).to_string(),
+                format!("{:.1}", st.response_mean_ms),
+                st.response_p99_ms.to_string(),
+                format!(
+                    "{:.1} %",
+                    st.cold_starts as f64 / st.ok.max(1) as f64 * 100.0
+                ),
+                format!("{:.1}", st.throughput_per_s),
             ]);
         }
     }
@@ -765,22 +761,19 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
         ),
         format!(
             "DES at the paper's scale: {} nodes of {} cores, {} MB of instance memory each (31 of \
-             our 256-MB instances, as many as the paper's 512-MB sandboxes per worker); stages of \
-             {} clients for {} s each, every stage a separate run from empty nodes (k6 runs them \
-             back to back on a warm cluster), other load seeds per stage; think time `{}` \
+             our 256-MB instances, as many as the paper's 512-MB sandboxes per worker); one closed \
+             loop of stages, {} clients for {} s each, back to back on the same warm cluster as k6 \
+             runs them (`simulator des --clients {} --duration {}s`: the clients added at a stage's \
+             start begin there; a call counts in the stage it started in); think time `{}` \
              (uniform on 0.1-1.0 s, as the paper's clients), no grace (k6's gracefulStop is 0 s: \
-             calls in flight when a stage ends are \
-             cancelled and count as failed).",
+             calls in flight when the last stage ends are cancelled and count as failed).",
             paper.workers,
             paper.cores_per_worker,
             paper.node_memory_mb,
-            paper
-                .stages
-                .iter()
-                .map(|(c, _)| c.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            paper.stages.first().map_or(0, |s| s.1),
+            paper.clients_list(", then "),
+            paper.stage_s,
+            paper.clients_list(","),
+            paper.stage_s,
             paper.think
         ),
         "Hash-based is our `chbl` (ε = 0.25), least connections `ll`, random `random` with the run's seed."
@@ -791,9 +784,12 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
     r.table(&table);
     r.paragraph("Live, this machine:");
     r.table(&detail_table(&live));
-    r.paragraph("DES at the paper's scale, the three stages combined:");
+    r.paragraph("DES at the paper's scale, the three stages (one run):");
     r.table(&detail_table(&paper_combined));
-    r.paragraph("DES at the paper's scale, by stage:");
+    r.paragraph(
+        "DES at the paper's scale, by stage (calls counted in the stage they started in; \
+         throughput = successful calls over the stage's length):",
+    );
     r.table(&stages);
     r.figure(
         "comparison.png",
