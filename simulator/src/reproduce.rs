@@ -146,8 +146,9 @@ impl Context {
         format!(
             "Command: `{}` ({} version, seed {}), simulator {}, git {}, started {}. \
              Every parameter and result is in `run.json`. Machine: {}; 1-minute load \
-             average {} at the start, {} at the end (a load above the cores means \
-             other work competed with the live parts for them).",
+             average {} at the start, {} at the end (at the start, a load above the \
+             cores means other work competed for them; the end's figure also counts \
+             the study's own live clients, balancer and workers of its last minute).",
             self.command,
             self.size(),
             self.seed,

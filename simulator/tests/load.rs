@@ -107,17 +107,31 @@ fn text(out: &Output) -> String {
     )
 }
 
-#[test]
-fn closed_loop_clients_keep_at_most_one_call_each_and_follow_their_seeded_sequences() {
-    let bed = testbed();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("load.log");
-    let summary = dir.path().join("summary.json");
-    const CLIENTS: usize = 3;
+/// What one `simulator load` run of W1-W4 (Zipf) against `bed` wrote.
+struct LoadRun {
+    out: Output,
+    log: std::path::PathBuf,
+    summary: serde_json::Value,
+    per_client: Vec<usize>,
+}
+
+/// Runs `simulator load --clients CLIENTS --duration DURATION --seed SEED`
+/// on W1-W4 (Zipf) against `bed`'s balancer, with a call log and a JSON
+/// summary in `dir`; asserts it succeeded.
+fn run_load(
+    bed: &Testbed,
+    dir: &Path,
+    clients: &str,
+    duration: &str,
+    seed: u64,
+    progress: &str,
+) -> LoadRun {
+    let log = dir.join("load.log");
+    let summary = dir.join("summary.json");
     let out = load_cmd(&["--balancer", &bed.balancer.url])
-        .args(["--clients", &CLIENTS.to_string(), "--duration", "3s"])
+        .args(["--clients", clients, "--duration", duration])
         .args(["--functions", "zipf:1", "--names", "W1,W2,W3,W4"])
-        .args(["--seed", "5", "--progress", "lines"])
+        .args(["--seed", &seed.to_string(), "--progress", progress])
         .arg("--log")
         .arg(&log)
         .arg("--summary-json")
@@ -125,18 +139,36 @@ fn closed_loop_clients_keep_at_most_one_call_each_and_follow_their_seeded_sequen
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("calls/s"), "{}", text(&out));
-    assert!(stdout.contains("response time p50"), "{}", text(&out));
-
-    let s: serde_json::Value =
+    let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    let per_client: Vec<usize> = s["calls_per_client"]
+    let per_client = summary["calls_per_client"]
         .as_array()
         .unwrap()
         .iter()
         .map(|n| n.as_u64().unwrap() as usize)
         .collect();
+    LoadRun {
+        out,
+        log,
+        summary,
+        per_client,
+    }
+}
+
+#[test]
+fn closed_loop_clients_keep_at_most_one_call_each_and_follow_their_seeded_sequences() {
+    let bed = testbed();
+    let dir = tempfile::tempdir().unwrap();
+    const CLIENTS: usize = 3;
+    let LoadRun {
+        out,
+        log,
+        summary: s,
+        per_client,
+    } = run_load(&bed, dir.path(), &CLIENTS.to_string(), "3s", 5, "lines");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("calls/s"), "{}", text(&out));
+    assert!(stdout.contains("response time p50"), "{}", text(&out));
     assert_eq!(per_client.len(), CLIENTS);
     assert!(per_client.iter().all(|&n| n >= 2), "{s}");
     let calls = s["calls"].as_u64().unwrap() as usize;
@@ -167,34 +199,18 @@ fn closed_loop_clients_keep_at_most_one_call_each_and_follow_their_seeded_sequen
 fn stages_add_clients_and_count_each_call_in_the_stage_it_started_in() {
     let bed = testbed();
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("stages.log");
-    let summary = dir.path().join("summary.json");
-    let out = load_cmd(&["--balancer", &bed.balancer.url])
-        .args(["--clients", "1,3", "--duration", "2s"])
-        .args(["--functions", "zipf:1", "--names", "W1,W2,W3,W4"])
-        .args(["--seed", "7", "--progress", "off"])
-        .arg("--log")
-        .arg(&log)
-        .arg("--summary-json")
-        .arg(&summary)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let LoadRun {
+        out,
+        log,
+        summary: s,
+        per_client,
+    } = run_load(&bed, dir.path(), "1,3", "2s", 7, "off");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("stage 2 (3 clients from 2 s)"),
         "{}",
         text(&out)
     );
-
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    let per_client: Vec<usize> = s["calls_per_client"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_u64().unwrap() as usize)
-        .collect();
     assert_eq!(per_client.len(), 3, "{s}");
     assert!(per_client.iter().all(|&n| n >= 1), "{s}");
     let calls = s["calls"].as_u64().unwrap() as usize;
