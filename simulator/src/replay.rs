@@ -913,23 +913,23 @@ pub(crate) async fn make_call(
     };
     let end_ms = unix_ms();
     let response = sent.elapsed();
-    let (outcome, json, cause) = match result {
-        Some(Ok(json)) => (Outcome::Ok, json, None),
+    let (outcome, json, cause, cold) = match result {
+        Some(Ok((json, cold))) => (Outcome::Ok, json, None, cold),
         Some(Err((cause, message))) => (
             Outcome::Failed,
             ErrorReply::new(message).to_json(),
             Some(cause),
+            false,
         ),
         None => (
             Outcome::Cancelled,
             ErrorReply::new(des::source::CANCELLED).to_json(),
             None,
+            false,
         ),
     };
     let reply = match outcome {
-        Outcome::Ok => des::Reply::Ok {
-            cold: serde_json::from_str::<MetaOnly>(&json).is_ok_and(|m| m.meta.is_cold()),
-        },
+        Outcome::Ok => des::Reply::Ok { cold },
         Outcome::Failed => des::Reply::Failed,
         Outcome::Cancelled => des::Reply::Cancelled,
     };
@@ -958,16 +958,10 @@ pub(crate) struct CallEnd {
     pub response_ms: u64,
 }
 
-/// The `Meta` of a balancer's reply, the rest skipped.
-#[derive(serde::Deserialize)]
-struct MetaOnly {
-    #[serde(rename = "Meta")]
-    meta: protocol::reply::ExecutionMeta,
-}
-
-/// The JSON to log for a reply: the balancer's reply as is (on one line) if
-/// it is a success, else an error message.
-fn classify_reply(status: u16, body: &[u8]) -> Result<String, String> {
+/// The JSON to log for a reply: the balancer's reply as is (on one line),
+/// with whether its `Meta` reports a cold start, if it is a success; else
+/// an error message.
+fn classify_reply(status: u16, body: &[u8]) -> Result<(String, bool), String> {
     let text = String::from_utf8_lossy(body);
     let value: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let is_error_reply = value
@@ -982,11 +976,20 @@ fn classify_reply(status: u16, body: &[u8]) -> Result<String, String> {
             .unwrap_or_else(|| text.trim().chars().take(300).collect());
         return Err(format!("HTTP {status} from balancer: {detail}"));
     }
+    // Cold when its `Meta` says no warm instance served it (a reply
+    // without a readable `Meta` counts as warm), from the one parse above.
+    let cold = |v: &serde_json::Value| {
+        v.get("Meta")
+            .and_then(|m| {
+                <protocol::reply::ExecutionMeta as serde::Deserialize>::deserialize(m).ok()
+            })
+            .is_some_and(|m| m.is_cold())
+    };
     match value {
         Some(v) if text.contains('\n') || text.contains('\r') => {
-            Ok(serde_json::to_string(&v).unwrap_or_default())
+            Ok((serde_json::to_string(&v).unwrap_or_default(), cold(&v)))
         }
-        Some(_) => Ok(text.trim().to_string()),
+        Some(v) => Ok((text.trim().to_string(), cold(&v))),
         None => Err(format!(
             "HTTP {status} from balancer with a reply that is not JSON: {}",
             text.trim().chars().take(300).collect::<String>()
