@@ -1183,7 +1183,7 @@ impl Sim<'_, '_> {
             };
         }
         let name = self.names[function as usize].as_str();
-        let node = match self.scheduler.select(name, now) {
+        let node = match self.scheduler.select_by_id(function, name, now) {
             Ok(n) => n,
             Err(e) => {
                 self.stats.failed += 1;
@@ -1256,7 +1256,7 @@ impl Sim<'_, '_> {
         let (function, arrival, client) = (job.function, job.arrival, job.client);
         let names = self.names;
         let name = names[function as usize].as_str();
-        match self.scheduler.select(name, now) {
+        match self.scheduler.select_by_id(function, name, now) {
             Ok(node) => self.send(id, node, now),
             Err(_) if self.retry(id, AttemptOutcome::NotDispatched, now) => Ok(()),
             Err(e) => {
@@ -1697,7 +1697,7 @@ impl Sim<'_, '_> {
             };
             let mut picked: Vec<(u32, usize)> = Vec::new();
             for _ in 0..missing {
-                let Ok(node) = self.scheduler.select(name, now) else {
+                let Ok(node) = self.scheduler.select_by_id(function, name, now) else {
                     break;
                 };
                 self.scheduler.finished(

@@ -371,3 +371,90 @@ fn ch_refuses_exactly_when_all_full() {
         Err(SelectError::AllFull { bound: 2 })
     );
 }
+
+/// Runs `steps` on two schedulers of `alg` built alike, one asked by name
+/// ([`Scheduler::select`]) and one by id ([`Scheduler::select_by_id`], the
+/// id being the function's index in `FUNCTIONS`): every choice, refusal
+/// and load must be the same.
+fn same_by_id(
+    alg: &str,
+    params: &ParamSet,
+    initial: u32,
+    steps: &[Step],
+) -> Result<(), TestCaseError> {
+    let mut by_name: Box<dyn Scheduler> = build(alg, params).unwrap();
+    let mut by_id: Box<dyn Scheduler> = build(alg, params).unwrap();
+    let mut in_flight: Vec<(NodeId, &str)> = Vec::new();
+    for id in 0..initial {
+        for s in [&mut by_name, &mut by_id] {
+            s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
+        }
+    }
+    for (i, step) in steps.iter().enumerate() {
+        let now = Time::from_millis(i as u64);
+        match *step {
+            Step::Select(f) => {
+                let function = FUNCTIONS[f];
+                let a = by_name.select(function, now);
+                let b = by_id.select_by_id(f as u32, function, now);
+                prop_assert_eq!(&a, &b, "{}: step {} ({})", alg, i, function);
+                if let Ok(node) = a {
+                    in_flight.push((node, function));
+                }
+            }
+            Step::Finish(k) if !in_flight.is_empty() => {
+                let (node, function) = in_flight.remove(k % in_flight.len());
+                let done = Completion::warm(
+                    node,
+                    function,
+                    std::time::Duration::from_millis(3),
+                    std::time::Duration::from_millis(2),
+                );
+                by_name.finished(&done, now);
+                by_id.finished(&done, now);
+            }
+            Step::Finish(_) => {}
+            Step::Remove(node) | Step::Insert(node) => {
+                let change = match *step {
+                    Step::Remove(_) => Membership::Remove(node),
+                    _ => Membership::Insert(NodeInfo::new(node)),
+                };
+                by_name.membership(change.clone(), now);
+                by_id.membership(change, now);
+            }
+        }
+        for n in 0..MAX_NODES {
+            prop_assert_eq!(
+                by_name.load(n),
+                by_id.load(n),
+                "{}: load of {} at step {}",
+                alg,
+                n,
+                i
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The simulator asks by id ([`Scheduler::select_by_id`]), the live
+/// balancer by name: for every algorithm, the same decisions.
+#[test]
+fn every_algorithm_chooses_the_same_by_id_as_by_name() {
+    for alg in registry::names() {
+        let mut runner = TestRunner::new(Config {
+            cases: 48,
+            ..Config::default()
+        });
+        let strategy = (
+            params(),
+            0..=MAX_NODES,
+            proptest::collection::vec(step(), 0..300),
+        );
+        if let Err(e) = runner.run(&strategy, |(params, initial, steps)| {
+            same_by_id(alg, &params, initial, &steps)
+        }) {
+            panic!("{alg}: {e}");
+        }
+    }
+}

@@ -68,7 +68,7 @@ use super::load_index::LoadIndex;
 use super::md5_ring::{HashCache, Md5Ring};
 use super::registry::{Algorithm, Count, Param, Real, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{Completion, NodeId, SelectError, Time};
+use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 /// `EPSILON`: slack of the bound above the average load.
 pub const EPSILON: Real = Real {
@@ -223,8 +223,32 @@ impl Policy for ConsistentHashingBoundedLoads {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
-        let nodes = loads.online().len();
         let hash = self.hashes.get(function);
+        self.choose_hashed(loads, hash)
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let hash = self.hashes.get_by_id(id, function);
+        self.choose_hashed(loads, hash)
+    }
+
+    fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
+        if self.online.get(completion.node as usize) == Some(&true) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl ConsistentHashingBoundedLoads {
+    /// The choice for a function of ring hash `hash`.
+    fn choose_hashed(&mut self, loads: &LoadIndex, hash: u32) -> Result<NodeId, SelectError> {
+        let nodes = loads.online().len();
         let start = self.ring.owner_index(hash).ok_or(SelectError::NoNodes)?;
         let mut found = self.walk(loads, start, self.current_capacity(nodes));
         if found.is_none() {
@@ -238,12 +262,6 @@ impl Policy for ConsistentHashingBoundedLoads {
             .ok_or(SelectError::NoNodes)?;
         self.in_flight += 1;
         Ok(node)
-    }
-
-    fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        if self.online.get(completion.node as usize) == Some(&true) {
-            self.in_flight = self.in_flight.saturating_sub(1);
-        }
     }
 }
 

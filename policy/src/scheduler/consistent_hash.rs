@@ -30,7 +30,7 @@ use super::load_index::LoadIndex;
 use super::md5_ring::{HashCache, Md5Ring};
 use super::registry::{Algorithm, Count, Param, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{NodeId, SelectError, Time};
+use super::{FunctionId, NodeId, SelectError, Time};
 
 /// `T`: ring points per node and in-flight bound.
 pub const T: Count = Count {
@@ -115,12 +115,30 @@ impl Policy for ConsistentHashBoundedLoad {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
+        let hash = self.hashes.get(function);
+        self.choose_hashed(loads, hash)
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let hash = self.hashes.get_by_id(id, function);
+        self.choose_hashed(loads, hash)
+    }
+}
+
+impl ConsistentHashBoundedLoad {
+    /// The choice for a function of ring hash `hash`.
+    fn choose_hashed(&self, loads: &LoadIndex, hash: u32) -> Result<NodeId, SelectError> {
         let min_load = loads.min_load().ok_or(SelectError::NoNodes)?;
         let full = || SelectError::AllFull { bound: self.bound };
         if min_load >= self.bound {
             return Err(full());
         }
-        let hash = self.hashes.get(function);
         let start = self.ring.owner_index(hash).ok_or_else(full)?;
         // Some node has room, and every online node has points on the ring,
         // so this walk finds one within one turn.

@@ -37,6 +37,9 @@ pub fn ring_hash(key: &[u8]) -> u32 {
 #[derive(Debug, Clone, Default)]
 pub struct HashCache {
     hashes: FxHashMap<Box<str>, u32>,
+    /// By the caller's dense function id ([`HashCache::get_by_id`]):
+    /// `by_id[id]` is the hash + 1, or 0 when not computed yet.
+    by_id: Vec<u32>,
 }
 
 impl HashCache {
@@ -59,6 +62,36 @@ impl HashCache {
         self.hashes.insert(function.into(), h);
         h
     }
+
+    /// The ring hash of `function`, which the caller numbers `id` for the
+    /// cache's whole life ([`Scheduler::select_by_id`]): one index, no
+    /// string hashing. Ids from [`HashCache::MAX_ID`] on go by name.
+    ///
+    /// [`Scheduler::select_by_id`]: super::Scheduler::select_by_id
+    pub fn get_by_id(&mut self, id: u32, function: &str) -> u32 {
+        let i = id as usize;
+        if let Some(&h) = self.by_id.get(i) {
+            if h != 0 {
+                return h - 1;
+            }
+        }
+        if id >= Self::MAX_ID {
+            return self.get(function);
+        }
+        let h = ring_hash(function.as_bytes());
+        if i >= self.by_id.len() {
+            // Grown to the ids seen (at least doubling), never past MAX_ID.
+            let len = (i + 1).max(self.by_id.len() * 2).min(Self::MAX_ID as usize);
+            self.by_id.resize(len, 0);
+        }
+        // RING_MODULUS < u32::MAX, so h + 1 does not wrap.
+        self.by_id[i] = h + 1;
+        h
+    }
+
+    /// Ids at or above this go by name in [`HashCache::get_by_id`] (a
+    /// 64 MiB table at most).
+    pub const MAX_ID: u32 = 1 << 24;
 }
 
 /// One point of the ring: its hash and the node that owns it.
@@ -146,6 +179,26 @@ mod tests {
     fn hash_is_md5_prefix_big_endian_mod_magic() {
         // MD5("") = d41d8cd98f00b204e9800998ecf8427e; 0xd41d8cd9 = 3558706393.
         assert_eq!(ring_hash(b""), 3_558_706_393 % RING_MODULUS);
+    }
+
+    #[test]
+    fn hashes_by_id_are_the_names_hashes() {
+        let mut cache = HashCache::new();
+        let names = ["W1", "T6", "", "F0001"];
+        for _ in 0..2 {
+            for (i, name) in names.iter().enumerate() {
+                let id = [0, 7, 3, HashCache::MAX_ID][i];
+                assert_eq!(
+                    cache.get_by_id(id, name),
+                    ring_hash(name.as_bytes()),
+                    "{name}"
+                );
+                assert_eq!(cache.get(name), ring_hash(name.as_bytes()));
+            }
+        }
+        // Ids past the bound go by name: no table sized by them.
+        assert_eq!(cache.get_by_id(u32::MAX, "x"), ring_hash(b"x"));
+        assert!(cache.by_id.len() <= 8);
     }
 
     #[test]

@@ -78,6 +78,7 @@ pub use tracked::{Policy, Tracked};
 /// order, as in the original; nodes added later get the next unused id.
 pub type NodeId = u32;
 
+pub use crate::node::FunctionId;
 pub use crate::time::Time;
 
 /// What a scheduler learns about a node when it joins.
@@ -201,6 +202,21 @@ pub trait Scheduler: Send + std::fmt::Debug {
     /// Chooses the node for one call of `function` arriving at `now`, and
     /// counts the call as in flight there.
     fn select(&mut self, function: &str, now: Time) -> Result<NodeId, SelectError>;
+
+    /// [`Scheduler::select`] for a caller that numbers its functions
+    /// densely once (the simulator: ids `0..n` of its workload's names):
+    /// `id` stands for `function` for the scheduler's whole life, so a
+    /// policy may look the function up by index instead of hashing its
+    /// name. The same choice as `select(function, now)`, always.
+    fn select_by_id(
+        &mut self,
+        id: FunctionId,
+        function: &str,
+        now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let _ = id;
+        self.select(function, now)
+    }
 
     /// A call chosen by `select` finished.
     fn finished(&mut self, completion: &Completion<'_>, now: Time);

@@ -61,7 +61,8 @@ use rustc_hash::FxHashMap;
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, Count, Param, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{Completion, NodeId, SelectError, Time};
+use super::md5_ring::HashCache;
+use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 /// `T1`: `TMax`.
 pub const T1: Count = Count {
@@ -160,6 +161,9 @@ pub struct GreedyLocality {
     max_functions: usize,
     /// Node id → (function id, calls in flight > 0).
     running: Vec<Vec<(u32, u32)>>,
+    /// The caller's dense function ids ([`Policy::choose_by_id`]) → function
+    /// id + 1 (0: not yet seen); emptied when functions are forgotten.
+    by_id: Vec<u32>,
 }
 
 impl GreedyLocality {
@@ -179,6 +183,7 @@ impl GreedyLocality {
             free: Vec::new(),
             max_functions: Self::MAX_FUNCTIONS,
             running: Vec::new(),
+            by_id: Vec::new(),
         }
     }
 
@@ -229,6 +234,30 @@ impl GreedyLocality {
         f
     }
 
+    /// [`GreedyLocality::intern`] for a function the caller numbers `id`:
+    /// one index once seen. Ids from [`HashCache::MAX_ID`] on go by name.
+    ///
+    /// [`HashCache::MAX_ID`]: super::md5_ring::HashCache::MAX_ID
+    fn intern_by_id(&mut self, id: FunctionId, function: &str) -> u32 {
+        let i = id as usize;
+        if let Some(&v) = self.by_id.get(i) {
+            if v != 0 {
+                return v - 1;
+            }
+        }
+        let f = self.intern(function);
+        if id < HashCache::MAX_ID {
+            if i >= self.by_id.len() {
+                let len = (i + 1)
+                    .max(self.by_id.len() * 2)
+                    .min(HashCache::MAX_ID as usize);
+                self.by_id.resize(len, 0);
+            }
+            self.by_id[i] = f + 1;
+        }
+        f
+    }
+
     /// Forgets every function with no call in flight: its assignments go
     /// (it earns its nodes again when it comes back) and its id is reused.
     /// Functions with calls in flight stay, so completions always find
@@ -240,8 +269,11 @@ impl GreedyLocality {
             assigned,
             in_flight,
             free,
+            by_id,
             ..
         } = self;
+        // Ids are reused below: the caller's ids are looked up anew.
+        by_id.clear();
         ids.retain(|_, &mut f| {
             let busy = in_flight[f as usize] > 0;
             if !busy {
@@ -351,6 +383,42 @@ impl Policy for GreedyLocality {
             return Err(SelectError::NoNodes);
         }
         let f = self.intern(function);
+        self.choose_interned(loads, f)
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        if loads.online().is_empty() {
+            return Err(SelectError::NoNodes);
+        }
+        let f = self.intern_by_id(id, function);
+        self.choose_interned(loads, f)
+    }
+
+    fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
+        let Some(&f) = self.ids.get(completion.function) else {
+            return;
+        };
+        if let Some(entries) = self.running.get_mut(completion.node as usize) {
+            if let Some(pos) = entries.iter().position(|e| e.0 == f) {
+                entries[pos].1 -= 1;
+                if entries[pos].1 == 0 {
+                    entries.swap_remove(pos);
+                }
+                self.in_flight[f as usize] -= 1;
+            }
+        }
+    }
+}
+
+impl GreedyLocality {
+    /// The choice for interned function `f` (some node is online).
+    fn choose_interned(&mut self, loads: &LoadIndex, f: u32) -> Result<NodeId, SelectError> {
         let node = match self.best_assigned(loads, f) {
             Some(node) => node,
             None => match self.best_of_all(loads, f) {
@@ -374,21 +442,6 @@ impl Policy for GreedyLocality {
         }
         self.in_flight[f as usize] += 1;
         Ok(node)
-    }
-
-    fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        let Some(&f) = self.ids.get(completion.function) else {
-            return;
-        };
-        if let Some(entries) = self.running.get_mut(completion.node as usize) {
-            if let Some(pos) = entries.iter().position(|e| e.0 == f) {
-                entries[pos].1 -= 1;
-                if entries[pos].1 == 0 {
-                    entries.swap_remove(pos);
-                }
-                self.in_flight[f as usize] -= 1;
-            }
-        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! members change.
 
 use super::load_index::LoadIndex;
-use super::{Completion, Membership, NodeId, NodeInfo, Scheduler, SelectError, Time};
+use super::{Completion, FunctionId, Membership, NodeId, NodeInfo, Scheduler, SelectError, Time};
 
 /// The selection part of a scheduler: what differs between algorithms.
 pub trait Policy: Send + std::fmt::Debug {
@@ -29,6 +29,21 @@ pub trait Policy: Send + std::fmt::Debug {
         function: &str,
         now: Time,
     ) -> Result<NodeId, SelectError>;
+
+    /// [`Policy::choose`] for a function the caller numbers `id` for the
+    /// policy's whole life ([`Scheduler::select_by_id`]): a policy that
+    /// keeps something per function name may keep it by `id` here. The
+    /// same choice as `choose(loads, function, now)`, always.
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let _ = id;
+        self.choose(loads, function, now)
+    }
 
     /// The online set changed, or a member's resources (a node inserted
     /// again with other capacity, cores or memory); `loads` already holds
@@ -99,6 +114,17 @@ impl<P: Policy> Scheduler for Tracked<P> {
 
     fn select(&mut self, function: &str, now: Time) -> Result<NodeId, SelectError> {
         let node = self.policy.choose(&self.loads, function, now)?;
+        self.loads.started(node);
+        Ok(node)
+    }
+
+    fn select_by_id(
+        &mut self,
+        id: FunctionId,
+        function: &str,
+        now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let node = self.policy.choose_by_id(&self.loads, id, function, now)?;
         self.loads.started(node);
         Ok(node)
     }
