@@ -26,7 +26,7 @@ use std::path::Path;
 use rustc_hash::FxHashMap;
 
 use policy::Time;
-use protocol::scenario::CallShape;
+use protocol::scenario::{CallShape, MAX_DURATION_MS, MAX_MEMORY_MB};
 use protocol::ScenarioEvent;
 
 /// A scenario with function names interned to ids, arrivals sorted.
@@ -96,10 +96,16 @@ impl Workload {
             })?;
             if let Some(first) = events.first() {
                 // The parser checks the columns within a chunk.
-                let shaped = first.shape.is_some();
-                if b.arrivals.is_empty() {
-                    b.shaped = shaped;
-                } else if shaped != b.shaped {
+                let columns = match first.shape {
+                    None => 2,
+                    Some(CallShape {
+                        memory_mb: None, ..
+                    }) => 3,
+                    Some(_) => 4,
+                };
+                if b.columns == 0 {
+                    b.columns = columns;
+                } else if columns != b.columns {
                     // The parser skips blank lines: find the event's line.
                     let line = before + nth_row_line(&chunk, 0);
                     return Err(WorkloadError::MixedColumns { path: shown, line });
@@ -135,7 +141,11 @@ impl Workload {
     /// columns, if any has them).
     pub fn from_events(events: &[ScenarioEvent]) -> Self {
         let mut b = Builder {
-            shaped: events.iter().any(|e| e.shape.is_some()),
+            columns: if events.iter().any(|e| e.shape.is_some()) {
+                3
+            } else {
+                2
+            },
             ..Builder::default()
         };
         b.arrivals.reserve_exact(events.len());
@@ -177,8 +187,9 @@ struct Builder {
     names: Vec<String>,
     first_row: Vec<usize>,
     arrivals: Vec<(Time, u32)>,
-    /// Whether the rows have per-invocation columns (kept in `shapes`).
-    shaped: bool,
+    /// The rows' columns (2, or 3 and 4 with per-invocation columns, kept
+    /// in `shapes`); 0 before the first row.
+    columns: u8,
     shapes: Vec<Option<CallShape>>,
 }
 
@@ -195,36 +206,44 @@ impl Builder {
                 id
             }
         };
-        if self.shaped {
+        if self.columns > 2 {
             self.shapes.push(shape);
         }
         self.arrivals.push((Time::from_millis(start_ms), id));
     }
 
     /// Pushes the rows of `chunk` when every line is blank or plainly
-    /// `Name,StartTimeMs` (an ASCII name of visible characters, then
-    /// decimal digits: what the generators and importers write), which the
-    /// scenario parser would read the same way, without a `String` or a
+    /// `Name,StartTimeMs[,DurationMs[,MemoryMb]]` with the file's columns
+    /// (an ASCII name of visible characters, then decimal digits, a
+    /// duration of digits and one point in the format's range, a memory of
+    /// digits in its range: what the generators and importers write),
+    /// which the scenario parser would read the same way (a duration's
+    /// text goes through the same `f64` parse), without a `String` or a
     /// field vector per row. Anything else (a BOM, spaces, `\r`, a sign,
-    /// more columns, a bad row), or a file whose rows have per-invocation
-    /// columns: returns false having pushed nothing, and the chunk goes
-    /// through the scenario parser (its rules and its errors).
+    /// other columns, a bad row): returns false having pushed nothing, and
+    /// the chunk goes through the scenario parser (its rules and its
+    /// errors).
     fn push_plain_rows(&mut self, chunk: &str) -> bool {
-        if self.shaped {
-            return false;
-        }
-        let mark = self.arrivals.len();
+        let (mark, columns) = (self.arrivals.len(), self.columns);
         for line in chunk.split('\n') {
             if line.is_empty() {
                 continue;
             }
-            match plain_row(line) {
-                Some((name, ms)) => self.push(name, ms, None),
-                None => {
+            let row = plain_row(line);
+            if self.columns == 0 {
+                if let Some((_, _, n, _)) = row {
+                    self.columns = n;
+                }
+            }
+            match row {
+                Some((name, ms, n, shape)) if n == self.columns => self.push(name, ms, shape),
+                _ => {
                     // Names interned so far come again, in the same order,
                     // from the parser: their ids and first rows are the
                     // same.
                     self.arrivals.truncate(mark);
+                    self.shapes.truncate(mark);
+                    self.columns = columns;
                     return false;
                 }
             }
@@ -234,7 +253,11 @@ impl Builder {
 
     fn finish(mut self) -> Workload {
         self.arrivals.shrink_to_fit();
-        if self.shapes.is_empty() {
+        if self.arrivals.is_sorted_by_key(|&(t, _)| t) {
+            // What the generators and importers write: nothing to move
+            // (and no second copy of the rows at the peak).
+            self.shapes.shrink_to_fit();
+        } else if self.shapes.is_empty() {
             // Stable: equal times keep file order.
             self.arrivals.sort_by_key(|&(t, _)| t);
         } else {
@@ -255,17 +278,59 @@ impl Builder {
     }
 }
 
-/// `Name,StartTimeMs` with nothing around or between (see
-/// [`Builder::push_plain_rows`]); None for anything else.
-fn plain_row(line: &str) -> Option<(&str, u64)> {
-    let (name, ms) = line.split_once(',')?;
-    let digits = ms.as_bytes();
-    // 19 digits always fit a u64.
-    if name.is_empty()
-        || !name.bytes().all(|c| c.is_ascii_graphic())
-        || digits.is_empty()
-        || digits.len() > 19
+/// `Name,StartTimeMs[,DurationMs[,MemoryMb]]` with nothing around or
+/// between (see [`Builder::push_plain_rows`]): the name, the start, the
+/// number of columns and the per-invocation ones; None for anything else.
+fn plain_row(line: &str) -> Option<(&str, u64, u8, Option<CallShape>)> {
+    let mut fields = line.split(',');
+    let name = fields.next()?;
+    if name.is_empty() || !name.bytes().all(|c| c.is_ascii_graphic()) {
+        return None;
+    }
+    let start_ms = plain_digits(fields.next()?, 19)?;
+    let Some(duration) = fields.next() else {
+        return Some((name, start_ms, 2, None));
+    };
+    // Digits with at most one point (no sign, exponent or spaces), parsed
+    // as the scenario parser parses it.
+    let b = duration.as_bytes();
+    if b.is_empty()
+        || b.len() > 24
+        || b.iter().filter(|&&c| c == b'.').count() > 1
+        || !b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
     {
+        return None;
+    }
+    let duration_ms = duration
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && (0.0..=MAX_DURATION_MS).contains(v))?;
+    let duration_us = (duration_ms * 1000.0).round() as u64;
+    let (columns, memory_mb) = match fields.next() {
+        None => (3, None),
+        Some(m) => {
+            let mb = u32::try_from(plain_digits(m, 10)?).ok()?;
+            if !(1..=MAX_MEMORY_MB).contains(&mb) {
+                return None;
+            }
+            (4, Some(mb))
+        }
+    };
+    if fields.next().is_some() {
+        return None;
+    }
+    let shape = CallShape {
+        duration_us,
+        memory_mb,
+    };
+    Some((name, start_ms, columns, Some(shape)))
+}
+
+/// A whole number of at most `max_len` decimal digits (19 always fit a
+/// `u64`), nothing else.
+fn plain_digits(text: &str, max_len: usize) -> Option<u64> {
+    let digits = text.as_bytes();
+    if digits.is_empty() || digits.len() > max_len.min(19) {
         return None;
     }
     let mut value = 0u64;
@@ -275,7 +340,7 @@ fn plain_row(line: &str) -> Option<(&str, u64)> {
         }
         value = value * 10 + u64::from(d - b'0');
     }
-    Some((name, value))
+    Some(value)
 }
 
 /// The 1-based line, within `chunk`, of its `n`-th (0-based) non-blank
@@ -366,6 +431,10 @@ mod tests {
             "B,20\nA,10\nB , +7\r\nC,1\n",
             "\u{feff}B,20\nA,10\n",
             "F,18446744073709551615\nG,9999999999999999999\n",
+            // Per-invocation columns: plain, then parser-only ones.
+            "B,20,1.0005,128\nA,10,5.,1\nB,7,.5,1048576\nA,0,0,64\n",
+            "B,20,12.5\nA,10,86400000\nA,3,0.0001\n",
+            "B,20,1.5,64\nA,10, 2,64\nA,3,1e3,+8\n",
         ] {
             std::fs::write(&p, text).unwrap();
             let parsed = protocol::scenario::parse(text, "x").unwrap();
@@ -375,15 +444,34 @@ mod tests {
                 "{text:?}"
             );
         }
-        assert_eq!(plain_row("F,12"), Some(("F", 12)));
+        assert_eq!(plain_row("F,12"), Some(("F", 12, 2, None)));
+        let shape = |duration_us, memory_mb| {
+            Some(CallShape {
+                duration_us,
+                memory_mb,
+            })
+        };
+        assert_eq!(plain_row("F,12,2.5"), Some(("F", 12, 3, shape(2500, None))));
+        assert_eq!(
+            plain_row("F,12,0.0015,256"),
+            Some(("F", 12, 4, shape(2, Some(256))))
+        );
         for bad in [
             "F,",
             ",1",
             "F 1,2",
-            "F,1,2",
             "F,+1",
             "F,99999999999999999999",
             "Ä,1",
+            "F,1,",
+            "F,1,1.2.3",
+            "F,1,-2",
+            "F,1,1e3",
+            "F,1,86400000.5",
+            "F,1,2,0",
+            "F,1,2,1048577",
+            "F,1,2,3,4",
+            "F,1,2, 3",
         ] {
             assert_eq!(plain_row(bad), None, "{bad:?}");
         }
@@ -427,10 +515,13 @@ mod tests {
         for i in 0..LOAD_CHUNK_LINES {
             text.push_str(&format!("F,{i},1\n"));
         }
-        text.push_str("F,1\n");
-        std::fs::write(&p, &text).unwrap();
-        let e = Workload::load(&p).unwrap_err().to_string();
-        let line = LOAD_CHUNK_LINES + 1;
-        assert!(e.contains(&format!("shaped.csv:{line}")), "{e}");
+        for other in ["F,1\n", "F,1,2,64\n"] {
+            let mut text = text.clone();
+            text.push_str(other);
+            std::fs::write(&p, &text).unwrap();
+            let e = Workload::load(&p).unwrap_err().to_string();
+            let line = LOAD_CHUNK_LINES + 1;
+            assert!(e.contains(&format!("shaped.csv:{line}")), "{other:?}: {e}");
+        }
     }
 }
