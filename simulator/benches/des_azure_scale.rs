@@ -9,8 +9,19 @@
 //!
 //! - **1M**: 1,000 functions, 400 calls/s for 2,500 s (997,331 calls), on
 //!   100 nodes of 8 cores;
-//! - **10M** (opt-in, `DES_AZURE_BIG=1`): 10,000 functions, 4,000 calls/s
-//!   (9,994,835 calls), on 1,000 nodes of 8 cores.
+//! - **10M** (opt-in): 10,000 functions, 4,000 calls/s (9,994,835 calls),
+//!   on 1,000 nodes of 8 cores;
+//! - **day** (opt-in; issue 12 §5): one Azure Functions 2019 day sampled to
+//!   1,000 functions, on 100 and on 1,000 nodes. The public files cannot
+//!   be downloaded here, so the day is synthetic, of the public d01's size
+//!   (46,000 functions × 1,440 minutes) in the published schema
+//!   (`utils::import::synthetic`, seed 2019), imported by the importer's
+//!   library code as `utils import azure2019 --pick random --functions
+//!   1000 --seed 18` does: each call runs its row's duration (half CPU on
+//!   the node's 8 cores, half sleep, the importer's default) with its
+//!   app's memory (nodes' memory unlimited), from the catalog the import
+//!   writes. Target (issue 12 §5, judged on the 1,000-node runs): 10
+//!   million calls in under 10 s and 1 GB.
 //!
 //! Model, as `simulator des --ideal --instance-model lambda --keep-alive-s
 //! 60 --default-function exp:1000:1500 --cores 8`: every function serves
@@ -31,8 +42,8 @@
 //! Targets (issue 18 §1): 1M calls on 100 nodes at >= 2M calls/s and <= 64
 //! MB for every algorithm; 10M calls on 1,000 nodes in <= 10 s and <= 1 GB.
 //!
-//! `cargo bench -p simulator --bench des_azure_scale` (add
-//! `DES_AZURE_BIG=1` for the 10M case).
+//! `cargo bench -p simulator --bench des_azure_scale` runs the 1M case;
+//! `DES_AZURE_CASES=1M,10M,day` picks cases (`DES_AZURE_BIG=1` adds 10M).
 //!
 //! # Figures (2026-12-03, this 2-core VM shared with other builds: load
 //! average 4 to 7, so wall time is about twice the CPU time; CPU-time
@@ -90,13 +101,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use des::{CostProfile, DesConfig, FunctionModel, InstanceModel, KeepAlivePolicy, Workload};
 use policy::scheduler::SchedulerConfig;
 use utils::generate::{self, Arrivals, GeneratorConfig, Popularity};
+use utils::import::azure2019::{self, Azure2019Config};
+use utils::import::synthetic::{self, SyntheticDay};
+use utils::import::{Outputs, Pick};
 
-/// Set in a child: `ALGORITHM NODES SCENARIO`.
+/// Set in a child: `ALGORITHM NODES CATALOG SCENARIO` (`-`: no catalog).
 const CHILD_ENV: &str = "DES_AZURE_CHILD";
 const SEED: u64 = 18;
 const DURATION_S: f64 = 2500.0;
@@ -150,23 +165,41 @@ fn thread_cpu_seconds() -> Option<f64> {
     Some(ns / 1e9)
 }
 
-fn config(algorithm: &str, nodes: u32) -> Result<DesConfig, String> {
+/// The Zipf cases' model; with a `catalog` (the Azure day), its
+/// functions with their rows' durations and memory instead of
+/// `exp:1000:1500`.
+fn config(algorithm: &str, nodes: u32, catalog: Option<&Path>) -> Result<DesConfig, String> {
     let scheduler = SchedulerConfig::new(algorithm, [("seed", "0")]).map_err(|e| e.to_string())?;
-    let default_function: FunctionModel = "exp:1000:1500".parse().map_err(|e| format!("{e}"))?;
+    let (default_function, catalog) = match catalog {
+        Some(path) => {
+            let catalog = sample_functions::Catalog::with_file(path).map_err(|e| e.to_string())?;
+            (None, Some(Arc::new(catalog)))
+        }
+        None => {
+            let model: FunctionModel = "exp:1000:1500".parse().map_err(|e| format!("{e}"))?;
+            (Some(model), None)
+        }
+    };
     Ok(DesConfig {
         scheduler,
         nodes,
         cores: 8,
         instances: InstanceModel::lambda(Duration::from_secs(60), KeepAlivePolicy::Fixed),
         profile: CostProfile::default(),
-        default_function: Some(default_function),
+        default_function,
+        catalog,
         ..DesConfig::default()
     })
 }
 
 /// In a child: load, simulate, print one line of `key=value` figures.
-fn child(algorithm: &str, nodes: u32, scenario: &Path) -> Result<(), String> {
-    let config = config(algorithm, nodes)?;
+fn child(
+    algorithm: &str,
+    nodes: u32,
+    catalog: Option<&Path>,
+    scenario: &Path,
+) -> Result<(), String> {
+    let config = config(algorithm, nodes, catalog)?;
     let load_cpu0 = thread_cpu_seconds();
     #[allow(clippy::disallowed_methods)] // the bench measures wall time
     let load_start = Instant::now();
@@ -220,15 +253,135 @@ fn field(line: &str, key: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// What one line of the table is judged against.
+struct Target {
+    min_calls_per_s: Option<f64>,
+    max_seconds: Option<f64>,
+    max_rss_mib: Option<f64>,
+}
+
+impl Case {
+    fn target(&self) -> Target {
+        Target {
+            min_calls_per_s: self.min_calls_per_s,
+            max_seconds: self.max_seconds,
+            max_rss_mib: Some(self.max_rss_mib),
+        }
+    }
+}
+
+/// Runs `scenario` (with its `catalog`, if any) under each of `algos` on
+/// `nodes` nodes, one child process each, and prints a line per run.
+fn run_lines(
+    label: &str,
+    nodes: u32,
+    functions: usize,
+    scenario: &Path,
+    catalog: Option<&Path>,
+    algos: &str,
+    target: &Target,
+) {
+    let exe = std::env::current_exe().expect("own path");
+    let catalog = catalog.map_or_else(|| "-".to_owned(), |c| c.display().to_string());
+    for algorithm in algos.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let out = Command::new(&exe)
+            .env(
+                CHILD_ENV,
+                format!("{algorithm} {nodes} {catalog} {}", scenario.display()),
+            )
+            .output()
+            .expect("running a child");
+        let line = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            println!(
+                "{label:>4} {algorithm:>5}: failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            continue;
+        }
+        let get = |k| field(&line, k).unwrap_or(f64::NAN);
+        let (calls, load, load_cpu, run, cpu, rss) = (
+            get("calls"),
+            get("load_s"),
+            get("load_cpu_s"),
+            get("run_s"),
+            get("cpu_s"),
+            get("rss_mib"),
+        );
+        let rate = calls / run;
+        // What a core of its own would give: the rate over CPU time (on a
+        // shared machine the wall time includes waiting).
+        let cpu_rate = calls / cpu;
+        // Judged on wall time, as a user sees it; the CPU-time figures
+        // beside it say what a quiet core would give.
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        let speed = match (target.min_calls_per_s, target.max_seconds) {
+            (Some(min), _) => format!(">= {:.0}M calls/s ({})", min / 1e6, verdict(rate >= min)),
+            (None, Some(max)) => format!("<= {max:.0} s ({})", verdict(load + run <= max)),
+            (None, None) => "speed: no target".to_owned(),
+        };
+        let memory = match target.max_rss_mib {
+            Some(max) => format!("<= {max:.0} MiB ({})", verdict(rss <= max)),
+            None => "memory: no target".to_owned(),
+        };
+        println!(
+            "{label:>4} {algorithm:>5} {nodes:>6} {functions:>6} {calls:>10.0} {load:>7.2} {load_cpu:>7.2} {run:>7.2} {cpu:>7.2} {rate:>10.0} {cpu_rate:>10.0} {rss:>9.1} {:>8.5}  {speed}, {memory}",
+            get("cold"),
+        );
+    }
+}
+
+/// The Azure day of issue 12 §5: a synthetic day of the public trace's
+/// size in its published schema ([`utils::import::synthetic`], seed 2019),
+/// sampled to 1,000 functions as `utils import azure2019 --pick random
+/// --functions 1000 --seed 18` does (rows carry their durations and
+/// memory; the catalog's functions run half CPU, half sleep), simulated
+/// on 100 and on 1,000 nodes.
+fn azure_day(dir: &Path, algos: &str) {
+    #[allow(clippy::disallowed_methods)] // the bench measures wall time
+    let start = Instant::now();
+    let day = SyntheticDay::real_size(2019);
+    synthetic::write_day(dir, &day).expect("writing the synthetic day");
+    let scenario = dir.join("azure-day.csv");
+    let outputs = Outputs::new(scenario.clone(), None);
+    let config = Azure2019Config {
+        functions: 1_000,
+        pick: Pick::Random,
+        seed: SEED,
+        ..Azure2019Config::new(dir.to_path_buf())
+    };
+    let meta = azure2019::import(&config, &outputs).expect("importing the synthetic day");
+    println!(
+        " day: {} functions x 1440 minutes written and 1,000 sampled (random, seed {SEED}) in {:.1} s: {} calls",
+        day.functions,
+        start.elapsed().as_secs_f64(),
+        meta.total_events
+    );
+    for nodes in [100, 1_000] {
+        // Issue 12 §5: 10M calls on 1,000 nodes in under 10 s, 1 GB.
+        let target = Target {
+            min_calls_per_s: None,
+            max_seconds: (nodes == 1_000).then_some(10.0),
+            max_rss_mib: (nodes == 1_000).then_some(1024.0),
+        };
+        let catalog = Some(outputs.catalog.as_path());
+        run_lines("day", nodes, 1_000, &scenario, catalog, algos, &target);
+    }
+}
+
 fn main() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
-        let mut parts = spec.splitn(3, ' ');
-        let (Some(a), Some(n), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
+        let mut parts = spec.splitn(4, ' ');
+        let (Some(a), Some(n), Some(c), Some(p)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             eprintln!("bad {CHILD_ENV}: {spec:?}");
             std::process::exit(2);
         };
         let nodes = n.parse().unwrap_or(1);
-        if let Err(e) = child(a, nodes, Path::new(p)) {
+        let catalog = (c != "-").then(|| Path::new(c));
+        if let Err(e) = child(a, nodes, catalog, Path::new(p)) {
             eprintln!("{a}: {e}");
             std::process::exit(1);
         }
@@ -237,11 +390,16 @@ fn main() {
     // `cargo bench` passes `--bench`; anything else (a test filter) is
     // ignored: this binary always runs the benchmark.
     let algos = std::env::var("DES_AZURE_ALGOS").unwrap_or_else(|_| "rr,ll,ch,ours".into());
-    let big = std::env::var("DES_AZURE_BIG").is_ok_and(|v| v == "1");
+    // Which cases: `DES_AZURE_CASES=1M,10M,day` (default 1M;
+    // `DES_AZURE_BIG=1` adds 10M, as before).
+    let mut cases = std::env::var("DES_AZURE_CASES").unwrap_or_else(|_| "1M".into());
+    if std::env::var("DES_AZURE_BIG").is_ok_and(|v| v == "1") {
+        cases.push_str(",10M");
+    }
+    let wanted = |name: &str| cases.split(',').any(|c| c.trim() == name);
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let exe = std::env::current_exe().expect("own path");
     println!(
-        "des_azure_scale: Zipf functions, Poisson arrivals (seed {SEED}, {DURATION_S} s), Lambda model, keep-alive 60 s, exp:1000:1500, 8 cores per node, ideal profile; one child process per line"
+        "des_azure_scale: Lambda model, keep-alive 60 s, 8 cores per node, ideal profile; Zipf cases: Poisson arrivals (seed {SEED}, {DURATION_S} s), exp:1000:1500; one child process per line"
     );
     println!(
         "{:>4} {:>5} {:>6} {:>6} {:>10} {:>7} {:>7} {:>7} {:>7} {:>10} {:>10} {:>9} {:>8}  target",
@@ -259,58 +417,21 @@ fn main() {
         "peak MiB",
         "cold"
     );
-    for case in CASES.iter().filter(|c| big || c.name != "10M") {
+    for case in CASES.iter().filter(|c| wanted(c.name)) {
         let scenario = write_case(case, dir.path());
-        for algorithm in algos.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            let out = Command::new(&exe)
-                .env(
-                    CHILD_ENV,
-                    format!("{algorithm} {} {}", case.nodes, scenario.display()),
-                )
-                .output()
-                .expect("running a child");
-            let line = String::from_utf8_lossy(&out.stdout);
-            if !out.status.success() {
-                println!(
-                    "{:>4} {algorithm:>5}: failed ({}): {}",
-                    case.name,
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                continue;
-            }
-            let get = |k| field(&line, k).unwrap_or(f64::NAN);
-            let (calls, load, load_cpu, run, cpu, rss) = (
-                get("calls"),
-                get("load_s"),
-                get("load_cpu_s"),
-                get("run_s"),
-                get("cpu_s"),
-                get("rss_mib"),
-            );
-            let rate = calls / run;
-            // What a core of its own would give: the rate over CPU time
-            // (on a shared machine the wall time includes waiting).
-            let cpu_rate = calls / cpu;
-            // Judged on wall time, as a user sees it; the CPU-time figures
-            // beside it say what a quiet core would give.
-            let (speed_ok, speed_target) = match (case.min_calls_per_s, case.max_seconds) {
-                (Some(min), _) => (rate >= min, format!(">= {:.0}M calls/s", min / 1e6)),
-                (None, Some(max)) => (load + run <= max, format!("<= {max:.0} s")),
-                (None, None) => (true, String::new()),
-            };
-            let mem_ok = rss <= case.max_rss_mib;
-            println!(
-                "{:>4} {algorithm:>5} {:>6} {:>6} {calls:>10.0} {load:>7.2} {load_cpu:>7.2} {run:>7.2} {cpu:>7.2} {rate:>10.0} {cpu_rate:>10.0} {rss:>9.1} {:>8.5}  {speed_target} ({}), <= {:.0} MiB ({})",
-                case.name,
-                case.nodes,
-                case.functions,
-                get("cold"),
-                if speed_ok { "met" } else { "MISSED" },
-                case.max_rss_mib,
-                if mem_ok { "met" } else { "MISSED" },
-            );
-        }
+        let target = case.target();
+        run_lines(
+            case.name,
+            case.nodes,
+            case.functions,
+            &scenario,
+            None,
+            &algos,
+            &target,
+        );
         let _ = std::fs::remove_file(&scenario);
+    }
+    if wanted("day") {
+        azure_day(dir.path(), &algos);
     }
 }

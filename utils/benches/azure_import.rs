@@ -1,11 +1,10 @@
 //! `utils import` on traces of the real size (not a criterion bench: one
 //! run per case, figures printed).
 //!
-//! Writes a synthetic Azure 2019 day into a temporary directory: 46,000
-//! functions × 1,440 minutes (the public d01 has about that many rows), in
-//! ~19,000 apps, each function calling at a log-uniform mean rate between
-//! 0.001 and 100 per minute (Poisson per minute), so most cells are 0 as in
-//! the trace; its durations and memory files; and a 2021 trace of 1.98 M
+//! Writes a synthetic Azure 2019 day into a temporary directory
+//! ([`utils::import::synthetic`]): 46,000 functions × 1,440 minutes (the
+//! public d01 has about that many rows) in 19,000 apps, most cells 0 as in
+//! the trace, with its durations and memory files; and a 2021 trace of 1.98 M
 //! rows (the public trace's size) with 64-hex ids, rows out of time order.
 //! Then each case runs in a child process of this binary (its own peak
 //! RSS, `VmHWM`) and prints wall time, input rows/s, calls written/s and
@@ -21,7 +20,7 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Poisson};
+use utils::import::synthetic::{hex_id, write_day, SyntheticDay};
 use utils::import::{self, MinuteWindow, Outputs, Pick};
 
 const CHILD_ENV: &str = "AZURE_BENCH_CHILD";
@@ -36,100 +35,11 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn hex(rng: &mut ChaCha8Rng) -> String {
-    (0..4)
-        .map(|_| format!("{:016x}", rng.gen::<u64>()))
-        .collect()
-}
-
-fn write_2019(dir: &Path) -> std::io::Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(2019);
-    let owners: Vec<String> = (0..APPS / 2).map(|_| hex(&mut rng)).collect();
-    let apps: Vec<(usize, String)> = (0..APPS)
-        .map(|_| (rng.gen_range(0..owners.len()), hex(&mut rng)))
-        .collect();
-    let open = |name: &str| -> std::io::Result<std::io::BufWriter<std::fs::File>> {
-        Ok(std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(dir.join(name))?,
-        ))
-    };
-    let mut inv = open("invocations_per_function_md.anon.d01.csv")?;
-    let mut dur = open("function_durations_percentiles.anon.d01.csv")?;
-    let mut mem = open("app_memory_percentiles.anon.d01.csv")?;
-    write!(inv, "HashOwner,HashApp,HashFunction,Trigger")?;
-    for m in 1..=1440 {
-        write!(inv, ",{m}")?;
-    }
-    writeln!(inv)?;
-    writeln!(dur, "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum,percentile_Average_0,percentile_Average_1,percentile_Average_25,percentile_Average_50,percentile_Average_75,percentile_Average_99,percentile_Average_100")?;
-    writeln!(mem, "HashOwner,HashApp,SampleCount,AverageAllocatedMb,AverageAllocatedMb_pct1,AverageAllocatedMb_pct5,AverageAllocatedMb_pct25,AverageAllocatedMb_pct50,AverageAllocatedMb_pct75,AverageAllocatedMb_pct95,AverageAllocatedMb_pct99,AverageAllocatedMb_pct100")?;
-    let triggers = [
-        "http",
-        "timer",
-        "queue",
-        "event",
-        "storage",
-        "orchestration",
-        "others",
-    ];
-    let mut line = String::with_capacity(8 << 10);
-    for f in 0..FUNCTIONS {
-        let (owner, app) = &apps[f % APPS];
-        let id = hex(&mut rng);
-        let lambda = 10f64.powf(rng.gen_range(-3.0..2.0));
-        let poisson = Poisson::new(lambda).expect("positive rate");
-        line.clear();
-        line.push_str(&format!(
-            "{},{},{},{}",
-            owners[*owner],
-            app,
-            id,
-            triggers[f % triggers.len()]
-        ));
-        for _ in 0..1440 {
-            let n = poisson.sample(&mut rng) as u64;
-            line.push(',');
-            line.push_str(&n.to_string());
-        }
-        writeln!(inv, "{line}")?;
-        let median = 10f64.powf(rng.gen_range(0.0..4.0));
-        let p = [
-            median * 0.1,
-            median * 0.2,
-            median * 0.6,
-            median,
-            median * 1.5,
-            median * 4.0,
-            median * 10.0,
-        ];
-        write!(
-            dur,
-            "{},{},{},{median:.1},100,{:.1},{:.1}",
-            owners[*owner], app, id, p[0], p[6]
-        )?;
-        for v in p {
-            write!(dur, ",{v:.1}")?;
-        }
-        writeln!(dur)?;
-    }
-    for (owner, app) in &apps {
-        let base = rng.gen_range(50.0..400.0);
-        write!(mem, "{},{},120,{base:.1}", owners[*owner], app)?;
-        for k in [0.8, 0.85, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5] {
-            write!(mem, ",{:.1}", base * k)?;
-        }
-        writeln!(mem)?;
-    }
-    inv.flush()?;
-    dur.flush()?;
-    mem.flush()
-}
-
 fn write_2021(path: &Path) -> std::io::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(2021);
-    let functions: Vec<(String, String)> =
-        (0..424).map(|_| (hex(&mut rng), hex(&mut rng))).collect();
+    let functions: Vec<(String, String)> = (0..424)
+        .map(|_| (hex_id(&mut rng), hex_id(&mut rng)))
+        .collect();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     writeln!(out, "app,func,end_timestamp,duration")?;
     let span = 14.0 * 86_400.0;
@@ -201,7 +111,13 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let t = Instant::now();
-    write_2019(dir).expect("write the 2019 fixture");
+    let day = SyntheticDay {
+        functions: FUNCTIONS,
+        apps: APPS,
+        day: 1,
+        seed: 2019,
+    };
+    write_day(dir, &day).expect("write the 2019 fixture");
     let inv = std::fs::metadata(dir.join("invocations_per_function_md.anon.d01.csv"))
         .map(|m| m.len())
         .unwrap_or(0);

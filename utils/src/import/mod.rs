@@ -102,6 +102,7 @@
 pub mod azure2019;
 pub mod azure2021;
 pub mod sample;
+pub mod synthetic;
 mod table;
 
 use std::io::Write;
