@@ -94,7 +94,6 @@ use crate::runtime::{Runtime, RuntimeError};
 use crate::worker::{Worker, WorkerError};
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse};
-use protocol::ErrorReply;
 use tokio::runtime::Handle;
 
 struct AppState<R> {
@@ -165,9 +164,9 @@ pub(crate) fn json(status: u16, body: String) -> HttpResponse {
         .body(body)
 }
 
-pub(crate) fn error(status: u16, message: impl Into<String>) -> HttpResponse {
-    json(status, ErrorReply::new(message).to_json())
-}
+/// The testbed's JSON error reply (one builder for the worker, the
+/// balancer and their HTTP front: [`http_front::error_reply`]).
+pub(crate) use http_front::error_reply as error;
 
 /// The HTTP status of a runtime failure: 503 when the engine does not
 /// answer (the worker keeps serving; a later call tries again), else 500.

@@ -40,7 +40,7 @@ use crate::state::RunClock;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use bytes::Bytes;
-use http_front::{read_body, read_form};
+use http_front::{error_reply, read_body, read_form};
 use protocol::reply::RetriedFrom;
 use protocol::LoadBalancingInfo;
 use sample_functions::user::store::CallRow;
@@ -104,15 +104,8 @@ impl Route {
     }
 }
 
-fn error(status: u16, message: impl std::fmt::Display) -> HttpResponse {
-    json_reply(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        serde_json::json!({"Error": true, "Message": message.to_string()}).to_string(),
-    )
-}
-
 fn failure(e: FunctionError) -> HttpResponse {
-    error(e.status(), e)
+    error_reply(e.status(), e.to_string())
 }
 
 fn ok_json(value: serde_json::Value) -> HttpResponse {
@@ -141,12 +134,12 @@ pub(crate) async fn handle(
         Route::Delete(name) => delete(local, &name).await,
         Route::Config(name) => config(req, payload, store, &name).await,
         Route::Package(digest) => match store.package(&digest) {
-            None => error(404, format!("no stored package {digest:?}")),
+            None => error_reply(404, format!("no stored package {digest:?}")),
             Some(path) => match tokio::fs::read(&path).await {
                 Ok(zip) => HttpResponse::Ok()
                     .insert_header(("Content-Type", "application/zip"))
                     .body(zip),
-                Err(e) => error(500, format!("reading the package: {e}")),
+                Err(e) => error_reply(500, format!("reading the package: {e}")),
             },
         },
     }
@@ -463,7 +456,7 @@ async fn logs(req: &HttpRequest, local: &Local, name: &str) -> HttpResponse {
     }
     let limit = match wire::logs_limit(req.query_string()) {
         Ok(l) => l,
-        Err(e) => return error(400, e),
+        Err(e) => return error_reply(400, e),
     };
     let replies = from_nodes(local, "logs", &format!("/logs/{name}?limit={limit}")).await;
     let mut merged: Vec<serde_json::Value> = replies
