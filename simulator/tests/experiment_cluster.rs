@@ -59,6 +59,24 @@ fn nodes_of_log(path: &Path) -> (std::collections::BTreeSet<u64>, usize) {
     (ids, lines)
 }
 
+/// `--cluster compose` on the test's images with 2 workers, then `more`.
+fn own_compose<'a>(tag: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--cluster", "compose", "--image-tag", tag, "--workers", "2"];
+    args.extend_from_slice(more);
+    args
+}
+
+/// The compose project of an experiment's `run.json` is gone: containers
+/// and network.
+fn assert_project_gone(run: &serde_json::Value) {
+    let project = run["cluster"]["compose_project"].as_str().unwrap();
+    let label = format!("label=com.docker.compose.project={project}");
+    let left = docker(&["ps", "-aq", "--filter", &label]);
+    assert!(left.stdout.is_empty(), "containers of {project} left");
+    let left = docker(&["network", "ls", "-q", "--filter", &label]);
+    assert!(left.stdout.is_empty(), "network of {project} left");
+}
+
 #[test]
 fn experiments_run_on_a_compose_cluster_of_their_own_and_on_a_running_cluster() {
     // Images for both halves; the test's own project is the "running
@@ -71,18 +89,10 @@ fn experiments_run_on_a_compose_cluster_of_their_own_and_on_a_running_cluster() 
     let out = experiment(
         results.path(),
         "compose",
-        &[
-            "--cluster",
-            "compose",
-            "--image-tag",
+        &own_compose(
             &cluster.tag,
-            "--workers",
-            "2",
-            "--worker-cpus",
-            "0.5",
-            "--worker-memory",
-            "256m",
-        ],
+            &["--worker-cpus", "0.5", "--worker-memory", "256m"],
+        ),
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -117,13 +127,7 @@ fn experiments_run_on_a_compose_cluster_of_their_own_and_on_a_running_cluster() 
         report.contains("Docker Compose project") && report.contains("0.5 CPU and 256m memory"),
         "{report}"
     );
-    // Its project is gone: containers and network.
-    let project = c["compose_project"].as_str().unwrap();
-    let label = format!("label=com.docker.compose.project={project}");
-    let left = docker(&["ps", "-aq", "--filter", &label]);
-    assert!(left.stdout.is_empty(), "containers of {project} left");
-    let left = docker(&["network", "ls", "-q", "--filter", &label]);
-    assert!(left.stdout.is_empty(), "network of {project} left");
+    assert_project_gone(&run);
 
     // 2. A closed loop of two stages on a compose project of its own (the
     // same images): the clients' first `/clear` needs the project's fresh
@@ -132,24 +136,21 @@ fn experiments_run_on_a_compose_cluster_of_their_own_and_on_a_running_cluster() 
     let out = experiment(
         results.path(),
         "compose-loop",
-        &[
-            "--cluster",
-            "compose",
-            "--image-tag",
+        &own_compose(
             &cluster.tag,
-            "--workers",
-            "2",
-            "--clients",
-            "2,4",
-            "--duration",
-            "2s",
-            "--functions",
-            "uniform",
-            "--names",
-            "W1,W2,T1",
-            "--grace",
-            "30s",
-        ],
+            &[
+                "--clients",
+                "2,4",
+                "--duration",
+                "2s",
+                "--functions",
+                "uniform",
+                "--names",
+                "W1,W2,T1",
+                "--grace",
+                "30s",
+            ],
+        ),
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -192,9 +193,7 @@ fn experiments_run_on_a_compose_cluster_of_their_own_and_on_a_running_cluster() 
             && report.contains("Docker Compose project"),
         "{report}"
     );
-    let project = run["cluster"]["compose_project"].as_str().unwrap();
-    let label = format!("label=com.docker.compose.project={project}");
-    assert!(docker(&["ps", "-aq", "--filter", &label]).stdout.is_empty());
+    assert_project_gone(&run);
 
     // 3. A running cluster, by its balancer's URL.
     cluster.scale(2);
