@@ -336,35 +336,54 @@ fn instances(size: &Size) -> InstanceModel {
     InstanceModel::lambda(Duration::from_secs(size.keep_alive_s), KeepAlivePolicy::Lru)
 }
 
-/// How busy the machine was right before an algorithm's live run (its
-/// balancer up, the workers idle, no call in flight).
+/// How busy the machine was right before an algorithm's live run.
 #[derive(Debug, Clone, serde::Serialize)]
 struct MachineBefore {
-    /// The 1-minute load average. It decays over about a minute, so from
-    /// the second algorithm on it still counts the previous algorithm's
-    /// clients, balancer and workers.
+    /// The 1-minute load average right before the first call. It decays
+    /// over about a minute, so from the second algorithm on it still
+    /// counts the previous algorithm's clients, balancer and workers.
     load_average: Option<f64>,
-    /// The machine's busy CPU less this study's processes (the workers,
-    /// the balancer, the clients), in cores, over [`QUIET_CHECK`]: other
-    /// work only, whatever ran before.
+    /// The machine's busy CPU less this study's processes (the workers
+    /// and their functions, the balancer, the clients), in cores, while
+    /// the run was prepared (workers emptied, balancer started; at least
+    /// [`MIN_WATCH`]): other work only, whatever ran before.
     foreign_cores: Option<f64>,
 }
 
-/// How long the check of [`MachineBefore`] watches the machine's CPU.
-const QUIET_CHECK: Duration = Duration::from_millis(500);
+/// The shortest watch of [`MachineWatch`] (at 100 CPU ticks a second, a
+/// resolution of 0.02 cores).
+const MIN_WATCH: Duration = Duration::from_millis(500);
 
-impl MachineBefore {
-    async fn sample() -> Self {
-        let load_average = crate::experiment::host::load_average();
-        // This process's tree holds every process of the study.
-        let roots = [std::process::id()];
-        let before = CpuSample::take(&roots);
-        tokio::time::sleep(QUIET_CHECK).await;
-        let foreign_cores = before
-            .until(&CpuSample::take(&roots))
-            .map(|u| u.foreign_cores);
+/// Watches the machine's CPU while an algorithm's run is prepared (no
+/// time added when the preparation lasts [`MIN_WATCH`] or more).
+struct MachineWatch {
+    sample: CpuSample,
+    started: std::time::Instant,
+}
+
+impl MachineWatch {
+    /// This process's tree holds every process of the study.
+    fn roots() -> [u32; 1] {
+        [std::process::id()]
+    }
+
+    fn start() -> Self {
         Self {
-            load_average,
+            sample: CpuSample::take(&Self::roots()),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    async fn finish(self) -> MachineBefore {
+        if let Some(rest) = MIN_WATCH.checked_sub(self.started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+        let foreign_cores = self
+            .sample
+            .until(&CpuSample::take(&Self::roots()))
+            .map(|u| u.foreign_cores);
+        MachineBefore {
+            load_average: crate::experiment::host::load_average(),
             foreign_cores,
         }
     }
@@ -438,6 +457,7 @@ async fn run_live(
         if stop.level() != StopLevel::Run {
             anyhow::bail!("interrupted");
         }
+        let watch = MachineWatch::start();
         for w in &workers {
             reset_worker(&client, &w.url).await?;
         }
@@ -459,7 +479,7 @@ async fn run_live(
         balancer
             .wait_healthy(&client, Duration::from_secs(60))
             .await?;
-        let before = MachineBefore::sample().await;
+        let before = watch.finish().await;
         let options = LoadOptions {
             balancer_url: balancer.url.clone(),
             closed_loop: live_loop(size, mix, ctx.seed)?,
@@ -1015,11 +1035,12 @@ const STAGE_TABLE_TEXT: &str = "a call counts in the stage it started in; throug
     failed = errors and calls cancelled at the end";
 
 /// What the table of the machine before each live run counts.
-const MACHINE_TEXT: &str = "How busy this machine was right before each algorithm's live run \
-    (its balancer up, the workers idle): the 1-minute load average, which decays over about a \
-    minute and so, from the second algorithm on, still counts mostly the previous algorithm's own \
-    clients, balancer and workers; and the CPU that other work took, in cores (the machine's busy \
-    CPU less this study's processes, over 0.5 s), which counts nothing of this study.";
+const MACHINE_TEXT: &str = "How busy this machine was right before each algorithm's live run: \
+    the 1-minute load average before the first call, which decays over about a minute and so, \
+    from the second algorithm on, still counts mostly the previous algorithm's own clients, \
+    balancer and workers; and the CPU that other work took, in cores (the machine's busy CPU less \
+    this study's processes, while the run was prepared: workers emptied, balancer started, at \
+    least 0.5 s), which counts nothing of this study.";
 
 /// Why live and simulated differ at the same scale (the figures are in
 /// the table above it).
