@@ -1,7 +1,8 @@
 //! `simulator experiment --cluster` (issue 16, part 3): the same comparison
 //! and report on containerised nodes with their own CPU and memory limits,
 //! first on a Compose project the experiment brings up and takes down
-//! itself, then on a running cluster given by its balancer's URL.
+//! itself (with a scenario, then with a closed loop of two stages), then
+//! on a running cluster given by its balancer's URL.
 //!
 //! Images: built once by `deploy/build-images.sh` with a tag and label of
 //! this test ([`support::compose::Cluster`]), removed at the end with the
@@ -58,6 +59,24 @@ fn nodes_of_log(path: &Path) -> (std::collections::BTreeSet<u64>, usize) {
     (ids, lines)
 }
 
+/// `--cluster compose` on the test's images with 2 workers, then `more`.
+fn own_compose<'a>(tag: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--cluster", "compose", "--image-tag", tag, "--workers", "2"];
+    args.extend_from_slice(more);
+    args
+}
+
+/// The compose project of an experiment's `run.json` is gone: containers
+/// and network.
+fn assert_project_gone(run: &serde_json::Value) {
+    let project = run["cluster"]["compose_project"].as_str().unwrap();
+    let label = format!("label=com.docker.compose.project={project}");
+    let left = docker(&["ps", "-aq", "--filter", &label]);
+    assert!(left.stdout.is_empty(), "containers of {project} left");
+    let left = docker(&["network", "ls", "-q", "--filter", &label]);
+    assert!(left.stdout.is_empty(), "network of {project} left");
+}
+
 #[test]
 fn experiments_run_on_a_compose_cluster_of_their_own_and_on_a_running_cluster() {
     // Images for both halves; the test's own project is the "running
@@ -70,18 +89,10 @@ fn experiments_run_on_a_compose_cluster_of_their_own_and_on_a_running_cluster() 
     let out = experiment(
         results.path(),
         "compose",
-        &[
-            "--cluster",
-            "compose",
-            "--image-tag",
+        &own_compose(
             &cluster.tag,
-            "--workers",
-            "2",
-            "--worker-cpus",
-            "0.5",
-            "--worker-memory",
-            "256m",
-        ],
+            &["--worker-cpus", "0.5", "--worker-memory", "256m"],
+        ),
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -116,15 +127,75 @@ fn experiments_run_on_a_compose_cluster_of_their_own_and_on_a_running_cluster() 
         report.contains("Docker Compose project") && report.contains("0.5 CPU and 256m memory"),
         "{report}"
     );
-    // Its project is gone: containers and network.
-    let project = c["compose_project"].as_str().unwrap();
-    let label = format!("label=com.docker.compose.project={project}");
-    let left = docker(&["ps", "-aq", "--filter", &label]);
-    assert!(left.stdout.is_empty(), "containers of {project} left");
-    let left = docker(&["network", "ls", "-q", "--filter", &label]);
-    assert!(left.stdout.is_empty(), "network of {project} left");
+    assert_project_gone(&run);
 
-    // 2. A running cluster, by its balancer's URL.
+    // 2. A closed loop of two stages on a compose project of its own (the
+    // same images): the clients' first `/clear` needs the project's fresh
+    // token (none is set here), calls run on both worker containers, and
+    // each run records its stages.
+    let out = experiment(
+        results.path(),
+        "compose-loop",
+        &own_compose(
+            &cluster.tag,
+            &[
+                "--clients",
+                "2,4",
+                "--duration",
+                "2s",
+                "--functions",
+                "uniform",
+                "--names",
+                "W1,W2,T1",
+                "--grace",
+                "30s",
+            ],
+        ),
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = run_json(results.path(), "compose-loop");
+    assert_eq!(run["cluster"]["kind"], "compose");
+    let cl = &run["closed_loop"];
+    assert_eq!(cl["clients"], serde_json::json!([2, 4]), "{cl}");
+    assert_eq!(
+        (cl["stages"].as_u64(), cl["duration_s"].as_f64()),
+        (Some(2), Some(2.0)),
+        "{cl}"
+    );
+    let runs = run["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        let load = &r["load"];
+        let calls = load["calls"].as_u64().unwrap();
+        assert!(calls > 0, "{r}");
+        assert_eq!(load["ok"], load["calls"], "{r}");
+        let (ids, lines) = nodes_of_log(Path::new(r["log"].as_str().unwrap()));
+        assert_eq!(lines as u64, calls, "{r}");
+        if r["algorithm"] == "rr" {
+            assert_eq!(ids.len(), 2, "{ids:?}");
+        }
+        // Per stage: 2 then 4 clients, the stages' calls adding up to the
+        // run's.
+        let stages = load["stages"].as_array().unwrap();
+        let clients: Vec<u64> = stages
+            .iter()
+            .map(|s| s["clients"].as_u64().unwrap())
+            .collect();
+        assert_eq!(clients, [2, 4], "{r}");
+        let per_stage: u64 = stages.iter().map(|s| s["calls"].as_u64().unwrap()).sum();
+        assert_eq!(per_stage, calls, "{r}");
+        assert!(stages.iter().all(|s| s["ok"].as_u64() > Some(0)), "{r}");
+    }
+    let report = std::fs::read_to_string(results.path().join("compose-loop/report.md")).unwrap();
+    assert!(
+        report.contains("stages of 2, then 4 clients, 2.0 s each")
+            && report.contains("Docker Compose project"),
+        "{report}"
+    );
+    assert_project_gone(&run);
+
+    // 3. A running cluster, by its balancer's URL.
     cluster.scale(2);
     cluster.wait_online(2);
     let url = cluster.url();

@@ -154,8 +154,58 @@ fn hiku_short() {
         assert!(live.parse::<f64>().unwrap() > 0.0, "{row:?}");
         assert!(des.parse::<f64>().unwrap() > 0.0, "{row:?}");
     }
+    // The live part: per algorithm one closed loop of the paper's three
+    // stages scaled down (2, 5 and 10 clients in the short version). The
+    // by-stage table has a row per stage per algorithm, and each
+    // algorithm's calls by stage add up to its whole-run calls.
+    let whole = table_after(&report, "Live, this machine, the three stages");
+    let by_stage = table_after(&report, "Live, this machine, by stage");
+    let col = |t: &[Vec<String>], name: &str| {
+        t[0].iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name:?} in {:?}", t[0]))
+    };
+    let (calls, clients) = (col(&by_stage, "calls"), col(&by_stage, "clients"));
+    assert_eq!(whole.len(), 5, "{report}");
+    assert_eq!(by_stage.len(), 1 + 4 * 3, "{report}");
+    for row in &whole[1..] {
+        let rows: Vec<&Vec<String>> = by_stage[1..].iter().filter(|r| r[0] == row[0]).collect();
+        let counts: Vec<&str> = rows.iter().map(|r| r[clients].as_str()).collect();
+        assert_eq!(counts, ["2", "5", "10"], "{row:?}: {rows:?}");
+        let sum: u64 = rows.iter().map(|r| r[calls].parse::<u64>().unwrap()).sum();
+        assert!(sum > 0, "{rows:?}");
+        assert_eq!(
+            sum.to_string(),
+            row[col(&whole, "calls")],
+            "{}: calls by stage against the whole run",
+            row[0]
+        );
+    }
     let run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    // The same in run.json, with the machine's state before each
+    // algorithm, and the same stages in the DES at the live run's scale.
+    for (load, des) in run["results"]["load_summaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(run["results"]["des_live_scale"].as_array().unwrap())
+    {
+        let summary = &load["summary"];
+        let stages = summary["stages"].as_array().unwrap();
+        let per_stage: u64 = stages.iter().map(|s| s["calls"].as_u64().unwrap()).sum();
+        assert_eq!(Some(per_stage), summary["calls"].as_u64(), "{load}");
+        assert!(load["machine_before"]["load_average"].is_number(), "{load}");
+        let clients = |st: &serde_json::Value| -> Vec<u64> {
+            st.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["clients"].as_u64().unwrap())
+                .collect()
+        };
+        assert_eq!(clients(&summary["stages"]), [2, 5, 10], "{load}");
+        assert_eq!(clients(&des["stages"]), [2, 5, 10], "{des}");
+    }
     let paper = &run["results"]["des_paper_scale"];
     assert_eq!(paper.as_array().unwrap().len(), 4);
     // One run of three stages of 20, 50 and 100 clients on 5 nodes; its

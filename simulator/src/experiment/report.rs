@@ -478,11 +478,22 @@ fn report_markdown(
     let _ = writeln!(o, "| Started | {} |", record.started_utc);
     match &record.closed_loop {
         Some(c) => {
+            // Stages are a list of counts, each stage `duration_s` long.
+            let clients = match c["clients"].as_array() {
+                Some(stages) => format!(
+                    "stages of {} clients, {} s each",
+                    stages
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", then "),
+                    c["duration_s"]
+                ),
+                None => format!("{} clients for {} s", c["clients"], c["duration_s"]),
+            };
             let _ = writeln!(
                 o,
-                "| Workload | closed loop (`simulator load`'s clients): {} clients for {} s, think `{}`, functions `{}` ({} names), load seed {}{}, grace {} s |",
-                c["clients"],
-                c["duration_s"],
+                "| Workload | closed loop (`simulator load`'s clients): {clients}, think `{}`, functions `{}` ({} names), load seed {}{}, grace {} s |",
                 c["think"].as_str().unwrap_or("-"),
                 c["functions"].as_str().unwrap_or("-"),
                 c["function_count"],

@@ -26,9 +26,14 @@
 //! Three parts, side by side in the report:
 //! 1. **Live** (this machine): process-runtime workers (Lambda instance
 //!    model, memory-limited, LRU), one fresh balancer per algorithm, and
-//!    `simulator load` ([`crate::load::load`]) as the k6 stand-in.
+//!    `simulator load` ([`crate::load::load`]) as the k6 stand-in: the
+//!    paper's three stages scaled to this machine ([`Size::stages`]: 20,
+//!    50 and 100 clients over 5, or over 10 for the short version), one
+//!    closed loop of stages back to back on the same warm workers, with
+//!    the run's per-stage figures. Right before each algorithm's run, how
+//!    busy the machine is ([`MachineBefore`]).
 //! 2. **DES at the live run's exact scale**: the same closed loop (same
-//!    clients, load seed, mix, duration, grace), nodes, instance model,
+//!    stages, load seed, mix, duration, grace), nodes, instance model,
 //!    memory and time and package scales, on 4 simulated nodes that share
 //!    one machine of 2 cores as the live workers share this host; a cross
 //!    check of live against simulated.
@@ -59,8 +64,9 @@ use utils::logs::RunLog;
 use utils::plot::{self, CdfMetric, MetricEstimates};
 use utils::stats::Estimate;
 
-use super::{fmt_pct, relative_change, Context, Report, Table};
+use super::{fmt_load, fmt_pct, relative_change, Context, Report, Table};
 use crate::experiment::children::{self, ChildProcess};
+use crate::experiment::host::CpuSample;
 use crate::load::{
     self, ClosedLoop, FunctionMix, LoadOptions, LoadSummary, StageSummary, Stages, Think,
 };
@@ -79,11 +85,16 @@ pub const ALGORITHMS: [(&str, &str); 4] = [
 const AZURE_COUNTS: &str = include_str!("hiku_azure2021_counts.txt");
 
 /// The sizes of the live study (and of the DES run at the same scale).
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Size {
     pub workers: u32,
-    pub clients: u32,
-    pub duration_s: u64,
+    /// Clients of each stage, one stage after the other (k6's stages as
+    /// the paper's 20, 50 and 100 virtual users, scaled to this machine).
+    pub stages: Vec<u32>,
+    /// Each stage's length, seconds.
+    pub stage_s: u64,
+    /// The paper's clients per stage over this are ours.
+    pub clients_divisor: u32,
     /// Memory per worker for instances (4 instances of 256 MB).
     pub node_memory_mb: u32,
     /// The workers' HF_TIME_SCALE.
@@ -98,10 +109,15 @@ pub struct Size {
 
 impl Size {
     pub fn of(short: bool) -> Self {
+        let divisor = if short { 10 } else { 5 };
         Self {
             workers: 4,
-            clients: if short { 8 } else { 16 },
-            duration_s: if short { 12 } else { 60 },
+            // The paper's 20, 50, 100 over 5 (over 10 for the short
+            // version): at most 20 clients calling back to back on 2
+            // cores (16 before stages), for 60 s (12 s) in all as before.
+            stages: PAPER_STAGES.iter().map(|c| c / divisor).collect(),
+            stage_s: if short { 4 } else { 20 },
+            clients_divisor: divisor,
             node_memory_mb: 1024,
             fn_time_scale: 0.01,
             package_scale: 0.25,
@@ -110,7 +126,20 @@ impl Size {
             machine_cores: 2,
         }
     }
+
+    /// The stages' clients, separated by `sep`.
+    fn clients_list(&self, sep: &str) -> String {
+        clients_list(&self.stages, sep)
+    }
+
+    /// The whole live run's length (all stages), seconds.
+    fn duration_s(&self) -> u64 {
+        self.stage_s * self.stages.len() as u64
+    }
 }
+
+/// The paper's k6 stages: virtual users, one stage after the other.
+const PAPER_STAGES: [u32; 3] = [20, 50, 100];
 
 /// The paper's scale, simulated.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -137,7 +166,7 @@ impl PaperScale {
             workers: 5,
             cores_per_worker: 4,
             node_memory_mb: 31 * sample_functions::catalog::DEFAULT_MEMORY_MB,
-            stages: vec![20, 50, 100],
+            stages: PAPER_STAGES.to_vec(),
             stage_s,
             think: "uniform:100:1000".into(),
         }
@@ -145,9 +174,19 @@ impl PaperScale {
 
     /// The stages' clients, separated by `sep`.
     fn clients_list(&self, sep: &str) -> String {
-        let counts: Vec<String> = self.stages.iter().map(u32::to_string).collect();
-        counts.join(sep)
+        clients_list(&self.stages, sep)
     }
+}
+
+/// Client counts separated by `sep`.
+fn clients_list(counts: &[u32], sep: &str) -> String {
+    let counts: Vec<String> = counts.iter().map(u32::to_string).collect();
+    counts.join(sep)
+}
+
+/// A closed loop's stages from their counts, checked.
+fn stages_of(counts: &[u32]) -> anyhow::Result<Stages> {
+    Ok(Stages::parse(&clients_list(counts, ","))?)
 }
 
 /// The functions' mix: as Hiku's `load_test.js`, as many Azure 2021
@@ -251,17 +290,20 @@ async fn reset_worker(client: &reqwest::Client, url: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The closed loop of the live run (and of the DES run at its scale).
-fn live_loop(size: &Size, mix: &Arc<FunctionMix>, seed: u64) -> ClosedLoop {
-    ClosedLoop {
-        clients: Stages::one(size.clients),
-        duration: Duration::from_secs(size.duration_s),
+/// The closed loop of the live run (and of the DES run at its scale):
+/// the scaled stages back to back, no think time.
+fn live_loop(size: &Size, mix: &Arc<FunctionMix>, seed: u64) -> anyhow::Result<ClosedLoop> {
+    let closed = ClosedLoop {
+        clients: stages_of(&size.stages)?,
+        duration: Duration::from_secs(size.stage_s),
         think: Think::None,
         mix: mix.clone(),
         functions: MIX_NAME.into(),
         seed,
         grace: Duration::from_secs(size.grace_s),
-    }
+    };
+    closed.check()?;
+    Ok(closed)
 }
 
 /// The closed loop of the paper's scale: k6's stages back to back (one
@@ -275,11 +317,11 @@ fn paper_loop(
     seed: u64,
 ) -> anyhow::Result<ClosedLoop> {
     let closed = ClosedLoop {
-        clients: Stages::parse(&paper.clients_list(","))?,
+        clients: stages_of(&paper.stages)?,
         duration: Duration::from_secs(paper.stage_s),
         think,
         grace: Duration::ZERO,
-        ..live_loop(size, mix, seed)
+        ..live_loop(size, mix, seed)?
     };
     closed.check()?;
     Ok(closed)
@@ -294,13 +336,74 @@ fn instances(size: &Size) -> InstanceModel {
     InstanceModel::lambda(Duration::from_secs(size.keep_alive_s), KeepAlivePolicy::Lru)
 }
 
+/// How busy the machine was right before an algorithm's live run.
+#[derive(Debug, Clone, serde::Serialize)]
+struct MachineBefore {
+    /// The 1-minute load average right before the first call. It decays
+    /// over about a minute, so from the second algorithm on it still
+    /// counts the previous algorithm's clients, balancer and workers.
+    load_average: Option<f64>,
+    /// The machine's busy CPU less this study's processes (the workers
+    /// and their functions, the balancer, the clients), in cores, while
+    /// the run was prepared (workers emptied, balancer started; at least
+    /// [`MIN_WATCH`]): other work only, whatever ran before.
+    foreign_cores: Option<f64>,
+}
+
+/// The shortest watch of [`MachineWatch`] (at 100 CPU ticks a second, a
+/// resolution of 0.02 cores).
+const MIN_WATCH: Duration = Duration::from_millis(500);
+
+/// Watches the machine's CPU while an algorithm's run is prepared (no
+/// time added when the preparation lasts [`MIN_WATCH`] or more).
+struct MachineWatch {
+    sample: CpuSample,
+    started: std::time::Instant,
+}
+
+impl MachineWatch {
+    /// This process's tree holds every process of the study.
+    fn roots() -> [u32; 1] {
+        [std::process::id()]
+    }
+
+    fn start() -> Self {
+        Self {
+            sample: CpuSample::take(&Self::roots()),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    async fn finish(self) -> MachineBefore {
+        if let Some(rest) = MIN_WATCH.checked_sub(self.started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+        let foreign_cores = self
+            .sample
+            .until(&CpuSample::take(&Self::roots()))
+            .map(|u| u.foreign_cores);
+        MachineBefore {
+            load_average: crate::experiment::host::load_average(),
+            foreign_cores,
+        }
+    }
+}
+
+/// One algorithm's live run.
+struct LiveRun {
+    label: &'static str,
+    summary: LoadSummary,
+    analysis: Analysis,
+    before: MachineBefore,
+}
+
 /// Runs the live part: every algorithm against fresh workers.
 async fn run_live(
     ctx: &Context,
     stop: &StopHandle,
     size: &Size,
     mix: &Arc<FunctionMix>,
-) -> anyhow::Result<Vec<(&'static str, LoadSummary, Analysis)>> {
+) -> anyhow::Result<Vec<LiveRun>> {
     let bin_dir = match &ctx.bin_dir {
         Some(d) => d.clone(),
         None => children::default_bin_dir()
@@ -354,6 +457,7 @@ async fn run_live(
         if stop.level() != StopLevel::Run {
             anyhow::bail!("interrupted");
         }
+        let watch = MachineWatch::start();
         for w in &workers {
             reset_worker(&client, &w.url).await?;
         }
@@ -375,9 +479,10 @@ async fn run_live(
         balancer
             .wait_healthy(&client, Duration::from_secs(60))
             .await?;
+        let before = watch.finish().await;
         let options = LoadOptions {
             balancer_url: balancer.url.clone(),
-            closed_loop: live_loop(size, mix, ctx.seed),
+            closed_loop: live_loop(size, mix, ctx.seed)?,
             request_timeout: Duration::from_secs(60),
             progress: ProgressMode::Lines,
             progress_interval: Duration::from_secs(5),
@@ -387,8 +492,11 @@ async fn run_live(
         };
         let log = logs_dir.join(format!("{alg}.log"));
         eprintln!(
-            "hiku: live, {label}: {} clients for {} s",
-            size.clients, size.duration_s
+            "hiku: live, {label}: {} clients, {} s each (load average {}, other work {} cores)",
+            size.clients_list(", then "),
+            size.stage_s,
+            fmt_load(before.load_average),
+            fmt_load(before.foreign_cores)
         );
         let summary = load::load(&options, &log, stop).await?;
         balancer.stop(Duration::from_secs(5));
@@ -408,7 +516,12 @@ async fn run_live(
             summary.throughput_per_s,
             analysis.mean_duration_ms
         );
-        runs.push((label, summary, analysis));
+        runs.push(LiveRun {
+            label,
+            summary,
+            analysis,
+            before,
+        });
     }
     for w in &mut workers {
         w.stop(Duration::from_secs(5));
@@ -444,15 +557,17 @@ fn simulate(
     Ok((Outcome::of(label, &analysis, throughput), summary))
 }
 
-/// The DES runs: at the live run's scale, and at the paper's (one run of
-/// the three stages, back to back, with its per-stage figures).
-#[allow(clippy::type_complexity)]
+/// One simulated run: its whole-run outcome and its per-stage figures.
+type Staged = (Outcome, Vec<StageSummary>);
+
+/// The DES runs: at the live run's scale and at the paper's (each one run
+/// of its stages, back to back, with its per-stage figures).
 fn run_des(
     ctx: &Context,
     size: &Size,
     paper: &PaperScale,
     mix: &Arc<FunctionMix>,
-) -> anyhow::Result<(Vec<Outcome>, Vec<(Outcome, Vec<StageSummary>)>, DesConfig)> {
+) -> anyhow::Result<(Vec<Staged>, Vec<Staged>, DesConfig)> {
     let profile = super::sim::profile("process")?;
     let base = DesConfig {
         profile,
@@ -477,18 +592,18 @@ fn run_des(
     let mut live_scale = Vec::new();
     let mut paper_scale = Vec::new();
     for (alg, label) in ALGORITHMS {
-        let closed = live_loop(size, mix, ctx.seed);
-        let (o, _) = simulate(alg, label, at_live.clone(), &closed, ctx.seed)?;
+        let closed = live_loop(size, mix, ctx.seed)?;
+        let (o, summary) = simulate(alg, label, at_live.clone(), &closed, ctx.seed)?;
         eprintln!(
             "hiku: DES at the live scale, {label}: {} calls, {:.1} % cold, {:.1} calls/s",
             o.calls,
             o.cold_start_ratio * 100.0,
             o.throughput_per_s
         );
-        live_scale.push(o);
+        live_scale.push((o, stages_of_summary(summary)));
         let closed = paper_loop(paper, think, size, mix, ctx.seed)?;
         let (o, summary) = simulate(alg, label, at_paper.clone(), &closed, ctx.seed)?;
-        let stages = summary.closed_loop.map(|c| c.stages).unwrap_or_default();
+        let stages = stages_of_summary(summary);
         eprintln!(
             "hiku: DES at the paper's scale, {label}: {} calls, {:.1} % cold, {:.1} calls/s",
             o.calls,
@@ -498,6 +613,11 @@ fn run_des(
         paper_scale.push((o, stages));
     }
     Ok((live_scale, paper_scale, at_paper))
+}
+
+/// The per-stage figures of a simulated closed loop.
+fn stages_of_summary(summary: Summary) -> Vec<StageSummary> {
+    summary.closed_loop.map(|c| c.stages).unwrap_or_default()
 }
 
 /// Bars of the four figures per algorithm.
@@ -551,6 +671,50 @@ impl Headline {
     }
 }
 
+/// One row per stage of each algorithm's closed loop (the live part's and
+/// the paper-scale DES's tables).
+fn stage_table<'a>(runs: impl IntoIterator<Item = (&'a str, &'a [StageSummary])>) -> Table {
+    let mut table = Table::new([
+        "algorithm",
+        "stage",
+        "clients",
+        "calls",
+        "ok",
+        "failed",
+        "throughput (calls/s)",
+        "mean response (ms)",
+        "p50 response (ms)",
+        "p99 response (ms)",
+        "cold starts",
+    ]);
+    for (algorithm, stages) in runs {
+        for st in stages {
+            table.row([
+                algorithm.to_string(),
+                format!(
+                    "{} ({:.0}-{:.0} s)",
+                    st.stage,
+                    st.start_s,
+                    st.start_s + st.duration_s
+                ),
+                st.clients.to_string(),
+                st.calls.to_string(),
+                st.ok.to_string(),
+                (st.errors + st.cancelled).to_string(),
+                format!("{:.1}", st.throughput_per_s),
+                format!("{:.1}", st.response_mean_ms),
+                st.response_p50_ms.to_string(),
+                st.response_p99_ms.to_string(),
+                format!(
+                    "{:.1} %",
+                    st.cold_starts as f64 / st.ok.max(1) as f64 * 100.0
+                ),
+            ]);
+        }
+    }
+    table
+}
+
 fn detail_table(outcomes: &[Outcome]) -> Table {
     let mut detail = Table::new([
         "algorithm",
@@ -589,7 +753,7 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
 
     let live: Vec<Outcome> = live_runs
         .iter()
-        .map(|(label, s, a)| Outcome::of(label, a, s.throughput_per_s))
+        .map(|r| Outcome::of(r.label, &r.analysis, r.summary.throughput_per_s))
         .collect();
     let paper_combined: Vec<Outcome> = des_paper.iter().map(|(c, _)| c.clone()).collect();
 
@@ -652,7 +816,7 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
         "cold starts live / DES",
         "CV live / DES",
     ]);
-    for (l, d) in live.iter().zip(&des_live) {
+    for (l, (d, _)) in live.iter().zip(&des_live) {
         cross.row([
             l.algorithm.to_string(),
             format!("{:.1} / {:.1}", l.throughput_per_s, d.throughput_per_s),
@@ -667,39 +831,19 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
             format!("{:.3} / {:.3}", l.requests_cv, d.requests_cv),
         ]);
     }
-    let mut stages = Table::new([
-        "algorithm",
-        "stage",
-        "clients",
-        "calls",
-        "failed",
-        "mean response (ms)",
-        "p99 response (ms)",
-        "cold starts",
-        "throughput (calls/s)",
-    ]);
-    for (o, per_stage) in &des_paper {
-        for st in per_stage {
-            stages.row([
-                o.algorithm.to_string(),
-                format!(
-                    "{} ({:.0}-{:.0} s)",
-                    st.stage,
-                    st.start_s,
-                    st.start_s + st.duration_s
-                ),
-                st.clients.to_string(),
-                st.calls.to_string(),
-                (st.errors + st.cancelled).to_string(),
-                format!("{:.1}", st.response_mean_ms),
-                st.response_p99_ms.to_string(),
-                format!(
-                    "{:.1} %",
-                    st.cold_starts as f64 / st.ok.max(1) as f64 * 100.0
-                ),
-                format!("{:.1}", st.throughput_per_s),
-            ]);
-        }
+    let live_stages = stage_table(
+        live_runs
+            .iter()
+            .map(|r| (r.label, r.summary.stages.as_slice())),
+    );
+    let paper_stages = stage_table(des_paper.iter().map(|(o, st)| (o.algorithm, st.as_slice())));
+    let mut machine = Table::new(["algorithm", "1-minute load average", "other work (cores)"]);
+    for r in &live_runs {
+        machine.row([
+            r.label.to_string(),
+            fmt_load(r.before.load_average),
+            fmt_load(r.before.foreign_cores),
+        ]);
     }
     let mut mix_table = Table::new(["function", "probability"]);
     for (i, name) in mix.names().iter().enumerate().take(8) {
@@ -750,13 +894,34 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
         format!(
             "LIVE on this 2-core machine: {} process-runtime workers ({} MB of instance memory \
              each, 4 instances), one fresh balancer per algorithm, workers emptied before each \
-             run; `simulator load` with {} clients, no think time, {} s per algorithm, grace {} s.",
-            size.workers, size.node_memory_mb, size.clients, size.duration_s, size.grace_s
+             run; `simulator load` as one closed loop of the paper's three stages scaled to this \
+             machine: {} clients for {} s each ({} s per algorithm; `--clients {} --duration \
+             {}s`), back to back on the same warm workers, no think time, grace {} s. These are \
+             the paper's 20, 50 and 100 virtual users over {} ({}). With no think time each \
+             client always has a call in flight, so even the first stage's {} clients keep more \
+             calls in flight than this machine has cores (the paper's think time of 0.55 s on \
+             average would leave these few clients mostly idle).",
+            size.workers,
+            size.node_memory_mb,
+            size.clients_list(", then "),
+            size.stage_s,
+            size.duration_s(),
+            size.clients_list(","),
+            size.stage_s,
+            size.grace_s,
+            size.clients_divisor,
+            if ctx.short {
+                "the short version; the full version divides by 5, 20 s per stage"
+            } else {
+                "the full version; the short one divides by 10, 4 s per stage"
+            },
+            size.stages[0]
         ),
         format!(
-            "DES at the live run's exact scale: the same closed loop (clients, load seed, mix, \
-             duration, grace), {} nodes sharing one machine of {} cores as the live workers share \
-             this host, the same memory, instance model and scales, the `process` cost profile.",
+            "DES at the live run's exact scale: the same closed loop (stages, load seed, mix, \
+             stage length, grace), {} nodes sharing one machine of {} cores as the live workers \
+             share this host, the same memory, instance model and scales, the `process` cost \
+             profile.",
             size.workers, size.machine_cores
         ),
         format!(
@@ -781,16 +946,22 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
     ]);
     r.table(&mix_table);
     r.section("Published vs ours");
+    r.paragraph(WHOLE_RUN_TEXT);
     r.table(&table);
-    r.paragraph("Live, this machine:");
+    r.paragraph("Live, this machine, the three stages (one run per algorithm; whole run):");
     r.table(&detail_table(&live));
-    r.paragraph("DES at the paper's scale, the three stages (one run):");
+    r.paragraph(&format!(
+        "Live, this machine, by stage ({STAGE_TABLE_TEXT}):"
+    ));
+    r.table(&live_stages);
+    r.paragraph(MACHINE_TEXT);
+    r.table(&machine);
+    r.paragraph("DES at the paper's scale, the three stages (one run per algorithm; whole run):");
     r.table(&detail_table(&paper_combined));
-    r.paragraph(
-        "DES at the paper's scale, by stage (calls counted in the stage they started in; \
-         throughput = successful calls over the stage's length):",
-    );
-    r.table(&stages);
+    r.paragraph(&format!(
+        "DES at the paper's scale, by stage ({STAGE_TABLE_TEXT}):"
+    ));
+    r.table(&paper_stages);
     r.figure(
         "comparison.png",
         "Live: response time, cold starts, throughput and CV of requests per worker per algorithm (the paper: pull-based lowest latency and cold starts, highest throughput, most even)",
@@ -830,7 +1001,7 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
             "paper_scale": paper,
             "algorithms": ALGORITHMS.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
             "functions": MIX_NAME,
-            "mix": live_loop(&size, &mix, ctx.seed).parameters(),
+            "mix": live_loop(&size, &mix, ctx.seed)?.parameters(),
             "instance_model": "lambda",
             "keep_alive_policy": "lru",
             "load": {"grace_s": size.grace_s, "request_timeout_s": 60, "think": "none"},
@@ -839,24 +1010,49 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
         }),
         json!({
             "live": live,
-            "load_summaries": live_runs.iter().map(|(l, s, _)| json!({"algorithm": l, "summary": s})).collect::<Vec<_>>(),
-            "des_live_scale": des_live,
+            "load_summaries": live_runs
+                .iter()
+                .map(|r| json!({"algorithm": r.label, "summary": r.summary, "machine_before": r.before}))
+                .collect::<Vec<_>>(),
+            "des_live_scale": des_live.iter().map(|(c, s)| json!({"combined": c, "stages": s})).collect::<Vec<_>>(),
             "des_paper_scale": des_paper.iter().map(|(c, s)| json!({"combined": c, "stages": s})).collect::<Vec<_>>(),
         }),
     )?;
     Ok(())
 }
 
+/// Which figures are whole-run and which per stage.
+const WHOLE_RUN_TEXT: &str = "Each algorithm runs one closed loop of three stages, live and in \
+    the DES. The table below and the whole-run tables after it give each run's figures over all \
+    three stages together (throughput: successful calls over the run's time from the first call \
+    to the last reply; cold starts: of all successful calls; the CV: of the calls each worker got \
+    over the run), as the paper's abstract gives its figures over its whole experiment. The \
+    by-stage tables give each stage alone.";
+
+/// How the by-stage tables count.
+const STAGE_TABLE_TEXT: &str = "a call counts in the stage it started in; throughput = successful \
+    calls over the stage's length; response times and cold starts of the stage's successful calls; \
+    failed = errors and calls cancelled at the end";
+
+/// What the table of the machine before each live run counts.
+const MACHINE_TEXT: &str = "How busy this machine was right before each algorithm's live run: \
+    the 1-minute load average before the first call, which decays over about a minute and so, \
+    from the second algorithm on, still counts mostly the previous algorithm's own clients, \
+    balancer and workers; and the CPU that other work took, in cores (the machine's busy CPU less \
+    this study's processes, while the run was prepared: workers emptied, balancer started, at \
+    least 0.5 s), which counts nothing of this study.";
+
 /// Why live and simulated differ at the same scale (the figures are in
 /// the table above it).
-const CROSS_CHECK_TEXT: &str = "The DES runs the same clients (a simulated client calls the same \
-    functions as the live client of the same seed and index until their histories diverge), the \
-    same scheduler code and the same node model, so cold-start ratios and the spread of requests \
-    should agree closely where the schedule agrees. Throughput and response time differ where the \
-    cost profile misses what this host does: live, the clients, the balancer and the workers' \
-    HTTP handling share the two cores with the functions (the DES's machine of 2 cores runs only \
-    the functions' work and the profile's fixed overheads), process start-ups and package staging \
-    vary with the page cache, and the OS scheduler is not the DES's processor sharing. A closed \
-    loop amplifies any per-call difference: a faster call sends the next one sooner. The live \
-    run also shares this host with whatever else runs on it (the experiment runner measures that \
-    noise, this study does not), which the DES never sees.";
+const CROSS_CHECK_TEXT: &str = "The DES runs the same stages and clients (a simulated client \
+    calls the same functions as the live client of the same seed and index until their histories \
+    diverge), the same scheduler code and the same node model, so cold-start ratios and the \
+    spread of requests should agree closely where the schedule agrees. Throughput and response \
+    time differ where the cost profile misses what this host does: live, the clients, the \
+    balancer and the workers' HTTP handling share the two cores with the functions (the DES's \
+    machine of 2 cores runs only the functions' work and the profile's fixed overheads), process \
+    start-ups and package staging vary with the page cache, and the OS scheduler is not the DES's \
+    processor sharing. A closed loop amplifies any per-call difference: a faster call sends the \
+    next one sooner. The live run also shares this host with whatever else runs on it, which the \
+    DES never sees (this study checks other work only right before each algorithm, in the table \
+    above; `simulator experiment` measures it over each run).";
