@@ -294,9 +294,18 @@ proptest! {
 /// chance.
 #[test]
 fn each_algorithm_keeps_its_invariants() {
+    for_each_algorithm(64, check);
+}
+
+/// Runs `run` on `cases` random programs (parameters, nodes at the
+/// start, up to 300 steps) for each registered algorithm.
+fn for_each_algorithm(
+    cases: u32,
+    run: fn(&str, &ParamSet, u32, &[Step]) -> Result<(), TestCaseError>,
+) {
     for alg in registry::names() {
         let mut runner = TestRunner::new(Config {
-            cases: 64,
+            cases,
             ..Config::default()
         });
         let strategy = (
@@ -305,7 +314,7 @@ fn each_algorithm_keeps_its_invariants() {
             proptest::collection::vec(step(), 0..300),
         );
         if let Err(e) = runner.run(&strategy, |(params, initial, steps)| {
-            check(alg, &params, initial, &steps)
+            run(alg, &params, initial, &steps)
         }) {
             panic!("{alg}: {e}");
         }
@@ -441,20 +450,5 @@ fn same_by_id(
 /// balancer by name: for every algorithm, the same decisions.
 #[test]
 fn every_algorithm_chooses_the_same_by_id_as_by_name() {
-    for alg in registry::names() {
-        let mut runner = TestRunner::new(Config {
-            cases: 48,
-            ..Config::default()
-        });
-        let strategy = (
-            params(),
-            0..=MAX_NODES,
-            proptest::collection::vec(step(), 0..300),
-        );
-        if let Err(e) = runner.run(&strategy, |(params, initial, steps)| {
-            same_by_id(alg, &params, initial, &steps)
-        }) {
-            panic!("{alg}: {e}");
-        }
-    }
+    for_each_algorithm(48, same_by_id);
 }
