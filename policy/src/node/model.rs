@@ -507,19 +507,28 @@ impl Calls {
     }
 }
 
-/// A node's local function ids by global id. The ids of named functions
-/// (below the table's size plus this node's own names) are in a dense
-/// vector, one `u32` a slot, grown to the largest id seen: a call's lookup
-/// is one memory access instead of a hash probe (a cache miss less per
-/// call at Azure scale, where the node's state is cold). Other ids (a
-/// driver's id outside any table) go to a map, so nothing is ever sized
-/// by such an id.
+/// A node's local function ids by global id. A node that has seen few of
+/// the named functions keeps them in a small map (hot in the cache: under
+/// hashing schedulers a node sees a few functions of thousands); once it
+/// has seen at least one in [`DENSE_SHARE`] of them, the named ids
+/// (below the table's size plus this node's own names) move to a dense
+/// vector, one `u32` a slot: a call's lookup is then one memory access
+/// instead of a hash probe (a cache miss less per call at Azure scale
+/// under spreading schedulers, where every node sees most functions).
+/// Other ids (a driver's id outside any table) stay in the map, so
+/// nothing is ever sized by such an id. Either way the vector costs at
+/// most `4 * DENSE_SHARE` bytes per function seen.
 #[derive(Debug, Clone, Default)]
 struct LocalIds {
-    /// `dense[g]` is `local + 1`, or 0 for a function not seen here.
+    /// `dense[g]` is `local + 1`, or 0 for a function not seen here;
+    /// empty until the node has seen enough functions.
     dense: Vec<u32>,
     sparse: FxHashMap<FunctionId, u32>,
 }
+
+/// [`LocalIds`] goes dense once a node has seen one named function in
+/// this many.
+const DENSE_SHARE: usize = 8;
 
 impl LocalIds {
     #[inline]
@@ -531,32 +540,27 @@ impl LocalIds {
         }
     }
 
-    /// Records `g -> local`; `bound` is the number of named global ids.
+    /// Records `g -> local` (a function not seen before); `bound` is the
+    /// number of named global ids.
     fn insert(&mut self, g: FunctionId, local: u32, bound: FunctionId) {
         if (g as usize) < self.dense.len() {
             self.dense[g as usize] = local + 1;
-        } else if g < bound {
-            // Grow to the ids named so far (bounded by the tables), at
-            // least doubling, so growth is amortized.
-            let len = (g as usize + 1)
-                .max(self.dense.len() * 2)
-                .min(bound as usize);
-            self.dense.resize(len, 0);
-            // Ids moved into the dense range leave the map.
-            if !self.sparse.is_empty() {
-                let dense = &mut self.dense;
-                self.sparse
-                    .retain(|&k, &mut v| match dense.get_mut(k as usize) {
-                        Some(slot) => {
-                            *slot = v + 1;
-                            false
-                        }
-                        None => true,
-                    });
-            }
-            self.dense[g as usize] = local + 1;
-        } else {
-            self.sparse.insert(g, local);
+            return;
+        }
+        self.sparse.insert(g, local);
+        let seen = self.sparse.len();
+        if self.dense.is_empty() && bound > 0 && seen * DENSE_SHARE >= bound as usize {
+            // Enough seen: the named ids move to the vector, once.
+            self.dense.resize(bound as usize, 0);
+            let dense = &mut self.dense;
+            self.sparse
+                .retain(|&k, &mut v| match dense.get_mut(k as usize) {
+                    Some(slot) => {
+                        *slot = v + 1;
+                        false
+                    }
+                    None => true,
+                });
         }
     }
 
@@ -2858,6 +2862,30 @@ mod tests {
         assert_eq!(m.timer(s(32)).remove_instances.len(), 1);
         assert!(m.timer(s(321)).remove_instances.is_empty());
         assert_eq!(m.timer(s(322)).remove_instances.len(), 1);
+    }
+
+    #[test]
+    fn local_ids_stay_in_a_map_until_a_share_of_the_functions_is_seen() {
+        let mut ids = LocalIds::default();
+        let bound = 80;
+        // Fewer than one in DENSE_SHARE: a map, no vector.
+        let first: Vec<FunctionId> = vec![79, 3, 41, 0, 12, 66, 7, 5, 1000];
+        for (local, &g) in first.iter().enumerate().take(8) {
+            ids.insert(g, local as u32, bound);
+        }
+        assert!(ids.dense.is_empty());
+        ids.insert(first[8], 8, bound); // outside the table: never dense
+        assert!(ids.dense.is_empty());
+        // The tenth named function (10 * 8 >= 80): the named ids move.
+        ids.insert(50, 9, bound);
+        assert_eq!(ids.dense.len(), bound as usize);
+        assert_eq!(ids.sparse.len(), 1, "only the id outside the table");
+        ids.insert(60, 10, bound);
+        for (local, g) in first.iter().copied().chain([50, 60]).enumerate() {
+            assert_eq!(ids.get(g), Some(local as u32), "{g}");
+        }
+        assert_eq!(ids.get(2), None);
+        assert_eq!(ids.get(u32::MAX), None);
     }
 
     #[test]
