@@ -8,9 +8,10 @@
 //! format's own parser (`protocol::scenario::parse`, so the format's rules
 //! and errors stay in one place; line numbers are shifted to the file's),
 //! so neither the file's text nor a `String` per row is ever held whole.
-//! A chunk whose lines are all plainly `Name,StartTimeMs` (what the
-//! generators and importers write) is read directly, with no `String` or
-//! field vector per row; anything else in a chunk sends the whole chunk
+//! A chunk whose lines are all plainly `Name,StartTimeMs`, or with the
+//! per-invocation columns `,DurationMs[,MemoryMb]` (what the generators
+//! and importers write), is read directly, with no `String` or field
+//! vector per row; anything else in a chunk sends the whole chunk
 //! through the parser, which reads plain rows the same way (a test checks
 //! both paths agree).
 //!
