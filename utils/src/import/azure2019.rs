@@ -25,7 +25,8 @@ pub const DURATION_QUANTILES: [f64; 7] = [0.0, 0.01, 0.25, 0.50, 0.75, 0.99, 1.0
 /// Quantiles of the memory file's `AverageAllocatedMb_pct*` columns.
 pub const MEMORY_QUANTILES: [f64; 8] = [0.01, 0.05, 0.25, 0.50, 0.75, 0.95, 0.99, 1.0];
 
-const DURATION_COLUMNS: [&str; 14] = [
+/// The header of a durations file.
+pub(crate) const DURATION_COLUMNS: [&str; 14] = [
     "HashOwner",
     "HashApp",
     "HashFunction",
@@ -42,7 +43,8 @@ const DURATION_COLUMNS: [&str; 14] = [
     "percentile_Average_100",
 ];
 
-const MEMORY_COLUMNS: [&str; 12] = [
+/// The header of a memory file.
+pub(crate) const MEMORY_COLUMNS: [&str; 12] = [
     "HashOwner",
     "HashApp",
     "SampleCount",

@@ -28,6 +28,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Poisson};
 
+use super::azure2019::{self, DAY_MINUTES};
+
 /// The size and seed of a synthetic day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyntheticDay {
@@ -52,7 +54,6 @@ impl SyntheticDay {
     }
 }
 
-const MINUTES: usize = 1440;
 const TRIGGERS: [&str; 7] = [
     "http",
     "timer",
@@ -87,34 +88,17 @@ pub fn write_day(dir: &Path, day: &SyntheticDay) -> std::io::Result<()> {
     let apps: Vec<(usize, String)> = (0..day.apps)
         .map(|_| (rng.gen_range(0..owners.len()), hex_id(&mut rng)))
         .collect();
-    let open = |kind: &str| -> std::io::Result<std::io::BufWriter<std::fs::File>> {
-        let name = format!("{kind}.anon.d{:02}.csv", day.day);
+    let open = |path: &Path| -> std::io::Result<std::io::BufWriter<std::fs::File>> {
         Ok(std::io::BufWriter::with_capacity(
             1 << 20,
-            std::fs::File::create(dir.join(name))?,
+            std::fs::File::create(path)?,
         ))
     };
-    let mut inv = open("invocations_per_function_md")?;
-    let mut dur = open("function_durations_percentiles")?;
-    let mut mem = open("app_memory_percentiles")?;
-    write!(inv, "HashOwner,HashApp,HashFunction,Trigger")?;
-    for m in 1..=MINUTES {
-        write!(inv, ",{m}")?;
-    }
-    writeln!(inv)?;
-    writeln!(
-        dur,
-        "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum,percentile_Average_0,\
-         percentile_Average_1,percentile_Average_25,percentile_Average_50,percentile_Average_75,\
-         percentile_Average_99,percentile_Average_100"
-    )?;
-    writeln!(
-        mem,
-        "HashOwner,HashApp,SampleCount,AverageAllocatedMb,AverageAllocatedMb_pct1,\
-         AverageAllocatedMb_pct5,AverageAllocatedMb_pct25,AverageAllocatedMb_pct50,\
-         AverageAllocatedMb_pct75,AverageAllocatedMb_pct95,AverageAllocatedMb_pct99,\
-         AverageAllocatedMb_pct100"
-    )?;
+    let [inv, dur, mem] = azure2019::day_files(dir, day.day);
+    let (mut inv, mut dur, mut mem) = (open(&inv)?, open(&dur)?, open(&mem)?);
+    writeln!(inv, "{}", azure2019::invocation_columns().join(","))?;
+    writeln!(dur, "{}", azure2019::DURATION_COLUMNS.join(","))?;
+    writeln!(mem, "{}", azure2019::MEMORY_COLUMNS.join(","))?;
     let mut line = String::with_capacity(8 << 10);
     for f in 0..day.functions {
         let (owner, app) = &apps[f % day.apps];
@@ -124,7 +108,7 @@ pub fn write_day(dir: &Path, day: &SyntheticDay) -> std::io::Result<()> {
         let poisson = Poisson::new(per_minute).map_err(std::io::Error::other)?;
         line.clear();
         let _ = write!(line, "{owner},{app},{id},{}", TRIGGERS[f % TRIGGERS.len()]);
-        for _ in 0..MINUTES {
+        for _ in 0..DAY_MINUTES {
             let n = poisson.sample(&mut rng) as u64;
             let _ = write!(line, ",{n}");
         }
@@ -178,7 +162,7 @@ mod tests {
         assert!(text
             .lines()
             .skip(1)
-            .all(|l| l.split(',').count() == 4 + MINUTES));
+            .all(|l| l.split(',').count() == 4 + DAY_MINUTES as usize));
 
         let scenario = a.path().join("day.csv");
         let outputs = Outputs::new(scenario.clone(), None);
