@@ -18,6 +18,7 @@ use rustc_hash::FxHashMap;
 
 use md5::{Digest, Md5};
 
+use super::by_id::ById;
 use super::NodeId;
 
 /// The original's modulus ("magic number") for ring hashes.
@@ -37,9 +38,8 @@ pub fn ring_hash(key: &[u8]) -> u32 {
 #[derive(Debug, Clone, Default)]
 pub struct HashCache {
     hashes: FxHashMap<Box<str>, u32>,
-    /// By the caller's dense function id ([`HashCache::get_by_id`]):
-    /// `by_id[id]` is the hash + 1, or 0 when not computed yet.
-    by_id: Vec<u32>,
+    /// By the caller's dense function id ([`HashCache::get_by_id`]).
+    by_id: ById,
 }
 
 impl HashCache {
@@ -65,33 +65,21 @@ impl HashCache {
 
     /// The ring hash of `function`, which the caller numbers `id` for the
     /// cache's whole life ([`Scheduler::select_by_id`]): one index, no
-    /// string hashing. Ids from [`HashCache::MAX_ID`] on go by name.
+    /// string hashing. Ids from [`ById::MAX_ID`] on go by name.
     ///
     /// [`Scheduler::select_by_id`]: super::Scheduler::select_by_id
     pub fn get_by_id(&mut self, id: u32, function: &str) -> u32 {
-        let i = id as usize;
-        if let Some(&h) = self.by_id.get(i) {
-            if h != 0 {
-                return h - 1;
-            }
+        if let Some(h) = self.by_id.get(id) {
+            return h;
         }
-        if id >= Self::MAX_ID {
+        if id >= ById::MAX_ID {
             return self.get(function);
         }
+        // RING_MODULUS < u32::MAX: every hash can be kept.
         let h = ring_hash(function.as_bytes());
-        if i >= self.by_id.len() {
-            // Grown to the ids seen (at least doubling), never past MAX_ID.
-            let len = (i + 1).max(self.by_id.len() * 2).min(Self::MAX_ID as usize);
-            self.by_id.resize(len, 0);
-        }
-        // RING_MODULUS < u32::MAX, so h + 1 does not wrap.
-        self.by_id[i] = h + 1;
+        self.by_id.set(id, h);
         h
     }
-
-    /// Ids at or above this go by name in [`HashCache::get_by_id`] (a
-    /// 64 MiB table at most).
-    pub const MAX_ID: u32 = 1 << 24;
 }
 
 /// One point of the ring: its hash and the node that owns it.
@@ -187,7 +175,7 @@ mod tests {
         let names = ["W1", "T6", "", "F0001"];
         for _ in 0..2 {
             for (i, name) in names.iter().enumerate() {
-                let id = [0, 7, 3, HashCache::MAX_ID][i];
+                let id = [0, 7, 3, ById::MAX_ID][i];
                 assert_eq!(
                     cache.get_by_id(id, name),
                     ring_hash(name.as_bytes()),
@@ -198,7 +186,7 @@ mod tests {
         }
         // Ids past the bound go by name: no table sized by them.
         assert_eq!(cache.get_by_id(u32::MAX, "x"), ring_hash(b"x"));
-        assert!(cache.by_id.len() <= 8);
+        assert!(cache.by_id.capacity() <= 8);
     }
 
     #[test]

@@ -32,6 +32,7 @@
 
 use std::time::Duration;
 
+pub mod by_id;
 pub mod jump_hash;
 pub mod load_index;
 pub mod loads;

@@ -61,7 +61,7 @@ use rustc_hash::FxHashMap;
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, Count, Param, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::md5_ring::HashCache;
+use super::by_id::ById;
 use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 /// `T1`: `TMax`.
@@ -161,9 +161,9 @@ pub struct GreedyLocality {
     max_functions: usize,
     /// Node id → (function id, calls in flight > 0).
     running: Vec<Vec<(u32, u32)>>,
-    /// The caller's dense function ids ([`Policy::choose_by_id`]) → function
-    /// id + 1 (0: not yet seen); emptied when functions are forgotten.
-    by_id: Vec<u32>,
+    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
+    /// function id; emptied when functions are forgotten.
+    by_id: ById,
 }
 
 impl GreedyLocality {
@@ -183,7 +183,7 @@ impl GreedyLocality {
             free: Vec::new(),
             max_functions: Self::MAX_FUNCTIONS,
             running: Vec::new(),
-            by_id: Vec::new(),
+            by_id: ById::default(),
         }
     }
 
@@ -235,26 +235,13 @@ impl GreedyLocality {
     }
 
     /// [`GreedyLocality::intern`] for a function the caller numbers `id`:
-    /// one index once seen. Ids from [`HashCache::MAX_ID`] on go by name.
-    ///
-    /// [`HashCache::MAX_ID`]: super::md5_ring::HashCache::MAX_ID
+    /// one index once seen (ids from [`ById::MAX_ID`] on go by name).
     fn intern_by_id(&mut self, id: FunctionId, function: &str) -> u32 {
-        let i = id as usize;
-        if let Some(&v) = self.by_id.get(i) {
-            if v != 0 {
-                return v - 1;
-            }
+        if let Some(f) = self.by_id.get(id) {
+            return f;
         }
         let f = self.intern(function);
-        if id < HashCache::MAX_ID {
-            if i >= self.by_id.len() {
-                let len = (i + 1)
-                    .max(self.by_id.len() * 2)
-                    .min(HashCache::MAX_ID as usize);
-                self.by_id.resize(len, 0);
-            }
-            self.by_id[i] = f + 1;
-        }
+        self.by_id.set(id, f);
         f
     }
 
