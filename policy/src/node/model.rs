@@ -120,6 +120,7 @@
 //! timers rather than checked after the next call, and the pool hears of
 //! calls only while pooling is on.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -570,7 +571,7 @@ impl LocalIds {
     }
 }
 
-/// Recycled effects a node model keeps ([`NodeModel::recycle`]): enough
+/// Recycled effects kept per thread ([`NodeModel::recycle`]): enough
 /// for a driver's nested events.
 const MAX_SPARE_EFFECTS: usize = 8;
 
@@ -627,9 +628,18 @@ pub struct NodeModel {
     /// Reused by [`NodeModel::acquire`] and [`NodeModel::timer`] for the
     /// instances they expire.
     expired_buffer: Vec<InstanceId>,
-    /// Effects handed back by the driver ([`NodeModel::recycle`]), filled
-    /// again by later events instead of new ones.
-    spare_effects: Vec<Effects>,
+    /// The earliest entry of `timers` (read after every event by a
+    /// driver: kept here, beside the fields the event touched, instead of
+    /// in the heap's own memory).
+    timers_min: Option<Time>,
+}
+
+thread_local! {
+    /// Effects handed back by drivers ([`NodeModel::recycle`]), filled
+    /// again by later events of any node model on this thread instead of
+    /// new ones: one small stack, hot in the cache, rather than one per
+    /// node (a simulator's next event is most often on another node).
+    static SPARE_EFFECTS: RefCell<Vec<Effects>> = const { RefCell::new(Vec::new()) };
 }
 
 impl NodeModel {
@@ -663,7 +673,7 @@ impl NodeModel {
             rejections: 0,
             spare_pools: Vec::new(),
             expired_buffer: Vec::new(),
-            spare_effects: Vec::new(),
+            timers_min: None,
         }
     }
 
@@ -671,15 +681,17 @@ impl NodeModel {
     /// their storage, so a driver that recycles what it has applied does
     /// not allocate per event. (Optional; at most a few are kept.)
     pub fn recycle(&mut self, mut effects: Effects) {
-        if self.spare_effects.len() < MAX_SPARE_EFFECTS {
-            effects.clear();
-            self.spare_effects.push(effects);
-        }
+        effects.clear();
+        SPARE_EFFECTS.with_borrow_mut(|spare| {
+            if spare.len() < MAX_SPARE_EFFECTS {
+                spare.push(effects);
+            }
+        });
     }
 
     /// Empty effects, from the recycled ones when there are any.
     fn fresh_effects(&mut self) -> Effects {
-        self.spare_effects.pop().unwrap_or_default()
+        SPARE_EFFECTS.with_borrow_mut(Vec::pop).unwrap_or_default()
     }
 
     /// Reuse rules of the keep-alive pools (Lambda model): which idle
@@ -1477,7 +1489,7 @@ impl NodeModel {
     /// When [`NodeModel::timer`] has something to do next (it may find
     /// nothing then, when a call came in between).
     pub fn next_timer(&self) -> Option<Time> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers_min
     }
 
     /// Expires what is due at `now`: idle REST instances past their
@@ -1490,6 +1502,7 @@ impl NodeModel {
                 break;
             }
             self.timers.pop();
+            self.timers_min = self.timers.peek().map(|Reverse((t, _, _))| *t);
             let fs = &mut self.functions[f as usize];
             if fs.timer != Some(t) {
                 continue; // superseded by an earlier entry
@@ -1531,6 +1544,7 @@ impl NodeModel {
             fs.timer = Some(t);
             let g = fs.global;
             self.timers.push(Reverse((t, g, f)));
+            self.timers_min = Some(self.timers_min.map_or(t, |m| m.min(t)));
         }
     }
 
@@ -1581,6 +1595,7 @@ impl NodeModel {
         self.pool = new_pool(&self.options);
         self.rest = RestInstances::new(self.options.rest_lifetime());
         self.timers.clear();
+        self.timers_min = None;
         for fs in &mut self.functions {
             fs.keep_alive = None;
             fs.timer = None;
