@@ -1359,7 +1359,8 @@ impl Sim<'_, '_> {
         let name = self.names[job.function as usize].as_str();
         if job.reroutes == 0 {
             // The scheduler counted the call on its node: it ended there.
-            self.scheduler.finished(
+            self.scheduler.finished_by_id(
+                job.function,
                 &Completion {
                     node: job.node,
                     function: name,
@@ -1700,7 +1701,8 @@ impl Sim<'_, '_> {
                 let Ok(node) = self.scheduler.select_by_id(function, name, now) else {
                     break;
                 };
-                self.scheduler.finished(
+                self.scheduler.finished_by_id(
+                    function,
                     &Completion {
                         node,
                         function: name,
@@ -1824,7 +1826,8 @@ impl Sim<'_, '_> {
         let name = self.names[function as usize].as_str();
         if job.reroutes == 0 {
             // (A rerouted call's end was told on its first node.)
-            self.scheduler.finished(
+            self.scheduler.finished_by_id(
+                function,
                 &Completion {
                     node,
                     function: name,

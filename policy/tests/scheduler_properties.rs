@@ -382,9 +382,10 @@ fn ch_refuses_exactly_when_all_full() {
 }
 
 /// Runs `steps` on two schedulers of `alg` built alike, one asked by name
-/// ([`Scheduler::select`]) and one by id ([`Scheduler::select_by_id`], the
-/// id being the function's index in `FUNCTIONS`): every choice, refusal
-/// and load must be the same.
+/// ([`Scheduler::select`], [`Scheduler::finished`]) and one by id
+/// ([`Scheduler::select_by_id`], [`Scheduler::finished_by_id`], the id
+/// being the function's index in `FUNCTIONS`): every choice, refusal and
+/// load must be the same.
 fn same_by_id(
     alg: &str,
     params: &ParamSet,
@@ -393,7 +394,7 @@ fn same_by_id(
 ) -> Result<(), TestCaseError> {
     let mut by_name: Box<dyn Scheduler> = build(alg, params).unwrap();
     let mut by_id: Box<dyn Scheduler> = build(alg, params).unwrap();
-    let mut in_flight: Vec<(NodeId, &str)> = Vec::new();
+    let mut in_flight: Vec<(NodeId, usize)> = Vec::new();
     for id in 0..initial {
         for s in [&mut by_name, &mut by_id] {
             s.membership(Membership::Insert(NodeInfo::new(id)), Time::ZERO);
@@ -408,19 +409,19 @@ fn same_by_id(
                 let b = by_id.select_by_id(f as u32, function, now);
                 prop_assert_eq!(&a, &b, "{}: step {} ({})", alg, i, function);
                 if let Ok(node) = a {
-                    in_flight.push((node, function));
+                    in_flight.push((node, f));
                 }
             }
             Step::Finish(k) if !in_flight.is_empty() => {
-                let (node, function) = in_flight.remove(k % in_flight.len());
+                let (node, f) = in_flight.remove(k % in_flight.len());
                 let done = Completion::warm(
                     node,
-                    function,
+                    FUNCTIONS[f],
                     std::time::Duration::from_millis(3),
                     std::time::Duration::from_millis(2),
                 );
                 by_name.finished(&done, now);
-                by_id.finished(&done, now);
+                by_id.finished_by_id(f as u32, &done, now);
             }
             Step::Finish(_) => {}
             Step::Remove(node) | Step::Insert(node) => {

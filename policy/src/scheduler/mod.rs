@@ -222,6 +222,14 @@ pub trait Scheduler: Send + std::fmt::Debug {
     /// A call chosen by `select` finished.
     fn finished(&mut self, completion: &Completion<'_>, now: Time);
 
+    /// [`Scheduler::finished`] for a call chosen by
+    /// [`Scheduler::select_by_id`] with `id`: the same bookkeeping, a
+    /// policy may find the function by `id` instead of by name.
+    fn finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, now: Time) {
+        let _ = id;
+        self.finished(completion, now);
+    }
+
     /// `function`'s memory size, in MB, told before its calls (or again
     /// when it changes). Functions never declared are
     /// [`DEFAULT_FUNCTION_MEMORY_MB`]. Only memory-aware schedulers

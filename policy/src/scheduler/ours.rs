@@ -388,10 +388,23 @@ impl Policy for GreedyLocality {
     }
 
     fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        let Some(&f) = self.ids.get(completion.function) else {
-            return;
-        };
-        if let Some(entries) = self.running.get_mut(completion.node as usize) {
+        if let Some(&f) = self.ids.get(completion.function) {
+            self.finished_interned(completion.node, f);
+        }
+    }
+
+    fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, now: Time) {
+        match self.by_id.get(id) {
+            Some(f) => self.finished_interned(completion.node, f),
+            None => self.call_finished(completion, now),
+        }
+    }
+}
+
+impl GreedyLocality {
+    /// A call of interned function `f` finished on `node`.
+    fn finished_interned(&mut self, node: NodeId, f: u32) {
+        if let Some(entries) = self.running.get_mut(node as usize) {
             if let Some(pos) = entries.iter().position(|e| e.0 == f) {
                 entries[pos].1 -= 1;
                 if entries[pos].1 == 0 {
@@ -401,9 +414,7 @@ impl Policy for GreedyLocality {
             }
         }
     }
-}
 
-impl GreedyLocality {
     /// The choice for interned function `f` (some node is online).
     fn choose_interned(&mut self, loads: &LoadIndex, f: u32) -> Result<NodeId, SelectError> {
         let node = match self.best_assigned(loads, f) {

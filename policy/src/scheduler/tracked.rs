@@ -53,6 +53,13 @@ pub trait Policy: Send + std::fmt::Debug {
     /// A call finished; `loads` no longer counts it.
     fn call_finished(&mut self, _completion: &Completion<'_>, _now: Time) {}
 
+    /// [`Policy::call_finished`] for a call chosen by
+    /// [`Policy::choose_by_id`] with `id`: the same bookkeeping, always.
+    fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, now: Time) {
+        let _ = id;
+        self.call_finished(completion, now);
+    }
+
     /// `function`'s memory size was declared (MB).
     fn function_declared(&mut self, _function: &str, _memory_mb: u32) {}
 }
@@ -132,6 +139,11 @@ impl<P: Policy> Scheduler for Tracked<P> {
     fn finished(&mut self, completion: &Completion<'_>, now: Time) {
         self.loads.finished(completion.node);
         self.policy.call_finished(completion, now);
+    }
+
+    fn finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, now: Time) {
+        self.loads.finished(completion.node);
+        self.policy.call_finished_by_id(id, completion, now);
     }
 
     fn declare_function(&mut self, function: &str, memory_mb: u32) {
