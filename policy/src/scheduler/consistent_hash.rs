@@ -134,14 +134,15 @@ impl Policy for ConsistentHashBoundedLoad {
 impl ConsistentHashBoundedLoad {
     /// The choice for a function of ring hash `hash`.
     fn choose_hashed(&self, loads: &LoadIndex, hash: u32) -> Result<NodeId, SelectError> {
-        let min_load = loads.min_load().ok_or(SelectError::NoNodes)?;
-        let full = || SelectError::AllFull { bound: self.bound };
-        if min_load >= self.bound {
-            return Err(full());
+        if loads.online().is_empty() {
+            return Err(SelectError::NoNodes);
         }
+        let full = || SelectError::AllFull { bound: self.bound };
         let start = self.ring.owner_index(hash).ok_or_else(full)?;
-        // Some node has room, and every online node has points on the ring,
-        // so this walk finds one within one turn.
+        // Every online node has points on the ring, so one turn sees them
+        // all: none with room is "all full". (Not the least loaded node's
+        // load first: asking the load index for it would make every call
+        // pay for keeping that index up to date, for a case that is rare.)
         self.ring
             .clockwise_from(start)
             .find(|&n| loads.load(n) < self.bound)

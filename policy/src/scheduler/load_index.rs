@@ -4,15 +4,20 @@
 //! in-flight count and capacity per id) and keeps beside it a small
 //! tournament tree (a binary min-heap laid out by node id) whose leaves hold
 //! `(load, id)` for online nodes and "infinite" for others. Every
-//! `started`/`finished`/membership change updates one leaf and walks
-//! `log2(nodes)` levels up; the least loaded online node, lowest id on ties,
-//! is then the root. That is the same answer as [`NodeLoads::least_loaded`]
-//! (a linear scan), which the discrete-event simulator cannot afford at a
-//! thousand nodes and millions of calls per second.
+//! `started`/`finished`/membership change updates one leaf; the next read
+//! walks the changed leaves' paths `log2(nodes)` levels up (at most until
+//! an entry stays as it was), and the least loaded online node, lowest id
+//! on ties, is then the root. That is the same answer as
+//! [`NodeLoads::least_loaded`] (a linear scan), which the discrete-event
+//! simulator cannot afford at a thousand nodes and millions of calls per
+//! second.
 //!
 //! Every scheduler's bookkeeping ([`super::Tracked`] keeps one); read by
-//! `ll`, by the least-loaded fallbacks of `pasch`, `ours` and `tradeoff`,
-//! and by `ch` to answer "is every node full?" in O(1).
+//! `ll` and by the least-loaded fallbacks of `pasch`, `ours` and
+//! `tradeoff`, and never by the schedulers that do not ask (`rr`, `ch`),
+//! which then pay only the leaf writes.
+
+use std::cell::RefCell;
 
 use super::{Membership, NodeId, NodeLoads};
 
@@ -20,13 +25,82 @@ use super::{Membership, NodeId, NodeLoads};
 const VACANT: u64 = u64::MAX;
 
 /// [`NodeLoads`] plus an index of the least loaded online node.
+///
+/// The index is brought up to date when it is read: a change writes its
+/// leaf and notes it, and the first [`LoadIndex::least_loaded`] or
+/// [`LoadIndex::min_load`] after it walks the noted leaves up. A policy
+/// that never asks (`rr`, `ch`) pays one write per change, and one that
+/// asks per call the same walks as before.
 #[derive(Debug, Clone, Default)]
 pub struct LoadIndex {
     loads: NodeLoads,
-    /// Tournament tree: `tree[1]` is the root, leaves start at `leaves`;
-    /// each entry is `load << 32 | id` (or [`VACANT`]).
-    tree: Vec<u64>,
+    /// Read through `&self`, so brought up to date in place.
+    tree: RefCell<Tree>,
+}
+
+/// Tournament tree: `keys[1]` is the root, leaves start at `leaves`; each
+/// entry is `load << 32 | id` (or [`VACANT`]). The `dirty` leaves and the
+/// entries above them may be out of date.
+#[derive(Debug, Clone, Default)]
+struct Tree {
+    keys: Vec<u64>,
     leaves: usize,
+    /// Leaves changed since the inner entries were last brought up to
+    /// date (repeats allowed; at most `leaves` of them, else `all_dirty`).
+    dirty: Vec<u32>,
+    /// Too many changes noted: every inner entry is recomputed.
+    all_dirty: bool,
+}
+
+/// The leaf key of `id` in `loads`.
+fn key(loads: &NodeLoads, id: NodeId) -> u64 {
+    if loads.is_online(id) {
+        (u64::from(loads.load(id)) << 32) | u64::from(id)
+    } else {
+        VACANT
+    }
+}
+
+impl Tree {
+    /// Brings the changed leaves and the entries above them up to date.
+    fn settle(&mut self, loads: &NodeLoads) {
+        if self.all_dirty {
+            for (i, leaf) in self.keys[self.leaves..].iter_mut().enumerate() {
+                *leaf = key(loads, i as NodeId);
+            }
+            for pos in (1..self.leaves).rev() {
+                self.keys[pos] = self.keys[2 * pos].min(self.keys[2 * pos + 1]);
+            }
+            self.all_dirty = false;
+            self.dirty.clear();
+            return;
+        }
+        for k in 0..self.dirty.len() {
+            // A walk goes up while it changes an entry: an entry it leaves
+            // as it was keeps its ancestors right (or another changed
+            // leaf's walk reaches them).
+            let id = self.dirty[k];
+            let mut pos = self.leaves + id as usize;
+            self.keys[pos] = key(loads, id);
+            while pos > 1 {
+                pos /= 2;
+                let best = self.keys[2 * pos].min(self.keys[2 * pos + 1]);
+                if self.keys[pos] == best {
+                    break;
+                }
+                self.keys[pos] = best;
+            }
+        }
+        self.dirty.clear();
+    }
+
+    /// The root, once up to date.
+    fn root(&mut self, loads: &NodeLoads) -> u64 {
+        if self.all_dirty || !self.dirty.is_empty() {
+            self.settle(loads);
+        }
+        self.keys.get(1).copied().unwrap_or(VACANT)
+    }
 }
 
 impl LoadIndex {
@@ -94,7 +168,7 @@ impl LoadIndex {
 
     /// The least loaded online node, lowest id first on ties.
     pub fn least_loaded(&self) -> Option<NodeId> {
-        match self.tree.get(1).copied().unwrap_or(VACANT) {
+        match self.tree.borrow_mut().root(&self.loads) {
             VACANT => None,
             key => Some(key as u32),
         }
@@ -102,7 +176,7 @@ impl LoadIndex {
 
     /// The load of [`Self::least_loaded`].
     pub fn min_load(&self) -> Option<u32> {
-        match self.tree.get(1).copied().unwrap_or(VACANT) {
+        match self.tree.borrow_mut().root(&self.loads) {
             VACANT => None,
             key => Some((key >> 32) as u32),
         }
@@ -113,41 +187,41 @@ impl LoadIndex {
         self.loads.least_loaded_of(candidates)
     }
 
-    /// Recomputes the leaf of `id` and its ancestors.
+    /// Notes that the leaf of `id` changed, for the next read.
     fn refresh(&mut self, id: NodeId) {
-        let i = id as usize;
-        if i >= self.leaves {
-            self.grow(i + 1);
+        if id as usize >= self.tree.get_mut().leaves {
+            // Built from the loads as they are now: nothing to note.
+            self.grow(id as usize + 1);
+            return;
         }
-        let key = if self.loads.is_online(id) {
-            (u64::from(self.loads.load(id)) << 32) | u64::from(id)
-        } else {
-            VACANT
-        };
-        let mut pos = self.leaves + i;
-        self.tree[pos] = key;
-        while pos > 1 {
-            pos /= 2;
-            let best = self.tree[2 * pos].min(self.tree[2 * pos + 1]);
-            if self.tree[pos] == best {
-                break;
+        let tree = self.tree.get_mut();
+        if !tree.all_dirty {
+            if tree.dirty.len() < tree.leaves {
+                tree.dirty.push(id);
+            } else {
+                tree.all_dirty = true;
+                tree.dirty.clear();
             }
-            self.tree[pos] = best;
         }
     }
 
     /// Rebuilds the tree with room for at least `ids` leaves.
     fn grow(&mut self, ids: usize) {
-        let leaves = ids.next_power_of_two().max(self.leaves * 2).max(8);
-        let mut tree = vec![VACANT; 2 * leaves];
+        let tree = self.tree.get_mut();
+        let leaves = ids.next_power_of_two().max(tree.leaves * 2).max(8);
+        let mut keys = vec![VACANT; 2 * leaves];
         for &id in self.loads.online() {
-            tree[leaves + id as usize] = (u64::from(self.loads.load(id)) << 32) | u64::from(id);
+            keys[leaves + id as usize] = key(&self.loads, id);
         }
         for pos in (1..leaves).rev() {
-            tree[pos] = tree[2 * pos].min(tree[2 * pos + 1]);
+            keys[pos] = keys[2 * pos].min(keys[2 * pos + 1]);
         }
-        self.tree = tree;
-        self.leaves = leaves;
+        *tree = Tree {
+            keys,
+            leaves,
+            dirty: Vec::new(),
+            all_dirty: false,
+        };
     }
 }
 
@@ -210,6 +284,49 @@ mod tests {
                 }
             }
             assert_eq!(ix.least_loaded(), scan.least_loaded(), "step {step}");
+        }
+    }
+
+    /// Reads far apart: many changes (more than the leaves, at times)
+    /// between two reads are brought up to date at the read.
+    #[test]
+    fn agrees_with_the_linear_scan_when_read_now_and_then() {
+        let mut ix = LoadIndex::new();
+        let mut scan = NodeLoads::new();
+        let mut x: u64 = 987_654_321;
+        let mut next_read = 1u64;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = (x % 53) as NodeId;
+            match x % 7 {
+                0 => {
+                    let c = Membership::Insert(NodeInfo::new(id));
+                    ix.apply(&c);
+                    scan.apply(&c);
+                }
+                1 if step % 5 == 0 => {
+                    let c = Membership::Remove(id);
+                    ix.apply(&c);
+                    scan.apply(&c);
+                }
+                2..=4 => {
+                    ix.started(id);
+                    scan.started(id);
+                }
+                _ => {
+                    ix.finished(id);
+                    scan.finished(id);
+                }
+            }
+            if step == next_read {
+                assert_eq!(ix.least_loaded(), scan.least_loaded(), "step {step}");
+                let min = scan.least_loaded().map(|n| scan.load(n));
+                assert_eq!(ix.min_load(), min, "step {step}");
+                // From the next step to 300 steps on (a tree of 64 leaves).
+                next_read = step + 1 + (x >> 20) % 300;
+            }
         }
     }
 }
