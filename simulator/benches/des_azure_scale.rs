@@ -141,6 +141,29 @@
 //! run-to-run noise. The 1M Zipf case in the same run, CPU s (1M at 16:08
 //! on commit 431b745, also quiet): rr 1.57 -> 1.33, ll 1.45 -> 1.32, ch
 //! 0.63 -> 0.60, ours 0.98 -> 1.00; 2M calls/s stays missed by all.
+//!
+//! 2026-12-04, 19:40-20:15 UTC, on a quieter machine (load average 1.3 to
+//! 1.7), three changes, each with every output byte-identical to the one
+//! before (call logs and summaries of 14 algorithms on
+//! scenarios/events.csv, of the keep-alive policies under node memory, of
+//! the admission queue, and of rr, ch, ours on the 1M workload): the node
+//! model's recycled effects in one per-thread stack instead of one per
+//! node, with the timers' earliest entry kept beside the node's hot
+//! fields; `ours` told of a finished call by the workload's id
+//! (`Scheduler::finished_by_id`: its `call_finished` fell from 4.1 % to
+//! 1.6 % of the samples, no name hashed); and the schedulers' load index
+//! brought up to date only when read, `ch` no longer reading it (one turn
+//! of its ring finds that all nodes are full). Paired runs of the two
+//! binaries of the last change, alternated 7 times, user CPU s (median,
+//! min): ch 0.57, 0.56 -> 0.55, 0.53; rr 1.42, 1.14 -> 1.31, 1.07; ll
+//! 1.31, 1.21 -> 1.28, 1.22. This bench, before (20:02) -> after (20:14),
+//! calls/s: rr 787,781 -> 720,615, ll 845,196 -> 689,717 (both within
+//! this machine's run-to-run swing, see the paired runs), ch 1,947,912 ->
+//! **2,073,453: the 2M target met** (run 0.51 -> 0.48 s), ours 1,275,359
+//! -> 1,264,044. rr, ll and ours stay far from 2M: their calls land on
+//! nodes whose state for the function is cold in the cache (40 % cold
+//! starts under rr and ll, each adding an instance record, an `InstanceUp`
+//! event and an expiry timer), as measured above.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
