@@ -253,36 +253,43 @@ mod tests {
         assert_eq!(ix.least_loaded(), Some(0), "back online with no calls");
     }
 
+    /// One random change, the same to the index and to the scan: a node
+    /// of `0..ids` inserted, removed (on one step in 3), or a call started
+    /// or finished on it. `x` is a xorshift state.
+    fn random_change(x: &mut u64, ids: u64, step: u64, ix: &mut LoadIndex, scan: &mut NodeLoads) {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        let id = (*x % ids) as NodeId;
+        match *x % 5 {
+            0 => {
+                let c = Membership::Insert(NodeInfo::new(id));
+                ix.apply(&c);
+                scan.apply(&c);
+            }
+            1 if step % 3 == 0 => {
+                let c = Membership::Remove(id);
+                ix.apply(&c);
+                scan.apply(&c);
+            }
+            2 | 3 => {
+                ix.started(id);
+                scan.started(id);
+            }
+            _ => {
+                ix.finished(id);
+                scan.finished(id);
+            }
+        }
+    }
+
     #[test]
     fn agrees_with_the_linear_scan() {
         let mut ix = LoadIndex::new();
         let mut scan = NodeLoads::new();
         let mut x: u64 = 12345;
-        for step in 0..5000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let id = (x % 37) as NodeId;
-            match x % 5 {
-                0 => {
-                    let c = Membership::Insert(NodeInfo::new(id));
-                    ix.apply(&c);
-                    scan.apply(&c);
-                }
-                1 if step % 3 == 0 => {
-                    let c = Membership::Remove(id);
-                    ix.apply(&c);
-                    scan.apply(&c);
-                }
-                2 | 3 => {
-                    ix.started(id);
-                    scan.started(id);
-                }
-                _ => {
-                    ix.finished(id);
-                    scan.finished(id);
-                }
-            }
+        for step in 0..5000 {
+            random_change(&mut x, 37, step, &mut ix, &mut scan);
             assert_eq!(ix.least_loaded(), scan.least_loaded(), "step {step}");
         }
     }
@@ -296,30 +303,7 @@ mod tests {
         let mut x: u64 = 987_654_321;
         let mut next_read = 1u64;
         for step in 0..20_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let id = (x % 53) as NodeId;
-            match x % 7 {
-                0 => {
-                    let c = Membership::Insert(NodeInfo::new(id));
-                    ix.apply(&c);
-                    scan.apply(&c);
-                }
-                1 if step % 5 == 0 => {
-                    let c = Membership::Remove(id);
-                    ix.apply(&c);
-                    scan.apply(&c);
-                }
-                2..=4 => {
-                    ix.started(id);
-                    scan.started(id);
-                }
-                _ => {
-                    ix.finished(id);
-                    scan.finished(id);
-                }
-            }
+            random_change(&mut x, 53, step, &mut ix, &mut scan);
             if step == next_read {
                 assert_eq!(ix.least_loaded(), scan.least_loaded(), "step {step}");
                 let min = scan.least_loaded().map(|n| scan.load(n));
