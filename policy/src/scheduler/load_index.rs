@@ -267,7 +267,7 @@ mod tests {
                 ix.apply(&c);
                 scan.apply(&c);
             }
-            1 if step % 3 == 0 => {
+            1 if step.is_multiple_of(3) => {
                 let c = Membership::Remove(id);
                 ix.apply(&c);
                 scan.apply(&c);
