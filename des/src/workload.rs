@@ -27,7 +27,7 @@ use std::path::Path;
 use rustc_hash::FxHashMap;
 
 use policy::Time;
-use protocol::scenario::{CallShape, MAX_DURATION_MS, MAX_MEMORY_MB};
+use protocol::scenario::{self, CallShape};
 use protocol::ScenarioEvent;
 
 /// A scenario with function names interned to ids, arrivals sorted.
@@ -292,8 +292,8 @@ fn plain_row(line: &str) -> Option<(&str, u64, u8, Option<CallShape>)> {
     let Some(duration) = fields.next() else {
         return Some((name, start_ms, 2, None));
     };
-    // Digits with at most one point (no sign, exponent or spaces), parsed
-    // as the scenario parser parses it.
+    // Digits with at most one point (no sign, exponent or spaces), its
+    // value by the scenario parser's own rule.
     let b = duration.as_bytes();
     if b.is_empty()
         || b.len() > 24
@@ -302,19 +302,13 @@ fn plain_row(line: &str) -> Option<(&str, u64, u8, Option<CallShape>)> {
     {
         return None;
     }
-    let duration_ms = duration
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && (0.0..=MAX_DURATION_MS).contains(v))?;
-    let duration_us = (duration_ms * 1000.0).round() as u64;
+    let duration_us = scenario::duration_us(duration)?;
     let (columns, memory_mb) = match fields.next() {
         None => (3, None),
         Some(m) => {
-            let mb = u32::try_from(plain_digits(m, 10)?).ok()?;
-            if !(1..=MAX_MEMORY_MB).contains(&mb) {
-                return None;
-            }
-            (4, Some(mb))
+            // Digits only, then the parser's rule.
+            plain_digits(m, 10)?;
+            (4, Some(scenario::memory_mb(m)?))
         }
     };
     if fields.next().is_some() {

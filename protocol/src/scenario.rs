@@ -122,30 +122,21 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<ScenarioEvent>, Scenar
         let shape = match fields.get(2) {
             None => None,
             Some(d) => {
-                let duration_ms = d
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite() && (0.0..=MAX_DURATION_MS).contains(v))
-                    .ok_or_else(|| {
-                        err(format!(
-                            "column 3 (DurationMs): {d:?} is not a number of milliseconds in 0..={MAX_DURATION_MS}"
-                        ))
-                    })?;
+                let duration_us = duration_us(d).ok_or_else(|| {
+                    err(format!(
+                        "column 3 (DurationMs): {d:?} is not a number of milliseconds in 0..={MAX_DURATION_MS}"
+                    ))
+                })?;
                 let memory_mb = match fields.get(3) {
                     None => None,
-                    Some(m) => Some(
-                        m.parse::<u32>()
-                            .ok()
-                            .filter(|v| (1..=MAX_MEMORY_MB).contains(v))
-                            .ok_or_else(|| {
-                                err(format!(
-                                    "column 4 (MemoryMb): {m:?} is not a whole number of MB in 1..={MAX_MEMORY_MB}"
-                                ))
-                            })?,
-                    ),
+                    Some(m) => Some(memory_mb(m).ok_or_else(|| {
+                        err(format!(
+                            "column 4 (MemoryMb): {m:?} is not a whole number of MB in 1..={MAX_MEMORY_MB}"
+                        ))
+                    })?),
                 };
                 Some(CallShape {
-                    duration_us: (duration_ms * 1000.0).round() as u64,
+                    duration_us,
                     memory_mb,
                 })
             }
@@ -163,6 +154,26 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<ScenarioEvent>, Scenar
 /// characters (they end or break a row), and U+FEFF, a byte-order mark,
 /// which a reader strips at the start of a file (a name starting with one
 /// would not read back the same; found by the mutation test).
+/// A `DurationMs` field's value, in µs: a finite number of milliseconds
+/// in `0..=MAX_DURATION_MS` (as Rust parses an `f64`), rounded to the
+/// microsecond; None for anything else.
+pub fn duration_us(field: &str) -> Option<u64> {
+    field
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && (0.0..=MAX_DURATION_MS).contains(v))
+        .map(|ms| (ms * 1000.0).round() as u64)
+}
+
+/// A `MemoryMb` field's value: a whole number of MB in
+/// `1..=MAX_MEMORY_MB` (as Rust parses a `u32`); None for anything else.
+pub fn memory_mb(field: &str) -> Option<u32> {
+    field
+        .parse::<u32>()
+        .ok()
+        .filter(|v| (1..=MAX_MEMORY_MB).contains(v))
+}
+
 fn is_not_in_a_name(c: char) -> bool {
     c.is_whitespace() || c.is_control() || c == '\u{feff}'
 }

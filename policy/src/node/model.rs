@@ -510,8 +510,9 @@ impl Calls {
 
 /// A node's local function ids by global id. A node that has seen few of
 /// the named functions keeps them in a small map (hot in the cache: under
-/// hashing schedulers a node sees a few functions of thousands); once it
-/// has seen at least one in [`DENSE_SHARE`] of them, the named ids
+/// hashing schedulers a node sees a few functions of thousands); once the
+/// functions it has seen number at least one in [`DENSE_SHARE`] of the
+/// named ones (those outside the tables count too: rare), the named ids
 /// (below the table's size plus this node's own names) move to a dense
 /// vector, one `u32` a slot: a call's lookup is then one memory access
 /// instead of a hash probe (a cache miss less per call at Azure scale
@@ -2891,7 +2892,8 @@ mod tests {
         assert!(ids.dense.is_empty());
         ids.insert(first[8], 8, bound); // outside the table: never dense
         assert!(ids.dense.is_empty());
-        // The tenth named function (10 * 8 >= 80): the named ids move.
+        // The tenth function seen, counting the one outside the table
+        // (10 * 8 >= 80): the named ids move.
         ids.insert(50, 9, bound);
         assert_eq!(ids.dense.len(), bound as usize);
         assert_eq!(ids.sparse.len(), 1, "only the id outside the table");
