@@ -51,6 +51,7 @@ pub mod lru;
 pub mod model;
 pub mod options;
 pub mod rest_instances;
+mod timers;
 
 pub use crate::time::Time;
 pub use admission::{Admission, Overflow};

@@ -111,7 +111,8 @@
 //! Pre-warmed keep-alive instances are idle once up (they expire like any
 //! idle instance) and are refused if the image or the pool went meanwhile.
 //!
-//! Timers: the model keeps the earliest expiry per function in a heap;
+//! Timers: the model keeps the earliest expiry per function (in order in
+//! a queue, the few out of order in a heap: `timers.rs`);
 //! [`NodeModel::next_timer`] is when to call [`NodeModel::timer`] next (a
 //! live worker may call it on a tick instead; early calls do nothing).
 //!
@@ -121,8 +122,7 @@
 //! calls only while pooling is on.
 
 use std::cell::RefCell;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,6 +141,7 @@ use super::keep_alive_policy::KeepAlivePolicy;
 use super::lru::IdleLru;
 use super::options::CachingOptions;
 use super::rest_instances::{RestAcquire, RestInstances};
+use super::timers::Timers;
 use super::InstanceId;
 use crate::time::Time;
 
@@ -603,7 +604,7 @@ pub struct NodeModel {
     /// Pending looks at functions: (when, global id, local id). Ties in
     /// time go in global-id order (the order of the shared table, else the
     /// order names were first given to this node).
-    timers: BinaryHeap<Reverse<(Time, FunctionId, u32)>>,
+    timers: Timers,
     next_instance: InstanceId,
     keep_alive_busy: u64,
     keep_alive_idle: u64,
@@ -629,10 +630,6 @@ pub struct NodeModel {
     /// Reused by [`NodeModel::acquire`] and [`NodeModel::timer`] for the
     /// instances they expire.
     expired_buffer: Vec<InstanceId>,
-    /// The earliest entry of `timers` (read after every event by a
-    /// driver: kept here, beside the fields the event touched, instead of
-    /// in the heap's own memory).
-    timers_min: Option<Time>,
 }
 
 thread_local! {
@@ -659,7 +656,7 @@ impl NodeModel {
             local: LocalIds::default(),
             instances: FxHashMap::default(),
             calls: Calls::default(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             next_instance: 1,
             keep_alive_busy: 0,
             keep_alive_idle: 0,
@@ -674,7 +671,6 @@ impl NodeModel {
             rejections: 0,
             spare_pools: Vec::new(),
             expired_buffer: Vec::new(),
-            timers_min: None,
         }
     }
 
@@ -1490,7 +1486,7 @@ impl NodeModel {
     /// When [`NodeModel::timer`] has something to do next (it may find
     /// nothing then, when a call came in between).
     pub fn next_timer(&self) -> Option<Time> {
-        self.timers_min
+        self.timers.next()
     }
 
     /// Expires what is due at `now`: idle REST instances past their
@@ -1498,12 +1494,7 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn timer(&mut self, now: Time) -> Effects {
         let mut effects = self.fresh_effects();
-        while let Some(&Reverse((t, _, f))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
-            self.timers_min = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        while let Some((t, _, f)) = self.timers.pop_due(now) {
             let fs = &mut self.functions[f as usize];
             if fs.timer != Some(t) {
                 continue; // superseded by an earlier entry
@@ -1544,8 +1535,7 @@ impl NodeModel {
         if fs.timer.is_none_or(|cur| t < cur) {
             fs.timer = Some(t);
             let g = fs.global;
-            self.timers.push(Reverse((t, g, f)));
-            self.timers_min = Some(self.timers_min.map_or(t, |m| m.min(t)));
+            self.timers.push((t, g, f));
         }
     }
 
@@ -1596,7 +1586,6 @@ impl NodeModel {
         self.pool = new_pool(&self.options);
         self.rest = RestInstances::new(self.options.rest_lifetime());
         self.timers.clear();
-        self.timers_min = None;
         for fs in &mut self.functions {
             fs.keep_alive = None;
             fs.timer = None;
