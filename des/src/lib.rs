@@ -85,7 +85,7 @@
 //!   1.192 (+1.1 %), hit ratios 0.0 %, latency -17.5 %.
 //!
 //! # Layout
-//! - [`queue`]: the (time, seq) binary-heap event queue.
+//! - [`queue`]: the event queue, by (time, insertion order): a radix heap.
 //! - [`cpu`]: incremental processor sharing per node.
 //! - [`function`]: function models (catalog phases, defaults, exponential).
 //! - [`profile`]: the cost profile file.

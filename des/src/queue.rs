@@ -1,48 +1,87 @@
-//! The event queue: a min-heap keyed by (virtual time, sequence number),
-//! so events due at the same instant leave in insertion order and runs are
+//! The event queue: events leave by (virtual time, insertion order), so
+//! events due at the same instant leave in insertion order and runs are
 //! deterministic (as in nexosim and SimPy).
 //!
-//! The heap is 4-ary (each node has four children, which share a cache
-//! line or two): half the depth of a binary heap, so a pop, which sifts
-//! from the root to a leaf, touches half as many levels; a push sifts up
-//! about one level on average either way. The key (time, sequence) is one
-//! `u128`, compared in one step. Keys are unique, so the order in which
-//! events leave is the same as any other correct priority queue's.
+//! It is a radix heap (Ahuja, Mehlhorn, Orlin and Tarjan, "Faster
+//! algorithms for the shortest path problem", J. ACM 37(2), 1990), which
+//! fits a simulation: the time of what leaves never decreases, and what is
+//! pushed is due no earlier than the last event that left. An event due at
+//! `t` waits in bucket `b(t)`, the position of the highest bit in which
+//! `t` differs from the last time that left (`last`), plus one; bucket 0
+//! holds the events due at `last` itself. A push is an append. A pop takes
+//! bucket 0's first event; when bucket 0 is empty, the lowest bucket that
+//! is not is emptied: `last` becomes its earliest time and its events move
+//! to lower buckets, each at most once per bit of the time, so a pop costs
+//! O(1) amortized plus at most 64 moves over an event's life (a binary or
+//! 4-ary heap sifts through its depth at every pop; that was about a fifth
+//! of the simulator's instructions on 1M calls over 100 nodes).
 //!
-//! Entries are small `Copy` values; the heap's storage is reused for the
-//! whole run, so pushing and popping does not allocate once it has grown.
+//! Insertion order among events due at the same time: every bucket holds
+//! its events in insertion order (an append goes last; a bucket is emptied
+//! only into lower ones, which are then empty), so bucket 0, all due at
+//! `last`, leaves in insertion order, and the queue gives the order of a
+//! heap keyed by (time, sequence number). An event pushed earlier than
+//! `last` (no driver does so) is still handled exactly: the queue is then
+//! rebuilt around its time.
+//!
+//! The buckets' storage is reused for the whole run, so pushing and
+//! popping does not allocate once it has grown.
 
 use policy::Time;
 
-/// Children per heap node.
-const ARITY: usize = 4;
+/// Buckets: one for `last` itself, one per bit of a time.
+const BUCKETS: usize = 65;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry<E> {
-    /// `time << 64 | seq`.
-    key: u128,
+    time: u64,
+    seq: u64,
     event: E,
-}
-
-impl<E> Entry<E> {
-    fn time(&self) -> Time {
-        Time::from_micros((self.key >> 64) as u64)
-    }
 }
 
 /// Pending events, earliest first, ties in insertion order.
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    heap: Vec<Entry<E>>,
+    buckets: Vec<Vec<Entry<E>>>,
+    /// Bucket 0's next event to leave (the ones before it have left).
+    head: usize,
+    /// The earliest time in each bucket (`u64::MAX` when empty).
+    mins: [u64; BUCKETS],
+    /// Bit `b` set when bucket `b` holds events.
+    occupied: u128,
+    /// The time of the last event that left (or of the rebuild).
+    last: u64,
+    len: usize,
     next_seq: u64,
 }
 
 impl<E: Copy> EventQueue<E> {
     pub fn with_capacity(capacity: usize) -> Self {
+        let mut buckets: Vec<Vec<Entry<E>>> = (0..BUCKETS).map(|_| Vec::new()).collect();
+        buckets[BUCKETS - 1].reserve(capacity);
         Self {
-            heap: Vec::with_capacity(capacity),
+            buckets,
+            head: 0,
+            mins: [u64::MAX; BUCKETS],
+            occupied: 0,
+            last: 0,
+            len: 0,
             next_seq: 0,
         }
+    }
+
+    /// The bucket of an event due at `time` (no earlier than `last`).
+    #[inline]
+    fn bucket(&self, time: u64) -> usize {
+        (u64::BITS - (time ^ self.last).leading_zeros()) as usize
+    }
+
+    #[inline]
+    fn put(&mut self, entry: Entry<E>) {
+        let b = self.bucket(entry.time);
+        self.buckets[b].push(entry);
+        self.mins[b] = self.mins[b].min(entry.time);
+        self.occupied |= 1 << b;
     }
 
     /// Schedules `event` at `time`.
@@ -50,73 +89,85 @@ impl<E: Copy> EventQueue<E> {
     pub fn push(&mut self, time: Time, event: E) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let entry = Entry {
-            key: (u128::from(time.as_micros()) << 64) | u128::from(seq),
-            event,
-        };
-        // Sift up: move parents down until `entry`'s place is found.
-        let mut pos = self.heap.len();
-        self.heap.push(entry);
-        while pos > 0 {
-            let parent = (pos - 1) / ARITY;
-            let p = self.heap[parent];
-            if p.key <= entry.key {
-                break;
-            }
-            self.heap[pos] = p;
-            pos = parent;
+        let time = time.as_micros();
+        if time < self.last {
+            self.rebuild(time);
         }
-        self.heap[pos] = entry;
+        self.put(Entry { time, seq, event });
+        self.len += 1;
+    }
+
+    /// `last` moves back to `time`: every pending event is filed again,
+    /// in (time, sequence) order.
+    #[cold]
+    fn rebuild(&mut self, time: u64) {
+        let mut all: Vec<Entry<E>> = Vec::with_capacity(self.len);
+        for (b, bucket) in self.buckets.iter_mut().enumerate() {
+            let from = if b == 0 { self.head } else { 0 };
+            all.extend(bucket.drain(..).skip(from));
+        }
+        all.sort_unstable_by_key(|e| (e.time, e.seq));
+        self.head = 0;
+        self.mins = [u64::MAX; BUCKETS];
+        self.occupied = 0;
+        self.last = time;
+        for e in all {
+            self.put(e);
+        }
     }
 
     /// The time of the earliest pending event.
     #[inline]
     pub fn peek_time(&self) -> Option<Time> {
-        self.heap.first().map(Entry::time)
+        if self.occupied == 0 {
+            return None;
+        }
+        let b = self.occupied.trailing_zeros() as usize;
+        Some(Time::from_micros(self.mins[b]))
     }
 
     /// Removes and returns the earliest pending event.
     #[inline]
     pub fn pop(&mut self) -> Option<(Time, E)> {
-        let last = self.heap.pop()?;
-        let Some(&top) = self.heap.first() else {
-            return Some((last.time(), last.event));
-        };
-        // Sift `last` down from the root: move the least child up while
-        // it is less than `last`.
-        let len = self.heap.len();
-        let mut pos = 0;
-        loop {
-            let first = pos * ARITY + 1;
-            if first >= len {
-                break;
+        if self.occupied & 1 == 0 {
+            if self.occupied == 0 {
+                return None;
             }
-            let end = (first + ARITY).min(len);
-            let mut best = first;
-            let mut best_key = self.heap[first].key;
-            for c in first + 1..end {
-                let k = self.heap[c].key;
-                if k < best_key {
-                    best = c;
-                    best_key = k;
-                }
-            }
-            if best_key >= last.key {
-                break;
-            }
-            self.heap[pos] = self.heap[best];
-            pos = best;
+            self.refill();
         }
-        self.heap[pos] = last;
-        Some((top.time(), top.event))
+        let e = self.buckets[0][self.head];
+        self.head += 1;
+        if self.head == self.buckets[0].len() {
+            self.buckets[0].clear();
+            self.head = 0;
+            self.mins[0] = u64::MAX;
+            self.occupied &= !1;
+        }
+        self.len -= 1;
+        Some((Time::from_micros(e.time), e.event))
+    }
+
+    /// Bucket 0 is empty: the lowest bucket holding events is emptied
+    /// into lower ones, `last` becoming its earliest time.
+    fn refill(&mut self) {
+        let b = self.occupied.trailing_zeros() as usize;
+        self.last = self.mins[b];
+        self.mins[b] = u64::MAX;
+        self.occupied &= !(1 << b);
+        let mut moving = std::mem::take(&mut self.buckets[b]);
+        for &e in &moving {
+            self.put(e);
+        }
+        moving.clear();
+        self.buckets[b] = moving;
     }
 
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.len == 0
     }
 }
 
@@ -176,5 +227,50 @@ mod tests {
             assert_eq!(q.len(), pending.len());
         }
         assert!(pops > 5_000);
+    }
+
+    /// Far-apart times (events move down many buckets), ties, and now and
+    /// then an event earlier than the last one that left (a rebuild):
+    /// always the least (time, insertion) pending, and `peek_time` agrees.
+    #[test]
+    fn any_spread_of_times_and_pushes_into_the_past_keep_the_order() {
+        let mut q = EventQueue::with_capacity(0);
+        let mut pending: Vec<(u64, u32)> = Vec::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut now = 0u64;
+        let (mut pops, mut into_past) = (0, 0);
+        for i in 0..30_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x % 5 < 2 || i >= 25_000 {
+                let expected = pending.iter().copied().min();
+                let got = q.pop().map(|(t, e)| (t.as_micros(), e));
+                assert_eq!(got, expected, "pop {pops}");
+                if let Some(least) = expected {
+                    pending.retain(|p| *p != least);
+                    now = least.0;
+                    pops += 1;
+                }
+            } else {
+                let t = if x.is_multiple_of(101) {
+                    into_past += 1;
+                    now.saturating_sub((x >> 40) & 0xFFFF)
+                } else {
+                    // A delay of up to 2^40 µs, often 0 or tied.
+                    let shift = (x >> 20) % 41;
+                    now + (((x >> 8) % 4) << shift)
+                };
+                q.push(Time::from_micros(t), i);
+                pending.push((t, i));
+            }
+            let least = pending.iter().map(|p| p.0).min().map(Time::from_micros);
+            assert_eq!(q.peek_time(), least);
+            assert_eq!(q.len(), pending.len());
+        }
+        assert!(
+            pops > 8_000 && into_past > 50,
+            "{pops} pops, {into_past} into the past"
+        );
     }
 }
