@@ -5,16 +5,19 @@
 //! It is a radix heap (Ahuja, Mehlhorn, Orlin and Tarjan, "Faster
 //! algorithms for the shortest path problem", J. ACM 37(2), 1990), which
 //! fits a simulation: the time of what leaves never decreases, and what is
-//! pushed is due no earlier than the last event that left. An event due at
-//! `t` waits in bucket `b(t)`, the position of the highest bit in which
-//! `t` differs from the last time that left (`last`), plus one; bucket 0
-//! holds the events due at `last` itself. A push is an append. A pop takes
-//! bucket 0's first event; when bucket 0 is empty, the lowest bucket that
-//! is not is emptied: `last` becomes its earliest time and its events move
-//! to lower buckets, each at most once per bit of the time, so a pop costs
-//! O(1) amortized plus at most 64 moves over an event's life (a binary or
-//! 4-ary heap sifts through its depth at every pop; that was about a fifth
-//! of the simulator's instructions on 1M calls over 100 nodes).
+//! pushed is due no earlier than the last event that left. Times are read
+//! in hexadecimal digits: an event due at `t` waits in the bucket of the
+//! highest digit in which `t` differs from the last time that left
+//! (`last`) and of `t`'s value of that digit; bucket 0 holds the events
+//! due at `last` itself. Buckets in index order hold ever later times. A
+//! push is an append. A pop takes bucket 0's first event; when bucket 0 is
+//! empty, the lowest bucket that is not is emptied: `last` becomes its
+//! earliest time and its events move to buckets of lower digits, so an
+//! event moves at most once per digit of its delay (about 5 for a second
+//! in microseconds; a binary or 4-ary heap sifts through its depth at
+//! every pop, and that was about a tenth of the simulator's instructions
+//! on 1M calls over 100 nodes; with one bucket per bit, as in the paper,
+//! an event moved about 20 times and cost as much).
 //!
 //! Insertion order among events due at the same time: every bucket holds
 //! its events in insertion order (an append goes last; a bucket is emptied
@@ -29,8 +32,12 @@
 
 use policy::Time;
 
-/// Buckets: one for `last` itself, one per bit of a time.
-const BUCKETS: usize = 65;
+/// Bits per digit of a time.
+const DIGIT: u32 = 4;
+/// Buckets: one for `last` itself, then one per (digit, value).
+const BUCKETS: usize = 1 + (u64::BITS / DIGIT) as usize * (1 << DIGIT);
+/// Words of the occupied-bucket bit set.
+const WORDS: usize = BUCKETS.div_ceil(64);
 
 #[derive(Debug, Clone, Copy)]
 struct Entry<E> {
@@ -48,7 +55,7 @@ pub struct EventQueue<E> {
     /// The earliest time in each bucket (`u64::MAX` when empty).
     mins: [u64; BUCKETS],
     /// Bit `b` set when bucket `b` holds events.
-    occupied: u128,
+    occupied: [u64; WORDS],
     /// The time of the last event that left (or of the rebuild).
     last: u64,
     len: usize,
@@ -63,7 +70,7 @@ impl<E: Copy> EventQueue<E> {
             buckets,
             head: 0,
             mins: [u64::MAX; BUCKETS],
-            occupied: 0,
+            occupied: [0; WORDS],
             last: 0,
             len: 0,
             next_seq: 0,
@@ -73,7 +80,13 @@ impl<E: Copy> EventQueue<E> {
     /// The bucket of an event due at `time` (no earlier than `last`).
     #[inline]
     fn bucket(&self, time: u64) -> usize {
-        (u64::BITS - (time ^ self.last).leading_zeros()) as usize
+        let differ = time ^ self.last;
+        if differ == 0 {
+            return 0;
+        }
+        let digit = (u64::BITS - 1 - differ.leading_zeros()) / DIGIT;
+        let value = (time >> (digit * DIGIT)) & ((1 << DIGIT) - 1);
+        1 + (digit as usize) * (1 << DIGIT) + value as usize
     }
 
     #[inline]
@@ -81,7 +94,16 @@ impl<E: Copy> EventQueue<E> {
         let b = self.bucket(entry.time);
         self.buckets[b].push(entry);
         self.mins[b] = self.mins[b].min(entry.time);
-        self.occupied |= 1 << b;
+        self.occupied[b / 64] |= 1 << (b % 64);
+    }
+
+    /// The lowest bucket holding events.
+    #[inline]
+    fn lowest(&self) -> Option<usize> {
+        self.occupied
+            .iter()
+            .position(|&w| w != 0)
+            .map(|i| i * 64 + self.occupied[i].trailing_zeros() as usize)
     }
 
     /// Schedules `event` at `time`.
@@ -109,7 +131,7 @@ impl<E: Copy> EventQueue<E> {
         all.sort_unstable_by_key(|e| (e.time, e.seq));
         self.head = 0;
         self.mins = [u64::MAX; BUCKETS];
-        self.occupied = 0;
+        self.occupied = [0; WORDS];
         self.last = time;
         for e in all {
             self.put(e);
@@ -119,21 +141,15 @@ impl<E: Copy> EventQueue<E> {
     /// The time of the earliest pending event.
     #[inline]
     pub fn peek_time(&self) -> Option<Time> {
-        if self.occupied == 0 {
-            return None;
-        }
-        let b = self.occupied.trailing_zeros() as usize;
-        Some(Time::from_micros(self.mins[b]))
+        self.lowest().map(|b| Time::from_micros(self.mins[b]))
     }
 
     /// Removes and returns the earliest pending event.
     #[inline]
     pub fn pop(&mut self) -> Option<(Time, E)> {
-        if self.occupied & 1 == 0 {
-            if self.occupied == 0 {
-                return None;
-            }
-            self.refill();
+        if self.occupied[0] & 1 == 0 {
+            let b = self.lowest()?;
+            self.refill(b);
         }
         let e = self.buckets[0][self.head];
         self.head += 1;
@@ -141,19 +157,18 @@ impl<E: Copy> EventQueue<E> {
             self.buckets[0].clear();
             self.head = 0;
             self.mins[0] = u64::MAX;
-            self.occupied &= !1;
+            self.occupied[0] &= !1;
         }
         self.len -= 1;
         Some((Time::from_micros(e.time), e.event))
     }
 
-    /// Bucket 0 is empty: the lowest bucket holding events is emptied
-    /// into lower ones, `last` becoming its earliest time.
-    fn refill(&mut self) {
-        let b = self.occupied.trailing_zeros() as usize;
+    /// Bucket 0 is empty: bucket `b`, the lowest holding events, is
+    /// emptied into lower ones, `last` becoming its earliest time.
+    fn refill(&mut self, b: usize) {
         self.last = self.mins[b];
         self.mins[b] = u64::MAX;
-        self.occupied &= !(1 << b);
+        self.occupied[b / 64] &= !(1 << (b % 64));
         let mut moving = std::mem::take(&mut self.buckets[b]);
         for &e in &moving {
             self.put(e);
