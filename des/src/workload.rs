@@ -4,16 +4,19 @@
 //!
 //! Memory: a row costs its `(time, id)` pair (16 bytes) once loaded, and
 //! one name per distinct function. [`Workload::load`] streams the file:
-//! it parses [`LOAD_CHUNK_LINES`] lines at a time with the scenario
-//! format's own parser (`protocol::scenario::parse`, so the format's rules
-//! and errors stay in one place; line numbers are shifted to the file's),
-//! so neither the file's text nor a `String` per row is ever held whole.
-//! A chunk whose lines are all plainly `Name,StartTimeMs`, or with the
-//! per-invocation columns `,DurationMs[,MemoryMb]` (what the generators
-//! and importers write), is read directly, with no `String` or field
-//! vector per row; anything else in a chunk sends the whole chunk
-//! through the parser, which reads plain rows the same way (a test checks
-//! both paths agree).
+//! it reads about [`LOAD_CHUNK_BYTES`] at a time, cut after a line's end,
+//! checks the chunk is UTF-8 once (an error names the line), and parses
+//! it with the scenario format's own parser (`protocol::scenario::parse`,
+//! so the format's rules and errors stay in one place; line numbers are
+//! shifted to the file's), so neither the file's text nor a `String` per
+//! row is ever held whole. A chunk whose lines are all plainly
+//! `Name,StartTimeMs`, or with the per-invocation columns
+//! `,DurationMs[,MemoryMb]` (what the generators and importers write), is
+//! read directly, byte by byte, with no `String` or field vector per row;
+//! anything else in a chunk sends the whole chunk through the parser,
+//! which reads plain rows the same way (a test checks both paths agree).
+//! (Reading lines one by one and splitting them as strings cost about a
+//! thousand instructions a row, a fifth of a 1M-call simulation.)
 //!
 //! Per-invocation columns (`DurationMs`, `MemoryMb`: a row's
 //! `ScenarioEvent::shape`) are kept in [`Workload::shapes`], beside the
@@ -21,7 +24,7 @@
 //! a row more; nothing for a two-column scenario). Every row of a file
 //! has the same columns (the format's rule, checked across chunks too).
 
-use std::io::BufRead;
+use std::io::Read;
 use std::path::Path;
 
 use rustc_hash::FxHashMap;
@@ -43,8 +46,9 @@ pub struct Workload {
     first_row: Vec<usize>,
 }
 
-/// Lines parsed at a time by [`Workload::load`].
-pub const LOAD_CHUNK_LINES: usize = 1 << 16;
+/// Bytes read and parsed at a time by [`Workload::load`] (a chunk ends
+/// after the last whole line; a longer line makes a longer chunk).
+pub const LOAD_CHUNK_BYTES: usize = 1 << 20;
 
 /// A scenario file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,8 @@ pub enum WorkloadError {
     },
     #[error(transparent)]
     Parse(#[from] protocol::scenario::ScenarioError),
+    #[error("{path}:{line}: not UTF-8 text")]
+    NotUtf8 { path: String, line: usize },
     #[error("{path}:{line}: this row's columns differ from the first row's: every row of a scenario has the same columns (2, 3 or 4)")]
     MixedColumns { path: String, line: usize },
 }
@@ -69,29 +75,53 @@ impl Workload {
             path: shown.clone(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(read_err)?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
         let mut b = Builder::default();
-        let mut chunk = String::new();
+        // Bytes read and not parsed yet (a line's start, at the front).
+        let mut buf: Vec<u8> = Vec::with_capacity(2 * LOAD_CHUNK_BYTES);
+        let mut eof = false;
         // Lines of the file before the chunk being read.
         let mut before = 0usize;
         loop {
-            chunk.clear();
-            let mut lines = 0usize;
-            while lines < LOAD_CHUNK_LINES {
-                if reader.read_line(&mut chunk).map_err(read_err)? == 0 {
-                    break;
-                }
-                lines += 1;
+            // Fill to a chunk's size, then cut after the last line's end
+            // (at the end of the file, after its last byte).
+            if !eof {
+                eof = fill(&mut file, &mut buf, LOAD_CHUNK_BYTES).map_err(read_err)?;
             }
-            if lines == 0 {
+            let end = loop {
+                if eof {
+                    break buf.len();
+                }
+                match buf.iter().rposition(|&c| c == b'\n') {
+                    Some(i) => break i + 1,
+                    // A line longer than a chunk: read on.
+                    None => {
+                        let want = buf.len() + LOAD_CHUNK_BYTES;
+                        eof = fill(&mut file, &mut buf, want).map_err(read_err)?;
+                    }
+                }
+            };
+            if end == 0 {
                 break;
             }
-            if b.push_plain_rows(&chunk) {
+            let chunk = match std::str::from_utf8(&buf[..end]) {
+                Ok(text) => text,
+                Err(e) => {
+                    let valid = &buf[..e.valid_up_to()];
+                    let line = before + 1 + valid.iter().filter(|&&c| c == b'\n').count();
+                    return Err(WorkloadError::NotUtf8 { path: shown, line });
+                }
+            };
+            let mut lines = chunk.bytes().filter(|&c| c == b'\n').count();
+            if !chunk.ends_with('\n') {
+                lines += 1;
+            }
+            if b.push_plain_rows(chunk) {
                 before += lines;
+                buf.drain(..end);
                 continue;
             }
-            let events = protocol::scenario::parse(&chunk, &shown).map_err(|mut e| {
+            let events = protocol::scenario::parse(chunk, &shown).map_err(|mut e| {
                 e.line += before;
                 e
             })?;
@@ -108,7 +138,7 @@ impl Workload {
                     b.columns = columns;
                 } else if columns != b.columns {
                     // The parser skips blank lines: find the event's line.
-                    let line = before + nth_row_line(&chunk, 0);
+                    let line = before + nth_row_line(chunk, 0);
                     return Err(WorkloadError::MixedColumns { path: shown, line });
                 }
             }
@@ -116,6 +146,7 @@ impl Workload {
                 b.push(&e.function, e.start_ms, e.shape);
             }
             before += lines;
+            buf.drain(..end);
         }
         Ok(b.finish())
     }
@@ -226,7 +257,7 @@ impl Builder {
     /// errors).
     fn push_plain_rows(&mut self, chunk: &str) -> bool {
         let (mark, columns) = (self.arrivals.len(), self.columns);
-        for line in chunk.split('\n') {
+        for line in chunk.as_bytes().split(|&c| c == b'\n') {
             if line.is_empty() {
                 continue;
             }
@@ -279,36 +310,45 @@ impl Builder {
     }
 }
 
+/// Reads from `file` onto `buf` until it holds `want` bytes or the file
+/// ends; true at the end.
+fn fill(file: &mut std::fs::File, buf: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
+    let missing = want.saturating_sub(buf.len());
+    let n = file.by_ref().take(missing as u64).read_to_end(buf)?;
+    Ok(n < missing)
+}
+
 /// `Name,StartTimeMs[,DurationMs[,MemoryMb]]` with nothing around or
 /// between (see [`Builder::push_plain_rows`]): the name, the start, the
 /// number of columns and the per-invocation ones; None for anything else.
-fn plain_row(line: &str) -> Option<(&str, u64, u8, Option<CallShape>)> {
-    let mut fields = line.split(',');
+fn plain_row(line: &[u8]) -> Option<(&str, u64, u8, Option<CallShape>)> {
+    let mut fields = line.split(|&c| c == b',');
     let name = fields.next()?;
-    if name.is_empty() || !name.bytes().all(|c| c.is_ascii_graphic()) {
+    if name.is_empty() || !name.iter().all(u8::is_ascii_graphic) {
         return None;
     }
+    // ASCII, so UTF-8.
+    let name = std::str::from_utf8(name).ok()?;
     let start_ms = plain_digits(fields.next()?, 19)?;
     let Some(duration) = fields.next() else {
         return Some((name, start_ms, 2, None));
     };
     // Digits with at most one point (no sign, exponent or spaces), its
     // value by the scenario parser's own rule.
-    let b = duration.as_bytes();
-    if b.is_empty()
-        || b.len() > 24
-        || b.iter().filter(|&&c| c == b'.').count() > 1
-        || !b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
+    if duration.is_empty()
+        || duration.len() > 24
+        || duration.iter().filter(|&&c| c == b'.').count() > 1
+        || !duration.iter().all(|&c| c.is_ascii_digit() || c == b'.')
     {
         return None;
     }
-    let duration_us = scenario::duration_us(duration)?;
+    let duration_us = scenario::duration_us(std::str::from_utf8(duration).ok()?)?;
     let (columns, memory_mb) = match fields.next() {
         None => (3, None),
         Some(m) => {
             // Digits only, then the parser's rule.
             plain_digits(m, 10)?;
-            (4, Some(scenario::memory_mb(m)?))
+            (4, Some(scenario::memory_mb(std::str::from_utf8(m).ok()?)?))
         }
     };
     if fields.next().is_some() {
@@ -323,8 +363,7 @@ fn plain_row(line: &str) -> Option<(&str, u64, u8, Option<CallShape>)> {
 
 /// A whole number of at most `max_len` decimal digits (19 always fit a
 /// `u64`), nothing else.
-fn plain_digits(text: &str, max_len: usize) -> Option<u64> {
-    let digits = text.as_bytes();
+fn plain_digits(digits: &[u8], max_len: usize) -> Option<u64> {
     if digits.is_empty() || digits.len() > max_len.min(19) {
         return None;
     }
@@ -387,22 +426,26 @@ mod tests {
         assert_eq!(Workload::load(&p).unwrap().arrivals.len(), 2);
     }
 
+    /// Rows enough to fill several chunks.
+    const MANY: usize = LOAD_CHUNK_BYTES / 4;
+
     #[test]
     fn loading_streams_in_chunks_and_errors_name_the_files_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("long.csv");
         // Rows past the first chunk, a blank line, then a bad row.
         let mut text = String::from("\u{feff}");
-        for i in 0..LOAD_CHUNK_LINES + 10 {
-            text.push_str(&format!("F{},{}\n", i % 3, LOAD_CHUNK_LINES + 10 - i));
+        for i in 0..MANY + 10 {
+            text.push_str(&format!("F{},{}\n", i % 3, MANY + 10 - i));
         }
+        assert!(text.len() > 2 * LOAD_CHUNK_BYTES);
         std::fs::write(&p, &text).unwrap();
         let w = Workload::load(&p).unwrap();
-        assert_eq!(w.arrivals.len(), LOAD_CHUNK_LINES + 10);
+        assert_eq!(w.arrivals.len(), MANY + 10);
         assert_eq!(w.names, ["F0", "F1", "F2"]);
         assert_eq!(
             w.arrivals[0],
-            (Time::from_millis(1), ((LOAD_CHUNK_LINES + 9) % 3) as u32)
+            (Time::from_millis(1), ((MANY + 9) % 3) as u32)
         );
         assert_eq!(
             w,
@@ -411,8 +454,32 @@ mod tests {
         text.push_str("\nF1,x\n");
         std::fs::write(&p, &text).unwrap();
         let e = Workload::load(&p).unwrap_err().to_string();
-        let line = LOAD_CHUNK_LINES + 12;
+        let line = MANY + 12;
         assert!(e.contains(&format!("long.csv:{line}")), "{e}");
+    }
+
+    #[test]
+    fn a_line_longer_than_a_chunk_and_bytes_that_are_not_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("odd.csv");
+        // A name of two chunks' length, between plain rows, and no line
+        // end at the end of the file.
+        let long = "L".repeat(2 * LOAD_CHUNK_BYTES + 3);
+        let text = format!("A,1\n{long},2\nB,3");
+        std::fs::write(&p, &text).unwrap();
+        let w = Workload::load(&p).unwrap();
+        assert_eq!(w.names, ["A", long.as_str(), "B"]);
+        assert_eq!(w.arrivals.len(), 3);
+        // A byte that is not UTF-8 past the first chunk: named by line.
+        let mut bytes = Vec::new();
+        for i in 0..MANY {
+            bytes.extend_from_slice(format!("F,{i}\n").as_bytes());
+        }
+        bytes.extend_from_slice(b"F,1\nG\xff,2\n");
+        std::fs::write(&p, &bytes).unwrap();
+        let e = Workload::load(&p).unwrap_err().to_string();
+        let line = MANY + 2;
+        assert!(e.contains(&format!("odd.csv:{line}: not UTF-8")), "{e}");
     }
 
     #[test]
@@ -439,16 +506,19 @@ mod tests {
                 "{text:?}"
             );
         }
-        assert_eq!(plain_row("F,12"), Some(("F", 12, 2, None)));
+        assert_eq!(plain_row(b"F,12"), Some(("F", 12, 2, None)));
         let shape = |duration_us, memory_mb| {
             Some(CallShape {
                 duration_us,
                 memory_mb,
             })
         };
-        assert_eq!(plain_row("F,12,2.5"), Some(("F", 12, 3, shape(2500, None))));
         assert_eq!(
-            plain_row("F,12,0.0015,256"),
+            plain_row(b"F,12,2.5"),
+            Some(("F", 12, 3, shape(2500, None)))
+        );
+        assert_eq!(
+            plain_row(b"F,12,0.0015,256"),
             Some(("F", 12, 4, shape(2, Some(256))))
         );
         for bad in [
@@ -468,7 +538,7 @@ mod tests {
             "F,1,2,3,4",
             "F,1,2, 3",
         ] {
-            assert_eq!(plain_row(bad), None, "{bad:?}");
+            assert_eq!(plain_row(bad.as_bytes()), None, "{bad:?}");
         }
         // Bad rows are still the parser's errors, by line.
         std::fs::write(&p, "A,1\nB,2\nC,-3\n").unwrap();
@@ -507,7 +577,7 @@ mod tests {
         assert!(plain.shapes.is_empty() && plain.shape(0).is_none());
         // Columns that change past the first chunk: named by line.
         let mut text = String::new();
-        for i in 0..LOAD_CHUNK_LINES {
+        for i in 0..MANY {
             text.push_str(&format!("F,{i},1\n"));
         }
         for other in ["F,1\n", "F,1,2,64\n"] {
@@ -515,7 +585,7 @@ mod tests {
             text.push_str(other);
             std::fs::write(&p, &text).unwrap();
             let e = Workload::load(&p).unwrap_err().to_string();
-            let line = LOAD_CHUNK_LINES + 1;
+            let line = MANY + 1;
             assert!(e.contains(&format!("shaped.csv:{line}")), "{other:?}: {e}");
         }
     }
