@@ -212,19 +212,28 @@ mod tests {
         assert!(q.is_empty());
     }
 
-    #[test]
-    fn pops_the_least_pending_time_and_insertion_order_among_many_ties() {
+    /// Pushes and pops at random against a reference, the pending
+    /// (time, insertion) pairs: `pop(x)` says when to pop (always from
+    /// step `drain_from`), `time(x, now)` when a pushed event is due
+    /// (`now`: the last popped time). Every pop, `peek_time` and `len`
+    /// must agree with the reference. Returns the pops.
+    fn against_reference(
+        seed: u64,
+        steps: u32,
+        drain_from: u32,
+        pop: impl Fn(u64) -> bool,
+        mut time: impl FnMut(u64, u64) -> u64,
+    ) -> usize {
         let mut q = EventQueue::with_capacity(0);
-        // The reference: pending (time, insertion) pairs, least popped.
         let mut pending: Vec<(u64, u32)> = Vec::new();
-        let mut x: u64 = 7;
+        let mut x = seed;
         let mut now = 0u64;
         let mut pops = 0;
-        for i in 0..20_000u32 {
+        for i in 0..steps {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x.is_multiple_of(3) || i >= 15_000 {
+            if pop(x) || i >= drain_from {
                 let expected = pending.iter().copied().min();
                 let got = q.pop().map(|(t, e)| (t.as_micros(), e));
                 assert_eq!(got, expected, "pop {pops}");
@@ -234,48 +243,7 @@ mod tests {
                     pops += 1;
                 }
             } else {
-                // Few distinct times, so many ties.
-                let t = now + x % 16;
-                q.push(Time::from_micros(t), i);
-                pending.push((t, i));
-            }
-            assert_eq!(q.len(), pending.len());
-        }
-        assert!(pops > 5_000);
-    }
-
-    /// Far-apart times (events move down many buckets), ties, and now and
-    /// then an event earlier than the last one that left (a rebuild):
-    /// always the least (time, insertion) pending, and `peek_time` agrees.
-    #[test]
-    fn any_spread_of_times_and_pushes_into_the_past_keep_the_order() {
-        let mut q = EventQueue::with_capacity(0);
-        let mut pending: Vec<(u64, u32)> = Vec::new();
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut now = 0u64;
-        let (mut pops, mut into_past) = (0, 0);
-        for i in 0..30_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if x % 5 < 2 || i >= 25_000 {
-                let expected = pending.iter().copied().min();
-                let got = q.pop().map(|(t, e)| (t.as_micros(), e));
-                assert_eq!(got, expected, "pop {pops}");
-                if let Some(least) = expected {
-                    pending.retain(|p| *p != least);
-                    now = least.0;
-                    pops += 1;
-                }
-            } else {
-                let t = if x.is_multiple_of(101) {
-                    into_past += 1;
-                    now.saturating_sub((x >> 40) & 0xFFFF)
-                } else {
-                    // A delay of up to 2^40 µs, often 0 or tied.
-                    let shift = (x >> 20) % 41;
-                    now + (((x >> 8) % 4) << shift)
-                };
+                let t = time(x, now);
                 q.push(Time::from_micros(t), i);
                 pending.push((t, i));
             }
@@ -283,6 +251,43 @@ mod tests {
             assert_eq!(q.peek_time(), least);
             assert_eq!(q.len(), pending.len());
         }
+        pops
+    }
+
+    #[test]
+    fn pops_the_least_pending_time_and_insertion_order_among_many_ties() {
+        // Few distinct times, so many ties.
+        let pops = against_reference(
+            7,
+            20_000,
+            15_000,
+            |x| x.is_multiple_of(3),
+            |x, now| now + x % 16,
+        );
+        assert!(pops > 5_000);
+    }
+
+    /// Far-apart times (events move down many buckets), ties, and now and
+    /// then an event earlier than the last one that left (a rebuild).
+    #[test]
+    fn any_spread_of_times_and_pushes_into_the_past_keep_the_order() {
+        let mut into_past = 0;
+        let pops = against_reference(
+            0x2545_f491_4f6c_dd1d,
+            30_000,
+            25_000,
+            |x| x % 5 < 2,
+            |x, now| {
+                if x.is_multiple_of(101) {
+                    into_past += 1;
+                    now.saturating_sub((x >> 40) & 0xFFFF)
+                } else {
+                    // A delay of up to 2^40 µs, often 0 or tied.
+                    let shift = (x >> 20) % 41;
+                    now + (((x >> 8) % 4) << shift)
+                }
+            },
+        );
         assert!(
             pops > 8_000 && into_past > 50,
             "{pops} pops, {into_past} into the past"
