@@ -186,6 +186,39 @@
 //! 1,000 nodes by ch and ours, not by rr and ll (2.4x and 2x over: 95 %
 //! and 77 % of their calls are cold starts there, each a new instance);
 //! 10M Zipf calls in 10 s by none (ch needs 1.3x more speed, ours 1.9x).
+//!
+//! 2026-12-04, 22:33-23:09 UTC, a fresh and quiet machine (load average
+//! 0.3 to 1.2). First this bench on commit 79441a5, then three changes,
+//! each with every output byte-identical (call logs and summaries of 26
+//! cases: 14 algorithms on scenarios/events.csv, the 5 keep-alive
+//! policies under node memory, the admission queue's three rules, first-
+//! free reuse without extension, and rr, ch, ours on the 1M workload):
+//! the node model's timers in time order in a queue, the few out of
+//! order in a heap (`policy::node` timers; rr's user CPU -4 % on 1M, -5 %
+//! on 10M); the event queue a radix heap with a bucket per hexadecimal
+//! digit and value (`des::queue`; rr on 1M 5.97G -> 5.55G instructions
+//! under `valgrind --tool=cachegrind`); and the scenario read in chunks
+//! of 1 MiB as bytes (`des::workload`; 10M rows 0.68 -> 0.52 s, the day
+//! 1.55 -> 1.4 s). Load + run s (1M: calls/s over the run):
+//!
+//! | case | nodes | rr | ll | ch | ours |
+//! |------|-------|----|----|----|------|
+//! | 1M Zipf, before | 100 | 1,362,474 | 1,331,550 | **2,688,224** | 1,746,639 |
+//! | 1M Zipf, after  | 100 | 1,506,542 | 1,315,740 | **2,624,555** | 1,780,948 |
+//! | 10M Zipf, before | 1,000 | 0.68 + 28.87 | 0.69 + 28.44 | **0.67 + 8.26** | 0.72 + 13.99 |
+//! | 10M Zipf, after  | 1,000 | 0.48 + 27.00 | 0.50 + 27.41 | **0.54 + 9.05** | 0.53 + 13.64 |
+//! | day, before | 1,000 | 1.56 + 16.68 | 1.58 + 11.38 | **1.55 + 5.64** | **1.61 + 6.42** |
+//! | day, after  | 1,000 | 1.33 + 17.98 | 1.37 + 10.84 | **1.40 + 5.50** | **1.38 + 5.79** |
+//!
+//! On a quiet machine every target is met by ch (10M in 9.6 s, 1M at
+//! 2.6M calls/s) and the day by ours too (7.2 s); still missed: 1M at 2M
+//! calls/s by rr (1.3x short), ll (1.5x) and ours (1.1x); 10M in 10 s by
+//! rr and ll (2.8x) and ours (1.4x); the day by rr (1.9x) and ll (1.2x).
+//! Memory is met everywhere (at most 626 MiB). Where rr's time goes now
+//! (`perf`, 1M): the node model's event handlers, each starting with a
+//! cache miss on the function's state at a node the call reached at
+//! random (the sample after `fs.calls += 1` in `arrived` is 59 % of that
+//! function's), the expiry timers (8 %), the event queue (5 %).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
