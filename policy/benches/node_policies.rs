@@ -30,7 +30,7 @@ fn whole_call(m: &mut NodeModel, f: &str, bytes: u64, now: Time) {
             Some(Step::BuildImage) => {
                 let mut e = m.image_built(f, bytes, now);
                 step = e.take_step(call);
-                for p in e.prewarm {
+                for p in e.into_lists().prewarm {
                     let _ = black_box(m.instance_started(p.instance, now));
                 }
             }
@@ -42,7 +42,7 @@ fn whole_call(m: &mut NodeModel, f: &str, bytes: u64, now: Time) {
         }
     }
     let (_, e) = m.call_finished(call, now + Duration::from_millis(1));
-    for p in e.prewarm {
+    for p in e.into_lists().prewarm {
         let _ = black_box(m.instance_started(p.instance, now));
     }
     let _ = black_box(m.timer(now));

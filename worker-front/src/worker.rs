@@ -127,6 +127,7 @@ impl State {
     /// forgets removed images and instances; returns the runtime work.
     fn apply(&mut self, effects: Effects, now: Time) -> Background {
         let mut bg = Background::default();
+        let effects = effects.into_lists();
         for (call, step) in effects.resume {
             if let Some(tx) = self.waiters.get(&call) {
                 // A closed channel is a call that already gave up.

@@ -59,7 +59,8 @@ pub use functions::{FunctionId, FunctionTable};
 pub use keep_alive::{ReuseOrder, ReuseRules};
 pub use keep_alive_policy::KeepAlivePolicy;
 pub use model::{
-    CallId, CallMeta, Effects, InstanceKind, InstanceModel, NodeModel, Prewarm, StartRefused, Step,
+    CallId, CallMeta, EffectLists, Effects, InstanceKind, InstanceModel, NodeModel, Prewarm,
+    StartRefused, Step,
 };
 
 /// An instance's id, unique on its node for the node model's lifetime;

@@ -239,10 +239,16 @@ pub struct Prewarm {
     pub kind: InstanceKind,
 }
 
-/// What the driver must do after an event, in order.
+/// What the driver must do after an event, in order: [`EffectLists`]
+/// behind one pointer (handed from the model to its driver at every event
+/// and back by [`NodeModel::recycle`]: a pointer moves, not five lists).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use = "a node model's effects must be carried out by its driver"]
-pub struct Effects {
+pub struct Effects(Box<EffectLists>);
+
+/// The lists of an [`Effects`] (read and written through it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EffectLists {
     /// Calls whose next step is decided, in the order the model decided
     /// them (a call may be told to [`Step::Wait`] again).
     pub resume: Vec<(CallId, Step)>,
@@ -258,7 +264,25 @@ pub struct Effects {
     pub rejected: Vec<CallId>,
 }
 
+impl std::ops::Deref for Effects {
+    type Target = EffectLists;
+    fn deref(&self) -> &EffectLists {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Effects {
+    fn deref_mut(&mut self) -> &mut EffectLists {
+        &mut self.0
+    }
+}
+
 impl Effects {
+    /// The lists, owned (a driver that consumes them).
+    pub fn into_lists(self) -> EffectLists {
+        *self.0
+    }
+
     /// Takes out the next step of `call` (a driver handling that call
     /// itself), if the effects resume it.
     pub fn take_step(&mut self, call: CallId) -> Option<Step> {
@@ -3268,6 +3292,7 @@ mod tests {
             let mut starting: Vec<InstanceId> = Vec::new();
             let mut live: std::collections::BTreeSet<InstanceId> = Default::default();
             let apply = |eff: Effects, steps: &mut Vec<(CallId, Option<Step>)>, starting: &mut Vec<InstanceId>, live: &mut std::collections::BTreeSet<InstanceId>| -> Result<(), TestCaseError> {
+                let eff = eff.into_lists();
                 for (c, st) in eff.resume {
                     let slot = steps.iter_mut().find(|(x, _)| *x == c);
                     prop_assert!(slot.is_some(), "resumed an unknown call");
