@@ -883,7 +883,9 @@ pub fn run_source<S: ArrivalSource>(
             }
             (None, None) => break,
         }
-        sim.dispatch_freed()?;
+        if !sim.freed.is_empty() {
+            sim.dispatch_freed()?;
+        }
         // Closed loop: the clients hear of their calls' ends.
         for (client, at, reply) in sim.ended.drain(..) {
             source.replied(client, at, reply);
