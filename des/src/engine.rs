@@ -923,10 +923,14 @@ struct Stats {
 
 /// Whole-ms values of successful calls: their exact sum and an HDR
 /// histogram of the precision `utils analyze` uses (4 significant digits).
+/// Zeros (every latency of an ideal run) are counted apart and put in the
+/// histogram when a summary is made: a count instead of a histogram
+/// update per call.
 #[derive(Debug)]
 pub(crate) struct MsStats {
     sum: u128,
     histogram: hdrhistogram::Histogram<u64>,
+    zeros: u64,
 }
 
 impl Default for MsStats {
@@ -940,6 +944,7 @@ impl MsStats {
     pub(crate) fn with_sigfig(sigfig: u8) -> Self {
         Self {
             sum: 0,
+            zeros: 0,
             // Auto-resizing; 1..=5 significant digits is valid, so this
             // cannot fail (the fallback keeps clippy's no-panic rule).
             histogram: hdrhistogram::Histogram::new(sigfig.clamp(1, 5))
@@ -949,12 +954,14 @@ impl MsStats {
 
     /// Records `n` zeros.
     pub(crate) fn record_zeros(&mut self, n: u64) {
-        if n > 0 && self.histogram.record_n(0, n).is_err() {
-            self.histogram.saturating_record(0);
-        }
+        self.zeros += n;
     }
 
     pub(crate) fn record(&mut self, ms: u64) {
+        if ms == 0 {
+            self.zeros += 1;
+            return;
+        }
         self.sum += u128::from(ms);
         if self.histogram.record(ms).is_err() {
             self.histogram.saturating_record(ms);
@@ -967,7 +974,17 @@ impl MsStats {
         if count == 0 {
             return LatencySummary::default();
         }
-        let h = &self.histogram;
+        let with_zeros;
+        let h = if self.zeros == 0 {
+            &self.histogram
+        } else {
+            let mut h = self.histogram.clone();
+            if h.record_n(0, self.zeros).is_err() {
+                h.saturating_record(0);
+            }
+            with_zeros = h;
+            &with_zeros
+        };
         let q = |p: f64| h.value_at_quantile(p) as f64;
         LatencySummary {
             mean: self.sum as f64 / count as f64,
