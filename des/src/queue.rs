@@ -19,13 +19,14 @@
 //! on 1M calls over 100 nodes; with one bucket per bit, as in the paper,
 //! an event moved about 20 times and cost as much).
 //!
-//! Insertion order among events due at the same time: every bucket holds
-//! its events in insertion order (an append goes last; a bucket is emptied
-//! only into lower ones, which are then empty), so bucket 0, all due at
-//! `last`, leaves in insertion order, and the queue gives the order of a
-//! heap keyed by (time, sequence number). An event pushed earlier than
-//! `last` (no driver does so) is still handled exactly: the queue is then
-//! rebuilt around its time.
+//! Insertion order among events due at the same time: they are always in
+//! one bucket, and every bucket holds those in insertion order (an append
+//! goes last; a bucket is emptied, in order, only into lower ones, which
+//! are then empty), so bucket 0, all due at `last`, leaves in insertion
+//! order, and the queue gives the order of a heap keyed by (time,
+//! sequence number) without storing the sequence. An event pushed earlier
+//! than `last` (no driver does so) is still handled exactly: the queue is
+//! then rebuilt around its time (a stable sort by time).
 //!
 //! The buckets' storage is reused for the whole run, so pushing and
 //! popping does not allocate once it has grown.
@@ -42,7 +43,6 @@ const WORDS: usize = BUCKETS.div_ceil(64);
 #[derive(Debug, Clone, Copy)]
 struct Entry<E> {
     time: u64,
-    seq: u64,
     event: E,
 }
 
@@ -59,7 +59,6 @@ pub struct EventQueue<E> {
     /// The time of the last event that left (or of the rebuild).
     last: u64,
     len: usize,
-    next_seq: u64,
 }
 
 impl<E: Copy> EventQueue<E> {
@@ -73,7 +72,6 @@ impl<E: Copy> EventQueue<E> {
             occupied: [0; WORDS],
             last: 0,
             len: 0,
-            next_seq: 0,
         }
     }
 
@@ -109,18 +107,17 @@ impl<E: Copy> EventQueue<E> {
     /// Schedules `event` at `time`.
     #[inline]
     pub fn push(&mut self, time: Time, event: E) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
         let time = time.as_micros();
         if time < self.last {
             self.rebuild(time);
         }
-        self.put(Entry { time, seq, event });
+        self.put(Entry { time, event });
         self.len += 1;
     }
 
     /// `last` moves back to `time`: every pending event is filed again,
-    /// in (time, sequence) order.
+    /// in (time, insertion) order: events due at the same time are in one
+    /// bucket, in insertion order, which a stable sort by time keeps.
     #[cold]
     fn rebuild(&mut self, time: u64) {
         let mut all: Vec<Entry<E>> = Vec::with_capacity(self.len);
@@ -128,7 +125,7 @@ impl<E: Copy> EventQueue<E> {
             let from = if b == 0 { self.head } else { 0 };
             all.extend(bucket.drain(..).skip(from));
         }
-        all.sort_unstable_by_key(|e| (e.time, e.seq));
+        all.sort_by_key(|e| e.time);
         self.head = 0;
         self.mins = [u64::MAX; BUCKETS];
         self.occupied = [0; WORDS];
