@@ -536,8 +536,26 @@ impl InstanceAccounting {
     }
 }
 
+/// `ms` in whole µs: `(ms * 1000.0).round().max(0.0) as u64` (half away
+/// from zero; negative and NaN give 0, too large saturates), without
+/// `f64::round`, a libm call on the baseline x86-64 target (once or
+/// twice per call simulated): below 2^53 the truncating cast and the
+/// subtraction are exact.
 fn ms_to_us(ms: f64) -> u64 {
-    (ms * 1000.0).round().max(0.0) as u64
+    let us = ms * 1000.0;
+    if us.is_nan() || us <= 0.0 {
+        return 0;
+    }
+    if us >= 9_007_199_254_740_992.0 {
+        // Whole already (2^53 and above); the cast saturates.
+        return us as u64;
+    }
+    let whole = us as u64;
+    if us - whole as f64 >= 0.5 {
+        whole + 1
+    } else {
+        whole
+    }
 }
 
 /// Runs `events` under `config`, writing log lines to `log` (if any): a
@@ -1970,6 +1988,52 @@ impl Sim<'_, '_> {
                 min_instances_started: s.min_instances_started,
                 ..g.summary(self.names)
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same µs as `(ms * 1000.0).round().max(0.0) as u64` for halves,
+    /// neighbours of halves, negatives, NaN, infinities and huge values.
+    #[test]
+    fn ms_to_us_rounds_as_f64_round() {
+        let reference = |ms: f64| (ms * 1000.0).round().max(0.0) as u64;
+        let mut values = vec![
+            0.0,
+            -0.0,
+            -0.0004,
+            -0.0006,
+            0.0004999,
+            0.0005,
+            0.0015,
+            0.4999999999999999,
+            2.5e-4,
+            1e12,
+            9.007199254740992e12,
+            9.007199254740993e12,
+            1e300,
+            f64::MAX,
+            f64::MIN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            f64::MIN_POSITIVE,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let half = (x % 2_000_000) as f64 + 0.5;
+            values.push(half / 1000.0);
+            values.push(f64::from_bits(x >> 2)); // any positive magnitude
+            values.push((x % 10_000_000) as f64 / 7.0);
+        }
+        for ms in values {
+            assert_eq!(ms_to_us(ms), reference(ms), "{ms:e}");
         }
     }
 }
