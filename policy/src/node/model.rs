@@ -1494,8 +1494,13 @@ impl NodeModel {
             _ => {}
         }
         self.lambda_call_ended(f, now, &mut effects);
-        self.evict(evicted, &mut effects);
-        self.apply_plan(plan, &mut effects);
+        // (Mostly nothing: not a call to make for each call.)
+        if !evicted.is_empty() {
+            self.evict(evicted, &mut effects);
+        }
+        if !plan.create.is_empty() || !plan.remove.is_empty() {
+            self.apply_plan(plan, &mut effects);
+        }
         if !self.admission_queue.is_empty() && !self.retrying {
             self.admit_queued(now, &mut effects);
         }
