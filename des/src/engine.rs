@@ -546,7 +546,7 @@ fn ms_to_us(ms: f64) -> u64 {
     if us.is_nan() || us <= 0.0 {
         return 0;
     }
-    if us >= 9_007_199_254_740_992.0 {
+    if us >= (1u64 << 53) as f64 {
         // Whole already (2^53 and above); the cast saturates.
         return us as u64;
     }

@@ -62,9 +62,12 @@ pub struct EventQueue<E> {
 }
 
 impl<E: Copy> EventQueue<E> {
+    /// An empty queue with room for `capacity` events due at one time in
+    /// bucket 0 (which every event passes through on its way out; a
+    /// closed loop's clients all start there, at time zero).
     pub fn with_capacity(capacity: usize) -> Self {
         let mut buckets: Vec<Vec<Entry<E>>> = (0..BUCKETS).map(|_| Vec::new()).collect();
-        buckets[BUCKETS - 1].reserve(capacity);
+        buckets[0].reserve(capacity);
         Self {
             buckets,
             head: 0,

@@ -1494,11 +1494,11 @@ impl NodeModel {
             _ => {}
         }
         self.lambda_call_ended(f, now, &mut effects);
-        // (Mostly nothing: not a call to make for each call.)
+        // Both are mostly empty: skipped then, not called per call.
         if !evicted.is_empty() {
             self.evict(evicted, &mut effects);
         }
-        if !plan.create.is_empty() || !plan.remove.is_empty() {
+        if !plan.is_empty() {
             self.apply_plan(plan, &mut effects);
         }
         if !self.admission_queue.is_empty() && !self.retrying {
