@@ -45,6 +45,7 @@ pub mod functions;
 pub mod greedy_dual;
 pub mod histogram;
 pub mod image_cache;
+mod instance_table;
 pub mod keep_alive;
 pub mod keep_alive_policy;
 pub mod lru;

@@ -136,6 +136,7 @@ use super::functions::{FunctionId, FunctionTable};
 use super::greedy_dual::GreedyDual;
 use super::histogram::IdleTimeHistogram;
 use super::image_cache::{DenseImageCache, EvictedImage};
+use super::instance_table::InstanceTable;
 use super::keep_alive::{Acquired, KeepAlivePool, ReuseRules};
 use super::keep_alive_policy::KeepAlivePolicy;
 use super::lru::IdleLru;
@@ -623,7 +624,7 @@ pub struct NodeModel {
     own: FunctionTable,
     /// Local id of each global id seen on this node.
     local: LocalIds,
-    instances: FxHashMap<InstanceId, InstanceRecord>,
+    instances: InstanceTable<InstanceRecord>,
     calls: Calls,
     /// Pending looks at functions: (when, global id, local id). Ties in
     /// time go in global-id order (the order of the shared table, else the
@@ -678,7 +679,7 @@ impl NodeModel {
             table: Arc::default(),
             own: FunctionTable::new(),
             local: LocalIds::default(),
-            instances: FxHashMap::default(),
+            instances: InstanceTable::default(),
             calls: Calls::default(),
             timers: Timers::default(),
             next_instance: 1,
@@ -1125,7 +1126,7 @@ impl NodeModel {
                     Acquired::Warm(id) => {
                         self.keep_alive_idle -= 1;
                         self.idle_gone(id);
-                        if let Some(r) = self.instances.get_mut(&id) {
+                        if let Some(r) = self.instances.get_mut(id) {
                             r.busy += 1;
                             r.memory_mb = r.memory_mb.max(memory_mb);
                         }
@@ -1168,13 +1169,13 @@ impl NodeModel {
                 self.next_instance = next;
                 match got {
                     RestAcquire::Existing(id) => {
-                        if let Some(r) = self.instances.get_mut(&id) {
+                        if let Some(r) = self.instances.get_mut(id) {
                             r.busy += 1;
                         }
                         (Role::Rest, id, Step::Run { instance: id }, true)
                     }
                     RestAcquire::WaitForStart(id) => {
-                        if let Some(r) = self.instances.get_mut(&id) {
+                        if let Some(r) = self.instances.get_mut(id) {
                             r.busy += 1;
                             r.waiting.push(call);
                         }
@@ -1209,7 +1210,7 @@ impl NodeModel {
                     .filter(|_| took)
                 {
                     Some(id) => {
-                        if let Some(r) = self.instances.get_mut(&id) {
+                        if let Some(r) = self.instances.get_mut(id) {
                             r.busy += 1;
                         }
                         (Role::Pool, id, Step::Run { instance: id }, true)
@@ -1242,7 +1243,7 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn instance_started(&mut self, id: InstanceId, now: Time) -> Effects {
         let mut effects = self.fresh_effects();
-        let Some(r) = self.instances.get_mut(&id) else {
+        let Some(r) = self.instances.get_mut(id) else {
             // Not ours (any more): nothing uses it.
             effects.remove_instances.push(id);
             return effects;
@@ -1256,7 +1257,7 @@ impl NodeModel {
                 if attached && self.pool.instance_ready(&f) {
                     self.functions[f as usize].x_mut().pooled.push(id);
                 } else {
-                    self.instances.remove(&id);
+                    self.instances.remove(id);
                     effects.remove_instances.push(id);
                 }
             }
@@ -1310,7 +1311,7 @@ impl NodeModel {
             x.prewarming = x.prewarming.saturating_sub(1);
         }
         if !(attached && self.cache.contains(f)) {
-            self.instances.remove(&id);
+            self.instances.remove(id);
             effects.remove_instances.push(id);
             return;
         }
@@ -1330,7 +1331,7 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn instance_start_failed(&mut self, id: InstanceId, now: Time) -> Effects {
         let mut effects = self.fresh_effects();
-        let Some(r) = self.instances.remove(&id) else {
+        let Some(r) = self.instances.remove(id) else {
             return effects;
         };
         let f = r.function;
@@ -1394,7 +1395,7 @@ impl NodeModel {
                     if self.rest.instance(&f) == Some(id) {
                         self.rest.remove(&f);
                     }
-                    self.instances.remove(&id);
+                    self.instances.remove(id);
                     effects.remove_instances.push(id);
                 }
                 Role::KeepAlive => {
@@ -1403,12 +1404,12 @@ impl NodeModel {
                             self.keep_alive_busy -= 1;
                         }
                     }
-                    self.instances.remove(&id);
+                    self.instances.remove(id);
                     effects.remove_instances.push(id);
                 }
                 Role::Pool => {
                     // A pooled instance serves one call: only this one used it.
-                    if self.instances.remove(&id).is_some() {
+                    if self.instances.remove(id).is_some() {
                         effects.remove_instances.push(id);
                     }
                     // Served cold instead; the pool already counts the call.
@@ -1451,14 +1452,14 @@ impl NodeModel {
                         self.schedule(f, t);
                     }
                 }
-                if let Some(r) = self.instances.get_mut(&id) {
+                if let Some(r) = self.instances.get_mut(id) {
                     r.busy = r.busy.saturating_sub(1);
                 }
                 self.drop_if_idle(id, &mut effects);
             }
             (Role::Pool, Some(id)) => {
                 // A pooled instance served this call only.
-                if c.meta.pooled && self.instances.remove(&id).is_some() {
+                if c.meta.pooled && self.instances.remove(id).is_some() {
                     effects.remove_instances.push(id);
                 }
                 if same_generation && !self.options.using_rest_mode {
@@ -1467,7 +1468,7 @@ impl NodeModel {
             }
             (Role::KeepAlive, Some(id)) => {
                 self.keep_alive_busy -= 1;
-                let attached = self.instances.get(&id).is_some_and(|r| r.attached);
+                let attached = self.instances.get(id).is_some_and(|r| r.attached);
                 let released = match &mut self.functions[f as usize].keep_alive {
                     Some(pool) if attached => {
                         pool.release(id, now).ok().map(|()| pool.next_expiry())
@@ -1477,7 +1478,7 @@ impl NodeModel {
                 match released {
                     Some(next) => {
                         self.keep_alive_idle += 1;
-                        if let Some(r) = self.instances.get_mut(&id) {
+                        if let Some(r) = self.instances.get_mut(id) {
                             r.busy = 0;
                         }
                         self.idle_added(f, id, now);
@@ -1486,7 +1487,7 @@ impl NodeModel {
                         }
                     }
                     None => {
-                        self.instances.remove(&id);
+                        self.instances.remove(id);
                         effects.remove_instances.push(id);
                     }
                 }
@@ -1530,7 +1531,7 @@ impl NodeModel {
             }
             fs.timer = None;
             if let Some(id) = self.rest.expire_function(&f, now) {
-                self.instances.remove(&id);
+                self.instances.remove(id);
                 effects.remove_instances.push(id);
             }
             if let Some(t) = self.rest.deadline(&f) {
@@ -1631,16 +1632,16 @@ impl NodeModel {
         self.keep_alive_idle = 0;
         self.lru.clear();
         self.greedy_dual.clear();
-        let mut ids: Vec<InstanceId> = self.instances.keys().copied().collect();
+        let mut ids: Vec<InstanceId> = self.instances.keys().collect();
         ids.sort_unstable();
         for id in ids {
             effects.remove_instances.push(id);
-            let Some(r) = self.instances.get_mut(&id) else {
+            let Some(r) = self.instances.get_mut(id) else {
                 continue;
             };
             r.attached = false;
             if r.busy == 0 && r.state == InstanceState::Ready {
-                self.instances.remove(&id);
+                self.instances.remove(id);
             }
         }
         if reset_images {
@@ -1680,7 +1681,7 @@ impl NodeModel {
             .instances
             .iter()
             .filter(|(_, r)| r.function == f && r.attached)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         rest.sort_unstable();
         for id in rest {
@@ -1854,7 +1855,7 @@ impl NodeModel {
             None => Vec::new(),
         };
         for id in pooled {
-            self.instances.remove(&id);
+            self.instances.remove(id);
             effects.remove_instances.push(id);
         }
         let mut gone = Vec::new();
@@ -1864,7 +1865,7 @@ impl NodeModel {
         for id in gone {
             self.keep_alive_idle -= 1;
             self.idle_gone(id);
-            self.instances.remove(&id);
+            self.instances.remove(id);
             effects.remove_instances.push(id);
         }
     }
@@ -1975,7 +1976,7 @@ impl NodeModel {
         for id in gone {
             self.keep_alive_idle -= 1;
             self.idle_gone(id);
-            self.instances.remove(&id);
+            self.instances.remove(id);
             effects.remove_instances.push(id);
         }
         if let Some(t) = self.functions[f as usize]
@@ -2057,10 +2058,7 @@ impl NodeModel {
                 let fs = &self.functions[f as usize];
                 let (sum, n) = fs.x().start_ms;
                 let cost = if n == 0 { 0.0 } else { sum / n as f64 };
-                let memory = self
-                    .instances
-                    .get(&id)
-                    .map_or(fs.memory_mb, |r| r.memory_mb);
+                let memory = self.instances.get(id).map_or(fs.memory_mb, |r| r.memory_mb);
                 let p = self.greedy_dual.priority(fs.x().frequency, cost, memory);
                 self.greedy_dual.insert(id, p);
             }
@@ -2125,7 +2123,7 @@ impl NodeModel {
             let Some(id) = victim else {
                 break;
             };
-            let Some(r) = self.instances.remove(&id) else {
+            let Some(r) = self.instances.remove(id) else {
                 continue;
             };
             let vf = r.function;
@@ -2147,7 +2145,7 @@ impl NodeModel {
         for id in expired.drain(..) {
             self.keep_alive_idle -= 1;
             self.idle_gone(id);
-            self.instances.remove(&id);
+            self.instances.remove(id);
             effects.remove_instances.push(id);
         }
     }
@@ -2228,7 +2226,7 @@ impl NodeModel {
             let pooled = &mut self.functions[f as usize].x_mut().pooled;
             let keep = pooled.len().saturating_sub(n);
             for id in pooled.split_off(keep) {
-                self.instances.remove(&id);
+                self.instances.remove(id);
                 effects.remove_instances.push(id);
             }
         }
@@ -2272,7 +2270,7 @@ impl NodeModel {
                 continue;
             };
             for id in x.pooled.drain(..) {
-                self.instances.remove(&id);
+                self.instances.remove(id);
                 effects.remove_instances.push(id);
             }
         }
@@ -2286,7 +2284,7 @@ impl NodeModel {
     /// `id` is no longer owned by a policy: removed now if idle, else when
     /// its last call ends.
     fn detach(&mut self, id: InstanceId, effects: &mut Effects) {
-        if let Some(r) = self.instances.get_mut(&id) {
+        if let Some(r) = self.instances.get_mut(id) {
             r.attached = false;
         }
         self.drop_if_idle(id, effects);
@@ -2295,10 +2293,10 @@ impl NodeModel {
     fn drop_if_idle(&mut self, id: InstanceId, effects: &mut Effects) {
         let idle = self
             .instances
-            .get(&id)
+            .get(id)
             .is_some_and(|r| !r.attached && r.busy == 0 && r.state == InstanceState::Ready);
         if idle {
-            self.instances.remove(&id);
+            self.instances.remove(id);
             effects.remove_instances.push(id);
         }
     }
