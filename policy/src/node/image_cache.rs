@@ -244,24 +244,46 @@ impl<K: Hash + Ord + Clone> ImageCache<K> {
 
 /// [`ImageCache`] for keys that are dense ids (`0, 1, 2, ...`, a node
 /// model's local function ids): the same rules and the same eviction order
-/// (least recent use, ties by id), with one slot per id in a vector
-/// instead of two hash maps, so a call costs an index, not a hash lookup
-/// and an insertion and removal in the in-flight map. Memory: one 24-byte
-/// slot per id up to the largest seen (the functions a node has seen).
+/// (least recent use, ties by id), with one [`ImageSlot`] per id instead of
+/// two hash maps, so a call costs an index, not a hash lookup and an
+/// insertion and removal in the in-flight map.
+///
+/// The slots are the caller's: each method is given them as a slice of
+/// records that hold one each ([`HasImageSlot`]; a `Vec<ImageSlot>` does),
+/// indexed by id, so a caller that keeps other per-function state reads
+/// the slot in the same cache line (the node model keeps it in its
+/// function record, which a call reads anyway). The cache itself keeps
+/// the limit and the totals. Every id passed must index the slice.
 #[derive(Debug, Clone, Default)]
 pub struct DenseImageCache {
     limit_bytes: Option<u64>,
-    slots: Vec<DenseSlot>,
     cached: usize,
     total_bytes: u64,
 }
 
+/// One id's part of a [`DenseImageCache`]: whether its image is cached,
+/// its size and last use, and its calls in flight (24 bytes).
 #[derive(Debug, Clone, Copy, Default)]
-struct DenseSlot {
+pub struct ImageSlot {
     bytes: u64,
     last_used: Time,
     in_flight: u32,
     cached: bool,
+}
+
+/// A record that holds an [`ImageSlot`] (see [`DenseImageCache`]).
+pub trait HasImageSlot {
+    fn image_slot(&self) -> &ImageSlot;
+    fn image_slot_mut(&mut self) -> &mut ImageSlot;
+}
+
+impl HasImageSlot for ImageSlot {
+    fn image_slot(&self) -> &ImageSlot {
+        self
+    }
+    fn image_slot_mut(&mut self) -> &mut ImageSlot {
+        self
+    }
 }
 
 impl DenseImageCache {
@@ -276,24 +298,22 @@ impl DenseImageCache {
         self.limit_bytes
     }
 
-    fn slot(&mut self, id: u32) -> &mut DenseSlot {
-        let i = id as usize;
-        if i >= self.slots.len() {
-            self.slots.resize(i + 1, DenseSlot::default());
-        }
-        &mut self.slots[i]
-    }
-
     /// See [`ImageCache::set_limit`].
     #[must_use = "evicted images must be removed"]
-    pub fn set_limit(&mut self, limit_bytes: Option<u64>, now: Time) -> Vec<EvictedImage<u32>> {
+    pub fn set_limit<T: HasImageSlot>(
+        &mut self,
+        slots: &mut [T],
+        limit_bytes: Option<u64>,
+        now: Time,
+    ) -> Vec<EvictedImage<u32>> {
         self.limit_bytes = limit_bytes;
-        self.evict(now)
+        self.evict(slots, now)
     }
 
     /// See [`ImageCache::call_started`].
-    pub fn call_started(&mut self, id: u32, now: Time) -> bool {
-        let s = self.slot(id);
+    #[inline]
+    pub fn call_started<T: HasImageSlot>(&mut self, slots: &mut [T], id: u32, now: Time) -> bool {
+        let s = slots[id as usize].image_slot_mut();
         s.in_flight += 1;
         if s.cached {
             s.last_used = s.last_used.max(now);
@@ -303,11 +323,17 @@ impl DenseImageCache {
 
     /// See [`ImageCache::image_built`].
     #[must_use = "evicted images must be removed"]
-    pub fn image_built(&mut self, id: u32, bytes: u64, now: Time) -> Vec<EvictedImage<u32>> {
-        let s = self.slot(id);
+    pub fn image_built<T: HasImageSlot>(
+        &mut self,
+        slots: &mut [T],
+        id: u32,
+        bytes: u64,
+        now: Time,
+    ) -> Vec<EvictedImage<u32>> {
+        let s = slots[id as usize].image_slot_mut();
         let old = if s.cached { s.bytes } else { 0 };
         let new = !s.cached;
-        *s = DenseSlot {
+        *s = ImageSlot {
             bytes,
             last_used: now,
             in_flight: s.in_flight,
@@ -315,32 +341,44 @@ impl DenseImageCache {
         };
         self.cached += usize::from(new);
         self.total_bytes = self.total_bytes - old + bytes;
-        self.evict(now)
+        self.evict(slots, now)
     }
 
     /// See [`ImageCache::call_finished`].
     #[must_use = "evicted images must be removed"]
-    pub fn call_finished(&mut self, id: u32, now: Time) -> Vec<EvictedImage<u32>> {
-        if let Some(s) = self.slots.get_mut(id as usize) {
-            s.in_flight = s.in_flight.saturating_sub(1);
-            if s.cached {
-                s.last_used = s.last_used.max(now);
-            }
+    #[inline]
+    pub fn call_finished<T: HasImageSlot>(
+        &mut self,
+        slots: &mut [T],
+        id: u32,
+        now: Time,
+    ) -> Vec<EvictedImage<u32>> {
+        let s = slots[id as usize].image_slot_mut();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.cached {
+            s.last_used = s.last_used.max(now);
         }
-        self.evict(now)
+        self.evict(slots, now)
     }
 
     /// See [`ImageCache::evict`].
     #[must_use = "evicted images must be removed"]
-    pub fn evict(&mut self, _now: Time) -> Vec<EvictedImage<u32>> {
-        let Some(limit) = self.limit_bytes else {
-            return Vec::new();
-        };
-        if self.total_bytes <= limit {
-            return Vec::new();
+    #[inline]
+    pub fn evict<T: HasImageSlot>(
+        &mut self,
+        slots: &mut [T],
+        _now: Time,
+    ) -> Vec<EvictedImage<u32>> {
+        match self.limit_bytes {
+            Some(limit) if self.total_bytes > limit => self.evict_to(slots, limit),
+            _ => Vec::new(),
         }
+    }
+
+    #[cold]
+    fn evict_to<T: HasImageSlot>(&mut self, slots: &mut [T], limit: u64) -> Vec<EvictedImage<u32>> {
         let mut order: Vec<(Time, u32)> = (0u32..)
-            .zip(&self.slots)
+            .zip(slots.iter().map(T::image_slot))
             .filter(|(_, s)| s.cached && s.in_flight == 0)
             .map(|(id, s)| (s.last_used, id))
             .collect();
@@ -350,8 +388,8 @@ impl DenseImageCache {
             if self.total_bytes <= limit {
                 break;
             }
-            let bytes = self.slots[id as usize].bytes;
-            if self.remove(id) {
+            let bytes = slots[id as usize].image_slot().bytes;
+            if self.remove(slots, id) {
                 out.push(EvictedImage {
                     function: id,
                     bytes,
@@ -362,8 +400,8 @@ impl DenseImageCache {
     }
 
     /// See [`ImageCache::remove`].
-    pub fn remove(&mut self, id: u32) -> bool {
-        match self.slots.get_mut(id as usize) {
+    pub fn remove<T: HasImageSlot>(&mut self, slots: &mut [T], id: u32) -> bool {
+        match slots.get_mut(id as usize).map(T::image_slot_mut) {
             Some(s) if s.cached => {
                 s.cached = false;
                 self.total_bytes -= s.bytes;
@@ -375,20 +413,24 @@ impl DenseImageCache {
     }
 
     /// See [`ImageCache::clear`].
-    pub fn clear(&mut self) {
-        for s in &mut self.slots {
-            s.cached = false;
+    pub fn clear<T: HasImageSlot>(&mut self, slots: &mut [T]) {
+        for s in slots {
+            s.image_slot_mut().cached = false;
         }
         self.cached = 0;
         self.total_bytes = 0;
     }
 
-    pub fn contains(&self, id: u32) -> bool {
-        self.slots.get(id as usize).is_some_and(|s| s.cached)
+    pub fn contains<T: HasImageSlot>(&self, slots: &[T], id: u32) -> bool {
+        slots
+            .get(id as usize)
+            .is_some_and(|s| s.image_slot().cached)
     }
 
-    pub fn is_pinned(&self, id: u32) -> bool {
-        self.slots.get(id as usize).is_some_and(|s| s.in_flight > 0)
+    pub fn is_pinned<T: HasImageSlot>(&self, slots: &[T], id: u32) -> bool {
+        slots
+            .get(id as usize)
+            .is_some_and(|s| s.image_slot().in_flight > 0)
     }
 
     pub fn total_bytes(&self) -> u64 {
@@ -396,9 +438,9 @@ impl DenseImageCache {
     }
 
     /// Cached ids, least recently used first (ties by id).
-    pub fn lru_order(&self) -> Vec<u32> {
+    pub fn lru_order<T: HasImageSlot>(&self, slots: &[T]) -> Vec<u32> {
         let mut v: Vec<(Time, u32)> = (0u32..)
-            .zip(&self.slots)
+            .zip(slots.iter().map(T::image_slot))
             .filter(|(_, s)| s.cached)
             .map(|(id, s)| (s.last_used, id))
             .collect();
@@ -535,24 +577,26 @@ mod tests {
         ) {
             let mut map: ImageCache<u32> = ImageCache::new(limit);
             let mut dense = DenseImageCache::new(limit);
+            let slots = &mut [ImageSlot::default(); 8];
             for (t, (f, bytes, op)) in ops.into_iter().enumerate() {
                 let now = s(t as u64);
                 match op {
-                    0 => prop_assert_eq!(map.call_started(&f, now), dense.call_started(f, now)),
-                    1 => prop_assert_eq!(map.image_built(&f, bytes, now), dense.image_built(f, bytes, now)),
-                    2 => prop_assert_eq!(map.call_finished(&f, now), dense.call_finished(f, now)),
+                    0 => prop_assert_eq!(map.call_started(&f, now), dense.call_started(slots, f, now)),
+                    1 => prop_assert_eq!(map.image_built(&f, bytes, now), dense.image_built(slots, f, bytes, now)),
+                    2 => prop_assert_eq!(map.call_finished(&f, now), dense.call_finished(slots, f, now)),
                     _ => {
                         let l = (bytes % 3 != 0).then_some(bytes * 2);
-                        prop_assert_eq!(map.set_limit(l, now), dense.set_limit(l, now));
+                        prop_assert_eq!(map.set_limit(l, now), dense.set_limit(slots, l, now));
                     }
                 }
-                prop_assert_eq!(map.lru_order(), dense.lru_order());
+                prop_assert_eq!(map.lru_order(), dense.lru_order(slots));
                 prop_assert_eq!(map.total_bytes(), dense.total_bytes());
                 prop_assert_eq!(map.len(), dense.len());
-                prop_assert_eq!(map.is_pinned(&f), dense.is_pinned(f));
+                prop_assert_eq!(map.is_pinned(&f), dense.is_pinned(slots, f));
+                prop_assert_eq!(map.contains(&f), dense.contains(slots, f));
             }
             map.clear();
-            dense.clear();
+            dense.clear(slots);
             prop_assert_eq!((map.len(), map.total_bytes()), (dense.len(), dense.total_bytes()));
         }
     }

@@ -122,6 +122,7 @@
 //! calls only while pooling is on.
 
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,7 +136,7 @@ use super::ewma_prewarm::EwmaPrewarm;
 use super::functions::{FunctionId, FunctionTable};
 use super::greedy_dual::GreedyDual;
 use super::histogram::IdleTimeHistogram;
-use super::image_cache::{DenseImageCache, EvictedImage};
+use super::image_cache::{DenseImageCache, EvictedImage, HasImageSlot, ImageSlot};
 use super::instance_table::InstanceTable;
 use super::keep_alive::{Acquired, KeepAlivePool, ReuseRules};
 use super::keep_alive_policy::KeepAlivePolicy;
@@ -410,12 +411,14 @@ struct Build {
     waiting: Vec<CallId>,
 }
 
-/// What a node knows of one function it has seen. Kept to one cache line
-/// (what the Lambda model with a fixed keep-alive touches per call; the
-/// parts of the other models and policies boxed in [`FunctionExtra`]),
+/// What a node knows of one function it has seen: one cache line, aligned
+/// (what the Lambda model with a fixed keep-alive touches per call,
+/// its image's slot included; the parts of the other models and policies
+/// boxed in [`FunctionExtra`], builds in progress in a map of the node),
 /// since a node holds one per function it has seen and a call reaches it
 /// at a random node.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 struct FunctionState {
     /// Its id in the node's function tables (see [`NodeModel::name`]).
     global: FunctionId,
@@ -423,13 +426,16 @@ struct FunctionState {
     memory_mb: u32,
     /// Lambda model: its calls in flight.
     calls: u32,
-    build: Option<Box<Build>>,
+    /// Its image: cached or not, size, last use, calls pinning it (the
+    /// node's [`DenseImageCache`] keeps its slots here).
+    image: ImageSlot,
     /// Its keep-alive instances (Lambda model); dropped when empty under
     /// the policies that keep nothing per pool (see
     /// [`NodeModel::drop_empty_pool`]).
     keep_alive: Option<Box<KeepAlivePool>>,
-    /// The pending timer entry of this function, if any.
-    timer: Option<Time>,
+    /// When this function's pending timer entry is due; [`NO_TIMER`] if
+    /// it has none.
+    timer: Time,
     /// The rest, made on first use.
     extra: Option<Box<FunctionExtra>>,
 }
@@ -466,6 +472,19 @@ static NO_EXTRA: FunctionExtra = FunctionExtra {
     frequency: 0,
     start_ms: (0.0, 0),
 };
+
+/// A [`FunctionState::timer`] when none is pending: a timer due at the
+/// end of time is never set (it could not fire).
+const NO_TIMER: Time = Time::MAX;
+
+impl HasImageSlot for FunctionState {
+    fn image_slot(&self) -> &ImageSlot {
+        &self.image
+    }
+    fn image_slot_mut(&mut self) -> &mut ImageSlot {
+        &mut self.image
+    }
+}
 
 impl FunctionState {
     /// Its extra parts (defaults if it has none).
@@ -624,6 +643,8 @@ pub struct NodeModel {
     own: FunctionTable,
     /// Local id of each global id seen on this node.
     local: LocalIds,
+    /// Image builds in progress (single flight), by local id.
+    builds: FxHashMap<u32, Build>,
     instances: InstanceTable<InstanceRecord>,
     calls: Calls,
     /// Pending looks at functions: (when, global id, local id). Ties in
@@ -679,6 +700,7 @@ impl NodeModel {
             table: Arc::default(),
             own: FunctionTable::new(),
             local: LocalIds::default(),
+            builds: FxHashMap::default(),
             instances: InstanceTable::default(),
             calls: Calls::default(),
             timers: Timers::default(),
@@ -910,9 +932,9 @@ impl NodeModel {
             global: g,
             memory_mb,
             calls: 0,
-            build: None,
+            image: ImageSlot::default(),
             keep_alive: None,
-            timer: None,
+            timer: NO_TIMER,
             extra: None,
         });
         f
@@ -982,7 +1004,7 @@ impl NodeModel {
 
     fn arrived(&mut self, f: u32, memory_mb: Option<u32>, now: Time) -> (CallId, Effects) {
         self.lambda_arrival(f, now);
-        let cached = self.cache.call_started(f, now);
+        let cached = self.cache.call_started(&mut self.functions, f, now);
         let memory_mb = memory_mb.unwrap_or(self.functions[f as usize].memory_mb);
         let call = self.calls.insert(Call {
             function: f,
@@ -1000,17 +1022,16 @@ impl NodeModel {
             let step = self.acquire(call, now, &mut effects);
             effects.resume.push((call, step));
         } else {
-            let fs = &mut self.functions[f as usize];
-            match &mut fs.build {
-                Some(build) => {
-                    build.waiting.push(call);
+            match self.builds.entry(f) {
+                Entry::Occupied(mut build) => {
+                    build.get_mut().waiting.push(call);
                     effects.resume.push((call, Step::Wait));
                 }
-                None => {
-                    fs.build = Some(Box::new(Build {
+                Entry::Vacant(slot) => {
+                    slot.insert(Build {
                         builder: Some(call),
                         waiting: Vec::new(),
-                    }));
+                    });
                     effects.resume.push((call, Step::BuildImage));
                 }
             }
@@ -1024,14 +1045,10 @@ impl NodeModel {
     /// [`NodeModel::image_built`] or [`NodeModel::image_build_failed`].
     pub fn begin_build(&mut self, function: &str) -> bool {
         let f = self.intern(function);
-        if self.cache.contains(f) {
+        if self.cache.contains(&self.functions, f) || self.builds.contains_key(&f) {
             return false;
         }
-        let fs = &mut self.functions[f as usize];
-        if fs.build.is_some() {
-            return false;
-        }
-        fs.build = Some(Box::default());
+        self.builds.insert(f, Build::default());
         true
     }
 
@@ -1053,10 +1070,10 @@ impl NodeModel {
 
     fn built(&mut self, f: u32, bytes: u64, now: Time) -> Effects {
         let mut effects = self.fresh_effects();
-        let evicted = self.cache.image_built(f, bytes, now);
+        let evicted = self.cache.image_built(&mut self.functions, f, bytes, now);
         self.evict(evicted, &mut effects);
         // The builder first, then the calls that waited, in arrival order.
-        let build = *self.functions[f as usize].build.take().unwrap_or_default();
+        let build = self.builds.remove(&f).unwrap_or_default();
         for call in build.builder.into_iter().chain(build.waiting) {
             if self.calls.get(call).is_some() {
                 let step = self.acquire(call, now, &mut effects);
@@ -1075,12 +1092,11 @@ impl NodeModel {
         let Some(f) = self.known_local(function) else {
             return effects;
         };
-        let fs = &mut self.functions[f as usize];
-        let Some(build) = &mut fs.build else {
+        let Some(build) = self.builds.get_mut(&f) else {
             return effects;
         };
         if build.waiting.is_empty() {
-            fs.build = None;
+            self.builds.remove(&f);
         } else {
             let next = build.waiting.remove(0);
             build.builder = Some(next);
@@ -1310,7 +1326,7 @@ impl NodeModel {
         if let Some(x) = &mut fs.extra {
             x.prewarming = x.prewarming.saturating_sub(1);
         }
-        if !(attached && self.cache.contains(f)) {
+        if !(attached && self.cache.contains(&self.functions, f)) {
             self.instances.remove(id);
             effects.remove_instances.push(id);
             return;
@@ -1441,7 +1457,7 @@ impl NodeModel {
             return (CallMeta::default(), effects);
         };
         let f = c.function;
-        let evicted = self.cache.call_finished(f, now);
+        let evicted = self.cache.call_finished(&mut self.functions, f, now);
         let same_generation = c.generation == self.generation;
         let mut plan = PoolPlan::default();
         match (c.role, c.instance) {
@@ -1526,10 +1542,10 @@ impl NodeModel {
         let mut effects = self.fresh_effects();
         while let Some((t, _, f)) = self.timers.pop_due(now) {
             let fs = &mut self.functions[f as usize];
-            if fs.timer != Some(t) {
+            if fs.timer != t {
                 continue; // superseded by an earlier entry
             }
-            fs.timer = None;
+            fs.timer = NO_TIMER;
             if let Some(id) = self.rest.expire_function(&f, now) {
                 self.instances.remove(id);
                 effects.remove_instances.push(id);
@@ -1562,8 +1578,8 @@ impl NodeModel {
     /// Schedules a look at `f` at `t`, unless one is due earlier.
     fn schedule(&mut self, f: u32, t: Time) {
         let fs = &mut self.functions[f as usize];
-        if fs.timer.is_none_or(|cur| t < cur) {
-            fs.timer = Some(t);
+        if t < fs.timer {
+            fs.timer = t;
             let g = fs.global;
             self.timers.push((t, g, f));
         }
@@ -1579,7 +1595,9 @@ impl NodeModel {
             return (false, effects);
         }
         self.options = options;
-        let evicted = self.cache.set_limit(options.image_limit_bytes(), now);
+        let evicted = self
+            .cache
+            .set_limit(&mut self.functions, options.image_limit_bytes(), now);
         self.evict(evicted, &mut effects);
         self.rest.set_lifetime(options.rest_lifetime());
         if old.using_rest_mode && !options.using_rest_mode {
@@ -1618,7 +1636,7 @@ impl NodeModel {
         self.timers.clear();
         for fs in &mut self.functions {
             fs.keep_alive = None;
-            fs.timer = None;
+            fs.timer = NO_TIMER;
             // Pooled instances, and what the keep-alive policies learned,
             // go too.
             if let Some(x) = &mut fs.extra {
@@ -1645,10 +1663,10 @@ impl NodeModel {
             }
         }
         if reset_images {
-            for f in self.cache.lru_order() {
+            for f in self.cache.lru_order(&self.functions) {
                 effects.remove_images.push(self.name(f));
             }
-            self.cache.clear();
+            self.cache.clear(&mut self.functions);
         }
         effects
     }
@@ -1708,10 +1726,10 @@ impl NodeModel {
         let Some(f) = self.known_local(function) else {
             return (effects, false);
         };
-        if self.cache.is_pinned(f) {
+        if self.cache.is_pinned(&self.functions, f) {
             return (effects, true);
         }
-        if self.cache.remove(f) {
+        if self.cache.remove(&mut self.functions, f) {
             effects.remove_images.push(self.name(f));
         }
         (effects, false)
@@ -1755,7 +1773,7 @@ impl NodeModel {
     /// Whether `function`'s image is cached (built and not evicted).
     pub fn image_cached(&self, function: &str) -> bool {
         self.known_local(function)
-            .is_some_and(|f| self.cache.contains(f))
+            .is_some_and(|f| self.cache.contains(&self.functions, f))
     }
 
     /// A wake (the balancer's SlimFaas routes): starts instances of
@@ -1775,7 +1793,7 @@ impl NodeModel {
         now: Time,
     ) -> Result<Effects, StartRefused> {
         let f = self.intern(function);
-        if !self.cache.contains(f) {
+        if !self.cache.contains(&self.functions, f) {
             return Err(StartRefused::ImageNotCached);
         }
         let mut effects = self.fresh_effects();
@@ -2033,7 +2051,7 @@ impl NodeModel {
     /// Starts `n` keep-alive instances of `f` with no call (if its image
     /// is cached).
     fn prewarm(&mut self, f: u32, n: usize, now: Time, effects: &mut Effects) {
-        if !self.cache.contains(f) {
+        if !self.cache.contains(&self.functions, f) {
             return;
         }
         for _ in 0..n {
@@ -2231,7 +2249,7 @@ impl NodeModel {
             }
         }
         for (f, n) in plan.create {
-            if !self.cache.contains(f) {
+            if !self.cache.contains(&self.functions, f) {
                 for _ in 0..n {
                     self.pool.instance_failed(&f);
                 }
@@ -2310,7 +2328,7 @@ impl NodeModel {
             && self.options.using_rest_mode
             && self
                 .known_local(function)
-                .is_some_and(|f| self.cache.contains(f) && self.rest.is_ready(&f))
+                .is_some_and(|f| self.cache.contains(&self.functions, f) && self.rest.is_ready(&f))
     }
 
     /// `function`'s instances on this node that a policy owns: (ready,
@@ -2894,6 +2912,14 @@ mod tests {
         assert_eq!(m.timer(s(32)).remove_instances.len(), 1);
         assert!(m.timer(s(321)).remove_instances.is_empty());
         assert_eq!(m.timer(s(322)).remove_instances.len(), 1);
+    }
+
+    /// A call reads its function's record at a random node: one cache
+    /// line, image slot included.
+    #[test]
+    fn a_function_record_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<FunctionState>(), 64);
+        assert_eq!(std::mem::align_of::<FunctionState>(), 64);
     }
 
     #[test]
