@@ -104,6 +104,13 @@ impl Workload {
             if end == 0 {
                 break;
             }
+            // Plain rows are ASCII: the UTF-8 check and the line count
+            // are needed only for the others.
+            if let Some(lines) = b.push_plain_rows(&buf[..end]) {
+                before += lines;
+                buf.drain(..end);
+                continue;
+            }
             let chunk = match std::str::from_utf8(&buf[..end]) {
                 Ok(text) => text,
                 Err(e) => {
@@ -115,11 +122,6 @@ impl Workload {
             let mut lines = chunk.bytes().filter(|&c| c == b'\n').count();
             if !chunk.ends_with('\n') {
                 lines += 1;
-            }
-            if b.push_plain_rows(chunk) {
-                before += lines;
-                buf.drain(..end);
-                continue;
             }
             let events = protocol::scenario::parse(chunk, &shown).map_err(|mut e| {
                 e.line += before;
@@ -252,12 +254,15 @@ impl Builder {
     /// which the scenario parser would read the same way (a duration's
     /// text goes through the same `f64` parse), without a `String` or a
     /// field vector per row. Anything else (a BOM, spaces, `\r`, a sign,
-    /// other columns, a bad row): returns false having pushed nothing, and
-    /// the chunk goes through the scenario parser (its rules and its
-    /// errors).
-    fn push_plain_rows(&mut self, chunk: &str) -> bool {
+    /// other columns, a bad row, a byte that is not ASCII): returns None
+    /// having pushed nothing, and the chunk goes through the scenario
+    /// parser (its rules and its errors). Otherwise returns the chunk's
+    /// lines (blank ones included; a last line without its end counts).
+    fn push_plain_rows(&mut self, chunk: &[u8]) -> Option<usize> {
         let (mark, columns) = (self.arrivals.len(), self.columns);
-        for line in chunk.as_bytes().split(|&c| c == b'\n') {
+        let mut pieces = 0;
+        for line in chunk.split(|&c| c == b'\n') {
+            pieces += 1;
             if line.is_empty() {
                 continue;
             }
@@ -276,11 +281,12 @@ impl Builder {
                     self.arrivals.truncate(mark);
                     self.shapes.truncate(mark);
                     self.columns = columns;
-                    return false;
+                    return None;
                 }
             }
         }
-        true
+        // After a last line end, `split` gives one empty piece more.
+        Some(pieces - usize::from(chunk.ends_with(b"\n")))
     }
 
     fn finish(mut self) -> Workload {
@@ -342,7 +348,10 @@ fn plain_row(line: &[u8]) -> Option<(&str, u64, u8, Option<CallShape>)> {
     {
         return None;
     }
-    let duration_us = scenario::duration_us(std::str::from_utf8(duration).ok()?)?;
+    let duration_us = match plain_duration_us(duration) {
+        Some(us) => us,
+        None => scenario::duration_us(std::str::from_utf8(duration).ok()?)?,
+    };
     let (columns, memory_mb) = match fields.next() {
         None => (3, None),
         Some(m) => {
@@ -359,6 +368,35 @@ fn plain_row(line: &[u8]) -> Option<(&str, u64, u8, Option<CallShape>)> {
         memory_mb,
     };
     Some((name, start_ms, columns, Some(shape)))
+}
+
+/// A duration of 1 to 12 whole digits and at most 3 decimals (`77.238`,
+/// what the importers write), in µs, computed exactly in integers; None
+/// for any other text (it goes through [`scenario::duration_us`]). The
+/// same value as [`scenario::duration_us`]'s `f64` route: the text is
+/// N / 1000 ms for an integer N < 2^51, whose double times 1000 lies
+/// within N * 2^-52 < 0.5 of N, so it rounds to N; and N is within the
+/// format's range exactly when N / 1000 is (the range's end is a whole
+/// number of ms, and doubles near it are far closer together than 1 µs).
+fn plain_duration_us(text: &[u8]) -> Option<u64> {
+    let (whole, decimals) = match text.iter().position(|&c| c == b'.') {
+        Some(dot) => (&text[..dot], &text[dot + 1..]),
+        None => (text, &b""[..]),
+    };
+    if whole.len() > 12 || decimals.len() > 3 || (text.len() > whole.len() && decimals.is_empty()) {
+        return None;
+    }
+    let mut us = plain_digits(whole, 12)? * 1000;
+    let mut scale = 100;
+    for &d in decimals {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        us += u64::from(d - b'0') * scale;
+        scale /= 10;
+    }
+    const MAX_US: u64 = scenario::MAX_DURATION_MS as u64 * 1000;
+    (us <= MAX_US).then_some(us)
 }
 
 /// A whole number of at most `max_len` decimal digits (19 always fit a
@@ -544,6 +582,60 @@ mod tests {
         std::fs::write(&p, "A,1\nB,2\nC,-3\n").unwrap();
         let e = Workload::load(&p).unwrap_err().to_string();
         assert!(e.contains("p.csv:3") && e.contains("StartTimeMs"), "{e}");
+    }
+
+    /// The integer route of durations gives what the `f64` route gives,
+    /// wherever it answers, and answers for what the importers write.
+    #[test]
+    fn plain_durations_are_the_parser_s_to_the_microsecond() {
+        let mut texts: Vec<String> = [
+            "0",
+            "0.001",
+            "0.5",
+            "77.238",
+            "1.000",
+            "007.10",
+            "86400000",
+            "86400000.000",
+            "86399999.999",
+            "86400000.001",
+            "999999999999.999",
+            "1.2345",
+            "5.",
+            ".5",
+            "1..2",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        // Pseudo-random values of 0 to 3 decimals over the whole range.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let us = x % 90_000_000_000;
+            let text = match i % 4 {
+                0 => format!("{}", us / 1000),
+                1 => format!("{}.{}", us / 1000, (us % 1000) / 100),
+                2 => format!("{}.{:02}", us / 1000, (us % 1000) / 10),
+                _ => format!("{}.{:03}", us / 1000, us % 1000),
+            };
+            texts.push(text);
+        }
+        let mut answered = 0;
+        for text in &texts {
+            if let Some(us) = plain_duration_us(text.as_bytes()) {
+                answered += 1;
+                assert_eq!(Some(us), scenario::duration_us(text), "{text}");
+            }
+        }
+        assert!(answered > 19_000, "{answered}");
+        assert_eq!(plain_duration_us(b"77.238"), Some(77_238));
+        assert_eq!(plain_duration_us(b"86400000.001"), None);
+        for other in ["1.2345", "5.", ".5", "1..2", "1e3", ""] {
+            assert_eq!(plain_duration_us(other.as_bytes()), None, "{other}");
+        }
     }
 
     #[test]
