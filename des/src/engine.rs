@@ -542,7 +542,11 @@ impl InstanceAccounting {
 /// twice per call simulated): below 2^53 the truncating cast and the
 /// subtraction are exact.
 fn ms_to_us(ms: f64) -> u64 {
-    let us = ms * 1000.0;
+    round_us(ms * 1000.0)
+}
+
+/// `us.round().max(0.0) as u64`, as [`ms_to_us`] computes it.
+fn round_us(us: f64) -> u64 {
     if us.is_nan() || us <= 0.0 {
         return 0;
     }
@@ -1258,7 +1262,7 @@ impl Sim<'_, '_> {
             let us = shape.duration_us as f64 * self.config.fn_time_scale;
             let cpu = us * info.cpu_share;
             pending_cpu = cpu * self.config.profile.cpu_scale;
-            pending_sleep = (us - cpu).round().max(0.0) as u64;
+            pending_sleep = round_us(us - cpu);
             memory_mb = shape.memory_mb;
         }
         self.new_job(Job {
@@ -2034,6 +2038,8 @@ mod tests {
         }
         for ms in values {
             assert_eq!(ms_to_us(ms), reference(ms), "{ms:e}");
+            let us = ms * 1000.0;
+            assert_eq!(round_us(us), us.round().max(0.0) as u64, "{us:e}");
         }
     }
 }

@@ -355,9 +355,14 @@ fn plain_row(line: &[u8]) -> Option<(&str, u64, u8, Option<CallShape>)> {
     let (columns, memory_mb) = match fields.next() {
         None => (3, None),
         Some(m) => {
-            // Digits only, then the parser's rule.
-            plain_digits(m, 10)?;
-            (4, Some(scenario::memory_mb(std::str::from_utf8(m).ok()?)?))
+            // Digits only (at most 10: a `u32` parse of them fails
+            // exactly when the value is over `u32::MAX`, which the range
+            // excludes), then the parser's range.
+            let mb = plain_digits(m, 10)?;
+            let mb = u32::try_from(mb)
+                .ok()
+                .filter(|v| (1..=scenario::MAX_MEMORY_MB).contains(v))?;
+            (4, Some(mb))
         }
     };
     if fields.next().is_some() {
