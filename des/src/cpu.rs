@@ -122,7 +122,7 @@ impl SharedCpu {
     fn next_completion(&self, now: Time) -> Time {
         let top = self.tags.peek().map_or(0.0, |t| t.finish);
         let remaining = (top - self.work_clock).max(0.0) / self.rate();
-        now.add_micros(ceil_us(remaining))
+        now.add_micros(whole_us(remaining, Round::Up))
     }
 
     /// A completion event fired at `now`: pushes the jobs whose CPU phase is
@@ -152,20 +152,35 @@ impl SharedCpu {
     }
 }
 
-/// `r.ceil() as u64` for the µs to a completion (`r >= 0`, finite or
-/// not), without `f64::ceil`, a libm call on the baseline x86-64 target:
-/// below 2^53 the truncating cast is exact. Not positive or NaN gives 0,
-/// as the cast of its ceiling does.
-fn ceil_us(r: f64) -> u64 {
-    if r.is_nan() || r <= 0.0 {
+/// How [`whole_us`] rounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Round {
+    /// As `f64::round`: to the nearest, halves away from zero.
+    Nearest,
+    /// As `f64::ceil`.
+    Up,
+}
+
+/// `x` µs in whole µs: `x.round()` or `x.ceil()` (by `round`), then
+/// `.max(0.0) as u64` (negative and NaN give 0, too large saturates),
+/// without `f64::round` or `f64::ceil`, libm calls on the baseline x86-64
+/// target (at least once per call simulated): below 2^53 the truncating
+/// cast and the subtraction are exact.
+pub(crate) fn whole_us(x: f64, round: Round) -> u64 {
+    if x.is_nan() || x <= 0.0 {
         return 0;
     }
-    if r >= (1u64 << 53) as f64 {
-        // Whole already; the cast saturates.
-        return r as u64;
+    if x >= (1u64 << 53) as f64 {
+        // Whole already (2^53 and above); the cast saturates.
+        return x as u64;
     }
-    let whole = r as u64;
-    whole + u64::from((whole as f64) < r)
+    let whole = x as u64;
+    let rest = x - whole as f64;
+    whole
+        + u64::from(match round {
+            Round::Nearest => rest >= 0.5,
+            Round::Up => rest > 0.0,
+        })
 }
 
 #[cfg(test)]
@@ -175,34 +190,25 @@ mod tests {
     /// The same µs as `r.ceil() as u64` on whole numbers, their
     /// neighbours, fractions, huge values, infinities and NaN.
     #[test]
-    fn ceil_us_is_the_ceiling() {
+    fn whole_us_up_is_the_ceiling() {
         let mut values = vec![
-            0.0,
-            -0.0,
             -0.5,
             1.0,
             1.0000000000000002,
             0.9999999999999999,
             4_503_599_627_370_495.5,
             9.007199254740992e15,
-            1e300,
-            f64::MAX,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::NAN,
-            f64::MIN_POSITIVE,
         ];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        values.extend(crate::test_values::EDGE_F64);
+        let mut x = crate::test_values::SEED;
         for _ in 0..100_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::test_values::xorshift(&mut x);
             values.push((x % 10_000_000) as f64);
             values.push((x % 10_000_000) as f64 / 7.0);
             values.push(f64::from_bits(x >> 2));
         }
         for r in values {
-            assert_eq!(ceil_us(r), r.ceil() as u64, "{r:e}");
+            assert_eq!(whole_us(r, Round::Up), r.ceil() as u64, "{r:e}");
         }
     }
 

@@ -130,3 +130,33 @@ pub use source::{
     StageTally, Stages,
 };
 pub use workload::{Workload, WorkloadError};
+
+/// Test inputs shared by the modules' tests.
+#[cfg(test)]
+pub(crate) mod test_values {
+    /// A xorshift64 generator's first state: fixed, so the tests' values
+    /// are the same every run.
+    pub(crate) const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    /// The next xorshift64 state after `x` (Marsaglia, 2003): a cheap,
+    /// fixed stream of pseudo-random numbers for exhaustive-looking tests.
+    pub(crate) fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    /// Doubles at the edges of float-to-integer conversions: zeros,
+    /// infinities, NaN, the extremes.
+    pub(crate) const EDGE_F64: [f64; 8] = [
+        0.0,
+        -0.0,
+        1e300,
+        f64::MAX,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        f64::MIN_POSITIVE,
+    ];
+}

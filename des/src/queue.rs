@@ -230,9 +230,7 @@ mod tests {
         let mut now = 0u64;
         let mut pops = 0;
         for i in 0..steps {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::test_values::xorshift(&mut x);
             if pop(x) || i >= drain_from {
                 let expected = pending.iter().copied().min();
                 let got = q.pop().map(|(t, e)| (t.as_micros(), e));

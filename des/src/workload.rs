@@ -824,11 +824,9 @@ mod tests {
         .map(|t| t.to_string())
         .collect();
         // Pseudo-random values of 0 to 3 decimals over the whole range.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut x = crate::test_values::SEED;
         for i in 0..20_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::test_values::xorshift(&mut x);
             let us = x % 90_000_000_000;
             let text = match i % 4 {
                 0 => format!("{}", us / 1000),
