@@ -187,10 +187,11 @@ pub(crate) fn whole_us(x: f64, round: Round) -> u64 {
 mod tests {
     use super::*;
 
-    /// The same µs as `r.ceil() as u64` on whole numbers, their
-    /// neighbours, fractions, huge values, infinities and NaN.
+    /// The same µs as `r.ceil() as u64` and `r.round().max(0.0) as u64`
+    /// on whole numbers, halves, their neighbours, fractions, huge values,
+    /// infinities and NaN.
     #[test]
-    fn whole_us_up_is_the_ceiling() {
+    fn whole_us_is_the_ceiling_or_the_rounding() {
         let mut values = vec![
             -0.5,
             1.0,
@@ -198,6 +199,10 @@ mod tests {
             0.9999999999999999,
             4_503_599_627_370_495.5,
             9.007199254740992e15,
+            0.5,
+            0.49999999999999994,
+            2.5,
+            -2.5,
         ];
         values.extend(crate::test_values::EDGE_F64);
         let mut x = crate::test_values::SEED;
@@ -206,9 +211,12 @@ mod tests {
             values.push((x % 10_000_000) as f64);
             values.push((x % 10_000_000) as f64 / 7.0);
             values.push(f64::from_bits(x >> 2));
+            values.push((x % 2_000_000) as f64 + 0.5);
         }
         for r in values {
             assert_eq!(whole_us(r, Round::Up), r.ceil() as u64, "{r:e}");
+            let nearest = r.round().max(0.0) as u64;
+            assert_eq!(whole_us(r, Round::Nearest), nearest, "{r:e}");
         }
     }
 

@@ -481,10 +481,8 @@ fn next_chunk(
     if end == 0 {
         return Ok(None);
     }
-    let rest = buf[end..].to_vec();
-    let mut chunk = std::mem::replace(buf, rest);
-    chunk.truncate(end);
-    Ok(Some(chunk))
+    let rest = buf.split_off(end);
+    Ok(Some(std::mem::replace(buf, rest)))
 }
 
 /// Reads from `file` onto `buf` until it holds `want` bytes or the file
@@ -555,22 +553,16 @@ fn plain_row(line: &[u8]) -> Option<(&str, u64, u8, Option<CallShape>)> {
 /// format's range exactly when N / 1000 is (the range's end is a whole
 /// number of ms, and doubles near it are far closer together than 1 µs).
 fn plain_duration_us(text: &[u8]) -> Option<u64> {
-    let (whole, decimals) = match text.iter().position(|&c| c == b'.') {
-        Some(dot) => (&text[..dot], &text[dot + 1..]),
-        None => (text, &b""[..]),
-    };
-    if whole.len() > 12 || decimals.len() > 3 || (text.len() > whole.len() && decimals.is_empty()) {
-        return None;
-    }
-    let mut us = plain_digits(whole, 12)? * 1000;
-    let mut scale = 100;
-    for &d in decimals {
-        if !d.is_ascii_digit() {
-            return None;
+    let (whole, fraction_us) = match text.iter().position(|&c| c == b'.') {
+        None => (text, 0),
+        Some(dot) => {
+            let decimals = &text[dot + 1..];
+            // 1 to 3 decimals: tenths, hundredths or thousandths of a ms.
+            let scale = [100, 10, 1].get(decimals.len().checked_sub(1)?)?;
+            (&text[..dot], plain_digits(decimals, 3)? * scale)
         }
-        us += u64::from(d - b'0') * scale;
-        scale /= 10;
-    }
+    };
+    let us = plain_digits(whole, 12)? * 1000 + fraction_us;
     const MAX_US: u64 = scenario::MAX_DURATION_MS as u64 * 1000;
     (us <= MAX_US).then_some(us)
 }
