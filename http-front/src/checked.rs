@@ -47,14 +47,22 @@ pub struct Checked {
 
 impl Checked {
     pub fn new(io: TcpStream) -> Self {
-        Self {
+        Self::with_held(io, BytesMut::new())
+    }
+
+    /// A connection of which `held` was read already (by the express
+    /// lane, [`crate::express`]): those bytes come first, judged as any.
+    pub fn with_held(io: TcpStream, held: BytesMut) -> Self {
+        let mut checked = Self {
             io: Some(io),
-            held: BytesMut::new(),
+            held,
             passable: 0,
             scanner: Scanner::default(),
             refusal: None,
             eof: false,
-        }
+        };
+        checked.judge();
+        checked
     }
 
     fn io(&mut self) -> io::Result<&mut TcpStream> {

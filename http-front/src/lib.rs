@@ -21,6 +21,16 @@
 //! twice (once here, once by actix-http, with the same `httparse`), and
 //! the bytes are copied once more.
 
+//! # The express lane
+//! A server may also name a hot route ([`Settings::express`]): each
+//! connection then starts in [`express`], which answers that route's plain
+//! `GET` requests itself (one parse, one write, no actix-http objects) and
+//! hands the connection, with the bytes it read and did not answer, to
+//! actix-http through [`checked::Checked`] at the first request it does
+//! not take. The balancer's `/execute` goes this way: actix-http's
+//! per-request machinery was the CPU, and so the p99, it had over HAProxy
+//! (issue 15 §3; figures in `bench/README.md`).
+
 //! # Listener addresses
 //! With its own server, actix-web's `AppConfig` no longer carries the
 //! listener's address; [`local_addr`] reads it from the connection instead
@@ -28,6 +38,7 @@
 //! it).
 
 pub mod checked;
+pub mod express;
 pub mod framing;
 pub mod metrics;
 
@@ -49,7 +60,7 @@ use tokio::net::TcpStream;
 pub use framing::{MAX_HEAD, MAX_HEADERS, MAX_URI};
 
 /// How the front serves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Threads serving requests (each with its own `App`).
     pub workers: usize,
@@ -59,6 +70,20 @@ pub struct Settings {
     pub keep_alive: Duration,
     /// Seconds given to requests in flight when the server stops.
     pub shutdown_timeout: u64,
+    /// The hot route served in the express lane ([`express`]), if any.
+    pub express: Option<express::ExpressFactory>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("workers", &self.workers)
+            .field("request_head", &self.request_head)
+            .field("keep_alive", &self.keep_alive)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("express", &self.express.is_some())
+            .finish()
+    }
 }
 
 impl Default for Settings {
@@ -68,6 +93,7 @@ impl Default for Settings {
             request_head: protocol::timeouts::REQUEST_HEAD,
             keep_alive: protocol::timeouts::SERVER_KEEP_ALIVE,
             shutdown_timeout: 5,
+            express: None,
         }
     }
 }
@@ -120,9 +146,27 @@ where
                     ext.insert(ListenerAddr(addr));
                 })
                 .finish(map_config(app, |_| AppConfig::default()));
-            fn_service(|io: TcpStream| async move {
-                let peer = io.peer_addr().ok();
-                Ok::<_, actix_http::error::DispatchError>((Checked::new(io), Protocol::Http1, peer))
+            let lane = settings.express.as_ref().map(|make| make());
+            let (head, idle) = (settings.request_head, settings.keep_alive);
+            fn_service(move |io: TcpStream| {
+                let lane = lane.clone();
+                async move {
+                    let peer = io.peer_addr().ok();
+                    let checked = match &lane {
+                        None => Checked::new(io),
+                        Some(lane) => match express::serve(io, lane, head, idle).await {
+                            express::Exit::Handover(io, held) => Checked::with_held(io, held),
+                            // actix-server drops the error: the connection
+                            // is over.
+                            express::Exit::Closed => {
+                                return Err(actix_http::error::DispatchError::Io(
+                                    io::ErrorKind::ConnectionAborted.into(),
+                                ))
+                            }
+                        },
+                    };
+                    Ok((checked, Protocol::Http1, peer))
+                }
             })
             .and_then(http)
         })?;

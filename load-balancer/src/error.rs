@@ -102,8 +102,13 @@ impl ResponseError for BalancerError {
         if self.status_code() == StatusCode::UNAUTHORIZED {
             reply.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
         }
-        reply
-            .content_type("application/json")
-            .body(protocol::ErrorReply::new(self.to_string()).to_json())
+        reply.content_type("application/json").body(self.json())
+    }
+}
+
+impl BalancerError {
+    /// The JSON body of its reply ([`protocol::ErrorReply`]).
+    pub(crate) fn json(&self) -> String {
+        protocol::ErrorReply::new(self.to_string()).to_json()
     }
 }

@@ -14,6 +14,12 @@
 //!    `Meta`) before replying, whatever happened, also when the client
 //!    hangs up mid-call (a drop guard does it).
 //!
+//! A plain `GET /execute` (HTTP/1.1, no body, no close asked) is served in
+//! the front's express lane ([`http_front::express`], `execute_lane`):
+//! the same steps, the same reply, without actix-http's request and
+//! response objects; any other request, and the rest of its connection,
+//! goes through actix-web and `dispatch` as before.
+//!
 //! If the chosen worker cannot be reached (connection refused or timed
 //! out), the node goes offline at once (health checks bring it back), and
 //! the call is tried once more on the scheduler's next choice; a second
@@ -317,8 +323,13 @@ pub async fn run_with_management(
     // The testbed's HTTP time-outs, not actix's 5-s defaults (module doc
     // of `protocol::timeouts`), and a JSON answer to an over-long request
     // line (`http_front`).
+    let lane_shared = shared.clone();
+    let lane_queue = queue.clone();
     let settings = http_front::Settings {
         workers: shared.config.threads,
+        express: Some(Arc::new(move || {
+            execute_lane(lane_shared.clone(), lane_queue.clone())
+        })),
         ..Default::default()
     };
     let server = http_front::serve(
@@ -763,6 +774,76 @@ pub(crate) async fn execute_with(
     idempotent: Option<bool>,
     query: &str,
 ) -> Result<HttpResponse, BalancerError> {
+    let (status, body) = execute_reply(shared, pool, function, idempotent, query).await?;
+    Ok(json_reply(status, body))
+}
+
+/// One worker thread's express lane (`http_front::express`): a plain
+/// `GET /execute` with a function's name, served as `dispatch` serves it
+/// (the same [`Action::parse`], the scale-to-zero count of direct calls,
+/// [`execute_reply`]) without actix-http's per-request machinery. Every
+/// other request, and a `/execute` that `Action::parse` refuses (its
+/// error reply is actix's), goes to `dispatch`.
+fn execute_lane(shared: Arc<Shared>, queue: Arc<crate::slim::Queue>) -> http_front::express::Lane {
+    struct Lane {
+        shared: Arc<Shared>,
+        queue: Arc<crate::slim::Queue>,
+        /// This thread's keep-alive connections to the workers (the
+        /// lane's own: `dispatch`'s are in its `Local`).
+        pool: keepalive_http::Pool,
+    }
+    let lane = std::rc::Rc::new(Lane {
+        pool: keepalive_http::Pool::new(
+            MAX_IDLE_PER_WORKER,
+            Some(Duration::from_millis(shared.config.connect_timeout_ms)),
+        ),
+        shared,
+        queue,
+    });
+    std::rc::Rc::new(move |req: http_front::express::LaneRequest<'_>| {
+        let (path, query) = req.target.split_once('?').unwrap_or((req.target, ""));
+        if path != "/execute" {
+            return None;
+        }
+        let Ok(Action::Execute {
+            function,
+            idempotent,
+        }) = Action::parse(&actix_web::http::Method::GET, path, query, b"")
+        else {
+            return None;
+        };
+        let lane = lane.clone();
+        let query = query.to_owned();
+        Some(Box::pin(async move {
+            let shared = &*lane.shared;
+            let _counted = lane.queue.direct_call(
+                &function,
+                || shared.functions.get(&function).is_ok(),
+                shared.clock,
+            );
+            let (status, body) =
+                match execute_reply(shared, &lane.pool, &function, idempotent, &query).await {
+                    Ok(reply) => reply,
+                    Err(e) => (actix_web::ResponseError::status_code(&e), e.json().into()),
+                };
+            http_front::express::LaneReply {
+                status: status.as_u16(),
+                content_type: "application/json",
+                body,
+            }
+        }))
+    })
+}
+
+/// [`execute_with`]'s reply as a status and a JSON body (the express
+/// lane writes it without actix-http: [`execute_lane`]).
+pub(crate) async fn execute_reply(
+    shared: &Shared,
+    pool: &keepalive_http::Pool,
+    function: &str,
+    idempotent: Option<bool>,
+    query: &str,
+) -> Result<(StatusCode, web::Bytes), BalancerError> {
     // The first attempt's node and why it failed, once the call is retried.
     let mut first_failure: Option<RetriedFrom> = None;
     loop {
@@ -800,7 +881,7 @@ pub(crate) async fn execute_with(
             );
             let body = append_load_balancing_info(reply, &info(&call.selection, None))
                 .ok_or_else(|| BalancerError::BadWorkerReply { url: String::new() })?;
-            return Ok(json_reply(StatusCode::OK, body));
+            return Ok((StatusCode::OK, body.into()));
         }
 
         let mut path = String::with_capacity(16 + function.len() * 3);
@@ -841,11 +922,11 @@ pub(crate) async fn execute_with(
         if !success {
             // The worker's own failure reply, passed through unchanged.
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            return Ok(json_reply(status, body));
+            return Ok((status, body));
         }
         let retried_from = first_failure.take();
         return match append_load_balancing_info(&body, &info(&call.selection, retried_from)) {
-            Some(out) => Ok(json_reply(StatusCode::OK, out)),
+            Some(out) => Ok((StatusCode::OK, out.into())),
             None => Err(BalancerError::BadWorkerReply {
                 url: call.selection.url.to_string(),
             }),

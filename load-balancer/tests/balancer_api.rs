@@ -675,3 +675,86 @@ async fn the_scheduler_route_of_fake_mode_has_nodes_without_urls() {
         ])
     );
 }
+
+/// One `GET` of `target` on a fresh connection, with `Connection: close`
+/// when `close` (actix-http serves it) or without (the express lane
+/// does): the status line, the `content-type` and the JSON body.
+async fn raw_get(url: &str, target: &str, close: bool) -> (String, String, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n{connection}\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let (head, body) = loop {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), s.read(&mut buf))
+            .await
+            .expect("a reply within 30 s")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .expect("content-length")
+                .parse()
+                .unwrap();
+            if body.len() >= length {
+                break (head.to_owned(), body[..length].to_owned());
+            }
+        }
+    };
+    let status = head.lines().next().unwrap().to_owned();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or("")
+        .to_owned();
+    (status, content_type, serde_json::from_str(&body).unwrap())
+}
+
+/// The express lane (`http_front::express`) and actix-http answer
+/// `/execute` alike: the same status line, content type and JSON (but
+/// the timings), for a call served, a worker's failure passed through,
+/// a refused request and no online node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_is_answered_alike_in_the_express_lane_and_by_actix() {
+    fn untimed(mut v: serde_json::Value) -> serde_json::Value {
+        v["LoadBalancingInfo"]["AlgorithmLatency"] = serde_json::Value::Null;
+        v["ExecutionTime"] = serde_json::Value::Null;
+        v
+    }
+    let a = StubWorker::start("s0", &["--fail", "BAD"]);
+    let balancer = Balancer::start(config("ch", &[&a]));
+    for target in ["/execute?name=W1", "/execute?name=BAD", "/execute?nom=W1"] {
+        // The first call of a function is the stub's cold start.
+        raw_get(&balancer.url, target, true).await;
+        let (lane_status, lane_type, lane_body) = raw_get(&balancer.url, target, false).await;
+        let (status, content_type, body) = raw_get(&balancer.url, target, true).await;
+        assert_eq!(lane_status, status, "{target}");
+        assert_eq!(lane_type, content_type, "{target}");
+        assert_eq!(untimed(lane_body), untimed(body), "{target}");
+    }
+    assert_eq!(
+        raw_get(&balancer.url, "/execute?name=W1", false).await.0,
+        "HTTP/1.1 200 OK"
+    );
+
+    let dead = dead_url();
+    let cfg = BalancerConfig {
+        nodes: vec![dead.url.clone()],
+        ..config("rr", &[])
+    };
+    let balancer = Balancer::start(cfg);
+    // The first call finds the node unreachable (502); then none is online.
+    let first = raw_get(&balancer.url, "/execute?name=W1", false).await;
+    assert_eq!(first.0, "HTTP/1.1 502 Bad Gateway", "{first:?}");
+    let lane = raw_get(&balancer.url, "/execute?name=W1", false).await;
+    let actix = raw_get(&balancer.url, "/execute?name=W1", true).await;
+    assert_eq!(lane, actix);
+    assert_eq!(lane.0, "HTTP/1.1 503 Service Unavailable");
+}
