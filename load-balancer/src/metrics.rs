@@ -32,11 +32,20 @@
 //!   workers only when it is older).
 //!
 //! Cost on the hot path: a call resolves its function's and node's
-//! metrics once ([`Metrics::call`]: a read lock and hash look-up of the
-//! function name, then a read lock and an index by node id), and its start
-//! and end touch those handles only: atomic increments and the histogram's
-//! own short mutex, no label set hashed, no allocation once a (function,
-//! node) pair has been seen. (Before, each call hashed four label sets in
+//! metrics once ([`Metrics::call`]), and its start and end touch those
+//! handles only: atomic increments and the histogram's own short mutex,
+//! no label set hashed, no allocation once a (function, node) pair has
+//! been seen. Each serving thread keeps the handles it resolved in a
+//! cache of its own (a hash look-up of the function name and an index by
+//! node id, no lock and no shared reference count: with two threads
+//! calling the same function on the same node, every atomic operation on
+//! a shared word moves its cache line between the cores, and those were
+//! most of the metrics' cost once the express lane had made the rest of
+//! a call cheaper); a pair not in it is resolved in the shared maps (a
+//! read lock and hash look-up of the function name, then a read lock and
+//! an index by node id). A thread's cache keeps what it resolved until
+//! the thread ends (a server's threads end with it), and holds at most
+//! as many names as the shared maps. (Before, each call hashed four label sets in
 //! the families' maps: the profile of `bench/balancer-vs-haproxy.sh` gave
 //! the metrics 1.7 % of the balancer's CPU time, now about half.) Label sets
 //! are bounded: nodes by the registry, functions by [`MAX_FUNCTIONS`]
@@ -44,7 +53,10 @@
 //! and start by their few classes. `--no-metrics` turns all of it off
 //! (the benchmark measures the difference).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -212,36 +224,55 @@ struct FunctionCalls {
 }
 
 /// A call's metrics, resolved once by [`Metrics::call`]: its start and
-/// end touch these handles only.
+/// end touch these handles only. Held by the thread that made it.
 #[derive(Debug)]
-pub struct CallMetrics {
+pub struct CallMetrics(Rc<Handles>);
+
+/// A (function, node) pair's handles, as a thread keeps them.
+#[derive(Debug)]
+struct Handles {
     function: Arc<FunctionCalls>,
     node: Arc<NodeCalls>,
+}
+
+/// Ids of [`Metrics`] values: the threads' caches ([`LOCAL`]) are keyed
+/// by them.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A thread's handles by metrics id, function name and node id (module
+/// doc: cost), bounded as [`Metrics`]'s own maps are.
+type LocalHandles = HashMap<u64, HashMap<Arc<str>, Vec<Option<Rc<Handles>>>>>;
+
+thread_local! {
+    static LOCAL: RefCell<LocalHandles> = RefCell::new(HashMap::new());
 }
 
 impl CallMetrics {
     /// The call was sent to its node.
     pub fn started(&self) {
-        self.node.in_flight.inc();
+        self.0.node.in_flight.inc();
     }
 
     /// The call [`Self::started`] ended: `status` is the worker's reply
     /// status (None: no reply), `cold` its `Meta` flag.
     pub fn finished(&self, status: Option<u16>, cold: bool, duration: Duration) {
-        self.node.in_flight.dec();
+        let Handles { function, node } = &*self.0;
+        node.in_flight.dec();
         let start = match (status, cold) {
             (None, _) => Start::Unknown,
             (Some(_), true) => Start::Cold,
             (Some(_), false) => Start::Warm,
         };
-        self.function.latency.observe(duration.as_secs_f64());
-        self.node.counter(StatusClass::of(status), start).inc();
+        function.latency.observe(duration.as_secs_f64());
+        node.counter(StatusClass::of(status), start).inc();
     }
 }
 
 /// The balancer's metrics (module doc).
 #[derive(Debug)]
 pub struct Metrics {
+    /// Its key in the threads' caches ([`LOCAL`]).
+    id: u64,
     registry: Registry,
     functions: Functions,
     /// The hot path's handles by function name (at most
@@ -336,6 +367,7 @@ impl Metrics {
             queue_stored.clone(),
         );
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             functions,
             hot: RwLock::new(HashMap::new()),
@@ -355,9 +387,39 @@ impl Metrics {
 
     /// The metrics of a call of `function` on `node` (module doc: cost).
     pub fn call(&self, function: &str, node: NodeId) -> CallMetrics {
-        let function = self.function_calls(function);
-        let node = self.node_calls(&function, node);
-        CallMetrics { function, node }
+        let index = node as usize;
+        let cached = LOCAL.with(|local| {
+            local
+                .borrow()
+                .get(&self.id)?
+                .get(function)?
+                .get(index)?
+                .clone()
+        });
+        if let Some(handles) = cached {
+            return CallMetrics(handles);
+        }
+        let calls = self.function_calls(function);
+        let handles = Rc::new(Handles {
+            node: self.node_calls(&calls, node),
+            function: calls,
+        });
+        if index < MAX_INDEXED_NODE {
+            LOCAL.with(|local| {
+                let mut local = local.borrow_mut();
+                let mine = local.entry(self.id).or_default();
+                // At most the names the shared map keeps under their own
+                // label, and `_other`.
+                if mine.len() <= MAX_FUNCTIONS || mine.contains_key(function) {
+                    let nodes = mine.entry(Arc::from(function)).or_default();
+                    if nodes.len() <= index {
+                        nodes.resize(index + 1, None);
+                    }
+                    nodes[index] = Some(handles.clone());
+                }
+            });
+        }
+        CallMetrics(handles)
     }
 
     fn function_calls(&self, function: &str) -> Arc<FunctionCalls> {
@@ -639,6 +701,43 @@ mod tests {
     }
 
     #[test]
+    fn calls_on_several_threads_count_in_one_series() {
+        let m = Arc::new(Metrics::new());
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        let call = m.call("fib", 2);
+                        call.started();
+                        call.finished(Some(200), false, Duration::from_millis(1));
+                    }
+                    // A thread's cache answers the second call of a pair.
+                    let cached = LOCAL.with(|local| local.borrow()[&m.id]["fib"].len());
+                    assert_eq!(cached, 3);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render(&[], &[]);
+        let series = r#"balancer_calls_total{function="fib",node="2",status="2xx",start="warm"}"#;
+        assert_eq!(line_value(&text, series), Some(15.0), "{text}");
+        assert_eq!(
+            line_value(
+                &text,
+                r#"balancer_call_duration_seconds_count{function="fib"}"#
+            ),
+            Some(15.0)
+        );
+        assert_eq!(
+            line_value(&text, r#"balancer_in_flight{node="2"}"#),
+            Some(0.0)
+        );
+    }
+
+    #[test]
     fn function_labels_are_bounded() {
         let m = Metrics::new();
         for i in 0..MAX_FUNCTIONS + 10 {
@@ -648,7 +747,10 @@ mod tests {
         // The hot path's handles are as bounded: the names past the bound
         // share `_other`'s.
         assert_eq!(m.hot.read().unwrap().len(), MAX_FUNCTIONS + 1);
-        assert_eq!(&*m.call("one-too-many", 0).function.name, OTHER_FUNCTION);
+        assert_eq!(&*m.call("one-too-many", 0).0.function.name, OTHER_FUNCTION);
+        // And so is this thread's cache of them.
+        let cached = LOCAL.with(|local| local.borrow()[&m.id].len());
+        assert_eq!(cached, MAX_FUNCTIONS + 1);
         let text = m.render(&[], &[]);
         assert_eq!(
             line_value(
