@@ -5,11 +5,14 @@
 //! (`load_balancer::metrics`, `worker_front::metrics`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 /// Most distinct function names given labels of their own.
@@ -96,16 +99,114 @@ pub struct FunctionLabel {
     pub function: Arc<str>,
 }
 
-/// Buckets from 0.5 ms to about 131 s (doubling).
-pub fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 19))
+/// A latency histogram: buckets from 0.5 ms to about 131 s (doubling),
+/// as `prometheus_client`'s `Histogram` with
+/// `exponential_buckets(0.0005, 2.0, 19)` has them, written the same, but
+/// kept in [`SHARDS`] shards, each on cache lines of its own, a thread
+/// observing into one shard (threads take shards in turn): two threads
+/// timing calls of one function do not move one line between their cores
+/// at every call, as one shared histogram behind a mutex did (the
+/// balancer's metrics cost, issue 15 §3). A scrape sums the shards; the
+/// count is the buckets' total, so a scrape during an observation may see
+/// its bucket and not yet its sum.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram(Arc<[HistogramShard; SHARDS]>);
+
+/// Shards of a [`LatencyHistogram`].
+pub const SHARDS: usize = 4;
+
+/// Finite upper bounds of a [`LatencyHistogram`]'s buckets.
+const BOUNDS: usize = 19;
+
+/// One shard: the sum's bits and each bucket's count (the last is `+Inf`).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct HistogramShard {
+    sum_bits: AtomicU64,
+    buckets: [AtomicU64; BOUNDS + 1],
+}
+
+/// The finite upper bounds, as `exponential_buckets(0.0005, 2.0, 19)`.
+fn bounds() -> impl Iterator<Item = f64> {
+    std::iter::successors(Some(0.0005_f64), |b| Some(b * 2.0)).take(BOUNDS)
+}
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard of every histogram.
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+impl LatencyHistogram {
+    /// Counts `v` (seconds); NaN goes to `+Inf`, as `prometheus_client`
+    /// counts it.
+    pub fn observe(&self, v: f64) {
+        let shard = &self.0[SHARD.with(|s| *s)];
+        let bucket = if v.is_nan() {
+            BOUNDS
+        } else {
+            bounds().position(|b| v <= b).unwrap_or(BOUNDS)
+        };
+        shard.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let mut current = shard.sum_bits.load(Ordering::Relaxed);
+        loop {
+            let sum = (f64::from_bits(current) + v).to_bits();
+            match shard.sum_bits.compare_exchange_weak(
+                current,
+                sum,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// The sum, the count and each bucket's count (upper bound, count).
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut sum = 0.0;
+        let mut counts = [0u64; BOUNDS + 1];
+        for shard in self.0.iter() {
+            sum += f64::from_bits(shard.sum_bits.load(Ordering::Relaxed));
+            for (total, bucket) in counts.iter_mut().zip(&shard.buckets) {
+                *total += bucket.load(Ordering::Relaxed);
+            }
+        }
+        let buckets: Vec<(f64, u64)> = bounds()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(counts)
+            .collect();
+        (sum, counts.iter().sum(), buckets)
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.snapshot();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// A new [`LatencyHistogram`] (the latency families' constructor).
+pub fn latency_histogram() -> LatencyHistogram {
+    LatencyHistogram::default()
 }
 
 /// A function's interned name and its latency histogram.
 #[derive(Debug, Clone)]
 pub struct FunctionEntry {
     pub name: Arc<str>,
-    pub latency: Histogram,
+    pub latency: LatencyHistogram,
 }
 
 /// The latency family by function, with each name interned once: at most
@@ -114,7 +215,7 @@ pub struct FunctionEntry {
 /// look-up; a name allocates only the first time it is seen.
 #[derive(Debug)]
 pub struct Functions {
-    latency: Family<FunctionLabel, Histogram, fn() -> Histogram>,
+    latency: Family<FunctionLabel, LatencyHistogram, fn() -> LatencyHistogram>,
     names: RwLock<HashMap<Arc<str>, FunctionEntry>>,
     other: FunctionEntry,
 }
@@ -127,7 +228,7 @@ impl Default for Functions {
 
 impl Functions {
     pub fn new() -> Self {
-        let latency: Family<FunctionLabel, Histogram, fn() -> Histogram> =
+        let latency: Family<FunctionLabel, LatencyHistogram, fn() -> LatencyHistogram> =
             Family::new_with_constructor(latency_histogram);
         let name: Arc<str> = Arc::from(OTHER_FUNCTION);
         let other = FunctionEntry {
@@ -146,7 +247,9 @@ impl Functions {
     }
 
     /// The latency family, to register (it shares its data with `self`).
-    pub fn latency_family(&self) -> Family<FunctionLabel, Histogram, fn() -> Histogram> {
+    pub fn latency_family(
+        &self,
+    ) -> Family<FunctionLabel, LatencyHistogram, fn() -> LatencyHistogram> {
         self.latency.clone()
     }
 
@@ -216,6 +319,55 @@ mod tests {
         assert_eq!(StatusClass::of(Some(404)).as_str(), "4xx");
         assert_eq!(StatusClass::of(Some(503)).as_str(), "5xx");
         assert_eq!(StatusClass::of(None).as_str(), "none");
+    }
+
+    #[test]
+    fn the_sharded_histogram_reads_as_prometheus_client_s() {
+        use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+        // Values on bounds, between them and past the last.
+        let values: Vec<f64> = (0..600)
+            .map(|i| f64::from(i * 37 % 4096) / 4096.0 * f64::from(1 << (i % 9)))
+            .chain([0.0005, 0.001, 262.144, 1e6])
+            .collect();
+        let theirs = Histogram::new(exponential_buckets(0.0005, 2.0, 19));
+        let ours = latency_histogram();
+        for v in &values {
+            theirs.observe(*v);
+        }
+        // From several threads: every shard gets some.
+        std::thread::scope(|scope| {
+            for part in values.chunks(100) {
+                let ours = ours.clone();
+                scope.spawn(move || part.iter().for_each(|v| ours.observe(*v)));
+            }
+        });
+        let text = |h: Box<dyn FnOnce(&mut Registry)>| {
+            let mut registry = Registry::default();
+            h(&mut registry);
+            encode(&registry)
+        };
+        let a = text(Box::new(move |r| r.register("latency", "h", theirs)));
+        let b = text(Box::new(move |r| r.register("latency", "h", ours.clone())));
+        // The same text but the sum, which the threads added up in
+        // another order.
+        let (sum_a, sum_b) = (line_value(&a, "latency_sum"), line_value(&b, "latency_sum"));
+        let unsummed = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with("latency_sum"))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(unsummed(&a), unsummed(&b));
+        let (sum_a, sum_b) = (sum_a.unwrap(), sum_b.unwrap());
+        assert!((sum_a - sum_b).abs() <= 1e-9 * sum_a, "{sum_a} {sum_b}");
+        assert!(a.contains(r#"latency_bucket{le="0.0005"} "#), "{a}");
+        assert_eq!(line_value(&a, "latency_count"), Some(values.len() as f64));
+
+        let nan = latency_histogram();
+        nan.observe(f64::NAN);
+        let (_, count, buckets) = nan.snapshot();
+        assert_eq!(count, 1);
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 1)));
     }
 
     #[test]

@@ -33,8 +33,9 @@
 //!
 //! Cost on the hot path: a call resolves its function's and node's
 //! metrics once ([`Metrics::call`]), and its start and end touch those
-//! handles only: atomic increments and the histogram's own short mutex,
-//! no label set hashed, no allocation once a (function, node) pair has
+//! handles only: atomic increments (the latency histogram's in the
+//! calling thread's shard: [`http_front::metrics::LatencyHistogram`]), no
+//! lock, no label set hashed, no allocation once a (function, node) pair has
 //! been seen. Each serving thread keeps the handles it resolved in a
 //! cache of its own (a hash look-up of the function name and an index by
 //! node id, no lock and no shared reference count: with two threads
@@ -65,7 +66,6 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use http_front::metrics::{FunctionLabel, Functions};
@@ -219,7 +219,7 @@ impl NodeCalls {
 #[derive(Debug)]
 struct FunctionCalls {
     name: Arc<str>,
-    latency: Histogram,
+    latency: http_front::metrics::LatencyHistogram,
     nodes: RwLock<Vec<Option<Arc<NodeCalls>>>>,
 }
 
