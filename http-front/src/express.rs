@@ -39,7 +39,11 @@
 //! connection without a word (actix-http answers `408` when the first
 //! request never came: to a client that opened a connection and sent
 //! nothing, a reply to nothing, the harm `protocol::timeouts` describes).
-//! A client's close, or a failed read or write, ends the connection.
+//! A client's close, or a failed read or write, ends the connection. The
+//! lane does not read while a request's reply is being made, so a client
+//! that leaves mid-call is noticed when its reply is written: the call
+//! itself runs to its end and is accounted as any (actix-http may drop
+//! such a call's future earlier).
 //!
 //! # Replies
 //! `HTTP/1.1 <status> <reason>`, then `content-length`, `content-type`
