@@ -46,9 +46,10 @@
 //! read lock and hash look-up of the function name, then a read lock and
 //! an index by node id). A thread's cache keeps what it resolved until
 //! the thread ends (a server's threads end with it), and holds at most
-//! as many names as the shared maps. (Before, each call hashed four label sets in
-//! the families' maps: the profile of `bench/balancer-vs-haproxy.sh` gave
-//! the metrics 1.7 % of the balancer's CPU time, now about half.) Label sets
+//! as many names as the shared maps. (Before, each call hashed four label
+//! sets in the families' maps: the profile of
+//! `bench/balancer-vs-haproxy.sh` gave the metrics 1.7 % of the
+//! balancer's CPU time, then about half.) Label sets
 //! are bounded: nodes by the registry, functions by [`MAX_FUNCTIONS`]
 //! distinct names (later ones are counted under [`OTHER_FUNCTION`]), status
 //! and start by their few classes. `--no-metrics` turns all of it off
