@@ -297,6 +297,7 @@ use std::time::{Duration, Instant};
 
 use des::{CostProfile, DesConfig, FunctionModel, InstanceModel, KeepAlivePolicy, Workload};
 use policy::scheduler::SchedulerConfig;
+use simulator::experiment::host::own_cpu_seconds;
 use utils::generate::{self, Arrivals, GeneratorConfig, Popularity};
 use utils::import::azure2019::{self, Azure2019Config};
 use utils::import::synthetic::{self, SyntheticDay};
@@ -356,19 +357,6 @@ fn thread_cpu_seconds() -> Option<f64> {
     Some(ns / 1e9)
 }
 
-/// CPU time of the whole process (every thread, ended ones included:
-/// the load parses on several), from `/proc/self/stat`'s `utime` and
-/// `stime`, in clock ticks of 1/100 s (`USER_HZ`, fixed on x86-64 Linux).
-fn process_cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // After the command's name (in parentheses), fields from the 3rd on.
-    let rest = &s[s.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
 /// The Zipf cases' model; with a `catalog` (the Azure day), its
 /// functions with their rows' durations and memory instead of
 /// `exp:1000:1500`.
@@ -404,12 +392,12 @@ fn child(
     scenario: &Path,
 ) -> Result<(), String> {
     let config = config(algorithm, nodes, catalog)?;
-    let load_cpu0 = process_cpu_seconds();
+    let load_cpu0 = own_cpu_seconds();
     #[allow(clippy::disallowed_methods)] // the bench measures wall time
     let load_start = Instant::now();
     let workload = Workload::load(scenario).map_err(|e| e.to_string())?;
     let load_s = load_start.elapsed().as_secs_f64();
-    let load_cpu = match (load_cpu0, process_cpu_seconds()) {
+    let load_cpu = match (load_cpu0, own_cpu_seconds()) {
         (Some(a), Some(b)) if b > a => b - a,
         _ => load_s,
     };

@@ -300,6 +300,14 @@ impl CpuSample {
     }
 }
 
+/// CPU seconds this process has used: every thread's, ended ones
+/// included, and its reaped children's (`/proc/self/stat`).
+pub fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, ticks) = parse_pid_stat(&stat)?;
+    Some(ticks as f64 / clock_ticks_per_second())
+}
+
 fn clock_ticks_per_second() -> f64 {
     // USER_HZ is 100 on every Linux ABI this runs on (x86-64, arm64);
     // /proc reports in it regardless of the kernel's HZ.
