@@ -219,6 +219,15 @@ pub enum RunError {
     Functions(String),
 }
 
+/// A pool of the hot path's keep-alive connections to the workers (one
+/// per thread that calls them: see `keepalive_http`'s module doc).
+fn worker_pool(config: &BalancerConfig) -> keepalive_http::Pool {
+    keepalive_http::Pool::new(
+        MAX_IDLE_PER_WORKER,
+        Some(Duration::from_millis(config.connect_timeout_ms)),
+    )
+}
+
 /// Builds the client used to reach workers: keep-alive pool, no proxy
 /// (workers are addressed directly), Nagle off.
 pub(crate) fn worker_client(config: &BalancerConfig) -> Result<reqwest::Client, reqwest::Error> {
@@ -339,12 +348,7 @@ pub async fn run_with_management(
                 .app_data(web::Data::new(Local {
                     shared: factory_shared.clone(),
                     client,
-                    pool: keepalive_http::Pool::new(
-                        MAX_IDLE_PER_WORKER,
-                        Some(Duration::from_millis(
-                            factory_shared.config.connect_timeout_ms,
-                        )),
-                    ),
+                    pool: worker_pool(&factory_shared.config),
                     queue: factory_queue.clone(),
                 }))
                 .default_service(web::to(dispatch))
@@ -371,10 +375,7 @@ pub async fn run_with_management(
         queue,
         launched,
         shared.clone(),
-        keepalive_http::Pool::new(
-            MAX_IDLE_PER_WORKER,
-            Some(Duration::from_millis(shared.config.connect_timeout_ms)),
-        ),
+        worker_pool(&shared.config),
     ));
 
     let mut server = std::pin::pin!(server);
@@ -532,21 +533,16 @@ async fn dispatch(
             function,
             idempotent,
         } => {
-            // Counts for the scale-to-zero rule while it runs
-            // (`crate::slim::direct`).
-            let _counted = local.queue.direct_call(
-                &function,
-                || shared.functions.get(&function).is_ok(),
-                shared.clock,
-            );
-            execute_with(
-                &local.shared,
+            let (status, body) = execute_direct(
+                shared,
+                &local.queue,
                 &local.pool,
                 &function,
                 idempotent,
                 req.query_string(),
             )
-            .await
+            .await?;
+            Ok(json_reply(status, body))
         }
         Action::Configure {
             algorithm,
@@ -780,10 +776,10 @@ pub(crate) async fn execute_with(
 
 /// One worker thread's express lane (`http_front::express`): a plain
 /// `GET /execute` with a function's name, served as `dispatch` serves it
-/// (the same [`Action::parse`], the scale-to-zero count of direct calls,
-/// [`execute_reply`]) without actix-http's per-request machinery. Every
-/// other request, and a `/execute` that `Action::parse` refuses (its
-/// error reply is actix's), goes to `dispatch`.
+/// (the same [`Action::parse`], then [`execute_direct`]) without
+/// actix-http's per-request machinery. Every other request, and a
+/// `/execute` that `Action::parse` refuses (its error reply is actix's),
+/// goes to `dispatch`.
 fn execute_lane(shared: Arc<Shared>, queue: Arc<crate::slim::Queue>) -> http_front::express::Lane {
     struct Lane {
         shared: Arc<Shared>,
@@ -793,10 +789,7 @@ fn execute_lane(shared: Arc<Shared>, queue: Arc<crate::slim::Queue>) -> http_fro
         pool: keepalive_http::Pool,
     }
     let lane = std::rc::Rc::new(Lane {
-        pool: keepalive_http::Pool::new(
-            MAX_IDLE_PER_WORKER,
-            Some(Duration::from_millis(shared.config.connect_timeout_ms)),
-        ),
+        pool: worker_pool(&shared.config),
         shared,
         queue,
     });
@@ -815,17 +808,19 @@ fn execute_lane(shared: Arc<Shared>, queue: Arc<crate::slim::Queue>) -> http_fro
         let lane = lane.clone();
         let query = query.to_owned();
         Some(Box::pin(async move {
-            let shared = &*lane.shared;
-            let _counted = lane.queue.direct_call(
+            let reply = execute_direct(
+                &lane.shared,
+                &lane.queue,
+                &lane.pool,
                 &function,
-                || shared.functions.get(&function).is_ok(),
-                shared.clock,
-            );
-            let (status, body) =
-                match execute_reply(shared, &lane.pool, &function, idempotent, &query).await {
-                    Ok(reply) => reply,
-                    Err(e) => (actix_web::ResponseError::status_code(&e), e.json().into()),
-                };
+                idempotent,
+                &query,
+            )
+            .await;
+            let (status, body) = match reply {
+                Ok(reply) => reply,
+                Err(e) => (actix_web::ResponseError::status_code(&e), e.json().into()),
+            };
             http_front::express::LaneReply {
                 status: status.as_u16(),
                 content_type: "application/json",
@@ -833,6 +828,25 @@ fn execute_lane(shared: Arc<Shared>, queue: Arc<crate::slim::Queue>) -> http_fro
             }
         }))
     })
+}
+
+/// `GET /execute` as a client sends it, served by `dispatch` and by the
+/// express lane alike: counted for the scale-to-zero rule while it runs
+/// (`crate::slim::direct`), then [`execute_reply`].
+async fn execute_direct(
+    shared: &Shared,
+    queue: &crate::slim::Queue,
+    pool: &keepalive_http::Pool,
+    function: &str,
+    idempotent: Option<bool>,
+    query: &str,
+) -> Result<(StatusCode, web::Bytes), BalancerError> {
+    let _counted = queue.direct_call(
+        function,
+        || shared.functions.get(function).is_ok(),
+        shared.clock,
+    );
+    execute_reply(shared, pool, function, idempotent, query).await
 }
 
 /// [`execute_with`]'s reply as a status and a JSON body (the express
