@@ -197,11 +197,6 @@ impl EncodeMetric for LatencyHistogram {
     }
 }
 
-/// A new [`LatencyHistogram`] (the latency families' constructor).
-pub fn latency_histogram() -> LatencyHistogram {
-    LatencyHistogram::default()
-}
-
 /// A function's interned name and its latency histogram.
 #[derive(Debug, Clone)]
 pub struct FunctionEntry {
@@ -215,7 +210,7 @@ pub struct FunctionEntry {
 /// look-up; a name allocates only the first time it is seen.
 #[derive(Debug)]
 pub struct Functions {
-    latency: Family<FunctionLabel, LatencyHistogram, fn() -> LatencyHistogram>,
+    latency: Family<FunctionLabel, LatencyHistogram>,
     names: RwLock<HashMap<Arc<str>, FunctionEntry>>,
     other: FunctionEntry,
 }
@@ -228,8 +223,7 @@ impl Default for Functions {
 
 impl Functions {
     pub fn new() -> Self {
-        let latency: Family<FunctionLabel, LatencyHistogram, fn() -> LatencyHistogram> =
-            Family::new_with_constructor(latency_histogram);
+        let latency: Family<FunctionLabel, LatencyHistogram> = Family::default();
         let name: Arc<str> = Arc::from(OTHER_FUNCTION);
         let other = FunctionEntry {
             latency: latency
@@ -247,9 +241,7 @@ impl Functions {
     }
 
     /// The latency family, to register (it shares its data with `self`).
-    pub fn latency_family(
-        &self,
-    ) -> Family<FunctionLabel, LatencyHistogram, fn() -> LatencyHistogram> {
+    pub fn latency_family(&self) -> Family<FunctionLabel, LatencyHistogram> {
         self.latency.clone()
     }
 
@@ -330,7 +322,7 @@ mod tests {
             .chain([0.0005, 0.001, 262.144, 1e6])
             .collect();
         let theirs = Histogram::new(exponential_buckets(0.0005, 2.0, 19));
-        let ours = latency_histogram();
+        let ours = LatencyHistogram::default();
         for v in &values {
             theirs.observe(*v);
         }
@@ -363,7 +355,7 @@ mod tests {
         assert!(a.contains(r#"latency_bucket{le="0.0005"} "#), "{a}");
         assert_eq!(line_value(&a, "latency_count"), Some(values.len() as f64));
 
-        let nan = latency_histogram();
+        let nan = LatencyHistogram::default();
         nan.observe(f64::NAN);
         let (_, count, buckets) = nan.snapshot();
         assert_eq!(count, 1);
