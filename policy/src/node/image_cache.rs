@@ -248,12 +248,13 @@ impl<K: Hash + Ord + Clone> ImageCache<K> {
 /// two hash maps, so a call costs an index, not a hash lookup and an
 /// insertion and removal in the in-flight map.
 ///
-/// The slots are the caller's: each method is given them as a slice of
-/// records that hold one each ([`HasImageSlot`]; a `Vec<ImageSlot>` does),
-/// indexed by id, so a caller that keeps other per-function state reads
-/// the slot in the same cache line (the node model keeps it in its
-/// function record, which a call reads anyway). The cache itself keeps
-/// the limit and the totals. Every id passed must index the slice.
+/// The slots are the caller's: each method is given them ([`ImageSlots`]:
+/// a slice of records that hold one each ([`HasImageSlot`]; a slice of
+/// `ImageSlot`s does), or any storage indexed alike), so a caller that
+/// keeps other per-function state reads the slot in the same cache line
+/// (the node model keeps it in its function record, which a call reads
+/// anyway). The cache itself keeps the limit and the totals. An id the
+/// slots do not hold is an image never built (nothing is counted for it).
 #[derive(Debug, Clone, Default)]
 pub struct DenseImageCache {
     limit_bytes: Option<u64>,
@@ -286,6 +287,38 @@ impl HasImageSlot for ImageSlot {
     }
 }
 
+/// The slots given to a [`DenseImageCache`]: one [`ImageSlot`] for each id
+/// in `0..slot_count()`.
+pub trait ImageSlots {
+    fn slot_count(&self) -> usize;
+    fn slot(&self, id: u32) -> Option<&ImageSlot>;
+    fn slot_mut(&mut self, id: u32) -> Option<&mut ImageSlot>;
+}
+
+impl<T: HasImageSlot> ImageSlots for [T] {
+    fn slot_count(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn slot(&self, id: u32) -> Option<&ImageSlot> {
+        self.get(id as usize).map(T::image_slot)
+    }
+    #[inline]
+    fn slot_mut(&mut self, id: u32) -> Option<&mut ImageSlot> {
+        self.get_mut(id as usize).map(T::image_slot_mut)
+    }
+}
+
+/// Every slot with its id.
+fn all_slots<S: ImageSlots + ?Sized>(slots: &S) -> impl Iterator<Item = (u32, &ImageSlot)> {
+    (0..slot_id(slots.slot_count())).filter_map(|id| slots.slot(id).map(|s| (id, s)))
+}
+
+/// Ids are `u32`: slots beyond are never reached.
+fn slot_id(count: usize) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
 impl DenseImageCache {
     pub fn new(limit_bytes: Option<u64>) -> Self {
         Self {
@@ -300,9 +333,9 @@ impl DenseImageCache {
 
     /// See [`ImageCache::set_limit`].
     #[must_use = "evicted images must be removed"]
-    pub fn set_limit<T: HasImageSlot>(
+    pub fn set_limit<S: ImageSlots + ?Sized>(
         &mut self,
-        slots: &mut [T],
+        slots: &mut S,
         limit_bytes: Option<u64>,
         now: Time,
     ) -> Vec<EvictedImage<u32>> {
@@ -312,8 +345,15 @@ impl DenseImageCache {
 
     /// See [`ImageCache::call_started`].
     #[inline]
-    pub fn call_started<T: HasImageSlot>(&mut self, slots: &mut [T], id: u32, now: Time) -> bool {
-        let s = slots[id as usize].image_slot_mut();
+    pub fn call_started<S: ImageSlots + ?Sized>(
+        &mut self,
+        slots: &mut S,
+        id: u32,
+        now: Time,
+    ) -> bool {
+        let Some(s) = slots.slot_mut(id) else {
+            return false;
+        };
         s.in_flight += 1;
         if s.cached {
             s.last_used = s.last_used.max(now);
@@ -323,14 +363,16 @@ impl DenseImageCache {
 
     /// See [`ImageCache::image_built`].
     #[must_use = "evicted images must be removed"]
-    pub fn image_built<T: HasImageSlot>(
+    pub fn image_built<S: ImageSlots + ?Sized>(
         &mut self,
-        slots: &mut [T],
+        slots: &mut S,
         id: u32,
         bytes: u64,
         now: Time,
     ) -> Vec<EvictedImage<u32>> {
-        let s = slots[id as usize].image_slot_mut();
+        let Some(s) = slots.slot_mut(id) else {
+            return Vec::new();
+        };
         let old = if s.cached { s.bytes } else { 0 };
         let new = !s.cached;
         *s = ImageSlot {
@@ -347,16 +389,17 @@ impl DenseImageCache {
     /// See [`ImageCache::call_finished`].
     #[must_use = "evicted images must be removed"]
     #[inline]
-    pub fn call_finished<T: HasImageSlot>(
+    pub fn call_finished<S: ImageSlots + ?Sized>(
         &mut self,
-        slots: &mut [T],
+        slots: &mut S,
         id: u32,
         now: Time,
     ) -> Vec<EvictedImage<u32>> {
-        let s = slots[id as usize].image_slot_mut();
-        s.in_flight = s.in_flight.saturating_sub(1);
-        if s.cached {
-            s.last_used = s.last_used.max(now);
+        if let Some(s) = slots.slot_mut(id) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+            if s.cached {
+                s.last_used = s.last_used.max(now);
+            }
         }
         self.evict(slots, now)
     }
@@ -364,9 +407,9 @@ impl DenseImageCache {
     /// See [`ImageCache::evict`].
     #[must_use = "evicted images must be removed"]
     #[inline]
-    pub fn evict<T: HasImageSlot>(
+    pub fn evict<S: ImageSlots + ?Sized>(
         &mut self,
-        slots: &mut [T],
+        slots: &mut S,
         _now: Time,
     ) -> Vec<EvictedImage<u32>> {
         match self.limit_bytes {
@@ -376,9 +419,12 @@ impl DenseImageCache {
     }
 
     #[cold]
-    fn evict_to<T: HasImageSlot>(&mut self, slots: &mut [T], limit: u64) -> Vec<EvictedImage<u32>> {
-        let mut order: Vec<(Time, u32)> = (0u32..)
-            .zip(slots.iter().map(T::image_slot))
+    fn evict_to<S: ImageSlots + ?Sized>(
+        &mut self,
+        slots: &mut S,
+        limit: u64,
+    ) -> Vec<EvictedImage<u32>> {
+        let mut order: Vec<(Time, u32)> = all_slots(slots)
             .filter(|(_, s)| s.cached && s.in_flight == 0)
             .map(|(id, s)| (s.last_used, id))
             .collect();
@@ -388,7 +434,7 @@ impl DenseImageCache {
             if self.total_bytes <= limit {
                 break;
             }
-            let bytes = slots[id as usize].image_slot().bytes;
+            let bytes = slots.slot(id).map_or(0, |s| s.bytes);
             if self.remove(slots, id) {
                 out.push(EvictedImage {
                     function: id,
@@ -400,8 +446,8 @@ impl DenseImageCache {
     }
 
     /// See [`ImageCache::remove`].
-    pub fn remove<T: HasImageSlot>(&mut self, slots: &mut [T], id: u32) -> bool {
-        match slots.get_mut(id as usize).map(T::image_slot_mut) {
+    pub fn remove<S: ImageSlots + ?Sized>(&mut self, slots: &mut S, id: u32) -> bool {
+        match slots.slot_mut(id) {
             Some(s) if s.cached => {
                 s.cached = false;
                 self.total_bytes -= s.bytes;
@@ -413,24 +459,22 @@ impl DenseImageCache {
     }
 
     /// See [`ImageCache::clear`].
-    pub fn clear<T: HasImageSlot>(&mut self, slots: &mut [T]) {
-        for s in slots {
-            s.image_slot_mut().cached = false;
+    pub fn clear<S: ImageSlots + ?Sized>(&mut self, slots: &mut S) {
+        for id in 0..slot_id(slots.slot_count()) {
+            if let Some(s) = slots.slot_mut(id) {
+                s.cached = false;
+            }
         }
         self.cached = 0;
         self.total_bytes = 0;
     }
 
-    pub fn contains<T: HasImageSlot>(&self, slots: &[T], id: u32) -> bool {
-        slots
-            .get(id as usize)
-            .is_some_and(|s| s.image_slot().cached)
+    pub fn contains<S: ImageSlots + ?Sized>(&self, slots: &S, id: u32) -> bool {
+        slots.slot(id).is_some_and(|s| s.cached)
     }
 
-    pub fn is_pinned<T: HasImageSlot>(&self, slots: &[T], id: u32) -> bool {
-        slots
-            .get(id as usize)
-            .is_some_and(|s| s.image_slot().in_flight > 0)
+    pub fn is_pinned<S: ImageSlots + ?Sized>(&self, slots: &S, id: u32) -> bool {
+        slots.slot(id).is_some_and(|s| s.in_flight > 0)
     }
 
     pub fn total_bytes(&self) -> u64 {
@@ -438,9 +482,8 @@ impl DenseImageCache {
     }
 
     /// Cached ids, least recently used first (ties by id).
-    pub fn lru_order<T: HasImageSlot>(&self, slots: &[T]) -> Vec<u32> {
-        let mut v: Vec<(Time, u32)> = (0u32..)
-            .zip(slots.iter().map(T::image_slot))
+    pub fn lru_order<S: ImageSlots + ?Sized>(&self, slots: &S) -> Vec<u32> {
+        let mut v: Vec<(Time, u32)> = all_slots(slots)
             .filter(|(_, s)| s.cached)
             .map(|(id, s)| (s.last_used, id))
             .collect();
@@ -577,7 +620,7 @@ mod tests {
         ) {
             let mut map: ImageCache<u32> = ImageCache::new(limit);
             let mut dense = DenseImageCache::new(limit);
-            let slots = &mut [ImageSlot::default(); 8];
+            let slots = &mut [ImageSlot::default(); 8][..];
             for (t, (f, bytes, op)) in ops.into_iter().enumerate() {
                 let now = s(t as u64);
                 match op {

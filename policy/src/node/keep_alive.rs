@@ -122,27 +122,39 @@ impl Default for ReuseRules {
     }
 }
 
+/// Marks a busy entry with no first-idle time (see [`KeepAlivePool`]'s
+/// `entries`).
+const NOT_IDLE: Time = Time::MAX;
+
 /// The instances of one function on one node.
+///
+/// Compact (64 bytes, no allocation while it holds one instance), since a
+/// node model keeps one inside each function's record, beside the fields
+/// a call reads first: a pool's first access is then not a cache miss of
+/// its own (at Azure scale a call's node and function are cold in the
+/// cache).
 #[derive(Debug, Clone)]
 pub struct KeepAlivePool {
-    keep_alive: Duration,
-    rules: ReuseRules,
-    /// `extend_on_reuse = false`: busy instances that were idle before,
-    /// with when they first became idle (empty otherwise).
-    first_idle: Vec<(InstanceId, Time)>,
-    /// Idle instances, ascending by id, with the time they became idle
-    /// (the first few in the pool itself: most pools hold a few).
-    idle: SmallVec<[(InstanceId, Time); 2]>,
-    /// A lower bound of the idle instances' idle-since times (None when
-    /// none is idle): [`KeepAlivePool::expire`] skips its scan while
-    /// nothing can be due, so a call's acquire costs O(1) then.
-    idle_since_bound: Option<Time>,
-    /// Busy instances (small: the calls in flight), unordered.
-    busy: SmallVec<[InstanceId; 2]>,
-    cold_starts: u64,
-    warm_starts: u64,
+    /// The instances: the idle ones first, ascending by id, with the time
+    /// each became idle; then the busy ones, unordered, with the time each
+    /// first became idle when reuse does not extend the keep-alive and it
+    /// was idle before ([`NOT_IDLE`] otherwise). (The first few in the
+    /// pool itself: most pools hold one instance.)
+    entries: SmallVec<[(InstanceId, Time); 1]>,
+    /// How many of `entries` are idle.
+    idle_len: u32,
     /// Expiry never takes the instance count below this (EWMA policy).
-    floor: usize,
+    floor: u32,
+    /// The keep-alive, as a [`Duration`]'s parts (kept exactly, in fewer
+    /// bytes than a `Duration`).
+    keep_alive_secs: u64,
+    keep_alive_nanos: u32,
+    rules: ReuseRules,
+    /// A lower bound of the idle instances' idle-since times
+    /// ([`Time::MAX`] when none is idle): [`KeepAlivePool::expire`] skips
+    /// its scan while nothing can be due, so a call's acquire costs O(1)
+    /// then.
+    idle_since_bound: Time,
 }
 
 impl KeepAlivePool {
@@ -151,37 +163,30 @@ impl KeepAlivePool {
 
     pub fn new(keep_alive: Duration) -> Self {
         Self {
-            keep_alive,
-            rules: ReuseRules {
-                order: ReuseOrder::Newest,
-                extend_on_reuse: true,
-            },
-            first_idle: Vec::new(),
-            idle: SmallVec::new(),
-            idle_since_bound: None,
-            busy: SmallVec::new(),
-            cold_starts: 0,
-            warm_starts: 0,
+            entries: SmallVec::new(),
+            idle_len: 0,
             floor: 0,
+            keep_alive_secs: keep_alive.as_secs(),
+            keep_alive_nanos: keep_alive.subsec_nanos(),
+            rules: ReuseRules::default(),
+            idle_since_bound: Time::MAX,
         }
     }
 
-    /// `pool` emptied and made new, as [`KeepAlivePool::new`]`(keep_alive)`
-    /// with `rules` would be, keeping only its vectors' storage (so a pool
+    /// Empties the pool and makes it new, as [`KeepAlivePool::new`]`(
+    /// keep_alive)` with `rules` would be, keeping its storage (so a pool
     /// reused for another function allocates nothing).
-    pub fn reused(mut pool: Self, keep_alive: Duration, rules: ReuseRules) -> Self {
-        pool.clear();
-        Self {
-            keep_alive,
-            rules,
-            first_idle: pool.first_idle,
-            idle: pool.idle,
-            idle_since_bound: None,
-            busy: pool.busy,
-            cold_starts: 0,
-            warm_starts: 0,
-            floor: 0,
-        }
+    pub fn reset(&mut self, keep_alive: Duration, rules: ReuseRules) {
+        self.clear();
+        self.floor = 0;
+        self.set_keep_alive(keep_alive);
+        self.rules = rules;
+    }
+
+    /// Gives back the storage of a pool that grew beyond one instance
+    /// (the pool must be empty; it stays usable).
+    pub fn shrink(&mut self) {
+        self.entries.shrink_to_fit();
     }
 
     /// A pool with other reuse rules than the default.
@@ -195,55 +200,68 @@ impl KeepAlivePool {
     }
 
     pub fn keep_alive(&self) -> Duration {
-        self.keep_alive
+        Duration::new(self.keep_alive_secs, self.keep_alive_nanos)
     }
 
     /// A new keep-alive period, for the idle instances too (their deadline
     /// is `idle since + keep_alive`).
     pub fn set_keep_alive(&mut self, keep_alive: Duration) {
-        self.keep_alive = keep_alive;
+        self.keep_alive_secs = keep_alive.as_secs();
+        self.keep_alive_nanos = keep_alive.subsec_nanos();
     }
 
     /// Expiry keeps at least `floor` instances (busy or idle); idle ones
-    /// past their keep-alive beyond it expire, oldest first.
+    /// past their keep-alive beyond it expire, oldest first. (Kept as a
+    /// `u32`: a floor beyond 4,294,967,295 instances is that many.)
     pub fn set_floor(&mut self, floor: usize) {
-        self.floor = floor;
+        self.floor = u32::try_from(floor).unwrap_or(u32::MAX);
     }
 
     pub fn floor(&self) -> usize {
-        self.floor
+        self.floor as usize
+    }
+
+    fn idle_len(&self) -> usize {
+        self.idle_len as usize
     }
 
     /// Removes the instances idle for `keep_alive` or longer at `now`,
     /// calling `on_expired` for each (in ascending id order).
     pub fn expire(&mut self, now: Time, mut on_expired: impl FnMut(Expired)) {
-        let keep_alive = self.keep_alive;
-        match self.idle_since_bound {
-            None => return,
-            Some(b) if b.saturating_add(keep_alive) > now => return,
-            Some(_) => {}
+        let keep_alive = self.keep_alive();
+        if self.idle_since_bound.saturating_add(keep_alive) > now {
+            return; // nothing idle, or nothing due yet
         }
-        let mut removable = self.instance_count().saturating_sub(self.floor);
-        let mut bound: Option<Time> = None;
-        self.idle.retain(|&mut (instance, since)| {
+        let mut removable = self.instance_count().saturating_sub(self.floor());
+        let mut bound = Time::MAX;
+        let idle = self.idle_len();
+        let mut kept = 0;
+        for i in 0..idle {
+            let (instance, since) = self.entries[i];
             let at = since.saturating_add(keep_alive);
             if at <= now && removable > 0 {
                 removable -= 1;
                 on_expired(Expired { instance, at });
-                false
             } else {
-                bound = Some(bound.map_or(since, |b: Time| b.min(since)));
-                true
+                bound = bound.min(since);
+                self.entries[kept] = (instance, since);
+                kept += 1;
             }
-        });
+        }
+        if kept < idle {
+            self.entries.drain(kept..idle);
+            self.idle_len = kept as u32;
+        }
         self.idle_since_bound = bound;
     }
 
-    /// `instance` is idle from `since`, in id order.
+    /// `instance` is idle from `since`, in id order (a new entry).
     fn insert_idle(&mut self, instance: InstanceId, since: Time) {
-        let at = self.idle.partition_point(|&(id, _)| id < instance);
-        self.idle.insert(at, (instance, since));
-        self.idle_since_bound = Some(self.idle_since_bound.map_or(since, |b| b.min(since)));
+        let idle = self.idle_len();
+        let at = self.entries[..idle].partition_point(|&(id, _)| id < instance);
+        self.entries.insert(at, (instance, since));
+        self.idle_len += 1;
+        self.idle_since_bound = self.idle_since_bound.min(since);
     }
 
     /// A call arrives at `now`: expires what is due, then takes the most
@@ -259,26 +277,33 @@ impl KeepAlivePool {
         mint: impl FnOnce() -> InstanceId,
     ) -> Acquired {
         self.expire(now, on_expired);
-        let reused = match self.rules.order {
-            ReuseOrder::Newest => self.idle.pop(),
-            ReuseOrder::Oldest if self.idle.is_empty() => None,
-            ReuseOrder::Oldest => Some(self.idle.remove(0)),
-        };
-        let acquired = match reused {
-            Some((id, since)) => {
-                self.warm_starts += 1;
-                if !self.rules.extend_on_reuse {
-                    self.first_idle.push((id, since));
-                }
-                Acquired::Warm(id)
-            }
-            None => {
-                self.cold_starts += 1;
-                Acquired::Cold(mint())
-            }
-        };
-        self.busy.push(acquired.instance());
-        acquired
+        if self.idle_len == 0 {
+            let id = mint();
+            self.entries.push((id, NOT_IDLE));
+            return Acquired::Cold(id);
+        }
+        if self.rules.order == ReuseOrder::Oldest {
+            // The oldest goes last among the idle, which stay in order.
+            let idle = self.idle_len();
+            self.entries[..idle].rotate_left(1);
+        }
+        // The last idle entry becomes the first busy one.
+        self.idle_len -= 1;
+        let entry = &mut self.entries[self.idle_len as usize];
+        if self.rules.extend_on_reuse {
+            entry.1 = NOT_IDLE;
+        }
+        Acquired::Warm(entry.0)
+    }
+
+    /// The index in `entries` of busy `instance`.
+    fn busy_index(&self, instance: InstanceId) -> Result<usize, NotBusy> {
+        let idle = self.idle_len();
+        self.entries[idle..]
+            .iter()
+            .position(|&(id, _)| id == instance)
+            .map(|i| idle + i)
+            .ok_or(NotBusy(instance))
     }
 
     /// The call on `instance` finished at `now`: the instance becomes idle
@@ -286,43 +311,42 @@ impl KeepAlivePool {
     /// (Without `extend_on_reuse`, an instance that was idle before keeps
     /// the time it first became idle, so it may be due at once.)
     pub fn release(&mut self, instance: InstanceId, now: Time) -> Result<(), NotBusy> {
-        // (Only busy instances have a first-idle entry.)
-        let since = self.take_first_idle(instance).unwrap_or(now);
-        self.discard(instance)?;
-        self.insert_idle(instance, since);
+        let j = self.busy_index(instance)?;
+        let idle = self.idle_len();
+        // It moves to the front of the busy ones, then into the idle ones
+        // at its place in id order.
+        self.entries.swap(j, idle);
+        let first_idle = self.entries[idle].1;
+        let since = if first_idle == NOT_IDLE {
+            now
+        } else {
+            first_idle
+        };
+        let at = self.entries[..idle].partition_point(|&(id, _)| id < instance);
+        self.entries[at..=idle].rotate_right(1);
+        self.entries[at].1 = since;
+        self.idle_len += 1;
+        self.idle_since_bound = self.idle_since_bound.min(since);
         Ok(())
     }
 
     /// A busy instance is gone without becoming idle (its start failed, or
     /// it died): forgets it.
     pub fn discard(&mut self, instance: InstanceId) -> Result<(), NotBusy> {
-        let pos = self
-            .busy
-            .iter()
-            .position(|&b| b == instance)
-            .ok_or(NotBusy(instance))?;
-        self.busy.swap_remove(pos);
-        self.take_first_idle(instance);
+        let j = self.busy_index(instance)?;
+        // The last entry is busy too (or `j` itself).
+        self.entries.swap_remove(j);
         Ok(())
-    }
-
-    /// When `instance` (busy) first became idle, if it was idle before
-    /// and reuse does not extend its keep-alive; forgets it.
-    fn take_first_idle(&mut self, instance: InstanceId) -> Option<Time> {
-        if self.first_idle.is_empty() {
-            return None;
-        }
-        let i = self.first_idle.iter().position(|&(id, _)| id == instance)?;
-        Some(self.first_idle.swap_remove(i).1)
     }
 
     /// Removes every idle instance at once (their image went), calling
     /// `on_removed` for each; busy ones stay.
     pub fn remove_idle(&mut self, mut on_removed: impl FnMut(InstanceId)) {
-        for (id, _) in self.idle.drain(..) {
+        for (id, _) in self.entries.drain(..self.idle_len as usize) {
             on_removed(id);
         }
-        self.idle_since_bound = None;
+        self.idle_len = 0;
+        self.idle_since_bound = Time::MAX;
     }
 
     /// An instance started with no call (pre-warmed) is idle from `now`.
@@ -332,9 +356,10 @@ impl KeepAlivePool {
 
     /// Removes one idle instance (evicted); false if it is not idle here.
     pub fn remove_idle_instance(&mut self, instance: InstanceId) -> bool {
-        match self.idle.iter().position(|&(id, _)| id == instance) {
+        match self.idle().iter().position(|&(id, _)| id == instance) {
             Some(i) => {
-                self.idle.remove(i);
+                self.entries.remove(i);
+                self.idle_len -= 1;
                 true
             }
             None => false,
@@ -343,48 +368,40 @@ impl KeepAlivePool {
 
     /// Idle instances, ascending by id, with the time they became idle.
     pub fn idle(&self) -> &[(InstanceId, Time)] {
-        &self.idle
+        &self.entries[..self.idle_len()]
     }
 
     /// When the next idle instance expires, if any is idle (and the floor
     /// lets one expire).
     pub fn next_expiry(&self) -> Option<Time> {
-        if self.instance_count() <= self.floor {
+        if self.instance_count() <= self.floor() {
             return None;
         }
-        self.idle
+        let keep_alive = self.keep_alive();
+        self.idle()
             .iter()
-            .map(|&(_, since)| since.saturating_add(self.keep_alive))
+            .map(|&(_, since)| since.saturating_add(keep_alive))
             .min()
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.len()
+        self.idle_len()
     }
 
     pub fn busy_count(&self) -> usize {
-        self.busy.len()
+        self.entries.len() - self.idle_len()
     }
 
     /// Instances that exist (busy or idle).
     pub fn instance_count(&self) -> usize {
-        self.idle.len() + self.busy.len()
-    }
-
-    pub fn cold_starts(&self) -> u64 {
-        self.cold_starts
-    }
-
-    pub fn warm_starts(&self) -> u64 {
-        self.warm_starts
+        self.entries.len()
     }
 
     /// Removes every instance (e.g. `/clear`); busy ones are forgotten too.
     pub fn clear(&mut self) {
-        self.first_idle.clear();
-        self.idle.clear();
-        self.idle_since_bound = None;
-        self.busy.clear();
+        self.entries.clear();
+        self.idle_len = 0;
+        self.idle_since_bound = Time::MAX;
     }
 }
 
@@ -450,7 +467,7 @@ mod tests {
         p.release(a.instance(), s(1)).unwrap();
         let b = p.acquire(s(5), |_| {});
         assert_eq!(b, Acquired::Warm(a.instance()));
-        assert_eq!((p.cold_starts(), p.warm_starts()), (1, 1));
+        assert_eq!((p.busy_count(), p.idle_count()), (1, 0));
     }
 
     #[test]
@@ -658,6 +675,177 @@ mod tests {
         p.release(b, s(21)).unwrap();
         assert_eq!(p.acquire(s(22), |_| {}), Acquired::Warm(b));
         p.discard(b).unwrap();
-        assert!(p.first_idle.is_empty());
+        assert_eq!(p.instance_count(), 0);
+        assert!(p.acquire(s(23), |_| {}).is_cold());
+    }
+
+    /// The pool as first written (separate idle, busy and first-idle
+    /// lists), the reference the compact one must agree with.
+    #[derive(Debug, Default)]
+    struct Reference {
+        keep_alive: Duration,
+        rules: ReuseRules,
+        idle: Vec<(InstanceId, Time)>,
+        busy: Vec<InstanceId>,
+        first_idle: Vec<(InstanceId, Time)>,
+        floor: usize,
+    }
+
+    impl Reference {
+        fn expire(&mut self, now: Time) -> Vec<Expired> {
+            let mut removable = (self.idle.len() + self.busy.len()).saturating_sub(self.floor);
+            let mut out = Vec::new();
+            let keep_alive = self.keep_alive;
+            self.idle.retain(|&(instance, since)| {
+                let at = since.saturating_add(keep_alive);
+                if at <= now && removable > 0 {
+                    removable -= 1;
+                    out.push(Expired { instance, at });
+                    false
+                } else {
+                    true
+                }
+            });
+            out
+        }
+
+        fn insert_idle(&mut self, instance: InstanceId, since: Time) {
+            let at = self.idle.partition_point(|&(id, _)| id < instance);
+            self.idle.insert(at, (instance, since));
+        }
+
+        fn take_first_idle(&mut self, instance: InstanceId) -> Option<Time> {
+            let i = self.first_idle.iter().position(|&(id, _)| id == instance)?;
+            Some(self.first_idle.swap_remove(i).1)
+        }
+
+        fn acquire(&mut self, now: Time, next: &mut InstanceId) -> (Acquired, Vec<Expired>) {
+            let expired = self.expire(now);
+            let reused = match self.rules.order {
+                ReuseOrder::Newest => self.idle.pop(),
+                ReuseOrder::Oldest if self.idle.is_empty() => None,
+                ReuseOrder::Oldest => Some(self.idle.remove(0)),
+            };
+            let got = match reused {
+                Some((id, since)) => {
+                    if !self.rules.extend_on_reuse {
+                        self.first_idle.push((id, since));
+                    }
+                    Acquired::Warm(id)
+                }
+                None => {
+                    *next += 1;
+                    Acquired::Cold(*next - 1)
+                }
+            };
+            self.busy.push(got.instance());
+            (got, expired)
+        }
+
+        fn discard(&mut self, instance: InstanceId) -> Result<(), NotBusy> {
+            let pos = self
+                .busy
+                .iter()
+                .position(|&b| b == instance)
+                .ok_or(NotBusy(instance))?;
+            self.busy.swap_remove(pos);
+            self.take_first_idle(instance);
+            Ok(())
+        }
+
+        fn release(&mut self, instance: InstanceId, now: Time) -> Result<(), NotBusy> {
+            if !self.busy.contains(&instance) {
+                return Err(NotBusy(instance));
+            }
+            let since = self.take_first_idle(instance).unwrap_or(now);
+            self.discard(instance)?;
+            self.insert_idle(instance, since);
+            Ok(())
+        }
+
+        fn next_expiry(&self) -> Option<Time> {
+            if self.idle.len() + self.busy.len() <= self.floor {
+                return None;
+            }
+            self.idle
+                .iter()
+                .map(|&(_, since)| since.saturating_add(self.keep_alive))
+                .min()
+        }
+    }
+
+    proptest::proptest! {
+        /// Any sequence of calls gets the same answers from the compact
+        /// pool as from the reference, under every reuse rule.
+        #[test]
+        fn the_compact_pool_answers_as_the_reference(
+            newest in proptest::bool::ANY,
+            extend in proptest::bool::ANY,
+            ops in proptest::collection::vec((0u8..10, 0u64..40, 0u64..8), 1..300),
+        ) {
+            let rules = ReuseRules {
+                order: if newest { ReuseOrder::Newest } else { ReuseOrder::Oldest },
+                extend_on_reuse: extend,
+            };
+            let mut pool = KeepAlivePool::new(d(10)).with_rules(rules);
+            let mut reference = Reference { keep_alive: d(10), rules, ..Reference::default() };
+            let (mut now, mut next, mut next_ref): (u64, InstanceId, InstanceId) = (0, 0, 0);
+            for (op, step, pick) in ops {
+                now += step;
+                let t = Time::from_millis(now * 500);
+                // One of the 8 newest ids (busy, idle or gone), or one
+                // never minted.
+                let id = if pick == 7 { next } else { next.saturating_sub(pick + 1) };
+                match op {
+                    0..=2 => {
+                        let mut expired = Vec::new();
+                        let got = pool.acquire(t, |e| expired.push(e), || {
+                            next += 1;
+                            next - 1
+                        });
+                        proptest::prop_assert_eq!((got, expired), reference.acquire(t, &mut next_ref));
+                    }
+                    3..=4 => proptest::prop_assert_eq!(pool.release(id, t), reference.release(id, t)),
+                    5 => proptest::prop_assert_eq!(pool.discard(id), reference.discard(id)),
+                    6 => {
+                        let mut expired = Vec::new();
+                        pool.expire(t, |e| expired.push(e));
+                        proptest::prop_assert_eq!(expired, reference.expire(t));
+                    }
+                    7 => {
+                        let floor = (pick % 3) as usize;
+                        pool.set_floor(floor);
+                        reference.floor = floor;
+                        let keep_alive = Duration::from_millis(step * 700 + 1);
+                        pool.set_keep_alive(keep_alive);
+                        reference.keep_alive = keep_alive;
+                    }
+                    8 => {
+                        let removed = pool.remove_idle_instance(id);
+                        let i = reference.idle.iter().position(|&(x, _)| x == id);
+                        proptest::prop_assert_eq!(removed, i.is_some());
+                        if let Some(i) = i {
+                            reference.idle.remove(i);
+                        }
+                    }
+                    _ => {
+                        // A pre-warmed instance, with a fresh id.
+                        next += 1;
+                        next_ref += 1;
+                        pool.add_idle(next - 1, t);
+                        reference.insert_idle(next - 1, t);
+                    }
+                }
+                proptest::prop_assert_eq!(pool.idle(), &reference.idle[..]);
+                proptest::prop_assert_eq!(pool.busy_count(), reference.busy.len());
+                proptest::prop_assert_eq!(pool.next_expiry(), reference.next_expiry());
+                proptest::prop_assert_eq!(pool.keep_alive(), reference.keep_alive);
+            }
+            let mut removed = Vec::new();
+            pool.remove_idle(|id| removed.push(id));
+            let expected: Vec<_> = reference.idle.iter().map(|&(id, _)| id).collect();
+            proptest::prop_assert_eq!(removed, expected);
+            proptest::prop_assert_eq!(pool.instance_count(), reference.busy.len());
+        }
     }
 }

@@ -39,6 +39,7 @@
 //! else.
 
 pub mod admission;
+mod chunked;
 pub mod container_pool;
 pub mod ewma_prewarm;
 pub mod functions;

@@ -131,6 +131,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::admission::{Admission, Overflow};
+use super::chunked::ChunkedVec;
 use super::container_pool::{ContainerPool, PoolPlan};
 use super::ewma_prewarm::EwmaPrewarm;
 use super::functions::{FunctionId, FunctionTable};
@@ -411,14 +412,15 @@ struct Build {
     waiting: Vec<CallId>,
 }
 
-/// What a node knows of one function it has seen: one cache line, aligned
-/// (what the Lambda model with a fixed keep-alive touches per call,
-/// its image's slot included; the parts of the other models and policies
-/// boxed in [`FunctionExtra`], builds in progress in a map of the node),
-/// since a node holds one per function it has seen and a call reaches it
-/// at a random node.
+/// What a node knows of one function it has seen: two cache lines,
+/// aligned as the pair a core's adjacent-line prefetcher fetches together
+/// (what the Lambda model with a fixed keep-alive touches per call, its
+/// image's slot and keep-alive pool included; the parts of the other
+/// models and policies boxed in [`FunctionExtra`], builds in progress in a
+/// map of the node), since a node holds one per function it has seen and
+/// a call reaches it at a random node.
 #[derive(Debug, Clone)]
-#[repr(align(64))]
+#[repr(align(128))]
 struct FunctionState {
     /// Its id in the node's function tables (see [`NodeModel::name`]).
     global: FunctionId,
@@ -429,10 +431,15 @@ struct FunctionState {
     /// Its image: cached or not, size, last use, calls pinning it (the
     /// node's [`DenseImageCache`] keeps its slots here).
     image: ImageSlot,
-    /// Its keep-alive instances (Lambda model); dropped when empty under
-    /// the policies that keep nothing per pool (see
+    /// Whether it has a keep-alive pool (Lambda model; see
+    /// [`FunctionState::pool`]).
+    has_pool: bool,
+    /// Its keep-alive instances, when `has_pool` (else empty, holding no
+    /// storage): in the record itself, the line after the fields a call
+    /// reads first, not behind a pointer of its own. Dropped when empty
+    /// under the policies that keep nothing per pool (see
     /// [`NodeModel::drop_empty_pool`]).
-    keep_alive: Option<Box<KeepAlivePool>>,
+    pool: KeepAlivePool,
     /// When this function's pending timer entry is due; [`NO_TIMER`] if
     /// it has none.
     timer: Time,
@@ -487,6 +494,39 @@ impl HasImageSlot for FunctionState {
 }
 
 impl FunctionState {
+    /// Its keep-alive pool, if it has one.
+    fn pool(&self) -> Option<&KeepAlivePool> {
+        self.has_pool.then_some(&self.pool)
+    }
+
+    fn pool_mut(&mut self) -> Option<&mut KeepAlivePool> {
+        if self.has_pool {
+            Some(&mut self.pool)
+        } else {
+            None
+        }
+    }
+
+    /// Its pool, made new (with `keep_alive()` and `rules`) if it has none.
+    fn pool_or_new(
+        &mut self,
+        keep_alive: impl FnOnce() -> Duration,
+        rules: ReuseRules,
+    ) -> &mut KeepAlivePool {
+        if !self.has_pool {
+            self.pool.reset(keep_alive(), rules);
+            self.has_pool = true;
+        }
+        &mut self.pool
+    }
+
+    /// Drops its pool (and the storage of one that grew).
+    fn drop_pool(&mut self) {
+        self.has_pool = false;
+        self.pool.clear();
+        self.pool.shrink();
+    }
+
     /// Its extra parts (defaults if it has none).
     fn x(&self) -> &FunctionExtra {
         self.extra.as_deref().unwrap_or(&NO_EXTRA)
@@ -635,7 +675,7 @@ pub struct NodeModel {
     pool: ContainerPool<u32>,
     rest: RestInstances<u32>,
     /// The functions seen on this node, by local id.
-    functions: Vec<FunctionState>,
+    functions: ChunkedVec<FunctionState>,
     /// Names shared with other nodes ([`NodeModel::with_functions`]);
     /// their ids are the global ids `0..table.len()`.
     table: Arc<FunctionTable>,
@@ -669,10 +709,6 @@ pub struct NodeModel {
     /// Set while the queue's head is retried (it goes back to the front).
     retrying: bool,
     rejections: u64,
-    /// Emptied keep-alive pools kept for reuse (at most as many as were
-    /// ever alive at once), so pools coming and going do not allocate.
-    #[allow(clippy::vec_box)] // moved to and from `FunctionState::keep_alive` as they are
-    spare_pools: Vec<Box<KeepAlivePool>>,
     /// Reused by [`NodeModel::acquire`] and [`NodeModel::timer`] for the
     /// instances they expire.
     expired_buffer: Vec<InstanceId>,
@@ -696,7 +732,7 @@ impl NodeModel {
             cache: DenseImageCache::new(options.image_limit_bytes()),
             pool: new_pool(&options),
             rest: RestInstances::new(options.rest_lifetime()),
-            functions: Vec::new(),
+            functions: ChunkedVec::default(),
             table: Arc::default(),
             own: FunctionTable::new(),
             local: LocalIds::default(),
@@ -716,7 +752,6 @@ impl NodeModel {
             admission_queue: VecDeque::new(),
             retrying: false,
             rejections: 0,
-            spare_pools: Vec::new(),
             expired_buffer: Vec::new(),
         }
     }
@@ -753,30 +788,17 @@ impl NodeModel {
         self
     }
 
-    /// A new keep-alive pool under this node's reuse rules.
-    fn new_keep_alive_pool(keep_alive: Duration, rules: ReuseRules) -> Box<KeepAlivePool> {
-        Box::new(KeepAlivePool::new(keep_alive).with_rules(rules))
-    }
-
-    /// `f`'s keep-alive pool, made (from a spare one when there is one:
-    /// no allocation) if it has none.
-    /// A new pool takes `f`'s own keep-alive if it has one
+    /// `f`'s keep-alive pool, made if it has none (under this node's
+    /// reuse rules). A new pool takes `f`'s own keep-alive if it has one
     /// ([`NodeModel::set_function_keep_alive`]), else `keep_alive`.
     fn pool_of(&mut self, f: u32, keep_alive: Duration) -> &mut KeepAlivePool {
-        let (spare, rules) = (&mut self.spare_pools, self.reuse);
-        let (table, own) = (&self.table, &self.own);
+        let (table, own, rules) = (&self.table, &self.own, self.reuse);
         let fs = &mut self.functions[f as usize];
         let global = fs.global;
-        fs.keep_alive.get_or_insert_with(|| {
-            let keep_alive = Self::own_keep_alive(table, own, global).unwrap_or(keep_alive);
-            match spare.pop() {
-                Some(mut pool) => {
-                    *pool = KeepAlivePool::reused(*pool, keep_alive, rules);
-                    pool
-                }
-                None => Self::new_keep_alive_pool(keep_alive, rules),
-            }
-        })
+        fs.pool_or_new(
+            || Self::own_keep_alive(table, own, global).unwrap_or(keep_alive),
+            rules,
+        )
     }
 
     /// The keep-alive of global id `g` in `table` + `own`, if it has its
@@ -810,13 +832,10 @@ impl NodeModel {
         let Some(f) = self.known_local(function) else {
             return;
         };
-        let next = self.functions[f as usize]
-            .keep_alive
-            .as_mut()
-            .and_then(|pool| {
-                pool.set_keep_alive(keep_alive);
-                pool.next_expiry()
-            });
+        let next = self.functions[f as usize].pool_mut().and_then(|pool| {
+            pool.set_keep_alive(keep_alive);
+            pool.next_expiry()
+        });
         if let Some(t) = next {
             self.schedule(f, t);
         }
@@ -933,7 +952,8 @@ impl NodeModel {
             memory_mb,
             calls: 0,
             image: ImageSlot::default(),
-            keep_alive: None,
+            has_pool: false,
+            pool: KeepAlivePool::new(Duration::ZERO),
             timer: NO_TIMER,
             extra: None,
         });
@@ -1378,7 +1398,7 @@ impl NodeModel {
                 let fs = &mut self.functions[r.function as usize];
                 if r.starter.is_some() {
                     self.keep_alive_busy -= 1;
-                    if let Some(pool) = &mut fs.keep_alive {
+                    if let Some(pool) = fs.pool_mut() {
                         let _ = pool.discard(id);
                     }
                 } else if let Some(x) = &mut fs.extra {
@@ -1415,7 +1435,7 @@ impl NodeModel {
                     effects.remove_instances.push(id);
                 }
                 Role::KeepAlive => {
-                    if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+                    if let Some(pool) = self.functions[f as usize].pool_mut() {
                         if pool.discard(id).is_ok() {
                             self.keep_alive_busy -= 1;
                         }
@@ -1485,7 +1505,7 @@ impl NodeModel {
             (Role::KeepAlive, Some(id)) => {
                 self.keep_alive_busy -= 1;
                 let attached = self.instances.get(id).is_some_and(|r| r.attached);
-                let released = match &mut self.functions[f as usize].keep_alive {
+                let released = match self.functions[f as usize].pool_mut() {
                     Some(pool) if attached => {
                         pool.release(id, now).ok().map(|()| pool.next_expiry())
                     }
@@ -1556,7 +1576,7 @@ impl NodeModel {
             self.lambda_timer(f, now, &mut effects);
             let mut gone = std::mem::take(&mut self.expired_buffer);
             let mut next = None;
-            if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+            if let Some(pool) = self.functions[f as usize].pool_mut() {
                 pool.expire(now, |e| gone.push(e.instance));
                 next = pool.next_expiry();
             }
@@ -1634,8 +1654,8 @@ impl NodeModel {
         self.pool = new_pool(&self.options);
         self.rest = RestInstances::new(self.options.rest_lifetime());
         self.timers.clear();
-        for fs in &mut self.functions {
-            fs.keep_alive = None;
+        for fs in self.functions.iter_mut() {
+            fs.drop_pool();
             fs.timer = NO_TIMER;
             // Pooled instances, and what the keep-alive policies learned,
             // go too.
@@ -1703,7 +1723,7 @@ impl NodeModel {
             .collect();
         rest.sort_unstable();
         for id in rest {
-            if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+            if let Some(pool) = self.functions[f as usize].pool_mut() {
                 let _ = pool.discard(id);
             }
             self.detach(id, &mut effects);
@@ -1760,7 +1780,7 @@ impl NodeModel {
                 self.detach(id, &mut effects);
             }
             Role::KeepAlive => {
-                if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+                if let Some(pool) = self.functions[f as usize].pool_mut() {
                     let _ = pool.discard(id);
                 }
                 self.detach(id, &mut effects);
@@ -1877,7 +1897,7 @@ impl NodeModel {
             effects.remove_instances.push(id);
         }
         let mut gone = Vec::new();
-        if let Some(pool) = &mut self.functions[f as usize].keep_alive {
+        if let Some(pool) = self.functions[f as usize].pool_mut() {
             pool.remove_idle(|id| gone.push(id));
         }
         for id in gone {
@@ -1907,14 +1927,8 @@ impl NodeModel {
             return;
         }
         let fs = &mut self.functions[f as usize];
-        if fs
-            .keep_alive
-            .as_ref()
-            .is_some_and(|p| p.instance_count() == 0)
-        {
-            if let Some(pool) = fs.keep_alive.take() {
-                self.spare_pools.push(pool);
-            }
+        if fs.pool().is_some_and(|p| p.instance_count() == 0) {
+            fs.drop_pool();
         }
     }
 
@@ -1979,7 +1993,7 @@ impl NodeModel {
             Some(h) => h.windows(&p, keep_alive),
             None => IdleTimeHistogram::new(&p).windows(&p, keep_alive),
         };
-        let Some(pool) = &mut fs.keep_alive else {
+        let Some(pool) = fs.pool_mut() else {
             return;
         };
         pool.set_keep_alive(windows.keep_alive);
@@ -1998,8 +2012,7 @@ impl NodeModel {
             effects.remove_instances.push(id);
         }
         if let Some(t) = self.functions[f as usize]
-            .keep_alive
-            .as_ref()
+            .pool()
             .and_then(|p| p.next_expiry())
         {
             self.schedule(f, t);
@@ -2016,7 +2029,7 @@ impl NodeModel {
             KeepAlivePolicy::Histogram(_) => match fs.x().prewarm_at {
                 Some(t) if t <= now => {
                     fs.x_mut().prewarm_at = None;
-                    let has = fs.keep_alive.as_ref().map_or(0, |p| p.instance_count());
+                    let has = fs.pool().map_or(0, |p| p.instance_count());
                     if has == 0 && fs.x().prewarming == 0 {
                         self.prewarm(f, 1, now, effects);
                     }
@@ -2034,9 +2047,7 @@ impl NodeModel {
                 let prewarming = fs.x().prewarming as usize;
                 let keep_alive =
                     Self::own_keep_alive(&self.table, &self.own, fs.global).unwrap_or(keep_alive);
-                let pool = fs
-                    .keep_alive
-                    .get_or_insert_with(|| Self::new_keep_alive_pool(keep_alive, rules));
+                let pool = fs.pool_or_new(|| keep_alive, rules);
                 pool.set_floor(target);
                 let have = pool.instance_count() + prewarming;
                 if target > have {
@@ -2101,12 +2112,7 @@ impl NodeModel {
     /// calls anew.
     fn reset_frequency_if_gone(&mut self, f: u32) {
         let fs = &mut self.functions[f as usize];
-        if fs
-            .keep_alive
-            .as_ref()
-            .is_none_or(|p| p.instance_count() == 0)
-            && fs.x().prewarming == 0
-        {
+        if fs.pool().is_none_or(|p| p.instance_count() == 0) && fs.x().prewarming == 0 {
             if let Some(x) = &mut fs.extra {
                 x.frequency = 0;
             }
@@ -2145,7 +2151,7 @@ impl NodeModel {
                 continue;
             };
             let vf = r.function;
-            if let Some(pool) = &mut self.functions[vf as usize].keep_alive {
+            if let Some(pool) = self.functions[vf as usize].pool_mut() {
                 if pool.remove_idle_instance(id) {
                     self.keep_alive_idle -= 1;
                 }
@@ -2283,7 +2289,7 @@ impl NodeModel {
     /// The pool was replaced: its ready instances go, those starting are
     /// refused when up.
     fn detach_pools(&mut self, effects: &mut Effects) {
-        for fs in &mut self.functions {
+        for fs in self.functions.iter_mut() {
             let Some(x) = &mut fs.extra else {
                 continue;
             };
@@ -2914,12 +2920,13 @@ mod tests {
         assert_eq!(m.timer(s(322)).remove_instances.len(), 1);
     }
 
-    /// A call reads its function's record at a random node: one cache
-    /// line, image slot included.
+    /// A call reads its function's record at a random node: one aligned
+    /// pair of cache lines, image slot and keep-alive pool included.
     #[test]
-    fn a_function_record_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<FunctionState>(), 64);
-        assert_eq!(std::mem::align_of::<FunctionState>(), 64);
+    fn a_function_record_is_one_pair_of_cache_lines() {
+        assert_eq!(std::mem::size_of::<KeepAlivePool>(), 64);
+        assert_eq!(std::mem::size_of::<FunctionState>(), 128);
+        assert_eq!(std::mem::align_of::<FunctionState>(), 128);
     }
 
     #[test]
@@ -2987,9 +2994,9 @@ mod tests {
         // An empty pool goes with its last instance under `fixed`.
         let _ = m.call_finished(a, s(2));
         let f = m.known_local("F7").unwrap();
-        assert!(m.functions[f as usize].keep_alive.is_some());
+        assert!(m.functions[f as usize].pool().is_some());
         assert_eq!(m.timer(s(12)).remove_instances, vec![instance]);
-        assert!(m.functions[f as usize].keep_alive.is_none());
+        assert!(m.functions[f as usize].pool().is_none());
         // The image stays: the next call is cold but builds nothing.
         let (d, mut ed) = m.call_arrived_by_id(f7, s(13));
         assert!(matches!(ed.take_step(d), Some(Step::Start { .. })));
