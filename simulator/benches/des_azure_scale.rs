@@ -289,6 +289,60 @@
 //! within 64 MiB. Still missed: 1M at 2M calls/s by rr, ll (1.4x) and
 //! ours (1.2x here); 10M in 10 s by rr and ll (2x) and ours (1.2x); the
 //! day in 10 s by rr (1.4x) and ll (10.75 s, 8 % over).
+//!
+//! 2026-12-05, a third machine of this shape (Intel Xeon, 2 vCPUs, 2 MiB
+//! of L2 per core; quiet, load average 0.6 to 1.3). This bench on commit
+//! d5e52a6, load + run s (1M: calls/s over the run):
+//!
+//! | case | nodes | rr | ll | ch | ours |
+//! |------|-------|----|----|----|------|
+//! | 1M Zipf (calls/s) | 100 | 1,616,420 | 1,428,841 | **3,059,298** | 1,986,715 |
+//! | 10M Zipf (s) | 1,000 | 0.33 + 26.74 | 0.37 + 26.04 | **0.36 + 8.02** | 0.43 + 13.73 |
+//! | day (s) | 1,000 | 0.74 + 15.72 | 0.79 + 11.16 | **0.77 + 4.62** | **0.76 + 5.10** |
+//!
+//! `perf` of rr on 10M: each hot function's samples sit on one load, a
+//! cache miss: the function's record at the call's node (`arrived`,
+//! `call_finished`, `timer`), its keep-alive pool behind a pointer of its
+//! own (`KeepAlivePool::expire`, `acquire`, `release` and the model's
+//! `pool_of`: 21.6 % together), the node's local id of the function
+//! (`local_of`, 10.2 %), the call's and the instance's records. Under rr
+//! 2.8 million (node, function) records exist at the end (2,813,626), and
+//! most calls meet theirs cold.
+//!
+//! Then (commit af13a35) the pool moved into the function's record: a
+//! compact pool (64 bytes: idle and busy instances in one small vector,
+//! one inline) in a record of two cache lines aligned as the pair a
+//! core's adjacent-line prefetcher fetches together, and the records kept
+//! in fixed chunks of 32 instead of a doubling vector (the doubling
+//! buffers of a thousand nodes left holes in glibc's heap: with the larger
+//! records in a `Vec`, rr's peak went from 646 to 1,051 MB, over the
+//! target; with chunks it stays at 647). Outputs byte-identical (27
+//! cases). Paired runs of `simulator des` (the two binaries alternated,
+//! two pairs on 10M, three on 1M), wall s on 10M: rr 25.45, 23.84 ->
+//! 22.45, 22.39; ll 25.32, 24.79 -> 22.37, 22.89; ch 7.35, 7.88 -> 7.50,
+//! 7.12; ours 13.05, 13.32 -> 11.91, 11.80 (rr, ll and ours about 10 %
+//! faster, ch unchanged); peak MB unchanged but for ll (595 -> 642); 1M,
+//! calls/s: rr 1.41M..1.45M -> 1.46M..1.49M, ll 1.32M..1.36M ->
+//! 1.38M..1.41M, ch 2.91M..3.01M -> 2.91M..2.96M, ours 1.80M..1.82M ->
+//! 1.84M..1.87M (a few percent). `perf` afterwards: the pool's share of
+//! rr's samples on 10M fell from 21.6 % to 5 %. This bench, after (one run
+//! each; a run moves by up to 10 % here, so compare the paired figures):
+//!
+//! | case | nodes | rr | ll | ch | ours |
+//! |------|-------|----|----|----|------|
+//! | 1M Zipf (calls/s) | 100 | 1,555,899 | 1,420,699 | **3,040,643** | 1,850,336 |
+//! | 10M Zipf (s) | 1,000 | 0.38 + 26.86 | 0.43 + 28.16 | **0.36 + 7.27** | 0.38 + 11.50 |
+//! | day (s) | 1,000 | 0.81 + 17.02 | 0.79 + 9.80 | **0.76 + 4.72** | **0.79 + 5.24** |
+//!
+//! Still missed: 1M at 2M calls/s by rr (1.3x), ll (1.4x) and ours (on
+//! this machine 1.0x to 1.1x: it sits at the line); 10M in 10 s by rr and
+//! ll (2.2x to 2.8x) and ours (1.2x); the day in 10 s by rr (1.8x) and ll
+//! (10.6 s, 6 % over). What is left under rr and ll is one miss per
+//! record a call reads at a node it reached at random: the local id, the
+//! function's record, the call's slot, the instance's record, the node's
+//! timer queue; reaching 10 s needs about half of those gone, which the
+//! node model's layout (records per node, shared with the live worker)
+//! does not allow.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
