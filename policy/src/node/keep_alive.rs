@@ -174,8 +174,7 @@ impl KeepAlivePool {
     }
 
     /// Empties the pool and makes it new, as [`KeepAlivePool::new`]`(
-    /// keep_alive)` with `rules` would be, keeping its storage (so a pool
-    /// reused for another function allocates nothing).
+    /// keep_alive)` with `rules` would be, keeping its storage.
     pub fn reset(&mut self, keep_alive: Duration, rules: ReuseRules) {
         self.clear();
         self.floor = 0;
@@ -257,9 +256,18 @@ impl KeepAlivePool {
 
     /// `instance` is idle from `since`, in id order (a new entry).
     fn insert_idle(&mut self, instance: InstanceId, since: Time) {
+        self.entries.insert(self.idle_len(), (instance, since));
+        self.settle_idle(since);
+    }
+
+    /// The entry just after the idle ones (the first busy one) becomes
+    /// idle from `since`, moved to its place in id order.
+    fn settle_idle(&mut self, since: Time) {
         let idle = self.idle_len();
+        let instance = self.entries[idle].0;
         let at = self.entries[..idle].partition_point(|&(id, _)| id < instance);
-        self.entries.insert(at, (instance, since));
+        self.entries[at..=idle].rotate_right(1);
+        self.entries[at].1 = since;
         self.idle_len += 1;
         self.idle_since_bound = self.idle_since_bound.min(since);
     }
@@ -313,8 +321,7 @@ impl KeepAlivePool {
     pub fn release(&mut self, instance: InstanceId, now: Time) -> Result<(), NotBusy> {
         let j = self.busy_index(instance)?;
         let idle = self.idle_len();
-        // It moves to the front of the busy ones, then into the idle ones
-        // at its place in id order.
+        // It moves to the front of the busy ones, then into the idle ones.
         self.entries.swap(j, idle);
         let first_idle = self.entries[idle].1;
         let since = if first_idle == NOT_IDLE {
@@ -322,11 +329,7 @@ impl KeepAlivePool {
         } else {
             first_idle
         };
-        let at = self.entries[..idle].partition_point(|&(id, _)| id < instance);
-        self.entries[at..=idle].rotate_right(1);
-        self.entries[at].1 = since;
-        self.idle_len += 1;
-        self.idle_since_bound = self.idle_since_bound.min(since);
+        self.settle_idle(since);
         Ok(())
     }
 

@@ -500,11 +500,7 @@ impl FunctionState {
     }
 
     fn pool_mut(&mut self) -> Option<&mut KeepAlivePool> {
-        if self.has_pool {
-            Some(&mut self.pool)
-        } else {
-            None
-        }
+        self.has_pool.then_some(&mut self.pool)
     }
 
     /// Its pool, made new (with `keep_alive()` and `rules`) if it has none.
@@ -2043,11 +2039,8 @@ impl NodeModel {
                 };
                 e.advance(now);
                 let (target, next) = (e.target(), e.next_update());
-                let rules = self.reuse;
                 let prewarming = fs.x().prewarming as usize;
-                let keep_alive =
-                    Self::own_keep_alive(&self.table, &self.own, fs.global).unwrap_or(keep_alive);
-                let pool = fs.pool_or_new(|| keep_alive, rules);
+                let pool = self.pool_of(f, keep_alive);
                 pool.set_floor(target);
                 let have = pool.instance_count() + prewarming;
                 if target > have {
