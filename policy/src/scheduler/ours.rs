@@ -57,6 +57,7 @@
 //! the catalog) decisions are exactly those of an unbounded map.
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, Count, Param, SchedulerConfig};
@@ -65,6 +66,10 @@ use super::by_id::ById;
 use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 /// `T1`: `TMax`.
+/// Functions running on a node kept inline before its list spills to
+/// the heap.
+const RUNNING_INLINE: usize = 4;
+
 pub const T1: Count = Count {
     name: "T1",
     doc: "TMax: in-flight calls at which a node takes no more calls while another has room",
@@ -160,7 +165,10 @@ pub struct GreedyLocality {
     /// Distinct names remembered before idle ones are forgotten.
     max_functions: usize,
     /// Node id → (function id, calls in flight > 0).
-    running: Vec<Vec<(u32, u32)>>,
+    /// A node runs few functions at once: they are kept in its slot of
+    /// this vector, not behind a pointer of their own (a cache miss per
+    /// look at a node, at a thousand nodes).
+    running: Vec<SmallVec<[(u32, u32); RUNNING_INLINE]>>,
     /// The caller's dense function ids ([`Policy::choose_by_id`]) →
     /// function id; emptied when functions are forgotten.
     by_id: ById,
@@ -432,7 +440,7 @@ impl GreedyLocality {
         };
         let i = node as usize;
         if self.running.len() <= i {
-            self.running.resize_with(i + 1, Vec::new);
+            self.running.resize_with(i + 1, SmallVec::new);
         }
         match self.running[i].iter_mut().find(|e| e.0 == f) {
             Some(entry) => entry.1 += 1,
