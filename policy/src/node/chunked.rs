@@ -19,6 +19,7 @@
 //! samples of the node model's arrival, end and timer under rr at 10M
 //! calls, `perf`). A chunk's capacity not yet used is never written, so
 //! it costs address space, not memory.
+
 use std::ops::{Index, IndexMut};
 
 use super::image_cache::{HasImageSlot, ImageSlot, ImageSlots};
@@ -60,10 +61,9 @@ impl<T> ChunkedVec<T> {
 
     /// Appends `value` at position `len()`.
     pub(crate) fn push(&mut self, value: T) {
-        let full = FIRST << self.chunks.len() >> 1;
-        if self.chunks.last().is_none_or(|c| c.len() == full) {
-            self.chunks
-                .push(Vec::with_capacity(FIRST << self.chunks.len()));
+        let (k, _) = locate(self.len);
+        if k == self.chunks.len() {
+            self.chunks.push(Vec::with_capacity(FIRST << k));
         }
         if let Some(chunk) = self.chunks.last_mut() {
             chunk.push(value);

@@ -65,11 +65,11 @@ use super::tracked::{Policy, Tracked};
 use super::by_id::ById;
 use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
-/// `T1`: `TMax`.
 /// Functions running on a node kept inline before its list spills to
 /// the heap.
 const RUNNING_INLINE: usize = 4;
 
+/// `T1`: `TMax`.
 pub const T1: Count = Count {
     name: "T1",
     doc: "TMax: in-flight calls at which a node takes no more calls while another has room",
