@@ -70,7 +70,16 @@
 //! they were scheduled; arrivals due at a time run after every
 //! queued event due at that time (completions and expiries before
 //! arrivals), and among themselves in the source's order (a scenario's:
-//! start time, then file order; clients': the order they became due). Randomness
+//! start time, then file order; clients': the order they became due).
+//! Where a node's timers do nothing but expire idle instances (the Lambda
+//! model under the fixed, LRU and Greedy-Dual policies, without an
+//! admission queue or a SlimFaas layer: [`NodeModel::timers_only_expire`]),
+//! they are not events: a node runs those due just before its next event,
+//! each at the time its event would have run, and the instance counts'
+//! time integrals (kept exactly, in instance-µs) are corrected from then.
+//! Logs and summaries are the same as with timers as events (a test runs
+//! both); only the summary's `events` count is lower, by up to one per
+//! call under a spreading scheduler at Azure scale. Randomness
 //! (exponential service draws) comes from one ChaCha8 RNG seeded from the
 //! run's seed.
 //!
@@ -515,25 +524,55 @@ struct Node {
     waiting: FxHashMap<CallId, u32>,
     /// When the model's timer event is scheduled.
     timer_at: Option<Time>,
+    /// Lazy timers: when the model last heard of an event.
+    last_event: Time,
 }
 
-/// Instance counts integrated over time (Lambda model).
+/// Instance counts integrated over time (Lambda model), exactly: in
+/// instance-µs, so that a change told late ([`Sim::catch_up`]) is
+/// corrected to the very sum it would have given on time.
 #[derive(Debug, Default)]
 struct InstanceAccounting {
     busy: u64,
     idle: u64,
-    area_busy: f64,
-    area_idle: f64,
+    area_busy: i128,
+    area_idle: i128,
     last: Time,
 }
 
 impl InstanceAccounting {
     fn advance(&mut self, now: Time) {
-        let dt = now.micros_since(self.last) as f64;
-        self.area_busy += self.busy as f64 * dt;
-        self.area_idle += self.idle as f64 * dt;
+        let dt = i128::from(now.micros_since(self.last));
+        self.area_busy += i128::from(self.busy) * dt;
+        self.area_idle += i128::from(self.idle) * dt;
         self.last = now.max(self.last);
     }
+
+    /// The counts went from `before` to `after` (busy, idle) at `at`,
+    /// which may be earlier than the last advance.
+    fn changed(&mut self, at: Time, before: (u64, u64), after: (u64, u64)) {
+        self.advance(at);
+        let late = i128::from(self.last.micros_since(at));
+        let delta = |b: u64, a: u64| i128::from(a) - i128::from(b);
+        self.area_busy += delta(before.0, after.0) * late;
+        self.area_idle += delta(before.1, after.1) * late;
+        self.busy = self.busy + after.0 - before.0;
+        self.idle = self.idle + after.1 - before.1;
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: timers as events of their own even where they could run
+    /// late, to check that running them late changes nothing.
+    static EAGER_TIMERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn eager_timers_forced() -> bool {
+    #[cfg(test)]
+    return EAGER_TIMERS.get();
+    #[cfg(not(test))]
+    false
 }
 
 /// `ms` in whole µs: `(ms * 1000.0).round().max(0.0) as u64` (half away
@@ -823,6 +862,7 @@ pub fn run_source<S: ArrivalSource>(
                 model: node_model(),
                 waiting: FxHashMap::default(),
                 timer_at: None,
+                last_event: Time::ZERO,
             })
             .collect(),
         cpus: match config.machine_cores {
@@ -840,6 +880,10 @@ pub fn run_source<S: ArrivalSource>(
         stats: Stats::default(),
         instances: InstanceAccounting::default(),
         count_instances: matches!(config.instances, InstanceModel::Lambda { .. }),
+        lazy_timers: !eager_timers_forced()
+            && config.slim.is_none()
+            && node_model().timers_only_expire(),
+        clock: Time::ZERO,
         done_buffer: Vec::new(),
         last_completion: Time::ZERO,
         ended: Vec::new(),
@@ -878,6 +922,7 @@ pub fn run_source<S: ArrivalSource>(
                 let Some(a) = source.next() else { break };
                 arrived += 1;
                 sim.stats.events += 1;
+                sim.clock = a.time;
                 sim.arrive(a.time, a.function, a.shape, a.client, a.kind)?;
                 if arrived & 0xFFFF == 0 {
                     progress(arrived);
@@ -898,6 +943,15 @@ pub fn run_source<S: ArrivalSource>(
         log.flush()?;
     }
     let end = sim.last_completion;
+    if sim.lazy_timers {
+        // The timers that would have run as events: those due by the
+        // last event (later than the last completion when calls that
+        // failed or were refused came after it).
+        let until = sim.clock.max(end);
+        for n in &mut sim.nodes {
+            Sim::catch_up(n, &mut sim.instances, until);
+        }
+    }
     sim.instances.advance(end);
     Ok(sim.summary(arrived, end))
 }
@@ -1026,6 +1080,15 @@ struct Sim<'a, 'w> {
     instances: InstanceAccounting,
     /// Lambda model: integrate instance counts over time.
     count_instances: bool,
+    /// The nodes' timers only expire idle instances
+    /// ([`NodeModel::timers_only_expire`]) and no SlimFaas layer looks
+    /// at instances across nodes: a node's timers run late, just before
+    /// its next event ([`Sim::on_model`]) or at the end of the run,
+    /// instead of as events of their own (under a spreading scheduler at
+    /// Azure scale, about one per call). Outputs are the same.
+    lazy_timers: bool,
+    /// The time of the last event handled.
+    clock: Time,
     done_buffer: Vec<u32>,
     last_completion: Time,
     /// Closed loop: (client, time its reply reached it) of calls that
@@ -1058,17 +1121,44 @@ impl Sim<'_, '_> {
 
     /// Calls the node's model at `now`, keeping the instance accounting.
     fn on_model<T>(&mut self, node: u32, now: Time, f: impl FnOnce(&mut NodeModel) -> T) -> T {
-        let model = &mut self.nodes[node as usize].model;
+        let n = &mut self.nodes[node as usize];
         if !self.count_instances {
-            return f(model);
+            return f(&mut n.model);
         }
-        self.instances.advance(now);
-        let (b0, i0) = model.keep_alive_instances();
+        if self.lazy_timers {
+            Self::catch_up(n, &mut self.instances, now);
+            n.last_event = now;
+        }
+        let model = &mut n.model;
+        let before = model.keep_alive_instances();
         let out = f(model);
-        let (b1, i1) = model.keep_alive_instances();
-        self.instances.busy = self.instances.busy + b1 - b0;
-        self.instances.idle = self.instances.idle + i1 - i0;
+        let after = model.keep_alive_instances();
+        self.instances.changed(now, before, after);
         out
+    }
+
+    /// Lazy timers ([`Sim::lazy_timers`]): runs the node's timers due by
+    /// `now`, each when it would have run as an event, and counts what
+    /// they changed from then. That is its due time, or the time of the
+    /// node's last event if it is due before it: such a timer was set by
+    /// that event (those due before were run when it came), and an event
+    /// of its own would have run at once, then (an instance whose
+    /// keep-alive was not extended by its reuse, idle only once its call
+    /// ended).
+    fn catch_up(node: &mut Node, instances: &mut InstanceAccounting, now: Time) {
+        let model = &mut node.model;
+        while let Some(t) = model.next_timer().filter(|&t| t <= now) {
+            let t = t.max(node.last_event);
+            let before = model.keep_alive_instances();
+            let effects = model.timer(t);
+            // Removals only, which cost nothing here.
+            debug_assert!(
+                effects.prewarm.is_empty() && effects.resume.is_empty(),
+                "a lazy timer did more than expire"
+            );
+            model.recycle(effects);
+            instances.changed(t, before, model.keep_alive_instances());
+        }
     }
 
     fn handle_next(&mut self) -> Result<(), DesError> {
@@ -1076,6 +1166,7 @@ impl Sim<'_, '_> {
             return Ok(());
         };
         self.stats.events += 1;
+        self.clock = now;
         match event {
             Event::Step(job) => self.step(job, now)?,
             Event::Cpu { cpu } => {
@@ -1164,6 +1255,9 @@ impl Sim<'_, '_> {
         // Its storage serves the node's next events (no allocation per
         // event).
         n.model.recycle(effects);
+        if self.lazy_timers {
+            return Ok(());
+        }
         if let Some(t) = n.model.next_timer() {
             let t = t.max(now);
             if n.timer_at.is_none_or(|cur| t < cur) {
@@ -1932,8 +2026,8 @@ impl Sim<'_, '_> {
         let end_us = end.as_micros();
         let instances = match self.config.instances {
             InstanceModel::Lambda { .. } if end_us > 0 => {
-                let busy = self.instances.area_busy / end_us as f64;
-                let idle = self.instances.area_idle / end_us as f64;
+                let busy = self.instances.area_busy as f64 / end_us as f64;
+                let idle = self.instances.area_idle as f64 / end_us as f64;
                 Some(InstanceSummary {
                     mean_instances: busy + idle,
                     mean_busy: busy,
@@ -1978,7 +2072,121 @@ impl Sim<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    use policy::node::{KeepAlivePolicy, Overflow, ReuseOrder};
+
     use super::*;
+
+    /// A workload with keep-alive expiries on every node, reuses just
+    /// before them, and several functions per node: 3,000 calls of 12
+    /// functions over 20 minutes, a few in bursts at one instant.
+    fn expiring_workload() -> Vec<protocol::ScenarioEvent> {
+        let mut x = crate::test_values::SEED;
+        let mut t = 0u64;
+        let mut events = Vec::new();
+        for i in 0..3_000u64 {
+            crate::test_values::xorshift(&mut x);
+            // Gaps from 0 (bursts) to 800 ms, sometimes a long pause.
+            t += if i % 97 == 0 { 40_000 } else { x % 800 };
+            let f = format!("F{}", (x >> 20) % 12);
+            events.push(protocol::ScenarioEvent::new(f, t));
+        }
+        events
+    }
+
+    /// Runs `events` under `config` with timers as events of their own
+    /// (`eager`) or run late; the summary (without its event count,
+    /// which late timers lower) and the log.
+    fn run_timers(
+        events: &[protocol::ScenarioEvent],
+        config: &DesConfig,
+        eager: bool,
+    ) -> (serde_json::Value, u64, Vec<u8>) {
+        EAGER_TIMERS.set(eager);
+        let mut log = Vec::new();
+        let summary = run_scenario(events, config, Some(&mut log));
+        EAGER_TIMERS.set(false);
+        let summary = summary.unwrap();
+        let mut json = serde_json::to_value(&summary).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("performance");
+        object.remove("events");
+        (json, summary.events, log)
+    }
+
+    /// Timers run late, at a node's next event (the default where a
+    /// node's timers only expire instances), give the very logs and
+    /// summaries that timers run as events do: under every policy and
+    /// rule that allows it, with and without memory limits, admission
+    /// limits and reuse rules, and a scheduler that spreads and one
+    /// that packs. And they do spare events.
+    #[test]
+    fn late_timers_change_nothing_but_the_event_count() {
+        let events = expiring_workload();
+        let lambda = |keep_alive_s: u64, policy: KeepAlivePolicy| {
+            InstanceModel::lambda(Duration::from_secs(keep_alive_s), policy)
+        };
+        let base = DesConfig {
+            nodes: 3,
+            default_function: Some(FunctionModel::Exponential {
+                warm_mean_ms: 900.0,
+                cold_mean_ms: 1_400.0,
+            }),
+            instances: lambda(20, KeepAlivePolicy::Fixed),
+            ..DesConfig::default()
+        };
+        let mut configs = vec![base.clone()];
+        for algorithm in ["rr", "ch", "ll", "ours"] {
+            configs.push(DesConfig {
+                scheduler: SchedulerConfig::new(algorithm, [("seed", "3")]).unwrap(),
+                ..base.clone()
+            });
+        }
+        for policy in [KeepAlivePolicy::Lru, KeepAlivePolicy::GreedyDual] {
+            configs.push(DesConfig {
+                instances: lambda(60, policy),
+                node_memory_mb: 1_024,
+                ..base.clone()
+            });
+        }
+        // Rejected, or sent to the next node.
+        for reroute in [false, true] {
+            configs.push(DesConfig {
+                admission: Admission {
+                    max_running: Some(3),
+                    overflow: Overflow::Reject,
+                },
+                reroute,
+                ..base.clone()
+            });
+        }
+        configs.push(DesConfig {
+            reuse: ReuseRules {
+                order: ReuseOrder::Oldest,
+                extend_on_reuse: false,
+            },
+            ..base.clone()
+        });
+        configs.push(DesConfig {
+            instances: lambda(0, KeepAlivePolicy::Fixed),
+            ..base.clone()
+        });
+        for config in &configs {
+            let (late, late_events, late_log) = run_timers(&events, config, false);
+            let (eager, eager_events, eager_log) = run_timers(&events, config, true);
+            assert_eq!(late, eager, "{config:?}");
+            assert!(late_log == eager_log, "{config:?}: the logs differ");
+            assert!(
+                late_events < eager_events,
+                "{config:?}: {late_events} events late, {eager_events} as events"
+            );
+            // Instances were idle, but for no keep-alive at all.
+            let idle = late["instances"]["mean_idle"].as_f64().unwrap();
+            let InstanceModel::Lambda { keep_alive, .. } = config.instances else {
+                unreachable!("the Lambda model")
+            };
+            assert_eq!(idle > 0.0, !keep_alive.is_zero(), "{config:?}");
+        }
+    }
 
     /// The same µs as `(ms * 1000.0).round().max(0.0) as u64` for halves,
     /// neighbours of halves, negatives, NaN, infinities and huge values.

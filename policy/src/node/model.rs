@@ -1551,6 +1551,29 @@ impl NodeModel {
         self.timers.next()
     }
 
+    /// Whether this model's timers do nothing but expire idle keep-alive
+    /// instances: the Lambda model under the fixed, LRU or Greedy-Dual
+    /// policy (which pre-warm nothing) with no admission queue (which an
+    /// expiry would let a queued call out of). Then what a timer changes
+    /// is seen only by this node's later events and by the instance
+    /// counts ([`NodeModel::keep_alive_instances`]), and its effects are
+    /// removals only: a driver may run the timers late, just before the
+    /// node's next event, calling [`NodeModel::timer`] at each due time
+    /// ([`NodeModel::next_timer`]) in turn, and the node is then in the
+    /// state it would have been in had each run on time (a timer due at
+    /// the very time of an event runs first, as a driver that queues
+    /// timers runs it before an arrival due then). The DES does so
+    /// (`des::engine`), which spares it an event per expiry.
+    pub fn timers_only_expire(&self) -> bool {
+        let InstanceModel::Lambda { policy, .. } = self.instance_model else {
+            return false;
+        };
+        matches!(
+            policy,
+            KeepAlivePolicy::Fixed | KeepAlivePolicy::Lru | KeepAlivePolicy::GreedyDual
+        ) && self.admission.overflow != Overflow::Queue
+    }
+
     /// Expires what is due at `now`: idle REST instances past their
     /// lifetime, idle keep-alive instances past their keep-alive.
     #[must_use = "a node model's effects must be carried out by its driver"]
