@@ -381,6 +381,9 @@ pub struct Summary {
     pub duration_ms: LatencySummary,
     /// Virtual time of the last completion, in seconds.
     pub simulated_seconds: f64,
+    /// Events handled: arrivals and queued events (a node's timers run
+    /// late, as under most Lambda configurations, are not events: see
+    /// the module docs).
     pub events: u64,
     pub instances: Option<InstanceSummary>,
     pub performance: Performance,

@@ -18,7 +18,7 @@
 //! (Reading lines one by one and splitting them as strings cost about a
 //! thousand instructions a row, a fifth of a 1M-call simulation.)
 //!
-//! Plain chunks are parsed on up to [`MAX_LOAD_THREADS`] threads (as many
+//! Plain chunks are parsed on up to `MAX_LOAD_THREADS` (4) threads (as many
 //! as the machine has cores), each chunk whole with names local to it,
 //! while the calling thread reads the file and merges the chunks in file
 //! order: names get their ids in first-seen order and their first rows

@@ -25,7 +25,7 @@
 //!   that needs a new instance queues behind them (calls that find an idle
 //!   instance still run);
 //! - [`Overflow::Reject`]: the call ends at once, unserved (listed in
-//!   [`super::Effects::rejected`]; the driver reports it failed).
+//!   [`super::EffectLists::rejected`]; the driver reports it failed).
 //!
 //! Sending a refused call to another node is a cluster rule, not a node
 //! rule: the simulator's `--overflow elsewhere` rejects here and retries

@@ -217,7 +217,7 @@ pub enum Step {
     /// [`NodeModel::image_built`] or [`NodeModel::image_build_failed`].
     BuildImage,
     /// Wait for a build or an instance start that something else does; a
-    /// later [`Effects::resume`] gives the call's next step.
+    /// later [`EffectLists::resume`] gives the call's next step.
     Wait,
     /// Start this instance, report [`NodeModel::instance_started`] (or
     /// [`NodeModel::instance_start_failed`]), then run the call on it.
@@ -1756,7 +1756,7 @@ impl NodeModel {
     /// replaced or deleted version): its instances go as in
     /// [`NodeModel::remove_function_instances`] (idle ones now, busy ones
     /// once their calls end), and its image leaves the cache now if no
-    /// call of it is in flight (listed in [`Effects::remove_images`]).
+    /// call of it is in flight (listed in [`EffectLists::remove_images`]).
     /// Returns whether the image is still cached (pinned by a call): the
     /// driver asks again once that call ended. Idempotent.
     #[must_use = "a node model's effects must be carried out by its driver"]
@@ -1817,7 +1817,7 @@ impl NodeModel {
 
     /// A wake (the balancer's SlimFaas routes): starts instances of
     /// `function` with no call waiting, up to `n` on this node (counting
-    /// those up or starting), as [`Effects::prewarm`]. The image must be
+    /// those up or starting), as [`EffectLists::prewarm`]. The image must be
     /// cached (else [`StartRefused::ImageNotCached`]: build it first, e.g.
     /// with [`NodeModel::begin_build`]). What can start depends on the
     /// instance model: Lambda starts keep-alive instances (idle once up,
