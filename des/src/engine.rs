@@ -1153,13 +1153,8 @@ impl Sim<'_, '_> {
         while let Some(t) = model.next_timer().filter(|&t| t <= now) {
             let t = t.max(node.last_event);
             let before = model.keep_alive_instances();
-            let effects = model.timer(t);
             // Removals only, which cost nothing here.
-            debug_assert!(
-                effects.prewarm.is_empty() && effects.resume.is_empty(),
-                "a lazy timer did more than expire"
-            );
-            model.recycle(effects);
+            model.expire_due(t);
             instances.changed(t, before, model.keep_alive_instances());
         }
     }

@@ -1579,6 +1579,26 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn timer(&mut self, now: Time) -> Effects {
         let mut effects = self.fresh_effects();
+        self.run_timers(now, Some(&mut effects));
+        if !self.admission_queue.is_empty() {
+            // Expired instances freed memory.
+            self.admit_queued(now, &mut effects);
+        }
+        effects
+    }
+
+    /// [`NodeModel::timer`] for a model whose timers only expire
+    /// ([`NodeModel::timers_only_expire`]), for a driver that carries out
+    /// no removals (the DES): the same changes, without the effects, which
+    /// would list the removed instances only.
+    pub fn expire_due(&mut self, now: Time) {
+        debug_assert!(self.timers_only_expire(), "timers that do more than expire");
+        self.run_timers(now, None);
+    }
+
+    /// The timers due at `now`; what they remove goes to `effects`, and
+    /// without them they do nothing but remove (a pre-warm needs them).
+    fn run_timers(&mut self, now: Time, mut effects: Option<&mut Effects>) {
         while let Some((t, _, f)) = self.timers.pop_due(now) {
             let fs = &mut self.functions[f as usize];
             if fs.timer != t {
@@ -1587,19 +1607,30 @@ impl NodeModel {
             fs.timer = NO_TIMER;
             if let Some(id) = self.rest.expire_function(&f, now) {
                 self.instances.remove(id);
-                effects.remove_instances.push(id);
+                if let Some(e) = effects.as_deref_mut() {
+                    e.remove_instances.push(id);
+                }
             }
             if let Some(t) = self.rest.deadline(&f) {
                 self.schedule(f, t);
             }
-            self.lambda_timer(f, now, &mut effects);
+            if let Some(e) = effects.as_deref_mut() {
+                self.lambda_timer(f, now, e);
+            }
             let mut gone = std::mem::take(&mut self.expired_buffer);
             let mut next = None;
             if let Some(pool) = self.functions[f as usize].pool_mut() {
                 pool.expire(now, |e| gone.push(e.instance));
                 next = pool.next_expiry();
             }
-            self.forget_expired(&mut gone, &mut effects);
+            match effects.as_deref_mut() {
+                Some(e) => self.forget_expired(&mut gone, e),
+                None => {
+                    for id in gone.drain(..) {
+                        self.forget_idle(id);
+                    }
+                }
+            }
             self.expired_buffer = gone;
             self.reset_frequency_if_gone(f);
             self.drop_empty_pool(f);
@@ -1607,11 +1638,6 @@ impl NodeModel {
                 self.schedule(f, t);
             }
         }
-        if !self.admission_queue.is_empty() {
-            // Expired instances freed memory.
-            self.admit_queued(now, &mut effects);
-        }
-        effects
     }
 
     /// Schedules a look at `f` at `t`, unless one is due earlier.
@@ -2183,11 +2209,16 @@ impl NodeModel {
     /// Expired keep-alive instances are gone.
     fn forget_expired(&mut self, expired: &mut Vec<InstanceId>, effects: &mut Effects) {
         for id in expired.drain(..) {
-            self.keep_alive_idle -= 1;
-            self.idle_gone(id);
-            self.instances.remove(id);
+            self.forget_idle(id);
             effects.remove_instances.push(id);
         }
+    }
+
+    /// Forgets the idle keep-alive instance `id` (expired or evicted).
+    fn forget_idle(&mut self, id: InstanceId) {
+        self.keep_alive_idle -= 1;
+        self.idle_gone(id);
+        self.instances.remove(id);
     }
 
     /// Whether a new keep-alive instance of `need_mb` may start now
