@@ -1558,7 +1558,8 @@ impl NodeModel {
     /// is seen only by this node's later events and by the instance
     /// counts ([`NodeModel::keep_alive_instances`]), and its effects are
     /// removals only: a driver may run the timers late, just before the
-    /// node's next event, calling [`NodeModel::timer`] at each due time
+    /// node's next event, calling [`NodeModel::timer`] (or
+    /// [`NodeModel::expire_due`]) at each due time
     /// ([`NodeModel::next_timer`]) in turn, and the node is then in the
     /// state it would have been in had each run on time (a timer due at
     /// the very time of an event runs first, as a driver that queues
@@ -1588,8 +1589,9 @@ impl NodeModel {
     }
 
     /// [`NodeModel::timer`] for a model whose timers only expire
-    /// ([`NodeModel::timers_only_expire`]), for a driver that carries out
-    /// no removals (the DES): the same changes, without the effects, which
+    /// ([`NodeModel::timers_only_expire`]; only for such a model: a
+    /// pre-warm due would be skipped), for a driver that carries out no
+    /// removals (the DES): the same changes, without the effects, which
     /// would list the removed instances only.
     pub fn expire_due(&mut self, now: Time) {
         debug_assert!(self.timers_only_expire(), "timers that do more than expire");
@@ -2214,7 +2216,7 @@ impl NodeModel {
         }
     }
 
-    /// Forgets the idle keep-alive instance `id` (expired or evicted).
+    /// Forgets the idle keep-alive instance `id`, expired.
     fn forget_idle(&mut self, id: InstanceId) {
         self.keep_alive_idle -= 1;
         self.idle_gone(id);
