@@ -545,20 +545,29 @@ struct InstanceAccounting {
 
 impl InstanceAccounting {
     fn advance(&mut self, now: Time) {
-        let dt = i128::from(now.micros_since(self.last));
-        self.area_busy += i128::from(self.busy) * dt;
-        self.area_idle += i128::from(self.idle) * dt;
-        self.last = now.max(self.last);
+        if now > self.last {
+            let dt = i128::from(now.micros_since(self.last));
+            self.area_busy += i128::from(self.busy) * dt;
+            self.area_idle += i128::from(self.idle) * dt;
+            self.last = now;
+        }
     }
 
     /// The counts went from `before` to `after` (busy, idle) at `at`,
     /// which may be earlier than the last advance.
     fn changed(&mut self, at: Time, before: (u64, u64), after: (u64, u64)) {
-        self.advance(at);
-        let late = i128::from(self.last.micros_since(at));
-        let delta = |b: u64, a: u64| i128::from(a) - i128::from(b);
-        self.area_busy += delta(before.0, after.0) * late;
-        self.area_idle += delta(before.1, after.1) * late;
+        if before == after {
+            return;
+        }
+        if at >= self.last {
+            self.advance(at);
+        } else {
+            // Told late: the new counts held from `at` on.
+            let late = i128::from(self.last.micros_since(at));
+            let delta = |b: u64, a: u64| i128::from(a) - i128::from(b);
+            self.area_busy += delta(before.0, after.0) * late;
+            self.area_idle += delta(before.1, after.1) * late;
+        }
         self.busy = self.busy + after.0 - before.0;
         self.idle = self.idle + after.1 - before.1;
     }
@@ -1129,7 +1138,9 @@ impl Sim<'_, '_> {
             return f(&mut n.model);
         }
         if self.lazy_timers {
-            Self::catch_up(n, &mut self.instances, now);
+            if n.model.next_timer().is_some_and(|t| t <= now) {
+                Self::catch_up(n, &mut self.instances, now);
+            }
             n.last_event = now;
         }
         let model = &mut n.model;
