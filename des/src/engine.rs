@@ -1138,9 +1138,7 @@ impl Sim<'_, '_> {
             return f(&mut n.model);
         }
         if self.lazy_timers {
-            if n.model.next_timer().is_some_and(|t| t <= now) {
-                Self::catch_up(n, &mut self.instances, now);
-            }
+            Self::catch_up(n, &mut self.instances, now);
             n.last_event = now;
         }
         let model = &mut n.model;
@@ -1159,6 +1157,7 @@ impl Sim<'_, '_> {
     /// of its own would have run at once, then (an instance whose
     /// keep-alive was not extended by its reuse, idle only once its call
     /// ended).
+    #[inline]
     fn catch_up(node: &mut Node, instances: &mut InstanceAccounting, now: Time) {
         let model = &mut node.model;
         while let Some(t) = model.next_timer().filter(|&t| t <= now) {

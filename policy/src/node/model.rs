@@ -1135,7 +1135,7 @@ impl NodeModel {
                     let pool = self.pool_of(f, keep_alive);
                     pool.expire(now, |e| expired.push(e.instance));
                     let warm = pool.idle_count() > 0;
-                    self.forget_expired(&mut expired, effects);
+                    self.forget_idle_instances(&mut expired, effects);
                     if !warm && !self.admits(memory_mb, policy, effects) {
                         self.expired_buffer = expired;
                         return self.overflow(call, now, effects);
@@ -1151,7 +1151,7 @@ impl NodeModel {
                     },
                 );
                 self.next_instance = next;
-                self.forget_expired(&mut expired, effects);
+                self.forget_idle_instances(&mut expired, effects);
                 self.expired_buffer = expired;
                 self.keep_alive_busy += 1;
                 match got {
@@ -1626,7 +1626,7 @@ impl NodeModel {
                 next = pool.next_expiry();
             }
             match effects.as_deref_mut() {
-                Some(e) => self.forget_expired(&mut gone, e),
+                Some(e) => self.forget_idle_instances(&mut gone, e),
                 None => {
                     for id in gone.drain(..) {
                         self.forget_idle(id);
@@ -1947,12 +1947,7 @@ impl NodeModel {
         if let Some(pool) = self.functions[f as usize].pool_mut() {
             pool.remove_idle(|id| gone.push(id));
         }
-        for id in gone {
-            self.keep_alive_idle -= 1;
-            self.idle_gone(id);
-            self.instances.remove(id);
-            effects.remove_instances.push(id);
-        }
+        self.forget_idle_instances(&mut gone, effects);
     }
 
     // ----- keep-alive policies (Lambda model) -----
@@ -2052,12 +2047,7 @@ impl NodeModel {
             fs.x_mut().prewarm_at = Some(at);
             self.schedule(f, at);
         }
-        for id in gone {
-            self.keep_alive_idle -= 1;
-            self.idle_gone(id);
-            self.instances.remove(id);
-            effects.remove_instances.push(id);
-        }
+        self.forget_idle_instances(&mut gone, effects);
         if let Some(t) = self.functions[f as usize]
             .pool()
             .and_then(|p| p.next_expiry())
@@ -2208,15 +2198,16 @@ impl NodeModel {
         }
     }
 
-    /// Expired keep-alive instances are gone.
-    fn forget_expired(&mut self, expired: &mut Vec<InstanceId>, effects: &mut Effects) {
-        for id in expired.drain(..) {
+    /// Idle keep-alive instances their pool let go (expired, unloaded or
+    /// removed) are gone.
+    fn forget_idle_instances(&mut self, gone: &mut Vec<InstanceId>, effects: &mut Effects) {
+        for id in gone.drain(..) {
             self.forget_idle(id);
             effects.remove_instances.push(id);
         }
     }
 
-    /// Forgets the idle keep-alive instance `id`, expired.
+    /// Forgets the idle keep-alive instance `id` its pool let go.
     fn forget_idle(&mut self, id: InstanceId) {
         self.keep_alive_idle -= 1;
         self.idle_gone(id);
