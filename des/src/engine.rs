@@ -79,7 +79,20 @@
 //! time integrals (kept exactly, in instance-µs) are corrected from then.
 //! Logs and summaries are the same as with timers as events (a test runs
 //! both); only the summary's `events` count is lower, by up to one per
-//! call under a spreading scheduler at Azure scale. Randomness
+//! call under a spreading scheduler at Azure scale. Likewise, where a
+//! keep-alive instance a call starts is seen by nothing but that call
+//! until it ends (the Lambda model under every policy but Greedy-Dual,
+//! without a SlimFaas layer: [`NodeModel::call_starts_are_private`]) and
+//! the call's first work is a sleep (an exponential or percentile sleep
+//! draw, or a row's duration without CPU work), the instance's start is
+//! not an event: the call's sleep is scheduled from the start's end when
+//! the call starts it, and the model hears of the start, at its own
+//! time, just before it hears of the call's end. The summary's `events`
+//! are then fewer by one per such cold start; logs and summaries are
+//! otherwise the same (a test runs both), but for the order of log lines
+//! of calls that end in the same microsecond (such a call's end is
+//! scheduled earlier than as the start's event scheduled it, and ties
+//! leave in scheduling order). Randomness
 //! (exponential service draws) comes from one ChaCha8 RNG seeded from the
 //! run's seed.
 //!
@@ -382,8 +395,9 @@ pub struct Summary {
     /// Virtual time of the last completion, in seconds.
     pub simulated_seconds: f64,
     /// Events handled: arrivals and queued events (a node's timers run
-    /// late, as under most Lambda configurations, are not events: see
-    /// the module docs).
+    /// late and the cold starts of calls whose first work is a sleep, as
+    /// under most Lambda configurations, are not events: see the module
+    /// docs).
     pub events: u64,
     pub instances: Option<InstanceSummary>,
     pub performance: Performance,
@@ -493,6 +507,9 @@ struct Job {
     kind: CallKind,
     /// Retries done (the SlimFaas layer).
     retries: u32,
+    /// Its instance's start, done at `service_start`, is not yet told to
+    /// its node's model ([`Sim::quiet_starts`]).
+    start_untold: bool,
 }
 
 /// Per function: where its phases are and how big its package is.
@@ -578,11 +595,22 @@ thread_local! {
     /// Tests: timers as events of their own even where they could run
     /// late, to check that running them late changes nothing.
     static EAGER_TIMERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: instance starts as events of their own even where they
+    /// could be told late, to check that telling them late changes
+    /// nothing.
+    static EAGER_STARTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn eager_timers_forced() -> bool {
     #[cfg(test)]
     return EAGER_TIMERS.get();
+    #[cfg(not(test))]
+    false
+}
+
+fn eager_starts_forced() -> bool {
+    #[cfg(test)]
+    return EAGER_STARTS.get();
     #[cfg(not(test))]
     false
 }
@@ -895,6 +923,9 @@ pub fn run_source<S: ArrivalSource>(
         lazy_timers: !eager_timers_forced()
             && config.slim.is_none()
             && node_model().timers_only_expire(),
+        quiet_starts: !eager_starts_forced()
+            && config.slim.is_none()
+            && node_model().call_starts_are_private(),
         clock: Time::ZERO,
         done_buffer: Vec::new(),
         last_completion: Time::ZERO,
@@ -1099,6 +1130,14 @@ struct Sim<'a, 'w> {
     /// instead of as events of their own (under a spreading scheduler at
     /// Azure scale, about one per call). Outputs are the same.
     lazy_timers: bool,
+    /// A keep-alive instance a call starts is seen by nothing but that
+    /// call until it ends ([`NodeModel::call_starts_are_private`]) and no
+    /// SlimFaas layer counts starting instances: when the call's first
+    /// work is a sleep, its start is no event of its own; the sleep is
+    /// scheduled from the start's end, and the model is told of the
+    /// start just before it is told of the call's end
+    /// ([`Job::start_untold`]).
+    quiet_starts: bool,
     /// The time of the last event handled.
     clock: Time,
     done_buffer: Vec<u32>,
@@ -1368,6 +1407,7 @@ impl Sim<'_, '_> {
             client,
             kind,
             retries: 0,
+            start_untold: false,
         })
     }
 
@@ -1625,8 +1665,24 @@ impl Sim<'_, '_> {
                     InstanceKind::Rest | InstanceKind::Pooled => profile.rest_start_ms,
                 } + load;
                 self.count_start(id, CallMeta::default());
+                let up = now.add_micros(ms_to_us(cost));
+                let job = &mut self.jobs[id as usize];
+                if self.quiet_starts
+                    && kind == InstanceKind::KeepAlive
+                    && job.pending_cpu <= 0.0
+                    && job.pending_sleep > 0
+                {
+                    // What `InstanceUp` and `step` would do at `up`, but
+                    // telling the model: it is told at the call's end.
+                    job.started = true;
+                    job.service_start = up;
+                    job.start_untold = true;
+                    let at = up.add_micros(std::mem::take(&mut job.pending_sleep));
+                    self.queue.push(at, Event::Step(id));
+                    return Ok(());
+                }
                 self.queue.push(
-                    now.add_micros(ms_to_us(cost)),
+                    up,
                     Event::InstanceUp {
                         node,
                         instance,
@@ -1754,6 +1810,7 @@ impl Sim<'_, '_> {
             client: NO_CLIENT,
             kind: CallKind::Sync,
             retries: 0,
+            start_untold: false,
         });
         let cpu = self.cpu_of(node);
         if let Some(t) = self.cpus[cpu as usize].add(build, work, now) {
@@ -1944,7 +2001,14 @@ impl Sim<'_, '_> {
             self.freed.push((job.function, now));
         }
         let (node, function) = (job.node, job.function);
-        let (meta, effects) = self.on_model(node, now, |m| m.call_finished(job.call, now));
+        let (meta, effects) = self.on_model(node, now, |m| {
+            if job.start_untold {
+                let started = m.instance_started(job.instance, job.service_start);
+                debug_assert!(started.is_empty(), "a private start with effects");
+                m.recycle(started);
+            }
+            m.call_finished(job.call, now)
+        });
         self.apply(node, effects, now)?;
         let name = self.names[function as usize].as_str();
         if job.reroutes == 0 {
@@ -2101,18 +2165,22 @@ mod tests {
         events
     }
 
-    /// Runs `events` under `config` with timers as events of their own
-    /// (`eager`) or run late; the summary (without its event count,
-    /// which late timers lower) and the log.
-    fn run_timers(
+    /// Runs `events` under `config` with timers (`eager_timers`) and
+    /// instance starts (`eager_starts`) as events of their own, or not
+    /// where they need not be; the summary (without its event count,
+    /// which these shortcuts lower) and the log.
+    fn run_with(
         events: &[protocol::ScenarioEvent],
         config: &DesConfig,
-        eager: bool,
+        eager_timers: bool,
+        eager_starts: bool,
     ) -> (serde_json::Value, u64, Vec<u8>) {
-        EAGER_TIMERS.set(eager);
+        EAGER_TIMERS.set(eager_timers);
+        EAGER_STARTS.set(eager_starts);
         let mut log = Vec::new();
         let summary = run_scenario(events, config, Some(&mut log));
         EAGER_TIMERS.set(false);
+        EAGER_STARTS.set(false);
         let summary = summary.unwrap();
         let mut json = serde_json::to_value(&summary).unwrap();
         let object = json.as_object_mut().unwrap();
@@ -2121,15 +2189,11 @@ mod tests {
         (json, summary.events, log)
     }
 
-    /// Timers run late, at a node's next event (the default where a
-    /// node's timers only expire instances), give the very logs and
-    /// summaries that timers run as events do: under every policy and
-    /// rule that allows it, with and without memory limits, admission
-    /// limits and reuse rules, and a scheduler that spreads and one
-    /// that packs. And they do spare events.
-    #[test]
-    fn late_timers_change_nothing_but_the_event_count() {
-        let events = expiring_workload();
+    /// Lambda configurations: schedulers that spread and that pack,
+    /// memory limits under LRU and Greedy-Dual, admission limits
+    /// (rejected or rerouted), oldest-first reuse without extension, and
+    /// no keep-alive at all.
+    fn lambda_configs() -> Vec<DesConfig> {
         let lambda = |keep_alive_s: u64, policy: KeepAlivePolicy| {
             InstanceModel::lambda(Duration::from_secs(keep_alive_s), policy)
         };
@@ -2178,9 +2242,21 @@ mod tests {
             instances: lambda(0, KeepAlivePolicy::Fixed),
             ..base.clone()
         });
-        for config in &configs {
-            let (late, late_events, late_log) = run_timers(&events, config, false);
-            let (eager, eager_events, eager_log) = run_timers(&events, config, true);
+        configs
+    }
+
+    /// Timers run late, at a node's next event (the default where a
+    /// node's timers only expire instances), give the very logs and
+    /// summaries that timers run as events do: under every policy and
+    /// rule that allows it, with and without memory limits, admission
+    /// limits and reuse rules, and a scheduler that spreads and one
+    /// that packs. And they do spare events.
+    #[test]
+    fn late_timers_change_nothing_but_the_event_count() {
+        let events = expiring_workload();
+        for config in &lambda_configs() {
+            let (late, late_events, late_log) = run_with(&events, config, false, true);
+            let (eager, eager_events, eager_log) = run_with(&events, config, true, true);
             assert_eq!(late, eager, "{config:?}");
             assert!(late_log == eager_log, "{config:?}: the logs differ");
             assert!(
@@ -2193,6 +2269,59 @@ mod tests {
                 unreachable!("the Lambda model")
             };
             assert_eq!(idle > 0.0, !keep_alive.is_zero(), "{config:?}");
+        }
+    }
+
+    /// Cold starts told late, at the call's end (the default where a
+    /// call's instance is private to it and its first work a sleep),
+    /// give the summaries that starts as events give, and the same log
+    /// lines (in another order only among calls that end in the same
+    /// microsecond): under the configurations above and the policies that
+    /// pre-warm (histogram, EWMA), with timers late and as events. They
+    /// spare an event per cold start, but under Greedy-Dual (which reads
+    /// start times: every start is then an event).
+    #[test]
+    fn quiet_starts_change_nothing_but_the_event_count() {
+        let events = expiring_workload();
+        let mut configs = lambda_configs();
+        let base = configs[0].clone();
+        for policy in [
+            KeepAlivePolicy::Histogram(Default::default()),
+            KeepAlivePolicy::Ewma(Default::default()),
+        ] {
+            configs.push(DesConfig {
+                instances: InstanceModel::lambda(Duration::from_secs(30), policy),
+                ..base.clone()
+            });
+        }
+        let sorted = |log: Vec<u8>| {
+            let mut lines: Vec<Vec<u8>> = log.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+            lines.sort();
+            lines
+        };
+        for config in &configs {
+            let InstanceModel::Lambda { policy, .. } = config.instances else {
+                unreachable!("the Lambda model")
+            };
+            for eager_timers in [false, true] {
+                let (quiet, quiet_events, quiet_log) =
+                    run_with(&events, config, eager_timers, false);
+                let (eager, eager_events, eager_log) =
+                    run_with(&events, config, eager_timers, true);
+                assert_eq!(quiet, eager, "{config:?}");
+                assert!(
+                    sorted(quiet_log) == sorted(eager_log),
+                    "{config:?}: the log lines differ"
+                );
+                let cold = quiet["cold_starts"].as_u64().unwrap();
+                assert!(cold > 0, "{config:?}");
+                if policy == KeepAlivePolicy::GreedyDual {
+                    assert_eq!(quiet_events, eager_events, "{config:?}");
+                } else {
+                    // Every cold start was a call's, and spared its event.
+                    assert_eq!(eager_events - quiet_events, cold, "{config:?}");
+                }
+            }
         }
     }
 

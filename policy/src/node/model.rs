@@ -1575,6 +1575,27 @@ impl NodeModel {
         ) && self.admission.overflow != Overflow::Queue
     }
 
+    /// Whether a keep-alive instance that a call starts ([`Step::Start`]
+    /// of [`InstanceKind::KeepAlive`]) is seen by nothing but that call
+    /// until the call ends: the Lambda model under any policy but
+    /// Greedy-Dual (which reads start times when it evicts). Its
+    /// [`NodeModel::instance_started`] then only marks it ready, with no
+    /// effects and no count changed, and nothing this model does for
+    /// other calls, timers or memory reads whether it is ready; only the
+    /// queries [`NodeModel::function_instances`] and
+    /// [`NodeModel::instances_by_function`] tell starting instances from
+    /// ready ones. A driver that asks neither may then tell the start
+    /// late, at the start's own time, just before it tells the call's end
+    /// ([`NodeModel::call_finished`]), and the call's end finds the node
+    /// as it would have. The DES does so where the call's first work is a
+    /// sleep (`des::engine`), which spares it an event per cold start.
+    pub fn call_starts_are_private(&self) -> bool {
+        matches!(
+            self.instance_model,
+            InstanceModel::Lambda { policy, .. } if !matches!(policy, KeepAlivePolicy::GreedyDual)
+        )
+    }
+
     /// Expires what is due at `now`: idle REST instances past their
     /// lifetime, idle keep-alive instances past their keep-alive.
     #[must_use = "a node model's effects must be carried out by its driver"]
