@@ -12,9 +12,16 @@
 # latency, on an i7 13th gen; issue 14 §4).
 #
 # Usage: bench/user-functions.sh [--duration S] [--connections C]
-#          [--lb-threads N] [--worker-threads N]
+#          [--lb-threads N] [--worker-threads N] [--netns host|private|both]
 # Defaults: 5 s of wrk, 64 connections, 2 balancer threads, 2 worker HTTP
-# threads. Installs apache2-utils (ab) and wrk with apt-get when missing.
+# threads, both network namespaces. `--netns host` measures in the
+# machine's own network namespace, where the Docker engine's iptables
+# rules (its nat table) put netfilter's connection tracking on every
+# loopback packet; `private` runs everything (servers, ab, wrk) in a new
+# network namespace of its own (`unshare --net`, loopback only, no
+# firewall rules: what a machine without the Docker engine's rules has);
+# `both` runs the whole measurement once in each, one after the other.
+# Installs apache2-utils (ab) and wrk with apt-get when missing.
 # Cleans up every process and directory it creates.
 set -euo pipefail
 
@@ -22,31 +29,65 @@ DURATION=5
 CONNECTIONS=64
 LB_THREADS=2
 WORKER_THREADS=2
+NETNS=both
+PASS=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --duration) DURATION=$2; shift 2 ;;
-        --connections) CONNECTIONS=$2; shift 2 ;;
-        --lb-threads) LB_THREADS=$2; shift 2 ;;
-        --worker-threads) WORKER_THREADS=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        --duration) DURATION=$2; PASS+=("$1" "$2"); shift 2 ;;
+        --connections) CONNECTIONS=$2; PASS+=("$1" "$2"); shift 2 ;;
+        --lb-threads) LB_THREADS=$2; PASS+=("$1" "$2"); shift 2 ;;
+        --worker-threads) WORKER_THREADS=$2; PASS+=("$1" "$2"); shift 2 ;;
+        --netns) NETNS=$2; shift 2 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [ "$DURATION" -ge 1 ] && [ "$DURATION" -le 60 ] || { echo "--duration must be 1..60 s" >&2; exit 2; }
+# (`inside` is private, once in the new namespace.)
+case "$NETNS" in
+    host|private|both|inside) ;;
+    *) echo "--netns must be host, private or both" >&2; exit 2 ;;
+esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+SELF="$ROOT/bench/user-functions.sh"
+
+if [ "$NETNS" != inside ]; then
+    # Tools and binaries first, with the machine's network (apt-get and
+    # cargo may need it).
+    missing=()
+    command -v ab >/dev/null || missing+=(apache2-utils)
+    command -v wrk >/dev/null || missing+=(wrk)
+    if [ ${#missing[@]} -gt 0 ]; then
+        (source bench/lib.sh && bench_apt_install "${missing[@]}")
+    fi
+    echo "building release binaries" >&2
+    # The whole workspace's feature set (a subset build would compile the
+    # graph again with other features).
+    cargo build --release --locked -q --workspace --bin load-balancer --bin worker-front --bin hf-user-fn
+fi
+# A private network namespace: loopback up, nothing else (root, or an
+# unprivileged user namespace mapping the caller to root).
+in_private_netns() {
+    local unshare=(unshare --net)
+    [ "$(id -u)" -eq 0 ] || unshare=(unshare --user --map-root-user --net)
+    "${unshare[@]}" -- bash -c 'ip link set lo up && exec bash "$0" "$@"' \
+        "$SELF" --netns inside ${PASS[@]+"${PASS[@]}"}
+}
+case "$NETNS" in
+    private) in_private_netns; exit $? ;;
+    both)
+        status=0
+        echo "== in the machine's network namespace (--netns host) =="
+        bash "$SELF" --netns host ${PASS[@]+"${PASS[@]}"} || status=$?
+        echo
+        echo "== in a private network namespace (--netns private) =="
+        in_private_netns || status=$?
+        exit $status ;;
+esac
 
 source bench/lib.sh
-missing=()
-command -v ab >/dev/null || missing+=(apache2-utils)
-command -v wrk >/dev/null || missing+=(wrk)
-[ ${#missing[@]} -eq 0 ] || bench_apt_install "${missing[@]}"
-
-echo "building release binaries" >&2
-# The whole workspace's feature set (a subset build would compile the
-# graph again with other features).
-cargo build --release --locked -q --workspace --bin load-balancer --bin worker-front --bin hf-user-fn
 BIN="$ROOT/target/release"
 
 # The bare server's stdin (fd 3) closes first: it stops when it sees EOF.
@@ -160,7 +201,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else
 
 echo
 echo "user functions: warm calls of a trivial native function (hf-user-fn echo)"
-echo "host: $(nproc) cores, $(uname -r); balancer threads $LB_THREADS, worker HTTP threads $WORKER_THREADS"
+case "$NETNS" in
+    inside) WHERE="a private network namespace (loopback only, no netfilter rules)" ;;
+    *) WHERE="the machine's network namespace ($(iptables -t nat -S 2>/dev/null | grep -c '^-A' || true) nat rules)" ;;
+esac
+echo "host: $(nproc) cores, $(uname -r); balancer threads $LB_THREADS, worker HTTP threads $WORKER_THREADS; in $WHERE"
 printf "%-36s %12s %10s %10s %8s\n" "load" "calls/s" "p50 ms" "p99 ms" "errors"
 printf "%-36s %12s %10s %10s %8s\n" "ab -n 1000 -c 10, balancer" "$AB_LB_RPS" "$AB_LB_P50" "-" "$((AB_LB_FAIL + AB_LB_NON2XX))"
 printf "%-36s %12s %10s %10s %8s\n" "ab -n 1000 -c 10, bare echo" "$AB_BARE_RPS" "$AB_BARE_P50" "-" "$((AB_BARE_FAIL + AB_BARE_NON2XX))"
