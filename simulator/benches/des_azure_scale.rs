@@ -426,6 +426,39 @@
 //! expiries (the function's record, the instance's slot and the timer
 //! queue's front, each a miss 60 s after it was last touched), and most
 //! of the rest on the arrival's and the end's misses.
+//!
+//! 2026-12-05, later, on another AMD EPYC machine (2 vCPUs, 512 KiB of
+//! L2 per core, an 8 MiB L3), about half as fast as the Intel one for
+//! this code (ch on 10M: 15.65 s here, 7.4 s there). A call's cold start
+//! is no longer an event of its own where the instance is the call's
+//! alone until it ends and the call's first work is a sleep (commit
+//! d740eba; `des::engine`, "quiet starts"): the call's sleep is scheduled
+//! from the start's end, and the model hears of the start just before
+//! the call's end. Outputs byte-identical but for the event count (27
+//! cases, and a test that runs both ways under 13 configurations). Events
+//! under rr: 2.40M -> 1.99M on 1M, 25.7M -> 20.0M on 10M. callgrind, rr on
+//! 1M: 4,099.5M -> 3,951.6M instructions (-3.6 %). Paired runs of
+//! `simulator des` (old and new alternated), rr on 1M, calls/s: 691k,
+//! 613k, 743k -> 749k, 802k, 764k; rr on 10M, run s: 32.5, 30.8 -> 32.0,
+//! 31.4, no change: on 10M the start's event cost little beside the
+//! misses of the arrival, the end and the expiry. `perf` of rr on 10M
+//! afterwards: `call_finished` 12.9 %, the late expiries 11.3 %
+//! (`run_timers`) plus the timer queue's pops and pushes 7.3 %, the
+//! node's local id of the function (`local_of`) 9.6 %, the arrival
+//! (`arrived`) 9.5 %, the job's step 8.9 %, each on a miss. This bench
+//! afterwards (one run each), load + run s:
+//!
+//! | case | nodes | rr | ll | ch | ours |
+//! |------|-------|----|----|----|------|
+//! | 1M Zipf (calls/s) | 100 | 975,862 | 938,223 | 1,398,781 | 1,001,336 |
+//! | 10M Zipf (s) | 1,000 | 0.73 + 30.48 | 0.74 + 29.08 | 0.82 + 15.65 | 0.81 + 25.20 |
+//! | day (s) | 100 | 1.50 + 16.01 | 1.45 + 15.46 | 1.41 + 9.90 | 1.40 + 11.22 |
+//! | day (s) | 1,000 | 1.40 + 25.96 | 1.81 + 16.17 | 1.41 + 10.86 | 1.43 + 11.39 |
+//!
+//! Peak memory 26.2 to 41.8 MiB (1M), 189.8 to 617.3 MiB (10M) and 381.7
+//! to 446.4 MiB (the day): met. Speed: every target is missed on this
+//! machine, ch by 1.4x (1M) and 1.6x (10M); the Intel machine's figures
+//! above are the ones to compare with the targets.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
