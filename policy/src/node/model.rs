@@ -2941,6 +2941,102 @@ mod tests {
         assert_eq!(m.keep_alive_instances(), (0, 0));
     }
 
+    /// Where a call's start is private to it
+    /// ([`NodeModel::call_starts_are_private`]), telling the start late,
+    /// at its own time, just before the call's end, leaves the node as
+    /// telling it on time: the same effects, steps and counts for the
+    /// calls of another function and of the same one in between, with
+    /// memory limits, and the same instances and reuse afterwards.
+    #[test]
+    fn a_private_start_told_late_leaves_the_node_as_told_on_time() {
+        let keep_alive = Duration::from_secs(30);
+        let policies = [
+            KeepAlivePolicy::Fixed,
+            KeepAlivePolicy::Lru,
+            KeepAlivePolicy::Histogram(Default::default()),
+            KeepAlivePolicy::Ewma(Default::default()),
+        ];
+        for policy in policies {
+            let model = || {
+                NodeModel::new(
+                    CachingOptions::default(),
+                    InstanceModel::lambda(keep_alive, policy),
+                )
+                .with_node_memory_mb(1_024)
+            };
+            assert!(model().call_starts_are_private(), "{policy:?}");
+            let (mut on_time, mut late) = (model(), model());
+            // The call up to its step: its image built at once.
+            let arrive = |m: &mut NodeModel, f: &str, at: Time| {
+                let (call, mut eff) = m.call_arrived(f, at);
+                let mut step = eff.take_step(call);
+                let mut seen = vec![eff];
+                if step == Some(Step::BuildImage) {
+                    let mut eff = m.image_built(f, 10, at);
+                    step = eff.take_step(call);
+                    seen.push(eff);
+                }
+                (call, step, seen)
+            };
+            let both = |on_time: &mut NodeModel, late: &mut NodeModel, f: &str, at: Time| {
+                let a = arrive(on_time, f, at);
+                assert_eq!(a, arrive(late, f, at), "{policy:?}: {f} at {at:?}");
+                a
+            };
+            let same = |on_time: &NodeModel, late: &NodeModel| {
+                assert_eq!(on_time.keep_alive_instances(), late.keep_alive_instances());
+                assert_eq!(on_time.memory_in_use_mb(), late.memory_in_use_mb());
+                assert_eq!(on_time.next_timer(), late.next_timer());
+            };
+            // A starts at 0 and is up at 1 s: told then to one model only.
+            let (a, step, _) = both(&mut on_time, &mut late, "F", s(0));
+            let Some(Step::Start { instance: ia, .. }) = step else {
+                panic!("{policy:?}: {step:?}")
+            };
+            assert!(on_time.instance_started(ia, s(1)).is_empty());
+            same(&on_time, &late);
+            // Calls of G, and of F, come and go meanwhile.
+            for (f, at) in [("G", 2), ("F", 3), ("G", 40)] {
+                let (call, step, _) = both(&mut on_time, &mut late, f, s(at));
+                if let Some(Step::Start { instance, .. }) = step {
+                    for m in [&mut on_time, &mut late] {
+                        assert!(m.instance_started(instance, s(at + 1)).is_empty());
+                    }
+                }
+                let ends = [&mut on_time, &mut late].map(|m| m.call_finished(call, s(at + 5)));
+                assert_eq!(ends[0], ends[1], "{policy:?}: {f} at {at}");
+                same(&on_time, &late);
+                let timers = [&mut on_time, &mut late].map(|m| m.timer(s(at + 6)));
+                assert_eq!(timers[0], timers[1], "{policy:?}");
+            }
+            // A ends at 50 s: its start is told to the other model now.
+            let started = late.instance_started(ia, s(1));
+            assert!(started.is_empty(), "{policy:?}: {started:?}");
+            let ends = [&mut on_time, &mut late].map(|m| m.call_finished(a, s(50)));
+            assert_eq!(ends[0], ends[1], "{policy:?}");
+            same(&on_time, &late);
+            for f in ["F", "G"] {
+                assert_eq!(on_time.function_instances(f), late.function_instances(f));
+            }
+            assert_eq!(
+                on_time.instances_by_function(),
+                late.instances_by_function()
+            );
+            // And F's next call reuses A's instance in both.
+            let (_, step, _) = both(&mut on_time, &mut late, "F", s(51));
+            assert_eq!(step, Some(Step::Run { instance: ia }), "{policy:?}");
+        }
+        // Greedy-Dual reads start times, and HotFunctions' models wait
+        // for starts: their starts are not private.
+        for instances in [
+            InstanceModel::lambda(keep_alive, KeepAlivePolicy::GreedyDual),
+            InstanceModel::HotFunctions,
+        ] {
+            let m = NodeModel::new(CachingOptions::default(), instances);
+            assert!(!m.call_starts_are_private(), "{instances:?}");
+        }
+    }
+
     /// A function with its own keep-alive (60 s) beside one on the node's
     /// (300 s): calls of both end at 2 s; the first's instance goes at
     /// 62 s, the other's at 302 s. Set through a shared table or on the
