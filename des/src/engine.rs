@@ -1673,7 +1673,8 @@ impl Sim<'_, '_> {
                     && job.pending_sleep > 0
                 {
                     // What `InstanceUp` and `step` would do at `up`, but
-                    // telling the model: it is told at the call's end.
+                    // for telling the model, which hears of the start at
+                    // the call's end (`finish`).
                     job.started = true;
                     job.service_start = up;
                     job.start_untold = true;
