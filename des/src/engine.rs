@@ -18,7 +18,10 @@
 //!   core, shared with the calls' CPU phases and other builds on the same
 //!   cores (staging a package or an engine build is CPU-bound; on a live
 //!   2-core testbed, concurrent first calls make each other's builds
-//!   longer). Calls that wait for it go on when it ends.
+//!   longer). Calls that wait for it go on when it ends. A build of no
+//!   work (under 1 µs: the ideal profile) is done by the model as the
+//!   call arrives ([`NodeModel::call_arrived_building_at_once`]), with
+//!   the same outcome, and counted in `image_builds` all the same.
 //! - `Start` (REST or Lambda instance): `rest_start_ms` or `lambda_cold_ms`
 //!   plus `instance_load_ms_per_mb` per MB of package; the instance is up
 //!   then, and the calls waiting for it go on with `rest_warm_ms`.
@@ -521,6 +524,10 @@ struct FunctionInfo {
     /// Share of a scenario row's duration run as CPU work.
     cpu_share: f64,
     package_bytes: u64,
+    /// Its image builds in no time (under 1 µs of work): the node model
+    /// builds it as the call arrives
+    /// ([`NodeModel::call_arrived_building_at_once`]).
+    instant_build: bool,
 }
 
 /// A function's random work, drawn per call.
@@ -862,12 +869,15 @@ pub fn run_source<S: ArrivalSource>(
                 points: points.into(),
             }),
         };
+        let package_bytes = scaled_bytes(bytes, config.package_scale);
         functions.push(FunctionInfo {
             first_phase: first,
             end_phase: phases.len() as u32,
             draw,
             cpu_share,
-            package_bytes: scaled_bytes(bytes, config.package_scale),
+            package_bytes,
+            // As `Sim::start_build` finds it.
+            instant_build: config.profile.image_build_ms(package_bytes) * 1000.0 < 1.0,
         });
         scheduler.declare_function(name, memory_mb);
         table.declare(name, memory_mb);
@@ -1500,9 +1510,20 @@ impl Sim<'_, '_> {
             ..
         } = self.jobs[id as usize];
         self.jobs[id as usize].node = node;
-        let (call, mut effects) = self.on_model(node, now, |m| {
-            m.call_arrived_by_id_with_memory(function, memory_mb, now)
+        let info = &self.functions[function as usize];
+        // (Instances kept for `min_instances` wait for builds in
+        // `build_done`.)
+        let at_once = (info.instant_build && self.floors.is_empty()).then_some(info.package_bytes);
+        let (call, mut effects, built) = self.on_model(node, now, |m| match at_once {
+            Some(bytes) => m.call_arrived_building_at_once(function, memory_mb, bytes, now),
+            None => {
+                let (call, effects) = m.call_arrived_by_id_with_memory(function, memory_mb, now);
+                (call, effects, false)
+            }
         });
+        if built {
+            self.stats.image_builds += 1;
+        }
         self.jobs[id as usize].call = call;
         let step = effects.take_step(call).unwrap_or(Step::Wait);
         let rejected = !effects.rejected.is_empty() && effects.rejected.contains(&call);

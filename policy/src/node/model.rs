@@ -977,7 +977,8 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn call_arrived(&mut self, function: &str, now: Time) -> (CallId, Effects) {
         let f = self.intern(function);
-        self.arrived(f, None, now)
+        let (call, effects, _) = self.arrived(f, None, None, now);
+        (call, effects)
     }
 
     /// [`NodeModel::call_arrived`] for a call that asks for `memory_mb`
@@ -993,7 +994,8 @@ impl NodeModel {
         now: Time,
     ) -> (CallId, Effects) {
         let f = self.intern(function);
-        self.arrived(f, memory_mb, now)
+        let (call, effects, _) = self.arrived(f, memory_mb, None, now);
+        (call, effects)
     }
 
     /// [`NodeModel::call_arrived`] for the function with id `function` in
@@ -1003,7 +1005,8 @@ impl NodeModel {
     #[must_use = "a node model's effects must be carried out by its driver"]
     pub fn call_arrived_by_id(&mut self, function: FunctionId, now: Time) -> (CallId, Effects) {
         let f = self.local_of(function);
-        self.arrived(f, None, now)
+        let (call, effects, _) = self.arrived(f, None, None, now);
+        (call, effects)
     }
 
     /// [`NodeModel::call_arrived_with_memory`] by id.
@@ -1015,10 +1018,39 @@ impl NodeModel {
         now: Time,
     ) -> (CallId, Effects) {
         let f = self.local_of(function);
-        self.arrived(f, memory_mb, now)
+        let (call, effects, _) = self.arrived(f, memory_mb, None, now);
+        (call, effects)
     }
 
-    fn arrived(&mut self, f: u32, memory_mb: Option<u32>, now: Time) -> (CallId, Effects) {
+    /// [`NodeModel::call_arrived_by_id_with_memory`] for a driver whose
+    /// image builds take no time: a missing image of `image_bytes` is
+    /// built at once, as [`NodeModel::image_built_by_id`] at `now` just
+    /// after the arrival would build it, and the call goes on to its
+    /// instance in the same effects (its step is never
+    /// [`Step::BuildImage`]); the `bool` says whether it built. The state
+    /// and effects are those of the two calls, but for the one
+    /// [`Step::BuildImage`] step of the call.
+    #[must_use = "a node model's effects must be carried out by its driver"]
+    pub fn call_arrived_building_at_once(
+        &mut self,
+        function: FunctionId,
+        memory_mb: Option<u32>,
+        image_bytes: u64,
+        now: Time,
+    ) -> (CallId, Effects, bool) {
+        let f = self.local_of(function);
+        self.arrived(f, memory_mb, Some(image_bytes), now)
+    }
+
+    /// A call of `f` arrives; with `instant_build`, a missing image of
+    /// that size is built at once (then true).
+    fn arrived(
+        &mut self,
+        f: u32,
+        memory_mb: Option<u32>,
+        instant_build: Option<u64>,
+        now: Time,
+    ) -> (CallId, Effects, bool) {
         self.lambda_arrival(f, now);
         let cached = self.cache.call_started(&mut self.functions, f, now);
         let memory_mb = memory_mb.unwrap_or(self.functions[f as usize].memory_mb);
@@ -1037,6 +1069,13 @@ impl NodeModel {
         if cached {
             let step = self.acquire(call, now, &mut effects);
             effects.resume.push((call, step));
+        } else if let (Some(bytes), false) = (instant_build, self.builds.contains_key(&f)) {
+            // What `built` does for a builder with no call waiting.
+            let evicted = self.cache.image_built(&mut self.functions, f, bytes, now);
+            self.evict(evicted, &mut effects);
+            let step = self.acquire(call, now, &mut effects);
+            effects.resume.push((call, step));
+            return (call, effects, true);
         } else {
             match self.builds.entry(f) {
                 Entry::Occupied(mut build) => {
@@ -1052,7 +1091,7 @@ impl NodeModel {
                 }
             }
         }
-        (call, effects)
+        (call, effects, false)
     }
 
     /// Starts a build of `function`'s image with no call waiting (the
@@ -3109,6 +3148,74 @@ mod tests {
         }
         assert_eq!(ids.get(2), None);
         assert_eq!(ids.get(u32::MAX), None);
+    }
+
+    /// A build done as the call arrives
+    /// ([`NodeModel::call_arrived_building_at_once`]) leaves the node as
+    /// the arrival and an `image_built` at the same instant do: the same
+    /// calls, steps, evicted images and instances, under an image-cache
+    /// limit that evicts, in the Lambda model and HotFunctions' REST mode.
+    #[test]
+    fn a_build_at_once_is_an_arrival_and_its_build() {
+        let mut table = FunctionTable::new();
+        for i in 0..4 {
+            table.declare(&format!("F{i}"), 128);
+        }
+        let table = Arc::new(table);
+        let lambda = InstanceModel::lambda(Duration::from_secs(10), KeepAlivePolicy::Fixed);
+        let limited = |mut options: CachingOptions| {
+            options.user_code_size_limit = 100 * MB as i64;
+            options
+        };
+        let setups = [
+            (limited(CachingOptions::default()), lambda),
+            (limited(rest_options(-1)), InstanceModel::HotFunctions),
+        ];
+        for (options, instances) in setups {
+            let model = || NodeModel::new(options, instances).with_functions(table.clone());
+            let (mut at_once, mut two_steps) = (model(), model());
+            let (mut builds, mut evicted) = (0, 0);
+            // Each image is 40 MB: a third evicts one.
+            for (i, g) in [0, 1, 0, 2, 3, 0, 1].into_iter().enumerate() {
+                let at = s(i as u64 * 3);
+                let (call, mut eff, built) =
+                    at_once.call_arrived_building_at_once(g, None, 40 * MB, at);
+                let (other, mut first) = two_steps.call_arrived_by_id_with_memory(g, None, at);
+                assert_eq!(call, other);
+                let mut step = first.take_step(call);
+                let mut removed = first.remove_images.clone();
+                let builds_here = step == Some(Step::BuildImage);
+                if builds_here {
+                    let mut eff = two_steps.image_built_by_id(g, 40 * MB, at);
+                    step = eff.take_step(call);
+                    removed.extend(eff.remove_images.iter().cloned());
+                    builds += 1;
+                }
+                assert_eq!(built, builds_here, "{instances:?}: F{g} at {at:?}");
+                evicted += removed.len();
+                assert_eq!(eff.take_step(call), step, "{instances:?}: F{g} at {at:?}");
+                assert_eq!(eff.remove_images, removed, "{instances:?}: F{g} at {at:?}");
+                if let Some(Step::Start { instance, .. }) = step {
+                    assert_eq!(
+                        at_once.instance_started(instance, at),
+                        two_steps.instance_started(instance, at)
+                    );
+                }
+                let end = at + Duration::from_secs(1);
+                assert_eq!(
+                    at_once.call_finished(call, end),
+                    two_steps.call_finished(call, end)
+                );
+                assert_eq!(at_once.images(), two_steps.images());
+                assert_eq!(at_once.image_bytes(), two_steps.image_bytes());
+                assert_eq!(at_once.instances(), two_steps.instances());
+            }
+            // F0 built, reused, evicted and built again.
+            assert!(
+                builds >= 5 && evicted > 0,
+                "{instances:?}: {builds} builds, {evicted} evicted"
+            );
+        }
     }
 
     #[test]
