@@ -876,7 +876,6 @@ pub fn run_source<S: ArrivalSource>(
             draw,
             cpu_share,
             package_bytes,
-            // As `Sim::start_build` finds it.
             instant_build: config.profile.image_build_ms(package_bytes) * 1000.0 < 1.0,
         });
         scheduler.declare_function(name, memory_mb);
@@ -1802,11 +1801,11 @@ impl Sim<'_, '_> {
         now: Time,
     ) -> Result<(), DesError> {
         self.stats.image_builds += 1;
-        let package_bytes = self.functions[function as usize].package_bytes;
-        let work = self.config.profile.image_build_ms(package_bytes) * 1000.0;
-        if work < 1.0 {
+        let info = &self.functions[function as usize];
+        if info.instant_build {
             return self.build_done(node, function, builder, now);
         }
+        let work = self.config.profile.image_build_ms(info.package_bytes) * 1000.0;
         let call = match builder {
             NO_JOB => CallId::default(),
             b => self.jobs[b as usize].call,

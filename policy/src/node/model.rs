@@ -1066,16 +1066,17 @@ impl NodeModel {
             instance: None,
         });
         let mut effects = self.fresh_effects();
-        if cached {
-            let step = self.acquire(call, now, &mut effects);
-            effects.resume.push((call, step));
-        } else if let (Some(bytes), false) = (instant_build, self.builds.contains_key(&f)) {
+        let built_now = match instant_build {
             // What `built` does for a builder with no call waiting.
-            let evicted = self.cache.image_built(&mut self.functions, f, bytes, now);
-            self.evict(evicted, &mut effects);
+            Some(bytes) if !cached && !self.builds.contains_key(&f) => {
+                self.cache_built_image(f, bytes, now, &mut effects);
+                true
+            }
+            _ => false,
+        };
+        if cached || built_now {
             let step = self.acquire(call, now, &mut effects);
             effects.resume.push((call, step));
-            return (call, effects, true);
         } else {
             match self.builds.entry(f) {
                 Entry::Occupied(mut build) => {
@@ -1091,7 +1092,7 @@ impl NodeModel {
                 }
             }
         }
-        (call, effects, false)
+        (call, effects, built_now)
     }
 
     /// Starts a build of `function`'s image with no call waiting (the
@@ -1125,8 +1126,7 @@ impl NodeModel {
 
     fn built(&mut self, f: u32, bytes: u64, now: Time) -> Effects {
         let mut effects = self.fresh_effects();
-        let evicted = self.cache.image_built(&mut self.functions, f, bytes, now);
-        self.evict(evicted, &mut effects);
+        self.cache_built_image(f, bytes, now, &mut effects);
         // The builder first, then the calls that waited, in arrival order.
         let build = self.builds.remove(&f).unwrap_or_default();
         for call in build.builder.into_iter().chain(build.waiting) {
@@ -1961,6 +1961,13 @@ impl NodeModel {
     // ----- composition rules -----
 
     /// An evicted image takes its function's idle instances with it.
+    /// `f`'s image of `bytes` is built at `now`: the cache takes it,
+    /// evicting what it must.
+    fn cache_built_image(&mut self, f: u32, bytes: u64, now: Time, effects: &mut Effects) {
+        let evicted = self.cache.image_built(&mut self.functions, f, bytes, now);
+        self.evict(evicted, effects);
+    }
+
     fn evict(&mut self, evicted: Vec<EvictedImage<u32>>, effects: &mut Effects) {
         for EvictedImage { function: f, .. } in evicted {
             effects.remove_images.push(self.name(f));
