@@ -145,6 +145,9 @@ pub struct WorkerConfig {
     /// (None), `auto` (the worker's own container's cgroup) or a path
     /// ([`runtime::docker::cgroup`]).
     pub docker_cgroup_parent: Option<String>,
+    /// How Linux schedules the function processes (`--function-sched`;
+    /// process runtime only): [`runtime::spawn::FunctionSched`].
+    pub function_sched: runtime::spawn::FunctionSched,
     /// The balancer this worker fetches user functions' packages from on
     /// their first call through it (`--functions-from`, default the
     /// `--join` URL): `crate::functions::Functions::ensure`.
@@ -177,6 +180,7 @@ impl Default for WorkerConfig {
             docker_instance_network: None,
             docker_labels: Vec::new(),
             docker_cgroup_parent: None,
+            function_sched: runtime::spawn::FunctionSched::Normal,
             functions_from: None,
         }
     }
@@ -325,6 +329,13 @@ not to the process runtime"
             "--docker-instance-network, --docker-label and --docker-cgroup-parent apply to the docker runtime only".into(),
         ));
     }
+    if config.runtime == RuntimeKind::Docker
+        && config.function_sched != runtime::spawn::FunctionSched::Normal
+    {
+        return Err(RunError::Config(
+            "--function-sched applies to the process runtime only (the Docker engine starts the processes of containers)".into(),
+        ));
+    }
     let port = listener.local_addr()?.port();
     let options = RuntimeOptions {
         worker_id: config
@@ -343,7 +354,7 @@ not to the process runtime"
     match config.runtime {
         RuntimeKind::Process => {
             serve(
-                ProcessRuntime::new(options.clone())?,
+                ProcessRuntime::new(options.clone())?.with_function_sched(config.function_sched),
                 None,
                 options,
                 listeners,
@@ -462,6 +473,7 @@ async fn serve<R: Runtime>(
         source: config.functions_from.clone(),
         source_bearer: config.mgmt.bearer(),
         docker: user_docker,
+        sched: config.function_sched,
     })
     .await
     .map_err(|e| RunError::Config(format!("user functions: {e}")))?;

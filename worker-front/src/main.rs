@@ -193,6 +193,18 @@ struct StartArgs {
     /// cgroup path (/parent/path, or NAME.slice with the systemd driver).
     #[arg(long, env = "HF_DOCKER_CGROUP_PARENT", value_name = "none|auto|PATH")]
     docker_cgroup_parent: Option<String>,
+    /// `--runtime process`: the Linux scheduling policy of the function
+    /// processes: normal (SCHED_OTHER, default) or batch (SCHED_BATCH: the
+    /// same CPU share, but waking a function does not preempt the thread
+    /// running, e.g. this worker's; fewer context switches per call on a
+    /// busy machine, and a woken function may wait up to a time slice).
+    #[arg(
+        long,
+        env = "HF_FUNCTION_SCHED",
+        default_value = "normal",
+        value_name = "normal|batch"
+    )]
+    function_sched: worker_front::runtime::spawn::FunctionSched,
     /// The balancer whose user functions this worker runs: it fetches a
     /// function's package from there on its first call (default: the
     /// --join URL).
@@ -268,6 +280,7 @@ fn main() -> anyhow::Result<()> {
         docker_instance_network: args.docker_instance_network,
         docker_labels: args.docker_label,
         docker_cgroup_parent: args.docker_cgroup_parent,
+        function_sched: args.function_sched,
         functions_from: args.functions_from.clone().or_else(|| args.join.clone()),
         ..WorkerConfig::default()
     };

@@ -342,3 +342,113 @@ async fn an_idle_rest_instance_ends_after_its_lifetime_and_the_next_call_is_cold
     assert_eq!(m["ImageBuilt"], false, "the package stayed staged: {m}");
     w.stop();
 }
+
+/// The scheduling policy (field 41 of `/proc/<pid>/task/<tid>/stat`) and
+/// the nice value (field 19) of every thread of `pid`.
+fn thread_scheds(pid: u64) -> Vec<(u32, i32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        out.push((
+            fields[41 - 3].parse().unwrap(),
+            fields[19 - 3].parse().unwrap(),
+        ));
+    }
+    out
+}
+
+/// The processes whose parent is `ppid`.
+fn children_of(ppid: u32) -> Vec<u64> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let rest = &stat[stat.rfind(')').unwrap() + 1..];
+        if rest.split_whitespace().nth(1) == Some(&ppid.to_string()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// `--function-sched batch`: every function process the worker starts
+/// (a user function's, every thread of it, and a sample function's
+/// instance) runs under SCHED_BATCH with the worker's nice value; the
+/// worker's own threads do not. Without the option, SCHED_OTHER. The
+/// Docker runtime refuses the option at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_processes_run_under_the_scheduling_policy_the_worker_is_given() {
+    let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &own[own.rfind(')').unwrap() + 1..];
+    let nice: i32 = rest
+        .split_whitespace()
+        .nth(19 - 3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    for (sched, policy) in [("batch", 3), ("normal", 0)] {
+        let dirs = Dirs::new();
+        let w = try_start_with(&dirs.data(), &dirs.work(), &["--function-sched", sched]).unwrap();
+        let (s, v) = w.deploy("e.zip", &native_zip("e", None), None, None).await;
+        assert_eq!(s, 200, "{v}");
+        // Calls at once: the function serves each connection on a thread
+        // of its own, made after its start.
+        let calls = (0..8).map(|_| w.call_ok("e"));
+        let pids: Vec<u64> = futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|(_, pid)| pid)
+            .collect();
+        assert!(
+            pids.iter().all(|p| *p == pids[0]),
+            "one warm instance: {pids:?}"
+        );
+        let threads = thread_scheds(pids[0]);
+        assert!(threads.len() > 1, "{threads:?}");
+        assert!(
+            threads.iter().all(|t| *t == (policy, nice)),
+            "--function-sched {sched}: {threads:?}"
+        );
+        // A sample function's instance (REST mode keeps it).
+        let r = w
+            .client
+            .get(format!("{}/execute?name=noop", w.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let worker = w.child.id();
+        let samples: Vec<u64> = children_of(worker)
+            .into_iter()
+            .filter(|p| *p != pids[0])
+            .collect();
+        assert!(!samples.is_empty(), "no sample instance under the worker");
+        for p in samples {
+            let threads = thread_scheds(p);
+            assert!(
+                threads.iter().all(|t| *t == (policy, nice)),
+                "sample instance {p} under --function-sched {sched}: {threads:?}"
+            );
+        }
+        assert!(
+            thread_scheds(u64::from(worker)).iter().all(|t| t.0 == 0),
+            "the worker's own threads stay SCHED_OTHER"
+        );
+        w.stop();
+    }
+    let dirs = Dirs::new();
+    let err = try_start_exactly(
+        &dirs.data(),
+        &dirs.work(),
+        &["--runtime", "docker", "--function-sched", "batch"],
+    )
+    .err()
+    .expect("the docker runtime refuses --function-sched");
+    assert!(err.contains("process runtime only"), "{err}");
+}

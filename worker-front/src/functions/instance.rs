@@ -32,6 +32,7 @@
 use super::package::{Manifest, RuntimeSpec};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::instance_client::{InstanceClient, Request};
+use crate::runtime::spawn::FunctionSched;
 use crate::runtime::Instance;
 use bytes::Bytes;
 pub use sample_functions::user::wire::{find, hop_by_hop};
@@ -119,6 +120,8 @@ pub struct Launch {
     pub bootstrap: PathBuf,
     /// Under the Docker runtime: the version's image, and the runtime.
     pub container: Option<ContainerLaunch>,
+    /// How a process of it is scheduled (process runtime).
+    pub sched: FunctionSched,
 }
 
 /// A version's image in the Docker runtime (`runtime::docker::user`).
@@ -453,7 +456,7 @@ pub async fn start(launch: &Launch, instance: String) -> Result<Running, CallErr
     let port = free_port().map_err(|e| fail(format!("finding a free port: {e}")))?;
     let mut cmd = launch.command(&instance);
     cmd.env("PORT", port.to_string());
-    let mut child = crate::runtime::spawn::spawn(&mut cmd)
+    let mut child = crate::runtime::spawn::spawn(&mut cmd, launch.sched)
         .await
         .map_err(|e| fail(format!("spawning {}: {e}", launch.manifest.entry())))?;
     let output: Ring = Arc::default();
@@ -673,7 +676,7 @@ pub async fn run_once(
     let function = launch.function.clone();
     let mut cmd = launch.command(&instance);
     cgi_env(&mut cmd, &call);
-    let mut child = crate::runtime::spawn::spawn(&mut cmd)
+    let mut child = crate::runtime::spawn::spawn(&mut cmd, launch.sched)
         .await
         .map_err(|e| CallError::Start {
             function: function.clone(),

@@ -118,6 +118,7 @@ pub mod store;
 pub use sample_functions::user::{package, rate};
 
 use crate::runtime::docker::DockerRuntime;
+use crate::runtime::spawn::FunctionSched;
 use bytes::Bytes;
 use instance::{Call, CallError, CallReply, Launch};
 use node::{UserNode, Version, WakeRefused};
@@ -150,6 +151,8 @@ pub struct FunctionsConfig {
     /// in containers of images built for each version (see "The Docker
     /// runtime" above). None: local processes.
     pub docker: Option<DockerRuntime>,
+    /// How the function processes are scheduled (process runtime).
+    pub sched: FunctionSched,
 }
 
 /// The Node.js binary: `HF_NODE`, else `node` found on `PATH`.
@@ -294,6 +297,7 @@ struct Site {
     /// directory of the data dir, emptied at each start and stop.
     staging: PathBuf,
     docker: Option<DockerRuntime>,
+    sched: FunctionSched,
 }
 
 impl Site {
@@ -317,6 +321,7 @@ impl Site {
                 node: self.node.clone(),
                 bootstrap: self.bootstrap.clone(),
                 container: None,
+                sched: self.sched,
             },
             deploy: deploy.to_string(),
             docker: self.docker.clone(),
@@ -380,6 +385,7 @@ impl Functions {
             bootstrap,
             staging,
             docker: config.docker.clone(),
+            sched: config.sched,
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)

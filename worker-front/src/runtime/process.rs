@@ -31,6 +31,7 @@
 
 use super::instance_client::{call_query, invoke_path, ClientError, InstanceClient};
 use super::ownership::{claim_orphans, WorkArea, LOCK_FILE, RECORD_FILE};
+use super::spawn::FunctionSched;
 use super::{
     parse_function_output, staged_function_file, tail, EngineHealth, Image, Instance, InstanceKind,
     Invocation, Removed, Runtime, RuntimeError, RuntimeOptions, ENV_FUNCTION, ENV_KIND, ENV_WORKER,
@@ -88,6 +89,8 @@ struct Inner {
     oneshots: Mutex<HashMap<u64, OneShotProcess>>,
     instances: InstanceClient,
     sequence: AtomicU64,
+    /// How the function processes are scheduled.
+    sched: FunctionSched,
 }
 
 /// Runs functions as local `hf-fn` processes. Cheap to clone (shared state).
@@ -114,8 +117,17 @@ impl ProcessRuntime {
                 oneshots: Mutex::new(HashMap::new()),
                 instances: InstanceClient::new(),
                 sequence: AtomicU64::new(0),
+                sched: FunctionSched::Normal,
             }),
         })
+    }
+
+    /// Starts the function processes under `sched` (before any starts).
+    pub fn with_function_sched(mut self, sched: FunctionSched) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.sched = sched;
+        }
+        self
     }
 
     /// The directory holding this worker's staged images: its own work
@@ -263,8 +275,13 @@ impl Drop for OneShotEntry<'_> {
 
 /// Starts instance `name` of `image` (past a busy executable:
 /// [`super::spawn`]).
-async fn spawn_for(cmd: &mut Command, image: &Image, name: &str) -> Result<Child, RuntimeError> {
-    super::spawn::spawn(cmd)
+async fn spawn_for(
+    cmd: &mut Command,
+    image: &Image,
+    name: &str,
+    sched: FunctionSched,
+) -> Result<Child, RuntimeError> {
+    super::spawn::spawn(cmd, sched)
         .await
         .map_err(|e| RuntimeError::Instance {
             instance: name.to_string(),
@@ -398,7 +415,7 @@ impl Runtime for ProcessRuntime {
         if let Some(query) = call_query(&call) {
             cmd.args(["--call", &query]);
         }
-        let mut child = spawn_for(&mut cmd, image, &name).await?;
+        let mut child = spawn_for(&mut cmd, image, &name, self.inner.sched).await?;
         // Registered so that `/clear` can stop it, by its handle.
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
         let key = self.next();
@@ -474,7 +491,7 @@ impl Runtime for ProcessRuntime {
         // The instance ends when this pipe closes, i.e. when the worker
         // exits, even if it is killed: no orphans.
         .stdin(Stdio::piped());
-        let mut child = spawn_for(&mut cmd, image, &name).await?;
+        let mut child = spawn_for(&mut cmd, image, &name, self.inner.sched).await?;
         let stderr = match child.stderr.take() {
             Some(s) => collect_stderr(s),
             None => Arc::new(Mutex::new(String::new())),

@@ -15,10 +15,67 @@
 //! [`spawn`] retries such a refusal a few times, a little later each
 //! time; any other error, or a file still busy after the retries, is
 //! returned as it is.
+//!
+//! It also starts the program under the Linux scheduling policy the
+//! worker gives its functions ([`FunctionSched`], `--function-sched`).
+//! Under [`FunctionSched::Batch`] the fork is made by a short-lived thread
+//! of the worker that first puts itself under `SCHED_BATCH`: a child
+//! inherits its forking thread's policy and nice value, and every thread
+//! the child makes inherits them in turn, so the function is under the
+//! policy from its first instruction, with no race against the threads it
+//! starts (a policy set from outside after the start would miss those
+//! made before). The nice value is kept as it is.
 
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
+
+/// How Linux schedules the function processes a worker starts
+/// (`--function-sched`; process runtime: the Docker engine starts
+/// containers' processes itself).
+///
+/// - `Normal` (the default): `SCHED_OTHER`, as every process is.
+/// - `Batch`: `SCHED_BATCH` (sched(7)): the same CPU share by nice value,
+///   but the scheduler takes the process as CPU-bound and a wake-up of
+///   one of its threads does not preempt the thread running on that CPU.
+///   When the worker hands a call to a function's thread, the worker's
+///   own thread then goes on (reads the next request, writes the next
+///   call) instead of being switched out at once and back later. On a
+///   loaded machine with fewer cores than busy threads this saves two
+///   context switches per call (bench/user-functions.sh measures both);
+///   the cost is that a woken function may wait up to the running
+///   thread's time slice before it runs, which adds to its latency when
+///   every core is busy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionSched {
+    #[default]
+    Normal,
+    Batch,
+}
+
+impl FunctionSched {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionSched::Normal => "normal",
+            FunctionSched::Batch => "batch",
+        }
+    }
+}
+
+impl std::str::FromStr for FunctionSched {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "normal" => Ok(FunctionSched::Normal),
+            "batch" => Ok(FunctionSched::Batch),
+            other => Err(format!(
+                "unknown function scheduling policy {other:?} (normal or batch)"
+            )),
+        }
+    }
+}
 
 /// `ETXTBSY` on Linux.
 const TEXT_FILE_BUSY: i32 = 26;
@@ -27,11 +84,64 @@ const TEXT_FILE_BUSY: i32 = 26;
 /// fork-to-exec window).
 const RETRY_DELAYS_MS: [u64; 5] = [2, 8, 25, 75, 200];
 
-/// Spawns `cmd`, retrying while its executable is busy (module doc).
-pub async fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+/// One attempt: under [`FunctionSched::Batch`], from a thread of its own
+/// put under that policy first (module doc).
+fn spawn_once(cmd: &mut Command, sched: FunctionSched) -> std::io::Result<Child> {
+    match sched {
+        FunctionSched::Normal => cmd.spawn(),
+        FunctionSched::Batch => {
+            // The child's pipes and its reaping belong to this runtime.
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        enter_batch()?;
+                        let _runtime = runtime.enter();
+                        cmd.spawn()
+                    })
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+            })
+        }
+    }
+}
+
+/// Puts the calling thread under `SCHED_BATCH` (`sched_setscheduler(0,
+/// ..)` names the calling thread; its nice value is not changed).
+fn enter_batch() -> std::io::Result<()> {
+    scheduler::set_self_policy(scheduler::Policy::Batch, 0).map_err(|()| {
+        let e = std::io::Error::last_os_error();
+        std::io::Error::new(e.kind(), format!("entering SCHED_BATCH: {e}"))
+    })
+}
+
+/// Field 19 (nice) of a `/proc/<pid>/stat` line; the command name (field
+/// 2, in parentheses) may hold spaces and parentheses, so fields are
+/// counted from its last `)`.
+pub fn nice_of_stat(stat: &str) -> Option<i32> {
+    sched_fields(stat)?.0.parse().ok()
+}
+
+/// Fields 19 (nice) and 41 (policy) of a `/proc/<pid>/stat` line.
+fn sched_fields(stat: &str) -> Option<(&str, &str)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3.
+    Some((fields.get(19 - 3)?, fields.get(41 - 3)?))
+}
+
+/// Field 41 (policy: 0 `SCHED_OTHER`, 3 `SCHED_BATCH`) of a
+/// `/proc/<pid>/stat` line (tests read a function's threads with it).
+pub fn policy_of_stat(stat: &str) -> Option<u32> {
+    sched_fields(stat)?.1.parse().ok()
+}
+
+/// Spawns `cmd` under `sched`, retrying while its executable is busy
+/// (module doc).
+pub async fn spawn(cmd: &mut Command, sched: FunctionSched) -> std::io::Result<Child> {
     let mut delays = RETRY_DELAYS_MS.iter();
     loop {
-        match cmd.spawn() {
+        match spawn_once(cmd, sched) {
             Err(e) if e.raw_os_error() == Some(TEXT_FILE_BUSY) => match delays.next() {
                 Some(&ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
                 None => return Err(e),
@@ -73,7 +183,7 @@ mod tests {
             drop(writer);
             released_tx.send(()).unwrap();
         });
-        let status = spawn(&mut Command::new(&path))
+        let status = spawn(&mut Command::new(&path), FunctionSched::Normal)
             .await
             .expect("started after the writer closed it")
             .wait()
@@ -91,16 +201,66 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        let e = spawn(&mut Command::new(&path)).await.unwrap_err();
+        let e = spawn(&mut Command::new(&path), FunctionSched::Normal)
+            .await
+            .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(TEXT_FILE_BUSY), "{e}");
         writer.flush().unwrap();
     }
 
     #[tokio::test]
     async fn other_errors_are_returned_at_once() {
-        let e = spawn(&mut Command::new("/nonexistent/hf-no-such-program"))
-            .await
-            .unwrap_err();
+        let e = spawn(
+            &mut Command::new("/nonexistent/hf-no-such-program"),
+            FunctionSched::Batch,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    /// What a child started under `sched` reads of itself in
+    /// `/proc/self/stat`: (nice, policy).
+    async fn child_sched(sched: FunctionSched) -> (i32, u32) {
+        let mut cmd = Command::new("cat");
+        cmd.arg("/proc/self/stat")
+            .stdout(std::process::Stdio::piped());
+        let out = spawn(&mut cmd, sched)
+            .await
+            .unwrap()
+            .wait_with_output()
+            .await
+            .unwrap();
+        let stat = String::from_utf8(out.stdout).unwrap();
+        (nice_of_stat(&stat).unwrap(), policy_of_stat(&stat).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_batch_child_is_under_sched_batch_with_the_workers_nice_value() {
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let nice = nice_of_stat(&own).unwrap();
+        assert_eq!(child_sched(FunctionSched::Batch).await, (nice, 3));
+        assert_eq!(child_sched(FunctionSched::Normal).await, (nice, 0));
+        // The thread that spawns is not left under the policy.
+        let this = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        assert_eq!(policy_of_stat(&this), Some(0));
+    }
+
+    #[test]
+    fn stat_fields_are_counted_from_the_command_names_end() {
+        // Field 2 holds spaces and parentheses; 19 is nice, 41 the policy.
+        let mut fields: Vec<String> = (3..=52).map(|i| i.to_string()).collect();
+        fields[19 - 3] = "-5".into();
+        fields[41 - 3] = "3".into();
+        let line = format!("4242 (a) (b c) {}\n", fields.join(" "));
+        assert_eq!(nice_of_stat(&line), Some(-5));
+        assert_eq!(policy_of_stat(&line), Some(3));
+        assert_eq!(nice_of_stat("4242 (short) R 1 2"), None);
+        assert_eq!(policy_of_stat("no parenthesis"), None);
+        assert_eq!("batch".parse::<FunctionSched>(), Ok(FunctionSched::Batch));
+        assert!("fifo"
+            .parse::<FunctionSched>()
+            .unwrap_err()
+            .contains("normal or batch"));
     }
 }
