@@ -223,8 +223,11 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$TMP/rounds.tsv" <<'EOF'
+python3 - "$TMP/rounds.tsv" "$ROOT/bench" <<'EOF'
 import math, statistics, sys
+
+sys.path.insert(0, sys.argv[2])
+from stats import geometric_interval, interval, verdict  # noqa: E402 (bench/stats.py)
 
 rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines() if line]
 by = {}  # target -> round -> (rps, p99, cpu, cpu / the stub's cpu)
@@ -233,32 +236,6 @@ for rnd, target, rps, p99, cpu, stub in rows:
     by.setdefault(target, {})[int(rnd)] = (float(rps), float(p99), float(cpu), rel)
 has_ha = "haproxy" in by
 KEYS = ("requests/s", "p99 ms", "CPU us/req", "CPU / stub's")
-
-
-def t975(df):
-    """The 97.5 % quantile of Student's t with df degrees of freedom: its
-    CDF (Simpson's rule over the density) solved by bisection."""
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-    pdf = lambda x: c * (1 + x * x / df) ** (-(df + 1) / 2)
-
-    def area(x, n=2000):  # from 0 to x
-        h = x / n
-        s = pdf(0) + pdf(x) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, n))
-        return s * h / 3
-
-    lo, hi = 0.0, 100.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if area(mid) < 0.475 else (lo, mid)
-    return (lo + hi) / 2
-
-
-def interval(xs):
-    """Mean and half-width of its 95 % interval (t, n - 1 degrees)."""
-    m = statistics.fmean(xs)
-    if len(xs) < 2:
-        return m, float("nan")
-    return m, t975(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
 
 
 def col(target, i):
@@ -297,13 +274,6 @@ for t in ("ours", "nometrics", "haproxy"):
     print(f"{t:<10}" + "".join(f"{c:>26}" for c in cells))
 
 
-def verdict(lo, hi, at_most=None, at_least=None):
-    """Whether [lo, hi] meets a bound: all of it, none of it, or part."""
-    if at_most is not None:
-        return "met" if hi <= at_most else "missed" if lo > at_most else "not decided (more rounds)"
-    return "met" if lo >= at_least else "missed" if hi < at_least else "not decided (more rounds)"
-
-
 def paired(a, b, i):
     xs = ratios(a, b, i)
     m, h = interval(xs)
@@ -311,15 +281,10 @@ def paired(a, b, i):
 
 
 def paired_geometric(a, b, i):
-    """The geometric mean of the paired ratios and its 95 % interval (the
-    t interval of their logarithms, mapped back): one run's p99 can be
-    10x the others' when the machine stalls, and the arithmetic mean of
-    ratios follows such a run (and is not symmetric: the mean of a/b is
-    not 1 / the mean of b/a); on a log scale a/b and b/a mirror each
-    other and one outlier weighs what its factor says."""
-    logs = [math.log(x) for x in ratios(a, b, i) if x > 0]
-    m, h = interval(logs)
-    return math.exp(m), math.exp(m - h), math.exp(m + h)
+    """The geometric mean of the paired ratios and its 95 % interval
+    (`stats.geometric_interval`: p99 ratios, where one stalled run can
+    be 10x the others)."""
+    return geometric_interval(ratios(a, b, i))
 
 
 print("\npaired ratios (each round's a/b; mean [95 % interval]):")

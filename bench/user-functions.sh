@@ -13,18 +13,26 @@
 #
 # Usage: bench/user-functions.sh [--duration S] [--connections C]
 #          [--lb-threads N] [--worker-threads N] [--netns host|private|both]
-#          [--function-sched normal|batch|both]
+#          [--function-sched normal|batch|both] [--rounds R]
 # Defaults: 5 s of wrk, 64 connections, 2 balancer threads, 2 worker HTTP
-# threads, both network namespaces, both function scheduling policies.
+# threads, both network namespaces, both function scheduling policies,
+# 3 rounds.
 # `--function-sched` is the worker's option (runtime::spawn): `normal`
 # runs the function's process as every process runs (SCHED_OTHER, the
 # worker's default), `batch` under SCHED_BATCH (a woken function does
 # not preempt the thread running, e.g. the worker's); `both` measures
-# the balancer path once with a worker of each, one after the other.
-# Besides calls/s and latencies, each wrk run through the balancer
-# prints the CPU time per call of the balancer, the worker and the
-# function's process (utime + stime from /proc/PID/stat over wrk's call
-# count): where a call's cost goes. `--netns host` measures in the
+# the balancer path with a cluster (balancer + worker) of each, both
+# started first. The wrk load of 64 connections runs in R paired rounds:
+# each round runs every target (the bare echo, then the balancer with
+# each policy) once, back to back, in an order that rotates from round
+# to round; the summary gives each target's mean and 95 % interval
+# (Student's t) and the paired ratios (each round's balancer / bare
+# echo, batch / normal), and the 10x target's verdict from the interval
+# (met, missed, or not decided: more rounds). Each wrk run through the
+# balancer also gives the CPU time per call of the balancer, the worker
+# and the function's process (utime + stime from /proc/PID/stat over
+# wrk's call count): where a call's cost goes. `ab` and the one-
+# connection latency run once per target. `--netns host` measures in the
 # machine's own network namespace, where the Docker engine's iptables
 # rules (its nat table) put netfilter's connection tracking on every
 # loopback packet; `private` runs everything (servers, ab, wrk) in a new
@@ -41,6 +49,7 @@ LB_THREADS=2
 WORKER_THREADS=2
 NETNS=both
 SCHEDS="normal batch"
+ROUNDS=3
 PASS=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -49,6 +58,7 @@ while [ $# -gt 0 ]; do
         --lb-threads) LB_THREADS=$2; PASS+=("$1" "$2"); shift 2 ;;
         --worker-threads) WORKER_THREADS=$2; PASS+=("$1" "$2"); shift 2 ;;
         --netns) NETNS=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; PASS+=("$1" "$2"); shift 2 ;;
         --function-sched)
             case "$2" in
                 normal|batch) SCHEDS=$2 ;;
@@ -61,6 +71,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$DURATION" -ge 1 ] && [ "$DURATION" -le 60 ] || { echo "--duration must be 1..60 s" >&2; exit 2; }
+[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 50 ] || { echo "--rounds must be 1..50" >&2; exit 2; }
 # (`inside` is private, once in the new namespace.)
 case "$NETNS" in
     host|private|both|inside) ;;
@@ -134,55 +145,56 @@ with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
 PY
 
 # A balancer holding the store and one worker (function scheduling $1)
-# that joined it, the function deployed and warm: sets LB, LB_PID,
-# WORKER_PID and FN_PID (the instance's process, from the echo's "pid").
+# that joined it, the function deployed and warm: records its balancer's
+# address and the pids of the balancer, the worker and the instance's
+# process (from the echo's "pid") in LB, LB_PID, WORKER_PID, FN_PID.
+declare -A LB LB_PID WORKER_PID FN_PID
 start_cluster() {
     local sched=$1 dir="$TMP/cluster-$1"
     mkdir -p "$dir/work"
     RUST_LOG=warn "$BIN/load-balancer" rr --host 127.0.0.1 --port 0 --threads "$LB_THREADS" \
         --start-empty --data-dir "$dir/lb-data" >"$dir/lb.out" 2>"$dir/lb.err" &
-    LB_PID=$!
-    PIDS+=("$LB_PID")
-    LB=$(wait_listening "$dir/lb.out")
+    LB_PID[$sched]=$!
+    PIDS+=("$!")
+    local lb
+    lb=$(wait_listening "$dir/lb.out")
+    LB[$sched]=$lb
     RUST_LOG=warn "$BIN/worker-front" start 0 --host 127.0.0.1 --http-workers "$WORKER_THREADS" \
         --using-rest-mode true --rest-container-life-time 600 --function-sched "$sched" \
-        --data-dir "$dir/worker-data" --work-dir "$dir/work" --join "http://$LB" \
+        --data-dir "$dir/worker-data" --work-dir "$dir/work" --join "http://$lb" \
         --join-interval-ms 100 >"$dir/worker.out" 2>"$dir/worker.err" &
-    WORKER_PID=$!
-    PIDS+=("$WORKER_PID")
+    WORKER_PID[$sched]=$!
+    PIDS+=("$!")
     wait_listening "$dir/worker.out" >/dev/null
     local i
     for i in $(seq 1 200); do
-        curl -fsS "http://$LB/1/lb/nodes" | grep -q online && break
+        curl -fsS "http://$lb/1/lb/nodes" | grep -q online && break
         sleep 0.05
         [ "$i" -eq 200 ] && { echo "the worker did not join" >&2; cat "$dir/worker.err" >&2; exit 1; }
     done
-    curl -fsS -F "file=@$TMP/echo.zip" -F funcName=echo "http://$LB/deploy" >"$dir/deploy.json"
+    curl -fsS -F "file=@$TMP/echo.zip" -F funcName=echo "http://$lb/deploy" >"$dir/deploy.json"
     echo "deployed (worker --function-sched $sched): $(cat "$dir/deploy.json")" >&2
-    for i in 1 2 3; do curl -fsS "http://$LB/invoke/echo" >"$dir/echo.json"; done
-    FN_PID=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["pid"])' "$dir/echo.json")
+    for i in 1 2 3; do curl -fsS "http://$lb/invoke/echo" >"$dir/echo.json"; done
+    FN_PID[$sched]=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["pid"])' "$dir/echo.json")
     local policy
-    policy=$(python3 -c 'import sys; s = open(sys.argv[1]).read(); print(s[s.rindex(")") + 1:].split()[41 - 3])' "/proc/$FN_PID/stat")
-    echo "function process $FN_PID: scheduling policy $policy (0 SCHED_OTHER, 3 SCHED_BATCH)" >&2
-}
-
-# Stops the balancer and the worker started last (by pid; the worker
-# stops its function).
-stop_cluster() {
-    kill "$WORKER_PID" "$LB_PID" 2>/dev/null || true
-    wait "$WORKER_PID" "$LB_PID" 2>/dev/null || true
+    policy=$(python3 -c 'import sys; s = open(sys.argv[1]).read(); print(s[s.rindex(")") + 1:].split()[41 - 3])' "/proc/${FN_PID[$sched]}/stat")
+    echo "function process ${FN_PID[$sched]}: scheduling policy $policy (0 SCHED_OTHER, 3 SCHED_BATCH)" >&2
 }
 
 BARE_PORT=$(free_port)
 mkfifo "$TMP/bare.stdin"
 PORT=$BARE_PORT "$BIN/hf-user-fn" bare <"$TMP/bare.stdin" >/dev/null 2>&1 &
-PIDS+=($!)
+BARE_PID=$!
+PIDS+=("$BARE_PID")
 exec 3>"$TMP/bare.stdin"
 BARE="127.0.0.1:$BARE_PORT"
 for i in $(seq 1 200); do
     curl -fsS "http://$BARE/" >/dev/null 2>&1 && break
     sleep 0.05
     [ "$i" -eq 200 ] && { echo "the bare server did not start" >&2; exit 1; }
+done
+for sched in $SCHEDS; do
+    start_cluster "$sched"
 done
 
 run_ab() {
@@ -241,23 +253,35 @@ run_serial() {
     to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')"
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "?" }'; }
-
-echo "measuring (per function scheduling policy: ab -n 1000 -c 10; wrk -c $CONNECTIONS -d ${DURATION}s; wrk -c 1 -d 3s; and the same on the bare echo)" >&2
-read -r AB_BARE_RPS AB_BARE_P50 AB_BARE_FAIL AB_BARE_NON2XX < <(run_ab "http://$BARE/")
-read -r WRK_BARE_RPS WRK_BARE_P50 WRK_BARE_P99 WRK_BARE_ERR < <(run_wrk "http://$BARE/")
-SERIAL_BARE=$(run_serial "http://$BARE/")
-declare -A AB_RPS AB_P50 WRK_RPS WRK_P50 WRK_P99 SERIAL CPU_LB CPU_W CPU_FN
+TARGETS="bare"
+for sched in $SCHEDS; do TARGETS+=" $sched"; done
+echo "measuring: ab -n 1000 -c 10 and wrk -c 1 -d 3s once per target; wrk -c $CONNECTIONS -d ${DURATION}s in $ROUNDS paired round(s); targets: $TARGETS (load average before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 FAILED=0
-for sched in $SCHEDS; do
-    start_cluster "$sched"
-    read -r rps p50 fail non2xx < <(run_ab "http://$LB/invoke/echo")
-    AB_RPS[$sched]=$rps; AB_P50[$sched]=$p50; FAILED=$((FAILED + fail + non2xx))
-    read -r rps p50 p99 err lb w fn < <(run_wrk "http://$LB/invoke/echo" "$LB_PID" "$WORKER_PID" "$FN_PID")
-    WRK_RPS[$sched]=$rps; WRK_P50[$sched]=$p50; WRK_P99[$sched]=$p99; FAILED=$((FAILED + err))
-    CPU_LB[$sched]=$lb; CPU_W[$sched]=$w; CPU_FN[$sched]=$fn
-    SERIAL[$sched]=$(run_serial "http://$LB/invoke/echo")
-    stop_cluster
+: >"$TMP/once.tsv"
+for target in $TARGETS; do
+    if [ "$target" = bare ]; then url="http://$BARE/"; else url="http://${LB[$target]}/invoke/echo"; fi
+    read -r rps p50 fail non2xx < <(run_ab "$url")
+    [ "$target" = bare ] || FAILED=$((FAILED + fail + non2xx))
+    serial=$(run_serial "$url")
+    printf '%s\t%s\t%s\t%s\n' "$target" "$rps" "$p50" "$serial" >>"$TMP/once.tsv"
+done
+: >"$TMP/rounds.tsv"
+read -r -a ORDER <<<"$TARGETS"
+for round in $(seq 1 "$ROUNDS"); do
+    n=${#ORDER[@]}
+    for k in $(seq 0 $((n - 1))); do
+        target=${ORDER[$(((k + round - 1) % n))]}
+        if [ "$target" = bare ]; then
+            read -r rps p50 p99 err cpu_fn < <(run_wrk "http://$BARE/" "$BARE_PID")
+            cpu_lb=0; cpu_w=0
+        else
+            read -r rps p50 p99 err cpu_lb cpu_w cpu_fn < <(run_wrk "http://${LB[$target]}/invoke/echo" \
+                "${LB_PID[$target]}" "${WORKER_PID[$target]}" "${FN_PID[$target]}")
+            FAILED=$((FAILED + err))
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$rps" "$p50" "$p99" "$cpu_lb" "$cpu_w" "$cpu_fn" >>"$TMP/rounds.tsv"
+        echo "round $round, $target: $rps calls/s, p50 $p50 ms, p99 $p99 ms" >&2
+    done
 done
 
 echo
@@ -266,30 +290,73 @@ case "$NETNS" in
     inside) WHERE="a private network namespace (loopback only, no netfilter rules)" ;;
     *) WHERE="the machine's network namespace ($(iptables -t nat -S 2>/dev/null | grep -c '^-A' || true) nat rules)" ;;
 esac
-echo "host: $(nproc) cores, $(uname -r); balancer threads $LB_THREADS, worker HTTP threads $WORKER_THREADS; in $WHERE"
-printf "%-44s %12s %10s %10s\n" "load" "calls/s" "p50 ms" "p99 ms"
-for sched in $SCHEDS; do
-    printf "%-44s %12s %10s %10s\n" "ab -n 1000 -c 10, balancer, functions $sched" "${AB_RPS[$sched]}" "${AB_P50[$sched]}" "-"
-done
-printf "%-44s %12s %10s %10s\n" "ab -n 1000 -c 10, bare echo" "$AB_BARE_RPS" "$AB_BARE_P50" "-"
-for sched in $SCHEDS; do
-    printf "%-44s %12s %10s %10s\n" "wrk -c $CONNECTIONS, balancer, functions $sched" "${WRK_RPS[$sched]}" "${WRK_P50[$sched]}" "${WRK_P99[$sched]}"
-done
-printf "%-44s %12s %10s %10s\n" "wrk -c $CONNECTIONS, bare echo" "$WRK_BARE_RPS" "$WRK_BARE_P50" "$WRK_BARE_P99"
-for sched in $SCHEDS; do
-    printf "%-44s %12s %10s\n" "wrk -c 1, balancer, functions $sched" "-" "${SERIAL[$sched]}"
-done
-printf "%-44s %12s %10s\n" "wrk -c 1, bare echo" "-" "$SERIAL_BARE"
-echo
-echo "CPU µs per call under wrk -c $CONNECTIONS (utime + stime / calls):"
-for sched in $SCHEDS; do
-    echo "  functions $sched: balancer ${CPU_LB[$sched]}, worker ${CPU_W[$sched]}, function ${CPU_FN[$sched]}"
-done
-echo
-for sched in $SCHEDS; do
-    echo "functions $sched: ratio balancer / bare echo: ab calls/s $(ratio "${AB_RPS[$sched]}" "$AB_BARE_RPS"), wrk calls/s $(ratio "${WRK_RPS[$sched]}" "$WRK_BARE_RPS"); vs Glambdar (2,951 calls/s with ab -n 1000 -c 10; 1.06 ms warm): ab x$(ratio "${AB_RPS[$sched]}" 2951), wrk x$(ratio "${WRK_RPS[$sched]}" 2951), warm p50 ${SERIAL[$sched]} ms (x$(ratio "${SERIAL[$sched]}" 1.06) of 1.06 ms)"
-done
-echo "targets (issue 14 §4): >= 10x Glambdar's calls/s (29,510), p50 < 0.3 ms"
+echo "host: $(nproc) cores, $(uname -r); balancer threads $LB_THREADS, worker HTTP threads $WORKER_THREADS; in $WHERE; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$TMP/once.tsv" "$TMP/rounds.tsv" "$ROOT/bench" "$CONNECTIONS" <<'PY'
+import math, statistics, sys
+
+sys.path.insert(0, sys.argv[3])
+from stats import geometric_interval, interval, verdict  # noqa: E402 (bench/stats.py)
+
+GLAMBDAR_RPS, GLAMBDAR_MS = 2951.0, 1.06
+TARGET = 10 * GLAMBDAR_RPS
+conns = sys.argv[4]
+name = {"bare": "bare echo"}
+once = [line.split("\t") for line in open(sys.argv[1]).read().splitlines() if line]
+rows = [line.split("\t") for line in open(sys.argv[2]).read().splitlines() if line]
+by = {}  # target -> round -> (rps, p50, p99, cpu lb, cpu worker, cpu fn)
+for r in rows:
+    by.setdefault(r[1], {})[int(r[0])] = tuple(float(x) for x in r[2:])
+targets = [t for t, *_ in once]
+label = lambda t: name.get(t, f"balancer, functions {t}")
+
+print(f"\nonce per target: {'ab -n 1000 -c 10 calls/s':>26} {'ab p50 ms':>10} {'wrk -c 1 p50 ms':>16}")
+for t, rps, p50, serial in once:
+    print(f"  {label(t):<32} {rps:>12} {p50:>10} {serial:>16}")
+
+
+def fmt(xs, digits):
+    m, h = interval(xs)
+    return f"{m:.{digits}f} ± {h:.{digits}f}"
+
+
+n = len(rows) and max(int(r[0]) for r in rows)
+print(f"\nwrk -c {conns}, mean ± 95 % interval over {n} round(s) (Student's t):")
+print(f"  {'target':<32} {'calls/s':>20} {'p50 ms':>16} {'p99 ms':>16}   CPU µs per call: balancer, worker, function")
+for t in targets:
+    v = [by[t][r] for r in sorted(by[t])]
+    cpu = ", ".join(fmt([x[i] for x in v], 1) for i in (3, 4, 5)) if t != "bare" else f"(server) {fmt([x[5] for x in v], 1)}"
+    print(f"  {label(t):<32} {fmt([x[0] for x in v], 0):>20} {fmt([x[1] for x in v], 3):>16} "
+          f"{fmt([x[2] for x in v], 3):>16}   {cpu}")
+
+
+def paired(a, b, i=0):
+    common = sorted(set(by[a]) & set(by[b]))
+    return interval([by[a][r][i] / by[b][r][i] for r in common if by[b][r][i] > 0])
+
+
+print("\npaired ratios (each round's a / b; mean [95 % interval]):")
+for t in targets:
+    if t == "bare":
+        continue
+    m, h = paired(t, "bare")
+    print(f"  {label(t)} / bare echo, calls/s: {m:.3f} [{m - h:.3f}, {m + h:.3f}]")
+if "normal" in by and "batch" in by:
+    m, h = paired("batch", "normal")
+    print(f"  functions batch / normal, calls/s: {m:.3f} [{m - h:.3f}, {m + h:.3f}]")
+    common = sorted(set(by["batch"]) & set(by["normal"]))
+    m, lo, hi = geometric_interval([by["batch"][r][2] / by["normal"][r][2] for r in common if by["normal"][r][2] > 0])
+    print(f"  functions batch / normal, p99 (geometric): {m:.3f} [{lo:.3f}, {hi:.3f}]")
+
+print(f"\nvs Glambdar (about {GLAMBDAR_RPS:,.0f} calls/s with ab -n 1000 -c 10 and {GLAMBDAR_MS} ms warm, i7 13th gen);"
+      f" targets (issue 14 §4): >= 10x its calls/s ({TARGET:,.0f}), p50 < 0.3 ms")
+for t, rps, _, serial in once:
+    if t == "bare":
+        continue
+    m, h = interval([x[0] for x in by[t].values()])
+    print(f"  {label(t)}: wrk -c {conns} x{m / GLAMBDAR_RPS:.2f} [{(m - h) / GLAMBDAR_RPS:.2f}, "
+          f"{(m + h) / GLAMBDAR_RPS:.2f}] ({verdict(m - h, m + h, at_least=TARGET)}); ab x{float(rps) / GLAMBDAR_RPS:.2f}; "
+          f"warm p50 {serial} ms ({'met' if float(serial) < 0.3 else 'missed'})")
+PY
 if [ "$FAILED" -ne 0 ]; then
     echo "some calls through the balancer failed ($FAILED)" >&2
     exit 1
