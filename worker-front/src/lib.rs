@@ -336,6 +336,12 @@ not to the process runtime"
             "--function-sched applies to the process runtime only (the Docker engine starts the processes of containers)".into(),
         ));
     }
+    if config.function_sched != runtime::spawn::FunctionSched::Normal {
+        tracing::info!(
+            "function processes start under the {} scheduling policy (--function-sched)",
+            config.function_sched.as_str()
+        );
+    }
     let port = listener.local_addr()?.port();
     let options = RuntimeOptions {
         worker_id: config
