@@ -360,7 +360,7 @@ not to the process runtime"
     match config.runtime {
         RuntimeKind::Process => {
             serve(
-                ProcessRuntime::new(options.clone())?.with_function_sched(config.function_sched),
+                ProcessRuntime::with_function_sched(options.clone(), config.function_sched)?,
                 None,
                 options,
                 listeners,

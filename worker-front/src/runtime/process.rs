@@ -103,6 +103,15 @@ impl ProcessRuntime {
     /// A runtime with these options: claims a fresh work area of its own
     /// under [`RuntimeOptions::work_dir`] (nothing is started yet).
     pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        Self::with_function_sched(options, FunctionSched::Normal)
+    }
+
+    /// [`ProcessRuntime::new`] whose function processes start under
+    /// `sched`.
+    pub fn with_function_sched(
+        options: RuntimeOptions,
+        sched: FunctionSched,
+    ) -> Result<Self, RuntimeError> {
         let area = WorkArea::claim(&options.work_dir, &options.worker_id, "process")
             .map_err(|e| RuntimeError::Io(format!("claiming a work area: {e}")))?;
         let stage_root = area.dir().to_path_buf();
@@ -117,17 +126,9 @@ impl ProcessRuntime {
                 oneshots: Mutex::new(HashMap::new()),
                 instances: InstanceClient::new(),
                 sequence: AtomicU64::new(0),
-                sched: FunctionSched::Normal,
+                sched,
             }),
         })
-    }
-
-    /// Starts the function processes under `sched` (before any starts).
-    pub fn with_function_sched(mut self, sched: FunctionSched) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.sched = sched;
-        }
-        self
     }
 
     /// The directory holding this worker's staged images: its own work
