@@ -12,6 +12,7 @@
 mod user_functions_support;
 
 use user_functions_support::*;
+use worker_front::runtime::spawn::{nice_of_stat, policy_of_stat, stat_field};
 
 const NODE_ECHO: &str = r#"
 exports.handler = async (req) => {
@@ -343,24 +344,20 @@ async fn an_idle_rest_instance_ends_after_its_lifetime_and_the_next_call_is_cold
     w.stop();
 }
 
-/// The scheduling policy (field 41 of `/proc/<pid>/task/<tid>/stat`) and
-/// the nice value (field 19) of every thread of `pid`.
+/// The scheduling policy and the nice value of every thread of `pid`
+/// (its `/proc/<pid>/task/<tid>/stat` lines).
 fn thread_scheds(pid: u64) -> Vec<(u32, i32)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
-        let rest = &stat[stat.rfind(')').unwrap() + 1..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        out.push((
-            fields[41 - 3].parse().unwrap(),
-            fields[19 - 3].parse().unwrap(),
-        ));
+        out.push((policy_of_stat(&stat).unwrap(), nice_of_stat(&stat).unwrap()));
     }
     out
 }
 
-/// The processes whose parent is `ppid`.
+/// The processes whose parent (field 4) is `ppid`.
 fn children_of(ppid: u32) -> Vec<u64> {
+    let ppid = ppid.to_string();
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u64>() else {
@@ -369,8 +366,7 @@ fn children_of(ppid: u32) -> Vec<u64> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let rest = &stat[stat.rfind(')').unwrap() + 1..];
-        if rest.split_whitespace().nth(1) == Some(&ppid.to_string()) {
+        if stat_field(&stat, 4) == Some(ppid.as_str()) {
             out.push(pid);
         }
     }
@@ -385,13 +381,7 @@ fn children_of(ppid: u32) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_processes_run_under_the_scheduling_policy_the_worker_is_given() {
     let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let rest = &own[own.rfind(')').unwrap() + 1..];
-    let nice: i32 = rest
-        .split_whitespace()
-        .nth(19 - 3)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let nice = nice_of_stat(&own).unwrap();
     for (sched, policy) in [("batch", 3), ("normal", 0)] {
         let dirs = Dirs::new();
         let w = try_start_with(&dirs.data(), &dirs.work(), &["--function-sched", sched]).unwrap();
@@ -416,13 +406,8 @@ async fn function_processes_run_under_the_scheduling_policy_the_worker_is_given(
             "--function-sched {sched}: {threads:?}"
         );
         // A sample function's instance (REST mode keeps it).
-        let r = w
-            .client
-            .get(format!("{}/execute?name=noop", w.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let (s, v) = w.json("GET", "/execute?name=noop", None).await;
+        assert_eq!(s, 200, "{v}");
         let worker = w.child.id();
         let samples: Vec<u64> = children_of(worker)
             .into_iter()

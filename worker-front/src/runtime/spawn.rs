@@ -117,25 +117,25 @@ fn enter_batch() -> std::io::Result<()> {
     })
 }
 
-/// Field 19 (nice) of a `/proc/<pid>/stat` line; the command name (field
-/// 2, in parentheses) may hold spaces and parentheses, so fields are
-/// counted from its last `)`.
-pub fn nice_of_stat(stat: &str) -> Option<i32> {
-    sched_fields(stat)?.0.parse().ok()
+/// Field `n` (1-based, as proc(5) numbers them; from 3 on) of a
+/// `/proc/<pid>/stat` line. The command name (field 2, in parentheses)
+/// may hold spaces and parentheses, so fields are counted from its last
+/// `)`.
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // `rest` starts at field 3.
+    rest.split_whitespace().nth(n.checked_sub(3)?)
 }
 
-/// Fields 19 (nice) and 41 (policy) of a `/proc/<pid>/stat` line.
-fn sched_fields(stat: &str) -> Option<(&str, &str)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3.
-    Some((fields.get(19 - 3)?, fields.get(41 - 3)?))
+/// Field 19 (nice) of a `/proc/<pid>/stat` line.
+pub fn nice_of_stat(stat: &str) -> Option<i32> {
+    stat_field(stat, 19)?.parse().ok()
 }
 
 /// Field 41 (policy: 0 `SCHED_OTHER`, 3 `SCHED_BATCH`) of a
-/// `/proc/<pid>/stat` line (tests read a function's threads with it).
+/// `/proc/<pid>/stat` line.
 pub fn policy_of_stat(stat: &str) -> Option<u32> {
-    sched_fields(stat)?.1.parse().ok()
+    stat_field(stat, 41)?.parse().ok()
 }
 
 /// Spawns `cmd` under `sched`, retrying while its executable is busy
@@ -258,6 +258,8 @@ mod tests {
         assert_eq!(nice_of_stat(&line), Some(-5));
         assert_eq!(policy_of_stat(&line), Some(3));
         assert_eq!(nice_of_stat("4242 (short) R 1 2"), None);
+        assert_eq!(stat_field(&line, 3), Some("3"));
+        assert_eq!(stat_field(&line, 2), None);
         assert_eq!(policy_of_stat("no parenthesis"), None);
         assert_eq!("batch".parse::<FunctionSched>(), Ok(FunctionSched::Batch));
         assert!("fifo"
