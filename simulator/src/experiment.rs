@@ -121,6 +121,7 @@ use sample_functions::payload::{valid_package_scale, PACKAGE_SCALE_ENV};
 use sample_functions::workload::TIME_SCALE_ENV;
 use serde::{Deserialize, Serialize};
 use utils::stats::Estimate;
+use worker_front::runtime::spawn::FunctionSched;
 
 use crate::des::InstanceModelArg;
 use crate::load::{ClosedLoop, LoadSummary};
@@ -282,6 +283,13 @@ pub struct Args {
     /// Runtime of the workers (live mode) [default: process].
     #[arg(long, value_enum)]
     pub runtime: Option<WorkerRuntime>,
+    /// How the workers schedule their function processes (live mode,
+    /// process runtime; the workers' `--function-sched`): normal
+    /// (SCHED_OTHER) or batch (SCHED_BATCH) [default: normal]. Set for
+    /// every worker the experiment starts (never taken from the
+    /// environment), checked on every node it runs on, and recorded.
+    #[arg(long, value_name = "normal|batch")]
+    pub function_sched: Option<FunctionSched>,
     /// Live mode on a cluster instead of local processes: `compose` (the
     /// experiment's own Docker Compose project of `--workers` containers,
     /// from deploy/compose) or the URL of a running balancer
@@ -503,6 +511,9 @@ pub struct Plan {
     pub algorithms: Vec<&'static str>,
     pub workers: u32,
     pub runtime: WorkerRuntime,
+    /// Live mode, process runtime: how the workers schedule their
+    /// function processes.
+    pub function_sched: FunctionSched,
     /// Live mode: the nodes are a cluster's, not local processes.
     pub cluster: Option<cluster::ClusterPlan>,
     pub seed: u64,
@@ -627,6 +638,10 @@ impl Plan {
                 .runtime
                 .or(file.runtime)
                 .unwrap_or(WorkerRuntime::Process),
+            function_sched: args
+                .function_sched
+                .or(file.function_sched)
+                .unwrap_or_default(),
             cluster: match args.cluster.as_deref().or(file.cluster.as_deref()) {
                 Some(c) => Some(cluster::ClusterPlan::parse(
                     c,
@@ -716,6 +731,19 @@ impl Plan {
         }
         if self.node_memory_mb == 0 {
             return bad("--node-memory-mb must be at least 1".into());
+        }
+        if self.function_sched != FunctionSched::Normal {
+            let sched = format!("--function-sched {}", self.function_sched.as_str());
+            if self.mode != Mode::Live {
+                return bad(format!(
+                    "{sched} applies to live workers: the DES has no processes to schedule"
+                ));
+            }
+            if self.runtime == WorkerRuntime::Docker {
+                return bad(format!(
+                    "{sched} applies to the process runtime only (the Docker engine starts the processes of containers)"
+                ));
+            }
         }
         if let Some(c) = &self.cluster {
             let on = format!("--cluster {}", c.arg());
@@ -882,6 +910,8 @@ impl Plan {
             algorithms: Some(self.algorithms.iter().map(|a| a.to_string()).collect()),
             workers: Some(self.workers),
             runtime: Some(self.runtime),
+            function_sched: (self.mode == Mode::Live && self.runtime == WorkerRuntime::Process)
+                .then_some(self.function_sched),
             cluster: self.cluster.as_ref().map(cluster::ClusterPlan::arg),
             worker_cpus: match &self.cluster {
                 Some(cluster::ClusterPlan::Compose { cpus, .. }) => Some(*cpus),
@@ -1081,6 +1111,10 @@ pub struct ExperimentRecord {
     pub started_utc: String,
     pub mode: Mode,
     pub runtime: WorkerRuntime,
+    /// How the workers scheduled their function processes (live mode,
+    /// process runtime: `normal` or `batch`; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_sched: Option<FunctionSched>,
     /// The scenario file, or `closed loop, --functions SPEC` (as the
     /// logs' sidecars say it).
     pub scenario: PathBuf,
@@ -1293,6 +1327,8 @@ pub async fn run_experiment(
         started_utc,
         mode: plan.mode,
         runtime: plan.runtime,
+        function_sched: (plan.mode == Mode::Live && plan.runtime == WorkerRuntime::Process)
+            .then_some(plan.function_sched),
         scenario: match &plan.closed_loop {
             Some(c) => closed_loop_description(c).into(),
             None => plan.scenario.clone(),
@@ -1883,6 +1919,49 @@ mod tests {
         want.retain(|n| *n != "rr");
         want.insert(0, "rr");
         assert_eq!(plan.algorithms, want);
+    }
+
+    #[test]
+    fn the_function_scheduling_policy_is_checked_resolved_and_written_back() {
+        let with = |sched: Option<FunctionSched>, mode: Mode, runtime: WorkerRuntime| Args {
+            function_sched: sched,
+            mode: Some(mode),
+            runtime: Some(runtime),
+            ..Args::default()
+        };
+        let live = WorkerRuntime::Process;
+        let plan = Plan::resolve(&with(None, Mode::Live, live)).unwrap();
+        assert_eq!(plan.function_sched, FunctionSched::Normal);
+        let plan = Plan::resolve(&with(Some(FunctionSched::Batch), Mode::Live, live)).unwrap();
+        assert_eq!(plan.function_sched, FunctionSched::Batch);
+        let file = plan.resolved_file(1.0);
+        assert_eq!(file.function_sched, Some(FunctionSched::Batch));
+        // The file gives it back.
+        let text = toml::to_string(&file).unwrap();
+        assert!(text.contains("function_sched = \"batch\""), "{text}");
+        let again: spec::ExperimentFile = toml::from_str(&text).unwrap();
+        assert_eq!(again.function_sched, Some(FunctionSched::Batch));
+        for (mode, runtime, why) in [
+            (Mode::Des, live, "the DES has no processes"),
+            (
+                Mode::Live,
+                WorkerRuntime::Docker,
+                "the process runtime only",
+            ),
+        ] {
+            let e = Plan::resolve(&with(Some(FunctionSched::Batch), mode, runtime))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--function-sched batch") && e.contains(why),
+                "{e}"
+            );
+            // Normal, the default, is every mode's and runtime's.
+            assert!(Plan::resolve(&with(Some(FunctionSched::Normal), mode, runtime)).is_ok());
+        }
+        // Nothing to write where nothing is scheduled.
+        let des = Plan::resolve(&with(None, Mode::Des, live)).unwrap();
+        assert_eq!(des.resolved_file(1.0).function_sched, None);
     }
 
     #[test]

@@ -1159,3 +1159,72 @@ fn an_aborted_docker_experiment_leaves_no_container_or_image() {
     );
     assert_all_gone(&child_pids(&dir.path().join("dock/run.json")));
 }
+
+/// The workers an experiment starts take none of their settings from the
+/// caller's environment: with `HF_FUNCTION_SCHED=batch`, a shared
+/// `HF_DATA_DIR` (which two workers could not both lock) and an `HF_JOIN`
+/// to nowhere set, a default run's workers schedule their functions as
+/// normal processes (each reports it, and the experiment checks every
+/// report), use no data directory of the caller's and join nothing; with
+/// `--function-sched batch`, they run under SCHED_BATCH, and the record,
+/// the report and the experiment file say which.
+#[test]
+fn live_workers_schedule_their_functions_as_the_experiment_says_whatever_the_environment() {
+    let _live = live_lock();
+    let bins = build_testbed();
+    let dir = tempfile::tempdir().unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = simulator()
+            .args(["experiment", "--name", name, "--algorithms", "rr"])
+            .args([
+                "--workers",
+                "2",
+                "--load-factor",
+                "0.05",
+                "--duration",
+                "5s",
+            ])
+            .args(["--progress", "lines", "--no-plots"])
+            .args(extra)
+            .arg("--results-dir")
+            .arg(dir.path())
+            .arg("--bin-dir")
+            .arg(&bins)
+            .env("HF_FUNCTION_SCHED", "batch")
+            .env("HF_DATA_DIR", shared.path())
+            .env("HF_JOIN", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let run = dir.path().join(name);
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+        let file = std::fs::read_to_string(run.join("experiment.toml")).unwrap();
+        assert_all_gone(&child_pids(&run.join("run.json")));
+        (record, report, file)
+    };
+
+    let (record, report, file) = run("inherited", &[]);
+    assert_eq!(record["function_sched"], "normal", "{record}");
+    assert!(
+        report.contains("`--function-sched normal`: SCHED_OTHER"),
+        "{report}"
+    );
+    assert!(file.contains("function_sched = \"normal\""), "{file}");
+    assert_eq!(
+        std::fs::read_dir(shared.path()).unwrap().count(),
+        0,
+        "a worker used the caller's HF_DATA_DIR"
+    );
+
+    let (record, report, file) = run("batch", &["--function-sched", "batch"]);
+    assert_eq!(record["function_sched"], "batch", "{record}");
+    assert!(
+        report.contains("`--function-sched batch`: SCHED_BATCH"),
+        "{report}"
+    );
+    assert!(file.contains("function_sched = \"batch\""), "{file}");
+}

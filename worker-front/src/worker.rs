@@ -231,6 +231,10 @@ pub struct WorkerStatus {
     /// `HF_TIME_SCALE` and `HF_PACKAGE_SCALE` of the functions.
     pub time_scale: f64,
     pub package_scale: f64,
+    /// How the function processes are scheduled (`--function-sched`:
+    /// `normal` or `batch`); null under the Docker runtime, whose engine
+    /// starts them.
+    pub function_sched: Option<crate::runtime::spawn::FunctionSched>,
     pub state: CachingOptions,
 }
 
@@ -1021,6 +1025,7 @@ impl<R: Runtime> Worker<R> {
             max_call_memory_mb: self.shared.max_call_memory_mb,
             time_scale: self.shared.runtime.options().time_scale,
             package_scale: self.shared.runtime.options().package_scale,
+            function_sched: self.shared.runtime.function_sched(),
             state: st.model.options(),
         }
     }

@@ -377,7 +377,8 @@ fn children_of(ppid: u32) -> Vec<u64> {
 /// (a user function's, every thread of it, and a sample function's
 /// instance) runs under SCHED_BATCH with the worker's nice value; the
 /// worker's own threads do not. Without the option, SCHED_OTHER. The
-/// Docker runtime refuses the option at start-up.
+/// Docker runtime refuses the option at start-up. `/health` reports the
+/// policy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_processes_run_under_the_scheduling_policy_the_worker_is_given() {
     let own = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -425,6 +426,10 @@ async fn function_processes_run_under_the_scheduling_policy_the_worker_is_given(
             thread_scheds(u64::from(worker)).iter().all(|t| t.0 == 0),
             "the worker's own threads stay SCHED_OTHER"
         );
+        // And it says so (what `simulator experiment` checks).
+        let (s, h) = w.json("GET", "/health", None).await;
+        assert_eq!(s, 200, "{h}");
+        assert_eq!(h["Worker"]["FunctionSched"], sched, "{h}");
         w.stop();
     }
     let dirs = Dirs::new();

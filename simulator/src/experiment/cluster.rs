@@ -214,6 +214,9 @@ pub struct NodeReading {
     pub package_scale: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_memory_mb: Option<u64>,
+    /// How it schedules its function processes (process runtime only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_sched: Option<FunctionSched>,
     /// Why there is no reading.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreachable: Option<String>,
@@ -536,7 +539,7 @@ impl Balancer {
 }
 
 /// A node's `/health`, if the experiment can reach it.
-async fn read_node(client: &reqwest::Client, url: &str) -> NodeReading {
+pub(super) async fn read_node(client: &reqwest::Client, url: &str) -> NodeReading {
     let mut reading = NodeReading {
         url: url.to_string(),
         ..Default::default()
@@ -559,6 +562,7 @@ async fn read_node(client: &reqwest::Client, url: &str) -> NodeReading {
             reading.time_scale = w["TimeScale"].as_f64();
             reading.package_scale = w["PackageScale"].as_f64();
             reading.node_memory_mb = w["NodeMemoryMb"].as_u64();
+            reading.function_sched = w["FunctionSched"].as_str().and_then(|s| s.parse().ok());
         }
         Err(e) => reading.unreachable = Some(e),
     }
@@ -576,10 +580,12 @@ fn worker_query(point: &PointRecord) -> String {
 }
 
 /// Checks that the nodes run what the experiment describes (`runtime`: the
-/// `--runtime` asked for).
-fn check_nodes(
+/// `--runtime` asked for; `sched`: the `--function-sched`, which only a
+/// process-runtime node reports).
+pub(super) fn check_nodes(
     point: &PointRecord,
     runtime: WorkerRuntime,
+    sched: FunctionSched,
     nodes: &[NodeReading],
 ) -> Result<(), ExperimentError> {
     let differs = |a: f64, b: f64| (a - b).abs() > 1e-9 * a.abs().max(b.abs()).max(1.0);
@@ -601,6 +607,16 @@ fn check_nodes(
                 "node {} uses the {r} runtime, this experiment the {}: pass --runtime {r}",
                 n.url,
                 runtime.as_str()
+            )));
+        }
+        if let Some(s) = n.function_sched.filter(|&s| s != sched) {
+            return Err(cluster_err(format!(
+                "node {} schedules its function processes as {}, this experiment as {}: pass --function-sched {}, or restart the workers with --function-sched {}",
+                n.url,
+                s.as_str(),
+                sched.as_str(),
+                s.as_str(),
+                sched.as_str()
             )));
         }
     }
@@ -687,6 +703,10 @@ pub(super) async fn run_cluster(
                 ("HF_WORKER_MEMORY", memory.clone()),
                 ("HF_ALGORITHM", plan.algorithms[0].to_string()),
                 ("HF_TIME_SCALE", first.fn_time_scale.to_string()),
+                (
+                    "HF_FUNCTION_SCHED",
+                    plan.function_sched.as_str().to_string(),
+                ),
             ];
             if let Some(label) = &function_label {
                 env.push(("HF_FUNCTION_LABEL", label.clone()));
@@ -787,7 +807,7 @@ async fn run_points_on(
                 r.unreachable.as_deref().unwrap_or("")
             );
         }
-        check_nodes(&precord, plan.runtime, &readings)?;
+        check_nodes(&precord, plan.runtime, plan.function_sched, &readings)?;
         eprintln!(
             "experiment: {} nodes online behind {}: {}",
             urls.len(),
@@ -947,43 +967,66 @@ mod tests {
             ..Default::default()
         };
         let process = WorkerRuntime::Process;
+        let normal = FunctionSched::Normal;
         assert!(check_nodes(
             &point,
             process,
+            normal,
             &[node(Some(0.05), Some(0.25), Some("process"))]
         )
         .is_ok());
         // Not reachable: nothing to check.
-        assert!(check_nodes(&point, process, &[node(None, None, None)]).is_ok());
-        let e = check_nodes(&point, process, &[node(Some(1.0), Some(0.25), None)])
-            .unwrap_err()
-            .to_string();
+        assert!(check_nodes(&point, process, normal, &[node(None, None, None)]).is_ok());
+        let e = check_nodes(
+            &point,
+            process,
+            normal,
+            &[node(Some(1.0), Some(0.25), None)],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("HF_TIME_SCALE 1") && e.contains("--fn-time-scale 1"),
             "{e}"
         );
-        let e = check_nodes(&point, process, &[node(None, Some(1.0), None)])
+        let e = check_nodes(&point, process, normal, &[node(None, Some(1.0), None)])
             .unwrap_err()
             .to_string();
         assert!(e.contains("HF_PACKAGE_SCALE 1"), "{e}");
-        let e = check_nodes(&point, process, &[node(None, None, Some("docker"))])
+        let e = check_nodes(&point, process, normal, &[node(None, None, Some("docker"))])
             .unwrap_err()
             .to_string();
         assert!(e.contains("--runtime docker"), "{e}");
         assert!(check_nodes(
             &point,
             WorkerRuntime::Docker,
+            normal,
             &[node(None, None, Some("docker"))]
         )
         .is_ok());
         let e = check_nodes(
             &point,
             WorkerRuntime::Docker,
+            normal,
             &[node(None, None, Some("process"))],
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("--runtime process"), "{e}");
+        // A node whose function processes run under another policy.
+        let batch = NodeReading {
+            function_sched: Some(FunctionSched::Batch),
+            ..node(None, None, Some("process"))
+        };
+        let e = check_nodes(&point, process, normal, std::slice::from_ref(&batch))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("as batch, this experiment as normal")
+                && e.contains("--function-sched batch"),
+            "{e}"
+        );
+        assert!(check_nodes(&point, process, FunctionSched::Batch, &[batch]).is_ok());
     }
 
     #[test]

@@ -167,6 +167,11 @@ async fn run_points(
                 docker_ids.push(worker_id.clone());
             }
             let mut cmd = Command::new(&worker_bin);
+            // What the worker would take from this environment and no
+            // record would say: the experiment's workers are its own.
+            for name in INHERITED_WORKER_SETTINGS {
+                cmd.env_remove(name);
+            }
             // Port 0: the worker binds a free port and prints it.
             cmd.arg("start")
                 .arg("0")
@@ -179,6 +184,9 @@ async fn run_points(
                 cmd.env(name, value);
             }
             cmd.args(["--node-memory-mb", &precord.node_memory_mb.to_string()]);
+            if plan.runtime == WorkerRuntime::Process {
+                cmd.args(["--function-sched", plan.function_sched.as_str()]);
+            }
             if let InstanceModel::Lambda { keep_alive, policy } = precord.instances {
                 cmd.args(["--instance-model", "lambda"])
                     .args(["--keep-alive-policy", &policy.to_string()])
@@ -230,6 +238,12 @@ async fn run_points(
                 _ = stop.reached(StopLevel::Stop) => return Err(ExperimentError::Interrupted),
             }
         }
+        // Each worker runs what the record says (its own report).
+        let mut readings = Vec::with_capacity(workers.len());
+        for w in &workers {
+            readings.push(cluster::read_node(&client, &w.url).await);
+        }
+        cluster::check_nodes(&precord, plan.runtime, plan.function_sched, &readings)?;
         let nodes = workers
             .iter()
             .map(|w| w.url.as_str())
@@ -256,6 +270,22 @@ async fn run_points(
     }
     Ok(())
 }
+
+/// Worker settings read from the environment that an experiment's own
+/// workers must not inherit from the caller's: joining another balancer
+/// (`HF_JOIN`, `HF_ADVERTISE_URL`), one data directory locked by every
+/// worker (`HF_DATA_DIR`), and how function processes or containers are
+/// placed and scheduled (`HF_FUNCTION_SCHED`, which the experiment sets
+/// itself, `HF_DOCKER_INSTANCE_NETWORK`, `HF_DOCKER_CGROUP_PARENT`).
+/// `HF_TIME_SCALE` and `HF_PACKAGE_SCALE` are set for each point.
+const INHERITED_WORKER_SETTINGS: [&str; 6] = [
+    "HF_JOIN",
+    "HF_ADVERTISE_URL",
+    "HF_DATA_DIR",
+    "HF_FUNCTION_SCHED",
+    "HF_DOCKER_INSTANCE_NETWORK",
+    "HF_DOCKER_CGROUP_PARENT",
+];
 
 /// Local worker processes, with a fresh balancer process for each run.
 struct LocalTarget<'a> {

@@ -603,6 +603,19 @@ fn report_markdown(
             record.package_scale
         );
     }
+    if let Some(sched) = record.function_sched {
+        let policy = match sched {
+            worker_front::runtime::spawn::FunctionSched::Normal => "SCHED_OTHER",
+            worker_front::runtime::spawn::FunctionSched::Batch => {
+                "SCHED_BATCH (a woken function does not preempt the thread running)"
+            }
+        };
+        let _ = writeln!(
+            o,
+            "| Function processes | `--function-sched {}`: {policy} |",
+            sched.as_str()
+        );
+    }
     if let Some(cap) = record.duration_cap_s {
         let _ = writeln!(o, "| Duration cap | first {cap} s of the scenario |");
     }

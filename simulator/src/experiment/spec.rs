@@ -17,6 +17,7 @@
 //! algorithms = ["ch", "rr"]
 //! workers = 4
 //! runtime = "process"               # live mode: or "docker"
+//! function_sched = "normal"         # live, process runtime: or "batch"
 //! # cluster = "compose"             # live mode on a cluster: "compose" or
 //! # worker_cpus = 1.0               #   a balancer URL; compose: CPUs and
 //! # worker_memory = "1g"            #   memory of each worker container
@@ -63,6 +64,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use worker_front::runtime::spawn::FunctionSched;
 
 use super::{Mode, WorkerRuntime};
 
@@ -205,6 +207,10 @@ pub struct ExperimentFile {
     pub workers: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<WorkerRuntime>,
+    /// Live mode, process runtime: how the workers schedule their
+    /// function processes (`--function-sched`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_sched: Option<FunctionSched>,
     /// Live mode on a cluster: `"compose"` or a balancer URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,

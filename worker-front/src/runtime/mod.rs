@@ -289,6 +289,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// The settings the runtime was made with.
     fn options(&self) -> &RuntimeOptions;
 
+    /// How the function processes it starts are scheduled
+    /// (`--function-sched`), when the runtime starts them itself (the
+    /// process runtime); None where an engine does (Docker).
+    fn function_sched(&self) -> Option<spawn::FunctionSched> {
+        None
+    }
+
     /// The engine as messages name it (`Docker engine at unix:///...`).
     fn engine_label(&self) -> String {
         format!("the {} runtime", self.name())

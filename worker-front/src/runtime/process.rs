@@ -340,6 +340,10 @@ impl Runtime for ProcessRuntime {
         &self.inner.options
     }
 
+    fn function_sched(&self) -> Option<FunctionSched> {
+        Some(self.inner.sched)
+    }
+
     fn engine_label(&self) -> String {
         format!(
             "local processes of {}",
