@@ -113,6 +113,45 @@ fn child_pids(run_json: &Path) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// The worker ids of a run's children (`run.json`).
+fn worker_ids(run_json: &Path) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_json).unwrap()).unwrap();
+    v["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["worker_id"].as_str().map(String::from))
+        .collect()
+}
+
+/// No work area (`worker_front::runtime::ownership`) under the workers'
+/// work dir is recorded as one of `ids`' (or their stores of user
+/// functions, `<id>+functions`): the experiment's workers left nothing
+/// there, or the experiment removed it.
+fn assert_no_work_area(ids: &[String]) {
+    use std::os::unix::fs::MetadataExt;
+    assert!(!ids.is_empty());
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let namespace = std::env::temp_dir().join(format!("hotfunctions-{uid}"));
+    let Ok(entries) = std::fs::read_dir(&namespace) else {
+        return; // no area at all
+    };
+    for e in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path().join("owner.json")) else {
+            continue;
+        };
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let owner = record["WorkerId"].as_str().unwrap_or_default();
+        let owner = owner.strip_suffix("+functions").unwrap_or(owner);
+        assert!(
+            !ids.iter().any(|id| id == owner),
+            "{} was left by the experiment's worker {owner}",
+            e.path().display()
+        );
+    }
+}
+
 fn assert_all_gone(pids: &[(String, u32)]) {
     // The experiment reaps its children before exiting; allow the kernel a
     // moment to tear down grandchildren.
@@ -437,6 +476,7 @@ fn ctrl_c_stops_the_experiment_and_every_child() {
     let pids = child_pids(&run.join("run.json"));
     assert_eq!(pids.len(), 2 + 1, "{pids:?}");
     assert_all_gone(&pids);
+    assert_no_work_area(&worker_ids(&run.join("run.json")));
 }
 
 #[test]
@@ -1046,6 +1086,7 @@ fn live_repetitions_and_a_sweep_over_the_worker_count() {
     let pids = child_pids(&run.join("run.json"));
     assert_eq!(pids.len(), 3 + 4, "{pids:?}");
     assert_all_gone(&pids);
+    assert_no_work_area(&worker_ids(&run.join("run.json")));
 }
 
 /// The statically linked hf-fn of the Docker runtime, built once with the
@@ -1158,6 +1199,8 @@ fn an_aborted_docker_experiment_leaves_no_container_or_image() {
         "the killed worker's leftovers were removed by the experiment: {rest:#?}"
     );
     assert_all_gone(&child_pids(&dir.path().join("dock/run.json")));
+    // And its work area (the killed worker could not remove it).
+    assert_no_work_area(&ids);
 }
 
 /// The workers an experiment starts take none of their settings from the
@@ -1204,6 +1247,7 @@ fn live_workers_schedule_their_functions_as_the_experiment_says_whatever_the_env
         let report = std::fs::read_to_string(run.join("report.md")).unwrap();
         let file = std::fs::read_to_string(run.join("experiment.toml")).unwrap();
         assert_all_gone(&child_pids(&run.join("run.json")));
+        assert_no_work_area(&worker_ids(&run.join("run.json")));
         (record, report, file)
     };
 

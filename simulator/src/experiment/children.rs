@@ -32,6 +32,71 @@ use nix::unistd::Pid;
 
 use super::ExperimentError;
 
+/// Worker settings read from the environment that the workers of an
+/// experiment (or a reproduction) must not inherit from the caller's:
+/// joining another balancer (`HF_JOIN`, `HF_ADVERTISE_URL`), one data
+/// directory locked by every worker (`HF_DATA_DIR`), and how function
+/// processes or containers are placed and scheduled (`HF_FUNCTION_SCHED`,
+/// which the command line sets, `HF_DOCKER_INSTANCE_NETWORK`,
+/// `HF_DOCKER_CGROUP_PARENT`). `HF_TIME_SCALE` and `HF_PACKAGE_SCALE` are
+/// set by the caller for each worker.
+const INHERITED_WORKER_SETTINGS: [&str; 6] = [
+    "HF_JOIN",
+    "HF_ADVERTISE_URL",
+    "HF_DATA_DIR",
+    "HF_FUNCTION_SCHED",
+    "HF_DOCKER_INSTANCE_NETWORK",
+    "HF_DOCKER_CGROUP_PARENT",
+];
+
+/// Removes from `cmd` (a worker's) every setting of
+/// [`INHERITED_WORKER_SETTINGS`]: the workers this program starts are its
+/// own, and say what they run by their command line.
+pub fn scrub_worker_env(cmd: &mut Command) {
+    for name in INHERITED_WORKER_SETTINGS {
+        cmd.env_remove(name);
+    }
+}
+
+/// Removes the work areas (`worker_front::runtime::ownership`) that this
+/// experiment's workers left: a worker removes its own when it stops, but
+/// not one killed after its grace period. Only areas whose owner is proven
+/// gone (their lock is free, which [`ownership::claim_orphans`] checks)
+/// and whose record names one of `ours` (the ids this experiment gave its
+/// workers, which carry its pid; a worker's store of user functions is
+/// `<id>+functions`); the engine objects of a Docker worker's area were
+/// removed first (`live::remove_docker_leftovers`). Anything else is left to
+/// whoever owns it. Failures are only reported: the results are written.
+pub fn remove_work_areas(ours: &[&str]) {
+    use worker_front::runtime::ownership;
+    if ours.is_empty() {
+        return;
+    }
+    // The workers' work dir: their default, the system's temporary one.
+    let orphans = match ownership::claim_orphans(&std::env::temp_dir(), Path::new("")) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("experiment: cannot look for its workers' work areas: {e}");
+            return;
+        }
+    };
+    for o in orphans {
+        let recorded = o.record.worker_id.clone();
+        let id = recorded.strip_suffix("+functions").unwrap_or(&recorded);
+        if !ours.contains(&id) {
+            continue; // another's: its lock is let go unchanged
+        }
+        let dir = o.dir.clone();
+        match o.remove() {
+            Ok(()) => eprintln!(
+                "experiment: removed {}, left by its worker {id}",
+                dir.display()
+            ),
+            Err(e) => eprintln!("experiment: removing {}: {e}", dir.display()),
+        }
+    }
+}
+
 /// Where the testbed's binaries are: the directory of the running
 /// executable (for a test harness in `target/<profile>/deps`, its parent).
 pub fn default_bin_dir() -> Option<PathBuf> {

@@ -19,7 +19,9 @@ fn own_roots(children: &[&ChildProcess]) -> Vec<u32> {
 /// experiment's Docker workers left behind (a worker removes its own when
 /// stopped; one killed after the grace period, or an aborted run, leaves
 /// them), found by the worker-id label that only this experiment's workers
-/// carry. Also when the run fails.
+/// carry, and then the work areas they left
+/// ([`children::remove_work_areas`]). Also
+/// when the run fails.
 pub(super) async fn run_live(
     plan: &Plan,
     opts: &RunOptions,
@@ -32,11 +34,24 @@ pub(super) async fn run_live(
         return cluster::run_cluster(c, plan, opts, events, dir, record, stop).await;
     }
     let mut docker_ids = Vec::new();
-    let result = run_points(plan, opts, events, dir, record, stop, &mut docker_ids).await;
+    let mut worker_ids = Vec::new();
+    let result = run_points(
+        plan,
+        opts,
+        events,
+        dir,
+        record,
+        stop,
+        &mut docker_ids,
+        &mut worker_ids,
+    )
+    .await;
     // The workers are stopped (dropped) by now.
     for id in &docker_ids {
         remove_docker_leftovers(id);
     }
+    let ours: Vec<&str> = worker_ids.iter().map(String::as_str).collect();
+    children::remove_work_areas(&ours);
     result
 }
 
@@ -101,6 +116,7 @@ async fn run_points(
     record: &mut ExperimentRecord,
     stop: &StopHandle,
     docker_ids: &mut Vec<String>,
+    all_ids: &mut Vec<String>,
 ) -> Result<(), ExperimentError> {
     let bin_dir = match &opts.bin_dir {
         Some(d) => d.clone(),
@@ -163,15 +179,14 @@ async fn run_points(
             // pid, the point and the worker's index.
             let worker_id = format!("hfexp-{}-{pi}-{i}", std::process::id());
             worker_ids.push(worker_id.clone());
+            all_ids.push(worker_id.clone());
             if plan.runtime == WorkerRuntime::Docker {
                 docker_ids.push(worker_id.clone());
             }
             let mut cmd = Command::new(&worker_bin);
             // What the worker would take from this environment and no
             // record would say: the experiment's workers are its own.
-            for name in INHERITED_WORKER_SETTINGS {
-                cmd.env_remove(name);
-            }
+            children::scrub_worker_env(&mut cmd);
             // Port 0: the worker binds a free port and prints it.
             cmd.arg("start")
                 .arg("0")
@@ -270,22 +285,6 @@ async fn run_points(
     }
     Ok(())
 }
-
-/// Worker settings read from the environment that an experiment's own
-/// workers must not inherit from the caller's: joining another balancer
-/// (`HF_JOIN`, `HF_ADVERTISE_URL`), one data directory locked by every
-/// worker (`HF_DATA_DIR`), and how function processes or containers are
-/// placed and scheduled (`HF_FUNCTION_SCHED`, which the experiment sets
-/// itself, `HF_DOCKER_INSTANCE_NETWORK`, `HF_DOCKER_CGROUP_PARENT`).
-/// `HF_TIME_SCALE` and `HF_PACKAGE_SCALE` are set for each point.
-const INHERITED_WORKER_SETTINGS: [&str; 6] = [
-    "HF_JOIN",
-    "HF_ADVERTISE_URL",
-    "HF_DATA_DIR",
-    "HF_FUNCTION_SCHED",
-    "HF_DOCKER_INSTANCE_NETWORK",
-    "HF_DOCKER_CGROUP_PARENT",
-];
 
 /// Local worker processes, with a fresh balancer process for each run.
 struct LocalTarget<'a> {

@@ -397,8 +397,27 @@ struct LiveRun {
     before: MachineBefore,
 }
 
-/// Runs the live part: every algorithm against fresh workers.
+/// Runs the live part: every algorithm against fresh workers; then
+/// removes what a worker killed after its grace period left in its work
+/// area (`children::remove_work_areas`), also when the part failed.
 async fn run_live(
+    ctx: &Context,
+    stop: &StopHandle,
+    size: &Size,
+    mix: &Arc<FunctionMix>,
+) -> anyhow::Result<Vec<LiveRun>> {
+    let result = run_live_workers(ctx, stop, size, mix).await;
+    let ids: Vec<String> = (0..size.workers).map(worker_id).collect();
+    children::remove_work_areas(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    result
+}
+
+/// The id of this process's live worker `i`.
+fn worker_id(i: u32) -> String {
+    format!("hfrepro-{}-{i}", std::process::id())
+}
+
+async fn run_live_workers(
     ctx: &Context,
     stop: &StopHandle,
     size: &Size,
@@ -421,16 +440,15 @@ async fn run_live(
     for i in 0..size.workers {
         // Port 0: the worker binds a free port and prints it.
         let mut cmd = Command::new(&worker_bin);
+        children::scrub_worker_env(&mut cmd);
         cmd.arg("start")
             .arg("0")
             .args(["--host", "127.0.0.1", "--runtime", "process"])
-            .args([
-                "--worker-id",
-                &format!("hfrepro-{}-{i}", std::process::id()),
-            ])
+            .args(["--worker-id", &worker_id(i)])
             .args(["--instance-model", "lambda", "--keep-alive-policy", "lru"])
             .args(["--keep-alive-s", &size.keep_alive_s.to_string()])
             .args(["--node-memory-mb", &size.node_memory_mb.to_string()])
+            .args(["--function-sched", "normal"])
             .env("RUST_LOG", "warn")
             .env("HF_TIME_SCALE", size.fn_time_scale.to_string())
             .env("HF_PACKAGE_SCALE", size.package_scale.to_string());
