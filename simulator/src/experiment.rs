@@ -13,7 +13,13 @@
 //! (`USING_REST_MODE`, ...) to the workers and scheduler parameters (`T`,
 //! `ch.T`, ...) to the balancers. The workers get every caching option
 //! explicitly, as resolved and recorded (environment variables of the same
-//! names in the experiment's own environment do not reach them). A fresh balancer per run keeps runs
+//! names in the experiment's own environment do not reach them), and
+//! `--function-sched` (how they schedule their function processes); none
+//! of the worker's other environment settings reach them either
+//! ([`children::scrub_worker_env`]), and each worker's `/health` is
+//! checked against the record before the first run. Work areas that a
+//! worker killed after its grace period left are removed at the end
+//! ([`children::remove_work_areas`]). A fresh balancer per run keeps runs
 //! independent and reproducible. Children run in their own process groups
 //! and are always stopped, also on Ctrl-C, SIGTERM, SIGHUP or failure
 //! ([`children`]); the three signals are one stop

@@ -50,7 +50,7 @@ const INHERITED_WORKER_SETTINGS: [&str; 6] = [
 ];
 
 /// Removes from `cmd` (a worker's) every setting of
-/// [`INHERITED_WORKER_SETTINGS`]: the workers this program starts are its
+/// `INHERITED_WORKER_SETTINGS`: the workers this program starts are its
 /// own, and say what they run by their command line.
 pub fn scrub_worker_env(cmd: &mut Command) {
     for name in INHERITED_WORKER_SETTINGS {
