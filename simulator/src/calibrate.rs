@@ -1,6 +1,6 @@
 //! `simulator calibrate <worker_url>`: measures a live worker's cold and
 //! warm path costs through its real HTTP API and writes a cost profile
-//! ([`crate::des::CostProfile`]) for `simulator des`.
+//! ([`::des::CostProfile`]) for `simulator des`.
 //!
 //! Every figure is worker overhead outside the function: `ExecutionTime -
 //! InternalExecutionTime` of the worker's reply, on a path identified by

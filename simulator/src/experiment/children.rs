@@ -61,7 +61,8 @@ pub fn scrub_worker_env(cmd: &mut Command) {
 /// Removes the work areas (`worker_front::runtime::ownership`) that this
 /// experiment's workers left: a worker removes its own when it stops, but
 /// not one killed after its grace period. Only areas whose owner is proven
-/// gone (their lock is free, which [`ownership::claim_orphans`] checks)
+/// gone (their lock is free, which
+/// [`worker_front::runtime::ownership::claim_orphans`] checks)
 /// and whose record names one of `ours` (the ids this experiment gave its
 /// workers, which carry its pid; a worker's store of user functions is
 /// `<id>+functions`); the engine objects of a Docker worker's area were
