@@ -260,14 +260,47 @@ impl WorkArea {
     }
 }
 
-/// Removes everything in `dir` but the lock file, then the lock file, then
-/// `dir` (whose lock the caller holds).
+/// Removes everything in `dir` but the lock file and the record, then the
+/// record, then the lock file, then `dir` (whose lock the caller holds).
+/// The record goes last: an area whose removal fails midway keeps it, so
+/// it is still an area, which the next sweep removes (a directory without
+/// a record is never touched). A file that appears meanwhile (a database
+/// of the owner writing on as it closes) is removed on a second pass.
 fn remove_locked_dir(dir: &Path) -> Result<(), OwnershipError> {
+    for _ in 0..REMOVAL_PASSES {
+        if remove_entries_but_lock_and_record(dir)? == 0 {
+            break;
+        }
+    }
+    let record = dir.join(RECORD_FILE);
+    match std::fs::remove_file(&record) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&record)(e)),
+    }
+    let lock = dir.join(LOCK_FILE);
+    match std::fs::remove_file(&lock) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&lock)(e)),
+    }
+    std::fs::remove_dir(dir).map_err(io(dir))
+}
+
+/// Passes over an area's files, at most, before its record goes
+/// ([`remove_locked_dir`]): until one finds none.
+const REMOVAL_PASSES: usize = 3;
+
+/// Removes every entry of `dir` but the lock file and the record; returns
+/// how many it found.
+fn remove_entries_but_lock_and_record(dir: &Path) -> Result<usize, OwnershipError> {
+    let mut found = 0;
     for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
         let p = e.path();
-        if e.file_name() == LOCK_FILE {
+        if e.file_name() == LOCK_FILE || e.file_name() == RECORD_FILE {
             continue;
         }
+        found += 1;
         let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
             std::fs::remove_dir_all(&p)
         } else {
@@ -279,13 +312,7 @@ fn remove_locked_dir(dir: &Path) -> Result<(), OwnershipError> {
             Err(e) => return Err(io(&p)(e)),
         }
     }
-    let lock = dir.join(LOCK_FILE);
-    match std::fs::remove_file(&lock) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&lock)(e)),
-    }
-    std::fs::remove_dir(dir).map_err(io(dir))
+    Ok(found)
 }
 
 /// An area whose owner is proven gone; its lock is now held by us.
