@@ -97,12 +97,15 @@ fn read_summary(path: &Path) -> Vec<Row> {
         .collect()
 }
 
-fn child_pids(run_json: &Path) -> Vec<(String, u32)> {
+/// The children a run recorded (`run.json`).
+fn run_children(run_json: &Path) -> Vec<serde_json::Value> {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_json).unwrap()).unwrap();
-    v["children"]
-        .as_array()
-        .unwrap()
+    v["children"].as_array().unwrap().clone()
+}
+
+fn child_pids(run_json: &Path) -> Vec<(String, u32)> {
+    run_children(run_json)
         .iter()
         .map(|c| {
             (
@@ -113,13 +116,9 @@ fn child_pids(run_json: &Path) -> Vec<(String, u32)> {
         .collect()
 }
 
-/// The worker ids of a run's children (`run.json`).
+/// The worker ids of a run's children.
 fn worker_ids(run_json: &Path) -> Vec<String> {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_json).unwrap()).unwrap();
-    v["children"]
-        .as_array()
-        .unwrap()
+    run_children(run_json)
         .iter()
         .filter_map(|c| c["worker_id"].as_str().map(String::from))
         .collect()
