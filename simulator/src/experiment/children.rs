@@ -68,7 +68,7 @@ pub fn scrub_worker_env(cmd: &mut Command) {
 /// `<id>+functions`); the engine objects of a Docker worker's area were
 /// removed first (`live::remove_docker_leftovers`). Anything else is left to
 /// whoever owns it. Failures are only reported: the results are written.
-pub fn remove_work_areas(ours: &[&str]) {
+pub fn remove_work_areas(ours: &[String]) {
     use worker_front::runtime::ownership;
     if ours.is_empty() {
         return;
@@ -84,7 +84,7 @@ pub fn remove_work_areas(ours: &[&str]) {
     for o in orphans {
         let recorded = o.record.worker_id.clone();
         let id = recorded.strip_suffix("+functions").unwrap_or(&recorded);
-        if !ours.contains(&id) {
+        if !ours.iter().any(|o| o == id) {
             continue; // another's: its lock is let go unchanged
         }
         let dir = o.dir.clone();

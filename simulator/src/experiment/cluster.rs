@@ -538,8 +538,33 @@ impl Balancer {
     }
 }
 
+/// Reads every node's `/health` (`urls`), notes those it cannot reach
+/// (their settings are not checked), and checks the others against the
+/// point ([`check_nodes`]): a cluster's nodes, and the local workers.
+pub(super) async fn read_and_check_nodes(
+    client: &reqwest::Client,
+    urls: impl IntoIterator<Item = &str>,
+    point: &PointRecord,
+    runtime: WorkerRuntime,
+    sched: FunctionSched,
+) -> Result<Vec<NodeReading>, ExperimentError> {
+    let mut readings = Vec::new();
+    for u in urls {
+        readings.push(read_node(client, u).await);
+    }
+    for r in readings.iter().filter(|r| r.unreachable.is_some()) {
+        eprintln!(
+            "experiment: note: node {} is not reachable from here ({}); its settings are not checked",
+            r.url,
+            r.unreachable.as_deref().unwrap_or("")
+        );
+    }
+    check_nodes(point, runtime, sched, &readings)?;
+    Ok(readings)
+}
+
 /// A node's `/health`, if the experiment can reach it.
-pub(super) async fn read_node(client: &reqwest::Client, url: &str) -> NodeReading {
+async fn read_node(client: &reqwest::Client, url: &str) -> NodeReading {
     let mut reading = NodeReading {
         url: url.to_string(),
         ..Default::default()
@@ -582,7 +607,7 @@ fn worker_query(point: &PointRecord) -> String {
 /// Checks that the nodes run what the experiment describes (`runtime`: the
 /// `--runtime` asked for; `sched`: the `--function-sched`, which only a
 /// process-runtime node reports).
-pub(super) fn check_nodes(
+fn check_nodes(
     point: &PointRecord,
     runtime: WorkerRuntime,
     sched: FunctionSched,
@@ -796,18 +821,14 @@ async fn run_points_on(
         let urls = balancer
             .wait_nodes(expected, opts.startup_timeout, stop)
             .await?;
-        let mut readings = Vec::new();
-        for u in &urls {
-            readings.push(read_node(&balancer.client, u).await);
-        }
-        for r in readings.iter().filter(|r| r.unreachable.is_some()) {
-            eprintln!(
-                "experiment: note: node {} is not reachable from here ({}); its settings are not checked",
-                r.url,
-                r.unreachable.as_deref().unwrap_or("")
-            );
-        }
-        check_nodes(&precord, plan.runtime, plan.function_sched, &readings)?;
+        let readings = read_and_check_nodes(
+            &balancer.client,
+            urls.iter().map(String::as_str),
+            &precord,
+            plan.runtime,
+            plan.function_sched,
+        )
+        .await?;
         eprintln!(
             "experiment: {} nodes online behind {}: {}",
             urls.len(),

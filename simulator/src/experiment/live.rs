@@ -20,8 +20,7 @@ fn own_roots(children: &[&ChildProcess]) -> Vec<u32> {
 /// stopped; one killed after the grace period, or an aborted run, leaves
 /// them), found by the worker-id label that only this experiment's workers
 /// carry, and then the work areas they left
-/// ([`children::remove_work_areas`]). Also
-/// when the run fails.
+/// ([`children::remove_work_areas`]). Also when the run fails.
 pub(super) async fn run_live(
     plan: &Plan,
     opts: &RunOptions,
@@ -33,25 +32,15 @@ pub(super) async fn run_live(
     if let Some(c) = &plan.cluster {
         return cluster::run_cluster(c, plan, opts, events, dir, record, stop).await;
     }
-    let mut docker_ids = Vec::new();
     let mut worker_ids = Vec::new();
-    let result = run_points(
-        plan,
-        opts,
-        events,
-        dir,
-        record,
-        stop,
-        &mut docker_ids,
-        &mut worker_ids,
-    )
-    .await;
+    let result = run_points(plan, opts, events, dir, record, stop, &mut worker_ids).await;
     // The workers are stopped (dropped) by now.
-    for id in &docker_ids {
-        remove_docker_leftovers(id);
+    if plan.runtime == WorkerRuntime::Docker {
+        for id in &worker_ids {
+            remove_docker_leftovers(id);
+        }
     }
-    let ours: Vec<&str> = worker_ids.iter().map(String::as_str).collect();
-    children::remove_work_areas(&ours);
+    children::remove_work_areas(&worker_ids);
     result
 }
 
@@ -115,7 +104,6 @@ async fn run_points(
     dir: &Path,
     record: &mut ExperimentRecord,
     stop: &StopHandle,
-    docker_ids: &mut Vec<String>,
     all_ids: &mut Vec<String>,
 ) -> Result<(), ExperimentError> {
     let bin_dir = match &opts.bin_dir {
@@ -180,9 +168,6 @@ async fn run_points(
             let worker_id = format!("hfexp-{}-{pi}-{i}", std::process::id());
             worker_ids.push(worker_id.clone());
             all_ids.push(worker_id.clone());
-            if plan.runtime == WorkerRuntime::Docker {
-                docker_ids.push(worker_id.clone());
-            }
             let mut cmd = Command::new(&worker_bin);
             // What the worker would take from this environment and no
             // record would say: the experiment's workers are its own.
@@ -254,11 +239,14 @@ async fn run_points(
             }
         }
         // Each worker runs what the record says (its own report).
-        let mut readings = Vec::with_capacity(workers.len());
-        for w in &workers {
-            readings.push(cluster::read_node(&client, &w.url).await);
-        }
-        cluster::check_nodes(&precord, plan.runtime, plan.function_sched, &readings)?;
+        cluster::read_and_check_nodes(
+            &client,
+            workers.iter().map(|w| w.url.as_str()),
+            &precord,
+            plan.runtime,
+            plan.function_sched,
+        )
+        .await?;
         let nodes = workers
             .iter()
             .map(|w| w.url.as_str())

@@ -408,7 +408,7 @@ async fn run_live(
 ) -> anyhow::Result<Vec<LiveRun>> {
     let result = run_live_workers(ctx, stop, size, mix).await;
     let ids: Vec<String> = (0..size.workers).map(worker_id).collect();
-    children::remove_work_areas(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    children::remove_work_areas(&ids);
     result
 }
 

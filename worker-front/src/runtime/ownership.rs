@@ -272,19 +272,18 @@ fn remove_locked_dir(dir: &Path) -> Result<(), OwnershipError> {
             break;
         }
     }
-    let record = dir.join(RECORD_FILE);
-    match std::fs::remove_file(&record) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&record)(e)),
-    }
-    let lock = dir.join(LOCK_FILE);
-    match std::fs::remove_file(&lock) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&lock)(e)),
-    }
+    remove_file_if_present(&dir.join(RECORD_FILE))?;
+    remove_file_if_present(&dir.join(LOCK_FILE))?;
     std::fs::remove_dir(dir).map_err(io(dir))
+}
+
+/// Removes the file at `path`; one already gone is no error.
+fn remove_file_if_present(path: &Path) -> Result<(), OwnershipError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
 }
 
 /// Passes over an area's files, at most, before its record goes
