@@ -181,6 +181,43 @@ fn pid_of(text: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_died_while_idle_is_replaced_and_the_next_call_served() {
+    let dirs = Dirs::new();
+    let w = start(&dirs.data(), &dirs.work());
+    let (s, v) = w.deploy("f.zip", &native_zip("ok", None), None, None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _, text) = w.call("f", "").await;
+    assert_eq!(s, 200, "{text}");
+    let first = pid_of(&text);
+    // Killed while idle (this test's worker's own child), and reaped by
+    // the worker.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let proc_dir = format!("/proc/{first}");
+    await_true("the worker reaps the killed instance", || {
+        !std::path::Path::new(&proc_dir).exists()
+    })
+    .await;
+    // The next call is not a 502: it goes to a new instance.
+    let (s, h, text) = w.call("f", "").await;
+    assert_eq!(s, 200, "{text}");
+    assert_ne!(pid_of(&text), first, "a new instance");
+    assert!(h["x-meta"]
+        .to_str()
+        .unwrap()
+        .contains("\"UsingExistingRestContainer\":false"));
+    let (_, v) = w.json("GET", "/info/f", None).await;
+    assert_eq!(
+        (v["Calls"].as_u64(), v["Errors"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_hanging_and_flooding_functions_fail_their_call_and_are_replaced() {
     let dirs = Dirs::new();
     let w = start(&dirs.data(), &dirs.work());

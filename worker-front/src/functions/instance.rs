@@ -39,10 +39,11 @@ pub use sample_functions::user::wire::{find, hop_by_hop};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::oneshot;
 
 /// Bytes of an instance's recent output kept.
 pub const OUTPUT_RING_BYTES: usize = 64 * 1024;
@@ -232,9 +233,14 @@ pub struct Running {
 /// What runs an instance.
 #[derive(Debug)]
 enum Backing {
-    /// A local process; its stdin is held open.
+    /// A local process, owned by a task that waits for its exit ([`watch`]);
+    /// its stdin is held open.
     Process {
-        child: Mutex<Child>,
+        pid: Option<u32>,
+        /// How it ended, once it has (set by the task).
+        ended: Arc<OnceLock<String>>,
+        /// Dropped or sent: the task kills it.
+        kill: Mutex<Option<oneshot::Sender<()>>>,
         _stdin: Option<ChildStdin>,
     },
     /// A container; `exited` is set when its output ends.
@@ -250,14 +256,8 @@ impl Running {
     /// How it ended, if it has.
     pub fn exit_status(&self) -> Option<String> {
         match &self.what {
-            Backing::Process { child, .. } => {
-                let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
-                match c.try_wait() {
-                    Ok(Some(s)) => Some(s.to_string()),
-                    Ok(None) => None,
-                    Err(e) => Some(e.to_string()),
-                }
-            }
+            // No system call, no lock: read per call.
+            Backing::Process { ended, .. } => ended.get().cloned(),
             Backing::Container { exited, .. } => {
                 exited.lock().unwrap_or_else(|e| e.into_inner()).clone()
             }
@@ -268,8 +268,10 @@ impl Running {
     /// the background.
     pub fn kill(&self) {
         match &self.what {
-            Backing::Process { child, .. } => {
-                let _ = child.lock().unwrap_or_else(|e| e.into_inner()).start_kill();
+            Backing::Process { kill, .. } => {
+                if let Some(kill) = kill.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    let _ = kill.send(());
+                }
             }
             Backing::Container {
                 runtime,
@@ -301,7 +303,7 @@ impl Running {
     /// The process id (for tests and people; None for a container).
     pub fn pid(&self) -> Option<u32> {
         match &self.what {
-            Backing::Process { child, .. } => child.lock().unwrap_or_else(|e| e.into_inner()).id(),
+            Backing::Process { pid, ended, .. } => pid.filter(|_| ended.get().is_none()),
             Backing::Container { .. } => None,
         }
     }
@@ -328,8 +330,8 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // A process goes with its handle (kill on drop); a container is
-        // removed.
+        // A process goes with its kill sender (its task kills it); a
+        // container is removed.
         if matches!(self.what, Backing::Container { .. }) {
             self.kill();
         }
@@ -467,23 +469,49 @@ pub async fn start(launch: &Launch, instance: String) -> Result<Running, CallErr
         drain(s, output.clone());
     }
     let stdin = child.stdin.take();
-    if let Err(e) = await_listening(port, START_TIMEOUT, &output, || {
-        child.try_wait().ok().flatten().map(|s| s.to_string())
-    })
-    .await
-    {
-        let _ = child.start_kill();
-        return Err(fail(e));
-    }
-    Ok(Running {
+    let pid = child.id();
+    let (ended, kill) = watch(child);
+    // On failure `running` is dropped: its process is killed.
+    let running = Running {
         name: instance,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
         what: Backing::Process {
-            child: Mutex::new(child),
+            pid,
+            ended: ended.clone(),
+            kill: Mutex::new(Some(kill)),
             _stdin: stdin,
         },
-        output,
-    })
+        output: output.clone(),
+    };
+    await_listening(port, START_TIMEOUT, &output, || ended.get().cloned())
+        .await
+        .map_err(fail)?;
+    Ok(running)
+}
+
+/// Hands `child` to a task that waits for its exit and records how it
+/// ended (what [`Running::exit_status`] reads per call, instead of a
+/// `wait4` under a lock), and kills it when the returned sender is used
+/// or dropped.
+fn watch(mut child: Child) -> (Arc<OnceLock<String>>, oneshot::Sender<()>) {
+    let ended: Arc<OnceLock<String>> = Arc::default();
+    let (kill, killed) = oneshot::channel::<()>();
+    let record = ended.clone();
+    tokio::spawn(async move {
+        let status = tokio::select! {
+            status = child.wait() => status,
+            _ = killed => {
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        };
+        let how = match status {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        };
+        let _ = record.set(how);
+    });
+    (ended, kill)
 }
 
 /// Sends `call` to the warm instance `inst` within `timeout`, over
