@@ -423,11 +423,11 @@ impl FunctionStore {
         names
     }
 
-    /// Commits the calls recorded so far; removes a temporary store (a
-    /// `--data-dir` stays).
+    /// Commits the calls recorded so far and closes the database; removes
+    /// a temporary store (a `--data-dir` stays).
     pub async fn close(&self) {
-        if let Err(e) = self.db.sync().await {
-            tracing::warn!("writing the last calls: {e}");
+        if let Err(e) = self.db.close().await {
+            tracing::warn!("closing the functions database: {e}");
         }
         if self.temporary {
             if let Err(e) = std::fs::remove_dir_all(&self.dir) {

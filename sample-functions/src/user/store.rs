@@ -143,6 +143,9 @@ enum Command {
     Flush,
     /// Replies once the pending calls are committed.
     Sync(Reply<()>),
+    /// Commits the pending calls, closes the database and ends the
+    /// thread; replies once it is closed.
+    Close(Reply<()>),
     Logs(String, usize, Reply<Vec<CallRow>>),
 }
 
@@ -272,6 +275,16 @@ impl Db {
         self.ask(Command::Sync).await
     }
 
+    /// Commits every call recorded so far and closes the database: once
+    /// this returns, SQLite has checkpointed and removed its `-wal` and
+    /// `-shm` files and holds nothing open in the directory, so its owner
+    /// may remove it (a connection still open would make them again
+    /// under a removal). Later commands of any handle fail ("the database
+    /// thread is gone"); calls recorded later are not written.
+    pub async fn close(&self) -> Result<(), String> {
+        self.ask(Command::Close).await
+    }
+
     /// The last `limit` calls of `name`, newest first (every call recorded
     /// before this is included).
     pub async fn logs(&self, name: &str, limit: usize) -> Result<Vec<CallRow>, String> {
@@ -332,6 +345,7 @@ fn serve(mut conn: Connection, rx: mpsc::Receiver<Command>, pending: SharedPendi
             }
         };
         let mut replies: Vec<Box<dyn FnOnce(Option<String>)>> = Vec::new();
+        let mut closing: Vec<Reply<()>> = Vec::new();
         // Written first: the commands of the batch see them.
         for (name, c) in &calls {
             if let Err(e) = record_calls(&tx, name, c) {
@@ -373,6 +387,7 @@ fn serve(mut conn: Connection, rx: mpsc::Receiver<Command>, pending: SharedPendi
                 }
                 Command::Flush => {}
                 Command::Sync(r) => replies.push(done(r, Ok(()))),
+                Command::Close(r) => closing.push(r),
                 Command::Logs(name, limit, r) => {
                     // Earlier calls of this batch are in the transaction.
                     let out = logs(&tx, &name, limit).map_err(text);
@@ -392,6 +407,17 @@ fn serve(mut conn: Connection, rx: mpsc::Receiver<Command>, pending: SharedPendi
         }
         for r in replies {
             r(fail.clone());
+        }
+        if !closing.is_empty() {
+            let closed = conn.close().map_err(|(_, e)| text(e));
+            let out = match fail {
+                Some(e) => Err(format!("writing the last calls: {e}")),
+                None => closed,
+            };
+            for r in closing {
+                let _ = r.send(out.clone());
+            }
+            return;
         }
         if last {
             return;
@@ -700,6 +726,61 @@ mod tests {
         db.delete("f").await.unwrap();
         assert!(db.load().await.unwrap().is_empty());
         assert!(db.logs("f", 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_closed_database_holds_nothing_open_and_kept_every_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.sqlite");
+        let db = Db::open(&path).unwrap();
+        let other = db.clone();
+        let row = FunctionRow {
+            name: "h".into(),
+            version: 1,
+            digest: "d".into(),
+            size: 1,
+            unpacked_bytes: 1,
+            runtime: "http".into(),
+            manifest: "{}".into(),
+            deployed_at_ms: 1,
+            rate_limit: 0.0,
+        };
+        db.put(row).await.unwrap();
+        for i in 0..7 {
+            let call = CallRow {
+                time_ms: i,
+                version: 1,
+                duration_ms: 1.0,
+                status: 200,
+                cold: false,
+                node: "n".into(),
+                output: String::new(),
+            };
+            db.record_call("h", call, false);
+        }
+        let names = |dir: &Path| {
+            let mut n: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        // Open (in WAL mode): its -wal and -shm files are there.
+        db.sync().await.unwrap();
+        assert_eq!(
+            names(dir.path()),
+            ["f.sqlite", "f.sqlite-shm", "f.sqlite-wal"]
+        );
+        db.close().await.unwrap();
+        // Closed while another handle lives: only the database is left.
+        assert_eq!(names(dir.path()), ["f.sqlite"]);
+        let gone = other.logs("h", 10).await.unwrap_err();
+        assert!(gone.contains("gone"), "{gone}");
+        drop((db, other));
+        let db = Db::open(&path).unwrap();
+        let all = db.load().await.unwrap();
+        assert_eq!(all[0].1.calls, 7, "every call was committed");
     }
 
     #[tokio::test]

@@ -1038,11 +1038,12 @@ impl Functions {
         }
     }
 
-    /// Commits the calls recorded so far, stops every instance; removes a
-    /// temporary data area.
+    /// Commits the calls recorded so far and closes the database, stops
+    /// every instance; removes a temporary data area (nothing of the
+    /// database is open in it then).
     pub async fn shutdown(&self) {
-        if let Err(e) = self.inner.db.sync().await {
-            tracing::warn!("writing the last calls: {e}");
+        if let Err(e) = self.inner.db.close().await {
+            tracing::warn!("closing the functions database: {e}");
         }
         let all: Vec<Arc<Deployed>> = self
             .inner
