@@ -675,6 +675,21 @@ pub fn digest(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// A deployed `http` function's record, named `name`.
+    fn http_row(name: &str) -> FunctionRow {
+        FunctionRow {
+            name: name.into(),
+            version: 1,
+            digest: "d".into(),
+            size: 1,
+            unpacked_bytes: 1,
+            runtime: "http".into(),
+            manifest: "{}".into(),
+            deployed_at_ms: 1,
+            rate_limit: 0.0,
+        }
+    }
+
     #[test]
     fn digests_are_sha256() {
         assert_eq!(
@@ -734,18 +749,7 @@ mod tests {
         let path = dir.path().join("f.sqlite");
         let db = Db::open(&path).unwrap();
         let other = db.clone();
-        let row = FunctionRow {
-            name: "h".into(),
-            version: 1,
-            digest: "d".into(),
-            size: 1,
-            unpacked_bytes: 1,
-            runtime: "http".into(),
-            manifest: "{}".into(),
-            deployed_at_ms: 1,
-            rate_limit: 0.0,
-        };
-        db.put(row).await.unwrap();
+        db.put(http_row("h")).await.unwrap();
         for i in 0..7 {
             let call = CallRow {
                 time_ms: i,
@@ -787,18 +791,7 @@ mod tests {
     async fn pending_calls_are_bounded_and_lose_no_count() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("f.sqlite")).unwrap();
-        let row = FunctionRow {
-            name: "g".into(),
-            version: 1,
-            digest: "d".into(),
-            size: 1,
-            unpacked_bytes: 1,
-            runtime: "http".into(),
-            manifest: "{}".into(),
-            deployed_at_ms: 1,
-            rate_limit: 0.0,
-        };
-        db.put(row).await.unwrap();
+        db.put(http_row("g")).await.unwrap();
         // As if the thread were busy: no flush is sent, calls pile up.
         lock(&db.pending).queued = true;
         let n = 3 * LOG_KEEP;
