@@ -21,7 +21,11 @@
 //!   the instance id makes every area unique.
 //! - The lock is taken before the record is written, and the record is
 //!   what marks a directory as an area at all: a directory without a
-//!   readable record is never touched (it may be an area being made).
+//!   readable record is never touched (it may be an area being made),
+//!   but by [`remove_stranded`], for a caller that knows the processes it
+//!   gave a worker id are gone: a directory named as that id's area
+//!   holding nothing but an old lock file nobody holds is what a removal
+//!   cut short after its record went leaves.
 //! - The lock is an `flock` on an open file: the kernel drops it when its
 //!   owner dies, however it dies (`kill -9` included), and it is not
 //!   inherited by function processes (Rust opens files close-on-exec).
@@ -372,6 +376,69 @@ pub fn claim_orphans(work_dir: &Path, own: &Path) -> Result<Vec<Orphan>, Ownersh
     Ok(out)
 }
 
+/// How old an area's lock file must be before [`remove_stranded`] takes
+/// a directory holding nothing else for what a removal cut short (an area
+/// being made holds nothing but its lock for microseconds).
+pub const STRANDED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Removes the directories of the namespace of `work_dir` named as areas
+/// of `worker_id` (`<escaped id>.<instance id>`) that hold no record and
+/// nothing but a lock file nobody holds, made at least
+/// [`STRANDED_AFTER`] ago (or nothing at all): what an area's removal
+/// cut short after its record went (its owner killed then) leaves, which
+/// no sweep would ever touch again, having no record to read. Returns
+/// the directories removed. For a caller that knows the processes it gave
+/// `worker_id` are gone (`simulator experiment`, after its workers):
+/// nothing else is ever touched, and a directory with anything in it but
+/// the lock file is left alone.
+#[allow(clippy::disallowed_methods)] // the lock file's age, not a measurement
+pub fn remove_stranded(work_dir: &Path, worker_id: &str) -> Result<Vec<PathBuf>, OwnershipError> {
+    let namespace = namespace(work_dir)?;
+    let prefix = format!("{}.", escape_id(worker_id));
+    let mut removed = Vec::new();
+    for e in std::fs::read_dir(&namespace)
+        .map_err(io(&namespace))?
+        .flatten()
+    {
+        let dir = e.path();
+        let named = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix));
+        if !named || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+        if names.iter().any(|n| n != LOCK_FILE) {
+            continue; // a record, or files: an area, or not ours to judge
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        if !names.is_empty() {
+            let old = std::fs::metadata(&lock_path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= STRANDED_AFTER);
+            let Ok(lock) = OpenOptions::new().write(true).open(&lock_path) else {
+                continue;
+            };
+            if !old || lock.try_lock().is_err() {
+                continue; // being made, or held
+            }
+            remove_file_if_present(&lock_path)?;
+        }
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => removed.push(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&dir)(e)),
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +457,54 @@ mod tests {
     fn instance_ids_differ() {
         let ids: std::collections::HashSet<_> = (0..1000).map(|_| InstanceId::generate()).collect();
         assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn a_removal_cut_short_after_its_record_is_removed_by_name_and_nothing_else() {
+        let base = tempfile::tempdir().unwrap();
+        // Its lock file made long ago.
+        let age = |dir: &Path| {
+            let lock = File::options()
+                .write(true)
+                .open(dir.join(LOCK_FILE))
+                .unwrap();
+            let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400);
+            lock.set_modified(long_ago).unwrap();
+        };
+        // An area dropped (its owner gone), then its record removed.
+        let cut = |id: &str| {
+            let area = WorkArea::claim(base.path(), id, "process").unwrap();
+            let dir = area.dir().to_path_buf();
+            drop(area);
+            std::fs::remove_file(dir.join(RECORD_FILE)).unwrap();
+            dir
+        };
+        let ours = cut("x+functions");
+        age(&ours);
+        let theirs = cut("y");
+        age(&theirs);
+        let with_files = cut("x+functions");
+        age(&with_files);
+        std::fs::write(with_files.join("data"), b"x").unwrap();
+        let fresh = cut("x+functions");
+        let live = WorkArea::claim(base.path(), "x+functions", "process").unwrap();
+        std::fs::remove_file(live.dir().join(RECORD_FILE)).unwrap();
+        age(live.dir());
+
+        let removed = remove_stranded(base.path(), "x+functions").unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0], ours);
+        assert!(!ours.exists());
+        // Another id's, one with files, one just made, one held: left.
+        assert!(theirs.join(LOCK_FILE).exists());
+        assert!(with_files.join("data").exists());
+        assert!(fresh.join(LOCK_FILE).exists());
+        assert!(live.dir().join(LOCK_FILE).exists());
+        // Once its lock file is old enough, the one just made goes too.
+        age(&fresh);
+        let removed = remove_stranded(base.path(), "x+functions").unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0], fresh);
     }
 
     #[test]
