@@ -675,6 +675,19 @@ pub fn digest(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// A successful warm call's record, at `time_ms`.
+    fn ok_call(time_ms: i64) -> CallRow {
+        CallRow {
+            time_ms,
+            version: 1,
+            duration_ms: 1.0,
+            status: 200,
+            cold: false,
+            node: "n".into(),
+            output: String::new(),
+        }
+    }
+
     /// A deployed `http` function's record, named `name`.
     fn http_row(name: &str) -> FunctionRow {
         FunctionRow {
@@ -751,16 +764,7 @@ mod tests {
         let other = db.clone();
         db.put(http_row("h")).await.unwrap();
         for i in 0..7 {
-            let call = CallRow {
-                time_ms: i,
-                version: 1,
-                duration_ms: 1.0,
-                status: 200,
-                cold: false,
-                node: "n".into(),
-                output: String::new(),
-            };
-            db.record_call("h", call, false);
+            db.record_call("h", ok_call(i), false);
         }
         let names = |dir: &Path| {
             let mut n: Vec<String> = std::fs::read_dir(dir)
@@ -839,16 +843,7 @@ mod tests {
         let start = Instant::now();
         let n = 200;
         for i in 0..n {
-            let call = CallRow {
-                time_ms: i,
-                version: 1,
-                duration_ms: 1.0,
-                status: 200,
-                cold: false,
-                node: "n".into(),
-                output: String::new(),
-            };
-            db.record_call("h", call, false);
+            db.record_call("h", ok_call(i), false);
             std::thread::sleep(Duration::from_millis(1));
         }
         let elapsed = start.elapsed();
