@@ -96,23 +96,6 @@ pub fn remove_work_areas(ours: &[String]) {
             Err(e) => eprintln!("experiment: removing {}: {e}", dir.display()),
         }
     }
-    // What a removal cut short after the record went leaves (a worker
-    // killed then): found by its name, ours since our workers are gone.
-    for id in ours {
-        for id in [id.clone(), format!("{id}+functions")] {
-            match ownership::remove_stranded(&std::env::temp_dir(), &id) {
-                Ok(dirs) => {
-                    for d in dirs {
-                        eprintln!(
-                            "experiment: removed {}, left by its worker {id}",
-                            d.display()
-                        );
-                    }
-                }
-                Err(e) => eprintln!("experiment: cannot look for {id}'s stranded areas: {e}"),
-            }
-        }
-    }
 }
 
 /// Where the testbed's binaries are: the directory of the running

@@ -22,10 +22,10 @@
 //! - The lock is taken before the record is written, and the record is
 //!   what marks a directory as an area at all: a directory without a
 //!   readable record is never touched (it may be an area being made),
-//!   but by [`remove_stranded`], for a caller that knows the processes it
-//!   gave a worker id are gone: a directory named as that id's area
-//!   holding nothing but an old lock file nobody holds is what a removal
-//!   cut short after its record went leaves.
+//!   but for what a removal cut short after its record went leaves: a
+//!   directory holding nothing but a lock file nobody holds, or nothing,
+//!   made at least [`STRANDED_AFTER`] ago (an area being made is in that
+//!   state for microseconds), which [`claim_orphans`] removes.
 //! - The lock is an `flock` on an open file: the kernel drops it when its
 //!   owner dies, however it dies (`kill -9` included), and it is not
 //!   inherited by function processes (Rust opens files close-on-exec).
@@ -338,7 +338,9 @@ impl Orphan {
 /// Every area in the namespace of `work_dir` (other than `own`) whose
 /// owner is proven gone: a readable record, and a lock nobody holds. The
 /// returned orphans hold their locks, so no other worker removes them at
-/// the same time. Unreadable entries are skipped, never guessed at.
+/// the same time. Unreadable entries are skipped, never guessed at; what a
+/// removal cut short after its record went left is removed
+/// ([`STRANDED_AFTER`]).
 pub fn claim_orphans(work_dir: &Path, own: &Path) -> Result<Vec<Orphan>, OwnershipError> {
     let namespace = namespace(work_dir)?;
     let mut out = Vec::new();
@@ -351,6 +353,7 @@ pub fn claim_orphans(work_dir: &Path, own: &Path) -> Result<Vec<Orphan>, Ownersh
             continue;
         }
         let Ok(text) = std::fs::read_to_string(dir.join(RECORD_FILE)) else {
+            remove_if_stranded(&dir);
             continue;
         };
         let Ok(record) = serde_json::from_str::<OwnerRecord>(&text) else {
@@ -376,67 +379,45 @@ pub fn claim_orphans(work_dir: &Path, own: &Path) -> Result<Vec<Orphan>, Ownersh
     Ok(out)
 }
 
-/// How old an area's lock file must be before [`remove_stranded`] takes
-/// a directory holding nothing else for what a removal cut short (an area
-/// being made holds nothing but its lock for microseconds).
+/// How old a directory holding nothing but a lock file (the file's age),
+/// or nothing (the directory's), must be before [`claim_orphans`] takes it
+/// for what a removal cut short leaves: an area being made is in that
+/// state for microseconds.
 pub const STRANDED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Removes the directories of the namespace of `work_dir` named as areas
-/// of `worker_id` (`<escaped id>.<instance id>`) that hold no record and
-/// nothing but a lock file nobody holds, made at least
-/// [`STRANDED_AFTER`] ago (or nothing at all): what an area's removal
-/// cut short after its record went (its owner killed then) leaves, which
-/// no sweep would ever touch again, having no record to read. Returns
-/// the directories removed. For a caller that knows the processes it gave
-/// `worker_id` are gone (`simulator experiment`, after its workers):
-/// nothing else is ever touched, and a directory with anything in it but
-/// the lock file is left alone.
-#[allow(clippy::disallowed_methods)] // the lock file's age, not a measurement
-pub fn remove_stranded(work_dir: &Path, worker_id: &str) -> Result<Vec<PathBuf>, OwnershipError> {
-    let namespace = namespace(work_dir)?;
-    let prefix = format!("{}.", escape_id(worker_id));
-    let mut removed = Vec::new();
-    for e in std::fs::read_dir(&namespace)
-        .map_err(io(&namespace))?
-        .flatten()
-    {
-        let dir = e.path();
-        let named = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(&prefix));
-        if !named || !e.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+/// Removes `dir` if it is what an area's removal cut short after its
+/// record went leaves (its owner killed then): nothing in it but a lock
+/// file nobody holds, or nothing at all, for at least [`STRANDED_AFTER`].
+/// No sweep would touch it otherwise, having no record to read; there is
+/// nothing in it to lose. Anything else is left alone.
+#[allow(clippy::disallowed_methods)] // a file's age, not a measurement
+fn remove_if_stranded(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    if names.iter().any(|n| n != LOCK_FILE) {
+        return; // files, or a record being written: not debris
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    let dated = if names.is_empty() { dir } else { &lock_path };
+    let old = std::fs::metadata(dated)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= STRANDED_AFTER);
+    if !old {
+        return; // being made
+    }
+    if !names.is_empty() {
+        let Ok(lock) = OpenOptions::new().write(true).open(&lock_path) else {
+            return;
         };
-        let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
-        if names.iter().any(|n| n != LOCK_FILE) {
-            continue; // a record, or files: an area, or not ours to judge
-        }
-        let lock_path = dir.join(LOCK_FILE);
-        if !names.is_empty() {
-            let old = std::fs::metadata(&lock_path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age >= STRANDED_AFTER);
-            let Ok(lock) = OpenOptions::new().write(true).open(&lock_path) else {
-                continue;
-            };
-            if !old || lock.try_lock().is_err() {
-                continue; // being made, or held
-            }
-            remove_file_if_present(&lock_path)?;
-        }
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => removed.push(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&dir)(e)),
+        if lock.try_lock().is_err() || remove_file_if_present(&lock_path).is_err() {
+            return; // held
         }
     }
-    Ok(removed)
+    let _ = std::fs::remove_dir(dir);
 }
 
 #[cfg(test)]
@@ -460,15 +441,15 @@ mod tests {
     }
 
     #[test]
-    fn a_removal_cut_short_after_its_record_is_removed_by_name_and_nothing_else() {
+    fn a_removal_cut_short_after_its_record_is_swept_and_nothing_else() {
         let base = tempfile::tempdir().unwrap();
+        let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400);
         // Its lock file made long ago.
         let age = |dir: &Path| {
             let lock = File::options()
                 .write(true)
                 .open(dir.join(LOCK_FILE))
                 .unwrap();
-            let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400);
             lock.set_modified(long_ago).unwrap();
         };
         // An area dropped (its owner gone), then its record removed.
@@ -479,32 +460,36 @@ mod tests {
             std::fs::remove_file(dir.join(RECORD_FILE)).unwrap();
             dir
         };
-        let ours = cut("x+functions");
-        age(&ours);
-        let theirs = cut("y");
-        age(&theirs);
+        let stranded = cut("x+functions");
+        age(&stranded);
         let with_files = cut("x+functions");
         age(&with_files);
         std::fs::write(with_files.join("data"), b"x").unwrap();
-        let fresh = cut("x+functions");
+        let fresh = cut("y");
         let live = WorkArea::claim(base.path(), "x+functions", "process").unwrap();
         std::fs::remove_file(live.dir().join(RECORD_FILE)).unwrap();
         age(live.dir());
+        // Cut short after the lock file went too: an empty directory.
+        let empty = cut("z");
+        std::fs::remove_file(empty.join(LOCK_FILE)).unwrap();
+        File::open(&empty).unwrap().set_modified(long_ago).unwrap();
 
-        let removed = remove_stranded(base.path(), "x+functions").unwrap();
-        assert_eq!(removed.len(), 1);
-        assert_eq!(removed[0], ours);
-        assert!(!ours.exists());
-        // Another id's, one with files, one just made, one held: left.
-        assert!(theirs.join(LOCK_FILE).exists());
+        assert!(claim_orphans(base.path(), Path::new("/"))
+            .unwrap()
+            .is_empty());
+        assert!(!stranded.exists());
+        assert!(!empty.exists());
+        // One with files, one just made, one held: left.
         assert!(with_files.join("data").exists());
         assert!(fresh.join(LOCK_FILE).exists());
         assert!(live.dir().join(LOCK_FILE).exists());
         // Once its lock file is old enough, the one just made goes too.
         age(&fresh);
-        let removed = remove_stranded(base.path(), "x+functions").unwrap();
-        assert_eq!(removed.len(), 1);
-        assert_eq!(removed[0], fresh);
+        assert!(claim_orphans(base.path(), Path::new("/"))
+            .unwrap()
+            .is_empty());
+        assert!(!fresh.exists());
+        assert!(live.dir().join(LOCK_FILE).exists());
     }
 
     #[test]
