@@ -244,6 +244,16 @@ pub trait Scheduler: Send + std::fmt::Debug {
 
     /// The capacity `node` joined with (None if not a member).
     fn capacity(&self, node: NodeId) -> Option<u32>;
+
+    /// Whether its choices depend on nothing but the calls asked for (in
+    /// order: function and time) and the membership: never on loads,
+    /// capacities or completions (`rr`, `random`). A driver may then make
+    /// every choice of a run up front, and simulate each node apart (the
+    /// discrete-event simulator's partitioned run). False unless a policy
+    /// says so.
+    fn oblivious(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the scheduler called `name` with `params` (no members yet).

@@ -55,6 +55,10 @@ impl Policy for UniformRandom {
         ALGORITHM.name
     }
 
+    fn oblivious(&self) -> bool {
+        true
+    }
+
     fn choose(
         &mut self,
         loads: &LoadIndex,

@@ -813,7 +813,11 @@ impl<'de> Deserialize<'de> for SchedulerConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::scheduler::{Completion, Membership, NodeId, NodeInfo};
+    use crate::Time;
 
     #[test]
     fn names_aliases_and_the_unknown_error_come_from_the_table() {
@@ -859,6 +863,53 @@ mod tests {
             .apply([("T", "5"), ("ALPHA", "2")])
             .is_err_and(|e| e.key() == "ALPHA"));
         assert_eq!(set, before);
+    }
+
+    /// The choices of `algorithm` over 5 nodes for 400 calls of 7
+    /// functions, with (`finish`) or without each call finished 3 calls
+    /// later.
+    fn choices(algorithm: &str, finish: bool) -> Vec<NodeId> {
+        let mut s = ParamSet::default().build(algorithm).unwrap();
+        for id in 0..5 {
+            let node = NodeInfo {
+                id,
+                capacity: 2,
+                cores: 2,
+                memory_mb: 1024,
+            };
+            s.membership(Membership::Insert(node), Time::ZERO);
+        }
+        let names = ["a", "b", "c", "d", "e", "f", "g"];
+        let mut chosen: Vec<(NodeId, &str)> = Vec::new();
+        for i in 0..400u64 {
+            let now = Time::from_millis(i * 10);
+            let f = names[(i * i % 7) as usize];
+            let node = s.select(f, now).unwrap_or(u32::MAX);
+            chosen.push((node, f));
+            if finish && i >= 3 {
+                let (n, g) = chosen[i as usize - 3];
+                if n != u32::MAX {
+                    let done = Completion::warm(n, g, Duration::from_millis(30), Duration::ZERO);
+                    s.finished(&done, now);
+                }
+            }
+        }
+        chosen.into_iter().map(|(n, _)| n).collect()
+    }
+
+    #[test]
+    fn an_oblivious_algorithm_chooses_the_same_whatever_ends() {
+        let oblivious: Vec<&str> = REGISTRY
+            .iter()
+            .map(|a| a.name)
+            .filter(|&a| ParamSet::default().build(a).unwrap().oblivious())
+            .collect();
+        assert_eq!(oblivious, ["rr", "random"]);
+        for a in &oblivious {
+            assert_eq!(choices(a, true), choices(a, false), "{a}");
+        }
+        // The check can tell: a load-aware algorithm chooses otherwise.
+        assert_ne!(choices("ll", true), choices("ll", false));
     }
 
     #[test]

@@ -36,6 +36,10 @@ impl Policy for RoundRobin {
         ALGORITHM.name
     }
 
+    fn oblivious(&self) -> bool {
+        true
+    }
+
     fn choose(
         &mut self,
         loads: &LoadIndex,

@@ -62,6 +62,12 @@ pub trait Policy: Send + std::fmt::Debug {
 
     /// `function`'s memory size was declared (MB).
     fn function_declared(&mut self, _function: &str, _memory_mb: u32) {}
+
+    /// [`Scheduler::oblivious`]: `choose` reads nothing of `loads` but the
+    /// online members, and `call_finished` changes nothing it reads.
+    fn oblivious(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Policy`] plus the membership and in-flight counts it chooses from:
@@ -162,6 +168,10 @@ impl<P: Policy> Scheduler for Tracked<P> {
         self.loads
             .is_online(node)
             .then(|| self.loads.capacity(node))
+    }
+
+    fn oblivious(&self) -> bool {
+        self.policy.oblivious()
     }
 }
 
