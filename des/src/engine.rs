@@ -95,9 +95,23 @@
 //! otherwise the same (a test runs both), but for the order of log lines
 //! of calls that end in the same microsecond (such a call's end is
 //! scheduled earlier than as the start's event scheduled it, and ties
-//! leave in scheduling order). Randomness
-//! (exponential service draws) comes from one ChaCha8 RNG seeded from the
-//! run's seed.
+//! leave in scheduling order).
+//!
+//! Randomness: a call's service draws (exponential or percentile work)
+//! come from its own stream, named by the run's seed, the call's number
+//! in its source's order and its attempt ([`crate::stream`]): the same
+//! call draws the same number under every algorithm and configuration
+//! (common random numbers), whatever order events are handled in.
+//!
+//! Partitioned runs (`engine/partitioned.rs`): a scenario run without a log,
+//! whose scheduler is oblivious (`policy::scheduler::Scheduler::oblivious`:
+//! `rr`, `random`) and whose nodes share nothing else (no SlimFaas layer,
+//! no shared machine cores, no rerouting, timers that only expire idle
+//! instances), asks the scheduler for every call's node first, then
+//! simulates each node alone, on [`DesConfig::threads`] threads, and adds
+//! the nodes' figures up: the same summary, field for field, as the
+//! one-queue run (a test compares them), several times faster at a
+//! thousand nodes, where one queue's nodes compete for the caches.
 //!
 //! Times: the worker's end of a call is when its last phase ends; the
 //! model and the scheduler hear of it then; the client's end (the log
@@ -129,8 +143,7 @@ use policy::scheduler::{
 };
 use policy::Time;
 use protocol::scenario::CallShape;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use rand_distr::{Distribution, Exp1};
 use rustc_hash::FxHashMap;
 use sample_functions::catalog::Phase;
@@ -148,8 +161,11 @@ use super::source::{
     ArrivalSource, ClosedLoop, ClosedLoopSource, Reply, ScenarioSource, StageSummary, CANCELLED,
     NO_CLIENT,
 };
+use super::stream::{run_key, CallStream};
 use super::workload::Workload;
 use policy::admission_queue::{AttemptOutcome, CallKind, RetryDecision};
+
+mod partitioned;
 
 /// Bounds of a run's sizes and scales ([`check`] refuses a configuration
 /// beyond them, before anything is allocated or simulated): memory and
@@ -237,6 +253,12 @@ pub struct DesConfig {
     /// scheduler at its arrival, as before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slim: Option<SlimSettings>,
+    /// Threads a partitioned run may use (the module doc's "Partitioned
+    /// runs"): how the host runs the simulation, not what is simulated,
+    /// so every value gives the same results and summaries leave it out.
+    /// Default 1; `simulator des` gives the host's available parallelism.
+    #[serde(skip)]
+    pub threads: u32,
 }
 
 impl Default for DesConfig {
@@ -263,6 +285,7 @@ impl Default for DesConfig {
             admission: Admission::default(),
             reroute: false,
             slim: None,
+            threads: 1,
         }
     }
 }
@@ -513,6 +536,9 @@ struct Job {
     /// Its instance's start, done at `service_start`, is not yet told to
     /// its node's model ([`Sim::quiet_starts`]).
     start_untold: bool,
+    /// The call's place in its source's order: with the attempt
+    /// (`retries`), its random stream ([`crate::stream`]).
+    number: u64,
 }
 
 /// Per function: where its phases are and how big its package is.
@@ -606,6 +632,18 @@ thread_local! {
     /// could be told late, to check that telling them late changes
     /// nothing.
     static EAGER_STARTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: the one-queue run even where a run could be partitioned, to
+    /// check that partitioning changes nothing.
+    static SEQUENTIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: partitioned runs made on this thread.
+    static PARTITIONED_RUNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+fn sequential_forced() -> bool {
+    #[cfg(test)]
+    return SEQUENTIAL.get();
+    #[cfg(not(test))]
+    false
 }
 
 fn eager_timers_forced() -> bool {
@@ -724,20 +762,20 @@ pub fn run_workload(
     progress: Progress<'_>,
 ) -> Result<Summary, DesError> {
     check(workload, config)?;
-    let mut source = ScenarioSource::new(workload, config.time_scale);
-    let unknown = |i: usize| DesError::UnknownFunction {
-        name: workload.names[i].clone(),
+    let names = &workload.names;
+    let setup = Setup::new(names, config, |i: usize| DesError::UnknownFunction {
+        name: names[i].clone(),
         row: workload.first_row(i as u32),
-    };
-    run_source(
-        &workload.names,
-        &mut source,
-        config,
-        None,
-        log,
-        progress,
-        unknown,
-    )
+    })?;
+    let mut scheduler = setup.scheduler(names, config);
+    if partitioned::eligible(config, &setup, scheduler.as_ref(), workload, log.is_some()) {
+        return partitioned::run(workload, config, &setup, scheduler.as_mut(), progress);
+    }
+    let mut source = ScenarioSource::new(workload, config.time_scale);
+    let mut sim = Sim::new(config, names, &setup, scheduler, config.nodes, log, None);
+    let arrived = sim.run(&mut source, progress)?;
+    let end = sim.close()?;
+    Ok(sim.summary(arrived, end))
 }
 
 /// The errors [`run_closed_loop`] would report before simulating anything
@@ -816,196 +854,136 @@ pub fn run_source<S: ArrivalSource>(
     progress: Progress<'_>,
     unknown: impl Fn(usize) -> DesError,
 ) -> Result<Summary, DesError> {
-    let mut scheduler = config.scheduler.build();
-    for id in 0..config.nodes {
-        scheduler.membership(
-            Membership::Insert(NodeInfo {
-                id,
-                capacity: config.node_capacity,
-                cores: config.cores,
-                memory_mb: config.node_memory_mb,
-            }),
-            Time::ZERO,
-        );
-    }
-
-    // Functions: phases in one flat table.
-    let catalog = config.catalog();
-    let mut phases: Vec<Phase> = Vec::new();
-    let mut functions = Vec::with_capacity(names.len());
-    // Names interned once for the whole cluster: nodes share this table
-    // and are told functions by id.
-    let mut table = FunctionTable::new();
-    for (i, name) in names.iter().enumerate() {
-        let (model, bytes, memory_mb) = match catalog.get(name) {
-            Some(spec) => (
-                FunctionModel::Phases(spec.phases()),
-                spec.package_bytes,
-                spec.memory_mb,
-            ),
-            None => match &config.default_function {
-                Some(m) => (
-                    m.clone(),
-                    config.default_package_bytes,
-                    DEFAULT_FUNCTION_MEMORY_MB,
-                ),
-                None => return Err(unknown(i)),
-            },
-        };
-        let first = phases.len() as u32;
-        let cpu_share = model.cpu_share();
-        let draw = match model {
-            FunctionModel::Phases(p) => {
-                phases.extend(p);
-                None
-            }
-            FunctionModel::Exponential {
-                warm_mean_ms,
-                cold_mean_ms,
-            } => Some(Draw::Sleep(warm_mean_ms, cold_mean_ms)),
-            FunctionModel::ExponentialCpu { mean_ms } => Some(Draw::Cpu(mean_ms)),
-            FunctionModel::Percentiles { cpu, points } => Some(Draw::Percentiles {
-                cpu,
-                points: points.into(),
-            }),
-        };
-        let package_bytes = scaled_bytes(bytes, config.package_scale);
-        functions.push(FunctionInfo {
-            first_phase: first,
-            end_phase: phases.len() as u32,
-            draw,
-            cpu_share,
-            package_bytes,
-            instant_build: config.profile.image_build_ms(package_bytes) * 1000.0 < 1.0,
-        });
-        scheduler.declare_function(name, memory_mb);
-        table.declare(name, memory_mb);
-    }
-    // Scale to zero: a function's own idle time is its keep-alive.
-    if let Some(slim) = &config.slim {
-        for (name, keep_alive) in slim.own_keep_alives() {
-            if let Some(id) = table.id(name) {
-                table.set_keep_alive(id, keep_alive);
-            }
-        }
-    }
-    let table = Arc::new(table);
-    // Each node keeps state only for the functions it sees.
-    let node_model = || {
-        NodeModel::new(config.worker, config.instances)
-            .with_node_memory_mb(config.node_memory_mb)
-            .with_functions(table.clone())
-            .with_reuse_rules(config.reuse)
-            .with_admission(config.admission)
-    };
-
-    let mut sim = Sim {
+    let setup = Setup::new(names, config, unknown)?;
+    let scheduler = setup.scheduler(names, config);
+    let mut sim = Sim::new(
         config,
         names,
-        table: table.clone(),
-        functions,
-        phases,
+        &setup,
         scheduler,
-        nodes: (0..config.nodes)
-            .map(|_| Node {
-                model: node_model(),
-                waiting: FxHashMap::default(),
-                timer_at: None,
-                last_event: Time::ZERO,
-            })
-            .collect(),
-        cpus: match config.machine_cores {
-            Some(cores) => vec![SharedCpu::new(cores)],
-            None => (0..config.nodes)
-                .map(|_| SharedCpu::new(config.cores))
-                .collect(),
-        },
-        queue: EventQueue::with_capacity(1024),
-        jobs: Vec::with_capacity(1024),
-        free_jobs: Vec::new(),
-        in_flight: 0,
-        rng: ChaCha8Rng::seed_from_u64(config.scheduler.seed() ^ 0x5DE5_1A7E_D0C5_EED5),
-        log: log.map(|w| LogWriter::new(w, config.epoch_ms, names, config.scheduler.name())),
-        stats: Stats::default(),
-        instances: InstanceAccounting::default(),
-        count_instances: matches!(config.instances, InstanceModel::Lambda { .. }),
-        lazy_timers: !eager_timers_forced()
-            && config.slim.is_none()
-            && node_model().timers_only_expire(),
-        quiet_starts: !eager_starts_forced()
-            && config.slim.is_none()
-            && node_model().call_starts_are_private(),
-        clock: Time::ZERO,
-        done_buffer: Vec::new(),
-        last_completion: Time::ZERO,
-        ended: Vec::new(),
+        config.nodes,
+        log,
         cancel_at,
-        gate: config.slim.as_ref().map(|s| Gate::new(s, names)),
-        freed: Vec::new(),
-        floors: match &config.slim {
-            Some(slim) => (0..names.len() as u32)
-                .filter_map(|f| {
-                    let min = slim.get(&names[f as usize]).min_instances;
-                    (min > 0).then_some((f, min))
-                })
-                .collect(),
-            None => Vec::new(),
-        },
-        floor_pending: Vec::new(),
-    };
-    if !sim.floors.is_empty() {
-        sim.queue.push(Time::ZERO, Event::KeepMin);
+    );
+    let arrived = sim.run(source, progress)?;
+    let end = sim.close()?;
+    Ok(sim.summary(arrived, end))
+}
+
+/// What a run knows of its functions, made once from the workload's
+/// names (and shared by the nodes of a partitioned run).
+struct Setup {
+    functions: Vec<FunctionInfo>,
+    /// Every function's catalog phases, in one flat table.
+    phases: Vec<Phase>,
+    /// Names interned once for the whole cluster: nodes share this table
+    /// and are told functions by id.
+    table: Arc<FunctionTable>,
+    /// Each function's memory, MB (told to the scheduler).
+    memory_mb: Vec<u32>,
+}
+
+impl Setup {
+    fn new(
+        names: &[String],
+        config: &DesConfig,
+        unknown: impl Fn(usize) -> DesError,
+    ) -> Result<Self, DesError> {
+        let catalog = config.catalog();
+        let mut phases: Vec<Phase> = Vec::new();
+        let mut functions = Vec::with_capacity(names.len());
+        let mut memory = Vec::with_capacity(names.len());
+        let mut table = FunctionTable::new();
+        for (i, name) in names.iter().enumerate() {
+            let (model, bytes, memory_mb) = match catalog.get(name) {
+                Some(spec) => (
+                    FunctionModel::Phases(spec.phases()),
+                    spec.package_bytes,
+                    spec.memory_mb,
+                ),
+                None => match &config.default_function {
+                    Some(m) => (
+                        m.clone(),
+                        config.default_package_bytes,
+                        DEFAULT_FUNCTION_MEMORY_MB,
+                    ),
+                    None => return Err(unknown(i)),
+                },
+            };
+            let first = phases.len() as u32;
+            let cpu_share = model.cpu_share();
+            let draw = match model {
+                FunctionModel::Phases(p) => {
+                    phases.extend(p);
+                    None
+                }
+                FunctionModel::Exponential {
+                    warm_mean_ms,
+                    cold_mean_ms,
+                } => Some(Draw::Sleep(warm_mean_ms, cold_mean_ms)),
+                FunctionModel::ExponentialCpu { mean_ms } => Some(Draw::Cpu(mean_ms)),
+                FunctionModel::Percentiles { cpu, points } => Some(Draw::Percentiles {
+                    cpu,
+                    points: points.into(),
+                }),
+            };
+            let package_bytes = scaled_bytes(bytes, config.package_scale);
+            functions.push(FunctionInfo {
+                first_phase: first,
+                end_phase: phases.len() as u32,
+                draw,
+                cpu_share,
+                package_bytes,
+                instant_build: config.profile.image_build_ms(package_bytes) * 1000.0 < 1.0,
+            });
+            memory.push(memory_mb);
+            table.declare(name, memory_mb);
+        }
+        // Scale to zero: a function's own idle time is its keep-alive.
+        if let Some(slim) = &config.slim {
+            for (name, keep_alive) in slim.own_keep_alives() {
+                if let Some(id) = table.id(name) {
+                    table.set_keep_alive(id, keep_alive);
+                }
+            }
+        }
+        Ok(Self {
+            functions,
+            phases,
+            table: Arc::new(table),
+            memory_mb: memory,
+        })
     }
 
-    // Calls taken from the source.
-    let mut arrived = 0u64;
-    loop {
-        let queued = sim.queue.peek_time();
-        let arrival = source.peek();
-        match (queued, arrival) {
-            (Some(q), Some(a)) if q <= a => sim.handle_next()?,
-            (Some(_), None) => {
-                if sim.in_flight == 0 {
-                    break;
-                }
-                sim.handle_next()?;
-            }
-            (_, Some(_)) => {
-                let Some(a) = source.next() else { break };
-                arrived += 1;
-                sim.stats.events += 1;
-                sim.clock = a.time;
-                sim.arrive(a.time, a.function, a.shape, a.client, a.kind)?;
-                if arrived & 0xFFFF == 0 {
-                    progress(arrived);
-                }
-            }
-            (None, None) => break,
+    /// The run's scheduler, with every node a member and every function
+    /// declared.
+    fn scheduler(&self, names: &[String], config: &DesConfig) -> Box<dyn Scheduler> {
+        let mut scheduler = config.scheduler.build();
+        for id in 0..config.nodes {
+            scheduler.membership(
+                Membership::Insert(NodeInfo {
+                    id,
+                    capacity: config.node_capacity,
+                    cores: config.cores,
+                    memory_mb: config.node_memory_mb,
+                }),
+                Time::ZERO,
+            );
         }
-        if !sim.freed.is_empty() {
-            sim.dispatch_freed()?;
+        for (name, &memory_mb) in names.iter().zip(&self.memory_mb) {
+            scheduler.declare_function(name, memory_mb);
         }
-        // Closed loop: the clients hear of their calls' ends.
-        for (client, at, reply) in sim.ended.drain(..) {
-            source.replied(client, at, reply);
-        }
+        scheduler
     }
-    progress(arrived);
-    if let Some(log) = sim.log.as_mut() {
-        log.flush()?;
+
+    /// A node's model, knowing no call yet.
+    fn node_model(&self, config: &DesConfig) -> NodeModel {
+        NodeModel::new(config.worker, config.instances)
+            .with_node_memory_mb(config.node_memory_mb)
+            .with_functions(self.table.clone())
+            .with_reuse_rules(config.reuse)
+            .with_admission(config.admission)
     }
-    let end = sim.last_completion;
-    if sim.lazy_timers {
-        // The timers that would have run as events: those due by the
-        // last event (later than the last completion when calls that
-        // failed or were refused came after it).
-        let until = sim.clock.max(end);
-        for n in &mut sim.nodes {
-            Sim::catch_up(n, &mut sim.instances, until);
-        }
-    }
-    sim.instances.advance(end);
-    Ok(sim.summary(arrived, end))
 }
 
 #[derive(Debug, Default)]
@@ -1027,6 +1005,26 @@ struct Stats {
     duration: MsStats,
     /// Instances started for `min_instances`.
     min_instances_started: u64,
+}
+
+impl Stats {
+    /// Adds `other`'s counts (another part of the same run: the
+    /// partitioned run's nodes).
+    fn merge(&mut self, other: &Stats) {
+        self.events += other.events;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.cancelled += other.cancelled;
+        self.rejections += other.rejections;
+        self.rerouted += other.rerouted;
+        self.cold += other.cold;
+        self.image_builds += other.image_builds;
+        self.pooled += other.pooled;
+        self.warm_instance += other.warm_instance;
+        self.latency.merge(&other.latency);
+        self.duration.merge(&other.duration);
+        self.min_instances_started += other.min_instances_started;
+    }
 }
 
 /// Whole-ms values of successful calls: their exact sum and an HDR
@@ -1057,6 +1055,23 @@ impl MsStats {
             // cannot fail (the fallback keeps clippy's no-panic rule).
             histogram: hdrhistogram::Histogram::new(sigfig.clamp(1, 5))
                 .unwrap_or_else(|_| unreachable_hist()),
+        }
+    }
+
+    /// Adds `other`'s values: the same sum, zeros and histogram as if
+    /// they had been recorded here.
+    pub(crate) fn merge(&mut self, other: &MsStats) {
+        self.sum += other.sum;
+        self.zeros += other.zeros;
+        if self.histogram.add(&other.histogram).is_err() {
+            // (Auto-resizing histograms of one precision always add; kept
+            // exact anyway, value by value.)
+            for v in other.histogram.iter_recorded() {
+                let (value, n) = (v.value_iterated_to(), v.count_at_value());
+                if self.histogram.record_n(value, n).is_err() {
+                    self.histogram.saturating_record(value);
+                }
+            }
         }
     }
 
@@ -1116,8 +1131,8 @@ struct Sim<'a, 'w> {
     names: &'a [String],
     /// The workload's names with their ids (the node models' table).
     table: Arc<FunctionTable>,
-    functions: Vec<FunctionInfo>,
-    phases: Vec<Phase>,
+    functions: &'a [FunctionInfo],
+    phases: &'a [Phase],
     scheduler: Box<dyn Scheduler>,
     nodes: Vec<Node>,
     /// One per node, or one shared by all (`machine_cores`).
@@ -1126,7 +1141,8 @@ struct Sim<'a, 'w> {
     jobs: Vec<Job>,
     free_jobs: Vec<u32>,
     in_flight: u64,
-    rng: ChaCha8Rng,
+    /// The key of the calls' random streams ([`crate::stream`]).
+    stream_key: u64,
     log: Option<LogWriter<&'w mut dyn Write>>,
     stats: Stats,
     instances: InstanceAccounting,
@@ -1170,7 +1186,141 @@ struct Sim<'a, 'w> {
     floor_pending: Vec<(u32, u32, usize)>,
 }
 
-impl Sim<'_, '_> {
+impl<'a, 'w> Sim<'a, 'w> {
+    /// A simulation of `nodes` nodes (ids `0..nodes`) under `config`,
+    /// choosing them with `scheduler`; nothing has arrived yet.
+    fn new(
+        config: &'a DesConfig,
+        names: &'a [String],
+        setup: &'a Setup,
+        scheduler: Box<dyn Scheduler>,
+        nodes: u32,
+        log: Option<&'w mut dyn Write>,
+        cancel_at: Option<Time>,
+    ) -> Self {
+        let model = setup.node_model(config);
+        let lazy_timers =
+            !eager_timers_forced() && config.slim.is_none() && model.timers_only_expire();
+        let quiet_starts =
+            !eager_starts_forced() && config.slim.is_none() && model.call_starts_are_private();
+        let mut sim = Sim {
+            config,
+            names,
+            table: setup.table.clone(),
+            functions: &setup.functions,
+            phases: &setup.phases,
+            scheduler,
+            nodes: (0..nodes)
+                .map(|_| Node {
+                    model: setup.node_model(config),
+                    waiting: FxHashMap::default(),
+                    timer_at: None,
+                    last_event: Time::ZERO,
+                })
+                .collect(),
+            cpus: match config.machine_cores {
+                Some(cores) => vec![SharedCpu::new(cores)],
+                None => (0..nodes).map(|_| SharedCpu::new(config.cores)).collect(),
+            },
+            queue: EventQueue::with_capacity(1024),
+            jobs: Vec::with_capacity(1024),
+            free_jobs: Vec::new(),
+            in_flight: 0,
+            stream_key: run_key(config.scheduler.seed()),
+            log: log.map(|w| LogWriter::new(w, config.epoch_ms, names, config.scheduler.name())),
+            stats: Stats::default(),
+            instances: InstanceAccounting::default(),
+            count_instances: matches!(config.instances, InstanceModel::Lambda { .. }),
+            lazy_timers,
+            quiet_starts,
+            clock: Time::ZERO,
+            done_buffer: Vec::new(),
+            last_completion: Time::ZERO,
+            ended: Vec::new(),
+            cancel_at,
+            gate: config.slim.as_ref().map(|s| Gate::new(s, names)),
+            freed: Vec::new(),
+            floors: match &config.slim {
+                Some(slim) => (0..names.len() as u32)
+                    .filter_map(|f| {
+                        let min = slim.get(&names[f as usize]).min_instances;
+                        (min > 0).then_some((f, min))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            },
+            floor_pending: Vec::new(),
+        };
+        if !sim.floors.is_empty() {
+            sim.queue.push(Time::ZERO, Event::KeepMin);
+        }
+        sim
+    }
+
+    /// Takes calls from `source` and handles events until the last call
+    /// has ended and the source has no more; returns how many arrived.
+    fn run<S: ArrivalSource>(
+        &mut self,
+        source: &mut S,
+        progress: Progress<'_>,
+    ) -> Result<u64, DesError> {
+        let mut arrived = 0u64;
+        loop {
+            let queued = self.queue.peek_time();
+            let arrival = source.peek();
+            match (queued, arrival) {
+                (Some(q), Some(a)) if q <= a => self.handle_next()?,
+                (Some(_), None) => {
+                    if self.in_flight == 0 {
+                        break;
+                    }
+                    self.handle_next()?;
+                }
+                (_, Some(_)) => {
+                    let Some(a) = source.next() else { break };
+                    let number = arrived;
+                    arrived += 1;
+                    self.stats.events += 1;
+                    self.clock = a.time;
+                    self.arrive(a.time, a.function, a.shape, a.client, a.kind, number)?;
+                    if arrived & 0xFFFF == 0 {
+                        progress(arrived);
+                    }
+                }
+                (None, None) => break,
+            }
+            if !self.freed.is_empty() {
+                self.dispatch_freed()?;
+            }
+            // Closed loop: the clients hear of their calls' ends.
+            for (client, at, reply) in self.ended.drain(..) {
+                source.replied(client, at, reply);
+            }
+        }
+        progress(arrived);
+        Ok(arrived)
+    }
+
+    /// The end of a run: flushes the log, runs the timers that would
+    /// have run as events ([`Sim::lazy_timers`]: those due by the last
+    /// event, later than the last completion when calls that failed or
+    /// were refused came after it) and closes the instance counts' time
+    /// integrals; returns the last completion.
+    fn close(&mut self) -> Result<Time, DesError> {
+        if let Some(log) = self.log.as_mut() {
+            log.flush()?;
+        }
+        let end = self.last_completion;
+        if self.lazy_timers {
+            let until = self.clock.max(end);
+            for n in &mut self.nodes {
+                Self::catch_up(n, &mut self.instances, until);
+            }
+        }
+        self.instances.advance(end);
+        Ok(end)
+    }
+
     fn cpu_of(&self, node: u32) -> u32 {
         if self.cpus.len() == 1 {
             0
@@ -1334,9 +1484,10 @@ impl Sim<'_, '_> {
         shape: Option<CallShape>,
         client: u32,
         kind: CallKind,
+        number: u64,
     ) -> Result<(), DesError> {
         if self.gate.is_some() {
-            let id = self.new_call(now, function, shape, client, 0, kind);
+            let id = self.new_call(now, function, shape, client, 0, kind, number);
             self.in_flight += 1;
             let name = self.names[function as usize].as_str();
             let gated = match self.gate.as_mut() {
@@ -1366,12 +1517,14 @@ impl Sim<'_, '_> {
                 return Ok(());
             }
         };
-        let id = self.new_call(now, function, shape, client, node, kind);
+        let id = self.new_call(now, function, shape, client, node, kind, number);
         self.in_flight += 1;
         self.send(id, node, now)
     }
 
-    /// The job of a call of `function` arriving at `now`, for `node`.
+    /// The job of a call of `function` arriving at `now`, for `node`;
+    /// `number` is its place in its source's order (its random stream).
+    #[allow(clippy::too_many_arguments)]
     fn new_call(
         &mut self,
         now: Time,
@@ -1380,6 +1533,7 @@ impl Sim<'_, '_> {
         client: u32,
         node: u32,
         kind: CallKind,
+        number: u64,
     ) -> u32 {
         let info = &self.functions[function as usize];
         let (mut first_phase, end_phase) = (info.first_phase, info.end_phase);
@@ -1417,6 +1571,7 @@ impl Sim<'_, '_> {
             kind,
             retries: 0,
             start_untold: false,
+            number,
         })
     }
 
@@ -1759,18 +1914,19 @@ impl Sim<'_, '_> {
         };
         let scale = self.config.fn_time_scale;
         let cpu_scale = self.config.profile.cpu_scale * scale;
+        let mut rng = CallStream::new(self.stream_key, job.number, job.retries);
         match draw {
             Draw::Sleep(warm, cold_mean) => {
                 let mean = if cold { cold_mean } else { warm };
-                let x: f64 = Exp1.sample(&mut self.rng);
+                let x: f64 = Exp1.sample(&mut rng);
                 job.pending_sleep = ms_to_us(x * mean * scale).max(1);
             }
             Draw::Cpu(mean) => {
-                let x: f64 = Exp1.sample(&mut self.rng);
+                let x: f64 = Exp1.sample(&mut rng);
                 job.pending_cpu = (x * mean * 1000.0 * cpu_scale).max(1.0);
             }
             Draw::Percentiles { cpu, points } => {
-                let u: f64 = self.rng.gen();
+                let u: f64 = rng.gen();
                 let ms = percentile_draw(points, u);
                 if *cpu {
                     job.pending_cpu = ms * 1000.0 * cpu_scale;
@@ -1832,6 +1988,7 @@ impl Sim<'_, '_> {
             kind: CallKind::Sync,
             retries: 0,
             start_untold: false,
+            number: 0,
         });
         let cpu = self.cpu_of(node);
         if let Some(t) = self.cpus[cpu as usize].add(build, work, now) {
@@ -2115,51 +2272,74 @@ impl Sim<'_, '_> {
     }
 
     fn summary(&self, invocations: u64, end: Time) -> Summary {
-        let s = &self.stats;
-        let end_us = end.as_micros();
-        let instances = match self.config.instances {
-            InstanceModel::Lambda { .. } if end_us > 0 => {
-                let busy = self.instances.area_busy as f64 / end_us as f64;
-                let idle = self.instances.area_idle as f64 / end_us as f64;
-                Some(InstanceSummary {
-                    mean_instances: busy + idle,
-                    mean_busy: busy,
-                    mean_idle: idle,
-                    memory_evictions: self.nodes.iter().map(|n| n.model.memory_evictions()).sum(),
-                })
-            }
-            _ => None,
-        };
-        Summary {
-            seed: self.config.scheduler.seed(),
-            config: self.config.clone(),
+        let evictions = self.nodes.iter().map(|n| n.model.memory_evictions()).sum();
+        let mut summary = summarize(
+            self.config,
+            &self.stats,
+            &self.instances,
+            evictions,
             invocations,
-            completed: s.completed,
-            failed: s.failed,
-            cancelled: s.cancelled,
-            rejections: s.rejections,
-            rerouted: s.rerouted,
-            cold_starts: s.cold,
-            cold_start_ratio: if s.completed == 0 {
-                0.0
-            } else {
-                s.cold as f64 / s.completed as f64
-            },
-            image_builds: s.image_builds,
-            pooled_starts: s.pooled,
-            warm_instance_starts: s.warm_instance,
-            latency_ms: s.latency.summary(s.completed),
-            duration_ms: s.duration.summary(s.completed),
-            simulated_seconds: end.as_secs_f64(),
-            events: s.events,
-            instances,
-            performance: Performance::default(),
-            closed_loop: None,
-            queue: self.gate.as_ref().map(|g| QueueSummary {
-                min_instances_started: s.min_instances_started,
-                ..g.summary(self.names)
-            }),
+            end,
+        );
+        summary.queue = self.gate.as_ref().map(|g| QueueSummary {
+            min_instances_started: self.stats.min_instances_started,
+            ..g.summary(self.names)
+        });
+        summary
+    }
+}
+
+/// The summary of a run of `invocations` calls whose last completion was
+/// at `end`, from its counts, its instance integrals and its nodes'
+/// memory evictions (no SlimFaas queue).
+fn summarize(
+    config: &DesConfig,
+    s: &Stats,
+    accounting: &InstanceAccounting,
+    memory_evictions: u64,
+    invocations: u64,
+    end: Time,
+) -> Summary {
+    let end_us = end.as_micros();
+    let instances = match config.instances {
+        InstanceModel::Lambda { .. } if end_us > 0 => {
+            let busy = accounting.area_busy as f64 / end_us as f64;
+            let idle = accounting.area_idle as f64 / end_us as f64;
+            Some(InstanceSummary {
+                mean_instances: busy + idle,
+                mean_busy: busy,
+                mean_idle: idle,
+                memory_evictions,
+            })
         }
+        _ => None,
+    };
+    Summary {
+        seed: config.scheduler.seed(),
+        config: config.clone(),
+        invocations,
+        completed: s.completed,
+        failed: s.failed,
+        cancelled: s.cancelled,
+        rejections: s.rejections,
+        rerouted: s.rerouted,
+        cold_starts: s.cold,
+        cold_start_ratio: if s.completed == 0 {
+            0.0
+        } else {
+            s.cold as f64 / s.completed as f64
+        },
+        image_builds: s.image_builds,
+        pooled_starts: s.pooled,
+        warm_instance_starts: s.warm_instance,
+        latency_ms: s.latency.summary(s.completed),
+        duration_ms: s.duration.summary(s.completed),
+        simulated_seconds: end.as_secs_f64(),
+        events: s.events,
+        instances,
+        performance: Performance::default(),
+        closed_loop: None,
+        queue: None,
     }
 }
 
@@ -2264,6 +2444,98 @@ mod tests {
             ..base.clone()
         });
         configs
+    }
+
+    /// The summary of `events` under `config` without a log (so
+    /// partitioned where it can be, unless `sequential`), and whether it
+    /// was partitioned.
+    fn summary_of(
+        events: &[protocol::ScenarioEvent],
+        config: &DesConfig,
+        sequential: bool,
+    ) -> (serde_json::Value, bool) {
+        SEQUENTIAL.set(sequential);
+        let before = PARTITIONED_RUNS.get();
+        let summary = run_scenario(events, config, None);
+        SEQUENTIAL.set(false);
+        let partitioned = PARTITIONED_RUNS.get() > before;
+        let mut json = serde_json::to_value(summary.unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("performance");
+        (json, partitioned)
+    }
+
+    /// A partitioned run (an oblivious scheduler: `rr`, `random`) gives
+    /// the one-queue run's summary, every field of it, the event count
+    /// too, on one thread or several: under every Lambda configuration
+    /// above that it applies to, with CPU work shared on a node's cores,
+    /// rows with their own durations and memory, and more nodes than
+    /// threads. Where it does not apply (a load-aware scheduler,
+    /// rerouting, one machine's cores, a log), the run is not
+    /// partitioned.
+    #[test]
+    fn a_partitioned_run_gives_the_one_queue_runs_summary() {
+        let mut events = expiring_workload();
+        // Some rows with their own duration and memory.
+        for (i, e) in events.iter_mut().enumerate().filter(|(i, _)| i % 5 == 0) {
+            e.shape = Some(CallShape {
+                duration_us: 200_000 + (i as u64 % 7) * 150_000,
+                memory_mb: Some(128 + (i as u32 % 3) * 256),
+            });
+        }
+        let mut configs = Vec::new();
+        for config in lambda_configs() {
+            for algorithm in ["rr", "random"] {
+                configs.push(DesConfig {
+                    scheduler: SchedulerConfig::new(algorithm, [("seed", "5")]).unwrap(),
+                    ..config.clone()
+                });
+            }
+        }
+        let base = configs[0].clone();
+        configs.push(DesConfig {
+            nodes: 7,
+            cores: 2,
+            default_function: Some(FunctionModel::ExponentialCpu { mean_ms: 700.0 }),
+            ..base.clone()
+        });
+        let mut partitioned_runs = 0;
+        for config in &configs {
+            let (one_queue, partitioned) = summary_of(&events, config, true);
+            assert!(!partitioned);
+            let eligible = !config.reroute;
+            for threads in [1, 3] {
+                let config = DesConfig {
+                    threads,
+                    ..config.clone()
+                };
+                let (summary, partitioned) = summary_of(&events, &config, false);
+                assert_eq!(partitioned, eligible, "{config:?}");
+                assert_eq!(summary, one_queue, "{config:?}");
+                partitioned_runs += u32::from(partitioned);
+            }
+            assert!(
+                one_queue["completed"].as_u64().unwrap() > 2_000,
+                "{config:?}"
+            );
+        }
+        assert_eq!(partitioned_runs, 2 * (configs.len() as u32 - 2));
+
+        // Not partitioned: a load-aware scheduler, one machine's cores, a
+        // log.
+        let ll = DesConfig {
+            scheduler: SchedulerConfig::new("ll", [("seed", "5")]).unwrap(),
+            ..base.clone()
+        };
+        let shared = DesConfig {
+            machine_cores: Some(4),
+            ..base.clone()
+        };
+        for config in [ll, shared] {
+            assert!(!summary_of(&events, &config, false).1, "{config:?}");
+        }
+        let before = PARTITIONED_RUNS.get();
+        run_scenario(&events, &base, Some(&mut Vec::new())).unwrap();
+        assert_eq!(PARTITIONED_RUNS.get(), before);
     }
 
     /// Timers run late, at a node's next event (the default where a

@@ -13,8 +13,9 @@
 //! (`simulator calibrate`).
 //!
 //! Determinism: events are ordered by (virtual time, sequence number)
-//! ([`queue`]); the only randomness (exponential service draws, and the
-//! schedulers' own RNGs) is seeded from `--seed`; the log's stamps come from
+//! ([`queue`]); the only randomness (service draws, each call's from its
+//! own stream ([`stream`]), and the schedulers' own RNGs) is seeded from
+//! `--seed`; the log's stamps come from
 //! a fixed virtual epoch (`--epoch-ms`, default 2020-01-01T00:00:00Z). The
 //! same inputs give a byte-identical log, and a summary that differs only in
 //! its `performance` (wall-clock) section.
@@ -47,7 +48,9 @@
 //!
 //! Host independence: nothing here reads the host (cores, threads,
 //! clocks); a node's cores are [`DesConfig::cores`] or
-//! [`DesConfig::machine_cores`], parameters like every other.
+//! [`DesConfig::machine_cores`], parameters like every other. The
+//! threads a partitioned run uses ([`DesConfig::threads`], given by the
+//! caller) change how fast it runs, never what it finds.
 //!
 //! Entry points: [`run_workload`] on a [`Workload`] (a scenario with
 //! interned names, [`Workload::load`] reads one: the open loop of
@@ -94,6 +97,8 @@
 //!   columns when the scenario has them).
 //! - [`source`]: where calls come from: a scenario (open loop) or
 //!   closed-loop clients with think times.
+//! - [`stream`]: each call's own random numbers (common random numbers
+//!   across configurations).
 //! - [`mix`]: the closed-loop clients' function choices (uniform, Zipf,
 //!   catalog rates, a probability file) and think times, shared with the
 //!   live `simulator load`.
@@ -110,6 +115,7 @@ pub mod profile;
 pub mod queue;
 pub mod slim;
 pub mod source;
+pub mod stream;
 pub mod workload;
 
 pub use engine::{

@@ -137,7 +137,20 @@ impl<'w> ScenarioSource<'w> {
         }
     }
 
-    fn arrival_time(&self, t: Time) -> Time {
+    /// The scenario's `i`th call (0-based, in the arrivals' order), as
+    /// [`ArrivalSource::next`] sends it.
+    pub fn arrival(&self, i: usize) -> Option<Arrival> {
+        let &(t, function) = self.workload.arrivals.get(i)?;
+        Some(Arrival {
+            time: self.arrival_time(t),
+            function,
+            shape: self.workload.shape(i),
+            client: NO_CLIENT,
+            kind: CallKind::Sync,
+        })
+    }
+
+    pub(crate) fn arrival_time(&self, t: Time) -> Time {
         if self.time_scale == 1.0 {
             t
         } else {
@@ -153,16 +166,9 @@ impl ArrivalSource for ScenarioSource<'_> {
     }
 
     fn next(&mut self) -> Option<Arrival> {
-        let i = self.next;
-        let &(t, function) = self.workload.arrivals.get(i)?;
+        let arrival = self.arrival(self.next)?;
         self.next += 1;
-        Some(Arrival {
-            time: self.arrival_time(t),
-            function,
-            shape: self.workload.shape(i),
-            client: NO_CLIENT,
-            kind: CallKind::Sync,
-        })
+        Some(arrival)
     }
 
     fn completed(&mut self, _client: u32, _at: Time) {}

@@ -34,9 +34,13 @@
 //! des` does (`des::Workload::load`, streaming) and simulates it, so its
 //! peak resident memory (`VmHWM`) is its own: load and run together. The
 //! rate is calls over the wall time of the simulation (as `simulator des`
-//! reports it); the CPU time of the simulating thread, and the rate over
-//! that CPU time (`calls/cpu`), are printed beside it, since on a shared
-//! machine wall time includes waiting for a core. The load's CPU time
+//! reports it); the CPU time of the simulation, and the rate over that
+//! CPU time (`calls/cpu`), are printed beside it, since on a shared
+//! machine wall time includes waiting for a core. The run has the host's
+//! threads, as `simulator des` gives it (`DesConfig::threads`): a
+//! partitioned run (rr: the engine's module doc) uses them all, so its
+//! CPU time is the whole process's (before 2026-12-06 it was the
+//! simulating thread's, the same for a one-queue run). The load's CPU time
 //! (`ld cpu`) is the whole process's: the load parses on several threads
 //! (so it can exceed the load's wall time). Targets are judged on wall
 //! time, load and run together where the target is a time.
@@ -547,13 +551,6 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// CPU time this thread has run, seconds (Linux `schedstat`).
-fn thread_cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
-    Some(ns / 1e9)
-}
-
 /// The Zipf cases' model; with a `catalog` (the Azure day), its
 /// functions with their rows' durations and memory instead of
 /// `exp:1000:1500`.
@@ -577,6 +574,8 @@ fn config(algorithm: &str, nodes: u32, catalog: Option<&Path>) -> Result<DesConf
         profile: CostProfile::default(),
         default_function,
         catalog,
+        // As `simulator des`: the host's threads for a partitioned run.
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         ..DesConfig::default()
     })
 }
@@ -598,12 +597,12 @@ fn child(
         (Some(a), Some(b)) if b > a => b - a,
         _ => load_s,
     };
-    let cpu0 = thread_cpu_seconds();
+    let cpu0 = own_cpu_seconds();
     #[allow(clippy::disallowed_methods)]
     let start = Instant::now();
     let s = des::run_workload(&workload, &config, None, &mut |_| {}).map_err(|e| e.to_string())?;
     let wall = start.elapsed().as_secs_f64();
-    let cpu = match (cpu0, thread_cpu_seconds()) {
+    let cpu = match (cpu0, own_cpu_seconds()) {
         (Some(a), Some(b)) if b > a => b - a,
         _ => wall,
     };

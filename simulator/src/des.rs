@@ -724,6 +724,8 @@ impl Args {
             },
             reroute: self.overflow == OverflowArg::Elsewhere,
             slim,
+            // How fast, not what: results are the same on any host.
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         })
     }
 }
