@@ -637,6 +637,9 @@ thread_local! {
     static SEQUENTIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Tests: partitioned runs made on this thread.
     static PARTITIONED_RUNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Tests: each draw made on this thread, in the order made: the
+    /// call's number and its standard draw (before any mean or scale).
+    static DRAWS: std::cell::RefCell<Vec<(u64, f64)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn sequential_forced() -> bool {
@@ -1915,6 +1918,8 @@ impl<'a, 'w> Sim<'a, 'w> {
         let scale = self.config.fn_time_scale;
         let cpu_scale = self.config.profile.cpu_scale * scale;
         let mut rng = CallStream::new(self.stream_key, job.number, job.retries);
+        #[cfg(test)]
+        DRAWS.with_borrow_mut(|d| d.push((job.number, Exp1.sample(&mut rng.clone()))));
         match draw {
             Draw::Sleep(warm, cold_mean) => {
                 let mean = if cold { cold_mean } else { warm };
@@ -2536,6 +2541,59 @@ mod tests {
         let before = PARTITIONED_RUNS.get();
         run_scenario(&events, &base, Some(&mut Vec::new())).unwrap();
         assert_eq!(PARTITIONED_RUNS.get(), before);
+    }
+
+    /// Each call draws its own numbers ([`crate::stream`]): under
+    /// schedulers that start calls in different orders (a node runs 2
+    /// calls at a time and queues the others, which draw when they
+    /// start), every call draws the same number, in one-queue runs (a log
+    /// is written).
+    #[test]
+    fn a_call_draws_the_same_number_under_every_algorithm() {
+        let events = expiring_workload();
+        let mut runs = Vec::new();
+        for algorithm in ["rr", "ch", "ll", "random"] {
+            let config = DesConfig {
+                scheduler: SchedulerConfig::new(algorithm, [("seed", "9")]).unwrap(),
+                nodes: 3,
+                default_function: Some(FunctionModel::Exponential {
+                    warm_mean_ms: 900.0,
+                    cold_mean_ms: 1_400.0,
+                }),
+                instances: InstanceModel::lambda(Duration::from_secs(20), KeepAlivePolicy::Fixed),
+                profile: CostProfile {
+                    lambda_cold_ms: 400.0,
+                    ..CostProfile::default()
+                },
+                admission: Admission {
+                    max_running: Some(2),
+                    overflow: Overflow::Queue,
+                },
+                ..DesConfig::default()
+            };
+            DRAWS.take();
+            run_scenario(&events, &config, Some(&mut Vec::new())).unwrap();
+            runs.push((algorithm, DRAWS.take()));
+        }
+        let order = |d: &[(u64, f64)]| d.iter().map(|&(n, _)| n).collect::<Vec<_>>();
+        let by_call = |d: &[(u64, f64)]| {
+            let mut d = d.to_vec();
+            d.sort_by_key(|&(n, _)| n);
+            d
+        };
+        let (_, first) = &runs[0];
+        assert_eq!(first.len(), events.len());
+        assert!(order(&by_call(first)) == (0..events.len() as u64).collect::<Vec<_>>());
+        for (algorithm, draws) in &runs[1..] {
+            assert!(
+                order(draws) != order(first),
+                "{algorithm}: drawn in rr's order"
+            );
+            assert!(
+                by_call(draws) == by_call(first),
+                "{algorithm}: other numbers"
+            );
+        }
     }
 
     /// Timers run late, at a node's next event (the default where a

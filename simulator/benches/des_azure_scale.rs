@@ -490,6 +490,32 @@
 //! before it 484) and the end 1,617 (`call_finished` 545); at 10M,
 //! `perf`: the timers 21 %, the arrival 14 %, the end 10 %, the local-id
 //! lookup 9 %, each mostly a cache miss on a node's state.
+//!
+//! # Figures (2026-12-06, later: AMD EPYC, 2 vCPUs, 1 MiB of L2 per core)
+//!
+//! Partitioned runs (commit 0ebceed; the engine's module doc): under an
+//! oblivious scheduler (rr) and without a log, every call's node is
+//! chosen first, then each node is simulated alone, on both cores, with
+//! the one-queue run's summary field for field (checked by hand on both
+//! cases here: `simulator des` with and without `--log`; and by a test
+//! on 23 configurations). `simulator des` on the 10M case, rr, load and
+//! run together: 21.96 s wall (commit dd7f367) -> 3.89 s, 638 -> 663 MiB
+//! peak; on the 1M case 1.27 -> 0.30 s. This bench afterwards, run s
+//! (load s beside it for 10M), calls/s, peak MiB:
+//!
+//! | case | rr | ll | ch | ours |
+//! |------|----|----|----|------|
+//! | 1M   | 0.43 s, 2.29M, 41.4 (**met**) | 1.52 s, 0.66M, 39.2 | 0.70 s, 1.42M, 29.0 | 0.97 s, 1.03M, 35.9 |
+//! | 10M  | 0.66 + 4.04 s, 646 (**met**) | 0.73 + 25.96 s, 621 | 0.62 + 15.80 s, 185 | 0.95 + 24.27 s, 268 |
+//!
+//! So rr meets both targets on this, the slower of the two machines
+//! (ll, ch and ours run about half as fast here as on the Intel machine
+//! above, where ch met both). rr's 10M run uses 7.7 s of CPU on two
+//! threads; on one (`taskset -c 0 simulator des ...`: the same summary)
+//! it runs in 5.9 s, 6.8 s with the load, where the one-queue run needed
+//! 21.3 s: most of the gain is each node's state staying in a core's
+//! caches, not the second core. ll and ours cannot be partitioned: their choices
+//! follow the loads, which follow every node's completions.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

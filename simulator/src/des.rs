@@ -344,7 +344,11 @@ pub struct Args {
     pub epoch_ms: i64,
     /// Write the log (the replay's format) to this file, with its sidecar
     /// FILE.meta.json beside it; `-` writes it to standard output (no
-    /// sidecar). Without --log no log is written.
+    /// sidecar). Without --log no log is written, and a run under `rr` or
+    /// `random` whose nodes share nothing else (the Lambda model with a
+    /// fixed, LRU or Greedy-Dual keep-alive, no queue at nodes or at the
+    /// balancer, no --overflow elsewhere, no --machine-cores) simulates
+    /// its nodes apart, on every core: the same summary, faster.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
     /// Write no log: the default (kept for scripts that pass it).
