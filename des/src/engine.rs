@@ -435,6 +435,11 @@ pub struct Summary {
     /// [`DesConfig::slim`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueSummary>,
+    /// How the run was simulated: true when its nodes were simulated
+    /// apart (the module doc's "Partitioned runs"), absent for one
+    /// queue. Every other figure is the same either way.
+    #[serde(skip_serializing_if = "is_false")]
+    pub partitioned: bool,
 }
 
 /// What a closed loop did ([`run_closed_loop`]), in the terms of
@@ -469,6 +474,10 @@ const NO_JOB: u32 = u32::MAX;
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -2345,6 +2354,7 @@ fn summarize(
         performance: Performance::default(),
         closed_loop: None,
         queue: None,
+        partitioned: false,
     }
 }
 
@@ -2464,8 +2474,12 @@ mod tests {
         let summary = run_scenario(events, config, None);
         SEQUENTIAL.set(false);
         let partitioned = PARTITIONED_RUNS.get() > before;
-        let mut json = serde_json::to_value(summary.unwrap()).unwrap();
-        json.as_object_mut().unwrap().remove("performance");
+        let summary = summary.unwrap();
+        assert_eq!(summary.partitioned, partitioned);
+        let mut json = serde_json::to_value(summary).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("performance");
+        assert_eq!(object.remove("partitioned").is_some(), partitioned);
         (json, partitioned)
     }
 

@@ -77,6 +77,38 @@ fn run(dir: &Path, pinned: bool, args: &[&str]) -> Outputs {
     }
 }
 
+/// The summary of `simulator des <small> <args> --summary-json run.json`
+/// run in `dir` (under `taskset -c 0` if `pinned`), with a log or not.
+fn summary(dir: &Path, pinned: bool, log: bool, args: &[&str]) -> serde_json::Value {
+    let exe = env!("CARGO_BIN_EXE_simulator");
+    let mut c = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", exe]);
+        c
+    } else {
+        Command::new(exe)
+    };
+    c.current_dir(dir).arg("des").arg(small()).args(args).args([
+        "--summary-json",
+        "run.json",
+        "-q",
+    ]);
+    if log {
+        c.args(["--log", "run.log"]);
+    }
+    let out = c.output().expect("run simulator");
+    assert!(
+        out.status.success(),
+        "pinned={pinned} log={log} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    strip(&mut v, &["performance"]);
+    strip(&mut v, &["run"]);
+    v
+}
+
 /// Removes `key` (a path of object keys), failing if it is absent.
 fn strip(v: &mut serde_json::Value, key: &[&str]) {
     let (last, parents) = key.split_last().unwrap();
@@ -164,5 +196,45 @@ fn pinned_to_one_core_or_not_the_results_are_the_same() {
                 );
             }
         }
+    }
+}
+
+/// Without a log, an `rr` or `random` run of the Lambda model simulates
+/// its nodes apart, on every core the host gives it, and says so
+/// (`partitioned`); its summary is the one-queue run's (made with a log)
+/// in every other field, on one core or all.
+#[test]
+fn a_run_simulated_node_by_node_finds_the_one_queue_runs_figures() {
+    taskset_present();
+    for algorithm in ["rr", "random"] {
+        let args = [
+            "--algorithm",
+            algorithm,
+            "--nodes",
+            "40",
+            "--cores",
+            "2",
+            "--instance-model",
+            "lambda",
+            "--keep-alive-s",
+            "20",
+            "--seed",
+            "3",
+        ];
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let one_queue = summary(dirs[0].path(), false, true, &args);
+        let mut all_cores = summary(dirs[1].path(), false, false, &args);
+        let mut one_core = summary(dirs[2].path(), true, false, &args);
+        assert!(
+            one_queue.get("partitioned").is_none(),
+            "{algorithm}: with a log"
+        );
+        for s in [&mut all_cores, &mut one_core] {
+            assert_eq!(s["partitioned"], true, "{algorithm}");
+            strip(s, &["partitioned"]);
+        }
+        assert!(one_queue["completed"].as_u64().unwrap() > 0);
+        assert_eq!(all_cores, one_queue, "{algorithm}: all cores");
+        assert_eq!(one_core, one_queue, "{algorithm}: one core");
     }
 }

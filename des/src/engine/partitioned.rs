@@ -251,14 +251,9 @@ pub(super) fn run(
             .map(|n| n.model.memory_evictions())
             .sum::<u64>();
     }
-    Ok(summarize(
-        config,
-        &stats,
-        &instances,
-        evictions,
-        calls as u64,
-        end,
-    ))
+    let mut summary = summarize(config, &stats, &instances, evictions, calls as u64, end);
+    summary.partitioned = true;
+    Ok(summary)
 }
 
 /// Simulates the calls `calls` (indices into the scenario, ascending) on
