@@ -35,9 +35,9 @@ struct Outputs {
     summary: serde_json::Value,
 }
 
-/// Runs `simulator des <small> <args> --log run.log --summary-json
-/// run.json` in `dir`, under `taskset -c 0` if `pinned`.
-fn run(dir: &Path, pinned: bool, args: &[&str]) -> Outputs {
+/// `simulator des <small> <args>` in `dir`, under `taskset -c 0` if
+/// `pinned`, with none of the environment variables it reads.
+fn des_command(dir: &Path, pinned: bool, args: &[&str]) -> Command {
     let exe = env!("CARGO_BIN_EXE_simulator");
     let mut c = if pinned {
         let mut c = Command::new("taskset");
@@ -46,13 +46,7 @@ fn run(dir: &Path, pinned: bool, args: &[&str]) -> Outputs {
     } else {
         Command::new(exe)
     };
-    c.current_dir(dir).arg("des").arg(small()).args(args).args([
-        "--log",
-        "run.log",
-        "--summary-json",
-        "run.json",
-        "-q",
-    ]);
+    c.current_dir(dir).arg("des").arg(small()).args(args);
     for var in [
         "HF_TIME_SCALE",
         "HF_PACKAGE_SCALE",
@@ -62,6 +56,14 @@ fn run(dir: &Path, pinned: bool, args: &[&str]) -> Outputs {
     ] {
         c.env_remove(var);
     }
+    c
+}
+
+/// Runs `simulator des <small> <args> --log run.log --summary-json
+/// run.json` in `dir`, under `taskset -c 0` if `pinned`.
+fn run(dir: &Path, pinned: bool, args: &[&str]) -> Outputs {
+    let mut c = des_command(dir, pinned, args);
+    c.args(["--log", "run.log", "--summary-json", "run.json", "-q"]);
     let out = c.output().expect("run simulator");
     assert!(
         out.status.success(),
@@ -80,19 +82,8 @@ fn run(dir: &Path, pinned: bool, args: &[&str]) -> Outputs {
 /// The summary of `simulator des <small> <args> --summary-json run.json`
 /// run in `dir` (under `taskset -c 0` if `pinned`), with a log or not.
 fn summary(dir: &Path, pinned: bool, log: bool, args: &[&str]) -> serde_json::Value {
-    let exe = env!("CARGO_BIN_EXE_simulator");
-    let mut c = if pinned {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0", exe]);
-        c
-    } else {
-        Command::new(exe)
-    };
-    c.current_dir(dir).arg("des").arg(small()).args(args).args([
-        "--summary-json",
-        "run.json",
-        "-q",
-    ]);
+    let mut c = des_command(dir, pinned, args);
+    c.args(["--summary-json", "run.json", "-q"]);
     if log {
         c.args(["--log", "run.log"]);
     }
