@@ -21,8 +21,9 @@
 //!    (exact integers), and runs each node's idle-instance expiries up to
 //!    the run's last event, as the one-queue run does at its end.
 //!
-//! Every number of the summary is the one-queue run's (a test compares
-//! them field by field over several configurations): a call's random
+//! Every figure of the summary is the one-queue run's (a test compares
+//! them field by field over several configurations; only `partitioned`
+//! says how the run was made): a call's random
 //! draws are its own ([`crate::stream`]), the events of one node keep
 //! their order, counts and integrals add up, and an event count is a
 //! count. Only the order in which nodes' events are handled differs,
