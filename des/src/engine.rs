@@ -893,6 +893,10 @@ struct Setup {
     table: Arc<FunctionTable>,
     /// Each function's memory, MB (told to the scheduler).
     memory_mb: Vec<u32>,
+    /// [`Sim::lazy_timers`] for this run's nodes.
+    lazy_timers: bool,
+    /// [`Sim::quiet_starts`] for this run's nodes.
+    quiet_starts: bool,
 }
 
 impl Setup {
@@ -959,12 +963,22 @@ impl Setup {
                 }
             }
         }
-        Ok(Self {
+        let mut setup = Self {
             functions,
             phases,
             table: Arc::new(table),
             memory_mb: memory,
-        })
+            lazy_timers: false,
+            quiet_starts: false,
+        };
+        // Read once, on the caller's thread (a partitioned run's nodes
+        // are made on others).
+        let model = setup.node_model(config);
+        setup.lazy_timers =
+            !eager_timers_forced() && config.slim.is_none() && model.timers_only_expire();
+        setup.quiet_starts =
+            !eager_starts_forced() && config.slim.is_none() && model.call_starts_are_private();
+        Ok(setup)
     }
 
     /// The run's scheduler, with every node a member and every function
@@ -1210,11 +1224,6 @@ impl<'a, 'w> Sim<'a, 'w> {
         log: Option<&'w mut dyn Write>,
         cancel_at: Option<Time>,
     ) -> Self {
-        let model = setup.node_model(config);
-        let lazy_timers =
-            !eager_timers_forced() && config.slim.is_none() && model.timers_only_expire();
-        let quiet_starts =
-            !eager_starts_forced() && config.slim.is_none() && model.call_starts_are_private();
         let mut sim = Sim {
             config,
             names,
@@ -1243,8 +1252,8 @@ impl<'a, 'w> Sim<'a, 'w> {
             stats: Stats::default(),
             instances: InstanceAccounting::default(),
             count_instances: matches!(config.instances, InstanceModel::Lambda { .. }),
-            lazy_timers,
-            quiet_starts,
+            lazy_timers: setup.lazy_timers,
+            quiet_starts: setup.quiet_starts,
             clock: Time::ZERO,
             done_buffer: Vec::new(),
             last_completion: Time::ZERO,

@@ -73,15 +73,14 @@ pub(super) fn eligible(
     workload: &Workload,
     logging: bool,
 ) -> bool {
+    // (`lazy_timers`: no SlimFaas layer, timers that only expire.)
     !logging
         && !sequential_forced()
-        && !eager_timers_forced()
         && config.nodes > 1
         && scheduler.oblivious()
-        && config.slim.is_none()
+        && setup.lazy_timers
         && config.machine_cores.is_none()
         && !config.reroute
-        && setup.node_model(config).timers_only_expire()
         && u32::try_from(workload.arrivals.len()).is_ok()
 }
 
@@ -117,7 +116,7 @@ pub(super) fn run(
 
     // 1. Every call's node, in the scenario's order.
     let mut node_of: Vec<u32> = Vec::with_capacity(calls);
-    let mut per_node = vec![0usize; nodes + 1];
+    let mut per_node = vec![0usize; nodes];
     let mut refused = Stats::default();
     let mut last_refused = Time::ZERO;
     for (t, function) in workload.arrivals.iter().copied() {
@@ -143,7 +142,7 @@ pub(super) fn run(
     // calls, in the scenario's order.
     let mut start = Vec::with_capacity(nodes + 1);
     let mut sum = 0usize;
-    for &n in &per_node[..nodes] {
+    for &n in &per_node {
         start.push(sum);
         sum += n;
     }
