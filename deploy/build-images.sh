@@ -59,16 +59,35 @@ git=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 
+# The three builds run at once, each from a context of its own: the
+# engine's builder spends most of a build committing layers, not on the
+# CPU (three at once took 6.9 s here where one after another took 15.8 s).
 build() { # role dockerfile files...
     local role=$1 dockerfile=$2
     shift 2
-    rm -rf "${ctx:?}"/*
-    cp -a "$@" "$ctx"/
+    mkdir "$ctx/$role"
+    cp -a "$@" "$ctx/$role"/
     docker build --quiet -f "deploy/images/$dockerfile" -t "hotfunctions/$role:$tag" \
         --label "hotfunctions.image=$role" --label "hotfunctions.version=$version" \
-        --label "hotfunctions.git=$git" ${labels[@]+"${labels[@]}"} "$ctx" >/dev/null
-    echo "hotfunctions/$role:$tag"
+        --label "hotfunctions.git=$git" ${labels[@]+"${labels[@]}"} "$ctx/$role" \
+        >"$ctx/$role.out" 2>&1
 }
-build load-balancer balancer.Dockerfile "$bin/load-balancer"
-build worker worker.Dockerfile "$bin/worker-front" "$bin/hf-fn"
-build replayer replayer.Dockerfile "$bin/simulator" scenarios
+roles=(load-balancer worker replayer)
+build load-balancer balancer.Dockerfile "$bin/load-balancer" &
+pids=($!)
+build worker worker.Dockerfile "$bin/worker-front" "$bin/hf-fn" &
+pids+=($!)
+build replayer replayer.Dockerfile "$bin/simulator" scenarios &
+pids+=($!)
+failed=0
+for i in "${!roles[@]}"; do
+    if ! wait "${pids[$i]}"; then
+        echo "build-images: building hotfunctions/${roles[$i]}:$tag failed:" >&2
+        cat "$ctx/${roles[$i]}.out" >&2
+        failed=1
+    fi
+done
+[ "$failed" -eq 0 ] || exit 1
+for role in "${roles[@]}"; do
+    echo "hotfunctions/$role:$tag"
+done

@@ -1,6 +1,6 @@
 //! Who may use a server's management routes (issue 13, part 2): the rule
 //! shared by the balancer and the worker, pure (the servers read the peer
-//! address and the `Authorization` header and ask [`ManagementAuth::check`]).
+//! address and the `Authorization` header and ask [`ManagementConfig::check`]).
 //!
 //! Management routes change state: `/configure`, `/clear`, `/prepare` on
 //! both servers, and `PUT`/`DELETE /1/lb/nodes` on the balancer. Data

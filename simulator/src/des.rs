@@ -225,10 +225,10 @@ pub struct Args {
     /// Keep-alive of idle instances in the Lambda model, seconds.
     #[arg(long, default_value_t = KeepAlivePool::DEFAULT_KEEP_ALIVE.as_secs_f64())]
     pub keep_alive_s: f64,
-    /// Model of functions not in the catalog: cpu:MS, sleep:MS,
-    /// cpu:MS+sleep:MS, exp:WARM_MS[:COLD_MS] (exponential sleep),
-    /// exp-cpu:MEAN_MS (exponential CPU work), pct:p0=MS,...,p100=MS
-    /// (sleep drawn from percentiles, piecewise linear) or pct-cpu:...
+    /// Model of functions not in the catalog: `cpu:MS`, `sleep:MS`,
+    /// `cpu:MS+sleep:MS`, `exp:WARM_MS[:COLD_MS]` (exponential sleep),
+    /// `exp-cpu:MEAN_MS` (exponential CPU work), `pct:p0=MS,...,p100=MS`
+    /// (sleep drawn from percentiles, piecewise linear) or `pct-cpu:...`
     /// (CPU work likewise).
     #[arg(long)]
     pub default_function: Option<FunctionModel>,

@@ -261,7 +261,7 @@ pub struct Args {
     /// durations and memory travel with its calls.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
-    /// Name of the run: outputs go to <results-dir>/<name>/ [default:
+    /// Name of the run: outputs go to `<results-dir>/<name>/` [default:
     /// default].
     #[arg(long)]
     pub name: Option<String>,

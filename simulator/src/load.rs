@@ -638,7 +638,7 @@ pub struct Args {
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
-    /// Replace the log file and its sidecar (<log>.meta.json) if they exist.
+    /// Replace the log file and its sidecar (`<log>.meta.json`) if they exist.
     #[arg(long)]
     pub overwrite: bool,
     /// Also write the summary as JSON to this file.

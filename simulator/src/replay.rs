@@ -611,7 +611,7 @@ fn request_cause(e: &reqwest::Error) -> &'static str {
     }
 }
 
-/// The cause of a reply judged a failure by [`classify_reply`].
+/// The cause of a reply judged a failure by `classify_reply`.
 pub fn failure_cause(status: u16, body: &[u8]) -> String {
     if !(200..300).contains(&status) {
         return format!("HTTP {status}");
@@ -1098,7 +1098,7 @@ pub struct Args {
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
-    /// Replace the log file and its sidecar (<log>.meta.json) if they exist.
+    /// Replace the log file and its sidecar (`<log>.meta.json`) if they exist.
     #[arg(long)]
     pub overwrite: bool,
     /// Also write the summary as JSON to this file.

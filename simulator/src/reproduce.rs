@@ -80,7 +80,7 @@ pub struct Args {
     /// The short version (one to two minutes; what CI runs).
     #[arg(long)]
     pub short: bool,
-    /// Output folder [default: results/<study>].
+    /// Output folder (default: `results/<study>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Seed of every random choice (workloads, schedulers, clients).

@@ -33,7 +33,7 @@
 //!   online workers (their `GET /instances`), `requested` (what the
 //!   balancer asked for last: a wake's number or the minimum kept, 0 once
 //!   scaled to zero, at least 1 after a call; null before any; the
-//!   workers' readings: [`instances`]), `scale_to_zero` (the rule's
+//!   workers' readings: `instances`), `scale_to_zero` (the rule's
 //!   state: `busy`, `idle`, `kept_by_min_instances`, `scaling_to_zero`,
 //!   `at_zero`, or `untracked` before any call or wake) and
 //!   `workers_unanswered` (online workers that did not report).
@@ -54,13 +54,13 @@
 //! since its last call ended (or its wake) has its instances removed on
 //! every online worker (`/scale?name=<fn>&instances=0`: idle instances at
 //! once, busy ones when their calls end; images stay), unless its
-//! `min_instances` > 0. A task ([`scaling::scale_to_zero`]) applies it every
+//! `min_instances` > 0. A task (`scaling::scale_to_zero`) applies it every
 //! [`SCALE_TICK`]; a worker that fails is asked again after
 //! [`SCALE_RETRY`]. The next call is a cold start: the worker's reply
 //! says so in its `Meta` (`UsingExistingRestContainer` and
 //! `UsingPooledContainer` false), and the balancer logs
 //! `first call since scale to zero`. What is modelled: the calls of these
-//! routes and of `/execute` and `/invoke/<fn>` ([`direct`]: a call
+//! routes and of `/execute` and `/invoke/<fn>` (`direct`: a call
 //! arrives, ends; a wake) and the instances the workers' node models own
 //! (REST, keep-alive, pooled; a user function's warm instance).
 //! `min_instances` is a floor for the rule and for wakes, and a target

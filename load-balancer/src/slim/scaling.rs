@@ -1,7 +1,7 @@
 //! The balancer's part in a function's instances on the workers: a wake
-//! (`/wake-function/<fn>`), scale to zero ([`scale_to_zero`], the rule
+//! (`/wake-function/<fn>`), scale to zero (`scale_to_zero`, the rule
 //! [`policy::scale_to_zero`]), and the minimum kept running
-//! ([`keep_min_instances`]). All act through the workers'
+//! (`keep_min_instances`). All act through the workers'
 //! `/scale?name=<fn>&instances=<k>` (k = 0: remove every instance; k > 0:
 //! start instances up to k on that worker).
 //!
@@ -9,7 +9,7 @@
 //! A function whose settings say `min_instances` = k > 0 is brought to k
 //! instances (ready or starting, summed over the online workers) without
 //! waiting for a call or a wake: every [`KEEP_TICK`] the task reads the
-//! workers' instances (the cache of [`super::instances`], at most one
+//! workers' instances (the cache of `super::instances`, at most one
 //! tick old), and when a function has fewer than k it starts the missing
 //! ones on the nodes the scheduler would pick for as many calls (as a
 //! wake does), each worker asked for what it has plus its share. So the

@@ -26,7 +26,7 @@ pub struct StoredCall {
     pub method: String,
     pub path: String,
     pub query: String,
-    /// The headers passed to a user function ([`super::user::encode_headers`]).
+    /// The headers passed to a user function (`super::user::encode_headers`).
     pub headers: Vec<u8>,
     pub body: Vec<u8>,
     pub state: String,
@@ -46,7 +46,7 @@ pub struct NewCall<'a> {
     /// The route's path (`/async-function/<fn>/...`).
     pub path: &'a str,
     pub query: &'a str,
-    /// [`super::user::encode_headers`]'s form.
+    /// `super::user::encode_headers`'s form.
     pub headers: &'a [u8],
     pub body: &'a [u8],
 }

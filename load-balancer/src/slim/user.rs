@@ -6,7 +6,7 @@
 //! `/async-function/...`) gets what `/invoke/<fn>/<path...>?<query>`
 //! would give it: the method, the path under the function, the query,
 //! the headers (less hop-by-hop ones and `X-Hf-*`) and the body, through
-//! the same code ([`crate::functions::http::invoke_with`]: the version
+//! the same code (`crate::functions::http::invoke_with`: the version
 //! and digest headers, the store's counters, the one retry on another
 //! node); its rate limit is taken once per call, when it arrives (a 429
 //! JSON error then, and an asynchronous call is not stored). Its reply's
@@ -14,7 +14,7 @@
 //! stored as the call's result (an asynchronous one: `status` and
 //! `result` of `GET /async-calls/<id>`). An asynchronous call's row keeps
 //! the method, the route's path, the query, the headers (at most
-//! [`MAX_CALL_HEADERS`] bytes, [`encode_headers`]) and the body (at most
+//! [`MAX_CALL_HEADERS`] bytes, `encode_headers`) and the body (at most
 //! [`super::MAX_CALL_BODY`]), so that it can be sent again after a
 //! restart. A name in the store is a user function even when a sample
 //! function has it too. A user function is safe to repeat when its

@@ -31,7 +31,7 @@
 //!    50 and 100 clients over 5, or over 10 for the short version), one
 //!    closed loop of stages back to back on the same warm workers, with
 //!    the run's per-stage figures. Right before each algorithm's run, how
-//!    busy the machine is ([`MachineBefore`]).
+//!    busy the machine is (`MachineBefore`).
 //! 2. **DES at the live run's exact scale**: the same closed loop (same
 //!    stages, load seed, mix, duration, grace), nodes, instance model,
 //!    memory and time and package scales, on 4 simulated nodes that share

@@ -2,7 +2,7 @@
 //! benchmarks at the real size (the real files, hundreds of MB, cannot be
 //! downloaded on every machine).
 //!
-//! The three files of day `dNN` ([`azure2019`](super::azure2019) reads
+//! The three files of day `dNN` ([`super::azure2019`] reads
 //! them), with the published headers and row shapes (Shahrad et al.,
 //! "Serverless in the Wild", ATC 2020):
 //! - `invocations_per_function_md.anon.dNN.csv`: each function calls at a

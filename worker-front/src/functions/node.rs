@@ -317,7 +317,7 @@ pub async fn invoke(
 }
 
 /// Builds the image of `launch`'s deploy `deploy` (checked first by
-/// [`super::runs_in_docker`]).
+/// `runs_in_docker`).
 pub async fn build_image(
     docker: &DockerRuntime,
     launch: &Launch,
