@@ -83,7 +83,7 @@ failed=0
 for i in "${!roles[@]}"; do
     if ! wait "${pids[$i]}"; then
         echo "build-images: building hotfunctions/${roles[$i]}:$tag failed:" >&2
-        cat "$ctx/${roles[$i]}.out" >&2
+        cat "$ctx/${roles[$i]}.out" >&2 || true # none if the copy failed
         failed=1
     fi
 done
