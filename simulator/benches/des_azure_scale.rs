@@ -562,6 +562,7 @@ use utils::generate::{self, Arrivals, GeneratorConfig, Popularity};
 use utils::import::azure2019::{self, Azure2019Config};
 use utils::import::synthetic::{self, SyntheticDay};
 use utils::import::{Outputs, Pick};
+use utils::stats::{median, Estimate};
 
 /// Set in a child: `ALGORITHM NODES CATALOG SCENARIO` (`-`: no catalog).
 const CHILD_ENV: &str = "DES_AZURE_CHILD";
@@ -749,30 +750,25 @@ impl Run {
         }
     }
 
-    /// Whether this run meets `target`'s speed (wall time: load and run
-    /// together for a time, the run alone for a rate) and memory.
+    /// The wall time `target`'s speed is judged on: load and run
+    /// together for a time, the run alone for a rate.
+    fn judged_s(&self, target: &Target) -> f64 {
+        if target.min_calls_per_s.is_none() && target.max_seconds.is_some() {
+            self.load + self.run
+        } else {
+            self.run
+        }
+    }
+
+    /// Whether this run meets `target`'s speed and memory.
     fn meets(&self, target: &Target) -> (bool, bool) {
         let speed = match (target.min_calls_per_s, target.max_seconds) {
-            (Some(min), _) => self.calls / self.run >= min,
-            (None, Some(max)) => self.load + self.run <= max,
+            (Some(min), _) => self.calls / self.judged_s(target) >= min,
+            (None, Some(max)) => self.judged_s(target) <= max,
             (None, None) => true,
         };
         let memory = target.max_rss_mib.is_none_or(|max| self.rss <= max);
         (speed, memory)
-    }
-}
-
-/// The median of `values` (the mean of the middle two for an even count).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
 
@@ -837,7 +833,7 @@ fn run_lines(
             }
             runs.push(Run::of(&String::from_utf8_lossy(&out.stdout)));
         }
-        let med = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+        let med = |f: fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
         let m = Run {
             calls: med(|r| r.calls),
             load: med(|r| r.load),
@@ -865,18 +861,8 @@ fn run_lines(
             None => "memory: no target".to_owned(),
         };
         let spread = if repeats > 1 {
-            // The wall time the speed target judges: the run's for a
-            // rate, load and run together for a time.
-            let judged = |r: &Run| match target.max_seconds {
-                Some(_) if target.min_calls_per_s.is_none() => r.load + r.run,
-                _ => r.run,
-            };
-            let (lo, hi) = runs
-                .iter()
-                .map(judged)
-                .fold((f64::INFINITY, 0.0f64), |(lo, hi), t| {
-                    (lo.min(t), hi.max(t))
-                });
+            let judged: Vec<f64> = runs.iter().map(|r| r.judged_s(target)).collect();
+            let (lo, hi) = Estimate::of(&judged).map_or((f64::NAN, f64::NAN), |e| (e.min, e.max));
             let met = runs
                 .iter()
                 .filter(|r| {

@@ -38,6 +38,21 @@ pub fn t_975(df: usize) -> f64 {
     }
 }
 
+/// The median of `values` (sorted in place; the mean of the middle two
+/// for an even count), or NaN when empty.
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 /// Mean and spread of a sample.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Estimate {
@@ -112,6 +127,13 @@ mod tests {
             assert!(t_975(df) <= last, "monotone at {df}");
             last = t_975(df);
         }
+    }
+
+    #[test]
+    fn the_median_of_odd_and_even_samples() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&mut []).is_nan());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use policy::scheduler::SchedulerConfig;
 use serde_json::json;
 use utils::logs::RunLog;
 use utils::plot::{self, CdfMetric, MetricEstimates};
-use utils::stats::Estimate;
+use utils::stats::{median, Estimate};
 
 use super::sim;
 use super::{fmt_pct, relative_change, Context, Report, Table};
@@ -142,7 +142,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
                         .map(|&b| r.duration_ms().max(1) as f64 / b as f64)
                 })
                 .collect();
-            let median = sim::median(&mut slowdowns);
+            let median = median(&mut slowdowns);
             let p99 = slowdowns
                 .get(
                     ((slowdowns.len() as f64 * 0.99) as usize)

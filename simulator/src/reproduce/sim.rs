@@ -91,27 +91,3 @@ fn log_of(summary: Summary, buf: Vec<u8>, label: &str) -> anyhow::Result<(Summar
     let text = String::from_utf8(buf).context("the simulator's log is not UTF-8")?;
     Ok((summary, RunLog::parse(&text, label)))
 }
-
-/// The median of `values` (sorted in place), or NaN when empty.
-pub fn median(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_median_of_odd_and_even_samples() {
-        assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(super::median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(super::median(&mut []).is_nan());
-    }
-}
