@@ -11,6 +11,7 @@
 
 mod user_functions_support;
 
+use std::path::Path;
 use user_functions_support::*;
 use worker_front::runtime::spawn::{nice_of_stat, policy_of_stat, stat_field};
 
@@ -311,6 +312,36 @@ async fn a_redeploy_is_atomic_calls_in_flight_finish_on_the_old_version() {
     assert!(dirs.data().join("functions.sqlite").is_file());
     let left: Vec<_> = std::fs::read_dir(dirs.work()).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `--data-dir` and `--work-dir` relative to where the worker starts (as
+/// a user types them): an instance runs in its version's directory, and
+/// still finds its entry, and a Node.js one its bootstrap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_data_and_work_dirs_run_native_and_node_functions() {
+    let dirs = Dirs::new();
+    dirs.work();
+    let root = dirs.root.path();
+    let w = try_start_in(
+        Some(root),
+        Path::new("data"),
+        Path::new("work"),
+        &["--using-rest-mode", "true"],
+    )
+    .unwrap();
+    let (s, v) = w.deploy("k.zip", &native_zip("k", None), None, None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = w.deploy("n.zip", &node_zip("one"), None, None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _, text) = w.call("k", "").await;
+    assert_eq!(s, 200, "{text}");
+    assert!(text.contains("\"label\":\"k\""), "{text}");
+    let (s, h, text) = w.call("n", "").await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(h["x-node"], "yes", "{text}");
+    w.stop();
+    // The data dir is where it was named: under the worker's directory.
+    assert!(root.join("data").join("functions.sqlite").is_file());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,17 @@ pub struct DataDir {
     area: Option<crate::runtime::ownership::WorkArea>,
 }
 
+/// `dir` made absolute (against the worker's working directory, without
+/// resolving links): an instance runs in its version's code directory,
+/// so a path relative to the worker's would not name its entry there.
+fn absolute(dir: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
 impl DataDir {
     /// Claims `dir` (made if missing): refused when another worker holds it.
     pub fn claim(dir: &Path) -> Result<Self, String> {
+        let dir = &absolute(dir)?;
         let lock = store::claim_dir(dir, "worker")?;
         store::layout(dir)?;
         Ok(Self {
@@ -38,7 +46,7 @@ impl DataDir {
         let id = format!("{worker_id}+functions");
         let area = crate::runtime::ownership::WorkArea::claim(work_dir, &id, "process")
             .map_err(|e| e.to_string())?;
-        let dir = area.dir().to_path_buf();
+        let dir = absolute(area.dir())?;
         store::layout(&dir)?;
         Ok(Self {
             dir,

@@ -64,7 +64,22 @@ pub fn try_start_exactly(
     work_dir: &Path,
     extra: &[&str],
 ) -> Result<Worker, String> {
-    let mut child = Command::new(WORKER)
+    try_start_in(None, data_dir, work_dir, extra)
+}
+
+/// [`try_start_exactly`], the worker started in `cwd` (the test's own
+/// working directory if None): where relative dirs are taken from.
+pub fn try_start_in(
+    cwd: Option<&Path>,
+    data_dir: &Path,
+    work_dir: &Path,
+    extra: &[&str],
+) -> Result<Worker, String> {
+    let mut cmd = Command::new(WORKER);
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd
         .args(["start", "0", "--host", "127.0.0.1"])
         .args(extra)
         .arg("--data-dir")
