@@ -119,7 +119,8 @@ use super::load_index::LoadIndex;
 use super::md5_ring::{ring_hash, Md5Ring};
 use super::registry::{Algorithm, Count, Param, Probability, Real, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{Completion, NodeId, SelectError, Time};
+use super::by_id::ById;
+use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 /// `RLU_BOUND`: the load bound (`boundedCeil`) that caps the ratio.
 pub const RLU_BOUND: Real = Real {
@@ -296,7 +297,12 @@ pub struct ConsistentHashingRandomLoadUpdates {
     refresh_us: u64,
     ring: Md5Ring,
     rng: ChaCha8Rng,
-    functions: FxHashMap<String, FunctionStats>,
+    /// Each function's index in `stats`, by name.
+    functions: FxHashMap<String, u32>,
+    stats: Vec<FunctionStats>,
+    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
+    /// index in `stats`: no name hashed per call.
+    by_id: ById,
     next_refresh: Time,
     /// Reused buffers: gaps for the ranking, nodes looked at in a walk.
     gaps: Vec<f64>,
@@ -322,6 +328,8 @@ impl ConsistentHashingRandomLoadUpdates {
             ring: Md5Ring::new(params.points.clamp(RLU_POINTS.min, RLU_POINTS.max)),
             rng: ChaCha8Rng::seed_from_u64(params.seed),
             functions: FxHashMap::default(),
+            stats: Vec::new(),
+            by_id: ById::default(),
             next_refresh: Time::ZERO,
             gaps: Vec::new(),
             visited: Vec::with_capacity(chain + 1),
@@ -335,7 +343,8 @@ impl ConsistentHashingRandomLoadUpdates {
 
     /// What is known of `function`.
     pub fn stats(&self, function: &str) -> Option<&FunctionStats> {
-        self.functions.get(function)
+        let &f = self.functions.get(function)?;
+        self.stats.get(f as usize)
     }
 
     /// Whether `function` is popular as of the last ranking.
@@ -353,27 +362,83 @@ impl ConsistentHashingRandomLoadUpdates {
         (ratio.min(self.ratio_cap) - 1.0).max(0.0)
     }
 
-    /// Records an arrival of `function` at `now`; returns its statistics.
-    fn arrival(&mut self, function: &str, now: Time) -> FunctionStats {
-        if let Some(s) = self.functions.get_mut(function) {
-            let gap = now.saturating_since(s.last_arrival).as_secs_f64();
-            s.mean_gap_s = Some(ewma(s.mean_gap_s, gap, IAT_WEIGHT));
-            s.last_arrival = now;
-            return *s;
+    /// Records an arrival of `function` at `now`; returns its index in
+    /// `stats`.
+    fn arrival(&mut self, function: &str, now: Time) -> u32 {
+        if let Some(&f) = self.functions.get(function) {
+            self.arrival_of(f, now);
+            return f;
         }
         if self.functions.len() >= Self::MAX_FUNCTIONS {
             self.functions.clear();
+            self.stats.clear();
+            self.by_id.clear();
         }
-        let s = FunctionStats {
+        let f = self.stats.len() as u32;
+        self.stats.push(FunctionStats {
             hash: ring_hash(function.as_bytes()),
             last_arrival: now,
             mean_gap_s: None,
             warm_s: None,
             cold_s: None,
             popular: false,
+        });
+        self.functions.insert(function.to_string(), f);
+        f
+    }
+
+    /// An arrival of the known function `f` at `now`.
+    fn arrival_of(&mut self, f: u32, now: Time) {
+        let s = &mut self.stats[f as usize];
+        let gap = now.saturating_since(s.last_arrival).as_secs_f64();
+        s.mean_gap_s = Some(ewma(s.mean_gap_s, gap, IAT_WEIGHT));
+        s.last_arrival = now;
+    }
+
+    /// The choice for a call of function `f` (its arrival recorded).
+    fn choose_for(&mut self, loads: &LoadIndex, f: u32, now: Time) -> Result<NodeId, SelectError> {
+        if now >= self.next_refresh {
+            self.refresh(now);
+        }
+        let stats = self.stats[f as usize];
+        let popular = stats.popular;
+        let bound = self.bound_for_ratio(stats.ratio());
+        let start = self.ring.owner_index(stats.hash).ok_or(SelectError::NoNodes)?;
+        let len = self.ring.points().len();
+        self.visited.clear();
+        for k in 0..len {
+            let node = self.ring.points()[(start + k) % len].node;
+            if self.visited.contains(&node) {
+                continue;
+            }
+            let per_core = f64::from(loads.load(node)) / f64::from(loads.cores(node).max(1));
+            let seen = if popular {
+                per_core + self.noise()
+            } else {
+                per_core
+            };
+            if seen <= bound {
+                return Ok(node);
+            }
+            self.visited.push(node);
+            if self.visited.len() > self.chain {
+                break;
+            }
+        }
+        loads.least_loaded().ok_or(SelectError::NoNodes)
+    }
+
+    /// A successful call of function `f` took `completion`'s duration.
+    fn finished_of(&mut self, f: u32, completion: &Completion<'_>) {
+        let Some(s) = self.stats.get_mut(f as usize) else {
+            return;
         };
-        self.functions.insert(function.to_string(), s);
-        s
+        let secs = completion.duration.as_secs_f64();
+        if completion.cold {
+            s.cold_s = Some(ewma(s.cold_s, secs, RUNTIME_WEIGHT));
+        } else {
+            s.warm_s = Some(ewma(s.warm_s, secs, RUNTIME_WEIGHT));
+        }
     }
 
     /// Ranks the functions by mean gap: the `round(fraction · F)` shortest
@@ -382,11 +447,15 @@ impl ConsistentHashingRandomLoadUpdates {
     fn refresh(&mut self, now: Time) {
         self.gaps.clear();
         self.gaps
-            .extend(self.functions.values().filter_map(|s| s.mean_gap_s));
-        self.gaps.sort_unstable_by(f64::total_cmp);
+            .extend(self.stats.iter().filter_map(|s| s.mean_gap_s));
         let take = (self.popular_fraction * self.gaps.len() as f64).round() as usize;
-        let threshold = take.checked_sub(1).map(|last| self.gaps[last]);
-        for s in self.functions.values_mut() {
+        // The `take`-th shortest gap, as a sort would place it (linear
+        // time: at Azure scale the ranking runs over thousands of
+        // functions every refresh).
+        let threshold = take
+            .checked_sub(1)
+            .map(|last| *self.gaps.select_nth_unstable_by(last, f64::total_cmp).1);
+        for s in &mut self.stats {
             s.popular = matches!((s.mean_gap_s, threshold), (Some(g), Some(t)) if g <= t);
         }
         self.next_refresh = now.add_micros(self.refresh_us);
@@ -420,49 +489,50 @@ impl Policy for ConsistentHashingRandomLoadUpdates {
         if loads.online().is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let mut stats = self.arrival(function, now);
-        if now >= self.next_refresh {
-            self.refresh(now);
-            stats.popular = self.is_popular(function);
+        let f = self.arrival(function, now);
+        self.choose_for(loads, f, now)
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        now: Time,
+    ) -> Result<NodeId, SelectError> {
+        if loads.online().is_empty() {
+            return Err(SelectError::NoNodes);
         }
-        let popular = stats.popular;
-        let bound = self.bound_for_ratio(stats.ratio());
-        let start = self.ring.owner_index(stats.hash).ok_or(SelectError::NoNodes)?;
-        let len = self.ring.points().len();
-        self.visited.clear();
-        for k in 0..len {
-            let node = self.ring.points()[(start + k) % len].node;
-            if self.visited.contains(&node) {
-                continue;
+        let f = match self.by_id.get(id) {
+            Some(f) => {
+                self.arrival_of(f, now);
+                f
             }
-            let per_core = f64::from(loads.load(node)) / f64::from(loads.cores(node).max(1));
-            let seen = if popular {
-                per_core + self.noise()
-            } else {
-                per_core
-            };
-            if seen <= bound {
-                return Ok(node);
+            None => {
+                let f = self.arrival(function, now);
+                self.by_id.set(id, f);
+                f
             }
-            self.visited.push(node);
-            if self.visited.len() > self.chain {
-                break;
-            }
-        }
-        loads.least_loaded().ok_or(SelectError::NoNodes)
+        };
+        self.choose_for(loads, f, now)
     }
 
     fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
         if !completion.ok {
             return;
         }
-        if let Some(s) = self.functions.get_mut(completion.function) {
-            let secs = completion.duration.as_secs_f64();
-            if completion.cold {
-                s.cold_s = Some(ewma(s.cold_s, secs, RUNTIME_WEIGHT));
-            } else {
-                s.warm_s = Some(ewma(s.warm_s, secs, RUNTIME_WEIGHT));
-            }
+        if let Some(&f) = self.functions.get(completion.function) {
+            self.finished_of(f, completion);
+        }
+    }
+
+    fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, now: Time) {
+        if !completion.ok {
+            return;
+        }
+        match self.by_id.get(id) {
+            Some(f) => self.finished_of(f, completion),
+            None => self.call_finished(completion, now),
         }
     }
 }
