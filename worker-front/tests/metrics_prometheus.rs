@@ -21,15 +21,20 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-fn start_worker(extra: &[&str]) -> started_worker::Running {
+/// A worker with a work dir of its own: what it leaves if a failing test
+/// kills it goes with the directory, not into the machine's shared one.
+fn start_worker(extra: &[&str]) -> (started_worker::Running, tempfile::TempDir) {
+    let work = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(BIN);
-    cmd.args(["start", "0", "--host", "127.0.0.1"]).args(extra);
-    spawn(cmd)
+    cmd.args(["start", "0", "--host", "127.0.0.1", "--work-dir"])
+        .arg(work.path())
+        .args(extra);
+    (spawn(cmd), work)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_calls_made() {
-    let worker = start_worker(&[]);
+    let (mut worker, _work) = start_worker(&[]);
     let port = worker.port;
 
     // A known mix, in REST mode: each function's first call is cold (image
@@ -106,14 +111,16 @@ async fn prometheus_scrapes_the_calls_made() {
     // The worker's own count agrees (an unknown function is not a call).
     let (_, health) = get(port, "/health").await;
     assert_eq!(health["Worker"]["Calls"], 15, "{health}");
+    worker.terminate();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_metrics_answers_404_and_still_serves() {
-    let worker = start_worker(&["--no-metrics"]);
+    let (mut worker, _work) = start_worker(&["--no-metrics"]);
     let (status, _) = get(worker.port, "/execute?name=noop").await;
     assert_eq!(status, 200);
     let (status, body) = get(worker.port, "/metrics").await;
     assert_eq!(status, 404);
     assert_eq!(body["Error"], true);
+    worker.terminate();
 }
