@@ -57,7 +57,8 @@ use rustc_hash::FxHashMap;
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, Param, Real, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{Completion, NodeId, SelectError, Time};
+use super::by_id::ById;
+use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 /// `KEEP_ALIVE_S`: how long a node keeps an idle warm instance.
 pub const KEEP_ALIVE_S: Real = Real {
@@ -175,7 +176,12 @@ impl Function {
 #[derive(Debug, Clone)]
 pub struct Hermod {
     keep_alive: std::time::Duration,
-    functions: FxHashMap<String, Function>,
+    /// Each function's index in `states`, by name.
+    functions: FxHashMap<String, u32>,
+    states: Vec<Function>,
+    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
+    /// index in `states`: no name hashed per call.
+    by_id: ById,
     /// Online nodes with a free core.
     free: NodeBits,
     /// Online nodes running at least one call.
@@ -201,6 +207,8 @@ impl Hermod {
         Self {
             keep_alive: params.keep_alive,
             functions: FxHashMap::default(),
+            states: Vec::new(),
+            by_id: ById::default(),
             free: NodeBits::default(),
             busy: NodeBits::default(),
             calls: Vec::new(),
@@ -211,9 +219,87 @@ impl Hermod {
 
     /// Whether `node` holds a warm instance of `function` at `now`.
     pub fn is_warm(&self, node: NodeId, function: &str, now: Time) -> bool {
-        self.functions
-            .get(function)
-            .is_some_and(|f| f.is_warm(node, now))
+        self.state(function).is_some_and(|f| f.is_warm(node, now))
+    }
+
+    fn state(&self, function: &str) -> Option<&Function> {
+        let &f = self.functions.get(function)?;
+        self.states.get(f as usize)
+    }
+
+    /// `function`'s index in `states`, made if new (past
+    /// [`Hermod::MAX_FUNCTIONS`], the functions with no call in flight
+    /// are forgotten first, and the others renumbered).
+    fn index(&mut self, function: &str) -> u32 {
+        if let Some(&f) = self.functions.get(function) {
+            return f;
+        }
+        if self.functions.len() >= Self::MAX_FUNCTIONS {
+            let mut old: Vec<Option<Function>> =
+                std::mem::take(&mut self.states).into_iter().map(Some).collect();
+            let kept = &mut self.states;
+            self.functions.retain(|_, f| {
+                match old[*f as usize].take().filter(|s| s.in_flight > 0) {
+                    Some(state) => {
+                        *f = kept.len() as u32;
+                        kept.push(state);
+                        true
+                    }
+                    None => false,
+                }
+            });
+            self.by_id.clear();
+        }
+        let f = self.states.len() as u32;
+        self.states.push(Function::default());
+        self.functions.insert(function.to_string(), f);
+        f
+    }
+
+    /// The choice for a call of function `f`.
+    fn choose_for(&mut self, loads: &LoadIndex, f: u32, now: Time) -> Result<NodeId, SelectError> {
+        let Self {
+            states,
+            free,
+            busy,
+            ..
+        } = self;
+        let f = &mut states[f as usize];
+        let node = if free.is_empty() {
+            loads.least_loaded().ok_or(SelectError::NoNodes)?
+        } else {
+            Self::first(free, busy, true, Some(&mut *f), now)
+                .or_else(|| Self::first(free, busy, false, Some(&mut *f), now))
+                .or_else(|| Self::first(free, busy, true, None, now))
+                .or_else(|| Self::first(free, busy, false, None, now))
+                .ok_or(SelectError::NoNodes)?
+        };
+        f.on.entry(node).or_default().running += 1;
+        f.in_flight += 1;
+        f.warm.set(node, true);
+        self.grow(node);
+        self.calls[node as usize] += 1;
+        self.refresh(node);
+        Ok(node)
+    }
+
+    /// A call ended on `completion.node`: that node's count, and what
+    /// function `f` (if known) keeps of the node.
+    fn finished_on(&mut self, f: Option<u32>, completion: &Completion<'_>, now: Time) {
+        let node = completion.node;
+        let i = node as usize;
+        if i < self.calls.len() {
+            self.calls[i] = self.calls[i].saturating_sub(1);
+            self.refresh(node);
+        }
+        let keep_alive = self.keep_alive;
+        if let Some(f) = f.and_then(|f| self.states.get_mut(f as usize)) {
+            if let Some(on) = f.on.get_mut(&node).filter(|on| on.running > 0) {
+                on.running -= 1;
+                on.warm_until = now.saturating_add(keep_alive);
+                f.in_flight -= 1;
+            }
+        }
     }
 
     fn grow(&mut self, node: NodeId) {
@@ -280,36 +366,29 @@ impl Policy for Hermod {
         if loads.online().is_empty() {
             return Err(SelectError::NoNodes);
         }
-        if !self.functions.contains_key(function) {
-            if self.functions.len() >= Self::MAX_FUNCTIONS {
-                self.functions.retain(|_, f| f.in_flight > 0);
-            }
-            self.functions
-                .insert(function.to_string(), Function::default());
+        let f = self.index(function);
+        self.choose_for(loads, f, now)
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        now: Time,
+    ) -> Result<NodeId, SelectError> {
+        if loads.online().is_empty() {
+            return Err(SelectError::NoNodes);
         }
-        let Self {
-            functions,
-            free,
-            busy,
-            ..
-        } = self;
-        let f = functions.get_mut(function).expect("inserted above");
-        let node = if free.is_empty() {
-            loads.least_loaded().ok_or(SelectError::NoNodes)?
-        } else {
-            Self::first(free, busy, true, Some(&mut *f), now)
-                .or_else(|| Self::first(free, busy, false, Some(&mut *f), now))
-                .or_else(|| Self::first(free, busy, true, None, now))
-                .or_else(|| Self::first(free, busy, false, None, now))
-                .ok_or(SelectError::NoNodes)?
+        let f = match self.by_id.get(id) {
+            Some(f) => f,
+            None => {
+                let f = self.index(function);
+                self.by_id.set(id, f);
+                f
+            }
         };
-        f.on.entry(node).or_default().running += 1;
-        f.in_flight += 1;
-        f.warm.set(node, true);
-        self.grow(node);
-        self.calls[node as usize] += 1;
-        self.refresh(node);
-        Ok(node)
+        self.choose_for(loads, f, now)
     }
 
     fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
@@ -327,20 +406,16 @@ impl Policy for Hermod {
     }
 
     fn call_finished(&mut self, completion: &Completion<'_>, now: Time) {
-        let node = completion.node;
-        let i = node as usize;
-        if i < self.calls.len() {
-            self.calls[i] = self.calls[i].saturating_sub(1);
-            self.refresh(node);
-        }
-        let keep_alive = self.keep_alive;
-        if let Some(f) = self.functions.get_mut(completion.function) {
-            if let Some(on) = f.on.get_mut(&node).filter(|on| on.running > 0) {
-                on.running -= 1;
-                on.warm_until = now.saturating_add(keep_alive);
-                f.in_flight -= 1;
-            }
-        }
+        let f = self.functions.get(completion.function).copied();
+        self.finished_on(f, completion, now);
+    }
+
+    fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, now: Time) {
+        let f = self
+            .by_id
+            .get(id)
+            .or_else(|| self.functions.get(completion.function).copied());
+        self.finished_on(f, completion, now);
     }
 }
 
@@ -475,9 +550,35 @@ mod tests {
         // Past the keep-alive, node 1 is met cold and dropped.
         let late = Time::from_secs(2 + 601);
         assert_eq!(s.select("A", late), Ok(0));
-        let a = &s.policy().functions["A"];
+        let a = s.policy().state("A").unwrap();
         assert!(!a.on.contains_key(&1), "{:?}", a.on);
         assert!(a.on.contains_key(&0));
+    }
+
+    /// Past the bound, the functions with no call in flight go and the
+    /// others are renumbered: a call in flight, chosen by its id, still
+    /// ends on its own state.
+    #[test]
+    fn forgetting_past_the_bound_keeps_the_calls_in_flight_by_id_too() {
+        let mut s = with_nodes(2, 1, 600);
+        let t = Time::from_secs(1);
+        assert_eq!(s.select_by_id(0, "A", t), Ok(0));
+        s.finished_by_id(0, &done(0, "A"), t);
+        // X (id 1, the second function) in flight on node 0.
+        assert_eq!(s.select_by_id(1, "X", t), Ok(0));
+        for i in 2..=Hermod::MAX_FUNCTIONS as u32 {
+            let name = format!("F{i}");
+            let n = s.select_by_id(i, &name, t).unwrap();
+            s.finished_by_id(i, &done(n, &name), t);
+        }
+        // X (now the first) and the last one are all that is left.
+        assert_eq!(s.policy().functions.len(), 2);
+        assert_eq!(s.policy().state("X").unwrap().in_flight, 1);
+        s.finished_by_id(1, &done(0, "X"), t);
+        assert_eq!(s.policy().state("X").unwrap().in_flight, 0);
+        assert!(s.policy().is_warm(0, "X", Time::from_secs(2)));
+        // A was forgotten: cold everywhere.
+        assert!(s.policy().state("A").is_none());
     }
 
     #[test]
