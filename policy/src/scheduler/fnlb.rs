@@ -63,7 +63,8 @@ use super::jump_hash::{jump_consistent_hash, siphash24};
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{Completion, NodeId, SelectError, Time};
+use super::by_id::ById;
+use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 pub const ALGORITHM: Algorithm = Algorithm {
     name: "fnlb",
@@ -126,7 +127,12 @@ struct Function {
 #[derive(Debug, Clone)]
 pub struct Fnlb {
     rng: ChaCha8Rng,
-    functions: FxHashMap<String, Function>,
+    /// Each function's index in `states`, by name.
+    functions: FxHashMap<String, u32>,
+    states: Vec<Function>,
+    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
+    /// index in `states`: no name hashed per call.
+    by_id: ById,
 }
 
 impl Fnlb {
@@ -139,14 +145,15 @@ impl Fnlb {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
             functions: FxHashMap::default(),
+            states: Vec::new(),
+            by_id: ById::default(),
         }
     }
 
     /// The EWMA of the queueing delay of `function`'s calls on `node`.
     pub fn wait(&self, node: NodeId, function: &str) -> Option<Duration> {
-        let ns = self
-            .functions
-            .get(function)?
+        let &f = self.functions.get(function)?;
+        let ns = self.states[f as usize]
             .wait_ns
             .get(node as usize)
             .copied()
@@ -154,47 +161,43 @@ impl Fnlb {
         Some(Duration::from_nanos(ns.max(0) as u64))
     }
 
-    fn function(&mut self, name: &str) -> &mut Function {
-        if !self.functions.contains_key(name) {
-            if self.functions.len() >= Self::MAX_FUNCTIONS {
-                self.functions.clear();
-            }
-            self.functions.insert(
-                name.to_string(),
-                Function {
-                    key: function_key(name),
-                    wait_ns: Vec::new(),
-                },
-            );
+    /// `name`'s index in `states`, made if new (past
+    /// [`Fnlb::MAX_FUNCTIONS`], after forgetting every function).
+    fn function(&mut self, name: &str) -> u32 {
+        if let Some(&f) = self.functions.get(name) {
+            return f;
         }
-        self.functions.get_mut(name).expect("inserted above")
+        if self.functions.len() >= Self::MAX_FUNCTIONS {
+            self.functions.clear();
+            self.states.clear();
+            self.by_id.clear();
+        }
+        let f = self.states.len() as u32;
+        self.states.push(Function {
+            key: function_key(name),
+            wait_ns: Vec::new(),
+        });
+        self.functions.insert(name.to_string(), f);
+        f
     }
-}
 
-impl Policy for Fnlb {
-    fn name(&self) -> &'static str {
-        ALGORITHM.name
-    }
-
-    fn choose(
+    /// The choice for a call of `function`, known as `f` if measured.
+    fn choose_for(
         &mut self,
         loads: &LoadIndex,
+        f: Option<u32>,
         function: &str,
-        _now: Time,
     ) -> Result<NodeId, SelectError> {
         let nodes = loads.online();
         if nodes.is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let Self { rng, functions } = self;
-        let f = match functions.get(function) {
-            Some(f) => f,
-            None => {
-                let key = function_key(function);
-                let home = jump_consistent_hash(key, nodes.len() as u32) as usize;
-                // Never measured anywhere: the home node accepts.
-                return Ok(nodes[home]);
-            }
+        let Self { rng, states, .. } = self;
+        let Some(f) = f.map(|f| &states[f as usize]) else {
+            let key = function_key(function);
+            let home = jump_consistent_hash(key, nodes.len() as u32) as usize;
+            // Never measured anywhere: the home node accepts.
+            return Ok(nodes[home]);
         };
         let home = jump_consistent_hash(f.key, nodes.len() as u32) as usize;
         let mut i = home;
@@ -210,12 +213,10 @@ impl Policy for Fnlb {
         Ok(nodes[home])
     }
 
-    fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        if !completion.ok {
-            return;
-        }
+    /// A successful call of function `f` ended.
+    fn finished_of(&mut self, f: u32, completion: &Completion<'_>) {
         let sample = i64::try_from(completion.overhead().as_nanos()).unwrap_or(i64::MAX);
-        let f = self.function(completion.function);
+        let f = &mut self.states[f as usize];
         let i = completion.node as usize;
         if f.wait_ns.len() <= i {
             f.wait_ns.resize(i + 1, None);
@@ -224,6 +225,62 @@ impl Policy for Fnlb {
             Some(old) => ewma(old, sample),
             None => sample,
         });
+    }
+}
+
+impl Policy for Fnlb {
+    fn name(&self) -> &'static str {
+        ALGORITHM.name
+    }
+
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let f = self.functions.get(function).copied();
+        self.choose_for(loads, f, function)
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let f = self.by_id.get(id).or_else(|| {
+            let f = self.functions.get(function).copied();
+            if let Some(f) = f {
+                self.by_id.set(id, f);
+            }
+            f
+        });
+        self.choose_for(loads, f, function)
+    }
+
+    fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
+        if !completion.ok {
+            return;
+        }
+        let f = self.function(completion.function);
+        self.finished_of(f, completion);
+    }
+
+    fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, _now: Time) {
+        if !completion.ok {
+            return;
+        }
+        let f = match self.by_id.get(id) {
+            Some(f) => f,
+            None => {
+                let f = self.function(completion.function);
+                self.by_id.set(id, f);
+                f
+            }
+        };
+        self.finished_of(f, completion);
     }
 }
 
@@ -308,6 +365,25 @@ mod tests {
             picks.iter().all(|&n| n == home || n == next),
             "spills only as far as the first fast node: {picks:?}"
         );
+    }
+
+    /// Past the bound every function is forgotten, by id too: a function
+    /// asked by its id afterwards is new again (its home node), not
+    /// another function's measurements.
+    #[test]
+    fn forgetting_past_the_bound_forgets_by_id_too() {
+        let mut s = with_nodes(16, 7);
+        let t = Time::ZERO;
+        let a = s.select_by_id(0, "A", t).unwrap();
+        s.finished_by_id(0, &done(a, "A", 3_000), t);
+        for i in 1..=Fnlb::MAX_FUNCTIONS as u32 {
+            let name = format!("F{i}");
+            let n = s.select_by_id(i, &name, t).unwrap();
+            s.finished_by_id(i, &done(n, &name, 3_000), t);
+        }
+        assert!(s.policy().wait(a, "A").is_none(), "forgotten");
+        let fresh = with_nodes(16, 7).select("A", t).unwrap();
+        assert_eq!(s.select_by_id(0, "A", t), Ok(fresh));
     }
 
     #[test]
