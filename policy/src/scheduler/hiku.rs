@@ -58,7 +58,8 @@ use rustc_hash::FxHashMap;
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{Completion, NodeId, SelectError, Time};
+use super::by_id::ById;
+use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 pub const ALGORITHM: Algorithm = Algorithm {
     name: "hiku",
@@ -76,7 +77,13 @@ type Entry = Reverse<(u32, u64, NodeId)>;
 #[derive(Debug, Clone)]
 pub struct Hiku {
     rng: ChaCha8Rng,
-    queues: FxHashMap<String, BinaryHeap<Entry>>,
+    /// Each function's index in `idle`, by name.
+    queues: FxHashMap<String, u32>,
+    /// Each function's idle queue.
+    idle: Vec<BinaryHeap<Entry>>,
+    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
+    /// index in `idle`: no name hashed per call.
+    by_id: ById,
     sequence: u64,
     buckets: LoadBuckets,
 }
@@ -89,6 +96,8 @@ impl Hiku {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
             queues: FxHashMap::default(),
+            idle: Vec::new(),
+            by_id: ById::default(),
             sequence: 0,
             buckets: LoadBuckets::default(),
         }
@@ -99,29 +108,38 @@ impl Hiku {
         let mut entries: Vec<(u32, u64, NodeId)> = self
             .queues
             .get(function)
-            .map(|q| q.iter().map(|e| e.0).collect())
+            .map(|&q| self.idle[q as usize].iter().map(|e| e.0).collect())
             .unwrap_or_default();
         entries.sort_unstable();
         entries.into_iter().map(|e| e.2).collect()
     }
 }
 
-impl Policy for Hiku {
-    fn name(&self) -> &'static str {
-        ALGORITHM.name
+impl Hiku {
+    /// `function`'s queue index, made if new (past
+    /// [`Hiku::MAX_FUNCTIONS`], after forgetting every queue).
+    fn queue(&mut self, function: &str) -> u32 {
+        if let Some(&q) = self.queues.get(function) {
+            return q;
+        }
+        if self.queues.len() >= Self::MAX_FUNCTIONS {
+            self.queues.clear();
+            self.idle.clear();
+            self.by_id.clear();
+        }
+        let q = self.idle.len() as u32;
+        self.idle.push(BinaryHeap::new());
+        self.queues.insert(function.to_string(), q);
+        q
     }
 
-    fn choose(
-        &mut self,
-        loads: &LoadIndex,
-        function: &str,
-        _now: Time,
-    ) -> Result<NodeId, SelectError> {
+    /// The choice for a call whose function's queue is `q` (if any).
+    fn choose_for(&mut self, loads: &LoadIndex, q: Option<u32>) -> Result<NodeId, SelectError> {
         let Some(min_load) = loads.min_load() else {
             return Err(SelectError::NoNodes);
         };
         let mut pulled = None;
-        if let Some(queue) = self.queues.get_mut(function) {
+        if let Some(queue) = q.map(|q| &mut self.idle[q as usize]) {
             while let Some(Reverse((_, _, node))) = queue.pop() {
                 if loads.is_online(node) {
                     pulled = Some(node);
@@ -145,26 +163,68 @@ impl Policy for Hiku {
         Ok(node)
     }
 
+    /// A call ended on `completion.node`: the node queues idle for the
+    /// function whose queue is `q`.
+    fn finished_into(&mut self, q: u32, completion: &Completion<'_>) {
+        let load = self.buckets.load(completion.node);
+        self.idle[q as usize].push(Reverse((load, self.sequence, completion.node)));
+        self.sequence += 1;
+    }
+}
+
+impl Policy for Hiku {
+    fn name(&self) -> &'static str {
+        ALGORITHM.name
+    }
+
+    fn choose(
+        &mut self,
+        loads: &LoadIndex,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let q = self.queues.get(function).copied();
+        self.choose_for(loads, q)
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let q = self.by_id.get(id).or_else(|| {
+            let q = self.queues.get(function).copied();
+            if let Some(q) = q {
+                self.by_id.set(id, q);
+            }
+            q
+        });
+        self.choose_for(loads, q)
+    }
+
     fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
         self.buckets.rebuild(loads);
     }
 
     fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
         self.buckets.finished(completion.node);
-        let load = self.buckets.load(completion.node);
-        if !self.queues.contains_key(completion.function) {
-            if self.queues.len() >= Self::MAX_FUNCTIONS {
-                self.queues.clear();
+        let q = self.queue(completion.function);
+        self.finished_into(q, completion);
+    }
+
+    fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, _now: Time) {
+        self.buckets.finished(completion.node);
+        let q = match self.by_id.get(id) {
+            Some(q) => q,
+            None => {
+                let q = self.queue(completion.function);
+                self.by_id.set(id, q);
+                q
             }
-            self.queues
-                .insert(completion.function.to_string(), BinaryHeap::new());
-        }
-        let queue = self
-            .queues
-            .get_mut(completion.function)
-            .expect("inserted above");
-        queue.push(Reverse((load, self.sequence, completion.node)));
-        self.sequence += 1;
+        };
+        self.finished_into(q, completion);
     }
 }
 
@@ -317,6 +377,27 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(sorted, (0..8).collect::<Vec<_>>(), "least connected: each once");
         assert_ne!(a, (0..8).collect::<Vec<_>>(), "not in id order");
+    }
+
+    /// Past the bound every queue is forgotten, by id too: a function
+    /// asked by its id afterwards has no queue, and does not pull from
+    /// another function's.
+    #[test]
+    fn forgetting_past_the_bound_forgets_by_id_too() {
+        let mut s = with_nodes(4, 3);
+        let t = Time::ZERO;
+        let a = s.select_by_id(0, "A", t).unwrap();
+        s.finished_by_id(0, &done(a, "A"), t);
+        let last = format!("F{}", Hiku::MAX_FUNCTIONS);
+        for i in 1..=Hiku::MAX_FUNCTIONS as u32 {
+            let name = format!("F{i}");
+            let n = s.select_by_id(i, &name, t).unwrap();
+            s.finished_by_id(i, &done(n, &name), t);
+        }
+        assert!(s.policy().idle_queue("A").is_empty(), "forgotten");
+        assert_eq!(s.policy().idle_queue(&last).len(), 1);
+        s.select_by_id(0, "A", t).unwrap();
+        assert_eq!(s.policy().idle_queue(&last).len(), 1, "not A's to pull");
     }
 
     #[test]
