@@ -82,7 +82,8 @@ use rustc_hash::FxHashMap;
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{Completion, NodeId, SelectError, Time, DEFAULT_FUNCTION_MEMORY_MB};
+use super::by_id::ById;
+use super::{Completion, FunctionId, NodeId, SelectError, Time, DEFAULT_FUNCTION_MEMORY_MB};
 
 pub const ALGORITHM: Algorithm = Algorithm {
     name: "openwhisk",
@@ -161,8 +162,14 @@ impl Function {
 #[derive(Debug, Clone)]
 pub struct OpenWhisk {
     rng: ChaCha8Rng,
-    /// Function name → hash and memory (bounded, see [`Self::MAX_FUNCTIONS`]).
-    functions: FxHashMap<String, Function>,
+    /// Function name → its index in `table` (bounded, see
+    /// [`Self::MAX_FUNCTIONS`]).
+    functions: FxHashMap<String, u32>,
+    /// Each function's hash and memory.
+    table: Vec<Function>,
+    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
+    /// index in `table`: no name hashed per call.
+    by_id: ById,
     /// Step sizes for the current number of online members.
     steps: Vec<u32>,
     /// Per node id: memory (MB) charged by this scheduler's calls in flight.
@@ -194,6 +201,8 @@ impl OpenWhisk {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
             functions: FxHashMap::default(),
+            table: Vec::new(),
+            by_id: ById::default(),
             steps: Vec::new(),
             in_use_mb: Vec::new(),
             calls: Vec::new(),
@@ -215,19 +224,91 @@ impl OpenWhisk {
         &self.steps
     }
 
-    fn function(&mut self, name: &str) -> Function {
+    /// `name`'s index in `table`, made if new (past
+    /// [`Self::MAX_FUNCTIONS`], after forgetting the undeclared functions
+    /// and renumbering the others).
+    fn function(&mut self, name: &str) -> u32 {
         if let Some(&f) = self.functions.get(name) {
             return f;
         }
         if self.functions.len() >= Self::MAX_FUNCTIONS {
-            self.functions.retain(|_, f| f.declared_mb.is_some());
+            let old = std::mem::take(&mut self.table);
+            let kept = &mut self.table;
+            self.functions.retain(|_, f| {
+                let function = old[*f as usize];
+                if function.declared_mb.is_none() {
+                    return false;
+                }
+                *f = kept.len() as u32;
+                kept.push(function);
+                true
+            });
+            self.by_id.clear();
         }
-        let f = Function {
+        self.add(name, None)
+    }
+
+    /// A new function in `table`.
+    fn add(&mut self, name: &str, declared_mb: Option<u32>) -> u32 {
+        let f = self.table.len() as u32;
+        self.table.push(Function {
             hash: function_hash(name),
-            declared_mb: None,
-        };
+            declared_mb,
+        });
         self.functions.insert(name.to_string(), f);
         f
+    }
+
+    /// The choice for a call of `f`.
+    fn choose_for(&mut self, invokers: &[NodeId], f: Function) -> NodeId {
+        let need = u64::from(f.memory_mb());
+        let n = invokers.len() as u32;
+        let mut chosen = None;
+        if need == 0 {
+            chosen = Some(invokers[(f.hash % n) as usize]);
+        } else if self.free.max() >= need {
+            chosen = if self.roomy.nodes.len() <= Self::SCAN_LIMIT {
+                self.first_by_place(f.hash, n, need)
+            } else {
+                self.first_by_probing(invokers, f.hash, need)
+            };
+        }
+        let node = match chosen {
+            Some(node) => node,
+            None => invokers[self.rng.gen_range(0..invokers.len())],
+        };
+        self.grow(node);
+        let i = node as usize;
+        self.in_use_mb[i] += need;
+        self.calls[i] += 1;
+        self.update_room(node);
+        node
+    }
+
+    /// A call that held `mb` ended on `completion.node`.
+    fn finished_with(&mut self, mb: u32, completion: &Completion<'_>) {
+        let i = completion.node as usize;
+        if i >= self.calls.len() || self.calls[i] == 0 {
+            return;
+        }
+        self.calls[i] -= 1;
+        self.in_use_mb[i] = if self.calls[i] == 0 {
+            0
+        } else {
+            self.in_use_mb[i].saturating_sub(u64::from(mb))
+        };
+        // Only online nodes are members of the tree (it is rebuilt at each
+        // membership change); an offline node's room counts when it is back.
+        if self.free.is_member(completion.node) {
+            self.update_room(completion.node);
+        }
+    }
+
+    /// The memory of the function named `name` (the default if unknown).
+    fn memory_of(&self, name: &str) -> u32 {
+        self.functions
+            .get(name)
+            .map_or(DEFAULT_FUNCTION_MEMORY_MB, |&f| self.table[f as usize].memory_mb())
     }
 
     fn grow(&mut self, node: NodeId) {
@@ -297,28 +378,29 @@ impl Policy for OpenWhisk {
             return Err(SelectError::NoNodes);
         }
         let f = self.function(function);
-        let need = u64::from(f.memory_mb());
-        let n = invokers.len() as u32;
-        let mut chosen = None;
-        if need == 0 {
-            chosen = Some(invokers[(f.hash % n) as usize]);
-        } else if self.free.max() >= need {
-            chosen = if self.roomy.nodes.len() <= Self::SCAN_LIMIT {
-                self.first_by_place(f.hash, n, need)
-            } else {
-                self.first_by_probing(invokers, f.hash, need)
-            };
+        Ok(self.choose_for(invokers, self.table[f as usize]))
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let invokers = loads.online();
+        if invokers.is_empty() {
+            return Err(SelectError::NoNodes);
         }
-        let node = match chosen {
-            Some(node) => node,
-            None => invokers[self.rng.gen_range(0..invokers.len())],
+        let f = match self.by_id.get(id) {
+            Some(f) => f,
+            None => {
+                let f = self.function(function);
+                self.by_id.set(id, f);
+                f
+            }
         };
-        self.grow(node);
-        let i = node as usize;
-        self.in_use_mb[i] += need;
-        self.calls[i] += 1;
-        self.update_room(node);
-        Ok(node)
+        Ok(self.choose_for(invokers, self.table[f as usize]))
     }
 
     fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
@@ -341,38 +423,23 @@ impl Policy for OpenWhisk {
     }
 
     fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        let i = completion.node as usize;
-        if i >= self.calls.len() || self.calls[i] == 0 {
-            return;
-        }
-        let mb = self
-            .functions
-            .get(completion.function)
-            .map_or(DEFAULT_FUNCTION_MEMORY_MB, Function::memory_mb);
-        self.calls[i] -= 1;
-        self.in_use_mb[i] = if self.calls[i] == 0 {
-            0
-        } else {
-            self.in_use_mb[i].saturating_sub(u64::from(mb))
+        let mb = self.memory_of(completion.function);
+        self.finished_with(mb, completion);
+    }
+
+    fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, _now: Time) {
+        let mb = match self.by_id.get(id) {
+            Some(f) => self.table[f as usize].memory_mb(),
+            None => self.memory_of(completion.function),
         };
-        // Only online nodes are members of the tree (it is rebuilt at each
-        // membership change); an offline node's room counts when it is back.
-        if self.free.is_member(completion.node) {
-            self.update_room(completion.node);
-        }
+        self.finished_with(mb, completion);
     }
 
     fn function_declared(&mut self, function: &str, memory_mb: u32) {
-        match self.functions.get_mut(function) {
-            Some(f) => f.declared_mb = Some(memory_mb),
+        match self.functions.get(function) {
+            Some(&f) => self.table[f as usize].declared_mb = Some(memory_mb),
             None => {
-                self.functions.insert(
-                    function.to_string(),
-                    Function {
-                        hash: function_hash(function),
-                        declared_mb: Some(memory_mb),
-                    },
-                );
+                self.add(function, Some(memory_mb));
             }
         }
     }
@@ -605,6 +672,31 @@ mod tests {
         // Unknown completions change nothing.
         s.finished(&done(7, "g"), Time::ZERO);
         assert_eq!(s.policy().memory_in_use(7), 0);
+    }
+
+    /// Past the bound the undeclared functions are forgotten and the
+    /// declared ones renumbered: a declared function asked by its id
+    /// still charges its own memory, not another function's.
+    #[test]
+    fn forgetting_past_the_bound_keeps_declared_memory_by_id_too() {
+        let mut s = with_nodes(4, 5);
+        let t = Time::ZERO;
+        let a = s.select_by_id(0, "A", t).unwrap();
+        s.finished_by_id(0, &done(a, "A"), t);
+        s.declare_function("D", 1024);
+        let d = s.select_by_id(1, "D", t).unwrap();
+        s.finished_by_id(1, &done(d, "D"), t);
+        for i in 2..=OpenWhisk::MAX_FUNCTIONS as u32 {
+            let name = format!("F{i}");
+            let n = s.select_by_id(i, &name, t).unwrap();
+            s.finished_by_id(i, &done(n, &name), t);
+        }
+        // D (declared) and the last one are all that is left.
+        assert_eq!(s.policy().functions.len(), 2);
+        let d = s.select_by_id(1, "D", t).unwrap();
+        assert_eq!(s.policy().memory_in_use(d), 1024);
+        s.finished_by_id(1, &done(d, "D"), t);
+        assert_eq!(s.policy().memory_in_use(d), 0);
     }
 
     #[test]
