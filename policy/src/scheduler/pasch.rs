@@ -35,7 +35,8 @@ use super::load_index::LoadIndex;
 use super::md5_ring::HashCache;
 use super::registry::{Algorithm, Count, Param, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{NodeId, SelectError, Time};
+use super::by_id::ById;
+use super::{FunctionId, NodeId, SelectError, Time};
 
 /// `T`: load at which the hashed choice is abandoned.
 pub const T: Count = Count {
@@ -102,6 +103,11 @@ pub struct PaschExtended {
     /// Function name → (hash of name, hash of name + salt), bounded like
     /// [`HashCache`].
     hashes: FxHashMap<Box<str>, (u64, u64)>,
+    /// The same pairs by the caller's dense function ids
+    /// ([`Policy::choose_by_id`]): `by_id` indexes `id_hashes` (a pure
+    /// cache: the pair of an id never changes).
+    by_id: ById,
+    id_hashes: Vec<(u64, u64)>,
 }
 
 impl PaschExtended {
@@ -111,24 +117,63 @@ impl PaschExtended {
             ring: Vec::new(),
             node_points: Vec::new(),
             hashes: FxHashMap::default(),
+            by_id: ById::default(),
+            id_hashes: Vec::new(),
         }
     }
 
     /// The two candidate nodes of `function` (first choice, second choice).
     pub fn candidates(&mut self, function: &str) -> Option<(NodeId, NodeId)> {
-        let (h1, h2) = match self.hashes.get(function) {
-            Some(&h) => h,
+        let (h1, h2) = self.pair(function);
+        Some((self.owner(h1)?, self.owner(h2)?))
+    }
+
+    /// [`PaschExtended::candidates`] of `function`, which the caller
+    /// numbers `id` ([`Policy::choose_by_id`]).
+    fn candidates_by_id(&mut self, id: FunctionId, function: &str) -> Option<(NodeId, NodeId)> {
+        let (h1, h2) = match self.by_id.get(id) {
+            Some(i) => self.id_hashes[i as usize],
             None => {
-                let h1 = blake2b_ring_hash(function.as_bytes());
-                let h2 = blake2b_ring_hash(format!("{function}{SECOND_CHOICE_SALT}").as_bytes());
-                if self.hashes.len() >= HashCache::CAPACITY {
-                    self.hashes.clear();
+                let pair = self.pair(function);
+                if id < ById::MAX_ID {
+                    self.by_id.set(id, self.id_hashes.len() as u32);
+                    self.id_hashes.push(pair);
                 }
-                self.hashes.insert(function.into(), (h1, h2));
-                (h1, h2)
+                pair
             }
         };
         Some((self.owner(h1)?, self.owner(h2)?))
+    }
+
+    /// (hash of `function`, hash of it with the salt), cached by name.
+    fn pair(&mut self, function: &str) -> (u64, u64) {
+        if let Some(&h) = self.hashes.get(function) {
+            return h;
+        }
+        let h1 = blake2b_ring_hash(function.as_bytes());
+        let h2 = blake2b_ring_hash(format!("{function}{SECOND_CHOICE_SALT}").as_bytes());
+        if self.hashes.len() >= HashCache::CAPACITY {
+            self.hashes.clear();
+        }
+        self.hashes.insert(function.into(), (h1, h2));
+        (h1, h2)
+    }
+
+    /// The choice between the two candidates.
+    fn choose_from(
+        &self,
+        loads: &LoadIndex,
+        candidates: Option<(NodeId, NodeId)>,
+    ) -> Result<NodeId, SelectError> {
+        let (first, second) = candidates.ok_or(SelectError::NoNodes)?;
+        let mut node = first;
+        if loads.load(first) > loads.load(second) {
+            node = second;
+        }
+        if loads.load(node) >= self.threshold {
+            node = loads.least_loaded().ok_or(SelectError::NoNodes)?;
+        }
+        Ok(node)
     }
 
     fn owner(&self, hash: u64) -> Option<NodeId> {
@@ -173,15 +218,19 @@ impl Policy for PaschExtended {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
-        let (first, second) = self.candidates(function).ok_or(SelectError::NoNodes)?;
-        let mut node = first;
-        if loads.load(first) > loads.load(second) {
-            node = second;
-        }
-        if loads.load(node) >= self.threshold {
-            node = loads.least_loaded().ok_or(SelectError::NoNodes)?;
-        }
-        Ok(node)
+        let candidates = self.candidates(function);
+        self.choose_from(loads, candidates)
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        let candidates = self.candidates_by_id(id, function);
+        self.choose_from(loads, candidates)
     }
 }
 

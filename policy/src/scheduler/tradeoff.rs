@@ -30,7 +30,7 @@ use super::load_index::LoadIndex;
 use super::md5_ring::HashCache;
 use super::registry::{Algorithm, Param, Probability, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::{NodeId, SelectError, Time};
+use super::{FunctionId, NodeId, SelectError, Time};
 
 /// `ALPHA`: probability of a random node.
 pub const ALPHA: Probability = Probability {
@@ -106,6 +106,29 @@ impl Tradeoff {
     }
 }
 
+impl Tradeoff {
+    /// The choice, with `hash` giving the function's ring hash (by name
+    /// or by id: the same hash).
+    fn choose_with(
+        &mut self,
+        loads: &LoadIndex,
+        hash: impl FnOnce(&mut HashCache) -> u32,
+    ) -> Result<NodeId, SelectError> {
+        let online = loads.online();
+        if online.is_empty() {
+            return Err(SelectError::NoNodes);
+        }
+        if self.rng.gen::<f64>() < self.alpha {
+            Ok(online[self.rng.gen_range(0..online.len())])
+        } else if self.rng.gen::<f64>() < self.beta {
+            let hash = hash(&mut self.hashes) as usize;
+            Ok(online[hash % online.len()])
+        } else {
+            loads.least_loaded().ok_or(SelectError::NoNodes)
+        }
+    }
+}
+
 impl Policy for Tradeoff {
     fn name(&self) -> &'static str {
         ALGORITHM.name
@@ -117,18 +140,17 @@ impl Policy for Tradeoff {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
-        let online = loads.online();
-        if online.is_empty() {
-            return Err(SelectError::NoNodes);
-        }
-        if self.rng.gen::<f64>() < self.alpha {
-            Ok(online[self.rng.gen_range(0..online.len())])
-        } else if self.rng.gen::<f64>() < self.beta {
-            let hash = self.hashes.get(function) as usize;
-            Ok(online[hash % online.len()])
-        } else {
-            loads.least_loaded().ok_or(SelectError::NoNodes)
-        }
+        self.choose_with(loads, |hashes| hashes.get(function))
+    }
+
+    fn choose_by_id(
+        &mut self,
+        loads: &LoadIndex,
+        id: FunctionId,
+        function: &str,
+        _now: Time,
+    ) -> Result<NodeId, SelectError> {
+        self.choose_with(loads, |hashes| hashes.get_by_id(id, function))
     }
 }
 
