@@ -103,12 +103,13 @@
 //! only for popular functions (two uniforms per node looked at).
 //!
 //! Complexity per decision: one hash-map lookup of the name (MD5 and one
-//! `String` once per name), a binary search of the ring, then at most
+//! `String` once per name; an index by the caller's id in the simulator:
+//! [`Policy::choose_by_id`]), a binary search of the ring, then at most
 //! `RLU_CHAIN + 1` distinct nodes, each O(1) (the ring points passed over
 //! are those of the nodes looked at, about `RLU_CHAIN + 1` of them with
 //! few points per node), and the O(1) least-loaded fallback. Once per
-//! `RLU_REFRESH_S` a call also re-ranks the `F` known functions,
-//! O(F log F), into a reused buffer. No allocation per decision once a
+//! `RLU_REFRESH_S` a call also re-ranks the `F` known functions, O(F)
+//! (the threshold gap by selection, not a sort), into a reused buffer. No allocation per decision once a
 //! function is known.
 
 use rand::{Rng, SeedableRng};

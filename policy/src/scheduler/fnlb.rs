@@ -48,7 +48,8 @@
 //!   distinct names all are forgotten (names arrive from HTTP queries).
 //!
 //! # Complexity per decision
-//! A hash-map lookup of the name (SipHash computed once per name), the jump
+//! A hash-map lookup of the name (an index by the caller's id in the
+//! simulator: [`Policy::choose_by_id`]; SipHash computed once per name), the jump
 //! hash in O(ln n), then one vector read (and at most one RNG draw) per
 //! node examined: one node while its EWMA is below 500 ms, ten on average
 //! when every node is above 2 s; never more than `MAX_PROBES`.

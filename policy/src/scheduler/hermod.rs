@@ -46,7 +46,8 @@
 //!   in flight are forgotten.
 //!
 //! # Complexity per decision
-//! A hash-map lookup of the name; at low load up to four scans of
+//! A hash-map lookup of the name (an index by the caller's id in the
+//! simulator: [`Policy::choose_by_id`]); at low load up to four scans of
 //! bit-sets over node ids (one bit per node: 16 words at 1,000 nodes),
 //! each stopping at its first hit; expired warm bits met on the way are
 //! cleared (amortized O(1)). At high load, O(1) from the load index.

@@ -41,7 +41,8 @@
 //!   [`Hiku::MAX_FUNCTIONS`] distinct names all queues are forgotten.
 //!
 //! # Complexity per decision
-//! A hash-map lookup of the name and a binary-heap pop, O(log q) for a
+//! A hash-map lookup of the name (an index by the caller's id in the
+//! simulator: [`Policy::choose_by_id`]) and a binary-heap pop, O(log q) for a
 //! queue of `q` entries (plus one pop per stale entry dropped, each paid
 //! once). The least-connected fallback is O(1): nodes are kept in buckets
 //! by calls in flight (moved in O(1) per call and completion), and the tie

@@ -62,7 +62,8 @@
 //!   node keeps its memory in use while offline and comes back with it.
 //!
 //! # Complexity per decision
-//! A hash-map lookup of the name (the hash is computed once per name),
+//! A hash-map lookup of the name (an index by the caller's id in the
+//! simulator: [`Policy::choose_by_id`]; the hash is computed once per name),
 //! then one probe per invoker visited: O(1) when the home invoker has
 //! room; about `n / k` probes when `k` of the `n` invokers have room for
 //! `f`. When at most [`OpenWhisk::SCAN_LIMIT`] (32) nodes have any free
