@@ -114,13 +114,12 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rustc_hash::FxHashMap;
 
 use super::load_index::LoadIndex;
 use super::md5_ring::{ring_hash, Md5Ring};
 use super::registry::{Algorithm, Count, Param, Probability, Real, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::by_id::ById;
+use super::by_id::Functions;
 use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 /// `RLU_BOUND`: the load bound (`boundedCeil`) that caps the ratio.
@@ -298,12 +297,8 @@ pub struct ConsistentHashingRandomLoadUpdates {
     refresh_us: u64,
     ring: Md5Ring,
     rng: ChaCha8Rng,
-    /// Each function's index in `stats`, by name.
-    functions: FxHashMap<String, u32>,
-    stats: Vec<FunctionStats>,
-    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
-    /// index in `stats`: no name hashed per call.
-    by_id: ById,
+    /// Each function's statistics, by name or by the caller's id.
+    functions: Functions<FunctionStats>,
     next_refresh: Time,
     /// Reused buffers: gaps for the ranking, nodes looked at in a walk.
     gaps: Vec<f64>,
@@ -328,9 +323,7 @@ impl ConsistentHashingRandomLoadUpdates {
             refresh_us: Time::from_secs_f64(refresh_s).as_micros().max(1),
             ring: Md5Ring::new(params.points.clamp(RLU_POINTS.min, RLU_POINTS.max)),
             rng: ChaCha8Rng::seed_from_u64(params.seed),
-            functions: FxHashMap::default(),
-            stats: Vec::new(),
-            by_id: ById::default(),
+            functions: Functions::default(),
             next_refresh: Time::ZERO,
             gaps: Vec::new(),
             visited: Vec::with_capacity(chain + 1),
@@ -344,8 +337,7 @@ impl ConsistentHashingRandomLoadUpdates {
 
     /// What is known of `function`.
     pub fn stats(&self, function: &str) -> Option<&FunctionStats> {
-        let &f = self.functions.get(function)?;
-        self.stats.get(f as usize)
+        self.functions.get(function)
     }
 
     /// Whether `function` is popular as of the last ranking.
@@ -363,37 +355,31 @@ impl ConsistentHashingRandomLoadUpdates {
         (ratio.min(self.ratio_cap) - 1.0).max(0.0)
     }
 
-    /// Records an arrival of `function` at `now`; returns its index in
-    /// `stats`.
+    /// Records an arrival of `function` at `now`; returns its index.
     fn arrival(&mut self, function: &str, now: Time) -> u32 {
-        if let Some(&f) = self.functions.get(function) {
-            self.arrival_of(f, now);
-            return f;
-        }
-        if self.functions.len() >= Self::MAX_FUNCTIONS {
-            self.functions.clear();
-            self.stats.clear();
-            self.by_id.clear();
-        }
-        let f = self.stats.len() as u32;
-        self.stats.push(FunctionStats {
-            hash: ring_hash(function.as_bytes()),
-            last_arrival: now,
-            mean_gap_s: None,
-            warm_s: None,
-            cold_s: None,
-            popular: false,
-        });
-        self.functions.insert(function.to_string(), f);
-        f
+        let known = self.functions.find(function);
+        self.arrival_known(known, function, now)
     }
 
-    /// An arrival of the known function `f` at `now`.
-    fn arrival_of(&mut self, f: u32, now: Time) {
-        let s = &mut self.stats[f as usize];
-        let gap = now.saturating_since(s.last_arrival).as_secs_f64();
-        s.mean_gap_s = Some(ewma(s.mean_gap_s, gap, IAT_WEIGHT));
-        s.last_arrival = now;
+    /// [`Self::arrival`], `known` being its index if it has one. Past
+    /// [`Self::MAX_FUNCTIONS`] names the statistics start afresh.
+    fn arrival_known(&mut self, known: Option<u32>, function: &str, now: Time) -> u32 {
+        if let Some(f) = known {
+            let s = &mut self.functions[f];
+            let gap = now.saturating_since(s.last_arrival).as_secs_f64();
+            s.mean_gap_s = Some(ewma(s.mean_gap_s, gap, IAT_WEIGHT));
+            s.last_arrival = now;
+            return f;
+        }
+        self.functions
+            .index(function, Self::MAX_FUNCTIONS, |_| false, || FunctionStats {
+                hash: ring_hash(function.as_bytes()),
+                last_arrival: now,
+                mean_gap_s: None,
+                warm_s: None,
+                cold_s: None,
+                popular: false,
+            })
     }
 
     /// The choice for a call of function `f` (its arrival recorded).
@@ -401,7 +387,7 @@ impl ConsistentHashingRandomLoadUpdates {
         if now >= self.next_refresh {
             self.refresh(now);
         }
-        let stats = self.stats[f as usize];
+        let stats = self.functions[f];
         let popular = stats.popular;
         let bound = self.bound_for_ratio(stats.ratio());
         let start = self.ring.owner_index(stats.hash).ok_or(SelectError::NoNodes)?;
@@ -431,9 +417,7 @@ impl ConsistentHashingRandomLoadUpdates {
 
     /// A successful call of function `f` took `completion`'s duration.
     fn finished_of(&mut self, f: u32, completion: &Completion<'_>) {
-        let Some(s) = self.stats.get_mut(f as usize) else {
-            return;
-        };
+        let s = &mut self.functions[f];
         let secs = completion.duration.as_secs_f64();
         if completion.cold {
             s.cold_s = Some(ewma(s.cold_s, secs, RUNTIME_WEIGHT));
@@ -448,7 +432,7 @@ impl ConsistentHashingRandomLoadUpdates {
     fn refresh(&mut self, now: Time) {
         self.gaps.clear();
         self.gaps
-            .extend(self.stats.iter().filter_map(|s| s.mean_gap_s));
+            .extend(self.functions.states().iter().filter_map(|s| s.mean_gap_s));
         let take = (self.popular_fraction * self.gaps.len() as f64).round() as usize;
         // The `take`-th shortest gap, as a sort would place it (linear
         // time: at Azure scale the ranking runs over thousands of
@@ -456,7 +440,7 @@ impl ConsistentHashingRandomLoadUpdates {
         let threshold = take
             .checked_sub(1)
             .map(|last| *self.gaps.select_nth_unstable_by(last, f64::total_cmp).1);
-        for s in &mut self.stats {
+        for s in self.functions.states_mut() {
             s.popular = matches!((s.mean_gap_s, threshold), (Some(g), Some(t)) if g <= t);
         }
         self.next_refresh = now.add_micros(self.refresh_us);
@@ -504,17 +488,8 @@ impl Policy for ConsistentHashingRandomLoadUpdates {
         if loads.online().is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let f = match self.by_id.get(id) {
-            Some(f) => {
-                self.arrival_of(f, now);
-                f
-            }
-            None => {
-                let f = self.arrival(function, now);
-                self.by_id.set(id, f);
-                f
-            }
-        };
+        let known = self.functions.find_by_id(id, function);
+        let f = self.arrival_known(known, function, now);
         self.choose_for(loads, f, now)
     }
 
@@ -522,18 +497,17 @@ impl Policy for ConsistentHashingRandomLoadUpdates {
         if !completion.ok {
             return;
         }
-        if let Some(&f) = self.functions.get(completion.function) {
+        if let Some(f) = self.functions.find(completion.function) {
             self.finished_of(f, completion);
         }
     }
 
-    fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, now: Time) {
+    fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, _now: Time) {
         if !completion.ok {
             return;
         }
-        match self.by_id.get(id) {
-            Some(f) => self.finished_of(f, completion),
-            None => self.call_finished(completion, now),
+        if let Some(f) = self.functions.find_by_id(id, completion.function) {
+            self.finished_of(f, completion);
         }
     }
 }

@@ -58,13 +58,12 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rustc_hash::FxHashMap;
 
 use super::jump_hash::{jump_consistent_hash, siphash24};
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::by_id::ById;
+use super::by_id::Functions;
 use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 pub const ALGORITHM: Algorithm = Algorithm {
@@ -128,12 +127,8 @@ struct Function {
 #[derive(Debug, Clone)]
 pub struct Fnlb {
     rng: ChaCha8Rng,
-    /// Each function's index in `states`, by name.
-    functions: FxHashMap<String, u32>,
-    states: Vec<Function>,
-    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
-    /// index in `states`: no name hashed per call.
-    by_id: ById,
+    /// The functions measured, by name or by the caller's id.
+    functions: Functions<Function>,
 }
 
 impl Fnlb {
@@ -145,16 +140,15 @@ impl Fnlb {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
-            functions: FxHashMap::default(),
-            states: Vec::new(),
-            by_id: ById::default(),
+            functions: Functions::default(),
         }
     }
 
     /// The EWMA of the queueing delay of `function`'s calls on `node`.
     pub fn wait(&self, node: NodeId, function: &str) -> Option<Duration> {
-        let &f = self.functions.get(function)?;
-        let ns = self.states[f as usize]
+        let ns = self
+            .functions
+            .get(function)?
             .wait_ns
             .get(node as usize)
             .copied()
@@ -162,24 +156,13 @@ impl Fnlb {
         Some(Duration::from_nanos(ns.max(0) as u64))
     }
 
-    /// `name`'s index in `states`, made if new (past
-    /// [`Fnlb::MAX_FUNCTIONS`], after forgetting every function).
-    fn function(&mut self, name: &str) -> u32 {
-        if let Some(&f) = self.functions.get(name) {
-            return f;
-        }
-        if self.functions.len() >= Self::MAX_FUNCTIONS {
-            self.functions.clear();
-            self.states.clear();
-            self.by_id.clear();
-        }
-        let f = self.states.len() as u32;
-        self.states.push(Function {
+    /// A function measured for the first time (past
+    /// [`Fnlb::MAX_FUNCTIONS`], every function is forgotten first).
+    fn new_function(name: &str) -> impl FnOnce() -> Function + '_ {
+        move || Function {
             key: function_key(name),
             wait_ns: Vec::new(),
-        });
-        self.functions.insert(name.to_string(), f);
-        f
+        }
     }
 
     /// The choice for a call of `function`, known as `f` if measured.
@@ -193,8 +176,8 @@ impl Fnlb {
         if nodes.is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let Self { rng, states, .. } = self;
-        let Some(f) = f.map(|f| &states[f as usize]) else {
+        let Self { rng, functions } = self;
+        let Some(f) = f.map(|f| &functions[f]) else {
             let key = function_key(function);
             let home = jump_consistent_hash(key, nodes.len() as u32) as usize;
             // Never measured anywhere: the home node accepts.
@@ -217,7 +200,7 @@ impl Fnlb {
     /// A successful call of function `f` ended.
     fn finished_of(&mut self, f: u32, completion: &Completion<'_>) {
         let sample = i64::try_from(completion.overhead().as_nanos()).unwrap_or(i64::MAX);
-        let f = &mut self.states[f as usize];
+        let f = &mut self.functions[f];
         let i = completion.node as usize;
         if f.wait_ns.len() <= i {
             f.wait_ns.resize(i + 1, None);
@@ -240,7 +223,7 @@ impl Policy for Fnlb {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
-        let f = self.functions.get(function).copied();
+        let f = self.functions.find(function);
         self.choose_for(loads, f, function)
     }
 
@@ -251,13 +234,7 @@ impl Policy for Fnlb {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
-        let f = self.by_id.get(id).or_else(|| {
-            let f = self.functions.get(function).copied();
-            if let Some(f) = f {
-                self.by_id.set(id, f);
-            }
-            f
-        });
+        let f = self.functions.find_by_id(id, function);
         self.choose_for(loads, f, function)
     }
 
@@ -265,7 +242,10 @@ impl Policy for Fnlb {
         if !completion.ok {
             return;
         }
-        let f = self.function(completion.function);
+        let name = completion.function;
+        let f = self
+            .functions
+            .index(name, Self::MAX_FUNCTIONS, |_| false, Self::new_function(name));
         self.finished_of(f, completion);
     }
 
@@ -273,14 +253,14 @@ impl Policy for Fnlb {
         if !completion.ok {
             return;
         }
-        let f = match self.by_id.get(id) {
-            Some(f) => f,
-            None => {
-                let f = self.function(completion.function);
-                self.by_id.set(id, f);
-                f
-            }
-        };
+        let name = completion.function;
+        let f = self.functions.index_by_id(
+            id,
+            name,
+            Self::MAX_FUNCTIONS,
+            |_| false,
+            Self::new_function(name),
+        );
         self.finished_of(f, completion);
     }
 }

@@ -58,7 +58,7 @@ use rustc_hash::FxHashMap;
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, Param, Real, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::by_id::ById;
+use super::by_id::Functions;
 use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 /// `KEEP_ALIVE_S`: how long a node keeps an idle warm instance.
@@ -177,12 +177,8 @@ impl Function {
 #[derive(Debug, Clone)]
 pub struct Hermod {
     keep_alive: std::time::Duration,
-    /// Each function's index in `states`, by name.
-    functions: FxHashMap<String, u32>,
-    states: Vec<Function>,
-    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
-    /// index in `states`: no name hashed per call.
-    by_id: ById,
+    /// What it knows of each function, by name or by the caller's id.
+    functions: Functions<Function>,
     /// Online nodes with a free core.
     free: NodeBits,
     /// Online nodes running at least one call.
@@ -207,9 +203,7 @@ impl Hermod {
     pub fn new(params: HermodParams) -> Self {
         Self {
             keep_alive: params.keep_alive,
-            functions: FxHashMap::default(),
-            states: Vec::new(),
-            by_id: ById::default(),
+            functions: Functions::default(),
             free: NodeBits::default(),
             busy: NodeBits::default(),
             calls: Vec::new(),
@@ -220,52 +214,26 @@ impl Hermod {
 
     /// Whether `node` holds a warm instance of `function` at `now`.
     pub fn is_warm(&self, node: NodeId, function: &str, now: Time) -> bool {
-        self.state(function).is_some_and(|f| f.is_warm(node, now))
+        self.functions
+            .get(function)
+            .is_some_and(|f| f.is_warm(node, now))
     }
 
-    fn state(&self, function: &str) -> Option<&Function> {
-        let &f = self.functions.get(function)?;
-        self.states.get(f as usize)
-    }
-
-    /// `function`'s index in `states`, made if new (past
-    /// [`Hermod::MAX_FUNCTIONS`], the functions with no call in flight
-    /// are forgotten first, and the others renumbered).
-    fn index(&mut self, function: &str) -> u32 {
-        if let Some(&f) = self.functions.get(function) {
-            return f;
-        }
-        if self.functions.len() >= Self::MAX_FUNCTIONS {
-            let mut old: Vec<Option<Function>> =
-                std::mem::take(&mut self.states).into_iter().map(Some).collect();
-            let kept = &mut self.states;
-            self.functions.retain(|_, f| {
-                match old[*f as usize].take().filter(|s| s.in_flight > 0) {
-                    Some(state) => {
-                        *f = kept.len() as u32;
-                        kept.push(state);
-                        true
-                    }
-                    None => false,
-                }
-            });
-            self.by_id.clear();
-        }
-        let f = self.states.len() as u32;
-        self.states.push(Function::default());
-        self.functions.insert(function.to_string(), f);
-        f
+    /// Past [`Hermod::MAX_FUNCTIONS`], functions with no call in flight
+    /// are forgotten.
+    fn kept(f: &Function) -> bool {
+        f.in_flight > 0
     }
 
     /// The choice for a call of function `f`.
     fn choose_for(&mut self, loads: &LoadIndex, f: u32, now: Time) -> Result<NodeId, SelectError> {
         let Self {
-            states,
+            functions,
             free,
             busy,
             ..
         } = self;
-        let f = &mut states[f as usize];
+        let f = &mut functions[f];
         let node = if free.is_empty() {
             loads.least_loaded().ok_or(SelectError::NoNodes)?
         } else {
@@ -294,7 +262,7 @@ impl Hermod {
             self.refresh(node);
         }
         let keep_alive = self.keep_alive;
-        if let Some(f) = f.and_then(|f| self.states.get_mut(f as usize)) {
+        if let Some(f) = f.map(|f| &mut self.functions[f]) {
             if let Some(on) = f.on.get_mut(&node).filter(|on| on.running > 0) {
                 on.running -= 1;
                 on.warm_until = now.saturating_add(keep_alive);
@@ -367,7 +335,9 @@ impl Policy for Hermod {
         if loads.online().is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let f = self.index(function);
+        let f = self
+            .functions
+            .index(function, Self::MAX_FUNCTIONS, Self::kept, Function::default);
         self.choose_for(loads, f, now)
     }
 
@@ -381,14 +351,13 @@ impl Policy for Hermod {
         if loads.online().is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let f = match self.by_id.get(id) {
-            Some(f) => f,
-            None => {
-                let f = self.index(function);
-                self.by_id.set(id, f);
-                f
-            }
-        };
+        let f = self.functions.index_by_id(
+            id,
+            function,
+            Self::MAX_FUNCTIONS,
+            Self::kept,
+            Function::default,
+        );
         self.choose_for(loads, f, now)
     }
 
@@ -407,15 +376,12 @@ impl Policy for Hermod {
     }
 
     fn call_finished(&mut self, completion: &Completion<'_>, now: Time) {
-        let f = self.functions.get(completion.function).copied();
+        let f = self.functions.find(completion.function);
         self.finished_on(f, completion, now);
     }
 
     fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, now: Time) {
-        let f = self
-            .by_id
-            .get(id)
-            .or_else(|| self.functions.get(completion.function).copied());
+        let f = self.functions.find_by_id(id, completion.function);
         self.finished_on(f, completion, now);
     }
 }
@@ -551,7 +517,7 @@ mod tests {
         // Past the keep-alive, node 1 is met cold and dropped.
         let late = Time::from_secs(2 + 601);
         assert_eq!(s.select("A", late), Ok(0));
-        let a = s.policy().state("A").unwrap();
+        let a = s.policy().functions.get("A").unwrap();
         assert!(!a.on.contains_key(&1), "{:?}", a.on);
         assert!(a.on.contains_key(&0));
     }
@@ -574,12 +540,12 @@ mod tests {
         }
         // X (now the first) and the last one are all that is left.
         assert_eq!(s.policy().functions.len(), 2);
-        assert_eq!(s.policy().state("X").unwrap().in_flight, 1);
+        assert_eq!(s.policy().functions.get("X").unwrap().in_flight, 1);
         s.finished_by_id(1, &done(0, "X"), t);
-        assert_eq!(s.policy().state("X").unwrap().in_flight, 0);
+        assert_eq!(s.policy().functions.get("X").unwrap().in_flight, 0);
         assert!(s.policy().is_warm(0, "X", Time::from_secs(2)));
         // A was forgotten: cold everywhere.
-        assert!(s.policy().state("A").is_none());
+        assert!(s.policy().functions.get("A").is_none());
     }
 
     #[test]

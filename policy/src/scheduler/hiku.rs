@@ -54,12 +54,11 @@ use std::collections::BinaryHeap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rustc_hash::FxHashMap;
 
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::by_id::ById;
+use super::by_id::Functions;
 use super::{Completion, FunctionId, NodeId, SelectError, Time};
 
 pub const ALGORITHM: Algorithm = Algorithm {
@@ -78,13 +77,8 @@ type Entry = Reverse<(u32, u64, NodeId)>;
 #[derive(Debug, Clone)]
 pub struct Hiku {
     rng: ChaCha8Rng,
-    /// Each function's index in `idle`, by name.
-    queues: FxHashMap<String, u32>,
-    /// Each function's idle queue.
-    idle: Vec<BinaryHeap<Entry>>,
-    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
-    /// index in `idle`: no name hashed per call.
-    by_id: ById,
+    /// Each function's idle queue, by name or by the caller's id.
+    queues: Functions<BinaryHeap<Entry>>,
     sequence: u64,
     buckets: LoadBuckets,
 }
@@ -96,9 +90,7 @@ impl Hiku {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
-            queues: FxHashMap::default(),
-            idle: Vec::new(),
-            by_id: ById::default(),
+            queues: Functions::default(),
             sequence: 0,
             buckets: LoadBuckets::default(),
         }
@@ -109,7 +101,7 @@ impl Hiku {
         let mut entries: Vec<(u32, u64, NodeId)> = self
             .queues
             .get(function)
-            .map(|&q| self.idle[q as usize].iter().map(|e| e.0).collect())
+            .map(|q| q.iter().map(|e| e.0).collect())
             .unwrap_or_default();
         entries.sort_unstable();
         entries.into_iter().map(|e| e.2).collect()
@@ -117,30 +109,13 @@ impl Hiku {
 }
 
 impl Hiku {
-    /// `function`'s queue index, made if new (past
-    /// [`Hiku::MAX_FUNCTIONS`], after forgetting every queue).
-    fn queue(&mut self, function: &str) -> u32 {
-        if let Some(&q) = self.queues.get(function) {
-            return q;
-        }
-        if self.queues.len() >= Self::MAX_FUNCTIONS {
-            self.queues.clear();
-            self.idle.clear();
-            self.by_id.clear();
-        }
-        let q = self.idle.len() as u32;
-        self.idle.push(BinaryHeap::new());
-        self.queues.insert(function.to_string(), q);
-        q
-    }
-
     /// The choice for a call whose function's queue is `q` (if any).
     fn choose_for(&mut self, loads: &LoadIndex, q: Option<u32>) -> Result<NodeId, SelectError> {
         let Some(min_load) = loads.min_load() else {
             return Err(SelectError::NoNodes);
         };
         let mut pulled = None;
-        if let Some(queue) = q.map(|q| &mut self.idle[q as usize]) {
+        if let Some(queue) = q.map(|q| &mut self.queues[q]) {
             while let Some(Reverse((_, _, node))) = queue.pop() {
                 if loads.is_online(node) {
                     pulled = Some(node);
@@ -168,7 +143,7 @@ impl Hiku {
     /// function whose queue is `q`.
     fn finished_into(&mut self, q: u32, completion: &Completion<'_>) {
         let load = self.buckets.load(completion.node);
-        self.idle[q as usize].push(Reverse((load, self.sequence, completion.node)));
+        self.queues[q].push(Reverse((load, self.sequence, completion.node)));
         self.sequence += 1;
     }
 }
@@ -184,7 +159,7 @@ impl Policy for Hiku {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
-        let q = self.queues.get(function).copied();
+        let q = self.queues.find(function);
         self.choose_for(loads, q)
     }
 
@@ -195,13 +170,7 @@ impl Policy for Hiku {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
-        let q = self.by_id.get(id).or_else(|| {
-            let q = self.queues.get(function).copied();
-            if let Some(q) = q {
-                self.by_id.set(id, q);
-            }
-            q
-        });
+        let q = self.queues.find_by_id(id, function);
         self.choose_for(loads, q)
     }
 
@@ -211,20 +180,25 @@ impl Policy for Hiku {
 
     fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
         self.buckets.finished(completion.node);
-        let q = self.queue(completion.function);
+        // Past MAX_FUNCTIONS names, every queue is forgotten first.
+        let q = self.queues.index(
+            completion.function,
+            Self::MAX_FUNCTIONS,
+            |_| false,
+            BinaryHeap::new,
+        );
         self.finished_into(q, completion);
     }
 
     fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, _now: Time) {
         self.buckets.finished(completion.node);
-        let q = match self.by_id.get(id) {
-            Some(q) => q,
-            None => {
-                let q = self.queue(completion.function);
-                self.by_id.set(id, q);
-                q
-            }
-        };
+        let q = self.queues.index_by_id(
+            id,
+            completion.function,
+            Self::MAX_FUNCTIONS,
+            |_| false,
+            BinaryHeap::new,
+        );
         self.finished_into(q, completion);
     }
 }

@@ -78,12 +78,11 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rustc_hash::FxHashMap;
 
 use super::load_index::LoadIndex;
 use super::registry::{Algorithm, SchedulerConfig};
 use super::tracked::{Policy, Tracked};
-use super::by_id::ById;
+use super::by_id::Functions;
 use super::{Completion, FunctionId, NodeId, SelectError, Time, DEFAULT_FUNCTION_MEMORY_MB};
 
 pub const ALGORITHM: Algorithm = Algorithm {
@@ -163,14 +162,9 @@ impl Function {
 #[derive(Debug, Clone)]
 pub struct OpenWhisk {
     rng: ChaCha8Rng,
-    /// Function name → its index in `table` (bounded, see
-    /// [`Self::MAX_FUNCTIONS`]).
-    functions: FxHashMap<String, u32>,
-    /// Each function's hash and memory.
-    table: Vec<Function>,
-    /// The caller's dense function ids ([`Policy::choose_by_id`]) →
-    /// index in `table`: no name hashed per call.
-    by_id: ById,
+    /// Each function's hash and memory, by name or by the caller's id
+    /// (bounded, see [`Self::MAX_FUNCTIONS`]).
+    functions: Functions<Function>,
     /// Step sizes for the current number of online members.
     steps: Vec<u32>,
     /// Per node id: memory (MB) charged by this scheduler's calls in flight.
@@ -201,9 +195,7 @@ impl OpenWhisk {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
-            functions: FxHashMap::default(),
-            table: Vec::new(),
-            by_id: ById::default(),
+            functions: Functions::default(),
             steps: Vec::new(),
             in_use_mb: Vec::new(),
             calls: Vec::new(),
@@ -225,39 +217,18 @@ impl OpenWhisk {
         &self.steps
     }
 
-    /// `name`'s index in `table`, made if new (past
-    /// [`Self::MAX_FUNCTIONS`], after forgetting the undeclared functions
-    /// and renumbering the others).
-    fn function(&mut self, name: &str) -> u32 {
-        if let Some(&f) = self.functions.get(name) {
-            return f;
-        }
-        if self.functions.len() >= Self::MAX_FUNCTIONS {
-            let old = std::mem::take(&mut self.table);
-            let kept = &mut self.table;
-            self.functions.retain(|_, f| {
-                let function = old[*f as usize];
-                if function.declared_mb.is_none() {
-                    return false;
-                }
-                *f = kept.len() as u32;
-                kept.push(function);
-                true
-            });
-            self.by_id.clear();
-        }
-        self.add(name, None)
+    /// Past [`Self::MAX_FUNCTIONS`], the undeclared functions are
+    /// forgotten.
+    fn kept(f: &Function) -> bool {
+        f.declared_mb.is_some()
     }
 
-    /// A new function in `table`.
-    fn add(&mut self, name: &str, declared_mb: Option<u32>) -> u32 {
-        let f = self.table.len() as u32;
-        self.table.push(Function {
+    /// A function first seen, undeclared.
+    fn new_function(name: &str) -> impl FnOnce() -> Function + '_ {
+        move || Function {
             hash: function_hash(name),
-            declared_mb,
-        });
-        self.functions.insert(name.to_string(), f);
-        f
+            declared_mb: None,
+        }
     }
 
     /// The choice for a call of `f`.
@@ -309,7 +280,7 @@ impl OpenWhisk {
     fn memory_of(&self, name: &str) -> u32 {
         self.functions
             .get(name)
-            .map_or(DEFAULT_FUNCTION_MEMORY_MB, |&f| self.table[f as usize].memory_mb())
+            .map_or(DEFAULT_FUNCTION_MEMORY_MB, Function::memory_mb)
     }
 
     fn grow(&mut self, node: NodeId) {
@@ -378,8 +349,13 @@ impl Policy for OpenWhisk {
         if invokers.is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let f = self.function(function);
-        Ok(self.choose_for(invokers, self.table[f as usize]))
+        let f = self.functions.index(
+            function,
+            Self::MAX_FUNCTIONS,
+            Self::kept,
+            Self::new_function(function),
+        );
+        Ok(self.choose_for(invokers, self.functions[f]))
     }
 
     fn choose_by_id(
@@ -393,15 +369,14 @@ impl Policy for OpenWhisk {
         if invokers.is_empty() {
             return Err(SelectError::NoNodes);
         }
-        let f = match self.by_id.get(id) {
-            Some(f) => f,
-            None => {
-                let f = self.function(function);
-                self.by_id.set(id, f);
-                f
-            }
-        };
-        Ok(self.choose_for(invokers, self.table[f as usize]))
+        let f = self.functions.index_by_id(
+            id,
+            function,
+            Self::MAX_FUNCTIONS,
+            Self::kept,
+            Self::new_function(function),
+        );
+        Ok(self.choose_for(invokers, self.functions[f]))
     }
 
     fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
@@ -429,20 +404,22 @@ impl Policy for OpenWhisk {
     }
 
     fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, _now: Time) {
-        let mb = match self.by_id.get(id) {
-            Some(f) => self.table[f as usize].memory_mb(),
-            None => self.memory_of(completion.function),
+        let mb = match self.functions.find_by_id(id, completion.function) {
+            Some(f) => self.functions[f].memory_mb(),
+            None => DEFAULT_FUNCTION_MEMORY_MB,
         };
         self.finished_with(mb, completion);
     }
 
     fn function_declared(&mut self, function: &str, memory_mb: u32) {
-        match self.functions.get(function) {
-            Some(&f) => self.table[f as usize].declared_mb = Some(memory_mb),
-            None => {
-                self.add(function, Some(memory_mb));
-            }
-        }
+        // Declared functions are always kept (no bound here).
+        let f = self.functions.index(
+            function,
+            usize::MAX,
+            Self::kept,
+            Self::new_function(function),
+        );
+        self.functions[f].declared_mb = Some(memory_mb);
     }
 }
 
