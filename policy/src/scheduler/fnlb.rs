@@ -44,13 +44,15 @@
 //!   at least 10 %, so the cap is reached with probability below 0.9^256,
 //!   about 2e-12); then the home node takes the call.
 //! - EWMAs are kept per (node id, function), for offline nodes too: a node
-//!   that comes back keeps its history. Past [`Fnlb::MAX_FUNCTIONS`]
-//!   distinct names all are forgotten (names arrive from HTTP queries).
+//!   that comes back keeps its history. Only the pairs measured are kept
+//!   (a small map per function), so memory follows the pairs seen, not
+//!   nodes × functions. Past [`Fnlb::MAX_FUNCTIONS`] distinct names all
+//!   are forgotten (names arrive from HTTP queries).
 //!
 //! # Complexity per decision
 //! A hash-map lookup of the name (an index by the caller's id in the
 //! simulator: [`Policy::choose_by_id`]; SipHash computed once per name), the jump
-//! hash in O(ln n), then one vector read (and at most one RNG draw) per
+//! hash in O(ln n), then one map lookup (and at most one RNG draw) per
 //! node examined: one node while its EWMA is below 500 ms, ten on average
 //! when every node is above 2 s; never more than `MAX_PROBES`.
 
@@ -58,6 +60,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHashMap;
 
 use super::jump_hash::{jump_consistent_hash, siphash24};
 use super::load_index::LoadIndex;
@@ -120,8 +123,10 @@ pub fn ewma(old_ns: i64, new_ns: i64) -> i64 {
 #[derive(Debug, Clone, Default)]
 struct Function {
     key: u64,
-    /// Per node id: the EWMA of the queueing delay (ns), None if never measured.
-    wait_ns: Vec<Option<i64>>,
+    /// The EWMA of the queueing delay (ns) on each node where a call of the
+    /// function has been measured (a node absent was never measured): its
+    /// size follows the (node, function) pairs seen, not nodes × functions.
+    wait_ns: FxHashMap<NodeId, i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,9 +155,8 @@ impl Fnlb {
             .functions
             .get(function)?
             .wait_ns
-            .get(node as usize)
-            .copied()
-            .flatten()?;
+            .get(&node)
+            .copied()?;
         Some(Duration::from_nanos(ns.max(0) as u64))
     }
 
@@ -161,7 +165,7 @@ impl Fnlb {
     fn new_function(name: &str) -> impl FnOnce() -> Function + '_ {
         move || Function {
             key: function_key(name),
-            wait_ns: Vec::new(),
+            wait_ns: FxHashMap::default(),
         }
     }
 
@@ -187,7 +191,7 @@ impl Fnlb {
         let mut i = home;
         for _ in 0..Self::MAX_PROBES {
             let node = nodes[i];
-            let wait = f.wait_ns.get(node as usize).copied().flatten().unwrap_or(0);
+            let wait = f.wait_ns.get(&node).copied().unwrap_or(0);
             let percent = accept_percent(wait);
             if percent >= 100 || rng.gen_range(0..100u32) < percent {
                 return Ok(node);
@@ -201,14 +205,10 @@ impl Fnlb {
     fn finished_of(&mut self, f: u32, completion: &Completion<'_>) {
         let sample = i64::try_from(completion.overhead().as_nanos()).unwrap_or(i64::MAX);
         let f = &mut self.functions[f];
-        let i = completion.node as usize;
-        if f.wait_ns.len() <= i {
-            f.wait_ns.resize(i + 1, None);
-        }
-        f.wait_ns[i] = Some(match f.wait_ns[i] {
-            Some(old) => ewma(old, sample),
-            None => sample,
-        });
+        f.wait_ns
+            .entry(completion.node)
+            .and_modify(|old| *old = ewma(*old, sample))
+            .or_insert(sample);
     }
 }
 
@@ -346,6 +346,28 @@ mod tests {
             picks.iter().all(|&n| n == home || n == next),
             "spills only as far as the first fast node: {picks:?}"
         );
+    }
+
+    /// Memory follows the (node, function) pairs measured, not nodes ×
+    /// functions (issue 18): a completion on the last of 10,000 nodes
+    /// keeps one EWMA, not a slot for every node below it.
+    #[test]
+    fn only_the_pairs_measured_are_kept() {
+        let mut s = with_nodes(10_000, 3);
+        let t = Time::ZERO;
+        for (i, name) in ["A", "B"].into_iter().enumerate() {
+            s.select_by_id(i as u32, name, t).unwrap();
+            s.finished_by_id(i as u32, &done(9_999, name, 600), t);
+            s.finished_by_id(i as u32, &done(17, name, 700), t);
+        }
+        let policy = s.policy();
+        for name in ["A", "B"] {
+            let f = policy.functions.get(name).unwrap();
+            assert_eq!(f.wait_ns.len(), 2, "{name}: two nodes measured");
+        }
+        assert_eq!(policy.wait(9_999, "A"), Some(Duration::from_millis(600)));
+        assert_eq!(policy.wait(17, "B"), Some(Duration::from_millis(700)));
+        assert_eq!(policy.wait(18, "B"), None, "never measured");
     }
 
     /// Past the bound every function is forgotten, by id too: a function
