@@ -640,6 +640,43 @@
 //! p2c's 9.5 s against 11.3 s an hour before, with nothing of it changed,
 //! is this machine's noise: one run near the line decides nothing (the
 //! repeats above do better).
+//!
+//! # Figures (2026-12-06, evening: an Intel Xeon host at 2.3 GHz)
+//!
+//! The same commands (commit b5affc3, which changed only fnlb's memory)
+//! on a host labelled Intel Xeon, 2 vCPUs at 2.3 GHz, 2 MiB of L2 per
+//! core: the four with `DES_AZURE_CASES=1M,10M DES_AZURE_REPEATS=3`
+//! (medians), the others once with `DES_AZURE_ALGOS=...`:
+//!
+//! | algo | 1M, calls/s | 10M, load + run s | 10M peak MiB |
+//! |------|-------------|-------------------|--------------|
+//! | rr | 4.19M [3/3] | 0.40 + 2.78 [3/3] | 648 |
+//! | random | 3.55M | 0.43 + 3.18 | 645 |
+//! | ll | 1.48M [0/3]: missed | 0.41 + 16.57 [0/3]: missed | 619 |
+//! | p2c | 1.43M: missed | 0.44 + 16.63: missed | 622 |
+//! | ch | 2.34M [3/3] | 0.43 + 7.77 [3/3] | 186 |
+//! | chbl | 2.14M | 0.45 + 8.84 | 194 |
+//! | chrlu | 1.36M: missed | 0.45 + 17.38: missed | 517 |
+//! | fnlb | 2.02M | 0.42 + 7.78 | 180 |
+//! | hermod | 1.81M: missed | 0.40 + 12.81: missed | 326 |
+//! | hiku | 2.05M | 0.42 + 9.30 | 191 |
+//! | openwhisk | 2.13M | 0.44 + 8.32 | 187 |
+//! | ours | 1.60M [0/3]: missed | 0.41 + 11.60 [0/3]: missed | 270 |
+//! | pasch | 1.97M: missed | 0.41 + 10.99: missed | 207 |
+//! | tradeoff | 1.63M: missed | 0.41 + 13.56: missed | 471 |
+//!
+//! Every simulation is the same as on the other hosts (the cold-start
+//! ratios match the tables above); only the speed differs. This host runs
+//! the DES 1.6 to 2 times slower than the fast AMD host above (ll's 10M:
+//! 16.6 s against 10.1 s; ch's: 7.8 s against 5.0 s). The ratios between
+//! algorithms hold (ll / ch on 10M: 2.1 here, 2.0 there). The targets'
+//! verdicts are therefore the host's as much as the code's: here
+//! the algorithms that spread a function over many nodes (a quarter
+//! or more of their calls cold, each a miss on its node's state) miss
+//! both targets, and the hashing ones meet them. Memory is met
+//! everywhere. fnlb's peak on 10M was 265 MiB before b5affc3, which keeps
+//! its EWMAs only for the (node, function) pairs measured (the same
+//! summaries byte for byte).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
