@@ -336,3 +336,25 @@ async fn config(
         Err(e) => e,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `handler` returns.
+    fn future_size<F, Fut>(_handler: F) -> usize
+    where
+        F: Fn(web::Data<FunctionsState>, HttpRequest, web::Payload) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// actix allocates `/invoke/{name}`'s future for every call: it must
+    /// stay within malloc's per-thread cache (1,032 bytes in glibc), with
+    /// the cold paths boxed (it was 8,424 bytes with them inline).
+    #[test]
+    fn the_invoke_handlers_future_is_small() {
+        let size = future_size(invoke);
+        assert!(size <= 1024, "/invoke's handler future is {size} bytes");
+    }
+}
