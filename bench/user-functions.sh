@@ -31,7 +31,10 @@
 # (met, missed, or not decided: more rounds). Each wrk run through the
 # balancer also gives the CPU time per call of the balancer, the worker
 # and the function's process (utime + stime from /proc/PID/stat over
-# wrk's call count): where a call's cost goes. `ab` and the one-
+# wrk's call count): where a call's cost goes; the summary also gives
+# each of them (and their sum) against the bare server's CPU per call in
+# the same round, a paired ratio steadier than calls/s on a shared
+# machine, where a busy minute slows every target. `ab` and the one-
 # connection latency run once per target. `--netns host` measures in the
 # machine's own network namespace, where the Docker engine's iptables
 # rules (its nat table) put netfilter's connection tracking on every
@@ -340,6 +343,15 @@ for t in targets:
         continue
     m, h = paired(t, "bare")
     print(f"  {label(t)} / bare echo, calls/s: {m:.3f} [{m - h:.3f}, {m + h:.3f}]")
+    # CPU per call against the bare server's in the same round: steadier
+    # than calls/s on a shared machine, where a busy minute slows both.
+    common = sorted(set(by[t]) & set(by["bare"]))
+    parts = []
+    for what, pick in (("balancer", lambda x: x[3]), ("worker", lambda x: x[4]),
+                       ("function", lambda x: x[5]), ("all three", lambda x: x[3] + x[4] + x[5])):
+        m, h = interval([pick(by[t][r]) / by["bare"][r][5] for r in common if by["bare"][r][5] > 0])
+        parts.append(f"{what} {m:.2f} [{m - h:.2f}, {m + h:.2f}]")
+    print(f"  {label(t)} / bare echo, CPU per call: " + ", ".join(parts))
 if "normal" in by and "batch" in by:
     m, h = paired("batch", "normal")
     print(f"  functions batch / normal, calls/s: {m:.3f} [{m - h:.3f}, {m + h:.3f}]")
