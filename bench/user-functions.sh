@@ -127,14 +127,6 @@ bench_before_cleanup() {
     exec 3>&- 2>/dev/null
 }
 
-# The balancer, holding the store.
-source bench/lib.sh
-BIN="$ROOT/target/release"
-
-bench_before_cleanup() {
-    exec 3>&- 2>/dev/null
-}
-
 python3 - "$BIN/hf-user-fn" "$TMP/echo.zip" <<'PY'
 import sys, zipfile
 binary, out = sys.argv[1], sys.argv[2]
