@@ -113,42 +113,36 @@ impl<T> Functions<T> {
         self.find(name).map(|f| &self.states[f as usize])
     }
 
-    /// The index of `name`, its state made by `make` if it is new. A new
-    /// name past `bound` names first forgets every state `keep` does not
-    /// hold (the others are renumbered).
+    /// The index of `name`, which the caller numbers `id` when it gives
+    /// one (found by that id once learnt), its state made by `make` if it
+    /// is new. A new name past `bound` names first forgets every state
+    /// `keep` does not hold (the others are renumbered).
     pub fn index(
         &mut self,
+        id: Option<u32>,
         name: &str,
         bound: usize,
         keep: impl FnMut(&T) -> bool,
         make: impl FnOnce() -> T,
     ) -> u32 {
-        if let Some(f) = self.find(name) {
+        if let Some(f) = id.and_then(|id| self.by_id.get(id)) {
             return f;
         }
-        if self.states.len() >= bound {
-            self.forget_unless(keep);
+        let f = match self.find(name) {
+            Some(f) => f,
+            None => {
+                if self.states.len() >= bound {
+                    self.forget_unless(keep);
+                }
+                let f = self.states.len() as u32;
+                self.states.push(make());
+                self.by_name.insert(name.to_string(), f);
+                f
+            }
+        };
+        if let Some(id) = id {
+            self.by_id.set(id, f);
         }
-        let f = self.states.len() as u32;
-        self.states.push(make());
-        self.by_name.insert(name.to_string(), f);
-        f
-    }
-
-    /// [`Functions::index`] for the function the caller numbers `id`.
-    pub fn index_by_id(
-        &mut self,
-        id: u32,
-        name: &str,
-        bound: usize,
-        keep: impl FnMut(&T) -> bool,
-        make: impl FnOnce() -> T,
-    ) -> u32 {
-        if let Some(f) = self.by_id.get(id) {
-            return f;
-        }
-        let f = self.index(name, bound, keep, make);
-        self.by_id.set(id, f);
         f
     }
 
@@ -217,16 +211,16 @@ mod tests {
     fn functions_by_name_and_id_past_the_bound() {
         let mut t: Functions<u32> = Functions::default();
         let never = |_: &u32| false;
-        assert_eq!(t.index("a", 3, never, || 10), 0);
-        assert_eq!(t.index_by_id(7, "b", 3, never, || 11), 1);
+        assert_eq!(t.index(None, "a", 3, never, || 10), 0);
+        assert_eq!(t.index(Some(7), "b", 3, never, || 11), 1);
         assert_eq!(
             (t.find_by_id(7, "b"), t.find_by_id(8, "a")),
             (Some(1), Some(0))
         );
-        assert_eq!(t.index("c", 3, never, || 12), 2);
+        assert_eq!(t.index(None, "c", 3, never, || 12), 2);
         // Past the bound only the states kept stay, renumbered; ids
         // are learnt again (id 7 no longer names index 1).
-        assert_eq!(t.index("d", 3, |&v| v == 11, || 13), 1);
+        assert_eq!(t.index(None, "d", 3, |&v| v == 11, || 13), 1);
         assert_eq!(
             (t.find("b"), t.find("a"), t.get("d")),
             (Some(0), None, Some(&13))

@@ -372,7 +372,7 @@ impl ConsistentHashingRandomLoadUpdates {
             return f;
         }
         self.functions
-            .index(function, Self::MAX_FUNCTIONS, |_| false, || FunctionStats {
+            .index(None, function, Self::MAX_FUNCTIONS, |_| false, || FunctionStats {
                 hash: ring_hash(function.as_bytes()),
                 last_arrival: now,
                 mean_gap_s: None,

@@ -201,8 +201,20 @@ impl Fnlb {
         Ok(nodes[home])
     }
 
-    /// A successful call of function `f` ended.
-    fn finished_of(&mut self, f: u32, completion: &Completion<'_>) {
+    /// A call ended (of the function the caller numbers `id`, when it
+    /// gives one): a successful one updates its pair's EWMA.
+    fn finished_of(&mut self, id: Option<FunctionId>, completion: &Completion<'_>) {
+        if !completion.ok {
+            return;
+        }
+        let name = completion.function;
+        let f = self.functions.index(
+            id,
+            name,
+            Self::MAX_FUNCTIONS,
+            |_| false,
+            Self::new_function(name),
+        );
         let sample = i64::try_from(completion.overhead().as_nanos()).unwrap_or(i64::MAX);
         let f = &mut self.functions[f];
         f.wait_ns
@@ -239,29 +251,11 @@ impl Policy for Fnlb {
     }
 
     fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        if !completion.ok {
-            return;
-        }
-        let name = completion.function;
-        let f = self
-            .functions
-            .index(name, Self::MAX_FUNCTIONS, |_| false, Self::new_function(name));
-        self.finished_of(f, completion);
+        self.finished_of(None, completion);
     }
 
     fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, _now: Time) {
-        if !completion.ok {
-            return;
-        }
-        let name = completion.function;
-        let f = self.functions.index_by_id(
-            id,
-            name,
-            Self::MAX_FUNCTIONS,
-            |_| false,
-            Self::new_function(name),
-        );
-        self.finished_of(f, completion);
+        self.finished_of(Some(id), completion);
     }
 }
 

@@ -225,8 +225,25 @@ impl Hermod {
         f.in_flight > 0
     }
 
-    /// The choice for a call of function `f`.
-    fn choose_for(&mut self, loads: &LoadIndex, f: u32, now: Time) -> Result<NodeId, SelectError> {
+    /// The choice for a call of `function` (which the caller numbers
+    /// `id`, when it gives one).
+    fn choose_for(
+        &mut self,
+        loads: &LoadIndex,
+        id: Option<FunctionId>,
+        function: &str,
+        now: Time,
+    ) -> Result<NodeId, SelectError> {
+        if loads.online().is_empty() {
+            return Err(SelectError::NoNodes);
+        }
+        let f = self.functions.index(
+            id,
+            function,
+            Self::MAX_FUNCTIONS,
+            Self::kept,
+            Function::default,
+        );
         let Self {
             functions,
             free,
@@ -332,13 +349,7 @@ impl Policy for Hermod {
         function: &str,
         now: Time,
     ) -> Result<NodeId, SelectError> {
-        if loads.online().is_empty() {
-            return Err(SelectError::NoNodes);
-        }
-        let f = self
-            .functions
-            .index(function, Self::MAX_FUNCTIONS, Self::kept, Function::default);
-        self.choose_for(loads, f, now)
+        self.choose_for(loads, None, function, now)
     }
 
     fn choose_by_id(
@@ -348,17 +359,7 @@ impl Policy for Hermod {
         function: &str,
         now: Time,
     ) -> Result<NodeId, SelectError> {
-        if loads.online().is_empty() {
-            return Err(SelectError::NoNodes);
-        }
-        let f = self.functions.index_by_id(
-            id,
-            function,
-            Self::MAX_FUNCTIONS,
-            Self::kept,
-            Function::default,
-        );
-        self.choose_for(loads, f, now)
+        self.choose_for(loads, Some(id), function, now)
     }
 
     fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {

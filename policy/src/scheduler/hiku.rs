@@ -139,9 +139,19 @@ impl Hiku {
         Ok(node)
     }
 
-    /// A call ended on `completion.node`: the node queues idle for the
-    /// function whose queue is `q`.
-    fn finished_into(&mut self, q: u32, completion: &Completion<'_>) {
+    /// A call ended on `completion.node` (of the function the caller
+    /// numbers `id`, when it gives one): the node queues idle for the
+    /// function.
+    fn finished_into(&mut self, id: Option<FunctionId>, completion: &Completion<'_>) {
+        self.buckets.finished(completion.node);
+        // Past MAX_FUNCTIONS names, every queue is forgotten first.
+        let q = self.queues.index(
+            id,
+            completion.function,
+            Self::MAX_FUNCTIONS,
+            |_| false,
+            BinaryHeap::new,
+        );
         let load = self.buckets.load(completion.node);
         self.queues[q].push(Reverse((load, self.sequence, completion.node)));
         self.sequence += 1;
@@ -179,27 +189,11 @@ impl Policy for Hiku {
     }
 
     fn call_finished(&mut self, completion: &Completion<'_>, _now: Time) {
-        self.buckets.finished(completion.node);
-        // Past MAX_FUNCTIONS names, every queue is forgotten first.
-        let q = self.queues.index(
-            completion.function,
-            Self::MAX_FUNCTIONS,
-            |_| false,
-            BinaryHeap::new,
-        );
-        self.finished_into(q, completion);
+        self.finished_into(None, completion);
     }
 
     fn call_finished_by_id(&mut self, id: FunctionId, completion: &Completion<'_>, _now: Time) {
-        self.buckets.finished(completion.node);
-        let q = self.queues.index_by_id(
-            id,
-            completion.function,
-            Self::MAX_FUNCTIONS,
-            |_| false,
-            BinaryHeap::new,
-        );
-        self.finished_into(q, completion);
+        self.finished_into(Some(id), completion);
     }
 }
 

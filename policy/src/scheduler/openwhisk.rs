@@ -231,8 +231,26 @@ impl OpenWhisk {
         }
     }
 
-    /// The choice for a call of `f`.
-    fn choose_for(&mut self, invokers: &[NodeId], f: Function) -> NodeId {
+    /// The choice for a call of `function` (which the caller numbers
+    /// `id`, when it gives one).
+    fn choose_for(
+        &mut self,
+        loads: &LoadIndex,
+        id: Option<FunctionId>,
+        function: &str,
+    ) -> Result<NodeId, SelectError> {
+        let invokers = loads.online();
+        if invokers.is_empty() {
+            return Err(SelectError::NoNodes);
+        }
+        let f = self.functions.index(
+            id,
+            function,
+            Self::MAX_FUNCTIONS,
+            Self::kept,
+            Self::new_function(function),
+        );
+        let f = self.functions[f];
         let need = u64::from(f.memory_mb());
         let n = invokers.len() as u32;
         let mut chosen = None;
@@ -254,7 +272,7 @@ impl OpenWhisk {
         self.in_use_mb[i] += need;
         self.calls[i] += 1;
         self.update_room(node);
-        node
+        Ok(node)
     }
 
     /// A call that held `mb` ended on `completion.node`.
@@ -345,17 +363,7 @@ impl Policy for OpenWhisk {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
-        let invokers = loads.online();
-        if invokers.is_empty() {
-            return Err(SelectError::NoNodes);
-        }
-        let f = self.functions.index(
-            function,
-            Self::MAX_FUNCTIONS,
-            Self::kept,
-            Self::new_function(function),
-        );
-        Ok(self.choose_for(invokers, self.functions[f]))
+        self.choose_for(loads, None, function)
     }
 
     fn choose_by_id(
@@ -365,18 +373,7 @@ impl Policy for OpenWhisk {
         function: &str,
         _now: Time,
     ) -> Result<NodeId, SelectError> {
-        let invokers = loads.online();
-        if invokers.is_empty() {
-            return Err(SelectError::NoNodes);
-        }
-        let f = self.functions.index_by_id(
-            id,
-            function,
-            Self::MAX_FUNCTIONS,
-            Self::kept,
-            Self::new_function(function),
-        );
-        Ok(self.choose_for(invokers, self.functions[f]))
+        self.choose_for(loads, Some(id), function)
     }
 
     fn members_changed(&mut self, loads: &LoadIndex, _now: Time) {
@@ -414,6 +411,7 @@ impl Policy for OpenWhisk {
     fn function_declared(&mut self, function: &str, memory_mb: u32) {
         // Declared functions are always kept (no bound here).
         let f = self.functions.index(
+            None,
             function,
             usize::MAX,
             Self::kept,
