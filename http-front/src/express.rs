@@ -35,10 +35,11 @@
 //! # Time-outs and closes
 //! The lane waits [`crate::Settings::request_head`] for a connection's
 //! first bytes and [`crate::Settings::keep_alive`] between requests, as
-//! actix-http does; when either passes with nothing read it closes the
-//! connection without a word (actix-http answers `408` when the first
-//! request never came: to a client that opened a connection and sent
-//! nothing, a reply to nothing, the harm `protocol::timeouts` describes).
+//! actix-http does; when either passes with nothing read, or the server
+//! begins a graceful stop while it waits, it closes the connection without
+//! a word (actix-http answers `408` when the first request never came: to
+//! a client that opened a connection and sent nothing, a reply to nothing,
+//! the harm `protocol::timeouts` describes).
 //! A client's close, or a failed read or write, ends the connection. The
 //! lane does not read while a request's reply is being made, so a client
 //! that leaves mid-call is noticed when its reply is written: the call
@@ -55,6 +56,7 @@ use std::io::Write as _;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use actix_server::GracefulShutdownSignal;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::LocalBoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -105,17 +107,27 @@ pub(crate) async fn serve(
     lane: &Lane,
     request_head: Duration,
     keep_alive: Duration,
+    stopping: &GracefulShutdownSignal,
 ) -> Exit {
     let mut held = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(512);
     let mut first = true;
+    // Made once per connection: it waits (registered once) across requests.
+    let stopping = stopping.notified();
+    tokio::pin!(stopping);
     loop {
         if held.is_empty() {
             let wait = if first { request_head } else { keep_alive };
             held.reserve(READ_CHUNK);
-            match tokio::time::timeout(wait, io.read_buf(&mut held)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Exit::Closed,
-                Ok(Ok(_)) => {}
+            tokio::select! {
+                // A stopping server takes no new request on an idle
+                // connection (module docs).
+                biased;
+                () = &mut stopping => return Exit::Closed,
+                read = tokio::time::timeout(wait, io.read_buf(&mut held)) => match read {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Exit::Closed,
+                    Ok(Ok(_)) => {}
+                },
             }
         }
         let Some((len, reply)) = take(&held, lane) else {

@@ -31,6 +31,17 @@
 //! per-request machinery was the CPU, and so the p99, it had over HAProxy
 //! (issue 15 §3; figures in `bench/README.md`).
 
+//! # Stopping
+//! A graceful stop (`ServerHandle::stop(true)`) lets the requests in flight
+//! finish, for up to [`Settings::shutdown_timeout`], and closes every
+//! kept-alive connection as soon as it is idle: in the express lane when it
+//! waits for a request, in actix-http when its reply is written. Without
+//! that, actix-server waits for *every* connection to close, so one idle
+//! kept-alive client (a replayer's pool, a health checker) held each stop
+//! for the whole time-out, and a caller that gave the process less time
+//! than that (`simulator experiment` gave 5 s, the time-out) killed it
+//! before it removed its temporary files.
+
 //! # Listener addresses
 //! With its own server, actix-web's `AppConfig` no longer carries the
 //! listener's address; [`local_addr`] reads it from the connection instead
@@ -130,15 +141,24 @@ where
         .workers(settings.workers.max(1))
         .disable_signals()
         .shutdown_timeout(settings.shutdown_timeout);
+    let stopping = builder.graceful_shutdown_signal();
     for (i, listener) in listeners.into_iter().enumerate() {
         let addr = listener.local_addr()?;
         let factory = factory.clone();
         let settings = settings.clone();
+        let stopping = stopping.clone();
         builder = builder.listen(format!("http-{i}"), listener, move || {
             let app = factory()
                 .into_factory()
                 .map_err(|e| e.into().error_response());
+            let drain = stopping.clone();
             let http = HttpService::build()
+                // Idle kept-alive connections close at a graceful stop
+                // (module docs, "Stopping").
+                .graceful_shutdown_signal(move || {
+                    let drain = drain.clone();
+                    async move { drain.notified().await }
+                })
                 .keep_alive(settings.keep_alive)
                 .client_request_timeout(settings.request_head)
                 .local_addr(addr)
@@ -148,13 +168,15 @@ where
                 .finish(map_config(app, |_| AppConfig::default()));
             let lane = settings.express.as_ref().map(|make| make());
             let (head, idle) = (settings.request_head, settings.keep_alive);
+            let stopping = stopping.clone();
             fn_service(move |io: TcpStream| {
                 let lane = lane.clone();
+                let stopping = stopping.clone();
                 async move {
                     let peer = io.peer_addr().ok();
                     let checked = match &lane {
                         None => Checked::new(io),
-                        Some(lane) => match express::serve(io, lane, head, idle).await {
+                        Some(lane) => match express::serve(io, lane, head, idle, &stopping).await {
                             express::Exit::Handover(io, held) => Checked::with_held(io, held),
                             // actix-server drops the error: the connection
                             // is over.

@@ -3,7 +3,8 @@
 //! connection to actix-http, which answers it and every later request,
 //! in order, pipelined or not; what needs actix-http (a body, a close,
 //! HTTP/1.0, a head in pieces, too many fields, a long URI) gets it; an
-//! idle connection is closed without a word.
+//! idle connection is closed without a word, and at a graceful stop at
+//! once.
 //!
 //! Which server answered is in the body: the lane writes `lane <query>`,
 //! the app `actix <method> <path> <body length>`.
@@ -268,4 +269,101 @@ async fn an_idle_connection_is_closed_without_a_reply() {
         assert!(after.is_empty(), "{:?}", String::from_utf8_lossy(&after));
     }
     handle.stop(false).await;
+}
+
+/// Set by `/slow` when it starts; it replies once `RELEASE` is set.
+static ENTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static RELEASE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+async fn slow_reply() -> HttpResponse {
+    use std::sync::atomic::Ordering::SeqCst;
+    ENTERED.store(true, SeqCst);
+    while !RELEASE.load(SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    HttpResponse::Ok().body("slow done")
+}
+
+/// A graceful stop does not wait on idle kept-alive connections: one idle
+/// in the lane, one handed over to actix-http and idle there, one that
+/// never sent a byte; all three are closed without a reply, while a
+/// request in flight on a fourth still gets its reply, and the server
+/// ends long before its (here ten-minute) shutdown time-out and its
+/// connections' ten-minute keep-alive.
+#[actix_web::test]
+async fn a_graceful_stop_closes_idle_connections_and_finishes_calls_in_flight() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let long = Duration::from_secs(600);
+    let settings = http_front::Settings {
+        workers: 1,
+        request_head: long,
+        keep_alive: long,
+        shutdown_timeout: long.as_secs(),
+        express: Some(Arc::new(lane)),
+    };
+    let server = http_front::serve(
+        || {
+            App::new()
+                .route("/slow", web::get().to(slow_reply))
+                .default_service(web::to(app_reply))
+        },
+        vec![listener],
+        &settings,
+    )
+    .expect("serve");
+    let handle = server.handle();
+    let server = actix_web::rt::spawn(server);
+
+    let mut in_lane = TcpStream::connect(addr).await.unwrap();
+    in_lane.write_all(get("/fast?a").as_bytes()).await.unwrap();
+    assert_eq!(read_reply(&mut in_lane, &mut Vec::new()).await.1, "lane a");
+    let mut in_actix = TcpStream::connect(addr).await.unwrap();
+    in_actix.write_all(get("/other").as_bytes()).await.unwrap();
+    assert_eq!(
+        read_reply(&mut in_actix, &mut Vec::new()).await.1,
+        "actix GET /other 0"
+    );
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    busy.write_all(get("/slow").as_bytes()).await.unwrap();
+    let entered = tokio::time::timeout(Duration::from_secs(30), async {
+        while !ENTERED.load(SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    entered.await.expect("/slow started within 30 s");
+
+    let stop = actix_web::rt::spawn(async move { handle.stop(true).await });
+    for (name, s) in [
+        ("lane", &mut in_lane),
+        ("actix", &mut in_actix),
+        ("silent", &mut silent),
+    ] {
+        let mut after = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut after))
+            .await
+            .unwrap_or_else(|_| panic!("the idle {name} connection still open after 30 s"))
+            .expect("read");
+        assert!(
+            after.is_empty(),
+            "{name}: {:?}",
+            String::from_utf8_lossy(&after)
+        );
+    }
+    // The call in flight was let finish.
+    RELEASE.store(true, SeqCst);
+    let (head, body) = read_reply(&mut busy, &mut Vec::new()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "slow done");
+    tokio::time::timeout(Duration::from_secs(30), stop)
+        .await
+        .expect("the graceful stop ended within 30 s")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the server ended within 30 s")
+        .unwrap()
+        .unwrap();
 }
