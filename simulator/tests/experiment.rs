@@ -129,10 +129,15 @@ fn worker_ids(run_json: &Path) -> Vec<String> {
 /// functions, `<id>+functions`): the experiment's workers left nothing
 /// there, or the experiment removed it.
 fn assert_no_work_area(ids: &[String]) {
+    assert_no_work_area_under(&std::env::temp_dir(), ids);
+}
+
+/// [`assert_no_work_area`] with the children's temporary directory `tmp`.
+fn assert_no_work_area_under(tmp: &Path, ids: &[String]) {
     use std::os::unix::fs::MetadataExt;
     assert!(!ids.is_empty());
     let uid = std::fs::metadata("/proc/self").unwrap().uid();
-    let namespace = std::env::temp_dir().join(format!("hotfunctions-{uid}"));
+    let namespace = tmp.join(format!("hotfunctions-{uid}"));
     let Ok(entries) = std::fs::read_dir(&namespace) else {
         return; // no area at all
     };
@@ -168,7 +173,10 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
     let _live = live_lock();
     let bins = build_testbed();
     let dir = tempfile::tempdir().unwrap();
+    // The children's temporary files go here, to be looked at after.
+    let tmp = tempfile::tempdir().unwrap();
     let out = simulator()
+        .env("TMPDIR", tmp.path())
         // Debug binaries run the functions' CPU loops many times slower
         // than release ones: a lighter load keeps the run short.
         .args(["experiment", "--name", "e2e", "--progress", "lines"])
@@ -281,6 +289,18 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
         "4 workers and one balancer per algorithm"
     );
     assert_all_gone(&pids);
+    // Every child stopped on SIGTERM, in time to clean up after itself:
+    // none was killed, no balancer left its temporary store of user
+    // functions, no worker its work area.
+    assert!(!stderr.contains("was killed"), "{stderr}");
+    let left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("hf-balancer-functions"))
+        .collect();
+    assert!(left.is_empty(), "left by the balancers: {left:?}\n{stderr}");
+    assert_no_work_area_under(tmp.path(), &worker_ids(&run.join("run.json")));
 }
 
 /// The literature's algorithms (every registered one the default

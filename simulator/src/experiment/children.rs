@@ -14,7 +14,8 @@
 //! executable in its hidden `guard` mode, [`run_guard`]) in its own process
 //! group, whose stdin is a pipe the experiment holds open. The kernel
 //! closes that pipe whatever way the experiment ends; the guard reads EOF
-//! and stops the child's process group (SIGTERM, then SIGKILL after 5 s).
+//! and stops the child's process group (SIGTERM, then SIGKILL after
+//! [`STOP_GRACE`]).
 //! On an ordinary stop the experiment kills the guard first (SIGKILL, so it
 //! never signals a group that may already be gone), then stops the child.
 //! The guard runs only where this executable is the `simulator` binary (or
@@ -31,6 +32,14 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use super::ExperimentError;
+
+/// How long a child may take to exit after SIGTERM before SIGKILL: longer
+/// than the servers' own graceful stop (`http_front::Settings`'
+/// `shutdown_timeout`, 5 s, for calls in flight) plus their clean-up (a
+/// balancer removes its temporary store of user functions, a worker its
+/// work area and instances). With the 5 s it had before, a balancer still
+/// draining was killed before its clean-up.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Worker settings read from the environment that the workers of an
 /// experiment (or a reproduction) must not inherit from the caller's:
@@ -336,10 +345,27 @@ impl ChildProcess {
         }
     }
 
-    /// SIGTERM to the process group, SIGKILL after `grace`, then reap.
-    pub fn stop(&mut self, grace: Duration) {
+    /// SIGTERM to the process group, SIGKILL after [`STOP_GRACE`], then
+    /// reap. A child that had to be killed is reported on stderr (it had no
+    /// time to remove what it made).
+    pub fn stop(&mut self) {
+        if !self.stop_within(STOP_GRACE) {
+            eprintln!(
+                "experiment: warning: {} (pid {}) did not exit within {} s of SIGTERM and was killed; \
+                 it may have left temporary files behind (its output: {})",
+                self.name,
+                self.child.id(),
+                STOP_GRACE.as_secs(),
+                self.output.display()
+            );
+        }
+    }
+
+    /// SIGTERM to the process group, SIGKILL after `grace`, then reap:
+    /// `false` when the child had to be killed.
+    fn stop_within(&mut self, grace: Duration) -> bool {
         if std::mem::replace(&mut self.stopped, true) {
-            return;
+            return true;
         }
         // The guard first: once the child is reaped its group id may be
         // reused, and the guard must never signal it then.
@@ -350,12 +376,14 @@ impl ChildProcess {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             // The leader is gone; its group may still hold stragglers.
             let _ = killpg(self.pgid(), Signal::SIGKILL);
-            return;
+            return true;
         }
         let _ = killpg(self.pgid(), Signal::SIGTERM);
         let deadline = Instant::now() + grace;
+        let mut exited = false;
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
+                exited = true;
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -363,6 +391,7 @@ impl ChildProcess {
         let _ = killpg(self.pgid(), Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        exited
     }
 
     fn pgid(&self) -> Pid {
@@ -372,7 +401,7 @@ impl ChildProcess {
 
 impl Drop for ChildProcess {
     fn drop(&mut self) {
-        self.stop(Duration::from_secs(5));
+        self.stop();
     }
 }
 
@@ -416,7 +445,7 @@ pub struct GuardArgs {
     #[arg(long)]
     pub pgid: u32,
     /// How long the group may take to exit after SIGTERM before SIGKILL.
-    #[arg(long, value_parser = crate::replay::parse_duration, default_value = "5s")]
+    #[arg(long, value_parser = crate::replay::parse_duration, default_value = "10s")]
     pub grace: Duration,
 }
 

@@ -265,7 +265,7 @@ async fn run_points(
         drop(target);
         // Workers are stopped by their Drop; do it here to report it.
         for w in &mut workers {
-            w.stop(Duration::from_secs(5));
+            w.stop();
         }
         if !go_on? {
             break;
@@ -360,7 +360,7 @@ impl RunTarget for LocalTarget<'_> {
 
     fn end(&mut self) {
         if let Some(mut b) = self.balancer.take() {
-            b.stop(Duration::from_secs(5));
+            b.stop();
         }
     }
 }

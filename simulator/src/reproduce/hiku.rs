@@ -517,7 +517,7 @@ async fn run_live_workers(
             fmt_load(before.foreign_cores)
         );
         let summary = load::load(&options, &log, stop).await?;
-        balancer.stop(Duration::from_secs(5));
+        balancer.stop();
         let analysis = analyze_logs(
             &[&log],
             &AnalyzeOptions {
@@ -542,7 +542,7 @@ async fn run_live_workers(
         });
     }
     for w in &mut workers {
-        w.stop(Duration::from_secs(5));
+        w.stop();
     }
     Ok(runs)
 }
