@@ -444,7 +444,8 @@ pub struct GuardArgs {
     /// The process group to stop when stdin closes.
     #[arg(long)]
     pub pgid: u32,
-    /// How long the group may take to exit after SIGTERM before SIGKILL.
+    /// How long the group may take to exit after SIGTERM before SIGKILL
+    /// (the default is [`STOP_GRACE`]).
     #[arg(long, value_parser = crate::replay::parse_duration, default_value = "10s")]
     pub grace: Duration,
 }
