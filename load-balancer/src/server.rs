@@ -508,7 +508,7 @@ async fn dispatch(
         .await;
         return Ok(reply.unwrap_or_else(|e| e.error_response()));
     }
-    if let Some(route) = crate::functions::http::Route::parse(req.method(), req.path()) {
+    if let Some(route) = crate::functions::http::Route::parse(req.method().as_str(), req.path()) {
         return Ok(Box::pin(crate::functions::http::handle(route, &req, payload, &local)).await);
     }
     if req.path() == "/metrics" && req.method() == actix_web::http::Method::GET {

@@ -106,6 +106,8 @@ struct AppState<R> {
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     /// Users' own functions, for `/instances` and `/scale`.
     functions: Option<crate::functions::Functions>,
+    /// Their routes (`/deploy`, `/invoke/:name`...), when they are served.
+    function_routes: Option<crate::functions::http::FunctionsState>,
 }
 
 /// The sockets the worker serves and who may manage it.
@@ -213,7 +215,21 @@ where
 }
 
 /// Every request: parsed into an [`Action`], handled, answered.
-async fn dispatch<R: Runtime>(state: web::Data<AppState<R>>, req: HttpRequest) -> HttpResponse {
+async fn dispatch<R: Runtime>(
+    state: web::Data<AppState<R>>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    if let Some(functions) = &state.function_routes {
+        if let Some(route) = crate::functions::http::Route::parse(req.method().as_str(), req.path())
+        {
+            if let Some(reply) =
+                crate::functions::http::handle(functions, route, &req, payload).await
+            {
+                return reply;
+            }
+        }
+    }
     if crate::action::is_management(req.path()) {
         if let Err(refused) = authorize(&state, &req) {
             return refused;
@@ -581,9 +597,9 @@ pub fn server_with_metrics<R: Runtime>(
         None => None,
     };
     let user_functions = functions.clone();
-    let functions = functions.map(|functions| {
+    let function_routes = functions.map(|functions| {
         let mgmt = listeners.mgmt.clone();
-        web::Data::new(crate::functions::http::FunctionsState {
+        crate::functions::http::FunctionsState {
             functions,
             handle: handle.clone(),
             authorize_package: {
@@ -600,7 +616,7 @@ pub fn server_with_metrics<R: Runtime>(
             authorize: std::sync::Arc::new(move |req: &HttpRequest| {
                 authorize_with(&mgmt, management_addr, req)
             }),
-        })
+        }
     });
     let data = web::Data::new(AppState {
         worker,
@@ -609,6 +625,7 @@ pub fn server_with_metrics<R: Runtime>(
         management_addr,
         metrics,
         functions: user_functions,
+        function_routes,
     });
     let mut all = vec![listeners.data];
     all.extend(listeners.management);
@@ -621,14 +638,8 @@ pub fn server_with_metrics<R: Runtime>(
     };
     http_front::serve(
         move || {
-            let functions = functions.clone();
             App::new()
                 .app_data(data.clone())
-                .configure(move |cfg| {
-                    if let Some(f) = functions {
-                        crate::functions::http::routes(cfg, f);
-                    }
-                })
                 .default_service(web::to(dispatch::<R>))
         },
         all,
@@ -639,6 +650,27 @@ pub fn server_with_metrics<R: Runtime>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size of the future `handler` returns.
+    fn future_size<F, Fut>(_handler: F) -> usize
+    where
+        F: Fn(
+            web::Data<AppState<crate::runtime::process::ProcessRuntime>>,
+            HttpRequest,
+            web::Payload,
+        ) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// actix allocates the dispatch future for every request (`/execute`
+    /// and `/invoke` alike): it must stay within malloc's per-thread
+    /// cache (1,032 bytes in glibc).
+    #[test]
+    fn the_dispatch_future_is_small() {
+        let size = future_size(dispatch::<crate::runtime::process::ProcessRuntime>);
+        assert!(size <= 1024, "the dispatch future is {size} bytes");
+    }
 
     fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
         q.iter()

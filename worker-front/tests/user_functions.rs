@@ -183,6 +183,21 @@ async fn native_node_and_oneshot_functions_are_deployed_called_and_inspected() {
     let (s, _) = w.json("GET", "/info/nobody", None).await;
     assert_eq!(s, 404);
 
+    // The path after the name reaches the function as it came, escapes
+    // and all (a decoded space would not even make a request line).
+    let r = w
+        .client
+        .get(format!("{}/invoke/echo/a%20b/c%2Fd/?e=%20", w.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let escaped: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (escaped["path"].as_str(), escaped["query"].as_str()),
+        (Some("/a%20b/c%2Fd/"), Some("e=%20"))
+    );
+
     // Rate limit: 1/s (burst 1), then unlimited again.
     let (s, v) = w
         .json("POST", "/config/echo", Some(r#"{"rateLimit": 1}"#))

@@ -44,65 +44,13 @@ use http_front::{error_reply, read_body, read_form};
 use protocol::reply::RetriedFrom;
 use protocol::LoadBalancingInfo;
 use sample_functions::user::store::CallRow;
+pub use sample_functions::user::wire::Route;
 use sample_functions::user::wire::{self, deploy_form, hop_by_hop};
 use std::time::Duration;
 
 /// The largest call body and reply relayed (the worker's bound on a
 /// function's reply).
 pub const MAX_CALL_BYTES: u64 = 6 * 1024 * 1024;
-
-/// A Glambdar route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Deploy,
-    Invoke { name: String, tail: String },
-    InfoAll,
-    Info(String),
-    Logs(String),
-    Delete(String),
-    Config(String),
-    Package(String),
-}
-
-impl Route {
-    /// The route of `method` and `path`, if it is one (None: not ours,
-    /// e.g. `/info` with another method falls through to the 404/405).
-    pub fn parse(method: &Method, path: &str) -> Option<Self> {
-        let one = |prefix: &str| {
-            path.strip_prefix(prefix)
-                .filter(|n| !n.is_empty() && !n.contains('/'))
-                .map(str::to_string)
-        };
-        if let Some(rest) = path.strip_prefix("/invoke/") {
-            let (name, tail) = match rest.find('/') {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, ""),
-            };
-            return (!name.is_empty()).then(|| Self::Invoke {
-                name: name.into(),
-                tail: tail.into(),
-            });
-        }
-        match *method {
-            Method::POST if path == "/deploy" => Some(Self::Deploy),
-            Method::GET if path == "/info" => Some(Self::InfoAll),
-            Method::GET => one("/info/")
-                .map(Self::Info)
-                .or_else(|| one("/logs/").map(Self::Logs))
-                .or_else(|| one("/packages/").map(Self::Package)),
-            Method::DELETE => one("/del/").map(Self::Delete),
-            Method::POST => one("/config/").map(Self::Config),
-            _ => None,
-        }
-    }
-
-    fn is_management(&self) -> bool {
-        matches!(
-            self,
-            Self::Deploy | Self::Delete(_) | Self::Config(_) | Self::Package(_)
-        )
-    }
-}
 
 fn failure(e: FunctionError) -> HttpResponse {
     error_reply(e.status(), e.to_string())
@@ -536,41 +484,5 @@ async fn config(
     match store.set_rate(name, rate).await {
         Ok(()) => ok_json(wire::configured(name, rate)),
         Err(e) => failure(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_are_parsed() {
-        assert_eq!(Route::parse(&Method::POST, "/deploy"), Some(Route::Deploy));
-        assert_eq!(Route::parse(&Method::GET, "/deploy"), None);
-        assert_eq!(
-            Route::parse(&Method::PUT, "/invoke/f/a/b"),
-            Some(Route::Invoke {
-                name: "f".into(),
-                tail: "/a/b".into()
-            })
-        );
-        assert_eq!(Route::parse(&Method::GET, "/invoke/"), None);
-        assert_eq!(Route::parse(&Method::GET, "/info"), Some(Route::InfoAll));
-        assert_eq!(
-            Route::parse(&Method::GET, "/info/f"),
-            Some(Route::Info("f".into()))
-        );
-        assert_eq!(Route::parse(&Method::GET, "/info/f/x"), None);
-        assert_eq!(
-            Route::parse(&Method::DELETE, "/del/f"),
-            Some(Route::Delete("f".into()))
-        );
-        assert_eq!(Route::parse(&Method::GET, "/del/f"), None);
-        assert!(Route::parse(&Method::GET, "/packages/ab")
-            .unwrap()
-            .is_management());
-        assert!(!Route::parse(&Method::GET, "/logs/f")
-            .unwrap()
-            .is_management());
     }
 }

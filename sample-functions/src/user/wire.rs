@@ -1,5 +1,7 @@
 //! The HTTP pieces of the Glambdar routes that the worker and the
-//! balancer share: the `multipart/form-data` body of `POST /deploy`
+//! balancer share: which route a request is ([`Route::parse`], by hand:
+//! no router's regex runs on a server's hot path), the
+//! `multipart/form-data` body of `POST /deploy`
 //! (RFC 7578) and its size bound, the body of `POST /config/:name` and
 //! its reply, the `limit` of `GET /logs/:name`, and which headers are the
 //! connection's (not forwarded to a function, nor from it). Both servers
@@ -25,6 +27,70 @@ pub struct DeployReport {
     pub rate_limit: f64,
     /// The version this one replaced, if any.
     pub replaced: Option<u64>,
+}
+
+/// A Glambdar route (the worker's and the balancer's; the balancer alone
+/// serves [`Route::Package`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /deploy`.
+    Deploy,
+    /// `ANY /invoke/:name[/path]`: `tail` is the path after the name as
+    /// it came (empty, or starting with `/`).
+    Invoke { name: String, tail: String },
+    /// `GET /info`.
+    InfoAll,
+    /// `GET /info/:name`.
+    Info(String),
+    /// `GET /logs/:name`.
+    Logs(String),
+    /// `DELETE /del/:name`.
+    Delete(String),
+    /// `POST /config/:name`.
+    Config(String),
+    /// `GET /packages/<sha256>` (the balancer's store, for its workers).
+    Package(String),
+}
+
+impl Route {
+    /// The route of a request's `method` (e.g. `"GET"`) and `path` (its
+    /// URI's path, not decoded), if it is one. None: not a Glambdar route,
+    /// e.g. `/info` with another method, or `/invoke/` without a name;
+    /// the server's other routes (and its 404 / 405) answer those.
+    pub fn parse(method: &str, path: &str) -> Option<Self> {
+        let one = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .filter(|n| !n.is_empty() && !n.contains('/'))
+                .map(str::to_string)
+        };
+        if let Some(rest) = path.strip_prefix("/invoke/") {
+            let (name, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            return (!name.is_empty()).then(|| Self::Invoke {
+                name: name.into(),
+                tail: tail.into(),
+            });
+        }
+        match method {
+            "POST" if path == "/deploy" => Some(Self::Deploy),
+            "GET" if path == "/info" => Some(Self::InfoAll),
+            "GET" => one("/info/")
+                .map(Self::Info)
+                .or_else(|| one("/logs/").map(Self::Logs))
+                .or_else(|| one("/packages/").map(Self::Package)),
+            "DELETE" => one("/del/").map(Self::Delete),
+            "POST" => one("/config/").map(Self::Config),
+            _ => None,
+        }
+    }
+
+    /// Whether it changes or hands out what is deployed: a management
+    /// route (`protocol::mgmt`: loopback peers, or the bearer token).
+    pub fn is_management(&self) -> bool {
+        matches!(
+            self,
+            Self::Deploy | Self::Delete(_) | Self::Config(_) | Self::Package(_)
+        )
+    }
 }
 
 /// Headers that belong to one connection, not to the message.
@@ -229,6 +295,61 @@ pub fn logs_limit(query: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_are_parsed_by_method_and_path() {
+        let invoke = |name: &str, tail: &str| {
+            Some(Route::Invoke {
+                name: name.into(),
+                tail: tail.into(),
+            })
+        };
+        assert_eq!(Route::parse("POST", "/deploy"), Some(Route::Deploy));
+        assert_eq!(Route::parse("GET", "/deploy"), None);
+        assert_eq!(Route::parse("PUT", "/invoke/f/a/b"), invoke("f", "/a/b"));
+        assert_eq!(Route::parse("GET", "/invoke/f"), invoke("f", ""));
+        assert_eq!(Route::parse("GET", "/invoke/f/"), invoke("f", "/"));
+        // The path as it came: a function sees its own escapes.
+        assert_eq!(
+            Route::parse("GET", "/invoke/f/a%2Fb%20c"),
+            invoke("f", "/a%2Fb%20c")
+        );
+        assert_eq!(Route::parse("GET", "/invoke/"), None);
+        assert_eq!(Route::parse("GET", "/invoke//x"), None);
+        assert_eq!(Route::parse("GET", "/invoke"), None);
+        assert_eq!(Route::parse("GET", "/info"), Some(Route::InfoAll));
+        assert_eq!(Route::parse("POST", "/info"), None);
+        assert_eq!(
+            Route::parse("GET", "/info/f"),
+            Some(Route::Info("f".into()))
+        );
+        assert_eq!(Route::parse("GET", "/info/f/x"), None);
+        assert_eq!(Route::parse("GET", "/info/"), None);
+        assert_eq!(
+            Route::parse("GET", "/logs/f"),
+            Some(Route::Logs("f".into()))
+        );
+        assert_eq!(
+            Route::parse("DELETE", "/del/f"),
+            Some(Route::Delete("f".into()))
+        );
+        assert_eq!(Route::parse("GET", "/del/f"), None);
+        assert_eq!(
+            Route::parse("POST", "/config/f"),
+            Some(Route::Config("f".into()))
+        );
+        assert_eq!(Route::parse("GET", "/config/f"), None);
+        // The testbed's own routes are not Glambdar's.
+        for path in ["/execute", "/execute/W1", "/health", "/metrics", "/"] {
+            for method in ["GET", "POST", "DELETE"] {
+                assert_eq!(Route::parse(method, path), None, "{method} {path}");
+            }
+        }
+        assert!(Route::parse("GET", "/packages/ab").unwrap().is_management());
+        assert!(Route::parse("POST", "/deploy").unwrap().is_management());
+        assert!(!Route::parse("GET", "/logs/f").unwrap().is_management());
+        assert!(!Route::parse("GET", "/invoke/f").unwrap().is_management());
+    }
 
     #[test]
     fn multipart_bodies_are_split() {

@@ -39,7 +39,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use http_front::{read_body, read_form};
 use sample_functions::user::wire;
-pub use sample_functions::user::wire::{boundary, deploy_form, hop_by_hop, parse_multipart, Part};
+pub use sample_functions::user::wire::{
+    boundary, deploy_form, hop_by_hop, parse_multipart, Part, Route,
+};
 use std::sync::Arc;
 
 /// Who may use the management routes (the worker's rule).
@@ -98,17 +100,29 @@ fn failure(e: FunctionError) -> HttpResponse {
     error(status_of(&e), e.to_string())
 }
 
-/// Registers the routes.
-pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<FunctionsState>) {
-    cfg.app_data(state)
-        .route("/deploy", web::post().to(deploy))
-        .route("/invoke/{name}", web::route().to(invoke))
-        .route("/invoke/{name}/{tail:.*}", web::route().to(invoke))
-        .route("/info", web::get().to(info_all))
-        .route("/info/{name}", web::get().to(info))
-        .route("/logs/{name}", web::get().to(logs))
-        .route("/del/{name}", web::delete().to(delete))
-        .route("/config/{name}", web::post().to(config));
+/// Serves `route` (of [`Route::parse`]); None for a route that is not
+/// the worker's ([`Route::Package`], the balancer's), which the worker's
+/// other routes then answer (a 404).
+///
+/// The server's dispatch parses the route by hand for every request:
+/// actix's router would test each of these routes' regular expressions,
+/// in turn, on every request that reaches the app, `/execute` included.
+pub async fn handle(
+    state: &FunctionsState,
+    route: Route,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Option<HttpResponse> {
+    Some(match route {
+        Route::Invoke { name, tail } => invoke(state, req, payload, name, tail).await,
+        Route::Deploy => Box::pin(deploy(state, req, payload)).await,
+        Route::InfoAll => Box::pin(info_all(state)).await,
+        Route::Info(name) => Box::pin(info(state, &name)).await,
+        Route::Logs(name) => Box::pin(logs(state, req, name)).await,
+        Route::Delete(name) => Box::pin(delete(state, req, name)).await,
+        Route::Config(name) => Box::pin(config(state, req, payload, name)).await,
+        Route::Package(_) => return None,
+    })
 }
 
 /// Runs `f` on the main runtime.
@@ -123,21 +137,17 @@ async fn on_main<T: Send + 'static>(
         .map_err(|e| error(500, format!("internal task failed: {e}")))
 }
 
-async fn deploy(
-    state: web::Data<FunctionsState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    if let Err(refused) = (state.authorize)(&req) {
+async fn deploy(state: &FunctionsState, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
+    if let Err(refused) = (state.authorize)(req) {
         return refused;
     }
     let limit = wire::deploy_body_limit(state.functions.limits().max_upload_bytes);
-    let form = match read_form(&req, payload, limit, deploy_form).await {
+    let form = match read_form(req, payload, limit, deploy_form).await {
         Ok(f) => f,
         Err(e) => return e,
     };
     let functions = state.functions.clone();
-    match on_main(&state, async move {
+    match on_main(state, async move {
         functions
             .deploy(&form.name, form.zip, form.rate_limit)
             .await
@@ -150,18 +160,23 @@ async fn deploy(
     }
 }
 
-/// `/invoke/{name}`. Its two hops to the main runtime (fetching a
+/// `/invoke/{name}{tail}`. Its two hops to the main runtime (fetching a
 /// version, a call that is not warm) are boxed where they are awaited:
-/// actix allocates this future for every request, and they made it 8,424
-/// bytes; now 256.
+/// actix allocates the server's dispatch future, which holds this one,
+/// for every request, and they made it 8,424 bytes.
 async fn invoke(
-    state: web::Data<FunctionsState>,
-    req: HttpRequest,
+    state: &FunctionsState,
+    req: &HttpRequest,
     payload: web::Payload,
+    name: String,
+    tail: String,
 ) -> HttpResponse {
-    let name = req.match_info().get("name").unwrap_or("").to_string();
-    let path = format!("/{}", req.match_info().get("tail").unwrap_or(""));
-    let body = match read_body(&req, payload, super::instance::MAX_REPLY_BYTES as u64).await {
+    let path = if tail.is_empty() {
+        "/".to_string()
+    } else {
+        tail
+    };
+    let body = match read_body(req, payload, super::instance::MAX_REPLY_BYTES as u64).await {
         Ok(b) => b,
         Err(e) => return e,
     };
@@ -178,7 +193,7 @@ async fn invoke(
         ) else {
             break 'ensure;
         };
-        if let Err(refused) = (state.authorize_package)(&req) {
+        if let Err(refused) = (state.authorize_package)(req) {
             return refused;
         }
         let Ok(version) = version.parse::<u64>() else {
@@ -190,7 +205,7 @@ async fn invoke(
         }
         let functions = state.functions.clone();
         let n = name.clone();
-        match Box::pin(on_main(&state, async move {
+        match Box::pin(on_main(state, async move {
             functions.ensure(&n, version, &digest).await
         }))
         .await
@@ -214,11 +229,12 @@ async fn invoke(
         body,
     };
     let functions = state.functions.clone();
-    let invoking = async move { functions.invoke(&name, call).await };
-    let invoked = if state
-        .functions
-        .serves_warm(req.match_info().get("name").unwrap_or(""))
-    {
+    let warm = state.functions.serves_warm(&name);
+    let invoking = async move {
+        let invoked = functions.invoke(&name, call).await;
+        (name, invoked)
+    };
+    let invoked = if warm {
         // A warm call is one loopback hop: this HTTP thread carries it, in
         // a task of its own (a client going away does not cancel it), with
         // its own pooled connections to the instance, instead of crossing
@@ -227,11 +243,11 @@ async fn invoke(
             .await
             .map_err(|e| error(500, format!("internal task failed: {e}")))
     } else {
-        Box::pin(on_main(&state, invoking)).await
+        Box::pin(on_main(state, invoking)).await
     };
-    let invoked = match invoked {
-        Ok(Ok(i)) => i,
-        Ok(Err(e)) => return failure(e),
+    let (name, invoked) = match invoked {
+        Ok((name, Ok(i))) => (name, i),
+        Ok((_, Err(e))) => return failure(e),
         Err(e) => return e,
     };
     let meta = protocol::ExecutionMeta {
@@ -239,11 +255,7 @@ async fn invoke(
         using_pooled_container: invoked.meta.pooled,
         using_existing_rest_container: invoked.meta.existing_instance,
         container_name: invoked.instance.clone(),
-        image_name: format!(
-            "{}@v{}",
-            req.match_info().get("name").unwrap_or(""),
-            invoked.version
-        ),
+        image_name: format!("{name}@v{}", invoked.version),
     };
     let status = StatusCode::from_u16(invoked.reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out = HttpResponse::build(status);
@@ -265,7 +277,7 @@ async fn invoke(
     out.body(invoked.reply.body)
 }
 
-async fn info_all(state: web::Data<FunctionsState>) -> HttpResponse {
+async fn info_all(state: &FunctionsState) -> HttpResponse {
     let all = state.functions.info_all().await;
     json(
         200,
@@ -273,15 +285,14 @@ async fn info_all(state: web::Data<FunctionsState>) -> HttpResponse {
     )
 }
 
-async fn info(state: web::Data<FunctionsState>, name: web::Path<String>) -> HttpResponse {
-    match state.functions.info(&name).await {
+async fn info(state: &FunctionsState, name: &str) -> HttpResponse {
+    match state.functions.info(name).await {
         Ok(i) => json(200, serde_json::to_string(&i).unwrap_or_default()),
         Err(e) => failure(e),
     }
 }
 
-async fn logs(state: web::Data<FunctionsState>, req: HttpRequest) -> HttpResponse {
-    let name = req.match_info().get("name").unwrap_or("").to_string();
+async fn logs(state: &FunctionsState, req: &HttpRequest, name: String) -> HttpResponse {
     let limit = match wire::logs_limit(req.query_string()) {
         Ok(l) => l,
         Err(e) => return error(400, e),
@@ -295,14 +306,13 @@ async fn logs(state: web::Data<FunctionsState>, req: HttpRequest) -> HttpRespons
     }
 }
 
-async fn delete(state: web::Data<FunctionsState>, req: HttpRequest) -> HttpResponse {
-    if let Err(refused) = (state.authorize)(&req) {
+async fn delete(state: &FunctionsState, req: &HttpRequest, name: String) -> HttpResponse {
+    if let Err(refused) = (state.authorize)(req) {
         return refused;
     }
-    let name = req.match_info().get("name").unwrap_or("").to_string();
     let functions = state.functions.clone();
     let n = name.clone();
-    match on_main(&state, async move { functions.delete(&n).await }).await {
+    match on_main(state, async move { functions.delete(&n).await }).await {
         Ok(Ok(version)) => json(
             200,
             serde_json::json!({"Message": "deleted", "Name": name, "Version": version}).to_string(),
@@ -313,15 +323,15 @@ async fn delete(state: web::Data<FunctionsState>, req: HttpRequest) -> HttpRespo
 }
 
 async fn config(
-    state: web::Data<FunctionsState>,
-    req: HttpRequest,
+    state: &FunctionsState,
+    req: &HttpRequest,
     payload: web::Payload,
+    name: String,
 ) -> HttpResponse {
-    if let Err(refused) = (state.authorize)(&req) {
+    if let Err(refused) = (state.authorize)(req) {
         return refused;
     }
-    let name = req.match_info().get("name").unwrap_or("").to_string();
-    let read = read_form(&req, payload, wire::CONFIG_BODY_LIMIT, |_, body| {
+    let read = read_form(req, payload, wire::CONFIG_BODY_LIMIT, |_, body| {
         wire::rate_config(body)
     });
     let rate = match read.await {
@@ -330,7 +340,7 @@ async fn config(
     };
     let functions = state.functions.clone();
     let n = name.clone();
-    match on_main(&state, async move { functions.set_rate(&n, rate).await }).await {
+    match on_main(state, async move { functions.set_rate(&n, rate).await }).await {
         Ok(Ok(())) => json(200, wire::configured(&name, rate).to_string()),
         Ok(Err(e)) => failure(e),
         Err(e) => e,
@@ -342,16 +352,17 @@ mod tests {
     use super::*;
 
     /// The size of the future `handler` returns.
-    fn future_size<F, Fut>(_handler: F) -> usize
+    fn future_size<'a, F, Fut>(_handler: F) -> usize
     where
-        F: Fn(web::Data<FunctionsState>, HttpRequest, web::Payload) -> Fut,
+        F: Fn(&'a FunctionsState, &'a HttpRequest, web::Payload, String, String) -> Fut,
     {
         std::mem::size_of::<Fut>()
     }
 
-    /// actix allocates `/invoke/{name}`'s future for every call: it must
-    /// stay within malloc's per-thread cache (1,032 bytes in glibc), with
-    /// the cold paths boxed (it was 8,424 bytes with them inline).
+    /// The server's dispatch future, allocated for every request, holds
+    /// `/invoke`'s: it must stay within malloc's per-thread cache (1,032
+    /// bytes in glibc), with the cold paths boxed (it was 8,424 bytes with
+    /// them inline).
     #[test]
     fn the_invoke_handlers_future_is_small() {
         let size = future_size(invoke);
