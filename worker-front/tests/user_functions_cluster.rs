@@ -85,11 +85,13 @@ async fn user_functions_run_on_a_cluster_that_holds_them_at_the_balancer() {
         assert_eq!(s, 200, "{v}");
         let mut nodes = std::collections::BTreeSet::new();
         for i in 0..4 {
-            let (s, h, body) = lb.call("echo", &format!("/p?i={i}")).await;
+            // The path after the name arrives as it was sent, escapes
+            // and all, across both hops.
+            let (s, h, body) = lb.call("echo", &format!("/p%20{i}/q%2F?i={i}")).await;
             assert_eq!(s, 200, "{body}");
             let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
             assert_eq!(echo["label"], "v1");
-            assert_eq!(echo["path"], "/p");
+            assert_eq!(echo["path"], format!("/p%20{i}/q%2F"));
             assert_eq!(echo["query"], format!("i={i}"));
             assert!(
                 echo["headers"].get("x-hf-function-digest").is_none(),
