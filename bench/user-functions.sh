@@ -34,8 +34,12 @@
 # wrk's call count): where a call's cost goes; the summary also gives
 # each of them (and their sum) against the bare server's CPU per call in
 # the same round, a paired ratio steadier than calls/s on a shared
-# machine, where a busy minute slows every target. `ab` and the one-
-# connection latency run once per target. `--netns host` measures in the
+# machine, where a busy minute slows every target. Last, a ceiling: the
+# calls/s this host's cores allow a chain of two pure relays and the
+# function (each relay modelled at twice the bare echo's CPU per call,
+# the function at once, the client free), and whether the 10x target
+# lies under it. `ab` and the one-connection latency run once per
+# target. `--netns host` measures in the
 # machine's own network namespace, where the Docker engine's iptables
 # rules (its nat table) put netfilter's connection tracking on every
 # loopback packet; `private` runs everything (servers, ab, wrk) in a new
@@ -69,7 +73,7 @@ while [ $# -gt 0 ]; do
                 *) echo "--function-sched must be normal, batch or both" >&2; exit 2 ;;
             esac
             PASS+=("$1" "$2"); shift 2 ;;
-        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -286,7 +290,7 @@ case "$NETNS" in
     *) WHERE="the machine's network namespace ($(iptables -t nat -S 2>/dev/null | grep -c '^-A' || true) nat rules)" ;;
 esac
 echo "host: $(nproc) cores, $(uname -r); balancer threads $LB_THREADS, worker HTTP threads $WORKER_THREADS; in $WHERE; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$TMP/once.tsv" "$TMP/rounds.tsv" "$ROOT/bench" "$CONNECTIONS" <<'PY'
+python3 - "$TMP/once.tsv" "$TMP/rounds.tsv" "$ROOT/bench" "$CONNECTIONS" "$(nproc)" <<'PY'
 import math, statistics, sys
 
 sys.path.insert(0, sys.argv[3])
@@ -295,6 +299,7 @@ from stats import geometric_interval, interval, verdict  # noqa: E402 (bench/sta
 GLAMBDAR_RPS, GLAMBDAR_MS = 2951.0, 1.06
 TARGET = 10 * GLAMBDAR_RPS
 conns = sys.argv[4]
+cores = int(sys.argv[5])
 name = {"bare": "bare echo"}
 once = [line.split("\t") for line in open(sys.argv[1]).read().splitlines() if line]
 rows = [line.split("\t") for line in open(sys.argv[2]).read().splitlines() if line]
@@ -360,6 +365,20 @@ for t, rps, _, serial in once:
     print(f"  {label(t)}: wrk -c {conns} x{m / GLAMBDAR_RPS:.2f} [{(m - h) / GLAMBDAR_RPS:.2f}, "
           f"{(m + h) / GLAMBDAR_RPS:.2f}] ({verdict(m - h, m + h, at_least=TARGET)}); ab x{float(rps) / GLAMBDAR_RPS:.2f}; "
           f"warm p50 {serial} ms ({'met' if float(serial) < 0.3 else 'missed'})")
+# What this host allows any balancer and worker: each relays a call
+# (receives and sends it, then its reply: twice the bare echo's system
+# calls), so model each at twice the bare server's CPU per call and the
+# function at once, with the client free; the machine's cores then bound
+# the calls/s. A target over this bound is out of reach here for any
+# relay, ours or another.
+bare = [x[5] for x in by.get("bare", {}).values() if x[5] > 0]
+reach = {"met": "the 10x target lies under it", "missed": "the 10x target lies above it: out of reach on this host",
+         "not decided (more rounds)": "the 10x target lies within its interval (more rounds)"}
+if bare:
+    m, h = interval([cores * 1e6 / (5 * b) for b in bare])
+    print(f"  ceiling on this host for two pure relays ({cores} cores / (2 + 2 + 1) x the bare echo's CPU per call,"
+          f" the client free): {m:,.0f} ± {h:,.0f} calls/s, x{m / GLAMBDAR_RPS:.2f} Glambdar"
+          f" ({reach[verdict(m - h, m + h, at_least=TARGET)]})")
 PY
 if [ "$FAILED" -ne 0 ]; then
     echo "some calls through the balancer failed ($FAILED)" >&2
