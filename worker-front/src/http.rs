@@ -104,10 +104,16 @@ struct AppState<R> {
     management_addr: Option<std::net::SocketAddr>,
     /// `/metrics` (None: `--no-metrics`).
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
-    /// Users' own functions, for `/instances` and `/scale`.
-    functions: Option<crate::functions::Functions>,
-    /// Their routes (`/deploy`, `/invoke/:name`...), when they are served.
-    function_routes: Option<crate::functions::http::FunctionsState>,
+    /// Users' own functions, when they are served: their routes
+    /// (`/deploy`, `/invoke/:name`...), `/instances` and `/scale`.
+    functions: Option<crate::functions::http::FunctionsState>,
+}
+
+impl<R> AppState<R> {
+    /// Users' own functions, if served.
+    fn user_functions(&self) -> Option<&crate::functions::Functions> {
+        self.functions.as_ref().map(|f| &f.functions)
+    }
 }
 
 /// The sockets the worker serves and who may manage it.
@@ -214,13 +220,16 @@ where
         .map_err(|e| error(500, format!("internal task failed: {e}")))
 }
 
-/// Every request: parsed into an [`Action`], handled, answered.
+/// Every request: a Glambdar route of users' functions when they are
+/// served (`functions::http::Route`), else parsed into an [`Action`];
+/// handled, answered. Both parsed by hand: no router's regex runs per
+/// request.
 async fn dispatch<R: Runtime>(
     state: web::Data<AppState<R>>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    if let Some(functions) = &state.function_routes {
+    if let Some(functions) = &state.functions {
         if let Some(route) = crate::functions::http::Route::parse(req.method().as_str(), req.path())
         {
             if let Some(reply) =
@@ -313,8 +322,7 @@ fn instances_of<R: Runtime>(
     match state.worker.function_instances(function) {
         Ok(counts) => Ok(counts),
         Err(WorkerError::UnknownFunction(_)) if state.functions.is_some() => state
-            .functions
-            .as_ref()
+            .user_functions()
             .map_or(Ok((0, 0)), |f| f.warm_instances(function))
             .map_err(|e| error(crate::functions::http::status_of(&e), e.to_string())),
         Err(e) => Err(worker_error(e)),
@@ -372,8 +380,8 @@ async fn scale<R: Runtime>(
     };
     let user = || {
         state
-            .functions
-            .clone()
+            .user_functions()
+            .cloned()
             .ok_or_else(|| worker_error(WorkerError::UnknownFunction(function.clone())))
     };
     let (message, key, count) = if n == 0 {
@@ -596,8 +604,7 @@ pub fn server_with_metrics<R: Runtime>(
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
-    let user_functions = functions.clone();
-    let function_routes = functions.map(|functions| {
+    let functions = functions.map(|functions| {
         let mgmt = listeners.mgmt.clone();
         crate::functions::http::FunctionsState {
             functions,
@@ -624,8 +631,7 @@ pub fn server_with_metrics<R: Runtime>(
         mgmt: listeners.mgmt,
         management_addr,
         metrics,
-        functions: user_functions,
-        function_routes,
+        functions,
     });
     let mut all = vec![listeners.data];
     all.extend(listeners.management);
