@@ -677,6 +677,27 @@
 //! everywhere. fnlb's peak on 10M was 265 MiB before b5affc3, which keeps
 //! its EWMAs only for the (node, function) pairs measured (the same
 //! summaries byte for byte).
+//!
+//! # Figures (2026-12-06, night: a slow AMD EPYC host)
+//!
+//! Commits 9478b2b (1M) and 6eb28d6 (10M), the simulator's code as
+//! above, on a host labelled AMD EPYC, 2 vCPUs, 1 MiB of L2 per core, 32
+//! MiB of L3, that builds the workspace in 16 min 44 s (the fast AMD
+//! host: 10 min 46 s). One run each,
+//! `DES_AZURE_CASES=1M` and then `10M`, `DES_AZURE_ALGOS=rr,ll,ch,ours`:
+//!
+//! | algo | 1M, calls/s | 1M peak MiB | 10M, load + run s | 10M peak MiB |
+//! |------|-------------|-------------|-------------------|--------------|
+//! | rr | 2.80M | 42.9 | 0.47 + 2.91 | 645 |
+//! | ll | 0.73M: missed | 39.6 | 0.58 + 22.38: missed | 617 |
+//! | ch | 1.50M: missed | 27.8 | 0.48 + 9.16 | 188 |
+//! | ours | 1.21M: missed | 36.4 | 0.44 + 16.96: missed | 271 |
+//!
+//! The same simulations again (cold-start ratios as above). This host is
+//! the slowest yet: ll's 10M (load + run) takes 2.2 times the fast AMD
+//! host's (medians above), ch's 1.8 times, rr's (partitioned, on both
+//! cores) 1.9 times; on 1M, ll's rate is a quarter of that host's. ll /
+//! ch on 10M is 2.4 here.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
