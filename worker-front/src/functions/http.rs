@@ -163,7 +163,8 @@ async fn deploy(state: &FunctionsState, req: &HttpRequest, payload: web::Payload
 /// `/invoke/{name}{tail}`. Its two hops to the main runtime (fetching a
 /// version, a call that is not warm) are boxed where they are awaited:
 /// actix allocates the server's dispatch future, which holds this one,
-/// for every request, and they made it 8,424 bytes.
+/// for every request, and they made it 8,424 bytes; now 328 (the
+/// dispatch's, 704).
 async fn invoke(
     state: &FunctionsState,
     req: &HttpRequest,
