@@ -133,9 +133,12 @@ fn workers_join_rejoin_after_a_balancer_restart_and_leave_on_sigterm() {
     }
 
     // A new balancer on the same port knows nothing: the workers register
-    // again by themselves.
-    lb.child.kill().unwrap();
-    lb.child.wait().unwrap();
+    // again by themselves. (Stopped, not killed: it removes its temporary
+    // store of users' functions.)
+    assert!(
+        support::stop(&mut lb.child),
+        "the balancer did not exit on SIGTERM"
+    );
     let lb2 = balancer(&bins, lb_port);
     assert_eq!(lb2.port(), lb_port);
     drop(lb);

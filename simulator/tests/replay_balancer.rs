@@ -128,6 +128,20 @@ fn replays_against_the_real_balancer_in_fake_mode() {
             .or_insert(reply.load_balancing_info.worker_node_id);
         assert_eq!(node, reply.load_balancing_info.worker_node_id, "{text}");
     }
+
+    // Stopped as a user stops it (the test support's `stop`), the
+    // balancer leaves nothing behind: its temporary store of users'
+    // functions, named by its pid, is gone.
+    let pid = balancer.child.id();
+    drop(balancer);
+    let prefix = format!("hf-balancer-functions.{pid}.");
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "the stopped balancer left {left:?}");
 }
 
 /// Wait until `cond` holds on the balancer's `/1/lb/scheduler` (60 s).

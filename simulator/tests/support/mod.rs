@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that run the real binaries: building them,
-//! staging directories in memory, child processes that are always killed,
-//! free ports, waiting for `/health`, one-shot HTTP GETs.
+//! staging directories in memory, child processes that are always stopped
+//! (SIGTERM, so that they remove what they made, then SIGKILL), free
+//! ports, waiting for `/health`, one-shot HTTP GETs.
 
 #![allow(dead_code)] // each test binary uses a part
 
@@ -201,13 +202,47 @@ pub fn staging_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// A child process killed (and reaped) when dropped.
+/// How long a child may take to exit after SIGTERM: the servers' own
+/// shutdown time-out (5 s) and their clean-up, as the experiment's
+/// `STOP_GRACE`.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Stops `child` as a user would: SIGTERM, so that it removes what it
+/// made (a balancer its temporary store of users' functions, a worker its
+/// instances and work area), SIGKILL if it has not exited within
+/// [`STOP_GRACE`]; then reaps it. Returns whether it exited by itself.
+pub fn stop(child: &mut Child) -> bool {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    if let Ok(Some(_)) = child.try_wait() {
+        return true;
+    }
+    let Ok(pid) = i32::try_from(child.id()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return false;
+    };
+    if kill(Pid::from_raw(pid), Signal::SIGTERM).is_ok() {
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(_)) => return true,
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// A child process stopped ([`stop`]) and reaped when dropped.
 pub struct Guard(pub Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        stop(&mut self.0);
     }
 }
 
@@ -262,7 +297,7 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// A child serving at `url`, killed (and reaped) when dropped.
+/// A child serving at `url`, stopped ([`stop`]) and reaped when dropped.
 pub struct Server {
     pub child: Child,
     pub url: String,
@@ -270,8 +305,7 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
 
