@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{alive, build_testbed, workspace_root};
+use support::{alive, balancer_stores_in, build_testbed, workspace_root};
 
 /// Live experiments run one at a time: each starts its workers on this
 /// machine's cores, and one of them deliberately loads every core.
@@ -293,12 +293,7 @@ fn live_experiment_on_the_small_scenario_reports_every_algorithm() {
     // none was killed, no balancer left its temporary store of user
     // functions, no worker its work area.
     assert!(!stderr.contains("was killed"), "{stderr}");
-    let left: Vec<String> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("hf-balancer-functions"))
-        .collect();
+    let left = balancer_stores_in(tmp.path(), None);
     assert!(left.is_empty(), "left by the balancers: {left:?}\n{stderr}");
     assert_no_work_area_under(tmp.path(), &worker_ids(&run.join("run.json")));
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use protocol::sidecar::{sidecar_path, RunSidecar};
 
 use protocol::{BalancerReply, LogLine};
-use support::{start_printing_url, workspace_bins_with, Server};
+use support::{balancer_stores_in, start_printing_url, workspace_bins_with, Server};
 
 /// The balancer and the stub worker, built (a no-op when current); their
 /// directory.
@@ -134,13 +134,7 @@ fn replays_against_the_real_balancer_in_fake_mode() {
     // functions, named by its pid, is gone.
     let pid = balancer.child.id();
     drop(balancer);
-    let prefix = format!("hf-balancer-functions.{pid}.");
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| e.path())
-        .collect();
+    let left = balancer_stores_in(&std::env::temp_dir(), Some(pid));
     assert!(left.is_empty(), "the stopped balancer left {left:?}");
 }
 

@@ -202,10 +202,24 @@ pub fn staging_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// How long a child may take to exit after SIGTERM: the servers' own
-/// shutdown time-out (5 s) and their clean-up, as the experiment's
-/// `STOP_GRACE`.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a child may take to exit after SIGTERM: the experiment's
+/// own grace (the servers' shutdown time-out and their clean-up).
+pub use simulator::experiment::children::STOP_GRACE;
+
+/// The names in `dir` of balancers' temporary stores of users' functions
+/// (`hf-balancer-functions.<pid>.…`): every balancer's, or `pid`'s only.
+pub fn balancer_stores_in(dir: &Path, pid: Option<u32>) -> Vec<String> {
+    let prefix = match pid {
+        Some(pid) => format!("hf-balancer-functions.{pid}."),
+        None => "hf-balancer-functions".to_string(),
+    };
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
 
 /// Stops `child` as a user would: SIGTERM, so that it removes what it
 /// made (a balancer its temporary store of users' functions, a worker its
