@@ -39,11 +39,11 @@
 # function (each relay modelled at twice the bare echo's CPU per call,
 # the function at once, the client free), and whether the 10x target
 # lies under it. `ab` and the one-connection latency run once per
-# target. `--netns host` measures in the
-# machine's own network namespace, where the Docker engine's iptables
-# rules (its nat table) put netfilter's connection tracking on every
-# loopback packet; `private` runs everything (servers, ab, wrk) in a new
-# network namespace of its own (`unshare --net`, loopback only, no
+# target. `--netns host` measures in the machine's own network
+# namespace, where the Docker engine's iptables rules (its nat table)
+# put netfilter's connection tracking on every loopback packet;
+# `private` runs everything (servers, ab, wrk) in a new network
+# namespace of its own (`unshare --net`, loopback only, no
 # firewall rules: what a machine without the Docker engine's rules has);
 # `both` runs the whole measurement once in each, one after the other.
 # Installs apache2-utils (ab) and wrk with apt-get when missing.
