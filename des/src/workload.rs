@@ -504,7 +504,7 @@ fn plain_row(line: &[u8]) -> Option<(&str, u64, u8, Option<CallShape>)> {
     }
     // ASCII, so UTF-8.
     let name = std::str::from_utf8(name).ok()?;
-    let start_ms = plain_digits(fields.next()?, 19)?;
+    let start_ms = plain_digits(fields.next()?, 19).filter(|&ms| ms <= scenario::MAX_START_MS)?;
     let Some(duration) = fields.next() else {
         return Some((name, start_ms, 2, None));
     };
@@ -698,7 +698,7 @@ mod tests {
             "B,20\nA,10\n\nB,007\nA,0",
             "B,20\nA,10\nB , +7\r\nC,1\n",
             "\u{feff}B,20\nA,10\n",
-            "F,18446744073709551615\nG,9999999999999999999\n",
+            "F,3155760000000\nG,00003155760000000\n",
             // Per-invocation columns: plain, then parser-only ones.
             "B,20,1.0005,128\nA,10,5.,1\nB,7,.5,1048576\nA,0,0,64\n",
             "B,20,12.5\nA,10,86400000\nA,3,0.0001\n",
@@ -733,6 +733,8 @@ mod tests {
             "F 1,2",
             "F,+1",
             "F,99999999999999999999",
+            "F,3155760000001",
+            "F,18446744073709551615",
             "Ä,1",
             "F,1,",
             "F,1,1.2.3",
@@ -750,6 +752,10 @@ mod tests {
         std::fs::write(&p, "A,1\nB,2\nC,-3\n").unwrap();
         let e = Workload::load(&p).unwrap_err().to_string();
         assert!(e.contains("p.csv:3") && e.contains("StartTimeMs"), "{e}");
+        // A start past the format's century, on the plain path's rows.
+        std::fs::write(&p, "A,1\nB,18446744073709551\n").unwrap();
+        let e = Workload::load(&p).unwrap_err().to_string();
+        assert!(e.contains("p.csv:2") && e.contains("100 years"), "{e}");
     }
 
     /// Chunks parsed on several threads and merged in order give what

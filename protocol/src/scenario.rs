@@ -17,6 +17,13 @@
 
 use std::fmt::Write as _;
 
+/// Latest start a scenario may give: 100 years of 365.25 days, in ms.
+/// The simulator keeps time in whole microseconds and shares a node's
+/// cores in `f64` microseconds, exact to the microsecond below 2^53 µs
+/// (285 years); a start past a century is a typo, not a workload (before
+/// this bound, a start near `u64::MAX` ms overflowed the microsecond
+/// clock and `simulator des` never ended).
+pub const MAX_START_MS: u64 = 3_155_760_000_000;
 /// Longest per-invocation duration a scenario may give: one day.
 pub const MAX_DURATION_MS: f64 = 86_400_000.0;
 /// Largest per-invocation memory a scenario may give: 1 TB.
@@ -114,9 +121,9 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<ScenarioEvent>, Scenar
             )));
         }
         let start = fields[1];
-        let start_ms = start.parse::<u64>().map_err(|_| {
+        let start_ms = start_ms(start).ok_or_else(|| {
             err(format!(
-                "column 2 (StartTimeMs): {start:?} is not a whole, non-negative number of milliseconds"
+                "column 2 (StartTimeMs): {start:?} is not a whole number of milliseconds in 0..={MAX_START_MS} (100 years)"
             ))
         })?;
         let shape = match fields.get(2) {
@@ -150,10 +157,12 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<ScenarioEvent>, Scenar
     Ok(events)
 }
 
-/// Characters a function name may not hold: white space and control
-/// characters (they end or break a row), and U+FEFF, a byte-order mark,
-/// which a reader strips at the start of a file (a name starting with one
-/// would not read back the same; found by the mutation test).
+/// A `StartTimeMs` field's value: a whole number of milliseconds in
+/// `0..=MAX_START_MS` (as Rust parses a `u64`); None for anything else.
+pub fn start_ms(field: &str) -> Option<u64> {
+    field.parse::<u64>().ok().filter(|&ms| ms <= MAX_START_MS)
+}
+
 /// A `DurationMs` field's value, in µs: a finite number of milliseconds
 /// in `0..=MAX_DURATION_MS` (as Rust parses an `f64`), rounded to the
 /// microsecond; None for anything else.
@@ -174,6 +183,10 @@ pub fn memory_mb(field: &str) -> Option<u32> {
         .filter(|v| (1..=MAX_MEMORY_MB).contains(v))
 }
 
+/// Characters a function name may not hold: white space and control
+/// characters (they end or break a row), and U+FEFF, a byte-order mark,
+/// which a reader strips at the start of a file (a name starting with one
+/// would not read back the same; found by the mutation test).
 fn is_not_in_a_name(c: char) -> bool {
     c.is_whitespace() || c.is_control() || c == '\u{feff}'
 }
@@ -227,6 +240,20 @@ mod tests {
         assert!(e.message.contains("same columns"), "{e}");
         assert_eq!(parse(",0\n", "s.csv").unwrap_err().line, 1);
         assert_eq!(parse("W1,-5\n", "s.csv").unwrap_err().line, 1);
+    }
+
+    #[test]
+    fn a_start_past_a_century_is_an_error() {
+        let last = format!("W1,{MAX_START_MS}\n");
+        assert_eq!(parse(&last, "s.csv").unwrap()[0].start_ms, MAX_START_MS);
+        // Before the bound, these read; `simulator des` never ended on
+        // the first (its microsecond clock saturated).
+        for start in [MAX_START_MS + 1, u64::MAX / 1000, u64::MAX] {
+            let e = parse(&format!("W1,0\nW1,{start}\n"), "s.csv").unwrap_err();
+            assert_eq!(e.line, 2);
+            assert!(e.message.contains("column 2 (StartTimeMs)"), "{e}");
+            assert!(e.message.contains("100 years"), "{e}");
+        }
     }
 
     #[test]
