@@ -32,6 +32,15 @@
 //! (`FunctionName,StartTimeMs`, no header); the configuration, seed and
 //! per-function counts go to a sidecar `<file>.meta.json`. The same
 //! configuration and seed give the same bytes (ChaCha8 seeded with the seed).
+//!
+//! Limits, checked before anything is drawn (each an error naming the
+//! parameter): a duration of at most 100 years (a scenario's latest start,
+//! [`protocol::scenario::MAX_START_MS`]), at most [`MAX_FUNCTIONS`] Zipf
+//! functions, at most [`MAX_CALLS`] calls in expectation, and, for bursty
+//! arrivals, at most as many ON periods. The calls are kept as a time and
+//! a function index each ([`GeneratedCalls`], 16 bytes) and the files are
+//! written whole or not at all (through a `.partial` file renamed into
+//! place).
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +52,22 @@ use serde::{Deserialize, Serialize};
 
 /// Default scenario length, as in the original: 5 minutes.
 pub const DEFAULT_DURATION_S: f64 = 300.0;
+
+/// Longest scenario: a scenario's latest start
+/// ([`protocol::scenario::MAX_START_MS`], 100 years), in seconds.
+pub const MAX_DURATION_S: f64 = protocol::scenario::MAX_START_MS as f64 / 1000.0;
+
+/// Most synthetic functions a Zipf scenario may have: their names and
+/// rates are kept in memory (about 60 bytes each).
+pub const MAX_FUNCTIONS: usize = 10_000_000;
+
+/// Most calls a scenario may have, in expectation (the rates' sum times
+/// the duration): the generator keeps each call's time and function (16
+/// bytes) and sorts them, so this many take about 6 GB at the peak. The
+/// bound is checked before anything is drawn: a configuration that asks
+/// for more is an error, not a process the kernel kills later (or an
+/// allocation that aborts it, as `--rate-scale 1e15` did).
+pub const MAX_CALLS: f64 = 250_000_000.0;
 
 /// How calls are spread in time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,12 +163,18 @@ pub struct Scenario {
 pub enum GenerateError {
     #[error("unknown function {0:?} (not in the sample catalog's rate table)")]
     UnknownFunction(String),
-    #[error("{name} must be {requirement}, got {value}")]
+    #[error("{name} must be {requirement}, got {value:?}")]
     BadParameter {
         name: &'static str,
         requirement: &'static str,
         value: f64,
     },
+    #[error(
+        "the scenario would have about {expected:.4e} calls (the rates' sum times the \
+         duration), over the generator's limit of {limit:.0}: lower --duration, \
+         --total-rate or --rate-scale, or generate it in parts"
+    )]
+    TooManyCalls { expected: f64, limit: f64 },
 }
 
 fn check(
@@ -205,8 +236,8 @@ pub fn function_rates(config: &GeneratorConfig) -> Result<Vec<(String, f64)>, Ge
             check(
                 "Zipf function count",
                 *functions as f64,
-                *functions > 0,
-                "at least 1",
+                (1..=MAX_FUNCTIONS).contains(functions),
+                "at least 1 and at most 10000000",
             )?;
             check(
                 "Zipf exponent",
@@ -244,11 +275,85 @@ pub fn function_rates(config: &GeneratorConfig) -> Result<Vec<(String, f64)>, Ge
 
 /// Generates a scenario.
 pub fn generate(config: &GeneratorConfig) -> Result<Scenario, GenerateError> {
+    Ok(generate_calls(config)?.into_scenario())
+}
+
+/// A generated scenario as each call's start and function index (16
+/// bytes a call, where [`Scenario`] holds a name per call): what
+/// `utils generate` writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedCalls {
+    /// The functions, in catalog (or Zipf rank) order.
+    pub functions: Vec<String>,
+    /// (start ms, index in `functions`), sorted by start time (ties in
+    /// function order).
+    pub calls: Vec<(u64, u32)>,
+    pub meta: ScenarioMeta,
+}
+
+impl GeneratedCalls {
+    pub fn into_scenario(self) -> Scenario {
+        let events = self
+            .calls
+            .iter()
+            .map(|&(t, i)| ScenarioEvent::new(self.functions[i as usize].clone(), t))
+            .collect();
+        Scenario {
+            events,
+            meta: self.meta,
+        }
+    }
+
+    /// Writes the CSV (the bytes [`write_scenario`] writes for the same
+    /// scenario) and its sidecar, each to a `.partial` file renamed over
+    /// its path once complete, so a failed write leaves an earlier file
+    /// whole; returns the sidecar's path.
+    pub fn write(&self, csv_path: &Path) -> std::io::Result<PathBuf> {
+        use std::io::Write as _;
+        write_whole(csv_path, |file| {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            for &(t, i) in &self.calls {
+                writeln!(out, "{},{t}", self.functions[i as usize])?;
+            }
+            out.flush()
+        })?;
+        let meta = meta_path(csv_path);
+        let mut json = serde_json::to_string_pretty(&self.meta).map_err(std::io::Error::other)?;
+        json.push('\n');
+        write_whole(&meta, |mut file| file.write_all(json.as_bytes()))?;
+        Ok(meta)
+    }
+}
+
+/// Writes `path` through `fill` into `<path>.partial` (creating the
+/// directory), renamed to `path` once `fill` succeeded; on failure the
+/// partial file is removed and `path` is as it was.
+fn write_whole(
+    path: &Path,
+    fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let result = std::fs::File::create(&partial)
+        .and_then(|file| fill(&file).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&partial, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Generates a scenario's calls (see [`GeneratedCalls`]).
+pub fn generate_calls(config: &GeneratorConfig) -> Result<GeneratedCalls, GenerateError> {
     check(
         "duration",
         config.duration_s,
-        config.duration_s > 0.0,
-        "a positive number of seconds",
+        config.duration_s > 0.0 && config.duration_s <= MAX_DURATION_S,
+        "a positive number of seconds up to 3155760000 (100 years)",
     )?;
     if let Arrivals::Bursty { on_s, off_s } = config.arrivals {
         check(
@@ -263,18 +368,38 @@ pub fn generate(config: &GeneratorConfig) -> Result<Scenario, GenerateError> {
             off_s >= 0.0,
             "a non-negative number of seconds",
         )?;
+        // Each ON period lasts at least 1 ms (the schedule's grain), so
+        // there are at most this many, and they are kept in memory.
+        let periods = config.duration_s / (on_s.max(0.001) + off_s);
+        if periods > MAX_CALLS {
+            return Err(GenerateError::BadParameter {
+                name: "on period plus off period",
+                requirement: "long enough for at most 250000000 ON periods in the duration",
+                value: on_s + off_s,
+            });
+        }
     }
     let rates = function_rates(config)?;
+    let expected = rates.iter().map(|(_, r)| r).sum::<f64>() * config.duration_s;
+    // Also catches an infinite or NaN product.
+    if expected.is_nan() || expected > MAX_CALLS {
+        return Err(GenerateError::TooManyCalls {
+            expected,
+            limit: MAX_CALLS,
+        });
+    }
     let duration_ms = (config.duration_s * 1000.0).round() as u64;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
 
     let on_periods = match config.arrivals {
-        Arrivals::Bursty { on_s, off_s } => on_off_schedule(&mut rng, duration_ms, on_s, off_s),
-        _ => Vec::new(),
+        Arrivals::Bursty { on_s, off_s } => {
+            OnPeriods::new(on_off_schedule(&mut rng, duration_ms, on_s, off_s))
+        }
+        _ => OnPeriods::new(Vec::new()),
     };
 
     // (time, function index), pushed function by function.
-    let mut stamped: Vec<(u64, usize)> = Vec::new();
+    let mut stamped: Vec<(u64, u32)> = Vec::new();
     let mut counts = Vec::with_capacity(rates.len());
     for (index, (name, rate)) in rates.iter().enumerate() {
         let times = match config.arrivals {
@@ -282,10 +407,9 @@ pub fn generate(config: &GeneratorConfig) -> Result<Scenario, GenerateError> {
             Arrivals::Poisson => poisson_times(&mut rng, *rate, duration_ms as f64),
             Arrivals::Bursty { on_s, off_s } => {
                 let boosted = rate * (on_s + off_s) / on_s;
-                let on_total: u64 = on_periods.iter().map(|(a, b)| b - a).sum();
-                poisson_times(&mut rng, boosted, on_total as f64)
+                poisson_times(&mut rng, boosted, on_periods.total_ms as f64)
                     .into_iter()
-                    .map(|t| on_time_to_wall(&on_periods, t))
+                    .map(|t| on_periods.to_wall(t))
                     .collect()
             }
         };
@@ -294,24 +418,23 @@ pub fn generate(config: &GeneratorConfig) -> Result<Scenario, GenerateError> {
             rate_per_s: *rate,
             count: times.len(),
         });
+        // At most MAX_FUNCTIONS functions: the index fits.
+        let index = index as u32;
         stamped.extend(times.into_iter().map(|t| (t, index)));
     }
     // Stable: equal times keep function order.
     stamped.sort_by_key(|&(t, _)| t);
-    let events: Vec<ScenarioEvent> = stamped
-        .into_iter()
-        .map(|(t, i)| ScenarioEvent::new(rates[i].0.clone(), t))
-        .collect();
-    Ok(Scenario {
+    Ok(GeneratedCalls {
         meta: ScenarioMeta {
             generator: "utils generate".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             config: config.clone(),
-            total_events: events.len(),
+            total_events: stamped.len(),
             counts,
             command: None,
         },
-        events,
+        functions: rates.into_iter().map(|(name, _)| name).collect(),
+        calls: stamped,
     })
 }
 
@@ -368,15 +491,42 @@ fn on_off_schedule(
     periods
 }
 
-/// Maps a time on the concatenated ON periods to wall time.
-fn on_time_to_wall(periods: &[(u64, u64)], mut t: u64) -> u64 {
-    for &(a, b) in periods {
-        if t < b - a {
-            return a + t;
+/// The ON periods, with the ON time before each: maps a time on the
+/// concatenated ON periods to wall time by a binary search (a scan of
+/// every period per call made a long bursty scenario quadratic).
+struct OnPeriods {
+    /// `[start, end)` ms, in order.
+    periods: Vec<(u64, u64)>,
+    /// ON ms before each period.
+    before: Vec<u64>,
+    total_ms: u64,
+}
+
+impl OnPeriods {
+    fn new(periods: Vec<(u64, u64)>) -> Self {
+        let mut before = Vec::with_capacity(periods.len());
+        let mut total_ms = 0;
+        for &(a, b) in &periods {
+            before.push(total_ms);
+            total_ms += b - a;
         }
-        t -= b - a;
+        Self {
+            periods,
+            before,
+            total_ms,
+        }
     }
-    periods.last().map_or(0, |&(_, b)| b.saturating_sub(1))
+
+    /// The wall time of ON time `t`; past the last period, the last ON
+    /// millisecond.
+    fn to_wall(&self, t: u64) -> u64 {
+        if t >= self.total_ms {
+            return self.periods.last().map_or(0, |&(_, b)| b.saturating_sub(1));
+        }
+        // The last period that starts at or before `t` in ON time.
+        let k = self.before.partition_point(|&b| b <= t) - 1;
+        self.periods[k].0 + (t - self.before[k])
+    }
 }
 
 /// The sidecar's path: `<csv path>.meta.json`.
@@ -522,6 +672,148 @@ mod tests {
             ..GeneratorConfig::default()
         };
         assert!(generate(&nan).is_err());
+    }
+
+    /// Configurations that asked for more than memory holds are errors
+    /// before anything is drawn: `--rate-scale 1e15` aborted on a
+    /// 1.3-exabyte allocation, `--zipf 1000000000` filled the memory with
+    /// weights, `--duration 1e300` drew calls until killed, and tiny
+    /// bursts over a long run made a period list of billions.
+    #[test]
+    fn oversized_configurations_are_errors_before_any_draw() {
+        let too_many = |config: GeneratorConfig| {
+            matches!(
+                generate_calls(&config).unwrap_err(),
+                GenerateError::TooManyCalls { .. }
+            )
+        };
+        assert!(too_many(GeneratorConfig {
+            rate_scale: 1e15,
+            duration_s: 100.0,
+            ..GeneratorConfig::default()
+        }));
+        let zipf = |functions, total_rate_per_s| Popularity::Zipf {
+            functions,
+            exponent: 1.0,
+            total_rate_per_s,
+        };
+        assert!(too_many(GeneratorConfig {
+            popularity: zipf(10, 1e12),
+            arrivals: Arrivals::Poisson,
+            ..GeneratorConfig::default()
+        }));
+        // The limit itself, just over: 7.39 calls/s over the catalog.
+        let total: f64 = function_rates(&GeneratorConfig::default())
+            .unwrap()
+            .iter()
+            .map(|r| r.1)
+            .sum();
+        assert!(too_many(GeneratorConfig {
+            duration_s: MAX_CALLS / total * 1.001,
+            ..GeneratorConfig::default()
+        }));
+        let bad = |config: GeneratorConfig, name: &str| match generate_calls(&config) {
+            Err(GenerateError::BadParameter { name: n, .. }) => assert_eq!(n, name),
+            other => panic!("{name}: {other:?}"),
+        };
+        bad(
+            GeneratorConfig {
+                popularity: zipf(MAX_FUNCTIONS + 1, 1.0),
+                ..GeneratorConfig::default()
+            },
+            "Zipf function count",
+        );
+        bad(
+            GeneratorConfig {
+                duration_s: 1e300,
+                rate_scale: 0.0,
+                ..GeneratorConfig::default()
+            },
+            "duration",
+        );
+        bad(
+            GeneratorConfig {
+                duration_s: MAX_DURATION_S,
+                rate_scale: 0.0,
+                arrivals: Arrivals::Bursty {
+                    on_s: 1e-9,
+                    off_s: 0.0,
+                },
+                ..GeneratorConfig::default()
+            },
+            "on period plus off period",
+        );
+        // A century of nothing is fine (and holds no call).
+        let quiet = generate_calls(&GeneratorConfig {
+            duration_s: MAX_DURATION_S,
+            rate_scale: 0.0,
+            ..GeneratorConfig::default()
+        })
+        .unwrap();
+        assert!(quiet.calls.is_empty());
+    }
+
+    /// The ON periods' binary search maps every ON time where the scan
+    /// it replaced did.
+    #[test]
+    fn on_times_map_to_wall_times_as_a_scan_of_the_periods() {
+        fn scan(periods: &[(u64, u64)], mut t: u64) -> u64 {
+            for &(a, b) in periods {
+                if t < b - a {
+                    return a + t;
+                }
+                t -= b - a;
+            }
+            periods.last().map_or(0, |&(_, b)| b.saturating_sub(1))
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for (on_s, off_s) in [(0.01, 0.02), (1.0, 0.0), (5.0, 20.0)] {
+            let periods = on_off_schedule(&mut rng, 60_000, on_s, off_s);
+            let on = OnPeriods::new(periods.clone());
+            for t in (0..on.total_ms + 3).chain([u64::MAX]) {
+                assert_eq!(on.to_wall(t), scan(&periods, t), "{on_s}/{off_s} at {t}");
+            }
+        }
+        assert_eq!(OnPeriods::new(Vec::new()).to_wall(5), 0);
+    }
+
+    /// What `utils generate` writes (the compact calls) is byte for byte
+    /// what the scenario's writer writes, sidecar included; a failed write
+    /// leaves the earlier file whole and no partial file.
+    #[test]
+    fn compact_calls_write_the_scenario_s_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for arrivals in [
+            Arrivals::Uniform,
+            Arrivals::Poisson,
+            Arrivals::Bursty {
+                on_s: 2.0,
+                off_s: 3.0,
+            },
+        ] {
+            let config = GeneratorConfig {
+                seed: 5,
+                duration_s: 120.0,
+                arrivals,
+                ..GeneratorConfig::default()
+            };
+            let calls = generate_calls(&config).unwrap();
+            let (a, b) = (dir.path().join("a/s.csv"), dir.path().join("b/s.csv"));
+            calls.write(&a).unwrap();
+            write_scenario(&calls.clone().into_scenario(), &b).unwrap();
+            for (x, y) in [(a.clone(), b.clone()), (meta_path(&a), meta_path(&b))] {
+                assert_eq!(std::fs::read(&x).unwrap(), std::fs::read(&y).unwrap());
+            }
+            assert_eq!(calls.into_scenario(), generate(&config).unwrap());
+        }
+        // The directory in the CSV's place: the write fails, nothing else.
+        let blocked = dir.path().join("blocked.csv");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("keep"), "x").unwrap();
+        let calls = generate_calls(&GeneratorConfig::default()).unwrap();
+        assert!(calls.write(&blocked).is_err());
+        assert_eq!(std::fs::read(blocked.join("keep")).unwrap(), b"x");
+        assert!(!dir.path().join("blocked.csv.partial").exists());
     }
 
     #[test]

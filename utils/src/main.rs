@@ -442,18 +442,19 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
             popularity,
         },
     };
-    let mut scenario = generate::generate(&config)?;
+    let mut scenario = generate::generate_calls(&config)?;
     // The command as a user would type it (program name without its path).
     let args: Vec<String> = std::env::args().skip(1).collect();
     scenario.meta.command = Some(format!("utils {}", args.join(" ")));
-    let meta = generate::write_scenario(&scenario, &a.out)
+    let meta = scenario
+        .write(&a.out)
         .with_context(|| format!("cannot write {}", a.out.display()))?;
     eprintln!("wrote {} and {}", a.out.display(), meta.display());
     let mut counts = String::new();
     for c in &scenario.meta.counts {
         counts.push_str(&format!("{}: {}\n", c.function, c.count));
     }
-    counts.push_str(&format!("total: {}\n", scenario.events.len()));
+    counts.push_str(&format!("total: {}\n", scenario.calls.len()));
     out(&counts)
 }
 

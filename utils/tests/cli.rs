@@ -415,4 +415,26 @@ fn generate_does_not_replace_files_without_overwrite() {
         "--overwrite",
     ]);
     assert_ne!(std::fs::read(&meta).unwrap(), meta_before);
+
+    // A configuration asking for more calls than memory holds: a clear
+    // error, not an abort; `--overwrite` keeps the files it would have
+    // replaced (before, this aborted on a 1.3-exabyte allocation).
+    let (csv_before, meta_before) = (std::fs::read(&csv).unwrap(), std::fs::read(&meta).unwrap());
+    let out = utils(&[
+        "generate",
+        csv_s,
+        "--rate-scale",
+        "1e15",
+        "--duration",
+        "100",
+        "--overwrite",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("7.3895e17 calls") && stderr.contains("limit of 250000000"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&csv).unwrap(), csv_before);
+    assert_eq!(std::fs::read(&meta).unwrap(), meta_before);
 }
