@@ -423,6 +423,33 @@ fn bad_input_is_a_clear_error() {
         assert!(err.contains("beyond its bound"), "{flag} {value}: {err}");
     }
 
+    // The simulation's own bounds: 0 cores was taken as 1 without a word.
+    for (flag, value, what) in [
+        ("--cores", "0", "cores is 0"),
+        ("--machine-cores", "0", "machine cores is 0"),
+        ("--nodes", "100001", "nodes is 100001"),
+    ] {
+        let out = des(&[small().to_str().unwrap(), "-q", "--no-log", flag, value]);
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(what) && err.contains("outside its bounds"),
+            "{flag} {value}: {err}"
+        );
+    }
+
+    // A start past a century (the microsecond clock saturated near
+    // u64::MAX ms, and the run never ended).
+    let late = dir.path().join("late.csv");
+    std::fs::write(&late, "W1,0\nW1,18446744073709551615\n").unwrap();
+    let out = des(&[late.to_str().unwrap(), "-q", "--no-log"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("late.csv:2") && err.contains("100 years"),
+        "{err}"
+    );
+
     let out = des(&[small().to_str().unwrap(), "-q", "--algorithm", "fastest"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown algorithm"));
