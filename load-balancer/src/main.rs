@@ -221,6 +221,10 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr (a log pipe whose reader ended) loses events,
+        // not the server: tracing's report of a failed write is an
+        // `eprintln!`, which panics on that same closed stderr.
+        .log_internal_errors(false)
         // Colours only on a terminal: a run's process log is a file.
         .with_ansi(std::io::stderr().is_terminal())
         .init();

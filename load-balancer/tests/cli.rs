@@ -245,3 +245,27 @@ async fn output_to_a_file_has_the_start_line_and_no_colour_codes() {
         quiet.banner
     );
 }
+
+/// A log pipe whose reader has gone (`load-balancer ... 2>&1 | head`, a
+/// `tee` that was stopped) loses the events, not the balancer: tracing
+/// reported the failed write with an `eprintln!`, which panicked on the
+/// same closed stderr, at the first event (exit status 101, and the
+/// temporary store of users' functions left behind).
+#[tokio::test]
+async fn a_closed_stderr_loses_the_log_not_the_balancer() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut balancer =
+        FakeBalancer::start_with(&["ch", "2"], &[("RUST_LOG", "info")], Stdio::from(writer));
+    // Each logs at least one event ("scheduler reconfigured").
+    for t in ["4", "6", "8"] {
+        let reply = balancer.get(&format!("/configure?T={t}")).await;
+        assert_eq!(reply["lb"], "ch");
+        let reply = balancer.get("/execute?name=W1").await;
+        assert_eq!(reply["LoadBalancingInfo"]["Algorithm"], "ch", "{reply}");
+    }
+    assert!(
+        balancer.child.try_wait().unwrap().is_none(),
+        "the balancer ended"
+    );
+}

@@ -222,6 +222,10 @@ fn main() -> anyhow::Result<()> {
         // Events on stderr (the start-up line is on stdout), with colours
         // only on a terminal: an experiment's process log is a file.
         .with_writer(std::io::stderr)
+        // A closed stderr (a log pipe whose reader ended) loses events,
+        // not the server: tracing's report of a failed write is an
+        // `eprintln!`, which panics on that same closed stderr.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let Command::Start(args) = Cli::parse().command;

@@ -90,6 +90,15 @@ impl Drop for Running {
 
 /// Starts the binary on port 0 and reads the bound port from its log.
 fn start(envs: &[(&str, &str)], worker_id: &str, work_dir: &std::path::Path) -> Running {
+    start_with_stderr(envs, worker_id, work_dir, Stdio::null())
+}
+
+fn start_with_stderr(
+    envs: &[(&str, &str)],
+    worker_id: &str,
+    work_dir: &std::path::Path,
+    stderr: Stdio,
+) -> Running {
     let mut cmd = Command::new(BIN);
     cmd.args(["start", "0", "--host", "127.0.0.1", "--time-scale", "0.01"])
         .arg("--worker-id")
@@ -101,7 +110,7 @@ fn start(envs: &[(&str, &str)], worker_id: &str, work_dir: &std::path::Path) -> 
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -186,6 +195,29 @@ async fn a_crashing_function_is_a_500_with_its_stderr_and_env_options_apply() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// A log pipe whose reader has gone loses the events, not the worker:
+/// tracing reported the failed write with an `eprintln!`, which panicked
+/// on the same closed stderr at the first event (exit status 101, staged
+/// images and instances left behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_loses_the_log_not_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut w = start_with_stderr(&[], &unique_id("stderr"), dir.path(), Stdio::from(writer));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Each first call builds an image: an event each.
+    for name in ["W1", "W2", "W3", "W1"] {
+        let url = format!("http://127.0.0.1:{}/execute?name={name}", w.port);
+        let r = client.get(url).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{name}");
+    }
+    assert!(w.child.try_wait().unwrap().is_none(), "the worker ended");
+    terminate(&mut w.child);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_instances_end_with_a_killed_worker() {
     use worker_front::runtime::InstanceKind;
@@ -238,7 +270,7 @@ fn wait_for_text(path: &std::path::Path, needle: &str) -> String {
 }
 
 /// SIGTERM, then waits (30 s at most) for a clean exit.
-fn terminate(mut child: Child) {
+fn terminate(child: &mut Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -268,7 +300,7 @@ async fn output_to_files_has_the_start_line_no_colour_codes_and_no_line_per_call
             dir.path().join(format!("{level}.out")),
             dir.path().join(format!("{level}.err")),
         );
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(["start", "0", "--host", "127.0.0.1", "--time-scale", "0.01"])
             .arg("--worker-id")
             .arg(unique_id("output"))
@@ -326,7 +358,7 @@ async fn output_to_files_has_the_start_line_no_colour_codes_and_no_line_per_call
         if level == "warn" {
             assert_eq!(logged, "", "nothing to warn about");
         }
-        terminate(child);
+        terminate(&mut child);
         for path in [&out, &err] {
             let text = std::fs::read_to_string(path).unwrap();
             assert!(
