@@ -464,7 +464,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    eprintln!(
+    crate::note!(
         "calibrate: measuring {} into {} (this builds images and runs functions; a minute or two)",
         args.worker_url,
         out.display()
@@ -474,7 +474,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(&profile)?;
     let mut f = crate::des::create(&out, args.overwrite)?;
     writeln!(f, "{json}").with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!(
+    crate::note!(
         "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms + {:.2} ms/MB (any instance start), pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, balancer hop {:.2} ms, cpu scale {:.3}",
         out.display(),
         profile.image_build_base_ms,

@@ -1052,14 +1052,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let json = serde_json::to_string_pretty(&record)?;
         if p.as_os_str() == "-" {
-            eprintln!("{json}");
+            crate::note!("{json}");
         } else {
             let mut f = create(p, args.overwrite)?;
             writeln!(f, "{json}").with_context(|| format!("writing {}", p.display()))?;
         }
     }
     if !args.quiet {
-        eprintln!(
+        crate::note!(
             "des: {} calls ({} failed, {} cold) on {} nodes with {} in {:.3} s simulated / {:.3} s wall ({:.0} calls/s); latency (duration - internal execution time, successful calls): mean {:.1} ms, p99 {:.1} ms; seed {}",
             summary.invocations,
             summary.failed,
@@ -1075,7 +1075,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         if let Some(q) = &summary.queue {
             let o = &q.overall;
-            eprintln!(
+            crate::note!(
                 "des: queue (max_parallel): {} of {} calls waited ({} gave up after wait_s); wait mean {:.1} ms, p50 {:.1} ms, p99 {:.1} ms; longest queue {}",
                 o.waited,
                 o.calls,
@@ -1086,14 +1086,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 o.max_queue_length
             );
             if o.retries + o.retries_spent + q.min_instances_started > 0 {
-                eprintln!(
+                crate::note!(
                     "des: queue: {} retries ({} calls failed with their retries spent); {} instances started for min_instances",
                     o.retries, o.retries_spent, q.min_instances_started
                 );
             }
         }
         if let Some(closed) = &summary.closed_loop {
-            eprintln!(
+            crate::note!(
                 "des: closed loop of {} clients: throughput {:.2} calls/s (successful calls over {:.3} s to the last reply), {} cancelled after the grace",
                 closed.calls_per_client.len(),
                 closed.throughput_per_s,
@@ -1101,11 +1101,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 closed.cancelled
             );
             for st in &closed.stages {
-                eprintln!("des: {}", stage_line(st));
+                crate::note!("des: {}", stage_line(st));
             }
         }
         if args.log.is_none() && !args.no_log {
-            eprintln!("des: no log written (--log FILE writes it, --log - to standard output)");
+            crate::note!("des: no log written (--log FILE writes it, --log - to standard output)");
         }
     }
     Ok(())

@@ -558,7 +558,7 @@ impl Plan {
         };
         if let Some(v) = &file.written_by {
             if v != env!("CARGO_PKG_VERSION") {
-                eprintln!(
+                crate::note!(
                     "experiment: note: the file was written by simulator {v}; this is {}",
                     env!("CARGO_PKG_VERSION")
                 );
@@ -1371,7 +1371,7 @@ pub async fn run_experiment(
         wall_time_s: 0.0,
     };
     let total_runs = points.len() * plan.repeat as usize * plan.algorithms.len();
-    eprintln!(
+    crate::note!(
         "experiment {}: {} on {}, {} mode, algorithms {}, time scale {}{}, seed {}{}{} ({total_runs} runs)",
         plan.name,
         match &plan.closed_loop {
@@ -1433,7 +1433,7 @@ pub async fn run_experiment(
             return Err(e);
         }
         // Keep what finished: report it, then fail.
-        eprintln!("experiment: error: {e}; writing the report of the finished runs");
+        crate::note!("experiment: error: {e}; writing the report of the finished runs");
         let _ = report::write_report(&opts, &dir, &record);
         return Err(e);
     }
@@ -1673,7 +1673,7 @@ fn run_des(
                     sidecar.extra.insert("point".into(), l.clone().into());
                 }
                 write_sidecar(&log, &sidecar)?;
-                eprintln!(
+                crate::note!(
                     "[{n}/{total}] {id}: {} calls simulated in {:.2} s",
                     summary.invocations,
                     run_started.elapsed().as_secs_f64()
@@ -1718,12 +1718,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let outcome = match outcome {
         Ok(o) => o,
         Err(ExperimentError::Interrupted) => {
-            eprintln!("experiment: interrupted before any algorithm finished; children stopped");
+            crate::note!("experiment: interrupted before any algorithm finished; children stopped");
             std::process::exit(130);
         }
         Err(e) => return Err(e.into()),
     };
-    println!(
+    crate::say!(
         "experiment {}: {} runs in {:.1} s{}; report: {}",
         outcome.record.name,
         outcome.record.runs.len(),
@@ -1740,12 +1740,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let disturbed = outcome.record.runs.iter().filter(|r| r.disturbed()).count();
     if disturbed > 0 {
-        eprintln!(
+        crate::note!(
             "experiment: warning: {disturbed} of {} runs were disturbed (see the report's noise table)",
             outcome.record.runs.len()
         );
         if args.strict || outcome.record.file.strict == Some(true) {
-            eprintln!(
+            crate::note!(
                 "experiment: error: {}",
                 ExperimentError::Disturbed(disturbed)
             );

@@ -16,6 +16,27 @@
 //! - [`reproduce`]: one command per published study (`hotfunctions`,
 //!   `chrlu`, `hiku`, `keepalive`), each writing `results/<study>/`.
 
+/// `eprintln!` that never panics: where stderr is closed or fails (a log
+/// pipe whose reader ended, a terminal gone), the line is lost, not the
+/// run (`eprintln!` panicked there, in the middle of an experiment).
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics, as [`note!`] for stdout (a run's
+/// summary piped into `head`).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod calibrate;
 pub mod des;
 pub mod experiment;

@@ -276,7 +276,7 @@ pub async fn load(
     replay::clear_balancer(&client, &base, token.as_deref()).await?;
     let description = replay::sidecar::describe_balancer(&client, &base).await;
     if let Some(warning) = &description.warning {
-        eprintln!("load: warning: {warning}");
+        crate::note!("load: warning: {warning}");
     }
     let given = options.run.clone().unwrap_or_else(|| {
         RunSidecar::new(
@@ -582,7 +582,7 @@ async fn show_progress(
                 }
             }
             bar.finish_and_clear();
-            eprintln!(
+            crate::note!(
                 "{} in {:.1} s",
                 status(&counters),
                 started.elapsed().as_secs_f64()
@@ -594,7 +594,7 @@ async fn show_progress(
             loop {
                 tokio::select! {
                     _ = &mut done => break,
-                    _ = tick.tick() => eprintln!(
+                    _ = tick.tick() => crate::note!(
                         "{:>6.1}s/{}s: {}",
                         started.elapsed().as_secs_f64(),
                         duration.as_secs_f64(),
@@ -728,7 +728,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let stop = StopHandle::new();
         stop.stop_on_signals()
             .context("cannot install the signal handlers")?;
-        eprintln!(
+        crate::note!(
             "load: {} clients for {:.0} s{} against {} (functions {} over {} names, think {}, seed {}), log {}",
             options.closed_loop.clients,
             options.closed_loop.duration.as_secs_f64(),
@@ -742,7 +742,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         anyhow::Ok(load(&options, &log, &stop).await?)
     })?;
-    println!("{summary}");
+    crate::say!("{summary}");
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_string_pretty(&summary)?;
         std::fs::write(path, json + "\n")

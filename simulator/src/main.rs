@@ -45,7 +45,7 @@ fn main() {
         Command::Guard(a) => experiment::children::run_guard(a),
     };
     if let Err(e) = result {
-        eprintln!("simulator: error: {}", simulator::error_text(&e));
+        simulator::note!("simulator: error: {}", simulator::error_text(&e));
         std::process::exit(1);
     }
 }

@@ -360,10 +360,10 @@ impl StopHandle {
             let Some(name) = next_signal(&mut int, &mut term, &mut hup).await else {
                 return;
             };
-            eprintln!("\ninterrupted ({name}): no more calls are sent; waiting briefly for calls in flight (a second signal cancels them)");
+            crate::note!("\ninterrupted ({name}): no more calls are sent; waiting briefly for calls in flight (a second signal cancels them)");
             handle.stop();
             if let Some(name) = next_signal(&mut int, &mut term, &mut hup).await {
-                eprintln!("\n{name} again: cancelling calls in flight");
+                crate::note!("\n{name} again: cancelling calls in flight");
                 handle.cancel();
             }
         });
@@ -699,7 +699,7 @@ pub async fn replay(
     clear_balancer(&client, &base, token.as_deref()).await?;
     let description = sidecar::describe_balancer(&client, &base).await;
     if let Some(warning) = &description.warning {
-        eprintln!("replay: warning: {warning}");
+        crate::note!("replay: warning: {warning}");
     }
     let mut run = sidecar::merge(
         options.run.clone(),
@@ -1139,7 +1139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let stop = StopHandle::new();
         stop.stop_on_signals()
             .context("cannot install the signal handlers")?;
-        eprintln!(
+        crate::note!(
             "replaying {} ({} events) against {} at time scale {:?}, log {}",
             args.events.display(),
             events.len(),
@@ -1149,7 +1149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         anyhow::Ok(replay(&events, &options, &log, &stop).await?)
     })?;
-    println!("{summary}");
+    crate::say!("{summary}");
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_string_pretty(&summary)?;
         std::fs::write(path, json + "\n")

@@ -224,7 +224,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         machine: crate::experiment::host::HostInfo::read().describe(),
         load_at_start: crate::experiment::host::load_average(),
     };
-    eprintln!(
+    crate::note!(
         "reproduce {} ({}), seed {}, into {}",
         ctx.study.name(),
         ctx.size(),
@@ -252,7 +252,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })?;
         }
     }
-    println!(
+    crate::say!(
         "reproduce {}: report {} ({:.0} s)",
         ctx.study.name(),
         ctx.out.join("report.md").display(),

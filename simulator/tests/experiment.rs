@@ -516,6 +516,29 @@ fn des_mode_writes_the_same_report() {
     assert!(report.contains("| ch |"), "{report}");
 }
 
+/// Output to a pipe whose reader has gone (`... 2>&1 | head`, a `tee`
+/// that was stopped, a terminal gone): the lines are lost, not the
+/// experiment. Before, the first `eprintln!` after the pipe closed
+/// panicked (exit status 101) and the run ended without its report.
+#[test]
+fn a_closed_output_loses_the_lines_not_the_experiment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = simulator()
+        .args(["experiment", "--mode", "des", "--name", "closed"])
+        .args(["--algorithms", "rr,ch"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let report = std::fs::read_to_string(dir.path().join("closed/report.md")).unwrap();
+    assert!(report.contains("| ch |"), "{report}");
+}
+
 #[test]
 fn des_mode_takes_worker_options_and_scheduler_parameters() {
     let dir = tempfile::tempdir().unwrap();

@@ -86,7 +86,7 @@ pub fn remove_work_areas(ours: &[String]) {
     let orphans = match ownership::claim_orphans(&std::env::temp_dir(), Path::new("")) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("experiment: cannot look for its workers' work areas: {e}");
+            crate::note!("experiment: cannot look for its workers' work areas: {e}");
             return;
         }
     };
@@ -98,11 +98,11 @@ pub fn remove_work_areas(ours: &[String]) {
         }
         let dir = o.dir.clone();
         match o.remove() {
-            Ok(()) => eprintln!(
+            Ok(()) => crate::note!(
                 "experiment: removed {}, left by its worker {id}",
                 dir.display()
             ),
-            Err(e) => eprintln!("experiment: removing {}: {e}", dir.display()),
+            Err(e) => crate::note!("experiment: removing {}: {e}", dir.display()),
         }
     }
 }
@@ -350,7 +350,7 @@ impl ChildProcess {
     /// time to remove what it made).
     pub fn stop(&mut self) {
         if !self.stop_within(STOP_GRACE) {
-            eprintln!(
+            crate::note!(
                 "experiment: warning: {} (pid {}) did not exit within {} s of SIGTERM and was killed; \
                  it may have left temporary files behind (its output: {})",
                 self.name,
@@ -432,7 +432,7 @@ fn spawn_guard(pid: u32, output: &Path) -> Option<Child> {
     match command.spawn() {
         Ok(guard) => Some(guard),
         Err(e) => {
-            eprintln!("experiment: warning: cannot start the guard of pid {pid} ({e}); it is stopped on a clean exit only");
+            crate::note!("experiment: warning: cannot start the guard of pid {pid} ({e}); it is stopped on a clean exit only");
             None
         }
     }
@@ -474,7 +474,7 @@ pub fn run_guard(args: GuardArgs) -> anyhow::Result<()> {
     if killpg(pgid, Signal::SIGTERM).is_err() {
         return Ok(()); // the group is gone already
     }
-    eprintln!("guard: the experiment is gone; stopped process group {pgid}");
+    crate::note!("guard: the experiment is gone; stopped process group {pgid}");
     let deadline = Instant::now() + args.grace;
     while Instant::now() < deadline {
         if killpg(pgid, None).is_err() {

@@ -358,7 +358,7 @@ impl ComposeProject {
 
 impl Drop for ComposeProject {
     fn drop(&mut self) {
-        eprintln!(
+        crate::note!(
             "experiment: taking the compose cluster down (project {})",
             self.project
         );
@@ -401,7 +401,7 @@ fn remove_labelled(label: &str) {
             .map(String::from)
             .collect();
         if !ids.is_empty() {
-            eprintln!(
+            crate::note!(
                 "experiment: removing {} object(s) left with {label}",
                 ids.len()
             );
@@ -553,7 +553,7 @@ pub(super) async fn read_and_check_nodes(
         readings.push(read_node(client, u).await);
     }
     for r in readings.iter().filter(|r| r.unreachable.is_some()) {
-        eprintln!(
+        crate::note!(
             "experiment: note: node {} is not reachable from here ({}); its settings are not checked",
             r.url,
             r.unreachable.as_deref().unwrap_or("")
@@ -804,7 +804,7 @@ async fn run_points_on(
         let precord = record.points[pi].clone();
         let expected = match compose.as_deref_mut() {
             Some(c) => {
-                eprintln!(
+                crate::note!(
                     "experiment: compose cluster: {} workers{}",
                     point.workers,
                     point
@@ -829,7 +829,7 @@ async fn run_points_on(
             plan.function_sched,
         )
         .await?;
-        eprintln!(
+        crate::note!(
             "experiment: {} nodes online behind {}: {}",
             urls.len(),
             balancer.url,
@@ -882,7 +882,7 @@ impl RunTarget for ClusterTarget<'_> {
         }
         query.push('&');
         query.push_str(&worker_query(run.point));
-        eprintln!(
+        crate::note!(
             "{}: configuring the cluster{}",
             run.label,
             run.attempt_note()

@@ -85,7 +85,7 @@ fn remove_docker_leftovers(id: &str) {
         if ids.is_empty() {
             continue;
         }
-        eprintln!(
+        crate::note!(
             "experiment: removing {} {what}(s) left by worker {id}",
             ids.len()
         );
@@ -136,13 +136,13 @@ async fn run_points(
             .unwrap_or_else(|| bin_dir.clone()),
     );
     if record.versions.binaries.as_deref() == Some("debug") {
-        eprintln!(
+        crate::note!(
             "experiment: note: debug binaries run the functions' CPU work many times slower; \
              for real numbers build with `cargo build --release --workspace` and run target/release/simulator"
         );
     }
     if let Some(h) = &record.host {
-        eprintln!("experiment: host: {}", h.describe());
+        crate::note!("experiment: host: {}", h.describe());
     }
 
     let client = reqwest::Client::builder()
@@ -217,7 +217,7 @@ async fn run_points(
             }
             record.children.push(child_record(w, Some(worker_id)));
         }
-        eprintln!(
+        crate::note!(
             "experiment: started {} workers ({} runtime){}: {}",
             workers.len(),
             plan.runtime.as_str(),
@@ -307,7 +307,7 @@ impl RunTarget for LocalTarget<'_> {
         record: &mut ExperimentRecord,
         stop: &StopHandle,
     ) -> Result<Option<Started>, ExperimentError> {
-        eprintln!("{}: starting the balancer{}", run.label, run.attempt_note());
+        crate::note!("{}: starting the balancer{}", run.label, run.attempt_note());
         let (algorithm, opts) = (run.algorithm, self.opts);
         let mut cmd = Command::new(self.balancer_bin);
         cmd.arg(algorithm)

@@ -192,7 +192,7 @@ pub(super) fn write_report(
             }
         }
         for e in &plot_errors {
-            eprintln!("experiment: warning: plot {e}");
+            crate::note!("experiment: warning: plot {e}");
         }
     }
     write(

@@ -357,7 +357,7 @@ fn close_attempt(
         reasons: Vec::new(),
     };
     noise.judge(&thresholds);
-    eprintln!(
+    crate::note!(
         "{}: {} calls, {} ok, {} errors{} in {:.1} s ({} lag p99 {} us){}",
         attempt.label,
         summary.dispatched,

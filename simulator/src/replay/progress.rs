@@ -90,7 +90,7 @@ pub(super) async fn show(
             }
             let (completed, msg) = status(&counters);
             bar.finish_and_clear();
-            eprintln!(
+            crate::note!(
                 "{label}{completed}/{total} done, {msg} in {:.1} s",
                 started.elapsed().as_secs_f64(),
                 label = if label.is_empty() {
@@ -109,7 +109,7 @@ pub(super) async fn show(
                     _ = &mut done => break,
                     _ = tick.tick() => {
                         let (completed, msg) = status(&counters);
-                        eprintln!(
+                        crate::note!(
                             "{label}{:>6.1}s: {completed}/{total} done, {msg}",
                             started.elapsed().as_secs_f64(),
                             label = if label.is_empty() { String::new() } else { format!("[{label}] ") },

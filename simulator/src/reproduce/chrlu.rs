@@ -91,7 +91,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
     let cores = f64::from(size.nodes * size.cores);
     let rate_scale = UTILISATION * cores * 1000.0 / cpu_ms_per_s;
     let (generator, workload) = sim::catalog_workload(ctx.seed, size.duration_s, rate_scale)?;
-    eprintln!(
+    crate::note!(
         "chrlu: {} calls over {} s on {} nodes x {} cores (rate scale {rate_scale:.2})",
         workload.arrivals.len(),
         size.duration_s,
@@ -111,7 +111,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             ..DesConfig::default()
         };
         let (summary, log) = sim::simulate(&workload, &config, label)?;
-        eprintln!(
+        crate::note!(
             "chrlu: {label}: {} calls, {:.1} % cold, mean duration {:.0} ms ({:.1} s wall)",
             summary.invocations,
             summary.cold_start_ratio * 100.0,

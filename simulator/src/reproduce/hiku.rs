@@ -509,7 +509,7 @@ async fn run_live_workers(
             token: None,
         };
         let log = logs_dir.join(format!("{alg}.log"));
-        eprintln!(
+        crate::note!(
             "hiku: live, {label}: {} clients, {} s each (load average {}, other work {} cores)",
             size.clients_list(", then "),
             size.stage_s,
@@ -527,7 +527,7 @@ async fn run_live_workers(
             },
         )?
         .remove(0);
-        eprintln!(
+        crate::note!(
             "hiku: live, {label}: {} calls, {:.1} % cold, {:.1} calls/s, mean response {:.1} ms",
             analysis.calls,
             analysis.cold_start_ratio * 100.0,
@@ -612,7 +612,7 @@ fn run_des(
     for (alg, label) in ALGORITHMS {
         let closed = live_loop(size, mix, ctx.seed)?;
         let (o, summary) = simulate(alg, label, at_live.clone(), &closed, ctx.seed)?;
-        eprintln!(
+        crate::note!(
             "hiku: DES at the live scale, {label}: {} calls, {:.1} % cold, {:.1} calls/s",
             o.calls,
             o.cold_start_ratio * 100.0,
@@ -622,7 +622,7 @@ fn run_des(
         let closed = paper_loop(paper, think, size, mix, ctx.seed)?;
         let (o, summary) = simulate(alg, label, at_paper.clone(), &closed, ctx.seed)?;
         let stages = stages_of_summary(summary);
-        eprintln!(
+        crate::note!(
             "hiku: DES at the paper's scale, {label}: {} calls, {:.1} % cold, {:.1} calls/s",
             o.calls,
             o.cold_start_ratio * 100.0,

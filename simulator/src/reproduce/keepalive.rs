@@ -146,7 +146,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
 
     // Part 1: FaasCache.
     let (gen1, w1) = sim::catalog_workload(ctx.seed, faascache_s, 1.0)?;
-    eprintln!(
+    crate::note!(
         "keepalive: FaasCache part, {} calls over {faascache_s} s",
         w1.arrivals.len()
     );
@@ -199,7 +199,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
 
     // Part 2: Serverless in the Wild.
     let (gen2, w2) = sim::catalog_workload(ctx.seed, wild_s, 1.0)?;
-    eprintln!(
+    crate::note!(
         "keepalive: Serverless-in-the-Wild part, {} calls over {wild_s} s",
         w2.arrivals.len()
     );
