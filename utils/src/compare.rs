@@ -16,6 +16,10 @@
 //! algorithm cannot improve by rejecting calls: a failed call counts as
 //! infinitely slow, and the cell reads `failed` when more than 1 % of the
 //! calls failed (empty in CSV, `null` in JSON).
+//!
+//! [`differences`] lists what the runs' sidecars say they were given
+//! differently beyond the algorithm, its parameters and the seed (`utils
+//! compare` prints it as a warning on stderr).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -306,6 +310,105 @@ impl Comparison {
             "mean_algorithm_latency_us",
         ]
     }
+}
+
+/// Settings a sidecar's `extra` may record that hold for the whole run
+/// (not measurements of it): the nodes', the workers' and the instance
+/// model's.
+const SETTINGS_IN_EXTRA: [&str; 7] = [
+    "worker",
+    "capacity",
+    "cores_per_node",
+    "machine_cores",
+    "node_memory_mb",
+    "instance_model",
+    "profile",
+];
+
+/// What the runs of one table were given differently beyond their
+/// algorithm, its parameters and their seeds, from their sidecars: the
+/// scenario, the producer (a live run or a simulation), the cluster's
+/// size, the scales, and the node, worker and instance settings a
+/// simulation or an experiment records. Each line names the setting and
+/// every run's value (`scenario: rr: a.csv; ch: b.csv`); a run without a
+/// sidecar is named on a line of its own when others have one. Empty when
+/// the runs agree on all of them: a comparison of algorithms means little
+/// across such differences, so `utils compare` warns of them.
+pub fn differences(analyses: &[Analysis]) -> Vec<String> {
+    let labels = unique_labels(
+        &analyses
+            .iter()
+            .map(|a| (a.label.clone(), a.source.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let with: Vec<(&str, &protocol::sidecar::RunSidecar)> = labels
+        .iter()
+        .zip(analyses)
+        .filter_map(|(label, a)| a.sidecar.as_ref().map(|s| (label.as_str(), s)))
+        .collect();
+    let mut lines = Vec::new();
+    if with.is_empty() {
+        return lines;
+    }
+    let without: Vec<&str> = labels
+        .iter()
+        .zip(analyses)
+        .filter(|(_, a)| a.sidecar.is_none())
+        .map(|(label, _)| label.as_str())
+        .collect();
+    // A setting's line, where two runs that record it differ (a run that
+    // does not record it, an older sidecar or another producer, is left
+    // out of that setting).
+    let mut setting =
+        |name: &str, value: &dyn Fn(&protocol::sidecar::RunSidecar) -> Option<String>| {
+            let values: Vec<(&str, String)> = with
+                .iter()
+                .filter_map(|(label, s)| value(s).map(|v| (*label, v)))
+                .collect();
+            if values.iter().any(|(_, v)| v != &values[0].1) {
+                let listed: Vec<String> = values
+                    .iter()
+                    .map(|(label, v)| format!("{label}: {v}"))
+                    .collect();
+                lines.push(format!("{name}: {}", listed.join("; ")));
+            }
+        };
+    let shown = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        v => {
+            let text = v.to_string();
+            match text.char_indices().nth(100) {
+                Some((cut, _)) => format!("{}...", &text[..cut]),
+                None => text,
+            }
+        }
+    };
+    setting("producer", &|s| Some(s.producer.clone()));
+    // The same file by another path (relative to another directory) is
+    // the same scenario: compared as resolved where it still resolves.
+    setting("scenario", &|s| {
+        s.scenario.as_ref().map(|p| {
+            std::fs::canonicalize(p).map_or_else(|_| p.clone(), |c| c.display().to_string())
+        })
+    });
+    setting("cluster size", &|s| Some(s.cluster.size.to_string()));
+    setting("time scale", &|s| Some(s.scales.time_scale.to_string()));
+    setting("function time scale", &|s| {
+        s.scales.fn_time_scale.map(|x| x.to_string())
+    });
+    setting("package scale", &|s| {
+        s.scales.package_scale.map(|x| x.to_string())
+    });
+    for key in SETTINGS_IN_EXTRA {
+        setting(key, &|s| s.extra.get(key).map(shown));
+    }
+    if !without.is_empty() {
+        lines.push(format!(
+            "no sidecar (settings unknown): {}",
+            without.join(", ")
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -51,7 +51,9 @@ enum Command {
     /// One table across runs (label = algorithm, or file name): calls,
     /// failed calls and error rate, node count (and where it came from),
     /// locality, CV, cache hits, latency of successful calls, and the p99
-    /// over all calls (failed = infinitely slow).
+    /// over all calls (failed = infinitely slow). Warns on stderr when the
+    /// runs' sidecars differ in more than algorithm, parameters and seed
+    /// (scenario, producer, cluster size, scales, node and worker settings).
     Compare(CompareArgs),
     /// Every call of the logs (failed ones included) as one CSV row: date,
     /// time, start_ms, end_ms, function, ok, error_class, every field of
@@ -590,7 +592,15 @@ fn run_analyze(a: AnalyzeArgs) -> Result<()> {
 
 fn run_compare(a: CompareArgs) -> Result<()> {
     let runs = read_runs(&a.logs)?;
-    let table = Comparison::new(&analyses(&runs, a.nodes, false)?);
+    let analyses = analyses(&runs, a.nodes, false)?;
+    let differences = utils::compare::differences(&analyses);
+    if !differences.is_empty() {
+        eprintln!("warning: the runs differ in more than their algorithm, parameters and seed:");
+        for line in &differences {
+            eprintln!("  {line}");
+        }
+    }
+    let table = Comparison::new(&analyses);
     if a.json {
         out(&(serde_json::to_string_pretty(&table)? + "\n"))
     } else if a.csv {

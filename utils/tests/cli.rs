@@ -191,6 +191,74 @@ fn compare_makes_one_table() {
     assert!(text.contains("load bound            3"), "{text}");
 }
 
+/// `utils compare` warns (on stderr, the table unchanged on stdout) when
+/// the runs' sidecars differ in more than the algorithm, its parameters
+/// and the seed: comparing algorithms across two scenarios or two cluster
+/// sizes went unremarked.
+#[test]
+fn compare_warns_when_runs_differ_beyond_their_algorithm() {
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = |algorithm: &str, seed: u64, scenario: &str, cores: u32| {
+        serde_json::json!({
+            "format": 1,
+            "producer": "simulator des",
+            "version": "0.1.0",
+            "started_utc": "2026-12-07 01:00:00 UTC",
+            "cluster": {"size": 3},
+            "algorithm": algorithm,
+            "seed": seed,
+            "scenario": scenario,
+            "scales": {"time_scale": 1.0},
+            "extra": {"cores_per_node": cores, "capacity": 64},
+        })
+        .to_string()
+    };
+    let run = |name: &str, algorithm: &str, meta: String| {
+        let log = path(dir.path(), &format!("{name}.log"));
+        let text = std::fs::read_to_string(sample())
+            .unwrap()
+            .replace("\"ch\"", &format!("\"{algorithm}\""));
+        std::fs::write(&log, text).unwrap();
+        std::fs::write(path(dir.path(), &format!("{name}.log.meta.json")), meta).unwrap();
+        log.to_str().unwrap().to_string()
+    };
+    let compare = |logs: &[&str]| {
+        let out = utils(&[&["compare"], logs].concat());
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ch = run("ch", "ch", sidecar("ch", 1, "s.csv", 2));
+    // Another algorithm, seed and parameters: nothing to say.
+    let rr = run("rr", "rr", sidecar("rr", 2, "s.csv", 2));
+    let (table, warning) = compare(&[&ch, &rr]);
+    assert_eq!(warning, "", "{warning}");
+    // Another scenario and other cores: each named, with both values.
+    let other = run("other", "rr", sidecar("rr", 1, "t.csv", 8));
+    let (other_table, warning) = compare(&[&ch, &other]);
+    assert!(warning.starts_with("warning: the runs differ"), "{warning}");
+    assert!(
+        warning.contains("scenario: ch: s.csv; rr: t.csv"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("cores_per_node: ch: 2; rr: 8"),
+        "{warning}"
+    );
+    assert!(!warning.contains("capacity"), "{warning}");
+    assert_eq!(other_table, table, "the table itself is unchanged");
+    // A run without a sidecar: its settings are unknown, and said so.
+    let bare = path(dir.path(), "bare.log");
+    std::fs::copy(sample(), &bare).unwrap();
+    let (_, warning) = compare(&[&ch, &rr, bare.to_str().unwrap()]);
+    assert!(
+        warning.contains("no sidecar (settings unknown): ch (bare)"),
+        "{warning}"
+    );
+}
+
 fn assert_png(p: &Path) {
     let bytes = std::fs::read(p).unwrap();
     assert!(
