@@ -66,6 +66,11 @@ pub struct RunSidecar {
     /// The scenario or workload file the calls came from.
     #[serde(default)]
     pub scenario: Option<String>,
+    /// BLAKE2b-256 of that file's bytes, in lowercase hex, when the
+    /// producer read one: which scenario it was, whatever its path (a
+    /// path can be regenerated or overwritten after the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_blake2b: Option<String>,
     /// Time and size scales applied to the scenario.
     #[serde(default)]
     pub scales: Scales,
@@ -150,6 +155,7 @@ impl RunSidecar {
             parameters: serde_json::Map::new(),
             seed: None,
             scenario: None,
+            scenario_blake2b: None,
             scales: Scales::default(),
             extra: serde_json::Map::new(),
         }

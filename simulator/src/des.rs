@@ -809,6 +809,7 @@ pub fn sidecar_for(
         .collect();
     s.seed = Some(config.scheduler.seed());
     s.scenario = scenario.map(|p| p.display().to_string());
+    s.scenario_blake2b = scenario.and_then(|p| crate::file_blake2b(p).ok());
     s.scales = Scales {
         time_scale: config.time_scale,
         fn_time_scale: Some(config.fn_time_scale),

@@ -315,7 +315,7 @@ impl Comparison {
 /// Settings a sidecar's `extra` may record that hold for the whole run
 /// (not measurements of it): the nodes', the workers' and the instance
 /// model's.
-const SETTINGS_IN_EXTRA: [&str; 7] = [
+const SETTINGS_IN_EXTRA: [&str; 11] = [
     "worker",
     "capacity",
     "cores_per_node",
@@ -323,6 +323,10 @@ const SETTINGS_IN_EXTRA: [&str; 7] = [
     "node_memory_mb",
     "instance_model",
     "profile",
+    "catalog",
+    "default_function",
+    "semantics",
+    "function_settings",
 ];
 
 /// What the runs of one table were given differently beyond their
@@ -358,21 +362,22 @@ pub fn differences(analyses: &[Analysis]) -> Vec<String> {
         .collect();
     // A setting's line, where two runs that record it differ (a run that
     // does not record it, an older sidecar or another producer, is left
-    // out of that setting).
+    // out of that setting). A value is (what is compared, what is shown).
     let mut setting =
-        |name: &str, value: &dyn Fn(&protocol::sidecar::RunSidecar) -> Option<String>| {
-            let values: Vec<(&str, String)> = with
+        |name: &str, value: &dyn Fn(&protocol::sidecar::RunSidecar) -> Option<(String, String)>| {
+            let values: Vec<(&str, (String, String))> = with
                 .iter()
                 .filter_map(|(label, s)| value(s).map(|v| (*label, v)))
                 .collect();
-            if values.iter().any(|(_, v)| v != &values[0].1) {
+            if values.iter().any(|(_, v)| v.0 != values[0].1 .0) {
                 let listed: Vec<String> = values
                     .iter()
-                    .map(|(label, v)| format!("{label}: {v}"))
+                    .map(|(label, v)| format!("{label}: {}", v.1))
                     .collect();
                 lines.push(format!("{name}: {}", listed.join("; ")));
             }
         };
+    let same = |v: String| Some((v.clone(), v));
     let shown = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         v => {
@@ -383,24 +388,34 @@ pub fn differences(analyses: &[Analysis]) -> Vec<String> {
             }
         }
     };
-    setting("producer", &|s| Some(s.producer.clone()));
-    // The same file by another path (relative to another directory) is
-    // the same scenario: compared as resolved where it still resolves.
+    setting("producer", &|s| same(s.producer.clone()));
+    // The same bytes are the same scenario, whatever their path: compared
+    // by digest where the sidecar has one, else by the path resolved where
+    // it still resolves (the same file by another relative path).
     setting("scenario", &|s| {
-        s.scenario.as_ref().map(|p| {
-            std::fs::canonicalize(p).map_or_else(|_| p.clone(), |c| c.display().to_string())
+        let path = s.scenario.as_ref()?;
+        Some(match &s.scenario_blake2b {
+            Some(digest) => (
+                digest.clone(),
+                format!("{path} (blake2b {})", digest.get(..12).unwrap_or(digest)),
+            ),
+            None => (
+                std::fs::canonicalize(path)
+                    .map_or_else(|_| path.clone(), |c| c.display().to_string()),
+                path.clone(),
+            ),
         })
     });
-    setting("cluster size", &|s| Some(s.cluster.size.to_string()));
-    setting("time scale", &|s| Some(s.scales.time_scale.to_string()));
+    setting("cluster size", &|s| same(s.cluster.size.to_string()));
+    setting("time scale", &|s| same(s.scales.time_scale.to_string()));
     setting("function time scale", &|s| {
-        s.scales.fn_time_scale.map(|x| x.to_string())
+        s.scales.fn_time_scale.and_then(|x| same(x.to_string()))
     });
     setting("package scale", &|s| {
-        s.scales.package_scale.map(|x| x.to_string())
+        s.scales.package_scale.and_then(|x| same(x.to_string()))
     });
     for key in SETTINGS_IN_EXTRA {
-        setting(key, &|s| s.extra.get(key).map(shown));
+        setting(key, &|s| s.extra.get(key).and_then(|v| same(shown(v))));
     }
     if !without.is_empty() {
         lines.push(format!(

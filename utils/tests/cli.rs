@@ -249,6 +249,28 @@ fn compare_warns_when_runs_differ_beyond_their_algorithm() {
     );
     assert!(!warning.contains("capacity"), "{warning}");
     assert_eq!(other_table, table, "the table itself is unchanged");
+    // Scenarios by digest where the sidecars have one: the same bytes by
+    // two paths are one scenario; other bytes by one path are two.
+    let with_digest = |name: &str, scenario: &str, digest: &str| {
+        let mut meta: serde_json::Value =
+            serde_json::from_str(&sidecar("rr", 1, scenario, 2)).unwrap();
+        meta["scenario_blake2b"] = digest.into();
+        run(name, "rr", meta.to_string())
+    };
+    let ab = "ab".repeat(32);
+    let cd = "cd".repeat(32);
+    let (x, y) = (
+        with_digest("x", "one/s.csv", &ab),
+        with_digest("y", "two/s.csv", &ab),
+    );
+    let (_, warning) = compare(&[&x, &y]);
+    assert_eq!(warning, "", "{warning}");
+    let z = with_digest("z", "one/s.csv", &cd);
+    let (_, warning) = compare(&[&x, &z]);
+    assert!(
+        warning.contains("scenario: rr (x): one/s.csv (blake2b abababababab); rr (z): one/s.csv (blake2b cdcdcdcdcdcd)"),
+        "{warning}"
+    );
     // A run without a sidecar: its settings are unknown, and said so.
     let bare = path(dir.path(), "bare.log");
     std::fs::copy(sample(), &bare).unwrap();
