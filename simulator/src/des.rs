@@ -605,7 +605,17 @@ impl Args {
     /// errors name the file.
     pub fn input(&self) -> anyhow::Result<Input> {
         match (&self.scenario, &self.clients) {
-            (Some(path), None) => Ok(Input::Scenario(Workload::load(path)?)),
+            (Some(path), None) => {
+                let workload = Workload::load(path)?;
+                // Nothing to simulate is a mistake (a wrong or truncated
+                // file), not a run of zero calls that exits 0.
+                anyhow::ensure!(
+                    !workload.arrivals.is_empty(),
+                    "{}: no calls (the scenario is empty or only blank lines)",
+                    path.display()
+                );
+                Ok(Input::Scenario(workload))
+            }
             (None, Some(clients)) => {
                 let clients = des::Stages::parse(clients)?;
                 let duration = des::source::check_duration(self.duration.unwrap_or_default())?;

@@ -443,6 +443,14 @@ fn bad_input_is_a_clear_error() {
         );
     }
 
+    // An empty scenario: an error, not a run of zero calls that exits 0.
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let out = des(&[empty.to_str().unwrap(), "-q", "--no-log"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("empty.csv: no calls"), "{err}");
+
     // A start past a century (the microsecond clock saturated near
     // u64::MAX ms, and the run never ended).
     let late = dir.path().join("late.csv");
