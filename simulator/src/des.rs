@@ -819,7 +819,6 @@ pub fn sidecar_for(
         .collect();
     s.seed = Some(config.scheduler.seed());
     s.scenario = scenario.map(|p| p.display().to_string());
-    s.scenario_blake2b = scenario.and_then(|p| crate::file_blake2b(p).ok());
     s.scales = Scales {
         time_scale: config.time_scale,
         fn_time_scale: Some(config.fn_time_scale),
@@ -1019,6 +1018,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 started_utc.clone(),
                 git.clone(),
             );
+            record.scenario_blake2b = args
+                .scenario
+                .as_deref()
+                .and_then(|p| utils::provenance::file_blake2b(p).ok());
             if let Input::ClosedLoop(closed) = &input {
                 // As `simulator load` records its runs.
                 record.scenario = Some(described.clone());

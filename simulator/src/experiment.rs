@@ -1129,6 +1129,10 @@ pub struct ExperimentRecord {
     /// scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_loop: Option<serde_json::Value>,
+    /// BLAKE2b-256 of the scenario file, read once for every run's
+    /// sidecar (absent for a closed loop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario_blake2b: Option<String>,
     pub scenario_events: usize,
     pub scenario_span_s: f64,
     pub workers: u32,
@@ -1340,6 +1344,10 @@ pub async fn run_experiment(
             None => plan.scenario.clone(),
         },
         closed_loop: plan.closed_loop.as_ref().map(ClosedLoop::parameters),
+        scenario_blake2b: match &plan.closed_loop {
+            Some(_) => None,
+            None => utils::provenance::file_blake2b(&plan.scenario).ok(),
+        },
         scenario_events: events.len(),
         scenario_span_s: schedule_span as f64 / 1000.0,
         workers: plan.workers,
@@ -1662,6 +1670,7 @@ fn run_des(
                     crate::des::utc_now(),
                     record.versions.git.clone(),
                 );
+                sidecar.scenario_blake2b = record.scenario_blake2b.clone();
                 if let Some(c) = &closed {
                     // As `simulator load` and `simulator des --clients` record it.
                     sidecar.extra.insert("load".into(), c.parameters());

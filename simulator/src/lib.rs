@@ -44,29 +44,6 @@ pub mod load;
 pub mod replay;
 pub mod reproduce;
 
-/// BLAKE2b-256 of a file's bytes, in lowercase hex (a run's sidecar
-/// records its scenario's: `scenario_blake2b`), read in 1 MiB pieces.
-pub fn file_blake2b(path: &std::path::Path) -> std::io::Result<String> {
-    use blake2::digest::consts::U32;
-    use blake2::{Blake2b, Digest};
-    use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Blake2b::<U32>::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 /// This run's command line as recorded in reports (`simulator ...`, an
 /// argument quoted where it holds a space or a quote).
 pub fn command_line() -> String {
@@ -110,27 +87,5 @@ mod error_text_tests {
         assert_eq!(super::error_text(&e), "cannot read x.csv: no such file");
         let e = anyhow::anyhow!("root cause").context("while loading");
         assert_eq!(super::error_text(&e), "while loading: root cause");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// BLAKE2b-256 of known bytes (RFC 7693's "abc", 256-bit output, as
-    /// `b2sum -l 256` prints it), over pieces larger than the read buffer.
-    #[test]
-    fn file_digests_are_blake2b_256_in_hex() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("abc");
-        std::fs::write(&p, "abc").unwrap();
-        assert_eq!(
-            super::file_blake2b(&p).unwrap(),
-            "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319"
-        );
-        std::fs::write(&p, vec![7u8; 3 << 20]).unwrap();
-        let whole = super::file_blake2b(&p).unwrap();
-        assert_eq!(whole.len(), 64);
-        std::fs::write(&p, vec![7u8; (3 << 20) + 1]).unwrap();
-        assert_ne!(super::file_blake2b(&p).unwrap(), whole);
-        assert!(super::file_blake2b(&dir.path().join("missing")).is_err());
     }
 }

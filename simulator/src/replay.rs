@@ -1130,7 +1130,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         protocol::sidecar::Cluster::default(),
     );
     run.scenario = Some(args.events.display().to_string());
-    run.scenario_blake2b = crate::file_blake2b(&args.events).ok();
+    run.scenario_blake2b = utils::provenance::file_blake2b(&args.events).ok();
     options.run = Some(run);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

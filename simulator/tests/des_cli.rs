@@ -182,7 +182,7 @@ fn a_log_comes_with_its_sidecar_and_the_summary_records_the_run() {
     // Which scenario, by its bytes (as `b2sum -l 256` prints it).
     assert_eq!(
         parsed.scenario_blake2b,
-        Some(simulator::file_blake2b(&small()).unwrap())
+        Some(utils::provenance::file_blake2b(&small()).unwrap())
     );
     assert_eq!(parsed.scales.time_scale, 2.0);
     assert_eq!(parsed.scales.fn_time_scale, Some(0.5));

@@ -432,7 +432,7 @@ pub(super) fn live_sidecar(
     s.algorithm = Some(config.name().to_string());
     s.seed = Some(config.seed());
     s.scenario = Some(record.scenario.display().to_string());
-    s.scenario_blake2b = crate::file_blake2b(&record.scenario).ok();
+    s.scenario_blake2b = record.scenario_blake2b.clone();
     s.scales = protocol::sidecar::Scales {
         time_scale: record.time_scale,
         fn_time_scale: Some(point.fn_time_scale),

@@ -235,9 +235,7 @@ impl Table {
             source,
         })?;
         let Hashing { hasher, bytes, .. } = self.reader.into_inner();
-        let digest = hasher.finalize();
-        let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Ok((bytes, hex))
+        Ok((bytes, crate::provenance::blake2b_hex(&hasher.finalize())))
     }
 }
 
