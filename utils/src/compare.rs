@@ -99,14 +99,19 @@ pub fn unique_labels(labels_and_sources: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// The analyses' labels made unique (a table's row labels).
+fn labels_of(analyses: &[Analysis]) -> Vec<String> {
+    unique_labels(
+        &analyses
+            .iter()
+            .map(|a| (a.label.clone(), a.source.clone()))
+            .collect::<Vec<_>>(),
+    )
+}
+
 impl Comparison {
     pub fn new(analyses: &[Analysis]) -> Self {
-        let labels = unique_labels(
-            &analyses
-                .iter()
-                .map(|a| (a.label.clone(), a.source.clone()))
-                .collect::<Vec<_>>(),
-        );
+        let labels = labels_of(analyses);
         let rows = analyses
             .iter()
             .zip(labels)
@@ -339,12 +344,7 @@ const SETTINGS_IN_EXTRA: [&str; 11] = [
 /// the runs agree on all of them: a comparison of algorithms means little
 /// across such differences, so `utils compare` warns of them.
 pub fn differences(analyses: &[Analysis]) -> Vec<String> {
-    let labels = unique_labels(
-        &analyses
-            .iter()
-            .map(|a| (a.label.clone(), a.source.clone()))
-            .collect::<Vec<_>>(),
-    );
+    let labels = labels_of(analyses);
     let with: Vec<(&str, &protocol::sidecar::RunSidecar)> = labels
         .iter()
         .zip(analyses)

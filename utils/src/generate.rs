@@ -317,12 +317,19 @@ impl GeneratedCalls {
             }
             out.flush()
         })?;
-        let meta = meta_path(csv_path);
-        let mut json = serde_json::to_string_pretty(&self.meta).map_err(std::io::Error::other)?;
-        json.push('\n');
-        write_whole(&meta, |mut file| file.write_all(json.as_bytes()))?;
-        Ok(meta)
+        write_meta(&self.meta, csv_path)
     }
+}
+
+/// Writes `meta` as the sidecar of `csv_path` (pretty JSON, a final
+/// newline), whole or not at all; returns the sidecar's path.
+fn write_meta(meta: &ScenarioMeta, csv_path: &Path) -> std::io::Result<PathBuf> {
+    use std::io::Write as _;
+    let path = meta_path(csv_path);
+    let mut json = serde_json::to_string_pretty(meta).map_err(std::io::Error::other)?;
+    json.push('\n');
+    write_whole(&path, |mut file| file.write_all(json.as_bytes()))?;
+    Ok(path)
 }
 
 /// Writes `path` through `fill` into `<path>.partial` (creating the
@@ -536,18 +543,13 @@ pub fn meta_path(csv_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes the CSV and its sidecar (creating the directory); returns the
-/// sidecar's path.
+/// Writes the CSV and its sidecar (creating the directory), each whole
+/// or not at all, as [`GeneratedCalls::write`]; returns the sidecar's path.
 pub fn write_scenario(scenario: &Scenario, csv_path: &Path) -> std::io::Result<PathBuf> {
-    if let Some(dir) = csv_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(csv_path, protocol::scenario::to_csv(&scenario.events))?;
-    let meta = meta_path(csv_path);
-    let mut json = serde_json::to_string_pretty(&scenario.meta).map_err(std::io::Error::other)?;
-    json.push('\n');
-    std::fs::write(&meta, json)?;
-    Ok(meta)
+    use std::io::Write as _;
+    let csv = protocol::scenario::to_csv(&scenario.events);
+    write_whole(csv_path, |mut file| file.write_all(csv.as_bytes()))?;
+    write_meta(&scenario.meta, csv_path)
 }
 
 #[cfg(test)]
