@@ -70,7 +70,12 @@
 //! `--sweep NAME=V1,V2,...` repeats the whole comparison for each value of
 //! one parameter (a worker option, a scheduler parameter, `workers`,
 //! `load_factor`, `package_scale`, `node_cores`, `machine_cores`), with one
-//! table and one plot per metric against the swept value. `--file
+//! table and one plot per metric against the swept value. Every point is
+//! checked before the first run starts: a value given twice (which would
+//! write one log twice), a cluster beyond its mode's limit (the
+//! balancer's 10,000 nodes live, the simulator's 100,000), and, in DES
+//! mode, anything the simulator would refuse, under every algorithm, so a
+//! sweep never fails half-way on a value it could have refused. `--file
 //! exp.toml` reads all of it from an experiment file ([`spec`]); the run
 //! writes the resolved file as `experiment.toml`, which reproduces it.
 //!
@@ -794,6 +799,29 @@ impl Plan {
             for p in self.points()? {
                 self.resolve_settings(&p)?;
             }
+            check_distinct_points(s, &self.points()?)?;
+        }
+        // Every point's cluster fits its mode, before anything starts: a
+        // live experiment starts a worker per node for a balancer that
+        // takes at most its limit, and the DES has its own.
+        let (most, limit) = match self.mode {
+            Mode::Live => (
+                load_balancer::config::limits::MAX_NODES,
+                "the balancer's limit, in live mode",
+            ),
+            Mode::Des => (
+                u64::from(des::limits::MAX_NODES),
+                "the simulator's limit, in des mode",
+            ),
+        };
+        for p in self.points()? {
+            if u64::from(p.workers) > most {
+                let which = match &p.label {
+                    Some(label) => format!("--sweep {label}"),
+                    None => format!("--workers {}", p.workers),
+                };
+                return bad(format!("{which}: at most {most} workers ({limit})"));
+            }
         }
         Ok(())
     }
@@ -1506,6 +1534,33 @@ fn prepare_dir(dir: &Path, overwrite: bool) -> Result<(), ExperimentError> {
     Ok(())
 }
 
+/// Refuses a sweep that names one point twice: two values that are the
+/// same number (`2,2`, or `1,1.0`) would plot one point twice, and two
+/// whose labels have the same file-name form (`"a b"` and `"a_b"`) would
+/// write their runs to the same logs, the second replacing the first.
+fn check_distinct_points(sweep: &Sweep, points: &[Point]) -> Result<(), ExperimentError> {
+    for (i, p) in points.iter().enumerate() {
+        let same = points[..i].iter().find(|q| {
+            (p.x.is_some() && p.x == q.x)
+                || safe_name(p.label.as_deref().unwrap_or_default())
+                    == safe_name(q.label.as_deref().unwrap_or_default())
+        });
+        if let Some(q) = same {
+            let value = |p: &Point| {
+                let label = p.label.as_deref().unwrap_or_default();
+                label.split_once('=').map_or(label, |(_, v)| v).to_string()
+            };
+            return Err(ExperimentError::BadArgument(format!(
+                "--sweep {}: the values {:?} and {:?} are one point (give each value once)",
+                sweep.param,
+                value(q),
+                value(p)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A file-name-safe form of a point label (`ch.T=4` stays as it is).
 fn safe_name(s: &str) -> String {
     s.chars()
@@ -1604,12 +1659,52 @@ fn run_des(
         None => None,
     };
     let points = plan.points()?;
+    // Each node its own cores, unless the nodes share a machine.
+    let node_cores_of = |point: &Point| point.node_cores.unwrap_or(profile.cores).max(1);
+    let time_scale = record.time_scale;
+    let config_of = |precord: &PointRecord, point: &Point, algorithm: &str, seed: u64| {
+        Ok::<_, ExperimentError>(des::DesConfig {
+            scheduler: run_config(precord, algorithm, seed)?,
+            nodes: point.workers,
+            cores: node_cores_of(point),
+            machine_cores: point.machine_cores,
+            worker: precord.worker,
+            instances: precord.instances,
+            node_memory_mb: precord.node_memory_mb,
+            profile: profile.clone(),
+            time_scale,
+            fn_time_scale: precord.fn_time_scale,
+            package_scale: precord.package_scale,
+            catalog: catalog.clone(),
+            catalog_file: plan.catalog.as_ref().map(|p| p.display().to_string()),
+            ..des::DesConfig::default()
+        })
+    };
+    // Every point under every algorithm is checked before the first run,
+    // so that a bad point of a sweep (one the DES cannot run) fails the
+    // experiment before it has spent any time, not after the points
+    // before it. The repetitions differ only in their seeds.
+    for (pi, point) in points.iter().enumerate() {
+        for algorithm in &plan.algorithms {
+            let config = config_of(&record.points[pi], point, algorithm, plan.seed)?;
+            let checked = match &plan.closed_loop {
+                Some(c) => des::check_closed_loop(&repetition_loop(c, 0), &config),
+                None => des::check(&workload, &config),
+            };
+            checked.map_err(|e| ExperimentError::Des {
+                algorithm: algorithm.to_string(),
+                message: match &point.label {
+                    Some(label) => format!("{label}: {e}"),
+                    None => e.to_string(),
+                },
+            })?;
+        }
+    }
     let total = points.len() * plan.repeat as usize * plan.algorithms.len();
     let mut n = 0;
     for (pi, point) in points.iter().enumerate() {
         let precord = record.points[pi].clone();
-        // Each node its own cores, unless the nodes share a machine.
-        let node_cores = point.node_cores.unwrap_or(profile.cores).max(1);
+        let node_cores = node_cores_of(point);
         record.points[pi].node_cores = match point.machine_cores {
             Some(_) => None,
             None => Some(node_cores),
@@ -1622,28 +1717,12 @@ fn run_des(
                 n += 1;
                 let run_started = Instant::now();
                 let seed = plan.seed + u64::from(rep);
-                let scheduler = run_config(&precord, algorithm, seed)?;
                 let id = run_id(point.label.as_deref(), algorithm, rep, plan.repeat);
                 let des_err = |message: String| ExperimentError::Des {
                     algorithm: algorithm.to_string(),
                     message,
                 };
-                let config = des::DesConfig {
-                    scheduler: scheduler.clone(),
-                    nodes: point.workers,
-                    cores: node_cores,
-                    machine_cores: point.machine_cores,
-                    worker: precord.worker,
-                    instances: precord.instances,
-                    node_memory_mb: precord.node_memory_mb,
-                    profile: profile.clone(),
-                    time_scale: record.time_scale,
-                    fn_time_scale: precord.fn_time_scale,
-                    package_scale: precord.package_scale,
-                    catalog: catalog.clone(),
-                    catalog_file: plan.catalog.as_ref().map(|p| p.display().to_string()),
-                    ..des::DesConfig::default()
-                };
+                let config = config_of(&precord, point, algorithm, seed)?;
                 let log = log_path(dir, &id)?;
                 let closed = plan.closed_loop.as_ref().map(|c| repetition_loop(c, rep));
                 if let Some(c) = &closed {
@@ -1977,6 +2056,85 @@ mod tests {
         // Nothing to write where nothing is scheduled.
         let des = Plan::resolve(&with(None, Mode::Des, live)).unwrap();
         assert_eq!(des.resolved_file(1.0).function_sched, None);
+    }
+
+    #[test]
+    fn a_sweep_names_each_point_once() {
+        let with = |sweep: &str| Args {
+            mode: Some(Mode::Des),
+            sweep: Some(Sweep::parse(sweep).unwrap()),
+            ..Args::default()
+        };
+        for (sweep, first, second) in [
+            ("ch.T=2,4,2", "2", "2"),
+            // Values are read as numbers: these are one point by value
+            // and by label alike.
+            ("load_factor=1,1.0", "1", "1"),
+            ("workers=4,04", "4", "4"),
+        ] {
+            let e = Plan::resolve(&with(sweep)).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "the values {first:?} and {second:?} are one point"
+                )),
+                "{sweep}: {e}"
+            );
+        }
+        // Labels with one file-name form would share their runs' logs.
+        let points = [Some("x=a b"), Some("x=a_b")].map(|label| Point {
+            label: label.map(String::from),
+            x: None,
+            workers: 4,
+            load_factor: 1.0,
+            package_scale: 1.0,
+            node_cores: None,
+            machine_cores: None,
+            extra_setting: None,
+        });
+        let sweep = Sweep::parse("x=a b,a_b").unwrap();
+        let e = check_distinct_points(&sweep, &points)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(r#"the values "a b" and "a_b" are one point"#),
+            "{e}"
+        );
+        assert!(Plan::resolve(&with("ch.T=2,4,8")).is_ok());
+    }
+
+    #[test]
+    fn a_cluster_beyond_its_modes_limit_is_refused_before_anything_starts() {
+        let live = |workers: u32, sweep: Option<&str>| Args {
+            mode: Some(Mode::Live),
+            workers: Some(workers),
+            sweep: sweep.map(|s| Sweep::parse(s).unwrap()),
+            ..Args::default()
+        };
+        let e = Plan::resolve(&live(10_001, None)).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "--workers 10001: at most 10000 workers (the balancer's limit, in live mode)"
+            ),
+            "{e}"
+        );
+        assert!(Plan::resolve(&live(10_000, None)).is_ok());
+        let e = Plan::resolve(&live(4, Some("workers=2,20000")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--sweep workers=20000: at most 10000 workers"),
+            "{e}"
+        );
+        let des = Args {
+            mode: Some(Mode::Des),
+            workers: Some(100_001),
+            ..Args::default()
+        };
+        let e = Plan::resolve(&des).unwrap_err().to_string();
+        assert!(
+            e.contains("at most 100000 workers (the simulator's limit, in des mode)"),
+            "{e}"
+        );
     }
 
     #[test]

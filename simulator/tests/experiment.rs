@@ -725,6 +725,45 @@ fn a_malformed_scenario_fails_before_starting_anything() {
     assert!(!dir.path().join("x").exists());
 }
 
+/// A sweep point the simulator cannot run (5,000 cores on a machine,
+/// beyond its 4,096) fails the experiment before its first run, not after
+/// the points before it; and two values that are one point would write
+/// one log twice.
+#[test]
+fn a_bad_sweep_point_fails_before_the_first_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = experiment_error(
+        dir.path(),
+        [
+            "--mode",
+            "des",
+            "--name",
+            "x",
+            "--algorithms",
+            "rr,ch",
+            "--no-plots",
+            "--sweep",
+            "machine_cores=2,5000",
+        ],
+    );
+    assert!(
+        stderr.contains("discrete-event run with rr: machine_cores=5000: machine cores is 5000, outside its bounds 1..=4096"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[1/4]"), "a run started: {stderr}");
+    assert!(!dir.path().join("x").join("runs.csv").exists());
+
+    let stderr = experiment_error(
+        dir.path(),
+        ["--mode", "des", "--name", "y", "--sweep", "ch.T=2,4,2"],
+    );
+    assert!(
+        stderr.contains(r#"--sweep ch.T: the values "2" and "2" are one point"#),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("y").exists());
+}
+
 /// Runs `simulator experiment` with `args` in the workspace; it must
 /// succeed. Returns stderr.
 fn experiment_ok<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> String {
