@@ -60,32 +60,5 @@ pub fn command_line() -> String {
         .join(" ")
 }
 
-/// An error and its causes in one line, as `{:#}` prints them, but without
-/// a cause whose text the message before it already contains (errors that
-/// name their source in their own message, `cannot read x: No such file`,
-/// would otherwise print it twice).
-pub fn error_text(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let cause = cause.to_string();
-        if text.is_empty() {
-            text = cause;
-        } else if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
-}
-
-#[cfg(test)]
-mod error_text_tests {
-    #[test]
-    fn a_cause_already_in_the_message_is_not_repeated() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let e = anyhow::Error::new(io).context("cannot read x.csv: no such file");
-        assert_eq!(super::error_text(&e), "cannot read x.csv: no such file");
-        let e = anyhow::anyhow!("root cause").context("while loading");
-        assert_eq!(super::error_text(&e), "while loading: root cause");
-    }
-}
+/// An error and its causes in one line (shared with `utils`).
+pub use utils::error_text;

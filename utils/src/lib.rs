@@ -53,6 +53,8 @@
 //!   repeated runs.
 //! - [`provenance`]: [`provenance::git_revision`], the source revision a
 //!   run records (read before it starts).
+//! - [`error_text`]: an error and its causes in one line, as the tools
+//!   (`utils`, `simulator`) print them.
 //!
 //! A typical experiment, after one log per algorithm:
 //! ```no_run
@@ -93,3 +95,33 @@ pub mod plot;
 pub mod provenance;
 pub mod report;
 pub mod stats;
+
+/// An error and its causes in one line, as `{:#}` prints them, but without
+/// a cause whose text the message before it already contains (errors that
+/// name their source in their own message, `cannot read x: No such file`,
+/// would otherwise print it twice).
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io).context("cannot read x.csv: no such file");
+        assert_eq!(super::error_text(&e), "cannot read x.csv: no such file");
+        let e = anyhow::anyhow!("root cause").context("while loading");
+        assert_eq!(super::error_text(&e), "while loading: root cause");
+    }
+}

@@ -363,7 +363,9 @@ fn main() -> ExitCode {
         // The reader went away (`utils ... | head`): a normal end.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:?}");
+            // One line, each cause once (`{e:?}` repeated a cause that the
+            // message already names).
+            eprintln!("Error: {}", utils::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -107,7 +107,11 @@ fn zipf_and_bad_arguments() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("NOPE"));
     let bad = utils(&["analyze", "/nonexistent/run.log"]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/run.log"));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("/nonexistent/run.log"), "{stderr}");
+    // One line, the cause said once.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }
 
 #[test]
