@@ -1322,6 +1322,7 @@ pub async fn run_experiment(
             (events, span, time_scale)
         }
     };
+    check_called_functions(&plan, &events)?;
     let points = plan.points()?;
     let mut point_records = Vec::new();
     for p in &points {
@@ -1532,6 +1533,59 @@ fn prepare_dir(dir: &Path, overwrite: bool) -> Result<(), ExperimentError> {
         std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
     }
     Ok(())
+}
+
+/// Refuses a scenario (or a closed loop's mix) that calls a function the
+/// experiment's workers do not run (not a sample, nor in `--catalog`),
+/// before any worker starts: live, every call of it failed with a 404 and
+/// the experiment still ended well; the DES refused it, naming a flag the
+/// experiment does not have. Both modes now refuse it alike.
+fn check_called_functions(plan: &Plan, events: &[ScenarioEvent]) -> Result<(), ExperimentError> {
+    if matches!(plan.cluster, Some(cluster::ClusterPlan::Url { .. })) {
+        // A running cluster's workers are the user's: they may run
+        // functions deployed on them (`POST /deploy`).
+        return Ok(());
+    }
+    let file;
+    let catalog = match &plan.catalog {
+        Some(path) => {
+            file = sample_functions::Catalog::with_file(path)
+                .map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
+            &file
+        }
+        None => sample_functions::catalog(),
+    };
+    let unknown = match &plan.closed_loop {
+        Some(closed) => closed
+            .mix
+            .names()
+            .iter()
+            .find(|n| catalog.get(n).is_none())
+            .map(|n| format!("function {n:?} (in the closed loop's --names)")),
+        None => events
+            .iter()
+            .enumerate()
+            .find(|(_, e)| catalog.get(&e.function).is_none())
+            .map(|(row, e)| {
+                format!(
+                    "{}: function {:?} (first at scenario row {})",
+                    plan.scenario.display(),
+                    e.function,
+                    row + 1
+                )
+            }),
+    };
+    let Some(unknown) = unknown else {
+        return Ok(());
+    };
+    let known = match &plan.catalog {
+        Some(path) => format!("the sample functions and those of {}", path.display()),
+        None => "the sample functions (W1-W11, T1-T6, I1-I5, D1-D8, noop)".to_string(),
+    };
+    Err(ExperimentError::BadArgument(format!(
+        "{unknown} is not one the workers run ({known}); give a catalog file with it \
+         (--catalog, e.g. the one `utils import` writes)"
+    )))
 }
 
 /// Refuses a sweep that names one point twice: two values that are the

@@ -725,6 +725,62 @@ fn a_malformed_scenario_fails_before_starting_anything() {
     assert!(!dir.path().join("x").exists());
 }
 
+/// A scenario calling a function the workers do not run fails before any
+/// worker starts, live as in the DES (live, every call of it failed with
+/// a 404 and the experiment ended well).
+#[test]
+fn a_scenario_of_unknown_functions_fails_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("zipf.csv");
+    std::fs::write(&csv, "W1,0\nF1,10\nW2,20\n").unwrap();
+    for (mode, name) in [("live", "x"), ("des", "y")] {
+        let stderr = experiment_error(
+            dir.path(),
+            [
+                OsStr::new("--mode"),
+                OsStr::new(mode),
+                OsStr::new("--name"),
+                OsStr::new(name),
+                OsStr::new("--scenario"),
+                csv.as_os_str(),
+            ],
+        );
+        assert!(
+            stderr.contains(&format!(
+                "{}: function \"F1\" (first at scenario row 2) is not one the workers run",
+                csv.display()
+            )) && stderr.contains("--catalog"),
+            "{mode}: {stderr}"
+        );
+        assert!(!stderr.contains("started"), "{mode}: {stderr}");
+        assert!(!dir.path().join(name).exists(), "{mode}");
+        // A closed loop's mix likewise.
+        let stderr = experiment_error(
+            dir.path(),
+            [
+                "--mode",
+                mode,
+                "--name",
+                name,
+                "--clients",
+                "2",
+                "--duration",
+                "2s",
+                "--names",
+                "W1,F1",
+            ],
+        );
+        assert!(
+            stderr.contains(
+                "function \"F1\" (in the closed loop's --names) is not one the workers run"
+            ),
+            "{mode}: {stderr}"
+        );
+        assert!(!stderr.contains("started"), "{mode}: {stderr}");
+        assert!(!dir.path().join(name).exists(), "{mode}");
+    }
+}
+
 /// A sweep point the simulator cannot run (5,000 cores on a machine,
 /// beyond its 4,096) fails the experiment before its first run, not after
 /// the points before it; and two values that are one point would write
