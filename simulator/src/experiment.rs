@@ -69,7 +69,8 @@
 //! mean and 95 % confidence interval of every metric ([`utils::stats`]).
 //! `--sweep NAME=V1,V2,...` repeats the whole comparison for each value of
 //! one parameter (a worker option, a scheduler parameter, `workers`,
-//! `load_factor`, `package_scale`, `node_cores`, `machine_cores`), with one
+//! `load_factor`, `package_scale`, and in DES mode `node_cores`,
+//! `machine_cores`, which live workers would ignore), with one
 //! table and one plot per metric against the swept value. Every point is
 //! checked before the first run starts: a value given twice (which would
 //! write one log twice), a cluster beyond its mode's limit (the
@@ -739,6 +740,25 @@ impl Plan {
         }
         if self.node_cores == Some(0) || self.machine_cores == Some(0) {
             return bad("--node-cores and --machine-cores must be at least 1".into());
+        }
+        if self.mode == Mode::Live {
+            // The simulated nodes' cores mean nothing to live workers: a
+            // live run would ignore them, and a sweep of them would
+            // report identical points as if the cores had changed.
+            let swept = self.sweep.as_ref().map(|s| s.param.as_str());
+            let given = match (self.node_cores, self.machine_cores, swept) {
+                (Some(_), _, _) => Some("--node-cores"),
+                (_, Some(_), _) => Some("--machine-cores"),
+                (_, _, Some("node_cores")) => Some("--sweep node_cores"),
+                (_, _, Some("machine_cores")) => Some("--sweep machine_cores"),
+                _ => None,
+            };
+            if let Some(what) = given {
+                return bad(format!(
+                    "{what} sets the simulated nodes' cores (--mode des); live workers run \
+                     on this host's cores (a Compose cluster's containers: --worker-cpus)"
+                ));
+            }
         }
         if self.node_memory_mb == 0 {
             return bad("--node-memory-mb must be at least 1".into());
@@ -2189,6 +2209,41 @@ mod tests {
             e.contains("at most 100000 workers (the simulator's limit, in des mode)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn simulated_cores_are_refused_live_where_they_would_be_ignored() {
+        let with =
+            |mode: Mode, node: Option<u32>, machine: Option<u32>, sweep: Option<&str>| Args {
+                mode: Some(mode),
+                node_cores: node,
+                machine_cores: machine,
+                sweep: sweep.map(|s| Sweep::parse(s).unwrap()),
+                ..Args::default()
+            };
+        for (node, machine, sweep, what) in [
+            (Some(4), None, None, "--node-cores"),
+            (None, Some(2), None, "--machine-cores"),
+            (None, None, Some("node_cores=1,2"), "--sweep node_cores"),
+            (
+                None,
+                None,
+                Some("machine_cores=1,2"),
+                "--sweep machine_cores",
+            ),
+        ] {
+            let e = Plan::resolve(&with(Mode::Live, node, machine, sweep))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!(
+                    "{what} sets the simulated nodes' cores (--mode des)"
+                )),
+                "{e}"
+            );
+            assert!(Plan::resolve(&with(Mode::Des, node, machine, sweep)).is_ok());
+        }
+        assert!(Plan::resolve(&with(Mode::Live, None, None, Some("workers=2,4"))).is_ok());
     }
 
     #[test]
