@@ -553,10 +553,39 @@ pub fn find_profile() -> anyhow::Result<(PathBuf, CostProfile)> {
     Ok((path, profile))
 }
 
-/// The default profile of `simulator des` and of `simulator experiment
-/// --mode des` ([`find_profile`], read at run time).
-pub fn default_profile() -> anyhow::Result<CostProfile> {
-    Ok(find_profile()?.1)
+/// The cost profile of `simulator experiment --mode des` for the workers'
+/// `runtime` (`process` or `docker`): for `process`, the one `simulator
+/// des` reads ([`find_profile`]); for another runtime, `<runtime>.json`
+/// beside it (`simulator/profiles/` keeps both). `$HF_DES_PROFILE` is
+/// taken as it is. Either way the profile must have been measured on that
+/// runtime: the experiment records the runtime, and a run labelled
+/// `docker` on the process runtime's costs would say what it did not do.
+pub fn profile_of_runtime(runtime: &str) -> anyhow::Result<CostProfile> {
+    let (found, profile, how) = ProfileSearch::from_environment().find()?;
+    let (path, profile) = if how == PROFILE_ENV || runtime == "process" {
+        (found, profile)
+    } else {
+        let path = found.with_file_name(format!("{runtime}.json"));
+        if !path.is_file() {
+            anyhow::bail!(
+                "no cost profile of the {runtime} runtime: {} does not exist (beside {}); \
+                 measure one with `simulator calibrate <worker_url> --runtime {runtime} --out {}`",
+                path.display(),
+                found.display(),
+                path.display()
+            );
+        }
+        let profile = CostProfile::load(&path)?;
+        (path, profile)
+    };
+    if profile.runtime != runtime {
+        anyhow::bail!(
+            "the cost profile {} was measured on the {:?} runtime, not {runtime:?} (--runtime {runtime})",
+            path.display(),
+            profile.runtime
+        );
+    }
+    Ok(profile)
 }
 
 /// Where `simulator calibrate` writes by default: the place

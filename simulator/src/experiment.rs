@@ -1343,6 +1343,15 @@ pub async fn run_experiment(
         }
     };
     check_called_functions(&plan, &events)?;
+    // The DES's costs are those of the runtime the experiment names (and
+    // records); a missing or mismatched profile fails before any output.
+    let profile = match plan.mode {
+        Mode::Des => Some(
+            crate::des::profile_of_runtime(plan.runtime.as_str())
+                .map_err(|e| ExperimentError::BadArgument(format!("{e:#}")))?,
+        ),
+        Mode::Live => None,
+    };
     let points = plan.points()?;
     let mut point_records = Vec::new();
     for p in &points {
@@ -1479,9 +1488,10 @@ pub async fn run_experiment(
             .unwrap_or_default(),
     );
 
-    let result = match plan.mode {
-        Mode::Live => live::run_live(&plan, &opts, &events, &dir, &mut record, stop).await,
-        Mode::Des => run_des(&plan, &events, &dir, &mut record, stop),
+    // A cost profile exactly in DES mode.
+    let result = match profile {
+        None => live::run_live(&plan, &opts, &events, &dir, &mut record, stop).await,
+        Some(profile) => run_des(&plan, profile, &events, &dir, &mut record, stop),
     };
     record.interrupted = stop.level() != StopLevel::Run;
     record.wall_time_s = started.elapsed().as_secs_f64();
@@ -1712,6 +1722,7 @@ fn worker_entries(w: &CachingOptions) -> [(&'static str, String); 5] {
 
 fn run_des(
     plan: &Plan,
+    profile: des::CostProfile,
     events: &[ScenarioEvent],
     dir: &Path,
     record: &mut ExperimentRecord,
@@ -1722,8 +1733,6 @@ fn run_des(
     if let Some(cap) = plan.duration {
         workload = workload.truncated(policy::Time::from_duration(cap));
     }
-    let profile = crate::des::default_profile()
-        .map_err(|e| ExperimentError::BadArgument(format!("{e:#}")))?;
     // The same functions as the live workers' `--catalog`.
     let catalog = match &plan.catalog {
         Some(path) => Some(std::sync::Arc::new(

@@ -516,6 +516,69 @@ fn des_mode_writes_the_same_report() {
     assert!(report.contains("| ch |"), "{report}");
 }
 
+/// `--runtime docker` in DES mode simulates the Docker runtime's costs
+/// (`simulator/profiles/docker.json`), as the record says; before, it ran
+/// on the process runtime's profile while run.json said `docker`. A
+/// profile of another runtime given by `$HF_DES_PROFILE` is refused,
+/// before any output.
+#[test]
+fn des_mode_runs_on_the_costs_of_the_runtime_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile_of = |name: &str, runtime: &str| -> serde_json::Value {
+        let mut c = simulator();
+        c.env_remove("HF_DES_PROFILE")
+            .args(["experiment", "--mode", "des", "--name", name])
+            .args(["--runtime", runtime, "--algorithms", "rr", "--no-plots"])
+            .arg("--results-dir")
+            .arg(dir.path());
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let side = dir.path().join(name).join("logs/rr.log.meta.json");
+        let side: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(side).unwrap()).unwrap();
+        side["extra"]["profile"].clone()
+    };
+    for runtime in ["process", "docker"] {
+        let profile = profile_of(runtime, runtime);
+        assert_eq!(profile["runtime"], runtime, "{profile}");
+        assert!(
+            profile["file"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("simulator/profiles/{runtime}.json")),
+            "{profile}"
+        );
+        let report = std::fs::read_to_string(dir.path().join(runtime).join("report.md")).unwrap();
+        assert!(
+            report.contains(&format!("on the {runtime} runtime's cost profile")),
+            "{report}"
+        );
+    }
+    let process = workspace_root().join("simulator/profiles/process.json");
+    let out = simulator()
+        .env("HF_DES_PROFILE", &process)
+        .args(["experiment", "--mode", "des", "--name", "mismatch"])
+        .args(["--runtime", "docker", "--algorithms", "rr"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "the cost profile {} was measured on the \"process\" runtime, not \"docker\" (--runtime docker)",
+            process.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("mismatch").exists());
+}
+
 /// Output to a pipe whose reader has gone (`... 2>&1 | head`, a `tee`
 /// that was stopped, a terminal gone): the lines are lost, not the
 /// experiment. Before, the first `eprintln!` after the pipe closed

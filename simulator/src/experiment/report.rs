@@ -532,8 +532,9 @@ fn report_markdown(
                 ),
             },
             Mode::Des => format!(
-                "discrete-event simulation (`simulator des`), {} nodes, virtual time",
-                record.workers
+                "discrete-event simulation (`simulator des`), {} nodes, virtual time, on the {} runtime's cost profile",
+                record.workers,
+                record.runtime.as_str()
             ),
         }
     );
