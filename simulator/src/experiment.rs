@@ -316,13 +316,14 @@ pub struct Args {
     /// [default: 1g].
     #[arg(long)]
     pub worker_memory: Option<String>,
-    /// `--cluster compose`: the Compose file.
-    #[arg(long, default_value = "deploy/compose/docker-compose.yml")]
-    pub compose_file: PathBuf,
+    /// `--cluster compose`: the Compose file [default:
+    /// deploy/compose/docker-compose.yml].
+    #[arg(long)]
+    pub compose_file: Option<PathBuf>,
     /// `--cluster compose`: tag of the images hotfunctions/load-balancer
-    /// and hotfunctions/worker (deploy/build-images.sh).
-    #[arg(long, default_value = "dev")]
-    pub image_tag: String,
+    /// and hotfunctions/worker (deploy/build-images.sh) [default: dev].
+    #[arg(long)]
+    pub image_tag: Option<String>,
     /// Live processes, or the discrete-event simulator [default: live].
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
@@ -705,6 +706,13 @@ impl Plan {
                 .and_then(|_| args.mix.names.clone().or(file.names)),
             closed_loop,
         };
+        let compose = matches!(plan.cluster, Some(cluster::ClusterPlan::Compose { .. }));
+        if !compose && (args.compose_file.is_some() || args.image_tag.is_some()) {
+            // They would be ignored.
+            return Err(bad(
+                "--compose-file and --image-tag apply to --cluster compose only".into(),
+            ));
+        }
         plan.check()?;
         Ok(plan)
     }
@@ -1303,8 +1311,11 @@ impl RunOptions {
             progress: args.progress,
             child_nice: args.child_nice,
             no_plots: args.no_plots,
-            compose_file: args.compose_file.clone(),
-            image_tag: args.image_tag.clone(),
+            compose_file: args
+                .compose_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("deploy/compose/docker-compose.yml")),
+            image_tag: args.image_tag.clone().unwrap_or_else(|| "dev".into()),
         }
     }
 }
@@ -2253,6 +2264,38 @@ mod tests {
             assert!(Plan::resolve(&with(Mode::Des, node, machine, sweep)).is_ok());
         }
         assert!(Plan::resolve(&with(Mode::Live, None, None, Some("workers=2,4"))).is_ok());
+    }
+
+    #[test]
+    fn compose_options_are_refused_without_a_compose_cluster() {
+        let with = |cluster: Option<&str>, file: Option<&str>, tag: Option<&str>| Args {
+            cluster: cluster.map(String::from),
+            compose_file: file.map(PathBuf::from),
+            image_tag: tag.map(String::from),
+            ..Args::default()
+        };
+        for cluster in [None, Some("http://127.0.0.1:8111")] {
+            for (file, tag) in [(Some("x.yml"), None), (None, Some("v2"))] {
+                let e = Plan::resolve(&with(cluster, file, tag))
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains("--compose-file and --image-tag apply to --cluster compose only"),
+                    "{cluster:?}: {e}"
+                );
+            }
+        }
+        let plan = Plan::resolve(&with(Some("compose"), Some("x.yml"), Some("v2"))).unwrap();
+        assert!(matches!(
+            plan.cluster,
+            Some(cluster::ClusterPlan::Compose { .. })
+        ));
+        let opts = RunOptions::of(&with(None, None, None));
+        assert_eq!(
+            (opts.compose_file.to_str(), opts.image_tag.as_str()),
+            (Some("deploy/compose/docker-compose.yml"), "dev"),
+            "the defaults"
+        );
     }
 
     #[test]
