@@ -124,7 +124,6 @@ use des::{
 };
 use load_balancer::cli::SchedulerArgs;
 use load_balancer::slim::{FunctionSettings, SettingsFile};
-use policy::node::keep_alive::KeepAlivePool;
 use policy::node::keep_alive_policy::choose_instance_model;
 use policy::node::options::CachingOptions;
 use policy::node::{Admission, KeepAlivePolicy, Overflow, ReuseOrder, ReuseRules};
@@ -213,7 +212,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "profile")]
     pub ideal: bool,
     /// Instance concurrency model [default: hotfunctions, or lambda when
-    /// --keep-alive-policy is given].
+    /// --keep-alive-policy or --keep-alive-s is given].
     #[arg(long, value_enum)]
     pub instance_model: Option<InstanceModelArg>,
     /// Keep-alive policy of the Lambda model (implies --instance-model
@@ -222,9 +221,11 @@ pub struct Args {
     /// (pre-warming) [default: fixed].
     #[arg(long, value_name = "POLICY")]
     pub keep_alive_policy: Option<KeepAlivePolicy>,
-    /// Keep-alive of idle instances in the Lambda model, seconds.
-    #[arg(long, default_value_t = KeepAlivePool::DEFAULT_KEEP_ALIVE.as_secs_f64())]
-    pub keep_alive_s: f64,
+    /// Keep-alive of idle instances in the Lambda model, seconds; given,
+    /// it selects the Lambda model (as --keep-alive-policy does) [default:
+    /// 600].
+    #[arg(long)]
+    pub keep_alive_s: Option<f64>,
     /// Model of functions not in the catalog: `cpu:MS`, `sleep:MS`,
     /// `cpu:MS+sleep:MS`, `exp:WARM_MS[:COLD_MS]` (exponential sleep),
     /// `exp-cpu:MEAN_MS` (exponential CPU work), `pct:p0=MS,...,p100=MS`

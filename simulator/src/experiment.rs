@@ -122,7 +122,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use policy::node::keep_alive::KeepAlivePool;
 use policy::node::keep_alive_policy::{choose_instance_model, parse_lambda};
 use policy::node::options::{self, CachingOptions};
 use policy::node::{InstanceModel, KeepAlivePolicy};
@@ -406,7 +405,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "node_cores")]
     pub machine_cores: Option<u32>,
     /// Instance model of the workers and of the simulated nodes
-    /// [default: hotfunctions; lambda when a keep-alive policy is given].
+    /// [default: hotfunctions; lambda when a keep-alive policy or a
+    /// keep-alive is given].
     #[arg(long, value_enum)]
     pub instance_model: Option<InstanceModelArg>,
     /// Keep-alive policy of the Lambda model: fixed, lru, greedy-dual,
@@ -1957,10 +1957,7 @@ fn resolve_instances(args: &Args, file: &ExperimentFile) -> Result<InstanceModel
         ),
         (None, None) => None,
     };
-    let keep_alive_s = args
-        .keep_alive_s
-        .or(file.keep_alive_s)
-        .unwrap_or(KeepAlivePool::DEFAULT_KEEP_ALIVE.as_secs_f64());
+    let keep_alive_s = args.keep_alive_s.or(file.keep_alive_s);
     choose_instance_model(lambda, policy, keep_alive_s).map_err(|e| bad(e.to_string()))
 }
 

@@ -541,6 +541,33 @@ fn lambda_model_reports_instances() {
     assert!(total > busy && busy > 0.0, "{inst}");
     assert_eq!(v["config"]["instances"]["model"], "lambda");
     assert_eq!(v["config"]["instances"]["keep_alive_s"], 60.0);
+    // A keep-alive alone selects the model (before, HotFunctions' model
+    // ran and ignored it); with that model named, it is an error.
+    let alone = dir.path().join("alone.json");
+    let out = des(&[
+        small().to_str().unwrap(),
+        "-q",
+        "--keep-alive-s",
+        "60",
+        "--summary-json",
+        alone.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(summary_without_performance(&alone), v);
+    let out = des(&[
+        small().to_str().unwrap(),
+        "-q",
+        "--instance-model",
+        "hotfunctions",
+        "--keep-alive-s",
+        "60",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--keep-alive-s 60 needs the Lambda model"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -44,7 +44,6 @@ pub mod metrics;
 pub mod runtime;
 pub mod worker;
 
-use policy::node::keep_alive::KeepAlivePool;
 use policy::node::keep_alive_policy::{choose_instance_model, parse_lambda};
 use policy::node::options::CachingOptions;
 use policy::node::InstanceModel;
@@ -97,8 +96,9 @@ pub struct WorkerConfig {
     /// The Lambda model's keep-alive policy: fixed, lru, greedy-dual,
     /// histogram, ewma (`policy::node::keep_alive_policy`).
     pub keep_alive_policy: Option<String>,
-    /// Keep-alive of idle instances in the Lambda model, seconds (600).
-    pub keep_alive_s: f64,
+    /// Keep-alive of idle instances in the Lambda model, seconds (None:
+    /// 600); given, it selects the Lambda model (as a policy does).
+    pub keep_alive_s: Option<f64>,
     /// Memory of the node for instances, MB (2048): the `lru` and
     /// `greedy-dual` policies evict idle instances under it.
     pub node_memory_mb: u32,
@@ -166,7 +166,7 @@ impl Default for WorkerConfig {
             caching: CachingOptions::default(),
             instance_model: None,
             keep_alive_policy: None,
-            keep_alive_s: KeepAlivePool::DEFAULT_KEEP_ALIVE.as_secs_f64(),
+            keep_alive_s: None,
             node_memory_mb: policy::scheduler::NodeInfo::DEFAULT_MEMORY_MB,
             http_workers: 2,
             expiry_tick_ms: 100,

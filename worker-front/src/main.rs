@@ -103,7 +103,8 @@ struct StartArgs {
     rest_container_life_time: Option<u64>,
     /// Instance model: hotfunctions (the original's) or lambda (one call
     /// per instance, kept alive by --keep-alive-policy) [default:
-    /// hotfunctions, or lambda when --keep-alive-policy is given].
+    /// hotfunctions, or lambda when --keep-alive-policy or --keep-alive-s
+    /// is given].
     #[arg(long, value_name = "MODEL")]
     instance_model: Option<String>,
     /// Keep-alive policy of the Lambda model (implies --instance-model
@@ -112,9 +113,11 @@ struct StartArgs {
     /// (pre-warming) [default: fixed].
     #[arg(long, value_name = "POLICY")]
     keep_alive_policy: Option<String>,
-    /// Keep-alive of idle instances in the Lambda model, seconds.
-    #[arg(long, default_value_t = WorkerConfig::default().keep_alive_s)]
-    keep_alive_s: f64,
+    /// Keep-alive of idle instances in the Lambda model, seconds; given,
+    /// it selects the Lambda model (as --keep-alive-policy does) [default:
+    /// 600].
+    #[arg(long)]
+    keep_alive_s: Option<f64>,
     /// Memory of the node for function instances, MB (each function's is
     /// its catalog `memory_mb`).
     #[arg(long, default_value_t = WorkerConfig::default().node_memory_mb)]

@@ -18,7 +18,7 @@ fn lambda_config(policy: &str, keep_alive_s: f64, node_memory_mb: u32) -> Worker
         http_workers: 2,
         expiry_tick_ms: 50,
         keep_alive_policy: Some(policy.into()),
-        keep_alive_s,
+        keep_alive_s: Some(keep_alive_s),
         node_memory_mb,
         ..WorkerConfig::default()
     }
@@ -88,6 +88,10 @@ fn bad_keep_alive_options_are_errors_of_the_binary() {
         ),
         (vec!["--instance-model", "vm"], "hotfunctions, lambda"),
         (vec!["--keep-alive-s=-5"], "--keep-alive-s"),
+        (
+            vec!["--instance-model", "hotfunctions", "--keep-alive-s", "60"],
+            "--keep-alive-s 60 needs the Lambda model",
+        ),
         (vec!["--node-memory-mb", "0"], "--node-memory-mb"),
     ] {
         let out = Command::new(bin)

@@ -101,6 +101,8 @@ impl fmt::Display for KeepAlivePolicy {
 pub enum ModelChoiceError {
     #[error("--keep-alive-policy {0} needs the Lambda model (--instance-model lambda)")]
     PolicyNeedsLambda(KeepAlivePolicy),
+    #[error("--keep-alive-s {0} needs the Lambda model (--instance-model lambda): HotFunctions' model keeps no idle instance alive")]
+    KeepAliveNeedsLambda(f64),
     #[error("unknown instance model {0:?} (known: hotfunctions, lambda)")]
     UnknownModel(String),
     #[error("--keep-alive-s: {0}")]
@@ -119,20 +121,30 @@ pub fn parse_lambda(name: &str) -> Result<bool, ModelChoiceError> {
     }
 }
 
-/// The instance model of the options shared by the worker and `simulator
-/// des`: `--instance-model` (`lambda`: Some(true)), `--keep-alive-policy`
-/// (which selects the Lambda model when `--instance-model` is not given;
-/// with `hotfunctions` it is an error) and `--keep-alive-s`.
+/// The instance model of the options shared by the worker, `simulator
+/// des` and `simulator experiment`: `--instance-model` (`lambda`:
+/// Some(true)), `--keep-alive-policy` and `--keep-alive-s` (None: not
+/// given; the keep-alive is then [`KeepAlivePool::DEFAULT_KEEP_ALIVE`]).
+/// A policy or a keep-alive selects the Lambda model when
+/// `--instance-model` is not given (HotFunctions' model keeps no idle
+/// instance alive, so either would be ignored there); with
+/// `--instance-model hotfunctions` either is an error.
+///
+/// [`KeepAlivePool::DEFAULT_KEEP_ALIVE`]: super::keep_alive::KeepAlivePool::DEFAULT_KEEP_ALIVE
 pub fn choose_instance_model(
     lambda: Option<bool>,
     policy: Option<KeepAlivePolicy>,
-    keep_alive_s: f64,
+    keep_alive_s: Option<f64>,
 ) -> Result<InstanceModel, ModelChoiceError> {
-    let keep_alive = keep_alive_secs(keep_alive_s)?;
-    match (lambda, policy) {
-        (Some(false), Some(p)) => Err(ModelChoiceError::PolicyNeedsLambda(p)),
-        (None | Some(false), None) => Ok(InstanceModel::HotFunctions),
-        (None | Some(true), p) => Ok(InstanceModel::lambda(keep_alive, p.unwrap_or_default())),
+    let keep_alive = match keep_alive_s {
+        Some(s) => keep_alive_secs(s)?,
+        None => super::keep_alive::KeepAlivePool::DEFAULT_KEEP_ALIVE,
+    };
+    match (lambda, policy, keep_alive_s) {
+        (Some(false), Some(p), _) => Err(ModelChoiceError::PolicyNeedsLambda(p)),
+        (Some(false), None, Some(s)) => Err(ModelChoiceError::KeepAliveNeedsLambda(s)),
+        (Some(false), None, None) | (None, None, None) => Ok(InstanceModel::HotFunctions),
+        (_, p, _) => Ok(InstanceModel::lambda(keep_alive, p.unwrap_or_default())),
     }
 }
 
@@ -165,7 +177,7 @@ mod tests {
             keep_alive_secs(MAX_KEEP_ALIVE_S).unwrap(),
             Duration::from_secs(365 * 86_400)
         );
-        let e = choose_instance_model(Some(true), None, 1e300).unwrap_err();
+        let e = choose_instance_model(Some(true), None, Some(1e300)).unwrap_err();
         assert!(e.to_string().contains("a year"), "{e}");
     }
 
@@ -199,22 +211,40 @@ mod tests {
     fn the_policy_selects_the_lambda_model_and_contradictions_are_errors() {
         let lru = Some(KeepAlivePolicy::Lru);
         assert_eq!(
-            choose_instance_model(None, None, 600.0),
+            choose_instance_model(None, None, None),
+            Ok(InstanceModel::HotFunctions)
+        );
+        assert_eq!(
+            choose_instance_model(Some(false), None, None),
             Ok(InstanceModel::HotFunctions)
         );
         let lambda = InstanceModel::lambda(Duration::from_secs(30), KeepAlivePolicy::Lru);
-        assert_eq!(choose_instance_model(None, lru, 30.0), Ok(lambda));
-        assert_eq!(choose_instance_model(Some(true), lru, 30.0), Ok(lambda));
+        assert_eq!(choose_instance_model(None, lru, Some(30.0)), Ok(lambda));
         assert_eq!(
-            choose_instance_model(Some(true), None, 30.0),
-            Ok(InstanceModel::lambda(
-                Duration::from_secs(30),
-                KeepAlivePolicy::Fixed
-            ))
+            choose_instance_model(Some(true), lru, Some(30.0)),
+            Ok(lambda)
         );
-        let e = choose_instance_model(Some(false), lru, 30.0).unwrap_err();
+        let fixed = |s: u64| InstanceModel::lambda(Duration::from_secs(s), KeepAlivePolicy::Fixed);
+        assert_eq!(
+            choose_instance_model(Some(true), None, Some(30.0)),
+            Ok(fixed(30))
+        );
+        // A keep-alive alone selects the Lambda model, as a policy does
+        // (HotFunctions' model would ignore it).
+        assert_eq!(choose_instance_model(None, None, Some(30.0)), Ok(fixed(30)));
+        assert_eq!(
+            choose_instance_model(Some(true), None, None),
+            Ok(fixed(600))
+        );
+        let e = choose_instance_model(Some(false), lru, Some(30.0)).unwrap_err();
         assert!(e.to_string().contains("needs the Lambda model"), "{e}");
-        let e = choose_instance_model(None, None, -2.0).unwrap_err();
+        let e = choose_instance_model(Some(false), None, Some(30.0)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--keep-alive-s 30 needs the Lambda model"),
+            "{e}"
+        );
+        let e = choose_instance_model(None, None, Some(-2.0)).unwrap_err();
         assert!(e.to_string().contains("--keep-alive-s"), "{e}");
         assert_eq!(parse_lambda("Lambda"), Ok(true));
         assert_eq!(parse_lambda("hotfunctions"), Ok(false));
