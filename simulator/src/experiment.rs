@@ -823,11 +823,14 @@ impl Plan {
                     spec::MAX_POINTS
                 ));
             }
-            // Every point must resolve.
-            for p in self.points()? {
-                self.resolve_settings(&p)?;
+        }
+        let points = self.points()?;
+        if let Some(s) = &self.sweep {
+            // Every point must resolve, once.
+            for p in &points {
+                self.resolve_settings(p)?;
             }
-            check_distinct_points(s, &self.points()?)?;
+            check_distinct_points(s, &points)?;
         }
         // Every point's cluster fits its mode, before anything starts: a
         // live experiment starts a worker per node for a balancer that
@@ -842,7 +845,7 @@ impl Plan {
                 "the simulator's limit, in des mode",
             ),
         };
-        for p in self.points()? {
+        for p in &points {
             if u64::from(p.workers) > most {
                 let which = match &p.label {
                     Some(label) => format!("--sweep {label}"),
