@@ -1356,7 +1356,15 @@ pub async fn run_experiment(
             (events, span, time_scale)
         }
     };
-    check_called_functions(&plan, &events)?;
+    // `--catalog`'s functions, read once for the check below and the DES.
+    let catalog = match &plan.catalog {
+        Some(path) => Some(std::sync::Arc::new(
+            sample_functions::Catalog::with_file(path)
+                .map_err(|e| ExperimentError::BadArgument(e.to_string()))?,
+        )),
+        None => None,
+    };
+    check_called_functions(&plan, catalog.as_deref(), &events)?;
     // The DES's costs are those of the runtime the experiment names (and
     // records); a missing or mismatched profile fails before any output.
     let profile = match plan.mode {
@@ -1505,7 +1513,7 @@ pub async fn run_experiment(
     // A cost profile exactly in DES mode.
     let result = match profile {
         None => live::run_live(&plan, &opts, &events, &dir, &mut record, stop).await,
-        Some(profile) => run_des(&plan, profile, &events, &dir, &mut record, stop),
+        Some(profile) => run_des(&plan, profile, catalog, &events, &dir, &mut record, stop),
     };
     record.interrupted = stop.level() != StopLevel::Run;
     record.wall_time_s = started.elapsed().as_secs_f64();
@@ -1584,21 +1592,17 @@ fn prepare_dir(dir: &Path, overwrite: bool) -> Result<(), ExperimentError> {
 /// before any worker starts: live, every call of it failed with a 404 and
 /// the experiment still ended well; the DES refused it, naming a flag the
 /// experiment does not have. Both modes now refuse it alike.
-fn check_called_functions(plan: &Plan, events: &[ScenarioEvent]) -> Result<(), ExperimentError> {
+fn check_called_functions(
+    plan: &Plan,
+    catalog: Option<&sample_functions::Catalog>,
+    events: &[ScenarioEvent],
+) -> Result<(), ExperimentError> {
     if matches!(plan.cluster, Some(cluster::ClusterPlan::Url { .. })) {
         // A running cluster's workers are the user's: they may run
         // functions deployed on them (`POST /deploy`).
         return Ok(());
     }
-    let file;
-    let catalog = match &plan.catalog {
-        Some(path) => {
-            file = sample_functions::Catalog::with_file(path)
-                .map_err(|e| ExperimentError::BadArgument(e.to_string()))?;
-            &file
-        }
-        None => sample_functions::catalog(),
-    };
+    let catalog = catalog.unwrap_or_else(|| sample_functions::catalog());
     let unknown = match &plan.closed_loop {
         Some(closed) => closed
             .mix
@@ -1737,6 +1741,8 @@ fn worker_entries(w: &CachingOptions) -> [(&'static str, String); 5] {
 fn run_des(
     plan: &Plan,
     profile: des::CostProfile,
+    // The same functions as the live workers' `--catalog`.
+    catalog: Option<std::sync::Arc<sample_functions::Catalog>>,
     events: &[ScenarioEvent],
     dir: &Path,
     record: &mut ExperimentRecord,
@@ -1747,14 +1753,6 @@ fn run_des(
     if let Some(cap) = plan.duration {
         workload = workload.truncated(policy::Time::from_duration(cap));
     }
-    // The same functions as the live workers' `--catalog`.
-    let catalog = match &plan.catalog {
-        Some(path) => Some(std::sync::Arc::new(
-            sample_functions::Catalog::with_file(path)
-                .map_err(|e| ExperimentError::BadArgument(e.to_string()))?,
-        )),
-        None => None,
-    };
     let points = plan.points()?;
     // Each node its own cores, unless the nodes share a machine.
     let node_cores_of = |point: &Point| point.node_cores.unwrap_or(profile.cores).max(1);
@@ -1780,13 +1778,21 @@ fn run_des(
     // Every point under every algorithm is checked before the first run,
     // so that a bad point of a sweep (one the DES cannot run) fails the
     // experiment before it has spent any time, not after the points
-    // before it. The repetitions differ only in their seeds.
+    // before it. The repetitions differ only in their seeds, and every run
+    // has the same calls: they are checked once, with the first
+    // configuration, and the others alone (against no calls).
+    let no_calls = des::Workload::default();
     for (pi, point) in points.iter().enumerate() {
-        for algorithm in &plan.algorithms {
+        for (ai, algorithm) in plan.algorithms.iter().enumerate() {
             let config = config_of(&record.points[pi], point, algorithm, plan.seed)?;
+            let calls = if pi == 0 && ai == 0 {
+                &workload
+            } else {
+                &no_calls
+            };
             let checked = match &plan.closed_loop {
                 Some(c) => des::check_closed_loop(&repetition_loop(c, 0), &config),
-                None => des::check(&workload, &config),
+                None => des::check(calls, &config),
             };
             checked.map_err(|e| ExperimentError::Des {
                 algorithm: algorithm.to_string(),
