@@ -42,4 +42,4 @@ pub mod slim;
 mod state;
 
 pub use config::{BalancerConfig, HealthConfig};
-pub use server::{run, run_with_management, RunError};
+pub use server::{run, run_announced, run_with_management, RunError};

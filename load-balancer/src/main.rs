@@ -130,7 +130,8 @@ struct Cli {
     #[arg(long, value_delimiter = ',', value_name = "CIDR")]
     node_allow: Vec<load_balancer::config::NodeNetwork>,
     /// The SQLite file of the asynchronous calls' queue (created if
-    /// missing; default: in memory, lost on exit).
+    /// missing; one balancer at a time, locked by PATH-lock; default: in
+    /// memory, lost on exit).
     #[arg(long, value_name = "PATH")]
     queue_db: Option<PathBuf>,
     /// Per-function settings of the SlimFaas routes (JSON: max_parallel,
@@ -240,9 +241,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let addr = listener.local_addr()?;
     let management_addr = management.as_ref().map(|l| l.local_addr()).transpose()?;
-    // Always printed (whatever RUST_LOG says): what this process runs.
-    println!("{}", banner(addr, management_addr, &config));
-    load_balancer::run_with_management(listener, management, config, shutdown_signal()).await?;
+    // Always printed (whatever RUST_LOG says): what this process runs;
+    // once it serves (`run_announced`).
+    let line = banner(addr, management_addr, &config);
+    load_balancer::run_announced(listener, management, config, shutdown_signal(), || {
+        println!("{line}")
+    })
+    .await?;
     Ok(())
 }
 

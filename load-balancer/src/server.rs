@@ -260,6 +260,23 @@ pub async fn run_with_management(
     config: BalancerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    run_announced(listener, management, config, shutdown, || {}).await
+}
+
+/// [`run_with_management`], calling `announce` once everything that can
+/// fail at the start has succeeded (the configuration, the queue's and
+/// the functions' stores, the clients) and the server is about to serve:
+/// the binary prints its start-up line there, so that a line read means
+/// a balancer that serves (it was printed before the stores opened, and a
+/// balancer refused its `--queue-db` or `--data-dir` had announced
+/// itself).
+pub async fn run_announced(
+    listener: std::net::TcpListener,
+    management: Option<std::net::TcpListener>,
+    config: BalancerConfig,
+    shutdown: impl Future<Output = ()>,
+    announce: impl FnOnce(),
+) -> Result<(), RunError> {
     let config = config.validated()?;
     let (queue, launched) = crate::slim::Queue::open(&config.queue)?;
     let clock = RunClock::start();
@@ -378,6 +395,7 @@ pub async fn run_with_management(
         worker_pool(&shared.config),
     ));
 
+    announce();
     let mut server = std::pin::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,

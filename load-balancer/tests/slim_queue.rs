@@ -230,6 +230,66 @@ async fn calls_in_flight_at_a_kill_are_repeated_only_when_safe() {
     );
 }
 
+/// A second balancer started on a queue database in use is refused with
+/// a clear error, before it reads the store: it neither takes the first
+/// one's running call for interrupted nor runs its queued calls, so each
+/// call runs once (counted by the worker). Once the first is killed, the
+/// database opens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_database_serves_one_balancer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.sqlite3");
+    let stub = StubWorker::start("q", &["--delay", "W1=1500"]);
+    let args = ["--nodes", &stub.url, "--queue-db", db.to_str().unwrap()];
+    let mut first = BalancerProcess::start(&args);
+    let running = first.call_async("W1").await;
+    wait_within("the call running", support::PATIENCE, || async {
+        first.call(&running).await["state"] == "running"
+    })
+    .await;
+    let mut second = Command::new(env!("CARGO_BIN_EXE_load-balancer"))
+        .args(["rr", "--host", "127.0.0.1", "--port", "0", "--threads", "2"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A balancer that starts prints its address; a refused one ends
+    // with nothing on stdout.
+    let mut started = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(second.stdout.take().unwrap()),
+        &mut started,
+    )
+    .unwrap();
+    if !started.is_empty() {
+        let _ = second.kill();
+    }
+    let second = second.wait_with_output().unwrap();
+    assert!(
+        started.is_empty() && !second.status.success(),
+        "the second balancer started: {started}"
+    );
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("queue database is in use by another balancer")
+            && err.contains("queue.sqlite3-lock"),
+        "{err}"
+    );
+    first.wait_all_finished("W1", 1, support::PATIENCE).await;
+    let call = first.call(&running).await;
+    assert_eq!(
+        (&call["state"], &call["attempts"]),
+        (&"done".into(), &1.into()),
+        "{call}"
+    );
+    assert_eq!(stub.stats().await["execute"]["W1"], 1);
+    first.kill();
+    let again = BalancerProcess::start(&args);
+    assert_eq!(again.call(&running).await["state"], "done");
+}
+
 /// The cap on parallel calls of a function, measured at the worker, with
 /// synchronous and asynchronous calls together; and a synchronous call
 /// goes before queued asynchronous ones.

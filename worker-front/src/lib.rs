@@ -494,12 +494,13 @@ async fn serve<R: Runtime>(
         }
     );
     // The start-up line, on stdout whatever RUST_LOG says (an experiment
-    // runs workers at RUST_LOG=warn and keeps their output).
+    // runs workers at RUST_LOG=warn and keeps their output); printed once
+    // the server is made, so that a line read means a worker that serves.
     let management = match &listeners.management {
         Some(l) => format!(", management on {}", l.local_addr()?),
         None => String::new(),
     };
-    println!(
+    let start_line = format!(
         "worker-front {} {} listening on {} ({} runtime, instance {}, hf-fn {}, time scale {}, package scale {}), caching {}; {}{management}",
         env!("CARGO_PKG_VERSION"),
         options.worker_id,
@@ -567,6 +568,7 @@ async fn serve<R: Runtime>(
             .then(|| std::sync::Arc::new(metrics::Metrics::new())),
     )?;
     let handle = server.handle();
+    println!("{start_line}");
     let mut server = Box::pin(server);
     let (result, engine) = tokio::select! {
         r = &mut server => (r, Ok(())),

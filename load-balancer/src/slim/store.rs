@@ -13,6 +13,12 @@
 //!
 //! Times are wall-clock milliseconds since the Unix epoch (they outlive
 //! the process).
+//!
+//! A database file belongs to one balancer at a time: [`Store::open`]
+//! takes an exclusive flock on `<file>-lock` beside it and holds it while
+//! the store lives. A second balancer on the same file is refused at its
+//! start: it would take the first one's running calls for interrupted
+//! ones and send them again, and both would run the queued calls.
 
 use std::path::Path;
 
@@ -52,13 +58,28 @@ pub struct NewCall<'a> {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("queue store: {0}")]
-pub struct StoreError(#[from] rusqlite::Error);
+pub enum StoreError {
+    #[error("queue store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// Another process holds the database's lock, or it cannot be taken.
+    #[error("{0}")]
+    Claim(String),
+}
 
 /// The store (one connection; callers serialise access).
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
+    /// The flock on `<file>-lock` (module doc); None in memory.
+    _lock: Option<std::fs::File>,
+}
+
+/// The lock file of the database at `path`: `<path>-lock`, beside the
+/// `-wal` and `-shm` files SQLite keeps there.
+pub fn lock_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-lock");
+    name.into()
 }
 
 const COLUMNS: &str = "id, function, method, path, query, body, state, attempts, next_at_ms, \
@@ -88,9 +109,19 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, or an in-memory
     /// one (not durable) when `path` is None.
     pub fn open(path: Option<&Path>) -> Result<Self, StoreError> {
-        let conn = match path {
-            Some(p) => Connection::open(p)?,
-            None => Connection::open_in_memory()?,
+        let (conn, lock) = match path {
+            Some(p) => {
+                // Claimed before SQLite opens it: a second balancer must
+                // not even recover the first one's calls.
+                let lock = sample_functions::user::store::claim_lock(
+                    &lock_path(p),
+                    "queue database",
+                    "balancer",
+                )
+                .map_err(StoreError::Claim)?;
+                (Connection::open(p)?, Some(lock))
+            }
+            None => (Connection::open_in_memory()?, None),
         };
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -125,7 +156,7 @@ impl Store {
         if !has_headers {
             conn.execute_batch("ALTER TABLE calls ADD COLUMN headers BLOB NOT NULL DEFAULT x''")?;
         }
-        Ok(Self { conn })
+        Ok(Self { conn, _lock: lock })
     }
 
     /// Stores an accepted call of `function`; returns its id.
@@ -323,5 +354,30 @@ mod tests {
         assert!(s.get(id).unwrap().is_none());
         // Ids are never reused.
         assert!(s.insert("W1", &new_call("/", "", b"", b""), 5000).unwrap() > id);
+    }
+
+    #[test]
+    fn a_database_belongs_to_one_store_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite3");
+        let first = Store::open(Some(&path)).unwrap();
+        let id = first
+            .insert("W1", &new_call("/", "", b"", b""), 1000)
+            .unwrap();
+        first.start_attempt(id).unwrap();
+        let err = Store::open(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("queue database is in use by another balancer")
+                && err.contains("q.sqlite3-lock"),
+            "{err}"
+        );
+        // The refused opener touched nothing: the call is still running.
+        assert_eq!(first.get(id).unwrap().unwrap().state, "running");
+        drop(first);
+        let second = Store::open(Some(&path)).unwrap();
+        assert_eq!(second.interrupted().unwrap().len(), 1);
+        // Two in-memory stores never conflict.
+        let _a = Store::open(None).unwrap();
+        let _b = Store::open(None).unwrap();
     }
 }

@@ -622,19 +622,32 @@ pub fn claim_dir(dir: &Path, who: &str) -> Result<std::fs::File, String> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| format!("data dir {}: {e}", dir.display()))?;
-    let lock_path = dir.join("owner.lock");
+    claim_lock(
+        &dir.join("owner.lock"),
+        &format!("data dir {}", dir.display()),
+        who,
+    )
+}
+
+/// Takes an exclusive flock on `lock_path` (made if missing, never
+/// removed: removing it would let a second process lock a new file while
+/// the first still holds the old one), held as long as the returned file
+/// lives; refused when another process holds it. `what` names what the
+/// lock guards and `who` its owner, in the error. The kernel drops the
+/// lock when its holder dies, even by `kill -9`.
+pub fn claim_lock(lock_path: &Path, what: &str, who: &str) -> Result<std::fs::File, String> {
     let lock = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&lock_path)
+        .open(lock_path)
         .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.try_lock().map_err(|_| {
-        format!(
-            "data dir {} is in use by another {who} (its lock {} is held)",
-            dir.display(),
+    lock.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => format!(
+            "{what} is in use by another {who} (its lock {} is held)",
             lock_path.display()
-        )
+        ),
+        std::fs::TryLockError::Error(e) => format!("{}: {e}", lock_path.display()),
     })?;
     Ok(lock)
 }
