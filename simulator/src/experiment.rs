@@ -95,7 +95,10 @@
 //! `run.json` (every parameter, per-run summaries and noise figures),
 //! `experiment.toml`, `logs/<run>.log` with their `.meta.json` sidecars,
 //! `plots/` and `process-logs/` (the children's output). An existing
-//! run's outputs are never replaced without `--overwrite`.
+//! run's outputs are never replaced without `--overwrite`, and a run holds
+//! its directory's lock (`crate::claim_output_dir`) from before it looks
+//! at it until it ends: a second run into it is refused, even with
+//! `--overwrite`.
 //!
 //! # Time scale
 //! The default scenario (`scenarios/small.csv`, 30 s) is replayed
@@ -192,6 +195,10 @@ pub enum ExperimentError {
         "{dir} holds the outputs of an earlier run ({found}); pass --overwrite to replace them, or choose another --name"
     )]
     WouldOverwrite { dir: PathBuf, found: String },
+    #[error(
+        "{dir} is being written by another run (it holds the directory's lock); wait for it to end, or choose another --name or --results-dir"
+    )]
+    InUse { dir: PathBuf },
     #[error("resetting worker {url}: {detail}")]
     WorkerReset { url: String, detail: String },
     #[error("cluster: {0}")]
@@ -1407,7 +1414,8 @@ pub async fn run_experiment(
     }
 
     let dir = plan.results_dir.join(&plan.name);
-    prepare_dir(&dir, opts.overwrite)?;
+    // Held until the run ends (see `crate::claim_output_dir`).
+    let _dir_lock = prepare_dir(&dir, opts.overwrite)?;
 
     let first = &point_records[0];
     let mut record = ExperimentRecord {
@@ -1545,10 +1553,17 @@ const OUTPUTS: &[&str] = &[
     "process-logs",
 ];
 
-/// Refuses a directory that holds an earlier run's outputs, unless
-/// `overwrite`, in which case exactly those outputs are removed (nothing
-/// else in the directory is touched).
-fn prepare_dir(dir: &Path, overwrite: bool) -> Result<(), ExperimentError> {
+/// Claims the directory (refused while another run writes into it), then
+/// refuses it if it holds an earlier run's outputs, unless `overwrite`,
+/// in which case exactly those outputs are removed (nothing else in the
+/// directory is touched). The returned lock is to be held until the run
+/// ends.
+fn prepare_dir(dir: &Path, overwrite: bool) -> Result<std::fs::File, ExperimentError> {
+    let lock = crate::claim_output_dir(dir)
+        .map_err(io_err(format!("creating {}", dir.display())))?
+        .ok_or_else(|| ExperimentError::InUse {
+            dir: dir.to_path_buf(),
+        })?;
     // An empty directory holds no output (a run that failed before its
     // first call leaves `logs/` and `plots/` empty).
     let holds_output = |p: &Path| {
@@ -1584,7 +1599,7 @@ fn prepare_dir(dir: &Path, overwrite: bool) -> Result<(), ExperimentError> {
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
     }
-    Ok(())
+    Ok(lock)
 }
 
 /// Refuses a scenario (or a closed loop's mix) that calls a function the

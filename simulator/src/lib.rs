@@ -62,3 +62,19 @@ pub fn command_line() -> String {
 
 /// An error and its causes in one line (shared with `utils`).
 pub use utils::error_text;
+
+/// Makes the output directory `dir` if missing and takes an exclusive
+/// flock on the directory itself, held while the returned handle lives
+/// (the kernel drops it when the process ends, even by `kill -9`; no
+/// file is left behind). A second run into the same directory is refused
+/// (`Ok(None)`) instead of mixing its outputs with the first one's, or,
+/// with `--overwrite`, deleting them while the first still writes.
+pub fn claim_output_dir(dir: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    std::fs::create_dir_all(dir)?;
+    let handle = std::fs::File::open(dir)?;
+    match handle.try_lock() {
+        Ok(()) => Ok(Some(handle)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}

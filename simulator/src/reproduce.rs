@@ -28,7 +28,9 @@
 //! report says where ours differ.
 //!
 //! An existing `report.md` in the output folder is never replaced without
-//! `--overwrite`.
+//! `--overwrite`, and a study holds its folder's lock
+//! (`crate::claim_output_dir`) until it ends: a second one into the same
+//! folder is refused.
 
 pub mod chrlu;
 pub mod hiku;
@@ -189,9 +191,19 @@ fn fmt_load(load: Option<f64>) -> String {
     load.map_or_else(|| "unknown".into(), |l| format!("{l:.2}"))
 }
 
-/// Refuses an output folder holding an earlier report unless `overwrite`;
-/// creates it.
-fn prepare_out(out: &Path, overwrite: bool) -> anyhow::Result<()> {
+/// Creates the output folder and claims it (refused while another run
+/// writes into it, see [`crate::claim_output_dir`]); refuses it if it
+/// holds an earlier report, unless `overwrite`. The returned lock is to
+/// be held until the study ends.
+fn prepare_out(out: &Path, overwrite: bool) -> anyhow::Result<std::fs::File> {
+    let lock = crate::claim_output_dir(out)
+        .with_context(|| format!("cannot create {}", out.display()))?
+        .with_context(|| {
+            format!(
+                "{} is being written by another run (it holds the folder's lock); wait for it to end, or --out another folder",
+                out.display()
+            )
+        })?;
     let report = out.join("report.md");
     if report.exists() && !overwrite {
         anyhow::bail!(
@@ -199,7 +211,7 @@ fn prepare_out(out: &Path, overwrite: bool) -> anyhow::Result<()> {
             report.display()
         );
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
+    Ok(lock)
 }
 
 /// Runs `simulator reproduce`.
@@ -210,7 +222,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new("results").join(args.study.name()));
-    prepare_out(&out, args.overwrite)?;
+    // Held until the study ends.
+    let _out_lock = prepare_out(&out, args.overwrite)?;
     let ctx = Context {
         study: args.study,
         short: args.short,

@@ -1010,6 +1010,33 @@ fn an_earlier_run_is_never_replaced_silently() {
         before,
         "untouched"
     );
+    // While another process writes into the directory (it holds the
+    // directory's flock, as a running experiment does), even --overwrite
+    // is refused, and nothing in it is touched.
+    let writer = std::fs::File::open(&run).unwrap();
+    writer.try_lock().unwrap();
+    let err = experiment_error(
+        dir.path(),
+        [
+            "--mode",
+            "des",
+            "--name",
+            "keep",
+            "--algorithms",
+            "ll",
+            "--overwrite",
+        ],
+    );
+    assert!(
+        err.contains("being written by another run") && err.contains("keep"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(run.join("logs/rr.log")).unwrap(),
+        before,
+        "untouched while in use"
+    );
+    drop(writer);
     experiment_ok(args.iter().chain(&["--overwrite", "--algorithms", "ll"]));
     assert!(run.join("logs/ll.log").is_file());
     assert!(!run.join("logs/rr.log").exists(), "the old outputs went");

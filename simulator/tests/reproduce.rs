@@ -255,3 +255,26 @@ fn an_earlier_report_is_kept_without_overwrite() {
     );
     assert!(!Path::new(&dir.path().join("run.json")).exists());
 }
+
+/// A folder another run writes into (it holds the folder's flock, as a
+/// running study does) is refused, even with --overwrite, untouched.
+#[test]
+fn a_folder_in_use_is_refused_even_with_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("report.md"), "running\n").unwrap();
+    let writer = std::fs::File::open(dir.path()).unwrap();
+    writer.try_lock().unwrap();
+    let out = simulator()
+        .args(["reproduce", "chrlu", "--short", "--overwrite", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("being written by another run"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("report.md")).unwrap(),
+        "running\n"
+    );
+    assert!(!Path::new(&dir.path().join("run.json")).exists());
+}
