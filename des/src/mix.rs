@@ -204,7 +204,7 @@ impl FunctionMix {
             }
             MixSpec::Catalog(Some(path)) => catalog_file(path),
             MixSpec::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| MixError::Read {
+                let text = protocol::text::read_to_string(path).map_err(|e| MixError::Read {
                     path: path.display().to_string(),
                     message: e.to_string(),
                 })?;

@@ -110,7 +110,7 @@ impl CostProfile {
     /// Reads and checks a profile file.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let text = protocol::text::read_to_string(path).map_err(|source| ProfileError::Read {
             path: name.clone(),
             source,
         })?;

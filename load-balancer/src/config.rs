@@ -427,7 +427,7 @@ impl std::fmt::Display for NodeNetwork {
 /// without a UTF-8 byte-order mark.
 pub fn load_nodes_file(path: &std::path::Path) -> Result<Vec<String>, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = protocol::text::read_to_string(path).map_err(|source| ConfigError::Read {
         path: shown.clone(),
         source,
     })?;

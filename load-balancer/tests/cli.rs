@@ -124,6 +124,15 @@ fn bad_input_is_a_clear_error() {
     assert!(err.contains("nodes.config.json:3:"), "{err}");
     let err = run(&["rr", "--config", "/nonexistent/nodes.json"]);
     assert!(err.contains("/nonexistent/nodes.json"), "{err}");
+    // One line, each cause once.
+    assert!(
+        err.starts_with("load-balancer: error: ") && err.lines().count() == 1,
+        "{err}"
+    );
+    // A byte that is not UTF-8: named by line.
+    std::fs::write(&file, b"[\n\"http://a:1\",\n\"http://\xff:2\"\n]").unwrap();
+    let err = run(&["rr", "--config", file.to_str().unwrap()]);
+    assert!(err.contains("line 3: not UTF-8 text"), "{err}");
 }
 
 /// Issue 13: every count, size and duration a flag sets has a bound; beyond

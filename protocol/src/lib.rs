@@ -22,6 +22,8 @@
 //!   and by the balancer that forwards them.
 //! - [`sidecar`]: the run description beside every log (`<log>.meta.json`):
 //!   cluster, algorithm, parameters, seed, scales, version.
+//! - [`text`]: text files read as UTF-8, an error naming the line of the
+//!   first byte that is not.
 
 pub mod limits;
 pub mod log;
@@ -30,6 +32,7 @@ pub mod query;
 pub mod reply;
 pub mod scenario;
 pub mod sidecar;
+pub mod text;
 pub mod timeouts;
 
 pub use log::{LogLine, LogLineError};

@@ -80,6 +80,18 @@ pub struct ScenarioError {
 
 const COLUMNS: [&str; 4] = ["FunctionName", "StartTimeMs", "DurationMs", "MemoryMb"];
 
+/// [`parse`] of a file's bytes: text that is not UTF-8 is an error naming
+/// the line of its first bad byte (not the whole file's "stream did not
+/// contain valid UTF-8").
+pub fn parse_bytes(bytes: Vec<u8>, source_name: &str) -> Result<Vec<ScenarioEvent>, ScenarioError> {
+    let text = crate::text::from_utf8(bytes).map_err(|e| ScenarioError {
+        source_name: source_name.to_string(),
+        line: e.line,
+        message: "not UTF-8 text".into(),
+    })?;
+    parse(&text, source_name)
+}
+
 /// Parses a whole scenario. `source_name` (usually the file path) is only
 /// used in error messages.
 pub fn parse(text: &str, source_name: &str) -> Result<Vec<ScenarioEvent>, ScenarioError> {
@@ -240,6 +252,9 @@ mod tests {
         assert!(e.message.contains("same columns"), "{e}");
         assert_eq!(parse(",0\n", "s.csv").unwrap_err().line, 1);
         assert_eq!(parse("W1,-5\n", "s.csv").unwrap_err().line, 1);
+        let e = parse_bytes(b"W1,0\nW2,1\nW\xff3,2\n".to_vec(), "s.csv").unwrap_err();
+        assert_eq!(e.to_string(), "s.csv:3: not UTF-8 text");
+        assert_eq!(parse_bytes(b"W1,0\n".to_vec(), "s.csv").unwrap().len(), 1);
     }
 
     #[test]

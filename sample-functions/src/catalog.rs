@@ -289,7 +289,7 @@ impl Catalog {
     /// `[A-Za-z0-9_-]`, 1 to [`MAX_NAME_BYTES`] bytes, so that they are
     /// safe as a query value, a file name and an image tag.
     pub fn with_file(path: &Path) -> Result<Self, CatalogFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CatalogFileError::Io {
+        let text = protocol::text::read_to_string(path).map_err(|source| CatalogFileError::Io {
             path: path.to_path_buf(),
             source,
         })?;

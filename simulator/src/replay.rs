@@ -132,12 +132,12 @@ pub enum ReplayError {
 
 /// Reads and parses a scenario CSV; errors name the file and line.
 pub fn load_scenario(path: &Path) -> Result<Vec<ScenarioEvent>, ReplayError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReplayError::ReadScenario {
+    let bytes = std::fs::read(path).map_err(|source| ReplayError::ReadScenario {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(protocol::scenario::parse(
-        &text,
+    Ok(protocol::scenario::parse_bytes(
+        bytes,
         &path.display().to_string(),
     )?)
 }

@@ -786,6 +786,26 @@ fn a_malformed_scenario_fails_before_starting_anything() {
         "{stderr}"
     );
     assert!(!dir.path().join("x").exists());
+    // Bytes that are not UTF-8: named by line, live and in the DES.
+    std::fs::write(&csv, b"W1,0\nW2,1\nW\xff3,2\n").unwrap();
+    for mode in ["live", "des"] {
+        let stderr = experiment_error(
+            dir.path(),
+            [
+                OsStr::new("--mode"),
+                OsStr::new(mode),
+                OsStr::new("--name"),
+                OsStr::new("x"),
+                OsStr::new("--scenario"),
+                csv.as_os_str(),
+            ],
+        );
+        assert!(
+            stderr.contains(&format!("{}:3: not UTF-8 text", csv.display())),
+            "{mode}: {stderr}"
+        );
+        assert!(!dir.path().join("x").exists());
+    }
 }
 
 /// A scenario calling a function the workers do not run fails before any

@@ -101,17 +101,7 @@ pub mod stats;
 /// name their source in their own message, `cannot read x: No such file`,
 /// would otherwise print it twice).
 pub fn error_text(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let cause = cause.to_string();
-        if text.is_empty() {
-            text = cause;
-        } else if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
+    protocol::text::error_line(error.as_ref())
 }
 
 #[cfg(test)]

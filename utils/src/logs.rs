@@ -224,7 +224,7 @@ pub fn read_sidecar(log: &Path) -> Result<Option<RunSidecar>, ReadLogError> {
         log: log.to_path_buf(),
         message,
     };
-    let text = match std::fs::read_to_string(&path) {
+    let text = match protocol::text::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(err(e.to_string())),

@@ -422,7 +422,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
     };
     let config = match &a.from_meta {
         Some(meta_path) => {
-            let text = std::fs::read_to_string(meta_path)
+            let text = protocol::text::read_to_string(meta_path)
                 .with_context(|| format!("cannot read {}", meta_path.display()))?;
             let meta: generate::ScenarioMeta = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a scenario sidecar", meta_path.display()))?;

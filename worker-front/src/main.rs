@@ -215,7 +215,25 @@ struct StartArgs {
     functions_from: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the worker; an error ends it with one line on stderr,
+/// `worker-front: error: ...` (each cause once), and exit status 1.
+fn main() -> std::process::ExitCode {
+    match serve() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            use std::io::Write as _;
+            // (A closed stderr loses the line, not the exit status.)
+            let _ = writeln!(
+                std::io::stderr(),
+                "worker-front: error: {}",
+                protocol::text::error_line(e.as_ref())
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve() -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -357,12 +375,10 @@ fn main() -> anyhow::Result<()> {
                 j.leave().await;
             }
         };
-        worker_front::run_with_management(listener, management, config, shutdown)
-            .await
-            .context("worker-front")
+        worker_front::run_with_management(listener, management, config, shutdown).await
     });
     // Tasks still waiting on a hung engine are dropped, and blocking
     // work is waited for only briefly: a SIGTERM is not held by either.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    outcome
+    Ok(outcome?)
 }

@@ -186,4 +186,28 @@ fn a_bad_catalog_stops_the_start_naming_file_and_line() {
     assert!(!missing.status.success());
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("/nonexistent/catalog.csv"), "{err}");
+    // One line, each cause once.
+    assert!(
+        err.starts_with("worker-front: error: ") && err.lines().count() == 1,
+        "{err}"
+    );
+    // A byte that is not UTF-8: named by line.
+    let mut bytes = format!(
+        "{}\nF1,x,unknown,0.5,~1s,none,1000,1,30,70,0,32\n",
+        sample_functions::catalog::catalog_header()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(b"F\xff2,x\n");
+    std::fs::write(bad.path(), bytes).unwrap();
+    let out = Command::new(BIN)
+        .args(["start", "0", "--host", "127.0.0.1", "--catalog"])
+        .arg(bad.path())
+        .arg("--work-dir")
+        .arg(work_dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3: not UTF-8 text"), "{err}");
 }

@@ -243,15 +243,16 @@ impl SettingsFile {
             source,
         };
         let file = std::fs::File::open(path).map_err(read_error)?;
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         file.take(MAX_SETTINGS_FILE + 1)
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .map_err(read_error)?;
-        if text.len() as u64 > MAX_SETTINGS_FILE {
+        if bytes.len() as u64 > MAX_SETTINGS_FILE {
             return Err(read_error(std::io::Error::other(format!(
                 "larger than {MAX_SETTINGS_FILE} bytes"
             ))));
         }
+        let text = protocol::text::from_utf8(bytes).map_err(|e| read_error(e.into()))?;
         Self::parse(&text, &path.display().to_string())
     }
 

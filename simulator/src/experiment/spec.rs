@@ -315,7 +315,7 @@ impl ExperimentFile {
                 message: format!("{len} bytes: not an experiment file (limit {MAX_FILE_BYTES})"),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(read)?;
+        let text = protocol::text::read_to_string(path).map_err(read)?;
         Self::parse(&text).map_err(|message| FileError::Parse {
             path: path.to_path_buf(),
             message,
