@@ -214,22 +214,11 @@ impl Cli {
 }
 
 /// Runs the balancer; an error ends it with one line on stderr,
-/// `load-balancer: error: ...` (each cause once), and exit status 1.
+/// `load-balancer: error: ...` (each cause once), and exit status 1
+/// (`protocol::text::exit_code`).
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
-    match serve().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            use std::io::Write as _;
-            // (A closed stderr loses the line, not the exit status.)
-            let _ = writeln!(
-                std::io::stderr(),
-                "load-balancer: error: {}",
-                protocol::text::error_line(e.as_ref())
-            );
-            std::process::ExitCode::FAILURE
-        }
-    }
+    protocol::text::exit_code("load-balancer", serve().await)
 }
 
 async fn serve() -> anyhow::Result<()> {

@@ -57,6 +57,27 @@ pub fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A server binary's exit: on an error, one line on stderr,
+/// `<program>: error: ...` ([`error_line`]), and exit status 1. A closed
+/// stderr loses the line, not the status.
+pub fn exit_code<E>(program: &str, result: Result<(), E>) -> std::process::ExitCode
+where
+    E: AsRef<dyn std::error::Error>,
+{
+    use std::io::Write as _;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "{program}: error: {}",
+                error_line(e.as_ref())
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,21 +216,10 @@ struct StartArgs {
 }
 
 /// Runs the worker; an error ends it with one line on stderr,
-/// `worker-front: error: ...` (each cause once), and exit status 1.
+/// `worker-front: error: ...` (each cause once), and exit status 1
+/// (`protocol::text::exit_code`).
 fn main() -> std::process::ExitCode {
-    match serve() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            use std::io::Write as _;
-            // (A closed stderr loses the line, not the exit status.)
-            let _ = writeln!(
-                std::io::stderr(),
-                "worker-front: error: {}",
-                protocol::text::error_line(e.as_ref())
-            );
-            std::process::ExitCode::FAILURE
-        }
-    }
+    protocol::text::exit_code("worker-front", serve())
 }
 
 fn serve() -> anyhow::Result<()> {
