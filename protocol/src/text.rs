@@ -92,10 +92,10 @@ mod tests {
         );
         // A character cut by the end of the file is on its own line.
         assert_eq!(from_utf8(b"a\n\xc3".to_vec()), Err(NotUtf8 { line: 2 }));
-        let dir = std::env::temp_dir().join(format!("protocol-text-{}", std::process::id()));
-        std::fs::write(&dir, b"x\n\xff").unwrap();
-        let e = read_to_string(&dir).unwrap_err();
-        std::fs::remove_file(&dir).unwrap();
+        let file = std::env::temp_dir().join(format!("protocol-text-{}", std::process::id()));
+        std::fs::write(&file, b"x\n\xff").unwrap();
+        let e = read_to_string(&file).unwrap_err();
+        std::fs::remove_file(&file).unwrap();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
         assert_eq!(e.to_string(), "line 2: not UTF-8 text");
     }
