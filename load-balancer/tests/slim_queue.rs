@@ -518,6 +518,20 @@ async fn bad_input_gets_a_clear_error() {
             .contains("max_parallel must be in 1..="),
         "{v}"
     );
+    // An array is no set of settings (serde's derive read `[]` as the
+    // defaults and `[5]` as max_parallel 5, by position).
+    for body in ["[]", "[5]"] {
+        let r = c.put(&url).body(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            v["Message"]
+                .as_str()
+                .unwrap()
+                .contains("an object of function settings"),
+            "{body}: {v}"
+        );
+    }
     let r = c
         .put(&url)
         .body(r#"{"max_parallel": 4}"#)

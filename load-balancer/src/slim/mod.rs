@@ -752,8 +752,9 @@ pub(crate) async fn handle(
                 return Err(SlimError::Method(req.method().to_string()).into());
             }
             let body = read_body(payload).await?;
-            let new: FunctionSettings = serde_json::from_slice(&body)
-                .map_err(|e| SlimError::BadBody(format!("function settings: {e}")))?;
+            let new: FunctionSettings = serde_json::from_slice::<settings::Object<_>>(&body)
+                .map_err(|e| SlimError::BadBody(format!("function settings: {e}")))?
+                .0;
             let admitted = queue
                 .admission()
                 .set_max_parallel(&function, new.max_parallel);

@@ -203,14 +203,50 @@ impl FunctionSettings {
     }
 }
 
+/// A function's settings read only from a JSON object: serde's derive
+/// also reads a struct from an array, by position, so `[]` read as the
+/// default settings and `[5]` as `max_parallel` 5, where an error is due.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OnlyMap<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OnlyMap<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of function settings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(OnlyMap(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+fn settings_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FunctionSettings, D::Error> {
+    Ok(Object::deserialize(d)?.0)
+}
+
+fn settings_objects<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, FunctionSettings>, D::Error> {
+    let map = BTreeMap::<String, Object<FunctionSettings>>::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
 /// The settings file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SettingsFile {
     /// Settings of every function not listed in `functions`.
+    #[serde(deserialize_with = "settings_object")]
     pub defaults: FunctionSettings,
     /// Settings by function name (each a whole set: fields left out take
     /// the built-in defaults, not `defaults`').
+    #[serde(deserialize_with = "settings_objects")]
     pub functions: BTreeMap<String, FunctionSettings>,
 }
 
@@ -314,5 +350,31 @@ mod tests {
         let text = "{\"defaults\": {\"retry_delays_s\": [1, -2]}}";
         let e = SettingsFile::parse(text, "s.json").unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("retry_delays_s"), "{e}");
+    }
+
+    /// serde's derive reads a struct from an array too, by position: `[]`
+    /// was read as the default settings and `[5]` as max_parallel 5.
+    #[test]
+    fn settings_are_objects_not_arrays() {
+        for text in [
+            "{\"functions\": {\n\"W1\": []}}",
+            "{\"functions\": {\n\"W1\": [5]}}",
+            "{\"defaults\":\n [5]}",
+        ] {
+            let e = SettingsFile::parse(text, "s.json").unwrap_err().to_string();
+            assert!(
+                e.starts_with("s.json line 2") && e.contains("an object of function settings"),
+                "{text}: {e}"
+            );
+        }
+        let e = serde_json::from_str::<Object<FunctionSettings>>("[]").unwrap_err();
+        assert!(e.to_string().contains("an object"), "{e}");
+        let ok = serde_json::from_str::<Object<FunctionSettings>>("{\"max_parallel\": 5}").unwrap();
+        assert_eq!(ok.0.max_parallel, 5);
+        // An object is still checked field by field.
+        let s = SettingsFile::parse("{\"functions\": {\"W1\": {\"max_parallel\": 3}}}", "s.json")
+            .unwrap();
+        assert_eq!(s.get("W1").max_parallel, 3);
+        assert_eq!(s.get("W2").max_parallel, 10);
     }
 }
