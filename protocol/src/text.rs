@@ -43,7 +43,7 @@ pub fn read_to_string(path: &std::path::Path) -> std::io::Result<String> {
 /// An error and its causes on one line, `error: cause: cause`, a cause
 /// left out where the text so far already holds it (an error that prints
 /// its source as part of its own message, as `"{path}: {source}"` does).
-pub fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_line(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(c) = cause {

@@ -483,7 +483,7 @@ pub async fn clear_balancer(
     }
     let resp = request.send().await.map_err(|e| ReplayError::Unreachable {
         url: base.to_string(),
-        reason: error_chain(&e),
+        reason: protocol::text::error_line(&e),
     })?;
     let status = resp.status();
     if !status.is_success() {
@@ -620,21 +620,6 @@ pub fn failure_cause(status: u16, body: &[u8]) -> String {
         Ok(_) => "error reply".into(),
         Err(_) => "not JSON".into(),
     }
-}
-
-/// An error with its causes, on one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        source = cause.source();
-    }
-    s
 }
 
 pub(crate) fn open_log(path: &Path, overwrite: bool) -> Result<File, ReplayError> {
@@ -894,14 +879,17 @@ pub(crate) async fn make_call(
         let resp = client.get(&url).send().await.map_err(|e| {
             (
                 request_cause(&e).to_string(),
-                format!("request failed: {}", error_chain(&e)),
+                format!("request failed: {}", protocol::text::error_line(&e)),
             )
         })?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| {
             (
                 request_cause(&e).to_string(),
-                format!("reading the reply failed: {}", error_chain(&e)),
+                format!(
+                    "reading the reply failed: {}",
+                    protocol::text::error_line(&e)
+                ),
             )
         })?;
         classify_reply(status.as_u16(), &body)

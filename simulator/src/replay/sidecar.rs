@@ -101,9 +101,12 @@ async fn get_text(client: &reqwest::Client, url: &str) -> Result<String, String>
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .map_err(|e| super::error_chain(&e))?;
+        .map_err(|e| protocol::text::error_line(&e))?;
     let status = response.status();
-    let text = response.text().await.map_err(|e| super::error_chain(&e))?;
+    let text = response
+        .text()
+        .await
+        .map_err(|e| protocol::text::error_line(&e))?;
     if !status.is_success() {
         return Err(format!("HTTP {}", status.as_u16()));
     }

@@ -249,22 +249,6 @@ tcp://host:port or http://host:port";
     }
 }
 
-/// `e` and its causes (hyper's "client error (Connect)" alone does not say
-/// that the socket is gone).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let line = c.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 /// Sorts a bollard error into "engine unavailable" or an engine answer
 /// (`timeout`: the request bound, named when it ran out).
 fn classify(e: bollard::errors::Error, timeout: Duration) -> EngineFailure {
@@ -285,7 +269,9 @@ fn classify(e: bollard::errors::Error, timeout: Duration) -> EngineFailure {
         | E::HyperResponseError { .. }
         | E::HttpClientError { .. }
         | E::HyperLegacyError { .. }
-        | E::SocketNotFoundError(_)) => EngineFailure::Unavailable(with_causes(&other)),
+        | E::SocketNotFoundError(_)) => {
+            EngineFailure::Unavailable(protocol::text::error_line(&other))
+        }
         // Their Display drops the engine's own words ("Docker stream error").
         E::DockerStreamError { error } => EngineFailure::Answer {
             status: 500,
