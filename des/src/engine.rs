@@ -693,6 +693,34 @@ pub fn run_scenario(
 /// model), so a caller can
 /// refuse bad input before it creates any output.
 pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
+    check_config(config)?;
+    if let Some(&(_, f)) = workload
+        .arrivals
+        .iter()
+        .find(|&&(_, f)| f as usize >= workload.names.len())
+    {
+        return Err(DesError::BadWorkload(f, workload.names.len()));
+    }
+    if !workload.shapes.is_empty() && workload.shapes.len() != workload.arrivals.len() {
+        return Err(DesError::BadWorkload(u32::MAX, workload.names.len()));
+    }
+    if config.default_function.is_none() {
+        let catalog = config.catalog();
+        if let Some(i) = workload.names.iter().position(|n| catalog.get(n).is_none()) {
+            return Err(DesError::UnknownFunction {
+                name: workload.names[i].clone(),
+                row: workload.first_row(i as u32),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`check`]'s errors of the configuration alone (no nodes, sizes out of
+/// bounds, bad scales, settings that contradict the instance model),
+/// whatever the workload: a caller running one workload under several
+/// configurations checks the workload once and each configuration here.
+pub fn check_config(config: &DesConfig) -> Result<(), DesError> {
     if config.nodes == 0 {
         return Err(DesError::NoNodes);
     }
@@ -741,25 +769,6 @@ pub fn check(workload: &Workload, config: &DesConfig) -> Result<(), DesError> {
             if let Some((function, _)) = all.into_iter().find(|(_, f)| f.min_instances > 0) {
                 return Err(DesError::MinInstancesModel(function.to_string()));
             }
-        }
-    }
-    if let Some(&(_, f)) = workload
-        .arrivals
-        .iter()
-        .find(|&&(_, f)| f as usize >= workload.names.len())
-    {
-        return Err(DesError::BadWorkload(f, workload.names.len()));
-    }
-    if !workload.shapes.is_empty() && workload.shapes.len() != workload.arrivals.len() {
-        return Err(DesError::BadWorkload(u32::MAX, workload.names.len()));
-    }
-    if config.default_function.is_none() {
-        let catalog = config.catalog();
-        if let Some(i) = workload.names.iter().position(|n| catalog.get(n).is_none()) {
-            return Err(DesError::UnknownFunction {
-                name: workload.names[i].clone(),
-                row: workload.first_row(i as u32),
-            });
         }
     }
     Ok(())

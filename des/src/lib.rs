@@ -121,9 +121,9 @@ pub mod stream;
 pub mod workload;
 
 pub use engine::{
-    check, check_closed_loop, limits, run_closed_loop, run_scenario, run_source, run_workload,
-    ClosedLoopSummary, DesConfig, DesError, InstanceSummary, LatencySummary, Performance, Progress,
-    Summary, DEFAULT_EPOCH_MS,
+    check, check_closed_loop, check_config, limits, run_closed_loop, run_scenario, run_source,
+    run_workload, ClosedLoopSummary, DesConfig, DesError, InstanceSummary, LatencySummary,
+    Performance, Progress, Summary, DEFAULT_EPOCH_MS,
 };
 pub use function::FunctionModel;
 pub use mix::{FunctionMix, MixSpec, Think};

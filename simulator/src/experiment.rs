@@ -1795,19 +1795,14 @@ fn run_des(
     // experiment before it has spent any time, not after the points
     // before it. The repetitions differ only in their seeds, and every run
     // has the same calls: they are checked once, with the first
-    // configuration, and the others alone (against no calls).
-    let no_calls = des::Workload::default();
+    // configuration, and the others' configurations alone.
     for (pi, point) in points.iter().enumerate() {
         for (ai, algorithm) in plan.algorithms.iter().enumerate() {
             let config = config_of(&record.points[pi], point, algorithm, plan.seed)?;
-            let calls = if pi == 0 && ai == 0 {
-                &workload
-            } else {
-                &no_calls
-            };
             let checked = match &plan.closed_loop {
                 Some(c) => des::check_closed_loop(&repetition_loop(c, 0), &config),
-                None => des::check(calls, &config),
+                None if pi == 0 && ai == 0 => des::check(&workload, &config),
+                None => des::check_config(&config),
             };
             checked.map_err(|e| ExperimentError::Des {
                 algorithm: algorithm.to_string(),
