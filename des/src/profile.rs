@@ -114,10 +114,11 @@ impl CostProfile {
             path: name.clone(),
             source,
         })?;
-        let profile: Self = serde_json::from_str(&text).map_err(|source| ProfileError::Parse {
-            path: name.clone(),
-            source,
-        })?;
+        let profile: Self =
+            protocol::strict::from_json_str(&text).map_err(|source| ProfileError::Parse {
+                path: name.clone(),
+                source,
+            })?;
         profile.check(&name)?;
         Ok(Self {
             file: Some(name),
@@ -179,6 +180,13 @@ mod tests {
         std::fs::write(&p, r#"{"typo_ms": 1}"#).unwrap();
         let e = CostProfile::load(&p).unwrap_err().to_string();
         assert!(e.contains("typo_ms"), "{e}");
+        // serde's derive would read an array by position: `[]` as the
+        // default profile, `["x"]` as a description.
+        for text in ["[]", "[\"x\"]"] {
+            std::fs::write(&p, text).unwrap();
+            let e = CostProfile::load(&p).unwrap_err().to_string();
+            assert!(e.contains("invalid type: sequence"), "{text}: {e}");
+        }
         std::fs::write(
             &p,
             r#"{"image_build_ms_per_mb": 2.5, "image_build_base_ms": 100}"#,

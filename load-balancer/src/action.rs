@@ -202,13 +202,7 @@ impl Action {
                     return Ok(Self::ListNodes);
                 }
                 let parse_body = || -> Result<(String, NodeOverrides), BalancerError> {
-                    // A JSON object only (serde would take an array too).
-                    if body.trim_ascii_start().first() != Some(&b'{') {
-                        return Err(BalancerError::BadBody(
-                            "expected a JSON object {\"node\": \"<url>\"}".into(),
-                        ));
-                    }
-                    let body: NodeBody = serde_json::from_slice(body).map_err(|e| {
+                    let body: NodeBody = protocol::strict::from_json_slice(body).map_err(|e| {
                         BalancerError::BadBody(format!(
                             "expected {{\"node\": \"<url>\", and optionally \"capacity\", \"cores\", \"memory_mb\": n}}: {e}"
                         ))

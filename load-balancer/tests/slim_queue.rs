@@ -525,10 +525,9 @@ async fn bad_input_gets_a_clear_error() {
         assert_eq!(r.status().as_u16(), 400, "{body}");
         let v: serde_json::Value = r.json().await.unwrap();
         assert!(
-            v["Message"]
-                .as_str()
-                .unwrap()
-                .contains("an object of function settings"),
+            v["Message"].as_str().unwrap().contains(
+                "function settings: invalid type: sequence, expected struct FunctionSettings"
+            ),
             "{body}: {v}"
         );
     }

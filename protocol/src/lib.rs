@@ -24,6 +24,8 @@
 //!   cluster, algorithm, parameters, seed, scales, version.
 //! - [`text`]: text files read as UTF-8, an error naming the line of the
 //!   first byte that is not.
+//! - [`strict`]: users' JSON and TOML read with structs from maps only
+//!   (serde's derive would read a struct from an array, by position).
 
 pub mod limits;
 pub mod log;
@@ -32,6 +34,7 @@ pub mod query;
 pub mod reply;
 pub mod scenario;
 pub mod sidecar;
+pub mod strict;
 pub mod text;
 pub mod timeouts;
 

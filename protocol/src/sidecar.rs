@@ -163,7 +163,7 @@ impl RunSidecar {
 
     /// Parses a sidecar's text.
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+        crate::strict::from_json_str(text)
     }
 
     /// The sidecar's text (pretty JSON with a final newline).

@@ -406,7 +406,7 @@ fn parse_line(raw: &str) -> Result<Parsed, String> {
         });
     }
     let reply: LoggedReply =
-        serde_json::from_value(json).map_err(|e| format!("not a balancer reply: {e}"))?;
+        protocol::strict::deserialize(json).map_err(|e| format!("not a balancer reply: {e}"))?;
     let internal = reply.internal_execution_time;
     if !(internal.is_finite() && internal.abs() <= protocol::log::MAX_ABS_MS as f64) {
         return Err(format!(
@@ -436,7 +436,7 @@ mod tests {
     #[test]
     fn reads_calls_and_counts_what_it_skips() {
         let text = format!(
-            "{OK}\n\n2020/05/17 14:03:22 1 2 W1 {{\"Error\":true,\"Message\":\"x\"}}\ngarbage\n2020/05/17 14:03:22 1 2 W1 {{\"Result\":1}}\n2020/05/17 14:03:22 1 2 W1 {{nope\n"
+            "{OK}\n\n2020/05/17 14:03:22 1 2 W1 {{\"Error\":true,\"Message\":\"x\"}}\ngarbage\n2020/05/17 14:03:22 1 2 W1 {{\"Result\":1}}\n2020/05/17 14:03:22 1 2 W1 {{nope\n2020/05/17 14:03:22 1 2 W1 [1001, [false, false, true], [1]]\n"
         );
         let run = RunLog::parse(&text, "dir/run.log");
         assert_eq!(run.records.len(), 1);
@@ -448,9 +448,16 @@ mod tests {
         assert_eq!(r.latency_ms(), 499);
         assert!(r.rest_reused && !r.is_cold());
         assert_eq!(run.error_lines, 1);
-        assert_eq!(run.unparseable_count, 3);
+        // The last line is a reply read by position (serde's derive would
+        // take it for a warm call of 1001 ms on node 1): not a reply.
+        assert_eq!(run.unparseable_count, 4);
         let lines: Vec<usize> = run.unparseable.iter().map(|u| u.line).collect();
-        assert_eq!(lines, vec![4, 5, 6]);
+        assert_eq!(lines, vec![4, 5, 6, 7]);
+        assert!(
+            run.unparseable[3].reason.contains("invalid type: sequence"),
+            "{:?}",
+            run.unparseable[3]
+        );
         assert_eq!(run.label(), "ours");
     }
 

@@ -424,7 +424,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         Some(meta_path) => {
             let text = protocol::text::read_to_string(meta_path)
                 .with_context(|| format!("cannot read {}", meta_path.display()))?;
-            let meta: generate::ScenarioMeta = serde_json::from_str(&text)
+            let meta: generate::ScenarioMeta = protocol::strict::from_json_str(&text)
                 .with_context(|| format!("{} is not a scenario sidecar", meta_path.display()))?;
             GeneratorConfig {
                 seed: a.seed.unwrap_or(meta.config.seed),

@@ -124,6 +124,22 @@ async fn bad_packages_are_refused_and_the_previous_version_keeps_serving() {
     )
     .await;
     refused(&w, &bad(r#"{"runtime": "node"}"#), 400, "\"index.js\"").await;
+    // A manifest is an object: serde's derive would read `["node"]` by
+    // position, as `{"runtime": "node"}`, and deploy this zip.
+    refused(
+        &w,
+        &zip_of(&[
+            Entry::File("hf-function.json", br#"["node"]"#, 0o644),
+            Entry::File(
+                "index.js",
+                b"exports.handler = async () => ({statusCode: 200});",
+                0o644,
+            ),
+        ]),
+        400,
+        "invalid type: sequence, expected struct Manifest",
+    )
+    .await;
     refused(
         &w,
         &bad(r#"{"runtime": "http", "entry": "bin/missing"}"#),

@@ -752,9 +752,8 @@ pub(crate) async fn handle(
                 return Err(SlimError::Method(req.method().to_string()).into());
             }
             let body = read_body(payload).await?;
-            let new: FunctionSettings = serde_json::from_slice::<settings::Object<_>>(&body)
-                .map_err(|e| SlimError::BadBody(format!("function settings: {e}")))?
-                .0;
+            let new: FunctionSettings = protocol::strict::from_json_slice(&body)
+                .map_err(|e| SlimError::BadBody(format!("function settings: {e}")))?;
             let admitted = queue
                 .admission()
                 .set_max_parallel(&function, new.max_parallel);

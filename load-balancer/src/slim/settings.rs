@@ -203,50 +203,14 @@ impl FunctionSettings {
     }
 }
 
-/// A function's settings read only from a JSON object: serde's derive
-/// also reads a struct from an array, by position, so `[]` read as the
-/// default settings and `[5]` as `max_parallel` 5, where an error is due.
-#[derive(Debug)]
-pub struct Object<T>(pub T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct OnlyMap<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OnlyMap<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object of function settings")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(OnlyMap(std::marker::PhantomData))
-            .map(Object)
-    }
-}
-
-fn settings_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FunctionSettings, D::Error> {
-    Ok(Object::deserialize(d)?.0)
-}
-
-fn settings_objects<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, FunctionSettings>, D::Error> {
-    let map = BTreeMap::<String, Object<FunctionSettings>>::deserialize(d)?;
-    Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
-}
-
 /// The settings file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SettingsFile {
     /// Settings of every function not listed in `functions`.
-    #[serde(deserialize_with = "settings_object")]
     pub defaults: FunctionSettings,
     /// Settings by function name (each a whole set: fields left out take
     /// the built-in defaults, not `defaults`').
-    #[serde(deserialize_with = "settings_objects")]
     pub functions: BTreeMap<String, FunctionSettings>,
 }
 
@@ -295,7 +259,7 @@ impl SettingsFile {
     /// Parses and checks a settings file's text (`path` names it in
     /// errors).
     pub fn parse(text: &str, path: &str) -> Result<Self, SettingsError> {
-        serde_json::from_str(text).map_err(|e| {
+        protocol::strict::from_json_str(text).map_err(|e| {
             // serde_json ends its message with " at line L column C".
             let message = e.to_string();
             let message = message
@@ -360,17 +324,14 @@ mod tests {
             "{\"functions\": {\n\"W1\": []}}",
             "{\"functions\": {\n\"W1\": [5]}}",
             "{\"defaults\":\n [5]}",
+            "\n[{}, {}]",
         ] {
             let e = SettingsFile::parse(text, "s.json").unwrap_err().to_string();
             assert!(
-                e.starts_with("s.json line 2") && e.contains("an object of function settings"),
+                e.starts_with("s.json line 2") && e.contains("invalid type: sequence, expected"),
                 "{text}: {e}"
             );
         }
-        let e = serde_json::from_str::<Object<FunctionSettings>>("[]").unwrap_err();
-        assert!(e.to_string().contains("an object"), "{e}");
-        let ok = serde_json::from_str::<Object<FunctionSettings>>("{\"max_parallel\": 5}").unwrap();
-        assert_eq!(ok.0.max_parallel, 5);
         // An object is still checked field by field.
         let s = SettingsFile::parse("{\"functions\": {\"W1\": {\"max_parallel\": 3}}}", "s.json")
             .unwrap();

@@ -311,8 +311,8 @@ pub fn unpack(zip: &[u8], dest: &Path, limits: &Limits) -> Result<Unpacked, Pack
     }
     let manifest = match manifest_text {
         Some(text) => {
-            let m: Manifest =
-                serde_json::from_str(&text).map_err(|e| PackageError::Manifest(e.to_string()))?;
+            let m: Manifest = protocol::strict::from_json_str(&text)
+                .map_err(|e| PackageError::Manifest(e.to_string()))?;
             m.check()?;
             m
         }

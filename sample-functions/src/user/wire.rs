@@ -261,7 +261,7 @@ struct RateConfig {
 /// the error is the message of a 400 (the rate's range is the store's
 /// check).
 pub fn rate_config(body: &[u8]) -> Result<f64, String> {
-    serde_json::from_slice::<RateConfig>(body)
+    protocol::strict::from_json_slice::<RateConfig>(body)
         .map(|c| c.rate_limit)
         .map_err(|e| format!("the body must be {{\"rateLimit\": r}}: {e}"))
 }
@@ -407,6 +407,9 @@ Content-Type: application/zip\r\n\r\nPK\r\n\x00\x01\r\n--XY--\r\n",
             "{e}"
         );
         assert!(rate_config(b"").is_err());
+        // Not by position, as serde's derive reads an array.
+        let e = rate_config(b"[5]").unwrap_err();
+        assert!(e.contains("invalid type: sequence"), "{e}");
         assert_eq!(configured("f", 50.0)["Burst"], 5.0);
         assert_eq!(configured("f", 2.0)["Burst"], 1.0);
         assert_eq!(logs_limit(""), Ok(100));

@@ -324,7 +324,8 @@ impl ExperimentFile {
 
     /// Parses TOML text.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+        protocol::strict::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| e.to_string().trim_end().to_string())
     }
 
     /// The file's TOML text.
@@ -369,6 +370,13 @@ mod tests {
         assert!(e.contains("line 1"), "{e}");
         let e = ExperimentFile::parse("mode = \"quantum\"\n").unwrap_err();
         assert!(e.contains("quantum") || e.contains("variant"), "{e}");
+        // A table, not an array read by position (serde's derive would
+        // take this for param "ch.T" with values 2 and 4).
+        let e = ExperimentFile::parse("name = \"x\"\nsweep = [\"ch.T\", [2, 4]]\n").unwrap_err();
+        assert!(
+            e.contains("line 2") && e.contains("invalid type: sequence, expected struct Sweep"),
+            "{e}"
+        );
     }
 
     #[test]
