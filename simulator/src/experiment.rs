@@ -441,10 +441,10 @@ pub struct Args {
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
     /// How long to wait for a child's /health.
-    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = crate::replay::parse_timeout, default_value = "60s")]
     pub startup_timeout: Duration,
     /// Per-call timeout of the replay.
-    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    #[arg(long, value_parser = crate::replay::parse_timeout, default_value = "5m")]
     pub request_timeout: Duration,
     /// Progress of each replay.
     #[arg(long, value_enum, default_value_t = ProgressMode::Lines)]

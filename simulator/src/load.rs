@@ -633,7 +633,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub grace: Duration,
     /// Per-call timeout (a call timing out is logged as an error).
-    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    #[arg(long, value_parser = crate::replay::parse_timeout, default_value = "10m")]
     pub request_timeout: Duration,
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]

@@ -83,7 +83,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 pub use progress::ProgressMode;
-pub use schedule::{parse_duration, Schedule, ScheduleError};
+pub use schedule::{parse_duration, parse_timeout, Schedule, ScheduleError};
 
 /// Default scenario of the CLI (the original's `data/events.csv`).
 pub const DEFAULT_SCENARIO: &str = "scenarios/events.csv";
@@ -1081,7 +1081,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,
     /// Per-call timeout (a call timing out is logged as an error).
-    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    #[arg(long, value_parser = parse_timeout, default_value = "10m")]
     pub request_timeout: Duration,
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]

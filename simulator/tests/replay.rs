@@ -396,6 +396,29 @@ fn cli_reports_an_unreachable_balancer_before_starting() {
     assert!(!log.exists(), "no log for a replay that never started");
 }
 
+#[test]
+fn cli_refuses_a_zero_timeout_before_starting() {
+    // Every call would time out at once: a usage error, not a failed run.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("e.csv");
+    std::fs::write(&csv, "W1,0\n").unwrap();
+    let log = dir.path().join("out.log");
+    let out = simulator()
+        .args(["replay", "http://127.0.0.1:9"])
+        .arg(&csv)
+        .arg(&log)
+        .args(["--request-timeout", "0s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--request-timeout") && stderr.contains("more than 0"),
+        "{stderr}"
+    );
+    assert!(!log.exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_ctrl_c_stops_cleanly_and_flushes_the_log() {
     use nix::sys::signal::{kill, Signal};

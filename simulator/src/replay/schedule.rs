@@ -133,6 +133,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("bad duration {text:?}: {e}"))
 }
 
+/// A time-out flag's value: a duration as [`parse_duration`] reads it, and
+/// more than zero (a zero time-out would fail every call or wait as one).
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err(format!(
+            "a time-out of {text:?} ends every wait at once; give more than 0 (e.g. 30s)"
+        ));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +216,15 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-3s").is_err());
+    }
+
+    #[test]
+    fn a_timeout_is_more_than_zero() {
+        assert_eq!(parse_timeout("1ms").unwrap(), Duration::from_millis(1));
+        for zero in ["0", "0s", "0.0m"] {
+            let e = parse_timeout(zero).unwrap_err();
+            assert!(e.contains("more than 0"), "{zero}: {e}");
+        }
+        assert!(parse_timeout("soon").unwrap_err().contains("bad duration"));
     }
 }
