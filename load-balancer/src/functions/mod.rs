@@ -74,6 +74,7 @@ impl FunctionError {
         match self {
             Self::Package(PackageError::TooLarge(_)) => 413,
             Self::Package(PackageError::Io(_)) | Self::Store(_) => 500,
+            Self::Package(PackageError::NoSpace(_)) => 507,
             Self::Package(_) | Self::BadRequest(_) => 400,
             Self::NotFound(_) => 404,
             Self::RateLimited { .. } => 429,
@@ -252,7 +253,7 @@ impl FunctionStore {
             let zip = zip.clone();
             let dir = self.dir.clone();
             tokio::task::spawn_blocking(move || {
-                std::fs::create_dir(&scratch).map_err(|e| PackageError::Io(e.to_string()))?;
+                std::fs::create_dir(&scratch).map_err(|e| package::disk_error("unpacking", e))?;
                 let checked = package::unpack(&zip, &scratch, &limits);
                 let _ = std::fs::remove_dir_all(&scratch);
                 let unpacked = checked?;
@@ -260,9 +261,12 @@ impl FunctionStore {
                 let blob = store::blob_path(&dir, &digest);
                 if !blob.is_file() {
                     let part = blob.with_extension(format!("part{seq}"));
-                    std::fs::write(&part, &zip)
-                        .and_then(|()| std::fs::rename(&part, &blob))
-                        .map_err(|e| PackageError::Io(format!("storing the package: {e}")))?;
+                    let written =
+                        std::fs::write(&part, &zip).and_then(|()| std::fs::rename(&part, &blob));
+                    if written.is_err() {
+                        let _ = std::fs::remove_file(&part);
+                    }
+                    written.map_err(|e| package::disk_error("storing the package", e))?;
                 }
                 Ok::<_, PackageError>((unpacked, digest))
             })

@@ -183,6 +183,46 @@ pub enum PackageError {
     MissingEntry(String),
     #[error("writing the package: {0}")]
     Io(String),
+    /// The server's disk (or its quota) is full: not the package's fault.
+    #[error("no space left on the server's disk for the package: {0}")]
+    NoSpace(String),
+}
+
+/// A failure of the server's own disk while it handles a package:
+/// [`PackageError::NoSpace`] when the disk or a quota is full, else
+/// [`PackageError::Io`]; `what` says what was being written.
+pub fn disk_error(what: &str, e: std::io::Error) -> PackageError {
+    /// Linux's "disk quota exceeded".
+    const EDQUOT: i32 = 122;
+    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(EDQUOT) {
+        PackageError::NoSpace(format!("{what}: {e}"))
+    } else {
+        PackageError::Io(format!("{what}: {e}"))
+    }
+}
+
+/// Copies at most `limit` bytes of a zip entry into `to`: a read error is
+/// the zip's (a corrupt entry), a write error the server's disk's.
+fn copy_entry(
+    from: &mut impl Read,
+    to: &mut impl std::io::Write,
+    limit: u64,
+    name: &str,
+) -> Result<u64, PackageError> {
+    let mut buf = [0u8; 16 * 1024];
+    let mut copied: u64 = 0;
+    while copied < limit {
+        let want = usize::try_from(limit - copied).map_or(buf.len(), |left| left.min(buf.len()));
+        let n = match from.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PackageError::NotZip(format!("entry {name:?}: {e}"))),
+        };
+        to.write_all(&buf[..n]).map_err(|e| disk_error(name, e))?;
+        copied += n as u64;
+    }
+    Ok(copied)
 }
 
 /// Whether `name` may name a user function: `[A-Za-z0-9_-]{1,64}` and
@@ -233,7 +273,7 @@ pub fn unpack(zip: &[u8], dest: &Path, limits: &Limits) -> Result<Unpacked, Pack
     if archive.len() > limits.max_entries {
         return Err(PackageError::TooManyEntries(limits.max_entries));
     }
-    let io = |e: std::io::Error| PackageError::Io(e.to_string());
+    let io = |e: std::io::Error| disk_error("unpacking", e);
     let mut total: u64 = 0;
     let mut manifest_text: Option<String> = None;
     for i in 0..archive.len() {
@@ -291,9 +331,8 @@ pub fn unpack(zip: &[u8], dest: &Path, limits: &Limits) -> Result<Unpacked, Pack
             .write(true)
             .create_new(true)
             .open(&target)
-            .map_err(|e| PackageError::Io(format!("{raw}: {e}")))?;
-        let written = std::io::copy(&mut (&mut file).take(remaining + 1), &mut out)
-            .map_err(|e| PackageError::NotZip(format!("entry {raw:?}: {e}")))?;
+            .map_err(|e| disk_error(&raw, e))?;
+        let written = copy_entry(&mut file, &mut out, remaining + 1, &raw)?;
         if written > remaining {
             return Err(PackageError::TooBig(limits.max_unpacked_bytes));
         }
@@ -357,6 +396,55 @@ mod tests {
         for bad in ["../a", "/etc/passwd", "a/../../b", ".", ""] {
             assert_eq!(inner_path(bad), None, "{bad}");
         }
+    }
+
+    /// A reader or writer failing with `kind`.
+    struct Failing(std::io::ErrorKind);
+
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+    }
+
+    impl std::io::Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A full disk was reported as "not a readable zip" (a 400: the
+    /// user's fault); the zip's own read errors still are.
+    #[test]
+    fn a_full_disk_is_the_servers_failure_not_the_zips() {
+        let mut out = Vec::new();
+        let data = vec![7u8; 40_000];
+        assert_eq!(
+            copy_entry(&mut &data[..], &mut out, 100_000, "a").unwrap(),
+            40_000
+        );
+        assert_eq!(out, data);
+        out.clear();
+        assert_eq!(
+            copy_entry(&mut &data[..], &mut out, 30_001, "a").unwrap(),
+            30_001
+        );
+        assert_eq!(out.len(), 30_001);
+        let full = std::io::ErrorKind::StorageFull;
+        let e = copy_entry(&mut &data[..], &mut Failing(full), 100_000, "big.bin").unwrap_err();
+        assert!(matches!(e, PackageError::NoSpace(_)), "{e:?}");
+        assert!(e.to_string().contains("big.bin"), "{e}");
+        let denied = std::io::ErrorKind::PermissionDenied;
+        let e = copy_entry(&mut &data[..], &mut Failing(denied), 100_000, "a").unwrap_err();
+        assert!(matches!(e, PackageError::Io(_)), "{e:?}");
+        let bad = std::io::ErrorKind::InvalidData;
+        let e = copy_entry(&mut Failing(bad), &mut out, 100_000, "a").unwrap_err();
+        assert!(matches!(e, PackageError::NotZip(_)), "{e:?}");
+        let quota = std::io::Error::from_raw_os_error(122);
+        assert!(matches!(disk_error("x", quota), PackageError::NoSpace(_)));
     }
 
     #[test]

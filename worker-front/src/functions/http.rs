@@ -28,7 +28,7 @@
 //! package, bad request), 404 (no such function), 413 (upload over the
 //! limit), 429 (over the rate limit), 500 (the store failed), 502 (the
 //! function could not start, crashed, or replied too much or badly), 504
-//! (its timeout passed). `/deploy`, `/del` and `/config` are management
+//! (its timeout passed), 507 (the worker's disk is full). `/deploy`, `/del` and `/config` are management
 //! routes (`protocol::mgmt`: loopback peers, or the bearer token).
 
 use super::instance::{Call, CallError};
@@ -85,6 +85,7 @@ pub fn status_of(e: &FunctionError) -> u16 {
     match e {
         FunctionError::Package(PackageError::TooLarge(_)) => 413,
         FunctionError::Package(PackageError::Io(_)) => 500,
+        FunctionError::Package(PackageError::NoSpace(_)) => 507,
         FunctionError::Package(_) | FunctionError::BadRequest(_) => 400,
         FunctionError::NotFound(_) => 404,
         FunctionError::RateLimited { .. } => 429,

@@ -642,7 +642,7 @@ impl Functions {
         let (digest, unpacked) = {
             let (tmp, zip) = (tmp.clone(), zip.clone());
             tokio::task::spawn_blocking(move || {
-                std::fs::create_dir(&tmp).map_err(|e| PackageError::Io(e.to_string()))?;
+                std::fs::create_dir(&tmp).map_err(|e| package::disk_error("unpacking", e))?;
                 let r = package::unpack(&zip, &tmp, &limits);
                 if r.is_err() {
                     let _ = std::fs::remove_dir_all(&tmp);
@@ -702,9 +702,14 @@ impl Functions {
             let (tmp, code, blob, zip) = (tmp.clone(), code.clone(), blob.clone(), zip.clone());
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                 if !blob.is_file() {
-                    let part = blob.with_extension("part");
-                    std::fs::write(&part, &zip)?;
-                    std::fs::rename(&part, &blob)?;
+                    // Its own part file: two deploys of one zip may race.
+                    let part = blob.with_extension(format!("part{seq}"));
+                    let written =
+                        std::fs::write(&part, &zip).and_then(|()| std::fs::rename(&part, &blob));
+                    if written.is_err() {
+                        let _ = std::fs::remove_file(&part);
+                    }
+                    written?;
                 }
                 std::fs::rename(&tmp, &code)
             })
@@ -716,7 +721,7 @@ impl Functions {
             if let Some(staged) = image {
                 node::unstage(staged).await;
             }
-            return Err(FunctionError::Store(format!("storing the package: {e}")));
+            return Err(package::disk_error("storing the package", e).into());
         }
         if let Err(e) = self.inner.db.put(row.clone()).await {
             let _ = std::fs::remove_dir_all(&version.launch.code_dir);
