@@ -146,6 +146,11 @@ struct Cli {
     /// max_queued in --function-settings).
     #[arg(long, value_name = "N")]
     queue_max: Option<u64>,
+    /// The most the queue's database may grow to, in MB (10^6 bytes);
+    /// past it (or on a full disk) an asynchronous call is refused with a
+    /// 507, and calls already stored still run (default: the disk's room).
+    #[arg(long, value_name = "MB", value_parser = parse_queue_mb)]
+    queue_max_mb: Option<f64>,
     /// Do not count calls for `GET /metrics` (it answers 404); for
     /// measuring what the metrics cost.
     #[arg(long)]
@@ -204,6 +209,7 @@ impl Cli {
                 settings: self.function_settings,
                 retention_s: self.queue_retention_s,
                 max_queued: self.queue_max,
+                max_mb: self.queue_max_mb,
             },
             metrics: !self.no_metrics,
             data_dir: self.data_dir,
@@ -325,5 +331,13 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// `--queue-max-mb`: a size from 0.01 MB (a few pages) to 10^9 MB.
+fn parse_queue_mb(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(mb) if (0.01..=1e9).contains(&mb) => Ok(mb),
+        _ => Err(format!("{text:?} is not a size in MB from 0.01 to 1e9")),
     }
 }

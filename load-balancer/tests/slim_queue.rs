@@ -1141,3 +1141,54 @@ async fn the_async_queue_is_bounded() {
         Some(2.0)
     );
 }
+
+/// A queue database at its size bound (`--queue-max-mb`, as on a full
+/// disk) refuses new calls with a 507, and every call it already holds
+/// still runs and records its result (the pages reserved for them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_database_refuses_new_calls_and_runs_those_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.sqlite3");
+    let mut stub = StubWorker::start("a", &[]);
+    let port = stub.port;
+    stub.stop();
+    let balancer = BalancerProcess::start(&[
+        "--nodes",
+        &stub.url,
+        "--health-interval-ms",
+        "100",
+        "--queue-db",
+        db.to_str().unwrap(),
+        "--queue-max-mb",
+        "0.3",
+    ]);
+    let body = "x".repeat(20_000);
+    let url = format!("{}/async-function/W1/work", balancer.url);
+    let mut accepted = 0u64;
+    let refused = loop {
+        let r = client().post(&url).body(body.clone()).send().await.unwrap();
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap();
+        match status {
+            202 => accepted += 1,
+            _ => break (status, v),
+        }
+        assert!(accepted < 100, "0.3 MB never filled");
+    };
+    assert_eq!(refused.0, 507, "{}", refused.1);
+    assert_eq!(refused.1["Error"], true);
+    assert!(
+        refused.1["Message"].as_str().unwrap().contains("full"),
+        "{}",
+        refused.1
+    );
+    assert!(accepted >= 5, "{accepted}");
+    // The worker comes: every call held runs once and is recorded.
+    let stub = StubWorker::start_on("a", port, &[]);
+    balancer
+        .wait_all_finished("W1", accepted, support::PATIENCE)
+        .await;
+    let stored = balancer.stored("W1").await;
+    assert_eq!(stored["done"].as_u64(), Some(accepted), "{stored}");
+    assert_eq!(stub.stats().await["execute"]["W1"], accepted);
+}

@@ -21,7 +21,9 @@
 //!   then `202 {"id": "<id>", "status_url": "/async-calls/<id>"}` (header
 //!   `Location` too); a 429 JSON error, nothing stored, when the
 //!   function's `max_queued` or the balancer's `--queue-max` calls are
-//!   already queued or running. The drain task runs it under the cap,
+//!   already queued or running; a 507, nothing stored, when the database
+//!   is at `--queue-max-mb` or its disk is full (`StoreTrouble` for the
+//!   calls already stored). The drain task runs it under the cap,
 //!   after any waiting synchronous call of that function, retrying per the
 //!   function's `retry_delays_s`.
 //! - `GET /async-calls/<id>`: the call's state (`queued`, `running`,
@@ -95,7 +97,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -119,6 +121,60 @@ const NOT_DISPATCHED_POLL: Duration = Duration::from_millis(500);
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 /// Rows read per page of a scan.
 const SCAN_PAGE: u32 = 512;
+/// First wait after a failed write to the store ([`StoreTrouble`]).
+const STORE_RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between two tries of a failing store.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a store that keeps failing is reported in the log.
+const STORE_REPORT_EVERY: Duration = Duration::from_secs(30);
+
+/// The store's writes failing in a row (a full disk, or the database at
+/// its bound). Without it, a call whose state cannot be written was read
+/// again at once, failed again, and the balancer spun a core and wrote
+/// thousands of log lines a second. Now the drain reads the store again
+/// only after a wait that doubles from [`STORE_RETRY_MIN`] to
+/// [`STORE_RETRY_MAX`]; the outcome of a call that ran is kept and its
+/// write retried on the same schedule (never lost, never run twice); the
+/// log says when the trouble starts, every [`STORE_REPORT_EVERY`] while
+/// it lasts, and when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct StoreTrouble {
+    failures: u64,
+    delay: Duration,
+    until: Option<Instant>,
+    reported: Option<Instant>,
+}
+
+impl StoreTrouble {
+    /// Notes a failed write at `now`; returns how long to wait before the
+    /// store is tried again, and whether to report it now.
+    fn failed(&mut self, now: Instant) -> (Duration, bool) {
+        self.failures += 1;
+        self.delay = (self.delay * 2).clamp(STORE_RETRY_MIN, STORE_RETRY_MAX);
+        self.until = Some(now + self.delay);
+        let report = self
+            .reported
+            .is_none_or(|at| now.saturating_duration_since(at) >= STORE_REPORT_EVERY);
+        if report {
+            self.reported = Some(now);
+        }
+        (self.delay, report)
+    }
+
+    /// Notes a write that worked; returns the failures before it, if any.
+    fn worked(&mut self) -> Option<u64> {
+        let failures = self.failures;
+        *self = Self::default();
+        (failures > 0).then_some(failures)
+    }
+
+    /// How long the store is still left alone at `now`.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        self.until
+            .map(|until| until.saturating_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+}
 /// How often the scale-to-zero task looks at every tracked function.
 pub const SCALE_TICK: Duration = Duration::from_millis(250);
 /// How long a function whose scale to zero failed on a worker waits
@@ -139,6 +195,10 @@ pub struct QueueConfig {
     /// function's own is its `max_queued`); over it an asynchronous call
     /// is refused with a 429 and not stored.
     pub max_queued: Option<u64>,
+    /// The most the database may grow to, in MB (10^6 bytes; None: the
+    /// disk's room). Past it, or on a full disk, an asynchronous call is
+    /// refused with a 507 and the drain backs off (`StoreTrouble`).
+    pub max_mb: Option<f64>,
 }
 
 impl Default for QueueConfig {
@@ -148,6 +208,7 @@ impl Default for QueueConfig {
             settings: None,
             retention_s: 3600,
             max_queued: None,
+            max_mb: None,
         }
     }
 }
@@ -208,6 +269,7 @@ impl ResponseError for SlimError {
             Self::BadBody(_) => StatusCode::BAD_REQUEST,
             Self::NoSlot { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Store(e) if e.is_full() => StatusCode::INSUFFICIENT_STORAGE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NoNode(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::WakeFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -321,6 +383,8 @@ pub struct Queue {
     pub(crate) instances: instances::InstancesCache,
     /// [`QueueConfig::max_queued`].
     max_queued_total: Option<u64>,
+    /// Writes to the store failing in a row ([`StoreTrouble`]).
+    trouble: Mutex<StoreTrouble>,
 }
 
 /// Wall-clock ms since the Unix epoch (the store's times outlive the
@@ -352,7 +416,9 @@ impl Queue {
                 .map_or_else(|| "(in memory)".into(), |p| p.display().to_string()),
             source,
         };
-        let store = Store::open(config.db.as_deref()).map_err(store_error)?;
+        // MB to bytes; the flag's parser keeps it finite and positive.
+        let max_bytes = config.max_mb.map(|mb| (mb * 1e6) as u64);
+        let store = Store::open(config.db.as_deref(), max_bytes).map_err(store_error)?;
         let now = wall_ms();
         for call in store.interrupted().map_err(store_error)? {
             let (requeued, result) = if settings.get(&call.function).safe_to_repeat(&call.function)
@@ -393,6 +459,7 @@ impl Queue {
             direct: direct::DirectCalls::default(),
             instances: instances::InstancesCache::default(),
             max_queued_total: config.max_queued,
+            trouble: Mutex::new(StoreTrouble::default()),
         });
         Ok((queue, launched))
     }
@@ -403,6 +470,38 @@ impl Queue {
 
     fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
+    }
+
+    /// Notes a failed write to the store ([`StoreTrouble`]); returns how
+    /// long to leave the store alone.
+    #[allow(clippy::disallowed_methods)] // the edge reads the clock
+    fn store_failed(&self, what: &str, id: i64, e: &store::StoreError) -> Duration {
+        let (wait, report) = lock(&self.trouble).failed(Instant::now());
+        if report {
+            tracing::error!(
+                id,
+                error = %e,
+                retry_in_ms = wait.as_millis() as u64,
+                "asynchronous calls: {what} failed; the queue's store is tried again after a wait (calls already run keep their outcome until it is written)"
+            );
+        }
+        wait
+    }
+
+    /// Notes a write to the store that worked.
+    fn store_worked(&self) {
+        if let Some(failures) = lock(&self.trouble).worked() {
+            tracing::info!(
+                failures,
+                "asynchronous calls: the queue's store works again"
+            );
+        }
+    }
+
+    /// How long the store is still left alone after failures.
+    #[allow(clippy::disallowed_methods)] // the edge reads the clock
+    fn store_wait(&self) -> Option<Duration> {
+        lock(&self.trouble).wait(Instant::now())
     }
 
     fn activity(&self) -> MutexGuard<'_, ScaleToZero> {
@@ -981,12 +1080,16 @@ pub(crate) async fn drain(
     let pool = Rc::new(pool);
     let mut last_purge = 0i64;
     loop {
-        // Scan: every due, unclaimed call enters the admission queue.
+        // Scan: every due, unclaimed call enters the admission queue; not
+        // while the store's writes fail ([`StoreTrouble`]).
         let now_ms = wall_ms();
-        if let Err(e) = scan(&queue, &shared, &pool, now_ms) {
-            tracing::error!(error = %e, "cannot read the queue's store");
+        let backing_off = queue.store_wait();
+        if backing_off.is_none() {
+            if let Err(e) = scan(&queue, &shared, &pool, now_ms) {
+                tracing::error!(error = %e, "cannot read the queue's store");
+            }
         }
-        if now_ms - last_purge > 60_000 {
+        if backing_off.is_none() && now_ms - last_purge > 60_000 {
             last_purge = now_ms;
             let before = now_ms
                 .saturating_sub(i64::try_from(queue.retention.as_millis()).unwrap_or(i64::MAX));
@@ -1000,6 +1103,7 @@ pub(crate) async fn drain(
         let wait = next_due.map_or(SCAN_EVERY, |at| {
             Duration::from_millis(u64::try_from(at - wall_ms()).unwrap_or(0)).min(SCAN_EVERY)
         });
+        let wait = backing_off.unwrap_or(wait);
         tokio::select! {
             Some((id, slot)) = launched.recv() => {
                 actix_web::rt::spawn(run_stored(queue.clone(), shared.clone(), pool.clone(), id, slot));
@@ -1061,7 +1165,8 @@ async fn run_stored(
 ) {
     let outcome = run_stored_attempt(&queue, &shared, &pool, id).await;
     if let Err(e) = outcome {
-        tracing::error!(id, error = %e, "asynchronous call: the queue's store failed");
+        // Nothing ran: the call stays queued, and the drain waits.
+        queue.store_failed("starting a call", id, &e);
     }
     lock(&queue.claimed).remove(&id);
     let function = slot.function.clone();
@@ -1111,29 +1216,44 @@ async fn run_stored_attempt(
         Some(r) => (Some(r.status), Some(&r.body[..])),
         None => (None, None),
     };
-    let store = queue.store();
-    match decision {
+    /// What the store is told of the attempt.
+    enum Record {
+        Finish {
+            state: &'static str,
+            error: Option<String>,
+            at_ms: i64,
+        },
+        Requeue {
+            next_ms: i64,
+            undo: bool,
+        },
+    }
+    let record = match decision {
         RetryDecision::Done => {
             let (state, error) = match attempt.outcome {
                 AttemptOutcome::Interrupted => (
                     "failed",
                     Some(format!(
                         "{}; not sent again (the function is not declared safe to repeat)",
-                        attempt.error.unwrap_or_default()
+                        attempt.error.clone().unwrap_or_default()
                     )),
                 ),
-                _ => ("done", attempt.error),
+                _ => ("done", attempt.error.clone()),
             };
-            store.finish(id, state, status, body, error.as_deref(), wall_ms())
+            Record::Finish {
+                state,
+                error,
+                at_ms: wall_ms(),
+            }
         }
         RetryDecision::RetryAt(at) => {
             let delay = at.saturating_since(now);
-            let next = wall_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+            let next_ms = wall_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
             let undo = attempt.outcome == AttemptOutcome::NotDispatched;
             if let (false, Some(metrics)) = (undo, &shared.metrics) {
                 metrics.retried(&call.function, crate::metrics::RetryRoute::Async);
             }
-            store.requeue(id, next, undo, attempt.error.as_deref())
+            Record::Requeue { next_ms, undo }
         }
         RetryDecision::GiveUp => {
             let error = format!(
@@ -1141,9 +1261,41 @@ async fn run_stored_attempt(
                 call.attempts + 1,
                 attempt
                     .error
+                    .clone()
                     .unwrap_or_else(|| format!("status {}", status.unwrap_or(0)))
             );
-            store.finish(id, "failed", status, body, Some(&error), wall_ms())
+            Record::Finish {
+                state: "failed",
+                error: Some(error),
+                at_ms: wall_ms(),
+            }
+        }
+    };
+    // The attempt has run: its outcome is written, however long the store
+    // takes to take it (the call keeps its claim and slot meanwhile).
+    loop {
+        let written = {
+            let store = queue.store();
+            match &record {
+                Record::Finish {
+                    state,
+                    error,
+                    at_ms,
+                } => store.finish(id, state, status, body, error.as_deref(), *at_ms),
+                Record::Requeue { next_ms, undo } => {
+                    store.requeue(id, *next_ms, *undo, attempt.error.as_deref())
+                }
+            }
+        };
+        match written {
+            Ok(()) => {
+                queue.store_worked();
+                return Ok(());
+            }
+            Err(e) => {
+                let wait = queue.store_failed("recording a call's outcome", id, &e);
+                tokio::time::sleep(wait).await;
+            }
         }
     }
 }
@@ -1151,6 +1303,38 @@ async fn run_stored_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a start instant; times are added to it
+    fn a_failing_store_is_left_alone_longer_each_time_and_reported_sparingly() {
+        let t0 = Instant::now();
+        let mut t = StoreTrouble::default();
+        assert_eq!(t.wait(t0), None);
+        assert_eq!(t.worked(), None, "no trouble, nothing to report");
+        let (wait, report) = t.failed(t0);
+        assert_eq!((wait, report), (STORE_RETRY_MIN, true));
+        assert_eq!(t.wait(t0), Some(STORE_RETRY_MIN));
+        assert_eq!(t.wait(t0 + STORE_RETRY_MIN), None);
+        let mut at = t0;
+        let mut waits = vec![wait];
+        let mut reports = 1;
+        for _ in 0..20 {
+            at += waits[waits.len() - 1];
+            let (wait, report) = t.failed(at);
+            waits.push(wait);
+            reports += usize::from(report);
+        }
+        assert_eq!(waits[1], 2 * STORE_RETRY_MIN);
+        assert_eq!(waits[2], 4 * STORE_RETRY_MIN);
+        assert_eq!(*waits.last().unwrap(), STORE_RETRY_MAX);
+        // 21 failures over about 70 s: reported at 0 s, then every 30 s.
+        let elapsed = at - t0;
+        assert!(elapsed > Duration::from_secs(60) && elapsed < Duration::from_secs(90));
+        assert_eq!(reports, 3, "{waits:?}");
+        assert_eq!(t.worked(), Some(21));
+        assert_eq!(t.wait(at), None);
+        assert_eq!(t.failed(at).0, STORE_RETRY_MIN, "a new trouble starts over");
+    }
 
     #[test]
     fn routes_parse() {

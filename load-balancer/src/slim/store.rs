@@ -66,13 +66,30 @@ pub enum StoreError {
     Claim(String),
 }
 
+impl StoreError {
+    /// Whether the database could not grow: its disk is full, or it
+    /// reached its size bound ([`Store::open`]'s `max_bytes`).
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Sql(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
 /// The store (one connection; callers serialise access).
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
     /// The flock on `<file>-lock` (module doc); None in memory.
     _lock: Option<std::fs::File>,
+    /// The size bound in pages: (for new calls, for every other write).
+    bound: Option<(i64, i64)>,
 }
+
+/// Pages of a bounded database kept for the writes of calls already
+/// stored (their states and results), beyond what new calls may take: at
+/// least this many, or a tenth of the bound. Without them a database full
+/// of queued calls could not record that any of them ran.
+const RESERVED_PAGES: i64 = 16;
 
 /// The lock file of the database at `path`: `<path>-lock`, beside the
 /// `-wal` and `-shm` files SQLite keeps there.
@@ -107,8 +124,11 @@ fn row_to_call(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCall> {
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, or an in-memory
-    /// one (not durable) when `path` is None.
-    pub fn open(path: Option<&Path>) -> Result<Self, StoreError> {
+    /// one (not durable) when `path` is None. With `max_bytes`, the
+    /// database grows to about that size at most (SQLite's
+    /// `max_page_count`, never below its size now): past it a write fails
+    /// as on a full disk ([`StoreError::is_full`]).
+    pub fn open(path: Option<&Path>, max_bytes: Option<u64>) -> Result<Self, StoreError> {
         let (conn, lock) = match path {
             Some(p) => {
                 // Claimed before SQLite opens it: a second balancer must
@@ -156,11 +176,44 @@ impl Store {
         if !has_headers {
             conn.execute_batch("ALTER TABLE calls ADD COLUMN headers BLOB NOT NULL DEFAULT x''")?;
         }
-        Ok(Self { conn, _lock: lock })
+        let bound = match max_bytes {
+            Some(bytes) => {
+                let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+                let page = u64::try_from(page).unwrap_or(1).max(1);
+                let all = i64::try_from(bytes / page).unwrap_or(i64::MAX).max(1);
+                let reserved = (all / 10).max(RESERVED_PAGES);
+                conn.pragma_update(None, "max_page_count", all)?;
+                Some(((all - reserved).max(1), all))
+            }
+            None => None,
+        };
+        Ok(Self {
+            conn,
+            _lock: lock,
+            bound,
+        })
     }
 
-    /// Stores an accepted call of `function`; returns its id.
+    /// Stores an accepted call of `function`; returns its id. A bounded
+    /// database takes new calls only below its bound less the pages
+    /// reserved for the calls it holds (`RESERVED_PAGES`).
     pub fn insert(
+        &self,
+        function: &str,
+        call: &NewCall<'_>,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let Some((for_new, all)) = self.bound else {
+            return self.insert_row(function, call, now_ms);
+        };
+        // SQLite keeps max_page_count at least the pages in use.
+        self.conn.pragma_update(None, "max_page_count", for_new)?;
+        let inserted = self.insert_row(function, call, now_ms);
+        self.conn.pragma_update(None, "max_page_count", all)?;
+        inserted
+    }
+
+    fn insert_row(
         &self,
         function: &str,
         call: &NewCall<'_>,
@@ -325,7 +378,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.sqlite3");
         let id = {
-            let s = Store::open(Some(&path)).unwrap();
+            let s = Store::open(Some(&path), None).unwrap();
             let id = s
                 .insert("W1", &new_call("/x", "a=1", b"x-a: 1\r\n", b"body"), 1000)
                 .unwrap();
@@ -334,7 +387,7 @@ mod tests {
             assert!(s.due(1000, 0, 10).unwrap().is_empty());
             id
         };
-        let s = Store::open(Some(&path)).unwrap();
+        let s = Store::open(Some(&path), None).unwrap();
         let interrupted = s.interrupted().unwrap();
         assert_eq!(interrupted.len(), 1);
         assert_eq!(interrupted[0].attempts, 1);
@@ -360,12 +413,12 @@ mod tests {
     fn a_database_belongs_to_one_store_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.sqlite3");
-        let first = Store::open(Some(&path)).unwrap();
+        let first = Store::open(Some(&path), None).unwrap();
         let id = first
             .insert("W1", &new_call("/", "", b"", b""), 1000)
             .unwrap();
         first.start_attempt(id).unwrap();
-        let err = Store::open(Some(&path)).unwrap_err().to_string();
+        let err = Store::open(Some(&path), None).unwrap_err().to_string();
         assert!(
             err.contains("queue database is in use by another balancer")
                 && err.contains("q.sqlite3-lock"),
@@ -374,10 +427,47 @@ mod tests {
         // The refused opener touched nothing: the call is still running.
         assert_eq!(first.get(id).unwrap().unwrap().state, "running");
         drop(first);
-        let second = Store::open(Some(&path)).unwrap();
+        let second = Store::open(Some(&path), None).unwrap();
         assert_eq!(second.interrupted().unwrap().len(), 1);
         // Two in-memory stores never conflict.
-        let _a = Store::open(None).unwrap();
-        let _b = Store::open(None).unwrap();
+        let _a = Store::open(None, None).unwrap();
+        let _b = Store::open(None, None).unwrap();
+    }
+
+    #[test]
+    fn a_bounded_database_fails_as_a_full_disk_and_keeps_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite3");
+        let s = Store::open(Some(&path), Some(256 * 1024)).unwrap();
+        let body = vec![b'x'; 8 * 1024];
+        let mut stored = Vec::new();
+        let full = loop {
+            match s.insert("W1", &new_call("/", "", b"", &body), 1000) {
+                Ok(id) => stored.push(id),
+                Err(e) => break e,
+            }
+            assert!(stored.len() < 64, "the bound never held");
+        };
+        assert!(full.is_full(), "{full}");
+        assert!(full.to_string().contains("full"), "{full}");
+        assert!(!stored.is_empty());
+        // What it held is still there, and every call it holds can still
+        // run and record its result (the reserved pages).
+        assert_eq!(s.due(1000, 0, 100).unwrap().len(), stored.len());
+        for &id in &stored {
+            s.start_attempt(id).unwrap();
+            s.finish(id, "done", Some(200), Some(b"a short result"), None, 1000)
+                .unwrap();
+        }
+        // Space freed is used again.
+        assert_eq!(s.purge(1001).unwrap(), stored.len());
+        s.insert("W1", &new_call("/", "", b"", &body), 1000)
+            .unwrap();
+        // An unbounded one takes them all.
+        let free = Store::open(None, None).unwrap();
+        for _ in 0..=stored.len() {
+            free.insert("W1", &new_call("/", "", b"", &body), 1000)
+                .unwrap();
+        }
     }
 }
