@@ -365,7 +365,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line, each cause once (`{e:?}` repeated a cause that the
             // message already names).
-            eprintln!("Error: {}", utils::error_text(&e));
+            eprintln!("utils: error: {}", utils::error_text(&e));
             ExitCode::FAILURE
         }
     }

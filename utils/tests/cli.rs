@@ -109,7 +109,8 @@ fn zipf_and_bad_arguments() {
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("/nonexistent/run.log"), "{stderr}");
-    // One line, the cause said once.
+    // One line, the cause said once, named as the other binaries do.
+    assert!(stderr.starts_with("utils: error: "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }
