@@ -92,6 +92,25 @@ impl Drop for BalancerProcess {
     }
 }
 
+/// A balancer (queue in `db`, and `extra` arguments) whose one node, a
+/// stub worker, was stopped before it started: its URL, and its port to
+/// start it on again.
+fn before_its_worker(db: &Path, extra: &[&str]) -> (BalancerProcess, String, u16) {
+    let mut stub = StubWorker::start("a", &[]);
+    let port = stub.port;
+    stub.stop();
+    let mut args = vec![
+        "--nodes",
+        &stub.url,
+        "--health-interval-ms",
+        "100",
+        "--queue-db",
+        db.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    (BalancerProcess::start(&args), stub.url.clone(), port)
+}
+
 fn settings_file(dir: &Path, text: &str) -> String {
     let path = dir.join("settings.json");
     std::fs::write(&path, text).unwrap();
@@ -101,18 +120,7 @@ fn settings_file(dir: &Path, text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_calls_wait_while_no_worker_runs_then_run_once() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("queue.sqlite3");
-    let mut stub = StubWorker::start("a", &[]);
-    let port = stub.port;
-    stub.stop();
-    let balancer = BalancerProcess::start(&[
-        "--nodes",
-        &stub.url,
-        "--health-interval-ms",
-        "100",
-        "--queue-db",
-        db.to_str().unwrap(),
-    ]);
+    let (balancer, stub_url, port) = before_its_worker(&dir.path().join("queue.sqlite3"), &[]);
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(balancer.call_async("W1").await);
@@ -120,7 +128,7 @@ async fn async_calls_wait_while_no_worker_runs_then_run_once() {
     // Not run: no worker; still queued, no attempt spent.
     wait_within("the node seen offline", support::PATIENCE, || async {
         let (_, v) = balancer.get_json("/1/lb/nodes").await;
-        v["nodes"][&stub.url] == "offline"
+        v["nodes"][&stub_url] == "offline"
     })
     .await;
     for id in &ids {
@@ -1149,19 +1157,7 @@ async fn the_async_queue_is_bounded() {
 async fn a_full_queue_database_refuses_new_calls_and_runs_those_it_holds() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("queue.sqlite3");
-    let mut stub = StubWorker::start("a", &[]);
-    let port = stub.port;
-    stub.stop();
-    let balancer = BalancerProcess::start(&[
-        "--nodes",
-        &stub.url,
-        "--health-interval-ms",
-        "100",
-        "--queue-db",
-        db.to_str().unwrap(),
-        "--queue-max-mb",
-        "0.3",
-    ]);
+    let (balancer, _, port) = before_its_worker(&db, &["--queue-max-mb", "0.3"]);
     let body = "x".repeat(20_000);
     let url = format!("{}/async-function/W1/work", balancer.url);
     let mut accepted = 0u64;
