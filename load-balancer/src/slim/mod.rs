@@ -175,6 +175,7 @@ impl StoreTrouble {
             .filter(|d| !d.is_zero())
     }
 }
+
 /// How often the scale-to-zero task looks at every tracked function.
 pub const SCALE_TICK: Duration = Duration::from_millis(250);
 /// How long a function whose scale to zero failed on a worker waits
