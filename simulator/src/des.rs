@@ -1038,6 +1038,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .flatten()
         .collect();
     refuse_existing(&outputs, args.overwrite)?;
+    // Opened before the run, first: a summary path that cannot be written
+    // fails now, before any other output, not after the simulation.
+    let mut summary_out = match summary_file {
+        Some(p) => Some(create(p, args.overwrite)?),
+        None => None,
+    };
 
     let summary = if let Some(path) = log_file {
         let mut w = BufWriter::with_capacity(1 << 20, create(path, args.overwrite)?);
@@ -1095,11 +1101,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             run: &run,
         };
         let json = serde_json::to_string_pretty(&record)?;
-        if p.as_os_str() == "-" {
-            crate::note!("{json}");
-        } else {
-            let mut f = create(p, args.overwrite)?;
-            writeln!(f, "{json}").with_context(|| format!("writing {}", p.display()))?;
+        match summary_out.as_mut() {
+            Some(f) => {
+                writeln!(f, "{json}").with_context(|| format!("writing {}", p.display()))?;
+            }
+            None => crate::note!("{json}"),
         }
     }
     if !args.quiet {

@@ -752,3 +752,27 @@ fn bad_closed_loop_options_are_clear_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// A `--summary-json` that cannot be written (here a directory, with
+/// `--overwrite`) fails before the simulation and before any other output:
+/// it failed only after the run, its log already written.
+#[test]
+fn a_summary_that_cannot_be_written_fails_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.log");
+    let summary = dir.path().join("taken");
+    std::fs::create_dir(&summary).unwrap();
+    let out = bin()
+        .args(["des", small().to_str().unwrap(), "-q", "--overwrite"])
+        .arg("--log")
+        .arg(&log)
+        .arg("--summary-json")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&summary.display().to_string()), "{stderr}");
+    assert!(!log.exists(), "the run went ahead: {stderr}");
+    assert!(!sidecar_path(&log).exists());
+}
