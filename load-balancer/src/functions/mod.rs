@@ -258,16 +258,8 @@ impl FunctionStore {
                 let _ = std::fs::remove_dir_all(&scratch);
                 let unpacked = checked?;
                 let digest = store::digest(&zip);
-                let blob = store::blob_path(&dir, &digest);
-                if !blob.is_file() {
-                    let part = blob.with_extension(format!("part{seq}"));
-                    let written =
-                        std::fs::write(&part, &zip).and_then(|()| std::fs::rename(&part, &blob));
-                    if written.is_err() {
-                        let _ = std::fs::remove_file(&part);
-                    }
-                    written.map_err(|e| package::disk_error("storing the package", e))?;
-                }
+                store::store_blob(&dir, &digest, &zip, seq)
+                    .map_err(|e| package::disk_error("storing the package", e))?;
                 Ok::<_, PackageError>((unpacked, digest))
             })
             .await

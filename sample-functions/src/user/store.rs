@@ -672,6 +672,22 @@ pub fn blob_path(dir: &Path, digest: &str) -> std::path::PathBuf {
     dir.join("blobs").join(format!("{digest}.zip"))
 }
 
+/// Stores `zip` as the blob of `digest` in `dir`, unless it is there: the
+/// bytes go to a part file of this deploy's own (`seq`: two deploys of one
+/// zip may race), renamed into place, and removed when writing fails.
+pub fn store_blob(dir: &Path, digest: &str, zip: &[u8], seq: u64) -> std::io::Result<()> {
+    let blob = blob_path(dir, digest);
+    if blob.is_file() {
+        return Ok(());
+    }
+    let part = blob.with_extension(format!("part{seq}"));
+    let written = std::fs::write(&part, zip).and_then(|()| std::fs::rename(&part, &blob));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    written
+}
+
 /// Whether `s` looks like a digest of [`digest`] (64 lowercase hex).
 pub fn is_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

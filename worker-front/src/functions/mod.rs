@@ -697,20 +697,16 @@ impl Functions {
             }
             None => None,
         };
-        let blob = self.inner.dir.join("blobs").join(format!("{digest}.zip"));
         let stored = {
-            let (tmp, code, blob, zip) = (tmp.clone(), code.clone(), blob.clone(), zip.clone());
+            let (dir, tmp, code, zip) = (
+                self.inner.dir.clone(),
+                tmp.clone(),
+                code.clone(),
+                zip.clone(),
+            );
+            let digest = digest.clone();
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                if !blob.is_file() {
-                    // Its own part file: two deploys of one zip may race.
-                    let part = blob.with_extension(format!("part{seq}"));
-                    let written =
-                        std::fs::write(&part, &zip).and_then(|()| std::fs::rename(&part, &blob));
-                    if written.is_err() {
-                        let _ = std::fs::remove_file(&part);
-                    }
-                    written?;
-                }
+                store::store_blob(&dir, &digest, &zip, seq)?;
                 std::fs::rename(&tmp, &code)
             })
             .await
@@ -814,7 +810,7 @@ impl Functions {
     fn forget_blob_if_unused(&self, digest: &str) {
         let used = self.read().values().any(|d| d.row.digest == digest);
         if !used {
-            let blob = self.inner.dir.join("blobs").join(format!("{digest}.zip"));
+            let blob = store::blob_path(&self.inner.dir, digest);
             let _ = std::fs::remove_file(blob);
         }
     }
