@@ -66,7 +66,10 @@
 //! `--repeat N` runs every algorithm N times (repetition k with seed
 //! `--seed` + k, recorded), interleaved (rr, ch, ..., then again), so slow
 //! drifts of the machine touch every algorithm alike; the report gives the
-//! mean and 95 % confidence interval of every metric ([`utils::stats`]).
+//! mean and 95 % confidence interval of every metric ([`utils::stats`]);
+//! a metric over successful calls leaves out a run that had none (its
+//! cells and `summary.csv`'s `runs_with_ok_calls` say so), and
+//! repetitions that came out identical are named under the table.
 //! `--sweep NAME=V1,V2,...` repeats the whole comparison for each value of
 //! one parameter (a worker option, a scheduler parameter, `workers`,
 //! `load_factor`, `package_scale`, and in DES mode `node_cores`,

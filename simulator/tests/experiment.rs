@@ -937,7 +937,16 @@ fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them
     let summary = std::fs::read_to_string(run.join("summary.csv")).unwrap();
     let mut lines = summary.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(&header[..4], ["point", "algorithm", "runs", "disturbed"]);
+    assert_eq!(
+        &header[..5],
+        [
+            "point",
+            "algorithm",
+            "runs",
+            "runs_with_ok_calls",
+            "disturbed"
+        ]
+    );
     let ci = header
         .iter()
         .position(|h| *h == "mean_latency_ms_ci95")
@@ -945,7 +954,7 @@ fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 4, "{summary}");
     for r in &rows {
-        assert_eq!(r[2], "3", "{summary}");
+        assert_eq!((r[2], r[3]), ("3", "3"), "{summary}");
         assert!(r[ci].parse::<f64>().is_ok(), "a CI for each row: {summary}");
     }
     assert_eq!(rows[0][0], "ch.T=2");
@@ -1007,6 +1016,46 @@ fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them
             std::fs::read(dir.path().join("again").join(&rel)).unwrap(),
             "{rel}"
         );
+    }
+}
+
+/// Repetitions that differ in nothing (a deterministic algorithm on the
+/// scenario's fixed work: the seed changes nothing) are said to be so
+/// under the table: their interval of 0 is not a measured spread. A
+/// randomized algorithm's repetitions differ and are not named.
+#[test]
+fn identical_repetitions_are_named_under_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    experiment_ok([
+        "--mode",
+        "des",
+        "--name",
+        "same",
+        "--results-dir",
+        d,
+        "--algorithms",
+        "rr,random",
+        "--repeat",
+        "3",
+        "--no-plots",
+    ]);
+    let report = std::fs::read_to_string(dir.path().join("same/report.md")).unwrap();
+    let note = report
+        .lines()
+        .find(|l| l.starts_with("**Identical repetitions**"))
+        .unwrap_or_else(|| panic!("no note: {report}"));
+    let (named, _) = note.split_once(". ").unwrap();
+    assert_eq!(named, "**Identical repetitions**: rr", "{note}");
+    // Their intervals are exactly 0, not a rounding residue of 1e-17.
+    let summary = std::fs::read_to_string(dir.path().join("same/summary.csv")).unwrap();
+    let mut lines = summary.lines().map(|l| l.split(',').collect::<Vec<_>>());
+    let header = lines.next().unwrap();
+    let rr = lines.find(|r| r[1] == "rr").unwrap();
+    for (key, value) in header.iter().zip(&rr) {
+        if key.ends_with("_ci95") {
+            assert_eq!(*value, "0", "{key}: {summary}");
+        }
     }
 }
 

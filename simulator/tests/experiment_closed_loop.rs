@@ -4,8 +4,9 @@
 //! `summary.csv`, `runs.csv`, `run.json` and the sidecars carrying the
 //! load's figures and parameters, the resolved file reproducing the logs,
 //! and a run's log identical to `simulator des --clients` of the same
-//! parameters); live on two real workers; and mixing a scenario with
-//! closed-loop options is refused before anything starts.
+//! parameters); a repetition without a successful call left out of the
+//! means over successful calls; live on two real workers; and mixing a
+//! scenario with closed-loop options is refused before anything starts.
 
 mod support;
 
@@ -219,6 +220,93 @@ fn des_closed_loop_with_repeats_reports_throughput_with_intervals() {
     assert_eq!(
         std::fs::read_to_string(&des_log).unwrap(),
         std::fs::read_to_string(run.join("logs/rr-r1.log")).unwrap()
+    );
+}
+
+/// A repetition without a successful call has no latency, locality or hit
+/// ratio: its log's analysis says 0 for each (the original's rule for one
+/// log), and a mean over the repetitions must leave it out, not count it
+/// as a measured 0 (which made a failing algorithm look faster). One
+/// client for 1 s with no grace, calling D8 (about 90 s) or W1 (0.75 s):
+/// a repetition whose first call is D8 has none, the others have one.
+#[test]
+fn a_repetition_without_a_successful_call_is_left_out_of_the_means_not_counted_as_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    experiment_ok([
+        "--mode",
+        "des",
+        "--name",
+        "lost",
+        "--results-dir",
+        d,
+        "--algorithms",
+        "rr",
+        "--repeat",
+        "4",
+        "--clients",
+        "1",
+        "--duration",
+        "1s",
+        "--grace",
+        "0s",
+        "--functions",
+        "uniform",
+        "--names",
+        "D8,W1",
+        "--fn-time-scale",
+        "1",
+        "--no-plots",
+    ]);
+    let run = dir.path().join("lost");
+    let (header, rows) = csv(&run.join("runs.csv"));
+    let (ok_calls, latency) = (
+        column(&header, "ok_calls"),
+        column(&header, "mean_latency_ms"),
+    );
+    let with_ok: Vec<f64> = rows
+        .iter()
+        .filter(|r| r[ok_calls] != "0")
+        .map(|r| r[latency].parse().unwrap())
+        .collect();
+    assert!(
+        !with_ok.is_empty() && with_ok.len() < rows.len(),
+        "the setup needs repetitions with and without a successful call: {rows:?}"
+    );
+    let expected = with_ok.iter().sum::<f64>() / with_ok.len() as f64;
+
+    let (header, summary) = csv(&run.join("summary.csv"));
+    let r = &summary[0];
+    assert_eq!(r[column(&header, "runs")], "4");
+    assert_eq!(
+        r[column(&header, "runs_with_ok_calls")],
+        with_ok.len().to_string()
+    );
+    let mean: f64 = r[column(&header, "mean_latency_ms_mean")].parse().unwrap();
+    assert!(
+        (mean - expected).abs() < 1e-9,
+        "{mean} != {expected}: {r:?}"
+    );
+    // Every call's failure counts in its failed share: over all four.
+    let failed: f64 = r[column(&header, "failed_pct_mean")].parse().unwrap();
+    assert!(failed > 50.0, "{r:?}");
+
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    let table = table_after(&report, "## Comparison (mean");
+    let lat = table[0]
+        .iter()
+        .position(|h| h.starts_with("mean latency"))
+        .unwrap();
+    assert!(
+        table[1][lat].ends_with(&format!("({} of 4 runs)", with_ok.len())),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "**Runs without a successful call**: rr ({} of 4)",
+            4 - with_ok.len()
+        )),
+        "{report}"
     );
 }
 

@@ -77,8 +77,17 @@ impl Estimate {
         if n == 0 {
             return None;
         }
-        let mean = v.iter().sum::<f64>() / n as f64;
-        let stddev = if n > 1 {
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // Equal values: exactly their value and no spread (the sum's
+        // rounding would otherwise leave a mean off by an ulp and a
+        // spread of 1e-17).
+        let mean = if min == max {
+            min
+        } else {
+            v.iter().sum::<f64>() / n as f64
+        };
+        let stddev = if n > 1 && min != max {
             (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
         } else {
             0.0
@@ -89,8 +98,8 @@ impl Estimate {
             mean,
             stddev,
             ci95,
-            min: v.iter().copied().fold(f64::INFINITY, f64::min),
-            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            min,
+            max,
         })
     }
 
@@ -151,5 +160,15 @@ mod tests {
             (1, None, "3.00")
         );
         assert!(Estimate::of(&[]).is_none());
+    }
+
+    #[test]
+    fn equal_values_have_exactly_no_spread() {
+        // 0.1 + 0.1 + 0.1 is 0.30000000000000004: summed, the mean would
+        // be off by an ulp and the spread 1e-17 instead of 0.
+        for v in [0.1, 0.021276595744680864, 1e300] {
+            let e = Estimate::of(&[v, v, v]).unwrap();
+            assert_eq!((e.mean, e.stddev, e.ci95), (v, 0.0, Some(0.0)), "{v}");
+        }
     }
 }

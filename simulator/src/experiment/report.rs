@@ -6,35 +6,86 @@ use super::*;
 
 /// The metrics aggregated over repetitions: key, title, value.
 type MetricFn = fn(&utils::analyze::Analysis) -> f64;
-const METRICS: &[(&str, &str, MetricFn)] = &[
-    ("mean_latency_ms", "mean latency, ok calls (ms)", |a| {
-        a.mean_latency_ms
-    }),
-    ("p50_latency_ms", "p50 latency, ok calls (ms)", |a| {
-        a.latency_ms.p50 as f64
-    }),
-    ("p99_latency_ms", "p99 latency, ok calls (ms)", |a| {
-        a.latency_ms.p99 as f64
-    }),
-    ("mean_duration_ms", "mean duration, ok calls (ms)", |a| {
-        a.mean_duration_ms
-    }),
-    ("failed_pct", "failed calls (%)", |a| 100.0 * a.error_rate),
-    ("locality", "locality (functions/node/s)", |a| {
-        a.locality.mean_distinct_functions
-    }),
-    ("cv", "imbalance CV", |a| a.imbalance.cv),
-    ("image_hit_ratio", "image hits", |a| {
-        a.cache.image_reuse.hit_ratio
-    }),
-    ("pooled_hit_ratio", "pooled instances", |a| {
-        a.cache.pooled_container.hit_ratio
-    }),
-    ("rest_hit_ratio", "REST instances", |a| {
-        a.cache.existing_rest_container.hit_ratio
-    }),
-    ("cold_start_ratio", "cold starts", |a| a.cold_start_ratio),
+/// Whether a metric is figured over a run's successful calls only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Over {
+    /// Every call: defined for every run.
+    AllCalls,
+    /// Successful calls only: a run without one has no value, and is left
+    /// out of the metric's mean and interval (the analyzer gives such a
+    /// run 0, the original's rule for one log, which would pull a mean
+    /// down as if it were measured).
+    OkCalls,
+}
+const METRICS: &[(&str, &str, MetricFn, Over)] = &[
+    (
+        "mean_latency_ms",
+        "mean latency, ok calls (ms)",
+        |a| a.mean_latency_ms,
+        Over::OkCalls,
+    ),
+    (
+        "p50_latency_ms",
+        "p50 latency, ok calls (ms)",
+        |a| a.latency_ms.p50 as f64,
+        Over::OkCalls,
+    ),
+    (
+        "p99_latency_ms",
+        "p99 latency, ok calls (ms)",
+        |a| a.latency_ms.p99 as f64,
+        Over::OkCalls,
+    ),
+    (
+        "mean_duration_ms",
+        "mean duration, ok calls (ms)",
+        |a| a.mean_duration_ms,
+        Over::OkCalls,
+    ),
+    (
+        "failed_pct",
+        "failed calls (%)",
+        |a| 100.0 * a.error_rate,
+        Over::AllCalls,
+    ),
+    (
+        "locality",
+        "locality (functions/node/s)",
+        |a| a.locality.mean_distinct_functions,
+        Over::OkCalls,
+    ),
+    ("cv", "imbalance CV", |a| a.imbalance.cv, Over::OkCalls),
+    (
+        "image_hit_ratio",
+        "image hits",
+        |a| a.cache.image_reuse.hit_ratio,
+        Over::OkCalls,
+    ),
+    (
+        "pooled_hit_ratio",
+        "pooled instances",
+        |a| a.cache.pooled_container.hit_ratio,
+        Over::OkCalls,
+    ),
+    (
+        "rest_hit_ratio",
+        "REST instances",
+        |a| a.cache.existing_rest_container.hit_ratio,
+        Over::OkCalls,
+    ),
+    (
+        "cold_start_ratio",
+        "cold starts",
+        |a| a.cold_start_ratio,
+        Over::OkCalls,
+    ),
 ];
+
+/// A run's value of a metric: `None` for a metric over successful calls
+/// of a run that had none.
+fn metric_value(f: MetricFn, over: Over, analysis: &utils::analyze::Analysis) -> Option<f64> {
+    (over == Over::AllCalls || analysis.ok_calls > 0).then(|| f(analysis))
+}
 
 /// A closed loop's figures of a run (not in its log): key, title, value.
 type RunMetricFn = fn(&AlgorithmRun) -> Option<f64>;
@@ -51,10 +102,47 @@ const LOAD_METRICS: &[(&str, &str, RunMetricFn)] = &[
 struct Aggregate {
     point: usize,
     algorithm: String,
+    /// Runs of this algorithm at this point; a metric over successful
+    /// calls may have fewer values (see [`Over::OkCalls`]).
+    runs: usize,
     estimates: Vec<Option<Estimate>>,
     /// [`LOAD_METRICS`] (closed loops only, else empty).
     load_estimates: Vec<Option<Estimate>>,
     disturbed: usize,
+}
+
+impl Aggregate {
+    /// Runs with a successful call: the values of every metric over
+    /// successful calls.
+    fn runs_with_ok_calls(&self) -> usize {
+        METRICS
+            .iter()
+            .zip(&self.estimates)
+            .find(|((_, _, _, over), _)| *over == Over::OkCalls)
+            .map_or(self.runs, |(_, e)| e.map_or(0, |e| e.n))
+    }
+
+    /// Whether its runs, two or more, gave the same value of every metric.
+    fn identical(&self) -> bool {
+        self.runs > 1
+            && self
+                .estimates
+                .iter()
+                .chain(&self.load_estimates)
+                .flatten()
+                .all(|e| e.n == self.runs && e.min == e.max)
+    }
+}
+
+/// A cell of the repeated runs' table: `mean ± ci95`, with the count of
+/// values when fewer than the `runs` (runs without a successful call have
+/// no value of a metric over them), `-` with none.
+fn estimate_cell(e: Option<&Estimate>, runs: usize, decimals: usize) -> String {
+    match e {
+        None => "-".into(),
+        Some(e) if e.n < runs => format!("{} ({} of {runs} runs)", e.display(decimals), e.n),
+        Some(e) => e.display(decimals),
+    }
 }
 
 fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -> Vec<Aggregate> {
@@ -73,8 +161,11 @@ fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -
             }
             let estimates = METRICS
                 .iter()
-                .map(|(_, _, f)| {
-                    let v: Vec<f64> = runs.iter().map(|&i| f(&analyses[i])).collect();
+                .map(|&(_, _, f, over)| {
+                    let v: Vec<f64> = runs
+                        .iter()
+                        .filter_map(|&i| metric_value(f, over, &analyses[i]))
+                        .collect();
                     Estimate::of(&v)
                 })
                 .collect();
@@ -92,6 +183,7 @@ fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -
             out.push(Aggregate {
                 point: pi,
                 algorithm: alg.clone(),
+                runs: runs.len(),
                 estimates,
                 load_estimates,
                 disturbed: runs.iter().filter(|&&i| record.runs[i].disturbed()).count(),
@@ -214,10 +306,13 @@ fn point_label(record: &ExperimentRecord, i: usize) -> String {
     record.points[i].label.clone().unwrap_or_default()
 }
 
-/// summary.csv of repeated runs: one row per point and algorithm, the
-/// mean, 95 % CI half-width and n of every metric.
+/// summary.csv of repeated runs: one row per point and algorithm: its
+/// runs, the runs with a successful call (the values of every metric over
+/// successful calls: [`Over::OkCalls`]), the disturbed runs, and the mean
+/// and 95 % CI half-width of every metric (empty when it has no value, or
+/// one value for the interval).
 fn aggregate_csv(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
-    let mut o = String::from("point,algorithm,runs,disturbed");
+    let mut o = String::from("point,algorithm,runs,runs_with_ok_calls,disturbed");
     let load_metrics = if record.closed_loop.is_some() {
         LOAD_METRICS
     } else {
@@ -229,12 +324,13 @@ fn aggregate_csv(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String 
     }
     o.push('\n');
     for a in aggregates {
-        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
         let _ = write!(
             o,
-            "{},{},{n},{}",
+            "{},{},{},{},{}",
             point_label(record, a.point),
             a.algorithm,
+            a.runs,
+            a.runs_with_ok_calls(),
             a.disturbed
         );
         for e in a.estimates.iter().chain(&a.load_estimates) {
@@ -263,7 +359,7 @@ fn aggregate_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> St
         o.push_str("| point ");
     }
     o.push_str("| algorithm | runs |");
-    for (_, title, _) in METRICS {
+    for (_, title, _, _) in METRICS {
         let _ = write!(o, " {title} |");
     }
     o.push('\n');
@@ -279,30 +375,87 @@ fn aggregate_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> St
         if swept {
             let _ = write!(o, "| {} ", point_label(record, a.point));
         }
-        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
         let _ = write!(
             o,
-            "| {} | {n}{} |",
+            "| {} | {}{} |",
             a.algorithm,
+            a.runs,
             if a.disturbed > 0 {
                 format!(" ({} disturbed)", a.disturbed)
             } else {
                 String::new()
             }
         );
-        for ((key, _, _), e) in METRICS.iter().zip(&a.estimates) {
+        for ((key, _, _, _), e) in METRICS.iter().zip(&a.estimates) {
             let decimals = if key.ends_with("_ms") || key.ends_with("_pct") {
                 1
             } else {
                 3
             };
-            let _ = write!(
-                o,
-                " {} |",
-                e.map(|e| e.display(decimals)).unwrap_or_else(|| "-".into())
-            );
+            let _ = write!(o, " {} |", estimate_cell(e.as_ref(), a.runs, decimals));
         }
         o.push('\n');
+    }
+    o.push_str(
+        "\nEach cell: mean over the runs ± the half-width of its 95 % confidence interval \
+         (Student's t; none for one run). Latency figures are over successful calls only; \
+         \"failed calls\" counts the rest, so an algorithm that rejects calls shows it there. \
+         A run without a successful call has no value of a metric over them (its log's \
+         analysis gives 0, which would pass for a measurement): such cells give the runs \
+         they are over, \"(k of n runs)\", or \"-\" for none.\n",
+    );
+    o.push_str(&aggregate_notes(record, aggregates));
+    o
+}
+
+/// Warnings under the repeated runs' table: runs without a successful
+/// call, and repetitions that were all the same.
+fn aggregate_notes(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
+    let name = |a: &Aggregate| match &record.points[a.point].label {
+        Some(l) => format!("{} at {l}", a.algorithm),
+        None => a.algorithm.clone(),
+    };
+    let mut o = String::new();
+    let failed: Vec<String> = aggregates
+        .iter()
+        .filter(|a| a.runs_with_ok_calls() < a.runs)
+        .map(|a| {
+            format!(
+                "{} ({} of {})",
+                name(a),
+                a.runs - a.runs_with_ok_calls(),
+                a.runs
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n**Runs without a successful call**: {}. Their metrics over successful calls \
+             are left out of those cells; \"failed calls\" counts them.",
+            failed.join(", ")
+        );
+    }
+    let identical: Vec<String> = aggregates
+        .iter()
+        .filter(|a| a.identical())
+        .map(name)
+        .collect();
+    if !identical.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n**Identical repetitions**: {}. Every run of each gave the same value of every \
+             metric, so its intervals are 0 by construction, not a measured spread: the seed \
+             (repetition k uses seed + k) changed nothing in these runs.{}",
+            identical.join(", "),
+            if record.mode == Mode::Des {
+                " A simulation's seed drives only its random draws (sampled durations and \
+                 think times, randomized algorithms such as random and p2c); it says nothing \
+                 about how live runs vary."
+            } else {
+                ""
+            }
+        );
     }
     o
 }
@@ -327,7 +480,7 @@ fn repeated_plots(
                 metrics: METRICS
                     .iter()
                     .zip(&a.estimates)
-                    .filter_map(|((_, title, _), e)| e.map(|e| (title.to_string(), e)))
+                    .filter_map(|((_, title, _, _), e)| e.map(|e| (title.to_string(), e)))
                     .collect(),
             })
             .collect();
@@ -349,7 +502,7 @@ fn repeated_plots(
     }
     if let Some(param) = &record.sweep {
         if record.points.iter().all(|p| p.x.is_some()) {
-            for (mi, (key, title, _)) in METRICS.iter().enumerate() {
+            for (mi, (key, title, _, _)) in METRICS.iter().enumerate() {
                 let series: Vec<SweepSeries> = record
                     .algorithms
                     .iter()
@@ -402,15 +555,12 @@ fn reproduce_command(record: &ExperimentRecord) -> String {
 fn closed_loop_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> Option<String> {
     record.closed_loop.as_ref()?;
     let metric = |a: &Aggregate, key: &str| -> Option<Estimate> {
-        let i = METRICS.iter().position(|(k, _, _)| *k == key)?;
+        let i = METRICS.iter().position(|(k, _, _, _)| *k == key)?;
         a.estimates[i]
     };
     let load = |a: &Aggregate, key: &str| -> Option<Estimate> {
         let i = LOAD_METRICS.iter().position(|(k, _, _)| *k == key)?;
         a.load_estimates.get(i).copied().flatten()
-    };
-    let cell = |e: Option<Estimate>, decimals: usize| {
-        e.map(|e| e.display(decimals)).unwrap_or_else(|| "-".into())
     };
     let swept = record.sweep.is_some();
     let mut o = String::new();
@@ -426,11 +576,13 @@ fn closed_loop_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> 
         if swept {
             let _ = write!(o, "| {} ", point_label(record, a.point));
         }
-        let n = a.estimates.iter().flatten().map(|e| e.n).max().unwrap_or(0);
+        let cell =
+            |e: Option<Estimate>, decimals: usize| estimate_cell(e.as_ref(), a.runs, decimals);
         let _ = writeln!(
             o,
-            "| {} | {n} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             a.algorithm,
+            a.runs,
             cell(load(a, "throughput_per_s"), 2),
             cell(metric(a, "mean_latency_ms"), 1),
             cell(metric(a, "p99_latency_ms"), 1),
@@ -691,12 +843,6 @@ fn report_markdown(
     if let Some(agg) = &aggregate_table {
         let _ = writeln!(o, "\n## Comparison (mean ± 95 % confidence interval)\n");
         let _ = writeln!(o, "{}", agg.trim_end());
-        let _ = writeln!(
-            o,
-            "\nEach cell: mean over the runs ± the half-width of its 95 % confidence interval \
-             (Student's t; none for one run). Latency figures are over successful calls only; \
-             \"failed calls\" counts the rest, so an algorithm that rejects calls shows it there."
-        );
         let _ = writeln!(o, "\n## Every run\n");
     } else {
         let _ = writeln!(o, "\n## Comparison\n");
