@@ -1109,20 +1109,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if !args.quiet {
-        crate::note!(
-            "des: {} calls ({} failed, {} cold) on {} nodes with {} in {:.3} s simulated / {:.3} s wall ({:.0} calls/s); latency (duration - internal execution time, successful calls): mean {:.1} ms, p99 {:.1} ms; seed {}",
-            summary.invocations,
-            summary.failed,
-            summary.cold_starts,
-            config.nodes,
-            summary.config.scheduler.name(),
-            summary.simulated_seconds,
-            summary.performance.wall_seconds,
-            summary.performance.invocations_per_second,
-            summary.latency_ms.mean,
-            summary.latency_ms.p99,
-            summary.seed
-        );
+        crate::note!("des: {}", summary_line(&summary));
         if let Some(q) = &summary.queue {
             let o = &q.overall;
             crate::note!(
@@ -1163,8 +1150,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// One stage's figures on one line (`simulator des` and `simulator load`).
 pub fn stage_line(st: &des::StageSummary) -> String {
+    let response = if st.ok == 0 {
+        "no response time (no successful call)".to_string()
+    } else {
+        format!(
+            "response mean {:.1} ms, p50 {} ms, p99 {} ms",
+            st.response_mean_ms, st.response_p50_ms, st.response_p99_ms
+        )
+    };
     format!(
-        "stage {} ({} clients from {:.0} s): {} calls, {} ok, {} errors, {} cancelled, {:.2} calls/s, response mean {:.1} ms, p50 {} ms, p99 {} ms, {} cold starts",
+        "stage {} ({} clients from {:.0} s): {} calls, {} ok, {} errors, {} cancelled, {:.2} calls/s, {response}, {} cold starts",
         st.stage,
         st.clients,
         st.start_s,
@@ -1173,10 +1168,40 @@ pub fn stage_line(st: &des::StageSummary) -> String {
         st.errors,
         st.cancelled,
         st.throughput_per_s,
-        st.response_mean_ms,
-        st.response_p50_ms,
-        st.response_p99_ms,
         st.cold_starts
+    )
+}
+
+/// The run's one-line summary (after `des: `). Cancelled calls (a closed
+/// loop's, at the end of its grace) are error lines of the log as failed
+/// calls are, so both are named; a run without a successful call has no
+/// latency, which the line says instead of a mean of 0 (the JSON summary
+/// keeps its zeros beside `completed`).
+pub fn summary_line(summary: &des::Summary) -> String {
+    let cancelled = if summary.cancelled > 0 {
+        format!(", {} cancelled", summary.cancelled)
+    } else {
+        String::new()
+    };
+    let latency = if summary.completed == 0 {
+        "no latency: no call succeeded".to_string()
+    } else {
+        format!(
+            "latency (duration - internal execution time, successful calls): mean {:.1} ms, p99 {:.1} ms",
+            summary.latency_ms.mean, summary.latency_ms.p99
+        )
+    };
+    format!(
+        "{} calls ({} failed{cancelled}, {} cold) on {} nodes with {} in {:.3} s simulated / {:.3} s wall ({:.0} calls/s); {latency}; seed {}",
+        summary.invocations,
+        summary.failed,
+        summary.cold_starts,
+        summary.config.nodes,
+        summary.config.scheduler.name(),
+        summary.simulated_seconds,
+        summary.performance.wall_seconds,
+        summary.performance.invocations_per_second,
+        summary.seed
     )
 }
 

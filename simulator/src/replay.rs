@@ -270,11 +270,15 @@ impl std::fmt::Display for ReplaySummary {
             "  dispatch lag p50 {} us, p99 {} us, max {} us",
             self.dispatch_lag_p50_us, self.dispatch_lag_p99_us, self.dispatch_lag_max_us
         )?;
-        writeln!(
-            f,
-            "  response time p50 {} ms, p99 {} ms (successful calls)",
-            self.response_p50_ms, self.response_p99_ms
-        )?;
+        if self.ok == 0 {
+            writeln!(f, "  no response time: no call succeeded")?;
+        } else {
+            writeln!(
+                f,
+                "  response time p50 {} ms, p99 {} ms (successful calls)",
+                self.response_p50_ms, self.response_p99_ms
+            )?;
+        }
         write!(f, "  log {}", self.log.display())
     }
 }

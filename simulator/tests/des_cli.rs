@@ -284,6 +284,61 @@ fn summary_latency_is_utils_analyze_latency() {
     }
 }
 
+/// A run without a successful call says so on its summary line, instead
+/// of a latency of 0 ms over no call; its cancelled calls, error lines of
+/// its log as failed calls are, are counted on the line. One client for
+/// 1 s with no grace, calling D8 (about 90 s): its one call is cancelled.
+#[test]
+fn a_run_without_a_successful_call_prints_no_latency() {
+    let out = des(&[
+        "--clients",
+        "1",
+        "--duration",
+        "1s",
+        "--grace",
+        "0s",
+        "--functions",
+        "uniform",
+        "--names",
+        "D8",
+        "--fn-time-scale",
+        "1",
+    ]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("des: 1 calls"))
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+    assert!(line.contains("(0 failed, 1 cancelled, 0 cold)"), "{line}");
+    assert!(line.contains("no latency: no call succeeded"), "{line}");
+    assert!(!line.contains("mean 0.0 ms"), "{line}");
+    let stage = des(&[
+        "--clients",
+        "1,1",
+        "--duration",
+        "1s",
+        "--grace",
+        "0s",
+        "--functions",
+        "uniform",
+        "--names",
+        "D8",
+        "--fn-time-scale",
+        "1",
+    ]);
+    ok(&stage);
+    let stderr = String::from_utf8_lossy(&stage.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("des: stage 1 "))
+        .unwrap_or_else(|| panic!("no stage line: {stderr}"));
+    assert!(
+        line.contains("no response time (no successful call)"),
+        "{line}"
+    );
+}
+
 #[test]
 fn the_profile_is_read_at_run_time() {
     let dir = tempfile::tempdir().unwrap();

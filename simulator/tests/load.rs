@@ -325,6 +325,36 @@ fn sigterm_stops_a_run_with_its_summary_and_status_130() {
     assert_eq!(run.extra["load_summary"]["interrupted"], true);
 }
 
+/// Against a balancer with no worker every call fails (503): the summary
+/// says there is no response time, instead of a p50 and p99 of 0 ms over
+/// no call.
+#[test]
+fn a_run_without_a_successful_call_prints_no_response_time() {
+    let bins = build_testbed();
+    let balancer = start_printing_url(
+        &bins.join("load-balancer"),
+        &["rr", "--port", "0", "--host", "127.0.0.1", "--start-empty"],
+        Stdio::null(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = load_cmd(&["--balancer", &balancer.url])
+        .args(["--clients", "1", "--duration", "300ms", "--progress", "off"])
+        .args(["--names", "W1", "--max-failures", "100%"])
+        .arg("--log")
+        .arg(dir.path().join("lost.log"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("  ok 0, errors "), "{}", text(&out));
+    assert!(
+        stdout.contains("no response time: no call succeeded"),
+        "{}",
+        text(&out)
+    );
+    assert!(!stdout.contains("response time p50"), "{}", text(&out));
+}
+
 #[test]
 fn bad_arguments_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -138,6 +138,38 @@ fn replays_against_the_real_balancer_in_fake_mode() {
     assert!(left.is_empty(), "the stopped balancer left {left:?}");
 }
 
+/// Against a balancer with no worker every call fails (503): the summary
+/// says there is no response time, instead of a p50 and p99 of 0 ms over
+/// no call.
+#[test]
+fn a_replay_without_a_successful_call_prints_no_response_time() {
+    let bin = build_balancer().join("load-balancer");
+    let balancer = start_printing_url(
+        &bin,
+        &["rr", "--port", "0", "--host", "127.0.0.1", "--start-empty"],
+        Stdio::null(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    std::fs::write(&csv, "W1,0\nW2,0\nW1,100\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args(["replay", &balancer.url])
+        .arg(&csv)
+        .arg(dir.path().join("lost.log"))
+        .args(["--progress", "off", "--max-failures", "100%"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("ok 0, errors 3"), "{stdout}");
+    assert!(
+        stdout.contains("no response time: no call succeeded"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("response time p50"), "{stdout}");
+}
+
 /// Wait until `cond` holds on the balancer's `/1/lb/scheduler` (60 s).
 fn wait_scheduler(url: &str, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
