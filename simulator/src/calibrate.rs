@@ -33,15 +33,21 @@
 //!   interleaved (`--hop-samples` each), so both see the same machine
 //!   state; 0 without a balancer;
 //! - `cpu_scale`: `InternalExecutionTime` of warm REST calls of W1 (750 ms
-//!   of CPU in the catalog) over 750 — calibrate against a worker running
-//!   with `HF_TIME_SCALE=1`;
+//!   of CPU in the catalog) over 750 times the time scale the worker
+//!   reports in `/health` (`HF_TIME_SCALE`, which scales the functions'
+//!   work; recorded in `samples`);
 //! - `cores`: this machine's available parallelism (the worker must run on
 //!   this machine: the URL should be loopback).
 //!
-//! The profile goes to `--out`, by default where `simulator des` reads its
-//! profile first ([`crate::des::profile_destination`]: in the workspace,
-//! `simulator/profiles/process.json`); an existing file is kept (an error
-//! before anything is measured) unless `--overwrite`.
+//! The profile records the runtime the worker reports in `/health`
+//! (`--runtime`, if given, must be that one: a profile labelled with
+//! another runtime than it measured is refused before measuring). It goes
+//! to `--out`, by default where `simulator des` reads its profile first
+//! ([`crate::des::profile_destination`]: in the workspace,
+//! `simulator/profiles/process.json`), or for the docker runtime
+//! `docker.json` beside it, where `simulator experiment --mode des
+//! --runtime docker` reads; an existing file is kept (an error before
+//! anything is measured) unless `--overwrite`.
 //!
 //! The worker is left in its default configuration (`/configure` with the
 //! original defaults, then `/clear?reset_images=true`, which also removes
@@ -72,9 +78,11 @@ pub struct Args {
     /// Replace an existing profile (checked before measuring).
     #[arg(long)]
     pub overwrite: bool,
-    /// Runtime name recorded in the profile (process or docker).
-    #[arg(long, default_value = "process")]
-    pub runtime: String,
+    /// The worker's runtime (process or docker), recorded in the profile:
+    /// by default the one the worker reports in `/health`; given, it must
+    /// be that one.
+    #[arg(long, value_parser = ["process", "docker"])]
+    pub runtime: Option<String>,
     /// Samples per warm/cold path.
     #[arg(long, default_value_t = 7)]
     pub repeats: usize,
@@ -117,6 +125,14 @@ pub enum CalibrateError {
     },
     #[error("calibration could not observe {what}: {why}")]
     NotObserved { what: String, why: String },
+    #[error("worker at {url} runs the {reported} runtime, not {given} (--runtime {given}): a profile labelled {given} would hold the {reported} runtime's costs")]
+    WrongRuntime {
+        url: String,
+        reported: String,
+        given: String,
+    },
+    #[error("worker at {url} reports a time scale of {scale} (HF_TIME_SCALE): the functions' CPU work cannot be measured at it; start the worker with a time scale above 0")]
+    BadTimeScale { url: String, scale: f64 },
 }
 
 /// Functions used for the image-build fit (name, package bytes from the
@@ -236,20 +252,62 @@ fn not_observed(what: &str, why: &str) -> CalibrateError {
     }
 }
 
-/// The package scale a worker reports in `/health` (`Worker.PackageScale`;
-/// 1 for a worker that does not report one): the fits are per MB the
-/// worker really stages and loads.
-fn package_scale_of(health: &str) -> f64 {
-    serde_json::from_str::<serde_json::Value>(health)
-        .ok()
-        .and_then(|v| v["Worker"]["PackageScale"].as_f64())
-        .unwrap_or(1.0)
+/// What a worker says of itself in `/health` that the measurement
+/// depends on.
+#[derive(Debug, Clone, PartialEq)]
+struct WorkerFigures {
+    /// `Worker.PackageScale` (1 if not reported): the fits are per MB the
+    /// worker really stages and loads.
+    package_scale: f64,
+    /// `Worker.TimeScale` (`HF_TIME_SCALE`; 1 if not reported): the
+    /// functions' work runs this much of the catalog's, so `cpu_scale` is
+    /// W1's time over `750 ms × time scale`.
+    time_scale: f64,
+    /// `Runtime` (`process`, `docker`), if reported.
+    runtime: Option<String>,
+}
+
+impl WorkerFigures {
+    fn of(health: &str) -> Self {
+        let v = serde_json::from_str::<serde_json::Value>(health).unwrap_or_default();
+        Self {
+            package_scale: v["Worker"]["PackageScale"].as_f64().unwrap_or(1.0),
+            time_scale: v["Worker"]["TimeScale"].as_f64().unwrap_or(1.0),
+            runtime: v["Runtime"].as_str().map(str::to_string),
+        }
+    }
+
+    /// The runtime the profile records: the worker's, which `given` (the
+    /// `--runtime` flag) must match; `process` when neither says.
+    fn runtime(&self, url: &str, given: Option<&str>) -> Result<String, CalibrateError> {
+        match (self.runtime.as_deref(), given) {
+            (Some(reported), Some(given)) if reported != given => {
+                Err(CalibrateError::WrongRuntime {
+                    url: url.to_string(),
+                    reported: reported.to_string(),
+                    given: given.to_string(),
+                })
+            }
+            (Some(r), _) | (None, Some(r)) => Ok(r.to_string()),
+            (None, None) => Ok("process".to_string()),
+        }
+    }
 }
 
 const DEFAULTS_QUERY: &str = "using_rest_mode=false&container_pool_limit=-1&container_pool_num=6&user_code_size_limit=-1&rest_container_life_time=10";
 
-/// Measures the worker at `args.worker_url`; returns the profile.
-pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
+/// The worker to measure, as it describes itself.
+struct Worker {
+    client: Client,
+    figures: WorkerFigures,
+    /// The runtime the profile records ([`WorkerFigures::runtime`]).
+    runtime: String,
+}
+
+/// Reads the worker's `/health`: what it runs and at which scales. Fails
+/// if it is unreachable, runs another runtime than `--runtime`, or runs
+/// functions at a time scale of 0.
+async fn connect(args: &Args) -> Result<Worker, CalibrateError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.timeout_s))
         .pool_idle_timeout(protocol::timeouts::CLIENT_POOL_IDLE)
@@ -258,12 +316,38 @@ pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
             url: args.worker_url.clone(),
             reason: e.to_string(),
         })?;
-    let c = Client {
+    let client = Client {
         base: args.worker_url.trim_end_matches('/').to_string(),
         http,
     };
-    let (health, _) = c.get("/health").await?;
-    let package_scale = package_scale_of(&health);
+    let (health, _) = client.get("/health").await?;
+    let figures = WorkerFigures::of(&health);
+    let runtime = figures.runtime(&client.base, args.runtime.as_deref())?;
+    if !(figures.time_scale.is_finite() && figures.time_scale > 0.0) {
+        return Err(CalibrateError::BadTimeScale {
+            url: client.base.clone(),
+            scale: figures.time_scale,
+        });
+    }
+    Ok(Worker {
+        client,
+        figures,
+        runtime,
+    })
+}
+
+/// Measures the worker at `args.worker_url`; returns the profile.
+pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
+    let worker = connect(args).await?;
+    calibrate_worker(args, worker).await
+}
+
+async fn calibrate_worker(args: &Args, worker: Worker) -> Result<CostProfile, CalibrateError> {
+    let Worker {
+        client: c,
+        figures,
+        runtime,
+    } = worker;
     let repeats = args.repeats.max(1);
     let balancer = args.balancer_url.as_ref().map(|u| Client {
         base: u.trim_end_matches('/').to_string(),
@@ -272,7 +356,7 @@ pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
     if let Some(b) = &balancer {
         b.get("/health").await?;
     }
-    let result = measure(&c, balancer.as_ref(), args, repeats, package_scale).await;
+    let result = measure(&c, balancer.as_ref(), args, repeats, &figures, runtime).await;
     // Leave the worker as the original defaults, whatever happened, and
     // remove the images and instances the measurements made.
     let _ = c.configure(DEFAULTS_QUERY).await;
@@ -285,8 +369,10 @@ async fn measure(
     balancer: Option<&Client>,
     args: &Args,
     repeats: usize,
-    package_scale: f64,
+    worker: &WorkerFigures,
+    runtime: String,
 ) -> Result<CostProfile, CalibrateError> {
+    let package_scale = worker.package_scale;
     let catalog = sample_functions::catalog();
     c.configure(DEFAULTS_QUERY).await?;
 
@@ -396,7 +482,7 @@ async fn measure(
         c.execute("W1").await?;
         for _ in 0..3 {
             let s = c.execute("W1").await?;
-            cpu_scale.push(s.reply.internal_execution_time as f64 / w1_cpu);
+            cpu_scale.push(s.reply.internal_execution_time as f64 / (w1_cpu * worker.time_scale));
         }
     }
     c.configure(DEFAULTS_QUERY).await?;
@@ -412,17 +498,25 @@ async fn measure(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     Ok(CostProfile {
         description: format!(
-            "measured by `simulator calibrate {}` ({} runtime, {} cores){}",
+            "measured by `simulator calibrate {}` ({} runtime, {} cores){}{}",
             c.base,
-            args.runtime,
+            runtime,
             cores,
+            if worker.time_scale != 1.0 && !args.quick {
+                format!(
+                    "; the worker ran functions at HF_TIME_SCALE={}, which cpu_scale divides out",
+                    worker.time_scale
+                )
+            } else {
+                String::new()
+            },
             if args.quick {
                 "; --quick: small packages only, cpu_scale not measured"
             } else {
                 ""
             }
         ),
-        runtime: args.runtime.clone(),
+        runtime,
         cores,
         image_build_base_ms: build_a.max(0.0),
         image_build_ms_per_mb: build_b.max(0.0),
@@ -447,6 +541,8 @@ async fn measure(
             "hop_direct_round_trip_ms": hop_direct,
             "hop_balancer_round_trip_ms": hop_balancer,
             "cpu_scale": cpu_scale,
+            "worker_time_scale": worker.time_scale,
+            "worker_package_scale": worker.package_scale,
         }),
         file: None,
     })
@@ -454,22 +550,33 @@ async fn measure(
 
 /// Runs `simulator calibrate`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(crate::des::profile_destination);
-    // Refuse before measuring (a minute or two), and write nothing then.
-    crate::des::refuse_existing(&[&out], args.overwrite)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Refuse an existing profile before measuring (a minute or two), and
+    // write nothing then: before contacting the worker when the
+    // destination does not depend on its runtime.
+    let env_set = std::env::var_os(crate::des::PROFILE_ENV).is_some();
+    let known = args
+        .out
+        .clone()
+        .or_else(|| env_set.then(crate::des::profile_destination));
+    if let Some(out) = &known {
+        crate::des::refuse_existing(&[out], args.overwrite)?;
+    }
+    let worker = rt.block_on(connect(&args))?;
+    let out = known.unwrap_or_else(|| {
+        default_destination(crate::des::profile_destination(), false, &worker.runtime)
+    });
+    crate::des::refuse_existing(&[&out], args.overwrite)?;
     crate::note!(
-        "calibrate: measuring {} into {} (this builds images and runs functions; a minute or two)",
+        "calibrate: measuring {} ({} runtime) into {} (this builds images and runs functions; a minute or two)",
         args.worker_url,
+        worker.runtime,
         out.display()
     );
-    let profile = rt.block_on(calibrate(&args))?;
+    let profile = rt.block_on(calibrate_worker(&args, worker))?;
     profile.check(&out.display().to_string())?;
     let json = serde_json::to_string_pretty(&profile)?;
     let mut f = crate::des::create(&out, args.overwrite)?;
@@ -491,6 +598,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a profile of `runtime` goes without `--out`: where `simulator
+/// des` reads first (`process`), or `<runtime>.json` beside it, where
+/// `simulator experiment --mode des --runtime <runtime>` reads
+/// ([`crate::des::profile_of_runtime`]); `$HF_DES_PROFILE` (`env_set`) as
+/// it is.
+fn default_destination(first: PathBuf, env_set: bool, runtime: &str) -> PathBuf {
+    if env_set || runtime == "process" {
+        first
+    } else {
+        first.with_file_name(format!("{runtime}.json"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,12 +627,43 @@ mod tests {
     }
 
     #[test]
-    fn the_package_scale_comes_from_the_workers_health() {
-        assert_eq!(
-            package_scale_of(r#"{"Status":"ok","Worker":{"PackageScale":0.25}}"#),
-            0.25
+    fn the_workers_scales_and_runtime_come_from_its_health() {
+        let w = WorkerFigures::of(
+            r#"{"Status":"ok","Runtime":"docker","Worker":{"PackageScale":0.25,"TimeScale":0.1}}"#,
         );
-        assert_eq!(package_scale_of(r#"{"Status":"ok","Worker":{}}"#), 1.0);
-        assert_eq!(package_scale_of("not json"), 1.0);
+        assert_eq!(
+            w,
+            WorkerFigures {
+                package_scale: 0.25,
+                time_scale: 0.1,
+                runtime: Some("docker".into())
+            }
+        );
+        let none = WorkerFigures {
+            package_scale: 1.0,
+            time_scale: 1.0,
+            runtime: None,
+        };
+        assert_eq!(WorkerFigures::of(r#"{"Status":"ok","Worker":{}}"#), none);
+        assert_eq!(WorkerFigures::of("not json"), none);
+
+        // The runtime: the worker's; a --runtime that differs is refused.
+        assert_eq!(w.runtime("u", None).unwrap(), "docker");
+        assert_eq!(w.runtime("u", Some("docker")).unwrap(), "docker");
+        let e = w.runtime("u", Some("process")).unwrap_err().to_string();
+        assert!(e.contains("runs the docker runtime, not process"), "{e}");
+        assert_eq!(none.runtime("u", Some("docker")).unwrap(), "docker");
+        assert_eq!(none.runtime("u", None).unwrap(), "process");
+    }
+
+    #[test]
+    fn a_docker_profile_goes_beside_the_process_one() {
+        let first = PathBuf::from("/w/simulator/profiles/process.json");
+        assert_eq!(
+            default_destination(first.clone(), false, "docker"),
+            PathBuf::from("/w/simulator/profiles/docker.json")
+        );
+        assert_eq!(default_destination(first.clone(), false, "process"), first);
+        assert_eq!(default_destination(first.clone(), true, "docker"), first);
     }
 }

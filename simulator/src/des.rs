@@ -570,7 +570,7 @@ pub fn profile_of_runtime(runtime: &str) -> anyhow::Result<CostProfile> {
         if !path.is_file() {
             anyhow::bail!(
                 "no cost profile of the {runtime} runtime: {} does not exist (beside {}); \
-                 measure one with `simulator calibrate <worker_url> --runtime {runtime} --out {}`",
+                 measure one with `simulator calibrate <worker_url of a {runtime} worker> --out {}`",
                 path.display(),
                 found.display(),
                 path.display()

@@ -5,7 +5,8 @@
 //! log comes with its sidecar and only when asked for; the cost profile is
 //! read at run time; the summary's latency is `utils analyze`'s; bad input
 //! is a clear error naming the file and line; an existing log, sidecar,
-//! summary or profile is never overwritten by accident.
+//! summary or profile is never overwritten by accident; `calibrate`
+//! records the live worker's own runtime and divides out its time scale.
 
 mod support;
 
@@ -415,6 +416,68 @@ fn calibrate_keeps_an_existing_profile_unless_overwrite() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(profile.to_str().unwrap()), "{err}");
     assert_eq!(std::fs::read_to_string(&profile).unwrap(), "{}\n");
+}
+
+/// `calibrate` takes what the worker says of itself in `/health`: its
+/// runtime (a `--runtime` naming another one is refused before anything
+/// is measured or written) and its time scale, which `cpu_scale` divides
+/// out. A real process worker whose functions run at 0.1 of their work
+/// (and packages at 0.01 of their size, so its images build at once).
+#[test]
+fn calibrate_takes_the_workers_runtime_and_time_scale() {
+    let bins = support::build_testbed();
+    let staging = support::staging_dir();
+    let port = support::free_port();
+    let mut worker = Command::new(bins.join("worker-front"));
+    worker
+        .args(["start", &port.to_string(), "--host", "127.0.0.1"])
+        .args(["--runtime", "process"])
+        .arg("--work-dir")
+        .arg(staging.path())
+        .env("HF_TIME_SCALE", "0.1")
+        .env("HF_PACKAGE_SCALE", "0.01")
+        .env("RUST_LOG", "warn")
+        .env_remove("USING_REST_MODE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut guard = support::Guard(worker.spawn().expect("start worker-front"));
+    support::wait_healthy(port, &mut guard.0);
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+
+    let mislabelled = dir.path().join("docker.json");
+    let out = bin()
+        .args(["calibrate", &url, "--runtime", "docker", "--out"])
+        .arg(&mislabelled)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("runs the process runtime, not docker"),
+        "{err}"
+    );
+    assert!(!mislabelled.exists());
+
+    let profile = dir.path().join("process.json");
+    let out = bin()
+        .args(["calibrate", &url, "--repeats", "1", "--build-repeats", "1"])
+        .arg("--out")
+        .arg(&profile)
+        .output()
+        .unwrap();
+    ok(&out);
+    let p = json(&profile);
+    assert_eq!(p["runtime"], "process");
+    assert_eq!(p["samples"]["worker_time_scale"], 0.1);
+    assert_eq!(p["samples"]["worker_package_scale"], 0.01);
+    // W1's 750 ms of CPU ran about 75 ms: the machine's speed is near 1
+    // (1.07 on this project's machines), not the time scale's 0.1.
+    let cpu_scale = p["cpu_scale"].as_f64().unwrap();
+    assert!(
+        (0.4..5.0).contains(&cpu_scale),
+        "cpu_scale {cpu_scale}: {p}"
+    );
 }
 
 #[test]
