@@ -28,7 +28,7 @@
 //! - `network_ms`: the client's round trip minus `ExecutionTime` of warm
 //!   REST calls (the HTTP hop, counted once per call);
 //! - `balancer_ms` (with `--balancer-url`, a load balancer whose only node
-//!   is this worker): median round trip of warm REST `noop` calls through
+//!   is this worker, checked in its `GET /1/lb/nodes`): median round trip of warm REST `noop` calls through
 //!   the balancer minus the median of the same calls sent directly,
 //!   interleaved (`--hop-samples` each), so both see the same machine
 //!   state; 0 without a balancer;
@@ -130,6 +130,13 @@ pub enum CalibrateError {
         url: String,
         reported: String,
         given: String,
+    },
+    #[error("the balancer at {balancer} has {online} online nodes ({nodes}): the balancer hop is measured through a balancer whose only node is the worker measured, {worker}")]
+    HopNodes {
+        balancer: String,
+        worker: String,
+        online: usize,
+        nodes: String,
     },
     #[error("worker at {url} reports a time scale of {scale} (HF_TIME_SCALE): the functions' CPU work cannot be measured at it; start the worker with a time scale above 0")]
     BadTimeScale { url: String, scale: f64 },
@@ -355,6 +362,13 @@ async fn calibrate_worker(args: &Args, worker: Worker) -> Result<CostProfile, Ca
     });
     if let Some(b) = &balancer {
         b.get("/health").await?;
+        match b.get("/1/lb/nodes").await {
+            Ok((nodes, _)) => check_hop_nodes(&b.base, &c.base, &nodes)?,
+            Err(e) => crate::note!(
+                "calibrate: warning: cannot list the balancer's nodes ({e}); the balancer hop \
+                 assumes this worker is its only node"
+            ),
+        }
     }
     let result = measure(&c, balancer.as_ref(), args, repeats, &figures, runtime).await;
     // Leave the worker as the original defaults, whatever happened, and
@@ -598,6 +612,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks the balancer's `GET /1/lb/nodes` reply (`{"nodes": {url:
+/// "online"|"offline"}}`) for the hop measurement: exactly one online
+/// node. One under another URL than `worker` (the same worker by another
+/// name, perhaps) is a warning; a reply of another shape is taken as is.
+fn check_hop_nodes(balancer: &str, worker: &str, reply: &str) -> Result<(), CalibrateError> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(reply) else {
+        return Ok(());
+    };
+    let Some(nodes) = v["nodes"].as_object() else {
+        return Ok(());
+    };
+    let online: Vec<&str> = nodes
+        .iter()
+        .filter(|(_, state)| state.as_str() == Some("online"))
+        .map(|(url, _)| url.as_str())
+        .collect();
+    if online.len() != 1 {
+        return Err(CalibrateError::HopNodes {
+            balancer: balancer.to_string(),
+            worker: worker.to_string(),
+            online: online.len(),
+            nodes: if online.is_empty() {
+                "none".to_string()
+            } else {
+                online.join(", ")
+            },
+        });
+    }
+    if online[0].trim_end_matches('/') != worker.trim_end_matches('/') {
+        crate::note!(
+            "calibrate: warning: the balancer's only node is {}, not {worker}: the hop assumes it \
+             is this worker",
+            online[0]
+        );
+    }
+    Ok(())
+}
+
 /// Where a profile of `runtime` goes without `--out`: where `simulator
 /// des` reads first (`process`), or `<runtime>.json` beside it, where
 /// `simulator experiment --mode des --runtime <runtime>` reads
@@ -654,6 +706,26 @@ mod tests {
         assert!(e.contains("runs the docker runtime, not process"), "{e}");
         assert_eq!(none.runtime("u", Some("docker")).unwrap(), "docker");
         assert_eq!(none.runtime("u", None).unwrap(), "process");
+    }
+
+    #[test]
+    fn the_hop_is_measured_through_a_balancer_of_this_worker_alone() {
+        let w = "http://127.0.0.1:1";
+        let one = r#"{"nodes":{"http://127.0.0.1:1":"online","http://127.0.0.1:2":"offline"}}"#;
+        assert!(check_hop_nodes("b", w, one).is_ok());
+        let two = r#"{"nodes":{"http://127.0.0.1:1":"online","http://127.0.0.1:2":"online"}}"#;
+        let e = check_hop_nodes("b", w, two).unwrap_err().to_string();
+        assert!(
+            e.contains("2 online nodes (http://127.0.0.1:1, http://127.0.0.1:2)"),
+            "{e}"
+        );
+        let e = check_hop_nodes("b", w, r#"{"nodes":{}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("0 online nodes (none)"), "{e}");
+        // Another name for it: a warning only; another shape: as it is.
+        assert!(check_hop_nodes("b", w, r#"{"nodes":{"http://localhost:1":"online"}}"#).is_ok());
+        assert!(check_hop_nodes("b", w, "[]").is_ok());
     }
 
     #[test]

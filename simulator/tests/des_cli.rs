@@ -421,7 +421,7 @@ fn calibrate_keeps_an_existing_profile_unless_overwrite() {
 /// `calibrate` takes what the worker says of itself in `/health`: its
 /// runtime (a `--runtime` naming another one is refused before anything
 /// is measured or written) and its time scale, which `cpu_scale` divides
-/// out. A real process worker whose functions run at 0.1 of their work
+/// out; a `--balancer-url` with other nodes than the worker is refused. A real process worker whose functions run at 0.1 of their work
 /// (and packages at 0.01 of their size, so its images build at once).
 #[test]
 fn calibrate_takes_the_workers_runtime_and_time_scale() {
@@ -458,6 +458,40 @@ fn calibrate_takes_the_workers_runtime_and_time_scale() {
         "{err}"
     );
     assert!(!mislabelled.exists());
+
+    // The balancer hop is measured through a balancer whose only node is
+    // this worker: one of two nodes (the other a stub worker) is refused
+    // before measuring.
+    let stub = support::start_printing_url(
+        &support::workspace_bins_with(&["stub-worker"]).join("stub-worker"),
+        &["--host", "127.0.0.1", "--port", "0", "--id", "other"],
+        std::process::Stdio::null(),
+    );
+    let balancer = support::start_printing_url(
+        &bins.join("load-balancer"),
+        &[
+            "rr",
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--nodes",
+            &format!("{url},{}", stub.url),
+        ],
+        std::process::Stdio::null(),
+    );
+    let shared = dir.path().join("shared.json");
+    let out = bin()
+        .args(["calibrate", &url, "--balancer-url", &balancer.url, "--out"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has 2 online nodes"), "{err}");
+    assert!(!shared.exists());
+    drop(balancer);
+    drop(stub);
 
     let profile = dir.path().join("process.json");
     let out = bin()
