@@ -39,6 +39,9 @@
 //! - `cores`: this machine's available parallelism (the worker must run on
 //!   this machine: the URL should be loopback).
 //!
+//! The worker must run HotFunctions' instance model (its `/health`
+//! `InstanceModel`): a worker of the Lambda model has none of the paths
+//! above, and is refused with that reason before anything is measured.
 //! The profile records the runtime the worker reports in `/health`
 //! (`--runtime`, if given, must be that one: a profile labelled with
 //! another runtime than it measured is refused before measuring). It goes
@@ -138,6 +141,8 @@ pub enum CalibrateError {
         online: usize,
         nodes: String,
     },
+    #[error("worker at {url} runs the {model} instance model: calibrate measures the paths of HotFunctions' model (per-call instances, the pool, REST mode; a Lambda cold and warm start are taken as a REST start and a warm REST call); start the worker without --instance-model, --keep-alive-s or --keep-alive-policy")]
+    InstanceModel { url: String, model: String },
     #[error("worker at {url} reports a time scale of {scale} (HF_TIME_SCALE): the functions' CPU work cannot be measured at it; start the worker with a time scale above 0")]
     BadTimeScale { url: String, scale: f64 },
 }
@@ -272,6 +277,9 @@ struct WorkerFigures {
     time_scale: f64,
     /// `Runtime` (`process`, `docker`), if reported.
     runtime: Option<String>,
+    /// `Worker.InstanceModel.model` (`hot_functions`, `lambda`), if
+    /// reported: the paths measured are the HotFunctions model's.
+    instance_model: Option<String>,
 }
 
 impl WorkerFigures {
@@ -281,6 +289,9 @@ impl WorkerFigures {
             package_scale: v["Worker"]["PackageScale"].as_f64().unwrap_or(1.0),
             time_scale: v["Worker"]["TimeScale"].as_f64().unwrap_or(1.0),
             runtime: v["Runtime"].as_str().map(str::to_string),
+            instance_model: v["Worker"]["InstanceModel"]["model"]
+                .as_str()
+                .map(str::to_string),
         }
     }
 
@@ -330,6 +341,16 @@ async fn connect(args: &Args) -> Result<Worker, CalibrateError> {
     let (health, _) = client.get("/health").await?;
     let figures = WorkerFigures::of(&health);
     let runtime = figures.runtime(&client.base, args.runtime.as_deref())?;
+    if let Some(model) = figures
+        .instance_model
+        .as_deref()
+        .filter(|m| *m != "hot_functions")
+    {
+        return Err(CalibrateError::InstanceModel {
+            url: client.base.clone(),
+            model: model.to_string(),
+        });
+    }
     if !(figures.time_scale.is_finite() && figures.time_scale > 0.0) {
         return Err(CalibrateError::BadTimeScale {
             url: client.base.clone(),
@@ -688,13 +709,19 @@ mod tests {
             WorkerFigures {
                 package_scale: 0.25,
                 time_scale: 0.1,
-                runtime: Some("docker".into())
+                runtime: Some("docker".into()),
+                instance_model: None,
             }
         );
+        let lambda = WorkerFigures::of(
+            r#"{"Worker":{"InstanceModel":{"keep_alive_s":60.0,"model":"lambda"}}}"#,
+        );
+        assert_eq!(lambda.instance_model.as_deref(), Some("lambda"));
         let none = WorkerFigures {
             package_scale: 1.0,
             time_scale: 1.0,
             runtime: None,
+            instance_model: None,
         };
         assert_eq!(WorkerFigures::of(r#"{"Status":"ok","Worker":{}}"#), none);
         assert_eq!(WorkerFigures::of("not json"), none);

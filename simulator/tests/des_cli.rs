@@ -421,7 +421,8 @@ fn calibrate_keeps_an_existing_profile_unless_overwrite() {
 /// `calibrate` takes what the worker says of itself in `/health`: its
 /// runtime (a `--runtime` naming another one is refused before anything
 /// is measured or written) and its time scale, which `cpu_scale` divides
-/// out; a `--balancer-url` with other nodes than the worker is refused. A real process worker whose functions run at 0.1 of their work
+/// out; a `--balancer-url` with other nodes than the worker, and a worker
+/// of the Lambda instance model (none of the paths measured), are refused. A real process worker whose functions run at 0.1 of their work
 /// (and packages at 0.01 of their size, so its images build at once).
 #[test]
 fn calibrate_takes_the_workers_runtime_and_time_scale() {
@@ -492,6 +493,35 @@ fn calibrate_takes_the_workers_runtime_and_time_scale() {
     assert!(!shared.exists());
     drop(balancer);
     drop(stub);
+
+    // A worker of the Lambda model has none of the paths measured.
+    let lambda_port = support::free_port();
+    let lambda_work = staging.path().join("lambda");
+    std::fs::create_dir_all(&lambda_work).unwrap();
+    let mut lambda = Command::new(bins.join("worker-front"));
+    lambda
+        .args(["start", &lambda_port.to_string(), "--host", "127.0.0.1"])
+        .args(["--runtime", "process", "--keep-alive-s", "60"])
+        .arg("--work-dir")
+        .arg(&lambda_work)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut lambda = support::Guard(lambda.spawn().expect("start worker-front"));
+    support::wait_healthy(lambda_port, &mut lambda.0);
+    let out = bin()
+        .args([
+            "calibrate",
+            &format!("http://127.0.0.1:{lambda_port}"),
+            "--out",
+        ])
+        .arg(dir.path().join("lambda.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("runs the lambda instance model"), "{err}");
+    drop(lambda);
 
     let profile = dir.path().join("process.json");
     let out = bin()
