@@ -81,7 +81,9 @@
 //! mode, anything the simulator would refuse, under every algorithm, so a
 //! sweep never fails half-way on a value it could have refused. `--file
 //! exp.toml` reads all of it from an experiment file ([`spec`]); the run
-//! writes the resolved file as `experiment.toml`, which reproduces it.
+//! writes the resolved file as `experiment.toml`, which reproduces it,
+//! with the digests of its inputs: a run from it on changed inputs says
+//! so ([`InputDigests`]).
 //!
 //! # Noise
 //! Live runs record the host and, per run, the machine's CPU use by other
@@ -563,6 +565,50 @@ pub struct Plan {
     pub closed_loop: Option<ClosedLoop>,
     /// `--names` of the closed loop's mix, as given.
     pub names: Option<String>,
+    /// The digests the experiment file records of the inputs it names
+    /// (where the command line does not name another).
+    pub recorded_inputs: InputDigests,
+}
+
+/// BLAKE2b-256 of an experiment's inputs: the scenario, the catalog file
+/// and (DES mode) the cost profile. A resolved `experiment.toml` records
+/// them; a run from it compares its own ([`InputDigests::changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputDigests {
+    pub scenario: Option<String>,
+    pub catalog: Option<String>,
+    pub profile: Option<String>,
+}
+
+impl InputDigests {
+    /// One line per input whose digest `self` (this run's) and
+    /// `recorded` both give and that differ, naming the input's `paths`
+    /// (scenario, catalog, profile).
+    pub fn changes(&self, recorded: &Self, paths: [Option<&str>; 3]) -> Vec<String> {
+        let pairs = [
+            ("scenario", &self.scenario, &recorded.scenario),
+            ("catalog", &self.catalog, &recorded.catalog),
+            ("cost profile", &self.profile, &recorded.profile),
+        ];
+        pairs
+            .iter()
+            .zip(paths)
+            .filter_map(|((what, now, then), path)| match (now, then) {
+                (Some(now), Some(then)) if now != then => Some(format!(
+                    "the {what}{} is not the one the experiment file recorded (blake2b {} then, {} now)",
+                    path.map(|p| format!(" {p}")).unwrap_or_default(),
+                    short_digest(then),
+                    short_digest(now)
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The first 12 hex digits of a digest (enough to tell two apart).
+fn short_digest(d: &str) -> &str {
+    d.get(..12).unwrap_or(d)
 }
 
 impl Plan {
@@ -715,6 +761,11 @@ impl Plan {
                 .as_ref()
                 .and_then(|_| args.mix.names.clone().or(file.names)),
             closed_loop,
+            recorded_inputs: InputDigests {
+                scenario: file.scenario_blake2b.filter(|_| args.scenario.is_none()),
+                catalog: file.catalog_blake2b.filter(|_| args.catalog.is_none()),
+                profile: file.profile_blake2b,
+            },
         };
         let compose = matches!(plan.cluster, Some(cluster::ClusterPlan::Compose { .. }));
         if !compose && (args.compose_file.is_some() || args.image_tag.is_some()) {
@@ -1038,6 +1089,10 @@ impl Plan {
             strict: Some(self.strict),
             settings,
             sweep: self.sweep.clone(),
+            // The run fills them in (the digests of what it read).
+            scenario_blake2b: None,
+            catalog_blake2b: None,
+            profile_blake2b: None,
         }
     }
 }
@@ -1231,6 +1286,10 @@ pub struct ExperimentRecord {
     pub points: Vec<PointRecord>,
     pub runs: Vec<AlgorithmRun>,
     pub interrupted: bool,
+    /// Inputs that differ from those the experiment file recorded
+    /// ([`InputDigests::changes`]; absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs_changed: Vec<String>,
     pub wall_time_s: f64,
     /// `--set` worker options and scheduler parameters.
     pub settings: Vec<Setting>,
@@ -1384,6 +1443,31 @@ pub async fn run_experiment(
         ),
         Mode::Live => None,
     };
+    // The inputs' digests, against those of the experiment file.
+    let digest = |p: &Path| utils::provenance::file_blake2b(p).ok();
+    let inputs = InputDigests {
+        scenario: plan
+            .closed_loop
+            .is_none()
+            .then(|| digest(&plan.scenario))
+            .flatten(),
+        catalog: plan.catalog.as_deref().and_then(digest),
+        profile: profile
+            .as_ref()
+            .and_then(|p| p.file.as_deref())
+            .and_then(|f| digest(Path::new(f))),
+    };
+    let inputs_changed = inputs.changes(
+        &plan.recorded_inputs,
+        [
+            plan.scenario.to_str(),
+            plan.catalog.as_deref().and_then(Path::to_str),
+            profile.as_ref().and_then(|p| p.file.as_deref()),
+        ],
+    );
+    for change in &inputs_changed {
+        crate::note!("experiment: warning: {change}: its figures may differ from the run that wrote the file");
+    }
     let points = plan.points()?;
     let mut point_records = Vec::new();
     for p in &points {
@@ -1435,10 +1519,7 @@ pub async fn run_experiment(
             None => plan.scenario.clone(),
         },
         closed_loop: plan.closed_loop.as_ref().map(ClosedLoop::parameters),
-        scenario_blake2b: match &plan.closed_loop {
-            Some(_) => None,
-            None => utils::provenance::file_blake2b(&plan.scenario).ok(),
-        },
+        scenario_blake2b: inputs.scenario.clone(),
         scenario_events: events.len(),
         scenario_span_s: schedule_span as f64 / 1000.0,
         workers: plan.workers,
@@ -1466,7 +1547,13 @@ pub async fn run_experiment(
         runs: Vec::new(),
         interrupted: false,
         settings: plan.settings.clone(),
-        file: plan.resolved_file(time_scale),
+        file: ExperimentFile {
+            scenario_blake2b: inputs.scenario.clone(),
+            catalog_blake2b: inputs.catalog.clone(),
+            profile_blake2b: inputs.profile.clone(),
+            ..plan.resolved_file(time_scale)
+        },
+        inputs_changed,
         wall_time_s: 0.0,
     };
     let total_runs = points.len() * plan.repeat as usize * plan.algorithms.len();
@@ -2097,6 +2184,30 @@ pub fn instance_model_name(model: &InstanceModel) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_inputs_are_those_whose_digests_both_give_and_differ() {
+        let then = InputDigests {
+            scenario: Some("aaaaaaaaaaaaaaaa".into()),
+            catalog: None,
+            profile: Some("cccccccccccccccc".into()),
+        };
+        let now = InputDigests {
+            scenario: Some("bbbbbbbbbbbbbbbb".into()),
+            catalog: Some("dddd".into()),
+            profile: Some("cccccccccccccccc".into()),
+        };
+        assert_eq!(
+            now.changes(&then, [Some("s.csv"), None, Some("p.json")]),
+            [
+                "the scenario s.csv is not the one the experiment file recorded \
+              (blake2b aaaaaaaaaaaa then, bbbbbbbbbbbb now)"
+            ]
+        );
+        assert!(then.changes(&then, [None; 3]).is_empty());
+        // Nothing recorded (a file written by hand): nothing to compare.
+        assert!(now.changes(&InputDigests::default(), [None; 3]).is_empty());
+    }
 
     #[test]
     fn auto_time_scale_targets_the_span() {

@@ -1019,6 +1019,111 @@ fn des_repeats_and_sweeps_give_means_with_intervals_and_the_file_reproduces_them
     }
 }
 
+/// A resolved `experiment.toml` records its inputs' digests: a run from
+/// it on the same inputs is quiet, one whose scenario or cost profile
+/// changed (edited, recalibrated) says it is not the run that wrote the
+/// file, on stderr, in run.json and at the top of report.md. A scenario
+/// named on the command line instead of the file's is not compared.
+#[test]
+fn a_rerun_from_the_file_says_when_its_inputs_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let scenario = dir.path().join("s.csv");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/small.csv"),
+        &scenario,
+    )
+    .unwrap();
+    let first = [
+        "--mode",
+        "des",
+        "--name",
+        "first",
+        "--results-dir",
+        d,
+        "--algorithms",
+        "rr",
+        "--no-plots",
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ];
+    experiment_ok(first);
+    let file = dir.path().join("first/experiment.toml");
+    let toml = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        toml.contains("scenario_blake2b = ") && toml.contains("profile_blake2b = "),
+        "{toml}"
+    );
+    let rerun = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--file",
+            file.to_str().unwrap(),
+            "--name",
+            name,
+            "--results-dir",
+            d,
+        ];
+        args.extend_from_slice(extra);
+        let err = experiment_ok(args);
+        let report = std::fs::read_to_string(dir.path().join(name).join("report.md")).unwrap();
+        (err, report)
+    };
+
+    let (err, report) = rerun("same", &[]);
+    assert!(!err.contains("warning"), "{err}");
+    assert!(!report.contains("INPUTS CHANGED"), "{report}");
+
+    std::fs::write(
+        &scenario,
+        std::fs::read_to_string(&scenario).unwrap() + "W1,29000\n",
+    )
+    .unwrap();
+    let (err, report) = rerun("edited", &[]);
+    assert!(
+        err.contains("warning: the scenario")
+            && err.contains("is not the one the experiment file recorded"),
+        "{err}"
+    );
+    assert!(report.contains("**INPUTS CHANGED**"), "{report}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("edited/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(run["inputs_changed"].as_array().unwrap().len(), 1, "{run}");
+    // Its own resolved file records the scenario it read.
+    let again = std::fs::read_to_string(dir.path().join("edited/experiment.toml")).unwrap();
+    assert_ne!(
+        again.lines().find(|l| l.starts_with("scenario_blake2b")),
+        toml.lines().find(|l| l.starts_with("scenario_blake2b"))
+    );
+
+    // Another scenario on the command line is not the file's: no warning.
+    let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/small.csv");
+    let (err, _) = rerun("other", &["--scenario", small.to_str().unwrap()]);
+    assert!(!err.contains("warning"), "{err}");
+
+    // A recalibrated profile (one figure changed).
+    let mut profile: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/process.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    profile["cpu_scale"] = serde_json::json!(2.5);
+    let recalibrated = dir.path().join("process.json");
+    std::fs::write(&recalibrated, profile.to_string()).unwrap();
+    let out = simulator()
+        .arg("experiment")
+        .args(["--file", file.to_str().unwrap(), "--name", "recalibrated"])
+        .args(["--results-dir", d, "--scenario", small.to_str().unwrap()])
+        .env("HF_DES_PROFILE", &recalibrated)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: the cost profile"), "{err}");
+}
+
 /// Repetitions that differ in nothing (a deterministic algorithm on the
 /// scenario's fixed work: the seed changes nothing) are said to be so
 /// under the table: their interval of 0 is not a measured spread. A

@@ -620,6 +620,14 @@ fn report_markdown(
             record.runs.len()
         );
     }
+    if !record.inputs_changed.is_empty() {
+        let _ = writeln!(
+            o,
+            "**INPUTS CHANGED** since the experiment file was written, so this is not the run \
+             that wrote it and its figures may differ: {}.\n",
+            record.inputs_changed.join("; ")
+        );
+    }
     let _ = writeln!(o, "| | |\n|---|---|");
     let _ = writeln!(o, "| Command | `{}` |", record.command);
     let _ = writeln!(

@@ -45,6 +45,13 @@
 //! values = [2, 4, 8, 16]            # package_scale, node_cores
 //! ```
 //!
+//! A resolved file also records the BLAKE2b-256 of the inputs it read
+//! (`scenario_blake2b`, `catalog_blake2b`, and in DES mode
+//! `profile_blake2b`, of the cost profile found). A run from it whose
+//! input differs (the scenario was edited, the profile recalibrated) is
+//! not the run that wrote it: it says so on stderr, in `run.json`
+//! (`inputs_changed`) and at the top of `report.md`.
+//!
 //! A closed loop instead of the scenario (as `simulator load`; no
 //! `scenario`, `time_scale` or `target_seconds` then, the functions run at
 //! `fn_time_scale`, else `load_factor`, of their durations):
@@ -283,6 +290,18 @@ pub struct ExperimentFile {
     pub settings: BTreeMap<String, Scalar>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
+    /// BLAKE2b-256 of the scenario a run from this file read (a resolved
+    /// file records it; a run whose scenario differs says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario_blake2b: Option<String>,
+    /// BLAKE2b-256 of the `catalog` file, likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_blake2b: Option<String>,
+    /// DES mode: BLAKE2b-256 of the cost profile the simulation ran on,
+    /// likewise (the profile is found as `simulator des` finds it, so a
+    /// recalibration changes it under the same file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_blake2b: Option<String>,
 }
 
 /// A file that cannot be read.
