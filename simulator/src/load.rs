@@ -225,15 +225,11 @@ impl std::fmt::Display for LoadSummary {
             "  throughput {:.2} calls/s (successful calls over the wall time)",
             self.throughput_per_s
         )?;
-        if self.ok == 0 {
-            writeln!(f, "  no response time: no call succeeded")?;
-        } else {
-            writeln!(
-                f,
-                "  response time p50 {} ms, p99 {} ms (successful calls)",
-                self.response_p50_ms, self.response_p99_ms
-            )?;
-        }
+        writeln!(
+            f,
+            "  {}",
+            replay::response_line(self.ok, self.response_p50_ms, self.response_p99_ms)
+        )?;
         for st in &self.stages {
             writeln!(f, "  {}", crate::des::stage_line(st))?;
         }

@@ -270,15 +270,11 @@ impl std::fmt::Display for ReplaySummary {
             "  dispatch lag p50 {} us, p99 {} us, max {} us",
             self.dispatch_lag_p50_us, self.dispatch_lag_p99_us, self.dispatch_lag_max_us
         )?;
-        if self.ok == 0 {
-            writeln!(f, "  no response time: no call succeeded")?;
-        } else {
-            writeln!(
-                f,
-                "  response time p50 {} ms, p99 {} ms (successful calls)",
-                self.response_p50_ms, self.response_p99_ms
-            )?;
-        }
+        writeln!(
+            f,
+            "  {}",
+            response_line(self.ok, self.response_p50_ms, self.response_p99_ms)
+        )?;
         write!(f, "  log {}", self.log.display())
     }
 }
@@ -587,6 +583,16 @@ impl std::str::FromStr for FailureBudget {
         s.parse().map(Self::Count).map_err(|_| {
             format!("{s:?} is neither a count of calls (e.g. 10) nor a percentage (e.g. 2.5%)")
         })
+    }
+}
+
+/// A summary's response-time line (replay's and load's): its p50 and p99
+/// over the `ok` successful calls, or that there were none (not 0 ms).
+pub fn response_line(ok: u64, p50_ms: u64, p99_ms: u64) -> String {
+    if ok == 0 {
+        "no response time: no call succeeded".to_string()
+    } else {
+        format!("response time p50 {p50_ms} ms, p99 {p99_ms} ms (successful calls)")
     }
 }
 

@@ -291,49 +291,37 @@ fn summary_latency_is_utils_analyze_latency() {
 /// 1 s with no grace, calling D8 (about 90 s): its one call is cancelled.
 #[test]
 fn a_run_without_a_successful_call_prints_no_latency() {
-    let out = des(&[
-        "--clients",
-        "1",
-        "--duration",
-        "1s",
-        "--grace",
-        "0s",
-        "--functions",
-        "uniform",
-        "--names",
-        "D8",
-        "--fn-time-scale",
-        "1",
-    ]);
-    ok(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("des: 1 calls"))
-        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+    // One stage or two, each of one client calling D8 for 1 s.
+    let lost = |clients: &str| {
+        let out = des(&[
+            "--clients",
+            clients,
+            "--duration",
+            "1s",
+            "--grace",
+            "0s",
+            "--functions",
+            "uniform",
+            "--names",
+            "D8",
+            "--fn-time-scale",
+            "1",
+        ]);
+        ok(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let line_of = |stderr: &str, start: &str| {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} line: {stderr}"))
+            .to_string()
+    };
+    let line = line_of(&lost("1"), "des: 1 calls");
     assert!(line.contains("(0 failed, 1 cancelled, 0 cold)"), "{line}");
     assert!(line.contains("no latency: no call succeeded"), "{line}");
     assert!(!line.contains("mean 0.0 ms"), "{line}");
-    let stage = des(&[
-        "--clients",
-        "1,1",
-        "--duration",
-        "1s",
-        "--grace",
-        "0s",
-        "--functions",
-        "uniform",
-        "--names",
-        "D8",
-        "--fn-time-scale",
-        "1",
-    ]);
-    ok(&stage);
-    let stderr = String::from_utf8_lossy(&stage.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("des: stage 1 "))
-        .unwrap_or_else(|| panic!("no stage line: {stderr}"));
+    let line = line_of(&lost("1,1"), "des: stage 1 ");
     assert!(
         line.contains("no response time (no successful call)"),
         "{line}"
