@@ -11,7 +11,9 @@
 //!
 //! Every metric but the call counts is over successful calls only, which
 //! flatters an algorithm that rejects calls; the text and Markdown tables
-//! say so in a footnote right under the table ([`FOOTNOTE`]). `p99 all`
+//! say so in a footnote right under the table ([`FOOTNOTE`]). A run
+//! without a successful call has none of them: `-` in the tables, empty in
+//! CSV, `null` in JSON (its analysis's 0 is no measurement). `p99 all`
 //! ([`crate::analyze::Analysis::p99_latency_all_ms`]) is the one latency an
 //! algorithm cannot improve by rejecting calls: a failed call counts as
 //! infinitely slow, and the cell reads `failed` when more than 1 % of the
@@ -37,8 +39,10 @@ p99 all: p99 latency over all calls, a failed call counting as infinitely slow \
 nodes: the cluster size (given: --nodes; sidecar: the run's .meta.json file beside its log; \
 inferred: max WorkerNodeId + 1, which misses idle nodes).";
 
-/// One run's summary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One run's summary. Serialized (CSV, JSON) with the figures of
+/// successful calls empty (`null`) for a run that had none, as the text
+/// tables show `-`: the analysis's 0 there is no measurement.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ComparisonRow {
     /// Unique within the table: the algorithm, with the file name added when
     /// two runs share one.
@@ -69,6 +73,67 @@ pub struct ComparisonRow {
     pub p99_latency_all_ms: Option<u64>,
     pub p99_duration_ms: u64,
     pub mean_algorithm_latency_us: Option<f64>,
+}
+
+impl Serialize for ComparisonRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The row as written: the same fields, in the same order.
+        #[derive(Serialize)]
+        struct Written<'a> {
+            label: &'a str,
+            source: &'a str,
+            calls: usize,
+            ok_calls: usize,
+            failed: usize,
+            error_rate: f64,
+            unparseable_lines: usize,
+            nodes: usize,
+            node_count_rule: NodeCountRule,
+            locality: Option<f64>,
+            locality_stddev: Option<f64>,
+            cv: Option<f64>,
+            image_hit_ratio: Option<f64>,
+            pooled_hit_ratio: Option<f64>,
+            rest_hit_ratio: Option<f64>,
+            cold_start_ratio: Option<f64>,
+            mean_duration_ms: Option<f64>,
+            mean_latency_ms: Option<f64>,
+            p50_latency_ms: Option<u64>,
+            p99_latency_ms: Option<u64>,
+            p99_latency_all_ms: Option<u64>,
+            p99_duration_ms: Option<u64>,
+            mean_algorithm_latency_us: Option<f64>,
+        }
+        let ok = self.ok_calls > 0;
+        let f = |v: f64| ok.then_some(v);
+        let u = |v: u64| ok.then_some(v);
+        Written {
+            label: &self.label,
+            source: &self.source,
+            calls: self.calls,
+            ok_calls: self.ok_calls,
+            failed: self.failed,
+            error_rate: self.error_rate,
+            unparseable_lines: self.unparseable_lines,
+            nodes: self.nodes,
+            node_count_rule: self.node_count_rule,
+            locality: f(self.locality),
+            locality_stddev: f(self.locality_stddev),
+            cv: f(self.cv),
+            image_hit_ratio: f(self.image_hit_ratio),
+            pooled_hit_ratio: f(self.pooled_hit_ratio),
+            rest_hit_ratio: f(self.rest_hit_ratio),
+            cold_start_ratio: f(self.cold_start_ratio),
+            mean_duration_ms: f(self.mean_duration_ms),
+            mean_latency_ms: f(self.mean_latency_ms),
+            p50_latency_ms: u(self.p50_latency_ms),
+            p99_latency_ms: u(self.p99_latency_ms),
+            p99_latency_all_ms: self.p99_latency_all_ms,
+            p99_duration_ms: u(self.p99_duration_ms),
+            mean_algorithm_latency_us: self.mean_algorithm_latency_us,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// The table.
@@ -448,6 +513,41 @@ mod tests {
         let full = Comparison::new(&[a]).to_csv();
         let empty = Comparison { rows: vec![] }.to_csv();
         assert_eq!(full.lines().next(), empty.lines().next());
+    }
+
+    /// A run whose every call failed has no figure of successful calls:
+    /// empty in CSV and `null` in JSON (as `-` in the text tables), not the
+    /// analysis's 0, which a script averaging a column would count.
+    #[test]
+    fn a_run_without_a_successful_call_has_no_figures_of_them() {
+        let log = "2020/01/01 00:00:01 1000 2000 D8 {\"Error\":true,\"Message\":\"cancelled\"}\n";
+        let run = crate::logs::RunLog::parse(log, "lost.log");
+        let a = crate::analyze::analyze(&run, &Default::default()).unwrap();
+        assert_eq!((a.ok_calls, a.mean_latency_ms), (0, 0.0));
+        let table = Comparison::new(&[a]);
+        let csv = table.to_csv();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let cell = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+        assert_eq!(
+            (cell("calls"), cell("ok_calls"), cell("failed")),
+            ("1", "0", "1")
+        );
+        assert_eq!(cell("error_rate"), "1.0");
+        for name in [
+            "mean_latency_ms",
+            "p50_latency_ms",
+            "locality",
+            "cv",
+            "cold_start_ratio",
+        ] {
+            assert_eq!(cell(name), "", "{name}: {csv}");
+        }
+        let json = serde_json::to_value(&table).unwrap();
+        assert!(json["rows"][0]["mean_latency_ms"].is_null(), "{json}");
+        assert_eq!(json["rows"][0]["failed"], 1);
+        assert!(table.to_text().contains(" - "), "{}", table.to_text());
     }
 
     #[test]
