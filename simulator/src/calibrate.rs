@@ -601,10 +601,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         crate::des::refuse_existing(&[out], args.overwrite)?;
     }
     let worker = rt.block_on(connect(&args))?;
-    let out = known.unwrap_or_else(|| {
-        default_destination(crate::des::profile_destination(), false, &worker.runtime)
-    });
-    crate::des::refuse_existing(&[&out], args.overwrite)?;
+    let out = match known {
+        Some(out) => out,
+        None => {
+            let out = default_destination(crate::des::profile_destination(), &worker.runtime);
+            crate::des::refuse_existing(&[&out], args.overwrite)?;
+            out
+        }
+    };
     crate::note!(
         "calibrate: measuring {} ({} runtime) into {} (this builds images and runs functions; a minute or two)",
         args.worker_url,
@@ -671,13 +675,13 @@ fn check_hop_nodes(balancer: &str, worker: &str, reply: &str) -> Result<(), Cali
     Ok(())
 }
 
-/// Where a profile of `runtime` goes without `--out`: where `simulator
-/// des` reads first (`process`), or `<runtime>.json` beside it, where
-/// `simulator experiment --mode des --runtime <runtime>` reads
-/// ([`crate::des::profile_of_runtime`]); `$HF_DES_PROFILE` (`env_set`) as
-/// it is.
-fn default_destination(first: PathBuf, env_set: bool, runtime: &str) -> PathBuf {
-    if env_set || runtime == "process" {
+/// Where a profile of `runtime` goes without `--out` or
+/// `$HF_DES_PROFILE`: `first`, where `simulator des` reads first
+/// (`process`), or `<runtime>.json` beside it, where `simulator
+/// experiment --mode des --runtime <runtime>` reads
+/// ([`crate::des::profile_of_runtime`]).
+fn default_destination(first: PathBuf, runtime: &str) -> PathBuf {
+    if runtime == "process" {
         first
     } else {
         first.with_file_name(format!("{runtime}.json"))
@@ -759,10 +763,9 @@ mod tests {
     fn a_docker_profile_goes_beside_the_process_one() {
         let first = PathBuf::from("/w/simulator/profiles/process.json");
         assert_eq!(
-            default_destination(first.clone(), false, "docker"),
+            default_destination(first.clone(), "docker"),
             PathBuf::from("/w/simulator/profiles/docker.json")
         );
-        assert_eq!(default_destination(first.clone(), false, "process"), first);
-        assert_eq!(default_destination(first.clone(), true, "docker"), first);
+        assert_eq!(default_destination(first.clone(), "process"), first);
     }
 }

@@ -597,18 +597,13 @@ impl InputDigests {
                 (Some(now), Some(then)) if now != then => Some(format!(
                     "the {what}{} is not the one the experiment file recorded (blake2b {} then, {} now)",
                     path.map(|p| format!(" {p}")).unwrap_or_default(),
-                    short_digest(then),
-                    short_digest(now)
+                    utils::provenance::short_digest(then),
+                    utils::provenance::short_digest(now)
                 )),
                 _ => None,
             })
             .collect()
     }
-}
-
-/// The first 12 hex digits of a digest (enough to tell two apart).
-fn short_digest(d: &str) -> &str {
-    d.get(..12).unwrap_or(d)
 }
 
 impl Plan {

@@ -39,10 +39,10 @@ p99 all: p99 latency over all calls, a failed call counting as infinitely slow \
 nodes: the cluster size (given: --nodes; sidecar: the run's .meta.json file beside its log; \
 inferred: max WorkerNodeId + 1, which misses idle nodes).";
 
-/// One run's summary. Serialized (CSV, JSON) with the figures of
-/// successful calls empty (`null`) for a run that had none, as the text
-/// tables show `-`: the analysis's 0 there is no measurement.
-#[derive(Debug, Clone, PartialEq)]
+/// One run's summary. Every figure of successful calls is `None` for a
+/// run that had none (the analysis's 0 there is no measurement): `-` in
+/// the text tables, empty in CSV, `null` in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComparisonRow {
     /// Unique within the table: the algorithm, with the file name added when
     /// two runs share one.
@@ -57,83 +57,22 @@ pub struct ComparisonRow {
     pub unparseable_lines: usize,
     pub nodes: usize,
     pub node_count_rule: NodeCountRule,
-    pub locality: f64,
-    pub locality_stddev: f64,
-    pub cv: f64,
-    pub image_hit_ratio: f64,
-    pub pooled_hit_ratio: f64,
-    pub rest_hit_ratio: f64,
-    pub cold_start_ratio: f64,
-    pub mean_duration_ms: f64,
-    pub mean_latency_ms: f64,
-    pub p50_latency_ms: u64,
-    pub p99_latency_ms: u64,
+    pub locality: Option<f64>,
+    pub locality_stddev: Option<f64>,
+    pub cv: Option<f64>,
+    pub image_hit_ratio: Option<f64>,
+    pub pooled_hit_ratio: Option<f64>,
+    pub rest_hit_ratio: Option<f64>,
+    pub cold_start_ratio: Option<f64>,
+    pub mean_duration_ms: Option<f64>,
+    pub mean_latency_ms: Option<f64>,
+    pub p50_latency_ms: Option<u64>,
+    pub p99_latency_ms: Option<u64>,
     /// p99 latency over all calls, failed = infinitely slow; `None` when
     /// more than 1 % failed.
     pub p99_latency_all_ms: Option<u64>,
-    pub p99_duration_ms: u64,
+    pub p99_duration_ms: Option<u64>,
     pub mean_algorithm_latency_us: Option<f64>,
-}
-
-impl Serialize for ComparisonRow {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        /// The row as written: the same fields, in the same order.
-        #[derive(Serialize)]
-        struct Written<'a> {
-            label: &'a str,
-            source: &'a str,
-            calls: usize,
-            ok_calls: usize,
-            failed: usize,
-            error_rate: f64,
-            unparseable_lines: usize,
-            nodes: usize,
-            node_count_rule: NodeCountRule,
-            locality: Option<f64>,
-            locality_stddev: Option<f64>,
-            cv: Option<f64>,
-            image_hit_ratio: Option<f64>,
-            pooled_hit_ratio: Option<f64>,
-            rest_hit_ratio: Option<f64>,
-            cold_start_ratio: Option<f64>,
-            mean_duration_ms: Option<f64>,
-            mean_latency_ms: Option<f64>,
-            p50_latency_ms: Option<u64>,
-            p99_latency_ms: Option<u64>,
-            p99_latency_all_ms: Option<u64>,
-            p99_duration_ms: Option<u64>,
-            mean_algorithm_latency_us: Option<f64>,
-        }
-        let ok = self.ok_calls > 0;
-        let f = |v: f64| ok.then_some(v);
-        let u = |v: u64| ok.then_some(v);
-        Written {
-            label: &self.label,
-            source: &self.source,
-            calls: self.calls,
-            ok_calls: self.ok_calls,
-            failed: self.failed,
-            error_rate: self.error_rate,
-            unparseable_lines: self.unparseable_lines,
-            nodes: self.nodes,
-            node_count_rule: self.node_count_rule,
-            locality: f(self.locality),
-            locality_stddev: f(self.locality_stddev),
-            cv: f(self.cv),
-            image_hit_ratio: f(self.image_hit_ratio),
-            pooled_hit_ratio: f(self.pooled_hit_ratio),
-            rest_hit_ratio: f(self.rest_hit_ratio),
-            cold_start_ratio: f(self.cold_start_ratio),
-            mean_duration_ms: f(self.mean_duration_ms),
-            mean_latency_ms: f(self.mean_latency_ms),
-            p50_latency_ms: u(self.p50_latency_ms),
-            p99_latency_ms: u(self.p99_latency_ms),
-            p99_latency_all_ms: self.p99_latency_all_ms,
-            p99_duration_ms: u(self.p99_duration_ms),
-            mean_algorithm_latency_us: self.mean_algorithm_latency_us,
-        }
-        .serialize(serializer)
-    }
 }
 
 /// The table.
@@ -180,30 +119,36 @@ impl Comparison {
         let rows = analyses
             .iter()
             .zip(labels)
-            .map(|(a, label)| ComparisonRow {
-                label,
-                source: a.source.clone(),
-                calls: a.calls,
-                ok_calls: a.ok_calls,
-                failed: a.failed,
-                error_rate: a.error_rate,
-                unparseable_lines: a.unparseable_lines,
-                nodes: a.nodes,
-                node_count_rule: a.node_count_rule,
-                locality: a.locality.mean_distinct_functions,
-                locality_stddev: a.locality.stddev,
-                cv: a.imbalance.cv,
-                image_hit_ratio: a.cache.image_reuse.hit_ratio,
-                pooled_hit_ratio: a.cache.pooled_container.hit_ratio,
-                rest_hit_ratio: a.cache.existing_rest_container.hit_ratio,
-                cold_start_ratio: a.cold_start_ratio,
-                mean_duration_ms: a.mean_duration_ms,
-                mean_latency_ms: a.mean_latency_ms,
-                p50_latency_ms: a.latency_ms.p50,
-                p99_latency_ms: a.latency_ms.p99,
-                p99_latency_all_ms: a.p99_latency_all_ms,
-                p99_duration_ms: a.duration_ms.p99,
-                mean_algorithm_latency_us: a.mean_algorithm_latency_us,
+            .map(|(a, label)| {
+                // Figures of successful calls: none without one.
+                let ok = a.ok_calls > 0;
+                let f = |v: f64| ok.then_some(v);
+                let u = |v: u64| ok.then_some(v);
+                ComparisonRow {
+                    label,
+                    source: a.source.clone(),
+                    calls: a.calls,
+                    ok_calls: a.ok_calls,
+                    failed: a.failed,
+                    error_rate: a.error_rate,
+                    unparseable_lines: a.unparseable_lines,
+                    nodes: a.nodes,
+                    node_count_rule: a.node_count_rule,
+                    locality: f(a.locality.mean_distinct_functions),
+                    locality_stddev: f(a.locality.stddev),
+                    cv: f(a.imbalance.cv),
+                    image_hit_ratio: f(a.cache.image_reuse.hit_ratio),
+                    pooled_hit_ratio: f(a.cache.pooled_container.hit_ratio),
+                    rest_hit_ratio: f(a.cache.existing_rest_container.hit_ratio),
+                    cold_start_ratio: f(a.cold_start_ratio),
+                    mean_duration_ms: f(a.mean_duration_ms),
+                    mean_latency_ms: f(a.mean_latency_ms),
+                    p50_latency_ms: u(a.latency_ms.p50),
+                    p99_latency_ms: u(a.latency_ms.p99),
+                    p99_latency_all_ms: a.p99_latency_all_ms,
+                    p99_duration_ms: u(a.duration_ms.p99),
+                    mean_algorithm_latency_us: a.mean_algorithm_latency_us,
+                }
             })
             .collect();
         Self { rows }
@@ -230,11 +175,16 @@ impl Comparison {
     ];
 
     fn cells(&self) -> Vec<Vec<String>> {
+        let dash = || "-".to_string();
+        let fixed =
+            |v: Option<f64>, decimals: usize| v.map_or_else(dash, |v| format!("{v:.decimals$}"));
         let pct = |r: f64| format!("{:.1}%", r * 100.0);
+        let pct_of = |r: Option<f64>| r.map_or_else(dash, pct);
+        let whole = |v: Option<u64>| v.map_or_else(dash, |v| v.to_string());
         self.rows
             .iter()
             .map(|r| {
-                let mut row = vec![
+                vec![
                     r.label.clone(),
                     r.calls.to_string(),
                     r.failed.to_string(),
@@ -248,30 +198,20 @@ impl Comparison {
                             NodeCountRule::MaxIdPlusOne => "inferred",
                         }
                     ),
-                    format!("{:.2}", r.locality),
-                    format!("{:.2}", r.cv),
-                    pct(r.image_hit_ratio),
-                    pct(r.pooled_hit_ratio),
-                    pct(r.rest_hit_ratio),
-                    pct(r.cold_start_ratio),
-                    format!("{:.0}", r.mean_duration_ms),
-                    format!("{:.0}", r.mean_latency_ms),
-                    r.p50_latency_ms.to_string(),
-                    r.p99_latency_ms.to_string(),
+                    fixed(r.locality, 2),
+                    fixed(r.cv, 2),
+                    pct_of(r.image_hit_ratio),
+                    pct_of(r.pooled_hit_ratio),
+                    pct_of(r.rest_hit_ratio),
+                    pct_of(r.cold_start_ratio),
+                    fixed(r.mean_duration_ms, 0),
+                    fixed(r.mean_latency_ms, 0),
+                    whole(r.p50_latency_ms),
+                    whole(r.p99_latency_ms),
                     r.p99_latency_all_ms
                         .map_or_else(|| "failed".into(), |v| v.to_string()),
-                    r.mean_algorithm_latency_us
-                        .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
-                ];
-                if r.ok_calls == 0 {
-                    // Every call failed: no metric of successful calls.
-                    for cell in &mut row[5..] {
-                        if cell != "failed" {
-                            *cell = "-".into();
-                        }
-                    }
-                }
-                row
+                    fixed(r.mean_algorithm_latency_us, 1),
+                ]
             })
             .collect()
     }
@@ -462,7 +402,10 @@ pub fn differences(analyses: &[Analysis]) -> Vec<String> {
         Some(match &s.scenario_blake2b {
             Some(digest) => (
                 digest.clone(),
-                format!("{path} (blake2b {})", digest.get(..12).unwrap_or(digest)),
+                format!(
+                    "{path} (blake2b {})",
+                    crate::provenance::short_digest(digest)
+                ),
             ),
             None => (
                 std::fs::canonicalize(path)

@@ -35,6 +35,12 @@ pub fn file_blake2b(path: &Path) -> std::io::Result<String> {
     Ok(blake2b_hex(&hasher.finalize()))
 }
 
+/// A digest's first 12 hex digits, enough to tell two apart in a
+/// message (the whole digest if shorter).
+pub fn short_digest(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
 /// Top-level folders whose changes are outputs, not sources.
 const OUTPUT_DIRS: &[&str] = &["results/", "target/"];
 

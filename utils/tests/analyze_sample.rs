@@ -178,8 +178,8 @@ fn the_comparison_row_carries_the_same_numbers() {
     let table = Comparison::new(&[a.clone(), a]);
     assert_eq!(table.rows.len(), 2);
     assert_eq!(table.rows[0].label, "ch (sample)");
-    assert!(close(table.rows[0].locality, 2.0 / 3.0));
-    assert_eq!(table.rows[0].p99_latency_ms, 1000);
+    assert!(close(table.rows[0].locality.unwrap(), 2.0 / 3.0));
+    assert_eq!(table.rows[0].p99_latency_ms, Some(1000));
     let csv = table.to_csv();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(

@@ -4,88 +4,38 @@
 
 use super::*;
 
-/// The metrics aggregated over repetitions: key, title, value.
-type MetricFn = fn(&utils::analyze::Analysis) -> f64;
-/// Whether a metric is figured over a run's successful calls only.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Over {
-    /// Every call: defined for every run.
-    AllCalls,
-    /// Successful calls only: a run without one has no value, and is left
-    /// out of the metric's mean and interval (the analyzer gives such a
-    /// run 0, the original's rule for one log, which would pull a mean
-    /// down as if it were measured).
-    OkCalls,
-}
-const METRICS: &[(&str, &str, MetricFn, Over)] = &[
-    (
-        "mean_latency_ms",
-        "mean latency, ok calls (ms)",
-        |a| a.mean_latency_ms,
-        Over::OkCalls,
-    ),
-    (
-        "p50_latency_ms",
-        "p50 latency, ok calls (ms)",
-        |a| a.latency_ms.p50 as f64,
-        Over::OkCalls,
-    ),
-    (
-        "p99_latency_ms",
-        "p99 latency, ok calls (ms)",
-        |a| a.latency_ms.p99 as f64,
-        Over::OkCalls,
-    ),
-    (
-        "mean_duration_ms",
-        "mean duration, ok calls (ms)",
-        |a| a.mean_duration_ms,
-        Over::OkCalls,
-    ),
-    (
-        "failed_pct",
-        "failed calls (%)",
-        |a| 100.0 * a.error_rate,
-        Over::AllCalls,
-    ),
-    (
-        "locality",
-        "locality (functions/node/s)",
-        |a| a.locality.mean_distinct_functions,
-        Over::OkCalls,
-    ),
-    ("cv", "imbalance CV", |a| a.imbalance.cv, Over::OkCalls),
-    (
-        "image_hit_ratio",
-        "image hits",
-        |a| a.cache.image_reuse.hit_ratio,
-        Over::OkCalls,
-    ),
-    (
-        "pooled_hit_ratio",
-        "pooled instances",
-        |a| a.cache.pooled_container.hit_ratio,
-        Over::OkCalls,
-    ),
-    (
-        "rest_hit_ratio",
-        "REST instances",
-        |a| a.cache.existing_rest_container.hit_ratio,
-        Over::OkCalls,
-    ),
-    (
-        "cold_start_ratio",
-        "cold starts",
-        |a| a.cold_start_ratio,
-        Over::OkCalls,
-    ),
+/// The metrics aggregated over repetitions: key, title, value. A run's
+/// row has no figure of successful calls when it had none
+/// ([`utils::compare::ComparisonRow`]): it is then left out of the
+/// metric's mean and interval (its log's analysis gives 0 there, the
+/// original's rule for one log, which would pull a mean down as if
+/// measured).
+type MetricFn = fn(&utils::compare::ComparisonRow) -> Option<f64>;
+const METRICS: &[(&str, &str, MetricFn)] = &[
+    ("mean_latency_ms", "mean latency, ok calls (ms)", |r| {
+        r.mean_latency_ms
+    }),
+    ("p50_latency_ms", "p50 latency, ok calls (ms)", |r| {
+        r.p50_latency_ms.map(|v| v as f64)
+    }),
+    ("p99_latency_ms", "p99 latency, ok calls (ms)", |r| {
+        r.p99_latency_ms.map(|v| v as f64)
+    }),
+    ("mean_duration_ms", "mean duration, ok calls (ms)", |r| {
+        r.mean_duration_ms
+    }),
+    ("failed_pct", "failed calls (%)", |r| {
+        Some(100.0 * r.error_rate)
+    }),
+    ("locality", "locality (functions/node/s)", |r| r.locality),
+    ("cv", "imbalance CV", |r| r.cv),
+    ("image_hit_ratio", "image hits", |r| r.image_hit_ratio),
+    ("pooled_hit_ratio", "pooled instances", |r| {
+        r.pooled_hit_ratio
+    }),
+    ("rest_hit_ratio", "REST instances", |r| r.rest_hit_ratio),
+    ("cold_start_ratio", "cold starts", |r| r.cold_start_ratio),
 ];
-
-/// A run's value of a metric: `None` for a metric over successful calls
-/// of a run that had none.
-fn metric_value(f: MetricFn, over: Over, analysis: &utils::analyze::Analysis) -> Option<f64> {
-    (over == Over::AllCalls || analysis.ok_calls > 0).then(|| f(analysis))
-}
 
 /// A closed loop's figures of a run (not in its log): key, title, value.
 type RunMetricFn = fn(&AlgorithmRun) -> Option<f64>;
@@ -103,8 +53,10 @@ struct Aggregate {
     point: usize,
     algorithm: String,
     /// Runs of this algorithm at this point; a metric over successful
-    /// calls may have fewer values (see [`Over::OkCalls`]).
+    /// calls may have fewer values, one per run with one.
     runs: usize,
+    /// Runs with a successful call.
+    runs_with_ok_calls: usize,
     estimates: Vec<Option<Estimate>>,
     /// [`LOAD_METRICS`] (closed loops only, else empty).
     load_estimates: Vec<Option<Estimate>>,
@@ -112,16 +64,6 @@ struct Aggregate {
 }
 
 impl Aggregate {
-    /// Runs with a successful call: the values of every metric over
-    /// successful calls.
-    fn runs_with_ok_calls(&self) -> usize {
-        METRICS
-            .iter()
-            .zip(&self.estimates)
-            .find(|((_, _, _, over), _)| *over == Over::OkCalls)
-            .map_or(self.runs, |(_, e)| e.map_or(0, |e| e.n))
-    }
-
     /// Whether its runs, two or more, gave the same value of every metric.
     fn identical(&self) -> bool {
         self.runs > 1
@@ -145,7 +87,9 @@ fn estimate_cell(e: Option<&Estimate>, runs: usize, decimals: usize) -> String {
     }
 }
 
-fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -> Vec<Aggregate> {
+/// Per point and algorithm, the estimates of every metric over its runs'
+/// `rows` (one per run of the record, in its order).
+fn aggregate(record: &ExperimentRecord, rows: &[utils::compare::ComparisonRow]) -> Vec<Aggregate> {
     let mut out = Vec::new();
     for (pi, _) in record.points.iter().enumerate() {
         for alg in &record.algorithms {
@@ -161,11 +105,8 @@ fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -
             }
             let estimates = METRICS
                 .iter()
-                .map(|&(_, _, f, over)| {
-                    let v: Vec<f64> = runs
-                        .iter()
-                        .filter_map(|&i| metric_value(f, over, &analyses[i]))
-                        .collect();
+                .map(|(_, _, f)| {
+                    let v: Vec<f64> = runs.iter().filter_map(|&i| f(&rows[i])).collect();
                     Estimate::of(&v)
                 })
                 .collect();
@@ -184,6 +125,7 @@ fn aggregate(record: &ExperimentRecord, analyses: &[utils::analyze::Analysis]) -
                 point: pi,
                 algorithm: alg.clone(),
                 runs: runs.len(),
+                runs_with_ok_calls: runs.iter().filter(|&&i| rows[i].ok_calls > 0).count(),
                 estimates,
                 load_estimates,
                 disturbed: runs.iter().filter(|&&i| record.runs[i].disturbed()).count(),
@@ -217,7 +159,7 @@ pub(super) fn write_report(
     }
     let single = record.repeat == 1 && record.points.len() == 1;
     let table = Comparison::new(&analyses);
-    let aggregates = aggregate(record, &analyses);
+    let aggregates = aggregate(record, &table.rows);
     let write = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(io_err(format!("writing {}", p.display())))
@@ -308,7 +250,7 @@ fn point_label(record: &ExperimentRecord, i: usize) -> String {
 
 /// summary.csv of repeated runs: one row per point and algorithm: its
 /// runs, the runs with a successful call (the values of every metric over
-/// successful calls: [`Over::OkCalls`]), the disturbed runs, and the mean
+/// successful calls), the disturbed runs, and the mean
 /// and 95 % CI half-width of every metric (empty when it has no value, or
 /// one value for the interval).
 fn aggregate_csv(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String {
@@ -330,7 +272,7 @@ fn aggregate_csv(record: &ExperimentRecord, aggregates: &[Aggregate]) -> String 
             point_label(record, a.point),
             a.algorithm,
             a.runs,
-            a.runs_with_ok_calls(),
+            a.runs_with_ok_calls,
             a.disturbed
         );
         for e in a.estimates.iter().chain(&a.load_estimates) {
@@ -359,7 +301,7 @@ fn aggregate_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> St
         o.push_str("| point ");
     }
     o.push_str("| algorithm | runs |");
-    for (_, title, _, _) in METRICS {
+    for (_, title, _) in METRICS {
         let _ = write!(o, " {title} |");
     }
     o.push('\n');
@@ -386,7 +328,7 @@ fn aggregate_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> St
                 String::new()
             }
         );
-        for ((key, _, _, _), e) in METRICS.iter().zip(&a.estimates) {
+        for ((key, _, _), e) in METRICS.iter().zip(&a.estimates) {
             let decimals = if key.ends_with("_ms") || key.ends_with("_pct") {
                 1
             } else {
@@ -418,12 +360,12 @@ fn aggregate_notes(record: &ExperimentRecord, aggregates: &[Aggregate]) -> Strin
     let mut o = String::new();
     let failed: Vec<String> = aggregates
         .iter()
-        .filter(|a| a.runs_with_ok_calls() < a.runs)
+        .filter(|a| a.runs_with_ok_calls < a.runs)
         .map(|a| {
             format!(
                 "{} ({} of {})",
                 name(a),
-                a.runs - a.runs_with_ok_calls(),
+                a.runs - a.runs_with_ok_calls,
                 a.runs
             )
         })
@@ -480,7 +422,7 @@ fn repeated_plots(
                 metrics: METRICS
                     .iter()
                     .zip(&a.estimates)
-                    .filter_map(|((_, title, _, _), e)| e.map(|e| (title.to_string(), e)))
+                    .filter_map(|((_, title, _), e)| e.map(|e| (title.to_string(), e)))
                     .collect(),
             })
             .collect();
@@ -502,7 +444,7 @@ fn repeated_plots(
     }
     if let Some(param) = &record.sweep {
         if record.points.iter().all(|p| p.x.is_some()) {
-            for (mi, (key, title, _, _)) in METRICS.iter().enumerate() {
+            for (mi, (key, title, _)) in METRICS.iter().enumerate() {
                 let series: Vec<SweepSeries> = record
                     .algorithms
                     .iter()
@@ -555,7 +497,7 @@ fn reproduce_command(record: &ExperimentRecord) -> String {
 fn closed_loop_markdown(record: &ExperimentRecord, aggregates: &[Aggregate]) -> Option<String> {
     record.closed_loop.as_ref()?;
     let metric = |a: &Aggregate, key: &str| -> Option<Estimate> {
-        let i = METRICS.iter().position(|(k, _, _, _)| *k == key)?;
+        let i = METRICS.iter().position(|(k, _, _)| *k == key)?;
         a.estimates[i]
     };
     let load = |a: &Aggregate, key: &str| -> Option<Estimate> {

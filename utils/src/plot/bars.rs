@@ -292,7 +292,7 @@ pub fn comparison_bars(comparison: &Comparison, out: &Path) -> Result<(), PlotEr
             (
                 "Locality (lower = better)",
                 "distinct functions per node per 1-s slot",
-                |r| Some(r.locality),
+                |r| r.locality,
             ),
             None,
             2,
@@ -301,28 +301,28 @@ pub fn comparison_bars(comparison: &Comparison, out: &Path) -> Result<(), PlotEr
             (
                 "Load imbalance (lower = better)",
                 "CV of per-node load",
-                |r| Some(r.cv),
+                |r| r.cv,
             ),
             None,
             2,
         ),
         (
             ("Image reuse (no image build)", "hit ratio (%)", |r| {
-                Some(r.image_hit_ratio * 100.0)
+                r.image_hit_ratio.map(|v| v * 100.0)
             }),
             pct,
             1,
         ),
         (
             ("Pooled container used", "hit ratio (%)", |r| {
-                Some(r.pooled_hit_ratio * 100.0)
+                r.pooled_hit_ratio.map(|v| v * 100.0)
             }),
             pct,
             1,
         ),
         (
             ("Existing REST container used", "hit ratio (%)", |r| {
-                Some(r.rest_hit_ratio * 100.0)
+                r.rest_hit_ratio.map(|v| v * 100.0)
             }),
             pct,
             1,
@@ -336,7 +336,7 @@ pub fn comparison_bars(comparison: &Comparison, out: &Path) -> Result<(), PlotEr
         ),
         (
             ("p99 latency, successful calls", "ms", |r| {
-                Some(r.p99_latency_ms as f64)
+                r.p99_latency_ms.map(|v| v as f64)
             }),
             None,
             0,
@@ -353,7 +353,7 @@ pub fn comparison_bars(comparison: &Comparison, out: &Path) -> Result<(), PlotEr
     let p99_top = comparison
         .rows
         .iter()
-        .flat_map(|r| [Some(r.p99_latency_ms), r.p99_latency_all_ms])
+        .flat_map(|r| [r.p99_latency_ms, r.p99_latency_all_ms])
         .flatten()
         .max()
         .map(|m| (m as f64 * 1.25).max(1.0));
@@ -363,16 +363,8 @@ pub fn comparison_bars(comparison: &Comparison, out: &Path) -> Result<(), PlotEr
             title: title.to_string(),
             unit: unit.to_string(),
             // A run without a successful call has no bar but its error
-            // rate ("failed" instead).
-            values: comparison
-                .rows
-                .iter()
-                .map(|r| {
-                    (r.ok_calls > 0 || title.starts_with("Failed"))
-                        .then(|| value(r))
-                        .flatten()
-                })
-                .collect(),
+            // rate ("failed" instead): its row has no other figure.
+            values: comparison.rows.iter().map(value).collect(),
             errors: vec![None; comparison.rows.len()],
             missing: "failed",
             y_max: if unit == "ms" { p99_top } else { y_max },
