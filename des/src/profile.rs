@@ -19,6 +19,13 @@
 //! | `balancer_ms` | every call | the balancer hop: round trip of a warm call through a balancer minus that of the same call sent directly (0 when not measured) |
 //! | `cpu_scale` | CPU phases | measured CPU time / catalog CPU time on this machine |
 //!
+//! A profile that `simulator calibrate` wrote also says where and when it
+//! was measured ([`MeasuredOn`]: the CPU model, cores, memory, kernel, the
+//! load average around the measurement, the time and the simulator that
+//! measured): its costs, `cpu_scale` above all, describe that machine,
+//! and the simulator's outputs say whether it is the kind of machine they
+//! run on. Profiles written before calibrate recorded it have none.
+//!
 //! Loaded with `deny_unknown_fields`; missing fields take the defaults of
 //! [`CostProfile::default`] (all zero costs, `cpu_scale` 1), which is the
 //! profile of an ideal platform (used by the SimFaaS oracle test).
@@ -55,6 +62,9 @@ pub struct CostProfile {
     pub cpu_scale: f64,
     /// Raw measurements behind the fitted numbers (kept for the record).
     pub samples: serde_json::Value,
+    /// The machine and time it was measured on (None: not recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_on: Option<MeasuredOn>,
     /// The file it was read from ([`CostProfile::load`] sets it): recorded
     /// in run summaries and sidecars, never read from a profile file.
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
@@ -80,8 +90,58 @@ impl Default for CostProfile {
             balancer_ms: 0.0,
             cpu_scale: 1.0,
             samples: serde_json::Value::Null,
+            measured_on: None,
             file: None,
         }
+    }
+}
+
+/// Where and when a profile was measured (`simulator calibrate` records
+/// it from `/proc`; absent figures were not readable there).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasuredOn {
+    /// When the measurement ended (`YYYY-MM-DD HH:MM:SS UTC`).
+    pub at: String,
+    /// The CPU model (`/proc/cpuinfo`'s first `model name`).
+    #[serde(default)]
+    pub cpu_model: Option<String>,
+    /// Cores the calibration could run on (available parallelism).
+    pub cores: u32,
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// The 1-minute load average before and after the measurement: a
+    /// figure well above the cores means other work shared the machine,
+    /// and the costs are higher than a quiet machine's.
+    #[serde(default)]
+    pub load_at_start: Option<f64>,
+    #[serde(default)]
+    pub load_at_end: Option<f64>,
+    /// The simulator that measured it: version and source revision.
+    pub simulator: String,
+}
+
+impl MeasuredOn {
+    /// The machine in a few words: `AMD EPYC, 2 cores, 23.5 GiB memory`.
+    pub fn machine(&self) -> String {
+        format!(
+            "{}, {} cores{}",
+            self.cpu_model.as_deref().unwrap_or("unknown CPU"),
+            self.cores,
+            self.memory_mib
+                .map(|m| format!(", {:.1} GiB memory", m as f64 / 1024.0))
+                .unwrap_or_default()
+        )
+    }
+
+    /// Whether a machine of `cpu_model` and `cores` is of this kind (the
+    /// same CPU model and cores: what the costs depend on). None when this
+    /// record or the other machine has no CPU model.
+    pub fn same_kind(&self, cpu_model: Option<&str>, cores: u32) -> Option<bool> {
+        let (ours, theirs) = (self.cpu_model.as_deref()?, cpu_model?);
+        Some(ours.trim() == theirs.trim() && self.cores == cores)
     }
 }
 
@@ -199,5 +259,46 @@ mod tests {
         std::fs::write(&p, r#"{"file": "elsewhere.json"}"#).unwrap();
         let e = CostProfile::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn where_a_profile_was_measured_is_read_back_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.json");
+        // Profiles from before it was recorded still load.
+        std::fs::write(&p, r#"{"cpu_scale": 1.5}"#).unwrap();
+        assert_eq!(CostProfile::load(&p).unwrap().measured_on, None);
+        let measured = MeasuredOn {
+            at: "2026-12-07 17:50:00 UTC".into(),
+            cpu_model: Some("AMD EPYC".into()),
+            cores: 2,
+            memory_mib: Some(24_064),
+            kernel: Some("6.1.0".into()),
+            load_at_start: Some(0.4),
+            load_at_end: None,
+            simulator: "0.1.0".into(),
+        };
+        let profile = CostProfile {
+            measured_on: Some(measured.clone()),
+            ..CostProfile::default()
+        };
+        std::fs::write(&p, serde_json::to_string(&profile).unwrap()).unwrap();
+        assert_eq!(
+            CostProfile::load(&p).unwrap().measured_on,
+            Some(measured.clone())
+        );
+        assert_eq!(measured.machine(), "AMD EPYC, 2 cores, 23.5 GiB memory");
+        assert_eq!(measured.same_kind(Some(" AMD EPYC"), 2), Some(true));
+        assert_eq!(measured.same_kind(Some("AMD EPYC"), 4), Some(false));
+        assert_eq!(measured.same_kind(Some("Intel Xeon"), 2), Some(false));
+        assert_eq!(measured.same_kind(None, 2), None);
+        // A misspelt field inside the record is an error, not ignored.
+        std::fs::write(
+            &p,
+            r#"{"measured_on": {"at": "x", "cores": 2, "simulator": "s", "cpu": "y"}}"#,
+        )
+        .unwrap();
+        let e = CostProfile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("unknown field `cpu`"), "{e}");
     }
 }

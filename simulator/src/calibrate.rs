@@ -37,7 +37,13 @@
 //!   reports in `/health` (`HF_TIME_SCALE`, which scales the functions'
 //!   work; recorded in `samples`);
 //! - `cores`: this machine's available parallelism (the worker must run on
-//!   this machine: the URL should be loopback).
+//!   this machine: the URL should be loopback);
+//! - `measured_on`: this machine (CPU model, cores, memory, kernel), the
+//!   1-minute load average before and after, the time and the simulator's
+//!   version and revision ([`crate::profile_origin`]): every DES output
+//!   says whether its profile was measured on the kind of machine it runs
+//!   on. A worker URL whose host is not loopback gets a warning: the
+//!   record then describes this machine, not the worker's.
 //!
 //! The worker must run HotFunctions' instance model (its `/health`
 //! `InstanceModel`): a worker of the Lambda model has none of the paths
@@ -565,6 +571,7 @@ async fn measure(
         network_ms,
         balancer_ms,
         cpu_scale: median(&cpu_scale).unwrap_or(1.0),
+        measured_on: None,
         samples: json!({
             "image_build_mb_ms": build_points,
             "instance_start_mb_ms": load_points,
@@ -585,6 +592,16 @@ async fn measure(
 
 /// Runs `simulator calibrate`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Before anything is written or measured.
+    let git = utils::provenance::git_revision(None);
+    let load_at_start = crate::experiment::host::load_average();
+    if !is_loopback_url(&args.worker_url) {
+        crate::note!(
+            "calibrate: warning: {} is not on loopback: the profile records this machine, which \
+             should be the worker's",
+            args.worker_url
+        );
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -615,13 +632,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         worker.runtime,
         out.display()
     );
-    let profile = rt.block_on(calibrate_worker(&args, worker))?;
+    let mut profile = rt.block_on(calibrate_worker(&args, worker))?;
+    profile.measured_on = Some(crate::profile_origin::measured_here(
+        load_at_start,
+        git.as_ref(),
+    ));
     profile.check(&out.display().to_string())?;
     let json = serde_json::to_string_pretty(&profile)?;
     let mut f = crate::des::create(&out, args.overwrite)?;
     writeln!(f, "{json}").with_context(|| format!("cannot write {}", out.display()))?;
     crate::note!(
-        "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms + {:.2} ms/MB (any instance start), pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, balancer hop {:.2} ms, cpu scale {:.3}",
+        "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms + {:.2} ms/MB (any instance start), pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, balancer hop {:.2} ms, cpu scale {:.3}; on {}",
         out.display(),
         profile.image_build_base_ms,
         profile.image_build_ms_per_mb,
@@ -632,7 +653,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         profile.rest_warm_ms,
         profile.network_ms,
         profile.balancer_ms,
-        profile.cpu_scale
+        profile.cpu_scale,
+        profile
+            .measured_on
+            .as_ref()
+            .map_or_else(String::new, des::MeasuredOn::machine)
     );
     Ok(())
 }
@@ -675,6 +700,20 @@ fn check_hop_nodes(balancer: &str, worker: &str, reply: &str) -> Result<(), Cali
     Ok(())
 }
 
+/// Whether `url`'s host is loopback (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Where a profile of `runtime` goes without `--out` or
 /// `$HF_DES_PROFILE`: `first`, where `simulator des` reads first
 /// (`process`), or `<runtime>.json` beside it, where `simulator
@@ -691,6 +730,25 @@ fn default_destination(first: PathBuf, runtime: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_urls_are_told_from_others() {
+        for url in [
+            "http://127.0.0.1:8222",
+            "http://localhost:8222/",
+            "http://[::1]:8222",
+            "127.0.0.2:1",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.3:8222",
+            "http://worker-1:8222",
+            "http://[2001:db8::1]:8222",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 
     #[test]
     fn line_fit_recovers_a_line_and_medians() {

@@ -45,13 +45,18 @@
 //!   options, the cost profile's values and file, scales, epoch) plus a
 //!   `run` section ([`RunInfo`]): producer, version (`CARGO_PKG_VERSION`),
 //!   git revision (read before anything is written), start time, command
-//!   line, the environment variables it read, scenario, log, and how the
-//!   profile was found. Only `performance` (wall clock) and
-//!   `run.started_utc` differ between two runs of the same inputs.
+//!   line, the environment variables it read, scenario, log, how the
+//!   profile was found, and whether it was measured on this kind of
+//!   machine (`profile_origin`: [`crate::profile_origin`]). Only
+//!   `performance` (wall clock), `run.started_utc` and, on another
+//!   machine, `run.profile_origin` differ between two runs of the same
+//!   inputs.
 //! - One line on standard error (unless `-q`): calls, failures, cold
 //!   starts, simulated and wall time, and the **latency** as `utils
 //!   analyze` defines it: per successful call, duration (end - start)
-//!   minus the reply's `InternalExecutionTime`.
+//!   minus the reply's `InternalExecutionTime`; and a line naming the
+//!   machine the cost profile describes, when it is not of this one's kind
+//!   or not recorded.
 //!
 //! An existing log, sidecar or summary is never replaced without
 //! `--overwrite`: every output is checked before anything is written.
@@ -130,6 +135,9 @@ use policy::node::{Admission, KeepAlivePolicy, Overflow, ReuseOrder, ReuseRules}
 use policy::scheduler::registry;
 use protocol::sidecar::{self, Cluster, GitRevision, RunSidecar, Scales};
 use serde::Serialize;
+
+use crate::experiment::host::HostInfo;
+use crate::profile_origin::ProfileOrigin;
 
 /// The producer named in sidecars and summaries.
 pub const PRODUCER: &str = "simulator des";
@@ -929,6 +937,9 @@ pub struct RunInfo {
     /// `next to the executable`, `workspace` or `--ideal` (its file and
     /// values are in `config.profile`).
     pub profile_found_by: &'static str,
+    /// Whether the profile was measured on this kind of machine
+    /// ([`crate::profile_origin`]).
+    pub profile_origin: ProfileOrigin,
 }
 
 /// What `--summary-json` writes: the [`Summary`]'s fields, then `run`.
@@ -1015,6 +1026,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let git = utils::provenance::git_revision(None);
     let started_utc = utc_now();
     let (profile, profile_found_by) = args.profile()?;
+    let profile_origin = ProfileOrigin::of(&profile, &HostInfo::read());
     let config = args.config_with(profile)?;
     let input = args.input()?;
     let described = input.describe(&args);
@@ -1095,6 +1107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             log: args.log.as_ref().map(|p| p.display().to_string()),
             sidecar: sidecar_file.as_ref().map(|p| p.display().to_string()),
             profile_found_by,
+            profile_origin: profile_origin.clone(),
         };
         let record = SummaryRecord {
             summary: &summary,
@@ -1110,6 +1123,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if !args.quiet {
         crate::note!("des: {}", summary_line(&summary));
+        if profile_origin.worth_a_note() {
+            crate::note!("des: cost profile: {}", profile_origin.text);
+        }
         if let Some(q) = &summary.queue {
             let o = &q.overall;
             crate::note!(

@@ -1271,6 +1271,10 @@ pub struct ExperimentRecord {
     pub versions: Versions,
     /// The machine (live mode; DES results do not depend on it).
     pub host: Option<HostInfo>,
+    /// DES mode: the cost profile, and whether it was measured on this
+    /// kind of machine ([`crate::profile_origin`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_profile: Option<crate::profile_origin::ProfileOrigin>,
     /// The rule that marks a live run disturbed.
     pub noise_thresholds: Option<Thresholds>,
     /// Child processes started (live mode), all stopped at the end.
@@ -1533,6 +1537,9 @@ pub async fn run_experiment(
             bin_dir: None,
         },
         host: (plan.mode == Mode::Live).then(HostInfo::read),
+        cost_profile: profile
+            .as_ref()
+            .map(|p| crate::profile_origin::ProfileOrigin::of(p, &HostInfo::read())),
         noise_thresholds: (plan.mode == Mode::Live).then(Thresholds::default),
         children: Vec::new(),
         cluster: None,
@@ -1551,6 +1558,9 @@ pub async fn run_experiment(
         inputs_changed,
         wall_time_s: 0.0,
     };
+    if let Some(origin) = record.cost_profile.as_ref().filter(|o| o.worth_a_note()) {
+        crate::note!("experiment: cost profile: {}", origin.text);
+    }
     let total_runs = points.len() * plan.repeat as usize * plan.algorithms.len();
     crate::note!(
         "experiment {}: {} on {}, {} mode, algorithms {}, time scale {}{}, seed {}{}{} ({total_runs} runs)",

@@ -9,7 +9,8 @@
 //! - [`load`]: closed-loop load (virtual clients, each sending its next
 //!   call when the last returns) against a live balancer, in replay's log
 //!   format; [`load::load`] with [`load::LoadOptions`].
-//! - [`calibrate`]: measures a live worker's cost profile for [`des`].
+//! - [`calibrate`]: measures a live worker's cost profile for [`des`];
+//!   [`profile_origin`] says which machine a profile describes.
 //! - [`experiment`]: one command that runs a whole comparison (workers and
 //!   balancers as child processes, or the DES), then writes
 //!   `results/<name>/report.md`; [`experiment::run_experiment`].
@@ -41,6 +42,7 @@ pub mod calibrate;
 pub mod des;
 pub mod experiment;
 pub mod load;
+pub mod profile_origin;
 pub mod replay;
 pub mod reproduce;
 

@@ -530,6 +530,99 @@ fn calibrate_takes_the_workers_runtime_and_time_scale() {
         (0.4..5.0).contains(&cpu_scale),
         "cpu_scale {cpu_scale}: {p}"
     );
+    // Where and when: this machine, as /proc describes it.
+    let m = &p["measured_on"];
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(m["cores"], cores, "{m}");
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if let Some(model) = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+    {
+        assert_eq!(m["cpu_model"], model.1.trim(), "{m}");
+    }
+    assert!(m["at"].as_str().unwrap().ends_with(" UTC"), "{m}");
+    assert!(m["load_at_start"].is_f64(), "{m}");
+    assert!(
+        m["simulator"]
+            .as_str()
+            .unwrap()
+            .starts_with(env!("CARGO_PKG_VERSION")),
+        "{m}"
+    );
+    // A run on it says it was measured on this kind of machine, and
+    // prints nothing about it.
+    let summary = dir.path().join("on-this-machine.json");
+    let out = bin()
+        .args(["des", small().to_str().unwrap(), "--profile"])
+        .arg(&profile)
+        .arg("--summary-json")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    ok(&out);
+    let origin = &json(&summary)["run"]["profile_origin"];
+    if m["cpu_model"].is_string() {
+        assert_eq!(origin["verdict"], "same_kind", "{origin}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("cost profile"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_run_says_which_machine_its_cost_profile_describes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |profile: &[&str]| -> (serde_json::Value, String) {
+        let summary = dir.path().join("s.json");
+        let out = bin()
+            .args(["des", small().to_str().unwrap(), "--overwrite"])
+            .args(profile)
+            .arg("--summary-json")
+            .arg(&summary)
+            .env_remove("HF_DES_PROFILE")
+            .output()
+            .unwrap();
+        ok(&out);
+        (
+            json(&summary)["run"]["profile_origin"].clone(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let elsewhere = dir.path().join("elsewhere.json");
+    std::fs::write(
+        &elsewhere,
+        r#"{"runtime": "process", "cpu_scale": 2.0, "measured_on": {"at": "2026-01-02 03:04:05 UTC", "cpu_model": "Imaginary CPU 9000", "cores": 96, "simulator": "0.1.0"}}"#,
+    )
+    .unwrap();
+    let (origin, stderr) = run(&["--profile", elsewhere.to_str().unwrap()]);
+    assert_eq!(origin["verdict"], "other_kind", "{origin}");
+    assert_eq!(origin["measured_on"]["cpu_model"], "Imaginary CPU 9000");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("des: cost profile: "))
+        .unwrap_or_else(|| panic!("no cost profile line: {stderr}"));
+    assert!(
+        line.contains("another kind of machine (Imaginary CPU 9000, 96 cores, on 2026-01-02")
+            && line.contains("not this one"),
+        "{line}"
+    );
+    // One that records no machine says so.
+    let unrecorded = dir.path().join("unrecorded.json");
+    std::fs::write(&unrecorded, r#"{"runtime": "process"}"#).unwrap();
+    let (origin, stderr) = run(&["--profile", unrecorded.to_str().unwrap()]);
+    assert_eq!(origin["verdict"], "not_recorded", "{origin}");
+    assert!(
+        stderr.contains("does not say which machine it was measured on"),
+        "{stderr}"
+    );
+    // The ideal profile describes no machine, and nothing is said.
+    let (origin, stderr) = run(&["--ideal"]);
+    assert_eq!(origin["verdict"], "ideal", "{origin}");
+    assert!(!stderr.contains("cost profile"), "{stderr}");
 }
 
 #[test]

@@ -557,6 +557,7 @@ fn des_mode_runs_on_the_costs_of_the_runtime_it_names() {
             report.contains(&format!("on the {runtime} runtime's cost profile")),
             "{report}"
         );
+        assert!(report.contains("| Cost profile | "), "{report}");
     }
     let process = workspace_root().join("simulator/profiles/process.json");
     let out = simulator()
@@ -577,6 +578,54 @@ fn des_mode_runs_on_the_costs_of_the_runtime_it_names() {
         "{stderr}"
     );
     assert!(!dir.path().join("mismatch").exists());
+}
+
+/// A DES experiment says which machine its cost profile describes: in
+/// report.md's table, in run.json and on stderr when it is another kind
+/// of machine than this one.
+#[test]
+fn des_mode_says_which_machine_its_costs_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere.json");
+    std::fs::write(
+        &elsewhere,
+        r#"{"runtime": "process", "measured_on": {"at": "2026-01-02 03:04:05 UTC", "cpu_model": "Imaginary CPU 9000", "cores": 96, "simulator": "0.1.0"}}"#,
+    )
+    .unwrap();
+    let out = simulator()
+        .env("HF_DES_PROFILE", &elsewhere)
+        .args(["experiment", "--mode", "des", "--name", "elsewhere"])
+        .args(["--algorithms", "rr", "--no-plots"])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("experiment: cost profile: ")
+            && stderr.contains("another kind of machine (Imaginary CPU 9000, 96 cores"),
+        "{stderr}"
+    );
+    let run = dir.path().join("elsewhere");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["cost_profile"]["verdict"], "other_kind", "{record}");
+    assert_eq!(
+        record["cost_profile"]["file"],
+        elsewhere.to_str().unwrap(),
+        "{record}"
+    );
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("| Cost profile | "))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        row.contains("Imaginary CPU 9000")
+            && row.ends_with("(**another kind of machine than this one**) |"),
+        "{row}"
+    );
 }
 
 /// Output to a pipe whose reader has gone (`... 2>&1 | head`, a `tee`

@@ -119,6 +119,20 @@ fn reproduce_short(study: &str, seed: u64) -> tempfile::TempDir {
     assert!(run["provenance"]["load_average_at_start"].is_number());
     assert!(report.contains("1-minute load average"), "{study}");
     assert!(run["parameters"].is_object() && run["results"].is_object());
+    // A study that simulates says which machine its cost profile
+    // describes, in the report and in run.json.
+    if study != "hotfunctions" {
+        let origin = &run["parameters"]["profile_origin"];
+        let text = origin["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{study}: {origin}"));
+        assert!(origin["verdict"].is_string(), "{study}: {origin}");
+        assert!(
+            report.contains(&format!("The profile: {text}.")),
+            "{study}: {report}"
+        );
+        assert!(!report.contains("measured on this machine"), "{study}");
+    }
     dir
 }
 

@@ -654,6 +654,16 @@ fn report_markdown(
                 (None, None) => "the profile's per node".into(),
             }
         );
+        if let Some(origin) = &record.cost_profile {
+            let _ = writeln!(
+                o,
+                "| Cost profile | {}{} |",
+                origin.text,
+                origin
+                    .flag()
+                    .map_or_else(String::new, |f| format!(" (**{f}**)"))
+            );
+        }
     }
     if let Some(h) = &record.host {
         let _ = writeln!(o, "| Host | {} |", h.describe());

@@ -87,6 +87,8 @@ struct Outcome {
 pub fn run(ctx: &Context) -> anyhow::Result<()> {
     let size = Size::of(ctx.short);
     let profile = sim::profile("docker")?;
+    let origin = sim::profile_origin("chrlu", &profile);
+    let (lo_mb, hi_mb) = sim::catalog_package_mb();
     let cpu_ms_per_s = sim::catalog_cpu_ms_per_s() * profile.cpu_scale;
     let cores = f64::from(size.nodes * size.cores);
     let rate_scale = UTILISATION * cores * 1000.0 / cpu_ms_per_s;
@@ -286,15 +288,22 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
          recently used when a node's memory is full (`lru`)."
             .to_string(),
         format!(
-            "Costs: the `docker` profile measured on this machine ({}): a cold start on a node that \
-             holds the function's image costs {:.0} ms plus {:.2} ms per package MB (160-230 ms \
-             here); on a node without it, the image is built first ({:.0} ms plus {:.1} ms per MB, \
-             5.7-6.8 s), as the worker's image cache does. Images are never evicted (no image limit).",
-            profile.file.as_deref().unwrap_or("simulator/profiles/docker.json"),
+            "Costs: the `docker` cost profile: a cold start on a node that holds the function's \
+             image costs {:.0} ms plus {:.2} ms per package MB ({:.0}-{:.0} ms over the sample \
+             functions' packages of {} to {}); on a node without it, the image is built first \
+             ({:.0} ms plus {:.1} ms per MB, {:.1}-{:.1} s), as the worker's image cache does. \
+             Images are never evicted (no image limit). The profile: {}.",
             profile.lambda_cold_ms,
             profile.instance_load_ms_per_mb,
+            profile.lambda_cold_ms + profile.instance_load_ms_per_mb * lo_mb,
+            profile.lambda_cold_ms + profile.instance_load_ms_per_mb * hi_mb,
+            sim::size_text(lo_mb),
+            sim::size_text(hi_mb),
             profile.image_build_base_ms,
-            profile.image_build_ms_per_mb
+            profile.image_build_ms_per_mb,
+            (profile.image_build_base_ms + profile.image_build_ms_per_mb * lo_mb) / 1000.0,
+            (profile.image_build_base_ms + profile.image_build_ms_per_mb * hi_mb) / 1000.0,
+            origin.text,
         ),
         "Slowdown of a call: its duration (arrival to reply) over the fastest warm duration of the \
          same function in any of the four runs."
@@ -346,6 +355,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             "keep_alive_policy": "lru",
             "instance_model": "lambda",
             "profile": profile,
+            "profile_origin": origin,
             "algorithms": ALGORITHMS.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
             "des_config": runs.first().map(|(_, s, _)| &s.config),
         }),

@@ -768,6 +768,7 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
     let mix = Arc::new(azure_mix(ctx.seed)?);
     let live_runs = run_live(ctx, stop, &size, &mix).await?;
     let (des_live, des_paper, paper_config) = run_des(ctx, &size, &paper, &mix)?;
+    let origin = super::sim::profile_origin("hiku", &paper_config.profile);
 
     let live: Vec<Outcome> = live_runs
         .iter()
@@ -939,8 +940,8 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
             "DES at the live run's exact scale: the same closed loop (stages, load seed, mix, \
              stage length, grace), {} nodes sharing one machine of {} cores as the live workers \
              share this host, the same memory, instance model and scales, the `process` cost \
-             profile.",
-            size.workers, size.machine_cores
+             profile. The profile: {}.",
+            size.workers, size.machine_cores, origin.text
         ),
         format!(
             "DES at the paper's scale: {} nodes of {} cores, {} MB of instance memory each (31 of \
@@ -1024,6 +1025,7 @@ pub async fn run(ctx: &Context, stop: &StopHandle) -> anyhow::Result<()> {
             "keep_alive_policy": "lru",
             "load": {"grace_s": size.grace_s, "request_timeout_s": 60, "think": "none"},
             "des_paper_config": paper_config,
+            "profile_origin": origin,
             "host": crate::experiment::host::HostInfo::read(),
         }),
         json!({

@@ -137,6 +137,7 @@ fn frontier_text(points: &[Point], hist: &Point) -> String {
 
 pub fn run(ctx: &Context) -> anyhow::Result<()> {
     let profile = sim::profile("docker")?;
+    let origin = sim::profile_origin("keepalive", &profile);
     let (memories_gb, faascache_s, wild_s): (&[u32], f64, f64) = if ctx.short {
         (&[2, 4, 8, 16], 1800.0, 4.0 * 3600.0)
     } else {
@@ -381,8 +382,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
         format!(
             "DES, one node of {CORES} cores (keep-alive is a per-node policy; enough cores that CPU \
              contention stays small), the `docker` cost profile (cold start {:.0} ms + {:.2} ms per \
-             package MB).",
-            profile.lambda_cold_ms, profile.instance_load_ms_per_mb
+             package MB). The profile: {}.",
+            profile.lambda_cold_ms, profile.instance_load_ms_per_mb, origin.text
         ),
         format!(
             "Workload: the 30 sample functions at their catalog rates (7.5 calls/s in all, skewed \
@@ -480,6 +481,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             "cores": CORES,
             "instance_mb": INSTANCE_MB,
             "profile": profile,
+            "profile_origin": origin,
             "faascache": {"generator": gen1, "duration_s": faascache_s, "memories_gb": memories_gb,
                           "keep_alive_s": 600, "policies": ["greedy-dual", "lru", "fixed"], "des_config": config1},
             "wild": {"generator": gen2, "duration_s": wild_s, "node_memory_mb": unlimited_mb,

@@ -30,6 +30,41 @@ pub fn profile(runtime: &str) -> anyhow::Result<CostProfile> {
     Ok(p)
 }
 
+/// Whether `profile` was measured on this kind of machine, for a study's
+/// report and run.json; a note on stderr when it was not (or is not
+/// known to be).
+pub fn profile_origin(study: &str, profile: &CostProfile) -> crate::profile_origin::ProfileOrigin {
+    let origin = crate::profile_origin::ProfileOrigin::of(
+        profile,
+        &crate::experiment::host::HostInfo::read(),
+    );
+    if origin.worth_a_note() {
+        crate::note!("{study}: cost profile: {}", origin.text);
+    }
+    origin
+}
+
+/// The smallest and largest package of the sample functions, in MB
+/// (decimal, as the profiles' per-MB costs).
+pub fn catalog_package_mb() -> (f64, f64) {
+    let sizes = sample_functions::catalog()
+        .functions
+        .iter()
+        .map(|f| f.package_bytes as f64 / 1e6);
+    let lo = sizes.clone().fold(f64::INFINITY, f64::min);
+    let hi = sizes.fold(0.0, f64::max);
+    (lo.min(hi), hi)
+}
+
+/// A package size for a report: `14 KB`, `131 MB`.
+pub fn size_text(mb: f64) -> String {
+    if mb < 1.0 {
+        format!("{:.0} KB", mb * 1000.0)
+    } else {
+        format!("{mb:.0} MB")
+    }
+}
+
 /// The sample functions' catalog rates (skewed: 1.64 calls/s for W1 down
 /// to 0.0012 for D8) times `rate_scale`, Poisson arrivals, for
 /// `duration_s`.
