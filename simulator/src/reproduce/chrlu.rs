@@ -289,20 +289,18 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             .to_string(),
         format!(
             "Costs: the `docker` cost profile: a cold start on a node that holds the function's \
-             image costs {:.0} ms plus {:.2} ms per package MB ({:.0}-{:.0} ms over the sample \
-             functions' packages of {} to {}); on a node without it, the image is built first \
-             ({:.0} ms plus {:.1} ms per MB, {:.1}-{:.1} s), as the worker's image cache does. \
-             Images are never evicted (no image limit). The profile: {}.",
+             image costs {:.0} ms plus {:.2} ms per package MB ({} over the sample functions' \
+             packages of {} to {}); on a node without it, the image is built first ({:.0} ms plus \
+             {:.1} ms per MB, {}), as the worker's image cache does. Images are never evicted (no \
+             image limit). The profile: {}.",
             profile.lambda_cold_ms,
             profile.instance_load_ms_per_mb,
-            profile.lambda_cold_ms + profile.instance_load_ms_per_mb * lo_mb,
-            profile.lambda_cold_ms + profile.instance_load_ms_per_mb * hi_mb,
+            sim::cold_start_range(&profile),
             sim::size_text(lo_mb),
             sim::size_text(hi_mb),
             profile.image_build_base_ms,
             profile.image_build_ms_per_mb,
-            (profile.image_build_base_ms + profile.image_build_ms_per_mb * lo_mb) / 1000.0,
-            (profile.image_build_base_ms + profile.image_build_ms_per_mb * hi_mb) / 1000.0,
+            sim::image_build_range(&profile),
             origin.text,
         ),
         "Slowdown of a call: its duration (arrival to reply) over the fastest warm duration of the \
@@ -327,7 +325,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
          uncontended time whatever the algorithm, and only the tail (p99 above) shows the cold \
          starts and queueing. The paper's functions are tens to hundreds of ms against cold starts \
          of seconds (language runtimes and library imports in OpenWhisk containers), so even its \
-         median call feels the placement. Here a warm cold start (image present) is 160-230 ms \
+         median call feels the placement. Here a warm cold start (image present) is {} \
          against functions of 0.4 s to 131 s, and only a first call of a function on a node pays \
          an image build of seconds. The load matters as much: ours is {:.0} % CPU utilisation, \
          which the abstract does not give. The order of the algorithms is a result of this model, \
@@ -338,6 +336,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             .map(|o| format!("{} {:.2}", o.algorithm, o.median_slowdown))
             .collect::<Vec<_>>()
             .join(", "),
+        sim::cold_start_range(&profile),
         UTILISATION * 100.0
     ));
     r.paragraph(

@@ -439,8 +439,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
         "FaasCache: our best ratio is {:.2}x ({} GB), against the paper's more than 3x.{} The gains \
          of Greedy-Dual come from functions that differ in memory size and cold-start cost; here \
          every instance is 256 MB and a cold start differs between functions only by the package \
-         load (160-230 ms; the image build, 5.7-6.8 s, is paid once per function whatever the \
-         policy), so Greedy-Dual's priority reduces to frequency x a nearly constant cost, plus its \
+         load ({}; the image build, {}, is paid once per function whatever the policy), so Greedy-Dual's priority reduces to frequency x a nearly constant cost, plus its \
          clock. Frequency here counts calls since the function last had no instance, and the long \
          functions of the catalog (I and D, 30-130 s, rarely called) keep instances busy for long, \
          so a frequency-first order can keep many idle instances of frequent functions while a \
@@ -458,7 +457,9 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
                  (LRU / GD overhead below 1).",
                 gd_worse.join(", ")
             )
-        }
+        },
+        sim::cold_start_range(&profile),
+        sim::image_build_range(&profile),
     ));
     r.paragraph(&format!(
         "Serverless in the Wild: the hybrid policy changed cold starts by {} and wasted memory by \

@@ -65,6 +65,23 @@ pub fn size_text(mb: f64) -> String {
     }
 }
 
+/// The cold start of a sample function on a node holding its image under
+/// `profile` (Lambda model: cold start plus package load), smallest to
+/// largest package: `160-233 ms`.
+pub fn cold_start_range(profile: &CostProfile) -> String {
+    let (lo, hi) = catalog_package_mb();
+    let at = |mb: f64| profile.lambda_cold_ms + profile.instance_load_ms_per_mb * mb;
+    format!("{:.0}-{:.0} ms", at(lo), at(hi))
+}
+
+/// A sample function's image build under `profile`, smallest to largest
+/// package: `5.7-6.8 s`.
+pub fn image_build_range(profile: &CostProfile) -> String {
+    let (lo, hi) = catalog_package_mb();
+    let at = |mb: f64| (profile.image_build_base_ms + profile.image_build_ms_per_mb * mb) / 1000.0;
+    format!("{:.1}-{:.1} s", at(lo), at(hi))
+}
+
 /// The sample functions' catalog rates (skewed: 1.64 calls/s for W1 down
 /// to 0.0012 for D8) times `rate_scale`, Poisson arrivals, for
 /// `duration_s`.
