@@ -44,12 +44,14 @@ pub fn profile_origin(study: &str, profile: &CostProfile) -> crate::profile_orig
     origin
 }
 
-/// The smallest and largest package of the sample functions, in MB
-/// (decimal, as the profiles' per-MB costs).
+/// The smallest and largest package of the sample functions the studies
+/// call (those with a catalog rate: not `noop`), in MB (decimal, as the
+/// profiles' per-MB costs).
 pub fn catalog_package_mb() -> (f64, f64) {
     let sizes = sample_functions::catalog()
         .functions
         .iter()
+        .filter(|f| f.rate_per_s > 0.0)
         .map(|f| f.package_bytes as f64 / 1e6);
     let lo = sizes.clone().fold(f64::INFINITY, f64::min);
     let hi = sizes.fold(0.0, f64::max);
