@@ -131,7 +131,7 @@ pub use policy::admission_queue::CallKind;
 pub use policy::node::{
     Admission, InstanceModel, KeepAlivePolicy, Overflow, ReuseOrder, ReuseRules,
 };
-pub use profile::{CostProfile, MeasuredOn};
+pub use profile::{CostProfile, MeasuredOn, Spread};
 pub use slim::{QueueSummary, SlimFunction, SlimSettings, WaitSummary};
 pub use source::{
     Arrival, ArrivalSource, ClosedLoop, ClosedLoopSource, Reply, ScenarioSource, StageSummary,

@@ -26,12 +26,20 @@
 //! and the simulator's outputs say whether it is the kind of machine they
 //! run on. Profiles written before calibrate recorded it have none.
 //!
+//! It also says how well each figure is determined ([`Spread`], in
+//! `spread`): a fitted coefficient's standard error, or a median's lowest
+//! and highest sample. Two calibrations of one machine differ by more than
+//! a quiet reader would guess (on this project's machine, minutes apart:
+//! 0.89 and 2.67 ms per MB of instance start under Docker), and the
+//! spread says which figures to trust.
+//!
 //! Loaded with `deny_unknown_fields`; missing fields take the defaults of
 //! [`CostProfile::default`] (all zero costs, `cpu_scale` 1), which is the
 //! profile of an ideal platform (used by the SimFaaS oracle test).
 //! [`CostProfile::load`] notes the file it read in [`CostProfile::file`],
 //! so a run's summary says which profile it used.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -65,6 +73,10 @@ pub struct CostProfile {
     /// The machine and time it was measured on (None: not recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measured_on: Option<MeasuredOn>,
+    /// How well each figure is determined, by figure name (empty: not
+    /// recorded).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub spread: BTreeMap<String, Spread>,
     /// The file it was read from ([`CostProfile::load`] sets it): recorded
     /// in run summaries and sidecars, never read from a profile file.
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
@@ -91,8 +103,85 @@ impl Default for CostProfile {
             cpu_scale: 1.0,
             samples: serde_json::Value::Null,
             measured_on: None,
+            spread: BTreeMap::new(),
             file: None,
         }
+    }
+}
+
+/// How well one of a profile's figures is determined by the samples
+/// behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spread {
+    /// Samples behind the figure.
+    pub n: usize,
+    /// A fitted coefficient's standard error (least squares; needs three
+    /// points at two sizes or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard_error: Option<f64>,
+    /// A median's lowest and highest sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<f64>,
+}
+
+impl Spread {
+    /// A fitted coefficient's spread.
+    pub fn fitted(n: usize, standard_error: Option<f64>) -> Self {
+        Self {
+            n,
+            standard_error,
+            low: None,
+            high: None,
+        }
+    }
+
+    /// A median's spread: its samples' range.
+    pub fn of_samples(samples: &[f64]) -> Self {
+        let low = samples.iter().copied().reduce(f64::min);
+        let high = samples.iter().copied().reduce(f64::max);
+        Self {
+            n: samples.len(),
+            standard_error: None,
+            low,
+            high,
+        }
+    }
+
+    /// The figure's uncertainty: its standard error, else half its
+    /// samples' range.
+    pub fn uncertainty(&self) -> Option<f64> {
+        self.standard_error.or(match (self.low, self.high) {
+            (Some(l), Some(h)) => Some((h - l) / 2.0),
+            _ => None,
+        })
+    }
+
+    /// `±0.52 (standard error, 14 points)` or `(samples 270-300, 7)`.
+    pub fn describe(&self) -> String {
+        match (self.standard_error, self.low, self.high) {
+            (Some(se), _, _) => format!("±{} (standard error, {} points)", sig(se), self.n),
+            (None, Some(l), Some(h)) => {
+                format!("(samples {}-{}, {})", sig(l), sig(h), self.n)
+            }
+            _ => format!("(no spread: {} points)", self.n),
+        }
+    }
+}
+
+/// A figure with three significant digits (at least one decimal below 10).
+fn sig(x: f64) -> String {
+    let a = x.abs();
+    if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
     }
 }
 
@@ -108,6 +197,10 @@ pub struct MeasuredOn {
     pub cpu_model: Option<String>,
     /// Cores the calibration could run on (available parallelism).
     pub cores: u32,
+    /// Logical CPUs of the machine (`/proc/stat`; more than `cores` when
+    /// the calibration was pinned to some of them).
+    #[serde(default)]
+    pub machine_cpus: Option<u32>,
     #[serde(default)]
     pub memory_mib: Option<u64>,
     #[serde(default)]
@@ -136,12 +229,15 @@ impl MeasuredOn {
         )
     }
 
-    /// Whether a machine of `cpu_model` and `cores` is of this kind (the
-    /// same CPU model and cores: what the costs depend on). None when this
-    /// record or the other machine has no CPU model.
-    pub fn same_kind(&self, cpu_model: Option<&str>, cores: u32) -> Option<bool> {
+    /// Whether a machine of `cpu_model` and `cpus` logical CPUs is of
+    /// this kind (the same CPU model and CPUs: what the costs depend on;
+    /// the machine's CPUs where both are known, so that pinning a process
+    /// to some of them does not make another machine of it). None when
+    /// this record or the other machine has no CPU model.
+    pub fn same_kind(&self, cpu_model: Option<&str>, cpus: u32) -> Option<bool> {
         let (ours, theirs) = (self.cpu_model.as_deref()?, cpu_model?);
-        Some(ours.trim() == theirs.trim() && self.cores == cores)
+        let our_cpus = self.machine_cpus.unwrap_or(self.cores);
+        Some(ours.trim() == theirs.trim() && our_cpus == cpus)
     }
 }
 
@@ -186,9 +282,9 @@ impl CostProfile {
         })
     }
 
-    /// Every cost finite and non-negative, `cpu_scale` positive.
-    pub fn check(&self, name: &str) -> Result<(), ProfileError> {
-        let fields: [(&'static str, f64); 12] = [
+    /// Every figure by its field name.
+    pub fn figures(&self) -> [(&'static str, f64); 12] {
+        [
             ("image_build_base_ms", self.image_build_base_ms),
             ("image_build_ms_per_mb", self.image_build_ms_per_mb),
             ("instance_create_ms", self.instance_create_ms),
@@ -201,8 +297,12 @@ impl CostProfile {
             ("network_ms", self.network_ms),
             ("balancer_ms", self.balancer_ms),
             ("cpu_scale", self.cpu_scale),
-        ];
-        for (field, value) in fields {
+        ]
+    }
+
+    /// Every cost finite and non-negative, `cpu_scale` positive.
+    pub fn check(&self, name: &str) -> Result<(), ProfileError> {
+        for (field, value) in self.figures() {
             let bad = !value.is_finite() || value < 0.0 || (field == "cpu_scale" && value == 0.0);
             if bad {
                 return Err(ProfileError::Invalid {
@@ -272,6 +372,7 @@ mod tests {
             at: "2026-12-07 17:50:00 UTC".into(),
             cpu_model: Some("AMD EPYC".into()),
             cores: 2,
+            machine_cpus: None,
             memory_mib: Some(24_064),
             kernel: Some("6.1.0".into()),
             load_at_start: Some(0.4),
@@ -300,5 +401,30 @@ mod tests {
         .unwrap();
         let e = CostProfile::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field `cpu`"), "{e}");
+    }
+
+    #[test]
+    fn a_figures_spread_is_read_back_and_described() {
+        let fit = Spread::fitted(14, Some(0.5213));
+        assert_eq!(fit.uncertainty(), Some(0.5213));
+        assert_eq!(fit.describe(), "±0.521 (standard error, 14 points)");
+        let median = Spread::of_samples(&[280.0, 301.0, 270.0]);
+        assert_eq!(
+            (median.low, median.high, median.n),
+            (Some(270.0), Some(301.0), 3)
+        );
+        assert_eq!(median.uncertainty(), Some(15.5));
+        assert_eq!(median.describe(), "(samples 270-301, 3)");
+        assert_eq!(Spread::of_samples(&[]).uncertainty(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.json");
+        let mut profile = CostProfile::default();
+        profile.spread.insert("instance_load_ms_per_mb".into(), fit);
+        profile.spread.insert("instance_create_ms".into(), median);
+        std::fs::write(&p, serde_json::to_string(&profile).unwrap()).unwrap();
+        assert_eq!(CostProfile::load(&p).unwrap().spread, profile.spread);
+        std::fs::write(&p, r#"{"spread": {"cpu_scale": {"n": 3, "sd": 1}}}"#).unwrap();
+        let e = CostProfile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("unknown field `sd`"), "{e}");
     }
 }

@@ -38,6 +38,12 @@
 //!   work; recorded in `samples`);
 //! - `cores`: this machine's available parallelism (the worker must run on
 //!   this machine: the URL should be loopback);
+//! - `spread`: how well each figure is determined ([`des::Spread`]): the
+//!   fits' standard errors (least squares), the medians' lowest and
+//!   highest samples (the balancer hop, a difference of two medians, has
+//!   none); calibrate prints them, and warns of a figure whose
+//!   uncertainty exceeds a quarter of its value (beyond the worker's
+//!   whole-ms resolution);
 //! - `measured_on`: this machine (CPU model, cores, memory, kernel), the
 //!   1-minute load average before and after, the time and the simulator's
 //!   version and revision ([`crate::profile_origin`]): every DES output
@@ -71,7 +77,7 @@ use anyhow::Context;
 use protocol::WorkerReply;
 use serde_json::json;
 
-use des::CostProfile;
+use des::{CostProfile, Spread};
 
 /// Arguments of `simulator calibrate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -251,16 +257,71 @@ fn median(v: &[f64]) -> Option<f64> {
 
 /// Least-squares line `y = a + b x`; with one distinct x, `b = 0`.
 pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
+    let f = fit_line_with_errors(points);
+    (f.a, f.b)
+}
+
+/// A least-squares line and its coefficients' standard errors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LineFit {
+    pub a: f64,
+    pub b: f64,
+    /// Standard errors of `a` and `b` (ordinary least squares, residual
+    /// variance over `n - 2`); None with fewer than three points or one
+    /// distinct x.
+    pub se_a: Option<f64>,
+    pub se_b: Option<f64>,
+}
+
+/// [`fit_line`] with the standard errors of its coefficients.
+pub fn fit_line_with_errors(points: &[(f64, f64)]) -> LineFit {
     let n = points.len() as f64;
     if points.is_empty() {
-        return (0.0, 0.0);
+        return LineFit {
+            a: 0.0,
+            b: 0.0,
+            se_a: None,
+            se_b: None,
+        };
     }
     let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
     let my = points.iter().map(|p| p.1).sum::<f64>() / n;
     let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
     let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    (my - b * mx, b)
+    let a = my - b * mx;
+    let (se_a, se_b) = if points.len() >= 3 && sxx > 0.0 {
+        let ssr: f64 = points.iter().map(|p| (p.1 - a - b * p.0).powi(2)).sum();
+        let s2 = ssr / (n - 2.0);
+        (
+            Some((s2 * (1.0 / n + mx * mx / sxx)).sqrt()),
+            Some((s2 / sxx).sqrt()),
+        )
+    } else {
+        (None, None)
+    };
+    LineFit { a, b, se_a, se_b }
+}
+
+/// The figures of `profile` whose uncertainty ([`des::Spread`]) exceeds a
+/// quarter of their value (and, for the millisecond medians the worker
+/// reports in whole ms, half a millisecond): `name value spread`.
+fn poorly_determined(profile: &CostProfile) -> Vec<String> {
+    profile
+        .figures()
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let spread = profile.spread.get(name)?;
+            let u = spread.uncertainty()?;
+            let resolution = if spread.standard_error.is_none() && name.ends_with("_ms") {
+                0.5
+            } else {
+                0.0
+            };
+            (u > resolution && u > 0.25 * value.abs())
+                .then(|| format!("{name} {value:.3} {}", spread.describe()))
+        })
+        .collect()
 }
 
 fn not_observed(what: &str, why: &str) -> CalibrateError {
@@ -448,8 +509,10 @@ async fn measure(
             load_points.push((bytes as f64 / 1e6, second.overhead_ms()));
         }
     }
-    let (build_a, build_b) = fit_line(&build_points);
-    let (_, load_b) = fit_line(&load_points);
+    let build_fit = fit_line_with_errors(&build_points);
+    let (build_a, build_b) = (build_fit.a, build_fit.b);
+    let load_fit = fit_line_with_errors(&load_points);
+    let load_b = load_fit.b;
 
     // Per-call instance (image present, no pool, no REST).
     let mut create = Vec::new();
@@ -537,6 +600,34 @@ async fn measure(
     let rest_warm_ms = need(&rest_warm, "warm REST calls (UsingExistingRestContainer)")?;
     let network_ms = median(&network).unwrap_or(0.0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let mut spread = std::collections::BTreeMap::new();
+    let builds = build_points.len();
+    spread.insert(
+        "image_build_base_ms".to_string(),
+        Spread::fitted(builds, build_fit.se_a),
+    );
+    spread.insert(
+        "image_build_ms_per_mb".to_string(),
+        Spread::fitted(builds, build_fit.se_b),
+    );
+    spread.insert(
+        "instance_load_ms_per_mb".to_string(),
+        Spread::fitted(load_points.len(), load_fit.se_b),
+    );
+    for (name, samples) in [
+        ("instance_create_ms", &create),
+        ("pooled_ms", &pooled),
+        ("rest_start_ms", &rest_start),
+        ("rest_warm_ms", &rest_warm),
+        ("lambda_cold_ms", &rest_start),
+        ("lambda_warm_ms", &rest_warm),
+        ("network_ms", &network),
+        ("cpu_scale", &cpu_scale),
+    ] {
+        if !samples.is_empty() {
+            spread.insert(name.to_string(), Spread::of_samples(samples));
+        }
+    }
     Ok(CostProfile {
         description: format!(
             "measured by `simulator calibrate {}` ({} runtime, {} cores){}{}",
@@ -572,6 +663,7 @@ async fn measure(
         balancer_ms,
         cpu_scale: median(&cpu_scale).unwrap_or(1.0),
         measured_on: None,
+        spread,
         samples: json!({
             "image_build_mb_ms": build_points,
             "instance_start_mb_ms": load_points,
@@ -659,6 +751,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .as_ref()
             .map_or_else(String::new, des::MeasuredOn::machine)
     );
+    let spreads: Vec<String> = profile
+        .spread
+        .iter()
+        .map(|(name, s)| format!("{name} {}", s.describe()))
+        .collect();
+    crate::note!("calibrate: spread: {}", spreads.join(", "));
+    for figure in poorly_determined(&profile) {
+        crate::note!(
+            "calibrate: warning: {figure} is poorly determined (its uncertainty is over a \
+             quarter of its value): more samples (--repeats, --build-repeats) or a quieter \
+             machine narrow it"
+        );
+    }
     Ok(())
 }
 
@@ -730,6 +835,65 @@ fn default_destination(first: PathBuf, runtime: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fits_standard_errors_are_those_of_least_squares() {
+        // On a line: no error.
+        let exact: Vec<(f64, f64)> = (0..5).map(|x| (x as f64, 1.0 + 2.0 * x as f64)).collect();
+        let f = fit_line_with_errors(&exact);
+        assert!(f.se_a.unwrap() < 1e-9 && f.se_b.unwrap() < 1e-9, "{f:?}");
+        // y = 0, 2, 1, 3 at x = 0..3: b = 0.8, a = 0.3, residuals -0.3,
+        // 0.9, -0.9, 0.3 (SSR 1.8, s² = 0.9), Sxx = 5, mean x 1.5:
+        // se(b) = sqrt(0.9 / 5), se(a) = sqrt(0.9 (1/4 + 2.25/5)).
+        let pts = [(0.0, 0.0), (1.0, 2.0), (2.0, 1.0), (3.0, 3.0)];
+        let f = fit_line_with_errors(&pts);
+        assert!(
+            (f.b - 0.8).abs() < 1e-12 && (f.a - 0.3).abs() < 1e-12,
+            "{f:?}"
+        );
+        assert!(
+            (f.se_b.unwrap() - (0.9f64 / 5.0).sqrt()).abs() < 1e-12,
+            "{f:?}"
+        );
+        assert!(
+            (f.se_a.unwrap() - (0.9f64 * 0.7).sqrt()).abs() < 1e-12,
+            "{f:?}"
+        );
+        // Too few points, or one size: no standard error.
+        assert_eq!(fit_line_with_errors(&pts[..2]).se_b, None);
+        assert_eq!(fit_line_with_errors(&[(1.0, 1.0); 4]).se_b, None);
+    }
+
+    #[test]
+    fn poorly_determined_figures_are_named() {
+        let mut p = CostProfile {
+            instance_load_ms_per_mb: 2.67,
+            instance_create_ms: 286.0,
+            rest_warm_ms: 0.0,
+            cpu_scale: 1.0,
+            ..CostProfile::default()
+        };
+        p.spread.insert(
+            "instance_load_ms_per_mb".into(),
+            Spread::fitted(14, Some(0.9)),
+        );
+        p.spread.insert(
+            "instance_create_ms".into(),
+            Spread::of_samples(&[270.0, 286.0, 300.0]),
+        );
+        // Whole-ms reports: 0-1 ms is the worker's resolution, not noise.
+        p.spread
+            .insert("rest_warm_ms".into(), Spread::of_samples(&[0.0, 1.0, 0.0]));
+        p.spread
+            .insert("cpu_scale".into(), Spread::of_samples(&[0.9, 1.1, 1.0]));
+        assert_eq!(
+            poorly_determined(&p),
+            vec!["instance_load_ms_per_mb 2.670 ±0.900 (standard error, 14 points)".to_string()]
+        );
+        p.spread
+            .insert("cpu_scale".into(), Spread::of_samples(&[0.5, 1.1, 1.0]));
+        assert_eq!(poorly_determined(&p).len(), 2);
+    }
 
     #[test]
     fn loopback_urls_are_told_from_others() {

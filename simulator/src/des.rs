@@ -48,9 +48,9 @@
 //!   line, the environment variables it read, scenario, log, how the
 //!   profile was found, and whether it was measured on this kind of
 //!   machine (`profile_origin`: [`crate::profile_origin`]). Only
-//!   `performance` (wall clock), `run.started_utc` and, on another
-//!   machine, `run.profile_origin` differ between two runs of the same
-//!   inputs.
+//!   `performance` (wall clock), `run.started_utc` and, on another machine
+//!   or pinned to other cores, `run.profile_origin` (this machine as the
+//!   process sees it) differ between two runs of the same inputs.
 //! - One line on standard error (unless `-q`): calls, failures, cold
 //!   starts, simulated and wall time, and the **latency** as `utils
 //!   analyze` defines it: per successful call, duration (end - start)

@@ -74,8 +74,10 @@ impl ProfileOrigin {
             ),
             Some(m) => {
                 let when = format!("{}, on {}{}", m.machine(), m.at, load_note(m));
-                let cores = u32::try_from(here.cores).unwrap_or(u32::MAX);
-                match m.same_kind(here.cpu_model.as_deref(), cores) {
+                // The machine's CPUs, not those this process may use.
+                let cpus = here.machine_cpus.unwrap_or(here.cores);
+                let cpus = u32::try_from(cpus).unwrap_or(u32::MAX);
+                match m.same_kind(here.cpu_model.as_deref(), cpus) {
                     Some(true) => (
                         Verdict::SameKind,
                         format!(
@@ -155,6 +157,9 @@ pub fn measured_here(
         at: crate::des::utc_now(),
         cpu_model: host.cpu_model,
         cores: u32::try_from(host.cores).unwrap_or(u32::MAX),
+        machine_cpus: host
+            .machine_cpus
+            .map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
         memory_mib: host.memory_mib,
         kernel: host.kernel,
         load_at_start,
@@ -189,6 +194,7 @@ mod tests {
                 at: "2026-12-07 17:50:00 UTC".into(),
                 cpu_model: cpu.map(str::to_string),
                 cores,
+                machine_cpus: None,
                 memory_mib: None,
                 kernel: None,
                 load_at_start: Some(0.3),
@@ -222,6 +228,23 @@ mod tests {
         // Same CPU, other cores: another kind.
         let cores = ProfileOrigin::of(&measured(Some("AMD EPYC"), 8, None), &here);
         assert_eq!(cores.verdict, Verdict::OtherKind);
+        // A process pinned to one of the machine's two CPUs is still on
+        // that kind of machine; a calibration pinned so is measured on it.
+        let pinned = HostInfo {
+            cores: 1,
+            machine_cpus: Some(2),
+            ..here.clone()
+        };
+        let p = measured(Some("AMD EPYC"), 2, None);
+        assert_eq!(ProfileOrigin::of(&p, &pinned).verdict, Verdict::SameKind);
+        let mut calibrated_pinned = measured(Some("AMD EPYC"), 1, None);
+        if let Some(m) = calibrated_pinned.measured_on.as_mut() {
+            m.machine_cpus = Some(2);
+        }
+        assert_eq!(
+            ProfileOrigin::of(&calibrated_pinned, &here).verdict,
+            Verdict::SameKind
+        );
 
         let unknown = ProfileOrigin::of(&measured(None, 2, None), &here);
         assert_eq!(unknown.verdict, Verdict::Unknown);

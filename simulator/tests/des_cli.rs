@@ -530,6 +530,29 @@ fn calibrate_takes_the_workers_runtime_and_time_scale() {
         (0.4..5.0).contains(&cpu_scale),
         "cpu_scale {cpu_scale}: {p}"
     );
+    // How well each figure is determined: the fits' standard errors over
+    // the 7 package sizes, the medians' ranges; printed too.
+    let spread = &p["spread"];
+    assert_eq!(spread["image_build_ms_per_mb"]["n"], 7, "{spread}");
+    assert!(
+        spread["image_build_ms_per_mb"]["standard_error"].is_f64(),
+        "{spread}"
+    );
+    assert!(
+        spread["instance_load_ms_per_mb"]["standard_error"].is_f64(),
+        "{spread}"
+    );
+    let create = &spread["instance_create_ms"];
+    assert!(
+        create["low"].as_f64().unwrap() <= p["instance_create_ms"].as_f64().unwrap()
+            && p["instance_create_ms"].as_f64().unwrap() <= create["high"].as_f64().unwrap(),
+        "{spread}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("calibrate: spread: ") && stderr.contains("image_build_ms_per_mb ±"),
+        "{stderr}"
+    );
     // Where and when: this machine, as /proc describes it.
     let m = &p["measured_on"];
     let cores = std::thread::available_parallelism().unwrap().get();
