@@ -303,9 +303,20 @@ pub fn fit_line_with_errors(points: &[(f64, f64)]) -> LineFit {
     LineFit { a, b, se_a, se_b }
 }
 
+/// The figures that are medians of the worker's whole-millisecond
+/// overheads (`network_ms` is the client's, to the microsecond).
+const WHOLE_MS_MEDIANS: [&str; 6] = [
+    "instance_create_ms",
+    "pooled_ms",
+    "rest_start_ms",
+    "rest_warm_ms",
+    "lambda_cold_ms",
+    "lambda_warm_ms",
+];
+
 /// The figures of `profile` whose uncertainty ([`des::Spread`]) exceeds a
-/// quarter of their value (and, for the millisecond medians the worker
-/// reports in whole ms, half a millisecond): `name value spread`.
+/// quarter of their value (and, for the medians the worker reports in
+/// whole ms, half a millisecond): `name value spread`.
 fn poorly_determined(profile: &CostProfile) -> Vec<String> {
     profile
         .figures()
@@ -313,7 +324,7 @@ fn poorly_determined(profile: &CostProfile) -> Vec<String> {
         .filter_map(|(name, value)| {
             let spread = profile.spread.get(name)?;
             let u = spread.uncertainty()?;
-            let resolution = if spread.standard_error.is_none() && name.ends_with("_ms") {
+            let resolution = if WHOLE_MS_MEDIANS.contains(&name) {
                 0.5
             } else {
                 0.0
@@ -893,6 +904,13 @@ mod tests {
         p.spread
             .insert("cpu_scale".into(), Spread::of_samples(&[0.5, 1.1, 1.0]));
         assert_eq!(poorly_determined(&p).len(), 2);
+        // The client's round trips are to the microsecond: no floor.
+        p.network_ms = 0.3;
+        p.spread.insert(
+            "network_ms".into(),
+            Spread::of_samples(&[0.109, 0.3, 0.356]),
+        );
+        assert_eq!(poorly_determined(&p).len(), 3);
     }
 
     #[test]
