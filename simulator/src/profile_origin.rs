@@ -13,7 +13,7 @@
 //! --mode des` (report.md's "Cost profile" row, run.json's
 //! `cost_profile`) and the DES studies of `simulator reproduce` say, from
 //! [`ProfileOrigin::of`], whether it was measured on a machine of the same
-//! kind as this one (same CPU model and cores), on another kind, or on one
+//! kind as this one (same CPU model and number of CPUs), on another kind, or on one
 //! it does not record.
 
 use des::CostProfile;
@@ -27,9 +27,9 @@ use crate::experiment::host::HostInfo;
 pub enum Verdict {
     /// The ideal profile (`--ideal`): no machine, no overheads.
     Ideal,
-    /// Measured on a machine of this one's CPU model and cores.
+    /// Measured on a machine of this one's CPU model and number of CPUs.
     SameKind,
-    /// Measured on a machine of another CPU model or core count.
+    /// Measured on a machine of another CPU model or number of CPUs.
     OtherKind,
     /// Measured where no CPU model could be read (here or there).
     Unknown,
@@ -82,7 +82,7 @@ impl ProfileOrigin {
                         Verdict::SameKind,
                         format!(
                             "{named}, measured on a machine of this one's kind (same CPU model \
-                             and cores): {when}"
+                             and number of CPUs): {when}"
                         ),
                     ),
                     Some(false) => (
