@@ -171,7 +171,8 @@ impl Spread {
     }
 }
 
-/// A figure with three significant digits (at least one decimal below 10).
+/// A figure for a message: no decimals from 100, one from 10, two from
+/// 1, three below.
 fn sig(x: f64) -> String {
     let a = x.abs();
     if a >= 100.0 {

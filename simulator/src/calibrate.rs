@@ -255,13 +255,8 @@ fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
-/// Least-squares line `y = a + b x`; with one distinct x, `b = 0`.
-pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
-    let f = fit_line_with_errors(points);
-    (f.a, f.b)
-}
-
-/// A least-squares line and its coefficients' standard errors.
+/// A least-squares line `y = a + b x` and its coefficients' standard
+/// errors.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LineFit {
     pub a: f64,
@@ -273,8 +268,9 @@ pub struct LineFit {
     pub se_b: Option<f64>,
 }
 
-/// [`fit_line`] with the standard errors of its coefficients.
-pub fn fit_line_with_errors(points: &[(f64, f64)]) -> LineFit {
+/// Least-squares line `y = a + b x` ([`LineFit`]); with one distinct x,
+/// `b = 0`.
+pub fn fit_line(points: &[(f64, f64)]) -> LineFit {
     let n = points.len() as f64;
     if points.is_empty() {
         return LineFit {
@@ -520,10 +516,8 @@ async fn measure(
             load_points.push((bytes as f64 / 1e6, second.overhead_ms()));
         }
     }
-    let build_fit = fit_line_with_errors(&build_points);
-    let (build_a, build_b) = (build_fit.a, build_fit.b);
-    let load_fit = fit_line_with_errors(&load_points);
-    let load_b = load_fit.b;
+    let build_fit = fit_line(&build_points);
+    let load_fit = fit_line(&load_points);
 
     // Per-call instance (image present, no pool, no REST).
     let mut create = Vec::new();
@@ -661,13 +655,13 @@ async fn measure(
         ),
         runtime,
         cores,
-        image_build_base_ms: build_a.max(0.0),
-        image_build_ms_per_mb: build_b.max(0.0),
+        image_build_base_ms: build_fit.a.max(0.0),
+        image_build_ms_per_mb: build_fit.b.max(0.0),
         instance_create_ms,
         pooled_ms,
         rest_start_ms,
         rest_warm_ms,
-        instance_load_ms_per_mb: load_b.max(0.0),
+        instance_load_ms_per_mb: load_fit.b.max(0.0),
         lambda_cold_ms: rest_start_ms,
         lambda_warm_ms: rest_warm_ms,
         network_ms,
@@ -816,18 +810,24 @@ fn check_hop_nodes(balancer: &str, worker: &str, reply: &str) -> Result<(), Cali
     Ok(())
 }
 
-/// Whether `url`'s host is loopback (`localhost`, 127.0.0.0/8, `::1`).
+/// Whether `url`'s host is `localhost` or a loopback address, by the
+/// management routes' rule ([`protocol::mgmt::is_loopback`], IPv4-mapped
+/// IPv6 included); a URL without a scheme is read as `http://`.
 fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    let with_scheme = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
     };
-    host.eq_ignore_ascii_case("localhost")
+    let Ok(parsed) = reqwest::Url::parse(&with_scheme) else {
+        return false;
+    };
+    let host = parsed.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+            .is_ok_and(protocol::mgmt::is_loopback)
 }
 
 /// Where a profile of `runtime` goes without `--out` or
@@ -851,13 +851,13 @@ mod tests {
     fn a_fits_standard_errors_are_those_of_least_squares() {
         // On a line: no error.
         let exact: Vec<(f64, f64)> = (0..5).map(|x| (x as f64, 1.0 + 2.0 * x as f64)).collect();
-        let f = fit_line_with_errors(&exact);
+        let f = fit_line(&exact);
         assert!(f.se_a.unwrap() < 1e-9 && f.se_b.unwrap() < 1e-9, "{f:?}");
         // y = 0, 2, 1, 3 at x = 0..3: b = 0.8, a = 0.3, residuals -0.3,
         // 0.9, -0.9, 0.3 (SSR 1.8, s² = 0.9), Sxx = 5, mean x 1.5:
         // se(b) = sqrt(0.9 / 5), se(a) = sqrt(0.9 (1/4 + 2.25/5)).
         let pts = [(0.0, 0.0), (1.0, 2.0), (2.0, 1.0), (3.0, 3.0)];
-        let f = fit_line_with_errors(&pts);
+        let f = fit_line(&pts);
         assert!(
             (f.b - 0.8).abs() < 1e-12 && (f.a - 0.3).abs() < 1e-12,
             "{f:?}"
@@ -871,8 +871,8 @@ mod tests {
             "{f:?}"
         );
         // Too few points, or one size: no standard error.
-        assert_eq!(fit_line_with_errors(&pts[..2]).se_b, None);
-        assert_eq!(fit_line_with_errors(&[(1.0, 1.0); 4]).se_b, None);
+        assert_eq!(fit_line(&pts[..2]).se_b, None);
+        assert_eq!(fit_line(&[(1.0, 1.0); 4]).se_b, None);
     }
 
     #[test]
@@ -935,9 +935,10 @@ mod tests {
     #[test]
     fn line_fit_recovers_a_line_and_medians() {
         let pts: Vec<(f64, f64)> = (0..5).map(|x| (x as f64, 3.0 + 2.0 * x as f64)).collect();
-        let (a, b) = fit_line(&pts);
-        assert!((a - 3.0).abs() < 1e-9 && (b - 2.0).abs() < 1e-9);
-        assert_eq!(fit_line(&[(1.0, 5.0), (1.0, 7.0)]), (6.0, 0.0));
+        let f = fit_line(&pts);
+        assert!((f.a - 3.0).abs() < 1e-9 && (f.b - 2.0).abs() < 1e-9);
+        let one_size = fit_line(&[(1.0, 5.0), (1.0, 7.0)]);
+        assert_eq!((one_size.a, one_size.b), (6.0, 0.0));
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[]), None);

@@ -127,15 +127,13 @@ impl ProfileOrigin {
     }
 }
 
-/// `; load average X-Y on N cores: other work shared the machine` when
-/// the load around the measurement exceeded its cores.
+/// `; load average up to X on its N cores while it was measured: ...`
+/// when the load around the measurement exceeded its cores.
 fn load_note(m: &des::MeasuredOn) -> String {
     let highest = [m.load_at_start, m.load_at_end]
         .into_iter()
         .flatten()
-        .fold(None, |acc: Option<f64>, x| {
-            Some(acc.map_or(x, |a| a.max(x)))
-        });
+        .reduce(f64::max);
     match highest {
         Some(h) if h > f64::from(m.cores) => format!(
             "; load average up to {h:.1} on its {} cores while it was measured: other work \

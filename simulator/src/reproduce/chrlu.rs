@@ -88,7 +88,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
     let size = Size::of(ctx.short);
     let profile = sim::profile("docker")?;
     let origin = sim::profile_origin("chrlu", &profile);
-    let (lo_mb, hi_mb) = sim::catalog_package_mb();
+    let (smallest, largest) = sim::catalog_package_bytes();
     let cpu_ms_per_s = sim::catalog_cpu_ms_per_s() * profile.cpu_scale;
     let cores = f64::from(size.nodes * size.cores);
     let rate_scale = UTILISATION * cores * 1000.0 / cpu_ms_per_s;
@@ -296,8 +296,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             profile.lambda_cold_ms,
             profile.instance_load_ms_per_mb,
             sim::cold_start_range(&profile),
-            sim::size_text(lo_mb),
-            sim::size_text(hi_mb),
+            sim::size_text(smallest),
+            sim::size_text(largest),
             profile.image_build_base_ms,
             profile.image_build_ms_per_mb,
             sim::image_build_range(&profile),

@@ -45,21 +45,20 @@ pub fn profile_origin(study: &str, profile: &CostProfile) -> crate::profile_orig
 }
 
 /// The smallest and largest package of the sample functions the studies
-/// call (those with a catalog rate: not `noop`), in MB (decimal, as the
-/// profiles' per-MB costs).
-pub fn catalog_package_mb() -> (f64, f64) {
+/// call (those with a catalog rate: not `noop`), in bytes.
+pub fn catalog_package_bytes() -> (u64, u64) {
     let sizes = sample_functions::catalog()
         .functions
         .iter()
         .filter(|f| f.rate_per_s > 0.0)
-        .map(|f| f.package_bytes as f64 / 1e6);
-    let lo = sizes.clone().fold(f64::INFINITY, f64::min);
-    let hi = sizes.fold(0.0, f64::max);
-    (lo.min(hi), hi)
+        .map(|f| f.package_bytes);
+    (sizes.clone().min().unwrap_or(0), sizes.max().unwrap_or(0))
 }
 
-/// A package size for a report: `14 KB`, `131 MB`.
-pub fn size_text(mb: f64) -> String {
+/// A package size for a report (decimal units, as the profiles' per-MB
+/// costs): `14 KB`, `131 MB`.
+pub fn size_text(bytes: u64) -> String {
+    let mb = bytes as f64 / 1e6;
     if mb < 1.0 {
         format!("{:.0} KB", mb * 1000.0)
     } else {
@@ -71,16 +70,16 @@ pub fn size_text(mb: f64) -> String {
 /// `profile` (Lambda model: cold start plus package load), smallest to
 /// largest package: `160-233 ms`.
 pub fn cold_start_range(profile: &CostProfile) -> String {
-    let (lo, hi) = catalog_package_mb();
-    let at = |mb: f64| profile.lambda_cold_ms + profile.instance_load_ms_per_mb * mb;
+    let (lo, hi) = catalog_package_bytes();
+    let at = |bytes| profile.lambda_cold_ms + profile.instance_load_ms(bytes);
     format!("{:.0}-{:.0} ms", at(lo), at(hi))
 }
 
 /// A sample function's image build under `profile`, smallest to largest
 /// package: `5.7-6.8 s`.
 pub fn image_build_range(profile: &CostProfile) -> String {
-    let (lo, hi) = catalog_package_mb();
-    let at = |mb: f64| (profile.image_build_base_ms + profile.image_build_ms_per_mb * mb) / 1000.0;
+    let (lo, hi) = catalog_package_bytes();
+    let at = |bytes| profile.image_build_ms(bytes) / 1000.0;
     format!("{:.1}-{:.1} s", at(lo), at(hi))
 }
 
