@@ -616,11 +616,7 @@ fn a_run_says_which_machine_its_cost_profile_describes() {
         )
     };
     let elsewhere = dir.path().join("elsewhere.json");
-    std::fs::write(
-        &elsewhere,
-        r#"{"runtime": "process", "cpu_scale": 2.0, "measured_on": {"at": "2026-01-02 03:04:05 UTC", "cpu_model": "Imaginary CPU 9000", "cores": 96, "simulator": "0.1.0"}}"#,
-    )
-    .unwrap();
+    support::write_profile_of_another_machine(&elsewhere);
     let (origin, stderr) = run(&["--profile", elsewhere.to_str().unwrap()]);
     assert_eq!(origin["verdict"], "other_kind", "{origin}");
     assert_eq!(origin["measured_on"]["cpu_model"], "Imaginary CPU 9000");

@@ -587,11 +587,7 @@ fn des_mode_runs_on_the_costs_of_the_runtime_it_names() {
 fn des_mode_says_which_machine_its_costs_describe() {
     let dir = tempfile::tempdir().unwrap();
     let elsewhere = dir.path().join("elsewhere.json");
-    std::fs::write(
-        &elsewhere,
-        r#"{"runtime": "process", "measured_on": {"at": "2026-01-02 03:04:05 UTC", "cpu_model": "Imaginary CPU 9000", "cores": 96, "simulator": "0.1.0"}}"#,
-    )
-    .unwrap();
+    support::write_profile_of_another_machine(&elsewhere);
     let out = simulator()
         .env("HF_DES_PROFILE", &elsewhere)
         .args(["experiment", "--mode", "des", "--name", "elsewhere"])

@@ -35,6 +35,16 @@ pub fn ok(out: &std::process::Output) {
     );
 }
 
+/// Writes a process cost profile measured on a machine no host has
+/// (`Imaginary CPU 9000`, 96 cores, on 2026-01-02 03:04:05 UTC).
+pub fn write_profile_of_another_machine(path: &Path) {
+    std::fs::write(
+        path,
+        r#"{"runtime": "process", "measured_on": {"at": "2026-01-02 03:04:05 UTC", "cpu_model": "Imaginary CPU 9000", "cores": 96, "simulator": "0.1.0"}}"#,
+    )
+    .unwrap();
+}
+
 /// A JSON file's value.
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
