@@ -31,7 +31,10 @@
 //! and highest sample. Two calibrations of one machine differ by more than
 //! a quiet reader would guess (on this project's machine, minutes apart:
 //! 0.89 and 2.67 ms per MB of instance start under Docker), and the
-//! spread says which figures to trust.
+//! spread says which figures to trust. One calibration's spread cannot
+//! see that drift: `simulator calibrate --runs N` pools N calibrations
+//! (each figure the median of theirs) and records their range
+//! ([`Spread::pooled`], [`Spread::drifts`]).
 //!
 //! Loaded with `deny_unknown_fields`; missing fields take the defaults of
 //! [`CostProfile::default`] (all zero costs, `cpu_scale` 1), which is the
@@ -120,11 +123,22 @@ pub struct Spread {
     /// points at two sizes or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standard_error: Option<f64>,
-    /// A median's lowest and highest sample.
+    /// A median's lowest and highest sample; for a figure pooled over
+    /// several calibrations, the lowest and highest calibration's figure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub low: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high: Option<f64>,
+    /// Several calibrations pooled (`simulator calibrate --runs N`): how
+    /// many. The figure is the median of theirs, `n` counts the samples
+    /// of all of them, and `low`/`high` are their figures' range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrations: Option<usize>,
+    /// For a pooled figure: the largest uncertainty one calibration gave
+    /// it (its standard error or half its samples' range), what a single
+    /// calibration would have claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_run: Option<f64>,
 }
 
 impl Spread {
@@ -135,6 +149,8 @@ impl Spread {
             standard_error,
             low: None,
             high: None,
+            calibrations: None,
+            within_run: None,
         }
     }
 
@@ -147,20 +163,70 @@ impl Spread {
             standard_error: None,
             low,
             high,
+            calibrations: None,
+            within_run: None,
+        }
+    }
+
+    /// The spread of a figure pooled over several calibrations: `runs`
+    /// holds each calibration's figure and its spread there (None: it
+    /// recorded none).
+    pub fn pooled(runs: &[(f64, Option<&Spread>)]) -> Self {
+        let figures: Vec<f64> = runs.iter().map(|r| r.0).collect();
+        let range = Self::of_samples(&figures);
+        Self {
+            n: runs.iter().map(|r| r.1.map_or(1, |s| s.n)).sum(),
+            standard_error: None,
+            low: range.low,
+            high: range.high,
+            calibrations: Some(runs.len()),
+            within_run: runs
+                .iter()
+                .filter_map(|r| r.1?.uncertainty())
+                .reduce(f64::max),
         }
     }
 
     /// The figure's uncertainty: its standard error, else half its
-    /// samples' range.
+    /// samples' range; for a pooled figure, the larger of half the
+    /// calibrations' range and one calibration's uncertainty.
     pub fn uncertainty(&self) -> Option<f64> {
-        self.standard_error.or(match (self.low, self.high) {
+        let own = self.standard_error.or(match (self.low, self.high) {
             (Some(l), Some(h)) => Some((h - l) / 2.0),
             _ => None,
-        })
+        });
+        match (own, self.within_run) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// `±0.52 (standard error, 14 points)` or `(samples 270-300, 7)`.
+    /// Whether a pooled figure moved between calibrations by more than
+    /// one calibration's uncertainty says it could (half the range above
+    /// `within_run`): a single calibration of it understates how little
+    /// is known. False when not pooled or nothing to compare.
+    pub fn drifts(&self) -> bool {
+        match (self.calibrations, self.low, self.high, self.within_run) {
+            (Some(_), Some(l), Some(h), Some(w)) => (h - l) / 2.0 > w,
+            _ => false,
+        }
+    }
+
+    /// `±0.52 (standard error, 14 points)`, `(samples 270-300, 7)`, or
+    /// pooled `(3 calibrations 1.19-3.45; one calibration ±0.31; 42
+    /// points)`.
     pub fn describe(&self) -> String {
+        if let Some(runs) = self.calibrations {
+            let range = match (self.low, self.high) {
+                (Some(l), Some(h)) => format!(" {}-{}", sig(l), sig(h)),
+                _ => String::new(),
+            };
+            let within = self
+                .within_run
+                .map(|w| format!("; one calibration ±{}", sig(w)))
+                .unwrap_or_default();
+            return format!("({runs} calibrations{range}{within}; {} points)", self.n);
+        }
         match (self.standard_error, self.low, self.high) {
             (Some(se), _, _) => format!("±{} (standard error, {} points)", sig(se), self.n),
             (None, Some(l), Some(h)) => {
@@ -301,6 +367,25 @@ impl CostProfile {
         ]
     }
 
+    /// Every figure by its field name, to set ([`CostProfile::figures`]'s
+    /// order).
+    pub fn figures_mut(&mut self) -> [(&'static str, &mut f64); 12] {
+        [
+            ("image_build_base_ms", &mut self.image_build_base_ms),
+            ("image_build_ms_per_mb", &mut self.image_build_ms_per_mb),
+            ("instance_create_ms", &mut self.instance_create_ms),
+            ("pooled_ms", &mut self.pooled_ms),
+            ("rest_start_ms", &mut self.rest_start_ms),
+            ("rest_warm_ms", &mut self.rest_warm_ms),
+            ("instance_load_ms_per_mb", &mut self.instance_load_ms_per_mb),
+            ("lambda_cold_ms", &mut self.lambda_cold_ms),
+            ("lambda_warm_ms", &mut self.lambda_warm_ms),
+            ("network_ms", &mut self.network_ms),
+            ("balancer_ms", &mut self.balancer_ms),
+            ("cpu_scale", &mut self.cpu_scale),
+        ]
+    }
+
     /// Every cost finite and non-negative, `cpu_scale` positive.
     pub fn check(&self, name: &str) -> Result<(), ProfileError> {
         for (field, value) in self.figures() {
@@ -427,5 +512,58 @@ mod tests {
         std::fs::write(&p, r#"{"spread": {"cpu_scale": {"n": 3, "sd": 1}}}"#).unwrap();
         let e = CostProfile::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field `sd`"), "{e}");
+    }
+
+    #[test]
+    fn a_figure_pooled_over_calibrations_says_how_far_they_drifted() {
+        // Three calibrations of the per-MB build cost (figures seen on
+        // one machine within an hour), each with a small standard error.
+        let (a, b, c) = (
+            Spread::fitted(14, Some(0.31)),
+            Spread::fitted(14, Some(0.12)),
+            Spread::fitted(14, Some(0.2)),
+        );
+        let pooled = Spread::pooled(&[(3.45, Some(&a)), (1.19, Some(&b)), (1.79, Some(&c))]);
+        assert_eq!(
+            (pooled.n, pooled.low, pooled.high, pooled.calibrations),
+            (42, Some(1.19), Some(3.45), Some(3))
+        );
+        assert_eq!(pooled.within_run, Some(0.31));
+        // Half the calibrations' range, not one calibration's ±0.31.
+        assert!((pooled.uncertainty().unwrap() - 1.13).abs() < 1e-9);
+        assert!(pooled.drifts());
+        assert_eq!(
+            pooled.describe(),
+            "(3 calibrations 1.19-3.45; one calibration ±0.310; 42 points)"
+        );
+        // Calibrations that agree within their own uncertainty: that
+        // uncertainty stands, and nothing drifted.
+        let steady = Spread::pooled(&[(2.0, Some(&a)), (2.1, Some(&b))]);
+        assert_eq!(steady.uncertainty(), Some(0.31));
+        assert!(!steady.drifts());
+        // A figure no calibration gave a spread (the balancer hop) gets
+        // the calibrations' range, one point each.
+        let hop = Spread::pooled(&[(0.4, None), (0.9, None)]);
+        assert_eq!((hop.n, hop.within_run), (2, None));
+        assert_eq!(hop.uncertainty(), Some(0.25));
+        assert!(!hop.drifts());
+        assert!(!Spread::fitted(3, Some(1.0)).drifts());
+        // Read back as written.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.json");
+        let mut profile = CostProfile::default();
+        profile
+            .spread
+            .insert("instance_load_ms_per_mb".into(), pooled);
+        *profile.figures_mut()[6].1 = 1.79;
+        assert_eq!(profile.figures()[6], ("instance_load_ms_per_mb", 1.79));
+        std::fs::write(&p, serde_json::to_string(&profile).unwrap()).unwrap();
+        assert_eq!(
+            CostProfile::load(&p).unwrap(),
+            CostProfile {
+                file: Some(p.display().to_string()),
+                ..profile
+            }
+        );
     }
 }

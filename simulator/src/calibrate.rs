@@ -44,6 +44,15 @@
 //!   none); calibrate prints them, and warns of a figure whose
 //!   uncertainty exceeds a quarter of its value (beyond the worker's
 //!   whole-ms resolution);
+//! - `--runs N` (default 1): N whole calibrations, one after the other;
+//!   each figure is the median of theirs, and its spread their range
+//!   beside the largest uncertainty one of them gave it
+//!   ([`des::Spread::pooled`]); every calibration's figures, spreads and
+//!   samples stay in `samples.runs`. A machine's costs drift between
+//!   calibrations minutes apart by more than one calibration's samples
+//!   show (this project's machine, process runtime: 3.45, 3.11, 1.79 and
+//!   1.19 ms per MB of image build within an hour): calibrate warns of
+//!   each figure that moved so;
 //! - `measured_on`: this machine (CPU model, cores, memory, kernel), the
 //!   1-minute load average before and after, the time and the simulator's
 //!   version and revision ([`crate::profile_origin`]): every DES output
@@ -104,6 +113,13 @@ pub struct Args {
     /// Repetitions of each image build measurement.
     #[arg(long, default_value_t = 2)]
     pub build_repeats: usize,
+    /// Whole calibrations to pool (1-20): each figure is the median of
+    /// theirs, and its spread their range, which shows how far the
+    /// machine's costs drift between calibrations (more than one
+    /// calibration's samples show). Each calibration is recorded in the
+    /// profile's `samples.runs`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=20))]
+    pub runs: u16,
     /// Skip the slow parts (image builds of large packages, W1 CPU scale):
     /// for tests; the profile says so in its description.
     #[arg(long)]
@@ -331,6 +347,81 @@ fn poorly_determined(profile: &CostProfile) -> Vec<String> {
         .collect()
 }
 
+/// The profile of several calibrations of one worker (`--runs`): each
+/// figure the median of theirs, its spread [`Spread::pooled`] (their
+/// range, and the largest uncertainty one of them gave it), each
+/// calibration's figures, spreads and samples in `samples.runs`. One
+/// calibration is returned as it is.
+pub fn pool_runs(mut runs: Vec<CostProfile>) -> CostProfile {
+    if runs.len() <= 1 {
+        return runs.pop().unwrap_or_default();
+    }
+    let mut pooled = runs[0].clone();
+    let mut spread = std::collections::BTreeMap::new();
+    for (name, value) in pooled.figures_mut() {
+        let figures: Vec<f64> = runs
+            .iter()
+            .map(|r| {
+                r.figures()
+                    .into_iter()
+                    .find(|f| f.0 == name)
+                    .map_or(0.0, |f| f.1)
+            })
+            .collect();
+        *value = median(&figures).unwrap_or(0.0);
+        let each: Vec<(f64, Option<&Spread>)> = runs
+            .iter()
+            .zip(&figures)
+            .map(|(r, f)| (*f, r.spread.get(name)))
+            .collect();
+        spread.insert(name.to_string(), Spread::pooled(&each));
+    }
+    pooled.spread = spread;
+    pooled.description = format!(
+        "{}; each figure the median of {} calibrations",
+        runs[0].description,
+        runs.len()
+    );
+    let first = &runs[0].samples;
+    let each: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            json!({
+                "figures": r.figures().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "spread": r.spread,
+                "samples": r.samples,
+            })
+        })
+        .collect();
+    pooled.samples = json!({
+        "worker_time_scale": first["worker_time_scale"],
+        "worker_package_scale": first["worker_package_scale"],
+        "runs": each,
+    });
+    pooled
+}
+
+/// The pooled figures that moved between calibrations by more than one
+/// calibration's uncertainty ([`Spread::drifts`]), beyond the worker's
+/// whole-ms resolution: `name range`.
+fn drifting(profile: &CostProfile) -> Vec<String> {
+    profile
+        .figures()
+        .into_iter()
+        .filter_map(|(name, _)| {
+            let spread = profile.spread.get(name)?;
+            let half_range = (spread.high? - spread.low?) / 2.0;
+            let resolution = if WHOLE_MS_MEDIANS.contains(&name) {
+                0.5
+            } else {
+                0.0
+            };
+            (spread.drifts() && half_range > resolution)
+                .then(|| format!("{name} {}", spread.describe()))
+        })
+        .collect()
+}
+
 fn not_observed(what: &str, why: &str) -> CalibrateError {
     CalibrateError::NotObserved {
         what: what.to_string(),
@@ -441,10 +532,11 @@ async fn connect(args: &Args) -> Result<Worker, CalibrateError> {
 /// Measures the worker at `args.worker_url`; returns the profile.
 pub async fn calibrate(args: &Args) -> Result<CostProfile, CalibrateError> {
     let worker = connect(args).await?;
-    calibrate_worker(args, worker).await
+    calibrate_worker(args, &worker).await
 }
 
-async fn calibrate_worker(args: &Args, worker: Worker) -> Result<CostProfile, CalibrateError> {
+/// One calibration of `worker`.
+async fn calibrate_worker(args: &Args, worker: &Worker) -> Result<CostProfile, CalibrateError> {
     let Worker {
         client: c,
         figures,
@@ -465,7 +557,15 @@ async fn calibrate_worker(args: &Args, worker: Worker) -> Result<CostProfile, Ca
             ),
         }
     }
-    let result = measure(&c, balancer.as_ref(), args, repeats, &figures, runtime).await;
+    let result = measure(
+        c,
+        balancer.as_ref(),
+        args,
+        repeats,
+        figures,
+        runtime.clone(),
+    )
+    .await;
     // Leave the worker as the original defaults, whatever happened, and
     // remove the images and instances the measurements made.
     let _ = c.configure(DEFAULTS_QUERY).await;
@@ -729,7 +829,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         worker.runtime,
         out.display()
     );
-    let mut profile = rt.block_on(calibrate_worker(&args, worker))?;
+    let runs = usize::from(args.runs);
+    let mut each = Vec::with_capacity(runs);
+    for i in 1..=runs {
+        let profile = rt.block_on(calibrate_worker(&args, &worker))?;
+        if runs > 1 {
+            crate::note!(
+                "calibrate: calibration {i} of {runs}: {}",
+                figures_line(&profile)
+            );
+        }
+        each.push(profile);
+    }
+    let mut profile = pool_runs(each);
     profile.measured_on = Some(crate::profile_origin::measured_here(
         load_at_start,
         git.as_ref(),
@@ -739,18 +851,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut f = crate::des::create(&out, args.overwrite)?;
     writeln!(f, "{json}").with_context(|| format!("cannot write {}", out.display()))?;
     crate::note!(
-        "calibrate: wrote {}: build {:.1} ms + {:.2} ms/MB, create {:.1} ms + {:.2} ms/MB (any instance start), pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, balancer hop {:.2} ms, cpu scale {:.3}; on {}",
+        "calibrate: wrote {}: {}{}; on {}",
         out.display(),
-        profile.image_build_base_ms,
-        profile.image_build_ms_per_mb,
-        profile.instance_create_ms,
-        profile.instance_load_ms_per_mb,
-        profile.pooled_ms,
-        profile.rest_start_ms,
-        profile.rest_warm_ms,
-        profile.network_ms,
-        profile.balancer_ms,
-        profile.cpu_scale,
+        figures_line(&profile),
+        if runs > 1 {
+            format!(" (each the median of {runs} calibrations)")
+        } else {
+            String::new()
+        },
         profile
             .measured_on
             .as_ref()
@@ -769,7 +877,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
              machine narrow it"
         );
     }
+    for figure in drifting(&profile) {
+        crate::note!(
+            "calibrate: warning: {figure}: it moved between calibrations by more than one \
+             calibration's uncertainty, so a single calibration understates how little is \
+             known of it"
+        );
+    }
     Ok(())
+}
+
+/// A profile's figures in a line.
+fn figures_line(p: &CostProfile) -> String {
+    format!(
+        "build {:.1} ms + {:.2} ms/MB, create {:.1} ms + {:.2} ms/MB (any instance start), pooled {:.1} ms, REST start {:.1} ms, REST warm {:.1} ms, network {:.2} ms, balancer hop {:.2} ms, cpu scale {:.3}",
+        p.image_build_base_ms,
+        p.image_build_ms_per_mb,
+        p.instance_create_ms,
+        p.instance_load_ms_per_mb,
+        p.pooled_ms,
+        p.rest_start_ms,
+        p.rest_warm_ms,
+        p.network_ms,
+        p.balancer_ms,
+        p.cpu_scale,
+    )
 }
 
 /// Checks the balancer's `GET /1/lb/nodes` reply (`{"nodes": {url:
@@ -911,6 +1043,58 @@ mod tests {
             Spread::of_samples(&[0.109, 0.3, 0.356]),
         );
         assert_eq!(poorly_determined(&p).len(), 3);
+    }
+
+    #[test]
+    fn calibrations_are_pooled_by_their_medians_and_range() {
+        let run = |build_per_mb: f64, se: f64, hop: f64, create: &[f64]| {
+            let mut p = CostProfile {
+                description: "measured by `simulator calibrate u` (process runtime, 2 cores)"
+                    .into(),
+                runtime: "process".into(),
+                image_build_ms_per_mb: build_per_mb,
+                instance_create_ms: median(create).unwrap(),
+                balancer_ms: hop,
+                samples: json!({"worker_time_scale": 0.1, "worker_package_scale": 0.01}),
+                ..CostProfile::default()
+            };
+            p.spread
+                .insert("image_build_ms_per_mb".into(), Spread::fitted(14, Some(se)));
+            p.spread
+                .insert("instance_create_ms".into(), Spread::of_samples(create));
+            p
+        };
+        let one = run(3.45, 0.3, 0.5, &[280.0, 286.0, 300.0]);
+        assert_eq!(pool_runs(vec![one.clone()]), one);
+        let pooled = pool_runs(vec![
+            one,
+            run(1.19, 0.2, 0.9, &[270.0, 275.0, 290.0]),
+            run(1.79, 0.25, 0.7, &[281.0, 284.0, 299.0]),
+        ]);
+        // Each figure the median of the three.
+        assert_eq!(pooled.image_build_ms_per_mb, 1.79);
+        assert_eq!(pooled.instance_create_ms, 284.0);
+        assert_eq!(pooled.balancer_ms, 0.7);
+        let build = &pooled.spread["image_build_ms_per_mb"];
+        assert_eq!(
+            (build.calibrations, build.low, build.high, build.within_run),
+            (Some(3), Some(1.19), Some(3.45), Some(0.3))
+        );
+        // The hop, which one calibration gives no spread, has one now.
+        assert_eq!(pooled.spread["balancer_ms"].uncertainty(), Some(0.2));
+        assert!(pooled.description.ends_with("the median of 3 calibrations"));
+        let runs = pooled.samples["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 3);
+        assert_eq!(runs[1]["figures"]["image_build_ms_per_mb"], 1.19);
+        assert_eq!(runs[1]["spread"]["instance_create_ms"]["low"], 270.0);
+        assert_eq!(pooled.samples["worker_time_scale"], 0.1);
+        // The build cost moved by ±1.13 against one calibration's ±0.3;
+        // instance creation's range (275-286, ±5.5) is within one
+        // calibration's (±10); the hop had no spread to compare with.
+        assert_eq!(
+            drifting(&pooled),
+            vec!["image_build_ms_per_mb (3 calibrations 1.19-3.45; one calibration ±0.300; 42 points)".to_string()]
+        );
     }
 
     #[test]

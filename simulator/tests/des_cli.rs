@@ -434,6 +434,16 @@ fn calibrate_takes_the_workers_runtime_and_time_scale() {
     let url = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
 
+    // Calibrations to pool: 1 to 20, refused before anything is measured.
+    let out = bin()
+        .args(["calibrate", &url, "--runs", "0", "--out"])
+        .arg(dir.path().join("none.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--runs") && err.contains("1..=20"), "{err}");
+
     let mislabelled = dir.path().join("docker.json");
     let out = bin()
         .args(["calibrate", &url, "--runtime", "docker", "--out"])
@@ -514,7 +524,7 @@ fn calibrate_takes_the_workers_runtime_and_time_scale() {
     let profile = dir.path().join("process.json");
     let out = bin()
         .args(["calibrate", &url, "--repeats", "1", "--build-repeats", "1"])
-        .arg("--out")
+        .args(["--runs", "2", "--out"])
         .arg(&profile)
         .output()
         .unwrap();
@@ -530,27 +540,62 @@ fn calibrate_takes_the_workers_runtime_and_time_scale() {
         (0.4..5.0).contains(&cpu_scale),
         "cpu_scale {cpu_scale}: {p}"
     );
-    // How well each figure is determined: the fits' standard errors over
-    // the 7 package sizes, the medians' ranges; printed too.
+    // How well each figure is determined: in each of the two
+    // calibrations, the fits' standard errors over the 7 package sizes
+    // and the medians' ranges; pooled, each figure is the median of the
+    // two calibrations' (their mean), and its spread their range beside
+    // the largest uncertainty one of them gave it. Printed too.
+    let runs = p["samples"]["runs"].as_array().expect("samples.runs");
+    assert_eq!(runs.len(), 2, "{p}");
+    for run in runs {
+        let spread = &run["spread"];
+        assert_eq!(spread["image_build_ms_per_mb"]["n"], 7, "{spread}");
+        assert!(
+            spread["image_build_ms_per_mb"]["standard_error"].is_f64(),
+            "{spread}"
+        );
+        assert!(
+            spread["instance_load_ms_per_mb"]["standard_error"].is_f64(),
+            "{spread}"
+        );
+    }
     let spread = &p["spread"];
-    assert_eq!(spread["image_build_ms_per_mb"]["n"], 7, "{spread}");
-    assert!(
-        spread["image_build_ms_per_mb"]["standard_error"].is_f64(),
-        "{spread}"
+    let build = &spread["image_build_ms_per_mb"];
+    assert_eq!(
+        (&build["calibrations"], &build["n"]),
+        (&2.into(), &14.into())
     );
+    assert!(build["within_run"].is_f64(), "{spread}");
+    for figure in ["instance_create_ms", "image_build_ms_per_mb", "cpu_scale"] {
+        let (a, b) = (
+            runs[0]["figures"][figure].as_f64().unwrap(),
+            runs[1]["figures"][figure].as_f64().unwrap(),
+        );
+        let pooled = p[figure].as_f64().unwrap();
+        assert!((pooled - (a + b) / 2.0).abs() < 1e-9, "{figure}: {p}");
+        assert_eq!(
+            spread[figure]["low"].as_f64().unwrap(),
+            a.min(b),
+            "{figure}"
+        );
+        assert_eq!(
+            spread[figure]["high"].as_f64().unwrap(),
+            a.max(b),
+            "{figure}"
+        );
+    }
     assert!(
-        spread["instance_load_ms_per_mb"]["standard_error"].is_f64(),
-        "{spread}"
-    );
-    let create = &spread["instance_create_ms"];
-    assert!(
-        create["low"].as_f64().unwrap() <= p["instance_create_ms"].as_f64().unwrap()
-            && p["instance_create_ms"].as_f64().unwrap() <= create["high"].as_f64().unwrap(),
-        "{spread}"
+        p["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("each figure the median of 2 calibrations"),
+        "{p}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("calibrate: spread: ") && stderr.contains("image_build_ms_per_mb ±"),
+        stderr.contains("calibrate: calibration 2 of 2: build ")
+            && stderr.contains("calibrate: spread: ")
+            && stderr.contains("image_build_ms_per_mb (2 calibrations "),
         "{stderr}"
     );
     // Where and when: this machine, as /proc describes it.
