@@ -328,8 +328,8 @@ const WHOLE_MS_MEDIANS: [&str; 6] = [
 
 /// The figures of `profile` whose uncertainty ([`des::Spread`]) exceeds a
 /// quarter of their value (and, for the medians the worker reports in
-/// whole ms, half a millisecond): `name value spread`.
-fn poorly_determined(profile: &CostProfile) -> Vec<String> {
+/// whole ms, half a millisecond): the name, and `name value spread`.
+fn poorly_determined(profile: &CostProfile) -> Vec<(&'static str, String)> {
     profile
         .figures()
         .into_iter()
@@ -342,7 +342,7 @@ fn poorly_determined(profile: &CostProfile) -> Vec<String> {
                 0.0
             };
             (u > resolution && u > 0.25 * value.abs())
-                .then(|| format!("{name} {value:.3} {}", spread.describe()))
+                .then(|| (name, format!("{name} {value:.3} {}", spread.describe())))
         })
         .collect()
 }
@@ -870,11 +870,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|(name, s)| format!("{name} {}", s.describe()))
         .collect();
     crate::note!("calibrate: spread: {}", spreads.join(", "));
-    for figure in poorly_determined(&profile) {
+    for (name, figure) in poorly_determined(&profile) {
         crate::note!(
             "calibrate: warning: {figure} is poorly determined (its uncertainty is over a \
-             quarter of its value): more samples (--repeats, --build-repeats) or a quieter \
-             machine narrow it"
+             quarter of its value): {} or a quieter machine narrow it",
+            narrowed_by(name)
         );
     }
     for figure in drifting(&profile) {
@@ -885,6 +885,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The flags that take more samples of figure `name`.
+fn narrowed_by(name: &str) -> &'static str {
+    match name {
+        "image_build_base_ms" | "image_build_ms_per_mb" | "instance_load_ms_per_mb" => {
+            "more builds (--build-repeats), more calibrations (--runs)"
+        }
+        "balancer_ms" => "more hop samples (--hop-samples), more calibrations (--runs)",
+        // Three W1 calls per calibration.
+        "cpu_scale" => "more calibrations (--runs)",
+        _ => "more samples (--repeats), more calibrations (--runs)",
+    }
 }
 
 /// A profile's figures in a line.
@@ -1031,8 +1044,14 @@ mod tests {
             .insert("cpu_scale".into(), Spread::of_samples(&[0.9, 1.1, 1.0]));
         assert_eq!(
             poorly_determined(&p),
-            vec!["instance_load_ms_per_mb 2.670 ±0.900 (standard error, 14 points)".to_string()]
+            vec![(
+                "instance_load_ms_per_mb",
+                "instance_load_ms_per_mb 2.670 ±0.900 (standard error, 14 points)".to_string()
+            )]
         );
+        assert!(narrowed_by("instance_load_ms_per_mb").contains("--build-repeats"));
+        assert!(narrowed_by("balancer_ms").contains("--hop-samples"));
+        assert!(narrowed_by("rest_warm_ms").contains("--repeats"));
         p.spread
             .insert("cpu_scale".into(), Spread::of_samples(&[0.5, 1.1, 1.0]));
         assert_eq!(poorly_determined(&p).len(), 2);
