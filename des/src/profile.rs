@@ -386,6 +386,57 @@ impl CostProfile {
         ]
     }
 
+    /// The figures a [`CostProfile::variant`] moves: those with a recorded
+    /// uncertainty above 0.
+    pub fn varied_figures(&self) -> Vec<&'static str> {
+        self.figures()
+            .into_iter()
+            .filter(|(name, _)| self.uncertainty_of(name) > 0.0)
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    fn uncertainty_of(&self, name: &str) -> f64 {
+        self.spread
+            .get(name)
+            .and_then(Spread::uncertainty)
+            .filter(|u| u.is_finite() && *u > 0.0)
+            .unwrap_or(0.0)
+    }
+
+    /// Variant `k` (1, 2, ...) of this profile, for a sensitivity
+    /// analysis: each figure with a recorded uncertainty `u`
+    /// ([`Spread::uncertainty`]) moved within `value ± u` (not below 0;
+    /// `cpu_scale` not below a tenth of its value), by a Weyl sequence of
+    /// its own (`frac(k·√p + 1/2)`, `p` the figure's prime in
+    /// [`CostProfile::figures`]' order: 2, 3, 5, ...), so the figures move
+    /// independently and variant `k` is the same on every run; the other
+    /// figures are kept. The variant keeps the spread and drops the
+    /// samples; `description` names it.
+    pub fn variant(&self, k: u32) -> CostProfile {
+        const PRIMES: [f64; 12] = [
+            2.0, 3.0, 5.0, 7.0, 11.0, 13.0, 17.0, 19.0, 23.0, 29.0, 31.0, 37.0,
+        ];
+        let mut v = self.clone();
+        let uncertainties: Vec<f64> = self
+            .figures()
+            .iter()
+            .map(|(name, _)| self.uncertainty_of(name))
+            .collect();
+        for (j, (name, value)) in v.figures_mut().into_iter().enumerate() {
+            let x = (f64::from(k) * PRIMES[j].sqrt() + 0.5).fract();
+            let floor = if name == "cpu_scale" {
+                *value / 10.0
+            } else {
+                0.0
+            };
+            *value = (*value + (2.0 * x - 1.0) * uncertainties[j]).max(floor);
+        }
+        v.samples = serde_json::Value::Null;
+        v.description = format!("variant {k} of {}", self.description);
+        v
+    }
+
     /// Every cost finite and non-negative, `cpu_scale` positive.
     pub fn check(&self, name: &str) -> Result<(), ProfileError> {
         for (field, value) in self.figures() {
@@ -512,6 +563,61 @@ mod tests {
         std::fs::write(&p, r#"{"spread": {"cpu_scale": {"n": 3, "sd": 1}}}"#).unwrap();
         let e = CostProfile::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field `sd`"), "{e}");
+    }
+
+    #[test]
+    fn variants_move_each_figure_within_its_uncertainty_and_no_further() {
+        let mut p = CostProfile {
+            instance_create_ms: 200.0,
+            image_build_ms_per_mb: 1.0,
+            cpu_scale: 0.9,
+            network_ms: 0.3,
+            ..CostProfile::default()
+        };
+        p.spread.insert(
+            "instance_create_ms".into(),
+            Spread::of_samples(&[180.0, 220.0]),
+        );
+        p.spread.insert(
+            "image_build_ms_per_mb".into(),
+            Spread::fitted(14, Some(2.0)),
+        );
+        p.spread
+            .insert("cpu_scale".into(), Spread::of_samples(&[0.88, 0.92]));
+        // No uncertainty: held.
+        p.spread
+            .insert("network_ms".into(), Spread::of_samples(&[0.3, 0.3]));
+        assert_eq!(
+            p.varied_figures(),
+            vec!["image_build_ms_per_mb", "instance_create_ms", "cpu_scale"]
+        );
+        let variants: Vec<CostProfile> = (1..=16).map(|k| p.variant(k)).collect();
+        for v in &variants {
+            assert!((180.0..=220.0).contains(&v.instance_create_ms), "{v:?}");
+            assert!((0.88..=0.92).contains(&v.cpu_scale), "{v:?}");
+            // 1 ± 2, not below 0.
+            assert!((0.0..=3.0).contains(&v.image_build_ms_per_mb), "{v:?}");
+            assert_eq!((v.network_ms, v.pooled_ms), (0.3, 0.0));
+            assert!(v.check("v").is_ok());
+        }
+        // They spread over the interval, each figure on its own sequence
+        // (variant 1: the build's √3 + ½ has the fraction .232, below 0
+        // at 1 - .536 · 2; creation's √5 + ½ the fraction .736).
+        let creates: Vec<f64> = variants.iter().map(|v| v.instance_create_ms).collect();
+        assert!(creates.iter().any(|&c| c < 190.0) && creates.iter().any(|&c| c > 210.0));
+        let x1 = (5f64.sqrt() + 0.5).fract();
+        assert!((variants[0].instance_create_ms - (200.0 + (2.0 * x1 - 1.0) * 20.0)).abs() < 1e-9);
+        assert!(
+            variants[0].image_build_ms_per_mb.abs() < 1e-12,
+            "{:?}",
+            variants[0]
+        );
+        // The same variant on every call.
+        assert_eq!(p.variant(5), p.variant(5));
+        assert_eq!(
+            p.variant(5).description,
+            "variant 5 of ideal platform: no overheads"
+        );
     }
 
     #[test]

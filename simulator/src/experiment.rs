@@ -85,6 +85,20 @@
 //! with the digests of its inputs: a run from it on changed inputs says
 //! so ([`InputDigests`]).
 //!
+//! # The cost profile's uncertainty (DES mode)
+//! The simulated costs are a calibration's, itself a measurement with a
+//! spread (`des::Spread`). `--profile-variants N` simulates every
+//! algorithm at every point again, with the first repetition's seed, on N
+//! variants of the profile ([`des::CostProfile::variant`]: each figure
+//! with a recorded spread moved within its value ± its uncertainty, by a
+//! fixed sequence, so variant k is the same in every run), without logs;
+//! the report's "Sensitivity to the cost profile" gives each algorithm's
+//! mean and p99 latency, cold starts and failures on the profile with
+//! their range over the variants, and says whether the ranking by mean
+//! latency holds on every variant (in bold when it does not); `run.json`'s
+//! `profile_variants` holds every figure. A profile with no spread is
+//! refused (nothing to vary), as is the option in live mode.
+//!
 //! # Noise
 //! Live runs record the host and, per run, the machine's CPU use by other
 //! processes, CPU steal, load average and the replay's dispatch lag, and
@@ -157,6 +171,9 @@ pub const DEFAULT_SCENARIO: &str = "scenarios/small.csv";
 /// and rr's mean latency drifted from 50 to 35 ms over five quiet runs
 /// (±22 %); at a quarter every algorithm stayed within ±8 %.
 pub const DEFAULT_PACKAGE_SCALE: f64 = 0.25;
+
+/// At most this many variants of the cost profile (`--profile-variants`).
+pub const MAX_PROFILE_VARIANTS: u32 = 64;
 
 /// Why an experiment failed.
 #[derive(Debug, thiserror::Error)]
@@ -437,6 +454,13 @@ pub struct Args {
     /// Live mode: run a disturbed run again, up to N times [default: 0].
     #[arg(long)]
     pub retry_disturbed: Option<u32>,
+    /// DES mode: also simulate every algorithm at every point (the first
+    /// repetition's seed) on N variants of the cost profile, each figure
+    /// moved within its recorded spread; the report gives each metric's
+    /// range over them and says whether the algorithms' ranking holds
+    /// (0-64) [default: 0].
+    #[arg(long)]
+    pub profile_variants: Option<u32>,
     /// Live mode: fail (exit status 3) if a run is disturbed, after
     /// writing the report.
     #[arg(long)]
@@ -557,6 +581,9 @@ pub struct Plan {
     /// Memory of each node for instances, MB.
     pub node_memory_mb: u32,
     pub retry_disturbed: u32,
+    /// DES mode: variants of the cost profile to simulate too
+    /// ([`des::CostProfile::variant`]).
+    pub profile_variants: u32,
     pub strict: bool,
     pub settings: Vec<Setting>,
     pub sweep: Option<Sweep>,
@@ -749,6 +776,7 @@ impl Plan {
                 .or(file.node_memory_mb)
                 .unwrap_or(NodeInfo::DEFAULT_MEMORY_MB),
             retry_disturbed: args.retry_disturbed.or(file.retry_disturbed).unwrap_or(0),
+            profile_variants: args.profile_variants.or(file.profile_variants).unwrap_or(0),
             strict: args.strict || file.strict.unwrap_or(false),
             settings,
             sweep: args.sweep.clone().or(file.sweep),
@@ -784,6 +812,18 @@ impl Plan {
                 spec::MAX_POINTS,
                 self.repeat
             ));
+        }
+        if self.profile_variants > MAX_PROFILE_VARIANTS {
+            return bad(format!(
+                "--profile-variants must be between 0 and {MAX_PROFILE_VARIANTS}, got {}",
+                self.profile_variants
+            ));
+        }
+        if self.profile_variants > 0 && self.mode != Mode::Des {
+            return bad(
+                "--profile-variants varies the simulator's cost profile: it needs --mode des"
+                    .into(),
+            );
         }
         if !(self.load_factor.is_finite() && self.load_factor > 0.0) {
             return bad(format!(
@@ -1081,6 +1121,7 @@ impl Plan {
             },
             node_memory_mb: Some(self.node_memory_mb),
             retry_disturbed: Some(self.retry_disturbed),
+            profile_variants: (self.profile_variants > 0).then_some(self.profile_variants),
             strict: Some(self.strict),
             settings,
             sweep: self.sweep.clone(),
@@ -1151,6 +1192,55 @@ impl PointRecord {
             instances: InstanceModel::HotFunctions,
             node_memory_mb: NodeInfo::DEFAULT_MEMORY_MB,
             schedulers: Vec::new(),
+        }
+    }
+}
+
+/// DES mode, `--profile-variants`: every algorithm at every point on
+/// variants of the cost profile ([`des::CostProfile::variant`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileVariants {
+    /// Variants per algorithm and point.
+    pub count: u32,
+    /// The figures the variants move (those with a recorded spread), and
+    /// those they hold.
+    pub varied: Vec<String>,
+    pub held: Vec<String>,
+    /// Each algorithm at each point on the profile itself (variant 0: its
+    /// first repetition) and on each variant, with the first repetition's
+    /// seed.
+    pub runs: Vec<VariantRun>,
+}
+
+/// One algorithm at one point on one variant of the cost profile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantRun {
+    pub point: usize,
+    pub algorithm: String,
+    /// 0: the profile itself; `k`: [`des::CostProfile::variant`] `k`.
+    pub variant: u32,
+    /// Over successful calls (None: no call succeeded).
+    pub mean_latency_ms: Option<f64>,
+    pub p99_latency_ms: Option<f64>,
+    pub cold_start_ratio: f64,
+    pub failed_pct: f64,
+}
+
+impl VariantRun {
+    fn of(point: usize, algorithm: &str, variant: u32, s: &des::Summary) -> Self {
+        let ok = s.completed > 0;
+        Self {
+            point,
+            algorithm: algorithm.to_string(),
+            variant,
+            mean_latency_ms: ok.then_some(s.latency_ms.mean),
+            p99_latency_ms: ok.then_some(s.latency_ms.p99),
+            cold_start_ratio: s.cold_start_ratio,
+            failed_pct: if s.invocations > 0 {
+                100.0 * s.failed as f64 / s.invocations as f64
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -1275,6 +1365,10 @@ pub struct ExperimentRecord {
     /// kind of machine ([`crate::profile_origin`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_profile: Option<crate::profile_origin::ProfileOrigin>,
+    /// DES mode, `--profile-variants`: the runs on variants of the cost
+    /// profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_variants: Option<ProfileVariants>,
     /// The rule that marks a live run disturbed.
     pub noise_thresholds: Option<Thresholds>,
     /// Child processes started (live mode), all stopped at the end.
@@ -1442,6 +1536,17 @@ pub async fn run_experiment(
         ),
         Mode::Live => None,
     };
+    if let Some(p) = profile.as_ref().filter(|_| plan.profile_variants > 0) {
+        if p.varied_figures().is_empty() {
+            return Err(ExperimentError::BadArgument(format!(
+                "--profile-variants moves each figure of the cost profile within its recorded \
+                 spread, and {} records none (an ideal profile, or one calibrated before \
+                 profiles recorded their spread): recalibrate it with `simulator calibrate \
+                 --runs 3` (simulator/profiles/README.md)",
+                p.file.as_deref().unwrap_or("the profile")
+            )));
+        }
+    }
     // The inputs' digests, against those of the experiment file.
     let digest = |p: &Path| utils::provenance::file_blake2b(p).ok();
     let inputs = InputDigests {
@@ -1540,6 +1645,7 @@ pub async fn run_experiment(
         cost_profile: profile
             .as_ref()
             .map(|p| crate::profile_origin::ProfileOrigin::of(p, &HostInfo::read())),
+        profile_variants: None,
         noise_thresholds: (plan.mode == Mode::Live).then(Thresholds::default),
         children: Vec::new(),
         cluster: None,
@@ -1910,6 +2016,8 @@ fn run_des(
     }
     let total = points.len() * plan.repeat as usize * plan.algorithms.len();
     let mut n = 0;
+    // The profile itself, for `--profile-variants`.
+    let mut on_variants = Vec::new();
     for (pi, point) in points.iter().enumerate() {
         let precord = record.points[pi].clone();
         let node_cores = node_cores_of(point);
@@ -1949,6 +2057,9 @@ fn run_des(
                     None => crate::des::simulate(&workload, &config, Some(&mut out), true),
                 }
                 .map_err(|e| des_err(format!("{e:#}")))?;
+                if rep == 0 && plan.profile_variants > 0 {
+                    on_variants.push(VariantRun::of(pi, algorithm, 0, &summary));
+                }
                 out.flush()
                     .map_err(io_err(format!("writing {}", log.display())))?;
                 let mut sidecar = crate::des::sidecar_for(
@@ -1992,7 +2103,111 @@ fn run_des(
             }
         }
     }
+    if plan.profile_variants > 0 {
+        let precords = record.points.clone();
+        let variants = Variants {
+            plan,
+            profile: &profile,
+            workload: &workload,
+            config_of: &|pi: usize, algorithm: &str, variant: &des::CostProfile| {
+                config_of(&precords[pi], &points[pi], algorithm, plan.seed).map(|c| {
+                    des::DesConfig {
+                        profile: variant.clone(),
+                        ..c
+                    }
+                })
+            },
+        };
+        variants.run(on_variants, record, stop)?;
+    }
     Ok(())
+}
+
+/// A point's configuration for an algorithm on a profile.
+type ConfigOf<'a> =
+    &'a dyn Fn(usize, &str, &des::CostProfile) -> Result<des::DesConfig, ExperimentError>;
+
+/// `--profile-variants`'s runs.
+struct Variants<'a> {
+    plan: &'a Plan,
+    profile: &'a des::CostProfile,
+    workload: &'a des::Workload,
+    config_of: ConfigOf<'a>,
+}
+
+impl Variants<'_> {
+    /// Every algorithm at every point on each variant of the profile,
+    /// with the first repetition's seed, without logs; the figures go to
+    /// `record.profile_variants` with those of the profile itself
+    /// (`on_profile`), also when stopped midway.
+    fn run(
+        &self,
+        on_profile: Vec<VariantRun>,
+        record: &mut ExperimentRecord,
+        stop: &StopHandle,
+    ) -> Result<(), ExperimentError> {
+        let Variants {
+            plan,
+            profile,
+            workload,
+            config_of,
+        } = self;
+        let varied = profile.varied_figures();
+        let mut runs = on_profile;
+        let points = record.points.len();
+        let total = points * plan.algorithms.len() * plan.profile_variants as usize;
+        crate::note!(
+            "experiment: {total} runs on {} variants of the cost profile (moving {})",
+            plan.profile_variants,
+            varied.join(", ")
+        );
+        let mut n = 0;
+        'all: for k in 1..=plan.profile_variants {
+            let variant = profile.variant(k);
+            for pi in 0..points {
+                for algorithm in &plan.algorithms {
+                    if stop.level() != StopLevel::Run {
+                        break 'all;
+                    }
+                    n += 1;
+                    let started = Instant::now();
+                    let config = config_of(pi, algorithm, &variant)?;
+                    let summary = match &plan.closed_loop {
+                        Some(c) => crate::des::simulate_input(
+                            &crate::des::Input::ClosedLoop(repetition_loop(c, 0)),
+                            &config,
+                            None,
+                            true,
+                        ),
+                        None => crate::des::simulate(workload, &config, None, true),
+                    }
+                    .map_err(|e| ExperimentError::Des {
+                        algorithm: algorithm.to_string(),
+                        message: format!("profile variant {k}: {e:#}"),
+                    })?;
+                    crate::note!(
+                    "[variant {n}/{total}] {algorithm}, profile variant {k}: {} calls simulated in {:.2} s",
+                    summary.invocations,
+                    started.elapsed().as_secs_f64()
+                );
+                    runs.push(VariantRun::of(pi, algorithm, k, &summary));
+                }
+            }
+        }
+        record.profile_variants = Some(ProfileVariants {
+            count: plan.profile_variants,
+            varied: varied.iter().map(|s| s.to_string()).collect(),
+            held: profile
+                .figures()
+                .iter()
+                .map(|f| f.0)
+                .filter(|f| !varied.contains(f))
+                .map(str::to_string)
+                .collect(),
+            runs,
+        });
+        Ok(())
+    }
 }
 
 /// Runs `simulator experiment`.

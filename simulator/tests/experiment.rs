@@ -624,6 +624,141 @@ fn des_mode_says_which_machine_its_costs_describe() {
     );
 }
 
+/// `--profile-variants`: every algorithm runs again on variants of the
+/// cost profile, each figure moved within its recorded spread, and the
+/// report says how far the figures move and whether the ranking holds.
+#[test]
+fn des_mode_runs_the_algorithms_on_variants_of_the_cost_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    // Instance starts of 50-150 ms (three calibrations' range) and image
+    // builds of 300 ± 200 ms: the calls' latencies must follow them.
+    let spread = dir.path().join("spread.json");
+    std::fs::write(
+        &spread,
+        r#"{"runtime": "process", "instance_create_ms": 100, "image_build_base_ms": 300,
+            "network_ms": 1,
+            "spread": {"instance_create_ms": {"n": 21, "low": 50, "high": 150, "calibrations": 3},
+                       "image_build_base_ms": {"n": 7, "standard_error": 200}}}"#,
+    )
+    .unwrap();
+    let out = simulator()
+        .env("HF_DES_PROFILE", &spread)
+        .args(["experiment", "--mode", "des", "--name", "variants"])
+        .args([
+            "--algorithms",
+            "rr,ch",
+            "--profile-variants",
+            "4",
+            "--no-plots",
+        ])
+        .arg("--results-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[variant 8/8] ch, profile variant 4: "),
+        "{stderr}"
+    );
+    let run = dir.path().join("variants");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let v = &record["profile_variants"];
+    assert_eq!(v["count"], 4, "{v}");
+    assert_eq!(
+        v["varied"],
+        serde_json::json!(["image_build_base_ms", "instance_create_ms"])
+    );
+    let runs = v["runs"].as_array().unwrap();
+    // Two algorithms on the profile and on four variants.
+    assert_eq!(runs.len(), 10, "{v}");
+    let latencies = |alg: &str| -> Vec<f64> {
+        runs.iter()
+            .filter(|r| r["algorithm"] == alg)
+            .map(|r| r["mean_latency_ms"].as_f64().unwrap())
+            .collect()
+    };
+    for alg in ["rr", "ch"] {
+        let l = latencies(alg);
+        assert_eq!(l.len(), 5, "{alg}: {v}");
+        let (low, high) = (
+            l.iter().copied().fold(f64::MAX, f64::min),
+            l.iter().copied().fold(f64::MIN, f64::max),
+        );
+        assert!(
+            high > low,
+            "{alg}'s latency did not move with its costs: {l:?}"
+        );
+    }
+    // The profile's own figures are its first repetition's.
+    let rr0 = runs
+        .iter()
+        .find(|r| r["algorithm"] == "rr" && r["variant"] == 0)
+        .unwrap();
+    let first = record["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["algorithm"] == "rr")
+        .unwrap();
+    assert_eq!(rr0["mean_latency_ms"], first["des"]["latency_ms"]["mean"]);
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Sensitivity to the cost profile")
+            && report.contains("on 4 variants of the cost profile")
+            && report.contains("Moved: `image_build_base_ms`, `instance_create_ms`."),
+        "{report}"
+    );
+    let ranking = report
+        .lines()
+        .find(|l| l.starts_with("Ranking by mean latency on the profile: "))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(ranking.contains(" of 4 variants."), "{ranking}");
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("| rr | ") && l.matches('|').count() == 10)
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(row.contains('-'), "{row}");
+    // The experiment file records it, so its reproduce command runs them.
+    let toml = std::fs::read_to_string(run.join("experiment.toml")).unwrap();
+    assert!(toml.contains("profile_variants = 4"), "{toml}");
+
+    // A profile with no spread has nothing to vary: refused before
+    // anything runs; so is the option in live mode.
+    let bare = dir.path().join("bare.json");
+    std::fs::write(
+        &bare,
+        r#"{"runtime": "process", "instance_create_ms": 100}"#,
+    )
+    .unwrap();
+    for (env, mode, expected) in [
+        (&bare, "des", "records none"),
+        (&spread, "live", "it needs --mode des"),
+    ] {
+        let out = simulator()
+            .env("HF_DES_PROFILE", env)
+            .args(["experiment", "--mode", mode, "--name", "refused"])
+            .args([
+                "--algorithms",
+                "rr",
+                "--profile-variants",
+                "2",
+                "--no-plots",
+            ])
+            .arg("--results-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "{stderr}"
+        );
+        assert!(!dir.path().join("refused").exists());
+    }
+}
+
 /// Output to a pipe whose reader has gone (`... 2>&1 | head`, a `tee`
 /// that was stopped, a terminal gone): the lines are lost, not the
 /// experiment. Before, the first `eprintln!` after the pipe closed

@@ -825,6 +825,10 @@ fn report_markdown(
         );
     }
 
+    if let Some(sensitivity) = sensitivity_markdown(record) {
+        o.push_str(&sensitivity);
+    }
+
     if record.mode == Mode::Live {
         let _ = writeln!(o, "\n## Replays and noise\n");
         if let Some(t) = &record.noise_thresholds {
@@ -929,6 +933,154 @@ fn report_markdown(
 }
 
 /// The failed calls of every run that had some, by cause.
+/// `--profile-variants`: each algorithm's figures on the cost profile and
+/// their range over it and its variants, and whether the algorithms'
+/// ranking by mean latency holds on every variant.
+fn sensitivity_markdown(record: &ExperimentRecord) -> Option<String> {
+    let v = record.profile_variants.as_ref()?;
+    let mut o = String::new();
+    let _ = writeln!(o, "\n## Sensitivity to the cost profile\n");
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let _ = writeln!(
+        o,
+        "Every algorithm was simulated again on {} variants of the cost profile, with the first \
+         repetition's seed: each figure with a recorded spread moved within its value ± its \
+         uncertainty, independently of the others (`des::CostProfile::variant`). Moved: {}. \
+         Held (a spread of 0, or none recorded): {}. A range is the lowest and highest value over the \
+         profile and its variants; a difference between algorithms within their ranges is not \
+         established by this profile.",
+        v.count,
+        list(&v.varied),
+        list(&v.held)
+    );
+    // Title, value, how it is shown.
+    type Figure = (
+        &'static str,
+        fn(&VariantRun) -> Option<f64>,
+        fn(f64) -> String,
+    );
+    let figures: [Figure; 4] = [
+        (
+            "mean latency (ms)",
+            |r| r.mean_latency_ms,
+            |x| format!("{x:.1}"),
+        ),
+        (
+            "p99 latency (ms)",
+            |r| r.p99_latency_ms,
+            |x| format!("{x:.1}"),
+        ),
+        (
+            "cold starts (%)",
+            |r| Some(100.0 * r.cold_start_ratio),
+            |x| format!("{x:.1}"),
+        ),
+        ("failed (%)", |r| Some(r.failed_pct), |x| format!("{x:.1}")),
+    ];
+    for (pi, _) in record.points.iter().enumerate() {
+        let runs: Vec<&VariantRun> = v.runs.iter().filter(|r| r.point == pi).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        if record.points.len() > 1 {
+            let _ = writeln!(o, "\n### {}", point_label(record, pi));
+        }
+        let _ = write!(o, "\n| algorithm |");
+        for (title, _, _) in &figures {
+            let _ = write!(o, " {title}: profile | range |");
+        }
+        let _ = writeln!(o, "\n|---|{}", "---|---|".repeat(figures.len()));
+        for alg in &record.algorithms {
+            let of_alg: Vec<&&VariantRun> = runs.iter().filter(|r| &r.algorithm == alg).collect();
+            let _ = write!(o, "| {alg} |");
+            for (_, f, show) in &figures {
+                let on_profile = of_alg.iter().find(|r| r.variant == 0).and_then(|r| f(r));
+                let values: Vec<f64> = of_alg.iter().filter_map(|r| f(r)).collect();
+                let low = values.iter().copied().reduce(f64::min);
+                let high = values.iter().copied().reduce(f64::max);
+                let cell = on_profile.map_or_else(|| "-".to_string(), *show);
+                let range = match (low, high) {
+                    (Some(l), Some(h)) => format!("{}-{}", show(l), show(h)),
+                    _ => "-".to_string(),
+                };
+                let _ = write!(o, " {cell} | {range} |");
+            }
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(o, "\n{}", ranking_sentence(&record.algorithms, &runs));
+    }
+    Some(o)
+}
+
+/// The algorithms by mean latency on each variant (0: the profile), as
+/// a sentence: the profile's order and on how many variants it holds.
+fn ranking_sentence(algorithms: &[String], runs: &[&VariantRun]) -> String {
+    let mut variants: Vec<u32> = runs.iter().map(|r| r.variant).collect();
+    variants.sort_unstable();
+    variants.dedup();
+    let order = |variant: u32| -> Vec<&str> {
+        let mut algs: Vec<(&str, Option<f64>)> = algorithms
+            .iter()
+            .map(|a| {
+                let latency = runs
+                    .iter()
+                    .find(|r| r.variant == variant && &r.algorithm == a)
+                    .and_then(|r| r.mean_latency_ms);
+                (a.as_str(), latency)
+            })
+            .collect();
+        // Lowest first; no successful call last; ties in the list's order.
+        algs.sort_by(|a, b| match (a.1, b.1) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        algs.into_iter().map(|a| a.0).collect()
+    };
+    let show = |o: &[&str]| {
+        o.iter()
+            .map(|a| format!("`{a}`"))
+            .collect::<Vec<_>>()
+            .join(" < ")
+    };
+    let base = order(0);
+    let others: Vec<u32> = variants.into_iter().filter(|&k| k > 0).collect();
+    let differing: Vec<(u32, Vec<&str>)> = others
+        .iter()
+        .map(|&k| (k, order(k)))
+        .filter(|(_, o)| *o != base)
+        .collect();
+    let mut s = format!(
+        "Ranking by mean latency on the profile: {}; the same on {} of {} variants.",
+        show(&base),
+        others.len() - differing.len(),
+        others.len()
+    );
+    if let Some((k, o)) = differing.first() {
+        s.push_str(&format!(
+            " **The ranking depends on the profile within its uncertainty**: on variant {k}, {}{}.",
+            show(o),
+            if differing.len() > 1 {
+                format!(" ({} variants differ)", differing.len())
+            } else {
+                String::new()
+            }
+        ));
+    }
+    s
+}
+
 fn failures_markdown(analyses: &[utils::analyze::Analysis]) -> String {
     let mut o = String::new();
     for a in analyses.iter().filter(|a| a.failed > 0) {
@@ -1018,4 +1170,53 @@ fn with_noise_columns(csv: &str, record: &ExperimentRecord) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ranking_sentence_says_where_the_order_changes() {
+        let run = |algorithm: &str, variant: u32, latency: Option<f64>| VariantRun {
+            point: 0,
+            algorithm: algorithm.into(),
+            variant,
+            mean_latency_ms: latency,
+            p99_latency_ms: latency,
+            cold_start_ratio: 0.0,
+            failed_pct: 0.0,
+        };
+        let algorithms = vec!["rr".to_string(), "ch".to_string(), "ll".to_string()];
+        let mut runs = vec![
+            run("rr", 0, Some(8.0)),
+            run("ch", 0, Some(4.0)),
+            run("ll", 0, None),
+            run("rr", 1, Some(9.0)),
+            run("ch", 1, Some(5.0)),
+            run("ll", 1, None),
+        ];
+        let refs: Vec<&VariantRun> = runs.iter().collect();
+        // No successful call ranks last.
+        assert_eq!(
+            ranking_sentence(&algorithms, &refs),
+            "Ranking by mean latency on the profile: `ch` < `rr` < `ll`; the same on 1 of 1 variants."
+        );
+        runs.extend([
+            run("rr", 2, Some(5.0)),
+            run("ch", 2, Some(6.0)),
+            run("ll", 2, Some(7.0)),
+            run("rr", 3, Some(5.0)),
+            run("ch", 3, Some(5.0)),
+            run("ll", 3, None),
+        ]);
+        let refs: Vec<&VariantRun> = runs.iter().collect();
+        // Variant 3's tie keeps the list's order: rr before ch.
+        assert_eq!(
+            ranking_sentence(&algorithms, &refs),
+            "Ranking by mean latency on the profile: `ch` < `rr` < `ll`; the same on 1 of 3 \
+             variants. **The ranking depends on the profile within its uncertainty**: on \
+             variant 2, `rr` < `ch` < `ll` (2 variants differ)."
+        );
+    }
 }

@@ -34,6 +34,7 @@
 //! keep_alive_s = 600.0
 //! node_memory_mb = 2048             # per node: instances' memory limit
 //! retry_disturbed = 1               # live: rerun a disturbed run once
+//! profile_variants = 8              # DES: also on 8 variants of the profile
 //! strict = false                    # live: fail if a run is disturbed
 //!
 //! [settings]                        # worker options, scheduler parameters
@@ -284,6 +285,8 @@ pub struct ExperimentFile {
     pub node_memory_mb: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_disturbed: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_variants: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
