@@ -1749,6 +1749,7 @@ const OUTPUTS: &[&str] = &[
     "runs.csv",
     "run.json",
     "experiment.toml",
+    "profile-variants.csv",
     "logs",
     "plots",
     "process-logs",

@@ -720,6 +720,14 @@ fn des_mode_runs_the_algorithms_on_variants_of_the_cost_profile() {
         .find(|l| l.starts_with("| rr | ") && l.matches('|').count() == 10)
         .unwrap_or_else(|| panic!("{report}"));
     assert!(row.contains('-'), "{row}");
+    let csv = std::fs::read_to_string(run.join("profile-variants.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "point,algorithm,variant,mean_latency_ms,p99_latency_ms,cold_start_ratio,failed_pct"
+    );
+    assert_eq!(lines.len(), 11, "{csv}");
+    assert!(lines[1].starts_with(",rr,0,"), "{csv}");
     // The experiment file records it, so its reproduce command runs them.
     let toml = std::fs::read_to_string(run.join("experiment.toml")).unwrap();
     assert!(toml.contains("profile_variants = 4"), "{toml}");

@@ -177,6 +177,9 @@ pub(super) fn write_report(
     )?;
     let toml = record.file.to_toml();
     write("experiment.toml", toml.clone())?;
+    if let Some(csv) = variants_csv(record) {
+        write("profile-variants.csv", csv)?;
+    }
 
     let mut plots: Vec<(String, String)> = Vec::new();
     let mut plot_errors = Vec::new();
@@ -925,6 +928,12 @@ fn report_markdown(
         "- `summary.csv`: the comparison table{}\n- `runs.csv`: one row per run\n- `run.json`: every parameter, per-run summary and noise figures\n- `experiment.toml`: the resolved experiment\n- `logs/<run>.log`: the logs (original HotFunctions format; `utils analyze` reads them), each with its `.meta.json` sidecar",
         if aggregate_table.is_some() { " (means and 95 % CIs)" } else { "" }
     );
+    if record.profile_variants.is_some() {
+        let _ = writeln!(
+            o,
+            "- `profile-variants.csv`: each algorithm's figures on the cost profile (variant 0) and on each variant"
+        );
+    }
     if record.mode == Mode::Live {
         let _ = writeln!(o, "- `process-logs/`: output of the workers and balancers");
     }
@@ -1018,6 +1027,32 @@ fn sensitivity_markdown(record: &ExperimentRecord) -> Option<String> {
             let _ = writeln!(o);
         }
         let _ = writeln!(o, "\n{}", ranking_sentence(&record.algorithms, &runs));
+    }
+    Some(o)
+}
+
+/// `profile-variants.csv`: one row per point, algorithm and variant of
+/// the cost profile (0: the profile itself); empty cells where no call
+/// succeeded.
+fn variants_csv(record: &ExperimentRecord) -> Option<String> {
+    let v = record.profile_variants.as_ref()?;
+    let mut o = String::from(
+        "point,algorithm,variant,mean_latency_ms,p99_latency_ms,cold_start_ratio,failed_pct\n",
+    );
+    let opt = |x: Option<f64>| x.map_or_else(String::new, |x| x.to_string());
+    for r in &v.runs {
+        // As summary.csv's: a swept value (no comma) or empty.
+        let _ = writeln!(
+            o,
+            "{},{},{},{},{},{},{}",
+            point_label(record, r.point),
+            r.algorithm,
+            r.variant,
+            opt(r.mean_latency_ms),
+            opt(r.p99_latency_ms),
+            r.cold_start_ratio,
+            r.failed_pct
+        );
     }
     Some(o)
 }
