@@ -143,7 +143,39 @@ fn hotfunctions_short() {
 
 #[test]
 fn chrlu_short() {
-    reproduce_short("chrlu", 3);
+    let dir = reproduce_short("chrlu", 3);
+    let out = dir.path().join("chrlu");
+    // The same calls on two variants of the cost profile: each headline
+    // figure's range over them, and whether the order held.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let table = table_after(&report, "## Published vs ours");
+    let column = table[0]
+        .iter()
+        .position(|h| h == "over 2 profile variants")
+        .unwrap_or_else(|| panic!("{:?}", table[0]));
+    for row in &table[1..] {
+        let (low, high) = row[column]
+            .trim_end_matches('x')
+            .split_once('-')
+            .unwrap_or_else(|| panic!("not a range: {row:?}"));
+        let (low, high): (f64, f64) = (low.parse().unwrap(), high.parse().unwrap());
+        assert!(low <= high, "{row:?}");
+    }
+    assert!(
+        report.contains("ran again on the same calls on 2 variants of the profile")
+            && report.contains(" held on "),
+        "{report}"
+    );
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let v = &run["results"]["profile_variants"];
+    assert_eq!(v["variants"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(
+        v["variants"][1]["outcomes"].as_array().map(Vec::len),
+        Some(4),
+        "{v}"
+    );
+    assert!(v["varied"].as_array().is_some_and(|f| !f.is_empty()), "{v}");
 }
 
 #[test]

@@ -16,6 +16,13 @@
 //! OpenWhisk runs Docker containers). Slowdown of a call: its duration over
 //! the fastest warm duration of its function in any of the four runs (the
 //! function's uncontended warm time, as near as the runs show it).
+//!
+//! The profile's uncertainty: the four algorithms run again on
+//! [`Size::profile_variants`] variants of the profile
+//! ([`des::CostProfile::variant`]: each calibrated figure moved within its
+//! recorded spread), on the same calls, and the report gives each
+//! headline figure's range over them and whether the algorithms' order
+//! by mean duration holds on every variant.
 
 use std::time::Duration;
 
@@ -38,6 +45,9 @@ pub const ALGORITHMS: [(&str, &str); 4] = [
     ("openwhisk", "OpenWhisk"),
 ];
 
+/// How long an idle instance is kept (OpenWhisk's idle-container timeout).
+const KEEP_ALIVE_S: u64 = 600;
+
 /// Target CPU utilisation of the cluster (calls' CPU work over all cores).
 pub const UTILISATION: f64 = 0.7;
 
@@ -48,6 +58,8 @@ pub struct Size {
     pub cores: u32,
     pub node_memory_mb: u32,
     pub duration_s: f64,
+    /// Variants of the cost profile the algorithms also run on.
+    pub profile_variants: u32,
 }
 
 impl Size {
@@ -58,6 +70,7 @@ impl Size {
                 cores: 4,
                 node_memory_mb: 8192,
                 duration_s: 600.0,
+                profile_variants: 2,
             }
         } else {
             Self {
@@ -65,6 +78,7 @@ impl Size {
                 cores: 8,
                 node_memory_mb: 16384,
                 duration_s: 3600.0,
+                profile_variants: 8,
             }
         }
     }
@@ -84,24 +98,17 @@ struct Outcome {
     wall_s: f64,
 }
 
-pub fn run(ctx: &Context) -> anyhow::Result<()> {
-    let size = Size::of(ctx.short);
-    let profile = sim::profile("docker")?;
-    let origin = sim::profile_origin("chrlu", &profile);
-    let (smallest, largest) = sim::catalog_package_bytes();
-    let cpu_ms_per_s = sim::catalog_cpu_ms_per_s() * profile.cpu_scale;
-    let cores = f64::from(size.nodes * size.cores);
-    let rate_scale = UTILISATION * cores * 1000.0 / cpu_ms_per_s;
-    let (generator, workload) = sim::catalog_workload(ctx.seed, size.duration_s, rate_scale)?;
-    crate::note!(
-        "chrlu: {} calls over {} s on {} nodes x {} cores (rate scale {rate_scale:.2})",
-        workload.arrivals.len(),
-        size.duration_s,
-        size.nodes,
-        size.cores
-    );
-    let keep_alive = Duration::from_secs(600);
-    let mut runs: Vec<(&str, des::Summary, RunLog)> = Vec::new();
+/// The four algorithms on `workload` with `profile` (`what` prefixes
+/// the progress lines): each run's summary and log.
+fn simulate_all(
+    ctx: &Context,
+    size: &Size,
+    workload: &des::Workload,
+    profile: &des::CostProfile,
+    what: &str,
+) -> anyhow::Result<Vec<(&'static str, des::Summary, RunLog)>> {
+    let keep_alive = Duration::from_secs(KEEP_ALIVE_S);
+    let mut runs = Vec::new();
     for (alg, label) in ALGORITHMS {
         let config = DesConfig {
             scheduler: SchedulerConfig::new(alg, [("seed", ctx.seed.to_string())])?,
@@ -112,9 +119,9 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             profile: profile.clone(),
             ..DesConfig::default()
         };
-        let (summary, log) = sim::simulate(&workload, &config, label)?;
+        let (summary, log) = sim::simulate(workload, &config, label)?;
         crate::note!(
-            "chrlu: {label}: {} calls, {:.1} % cold, mean duration {:.0} ms ({:.1} s wall)",
+            "chrlu: {what}{label}: {} calls, {:.1} % cold, mean duration {:.0} ms ({:.1} s wall)",
             summary.invocations,
             summary.cold_start_ratio * 100.0,
             summary.duration_ms.mean,
@@ -122,10 +129,14 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
         );
         runs.push((label, summary, log));
     }
+    Ok(runs)
+}
 
-    // Each function's fastest warm call over all runs.
+/// Each algorithm's figures from its run; a call's slowdown is over the
+/// fastest warm call of its function in any of `runs`.
+fn outcomes_of(runs: &[(&'static str, des::Summary, RunLog)]) -> Vec<Outcome> {
     let mut best: std::collections::HashMap<&str, i64> = Default::default();
-    for (_, _, log) in &runs {
+    for (_, _, log) in runs {
         for r in log.records.iter().filter(|r| !r.is_cold()) {
             let d = r.duration_ms().max(1);
             best.entry(r.function.as_str())
@@ -133,8 +144,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
                 .or_insert(d);
         }
     }
-    let outcomes: Vec<Outcome> = runs
-        .iter()
+    runs.iter()
         .map(|(label, s, log)| {
             let mut slowdowns: Vec<f64> = log
                 .records
@@ -164,7 +174,82 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
                 wall_s: s.performance.wall_seconds,
             }
         })
+        .collect()
+}
+
+/// OpenWhisk's mean duration over CH-RLU's (NaN without both).
+fn openwhisk_over_chrlu(outcomes: &[Outcome]) -> f64 {
+    let by = |name: &str| outcomes.iter().find(|o| o.algorithm == name);
+    match (by("OpenWhisk"), by("CH-RLU")) {
+        (Some(o), Some(r)) if r.mean_duration_ms > 0.0 => o.mean_duration_ms / r.mean_duration_ms,
+        _ => f64::NAN,
+    }
+}
+
+/// The algorithms from the shortest mean duration to the longest.
+fn order_by_duration(outcomes: &[Outcome]) -> Vec<&'static str> {
+    let mut o: Vec<&Outcome> = outcomes.iter().collect();
+    o.sort_by(|a, b| a.mean_duration_ms.total_cmp(&b.mean_duration_ms));
+    o.into_iter().map(|o| o.algorithm).collect()
+}
+
+/// `low-high` of `figure` over the variants (empty without variants).
+fn range_over(
+    variants: &[Vec<Outcome>],
+    figure: impl Fn(&[Outcome]) -> f64,
+    decimals: usize,
+) -> String {
+    let values: Vec<f64> = variants
+        .iter()
+        .map(|v| figure(v))
+        .filter(|x| x.is_finite())
         .collect();
+    match (
+        values.iter().copied().reduce(f64::min),
+        values.iter().copied().reduce(f64::max),
+    ) {
+        (Some(l), Some(h)) => format!("{l:.decimals$}-{h:.decimals$}"),
+        _ => "-".to_string(),
+    }
+}
+
+pub fn run(ctx: &Context) -> anyhow::Result<()> {
+    let size = Size::of(ctx.short);
+    let profile = sim::profile("docker")?;
+    let origin = sim::profile_origin("chrlu", &profile);
+    let (smallest, largest) = sim::catalog_package_bytes();
+    let cpu_ms_per_s = sim::catalog_cpu_ms_per_s() * profile.cpu_scale;
+    let cores = f64::from(size.nodes * size.cores);
+    let rate_scale = UTILISATION * cores * 1000.0 / cpu_ms_per_s;
+    let (generator, workload) = sim::catalog_workload(ctx.seed, size.duration_s, rate_scale)?;
+    crate::note!(
+        "chrlu: {} calls over {} s on {} nodes x {} cores (rate scale {rate_scale:.2})",
+        workload.arrivals.len(),
+        size.duration_s,
+        size.nodes,
+        size.cores
+    );
+    let runs = simulate_all(ctx, &size, &workload, &profile, "")?;
+    let outcomes = outcomes_of(&runs);
+
+    // The same calls on variants of the profile (none without a spread).
+    let varied = profile.varied_figures();
+    let variant_count = if varied.is_empty() {
+        0
+    } else {
+        size.profile_variants
+    };
+    let mut variants = Vec::new();
+    for k in 1..=variant_count {
+        let v = outcomes_of(&simulate_all(
+            ctx,
+            &size,
+            &workload,
+            &profile.variant(k),
+            &format!("profile variant {k}: "),
+        )?);
+        variants.push(v);
+    }
 
     // Figures.
     let bars: Vec<MetricEstimates> = outcomes
@@ -194,36 +279,65 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
 
     // The report.
     let by = |name: &str| outcomes.iter().find(|o| o.algorithm == name);
-    let (rlu, bl, ll, ow) = (
-        by("CH-RLU"),
-        by("CH-BL"),
-        by("least-loaded"),
-        by("OpenWhisk"),
-    );
-    let ow_over_rlu = match (ow, rlu) {
-        (Some(o), Some(r)) if r.mean_duration_ms > 0.0 => o.mean_duration_ms / r.mean_duration_ms,
-        _ => f64::NAN,
-    };
-    let mut table = Table::new(["figure", "published", "ours", "difference"]);
-    for (label, published, o) in [
-        ("CH-RLU median slowdown", 2.4, rlu),
-        ("CH-BL median slowdown", 2.4, bl),
-        ("least-loaded median slowdown", 4.0, ll),
+    let ow_over_rlu = openwhisk_over_chrlu(&outcomes);
+    let spread_column = format!("over {} profile variants", variants.len());
+    let mut table = Table::new(["figure", "published", "ours", &spread_column, "difference"]);
+    for (label, published, name) in [
+        ("CH-RLU median slowdown", 2.4, "CH-RLU"),
+        ("CH-BL median slowdown", 2.4, "CH-BL"),
+        ("least-loaded median slowdown", 4.0, "least-loaded"),
     ] {
-        let ours = o.map_or(f64::NAN, |o| o.median_slowdown);
+        let ours = by(name).map_or(f64::NAN, |o| o.median_slowdown);
+        let slowdown = |v: &[Outcome]| {
+            v.iter()
+                .find(|o| o.algorithm == name)
+                .map_or(f64::NAN, |o| o.median_slowdown)
+        };
         table.row([
             label.to_string(),
             format!("~{published}"),
             format!("{ours:.2}"),
+            range_over(&variants, slowdown, 2),
             fmt_pct(relative_change(ours, published)),
         ]);
     }
+    let ratio_range = range_over(&variants, openwhisk_over_chrlu, 2);
     table.row([
         "OpenWhisk mean latency / CH-RLU's".to_string(),
         "2.2x".to_string(),
         format!("{ow_over_rlu:.2}x"),
+        if variants.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{ratio_range}x")
+        },
         fmt_pct(relative_change(ow_over_rlu, 2.2)),
     ]);
+    let order = order_by_duration(&outcomes);
+    let same_order = variants
+        .iter()
+        .filter(|v| order_by_duration(v) == order)
+        .count();
+    let sensitivity = if variants.is_empty() {
+        "The profile records no spread, so the study did not run on variants of it.".to_string()
+    } else {
+        format!(
+            "The profile's own uncertainty: the four algorithms ran again on the same calls on {} \
+             variants of the profile, each calibrated figure moved within its recorded spread \
+             (moved: {}; `simulator experiment --profile-variants` does the same). The column \
+             \"{spread_column}\" gives each figure's lowest and highest value over them. The \
+             order of the algorithms by mean duration ({}) held on {same_order} of {}{}.",
+            variants.len(),
+            varied.join(", "),
+            order.join(" < "),
+            variants.len(),
+            if same_order == variants.len() {
+                ""
+            } else {
+                ": **it depends on the profile within its uncertainty**"
+            }
+        )
+    };
     let mut detail = Table::new([
         "algorithm",
         "calls",
@@ -309,6 +423,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
     ]);
     r.section("Published vs ours");
     r.table(&table);
+    r.paragraph(&sensitivity);
     r.table(&detail);
     r.figure(
         "comparison.png",
@@ -350,7 +465,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             "utilisation": UTILISATION,
             "rate_scale": rate_scale,
             "generator": generator,
-            "keep_alive_s": keep_alive.as_secs(),
+            "keep_alive_s": KEEP_ALIVE_S,
             "keep_alive_policy": "lru",
             "instance_model": "lambda",
             "profile": profile,
@@ -361,6 +476,16 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
         json!({
             "outcomes": outcomes,
             "openwhisk_over_chrlu_mean_duration": ow_over_rlu,
+            "profile_variants": {
+                "varied": varied,
+                "order_by_mean_duration": order,
+                "same_order": same_order,
+                "variants": variants.iter().enumerate().map(|(i, v)| json!({
+                    "variant": i + 1,
+                    "outcomes": v,
+                    "openwhisk_over_chrlu_mean_duration": openwhisk_over_chrlu(v),
+                })).collect::<Vec<_>>(),
+            },
             "summaries": runs.iter().map(|(l, s, _)| json!({"algorithm": l, "summary": s})).collect::<Vec<_>>(),
         }),
     )?;
