@@ -358,16 +358,9 @@ pub fn pool_runs(mut runs: Vec<CostProfile>) -> CostProfile {
     }
     let mut pooled = runs[0].clone();
     let mut spread = std::collections::BTreeMap::new();
-    for (name, value) in pooled.figures_mut() {
-        let figures: Vec<f64> = runs
-            .iter()
-            .map(|r| {
-                r.figures()
-                    .into_iter()
-                    .find(|f| f.0 == name)
-                    .map_or(0.0, |f| f.1)
-            })
-            .collect();
+    for (j, (name, value)) in pooled.figures_mut().into_iter().enumerate() {
+        // `figures` and `figures_mut` list them in one order.
+        let figures: Vec<f64> = runs.iter().map(|r| r.figures()[j].1).collect();
         *value = median(&figures).unwrap_or(0.0);
         let each: Vec<(f64, Option<&Spread>)> = runs
             .iter()

@@ -112,8 +112,9 @@
 //! `summary.csv` (one row per algorithm, or per algorithm and swept value
 //! with means and CIs when runs repeat), `runs.csv` (one row per run),
 //! `run.json` (every parameter, per-run summaries and noise figures),
-//! `experiment.toml`, `logs/<run>.log` with their `.meta.json` sidecars,
-//! `plots/` and `process-logs/` (the children's output). An existing
+//! `experiment.toml`, `profile-variants.csv` (with `--profile-variants`),
+//! `logs/<run>.log` with their `.meta.json` sidecars, `plots/` and
+//! `process-logs/` (the children's output). An existing
 //! run's outputs are never replaced without `--overwrite`, and a run holds
 //! its directory's lock (`crate::claim_output_dir`) from before it looks
 //! at it until it ends: a second run into it is refused, even with
