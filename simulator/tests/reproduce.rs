@@ -277,7 +277,20 @@ fn hiku_short() {
 
 #[test]
 fn keepalive_short() {
-    reproduce_short("keepalive", 3);
+    let dir = reproduce_short("keepalive", 3);
+    let out = dir.path().join("keepalive");
+    // FaasCache's ratio on two variants of the cost profile.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("On 2 variants of the profile, each calibrated figure moved within")
+            && report.contains("the best ratio ranged "),
+        "{report}"
+    );
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let best = &run["results"]["faascache_profile_variants"]["best_ratio_lru_over_gd"];
+    assert_eq!(best.as_array().map(Vec::len), Some(2), "{best}");
+    assert!(best[0][1].as_f64().is_some_and(f64::is_finite), "{best}");
 }
 
 #[test]

@@ -135,6 +135,34 @@ fn frontier_text(points: &[Point], hist: &Point) -> String {
     }
 }
 
+/// LRU's cold-start overhead over Greedy-Dual's at `mb` of node memory
+/// in the FaasCache part's `points` (NaN without both).
+fn lru_over_gd(points: &[Point], mb: u32) -> f64 {
+    let find = |p: &str| {
+        points
+            .iter()
+            .find(|q| q.policy == p && q.node_memory_mb == mb)
+    };
+    match (find("lru"), find("greedy-dual")) {
+        (Some(l), Some(g)) if g.overhead_s > 0.0 => l.overhead_s / g.overhead_s,
+        _ => f64::NAN,
+    }
+}
+
+/// The highest finite ratio and its memory (GB), NaN if none.
+fn best_ratio(ratios: &[(u32, f64)]) -> (u32, f64) {
+    ratios
+        .iter()
+        .filter(|(_, r)| r.is_finite())
+        .fold((0, f64::NAN), |a, &(gb, r)| {
+            if a.1.is_nan() || r > a.1 {
+                (gb, r)
+            } else {
+                a
+            }
+        })
+}
+
 pub fn run(ctx: &Context) -> anyhow::Result<()> {
     let profile = sim::profile("docker")?;
     let origin = sim::profile_origin("keepalive", &profile);
@@ -164,6 +192,32 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             config1.get_or_insert(config);
             part1.push(point);
         }
+    }
+    // The FaasCache ratio on variants of the profile (none without a
+    // spread): Greedy-Dual and LRU again on the same calls.
+    let varied = profile.varied_figures();
+    let variant_count = match (varied.is_empty(), ctx.short) {
+        (true, _) => 0,
+        (false, true) => 2,
+        (false, false) => 8,
+    };
+    let mut variant_best: Vec<(u32, f64)> = Vec::new();
+    for k in 1..=variant_count {
+        let variant = profile.variant(k);
+        let mut points = Vec::new();
+        for &gb in memories_gb {
+            for p in [KeepAlivePolicy::GreedyDual, KeepAlivePolicy::Lru] {
+                points.push(simulate(&w1, &variant, ctx.seed, p, ten_min, gb * 1024)?.0);
+            }
+        }
+        let ratios: Vec<(u32, f64)> = memories_gb
+            .iter()
+            .map(|&gb| (gb, lru_over_gd(&points, gb * 1024)))
+            .collect();
+        variant_best.push(best_ratio(&ratios));
+    }
+    if variant_count > 0 {
+        crate::note!("keepalive: FaasCache part on {variant_count} variants of the profile done");
     }
     let label1 = |p: &str| match p {
         "greedy-dual" => "Greedy-Dual".to_string(),
@@ -286,10 +340,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
                 )
             })
         };
-        let ratio = match (find("lru", gb * 1024), find("greedy-dual", gb * 1024)) {
-            (Some(l), Some(g)) if g.overhead_s > 0.0 => l.overhead_s / g.overhead_s,
-            _ => f64::NAN,
-        };
+        let ratio = lru_over_gd(&part1, gb * 1024);
         ratios.push((gb, ratio));
         t1.row([
             format!("{gb} GB"),
@@ -299,16 +350,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
             format!("{ratio:.2}x"),
         ]);
     }
-    let best = ratios
-        .iter()
-        .filter(|(_, r)| r.is_finite())
-        .fold((0, f64::NAN), |a, &(gb, r)| {
-            if a.1.is_nan() || r > a.1 {
-                (gb, r)
-            } else {
-                a
-            }
-        });
+    let best = best_ratio(&ratios);
     let mut t2 = Table::new(["policy", "cold starts", "idle memory (GB x h)", "evictions"]);
     for p in &part2 {
         t2.row([
@@ -436,7 +478,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
         .map(|(gb, r)| format!("{gb} GB ({r:.2}x)"))
         .collect();
     r.paragraph(&format!(
-        "FaasCache: our best ratio is {:.2}x ({} GB), against the paper's more than 3x.{} The gains \
+        "FaasCache: our best ratio is {:.2}x ({} GB), against the paper's more than 3x.{}{} The gains \
          of Greedy-Dual come from functions that differ in memory size and cold-start cost; here \
          every instance is 256 MB and a cold start differs between functions only by the package \
          load ({}; the image build, {}, is paid once per function whatever the policy), so Greedy-Dual's priority reduces to frequency x a nearly constant cost, plus its \
@@ -449,6 +491,26 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
          toward that result.",
         best.1,
         best.0,
+        if variant_best.is_empty() {
+            " The profile records no spread, so the part did not run on variants of it.".to_string()
+        } else {
+            let (low, high) = variant_best
+                .iter()
+                .filter(|b| b.1.is_finite())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), b| (l.min(b.1), h.max(b.1)));
+            format!(
+                " On {} variants of the profile, each calibrated figure moved within its recorded \
+                 spread (moved: {}; the same calls, Greedy-Dual and LRU again), the best ratio \
+                 ranged {low:.2}-{high:.2}x: {}.",
+                variant_best.len(),
+                varied.join(", "),
+                if high < 3.0 {
+                    "the gap to the paper's 3x is not the profile's uncertainty"
+                } else {
+                    "**within the profile's uncertainty the paper's 3x is reached**"
+                }
+            )
+        },
         if gd_worse.is_empty() {
             String::new()
         } else {
@@ -491,6 +553,10 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
         json!({
             "faascache": part1,
             "faascache_ratio_lru_over_gd": ratios,
+            "faascache_profile_variants": {
+                "varied": varied,
+                "best_ratio_lru_over_gd": variant_best,
+            },
             "wild": part2,
         }),
     )?;
