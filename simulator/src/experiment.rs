@@ -2049,16 +2049,8 @@ fn run_des(
                 let file = std::fs::File::create(&log)
                     .map_err(io_err(format!("creating {}", log.display())))?;
                 let mut out = std::io::BufWriter::new(file);
-                let summary = match &closed {
-                    Some(c) => crate::des::simulate_input(
-                        &crate::des::Input::ClosedLoop(c.clone()),
-                        &config,
-                        Some(&mut out),
-                        true,
-                    ),
-                    None => crate::des::simulate(&workload, &config, Some(&mut out), true),
-                }
-                .map_err(|e| des_err(format!("{e:#}")))?;
+                let summary = simulate_one(closed.as_ref(), &workload, &config, Some(&mut out))
+                    .map_err(|e| des_err(format!("{e:#}")))?;
                 if rep == 0 && plan.profile_variants > 0 {
                     on_variants.push(VariantRun::of(pi, algorithm, 0, &summary));
                 }
@@ -2106,92 +2098,44 @@ fn run_des(
         }
     }
     if plan.profile_variants > 0 {
-        let precords = record.points.clone();
-        let variants = Variants {
-            plan,
-            profile: &profile,
-            workload: &workload,
-            config_of: &|pi: usize, algorithm: &str, variant: &des::CostProfile| {
-                config_of(&precords[pi], &points[pi], algorithm, plan.seed).map(|c| {
-                    des::DesConfig {
-                        profile: variant.clone(),
-                        ..c
-                    }
-                })
-            },
-        };
-        variants.run(on_variants, record, stop)?;
-    }
-    Ok(())
-}
-
-/// A point's configuration for an algorithm on a profile.
-type ConfigOf<'a> =
-    &'a dyn Fn(usize, &str, &des::CostProfile) -> Result<des::DesConfig, ExperimentError>;
-
-/// `--profile-variants`'s runs.
-struct Variants<'a> {
-    plan: &'a Plan,
-    profile: &'a des::CostProfile,
-    workload: &'a des::Workload,
-    config_of: ConfigOf<'a>,
-}
-
-impl Variants<'_> {
-    /// Every algorithm at every point on each variant of the profile,
-    /// with the first repetition's seed, without logs; the figures go to
-    /// `record.profile_variants` with those of the profile itself
-    /// (`on_profile`), also when stopped midway.
-    fn run(
-        &self,
-        on_profile: Vec<VariantRun>,
-        record: &mut ExperimentRecord,
-        stop: &StopHandle,
-    ) -> Result<(), ExperimentError> {
-        let Variants {
-            plan,
-            profile,
-            workload,
-            config_of,
-        } = self;
+        // Every algorithm at every point on each variant of the profile,
+        // with the first repetition's seed, without logs; recorded with
+        // the profile's own figures, also when stopped midway.
         let varied = profile.varied_figures();
-        let mut runs = on_profile;
-        let points = record.points.len();
-        let total = points * plan.algorithms.len() * plan.profile_variants as usize;
+        let mut runs = on_variants;
+        let total = points.len() * plan.algorithms.len() * plan.profile_variants as usize;
         crate::note!(
             "experiment: {total} runs on {} variants of the cost profile (moving {})",
             plan.profile_variants,
             varied.join(", ")
         );
+        let closed = plan.closed_loop.as_ref().map(|c| repetition_loop(c, 0));
         let mut n = 0;
         'all: for k in 1..=plan.profile_variants {
             let variant = profile.variant(k);
-            for pi in 0..points {
+            for (pi, point) in points.iter().enumerate() {
                 for algorithm in &plan.algorithms {
                     if stop.level() != StopLevel::Run {
                         break 'all;
                     }
                     n += 1;
                     let started = Instant::now();
-                    let config = config_of(pi, algorithm, &variant)?;
-                    let summary = match &plan.closed_loop {
-                        Some(c) => crate::des::simulate_input(
-                            &crate::des::Input::ClosedLoop(repetition_loop(c, 0)),
-                            &config,
-                            None,
-                            true,
-                        ),
-                        None => crate::des::simulate(workload, &config, None, true),
-                    }
-                    .map_err(|e| ExperimentError::Des {
-                        algorithm: algorithm.to_string(),
-                        message: format!("profile variant {k}: {e:#}"),
-                    })?;
+                    let config = des::DesConfig {
+                        profile: variant.clone(),
+                        ..config_of(&record.points[pi], point, algorithm, plan.seed)?
+                    };
+                    let summary =
+                        simulate_one(closed.as_ref(), &workload, &config, None).map_err(|e| {
+                            ExperimentError::Des {
+                                algorithm: algorithm.to_string(),
+                                message: format!("profile variant {k}: {e:#}"),
+                            }
+                        })?;
                     crate::note!(
-                    "[variant {n}/{total}] {algorithm}, profile variant {k}: {} calls simulated in {:.2} s",
-                    summary.invocations,
-                    started.elapsed().as_secs_f64()
-                );
+                        "[variant {n}/{total}] {algorithm}, profile variant {k}: {} calls simulated in {:.2} s",
+                        summary.invocations,
+                        started.elapsed().as_secs_f64()
+                    );
                     runs.push(VariantRun::of(pi, algorithm, k, &summary));
                 }
             }
@@ -2208,7 +2152,22 @@ impl Variants<'_> {
                 .collect(),
             runs,
         });
-        Ok(())
+    }
+    Ok(())
+}
+
+/// One DES run of the scenario's `workload`, or of a closed loop.
+fn simulate_one(
+    closed: Option<&ClosedLoop>,
+    workload: &des::Workload,
+    config: &des::DesConfig,
+    log: Option<&mut dyn std::io::Write>,
+) -> anyhow::Result<des::Summary> {
+    match closed {
+        Some(c) => {
+            crate::des::simulate_input(&crate::des::Input::ClosedLoop(c.clone()), config, log, true)
+        }
+        None => crate::des::simulate(workload, config, log, true),
     }
 }
 
