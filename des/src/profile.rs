@@ -187,14 +187,17 @@ impl Spread {
         }
     }
 
+    /// Half of `high - low` (the samples', or the calibrations'), if both
+    /// are known.
+    pub fn half_range(&self) -> Option<f64> {
+        Some((self.high? - self.low?) / 2.0)
+    }
+
     /// The figure's uncertainty: its standard error, else half its
     /// samples' range; for a pooled figure, the larger of half the
     /// calibrations' range and one calibration's uncertainty.
     pub fn uncertainty(&self) -> Option<f64> {
-        let own = self.standard_error.or(match (self.low, self.high) {
-            (Some(l), Some(h)) => Some((h - l) / 2.0),
-            _ => None,
-        });
+        let own = self.standard_error.or(self.half_range());
         match (own, self.within_run) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -206,8 +209,8 @@ impl Spread {
     /// `within_run`): a single calibration of it understates how little
     /// is known. False when not pooled or nothing to compare.
     pub fn drifts(&self) -> bool {
-        match (self.calibrations, self.low, self.high, self.within_run) {
-            (Some(_), Some(l), Some(h), Some(w)) => (h - l) / 2.0 > w,
+        match (self.calibrations, self.half_range(), self.within_run) {
+            (Some(_), Some(half), Some(w)) => half > w,
             _ => false,
         }
     }

@@ -326,6 +326,16 @@ const WHOLE_MS_MEDIANS: [&str; 6] = [
     "lambda_warm_ms",
 ];
 
+/// Below this a figure's uncertainty is the worker's resolution, not
+/// noise: half a millisecond for the medians it reports in whole ms.
+fn resolution(name: &str) -> f64 {
+    if WHOLE_MS_MEDIANS.contains(&name) {
+        0.5
+    } else {
+        0.0
+    }
+}
+
 /// The figures of `profile` whose uncertainty ([`des::Spread`]) exceeds a
 /// quarter of their value (and, for the medians the worker reports in
 /// whole ms, half a millisecond): the name, and `name value spread`.
@@ -336,12 +346,7 @@ fn poorly_determined(profile: &CostProfile) -> Vec<(&'static str, String)> {
         .filter_map(|(name, value)| {
             let spread = profile.spread.get(name)?;
             let u = spread.uncertainty()?;
-            let resolution = if WHOLE_MS_MEDIANS.contains(&name) {
-                0.5
-            } else {
-                0.0
-            };
-            (u > resolution && u > 0.25 * value.abs())
+            (u > resolution(name) && u > 0.25 * value.abs())
                 .then(|| (name, format!("{name} {value:.3} {}", spread.describe())))
         })
         .collect()
@@ -403,13 +408,7 @@ fn drifting(profile: &CostProfile) -> Vec<String> {
         .into_iter()
         .filter_map(|(name, _)| {
             let spread = profile.spread.get(name)?;
-            let half_range = (spread.high? - spread.low?) / 2.0;
-            let resolution = if WHOLE_MS_MEDIANS.contains(&name) {
-                0.5
-            } else {
-                0.0
-            };
-            (spread.drifts() && half_range > resolution)
+            (spread.drifts() && spread.half_range()? > resolution(name))
                 .then(|| format!("{name} {}", spread.describe()))
         })
         .collect()
