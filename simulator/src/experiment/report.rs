@@ -1015,13 +1015,11 @@ fn sensitivity_markdown(record: &ExperimentRecord) -> Option<String> {
             for (_, f, show) in &figures {
                 let on_profile = of_alg.iter().find(|r| r.variant == 0).and_then(|r| f(r));
                 let values: Vec<f64> = of_alg.iter().filter_map(|r| f(r)).collect();
-                let low = values.iter().copied().reduce(f64::min);
-                let high = values.iter().copied().reduce(f64::max);
                 let cell = on_profile.map_or_else(|| "-".to_string(), *show);
-                let range = match (low, high) {
-                    (Some(l), Some(h)) => format!("{}-{}", show(l), show(h)),
-                    _ => "-".to_string(),
-                };
+                let range = Estimate::of(&values).map_or_else(
+                    || "-".to_string(),
+                    |e| format!("{}-{}", show(e.min), show(e.max)),
+                );
                 let _ = write!(o, " {cell} | {range} |");
             }
             let _ = writeln!(o);

@@ -199,18 +199,12 @@ fn range_over(
     figure: impl Fn(&[Outcome]) -> f64,
     decimals: usize,
 ) -> String {
-    let values: Vec<f64> = variants
-        .iter()
-        .map(|v| figure(v))
-        .filter(|x| x.is_finite())
-        .collect();
-    match (
-        values.iter().copied().reduce(f64::min),
-        values.iter().copied().reduce(f64::max),
-    ) {
-        (Some(l), Some(h)) => format!("{l:.decimals$}-{h:.decimals$}"),
-        _ => "-".to_string(),
-    }
+    let values: Vec<f64> = variants.iter().map(|v| figure(v)).collect();
+    // The finite ones.
+    Estimate::of(&values).map_or_else(
+        || "-".to_string(),
+        |e| format!("{:.decimals$}-{:.decimals$}", e.min, e.max),
+    )
 }
 
 pub fn run(ctx: &Context) -> anyhow::Result<()> {

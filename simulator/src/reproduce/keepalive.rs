@@ -493,11 +493,10 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
         best.0,
         if variant_best.is_empty() {
             " The profile records no spread, so the part did not run on variants of it.".to_string()
-        } else {
-            let (low, high) = variant_best
-                .iter()
-                .filter(|b| b.1.is_finite())
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), b| (l.min(b.1), h.max(b.1)));
+        } else if let Some(e) =
+            Estimate::of(&variant_best.iter().map(|b| b.1).collect::<Vec<_>>())
+        {
+            let (low, high) = (e.min, e.max);
             format!(
                 " On {} variants of the profile, each calibrated figure moved within its recorded \
                  spread (moved: {}; the same calls, Greedy-Dual and LRU again), the best ratio \
@@ -509,6 +508,12 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
                 } else {
                     "**within the profile's uncertainty the paper's 3x is reached**"
                 }
+            )
+        } else {
+            format!(
+                " On {} variants of the profile, no memory size gave both policies a cold-start \
+                 overhead, so the ratio is not defined there.",
+                variant_best.len()
             )
         },
         if gd_worse.is_empty() {
