@@ -46,8 +46,8 @@ pub struct RunSidecar {
     pub producer: String,
     /// The producer's version (`CARGO_PKG_VERSION`).
     pub version: String,
-    /// The source revision the producer ran from, read before the run
-    /// started (absent outside a git checkout).
+    /// The revision of the sources the producer's binary was built from
+    /// (absent if built outside a git checkout).
     #[serde(default)]
     pub git: Option<GitRevision>,
     /// When the run started, `YYYY-MM-DD HH:MM:SS UTC`.
@@ -129,8 +129,8 @@ pub struct GitRevision {
     /// Full commit hash of `HEAD`.
     pub commit: String,
     /// True if tracked or new source files differed from `HEAD` when the
-    /// run started (outputs under `results/` and build products do not
-    /// count).
+    /// binary was built (outputs under `results/` and build products do
+    /// not count).
     pub dirty: bool,
 }
 

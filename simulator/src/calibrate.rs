@@ -781,8 +781,7 @@ async fn measure(
 
 /// Runs `simulator calibrate`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    // Before anything is written or measured.
-    let git = utils::provenance::git_revision(None);
+    let git = utils::provenance::source_revision();
     let load_at_start = crate::experiment::host::load_average();
     if !is_loopback_url(&args.worker_url) {
         crate::note!(

@@ -44,7 +44,7 @@
 //!   machine cores, capacity, instance model and keep-alive, worker
 //!   options, the cost profile's values and file, scales, epoch) plus a
 //!   `run` section ([`RunInfo`]): producer, version (`CARGO_PKG_VERSION`),
-//!   git revision (read before anything is written), start time, command
+//!   git revision its binary was built from, start time, command
 //!   line, the environment variables it read, scenario, log, how the
 //!   profile was found, and whether it was measured on this kind of
 //!   machine (`profile_origin`: [`crate::profile_origin`]). Only
@@ -1022,8 +1022,7 @@ pub fn simulate(
 
 /// Runs `simulator des`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    // Before anything is written, so the run's outputs cannot make it dirty.
-    let git = utils::provenance::git_revision(None);
+    let git = utils::provenance::source_revision();
     let started_utc = utc_now();
     let (profile, profile_found_by) = args.profile()?;
     let profile_origin = ProfileOrigin::of(&profile, &HostInfo::read());

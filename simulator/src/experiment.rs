@@ -1492,8 +1492,7 @@ pub async fn run_experiment(
     command: &str,
     stop: &StopHandle,
 ) -> Result<ExperimentOutcome, ExperimentError> {
-    // The revision first: nothing has been written yet.
-    let git = utils::provenance::git_revision(None);
+    let git = utils::provenance::source_revision();
     let started = Instant::now();
     let started_utc = chrono::Utc::now()
         .format("%Y-%m-%d %H:%M:%S UTC")

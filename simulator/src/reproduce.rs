@@ -216,8 +216,7 @@ fn prepare_out(out: &Path, overwrite: bool) -> anyhow::Result<std::fs::File> {
 
 /// Runs `simulator reproduce`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    // The revision before anything is written.
-    let git = utils::provenance::git_revision(None);
+    let git = utils::provenance::source_revision();
     let out = args
         .out
         .clone()

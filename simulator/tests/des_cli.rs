@@ -1103,3 +1103,57 @@ fn a_summary_that_cannot_be_written_fails_before_the_run() {
     assert!(!log.exists(), "the run went ahead: {stderr}");
     assert!(!sidecar_path(&log).exists());
 }
+
+/// A run records the revision of the sources its binary was built from,
+/// whatever directory it is started in: not the commit of another git
+/// repository it runs inside (a researcher's paper, say), and not nothing
+/// outside any checkout.
+#[test]
+fn a_run_records_the_revision_its_binary_was_built_from() {
+    let git = |dir: &Path, args: &[&str]| -> Option<String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .output()
+            .expect("run git");
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap().trim().to_string())
+    };
+    let built_from = git(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["rev-parse", "HEAD"],
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other_repo = elsewhere.path().join("paper");
+    let plain = elsewhere.path().join("plain");
+    std::fs::create_dir_all(&other_repo).unwrap();
+    std::fs::create_dir_all(&plain).unwrap();
+    git(&other_repo, &["init", "-q"]).expect("git init");
+    git(
+        &other_repo,
+        &["commit", "-q", "--allow-empty", "-m", "paper"],
+    )
+    .expect("git commit");
+    let paper_commit = git(&other_repo, &["rev-parse", "HEAD"]).unwrap();
+    for dir in [&other_repo, &plain] {
+        let out = bin()
+            .current_dir(dir)
+            .args(["des", small().to_str().unwrap(), "-q"])
+            .args(["--summary-json", "s.json"])
+            .env_remove("HF_DES_PROFILE")
+            .output()
+            .unwrap();
+        ok(&out);
+        let recorded = json(&dir.join("s.json"))["run"]["git"]["commit"].clone();
+        assert_ne!(recorded, paper_commit.as_str(), "in {}", dir.display());
+        assert_eq!(
+            recorded.as_str(),
+            built_from.as_deref(),
+            "in {}",
+            dir.display()
+        );
+    }
+}

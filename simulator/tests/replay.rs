@@ -281,10 +281,10 @@ async fn the_callers_run_description_is_completed_not_replaced() {
     assert_eq!(run.extra["repetition"], 2);
     assert_eq!(run.extra["replay"]["ok"], summary.ok);
     assert_eq!(run.extra["replay"]["dispatched"], 2);
-    // The revision of the checkout the replay ran in (none outside one).
+    // The revision the binary was built from (none outside a checkout).
     assert_eq!(
         run.git.map(|g| g.commit),
-        utils::provenance::git_revision(None).map(|g| g.commit),
+        utils::provenance::source_revision().map(|g| g.commit),
         "{text}"
     );
     assert!(run.started_utc.ends_with(" UTC"), "{text}");

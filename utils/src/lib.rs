@@ -51,8 +51,8 @@
 //!
 //! - [`stats`]: [`stats::Estimate`], mean and 95 % confidence interval of
 //!   repeated runs.
-//! - [`provenance`]: [`provenance::git_revision`], the source revision a
-//!   run records (read before it starts).
+//! - [`provenance`]: [`provenance::source_revision`], the revision of the
+//!   sources the binary was built from, which a run records.
 //! - [`error_text`]: an error and its causes in one line, as the tools
 //!   (`utils`, `simulator`) print them.
 //!
@@ -93,6 +93,9 @@ pub mod import;
 pub mod logs;
 pub mod plot;
 pub mod provenance;
+// Read by build.rs (included by path); here for its tests.
+#[cfg(test)]
+mod git_status;
 pub mod report;
 pub mod stats;
 

@@ -1,15 +1,30 @@
-//! Where a run came from: the source revision, read once before the run
-//! touches anything (so a run's own outputs cannot make it "dirty").
+//! Where a run came from: the revision of the sources its binary was
+//! built from.
 //!
-//! "Dirty" means the *sources* differ from `HEAD`: a tracked file changed
-//! (outside `results/`, where runs write their outputs), or an untracked
-//! source file exists (`.rs`, `.toml`, `Cargo.lock`). An untracked log or
-//! plot a user left in the checkout does not count.
+//! `build.rs` reads the workspace's `HEAD` and `git status` when the
+//! binary is built, and reruns whenever a source of the workspace or
+//! `HEAD` changes; [`source_revision`] returns what it read. A run started
+//! in any directory (a paper's own repository, `/tmp`) so records the code
+//! that ran: neither the revision of whatever checkout it was started in,
+//! nor a newer one checked out after the binary was built.
+//!
+//! "Dirty" means the sources differed from `HEAD` when the binary was
+//! built (see `git_status.rs`): commit, then build, to record a clean
+//! revision.
 
 use std::path::Path;
-use std::process::Command;
 
 pub use protocol::sidecar::GitRevision;
+
+/// The revision of the sources this binary was built from, or `None` if
+/// it was built outside a git checkout or without `git`.
+pub fn source_revision() -> Option<GitRevision> {
+    let commit = option_env!("HF_SOURCE_COMMIT")?;
+    Some(GitRevision {
+        commit: commit.to_string(),
+        dirty: option_env!("HF_SOURCE_DIRTY") == Some("1"),
+    })
+}
 
 /// A BLAKE2b-256 digest in lowercase hex, as `b2sum -l 256` prints it.
 pub fn blake2b_hex(digest: &[u8]) -> String {
@@ -41,73 +56,6 @@ pub fn short_digest(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
 }
 
-/// Top-level folders whose changes are outputs, not sources.
-const OUTPUT_DIRS: &[&str] = &["results/", "target/"];
-
-/// The revision of the git checkout containing `dir` (the current
-/// directory if `None`), or `None` outside a checkout or without `git`.
-pub fn git_revision(dir: Option<&Path>) -> Option<GitRevision> {
-    let git = |args: &[&str]| -> Option<Vec<u8>> {
-        let mut c = Command::new("git");
-        if let Some(d) = dir {
-            c.arg("-C").arg(d);
-        }
-        let out = c
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        out.status.success().then_some(out.stdout)
-    };
-    let commit = String::from_utf8(git(&["rev-parse", "HEAD"])?).ok()?;
-    let commit = commit.trim().to_string();
-    if commit.is_empty() {
-        return None;
-    }
-    // Paths relative to the top level (`:/`), NUL-separated.
-    let status = git(&[
-        "status",
-        "--porcelain=v1",
-        "-z",
-        "--untracked-files=all",
-        "--",
-        ":/",
-    ])?;
-    Some(GitRevision {
-        commit,
-        dirty: status_is_dirty(&status),
-    })
-}
-
-/// Reads `git status --porcelain=v1 -z` output: true if a source changed.
-fn status_is_dirty(status: &[u8]) -> bool {
-    let mut entries = status.split(|&b| b == 0).filter(|e| e.len() > 3);
-    while let Some(entry) = entries.next() {
-        let code = &entry[..2];
-        let path = String::from_utf8_lossy(&entry[3..]);
-        if code[0] == b'R' || code[0] == b'C' {
-            // A rename's or copy's source path follows as its own entry.
-            entries.next();
-        }
-        if OUTPUT_DIRS.iter().any(|d| path.starts_with(d)) {
-            continue;
-        }
-        if code == b"??" {
-            if is_source(&path) {
-                return true;
-            }
-            continue;
-        }
-        return true;
-    }
-    false
-}
-
-fn is_source(path: &str) -> bool {
-    path.ends_with(".rs") || path.ends_with(".toml") || path.ends_with("Cargo.lock")
-}
-
 #[cfg(test)]
 mod tests {
     /// BLAKE2b-256 of known bytes (RFC 7693's "abc", 256-bit output, as
@@ -129,28 +77,21 @@ mod tests {
         assert!(super::file_blake2b(&dir.path().join("missing")).is_err());
     }
 
-    use super::*;
-
+    /// The build script's revision is this checkout's `HEAD` (cargo
+    /// reran it on the last commit): a clone of the project names it, an
+    /// exported tree without git gives `None`.
     #[test]
-    fn outputs_and_stray_files_are_not_dirty() {
-        assert!(!status_is_dirty(b""));
-        assert!(!status_is_dirty(b" M results/default/report.md\0"));
-        assert!(!status_is_dirty(b"?? run.log\0?? figs/cdf.png\0"));
-        assert!(status_is_dirty(b"?? utils/src/new.rs\0"));
-        assert!(status_is_dirty(b" M utils/src/lib.rs\0"));
-        assert!(status_is_dirty(b"M  README.md\0"));
-        assert!(status_is_dirty(b"R  b.rs\0a.rs\0"));
-        assert!(!status_is_dirty(b"R  results/b\0results/a\0"));
-    }
-
-    #[test]
-    fn reads_this_checkout_or_nothing() {
-        // In a clone of the project this names HEAD; in an exported tree
-        // without git it is None. Either way it never panics, and a
-        // directory outside any checkout gives None.
-        if let Some(r) = git_revision(None) {
+    fn the_recorded_revision_is_the_checkouts_head_at_build_time() {
+        let head = std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+        let recorded = super::source_revision();
+        assert_eq!(recorded.as_ref().map(|r| r.commit.clone()), head);
+        if let Some(r) = recorded {
             assert_eq!(r.commit.len(), 40, "{r:?}");
         }
-        assert!(git_revision(Some(Path::new("/"))).is_none());
     }
 }

@@ -353,7 +353,7 @@ pub fn import(config: &Azure2019Config, outputs: &Outputs) -> Result<ImportMeta,
     let meta = ImportMeta {
         generator: "utils import azure2019".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        git: crate::provenance::git_revision(None),
+        git: crate::provenance::source_revision(),
         parameters: ImportParameters::Azure2019(config.clone()),
         seed: config.seed,
         sources,

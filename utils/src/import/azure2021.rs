@@ -243,7 +243,7 @@ pub fn import(config: &Azure2021Config, outputs: &Outputs) -> Result<ImportMeta,
     let meta = ImportMeta {
         generator: "utils import azure2021".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        git: crate::provenance::git_revision(None),
+        git: crate::provenance::source_revision(),
         parameters: ImportParameters::Azure2021(config.clone()),
         seed: config.seed,
         sources,

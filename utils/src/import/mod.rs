@@ -300,7 +300,8 @@ pub struct ImportMeta {
     pub generator: String,
     /// The `utils` crate version.
     pub version: String,
-    /// The source revision, when run from a git checkout.
+    /// The revision of the sources `utils` was built from (absent if
+    /// built outside a git checkout).
     #[serde(default)]
     pub git: Option<crate::provenance::GitRevision>,
     pub parameters: ImportParameters,
