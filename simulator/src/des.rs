@@ -57,6 +57,15 @@
 //!   minus the reply's `InternalExecutionTime`; and a line naming the
 //!   machine the cost profile describes, when it is not of this one's kind
 //!   or not recorded.
+//! - **Profile variants** (`--profile-variants N`, 0-64): the input again,
+//!   without a log, on N variants of the cost profile
+//!   ([`des::CostProfile::variant`]: each figure with a recorded spread
+//!   moved within its uncertainty, the same variant k in every run). The
+//!   summary gains `profile_variants` (the figures moved and held, and
+//!   each run's mean and p99 latency, cold-start ratio and failures,
+//!   variant 0 being the run itself, as `simulator experiment` records
+//!   them), and a line gives each figure on the profile and its range. A
+//!   profile without a spread is refused before anything is written.
 //!
 //! An existing log, sidecar or summary is never replaced without
 //! `--overwrite`: every output is checked before anything is written.
@@ -137,6 +146,7 @@ use protocol::sidecar::{self, Cluster, GitRevision, RunSidecar, Scales};
 use serde::Serialize;
 
 use crate::experiment::host::HostInfo;
+use crate::experiment::{unvariable, ProfileVariants, VariantRun, VARIANT_FIGURES};
 use crate::profile_origin::ProfileOrigin;
 
 /// The producer named in sidecars and summaries.
@@ -219,6 +229,18 @@ pub struct Args {
     /// Use the ideal profile (no overheads) instead of a measured one.
     #[arg(long, conflicts_with = "profile")]
     pub ideal: bool,
+    /// Simulate again, without a log, on N variants of the cost profile
+    /// (0-64): each figure with a recorded spread moves within its
+    /// uncertainty (`des::CostProfile::variant`). The summary line and
+    /// `--summary-json` (`profile_variants`) give each result's range over
+    /// them: how much of it the profile does not pin down.
+    #[arg(
+        long,
+        default_value_t = 0,
+        conflicts_with = "ideal",
+        value_parser = clap::value_parser!(u32).range(0..=crate::experiment::MAX_PROFILE_VARIANTS as i64)
+    )]
+    pub profile_variants: u32,
     /// Instance concurrency model [default: hotfunctions, or lambda when
     /// --keep-alive-policy or --keep-alive-s is given].
     #[arg(long, value_enum)]
@@ -948,6 +970,9 @@ pub struct SummaryRecord<'a> {
     #[serde(flatten)]
     pub summary: &'a Summary,
     pub run: &'a RunInfo,
+    /// `--profile-variants`: the run again on variants of the cost profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_variants: Option<&'a ProfileVariants>,
 }
 
 /// The environment variables `simulator des` reads, with their values,
@@ -1020,12 +1045,77 @@ pub fn simulate(
     Ok(summary)
 }
 
+/// `--profile-variants`: `input` again, without a log, on each variant of
+/// `config`'s cost profile; variant 0 is the run's own `summary`.
+fn simulate_variants(
+    args: &Args,
+    input: &Input,
+    config: &DesConfig,
+    summary: &Summary,
+) -> anyhow::Result<ProfileVariants> {
+    let algorithm = config.scheduler.name();
+    let count = args.profile_variants;
+    if !args.quiet {
+        crate::note!(
+            "des: {count} runs on variants of the cost profile (moving {})",
+            config.profile.varied_figures().join(", ")
+        );
+    }
+    let mut runs = vec![VariantRun::of(0, algorithm, 0, summary)];
+    for k in 1..=count {
+        let on_variant = DesConfig {
+            profile: config.profile.variant(k),
+            ..config.clone()
+        };
+        let s = simulate_input(input, &on_variant, None, true)
+            .with_context(|| format!("profile variant {k}"))?;
+        if !args.quiet {
+            crate::note!(
+                "des: [variant {k}/{count}] {} calls simulated in {:.2} s",
+                s.invocations,
+                s.performance.wall_seconds
+            );
+        }
+        runs.push(VariantRun::of(0, algorithm, k, &s));
+    }
+    Ok(ProfileVariants::new(count, &config.profile, runs))
+}
+
+/// One line: each figure on the profile and its range over the variants.
+fn variants_line(v: &ProfileVariants) -> String {
+    let parts: Vec<String> = VARIANT_FIGURES
+        .iter()
+        .map(|(title, f, show)| {
+            let on_profile = v.runs.iter().find(|r| r.variant == 0).and_then(f);
+            let values: Vec<f64> = v.runs.iter().filter_map(f).collect();
+            let range = utils::stats::Estimate::of(&values).map_or_else(
+                || "-".to_string(),
+                |e| format!("{}-{}", show(e.min), show(e.max)),
+            );
+            format!(
+                "{title} {} ({range})",
+                on_profile.map_or_else(|| "-".to_string(), show)
+            )
+        })
+        .collect();
+    format!(
+        "over the profile and {} variants of it: {}",
+        v.count,
+        parts.join(", ")
+    )
+}
+
 /// Runs `simulator des`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let git = utils::provenance::source_revision();
     let started_utc = utc_now();
     let (profile, profile_found_by) = args.profile()?;
     let profile_origin = ProfileOrigin::of(&profile, &HostInfo::read());
+    if args.profile_variants > 0 {
+        if let Some(why) = unvariable(&profile) {
+            anyhow::bail!(why);
+        }
+    }
     let config = args.config_with(profile)?;
     let input = args.input()?;
     let described = input.describe(&args);
@@ -1092,6 +1182,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         simulate_input(&input, &config, None, args.quiet)?
     };
 
+    let variants = (args.profile_variants > 0)
+        .then(|| simulate_variants(&args, &input, &config, &summary))
+        .transpose()?;
+
     if let Some(p) = &args.summary_json {
         let run = RunInfo {
             producer: PRODUCER,
@@ -1111,6 +1205,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let record = SummaryRecord {
             summary: &summary,
             run: &run,
+            profile_variants: variants.as_ref(),
         };
         let json = serde_json::to_string_pretty(&record)?;
         match summary_out.as_mut() {
@@ -1122,6 +1217,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if !args.quiet {
         crate::note!("des: {}", summary_line(&summary));
+        if let Some(v) = &variants {
+            crate::note!("des: {}", variants_line(v));
+        }
         if profile_origin.worth_a_note() {
             crate::note!("des: cost profile: {}", profile_origin.text);
         }

@@ -1227,8 +1227,68 @@ pub struct VariantRun {
     pub failed_pct: f64,
 }
 
+/// A figure of [`VariantRun`] as reports show it: title, value, format.
+pub(crate) type VariantFigure = (
+    &'static str,
+    fn(&VariantRun) -> Option<f64>,
+    fn(f64) -> String,
+);
+
+/// The figures reports give over the variants of the cost profile.
+pub(crate) const VARIANT_FIGURES: [VariantFigure; 4] = [
+    (
+        "mean latency (ms)",
+        |r| r.mean_latency_ms,
+        |x| format!("{x:.1}"),
+    ),
+    (
+        "p99 latency (ms)",
+        |r| r.p99_latency_ms,
+        |x| format!("{x:.1}"),
+    ),
+    (
+        "cold starts (%)",
+        |r| Some(100.0 * r.cold_start_ratio),
+        |x| format!("{x:.1}"),
+    ),
+    ("failed (%)", |r| Some(r.failed_pct), |x| format!("{x:.1}")),
+];
+
+impl ProfileVariants {
+    /// `runs` on `count` variants of `profile`.
+    pub(crate) fn new(count: u32, profile: &des::CostProfile, runs: Vec<VariantRun>) -> Self {
+        let varied = profile.varied_figures();
+        Self {
+            count,
+            varied: varied.iter().map(|s| s.to_string()).collect(),
+            held: profile
+                .figures()
+                .iter()
+                .map(|f| f.0)
+                .filter(|f| !varied.contains(f))
+                .map(str::to_string)
+                .collect(),
+            runs,
+        }
+    }
+}
+
+/// Why `profile` cannot be varied (`--profile-variants`), if it cannot:
+/// it records no spread.
+pub(crate) fn unvariable(profile: &des::CostProfile) -> Option<String> {
+    profile.varied_figures().is_empty().then(|| {
+        format!(
+            "--profile-variants moves each figure of the cost profile within its recorded \
+             spread, and {} records none (an ideal profile, or one calibrated before \
+             profiles recorded their spread): recalibrate it with `simulator calibrate \
+             --runs 3` (simulator/profiles/README.md)",
+            profile.file.as_deref().unwrap_or("the profile")
+        )
+    })
+}
+
 impl VariantRun {
-    fn of(point: usize, algorithm: &str, variant: u32, s: &des::Summary) -> Self {
+    pub(crate) fn of(point: usize, algorithm: &str, variant: u32, s: &des::Summary) -> Self {
         let ok = s.completed > 0;
         Self {
             point,
@@ -1536,16 +1596,12 @@ pub async fn run_experiment(
         ),
         Mode::Live => None,
     };
-    if let Some(p) = profile.as_ref().filter(|_| plan.profile_variants > 0) {
-        if p.varied_figures().is_empty() {
-            return Err(ExperimentError::BadArgument(format!(
-                "--profile-variants moves each figure of the cost profile within its recorded \
-                 spread, and {} records none (an ideal profile, or one calibrated before \
-                 profiles recorded their spread): recalibrate it with `simulator calibrate \
-                 --runs 3` (simulator/profiles/README.md)",
-                p.file.as_deref().unwrap_or("the profile")
-            )));
-        }
+    if let Some(why) = profile
+        .as_ref()
+        .filter(|_| plan.profile_variants > 0)
+        .and_then(unvariable)
+    {
+        return Err(ExperimentError::BadArgument(why));
     }
     // The inputs' digests, against those of the experiment file.
     let digest = |p: &Path| utils::provenance::file_blake2b(p).ok();
@@ -2139,18 +2195,7 @@ fn run_des(
                 }
             }
         }
-        record.profile_variants = Some(ProfileVariants {
-            count: plan.profile_variants,
-            varied: varied.iter().map(|s| s.to_string()).collect(),
-            held: profile
-                .figures()
-                .iter()
-                .map(|f| f.0)
-                .filter(|f| !varied.contains(f))
-                .map(str::to_string)
-                .collect(),
-            runs,
-        });
+        record.profile_variants = Some(ProfileVariants::new(plan.profile_variants, &profile, runs));
     }
     Ok(())
 }

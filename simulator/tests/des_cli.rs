@@ -1157,3 +1157,120 @@ fn a_run_records_the_revision_its_binary_was_built_from() {
         );
     }
 }
+
+/// `--profile-variants N` runs the scenario again on N variants of the
+/// cost profile: the summary records each run (variant 0 is the run
+/// itself), the summary line gives each figure's range, the latency
+/// follows the varied costs, and a run on variant k is the same in every
+/// run. A profile without a spread, `--ideal` and more than 64 variants
+/// are refused before anything is written.
+#[test]
+fn a_run_on_variants_of_the_cost_profile_gives_each_results_range() {
+    let dir = tempfile::tempdir().unwrap();
+    // Instance starts of 50-150 ms (three calibrations' range), nothing else
+    // varied: every call here is cold, so its latency follows them.
+    let spread = dir.path().join("spread.json");
+    std::fs::write(
+        &spread,
+        r#"{"runtime": "process", "instance_create_ms": 100, "network_ms": 1,
+            "spread": {"instance_create_ms": {"n": 21, "low": 50, "high": 150, "calibrations": 3}}}"#,
+    )
+    .unwrap();
+    let run = |summary: &str| -> (serde_json::Value, String) {
+        let out = des(&[
+            small().to_str().unwrap(),
+            "--profile",
+            spread.to_str().unwrap(),
+            "--profile-variants",
+            "4",
+            "--summary-json",
+            dir.path().join(summary).to_str().unwrap(),
+        ]);
+        ok(&out);
+        (
+            json(&dir.path().join(summary)),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (s, stderr) = run("a.json");
+    let v = &s["profile_variants"];
+    assert_eq!(v["count"], 4, "{v}");
+    assert_eq!(v["varied"], serde_json::json!(["instance_create_ms"]));
+    assert!(v["held"].as_array().unwrap().len() > 5, "{v}");
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 5, "{v}");
+    let variants: Vec<u64> = runs
+        .iter()
+        .map(|r| r["variant"].as_u64().unwrap())
+        .collect();
+    assert_eq!(variants, [0, 1, 2, 3, 4]);
+    assert!(runs.iter().all(|r| r["algorithm"] == "rr"), "{v}");
+    // Variant 0 is the run itself.
+    assert_eq!(runs[0]["mean_latency_ms"], s["latency_ms"]["mean"], "{v}");
+    assert_eq!(runs[0]["p99_latency_ms"], s["latency_ms"]["p99"], "{v}");
+    let mean: Vec<f64> = runs
+        .iter()
+        .map(|r| r["mean_latency_ms"].as_f64().unwrap())
+        .collect();
+    let (low, high) = (
+        mean.iter().copied().fold(f64::MAX, f64::min),
+        mean.iter().copied().fold(f64::MIN, f64::max),
+    );
+    // Each cold call pays its instance start: the range follows 50-150 ms.
+    assert!(
+        high - low > 20.0,
+        "latency did not follow the costs: {mean:?}"
+    );
+    assert!(low > 40.0 && high < 170.0, "{mean:?}");
+    assert!(stderr.contains("[variant 4/4]"), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("over the profile and 4 variants of it: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains(&format!(
+            "mean latency (ms) {:.1} ({low:.1}-{high:.1})",
+            mean[0]
+        )),
+        "{line}"
+    );
+    // The same variants in every run.
+    let (again, _) = run("b.json");
+    assert_eq!(again["profile_variants"], s["profile_variants"]);
+
+    // Refusals, before any output.
+    let no_spread = dir.path().join("no-spread.json");
+    std::fs::write(
+        &no_spread,
+        r#"{"runtime": "process", "instance_create_ms": 100}"#,
+    )
+    .unwrap();
+    let refused = dir.path().join("refused.json");
+    let cases: [&[&str]; 3] = [
+        &[
+            "--profile",
+            no_spread.to_str().unwrap(),
+            "--profile-variants",
+            "2",
+        ],
+        &["--ideal", "--profile-variants", "2"],
+        &[
+            "--profile",
+            spread.to_str().unwrap(),
+            "--profile-variants",
+            "65",
+        ],
+    ];
+    let wants = ["records none", "cannot be used with", "0..=64"];
+    for (case, want) in cases.iter().zip(wants) {
+        let mut argv = vec![small().to_str().unwrap().to_string()];
+        argv.extend(case.iter().map(|a| a.to_string()));
+        argv.extend(["--summary-json".into(), refused.display().to_string()]);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = des(&argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{case:?} was accepted");
+        assert!(stderr.contains(want), "{case:?}: {stderr}");
+        assert!(!refused.exists(), "{case:?} wrote its summary");
+    }
+}

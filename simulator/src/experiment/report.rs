@@ -972,30 +972,7 @@ fn sensitivity_markdown(record: &ExperimentRecord) -> Option<String> {
         list(&v.varied),
         list(&v.held)
     );
-    // Title, value, how it is shown.
-    type Figure = (
-        &'static str,
-        fn(&VariantRun) -> Option<f64>,
-        fn(f64) -> String,
-    );
-    let figures: [Figure; 4] = [
-        (
-            "mean latency (ms)",
-            |r| r.mean_latency_ms,
-            |x| format!("{x:.1}"),
-        ),
-        (
-            "p99 latency (ms)",
-            |r| r.p99_latency_ms,
-            |x| format!("{x:.1}"),
-        ),
-        (
-            "cold starts (%)",
-            |r| Some(100.0 * r.cold_start_ratio),
-            |x| format!("{x:.1}"),
-        ),
-        ("failed (%)", |r| Some(r.failed_pct), |x| format!("{x:.1}")),
-    ];
+    let figures = VARIANT_FIGURES;
     for (pi, _) in record.points.iter().enumerate() {
         let runs: Vec<&VariantRun> = v.runs.iter().filter(|r| r.point == pi).collect();
         if runs.is_empty() {
