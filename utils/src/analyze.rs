@@ -63,7 +63,9 @@
 //!
 //! Beyond the original: p50/p95/p99/p99.9 and max of duration and latency
 //! from an HDR histogram (`hdrhistogram`, 4 significant digits: exact below
-//! 32.768 s, within 0.01 % above), the cold-start ratio (calls served by
+//! 32.768 s, within 0.01 % above), each with its 95 % interval whatever
+//! the distribution ([`Percentiles::ci95`], from
+//! [`crate::stats::quantile_ranks`]), the cold-start ratio (calls served by
 //! neither a pooled nor a REST instance), and a per-node table. Negative
 //! latencies (clock skew) are counted and clamped to 0 in the histogram only.
 
@@ -204,6 +206,29 @@ pub struct Percentiles {
     pub p99: u64,
     pub p99_9: u64,
     pub max: u64,
+    /// How far each percentile of the calls' distribution may lie from the
+    /// one measured, with 95 % confidence.
+    pub ci95: PercentileIntervals,
+}
+
+/// A 95 % interval of each percentile of [`Percentiles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PercentileIntervals {
+    pub p50: Interval,
+    pub p95: Interval,
+    pub p99: Interval,
+    pub p99_9: Interval,
+}
+
+/// A 95 % interval of a percentile, ms, whatever the distribution: the
+/// calls' values at the ranks [`crate::stats::quantile_ranks`] gives. A
+/// side is `None` when the calls are too few to bound it (a p99 over
+/// fewer than 368 calls has no upper bound, a p99.9 over fewer than 3,688
+/// none: such a value is little more than the largest call's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Interval {
+    pub low: Option<u64>,
+    pub high: Option<u64>,
 }
 
 /// Per-function row.
@@ -660,17 +685,44 @@ fn hit_stats(records: &[CallRecord], is_hit: impl Fn(&CallRecord) -> bool) -> Hi
 }
 
 /// Percentiles from an HDR histogram with 4 significant digits (values
-/// below 32,768 ms are exact). Negative values count as 0.
+/// below 32,768 ms are exact), with their 95 % intervals. Negative values
+/// count as 0.
 fn percentiles(values: &[i64]) -> Percentiles {
     let hist = histogram(values);
     let at = |q: f64| hist.value_at_quantile(q);
+    let interval = |q: f64| {
+        let (low, high) = crate::stats::quantile_ranks(hist.len(), q);
+        Interval {
+            low: low.map(|r| value_at_rank(&hist, r)),
+            high: high.map(|r| value_at_rank(&hist, r)),
+        }
+    };
     Percentiles {
         p50: at(0.50),
         p95: at(0.95),
         p99: at(0.99),
         p99_9: at(0.999),
         max: hist.max(),
+        ci95: PercentileIntervals {
+            p50: interval(0.50),
+            p95: interval(0.95),
+            p99: interval(0.99),
+            p99_9: interval(0.999),
+        },
     }
+}
+
+/// The `rank`-th smallest value recorded (1-based; as the histogram
+/// stores it), or the largest if `rank` is beyond the count.
+fn value_at_rank(hist: &Histogram<u64>, rank: u64) -> u64 {
+    let mut seen = 0;
+    for v in hist.iter_recorded() {
+        seen += v.count_since_last_iteration();
+        if seen >= rank {
+            return hist.highest_equivalent(v.value_iterated_to());
+        }
+    }
+    hist.max()
 }
 
 /// The nearest-rank p99 of `ok` values and `failed` values of +∞ (negative
@@ -898,6 +950,38 @@ mod tests {
         assert_eq!(p.p50, 2);
         assert_eq!(p.p99, 5);
         assert_eq!(p.max, 5);
+    }
+
+    /// The intervals are the values at the binomial ranks: for 1..=100 ms
+    /// the median's is 40-61 ms (ranks 40 and 61), and the p99's has no
+    /// upper side; six values bound their median by their extremes.
+    #[test]
+    fn percentiles_come_with_their_distribution_free_intervals() {
+        let values: Vec<i64> = (1..=100).rev().collect();
+        let p = percentiles(&values);
+        let both = |low, high| Interval {
+            low: Some(low),
+            high: Some(high),
+        };
+        assert_eq!(p.ci95.p50, both(40, 61));
+        let (low99, _) = crate::stats::quantile_ranks(100, 0.99);
+        assert_eq!(
+            p.ci95.p99,
+            Interval {
+                low: low99,
+                high: None
+            }
+        );
+        assert!(p.ci95.p95.low.unwrap() < p.p95 && p.p95 < p.ci95.p95.high.unwrap());
+        let p = percentiles(&[5, 1, 4, 2, 3, -7]);
+        assert_eq!(p.ci95.p50, both(0, 5));
+        assert_eq!(
+            percentiles(&[]).ci95.p50,
+            Interval {
+                low: None,
+                high: None
+            }
+        );
     }
 
     #[test]

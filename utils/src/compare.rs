@@ -73,6 +73,11 @@ pub struct ComparisonRow {
     pub p99_latency_all_ms: Option<u64>,
     pub p99_duration_ms: Option<u64>,
     pub mean_algorithm_latency_us: Option<f64>,
+    /// The 95 % interval of the p99 latency (any distribution:
+    /// [`crate::analyze::Interval`]); `None` on a side the run's
+    /// successful calls are too few to bound.
+    pub p99_latency_low_ms: Option<u64>,
+    pub p99_latency_high_ms: Option<u64>,
 }
 
 /// The table.
@@ -148,6 +153,8 @@ impl Comparison {
                     p99_latency_all_ms: a.p99_latency_all_ms,
                     p99_duration_ms: u(a.duration_ms.p99),
                     mean_algorithm_latency_us: a.mean_algorithm_latency_us,
+                    p99_latency_low_ms: a.latency_ms.ci95.p99.low,
+                    p99_latency_high_ms: a.latency_ms.ci95.p99.high,
                 }
             })
             .collect();
@@ -249,7 +256,31 @@ impl Comparison {
         out.push('\n');
         out.push_str(FOOTNOTE);
         out.push('\n');
+        if let Some(note) = self.unbounded_p99_note() {
+            out.push_str(&note);
+            out.push('\n');
+        }
         out
+    }
+
+    /// A note naming the runs whose p99 latency has no upper 95 % bound
+    /// (too few successful calls), if any: their p99 is little more than
+    /// their slowest call, and comparing it says little.
+    pub fn unbounded_p99_note(&self) -> Option<String> {
+        let runs: Vec<&str> = self
+            .rows
+            .iter()
+            .filter(|r| r.p99_latency_ms.is_some() && r.p99_latency_high_ms.is_none())
+            .map(|r| r.label.as_str())
+            .collect();
+        (!runs.is_empty()).then(|| {
+            format!(
+                "p99 lat: too few successful calls to bound it above with 95 % confidence \
+                 (whatever the distribution; 368 are needed) in {}: there it is little \
+                 more than the slowest call.",
+                runs.join(", ")
+            )
+        })
     }
 
     /// A GitHub-flavoured Markdown table (for `report.md`).
@@ -272,7 +303,11 @@ impl Comparison {
         // A blank line ends the table; each note line is its own paragraph
         // line (two trailing spaces: a Markdown line break).
         out.push('\n');
-        for note in FOOTNOTE.lines() {
+        for note in FOOTNOTE
+            .lines()
+            .map(str::to_string)
+            .chain(self.unbounded_p99_note())
+        {
             let _ = writeln!(out, "{}  ", note.replace('*', "\\*"));
         }
         out
@@ -293,7 +328,7 @@ impl Comparison {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    fn csv_header() -> [&'static str; 23] {
+    fn csv_header() -> [&'static str; 25] {
         [
             "label",
             "source",
@@ -318,6 +353,8 @@ impl Comparison {
             "p99_latency_all_ms",
             "p99_duration_ms",
             "mean_algorithm_latency_us",
+            "p99_latency_low_ms",
+            "p99_latency_high_ms",
         ]
     }
 }
@@ -491,6 +528,46 @@ mod tests {
         assert!(json["rows"][0]["mean_latency_ms"].is_null(), "{json}");
         assert_eq!(json["rows"][0]["failed"], 1);
         assert!(table.to_text().contains(" - "), "{}", table.to_text());
+    }
+
+    /// Under 368 successful calls a p99 has no upper 95 % bound: the CSV
+    /// leaves it empty and the tables name the run in a note; with 400
+    /// calls it is bounded and no note is written.
+    #[test]
+    fn a_p99_over_too_few_calls_is_said_to_be_unbounded() {
+        let table_of = |calls: u64| {
+            let log: String = (0..calls)
+                .map(|i| {
+                    format!(
+                        "2020/05/17 14:03:21 {} {} W3 {{\"Result\":{{\"statusCode\":200,\"body\":\"\"}},\"ExecutionTime\":1300,\"InternalExecutionTime\":1001,\"Meta\":{{\"ImageBuilt\":false,\"UsingPooledContainer\":false,\"UsingExistingRestContainer\":true,\"ContainerName\":\"c\",\"ImageName\":\"i\"}},\"LoadBalancingInfo\":{{\"WorkerNodeId\":1,\"WorkerNodeUrl\":\"u\"}}}}\n",
+                        1000 + i,
+                        2000 + i + i % 7
+                    )
+                })
+                .collect();
+            let run = crate::logs::RunLog::parse(&log, "a.log");
+            Comparison::new(&[crate::analyze::analyze(&run, &Default::default()).unwrap()])
+        };
+        let few = table_of(50);
+        let row = &few.rows[0];
+        assert!(row.p99_latency_ms.is_some() && row.p99_latency_low_ms.is_some());
+        assert_eq!(row.p99_latency_high_ms, None);
+        let note = few.unbounded_p99_note().expect("a note");
+        assert!(note.contains(&row.label), "{note}");
+        assert!(few.to_text().contains(&note), "{}", few.to_text());
+        assert!(few.to_markdown().contains(&note), "{}", few.to_markdown());
+        let csv = few.to_csv();
+        let header = csv.lines().next().unwrap();
+        assert!(
+            header.ends_with(",p99_latency_low_ms,p99_latency_high_ms"),
+            "{header}"
+        );
+        assert!(csv.lines().nth(1).unwrap().ends_with(','), "{csv}");
+
+        let many = table_of(400);
+        assert!(many.rows[0].p99_latency_high_ms.is_some());
+        assert_eq!(many.unbounded_p99_note(), None);
+        assert!(!many.to_text().contains("too few successful calls"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The text report of `utils analyze`: the original analyzer's sections
 //! (locality, imbalance, cache hits, exec time / latency, per function,
-//! algorithm latency) followed by what this port adds (percentiles, cold
-//! starts, per node, skipped lines). The header says where the node count
+//! algorithm latency) followed by what this port adds (percentiles with
+//! their 95 % intervals, cold starts, per node, skipped lines). The header says where the node count
 //! came from (given, the run's sidecar, or inferred) and how many calls
 //! failed; a "Failed calls" section counts them by cause, and every latency
 //! line says it is over successful calls, beside the p99 over all calls
@@ -9,11 +9,17 @@
 
 use std::fmt::Write as _;
 
-use crate::analyze::{Analysis, HitStats};
+use crate::analyze::{Analysis, HitStats, Interval};
 use crate::logs::ErrorClass;
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.1}ms"))
+}
+
+/// A percentile's 95 % interval, `?` on a side the calls cannot bound.
+fn interval_text(i: Interval) -> String {
+    let side = |v: Option<u64>| v.map_or_else(|| "?".into(), |v| v.to_string());
+    format!("{}-{}ms", side(i.low), side(i.high))
 }
 
 /// Renders one analysis as text.
@@ -151,6 +157,22 @@ pub fn analysis_text(a: &Analysis) -> String {
             o,
             "{name:<10} p50 {}ms | p95 {}ms | p99 {}ms | p99.9 {}ms | max {}ms",
             p.p50, p.p95, p.p99, p.p99_9, p.max
+        );
+    }
+    let _ = writeln!(
+        o,
+        "95% intervals of these percentiles over {} calls (any distribution; ? = too few calls to bound it):",
+        a.ok_calls
+    );
+    for (name, p) in [("exec time", &a.duration_ms), ("latency", &a.latency_ms)] {
+        let i = &p.ci95;
+        let _ = writeln!(
+            o,
+            "{name:<10} p50 {} | p95 {} | p99 {} | p99.9 {}",
+            interval_text(i.p50),
+            interval_text(i.p95),
+            interval_text(i.p99),
+            interval_text(i.p99_9)
         );
     }
     let _ = writeln!(
