@@ -1289,7 +1289,8 @@ pub fn stage_line(st: &des::StageSummary) -> String {
 /// loop's, at the end of its grace) are error lines of the log as failed
 /// calls are, so both are named; a run without a successful call has no
 /// latency, which the line says instead of a mean of 0 (the JSON summary
-/// keeps its zeros beside `completed`).
+/// keeps its zeros beside `completed`), and a p99 over too few calls to
+/// bound it says so ([`utils::stats::p99_caveat`]).
 pub fn summary_line(summary: &des::Summary) -> String {
     let cancelled = if summary.cancelled > 0 {
         format!(", {} cancelled", summary.cancelled)
@@ -1300,8 +1301,12 @@ pub fn summary_line(summary: &des::Summary) -> String {
         "no latency: no call succeeded".to_string()
     } else {
         format!(
-            "latency (duration - internal execution time, successful calls): mean {:.1} ms, p99 {:.1} ms",
-            summary.latency_ms.mean, summary.latency_ms.p99
+            "latency (duration - internal execution time, successful calls): mean {:.1} ms, p99 {:.1} ms{}",
+            summary.latency_ms.mean,
+            summary.latency_ms.p99,
+            utils::stats::p99_caveat(summary.completed)
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
         )
     };
     format!(

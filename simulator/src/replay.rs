@@ -587,12 +587,18 @@ impl std::str::FromStr for FailureBudget {
 }
 
 /// A summary's response-time line (replay's and load's): its p50 and p99
-/// over the `ok` successful calls, or that there were none (not 0 ms).
+/// over the `ok` successful calls, or that there were none (not 0 ms); a
+/// p99 over too few calls to bound it says so.
 pub fn response_line(ok: u64, p50_ms: u64, p99_ms: u64) -> String {
     if ok == 0 {
         "no response time: no call succeeded".to_string()
     } else {
-        format!("response time p50 {p50_ms} ms, p99 {p99_ms} ms (successful calls)")
+        format!(
+            "response time p50 {p50_ms} ms, p99 {p99_ms} ms (successful calls{})",
+            utils::stats::p99_caveat(ok)
+                .map(|c| format!("; {c}"))
+                .unwrap_or_default()
+        )
     }
 }
 
@@ -1173,6 +1179,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_response_line_says_when_its_p99_is_unbounded() {
+        assert_eq!(
+            response_line(0, 0, 0),
+            "no response time: no call succeeded"
+        );
+        assert_eq!(
+            response_line(100, 3, 40),
+            "response time p50 3 ms, p99 40 ms (successful calls; no upper 95 % bound over 100 calls)"
+        );
+        assert_eq!(
+            response_line(400, 3, 40),
+            "response time p50 3 ms, p99 40 ms (successful calls)"
+        );
+    }
 
     #[test]
     fn a_rows_shape_travels_with_its_call() {

@@ -1274,3 +1274,31 @@ fn a_run_on_variants_of_the_cost_profile_gives_each_results_range() {
         assert!(!refused.exists(), "{case:?} wrote its summary");
     }
 }
+
+/// A p99 over fewer calls than bound it (368) says so on the summary line;
+/// over enough calls it does not.
+#[test]
+fn a_p99_over_too_few_calls_says_it_has_no_upper_bound() {
+    let line = |scenario: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios")
+            .join(scenario);
+        let out = des(&[path.to_str().unwrap(), "--ideal"]);
+        ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        stderr
+            .lines()
+            .find(|l| l.starts_with("des: ") && l.contains(" calls ("))
+            .unwrap_or_else(|| panic!("{stderr}"))
+            .to_string()
+    };
+    let few = line("small.csv");
+    assert!(few.starts_with("des: 131 calls"), "{few}");
+    assert!(
+        few.contains(" ms (no upper 95 % bound over 131 calls); seed"),
+        "{few}"
+    );
+    let many = line("events.csv");
+    assert!(many.contains(", p99 "), "{many}");
+    assert!(!many.contains("no upper 95 % bound"), "{many}");
+}

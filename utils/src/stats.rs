@@ -198,6 +198,16 @@ pub fn quantile_ranks(n: u64, q: f64) -> (Option<u64>, Option<u64>) {
     (low, high.filter(|&h| h <= n))
 }
 
+/// What a summary line says of a p99 over `n` calls when they are too
+/// few to bound it above (fewer than 368: the p99 is then little more
+/// than the slowest call); `None` when they bound it.
+pub fn p99_caveat(n: u64) -> Option<String> {
+    quantile_ranks(n, 0.99)
+        .1
+        .is_none()
+        .then(|| format!("no upper 95 % bound over {n} calls"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +229,11 @@ mod tests {
         // the p99.9, n >= 3,688.
         assert_eq!(quantile_ranks(367, 0.99).1, None);
         assert_eq!(quantile_ranks(368, 0.99).1, Some(368));
+        assert_eq!(p99_caveat(368), None);
+        assert_eq!(
+            p99_caveat(367).as_deref(),
+            Some("no upper 95 % bound over 367 calls")
+        );
         assert_eq!(quantile_ranks(3687, 0.999).1, None);
         assert_eq!(quantile_ranks(3688, 0.999).1, Some(3688));
         assert_eq!(quantile_ranks(0, 0.5), (None, None));
