@@ -378,9 +378,10 @@ const SETTINGS_IN_EXTRA: [&str; 11] = [
 
 /// What the runs of one table were given differently beyond their
 /// algorithm, its parameters and their seeds, from their sidecars: the
-/// scenario, the producer (a live run or a simulation), the cluster's
-/// size, the scales, and the node, worker and instance settings a
-/// simulation or an experiment records. Each line names the setting and
+/// scenario, the producer (a live run or a simulation), its version and
+/// source revision (and any run built from uncommitted changes), the
+/// cluster's size, the scales, and the node, worker and instance settings
+/// a simulation or an experiment records. Each line names the setting and
 /// every run's value (`scenario: rr: a.csv; ch: b.csv`); a run without a
 /// sidecar is named on a line of its own when others have one. Empty when
 /// the runs agree on all of them: a comparison of algorithms means little
@@ -431,6 +432,12 @@ pub fn differences(analyses: &[Analysis]) -> Vec<String> {
         }
     };
     setting("producer", &|s| same(s.producer.clone()));
+    // The code: runs of two revisions compare two programs as well as two
+    // algorithms.
+    setting("version", &|s| same(s.version.clone()));
+    setting("source revision", &|s| {
+        s.git.as_ref().and_then(|g| same(g.to_string()))
+    });
     // The same bytes are the same scenario, whatever their path: compared
     // by digest where the sidecar has one, else by the path resolved where
     // it still resolves (the same file by another relative path).
@@ -461,6 +468,19 @@ pub fn differences(analyses: &[Analysis]) -> Vec<String> {
     });
     for key in SETTINGS_IN_EXTRA {
         setting(key, &|s| s.extra.get(key).and_then(|v| same(shown(v))));
+    }
+    // Built from uncommitted changes: one revision may then name two
+    // programs, which no sidecar can tell apart.
+    let dirty: Vec<&str> = with
+        .iter()
+        .filter(|(_, s)| s.git.as_ref().is_some_and(|g| g.dirty))
+        .map(|(label, _)| *label)
+        .collect();
+    if !dirty.is_empty() && analyses.len() > 1 {
+        lines.push(format!(
+            "built from uncommitted changes (their code may differ unseen): {}",
+            dirty.join(", ")
+        ));
     }
     if !without.is_empty() {
         lines.push(format!(

@@ -276,6 +276,35 @@ fn compare_warns_when_runs_differ_beyond_their_algorithm() {
         warning.contains("scenario: rr (x): one/s.csv (blake2b abababababab); rr (z): one/s.csv (blake2b cdcdcdcdcdcd)"),
         "{warning}"
     );
+    // Another version or source revision: two programs, not only two
+    // algorithms; a run built from uncommitted changes is named.
+    let built = |name: &str, version: &str, commit: &str, dirty: bool| {
+        let mut meta: serde_json::Value =
+            serde_json::from_str(&sidecar("rr", 1, "s.csv", 2)).unwrap();
+        meta["version"] = version.into();
+        meta["git"] = serde_json::json!({"commit": commit, "dirty": dirty});
+        run(name, "rr", meta.to_string())
+    };
+    let (a1, a2) = (
+        built("a1", "0.1.0", &"a".repeat(40), false),
+        built("a2", "0.1.0", &"a".repeat(40), false),
+    );
+    let (_, warning) = compare(&[&a1, &a2]);
+    assert_eq!(warning, "", "{warning}");
+    let b = built("b", "0.2.0", &"b".repeat(40), true);
+    let (_, warning) = compare(&[&a1, &b]);
+    assert!(
+        warning.contains("version: rr (a1): 0.1.0; rr (b): 0.2.0"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("source revision: rr (a1): aaaaaaaaaaaa; rr (b): bbbbbbbbbbbb-dirty"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("built from uncommitted changes (their code may differ unseen): rr (b)"),
+        "{warning}"
+    );
     // A run without a sidecar: its settings are unknown, and said so.
     let bare = path(dir.path(), "bare.log");
     std::fs::copy(sample(), &bare).unwrap();
