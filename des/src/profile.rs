@@ -284,6 +284,11 @@ pub struct MeasuredOn {
     pub load_at_end: Option<f64>,
     /// The simulator that measured it: version and source revision.
     pub simulator: String,
+    /// The worker it measured, as its `/health` described its code:
+    /// version and source revision (absent in older profiles, or if the
+    /// worker did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl MeasuredOn {
@@ -518,6 +523,7 @@ mod tests {
             load_at_start: Some(0.4),
             load_at_end: None,
             simulator: "0.1.0".into(),
+            worker: Some("worker-front 0.1.0 (git 0123456789ab)".into()),
         };
         let profile = CostProfile {
             measured_on: Some(measured.clone()),

@@ -712,6 +712,9 @@ fn scheduler_json(shared: &Shared) -> String {
         "seed": config.seed(),
         "nodes": nodes,
         "version": env!("CARGO_PKG_VERSION"),
+        // The sources the balancer was built from (null if unknown).
+        "revision": source_revision::built_from!()
+            .map(|r| serde_json::json!({"commit": r.commit, "dirty": r.dirty})),
     })
     .to_string()
 }

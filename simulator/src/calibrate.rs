@@ -437,6 +437,9 @@ struct WorkerFigures {
     /// `Worker.InstanceModel.model` (`hot_functions`, `lambda`), if
     /// reported: the paths measured are the HotFunctions model's.
     instance_model: Option<String>,
+    /// `Version` and `Revision`: the worker's code, as the profile
+    /// records it (`measured_on.worker`), if reported.
+    build: Option<String>,
 }
 
 impl WorkerFigures {
@@ -449,6 +452,21 @@ impl WorkerFigures {
             instance_model: v["Worker"]["InstanceModel"]["model"]
                 .as_str()
                 .map(str::to_string),
+            build: v["Version"].as_str().map(|version| {
+                let revision = &v["Revision"];
+                match revision["Commit"].as_str() {
+                    Some(commit) => format!(
+                        "worker-front {version} (git {}{})",
+                        commit.get(..12).unwrap_or(commit),
+                        if revision["Dirty"] == true {
+                            "-dirty"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None => format!("worker-front {version}"),
+                }
+            }),
         }
     }
 
@@ -781,7 +799,7 @@ async fn measure(
 
 /// Runs `simulator calibrate`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let git = utils::provenance::source_revision();
+    let git = crate::source_revision();
     let load_at_start = crate::experiment::host::load_average();
     if !is_loopback_url(&args.worker_url) {
         crate::note!(
@@ -836,6 +854,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     profile.measured_on = Some(crate::profile_origin::measured_here(
         load_at_start,
         git.as_ref(),
+        worker.figures.build.clone(),
     ));
     profile.check(&out.display().to_string())?;
     let json = serde_json::to_string_pretty(&profile)?;
@@ -1150,7 +1169,19 @@ mod tests {
                 time_scale: 0.1,
                 runtime: Some("docker".into()),
                 instance_model: None,
+                build: None,
             }
+        );
+        // The worker's code, as the profile records it.
+        let built = |health: &str| WorkerFigures::of(health).build;
+        assert_eq!(
+            built(r#"{"Version":"0.1.0","Revision":{"Commit":"0123456789abcdef","Dirty":true}}"#)
+                .as_deref(),
+            Some("worker-front 0.1.0 (git 0123456789ab-dirty)")
+        );
+        assert_eq!(
+            built(r#"{"Version":"0.1.0","Revision":null}"#).as_deref(),
+            Some("worker-front 0.1.0")
         );
         let lambda = WorkerFigures::of(
             r#"{"Worker":{"InstanceModel":{"keep_alive_s":60.0,"model":"lambda"}}}"#,
@@ -1161,6 +1192,7 @@ mod tests {
             time_scale: 1.0,
             runtime: None,
             instance_model: None,
+            build: None,
         };
         assert_eq!(WorkerFigures::of(r#"{"Status":"ok","Worker":{}}"#), none);
         assert_eq!(WorkerFigures::of("not json"), none);

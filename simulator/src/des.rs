@@ -1107,7 +1107,7 @@ fn variants_line(v: &ProfileVariants) -> String {
 
 /// Runs `simulator des`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let git = utils::provenance::source_revision();
+    let git = crate::source_revision();
     let started_utc = utc_now();
     let (profile, profile_found_by) = args.profile()?;
     let profile_origin = ProfileOrigin::of(&profile, &HostInfo::read());

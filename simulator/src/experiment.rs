@@ -1552,7 +1552,7 @@ pub async fn run_experiment(
     command: &str,
     stop: &StopHandle,
 ) -> Result<ExperimentOutcome, ExperimentError> {
-    let git = utils::provenance::source_revision();
+    let git = crate::source_revision();
     let started = Instant::now();
     let started_utc = chrono::Utc::now()
         .format("%Y-%m-%d %H:%M:%S UTC")

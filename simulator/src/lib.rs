@@ -46,6 +46,14 @@ pub mod profile_origin;
 pub mod replay;
 pub mod reproduce;
 
+/// The revision of the sources this simulator was built from (every
+/// crate of the workspace it links), as its runs record it; `None` if
+/// built outside a git checkout or without `git`
+/// ([`mod@source_revision`]).
+pub fn source_revision() -> Option<protocol::sidecar::GitRevision> {
+    utils::provenance::git_revision_of(source_revision::built_from!())
+}
+
 /// This run's command line as recorded in reports (`simulator ...`, an
 /// argument quoted where it holds a space or a quote).
 pub fn command_line() -> String {

@@ -252,7 +252,7 @@ pub async fn load(
     options.closed_loop.check()?;
     let git = match &options.run {
         Some(run) if run.git.is_some() => None,
-        _ => utils::provenance::source_revision(),
+        _ => crate::source_revision(),
     };
     let started_utc = replay::sidecar::now_utc();
     let base = replay::normalize_url(&options.balancer_url)?;

@@ -145,10 +145,12 @@ fn load_note(m: &des::MeasuredOn) -> String {
 }
 
 /// This machine's [`des::MeasuredOn`] record, for a profile measured now
-/// by the simulator of `git` (`simulator calibrate`).
+/// by the simulator of `git` (`simulator calibrate`) on the worker
+/// `worker` describes.
 pub fn measured_here(
     load_at_start: Option<f64>,
     git: Option<&protocol::sidecar::GitRevision>,
+    worker: Option<String>,
 ) -> des::MeasuredOn {
     let host = HostInfo::read();
     des::MeasuredOn {
@@ -166,6 +168,7 @@ pub fn measured_here(
             Some(g) => format!("{} (git {g})", env!("CARGO_PKG_VERSION")),
             None => env!("CARGO_PKG_VERSION").to_string(),
         },
+        worker,
     }
 }
 
@@ -198,6 +201,7 @@ mod tests {
                 load_at_start: Some(0.3),
                 load_at_end: load,
                 simulator: "0.1.0".into(),
+                worker: None,
             }),
             ..CostProfile::default()
         }
@@ -279,12 +283,13 @@ mod tests {
 
     #[test]
     fn this_machine_is_recorded_as_the_experiments_host_is() {
-        let m = measured_here(Some(0.5), None);
+        let m = measured_here(Some(0.5), None, Some("worker-front 0.1.0".into()));
         let host = HostInfo::read();
         assert_eq!(m.cpu_model, host.cpu_model);
         assert_eq!(m.cores as usize, host.cores);
         assert_eq!(m.load_at_start, Some(0.5));
         assert_eq!(m.simulator, env!("CARGO_PKG_VERSION"));
+        assert_eq!(m.worker.as_deref(), Some("worker-front 0.1.0"));
         // A profile measured here is of this kind wherever a CPU model is
         // readable.
         let p = CostProfile {

@@ -676,7 +676,7 @@ pub async fn replay(
     // Before anything is written: the source revision and the start.
     let git = match &options.run {
         Some(run) if run.git.is_some() => None,
-        _ => utils::provenance::source_revision(),
+        _ => crate::source_revision(),
     };
     let started_utc = sidecar::now_utc();
     let base = normalize_url(&options.balancer_url)?;

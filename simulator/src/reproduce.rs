@@ -216,7 +216,7 @@ fn prepare_out(out: &Path, overwrite: bool) -> anyhow::Result<std::fs::File> {
 
 /// Runs `simulator reproduce`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let git = utils::provenance::source_revision();
+    let git = crate::source_revision();
     let out = args
         .out
         .clone()

@@ -619,6 +619,15 @@ fn calibrate_takes_the_workers_runtime_and_time_scale() {
             .starts_with(env!("CARGO_PKG_VERSION")),
         "{m}"
     );
+    // And the worker it measured, as its /health describes its code.
+    let worker = m["worker"].as_str().unwrap_or_default();
+    assert!(
+        worker.starts_with(&format!("worker-front {}", env!("CARGO_PKG_VERSION"))),
+        "{m}"
+    );
+    if let Some(g) = simulator::source_revision() {
+        assert!(worker.contains(&format!("(git {}", &g.commit[..12])), "{m}");
+    }
     // A run on it says it was measured on this kind of machine, and
     // prints nothing about it.
     let summary = dir.path().join("on-this-machine.json");

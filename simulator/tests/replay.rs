@@ -284,7 +284,7 @@ async fn the_callers_run_description_is_completed_not_replaced() {
     // The revision the binary was built from (none outside a checkout).
     assert_eq!(
         run.git.map(|g| g.commit),
-        utils::provenance::source_revision().map(|g| g.commit),
+        simulator::source_revision().map(|g| g.commit),
         "{text}"
     );
     assert!(run.started_utc.ends_with(" UTC"), "{text}");

@@ -267,6 +267,16 @@ fn the_sidecar_describes_the_balancers_nodes_algorithm_and_seed() {
     );
     assert_eq!(run.extra["cluster_source"], "GET /1/lb/scheduler");
     assert_eq!(run.extra["balancer_version"], env!("CARGO_PKG_VERSION"));
+    // The balancer's own revision: this build's commit (its dirty flag
+    // covers its own sources only).
+    assert_eq!(
+        run.extra["balancer_revision"]["commit"].as_str(),
+        simulator::source_revision()
+            .as_ref()
+            .map(|g| g.commit.as_str()),
+        "{:?}",
+        run.extra
+    );
     assert_eq!(run.extra["replay"]["ok"], 8, "{:?}", run.extra);
     assert_eq!(run.extra["replay"]["errors"], 0);
     assert!(run.extra["replay"]["dispatch_lag_p99_us"].is_u64());

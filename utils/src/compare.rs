@@ -360,9 +360,11 @@ impl Comparison {
 }
 
 /// Settings a sidecar's `extra` may record that hold for the whole run
-/// (not measurements of it): the nodes', the workers' and the instance
-/// model's.
-const SETTINGS_IN_EXTRA: [&str; 11] = [
+/// (not measurements of it): the balancer's version and source revision
+/// (a live run's), the nodes', the workers' and the instance model's.
+const SETTINGS_IN_EXTRA: [&str; 13] = [
+    "balancer_version",
+    "balancer_revision",
     "worker",
     "capacity",
     "cores_per_node",

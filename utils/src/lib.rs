@@ -93,9 +93,6 @@ pub mod import;
 pub mod logs;
 pub mod plot;
 pub mod provenance;
-// Read by build.rs (included by path); here for its tests.
-#[cfg(test)]
-mod git_status;
 pub mod report;
 pub mod stats;
 

@@ -1,28 +1,29 @@
 //! Where a run came from: the revision of the sources its binary was
-//! built from.
-//!
-//! `build.rs` reads the workspace's `HEAD` and `git status` when the
-//! binary is built, and reruns whenever a source of the workspace or
-//! `HEAD` changes; [`source_revision`] returns what it read. A run started
-//! in any directory (a paper's own repository, `/tmp`) so records the code
-//! that ran: neither the revision of whatever checkout it was started in,
-//! nor a newer one checked out after the binary was built.
-//!
-//! "Dirty" means the sources differed from `HEAD` when the binary was
-//! built (see `git_status.rs`): commit, then build, to record a clean
-//! revision.
+//! built from ([`mod@source_revision`]: each crate's build script reads `HEAD`
+//! and `git status` over the sources it compiles, and reruns whenever one
+//! of them or `HEAD` changes). A run started in any directory (a paper's
+//! own repository, `/tmp`) so records the code that ran: neither the
+//! revision of whatever checkout it was started in, nor a newer one
+//! checked out after the binary was built. "Dirty": a source differed
+//! from `HEAD` when the binary was built; commit, then build, to record a
+//! clean revision.
 
 use std::path::Path;
 
 pub use protocol::sidecar::GitRevision;
 
-/// The revision of the sources this binary was built from, or `None` if
-/// it was built outside a git checkout or without `git`.
+/// The revision of the sources `utils` was built from (its importers
+/// record it), or `None` if built outside a git checkout or without
+/// `git`. A binary records its own: `git_revision_of(source_revision::built_from!())`.
 pub fn source_revision() -> Option<GitRevision> {
-    let commit = option_env!("HF_SOURCE_COMMIT")?;
-    Some(GitRevision {
-        commit: commit.to_string(),
-        dirty: option_env!("HF_SOURCE_DIRTY") == Some("1"),
+    git_revision_of(source_revision::built_from!())
+}
+
+/// A [`source_revision::Revision`] as a run's record holds it.
+pub fn git_revision_of(r: Option<source_revision::Revision>) -> Option<GitRevision> {
+    r.map(|r| GitRevision {
+        commit: r.commit.to_string(),
+        dirty: r.dirty,
     })
 }
 

@@ -502,7 +502,17 @@ async fn prepare<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpRe
 /// the latest engine reading (`crate::health`): never queued behind
 /// function work on the main runtime, never waiting for the engine (only,
 /// right after start, for the first probe, bounded).
+/// What `/health` says of the worker's own code: its version, and the
+/// revision of the sources it was built from (`null` if unknown), so a
+/// profile calibrated on it or a run served by it can record them.
+fn build_json() -> (serde_json::Value, serde_json::Value) {
+    let revision = source_revision::built_from!()
+        .map(|r| serde_json::json!({"Commit": r.commit, "Dirty": r.dirty}));
+    (env!("CARGO_PKG_VERSION").into(), revision.into())
+}
+
 async fn health<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpResponse> {
+    let (version, revision) = build_json();
     let w = &state.worker;
     let first_probe = crate::health::MAX_PROBE_BOUND + crate::health::PROBE_INTERVAL;
     let reading = w.engine_reading_within(first_probe).await;
@@ -517,7 +527,8 @@ async fn health<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpRes
         return Ok(json(
             503,
             serde_json::json!({"Error": true, "Message": message, "Status": "unhealthy",
-                "Runtime": runtime, "Worker": status})
+                "Runtime": runtime, "Worker": status, "Version": version,
+                "Revision": revision})
             .to_string(),
         ));
     };
@@ -531,6 +542,8 @@ async fn health<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpRes
                 "Engine": h.engine,
                 "EngineCheckedMsAgo": age,
                 "Worker": status,
+                "Version": version,
+                "Revision": revision,
             })
             .to_string(),
         )),
@@ -545,6 +558,8 @@ async fn health<R: Runtime>(state: &AppState<R>) -> Result<HttpResponse, HttpRes
                 "EngineCheckedMsAgo": age,
                 "EngineCheckedBy": reading.source,
                 "Worker": status,
+                "Version": version,
+                "Revision": revision,
             })
             .to_string(),
         )),

@@ -51,6 +51,15 @@ async fn every_function_runs_once_time_scaled_and_returns_200() {
     let h = w.health().await;
     assert_eq!(h["Worker"]["ImageBuilds"], 31, "{h}");
     assert_eq!(h["Worker"]["Calls"], 31, "{h}");
+    // Its code: version and the commit of the checkout it was built from.
+    assert_eq!(h["Version"], env!("CARGO_PKG_VERSION"), "{h}");
+    let head = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+    assert_eq!(h["Revision"]["Commit"].as_str(), head.as_deref(), "{h}");
     w.stop().await;
 }
 

@@ -38,6 +38,9 @@ pub struct BalancerDescription {
     pub offline: Vec<usize>,
     /// The balancer's version, if it said.
     pub version: Option<String>,
+    /// The revision of the sources the balancer was built from, if it
+    /// said (`{"commit", "dirty"}`).
+    pub revision: Option<serde_json::Value>,
     /// Which route described the cluster, and how much to trust it.
     pub source: String,
     /// Set when the cluster could not be learned.
@@ -54,6 +57,8 @@ struct SchedulerRoute {
     nodes: Vec<RouteNode>,
     #[serde(default)]
     version: Option<String>,
+    #[serde(default)]
+    revision: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +190,7 @@ fn from_scheduler_route(route: SchedulerRoute) -> BalancerDescription {
         seed: Some(route.seed),
         offline,
         version: route.version,
+        revision: route.revision.filter(|r| r.is_object()),
         source: "GET /1/lb/scheduler".into(),
         warning: None,
     }
@@ -231,6 +237,9 @@ pub fn merge(
     }
     if let Some(version) = balancer.version {
         extra.insert("balancer_version".into(), version.into());
+    }
+    if let Some(revision) = balancer.revision {
+        extra.insert("balancer_revision".into(), revision);
     }
     if let Some(w) = balancer.warning {
         push_warning(&mut run, w);

@@ -1,8 +1,5 @@
 //! Reads `git status --porcelain=v1 -z`: did a source differ from `HEAD`?
 //!
-//! Shared by the build script (`build.rs` includes this file by path, so it
-//! depends on nothing but `std`) and by [`crate::provenance`]'s tests.
-//!
 //! "Dirty" means the *sources* differ from `HEAD`: a tracked file changed
 //! (outside `results/`, where runs write their outputs, and `target/`), or
 //! an untracked source file exists (`.rs`, `.toml`, `Cargo.lock`). An
