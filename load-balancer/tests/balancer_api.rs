@@ -546,8 +546,20 @@ async fn the_scheduler_route_describes_the_run_and_follows_configure() {
     let mut cfg = config("hash", &[&a, &b]);
     cfg.params.set("seed", "42").unwrap();
     let balancer = Balancer::start(cfg);
-    let (code, v) = balancer.get_json("/1/lb/scheduler").await;
+    let (code, mut v) = balancer.get_json("/1/lb/scheduler").await;
     assert_eq!(code, 200);
+    // The sources it was built from: this checkout's HEAD (null without
+    // git); whether they were dirty depends on the checkout.
+    let revision = v.as_object_mut().unwrap().remove("revision");
+    let head = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+    let revision = revision.expect("a revision field");
+    assert_eq!(revision["commit"].as_str(), head.as_deref(), "{revision}");
+    assert_eq!(revision["dirty"].is_boolean(), head.is_some(), "{revision}");
     assert_eq!(
         v,
         serde_json::json!({

@@ -146,7 +146,9 @@ use protocol::sidecar::{self, Cluster, GitRevision, RunSidecar, Scales};
 use serde::Serialize;
 
 use crate::experiment::host::HostInfo;
-use crate::experiment::{unvariable, ProfileVariants, VariantRun, VARIANT_FIGURES};
+use crate::experiment::{
+    on_profile_and_range, unvariable, ProfileVariants, VariantRun, VARIANT_FIGURES,
+};
 use crate::profile_origin::ProfileOrigin;
 
 /// The producer named in sidecars and summaries.
@@ -1083,19 +1085,12 @@ fn simulate_variants(
 
 /// One line: each figure on the profile and its range over the variants.
 fn variants_line(v: &ProfileVariants) -> String {
+    let runs: Vec<&VariantRun> = v.runs.iter().collect();
     let parts: Vec<String> = VARIANT_FIGURES
         .iter()
-        .map(|(title, f, show)| {
-            let on_profile = v.runs.iter().find(|r| r.variant == 0).and_then(f);
-            let values: Vec<f64> = v.runs.iter().filter_map(f).collect();
-            let range = utils::stats::Estimate::of(&values).map_or_else(
-                || "-".to_string(),
-                |e| format!("{}-{}", show(e.min), show(e.max)),
-            );
-            format!(
-                "{title} {} ({range})",
-                on_profile.map_or_else(|| "-".to_string(), show)
-            )
+        .map(|figure| {
+            let (on_profile, range) = on_profile_and_range(&runs, figure);
+            format!("{} {on_profile} ({range})", figure.0)
         })
         .collect();
     format!(

@@ -1254,6 +1254,21 @@ pub(crate) const VARIANT_FIGURES: [VariantFigure; 4] = [
     ("failed (%)", |r| Some(r.failed_pct), |x| format!("{x:.1}")),
 ];
 
+/// `figure` of `runs` on the profile itself (variant 0) and its range
+/// over all of them, as reports show them (`-` where no run has it).
+pub(crate) fn on_profile_and_range(
+    runs: &[&VariantRun],
+    (_, value, show): &VariantFigure,
+) -> (String, String) {
+    let on_profile = runs.iter().find(|r| r.variant == 0).and_then(|r| value(r));
+    let values: Vec<f64> = runs.iter().filter_map(|r| value(r)).collect();
+    let range = utils::stats::Estimate::of(&values).map_or_else(
+        || "-".to_string(),
+        |e| format!("{}-{}", show(e.min), show(e.max)),
+    );
+    (on_profile.map_or_else(|| "-".to_string(), show), range)
+}
+
 impl ProfileVariants {
     /// `runs` on `count` variants of `profile`.
     pub(crate) fn new(count: u32, profile: &des::CostProfile, runs: Vec<VariantRun>) -> Self {

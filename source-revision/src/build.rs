@@ -10,9 +10,10 @@ use std::process::Command;
 /// checkout or without `git`; and tells Cargo to rerun the script when
 /// those sources or `HEAD` change.
 ///
-/// The crate's sources: its folder and those of the workspace crates it
-/// depends on (`[dependencies]` naming a crate of the root manifest's
-/// `[workspace.dependencies]` by `path`), transitively, plus the root
+/// The crate's sources: what its folder and those of the workspace crates
+/// it depends on (`[dependencies]` naming a crate by `path`, its own or
+/// the root manifest's `[workspace.dependencies]`), transitively, compile
+/// (`src/` and the files beside it: [`compiled_paths`]), plus the root
 /// `Cargo.toml` and `Cargo.lock`.
 pub fn emit() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -65,7 +66,9 @@ fn is_workspace_root(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// The paths, relative to `root`, a crate at `manifest` is built from.
+/// The paths, relative to `root`, a crate at `manifest` is built from:
+/// the root manifest and lock file, and what [`compiled_paths`] keeps of
+/// its folder and of those of the workspace crates it links.
 fn sources_of(root: &Path, manifest: &Path) -> Vec<String> {
     let Ok(own) = manifest.strip_prefix(root) else {
         return vec![".".to_string()];
@@ -98,7 +101,37 @@ fn sources_of(root: &Path, manifest: &Path) -> Vec<String> {
     }
     crates.sort();
     let mut paths = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
-    paths.extend(crates);
+    for dir in crates {
+        paths.extend(compiled_paths(root, &dir));
+    }
+    paths
+}
+
+/// What of a crate's folder goes into its binary: `src/` and the files
+/// beside it (manifest, build script, a table `include_str!` reads), not
+/// its tests, benches or Markdown: editing those changes no binary, so it
+/// neither reruns the script (which would rebuild the crate) nor makes
+/// the revision dirty.
+fn compiled_paths(root: &Path, dir: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+        return vec![dir.to_string()];
+    };
+    let mut paths: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let wanted = if entry.file_type().ok()?.is_dir() {
+                name == "src"
+            } else {
+                !name.ends_with(".md")
+            };
+            wanted.then(|| match dir {
+                "." => name,
+                _ => format!("{dir}/{name}"),
+            })
+        })
+        .collect();
+    paths.sort();
     paths
 }
 
@@ -245,32 +278,51 @@ tempfile.workspace = true
         assert_eq!(normalize("../x"), None);
     }
 
-    /// This crate's own sources: its folder and the root manifests (it
-    /// depends on no workspace crate); a crate that does gets theirs.
+    /// This crate's own sources: its `src/` and manifest, and the root
+    /// manifests (it links no workspace crate); a crate that does gets
+    /// what theirs compile too; tests, benches and Markdown are left out.
     #[test]
-    fn a_crates_sources_are_its_folder_and_its_workspace_dependencies() {
+    fn a_crates_sources_are_what_it_and_its_workspace_dependencies_compile() {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let root = manifest.parent().unwrap();
         assert_eq!(
             sources_of(root, manifest),
-            ["Cargo.toml", "Cargo.lock", "source-revision"]
+            [
+                "Cargo.toml",
+                "Cargo.lock",
+                "source-revision/Cargo.toml",
+                "source-revision/src"
+            ]
         );
+        let has = |sources: &[String], path: &str| sources.iter().any(|s| s == path);
         let sources = sources_of(root, &root.join("utils"));
-        for dir in ["utils", "protocol", "sample-functions", "source-revision"] {
-            assert!(sources.iter().any(|s| s == dir), "{dir}: {sources:?}");
+        for path in [
+            "utils/src",
+            "utils/build.rs",
+            "protocol/src",
+            "sample-functions/src",
+            "sample-functions/catalog.csv",
+            "source-revision/src",
+        ] {
+            assert!(has(&sources, path), "{path}: {sources:?}");
         }
-        assert!(!sources.iter().any(|s| s == "des"), "{sources:?}");
+        for path in ["utils/tests", "utils/benches", "des/src"] {
+            assert!(!has(&sources, path), "{path}: {sources:?}");
+        }
         // The simulator links every crate, `utils` by a path of its own.
         let sources = sources_of(root, &root.join("simulator"));
-        for dir in [
-            "simulator",
-            "utils",
-            "des",
-            "policy",
-            "worker-front",
-            "load-balancer",
+        for path in [
+            "simulator/src",
+            "utils/src",
+            "des/src",
+            "policy/src",
+            "worker-front/src",
+            "load-balancer/src",
         ] {
-            assert!(sources.iter().any(|s| s == dir), "{dir}: {sources:?}");
+            assert!(has(&sources, path), "{path}: {sources:?}");
+        }
+        for path in ["simulator/tests", "worker-front/README.md"] {
+            assert!(!has(&sources, path), "{path}: {sources:?}");
         }
     }
 }

@@ -4,9 +4,10 @@
 //! not a newer one checked out after the binary was built.
 //!
 //! Two halves. A crate's build script calls [`build::emit`], which reads
-//! `HEAD` and `git status` over the sources the crate is built from (its
-//! own folder and those of the workspace crates it depends on, with their
-//! dependencies, plus the root manifest and lock file), sets
+//! `HEAD` and `git status` over the sources the crate is built from (the
+//! `src/` folder and the files beside it, not tests, benches or Markdown,
+//! of the crate and of the workspace crates it links, transitively, plus
+//! the root manifest and lock file), sets
 //! `HF_SOURCE_COMMIT` and `HF_SOURCE_DIRTY` for the crate, and asks Cargo
 //! to rerun it when any of those sources or `HEAD` change: a crate is
 //! rebuilt then anyway, so the record cannot go stale and costs no extra

@@ -987,16 +987,14 @@ fn sensitivity_markdown(record: &ExperimentRecord) -> Option<String> {
         }
         let _ = writeln!(o, "\n|---|{}", "---|---|".repeat(figures.len()));
         for alg in &record.algorithms {
-            let of_alg: Vec<&&VariantRun> = runs.iter().filter(|r| &r.algorithm == alg).collect();
+            let of_alg: Vec<&VariantRun> = runs
+                .iter()
+                .copied()
+                .filter(|r| &r.algorithm == alg)
+                .collect();
             let _ = write!(o, "| {alg} |");
-            for (_, f, show) in &figures {
-                let on_profile = of_alg.iter().find(|r| r.variant == 0).and_then(|r| f(r));
-                let values: Vec<f64> = of_alg.iter().filter_map(|r| f(r)).collect();
-                let cell = on_profile.map_or_else(|| "-".to_string(), *show);
-                let range = Estimate::of(&values).map_or_else(
-                    || "-".to_string(),
-                    |e| format!("{}-{}", show(e.min), show(e.max)),
-                );
+            for figure in &figures {
+                let (cell, range) = on_profile_and_range(&of_alg, figure);
                 let _ = write!(o, " {cell} | {range} |");
             }
             let _ = writeln!(o);
