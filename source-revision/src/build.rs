@@ -13,7 +13,7 @@ use std::process::Command;
 /// The crate's sources: what its folder and those of the workspace crates
 /// it depends on (`[dependencies]` naming a crate by `path`, its own or
 /// the root manifest's `[workspace.dependencies]`), transitively, compile
-/// (`src/` and the files beside it: [`compiled_paths`]), plus the root
+/// (`src/` and the files beside it), plus the root
 /// `Cargo.toml` and `Cargo.lock`.
 pub fn emit() {
     println!("cargo:rerun-if-changed=build.rs");
