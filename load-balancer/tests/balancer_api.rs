@@ -551,12 +551,8 @@ async fn the_scheduler_route_describes_the_run_and_follows_configure() {
     // The sources it was built from: this checkout's HEAD (null without
     // git); whether they were dirty depends on the checkout.
     let revision = v.as_object_mut().unwrap().remove("revision");
-    let head = std::process::Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+    let head =
+        source_revision::build::head_commit(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
     let revision = revision.expect("a revision field");
     assert_eq!(revision["commit"].as_str(), head.as_deref(), "{revision}");
     assert_eq!(revision["dirty"].is_boolean(), head.is_some(), "{revision}");

@@ -30,13 +30,9 @@ pub fn emit() {
     for path in &sources {
         watch(&root.join(path));
     }
-    let Some(commit) = git(&root, &["rev-parse", "HEAD"]) else {
+    let Some(commit) = head_commit(&root) else {
         return;
     };
-    let commit = String::from_utf8_lossy(&commit).trim().to_string();
-    if commit.len() < 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return;
-    }
     // The files a commit, checkout or reset rewrites.
     for name in ["HEAD", "logs/HEAD", "packed-refs"] {
         watch_git_path(&root, name);
@@ -58,6 +54,15 @@ pub fn emit() {
     let dirty = crate::status::status_is_dirty(&status);
     println!("cargo:rustc-env=HF_SOURCE_COMMIT={commit}");
     println!("cargo:rustc-env=HF_SOURCE_DIRTY={}", u8::from(dirty));
+}
+
+/// The full commit of `HEAD` of the checkout holding `dir`, or `None`
+/// outside one or without `git` (also what tests compare a recorded
+/// revision with).
+pub fn head_commit(dir: &Path) -> Option<String> {
+    let commit = git(dir, &["rev-parse", "HEAD"])?;
+    let commit = String::from_utf8_lossy(&commit).trim().to_string();
+    (commit.len() >= 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())).then_some(commit)
 }
 
 fn is_workspace_root(dir: &Path) -> bool {

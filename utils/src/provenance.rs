@@ -83,12 +83,8 @@ mod tests {
     /// exported tree without git gives `None`.
     #[test]
     fn the_recorded_revision_is_the_checkouts_head_at_build_time() {
-        let head = std::process::Command::new("git")
-            .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+        let head =
+            source_revision::build::head_commit(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
         let recorded = super::source_revision();
         assert_eq!(recorded.as_ref().map(|r| r.commit.clone()), head);
         if let Some(r) = recorded {

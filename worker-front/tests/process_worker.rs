@@ -53,12 +53,8 @@ async fn every_function_runs_once_time_scaled_and_returns_200() {
     assert_eq!(h["Worker"]["Calls"], 31, "{h}");
     // Its code: version and the commit of the checkout it was built from.
     assert_eq!(h["Version"], env!("CARGO_PKG_VERSION"), "{h}");
-    let head = std::process::Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+    let head =
+        source_revision::build::head_commit(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
     assert_eq!(h["Revision"]["Commit"].as_str(), head.as_deref(), "{h}");
     w.stop().await;
 }
