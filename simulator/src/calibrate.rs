@@ -455,15 +455,13 @@ impl WorkerFigures {
             build: v["Version"].as_str().map(|version| {
                 let revision = &v["Revision"];
                 match revision["Commit"].as_str() {
-                    Some(commit) => format!(
-                        "worker-front {version} (git {}{})",
-                        commit.get(..12).unwrap_or(commit),
-                        if revision["Dirty"] == true {
-                            "-dirty"
-                        } else {
-                            ""
-                        }
-                    ),
+                    Some(commit) => {
+                        let git = protocol::sidecar::GitRevision {
+                            commit: commit.to_string(),
+                            dirty: revision["Dirty"] == true,
+                        };
+                        format!("worker-front {version} (git {git})")
+                    }
                     None => format!("worker-front {version}"),
                 }
             }),

@@ -1262,11 +1262,10 @@ pub(crate) fn on_profile_and_range(
 ) -> (String, String) {
     let on_profile = runs.iter().find(|r| r.variant == 0).and_then(|r| value(r));
     let values: Vec<f64> = runs.iter().filter_map(|r| value(r)).collect();
-    let range = utils::stats::Estimate::of(&values).map_or_else(
-        || "-".to_string(),
-        |e| format!("{}-{}", show(e.min), show(e.max)),
-    );
-    (on_profile.map_or_else(|| "-".to_string(), show), range)
+    (
+        on_profile.map_or_else(|| "-".to_string(), show),
+        utils::stats::range_text(&values, show),
+    )
 }
 
 impl ProfileVariants {

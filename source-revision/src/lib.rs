@@ -41,13 +41,6 @@ impl Revision {
     }
 }
 
-impl std::fmt::Display for Revision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let short = self.commit.get(..12).unwrap_or(self.commit);
-        write!(f, "{short}{}", if self.dirty { "-dirty" } else { "" })
-    }
-}
-
 /// The revision the calling crate's build script read
 /// ([`build::emit`]), as an `Option<`[`Revision`]`>`. A macro, so that it
 /// reads the caller's build-time variables, not this crate's.

@@ -126,6 +126,15 @@ impl Estimate {
     }
 }
 
+/// `low-high` of the finite `values`, each written by `show`; `-` if none
+/// is finite (a figure's range over runs, as reports print it).
+pub fn range_text(values: &[f64], show: impl Fn(f64) -> String) -> String {
+    Estimate::of(values).map_or_else(
+        || "-".to_string(),
+        |e| format!("{}-{}", show(e.min), show(e.max)),
+    )
+}
+
 /// Ranks `(low, high)` (1-based, in `1..=n`) of the order statistics of
 /// `n` values that bound their distribution's `q`-quantile with at least
 /// 95 % confidence: P(x_(low) <= the quantile <= x_(high)) >= 0.95 for any
@@ -313,6 +322,14 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn a_range_is_of_the_finite_values() {
+        let one = |x: f64| format!("{x:.1}");
+        assert_eq!(range_text(&[2.0, f64::NAN, 0.5, 1.25], one), "0.5-2.0");
+        assert_eq!(range_text(&[f64::INFINITY], one), "-");
+        assert_eq!(range_text(&[], one), "-");
     }
 
     #[test]

@@ -200,11 +200,7 @@ fn range_over(
     decimals: usize,
 ) -> String {
     let values: Vec<f64> = variants.iter().map(|v| figure(v)).collect();
-    // The finite ones.
-    Estimate::of(&values).map_or_else(
-        || "-".to_string(),
-        |e| format!("{:.decimals$}-{:.decimals$}", e.min, e.max),
-    )
+    utils::stats::range_text(&values, |x| format!("{x:.decimals$}"))
 }
 
 pub fn run(ctx: &Context) -> anyhow::Result<()> {
